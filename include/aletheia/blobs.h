@@ -1,0 +1,37 @@
+/* aletheia: blob stores (local folder; later S3 and GCS) behind one versioned table.
+ * Blobs are content-addressed: object "<prefix>/<first two hex digits>/<xxh3-128 hex>",
+ * created only if absent, never overwritten. */
+#ifndef ALETHEIA_BLOBS_H
+#define ALETHEIA_BLOBS_H
+
+#include <stdint.h>
+#include <sys/types.h>
+#include "common.h"
+
+#define AL_BLOBS_BACKEND_VERSION 1
+
+typedef struct al_blobs_backend al_blobs_backend;
+struct al_blobs_backend {
+	unsigned version;    /* AL_BLOBS_BACKEND_VERSION */
+	const char *name;    /* "file", "s3", "gs" */
+	/* Stores the file at src_path under hash unless present. 0 also when it already existed. */
+	int (*put)(al_blobs_backend *b, const char *hash, const char *src_path, uint64_t size);
+	/* Copies bytes [offset, offset+len) of the blob into dst_fd at dst_offset. */
+	int (*fetch)(al_blobs_backend *b, const char *hash, uint64_t offset, uint64_t len,
+		int dst_fd, uint64_t dst_offset);
+	/* *out = 1 when the blob exists. */
+	int (*exists)(int *out, al_blobs_backend *b, const char *hash);
+	/* A local file holding the blob, to be read directly with no second copy (file:// only);
+	 * AL_ENOTFOUND for remote stores or a missing blob. Caller frees. */
+	int (*local_path)(char **out, al_blobs_backend *b, const char *hash);
+	/* The blob's URI as recorded in documents ("file:///d/ab/ab12…", "s3://b/p/ab/ab12…"). */
+	char *(*uri)(al_blobs_backend *b, const char *hash);
+	void (*free)(al_blobs_backend *b);
+};
+
+/* "file:///DIR" (created if missing). */
+int al_blobs_open(al_blobs_backend **out, const char *uri);
+int al_blobs_file_new(al_blobs_backend **out, const char *dir);
+void al_blobs_free(al_blobs_backend *b);
+
+#endif

@@ -1,0 +1,29 @@
+/* aletheia: the local write-ahead journal. Records are appended with one write() each, so an
+ * acknowledged write survives kill -9; al_journal_sync makes them survive a power cut. */
+#ifndef ALETHEIA_JOURNAL_H
+#define ALETHEIA_JOURNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "common.h"
+
+typedef struct al_journal al_journal;
+
+/* Opens (creating) the journal folder; appends go to the newest generation file. */
+int al_journal_open(al_journal **out, const char *dir);
+/* Appends one record atomically (length + checksum framing). Thread-safe. */
+int al_journal_append(al_journal *j, const void *rec, size_t len);
+int al_journal_sync(al_journal *j);
+/* Starts a new generation file; *sealed gets the generation just closed. Records appended
+ * before the call are in generations <= *sealed. */
+int al_journal_rotate(uint64_t *sealed, al_journal *j);
+/* Deletes generation files <= gen (their records are safely in the backend). */
+int al_journal_drop(al_journal *j, uint64_t gen);
+/* Calls cb for every intact record of every generation, oldest first. A torn or corrupt tail
+ * (a crash mid-append) is cut off. A non-zero cb return stops and is returned. */
+typedef int (*al_journal_cb)(void *ctx, const void *rec, size_t len);
+int al_journal_replay(al_journal *j, al_journal_cb cb, void *ctx);
+uint64_t al_journal_bytes(al_journal *j);   /* bytes in all generation files */
+void al_journal_free(al_journal *j);
+
+#endif

@@ -1,0 +1,84 @@
+/* aletheia: the metastore. Documents live under slash-separated paths exactly as in Firestore
+ * ("projects/p/experiments/e/runs/1"); backends (SQLite, Firestore) implement the vtable below. */
+#ifndef ALETHEIA_STORE_H
+#define ALETHEIA_STORE_H
+
+#include <cjson/cJSON.h>
+#include <stdint.h>
+#include <stddef.h>
+#include "common.h"
+
+typedef struct al_doc {
+	char *path;      /* full document path, e.g. "projects/p/datasets/d" */
+	cJSON *fields;   /* object of typed values (value.h); owned */
+	int64_t create_us;
+	int64_t update_us;
+} al_doc;
+
+typedef struct al_doc_list {
+	al_doc **docs;   /* ordered by document id (byte order) */
+	size_t count;
+} al_doc_list;
+
+void al_doc_free(al_doc *doc);
+void al_doc_list_free(al_doc_list *list);
+/* The last segment of a document path (its id). Borrowed pointer into path. */
+const char *al_doc_id(const char *path);
+
+typedef enum {
+	AL_WRITE_SET = 0,     /* replace the whole document with fields */
+	AL_WRITE_UPDATE,      /* merge: set each top-level field of fields, keep others; creates */
+	AL_WRITE_DELETE,      /* delete the document (its sub-collections are untouched) */
+} al_write_op;
+
+typedef enum {
+	AL_PRE_NONE = 0,
+	AL_PRE_EXISTS,        /* fail with AL_ENOTFOUND if the document is missing */
+	AL_PRE_MISSING,       /* fail with AL_EEXISTS if the document exists (create-only) */
+} al_precondition;
+
+typedef struct al_write {
+	al_write_op op;
+	const char *path;
+	const cJSON *fields;  /* borrowed; NULL for DELETE */
+	al_precondition pre;
+} al_write;
+
+#define AL_STORE_BACKEND_VERSION 1
+
+typedef struct al_store_backend al_store_backend;
+struct al_store_backend {
+	unsigned version;     /* AL_STORE_BACKEND_VERSION */
+	const char *name;     /* "sqlite", "firestore" */
+	/* AL_ENOTFOUND when the document does not exist. */
+	int (*get)(al_doc **out, al_store_backend *b, const char *path);
+	/* Documents directly in collection, ordered by id; ids in [id_from, id_to) when given
+	 * (either may be NULL). An empty or missing collection is an empty list, not an error. */
+	int (*list)(al_doc_list **out, al_store_backend *b, const char *collection,
+		const char *id_from, const char *id_to);
+	/* Ids of the sub-collections under a document that hold at least one document. */
+	int (*list_collections)(char ***out, size_t *count, al_store_backend *b, const char *doc_path);
+	/* All writes or none. A failed precondition gives AL_EEXISTS / AL_ENOTFOUND and writes nothing. */
+	int (*commit)(al_store_backend *b, const al_write *writes, size_t count);
+	/* Text for .aletheia/status (one "key: value" per line), caller frees. May be NULL. */
+	char *(*describe)(al_store_backend *b);
+	void (*free)(al_store_backend *b);
+};
+
+/* Opens a backend from a URI: "local:DIR" (SQLite in DIR/meta.db). */
+int al_store_open(al_store_backend **out, const char *uri);
+int al_store_sqlite_new(al_store_backend **out, const char *dir);
+
+/* Convenience wrappers: one call through the table. */
+int al_store_get(al_doc **out, al_store_backend *b, const char *path);
+int al_store_list(al_doc_list **out, al_store_backend *b, const char *collection,
+	const char *id_from, const char *id_to);
+int al_store_commit(al_store_backend *b, const al_write *writes, size_t count);
+void al_store_free(al_store_backend *b);
+void al_strings_free(char **strings, size_t count);
+
+/* Encoding of a file path or metric name as one document id: '%' → "%25", '/' → "%2F". */
+char *al_id_encode(const char *path);
+char *al_id_decode(const char *id);
+
+#endif

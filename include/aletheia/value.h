@@ -1,0 +1,54 @@
+/* aletheia: Firestore's typed values (the one document model), as cJSON objects.
+ * A value is {"integerValue":"3"}, {"doubleValue":0.5}, {"stringValue":"x"}, {"booleanValue":true},
+ * {"nullValue":null}, {"timestampValue":"2026-01-02T03:04:05.123456Z"},
+ * {"mapValue":{"fields":{...}}}, {"arrayValue":{"values":[...]}}.
+ * A document's "fields" is a cJSON object of such values. */
+#ifndef ALETHEIA_VALUE_H
+#define ALETHEIA_VALUE_H
+
+#include <cjson/cJSON.h>
+#include <stdint.h>
+#include "common.h"
+
+/* Constructors: return a new cJSON value (NULL only on out of memory). */
+cJSON *al_value_int(int64_t v);
+cJSON *al_value_double(double v);         /* NaN/±Inf as "NaN", "Infinity", "-Infinity" */
+cJSON *al_value_string(const char *s);
+cJSON *al_value_bool(int v);
+cJSON *al_value_null(void);
+cJSON *al_value_time(int64_t us);         /* microseconds since epoch → timestampValue */
+cJSON *al_value_map(cJSON *fields);       /* takes ownership of fields (an object of values) */
+cJSON *al_value_array(cJSON *values);     /* takes ownership of values (a cJSON array of values) */
+
+/* Readers. Return 0, or AL_EINVAL when v is not of that type. */
+int al_value_get_int(int64_t *out, const cJSON *v);
+int al_value_get_double(double *out, const cJSON *v); /* also accepts integerValue */
+int al_value_get_bool(int *out, const cJSON *v);
+int al_value_get_time(int64_t *out, const cJSON *v);
+const char *al_value_get_string(const cJSON *v);     /* borrowed; NULL if not a string */
+const cJSON *al_value_get_map(const cJSON *v);        /* the "fields" object; borrowed */
+const cJSON *al_value_get_array(const cJSON *v);      /* the "values" array; borrowed (may be empty) */
+
+/* Field helpers on a "fields" object. Getters return AL_ENOTFOUND when absent, AL_EINVAL when
+ * of another type. */
+int al_fields_get_int(int64_t *out, const cJSON *fields, const char *name);
+int al_fields_get_double(double *out, const cJSON *fields, const char *name);
+int al_fields_get_bool(int *out, const cJSON *fields, const char *name);
+int al_fields_get_time(int64_t *out, const cJSON *fields, const char *name);
+const char *al_fields_get_string(const cJSON *fields, const char *name); /* NULL if absent */
+const cJSON *al_fields_get(const cJSON *fields, const char *name);       /* raw value or NULL */
+/* Replaces (or adds) a field; takes ownership of value. */
+void al_fields_set(cJSON *fields, const char *name, cJSON *value);
+
+/* Plain JSON ↔ typed values. Numbers that are integral and within ±2^53 become integerValue.
+ * Timestamps become RFC 3339 strings when converted back to plain JSON. */
+cJSON *al_value_from_json(const cJSON *plain);
+cJSON *al_value_to_json(const cJSON *typed);
+
+/* RFC 3339 UTC: "2026-11-27T20:09:50.123456Z" (digits = 6) or "...50.123Z" (digits = 3), or
+ * no fraction (digits = 0). Writes at most 40 bytes including the NUL; returns buf. */
+char *al_time_format(char *buf, int64_t us, int digits);
+/* Parses RFC 3339 (any fraction length, 'Z' or ±hh:mm offset). */
+int al_time_parse(int64_t *out, const char *s);
+
+#endif
