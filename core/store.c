@@ -1,1 +1,149 @@
-/* placeholder: being written */
+/* aletheia: the backend-independent part of the metastore: opening a store from a URI, the
+ * wrappers around the backend table, documents and lists, and document-id encoding. */
+#include <stdlib.h>
+#include <string.h>
+#include "aletheia/store.h"
+
+int al_store_open(al_store_backend **out, const char *uri)
+{
+	*out = NULL;
+	if (!uri)
+		return al_error_set(AL_EINVAL, "missing store URI: expected local:DIR");
+	if (strncmp(uri, "local:", 6) == 0) {
+		if (!uri[6])
+			return al_error_set(AL_EINVAL, "store URI '%s' names no directory: "
+				"expected local:DIR", uri);
+		return al_store_sqlite_new(out, uri + 6);
+	}
+	if (strncmp(uri, "firestore:", 10) == 0)
+		return al_error_set(AL_EINVAL, "store URI '%s': firestore backend not built yet; "
+			"use local:DIR", uri);
+	return al_error_set(AL_EINVAL, "unknown store URI '%s': expected local:DIR "
+		"(SQLite in DIR/meta.db) or firestore:PROJECT_ID", uri);
+}
+
+int al_store_get(al_doc **out, al_store_backend *b, const char *path)
+{
+	return b->get(out, b, path);
+}
+
+int al_store_list(al_doc_list **out, al_store_backend *b, const char *collection,
+	const char *id_from, const char *id_to)
+{
+	return b->list(out, b, collection, id_from, id_to);
+}
+
+int al_store_list_collections(char ***out, size_t *count, al_store_backend *b,
+	const char *doc_path)
+{
+	return b->list_collections(out, count, b, doc_path);
+}
+
+int al_store_commit(al_store_backend *b, const al_write *writes, size_t count)
+{
+	return b->commit(b, writes, count);
+}
+
+char *al_store_describe(al_store_backend *b)
+{
+	return b->describe ? b->describe(b) : NULL;
+}
+
+void al_store_free(al_store_backend *b)
+{
+	if (b)
+		b->free(b);
+}
+
+void al_doc_free(al_doc *doc)
+{
+	if (!doc)
+		return;
+	free(doc->path);
+	cJSON_Delete(doc->fields);
+	free(doc);
+}
+
+void al_doc_list_free(al_doc_list *list)
+{
+	if (!list)
+		return;
+	for (size_t i = 0; i < list->count; i++)
+		al_doc_free(list->docs[i]);
+	free(list->docs);
+	free(list);
+}
+
+const char *al_doc_id(const char *path)
+{
+	const char *slash;
+	if (!path)
+		return NULL;
+	slash = strrchr(path, '/');
+	return slash ? slash + 1 : path;
+}
+
+void al_strings_free(char **strings, size_t count)
+{
+	if (!strings)
+		return;
+	for (size_t i = 0; i < count; i++)
+		free(strings[i]);
+	free(strings);
+}
+
+char *al_id_encode(const char *path)
+{
+	size_t n = 0;
+	char *out, *o;
+	if (!path)
+		return NULL;
+	for (const char *p = path; *p; p++)
+		n += (*p == '%' || *p == '/') ? 3 : 1;
+	out = malloc(n + 1);
+	if (!out)
+		return NULL;
+	o = out;
+	for (const char *p = path; *p; p++) {
+		if (*p == '%') {
+			memcpy(o, "%25", 3);
+			o += 3;
+		} else if (*p == '/') {
+			memcpy(o, "%2F", 3);
+			o += 3;
+		} else {
+			*o++ = *p;
+		}
+	}
+	*o = '\0';
+	return out;
+}
+
+/* Only the two escapes al_id_encode writes are valid, so decoding is the exact inverse and two
+ * different ids never name the same file. */
+char *al_id_decode(const char *id)
+{
+	char *out, *o;
+	if (!id)
+		return NULL;
+	out = malloc(strlen(id) + 1);
+	if (!out)
+		return NULL;
+	o = out;
+	for (const char *p = id; *p; p++) {
+		if (*p == '%' && p[1] == '2' && p[2] == '5') {
+			*o++ = '%';
+			p += 2;
+		} else if (*p == '%' && p[1] == '2' && p[2] == 'F') {
+			*o++ = '/';
+			p += 2;
+		} else if (*p == '%' || *p == '/') {
+			free(out);
+			return NULL;
+		} else {
+			*o++ = *p;
+		}
+	}
+	*o = '\0';
+	return out;
+}

@@ -74,6 +74,11 @@ int al_store_get(al_doc **out, al_store_backend *b, const char *path);
 int al_store_list(al_doc_list **out, al_store_backend *b, const char *collection,
 	const char *id_from, const char *id_to);
 int al_store_commit(al_store_backend *b, const al_write *writes, size_t count);
+/* Added by the store module: the same one-call wrappers for list_collections and describe
+ * (describe gives NULL when the backend has none). */
+int al_store_list_collections(char ***out, size_t *count, al_store_backend *b,
+	const char *doc_path);
+char *al_store_describe(al_store_backend *b);
 void al_store_free(al_store_backend *b);
 void al_strings_free(char **strings, size_t count);
 
