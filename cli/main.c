@@ -1,1 +1,138 @@
-/* placeholder: being written */
+/* aletheia: the command line's entry point: subcommand dispatch, usage text and shared helpers. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "config.h"
+#include "cli/cli.h"
+
+static const struct {
+	const char *name;
+	const char *line;
+} usage_lines[] = {
+	{"mount", "aletheia mount [MOUNTPOINT] [--store URI] [--blobs URI] [--cache-dir DIR] [--cache-size SIZE]\n"
+	          "               [--foreground] [--allow-delete] [-o FUSE_OPTION]..."},
+	{"umount", "aletheia umount [MOUNTPOINT]"},
+	{"new-run", "aletheia new-run PROJECT/EXPERIMENT [--mount MOUNTPOINT]"},
+	{"run", "aletheia run --exper PROJECT/EXPERIMENT [--fold N] [--model M] [--param KEY=VALUE]...\n"
+	        "             [--require-clean] [--mount MOUNTPOINT] -- COMMAND [ARGS...]"},
+	{"status", "aletheia status [MOUNTPOINT]"},
+	{"help", "aletheia --help | --version"},
+};
+
+static const char help_text[] =
+	"aletheia: an ML experiment tracker that is a filesystem.\n"
+	"\n"
+	"Commands:\n"
+	"  mount     mount the tracker (runs in the background unless --foreground)\n"
+	"  umount    wait for pending writes to reach the backend, then unmount\n"
+	"  new-run   create the next run of an experiment and print its absolute path\n"
+	"  run       run a command as a new run, capturing its console output into output.log\n"
+	"  status    print the mount's .aletheia/status\n"
+	"\n"
+	"Options of mount:\n"
+	"  --store URI          metadata store: local:DIR (SQLite; default $XDG_DATA_HOME/aletheia)\n"
+	"                       or firestore:PROJECT_ID\n"
+	"  --blobs URI          blob store: file:///DIR (default: beside the local store),\n"
+	"                       s3://BUCKET[/PREFIX] or gs://BUCKET[/PREFIX]\n"
+	"  --cache-dir DIR      local blob cache (default $XDG_CACHE_HOME/aletheia)\n"
+	"  --cache-size SIZE    cache size limit, e.g. 10G\n"
+	"  --foreground         stay in the foreground until unmounted\n"
+	"  --allow-delete       allow rm and rmdir of tracked things\n"
+	"  -o FUSE_OPTION       pass an option to FUSE (repeatable)\n"
+	"\n"
+	"Options of run:\n"
+	"  --exper P/E          project and experiment of the new run (required)\n"
+	"  --fold N             the run's fold (an integer)\n"
+	"  --model M            the run's model name\n"
+	"  --param KEY=VALUE    a hyperparameter, written to params/KEY (repeatable; KEY may contain '/')\n"
+	"  --require-clean      refuse to run when the git working tree has uncommitted changes\n"
+	"  --mount MOUNTPOINT   the mount to use (also for new-run)\n"
+	"\n"
+	"MOUNTPOINT defaults to $ALETHEIA_MOUNT, else /mnt/aletheia.\n"
+	"The command's exit status is run's exit status (128+N when killed by signal N).\n";
+
+static void print_usage(FILE *f)
+{
+	fputs("usage:\n", f);
+	for (size_t k = 0; k < sizeof(usage_lines) / sizeof(usage_lines[0]); k++)
+		fprintf(f, "  %s\n", usage_lines[k].line);
+}
+
+int al_cli_usage(const char *cmd)
+{
+	for (size_t k = 0; cmd && k < sizeof(usage_lines) / sizeof(usage_lines[0]); k++) {
+		if (strcmp(usage_lines[k].name, cmd) == 0) {
+			fprintf(stderr, "usage: %s\n", usage_lines[k].line);
+			return 2;
+		}
+	}
+	print_usage(stderr);
+	return 2;
+}
+
+const char *al_cli_default_mount(void)
+{
+	const char *env = getenv("ALETHEIA_MOUNT");
+	return env && *env ? env : "/mnt/aletheia";
+}
+
+void al_cli_fail(const char *fmt, ...)
+{
+	va_list ap;
+	fflush(stdout);
+	fputs("aletheia: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+int al_cli_option(const char *name, int argc, char **argv, int *i, const char **value)
+{
+	const char *arg = argv[*i];
+	size_t n = strlen(name);
+	if (strncmp(arg, name, n) != 0)
+		return 0;
+	if (arg[n] == '=') {
+		*value = arg + n + 1;
+		return 1;
+	}
+	if (arg[n] != '\0')
+		return 0;
+	if (*i + 1 >= argc) {
+		al_cli_fail("option %s needs a value", name);
+		return -1;
+	}
+	*value = argv[++*i];
+	return 1;
+}
+
+int main(int argc, char **argv)
+{
+	const char *cmd = argc > 1 ? argv[1] : NULL;
+	if (!cmd)
+		return al_cli_usage(NULL);
+	if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
+		print_usage(stdout);
+		fputc('\n', stdout);
+		fputs(help_text, stdout);
+		return 0;
+	}
+	if (strcmp(cmd, "--version") == 0) {
+		printf("aletheia %s\n", AL_VERSION);
+		return 0;
+	}
+	if (strcmp(cmd, "mount") == 0)
+		return al_cli_mount(argc - 1, argv + 1);
+	if (strcmp(cmd, "umount") == 0)
+		return al_cli_umount(argc - 1, argv + 1);
+	if (strcmp(cmd, "new-run") == 0)
+		return al_cli_new_run(argc - 1, argv + 1);
+	if (strcmp(cmd, "run") == 0)
+		return al_cli_run(argc - 1, argv + 1);
+	if (strcmp(cmd, "status") == 0)
+		return al_cli_status(argc - 1, argv + 1);
+	al_cli_fail("unknown command '%s'; see aletheia --help", cmd);
+	return al_cli_usage(NULL);
+}

@@ -1,1 +1,423 @@
-/* placeholder: being written */
+/* aletheia: `aletheia run`: creates a run, runs a command in it, tees the command's console output
+ * into output.log, forwards SIGINT/SIGTERM and records how the command ended in status. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include "aletheia/common.h"
+#include "aletheia/git.h"
+#include "cli/cli.h"
+
+#define MAX_PARAMS 256
+
+static volatile sig_atomic_t child_pid;
+
+/* A terminal's Ctrl-C (si_code SI_KERNEL) already reached the child, which shares our process
+ * group; forwarding it too would interrupt the child twice. kill(1) and the like are forwarded. */
+static void forward_signal(int sig, siginfo_t *info, void *context)
+{
+	(void)context;
+	if (child_pid > 0 && info->si_code != SI_KERNEL)
+		kill((pid_t)child_pid, sig);
+}
+
+static int valid_param_key(const char *key)
+{
+	const char *p = key;
+	if (!*key || *key == '/')
+		return 0;
+	while (*p) {
+		const char *end = strchrnul(p, '/');
+		size_t n = (size_t)(end - p);
+		if (n == 0 || (n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.'))
+			return 0;
+		if (!*end)
+			break;
+		p = end + 1;
+		if (!*p)
+			return 0;
+	}
+	return 1;
+}
+
+static int valid_integer(const char *s)
+{
+	char *end;
+	if (!*s)
+		return 0;
+	errno = 0;
+	(void)strtoll(s, &end, 10);
+	return !*end && !errno;
+}
+
+/* The top of the repository enclosing cwd, for the message; cwd itself if none is found. */
+static void repo_top(char *out, size_t size, const char *cwd)
+{
+	char path[PATH_MAX];
+	snprintf(out, size, "%s", cwd);
+	snprintf(path, sizeof(path), "%s", cwd);
+	for (;;) {
+		char probe[PATH_MAX + 8];
+		char *slash;
+		snprintf(probe, sizeof(probe), "%s/.git", path);
+		if (access(probe, F_OK) == 0) {
+			snprintf(out, size, "%s", *path ? path : "/");
+			return;
+		}
+		slash = strrchr(path, '/');
+		if (!slash || !*path)
+			return;
+		*slash = '\0';
+	}
+}
+
+/* 0 when the working directory is clean or not in a repository; else prints why and returns 1. */
+static int check_clean(void)
+{
+	char cwd[PATH_MAX], top[PATH_MAX];
+	al_git_state *state = NULL;
+	int rc;
+	if (!getcwd(cwd, sizeof(cwd))) {
+		al_cli_fail("cannot read the working directory: %s; cd into your repository", strerror(errno));
+		return 1;
+	}
+	rc = al_git_capture(&state, cwd);
+	if (rc == AL_ENOTFOUND)
+		return 0;
+	if (rc < 0) {
+		al_cli_fail("cannot read the git state of %s: %s; fix the repository or drop --require-clean",
+			cwd, al_error_last());
+		return 1;
+	}
+	rc = state->dirty ? 1 : 0;
+	al_git_state_free(state);
+	if (rc) {
+		repo_top(top, sizeof(top), cwd);
+		al_cli_fail("working tree of %s is dirty; commit or stash, or drop --require-clean", top);
+	}
+	return rc;
+}
+
+/* Writes fold, model and params/KEY files into the new run. */
+static int write_settings(const char *run, const char *fold, const char *model, const char **params,
+	int nparams)
+{
+	char *path = NULL;
+	int rc = 0;
+	if (fold) {
+		if (asprintf(&path, "%s/fold", run) < 0)
+			goto nomem;
+		if ((rc = al_cli_write_file(path, fold)) < 0)
+			goto cleanup;
+		free(path);
+		path = NULL;
+	}
+	if (model) {
+		if (asprintf(&path, "%s/model", run) < 0)
+			goto nomem;
+		if ((rc = al_cli_write_file(path, model)) < 0)
+			goto cleanup;
+		free(path);
+		path = NULL;
+	}
+	if (nparams > 0) {
+		if (asprintf(&path, "%s/params", run) < 0)
+			goto nomem;
+		if ((rc = al_cli_ensure_dir(path)) < 0)
+			goto cleanup;
+		free(path);
+		path = NULL;
+	}
+	for (int k = 0; k < nparams; k++) {
+		const char *eq = strchr(params[k], '=');
+		size_t base;
+		if (asprintf(&path, "%s/params/%.*s", run, (int)(eq - params[k]), params[k]) < 0)
+			goto nomem;
+		/* KEY a/b/c: create params/a and params/a/b first. */
+		base = strlen(run) + strlen("/params/");
+		for (char *s = path + base; (s = strchr(s, '/')) != NULL; s++) {
+			*s = '\0';
+			rc = al_cli_ensure_dir(path);
+			*s = '/';
+			if (rc < 0)
+				goto cleanup;
+		}
+		if ((rc = al_cli_write_file(path, eq + 1)) < 0)
+			goto cleanup;
+		free(path);
+		path = NULL;
+	}
+	goto cleanup;
+nomem:
+	al_cli_fail("out of memory");
+	rc = AL_ENOMEM;
+cleanup:
+	free(path);
+	return rc;
+}
+
+/* Writes all of buf to fd; -1 with errno on failure. */
+static int write_all(int fd, const char *buf, size_t len)
+{
+	while (len > 0) {
+		ssize_t n = write(fd, buf, len);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		buf += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* Reads the child's stdout and stderr pipes until both close (or, once the child has exited,
+ * until they fall quiet: a background grandchild may hold them open), copying each to output.log
+ * and to the matching console stream. Returns the child's wait status. */
+static int tee_and_wait(pid_t pid, int out_fd, int err_fd, int log_fd, const char *log_path)
+{
+	struct pollfd pfd[2] = {{.fd = out_fd, .events = POLLIN}, {.fd = err_fd, .events = POLLIN}};
+	const int console[2] = {STDOUT_FILENO, STDERR_FILENO};
+	int console_ok[2] = {1, 1}, log_ok = 1, open_fds = 2, exited = 0, status = 0;
+	char buf[65536];
+
+	while (open_fds > 0) {
+		int n = poll(pfd, 2, exited ? 200 : 500);
+		if (n < 0 && errno != EINTR)
+			break;
+		if (n == 0 && exited)
+			break;
+		for (int k = 0; n > 0 && k < 2; k++) {
+			ssize_t got;
+			if (pfd[k].fd < 0 || !(pfd[k].revents & (POLLIN | POLLHUP | POLLERR)))
+				continue;
+			got = read(pfd[k].fd, buf, sizeof(buf));
+			if (got < 0 && (errno == EINTR || errno == EAGAIN))
+				continue;
+			if (got <= 0) {
+				close(pfd[k].fd);
+				pfd[k].fd = -1;
+				open_fds--;
+				continue;
+			}
+			if (log_ok && write_all(log_fd, buf, (size_t)got) < 0) {
+				log_ok = 0;
+				al_cli_fail("cannot write %s: %s; the command goes on, its output is no "
+					"longer captured", log_path, strerror(errno));
+			}
+			/* A closed console (e.g. `| head`) must not stop the command or the log. */
+			if (console_ok[k] && write_all(console[k], buf, (size_t)got) < 0)
+				console_ok[k] = 0;
+		}
+		if (!exited && waitpid(pid, &status, WNOHANG) == pid)
+			exited = 1;
+	}
+	for (int k = 0; k < 2; k++)
+		if (pfd[k].fd >= 0)
+			close(pfd[k].fd);
+	while (!exited) {
+		if (waitpid(pid, &status, 0) == pid)
+			exited = 1;
+		else if (errno != EINTR)
+			break;
+	}
+	return status;
+}
+
+/* Forks and execs argv with stdout/stderr on pipes; returns its wait status, or -1 when it
+ * could not be started (already reported). */
+static int spawn(char **argv, int log_fd, const char *log_path)
+{
+	struct sigaction sa = {0}, old_int, old_term, ign = {0}, old_pipe;
+	sigset_t block, old_mask;
+	int out[2] = {-1, -1}, err[2] = {-1, -1}, status = -1;
+	pid_t pid;
+
+	if (pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0) {
+		al_cli_fail("cannot create a pipe: %s; close some files and retry", strerror(errno));
+		goto cleanup;
+	}
+	sa.sa_sigaction = forward_signal;
+	sa.sa_flags = SA_SIGINFO | SA_RESTART;
+	sigemptyset(&sa.sa_mask);
+	ign.sa_handler = SIG_IGN;
+	sigemptyset(&ign.sa_mask);
+	sigaction(SIGINT, &sa, &old_int);
+	sigaction(SIGTERM, &sa, &old_term);
+	sigaction(SIGPIPE, &ign, &old_pipe);
+	/* Blocked across fork so a signal arriving meanwhile is forwarded once child_pid is set. */
+	sigemptyset(&block);
+	sigaddset(&block, SIGINT);
+	sigaddset(&block, SIGTERM);
+	sigprocmask(SIG_BLOCK, &block, &old_mask);
+	fflush(NULL);
+	pid = fork();
+	if (pid == 0) {
+		sigaction(SIGINT, &old_int, NULL);
+		sigaction(SIGTERM, &old_term, NULL);
+		sigaction(SIGPIPE, &old_pipe, NULL);
+		sigprocmask(SIG_SETMASK, &old_mask, NULL);
+		if (dup2(out[1], STDOUT_FILENO) < 0 || dup2(err[1], STDERR_FILENO) < 0)
+			_exit(127);
+		execvp(argv[0], argv);
+		int e = errno;
+		dprintf(STDERR_FILENO, "aletheia: cannot run %s: %s; check the command name and PATH\n",
+			argv[0], strerror(e));
+		_exit(e == ENOENT ? 127 : 126);
+	}
+	if (pid < 0) {
+		al_cli_fail("cannot start %s: %s; retry when the system has free processes", argv[0],
+			strerror(errno));
+		sigprocmask(SIG_SETMASK, &old_mask, NULL);
+		goto cleanup;
+	}
+	child_pid = pid;
+	sigprocmask(SIG_SETMASK, &old_mask, NULL);
+	close(out[1]);
+	close(err[1]);
+	out[1] = err[1] = -1;
+	status = tee_and_wait(pid, out[0], err[0], log_fd, log_path);
+	out[0] = err[0] = -1;
+	child_pid = 0;
+cleanup:
+	for (int k = 0; k < 2; k++) {
+		if (out[k] >= 0)
+			close(out[k]);
+		if (err[k] >= 0)
+			close(err[k]);
+	}
+	return status;
+}
+
+int al_cli_run(int argc, char **argv)
+{
+	const char *mount = al_cli_default_mount(), *exper = NULL, *fold = NULL, *model = NULL;
+	const char *params[MAX_PARAMS], *value;
+	char **command = NULL;
+	char *run = NULL, *log_path = NULL, *status_path = NULL;
+	char word[64];
+	int nparams = 0, require_clean = 0, log_fd = -1, started = 0, status, code, rc = 1;
+
+	for (int i = 1; i < argc; i++) {
+		int m;
+		if (strcmp(argv[i], "--") == 0) {
+			command = argv + i + 1;
+			break;
+		}
+		if (argv[i][0] != '-') {
+			command = argv + i;
+			break;
+		}
+		if (strcmp(argv[i], "--require-clean") == 0) {
+			require_clean = 1;
+			continue;
+		}
+		if ((m = al_cli_option("--exper", argc, argv, &i, &value)) > 0) {
+			exper = value;
+		} else if (m == 0 && (m = al_cli_option("--fold", argc, argv, &i, &value)) > 0) {
+			fold = value;
+		} else if (m == 0 && (m = al_cli_option("--model", argc, argv, &i, &value)) > 0) {
+			model = value;
+		} else if (m == 0 && (m = al_cli_option("--mount", argc, argv, &i, &value)) > 0) {
+			mount = value;
+		} else if (m == 0 && (m = al_cli_option("--param", argc, argv, &i, &value)) > 0) {
+			const char *eq = strchr(value, '=');
+			char key[PATH_MAX];
+			snprintf(key, sizeof(key), "%.*s", eq ? (int)(eq - value) : 0, value);
+			if (!eq || !valid_param_key(key)) {
+				al_cli_fail("--param '%s' is not KEY=VALUE; write e.g. --param lr=0.001 "
+					"or --param optim/beta1=0.9", value);
+				return 2;
+			}
+			if (nparams == MAX_PARAMS) {
+				al_cli_fail("more than %d --param options; write the rest to "
+					"$ALETHEIA_RUN_DIR/params/ from the command", MAX_PARAMS);
+				return 2;
+			}
+			params[nparams++] = value;
+		} else if (m == 0) {
+			al_cli_fail("unknown option '%s'", argv[i]);
+			return al_cli_usage("run");
+		}
+		if (m < 0)
+			return al_cli_usage("run");
+	}
+	if (!exper || !command || !command[0]) {
+		al_cli_fail("%s", !exper ? "--exper PROJECT/EXPERIMENT is required"
+					 : "no command given; put it after --");
+		return al_cli_usage("run");
+	}
+	if (al_cli_check_exper(exper) < 0) {
+		al_cli_fail("'%s' is not PROJECT/EXPERIMENT; give both names, e.g. mnist/baseline", exper);
+		return 2;
+	}
+	if (fold && !valid_integer(fold)) {
+		al_cli_fail("--fold '%s' is not an integer; give e.g. --fold 0", fold);
+		return 2;
+	}
+	if (require_clean && check_clean() != 0)
+		return 1;
+
+	if (al_cli_create_run(&run, mount, exper) < 0)
+		goto cleanup;
+	if (write_settings(run, fold, model, params, nparams) < 0)
+		goto cleanup;
+	if (asprintf(&log_path, "%s/output.log", run) < 0 ||
+	    asprintf(&status_path, "%s/status", run) < 0) {
+		al_cli_fail("out of memory");
+		goto cleanup;
+	}
+	log_fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (log_fd < 0) {
+		al_cli_fail("cannot write %s: %s; check that the mount is up", log_path, strerror(errno));
+		goto cleanup;
+	}
+	if (setenv("ALETHEIA_RUN_DIR", run, 1) < 0) {
+		al_cli_fail("cannot set ALETHEIA_RUN_DIR: %s", strerror(errno));
+		goto cleanup;
+	}
+	/* Python block-buffers a pipe: unbuffered, its output shows up live and survives a kill. */
+	setenv("PYTHONUNBUFFERED", "1", 0);
+
+	status = spawn(command, log_fd, log_path);
+	started = 1;
+	if (close(log_fd) != 0)
+		al_cli_fail("cannot write %s: %s; the end of the output may be missing", log_path,
+			strerror(errno));
+	log_fd = -1;
+	if (status == -1) {
+		snprintf(word, sizeof(word), "failed 127");
+		code = 127;
+	} else if (WIFSIGNALED(status)) {
+		code = 128 + WTERMSIG(status);
+		snprintf(word, sizeof(word), "killed %d", code);
+	} else {
+		code = WEXITSTATUS(status);
+		snprintf(word, sizeof(word), code == 0 ? "finished %d" : "failed %d", code);
+	}
+	rc = code;
+	if (al_cli_write_file(status_path, word) < 0 && rc == 0)
+		rc = 1;
+cleanup:
+	if (log_fd >= 0)
+		close(log_fd);
+	/* A run created but never started must not stay "running". */
+	if (run && !started) {
+		char *p = NULL;
+		if (asprintf(&p, "%s/status", run) >= 0)
+			al_cli_write_file(p, "failed");
+		free(p);
+	}
+	free(run);
+	free(log_path);
+	free(status_path);
+	return rc;
+}

@@ -1,1 +1,193 @@
-/* placeholder: being written */
+/* aletheia: `aletheia status` (prints MNT/.aletheia/status) and `aletheia umount` (waits for
+ * pending writes, unmounts with fusermount3, waits for the daemon to exit). */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include "aletheia/common.h"
+#include "cli/cli.h"
+
+#define STATUS_MAX 65536
+#define DAEMON_EXIT_WAIT_MS 60000
+
+/* Reads MNT/.aletheia/status into buf (NUL-terminated); 0, or the errno of the failure. */
+static int read_status(char *buf, size_t size, const char *mount)
+{
+	char path[4096];
+	size_t len = 0;
+	int fd;
+	snprintf(path, sizeof(path), "%s/.aletheia/status", mount);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errno;
+	for (;;) {
+		ssize_t n = read(fd, buf + len, size - 1 - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			int err = errno;
+			close(fd);
+			return err;
+		}
+		if (n == 0 || (len += (size_t)n) == size - 1)
+			break;
+	}
+	buf[len] = '\0';
+	close(fd);
+	return 0;
+}
+
+/* The integer after "key: " at the start of a line of text; def when absent. */
+static long long status_field(const char *text, const char *key, long long def)
+{
+	size_t n = strlen(key);
+	const char *line = text;
+	while (line && *line) {
+		if (strncmp(line, key, n) == 0 && line[n] == ':')
+			return strtoll(line + n + 1, NULL, 10);
+		line = strchr(line, '\n');
+		if (line)
+			line++;
+	}
+	return def;
+}
+
+static void sleep_ms(long ms)
+{
+	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+static void not_a_mount(const char *mount, int err)
+{
+	if (err == ENOTCONN)
+		al_cli_fail("%s: the aletheia daemon is gone (%s); run `aletheia umount %s`, then mount "
+			"again", mount, strerror(err), mount);
+	else
+		al_cli_fail("%s is not an aletheia mount (%s); mount it with `aletheia mount %s`", mount,
+			strerror(err), mount);
+}
+
+/* Parses [MOUNTPOINT]; NULL after printing usage. */
+static const char *mount_arg(int argc, char **argv)
+{
+	if (argc > 2 || (argc == 2 && argv[1][0] == '-' && argv[1][1] != '\0')) {
+		al_cli_usage(argv[0]);
+		return NULL;
+	}
+	return argc == 2 ? argv[1] : al_cli_default_mount();
+}
+
+int al_cli_status(int argc, char **argv)
+{
+	char *buf = NULL;
+	const char *mount = mount_arg(argc, argv);
+	int rc = 1, err;
+	if (!mount)
+		return 2;
+	buf = malloc(STATUS_MAX);
+	if (!buf) {
+		al_cli_fail("out of memory");
+		goto cleanup;
+	}
+	if ((err = read_status(buf, STATUS_MAX, mount)) != 0) {
+		not_a_mount(mount, err);
+		goto cleanup;
+	}
+	fputs(buf, stdout);
+	rc = fflush(stdout) == 0 ? 0 : 1;
+cleanup:
+	free(buf);
+	return rc;
+}
+
+/* Runs `fusermount3 -u MOUNT`; 0 when it succeeded. */
+static int fusermount_unmount(const char *mount)
+{
+	int status;
+	pid_t pid;
+	fflush(NULL);
+	pid = fork();
+	if (pid == 0) {
+		execlp("fusermount3", "fusermount3", "-u", mount, (char *)NULL);
+		dprintf(STDERR_FILENO, "aletheia: cannot run fusermount3: %s; install fuse3\n",
+			strerror(errno));
+		_exit(127);
+	}
+	if (pid < 0) {
+		al_cli_fail("cannot start fusermount3: %s; retry", strerror(errno));
+		return -1;
+	}
+	while (waitpid(pid, &status, 0) < 0) {
+		if (errno != EINTR)
+			return -1;
+	}
+	return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
+}
+
+int al_cli_umount(int argc, char **argv)
+{
+	char *buf = NULL;
+	const char *mount = mount_arg(argc, argv);
+	long long pid, pending, shown = -1;
+	int rc = 1, err;
+	if (!mount)
+		return 2;
+	buf = malloc(STATUS_MAX);
+	if (!buf) {
+		al_cli_fail("out of memory");
+		goto cleanup;
+	}
+	err = read_status(buf, STATUS_MAX, mount);
+	if (err == ENOTCONN) {
+		/* The daemon died: nothing to wait for, only the stale mount to remove. */
+		if (fusermount_unmount(mount) != 0) {
+			al_cli_fail("cannot unmount %s; try `fusermount3 -u -z %s`", mount, mount);
+			goto cleanup;
+		}
+		rc = 0;
+		goto cleanup;
+	}
+	if (err != 0) {
+		not_a_mount(mount, err);
+		goto cleanup;
+	}
+	pid = status_field(buf, "pid", 0);
+	/* Pending writes are the daemon's to flush; unmounting before would leave them to the
+	 * next mount, so wait here where the user sees the count. */
+	while ((pending = status_field(buf, "pending_writes", 0)) > 0) {
+		if (pending != shown) {
+			printf("waiting for %lld pending writes\n", pending);
+			fflush(stdout);
+			shown = pending;
+		}
+		sleep_ms(500);
+		if ((err = read_status(buf, STATUS_MAX, mount)) != 0) {
+			not_a_mount(mount, err);
+			goto cleanup;
+		}
+	}
+	if (fusermount_unmount(mount) != 0) {
+		al_cli_fail("cannot unmount %s; close the files and shells using it (see `fuser -m %s`) "
+			"and retry", mount, mount);
+		goto cleanup;
+	}
+	for (int waited = 0; pid > 0 && kill((pid_t)pid, 0) == 0; waited += 100) {
+		if (waited >= DAEMON_EXIT_WAIT_MS) {
+			al_cli_fail("the aletheia daemon (pid %lld) is still running 60 s after unmounting; "
+				"check its log, or kill it", pid);
+			goto cleanup;
+		}
+		sleep_ms(100);
+	}
+	rc = 0;
+cleanup:
+	free(buf);
+	return rc;
+}

@@ -1,0 +1,35 @@
+/* aletheia: the command line's subcommands and the helpers they share (cli/ only; not a public header). */
+#ifndef ALETHEIA_CLI_H
+#define ALETHEIA_CLI_H
+
+/* Subcommands: argv[0] is the subcommand's name; each returns the process exit status
+ * (0 ok, 1 failure, 2 usage error; `run` returns its command's status). */
+int al_cli_mount(int argc, char **argv);    /* defined in fs/mount.c */
+int al_cli_umount(int argc, char **argv);
+int al_cli_new_run(int argc, char **argv);
+int al_cli_run(int argc, char **argv);
+int al_cli_status(int argc, char **argv);
+
+/* $ALETHEIA_MOUNT if set and not empty, else /mnt/aletheia. Borrowed. */
+const char *al_cli_default_mount(void);
+/* Prints "aletheia: <message>\n" on stderr: the cause, then "; " and the fix. */
+void al_cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Prints the usage line of subcommand cmd (NULL: all of them) on stderr; returns 2. */
+int al_cli_usage(const char *cmd);
+/* Matches option name ("--fold") at argv[*i], as "--fold V" or "--fold=V": 1 with *value set and
+ * *i on the last argument used, 0 when argv[*i] is another argument, -1 when the value is missing. */
+int al_cli_option(const char *name, int argc, char **argv, int *i, const char **value);
+
+/* Helpers over the mount (cli/newrun.c). Each prints its own failure and returns a negative
+ * al_error_code. */
+/* mkdir path; an existing folder is fine. */
+int al_cli_ensure_dir(const char *path);
+/* Writes the whole of data to path (created or truncated) and closes it. */
+int al_cli_write_file(const char *path, const char *data);
+/* Splits "PROJECT/EXPERIMENT"; 0 when well formed (both non-empty, exactly one '/'). */
+int al_cli_check_exper(const char *exper);
+/* Creates the next run of exper ("P/E") under mount as described for `new-run`: *out is its
+ * absolute path (free() it). */
+int al_cli_create_run(char **out, const char *mount, const char *exper);
+
+#endif
