@@ -1,0 +1,276 @@
+# aletheia integration tests: helpers shared by the test files (shell runner, mounts, tree dumps).
+import errno
+import hashlib
+import json
+import os
+import pathlib
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+
+BIN = os.environ.get("ALETHEIA_BIN", "")
+PY = "/usr/bin/python3"
+RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
+POINT = re.compile(r"^(-?\d+) (\S+) (\d+\.\d{3})$")
+START_TIMEOUT = 10.0
+
+
+def env_for(m=None, extra=None):
+    env = dict(os.environ)
+    env.pop("ALETHEIA_RUN_DIR", None)
+    if m is not None:
+        env["ALETHEIA_MOUNT"] = str(m.path)
+    if extra:
+        env.update(extra)
+    return env
+
+
+def sh(cmd, m=None, cwd=None, check=True, input=None, timeout=120, env=None):
+    """Runs cmd with bash -c, as a user would; returns the CompletedProcess (text)."""
+    r = subprocess.run(["bash", "-c", cmd], cwd=cwd, input=input, capture_output=True,
+                       text=True, timeout=timeout, env=env_for(m, env))
+    if check:
+        assert r.returncode == 0, f"`{cmd}` exited {r.returncode}\nstdout: {r.stdout}\nstderr: {r.stderr}"
+    return r
+
+
+def cli(*args, m=None, cwd=None, timeout=60, env=None, input=None):
+    """Runs the aletheia binary with args; returns the CompletedProcess (text)."""
+    return subprocess.run([BIN, *map(str, args)], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, env=env_for(m, env), input=input)
+
+
+def try_write(path, data, flags=os.O_WRONLY | os.O_CREAT | os.O_TRUNC):
+    """Opens, writes and closes with raw syscalls; returns the first errno seen (0 if none)."""
+    try:
+        fd = os.open(path, flags, 0o644)
+    except OSError as e:
+        return e.errno
+    err = 0
+    try:
+        if data:
+            os.write(fd, data if isinstance(data, bytes) else data.encode())
+    except OSError as e:
+        err = e.errno
+    try:
+        os.close(fd)
+    except OSError as e:
+        err = err or e.errno
+    return err
+
+
+def errname(e):
+    return errno.errorcode.get(e, str(e)) if e else "success"
+
+
+def read_json(p):
+    return json.loads(pathlib.Path(p).read_text())
+
+
+def sha256(p):
+    h = hashlib.sha256()
+    with open(p, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def points(p):
+    """Parses a metric file; every line must be exactly 'STEP VALUE TIME' with a 3-decimal time."""
+    out = []
+    data = pathlib.Path(p).read_text()
+    assert data == "" or data.endswith("\n"), f"{p}: does not end with a newline: {data[-80:]!r}"
+    for line in data.splitlines():
+        mt = POINT.match(line)
+        assert mt, f"{p}: bad point line {line!r}"
+        out.append((int(mt.group(1)), mt.group(2), mt.group(3)))
+    return out
+
+
+def mkrun(m, run="1", proj="p", exp="e"):
+    """Creates project, experiment and run with plain mkdir (as `mkdir -p` would); returns the run path."""
+    r = m.path / proj / "experiments" / exp / "runs" / run
+    os.makedirs(r, exist_ok=True)
+    return r
+
+
+def dump_tree(root, skip=(".aletheia",)):
+    """Maps each relative path under root to ('d',) / ('l', target) / ('f', bytes)."""
+    out = {}
+    root = pathlib.Path(root)
+    for dirpath, dirnames, filenames in os.walk(root):
+        rel = os.path.relpath(dirpath, root)
+        if rel == ".":
+            dirnames[:] = [d for d in dirnames if d not in skip]
+        for d in list(dirnames):
+            p = pathlib.Path(dirpath, d)
+            if p.is_symlink():
+                out[os.path.join(rel, d)] = ("l", os.readlink(p))
+                dirnames.remove(d)
+            else:
+                out[os.path.join(rel, d)] = ("d",)
+        for f in filenames:
+            p = pathlib.Path(dirpath, f)
+            if p.is_symlink():
+                out[os.path.join(rel, f)] = ("l", os.readlink(p))
+            else:
+                out[os.path.join(rel, f)] = ("f", p.read_bytes())
+    return out
+
+
+def count_blobs(blobs):
+    """Files in the blob folder, not counting its tmp/ folder."""
+    n = 0
+    for dirpath, dirnames, filenames in os.walk(blobs):
+        if os.path.relpath(dirpath, blobs) == ".":
+            dirnames[:] = [d for d in dirnames if d != "tmp"]
+        n += len(filenames)
+    return n
+
+
+def blob_files(blobs):
+    out = []
+    for dirpath, dirnames, filenames in os.walk(blobs):
+        if os.path.relpath(dirpath, blobs) == ".":
+            dirnames[:] = [d for d in dirnames if d != "tmp"]
+        out += [pathlib.Path(dirpath, f) for f in filenames]
+    return out
+
+
+def fusermount(path, lazy=False):
+    args = ["fusermount3", "-u"] + (["-z"] if lazy else []) + [str(path)]
+    return subprocess.run(args, capture_output=True, text=True, timeout=30)
+
+
+class Mount:
+    """One aletheia daemon in the foreground on a temp mount point, with its own log file."""
+
+    def __init__(self, root, name="mnt", extra=(), store=None, blobs=None, cache=None):
+        self.root = pathlib.Path(root)
+        self.path = self.root / name
+        self.store = pathlib.Path(store) if store else self.root / "store"
+        self.blobs = pathlib.Path(blobs) if blobs else self.root / "blobs"
+        self.cache = pathlib.Path(cache) if cache else self.root / f"cache-{name}"
+        self.log = self.root / f"{name}.log"
+        self.extra = list(extra)
+        self.proc = None
+        self.allow_log_errors = False
+        for d in (self.path, self.store, self.blobs, self.cache):
+            d.mkdir(parents=True, exist_ok=True)
+
+    def argv(self):
+        return [BIN, "mount", str(self.path), "--store", f"local:{self.store}",
+                "--blobs", f"file://{self.blobs}", "--cache-dir", str(self.cache),
+                "--foreground", *self.extra]
+
+    def log_text(self):
+        try:
+            return self.log.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def start(self):
+        with open(self.log, "ab") as logf:
+            logf.write(f"=== itest: starting {' '.join(self.argv())}\n".encode())
+            logf.flush()
+            self.proc = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL, stdout=logf,
+                                         stderr=subprocess.STDOUT, start_new_session=True,
+                                         env=env_for())
+        status = self.path / ".aletheia" / "status"
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            rc = self.proc.poll()
+            if rc is not None:
+                raise AssertionError(f"aletheia mount exited {rc} before mounting; log:\n{self.log_text()[-3000:]}")
+            if os.path.exists(status):
+                return self
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{status} did not appear within {START_TIMEOUT} s; log:\n{self.log_text()[-3000:]}")
+            time.sleep(0.05)
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def umount(self, check=True):
+        """A normal unmount (fusermount3 -u); the daemon must then exit 0."""
+        if self.proc is None:
+            return None
+        r = None
+        for _ in range(50):
+            r = fusermount(self.path)
+            if r.returncode == 0 or not os.path.ismount(self.path):
+                break
+            time.sleep(0.1)   # busy: a process of ours may still be leaving the tree
+        try:
+            rc = self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            if check:
+                raise AssertionError(f"daemon did not exit within 60 s of fusermount3 -u ({r.stderr.strip()})")
+            return None
+        if check:
+            assert rc == 0, f"daemon exited {rc} after a normal unmount; log:\n{self.log_text()[-3000:]}"
+        return rc
+
+    def kill9(self):
+        if self.alive():
+            os.kill(self.proc.pid, signal.SIGKILL)
+        if self.proc is not None:
+            self.proc.wait()
+        fusermount(self.path, lazy=True)
+
+    def remount(self):
+        if self.alive():
+            self.umount()
+        else:
+            fusermount(self.path, lazy=True)
+        return self.start()
+
+    def status(self):
+        out = {}
+        for line in (self.path / ".aletheia" / "status").read_text().splitlines():
+            k, sep, v = line.partition(":")
+            if sep:
+                out[k.strip()] = v.strip()
+        return out
+
+    def wait_idle(self, timeout=30):
+        deadline = time.monotonic() + timeout
+        while True:
+            st = self.status()
+            if st.get("pending_writes") == "0":
+                return
+            assert time.monotonic() < deadline, f"pending_writes stayed {st.get('pending_writes')}"
+            time.sleep(0.05)
+
+    def teardown(self):
+        """Always runs: normal unmount (daemon must exit 0), then lazy unmount and kill whatever is left."""
+        problems = []
+        if self.alive():
+            try:
+                self.umount(check=True)
+            except AssertionError as e:
+                problems.append(str(e))
+        fusermount(self.path, lazy=True)
+        if self.alive():
+            self.proc.kill()
+            self.proc.wait()
+        log = self.log_text()
+        if "AddressSanitizer" in log or "LeakSanitizer" in log or "runtime error:" in log:
+            problems.append("sanitizer report in the daemon log:\n" + log[-4000:])
+        if not self.allow_log_errors and "ERROR" in log:
+            lines = [l for l in log.splitlines() if "ERROR" in l]
+            problems.append("ERROR in the daemon log:\n" + "\n".join(lines[:20]))
+        return problems
+
+
+def new_tmp():
+    return pathlib.Path(tempfile.mkdtemp(prefix="al-itest-"))
+
+
+def rmtree(p):
+    shutil.rmtree(p, ignore_errors=True)

@@ -1,0 +1,107 @@
+# aletheia integration tests: artifacts/ of runs and experiments (INTERFACE.md §2, §3.3).
+import hashlib
+import mmap
+import os
+
+from alutil import blob_files, count_blobs, mkrun, read_json, sh
+
+
+def make_tree(root):
+    """A small source tree: nested folders, an empty file, an empty folder, a 5 MiB random file."""
+    (root / "a/b/c").mkdir(parents=True)
+    (root / "emptydir").mkdir()
+    (root / "top.txt").write_text("top level\n")
+    (root / "a/mid.json").write_text('{"k": 1}\n')
+    (root / "a/b/c/deep.txt").write_text("deep\n" * 100)
+    (root / "a/b/empty").write_bytes(b"")
+    (root / "big.bin").write_bytes(os.urandom(5 * 1024 * 1024))
+    return root
+
+
+def tree_sums(root):
+    """(sorted dirs, {file: sha256}) relative to root, via find and sha256sum as a user would."""
+    dirs = sh(f"cd '{root}' && find . -mindepth 1 -type d | sort").stdout.split()
+    sums = {}
+    out = sh(f"cd '{root}' && find . -type f -print0 | sort -z | xargs -0 -r sha256sum").stdout
+    for line in out.splitlines():
+        h, name = line.split(None, 1)
+        sums[name] = h
+    return dirs, sums
+
+
+def test_cp_r_tree(run, mount):
+    src = make_tree(mount.root / "src")
+    sh(f"cp -r '{src}' '{run}/artifacts/'")
+    assert tree_sums(run / "artifacts/src") == tree_sums(src)
+    assert os.stat(run / "artifacts/src/big.bin").st_size == 5 * 1024 * 1024
+    assert os.stat(run / "artifacts/src/a/b/empty").st_size == 0
+    with open(run / "artifacts/src/big.bin", "rb") as f, mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ) as mm:
+        assert hashlib.sha256(mm).hexdigest() == hashlib.sha256((src / "big.bin").read_bytes()).hexdigest()
+    a = read_json(run / "run.json")["artifacts"]
+    assert a["count"] == 5
+    assert a["bytes"] == sum(p.stat().st_size for p in src.rglob("*") if p.is_file())
+
+
+def test_rsync_a_tree(run, mount):
+    src = make_tree(mount.root / "src")
+    r = sh(f"rsync -a '{src}/' '{run}/artifacts/out/'")
+    assert r.returncode == 0
+    assert tree_sums(run / "artifacts/out") == tree_sums(src)
+    # a second rsync with a changed file replaces it (write-to-temp then rename)
+    (src / "top.txt").write_text("changed\n")
+    sh(f"rsync -a '{src}/' '{run}/artifacts/out/'")
+    assert (run / "artifacts/out/top.txt").read_text() == "changed\n"
+    assert tree_sums(run / "artifacts/out") == tree_sums(src)
+    leftovers = [n for n in sh(f"find '{run}/artifacts/out'").stdout.split() if "/." in n]
+    assert leftovers == []
+
+
+def test_overwrite_while_running(run):
+    sh("echo first > artifacts/f.txt", cwd=run)
+    sh("echo second-version > artifacts/f.txt", cwd=run)
+    assert (run / "artifacts/f.txt").read_text() == "second-version\n"
+    assert os.stat(run / "artifacts/f.txt").st_size == len("second-version\n")
+    with open(run / "artifacts/f.txt", "wb") as f:
+        f.write(b"x" * 10)
+    assert (run / "artifacts/f.txt").read_bytes() == b"x" * 10
+    # append and partial overwrite behave like an ordinary file
+    with open(run / "artifacts/f.txt", "ab") as f:
+        f.write(b"yz")
+    with open(run / "artifacts/f.txt", "r+b") as f:
+        f.seek(2)
+        f.write(b"AB")
+    assert (run / "artifacts/f.txt").read_bytes() == b"xxABxxxxxxyz"
+
+
+def test_identical_content_stored_once(mount):
+    r1 = mkrun(mount, "1")
+    r2 = mkrun(mount, "2")
+    other = mkrun(mount, "1", exp="e2")
+    data = os.urandom(1024 * 1024 + 17)
+    src = mount.root / "model.bin"
+    src.write_bytes(data)
+    digest = hashlib.sha256(data).hexdigest()
+    n0 = count_blobs(mount.blobs)
+    sh(f"cp '{src}' '{r1}/artifacts/model.bin'")
+    mount.wait_idle()
+    n1 = count_blobs(mount.blobs)
+    assert n1 == n0 + 1, f"blob files {n0} -> {n1} after one new artifact"
+    sh(f"cp '{src}' '{r2}/artifacts/model.bin' && mkdir '{other}/artifacts/sub' && "
+       f"cp '{src}' '{other}/artifacts/sub/m.bin' && cp '{src}' '{mount.path}/p/experiments/e/artifacts/best.bin'")
+    mount.wait_idle()
+    assert count_blobs(mount.blobs) == n1
+    same = [p for p in blob_files(mount.blobs) if p.stat().st_size == len(data) and
+            hashlib.sha256(p.read_bytes()).hexdigest() == digest]
+    assert len(same) == 1, same
+    for p in (r1 / "artifacts/model.bin", r2 / "artifacts/model.bin", other / "artifacts/sub/m.bin"):
+        assert hashlib.sha256(p.read_bytes()).hexdigest() == digest
+
+
+def test_experiment_artifacts(mount):
+    mkrun(mount)
+    ea = mount.path / "p/experiments/e/artifacts"
+    src = make_tree(mount.root / "src")
+    sh(f"cp -r '{src}' '{ea}/' && echo summary > '{ea}/report.txt'")
+    assert tree_sums(ea / "src") == tree_sums(src)
+    assert (ea / "report.txt").read_text() == "summary\n"
+    assert sorted(os.listdir(ea)) == ["report.txt", "src"]

@@ -1,0 +1,129 @@
+# aletheia integration tests: datasets/ (write-once files, versions, run links) (INTERFACE.md §3.4).
+import errno
+import os
+import re
+
+import pytest
+
+from alutil import RFC3339, mkrun, read_json, sh, sha256
+
+HEX32 = re.compile(r"^[0-9a-f]{32}$")
+
+
+def run_datasets(run):
+    """run.json's datasets as {name: version}, whether stored as a list or an object."""
+    ds = read_json(run / "run.json")["datasets"]
+    if isinstance(ds, dict):
+        return {k: (v["version"] if isinstance(v, dict) else v) for k, v in ds.items()}
+    return {d["name"]: d["version"] for d in ds}
+
+
+@pytest.fixture
+def dataset(mount):
+    mkrun(mount)
+    d = mount.path / "p/datasets/mnist"
+    d.mkdir()
+    return d
+
+
+def test_copy_in_and_read_back(dataset, mount):
+    src = mount.root / "train.bin"
+    src.write_bytes(os.urandom(3 * 1024 * 1024 + 5))
+    sh(f"cp '{src}' '{dataset}/'")
+    assert sha256(dataset / "train.bin") == sha256(src)
+    assert os.stat(dataset / "train.bin").st_size == src.stat().st_size
+    assert sh(f"sha256sum < '{dataset}/train.bin'").stdout.split()[0] == sha256(src)
+    # a second read (served from the cache) gives the same bytes
+    assert sha256(dataset / "train.bin") == sha256(src)
+
+
+def test_dataset_json(dataset, mount):
+    assert sorted(os.listdir(dataset)) in ([], [".dataset.json"])
+    (mount.root / "a.csv").write_text("x,y\n1,2\n")
+    sh(f"cp '{mount.root}/a.csv' '{dataset}/'")
+    j1 = read_json(dataset / ".dataset.json")
+    assert HEX32.match(j1["version"]), j1
+    assert j1["files"] == 1 and j1["bytes"] == 8
+    assert RFC3339.match(j1["created"]), j1["created"]
+    assert "description" in j1
+    raw = (dataset / ".dataset.json").read_bytes()
+    assert os.stat(dataset / ".dataset.json").st_size == len(raw)
+    assert os.stat(dataset / ".dataset.json").st_mode & 0o222 == 0
+    sh(f"mkdir '{dataset}/sub' && printf 12345 > '{dataset}/sub/b.txt'")
+    j2 = read_json(dataset / ".dataset.json")
+    assert j2["files"] == 2 and j2["bytes"] == 13
+    assert HEX32.match(j2["version"]) and j2["version"] != j1["version"]
+    assert j2["created"] == j1["created"]
+    # reading changes nothing
+    assert read_json(dataset / ".dataset.json") == j2
+
+
+def test_same_content_same_version(mount):
+    mkrun(mount)
+    versions = []
+    for name in ("d1", "d2"):
+        d = mount.path / "p/datasets" / name
+        d.mkdir()
+        (d / "f.txt").write_text("same\n")
+        versions.append(read_json(d / ".dataset.json")["version"])
+    assert versions[0] == versions[1]
+
+
+def test_write_once(dataset):
+    f = dataset / "x.txt"
+    f.write_text("original\n")
+    with pytest.raises(PermissionError) as ei:
+        open(f, "wb")
+    assert ei.value.errno == errno.EPERM
+    r = sh(f"echo x > '{f}'", check=False)
+    assert r.returncode != 0
+    r = sh(f"echo x >> '{f}'", check=False)
+    assert r.returncode != 0
+    assert f.read_text() == "original\n"
+    assert read_json(dataset / ".dataset.json")["files"] == 1
+
+
+def test_rsync_into_dataset(dataset, mount):
+    src = mount.root / "src"
+    (src / "images").mkdir(parents=True)
+    for i in range(5):
+        (src / "images" / f"{i}.png").write_bytes(os.urandom(1000 + i))
+    (src / "labels.csv").write_text("0,1\n")
+    sh(f"rsync -a '{src}/' '{dataset}/'")
+    for p in src.rglob("*"):
+        if p.is_file():
+            assert sha256(dataset / p.relative_to(src)) == sha256(p), p
+    j = read_json(dataset / ".dataset.json")
+    assert j["files"] == 6
+    assert not [n for n in os.listdir(dataset / "images") if n.startswith(".")]
+
+
+@pytest.mark.parametrize("absolute", [False, True])
+def test_run_links_dataset(dataset, mount, absolute):
+    run = mount.path / "p/experiments/e/runs/1"
+    (dataset / "data.txt").write_text("payload\n")
+    v1 = read_json(dataset / ".dataset.json")["version"]
+    # the link lives in p/experiments/e/runs/1/datasets/: five levels up is the project
+    target = str(dataset) if absolute else "../../../../../datasets/mnist"
+    link = run / "datasets/mnist"
+    os.symlink(target, link)
+    assert link.is_symlink()
+    got = os.readlink(link)
+    assert os.path.realpath(os.path.join(link.parent, got)) == str(dataset)
+    assert os.path.realpath(link) == str(dataset)
+    assert (link / "data.txt").read_text() == "payload\n"
+    assert sh(f"cat '{link}/data.txt'").stdout == "payload\n"
+    assert run_datasets(run) == {"mnist": v1}
+    # a later file makes a new dataset version; the run keeps the version it used
+    (dataset / "more.txt").write_text("more\n")
+    assert read_json(dataset / ".dataset.json")["version"] != v1
+    assert run_datasets(run) == {"mnist": v1}
+
+
+def test_link_from_shell(dataset, mount):
+    run = mount.path / "p/experiments/e/runs/1"
+    (dataset / "data.txt").write_text("payload\n")
+    sh("ln -s ../../../../../datasets/mnist datasets/mnist", cwd=run)
+    assert sh("readlink datasets/mnist", cwd=run).stdout.strip() in ("../../../../../datasets/mnist", str(dataset))
+    assert sh("cat datasets/mnist/data.txt", cwd=run).stdout == "payload\n"
+    assert "mnist" in run_datasets(run)

@@ -1,0 +1,172 @@
+# aletheia integration tests: metrics/<name> append-only series (INTERFACE.md §3.2).
+import errno
+import os
+import subprocess
+import time
+
+import pytest
+
+from alutil import PY, points, read_json, sh, try_write
+
+
+def test_three_forms_and_commas(run):
+    m = run / "metrics/loss"
+    t0 = time.time()
+    sh("echo 0.5 >> metrics/loss && echo 0.4 >> metrics/loss && echo '10 0.93' >> metrics/loss && "
+       "echo 0.8 >> metrics/loss && echo '20 0.7 1700000001.25' >> metrics/loss && "
+       "echo '21,0.6,1700000002.5' >> metrics/loss && echo '22,0.55' >> metrics/loss && "
+       "printf '30\\t-2.5\\t1700000003\\n' >> metrics/loss", cwd=run)
+    t1 = time.time()
+    pts = points(m)
+    assert [(s, v) for s, v, _ in pts] == [(0, "0.5"), (1, "0.4"), (10, "0.93"), (11, "0.8"),
+                                           (20, "0.7"), (21, "0.6"), (22, "0.55"), (30, "-2.5")]
+    assert pts[4][2] == "1700000001.250"
+    assert pts[5][2] == "1700000002.500"
+    assert pts[7][2] == "1700000003.000"
+    for i in (0, 1, 2, 3, 6):
+        assert t0 - 1 <= float(pts[i][2]) <= t1 + 1, pts[i]
+
+
+def test_special_values_and_shortest(run):
+    vals = ["0.93", "nan", "inf", "-inf", "0.1", "1e-07", "123456.789", "0.30000000000000004", "-0", "5"]
+    with open(run / "metrics/acc", "w") as f:
+        for v in vals:
+            f.write(v + "\n")
+    pts = points(run / "metrics/acc")
+    got = [v for _, v, _ in pts]
+    assert got[:5] == ["0.93", "nan", "inf", "-inf", "0.1"]
+    for want, g in zip(vals[5:], got[5:]):
+        assert float(g) == float(want) and len(g) <= len(repr(float(want))), (want, g)
+    assert [s for s, _, _ in pts] == list(range(len(vals)))
+
+
+def test_truncating_redirect_appends(run):
+    sh("echo 1 > metrics/m && echo 2 > metrics/m && echo 3 >> metrics/m", cwd=run)
+    assert [(s, v) for s, v, _ in points(run / "metrics/m")] == [(0, "1"), (1, "2"), (2, "3")]
+    with open(run / "metrics/m", "w") as f:
+        f.write("4\n")
+    assert len(points(run / "metrics/m")) == 4
+
+
+def test_bad_line_einval(run):
+    m = run / "metrics/loss"
+    sh("echo 0.5 >> metrics/loss && echo 0.4 >> metrics/loss", cwd=run)
+    before = m.read_bytes()
+    for bad in (b"0.3\n0.2\nabc\n", b"1 2 3 4\n", b"x 0.1\n", b"0.1 0.2 zz\n",
+                b"99999999999999999999999 0.1\n"):
+        e = try_write(m, bad, os.O_WRONLY | os.O_APPEND)
+        assert e == errno.EINVAL, f"{bad!r}: expected EINVAL, got {errno.errorcode.get(e, e)}"
+        assert m.read_bytes() == before, f"{bad!r}: series changed"
+    r = sh("printf '0.1\\nnot-a-number\\n' >> metrics/loss", cwd=run, check=False)
+    assert r.returncode != 0 and "Invalid argument" in r.stderr
+    assert m.read_bytes() == before
+    sh("echo 0.3 >> metrics/loss", cwd=run)
+    assert [(s, v) for s, v, _ in points(m)] == [(0, "0.5"), (1, "0.4"), (2, "0.3")]
+
+
+def test_partial_line_waits(run):
+    m = run / "metrics/loss"
+    fd = os.open(m, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        os.write(fd, b"0.5")
+        assert points(m) == []
+        os.write(fd, b"5\n0.6")
+        assert [v for _, v, _ in points(m)] == ["0.55"]
+        os.write(fd, b"6\n0.7")
+        assert [v for _, v, _ in points(m)] == ["0.55", "0.66"]
+    finally:
+        os.close(fd)
+    assert [v for _, v, _ in points(m)] == ["0.55", "0.66", "0.7"]
+    sh("printf 0.8 >> metrics/loss", cwd=run)
+    assert [v for _, v, _ in points(m)][-1] == "0.8"
+
+
+def test_copy_series_exactly(mount):
+    r1 = mount.path / "p/experiments/e/runs/1"
+    r2 = mount.path / "p/experiments/e/runs/2"
+    os.makedirs(r1)
+    os.makedirs(r2)
+    sh("for v in 0.9 0.5 0.333 nan 1e300; do echo $v >> metrics/loss; done; echo '100 0.25 1700000000.125' >> "
+       "metrics/loss", cwd=r1)
+    sh(f"cat {r1}/metrics/loss > {r2}/metrics/loss")
+    assert (r2 / "metrics/loss").read_bytes() == (r1 / "metrics/loss").read_bytes()
+    assert len(points(r2 / "metrics/loss")) == 6
+    # copying the file with cp also appends the same points
+    sh(f"cp {r1}/metrics/loss {r2}/metrics/copy")
+    assert (r2 / "metrics/copy").read_bytes() == (r1 / "metrics/loss").read_bytes()
+
+
+def test_tail(run):
+    sh("for i in $(seq 1 20); do echo \"$i 0.$i\" >> metrics/loss; done", cwd=run)
+    lines = (run / "metrics/loss").read_text().splitlines()
+    assert len(lines) == 20
+    assert sh("tail -n 2 metrics/loss", cwd=run).stdout.splitlines() == lines[-2:]
+    assert sh("head -n 1 metrics/loss", cwd=run).stdout.split()[:2] == ["1", "0.1"]
+
+
+def test_python_loop_1000(run):
+    code = ("import os\n"
+            "with open(os.path.join('metrics', 'loss'), 'a') as f:\n"
+            "    for i in range(1000):\n"
+            "        f.write(f'{1.0 / (i + 1)}\\n')\n"
+            "        if i % 100 == 0: f.flush()\n")
+    subprocess.run([PY, "-c", code], cwd=run, check=True, timeout=120)
+    pts = points(run / "metrics/loss")
+    assert [s for s, _, _ in pts] == list(range(1000))
+    assert [float(v) for _, v, _ in pts] == [1.0 / (i + 1) for i in range(1000)]
+    data = (run / "metrics/loss").read_bytes()
+    assert os.stat(run / "metrics/loss").st_size == len(data)
+    j = read_json(run / "run.json")["metrics"]["loss"]
+    assert j["count"] == 1000 and j["step"] == 999
+    assert j["last"] == 0.001 and j["min"] == 0.001 and j["max"] == 1.0
+
+
+def test_subfolder_metric(run):
+    sh("mkdir -p metrics/val && echo 0.3 >> metrics/val/loss && echo 0.2 >> metrics/val/loss && "
+       "echo 1 >> metrics/train", cwd=run)
+    assert sorted(os.listdir(run / "metrics")) == ["train", "val"]
+    assert os.listdir(run / "metrics/val") == ["loss"]
+    assert [v for _, v, _ in points(run / "metrics/val/loss")] == ["0.3", "0.2"]
+    ms = read_json(run / "run.json")["metrics"]
+    assert ms["val/loss"]["last"] == 0.2 and ms["val/loss"]["count"] == 2
+    assert ms["val/loss"]["min"] == 0.2 and ms["val/loss"]["max"] == 0.3
+
+
+WRITER = r"""
+import os, random, sys
+k = int(sys.argv[1]); path = sys.argv[2]
+fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+rnd = random.Random(k)
+i = 0
+while i < 500:
+    n = min(rnd.randint(1, 7), 500 - i)
+    os.write(fd, "".join(f"{k * 100000 + i + j}\n" for j in range(n)).encode())
+    i += n
+os.close(fd)
+"""
+
+
+def test_concurrent_appenders(run):
+    m = run / "metrics/shared"
+    procs = [subprocess.Popen([PY, "-c", WRITER, str(k), str(m)]) for k in range(8)]
+    for p in procs:
+        assert p.wait(timeout=120) == 0
+    pts = points(m)
+    vals = [int(float(v)) for _, v, _ in pts]
+    assert len(vals) == 4000
+    assert sorted(vals) == sorted(k * 100000 + i for k in range(8) for i in range(500))
+    # each writer's own lines stay in its order
+    for k in range(8):
+        mine = [v for v in vals if v // 100000 == k]
+        assert mine == sorted(mine)
+    steps = [s for s, _, _ in pts]
+    assert len(set(steps)) == 4000
+    assert os.stat(m).st_size == len(m.read_bytes())
+
+
+@pytest.mark.parametrize("value", ["0.1", "-3.5e-05", "12345678901234567"])
+def test_size_equals_bytes(run, value):
+    sh(f"for i in 1 2 3; do echo {value} >> metrics/x; done", cwd=run)
+    data = (run / "metrics/x").read_bytes()
+    assert int(sh("stat -c %s metrics/x", cwd=run).stdout) == len(data)
+    assert int(sh("ls -l metrics/x", cwd=run).stdout.split()[4]) == len(data)

@@ -1,0 +1,121 @@
+# aletheia integration tests: the tree (INTERFACE.md §1, §2): fixed folders, status file, modes, sizes.
+import mmap
+import os
+import stat
+
+from alutil import PY, mkrun, read_json, sh, dump_tree
+
+RUN_FILES = {"run.json", "status", "fold", "model", "description", "params", "params.json",
+             "metrics", "artifacts", "datasets"}
+
+
+def test_status_file(mount):
+    st = mount.status()
+    text = (mount.path / ".aletheia" / "status").read_text()
+    assert text.endswith("\n")
+    assert st["version"] == "0.1.0"
+    assert st["pid"] == str(mount.proc.pid)
+    assert st["mountpoint"] == str(mount.path)
+    assert st["store"] == f"local:{mount.store}"
+    assert st["backend"] == "sqlite"
+    assert st["blobs"].rstrip("/") == f"file://{mount.blobs}"
+    assert st["cache"].startswith(str(mount.cache)), st["cache"]
+    assert st["pending_writes"].isdigit()
+    assert st["last_error"] == "none"
+    mode = os.stat(mount.path / ".aletheia" / "status").st_mode
+    assert stat.S_IMODE(mode) == 0o444
+    r = sh(f"echo x > {mount.path}/.aletheia/status", check=False)
+    assert r.returncode != 0
+
+
+def test_create_from_shell(mount):
+    m = mount.path
+    sh("mkdir proj && mkdir proj/experiments/exp && mkdir proj/experiments/exp/runs/1", cwd=m)
+    assert sorted(os.listdir(m / "proj")) == ["datasets", "experiments", "metadata"]
+    exp = m / "proj/experiments/exp"
+    assert {"description", "runs.csv", "artifacts", "runs"} <= set(os.listdir(exp))
+    run = exp / "runs/1"
+    assert RUN_FILES <= set(os.listdir(run)), sorted(os.listdir(run))
+    assert os.listdir(m) == ["proj"] or sorted(os.listdir(m)) == [".aletheia", "proj"]
+    assert (run / "status").read_text() == "running\n"
+    r = sh("ls -l proj/experiments/exp/runs/1", cwd=m)
+    for name in ("run.json", "params.json", "status"):
+        assert name in r.stdout
+    # mkdir -p over existing fixed folders is fine, and a second run appears beside the first
+    sh(f"mkdir -p {exp}/runs/2")
+    assert sorted(os.listdir(exp / "runs")) == ["1", "2"]
+    r = sh(f"mkdir {exp}/runs/1", check=False)
+    assert r.returncode != 0 and "exists" in r.stderr
+
+
+def test_create_from_python(mount):
+    r = mount.path / "py" / "experiments" / "ex" / "runs" / "7"
+    os.makedirs(r)
+    assert r.is_dir()
+    j = read_json(r / "run.json")
+    assert j["id"] == "7" and j["project"] == "py" and j["experiment"] == "ex"
+    assert j["status"] == "running"
+    sh(f"{PY} -c \"import os; os.mkdir('{r.parent}/8')\"")
+    assert (r.parent / "8" / "run.json").exists()
+
+
+def test_modes_and_owner(run):
+    assert stat.S_IMODE(os.stat(run / "run.json").st_mode) == 0o444
+    for name in ("status", "fold", "model", "description", "params.json"):
+        assert stat.S_IMODE(os.stat(run / name).st_mode) == 0o644, name
+    for name in ("params", "metrics", "artifacts", "datasets"):
+        st = os.stat(run / name)
+        assert stat.S_ISDIR(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o755, name
+    exp = run.parent.parent
+    assert stat.S_IMODE(os.stat(exp / "runs.csv").st_mode) == 0o444
+    for p in (run, run / "run.json", exp, exp / "runs.csv"):
+        st = os.stat(p)
+        assert st.st_uid == os.getuid() and st.st_gid == os.getgid(), p
+        assert st.st_mtime > 1.6e9, p
+
+
+def test_sizes_match_content(run, mount):
+    sh("echo 0.001 > params/lr && echo 32 > params/bs && echo adam > params/opt && "
+       "echo 0.5 >> metrics/loss && printf '3 0.25\\n' >> metrics/loss && echo 7 > fold && "
+       "echo resnet > model && echo hello there > description && echo abc > artifacts/a.txt", cwd=run)
+    exp = run.parent.parent
+    files = [run / n for n in ("run.json", "params.json", "status", "fold", "model", "description",
+                               "params/lr", "params/bs", "params/opt", "metrics/loss", "artifacts/a.txt")]
+    files += [exp / "runs.csv", exp / "description", mount.path / ".aletheia" / "status"]
+    for p in files:
+        data = p.read_bytes()
+        assert os.stat(p).st_size == len(data), f"{p}: stat size {os.stat(p).st_size} != {len(data)} bytes read"
+        assert int(sh(f"stat -c %s '{p}'").stdout) == len(data), p
+        assert int(sh(f"wc -c < '{p}'").stdout) == len(data), p
+        ls = sh(f"ls -l '{p}'").stdout.split()
+        assert int(ls[4]) == len(data), p
+        if data:
+            with open(p, "rb") as f, mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ) as mm:
+                assert mm[:] == data, f"{p}: mmap differs from read"
+    # cp and rsync see the same bytes as read
+    out = mount.root / "copies"
+    sh(f"mkdir -p {out} && cp {run}/run.json {run}/metrics/loss {exp}/runs.csv {out}/ && "
+       f"rsync -a {run}/params.json {out}/")
+    for p in (run / "run.json", run / "metrics/loss", exp / "runs.csv", run / "params.json"):
+        assert (out / p.name).read_bytes() == p.read_bytes(), p
+
+
+def test_reading_changes_nothing(run, mount):
+    sh("echo 1 > params/a && echo 0.5 >> metrics/m && echo data > artifacts/f", cwd=run)
+    ds = mount.path / "p/datasets/d"
+    ds.mkdir()
+    (ds / "x.csv").write_text("a,b\n1,2\n")
+    before = dump_tree(mount.path)
+    sh(f"ls -lR {mount.path} > /dev/null && find {mount.path} -type f | wc -l && "
+       f"grep -r zzz-not-there {mount.path} ; tar cf /dev/null {mount.path} 2>/dev/null; true")
+    after = dump_tree(mount.path)
+    assert before.keys() == after.keys()
+    for k in before:
+        assert before[k] == after[k], f"{k} changed by reading"
+
+
+def test_experiment_description(mount):
+    mkrun(mount)
+    e = mount.path / "p/experiments/e"
+    sh(f"echo 'baseline sweep' > {e}/description")
+    assert (e / "description").read_text() == "baseline sweep\n"
