@@ -1,1 +1,898 @@
-/* placeholder: being written */
+/* aletheia: the local content-addressed blob cache: DIR/<xx>/<hash> files, verified fills through
+ * DIR/tmp/, LRU eviction of unpinned blobs, and a persistent SQLite index (DIR/index.db). */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "aletheia/cache.h"
+#include "aletheia/hash.h"
+
+/* Hits only mark entries dirty; the index is rewritten in batches when this many are dirty
+ * or FLUSH_INTERVAL_US has passed, and on close. A crash loses only LRU freshness. */
+#define FLUSH_DIRTY_MAX 256
+#define FLUSH_INTERVAL_US (5 * 1000000LL)
+
+enum entry_state { ENTRY_FILLING, ENTRY_READY, ENTRY_FAILED };
+
+typedef struct entry entry;
+struct entry {
+	char hash[AL_HASH_HEX_LEN + 1];
+	uint64_t size;
+	int64_t last_used;      /* logical clock, strictly increasing; persisted */
+	unsigned pins;
+	unsigned waiters;       /* threads waiting on a fill; the last one frees a FAILED entry */
+	enum entry_state state;
+	int dirty;
+	int fill_rc;
+	char fill_msg[512];
+	entry *hnext;           /* hash-table chain */
+	entry *prev, *next;     /* LRU list, READY entries only; head = least recently used */
+};
+
+/* Lock order: only `lock`. SQLite is used under it; fills (fill, fsync, hashing) run outside it. */
+struct al_cache {
+	pthread_mutex_t lock;
+	pthread_cond_t filled;
+	char *dir;
+	sqlite3 *db;
+	entry **buckets;
+	size_t nbuckets, count;
+	entry *lru_head, *lru_tail;
+	uint64_t bytes;         /* READY entries plus space reserved by fills in progress */
+	uint64_t max_bytes;
+	uint64_t entries, hits, misses, evictions;
+	int64_t clock;
+	unsigned dirty;
+	int64_t last_flush;
+};
+
+/* ---- hash table and LRU list ---- */
+
+static size_t bucket_of(const al_cache *c, const char *hash)
+{
+	/* The hash is already uniform; its first 16 hex digits are enough. */
+	uint64_t v = 0;
+	for (int i = 0; i < 16; i++) {
+		char ch = hash[i];
+		v = (v << 4) | (uint64_t)(ch <= '9' ? ch - '0' : ch - 'a' + 10);
+	}
+	return (size_t)(v % c->nbuckets);
+}
+
+static entry *table_find(const al_cache *c, const char *hash)
+{
+	for (entry *e = c->buckets[bucket_of(c, hash)]; e; e = e->hnext)
+		if (memcmp(e->hash, hash, AL_HASH_HEX_LEN) == 0)
+			return e;
+	return NULL;
+}
+
+static int table_grow(al_cache *c)
+{
+	size_t n = c->nbuckets * 2;
+	entry **nb = calloc(n, sizeof(*nb));
+	if (!nb)
+		return al_error_set(AL_ENOMEM, "out of memory for the cache table");
+	entry **old = c->buckets;
+	size_t oldn = c->nbuckets;
+	c->buckets = nb;
+	c->nbuckets = n;
+	for (size_t i = 0; i < oldn; i++) {
+		entry *e = old[i];
+		while (e) {
+			entry *next = e->hnext;
+			size_t b = bucket_of(c, e->hash);
+			e->hnext = nb[b];
+			nb[b] = e;
+			e = next;
+		}
+	}
+	free(old);
+	return 0;
+}
+
+static int table_insert(al_cache *c, entry *e)
+{
+	int rc;
+	if (c->count >= c->nbuckets && (rc = table_grow(c)) != 0)
+		return rc;
+	size_t b = bucket_of(c, e->hash);
+	e->hnext = c->buckets[b];
+	c->buckets[b] = e;
+	c->count++;
+	return 0;
+}
+
+static void table_remove(al_cache *c, entry *e)
+{
+	entry **p = &c->buckets[bucket_of(c, e->hash)];
+	while (*p && *p != e)
+		p = &(*p)->hnext;
+	if (*p) {
+		*p = e->hnext;
+		c->count--;
+	}
+	e->hnext = NULL;
+}
+
+static void lru_unlink(al_cache *c, entry *e)
+{
+	if (e->prev)
+		e->prev->next = e->next;
+	else
+		c->lru_head = e->next;
+	if (e->next)
+		e->next->prev = e->prev;
+	else
+		c->lru_tail = e->prev;
+	e->prev = e->next = NULL;
+}
+
+static void lru_append(al_cache *c, entry *e)
+{
+	e->prev = c->lru_tail;
+	e->next = NULL;
+	if (c->lru_tail)
+		c->lru_tail->next = e;
+	else
+		c->lru_head = e;
+	c->lru_tail = e;
+}
+
+static int64_t clock_tick(al_cache *c)
+{
+	int64_t now = al_now_us();
+	c->clock = now > c->clock ? now : c->clock + 1;
+	return c->clock;
+}
+
+/* ---- paths ---- */
+
+static char *blob_path(const al_cache *c, const char *hash)
+{
+	char *p = NULL;
+	if (asprintf(&p, "%s/%.2s/%s", c->dir, hash, hash) < 0)
+		return NULL;
+	return p;
+}
+
+static int mkdir_if_missing(const char *path)
+{
+	if (mkdir(path, 0755) == 0 || errno == EEXIST)
+		return 0;
+	return al_error_set_errno(al_error_from_errno(errno), errno, "cannot create folder %s", path);
+}
+
+static int mkdir_parents(const char *path)
+{
+	int rc = 0;
+	char *p = strdup(path);
+	if (!p)
+		return al_error_set(AL_ENOMEM, "out of memory");
+	for (char *s = p + 1; *s; s++) {
+		if (*s != '/')
+			continue;
+		*s = '\0';
+		rc = mkdir_if_missing(p);
+		*s = '/';
+		if (rc)
+			goto cleanup;
+	}
+	rc = mkdir_if_missing(p);
+cleanup:
+	free(p);
+	return rc;
+}
+
+/* ---- the index ---- */
+
+static int db_exec(al_cache *c, const char *sql)
+{
+	char *msg = NULL;
+	if (sqlite3_exec(c->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+		int rc = al_error_set(AL_EIO, "cache index %s/index.db: %s", c->dir,
+			msg ? msg : sqlite3_errmsg(c->db));
+		sqlite3_free(msg);
+		return rc;
+	}
+	return 0;
+}
+
+/* Upserts (size >= 0 semantics via `remove` = 0) or deletes one row. */
+static int db_write(al_cache *c, const entry *e, int remove)
+{
+	int rc = 0;
+	sqlite3_stmt *st = NULL;
+	const char *sql = remove ? "DELETE FROM entries WHERE hash = ?1"
+		: "INSERT OR REPLACE INTO entries (hash, size, last_used) VALUES (?1, ?2, ?3)";
+	if (sqlite3_prepare_v2(c->db, sql, -1, &st, NULL) != SQLITE_OK)
+		goto fail;
+	sqlite3_bind_text(st, 1, e->hash, AL_HASH_HEX_LEN, SQLITE_STATIC);
+	if (!remove) {
+		sqlite3_bind_int64(st, 2, (sqlite3_int64)e->size);
+		sqlite3_bind_int64(st, 3, e->last_used);
+	}
+	if (sqlite3_step(st) != SQLITE_DONE)
+		goto fail;
+	goto cleanup;
+fail:
+	rc = al_error_set(AL_EIO, "cache index %s/index.db: %s", c->dir, sqlite3_errmsg(c->db));
+cleanup:
+	sqlite3_finalize(st);
+	return rc;
+}
+
+/* Writes the last_used of every dirty entry in one transaction. */
+static int flush_dirty(al_cache *c)
+{
+	int rc = 0;
+	sqlite3_stmt *st = NULL;
+
+	c->last_flush = al_now_us();
+	if (!c->dirty)
+		return 0;
+	if ((rc = db_exec(c, "BEGIN")) != 0)
+		return rc;
+	if (sqlite3_prepare_v2(c->db, "UPDATE entries SET last_used = ?2 WHERE hash = ?1", -1, &st,
+	    NULL) != SQLITE_OK) {
+		rc = al_error_set(AL_EIO, "cache index: %s", sqlite3_errmsg(c->db));
+		goto cleanup;
+	}
+	for (entry *e = c->lru_head; e; e = e->next) {
+		if (!e->dirty)
+			continue;
+		sqlite3_bind_text(st, 1, e->hash, AL_HASH_HEX_LEN, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 2, e->last_used);
+		if (sqlite3_step(st) != SQLITE_DONE) {
+			rc = al_error_set(AL_EIO, "cache index: %s", sqlite3_errmsg(c->db));
+			goto cleanup;
+		}
+		sqlite3_reset(st);
+		e->dirty = 0;
+	}
+	c->dirty = 0;
+cleanup:
+	sqlite3_finalize(st);
+	if (rc == 0)
+		rc = db_exec(c, "COMMIT");
+	else
+		db_exec(c, "ROLLBACK");
+	return rc;
+}
+
+static void maybe_flush(al_cache *c)
+{
+	if (c->dirty >= FLUSH_DIRTY_MAX ||
+	    (c->dirty && al_now_us() - c->last_flush >= FLUSH_INTERVAL_US))
+		flush_dirty(c);    /* best effort: LRU freshness only */
+}
+
+/* ---- eviction ---- */
+
+/* Pinned entries are in use; entries with waiters are about to be read by a woken thread. */
+static int evictable(const entry *e)
+{
+	return !e->pins && !e->waiters;
+}
+
+static void evict(al_cache *c, entry *e)
+{
+	char *p = blob_path(c, e->hash);
+	if (p) {
+		unlink(p);
+		free(p);
+	}
+	db_write(c, e, 1);    /* best effort: reconcile on open drops rows whose file is gone */
+	lru_unlink(c, e);
+	table_remove(c, e);
+	if (e->dirty)
+		c->dirty--;
+	c->bytes -= e->size;
+	c->entries--;
+	c->evictions++;
+	free(e);
+}
+
+/* Evicts least-recently-used unpinned entries until `need` more bytes fit under max_bytes
+ * (all of them when need_all). Returns whether it fits. */
+static int make_room(al_cache *c, uint64_t need, int need_all)
+{
+	entry *e = c->lru_head;
+	while (e && (need_all || (c->max_bytes && c->bytes + need > c->max_bytes))) {
+		entry *next = e->next;
+		if (evictable(e))
+			evict(c, e);
+		e = next;
+	}
+	return !c->max_bytes || c->bytes + need <= c->max_bytes;
+}
+
+/* Evicts unpinned entries, oldest first, until at least `want` bytes are freed. */
+static uint64_t free_bytes(al_cache *c, uint64_t want)
+{
+	uint64_t freed = 0;
+	entry *e = c->lru_head;
+	while (e && freed < want) {
+		entry *next = e->next;
+		if (evictable(e)) {
+			freed += e->size;
+			evict(c, e);
+		}
+		e = next;
+	}
+	return freed;
+}
+
+static uint64_t pinned_bytes(const al_cache *c)
+{
+	uint64_t n = 0;
+	for (size_t i = 0; i < c->nbuckets; i++)
+		for (entry *e = c->buckets[i]; e; e = e->hnext)
+			if (e->state == ENTRY_FILLING || e->pins)
+				n += e->size;
+	return n;
+}
+
+/* ---- open and reconcile ---- */
+
+static void clear_tmp(const char *tmpdir)
+{
+	DIR *d = opendir(tmpdir);
+	struct dirent *de;
+	if (!d)
+		return;
+	while ((de = readdir(d)) != NULL) {
+		if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
+			unlinkat(dirfd(d), de->d_name, 0);
+	}
+	closedir(d);
+}
+
+static int add_entry(entry **out, al_cache *c, const char *hash, uint64_t size, int64_t last_used)
+{
+	int rc;
+	entry *e = calloc(1, sizeof(*e));
+	if (!e)
+		return al_error_set(AL_ENOMEM, "out of memory for a cache entry");
+	memcpy(e->hash, hash, AL_HASH_HEX_LEN);
+	e->size = size;
+	e->last_used = last_used;
+	e->state = ENTRY_READY;
+	if ((rc = table_insert(c, e)) != 0) {
+		free(e);
+		return rc;
+	}
+	c->bytes += size;
+	c->entries++;
+	if (last_used > c->clock)
+		c->clock = last_used;
+	if (out)
+		*out = e;
+	return 0;
+}
+
+/* Loads index rows (oldest first), dropping those whose file is missing or the wrong size. */
+static int load_index(al_cache *c)
+{
+	int rc = 0, step;
+	sqlite3_stmt *st = NULL;
+	if (sqlite3_prepare_v2(c->db, "SELECT hash, size, last_used FROM entries ORDER BY last_used",
+	    -1, &st, NULL) != SQLITE_OK) {
+		rc = al_error_set(AL_EIO, "cache index: %s", sqlite3_errmsg(c->db));
+		goto cleanup;
+	}
+	while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *hash = (const char *)sqlite3_column_text(st, 0);
+		uint64_t size = (uint64_t)sqlite3_column_int64(st, 1);
+		int64_t last_used = sqlite3_column_int64(st, 2);
+		struct stat sb;
+		char *p;
+		entry *e;
+		int ok;
+		if (!al_hash_is_valid(hash) || table_find(c, hash))
+			continue;
+		if (!(p = blob_path(c, hash))) {
+			rc = al_error_set(AL_ENOMEM, "out of memory");
+			goto cleanup;
+		}
+		ok = stat(p, &sb) == 0 && S_ISREG(sb.st_mode) && (uint64_t)sb.st_size == size;
+		if (!ok)
+			unlink(p);    /* a wrong-size file is not the blob */
+		free(p);
+		if (!ok)
+			continue;
+		if ((rc = add_entry(&e, c, hash, size, last_used)) != 0)
+			goto cleanup;
+		lru_append(c, e);
+	}
+	if (step != SQLITE_DONE)
+		rc = al_error_set(AL_EIO, "cache index: %s", sqlite3_errmsg(c->db));
+cleanup:
+	sqlite3_finalize(st);
+	return rc;
+}
+
+/* Adds blob files the index does not know, as least recently used. */
+static int scan_files(al_cache *c)
+{
+	int rc = 0;
+	DIR *top = opendir(c->dir), *sub = NULL;
+	struct dirent *de, *fe;
+	if (!top)
+		return al_error_set_errno(AL_EIO, errno, "cannot list cache folder %s", c->dir);
+	while ((de = readdir(top)) != NULL) {
+		if (strlen(de->d_name) != 2 || !strchr("0123456789abcdef", de->d_name[0]) ||
+		    !strchr("0123456789abcdef", de->d_name[1]))
+			continue;
+		int fd = openat(dirfd(top), de->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (fd < 0 || !(sub = fdopendir(fd))) {
+			if (fd >= 0)
+				close(fd);
+			continue;
+		}
+		while ((fe = readdir(sub)) != NULL) {
+			struct stat sb;
+			entry *e;
+			if (!al_hash_is_valid(fe->d_name) || memcmp(fe->d_name, de->d_name, 2) != 0 ||
+			    table_find(c, fe->d_name))
+				continue;
+			if (fstatat(dirfd(sub), fe->d_name, &sb, AT_SYMLINK_NOFOLLOW) != 0 ||
+			    !S_ISREG(sb.st_mode))
+				continue;
+			if ((rc = add_entry(&e, c, fe->d_name, (uint64_t)sb.st_size, 0)) != 0)
+				goto cleanup;
+			/* Unknown age: first in line for eviction. */
+			e->next = c->lru_head;
+			if (c->lru_head)
+				c->lru_head->prev = e;
+			else
+				c->lru_tail = e;
+			c->lru_head = e;
+			if ((rc = db_write(c, e, 0)) != 0)
+				goto cleanup;
+		}
+		closedir(sub);
+		sub = NULL;
+	}
+cleanup:
+	if (sub)
+		closedir(sub);
+	closedir(top);
+	return rc;
+}
+
+static int reconcile(al_cache *c)
+{
+	int rc;
+	if ((rc = db_exec(c, "BEGIN")) != 0)
+		return rc;
+	if ((rc = load_index(c)) != 0 || (rc = scan_files(c)) != 0)
+		goto cleanup;
+	/* Rewrite the index from memory: drops rows for missing or wrong-size files. */
+	if ((rc = db_exec(c, "DELETE FROM entries")) != 0)
+		goto cleanup;
+	for (entry *e = c->lru_head; e; e = e->next)
+		if ((rc = db_write(c, e, 0)) != 0)
+			goto cleanup;
+cleanup:
+	if (rc == 0)
+		rc = db_exec(c, "COMMIT");
+	else
+		db_exec(c, "ROLLBACK");
+	if (rc == 0) {
+		make_room(c, 0, 0);    /* the limit may have been lowered since last time */
+		c->evictions = 0;
+	}
+	return rc;
+}
+
+int al_cache_open(al_cache **out, const char *dir, uint64_t max_bytes)
+{
+	int rc = 0;
+	al_cache *c = NULL;
+	char *tmp = NULL, *dbpath = NULL;
+
+	*out = NULL;
+	if (!dir || !*dir)
+		return al_error_set(AL_EINVAL, "empty cache folder");
+	if (!(c = calloc(1, sizeof(*c)))) {
+		rc = al_error_set(AL_ENOMEM, "out of memory for the cache");
+		goto cleanup;
+	}
+	pthread_mutex_init(&c->lock, NULL);
+	pthread_cond_init(&c->filled, NULL);
+	c->max_bytes = max_bytes;
+	c->nbuckets = 1024;
+	if (!(c->buckets = calloc(c->nbuckets, sizeof(*c->buckets)))) {
+		rc = al_error_set(AL_ENOMEM, "out of memory for the cache table");
+		goto cleanup;
+	}
+	if ((rc = mkdir_parents(dir)) != 0)
+		goto cleanup;
+	if (!(c->dir = realpath(dir, NULL))) {
+		rc = al_error_set_errno(al_error_from_errno(errno), errno, "cannot resolve %s", dir);
+		goto cleanup;
+	}
+	if (asprintf(&tmp, "%s/tmp", c->dir) < 0 || asprintf(&dbpath, "%s/index.db", c->dir) < 0) {
+		rc = al_error_set(AL_ENOMEM, "out of memory");
+		goto cleanup;
+	}
+	if ((rc = mkdir_if_missing(tmp)) != 0)
+		goto cleanup;
+	clear_tmp(tmp);    /* fills interrupted by a crash */
+	if (sqlite3_open_v2(dbpath, &c->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+	    SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
+		rc = al_error_set(AL_EIO, "cannot open cache index %s: %s", dbpath,
+			c->db ? sqlite3_errmsg(c->db) : "out of memory");
+		goto cleanup;
+	}
+	sqlite3_busy_timeout(c->db, 5000);
+	if ((rc = db_exec(c, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; "
+	    "CREATE TABLE IF NOT EXISTS entries (hash TEXT PRIMARY KEY, size INTEGER NOT NULL, "
+	    "last_used INTEGER NOT NULL) WITHOUT ROWID")) != 0)
+		goto cleanup;
+	if ((rc = reconcile(c)) != 0)
+		goto cleanup;
+	c->last_flush = al_now_us();
+	*out = c;
+	c = NULL;
+cleanup:
+	al_cache_free(c);
+	free(tmp);
+	free(dbpath);
+	return rc;
+}
+
+/* ---- acquire and release ---- */
+
+/* Under the lock: pins a READY entry and opens it. */
+static int open_ready(int *fd_out, al_cache *c, entry *e)
+{
+	char *p = blob_path(c, e->hash);
+	if (!p)
+		return al_error_set(AL_ENOMEM, "out of memory");
+	int fd = open(p, O_RDONLY | O_CLOEXEC);
+	int e_no = errno;
+	free(p);
+	if (fd < 0)
+		return al_error_set_errno(e_no == ENOENT ? AL_ENOTFOUND : AL_EIO, e_no,
+			"cannot open cached blob %s", e->hash);
+	e->pins++;
+	e->last_used = clock_tick(c);
+	if (!e->dirty) {
+		e->dirty = 1;
+		c->dirty++;
+	}
+	lru_unlink(c, e);
+	lru_append(c, e);
+	*fd_out = fd;
+	return 0;
+}
+
+static int is_enospc(int rc, int err)
+{
+	return rc == AL_ENOSPC || err == ENOSPC || err == EDQUOT;
+}
+
+/* Outside the lock: fill the temp file, sync, verify, rename into place; *fd_out read-only.
+ * One retry after evicting more when the disk (not our limit) is full. */
+static int do_fill(int *fd_out, al_cache *c, const char *hash, uint64_t size, al_cache_fill_fn fill,
+	void *ctx)
+{
+	int rc = 0, fd = -1, tries = 0, placed = 0;
+	char *tmp_path = NULL, *dst = NULL, *sub = NULL;
+	char msg[512];
+	char got[AL_HASH_HEX_LEN + 1];
+	uint64_t got_size = 0;
+
+	if (asprintf(&tmp_path, "%s/tmp/fill-XXXXXX", c->dir) < 0) {
+		tmp_path = NULL;
+		rc = al_error_set(AL_ENOMEM, "out of memory");
+		goto cleanup;
+	}
+	if (!(dst = blob_path(c, hash)) || asprintf(&sub, "%s/%.2s", c->dir, hash) < 0) {
+		sub = NULL;
+		rc = al_error_set(AL_ENOMEM, "out of memory");
+		goto cleanup;
+	}
+	for (;;) {
+		int err = 0;
+		if (fd < 0)
+			memcpy(tmp_path + strlen(tmp_path) - 6, "XXXXXX", 6);    /* a failed try may alter it */
+		if (fd < 0 && (fd = mkostemp(tmp_path, O_CLOEXEC)) < 0) {
+			err = errno;
+			rc = al_error_set_errno(is_enospc(0, err) ? AL_ENOSPC : AL_EIO, err,
+				"cannot create a temp file in %s/tmp", c->dir);
+		} else if ((rc = fill(ctx, fd)) == 0 && fsync(fd) != 0) {
+			err = errno;
+			rc = al_error_set_errno(is_enospc(0, err) ? AL_ENOSPC : AL_EIO, err,
+				"cannot sync the cache fill of %s", hash);
+		}
+		if (rc == 0 || !is_enospc(rc, err) || tries++ > 0)
+			break;
+		/* The disk is fuller than our accounting says: evict some more and try once again. */
+		pthread_mutex_lock(&c->lock);
+		uint64_t freed = free_bytes(c, size ? size : 1);
+		pthread_mutex_unlock(&c->lock);
+		if (!freed)
+			break;
+		if (fd >= 0 && (ftruncate(fd, 0) != 0 || lseek(fd, 0, SEEK_SET) != 0)) {
+			rc = al_error_set_errno(AL_EIO, errno, "cannot reset the cache fill of %s", hash);
+			break;
+		}
+	}
+	if (rc == AL_ENOSPC) {
+		snprintf(msg, sizeof(msg), "%s", al_error_last());
+		rc = al_error_set(AL_ENOSPC, "no space left on the cache disk for blob %s (%llu bytes): %s",
+			hash, (unsigned long long)size, msg);
+	}
+	if (rc)
+		goto cleanup;
+	if ((rc = al_hash_fd(got, &got_size, fd)) != 0)
+		goto cleanup;
+	if (got_size != size || strcmp(got, hash) != 0) {
+		rc = al_error_set(AL_EIO, "hash mismatch for %s: the fetched data (%llu bytes) hashes to %s",
+			hash, (unsigned long long)got_size, got);
+		goto cleanup;
+	}
+	if ((rc = mkdir_if_missing(sub)) != 0)
+		goto cleanup;
+	if (fchmod(fd, 0444) != 0 || rename(tmp_path, dst) != 0) {
+		rc = al_error_set_errno(al_error_from_errno(errno) == AL_ENOSPC ? AL_ENOSPC : AL_EIO, errno,
+			"cannot place cached blob %s", dst);
+		goto cleanup;
+	}
+	placed = 1;
+	free(tmp_path);
+	tmp_path = NULL;
+	close(fd);
+	if ((fd = open(dst, O_RDONLY | O_CLOEXEC)) < 0) {
+		rc = al_error_set_errno(AL_EIO, errno, "cannot open cached blob %s", dst);
+		goto cleanup;
+	}
+	*fd_out = fd;
+	fd = -1;
+cleanup:
+	if (fd >= 0) {
+		close(fd);
+		if (tmp_path)
+			unlink(tmp_path);
+	}
+	if (rc && placed)
+		unlink(dst);    /* placed but unusable: do not keep it unindexed */
+	free(tmp_path);
+	free(dst);
+	free(sub);
+	return rc;
+}
+
+int al_cache_acquire(int *fd_out, al_cache *c, const char *hash, uint64_t size,
+	al_cache_fill_fn fill, void *ctx)
+{
+	int rc = 0, fd = -1;
+	entry *e = NULL;
+
+	*fd_out = -1;
+	if (!al_hash_is_valid(hash))
+		return al_error_set(AL_EINVAL, "invalid blob hash \"%s\"", hash ? hash : "(null)");
+	pthread_mutex_lock(&c->lock);
+	for (;;) {
+		e = table_find(c, hash);
+		if (!e)
+			break;
+		if (e->state == ENTRY_READY) {
+			rc = open_ready(fd_out, c, e);
+			if (rc == AL_ENOTFOUND) {
+				/* Removed behind our back: forget it and fill again. */
+				if (evictable(e)) {
+					evict(c, e);
+					c->evictions--;
+					continue;
+				}
+			}
+			if (rc == 0)
+				c->hits++;
+			maybe_flush(c);
+			goto unlock;
+		}
+		/* Another thread is filling it: share its result. */
+		e->waiters++;
+		while (e->state == ENTRY_FILLING)
+			pthread_cond_wait(&c->filled, &c->lock);
+		e->waiters--;
+		if (e->state == ENTRY_FAILED) {
+			rc = al_error_set(e->fill_rc, "%s", e->fill_msg);
+			if (!e->waiters)
+				free(e);
+			goto unlock;
+		}
+	}
+	c->misses++;
+	if (!fill) {
+		rc = al_error_set(AL_ENOTFOUND, "blob %s is not in the cache", hash);
+		goto unlock;
+	}
+	if (c->max_bytes && size > c->max_bytes) {
+		rc = al_error_set(AL_ENOSPC, "cache full: blob %s (%llu bytes) is larger than the whole "
+			"cache (%llu bytes), raise --cache-size", hash, (unsigned long long)size,
+			(unsigned long long)c->max_bytes);
+		goto unlock;
+	}
+	if (!make_room(c, size, 0)) {
+		rc = al_error_set(AL_ENOSPC, "cache full: %llu bytes pinned by open files, raise --cache-size",
+			(unsigned long long)pinned_bytes(c));
+		goto unlock;
+	}
+	if (!(e = calloc(1, sizeof(*e)))) {
+		rc = al_error_set(AL_ENOMEM, "out of memory for a cache entry");
+		goto unlock;
+	}
+	memcpy(e->hash, hash, AL_HASH_HEX_LEN);
+	e->size = size;
+	e->state = ENTRY_FILLING;
+	if ((rc = table_insert(c, e)) != 0) {
+		free(e);
+		goto unlock;
+	}
+	c->bytes += size;    /* reserved while filling, so parallel fills cannot overcommit */
+	pthread_mutex_unlock(&c->lock);
+
+	rc = do_fill(&fd, c, hash, size, fill, ctx);
+
+	pthread_mutex_lock(&c->lock);
+	if (rc == 0) {
+		e->state = ENTRY_READY;
+		e->pins = 1;
+		e->last_used = clock_tick(c);
+		lru_append(c, e);
+		c->entries++;
+		if (db_write(c, e, 0) != 0) {
+			/* Reconcile on the next open re-adds the file; the blob is fine now. */
+			e->dirty = 1;
+			c->dirty++;
+		}
+		*fd_out = fd;
+	} else {
+		table_remove(c, e);
+		c->bytes -= size;
+		e->state = ENTRY_FAILED;
+		e->fill_rc = rc;
+		snprintf(e->fill_msg, sizeof(e->fill_msg), "%s", al_error_last());
+		if (!e->waiters)
+			free(e);
+	}
+	pthread_cond_broadcast(&c->filled);
+	maybe_flush(c);
+unlock:
+	pthread_mutex_unlock(&c->lock);
+	return rc;
+}
+
+void al_cache_release(al_cache *c, const char *hash)
+{
+	if (!c || !al_hash_is_valid(hash))
+		return;
+	pthread_mutex_lock(&c->lock);
+	entry *e = table_find(c, hash);
+	if (e && e->state == ENTRY_READY && e->pins)
+		e->pins--;
+	maybe_flush(c);
+	pthread_mutex_unlock(&c->lock);
+}
+
+int al_cache_contains(al_cache *c, const char *hash)
+{
+	if (!al_hash_is_valid(hash))
+		return 0;
+	pthread_mutex_lock(&c->lock);
+	entry *e = table_find(c, hash);
+	int found = e && e->state == ENTRY_READY;
+	pthread_mutex_unlock(&c->lock);
+	return found;
+}
+
+void al_cache_get_stats(al_cache_stats *out, al_cache *c)
+{
+	memset(out, 0, sizeof(*out));
+	pthread_mutex_lock(&c->lock);
+	out->bytes = c->bytes;
+	out->max_bytes = c->max_bytes;
+	out->entries = c->entries;
+	for (entry *e = c->lru_head; e; e = e->next)
+		if (e->pins)
+			out->pinned++;
+	out->hits = c->hits;
+	out->misses = c->misses;
+	out->evictions = c->evictions;
+	pthread_mutex_unlock(&c->lock);
+}
+
+void al_cache_free(al_cache *c)
+{
+	if (!c)
+		return;
+	if (c->db) {
+		flush_dirty(c);
+		sqlite3_close(c->db);
+	}
+	if (c->buckets) {
+		for (size_t i = 0; i < c->nbuckets; i++) {
+			entry *e = c->buckets[i];
+			while (e) {
+				entry *next = e->hnext;
+				free(e);
+				e = next;
+			}
+		}
+		free(c->buckets);
+	}
+	pthread_cond_destroy(&c->filled);
+	pthread_mutex_destroy(&c->lock);
+	free(c->dir);
+	free(c);
+}
+
+/* ---- sizes ---- */
+
+int al_size_parse(uint64_t *out, const char *text)
+{
+	const char *s = text;
+	uint64_t whole = 0, mult = 1;
+	double frac = 0, scale = 0.1;
+	int digits = 0, frac_digits = 0;
+
+	*out = 0;
+	if (!text)
+		return al_error_set(AL_EINVAL, "missing size");
+	for (; *s >= '0' && *s <= '9'; s++, digits++) {
+		uint64_t d = (uint64_t)(*s - '0');
+		if (whole > (UINT64_MAX - d) / 10)
+			return al_error_set(AL_EINVAL, "size \"%s\" is too large", text);
+		whole = whole * 10 + d;
+	}
+	if (*s == '.') {
+		for (s++; *s >= '0' && *s <= '9'; s++, frac_digits++) {
+			frac += (*s - '0') * scale;
+			scale /= 10;
+		}
+		if (!frac_digits)
+			goto bad;
+	}
+	if (!digits)
+		goto bad;
+	while (*s == ' ')
+		s++;
+	switch (*s) {
+	case 'k': case 'K': mult = 1ULL << 10; s++; break;
+	case 'm': case 'M': mult = 1ULL << 20; s++; break;
+	case 'g': case 'G': mult = 1ULL << 30; s++; break;
+	case 't': case 'T': mult = 1ULL << 40; s++; break;
+	default: break;
+	}
+	if (mult > 1 && (*s == 'i' || *s == 'I'))
+		s++;
+	if (*s == 'b' || *s == 'B')
+		s++;
+	if (*s)
+		goto bad;
+	if (s[-1] == 'i' || s[-1] == 'I')
+		goto bad;    /* "Ki" without the B */
+	if (whole > UINT64_MAX / mult)
+		return al_error_set(AL_EINVAL, "size \"%s\" is too large", text);
+	uint64_t extra = (uint64_t)(frac * (double)mult);
+	if (frac_digits && mult == 1 && frac != 0)
+		goto bad;    /* fractions of a byte */
+	if (whole * mult > UINT64_MAX - extra)
+		return al_error_set(AL_EINVAL, "size \"%s\" is too large", text);
+	*out = whole * mult + extra;
+	return 0;
+bad:
+	return al_error_set(AL_EINVAL, "bad size \"%s\": use bytes or a number with K, M, G or T "
+		"(e.g. 4096, 512M, 1.5G)", text);
+}
