@@ -1,1 +1,2931 @@
-/* placeholder: being written */
+/* aletheia: the tree of INTERFACE.md §1–3 as path operations: which document backs each path,
+ * what reading it renders, and what writing it records. Knows no FUSE and no backend. */
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <math.h>
+#include <pthread.h>
+#include <pwd.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "aletheia/blobs.h"
+#include "aletheia/buf.h"
+#include "aletheia/cache.h"
+#include "aletheia/git.h"
+#include "aletheia/hash.h"
+#include "aletheia/metric.h"
+#include "aletheia/series.h"
+#include "aletheia/store.h"
+#include "aletheia/tree.h"
+#include "aletheia/value.h"
+#include "config.h"
+
+#define MAX_NAME 1500
+
+typedef enum {
+	N_ROOT, N_CTL, N_CTL_STATUS,
+	N_PROJECT, N_METADATA_DIR, N_METADATA, N_DATASETS, N_DATASET, N_DATASET_JSON, N_DATASET_PATH,
+	N_EXPERIMENTS, N_EXPERIMENT, N_EXP_DESCRIPTION, N_RUNS_CSV, N_EXP_ARTIFACT,
+	N_RUNS, N_RUN, N_RUN_JSON, N_RUN_TEXT, N_PARAMS, N_PARAMS_JSON, N_METRICS, N_RUN_ARTIFACT,
+	N_RUN_DATASETS, N_RUN_LINK, N_OUTPUT_LOG,
+} nkind;
+
+/* A parsed path: its kind, its names, and the documents it lives in. */
+typedef struct node {
+	nkind kind;
+	char *buf;
+	const char *project, *experiment, *run, *dataset, *name;
+	const char *rest;          /* path inside params/, metrics/, artifacts/ or a dataset */
+	char *proj_doc, *exp_doc, *run_doc, *ds_doc;
+	char *coll;                /* collection of blob-backed files (artifacts, dataset files, logs) */
+} node;
+
+typedef struct vdir {
+	char *path;
+	struct vdir *next;
+} vdir;
+
+enum { F_TEXT, F_METRIC, F_BLOB_READ, F_BLOB_WRITE, F_GENERATED };
+
+struct al_file {
+	al_tree *t;
+	int kind;
+	node n;
+	char *path;
+	int flags;
+	int dirty;
+	al_buf text;               /* F_TEXT/F_GENERATED content; F_METRIC: the partial last line */
+	char *snap;                /* F_METRIC: read-back text at open */
+	size_t snaplen;
+	int fd;                    /* F_BLOB_*: the blob or the staging file */
+	char hash[AL_HASH_HEX_LEN + 1];
+	int pinned;
+	char *staging;
+	struct al_file *next;      /* in t->writers */
+};
+
+struct al_tree {
+	al_store_backend *store;
+	al_blobs_backend *blobs;
+	al_cache *cache;
+	al_series_set *series;
+	char *store_uri, *blobs_uri, *cache_dir, *mountpoint, *staging_dir;
+	int allow_delete;
+	uid_t uid;
+	gid_t gid;
+	int64_t mount_us;
+	pthread_mutex_t lock;      /* serialises read-modify-write of documents, vdirs, writers */
+	vdir *vdirs;
+	al_file *writers;
+};
+
+/* ---- names and paths ------------------------------------------------------------------ */
+
+static int valid_utf8(const unsigned char *s)
+{
+	while (*s) {
+		int n = *s < 0x80 ? 0 : (*s >> 5) == 6 ? 1 : (*s >> 4) == 14 ? 2 : (*s >> 3) == 30 ? 3 : -1;
+		if (n < 0)
+			return 0;
+		for (s++; n > 0; n--, s++)
+			if ((*s & 0xC0) != 0x80)
+				return 0;
+	}
+	return 1;
+}
+
+/* A valid Firestore document id, as names must be (INTERFACE.md §1). */
+static int check_name(const char *name)
+{
+	size_t len = strlen(name);
+	if (len == 0 || strcmp(name, ".") == 0 || strcmp(name, "..") == 0 || strchr(name, '/'))
+		return al_error_set(AL_EINVAL, "invalid name \"%s\"", name);
+	if (len > MAX_NAME)
+		return al_error_set(AL_ENAMETOOLONG, "name longer than %d bytes", MAX_NAME);
+	if (len >= 4 && strncmp(name, "__", 2) == 0 && strcmp(name + len - 2, "__") == 0)
+		return al_error_set(AL_EINVAL, "names of the form __x__ are reserved: \"%s\"", name);
+	if (!valid_utf8((const unsigned char *)name))
+		return al_error_set(AL_EINVAL, "name is not valid UTF-8");
+	return 0;
+}
+
+static const char *last_segment(const char *path)
+{
+	const char *s = strrchr(path, '/');
+	return s ? s + 1 : path;
+}
+
+static void node_free(node *n)
+{
+	free(n->buf);
+	free(n->proj_doc);
+	free(n->exp_doc);
+	free(n->run_doc);
+	free(n->ds_doc);
+	free(n->coll);
+	memset(n, 0, sizeof(*n));
+}
+
+static char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static char *xasprintf(const char *fmt, ...)
+{
+	va_list ap;
+	char *s = NULL;
+	va_start(ap, fmt);
+	if (vasprintf(&s, fmt, ap) < 0)
+		s = NULL;
+	va_end(ap);
+	return s;
+}
+
+/* Restores the separators from segment i on, so rest is the sub-path inside a folder. */
+static const char *join_rest(char **segs, int count, int i, int split_last)
+{
+	int j;
+	if (i >= count)
+		return "";
+	for (j = i; j < count; j++)
+		if (j < count - 1 || split_last)
+			segs[j][strlen(segs[j])] = '/';
+	return segs[i];
+}
+
+/* Splits a mount path into its node. AL_ENOTFOUND for paths outside the tree's shape. */
+static int node_parse(node *n, const char *path)
+{
+	char *segs[7], *p;
+	int count = 0, split_last = 0, rc;
+
+	memset(n, 0, sizeof(*n));
+	n->rest = "";
+	if (!(n->buf = strdup(path)))
+		return al_error_set(AL_ENOMEM, "out of memory");
+	/* The first 7 segments name the node; anything after is a path inside a folder. */
+	for (p = n->buf; *p == '/'; p++)
+		;
+	while (*p && count < 7) {
+		char *slash = strchr(p, '/');
+		segs[count++] = p;
+		split_last = slash != NULL;
+		if (!slash)
+			break;
+		*slash = '\0';
+		p = slash + 1;
+	}
+	if (split_last && !*p)
+		split_last = 0;   /* a trailing slash */
+	if (count == 0) {
+		n->kind = N_ROOT;
+		return 0;
+	}
+#define EXACT(k) (count == (k) && !split_last)
+	if (strcmp(segs[0], ".aletheia") == 0) {
+		if (EXACT(1)) { n->kind = N_CTL; return 0; }
+		if (EXACT(2) && strcmp(segs[1], "status") == 0) { n->kind = N_CTL_STATUS; return 0; }
+		goto notfound;
+	}
+	n->project = segs[0];
+	n->proj_doc = xasprintf("projects/%s", n->project);
+	if (EXACT(1)) { n->kind = N_PROJECT; return 0; }
+	if (strcmp(segs[1], "metadata") == 0) {
+		if (EXACT(2)) { n->kind = N_METADATA_DIR; return 0; }
+		if (EXACT(3)) { n->kind = N_METADATA; n->name = segs[2]; return 0; }
+		goto notfound;
+	}
+	if (strcmp(segs[1], "datasets") == 0) {
+		if (EXACT(2)) { n->kind = N_DATASETS; return 0; }
+		n->dataset = segs[2];
+		n->ds_doc = xasprintf("%s/datasets/%s", n->proj_doc, n->dataset);
+		n->coll = xasprintf("%s/files", n->ds_doc);
+		if (EXACT(3)) { n->kind = N_DATASET; return 0; }
+		if (EXACT(4) && strcmp(segs[3], ".dataset.json") == 0) { n->kind = N_DATASET_JSON; return 0; }
+		n->kind = N_DATASET_PATH;
+		n->rest = join_rest(segs, count, 3, split_last);
+		return 0;
+	}
+	if (strcmp(segs[1], "experiments") != 0)
+		goto notfound;
+	if (EXACT(2)) { n->kind = N_EXPERIMENTS; return 0; }
+	n->experiment = segs[2];
+	n->exp_doc = xasprintf("%s/experiments/%s", n->proj_doc, n->experiment);
+	if (EXACT(3)) { n->kind = N_EXPERIMENT; return 0; }
+	if (EXACT(4) && strcmp(segs[3], "description") == 0) { n->kind = N_EXP_DESCRIPTION; return 0; }
+	if (EXACT(4) && strcmp(segs[3], "runs.csv") == 0) { n->kind = N_RUNS_CSV; return 0; }
+	if (strcmp(segs[3], "artifacts") == 0) {
+		n->kind = N_EXP_ARTIFACT;
+		n->coll = xasprintf("%s/artifacts", n->exp_doc);
+		n->rest = join_rest(segs, count, 4, split_last);
+		return 0;
+	}
+	if (strcmp(segs[3], "runs") != 0)
+		goto notfound;
+	if (EXACT(4)) { n->kind = N_RUNS; return 0; }
+	n->run = segs[4];
+	n->run_doc = xasprintf("%s/runs/%s", n->exp_doc, n->run);
+	if (EXACT(5)) { n->kind = N_RUN; return 0; }
+	if (EXACT(6)) {
+		const char *s = segs[5];
+		if (strcmp(s, "run.json") == 0) { n->kind = N_RUN_JSON; return 0; }
+		if (strcmp(s, "params.json") == 0) { n->kind = N_PARAMS_JSON; return 0; }
+		if (!strcmp(s, "status") || !strcmp(s, "fold") || !strcmp(s, "model") ||
+		    !strcmp(s, "description")) {
+			n->kind = N_RUN_TEXT;
+			n->name = s;
+			return 0;
+		}
+		if (strcmp(s, "output.log") == 0) {
+			n->kind = N_OUTPUT_LOG;
+			n->coll = xasprintf("%s/logs", n->run_doc);
+			n->rest = "output.log";
+			return 0;
+		}
+	}
+	if (strcmp(segs[5], "datasets") == 0) {
+		if (EXACT(6)) { n->kind = N_RUN_DATASETS; return 0; }
+		if (EXACT(7)) { n->kind = N_RUN_LINK; n->name = segs[6]; return 0; }
+		goto notfound;
+	}
+	if (strcmp(segs[5], "params") == 0)
+		n->kind = N_PARAMS;
+	else if (strcmp(segs[5], "metrics") == 0)
+		n->kind = N_METRICS;
+	else if (strcmp(segs[5], "artifacts") == 0) {
+		n->kind = N_RUN_ARTIFACT;
+		n->coll = xasprintf("%s/artifacts", n->run_doc);
+	} else
+		goto notfound;
+	n->rest = join_rest(segs, count, 6, split_last);
+	return 0;
+#undef EXACT
+notfound:
+	rc = al_error_set(AL_ENOTFOUND, "no such entry: %s", path);
+	node_free(n);
+	return rc;
+}
+
+/* ---- small document helpers ----------------------------------------------------------- */
+
+static int get_doc(al_doc **out, al_tree *t, const char *path)
+{
+	int rc = al_store_get(out, t->store, path);
+	if (rc == AL_ENOTFOUND)
+		al_error_set(AL_ENOTFOUND, "no such entry");
+	return rc;
+}
+
+static int doc_exists(al_tree *t, const char *path)
+{
+	al_doc *d = NULL;
+	int rc = al_store_get(&d, t->store, path);
+	al_doc_free(d);
+	return rc;
+}
+
+/* 1 when the run's status is "running". */
+static int run_is_running(const al_doc *run)
+{
+	const char *s = al_fields_get_string(run->fields, "status");
+	return s && strcmp(s, "running") == 0;
+}
+
+static int require_running(al_tree *t, const node *n)
+{
+	al_doc *run = NULL;
+	int rc = get_doc(&run, t, n->run_doc);
+	if (rc == 0 && !run_is_running(run))
+		rc = al_error_set(AL_EROFS, "run %s is %s: only description and status can change",
+			n->run, al_fields_get_string(run->fields, "status"));
+	al_doc_free(run);
+	return rc;
+}
+
+static int commit1(al_tree *t, al_write_op op, const char *path, const cJSON *fields,
+	al_precondition pre)
+{
+	al_write w = {op, path, fields, pre};
+	return al_store_commit(t->store, &w, 1);
+}
+
+/* ---- values as text ------------------------------------------------------------------- */
+
+static int is_number_text(const char *s)
+{
+	const char *p = s;
+	if (*p == '-' || *p == '+')
+		p++;
+	if (!strcasecmp(p, "nan") || !strcasecmp(p, "inf") || !strcasecmp(p, "infinity"))
+		return 1;
+	if (!*p)
+		return 0;
+	for (; *p; p++)
+		if (!isdigit((unsigned char)*p) && *p != '.' && *p != 'e' && *p != 'E' && *p != '-' && *p != '+')
+			return 0;
+	return 1;
+}
+
+/* A param's text → typed value (INTERFACE.md §3.1). */
+static cJSON *param_from_text(const char *text, size_t len)
+{
+	char *s = strndup(text, len), *end;
+	cJSON *v = NULL, *j;
+	size_t n;
+
+	if (!s)
+		return NULL;
+	n = strlen(s);
+	if (n && s[n - 1] == '\n')
+		s[--n] = '\0';
+	if (n && s[n - 1] == '\r')
+		s[--n] = '\0';
+	if (n && is_number_text(s)) {
+		long long i;
+		double d;
+		errno = 0;
+		i = strtoll(s, &end, 10);
+		if (!*end && errno == 0) {
+			v = al_value_int(i);
+			goto done;
+		}
+		d = strtod(s, &end);
+		if (!*end) {
+			v = al_value_double(d);
+			goto done;
+		}
+	}
+	if (!strcmp(s, "true") || !strcmp(s, "false")) {
+		v = al_value_bool(s[0] == 't');
+		goto done;
+	}
+	if ((s[0] == '{' || s[0] == '[') && (j = cJSON_Parse(s))) {
+		v = al_value_from_json(j);
+		cJSON_Delete(j);
+		goto done;
+	}
+	v = al_value_string(s);
+done:
+	free(s);
+	return v;
+}
+
+/* A typed value as a line of text: strings raw, numbers shortest, maps/arrays compact JSON. */
+static int value_text(al_buf *b, const cJSON *v)
+{
+	int64_t i;
+	double d;
+	int bo;
+	const char *s;
+	char num[64];
+
+	if ((s = al_value_get_string(v)))
+		return al_buf_puts(b, s);
+	if (al_value_get_int(&i, v) == 0)
+		return al_buf_printf(b, "%lld", (long long)i);
+	if (al_value_get_double(&d, v) == 0) {
+		al_double_format(num, d);
+		return al_buf_puts(b, num);
+	}
+	if (al_value_get_bool(&bo, v) == 0)
+		return al_buf_puts(b, bo ? "true" : "false");
+	{
+		cJSON *j = al_value_to_json(v);
+		char *p = j ? cJSON_PrintUnformatted(j) : NULL;
+		int rc = al_buf_puts(b, p ? p : "null");
+		free(p);
+		cJSON_Delete(j);
+		return rc;
+	}
+}
+
+static int json_out(al_buf *b, cJSON *j, int pretty)
+{
+	char *p = pretty ? cJSON_Print(j) : cJSON_PrintUnformatted(j);
+	int rc;
+	if (!p)
+		return al_error_set(AL_ENOMEM, "out of memory printing JSON");
+	rc = al_buf_puts(b, p);
+	if (rc == 0)
+		rc = al_buf_puts(b, "\n");
+	free(p);
+	return rc;
+}
+
+static void time_json(cJSON *o, const char *key, const cJSON *fields, const char *field)
+{
+	int64_t us;
+	char buf[48];
+	if (al_fields_get_time(&us, fields, field) == 0)
+		cJSON_AddStringToObject(o, key, al_time_format(buf, us, 6));
+	else
+		cJSON_AddNullToObject(o, key);
+}
+
+static void field_json(cJSON *o, const char *key, const cJSON *fields, const char *field)
+{
+	const cJSON *v = al_fields_get(fields, field);
+	cJSON *j = v ? al_value_to_json(v) : NULL;
+	cJSON_AddItemToObject(o, key, j ? j : cJSON_CreateNull());
+}
+
+static cJSON *number_json(double v)
+{
+	return isnan(v) || isinf(v) ? cJSON_CreateNull() : cJSON_CreateNumber(v);
+}
+
+/* ---- rendering generated files -------------------------------------------------------- */
+
+static int render_params_json(al_buf *b, const al_doc *run)
+{
+	const cJSON *hp = al_value_get_map(al_fields_get(run->fields, "hyper_params"));
+	cJSON *o = cJSON_CreateObject(), *it;
+	int rc;
+	if (hp)
+		cJSON_ArrayForEach(it, hp)
+			cJSON_AddItemToObject(o, it->string, al_value_to_json(it));
+	rc = json_out(b, o, 1);
+	cJSON_Delete(o);
+	return rc;
+}
+
+static int artifacts_summary(uint64_t *count, uint64_t *bytes, al_tree *t, const char *run_doc)
+{
+	al_doc_list *l = NULL;
+	char *coll = xasprintf("%s/artifacts", run_doc);
+	size_t i;
+	int rc;
+	*count = *bytes = 0;
+	rc = al_store_list(&l, t->store, coll, NULL, NULL);
+	for (i = 0; rc == 0 && i < l->count; i++) {
+		int64_t sz;
+		const char *type = al_fields_get_string(l->docs[i]->fields, "type");
+		if (type && strcmp(type, "dir") == 0)
+			continue;
+		(*count)++;
+		if (al_fields_get_int(&sz, l->docs[i]->fields, "size") == 0)
+			*bytes += (uint64_t)sz;
+	}
+	al_doc_list_free(l);
+	free(coll);
+	return rc;
+}
+
+static int render_run_json(al_buf *b, al_tree *t, const node *n, const al_doc *run)
+{
+	cJSON *o = cJSON_CreateObject(), *git, *metrics, *datasets, *arts, *params;
+	const cJSON *f = run->fields, *ds, *it;
+	char **ids = NULL;
+	size_t nids = 0, i;
+	uint64_t acount, abytes;
+	int rc;
+
+	cJSON_AddStringToObject(o, "id", n->run);
+	cJSON_AddStringToObject(o, "project", n->project);
+	cJSON_AddStringToObject(o, "experiment", n->experiment);
+	field_json(o, "status", f, "status");
+	time_json(o, "created", f, "created");
+	time_json(o, "started", f, "started");
+	time_json(o, "ended", f, "ended");
+	field_json(o, "fold", f, "fold");
+	field_json(o, "model", f, "model");
+	field_json(o, "description", f, "description");
+	field_json(o, "host", f, "host");
+	field_json(o, "user", f, "user");
+	field_json(o, "command", f, "command");
+	field_json(o, "cwd", f, "cwd");
+	field_json(o, "exit_code", f, "exit_code");
+	git = al_fields_get(f, "git") ? al_value_to_json(al_fields_get(f, "git")) : NULL;
+	cJSON_AddItemToObject(o, "git", git ? git : cJSON_CreateNull());
+	params = cJSON_CreateObject();
+	if ((it = al_value_get_map(al_fields_get(f, "hyper_params")))) {
+		const cJSON *p;
+		cJSON_ArrayForEach(p, it)
+			cJSON_AddItemToObject(params, p->string, al_value_to_json(p));
+	}
+	cJSON_AddItemToObject(o, "params", params);
+	metrics = cJSON_AddObjectToObject(o, "metrics");
+	if ((rc = al_series_ids(&ids, &nids, t->series, n->run_doc)))
+		goto cleanup;
+	for (i = 0; i < nids; i++) {
+		al_series_summary s;
+		char *doc = xasprintf("%s/metrics/%s", n->run_doc, ids[i]);
+		char *name = al_id_decode(ids[i]);
+		if (doc && name && al_series_summary_get(&s, t->series, doc) == 0) {
+			cJSON *m = cJSON_AddObjectToObject(metrics, name);
+			cJSON_AddItemToObject(m, "last", number_json(s.last));
+			cJSON_AddNumberToObject(m, "step", (double)s.step);
+			cJSON_AddNumberToObject(m, "count", (double)s.count);
+			cJSON_AddItemToObject(m, "min", number_json(s.min));
+			cJSON_AddItemToObject(m, "max", number_json(s.max));
+		}
+		free(doc);
+		free(name);
+	}
+	datasets = cJSON_AddArrayToObject(o, "datasets");
+	if ((ds = al_value_get_map(al_fields_get(f, "datasets")))) {
+		cJSON_ArrayForEach(it, ds) {
+			const cJSON *m = al_value_get_map(it);
+			cJSON *e = cJSON_CreateObject();
+			cJSON_AddStringToObject(e, "name", it->string);
+			field_json(e, "dataset", m, "dataset");
+			field_json(e, "version", m, "version");
+			cJSON_AddItemToArray(datasets, e);
+		}
+	}
+	if ((rc = artifacts_summary(&acount, &abytes, t, n->run_doc)))
+		goto cleanup;
+	arts = cJSON_AddObjectToObject(o, "artifacts");
+	cJSON_AddNumberToObject(arts, "count", (double)acount);
+	cJSON_AddNumberToObject(arts, "bytes", (double)abytes);
+	rc = json_out(b, o, 1);
+cleanup:
+	al_strings_free(ids, nids);
+	cJSON_Delete(o);
+	return rc;
+}
+
+static int csv_field(al_buf *b, const char *s)
+{
+	int rc = 0;
+	if (!strpbrk(s, ",\"\r\n"))
+		return al_buf_puts(b, s);
+	rc |= al_buf_puts(b, "\"");
+	for (; *s && rc == 0; s++)
+		rc = *s == '"' ? al_buf_puts(b, "\"\"") : al_buf_put(b, s, 1);
+	return rc ? rc : al_buf_puts(b, "\"");
+}
+
+static int cmp_run_ids(const void *a, const void *b)
+{
+	const char *x = al_doc_id((*(al_doc *const *)a)->path), *y = al_doc_id((*(al_doc *const *)b)->path);
+	char *ex, *ey;
+	long long nx = strtoll(x, &ex, 10), ny = strtoll(y, &ey, 10);
+	int ix = *x && !*ex, iy = *y && !*ey;
+	if (ix && iy)
+		return nx < ny ? -1 : nx > ny;
+	if (ix != iy)
+		return ix ? -1 : 1;
+	return strcmp(x, y);
+}
+
+typedef struct keyset {
+	char **keys;
+	size_t n, cap;
+} keyset;
+
+static void keyset_add(keyset *k, const char *key)
+{
+	size_t i;
+	for (i = 0; i < k->n; i++)
+		if (strcmp(k->keys[i], key) == 0)
+			return;
+	if (k->n == k->cap) {
+		size_t cap = k->cap ? k->cap * 2 : 16;
+		char **p = realloc(k->keys, cap * sizeof(char *));
+		if (!p)
+			return;
+		k->keys = p;
+		k->cap = cap;
+	}
+	k->keys[k->n++] = strdup(key);
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int render_runs_csv(al_buf *b, al_tree *t, const node *n)
+{
+	al_doc_list *runs = NULL;
+	char *coll = xasprintf("%s/runs", n->exp_doc);
+	keyset pk = {0}, mk = {0};
+	cJSON **metrics = NULL;   /* per run: name → last value (plain JSON numbers) */
+	size_t i, k;
+	int rc;
+
+	if ((rc = al_store_list(&runs, t->store, coll, NULL, NULL)))
+		goto cleanup;
+	qsort(runs->docs, runs->count, sizeof(al_doc *), cmp_run_ids);
+	metrics = calloc(runs->count + 1, sizeof(cJSON *));
+	for (i = 0; i < runs->count; i++) {
+		const cJSON *hp = al_value_get_map(al_fields_get(runs->docs[i]->fields, "hyper_params")), *it;
+		char **ids = NULL;
+		size_t nids = 0;
+		if (hp)
+			cJSON_ArrayForEach(it, hp)
+				keyset_add(&pk, it->string);
+		metrics[i] = cJSON_CreateObject();
+		if (al_series_ids(&ids, &nids, t->series, runs->docs[i]->path) == 0) {
+			for (k = 0; k < nids; k++) {
+				al_series_summary s;
+				char *doc = xasprintf("%s/metrics/%s", runs->docs[i]->path, ids[k]);
+				char *name = al_id_decode(ids[k]);
+				if (doc && name && al_series_summary_get(&s, t->series, doc) == 0 && s.count) {
+					keyset_add(&mk, name);
+					cJSON_AddNumberToObject(metrics[i], name, s.last);
+					if (isnan(s.last) || isinf(s.last)) {
+						char num[32];
+						al_double_format(num, s.last);
+						cJSON_ReplaceItemInObject(metrics[i], name, cJSON_CreateString(num));
+					}
+				}
+				free(doc);
+				free(name);
+			}
+			al_strings_free(ids, nids);
+		}
+	}
+	qsort(pk.keys, pk.n, sizeof(char *), cmp_str);
+	qsort(mk.keys, mk.n, sizeof(char *), cmp_str);
+	al_buf_puts(b, "id,status,fold,model,created,ended,git_commit");
+	for (k = 0; k < pk.n; k++) {
+		char *h = xasprintf("param.%s", pk.keys[k]);
+		al_buf_puts(b, ",");
+		csv_field(b, h);
+		free(h);
+	}
+	for (k = 0; k < mk.n; k++) {
+		char *h = xasprintf("metric.%s", mk.keys[k]);
+		al_buf_puts(b, ",");
+		csv_field(b, h);
+		free(h);
+	}
+	al_buf_puts(b, "\r\n");
+	for (i = 0; i < runs->count; i++) {
+		const cJSON *f = runs->docs[i]->fields, *v;
+		const cJSON *hp = al_value_get_map(al_fields_get(f, "hyper_params"));
+		const cJSON *git = al_value_get_map(al_fields_get(f, "git"));
+		al_buf cell = AL_BUF_INIT;
+		int64_t us;
+		char tb[48];
+		const char *names[] = {"status", "fold", "model"};
+
+		csv_field(b, al_doc_id(runs->docs[i]->path));
+		for (k = 0; k < 3; k++) {
+			al_buf_puts(b, ",");
+			al_buf_clear(&cell);
+			if ((v = al_fields_get(f, names[k])) && !cJSON_GetObjectItem(v, "nullValue"))
+				value_text(&cell, v);
+			csv_field(b, cell.ptr ? cell.ptr : "");
+		}
+		al_buf_printf(b, ",%s", al_fields_get_time(&us, f, "created") == 0 ? al_time_format(tb, us, 6) : "");
+		al_buf_printf(b, ",%s", al_fields_get_time(&us, f, "ended") == 0 ? al_time_format(tb, us, 6) : "");
+		al_buf_printf(b, ",%s", git && al_fields_get_string(git, "commit") ? al_fields_get_string(git, "commit") : "");
+		for (k = 0; k < pk.n; k++) {
+			al_buf_puts(b, ",");
+			al_buf_clear(&cell);
+			if (hp && (v = al_fields_get(hp, pk.keys[k])))
+				value_text(&cell, v);
+			csv_field(b, cell.ptr ? cell.ptr : "");
+		}
+		for (k = 0; k < mk.n; k++) {
+			const cJSON *m = cJSON_GetObjectItem(metrics[i], mk.keys[k]);
+			char num[32] = "";
+			al_buf_puts(b, ",");
+			if (m && cJSON_IsNumber(m))
+				al_double_format(num, m->valuedouble);
+			else if (m && cJSON_IsString(m))
+				snprintf(num, sizeof(num), "%s", m->valuestring);
+			al_buf_puts(b, num);
+		}
+		al_buf_puts(b, "\r\n");
+		al_buf_dispose(&cell);
+	}
+cleanup:
+	for (i = 0; metrics && runs && i < runs->count; i++)
+		cJSON_Delete(metrics[i]);
+	free(metrics);
+	al_strings_free(pk.keys, pk.n);
+	al_strings_free(mk.keys, mk.n);
+	al_doc_list_free(runs);
+	free(coll);
+	return rc;
+}
+
+static int render_dataset_json(al_buf *b, const al_doc *ds)
+{
+	cJSON *o = cJSON_CreateObject();
+	int rc;
+	field_json(o, "name", ds->fields, "name");
+	field_json(o, "version", ds->fields, "version");
+	field_json(o, "files", ds->fields, "files");
+	field_json(o, "bytes", ds->fields, "bytes");
+	time_json(o, "created", ds->fields, "created");
+	field_json(o, "description", ds->fields, "description");
+	rc = json_out(b, o, 1);
+	cJSON_Delete(o);
+	return rc;
+}
+
+static int render_map_json(al_buf *b, const cJSON *fields)
+{
+	cJSON *o = cJSON_CreateObject(), *it;
+	int rc;
+	cJSON_ArrayForEach(it, fields)
+		cJSON_AddItemToObject(o, it->string, al_value_to_json(it));
+	rc = json_out(b, o, 1);
+	cJSON_Delete(o);
+	return rc;
+}
+
+/* status/fold/model/description of a run or experiment: the value and a newline. */
+static int render_text_field(al_buf *b, const cJSON *fields, const char *name)
+{
+	const cJSON *v = al_fields_get(fields, name);
+	int rc = 0;
+	if (v && !cJSON_GetObjectItem(v, "nullValue"))
+		rc = value_text(b, v);
+	if (rc == 0 && b->len > 0)
+		rc = al_buf_puts(b, "\n");
+	return rc;
+}
+
+/* Renders the content of a generated or document-backed file. */
+static int render(al_buf *b, al_tree *t, const node *n)
+{
+	al_doc *d = NULL;
+	int rc = 0;
+
+	switch (n->kind) {
+	case N_CTL_STATUS: {
+		char *s = NULL;
+		if ((rc = al_tree_status(&s, t)) == 0)
+			rc = al_buf_puts(b, s);
+		free(s);
+		return rc;
+	}
+	case N_METADATA: {
+		char *p = xasprintf("%s/metadata/%s", n->proj_doc, n->name);
+		if ((rc = get_doc(&d, t, p)) == 0)
+			rc = render_map_json(b, d->fields);
+		free(p);
+		break;
+	}
+	case N_DATASET_JSON:
+		if ((rc = get_doc(&d, t, n->ds_doc)) == 0)
+			rc = render_dataset_json(b, d);
+		break;
+	case N_EXP_DESCRIPTION:
+		if ((rc = get_doc(&d, t, n->exp_doc)) == 0)
+			rc = render_text_field(b, d->fields, "description");
+		break;
+	case N_RUNS_CSV:
+		if ((rc = doc_exists(t, n->exp_doc)) == 0)
+			rc = render_runs_csv(b, t, n);
+		break;
+	case N_RUN_JSON:
+		if ((rc = get_doc(&d, t, n->run_doc)) == 0)
+			rc = render_run_json(b, t, n, d);
+		break;
+	case N_RUN_TEXT:
+		if ((rc = get_doc(&d, t, n->run_doc)) == 0)
+			rc = render_text_field(b, d->fields, n->name);
+		break;
+	case N_PARAMS_JSON:
+		if ((rc = get_doc(&d, t, n->run_doc)) == 0)
+			rc = render_params_json(b, d);
+		break;
+	case N_PARAMS: {
+		const cJSON *hp, *v;
+		if ((rc = get_doc(&d, t, n->run_doc)))
+			break;
+		hp = al_value_get_map(al_fields_get(d->fields, "hyper_params"));
+		v = hp && *n->rest ? al_fields_get(hp, n->rest) : NULL;
+		if (!v) {
+			rc = al_error_set(AL_ENOTFOUND, "no param %s", n->rest);
+			break;
+		}
+		if ((rc = value_text(b, v)) == 0)
+			rc = al_buf_puts(b, "\n");
+		break;
+	}
+	default:
+		rc = al_error_set(AL_EINVAL, "not a generated file");
+	}
+	al_doc_free(d);
+	return rc;
+}
+
+/* ---- attributes ----------------------------------------------------------------------- */
+
+static void attr_dir(al_attr *a, int64_t mtime)
+{
+	memset(a, 0, sizeof(*a));
+	a->type = AL_NODE_DIR;
+	a->mode = 0755;
+	a->mtime_us = a->ctime_us = mtime;
+}
+
+static void attr_file(al_attr *a, unsigned mode, uint64_t size, int64_t mtime)
+{
+	memset(a, 0, sizeof(*a));
+	a->type = AL_NODE_FILE;
+	a->mode = mode;
+	a->size = size;
+	a->mtime_us = a->ctime_us = mtime;
+}
+
+/* A file being written through an open handle, visible before its first close. */
+static al_file *find_writer(al_tree *t, const char *path)
+{
+	al_file *f;
+	for (f = t->writers; f; f = f->next)
+		if (strcmp(f->path, path) == 0)
+			return f;
+	return NULL;
+}
+
+static int writer_attr(al_attr *out, al_tree *t, const char *path, unsigned mode)
+{
+	al_file *f;
+	struct stat st;
+	int found = 0;
+
+	pthread_mutex_lock(&t->lock);
+	if ((f = find_writer(t, path))) {
+		uint64_t size = f->kind == F_TEXT ? f->text.len : 0;
+		if (f->kind == F_BLOB_WRITE && fstat(f->fd, &st) == 0)
+			size = (uint64_t)st.st_size;
+		attr_file(out, mode, size, al_now_us());
+		found = 1;
+	}
+	pthread_mutex_unlock(&t->lock);
+	return found;
+}
+
+static int has_vdir(al_tree *t, const char *path)
+{
+	vdir *v;
+	int found = 0;
+	pthread_mutex_lock(&t->lock);
+	for (v = t->vdirs; v && !found; v = v->next)
+		found = strcmp(v->path, path) == 0;
+	pthread_mutex_unlock(&t->lock);
+	return found;
+}
+
+/* Range of encoded ids under the folder `rest` of a blob collection: [from, to). */
+static void child_range(char **from, char **to, const char *rest)
+{
+	char *enc;
+	size_t n;
+	if (!*rest) {
+		*from = *to = NULL;
+		return;
+	}
+	enc = al_id_encode(rest);
+	*from = xasprintf("%s%%2F", enc);
+	*to = xasprintf("%s%%2G", enc);
+	free(enc);
+	(void)n;
+}
+
+/* Attributes of a file or folder in a blob collection (artifacts, dataset files, logs). */
+static int blob_attr(al_attr *out, al_tree *t, const node *n, const char *path, unsigned mode)
+{
+	al_doc *d = NULL;
+	al_doc_list *l = NULL;
+	char *id, *doc, *from = NULL, *to = NULL;
+	int rc;
+
+	if (!*n->rest) {
+		attr_dir(out, t->mount_us);
+		return 0;
+	}
+	if (writer_attr(out, t, path, mode))
+		return 0;
+	id = al_id_encode(n->rest);
+	doc = xasprintf("%s/%s", n->coll, id);
+	rc = al_store_get(&d, t->store, doc);
+	if (rc == 0) {
+		const char *type = al_fields_get_string(d->fields, "type");
+		int64_t size = 0, mtime = d->update_us;
+		al_fields_get_int(&size, d->fields, "size");
+		al_fields_get_time(&mtime, d->fields, "mtime");
+		if (type && strcmp(type, "dir") == 0)
+			attr_dir(out, mtime);
+		else {
+			attr_file(out, mode, (uint64_t)size, mtime);
+			out->immutable = 1;
+		}
+		goto cleanup;
+	}
+	if (rc != AL_ENOTFOUND)
+		goto cleanup;
+	child_range(&from, &to, n->rest);
+	if ((rc = al_store_list(&l, t->store, n->coll, from, to)))
+		goto cleanup;
+	if (l->count > 0)
+		attr_dir(out, l->docs[0]->update_us);
+	else
+		rc = al_error_set(AL_ENOTFOUND, "no such file: %s", n->rest);
+cleanup:
+	al_doc_list_free(l);
+	al_doc_free(d);
+	free(id);
+	free(doc);
+	free(from);
+	free(to);
+	return rc;
+}
+
+static int generated_attr(al_attr *out, al_tree *t, const node *n, unsigned mode, int64_t mtime)
+{
+	al_buf b = AL_BUF_INIT;
+	int rc = render(&b, t, n);
+	if (rc == 0)
+		attr_file(out, mode, b.len, mtime);
+	al_buf_dispose(&b);
+	return rc;
+}
+
+static int key_prefix_exists(const cJSON *map, const char *prefix)
+{
+	const cJSON *it;
+	size_t n = strlen(prefix);
+	if (!map)
+		return 0;
+	cJSON_ArrayForEach(it, map)
+		if (strncmp(it->string, prefix, n) == 0 && it->string[n] == '/')
+			return 1;
+	return 0;
+}
+
+static int metric_attr(al_attr *out, al_tree *t, const node *n, const char *path, unsigned mode,
+	int64_t run_mtime)
+{
+	al_series_summary s;
+	char *id, *doc, **ids = NULL, *prefix;
+	size_t nids = 0, i, plen;
+	int rc;
+
+	if (!*n->rest) {
+		attr_dir(out, run_mtime);
+		return 0;
+	}
+	id = al_id_encode(n->rest);
+	doc = xasprintf("%s/metrics/%s", n->run_doc, id);
+	rc = al_series_summary_get(&s, t->series, doc);
+	free(doc);
+	if (rc == 0) {
+		free(id);
+		attr_file(out, mode, s.text_bytes, s.update_us ? s.update_us : run_mtime);
+		return 0;
+	}
+	if (writer_attr(out, t, path, mode)) {
+		free(id);
+		return 0;
+	}
+	/* A folder of metrics (val/loss makes val a folder). */
+	prefix = xasprintf("%s%%2F", id);
+	plen = strlen(prefix);
+	free(id);
+	rc = al_series_ids(&ids, &nids, t->series, n->run_doc);
+	for (i = 0; rc == 0 && i < nids; i++)
+		if (strncmp(ids[i], prefix, plen) == 0)
+			break;
+	if (rc == 0 && (i < nids || has_vdir(t, path)))
+		attr_dir(out, run_mtime);
+	else if (rc == 0)
+		rc = al_error_set(AL_ENOTFOUND, "no such metric: %s", n->rest);
+	al_strings_free(ids, nids);
+	free(prefix);
+	return rc;
+}
+
+int al_tree_getattr(al_attr *out, al_tree *t, const char *path)
+{
+	node n;
+	al_doc *d = NULL;
+	int rc, running;
+	unsigned rw;
+
+	if ((rc = node_parse(&n, path)))
+		return rc;
+	switch (n.kind) {
+	case N_ROOT:
+	case N_CTL:
+		attr_dir(out, t->mount_us);
+		goto cleanup;
+	case N_CTL_STATUS:
+		rc = generated_attr(out, t, &n, 0444, al_now_us());
+		goto cleanup;
+	default:
+		break;
+	}
+	/* Everything else lives in a project. */
+	if (n.kind == N_PROJECT || n.kind == N_METADATA_DIR || n.kind == N_DATASETS ||
+	    n.kind == N_EXPERIMENTS) {
+		if ((rc = get_doc(&d, t, n.proj_doc)))
+			goto cleanup;
+		attr_dir(out, d->update_us);
+		goto cleanup;
+	}
+	switch (n.kind) {
+	case N_METADATA: {
+		char *p = xasprintf("%s/metadata/%s", n.proj_doc, n.name);
+		rc = get_doc(&d, t, p);
+		free(p);
+		if (rc == 0)
+			rc = generated_attr(out, t, &n, 0644, d->update_us);
+		else if (writer_attr(out, t, path, 0644))
+			rc = 0;
+		goto cleanup;
+	}
+	case N_DATASET:
+		if ((rc = get_doc(&d, t, n.ds_doc)) == 0)
+			attr_dir(out, d->update_us);
+		goto cleanup;
+	case N_DATASET_JSON:
+		if ((rc = get_doc(&d, t, n.ds_doc)) == 0)
+			rc = generated_attr(out, t, &n, 0444, d->update_us);
+		goto cleanup;
+	case N_DATASET_PATH:
+		if ((rc = doc_exists(t, n.ds_doc)) == 0)
+			rc = blob_attr(out, t, &n, path, 0444);
+		goto cleanup;
+	case N_EXPERIMENT:
+	case N_RUNS:
+		if ((rc = get_doc(&d, t, n.exp_doc)) == 0)
+			attr_dir(out, d->update_us);
+		goto cleanup;
+	case N_EXP_DESCRIPTION:
+		if ((rc = get_doc(&d, t, n.exp_doc)) == 0)
+			rc = generated_attr(out, t, &n, 0644, d->update_us);
+		goto cleanup;
+	case N_RUNS_CSV:
+		if ((rc = get_doc(&d, t, n.exp_doc)) == 0)
+			rc = generated_attr(out, t, &n, 0444, al_now_us());
+		goto cleanup;
+	case N_EXP_ARTIFACT:
+		if ((rc = doc_exists(t, n.exp_doc)) == 0)
+			rc = blob_attr(out, t, &n, path, 0644);
+		goto cleanup;
+	default:
+		break;
+	}
+	/* Inside a run. */
+	if ((rc = get_doc(&d, t, n.run_doc)))
+		goto cleanup;
+	running = run_is_running(d);
+	rw = running ? 0644 : 0444;
+	switch (n.kind) {
+	case N_RUN:
+	case N_RUN_DATASETS:
+		attr_dir(out, d->update_us);
+		break;
+	case N_RUN_JSON:
+		rc = generated_attr(out, t, &n, 0444, d->update_us);
+		break;
+	case N_RUN_TEXT: {
+		int always = !strcmp(n.name, "status") || !strcmp(n.name, "description");
+		rc = generated_attr(out, t, &n, always ? 0644 : rw, d->update_us);
+		break;
+	}
+	case N_PARAMS_JSON:
+		rc = generated_attr(out, t, &n, rw, d->update_us);
+		break;
+	case N_PARAMS: {
+		const cJSON *hp = al_value_get_map(al_fields_get(d->fields, "hyper_params"));
+		if (!*n.rest)
+			attr_dir(out, d->update_us);
+		else if (hp && al_fields_get(hp, n.rest))
+			rc = generated_attr(out, t, &n, rw, d->update_us);
+		else if (key_prefix_exists(hp, n.rest) || has_vdir(t, path))
+			attr_dir(out, d->update_us);
+		else if (!writer_attr(out, t, path, rw))
+			rc = al_error_set(AL_ENOTFOUND, "no param %s", n.rest);
+		break;
+	}
+	case N_METRICS:
+		rc = metric_attr(out, t, &n, path, rw, d->update_us);
+		break;
+	case N_RUN_ARTIFACT:
+	case N_OUTPUT_LOG:
+		rc = blob_attr(out, t, &n, path, rw);
+		break;
+	case N_RUN_LINK: {
+		const cJSON *ds = al_value_get_map(al_fields_get(d->fields, "datasets"));
+		const cJSON *e = ds ? al_value_get_map(al_fields_get(ds, n.name)) : NULL;
+		char *target;
+		if (!e) {
+			rc = al_error_set(AL_ENOTFOUND, "no dataset link %s", n.name);
+			break;
+		}
+		target = xasprintf("%s/%s/datasets/%s", t->mountpoint ? t->mountpoint : "", n.project,
+			al_fields_get_string(e, "dataset") ? al_fields_get_string(e, "dataset") : n.name);
+		memset(out, 0, sizeof(*out));
+		out->type = AL_NODE_LINK;
+		out->mode = 0777;
+		out->size = target ? strlen(target) : 0;
+		out->mtime_us = out->ctime_us = d->update_us;
+		out->immutable = 1;
+		free(target);
+		break;
+	}
+	default:
+		rc = al_error_set(AL_ENOTFOUND, "no such entry: %s", path);
+	}
+cleanup:
+	al_doc_free(d);
+	node_free(&n);
+	return rc;
+}
+
+/* ---- listing -------------------------------------------------------------------------- */
+
+/* Adds the child of folder `rest` that leads to `full` (a path inside the same area). */
+static void child_of(keyset *k, const char *rest, const char *full)
+{
+	size_t n = strlen(rest);
+	const char *p = full, *slash;
+	char *name;
+	if (n) {
+		if (strncmp(full, rest, n) != 0 || full[n] != '/')
+			return;
+		p = full + n + 1;
+	}
+	slash = strchr(p, '/');
+	name = slash ? strndup(p, (size_t)(slash - p)) : strdup(p);
+	if (name && *name)
+		keyset_add(k, name);
+	free(name);
+}
+
+/* Adds in-memory children (open writers, empty folders) of the folder at path. */
+static void memory_children(keyset *k, al_tree *t, const char *path)
+{
+	size_t n = strlen(path);
+	al_file *f;
+	vdir *v;
+	pthread_mutex_lock(&t->lock);
+	for (f = t->writers; f; f = f->next)
+		if (strncmp(f->path, path, n) == 0 && f->path[n] == '/' && !strchr(f->path + n + 1, '/'))
+			keyset_add(k, f->path + n + 1);
+	for (v = t->vdirs; v; v = v->next)
+		if (strncmp(v->path, path, n) == 0 && v->path[n] == '/' && !strchr(v->path + n + 1, '/'))
+			keyset_add(k, v->path + n + 1);
+	pthread_mutex_unlock(&t->lock);
+}
+
+static int list_ids(keyset *k, al_tree *t, const char *coll)
+{
+	al_doc_list *l = NULL;
+	size_t i;
+	int rc = al_store_list(&l, t->store, coll, NULL, NULL);
+	for (i = 0; rc == 0 && i < l->count; i++)
+		keyset_add(k, al_doc_id(l->docs[i]->path));
+	al_doc_list_free(l);
+	return rc;
+}
+
+static int list_blob_children(keyset *k, al_tree *t, const node *n)
+{
+	al_doc_list *l = NULL;
+	char *from = NULL, *to = NULL;
+	size_t i;
+	int rc;
+	child_range(&from, &to, n->rest);
+	rc = al_store_list(&l, t->store, n->coll, from, to);
+	for (i = 0; rc == 0 && i < l->count; i++) {
+		char *full = al_id_decode(al_doc_id(l->docs[i]->path));
+		if (full)
+			child_of(k, n->rest, full);
+		free(full);
+	}
+	al_doc_list_free(l);
+	free(from);
+	free(to);
+	return rc;
+}
+
+int al_tree_readdir(al_tree *t, const char *path, al_tree_fill_fn fill, void *ctx)
+{
+	static const char *project_dirs[] = {"metadata", "datasets", "experiments", NULL};
+	static const char *exp_entries[] = {"description", "runs.csv", "artifacts", "runs", NULL};
+	static const char *run_entries[] = {"run.json", "status", "fold", "model", "description",
+		"params", "params.json", "metrics", "artifacts", "datasets", NULL};
+	const char **fixed = NULL;
+	keyset k = {0};
+	al_attr a;
+	al_doc *d = NULL;
+	node n;
+	char *coll = NULL;
+	size_t i;
+	int rc;
+
+	if ((rc = al_tree_getattr(&a, t, path)))
+		return rc;
+	if (a.type != AL_NODE_DIR)
+		return al_error_set(AL_ENOTDIR, "not a folder: %s", path);
+	if ((rc = node_parse(&n, path)))
+		return rc;
+	switch (n.kind) {
+	case N_ROOT:
+		keyset_add(&k, ".aletheia");
+		rc = list_ids(&k, t, "projects");
+		break;
+	case N_CTL:
+		keyset_add(&k, "status");
+		break;
+	case N_PROJECT:
+		fixed = project_dirs;
+		break;
+	case N_METADATA_DIR:
+		coll = xasprintf("%s/metadata", n.proj_doc);
+		rc = list_ids(&k, t, coll);
+		memory_children(&k, t, path);
+		break;
+	case N_DATASETS:
+		coll = xasprintf("%s/datasets", n.proj_doc);
+		rc = list_ids(&k, t, coll);
+		break;
+	case N_EXPERIMENTS:
+		coll = xasprintf("%s/experiments", n.proj_doc);
+		rc = list_ids(&k, t, coll);
+		break;
+	case N_RUNS:
+		coll = xasprintf("%s/runs", n.exp_doc);
+		rc = list_ids(&k, t, coll);
+		break;
+	case N_EXPERIMENT:
+		fixed = exp_entries;
+		break;
+	case N_RUN:
+		fixed = run_entries;
+		{
+			node log = {.coll = xasprintf("%s/logs", n.run_doc), .rest = "output.log"};
+			char *logpath = xasprintf("%s/output.log", path);
+			if (log.coll && logpath && blob_attr(&a, t, &log, logpath, 0) == 0)
+				keyset_add(&k, "output.log");
+			free(log.coll);
+			free(logpath);
+		}
+		break;
+	case N_DATASET:
+		keyset_add(&k, ".dataset.json");
+		/* fall through */
+	case N_DATASET_PATH:
+	case N_EXP_ARTIFACT:
+	case N_RUN_ARTIFACT:
+		rc = list_blob_children(&k, t, &n);
+		memory_children(&k, t, path);
+		break;
+	case N_RUN_DATASETS:
+	case N_PARAMS:
+		if ((rc = get_doc(&d, t, n.run_doc)) == 0) {
+			const cJSON *map = al_value_get_map(al_fields_get(d->fields,
+				n.kind == N_PARAMS ? "hyper_params" : "datasets")), *it;
+			if (map)
+				cJSON_ArrayForEach(it, map)
+					child_of(&k, n.rest, it->string);
+		}
+		memory_children(&k, t, path);
+		break;
+	case N_METRICS: {
+		char **ids = NULL;
+		size_t nids = 0;
+		if ((rc = al_series_ids(&ids, &nids, t->series, n.run_doc)) == 0) {
+			for (i = 0; i < nids; i++) {
+				char *name = al_id_decode(ids[i]);
+				if (name)
+					child_of(&k, n.rest, name);
+				free(name);
+			}
+		}
+		al_strings_free(ids, nids);
+		memory_children(&k, t, path);
+		break;
+	}
+	default:
+		rc = al_error_set(AL_ENOTDIR, "not a folder: %s", path);
+	}
+	for (i = 0; fixed && fixed[i]; i++)
+		keyset_add(&k, fixed[i]);
+	if (rc == 0) {
+		fill(ctx, ".", NULL);
+		fill(ctx, "..", NULL);
+		for (i = 0; i < k.n; i++)
+			if (fill(ctx, k.keys[i], NULL))
+				break;
+	}
+	al_strings_free(k.keys, k.n);
+	al_doc_free(d);
+	free(coll);
+	node_free(&n);
+	return rc;
+}
+
+/* ---- creating folders ----------------------------------------------------------------- */
+
+static int check_rest_names(const char *rest)
+{
+	char *copy = strdup(rest), *p, *save = NULL;
+	int rc = 0;
+	if (!copy)
+		return al_error_set(AL_ENOMEM, "out of memory");
+	for (p = strtok_r(copy, "/", &save); p && rc == 0; p = strtok_r(NULL, "/", &save))
+		rc = check_name(p);
+	free(copy);
+	return rc;
+}
+
+static char *empty_version(void)
+{
+	char hex[AL_HASH_HEX_LEN + 1];
+	al_hash_buffer(hex, "", 0);
+	return strdup(hex);
+}
+
+static cJSON *named_doc(const char *name, int64_t now)
+{
+	cJSON *f = cJSON_CreateObject();
+	al_fields_set(f, "name", al_value_string(name));
+	al_fields_set(f, "created", al_value_time(now));
+	return f;
+}
+
+/* The creating process's command line; for `aletheia run … -- CMD`, just CMD. */
+static char *caller_command(pid_t pid)
+{
+	char path[64], buf[8192], *out = NULL;
+	al_buf b = AL_BUF_INIT;
+	ssize_t n;
+	size_t i, start = 0;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return NULL;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return NULL;
+	buf[n] = '\0';
+	if (strcmp(last_segment(buf), "aletheia") == 0 && strcmp(buf + strlen(buf) + 1, "run") == 0) {
+		for (i = 0; i < (size_t)n; i += strlen(buf + i) + 1)
+			if (strcmp(buf + i, "--") == 0) {
+				start = i + 3;
+				break;
+			}
+	}
+	for (i = start; i < (size_t)n; i += strlen(buf + i) + 1) {
+		const char *arg = buf + i;
+		if (b.len)
+			al_buf_puts(&b, " ");
+		if (*arg && !strpbrk(arg, " \t\n'\"\\$`*?&;|<>()"))
+			al_buf_puts(&b, arg);
+		else {
+			al_buf_puts(&b, "'");
+			for (; *arg; arg++)
+				*arg == '\'' ? al_buf_puts(&b, "'\\''") : al_buf_put(&b, arg, 1);
+			al_buf_puts(&b, "'");
+		}
+	}
+	out = al_buf_detach(&b, NULL);
+	return out;
+}
+
+static cJSON *new_run_fields(al_tree *t, const node *n, const al_caller *c)
+{
+	cJSON *f = cJSON_CreateObject();
+	char host[256] = "", cwdlink[64], cwd[PATH_MAX], *cmd;
+	struct passwd pw, *pwp = NULL;
+	char pwbuf[4096];
+	al_git_state *git = NULL;
+	int64_t now = al_now_us();
+	ssize_t len;
+
+	gethostname(host, sizeof(host) - 1);
+	snprintf(cwdlink, sizeof(cwdlink), "/proc/%d/cwd", c ? (int)c->pid : 0);
+	len = c ? readlink(cwdlink, cwd, sizeof(cwd) - 1) : -1;
+	cwd[len > 0 ? len : 0] = '\0';
+	getpwuid_r(c ? c->uid : t->uid, &pw, pwbuf, sizeof(pwbuf), &pwp);
+	cmd = c ? caller_command(c->pid) : NULL;
+
+	al_fields_set(f, "id", al_value_string(n->run));
+	al_fields_set(f, "project", al_value_string(n->project));
+	al_fields_set(f, "experiment", al_value_string(n->experiment));
+	al_fields_set(f, "status", al_value_string("running"));
+	al_fields_set(f, "created", al_value_time(now));
+	al_fields_set(f, "started", al_value_time(now));
+	al_fields_set(f, "ended", al_value_null());
+	al_fields_set(f, "fold", al_value_null());
+	al_fields_set(f, "model", al_value_string(""));
+	al_fields_set(f, "description", al_value_string(""));
+	al_fields_set(f, "host", al_value_string(host));
+	al_fields_set(f, "user", pwp ? al_value_string(pwp->pw_name) : al_value_null());
+	al_fields_set(f, "command", cmd ? al_value_string(cmd) : al_value_null());
+	al_fields_set(f, "cwd", *cwd ? al_value_string(cwd) : al_value_null());
+	al_fields_set(f, "exit_code", al_value_null());
+	if (*cwd && al_git_capture(&git, cwd) == 0)
+		al_fields_set(f, "git", al_git_state_to_value(git));
+	else
+		al_fields_set(f, "git", al_value_null());
+	al_fields_set(f, "hyper_params", al_value_map(cJSON_CreateObject()));
+	al_fields_set(f, "datasets", al_value_map(cJSON_CreateObject()));
+	al_git_state_free(git);
+	free(cmd);
+	return f;
+}
+
+static int add_vdir(al_tree *t, const char *path)
+{
+	vdir *v = calloc(1, sizeof(*v));
+	if (!v || !(v->path = strdup(path))) {
+		free(v);
+		return al_error_set(AL_ENOMEM, "out of memory");
+	}
+	pthread_mutex_lock(&t->lock);
+	v->next = t->vdirs;
+	t->vdirs = v;
+	pthread_mutex_unlock(&t->lock);
+	return 0;
+}
+
+static int blob_mkdir(al_tree *t, const node *n)
+{
+	cJSON *f = cJSON_CreateObject();
+	char *id = al_id_encode(n->rest), *doc = xasprintf("%s/%s", n->coll, id);
+	int rc;
+	al_fields_set(f, "path", al_value_string(n->rest));
+	al_fields_set(f, "type", al_value_string("dir"));
+	al_fields_set(f, "mtime", al_value_time(al_now_us()));
+	rc = commit1(t, AL_WRITE_SET, doc, f, AL_PRE_MISSING);
+	cJSON_Delete(f);
+	free(id);
+	free(doc);
+	return rc;
+}
+
+int al_tree_mkdir(al_tree *t, const char *path, const al_caller *caller)
+{
+	node n;
+	al_attr a;
+	cJSON *f = NULL;
+	int rc;
+	int64_t now = al_now_us();
+
+	if ((rc = node_parse(&n, path)))
+		return rc == AL_ENOTFOUND ? al_error_set(AL_EPERM, "cannot create a folder here: %s", path) : rc;
+	if (al_tree_getattr(&a, t, path) == 0) {
+		rc = al_error_set(AL_EEXISTS, "%s exists", path);
+		goto cleanup;
+	}
+	switch (n.kind) {
+	case N_PROJECT:
+		if ((rc = check_name(n.project)))
+			break;
+		f = named_doc(n.project, now);
+		rc = commit1(t, AL_WRITE_SET, n.proj_doc, f, AL_PRE_MISSING);
+		break;
+	case N_EXPERIMENT:
+		if ((rc = check_name(n.experiment)) || (rc = doc_exists(t, n.proj_doc)))
+			break;
+		f = named_doc(n.experiment, now);
+		al_fields_set(f, "description", al_value_string(""));
+		al_fields_set(f, "updated", al_value_time(now));
+		rc = commit1(t, AL_WRITE_SET, n.exp_doc, f, AL_PRE_MISSING);
+		break;
+	case N_DATASET: {
+		char *v = empty_version();
+		if ((rc = check_name(n.dataset)) || (rc = doc_exists(t, n.proj_doc))) {
+			free(v);
+			break;
+		}
+		f = named_doc(n.dataset, now);
+		al_fields_set(f, "description", al_value_string(""));
+		al_fields_set(f, "version", al_value_string(v));
+		al_fields_set(f, "files", al_value_int(0));
+		al_fields_set(f, "bytes", al_value_int(0));
+		free(v);
+		rc = commit1(t, AL_WRITE_SET, n.ds_doc, f, AL_PRE_MISSING);
+		break;
+	}
+	case N_RUN: {
+		cJSON *upd;
+		al_write w[2];
+		if ((rc = check_name(n.run)) || (rc = doc_exists(t, n.exp_doc)))
+			break;
+		f = new_run_fields(t, &n, caller);
+		upd = cJSON_CreateObject();
+		al_fields_set(upd, "updated", al_value_time(now));
+		w[0] = (al_write){AL_WRITE_SET, n.run_doc, f, AL_PRE_MISSING};
+		w[1] = (al_write){AL_WRITE_UPDATE, n.exp_doc, upd, AL_PRE_EXISTS};
+		rc = al_store_commit(t->store, w, 2);
+		cJSON_Delete(upd);
+		break;
+	}
+	case N_DATASET_PATH:
+		if ((rc = check_rest_names(n.rest)) == 0 && (rc = doc_exists(t, n.ds_doc)) == 0)
+			rc = blob_mkdir(t, &n);
+		break;
+	case N_EXP_ARTIFACT:
+		if ((rc = check_rest_names(n.rest)) == 0 && (rc = doc_exists(t, n.exp_doc)) == 0)
+			rc = blob_mkdir(t, &n);
+		break;
+	case N_RUN_ARTIFACT:
+		if ((rc = check_rest_names(n.rest)) == 0 && (rc = require_running(t, &n)) == 0)
+			rc = blob_mkdir(t, &n);
+		break;
+	case N_PARAMS:
+	case N_METRICS:
+		if ((rc = check_rest_names(n.rest)) == 0 && (rc = require_running(t, &n)) == 0)
+			rc = add_vdir(t, path);
+		break;
+	default:
+		rc = al_error_set(AL_EPERM, "cannot create a folder here: %s", path);
+	}
+cleanup:
+	cJSON_Delete(f);
+	node_free(&n);
+	return rc;
+}
+
+/* ---- deleting ------------------------------------------------------------------------- */
+
+/* Deletes a document and everything under it. */
+static int delete_tree(al_tree *t, const char *doc)
+{
+	char **colls = NULL;
+	size_t ncolls = 0, i, k;
+	int rc;
+	al_write w = {AL_WRITE_DELETE, doc, NULL, AL_PRE_NONE};
+
+	if ((rc = t->store->list_collections(&colls, &ncolls, t->store, doc)))
+		return rc;
+	for (i = 0; rc == 0 && i < ncolls; i++) {
+		al_doc_list *l = NULL;
+		char *coll = xasprintf("%s/%s", doc, colls[i]);
+		rc = al_store_list(&l, t->store, coll, NULL, NULL);
+		for (k = 0; rc == 0 && k < l->count; k++)
+			rc = delete_tree(t, l->docs[k]->path);
+		al_doc_list_free(l);
+		free(coll);
+	}
+	al_strings_free(colls, ncolls);
+	return rc ? rc : al_store_commit(t->store, &w, 1);
+}
+
+static int blob_delete(al_tree *t, const node *n)
+{
+	char *id = al_id_encode(n->rest), *doc = xasprintf("%s/%s", n->coll, id);
+	int rc = commit1(t, AL_WRITE_DELETE, doc, NULL, AL_PRE_EXISTS);
+	free(id);
+	free(doc);
+	return rc;
+}
+
+static int dataset_refresh(al_tree *t, const char *ds_doc);
+
+int al_tree_unlink(al_tree *t, const char *path)
+{
+	node n;
+	int rc;
+
+	if ((rc = node_parse(&n, path)))
+		return rc;
+	if (!t->allow_delete) {
+		rc = al_error_set(AL_EPERM, "deleting is off: mount with --allow-delete to delete %s", path);
+		goto cleanup;
+	}
+	switch (n.kind) {
+	case N_METADATA: {
+		char *p = xasprintf("%s/metadata/%s", n.proj_doc, n.name);
+		rc = commit1(t, AL_WRITE_DELETE, p, NULL, AL_PRE_EXISTS);
+		free(p);
+		break;
+	}
+	case N_DATASET_PATH:
+		if ((rc = blob_delete(t, &n)) == 0)
+			rc = dataset_refresh(t, n.ds_doc);
+		break;
+	case N_EXP_ARTIFACT:
+	case N_RUN_ARTIFACT:
+	case N_OUTPUT_LOG:
+		rc = blob_delete(t, &n);
+		break;
+	case N_RUN_LINK:
+	case N_PARAMS: {
+		al_doc *d = NULL;
+		pthread_mutex_lock(&t->lock);
+		if ((rc = get_doc(&d, t, n.run_doc)) == 0) {
+			const char *field = n.kind == N_PARAMS ? "hyper_params" : "datasets";
+			cJSON *map = cJSON_Duplicate(al_fields_get(d->fields, field), 1);
+			cJSON *fields = cJSON_CreateObject();
+			const cJSON *inner = al_value_get_map(map);
+			const char *key = n.kind == N_PARAMS ? n.rest : n.name;
+			if (inner && cJSON_GetObjectItemCaseSensitive(inner, key)) {
+				cJSON_DeleteItemFromObjectCaseSensitive((cJSON *)inner, key);
+				al_fields_set(fields, field, map);
+				rc = commit1(t, AL_WRITE_UPDATE, n.run_doc, fields, AL_PRE_EXISTS);
+			} else {
+				cJSON_Delete(map);
+				rc = al_error_set(AL_ENOTFOUND, "no such entry: %s", path);
+			}
+			cJSON_Delete(fields);
+		}
+		pthread_mutex_unlock(&t->lock);
+		al_doc_free(d);
+		break;
+	}
+	default:
+		/* Generated files go with their folder: removing them alone is a no-op, so that
+		 * `rm -rf` of a run works with --allow-delete. */
+		rc = 0;
+	}
+cleanup:
+	node_free(&n);
+	return rc;
+}
+
+int al_tree_rmdir(al_tree *t, const char *path)
+{
+	node n;
+	int rc;
+
+	if ((rc = node_parse(&n, path)))
+		return rc;
+	if (!t->allow_delete) {
+		rc = al_error_set(AL_EPERM, "deleting is off: mount with --allow-delete to delete %s", path);
+		goto cleanup;
+	}
+	switch (n.kind) {
+	case N_PROJECT: rc = delete_tree(t, n.proj_doc); break;
+	case N_EXPERIMENT: rc = delete_tree(t, n.exp_doc); break;
+	case N_RUN: rc = delete_tree(t, n.run_doc); break;
+	case N_DATASET: rc = delete_tree(t, n.ds_doc); break;
+	case N_DATASET_PATH:
+	case N_EXP_ARTIFACT:
+	case N_RUN_ARTIFACT:
+		if (*n.rest)
+			blob_delete(t, &n);   /* an explicit folder document, if any */
+		rc = 0;
+		break;
+	default:
+		rc = 0;
+	}
+	if (rc == 0) {
+		vdir **pv;
+		pthread_mutex_lock(&t->lock);
+		for (pv = &t->vdirs; *pv;) {
+			if (strcmp((*pv)->path, path) == 0) {
+				vdir *v = *pv;
+				*pv = v->next;
+				free(v->path);
+				free(v);
+			} else
+				pv = &(*pv)->next;
+		}
+		pthread_mutex_unlock(&t->lock);
+	}
+cleanup:
+	node_free(&n);
+	return rc;
+}
+
+/* ---- datasets ------------------------------------------------------------------------- */
+
+/* Recomputes a dataset's version (xxh3-128 over its sorted "path\tsize\thash\n" lines),
+ * file count and bytes. Caller holds no lock; serialised by t->lock. */
+static int dataset_refresh(al_tree *t, const char *ds_doc)
+{
+	al_doc_list *l = NULL;
+	al_hasher *h = NULL;
+	char *coll = xasprintf("%s/files", ds_doc), hex[AL_HASH_HEX_LEN + 1];
+	cJSON *f = NULL;
+	int64_t files = 0, bytes = 0;
+	size_t i;
+	int rc;
+
+	pthread_mutex_lock(&t->lock);
+	if ((rc = al_store_list(&l, t->store, coll, NULL, NULL)) || (rc = al_hasher_new(&h)))
+		goto cleanup;
+	/* Ids are the encoded paths; sort order of ids and paths can differ, so sort paths. */
+	for (i = 0; i < l->count; i++) {
+		const cJSON *fl = l->docs[i]->fields;
+		const char *type = al_fields_get_string(fl, "type"), *p = al_fields_get_string(fl, "path");
+		const char *hash = al_fields_get_string(fl, "hash");
+		int64_t size = 0;
+		char line[4096];
+		if ((type && strcmp(type, "dir") == 0) || !p || !hash)
+			continue;
+		al_fields_get_int(&size, fl, "size");
+		snprintf(line, sizeof(line), "%s\t%lld\t%s\n", p, (long long)size, hash);
+		al_hasher_update(h, line, strlen(line));
+		files++;
+		bytes += size;
+	}
+	al_hasher_final(hex, h);
+	f = cJSON_CreateObject();
+	al_fields_set(f, "version", al_value_string(hex));
+	al_fields_set(f, "files", al_value_int(files));
+	al_fields_set(f, "bytes", al_value_int(bytes));
+	rc = commit1(t, AL_WRITE_UPDATE, ds_doc, f, AL_PRE_EXISTS);
+cleanup:
+	pthread_mutex_unlock(&t->lock);
+	cJSON_Delete(f);
+	al_hasher_free(h);
+	al_doc_list_free(l);
+	free(coll);
+	return rc;
+}
+
+static int dataset_referenced(al_tree *t, const char *ds_doc)
+{
+	al_doc *d = NULL;
+	int ref = 0;
+	if (al_store_get(&d, t->store, ds_doc) == 0)
+		al_fields_get_bool(&ref, d->fields, "referenced");
+	al_doc_free(d);
+	return ref;
+}
+
+/* ---- renaming ------------------------------------------------------------------------- */
+
+/* Moves the file or folder `from` to `to` inside one blob collection, in one commit. */
+static int blob_move(al_tree *t, const node *a, const node *b, int noreplace)
+{
+	al_doc_list *l = NULL;
+	al_doc *d = NULL, *existing = NULL;
+	char *from_id = al_id_encode(a->rest), *to_id = al_id_encode(b->rest);
+	char *from_doc = xasprintf("%s/%s", a->coll, from_id), *to_doc = xasprintf("%s/%s", b->coll, to_id);
+	char *lo = NULL, *hi = NULL, **paths = NULL;
+	cJSON **fields = NULL;
+	al_write *w = NULL;
+	size_t n = 0, i, cap;
+	int rc;
+
+	if (al_store_get(&existing, t->store, to_doc) == 0 && noreplace) {
+		rc = al_error_set(AL_EEXISTS, "%s exists", b->rest);
+		goto cleanup;
+	}
+	child_range(&lo, &hi, a->rest);
+	if ((rc = al_store_list(&l, t->store, a->coll, lo, hi)))
+		goto cleanup;
+	cap = l->count + 3;
+	w = calloc(cap, sizeof(*w));
+	fields = calloc(cap, sizeof(*fields));
+	paths = calloc(cap, sizeof(*paths));
+	if (!w || !fields || !paths) {
+		rc = al_error_set(AL_ENOMEM, "out of memory");
+		goto cleanup;
+	}
+	rc = al_store_get(&d, t->store, from_doc);
+	if (rc == 0) {
+		fields[n] = cJSON_Duplicate(d->fields, 1);
+		al_fields_set(fields[n], "path", al_value_string(b->rest));
+		w[n] = (al_write){AL_WRITE_SET, to_doc, fields[n], AL_PRE_NONE};
+		n++;
+		w[n++] = (al_write){AL_WRITE_DELETE, from_doc, NULL, AL_PRE_NONE};
+	} else if (rc != AL_ENOTFOUND || l->count == 0) {
+		if (rc == AL_ENOTFOUND)
+			rc = al_error_set(AL_ENOTFOUND, "no such file: %s", a->rest);
+		goto cleanup;
+	}
+	rc = 0;
+	for (i = 0; i < l->count; i++) {
+		char *p = al_id_decode(al_doc_id(l->docs[i]->path)), *np, *nid;
+		if (!p)
+			continue;
+		np = xasprintf("%s%s", b->rest, p + strlen(a->rest));
+		nid = al_id_encode(np);
+		paths[n] = xasprintf("%s/%s", b->coll, nid);
+		fields[n] = cJSON_Duplicate(l->docs[i]->fields, 1);
+		al_fields_set(fields[n], "path", al_value_string(np));
+		w[n] = (al_write){AL_WRITE_SET, paths[n], fields[n], AL_PRE_NONE};
+		n++;
+		w[n++] = (al_write){AL_WRITE_DELETE, l->docs[i]->path, NULL, AL_PRE_NONE};
+		free(p);
+		free(np);
+		free(nid);
+		if (n + 2 > cap) {
+			/* grow: each source doc needs two writes */
+			size_t nc = cap * 2;
+			al_write *w2 = realloc(w, nc * sizeof(*w));
+			cJSON **f2 = w2 ? realloc(fields, nc * sizeof(*fields)) : NULL;
+			char **p2 = f2 ? realloc(paths, nc * sizeof(*paths)) : NULL;
+			if (w2) w = w2;
+			if (f2) fields = f2;
+			if (p2) paths = p2;
+			if (!w2 || !f2 || !p2) {
+				rc = al_error_set(AL_ENOMEM, "out of memory");
+				goto cleanup;
+			}
+			memset(fields + cap, 0, (nc - cap) * sizeof(*fields));
+			memset(paths + cap, 0, (nc - cap) * sizeof(*paths));
+			cap = nc;
+		}
+	}
+	rc = al_store_commit(t->store, w, n);
+cleanup:
+	for (i = 0; fields && i < cap; i++) {
+		cJSON_Delete(fields[i]);
+		if (paths)
+			free(paths[i]);
+	}
+	free(fields);
+	free(paths);
+	free(w);
+	al_doc_free(d);
+	al_doc_free(existing);
+	al_doc_list_free(l);
+	free(from_id);
+	free(to_id);
+	free(from_doc);
+	free(to_doc);
+	free(lo);
+	free(hi);
+	return rc;
+}
+
+static int is_blob_kind(nkind k)
+{
+	return k == N_DATASET_PATH || k == N_EXP_ARTIFACT || k == N_RUN_ARTIFACT;
+}
+
+int al_tree_rename(al_tree *t, const char *from, const char *to, unsigned flags)
+{
+	node a, b;
+	int rc;
+	const unsigned noreplace = 1; /* RENAME_NOREPLACE */
+
+	if ((rc = node_parse(&a, from)))
+		return rc;
+	if ((rc = node_parse(&b, to))) {
+		node_free(&a);
+		return rc == AL_ENOTFOUND ? al_error_set(AL_EPERM, "cannot rename to %s", to) : rc;
+	}
+	if (!is_blob_kind(a.kind) || !*a.rest) {
+		rc = al_error_set(AL_EPERM, "only files in a running run's artifacts/ or an unused dataset can be renamed");
+		goto cleanup;
+	}
+	if (!is_blob_kind(b.kind) || !*b.rest || strcmp(a.coll, b.coll) != 0) {
+		/* Across folders: EXDEV lets mv fall back to copying where the target takes files. */
+		rc = is_blob_kind(b.kind) && *b.rest
+			? al_error_set(AL_EXDEV, "rename across folders: copy instead")
+			: al_error_set(AL_EPERM, "cannot rename to %s", to);
+		goto cleanup;
+	}
+	if ((rc = check_rest_names(b.rest)))
+		goto cleanup;
+	if (a.kind == N_RUN_ARTIFACT && (rc = require_running(t, &a)))
+		goto cleanup;
+	if (a.kind == N_DATASET_PATH) {
+		al_attr attr;
+		if (dataset_referenced(t, a.ds_doc)) {
+			rc = al_error_set(AL_EPERM, "dataset %s is used by a run: its files can't be renamed", a.dataset);
+			goto cleanup;
+		}
+		if (al_tree_getattr(&attr, t, to) == 0) {
+			rc = al_error_set(AL_EPERM, "dataset files are write-once: %s exists", b.rest);
+			goto cleanup;
+		}
+	}
+	if ((rc = blob_move(t, &a, &b, (flags & noreplace) != 0)))
+		goto cleanup;
+	if (a.kind == N_DATASET_PATH)
+		rc = dataset_refresh(t, a.ds_doc);
+cleanup:
+	node_free(&a);
+	node_free(&b);
+	return rc;
+}
+
+/* ---- dataset links -------------------------------------------------------------------- */
+
+/* Resolves a link target to "/P/datasets/D" form inside the mount, or NULL. */
+static char *resolve_target(al_tree *t, const char *link_dir, const char *target)
+{
+	char *full, *out, *seg, *save = NULL;
+	size_t mlen = t->mountpoint ? strlen(t->mountpoint) : 0, olen = 0;
+
+	if (target[0] == '/') {
+		if (!mlen || strncmp(target, t->mountpoint, mlen) != 0 || (target[mlen] != '/' && target[mlen]))
+			return NULL;
+		full = strdup(target + mlen);
+	} else
+		full = xasprintf("%s/%s", link_dir, target);
+	if (!full)
+		return NULL;
+	out = calloc(1, strlen(full) + 2);
+	for (seg = strtok_r(full, "/", &save); out && seg; seg = strtok_r(NULL, "/", &save)) {
+		if (strcmp(seg, ".") == 0)
+			continue;
+		if (strcmp(seg, "..") == 0) {
+			char *s = strrchr(out, '/');
+			if (s) {
+				*s = '\0';
+				olen = (size_t)(s - out);
+			}
+			continue;
+		}
+		out[olen++] = '/';
+		strcpy(out + olen, seg);
+		olen += strlen(seg);
+	}
+	free(full);
+	return out;
+}
+
+int al_tree_symlink(al_tree *t, const char *target, const char *path)
+{
+	node n, d;
+	al_doc *ds = NULL, *run = NULL;
+	char *dir = NULL, *resolved = NULL;
+	cJSON *map = NULL, *entry, *fields = NULL, *dsf = NULL;
+	const char *version;
+	al_write w[2];
+	int rc;
+
+	memset(&d, 0, sizeof(d));
+	if ((rc = node_parse(&n, path)))
+		return rc == AL_ENOTFOUND ? al_error_set(AL_EPERM, "links go in a run's datasets/ folder") : rc;
+	if (n.kind != N_RUN_LINK) {
+		rc = al_error_set(AL_EPERM, "links go only in a run's datasets/ folder");
+		goto cleanup;
+	}
+	if ((rc = check_name(n.name)) || (rc = require_running(t, &n)))
+		goto cleanup;
+	dir = strndup(path, (size_t)(strrchr(path, '/') - path));
+	resolved = dir ? resolve_target(t, dir, target) : NULL;
+	if (!resolved || node_parse(&d, resolved) != 0 || d.kind != N_DATASET ||
+	    strcmp(d.project, n.project) != 0) {
+		rc = al_error_set(AL_EINVAL, "a run's datasets/ link must point at a dataset of project %s", n.project);
+		goto cleanup;
+	}
+	if ((rc = get_doc(&ds, t, d.ds_doc)))
+		goto cleanup;
+	version = al_fields_get_string(ds->fields, "version");
+	pthread_mutex_lock(&t->lock);
+	if ((rc = get_doc(&run, t, n.run_doc)) == 0) {
+		const cJSON *cur = al_fields_get(run->fields, "datasets");
+		map = cur && al_value_get_map(cur) ? cJSON_Duplicate(cur, 1) : al_value_map(cJSON_CreateObject());
+		if (al_fields_get((cJSON *)al_value_get_map(map), n.name)) {
+			rc = al_error_set(AL_EEXISTS, "%s exists", path);
+		} else {
+			entry = cJSON_CreateObject();
+			al_fields_set(entry, "dataset", al_value_string(d.dataset));
+			al_fields_set(entry, "version", version ? al_value_string(version) : al_value_null());
+			al_fields_set(entry, "linked", al_value_time(al_now_us()));
+			al_fields_set((cJSON *)al_value_get_map(map), n.name, al_value_map(entry));
+			fields = cJSON_CreateObject();
+			al_fields_set(fields, "datasets", map);
+			map = NULL;
+			dsf = cJSON_CreateObject();
+			al_fields_set(dsf, "referenced", al_value_bool(1));
+			w[0] = (al_write){AL_WRITE_UPDATE, n.run_doc, fields, AL_PRE_EXISTS};
+			w[1] = (al_write){AL_WRITE_UPDATE, d.ds_doc, dsf, AL_PRE_EXISTS};
+			rc = al_store_commit(t->store, w, 2);
+		}
+	}
+	pthread_mutex_unlock(&t->lock);
+cleanup:
+	cJSON_Delete(map);
+	cJSON_Delete(fields);
+	cJSON_Delete(dsf);
+	al_doc_free(ds);
+	al_doc_free(run);
+	free(dir);
+	free(resolved);
+	node_free(&d);
+	node_free(&n);
+	return rc;
+}
+
+int al_tree_readlink(char **out, al_tree *t, const char *path)
+{
+	node n;
+	al_doc *run = NULL;
+	int rc;
+	const cJSON *e;
+
+	*out = NULL;
+	if ((rc = node_parse(&n, path)))
+		return rc;
+	if (n.kind != N_RUN_LINK) {
+		rc = al_error_set(AL_EINVAL, "not a link: %s", path);
+		goto cleanup;
+	}
+	if ((rc = get_doc(&run, t, n.run_doc)))
+		goto cleanup;
+	e = al_value_get_map(al_fields_get(al_value_get_map(al_fields_get(run->fields, "datasets")), n.name));
+	if (!e) {
+		rc = al_error_set(AL_ENOTFOUND, "no such link: %s", path);
+		goto cleanup;
+	}
+	*out = xasprintf("%s/%s/datasets/%s", t->mountpoint ? t->mountpoint : "", n.project,
+		al_fields_get_string(e, "dataset") ? al_fields_get_string(e, "dataset") : n.name);
+cleanup:
+	al_doc_free(run);
+	node_free(&n);
+	return rc;
+}
+
+int al_tree_utimens(al_tree *t, const char *path, int64_t mtime_us)
+{
+	node n;
+	int rc;
+	al_doc *d = NULL;
+
+	if ((rc = node_parse(&n, path)))
+		return rc;
+	if (is_blob_kind(n.kind) && *n.rest) {
+		char *id = al_id_encode(n.rest), *doc = xasprintf("%s/%s", n.coll, id);
+		if (al_store_get(&d, t->store, doc) == 0) {
+			cJSON *f = cJSON_CreateObject();
+			al_fields_set(f, "mtime", al_value_time(mtime_us));
+			rc = commit1(t, AL_WRITE_UPDATE, doc, f, AL_PRE_EXISTS);
+			cJSON_Delete(f);
+		}
+		free(id);
+		free(doc);
+	}
+	al_doc_free(d);
+	node_free(&n);
+	return rc;
+}
+
+/* ---- open files ----------------------------------------------------------------------- */
+
+static void register_writer(al_tree *t, al_file *f)
+{
+	pthread_mutex_lock(&t->lock);
+	f->next = t->writers;
+	t->writers = f;
+	pthread_mutex_unlock(&t->lock);
+}
+
+static void unregister_writer(al_tree *t, al_file *f)
+{
+	al_file **p;
+	pthread_mutex_lock(&t->lock);
+	for (p = &t->writers; *p; p = &(*p)->next)
+		if (*p == f) {
+			*p = f->next;
+			break;
+		}
+	pthread_mutex_unlock(&t->lock);
+}
+
+static int fill_from_blobs(void *ctx, int fd)
+{
+	al_file *f = ctx;
+	al_doc *d = NULL;
+	char *id = al_id_encode(f->n.rest), *doc = xasprintf("%s/%s", f->n.coll, id);
+	int64_t size = 0;
+	int rc = al_store_get(&d, f->t->store, doc);
+	if (rc == 0) {
+		al_fields_get_int(&size, d->fields, "size");
+		rc = f->t->blobs->fetch(f->t->blobs, f->hash, 0, (uint64_t)size, fd, 0);
+	}
+	al_doc_free(d);
+	free(id);
+	free(doc);
+	return rc;
+}
+
+/* Opens the stored content of a blob-backed file for reading: the blob store's own file when
+ * it has one (file://), else through the cache. */
+static int blob_open_read(al_file *f, int64_t *size_out)
+{
+	al_tree *t = f->t;
+	al_doc *d = NULL;
+	char *id = al_id_encode(f->n.rest), *doc = xasprintf("%s/%s", f->n.coll, id), *local = NULL;
+	const char *hash, *type;
+	int64_t size = 0;
+	int rc;
+
+	if ((rc = get_doc(&d, t, doc)))
+		goto cleanup;
+	type = al_fields_get_string(d->fields, "type");
+	if (type && strcmp(type, "dir") == 0) {
+		rc = al_error_set(AL_EISDIR, "%s is a folder", f->n.rest);
+		goto cleanup;
+	}
+	hash = al_fields_get_string(d->fields, "hash");
+	al_fields_get_int(&size, d->fields, "size");
+	if (!hash || !al_hash_is_valid(hash)) {
+		rc = al_error_set(AL_EIO, "record of %s has no valid hash", f->n.rest);
+		goto cleanup;
+	}
+	snprintf(f->hash, sizeof(f->hash), "%s", hash);
+	if (t->blobs->local_path(&local, t->blobs, hash) == 0) {
+		f->fd = open(local, O_RDONLY | O_CLOEXEC);
+		if (f->fd < 0)
+			rc = al_error_set_errno(al_error_from_errno(errno), errno, "cannot open blob %s", local);
+	} else if ((rc = al_cache_acquire(&f->fd, t->cache, hash, (uint64_t)size, fill_from_blobs, f)) == 0)
+		f->pinned = 1;
+	if (size_out)
+		*size_out = size;
+cleanup:
+	al_doc_free(d);
+	free(id);
+	free(doc);
+	free(local);
+	return rc;
+}
+
+static int staging_create(al_file *f)
+{
+	char *tmpl = xasprintf("%s/write-XXXXXX", f->t->staging_dir);
+	if (!tmpl)
+		return al_error_set(AL_ENOMEM, "out of memory");
+	f->fd = mkostemp(tmpl, O_CLOEXEC);
+	if (f->fd < 0) {
+		int e = errno;
+		free(tmpl);
+		return al_error_set_errno(al_error_from_errno(e), e, "cannot create a staging file in %s",
+			f->t->staging_dir);
+	}
+	f->staging = tmpl;
+	return 0;
+}
+
+static int copy_fd(int dst, int src)
+{
+	char buf[1 << 16];
+	off_t off = 0;
+	ssize_t n;
+	while ((n = pread(src, buf, sizeof(buf), off)) > 0) {
+		if (pwrite(dst, buf, (size_t)n, off) != n)
+			return al_error_set_errno(al_error_from_errno(errno), errno, "cannot copy into staging file");
+		off += n;
+	}
+	return n < 0 ? al_error_set_errno(AL_EIO, errno, "cannot read blob") : 0;
+}
+
+static int open_blob(al_file *f, int flags, const char *path)
+{
+	al_tree *t = f->t;
+	al_attr a;
+	int exists, rc;
+
+	exists = blob_attr(&a, t, &f->n, path, 0) == 0;
+	if (exists && a.type == AL_NODE_DIR)
+		return al_error_set(AL_EISDIR, "%s is a folder", path);
+	if (!(flags & AL_OPEN_WRITE)) {
+		al_file *w;
+		if (!exists)
+			return al_error_set(AL_ENOTFOUND, "no such file: %s", path);
+		/* A file still being written reads from its staging file. */
+		pthread_mutex_lock(&t->lock);
+		w = find_writer(t, path);
+		f->fd = w && w->staging ? open(w->staging, O_RDONLY | O_CLOEXEC) : -1;
+		pthread_mutex_unlock(&t->lock);
+		f->kind = F_BLOB_READ;
+		return f->fd >= 0 ? 0 : blob_open_read(f, NULL);
+	}
+	if (exists && (flags & AL_OPEN_EXCL) && (flags & AL_OPEN_CREATE))
+		return al_error_set(AL_EEXISTS, "%s exists", path);
+	if (!exists && !(flags & AL_OPEN_CREATE))
+		return al_error_set(AL_ENOTFOUND, "no such file: %s", path);
+	if (f->n.kind == N_DATASET_PATH) {
+		if (exists)
+			return al_error_set(AL_EPERM, "dataset files are write-once: %s exists", path);
+		if (dataset_referenced(t, f->n.ds_doc) && 0)
+			return AL_EPERM;
+	} else if (f->n.kind != N_EXP_ARTIFACT && (rc = require_running(t, &f->n)))
+		return rc;
+	if (!exists && (rc = check_rest_names(f->n.rest)))
+		return rc;
+	f->kind = F_BLOB_WRITE;
+	if ((rc = staging_create(f)))
+		return rc;
+	if (exists && !(flags & AL_OPEN_TRUNC)) {
+		/* Partial overwrites start from the current content. */
+		al_file src = {.t = t, .n = f->n, .fd = -1};
+		if ((rc = blob_open_read(&src, NULL)) == 0) {
+			rc = copy_fd(f->fd, src.fd);
+			close(src.fd);
+			if (src.pinned)
+				al_cache_release(t->cache, src.hash);
+		}
+		if (rc)
+			return rc;
+	}
+	f->dirty = !exists || (flags & AL_OPEN_TRUNC);
+	register_writer(t, f);
+	return 0;
+}
+
+static int open_text(al_file *f, int flags, const char *path)
+{
+	al_tree *t = f->t;
+	int rc, exists;
+	al_buf b = AL_BUF_INIT;
+
+	rc = render(&b, t, &f->n);
+	exists = rc == 0;
+	if (rc && rc != AL_ENOTFOUND)
+		goto fail;
+	if (!(flags & AL_OPEN_WRITE)) {
+		if (!exists)
+			goto fail;
+		f->kind = F_GENERATED;
+		f->text = b;
+		return 0;
+	}
+	switch (f->n.kind) {
+	case N_RUN_TEXT:
+		if (strcmp(f->n.name, "status") != 0 && strcmp(f->n.name, "description") != 0 &&
+		    (rc = require_running(t, &f->n)))
+			goto fail;
+		break;
+	case N_PARAMS:
+	case N_PARAMS_JSON:
+		if ((rc = require_running(t, &f->n)))
+			goto fail;
+		if (!exists && (rc = check_rest_names(f->n.rest)))
+			goto fail;
+		break;
+	case N_METADATA:
+		if (!exists && (rc = check_name(f->n.name)))
+			goto fail;
+		if ((rc = doc_exists(t, f->n.proj_doc)))
+			goto fail;
+		break;
+	case N_EXP_DESCRIPTION:
+		break;
+	default:
+		rc = al_error_set(AL_EACCES, "%s is read-only", path);
+		goto fail;
+	}
+	if (!exists && !(flags & AL_OPEN_CREATE)) {
+		rc = al_error_set(AL_ENOTFOUND, "no such file: %s", path);
+		goto fail;
+	}
+	if (exists && (flags & AL_OPEN_EXCL) && (flags & AL_OPEN_CREATE)) {
+		rc = al_error_set(AL_EEXISTS, "%s exists", path);
+		goto fail;
+	}
+	f->kind = F_TEXT;
+	if (flags & AL_OPEN_TRUNC) {
+		al_buf_clear(&b);
+		f->dirty = 1;
+	}
+	if (!exists)
+		f->dirty = 1;
+	f->text = b;
+	register_writer(t, f);
+	return 0;
+fail:
+	if (rc == AL_ENOTFOUND)
+		al_error_set(AL_ENOTFOUND, "no such file: %s", path);
+	al_buf_dispose(&b);
+	return rc;
+}
+
+static int open_metric(al_file *f, int flags, const char *path)
+{
+	al_tree *t = f->t;
+	al_attr a;
+	int rc, exists;
+	char *id;
+
+	if (!*f->n.rest)
+		return al_error_set(AL_EISDIR, "metrics/ is a folder");
+	exists = metric_attr(&a, t, &f->n, path, 0, 0) == 0;
+	if (exists && a.type == AL_NODE_DIR)
+		return al_error_set(AL_EISDIR, "%s is a folder", path);
+	if (!exists && !((flags & AL_OPEN_WRITE) && (flags & AL_OPEN_CREATE)))
+		return al_error_set(AL_ENOTFOUND, "no such metric: %s", path);
+	id = al_id_encode(f->n.rest);
+	f->staging = xasprintf("%s/metrics/%s", f->n.run_doc, id);   /* the metric document */
+	free(id);
+	f->kind = F_METRIC;
+	if (flags & AL_OPEN_WRITE) {
+		if ((rc = require_running(t, &f->n)))
+			return rc;
+		if (!exists && (rc = check_rest_names(f->n.rest)))
+			return rc;
+		register_writer(t, f);
+		return 0;
+	}
+	rc = al_series_render(&f->snap, &f->snaplen, t->series, f->staging);
+	if (rc == AL_ENOTFOUND) {
+		f->snaplen = 0;
+		rc = 0;
+	}
+	return rc;
+}
+
+int al_file_open(al_file **out, al_tree *t, const char *path, int flags, const al_caller *caller)
+{
+	al_file *f = calloc(1, sizeof(*f));
+	al_attr a;
+	int rc;
+
+	(void)caller;
+	*out = NULL;
+	if (!f)
+		return al_error_set(AL_ENOMEM, "out of memory");
+	f->t = t;
+	f->fd = -1;
+	f->flags = flags;
+	if (!(f->path = strdup(path))) {
+		free(f);
+		return al_error_set(AL_ENOMEM, "out of memory");
+	}
+	if ((rc = node_parse(&f->n, path))) {
+		if (rc == AL_ENOTFOUND && (flags & AL_OPEN_CREATE))
+			rc = al_error_set(AL_EPERM, "cannot create files here: %s", path);
+		goto fail;
+	}
+	switch (f->n.kind) {
+	case N_CTL_STATUS:
+	case N_DATASET_JSON:
+	case N_RUNS_CSV:
+	case N_RUN_JSON:
+		if (flags & AL_OPEN_WRITE) {
+			rc = al_error_set(AL_EACCES, "%s is read-only", path);
+			goto fail;
+		}
+		/* fall through */
+	case N_METADATA:
+	case N_EXP_DESCRIPTION:
+	case N_RUN_TEXT:
+	case N_PARAMS_JSON:
+		rc = open_text(f, flags, path);
+		break;
+	case N_PARAMS:
+		if (*f->n.rest && al_tree_getattr(&a, t, path) == 0 && a.type == AL_NODE_DIR)
+			rc = al_error_set(AL_EISDIR, "%s is a folder", path);
+		else
+			rc = *f->n.rest ? open_text(f, flags, path) : al_error_set(AL_EISDIR, "params/ is a folder");
+		break;
+	case N_METRICS:
+		rc = open_metric(f, flags, path);
+		break;
+	case N_DATASET_PATH:
+		if ((rc = doc_exists(t, f->n.ds_doc)) == 0)
+			rc = open_blob(f, flags, path);
+		break;
+	case N_EXP_ARTIFACT:
+		if ((rc = doc_exists(t, f->n.exp_doc)) == 0)
+			rc = *f->n.rest ? open_blob(f, flags, path) : al_error_set(AL_EISDIR, "a folder");
+		break;
+	case N_RUN_ARTIFACT:
+	case N_OUTPUT_LOG:
+		if ((rc = doc_exists(t, f->n.run_doc)) == 0)
+			rc = *f->n.rest ? open_blob(f, flags, path) : al_error_set(AL_EISDIR, "a folder");
+		break;
+	default:
+		rc = (flags & AL_OPEN_CREATE) ? al_error_set(AL_EPERM, "cannot create files here: %s", path)
+					      : al_error_set(AL_EISDIR, "%s is a folder", path);
+	}
+	if (rc)
+		goto fail;
+	*out = f;
+	return 0;
+fail:
+	al_file_release(f);
+	return rc;
+}
+
+int al_file_fd(al_file *f)
+{
+	return f->kind == F_BLOB_READ || f->kind == F_BLOB_WRITE ? f->fd : -1;
+}
+
+int al_file_keep_cache(al_file *f)
+{
+	return f->kind == F_BLOB_READ;
+}
+
+int al_file_direct_io(al_file *f)
+{
+	/* Writes to metrics are reformatted: the kernel must not cache what was written. */
+	return f->kind == F_METRIC && (f->flags & AL_OPEN_WRITE);
+}
+
+int al_file_read(size_t *nread, al_file *f, char *buf, size_t size, uint64_t off)
+{
+	const char *src = NULL;
+	size_t len = 0;
+	ssize_t n;
+
+	*nread = 0;
+	switch (f->kind) {
+	case F_BLOB_READ:
+	case F_BLOB_WRITE:
+		n = pread(f->fd, buf, size, (off_t)off);
+		if (n < 0)
+			return al_error_set_errno(AL_EIO, errno, "read failed");
+		*nread = (size_t)n;
+		return 0;
+	case F_METRIC:
+		src = f->snap;
+		len = f->snaplen;
+		break;
+	default:
+		src = f->text.ptr;
+		len = f->text.len;
+	}
+	if (off >= len)
+		return 0;
+	*nread = len - off < size ? len - off : size;
+	memcpy(buf, src + off, *nread);
+	return 0;
+}
+
+static int metric_write(al_file *f, const char *buf, size_t size)
+{
+	size_t keep = f->text.len, i, last = SIZE_MAX;
+	int rc;
+
+	if ((rc = al_buf_put(&f->text, buf, size)))
+		return rc;
+	for (i = f->text.len; i > 0; i--)
+		if (f->text.ptr[i - 1] == '\n') {
+			last = i;
+			break;
+		}
+	if (last == SIZE_MAX)
+		return 0;   /* a partial line waits for its newline */
+	rc = al_series_append_text(f->t->series, f->staging, f->text.ptr, last);
+	if (rc) {
+		/* None of this write's lines are recorded; the earlier partial line stays. */
+		f->text.len = keep;
+		if (f->text.ptr)
+			f->text.ptr[keep] = '\0';
+		return rc;
+	}
+	memmove(f->text.ptr, f->text.ptr + last, f->text.len - last);
+	f->text.len -= last;
+	f->text.ptr[f->text.len] = '\0';
+	return 0;
+}
+
+int al_file_write(al_file *f, const char *buf, size_t size, uint64_t off)
+{
+	ssize_t n;
+	switch (f->kind) {
+	case F_METRIC:
+		return metric_write(f, buf, size);
+	case F_BLOB_WRITE:
+		if (f->flags & AL_OPEN_APPEND) {
+			struct stat st;
+			if (fstat(f->fd, &st) == 0)
+				off = (uint64_t)st.st_size;
+		}
+		n = pwrite(f->fd, buf, size, (off_t)off);
+		if (n < 0)
+			return al_error_set_errno(al_error_from_errno(errno), errno, "cannot write staging file");
+		f->dirty = 1;
+		return (size_t)n == size ? 0 : al_error_set(AL_ENOSPC, "short write to staging file");
+	case F_TEXT:
+		if (f->flags & AL_OPEN_APPEND)
+			off = f->text.len;
+		if (off > (1u << 24) || size > (1u << 24))
+			return al_error_set(AL_ENOSPC, "small text files only (16 MiB)");
+		if (off + size > f->text.len) {
+			size_t old = f->text.len;
+			int rc = al_buf_grow(&f->text, off + size - old);
+			if (rc)
+				return rc;
+			memset(f->text.ptr + old, 0, off + size - old);
+			f->text.len = off + size;
+			f->text.ptr[f->text.len] = '\0';
+		}
+		memcpy(f->text.ptr + off, buf, size);
+		f->dirty = 1;
+		return 0;
+	default:
+		return al_error_set(AL_EACCES, "not open for writing");
+	}
+}
+
+int al_file_truncate(al_file *f, uint64_t size)
+{
+	switch (f->kind) {
+	case F_METRIC:
+		return 0;   /* append-only: history is never lost */
+	case F_BLOB_WRITE:
+		if (ftruncate(f->fd, (off_t)size) != 0)
+			return al_error_set_errno(al_error_from_errno(errno), errno, "truncate failed");
+		f->dirty = 1;
+		return 0;
+	case F_TEXT:
+		if (size < f->text.len) {
+			f->text.len = size;
+			if (f->text.ptr)
+				f->text.ptr[size] = '\0';
+		} else if (size > f->text.len) {
+			size_t old = f->text.len;
+			int rc = al_buf_grow(&f->text, size - old);
+			if (rc)
+				return rc;
+			memset(f->text.ptr + old, 0, size - old);
+			f->text.len = size;
+			f->text.ptr[size] = '\0';
+		}
+		f->dirty = 1;
+		return 0;
+	default:
+		return al_error_set(AL_EACCES, "not open for writing");
+	}
+}
+
+/* ---- recording on close --------------------------------------------------------------- */
+
+static const char *status_words[] = {"running", "finished", "failed", "killed", NULL};
+
+static int commit_status(al_tree *t, const node *n, const char *text)
+{
+	char word[32] = "", extra[64] = "";
+	long long code = 0;
+	int fields, i, rc, known = 0;
+	cJSON *f;
+
+	fields = sscanf(text, " %31s %63s", word, extra);
+	for (i = 0; status_words[i]; i++)
+		known |= strcmp(word, status_words[i]) == 0;
+	if (fields < 1 || !known)
+		return al_error_set(AL_EINVAL, "status must be running, finished, failed or killed (got \"%.40s\")", text);
+	if (fields == 2) {
+		char *end;
+		code = strtoll(extra, &end, 10);
+		if (*end)
+			return al_error_set(AL_EINVAL, "status: exit code must be an integer (got \"%s\")", extra);
+	}
+	f = cJSON_CreateObject();
+	al_fields_set(f, "status", al_value_string(word));
+	if (strcmp(word, "running") == 0)
+		al_fields_set(f, "ended", al_value_null());
+	else
+		al_fields_set(f, "ended", al_value_time(al_now_us()));
+	if (fields == 2)
+		al_fields_set(f, "exit_code", al_value_int(code));
+	rc = commit1(t, AL_WRITE_UPDATE, n->run_doc, f, AL_PRE_EXISTS);
+	cJSON_Delete(f);
+	return rc;
+}
+
+/* Merges typed values into the run's hyper_params map. */
+static int merge_params(al_tree *t, const node *n, cJSON *values /* object of typed, taken */)
+{
+	al_doc *d = NULL;
+	cJSON *map = NULL, *fields = NULL, *it;
+	int rc;
+
+	pthread_mutex_lock(&t->lock);
+	if ((rc = get_doc(&d, t, n->run_doc)))
+		goto cleanup;
+	if (!run_is_running(d)) {
+		rc = al_error_set(AL_EROFS, "run %s is not running: params are read-only", n->run);
+		goto cleanup;
+	}
+	map = cJSON_Duplicate(al_value_get_map(al_fields_get(d->fields, "hyper_params")), 1);
+	if (!map)
+		map = cJSON_CreateObject();
+	while ((it = values->child)) {
+		cJSON_DetachItemViaPointer(values, it);
+		al_fields_set(map, it->string, it);
+	}
+	fields = cJSON_CreateObject();
+	al_fields_set(fields, "hyper_params", al_value_map(map));
+	rc = commit1(t, AL_WRITE_UPDATE, n->run_doc, fields, AL_PRE_EXISTS);
+cleanup:
+	pthread_mutex_unlock(&t->lock);
+	cJSON_Delete(values);
+	cJSON_Delete(fields);
+	al_doc_free(d);
+	return rc;
+}
+
+static char *text_value(const al_buf *b)
+{
+	size_t n = b->len;
+	char *s;
+	if (n && b->ptr[n - 1] == '\n')
+		n--;
+	if (n && b->ptr[n - 1] == '\r')
+		n--;
+	s = strndup(b->ptr ? b->ptr : "", n);
+	return s;
+}
+
+static int commit_text(al_file *f)
+{
+	al_tree *t = f->t;
+	const node *n = &f->n;
+	cJSON *fields = cJSON_CreateObject(), *j = NULL;
+	char *s = NULL;
+	int rc = 0;
+
+	switch (n->kind) {
+	case N_METADATA: {
+		char *doc = xasprintf("%s/metadata/%s", n->proj_doc, n->name);
+		j = cJSON_ParseWithLength(f->text.ptr ? f->text.ptr : "", f->text.len);
+		if (!j || !cJSON_IsObject(j)) {
+			rc = al_error_set(AL_EINVAL, "metadata/%s must be a JSON object", n->name);
+		} else {
+			cJSON *typed = al_value_from_json(j);
+			cJSON *inner = typed ? cJSON_DetachItemFromObject(cJSON_GetObjectItem(typed, "mapValue"), "fields") : NULL;
+			rc = commit1(t, AL_WRITE_SET, doc, inner ? inner : fields, AL_PRE_NONE);
+			cJSON_Delete(inner);
+			cJSON_Delete(typed);
+		}
+		free(doc);
+		break;
+	}
+	case N_EXP_DESCRIPTION:
+		s = text_value(&f->text);
+		al_fields_set(fields, "description", al_value_string(s));
+		al_fields_set(fields, "updated", al_value_time(al_now_us()));
+		rc = commit1(t, AL_WRITE_UPDATE, n->exp_doc, fields, AL_PRE_EXISTS);
+		break;
+	case N_RUN_TEXT:
+		s = text_value(&f->text);
+		if (strcmp(n->name, "status") == 0) {
+			rc = commit_status(t, n, s);
+			break;
+		}
+		if (strcmp(n->name, "description") != 0 && (rc = require_running(t, n)))
+			break;
+		if (strcmp(n->name, "fold") == 0) {
+			char *end;
+			long long v;
+			errno = 0;
+			v = strtoll(s, &end, 10);
+			while (*end == ' ' || *end == '\t')
+				end++;
+			if (!*s || *end || errno) {
+				rc = al_error_set(AL_EINVAL, "fold must be an integer (got \"%.40s\")", s);
+				break;
+			}
+			al_fields_set(fields, "fold", al_value_int(v));
+		} else
+			al_fields_set(fields, n->name, al_value_string(s));
+		rc = commit1(t, AL_WRITE_UPDATE, n->run_doc, fields, AL_PRE_EXISTS);
+		break;
+	case N_PARAMS: {
+		cJSON *vals = cJSON_CreateObject();
+		al_fields_set(vals, n->rest, param_from_text(f->text.ptr ? f->text.ptr : "", f->text.len));
+		rc = merge_params(t, n, vals);
+		break;
+	}
+	case N_PARAMS_JSON: {
+		cJSON *vals, *it;
+		j = cJSON_ParseWithLength(f->text.ptr ? f->text.ptr : "", f->text.len);
+		if (!j || !cJSON_IsObject(j)) {
+			rc = al_error_set(AL_EINVAL, "params.json must be one JSON object");
+			break;
+		}
+		vals = cJSON_CreateObject();
+		cJSON_ArrayForEach(it, j) {
+			if (check_rest_names(it->string)) {
+				cJSON_Delete(vals);
+				vals = NULL;
+				rc = al_error_set(AL_EINVAL, "invalid param key \"%.60s\"", it->string);
+				break;
+			}
+			al_fields_set(vals, it->string, al_value_from_json(it));
+		}
+		if (vals)
+			rc = merge_params(t, n, vals);
+		break;
+	}
+	default:
+		rc = al_error_set(AL_EACCES, "read-only file");
+	}
+	cJSON_Delete(j);
+	cJSON_Delete(fields);
+	free(s);
+	return rc;
+}
+
+/* Hashes the staged content, stores the blob once, and records the file. */
+static int commit_blob(al_file *f)
+{
+	al_tree *t = f->t;
+	char hex[AL_HASH_HEX_LEN + 1], *id = NULL, *doc = NULL, *uri = NULL, *fdoc = NULL;
+	uint64_t size = 0;
+	cJSON *fields = NULL, *file = NULL;
+	int rc;
+	int64_t now = al_now_us();
+
+	/* close() must survive a power cut: the staged bytes first, then the blob and record. */
+	if (fdatasync(f->fd) != 0)
+		return al_error_set_errno(al_error_from_errno(errno), errno, "cannot sync staging file");
+	if ((rc = al_hash_fd(hex, &size, f->fd)))
+		return rc;
+	if ((rc = t->blobs->put(t->blobs, hex, f->staging, size)))
+		return rc;
+	id = al_id_encode(f->n.rest);
+	doc = xasprintf("%s/%s", f->n.coll, id);
+	uri = t->blobs->uri(t->blobs, hex);
+	fdoc = xasprintf("files/%s", hex);
+	fields = cJSON_CreateObject();
+	al_fields_set(fields, "path", al_value_string(f->n.rest));
+	al_fields_set(fields, "size", al_value_int((int64_t)size));
+	al_fields_set(fields, "hash", al_value_string(hex));
+	al_fields_set(fields, "blob", al_value_string(uri ? uri : ""));
+	al_fields_set(fields, "mtime", al_value_time(now));
+	file = cJSON_CreateObject();
+	al_fields_set(file, "size", al_value_int((int64_t)size));
+	al_fields_set(file, "blob", al_value_string(uri ? uri : ""));
+	al_fields_set(file, "created", al_value_time(now));
+	if ((rc = commit1(t, AL_WRITE_SET, fdoc, file, AL_PRE_MISSING)) == AL_EEXISTS)
+		rc = 0;   /* the blob was already recorded: content is stored once */
+	if (rc == 0)
+		rc = commit1(t, AL_WRITE_SET, doc, fields, AL_PRE_NONE);
+	if (rc == 0 && f->n.kind == N_DATASET_PATH)
+		rc = dataset_refresh(t, f->n.ds_doc);
+	cJSON_Delete(fields);
+	cJSON_Delete(file);
+	free(id);
+	free(doc);
+	free(uri);
+	free(fdoc);
+	return rc;
+}
+
+int al_file_flush(al_file *f)
+{
+	int rc = 0;
+	switch (f->kind) {
+	case F_TEXT:
+		if (f->dirty && (rc = commit_text(f)) == 0)
+			f->dirty = 0;
+		return rc;
+	case F_METRIC:
+		if (!(f->flags & AL_OPEN_WRITE))
+			return 0;
+		if (f->text.len) {
+			/* A last line without its newline is recorded at close. */
+			rc = al_buf_puts(&f->text, "\n");
+			if (rc == 0)
+				rc = al_series_append_text(f->t->series, f->staging, f->text.ptr, f->text.len);
+			al_buf_clear(&f->text);
+			if (rc)
+				return rc;
+		}
+		return al_series_sync(f->t->series);
+	case F_BLOB_WRITE:
+		if (f->dirty && (rc = commit_blob(f)) == 0)
+			f->dirty = 0;
+		return rc;
+	default:
+		return 0;
+	}
+}
+
+int al_file_fsync(al_file *f)
+{
+	return al_file_flush(f);
+}
+
+void al_file_release(al_file *f)
+{
+	if (!f)
+		return;
+	if (f->kind == F_TEXT || f->kind == F_BLOB_WRITE || (f->kind == F_METRIC && (f->flags & AL_OPEN_WRITE)))
+		unregister_writer(f->t, f);
+	if (f->fd >= 0)
+		close(f->fd);
+	if (f->pinned)
+		al_cache_release(f->t->cache, f->hash);
+	if (f->kind == F_BLOB_WRITE && f->staging)
+		unlink(f->staging);
+	free(f->staging);
+	free(f->snap);
+	al_buf_dispose(&f->text);
+	node_free(&f->n);
+	free(f->path);
+	free(f);
+}
+
+int al_tree_truncate(al_tree *t, const char *path, uint64_t size)
+{
+	al_file *f = NULL;
+	int rc = al_file_open(&f, t, path, AL_OPEN_WRITE | (size == 0 ? AL_OPEN_TRUNC : 0), NULL);
+	if (rc == 0 && (rc = al_file_truncate(f, size)) == 0)
+		rc = al_file_flush(f);
+	al_file_release(f);
+	return rc;
+}
+
+/* ---- the tree itself ------------------------------------------------------------------ */
+
+uint64_t al_tree_pending(al_tree *t)
+{
+	return al_series_pending(t->series);
+}
+
+int al_tree_status(char **out, al_tree *t)
+{
+	al_buf b = AL_BUF_INIT;
+	al_cache_stats cs;
+	char err[512];
+
+	al_cache_get_stats(&cs, t->cache);
+	al_series_last_error(err, sizeof(err), t->series);
+	al_buf_printf(&b, "version: %s\npid: %d\nmountpoint: %s\nstore: %s\nbackend: %s\nblobs: %s\n"
+		"cache: %s (%llu bytes of %llu, %llu blobs)\npending_writes: %llu\nlast_error: %s\n",
+		AL_VERSION, (int)getpid(), t->mountpoint ? t->mountpoint : "", t->store_uri,
+		t->store->name, t->blobs_uri, t->cache_dir, (unsigned long long)cs.bytes,
+		(unsigned long long)cs.max_bytes, (unsigned long long)cs.entries,
+		(unsigned long long)al_series_pending(t->series), *err ? err : "none");
+	*out = al_buf_detach(&b, NULL);
+	return *out ? 0 : al_error_set(AL_ENOMEM, "out of memory");
+}
+
+static int mkdir_p(const char *path)
+{
+	char *p = strdup(path), *s;
+	int rc = 0;
+	if (!p)
+		return al_error_set(AL_ENOMEM, "out of memory");
+	for (s = p + 1; ; s++) {
+		if (*s == '/' || !*s) {
+			char c = *s;
+			*s = '\0';
+			if (mkdir(p, 0700) != 0 && errno != EEXIST) {
+				rc = al_error_set_errno(al_error_from_errno(errno), errno, "cannot create %s", p);
+				break;
+			}
+			*s = c;
+			if (!c)
+				break;
+		}
+	}
+	free(p);
+	return rc;
+}
+
+int al_tree_open(al_tree **out, const al_tree_options *opts)
+{
+	al_tree *t = calloc(1, sizeof(*t));
+	char *journal = NULL, *dir = NULL;
+	int rc;
+
+	*out = NULL;
+	if (!t)
+		return al_error_set(AL_ENOMEM, "out of memory");
+	pthread_mutex_init(&t->lock, NULL);
+	t->mount_us = al_now_us();
+	t->allow_delete = opts->allow_delete;
+	t->uid = opts->uid;
+	t->gid = opts->gid;
+	t->store_uri = strdup(opts->store_uri);
+	t->blobs_uri = strdup(opts->blobs_uri);
+	t->cache_dir = strdup(opts->cache_dir);
+	t->mountpoint = opts->mountpoint ? strdup(opts->mountpoint) : NULL;
+	if ((rc = al_store_open(&t->store, opts->store_uri)))
+		goto fail;
+	if ((rc = al_blobs_open(&t->blobs, opts->blobs_uri)))
+		goto fail;
+	if ((rc = mkdir_p(opts->cache_dir)))
+		goto fail;
+	if ((rc = al_cache_open(&t->cache, opts->cache_dir, opts->cache_size)))
+		goto fail;
+	/* The journal and staged writes live beside the store, on the same durable disk. */
+	dir = strncmp(opts->store_uri, "local:", 6) == 0 ? strdup(opts->store_uri + 6)
+		: xasprintf("%s/state", opts->cache_dir);
+	journal = xasprintf("%s/journal", dir);
+	t->staging_dir = xasprintf("%s/staging", dir);
+	if ((rc = mkdir_p(t->staging_dir)))
+		goto fail;
+	if ((rc = al_series_set_open(&t->series, t->store, journal, 1000)))
+		goto fail;
+	free(journal);
+	free(dir);
+	*out = t;
+	return 0;
+fail:
+	free(journal);
+	free(dir);
+	al_tree_free(t);
+	return rc;
+}
+
+void al_tree_free(al_tree *t)
+{
+	vdir *v, *next;
+	if (!t)
+		return;
+	al_series_set_free(t->series);
+	al_cache_free(t->cache);
+	if (t->blobs)
+		al_blobs_free(t->blobs);
+	if (t->store)
+		al_store_free(t->store);
+	for (v = t->vdirs; v; v = next) {
+		next = v->next;
+		free(v->path);
+		free(v);
+	}
+	free(t->store_uri);
+	free(t->blobs_uri);
+	free(t->cache_dir);
+	free(t->mountpoint);
+	free(t->staging_dir);
+	pthread_mutex_destroy(&t->lock);
+	free(t);
+}

@@ -1,0 +1,85 @@
+/* aletheia: the tree under the mount (INTERFACE.md §1–3) as path operations over the metastore,
+ * the blob store and the cache. The FUSE layer maps its calls onto these and knows no backend. */
+#ifndef ALETHEIA_TREE_H
+#define ALETHEIA_TREE_H
+
+#include <stdint.h>
+#include <sys/types.h>
+#include "common.h"
+
+typedef struct al_tree al_tree;
+typedef struct al_file al_file;
+
+#define AL_TREE_OPTIONS_VERSION 1
+typedef struct al_tree_options {
+	unsigned version;
+	const char *store_uri;    /* "local:DIR" */
+	const char *blobs_uri;    /* "file:///DIR" */
+	const char *cache_dir;
+	uint64_t cache_size;      /* 0: unbounded */
+	const char *mountpoint;   /* absolute; for symlink targets and status */
+	int allow_delete;
+	uid_t uid;
+	gid_t gid;
+} al_tree_options;
+#define AL_TREE_OPTIONS_INIT {AL_TREE_OPTIONS_VERSION, NULL, NULL, NULL, 0, NULL, 0, 0, 0}
+
+/* Who is calling: used to capture the git state and command of a new run. */
+typedef struct al_caller {
+	pid_t pid;
+	uid_t uid;
+	gid_t gid;
+} al_caller;
+
+typedef enum { AL_NODE_FILE = 0, AL_NODE_DIR, AL_NODE_LINK } al_node_type;
+
+typedef struct al_attr {
+	al_node_type type;
+	unsigned mode;            /* permission bits only */
+	uint64_t size;
+	int64_t mtime_us;
+	int64_t ctime_us;
+	int immutable;            /* content never changes: the kernel may cache it */
+} al_attr;
+
+typedef int (*al_tree_fill_fn)(void *ctx, const char *name, const al_attr *attr);
+
+int al_tree_open(al_tree **out, const al_tree_options *opts);
+/* Delivers pending writes and closes everything. */
+void al_tree_free(al_tree *t);
+
+int al_tree_getattr(al_attr *out, al_tree *t, const char *path);
+int al_tree_readdir(al_tree *t, const char *path, al_tree_fill_fn fill, void *ctx);
+int al_tree_mkdir(al_tree *t, const char *path, const al_caller *caller);
+int al_tree_unlink(al_tree *t, const char *path);
+int al_tree_rmdir(al_tree *t, const char *path);
+int al_tree_rename(al_tree *t, const char *from, const char *to, unsigned flags);
+int al_tree_symlink(al_tree *t, const char *target, const char *path);
+int al_tree_readlink(char **out, al_tree *t, const char *path);
+int al_tree_truncate(al_tree *t, const char *path, uint64_t size);
+int al_tree_utimens(al_tree *t, const char *path, int64_t mtime_us);
+/* Text of .aletheia/status. */
+int al_tree_status(char **out, al_tree *t);
+uint64_t al_tree_pending(al_tree *t);
+
+#define AL_OPEN_WRITE  1   /* opened for writing */
+#define AL_OPEN_TRUNC  2
+#define AL_OPEN_CREATE 4
+#define AL_OPEN_EXCL   8
+#define AL_OPEN_APPEND 16
+
+int al_file_open(al_file **out, al_tree *t, const char *path, int flags, const al_caller *caller);
+int al_file_read(size_t *nread, al_file *f, char *buf, size_t size, uint64_t offset);
+/* For content held in a local file (blobs, staged writes): the fd to read from directly, else -1. */
+int al_file_fd(al_file *f);
+int al_file_write(al_file *f, const char *buf, size_t size, uint64_t offset);
+int al_file_truncate(al_file *f, uint64_t size);
+/* Records what was written (called on every close()); errors are reported to close(). */
+int al_file_flush(al_file *f);
+int al_file_fsync(al_file *f);
+/* The kernel may keep this file's page cache across opens / must bypass it for writes. */
+int al_file_keep_cache(al_file *f);
+int al_file_direct_io(al_file *f);
+void al_file_release(al_file *f);
+
+#endif
