@@ -1390,6 +1390,12 @@ static char *caller_command(pid_t pid)
 	return out;
 }
 
+static int path_inside(const char *dir, const char *path)
+{
+	size_t n = dir ? strlen(dir) : 0;
+	return n && strncmp(path, dir, n) == 0 && (path[n] == '/' || path[n] == '\0');
+}
+
 static cJSON *new_run_fields(al_tree *t, const node *n, const al_caller *c)
 {
 	cJSON *f = cJSON_CreateObject();
@@ -1422,7 +1428,9 @@ static cJSON *new_run_fields(al_tree *t, const node *n, const al_caller *c)
 	al_fields_set(f, "command", cmd ? al_value_string(cmd) : al_value_null());
 	al_fields_set(f, "cwd", *cwd ? al_value_string(cwd) : al_value_null());
 	al_fields_set(f, "exit_code", al_value_null());
-	if (*cwd && al_git_capture(&git, cwd) == 0)
+	/* A cwd inside this mount has no repository, and looking would deadlock on the kernel's
+	 * lock of the folder being created. */
+	if (*cwd && !path_inside(t->mountpoint, cwd) && al_git_capture(&git, cwd) == 0)
 		al_fields_set(f, "git", al_git_state_to_value(git));
 	else
 		al_fields_set(f, "git", al_value_null());

@@ -1,1 +1,304 @@
-/* placeholder: being written */
+/* aletheia: `aletheia mount` — options, the store and tree, the FUSE session, and daemonising
+ * so that the command returns only once the mount answers. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include "aletheia/cache.h"
+#include "cli/cli.h"
+#include "fs.h"
+
+#define DEFAULT_MOUNT "/mnt/aletheia"
+
+typedef struct mount_opts {
+	const char *mountpoint;
+	const char *store, *blobs, *cache_dir;
+	uint64_t cache_size;
+	int foreground, allow_delete, debug;
+	const char *fuse_opts[32];
+	int nfuse;
+} mount_opts;
+
+static char *xdg_dir(const char *var, const char *fallback)
+{
+	const char *v = getenv(var), *home = getenv("HOME");
+	char *out = NULL;
+	if (v && *v)
+		out = strdup(v);
+	else if (asprintf(&out, "%s/%s", home && *home ? home : "/root", fallback) < 0)
+		out = NULL;
+	return out;
+}
+
+static int is_mountpoint(const char *path)
+{
+	FILE *f = fopen("/proc/self/mountinfo", "r");
+	char line[8192], mp[PATH_MAX];
+	int found = 0;
+	if (!f)
+		return 0;
+	while (!found && fgets(line, sizeof(line), f))
+		if (sscanf(line, "%*s %*s %*s %*s %4095s", mp) == 1 && strcmp(mp, path) == 0)
+			found = 1;
+	fclose(f);
+	return found;
+}
+
+static int parse(mount_opts *o, int argc, char **argv)
+{
+	int i;
+	const char *v;
+	memset(o, 0, sizeof(*o));
+	for (i = 1; i < argc; i++) {
+		int m;
+		if ((m = al_cli_option("--store", argc, argv, &i, &v)) != 0) {
+			if (m < 0) return al_cli_usage("mount");
+			o->store = v;
+		} else if ((m = al_cli_option("--blobs", argc, argv, &i, &v)) != 0) {
+			if (m < 0) return al_cli_usage("mount");
+			o->blobs = v;
+		} else if ((m = al_cli_option("--cache-dir", argc, argv, &i, &v)) != 0) {
+			if (m < 0) return al_cli_usage("mount");
+			o->cache_dir = v;
+		} else if ((m = al_cli_option("--cache-size", argc, argv, &i, &v)) != 0) {
+			if (m < 0) return al_cli_usage("mount");
+			if (al_size_parse(&o->cache_size, v) != 0) {
+				al_cli_fail("bad --cache-size \"%s\"; use bytes or a size like 10G or 512M", v);
+				return 2;
+			}
+		} else if ((m = al_cli_option("-o", argc, argv, &i, &v)) != 0) {
+			if (m < 0 || o->nfuse >= 30) return al_cli_usage("mount");
+			o->fuse_opts[o->nfuse++] = v;
+		} else if (strcmp(argv[i], "--foreground") == 0 || strcmp(argv[i], "-f") == 0)
+			o->foreground = 1;
+		else if (strcmp(argv[i], "--allow-delete") == 0)
+			o->allow_delete = 1;
+		else if (strcmp(argv[i], "--debug") == 0)
+			o->debug = 1;
+		else if (argv[i][0] == '-' || o->mountpoint)
+			return al_cli_usage("mount");
+		else
+			o->mountpoint = argv[i];
+	}
+	return 0;
+}
+
+/* Runs the session; ready_fd (or -1) gets "OK\n" once mounted, or the error line. */
+static int serve(const mount_opts *o, const char *mnt, int ready_fd)
+{
+	al_tree_options topts = AL_TREE_OPTIONS_INIT;
+	al_tree *tree = NULL;
+	al_fs *fs = NULL;
+	struct fuse_session *se = NULL;
+	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
+	struct fuse_loop_config *cfg = NULL;
+	char *data = NULL, *store = NULL, *blobs = NULL, *cache = NULL, msg[1200];
+	int rc = 1, i, mounted = 0, handlers = 0;
+
+	data = xdg_dir("XDG_DATA_HOME", ".local/share");
+	if (o->store)
+		store = strdup(o->store);
+	else if (asprintf(&store, "local:%s/aletheia", data) < 0)
+		store = NULL;
+	if (o->blobs)
+		blobs = strdup(o->blobs);
+	else if (strncmp(store, "local:", 6) == 0 && asprintf(&blobs, "file://%s/blobs", store + 6) < 0)
+		blobs = NULL;
+	if (o->cache_dir)
+		cache = strdup(o->cache_dir);
+	else {
+		char *c = xdg_dir("XDG_CACHE_HOME", ".cache");
+		if (asprintf(&cache, "%s/aletheia", c) < 0)
+			cache = NULL;
+		free(c);
+	}
+	if (!store || !blobs || !cache) {
+		snprintf(msg, sizeof(msg), "--blobs is required with --store %s", store ? store : "");
+		goto fail;
+	}
+	topts.store_uri = store;
+	topts.blobs_uri = blobs;
+	topts.cache_dir = cache;
+	topts.cache_size = o->cache_size;
+	topts.mountpoint = mnt;
+	topts.allow_delete = o->allow_delete;
+	topts.uid = getuid();
+	topts.gid = getgid();
+	if (al_tree_open(&tree, &topts) != 0) {
+		snprintf(msg, sizeof(msg), "%s", al_error_last());
+		goto fail;
+	}
+	if (al_fs_new(&fs, tree) != 0) {
+		snprintf(msg, sizeof(msg), "%s", al_error_last());
+		goto fail;
+	}
+	fuse_opt_add_arg(&args, "aletheia");
+	fuse_opt_add_arg(&args, "-o");
+	fuse_opt_add_arg(&args, "fsname=aletheia,subtype=aletheia");
+	for (i = 0; i < o->nfuse; i++) {
+		fuse_opt_add_arg(&args, "-o");
+		fuse_opt_add_arg(&args, o->fuse_opts[i]);
+	}
+	if (o->debug)
+		fuse_opt_add_arg(&args, "-d");
+	se = fuse_session_new(&args, al_fs_ops(), sizeof(struct fuse_lowlevel_ops), fs);
+	if (!se) {
+		snprintf(msg, sizeof(msg), "cannot start FUSE (bad -o option?)");
+		goto fail;
+	}
+	if (fuse_set_signal_handlers(se) == 0)
+		handlers = 1;
+	if (fuse_session_mount(se, mnt) != 0) {
+		snprintf(msg, sizeof(msg), "cannot mount on %s (is /dev/fuse available and fusermount3 installed?)", mnt);
+		goto fail;
+	}
+	mounted = 1;
+	if (ready_fd >= 0) {
+		if (write(ready_fd, "OK\n", 3) != 3) { /* the parent went away: keep serving */ }
+		close(ready_fd);
+		ready_fd = -1;
+	}
+	cfg = fuse_loop_cfg_create();
+	fuse_loop_cfg_set_clone_fd(cfg, 0);
+	fuse_loop_cfg_set_max_threads(cfg, 16);
+	fuse_loop_cfg_set_idle_threads(cfg, 8);
+	rc = fuse_session_loop_mt(se, cfg) == 0 ? 0 : 1;
+	goto cleanup;
+fail:
+	if (ready_fd >= 0) {
+		char line[1300];
+		int n = snprintf(line, sizeof(line), "%s\n", msg);
+		if (write(ready_fd, line, (size_t)n) < 0) { /* nothing more to do */ }
+		close(ready_fd);
+	} else
+		al_cli_fail("%s", msg);
+	rc = 1;
+cleanup:
+	if (cfg)
+		fuse_loop_cfg_destroy(cfg);
+	if (se) {
+		if (mounted)
+			fuse_session_unmount(se);
+		if (handlers)
+			fuse_remove_signal_handlers(se);
+		fuse_session_destroy(se);
+	}
+	fuse_opt_free_args(&args);
+	al_fs_free(fs);
+	/* Delivers every pending write before the process ends. */
+	al_tree_free(tree);
+	free(data);
+	free(store);
+	free(blobs);
+	free(cache);
+	return rc;
+}
+
+static int wait_answers(const char *mnt, int seconds)
+{
+	char *status = NULL;
+	struct stat st;
+	int i, ok = 0;
+	if (asprintf(&status, "%s/.aletheia/status", mnt) < 0)
+		return 0;
+	for (i = 0; i < seconds * 20 && !ok; i++) {
+		if (stat(status, &st) == 0)
+			ok = 1;
+		else
+			usleep(50000);
+	}
+	free(status);
+	return ok;
+}
+
+int al_cli_mount(int argc, char **argv)
+{
+	mount_opts o;
+	char mnt[PATH_MAX], buf[1400];
+	struct stat st;
+	int rc, pipefd[2];
+	pid_t pid;
+	ssize_t n;
+	size_t got = 0;
+
+	if ((rc = parse(&o, argc, argv)) != 0)
+		return rc;
+	if (!o.mountpoint) {
+		o.mountpoint = DEFAULT_MOUNT;
+		mkdir(DEFAULT_MOUNT, 0755);   /* the default is made on first use */
+	}
+	if (stat(o.mountpoint, &st) != 0) {
+		al_cli_fail("mount point %s does not exist; create it with mkdir -p %s", o.mountpoint, o.mountpoint);
+		return 1;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		al_cli_fail("mount point %s is not a folder; pick an empty folder", o.mountpoint);
+		return 1;
+	}
+	if (!realpath(o.mountpoint, mnt)) {
+		al_cli_fail("cannot resolve %s: %s", o.mountpoint, strerror(errno));
+		return 1;
+	}
+	if (is_mountpoint(mnt)) {
+		al_cli_fail("%s is already mounted; unmount it first (aletheia umount %s)", mnt, mnt);
+		return 1;
+	}
+	if (o.foreground)
+		return serve(&o, mnt, -1);
+
+	if (pipe(pipefd) != 0) {
+		al_cli_fail("cannot create a pipe: %s", strerror(errno));
+		return 1;
+	}
+	fflush(NULL);
+	pid = fork();
+	if (pid < 0) {
+		al_cli_fail("cannot fork: %s", strerror(errno));
+		return 1;
+	}
+	if (pid == 0) {
+		/* The daemon: its own session, stdio detached, errors to the log via stderr. */
+		int devnull = open("/dev/null", O_RDWR);
+		close(pipefd[0]);
+		setsid();
+		if (devnull >= 0) {
+			dup2(devnull, 0);
+			dup2(devnull, 1);
+			dup2(devnull, 2);
+			if (devnull > 2)
+				close(devnull);
+		}
+		if (chdir("/") != 0) { /* stays where it is */ }
+		_exit(serve(&o, mnt, pipefd[1]));
+	}
+	close(pipefd[1]);
+	while (got < sizeof(buf) - 1 && (n = read(pipefd[0], buf + got, sizeof(buf) - 1 - got)) > 0)
+		if (memchr(buf + got, '\n', (size_t)n)) {
+			got += (size_t)n;
+			break;
+		} else
+			got += (size_t)n;
+	buf[got] = '\0';
+	close(pipefd[0]);
+	if (strncmp(buf, "OK\n", 3) != 0) {
+		char *nl = strchr(buf, '\n');
+		if (nl)
+			*nl = '\0';
+		al_cli_fail("%s", *buf ? buf : "the daemon exited before mounting");
+		waitpid(pid, NULL, WNOHANG);
+		return 1;
+	}
+	if (!wait_answers(mnt, 15)) {
+		al_cli_fail("%s was mounted but does not answer; see aletheia status %s", mnt, mnt);
+		return 1;
+	}
+	return 0;
+}

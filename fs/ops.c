@@ -1,1 +1,746 @@
-/* placeholder: being written */
+/* aletheia: the FUSE low-level operations: an inode table over tree paths, replies with
+ * per-entry cache lifetimes, and reads served by splicing from local files. */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+#include "fs.h"
+
+/* Lookup counts follow libfuse's passthrough_hp: lookup/create/mkdir add one, forget removes. */
+typedef struct inode {
+	fuse_ino_t ino;
+	char *path;
+	uint64_t nlookup;
+	struct inode *next_ino, *next_path;
+} inode;
+
+#define BUCKETS 65536
+
+struct al_fs {
+	al_tree *tree;
+	pthread_mutex_t lock;   /* guards both tables and next_ino */
+	inode *by_ino[BUCKETS];
+	inode *by_path[BUCKETS];
+	fuse_ino_t next_ino;
+	uid_t uid;
+	gid_t gid;
+};
+
+static uint64_t hash_path(const char *s)
+{
+	uint64_t h = 1469598103934665603ULL;
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+	return h;
+}
+
+static inode *find_ino(al_fs *fs, fuse_ino_t ino)
+{
+	inode *n;
+	for (n = fs->by_ino[ino % BUCKETS]; n; n = n->next_ino)
+		if (n->ino == ino)
+			return n;
+	return NULL;
+}
+
+static void unlink_path(al_fs *fs, inode *n)
+{
+	inode **p;
+	if (!n->path)
+		return;
+	for (p = &fs->by_path[hash_path(n->path) % BUCKETS]; *p; p = &(*p)->next_path)
+		if (*p == n) {
+			*p = n->next_path;
+			break;
+		}
+	free(n->path);
+	n->path = NULL;
+}
+
+static void link_path(al_fs *fs, inode *n, char *path)
+{
+	size_t b = hash_path(path) % BUCKETS;
+	n->path = path;
+	n->next_path = fs->by_path[b];
+	fs->by_path[b] = n;
+}
+
+/* The path of an inode, copied (the table may change once the lock is dropped). */
+static char *ino_path(al_fs *fs, fuse_ino_t ino)
+{
+	inode *n;
+	char *p = NULL;
+	pthread_mutex_lock(&fs->lock);
+	if ((n = find_ino(fs, ino)) && n->path)
+		p = strdup(n->path);
+	pthread_mutex_unlock(&fs->lock);
+	return p;
+}
+
+static char *child_path(al_fs *fs, fuse_ino_t parent, const char *name)
+{
+	char *pp = ino_path(fs, parent), *p = NULL;
+	if (!pp)
+		return NULL;
+	if (asprintf(&p, "%s/%s", strcmp(pp, "/") == 0 ? "" : pp, name) < 0)
+		p = NULL;
+	free(pp);
+	return p;
+}
+
+/* Finds or makes the inode of path and counts one lookup. */
+static fuse_ino_t remember(al_fs *fs, const char *path)
+{
+	inode *n;
+	size_t b = hash_path(path) % BUCKETS;
+	fuse_ino_t ino = 0;
+
+	pthread_mutex_lock(&fs->lock);
+	for (n = fs->by_path[b]; n; n = n->next_path)
+		if (strcmp(n->path, path) == 0)
+			break;
+	if (!n && (n = calloc(1, sizeof(*n)))) {
+		char *copy = strdup(path);
+		if (!copy) {
+			free(n);
+			n = NULL;
+		} else {
+			n->ino = fs->next_ino++;
+			n->next_ino = fs->by_ino[n->ino % BUCKETS];
+			fs->by_ino[n->ino % BUCKETS] = n;
+			link_path(fs, n, copy);
+		}
+	}
+	if (n) {
+		n->nlookup++;
+		ino = n->ino;
+	}
+	pthread_mutex_unlock(&fs->lock);
+	return ino;
+}
+
+static void forget_one(al_fs *fs, fuse_ino_t ino, uint64_t count)
+{
+	inode *n, **p;
+	if (ino == FUSE_ROOT_ID)
+		return;
+	pthread_mutex_lock(&fs->lock);
+	n = find_ino(fs, ino);
+	if (n) {
+		if (count > n->nlookup) {
+			fprintf(stderr, "aletheia: lookup count underflow on inode %lu\n", (unsigned long)ino);
+			abort();
+		}
+		n->nlookup -= count;
+		if (n->nlookup == 0) {
+			unlink_path(fs, n);
+			for (p = &fs->by_ino[ino % BUCKETS]; *p; p = &(*p)->next_ino)
+				if (*p == n) {
+					*p = n->next_ino;
+					break;
+				}
+			free(n);
+		}
+	}
+	pthread_mutex_unlock(&fs->lock);
+}
+
+/* Moves the path of from (and of everything under it) to to. */
+static void rename_paths(al_fs *fs, const char *from, const char *to)
+{
+	size_t i, flen = strlen(from);
+	inode *n, *moved = NULL;
+
+	pthread_mutex_lock(&fs->lock);
+	for (i = 0; i < BUCKETS; i++) {
+		inode **p = &fs->by_path[i];
+		while ((n = *p)) {
+			if (strcmp(n->path, to) == 0 ||
+			    (strncmp(n->path, to, strlen(to)) == 0 && n->path[strlen(to)] == '/')) {
+				/* the replaced target is gone from the tree */
+				*p = n->next_path;
+				free(n->path);
+				n->path = NULL;
+				continue;
+			}
+			if (strncmp(n->path, from, flen) == 0 && (n->path[flen] == '\0' || n->path[flen] == '/')) {
+				char *np = NULL;
+				*p = n->next_path;
+				if (asprintf(&np, "%s%s", to, n->path + flen) < 0)
+					np = NULL;
+				free(n->path);
+				n->path = np;
+				n->next_path = moved;
+				moved = n;
+				continue;
+			}
+			p = &n->next_path;
+		}
+	}
+	while ((n = moved)) {
+		moved = n->next_path;
+		if (n->path)
+			link_path(fs, n, n->path);
+	}
+	pthread_mutex_unlock(&fs->lock);
+}
+
+static al_fs *fs_of(fuse_req_t req)
+{
+	return fuse_req_userdata(req);
+}
+
+static void reply_error(fuse_req_t req, int code, const char *op, const char *path)
+{
+	int e = al_fs_errno(code);
+	if (e != ENOENT)
+		fprintf(stderr, "aletheia: %s %s: %s\n", op, path ? path : "?", al_error_last());
+	fuse_reply_err(req, e);
+}
+
+static void to_stat(struct stat *st, al_fs *fs, fuse_ino_t ino, const al_attr *a)
+{
+	memset(st, 0, sizeof(*st));
+	st->st_ino = ino;
+	st->st_mode = a->mode | (a->type == AL_NODE_DIR ? S_IFDIR : a->type == AL_NODE_LINK ? S_IFLNK : S_IFREG);
+	st->st_nlink = a->type == AL_NODE_DIR ? 2 : 1;
+	st->st_uid = fs->uid;
+	st->st_gid = fs->gid;
+	st->st_size = (off_t)a->size;
+	st->st_blksize = 1 << 17;
+	st->st_blocks = (blkcnt_t)((a->size + 511) / 512);
+	st->st_mtim.tv_sec = a->mtime_us / 1000000;
+	st->st_mtim.tv_nsec = (a->mtime_us % 1000000) * 1000;
+	st->st_ctim = st->st_mtim;
+	st->st_atim = st->st_mtim;
+}
+
+/* Immutable content may be cached long; generated files must be asked for every time, so
+ * their sizes are always exact. */
+static double attr_timeout(const al_attr *a)
+{
+	if (a->immutable)
+		return 3600.0;
+	return a->type == AL_NODE_DIR ? 1.0 : 0.0;
+}
+
+static void reply_entry(fuse_req_t req, const char *path, const al_attr *a)
+{
+	al_fs *fs = fs_of(req);
+	struct fuse_entry_param e;
+	memset(&e, 0, sizeof(e));
+	e.ino = remember(fs, path);
+	if (!e.ino) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	to_stat(&e.attr, fs, e.ino, a);
+	e.attr_timeout = attr_timeout(a);
+	e.entry_timeout = 1.0;
+	if (fuse_reply_entry(req, &e) != 0)
+		forget_one(fs, e.ino, 1);
+}
+
+static void caller_of(al_caller *c, fuse_req_t req)
+{
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	c->pid = ctx->pid;
+	c->uid = ctx->uid;
+	c->gid = ctx->gid;
+}
+
+static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	al_fs *fs = fs_of(req);
+	char *path = child_path(fs, parent, name);
+	al_attr a;
+	int rc;
+	if (!path) {
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	if ((rc = al_tree_getattr(&a, fs->tree, path)))
+		reply_error(req, rc, "lookup", path);
+	else
+		reply_entry(req, path, &a);
+	free(path);
+}
+
+static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+	forget_one(fs_of(req), ino, nlookup);
+	fuse_reply_none(req);
+}
+
+static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
+{
+	size_t i;
+	for (i = 0; i < count; i++)
+		forget_one(fs_of(req), forgets[i].ino, forgets[i].nlookup);
+	fuse_reply_none(req);
+}
+
+static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	al_fs *fs = fs_of(req);
+	char *path = ino_path(fs, ino);
+	al_attr a;
+	struct stat st;
+	int rc;
+	(void)fi;
+	if (!path) {
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	if ((rc = al_tree_getattr(&a, fs->tree, path)))
+		reply_error(req, rc, "getattr", path);
+	else {
+		to_stat(&st, fs, ino, &a);
+		fuse_reply_attr(req, &st, attr_timeout(&a));
+	}
+	free(path);
+}
+
+static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+	struct fuse_file_info *fi)
+{
+	al_fs *fs = fs_of(req);
+	char *path = ino_path(fs, ino);
+	int rc = 0;
+	if (!path) {
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	if (to_set & FUSE_SET_ATTR_SIZE)
+		rc = fi ? al_file_truncate((al_file *)(uintptr_t)fi->fh, (uint64_t)attr->st_size)
+			: al_tree_truncate(fs->tree, path, (uint64_t)attr->st_size);
+	if (rc == 0 && (to_set & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW))) {
+		int64_t us = (to_set & FUSE_SET_ATTR_MTIME_NOW) ? al_now_us()
+			: (int64_t)attr->st_mtim.tv_sec * 1000000 + attr->st_mtim.tv_nsec / 1000;
+		rc = al_tree_utimens(fs->tree, path, us);
+	}
+	/* Modes and owners are the tree's own; chmod/chown (rsync -a, cp -p) succeed quietly. */
+	if (rc)
+		reply_error(req, rc, "setattr", path);
+	else
+		op_getattr(req, ino, fi);
+	free(path);
+}
+
+static void op_readlink(fuse_req_t req, fuse_ino_t ino)
+{
+	al_fs *fs = fs_of(req);
+	char *path = ino_path(fs, ino), *target = NULL;
+	int rc = path ? al_tree_readlink(&target, fs->tree, path) : AL_ENOTFOUND;
+	if (rc)
+		reply_error(req, rc, "readlink", path);
+	else
+		fuse_reply_readlink(req, target);
+	free(target);
+	free(path);
+}
+
+static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+	al_fs *fs = fs_of(req);
+	char *path = child_path(fs, parent, name);
+	al_caller c;
+	al_attr a;
+	int rc;
+	(void)mode;
+	caller_of(&c, req);
+	if (!path)
+		rc = AL_ENOTFOUND;
+	else if ((rc = al_tree_mkdir(fs->tree, path, &c)) == 0)
+		rc = al_tree_getattr(&a, fs->tree, path);
+	if (rc)
+		reply_error(req, rc, "mkdir", path);
+	else
+		reply_entry(req, path, &a);
+	free(path);
+}
+
+static void op_symlink(fuse_req_t req, const char *target, fuse_ino_t parent, const char *name)
+{
+	al_fs *fs = fs_of(req);
+	char *path = child_path(fs, parent, name);
+	al_attr a;
+	int rc = path ? al_tree_symlink(fs->tree, target, path) : AL_ENOTFOUND;
+	if (rc == 0)
+		rc = al_tree_getattr(&a, fs->tree, path);
+	if (rc)
+		reply_error(req, rc, "symlink", path);
+	else
+		reply_entry(req, path, &a);
+	free(path);
+}
+
+static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	al_fs *fs = fs_of(req);
+	char *path = child_path(fs, parent, name);
+	int rc = path ? al_tree_unlink(fs->tree, path) : AL_ENOTFOUND;
+	if (rc)
+		reply_error(req, rc, "unlink", path);
+	else
+		fuse_reply_err(req, 0);
+	free(path);
+}
+
+static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	al_fs *fs = fs_of(req);
+	char *path = child_path(fs, parent, name);
+	int rc = path ? al_tree_rmdir(fs->tree, path) : AL_ENOTFOUND;
+	if (rc)
+		reply_error(req, rc, "rmdir", path);
+	else
+		fuse_reply_err(req, 0);
+	free(path);
+}
+
+static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+	const char *newname, unsigned int flags)
+{
+	al_fs *fs = fs_of(req);
+	char *from = child_path(fs, parent, name), *to = child_path(fs, newparent, newname);
+	int rc;
+	if (flags & ~1u)
+		rc = al_error_set(AL_EINVAL, "rename flags not supported");   /* RENAME_EXCHANGE etc. */
+	else
+		rc = from && to ? al_tree_rename(fs->tree, from, to, flags) : AL_ENOTFOUND;
+	if (rc)
+		reply_error(req, rc, "rename", from);
+	else {
+		rename_paths(fs, from, to);
+		fuse_reply_err(req, 0);
+	}
+	free(from);
+	free(to);
+}
+
+static int open_flags(int flags)
+{
+	int f = 0;
+	if ((flags & O_ACCMODE) != O_RDONLY)
+		f |= AL_OPEN_WRITE;
+	if (flags & O_TRUNC)
+		f |= AL_OPEN_TRUNC;
+	if (flags & O_APPEND)
+		f |= AL_OPEN_APPEND;
+	if (flags & O_EXCL)
+		f |= AL_OPEN_EXCL;
+	return f;
+}
+
+static void set_file_info(struct fuse_file_info *fi, al_file *f)
+{
+	fi->fh = (uint64_t)(uintptr_t)f;
+	fi->keep_cache = al_file_keep_cache(f);
+	fi->direct_io = al_file_direct_io(f);
+}
+
+static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	al_fs *fs = fs_of(req);
+	char *path = ino_path(fs, ino);
+	al_file *f = NULL;
+	al_caller c;
+	int rc;
+	caller_of(&c, req);
+	rc = path ? al_file_open(&f, fs->tree, path, open_flags(fi->flags), &c) : AL_ENOTFOUND;
+	if (rc)
+		reply_error(req, rc, "open", path);
+	else {
+		set_file_info(fi, f);
+		if (fuse_reply_open(req, fi) != 0)
+			al_file_release(f);
+	}
+	free(path);
+}
+
+static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+	struct fuse_file_info *fi)
+{
+	al_fs *fs = fs_of(req);
+	char *path = child_path(fs, parent, name);
+	al_file *f = NULL;
+	al_caller c;
+	al_attr a;
+	struct fuse_entry_param e;
+	int rc;
+	(void)mode;
+	caller_of(&c, req);
+	rc = path ? al_file_open(&f, fs->tree, path, open_flags(fi->flags) | AL_OPEN_CREATE | AL_OPEN_WRITE, &c)
+		  : AL_ENOTFOUND;
+	if (rc == 0 && (rc = al_tree_getattr(&a, fs->tree, path)))
+		al_file_release(f);
+	if (rc) {
+		reply_error(req, rc, "create", path);
+		free(path);
+		return;
+	}
+	memset(&e, 0, sizeof(e));
+	e.ino = remember(fs, path);
+	to_stat(&e.attr, fs, e.ino, &a);
+	e.attr_timeout = 0.0;
+	e.entry_timeout = 1.0;
+	set_file_info(fi, f);
+	if (fuse_reply_create(req, &e, fi) != 0) {
+		forget_one(fs, e.ino, 1);
+		al_file_release(f);
+	}
+	free(path);
+}
+
+static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
+{
+	al_file *f = (al_file *)(uintptr_t)fi->fh;
+	int fd = al_file_fd(f);
+	(void)ino;
+	if (fd >= 0) {
+		/* Hand the kernel the file itself: libfuse splices it without a copy through us. */
+		struct fuse_bufvec buf = FUSE_BUFVEC_INIT(size);
+		buf.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
+		buf.buf[0].fd = fd;
+		buf.buf[0].pos = off;
+		fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
+		return;
+	}
+	{
+		char *data = malloc(size ? size : 1);
+		size_t n = 0;
+		int rc;
+		if (!data) {
+			fuse_reply_err(req, ENOMEM);
+			return;
+		}
+		if ((rc = al_file_read(&n, f, data, size, (uint64_t)off)))
+			reply_error(req, rc, "read", NULL);
+		else
+			fuse_reply_buf(req, data, n);
+		free(data);
+	}
+}
+
+static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+	struct fuse_file_info *fi)
+{
+	int rc = al_file_write((al_file *)(uintptr_t)fi->fh, buf, size, (uint64_t)off);
+	(void)ino;
+	if (rc)
+		reply_error(req, rc, "write", NULL);
+	else
+		fuse_reply_write(req, size);
+}
+
+static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	int rc = al_file_flush((al_file *)(uintptr_t)fi->fh);
+	(void)ino;
+	if (rc)
+		reply_error(req, rc, "close", NULL);
+	else
+		fuse_reply_err(req, 0);
+}
+
+static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+	int rc = al_file_fsync((al_file *)(uintptr_t)fi->fh);
+	(void)ino;
+	(void)datasync;
+	if (rc)
+		reply_error(req, rc, "fsync", NULL);
+	else
+		fuse_reply_err(req, 0);
+}
+
+static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)ino;
+	al_file_release((al_file *)(uintptr_t)fi->fh);
+	fuse_reply_err(req, 0);
+}
+
+/* A folder's listing is taken once, at opendir, and served from there. */
+typedef struct dirlist {
+	char **names;
+	size_t count, cap;
+} dirlist;
+
+static int collect(void *ctx, const char *name, const al_attr *a)
+{
+	dirlist *d = ctx;
+	(void)a;
+	if (d->count == d->cap) {
+		size_t cap = d->cap ? d->cap * 2 : 32;
+		char **p = realloc(d->names, cap * sizeof(char *));
+		if (!p)
+			return 1;
+		d->names = p;
+		d->cap = cap;
+	}
+	d->names[d->count] = strdup(name);
+	if (d->names[d->count])
+		d->count++;
+	return 0;
+}
+
+static void dirlist_free(dirlist *d)
+{
+	size_t i;
+	if (!d)
+		return;
+	for (i = 0; i < d->count; i++)
+		free(d->names[i]);
+	free(d->names);
+	free(d);
+}
+
+static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	al_fs *fs = fs_of(req);
+	char *path = ino_path(fs, ino);
+	dirlist *d = calloc(1, sizeof(*d));
+	int rc = !d ? AL_ENOMEM : path ? al_tree_readdir(fs->tree, path, collect, d) : AL_ENOTFOUND;
+	if (rc) {
+		dirlist_free(d);
+		reply_error(req, rc, "opendir", path);
+	} else {
+		fi->fh = (uint64_t)(uintptr_t)d;
+		fi->cache_readdir = 0;
+		if (fuse_reply_open(req, fi) != 0)
+			dirlist_free(d);
+	}
+	free(path);
+}
+
+static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
+{
+	dirlist *d = (dirlist *)(uintptr_t)fi->fh;
+	char *buf = malloc(size);
+	size_t used = 0, i;
+	struct stat st;
+	(void)ino;
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	memset(&st, 0, sizeof(st));
+	for (i = (size_t)off; i < d->count; i++) {
+		size_t n;
+		/* readdir(3) skips entries whose inode is 0; the real number comes with lookup. */
+		st.st_ino = (ino_t)(i + 2);
+		n = fuse_add_direntry(req, buf + used, size - used, d->names[i], &st, (off_t)(i + 1));
+		if (n > size - used)
+			break;
+		used += n;
+	}
+	fuse_reply_buf(req, buf, used);
+	free(buf);
+}
+
+static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)ino;
+	dirlist_free((dirlist *)(uintptr_t)fi->fh);
+	fuse_reply_err(req, 0);
+}
+
+static void op_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	struct statvfs sv;
+	(void)ino;
+	if (statvfs("/", &sv) != 0)
+		memset(&sv, 0, sizeof(sv));
+	sv.f_namemax = 1500;
+	fuse_reply_statfs(req, &sv);
+}
+
+static void op_init(void *userdata, struct fuse_conn_info *conn)
+{
+	(void)userdata;
+	/* Reads are spliced from local files; O_TRUNC comes with open, not as a separate setattr. */
+	if (conn->capable & FUSE_CAP_SPLICE_WRITE)
+		conn->want |= FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE;
+	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
+		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
+	/* The kernel must not merge or reorder metric writes, nor hide sizes we compute. */
+	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+	if (conn->capable & FUSE_CAP_AUTO_INVAL_DATA)
+		conn->want |= FUSE_CAP_AUTO_INVAL_DATA;
+	conn->max_write = 1 << 20;
+}
+
+static const struct fuse_lowlevel_ops ops = {
+	.init = op_init,
+	.lookup = op_lookup,
+	.forget = op_forget,
+	.forget_multi = op_forget_multi,
+	.getattr = op_getattr,
+	.setattr = op_setattr,
+	.readlink = op_readlink,
+	.mkdir = op_mkdir,
+	.symlink = op_symlink,
+	.unlink = op_unlink,
+	.rmdir = op_rmdir,
+	.rename = op_rename,
+	.open = op_open,
+	.create = op_create,
+	.read = op_read,
+	.write = op_write,
+	.flush = op_flush,
+	.fsync = op_fsync,
+	.release = op_release,
+	.opendir = op_opendir,
+	.readdir = op_readdir,
+	.releasedir = op_releasedir,
+	.statfs = op_statfs,
+};
+
+const struct fuse_lowlevel_ops *al_fs_ops(void)
+{
+	return &ops;
+}
+
+int al_fs_new(al_fs **out, al_tree *tree)
+{
+	al_fs *fs = calloc(1, sizeof(*fs));
+	inode *root;
+	if (!fs || !(root = calloc(1, sizeof(*root)))) {
+		free(fs);
+		return al_error_set(AL_ENOMEM, "out of memory");
+	}
+	pthread_mutex_init(&fs->lock, NULL);
+	fs->tree = tree;
+	fs->uid = getuid();
+	fs->gid = getgid();
+	fs->next_ino = FUSE_ROOT_ID + 1;
+	root->ino = FUSE_ROOT_ID;
+	root->nlookup = 1;
+	fs->by_ino[FUSE_ROOT_ID % BUCKETS] = root;
+	link_path(fs, root, strdup("/"));
+	*out = fs;
+	return 0;
+}
+
+void al_fs_free(al_fs *fs)
+{
+	size_t i;
+	inode *n, *next;
+	if (!fs)
+		return;
+	for (i = 0; i < BUCKETS; i++)
+		for (n = fs->by_ino[i]; n; n = next) {
+			next = n->next_ino;
+			free(n->path);
+			free(n);
+		}
+	pthread_mutex_destroy(&fs->lock);
+	free(fs);
+}
