@@ -235,10 +235,22 @@ void al_fields_set(cJSON *fields, const char *name, cJSON *value)
 		cJSON_Delete(value);
 		return;
 	}
-	if (cJSON_GetObjectItemCaseSensitive(fields, name))
-		cJSON_ReplaceItemInObjectCaseSensitive(fields, name, value);
+	/* name may be value's own key (moving an item between objects): copy it before cJSON
+	 * frees that key. */
+	char *key = strdup(name);
+	if (!key) {
+		cJSON_Delete(value);
+		return;
+	}
+	if (value->string && !(value->type & cJSON_StringIsConst))
+		cJSON_free(value->string);
+	value->string = NULL;
+	value->type &= ~cJSON_StringIsConst;
+	if (cJSON_GetObjectItemCaseSensitive(fields, key))
+		cJSON_ReplaceItemInObjectCaseSensitive(fields, key, value);
 	else
-		cJSON_AddItemToObject(fields, name, value);
+		cJSON_AddItemToObject(fields, key, value);
+	free(key);
 }
 
 cJSON *al_value_from_json(const cJSON *plain)
