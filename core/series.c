@@ -21,8 +21,17 @@ typedef struct series {
 	size_t count, cap;
 	size_t flushed;         /* points already delivered */
 	al_series_summary sum;
-	struct series *next;
+	struct series *next;     /* hash chain */
+	struct series *next_all; /* every series, for scans */
+	struct series *next_run; /* the series of the same run */
 } series;
+
+/* The series of one run, so listing a run's metrics does not scan every series. */
+typedef struct run_index {
+	char *run_doc;
+	series *list;
+	struct run_index *next;
+} run_index;
 
 struct al_series_set {
 	al_store_backend *store;
@@ -32,6 +41,8 @@ struct al_series_set {
 	pthread_cond_t wake;
 	series **buckets;
 	size_t nbuckets;
+	series *all;
+	run_index **runs;         /* nbuckets chains */
 	pthread_t thread;
 	int started, stop;
 	unsigned interval_ms;
@@ -140,6 +151,29 @@ cleanup:
 	return rc;
 }
 
+/* The index entry of the run whose document is the first len bytes of doc (s->lock held). */
+static run_index *run_find(al_series_set *s, const char *doc, size_t len, int create)
+{
+	char *key = strndup(doc, len);
+	size_t b;
+	run_index *r;
+
+	if (!key)
+		return NULL;
+	b = hash_str(key) % s->nbuckets;
+	for (r = s->runs[b]; r; r = r->next)
+		if (strcmp(r->run_doc, key) == 0)
+			break;
+	if (!r && create && (r = calloc(1, sizeof(*r)))) {
+		r->run_doc = key;
+		key = NULL;
+		r->next = s->runs[b];
+		s->runs[b] = r;
+	}
+	free(key);
+	return r;
+}
+
 /* Finds or creates the in-memory entry for a metric document (not loaded). */
 static int series_get(series **out, al_series_set *s, const char *doc)
 {
@@ -163,6 +197,15 @@ static int series_get(series **out, al_series_set *s, const char *doc)
 	summary_reset(&se->sum);
 	se->next = s->buckets[b];
 	s->buckets[b] = se;
+	se->next_all = s->all;
+	s->all = se;
+	{
+		run_index *r = run_find(s, doc, se->run_len, 1);
+		if (r) {
+			se->next_run = r->list;
+			r->list = se;
+		}
+	}
 done:
 	pthread_mutex_unlock(&s->lock);
 	*out = se;
@@ -326,6 +369,7 @@ int al_series_ids(char ***out, size_t *count, al_series_set *s, const char *run_
 	size_t n = 0, cap, i, rl = strlen(run_doc), w;
 	int rc;
 	series *se;
+	run_index *run;
 
 	*out = NULL;
 	*count = 0;
@@ -335,19 +379,18 @@ int al_series_ids(char ***out, size_t *count, al_series_set *s, const char *run_
 		goto cleanup;
 	pthread_mutex_lock(&s->lock);
 	cap = list->count + 16;
-	for (i = 0; i < s->nbuckets; i++)
-		for (se = s->buckets[i]; se; se = se->next)
-			cap++;
+	run = run_find(s, run_doc, rl, 0);
+	for (se = run ? run->list : NULL; se; se = se->next_run)
+		cap++;
 	ids = calloc(cap + 1, sizeof(char *));
 	if (!ids) {
 		pthread_mutex_unlock(&s->lock);
 		rc = al_error_set(AL_ENOMEM, "out of memory");
 		goto cleanup;
 	}
-	for (i = 0; i < s->nbuckets; i++)
-		for (se = s->buckets[i]; se; se = se->next)
-			if (se->count > 0 && se->run_len == rl && strncmp(se->doc, run_doc, rl) == 0)
-				ids[n++] = strdup(al_doc_id(se->doc));
+	for (se = run ? run->list : NULL; se; se = se->next_run)
+		if (se->count > 0)
+			ids[n++] = strdup(al_doc_id(se->doc));
 	pthread_mutex_unlock(&s->lock);
 	for (i = 0; i < list->count; i++)
 		ids[n++] = strdup(al_doc_id(list->docs[i]->path));
@@ -487,14 +530,12 @@ int al_series_flush(al_series_set *s)
 	if ((rc = al_journal_rotate(&sealed, s->journal)))
 		goto cleanup;
 	pthread_mutex_lock(&s->lock);
-	for (i = 0; i < s->nbuckets; i++)
-		for (se = s->buckets[i]; se; se = se->next)
-			cap++;
+	for (se = s->all; se; se = se->next_all)
+		cap++;
 	dirty = calloc(cap + 1, sizeof(*dirty));
-	for (i = 0; dirty && i < s->nbuckets; i++)
-		for (se = s->buckets[i]; se; se = se->next)
-			if (se->count != se->flushed)
-				dirty[n++] = se;
+	for (se = s->all; dirty && se; se = se->next_all)
+		if (se->count != se->flushed)
+			dirty[n++] = se;
 	pthread_mutex_unlock(&s->lock);
 	if (!dirty) {
 		rc = al_error_set(AL_ENOMEM, "out of memory");
@@ -523,12 +564,10 @@ cleanup:
 uint64_t al_series_pending(al_series_set *s)
 {
 	uint64_t n = 0;
-	size_t i;
 	series *se;
 	pthread_mutex_lock(&s->lock);
-	for (i = 0; i < s->nbuckets; i++)
-		for (se = s->buckets[i]; se; se = se->next)
-			n += se->count - se->flushed;
+	for (se = s->all; se; se = se->next_all)
+		n += se->count - se->flushed;
 	pthread_mutex_unlock(&s->lock);
 	return n;
 }
@@ -631,7 +670,9 @@ int al_series_set_open(al_series_set **out, al_store_backend *store, const char 
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_mutex_init(&s->flush_lock, NULL);
 	pthread_cond_init(&s->wake, NULL);
-	if (!(s->buckets = calloc(s->nbuckets, sizeof(series *)))) {
+	s->buckets = calloc(s->nbuckets, sizeof(series *));
+	s->runs = calloc(s->nbuckets, sizeof(run_index *));
+	if (!s->buckets || !s->runs) {
 		rc = al_error_set(AL_ENOMEM, "out of memory");
 		goto fail;
 	}
@@ -655,7 +696,6 @@ fail:
 
 void al_series_set_free(al_series_set *s)
 {
-	size_t i;
 	series *se, *next;
 
 	if (!s)
@@ -668,15 +708,22 @@ void al_series_set_free(al_series_set *s)
 		pthread_join(s->thread, NULL);
 		al_series_flush(s);
 	}
-	for (i = 0; s->buckets && i < s->nbuckets; i++) {
-		for (se = s->buckets[i]; se; se = next) {
-			next = se->next;
-			pthread_mutex_destroy(&se->lock);
-			free(se->pts);
-			free(se->doc);
-			free(se);
+	for (se = s->all; se; se = next) {
+		next = se->next_all;
+		pthread_mutex_destroy(&se->lock);
+		free(se->pts);
+		free(se->doc);
+		free(se);
+	}
+	for (size_t i = 0; s->runs && i < s->nbuckets; i++) {
+		run_index *r, *rn;
+		for (r = s->runs[i]; r; r = rn) {
+			rn = r->next;
+			free(r->run_doc);
+			free(r);
 		}
 	}
+	free(s->runs);
 	free(s->buckets);
 	al_journal_free(s->journal);
 	pthread_mutex_destroy(&s->lock);

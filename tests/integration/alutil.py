@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 
 BIN = os.environ.get("ALETHEIA_BIN", "")
@@ -16,6 +17,7 @@ PY = "/usr/bin/python3"
 RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
 POINT = re.compile(r"^(-?\d+) (\S+) (\d+\.\d{3})$")
 START_TIMEOUT = 10.0
+WATCHDOG_S = 90.0
 
 
 def env_for(m=None, extra=None):
@@ -28,10 +30,19 @@ def env_for(m=None, extra=None):
     return env
 
 
-def sh(cmd, m=None, cwd=None, check=True, input=None, timeout=120, env=None):
-    """Runs cmd with bash -c, as a user would; returns the CompletedProcess (text)."""
-    r = subprocess.run(["bash", "-c", cmd], cwd=cwd, input=input, capture_output=True,
-                       text=True, timeout=timeout, env=env_for(m, env))
+def sh(cmd, m=None, cwd=None, check=True, input=None, timeout=60, env=None):
+    """Runs cmd with bash -c, as a user would; returns the CompletedProcess (text).
+    On a timeout the whole process group is killed (a child stuck in the FS must not outlive the test)."""
+    p = subprocess.Popen(["bash", "-c", cmd], cwd=cwd, stdin=subprocess.PIPE if input is not None else
+                         subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env=env_for(m, env), start_new_session=True)
+    try:
+        out, err = p.communicate(input, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        p.communicate()
+        raise AssertionError(f"`{cmd}` (cwd {cwd}) did not finish within {timeout} s: hung in the filesystem?")
+    r = subprocess.CompletedProcess(p.args, p.returncode, out, err)
     if check:
         assert r.returncode == 0, f"`{cmd}` exited {r.returncode}\nstdout: {r.stdout}\nstderr: {r.stderr}"
     return r
@@ -157,6 +168,8 @@ class Mount:
         self.log = self.root / f"{name}.log"
         self.extra = list(extra)
         self.proc = None
+        self.conn = None          # FUSE connection id (minor device number), for an abort on a hang
+        self.watchdog = None
         self.allow_log_errors = False
         for d in (self.path, self.store, self.blobs, self.cache):
             d.mkdir(parents=True, exist_ok=True)
@@ -186,10 +199,39 @@ class Mount:
             if rc is not None:
                 raise AssertionError(f"aletheia mount exited {rc} before mounting; log:\n{self.log_text()[-3000:]}")
             if os.path.exists(status):
+                self.conn = os.minor(os.stat(self.path).st_dev)
+                self._arm_watchdog()
                 return self
             if time.monotonic() > deadline:
                 raise AssertionError(f"{status} did not appear within {START_TIMEOUT} s; log:\n{self.log_text()[-3000:]}")
             time.sleep(0.05)
+
+    def _arm_watchdog(self):
+        """A test that hangs in the FS (deadlock) gets its connection aborted instead of hanging pytest."""
+        if self.watchdog:
+            self.watchdog.cancel()
+        self.watchdog = threading.Timer(WATCHDOG_S, self._on_watchdog)
+        self.watchdog.daemon = True
+        self.watchdog.start()
+
+    def _on_watchdog(self):
+        self.aborted = True
+        self.abort()
+
+    def abort(self):
+        """Aborts the FUSE connection (fusectl): every waiting request fails with ENOTCONN."""
+        if self.conn is None:
+            return False
+        ctl = f"/sys/fs/fuse/connections/{self.conn}/abort"
+        if not os.path.exists(ctl):
+            subprocess.run(["mount", "-t", "fusectl", "none", "/sys/fs/fuse/connections"],
+                           capture_output=True, timeout=10)
+        try:
+            with open(ctl, "w") as f:
+                f.write("1")
+            return True
+        except OSError:
+            return False
 
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
@@ -199,11 +241,15 @@ class Mount:
         if self.proc is None:
             return None
         r = None
-        for _ in range(50):
+        for _ in range(30):
             r = fusermount(self.path)
-            if r.returncode == 0 or not os.path.ismount(self.path):
+            if r.returncode == 0:
                 break
             time.sleep(0.1)   # busy: a process of ours may still be leaving the tree
+        else:
+            if check:
+                raise AssertionError(f"fusermount3 -u {self.path} failed: {r.stderr.strip()}")
+            return None
         try:
             rc = self.proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
@@ -220,7 +266,11 @@ class Mount:
         if self.alive():
             os.kill(self.proc.pid, signal.SIGKILL)
         if self.proc is not None:
-            self.proc.wait()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.abort()
+                self.proc.wait(timeout=10)
         fusermount(self.path, lazy=True)
 
     def remount(self):
@@ -255,10 +305,18 @@ class Mount:
                 self.umount(check=True)
             except AssertionError as e:
                 problems.append(str(e))
+        if self.watchdog:
+            self.watchdog.cancel()
+        if getattr(self, "aborted", False):
+            problems.append(f"the test hung for {WATCHDOG_S} s in the filesystem; its FUSE connection was aborted")
         fusermount(self.path, lazy=True)
         if self.alive():
             self.proc.kill()
-            self.proc.wait()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.abort()   # a daemon thread stuck in its own mount keeps the process from dying
+                self.proc.wait(timeout=10)
         log = self.log_text()
         if "AddressSanitizer" in log or "LeakSanitizer" in log or "runtime error:" in log:
             problems.append("sanitizer report in the daemon log:\n" + log[-4000:])

@@ -45,7 +45,7 @@ def test_run_json_command_and_cwd(mount, tmpdir_al):
     d = tmpdir_al / "work dir"
     d.mkdir()
     base = mount.path / "p/experiments/e/runs"
-    os.makedirs(base)
+    os.makedirs(base, exist_ok=True)
     sh(f"mkdir '{base}/5'", cwd=d)
     j = read_json(base / "5/run.json")
     assert j["cwd"] == str(d)
@@ -56,7 +56,7 @@ def test_git_state(mount, tmpdir_al):
     repo = tmpdir_al / "repo"
     head = git_repo(repo)
     base = mount.path / "p/experiments/e/runs"
-    os.makedirs(base)
+    os.makedirs(base, exist_ok=True)
     sh(f"mkdir '{base}/1'", cwd=repo)
     g = read_json(base / "1/run.json")["git"]
     assert GIT_KEYS <= set(g), GIT_KEYS - set(g)
@@ -83,7 +83,7 @@ def test_git_state(mount, tmpdir_al):
 
 def test_no_git_repo(mount, tmpdir_al):
     base = mount.path / "p/experiments/e/runs"
-    os.makedirs(base)
+    os.makedirs(base, exist_ok=True)
     sh(f"mkdir '{base}/1'", cwd=tmpdir_al)
     j = read_json(base / "1/run.json")
     assert j["git"] is None or not j["git"].get("commit"), j["git"]
@@ -182,3 +182,14 @@ def test_finished_run_is_read_only(run, mount):
     j = read_json(run / "run.json")
     assert j["status"] == "failed" and j["exit_code"] == 2 and j["description"] == "final notes"
     assert try_write(run / "status", b"bogus\n") == errno.EINVAL
+
+
+def test_mkdir_with_cwd_inside_mount(mount):
+    """`cd` into the tree and mkdir there: the daemon must not look for a git repository in its own mount
+    (a lookup in the directory the kernel holds locked for this mkdir would deadlock)."""
+    runs = mount.path / "p/experiments/e/runs"
+    os.makedirs(runs, exist_ok=True)
+    sh("mkdir 1 && mkdir -p ../../e2/runs/1", cwd=runs, timeout=15)
+    assert read_json(runs / "1/run.json")["cwd"] == str(runs)
+    assert (mount.path / "p/experiments/e2/runs/1/run.json").exists()
+    sh("cd artifacts && mkdir sub && echo x > sub/f", cwd=runs / "1", timeout=15)
