@@ -82,7 +82,24 @@ struct al_tree {
 	pthread_mutex_t lock;      /* serialises read-modify-write of documents, vdirs, writers */
 	vdir *vdirs;
 	al_file *writers;
+	/* Attribute cache (after sshfs's cache.c): answers are kept while no change happened since
+	 * they were computed; every change bumps gen, so a stale answer is never served. */
+	pthread_mutex_t alock;
+	uint64_t gen;
+	struct attr_entry **acache;
+	size_t acount;
 };
+
+typedef struct attr_entry {
+	char *path;
+	al_attr attr;
+	int rc;
+	uint64_t gen;
+	struct attr_entry *next;
+} attr_entry;
+
+#define ACACHE_BUCKETS 16384
+#define ACACHE_MAX 200000
 
 /* ---- names and paths ------------------------------------------------------------------ */
 
@@ -812,6 +829,92 @@ static int render(al_buf *b, al_tree *t, const node *n)
 
 /* ---- attributes ----------------------------------------------------------------------- */
 
+static uint64_t path_hash(const char *s)
+{
+	uint64_t h = 1469598103934665603ULL;
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+	return h;
+}
+
+/* Every change calls this once it is visible. */
+static void changed(al_tree *t)
+{
+	__atomic_add_fetch(&t->gen, 1, __ATOMIC_SEQ_CST);
+}
+
+static void acache_clear(al_tree *t)
+{
+	size_t i;
+	attr_entry *e, *next;
+	for (i = 0; t->acache && i < ACACHE_BUCKETS; i++) {
+		for (e = t->acache[i]; e; e = next) {
+			next = e->next;
+			free(e->path);
+			free(e);
+		}
+		t->acache[i] = NULL;
+	}
+	t->acount = 0;
+}
+
+static int getattr_uncached(al_attr *out, al_tree *t, const char *path);
+
+int al_tree_getattr(al_attr *out, al_tree *t, const char *path)
+{
+	size_t b = path_hash(path) % ACACHE_BUCKETS;
+	uint64_t g0 = __atomic_load_n(&t->gen, __ATOMIC_SEQ_CST);
+	attr_entry *e;
+	int rc;
+
+	pthread_mutex_lock(&t->alock);
+	for (e = t->acache[b]; e; e = e->next)
+		if (strcmp(e->path, path) == 0)
+			break;
+	if (e && e->gen == g0) {
+		*out = e->attr;
+		rc = e->rc;
+		pthread_mutex_unlock(&t->alock);
+		if (rc)
+			al_error_set(rc, "no such entry: %s", path);
+		return rc;
+	}
+	pthread_mutex_unlock(&t->alock);
+	rc = getattr_uncached(out, t, path);
+	if (rc && rc != AL_ENOTFOUND)
+		return rc;
+	pthread_mutex_lock(&t->alock);
+	/* Only an answer computed with no change in between may be kept. */
+	if (__atomic_load_n(&t->gen, __ATOMIC_SEQ_CST) == g0) {
+		for (e = t->acache[b]; e; e = e->next)
+			if (strcmp(e->path, path) == 0)
+				break;
+		if (!e) {
+			if (t->acount >= ACACHE_MAX)
+				acache_clear(t);
+			e = calloc(1, sizeof(*e));
+			if (e && !(e->path = strdup(path))) {
+				free(e);
+				e = NULL;
+			}
+			if (e) {
+				e->next = t->acache[b];
+				t->acache[b] = e;
+				t->acount++;
+			}
+		}
+		if (e) {
+			e->attr = *out;
+			e->rc = rc;
+			e->gen = g0;
+		}
+	}
+	pthread_mutex_unlock(&t->alock);
+	if (rc)
+		al_error_set(rc, "no such entry: %s", path);
+	return rc;
+}
+
 static void attr_dir(al_attr *a, int64_t mtime)
 {
 	memset(a, 0, sizeof(*a));
@@ -997,7 +1100,7 @@ static int metric_attr(al_attr *out, al_tree *t, const node *n, const char *path
 	return rc;
 }
 
-int al_tree_getattr(al_attr *out, al_tree *t, const char *path)
+static int getattr_uncached(al_attr *out, al_tree *t, const char *path)
 {
 	node n;
 	al_doc *d = NULL;
@@ -1470,7 +1573,7 @@ static int blob_mkdir(al_tree *t, const node *n)
 	return rc;
 }
 
-int al_tree_mkdir(al_tree *t, const char *path, const al_caller *caller)
+static int al_tree_mkdir_impl(al_tree *t, const char *path, const al_caller *caller)
 {
 	node n;
 	al_attr a;
@@ -1590,7 +1693,7 @@ static int blob_delete(al_tree *t, const node *n)
 
 static int dataset_refresh(al_tree *t, const char *ds_doc);
 
-int al_tree_unlink(al_tree *t, const char *path)
+static int al_tree_unlink_impl(al_tree *t, const char *path)
 {
 	node n;
 	int rc;
@@ -1651,7 +1754,7 @@ cleanup:
 	return rc;
 }
 
-int al_tree_rmdir(al_tree *t, const char *path)
+static int al_tree_rmdir_impl(al_tree *t, const char *path)
 {
 	node n;
 	int rc;
@@ -1856,7 +1959,7 @@ static int is_blob_kind(nkind k)
 	return k == N_DATASET_PATH || k == N_EXP_ARTIFACT || k == N_RUN_ARTIFACT;
 }
 
-int al_tree_rename(al_tree *t, const char *from, const char *to, unsigned flags)
+static int al_tree_rename_impl(al_tree *t, const char *from, const char *to, unsigned flags)
 {
 	node a, b;
 	int rc;
@@ -1940,7 +2043,7 @@ static char *resolve_target(al_tree *t, const char *link_dir, const char *target
 	return out;
 }
 
-int al_tree_symlink(al_tree *t, const char *target, const char *path)
+static int al_tree_symlink_impl(al_tree *t, const char *target, const char *path)
 {
 	node n, d;
 	al_doc *ds = NULL, *run = NULL;
@@ -2034,7 +2137,7 @@ cleanup:
 	return rc;
 }
 
-int al_tree_utimens(al_tree *t, const char *path, int64_t mtime_us)
+static int al_tree_utimens_impl(al_tree *t, const char *path, int64_t mtime_us)
 {
 	node n;
 	int rc;
@@ -2066,6 +2169,7 @@ static void register_writer(al_tree *t, al_file *f)
 	f->next = t->writers;
 	t->writers = f;
 	pthread_mutex_unlock(&t->lock);
+	changed(t);
 }
 
 static void unregister_writer(al_tree *t, al_file *f)
@@ -2078,6 +2182,7 @@ static void unregister_writer(al_tree *t, al_file *f)
 			break;
 		}
 	pthread_mutex_unlock(&t->lock);
+	changed(t);
 }
 
 static int fill_from_blobs(void *ctx, int fd)
@@ -2469,7 +2574,7 @@ static int metric_write(al_file *f, const char *buf, size_t size)
 	return 0;
 }
 
-int al_file_write(al_file *f, const char *buf, size_t size, uint64_t off)
+static int al_file_write_impl(al_file *f, const char *buf, size_t size, uint64_t off)
 {
 	ssize_t n;
 	switch (f->kind) {
@@ -2508,7 +2613,7 @@ int al_file_write(al_file *f, const char *buf, size_t size, uint64_t off)
 	}
 }
 
-int al_file_truncate(al_file *f, uint64_t size)
+static int al_file_truncate_impl(al_file *f, uint64_t size)
 {
 	switch (f->kind) {
 	case F_METRIC:
@@ -2754,7 +2859,7 @@ static int commit_blob(al_file *f)
 	return rc;
 }
 
-int al_file_flush(al_file *f)
+static int al_file_flush_impl(al_file *f)
 {
 	int rc = 0;
 	switch (f->kind) {
@@ -2877,6 +2982,12 @@ int al_tree_open(al_tree **out, const al_tree_options *opts)
 	if (!t)
 		return al_error_set(AL_ENOMEM, "out of memory");
 	pthread_mutex_init(&t->lock, NULL);
+	pthread_mutex_init(&t->alock, NULL);
+	t->acache = calloc(ACACHE_BUCKETS, sizeof(attr_entry *));
+	if (!t->acache) {
+		free(t);
+		return al_error_set(AL_ENOMEM, "out of memory");
+	}
 	t->mount_us = al_now_us();
 	t->allow_delete = opts->allow_delete;
 	t->uid = opts->uid;
@@ -2934,6 +3045,74 @@ void al_tree_free(al_tree *t)
 	free(t->cache_dir);
 	free(t->mountpoint);
 	free(t->staging_dir);
+	acache_clear(t);
+	free(t->acache);
+	pthread_mutex_destroy(&t->alock);
 	pthread_mutex_destroy(&t->lock);
 	free(t);
+}
+
+/* ---- every change invalidates cached attributes ------------------------------------- */
+
+int al_tree_mkdir(al_tree *t, const char *path, const al_caller *caller)
+{
+	int rc = al_tree_mkdir_impl(t, path, caller);
+	changed(t);
+	return rc;
+}
+
+int al_tree_unlink(al_tree *t, const char *path)
+{
+	int rc = al_tree_unlink_impl(t, path);
+	changed(t);
+	return rc;
+}
+
+int al_tree_rmdir(al_tree *t, const char *path)
+{
+	int rc = al_tree_rmdir_impl(t, path);
+	changed(t);
+	return rc;
+}
+
+int al_tree_rename(al_tree *t, const char *from, const char *to, unsigned flags)
+{
+	int rc = al_tree_rename_impl(t, from, to, flags);
+	changed(t);
+	return rc;
+}
+
+int al_tree_symlink(al_tree *t, const char *target, const char *path)
+{
+	int rc = al_tree_symlink_impl(t, target, path);
+	changed(t);
+	return rc;
+}
+
+int al_tree_utimens(al_tree *t, const char *path, int64_t mtime_us)
+{
+	int rc = al_tree_utimens_impl(t, path, mtime_us);
+	changed(t);
+	return rc;
+}
+
+int al_file_write(al_file *f, const char *buf, size_t size, uint64_t off)
+{
+	int rc = al_file_write_impl(f, buf, size, off);
+	changed(f->t);
+	return rc;
+}
+
+int al_file_truncate(al_file *f, uint64_t size)
+{
+	int rc = al_file_truncate_impl(f, size);
+	changed(f->t);
+	return rc;
+}
+
+int al_file_flush(al_file *f)
+{
+	int rc = al_file_flush_impl(f);
+	changed(f->t);
+	return rc;
 }
