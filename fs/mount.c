@@ -232,8 +232,9 @@ int al_cli_mount(int argc, char **argv)
 	if ((rc = parse(&o, argc, argv)) != 0)
 		return rc;
 	if (!o.mountpoint) {
-		o.mountpoint = DEFAULT_MOUNT;
-		mkdir(DEFAULT_MOUNT, 0755);   /* the default is made on first use */
+		o.mountpoint = al_cli_default_mount();
+		if (strcmp(o.mountpoint, DEFAULT_MOUNT) == 0)
+			mkdir(DEFAULT_MOUNT, 0755);   /* the default is made on first use */
 	}
 	if (stat(o.mountpoint, &st) != 0) {
 		al_cli_fail("mount point %s does not exist; create it with mkdir -p %s", o.mountpoint, o.mountpoint);
@@ -266,16 +267,30 @@ int al_cli_mount(int argc, char **argv)
 	}
 	if (pid == 0) {
 		/* The daemon: its own session, stdio detached, errors to the log via stderr. */
-		int devnull = open("/dev/null", O_RDWR);
+		int devnull = open("/dev/null", O_RDWR), logfd = -1;
+		char *cache = o.cache_dir ? strdup(o.cache_dir) : NULL, *logpath = NULL;
 		close(pipefd[0]);
 		setsid();
+		if (!cache) {
+			char *c = xdg_dir("XDG_CACHE_HOME", ".cache");
+			if (asprintf(&cache, "%s/aletheia", c) < 0)
+				cache = NULL;
+			free(c);
+		}
+		/* The daemon's own errors go to a log beside its cache. */
+		if (cache && mkdir(cache, 0700) >= -1 && asprintf(&logpath, "%s/aletheia.log", cache) >= 0)
+			logfd = open(logpath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
 		if (devnull >= 0) {
 			dup2(devnull, 0);
 			dup2(devnull, 1);
-			dup2(devnull, 2);
+			dup2(logfd >= 0 ? logfd : devnull, 2);
 			if (devnull > 2)
 				close(devnull);
 		}
+		if (logfd > 2)
+			close(logfd);
+		free(cache);
+		free(logpath);
 		if (chdir("/") != 0) { /* stays where it is */ }
 		_exit(serve(&o, mnt, pipefd[1]));
 	}
