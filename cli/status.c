@@ -57,6 +57,21 @@ static long long status_field(const char *text, const char *key, long long def)
 	return def;
 }
 
+/* A zombie has exited: only its parent (often init, slow to reap here) still has to collect it. */
+static int daemon_alive(pid_t pid)
+{
+	char path[64], buf[512], *p;
+	FILE *f;
+	int alive = kill(pid, 0) == 0;
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	if (alive && (f = fopen(path, "r"))) {
+		if (fgets(buf, sizeof(buf), f) && (p = strrchr(buf, ')')) && p[1] == ' ' && p[2] == 'Z')
+			alive = 0;
+		fclose(f);
+	}
+	return alive;
+}
+
 static void sleep_ms(long ms)
 {
 	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
@@ -178,7 +193,7 @@ int al_cli_umount(int argc, char **argv)
 			"and retry", mount, mount);
 		goto cleanup;
 	}
-	for (int waited = 0; pid > 0 && kill((pid_t)pid, 0) == 0; waited += 100) {
+	for (int waited = 0; pid > 0 && daemon_alive((pid_t)pid); waited += 100) {
 		if (waited >= DAEMON_EXIT_WAIT_MS) {
 			al_cli_fail("the aletheia daemon (pid %lld) is still running 60 s after unmounting; "
 				"check its log, or kill it", pid);
