@@ -127,3 +127,16 @@ def test_link_from_shell(dataset, mount):
     assert sh("readlink datasets/mnist", cwd=run).stdout.strip() in ("../../../../../datasets/mnist", str(dataset))
     assert sh("cat datasets/mnist/data.txt", cwd=run).stdout == "payload\n"
     assert "mnist" in run_datasets(run)
+
+
+def test_rename_inside_dataset(dataset, mount):
+    run = mount.path / "p/experiments/e/runs/1"
+    (dataset / "a.txt").write_text("a\n")
+    os.rename(dataset / "a.txt", dataset / "b.txt")
+    assert (dataset / "b.txt").read_text() == "a\n" and not (dataset / "a.txt").exists()
+    os.symlink(str(dataset), run / "datasets/mnist")
+    with pytest.raises(PermissionError) as ei:
+        os.rename(dataset / "b.txt", dataset / "c.txt")
+    assert ei.value.errno == errno.EPERM
+    assert (dataset / "b.txt").read_text() == "a\n"
+

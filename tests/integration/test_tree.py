@@ -119,3 +119,18 @@ def test_experiment_description(mount):
     e = mount.path / "p/experiments/e"
     sh(f"echo 'baseline sweep' > {e}/description")
     assert (e / "description").read_text() == "baseline sweep\n"
+
+
+def test_tar_round_trip_and_fsync(run, mount):
+    sh("echo 0.1 > params/lr && echo 0.5 >> metrics/loss && mkdir -p artifacts/d && echo x > artifacts/d/f", cwd=run)
+    for name, flags in (("metrics/loss", os.O_WRONLY | os.O_APPEND), ("artifacts/d/g", os.O_WRONLY | os.O_CREAT)):
+        fd = os.open(run / name, flags, 0o644)
+        os.write(fd, b"0.25\n")
+        os.fsync(fd)
+        os.close(fd)
+    out = mount.root / "untar"
+    out.mkdir()
+    sh(f"tar -C '{run.parent}' -cf - 1 | tar -C '{out}' -xf -")
+    want = dump_tree(run)
+    got = dump_tree(out / "1")
+    assert want == got
