@@ -12,6 +12,7 @@
 #include <unistd.h>
 #include "aletheia/cache.h"
 #include "aletheia/hash.h"
+#include "core/util.h"
 
 /* Hits only mark entries dirty; the index is rewritten in batches when this many are dirty
  * or FLUSH_INTERVAL_US has passed, and on close. A crash loses only LRU freshness. */
@@ -162,33 +163,7 @@ static char *blob_path(const al_cache *c, const char *hash)
 	return p;
 }
 
-static int mkdir_if_missing(const char *path)
-{
-	if (mkdir(path, 0755) == 0 || errno == EEXIST)
-		return 0;
-	return al_error_set_errno(al_error_from_errno(errno), errno, "cannot create folder %s", path);
-}
 
-static int mkdir_parents(const char *path)
-{
-	int rc = 0;
-	char *p = strdup(path);
-	if (!p)
-		return al_error_set(AL_ENOMEM, "out of memory");
-	for (char *s = p + 1; *s; s++) {
-		if (*s != '/')
-			continue;
-		*s = '\0';
-		rc = mkdir_if_missing(p);
-		*s = '/';
-		if (rc)
-			goto cleanup;
-	}
-	rc = mkdir_if_missing(p);
-cleanup:
-	free(p);
-	return rc;
-}
 
 /* ---- the index ---- */
 
@@ -513,7 +488,7 @@ int al_cache_open(al_cache **out, const char *dir, uint64_t max_bytes)
 		rc = al_error_set(AL_ENOMEM, "out of memory for the cache table");
 		goto cleanup;
 	}
-	if ((rc = mkdir_parents(dir)) != 0)
+	if ((rc = al__mkdir_p(dir, 0755)) != 0)
 		goto cleanup;
 	if (!(c->dir = realpath(dir, NULL))) {
 		rc = al_error_set_errno(al_error_from_errno(errno), errno, "cannot resolve %s", dir);
@@ -523,7 +498,7 @@ int al_cache_open(al_cache **out, const char *dir, uint64_t max_bytes)
 		rc = al_error_set(AL_ENOMEM, "out of memory");
 		goto cleanup;
 	}
-	if ((rc = mkdir_if_missing(tmp)) != 0)
+	if ((rc = al__mkdir(tmp, 0755)) != 0)
 		goto cleanup;
 	clear_tmp(tmp);    /* fills interrupted by a crash */
 	if (sqlite3_open_v2(dbpath, &c->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
@@ -641,7 +616,7 @@ static int do_fill(int *fd_out, al_cache *c, const char *hash, uint64_t size, al
 			hash, (unsigned long long)got_size, got);
 		goto cleanup;
 	}
-	if ((rc = mkdir_if_missing(sub)) != 0)
+	if ((rc = al__mkdir(sub, 0755)) != 0)
 		goto cleanup;
 	if (fchmod(fd, 0444) != 0 || rename(tmp_path, dst) != 0) {
 		rc = al_error_set_errno(al_error_from_errno(errno) == AL_ENOSPC ? AL_ENOSPC : AL_EIO, errno,

@@ -12,6 +12,7 @@
 #include <linux/fs.h>
 #include "aletheia/blobs.h"
 #include "aletheia/hash.h"
+#include "util.h"
 
 #define COPY_BLOCK (1u << 20)
 
@@ -36,34 +37,6 @@ static char *object_path(const file_blobs *fb, const char *hash)
 	return p;
 }
 
-static int mkdir_if_missing(const char *path)
-{
-	if (mkdir(path, 0755) == 0 || errno == EEXIST)
-		return 0;
-	return al_error_set_errno(al_error_from_errno(errno), errno, "cannot create folder %s", path);
-}
-
-/* mkdir -p, for the store's root. */
-static int mkdir_parents(const char *path)
-{
-	int rc = 0;
-	char *p = strdup(path);
-	if (!p)
-		return al_error_set(AL_ENOMEM, "out of memory");
-	for (char *s = p + 1; *s; s++) {
-		if (*s != '/')
-			continue;
-		*s = '\0';
-		rc = mkdir_if_missing(p);
-		*s = '/';
-		if (rc)
-			goto cleanup;
-	}
-	rc = mkdir_if_missing(p);
-cleanup:
-	free(p);
-	return rc;
-}
 
 static int fsync_dir(const char *path)
 {
@@ -153,7 +126,8 @@ cleanup:
 	return rc;
 }
 
-static int file_put(al_blobs_backend *b, const char *hash, const char *src_path, uint64_t size)
+static int file_put(al_blobs_backend *b, const char *hash, const char *src_path, uint64_t size,
+	unsigned flags)
 {
 	file_blobs *fb = (file_blobs *)b;
 	int rc = 0, src = -1, tmp = -1;
@@ -176,9 +150,20 @@ static int file_put(al_blobs_backend *b, const char *hash, const char *src_path,
 			src_path);
 		goto cleanup;
 	}
-	if ((rc = mkdir_if_missing(sub)) != 0)
+	if ((rc = al__mkdir(sub, 0755)) != 0)
 		goto cleanup;
-	/* Always a private copy, never link(2): the source (an artifact of a running run) may be
+	if ((flags & AL_BLOBS_PUT_MOVE) && fstat(src, &st) == 0 && (uint64_t)st.st_size == size &&
+	    fchmod(src, 0444) == 0 && fsync(src) == 0) {
+		/* A handed-over file on the same disk is renamed into place: no second copy. */
+		if (renameat2(AT_FDCWD, src_path, AT_FDCWD, dst, RENAME_NOREPLACE) == 0) {
+			rc = fsync_dir(sub);
+			goto cleanup;
+		}
+		if (errno == EEXIST)
+			goto cleanup;    /* identical content won the race */
+		/* EXDEV and the like: copy as below */
+	}
+	/* A private copy otherwise, never link(2): the source (an artifact of a running run) may be
 	 * rewritten later, and the blob must stay immutable. FICLONE shares extents when it can. */
 	if ((tmp = mkostemp(tmp_path, O_CLOEXEC)) < 0) {
 		rc = al_error_set_errno(al_error_from_errno(errno) == AL_ENOSPC ? AL_ENOSPC : AL_EIO, errno,
@@ -339,7 +324,7 @@ int al_blobs_file_new(al_blobs_backend **out, const char *dir)
 		rc = al_error_set(AL_EINVAL, "empty blob store folder");
 		goto cleanup;
 	}
-	if ((rc = mkdir_parents(dir)) != 0)
+	if ((rc = al__mkdir_p(dir, 0755)) != 0)
 		goto cleanup;
 	if (!(abs = realpath(dir, NULL))) {
 		rc = al_error_set_errno(al_error_from_errno(errno), errno, "cannot resolve %s", dir);
@@ -350,7 +335,7 @@ int al_blobs_file_new(al_blobs_backend **out, const char *dir)
 		rc = al_error_set(AL_ENOMEM, "out of memory");
 		goto cleanup;
 	}
-	if ((rc = mkdir_if_missing(tmp)) != 0)
+	if ((rc = al__mkdir(tmp, 0755)) != 0)
 		goto cleanup;
 	if (!(fb = calloc(1, sizeof(*fb)))) {
 		rc = al_error_set(AL_ENOMEM, "out of memory");

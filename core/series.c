@@ -10,6 +10,7 @@
 #include "aletheia/metric.h"
 #include "aletheia/series.h"
 #include "aletheia/value.h"
+#include "util.h"
 
 /* Lock order: set->flush_lock, then set->lock, then series->lock. */
 typedef struct series {
@@ -51,13 +52,6 @@ struct al_series_set {
 
 #define REC_POINTS 1
 
-static uint64_t hash_str(const char *s)
-{
-	uint64_t h = 1469598103934665603ULL;
-	for (; *s; s++)
-		h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-	return h;
-}
 
 static void summary_reset(al_series_summary *sum)
 {
@@ -160,7 +154,7 @@ static run_index *run_find(al_series_set *s, const char *doc, size_t len, int cr
 
 	if (!key)
 		return NULL;
-	b = hash_str(key) % s->nbuckets;
+	b = al__str_hash(key) % s->nbuckets;
 	for (r = s->runs[b]; r; r = r->next)
 		if (strcmp(r->run_doc, key) == 0)
 			break;
@@ -177,7 +171,7 @@ static run_index *run_find(al_series_set *s, const char *doc, size_t len, int cr
 /* Finds or creates the in-memory entry for a metric document (not loaded). */
 static int series_get(series **out, al_series_set *s, const char *doc)
 {
-	size_t b = hash_str(doc) % s->nbuckets;
+	size_t b = al__str_hash(doc) % s->nbuckets;
 	series *se;
 	const char *m;
 

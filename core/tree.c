@@ -24,6 +24,7 @@
 #include "aletheia/tree.h"
 #include "aletheia/value.h"
 #include "config.h"
+#include "util.h"
 
 #define MAX_NAME 1500
 
@@ -829,13 +830,6 @@ static int render(al_buf *b, al_tree *t, const node *n)
 
 /* ---- attributes ----------------------------------------------------------------------- */
 
-static uint64_t path_hash(const char *s)
-{
-	uint64_t h = 1469598103934665603ULL;
-	for (; *s; s++)
-		h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-	return h;
-}
 
 /* Every change calls this once it is visible. */
 static void changed(al_tree *t)
@@ -862,7 +856,7 @@ static int getattr_uncached(al_attr *out, al_tree *t, const char *path);
 
 int al_tree_getattr(al_attr *out, al_tree *t, const char *path)
 {
-	size_t b = path_hash(path) % ACACHE_BUCKETS;
+	size_t b = al__str_hash(path) % ACACHE_BUCKETS;
 	uint64_t g0 = __atomic_load_n(&t->gen, __ATOMIC_SEQ_CST);
 	attr_entry *e;
 	int rc;
@@ -978,16 +972,15 @@ static int has_vdir(al_tree *t, const char *path)
 static void child_range(char **from, char **to, const char *rest)
 {
 	char *enc;
-	size_t n;
 	if (!*rest) {
 		*from = *to = NULL;
 		return;
 	}
+	/* Children of "a/b" have ids starting "a%2Fb%2F"; 'G' follows 'F'. */
 	enc = al_id_encode(rest);
 	*from = xasprintf("%s%%2F", enc);
 	*to = xasprintf("%s%%2G", enc);
 	free(enc);
-	(void)n;
 }
 
 /* Attributes of a file or folder in a blob collection (artifacts, dataset files, logs). */
@@ -2301,10 +2294,9 @@ static int open_blob(al_file *f, int flags, const char *path)
 	if (!exists && !(flags & AL_OPEN_CREATE))
 		return al_error_set(AL_ENOTFOUND, "no such file: %s", path);
 	if (f->n.kind == N_DATASET_PATH) {
+		/* New files are welcome (each makes a new version); existing ones never change. */
 		if (exists)
 			return al_error_set(AL_EPERM, "dataset files are write-once: %s exists", path);
-		if (dataset_referenced(t, f->n.ds_doc) && 0)
-			return AL_EPERM;
 	} else if (f->n.kind != N_EXP_ARTIFACT && (rc = require_running(t, &f->n)))
 		return rc;
 	if (!exists && (rc = check_rest_names(f->n.rest)))
@@ -2549,6 +2541,21 @@ int al_file_read(size_t *nread, al_file *f, char *buf, size_t size, uint64_t off
 	return 0;
 }
 
+/* A write handle whose staged file was moved into the blob store stages a copy again. */
+static int restage(al_file *f)
+{
+	int old = f->fd, rc;
+	if (f->staging)
+		return 0;
+	if ((rc = staging_create(f)))
+		return rc;
+	if (old >= 0) {
+		rc = copy_fd(f->fd, old);
+		close(old);
+	}
+	return rc;
+}
+
 static int metric_write(al_file *f, const char *buf, size_t size)
 {
 	size_t keep = f->text.len, i, last = SIZE_MAX;
@@ -2583,7 +2590,10 @@ static int al_file_write_impl(al_file *f, const char *buf, size_t size, uint64_t
 	switch (f->kind) {
 	case F_METRIC:
 		return metric_write(f, buf, size);
-	case F_BLOB_WRITE:
+	case F_BLOB_WRITE: {
+		int rc = restage(f);
+		if (rc)
+			return rc;
 		if (f->flags & AL_OPEN_APPEND) {
 			struct stat st;
 			if (fstat(f->fd, &st) == 0)
@@ -2594,6 +2604,7 @@ static int al_file_write_impl(al_file *f, const char *buf, size_t size, uint64_t
 			return al_error_set_errno(al_error_from_errno(errno), errno, "cannot write staging file");
 		f->dirty = 1;
 		return (size_t)n == size ? 0 : al_error_set(AL_ENOSPC, "short write to staging file");
+	}
 	case F_TEXT:
 		if (f->flags & AL_OPEN_APPEND)
 			off = f->text.len;
@@ -2621,11 +2632,15 @@ static int al_file_truncate_impl(al_file *f, uint64_t size)
 	switch (f->kind) {
 	case F_METRIC:
 		return 0;   /* append-only: history is never lost */
-	case F_BLOB_WRITE:
+	case F_BLOB_WRITE: {
+		int rc = restage(f);
+		if (rc)
+			return rc;
 		if (ftruncate(f->fd, (off_t)size) != 0)
 			return al_error_set_errno(al_error_from_errno(errno), errno, "truncate failed");
 		f->dirty = 1;
 		return 0;
+	}
 	case F_TEXT:
 		if (size < f->text.len) {
 			f->text.len = size;
@@ -2831,8 +2846,22 @@ static int commit_blob(al_file *f)
 		return al_error_set_errno(al_error_from_errno(errno), errno, "cannot sync staging file");
 	if ((rc = al_hash_fd(hex, &size, f->fd)))
 		return rc;
-	if ((rc = t->blobs->put(t->blobs, hex, f->staging, size)))
+	if ((rc = t->blobs->put(t->blobs, hex, f->staging, size, AL_BLOBS_PUT_MOVE)))
 		return rc;
+	if (access(f->staging, F_OK) != 0) {
+		/* The staged file became the blob: keep only a read-only view of it. Writes after this
+		 * close stage a fresh copy first (restage), so a blob never changes. */
+		char *local = NULL;
+		close(f->fd);
+		f->fd = -1;
+		free(f->staging);
+		f->staging = NULL;
+		if (t->blobs->local_path(&local, t->blobs, hex) == 0)
+			f->fd = open(local, O_RDONLY | O_CLOEXEC);
+		free(local);
+		if (f->fd < 0)
+			return al_error_set_errno(AL_EIO, errno, "cannot reopen blob %s", hex);
+	}
 	id = al_id_encode(f->n.rest);
 	doc = xasprintf("%s/%s", f->n.coll, id);
 	uri = t->blobs->uri(t->blobs, hex);
@@ -2938,42 +2967,24 @@ int al_tree_status(char **out, al_tree *t)
 {
 	al_buf b = AL_BUF_INIT;
 	al_cache_stats cs;
-	char err[512];
+	char err[512], limit[64];
 
 	al_cache_get_stats(&cs, t->cache);
 	al_series_last_error(err, sizeof(err), t->series);
+	if (cs.max_bytes)
+		snprintf(limit, sizeof(limit), "of %llu", (unsigned long long)cs.max_bytes);
+	else
+		snprintf(limit, sizeof(limit), "unbounded");
 	al_buf_printf(&b, "version: %s\npid: %d\nmountpoint: %s\nstore: %s\nbackend: %s\nblobs: %s\n"
-		"cache: %s (%llu bytes of %llu, %llu blobs)\npending_writes: %llu\nlast_error: %s\n",
+		"cache: %s (%llu bytes %s, %llu blobs)\npending_writes: %llu\nlast_error: %s\n",
 		AL_VERSION, (int)getpid(), t->mountpoint ? t->mountpoint : "", t->store_uri,
-		t->store->name, t->blobs_uri, t->cache_dir, (unsigned long long)cs.bytes,
-		(unsigned long long)cs.max_bytes, (unsigned long long)cs.entries,
-		(unsigned long long)al_series_pending(t->series), *err ? err : "none");
+		t->store->name, t->blobs_uri, t->cache_dir, (unsigned long long)cs.bytes, limit,
+		(unsigned long long)cs.entries, (unsigned long long)al_series_pending(t->series),
+		*err ? err : "none");
 	*out = al_buf_detach(&b, NULL);
 	return *out ? 0 : al_error_set(AL_ENOMEM, "out of memory");
 }
 
-static int mkdir_p(const char *path)
-{
-	char *p = strdup(path), *s;
-	int rc = 0;
-	if (!p)
-		return al_error_set(AL_ENOMEM, "out of memory");
-	for (s = p + 1; ; s++) {
-		if (*s == '/' || !*s) {
-			char c = *s;
-			*s = '\0';
-			if (mkdir(p, 0700) != 0 && errno != EEXIST) {
-				rc = al_error_set_errno(al_error_from_errno(errno), errno, "cannot create %s", p);
-				break;
-			}
-			*s = c;
-			if (!c)
-				break;
-		}
-	}
-	free(p);
-	return rc;
-}
 
 int al_tree_open(al_tree **out, const al_tree_options *opts)
 {
@@ -3003,7 +3014,7 @@ int al_tree_open(al_tree **out, const al_tree_options *opts)
 		goto fail;
 	if ((rc = al_blobs_open(&t->blobs, opts->blobs_uri)))
 		goto fail;
-	if ((rc = mkdir_p(opts->cache_dir)))
+	if ((rc = al__mkdir_p(opts->cache_dir, 0700)))
 		goto fail;
 	if ((rc = al_cache_open(&t->cache, opts->cache_dir, opts->cache_size)))
 		goto fail;
@@ -3012,7 +3023,7 @@ int al_tree_open(al_tree **out, const al_tree_options *opts)
 		: xasprintf("%s/state", opts->cache_dir);
 	journal = xasprintf("%s/journal", dir);
 	t->staging_dir = xasprintf("%s/staging", dir);
-	if ((rc = mkdir_p(t->staging_dir)))
+	if ((rc = al__mkdir_p(t->staging_dir, 0700)))
 		goto fail;
 	if ((rc = al_series_set_open(&t->series, t->store, journal, 1000)))
 		goto fail;

@@ -10,6 +10,7 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 #include "fs.h"
+#include "core/util.h"
 
 /* Lookup counts follow libfuse's passthrough_hp: lookup/create/mkdir add one, forget removes. */
 typedef struct inode {
@@ -31,13 +32,6 @@ struct al_fs {
 	gid_t gid;
 };
 
-static uint64_t hash_path(const char *s)
-{
-	uint64_t h = 1469598103934665603ULL;
-	for (; *s; s++)
-		h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-	return h;
-}
 
 static inode *find_ino(al_fs *fs, fuse_ino_t ino)
 {
@@ -53,7 +47,7 @@ static void unlink_path(al_fs *fs, inode *n)
 	inode **p;
 	if (!n->path)
 		return;
-	for (p = &fs->by_path[hash_path(n->path) % BUCKETS]; *p; p = &(*p)->next_path)
+	for (p = &fs->by_path[al__str_hash(n->path) % BUCKETS]; *p; p = &(*p)->next_path)
 		if (*p == n) {
 			*p = n->next_path;
 			break;
@@ -64,7 +58,7 @@ static void unlink_path(al_fs *fs, inode *n)
 
 static void link_path(al_fs *fs, inode *n, char *path)
 {
-	size_t b = hash_path(path) % BUCKETS;
+	size_t b = al__str_hash(path) % BUCKETS;
 	n->path = path;
 	n->next_path = fs->by_path[b];
 	fs->by_path[b] = n;
@@ -97,7 +91,7 @@ static char *child_path(al_fs *fs, fuse_ino_t parent, const char *name)
 static fuse_ino_t remember(al_fs *fs, const char *path)
 {
 	inode *n;
-	size_t b = hash_path(path) % BUCKETS;
+	size_t b = al__str_hash(path) % BUCKETS;
 	fuse_ino_t ino = 0;
 
 	pthread_mutex_lock(&fs->lock);

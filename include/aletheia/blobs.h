@@ -10,12 +10,17 @@
 
 #define AL_BLOBS_BACKEND_VERSION 1
 
+#define AL_BLOBS_PUT_MOVE 1u   /* put() may consume its source file */
+
 typedef struct al_blobs_backend al_blobs_backend;
 struct al_blobs_backend {
 	unsigned version;    /* AL_BLOBS_BACKEND_VERSION */
 	const char *name;    /* "file", "s3", "gs" */
-	/* Stores the file at src_path under hash unless present. 0 also when it already existed. */
-	int (*put)(al_blobs_backend *b, const char *hash, const char *src_path, uint64_t size);
+	/* Stores the file at src_path under hash unless present. 0 also when it already existed.
+	 * With AL_BLOBS_PUT_MOVE the caller hands src_path over: a backend on the same disk may
+	 * rename it into place (src_path is then gone) instead of copying it. */
+	int (*put)(al_blobs_backend *b, const char *hash, const char *src_path, uint64_t size,
+		unsigned flags);
 	/* Copies bytes [offset, offset+len) of the blob into dst_fd at dst_offset. */
 	int (*fetch)(al_blobs_backend *b, const char *hash, uint64_t offset, uint64_t len,
 		int dst_fd, uint64_t dst_offset);

@@ -82,8 +82,8 @@ int main(void)
 	CHECK(b->fetch(b, hash, 0, 1, 1, 0) == AL_ENOTFOUND);
 
 	/* Put, twice: one object, read-only, at DIR/xx/hash; no temp files left. */
-	CHECK_OK(b->put(b, hash, src, sizeof(data)));
-	CHECK_OK(b->put(b, hash, src, sizeof(data)));
+	CHECK_OK(b->put(b, hash, src, sizeof(data), 0));
+	CHECK_OK(b->put(b, hash, src, sizeof(data), 0));
 	snprintf(objdir, sizeof(objdir), "%s/%.2s/%s", dir, hash, hash);
 	CHECK(stat(objdir, &st) == 0);
 	CHECK_EQ_INT(st.st_mode & 0777, 0444);
@@ -112,12 +112,30 @@ int main(void)
 
 	/* A put whose declared size does not match the file is refused and leaves nothing. */
 	al_hash_buffer(hash2, "changed", 7);
-	CHECK(b->put(b, hash2, src, 99) == AL_EIO);
+	CHECK(b->put(b, hash2, src, 99, 0) == AL_EIO);
 	CHECK_OK(b->exists(&present, b, hash2));
 	CHECK_EQ_INT(present, 0);
 	CHECK_EQ_INT(count_files(tmpdir), 0);
-	CHECK_OK(b->put(b, hash2, src, 7));
+	CHECK_OK(b->put(b, hash2, src, 7, 0));
 	CHECK_EQ_INT(count_files(dir), 2);
+
+	/* A handed-over source is renamed into place, not copied; present content leaves it. */
+	{
+		char moved[160], mhash[AL_HASH_HEX_LEN + 1], mobj[400];
+		snprintf(moved, sizeof(moved), "%s/moved.bin", root);
+		write_file(moved, "moved!", 6);
+		al_hash_buffer(mhash, "moved!", 6);
+		CHECK_OK(b->put(b, mhash, moved, 6, AL_BLOBS_PUT_MOVE));
+		CHECK(access(moved, F_OK) != 0);
+		snprintf(mobj, sizeof(mobj), "%s/%.2s/%s", dir, mhash, mhash);
+		CHECK(stat(mobj, &st) == 0 && st.st_size == 6 && (st.st_mode & 0777) == 0444);
+		CHECK_EQ_INT(count_files(dir), 3);
+		write_file(moved, "moved!", 6);
+		CHECK_OK(b->put(b, mhash, moved, 6, AL_BLOBS_PUT_MOVE));
+		CHECK(access(moved, F_OK) == 0);
+		CHECK_EQ_INT(count_files(dir), 3);
+		unlink(moved);
+	}
 
 	/* Fetch ranges into a file at an offset. */
 	char dst[128];
@@ -145,10 +163,10 @@ int main(void)
 	close(dfd);
 
 	/* Bad hashes and sources. */
-	CHECK(b->put(b, "nothex", src, 7) == AL_EINVAL);
+	CHECK(b->put(b, "nothex", src, 7, 0) == AL_EINVAL);
 	CHECK(b->exists(&present, b, "ABCDEF0123456789abcdef0123456789") == AL_EINVAL);
 	CHECK(b->local_path(&path, b, "../../etc/passwd") == AL_EINVAL);
-	CHECK(b->put(b, "00000000000000000000000000000000", "/nonexistent/file", 1) == AL_ENOTFOUND);
+	CHECK(b->put(b, "00000000000000000000000000000000", "/nonexistent/file", 1, 0) == AL_ENOTFOUND);
 	al_blobs_free(b);
 	al_blobs_free(NULL);
 

@@ -1,0 +1,44 @@
+/* aletheia: small shared helpers — folder creation and string hashing for in-memory tables. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include "aletheia/common.h"
+#include "util.h"
+
+int al__mkdir(const char *path, unsigned mode)
+{
+	if (mkdir(path, (mode_t)mode) == 0 || errno == EEXIST)
+		return 0;
+	return al_error_set_errno(al_error_from_errno(errno), errno, "cannot create folder %s", path);
+}
+
+int al__mkdir_p(const char *path, unsigned mode)
+{
+	char *p = strdup(path), *s;
+	int rc = 0;
+
+	if (!p)
+		return al_error_set(AL_ENOMEM, "out of memory");
+	for (s = p + 1; *s; s++) {
+		if (*s != '/')
+			continue;
+		*s = '\0';
+		rc = al__mkdir(p, mode);
+		*s = '/';
+		if (rc)
+			goto cleanup;
+	}
+	rc = al__mkdir(p, mode);
+cleanup:
+	free(p);
+	return rc;
+}
+
+uint64_t al__str_hash(const char *s)
+{
+	uint64_t h = 1469598103934665603ULL;
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+	return h;
+}
