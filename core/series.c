@@ -21,6 +21,7 @@ typedef struct series {
 	al_point *pts;
 	size_t count, cap;
 	size_t flushed;         /* points already delivered */
+	int64_t used_us;        /* last append or read, for evicting idle points from memory */
 	al_series_summary sum;
 	struct series *next;     /* hash chain */
 	struct series *next_all; /* every series, for scans */
@@ -51,6 +52,9 @@ struct al_series_set {
 };
 
 #define REC_POINTS 1
+
+/* A delivered series untouched for this long gives its points' memory back. */
+#define IDLE_EVICT_US (30LL * 1000000)
 
 
 static void summary_reset(al_series_summary *sum)
@@ -260,7 +264,8 @@ int al_series_append_text(al_series_set *s, const char *metric_doc, const char *
 	pthread_mutex_lock(&se->lock);
 	if ((rc = series_load(s, se)))
 		goto cleanup;
-	if ((rc = al_metric_parse(&pts, &n, text, len, se->sum.step, al_now_us())))
+	se->used_us = al_now_us();
+	if ((rc = al_metric_parse(&pts, &n, text, len, se->sum.step, se->used_us)))
 		goto cleanup;
 	if (n == 0)
 		goto cleanup;
@@ -287,6 +292,7 @@ int al_series_render(char **out, size_t *len, al_series_set *s, const char *metr
 	pthread_mutex_lock(&se->lock);
 	if ((rc = series_load(s, se)))
 		goto cleanup;
+	se->used_us = al_now_us();
 	if (se->count == 0) {
 		al_doc *d = NULL;
 		rc = al_store_get(&d, s->store, metric_doc);
@@ -513,6 +519,26 @@ cleanup:
 	return rc;
 }
 
+/* Frees the points of delivered series nobody touched for a while; they reload on demand. */
+static void evict_idle(al_series_set *s)
+{
+	int64_t now = al_now_us();
+	series *se;
+
+	pthread_mutex_lock(&s->lock);
+	for (se = s->all; se; se = se->next_all) {
+		pthread_mutex_lock(&se->lock);
+		if (se->loaded && se->count == se->flushed && now - se->used_us > IDLE_EVICT_US) {
+			free(se->pts);
+			se->pts = NULL;
+			se->cap = 0;
+			se->loaded = 0;
+		}
+		pthread_mutex_unlock(&se->lock);
+	}
+	pthread_mutex_unlock(&s->lock);
+}
+
 int al_series_flush(al_series_set *s)
 {
 	uint64_t sealed = 0;
@@ -544,6 +570,7 @@ int al_series_flush(al_series_set *s)
 			pthread_mutex_unlock(&s->lock);
 		}
 	}
+	evict_idle(s);
 	/* Everything journaled up to the rotation is in the store only if every delivery worked. */
 	if (!err)
 		rc = al_journal_drop(s->journal, sealed);
