@@ -66,6 +66,7 @@ struct al_file {
 	int fd;                    /* F_BLOB_*: the blob or the staging file */
 	char hash[AL_HASH_HEX_LEN + 1];
 	int pinned;
+	int failed;                /* the error of a failed write: the staged copy is incomplete */
 	char *staging;
 	struct al_file *next;      /* in t->writers */
 };
@@ -2600,10 +2601,13 @@ static int al_file_write_impl(al_file *f, const char *buf, size_t size, uint64_t
 				off = (uint64_t)st.st_size;
 		}
 		n = pwrite(f->fd, buf, size, (off_t)off);
-		if (n < 0)
-			return al_error_set_errno(al_error_from_errno(errno), errno, "cannot write staging file");
 		f->dirty = 1;
-		return (size_t)n == size ? 0 : al_error_set(AL_ENOSPC, "short write to staging file");
+		if (n >= 0 && (size_t)n == size)
+			return 0;
+		f->failed = n < 0 ? al_error_from_errno(errno) : AL_ENOSPC;
+		if (n < 0)
+			return al_error_set_errno(f->failed, errno, "cannot write staging file");
+		return al_error_set(AL_ENOSPC, "short write to staging file");
 	}
 	case F_TEXT:
 		if (f->flags & AL_OPEN_APPEND)
@@ -2673,7 +2677,12 @@ static int commit_status(al_tree *t, const node *n, const char *text)
 	int fields, i, rc, known = 0;
 	cJSON *f;
 
-	fields = sscanf(text, " %31s %63s", word, extra);
+	int consumed = 0;
+
+	fields = sscanf(text, " %31s %63s %n", word, extra, &consumed);
+	/* Exactly "WORD" or "WORD CODE": anything after that is a bad value, not ignored. */
+	if (fields == 2 && text[consumed] != '\0')
+		return al_error_set(AL_EINVAL, "status takes one word and an optional exit code (got \"%.40s\")", text);
 	for (i = 0; status_words[i]; i++)
 		known |= strcmp(word, status_words[i]) == 0;
 	if (fields < 1 || !known)
@@ -2773,6 +2782,10 @@ static int commit_text(al_file *f)
 		break;
 	case N_RUN_TEXT:
 		s = text_value(&f->text);
+		if (f->text.len && memchr(f->text.ptr, '\0', f->text.len)) {
+			rc = al_error_set(AL_EINVAL, "%s must be text without NUL bytes", n->name);
+			break;
+		}
 		if (strcmp(n->name, "status") == 0) {
 			rc = commit_status(t, n, s);
 			break;
@@ -2891,7 +2904,19 @@ static int commit_blob(al_file *f)
 	return rc;
 }
 
+static int flush_file(al_file *f);
+
+/* A file whose content could not be recorded stops being listed once close() fails, not
+ * only at the kernel's later release. */
 static int al_file_flush_impl(al_file *f)
+{
+	int rc = flush_file(f);
+	if (rc && (f->kind == F_TEXT || f->kind == F_BLOB_WRITE))
+		unregister_writer(f->t, f);
+	return rc;
+}
+
+static int flush_file(al_file *f)
 {
 	int rc = 0;
 	switch (f->kind) {
@@ -2913,6 +2938,12 @@ static int al_file_flush_impl(al_file *f)
 		}
 		return al_series_sync(f->t->series);
 	case F_BLOB_WRITE:
+		if (f->failed) {
+			/* Free the space of a copy that cannot complete (a full disk) right away. */
+			if (f->staging && ftruncate(f->fd, 0) == 0)
+				f->dirty = 0;
+			return al_error_set(f->failed, "an earlier write to %s failed: nothing recorded", f->path);
+		}
 		if (f->dirty && (rc = commit_blob(f)) == 0)
 			f->dirty = 0;
 		return rc;

@@ -131,9 +131,6 @@ def test_full_disk_copy_not_recorded(small_disk, mount_factory, kind):
     assert_not_recorded(folder, kind)
 
 
-@pytest.mark.xfail(strict=True, reason="FS bug: a write that failed with ENOSPC still has its staged partial "
-                   "content moved into the blob store at close (unrecorded orphan blob), so the disk stays full "
-                   "and every later small write fails with ENOSPC")
 @pytest.mark.parametrize("kind", ["artifact", "dataset"])
 def test_full_disk_mount_keeps_working(small_disk, mount_factory, kind):
     m = small_mount(small_disk, mount_factory)
@@ -282,10 +279,7 @@ def test_fold_invalid(run, bad):
 
 @pytest.mark.parametrize("bad", [
     b"failed abc\n", b"failed 3x\n", b"running\nfinished\n",
-    pytest.param(b"finished 1 2\n", marks=pytest.mark.xfail(strict=True, reason=(
-        "FS bug: status takes only the first two words (sscanf), so a third word of junk is accepted"))),
-    pytest.param(b"finished\x00junk\n", marks=pytest.mark.xfail(strict=True, reason=(
-        "FS bug: status is parsed as a C string, so everything after a NUL byte is silently ignored"))),
+    b"finished 1 2\n", b"finished\x00junk\n",
 ], ids=["failed-abc", "failed-3x", "two-lines", "third-word", "nul-junk"])
 def test_status_invalid(run, bad):
     e = try_write(run / "status", bad)
