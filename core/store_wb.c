@@ -1,0 +1,633 @@
+/* aletheia: the write-behind metastore decorator: a local journal and overlay in front of a
+ * (remote) backend, so write() and close() never wait for the network. */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "aletheia/journal.h"
+#include "aletheia/store_wb.h"
+#include "aletheia/value.h"
+#include "util.h"
+
+/* Lock order: wb->deliver_lock, then wb->lock. The inner backend is called without wb->lock. */
+
+/* The local view of one document that has writes not yet delivered. */
+typedef struct ov_entry {
+	char *path;
+	cJSON *fields;          /* the whole document, or (patch) the fields to merge into it */
+	int deleted;
+	int patch;              /* fields merge onto whatever the backend has */
+	uint64_t last_seq;      /* the last queued batch that touched it */
+	int64_t update_us;
+	struct ov_entry *next;
+} ov_entry;
+
+typedef struct batch {
+	uint64_t seq;
+	cJSON *writes;          /* [{"op","path","fields","pre"}] as journaled */
+	size_t count;
+	struct batch *next;
+} batch;
+
+#define OV_BUCKETS 4096
+
+typedef struct wb {
+	al_store_backend base;
+	al_store_backend *inner;
+	al_journal *journal;
+	pthread_mutex_t lock;
+	pthread_mutex_t deliver_lock;
+	pthread_cond_t wake;
+	ov_entry *ov[OV_BUCKETS];
+	batch *head, *tail;
+	uint64_t next_seq, queued_writes;
+	pthread_t thread;
+	int started, stop;
+	unsigned interval_ms;
+	char last_error[512];
+} wb;
+
+static const char *op_name(al_write_op op)
+{
+	return op == AL_WRITE_SET ? "set" : op == AL_WRITE_UPDATE ? "update" : "delete";
+}
+
+static int op_parse(al_write_op *out, const char *s)
+{
+	if (!s)
+		return AL_EINVAL;
+	if (!strcmp(s, "set"))
+		*out = AL_WRITE_SET;
+	else if (!strcmp(s, "update"))
+		*out = AL_WRITE_UPDATE;
+	else if (!strcmp(s, "delete"))
+		*out = AL_WRITE_DELETE;
+	else
+		return AL_EINVAL;
+	return 0;
+}
+
+static ov_entry *ov_find(wb *w, const char *path, int create)
+{
+	size_t b = al__str_hash(path) % OV_BUCKETS;
+	ov_entry *e;
+	for (e = w->ov[b]; e; e = e->next)
+		if (strcmp(e->path, path) == 0)
+			return e;
+	if (!create || !(e = calloc(1, sizeof(*e))))
+		return NULL;
+	if (!(e->path = strdup(path))) {
+		free(e);
+		return NULL;
+	}
+	e->next = w->ov[b];
+	w->ov[b] = e;
+	return e;
+}
+
+static void ov_remove(wb *w, ov_entry *victim)
+{
+	ov_entry **p;
+	for (p = &w->ov[al__str_hash(victim->path) % OV_BUCKETS]; *p; p = &(*p)->next)
+		if (*p == victim) {
+			*p = victim->next;
+			break;
+		}
+	free(victim->path);
+	cJSON_Delete(victim->fields);
+	free(victim);
+}
+
+static void merge_fields(cJSON *into, const cJSON *from)
+{
+	const cJSON *it;
+	cJSON_ArrayForEach(it, from)
+		al_fields_set(into, it->string, cJSON_Duplicate(it, 1));
+}
+
+/* Applies one write to the overlay (w->lock held). */
+static void ov_apply(wb *w, al_write_op op, const char *path, const cJSON *fields, uint64_t seq)
+{
+	ov_entry *e = ov_find(w, path, 1);
+	if (!e)
+		return;
+	e->last_seq = seq;
+	e->update_us = al_now_us();
+	if (op == AL_WRITE_DELETE) {
+		cJSON_Delete(e->fields);
+		e->fields = NULL;
+		e->deleted = 1;
+		e->patch = 0;
+	} else if (op == AL_WRITE_SET || e->deleted || !e->fields) {
+		int was_deleted = e->deleted;
+		cJSON_Delete(e->fields);
+		e->fields = cJSON_Duplicate(fields, 1);
+		/* An update of a document we know nothing about merges onto the backend's copy. */
+		e->patch = op == AL_WRITE_UPDATE && !was_deleted;
+		e->deleted = 0;
+	} else {
+		merge_fields(e->fields, fields);
+	}
+}
+
+/* Queues a journaled batch and applies it to the overlay (w->lock held). */
+static void enqueue(wb *w, cJSON *writes)
+{
+	batch *b = calloc(1, sizeof(*b));
+	cJSON *it;
+	if (!b) {
+		cJSON_Delete(writes);
+		return;
+	}
+	b->seq = ++w->next_seq;
+	b->writes = writes;
+	cJSON_ArrayForEach(it, writes) {
+		al_write_op op;
+		if (op_parse(&op, cJSON_GetStringValue(cJSON_GetObjectItem(it, "op"))) == 0)
+			ov_apply(w, op, cJSON_GetStringValue(cJSON_GetObjectItem(it, "path")),
+				cJSON_GetObjectItem(it, "fields"), b->seq);
+		b->count++;
+	}
+	w->queued_writes += b->count;
+	if (w->tail)
+		w->tail->next = b;
+	else
+		w->head = b;
+	w->tail = b;
+}
+
+static cJSON *encode(const al_write *writes, size_t count)
+{
+	cJSON *arr = cJSON_CreateArray();
+	size_t i;
+	for (i = 0; i < count; i++) {
+		cJSON *o = cJSON_CreateObject();
+		cJSON_AddStringToObject(o, "op", op_name(writes[i].op));
+		cJSON_AddStringToObject(o, "path", writes[i].path);
+		if (writes[i].fields)
+			cJSON_AddItemToObject(o, "fields", cJSON_Duplicate(writes[i].fields, 1));
+		if (writes[i].pre == AL_PRE_EXISTS)
+			cJSON_AddStringToObject(o, "pre", "exists");
+		cJSON_AddItemToArray(arr, o);
+	}
+	return arr;
+}
+
+/* Delivers the queued batches in order, several per backend commit. */
+static int deliver(wb *w)
+{
+	int rc = 0, one_at_a_time = 0;
+
+	pthread_mutex_lock(&w->deliver_lock);
+	for (;;) {
+		batch *b, *first, *last;
+		al_write *ws = NULL;
+		size_t n = 0;
+		int done;
+		cJSON *it;
+
+		pthread_mutex_lock(&w->lock);
+		first = w->head;
+		/* Up to ~500 writes per commit: few requests, far under the request size limit. */
+		for (last = first, b = first; b && n + b->count <= 500; last = b, b = b->next) {
+			n += b->count;
+			if (one_at_a_time)
+				break;
+		}
+		if (first && n == 0) {
+			n = first->count;
+			last = first;
+		}
+		pthread_mutex_unlock(&w->lock);
+		if (!first)
+			break;
+		ws = calloc(n ? n : 1, sizeof(*ws));
+		if (!ws) {
+			rc = al_error_set(AL_ENOMEM, "out of memory");
+			break;
+		}
+		n = 0;
+		/* Batches are only removed by this (serialised) deliverer: reading them unlocked is safe. */
+		for (b = first;; b = b->next) {
+			cJSON_ArrayForEach(it, b->writes) {
+				const char *pre = cJSON_GetStringValue(cJSON_GetObjectItem(it, "pre"));
+				if (op_parse(&ws[n].op, cJSON_GetStringValue(cJSON_GetObjectItem(it, "op"))))
+					continue;
+				ws[n].path = cJSON_GetStringValue(cJSON_GetObjectItem(it, "path"));
+				ws[n].fields = cJSON_GetObjectItem(it, "fields");
+				ws[n].pre = pre && !strcmp(pre, "exists") ? AL_PRE_EXISTS : AL_PRE_NONE;
+				n++;
+			}
+			if (b == last)
+				break;
+		}
+		rc = al_store_commit(w->inner, ws, n);
+		free(ws);
+		if (rc == AL_EIO || rc == AL_EAGAIN || rc == AL_ENOMEM || rc == AL_ERROR) {
+			/* Unreachable: keep everything, try again later. */
+			pthread_mutex_lock(&w->lock);
+			snprintf(w->last_error, sizeof(w->last_error), "%s", al_error_last());
+			pthread_mutex_unlock(&w->lock);
+			break;
+		}
+		if (rc && first != last) {
+			/* One batch was refused: deliver one at a time to find it. */
+			one_at_a_time = 1;
+			rc = 0;
+			continue;
+		}
+		pthread_mutex_lock(&w->lock);
+		if (rc)   /* refused for good (a precondition): reported, not retried forever */
+			snprintf(w->last_error, sizeof(w->last_error), "dropped a write: %s", al_error_last());
+		do {
+			b = w->head;
+			w->head = b->next;
+			if (!w->head)
+				w->tail = NULL;
+			w->queued_writes -= b->count;
+			cJSON_ArrayForEach(it, b->writes) {
+				ov_entry *e = ov_find(w, cJSON_GetStringValue(cJSON_GetObjectItem(it, "path")), 0);
+				if (e && e->last_seq <= b->seq)
+					ov_remove(w, e);   /* the backend has it now */
+			}
+			done = b == last;
+			cJSON_Delete(b->writes);
+			free(b);
+		} while (!done);
+		pthread_mutex_unlock(&w->lock);
+		rc = 0;
+	}
+	pthread_mutex_unlock(&w->deliver_lock);
+	return rc;
+}
+
+int al_store_wb_flush(al_store_backend *base)
+{
+	wb *w = (wb *)base;
+	uint64_t sealed = 0;
+	int rc;
+
+	if (strcmp(base->name, "write-behind") != 0)
+		return 0;
+	if ((rc = al_journal_rotate(&sealed, w->journal)))
+		return rc;
+	if ((rc = deliver(w)))
+		return rc;
+	pthread_mutex_lock(&w->lock);
+	rc = w->head ? al_error_set(AL_EIO, "%s", *w->last_error ? w->last_error : "writes pending") : 0;
+	pthread_mutex_unlock(&w->lock);
+	/* Everything journaled up to the rotation is delivered: its files can go. */
+	return rc ? rc : al_journal_drop(w->journal, sealed);
+}
+
+static int wb_commit(al_store_backend *base, const al_write *writes, size_t count)
+{
+	wb *w = (wb *)base;
+	cJSON *enc;
+	char *text;
+	size_t i;
+	int rc, create = 0;
+
+	for (i = 0; i < count; i++)
+		create |= writes[i].pre == AL_PRE_MISSING;
+	if (create) {
+		/* Only the backend decides which mount creates an id first; what was queued before
+		 * goes first, so the new document's parents exist there. */
+		if ((rc = al_store_wb_flush(base)))
+			return al_error_set(rc, "cannot create %s while the metastore is unreachable: %s",
+				writes[0].path, al_error_last());
+		return al_store_commit(w->inner, writes, count);
+	}
+	enc = encode(writes, count);
+	text = cJSON_PrintUnformatted(enc);
+	if (!text) {
+		cJSON_Delete(enc);
+		return al_error_set(AL_ENOMEM, "out of memory");
+	}
+	pthread_mutex_lock(&w->lock);
+	/* Journal, then overlay, under one lock: replay order is delivery order. */
+	rc = al_journal_append(w->journal, text, strlen(text));
+	if (rc == 0)
+		enqueue(w, enc);
+	else
+		cJSON_Delete(enc);
+	pthread_cond_signal(&w->wake);
+	pthread_mutex_unlock(&w->lock);
+	free(text);
+	return rc;
+}
+
+static al_doc *doc_new(const char *path, cJSON *fields, int64_t update_us)
+{
+	al_doc *d = calloc(1, sizeof(*d));
+	if (!d)
+		return NULL;
+	d->path = strdup(path);
+	d->fields = fields ? fields : cJSON_CreateObject();
+	d->create_us = d->update_us = update_us;
+	return d;
+}
+
+static int wb_get(al_doc **out, al_store_backend *base, const char *path)
+{
+	wb *w = (wb *)base;
+	ov_entry *e;
+	cJSON *patch = NULL;
+	int64_t when = 0;
+	int rc;
+
+	*out = NULL;
+	pthread_mutex_lock(&w->lock);
+	e = ov_find(w, path, 0);
+	if (e && e->deleted) {
+		pthread_mutex_unlock(&w->lock);
+		return al_error_set(AL_ENOTFOUND, "no document %s", path);
+	}
+	if (e && !e->patch) {
+		*out = doc_new(path, cJSON_Duplicate(e->fields, 1), e->update_us);
+		pthread_mutex_unlock(&w->lock);
+		return *out ? 0 : al_error_set(AL_ENOMEM, "out of memory");
+	}
+	if (e) {
+		patch = cJSON_Duplicate(e->fields, 1);
+		when = e->update_us;
+	}
+	pthread_mutex_unlock(&w->lock);
+	rc = w->inner->get(out, w->inner, path);
+	if (patch) {
+		if (rc == AL_ENOTFOUND) {
+			*out = doc_new(path, patch, when);
+			return *out ? 0 : al_error_set(AL_ENOMEM, "out of memory");
+		}
+		if (rc == 0) {
+			merge_fields((*out)->fields, patch);
+			(*out)->update_us = when;
+		}
+		cJSON_Delete(patch);
+	}
+	return rc;
+}
+
+static int cmp_docs(const void *a, const void *b)
+{
+	return strcmp(al_doc_id((*(al_doc *const *)a)->path), al_doc_id((*(al_doc *const *)b)->path));
+}
+
+static int in_collection(const char *path, const char *coll)
+{
+	size_t n = strlen(coll);
+	return strncmp(path, coll, n) == 0 && path[n] == '/' && !strchr(path + n + 1, '/');
+}
+
+static int wb_list(al_doc_list **out, al_store_backend *base, const char *coll, const char *from,
+	const char *to)
+{
+	wb *w = (wb *)base;
+	al_doc_list *l = NULL;
+	size_t i, k;
+	int rc = w->inner->list(&l, w->inner, coll, from, to);
+
+	if (rc)
+		return rc;
+	pthread_mutex_lock(&w->lock);
+	for (i = 0; i < OV_BUCKETS; i++) {
+		ov_entry *e;
+		for (e = w->ov[i]; e; e = e->next) {
+			const char *id;
+			al_doc *found = NULL;
+			size_t at = 0;
+			if (!in_collection(e->path, coll))
+				continue;
+			id = al_doc_id(e->path);
+			if ((from && strcmp(id, from) < 0) || (to && strcmp(id, to) >= 0))
+				continue;
+			for (k = 0; k < l->count; k++)
+				if (strcmp(l->docs[k]->path, e->path) == 0) {
+					found = l->docs[k];
+					at = k;
+					break;
+				}
+			if (e->deleted) {
+				if (found) {
+					al_doc_free(found);
+					memmove(l->docs + at, l->docs + at + 1, (l->count - at - 1) * sizeof(al_doc *));
+					l->count--;
+				}
+			} else if (found && e->patch) {
+				merge_fields(found->fields, e->fields);
+				found->update_us = e->update_us;
+			} else if (found) {
+				cJSON_Delete(found->fields);
+				found->fields = cJSON_Duplicate(e->fields, 1);
+				found->update_us = e->update_us;
+			} else {
+				al_doc **grown = realloc(l->docs, (l->count + 1) * sizeof(al_doc *));
+				al_doc *d = doc_new(e->path, cJSON_Duplicate(e->fields, 1), e->update_us);
+				if (!grown || !d) {
+					al_doc_free(d);
+					if (grown)
+						l->docs = grown;
+					continue;
+				}
+				l->docs = grown;
+				l->docs[l->count++] = d;
+			}
+		}
+	}
+	pthread_mutex_unlock(&w->lock);
+	qsort(l->docs, l->count, sizeof(al_doc *), cmp_docs);
+	*out = l;
+	return 0;
+}
+
+static int wb_list_collections(char ***out, size_t *count, al_store_backend *base, const char *doc)
+{
+	wb *w = (wb *)base;
+	char **ids = NULL, **grown;
+	size_t n = 0, i, k, dl = strlen(doc);
+	int rc = w->inner->list_collections(&ids, &n, w->inner, doc);
+
+	if (rc)
+		return rc;
+	pthread_mutex_lock(&w->lock);
+	for (i = 0; i < OV_BUCKETS; i++) {
+		ov_entry *e;
+		for (e = w->ov[i]; e; e = e->next) {
+			const char *rest = e->path + dl + 1, *slash;
+			char *id;
+			int dup = 0;
+			if (e->deleted || (dl && (strncmp(e->path, doc, dl) != 0 || e->path[dl] != '/')))
+				continue;
+			if (!dl)
+				rest = e->path;
+			slash = strchr(rest, '/');
+			if (!slash || strchr(slash + 1, '/'))
+				continue;   /* not a document directly in a collection of doc */
+			id = strndup(rest, (size_t)(slash - rest));
+			for (k = 0; id && k < n; k++)
+				dup |= strcmp(ids[k], id) == 0;
+			if (!id || dup || !(grown = realloc(ids, (n + 2) * sizeof(char *)))) {
+				free(id);
+				continue;
+			}
+			ids = grown;
+			ids[n++] = id;
+			ids[n] = NULL;
+		}
+	}
+	pthread_mutex_unlock(&w->lock);
+	*out = ids;
+	*count = n;
+	return 0;
+}
+
+uint64_t al_store_wb_pending(al_store_backend *base)
+{
+	wb *w = (wb *)base;
+	uint64_t n;
+	if (!base || strcmp(base->name, "write-behind") != 0)
+		return 0;
+	pthread_mutex_lock(&w->lock);
+	n = w->queued_writes;
+	pthread_mutex_unlock(&w->lock);
+	return n;
+}
+
+void al_store_wb_last_error(char *buf, size_t cap, al_store_backend *base)
+{
+	wb *w = (wb *)base;
+	if (!base || strcmp(base->name, "write-behind") != 0) {
+		snprintf(buf, cap, "%s", "");
+		return;
+	}
+	pthread_mutex_lock(&w->lock);
+	snprintf(buf, cap, "%s", w->last_error);
+	pthread_mutex_unlock(&w->lock);
+}
+
+static char *wb_describe(al_store_backend *base)
+{
+	wb *w = (wb *)base;
+	char *inner = w->inner->describe ? w->inner->describe(w->inner) : NULL, *out = NULL;
+	if (asprintf(&out, "%swrite_behind: %llu pending\n", inner ? inner : "",
+		    (unsigned long long)al_store_wb_pending(base)) < 0)
+		out = NULL;
+	free(inner);
+	return out;
+}
+
+static void *flusher(void *arg)
+{
+	wb *w = arg;
+	struct timespec ts;
+	unsigned backoff = w->interval_ms;
+
+	pthread_mutex_lock(&w->lock);
+	while (!w->stop) {
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += backoff / 1000;
+		ts.tv_nsec += (long)(backoff % 1000) * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&w->wake, &w->lock, &ts);
+		if (w->stop || !w->head)
+			continue;
+		pthread_mutex_unlock(&w->lock);
+		/* Unreachable: back off (up to 30 s) so an outage costs few requests. */
+		if (al_store_wb_flush(&w->base) == 0)
+			backoff = w->interval_ms;
+		else if ((backoff *= 2) > 30000)
+			backoff = 30000;
+		pthread_mutex_lock(&w->lock);
+	}
+	pthread_mutex_unlock(&w->lock);
+	return NULL;
+}
+
+static int replay(void *ctx, const void *rec, size_t len)
+{
+	wb *w = ctx;
+	cJSON *writes = cJSON_ParseWithLength(rec, len);
+	if (!cJSON_IsArray(writes)) {
+		cJSON_Delete(writes);
+		return 0;   /* a record we cannot read is skipped, not fatal */
+	}
+	pthread_mutex_lock(&w->lock);
+	enqueue(w, writes);
+	pthread_mutex_unlock(&w->lock);
+	return 0;
+}
+
+static void wb_free(al_store_backend *base)
+{
+	wb *w = (wb *)base;
+	size_t i;
+	if (!w)
+		return;
+	if (w->started) {
+		pthread_mutex_lock(&w->lock);
+		w->stop = 1;
+		pthread_cond_signal(&w->wake);
+		pthread_mutex_unlock(&w->lock);
+		pthread_join(w->thread, NULL);
+		al_store_wb_flush(base);   /* what cannot be delivered stays in the journal */
+	}
+	while (w->head) {
+		batch *b = w->head;
+		w->head = b->next;
+		cJSON_Delete(b->writes);
+		free(b);
+	}
+	for (i = 0; i < OV_BUCKETS; i++)
+		while (w->ov[i])
+			ov_remove(w, w->ov[i]);
+	al_journal_free(w->journal);
+	if (w->inner)
+		al_store_free(w->inner);
+	pthread_mutex_destroy(&w->lock);
+	pthread_mutex_destroy(&w->deliver_lock);
+	pthread_cond_destroy(&w->wake);
+	free(w);
+}
+
+int al_store_wb_new(al_store_backend **out, al_store_backend *inner, const char *journal_dir,
+	unsigned interval_ms)
+{
+	wb *w = calloc(1, sizeof(*w));
+	int rc;
+
+	*out = NULL;
+	if (!w) {
+		al_store_free(inner);
+		return al_error_set(AL_ENOMEM, "out of memory");
+	}
+	w->base.version = AL_STORE_BACKEND_VERSION;
+	w->base.name = "write-behind";
+	w->base.get = wb_get;
+	w->base.list = wb_list;
+	w->base.list_collections = wb_list_collections;
+	w->base.commit = wb_commit;
+	w->base.describe = wb_describe;
+	w->base.free = wb_free;
+	w->inner = inner;
+	w->interval_ms = interval_ms ? interval_ms : 1000;
+	pthread_mutex_init(&w->lock, NULL);
+	pthread_mutex_init(&w->deliver_lock, NULL);
+	pthread_cond_init(&w->wake, NULL);
+	if ((rc = al_journal_open(&w->journal, journal_dir)) ||
+	    (rc = al_journal_replay(w->journal, replay, w)))
+		goto fail;
+	if (pthread_create(&w->thread, NULL, flusher, w) != 0) {
+		rc = al_error_set(AL_ERROR, "cannot start the write-behind thread");
+		goto fail;
+	}
+	w->started = 1;
+	*out = &w->base;
+	return 0;
+fail:
+	wb_free(&w->base);
+	return rc;
+}

@@ -1,0 +1,178 @@
+/* Unit tests of the write-behind metastore: local visibility before delivery, delivery in order,
+ * outages, create-only writes, and replay of the journal after a crash. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "aletheia/store.h"
+#include "aletheia/store_wb.h"
+#include "aletheia/value.h"
+#include "check.h"
+
+/* A backend that forwards to SQLite but can be made unreachable. */
+typedef struct flaky {
+	al_store_backend base;
+	al_store_backend *inner;
+	int down;
+	int commits;
+} flaky;
+
+static int f_get(al_doc **out, al_store_backend *b, const char *path)
+{
+	flaky *f = (flaky *)b;
+	if (f->down)
+		return al_error_set(AL_EIO, "unreachable");
+	return al_store_get(out, f->inner, path);
+}
+
+static int f_list(al_doc_list **out, al_store_backend *b, const char *c, const char *from, const char *to)
+{
+	flaky *f = (flaky *)b;
+	if (f->down)
+		return al_error_set(AL_EIO, "unreachable");
+	return al_store_list(out, f->inner, c, from, to);
+}
+
+static int f_colls(char ***out, size_t *n, al_store_backend *b, const char *doc)
+{
+	flaky *f = (flaky *)b;
+	return f->inner->list_collections(out, n, f->inner, doc);
+}
+
+static int f_commit(al_store_backend *b, const al_write *w, size_t n)
+{
+	flaky *f = (flaky *)b;
+	if (f->down)
+		return al_error_set(AL_EIO, "unreachable");
+	f->commits++;
+	return al_store_commit(f->inner, w, n);
+}
+
+static void f_free(al_store_backend *b)
+{
+	(void)b;   /* owned by the test */
+}
+
+static void flaky_init(flaky *f, al_store_backend *inner)
+{
+	memset(f, 0, sizeof(*f));
+	f->base.version = AL_STORE_BACKEND_VERSION;
+	f->base.name = "flaky";
+	f->base.get = f_get;
+	f->base.list = f_list;
+	f->base.list_collections = f_colls;
+	f->base.commit = f_commit;
+	f->base.free = f_free;
+	f->inner = inner;
+}
+
+static cJSON *fields1(const char *name, int64_t v)
+{
+	cJSON *f = cJSON_CreateObject();
+	al_fields_set(f, name, al_value_int(v));
+	return f;
+}
+
+static int64_t field_of(al_store_backend *b, const char *path, const char *name)
+{
+	al_doc *d = NULL;
+	int64_t v = -1;
+	if (al_store_get(&d, b, path) == 0)
+		al_fields_get_int(&v, d->fields, name);
+	al_doc_free(d);
+	return v;
+}
+
+int main(void)
+{
+	char root[] = "/tmp/al-wb-XXXXXX", db[256], db2[256], journal[256], saved[256], cmd[1024];
+	al_store_backend *sql = NULL, *sql2 = NULL, *w = NULL;
+	flaky fl, fl2;
+	al_doc_list *l = NULL;
+	cJSON *a = fields1("x", 1), *b = fields1("y", 2), *c = fields1("x", 3);
+	al_write ws[2];
+
+	CHECK(mkdtemp(root) != NULL);
+	snprintf(db, sizeof(db), "%s/db", root);
+	snprintf(db2, sizeof(db2), "%s/db2", root);
+	snprintf(journal, sizeof(journal), "%s/journal", root);
+	snprintf(saved, sizeof(saved), "%s/saved", root);
+	CHECK_OK(al_store_sqlite_new(&sql, db));
+	flaky_init(&fl, sql);
+	CHECK_OK(al_store_wb_new(&w, &fl.base, journal, 60000));
+
+	/* Accepted writes are visible at once, before any delivery. */
+	ws[0] = (al_write){AL_WRITE_SET, "c/d1", a, AL_PRE_NONE};
+	ws[1] = (al_write){AL_WRITE_SET, "c/d2", b, AL_PRE_NONE};
+	CHECK_OK(al_store_commit(w, ws, 2));
+	CHECK_EQ_INT(al_store_wb_pending(w), 2);
+	CHECK_EQ_INT(field_of(w, "c/d1", "x"), 1);
+	CHECK_EQ_INT(field_of(sql, "c/d1", "x"), -1);
+	CHECK_OK(al_store_list(&l, w, "c", NULL, NULL));
+	CHECK_EQ_INT(l ? l->count : 0, 2);
+	al_doc_list_free(l);
+	l = NULL;
+
+	/* Delivery: one backend commit for both, then the backend has them. */
+	CHECK_OK(al_store_wb_flush(w));
+	CHECK_EQ_INT(al_store_wb_pending(w), 0);
+	CHECK_EQ_INT(fl.commits, 1);
+	CHECK_EQ_INT(field_of(sql, "c/d2", "y"), 2);
+
+	/* An outage: writes still succeed locally, delivery fails and keeps them, in order. */
+	fl.down = 1;
+	ws[0] = (al_write){AL_WRITE_UPDATE, "c/d1", c, AL_PRE_NONE};
+	CHECK_OK(al_store_commit(w, ws, 1));
+	ws[0] = (al_write){AL_WRITE_DELETE, "c/d2", NULL, AL_PRE_NONE};
+	CHECK_OK(al_store_commit(w, ws, 1));
+	CHECK(al_store_wb_flush(w) == AL_EIO);
+	CHECK_EQ_INT(al_store_wb_pending(w), 2);
+	/* Create-only writes need the backend: refused while it is away. */
+	ws[0] = (al_write){AL_WRITE_SET, "c/new", a, AL_PRE_MISSING};
+	CHECK(al_store_commit(w, ws, 1) == AL_EIO);
+
+	/* kill -9 now: the journal holds the two writes. */
+	snprintf(cmd, sizeof(cmd), "cp -r %s %s", journal, saved);
+	CHECK_EQ_INT(system(cmd), 0);
+
+	fl.down = 0;
+	/* The update merges onto the backend's document (which is reachable again). */
+	CHECK_EQ_INT(field_of(w, "c/d1", "x"), 3);
+	CHECK_EQ_INT(field_of(w, "c/d2", "y"), -1);
+	ws[0] = (al_write){AL_WRITE_SET, "c/new", a, AL_PRE_MISSING};
+	CHECK_OK(al_store_commit(w, ws, 1));        /* delivers the queue first, then creates */
+	CHECK_EQ_INT(al_store_wb_pending(w), 0);
+	CHECK_EQ_INT(field_of(sql, "c/d1", "x"), 3);
+	CHECK_EQ_INT(field_of(sql, "c/d2", "y"), -1);
+	CHECK_EQ_INT(field_of(sql, "c/new", "x"), 1);
+	CHECK(al_store_commit(w, ws, 1) == AL_EEXISTS);
+	al_store_free(w);
+	w = NULL;
+
+	/* Replay of the saved journal into a fresh backend delivers both writes, in order. */
+	CHECK_OK(al_store_sqlite_new(&sql2, db2));
+	ws[0] = (al_write){AL_WRITE_SET, "c/d1", a, AL_PRE_NONE};
+	ws[1] = (al_write){AL_WRITE_SET, "c/d2", b, AL_PRE_NONE};
+	CHECK_OK(al_store_commit(sql2, ws, 2));
+	flaky_init(&fl2, sql2);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s && cp -r %s %s", journal, saved, journal);
+	CHECK_EQ_INT(system(cmd), 0);
+	CHECK_OK(al_store_wb_new(&w, &fl2.base, journal, 60000));
+	CHECK_EQ_INT(al_store_wb_pending(w), 2);
+	CHECK_OK(al_store_wb_flush(w));
+	CHECK_EQ_INT(field_of(sql2, "c/d1", "x"), 3);
+	CHECK_EQ_INT(field_of(sql2, "c/d2", "y"), -1);
+	/* Delivered writes leave the journal: a restart replays nothing. */
+	al_store_free(w);
+	CHECK_OK(al_store_wb_new(&w, &fl2.base, journal, 60000));
+	CHECK_EQ_INT(al_store_wb_pending(w), 0);
+	al_store_free(w);
+
+	al_store_free(sql);
+	al_store_free(sql2);
+	cJSON_Delete(a);
+	cJSON_Delete(b);
+	cJSON_Delete(c);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", root);
+	CHECK_EQ_INT(system(cmd), 0);
+	CHECK_DONE();
+}
