@@ -15,9 +15,20 @@ int al_store_open(al_store_backend **out, const char *uri)
 				"expected local:DIR", uri);
 		return al_store_sqlite_new(out, uri + 6);
 	}
-	if (strncmp(uri, "firestore:", 10) == 0)
-		return al_error_set(AL_EINVAL, "store URI '%s': firestore backend not built yet; "
-			"use local:DIR", uri);
+	if (strncmp(uri, "firestore:", 10) == 0) {
+		al_firestore_options opts = AL_FIRESTORE_OPTIONS_INIT;
+		const char *host = getenv("FIRESTORE_EMULATOR_HOST");
+		if (!uri[10])
+			return al_error_set(AL_EINVAL, "store URI '%s' names no project: "
+				"expected firestore:PROJECT_ID", uri);
+		/* Google's credentials come with the auth module; until then only the emulator. */
+		if (!host || !*host)
+			return al_error_set(AL_EINVAL, "store URI '%s': no Google credentials support "
+				"yet; set FIRESTORE_EMULATOR_HOST to use the emulator", uri);
+		opts.project = uri + 10;
+		opts.emulator_host = host;
+		return al_store_firestore_new(out, &opts);
+	}
 	return al_error_set(AL_EINVAL, "unknown store URI '%s': expected local:DIR "
 		"(SQLite in DIR/meta.db) or firestore:PROJECT_ID", uri);
 }

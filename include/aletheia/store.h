@@ -86,4 +86,26 @@ void al_strings_free(char **strings, size_t count);
 char *al_id_encode(const char *path);
 char *al_id_decode(const char *id);
 
+/* Added by the Firestore module (core/store_firestore.c): the backend over Firestore's REST API.
+ * The token callback gives an OAuth2 access token in *out (malloc'd; the store frees it) and
+ * returns 0, or an AL_E* code with the message set. It is asked before every request, so it
+ * should cache the token and refresh it before it expires. */
+struct al_http_options;
+typedef int (*al_token_fn)(char **out, void *ctx);
+
+typedef struct al_firestore_options {
+	unsigned version;              /* AL_FIRESTORE_OPTIONS_VERSION */
+	const char *project;           /* required */
+	const char *database;          /* NULL: "(default)" */
+	const char *emulator_host;     /* "host:port": plain HTTP, "Bearer owner"; NULL: Google */
+	al_token_fn token;             /* required without emulator_host */
+	void *token_ctx;
+	const struct al_http_options *http; /* timeouts and retries; NULL: http.h's defaults */
+} al_firestore_options;
+
+#define AL_FIRESTORE_OPTIONS_VERSION 1
+#define AL_FIRESTORE_OPTIONS_INIT {AL_FIRESTORE_OPTIONS_VERSION, NULL, NULL, NULL, NULL, NULL, NULL}
+
+int al_store_firestore_new(al_store_backend **out, const al_firestore_options *opts);
+
 #endif

@@ -1,0 +1,365 @@
+/* aletheia: the HTTP client (libcurl easy handles in a pool, so connections are kept alive and
+ * reused across threads), with bounded bodies, timeouts and a retry policy. */
+#include <curl/curl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "aletheia/http.h"
+#include "config.h"
+
+struct al_http {
+	al_http_options opt;
+	pthread_mutex_t lock; /* guards idle and n_idle */
+	CURL **idle;          /* handles with their live connections, ready for reuse */
+	size_t n_idle;
+	atomic_uint_fast64_t requests, attempts, retries, failures;
+};
+
+static pthread_once_t global_once = PTHREAD_ONCE_INIT;
+static CURLcode global_rc;
+
+static void global_init(void)
+{
+	global_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+int al_http_new(al_http **out, const al_http_options *opts)
+{
+	al_http *h;
+
+	*out = NULL;
+	pthread_once(&global_once, global_init);
+	if (global_rc != CURLE_OK)
+		return al_error_set(AL_EIO, "cannot initialise libcurl: %s",
+			curl_easy_strerror(global_rc));
+	if (opts && opts->version != AL_HTTP_OPTIONS_VERSION)
+		return al_error_set(AL_EINVAL, "HTTP options version %u, expected %u", opts->version,
+			AL_HTTP_OPTIONS_VERSION);
+	h = calloc(1, sizeof(*h));
+	if (!h)
+		return al_error_set(AL_ENOMEM, "out of memory creating an HTTP client");
+	if (opts)
+		h->opt = *opts;
+	if (h->opt.connect_timeout_ms <= 0)
+		h->opt.connect_timeout_ms = 5000;
+	if (h->opt.timeout_ms <= 0)
+		h->opt.timeout_ms = 30000;
+	if (h->opt.max_tries <= 0)
+		h->opt.max_tries = 5;
+	if (h->opt.backoff_ms <= 0)
+		h->opt.backoff_ms = 100;
+	if (h->opt.backoff_max_ms <= 0)
+		h->opt.backoff_max_ms = 5000;
+	if (h->opt.max_body == 0)
+		h->opt.max_body = (size_t)64 << 20;
+	if (h->opt.max_idle == 0)
+		h->opt.max_idle = 8;
+	h->idle = calloc(h->opt.max_idle, sizeof(*h->idle));
+	if (!h->idle) {
+		free(h);
+		return al_error_set(AL_ENOMEM, "out of memory creating an HTTP client");
+	}
+	pthread_mutex_init(&h->lock, NULL);
+	*out = h;
+	return 0;
+}
+
+void al_http_free(al_http *h)
+{
+	if (!h)
+		return;
+	for (size_t i = 0; i < h->n_idle; i++)
+		curl_easy_cleanup(h->idle[i]);
+	free(h->idle);
+	pthread_mutex_destroy(&h->lock);
+	free(h);
+}
+
+void al_http_get_stats(al_http_stats *out, al_http *h)
+{
+	out->requests = atomic_load(&h->requests);
+	out->attempts = atomic_load(&h->attempts);
+	out->retries = atomic_load(&h->retries);
+	out->failures = atomic_load(&h->failures);
+}
+
+void al_http_response_dispose(al_http_response *resp)
+{
+	if (!resp)
+		return;
+	al_buf_dispose(&resp->body);
+	resp->status = 0;
+}
+
+/* RFC 3986 unreserved characters, plus the parentheses of Firestore's "(default)". */
+static int kept_in_segment(unsigned char ch)
+{
+	return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+		(ch && strchr("-._~()", ch));
+}
+
+char *al_http_escape(const char *s)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t n = 0;
+	char *out, *o;
+
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+		n += kept_in_segment(*p) ? 1 : 3;
+	out = o = malloc(n + 1);
+	if (!out)
+		return NULL;
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		if (kept_in_segment(*p)) {
+			*o++ = (char)*p;
+		} else {
+			*o++ = '%';
+			*o++ = hex[*p >> 4];
+			*o++ = hex[*p & 15];
+		}
+	}
+	*o = '\0';
+	return out;
+}
+
+static CURL *take_handle(al_http *h)
+{
+	CURL *c = NULL;
+	pthread_mutex_lock(&h->lock);
+	if (h->n_idle)
+		c = h->idle[--h->n_idle];
+	pthread_mutex_unlock(&h->lock);
+	return c ? c : curl_easy_init();
+}
+
+static void give_handle(al_http *h, CURL *c)
+{
+	pthread_mutex_lock(&h->lock);
+	if (h->n_idle < h->opt.max_idle) {
+		h->idle[h->n_idle++] = c;
+		c = NULL;
+	}
+	pthread_mutex_unlock(&h->lock);
+	if (c)
+		curl_easy_cleanup(c);
+}
+
+/* The URL for messages: no user info (may hold a password) and no query (may hold a key, and
+ * page tokens are long). */
+static void clean_url(char *out, size_t size, const char *url)
+{
+	const char *scheme = strstr(url, "://"), *host = scheme ? scheme + 3 : url;
+	const char *end = host + strcspn(host, "/?#"), *at = NULL;
+	size_t n;
+
+	for (const char *p = host; p < end; p++)
+		if (*p == '@')
+			at = p;
+	n = (size_t)(host - url);
+	snprintf(out, size, "%.*s%.*s", (int)n, url, (int)strcspn(at ? at + 1 : host, "?#"),
+		at ? at + 1 : host);
+}
+
+/* Up to 200 bytes of a body for an error message, control characters as spaces. */
+static void excerpt(char *out, size_t size, const al_buf *b)
+{
+	size_t n = 0;
+	if (size > 201)
+		size = 201;
+	for (size_t i = 0; b->ptr && i < b->len && n + 1 < size; i++) {
+		unsigned char ch = (unsigned char)b->ptr[i];
+		if (ch < 32 || ch == 127) {
+			if (n && out[n - 1] == ' ')
+				continue;
+			ch = ' ';
+		}
+		out[n++] = (char)ch;
+	}
+	out[n] = '\0';
+}
+
+typedef struct {
+	al_buf *buf;
+	int rc;   /* al_buf_put's error: AL_ENOSPC past max_body, or AL_ENOMEM */
+} sink;
+
+static size_t on_data(char *data, size_t size, size_t nmemb, void *arg)
+{
+	sink *s = arg;
+	size_t n = size * nmemb;
+	if ((s->rc = al_buf_put(s->buf, data, n)) != 0)
+		return 0; /* curl aborts the transfer with CURLE_WRITE_ERROR */
+	return n;
+}
+
+/* A random delay in [d/2, d] for retry number n (0 = first), d = backoff·2^n capped. */
+static long backoff_ms(const al_http *h, int n)
+{
+	static _Thread_local unsigned seed;
+	long d = h->opt.backoff_ms;
+	for (int i = 0; i < n && d < h->opt.backoff_max_ms; i++)
+		d *= 2;
+	if (d > h->opt.backoff_max_ms)
+		d = h->opt.backoff_max_ms;
+	if (!seed)
+		seed = (unsigned)time(NULL) ^ (unsigned)(uintptr_t)&seed ^ (unsigned)clock();
+	return d / 2 + (long)(rand_r(&seed) % (unsigned)(d / 2 + 1));
+}
+
+static void sleep_ms(long ms)
+{
+	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+	while (nanosleep(&ts, &ts) != 0)
+		;
+}
+
+/* Sets up one exchange on a (reset) handle. */
+static CURLcode prepare(al_http *h, CURL *c, const char *method, const char *url,
+	struct curl_slist *hdrs, const void *body, size_t body_len, int idempotent, sink *s,
+	char *errbuf)
+{
+	CURLcode rc = CURLE_OK;
+#define SET(opt, val) do { if (rc == CURLE_OK) rc = curl_easy_setopt(c, opt, val); } while (0)
+	SET(CURLOPT_URL, url);
+	SET(CURLOPT_NOSIGNAL, 1L);
+	SET(CURLOPT_PROTOCOLS_STR, "http,https");
+	SET(CURLOPT_CONNECTTIMEOUT_MS, h->opt.connect_timeout_ms);
+	SET(CURLOPT_TIMEOUT_MS, h->opt.timeout_ms);
+	SET(CURLOPT_TCP_KEEPALIVE, 1L);
+	SET(CURLOPT_ACCEPT_ENCODING, "");
+	SET(CURLOPT_USERAGENT, "aletheia/" AL_VERSION);
+	SET(CURLOPT_HTTPHEADER, hdrs);
+	SET(CURLOPT_WRITEFUNCTION, on_data);
+	SET(CURLOPT_WRITEDATA, s);
+	SET(CURLOPT_ERRORBUFFER, errbuf);
+	/* curl silently re-sends a request once when a kept-alive connection dies before any
+	 * answer: right for idempotent requests, a blind retry for the others. */
+	SET(CURLOPT_FRESH_CONNECT, idempotent ? 0L : 1L);
+	if (body) {
+		SET(CURLOPT_POST, 1L);
+		SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
+		SET(CURLOPT_POSTFIELDS, body);
+		if (strcmp(method, "POST") != 0)
+			SET(CURLOPT_CUSTOMREQUEST, method);
+	} else if (strcmp(method, "HEAD") == 0) {
+		SET(CURLOPT_NOBODY, 1L);
+	} else if (strcmp(method, "GET") != 0) {
+		SET(CURLOPT_CUSTOMREQUEST, method);
+	}
+#undef SET
+	return rc;
+}
+
+static int retryable_status(long status, int idempotent)
+{
+	return status == 429 || status == 503 ||
+		(idempotent && (status == 500 || status == 502 || status == 504));
+}
+
+/* Transport errors that prove the request never left: safe to retry whatever it does. */
+static int not_sent(CURL *c, CURLcode code)
+{
+	curl_off_t pre = 0;
+	switch (code) {
+	case CURLE_COULDNT_RESOLVE_HOST:
+	case CURLE_COULDNT_RESOLVE_PROXY:
+	case CURLE_COULDNT_CONNECT:
+		return 1;
+	case CURLE_OPERATION_TIMEDOUT:
+	case CURLE_SSL_CONNECT_ERROR:
+		/* pretransfer is 0 until the connection (and TLS) is up */
+		return curl_easy_getinfo(c, CURLINFO_PRETRANSFER_TIME_T, &pre) == CURLE_OK && pre == 0;
+	default:
+		return 0;
+	}
+}
+
+int al_http_request(al_http_response *resp, al_http *h, const char *method, const char *url,
+	const char *const *headers, const void *body, size_t body_len, unsigned flags)
+{
+	int idempotent = (flags & AL_HTTP_IDEMPOTENT) != 0, rc = 0, tries = 0;
+	struct curl_slist *hdrs = NULL, *grown;
+	char shown[512], errbuf[CURL_ERROR_SIZE], text[201];
+	CURL *c = NULL;
+	CURLcode code = CURLE_OK;
+	sink s = {&resp->body, 0};
+
+	al_http_response_dispose(resp);
+	resp->body.max = h->opt.max_body + 1; /* room for the NUL */
+	atomic_fetch_add(&h->requests, 1);
+	clean_url(shown, sizeof(shown), url ? url : "(null)");
+	if (!method || !url) {
+		rc = al_error_set(AL_EINVAL, "HTTP request without %s", method ? "URL" : "method");
+		goto cleanup;
+	}
+	/* No "Expect: 100-continue" round trip for larger bodies. */
+	if (!(hdrs = curl_slist_append(NULL, "Expect:")))
+		goto nomem;
+	for (size_t i = 0; headers && headers[i]; i++) {
+		if (!(grown = curl_slist_append(hdrs, headers[i])))
+			goto nomem;
+		hdrs = grown;
+	}
+	if (!(c = take_handle(h)))
+		goto nomem;
+
+	for (;;) {
+		int retry;
+		tries++;
+		atomic_fetch_add(&h->attempts, 1);
+		resp->status = 0;
+		al_buf_clear(&resp->body);
+		s.rc = 0;
+		errbuf[0] = '\0';
+		curl_easy_reset(c); /* keeps the live connections */
+		code = prepare(h, c, method, url, hdrs, body, body_len, idempotent, &s, errbuf);
+		if (code == CURLE_OK)
+			code = curl_easy_perform(c);
+		if (code == CURLE_OK)
+			curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &resp->status);
+		if (s.rc) {
+			rc = s.rc == AL_ENOMEM ? al_error_set(AL_ENOMEM, "%s %s: out of memory for the "
+				"response", method, shown) : al_error_set(AL_EIO, "%s %s: response larger "
+				"than %zu bytes", method, shown, h->opt.max_body);
+			goto cleanup;
+		}
+		if (code == CURLE_OK && resp->status < 500 && resp->status != 429)
+			break; /* a definitive answer */
+		retry = code == CURLE_OK ? retryable_status(resp->status, idempotent) :
+			idempotent || not_sent(c, code);
+		if (!retry || tries >= h->opt.max_tries) {
+			const char *why = !retry && tries < h->opt.max_tries ?
+				" (not retried: the request may have been processed)" : "";
+			if (code != CURLE_OK) {
+				rc = al_error_set(AL_EIO, "%s %s: %s after %d tr%s%s", method, shown,
+					errbuf[0] ? errbuf : curl_easy_strerror(code), tries,
+					tries == 1 ? "y" : "ies", why);
+			} else {
+				excerpt(text, sizeof(text), &resp->body);
+				rc = al_error_set(resp->status == 429 ? AL_EAGAIN : AL_EIO,
+					"%s %s: HTTP %ld after %d tr%s%s: %s", method, shown, resp->status,
+					tries, tries == 1 ? "y" : "ies", why, text);
+			}
+			goto cleanup;
+		}
+		atomic_fetch_add(&h->retries, 1);
+		sleep_ms(backoff_ms(h, tries - 1));
+	}
+	goto cleanup;
+nomem:
+	rc = al_error_set(AL_ENOMEM, "%s %s: out of memory", method, shown);
+cleanup:
+	if (c) {
+		/* Drop the pointers to this call's stack; live connections stay (curl checks a
+		 * kept connection is alive before reusing it). */
+		curl_easy_reset(c);
+		give_handle(h, c);
+	}
+	curl_slist_free_all(hdrs);
+	if (rc)
+		atomic_fetch_add(&h->failures, 1);
+	return rc;
+}

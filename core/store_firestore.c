@@ -1,0 +1,824 @@
+/* aletheia: the Firestore metastore backend (firestore:PROJECT): the store.h table over
+ * Firestore's REST API v1, against Google or the emulator (FIRESTORE_EMULATOR_HOST). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "aletheia/http.h"
+#include "aletheia/store.h"
+#include "aletheia/value.h"
+
+/* Documents per runQuery page and collection ids per listCollectionIds page. */
+#define PAGE_SIZE 300
+
+typedef struct {
+	al_store_backend base;
+	al_http *http;
+	char *project;
+	char *database;
+	char *root;      /* "projects/P/databases/D/documents": prefix of document names */
+	char *url_root;  /* "http://HOST/v1/" + root, escaped */
+	char *endpoint;  /* for describe */
+	int emulator;
+	al_token_fn token;
+	void *token_ctx;
+} fs_store;
+
+/* Number of segments of a slash-separated path, or -1 when it is empty or has an empty
+ * segment (leading, trailing or double slash). */
+static int count_segments(const char *path)
+{
+	int n = 1;
+	if (!path || !*path)
+		return -1;
+	for (const char *p = path; *p; p++) {
+		if (*p != '/')
+			continue;
+		if (p == path || p[1] == '/' || p[1] == '\0')
+			return -1;
+		n++;
+	}
+	return n;
+}
+
+static int is_doc_path(const char *path)
+{
+	int n = count_segments(path);
+	return n > 0 && n % 2 == 0;
+}
+
+static int bad_path(const char *kind, const char *path)
+{
+	return al_error_set(AL_EINVAL, "invalid %s path '%s': expected %s non-empty segments "
+		"separated by '/'", kind, path ? path : "(null)",
+		kind[0] == 'd' ? "an even number of" : "an odd number of");
+}
+
+static int nomem(const char *what)
+{
+	return al_error_set(AL_ENOMEM, "out of memory: firestore %s", what);
+}
+
+/* url_root + "/" + each segment of path percent-encoded (path may be "") + suffix. */
+static char *make_url(fs_store *s, const char *path, const char *suffix)
+{
+	al_buf b = AL_BUF_INIT;
+	char *seg = NULL, *esc = NULL;
+	const char *p = path;
+
+	if (al_buf_puts(&b, s->url_root))
+		goto fail;
+	while (*p) {
+		size_t n = strcspn(p, "/");
+		if (!(seg = strndup(p, n)) || !(esc = al_http_escape(seg)) ||
+		    al_buf_printf(&b, "/%s", esc))
+			goto fail;
+		free(seg);
+		free(esc);
+		seg = esc = NULL;
+		p += n;
+		if (*p == '/')
+			p++;
+	}
+	if (al_buf_puts(&b, suffix))
+		goto fail;
+	return al_buf_detach(&b, NULL);
+fail:
+	free(seg);
+	free(esc);
+	al_buf_dispose(&b);
+	return NULL;
+}
+
+/* Google's error body {"error":{"code","message","status"}}: status and message, or NULL. */
+static void google_error(const al_http_response *r, cJSON **parsed, const char **status,
+	const char **message)
+{
+	const cJSON *e;
+	*status = *message = NULL;
+	*parsed = r->body.ptr ? cJSON_ParseWithLength(r->body.ptr, r->body.len) : NULL;
+	e = cJSON_GetObjectItemCaseSensitive(*parsed, "error");
+	*status = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e, "status"));
+	*message = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e, "message"));
+}
+
+/* An answer that is not 2xx (al_http_request already failed on 429 and 5xx). */
+static int status_error(const al_http_response *r, const char *what)
+{
+	cJSON *parsed;
+	const char *status, *message;
+	int code = AL_EIO, rc;
+
+	google_error(r, &parsed, &status, &message);
+	if (!status)
+		status = "";
+	if (strcmp(status, "NOT_FOUND") == 0 || strcmp(status, "FAILED_PRECONDITION") == 0 ||
+	    (!*status && r->status == 404))
+		code = AL_ENOTFOUND;
+	else if (strcmp(status, "ALREADY_EXISTS") == 0)
+		code = AL_EEXISTS;
+	else if (strcmp(status, "INVALID_ARGUMENT") == 0 || strcmp(status, "OUT_OF_RANGE") == 0 ||
+		 (!*status && r->status == 400))
+		code = AL_EINVAL;
+	else if (strcmp(status, "PERMISSION_DENIED") == 0 ||
+		 strcmp(status, "UNAUTHENTICATED") == 0 || r->status == 401 || r->status == 403)
+		code = AL_EACCES;
+	else if (strcmp(status, "ABORTED") == 0)
+		code = AL_EBUSY;
+	rc = al_error_set(code, "firestore %s: HTTP %ld %s: %s", what, r->status, status,
+		message ? message : "(no error message)");
+	cJSON_Delete(parsed);
+	return rc;
+}
+
+/* One REST call; body (may be NULL) is sent as JSON. */
+static int call(al_http_response *resp, fs_store *s, const char *method, const char *url,
+	const cJSON *body, unsigned flags)
+{
+	char *text = NULL, *token = NULL, *auth = NULL;
+	const char *headers[3] = {NULL, NULL, NULL};
+	int rc = 0;
+
+	if (body && !(text = cJSON_PrintUnformatted(body))) {
+		rc = nomem("request");
+		goto cleanup;
+	}
+	if (s->emulator) {
+		headers[0] = "Authorization: Bearer owner";
+	} else {
+		if ((rc = s->token(&token, s->token_ctx)))
+			goto cleanup;
+		if (asprintf(&auth, "Authorization: Bearer %s", token) < 0) {
+			auth = NULL;
+			rc = nomem("request");
+			goto cleanup;
+		}
+		headers[0] = auth;
+	}
+	if (text)
+		headers[1] = "Content-Type: application/json";
+	rc = al_http_request(resp, s->http, method, url, headers, text, text ? strlen(text) : 0,
+		flags);
+cleanup:
+	/* Tokens are secrets: wipe them before their memory is reused. */
+	if (token)
+		explicit_bzero(token, strlen(token));
+	if (auth)
+		explicit_bzero(auth, strlen(auth));
+	free(token);
+	free(auth);
+	free(text);
+	return rc;
+}
+
+/* A REST Document → al_doc. */
+static int doc_from_json(al_doc **out, fs_store *s, const cJSON *j)
+{
+	const char *name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "name"));
+	const cJSON *fields = cJSON_GetObjectItemCaseSensitive(j, "fields");
+	const char *ct = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "createTime"));
+	const char *ut = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "updateTime"));
+	size_t rl = strlen(s->root);
+	al_doc *doc = NULL;
+	int rc = 0;
+
+	*out = NULL;
+	if (!name || strncmp(name, s->root, rl) != 0 || name[rl] != '/' || !is_doc_path(name + rl + 1)) {
+		rc = al_error_set(AL_EIO, "firestore answered a document named '%s' outside %s",
+			name ? name : "(none)", s->root);
+		goto cleanup;
+	}
+	if (fields && !cJSON_IsObject(fields)) {
+		rc = al_error_set(AL_EIO, "firestore document %s: fields are not an object", name);
+		goto cleanup;
+	}
+	if (!(doc = calloc(1, sizeof(*doc))) || !(doc->path = strdup(name + rl + 1)) ||
+	    !(doc->fields = fields ? cJSON_Duplicate(fields, 1) : cJSON_CreateObject())) {
+		rc = nomem("reading a document");
+		goto cleanup;
+	}
+	if ((ct && al_time_parse(&doc->create_us, ct)) || (ut && al_time_parse(&doc->update_us, ut))) {
+		rc = al_error_set(AL_EIO, "firestore document %s: bad createTime/updateTime", name);
+		goto cleanup;
+	}
+	*out = doc;
+	doc = NULL;
+cleanup:
+	al_doc_free(doc);
+	return rc;
+}
+
+static int fs_get(al_doc **out, al_store_backend *b, const char *path)
+{
+	fs_store *s = (fs_store *)b;
+	al_http_response r = AL_HTTP_RESPONSE_INIT;
+	cJSON *j = NULL;
+	char *url = NULL;
+	int rc;
+
+	*out = NULL;
+	if (!is_doc_path(path))
+		return bad_path("document", path);
+	if (!(url = make_url(s, path, ""))) {
+		rc = nomem("get");
+		goto cleanup;
+	}
+	if ((rc = call(&r, s, "GET", url, NULL, AL_HTTP_IDEMPOTENT)))
+		goto cleanup;
+	if (r.status == 404) {
+		rc = al_error_set(AL_ENOTFOUND, "document %s not found", path);
+		goto cleanup;
+	}
+	if (r.status != 200) {
+		rc = status_error(&r, "get");
+		goto cleanup;
+	}
+	if (!(j = cJSON_ParseWithLength(r.body.ptr ? r.body.ptr : "", r.body.len))) {
+		rc = al_error_set(AL_EIO, "firestore get %s: the answer is not JSON", path);
+		goto cleanup;
+	}
+	rc = doc_from_json(out, s, j);
+cleanup:
+	cJSON_Delete(j);
+	free(url);
+	al_http_response_dispose(&r);
+	return rc;
+}
+
+/* An id Firestore accepts inside a reference, so usable as a query cursor. */
+static int cursor_id(const char *id)
+{
+	size_t n = id ? strlen(id) : 0;
+	return n > 0 && n <= 1500 && !strchr(id, '/') && strcmp(id, ".") != 0 &&
+		strcmp(id, "..") != 0 && !(n >= 4 && strncmp(id, "__", 2) == 0 &&
+		strcmp(id + n - 2, "__") == 0);
+}
+
+/* Adds item to obj under key (to an array when key is NULL); on failure frees item, so calls
+ * chain with && and a failed chain leaks nothing but needs the root freed. */
+static int put_item(cJSON *obj, const char *key, cJSON *item)
+{
+	if (item && obj && (key ? cJSON_AddItemToObject(obj, key, item) :
+	    cJSON_AddItemToArray(obj, item)))
+		return 1;
+	cJSON_Delete(item);
+	return 0;
+}
+
+/* {"values":[{"referenceValue": root/collection/id}],"before":before} */
+static cJSON *cursor(fs_store *s, const char *collection, const char *id, int before)
+{
+	cJSON *c = cJSON_CreateObject(), *values, *ref;
+	char *name = NULL;
+	int ok;
+
+	if (asprintf(&name, "%s/%s/%s", s->root, collection, id) < 0)
+		name = NULL;
+	ok = name && put_item(c, "values", values = cJSON_CreateArray()) &&
+		put_item(values, NULL, ref = cJSON_CreateObject()) &&
+		put_item(ref, "referenceValue", cJSON_CreateString(name)) &&
+		put_item(c, "before", cJSON_CreateBool(before));
+	free(name);
+	if (!ok) {
+		cJSON_Delete(c);
+		return NULL;
+	}
+	return c;
+}
+
+/* runQuery body for one page of collection (its id coll_id), ordered by __name__. Bounds that
+ * Firestore cannot take as a reference are left to the caller's own check. */
+static cJSON *page_query(fs_store *s, const char *collection, const char *coll_id,
+	const char *id_from, const char *id_to, const char *after)
+{
+	cJSON *body = cJSON_CreateObject(), *q, *from, *f, *order, *o, *field;
+	int ok = put_item(body, "structuredQuery", q = cJSON_CreateObject()) &&
+		put_item(q, "from", from = cJSON_CreateArray()) &&
+		put_item(from, NULL, f = cJSON_CreateObject()) &&
+		put_item(f, "collectionId", cJSON_CreateString(coll_id)) &&
+		put_item(q, "orderBy", order = cJSON_CreateArray()) &&
+		put_item(order, NULL, o = cJSON_CreateObject()) &&
+		put_item(o, "field", field = cJSON_CreateObject()) &&
+		put_item(field, "fieldPath", cJSON_CreateString("__name__")) &&
+		put_item(o, "direction", cJSON_CreateString("ASCENDING")) &&
+		(!after || put_item(q, "startAt", cursor(s, collection, after, 0))) &&
+		(after || !cursor_id(id_from) ||
+		 put_item(q, "startAt", cursor(s, collection, id_from, 1))) &&
+		(!cursor_id(id_to) || put_item(q, "endAt", cursor(s, collection, id_to, 1))) &&
+		put_item(q, "limit", cJSON_CreateNumber(PAGE_SIZE));
+	if (!ok) {
+		cJSON_Delete(body);
+		return NULL;
+	}
+	return body;
+}
+
+static int by_id(const void *a, const void *b)
+{
+	const al_doc *x = *(al_doc *const *)a, *y = *(al_doc *const *)b;
+	return strcmp(al_doc_id(x->path), al_doc_id(y->path));
+}
+
+/* Ranges become runQuery cursors on __name__ (startAt before id_from, endAt before id_to), so
+ * only the range is read; pages follow with startAt just after the last document. The bounds
+ * are also checked here, which covers bounds that are not valid ids (e.g. containing '/'). */
+static int fs_list(al_doc_list **out, al_store_backend *b, const char *collection,
+	const char *id_from, const char *id_to)
+{
+	fs_store *s = (fs_store *)b;
+	al_http_response r = AL_HTTP_RESPONSE_INIT;
+	al_doc_list *list = NULL;
+	cJSON *body = NULL, *answer = NULL, *el;
+	char *url = NULL, *parent = NULL, *after = NULL;
+	const char *coll_id;
+	size_t cap = 0;
+	int rc = 0, n = count_segments(collection), page;
+
+	*out = NULL;
+	if (n < 0 || n % 2 != 1)
+		return bad_path("collection", collection);
+	coll_id = strrchr(collection, '/');
+	coll_id = coll_id ? coll_id + 1 : collection;
+	/* runQuery is asked of the parent document ("" for the root), "from" the collection id */
+	if (!(list = calloc(1, sizeof(*list))) ||
+	    !(parent = strndup(collection, coll_id > collection ?
+		(size_t)(coll_id - collection - 1) : 0)) ||
+	    !(url = make_url(s, parent, ":runQuery")))
+		goto oom;
+	if (id_from && id_to && strcmp(id_from, id_to) >= 0)
+		goto done;
+	do {
+		if (!(body = page_query(s, collection, coll_id, id_from, id_to, after)))
+			goto oom;
+		if ((rc = call(&r, s, "POST", url, body, AL_HTTP_IDEMPOTENT)))
+			goto cleanup;
+		if (r.status != 200) {
+			rc = status_error(&r, "list");
+			goto cleanup;
+		}
+		answer = cJSON_ParseWithLength(r.body.ptr ? r.body.ptr : "", r.body.len);
+		if (!cJSON_IsArray(answer)) {
+			rc = al_error_set(AL_EIO, "firestore list %s: runQuery did not answer an array",
+				collection);
+			goto cleanup;
+		}
+		page = 0;
+		cJSON_ArrayForEach(el, answer) {
+			const cJSON *dj = cJSON_GetObjectItemCaseSensitive(el, "document");
+			al_doc *doc = NULL;
+			const char *id;
+			if (!dj)
+				continue; /* readTime-only or skippedResults elements */
+			if ((rc = doc_from_json(&doc, s, dj)))
+				goto cleanup;
+			page++;
+			free(after);
+			id = al_doc_id(doc->path);
+			if (!(after = strdup(id))) {
+				al_doc_free(doc);
+				goto oom;
+			}
+			if ((id_from && strcmp(id, id_from) < 0) || (id_to && strcmp(id, id_to) >= 0)) {
+				al_doc_free(doc);
+				continue;
+			}
+			if (list->count == cap) {
+				size_t ncap = cap ? cap * 2 : 16;
+				al_doc **docs = realloc(list->docs, ncap * sizeof(*docs));
+				if (!docs) {
+					al_doc_free(doc);
+					goto oom;
+				}
+				list->docs = docs;
+				cap = ncap;
+			}
+			list->docs[list->count++] = doc;
+		}
+		cJSON_Delete(body);
+		cJSON_Delete(answer);
+		body = answer = NULL;
+	} while (page == PAGE_SIZE);
+	/* Firestore orders ids by UTF-8 bytes, as store.h wants; sorting makes it certain. */
+	if (list->count > 1)
+		qsort(list->docs, list->count, sizeof(*list->docs), by_id);
+done:
+	*out = list;
+	list = NULL;
+	goto cleanup;
+oom:
+	rc = nomem("list");
+cleanup:
+	al_doc_list_free(list);
+	cJSON_Delete(body);
+	cJSON_Delete(answer);
+	al_http_response_dispose(&r);
+	free(url);
+	free(parent);
+	free(after);
+	return rc;
+}
+
+static int by_string(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Firestore counts a collection when any document lies below it, also deeper down (the SQLite
+ * backend: directly in it); aletheia keeps every parent document, so the two agree in practice. */
+static int fs_list_collections(char ***out, size_t *count, al_store_backend *b,
+	const char *doc_path)
+{
+	fs_store *s = (fs_store *)b;
+	al_http_response r = AL_HTTP_RESPONSE_INIT;
+	cJSON *body = NULL, *answer = NULL;
+	const cJSON *id;
+	char **ids = NULL, *url = NULL, *token = NULL;
+	size_t n = 0, cap = 0;
+	int rc = 0;
+
+	*out = NULL;
+	*count = 0;
+	if (!doc_path)
+		doc_path = "";
+	if (*doc_path && !is_doc_path(doc_path))
+		return bad_path("document", doc_path);
+	if (!(url = make_url(s, doc_path, ":listCollectionIds")))
+		goto oom;
+	do {
+		const char *next;
+		if (!(body = cJSON_CreateObject()) ||
+		    !cJSON_AddNumberToObject(body, "pageSize", PAGE_SIZE) ||
+		    (token && !cJSON_AddStringToObject(body, "pageToken", token)))
+			goto oom;
+		if ((rc = call(&r, s, "POST", url, body, AL_HTTP_IDEMPOTENT)))
+			goto cleanup;
+		if (r.status != 200) {
+			rc = status_error(&r, "list collections");
+			goto cleanup;
+		}
+		answer = cJSON_ParseWithLength(r.body.ptr ? r.body.ptr : "", r.body.len);
+		if (!cJSON_IsObject(answer)) {
+			rc = al_error_set(AL_EIO, "firestore list collections of '%s': the answer is "
+				"not a JSON object", doc_path);
+			goto cleanup;
+		}
+		cJSON_ArrayForEach(id, cJSON_GetObjectItemCaseSensitive(answer, "collectionIds")) {
+			if (!cJSON_IsString(id))
+				continue;
+			if (n + 1 >= cap) { /* keep room for a terminating NULL, as the SQLite backend */
+				size_t ncap = cap ? cap * 2 : 8;
+				char **grown = realloc(ids, ncap * sizeof(*grown));
+				if (!grown)
+					goto oom;
+				ids = grown;
+				cap = ncap;
+			}
+			if (!(ids[n] = strdup(id->valuestring)))
+				goto oom;
+			ids[++n] = NULL;
+		}
+		free(token);
+		token = NULL;
+		next = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(answer, "nextPageToken"));
+		if (next && *next && !(token = strdup(next)))
+			goto oom;
+		cJSON_Delete(body);
+		cJSON_Delete(answer);
+		body = answer = NULL;
+	} while (token);
+	if (!ids && !(ids = calloc(1, sizeof(*ids))))
+		goto oom;
+	qsort(ids, n, sizeof(*ids), by_string);
+	*out = ids;
+	*count = n;
+	ids = NULL;
+	goto cleanup;
+oom:
+	rc = nomem("list collections");
+cleanup:
+	al_strings_free(ids, n);
+	cJSON_Delete(body);
+	cJSON_Delete(answer);
+	al_http_response_dispose(&r);
+	free(url);
+	free(token);
+	return rc;
+}
+
+/* A typed value as value.h describes it (recursively): nothing else is sent. (The same check
+ * as the SQLite backend's, which keeps its copy static.) */
+static int valid_value(const cJSON *v)
+{
+	const cJSON *p, *list, *child;
+	const char *k;
+	int64_t n;
+	double d;
+
+	if (!cJSON_IsObject(v) || !v->child || v->child->next || !v->child->string)
+		return 0;
+	p = v->child;
+	k = p->string;
+	if (strcmp(k, "mapValue") == 0 || strcmp(k, "arrayValue") == 0) {
+		list = k[0] == 'm' ? al_value_get_map(v) : al_value_get_array(v);
+		if (!list)
+			return 0;
+		cJSON_ArrayForEach(child, list)
+			if (!valid_value(child))
+				return 0;
+		return 1;
+	}
+	if (strcmp(k, "integerValue") == 0)
+		return al_value_get_int(&n, v) == 0;
+	if (strcmp(k, "doubleValue") == 0)
+		return al_value_get_double(&d, v) == 0 && (cJSON_IsString(p) || isfinite(d));
+	if (strcmp(k, "timestampValue") == 0)
+		return al_value_get_time(&n, v) == 0;
+	if (strcmp(k, "stringValue") == 0 || strcmp(k, "referenceValue") == 0 ||
+	    strcmp(k, "bytesValue") == 0)
+		return cJSON_IsString(p);
+	if (strcmp(k, "booleanValue") == 0)
+		return cJSON_IsBool(p);
+	if (strcmp(k, "nullValue") == 0)
+		return cJSON_IsNull(p);
+	if (strcmp(k, "geoPointValue") == 0)
+		return cJSON_IsObject(p);
+	return 0;
+}
+
+static int check_write(const al_write *w)
+{
+	const cJSON *f;
+	if (!is_doc_path(w->path))
+		return bad_path("document", w->path);
+	if (w->op != AL_WRITE_SET && w->op != AL_WRITE_UPDATE && w->op != AL_WRITE_DELETE)
+		return al_error_set(AL_EINVAL, "document %s: unknown write operation %d", w->path,
+			(int)w->op);
+	if (w->pre != AL_PRE_NONE && w->pre != AL_PRE_EXISTS && w->pre != AL_PRE_MISSING)
+		return al_error_set(AL_EINVAL, "document %s: unknown precondition %d", w->path,
+			(int)w->pre);
+	if (w->op == AL_WRITE_DELETE || !w->fields)
+		return 0;
+	if (!cJSON_IsObject(w->fields))
+		return al_error_set(AL_EINVAL, "document %s: fields are not an object", w->path);
+	cJSON_ArrayForEach(f, w->fields)
+		if (!valid_value(f))
+			return al_error_set(AL_EINVAL, "document %s: field %s is not a typed value",
+				w->path, f->string);
+	return 0;
+}
+
+/* A top-level field name as a field path (§1.6): simple names bare, others in backticks. */
+static char *field_path(const char *name)
+{
+	al_buf b = AL_BUF_INIT;
+	int simple = *name && !(*name >= '0' && *name <= '9');
+	for (const char *p = name; *p && simple; p++)
+		simple = *p == '_' || (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+			(*p >= '0' && *p <= '9');
+	if (simple)
+		return strdup(name);
+	if (al_buf_puts(&b, "`"))
+		goto fail;
+	for (const char *p = name; *p; p++)
+		if (((*p == '`' || *p == '\\') && al_buf_puts(&b, "\\")) || al_buf_put(&b, p, 1))
+			goto fail;
+	if (al_buf_puts(&b, "`"))
+		goto fail;
+	return al_buf_detach(&b, NULL);
+fail:
+	al_buf_dispose(&b);
+	return NULL;
+}
+
+/* One Write of a commit (§1.3). */
+static cJSON *write_json(fs_store *s, const al_write *w)
+{
+	cJSON *j = cJSON_CreateObject(), *doc, *mask, *paths, *pre;
+	const cJSON *f, *first = w->fields ? w->fields->child : NULL;
+	char *name = NULL, *fp = NULL;
+	int ok;
+
+	if (asprintf(&name, "%s/%s", s->root, w->path) < 0)
+		name = NULL;
+	if (w->op == AL_WRITE_DELETE) {
+		ok = name && put_item(j, "delete", cJSON_CreateString(name));
+	} else {
+		/* The caller's fields are borrowed: the copy refers to their first member. */
+		ok = name && put_item(j, "update", doc = cJSON_CreateObject()) &&
+			put_item(doc, "name", cJSON_CreateString(name)) &&
+			put_item(doc, "fields", first ? cJSON_CreateObjectReference(first) :
+				cJSON_CreateObject());
+		if (ok && w->op == AL_WRITE_UPDATE) {
+			ok = put_item(j, "updateMask", mask = cJSON_CreateObject()) &&
+				put_item(mask, "fieldPaths", paths = cJSON_CreateArray());
+			for (f = first; ok && f; f = f->next) {
+				ok = (fp = field_path(f->string)) &&
+					put_item(paths, NULL, cJSON_CreateString(fp));
+				free(fp);
+			}
+		}
+	}
+	if (ok && w->pre != AL_PRE_NONE)
+		ok = put_item(j, "currentDocument", pre = cJSON_CreateObject()) &&
+			put_item(pre, "exists", cJSON_CreateBool(w->pre == AL_PRE_EXISTS));
+	free(name);
+	if (!ok) {
+		cJSON_Delete(j);
+		return NULL;
+	}
+	return j;
+}
+
+/* The write whose precondition failed: the only one with that precondition, or the one the
+ * server's message names. NULL if unknown. */
+static const al_write *failed_write(fs_store *s, const al_write *writes, size_t count,
+	al_precondition pre, const char *message)
+{
+	const al_write *only = NULL;
+	size_t candidates = 0, rl = strlen(s->root);
+
+	for (size_t i = 0; i < count; i++) {
+		if (writes[i].pre != pre)
+			continue;
+		candidates++;
+		only = &writes[i];
+	}
+	if (candidates == 1)
+		return only;
+	for (const char *m = message; m && (m = strstr(m, s->root)); m += rl) {
+		const char *name = m + rl + 1;
+		if (m[rl] != '/')
+			continue;
+		for (size_t i = 0; i < count; i++) {
+			size_t n = strlen(writes[i].path);
+			if (writes[i].pre == pre && strncmp(name, writes[i].path, n) == 0 &&
+			    (name[n] == '\0' || strchr(" \"'\n,;)", name[n])))
+				return &writes[i];
+		}
+	}
+	return NULL;
+}
+
+/* All writes in one commit: Firestore applies them atomically and in order. A commit is sent
+ * once (not idempotent: repeating a plain set could undo a later writer), unless every write is
+ * create-only, which no repetition can apply twice; the price is that a retry after a lost
+ * answer reports AL_EEXISTS for a document this very commit created. */
+static int fs_commit(al_store_backend *b, const al_write *writes, size_t count)
+{
+	fs_store *s = (fs_store *)b;
+	al_http_response r = AL_HTTP_RESPONSE_INIT;
+	cJSON *body = NULL, *list, *w, *err = NULL;
+	const char *status, *message;
+	char *url = NULL;
+	unsigned flags = AL_HTTP_IDEMPOTENT;
+	int rc = 0;
+
+	if (count == 0)
+		return 0;
+	for (size_t i = 0; i < count; i++) {
+		if ((rc = check_write(&writes[i])))
+			return rc;
+		if (writes[i].pre != AL_PRE_MISSING)
+			flags = 0;
+	}
+	if (!(body = cJSON_CreateObject()) || !(list = cJSON_AddArrayToObject(body, "writes")) ||
+	    !(url = make_url(s, "", ":commit")))
+		goto oom;
+	for (size_t i = 0; i < count; i++)
+		if (!(w = write_json(s, &writes[i])) || !cJSON_AddItemToArray(list, w))
+			goto oom;
+	if ((rc = call(&r, s, "POST", url, body, flags)))
+		goto cleanup;
+	if (r.status == 200)
+		goto cleanup;
+	google_error(&r, &err, &status, &message);
+	if (status && (strcmp(status, "ALREADY_EXISTS") == 0 || strcmp(status, "NOT_FOUND") == 0 ||
+	    strcmp(status, "FAILED_PRECONDITION") == 0)) {
+		int exists = strcmp(status, "ALREADY_EXISTS") == 0;
+		const al_write *fw = failed_write(s, writes, count,
+			exists ? AL_PRE_MISSING : AL_PRE_EXISTS, message);
+		if (fw)
+			rc = al_error_set(exists ? AL_EEXISTS : AL_ENOTFOUND, "document %s %s", fw->path,
+				exists ? "already exists" : "not found");
+		else
+			rc = al_error_set(exists ? AL_EEXISTS : AL_ENOTFOUND, "firestore commit of %zu "
+				"writes: %s: %s", count, status, message ? message : "");
+		goto cleanup;
+	}
+	rc = status_error(&r, "commit");
+	goto cleanup;
+oom:
+	rc = nomem("commit");
+cleanup:
+	cJSON_Delete(err);
+	cJSON_Delete(body);
+	al_http_response_dispose(&r);
+	free(url);
+	return rc;
+}
+
+static char *fs_describe(al_store_backend *b)
+{
+	fs_store *s = (fs_store *)b;
+	al_http_stats st;
+	char *text = NULL;
+
+	al_http_get_stats(&st, s->http);
+	if (asprintf(&text, "backend: firestore\nstore: firestore:%s\ndatabase: %s\nendpoint: %s%s\n"
+		"requests: %llu\nretries: %llu\nfailed requests: %llu\n", s->project, s->database,
+		s->endpoint, s->emulator ? " (emulator)" : "", (unsigned long long)st.requests,
+		(unsigned long long)st.retries, (unsigned long long)st.failures) < 0)
+		return NULL;
+	return text;
+}
+
+static void fs_free(al_store_backend *b)
+{
+	fs_store *s = (fs_store *)b;
+	if (!s)
+		return;
+	al_http_free(s->http);
+	free(s->project);
+	free(s->database);
+	free(s->root);
+	free(s->url_root);
+	free(s->endpoint);
+	free(s);
+}
+
+/* Project and database ids go into URLs unescaped: letters, digits and - . _ : ( ) only. */
+static int valid_name(const char *id)
+{
+	size_t n = id ? strlen(id) : 0;
+	if (n == 0 || n > 100)
+		return 0;
+	for (const char *p = id; *p; p++)
+		if (!(((*p | 0x20) >= 'a' && (*p | 0x20) <= 'z') || (*p >= '0' && *p <= '9') ||
+		      strchr("-._:()", *p)))
+			return 0;
+	return 1;
+}
+
+int al_store_firestore_new(al_store_backend **out, const al_firestore_options *opts)
+{
+	fs_store *s = NULL;
+	const char *host;
+	int rc = 0;
+
+	*out = NULL;
+	if (!opts || opts->version != AL_FIRESTORE_OPTIONS_VERSION)
+		return al_error_set(AL_EINVAL, "firestore options missing or of another version");
+	if (!valid_name(opts->project))
+		return al_error_set(AL_EINVAL, "invalid Firestore project id '%s'",
+			opts->project ? opts->project : "");
+	if (opts->database && !valid_name(opts->database))
+		return al_error_set(AL_EINVAL, "invalid Firestore database id '%s'", opts->database);
+	host = opts->emulator_host;
+	if (host && strncmp(host, "http://", 7) == 0) /* tolerated, though the convention has none */
+		host += 7;
+	if (host && (!*host || strcspn(host, "/?#@ ") != strlen(host)))
+		return al_error_set(AL_EINVAL, "invalid FIRESTORE_EMULATOR_HOST '%s': expected "
+			"host:port", opts->emulator_host);
+	if (!host && !opts->token)
+		return al_error_set(AL_EINVAL, "firestore:%s: no Google credentials (token "
+			"callback) and no emulator host", opts->project);
+	if (!(s = calloc(1, sizeof(*s))))
+		goto oom;
+	s->base = (al_store_backend){
+		.version = AL_STORE_BACKEND_VERSION,
+		.name = "firestore",
+		.get = fs_get,
+		.list = fs_list,
+		.list_collections = fs_list_collections,
+		.commit = fs_commit,
+		.describe = fs_describe,
+		.free = fs_free,
+	};
+	s->emulator = host != NULL;
+	s->token = opts->token;
+	s->token_ctx = opts->token_ctx;
+	if (!(s->project = strdup(opts->project)) ||
+	    !(s->database = strdup(opts->database ? opts->database : "(default)")))
+		goto oom;
+	/* asprintf leaves its pointer undefined on failure */
+	if (asprintf(&s->endpoint, "%s%s", host ? "http://" : "https://firestore.googleapis.com",
+		host ? host : "") < 0)
+		s->endpoint = NULL;
+	if (asprintf(&s->root, "projects/%s/databases/%s/documents", s->project, s->database) < 0)
+		s->root = NULL;
+	if (!s->endpoint || !s->root ||
+	    asprintf(&s->url_root, "%s/v1/%s", s->endpoint, s->root) < 0) {
+		s->url_root = NULL;
+		goto oom;
+	}
+	if ((rc = al_http_new(&s->http, (const al_http_options *)opts->http)))
+		goto cleanup;
+	*out = &s->base;
+	s = NULL;
+	goto cleanup;
+oom:
+	rc = nomem("opening the store");
+cleanup:
+	fs_free(s ? &s->base : NULL);
+	return rc;
+}

@@ -1,0 +1,770 @@
+/* aletheia unit test: the Firestore backend (core/store_firestore.c) against the REST emulator
+ * (scripts/firestore-emulator, started here): the same behaviours test_store.c checks for SQLite,
+ * plus paging, URL encoding, field-path quoting, and retries under injected faults. */
+#include <limits.h>
+#include <math.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include "aletheia/http.h"
+#include "aletheia/store.h"
+#include "aletheia/value.h"
+#include "check.h"
+
+static pid_t emu_pid;
+static char emu_host[64];
+static al_http *admin;
+
+static cJSON *fields_int(const char *name, int64_t v)
+{
+	cJSON *f = cJSON_CreateObject();
+	al_fields_set(f, name, al_value_int(v));
+	return f;
+}
+
+static int put(al_store_backend *b, const char *path, const char *name, int64_t v,
+	al_precondition pre)
+{
+	cJSON *f = fields_int(name, v);
+	al_write w = {AL_WRITE_SET, path, f, pre};
+	int rc = al_store_commit(b, &w, 1);
+	cJSON_Delete(f);
+	return rc;
+}
+
+/* The int field name of document path, or -999 if absent/missing. */
+static int64_t get_int(al_store_backend *b, const char *path, const char *name)
+{
+	al_doc *d = NULL;
+	int64_t v = -999;
+	if (al_store_get(&d, b, path) == 0 && al_fields_get_int(&v, d->fields, name) != 0)
+		v = -999;
+	al_doc_free(d);
+	return v;
+}
+
+/* ---- the emulator ---------------------------------------------------------------------- */
+
+static int find_emulator(char *out, size_t size)
+{
+	const char *env = getenv("FIRESTORE_EMULATOR_BIN");
+	char exe[PATH_MAX], *slash;
+	ssize_t n;
+
+	if (env && *env) {
+		snprintf(out, size, "%s", env);
+		return access(out, R_OK);
+	}
+	/* the build folder is inside the source tree: walk up from the executable */
+	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	if (n <= 0)
+		return -1;
+	exe[n] = '\0';
+	while ((slash = strrchr(exe, '/')) && slash != exe) {
+		*slash = '\0';
+		if (snprintf(out, size, "%s/scripts/firestore-emulator", exe) < (int)size &&
+		    access(out, R_OK) == 0)
+			return 0;
+	}
+	return -1;
+}
+
+static int start_emulator(void)
+{
+	char script[PATH_MAX], line[256] = "";
+	const char *prefix = "firestore-emulator listening on ";
+	int fd[2];
+	FILE *f;
+
+	if (system("command -v node >/dev/null 2>&1") != 0 || find_emulator(script, sizeof(script)))
+		return 77;
+	if (pipe(fd) != 0)
+		return -1;
+	emu_pid = fork();
+	if (emu_pid == 0) {
+		dup2(fd[1], 1);
+		close(fd[0]);
+		close(fd[1]);
+		execlp("node", "node", script, "--port", "0", (char *)NULL);
+		_exit(127);
+	}
+	close(fd[1]);
+	f = fdopen(fd[0], "r");
+	if (!f || !fgets(line, sizeof(line), f) || strncmp(line, prefix, strlen(prefix)) != 0) {
+		fprintf(stderr, "emulator did not start: '%s'\n", line);
+		return -1;
+	}
+	fclose(f);
+	line[strcspn(line, "\n")] = '\0';
+	if (snprintf(emu_host, sizeof(emu_host), "%s", line + strlen(prefix)) >= (int)sizeof(emu_host))
+		return -1;
+	return 0;
+}
+
+static void stop_emulator(void)
+{
+	if (emu_pid > 0) {
+		kill(emu_pid, SIGTERM);
+		waitpid(emu_pid, NULL, 0);
+		emu_pid = 0;
+	}
+}
+
+/* An admin call (never faulted); returns the parsed answer (caller frees) or NULL. */
+static cJSON *emu_admin(const char *method, const char *path, const char *body)
+{
+	al_http_response r = AL_HTTP_RESPONSE_INIT;
+	char url[256];
+	cJSON *j = NULL;
+	const char *hdrs[] = {"Content-Type: application/json", NULL};
+
+	snprintf(url, sizeof(url), "http://%s%s", emu_host, path);
+	if (al_http_request(&r, admin, method, url, hdrs, body, body ? strlen(body) : 0,
+	    AL_HTTP_IDEMPOTENT) == 0 && r.status == 200)
+		j = cJSON_Parse(r.body.ptr);
+	else
+		fprintf(stderr, "admin %s %s failed: %ld %s\n", method, path, r.status,
+			al_error_last());
+	al_http_response_dispose(&r);
+	return j;
+}
+
+static void faults(const char *json)
+{
+	cJSON_Delete(emu_admin("POST", "/admin/faults", json));
+}
+
+/* A counter from GET /admin/stats: "requests", "faults.failed", "rpcs.commit"... */
+static long stat(const char *name)
+{
+	cJSON *j = emu_admin("GET", "/admin/stats", NULL), *v = j;
+	char key[64];
+	long n = -1;
+	snprintf(key, sizeof(key), "%s", name);
+	for (char *k = strtok(key, "."); k && v; k = strtok(NULL, "."))
+		v = cJSON_GetObjectItemCaseSensitive(v, k);
+	if (cJSON_IsNumber(v))
+		n = (long)v->valuedouble;
+	cJSON_Delete(j);
+	return n;
+}
+
+/* ---- the behaviours of test_store.c ---------------------------------------------------- */
+
+static void test_open_errors(void)
+{
+	al_store_backend *b = (al_store_backend *)1;
+	al_firestore_options o = AL_FIRESTORE_OPTIONS_INIT;
+
+	unsetenv("FIRESTORE_EMULATOR_HOST");
+	CHECK_EQ_INT(al_store_open(&b, "firestore:my-project"), AL_EINVAL);
+	CHECK(b == NULL);
+	CHECK_EQ_STR(al_error_last(), "store URI 'firestore:my-project': no Google credentials "
+		"support yet; set FIRESTORE_EMULATOR_HOST to use the emulator");
+	setenv("FIRESTORE_EMULATOR_HOST", emu_host, 1);
+	CHECK_EQ_INT(al_store_open(&b, "firestore:"), AL_EINVAL);
+	CHECK(strstr(al_error_last(), "names no project") != NULL);
+	CHECK_EQ_INT(al_store_open(&b, "firestore:a/b"), AL_EINVAL);
+	CHECK(strstr(al_error_last(), "invalid Firestore project id 'a/b'") != NULL);
+	CHECK_EQ_INT(al_store_open(&b, "firestore:a?b"), AL_EINVAL);
+	setenv("FIRESTORE_EMULATOR_HOST", "host/with/path", 1);
+	CHECK_EQ_INT(al_store_open(&b, "firestore:p"), AL_EINVAL);
+	CHECK(strstr(al_error_last(), "FIRESTORE_EMULATOR_HOST") != NULL);
+	setenv("FIRESTORE_EMULATOR_HOST", emu_host, 1);
+	CHECK(b == NULL);
+
+	CHECK_EQ_INT(al_store_firestore_new(&b, NULL), AL_EINVAL);
+	o.project = "p";
+	CHECK_EQ_INT(al_store_firestore_new(&b, &o), AL_EINVAL); /* no token, no emulator */
+	CHECK(strstr(al_error_last(), "no Google credentials") != NULL);
+	o.version = 7;
+	o.emulator_host = emu_host;
+	CHECK_EQ_INT(al_store_firestore_new(&b, &o), AL_EINVAL);
+	CHECK(b == NULL);
+}
+
+static void test_basic(al_store_backend *b)
+{
+	al_doc *d = NULL;
+	cJSON *f;
+	int64_t t0 = al_now_us() - 1000000, created; /* the emulator's clock, within 1 s */
+
+	CHECK_EQ_INT(b->version, AL_STORE_BACKEND_VERSION);
+	CHECK_EQ_STR(b->name, "firestore");
+	CHECK_EQ_INT(al_store_get(&d, b, "projects/p"), AL_ENOTFOUND);
+	CHECK(d == NULL);
+	CHECK(strstr(al_error_last(), "projects/p") != NULL);
+
+	/* set */
+	f = cJSON_CreateObject();
+	al_fields_set(f, "name", al_value_string("p"));
+	al_fields_set(f, "n", al_value_int(1));
+	al_fields_set(f, "x", al_value_double(NAN));
+	al_fields_set(f, "t", al_value_time(1700000000123456));
+	al_write w = {AL_WRITE_SET, "projects/p", f, AL_PRE_NONE};
+	CHECK_OK(al_store_commit(b, &w, 1));
+	cJSON_Delete(f);
+	CHECK_OK(al_store_get(&d, b, "projects/p"));
+	CHECK(d && d->path && strcmp(d->path, "projects/p") == 0);
+	if (!d)
+		return;
+	CHECK_EQ_STR(al_fields_get_string(d->fields, "name"), "p");
+	double x = 0;
+	int64_t t = 0;
+	CHECK_OK(al_fields_get_double(&x, d->fields, "x"));
+	CHECK(x != x);
+	CHECK_OK(al_fields_get_time(&t, d->fields, "t"));
+	CHECK_EQ_INT(t, 1700000000123456);
+	CHECK(d->create_us >= t0 && d->create_us == d->update_us);
+	CHECK(d->create_us < al_now_us() + 1000000);
+	created = d->create_us;
+	al_doc_free(d);
+	d = NULL;
+
+	/* update merges top-level fields, keeps created, bumps updated */
+	f = cJSON_CreateObject();
+	al_fields_set(f, "n", al_value_int(2));
+	al_fields_set(f, "extra", al_value_bool(1));
+	w = (al_write){AL_WRITE_UPDATE, "projects/p", f, AL_PRE_EXISTS};
+	CHECK_OK(al_store_commit(b, &w, 1));
+	cJSON_Delete(f);
+	CHECK_OK(al_store_get(&d, b, "projects/p"));
+	if (!d)
+		return;
+	CHECK_EQ_STR(al_fields_get_string(d->fields, "name"), "p");
+	CHECK_EQ_INT(get_int(b, "projects/p", "n"), 2);
+	CHECK(al_fields_get(d->fields, "extra") != NULL);
+	CHECK_EQ_INT(d->create_us, created);
+	CHECK(d->update_us > created);
+	al_doc_free(d);
+	d = NULL;
+
+	/* set replaces every field and keeps created */
+	CHECK_OK(put(b, "projects/p", "only", 7, AL_PRE_EXISTS));
+	CHECK_OK(al_store_get(&d, b, "projects/p"));
+	if (!d)
+		return;
+	CHECK_EQ_INT(cJSON_GetArraySize(d->fields), 1);
+	CHECK_EQ_INT(d->create_us, created);
+	al_doc_free(d);
+	d = NULL;
+
+	/* update of a missing doc creates it, unless it must exist */
+	f = fields_int("u", 1);
+	w = (al_write){AL_WRITE_UPDATE, "projects/q", f, AL_PRE_EXISTS};
+	CHECK_EQ_INT(al_store_commit(b, &w, 1), AL_ENOTFOUND);
+	CHECK(strstr(al_error_last(), "projects/q") != NULL);
+	w.pre = AL_PRE_NONE;
+	CHECK_OK(al_store_commit(b, &w, 1));
+	CHECK_EQ_INT(get_int(b, "projects/q", "u"), 1);
+	cJSON_Delete(f);
+
+	/* preconditions */
+	CHECK_EQ_INT(put(b, "projects/q", "u", 2, AL_PRE_MISSING), AL_EEXISTS);
+	CHECK(strstr(al_error_last(), "projects/q already exists") != NULL);
+	CHECK_EQ_INT(get_int(b, "projects/q", "u"), 1);
+
+	/* delete */
+	w = (al_write){AL_WRITE_DELETE, "projects/q", NULL, AL_PRE_EXISTS};
+	CHECK_OK(al_store_commit(b, &w, 1));
+	CHECK_EQ_INT(al_store_get(&d, b, "projects/q"), AL_ENOTFOUND);
+	CHECK_EQ_INT(al_store_commit(b, &w, 1), AL_ENOTFOUND);
+	CHECK(strstr(al_error_last(), "projects/q not found") != NULL);
+	w.pre = AL_PRE_NONE;
+	CHECK_OK(al_store_commit(b, &w, 1)); /* deleting a missing doc is fine without precondition */
+	CHECK_OK(al_store_commit(b, NULL, 0));
+
+	/* invalid paths and values */
+	const char *bad_paths[] = {"", "projects", "projects/", "/projects/p", "projects//p",
+		"projects/p/runs", "a/b/c/d/", NULL};
+	for (size_t i = 0; i < sizeof(bad_paths) / sizeof(bad_paths[0]); i++) {
+		CHECK_EQ_INT(put(b, bad_paths[i], "n", 1, AL_PRE_NONE), AL_EINVAL);
+		CHECK_EQ_INT(al_store_get(&d, b, bad_paths[i]), AL_EINVAL);
+	}
+	f = cJSON_Parse("{\"plain\":3}");
+	w = (al_write){AL_WRITE_SET, "projects/bad", f, AL_PRE_NONE};
+	CHECK_EQ_INT(al_store_commit(b, &w, 1), AL_EINVAL);
+	cJSON_Delete(f);
+	f = cJSON_Parse("{\"m\":{\"mapValue\":{\"fields\":{\"x\":{\"doubleValue\":true}}}}}");
+	w.fields = f;
+	CHECK_EQ_INT(al_store_commit(b, &w, 1), AL_EINVAL);
+	cJSON_Delete(f);
+	CHECK_EQ_INT(al_store_get(&d, b, "projects/bad"), AL_ENOTFOUND);
+	/* ids Firestore refuses come back as AL_EINVAL from the server */
+	CHECK_EQ_INT(put(b, "projects/__reserved__", "n", 1, AL_PRE_NONE), AL_EINVAL);
+	CHECK_EQ_INT(al_store_get(&d, b, "projects/.."), AL_EINVAL);
+	al_doc_list *l = NULL;
+	CHECK_EQ_INT(al_store_list(&l, b, "projects/p", NULL, NULL), AL_EINVAL);
+	CHECK_EQ_INT(al_store_list(&l, b, "", NULL, NULL), AL_EINVAL);
+	char **ids = NULL;
+	size_t n = 0;
+	CHECK_EQ_INT(al_store_list_collections(&ids, &n, b, "projects"), AL_EINVAL);
+}
+
+static void test_atomic(al_store_backend *b)
+{
+	cJSON *f1 = fields_int("v", 1), *f2 = fields_int("v", 2);
+	al_doc *d = NULL;
+
+	CHECK_OK(put(b, "atomic/existing", "v", 100, AL_PRE_NONE));
+	CHECK_OK(put(b, "atomic/gone", "v", 100, AL_PRE_NONE));
+	al_write batch[] = {
+		{AL_WRITE_SET, "atomic/new1", f1, AL_PRE_NONE},
+		{AL_WRITE_UPDATE, "atomic/existing", f1, AL_PRE_NONE},
+		{AL_WRITE_DELETE, "atomic/gone", NULL, AL_PRE_NONE},
+		{AL_WRITE_SET, "atomic/existing", f2, AL_PRE_MISSING}, /* fails */
+		{AL_WRITE_SET, "atomic/new2", f2, AL_PRE_NONE},
+	};
+	CHECK_EQ_INT(al_store_commit(b, batch, 5), AL_EEXISTS);
+	CHECK(strstr(al_error_last(), "atomic/existing") != NULL);
+	CHECK_EQ_INT(al_store_get(&d, b, "atomic/new1"), AL_ENOTFOUND);
+	CHECK_EQ_INT(al_store_get(&d, b, "atomic/new2"), AL_ENOTFOUND);
+	CHECK_EQ_INT(get_int(b, "atomic/existing", "v"), 100);
+	CHECK_EQ_INT(get_int(b, "atomic/gone", "v"), 100);
+
+	/* a bad path late in a batch also writes nothing */
+	batch[3] = (al_write){AL_WRITE_SET, "atomic", f2, AL_PRE_NONE};
+	CHECK_EQ_INT(al_store_commit(b, batch, 5), AL_EINVAL);
+	CHECK_EQ_INT(al_store_get(&d, b, "atomic/new1"), AL_ENOTFOUND);
+
+	/* two create-only writes, the second failing: the message names the right one */
+	al_write two[] = {
+		{AL_WRITE_SET, "atomic/fresh", f1, AL_PRE_MISSING},
+		{AL_WRITE_SET, "atomic/gone", f1, AL_PRE_MISSING},
+	};
+	CHECK_EQ_INT(al_store_commit(b, two, 2), AL_EEXISTS);
+	CHECK_EQ_STR(al_error_last(), "document atomic/gone already exists");
+	CHECK_EQ_INT(al_store_get(&d, b, "atomic/fresh"), AL_ENOTFOUND);
+
+	/* the same batch without the failure applies in order */
+	batch[3] = (al_write){AL_WRITE_SET, "atomic/gone", f2, AL_PRE_MISSING}; /* deleted above */
+	CHECK_OK(al_store_commit(b, batch, 5));
+	CHECK_EQ_INT(get_int(b, "atomic/new1", "v"), 1);
+	CHECK_EQ_INT(get_int(b, "atomic/existing", "v"), 1);
+	CHECK_EQ_INT(get_int(b, "atomic/gone", "v"), 2);
+	CHECK_EQ_INT(get_int(b, "atomic/new2", "v"), 2);
+	cJSON_Delete(f1);
+	cJSON_Delete(f2);
+}
+
+static void test_list(al_store_backend *b)
+{
+	const char *ids[] = {"10", "9", "a%2Fb", "a", "B", "1", "é"};
+	const char *sorted[] = {"1", "10", "9", "B", "a", "a%2Fb", "é"};
+	char path[256];
+	al_doc_list *l = NULL;
+
+	for (size_t i = 0; i < 7; i++) {
+		snprintf(path, sizeof(path), "projects/p/runs/%s", ids[i]);
+		CHECK_OK(put(b, path, "i", (int64_t)i, AL_PRE_MISSING));
+		CHECK_EQ_INT(get_int(b, path, "i"), (int64_t)i);
+	}
+	CHECK_OK(put(b, "projects/p/runs/9/metrics/loss", "i", 0, AL_PRE_NONE));
+	CHECK_OK(put(b, "projects/p/runs/9/artifacts/x", "i", 0, AL_PRE_NONE));
+	CHECK_OK(put(b, "projects/p/other/x", "i", 0, AL_PRE_NONE));
+	CHECK_OK(put(b, "projects/p/experiments/e", "i", 0, AL_PRE_NONE));
+	CHECK_OK(put(b, "projects/p/runsx/x", "i", 0, AL_PRE_NONE));
+
+	CHECK_OK(al_store_list(&l, b, "projects/p/runs", NULL, NULL));
+	CHECK_EQ_INT(l->count, 7);
+	for (size_t i = 0; i < l->count && i < 7; i++) {
+		CHECK_EQ_STR(al_doc_id(l->docs[i]->path), sorted[i]);
+		CHECK(l->docs[i]->fields != NULL && l->docs[i]->create_us > 0);
+	}
+	al_doc_list_free(l);
+
+	CHECK_OK(al_store_list(&l, b, "projects/p/runs", "10", "a"));
+	CHECK_EQ_INT(l->count, 3);
+	if (l->count == 3) {
+		CHECK_EQ_STR(al_doc_id(l->docs[0]->path), "10");
+		CHECK_EQ_STR(al_doc_id(l->docs[2]->path), "B");
+	}
+	al_doc_list_free(l);
+	CHECK_OK(al_store_list(&l, b, "projects/p/runs", "a", NULL));
+	CHECK_EQ_INT(l->count, 3);
+	al_doc_list_free(l);
+	CHECK_OK(al_store_list(&l, b, "projects/p/runs", NULL, "10"));
+	CHECK_EQ_INT(l->count, 1);
+	al_doc_list_free(l);
+	CHECK_OK(al_store_list(&l, b, "projects/p/runs", "z", "a"));
+	CHECK_EQ_INT(l->count, 0);
+	al_doc_list_free(l);
+	/* bounds that are no valid Firestore id are applied client-side */
+	CHECK_OK(al_store_list(&l, b, "projects/p/runs", "9/", "__zz__"));
+	CHECK_EQ_INT(l->count, 1); /* "B" */
+	if (l->count == 1)
+		CHECK_EQ_STR(al_doc_id(l->docs[0]->path), "B");
+	al_doc_list_free(l);
+	CHECK_OK(al_store_list(&l, b, "projects/p/runs", "a%2Fb", "é"));
+	CHECK_EQ_INT(l->count, 1);
+	al_doc_list_free(l);
+	CHECK_OK(al_store_list(&l, b, "projects/p/runs/9/metrics", NULL, NULL));
+	CHECK_EQ_INT(l->count, 1);
+	al_doc_list_free(l);
+	CHECK_OK(al_store_list(&l, b, "nothing/here/at_all", NULL, NULL));
+	CHECK(l != NULL && l->count == 0);
+	al_doc_list_free(l);
+
+	char **cols = NULL;
+	size_t n = 0;
+	CHECK_OK(al_store_list_collections(&cols, &n, b, "projects/p"));
+	CHECK_EQ_INT(n, 4);
+	if (n == 4) {
+		CHECK_EQ_STR(cols[0], "experiments");
+		CHECK_EQ_STR(cols[1], "other");
+		CHECK_EQ_STR(cols[2], "runs");
+		CHECK_EQ_STR(cols[3], "runsx");
+		CHECK(cols[4] == NULL);
+	}
+	al_strings_free(cols, n);
+	CHECK_OK(al_store_list_collections(&cols, &n, b, "projects/p/runs/9"));
+	CHECK_EQ_INT(n, 2);
+	if (n == 2) {
+		CHECK_EQ_STR(cols[0], "artifacts");
+		CHECK_EQ_STR(cols[1], "metrics");
+	}
+	al_strings_free(cols, n);
+	CHECK_OK(al_store_list_collections(&cols, &n, b, "projects/p/runs/10"));
+	CHECK_EQ_INT(n, 0);
+	CHECK(cols != NULL);
+	al_strings_free(cols, n);
+	CHECK_OK(al_store_list_collections(&cols, &n, b, NULL));
+	CHECK_EQ_INT(n, 2); /* atomic, projects */
+	if (n == 2) {
+		CHECK_EQ_STR(cols[0], "atomic");
+		CHECK_EQ_STR(cols[1], "projects");
+	}
+	al_strings_free(cols, n);
+
+	/* deleting the last doc of a collection hides it */
+	al_write w = {AL_WRITE_DELETE, "projects/p/other/x", NULL, AL_PRE_NONE};
+	CHECK_OK(al_store_commit(b, &w, 1));
+	CHECK_OK(al_store_list_collections(&cols, &n, b, "projects/p"));
+	CHECK_EQ_INT(n, 3);
+	al_strings_free(cols, n);
+}
+
+#define THREADS 4
+#define IDS 50
+
+struct race {
+	al_store_backend *b;
+	int thread;
+	int wins;
+	int other_errors;
+};
+
+static void *racer(void *arg)
+{
+	struct race *r = arg;
+	char path[64];
+	for (int i = 0; i < IDS; i++) {
+		snprintf(path, sizeof(path), "race/%d", i);
+		int rc = put(r->b, path, "winner", r->thread, AL_PRE_MISSING);
+		if (rc == 0)
+			r->wins++;
+		else if (rc != AL_EEXISTS)
+			r->other_errors++;
+	}
+	return NULL;
+}
+
+static void test_race(al_store_backend *b)
+{
+	pthread_t t[THREADS];
+	struct race r[THREADS];
+	int wins = 0;
+	al_doc_list *l = NULL;
+
+	for (int i = 0; i < THREADS; i++) {
+		r[i] = (struct race){b, i, 0, 0};
+		pthread_create(&t[i], NULL, racer, &r[i]);
+	}
+	for (int i = 0; i < THREADS; i++) {
+		pthread_join(t[i], NULL);
+		wins += r[i].wins;
+		CHECK_EQ_INT(r[i].other_errors, 0);
+	}
+	CHECK_EQ_INT(wins, IDS);
+	CHECK_OK(al_store_list(&l, b, "race", NULL, NULL));
+	CHECK_EQ_INT(l->count, IDS);
+	int per_thread[THREADS] = {0};
+	for (size_t i = 0; i < l->count; i++) {
+		int64_t w = -1;
+		CHECK_OK(al_fields_get_int(&w, l->docs[i]->fields, "winner"));
+		if (w >= 0 && w < THREADS)
+			per_thread[w]++;
+	}
+	for (int i = 0; i < THREADS; i++)
+		CHECK_EQ_INT(per_thread[i], r[i].wins);
+	al_doc_list_free(l);
+}
+
+/* ---- Firestore specifics ---------------------------------------------------------------- */
+
+/* More documents than one runQuery page (300), and ranges across the page boundary. */
+static void test_paging(al_store_backend *b)
+{
+	enum { N = 700 };
+	al_write *w = calloc(N, sizeof(*w));
+	char (*paths)[32] = calloc(N, sizeof(*paths));
+	cJSON *f = fields_int("k", 1);
+	al_doc_list *l = NULL;
+	long queries;
+
+	for (int i = 0; i < N; i++) {
+		snprintf(paths[i], sizeof(paths[i]), "paged/%04d", N - 1 - i); /* reverse order */
+		w[i] = (al_write){AL_WRITE_SET, paths[i], f, AL_PRE_MISSING};
+	}
+	CHECK_OK(al_store_commit(b, w, N));
+	queries = stat("rpcs.runQuery");
+	CHECK_OK(al_store_list(&l, b, "paged", NULL, NULL));
+	CHECK_EQ_INT(stat("rpcs.runQuery") - queries, 3);
+	CHECK_EQ_INT(l ? l->count : 0, N);
+	for (size_t i = 0; l && i < l->count; i++) {
+		char want[32];
+		snprintf(want, sizeof(want), "%04zu", i);
+		if (strcmp(al_doc_id(l->docs[i]->path), want) != 0) {
+			CHECK_EQ_STR(al_doc_id(l->docs[i]->path), want);
+			break;
+		}
+	}
+	al_doc_list_free(l);
+	/* a range reads only the range: 400 documents, two pages */
+	queries = stat("rpcs.runQuery");
+	CHECK_OK(al_store_list(&l, b, "paged", "0100", "0500"));
+	CHECK_EQ_INT(stat("rpcs.runQuery") - queries, 2);
+	CHECK_EQ_INT(l ? l->count : 0, 400);
+	if (l && l->count == 400) {
+		CHECK_EQ_STR(al_doc_id(l->docs[0]->path), "0100");
+		CHECK_EQ_STR(al_doc_id(l->docs[399]->path), "0499");
+	}
+	al_doc_list_free(l);
+	cJSON_Delete(f);
+	free(w);
+	free(paths);
+}
+
+/* Ids with characters that need percent-encoding in URLs; field names that need backticks. */
+static void test_encoding(al_store_backend *b)
+{
+	const char *ids[] = {"a b", "x:y", "q?x#y", "50%", "a%252F", "(default)", "日本", "+&=;"};
+	char path[128];
+	al_doc *d = NULL;
+	al_doc_list *l = NULL;
+
+	for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
+		snprintf(path, sizeof(path), "enc/%s/sub/%s", ids[i], ids[i]);
+		CHECK_OK(put(b, path, "i", (int64_t)i, AL_PRE_MISSING));
+		CHECK_EQ_INT(get_int(b, path, "i"), (int64_t)i);
+		snprintf(path, sizeof(path), "enc/%s/sub", ids[i]);
+		CHECK_OK(al_store_list(&l, b, path, ids[i], NULL));
+		CHECK_EQ_INT(l ? l->count : 0, 1);
+		al_doc_list_free(l);
+	}
+	/* list_collections under a document whose id needs encoding */
+	char **cols = NULL;
+	size_t n = 0;
+	CHECK_OK(al_store_list_collections(&cols, &n, b, "enc/x:y"));
+	CHECK_EQ_INT(n, 1);
+	al_strings_free(cols, n);
+
+	cJSON *f = cJSON_CreateObject();
+	al_fields_set(f, "plain_1", al_value_int(1));
+	al_fields_set(f, "keep", al_value_int(2));
+	CHECK_OK(put(b, "enc/fields", "keep", 2, AL_PRE_NONE));
+	cJSON_Delete(f);
+	f = cJSON_CreateObject();
+	al_fields_set(f, "val/loss", al_value_double(0.25));
+	al_fields_set(f, "a.b", al_value_int(3));
+	al_fields_set(f, "1x", al_value_int(4));
+	al_fields_set(f, "we`ird\\", al_value_string("w"));
+	al_fields_set(f, "m", al_value_map(fields_int("inner", 5)));
+	al_write w = {AL_WRITE_UPDATE, "enc/fields", f, AL_PRE_EXISTS};
+	CHECK_OK(al_store_commit(b, &w, 1));
+	CHECK_OK(al_store_get(&d, b, "enc/fields"));
+	if (d) {
+		double x = 0;
+		int64_t v = 0;
+		CHECK_EQ_INT(cJSON_GetArraySize(d->fields), 6);
+		CHECK_OK(al_fields_get_double(&x, d->fields, "val/loss"));
+		CHECK(x == 0.25);
+		CHECK_OK(al_fields_get_int(&v, d->fields, "a.b"));
+		CHECK_EQ_INT(v, 3);
+		CHECK_OK(al_fields_get_int(&v, d->fields, "keep"));
+		CHECK_EQ_INT(v, 2);
+		CHECK_EQ_STR(al_fields_get_string(d->fields, "we`ird\\"), "w");
+		CHECK(al_fields_get(d->fields, "a") == NULL); /* "a.b" is one field, not a.b */
+	}
+	al_doc_free(d);
+	d = NULL;
+	/* an update replaces a map field whole (top-level merge, as SQLite) */
+	cJSON_Delete(f);
+	f = cJSON_CreateObject();
+	al_fields_set(f, "m", al_value_map(fields_int("other", 6)));
+	w.fields = f;
+	CHECK_OK(al_store_commit(b, &w, 1));
+	CHECK_OK(al_store_get(&d, b, "enc/fields"));
+	if (d) {
+		const cJSON *m = al_value_get_map(al_fields_get(d->fields, "m"));
+		CHECK(m && cJSON_GetArraySize(m) == 1 && al_fields_get(m, "other"));
+	}
+	al_doc_free(d);
+	cJSON_Delete(f);
+}
+
+/* Injected faults: retries where safe, errors where not, bounded outages. */
+static void test_faults(void)
+{
+	al_http_options ho = AL_HTTP_OPTIONS_INIT;
+	al_firestore_options o = AL_FIRESTORE_OPTIONS_INIT;
+	al_store_backend *b = NULL;
+	al_doc *d = NULL;
+	al_doc_list *l = NULL;
+	long commits;
+
+	ho.max_tries = 4;
+	ho.backoff_ms = 10;
+	ho.backoff_max_ms = 40;
+	ho.timeout_ms = 400;
+	o.project = "faulty";
+	o.emulator_host = emu_host;
+	o.http = &ho;
+	CHECK_OK(al_store_firestore_new(&b, &o));
+	if (!b)
+		return;
+	CHECK_OK(put(b, "f/base", "v", 1, AL_PRE_NONE));
+	cJSON_Delete(emu_admin("POST", "/admin/stats/reset", NULL));
+
+	/* 503 twice on a plain (non-idempotent) commit: retried, applied once */
+	faults("{\"fail\":{\"status\":503,\"count\":2,\"path_regex\":\":commit$\"}}");
+	CHECK_OK(put(b, "f/a", "v", 2, AL_PRE_NONE));
+	CHECK_EQ_INT(stat("faults.failed"), 2);
+	CHECK_EQ_INT(stat("rpcs.commit"), 1);
+	CHECK_EQ_INT(get_int(b, "f/a", "v"), 2);
+	/* 429 on reads and listings */
+	faults("{\"fail\":{\"status\":429,\"count\":3}}");
+	CHECK_EQ_INT(get_int(b, "f/a", "v"), 2);
+	CHECK_EQ_INT(stat("faults.failed"), 5);
+	faults("{\"fail\":{\"status\":503,\"count\":1}}");
+	CHECK_OK(al_store_list(&l, b, "f", NULL, NULL));
+	CHECK_EQ_INT(l ? l->count : 0, 2);
+	al_doc_list_free(l);
+
+	/* 500 on a plain commit: not retried, so an error, and nothing written */
+	commits = stat("rpcs.commit");
+	faults("{\"fail\":{\"status\":500,\"count\":1,\"path_regex\":\":commit$\"}}");
+	CHECK_EQ_INT(put(b, "f/b", "v", 3, AL_PRE_NONE), AL_EIO);
+	CHECK(strstr(al_error_last(), "HTTP 500 after 1 try") != NULL);
+	CHECK(strstr(al_error_last(), ":commit") != NULL);
+	CHECK_EQ_INT(stat("rpcs.commit"), commits);
+	CHECK_EQ_INT(al_store_get(&d, b, "f/b"), AL_ENOTFOUND);
+	/* a create-only commit is idempotent: retried */
+	faults("{\"fail\":{\"status\":500,\"count\":1,\"path_regex\":\":commit$\"}}");
+	CHECK_OK(put(b, "f/b", "v", 3, AL_PRE_MISSING));
+	CHECK_EQ_INT(get_int(b, "f/b", "v"), 3);
+
+	/* connection reset before an answer: reads retried, plain commits not */
+	faults("{\"reset\":1}");
+	CHECK_EQ_INT(get_int(b, "f/b", "v"), 3);
+	faults("{\"reset\":1}");
+	CHECK_EQ_INT(put(b, "f/c", "v", 4, AL_PRE_NONE), AL_EIO);
+	CHECK(strstr(al_error_last(), "not retried") != NULL);
+	/* half a body: retried */
+	faults("{\"truncate\":1}");
+	CHECK_EQ_INT(get_int(b, "f/b", "v"), 3);
+
+	/* a timeout: the server still applies the commit later, which is why it is not retried */
+	faults("{\"latency_ms\":700}");
+	commits = stat("requests");
+	CHECK_EQ_INT(put(b, "f/late", "v", 5, AL_PRE_NONE), AL_EIO);
+	CHECK(strstr(al_error_last(), "timed out") != NULL);
+	CHECK_EQ_INT(stat("requests") - commits, 1);
+	faults("{\"latency_ms\":0}");
+	usleep(800000);
+	CHECK_EQ_INT(get_int(b, "f/late", "v"), 5);
+
+	/* an outage: AL_EIO after the retries, for every call */
+	faults("{\"outage\":true}");
+	commits = stat("requests");
+	CHECK_EQ_INT(al_store_get(&d, b, "f/a"), AL_EIO);
+	CHECK(strstr(al_error_last(), "after 4 tries") != NULL);
+	CHECK(strstr(al_error_last(), "/v1/projects/faulty/databases/(default)/documents/f/a") != NULL);
+	/* (curl itself re-sends an idempotent request once when a kept connection died) */
+	CHECK(stat("requests") - commits >= 4 && stat("requests") - commits <= 8);
+	CHECK_EQ_INT(al_store_list(&l, b, "f", NULL, NULL), AL_EIO);
+	char **cols = NULL;
+	size_t n = 0;
+	CHECK_EQ_INT(al_store_list_collections(&cols, &n, b, NULL), AL_EIO);
+	commits = stat("requests");
+	CHECK_EQ_INT(put(b, "f/d", "v", 1, AL_PRE_NONE), AL_EIO);
+	CHECK_EQ_INT(stat("requests") - commits, 1);
+	faults("{\"outage\":false}");
+	CHECK_EQ_INT(get_int(b, "f/a", "v"), 2);
+
+	char *desc = al_store_describe(b);
+	CHECK(desc && strstr(desc, "endpoint: http://127.0.0.1:") && strstr(desc, "(emulator)"));
+	CHECK(desc && strstr(desc, "retries: ") && !strstr(desc, "retries: 0\n"));
+	free(desc);
+	faults("{\"clear\":true}");
+	al_store_free(b);
+}
+
+int main(void)
+{
+	al_store_backend *b = NULL;
+	int rc = start_emulator();
+
+	if (rc == 77) {
+		fprintf(stderr, "node or scripts/firestore-emulator missing: skipped\n");
+		return 77;
+	}
+	atexit(stop_emulator);
+	CHECK_EQ_INT(rc, 0);
+	CHECK_OK(al_http_new(&admin, NULL));
+	if (rc || !admin)
+		CHECK_DONE();
+
+	test_open_errors();
+	CHECK_OK(al_store_open(&b, "firestore:test-project"));
+	if (!b)
+		CHECK_DONE();
+	test_basic(b);
+	test_atomic(b);
+	test_list(b);
+	test_race(b);
+	test_paging(b);
+	test_encoding(b);
+
+	char *desc = al_store_describe(b);
+	char expect[256];
+	snprintf(expect, sizeof(expect), "backend: firestore\nstore: firestore:test-project\n"
+		"database: (default)\nendpoint: http://%s (emulator)\n", emu_host);
+	CHECK(desc && strncmp(desc, expect, strlen(expect)) == 0);
+	if (desc && strncmp(desc, expect, strlen(expect)) != 0)
+		fprintf(stderr, "describe: %s", desc);
+	free(desc);
+
+	/* a second store on the same project sees the data */
+	al_store_backend *b2 = NULL;
+	CHECK_OK(al_store_open(&b2, "firestore:test-project"));
+	if (b2)
+		CHECK_EQ_INT(get_int(b2, "projects/p", "only"), 7);
+	al_store_free(b2);
+	/* another project is another database */
+	CHECK_OK(al_store_open(&b2, "firestore:other-project"));
+	if (b2)
+		CHECK_EQ_INT(get_int(b2, "projects/p", "only"), -999);
+	al_store_free(b2);
+	al_store_free(b);
+	al_store_free(NULL);
+
+	test_faults();
+	al_http_free(admin);
+	CHECK_DONE();
+}
