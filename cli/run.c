@@ -88,7 +88,7 @@ static int check_clean(void)
 		al_cli_fail("cannot read the working directory: %s; cd into your repository", strerror(errno));
 		return 1;
 	}
-	rc = al_git_capture(&state, cwd);
+	rc = al_git_capture(&state, cwd, NULL);
 	if (rc == AL_ENOTFOUND)
 		return 0;
 	if (rc < 0) {

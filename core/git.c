@@ -176,7 +176,26 @@ cleanup:
 	return rc;
 }
 
-int al_git_capture(al_git_state **out, const char *cwd)
+/* Keeps the status walk out of exclude_dir when it lies inside the work tree (an aletheia mount
+ * inside the repository: walking it from the daemon would deadlock on the folder being created). */
+static int exclude(git_repository *repo, const char *dir)
+{
+	const char *wd = git_repository_workdir(repo);
+	size_t n = wd ? strlen(wd) : 0;
+	char *rule = NULL;
+	int rc = 0;
+
+	if (!n || strncmp(dir, wd, n) != 0 || !dir[n])
+		return 0;   /* workdir ends with '/'; dir is elsewhere, or is the work tree itself */
+	if (asprintf(&rule, "/%s/", dir + n) < 0)
+		return al_error_set(AL_ENOMEM, "git: out of memory");
+	if (git_ignore_add_rule(repo, rule) < 0)
+		rc = git_fail(AL_ERROR, "ignoring the mount point");
+	free(rule);
+	return rc;
+}
+
+int al_git_capture(al_git_state **out, const char *cwd, const char *exclude_dir)
 {
 	al_git_state *st = NULL;
 	git_repository *repo = NULL;
@@ -202,6 +221,8 @@ int al_git_capture(al_git_state **out, const char *cwd)
 		rc = al_error_set(AL_ENOMEM, "git: out of memory");
 		goto cleanup;
 	}
+	if (exclude_dir && (rc = exclude(repo, exclude_dir)) < 0)
+		goto cleanup;
 
 	e = git_repository_head(&head, repo);
 	if (e < 0 && e != GIT_EUNBORNBRANCH && e != GIT_ENOTFOUND) {

@@ -414,6 +414,18 @@ int al_journal_rotate(uint64_t *sealed, al_journal *j)
 
 	pthread_mutex_lock(&j->lock);
 	prev = j->gen;
+	if (j->cur_size == 0) {
+		/* Nothing since the last rotation: no new file, the older ones are sealed already. */
+		*sealed = prev - 1;
+		pthread_mutex_unlock(&j->lock);
+		return 0;
+	}
+	/* A sync of the current file covers only it: seal the old one durably first. */
+	if (fdatasync(j->fd) != 0) {
+		rc = al_error_set_errno(al_error_from_errno(errno), errno, "journal: syncing %s", j->dir);
+		pthread_mutex_unlock(&j->lock);
+		return rc;
+	}
 	rc = open_gen(j, prev + 1);
 	if (rc == 0)
 		*sealed = prev;

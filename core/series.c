@@ -553,9 +553,13 @@ int al_series_flush(al_series_set *s)
 	for (se = s->all; se; se = se->next_all)
 		cap++;
 	dirty = calloc(cap + 1, sizeof(*dirty));
-	for (se = s->all; dirty && se; se = se->next_all)
+	/* Under each series' lock: an append journaled before the rotation is counted by now. */
+	for (se = s->all; dirty && se; se = se->next_all) {
+		pthread_mutex_lock(&se->lock);
 		if (se->count != se->flushed)
 			dirty[n++] = se;
+		pthread_mutex_unlock(&se->lock);
+	}
 	pthread_mutex_unlock(&s->lock);
 	if (!dirty) {
 		rc = al_error_set(AL_ENOMEM, "out of memory");

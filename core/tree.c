@@ -54,6 +54,8 @@ typedef struct vdir {
 enum { F_TEXT, F_METRIC, F_BLOB_READ, F_BLOB_WRITE, F_GENERATED };
 
 struct al_file {
+	pthread_mutex_t mu;        /* one operation at a time on a handle (dup'ed fds, threads) */
+	pid_t opener;
 	al_tree *t;
 	int kind;
 	node n;
@@ -67,6 +69,7 @@ struct al_file {
 	char hash[AL_HASH_HEX_LEN + 1];
 	int pinned;
 	int failed;                /* the error of a failed write: the staged copy is incomplete */
+	int split;                 /* the last metric write was a whole max_write piece */
 	char *staging;
 	struct al_file *next;      /* in t->writers */
 };
@@ -1530,7 +1533,7 @@ static cJSON *new_run_fields(al_tree *t, const node *n, const al_caller *c)
 	al_fields_set(f, "exit_code", al_value_null());
 	/* A cwd inside this mount has no repository, and looking would deadlock on the kernel's
 	 * lock of the folder being created. */
-	if (*cwd && !path_inside(t->mountpoint, cwd) && al_git_capture(&git, cwd) == 0)
+	if (*cwd && !path_inside(t->mountpoint, cwd) && al_git_capture(&git, cwd, t->mountpoint) == 0)
 		al_fields_set(f, "git", al_git_state_to_value(git));
 	else
 		al_fields_set(f, "git", al_value_null());
@@ -2429,10 +2432,11 @@ int al_file_open(al_file **out, al_tree *t, const char *path, int flags, const a
 	al_attr a;
 	int rc;
 
-	(void)caller;
 	*out = NULL;
 	if (!f)
 		return al_error_set(AL_ENOMEM, "out of memory");
+	pthread_mutex_init(&f->mu, NULL);
+	f->opener = caller ? caller->pid : 0;
 	f->t = t;
 	f->fd = -1;
 	f->flags = flags;
@@ -2560,7 +2564,7 @@ static int restage(al_file *f)
 static int metric_write(al_file *f, const char *buf, size_t size)
 {
 	size_t keep = f->text.len, i, last = SIZE_MAX;
-	int rc;
+	int rc, prev_split;
 
 	if ((rc = al_buf_put(&f->text, buf, size)))
 		return rc;
@@ -2569,14 +2573,21 @@ static int metric_write(al_file *f, const char *buf, size_t size)
 			last = i;
 			break;
 		}
+	/* The kernel cuts a large write() into pieces of up to max_write (fewer bytes when the
+	 * offset is not page-aligned): a large piece with no newline is probably the front of one. */
+	prev_split = f->split;
+	f->split = size >= AL_MAX_WRITE / 2;
 	if (last == SIZE_MAX)
 		return 0;   /* a partial line waits for its newline */
 	rc = al_series_append_text(f->t->series, f->staging, f->text.ptr, last);
 	if (rc) {
-		/* None of this write's lines are recorded; the earlier partial line stays. */
-		f->text.len = keep;
-		if (f->text.ptr)
-			f->text.ptr[keep] = '\0';
+		/* None of this write's lines are recorded. A partial line kept from before is part of
+		 * what failed to parse, so it goes too: later writes start clean. */
+		al_buf_clear(&f->text);
+		/* A line begun in an earlier write() (a large write the kernel split) may have made that
+		 * write() look successful: close() reports it then. */
+		if (keep && prev_split)
+			f->failed = rc;
 		return rc;
 	}
 	memmove(f->text.ptr, f->text.ptr + last, f->text.len - last);
@@ -2864,11 +2875,14 @@ static int commit_blob(al_file *f)
 	if (access(f->staging, F_OK) != 0) {
 		/* The staged file became the blob: keep only a read-only view of it. Writes after this
 		 * close stage a fresh copy first (restage), so a blob never changes. */
-		char *local = NULL;
+		char *local = NULL, *gone;
 		close(f->fd);
 		f->fd = -1;
-		free(f->staging);
+		pthread_mutex_lock(&t->lock);   /* open_blob reads writers' staging paths under it */
+		gone = f->staging;
 		f->staging = NULL;
+		pthread_mutex_unlock(&t->lock);
+		free(gone);
 		if (t->blobs->local_path(&local, t->blobs, hex) == 0)
 			f->fd = open(local, O_RDONLY | O_CLOEXEC);
 		free(local);
@@ -2904,19 +2918,19 @@ static int commit_blob(al_file *f)
 	return rc;
 }
 
-static int flush_file(al_file *f);
+static int flush_file(al_file *f, pid_t pid);
 
 /* A file whose content could not be recorded stops being listed once close() fails, not
  * only at the kernel's later release. */
-static int al_file_flush_impl(al_file *f)
+static int al_file_flush_impl(al_file *f, pid_t pid)
 {
-	int rc = flush_file(f);
+	int rc = flush_file(f, pid);
 	if (rc && (f->kind == F_TEXT || f->kind == F_BLOB_WRITE))
 		unregister_writer(f->t, f);
 	return rc;
 }
 
-static int flush_file(al_file *f)
+static int flush_file(al_file *f, pid_t pid)
 {
 	int rc = 0;
 	switch (f->kind) {
@@ -2927,7 +2941,14 @@ static int flush_file(al_file *f)
 	case F_METRIC:
 		if (!(f->flags & AL_OPEN_WRITE))
 			return 0;
-		if (f->text.len) {
+		if (f->failed) {
+			rc = f->failed;
+			f->failed = 0;
+			return al_error_set(rc, "%s: a line written earlier did not parse; it was not recorded", f->path);
+		}
+		/* close() of a copy of the fd in another process (a forked worker) is not the end of
+		 * the writer's line: only the opener's close records a partial last line. */
+		if (f->text.len && (!pid || !f->opener || pid == f->opener)) {
 			/* A last line without its newline is recorded at close. */
 			rc = al_buf_puts(&f->text, "\n");
 			if (rc == 0)
@@ -2954,13 +2975,16 @@ static int flush_file(al_file *f)
 
 int al_file_fsync(al_file *f)
 {
-	return al_file_flush(f);
+	return al_file_flush(f, 0);
 }
 
 void al_file_release(al_file *f)
 {
 	if (!f)
 		return;
+	if (f->kind == F_METRIC && f->text.len)
+		flush_file(f, 0);   /* the last close: a partial last line is recorded now */
+	pthread_mutex_destroy(&f->mu);
 	if (f->kind == F_TEXT || f->kind == F_BLOB_WRITE || (f->kind == F_METRIC && (f->flags & AL_OPEN_WRITE)))
 		unregister_writer(f->t, f);
 	if (f->fd >= 0)
@@ -2982,7 +3006,7 @@ int al_tree_truncate(al_tree *t, const char *path, uint64_t size)
 	al_file *f = NULL;
 	int rc = al_file_open(&f, t, path, AL_OPEN_WRITE | (size == 0 ? AL_OPEN_TRUNC : 0), NULL);
 	if (rc == 0 && (rc = al_file_truncate(f, size)) == 0)
-		rc = al_file_flush(f);
+		rc = al_file_flush(f, 0);
 	al_file_release(f);
 	return rc;
 }
@@ -3143,21 +3167,30 @@ int al_tree_utimens(al_tree *t, const char *path, int64_t mtime_us)
 
 int al_file_write(al_file *f, const char *buf, size_t size, uint64_t off)
 {
-	int rc = al_file_write_impl(f, buf, size, off);
+	int rc;
+	pthread_mutex_lock(&f->mu);
+	rc = al_file_write_impl(f, buf, size, off);
+	pthread_mutex_unlock(&f->mu);
 	changed(f->t);
 	return rc;
 }
 
 int al_file_truncate(al_file *f, uint64_t size)
 {
-	int rc = al_file_truncate_impl(f, size);
+	int rc;
+	pthread_mutex_lock(&f->mu);
+	rc = al_file_truncate_impl(f, size);
+	pthread_mutex_unlock(&f->mu);
 	changed(f->t);
 	return rc;
 }
 
-int al_file_flush(al_file *f)
+int al_file_flush(al_file *f, pid_t pid)
 {
-	int rc = al_file_flush_impl(f);
+	int rc;
+	pthread_mutex_lock(&f->mu);
+	rc = al_file_flush_impl(f, pid);
+	pthread_mutex_unlock(&f->mu);
 	changed(f->t);
 	return rc;
 }

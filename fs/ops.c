@@ -535,7 +535,7 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 
 static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	int rc = al_file_flush((al_file *)(uintptr_t)fi->fh);
+	int rc = al_file_flush((al_file *)(uintptr_t)fi->fh, fuse_req_ctx(req)->pid);
 	(void)ino;
 	if (rc)
 		reply_error(req, rc, "close", NULL);
@@ -668,7 +668,7 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
 	if (conn->capable & FUSE_CAP_AUTO_INVAL_DATA)
 		conn->want |= FUSE_CAP_AUTO_INVAL_DATA;
-	conn->max_write = 1 << 20;
+	conn->max_write = AL_MAX_WRITE;
 }
 
 static const struct fuse_lowlevel_ops ops = {

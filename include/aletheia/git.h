@@ -15,8 +15,9 @@ typedef struct al_git_state {
 	int ahead, behind;
 } al_git_state;
 
-/* AL_ENOTFOUND (with *out NULL) when cwd is not inside a repository. */
-int al_git_capture(al_git_state **out, const char *cwd);
+/* AL_ENOTFOUND (with *out NULL) when cwd is not inside a repository. exclude_dir (absolute, or
+ * NULL) is left out of the work-tree walk, e.g. the mount point itself. */
+int al_git_capture(al_git_state **out, const char *cwd, const char *exclude_dir);
 void al_git_state_free(al_git_state *state);
 /* The state as a typed map value (value.h): commit, branch, dirty, untracked, remote, upstream,
  * ahead, behind; absent strings are nullValue. */

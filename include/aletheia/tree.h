@@ -62,6 +62,9 @@ int al_tree_utimens(al_tree *t, const char *path, int64_t mtime_us);
 int al_tree_status(char **out, al_tree *t);
 uint64_t al_tree_pending(al_tree *t);
 
+/* The largest write the FUSE layer asks the kernel for; larger write()s arrive in pieces. */
+#define AL_MAX_WRITE (1u << 20)
+
 #define AL_OPEN_WRITE  1   /* opened for writing */
 #define AL_OPEN_TRUNC  2
 #define AL_OPEN_CREATE 4
@@ -74,8 +77,9 @@ int al_file_read(size_t *nread, al_file *f, char *buf, size_t size, uint64_t off
 int al_file_fd(al_file *f);
 int al_file_write(al_file *f, const char *buf, size_t size, uint64_t offset);
 int al_file_truncate(al_file *f, uint64_t size);
-/* Records what was written (called on every close()); errors are reported to close(). */
-int al_file_flush(al_file *f);
+/* Records what was written (called on every close(), by pid; 0 if unknown); errors are
+ * reported to close(). */
+int al_file_flush(al_file *f, pid_t pid);
 int al_file_fsync(al_file *f);
 /* The kernel may keep this file's page cache across opens / must bypass it for writes. */
 int al_file_keep_cache(al_file *f);

@@ -416,3 +416,49 @@ def test_rm_param_refused(run):
     assert (run / "params/lr").read_text() == "0.001\n"
     assert (run / "params/opt/beta1").read_text() == "0.9\n"
     assert read_json(run / "params.json") == {"lr": 0.001, "opt/beta1": 0.9}
+
+
+# ---- found in review ----------------------------------------------------------------------------------
+
+def test_mount_inside_a_git_repo_creates_runs(tmpdir_al, mount_factory):
+    """A mount point inside the caller's repository: capturing the git state must not walk into the
+    mount (the kernel holds runs/ locked for the mkdir) and the run records the repository."""
+    repo = pathlib.Path(tmpdir_al) / "repo"
+    repo.mkdir()
+    sh("git init -q && git -c user.email=a@b -c user.name=n commit -q --allow-empty -m init && "
+       "echo x > untracked.txt", cwd=repo)
+    m = mount_factory(name="repo/mnt")
+    sh("mkdir -p mnt/p/experiments/e/runs", cwd=repo, timeout=20)
+    r = subprocess.run(["mkdir", "mnt/p/experiments/e/runs/1"], cwd=repo, timeout=20)
+    assert r.returncode == 0
+    git = read_json(m.path / "p/experiments/e/runs/1/run.json")["git"]
+    # git itself, told to leave the mount alone, counts the same untracked files
+    want = sh("git status --porcelain --untracked-files=all -- . ':!mnt' | grep -c '^??'", cwd=repo).stdout
+    assert git["commit"] and git["untracked"] == int(want) and git["dirty"] is False
+
+
+def test_metric_bad_line_does_not_poison_later_writes(run):
+    fd = os.open(run / "metrics/loss", os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    try:
+        os.write(fd, b"1 0.5\nab")
+        with pytest.raises(OSError) as e:
+            os.write(fd, b"c\n")
+        assert e.value.errno == errno.EINVAL
+        os.write(fd, b"2 0.7\n")
+    finally:
+        os.close(fd)
+    assert [(s, v) for s, v, _ in points(run / "metrics/loss")] == [(1, "0.5"), (2, "0.7")]
+
+
+def test_metric_partial_line_survives_a_forked_close(run):
+    """A worker process closing its inherited copy of the fd does not end the writer's line."""
+    fd = os.open(run / "metrics/loss", os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    os.write(fd, b"0 0.25\n1 0.")
+    pid = os.fork()
+    if pid == 0:
+        os.close(fd)
+        os._exit(0)
+    os.waitpid(pid, 0)
+    os.write(fd, b"75\n")
+    os.close(fd)
+    assert [(s, v) for s, v, _ in points(run / "metrics/loss")] == [(0, "0.25"), (1, "0.75")]

@@ -51,7 +51,7 @@ static al_git_state *capture(const char *sub)
 	al_git_state *st = NULL;
 
 	snprintf(path, sizeof(path), "%s/%s", root, sub);
-	CHECK_OK(al_git_capture(&st, path));
+	CHECK_OK(al_git_capture(&st, path, NULL));
 	CHECK(st != NULL);
 	return st;
 }
@@ -65,10 +65,10 @@ static void test_not_a_repo(void)
 
 	snprintf(path, sizeof(path), "%s/plain", root);
 	sh("mkdir plain");
-	CHECK_EQ_INT(al_git_capture(&st, path), AL_ENOTFOUND);
+	CHECK_EQ_INT(al_git_capture(&st, path, NULL), AL_ENOTFOUND);
 	CHECK(st == NULL);
 	st = (al_git_state *)1;
-	CHECK_EQ_INT(al_git_capture(&st, "/nonexistent/al-git-test"), AL_ENOTFOUND);
+	CHECK_EQ_INT(al_git_capture(&st, "/nonexistent/al-git-test", NULL), AL_ENOTFOUND);
 	CHECK(st == NULL);
 }
 
