@@ -219,8 +219,17 @@ static int wait_answers(const char *mnt, int seconds)
 	return ok;
 }
 
+static char *absolute(const char *prefix, const char *rel)
+{
+	char cwd[PATH_MAX], *out = NULL;
+	if (!getcwd(cwd, sizeof(cwd)) || asprintf(&out, "%s%s/%s", prefix, cwd, rel) < 0)
+		return NULL;
+	return out;
+}
+
 int al_cli_mount(int argc, char **argv)
 {
+	static char *absolute_store, *absolute_cache;   /* live as long as the process */
 	mount_opts o;
 	char mnt[PATH_MAX], buf[1400];
 	struct stat st;
@@ -231,6 +240,11 @@ int al_cli_mount(int argc, char **argv)
 
 	if ((rc = parse(&o, argc, argv)) != 0)
 		return rc;
+	/* The daemon runs from "/": relative paths are taken from where the command was typed. */
+	if (o.store && strncmp(o.store, "local:", 6) == 0 && o.store[6] && o.store[6] != '/')
+		o.store = absolute_store = absolute("local:", o.store + 6);
+	if (o.cache_dir && o.cache_dir[0] != '/')
+		o.cache_dir = absolute_cache = absolute("", o.cache_dir);
 	if (!o.mountpoint) {
 		o.mountpoint = al_cli_default_mount();
 		if (strcmp(o.mountpoint, DEFAULT_MOUNT) == 0)
