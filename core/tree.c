@@ -21,6 +21,8 @@
 #include "aletheia/metric.h"
 #include "aletheia/series.h"
 #include "aletheia/store.h"
+#include "aletheia/store_cache.h"
+#include "aletheia/store_wb.h"
 #include "aletheia/tree.h"
 #include "aletheia/value.h"
 #include "config.h"
@@ -75,7 +77,9 @@ struct al_file {
 };
 
 struct al_tree {
-	al_store_backend *store;
+	al_store_backend *store;   /* for a remote metastore: read cache → write-behind → backend */
+	al_store_backend *wb;      /* the write-behind layer inside store, or NULL (borrowed) */
+	const char *backend;       /* the backend's own name, for status */
 	al_blobs_backend *blobs;
 	al_cache *cache;
 	al_series_set *series;
@@ -1109,6 +1113,13 @@ static int getattr_uncached(al_attr *out, al_tree *t, const char *path)
 
 	if ((rc = node_parse(&n, path)))
 		return rc;
+	/* A name no document can have does not exist; the store need not be asked. */
+	if ((n.project && check_name(n.project)) || (n.experiment && check_name(n.experiment)) ||
+	    (n.run && check_name(n.run)) || (n.dataset && check_name(n.dataset)) ||
+	    (n.kind == N_METADATA && check_name(n.name))) {
+		node_free(&n);
+		return al_error_set(AL_ENOTFOUND, "no such entry: %s", path);
+	}
 	switch (n.kind) {
 	case N_ROOT:
 	case N_CTL:
@@ -2074,16 +2085,18 @@ static int al_tree_symlink_impl(al_tree *t, const char *target, const char *path
 	version = al_fields_get_string(ds->fields, "version");
 	pthread_mutex_lock(&t->lock);
 	if ((rc = get_doc(&run, t, n.run_doc)) == 0) {
-		const cJSON *cur = al_fields_get(run->fields, "datasets");
-		map = cur && al_value_get_map(cur) ? cJSON_Duplicate(cur, 1) : al_value_map(cJSON_CreateObject());
-		if (al_fields_get((cJSON *)al_value_get_map(map), n.name)) {
+		/* A copy of the map's fields (an empty map may come without a "fields" object). */
+		const cJSON *cur = al_value_get_map(al_fields_get(run->fields, "datasets"));
+		cJSON *links = cur ? cJSON_Duplicate(cur, 1) : cJSON_CreateObject();
+		map = al_value_map(links);
+		if (al_fields_get(links, n.name)) {
 			rc = al_error_set(AL_EEXISTS, "%s exists", path);
 		} else {
 			entry = cJSON_CreateObject();
 			al_fields_set(entry, "dataset", al_value_string(d.dataset));
 			al_fields_set(entry, "version", version ? al_value_string(version) : al_value_null());
 			al_fields_set(entry, "linked", al_value_time(al_now_us()));
-			al_fields_set((cJSON *)al_value_get_map(map), n.name, al_value_map(entry));
+			al_fields_set(links, n.name, al_value_map(entry));
 			fields = cJSON_CreateObject();
 			al_fields_set(fields, "datasets", map);
 			map = NULL;
@@ -3015,7 +3028,7 @@ int al_tree_truncate(al_tree *t, const char *path, uint64_t size)
 
 uint64_t al_tree_pending(al_tree *t)
 {
-	return al_series_pending(t->series);
+	return al_series_pending(t->series) + al_store_wb_pending(t->wb);
 }
 
 int al_tree_status(char **out, al_tree *t)
@@ -3026,6 +3039,8 @@ int al_tree_status(char **out, al_tree *t)
 
 	al_cache_get_stats(&cs, t->cache);
 	al_series_last_error(err, sizeof(err), t->series);
+	if (!*err)
+		al_store_wb_last_error(err, sizeof(err), t->wb);
 	if (cs.max_bytes)
 		snprintf(limit, sizeof(limit), "of %llu", (unsigned long long)cs.max_bytes);
 	else
@@ -3033,8 +3048,8 @@ int al_tree_status(char **out, al_tree *t)
 	al_buf_printf(&b, "version: %s\npid: %d\nmountpoint: %s\nstore: %s\nbackend: %s\nblobs: %s\n"
 		"cache: %s (%llu bytes %s, %llu blobs)\npending_writes: %llu\nlast_error: %s\n",
 		AL_VERSION, (int)getpid(), t->mountpoint ? t->mountpoint : "", t->store_uri,
-		t->store->name, t->blobs_uri, t->cache_dir, (unsigned long long)cs.bytes, limit,
-		(unsigned long long)cs.entries, (unsigned long long)al_series_pending(t->series),
+		t->backend, t->blobs_uri, t->cache_dir, (unsigned long long)cs.bytes, limit,
+		(unsigned long long)cs.entries, (unsigned long long)al_tree_pending(t),
 		*err ? err : "none");
 	*out = al_buf_detach(&b, NULL);
 	return *out ? 0 : al_error_set(AL_ENOMEM, "out of memory");
@@ -3045,7 +3060,7 @@ int al_tree_open(al_tree **out, const al_tree_options *opts)
 {
 	al_tree *t = calloc(1, sizeof(*t));
 	char *journal = NULL, *dir = NULL;
-	int rc;
+	int rc, local;
 
 	*out = NULL;
 	if (!t)
@@ -3065,19 +3080,35 @@ int al_tree_open(al_tree **out, const al_tree_options *opts)
 	t->blobs_uri = strdup(opts->blobs_uri);
 	t->cache_dir = strdup(opts->cache_dir);
 	t->mountpoint = opts->mountpoint ? strdup(opts->mountpoint) : NULL;
+	/* The journals and staged writes live beside a local store, on the same durable disk;
+	 * for a remote store, in the cache folder. */
+	local = strncmp(opts->store_uri, "local:", 6) == 0;
+	dir = local ? strdup(opts->store_uri + 6) : xasprintf("%s/state", opts->cache_dir);
+	journal = xasprintf("%s/journal", dir);
+	t->staging_dir = xasprintf("%s/staging", dir);
+	if ((rc = al__mkdir_p(opts->cache_dir, 0700)))
+		goto fail;
 	if ((rc = al_store_open(&t->store, opts->store_uri)))
 		goto fail;
+	t->backend = t->store->name;
+	if (!local) {
+		/* write() and close() never wait for the network; reads are answered for a short
+		 * while from memory (ALETHEIA_CACHE_TTL_MS, default 1000). */
+		const char *ttl = getenv("ALETHEIA_CACHE_TTL_MS");
+		char *wbdir = xasprintf("%s/writes", dir);
+		al_store_backend *inner = t->store;
+		t->store = NULL;
+		rc = wbdir ? al_store_wb_new(&t->wb, inner, wbdir, 1000) : AL_ENOMEM;
+		free(wbdir);
+		if (rc)
+			goto fail;
+		if ((rc = al_store_cache_new(&t->store, t->wb, ttl ? (unsigned)atoi(ttl) : 1000)))
+			goto fail;
+	}
 	if ((rc = al_blobs_open(&t->blobs, opts->blobs_uri)))
-		goto fail;
-	if ((rc = al__mkdir_p(opts->cache_dir, 0700)))
 		goto fail;
 	if ((rc = al_cache_open(&t->cache, opts->cache_dir, opts->cache_size)))
 		goto fail;
-	/* The journal and staged writes live beside the store, on the same durable disk. */
-	dir = strncmp(opts->store_uri, "local:", 6) == 0 ? strdup(opts->store_uri + 6)
-		: xasprintf("%s/state", opts->cache_dir);
-	journal = xasprintf("%s/journal", dir);
-	t->staging_dir = xasprintf("%s/staging", dir);
 	if ((rc = al__mkdir_p(t->staging_dir, 0700)))
 		goto fail;
 	if ((rc = al_series_set_open(&t->series, t->store, journal, 1000)))

@@ -103,14 +103,20 @@ static int serve(const mount_opts *o, const char *mnt, int ready_fd)
 	char *data = NULL, *store = NULL, *blobs = NULL, *cache = NULL, msg[1200];
 	int rc = 1, i, mounted = 0, handlers = 0;
 
-	data = xdg_dir("XDG_DATA_HOME", ".local/share");
+	{
+		char *base = xdg_dir("XDG_DATA_HOME", ".local/share");
+		if (asprintf(&data, "%s/aletheia", base ? base : "/root/.local/share") < 0)
+			data = NULL;
+		free(base);
+	}
 	if (o->store)
 		store = strdup(o->store);
-	else if (asprintf(&store, "local:%s/aletheia", data) < 0)
+	else if (asprintf(&store, "local:%s", data) < 0)
 		store = NULL;
 	if (o->blobs)
 		blobs = strdup(o->blobs);
-	else if (strncmp(store, "local:", 6) == 0 && asprintf(&blobs, "file://%s/blobs", store + 6) < 0)
+	else if (asprintf(&blobs, "file://%s/blobs",
+			 strncmp(store, "local:", 6) == 0 ? store + 6 : data) < 0)
 		blobs = NULL;
 	if (o->cache_dir)
 		cache = strdup(o->cache_dir);

@@ -18,6 +18,9 @@ RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
 POINT = re.compile(r"^(-?\d+) (\S+) (\d+\.\d{3})$")
 START_TIMEOUT = 10.0
 WATCHDOG_S = 90.0
+# ALETHEIA_TEST_STORE=firestore runs the suite against scripts/firestore-emulator (conftest starts it)
+# instead of the embedded SQLite store.
+FIRESTORE = os.environ.get("ALETHEIA_TEST_STORE", "local") == "firestore"
 
 
 def env_for(m=None, extra=None):
@@ -174,8 +177,14 @@ class Mount:
         for d in (self.path, self.store, self.blobs, self.cache):
             d.mkdir(parents=True, exist_ok=True)
 
+    def store_uri(self):
+        if FIRESTORE:
+            # one Firestore project per store folder, so a remount sees the same data
+            return "firestore:t" + hashlib.sha1(str(self.store).encode()).hexdigest()[:16]
+        return f"local:{self.store}"
+
     def argv(self):
-        return [BIN, "mount", str(self.path), "--store", f"local:{self.store}",
+        return [BIN, "mount", str(self.path), "--store", self.store_uri(),
                 "--blobs", f"file://{self.blobs}", "--cache-dir", str(self.cache),
                 "--foreground", *self.extra]
 

@@ -18,6 +18,37 @@ def _check_environment():
         pytest.skip("fusermount3 is missing")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def firestore_emulator():
+    """With ALETHEIA_TEST_STORE=firestore: one emulator for the session, on a free loopback port."""
+    if not alutil.FIRESTORE:
+        yield None
+        return
+    import subprocess
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    p = subprocess.Popen(["node", os.path.join(root, "scripts", "firestore-emulator"), "--port", "0"],
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+    line = p.stdout.readline().strip()   # "firestore-emulator listening on 127.0.0.1:PORT"
+    os.environ["FIRESTORE_EMULATOR_HOST"] = line.rsplit(" ", 1)[-1]
+    yield p
+    p.kill()
+    p.wait()
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests of the embedded store's own files and lock make no sense on Firestore."""
+    if not alutil.FIRESTORE:
+        return
+    skip = pytest.mark.skip(reason="about the embedded SQLite store only")
+    for item in items:
+        if item.get_closest_marker("local_store_only"):
+            item.add_marker(skip)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "local_store_only: needs the embedded SQLite store")
+
+
 @pytest.fixture
 def tmpdir_al():
     """A temp folder outside any git repository; the test's cwd while it runs."""

@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+import alutil
 from alutil import BIN, PY, cli, env_for, fusermount, read_json, sh
 
 
@@ -143,7 +144,8 @@ def test_run_require_clean(mount, tmpdir_al):
 def test_status_command(mount, tmpdir_al):
     r = cli("status", m=mount)
     assert r.returncode == 0, r.stderr
-    assert "backend: sqlite" in r.stdout and f"mountpoint: {mount.path}" in r.stdout
+    backend = "firestore" if alutil.FIRESTORE else "sqlite"
+    assert f"backend: {backend}" in r.stdout and f"mountpoint: {mount.path}" in r.stdout
     assert cli("status", mount.path).returncode == 0
     plain = tmpdir_al / "plain"
     plain.mkdir()
@@ -201,6 +203,7 @@ def test_mount_missing_mountpoint(tmpdir_al):
     one_error_line(r.stderr)
 
 
+@pytest.mark.local_store_only
 def test_mount_busy_store(mount, tmpdir_al):
     mnt2 = tmpdir_al / "mnt2"
     mnt2.mkdir()

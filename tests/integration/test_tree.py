@@ -3,6 +3,7 @@ import mmap
 import os
 import stat
 
+import alutil
 from alutil import PY, mkrun, read_json, sh, dump_tree
 
 RUN_FILES = {"run.json", "status", "fold", "model", "description", "params", "params.json",
@@ -16,8 +17,8 @@ def test_status_file(mount):
     assert st["version"] == "0.1.0"
     assert st["pid"] == str(mount.proc.pid)
     assert st["mountpoint"] == str(mount.path)
-    assert st["store"] == f"local:{mount.store}"
-    assert st["backend"] == "sqlite"
+    assert st["store"] == mount.store_uri()
+    assert st["backend"] == ("firestore" if alutil.FIRESTORE else "sqlite")
     assert st["blobs"].rstrip("/") == f"file://{mount.blobs}"
     assert st["cache"].startswith(str(mount.cache)), st["cache"]
     assert st["pending_writes"].isdigit()
