@@ -19,6 +19,7 @@ typedef struct ov_entry {
 	int deleted;
 	int patch;              /* fields merge onto whatever the backend has */
 	uint64_t last_seq;      /* the last queued batch that touched it */
+	int64_t delivered_us;   /* when the backend got it (0: still pending) */
 	int64_t update_us;
 	struct ov_entry *next;
 } ov_entry;
@@ -31,6 +32,9 @@ typedef struct batch {
 } batch;
 
 #define OV_BUCKETS 4096
+/* A delivered entry stays a little: a read that asked the backend just before the delivery
+ * landed still merges it, instead of briefly losing the write. */
+#define DELIVERED_GRACE_US (5LL * 1000000)
 
 typedef struct wb {
 	al_store_backend base;
@@ -113,6 +117,7 @@ static void ov_apply(wb *w, al_write_op op, const char *path, const cJSON *field
 	if (!e)
 		return;
 	e->last_seq = seq;
+	e->delivered_us = 0;
 	e->update_us = al_now_us();
 	if (op == AL_WRITE_DELETE) {
 		cJSON_Delete(e->fields);
@@ -175,11 +180,29 @@ static cJSON *encode(const al_write *writes, size_t count)
 }
 
 /* Delivers the queued batches in order, several per backend commit. */
+/* Forgets entries delivered a while ago (w->lock held). */
+static void sweep(wb *w)
+{
+	int64_t now = al_now_us();
+	size_t i;
+	for (i = 0; i < OV_BUCKETS; i++) {
+		ov_entry *e = w->ov[i], *next;
+		for (; e; e = next) {
+			next = e->next;
+			if (e->delivered_us && now - e->delivered_us > DELIVERED_GRACE_US)
+				ov_remove(w, e);
+		}
+	}
+}
+
 static int deliver(wb *w)
 {
 	int rc = 0, one_at_a_time = 0;
 
 	pthread_mutex_lock(&w->deliver_lock);
+	pthread_mutex_lock(&w->lock);
+	sweep(w);
+	pthread_mutex_unlock(&w->lock);
 	for (;;) {
 		batch *b, *first, *last;
 		al_write *ws = NULL;
@@ -249,7 +272,7 @@ static int deliver(wb *w)
 			cJSON_ArrayForEach(it, b->writes) {
 				ov_entry *e = ov_find(w, cJSON_GetStringValue(cJSON_GetObjectItem(it, "path")), 0);
 				if (e && e->last_seq <= b->seq)
-					ov_remove(w, e);   /* the backend has it now */
+					e->delivered_us = al_now_us();   /* the backend has it now */
 			}
 			done = b == last;
 			cJSON_Delete(b->writes);
@@ -297,7 +320,17 @@ static int wb_commit(al_store_backend *base, const al_write *writes, size_t coun
 		if ((rc = al_store_wb_flush(base)))
 			return al_error_set(rc, "cannot create %s while the metastore is unreachable: %s",
 				writes[0].path, al_error_last());
-		return al_store_commit(w->inner, writes, count);
+		if ((rc = al_store_commit(w->inner, writes, count)))
+			return rc;
+		/* The backend now answers for these documents: no older local view may shadow them. */
+		pthread_mutex_lock(&w->lock);
+		for (i = 0; i < count; i++) {
+			ov_entry *e = ov_find(w, writes[i].path, 0);
+			if (e)
+				ov_remove(w, e);
+		}
+		pthread_mutex_unlock(&w->lock);
+		return 0;
 	}
 	enc = encode(writes, count);
 	text = cJSON_PrintUnformatted(enc);
@@ -533,6 +566,7 @@ static void *flusher(void *arg)
 			ts.tv_nsec -= 1000000000L;
 		}
 		pthread_cond_timedwait(&w->wake, &w->lock, &ts);
+		sweep(w);
 		if (w->stop || !w->head)
 			continue;
 		pthread_mutex_unlock(&w->lock);
