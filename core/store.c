@@ -2,7 +2,18 @@
  * wrappers around the backend table, documents and lists, and document-id encoding. */
 #include <stdlib.h>
 #include <string.h>
+#include "aletheia/auth.h"
 #include "aletheia/store.h"
+
+static int auth_token(char **out, void *ctx)
+{
+	return al_auth_token(out, ctx);
+}
+
+static void auth_free(void *ctx)
+{
+	al_auth_free(ctx);
+}
 
 int al_store_open(al_store_backend **out, const char *uri)
 {
@@ -21,13 +32,24 @@ int al_store_open(al_store_backend **out, const char *uri)
 		if (!uri[10])
 			return al_error_set(AL_EINVAL, "store URI '%s' names no project: "
 				"expected firestore:PROJECT_ID", uri);
-		/* Google's credentials come with the auth module; until then only the emulator. */
-		if (!host || !*host)
-			return al_error_set(AL_EINVAL, "store URI '%s': no Google credentials support "
-				"yet; set FIRESTORE_EMULATOR_HOST to use the emulator", uri);
 		opts.project = uri + 10;
-		opts.emulator_host = host;
-		return al_store_firestore_new(out, &opts);
+		if (host && *host) {
+			opts.emulator_host = host;   /* plain HTTP, "Bearer owner" */
+			return al_store_firestore_new(out, &opts);
+		}
+		{
+			/* Google's application-default credentials, owned by the store from here on. */
+			al_auth *auth = NULL;
+			int rc = al_auth_new(&auth, AL_AUTH_SCOPE_CLOUD_PLATFORM);
+			if (rc)
+				return rc;
+			opts.token = auth_token;
+			opts.token_ctx = auth;
+			opts.token_free = auth_free;
+			if ((rc = al_store_firestore_new(out, &opts)))
+				al_auth_free(auth);
+			return rc;
+		}
 	}
 	return al_error_set(AL_EINVAL, "unknown store URI '%s': expected local:DIR "
 		"(SQLite in DIR/meta.db) or firestore:PROJECT_ID", uri);

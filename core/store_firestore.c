@@ -22,6 +22,7 @@ typedef struct {
 	int emulator;
 	al_token_fn token;
 	void *token_ctx;
+	void (*token_free)(void *ctx);
 } fs_store;
 
 /* Number of segments of a slash-separated path, or -1 when it is empty or has an empty
@@ -738,6 +739,8 @@ static void fs_free(al_store_backend *b)
 	if (!s)
 		return;
 	al_http_free(s->http);
+	if (s->token_free)
+		s->token_free(s->token_ctx);
 	free(s->project);
 	free(s->database);
 	free(s->root);
@@ -797,6 +800,7 @@ int al_store_firestore_new(al_store_backend **out, const al_firestore_options *o
 	s->emulator = host != NULL;
 	s->token = opts->token;
 	s->token_ctx = opts->token_ctx;
+	s->token_free = opts->token_free;
 	if (!(s->project = strdup(opts->project)) ||
 	    !(s->database = strdup(opts->database ? opts->database : "(default)")))
 		goto oom;

@@ -101,10 +101,11 @@ typedef struct al_firestore_options {
 	al_token_fn token;             /* required without emulator_host */
 	void *token_ctx;
 	const struct al_http_options *http; /* timeouts and retries; NULL: http.h's defaults */
+	void (*token_free)(void *ctx); /* called on token_ctx when the store is freed; may be NULL */
 } al_firestore_options;
 
 #define AL_FIRESTORE_OPTIONS_VERSION 1
-#define AL_FIRESTORE_OPTIONS_INIT {AL_FIRESTORE_OPTIONS_VERSION, NULL, NULL, NULL, NULL, NULL, NULL}
+#define AL_FIRESTORE_OPTIONS_INIT {AL_FIRESTORE_OPTIONS_VERSION, NULL, NULL, NULL, NULL, NULL, NULL, NULL}
 
 int al_store_firestore_new(al_store_backend **out, const al_firestore_options *opts);
 
