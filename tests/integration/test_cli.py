@@ -227,3 +227,24 @@ def test_mount_bad_store(tmpdir_al):
                                 f"file://{tmpdir_al}/b", "--cache-dir", tmpdir_al / "c"], tmpdir_al)
     assert r.returncode != 0
     one_error_line(r.stderr)
+
+
+def test_config_file(tmpdir_al):
+    """A configuration file gives a plain `aletheia mount` its settings; flags override it."""
+    mnt, store, cache = tmpdir_al / "cmnt", tmpdir_al / "cstore", tmpdir_al / "ccache"
+    mnt.mkdir()
+    cfg = tmpdir_al / "config"
+    cfg.write_text(f"# team settings\nstore = local:{store}\ncache-dir = {cache}\ncache-size = 2G\n"
+                   f"mountpoint = {mnt}\n")
+    env = {"ALETHEIA_CONFIG": str(cfg)}
+    r = cli("mount", env=env, timeout=30)
+    try:
+        assert r.returncode == 0, r.stderr
+        st = (mnt / ".aletheia/status").read_text()
+        assert f"store: local:{store}\n" in st and f"cache: {cache} " in st and "of 2147483648" in st
+    finally:
+        fusermount(mnt, lazy=True)
+    bad = tmpdir_al / "bad"
+    bad.write_text("bogus = 1\n")
+    r = cli("mount", mnt, env={"ALETHEIA_CONFIG": str(bad)}, timeout=30)
+    assert r.returncode == 2 and "unknown key" in r.stderr and r.stderr.count("\n") == 1
