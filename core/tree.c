@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include "aletheia/blobs.h"
 #include "aletheia/buf.h"
@@ -91,6 +92,13 @@ struct al_tree {
 	pthread_mutex_t lock;      /* serialises read-modify-write of documents, vdirs, writers */
 	vdir *vdirs;
 	al_file *writers;
+	/* Datasets whose version must be recomputed: after each added file it would cost a listing
+	 * per file, so it happens about once a second, or at once when the version is looked at. */
+	pthread_mutex_t ds_lock;   /* serialises version computation; taken before t->lock */
+	vdir *dirty_ds;            /* dataset documents (in t->lock) */
+	pthread_t ds_thread;
+	pthread_cond_t ds_wake;
+	int ds_started, ds_stop;
 	/* Attribute cache (after sshfs's cache.c): answers are kept while no change happened since
 	 * they were computed; every change bumps gen, so a stale answer is never served. */
 	pthread_mutex_t alock;
@@ -462,6 +470,8 @@ static cJSON *number_json(double v)
 	return isnan(v) || isinf(v) ? cJSON_CreateNull() : cJSON_CreateNumber(v);
 }
 
+static int dataset_settle(al_tree *t, const char *ds_doc);
+
 /* ---- rendering generated files -------------------------------------------------------- */
 
 static int render_params_json(al_buf *b, const al_doc *run)
@@ -792,6 +802,7 @@ static int render(al_buf *b, al_tree *t, const node *n)
 		break;
 	}
 	case N_DATASET_JSON:
+		dataset_settle(t, n->ds_doc);
 		if ((rc = get_doc(&d, t, n->ds_doc)) == 0)
 			rc = render_dataset_json(b, d);
 		break;
@@ -1703,6 +1714,7 @@ static int blob_delete(al_tree *t, const node *n)
 }
 
 static int dataset_refresh(al_tree *t, const char *ds_doc);
+static void dataset_changed(al_tree *t, const char *ds_doc);
 
 static int al_tree_unlink_impl(al_tree *t, const char *path)
 {
@@ -1724,7 +1736,7 @@ static int al_tree_unlink_impl(al_tree *t, const char *path)
 	}
 	case N_DATASET_PATH:
 		if ((rc = blob_delete(t, &n)) == 0)
-			rc = dataset_refresh(t, n.ds_doc);
+			dataset_changed(t, n.ds_doc);
 		break;
 	case N_EXP_ARTIFACT:
 	case N_RUN_ARTIFACT:
@@ -1824,7 +1836,7 @@ static int dataset_refresh(al_tree *t, const char *ds_doc)
 	size_t i;
 	int rc;
 
-	pthread_mutex_lock(&t->lock);
+	pthread_mutex_lock(&t->ds_lock);
 	if ((rc = al_store_list(&l, t->store, coll, NULL, NULL)) || (rc = al_hasher_new(&h)))
 		goto cleanup;
 	/* Ids are the encoded paths; sort order of ids and paths can differ, so sort paths. */
@@ -1849,12 +1861,81 @@ static int dataset_refresh(al_tree *t, const char *ds_doc)
 	al_fields_set(f, "bytes", al_value_int(bytes));
 	rc = commit1(t, AL_WRITE_UPDATE, ds_doc, f, AL_PRE_EXISTS);
 cleanup:
-	pthread_mutex_unlock(&t->lock);
+	pthread_mutex_unlock(&t->ds_lock);
 	cJSON_Delete(f);
 	al_hasher_free(h);
 	al_doc_list_free(l);
 	free(coll);
 	return rc;
+}
+
+/* Notes that a dataset's files changed; its version follows within about a second. */
+static void dataset_changed(al_tree *t, const char *ds_doc)
+{
+	vdir *v;
+	pthread_mutex_lock(&t->lock);
+	for (v = t->dirty_ds; v; v = v->next)
+		if (strcmp(v->path, ds_doc) == 0)
+			break;
+	if (!v && (v = calloc(1, sizeof(*v)))) {
+		if ((v->path = strdup(ds_doc))) {
+			v->next = t->dirty_ds;
+			t->dirty_ds = v;
+		} else
+			free(v);
+	}
+	pthread_cond_signal(&t->ds_wake);
+	pthread_mutex_unlock(&t->lock);
+}
+
+/* Brings one dataset's version up to date now (NULL: every dataset that changed). */
+static int dataset_settle(al_tree *t, const char *ds_doc)
+{
+	vdir *take = NULL, **p, *v;
+	int rc = 0;
+
+	pthread_mutex_lock(&t->lock);
+	for (p = &t->dirty_ds; *p;) {
+		if (!ds_doc || strcmp((*p)->path, ds_doc) == 0) {
+			v = *p;
+			*p = v->next;
+			v->next = take;
+			take = v;
+		} else
+			p = &(*p)->next;
+	}
+	pthread_mutex_unlock(&t->lock);
+	while ((v = take)) {
+		int r;
+		take = v->next;
+		if ((r = dataset_refresh(t, v->path)) && r != AL_ENOTFOUND && !rc)
+			rc = r;
+		free(v->path);
+		free(v);
+	}
+	return rc;
+}
+
+static void *dataset_thread(void *arg)
+{
+	al_tree *t = arg;
+	struct timespec ts;
+
+	pthread_mutex_lock(&t->lock);
+	while (!t->ds_stop) {
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += 1;
+		pthread_cond_timedwait(&t->ds_wake, &t->lock, &ts);
+		if (!t->dirty_ds)
+			continue;
+		pthread_mutex_unlock(&t->lock);
+		usleep(200000);   /* let a burst of copies finish first */
+		dataset_settle(t, NULL);
+		changed(t);
+		pthread_mutex_lock(&t->lock);
+	}
+	pthread_mutex_unlock(&t->lock);
+	return NULL;
 }
 
 static int dataset_referenced(al_tree *t, const char *ds_doc)
@@ -2011,7 +2092,7 @@ static int al_tree_rename_impl(al_tree *t, const char *from, const char *to, uns
 	if ((rc = blob_move(t, &a, &b, (flags & noreplace) != 0)))
 		goto cleanup;
 	if (a.kind == N_DATASET_PATH)
-		rc = dataset_refresh(t, a.ds_doc);
+		dataset_changed(t, a.ds_doc);
 cleanup:
 	node_free(&a);
 	node_free(&b);
@@ -2080,6 +2161,7 @@ static int al_tree_symlink_impl(al_tree *t, const char *target, const char *path
 		rc = al_error_set(AL_EINVAL, "a run's datasets/ link must point at a dataset of project %s", n.project);
 		goto cleanup;
 	}
+	dataset_settle(t, d.ds_doc);   /* the link records the version of every file so far */
 	if ((rc = get_doc(&ds, t, d.ds_doc)))
 		goto cleanup;
 	version = al_fields_get_string(ds->fields, "version");
@@ -2916,12 +2998,20 @@ static int commit_blob(al_file *f)
 	al_fields_set(file, "size", al_value_int((int64_t)size));
 	al_fields_set(file, "blob", al_value_string(uri ? uri : ""));
 	al_fields_set(file, "created", al_value_time(now));
-	if ((rc = commit1(t, AL_WRITE_SET, fdoc, file, AL_PRE_MISSING)) == AL_EEXISTS)
-		rc = 0;   /* the blob was already recorded: content is stored once */
-	if (rc == 0)
-		rc = commit1(t, AL_WRITE_SET, doc, fields, AL_PRE_NONE);
+	{
+		/* One commit: the file's record, and the blob's own record unless it is known already
+		 * (content is stored once). A create-only write would wait for a remote backend. */
+		al_doc *known = NULL;
+		al_write w[2];
+		size_t nw = 0;
+		if (al_store_get(&known, t->store, fdoc) != 0)
+			w[nw++] = (al_write){AL_WRITE_SET, fdoc, file, AL_PRE_NONE};
+		w[nw++] = (al_write){AL_WRITE_SET, doc, fields, AL_PRE_NONE};
+		al_doc_free(known);
+		rc = al_store_commit(t->store, w, nw);
+	}
 	if (rc == 0 && f->n.kind == N_DATASET_PATH)
-		rc = dataset_refresh(t, f->n.ds_doc);
+		dataset_changed(t, f->n.ds_doc);
 	cJSON_Delete(fields);
 	cJSON_Delete(file);
 	free(id);
@@ -3067,6 +3157,8 @@ int al_tree_open(al_tree **out, const al_tree_options *opts)
 		return al_error_set(AL_ENOMEM, "out of memory");
 	pthread_mutex_init(&t->lock, NULL);
 	pthread_mutex_init(&t->alock, NULL);
+	pthread_mutex_init(&t->ds_lock, NULL);
+	pthread_cond_init(&t->ds_wake, NULL);
 	t->acache = calloc(ACACHE_BUCKETS, sizeof(attr_entry *));
 	if (!t->acache) {
 		free(t);
@@ -3113,6 +3205,11 @@ int al_tree_open(al_tree **out, const al_tree_options *opts)
 		goto fail;
 	if ((rc = al_series_set_open(&t->series, t->store, journal, 1000)))
 		goto fail;
+	if (pthread_create(&t->ds_thread, NULL, dataset_thread, t) != 0) {
+		rc = al_error_set(AL_ERROR, "cannot start the dataset thread");
+		goto fail;
+	}
+	t->ds_started = 1;
 	free(journal);
 	free(dir);
 	*out = t;
@@ -3129,6 +3226,14 @@ void al_tree_free(al_tree *t)
 	vdir *v, *next;
 	if (!t)
 		return;
+	if (t->ds_started) {
+		pthread_mutex_lock(&t->lock);
+		t->ds_stop = 1;
+		pthread_cond_signal(&t->ds_wake);
+		pthread_mutex_unlock(&t->lock);
+		pthread_join(t->ds_thread, NULL);
+		dataset_settle(t, NULL);
+	}
 	al_series_set_free(t->series);
 	al_cache_free(t->cache);
 	if (t->blobs)
@@ -3148,6 +3253,8 @@ void al_tree_free(al_tree *t)
 	acache_clear(t);
 	free(t->acache);
 	pthread_mutex_destroy(&t->alock);
+	pthread_mutex_destroy(&t->ds_lock);
+	pthread_cond_destroy(&t->ds_wake);
 	pthread_mutex_destroy(&t->lock);
 	free(t);
 }
