@@ -4,6 +4,7 @@
 #include <string.h>
 #include "aletheia/auth.h"
 #include "aletheia/store.h"
+#include "aletheia/value.h"
 
 static int auth_token(char **out, void *ctx)
 {
@@ -179,4 +180,56 @@ char *al_id_decode(const char *id)
 	}
 	*o = '\0';
 	return out;
+}
+
+/* Number of segments of a slash-separated path, or -1 when it is empty or has an empty
+ * segment (leading, trailing or double slash). */
+int al_path_segments(const char *path)
+{
+	int n = 1;
+	if (!path || !*path)
+		return -1;
+	for (const char *p = path; *p; p++) {
+		if (*p != '/')
+			continue;
+		if (p == path || p[1] == '/' || p[1] == '\0')
+			return -1;
+		n++;
+	}
+	return n;
+}
+
+int al_path_is_document(const char *path)
+{
+	int n = al_path_segments(path);
+	return n > 0 && n % 2 == 0;
+}
+
+int al_path_invalid(const char *kind, const char *path)
+{
+	return al_error_set(AL_EINVAL, "invalid %s path '%s': expected %s non-empty segments "
+		"separated by '/'", kind, path ? path : "(null)",
+		kind[0] == 'd' ? "an even number of" : "an odd number of");
+}
+
+int al_write_check(const al_write *w)
+{
+	const cJSON *f;
+	if (!al_path_is_document(w->path))
+		return al_path_invalid("document", w->path);
+	if (w->op != AL_WRITE_SET && w->op != AL_WRITE_UPDATE && w->op != AL_WRITE_DELETE)
+		return al_error_set(AL_EINVAL, "document %s: unknown write operation %d", w->path,
+			(int)w->op);
+	if (w->pre != AL_PRE_NONE && w->pre != AL_PRE_EXISTS && w->pre != AL_PRE_MISSING)
+		return al_error_set(AL_EINVAL, "document %s: unknown precondition %d", w->path,
+			(int)w->pre);
+	if (w->op == AL_WRITE_DELETE || !w->fields)
+		return 0;
+	if (!cJSON_IsObject(w->fields))
+		return al_error_set(AL_EINVAL, "document %s: fields are not an object", w->path);
+	cJSON_ArrayForEach(f, w->fields)
+		if (!al_value_is_valid(f))
+			return al_error_set(AL_EINVAL, "document %s: field %s is not a typed value",
+				w->path, f->string);
+	return 0;
 }

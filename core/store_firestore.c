@@ -1,6 +1,5 @@
 /* aletheia: the Firestore metastore backend (firestore:PROJECT): the store.h table over
  * Firestore's REST API v1, against Google or the emulator (FIRESTORE_EMULATOR_HOST). */
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,36 +23,6 @@ typedef struct {
 	void *token_ctx;
 	void (*token_free)(void *ctx);
 } fs_store;
-
-/* Number of segments of a slash-separated path, or -1 when it is empty or has an empty
- * segment (leading, trailing or double slash). */
-static int count_segments(const char *path)
-{
-	int n = 1;
-	if (!path || !*path)
-		return -1;
-	for (const char *p = path; *p; p++) {
-		if (*p != '/')
-			continue;
-		if (p == path || p[1] == '/' || p[1] == '\0')
-			return -1;
-		n++;
-	}
-	return n;
-}
-
-static int is_doc_path(const char *path)
-{
-	int n = count_segments(path);
-	return n > 0 && n % 2 == 0;
-}
-
-static int bad_path(const char *kind, const char *path)
-{
-	return al_error_set(AL_EINVAL, "invalid %s path '%s': expected %s non-empty segments "
-		"separated by '/'", kind, path ? path : "(null)",
-		kind[0] == 'd' ? "an even number of" : "an odd number of");
-}
 
 static int nomem(const char *what)
 {
@@ -184,7 +153,7 @@ static int doc_from_json(al_doc **out, fs_store *s, const cJSON *j)
 	int rc = 0;
 
 	*out = NULL;
-	if (!name || strncmp(name, s->root, rl) != 0 || name[rl] != '/' || !is_doc_path(name + rl + 1)) {
+	if (!name || strncmp(name, s->root, rl) != 0 || name[rl] != '/' || !al_path_is_document(name + rl + 1)) {
 		rc = al_error_set(AL_EIO, "firestore answered a document named '%s' outside %s",
 			name ? name : "(none)", s->root);
 		goto cleanup;
@@ -218,8 +187,8 @@ static int fs_get(al_doc **out, al_store_backend *b, const char *path)
 	int rc;
 
 	*out = NULL;
-	if (!is_doc_path(path))
-		return bad_path("document", path);
+	if (!al_path_is_document(path))
+		return al_path_invalid("document", path);
 	if (!(url = make_url(s, path, ""))) {
 		rc = nomem("get");
 		goto cleanup;
@@ -333,11 +302,11 @@ static int fs_list(al_doc_list **out, al_store_backend *b, const char *collectio
 	char *url = NULL, *parent = NULL, *after = NULL;
 	const char *coll_id;
 	size_t cap = 0;
-	int rc = 0, n = count_segments(collection), page;
+	int rc = 0, n = al_path_segments(collection), page;
 
 	*out = NULL;
 	if (n < 0 || n % 2 != 1)
-		return bad_path("collection", collection);
+		return al_path_invalid("collection", collection);
 	coll_id = strrchr(collection, '/');
 	coll_id = coll_id ? coll_id + 1 : collection;
 	/* runQuery is asked of the parent document ("" for the root), "from" the collection id */
@@ -441,8 +410,8 @@ static int fs_list_collections(char ***out, size_t *count, al_store_backend *b,
 	*count = 0;
 	if (!doc_path)
 		doc_path = "";
-	if (*doc_path && !is_doc_path(doc_path))
-		return bad_path("document", doc_path);
+	if (*doc_path && !al_path_is_document(doc_path))
+		return al_path_invalid("document", doc_path);
 	if (!(url = make_url(s, doc_path, ":listCollectionIds")))
 		goto oom;
 	do {
@@ -504,68 +473,6 @@ cleanup:
 	free(url);
 	free(token);
 	return rc;
-}
-
-/* A typed value as value.h describes it (recursively): nothing else is sent. (The same check
- * as the SQLite backend's, which keeps its copy static.) */
-static int valid_value(const cJSON *v)
-{
-	const cJSON *p, *list, *child;
-	const char *k;
-	int64_t n;
-	double d;
-
-	if (!cJSON_IsObject(v) || !v->child || v->child->next || !v->child->string)
-		return 0;
-	p = v->child;
-	k = p->string;
-	if (strcmp(k, "mapValue") == 0 || strcmp(k, "arrayValue") == 0) {
-		list = k[0] == 'm' ? al_value_get_map(v) : al_value_get_array(v);
-		if (!list)
-			return 0;
-		cJSON_ArrayForEach(child, list)
-			if (!valid_value(child))
-				return 0;
-		return 1;
-	}
-	if (strcmp(k, "integerValue") == 0)
-		return al_value_get_int(&n, v) == 0;
-	if (strcmp(k, "doubleValue") == 0)
-		return al_value_get_double(&d, v) == 0 && (cJSON_IsString(p) || isfinite(d));
-	if (strcmp(k, "timestampValue") == 0)
-		return al_value_get_time(&n, v) == 0;
-	if (strcmp(k, "stringValue") == 0 || strcmp(k, "referenceValue") == 0 ||
-	    strcmp(k, "bytesValue") == 0)
-		return cJSON_IsString(p);
-	if (strcmp(k, "booleanValue") == 0)
-		return cJSON_IsBool(p);
-	if (strcmp(k, "nullValue") == 0)
-		return cJSON_IsNull(p);
-	if (strcmp(k, "geoPointValue") == 0)
-		return cJSON_IsObject(p);
-	return 0;
-}
-
-static int check_write(const al_write *w)
-{
-	const cJSON *f;
-	if (!is_doc_path(w->path))
-		return bad_path("document", w->path);
-	if (w->op != AL_WRITE_SET && w->op != AL_WRITE_UPDATE && w->op != AL_WRITE_DELETE)
-		return al_error_set(AL_EINVAL, "document %s: unknown write operation %d", w->path,
-			(int)w->op);
-	if (w->pre != AL_PRE_NONE && w->pre != AL_PRE_EXISTS && w->pre != AL_PRE_MISSING)
-		return al_error_set(AL_EINVAL, "document %s: unknown precondition %d", w->path,
-			(int)w->pre);
-	if (w->op == AL_WRITE_DELETE || !w->fields)
-		return 0;
-	if (!cJSON_IsObject(w->fields))
-		return al_error_set(AL_EINVAL, "document %s: fields are not an object", w->path);
-	cJSON_ArrayForEach(f, w->fields)
-		if (!valid_value(f))
-			return al_error_set(AL_EINVAL, "document %s: field %s is not a typed value",
-				w->path, f->string);
-	return 0;
 }
 
 /* A top-level field name as a field path (§1.6): simple names bare, others in backticks. */
@@ -677,7 +584,7 @@ static int fs_commit(al_store_backend *b, const al_write *writes, size_t count)
 	if (count == 0)
 		return 0;
 	for (size_t i = 0; i < count; i++) {
-		if ((rc = check_write(&writes[i])))
+		if ((rc = al_write_check(&writes[i])))
 			return rc;
 		if (writes[i].pre != AL_PRE_MISSING)
 			flags = 0;

@@ -2,7 +2,6 @@
  * connection and a mutex, and an flock on DIR/lock so that one process owns the store. */
 #include <errno.h>
 #include <fcntl.h>
-#include <math.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -65,36 +64,6 @@ typedef struct {
 	int lock_fd;
 } sqlite_store;
 
-/* Number of segments of a slash-separated path, or -1 when it is empty or has an empty
- * segment (leading, trailing or double slash). */
-static int count_segments(const char *path)
-{
-	int n = 1;
-	if (!path || !*path)
-		return -1;
-	for (const char *p = path; *p; p++) {
-		if (*p != '/')
-			continue;
-		if (p == path || p[1] == '/' || p[1] == '\0')
-			return -1;
-		n++;
-	}
-	return n;
-}
-
-static int is_doc_path(const char *path)
-{
-	int n = count_segments(path);
-	return n > 0 && n % 2 == 0;
-}
-
-static int bad_path(const char *kind, const char *path)
-{
-	return al_error_set(AL_EINVAL, "invalid %s path '%s': expected %s non-empty segments "
-		"separated by '/'", kind, path ? path : "(null)",
-		kind[0] == 'd' ? "an even number of" : "an odd number of");
-}
-
 static int db_error(sqlite_store *s, int rc, const char *what)
 {
 	int code;
@@ -156,8 +125,8 @@ static int sqlite_get(al_doc **out, al_store_backend *b, const char *path)
 	int rc;
 
 	*out = NULL;
-	if (!is_doc_path(path))
-		return bad_path("document", path);
+	if (!al_path_is_document(path))
+		return al_path_invalid("document", path);
 	pthread_mutex_lock(&s->lock);
 	sqlite3_bind_text(st, 1, path, -1, SQLITE_STATIC);
 	rc = sqlite3_step(st);
@@ -179,11 +148,11 @@ static int sqlite_list(al_doc_list **out, al_store_backend *b, const char *colle
 	sqlite3_stmt *st = s->st[ST_LIST];
 	al_doc_list *list = NULL;
 	size_t cap = 0;
-	int rc = 0, n = count_segments(collection);
+	int rc = 0, n = al_path_segments(collection);
 
 	*out = NULL;
 	if (n < 0 || n % 2 != 1)
-		return bad_path("collection", collection);
+		return al_path_invalid("collection", collection);
 	list = calloc(1, sizeof(*list));
 	if (!list)
 		return al_error_set(AL_ENOMEM, "out of memory listing %s", collection);
@@ -233,8 +202,8 @@ static int sqlite_list_collections(char ***out, size_t *count, al_store_backend 
 	*count = 0;
 	if (!doc_path)
 		doc_path = "";
-	if (*doc_path && !is_doc_path(doc_path))
-		return bad_path("document", doc_path);
+	if (*doc_path && !al_path_is_document(doc_path))
+		return al_path_invalid("document", doc_path);
 	skip = *doc_path ? strlen(doc_path) + 1 : 0; /* collection path = doc_path "/" id */
 	pthread_mutex_lock(&s->lock);
 	sqlite3_bind_text(st, 1, doc_path, -1, SQLITE_STATIC);
@@ -267,67 +236,6 @@ cleanup:
 	}
 	*out = ids;
 	*count = n;
-	return 0;
-}
-
-/* A typed value as value.h describes it (recursively), so that nothing else reaches the store. */
-static int valid_value(const cJSON *v)
-{
-	const cJSON *p, *list, *child;
-	const char *k;
-	int64_t n;
-	double d;
-
-	if (!cJSON_IsObject(v) || !v->child || v->child->next || !v->child->string)
-		return 0;
-	p = v->child;
-	k = p->string;
-	if (strcmp(k, "mapValue") == 0 || strcmp(k, "arrayValue") == 0) {
-		list = k[0] == 'm' ? al_value_get_map(v) : al_value_get_array(v);
-		if (!list)
-			return 0;
-		cJSON_ArrayForEach(child, list)
-			if (!valid_value(child))
-				return 0;
-		return 1;
-	}
-	if (strcmp(k, "integerValue") == 0)
-		return al_value_get_int(&n, v) == 0;
-	if (strcmp(k, "doubleValue") == 0) /* a NaN number would be stored as null */
-		return al_value_get_double(&d, v) == 0 && (cJSON_IsString(p) || isfinite(d));
-	if (strcmp(k, "timestampValue") == 0)
-		return al_value_get_time(&n, v) == 0;
-	if (strcmp(k, "stringValue") == 0 || strcmp(k, "referenceValue") == 0 ||
-	    strcmp(k, "bytesValue") == 0)
-		return cJSON_IsString(p);
-	if (strcmp(k, "booleanValue") == 0)
-		return cJSON_IsBool(p);
-	if (strcmp(k, "nullValue") == 0)
-		return cJSON_IsNull(p);
-	if (strcmp(k, "geoPointValue") == 0)
-		return cJSON_IsObject(p);
-	return 0;
-}
-
-static int check_write(const al_write *w)
-{
-	const cJSON *f;
-	if (!is_doc_path(w->path))
-		return bad_path("document", w->path);
-	if (w->op != AL_WRITE_SET && w->op != AL_WRITE_UPDATE && w->op != AL_WRITE_DELETE)
-		return al_error_set(AL_EINVAL, "document %s: unknown write operation %d", w->path,
-			(int)w->op);
-	if (w->pre != AL_PRE_NONE && w->pre != AL_PRE_EXISTS && w->pre != AL_PRE_MISSING)
-		return al_error_set(AL_EINVAL, "document %s: unknown precondition %d", w->path,
-			(int)w->pre);
-	if (w->op == AL_WRITE_DELETE || !w->fields)
-		return 0;
-	if (!cJSON_IsObject(w->fields))
-		return al_error_set(AL_EINVAL, "document %s: fields are not an object", w->path);
-	cJSON_ArrayForEach(f, w->fields)
-		if (!valid_value(f))
-			return al_error_set(AL_EINVAL, "document %s: field %s is not a typed value",
-				w->path, f->string);
 	return 0;
 }
 
@@ -433,7 +341,7 @@ static int sqlite_commit(al_store_backend *b, const al_write *writes, size_t cou
 	if (!texts)
 		return al_error_set(AL_ENOMEM, "out of memory committing %zu writes", count);
 	for (size_t i = 0; i < count; i++) {
-		if ((rc = check_write(&writes[i])))
+		if ((rc = al_write_check(&writes[i])))
 			goto cleanup;
 		if (writes[i].op == AL_WRITE_DELETE)
 			continue;

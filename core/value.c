@@ -460,3 +460,42 @@ int al_time_parse(int64_t *out, const char *s)
 bad:
 	return al_error_set(AL_EINVAL, "invalid RFC 3339 timestamp '%s'", s);
 }
+
+/* A typed value as value.h describes it (recursively), so that nothing else reaches the store. */
+int al_value_is_valid(const cJSON *v)
+{
+	const cJSON *p, *list, *child;
+	const char *k;
+	int64_t n;
+	double d;
+
+	if (!cJSON_IsObject(v) || !v->child || v->child->next || !v->child->string)
+		return 0;
+	p = v->child;
+	k = p->string;
+	if (strcmp(k, "mapValue") == 0 || strcmp(k, "arrayValue") == 0) {
+		list = k[0] == 'm' ? al_value_get_map(v) : al_value_get_array(v);
+		if (!list)
+			return 0;
+		cJSON_ArrayForEach(child, list)
+			if (!al_value_is_valid(child))
+				return 0;
+		return 1;
+	}
+	if (strcmp(k, "integerValue") == 0)
+		return al_value_get_int(&n, v) == 0;
+	if (strcmp(k, "doubleValue") == 0) /* a NaN number would be stored as null */
+		return al_value_get_double(&d, v) == 0 && (cJSON_IsString(p) || isfinite(d));
+	if (strcmp(k, "timestampValue") == 0)
+		return al_value_get_time(&n, v) == 0;
+	if (strcmp(k, "stringValue") == 0 || strcmp(k, "referenceValue") == 0 ||
+	    strcmp(k, "bytesValue") == 0)
+		return cJSON_IsString(p);
+	if (strcmp(k, "booleanValue") == 0)
+		return cJSON_IsBool(p);
+	if (strcmp(k, "nullValue") == 0)
+		return cJSON_IsNull(p);
+	if (strcmp(k, "geoPointValue") == 0)
+		return cJSON_IsObject(p);
+	return 0;
+}

@@ -82,6 +82,16 @@ char *al_store_describe(al_store_backend *b);
 void al_store_free(al_store_backend *b);
 void al_strings_free(char **strings, size_t count);
 
+/* Paths: the number of '/'-separated segments (-1 when empty or with an empty segment); a
+ * document path has an even number; al_path_invalid sets AL_EINVAL saying what a path of that
+ * kind ("document" or "collection") must look like. */
+int al_path_segments(const char *path);
+int al_path_is_document(const char *path);
+int al_path_invalid(const char *kind, const char *path);
+/* Checks one write before a backend takes it: a document path, a known operation and
+ * precondition, and fields that are typed values (value.h) all the way down. */
+int al_write_check(const al_write *w);
+
 /* Encoding of a file path or metric name as one document id: '%' → "%25", '/' → "%2F". */
 char *al_id_encode(const char *path);
 char *al_id_decode(const char *id);

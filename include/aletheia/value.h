@@ -40,6 +40,9 @@ const cJSON *al_fields_get(const cJSON *fields, const char *name);       /* raw 
 /* Replaces (or adds) a field; takes ownership of value. */
 void al_fields_set(cJSON *fields, const char *name, cJSON *value);
 
+/* 1 when v is one typed value as described above (recursively), else 0. */
+int al_value_is_valid(const cJSON *v);
+
 /* Plain JSON ↔ typed values. Numbers that are integral and within ±2^53 become integerValue.
  * Timestamps become RFC 3339 strings when converted back to plain JSON. */
 cJSON *al_value_from_json(const cJSON *plain);
