@@ -115,12 +115,13 @@ static int series_load(al_series_set *s, series *se)
 
 	if (se->loaded)
 		return 0;
-	se->count = 0;
-	summary_reset(&se->sum);
 	if (asprintf(&coll, "%s/chunks", se->doc) < 0)
 		return al_error_set(AL_ENOMEM, "out of memory");
+	/* Nothing changes unless the chunks could be read (an unreachable backend). */
 	if ((rc = al_store_list(&chunks, s->store, coll, NULL, NULL)))
 		goto cleanup;
+	se->count = 0;
+	summary_reset(&se->sum);
 	qsort(chunks->docs, chunks->count, sizeof(al_doc *), cmp_chunk);
 	for (i = 0; i < chunks->count; i++) {
 		const cJSON *f = chunks->docs[i]->fields;

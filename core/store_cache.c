@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "aletheia/store_cache.h"
+#include "aletheia/value.h"
 #include "util.h"
 
 #define BUCKETS 8192
@@ -149,6 +150,15 @@ static int c_get(al_doc **out, al_store_backend *b, const char *path)
 	g0 = c->gen;
 	pthread_mutex_unlock(&c->lock);
 	rc = c->inner->get(out, c->inner, path);
+	if (rc == AL_EIO || rc == AL_EAGAIN) {
+		/* Unreachable: an expired answer is better than none (stale-if-error). */
+		pthread_mutex_lock(&c->lock);
+		p = slot(c, path);
+		if (*p && !(*p)->missing && (*out = doc_copy((*p)->doc)))
+			rc = 0;
+		pthread_mutex_unlock(&c->lock);
+		return rc;
+	}
 	if (rc && rc != AL_ENOTFOUND)
 		return rc;
 	if (!(e = calloc(1, sizeof(*e))) || !(e->key = strdup(path))) {
@@ -191,6 +201,13 @@ static int c_list(al_doc_list **out, al_store_backend *b, const char *coll, cons
 	g0 = c->gen;
 	pthread_mutex_unlock(&c->lock);
 	if ((rc = c->inner->list(out, c->inner, coll, from, to))) {
+		if (rc == AL_EIO || rc == AL_EAGAIN) {
+			pthread_mutex_lock(&c->lock);
+			p = slot(c, key);
+			if (*p && (*out = list_copy((*p)->list)))
+				rc = 0;   /* stale-if-error, as for documents */
+			pthread_mutex_unlock(&c->lock);
+		}
 		free(key);
 		return rc;
 	}
@@ -273,8 +290,39 @@ static int c_commit(al_store_backend *b, const al_write *writes, size_t count)
 	/* Invalidate after the write too: a read racing with it must not stay cached. */
 	pthread_mutex_lock(&c->lock);
 	c->gen++;
-	for (i = 0; i < count; i++)
+	for (i = 0; i < count; i++) {
+		al_doc *known = NULL;
+		entry **p = slot(c, writes[i].path);
+		/* What we just wrote is the best copy to fall back on while unreachable. */
+		if (rc == 0 && *p && !(*p)->is_list) {
+			if (writes[i].op == AL_WRITE_DELETE || (*p)->missing) {
+				known = NULL;
+			} else if (writes[i].op == AL_WRITE_SET || (*p)->doc) {
+				known = (*p)->doc ? doc_copy((*p)->doc) : NULL;
+				if (known && writes[i].op == AL_WRITE_SET) {
+					cJSON_Delete(known->fields);
+					known->fields = cJSON_Duplicate(writes[i].fields, 1);
+				} else if (known) {
+					const cJSON *it;
+					cJSON_ArrayForEach(it, writes[i].fields)
+						al_fields_set(known->fields, it->string, cJSON_Duplicate(it, 1));
+				}
+			}
+		}
 		invalidate(c, writes[i].path);
+		if (known) {
+			entry *e = calloc(1, sizeof(*e));
+			known->update_us = al_now_us();
+			if (e && (e->key = strdup(writes[i].path))) {
+				e->doc = known;
+				e->expires_us = 0;   /* stale at once: used only when the backend is away */
+				put(c, e);
+			} else {
+				free(e);
+				al_doc_free(known);
+			}
+		}
+	}
 	pthread_mutex_unlock(&c->lock);
 	return rc;
 }

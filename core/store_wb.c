@@ -565,16 +565,19 @@ static void *flusher(void *arg)
 			ts.tv_sec++;
 			ts.tv_nsec -= 1000000000L;
 		}
-		pthread_cond_timedwait(&w->wake, &w->lock, &ts);
+		/* While backing off, new writes do not cut the wait short: only the clock does. */
+		while (pthread_cond_timedwait(&w->wake, &w->lock, &ts) == 0 && backoff > w->interval_ms && !w->stop)
+			;
 		sweep(w);
 		if (w->stop || !w->head)
 			continue;
 		pthread_mutex_unlock(&w->lock);
-		/* Unreachable: back off (up to 30 s) so an outage costs few requests. */
+		/* Unreachable: back off (up to 5 s) so an outage costs few requests, and delivery
+		 * resumes within seconds of the backend's return. */
 		if (al_store_wb_flush(&w->base) == 0)
 			backoff = w->interval_ms;
-		else if ((backoff *= 2) > 30000)
-			backoff = 30000;
+		else if ((backoff *= 2) > 5000)
+			backoff = 5000;
 		pthread_mutex_lock(&w->lock);
 	}
 	pthread_mutex_unlock(&w->lock);

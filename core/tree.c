@@ -78,8 +78,8 @@ struct al_file {
 };
 
 struct al_tree {
-	al_store_backend *store;   /* for a remote metastore: read cache → write-behind → backend */
-	al_store_backend *wb;      /* the write-behind layer inside store, or NULL (borrowed) */
+	al_store_backend *store;   /* for a remote metastore: write-behind → read cache → backend */
+	al_store_backend *wb;      /* store itself when it is the write-behind layer, else NULL */
 	const char *backend;       /* the backend's own name, for status */
 	al_blobs_backend *blobs;
 	al_cache *cache;
@@ -105,6 +105,7 @@ struct al_tree {
 	uint64_t gen;
 	struct attr_entry **acache;
 	size_t acount;
+	int64_t attr_ttl_us;       /* INT64_MAX for a local store: no one else changes it */
 };
 
 typedef struct attr_entry {
@@ -112,6 +113,7 @@ typedef struct attr_entry {
 	al_attr attr;
 	int rc;
 	uint64_t gen;
+	int64_t expires_us;        /* other mounts' changes show after this (remote stores) */
 	struct attr_entry *next;
 } attr_entry;
 
@@ -887,7 +889,7 @@ int al_tree_getattr(al_attr *out, al_tree *t, const char *path)
 	for (e = t->acache[b]; e; e = e->next)
 		if (strcmp(e->path, path) == 0)
 			break;
-	if (e && e->gen == g0) {
+	if (e && e->gen == g0 && e->expires_us > al_now_us()) {
 		*out = e->attr;
 		rc = e->rc;
 		pthread_mutex_unlock(&t->alock);
@@ -923,6 +925,7 @@ int al_tree_getattr(al_attr *out, al_tree *t, const char *path)
 			e->attr = *out;
 			e->rc = rc;
 			e->gen = g0;
+			e->expires_us = t->attr_ttl_us == INT64_MAX ? INT64_MAX : al_now_us() + t->attr_ttl_us;
 		}
 	}
 	pthread_mutex_unlock(&t->alock);
@@ -3165,6 +3168,7 @@ int al_tree_open(al_tree **out, const al_tree_options *opts)
 		return al_error_set(AL_ENOMEM, "out of memory");
 	}
 	t->mount_us = al_now_us();
+	t->attr_ttl_us = INT64_MAX;
 	t->allow_delete = opts->allow_delete;
 	t->uid = opts->uid;
 	t->gid = opts->gid;
@@ -3186,16 +3190,20 @@ int al_tree_open(al_tree **out, const al_tree_options *opts)
 	if (!local) {
 		/* write() and close() never wait for the network; reads are answered for a short
 		 * while from memory (ALETHEIA_CACHE_TTL_MS, default 1000). */
+		/* The overlay of undelivered writes sits on top of the read cache, so it merges onto
+		 * cached (or, while unreachable, stale) documents and never onto nothing. */
 		const char *ttl = getenv("ALETHEIA_CACHE_TTL_MS");
 		char *wbdir = xasprintf("%s/writes", dir);
-		al_store_backend *inner = t->store;
+		al_store_backend *cached = NULL, *inner = t->store;
 		t->store = NULL;
-		rc = wbdir ? al_store_wb_new(&t->wb, inner, wbdir, 1000) : AL_ENOMEM;
+		rc = al_store_cache_new(&cached, inner, ttl ? (unsigned)atoi(ttl) : 1000);
+		if (rc == 0)
+			rc = wbdir ? al_store_wb_new(&t->store, cached, wbdir, 1000) : AL_ENOMEM;
 		free(wbdir);
 		if (rc)
 			goto fail;
-		if ((rc = al_store_cache_new(&t->store, t->wb, ttl ? (unsigned)atoi(ttl) : 1000)))
-			goto fail;
+		t->wb = t->store;
+		t->attr_ttl_us = (ttl ? atoll(ttl) : 1000) * 1000;
 	}
 	if ((rc = al_blobs_open(&t->blobs, opts->blobs_uri)))
 		goto fail;

@@ -269,7 +269,6 @@ STALE_ATTRS = ("FS bug: the tree's attribute cache (al_tree_getattr's acache in 
                "writes through this mount, never by time, so changes made by another client are not seen")
 
 
-@pytest.mark.xfail(strict=True, reason=STALE_ATTRS + ": a name looked up before it existed stays ENOENT")
 def test_official_client_creation_after_negative_lookup(mount):
     m = mount
     assert not (m.path / "late").exists()
@@ -280,7 +279,6 @@ def test_official_client_creation_after_negative_lookup(mount):
     poll(visible, timeout=TTL_S + 3)
 
 
-@pytest.mark.xfail(strict=True, reason=STALE_ATTRS + ": a generated file keeps its old size, so reads are truncated")
 def test_official_client_update_seen_in_generated_files(mount):
     m = mount
     run = mkrun(m)
@@ -380,10 +378,6 @@ def test_outage_points_and_params_delivered_exactly_once(mount):
     # params written once the read cache has expired fail with EIO: see test_outage_param_write_accepted
 
 
-@pytest.mark.xfail(strict=True, reason="FS bug: during an outage, writing params/<key> fails with EIO at close(): "
-                   "the close GETs the run document from the backend (5 tries) even right after it was read, "
-                   "instead of journaling the change; `echo 2 > params/b` in a shell ignores that error, so the "
-                   "param is silently lost")
 def test_outage_param_write_accepted(mount):
     m = mount
     m.allow_log_errors = True
@@ -402,9 +396,6 @@ def test_outage_param_write_accepted(mount):
     assert INT(hp["a"]) == 1 and INT(hp["b"]) == 2
 
 
-@pytest.mark.xfail(strict=True, reason="FS bug: after an outage, writes already journaled are delivered only up to 30 s "
-                   "later when nothing new is written: the write-behind's backoff doubles on every failed attempt, "
-                   "and every journaled write (~1/s) triggers one, so a few seconds of outage reach the 30 s cap")
 def test_delivery_resumes_promptly_after_outage(mount):
     m = mount
     m.allow_log_errors = True
