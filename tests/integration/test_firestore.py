@@ -265,10 +265,6 @@ def test_official_client_writes_seen_in_mount(mount):
     assert r8["metric.acc"] == "" and r7["param.extra"] == ""
 
 
-STALE_ATTRS = ("FS bug: the tree's attribute cache (al_tree_getattr's acache in core/tree.c) is invalidated only by "
-               "writes through this mount, never by time, so changes made by another client are not seen")
-
-
 def test_official_client_creation_after_negative_lookup(mount):
     m = mount
     assert not (m.path / "late").exists()
