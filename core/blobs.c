@@ -17,7 +17,7 @@ int al_blobs_open(al_blobs_backend **out, const char *uri)
 		return al_blobs_file_new(out, dir);
 	}
 	if (strncmp(uri, "s3://", 5) == 0)
-		return al_error_set(AL_EINVAL, "\"%s\": the S3 blob store not built yet; use file:///DIR", uri);
+		return al_blobs_s3_new(out, uri + 5);
 	if (strncmp(uri, "gs://", 5) == 0)
 		return al_error_set(AL_EINVAL, "\"%s\": the GCS blob store not built yet; use file:///DIR", uri);
 	return al_error_set(AL_EINVAL, "unknown blob store URI \"%s\"; use file:///DIR, "

@@ -1,12 +1,15 @@
 /* aletheia: the HTTP client (libcurl easy handles in a pool, so connections are kept alive and
  * reused across threads), with bounded bodies, timeouts and a retry policy. */
 #include <curl/curl.h>
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
+#include <unistd.h>
 #include "aletheia/http.h"
 #include "config.h"
 
@@ -184,14 +187,106 @@ static void excerpt(char *out, size_t size, const al_buf *b)
 typedef struct {
 	al_buf *buf;
 	int rc;   /* al_buf_put's error: AL_ENOSPC past max_body, or AL_ENOMEM */
+	/* al_http_request_stream only: */
+	al_http_stream *io;
+	CURL *c;
+	int to_fd;          /* 0 undecided, 1 into io->dst_fd, -1 into buf */
+	uint64_t read_pos;  /* request body bytes handed to curl this attempt */
+	char why[160];      /* set with rc for failures other than al_buf_put's */
 } sink;
+
+/* A 2xx body into io->dst_fd; decided on the first bytes, once the status is known. */
+static size_t to_fd(sink *s, const char *data, size_t n)
+{
+	al_http_stream *io = s->io;
+	if (io->dst_written + n > io->dst_max) {
+		s->rc = AL_EIO;
+		snprintf(s->why, sizeof(s->why), "response body longer than the %llu bytes expected",
+			(unsigned long long)io->dst_max);
+		return 0;
+	}
+	for (size_t done = 0; done < n;) {
+		ssize_t w = pwrite(io->dst_fd, data + done, n - done,
+			(off_t)(io->dst_off + io->dst_written));
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0) {
+			s->rc = w < 0 && errno == ENOSPC ? AL_ENOSPC : AL_EIO;
+			snprintf(s->why, sizeof(s->why), "cannot write the response body: %s",
+				w < 0 ? strerror(errno) : "no progress");
+			return 0;
+		}
+		done += (size_t)w;
+		io->dst_written += (uint64_t)w;
+	}
+	return n;
+}
 
 static size_t on_data(char *data, size_t size, size_t nmemb, void *arg)
 {
 	sink *s = arg;
 	size_t n = size * nmemb;
+	if (s->io && s->io->dst_fd >= 0 && s->to_fd == 0) {
+		long status = 0;
+		curl_easy_getinfo(s->c, CURLINFO_RESPONSE_CODE, &status);
+		s->to_fd = status >= 200 && status < 300 ? 1 : -1;
+	}
+	if (s->to_fd == 1)
+		return to_fd(s, data, n);
 	if ((s->rc = al_buf_put(s->buf, data, n)) != 0)
 		return 0; /* curl aborts the transfer with CURLE_WRITE_ERROR */
+	return n;
+}
+
+/* The request body from io->src_fd. */
+static size_t on_read(char *data, size_t size, size_t nmemb, void *arg)
+{
+	sink *s = arg;
+	al_http_stream *io = s->io;
+	size_t want = size * nmemb;
+	ssize_t n;
+
+	if (want > io->src_len - s->read_pos)
+		want = (size_t)(io->src_len - s->read_pos);
+	if (!want)
+		return 0;
+	do
+		n = pread(io->src_fd, data, want, (off_t)(io->src_off + s->read_pos));
+	while (n < 0 && errno == EINTR);
+	if (n <= 0) {
+		s->rc = AL_EIO;
+		snprintf(s->why, sizeof(s->why), "cannot read the request body: %s",
+			n < 0 ? strerror(errno) : "file shorter than expected");
+		return CURL_READFUNC_ABORT;
+	}
+	s->read_pos += (uint64_t)n;
+	return (size_t)n;
+}
+
+/* Keeps the value of io->header from the last response's header block. */
+static size_t on_header(char *data, size_t size, size_t nmemb, void *arg)
+{
+	sink *s = arg;
+	size_t n = size * nmemb, name_len = strlen(s->io->header);
+	char *end = data + n, *v;
+
+	if (n >= 5 && strncmp(data, "HTTP/", 5) == 0) {
+		free(s->io->header_value); /* a new response (after a 1xx) */
+		s->io->header_value = NULL;
+	} else if (n > name_len && data[name_len] == ':' &&
+		strncasecmp(data, s->io->header, name_len) == 0) {
+		v = data + name_len + 1;
+		while (v < end && (*v == ' ' || *v == '\t'))
+			v++;
+		while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' '))
+			end--;
+		free(s->io->header_value);
+		s->io->header_value = strndup(v, (size_t)(end - v));
+		if (!s->io->header_value) {
+			s->rc = AL_ENOMEM;
+			return 0;
+		}
+	}
 	return n;
 }
 
@@ -238,7 +333,18 @@ static CURLcode prepare(al_http *h, CURL *c, const char *method, const char *url
 	/* curl silently re-sends a request once when a kept-alive connection dies before any
 	 * answer: right for idempotent requests, a blind retry for the others. */
 	SET(CURLOPT_FRESH_CONNECT, idempotent ? 0L : 1L);
-	if (body) {
+	if (s->io && s->io->header) {
+		SET(CURLOPT_HEADERFUNCTION, on_header);
+		SET(CURLOPT_HEADERDATA, s);
+	}
+	if (s->io && s->io->src_fd >= 0) {
+		SET(CURLOPT_UPLOAD, 1L);
+		SET(CURLOPT_READFUNCTION, on_read);
+		SET(CURLOPT_READDATA, s);
+		SET(CURLOPT_INFILESIZE_LARGE, (curl_off_t)s->io->src_len);
+		if (strcmp(method, "PUT") != 0)
+			SET(CURLOPT_CUSTOMREQUEST, method);
+	} else if (body) {
 		SET(CURLOPT_POST, 1L);
 		SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
 		SET(CURLOPT_POSTFIELDS, body);
@@ -277,15 +383,16 @@ static int not_sent(CURL *c, CURLcode code)
 	}
 }
 
-int al_http_request(al_http_response *resp, al_http *h, const char *method, const char *url,
-	const char *const *headers, const void *body, size_t body_len, unsigned flags)
+static int perform(al_http_response *resp, al_http *h, const char *method, const char *url,
+	const char *const *headers, const void *body, size_t body_len, al_http_stream *io,
+	unsigned flags)
 {
 	int idempotent = (flags & AL_HTTP_IDEMPOTENT) != 0, rc = 0, tries = 0;
 	struct curl_slist *hdrs = NULL, *grown;
 	char shown[512], errbuf[CURL_ERROR_SIZE], text[201];
 	CURL *c = NULL;
 	CURLcode code = CURLE_OK;
-	sink s = {&resp->body, 0};
+	sink s = {&resp->body, 0, io, NULL, 0, 0, ""};
 
 	al_http_response_dispose(resp);
 	resp->body.max = h->opt.max_body + 1; /* room for the NUL */
@@ -313,6 +420,15 @@ int al_http_request(al_http_response *resp, al_http *h, const char *method, cons
 		resp->status = 0;
 		al_buf_clear(&resp->body);
 		s.rc = 0;
+		s.c = c;
+		s.to_fd = 0;
+		s.read_pos = 0;
+		s.why[0] = '\0';
+		if (io) {
+			io->dst_written = 0;
+			free(io->header_value);
+			io->header_value = NULL;
+		}
 		errbuf[0] = '\0';
 		curl_easy_reset(c); /* keeps the live connections */
 		code = prepare(h, c, method, url, hdrs, body, body_len, idempotent, &s, errbuf);
@@ -320,6 +436,10 @@ int al_http_request(al_http_response *resp, al_http *h, const char *method, cons
 			code = curl_easy_perform(c);
 		if (code == CURLE_OK)
 			curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &resp->status);
+		if (s.rc && s.why[0]) {
+			rc = al_error_set(s.rc, "%s %s: %s", method, shown, s.why);
+			goto cleanup;
+		}
 		if (s.rc) {
 			rc = s.rc == AL_ENOMEM ? al_error_set(AL_ENOMEM, "%s %s: out of memory for the "
 				"response", method, shown) : al_error_set(AL_EIO, "%s %s: response larger "
@@ -362,4 +482,18 @@ cleanup:
 	if (rc)
 		atomic_fetch_add(&h->failures, 1);
 	return rc;
+}
+
+int al_http_request(al_http_response *resp, al_http *h, const char *method, const char *url,
+	const char *const *headers, const void *body, size_t body_len, unsigned flags)
+{
+	return perform(resp, h, method, url, headers, body, body_len, NULL, flags);
+}
+
+int al_http_request_stream(al_http_response *resp, al_http *h, const char *method,
+	const char *url, const char *const *headers, al_http_stream *io, unsigned flags)
+{
+	if (!io)
+		return al_error_set(AL_EINVAL, "HTTP stream request without its stream settings");
+	return perform(resp, h, method, url, headers, NULL, 0, io, flags);
 }

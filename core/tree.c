@@ -648,7 +648,10 @@ static int render_runs_csv(al_buf *b, al_tree *t, const node *n)
 	if ((rc = al_store_list(&runs, t->store, coll, NULL, NULL)))
 		goto cleanup;
 	qsort(runs->docs, runs->count, sizeof(al_doc *), cmp_run_ids);
-	metrics = calloc(runs->count + 1, sizeof(cJSON *));
+	if (!(metrics = calloc(runs->count + 1, sizeof(cJSON *)))) {
+		rc = al_error_set(AL_ENOMEM, "out of memory");
+		goto cleanup;
+	}
 	for (i = 0; i < runs->count; i++) {
 		const cJSON *hp = al_value_get_map(al_fields_get(runs->docs[i]->fields, "hyper_params")), *it;
 		char **ids = NULL;
@@ -1836,27 +1839,40 @@ static int dataset_refresh(al_tree *t, const char *ds_doc)
 	char *coll = xasprintf("%s/files", ds_doc), hex[AL_HASH_HEX_LEN + 1];
 	cJSON *f = NULL;
 	int64_t files = 0, bytes = 0;
-	size_t i;
+	char **lines = NULL;
+	size_t i, nlines = 0;
 	int rc;
 
 	pthread_mutex_lock(&t->ds_lock);
 	if ((rc = al_store_list(&l, t->store, coll, NULL, NULL)) || (rc = al_hasher_new(&h)))
 		goto cleanup;
-	/* Ids are the encoded paths; sort order of ids and paths can differ, so sort paths. */
+	/* Ids are the encoded paths, whose order differs from the paths' ('/' is "%2F"): the
+	 * lines are sorted by path before hashing. */
+	lines = calloc(l->count + 1, sizeof(char *));
+	if (!lines) {
+		rc = al_error_set(AL_ENOMEM, "out of memory");
+		goto cleanup;
+	}
 	for (i = 0; i < l->count; i++) {
 		const cJSON *fl = l->docs[i]->fields;
 		const char *type = al_fields_get_string(fl, "type"), *p = al_fields_get_string(fl, "path");
 		const char *hash = al_fields_get_string(fl, "hash");
 		int64_t size = 0;
-		char line[4096];
 		if ((type && strcmp(type, "dir") == 0) || !p || !hash)
 			continue;
 		al_fields_get_int(&size, fl, "size");
-		snprintf(line, sizeof(line), "%s\t%lld\t%s\n", p, (long long)size, hash);
-		al_hasher_update(h, line, strlen(line));
+		if (!(lines[nlines] = xasprintf("%s\t%lld\t%s\n", p, (long long)size, hash))) {
+			rc = al_error_set(AL_ENOMEM, "out of memory");
+			goto cleanup;
+		}
+		nlines++;
 		files++;
 		bytes += size;
 	}
+	/* "PATH\t…": comparing whole lines orders by path, as '\t' sorts before any name byte. */
+	qsort(lines, nlines, sizeof(char *), cmp_str);
+	for (i = 0; i < nlines; i++)
+		al_hasher_update(h, lines[i], strlen(lines[i]));
 	al_hasher_final(hex, h);
 	f = cJSON_CreateObject();
 	al_fields_set(f, "version", al_value_string(hex));
@@ -1865,6 +1881,7 @@ static int dataset_refresh(al_tree *t, const char *ds_doc)
 	rc = commit1(t, AL_WRITE_UPDATE, ds_doc, f, AL_PRE_EXISTS);
 cleanup:
 	pthread_mutex_unlock(&t->ds_lock);
+	al_strings_free(lines, nlines);
 	cJSON_Delete(f);
 	al_hasher_free(h);
 	al_doc_list_free(l);

@@ -481,6 +481,12 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	}
 	memset(&e, 0, sizeof(e));
 	e.ino = remember(fs, path);
+	if (!e.ino) {
+		al_file_release(f);
+		fuse_reply_err(req, ENOMEM);
+		free(path);
+		return;
+	}
 	to_stat(&e.attr, fs, e.ino, &a);
 	e.attr_timeout = 0.0;
 	e.entry_timeout = 1.0;

@@ -37,6 +37,9 @@ struct al_blobs_backend {
 /* "file:///DIR" (created if missing). */
 int al_blobs_open(al_blobs_backend **out, const char *uri);
 int al_blobs_file_new(al_blobs_backend **out, const char *dir);
+/* "BUCKET[/PREFIX]": credentials, region and endpoint from the AWS_* environment variables
+ * (AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL: path-style requests to that server). */
+int al_blobs_s3_new(al_blobs_backend **out, const char *bucket_and_prefix);
 void al_blobs_free(al_blobs_backend *b);
 
 #endif

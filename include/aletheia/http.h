@@ -67,6 +67,27 @@ int al_http_request(al_http_response *resp, al_http *h, const char *method, cons
 	const char *const *headers, const void *body, size_t body_len, unsigned flags);
 void al_http_response_dispose(al_http_response *resp);
 
+/* Streaming for bodies too large to hold in memory (blob stores). */
+typedef struct al_http_stream {
+	int src_fd;             /* request body: src_len bytes of src_fd from src_off (pread, read
+				 * again on each try), or -1 for none */
+	uint64_t src_off, src_len;
+	int dst_fd;             /* a 2xx response body goes to dst_fd from dst_off (pwrite), at
+				 * most dst_max bytes (more is AL_EIO); -1 keeps it in resp->body.
+				 * Other statuses' bodies always land in resp->body. */
+	uint64_t dst_off, dst_max;
+	uint64_t dst_written;   /* out: bytes written to dst_fd by the last attempt */
+	const char *header;     /* a response header to capture ("ETag"), or NULL */
+	char *header_value;     /* out: its value (trimmed, malloc'd) or NULL; caller frees */
+} al_http_stream;
+
+#define AL_HTTP_STREAM_INIT {-1, 0, 0, -1, 0, 0, 0, NULL, NULL}
+
+/* al_http_request with the request and/or response body streamed through files as io says;
+ * same retries, errors and status handling. */
+int al_http_request_stream(al_http_response *resp, al_http *h, const char *method,
+	const char *url, const char *const *headers, al_http_stream *io, unsigned flags);
+
 /* Counters since al_http_new. */
 void al_http_get_stats(al_http_stats *out, al_http *h);
 

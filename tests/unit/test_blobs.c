@@ -53,8 +53,9 @@ int main(void)
 	al_hash_buffer(hash, data, sizeof(data));
 
 	/* Bad URIs. */
+	unsetenv("AWS_ACCESS_KEY_ID"); /* s3:// needs credentials (tests/unit/test_blobs_s3.c) */
 	CHECK(al_blobs_open(&b, "s3://bucket/prefix") == AL_EINVAL && b == NULL);
-	CHECK(strstr(al_error_last(), "not built yet") != NULL);
+	CHECK(strstr(al_error_last(), "AWS_ACCESS_KEY_ID") != NULL);
 	CHECK(al_blobs_open(&b, "gs://bucket") == AL_EINVAL);
 	CHECK(strstr(al_error_last(), "not built yet") != NULL);
 	CHECK(al_blobs_open(&b, "http://x/y") == AL_EINVAL);
