@@ -2,6 +2,7 @@
 import mmap
 import os
 import stat
+import time
 
 import alutil
 from alutil import PY, mkrun, read_json, sh, dump_tree
@@ -83,6 +84,11 @@ def test_sizes_match_content(run, mount):
     files = [run / n for n in ("run.json", "params.json", "status", "fold", "model", "description",
                                "params/lr", "params/bs", "params/opt", "metrics/loss", "artifacts/a.txt")]
     files += [exp / "runs.csv", exp / "description", mount.path / ".aletheia" / "status"]
+    # .aletheia/status is live: compare its bytes once nothing is left to deliver
+    deadline = time.monotonic() + 15
+    while "pending_writes: 0\n" not in (mount.path / ".aletheia/status").read_text():
+        assert time.monotonic() < deadline, "writes still pending after 15 s"
+        time.sleep(0.1)
     for p in files:
         data = p.read_bytes()
         assert os.stat(p).st_size == len(data), f"{p}: stat size {os.stat(p).st_size} != {len(data)} bytes read"
