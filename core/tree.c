@@ -1527,6 +1527,21 @@ static int path_inside(const char *dir, const char *path)
 	return n && strncmp(path, dir, n) == 0 && (path[n] == '/' || path[n] == '\0');
 }
 
+static pid_t parent_pid(pid_t pid)
+{
+	char path[64], buf[512], *p;
+	FILE *f;
+	int ppid = 0;
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	if ((f = fopen(path, "r"))) {
+		/* "pid (comm) state ppid …": comm may hold spaces and parentheses */
+		if (fgets(buf, sizeof(buf), f) && (p = strrchr(buf, ')')))
+			sscanf(p + 1, " %*c %d", &ppid);
+		fclose(f);
+	}
+	return (pid_t)ppid;
+}
+
 static cJSON *new_run_fields(al_tree *t, const node *n, const al_caller *c)
 {
 	cJSON *f = cJSON_CreateObject();
@@ -1541,6 +1556,20 @@ static cJSON *new_run_fields(al_tree *t, const node *n, const al_caller *c)
 	snprintf(cwdlink, sizeof(cwdlink), "/proc/%d/cwd", c ? (int)c->pid : 0);
 	len = c ? readlink(cwdlink, cwd, sizeof(cwd) - 1) : -1;
 	cwd[len > 0 ? len : 0] = '\0';
+	if (c && *cwd && path_inside(t->mountpoint, cwd)) {
+		/* `mkdir -p` changes into each folder it makes: the folder the user typed it in is its
+		 * parent's (the shell's) working directory. */
+		pid_t parent = parent_pid(c->pid);
+		char alt[PATH_MAX];
+		ssize_t n;
+		snprintf(cwdlink, sizeof(cwdlink), "/proc/%d/cwd", (int)parent);
+		n = parent > 1 ? readlink(cwdlink, alt, sizeof(alt) - 1) : -1;
+		if (n > 0) {
+			alt[n] = '\0';
+			if (!path_inside(t->mountpoint, alt))
+				memcpy(cwd, alt, (size_t)n + 1);
+		}
+	}
 	getpwuid_r(c ? c->uid : t->uid, &pw, pwbuf, sizeof(pwbuf), &pwp);
 	cmd = c ? caller_command(c->pid) : NULL;
 

@@ -435,6 +435,10 @@ def test_mount_inside_a_git_repo_creates_runs(tmpdir_al, mount_factory):
     # git itself, told to leave the mount alone, counts the same untracked files
     want = sh("git status --porcelain --untracked-files=all -- . ':!mnt' | grep -c '^??'", cwd=repo).stdout
     assert git["commit"] and git["untracked"] == int(want) and git["dirty"] is False
+    # mkdir -p changes into each folder it creates: the shell's folder still names the repository
+    sh("mkdir -p mnt/p/experiments/e2/runs/1; true", cwd=repo, timeout=20)   # a shell, as typed
+    run2 = read_json(m.path / "p/experiments/e2/runs/1/run.json")
+    assert run2["git"] and run2["git"]["commit"] == git["commit"] and run2["cwd"] == str(repo)
 
 
 def test_metric_bad_line_does_not_poison_later_writes(run):
