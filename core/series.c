@@ -173,6 +173,26 @@ static run_index *run_find(al_series_set *s, const char *doc, size_t len, int cr
 	return r;
 }
 
+/* The in-memory entry of a metric document, or NULL (no entry is made). */
+static series *series_find(al_series_set *s, const char *doc)
+{
+	series *se;
+	pthread_mutex_lock(&s->lock);
+	for (se = s->buckets[al__str_hash(doc) % s->nbuckets]; se; se = se->next)
+		if (strcmp(se->doc, doc) == 0)
+			break;
+	pthread_mutex_unlock(&s->lock);
+	return se;
+}
+
+/* Only a series that exists gets an entry: looking up names (ls, tab completion) costs no memory. */
+static int series_exists(al_doc **doc, al_series_set *s, const char *metric_doc)
+{
+	if (series_find(s, metric_doc))
+		return 0;
+	return al_store_get(doc, s->store, metric_doc);
+}
+
 /* Finds or creates the in-memory entry for a metric document (not loaded). */
 static int series_get(series **out, al_series_set *s, const char *doc)
 {
@@ -288,6 +308,13 @@ int al_series_render(char **out, size_t *len, al_series_set *s, const char *metr
 	int rc;
 
 	*out = NULL;
+	{
+		al_doc *d = NULL;
+		rc = series_exists(&d, s, metric_doc);
+		al_doc_free(d);
+		if (rc)
+			return rc;
+	}
 	if ((rc = series_get(&se, s, metric_doc)))
 		return rc;
 	pthread_mutex_lock(&se->lock);
@@ -324,15 +351,17 @@ int al_series_summary_get(al_series_summary *out, al_series_set *s, const char *
 	int rc;
 	int64_t bytes;
 
-	if ((rc = series_get(&se, s, metric_doc)))
+	if ((rc = series_exists(&d, s, metric_doc)) || (rc = series_get(&se, s, metric_doc))) {
+		al_doc_free(d);
 		return rc;
+	}
 	pthread_mutex_lock(&se->lock);
 	if (se->loaded && se->count > 0) {
 		*out = se->sum;
 		goto cleanup;
 	}
 	/* The stored summary carries the text size, so nothing needs loading. */
-	if ((rc = al_store_get(&d, s->store, metric_doc)))
+	if (!d && (rc = al_store_get(&d, s->store, metric_doc)))
 		goto cleanup;
 	if (!se->loaded && al_fields_get_int(&bytes, d->fields, "bytes") == 0) {
 		int64_t v;
@@ -592,8 +621,11 @@ uint64_t al_series_pending(al_series_set *s)
 	uint64_t n = 0;
 	series *se;
 	pthread_mutex_lock(&s->lock);
-	for (se = s->all; se; se = se->next_all)
+	for (se = s->all; se; se = se->next_all) {
+		pthread_mutex_lock(&se->lock);
 		n += se->count - se->flushed;
+		pthread_mutex_unlock(&se->lock);
+	}
 	pthread_mutex_unlock(&s->lock);
 	return n;
 }

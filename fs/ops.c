@@ -374,28 +374,28 @@ static void op_symlink(fuse_req_t req, const char *target, fuse_ino_t parent, co
 	free(path);
 }
 
-static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+/* unlink and rmdir: the same request shape, different tree calls. */
+static void remove_entry(fuse_req_t req, fuse_ino_t parent, const char *name,
+	int (*remove)(al_tree *, const char *), const char *op)
 {
 	al_fs *fs = fs_of(req);
 	char *path = child_path(fs, parent, name);
-	int rc = path ? al_tree_unlink(fs->tree, path) : AL_ENOTFOUND;
+	int rc = path ? remove(fs->tree, path) : AL_ENOTFOUND;
 	if (rc)
-		reply_error(req, rc, "unlink", path);
+		reply_error(req, rc, op, path);
 	else
 		fuse_reply_err(req, 0);
 	free(path);
 }
 
+static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	remove_entry(req, parent, name, al_tree_unlink, "unlink");
+}
+
 static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-	al_fs *fs = fs_of(req);
-	char *path = child_path(fs, parent, name);
-	int rc = path ? al_tree_rmdir(fs->tree, path) : AL_ENOTFOUND;
-	if (rc)
-		reply_error(req, rc, "rmdir", path);
-	else
-		fuse_reply_err(req, 0);
-	free(path);
+	remove_entry(req, parent, name, al_tree_rmdir, "rmdir");
 }
 
 static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
