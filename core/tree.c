@@ -2690,6 +2690,9 @@ int al_file_read(size_t *nread, al_file *f, char *buf, size_t size, uint64_t off
 	return 0;
 }
 
+static int check_line_value(al_file *f);
+static char *text_value(const al_buf *b);
+
 /* A write handle whose staged file was moved into the blob store stages a copy again. */
 static int restage(al_file *f)
 {
@@ -2764,15 +2767,15 @@ static int al_file_write_impl(al_file *f, const char *buf, size_t size, uint64_t
 			return al_error_set_errno(f->failed, errno, "cannot write staging file");
 		return al_error_set(AL_ENOSPC, "short write to staging file");
 	}
-	case F_TEXT:
+	case F_TEXT: {
+		int rc;
 		if (f->flags & AL_OPEN_APPEND)
 			off = f->text.len;
 		if (off > (1u << 24) || size > (1u << 24))
 			return al_error_set(AL_ENOSPC, "small text files only (16 MiB)");
 		if (off + size > f->text.len) {
 			size_t old = f->text.len;
-			int rc = al_buf_grow(&f->text, off + size - old);
-			if (rc)
+			if ((rc = al_buf_grow(&f->text, off + size - old)))
 				return rc;
 			memset(f->text.ptr + old, 0, off + size - old);
 			f->text.len = off + size;
@@ -2780,7 +2783,13 @@ static int al_file_write_impl(al_file *f, const char *buf, size_t size, uint64_t
 		}
 		memcpy(f->text.ptr + off, buf, size);
 		f->dirty = 1;
-		return 0;
+		if ((rc = check_line_value(f))) {
+			/* nothing of it is recorded at close */
+			al_buf_clear(&f->text);
+			f->dirty = 0;
+		}
+		return rc;
+	}
 	default:
 		return al_error_set(AL_EACCES, "not open for writing");
 	}
@@ -2825,15 +2834,13 @@ static int al_file_truncate_impl(al_file *f, uint64_t size)
 
 static const char *status_words[] = {"running", "finished", "failed", "killed", NULL};
 
-static int commit_status(al_tree *t, const node *n, const char *text)
+/* "WORD" or "WORD CODE" (INTERFACE.md §3.7 plus an optional exit code). */
+static int parse_status(char word[32], long long *code, int *has_code, const char *text)
 {
-	char word[32] = "", extra[64] = "";
-	long long code = 0;
-	int fields, i, rc, known = 0;
-	cJSON *f;
+	char extra[64] = "";
+	int fields, i, known = 0, consumed = 0;
 
-	int consumed = 0;
-
+	word[0] = '\0';
 	fields = sscanf(text, " %31s %63s %n", word, extra, &consumed);
 	/* Exactly "WORD" or "WORD CODE": anything after that is a bad value, not ignored. */
 	if (fields == 2 && text[consumed] != '\0')
@@ -2842,19 +2849,64 @@ static int commit_status(al_tree *t, const node *n, const char *text)
 		known |= strcmp(word, status_words[i]) == 0;
 	if (fields < 1 || !known)
 		return al_error_set(AL_EINVAL, "status must be running, finished, failed or killed (got \"%.40s\")", text);
-	if (fields == 2) {
+	*has_code = fields == 2;
+	if (*has_code) {
 		char *end;
-		code = strtoll(extra, &end, 10);
+		*code = strtoll(extra, &end, 10);
 		if (*end)
 			return al_error_set(AL_EINVAL, "status: exit code must be an integer (got \"%s\")", extra);
 	}
+	return 0;
+}
+
+static int parse_fold(long long *out, const char *s)
+{
+	char *end;
+	errno = 0;
+	*out = strtoll(s, &end, 10);
+	while (*end == ' ' || *end == '\t')
+		end++;
+	if (!*s || *end || errno)
+		return al_error_set(AL_EINVAL, "fold must be an integer (got \"%.40s\")", s);
+	return 0;
+}
+
+/* status and fold hold one line: a complete bad line fails its write(), which shells report,
+ * rather than only the close(), which they ignore. */
+static int check_line_value(al_file *f)
+{
+	char *s, word[32];
+	long long v;
+	int has, rc;
+
+	if (f->n.kind != N_RUN_TEXT || (strcmp(f->n.name, "status") && strcmp(f->n.name, "fold")) ||
+	    !memchr(f->text.ptr, '\n', f->text.len))
+		return 0;
+	if (memchr(f->text.ptr, '\0', f->text.len))
+		return al_error_set(AL_EINVAL, "%s must be text without NUL bytes", f->n.name);
+	if (!(s = text_value(&f->text)))
+		return al_error_set(AL_ENOMEM, "out of memory");
+	rc = strcmp(f->n.name, "fold") == 0 ? parse_fold(&v, s) : parse_status(word, &v, &has, s);
+	free(s);
+	return rc;
+}
+
+static int commit_status(al_tree *t, const node *n, const char *text)
+{
+	char word[32];
+	long long code = 0;
+	int has_code = 0, rc;
+	cJSON *f;
+
+	if ((rc = parse_status(word, &code, &has_code, text)))
+		return rc;
 	f = cJSON_CreateObject();
 	al_fields_set(f, "status", al_value_string(word));
 	if (strcmp(word, "running") == 0)
 		al_fields_set(f, "ended", al_value_null());
 	else
 		al_fields_set(f, "ended", al_value_time(al_now_us()));
-	if (fields == 2)
+	if (has_code)
 		al_fields_set(f, "exit_code", al_value_int(code));
 	rc = commit1(t, AL_WRITE_UPDATE, n->run_doc, f, AL_PRE_EXISTS);
 	cJSON_Delete(f);
@@ -2948,16 +3000,9 @@ static int commit_text(al_file *f)
 		if (strcmp(n->name, "description") != 0 && (rc = require_running(t, n)))
 			break;
 		if (strcmp(n->name, "fold") == 0) {
-			char *end;
 			long long v;
-			errno = 0;
-			v = strtoll(s, &end, 10);
-			while (*end == ' ' || *end == '\t')
-				end++;
-			if (!*s || *end || errno) {
-				rc = al_error_set(AL_EINVAL, "fold must be an integer (got \"%.40s\")", s);
+			if ((rc = parse_fold(&v, s)))
 				break;
-			}
 			al_fields_set(fields, "fold", al_value_int(v));
 		} else
 			al_fields_set(fields, n->name, al_value_string(s));

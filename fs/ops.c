@@ -445,9 +445,14 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	char *path = ino_path(fs, ino);
 	al_file *f = NULL;
 	al_caller c;
-	int rc;
+	int rc, flags;
 	caller_of(&c, req);
-	rc = path ? al_file_open(&f, fs->tree, path, open_flags(fi->flags), &c) : AL_ENOTFOUND;
+	/* The kernel opens without create only names it found; one whose creating write failed
+	 * may be gone since (its entry outlives it for a second): writing makes it again. */
+	flags = open_flags(fi->flags);
+	if (flags & AL_OPEN_WRITE)
+		flags |= AL_OPEN_CREATE;
+	rc = path ? al_file_open(&f, fs->tree, path, flags, &c) : AL_ENOTFOUND;
 	if (rc)
 		reply_error(req, rc, "open", path);
 	else {

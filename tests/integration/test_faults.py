@@ -466,3 +466,20 @@ def test_metric_partial_line_survives_a_forked_close(run):
     os.write(fd, b"75\n")
     os.close(fd)
     assert [(s, v) for s, v, _ in points(run / "metrics/loss")] == [(0, "0.25"), (1, "0.75")]
+
+
+def test_shell_sees_bad_status_and_fold(run):
+    """bash ignores errors of close(): a bad one-line value must fail its write() already."""
+    r = sh("echo bogus > status", cwd=run, check=False)
+    assert r.returncode != 0 and "Invalid argument" in r.stderr
+    r = sh("echo 7.5 > fold", cwd=run, check=False)
+    assert r.returncode != 0
+    assert (run / "status").read_text() == "running\n"
+
+
+def test_metric_created_again_after_a_failed_first_write(run):
+    """A new metric whose first line was refused does not exist; the next append creates it."""
+    r = sh("echo 'x y z w' >> metrics/fresh", cwd=run, check=False)
+    assert r.returncode != 0
+    sh("echo 0.5 >> metrics/fresh", cwd=run)
+    assert [(s, v) for s, v, _ in points(run / "metrics/fresh")] == [(0, "0.5")]
