@@ -1,36 +1,718 @@
-/* aletheia: reading objects named by URL (imported datasets). PLACEHOLDER until the import
- * work lands: every call fails. */
+/* aletheia: reading objects named by URL (imported datasets): http(s) with or without Range
+ * support, s3:// signed with SigV4 from the AWS_* environment, gs:// through the GCS JSON API. */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <cjson/cJSON.h>
+#include "aletheia/auth.h"
 #include "aletheia/fetch.h"
+#include "aletheia/http.h"
+#include "aletheia/sigv4.h"
 
-struct al_fetcher { int unused; };
+#define STREAM_CHUNK ((uint64_t)8 << 20)  /* ranged GETs of al_fetcher_stream */
+#define SHORT_TRIES 3                     /* attempts when a body arrives shorter than announced */
+#define MAX_ORIGINS 64                    /* remembered Range support, per origin */
+
+enum { S_HTTP, S_S3, S_GS };
+
+/* What an http(s) origin did with Range: 0 unknown, 1 honoured, -1 ignored. */
+typedef struct {
+	char *origin;
+	int ranges;
+} origin_note;
+
+struct al_fetcher {
+	al_http *http;
+	pthread_mutex_t lock;     /* guards auth, notes */
+	al_auth *auth;            /* gs:// without an emulator; created on first use */
+	origin_note notes[MAX_ORIGINS];
+	size_t n_notes, next_note;
+};
+
+/* A parsed URL: what to request and how to sign it. */
+typedef struct {
+	int scheme;
+	const char *url;          /* as given, for messages */
+	char *bucket, *key;       /* s3, gs: raw, unencoded */
+	char *origin;             /* http(s): "scheme://authority"; s3: the endpoint */
+	char *host;               /* s3: the Host header curl sends */
+	char *path_base;          /* s3: "/BUCKET" (path-style) or "" */
+	char *region;
+} target;
 
 int al_fetcher_new(al_fetcher **out)
 {
-	*out = calloc(1, sizeof(**out));
-	return *out ? 0 : al_error_set(AL_ENOMEM, "out of memory");
+	al_fetcher *f;
+	al_http_options opt = AL_HTTP_OPTIONS_INIT;
+	int rc;
+
+	*out = NULL;
+	if (!(f = calloc(1, sizeof(*f))))
+		return al_error_set(AL_ENOMEM, "out of memory creating a URL fetcher");
+	/* Whole objects from servers without Range support can be large: give each attempt time. */
+	opt.timeout_ms = 600000;
+	if ((rc = al_http_new(&f->http, &opt)) != 0) {
+		free(f);
+		return rc;
+	}
+	pthread_mutex_init(&f->lock, NULL);
+	*out = f;
+	return 0;
 }
 
-void al_fetcher_free(al_fetcher *f) { free(f); }
+void al_fetcher_free(al_fetcher *f)
+{
+	if (!f)
+		return;
+	al_http_free(f->http);
+	al_auth_free(f->auth);
+	for (size_t i = 0; i < f->n_notes; i++)
+		free(f->notes[i].origin);
+	pthread_mutex_destroy(&f->lock);
+	free(f);
+}
+
+static const char *env(const char *name)
+{
+	const char *v = getenv(name);
+	return v && *v ? v : NULL;
+}
+
+static void target_dispose(target *t)
+{
+	free(t->bucket);
+	free(t->key);
+	free(t->origin);
+	free(t->host);
+	free(t->path_base);
+	free(t->region);
+	memset(t, 0, sizeof(*t));
+}
+
+/* "BUCKET/KEY" after the scheme into t->bucket and t->key, both non-empty. */
+static int split_bucket(target *t, const char *rest)
+{
+	const char *slash = strchr(rest, '/');
+	if (!slash || slash == rest || !slash[1])
+		return al_error_set(AL_EINVAL, "%s: expected %s://BUCKET/KEY", t->url,
+			t->scheme == S_S3 ? "s3" : "gs");
+	if (!(t->bucket = strndup(rest, (size_t)(slash - rest))) || !(t->key = strdup(slash + 1)))
+		return al_error_set(AL_ENOMEM, "out of memory");
+	return 0;
+}
+
+/* The S3 endpoint: AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL (path-style), else virtual-hosted
+ * https://BUCKET.s3.REGION.amazonaws.com. As in blobs_s3.c, Host must match what curl sends. */
+static int s3_endpoint(target *t)
+{
+	const char *ep = env("AWS_ENDPOINT_URL_S3"), *auth, *end;
+	int https;
+	size_t n;
+
+	if (!ep)
+		ep = env("AWS_ENDPOINT_URL");
+	if (!(t->region = strdup(env("AWS_REGION") ? env("AWS_REGION") : "us-east-1")))
+		return al_error_set(AL_ENOMEM, "out of memory");
+	if (!ep) {
+		if (asprintf(&t->host, "%s.s3.%s.amazonaws.com", t->bucket, t->region) < 0 ||
+			asprintf(&t->origin, "https://%s", t->host) < 0 || !(t->path_base = strdup(""))) {
+			t->origin = NULL;
+			return al_error_set(AL_ENOMEM, "out of memory");
+		}
+		return 0;
+	}
+	if (strncmp(ep, "http://", 7) == 0)
+		auth = ep + 7, https = 0;
+	else if (strncmp(ep, "https://", 8) == 0)
+		auth = ep + 8, https = 1;
+	else
+		return al_error_set(AL_EINVAL, "S3 endpoint \"%s\" is not an http:// or https:// URL", ep);
+	end = auth + strcspn(auth, "/?#");
+	if (end == auth || (*end && strcmp(end, "/") != 0))
+		return al_error_set(AL_EINVAL, "S3 endpoint \"%s\": expected http[s]://HOST[:PORT]", ep);
+	n = (size_t)(end - auth);
+	if (!https && n > 3 && strncmp(end - 3, ":80", 3) == 0)
+		n -= 3;
+	if (https && n > 4 && strncmp(end - 4, ":443", 4) == 0)
+		n -= 4;
+	if (!(t->host = strndup(auth, n)) ||
+		asprintf(&t->origin, "%s://%s", https ? "https" : "http", t->host) < 0 ||
+		asprintf(&t->path_base, "/%s", t->bucket) < 0) {
+		t->origin = t->path_base = NULL;
+		return al_error_set(AL_ENOMEM, "out of memory");
+	}
+	return 0;
+}
+
+static int target_parse(target *t, const char *url)
+{
+	memset(t, 0, sizeof(*t));
+	t->url = url ? url : "(null)";
+	if (!url)
+		return al_error_set(AL_EINVAL, "no URL given");
+	if (strncmp(url, "http://", 7) == 0 || strncmp(url, "https://", 8) == 0) {
+		const char *auth = strstr(url, "://") + 3;
+		size_t n = strcspn(auth, "/?#");
+		t->scheme = S_HTTP;
+		if (n == 0)
+			return al_error_set(AL_EINVAL, "%s: the URL has no host", url);
+		if (!(t->origin = strndup(url, (size_t)(auth + n - url))))
+			return al_error_set(AL_ENOMEM, "out of memory");
+		return 0;
+	}
+	if (strncmp(url, "s3://", 5) == 0) {
+		int rc;
+		t->scheme = S_S3;
+		if ((rc = split_bucket(t, url + 5)) != 0)
+			return rc;
+		if (!env("AWS_ACCESS_KEY_ID") || !env("AWS_SECRET_ACCESS_KEY"))
+			return al_error_set(AL_EACCES, "%s: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
+				"to read from S3", url);
+		return s3_endpoint(t);
+	}
+	if (strncmp(url, "gs://", 5) == 0) {
+		t->scheme = S_GS;
+		return split_bucket(t, url + 5);
+	}
+	return al_error_set(AL_EINVAL, "%s: unsupported URL (expected http://, https://, s3:// or gs://)",
+		url);
+}
+
+/* The GCS JSON API object URL (media when media is set); the object name is one segment. */
+static int gs_url(char **out, const target *t, int media)
+{
+	const char *emu = env("STORAGE_EMULATOR_HOST");
+	char *b = al_http_escape(t->bucket), *o = al_http_escape(t->key);
+	int rc = 0;
+
+	*out = NULL;
+	if (!b || !o || asprintf(out, "%s%s/storage/v1/b/%s/o/%s%s",
+		emu && !strstr(emu, "://") ? "http://" : "", emu ? emu : "https://storage.googleapis.com",
+		b, o, media ? "?alt=media" : "") < 0) {
+		*out = NULL;
+		rc = al_error_set(AL_ENOMEM, "out of memory");
+	}
+	free(b);
+	free(o);
+	return rc;
+}
+
+static int gs_token(char **out, al_fetcher *f)
+{
+	int rc = 0;
+	*out = NULL;
+	pthread_mutex_lock(&f->lock);
+	if (!f->auth)
+		rc = al_auth_new(&f->auth, NULL);
+	pthread_mutex_unlock(&f->lock);
+	return rc ? rc : al_auth_token(out, f->auth);
+}
+
+/* Sends one request for t: extra is an optional "Range: …" header; media selects a GCS object's
+ * content rather than its metadata. 0 once the server answered, whatever the status. */
+static int fetch_send(al_http_response *resp, al_fetcher *f, const target *t, const char *method,
+	const char *extra, int media, al_http_stream *io)
+{
+	const char *hdrs[16];
+	char *url = NULL, *path = NULL, *epath = NULL, **sig = NULL, *token = NULL, *bearer = NULL;
+	size_t n = 0;
+	int rc = 0;
+
+	/* Hashes are of the stored bytes: no transfer compression. */
+	hdrs[n++] = "Accept-Encoding: identity";
+	if (extra)
+		hdrs[n++] = extra;
+	switch (t->scheme) {
+	case S_HTTP:
+		break;
+	case S_S3: {
+		const char *signed_hdrs[] = {extra, NULL};
+		al_sigv4_credentials cred = {env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY"),
+			env("AWS_SESSION_TOKEN"), t->region, "s3"};
+		al_sigv4_request sr = {method, t->host, NULL, NULL, signed_hdrs, AL_SIGV4_EMPTY_SHA256};
+		if (asprintf(&path, "%s/%s", t->path_base, t->key) < 0) {
+			path = NULL;
+			goto nomem;
+		}
+		sr.path = path;
+		if ((rc = al_sigv4_uri_encode(&epath, path, 1)) != 0)
+			goto cleanup;
+		if (asprintf(&url, "%s%s", t->origin, epath) < 0) {
+			url = NULL;
+			goto nomem;
+		}
+		if (!cred.access_key || !cred.secret_key) {
+			rc = al_error_set(AL_EACCES, "%s: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
+				"to read from S3", t->url);
+			goto cleanup;
+		}
+		if ((rc = al_sigv4_sign(&sig, &sr, &cred, (int64_t)time(NULL))) != 0)
+			goto cleanup;
+		for (size_t i = 0; sig[i] && n < 15; i++)
+			hdrs[n++] = sig[i];
+		break;
+	}
+	case S_GS:
+		if ((rc = gs_url(&url, t, media)) != 0)
+			goto cleanup;
+		if (!env("STORAGE_EMULATOR_HOST")) {
+			if ((rc = gs_token(&token, f)) != 0)
+				goto cleanup;
+			if (asprintf(&bearer, "Authorization: Bearer %s", token) < 0) {
+				bearer = NULL;
+				goto nomem;
+			}
+			hdrs[n++] = bearer;
+		}
+		break;
+	}
+	hdrs[n] = NULL;
+	rc = io ? al_http_request_stream(resp, f->http, method, url ? url : t->url, hdrs, io,
+			AL_HTTP_IDEMPOTENT) :
+		al_http_request(resp, f->http, method, url ? url : t->url, hdrs, NULL, 0,
+			AL_HTTP_IDEMPOTENT);
+	goto cleanup;
+nomem:
+	rc = al_error_set(AL_ENOMEM, "out of memory building a request for %s", t->url);
+cleanup:
+	al_sigv4_headers_free(sig);
+	if (token)
+		memset(token, 0, strlen(token));
+	if (bearer)
+		memset(bearer, 0, strlen(bearer));
+	free(token);
+	free(bearer);
+	free(url);
+	free(epath);
+	free(path);
+	return rc;
+}
+
+/* One line for an unexpected answer. */
+static int status_error(const target *t, const char *what, long status)
+{
+	int rc = status == 404 ? AL_ENOTFOUND : status == 401 || status == 403 ? AL_EACCES :
+		status == 416 ? AL_EINVAL : AL_EIO;
+	return al_error_set(rc, "%s %s: HTTP %ld%s", what, t->url, status,
+		status == 404 ? " (no such object)" : status == 401 || status == 403 ?
+		" (access denied: check the credentials)" : "");
+}
+
+static int parse_u64(uint64_t *out, const char *s)
+{
+	char *end;
+	unsigned long long v;
+	if (!s || *s < '0' || *s > '9')
+		return -1;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || *end)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+/* "bytes S-E/T" (T may be "*"). */
+static int parse_content_range(uint64_t *start, uint64_t *end, uint64_t *total, const char *v)
+{
+	unsigned long long s, e;
+	char tot[32] = "";
+	if (!v || sscanf(v, "bytes %llu-%llu/%31s", &s, &e, tot) != 3 || e < s)
+		return -1;
+	*start = s;
+	*end = e;
+	if (parse_u64(total, tot) != 0)
+		*total = UINT64_MAX;
+	return 0;
+}
+
+/* The Range support remembered for an http(s) origin. */
+static int origin_ranges(al_fetcher *f, const target *t)
+{
+	int r = 0;
+	if (t->scheme != S_HTTP)
+		return 1;   /* S3 and GCS honour Range */
+	pthread_mutex_lock(&f->lock);
+	for (size_t i = 0; i < f->n_notes; i++)
+		if (strcmp(f->notes[i].origin, t->origin) == 0)
+			r = f->notes[i].ranges;
+	pthread_mutex_unlock(&f->lock);
+	return r;
+}
+
+static void note_ranges(al_fetcher *f, const target *t, int ranges)
+{
+	char *copy;
+	if (t->scheme != S_HTTP)
+		return;
+	pthread_mutex_lock(&f->lock);
+	for (size_t i = 0; i < f->n_notes; i++)
+		if (strcmp(f->notes[i].origin, t->origin) == 0) {
+			f->notes[i].ranges = ranges;
+			pthread_mutex_unlock(&f->lock);
+			return;
+		}
+	if ((copy = strdup(t->origin))) {
+		/* A small table; when full, the slots are reused in turn. */
+		size_t i = f->n_notes < MAX_ORIGINS ? f->n_notes++ : f->next_note++ % MAX_ORIGINS;
+		free(f->notes[i].origin);
+		f->notes[i].origin = copy;
+		f->notes[i].ranges = ranges;
+	}
+	pthread_mutex_unlock(&f->lock);
+}
+
+/* HEAD capturing one header; *status gets the answer's status. */
+static int head_header(long *status, char **value, al_fetcher *f, const target *t, const char *name)
+{
+	al_http_response resp = AL_HTTP_RESPONSE_INIT;
+	al_http_stream io = AL_HTTP_STREAM_INIT;
+	int rc;
+
+	*value = NULL;
+	io.header = name;
+	rc = fetch_send(&resp, f, t, "HEAD", NULL, 0, &io);
+	*status = resp.status;
+	if (rc == 0)
+		*value = io.header_value;
+	else
+		free(io.header_value);
+	al_http_response_dispose(&resp);
+	return rc;
+}
+
+/* Size from a one-byte ranged GET, for servers whose HEAD gives none (or refuse HEAD). */
+static int size_by_get(uint64_t *size, al_fetcher *f, const target *t)
+{
+	al_http_response resp = AL_HTTP_RESPONSE_INIT;
+	al_http_stream io = AL_HTTP_STREAM_INIT;
+	uint64_t s, e;
+	int rc;
+
+	io.header = "Content-Range";
+	if ((rc = fetch_send(&resp, f, t, "GET", "Range: bytes=0-0", 1, &io)) != 0)
+		goto cleanup;
+	if (resp.status == 206 && parse_content_range(&s, &e, size, io.header_value) == 0 &&
+		*size != UINT64_MAX)
+		goto cleanup;
+	if (resp.status == 416 && io.header_value && sscanf(io.header_value, "bytes */%llu",
+		(unsigned long long *)size) == 1)
+		goto cleanup;   /* an empty object */
+	if (resp.status == 200) {
+		*size = resp.body.len;   /* no Range support: the whole (bounded) body came */
+		goto cleanup;
+	}
+	rc = resp.status / 100 == 2 ? al_error_set(AL_EIO, "GET %s: no object size in the answer",
+		t->url) : status_error(t, "GET", resp.status);
+cleanup:
+	free(io.header_value);
+	al_http_response_dispose(&resp);
+	return rc;
+}
+
+static int stat_gs(uint64_t *size, char **etag, al_fetcher *f, const target *t)
+{
+	al_http_response resp = AL_HTTP_RESPONSE_INIT;
+	cJSON *j = NULL;
+	const cJSON *sz, *gen;
+	int rc;
+
+	if ((rc = fetch_send(&resp, f, t, "GET", NULL, 0, NULL)) != 0)
+		goto cleanup;
+	if (resp.status != 200) {
+		rc = status_error(t, "GET", resp.status);
+		goto cleanup;
+	}
+	j = resp.body.ptr ? cJSON_Parse(resp.body.ptr) : NULL;
+	sz = cJSON_GetObjectItemCaseSensitive(j, "size");
+	gen = cJSON_GetObjectItemCaseSensitive(j, "generation");
+	if (!cJSON_IsString(sz) || parse_u64(size, sz->valuestring) != 0) {
+		rc = al_error_set(AL_EIO, "GET %s: no object size in the metadata", t->url);
+		goto cleanup;
+	}
+	if (etag && cJSON_IsString(gen) && !(*etag = strdup(gen->valuestring)))
+		rc = al_error_set(AL_ENOMEM, "out of memory");
+cleanup:
+	cJSON_Delete(j);
+	al_http_response_dispose(&resp);
+	return rc;
+}
+
+static int stat_target(uint64_t *size, char **etag, al_fetcher *f, const target *t)
+{
+	char *len = NULL;
+	long status = 0;
+	int rc;
+
+	if (t->scheme == S_GS)
+		return stat_gs(size, etag, f, t);
+	if ((rc = head_header(&status, &len, f, t, "Content-Length")) != 0)
+		return rc;
+	if (status == 404) {
+		free(len);
+		return status_error(t, "HEAD", status);
+	}
+	if (status != 200 || parse_u64(size, len) != 0) {
+		/* Refused HEAD (405, a presigned GET URL's 403) or no length: ask with a GET. */
+		free(len);
+		len = NULL;
+		if ((rc = size_by_get(size, f, t)) != 0)
+			return rc;
+	}
+	free(len);
+	if (etag && (rc = head_header(&status, etag, f, t, "ETag")) != 0) {
+		*etag = NULL;
+		al_error_clear();
+		rc = 0;   /* the tag is optional */
+	}
+	return rc;
+}
 
 int al_fetcher_stat(uint64_t *size_out, char **etag_out, al_fetcher *f, const char *url)
 {
-	(void)f;
+	target t;
+	int rc;
+
 	*size_out = 0;
 	if (etag_out)
 		*etag_out = NULL;
-	return al_error_set(AL_EIO, "cannot read %s: URL fetching is not built yet", url);
+	if ((rc = target_parse(&t, url)) == 0)
+		rc = stat_target(size_out, etag_out, f, &t);
+	if (rc && etag_out) {
+		free(*etag_out);
+		*etag_out = NULL;
+	}
+	target_dispose(&t);
+	return rc;
 }
 
-int al_fetcher_fetch(al_fetcher *f, const char *url, uint64_t off, uint64_t len, int fd, int *whole)
+static void pause_ms(long ms)
 {
-	(void)f; (void)off; (void)len; (void)fd;
+	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+	while (nanosleep(&ts, &ts) != 0)
+		;
+}
+
+/* The whole object into fd from offset 0 (servers without Range support); *got its size. */
+static int get_whole(uint64_t *got, al_fetcher *f, const target *t, int fd)
+{
+	al_http_response resp = AL_HTTP_RESPONSE_INIT;
+	al_http_stream io = AL_HTTP_STREAM_INIT;
+	uint64_t size = 0;
+	int rc;
+
+	/* Without a Content-Range the expected length comes from a HEAD. */
+	if ((rc = stat_target(&size, NULL, f, t)) != 0)
+		return rc;
+	for (int tries = 1;; tries++) {
+		io.dst_fd = fd;
+		io.dst_off = 0;
+		io.dst_max = size;
+		if ((rc = fetch_send(&resp, f, t, "GET", NULL, 1, &io)) != 0)
+			break;
+		if (resp.status / 100 != 2) {
+			rc = status_error(t, "GET", resp.status);
+			break;
+		}
+		if (io.dst_written == size)
+			break;
+		if (tries >= SHORT_TRIES) {
+			rc = al_error_set(AL_EIO, "GET %s: %llu of %llu bytes received after %d tries "
+				"(truncated body)", t->url, (unsigned long long)io.dst_written,
+				(unsigned long long)size, tries);
+			break;
+		}
+		pause_ms(100L << tries);
+	}
+	*got = io.dst_written;
+	al_http_response_dispose(&resp);
+	return rc;
+}
+
+/* Bytes [off, off+len) into fd at ranged_at; when the server sends the whole object instead, it
+ * lands at offset 0 and *whole is set. *got: the bytes written. */
+static int get_range(uint64_t *got, int *whole, al_fetcher *f, const target *t, uint64_t off,
+	uint64_t len, int fd, uint64_t ranged_at)
+{
+	al_http_response resp = AL_HTTP_RESPONSE_INIT;
+	al_http_stream io = AL_HTTP_STREAM_INIT;
+	char range[64];
+	uint64_t s, e, total;
+	int rc = 0, known = origin_ranges(f, t);
+
+	*got = 0;
 	*whole = 0;
-	return al_error_set(AL_EIO, "cannot read %s: URL fetching is not built yet", url);
+	if (known < 0)
+		goto whole;
+	snprintf(range, sizeof(range), "Range: bytes=%llu-%llu", (unsigned long long)off,
+		(unsigned long long)(off + len - 1));
+	io.header = "Content-Range";
+	for (int tries = 1;; tries++) {
+		io.dst_fd = fd;
+		io.dst_off = ranged_at;
+		io.dst_max = len;
+		rc = fetch_send(&resp, f, t, "GET", range, 1, &io);
+		if (rc != 0) {
+			/* No Content-Range seen: perhaps a 200 with the whole, longer object. */
+			if (rc == AL_EIO && !io.header_value && known == 0)
+				goto whole;
+			goto cleanup;
+		}
+		if (resp.status == 200) {
+			note_ranges(f, t, -1);
+			if (ranged_at == 0 && off == 0) {
+				/* The whole object, already at offset 0; curl checked its length. */
+				*got = io.dst_written;
+				*whole = 1;
+				goto cleanup;
+			}
+			goto whole;
+		}
+		if (resp.status == 416) {
+			rc = al_error_set(AL_EINVAL, "GET %s: bytes %llu-%llu are past the end of the object",
+				t->url, (unsigned long long)off, (unsigned long long)(off + len - 1));
+			goto cleanup;
+		}
+		if (resp.status != 206) {
+			rc = status_error(t, "GET", resp.status);
+			goto cleanup;
+		}
+		note_ranges(f, t, 1);
+		known = 1;
+		if (parse_content_range(&s, &e, &total, io.header_value) != 0 || s != off ||
+			e - s >= len) {
+			rc = al_error_set(AL_EIO, "GET %s: unexpected Content-Range \"%s\" for bytes %llu-%llu",
+				t->url, io.header_value ? io.header_value : "", (unsigned long long)off,
+				(unsigned long long)(off + len - 1));
+			goto cleanup;
+		}
+		if (io.dst_written == e - s + 1) {
+			*got = io.dst_written;
+			goto cleanup;
+		}
+		if (tries >= SHORT_TRIES) {
+			rc = al_error_set(AL_EIO, "GET %s: %llu of %llu bytes received after %d tries "
+				"(truncated body)", t->url, (unsigned long long)io.dst_written,
+				(unsigned long long)(e - s + 1), tries);
+			goto cleanup;
+		}
+		pause_ms(100L << tries);
+	}
+whole:
+	al_error_clear();
+	if ((rc = get_whole(got, f, t, fd)) == 0) {
+		*whole = 1;
+		note_ranges(f, t, -1);
+	}
+cleanup:
+	free(io.header_value);
+	al_http_response_dispose(&resp);
+	return rc;
+}
+
+int al_fetcher_fetch(al_fetcher *f, const char *url, uint64_t off, uint64_t len, int fd,
+	int *whole)
+{
+	target t;
+	uint64_t got = 0;
+	int rc;
+
+	*whole = 0;
+	if ((rc = target_parse(&t, url)) != 0)
+		goto cleanup;
+	if (off + len < off) {
+		rc = al_error_set(AL_EINVAL, "GET %s: range overflows", url);
+		goto cleanup;
+	}
+	if (len > 0)
+		rc = get_range(&got, whole, f, &t, off, len, fd, off);
+cleanup:
+	target_dispose(&t);
+	return rc;
+}
+
+/* A scratch file for one chunk (or a whole object) on its way to the sink. */
+static int scratch_file(int *fd)
+{
+	const char *dir = env("TMPDIR") ? env("TMPDIR") : "/tmp";
+	char *tmpl = NULL;
+
+	if ((*fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600)) >= 0)
+		return 0;
+	if (asprintf(&tmpl, "%s/aletheia-fetch-XXXXXX", dir) < 0)
+		return al_error_set(AL_ENOMEM, "out of memory");
+	if ((*fd = mkostemp(tmpl, O_CLOEXEC)) >= 0)
+		unlink(tmpl);
+	free(tmpl);
+	return *fd >= 0 ? 0 : al_error_set_errno(AL_EIO, errno, "cannot create a scratch file in %s",
+		dir);
+}
+
+/* len bytes of fd from offset 0 to the sink. */
+static int feed(int fd, uint64_t len, al_fetcher_sink_fn sink, void *ctx, const char *url)
+{
+	static const size_t block = 1 << 20;
+	char *buf = malloc(block);
+	uint64_t off = 0;
+	int rc = 0;
+
+	if (!buf)
+		return al_error_set(AL_ENOMEM, "out of memory");
+	while (off < len && rc == 0) {
+		size_t want = len - off < block ? (size_t)(len - off) : block;
+		ssize_t n = pread(fd, buf, want, (off_t)off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			rc = al_error_set_errno(AL_EIO, n < 0 ? errno : EIO, "cannot read back %s", url);
+			break;
+		}
+		rc = sink(ctx, buf, (size_t)n);
+		off += (uint64_t)n;
+	}
+	free(buf);
+	return rc;
 }
 
 int al_fetcher_stream(al_fetcher *f, const char *url, al_fetcher_sink_fn sink, void *ctx)
 {
-	(void)f; (void)sink; (void)ctx;
-	return al_error_set(AL_EIO, "cannot read %s: URL fetching is not built yet", url);
+	target t;
+	uint64_t size = 0, off = 0, got;
+	int rc, fd = -1, whole = 0;
+
+	if ((rc = target_parse(&t, url)) != 0 || (rc = stat_target(&size, NULL, f, &t)) != 0 ||
+		(size > 0 && (rc = scratch_file(&fd)) != 0))
+		goto cleanup;
+	/* Chunk by chunk through one scratch file: bounded disk use when Range works. */
+	while (off < size && !whole) {
+		uint64_t len = size - off < STREAM_CHUNK ? size - off : STREAM_CHUNK;
+		if ((rc = get_range(&got, &whole, f, &t, off, len, fd, 0)) != 0)
+			goto cleanup;
+		if (whole) {
+			if (got != size) {
+				rc = al_error_set(AL_EIO, "GET %s: %llu bytes received, %llu announced", url,
+					(unsigned long long)got, (unsigned long long)size);
+				goto cleanup;
+			}
+			off = 0;
+		} else if (got != len) {
+			rc = al_error_set(AL_EIO, "GET %s: %llu bytes received for bytes %llu-%llu (the "
+				"object changed?)", url, (unsigned long long)got, (unsigned long long)off,
+				(unsigned long long)(off + len - 1));
+			goto cleanup;
+		}
+		if ((rc = feed(fd, got, sink, ctx, url)) != 0)
+			goto cleanup;
+		off += got;
+	}
+cleanup:
+	if (fd >= 0)
+		close(fd);
+	target_dispose(&t);
+	return rc;
 }
