@@ -11,6 +11,8 @@ import subprocess
 import tempfile
 import threading
 import time
+import urllib.parse
+import urllib.request
 
 BIN = os.environ.get("ALETHEIA_BIN", "")
 PY = "/usr/bin/python3"
@@ -21,6 +23,11 @@ WATCHDOG_S = 90.0
 # ALETHEIA_TEST_STORE=firestore runs the suite against scripts/firestore-emulator (conftest starts it)
 # instead of the embedded SQLite store.
 FIRESTORE = os.environ.get("ALETHEIA_TEST_STORE", "local") == "firestore"
+# ALETHEIA_TEST_BLOBS=s3 (or gs) keeps the mounts' blobs in a bucket of s3rver (or scripts/gcs-emulator),
+# which conftest starts once per session (OBJSTORE); each test's mounts get their own prefix run-<unique>.
+BLOBS_KIND = os.environ.get("ALETHEIA_TEST_BLOBS", "file")
+REMOTE = BLOBS_KIND in ("s3", "gs")
+OBJSTORE = None
 
 
 def env_for(m=None, extra=None):
@@ -135,8 +142,94 @@ def dump_tree(root, skip=(".aletheia",)):
     return out
 
 
+class ObjectServer:
+    """A local object server (s3rver or scripts/gcs-emulator) with one bucket, started by conftest."""
+
+    def __init__(self, kind, endpoint, bucket, proc, datadir):
+        self.kind, self.endpoint, self.bucket, self.proc, self.datadir = kind, endpoint, bucket, proc, datadir
+
+    def env(self, endpoint=None):
+        """The environment a daemon needs to use this server (or a proxy in front of it at endpoint)."""
+        ep = endpoint or self.endpoint
+        if self.kind == "s3":
+            return {"AWS_ACCESS_KEY_ID": "S3RVER", "AWS_SECRET_ACCESS_KEY": "S3RVER", "AWS_REGION": "us-east-1",
+                    "AWS_ENDPOINT_URL_S3": ep, "AWS_ENDPOINT_URL": ep}
+        return {"STORAGE_EMULATOR_HOST": ep.split("://", 1)[-1]}
+
+    def _get(self, url, timeout=30):
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.read()
+
+    def list(self, prefix):
+        """{key: size} of every object whose key starts with prefix (straight from the server)."""
+        out = {}
+        token = None
+        while True:
+            if self.kind == "s3":
+                q = {"list-type": "2", "prefix": prefix}
+                if token:
+                    q["continuation-token"] = token
+                body = self._get(f"{self.endpoint}/{self.bucket}?{urllib.parse.urlencode(q)}").decode()
+                for c in re.findall(r"<Contents>(.*?)</Contents>", body, re.S):
+                    key = re.search(r"<Key>(.*?)</Key>", c, re.S).group(1)
+                    out[key.replace("&amp;", "&")] = int(re.search(r"<Size>(\d+)</Size>", c).group(1))
+                mt = re.search(r"<NextContinuationToken>(.*?)</NextContinuationToken>", body)
+                token = mt.group(1) if mt and "<IsTruncated>true</IsTruncated>" in body else None
+            else:
+                q = {"prefix": prefix}
+                if token:
+                    q["pageToken"] = token
+                doc = json.loads(self._get(f"{self.endpoint}/storage/v1/b/{self.bucket}/o?"
+                                           f"{urllib.parse.urlencode(q)}"))
+                for it in doc.get("items", []):
+                    out[it["name"]] = int(it["size"])
+                token = doc.get("nextPageToken")
+            if not token:
+                return out
+
+    def get(self, key):
+        if self.kind == "s3":
+            return self._get(f"{self.endpoint}/{self.bucket}/{urllib.parse.quote(key)}")
+        return self._get(f"{self.endpoint}/storage/v1/b/{self.bucket}/o/{urllib.parse.quote(key, safe='')}?alt=media")
+
+
+class RemoteBlob:
+    """One object, with the bits of pathlib.Path that the blob helpers' callers use."""
+
+    def __init__(self, server, key, size):
+        self.server, self.key, self.size = server, key, size
+        self.name = key.rsplit("/", 1)[-1]
+
+    def stat(self):
+        return os.stat_result((0o100444, 0, 0, 1, 0, 0, self.size, 0, 0, 0))
+
+    def read_bytes(self):
+        return self.server.get(self.key)
+
+    def __repr__(self):
+        return f"RemoteBlob({self.key!r}, {self.size})"
+
+
+class RemotePrefix:
+    """A mount's blob store in a bucket: s3://BUCKET/PREFIX or gs://BUCKET/PREFIX."""
+
+    def __init__(self, server, prefix):
+        self.server, self.prefix = server, prefix
+
+    def uri(self):
+        return f"{self.server.kind}://{self.server.bucket}/{self.prefix}"
+
+    def objects(self):
+        return [RemoteBlob(self.server, k, n) for k, n in sorted(self.server.list(self.prefix + "/").items())]
+
+    def __str__(self):
+        return self.uri()
+
+
 def count_blobs(blobs):
-    """Files in the blob folder, not counting its tmp/ folder."""
+    """Files in the blob folder, not counting its tmp/ folder (objects under the prefix for a bucket)."""
+    if isinstance(blobs, RemotePrefix):
+        return len(blobs.objects())
     n = 0
     for dirpath, dirnames, filenames in os.walk(blobs):
         if os.path.relpath(dirpath, blobs) == ".":
@@ -146,6 +239,8 @@ def count_blobs(blobs):
 
 
 def blob_files(blobs):
+    if isinstance(blobs, RemotePrefix):
+        return blobs.objects()
     out = []
     for dirpath, dirnames, filenames in os.walk(blobs):
         if os.path.relpath(dirpath, blobs) == ".":
@@ -162,20 +257,30 @@ def fusermount(path, lazy=False):
 class Mount:
     """One aletheia daemon in the foreground on a temp mount point, with its own log file."""
 
-    def __init__(self, root, name="mnt", extra=(), store=None, blobs=None, cache=None):
+    def __init__(self, root, name="mnt", extra=(), store=None, blobs=None, cache=None, env=None):
         self.root = pathlib.Path(root)
         self.path = self.root / name
         self.store = pathlib.Path(store) if store else self.root / "store"
-        self.blobs = pathlib.Path(blobs) if blobs else self.root / "blobs"
+        if isinstance(blobs, RemotePrefix):
+            self.blobs = blobs
+        elif blobs:
+            self.blobs = pathlib.Path(blobs)
+        elif REMOTE and OBJSTORE is not None:
+            # one prefix per test folder: the mounts of one test share it, as they share root/blobs
+            self.blobs = RemotePrefix(OBJSTORE, f"run-{os.getpid()}-{self.root.name}")
+        else:
+            self.blobs = self.root / "blobs"
         self.cache = pathlib.Path(cache) if cache else self.root / f"cache-{name}"
         self.log = self.root / f"{name}.log"
         self.extra = list(extra)
+        self.env = dict(env or {})   # on top of the test's environment, for the daemon only
         self.proc = None
         self.conn = None          # FUSE connection id (minor device number), for an abort on a hang
         self.watchdog = None
         self.allow_log_errors = False
         for d in (self.path, self.store, self.blobs, self.cache):
-            d.mkdir(parents=True, exist_ok=True)
+            if isinstance(d, pathlib.Path):
+                d.mkdir(parents=True, exist_ok=True)
 
     def store_uri(self):
         if FIRESTORE:
@@ -183,9 +288,12 @@ class Mount:
             return "firestore:t" + hashlib.sha1(str(self.store).encode()).hexdigest()[:16]
         return f"local:{self.store}"
 
+    def blobs_uri(self):
+        return self.blobs.uri() if isinstance(self.blobs, RemotePrefix) else f"file://{self.blobs}"
+
     def argv(self):
         return [BIN, "mount", str(self.path), "--store", self.store_uri(),
-                "--blobs", f"file://{self.blobs}", "--cache-dir", str(self.cache),
+                "--blobs", self.blobs_uri(), "--cache-dir", str(self.cache),
                 "--foreground", *self.extra]
 
     def log_text(self):
@@ -200,7 +308,7 @@ class Mount:
             logf.flush()
             self.proc = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL, stdout=logf,
                                          stderr=subprocess.STDOUT, start_new_session=True,
-                                         env=env_for())
+                                         env=env_for(extra=self.env))
         status = self.path / ".aletheia" / "status"
         deadline = time.monotonic() + START_TIMEOUT
         while True:

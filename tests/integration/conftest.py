@@ -35,6 +35,76 @@ def firestore_emulator():
     p.wait()
 
 
+def _start_server(argv, prefix, logpath, timeout=30):
+    """Starts a server whose log says "<prefix>HOST:PORT" once it listens; returns (proc, "HOST:PORT")."""
+    import subprocess
+    import time
+    logf = open(logpath, "wb")
+    p = subprocess.Popen(argv, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                         start_new_session=True)
+    logf.close()
+    deadline = time.monotonic() + timeout
+    while True:
+        with open(logpath, errors="replace") as f:
+            for line in f:
+                if line.startswith(prefix):
+                    return p, line[len(prefix):].strip()
+        if p.poll() is not None or time.monotonic() > deadline:
+            p.kill()
+            p.wait()
+            with open(logpath, errors="replace") as f:
+                pytest.exit(f"{argv[0:2]} did not start:\n{f.read()[-2000:]}", returncode=1)
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def object_store():
+    """With ALETHEIA_TEST_BLOBS=s3 (or gs): one s3rver (or scripts/gcs-emulator) for the session with a
+    bucket "bkt", on a free loopback port; the mounts then use --blobs s3://bkt/run-<unique>."""
+    if not alutil.REMOTE:
+        yield None
+        return
+    import json
+    import urllib.request
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    data = alutil.new_tmp()
+    saved = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+                                            "AWS_REGION", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL",
+                                            "STORAGE_EMULATOR_HOST")}
+    if alutil.BLOBS_KIND == "s3":
+        s3rver = os.path.join(root, "scripts", "node_modules", "s3rver", "bin", "s3rver.js")
+        if shutil.which("node") is None or not os.path.exists(s3rver):
+            pytest.exit("ALETHEIA_TEST_BLOBS=s3 needs node and scripts/node_modules/s3rver (npm ci --prefix scripts)",
+                        returncode=1)
+        (data / "s3").mkdir()
+        p, hostport = _start_server(["node", s3rver, "-d", str(data / "s3"), "-a", "127.0.0.1", "-p", "0",
+                                     "--configure-bucket", "bkt"], "S3rver listening on ", data / "server.log")
+    else:
+        emu = os.path.join(root, "scripts", "gcs-emulator")
+        if not os.access(emu, os.X_OK):
+            pytest.exit("ALETHEIA_TEST_BLOBS=gs needs scripts/gcs-emulator", returncode=1)
+        p, hostport = _start_server([emu, "--port", "0"], "gcs-emulator listening on ", data / "server.log")
+        req = urllib.request.Request(f"http://{hostport}/storage/v1/b?project=test", method="POST",
+                                     data=json.dumps({"name": "bkt"}).encode(),
+                                     headers={"Content-Type": "application/json"})
+        urllib.request.urlopen(req, timeout=30).read()
+    server = alutil.ObjectServer(alutil.BLOBS_KIND, f"http://{hostport}", "bkt", p, data)
+    os.environ.pop("AWS_SESSION_TOKEN", None)
+    os.environ.update(server.env())
+    alutil.OBJSTORE = server
+    yield server
+    alutil.OBJSTORE = None
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+    if p.poll() is None:
+        p.kill()
+    p.wait()
+    alutil.rmtree(data)
+
+
 def pytest_collection_modifyitems(config, items):
     """Tests of the embedded store's own files and lock make no sense on Firestore."""
     if not alutil.FIRESTORE:
@@ -62,12 +132,13 @@ def tmpdir_al():
 
 @pytest.fixture
 def mount_factory(tmpdir_al):
-    """mount_factory(name='mnt', extra=(), store=None, blobs=None, cache=None, start=True) -> Mount."""
+    """mount_factory(name='mnt', extra=(), store=None, blobs=None, cache=None, start=True, env=None) -> Mount.
+    env: extra environment for the daemon only (e.g. an S3 endpoint through scripts/fault-proxy)."""
     _check_environment()
     mounts = []
 
-    def make(name="mnt", extra=(), store=None, blobs=None, cache=None, start=True):
-        m = alutil.Mount(tmpdir_al, name=name, extra=extra, store=store, blobs=blobs, cache=cache)
+    def make(name="mnt", extra=(), store=None, blobs=None, cache=None, start=True, env=None):
+        m = alutil.Mount(tmpdir_al, name=name, extra=extra, store=store, blobs=blobs, cache=cache, env=env)
         mounts.append(m)
         if start:
             m.start()
