@@ -9,6 +9,7 @@ int al_cli_umount(int argc, char **argv);
 int al_cli_new_run(int argc, char **argv);
 int al_cli_run(int argc, char **argv);
 int al_cli_status(int argc, char **argv);
+int al_cli_dataset(int argc, char **argv);   /* cli/dataset.c */
 
 /* $ALETHEIA_MOUNT if set and not empty, else /mnt/aletheia. Borrowed. */
 const char *al_cli_default_mount(void);

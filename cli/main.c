@@ -17,6 +17,7 @@ static const struct {
 	{"run", "aletheia run --exper PROJECT/EXPERIMENT [--fold N] [--model M] [--param KEY=VALUE]...\n"
 	        "             [--require-clean] [--mount MOUNTPOINT] -- COMMAND [ARGS...]"},
 	{"status", "aletheia status [MOUNTPOINT]"},
+	{"dataset", "aletheia dataset import PROJECT/DATASET URL... [--as NAME] [--mount MOUNTPOINT]"},
 	{"help", "aletheia --help | --version"},
 };
 
@@ -29,6 +30,9 @@ static const char help_text[] =
 	"  new-run   create the next run of an experiment and print its absolute path\n"
 	"  run       run a command as a new run, capturing its console output into output.log\n"
 	"  status    print the mount's .aletheia/status\n"
+	"  dataset import\n"
+	"            register files that live at http(s)://, s3://BUCKET/KEY or gs://BUCKET/KEY\n"
+	"            URLs in a dataset without copying them; they are fetched on first read\n"
 	"\n"
 	"Options of mount:\n"
 	"  --store URI          metadata store: local:DIR (SQLite; default $XDG_DATA_HOME/aletheia)\n"
@@ -47,7 +51,13 @@ static const char help_text[] =
 	"  --model M            the run's model name\n"
 	"  --param KEY=VALUE    a hyperparameter, written to params/KEY (repeatable; KEY may contain '/')\n"
 	"  --require-clean      refuse to run when the git working tree has uncommitted changes\n"
-	"  --mount MOUNTPOINT   the mount to use (also for new-run)\n"
+	"  --mount MOUNTPOINT   the mount to use (also for new-run and dataset import)\n"
+	"\n"
+	"Options of dataset import:\n"
+	"  --as NAME            the file's name in the dataset (one URL only; default: the URL's\n"
+	"                       last path segment); s3:// reads AWS_ACCESS_KEY_ID,\n"
+	"                       AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_REGION and\n"
+	"                       AWS_ENDPOINT_URL_S3; gs:// Google credentials or STORAGE_EMULATOR_HOST\n"
 	"\n"
 	"MOUNTPOINT defaults to $ALETHEIA_MOUNT, else /mnt/aletheia.\n"
 	"The command's exit status is run's exit status (128+N when killed by signal N).\n";
@@ -133,6 +143,8 @@ int main(int argc, char **argv)
 		return al_cli_run(argc - 1, argv + 1);
 	if (strcmp(cmd, "status") == 0)
 		return al_cli_status(argc - 1, argv + 1);
+	if (strcmp(cmd, "dataset") == 0)
+		return al_cli_dataset(argc - 1, argv + 1);
 	al_cli_fail("unknown command '%s'; see aletheia --help", cmd);
 	return al_cli_usage(NULL);
 }

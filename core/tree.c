@@ -32,7 +32,7 @@
 #define MAX_NAME 1500
 
 typedef enum {
-	N_ROOT, N_CTL, N_CTL_STATUS,
+	N_ROOT, N_CTL, N_CTL_STATUS, N_CTL_IMPORT,
 	N_PROJECT, N_METADATA_DIR, N_METADATA, N_DATASETS, N_DATASET, N_DATASET_JSON, N_DATASET_PATH,
 	N_EXPERIMENTS, N_EXPERIMENT, N_EXP_DESCRIPTION, N_RUNS_CSV, N_EXP_ARTIFACT,
 	N_RUNS, N_RUN, N_RUN_JSON, N_RUN_TEXT, N_PARAMS, N_PARAMS_JSON, N_METRICS, N_RUN_ARTIFACT,
@@ -54,7 +54,7 @@ typedef struct vdir {
 	struct vdir *next;
 } vdir;
 
-enum { F_TEXT, F_METRIC, F_BLOB_READ, F_BLOB_WRITE, F_GENERATED };
+enum { F_TEXT, F_METRIC, F_BLOB_READ, F_BLOB_WRITE, F_GENERATED, F_IMPORT };
 
 struct al_file {
 	pthread_mutex_t mu;        /* one operation at a time on a handle (dup'ed fds, threads) */
@@ -223,6 +223,7 @@ static int node_parse(node *n, const char *path)
 	if (strcmp(segs[0], ".aletheia") == 0) {
 		if (EXACT(1)) { n->kind = N_CTL; return 0; }
 		if (EXACT(2) && strcmp(segs[1], "status") == 0) { n->kind = N_CTL_STATUS; return 0; }
+		if (EXACT(2) && strcmp(segs[1], "import") == 0) { n->kind = N_CTL_IMPORT; return 0; }
 		goto notfound;
 	}
 	n->project = segs[0];
@@ -1145,6 +1146,9 @@ static int getattr_uncached(al_attr *out, al_tree *t, const char *path)
 	case N_CTL_STATUS:
 		rc = generated_attr(out, t, &n, 0444, al_now_us());
 		goto cleanup;
+	case N_CTL_IMPORT:
+		attr_file(out, 0200, 0, t->mount_us);   /* write-only: lines in, nothing to read */
+		goto cleanup;
 	default:
 		break;
 	}
@@ -1362,6 +1366,7 @@ int al_tree_readdir(al_tree *t, const char *path, al_tree_fill_fn fill, void *ct
 		break;
 	case N_CTL:
 		keyset_add(&k, "status");
+		keyset_add(&k, "import");
 		break;
 	case N_PROJECT:
 		fixed = project_dirs;
@@ -2594,6 +2599,12 @@ int al_file_open(al_file **out, al_tree *t, const char *path, int flags, const a
 		goto fail;
 	}
 	switch (f->n.kind) {
+	case N_CTL_IMPORT:
+		if (flags & AL_OPEN_WRITE)
+			f->kind = F_IMPORT;
+		else
+			rc = al_error_set(AL_EACCES, "%s is write-only", path);
+		break;
 	case N_CTL_STATUS:
 	case N_DATASET_JSON:
 	case N_RUNS_CSV:
@@ -2692,6 +2703,8 @@ int al_file_read(size_t *nread, al_file *f, char *buf, size_t size, uint64_t off
 
 static int check_line_value(al_file *f);
 static char *text_value(const al_buf *b);
+static int import_write(al_file *f, const char *buf, size_t size);
+static int import_lines(al_file *f, int at_close);
 
 /* A write handle whose staged file was moved into the blob store stages a copy again. */
 static int restage(al_file *f)
@@ -2749,6 +2762,8 @@ static int al_file_write_impl(al_file *f, const char *buf, size_t size, uint64_t
 	switch (f->kind) {
 	case F_METRIC:
 		return metric_write(f, buf, size);
+	case F_IMPORT:
+		return import_write(f, buf, size);
 	case F_BLOB_WRITE: {
 		int rc = restage(f);
 		if (rc)
@@ -2799,6 +2814,7 @@ static int al_file_truncate_impl(al_file *f, uint64_t size)
 {
 	switch (f->kind) {
 	case F_METRIC:
+	case F_IMPORT:
 		return 0;   /* append-only: history is never lost */
 	case F_BLOB_WRITE: {
 		int rc = restage(f);
@@ -3045,14 +3061,15 @@ static int commit_text(al_file *f)
 }
 
 /* Hashes the staged content, stores the blob once, and records the file. */
+static int record_file(al_tree *t, const node *n, const char *hex, uint64_t size, const char *uri,
+	int stored);
+
 static int commit_blob(al_file *f)
 {
 	al_tree *t = f->t;
-	char hex[AL_HASH_HEX_LEN + 1], *id = NULL, *doc = NULL, *uri = NULL, *fdoc = NULL;
+	char hex[AL_HASH_HEX_LEN + 1], *uri = NULL;
 	uint64_t size = 0;
-	cJSON *fields = NULL, *file = NULL;
 	int rc;
-	int64_t now = al_now_us();
 
 	/* close() must survive a power cut: the staged bytes first, then the blob and record. */
 	if (fdatasync(f->fd) != 0)
@@ -3078,12 +3095,32 @@ static int commit_blob(al_file *f)
 		if (f->fd < 0)
 			return al_error_set_errno(AL_EIO, errno, "cannot reopen blob %s", hex);
 	}
-	id = al_id_encode(f->n.rest);
-	doc = xasprintf("%s/%s", f->n.coll, id);
 	uri = t->blobs->uri(t->blobs, hex);
+	rc = record_file(t, &f->n, hex, size, uri, 1);
+	free(uri);
+	return rc;
+}
+
+/* Records a file of a blob collection (artifacts, dataset files, logs) whose content is at uri:
+ * its record, and with stored the blob's own files/{hash} record; a dataset's version follows.
+ * Closed files and imported ones (uri a URL outside the blob store) both come here. */
+static int record_file(al_tree *t, const node *n, const char *hex, uint64_t size, const char *uri,
+	int stored)
+{
+	char *id = NULL, *doc = NULL, *fdoc = NULL;
+	cJSON *fields = NULL, *file = NULL;
+	int rc;
+	int64_t now = al_now_us();
+
+	id = al_id_encode(n->rest);
+	doc = xasprintf("%s/%s", n->coll, id);
 	fdoc = xasprintf("files/%s", hex);
+	if (!id || !doc || !fdoc) {
+		rc = al_error_set(AL_ENOMEM, "out of memory");
+		goto cleanup;
+	}
 	fields = cJSON_CreateObject();
-	al_fields_set(fields, "path", al_value_string(f->n.rest));
+	al_fields_set(fields, "path", al_value_string(n->rest));
 	al_fields_set(fields, "size", al_value_int((int64_t)size));
 	al_fields_set(fields, "hash", al_value_string(hex));
 	al_fields_set(fields, "blob", al_value_string(uri ? uri : ""));
@@ -3098,21 +3135,236 @@ static int commit_blob(al_file *f)
 		al_doc *known = NULL;
 		al_write w[2];
 		size_t nw = 0;
-		if (al_store_get(&known, t->store, fdoc) != 0)
+		if (stored && al_store_get(&known, t->store, fdoc) != 0)
 			w[nw++] = (al_write){AL_WRITE_SET, fdoc, file, AL_PRE_NONE};
 		w[nw++] = (al_write){AL_WRITE_SET, doc, fields, AL_PRE_NONE};
 		al_doc_free(known);
 		rc = al_store_commit(t->store, w, nw);
 	}
-	if (rc == 0 && f->n.kind == N_DATASET_PATH)
-		dataset_changed(t, f->n.ds_doc);
+	if (rc == 0 && n->kind == N_DATASET_PATH)
+		dataset_changed(t, n->ds_doc);
+cleanup:
 	cJSON_Delete(fields);
 	cJSON_Delete(file);
 	free(id);
 	free(doc);
-	free(uri);
 	free(fdoc);
 	return rc;
+}
+
+/* ---- .aletheia/import: files that live at a URL, registered without a copy ---------------- */
+
+#define IMPORT_LINE_MAX 65536
+
+/* The "dataset", "path" and "url" of an import line as a node of the dataset's file. */
+static int import_node(node *n, al_tree *t, const char *dataset, const char *path, const char *url)
+{
+	const char *slash = strchr(dataset, '/');
+	char *mpath = NULL, *proj = NULL;
+	int rc;
+
+	memset(n, 0, sizeof(*n));
+	if (!slash || slash == dataset || !slash[1] || strchr(slash + 1, '/'))
+		return al_error_set(AL_EINVAL, "import: dataset must be PROJECT/DATASET (got \"%.200s\")",
+			dataset);
+	if (!(proj = strndup(dataset, (size_t)(slash - dataset))))
+		return al_error_set(AL_ENOMEM, "out of memory");
+	if ((rc = check_name(proj)) || (rc = check_name(slash + 1)))
+		goto cleanup;
+	if (!*path || *path == '/' || path[strlen(path) - 1] == '/' || strstr(path, "//")) {
+		rc = al_error_set(AL_EINVAL, "import: invalid file path \"%.200s\"", path);
+		goto cleanup;
+	}
+	if ((rc = check_rest_names(path)))
+		goto cleanup;
+	if (strncmp(url, "http://", 7) && strncmp(url, "https://", 8) && strncmp(url, "s3://", 5) &&
+	    strncmp(url, "gs://", 5)) {
+		rc = al_error_set(AL_EINVAL, "import: URL must be http://, https://, s3:// or gs:// "
+			"(got \"%.200s\")", url);
+		goto cleanup;
+	}
+	if (!(mpath = xasprintf("/%s/datasets/%s/%s", proj, slash + 1, path))) {
+		rc = al_error_set(AL_ENOMEM, "out of memory");
+		goto cleanup;
+	}
+	if ((rc = node_parse(n, mpath)))
+		goto cleanup;
+	if (n->kind != N_DATASET_PATH) {
+		node_free(n);
+		rc = al_error_set(AL_EINVAL, "import: \"%.200s\" is not a name a dataset file can have",
+			path);
+		goto cleanup;
+	}
+	if ((rc = doc_exists(t, n->ds_doc))) {
+		node_free(n);
+		if (rc == AL_ENOTFOUND)
+			rc = al_error_set(AL_ENOTFOUND, "import: no dataset %s (create it with mkdir first)",
+				dataset);
+	}
+cleanup:
+	free(mpath);
+	free(proj);
+	return rc;
+}
+
+/* Write-once, as for copied files: the same content again is fine, different content EPERM.
+ * A file in the way of a folder of the path: ENOTDIR. */
+static int import_check_free(al_tree *t, const node *n, const char *mpath, const char *hash,
+	int64_t size)
+{
+	al_doc *d = NULL;
+	char *copy = strdup(n->rest), *id = NULL, *doc = NULL, *p;
+	int rc = 0, writing;
+
+	if (!copy)
+		return al_error_set(AL_ENOMEM, "out of memory");
+	for (p = strchr(copy, '/'); p && rc == 0; p = strchr(p + 1, '/')) {
+		*p = '\0';
+		id = al_id_encode(copy);
+		doc = xasprintf("%s/%s", n->coll, id);
+		if (doc && al_store_get(&d, t->store, doc) == 0) {
+			const char *type = al_fields_get_string(d->fields, "type");
+			if (!type || strcmp(type, "dir") != 0)
+				rc = al_error_set(AL_ENOTDIR, "import: %s is a file, not a folder", copy);
+		}
+		al_doc_free(d);
+		d = NULL;
+		free(id);
+		free(doc);
+		id = doc = NULL;
+		*p = '/';
+	}
+	if (rc)
+		goto cleanup;
+	id = al_id_encode(n->rest);
+	doc = xasprintf("%s/%s", n->coll, id);
+	if (!id || !doc) {
+		rc = al_error_set(AL_ENOMEM, "out of memory");
+		goto cleanup;
+	}
+	if ((rc = al_store_get(&d, t->store, doc)) == 0) {
+		const char *type = al_fields_get_string(d->fields, "type"), *h;
+		int64_t have = -1;
+		if (type && strcmp(type, "dir") == 0) {
+			rc = al_error_set(AL_EISDIR, "import: %s is a folder", n->rest);
+			goto cleanup;
+		}
+		h = al_fields_get_string(d->fields, "hash");
+		al_fields_get_int(&have, d->fields, "size");
+		rc = h && strcmp(h, hash) == 0 && have == size ? 1 :
+			al_error_set(AL_EPERM, "import: %s exists with other content (dataset files are "
+				"write-once)", n->rest);
+		goto cleanup;
+	}
+	if (rc != AL_ENOTFOUND)
+		goto cleanup;
+	rc = 0;
+	pthread_mutex_lock(&t->lock);
+	writing = find_writer(t, mpath) != NULL;
+	pthread_mutex_unlock(&t->lock);
+	if (writing)
+		rc = al_error_set(AL_EPERM, "import: %s is being written", n->rest);
+cleanup:
+	al_doc_free(d);
+	free(id);
+	free(doc);
+	free(copy);
+	return rc;
+}
+
+/* One line: {"dataset":"P/D","path":"NAME","url":"…","size":N,"hash":"HEX"}. */
+static int import_line(al_tree *t, const char *line, size_t len)
+{
+	cJSON *j = cJSON_ParseWithLength(line, len);
+	const cJSON *ds, *path, *url, *size, *hash;
+	char *mpath = NULL;
+	node n = {0};
+	int rc;
+
+	ds = cJSON_GetObjectItemCaseSensitive(j, "dataset");
+	path = cJSON_GetObjectItemCaseSensitive(j, "path");
+	url = cJSON_GetObjectItemCaseSensitive(j, "url");
+	size = cJSON_GetObjectItemCaseSensitive(j, "size");
+	hash = cJSON_GetObjectItemCaseSensitive(j, "hash");
+	if (!cJSON_IsObject(j) || !cJSON_IsString(ds) || !cJSON_IsString(path) || !cJSON_IsString(url) ||
+	    !cJSON_IsNumber(size) || !cJSON_IsString(hash)) {
+		rc = al_error_set(AL_EINVAL, "import: expected one JSON object per line with dataset, "
+			"path, url (strings), size (a number) and hash");
+		goto cleanup;
+	}
+	/* Integers up to 2^53 are exact in a double. */
+	if (size->valuedouble < 0 || size->valuedouble > 9007199254740992.0 ||
+	    size->valuedouble != floor(size->valuedouble)) {
+		rc = al_error_set(AL_EINVAL, "import: size must be a whole number of bytes");
+		goto cleanup;
+	}
+	if (!al_hash_is_valid(hash->valuestring)) {
+		rc = al_error_set(AL_EINVAL, "import: hash must be an xxh3-128 as 32 lowercase hex "
+			"digits (got \"%.64s\")", hash->valuestring);
+		goto cleanup;
+	}
+	if ((rc = import_node(&n, t, ds->valuestring, path->valuestring, url->valuestring)))
+		goto cleanup;
+	mpath = xasprintf("/%s/datasets/%s/%s", n.project, n.dataset, n.rest);
+	if (!mpath) {
+		rc = al_error_set(AL_ENOMEM, "out of memory");
+		goto cleanup;
+	}
+	rc = import_check_free(t, &n, mpath, hash->valuestring, (int64_t)size->valuedouble);
+	if (rc == 1)
+		rc = 0;   /* already there, the same */
+	else if (rc == 0)
+		rc = record_file(t, &n, hash->valuestring, (uint64_t)size->valuedouble,
+			url->valuestring, 0);
+cleanup:
+	node_free(&n);
+	free(mpath);
+	cJSON_Delete(j);
+	return rc;
+}
+
+/* Records each complete line in f->text (and at close the partial last one). The first bad line
+ * fails the write(); lines before it are recorded, the rest of that write is dropped. */
+static int import_lines(al_file *f, int at_close)
+{
+	size_t start = 0;
+	int rc = 0;
+
+	if (!f->text.ptr)
+		return 0;
+	while (start < f->text.len && rc == 0) {
+		char *nl = memchr(f->text.ptr + start, '\n', f->text.len - start);
+		size_t end = nl ? (size_t)(nl - f->text.ptr) : f->text.len;
+		if (!nl && !at_close)
+			break;
+		if (memchr(f->text.ptr + start, '\0', end - start))
+			rc = al_error_set(AL_EINVAL, "import: NUL byte in a line");
+		else if (strspn(f->text.ptr + start, " \t\r") < end - start)
+			rc = import_line(f->t, f->text.ptr + start, end - start);
+		start = nl ? end + 1 : end;
+	}
+	if (rc)
+		al_buf_clear(&f->text);
+	else {
+		memmove(f->text.ptr, f->text.ptr + start, f->text.len - start);
+		f->text.len -= start;
+		f->text.ptr[f->text.len] = '\0';
+	}
+	return rc;
+}
+
+static int import_write(al_file *f, const char *buf, size_t size)
+{
+	int rc;
+	if ((rc = al_buf_put(&f->text, buf, size)))
+		return rc;
+	if ((rc = import_lines(f, 0)))
+		return rc;
+	if (f->text.len > IMPORT_LINE_MAX) {
+		al_buf_clear(&f->text);
+		return al_error_set(AL_EINVAL, "import: line longer than %d bytes", IMPORT_LINE_MAX);
+	}
+	return 0;
 }
 
 static int flush_file(al_file *f, pid_t pid);
@@ -3164,6 +3416,11 @@ static int flush_file(al_file *f, pid_t pid)
 		}
 		if (f->dirty && (rc = commit_blob(f)) == 0)
 			f->dirty = 0;
+		return rc;
+	case F_IMPORT:
+		/* A last line without its newline counts at close. */
+		if (f->text.len)
+			rc = import_lines(f, 1);
 		return rc;
 	default:
 		return 0;
