@@ -1,5 +1,6 @@
 /* aletheia: the local content-addressed blob cache: DIR/<xx>/<hash> files, verified fills through
- * DIR/tmp/, LRU eviction of unpinned blobs, and a persistent SQLite index (DIR/index.db). */
+ * DIR/tmp/ (whole, or by ranges into a sparse file while readers stream from it), LRU eviction of
+ * unpinned blobs, and a persistent SQLite index (DIR/index.db). */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -19,9 +20,12 @@
 #define FLUSH_DIRTY_MAX 256
 #define FLUSH_INTERVAL_US (5 * 1000000LL)
 
-enum entry_state { ENTRY_FILLING, ENTRY_READY, ENTRY_FAILED };
+/* FILLING: a whole fill by al_cache_acquire; PARTIAL: a sparse file filled by ranges. */
+enum entry_state { ENTRY_FILLING, ENTRY_READY, ENTRY_FAILED, ENTRY_PARTIAL };
 
 typedef struct entry entry;
+typedef struct fill fill;
+typedef struct job job;
 struct entry {
 	char hash[AL_HASH_HEX_LEN + 1];
 	uint64_t size;
@@ -32,8 +36,61 @@ struct entry {
 	int dirty;
 	int fill_rc;
 	char fill_msg[512];
+	fill *fill;             /* PARTIAL only */
 	entry *hnext;           /* hash-table chain */
-	entry *prev, *next;     /* LRU list, READY entries only; head = least recently used */
+	entry *prev, *next;     /* LRU list, READY and PARTIAL entries; head = least recently used */
+};
+
+/* Range fills: chunk granularity, read-ahead and the worker pool. */
+#define CHUNK_SHIFT 20
+#define CHUNK ((uint64_t)1 << CHUNK_SHIFT)
+#define RA_INIT_CHUNKS 4          /* first read-ahead window of a sequential reader */
+#define RA_MAX_CHUNKS 64          /* default largest window (ALETHEIA_READAHEAD_MB) */
+#define JOB_MAX_CHUNKS 8          /* largest single ranged GET */
+#define WORKERS_DEFAULT 4         /* parallel read-ahead GETs (ALETHEIA_FETCH_WORKERS) */
+#define WORKERS_MAX 32
+
+enum { CH_MISSING, CH_QUEUED, CH_FETCHING, CH_PRESENT };
+
+/* A read-ahead request: chunks [first, first+n), all CH_QUEUED while it waits. */
+struct job {
+	fill *f;
+	uint32_t first, n;
+	job *prev, *next;
+};
+
+/* The shared state of one blob being filled by ranges; every field is guarded by the cache lock. */
+struct fill {
+	entry *e;               /* the PARTIAL (later READY) entry; NULL once the fill was dropped */
+	char hash[AL_HASH_HEX_LEN + 1];
+	char *source;
+	uint64_t size;
+	uint32_t nchunks;
+	uint8_t *st;            /* CH_* per chunk */
+	char *path;             /* DIR/tmp/part-HASH */
+	int fd;                 /* read-write, for fetches and hashing */
+	al_hasher *hasher;
+	uint32_t hashed;        /* chunks [0, hashed) are in the hasher */
+	int hashing;            /* one thread advances the hash and completes the fill */
+	unsigned inflight;      /* fetches running */
+	unsigned busy;          /* inflight + hashing: the entry must not be evicted */
+	unsigned refs;          /* handles, queued jobs, running fetches, the entry's link */
+	int range_ok;           /* the origin honours Range (the blob store always does) */
+	uint64_t fails;         /* failed fetches so far */
+	int done;               /* 1 verified and moved into the complete set; -1 failed */
+	int err_rc;
+	char err_msg[512];
+};
+
+struct al_cache_blob {
+	al_cache *c;
+	fill *f;                /* NULL when the blob was complete at open */
+	int fd;
+	char hash[AL_HASH_HEX_LEN + 1];
+	uint64_t size;
+	/* Access pattern, for read-ahead (guarded by the cache lock). */
+	uint64_t reads, last_end, window;
+	uint32_t ra_next;       /* chunks below were already considered for read-ahead */
 };
 
 /* Lock order: only `lock`. SQLite is used under it; fills (fill, fsync, hashing) run outside it. */
@@ -51,6 +108,15 @@ struct al_cache {
 	int64_t clock;
 	unsigned dirty;
 	int64_t last_flush;
+	/* Range fills. */
+	al_cache_fetch_fn fetch;
+	void *fetch_ctx;
+	job *jq_head, *jq_tail;
+	pthread_cond_t work;
+	pthread_t workers[WORKERS_MAX];
+	unsigned nworkers, want_workers, ra_max_chunks;
+	int stop;
+	al_cache_fill_stats fstats;
 };
 
 /* ---- hash table and LRU list ---- */
@@ -253,11 +319,18 @@ static void maybe_flush(al_cache *c)
 /* Pinned entries are in use; entries with waiters are about to be read by a woken thread. */
 static int evictable(const entry *e)
 {
-	return !e->pins && !e->waiters;
+	return !e->pins && !e->waiters && !(e->fill && e->fill->busy);
 }
+
+static void drop_partial(al_cache *c, entry *e);
 
 static void evict(al_cache *c, entry *e)
 {
+	if (e->fill) {
+		drop_partial(c, e);
+		c->evictions++;
+		return;
+	}
 	char *p = blob_path(c, e->hash);
 	if (p) {
 		unlink(p);
@@ -482,7 +555,18 @@ int al_cache_open(al_cache **out, const char *dir, uint64_t max_bytes)
 	}
 	pthread_mutex_init(&c->lock, NULL);
 	pthread_cond_init(&c->filled, NULL);
+	pthread_cond_init(&c->work, NULL);
 	c->max_bytes = max_bytes;
+	c->want_workers = WORKERS_DEFAULT;
+	c->ra_max_chunks = RA_MAX_CHUNKS;
+	{
+		/* Tuning knobs for benchmarks; the defaults suit loopback and cloud alike. */
+		const char *w = getenv("ALETHEIA_FETCH_WORKERS"), *ra = getenv("ALETHEIA_READAHEAD_MB");
+		if (w && atoi(w) > 0)
+			c->want_workers = atoi(w) > WORKERS_MAX ? WORKERS_MAX : (unsigned)atoi(w);
+		if (ra && atoi(ra) > 0)
+			c->ra_max_chunks = (unsigned)atoi(ra);
+	}
 	c->nbuckets = 1024;
 	if (!(c->buckets = calloc(c->nbuckets, sizeof(*c->buckets)))) {
 		rc = al_error_set(AL_ENOMEM, "out of memory for the cache table");
@@ -661,6 +745,25 @@ int al_cache_acquire(int *fd_out, al_cache *c, const char *hash, uint64_t size,
 		e = table_find(c, hash);
 		if (!e)
 			break;
+		if (e->state == ENTRY_PARTIAL) {
+			al_cache_blob *b = NULL;
+			if (evictable(e)) {
+				/* An idle range fill: this caller's whole fill replaces it. */
+				evict(c, e);
+				c->evictions--;
+				continue;
+			}
+			/* Readers are streaming it: finish that fill and share the result. */
+			pthread_mutex_unlock(&c->lock);
+			rc = al_cache_open_blob(&b, c, hash, NULL, size);
+			if (rc == 0)
+				rc = al_cache_blob_complete(b);
+			al_cache_blob_close(b);
+			pthread_mutex_lock(&c->lock);
+			if (rc)
+				goto unlock;
+			continue;
+		}
 		if (e->state == ENTRY_READY) {
 			rc = open_ready(fd_out, c, e);
 			if (rc == AL_ENOTFOUND) {
@@ -788,10 +891,23 @@ void al_cache_get_stats(al_cache_stats *out, al_cache *c)
 	pthread_mutex_unlock(&c->lock);
 }
 
+static void fill_free(fill *f);
+
 void al_cache_free(al_cache *c)
 {
 	if (!c)
 		return;
+	pthread_mutex_lock(&c->lock);
+	c->stop = 1;
+	pthread_cond_broadcast(&c->work);
+	pthread_mutex_unlock(&c->lock);
+	for (unsigned i = 0; i < c->nworkers; i++)
+		pthread_join(c->workers[i], NULL);
+	while (c->jq_head) {
+		job *j = c->jq_head;
+		c->jq_head = j->next;
+		free(j);
+	}
 	if (c->db) {
 		flush_dirty(c);
 		sqlite3_close(c->db);
@@ -801,6 +917,11 @@ void al_cache_free(al_cache *c)
 			entry *e = c->buckets[i];
 			while (e) {
 				entry *next = e->hnext;
+				if (e->fill) {
+					/* Handles left open are the caller's bug; the partial file goes anyway. */
+					unlink(e->fill->path);
+					fill_free(e->fill);
+				}
 				free(e);
 				e = next;
 			}
@@ -808,9 +929,687 @@ void al_cache_free(al_cache *c)
 		free(c->buckets);
 	}
 	pthread_cond_destroy(&c->filled);
+	pthread_cond_destroy(&c->work);
 	pthread_mutex_destroy(&c->lock);
 	free(c->dir);
 	free(c);
+}
+
+/* ---- range fills: open blobs streamed from a sparse file ---- */
+
+static uint64_t chunk_off(uint32_t i)
+{
+	return (uint64_t)i << CHUNK_SHIFT;
+}
+
+static uint64_t chunk_len(const fill *f, uint32_t first, uint32_t n)
+{
+	uint64_t off = chunk_off(first), end = chunk_off(first + n);
+	return (end > f->size ? f->size : end) - off;
+}
+
+static void fill_free(fill *f)
+{
+	if (f->fd >= 0)
+		close(f->fd);
+	al_hasher_free(f->hasher);
+	free(f->st);
+	free(f->path);
+	free(f->source);
+	free(f);
+}
+
+static void fill_unref(fill *f)
+{
+	if (--f->refs == 0)
+		fill_free(f);
+}
+
+static void job_unlink(al_cache *c, job *j)
+{
+	if (j->prev)
+		j->prev->next = j->next;
+	else
+		c->jq_head = j->next;
+	if (j->next)
+		j->next->prev = j->prev;
+	else
+		c->jq_tail = j->prev;
+	j->prev = j->next = NULL;
+}
+
+/* Lock held: forgets the read-ahead queued for f (nobody will read it now). */
+static void cancel_jobs(al_cache *c, fill *f)
+{
+	job *j = c->jq_head;
+	while (j) {
+		job *next = j->next;
+		if (j->f == f) {
+			job_unlink(c, j);
+			for (uint32_t i = j->first; i < j->first + j->n; i++)
+				if (f->st[i] == CH_QUEUED)
+					f->st[i] = CH_MISSING;
+			fill_unref(f);
+			free(j);
+		}
+		j = next;
+	}
+}
+
+/* Lock held: removes a PARTIAL entry and its file; handles keep the fill until they close. */
+static void drop_partial(al_cache *c, entry *e)
+{
+	fill *f = e->fill;
+	unlink(f->path);
+	f->e = NULL;
+	e->fill = NULL;
+	cancel_jobs(c, f);
+	table_remove(c, e);
+	lru_unlink(c, e);
+	c->bytes -= e->size;
+	free(e);
+	fill_unref(f);
+}
+
+/* Lock held: the fill cannot become the blob (hash mismatch, sync failure): nothing is kept,
+ * every reader gets rc, and the next open starts a new fill. */
+static void fail_fill(al_cache *c, fill *f, int rc, const char *msg)
+{
+	f->done = -1;
+	f->err_rc = rc;
+	snprintf(f->err_msg, sizeof(f->err_msg), "%s", msg);
+	if (f->e)
+		drop_partial(c, f->e);
+	pthread_cond_broadcast(&c->filled);
+}
+
+static int read_full(int fd, char *buf, size_t len, uint64_t off)
+{
+	size_t done = 0;
+	while (done < len) {
+		ssize_t n = pread(fd, buf + done, len - done, (off_t)(off + done));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? errno : EIO;
+		done += (size_t)n;
+	}
+	return 0;
+}
+
+/* Lock held (released while syncing): every chunk is hashed; verify, sync and move the file into
+ * the complete set, so later opens are plain hits. */
+static void complete_fill(al_cache *c, fill *f)
+{
+	char got[AL_HASH_HEX_LEN + 1], msg[512];
+	char *dst = blob_path(c, f->hash), *sub = NULL;
+	int rc = 0, err = 0;
+	entry *e;
+
+	al_hasher_final(got, f->hasher);
+	if (strcmp(got, f->hash) != 0) {
+		snprintf(msg, sizeof(msg), "hash mismatch for %s: the fetched data (%llu bytes) hashes to "
+			"%s; not kept", f->hash, (unsigned long long)f->size, got);
+		al_error_set(AL_EIO, "%s", msg);
+		fail_fill(c, f, AL_EIO, msg);
+		free(dst);
+		return;
+	}
+	pthread_mutex_unlock(&c->lock);
+	if (!dst || asprintf(&sub, "%s/%.2s", c->dir, f->hash) < 0) {
+		sub = NULL;
+		rc = AL_ENOMEM;
+		snprintf(msg, sizeof(msg), "out of memory completing blob %s", f->hash);
+	} else if (fsync(f->fd) != 0 || fchmod(f->fd, 0444) != 0) {
+		err = errno;
+		rc = is_enospc(0, err) ? AL_ENOSPC : AL_EIO;
+		snprintf(msg, sizeof(msg), "cannot sync the cache fill of %s: %s", f->hash, strerror(err));
+	} else if ((rc = al__mkdir(sub, 0755)) != 0) {
+		snprintf(msg, sizeof(msg), "%s", al_error_last());
+	} else if (rename(f->path, dst) != 0) {
+		err = errno;
+		rc = is_enospc(0, err) ? AL_ENOSPC : AL_EIO;
+		snprintf(msg, sizeof(msg), "cannot place cached blob %s: %s", dst, strerror(err));
+	}
+	pthread_mutex_lock(&c->lock);
+	free(dst);
+	free(sub);
+	if (rc) {
+		al_error_set(rc, "%s", msg);
+		fail_fill(c, f, rc, msg);
+		return;
+	}
+	e = f->e;
+	e->state = ENTRY_READY;
+	e->fill = NULL;
+	f->done = 1;             /* f->e stays: handles unpin the entry through it */
+	e->last_used = clock_tick(c);
+	lru_unlink(c, e);
+	lru_append(c, e);
+	c->entries++;
+	if (db_write(c, e, 0) != 0 && !e->dirty) {
+		e->dirty = 1;    /* reconcile on the next open re-adds the file anyway */
+		c->dirty++;
+	}
+	cancel_jobs(c, f);
+	fill_unref(f);           /* the entry's link */
+	pthread_cond_broadcast(&c->filled);
+}
+
+/* Lock held (released while reading): advances the hash over the newly contiguous prefix. */
+static void advance_hash(al_cache *c, fill *f)
+{
+	char *buf = NULL;
+	if (f->hashing || f->done || !f->e)
+		return;
+	if (f->hashed < f->nchunks && f->st[f->hashed] != CH_PRESENT)
+		return;
+	f->hashing = 1;
+	f->busy++;
+	while (f->e && !f->done && f->hashed < f->nchunks && f->st[f->hashed] == CH_PRESENT) {
+		uint32_t i = f->hashed;
+		uint64_t len = chunk_len(f, i, 1);
+		int err;
+		pthread_mutex_unlock(&c->lock);
+		if (!buf && !(buf = malloc(CHUNK)))
+			err = ENOMEM;
+		else
+			err = read_full(f->fd, buf, (size_t)len, chunk_off(i));
+		if (!err)
+			al_hasher_update(f->hasher, buf, (size_t)len);
+		pthread_mutex_lock(&c->lock);
+		if (err) {
+			char msg[512];
+			snprintf(msg, sizeof(msg), "cannot read back the cache fill of %s: %s", f->hash,
+				strerror(err));
+			fail_fill(c, f, AL_EIO, msg);
+			break;
+		}
+		f->hashed++;
+	}
+	if (f->e && !f->done && f->hashed == f->nchunks)
+		complete_fill(c, f);
+	f->hashing = 0;
+	f->busy--;
+	free(buf);
+}
+
+/* Lock held (released while fetching): fetches chunks [first, first+n), each MISSING or QUEUED. */
+static void run_fetch(al_cache *c, fill *f, uint32_t first, uint32_t n)
+{
+	uint64_t off = chunk_off(first), len = chunk_len(f, first, n);
+	int rc, whole = 0, tries = 0;
+	char msg[512];
+
+	for (uint32_t i = first; i < first + n; i++)
+		f->st[i] = CH_FETCHING;
+	f->inflight++;
+	f->busy++;
+	f->refs++;
+	pthread_mutex_unlock(&c->lock);
+	for (;;) {
+		whole = 0;
+		rc = c->fetch(c->fetch_ctx, f->hash, f->source, f->fd, off, len, &whole);
+		if (rc != AL_ENOSPC || tries++ > 0)
+			break;
+		/* The disk is fuller than our accounting says: evict some more and try once again. */
+		pthread_mutex_lock(&c->lock);
+		uint64_t freed = free_bytes(c, len);
+		pthread_mutex_unlock(&c->lock);
+		if (!freed)
+			break;
+	}
+	if (rc == AL_ENOSPC)
+		snprintf(msg, sizeof(msg), "no space left on the cache disk %s for blob %s: %s", c->dir,
+			f->hash, al_error_last());
+	else if (rc)
+		snprintf(msg, sizeof(msg), "%s", al_error_last());
+	pthread_mutex_lock(&c->lock);
+	c->fstats.fetches++;
+	f->inflight--;
+	f->busy--;
+	if (rc == 0) {
+		c->fstats.fetched_bytes += whole ? f->size : len;
+		if (whole) {
+			for (uint32_t i = 0; i < f->nchunks; i++)
+				f->st[i] = CH_PRESENT;    /* queued jobs find nothing left to do */
+		} else {
+			for (uint32_t i = first; i < first + n; i++)
+				f->st[i] = CH_PRESENT;
+			f->range_ok = 1;
+		}
+		advance_hash(c, f);
+	} else {
+		c->fstats.failures++;
+		for (uint32_t i = first; i < first + n; i++)
+			if (f->st[i] == CH_FETCHING)
+				f->st[i] = CH_MISSING;    /* the next read tries again */
+		f->fails++;
+		f->err_rc = rc == AL_ENOSPC ? AL_ENOSPC : AL_EIO;
+		snprintf(f->err_msg, sizeof(f->err_msg), "%s", msg);
+	}
+	pthread_cond_broadcast(&c->filled);
+	fill_unref(f);
+}
+
+static void *worker_main(void *arg)
+{
+	al_cache *c = arg;
+	pthread_mutex_lock(&c->lock);
+	while (!c->stop) {
+		job *j = c->jq_head;
+		if (!j) {
+			pthread_cond_wait(&c->work, &c->lock);
+			continue;
+		}
+		job_unlink(c, j);
+		if (j->f->e && !j->f->done && j->f->st[j->first] == CH_QUEUED)
+			run_fetch(c, j->f, j->first, j->n);
+		fill_unref(j->f);
+		free(j);
+	}
+	pthread_mutex_unlock(&c->lock);
+	return NULL;
+}
+
+/* Lock held: queues chunks [first, first+n) (all MISSING) for the workers, starting them. */
+static void queue_job(al_cache *c, fill *f, uint32_t first, uint32_t n)
+{
+	job *j = calloc(1, sizeof(*j));
+	if (!j)
+		return;    /* read-ahead is an optimisation: the reader fetches on demand */
+	while (c->nworkers < c->want_workers) {
+		if (pthread_create(&c->workers[c->nworkers], NULL, worker_main, c) != 0)
+			break;
+		c->nworkers++;
+	}
+	if (!c->nworkers) {
+		free(j);
+		return;
+	}
+	j->f = f;
+	j->first = first;
+	j->n = n;
+	f->refs++;
+	for (uint32_t i = first; i < first + n; i++)
+		f->st[i] = CH_QUEUED;
+	j->prev = c->jq_tail;
+	if (c->jq_tail)
+		c->jq_tail->next = j;
+	else
+		c->jq_head = j;
+	c->jq_tail = j;
+	c->fstats.readahead_jobs++;
+	pthread_cond_signal(&c->work);
+}
+
+/* Lock held: queues the MISSING chunks of [from, to] in jobs of at most job_chunks. */
+static void queue_range(al_cache *c, fill *f, uint32_t from, uint32_t to, uint32_t job_chunks)
+{
+	uint32_t i = from;
+	while (i <= to && i < f->nchunks) {
+		uint32_t n = 0;
+		if (f->st[i] != CH_MISSING) {
+			i++;
+			continue;
+		}
+		while (i + n <= to && i + n < f->nchunks && n < job_chunks && f->st[i + n] == CH_MISSING)
+			n++;
+		queue_job(c, f, i, n);
+		i += n;
+	}
+}
+
+/* Lock held: learns from this read whether the handle streams, and queues read-ahead. Like the
+ * kernel's, the window starts small on a sequential start and doubles with each new chunk read;
+ * a read elsewhere resets it to none, so random reads fetch only what they touch. */
+static void plan_readahead(al_cache *c, al_cache_blob *b, uint64_t off, uint64_t end)
+{
+	fill *f = b->f;
+	int seq = b->reads ? off <= b->last_end + CHUNK && end + 2 * CHUNK >= b->last_end : off == 0;
+	uint64_t max = (uint64_t)c->ra_max_chunks << CHUNK_SHIFT;
+	b->reads++;
+	if (!seq) {
+		b->window = 0;
+		b->last_end = end;
+		b->ra_next = 0;
+		return;
+	}
+	if (!b->window)
+		b->window = (uint64_t)RA_INIT_CHUNKS << CHUNK_SHIFT;
+	else if (end > b->last_end && b->last_end && (end - 1) >> CHUNK_SHIFT > (b->last_end - 1) >> CHUNK_SHIFT)
+		b->window = b->window * 2 > max ? max : b->window * 2;
+	if (end > b->last_end)
+		b->last_end = end;
+	if (!f->range_ok || f->done || !f->e)
+		return;    /* until the origin has shown it honours Range, one whole GET at a time */
+	uint32_t from = (uint32_t)((b->last_end - 1) >> CHUNK_SHIFT) + 1;
+	uint64_t to_off = b->last_end - 1 + b->window;
+	uint32_t to = (uint32_t)((to_off >= f->size ? f->size - 1 : to_off) >> CHUNK_SHIFT);
+	uint32_t job_chunks = (uint32_t)(b->window >> CHUNK_SHIFT) / 4;
+	if (from < b->ra_next)
+		from = b->ra_next;
+	if (from > to)
+		return;
+	if (job_chunks < 1)
+		job_chunks = 1;
+	if (job_chunks > JOB_MAX_CHUNKS)
+		job_chunks = JOB_MAX_CHUNKS;
+	queue_range(c, f, from, to, job_chunks);
+	b->ra_next = to + 1;
+}
+
+/* Lock held: the job holding QUEUED chunk i. */
+static job *find_job(al_cache *c, fill *f, uint32_t i)
+{
+	for (job *j = c->jq_head; j; j = j->next)
+		if (j->f == f && i >= j->first && i < j->first + j->n)
+			return j;
+	return NULL;
+}
+
+/* Lock held: chunks [first, last] are present (0), or a failure since fails0 left one missing. */
+static int wait_range(al_cache *c, fill *f, uint32_t first, uint32_t last)
+{
+	uint64_t fails0 = f->fails;
+	uint32_t i = first;
+	for (;;) {
+		if (f->done)
+			return f->done > 0 ? 0 : al_error_set(f->err_rc, "%s", f->err_msg);
+		while (i <= last && f->st[i] == CH_PRESENT)
+			i++;
+		if (i > last)
+			return 0;
+		if (f->st[i] == CH_MISSING) {
+			uint32_t n = 1;
+			if (f->fails != fails0)
+				return al_error_set(f->err_rc, "%s", f->err_msg);
+			if (!f->range_ok && f->inflight) {
+				/* A whole-object GET may be running: do not start a second. */
+				pthread_cond_wait(&c->filled, &c->lock);
+				continue;
+			}
+			while (i + n <= last && n < JOB_MAX_CHUNKS && f->st[i + n] == CH_MISSING)
+				n++;
+			run_fetch(c, f, i, n);    /* the reader fetches its own demand: no queueing delay */
+		} else if (f->st[i] == CH_QUEUED) {
+			/* Read-ahead not started yet: take over the part from i to the job's end. */
+			job *j = find_job(c, f, i);
+			if (!j) {
+				pthread_cond_wait(&c->filled, &c->lock);
+				continue;
+			}
+			uint32_t end = j->first + j->n;
+			if (i == j->first) {
+				job_unlink(c, j);
+				fill_unref(f);
+				free(j);
+			} else {
+				j->n = i - j->first;    /* the chunks before i stay queued */
+			}
+			run_fetch(c, f, i, end - i);
+		} else {
+			pthread_cond_wait(&c->filled, &c->lock);
+		}
+	}
+}
+
+void al_cache_set_fetcher(al_cache *c, al_cache_fetch_fn fn, void *ctx)
+{
+	pthread_mutex_lock(&c->lock);
+	c->fetch = fn;
+	c->fetch_ctx = ctx;
+	pthread_mutex_unlock(&c->lock);
+}
+
+static int empty_fill(void *ctx, int fd)
+{
+	(void)ctx;
+	(void)fd;
+	return 0;
+}
+
+/* Lock held: a new PARTIAL entry with its sparse file. */
+static int start_fill(fill **out, al_cache *c, const char *hash, const char *source, uint64_t size)
+{
+	int rc = 0;
+	fill *f = NULL;
+	entry *e = NULL;
+
+	if (size >> CHUNK_SHIFT >= UINT32_MAX)
+		return al_error_set(AL_EINVAL, "blob %s is too large (%llu bytes)", hash,
+			(unsigned long long)size);
+	if (!(f = calloc(1, sizeof(*f))) || !(e = calloc(1, sizeof(*e)))) {
+		rc = al_error_set(AL_ENOMEM, "out of memory for a cache fill");
+		goto cleanup;
+	}
+	f->fd = -1;
+	memcpy(f->hash, hash, AL_HASH_HEX_LEN);
+	f->size = size;
+	f->nchunks = (uint32_t)((size + CHUNK - 1) >> CHUNK_SHIFT);
+	f->range_ok = source == NULL;
+	if ((source && !(f->source = strdup(source))) || !(f->st = calloc(f->nchunks, 1)) ||
+	    asprintf(&f->path, "%s/tmp/part-%s", c->dir, hash) < 0) {
+		f->path = NULL;
+		rc = al_error_set(AL_ENOMEM, "out of memory for a cache fill");
+		goto cleanup;
+	}
+	if ((rc = al_hasher_new(&f->hasher)) != 0)
+		goto cleanup;
+	f->fd = open(f->path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (f->fd < 0 || ftruncate(f->fd, (off_t)size) != 0) {
+		int err = errno;
+		rc = al_error_set_errno(is_enospc(0, err) ? AL_ENOSPC : AL_EIO, err,
+			"cannot create the cache file %s", f->path);
+		if (f->fd >= 0)
+			unlink(f->path);
+		goto cleanup;
+	}
+	memcpy(e->hash, hash, AL_HASH_HEX_LEN);
+	e->size = size;
+	e->state = ENTRY_PARTIAL;
+	e->fill = f;
+	if ((rc = table_insert(c, e)) != 0) {
+		unlink(f->path);
+		goto cleanup;
+	}
+	f->e = e;
+	f->refs = 1;             /* the entry's link */
+	lru_append(c, e);
+	c->bytes += size;
+	*out = f;
+	return 0;
+cleanup:
+	if (f)
+		fill_free(f);
+	free(e);
+	return rc;
+}
+
+int al_cache_open_blob(al_cache_blob **out, al_cache *c, const char *hash, const char *source,
+	uint64_t size)
+{
+	int rc = 0;
+	al_cache_blob *b = NULL;
+	entry *e;
+
+	*out = NULL;
+	if (!al_hash_is_valid(hash))
+		return al_error_set(AL_EINVAL, "invalid blob hash \"%s\"", hash ? hash : "(null)");
+	if (!(b = calloc(1, sizeof(*b))))
+		return al_error_set(AL_ENOMEM, "out of memory for an open blob");
+	b->c = c;
+	b->fd = -1;
+	memcpy(b->hash, hash, AL_HASH_HEX_LEN);
+	b->size = size;
+	pthread_mutex_lock(&c->lock);
+	for (;;) {
+		e = table_find(c, hash);
+		if (!e)
+			break;
+		if (e->state == ENTRY_READY) {
+			rc = open_ready(&b->fd, c, e);
+			if (rc == AL_ENOTFOUND && evictable(e)) {
+				evict(c, e);    /* removed behind our back: fill it again */
+				c->evictions--;
+				continue;
+			}
+			if (rc == 0) {
+				c->hits++;
+				b->size = e->size;
+			}
+			maybe_flush(c);
+			goto unlock;
+		}
+		if (e->state == ENTRY_PARTIAL) {
+			/* Join the fill in progress (or resume an idle one). */
+			fill *f = e->fill;
+			b->fd = open(f->path, O_RDONLY | O_CLOEXEC);
+			if (b->fd < 0) {
+				rc = al_error_set_errno(AL_EIO, errno, "cannot open the cache file %s", f->path);
+				goto unlock;
+			}
+			e->pins++;
+			f->refs++;
+			b->f = f;
+			b->size = f->size;
+			lru_unlink(c, e);
+			lru_append(c, e);
+			c->hits++;
+			goto unlock;
+		}
+		/* A whole fill by al_cache_acquire: share its result. */
+		e->waiters++;
+		while (e->state == ENTRY_FILLING)
+			pthread_cond_wait(&c->filled, &c->lock);
+		e->waiters--;
+		if (e->state == ENTRY_FAILED) {
+			if (!e->waiters)
+				free(e);
+			/* Not in the table any more: start a fill of our own. */
+		}
+	}
+	c->misses++;
+	if (!c->fetch) {
+		rc = al_error_set(AL_EINVAL, "blob %s is not cached and the cache has no fetcher", hash);
+		goto unlock;
+	}
+	if (c->max_bytes && size > c->max_bytes) {
+		rc = al_error_set(AL_ENOSPC, "cache full: blob %s (%llu bytes) is larger than the whole "
+			"cache (%llu bytes), raise --cache-size", hash, (unsigned long long)size,
+			(unsigned long long)c->max_bytes);
+		goto unlock;
+	}
+	if (!make_room(c, size, 0)) {
+		rc = al_error_set(AL_ENOSPC, "cache full: %llu bytes pinned by open files, raise --cache-size",
+			(unsigned long long)pinned_bytes(c));
+		goto unlock;
+	}
+	if (size == 0) {
+		/* Nothing to stream: the whole (empty) fill verifies and places it at once. */
+		c->misses--;    /* acquire counts it */
+		pthread_mutex_unlock(&c->lock);
+		rc = al_cache_acquire(&b->fd, c, hash, 0, empty_fill, NULL);
+		goto done;
+	}
+	{
+		fill *f = NULL;
+		if ((rc = start_fill(&f, c, hash, source, size)) != 0)
+			goto unlock;
+		b->fd = open(f->path, O_RDONLY | O_CLOEXEC);
+		if (b->fd < 0) {
+			rc = al_error_set_errno(AL_EIO, errno, "cannot open the cache file %s", f->path);
+			drop_partial(c, f->e);
+			goto unlock;
+		}
+		f->e->pins = 1;
+		f->refs++;
+		b->f = f;
+	}
+unlock:
+	pthread_mutex_unlock(&c->lock);
+done:
+	if (rc) {
+		if (b->fd >= 0)
+			close(b->fd);
+		free(b);
+		return rc;
+	}
+	*out = b;
+	return 0;
+}
+
+int al_cache_blob_wait(al_cache_blob *b, uint64_t off, uint64_t len)
+{
+	al_cache *c = b->c;
+	int rc;
+	if (!b->f || off >= b->size || len == 0)
+		return 0;
+	if (len > b->size - off)
+		len = b->size - off;
+	pthread_mutex_lock(&c->lock);
+	rc = wait_range(c, b->f, (uint32_t)(off >> CHUNK_SHIFT), (uint32_t)((off + len - 1) >> CHUNK_SHIFT));
+	if (rc == 0 && !b->f->done)
+		plan_readahead(c, b, off, off + len);
+	pthread_mutex_unlock(&c->lock);
+	return rc;
+}
+
+int al_cache_blob_complete(al_cache_blob *b)
+{
+	al_cache *c = b->c;
+	fill *f = b->f;
+	int rc = 0;
+	if (!f)
+		return 0;
+	pthread_mutex_lock(&c->lock);
+	if (!f->done && f->e && f->range_ok)
+		queue_range(c, f, 0, f->nchunks - 1, JOB_MAX_CHUNKS);    /* in parallel, not one by one */
+	rc = wait_range(c, f, 0, f->nchunks - 1);
+	while (rc == 0 && !f->done)
+		pthread_cond_wait(&c->filled, &c->lock);
+	if (rc == 0 && f->done < 0)
+		rc = al_error_set(f->err_rc, "%s", f->err_msg);
+	pthread_mutex_unlock(&c->lock);
+	return rc;
+}
+
+int al_cache_blob_fd(al_cache_blob *b)
+{
+	return b->fd;
+}
+
+void al_cache_blob_close(al_cache_blob *b)
+{
+	al_cache *c;
+	if (!b)
+		return;
+	c = b->c;
+	if (b->fd >= 0)
+		close(b->fd);
+	if (!b->f) {
+		al_cache_release(c, b->hash);
+		free(b);
+		return;
+	}
+	pthread_mutex_lock(&c->lock);
+	entry *e = b->f->e;
+	if (e) {
+		if (e->pins)
+			e->pins--;
+		if (!e->pins && e->fill == b->f)
+			cancel_jobs(c, b->f);    /* an idle partial keeps what it has, fetches no more */
+	}
+	fill_unref(b->f);
+	pthread_mutex_unlock(&c->lock);
+	free(b);
+}
+
+void al_cache_get_fill_stats(al_cache_fill_stats *out, al_cache *c)
+{
+	pthread_mutex_lock(&c->lock);
+	*out = c->fstats;
+	pthread_mutex_unlock(&c->lock);
 }
 
 /* ---- sizes ---- */

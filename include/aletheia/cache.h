@@ -28,6 +28,45 @@ int al_cache_contains(al_cache *c, const char *hash);
 void al_cache_get_stats(al_cache_stats *out, al_cache *c);
 void al_cache_free(al_cache *c);
 
+/* ---- streaming reads: an open blob backed by a sparse cache file, filled by ranges ----
+ * A handle pins its blob. Missing ranges are fetched on demand by the reading thread and ahead
+ * of it by a small pool of workers (read-ahead grows while a handle reads sequentially, none for
+ * random reads). Openers of one blob share one fill. The xxh3-128 of the contiguous filled prefix
+ * is advanced as chunks arrive; the complete file is fsynced, verified and moved into the
+ * complete set (a mismatch is dropped: readers get AL_EIO, the next open starts again). */
+typedef struct al_cache_blob al_cache_blob;
+
+/* Copies bytes [off, off+len) of the blob into fd at offset off. source NULL means the blob
+ * store (by hash), else a URL. Sets *whole = 1 when the origin ignored Range and wrote the whole
+ * blob at offset 0. Called from several threads at once. */
+typedef int (*al_cache_fetch_fn)(void *ctx, const char *hash, const char *source, int fd,
+	uint64_t off, uint64_t len, int *whole);
+
+/* Set once, before the first al_cache_open_blob. */
+void al_cache_set_fetcher(al_cache *c, al_cache_fetch_fn fn, void *ctx);
+/* Opens (and pins) the blob: a complete cached copy, or a shared fill in progress, or a new
+ * sparse fill (size is accounted against max_bytes now: AL_ENOSPC when it cannot fit). Never
+ * waits for the network. source: see al_cache_fetch_fn (copied). */
+int al_cache_open_blob(al_cache_blob **out, al_cache *c, const char *hash, const char *source,
+	uint64_t size);
+/* Blocks until bytes [off, off+len) (clipped to the size) are in the cache file, fetching what is
+ * missing; also starts read-ahead from this handle's access pattern. AL_EIO when the fetch failed
+ * after its retries (the next call tries again) or the blob's hash did not match; AL_ENOSPC when
+ * the cache disk is full. */
+int al_cache_blob_wait(al_cache_blob *b, uint64_t off, uint64_t len);
+/* Blocks until the whole blob is present and verified (0), or AL_EIO/AL_ENOSPC. */
+int al_cache_blob_complete(al_cache_blob *b);
+/* A read-only fd on the (possibly still sparse) cache file, owned by the handle: ranges for
+ * which al_cache_blob_wait succeeded can be read or spliced from it. */
+int al_cache_blob_fd(al_cache_blob *b);
+void al_cache_blob_close(al_cache_blob *b);
+
+typedef struct al_cache_fill_stats {
+	uint64_t fetches, fetched_bytes, failures, readahead_jobs;
+} al_cache_fill_stats;
+/* Counters of range fetches since open (for tests and status). */
+void al_cache_get_fill_stats(al_cache_fill_stats *out, al_cache *c);
+
 /* "10G", "512M", "4096", "1.5G" → bytes. */
 int al_size_parse(uint64_t *out, const char *text);
 

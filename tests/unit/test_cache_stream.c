@@ -1,0 +1,635 @@
+/* aletheia unit tests: streaming reads through the cache (open blobs filled by ranges from a fake
+ * origin: delays, failures, corruption, no Range support, many readers, eviction, full disk). */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include "aletheia/cache.h"
+#include "aletheia/hash.h"
+#include "check.h"
+
+#define MIB (1ULL << 20)
+#define MAX_CHUNKS 128
+
+typedef struct {
+	char *data;
+	uint64_t size;
+	char hash[AL_HASH_HEX_LEN + 1];
+	int delay_us;            /* per fetch, plus per MiB */
+	atomic_int fail_next;    /* fail this many fetches with AL_EIO */
+	atomic_int enospc_next;  /* fail this many fetches with AL_ENOSPC */
+	int corrupt;             /* the byte at corrupt_off arrives wrong */
+	uint64_t corrupt_off;
+	int no_range;            /* the origin ignores Range: the whole object at 0 */
+	atomic_int calls;
+	atomic_ullong bytes;
+	atomic_int touched[MAX_CHUNKS];
+	atomic_int active, max_active;
+} src;
+
+#define NSRC 8
+static src *srcs[NSRC];
+static char dir[40];
+
+static void src_init(src *s, int seed, uint64_t size)
+{
+	uint64_t x = (uint64_t)seed * 0x9E3779B97F4A7C15ULL + 1;
+	memset(s, 0, sizeof(*s));
+	s->data = malloc(size ? size : 1);
+	for (uint64_t i = 0; i < size; i++) {
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		s->data[i] = (char)x;
+	}
+	s->size = size;
+	al_hash_buffer(s->hash, s->data, size);
+	for (int i = 0; i < NSRC; i++)
+		if (!srcs[i]) {
+			srcs[i] = s;
+			break;
+		}
+}
+
+static void src_done(src *s)
+{
+	for (int i = 0; i < NSRC; i++)
+		if (srcs[i] == s)
+			srcs[i] = NULL;
+	free(s->data);
+}
+
+static int fake_fetch(void *ctx, const char *hash, const char *source, int fd, uint64_t off,
+	uint64_t len, int *whole)
+{
+	src *s = NULL;
+	(void)ctx;
+	(void)source;
+	*whole = 0;
+	for (int i = 0; i < NSRC; i++)
+		if (srcs[i] && strcmp(srcs[i]->hash, hash) == 0)
+			s = srcs[i];
+	if (!s)
+		return al_error_set(AL_ENOTFOUND, "no such blob");
+	atomic_fetch_add(&s->calls, 1);
+	int a = atomic_fetch_add(&s->active, 1) + 1, m = atomic_load(&s->max_active);
+	while (a > m && !atomic_compare_exchange_weak(&s->max_active, &m, a))
+		;
+	if (s->delay_us)
+		usleep((useconds_t)(s->delay_us + s->delay_us * (len / MIB)));
+	atomic_fetch_sub(&s->active, 1);
+	if (atomic_fetch_sub(&s->fail_next, 1) > 0)
+		return al_error_set(AL_EIO, "fake origin: connection reset");
+	if (atomic_fetch_sub(&s->enospc_next, 1) > 0)
+		return al_error_set(AL_ENOSPC, "write: No space left on device");
+	if (s->no_range) {
+		off = 0;
+		len = s->size;
+		*whole = 1;
+	}
+	if (off + len > s->size)
+		return al_error_set(AL_EIO, "range past the end");
+	for (uint64_t c = off / MIB; c < (off + len + MIB - 1) / MIB && c < MAX_CHUNKS; c++)
+		atomic_fetch_add(&s->touched[c], 1);
+	for (uint64_t done = 0; done < len;) {
+		ssize_t w = pwrite(fd, s->data + off + done, len - done, (off_t)(off + done));
+		if (w <= 0)
+			return al_error_set(w < 0 && errno == ENOSPC ? AL_ENOSPC : AL_EIO, "write failed");
+		done += (uint64_t)w;
+	}
+	if (s->corrupt && s->corrupt_off >= off && s->corrupt_off < off + len) {
+		char bad = (char)(s->data[s->corrupt_off] ^ 0x55);
+		if (pwrite(fd, &bad, 1, (off_t)s->corrupt_off) != 1)
+			return AL_EIO;
+	}
+	atomic_fetch_add(&s->bytes, len);
+	return 0;
+}
+
+static int files_in(const char *sub)
+{
+	char p[128];
+	int n = 0;
+	struct dirent *de;
+	snprintf(p, sizeof(p), "%s/%s", dir, sub);
+	DIR *d = opendir(p);
+	if (!d)
+		return -1;
+	while ((de = readdir(d)) != NULL)
+		if (de->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n;
+}
+
+/* Waits for and reads [off, off+len) through the handle, comparing with the source. */
+static int read_check(al_cache_blob *b, src *s, uint64_t off, uint64_t len)
+{
+	int rc = al_cache_blob_wait(b, off, len);
+	if (rc)
+		return rc;
+	if (off + len > s->size)
+		len = off < s->size ? s->size - off : 0;
+	char *buf = malloc(len ? len : 1);
+	if (!buf)
+		return -99;
+	if (pread(al_cache_blob_fd(b), buf, len, (off_t)off) != (ssize_t)len)
+		rc = -100;
+	else if (memcmp(buf, s->data + off, len) != 0)
+		rc = -101;
+	free(buf);
+	return rc;
+}
+
+static int part_exists(const char *hash)
+{
+	char p[160];
+	snprintf(p, sizeof(p), "%s/tmp/part-%s", dir, hash);
+	return access(p, F_OK) == 0;
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* Sequential streaming: the first bytes come before the rest, read-ahead runs in parallel,
+ * every byte is fetched once, and the completed blob is a plain hit afterwards. */
+static void test_sequential(al_cache *c)
+{
+	src s;
+	al_cache_blob *b = NULL;
+	al_cache_fill_stats st0, st;
+	src_init(&s, 1, 40 * MIB + 12345);
+	s.delay_us = 3000;
+	al_cache_get_fill_stats(&st0, c);
+	CHECK_OK(al_cache_open_blob(&b, c, s.hash, NULL, s.size));
+	CHECK(b && al_cache_blob_fd(b) >= 0);
+	CHECK(!al_cache_contains(c, s.hash));
+	CHECK_EQ_INT(files_in("tmp"), 1);    /* the sparse file */
+	double t0 = now_s();
+	CHECK_OK(read_check(b, &s, 0, 128 * 1024));
+	double first = now_s() - t0;
+	CHECK(atomic_load(&s.bytes) < s.size);    /* first bytes served while the rest is missing */
+	CHECK_EQ_INT(atomic_load(&s.touched[0]), 1);
+	for (uint64_t off = 128 * 1024; off < s.size; off += 128 * 1024)
+		CHECK_OK(read_check(b, &s, off, 128 * 1024));
+	double all = now_s() - t0;
+	CHECK(first * 2 < all);
+	CHECK_OK(al_cache_blob_complete(b));
+	CHECK(al_cache_contains(c, s.hash));
+	CHECK_EQ_INT(atomic_load(&s.bytes), s.size);    /* every byte once */
+	for (int i = 0; i < 41; i++)
+		CHECK_EQ_INT(atomic_load(&s.touched[i]), 1);
+	CHECK(atomic_load(&s.max_active) >= 2);          /* parallel ranged GETs */
+	CHECK(atomic_load(&s.calls) < 41);               /* several MiB per GET once streaming */
+	al_cache_get_fill_stats(&st, c);
+	CHECK(st.readahead_jobs > st0.readahead_jobs);
+	CHECK(!part_exists(s.hash));
+	CHECK_EQ_INT(files_in("tmp"), 0);
+	{
+		char p[160];
+		struct stat sb;
+		snprintf(p, sizeof(p), "%s/%.2s/%s", dir, s.hash, s.hash);
+		CHECK(stat(p, &sb) == 0 && (uint64_t)sb.st_size == s.size);
+	}
+	al_cache_blob_close(b);
+	/* Re-open: a hit, no waiting, no fetching. */
+	int calls = atomic_load(&s.calls);
+	CHECK_OK(al_cache_open_blob(&b, c, s.hash, NULL, s.size));
+	CHECK_OK(read_check(b, &s, s.size - 100, 1000));
+	CHECK_OK(read_check(b, &s, 0, 4 * MIB));
+	CHECK_EQ_INT(atomic_load(&s.calls), calls);
+	CHECK_EQ_INT(al_cache_blob_wait(b, s.size + 5, 10), 0);    /* past the end: nothing to wait for */
+	al_cache_blob_close(b);
+	src_done(&s);
+}
+
+/* Random reads in a large cold blob fetch only the chunks they touch. */
+static void test_random(al_cache *c)
+{
+	src s;
+	al_cache_blob *b = NULL;
+	al_cache_fill_stats st0, st;
+	static const int chunks[] = {37, 5, 90, 61, 12, 100, 77, 3, 45, 120};
+	src_init(&s, 2, 126 * MIB);
+	al_cache_get_fill_stats(&st0, c);
+	CHECK_OK(al_cache_open_blob(&b, c, s.hash, NULL, s.size));
+	for (size_t i = 0; i < sizeof(chunks) / sizeof(chunks[0]); i++)
+		CHECK_OK(read_check(b, &s, (uint64_t)chunks[i] * MIB + 4096 * i, 4096));
+	CHECK_OK(read_check(b, &s, 37 * MIB + 8192, 4096));    /* already there */
+	CHECK_EQ_INT(atomic_load(&s.bytes), 10 * MIB);
+	for (int i = 0; i < 126; i++) {
+		int want = 0;
+		for (size_t j = 0; j < sizeof(chunks) / sizeof(chunks[0]); j++)
+			want |= chunks[j] == i;
+		CHECK_EQ_INT(atomic_load(&s.touched[i]), want);
+	}
+	al_cache_get_fill_stats(&st, c);
+	CHECK_EQ_INT(st.readahead_jobs, st0.readahead_jobs);
+	CHECK(!al_cache_contains(c, s.hash));
+	/* A read spanning two chunks fetches both. */
+	CHECK_OK(read_check(b, &s, 20 * MIB - 10, 20));
+	CHECK_EQ_INT(atomic_load(&s.touched[19]) + atomic_load(&s.touched[20]), 2);
+	al_cache_blob_close(b);
+	/* The idle partial keeps its chunks for the next open. */
+	CHECK_OK(al_cache_open_blob(&b, c, s.hash, NULL, s.size));
+	CHECK_OK(read_check(b, &s, 90 * MIB, 100));
+	CHECK_EQ_INT(atomic_load(&s.touched[90]), 1);
+	al_cache_blob_close(b);
+	src_done(&s);
+}
+
+/* A failed fetch fails the read with EIO; the next read tries again. */
+static void test_failures(al_cache *c)
+{
+	src s;
+	al_cache_blob *b = NULL;
+	src_init(&s, 3, 3 * MIB);
+	CHECK_OK(al_cache_open_blob(&b, c, s.hash, NULL, s.size));
+	atomic_store(&s.fail_next, 1);
+	CHECK_EQ_INT(al_cache_blob_wait(b, MIB + 10, 10), AL_EIO);
+	CHECK(strstr(al_error_last(), "connection reset") != NULL);
+	CHECK_OK(read_check(b, &s, MIB + 10, 10));
+	/* Read-ahead failing leaves its chunks missing; the demand read fetches them. */
+	atomic_store(&s.fail_next, 1000);
+	CHECK_EQ_INT(al_cache_blob_wait(b, 0, 10), AL_EIO);
+	CHECK_EQ_INT(al_cache_blob_wait(b, 0, 10), AL_EIO);
+	atomic_store(&s.fail_next, 0);
+	CHECK_OK(al_cache_blob_complete(b));
+	CHECK(al_cache_contains(c, s.hash));
+	CHECK_OK(read_check(b, &s, 0, s.size));
+	al_cache_blob_close(b);
+	src_done(&s);
+}
+
+/* A corrupt byte: the blob is never kept; readers get EIO; the next open starts again. */
+static void test_corrupt(al_cache *c)
+{
+	src s;
+	al_cache_blob *b = NULL, *b2 = NULL;
+	src_init(&s, 4, 5 * MIB + 7);
+	s.corrupt = 1;
+	s.corrupt_off = 3 * MIB + 99;
+	CHECK_OK(al_cache_open_blob(&b, c, s.hash, NULL, s.size));
+	CHECK_OK(al_cache_open_blob(&b2, c, s.hash, NULL, s.size));
+	CHECK_EQ_INT(al_cache_blob_complete(b), AL_EIO);
+	CHECK(strstr(al_error_last(), "hash mismatch") != NULL);
+	CHECK_EQ_INT(al_cache_blob_wait(b2, 0, 10), AL_EIO);    /* the other reader too */
+	CHECK_EQ_INT(al_cache_blob_wait(b, 0, 10), AL_EIO);
+	CHECK(!al_cache_contains(c, s.hash));
+	CHECK(!part_exists(s.hash));
+	al_cache_blob_close(b);
+	al_cache_blob_close(b2);
+	s.corrupt = 0;
+	int calls = atomic_load(&s.calls);
+	CHECK_OK(al_cache_open_blob(&b, c, s.hash, NULL, s.size));
+	CHECK_OK(read_check(b, &s, 0, s.size));
+	CHECK(atomic_load(&s.calls) > calls);    /* fetched again, not the corrupt copy */
+	CHECK_OK(al_cache_blob_complete(b));
+	CHECK(al_cache_contains(c, s.hash));
+	al_cache_blob_close(b);
+	src_done(&s);
+}
+
+typedef struct {
+	al_cache *c;
+	src *s;
+	al_cache_blob *shared;
+	pthread_barrier_t *start;
+	int rc;
+	int step;
+} reader;
+
+static void *read_all(void *arg)
+{
+	reader *r = arg;
+	al_cache_blob *b = r->shared;
+	pthread_barrier_wait(r->start);
+	if (!b && (r->rc = al_cache_open_blob(&b, r->c, r->s->hash, "http://origin/x", r->s->size)))
+		return NULL;
+	for (uint64_t off = 0; off < r->s->size && !r->rc; off += (uint64_t)r->step)
+		r->rc = read_check(b, r->s, off, (uint64_t)r->step);
+	if (!r->shared)
+		al_cache_blob_close(b);
+	return NULL;
+}
+
+/* Many threads reading one blob share one download: each chunk is fetched once. */
+static void test_many_readers(al_cache *c)
+{
+	enum { N = 8 };
+	src s;
+	pthread_t th[N];
+	reader r[N];
+	pthread_barrier_t start;
+	al_cache_blob *shared = NULL;
+
+	src_init(&s, 5, 24 * MIB + 3);
+	s.delay_us = 2000;
+	pthread_barrier_init(&start, NULL, N);
+	for (int i = 0; i < N; i++) {
+		r[i] = (reader){c, &s, NULL, &start, 0, 128 * 1024 + i * 4096};
+		pthread_create(&th[i], NULL, read_all, &r[i]);
+	}
+	for (int i = 0; i < N; i++) {
+		pthread_join(th[i], NULL);
+		CHECK_OK(r[i].rc);
+	}
+	CHECK_EQ_INT(atomic_load(&s.bytes), s.size);
+	for (int i = 0; i < 25; i++)
+		CHECK_EQ_INT(atomic_load(&s.touched[i]), 1);
+	src_done(&s);
+
+	/* Threads on one handle (the FUSE layer's parallel reads of one open file). */
+	src_init(&s, 6, 9 * MIB);
+	CHECK_OK(al_cache_open_blob(&shared, c, s.hash, NULL, s.size));
+	for (int i = 0; i < N; i++) {
+		r[i] = (reader){c, &s, shared, &start, 0, 64 * 1024 * (i + 1)};
+		pthread_create(&th[i], NULL, read_all, &r[i]);
+	}
+	for (int i = 0; i < N; i++) {
+		pthread_join(th[i], NULL);
+		CHECK_OK(r[i].rc);
+	}
+	CHECK_EQ_INT(atomic_load(&s.bytes), s.size);
+	al_cache_blob_close(shared);
+	src_done(&s);
+	pthread_barrier_destroy(&start);
+}
+
+/* An origin that ignores Range: one whole GET serves everything, even for many readers. */
+static void test_no_range(al_cache *c)
+{
+	enum { N = 4 };
+	src s;
+	pthread_t th[N];
+	reader r[N];
+	pthread_barrier_t start;
+	al_cache_blob *b = NULL;
+
+	src_init(&s, 7, 6 * MIB + 1);
+	s.no_range = 1;
+	s.delay_us = 5000;
+	CHECK_OK(al_cache_open_blob(&b, c, s.hash, "https://example.org/data.bin", s.size));
+	CHECK_OK(read_check(b, &s, 4 * MIB, 100));
+	CHECK_EQ_INT(atomic_load(&s.calls), 1);
+	CHECK_OK(read_check(b, &s, 0, s.size));
+	CHECK_OK(al_cache_blob_complete(b));
+	CHECK_EQ_INT(atomic_load(&s.calls), 1);
+	CHECK(al_cache_contains(c, s.hash));
+	al_cache_blob_close(b);
+	src_done(&s);
+
+	src_init(&s, 8, 3 * MIB);
+	s.no_range = 1;
+	s.delay_us = 20000;
+	pthread_barrier_init(&start, NULL, N);
+	for (int i = 0; i < N; i++) {
+		r[i] = (reader){c, &s, NULL, &start, 0, 256 * 1024};
+		pthread_create(&th[i], NULL, read_all, &r[i]);
+	}
+	for (int i = 0; i < N; i++) {
+		pthread_join(th[i], NULL);
+		CHECK_OK(r[i].rc);
+	}
+	CHECK_EQ_INT(atomic_load(&s.calls), 1);
+	pthread_barrier_destroy(&start);
+	src_done(&s);
+}
+
+/* Size accounting at open; eviction never takes an open (pinned) blob. */
+static void test_eviction(void)
+{
+	al_cache *c = NULL;
+	al_cache_blob *a = NULL, *b = NULL, *x = NULL, *d = NULL;
+	src sa, sb, sx, sd;
+	al_cache_stats st;
+
+	CHECK_OK(al_cache_open(&c, dir, 8 * MIB));
+	al_cache_set_fetcher(c, fake_fetch, NULL);
+	src_init(&sa, 11, 4 * MIB);
+	src_init(&sb, 12, 4 * MIB);
+	src_init(&sx, 13, 1 * MIB);
+	src_init(&sd, 14, 6 * MIB);
+	CHECK_OK(al_cache_open_blob(&a, c, sa.hash, NULL, sa.size));
+	CHECK_OK(al_cache_open_blob(&b, c, sb.hash, NULL, sb.size));
+	CHECK_OK(read_check(b, &sb, 2 * MIB, 10));
+	CHECK_EQ_INT(al_cache_open_blob(&x, c, sx.hash, NULL, sx.size), AL_ENOSPC);
+	CHECK(x == NULL);
+	CHECK(strstr(al_error_last(), "pinned") != NULL);
+	al_cache_get_stats(&st, c);
+	CHECK_EQ_INT(st.bytes, 8 * MIB);
+	CHECK_EQ_INT(st.pinned, 2);
+	/* Larger than the whole cache. */
+	CHECK_EQ_INT(al_cache_open_blob(&x, c, sd.hash, NULL, 9 * MIB), AL_ENOSPC);
+	al_cache_blob_close(b);    /* b is now an idle partial: evictable */
+	CHECK_OK(al_cache_open_blob(&x, c, sx.hash, NULL, sx.size));
+	CHECK_OK(read_check(a, &sa, 0, sa.size));
+	CHECK_OK(read_check(x, &sx, 0, sx.size));
+	CHECK_OK(al_cache_blob_complete(a));
+	CHECK_OK(al_cache_blob_complete(x));
+	CHECK(al_cache_contains(c, sa.hash));
+	CHECK(al_cache_contains(c, sx.hash));
+	CHECK(!part_exists(sb.hash));    /* b's partial went with it */
+	CHECK_EQ_INT(files_in("tmp"), 0);
+	/* d needs 6 MiB: a is complete but still open, x is closed → x goes, then not enough. */
+	al_cache_blob_close(x);
+	CHECK_EQ_INT(al_cache_open_blob(&d, c, sd.hash, NULL, sd.size), AL_ENOSPC);
+	CHECK(al_cache_contains(c, sa.hash));
+	CHECK_OK(read_check(a, &sa, MIB, MIB));
+	al_cache_blob_close(a);
+	CHECK_OK(al_cache_open_blob(&d, c, sd.hash, NULL, sd.size));
+	CHECK(!al_cache_contains(c, sa.hash));
+	CHECK_OK(read_check(d, &sd, 0, sd.size));
+	CHECK_OK(al_cache_blob_complete(d));
+	/* acquire() of a blob readers are streaming shares that fill. */
+	al_cache_blob_close(d);
+	al_cache_free(c);
+	src_done(&sa);
+	src_done(&sb);
+	src_done(&sx);
+	src_done(&sd);
+}
+
+static int no_fill(void *ctx, int fd)
+{
+	(void)ctx;
+	(void)fd;
+	return al_error_set(AL_EIO, "acquire must not fill a blob being streamed");
+}
+
+/* acquire() meets a fill in progress; zero-size blobs; no fetcher; leftovers at open. */
+static void test_misc(al_cache *c)
+{
+	src s, z;
+	al_cache_blob *b = NULL;
+	int fd = -1;
+	char buf[16];
+
+	src_init(&s, 21, 10 * MIB);
+	s.delay_us = 1000;
+	CHECK_OK(al_cache_open_blob(&b, c, s.hash, NULL, s.size));
+	CHECK_OK(read_check(b, &s, 0, 10));
+	CHECK_OK(al_cache_acquire(&fd, c, s.hash, s.size, no_fill, NULL));
+	CHECK(fd >= 0);
+	CHECK(al_cache_contains(c, s.hash));
+	CHECK_EQ_INT(atomic_load(&s.bytes), s.size);
+	CHECK_EQ_INT(pread(fd, buf, 10, 5 * MIB), 10);
+	CHECK(memcmp(buf, s.data + 5 * MIB, 10) == 0);
+	close(fd);
+	al_cache_release(c, s.hash);
+	CHECK_OK(read_check(b, &s, 9 * MIB, MIB));
+	al_cache_blob_close(b);
+	src_done(&s);
+
+	src_init(&z, 22, 0);
+	CHECK_OK(al_cache_open_blob(&b, c, z.hash, NULL, 0));
+	CHECK_OK(al_cache_blob_wait(b, 0, 100));
+	CHECK_EQ_INT(pread(al_cache_blob_fd(b), buf, 10, 0), 0);
+	CHECK(al_cache_contains(c, z.hash));
+	al_cache_blob_close(b);
+	src_done(&z);
+
+	CHECK_EQ_INT(al_cache_open_blob(&b, c, "nothex", NULL, 5), AL_EINVAL);
+	{
+		al_cache *c2 = NULL;
+		char d2[64];
+		snprintf(d2, sizeof(d2), "%s/other", dir);
+		CHECK_OK(al_cache_open(&c2, d2, 0));
+		src_init(&s, 23, 100);
+		CHECK_EQ_INT(al_cache_open_blob(&b, c2, s.hash, NULL, s.size), AL_EINVAL);
+		al_cache_set_fetcher(c2, fake_fetch, NULL);
+		CHECK_OK(al_cache_open_blob(&b, c2, s.hash, NULL, s.size));
+		CHECK_OK(read_check(b, &s, 0, 10));
+		al_cache_blob_close(b);
+		al_cache_free(c2);    /* an idle partial: its file is not kept */
+		snprintf(d2, sizeof(d2), "%s/other/tmp", dir);
+		DIR *dd = opendir(d2);
+		struct dirent *de;
+		int n = 0;
+		while (dd && (de = readdir(dd)) != NULL)
+			n += de->d_name[0] != '.';
+		if (dd)
+			closedir(dd);
+		CHECK_EQ_INT(n, 0);
+		src_done(&s);
+	}
+}
+
+/* A full cache disk: a clean AL_ENOSPC, nothing corrupt kept, and unpinned blobs are evicted to
+ * make room before giving up. */
+static void test_enospc(al_cache *c)
+{
+	src s, old;
+	al_cache_blob *b = NULL;
+	al_cache_stats st0, st;
+
+	/* Simulated: the fetch's write fails once; the cache evicts an unpinned blob and retries. */
+	src_init(&old, 31, 2 * MIB);
+	CHECK_OK(al_cache_open_blob(&b, c, old.hash, NULL, old.size));
+	CHECK_OK(al_cache_blob_complete(b));
+	al_cache_blob_close(b);
+	src_init(&s, 32, 2 * MIB);
+	CHECK_OK(al_cache_open_blob(&b, c, s.hash, NULL, s.size));
+	al_cache_get_stats(&st0, c);
+	atomic_store(&s.enospc_next, 1);
+	CHECK_OK(read_check(b, &s, MIB + 1, 10));
+	al_cache_get_stats(&st, c);
+	CHECK(st.evictions > st0.evictions);    /* unpinned blobs evicted to make room, then retried */
+	atomic_store(&s.enospc_next, 2);
+	CHECK_EQ_INT(al_cache_blob_wait(b, 0, 10), AL_ENOSPC);
+	CHECK(strstr(al_error_last(), "no space left") != NULL);
+	CHECK_OK(read_check(b, &s, 0, 10));
+	CHECK_OK(al_cache_blob_complete(b));
+	al_cache_blob_close(b);
+	src_done(&s);
+	src_done(&old);
+
+	/* Real: a 6 MiB tmpfs (root only). */
+	char tdir[96];
+	snprintf(tdir, sizeof(tdir), "%s/tmpfs", dir);
+	mkdir(tdir, 0700);
+	if (mount("tmpfs", tdir, "tmpfs", 0, "size=6m") != 0) {
+		printf("skipping the real full-disk test: cannot mount a tmpfs (%s)\n", strerror(errno));
+		rmdir(tdir);
+		return;
+	}
+	{
+		al_cache *t = NULL;
+		src big;
+		CHECK_OK(al_cache_open(&t, tdir, 0));
+		al_cache_set_fetcher(t, fake_fetch, NULL);
+		src_init(&big, 33, 8 * MIB);
+		CHECK_OK(al_cache_open_blob(&b, t, big.hash, NULL, big.size));
+		int rc = read_check(b, &big, 0, big.size);
+		CHECK_EQ_INT(rc, AL_ENOSPC);
+		CHECK_EQ_INT(al_cache_blob_wait(b, 7 * MIB, 10), AL_ENOSPC);
+		CHECK(!al_cache_contains(t, big.hash));
+		CHECK_OK(read_check(b, &big, 0, MIB));    /* what fit still reads */
+		al_cache_blob_close(b);
+		al_cache_free(t);
+		CHECK_OK(al_cache_open(&t, tdir, 0));    /* a restart drops the partial file */
+		CHECK(!al_cache_contains(t, big.hash));
+		char p[128];
+		snprintf(p, sizeof(p), "%s/tmp", tdir);
+		DIR *dd = opendir(p);
+		struct dirent *de;
+		int n = 0;
+		while (dd && (de = readdir(dd)) != NULL)
+			n += de->d_name[0] != '.';
+		if (dd)
+			closedir(dd);
+		CHECK_EQ_INT(n, 0);
+		al_cache_free(t);
+		src_done(&big);
+	}
+	umount2(tdir, MNT_DETACH);
+	rmdir(tdir);
+}
+
+int main(void)
+{
+	al_cache *c = NULL;
+	snprintf(dir, sizeof(dir), "/tmp/al-cache-stream-XXXXXX");
+	if (!mkdtemp(dir))
+		return 1;
+	CHECK_OK(al_cache_open(&c, dir, 0));
+	al_cache_set_fetcher(c, fake_fetch, NULL);
+	test_sequential(c);
+	test_random(c);
+	test_failures(c);
+	test_corrupt(c);
+	test_many_readers(c);
+	test_no_range(c);
+	test_misc(c);
+	test_enospc(c);
+	al_cache_free(c);
+	{
+		char cmd[128];
+		snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+		if (system(cmd) != 0)
+			fprintf(stderr, "cannot remove %s\n", dir);
+	}
+	snprintf(dir, sizeof(dir), "/tmp/al-cache-stream-XXXXXX");
+	if (!mkdtemp(dir))
+		return 1;
+	test_eviction();
+	{
+		char cmd[128];
+		snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+		if (system(cmd) != 0)
+			fprintf(stderr, "cannot remove %s\n", dir);
+	}
+	CHECK_DONE();
+}
