@@ -1,4 +1,4 @@
-/* aletheia: opening a blob store from its URI (file:// now; s3:// and gs:// later). */
+/* aletheia: opening a blob store from its URI (file://, s3:// or gs://). */
 #include <string.h>
 #include "aletheia/blobs.h"
 
@@ -19,7 +19,7 @@ int al_blobs_open(al_blobs_backend **out, const char *uri)
 	if (strncmp(uri, "s3://", 5) == 0)
 		return al_blobs_s3_new(out, uri + 5);
 	if (strncmp(uri, "gs://", 5) == 0)
-		return al_error_set(AL_EINVAL, "\"%s\": the GCS blob store not built yet; use file:///DIR", uri);
+		return al_blobs_gcs_new(out, uri + 5);
 	return al_error_set(AL_EINVAL, "unknown blob store URI \"%s\"; use file:///DIR, "
 		"s3://BUCKET[/PREFIX] or gs://BUCKET[/PREFIX]", uri);
 }

@@ -40,6 +40,10 @@ int al_blobs_file_new(al_blobs_backend **out, const char *dir);
 /* "BUCKET[/PREFIX]": credentials, region and endpoint from the AWS_* environment variables
  * (AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL: path-style requests to that server). */
 int al_blobs_s3_new(al_blobs_backend **out, const char *bucket_and_prefix);
+/* "BUCKET[/PREFIX]" on Google Cloud Storage (JSON API): STORAGE_EMULATOR_HOST ([http://]HOST:PORT)
+ * sends plain requests to that server without credentials; otherwise storage.googleapis.com with
+ * a token from Google's application-default credentials (al_auth). */
+int al_blobs_gcs_new(al_blobs_backend **out, const char *bucket_and_prefix);
 void al_blobs_free(al_blobs_backend *b);
 
 #endif

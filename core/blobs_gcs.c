@@ -1,0 +1,638 @@
+/* aletheia: the Google Cloud Storage blob store (gs://BUCKET[/PREFIX]) over the JSON API through the
+ * pooled HTTP client: create-only uploads (media up to 8 MiB, resumable above), ranged GET, metadata. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <cjson/cJSON.h>
+#include "aletheia/auth.h"
+#include "aletheia/blobs.h"
+#include "aletheia/hash.h"
+#include "aletheia/http.h"
+
+#define DEFAULT_ORIGIN "https://storage.googleapis.com"
+#define SINGLE_UPLOAD_MAX ((uint64_t)8 << 20)  /* as Google's clients: larger goes resumable */
+#define CHUNK_SIZE ((uint64_t)8 << 20)         /* a multiple of 256 KiB, as GCS requires */
+#define MAX_STALLS 5          /* resumable rounds in a row that store nothing new */
+#define MAX_SESSIONS 3        /* resumable sessions started for one put */
+#define MAX_SHORT_READS 3     /* GETs whose body ended early without curl noticing */
+
+typedef struct {
+	al_blobs_backend base;
+	al_http *http;
+	al_auth *auth;      /* NULL with an emulator: no Authorization header */
+	char *bucket;
+	char *prefix;       /* no leading or trailing '/', may be "" */
+	char *origin;       /* "https://storage.googleapis.com" or "http://127.0.0.1:PORT" */
+	char *ebucket;      /* bucket, percent-encoded */
+	char *user_project; /* "x-goog-user-project: P" (authorized_user quota project) or NULL */
+} gcs_blobs;
+
+static int check_hash(const char *hash)
+{
+	if (!al_hash_is_valid(hash))
+		return al_error_set(AL_EINVAL, "invalid blob hash \"%s\" (expected 32 lowercase hex digits)",
+			hash ? hash : "(null)");
+	return 0;
+}
+
+static char *object_name(const gcs_blobs *g, const char *hash)
+{
+	char *k = NULL;
+	if (asprintf(&k, "%s%s%.2s/%s", g->prefix, *g->prefix ? "/" : "", hash, hash) < 0)
+		return NULL;
+	return k;
+}
+
+/* origin + path, where path's "%s" takes the encoded bucket and then the encoded object name. */
+static char *object_url(const gcs_blobs *g, const char *fmt, const char *name)
+{
+	char *ename = al_http_escape(name), *path = NULL, *url = NULL;
+	if (ename && asprintf(&path, fmt, g->ebucket, ename) >= 0 &&
+		asprintf(&url, "%s%s", g->origin, path) < 0)
+		url = NULL;
+	free(path);
+	free(ename);
+	return url;
+}
+
+/* Sends a request with the bearer token (unless talking to an emulator) and extra headers; io
+ * (may be NULL) streams the bodies. 0 once GCS answered, whatever the status. */
+static int gcs_send(al_http_response *resp, gcs_blobs *g, const char *method, const char *url,
+	const char *const *extra, const void *body, size_t body_len, al_http_stream *io,
+	unsigned flags)
+{
+	const char *all[12];
+	char *token = NULL, *auth_hdr = NULL;
+	size_t n = 0;
+	int rc = 0;
+
+	if (g->auth) {
+		if ((rc = al_auth_token(&token, g->auth)) != 0)
+			goto cleanup;
+		if (asprintf(&auth_hdr, "Authorization: Bearer %s", token) < 0) {
+			auth_hdr = NULL;
+			rc = al_error_set(AL_ENOMEM, "out of memory building a GCS request");
+			goto cleanup;
+		}
+		all[n++] = auth_hdr;
+	}
+	if (g->user_project)
+		all[n++] = g->user_project;
+	for (size_t i = 0; extra && extra[i] && n < 11; i++)
+		all[n++] = extra[i];
+	all[n] = NULL;
+	rc = io ? al_http_request_stream(resp, g->http, method, url, all, io, flags) :
+		al_http_request(resp, g->http, method, url, all, body, body_len, flags);
+cleanup:
+	if (token) {
+		/* the token must not outlive its use in memory we hand back */
+		memset(token, 0, strlen(token));
+		free(token);
+	}
+	if (auth_hdr) {
+		memset(auth_hdr, 0, strlen(auth_hdr));
+		free(auth_hdr);
+	}
+	return rc;
+}
+
+/* One line for an unexpected answer: AL_EACCES for 401/403, AL_ENOTFOUND for 404, AL_EIO else;
+ * Google's error message is quoted when the body has one. */
+static int status_error(const gcs_blobs *g, const char *what, const char *name,
+	const al_http_response *resp)
+{
+	cJSON *j = resp->body.ptr ? cJSON_Parse(resp->body.ptr) : NULL;
+	cJSON *msg = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(j, "error"),
+		"message");
+	int rc = resp->status == 401 || resp->status == 403 ? AL_EACCES :
+		resp->status == 404 ? AL_ENOTFOUND : AL_EIO;
+	al_error_set(rc, "GCS %s gs://%s/%s: HTTP %ld%s%.200s", what, g->bucket, name, resp->status,
+		cJSON_IsString(msg) ? ": " : "", cJSON_IsString(msg) ? msg->valuestring : "");
+	cJSON_Delete(j);
+	return rc;
+}
+
+/* Checks that an upload's answer (an object resource) reports want bytes. */
+static int check_uploaded(const gcs_blobs *g, const char *name, const al_http_response *resp,
+	uint64_t want)
+{
+	cJSON *j = resp->body.ptr ? cJSON_Parse(resp->body.ptr) : NULL;
+	cJSON *size = cJSON_GetObjectItemCaseSensitive(j, "size");
+	unsigned long long got = 0;
+	char *end = NULL;
+	int rc = 0;
+
+	if (cJSON_IsString(size) && size->valuestring[0]) {
+		errno = 0;
+		got = strtoull(size->valuestring, &end, 10);
+		if (errno || *end)
+			end = NULL;
+	}
+	if (!end)
+		rc = al_error_set(AL_EIO, "GCS upload gs://%s/%s: no object size in the answer", g->bucket,
+			name);
+	else if (got != want)
+		rc = al_error_set(AL_EIO, "GCS upload gs://%s/%s: the server stored %llu bytes, not %llu",
+			g->bucket, name, got, (unsigned long long)want);
+	cJSON_Delete(j);
+	return rc;
+}
+
+static int gcs_exists(int *out, al_blobs_backend *b, const char *hash)
+{
+	gcs_blobs *g = (gcs_blobs *)b;
+	al_http_response resp = AL_HTTP_RESPONSE_INIT;
+	char *name = NULL, *url = NULL;
+	int rc;
+
+	*out = 0;
+	if ((rc = check_hash(hash)) != 0)
+		return rc;
+	if (!(name = object_name(g, hash)) ||
+		!(url = object_url(g, "/storage/v1/b/%s/o/%s?fields=size", name))) {
+		rc = al_error_set(AL_ENOMEM, "out of memory");
+		goto cleanup;
+	}
+	if ((rc = gcs_send(&resp, g, "GET", url, NULL, NULL, 0, NULL, AL_HTTP_IDEMPOTENT)) != 0)
+		goto cleanup;
+	if (resp.status == 200)
+		*out = 1;
+	else if (resp.status != 404)
+		rc = status_error(g, "metadata GET", name, &resp);
+cleanup:
+	al_http_response_dispose(&resp);
+	free(url);
+	free(name);
+	return rc;
+}
+
+/* One upload in a single request (uploadType=media), create-only. */
+static int put_media(gcs_blobs *g, const char *name, int fd, uint64_t size)
+{
+	al_http_response resp = AL_HTTP_RESPONSE_INIT;
+	al_http_stream io = AL_HTTP_STREAM_INIT;
+	const char *hdrs[] = {"Content-Type: application/octet-stream", NULL};
+	char *url = object_url(g, "/upload/storage/v1/b/%s/o?uploadType=media&ifGenerationMatch=0&name=%s",
+		name);
+	int rc;
+
+	if (!url)
+		return al_error_set(AL_ENOMEM, "out of memory");
+	io.src_fd = fd;
+	io.src_len = size;
+	/* ifGenerationMatch=0 makes a repeat harmless: it fails with 412 once the first landed. */
+	if ((rc = gcs_send(&resp, g, "POST", url, hdrs, NULL, 0, &io, AL_HTTP_IDEMPOTENT)) != 0)
+		goto cleanup;
+	if (resp.status == 412)
+		goto cleanup; /* already there */
+	if (resp.status != 200 && resp.status != 201) {
+		rc = status_error(g, "upload", name, &resp);
+		goto cleanup;
+	}
+	rc = check_uploaded(g, name, &resp, size);
+cleanup:
+	al_http_response_dispose(&resp);
+	free(url);
+	return rc;
+}
+
+/* Starts a resumable session; *session is its URI, or NULL when the object already exists. */
+static int resumable_start(char **session, gcs_blobs *g, const char *name, int fd, uint64_t size)
+{
+	al_http_response resp = AL_HTTP_RESPONSE_INIT;
+	al_http_stream io = AL_HTTP_STREAM_INIT;
+	char len_hdr[64];
+	const char *hdrs[] = {len_hdr, "X-Upload-Content-Type: application/octet-stream", NULL};
+	char *url = object_url(g,
+		"/upload/storage/v1/b/%s/o?uploadType=resumable&ifGenerationMatch=0&name=%s", name);
+	int rc;
+
+	*session = NULL;
+	if (!url)
+		return al_error_set(AL_ENOMEM, "out of memory");
+	snprintf(len_hdr, sizeof(len_hdr), "X-Upload-Content-Length: %llu", (unsigned long long)size);
+	/* An empty body (the name is in the query); src_len 0 still sends Content-Length: 0. */
+	io.src_fd = fd;
+	io.src_len = 0;
+	io.header = "Location";
+	/* A second session after a lost answer costs nothing: unused sessions expire. */
+	if ((rc = gcs_send(&resp, g, "POST", url, hdrs, NULL, 0, &io, AL_HTTP_IDEMPOTENT)) != 0)
+		goto cleanup;
+	if (resp.status == 412)
+		goto cleanup;
+	if (resp.status != 200 && resp.status != 201) {
+		rc = status_error(g, "resumable upload start", name, &resp);
+		goto cleanup;
+	}
+	if (!io.header_value || strncmp(io.header_value, "http", 4) != 0) {
+		rc = al_error_set(AL_EIO, "GCS resumable upload start gs://%s/%s: no session URI in the "
+			"answer", g->bucket, name);
+		goto cleanup;
+	}
+	*session = io.header_value;
+	io.header_value = NULL;
+cleanup:
+	free(io.header_value);
+	al_http_response_dispose(&resp);
+	free(url);
+	return rc;
+}
+
+/* The next offset from a 308's "Range: bytes=0-N" (none: nothing stored yet). */
+static int stored_up_to(uint64_t *next, const char *range, uint64_t size)
+{
+	unsigned long long end;
+	char extra;
+
+	if (!range) {
+		*next = 0;
+		return 0;
+	}
+	if (sscanf(range, "bytes=0-%llu%c", &end, &extra) != 1 || end >= size)
+		return -1;
+	*next = (uint64_t)end + 1;
+	return 0;
+}
+
+/* Outcome of one resumable exchange. */
+enum { R_MORE, R_DONE, R_EXISTS, R_GONE, R_FAILED };
+
+/* Classifies an answer to a chunk PUT or a status query; *next is set for R_MORE. */
+static int resumable_answer(int *what, uint64_t *next, gcs_blobs *g, const char *name,
+	const al_http_response *resp, const char *range, uint64_t size)
+{
+	switch (resp->status) {
+	case 308:
+		if (stored_up_to(next, range, size) != 0)
+			return al_error_set(AL_EIO, "GCS resumable upload gs://%s/%s: bad Range \"%s\" for a "
+				"%llu-byte object", g->bucket, name, range, (unsigned long long)size);
+		*what = R_MORE;
+		return 0;
+	case 200:
+	case 201:
+		*what = R_DONE;
+		return check_uploaded(g, name, resp, size);
+	case 412:
+		*what = R_EXISTS;
+		return 0;
+	case 404:
+	case 410:
+		*what = R_GONE; /* the session expired or failed: start again */
+		return 0;
+	default:
+		*what = R_FAILED;
+		if (resp->status >= 500 || resp->status == 429 || resp->status == 408)
+			return 0; /* ask the session where it stands */
+		return status_error(g, "resumable upload", name, resp);
+	}
+}
+
+/* Resumable upload in CHUNK_SIZE pieces. After a failed chunk the session is asked how much it
+ * holds (an empty PUT with "Content-Range: bytes * /TOTAL") and the upload goes on from there. */
+static int put_resumable(gcs_blobs *g, const char *name, int fd, uint64_t size)
+{
+	al_http_response resp = AL_HTTP_RESPONSE_INIT;
+	al_http_stream io = AL_HTTP_STREAM_INIT;
+	char *session = NULL, range_hdr[96];
+	const char *hdrs[] = {range_hdr, NULL};
+	uint64_t off = 0, next = 0;
+	int rc = 0, what = R_FAILED, stalls = 0, sessions = 0, need_status = 0;
+
+	for (;;) {
+		if (!session) {
+			if (++sessions > MAX_SESSIONS) {
+				rc = al_error_set(AL_EIO, "GCS resumable upload gs://%s/%s: %d sessions lost",
+					g->bucket, name, MAX_SESSIONS);
+				goto cleanup;
+			}
+			if ((rc = resumable_start(&session, g, name, fd, size)) != 0 || !session)
+				goto cleanup; /* failed, or already there */
+			off = 0;
+			need_status = 0;
+		}
+		io = (al_http_stream)AL_HTTP_STREAM_INIT;
+		io.src_fd = fd;
+		io.header = "Range";
+		if (need_status) {
+			snprintf(range_hdr, sizeof(range_hdr), "Content-Range: bytes */%llu",
+				(unsigned long long)size);
+			io.src_len = 0;
+			/* asking changes nothing: safe to repeat */
+			rc = gcs_send(&resp, g, "PUT", session, hdrs, NULL, 0, &io, AL_HTTP_IDEMPOTENT);
+		} else {
+			uint64_t len = size - off < CHUNK_SIZE ? size - off : CHUNK_SIZE;
+			snprintf(range_hdr, sizeof(range_hdr), "Content-Range: bytes %llu-%llu/%llu",
+				(unsigned long long)off, (unsigned long long)(off + len - 1),
+				(unsigned long long)size);
+			io.src_off = off;
+			io.src_len = len;
+			/* Not retried blindly after a reset: the status query tells where to go on. */
+			rc = gcs_send(&resp, g, "PUT", session, hdrs, NULL, 0, &io, 0);
+		}
+		if (rc == AL_ENOMEM)
+			goto cleanup;
+		if (rc == 0)
+			rc = resumable_answer(&what, &next, g, name, &resp, io.header_value, size);
+		else
+			what = R_FAILED; /* transport failure: the message stays if we give up */
+		free(io.header_value);
+		io.header_value = NULL;
+		if (rc && what != R_FAILED)
+			goto cleanup;
+		if (what == R_DONE || what == R_EXISTS) {
+			rc = 0;
+			goto cleanup;
+		}
+		if (what == R_GONE) {
+			free(session);
+			session = NULL;
+			rc = 0;
+			continue;
+		}
+		if (what == R_MORE) {
+			/* a status answer with no progress was already counted with its failure */
+			if (next > off)
+				stalls = 0;
+			else if (!need_status)
+				stalls++;
+			off = next;
+			need_status = 0;
+			rc = 0;
+		} else {
+			stalls++;
+			need_status = 1;
+		}
+		if (stalls >= MAX_STALLS) {
+			if (!rc)
+				rc = al_error_set(AL_EIO, "GCS resumable upload gs://%s/%s: no progress after %d "
+					"tries at byte %llu", g->bucket, name, MAX_STALLS, (unsigned long long)off);
+			goto cleanup;
+		}
+		if (stalls)
+			nanosleep(&(struct timespec){0, 100000000L * stalls}, NULL);
+		rc = 0;
+	}
+cleanup:
+	free(io.header_value);
+	free(session);
+	al_http_response_dispose(&resp);
+	return rc;
+}
+
+static int gcs_put(al_blobs_backend *b, const char *hash, const char *src_path, uint64_t size,
+	unsigned flags)
+{
+	gcs_blobs *g = (gcs_blobs *)b;
+	char *name = NULL;
+	struct stat st;
+	int rc, fd = -1, present = 0;
+
+	(void)flags; /* nothing to move: the source is always copied up */
+	if ((rc = check_hash(hash)) != 0)
+		return rc;
+	if (!(name = object_name(g, hash))) {
+		rc = al_error_set(AL_ENOMEM, "out of memory");
+		goto cleanup;
+	}
+	if ((fd = open(src_path, O_RDONLY | O_CLOEXEC)) < 0) {
+		rc = al_error_set_errno(AL_EIO, errno, "cannot open %s to upload it", src_path);
+		goto cleanup;
+	}
+	if (fstat(fd, &st) != 0) {
+		rc = al_error_set_errno(AL_EIO, errno, "cannot stat %s", src_path);
+		goto cleanup;
+	}
+	if ((uint64_t)st.st_size != size) {
+		rc = al_error_set(AL_EINVAL, "%s holds %lld bytes, not the %llu announced", src_path,
+			(long long)st.st_size, (unsigned long long)size);
+		goto cleanup;
+	}
+	/* Content-addressed: a blob already there needs no upload (a cheap metadata GET first). */
+	if ((rc = gcs_exists(&present, b, hash)) != 0 || present)
+		goto cleanup;
+	rc = size <= SINGLE_UPLOAD_MAX ? put_media(g, name, fd, size) :
+		put_resumable(g, name, fd, size);
+cleanup:
+	if (fd >= 0)
+		close(fd);
+	free(name);
+	return rc;
+}
+
+/* "bytes S-E/T" → the length it announces (E-S+1), or 0 when absent or malformed. */
+static uint64_t content_range_len(const char *v)
+{
+	unsigned long long s, e;
+	if (!v || sscanf(v, "bytes %llu-%llu/", &s, &e) != 2 || e < s)
+		return 0;
+	return (uint64_t)(e - s + 1);
+}
+
+static int gcs_fetch(al_blobs_backend *b, const char *hash, uint64_t offset, uint64_t len,
+	int dst_fd, uint64_t dst_offset)
+{
+	gcs_blobs *g = (gcs_blobs *)b;
+	al_http_response resp = AL_HTTP_RESPONSE_INIT;
+	al_http_stream io = AL_HTTP_STREAM_INIT;
+	char *name = NULL, *url = NULL, range[64];
+	const char *hdrs[] = {range, NULL};
+	int rc;
+
+	if ((rc = check_hash(hash)) != 0)
+		return rc;
+	if (len == 0)
+		return 0;
+	if (offset + len < offset)
+		return al_error_set(AL_EINVAL, "blob range overflows");
+	if (!(name = object_name(g, hash)) ||
+		!(url = object_url(g, "/storage/v1/b/%s/o/%s?alt=media", name))) {
+		rc = al_error_set(AL_ENOMEM, "out of memory");
+		goto cleanup;
+	}
+	snprintf(range, sizeof(range), "Range: bytes=%llu-%llu", (unsigned long long)offset,
+		(unsigned long long)(offset + len - 1));
+	for (int tries = 1;; tries++) {
+		uint64_t announced;
+		io = (al_http_stream)AL_HTTP_STREAM_INIT;
+		io.dst_fd = dst_fd;
+		io.dst_off = dst_offset;
+		io.dst_max = len;
+		io.header = "Content-Range";
+		/* A body cut short against its Content-Length fails in curl and is retried there. */
+		if ((rc = gcs_send(&resp, g, "GET", url, hdrs, NULL, 0, &io, AL_HTTP_IDEMPOTENT)) != 0)
+			goto cleanup;
+		if (resp.status == 416) {
+			rc = al_error_set(AL_EINVAL, "GCS GET gs://%s/%s: bytes %llu-%llu are past the end",
+				g->bucket, name, (unsigned long long)offset,
+				(unsigned long long)(offset + len - 1));
+			goto cleanup;
+		}
+		/* A 200 is the whole object: right only when the range starts at 0. */
+		if (resp.status != 206 && !(resp.status == 200 && offset == 0)) {
+			rc = resp.status == 200 ?
+				al_error_set(AL_EIO, "GCS GET gs://%s/%s: the range was ignored", g->bucket, name) :
+				status_error(g, "GET", name, &resp);
+			goto cleanup;
+		}
+		if (io.dst_written == len)
+			break;
+		/* Fewer bytes than asked: the object ends sooner when Content-Range says so;
+		 * otherwise the body was cut (a connection closed without framing) and is asked again. */
+		announced = content_range_len(io.header_value);
+		if ((resp.status == 206 && announced && announced == io.dst_written) ||
+			tries >= MAX_SHORT_READS) {
+			rc = al_error_set(AL_EIO, "GCS GET gs://%s/%s: %llu bytes received for a %llu-byte "
+				"range", g->bucket, name, (unsigned long long)io.dst_written,
+				(unsigned long long)len);
+			goto cleanup;
+		}
+		free(io.header_value);
+		io.header_value = NULL;
+	}
+cleanup:
+	free(io.header_value);
+	al_http_response_dispose(&resp);
+	free(url);
+	free(name);
+	return rc;
+}
+
+static int gcs_local_path(char **out, al_blobs_backend *b, const char *hash)
+{
+	(void)b;
+	(void)hash;
+	*out = NULL;
+	return AL_ENOTFOUND;
+}
+
+static char *gcs_uri(al_blobs_backend *b, const char *hash)
+{
+	gcs_blobs *g = (gcs_blobs *)b;
+	char *name = object_name(g, hash), *u = NULL;
+	if (name && asprintf(&u, "gs://%s/%s", g->bucket, name) < 0)
+		u = NULL;
+	free(name);
+	return u;
+}
+
+static void gcs_free(al_blobs_backend *b)
+{
+	gcs_blobs *g = (gcs_blobs *)b;
+	if (!g)
+		return;
+	al_http_free(g->http);
+	al_auth_free(g->auth);
+	free(g->bucket);
+	free(g->prefix);
+	free(g->origin);
+	free(g->ebucket);
+	free(g->user_project);
+	free(g);
+}
+
+/* STORAGE_EMULATOR_HOST: "host:port" or "http[s]://host:port[/]"; plain HTTP without a scheme. */
+static int emulator_origin(char **out, const char *v)
+{
+	const char *auth = v, *scheme = "http";
+	size_t n;
+
+	*out = NULL;
+	if (strncmp(v, "http://", 7) == 0)
+		auth = v + 7;
+	else if (strncmp(v, "https://", 8) == 0)
+		auth = v + 8, scheme = "https";
+	else if (strstr(v, "://"))
+		return al_error_set(AL_EINVAL, "STORAGE_EMULATOR_HOST=\"%s\" is not http:// or https://", v);
+	n = strcspn(auth, "/?#");
+	if (n == 0 || (auth[n] && strspn(auth + n, "/") != strlen(auth + n)))
+		return al_error_set(AL_EINVAL, "STORAGE_EMULATOR_HOST=\"%s\": expected [http://]HOST[:PORT]",
+			v);
+	if (asprintf(out, "%s://%.*s", scheme, (int)n, auth) < 0) {
+		*out = NULL;
+		return al_error_set(AL_ENOMEM, "out of memory");
+	}
+	return 0;
+}
+
+static int valid_bucket(const char *b, size_t n)
+{
+	if (n < 3 || n > 222)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (!((b[i] >= 'a' && b[i] <= 'z') || (b[i] >= '0' && b[i] <= '9') || b[i] == '-' ||
+			b[i] == '_' || b[i] == '.'))
+			return 0;
+	return 1;
+}
+
+int al_blobs_gcs_new(al_blobs_backend **out, const char *bucket_and_prefix)
+{
+	gcs_blobs *g;
+	const char *slash, *emu = getenv("STORAGE_EMULATOR_HOST"), *qp;
+	al_http_options opt = AL_HTTP_OPTIONS_INIT;
+	size_t bl, pl;
+	int rc = 0;
+
+	*out = NULL;
+	if (!bucket_and_prefix || !*bucket_and_prefix || *bucket_and_prefix == '/')
+		return al_error_set(AL_EINVAL, "GCS blob store without a bucket; use gs://BUCKET[/PREFIX]");
+	slash = strchr(bucket_and_prefix, '/');
+	bl = slash ? (size_t)(slash - bucket_and_prefix) : strlen(bucket_and_prefix);
+	if (!valid_bucket(bucket_and_prefix, bl))
+		return al_error_set(AL_EINVAL, "gs://%s: \"%.*s\" is not a valid bucket name", bucket_and_prefix,
+			(int)bl, bucket_and_prefix);
+	if (!(g = calloc(1, sizeof(*g))))
+		return al_error_set(AL_ENOMEM, "out of memory");
+	if (!(g->bucket = strndup(bucket_and_prefix, bl)) || !(g->ebucket = al_http_escape(g->bucket)))
+		goto nomem;
+	slash = slash ? slash + strspn(slash, "/") : "";
+	pl = strlen(slash);
+	while (pl && slash[pl - 1] == '/')
+		pl--;
+	if (!(g->prefix = strndup(slash, pl)))
+		goto nomem;
+	if (emu && *emu) {
+		if ((rc = emulator_origin(&g->origin, emu)) != 0)
+			goto cleanup;
+	} else {
+		if (!(g->origin = strdup(DEFAULT_ORIGIN)))
+			goto nomem;
+		if ((rc = al_auth_new(&g->auth, NULL)) != 0) {
+			char *why = strdup(al_error_last());
+			rc = al_error_set(rc, "GCS blob store gs://%s: no Google credentials: %s",
+				bucket_and_prefix, why ? why : "");
+			free(why);
+			goto cleanup;
+		}
+		if ((qp = al_auth_quota_project(g->auth)) &&
+			asprintf(&g->user_project, "x-goog-user-project: %s", qp) < 0) {
+			g->user_project = NULL;
+			goto nomem;
+		}
+	}
+	/* 8 MiB chunks and uploads: give each attempt time. */
+	opt.timeout_ms = 600000;
+	if ((rc = al_http_new(&g->http, &opt)) != 0)
+		goto cleanup;
+	g->base.version = AL_BLOBS_BACKEND_VERSION;
+	g->base.name = "gs";
+	g->base.put = gcs_put;
+	g->base.fetch = gcs_fetch;
+	g->base.exists = gcs_exists;
+	g->base.local_path = gcs_local_path;
+	g->base.uri = gcs_uri;
+	g->base.free = gcs_free;
+	*out = &g->base;
+	g = NULL;
+	goto cleanup;
+nomem:
+	rc = al_error_set(AL_ENOMEM, "out of memory opening the GCS blob store");
+cleanup:
+	gcs_free(g ? &g->base : NULL);
+	return rc;
+}
