@@ -17,6 +17,7 @@
 #include "aletheia/blobs.h"
 #include "aletheia/buf.h"
 #include "aletheia/cache.h"
+#include "aletheia/fetch.h"
 #include "aletheia/git.h"
 #include "aletheia/hash.h"
 #include "aletheia/metric.h"
@@ -69,6 +70,7 @@ struct al_file {
 	char *snap;                /* F_METRIC: read-back text at open */
 	size_t snaplen;
 	int fd;                    /* F_BLOB_*: the blob or the staging file */
+	al_cache_blob *cb;         /* F_BLOB_READ through the cache: streamed, fd is -1 */
 	char hash[AL_HASH_HEX_LEN + 1];
 	int pinned;
 	int failed;                /* the error of a failed write: the staged copy is incomplete */
@@ -83,6 +85,7 @@ struct al_tree {
 	const char *backend;       /* the backend's own name, for status */
 	al_blobs_backend *blobs;
 	al_cache *cache;
+	al_fetcher *fetcher;       /* imported files: objects read by URL */
 	al_series_set *series;
 	char *store_uri, *blobs_uri, *cache_dir, *mountpoint, *staging_dir;
 	int allow_delete;
@@ -2334,31 +2337,42 @@ static void unregister_writer(al_tree *t, al_file *f)
 	changed(t);
 }
 
-static int fill_from_blobs(void *ctx, int fd)
+/* The cache's fetch function: a range of a blob from the blob store, or of an imported file
+ * from its own URL. Called by the cache's readers and read-ahead workers at once. */
+static int fill_from_blobs(void *ctx, const char *hash, const char *source, int fd, uint64_t off,
+	uint64_t len, int *whole)
 {
-	al_file *f = ctx;
-	al_doc *d = NULL;
-	char *id = al_id_encode(f->n.rest), *doc = xasprintf("%s/%s", f->n.coll, id);
-	int64_t size = 0;
-	int rc = al_store_get(&d, f->t->store, doc);
-	if (rc == 0) {
-		al_fields_get_int(&size, d->fields, "size");
-		rc = f->t->blobs->fetch(f->t->blobs, f->hash, 0, (uint64_t)size, fd, 0);
-	}
-	al_doc_free(d);
-	free(id);
-	free(doc);
-	return rc;
+	al_tree *t = ctx;
+	*whole = 0;
+	if (source)
+		return al_fetcher_fetch(t->fetcher, source, off, len, fd, whole);
+	return t->blobs->fetch(t->blobs, hash, off, len, fd, off);
+}
+
+/* The URL to read a file's blob from when it is not the blob store's own object (an imported
+ * file), else NULL. Old records of another local store fall back to the store by hash. */
+static const char *blob_source(al_tree *t, const al_doc *d, const char *hash)
+{
+	const char *blob = al_fields_get_string(d->fields, "blob");
+	char *own;
+	int same;
+	if (!blob || !*blob || !(strncmp(blob, "http://", 7) == 0 || strncmp(blob, "https://", 8) == 0 ||
+	    strncmp(blob, "s3://", 5) == 0 || strncmp(blob, "gs://", 5) == 0))
+		return NULL;
+	own = t->blobs->uri(t->blobs, hash);
+	same = own && strcmp(own, blob) == 0;
+	free(own);
+	return same ? NULL : blob;
 }
 
 /* Opens the stored content of a blob-backed file for reading: the blob store's own file when
- * it has one (file://), else through the cache. */
+ * it has one (file://), else streamed through the cache (al_file_wait before reading). */
 static int blob_open_read(al_file *f, int64_t *size_out)
 {
 	al_tree *t = f->t;
 	al_doc *d = NULL;
 	char *id = al_id_encode(f->n.rest), *doc = xasprintf("%s/%s", f->n.coll, id), *local = NULL;
-	const char *hash, *type;
+	const char *hash, *type, *source;
 	int64_t size = 0;
 	int rc;
 
@@ -2376,12 +2390,14 @@ static int blob_open_read(al_file *f, int64_t *size_out)
 		goto cleanup;
 	}
 	snprintf(f->hash, sizeof(f->hash), "%s", hash);
-	if (t->blobs->local_path(&local, t->blobs, hash) == 0) {
+	source = blob_source(t, d, hash);
+	if (!source && t->blobs->local_path(&local, t->blobs, hash) == 0) {
 		f->fd = open(local, O_RDONLY | O_CLOEXEC);
 		if (f->fd < 0)
 			rc = al_error_set_errno(al_error_from_errno(errno), errno, "cannot open blob %s", local);
-	} else if ((rc = al_cache_acquire(&f->fd, t->cache, hash, (uint64_t)size, fill_from_blobs, f)) == 0)
-		f->pinned = 1;
+	} else {
+		rc = al_cache_open_blob(&f->cb, t->cache, hash, source, (uint64_t)(size > 0 ? size : 0));
+	}
 	if (size_out)
 		*size_out = size;
 cleanup:
@@ -2461,10 +2477,13 @@ static int open_blob(al_file *f, int flags, const char *path)
 		/* Partial overwrites start from the current content. */
 		al_file src = {.t = t, .n = f->n, .fd = -1};
 		if ((rc = blob_open_read(&src, NULL)) == 0) {
-			rc = copy_fd(f->fd, src.fd);
-			close(src.fd);
-			if (src.pinned)
-				al_cache_release(t->cache, src.hash);
+			if (src.cb && (rc = al_cache_blob_complete(src.cb)) == 0)
+				rc = copy_fd(f->fd, al_cache_blob_fd(src.cb));
+			else if (!src.cb)
+				rc = copy_fd(f->fd, src.fd);
+			if (src.fd >= 0)
+				close(src.fd);
+			al_cache_blob_close(src.cb);
 		}
 		if (rc)
 			return rc;
@@ -2657,7 +2676,14 @@ fail:
 
 int al_file_fd(al_file *f)
 {
+	if (f->cb)
+		return al_cache_blob_fd(f->cb);
 	return f->kind == F_BLOB_READ || f->kind == F_BLOB_WRITE ? f->fd : -1;
+}
+
+int al_file_wait(al_file *f, uint64_t off, size_t len)
+{
+	return f->cb ? al_cache_blob_wait(f->cb, off, len) : 0;
 }
 
 int al_file_keep_cache(al_file *f)
@@ -2681,7 +2707,12 @@ int al_file_read(size_t *nread, al_file *f, char *buf, size_t size, uint64_t off
 	switch (f->kind) {
 	case F_BLOB_READ:
 	case F_BLOB_WRITE:
-		n = pread(f->fd, buf, size, (off_t)off);
+		if (f->cb) {
+			int rc = al_cache_blob_wait(f->cb, off, size);
+			if (rc)
+				return rc;
+		}
+		n = pread(al_file_fd(f), buf, size, (off_t)off);
 		if (n < 0)
 			return al_error_set_errno(AL_EIO, errno, "read failed");
 		*nread = (size_t)n;
@@ -3445,6 +3476,7 @@ void al_file_release(al_file *f)
 		close(f->fd);
 	if (f->pinned)
 		al_cache_release(f->t->cache, f->hash);
+	al_cache_blob_close(f->cb);
 	if (f->kind == F_BLOB_WRITE && f->staging)
 		unlink(f->staging);
 	free(f->staging);
@@ -3557,6 +3589,9 @@ int al_tree_open(al_tree **out, const al_tree_options *opts)
 		goto fail;
 	if ((rc = al_cache_open(&t->cache, opts->cache_dir, opts->cache_size)))
 		goto fail;
+	al_cache_set_fetcher(t->cache, fill_from_blobs, t);
+	if ((rc = al_fetcher_new(&t->fetcher)))
+		goto fail;
 	if ((rc = al__mkdir_p(t->staging_dir, 0700)))
 		goto fail;
 	if ((rc = al_series_set_open(&t->series, t->store, journal, 1000)))
@@ -3591,7 +3626,8 @@ void al_tree_free(al_tree *t)
 		dataset_settle(t, NULL);
 	}
 	al_series_set_free(t->series);
-	al_cache_free(t->cache);
+	al_cache_free(t->cache);    /* joins its fetch workers before the fetchers go */
+	al_fetcher_free(t->fetcher);
 	if (t->blobs)
 		al_blobs_free(t->blobs);
 	if (t->store)

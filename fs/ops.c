@@ -509,8 +509,14 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
 	int fd = al_file_fd(f);
 	(void)ino;
 	if (fd >= 0) {
-		/* Hand the kernel the file itself: libfuse splices it without a copy through us. */
+		/* Hand the kernel the file itself: libfuse splices it without a copy through us. A blob
+		 * still streaming into the cache first gets the range (and read-ahead) fetched. */
 		struct fuse_bufvec buf = FUSE_BUFVEC_INIT(size);
+		int rc = al_file_wait(f, (uint64_t)off, size);
+		if (rc) {
+			reply_error(req, rc, "read", NULL);
+			return;
+		}
 		buf.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
 		buf.buf[0].fd = fd;
 		buf.buf[0].pos = off;

@@ -75,6 +75,9 @@ int al_file_open(al_file **out, al_tree *t, const char *path, int flags, const a
 int al_file_read(size_t *nread, al_file *f, char *buf, size_t size, uint64_t offset);
 /* For content held in a local file (blobs, staged writes): the fd to read from directly, else -1. */
 int al_file_fd(al_file *f);
+/* Blocks until bytes [offset, offset+len) can be read from al_file_fd (a blob streamed into the
+ * cache is fetched as needed); 0 at once for everything else. AL_EIO, AL_ENOSPC. */
+int al_file_wait(al_file *f, uint64_t offset, size_t len);
 int al_file_write(al_file *f, const char *buf, size_t size, uint64_t offset);
 int al_file_truncate(al_file *f, uint64_t size);
 /* Records what was written (called on every close(), by pid; 0 if unknown); errors are
