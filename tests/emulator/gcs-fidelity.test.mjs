@@ -314,6 +314,13 @@ describe('admin faults', () => {
     await bucket.file('dir/small.bin').getMetadata();
     const url = `${emu.base}/storage/v1/b/${BUCKET}/o/dir%2Fsmall.bin?alt=media`;
     await assert.rejects(fetch(url).then((r) => r.arrayBuffer()));
+    // unframed: no Content-Length, the connection closes after half the body
+    await admin('POST', '/admin/faults', { mode: 'truncate', count: 1, unframed: true });
+    const u = await raw('GET', `/storage/v1/b/${BUCKET}/o/dir%2Fsmall.bin?alt=media`, { headers: { Range: 'bytes=0-999' } });
+    assert.equal(u.status, 206);
+    assert.equal(u.headers.get('content-length'), null);
+    assert.equal(u.headers.get('content-range'), `bytes 0-999/${small.length}`);
+    assert.ok(u.body.equals(small.subarray(0, 500)));
     await admin('POST', '/admin/faults', { mode: 'corrupt', count: 1 });
     const r = await raw('GET', `/storage/v1/b/${BUCKET}/o/dir%2Fsmall.bin?alt=media`);
     assert.equal(r.body.length, small.length);
@@ -322,7 +329,7 @@ describe('admin faults', () => {
     await admin('POST', '/admin/faults', { mode: 'corrupt', count: 1 });
     await assert.rejects(bucket.file('dir/small.bin').download(), (e) => /mismatch|CONTENT_DOWNLOAD_MISMATCH/i.test(`${e.code} ${e.message}`));
     const stats = (await admin('GET', '/admin/stats')).json;
-    assert.equal(stats.faults.truncate, 1);
+    assert.equal(stats.faults.truncate, 2);
     assert.equal(stats.faults.corrupt, 2);
     assert.deepEqual((await admin('GET', '/admin/faults')).json, []);
   });

@@ -475,6 +475,20 @@ static void test_faults(al_blobs_backend *b)
 	CHECK_EQ_INT(counter("faults.truncate"), 1);
 	CHECK_EQ_INT(counter("ops.object_media"), 4 + 1);
 
+	/* a body cut short with no framing at all (no Content-Length, the connection closes): curl
+	 * sees a complete answer, Content-Range shows the missing bytes, the GET is made again */
+	fault("{\"mode\":\"truncate\",\"count\":1,\"unframed\":true}");
+	check_range(b, hash, sfd, 1000, 100000, 0);
+	CHECK_EQ_INT(counter("faults.truncate"), 2);
+	CHECK_EQ_INT(counter("ops.object_media"), 5 + 2);
+	fault("{\"mode\":\"truncate\",\"count\":100,\"unframed\":true}");
+	fd = open(dst, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	CHECK(fd >= 0);
+	CHECK_EQ_INT(b->fetch(b, hash, 0, size, fd, 0), AL_EIO);
+	CHECK(strstr(al_error_last(), "bytes received") != NULL);
+	close(fd);
+	CHECK_EQ_INT(emu("DELETE", "/admin/faults", NULL), 200);
+
 	/* a body truncated on every try is an error, never a short success */
 	fault("{\"mode\":\"truncate\",\"count\":100}");
 	fd = open(dst, O_RDWR | O_CREAT | O_TRUNC, 0600);
