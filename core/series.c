@@ -1,28 +1,45 @@
 /* aletheia: metric series. Appends are journaled (one write() each) and kept in memory; a
- * flusher thread delivers dirty series to the metastore as chunk documents about once a second. */
+ * flusher thread delivers dirty series to the metastore as chunk documents about once a second.
+ * Several mounts may append to one metric: each writes only its own chunks ("<writer>-<seq>")
+ * and its own summary entry ("writer_<id>"), and readers merge the writers' points by time. */
+#include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
 #include "aletheia/journal.h"
 #include "aletheia/metric.h"
 #include "aletheia/series.h"
 #include "aletheia/value.h"
 #include "util.h"
 
+#define WRITER_LEN 16           /* hex digits of a mount's writer id */
+#define LEGACY_WRITER "legacy"  /* chunks without a writer field (written by other programs) */
+
 /* Lock order: set->flush_lock, then set->lock, then series->lock. */
 typedef struct series {
 	char *doc;              /* metric document path */
 	size_t run_len;         /* length of the run document prefix of doc */
 	pthread_mutex_t lock;
-	int loaded;             /* points[] holds the whole series */
-	al_point *pts;
+	int loaded;             /* pts[] holds the whole series as last listed */
+	int64_t loaded_us;      /* when the stored chunks were last listed */
+	al_point *pts;          /* the merged view of every writer's points */
 	size_t count, cap;
-	size_t flushed;         /* points already delivered */
+	/* This mount's own points, from ordinal own_base (the start of its current chunk) on. */
+	al_point *own;
+	size_t own_n, own_cap;
+	uint64_t own_base;
+	uint64_t own_flushed;   /* own ordinals below this are in the store */
+	uint64_t others;        /* points of other writers in the view */
 	int64_t used_us;        /* last append or read, for evicting idle points from memory */
-	al_series_summary sum;
+	al_series_summary sum;        /* of the merged view */
+	al_series_summary own_sum;    /* of this mount's points */
+	al_series_summary legacy_sum; /* of chunks without a writer */
 	struct series *next;     /* hash chain */
 	struct series *next_all; /* every series, for scans */
 	struct series *next_run; /* the series of the same run */
@@ -48,10 +65,14 @@ struct al_series_set {
 	pthread_t thread;
 	int started, stop;
 	unsigned interval_ms;
+	int64_t ttl_us;           /* 0: nobody else writes (a local store) */
+	char writer[WRITER_LEN + 1];
+	char writer_field[WRITER_LEN + 8];   /* "writer_<id>" */
 	char last_error[512];
 };
 
-#define REC_POINTS 1
+/* Points journaled with this mount's own ordinals (kind 1, merged-view ordinals, is obsolete). */
+#define REC_OWN_POINTS 2
 
 /* A delivered series untouched for this long gives its points' memory back. */
 #define IDLE_EVICT_US (30LL * 1000000)
@@ -81,73 +102,243 @@ static void summary_add(al_series_summary *sum, const al_point *p)
 	sum->text_bytes += al_metric_format(text, p);
 }
 
-static int points_reserve(series *se, size_t extra)
+/* Combines writer b into a: counts add up, the later writer gives last and step. */
+static void summary_merge(al_series_summary *a, const al_series_summary *b)
 {
-	size_t cap = se->cap ? se->cap : 64;
+	if (!b->count)
+		return;
+	if (!a->count || b->update_us >= a->update_us) {
+		a->step = b->step;
+		a->last = b->last;
+		a->update_us = b->update_us;
+	}
+	a->count += b->count;
+	a->text_bytes += b->text_bytes;
+	if (!isnan(b->min) && (isnan(a->min) || b->min < a->min))
+		a->min = b->min;
+	if (!isnan(b->max) && (isnan(a->max) || b->max > a->max))
+		a->max = b->max;
+}
+
+static int reserve(al_point **pts, size_t *cap, size_t count, size_t extra, const char *doc)
+{
+	size_t c = *cap ? *cap : 64;
 	al_point *p;
-	if (se->count + extra <= se->cap)
+	if (count + extra <= *cap)
 		return 0;
-	while (cap < se->count + extra)
-		cap *= 2;
-	p = realloc(se->pts, cap * sizeof(*p));
+	while (c < count + extra)
+		c *= 2;
+	p = realloc(*pts, c * sizeof(*p));
 	if (!p)
-		return al_error_set(AL_ENOMEM, "out of memory for metric %s", se->doc);
-	se->pts = p;
-	se->cap = cap;
+		return al_error_set(AL_ENOMEM, "out of memory for metric %s", doc);
+	*pts = p;
+	*cap = c;
 	return 0;
 }
 
+/* One stored chunk, parsed. */
+typedef struct {
+	const char *writer;   /* borrowed from the chunk's fields */
+	int64_t seq;
+	const cJSON *steps, *values, *times;
+	size_t n;
+} chunk;
+
 static int cmp_chunk(const void *a, const void *b)
 {
-	int64_t x = 0, y = 0;
-	al_fields_get_int(&x, (*(al_doc *const *)a)->fields, "seq");
-	al_fields_get_int(&y, (*(al_doc *const *)b)->fields, "seq");
-	return x < y ? -1 : x > y;
+	const chunk *x = a, *y = b;
+	int c = strcmp(x->writer, y->writer);
+	return c ? c : (x->seq < y->seq ? -1 : x->seq > y->seq);
 }
 
-/* Loads the stored points of a series (caller holds se->lock). */
+static al_point chunk_point(const chunk *c, size_t k)
+{
+	al_point p = {0, NAN, 0};
+	al_value_get_int(&p.step, cJSON_GetArrayItem(c->steps, (int)k));
+	if (c->values)
+		al_value_get_double(&p.value, cJSON_GetArrayItem(c->values, (int)k));
+	if (c->times)
+		al_value_get_time(&p.time_us, cJSON_GetArrayItem(c->times, (int)k));
+	return p;
+}
+
+/* One writer's points in order, for the merge. */
+typedef struct {
+	al_point *pts;
+	size_t n, cap, pos;
+	int own;
+} wseq;
+
+/* Merges the writers' sequences by time, keeping each writer's own order (ties go to the
+ * writer listed first). One writer: its points as they are. */
+static int merge_view(series *se, wseq *ws, size_t nw)
+{
+	size_t total = 0, i;
+	int rc;
+	se->count = 0;
+	summary_reset(&se->sum);
+	se->others = 0;
+	for (i = 0; i < nw; i++)
+		total += ws[i].n;
+	if ((rc = reserve(&se->pts, &se->cap, 0, total, se->doc)))
+		return rc;
+	while (se->count < total) {
+		size_t best = nw;
+		for (i = 0; i < nw; i++)
+			if (ws[i].pos < ws[i].n &&
+			    (best == nw || ws[i].pts[ws[i].pos].time_us < ws[best].pts[ws[best].pos].time_us))
+				best = i;
+		se->pts[se->count++] = ws[best].pts[ws[best].pos];
+		summary_add(&se->sum, &ws[best].pts[ws[best].pos]);
+		if (!ws[best].own)
+			se->others++;
+		ws[best].pos++;
+	}
+	return 0;
+}
+
+/* Lists the stored chunks and rebuilds the merged view (caller holds se->lock). On the first
+ * load this mount's own delivered points also set its ordinals; later loads keep the in-memory
+ * own points, which may be ahead of the store. */
 static int series_load(al_series_set *s, series *se)
 {
-	al_doc_list *chunks = NULL;
+	al_doc_list *list = NULL;
+	chunk *ch = NULL;
+	wseq *ws = NULL;
+	size_t nch = 0, nw = 0, i, k;
+	uint64_t stored_own = 0;
+	al_series_summary legacy;
 	char *coll = NULL;
-	int rc = 0;
-	size_t i, k;
+	int rc = 0, first = !se->loaded;
 
-	if (se->loaded)
-		return 0;
 	if (asprintf(&coll, "%s/chunks", se->doc) < 0)
 		return al_error_set(AL_ENOMEM, "out of memory");
 	/* Nothing changes unless the chunks could be read (an unreachable backend). */
-	if ((rc = al_store_list(&chunks, s->store, coll, NULL, NULL)))
+	if ((rc = al_store_list(&list, s->store, coll, NULL, NULL)))
 		goto cleanup;
-	se->count = 0;
-	summary_reset(&se->sum);
-	qsort(chunks->docs, chunks->count, sizeof(al_doc *), cmp_chunk);
-	for (i = 0; i < chunks->count; i++) {
-		const cJSON *f = chunks->docs[i]->fields;
-		const cJSON *steps = al_value_get_array(al_fields_get(f, "steps"));
-		const cJSON *values = al_value_get_array(al_fields_get(f, "values"));
-		const cJSON *times = al_value_get_array(al_fields_get(f, "times"));
-		int n = steps ? cJSON_GetArraySize(steps) : 0;
-		if ((rc = points_reserve(se, (size_t)n)))
+	ch = calloc(list->count + 1, sizeof(*ch));
+	ws = calloc(list->count + 2, sizeof(*ws));
+	if (!ch || !ws) {
+		rc = al_error_set(AL_ENOMEM, "out of memory loading %s", se->doc);
+		goto cleanup;
+	}
+	for (i = 0; i < list->count; i++) {
+		const cJSON *f = list->docs[i]->fields;
+		chunk *c = &ch[nch];
+		c->writer = al_fields_get_string(f, "writer");
+		if (!c->writer || !*c->writer)
+			c->writer = LEGACY_WRITER;
+		al_fields_get_int(&c->seq, f, "seq");
+		c->steps = al_value_get_array(al_fields_get(f, "steps"));
+		c->values = al_value_get_array(al_fields_get(f, "values"));
+		c->times = al_value_get_array(al_fields_get(f, "times"));
+		c->n = c->steps ? (size_t)cJSON_GetArraySize(c->steps) : 0;
+		if (c->n)
+			nch++;
+	}
+	qsort(ch, nch, sizeof(*ch), cmp_chunk);
+	summary_reset(&legacy);
+	if (first) {
+		summary_reset(&se->own_sum);
+		se->own_n = 0;
+	}
+	/* The own writer's sequence goes first so that ties in time keep its points first. */
+	ws[nw++].own = 1;
+	for (i = 0; i < nch; i++) {
+		int own = strcmp(ch[i].writer, s->writer) == 0;
+		wseq *w = own ? &ws[0] : (i > 0 && strcmp(ch[i].writer, ch[i - 1].writer) == 0 ? &ws[nw - 1] : &ws[nw++]);
+		int is_legacy = strcmp(ch[i].writer, LEGACY_WRITER) == 0;
+		if ((rc = reserve(&w->pts, &w->cap, w->n, ch[i].n, se->doc)))
 			goto cleanup;
-		for (k = 0; k < (size_t)n; k++) {
-			al_point p = {0, NAN, 0};
-			al_value_get_int(&p.step, cJSON_GetArrayItem(steps, (int)k));
-			if (values)
-				al_value_get_double(&p.value, cJSON_GetArrayItem(values, (int)k));
-			if (times)
-				al_value_get_time(&p.time_us, cJSON_GetArrayItem(times, (int)k));
-			se->pts[se->count++] = p;
-			summary_add(&se->sum, &p);
+		for (k = 0; k < ch[i].n; k++) {
+			al_point p = chunk_point(&ch[i], k);
+			if (own) {
+				/* Own points at or past own_base come from memory, which may be ahead. */
+				uint64_t ord = stored_own++;
+				if (first)
+					summary_add(&se->own_sum, &p);
+				if (!first && ord >= se->own_base)
+					continue;
+			} else if (is_legacy) {
+				summary_add(&legacy, &p);
+				legacy.update_us = p.time_us;   /* such chunks carry no other clock */
+			}
+			w->pts[w->n++] = p;
 		}
 	}
-	se->flushed = se->count;
+	if (first) {
+		/* Keep the points of the last, partly filled own chunk: the next delivery rewrites it. */
+		se->own_base = stored_own / AL_SERIES_CHUNK * AL_SERIES_CHUNK;
+		se->own_flushed = stored_own;
+		se->own_n = 0;
+		if (stored_own > se->own_base) {
+			size_t keep = (size_t)(stored_own - se->own_base);
+			if ((rc = reserve(&se->own, &se->own_cap, 0, keep, se->doc)))
+				goto cleanup;
+			memcpy(se->own, ws[0].pts + ws[0].n - keep, keep * sizeof(al_point));
+			se->own_n = keep;
+			ws[0].n -= keep;
+		}
+	}
+	/* The in-memory own points complete the own sequence. */
+	if ((rc = reserve(&ws[0].pts, &ws[0].cap, ws[0].n, se->own_n, se->doc)))
+		goto cleanup;
+	memcpy(ws[0].pts + ws[0].n, se->own, se->own_n * sizeof(al_point));
+	ws[0].n += se->own_n;
+	if ((rc = merge_view(se, ws, nw)))
+		goto cleanup;
+	se->legacy_sum = legacy;
 	se->loaded = 1;
+	se->loaded_us = al_now_us();
 cleanup:
+	for (i = 0; ws && i < nw; i++)
+		free(ws[i].pts);
+	free(ws);
+	free(ch);
 	free(coll);
-	al_doc_list_free(chunks);
+	al_doc_list_free(list);
 	return rc;
+}
+
+/* Points of other writers according to a summary document's writer_* entries (or, without
+ * any, its top-level count: a series written by another program). */
+static uint64_t doc_others(al_series_set *s, const cJSON *fields)
+{
+	const cJSON *f;
+	uint64_t n = 0;
+	int any = 0;
+	int64_t v;
+	cJSON_ArrayForEach(f, fields) {
+		if (strncmp(f->string, "writer_", 7) != 0)
+			continue;
+		any = 1;
+		if (strcmp(f->string, s->writer_field) != 0 &&
+		    al_fields_get_int(&v, al_value_get_map(f), "count") == 0 && v > 0)
+			n += (uint64_t)v;
+	}
+	if (!any && al_fields_get_int(&v, fields, "count") == 0 && v > 0)
+		n = (uint64_t)v;
+	return n;
+}
+
+/* Makes the view current: loads it, or, on a shared store once it is older than the TTL,
+ * reloads it when the summary document shows other writers' points it lacks (one GET, which
+ * the read cache answers within its TTL). A failed check keeps the view (stale if error). */
+static int series_fresh(al_series_set *s, series *se)
+{
+	al_doc *d = NULL;
+	int64_t now;
+	if (!se->loaded)
+		return series_load(s, se);
+	now = al_now_us();
+	if (!s->ttl_us || now - se->loaded_us < s->ttl_us)
+		return 0;
+	if (al_store_get(&d, s->store, se->doc) == 0 && doc_others(s, d->fields) != se->others)
+		series_load(s, se);   /* on failure the old view stays */
+	else
+		se->loaded_us = now;
+	al_doc_free(d);
+	return 0;
 }
 
 /* The index entry of the run whose document is the first len bytes of doc (s->lock held). */
@@ -214,6 +405,8 @@ static int series_get(series **out, al_series_set *s, const char *doc)
 	se->run_len = (size_t)(m - doc);
 	pthread_mutex_init(&se->lock, NULL);
 	summary_reset(&se->sum);
+	summary_reset(&se->own_sum);
+	summary_reset(&se->legacy_sum);
 	se->next = s->buckets[b];
 	s->buckets[b] = se;
 	se->next_all = s->all;
@@ -231,18 +424,21 @@ done:
 	return 0;
 }
 
-/* Appends parsed points (caller holds se->lock and has loaded it). */
+/* Appends this mount's parsed points (caller holds se->lock and has loaded it). */
 static int series_push(series *se, const al_point *pts, size_t n)
 {
 	size_t i;
-	int rc = points_reserve(se, n);
-	if (rc)
+	int rc;
+	if ((rc = reserve(&se->pts, &se->cap, se->count, n, se->doc)) ||
+	    (rc = reserve(&se->own, &se->own_cap, se->own_n, n, se->doc)))
 		return rc;
 	for (i = 0; i < n; i++) {
 		se->pts[se->count++] = pts[i];
+		se->own[se->own_n++] = pts[i];
 		summary_add(&se->sum, &pts[i]);
+		summary_add(&se->own_sum, &pts[i]);
 	}
-	se->sum.update_us = al_now_us();
+	se->sum.update_us = se->own_sum.update_us = al_now_us();
 	return 0;
 }
 
@@ -257,7 +453,7 @@ static int journal_points(al_series_set *s, const series *se, uint64_t first,
 
 	if (!rec)
 		return al_error_set(AL_ENOMEM, "out of memory journaling %zu points", n);
-	rec[off++] = REC_POINTS;
+	rec[off++] = REC_OWN_POINTS;
 	memcpy(rec + off, &pl, 2); off += 2;
 	memcpy(rec + off, se->doc, plen); off += plen;
 	memcpy(rec + off, &first, 8); off += 8;
@@ -283,7 +479,8 @@ int al_series_append_text(al_series_set *s, const char *metric_doc, const char *
 	if ((rc = series_get(&se, s, metric_doc)))
 		return rc;
 	pthread_mutex_lock(&se->lock);
-	if ((rc = series_load(s, se)))
+	/* Appends never wait for other writers' points: only reads refresh the view. */
+	if (!se->loaded && (rc = series_load(s, se)))
 		goto cleanup;
 	se->used_us = al_now_us();
 	if ((rc = al_metric_parse(&pts, &n, text, len, se->sum.step, se->used_us)))
@@ -291,7 +488,7 @@ int al_series_append_text(al_series_set *s, const char *metric_doc, const char *
 	if (n == 0)
 		goto cleanup;
 	/* Journal first: once this returns the points survive kill -9. */
-	if ((rc = journal_points(s, se, se->count, pts, n)))
+	if ((rc = journal_points(s, se, se->own_base + se->own_n, pts, n)))
 		goto cleanup;
 	rc = series_push(se, pts, n);
 cleanup:
@@ -318,7 +515,7 @@ int al_series_render(char **out, size_t *len, al_series_set *s, const char *metr
 	if ((rc = series_get(&se, s, metric_doc)))
 		return rc;
 	pthread_mutex_lock(&se->lock);
-	if ((rc = series_load(s, se)))
+	if ((rc = series_fresh(s, se)))
 		goto cleanup;
 	se->used_us = al_now_us();
 	if (se->count == 0) {
@@ -344,12 +541,49 @@ cleanup:
 	return rc;
 }
 
+/* A summary entry's fields (the document's top level or one writer_* map). */
+static int summary_from_fields(al_series_summary *out, const cJSON *f, int64_t update_us)
+{
+	int64_t v;
+	summary_reset(out);
+	if (al_fields_get_int(&v, f, "bytes"))
+		return AL_ENOTFOUND;
+	out->text_bytes = (uint64_t)v;
+	if (al_fields_get_int(&v, f, "count") == 0)
+		out->count = (uint64_t)v;
+	al_fields_get_int(&out->step, f, "step");
+	al_fields_get_double(&out->last, f, "last");
+	al_fields_get_double(&out->min, f, "min");
+	al_fields_get_double(&out->max, f, "max");
+	if (al_fields_get_time(&out->update_us, f, "updated"))
+		out->update_us = update_us;
+	return 0;
+}
+
+/* The summary a document gives without loading points: its writers' entries combined, or its
+ * top level. AL_ENOTFOUND when it lacks the text size (written by another program). */
+static int summary_from_doc(al_series_summary *out, const al_doc *d)
+{
+	const cJSON *f;
+	al_series_summary w;
+	int any = 0;
+	summary_reset(out);
+	cJSON_ArrayForEach(f, d->fields) {
+		if (strncmp(f->string, "writer_", 7) != 0)
+			continue;
+		if (summary_from_fields(&w, al_value_get_map(f), d->update_us))
+			return AL_ENOTFOUND;
+		summary_merge(out, &w);
+		any = 1;
+	}
+	return any ? 0 : summary_from_fields(out, d->fields, d->update_us);
+}
+
 int al_series_summary_get(al_series_summary *out, al_series_set *s, const char *metric_doc)
 {
 	series *se;
 	al_doc *d = NULL;
 	int rc;
-	int64_t bytes;
 
 	if ((rc = series_exists(&d, s, metric_doc)) || (rc = series_get(&se, s, metric_doc))) {
 		al_doc_free(d);
@@ -357,25 +591,15 @@ int al_series_summary_get(al_series_summary *out, al_series_set *s, const char *
 	}
 	pthread_mutex_lock(&se->lock);
 	if (se->loaded && se->count > 0) {
+		series_fresh(s, se);
 		*out = se->sum;
 		goto cleanup;
 	}
 	/* The stored summary carries the text size, so nothing needs loading. */
 	if (!d && (rc = al_store_get(&d, s->store, metric_doc)))
 		goto cleanup;
-	if (!se->loaded && al_fields_get_int(&bytes, d->fields, "bytes") == 0) {
-		int64_t v;
-		summary_reset(out);
-		out->text_bytes = (uint64_t)bytes;
-		if (al_fields_get_int(&v, d->fields, "count") == 0)
-			out->count = (uint64_t)v;
-		al_fields_get_int(&out->step, d->fields, "step");
-		al_fields_get_double(&out->last, d->fields, "last");
-		al_fields_get_double(&out->min, d->fields, "min");
-		al_fields_get_double(&out->max, d->fields, "max");
-		out->update_us = d->update_us;
+	if (!se->loaded && summary_from_doc(out, d) == 0)
 		goto cleanup;
-	}
 	if ((rc = series_load(s, se)))
 		goto cleanup;
 	*out = se->sum;
@@ -444,7 +668,7 @@ cleanup:
 
 /* --- delivery ---------------------------------------------------------------------------- */
 
-static cJSON *chunk_fields(const al_point *pts, size_t n, int64_t seq)
+static cJSON *chunk_fields(const al_point *pts, size_t n, int64_t seq, const char *writer)
 {
 	cJSON *f = cJSON_CreateObject(), *steps = cJSON_CreateArray(),
 	      *values = cJSON_CreateArray(), *times = cJSON_CreateArray();
@@ -454,6 +678,7 @@ static cJSON *chunk_fields(const al_point *pts, size_t n, int64_t seq)
 		cJSON_AddItemToArray(values, al_value_double(pts[i].value));
 		cJSON_AddItemToArray(times, al_value_time(pts[i].time_us));
 	}
+	al_fields_set(f, "writer", al_value_string(writer));
 	al_fields_set(f, "seq", al_value_int(seq));
 	al_fields_set(f, "steps", al_value_array(steps));
 	al_fields_set(f, "values", al_value_array(values));
@@ -466,11 +691,8 @@ static cJSON *number_or_null(double v)
 	return isnan(v) ? al_value_null() : al_value_double(v);
 }
 
-static cJSON *summary_fields(const char *doc, const al_series_summary *sum)
+static void summary_set(cJSON *f, const al_series_summary *sum)
 {
-	cJSON *f = cJSON_CreateObject();
-	char *name = al_id_decode(al_doc_id(doc));
-	al_fields_set(f, "name", al_value_string(name ? name : al_doc_id(doc)));
 	al_fields_set(f, "count", al_value_int((int64_t)sum->count));
 	al_fields_set(f, "last", number_or_null(sum->last));
 	al_fields_set(f, "step", al_value_int(sum->step));
@@ -478,38 +700,60 @@ static cJSON *summary_fields(const char *doc, const al_series_summary *sum)
 	al_fields_set(f, "max", number_or_null(sum->max));
 	al_fields_set(f, "bytes", al_value_int((int64_t)sum->text_bytes));
 	al_fields_set(f, "updated", al_value_time(sum->update_us ? sum->update_us : al_now_us()));
+}
+
+/* The summary document's update: the merged view at the top level (what this mount knows),
+ * and this mount's own exact entry, which readers add up with the other writers'. */
+static cJSON *summary_fields(al_series_set *s, const char *doc, const al_series_summary *sum,
+	const al_series_summary *own, const al_series_summary *legacy)
+{
+	cJSON *f = cJSON_CreateObject(), *mine = cJSON_CreateObject();
+	char *name = al_id_decode(al_doc_id(doc));
+	al_fields_set(f, "name", al_value_string(name ? name : al_doc_id(doc)));
+	summary_set(f, sum);
+	summary_set(mine, own);
+	al_fields_set(f, s->writer_field, al_value_map(mine));
+	if (legacy->count) {
+		cJSON *old = cJSON_CreateObject();
+		summary_set(old, legacy);
+		al_fields_set(f, "writer_" LEGACY_WRITER, al_value_map(old));
+	}
 	free(name);
 	return f;
 }
 
-/* Delivers one series' undelivered chunks and its summary in one commit. */
+/* Delivers one series' undelivered own chunks and its summary in one commit. */
 static int deliver(al_series_set *s, series *se)
 {
 	al_point *pts = NULL;
-	al_series_summary sum;
-	size_t first_chunk, count, nchunks, i;
+	al_series_summary sum, own, legacy;
+	uint64_t base, count;
+	size_t nchunks, i, n;
 	al_write *w = NULL;
 	cJSON **fields = NULL;
 	char **paths = NULL;
 	int rc = 0;
 
 	pthread_mutex_lock(&se->lock);
-	count = se->count;
-	if (!se->loaded || count == se->flushed) {
+	base = se->own_base;
+	n = se->own_n;
+	count = base + n;
+	if (!se->loaded || count == se->own_flushed) {
 		pthread_mutex_unlock(&se->lock);
 		return 0;
 	}
-	first_chunk = se->flushed / AL_SERIES_CHUNK;
-	pts = malloc((count - first_chunk * AL_SERIES_CHUNK) * sizeof(*pts));
+	pts = malloc(n * sizeof(*pts));
 	if (pts)
-		memcpy(pts, se->pts + first_chunk * AL_SERIES_CHUNK,
-			(count - first_chunk * AL_SERIES_CHUNK) * sizeof(*pts));
+		memcpy(pts, se->own, n * sizeof(*pts));
 	sum = se->sum;
+	own = se->own_sum;
+	legacy = se->legacy_sum;
 	pthread_mutex_unlock(&se->lock);
 	if (!pts)
 		return al_error_set(AL_ENOMEM, "out of memory delivering %s", se->doc);
 
-	nchunks = (count - 1) / AL_SERIES_CHUNK - first_chunk + 1;
+	/* own[] starts at a chunk boundary: every chunk from there is (re)written whole. */
+	nchunks = (n + AL_SERIES_CHUNK - 1) / AL_SERIES_CHUNK;
 	w = calloc(nchunks + 1, sizeof(*w));
 	fields = calloc(nchunks + 1, sizeof(*fields));
 	paths = calloc(nchunks + 1, sizeof(*paths));
@@ -518,24 +762,34 @@ static int deliver(al_series_set *s, series *se)
 		goto cleanup;
 	}
 	for (i = 0; i < nchunks; i++) {
-		size_t seq = first_chunk + i, lo = i * AL_SERIES_CHUNK;
-		size_t hi = lo + AL_SERIES_CHUNK, total = count - first_chunk * AL_SERIES_CHUNK;
-		if (hi > total)
-			hi = total;
-		if (asprintf(&paths[i], "%s/chunks/%zu", se->doc, seq) < 0) {
+		uint64_t seq = base / AL_SERIES_CHUNK + i;
+		size_t lo = i * AL_SERIES_CHUNK, hi = lo + AL_SERIES_CHUNK < n ? lo + AL_SERIES_CHUNK : n;
+		if (asprintf(&paths[i], "%s/chunks/%s-%llu", se->doc, s->writer,
+			(unsigned long long)seq) < 0) {
+			paths[i] = NULL;
 			rc = al_error_set(AL_ENOMEM, "out of memory");
 			goto cleanup;
 		}
-		fields[i] = chunk_fields(pts + lo, hi - lo, (int64_t)seq);
+		fields[i] = chunk_fields(pts + lo, hi - lo, (int64_t)seq, s->writer);
 		w[i] = (al_write){AL_WRITE_SET, paths[i], fields[i], AL_PRE_NONE};
 	}
-	fields[nchunks] = summary_fields(se->doc, &sum);
-	w[nchunks] = (al_write){AL_WRITE_SET, se->doc, fields[nchunks], AL_PRE_NONE};
+	fields[nchunks] = summary_fields(s, se->doc, &sum, &own, &legacy);
+	w[nchunks] = (al_write){AL_WRITE_UPDATE, se->doc, fields[nchunks], AL_PRE_NONE};
 	if ((rc = al_store_commit(s->store, w, nchunks + 1)))
 		goto cleanup;
 	pthread_mutex_lock(&se->lock);
-	if (se->flushed < count)
-		se->flushed = count;
+	if (se->own_flushed < count)
+		se->own_flushed = count;
+	/* Whole chunks below the last one are final: drop them from memory. */
+	{
+		uint64_t keep_from = count / AL_SERIES_CHUNK * AL_SERIES_CHUNK;
+		if (keep_from > se->own_base) {
+			size_t drop = (size_t)(keep_from - se->own_base);
+			memmove(se->own, se->own + drop, (se->own_n - drop) * sizeof(al_point));
+			se->own_n -= drop;
+			se->own_base = keep_from;
+		}
+	}
 	pthread_mutex_unlock(&se->lock);
 cleanup:
 	for (i = 0; fields && paths && i <= nchunks; i++) {
@@ -549,6 +803,11 @@ cleanup:
 	return rc;
 }
 
+static uint64_t own_pending(const series *se)
+{
+	return se->own_base + se->own_n - se->own_flushed;
+}
+
 /* Frees the points of delivered series nobody touched for a while; they reload on demand. */
 static void evict_idle(al_series_set *s)
 {
@@ -558,10 +817,12 @@ static void evict_idle(al_series_set *s)
 	pthread_mutex_lock(&s->lock);
 	for (se = s->all; se; se = se->next_all) {
 		pthread_mutex_lock(&se->lock);
-		if (se->loaded && se->count == se->flushed && now - se->used_us > IDLE_EVICT_US) {
+		if (se->loaded && own_pending(se) == 0 && now - se->used_us > IDLE_EVICT_US) {
 			free(se->pts);
-			se->pts = NULL;
-			se->cap = 0;
+			free(se->own);
+			se->pts = se->own = NULL;
+			se->cap = se->own_cap = se->own_n = 0;
+			se->own_base = se->own_flushed;   /* nothing pending; the next load sets both */
 			se->loaded = 0;
 		}
 		pthread_mutex_unlock(&se->lock);
@@ -586,7 +847,7 @@ int al_series_flush(al_series_set *s)
 	/* Under each series' lock: an append journaled before the rotation is counted by now. */
 	for (se = s->all; dirty && se; se = se->next_all) {
 		pthread_mutex_lock(&se->lock);
-		if (se->count != se->flushed)
+		if (own_pending(se))
 			dirty[n++] = se;
 		pthread_mutex_unlock(&se->lock);
 	}
@@ -623,7 +884,7 @@ uint64_t al_series_pending(al_series_set *s)
 	pthread_mutex_lock(&s->lock);
 	for (se = s->all; se; se = se->next_all) {
 		pthread_mutex_lock(&se->lock);
-		n += se->count - se->flushed;
+		n += own_pending(se);
 		pthread_mutex_unlock(&se->lock);
 	}
 	pthread_mutex_unlock(&s->lock);
@@ -640,6 +901,18 @@ void al_series_last_error(char *buf, size_t cap, al_series_set *s)
 int al_series_sync(al_series_set *s)
 {
 	return al_journal_sync(s->journal);
+}
+
+void al_series_set_ttl(al_series_set *s, unsigned ttl_ms)
+{
+	pthread_mutex_lock(&s->lock);
+	s->ttl_us = (int64_t)ttl_ms * 1000;
+	pthread_mutex_unlock(&s->lock);
+}
+
+const char *al_series_writer(al_series_set *s)
+{
+	return s->writer;
 }
 
 static void *flusher(void *arg)
@@ -667,7 +940,7 @@ static void *flusher(void *arg)
 	return NULL;
 }
 
-/* Re-applies journaled points the store may not have; ordinals make this idempotent. */
+/* Re-applies journaled points the store may not have; own ordinals make this idempotent. */
 static int replay_record(void *ctx, const void *data, size_t len)
 {
 	al_series_set *s = ctx;
@@ -680,7 +953,7 @@ static int replay_record(void *ctx, const void *data, size_t len)
 	series *se;
 	int rc;
 
-	if (len < 3 || r[0] != REC_POINTS)
+	if (len < 3 || r[0] != REC_OWN_POINTS)
 		return 0;   /* unknown record kinds are skipped, not fatal */
 	memcpy(&pl, r + 1, 2);
 	if (len < off + pl + 12)
@@ -698,10 +971,10 @@ static int replay_record(void *ctx, const void *data, size_t len)
 	if (rc)
 		return rc;
 	pthread_mutex_lock(&se->lock);
-	if ((rc = series_load(s, se)) == 0) {
+	if (se->loaded || (rc = series_load(s, se)) == 0) {
 		for (i = 0; i < n && rc == 0; i++, off += 24) {
 			al_point p;
-			if (first + i < se->count)
+			if (first + i < se->own_base + se->own_n)
 				continue;
 			memcpy(&p.step, r + off, 8);
 			memcpy(&p.value, r + off + 8, 8);
@@ -710,6 +983,63 @@ static int replay_record(void *ctx, const void *data, size_t len)
 		}
 	}
 	pthread_mutex_unlock(&se->lock);
+	return rc;
+}
+
+/* Writes a small file whole or not at all: temp file, fsync, rename. */
+static int write_atomic(const char *path, const char *data, size_t len)
+{
+	char *tmp = NULL;
+	int fd, rc = 0;
+	if (asprintf(&tmp, "%s.tmp", path) < 0)
+		return al_error_set(AL_ENOMEM, "out of memory");
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0 || write(fd, data, len) != (ssize_t)len || fsync(fd) != 0 ||
+	    rename(tmp, path) != 0)
+		rc = al_error_set_errno(AL_EIO, errno, "cannot write %s", path);
+	if (fd >= 0)
+		close(fd);
+	if (rc)
+		unlink(tmp);
+	free(tmp);
+	return rc;
+}
+
+/* This mount's writer id: made once per state folder, so a replay after a crash rewrites the
+ * same chunks instead of adding copies. */
+static int writer_id(char *out, const char *journal_dir)
+{
+	char *path = NULL, buf[WRITER_LEN + 2];
+	unsigned char rnd[WRITER_LEN / 2];
+	int fd = -1, rc = 0;
+	ssize_t n;
+
+	if ((rc = al__mkdir_p(journal_dir, 0700)))
+		return rc;
+	if (asprintf(&path, "%s/writer", journal_dir) < 0)
+		return al_error_set(AL_ENOMEM, "out of memory");
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd >= 0 && (n = read(fd, buf, WRITER_LEN)) == WRITER_LEN) {
+		buf[WRITER_LEN] = '\0';
+		if (strspn(buf, "0123456789abcdef") == WRITER_LEN) {
+			memcpy(out, buf, WRITER_LEN + 1);
+			goto cleanup;
+		}
+	}
+	if (fd >= 0)
+		close(fd);
+	fd = -1;
+	if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
+		rc = al_error_set_errno(AL_EIO, errno, "cannot make a writer id");
+		goto cleanup;
+	}
+	for (size_t i = 0; i < sizeof(rnd); i++)
+		snprintf(out + 2 * i, 3, "%02x", rnd[i]);
+	rc = write_atomic(path, out, WRITER_LEN);
+cleanup:
+	if (fd >= 0)
+		close(fd);
+	free(path);
 	return rc;
 }
 
@@ -734,6 +1064,9 @@ int al_series_set_open(al_series_set **out, al_store_backend *store, const char 
 		rc = al_error_set(AL_ENOMEM, "out of memory");
 		goto fail;
 	}
+	if ((rc = writer_id(s->writer, journal_dir)))
+		goto fail;
+	snprintf(s->writer_field, sizeof(s->writer_field), "writer_%s", s->writer);
 	if ((rc = al_journal_open(&s->journal, journal_dir)))
 		goto fail;
 	if ((rc = al_journal_replay(s->journal, replay_record, s)))
@@ -770,6 +1103,7 @@ void al_series_set_free(al_series_set *s)
 		next = se->next_all;
 		pthread_mutex_destroy(&se->lock);
 		free(se->pts);
+		free(se->own);
 		free(se->doc);
 		free(se);
 	}

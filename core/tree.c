@@ -3596,6 +3596,8 @@ int al_tree_open(al_tree **out, const al_tree_options *opts)
 		goto fail;
 	if ((rc = al_series_set_open(&t->series, t->store, journal, 1000)))
 		goto fail;
+	if (t->attr_ttl_us != INT64_MAX)   /* other mounts append to the same metrics */
+		al_series_set_ttl(t->series, (unsigned)(t->attr_ttl_us / 1000));
 	if (pthread_create(&t->ds_thread, NULL, dataset_thread, t) != 0) {
 		rc = al_error_set(AL_ERROR, "cannot start the dataset thread");
 		goto fail;

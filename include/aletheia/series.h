@@ -41,6 +41,11 @@ int al_series_flush(al_series_set *s);
 uint64_t al_series_pending(al_series_set *s);
 /* Last delivery error ("" if none); copied into buf. */
 void al_series_last_error(char *buf, size_t cap, al_series_set *s);
+/* On a store other mounts write too: a view of a series older than ttl_ms is refreshed when
+ * its summary shows points of other writers it lacks (0, the default: never). */
+void al_series_set_ttl(al_series_set *s, unsigned ttl_ms);
+/* This mount's writer id (chunk documents "<writer>-<seq>", summary entry "writer_<id>"). */
+const char *al_series_writer(al_series_set *s);
 /* Stops the flusher after a final delivery. */
 void al_series_set_free(al_series_set *s);
 

@@ -95,12 +95,14 @@ def TS(v):
 
 
 def series(dump, metric_doc):
-    """The points of a metric from its chunk documents, in seq order: [(step, value, time)]."""
+    """The points of a metric from its chunk documents, writer by writer in seq order: [(step, value, time)]."""
     pre = metric_doc + "/chunks/"
-    chunks = sorted(((INT(d["seq"]), k, d) for k, d in dump.items() if k.startswith(pre)), key=lambda c: c[0])
+    chunks = sorted(((d["writer"], INT(d["seq"]), k, d) for k, d in dump.items() if k.startswith(pre)),
+                    key=lambda c: c[:2])
     out = []
-    for seq, key, d in chunks:
-        assert key == f"{pre}{seq}", f"chunk document id is not its seq: {key}"
+    for writer, seq, key, d in chunks:
+        assert re.fullmatch(r"[0-9a-f]{16}", writer), f"chunk without a writer id: {key}"
+        assert key == f"{pre}{writer}-{seq}", f"chunk document id is not writer-seq: {key}"
         steps, values, times = d["steps"], d["values"], d["times"]
         assert len(steps) == len(values) == len(times), key
         out += [(INT(s), DBL(v), TS(t)) for s, v, t in zip(steps, values, times)]
@@ -503,3 +505,42 @@ def test_two_mounts_share_the_project(mount_factory):
     b.wait_idle(timeout=10)
     runs = {k.rsplit("/", 1)[1] for k in fs_dump(a) if re.fullmatch(r"projects/p/experiments/e/runs/[^/]+", k)}
     assert runs == set(want)
+
+
+def test_two_mounts_append_to_one_metric(mount_factory):
+    """Concurrent appends to one metric from two mounts keep every point once, seen by both and by the client."""
+    a = mount_factory("a")
+    b = mount_factory("b", store=a.store)
+    mkrun(a, run="shared")
+    rel = "p/experiments/e/runs/shared/metrics/loss"
+
+    def b_sees_run():
+        assert (b.path / "p/experiments/e/runs/shared/metrics").is_dir()
+    poll(b_sees_run, timeout=TTL_S + 4)
+
+    def append(m, base):
+        # one process per mount, each line its own write(), as `echo >>` in a loop would do
+        with open(m.path / rel, "a", buffering=1) as f:
+            for i in range(400):
+                f.write(f"{base + i} {base + i}.5\n")
+                if i % 50 == 0:
+                    time.sleep(0.05)   # deliveries of both mounts interleave with appends
+    with concurrent.futures.ThreadPoolExecutor(2) as ex:
+        list(ex.map(lambda mb: append(*mb), [(a, 0), (b, 10000)]))
+    a.wait_idle(timeout=20)
+    b.wait_idle(timeout=20)
+
+    want = sorted([(i, i + 0.5) for i in range(400)] + [(10000 + i, 10000 + i + 0.5) for i in range(400)])
+    pts = series(fs_dump(a), "projects/p/experiments/e/runs/shared/metrics/loss")
+    assert sorted((s, v) for s, v, _ in pts) == want, "the client does not see every point exactly once"
+    for m in (a, b):
+        def complete(m=m):
+            lines = (m.path / rel).read_text().splitlines()
+            assert sorted((int(x.split()[0]), float(x.split()[1])) for x in lines) == want
+            # each writer's points keep their order
+            mine = [int(x.split()[0]) for x in lines if int(x.split()[0]) < 10000]
+            assert mine == sorted(mine)
+            run = json.loads((m.path / "p/experiments/e/runs/shared/run.json").read_text())
+            assert run["metrics"]["loss"]["count"] == 800
+            assert os.stat(m.path / rel).st_size == len((m.path / rel).read_bytes())
+        poll(complete, timeout=TTL_S + 6)

@@ -30,6 +30,117 @@ static int sh(const char *fmt, const char *a, const char *b)
 	return system(cmd);
 }
 
+static size_t count_lines(const char *t)
+{
+	size_t n = 0;
+	for (; t && *t; t++)
+		n += *t == '\n';
+	return n;
+}
+
+/* Two mounts (two sets with their own journals) append to one metric of one store: each writes
+ * only its own chunks, so every point of both is kept; views refresh after the TTL; the stored
+ * summary adds the writers' entries up; a program's chunks without a writer are read too. */
+static void two_writers(const char *root, al_store_backend *st)
+{
+	char ja[512], jb[512], line[64];
+	const char *M = RUN "/metrics/shared";
+	al_series_set *x = NULL, *y = NULL, *z = NULL;
+	al_series_summary sum;
+	char *text;
+	int i;
+
+	snprintf(ja, sizeof(ja), "%s/ja", root);
+	snprintf(jb, sizeof(jb), "%s/jb", root);
+	CHECK_OK(al_series_set_open(&x, st, ja, 60000));
+	CHECK_OK(al_series_set_open(&y, st, jb, 60000));
+	if (!x || !y)
+		return;
+	CHECK(strcmp(al_series_writer(x), al_series_writer(y)) != 0);
+	al_series_set_ttl(x, 1);
+	al_series_set_ttl(y, 1);
+	/* Both load the (empty) series first, as two mounts appending at once would. */
+	CHECK_OK(al_series_append_text(x, M, "1 1.5 1000.000\n", 15));
+	CHECK_OK(al_series_append_text(y, M, "1 2.5 1000.500\n", 15));
+	for (i = 2; i < AL_SERIES_CHUNK + 20; i++) {
+		int n = snprintf(line, sizeof(line), "%d %d %d.000\n", i, i, 1000 + i);
+		CHECK_OK(al_series_append_text(i % 2 ? x : y, M, line, (size_t)n));
+		if (i % 1000 == 0) {   /* deliveries interleave with appends */
+			CHECK_OK(al_series_flush(x));
+			CHECK_OK(al_series_flush(y));
+		}
+	}
+	CHECK_OK(al_series_flush(x));
+	CHECK_OK(al_series_flush(y));
+	usleep(3000);
+	/* Each writer's view, refreshed, holds every point of both, ordered by time. */
+	text = render(x, M);
+	CHECK_EQ_INT(count_lines(text), AL_SERIES_CHUNK + 20);
+	CHECK(text && strncmp(text, "1 1.5 1000.000\n1 2.5 1000.500\n2 2 1002.000\n", 43) == 0);
+	{
+		char *other = render(y, M);
+		CHECK_EQ_STR(other, text);
+		free(other);
+	}
+	CHECK_OK(al_series_summary_get(&sum, y, M));
+	CHECK_EQ_INT(sum.count, AL_SERIES_CHUNK + 20);
+	CHECK_EQ_INT(sum.text_bytes, text ? strlen(text) : 0);
+	al_series_set_free(x);
+	al_series_set_free(y);
+
+	/* A fresh reader: the summary from the stored writer entries alone, then the points. */
+	{
+		char jz[512];
+		snprintf(jz, sizeof(jz), "%s/jz", root);
+		CHECK_OK(al_series_set_open(&z, st, jz, 60000));
+	}
+	CHECK_OK(al_series_summary_get(&sum, z, M));
+	CHECK_EQ_INT(sum.count, AL_SERIES_CHUNK + 20);
+	CHECK_EQ_INT(sum.step, AL_SERIES_CHUNK + 19);
+	CHECK_EQ_INT(sum.text_bytes, text ? strlen(text) : 0);
+	{
+		char *again = render(z, M);
+		CHECK_EQ_STR(again, text);
+		free(again);
+	}
+	free(text);
+
+	/* A chunk written by another program (no writer field) merges with the mount's points. */
+	{
+		cJSON *f = cJSON_CreateObject(), *st_ = cJSON_CreateArray(), *va = cJSON_CreateArray(),
+		      *ti = cJSON_CreateArray();
+		al_write w;
+		cJSON_AddItemToArray(st_, al_value_int(7));
+		cJSON_AddItemToArray(va, al_value_double(0.75));
+		cJSON_AddItemToArray(ti, al_value_time(5000000));
+		al_fields_set(f, "seq", al_value_int(0));
+		al_fields_set(f, "steps", al_value_array(st_));
+		al_fields_set(f, "values", al_value_array(va));
+		al_fields_set(f, "times", al_value_array(ti));
+		w = (al_write){AL_WRITE_SET, RUN "/metrics/ext/chunks/0", f, AL_PRE_NONE};
+		CHECK_OK(al_store_commit(st, &w, 1));
+		cJSON_Delete(f);
+	}
+	CHECK_OK(al_series_append_text(z, RUN "/metrics/ext", "8 0.5 6.000\n", 12));
+	CHECK_OK(al_series_flush(z));
+	text = render(z, RUN "/metrics/ext");
+	CHECK_EQ_STR(text, "7 0.75 5.000\n8 0.5 6.000\n");
+	free(text);
+	CHECK_OK(al_series_summary_get(&sum, z, RUN "/metrics/ext"));
+	CHECK_EQ_INT(sum.count, 2);
+	al_series_set_free(z);
+	z = NULL;
+	{
+		char jw[512];
+		snprintf(jw, sizeof(jw), "%s/jw", root);
+		CHECK_OK(al_series_set_open(&z, st, jw, 60000));
+	}
+	CHECK_OK(al_series_summary_get(&sum, z, RUN "/metrics/ext"));
+	CHECK_EQ_INT(sum.count, 2);
+	CHECK_EQ_INT(sum.step, 8);
+	al_series_set_free(z);
+}
+
 int main(void)
 {
 	char root[] = "/tmp/al-series-XXXXXX", store_a[256], store_b[256], journal[256], saved[256];
@@ -86,7 +197,11 @@ int main(void)
 	}
 	al_doc_free(doc);
 	doc = NULL;
-	CHECK_OK(al_store_get(&doc, a, DOC "/chunks/0"));
+	{
+		char chunk0[512];
+		snprintf(chunk0, sizeof(chunk0), DOC "/chunks/%s-0", al_series_writer(s));
+		CHECK_OK(al_store_get(&doc, a, chunk0));
+	}
 	al_doc_free(doc);
 	doc = NULL;
 	al_series_set_free(s);
@@ -135,7 +250,9 @@ int main(void)
 			}
 		}
 		CHECK_OK(al_series_flush(s));
-		CHECK_OK(al_store_get(&doc, a, RUN "/metrics/big/chunks/1"));
+		char chunk1[512];
+		snprintf(chunk1, sizeof(chunk1), RUN "/metrics/big/chunks/%s-1", al_series_writer(s));
+		CHECK_OK(al_store_get(&doc, a, chunk1));
 		al_doc_free(doc);
 		doc = NULL;
 		CHECK_OK(al_series_summary_get(&sum, s, RUN "/metrics/big"));
@@ -157,6 +274,8 @@ int main(void)
 	free(text);
 	CHECK(al_series_render(&text, &nids, s, RUN "/metrics/none") == AL_ENOTFOUND);
 	al_series_set_free(s);
+	s = NULL;
+	two_writers(root, a);
 	al_store_free(a);
 	al_store_free(b);
 	sh("rm -rf %s%s", root, "");
