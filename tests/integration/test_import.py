@@ -201,15 +201,8 @@ def test_control_file(mount, server):
     assert j["files"] == 2 and j["bytes"] == 2000
 
 
-def read_path_landed():
-    """Reads of imported files need the cache's URL read path (another part of issue 4)."""
-    src = (ROOT / "core" / "tree.c").read_text() + (ROOT / "cache" / "cache.c").read_text()
-    return "al_fetcher" in src
-
-
-@pytest.mark.xfail(not read_path_landed(), reason="the read path for imported files has not landed",
-                   strict=False)
 def test_read_back(mount, server):
+    """Reading fetches from the URL (ranged, through the cache) and verifies the hash."""
     r = cli("dataset", "import", "p/ext", server.url("a.bin"), server.url("big.bin"), m=mount)
     assert r.returncode == 0, r.stderr
     ds = mount.path / "p/datasets/ext"
@@ -220,3 +213,18 @@ def test_read_back(mount, server):
     server.proc.kill()
     server.proc.wait()
     assert sha256(ds / "a.bin") == sha256(server.folder / "a.bin")
+
+
+def test_read_back_without_range_and_changed_source(mount, server):
+    """A server without Range support serves the whole object; a source changed since the import is
+    never served (its hash no longer matches): EIO."""
+    r = cli("dataset", "import", "p/ext", server.url("a.bin"), server.url("other.bin"), m=mount)
+    assert r.returncode == 0, r.stderr
+    ds = mount.path / "p/datasets/ext"
+    server.ctl(ranges=0)
+    assert sha256(ds / "a.bin") == sha256(server.folder / "a.bin")
+    server.ctl(ranges=1)
+    (server.folder / "other.bin").write_bytes(os.urandom(1000))
+    with pytest.raises(OSError) as ei:
+        (ds / "other.bin").read_bytes()
+    assert ei.value.errno == errno.EIO
