@@ -716,6 +716,14 @@ cleanup:
 	return rc;
 }
 
+void al_auth_invalidate(al_auth *a, const char *token)
+{
+	pthread_mutex_lock(&a->lock);
+	if (a->token && token && strcmp(a->token, token) == 0)
+		a->expiry = mono_now() - 1;   /* refetched on the next call; kept if that fails */
+	pthread_mutex_unlock(&a->lock);
+}
+
 const char *al_auth_kind(al_auth *a)
 {
 	switch (a->kind) {

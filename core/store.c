@@ -6,6 +6,11 @@
 #include "aletheia/store.h"
 #include "aletheia/value.h"
 
+static void auth_reject(void *ctx, const char *token)
+{
+	al_auth_invalidate(ctx, token);
+}
+
 static int auth_token(char **out, void *ctx)
 {
 	return al_auth_token(out, ctx);
@@ -47,6 +52,7 @@ int al_store_open(al_store_backend **out, const char *uri)
 			opts.token = auth_token;
 			opts.token_ctx = auth;
 			opts.token_free = auth_free;
+			opts.token_reject = auth_reject;
 			if ((rc = al_store_firestore_new(out, &opts)))
 				al_auth_free(auth);
 			return rc;

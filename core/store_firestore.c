@@ -22,6 +22,7 @@ typedef struct {
 	al_token_fn token;
 	void *token_ctx;
 	void (*token_free)(void *ctx);
+	void (*token_reject)(void *ctx, const char *token);
 } fs_store;
 
 static int nomem(const char *what)
@@ -107,15 +108,32 @@ static int call(al_http_response *resp, fs_store *s, const char *method, const c
 {
 	char *text = NULL, *token = NULL, *auth = NULL;
 	const char *headers[3] = {NULL, NULL, NULL};
-	int rc = 0;
+	int rc = 0, attempt;
 
 	if (body && !(text = cJSON_PrintUnformatted(body))) {
 		rc = nomem("request");
 		goto cleanup;
 	}
+	if (text)
+		headers[1] = "Content-Type: application/json";
 	if (s->emulator) {
 		headers[0] = "Authorization: Bearer owner";
-	} else {
+		rc = al_http_request(resp, s->http, method, url, headers, text,
+			text ? strlen(text) : 0, flags);
+		goto cleanup;
+	}
+	/* A 401 means the token was refused (revoked, or expired before its time): one retry with
+	 * a fresh one. The request was not processed, so this is safe for any request. */
+	for (attempt = 0; attempt < 2; attempt++) {
+		if (token) {
+			if (s->token_reject)
+				s->token_reject(s->token_ctx, token);
+			explicit_bzero(token, strlen(token));
+			explicit_bzero(auth, strlen(auth));
+			free(token);
+			free(auth);
+			token = auth = NULL;
+		}
 		if ((rc = s->token(&token, s->token_ctx)))
 			goto cleanup;
 		if (asprintf(&auth, "Authorization: Bearer %s", token) < 0) {
@@ -124,11 +142,11 @@ static int call(al_http_response *resp, fs_store *s, const char *method, const c
 			goto cleanup;
 		}
 		headers[0] = auth;
+		rc = al_http_request(resp, s->http, method, url, headers, text,
+			text ? strlen(text) : 0, flags);
+		if (rc || resp->status != 401 || !s->token_reject)
+			break;
 	}
-	if (text)
-		headers[1] = "Content-Type: application/json";
-	rc = al_http_request(resp, s->http, method, url, headers, text, text ? strlen(text) : 0,
-		flags);
 cleanup:
 	/* Tokens are secrets: wipe them before their memory is reused. */
 	if (token)
@@ -689,6 +707,8 @@ int al_store_firestore_new(al_store_backend **out, const al_firestore_options *o
 	if (host && (!*host || strcspn(host, "/?#@ ") != strlen(host)))
 		return al_error_set(AL_EINVAL, "invalid FIRESTORE_EMULATOR_HOST '%s': expected "
 			"host:port", opts->emulator_host);
+	if (host && opts->endpoint)
+		return al_error_set(AL_EINVAL, "firestore: both an emulator host and an endpoint given");
 	if (!host && !opts->token)
 		return al_error_set(AL_EINVAL, "firestore:%s: no Google credentials (token "
 			"callback) and no emulator host", opts->project);
@@ -708,12 +728,13 @@ int al_store_firestore_new(al_store_backend **out, const al_firestore_options *o
 	s->token = opts->token;
 	s->token_ctx = opts->token_ctx;
 	s->token_free = opts->token_free;
+	s->token_reject = opts->token_reject;
 	if (!(s->project = strdup(opts->project)) ||
 	    !(s->database = strdup(opts->database ? opts->database : "(default)")))
 		goto oom;
 	/* asprintf leaves its pointer undefined on failure */
-	if (asprintf(&s->endpoint, "%s%s", host ? "http://" : "https://firestore.googleapis.com",
-		host ? host : "") < 0)
+	if (asprintf(&s->endpoint, "%s%s", host ? "http://" : opts->endpoint ? "" :
+		"https://firestore.googleapis.com", host ? host : opts->endpoint ? opts->endpoint : "") < 0)
 		s->endpoint = NULL;
 	if (asprintf(&s->root, "projects/%s/databases/%s/documents", s->project, s->database) < 0)
 		s->root = NULL;

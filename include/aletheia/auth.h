@@ -21,6 +21,9 @@ int al_auth_new(al_auth **out, const char *scope);
  * again when less than 5 minutes remain. AL_EACCES when the token endpoint refuses the
  * credentials, AL_EIO for network or server failures. Tokens never appear in messages. */
 int al_auth_token(char **out, al_auth *a);
+/* Forgets the cached token if it is still token (the server refused it), so the next
+ * al_auth_token fetches a new one; a token already replaced by another thread is kept. */
+void al_auth_invalidate(al_auth *a, const char *token);
 /* "service_account", "authorized_user" or "metadata". Borrowed. */
 const char *al_auth_kind(al_auth *a);
 /* The authorized_user file's quota_project_id (to send as x-goog-user-project), or NULL. */

@@ -112,10 +112,17 @@ typedef struct al_firestore_options {
 	void *token_ctx;
 	const struct al_http_options *http; /* timeouts and retries; NULL: http.h's defaults */
 	void (*token_free)(void *ctx); /* called on token_ctx when the store is freed; may be NULL */
+	/* Told when the server refused a token (401 UNAUTHENTICATED: revoked or expired early), so
+	 * the next token() call fetches a new one; the request is then retried once. May be NULL. */
+	void (*token_reject)(void *ctx, const char *token);
+	/* Base URL of the Firestore API when not Google's ("http://127.0.0.1:8080"), reached with
+	 * real tokens (unlike emulator_host). NULL: https://firestore.googleapis.com. */
+	const char *endpoint;
 } al_firestore_options;
 
 #define AL_FIRESTORE_OPTIONS_VERSION 1
-#define AL_FIRESTORE_OPTIONS_INIT {AL_FIRESTORE_OPTIONS_VERSION, NULL, NULL, NULL, NULL, NULL, NULL, NULL}
+#define AL_FIRESTORE_OPTIONS_INIT {AL_FIRESTORE_OPTIONS_VERSION, NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
+	NULL, NULL}
 
 int al_store_firestore_new(al_store_backend **out, const al_firestore_options *opts);
 

@@ -718,6 +718,62 @@ static void test_faults(void)
 	al_store_free(b);
 }
 
+/* Real tokens against a non-Google endpoint: a refused token (401) is reported and a fresh one
+ * retried once; a server that refuses every token gives AL_EACCES without looping. */
+static int tokens_issued, tokens_rejected;
+static char rejected[32];
+
+static int test_token(char **out, void *ctx)
+{
+	(void)ctx;
+	return asprintf(out, "tok-%d", ++tokens_issued) < 0 ? AL_ENOMEM : 0;
+}
+
+static void test_token_reject(void *ctx, const char *token)
+{
+	(void)ctx;
+	tokens_rejected++;
+	snprintf(rejected, sizeof(rejected), "%s", token);
+}
+
+static void test_unauthenticated(void)
+{
+	al_firestore_options o = AL_FIRESTORE_OPTIONS_INIT;
+	al_store_backend *b = NULL;
+	al_doc *d = NULL;
+	char endpoint[128];
+
+	snprintf(endpoint, sizeof(endpoint), "http://%s", emu_host);
+	o.project = "auth";
+	o.endpoint = endpoint;
+	o.token = test_token;
+	o.token_reject = test_token_reject;
+	o.emulator_host = emu_host;
+	CHECK_EQ_INT(al_store_firestore_new(&b, &o), AL_EINVAL);   /* one or the other */
+	o.emulator_host = NULL;
+	CHECK_OK(al_store_firestore_new(&b, &o));
+	if (!b)
+		return;
+	CHECK_OK(put(b, "a/x", "v", 1, AL_PRE_NONE));
+	CHECK_EQ_INT(tokens_issued, 1);
+	CHECK_EQ_INT(tokens_rejected, 0);
+	faults("{\"fail\":{\"status\":401,\"count\":1}}");
+	CHECK_EQ_INT(get_int(b, "a/x", "v"), 1);
+	CHECK_EQ_INT(tokens_rejected, 1);
+	CHECK_EQ_STR(rejected, "tok-2");
+	CHECK_EQ_INT(tokens_issued, 3);
+	/* also for a plain commit: a refused request was not processed */
+	faults("{\"fail\":{\"status\":401,\"count\":1,\"path_regex\":\":commit$\"}}");
+	CHECK_OK(put(b, "a/y", "v", 2, AL_PRE_NONE));
+	CHECK_EQ_INT(tokens_rejected, 2);
+	faults("{\"fail\":{\"status\":401,\"count\":100}}");
+	CHECK_EQ_INT(al_store_get(&d, b, "a/x"), AL_EACCES);
+	CHECK_EQ_INT(tokens_rejected, 3);   /* one retry, not a loop */
+	CHECK(strstr(al_error_last(), "tok-") == NULL);   /* tokens never in messages */
+	faults("{\"fail\":null}");
+	al_store_free(b);
+}
+
 int main(void)
 {
 	al_store_backend *b = NULL;
@@ -768,6 +824,7 @@ int main(void)
 	al_store_free(NULL);
 
 	test_faults();
+	test_unauthenticated();
 	al_http_free(admin);
 	CHECK_DONE();
 }
