@@ -69,8 +69,9 @@ static int gcs_send(al_http_response *resp, gcs_blobs *g, const char *method, co
 	const char *all[12];
 	char *token = NULL, *auth_hdr = NULL;
 	size_t n = 0;
-	int rc = 0;
+	int rc = 0, refused = 0;
 
+again:
 	if (g->auth) {
 		if ((rc = al_auth_token(&token, g->auth)) != 0)
 			goto cleanup;
@@ -88,6 +89,17 @@ static int gcs_send(al_http_response *resp, gcs_blobs *g, const char *method, co
 	all[n] = NULL;
 	rc = io ? al_http_request_stream(resp, g->http, method, url, all, io, flags) :
 		al_http_request(resp, g->http, method, url, all, body, body_len, flags);
+	if (rc == 0 && g->auth && resp->status == 401 && !refused++) {
+		/* A refused token (revoked, expired early): once more with a fresh one. */
+		al_auth_invalidate(g->auth, token);
+		memset(token, 0, strlen(token));
+		memset(auth_hdr, 0, strlen(auth_hdr));
+		free(token);
+		free(auth_hdr);
+		token = auth_hdr = NULL;
+		n = 0;
+		goto again;
+	}
 cleanup:
 	if (token) {
 		/* the token must not outlive its use in memory we hand back */
