@@ -74,6 +74,10 @@ struct al_series_set {
 /* Points journaled with this mount's own ordinals (kind 1, merged-view ordinals, is obsolete). */
 #define REC_OWN_POINTS 2
 
+/* Chunks per commit: a full chunk is ~0.5 MB of request JSON, and a commit must stay under
+ * Firestore's 10 MiB request limit. */
+#define CHUNKS_PER_COMMIT 8
+
 /* A delivered series untouched for this long gives its points' memory back. */
 #define IDLE_EVICT_US (30LL * 1000000)
 
@@ -722,8 +726,9 @@ static cJSON *summary_fields(al_series_set *s, const char *doc, const al_series_
 	return f;
 }
 
-/* Delivers one series' undelivered own chunks and its summary in one commit. */
-static int deliver(al_series_set *s, series *se)
+/* Delivers one series' undelivered own chunks, at most CHUNKS_PER_COMMIT of them, and with the
+ * last of them its summary, in one commit; *more is set when chunks remain. */
+static int deliver(al_series_set *s, series *se, int *more)
 {
 	al_point *pts = NULL;
 	al_series_summary sum, own, legacy;
@@ -734,9 +739,14 @@ static int deliver(al_series_set *s, series *se)
 	char **paths = NULL;
 	int rc = 0;
 
+	*more = 0;
 	pthread_mutex_lock(&se->lock);
 	base = se->own_base;
 	n = se->own_n;
+	if (n > (size_t)CHUNKS_PER_COMMIT * AL_SERIES_CHUNK) {
+		n = (size_t)CHUNKS_PER_COMMIT * AL_SERIES_CHUNK;
+		*more = 1;
+	}
 	count = base + n;
 	if (!se->loaded || count == se->own_flushed) {
 		pthread_mutex_unlock(&se->lock);
@@ -773,9 +783,12 @@ static int deliver(al_series_set *s, series *se)
 		fields[i] = chunk_fields(pts + lo, hi - lo, (int64_t)seq, s->writer);
 		w[i] = (al_write){AL_WRITE_SET, paths[i], fields[i], AL_PRE_NONE};
 	}
-	fields[nchunks] = summary_fields(s, se->doc, &sum, &own, &legacy);
-	w[nchunks] = (al_write){AL_WRITE_UPDATE, se->doc, fields[nchunks], AL_PRE_NONE};
-	if ((rc = al_store_commit(s->store, w, nchunks + 1)))
+	/* The summary goes with the last chunks: it then describes exactly what is stored. */
+	if (!*more) {
+		fields[nchunks] = summary_fields(s, se->doc, &sum, &own, &legacy);
+		w[nchunks] = (al_write){AL_WRITE_UPDATE, se->doc, fields[nchunks], AL_PRE_NONE};
+	}
+	if ((rc = al_store_commit(s->store, w, nchunks + !*more)))
 		goto cleanup;
 	pthread_mutex_lock(&se->lock);
 	if (se->own_flushed < count)
@@ -857,7 +870,9 @@ int al_series_flush(al_series_set *s)
 		goto cleanup;
 	}
 	for (i = 0; i < n; i++) {
-		int r = deliver(s, dirty[i]);
+		int r, more;
+		while ((r = deliver(s, dirty[i], &more)) == 0 && more)
+			;
 		if (r) {
 			err = r;
 			pthread_mutex_lock(&s->lock);

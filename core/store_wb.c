@@ -24,10 +24,13 @@ typedef struct ov_entry {
 	struct ov_entry *next;
 } ov_entry;
 
+#define COMMIT_BYTES ((size_t)6 << 20)
+
 typedef struct batch {
 	uint64_t seq;
 	cJSON *writes;          /* [{"op","path","fields","pre"}] as journaled */
 	size_t count;
+	size_t bytes;           /* its journaled size: about its size in a commit request */
 	struct batch *next;
 } batch;
 
@@ -137,7 +140,7 @@ static void ov_apply(wb *w, al_write_op op, const char *path, const cJSON *field
 }
 
 /* Queues a journaled batch and applies it to the overlay (w->lock held). */
-static void enqueue(wb *w, cJSON *writes)
+static void enqueue(wb *w, cJSON *writes, size_t bytes)
 {
 	batch *b = calloc(1, sizeof(*b));
 	cJSON *it;
@@ -147,6 +150,7 @@ static void enqueue(wb *w, cJSON *writes)
 	}
 	b->seq = ++w->next_seq;
 	b->writes = writes;
+	b->bytes = bytes;
 	cJSON_ArrayForEach(it, writes) {
 		al_write_op op;
 		if (op_parse(&op, cJSON_GetStringValue(cJSON_GetObjectItem(it, "op"))) == 0)
@@ -206,15 +210,18 @@ static int deliver(wb *w)
 	for (;;) {
 		batch *b, *first, *last;
 		al_write *ws = NULL;
-		size_t n = 0;
+		size_t n = 0, bytes = 0;
 		int done;
 		cJSON *it;
 
 		pthread_mutex_lock(&w->lock);
 		first = w->head;
-		/* Up to ~500 writes per commit: few requests, far under the request size limit. */
-		for (last = first, b = first; b && n + b->count <= 500; last = b, b = b->next) {
+		/* Up to ~500 writes and COMMIT_BYTES per commit: few requests, under Firestore's 10 MiB
+		 * request limit (a batch larger on its own goes alone; callers keep batches small). */
+		for (last = first, b = first; b && n + b->count <= 500 && bytes + b->bytes <= COMMIT_BYTES;
+		     last = b, b = b->next) {
 			n += b->count;
+			bytes += b->bytes;
 			if (one_at_a_time)
 				break;
 		}
@@ -342,7 +349,7 @@ static int wb_commit(al_store_backend *base, const al_write *writes, size_t coun
 	/* Journal, then overlay, under one lock: replay order is delivery order. */
 	rc = al_journal_append(w->journal, text, strlen(text));
 	if (rc == 0)
-		enqueue(w, enc);
+		enqueue(w, enc, strlen(text));
 	else
 		cJSON_Delete(enc);
 	pthread_cond_signal(&w->wake);
@@ -593,7 +600,7 @@ static int replay(void *ctx, const void *rec, size_t len)
 		return 0;   /* a record we cannot read is skipped, not fatal */
 	}
 	pthread_mutex_lock(&w->lock);
-	enqueue(w, writes);
+	enqueue(w, writes, len);
 	pthread_mutex_unlock(&w->lock);
 	return 0;
 }

@@ -30,6 +30,77 @@ static int sh(const char *fmt, const char *a, const char *b)
 	return system(cmd);
 }
 
+/* A store that forwards to another and counts commits and their largest number of writes. */
+typedef struct counting {
+	al_store_backend base;
+	al_store_backend *inner;
+	int commits;
+	size_t max_writes;
+} counting;
+
+static int c_get(al_doc **out, al_store_backend *b, const char *path)
+{
+	return al_store_get(out, ((counting *)b)->inner, path);
+}
+
+static int c_list(al_doc_list **out, al_store_backend *b, const char *c, const char *from, const char *to)
+{
+	return al_store_list(out, ((counting *)b)->inner, c, from, to);
+}
+
+static int c_commit(al_store_backend *b, const al_write *w, size_t n)
+{
+	counting *c = (counting *)b;
+	c->commits++;
+	if (n > c->max_writes)
+		c->max_writes = n;
+	return al_store_commit(c->inner, w, n);
+}
+
+static void c_free(al_store_backend *b)
+{
+	(void)b;
+}
+
+/* A long backlog (an outage's worth of points) goes out in several bounded commits. */
+static void backlog(const char *root, al_store_backend *st)
+{
+	counting c = {.base = {.version = AL_STORE_BACKEND_VERSION, .name = "counting", .get = c_get,
+		.list = c_list, .commit = c_commit, .free = c_free}, .inner = st};
+	char jd[512], line[64];
+	const char *M = RUN "/metrics/backlog";
+	al_series_set *x = NULL;
+	al_series_summary sum;
+	size_t total = 20 * AL_SERIES_CHUNK + 7;
+	al_doc_list *l = NULL;
+
+	snprintf(jd, sizeof(jd), "%s/jbacklog", root);
+	CHECK_OK(al_series_set_open(&x, &c.base, jd, 600000));
+	if (!x)
+		return;
+	for (size_t i = 0; i < total; i++) {
+		int n = snprintf(line, sizeof(line), "%zu\n", i);
+		if (al_series_append_text(x, M, line, (size_t)n)) {
+			CHECK(0);
+			break;
+		}
+	}
+	c.commits = 0;
+	CHECK_OK(al_series_flush(x));
+	CHECK_EQ_INT(c.commits, 3);           /* 8 + 8 + 5 chunks, the summary with the last */
+	CHECK(c.max_writes <= 9);
+	CHECK_OK(al_store_list(&l, st, RUN "/metrics/backlog/chunks", NULL, NULL));
+	CHECK_EQ_INT(l ? l->count : 0, 21);
+	al_doc_list_free(l);
+	al_series_set_free(x);
+	x = NULL;
+	snprintf(jd, sizeof(jd), "%s/jbacklog2", root);
+	CHECK_OK(al_series_set_open(&x, st, jd, 600000));
+	CHECK_OK(al_series_summary_get(&sum, x, M));
+	CHECK_EQ_INT(sum.count, total);
+	al_series_set_free(x);
+}
+
 static size_t count_lines(const char *t)
 {
 	size_t n = 0;
@@ -276,6 +347,7 @@ int main(void)
 	al_series_set_free(s);
 	s = NULL;
 	two_writers(root, a);
+	backlog(root, a);
 	al_store_free(a);
 	al_store_free(b);
 	sh("rm -rf %s%s", root, "");

@@ -14,6 +14,7 @@ typedef struct flaky {
 	al_store_backend *inner;
 	int down;
 	int commits;
+	size_t max_commit_bytes;   /* the largest commit's writes as JSON */
 } flaky;
 
 static int f_get(al_doc **out, al_store_backend *b, const char *path)
@@ -44,6 +45,16 @@ static int f_commit(al_store_backend *b, const al_write *w, size_t n)
 	if (f->down)
 		return al_error_set(AL_EIO, "unreachable");
 	f->commits++;
+	{
+		size_t bytes = 0;
+		for (size_t i = 0; i < n; i++) {
+			char *t = w[i].fields ? cJSON_PrintUnformatted(w[i].fields) : NULL;
+			bytes += strlen(w[i].path) + (t ? strlen(t) : 0);
+			free(t);
+		}
+		if (bytes > f->max_commit_bytes)
+			f->max_commit_bytes = bytes;
+	}
 	return al_store_commit(f->inner, w, n);
 }
 
@@ -165,6 +176,34 @@ int main(void)
 	al_store_free(w);
 	CHECK_OK(al_store_wb_new(&w, &fl2.base, journal, 60000));
 	CHECK_EQ_INT(al_store_wb_pending(w), 0);
+
+	/* 40 writes of ~0.9 MB each (36 MB): delivered in several commits, each under Firestore's
+	 * 10 MiB request limit, and all of them arrive. */
+	{
+		size_t big = 900 * 1000;
+		char *s = malloc(big + 1), path[64];
+		cJSON *f = cJSON_CreateObject();
+		memset(s, 'x', big);
+		s[big] = '\0';
+		al_fields_set(f, "blob", al_value_string(s));
+		fl2.commits = 0;
+		fl2.max_commit_bytes = 0;
+		for (int i = 0; i < 40; i++) {
+			snprintf(path, sizeof(path), "big/d%02d", i);
+			ws[0] = (al_write){AL_WRITE_SET, path, f, AL_PRE_NONE};
+			CHECK_OK(al_store_commit(w, ws, 1));
+		}
+		CHECK_OK(al_store_wb_flush(w));
+		CHECK_EQ_INT(al_store_wb_pending(w), 0);
+		CHECK(fl2.commits >= 5);
+		CHECK(fl2.max_commit_bytes > 0 && fl2.max_commit_bytes < (size_t)8 << 20);
+		CHECK_OK(al_store_list(&l, sql2, "big", NULL, NULL));
+		CHECK_EQ_INT(l ? l->count : 0, 40);
+		al_doc_list_free(l);
+		l = NULL;
+		cJSON_Delete(f);
+		free(s);
+	}
 	al_store_free(w);
 
 	al_store_free(sql);
