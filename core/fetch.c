@@ -17,6 +17,8 @@
 #define STREAM_CHUNK ((uint64_t)8 << 20)  /* ranged GETs of al_fetcher_stream */
 #define SHORT_TRIES 3                     /* attempts when a body arrives shorter than announced */
 #define MAX_ORIGINS 64                    /* remembered Range support, per origin */
+#define MAX_HOPS 10                       /* redirects followed */
+#define REDIRECT_TTL_US (60 * 1000000LL)  /* a redirect's target is reused this long */
 
 enum { S_HTTP, S_S3, S_GS };
 
@@ -26,12 +28,20 @@ typedef struct {
 	int ranges;
 } origin_note;
 
+/* Where an http(s) URL redirected to (download links often point at a CDN). */
+typedef struct {
+	char *from, *to;
+	int64_t at_us;
+} redirect_note;
+
 struct al_fetcher {
 	al_http *http;
-	pthread_mutex_t lock;     /* guards auth, notes */
+	pthread_mutex_t lock;     /* guards auth, notes, redirects */
 	al_auth *auth;            /* gs:// without an emulator; created on first use */
 	origin_note notes[MAX_ORIGINS];
 	size_t n_notes, next_note;
+	redirect_note redirects[MAX_ORIGINS];
+	size_t n_redirects, next_redirect;
 };
 
 /* A parsed URL: what to request and how to sign it. */
@@ -43,6 +53,7 @@ typedef struct {
 	char *host;               /* s3: the Host header curl sends */
 	char *path_base;          /* s3: "/BUCKET" (path-style) or "" */
 	char *region;
+	char *eff;                /* http(s): where redirects led, or NULL */
 } target;
 
 int al_fetcher_new(al_fetcher **out)
@@ -73,6 +84,10 @@ void al_fetcher_free(al_fetcher *f)
 	al_auth_free(f->auth);
 	for (size_t i = 0; i < f->n_notes; i++)
 		free(f->notes[i].origin);
+	for (size_t i = 0; i < f->n_redirects; i++) {
+		free(f->redirects[i].from);
+		free(f->redirects[i].to);
+	}
 	pthread_mutex_destroy(&f->lock);
 	free(f);
 }
@@ -91,6 +106,7 @@ static void target_dispose(target *t)
 	free(t->host);
 	free(t->path_base);
 	free(t->region);
+	free(t->eff);
 	memset(t, 0, sizeof(*t));
 }
 
@@ -184,7 +200,7 @@ static int target_parse(target *t, const char *url)
 }
 
 /* The GCS JSON API object URL (media when media is set); the object name is one segment. */
-static int gs_url(char **out, const target *t, int media)
+static int gs_url(char **out, target *t, int media)
 {
 	const char *emu = env("STORAGE_EMULATOR_HOST");
 	char *b = al_http_escape(t->bucket), *o = al_http_escape(t->key);
@@ -213,9 +229,138 @@ static int gs_token(char **out, al_fetcher *f)
 	return rc ? rc : al_auth_token(out, f->auth);
 }
 
+static int is_redirect(long status)
+{
+	return status == 301 || status == 302 || status == 303 || status == 307 || status == 308;
+}
+
+/* loc (a Location value) against base: absolute, scheme-relative, path-absolute or relative. */
+static char *resolve_location(const char *base, const char *loc)
+{
+	const char *auth = strstr(base, "://"), *path, *q;
+	char *out = NULL;
+
+	if (strncmp(loc, "http://", 7) == 0 || strncmp(loc, "https://", 8) == 0)
+		return strdup(loc);
+	if (!auth || strstr(loc, "://"))
+		return NULL;   /* another scheme: not followed */
+	auth += 3;
+	path = auth + strcspn(auth, "/?#");
+	if (strncmp(loc, "//", 2) == 0) {
+		if (asprintf(&out, "%.*s%s", (int)(auth - 2 - base), base, loc) < 0)
+			out = NULL;
+	} else if (*loc == '/') {
+		if (asprintf(&out, "%.*s%s", (int)(path - base), base, loc) < 0)
+			out = NULL;
+	} else {
+		q = path + strcspn(path, "?#");
+		while (q > path && q[-1] != '/')
+			q--;
+		if (asprintf(&out, "%.*s%s%s", (int)(q - base), base, q == path ? "/" : "", loc) < 0)
+			out = NULL;
+	}
+	return out;
+}
+
+static void set_origin(target *t)
+{
+	const char *u = t->eff ? t->eff : t->url, *auth = strstr(u, "://");
+	char *o;
+	if (!auth)
+		return;
+	auth += 3;
+	if ((o = strndup(u, (size_t)(auth + strcspn(auth, "/?#") - u)))) {
+		free(t->origin);
+		t->origin = o;
+	}
+}
+
+/* Follows t's redirects with HEADs to where the object is (t->eff), and remembers it. */
+static int follow(al_fetcher *f, target *t)
+{
+	al_http_response resp = AL_HTTP_RESPONSE_INIT;
+	char *cur = strdup(t->eff ? t->eff : t->url), *next;
+	int rc = 0;
+
+	for (int hops = 0; cur; hops++) {
+		al_http_stream io = AL_HTTP_STREAM_INIT;
+		const char *hdrs[] = {"Accept-Encoding: identity", NULL};
+		io.header = "Location";
+		if ((rc = al_http_request_stream(&resp, f->http, "HEAD", cur, hdrs, &io,
+			AL_HTTP_IDEMPOTENT)) != 0) {
+			free(io.header_value);
+			goto cleanup;
+		}
+		if (!is_redirect(resp.status) || !io.header_value) {
+			free(io.header_value);
+			break;
+		}
+		if (hops >= MAX_HOPS) {
+			free(io.header_value);
+			rc = al_error_set(AL_EIO, "%s: more than %d redirects", t->url, MAX_HOPS);
+			goto cleanup;
+		}
+		next = resolve_location(cur, io.header_value);
+		free(io.header_value);
+		if (!next) {
+			rc = al_error_set(AL_EIO, "%s: redirected to a URL that cannot be read", t->url);
+			goto cleanup;
+		}
+		free(cur);
+		cur = next;
+	}
+	if (!cur) {
+		rc = al_error_set(AL_ENOMEM, "out of memory");
+		goto cleanup;
+	}
+	free(t->eff);
+	t->eff = cur;
+	cur = NULL;
+	set_origin(t);
+	pthread_mutex_lock(&f->lock);
+	{
+		size_t i;
+		for (i = 0; i < f->n_redirects; i++)
+			if (f->redirects[i].from && strcmp(f->redirects[i].from, t->url) == 0)
+				break;
+		if (i == f->n_redirects)
+			i = f->n_redirects < MAX_ORIGINS ? f->n_redirects++ :
+				f->next_redirect++ % MAX_ORIGINS;
+		free(f->redirects[i].from);
+		free(f->redirects[i].to);
+		/* Out of memory here only means the next call follows the redirect again. */
+		f->redirects[i].from = strdup(t->url);
+		f->redirects[i].to = strdup(t->eff);
+		f->redirects[i].at_us = al_now_us();
+	}
+	pthread_mutex_unlock(&f->lock);
+cleanup:
+	free(cur);
+	al_http_response_dispose(&resp);
+	return rc;
+}
+
+/* A redirect of t->url followed lately: start there. */
+static void recall_redirect(al_fetcher *f, target *t)
+{
+	int64_t now = al_now_us();
+	if (t->scheme != S_HTTP)
+		return;
+	pthread_mutex_lock(&f->lock);
+	for (size_t i = 0; i < f->n_redirects; i++)
+		if (f->redirects[i].from && f->redirects[i].to && strcmp(f->redirects[i].from, t->url) == 0 &&
+			now - f->redirects[i].at_us < REDIRECT_TTL_US) {
+			t->eff = strdup(f->redirects[i].to);
+			break;
+		}
+	pthread_mutex_unlock(&f->lock);
+	if (t->eff)
+		set_origin(t);
+}
+
 /* Sends one request for t: extra is an optional "Range: …" header; media selects a GCS object's
  * content rather than its metadata. 0 once the server answered, whatever the status. */
-static int fetch_send(al_http_response *resp, al_fetcher *f, const target *t, const char *method,
+static int fetch_send(al_http_response *resp, al_fetcher *f, target *t, const char *method,
 	const char *extra, int media, al_http_stream *io)
 {
 	const char *hdrs[16];
@@ -272,10 +417,25 @@ static int fetch_send(al_http_response *resp, al_fetcher *f, const target *t, co
 		break;
 	}
 	hdrs[n] = NULL;
-	rc = io ? al_http_request_stream(resp, f->http, method, url ? url : t->url, hdrs, io,
-			AL_HTTP_IDEMPOTENT) :
-		al_http_request(resp, f->http, method, url ? url : t->url, hdrs, NULL, 0,
-			AL_HTTP_IDEMPOTENT);
+	if (!url && !(url = strdup(t->eff ? t->eff : t->url)))
+		goto nomem;
+	for (int hops = 0;; hops++) {
+		rc = io ? al_http_request_stream(resp, f->http, method, url, hdrs, io,
+				AL_HTTP_IDEMPOTENT) :
+			al_http_request(resp, f->http, method, url, hdrs, NULL, 0, AL_HTTP_IDEMPOTENT);
+		if (rc || t->scheme != S_HTTP || !is_redirect(resp->status))
+			break;
+		/* The answer's Location was not captured (one header per request): ask again. */
+		if (hops >= MAX_HOPS) {
+			rc = al_error_set(AL_EIO, "%s: more than %d redirects", t->url, MAX_HOPS);
+			break;
+		}
+		if ((rc = follow(f, t)) != 0)
+			break;
+		free(url);
+		if (!(url = strdup(t->eff)))
+			goto nomem;
+	}
 	goto cleanup;
 nomem:
 	rc = al_error_set(AL_ENOMEM, "out of memory building a request for %s", t->url);
@@ -294,7 +454,7 @@ cleanup:
 }
 
 /* One line for an unexpected answer. */
-static int status_error(const target *t, const char *what, long status)
+static int status_error(target *t, const char *what, long status)
 {
 	int rc = status == 404 ? AL_ENOTFOUND : status == 401 || status == 403 ? AL_EACCES :
 		status == 416 ? AL_EINVAL : AL_EIO;
@@ -332,7 +492,7 @@ static int parse_content_range(uint64_t *start, uint64_t *end, uint64_t *total, 
 }
 
 /* The Range support remembered for an http(s) origin. */
-static int origin_ranges(al_fetcher *f, const target *t)
+static int origin_ranges(al_fetcher *f, target *t)
 {
 	int r = 0;
 	if (t->scheme != S_HTTP)
@@ -345,7 +505,7 @@ static int origin_ranges(al_fetcher *f, const target *t)
 	return r;
 }
 
-static void note_ranges(al_fetcher *f, const target *t, int ranges)
+static void note_ranges(al_fetcher *f, target *t, int ranges)
 {
 	char *copy;
 	if (t->scheme != S_HTTP)
@@ -368,7 +528,7 @@ static void note_ranges(al_fetcher *f, const target *t, int ranges)
 }
 
 /* HEAD capturing one header; *status gets the answer's status. */
-static int head_header(long *status, char **value, al_fetcher *f, const target *t, const char *name)
+static int head_header(long *status, char **value, al_fetcher *f, target *t, const char *name)
 {
 	al_http_response resp = AL_HTTP_RESPONSE_INIT;
 	al_http_stream io = AL_HTTP_STREAM_INIT;
@@ -387,7 +547,7 @@ static int head_header(long *status, char **value, al_fetcher *f, const target *
 }
 
 /* Size from a one-byte ranged GET, for servers whose HEAD gives none (or refuse HEAD). */
-static int size_by_get(uint64_t *size, al_fetcher *f, const target *t)
+static int size_by_get(uint64_t *size, al_fetcher *f, target *t)
 {
 	al_http_response resp = AL_HTTP_RESPONSE_INIT;
 	al_http_stream io = AL_HTTP_STREAM_INIT;
@@ -415,7 +575,7 @@ cleanup:
 	return rc;
 }
 
-static int stat_gs(uint64_t *size, char **etag, al_fetcher *f, const target *t)
+static int stat_gs(uint64_t *size, char **etag, al_fetcher *f, target *t)
 {
 	al_http_response resp = AL_HTTP_RESPONSE_INIT;
 	cJSON *j = NULL;
@@ -443,7 +603,7 @@ cleanup:
 	return rc;
 }
 
-static int stat_target(uint64_t *size, char **etag, al_fetcher *f, const target *t)
+static int stat_target(uint64_t *size, char **etag, al_fetcher *f, target *t)
 {
 	char *len = NULL;
 	long status = 0;
@@ -481,8 +641,10 @@ int al_fetcher_stat(uint64_t *size_out, char **etag_out, al_fetcher *f, const ch
 	*size_out = 0;
 	if (etag_out)
 		*etag_out = NULL;
-	if ((rc = target_parse(&t, url)) == 0)
+	if ((rc = target_parse(&t, url)) == 0) {
+		recall_redirect(f, &t);
 		rc = stat_target(size_out, etag_out, f, &t);
+	}
 	if (rc && etag_out) {
 		free(*etag_out);
 		*etag_out = NULL;
@@ -499,7 +661,7 @@ static void pause_ms(long ms)
 }
 
 /* The whole object into fd from offset 0 (servers without Range support); *got its size. */
-static int get_whole(uint64_t *got, al_fetcher *f, const target *t, int fd)
+static int get_whole(uint64_t *got, al_fetcher *f, target *t, int fd)
 {
 	al_http_response resp = AL_HTTP_RESPONSE_INIT;
 	al_http_stream io = AL_HTTP_STREAM_INIT;
@@ -536,7 +698,7 @@ static int get_whole(uint64_t *got, al_fetcher *f, const target *t, int fd)
 
 /* Bytes [off, off+len) into fd at ranged_at; when the server sends the whole object instead, it
  * lands at offset 0 and *whole is set. *got: the bytes written. */
-static int get_range(uint64_t *got, int *whole, al_fetcher *f, const target *t, uint64_t off,
+static int get_range(uint64_t *got, int *whole, al_fetcher *f, target *t, uint64_t off,
 	uint64_t len, int fd, uint64_t ranged_at)
 {
 	al_http_response resp = AL_HTTP_RESPONSE_INIT;
@@ -625,6 +787,7 @@ int al_fetcher_fetch(al_fetcher *f, const char *url, uint64_t off, uint64_t len,
 	*whole = 0;
 	if ((rc = target_parse(&t, url)) != 0)
 		goto cleanup;
+	recall_redirect(f, &t);
 	if (off + len < off) {
 		rc = al_error_set(AL_EINVAL, "GET %s: range overflows", url);
 		goto cleanup;
@@ -685,7 +848,9 @@ int al_fetcher_stream(al_fetcher *f, const char *url, al_fetcher_sink_fn sink, v
 	uint64_t size = 0, off = 0, got;
 	int rc, fd = -1, whole = 0;
 
-	if ((rc = target_parse(&t, url)) != 0 || (rc = stat_target(&size, NULL, f, &t)) != 0 ||
+	if ((rc = target_parse(&t, url)) == 0)
+		recall_redirect(f, &t);
+	if (rc != 0 || (rc = stat_target(&size, NULL, f, &t)) != 0 ||
 		(size > 0 && (rc = scratch_file(&fd)) != 0))
 		goto cleanup;
 	/* Chunk by chunk through one scratch file: bounded disk use when Range works. */

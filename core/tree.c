@@ -1951,6 +1951,9 @@ static int dataset_settle(al_tree *t, const char *ds_doc)
 	vdir *take = NULL, **p, *v;
 	int rc = 0;
 
+	/* Held from taking the entries to the end of their refresh: a reader finding nothing dirty
+	 * because the dataset thread took it first waits here for that refresh, not an old version. */
+	pthread_mutex_lock(&t->ds_lock);
 	pthread_mutex_lock(&t->lock);
 	for (p = &t->dirty_ds; *p;) {
 		if (!ds_doc || strcmp((*p)->path, ds_doc) == 0) {
@@ -1970,6 +1973,7 @@ static int dataset_settle(al_tree *t, const char *ds_doc)
 		free(v->path);
 		free(v);
 	}
+	pthread_mutex_unlock(&t->ds_lock);
 	return rc;
 }
 
@@ -3540,7 +3544,14 @@ int al_tree_open(al_tree **out, const al_tree_options *opts)
 		return al_error_set(AL_ENOMEM, "out of memory");
 	pthread_mutex_init(&t->lock, NULL);
 	pthread_mutex_init(&t->alock, NULL);
-	pthread_mutex_init(&t->ds_lock, NULL);
+	{
+		/* recursive: dataset_settle holds it around dataset_refresh, which takes it too */
+		pthread_mutexattr_t ma;
+		pthread_mutexattr_init(&ma);
+		pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_RECURSIVE);
+		pthread_mutex_init(&t->ds_lock, &ma);
+		pthread_mutexattr_destroy(&ma);
+	}
 	pthread_cond_init(&t->ds_wake, NULL);
 	t->acache = calloc(ACACHE_BUCKETS, sizeof(attr_entry *));
 	if (!t->acache) {

@@ -228,3 +228,12 @@ def test_read_back_without_range_and_changed_source(mount, server):
     with pytest.raises(OSError) as ei:
         (ds / "other.bin").read_bytes()
     assert ei.value.errno == errno.EIO
+
+
+def test_redirected_url(mount, server):
+    """Download links that redirect (to a CDN) import and read like direct ones."""
+    url = server.url("_redirect/2/b.csv")
+    r = cli("dataset", "import", "p/ext", url, m=mount)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == f"imported b.csv (12 bytes) from {url}\n"
+    assert (mount.path / "p/datasets/ext/b.csv").read_bytes() == (server.folder / "b.csv").read_bytes()

@@ -16,7 +16,9 @@ GET /_ctl?ranges=0|1&truncate=0|1&nolength=0|1 (answers the current counters as 
                        client's own byte count can tell.
   --gcs                also answers the GCS JSON API: /storage/v1/b/B/o/NAME (metadata) and
                        ...?alt=media (content) for ROOT/B/NAME.
-GET /_ctl/stats gives {"GET": n, "HEAD": n, "ranged": n, "whole": n}. Exits after 600 s.
+/_redirect/N/NAME answers 302 N times on the way to /NAME (the last Location absolute),
+/_rel/NAME with a relative Location, /_redirect/loop/NAME forever.
+GET /_ctl gives {"GET": n, "HEAD": n, "ranged": n, "whole": n, ...modes}. Exits after 600 s.
 """
 import json
 import os
@@ -88,6 +90,24 @@ class Handler(BaseHTTPRequestHandler):
             answer = dict(stats, **mode)
         self.reply_json(200, answer)
 
+    def redirect(self, path):
+        """/_redirect/N/NAME: N hops (path-absolute, the last one absolute) to /NAME;
+        /_rel/NAME: a relative Location ("../NAME"); /_redirect/loop/NAME: forever."""
+        if path.startswith("/_rel/"):
+            loc = "../" + path[len("/_rel/"):]
+        else:
+            n, _, name = path[len("/_redirect/"):].partition("/")
+            if n == "loop":
+                loc = path
+            elif int(n) > 1:
+                loc = "/_redirect/%d/%s" % (int(n) - 1, name)
+            else:
+                loc = "http://127.0.0.1:%d/%s" % (self.server.server_address[1], name)
+        self.send_response(302)
+        self.send_header("Location", loc)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
     def file_for(self, url):
         """(path of the file to serve, is GCS metadata) or (None, _)."""
         path = urllib.parse.unquote(url.path)
@@ -105,6 +125,8 @@ class Handler(BaseHTTPRequestHandler):
         url = urllib.parse.urlsplit(self.path)
         if url.path.startswith("/_ctl"):
             return self.ctl(url)
+        if url.path.startswith(("/_redirect/", "/_rel/")):
+            return self.redirect(url.path)
         with lock:
             stats[self.command] += 1
         path, meta = self.file_for(url)

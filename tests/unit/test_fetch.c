@@ -395,6 +395,33 @@ static void test_threads(al_fetcher *f)
 	close(fd);
 }
 
+/* Download links that redirect (to a CDN): followed, relative ones too, loops refused. */
+static void test_redirects(al_fetcher *f)
+{
+	char url[512], local[PATH_MAX];
+	uint64_t size = 0;
+	int whole = 0, fd = dst_file();
+	const char *paths[] = {"_redirect/1/data.bin", "_redirect/3/data.bin", "_rel/data.bin"};
+
+	path_in(local, root, "data.bin");
+	for (int i = 0; i < 3; i++) {
+		snprintf(url, sizeof(url), "%s/%s", base, paths[i]);
+		CHECK_OK(al_fetcher_stat(&size, NULL, f, url));
+		CHECK_EQ_INT(size, SIZE);
+		CHECK_OK(al_fetcher_fetch(f, url, 1000 * (uint64_t)i, 5000, fd, &whole));
+		CHECK_EQ_INT(whole, 0);
+		check_bytes(fd, 1000 * (uint64_t)i, src_data + 1000 * i, 5000);
+		check_stream(f, url, local);
+	}
+	snprintf(url, sizeof(url), "%s/_redirect/2/missing.bin", base);
+	CHECK_EQ_INT(al_fetcher_stat(&size, NULL, f, url), AL_ENOTFOUND);
+	snprintf(url, sizeof(url), "%s/_redirect/loop/data.bin", base);
+	CHECK_EQ_INT(al_fetcher_stat(&size, NULL, f, url), AL_EIO);
+	CHECK(strstr(al_error_last(), "redirects") != NULL);
+	CHECK_EQ_INT(al_fetcher_fetch(f, url, 0, 10, fd, &whole), AL_EIO);
+	close(fd);
+}
+
 /* gs:// through STORAGE_EMULATOR_HOST (the server's GCS paths), no credentials. */
 static void test_gs(al_fetcher *f)
 {
@@ -585,6 +612,7 @@ int main(void)
 		test_ranges(f);
 		test_stream(f);
 		test_threads(f);
+		test_redirects(f);
 		test_gs(f);
 		test_no_range();
 		test_truncated();
