@@ -49,6 +49,10 @@ struct entry {
 #define JOB_MAX_CHUNKS 8          /* largest single ranged GET */
 #define WORKERS_DEFAULT 4         /* parallel read-ahead GETs (ALETHEIA_FETCH_WORKERS) */
 #define WORKERS_MAX 32
+/* Blobs up to this size are verified before their first byte is served (one short wait); larger
+ * ones stream, and a reader that reads from the start to the end gets its last bytes only once
+ * the whole blob is verified: a complete read never succeeds with wrong bytes. */
+#define VERIFY_FIRST_MAX (8 * CHUNK)
 
 enum { CH_MISSING, CH_QUEUED, CH_FETCHING, CH_PRESENT };
 
@@ -67,6 +71,7 @@ struct fill {
 	uint64_t size;
 	uint32_t nchunks;
 	uint8_t *st;            /* CH_* per chunk */
+	uint64_t held;          /* bytes of FETCHING and PRESENT chunks, counted in the cache's bytes */
 	char *path;             /* DIR/tmp/part-HASH */
 	int fd;                 /* read-write, for fetches and hashing */
 	al_hasher *hasher;
@@ -77,6 +82,7 @@ struct fill {
 	unsigned refs;          /* handles, queued jobs, running fetches, the entry's link */
 	int range_ok;           /* the origin honours Range (the blob store always does) */
 	uint64_t fails;         /* failed fetches so far */
+	int verified;           /* every chunk present and the hash matched */
 	int done;               /* 1 verified and moved into the complete set; -1 failed */
 	int err_rc;
 	char err_msg[512];
@@ -91,6 +97,7 @@ struct al_cache_blob {
 	/* Access pattern, for read-ahead (guarded by the cache lock). */
 	uint64_t reads, last_end, window;
 	uint32_t ra_next;       /* chunks below were already considered for read-ahead */
+	int from_start;         /* reading sequentially since offset 0 */
 };
 
 /* Lock order: only `lock`. SQLite is used under it; fills (fill, fsync, hashing) run outside it. */
@@ -369,7 +376,7 @@ static uint64_t free_bytes(al_cache *c, uint64_t want)
 	while (e && freed < want) {
 		entry *next = e->next;
 		if (evictable(e)) {
-			freed += e->size;
+			freed += e->fill ? e->fill->held : e->size;
 			evict(c, e);
 		}
 		e = next;
@@ -383,7 +390,7 @@ static uint64_t pinned_bytes(const al_cache *c)
 	for (size_t i = 0; i < c->nbuckets; i++)
 		for (entry *e = c->buckets[i]; e; e = e->hnext)
 			if (e->state == ENTRY_FILLING || e->pins)
-				n += e->size;
+				n += e->fill ? e->fill->held : e->size;
 	return n;
 }
 
@@ -1006,7 +1013,8 @@ static void drop_partial(al_cache *c, entry *e)
 	cancel_jobs(c, f);
 	table_remove(c, e);
 	lru_unlink(c, e);
-	c->bytes -= e->size;
+	c->bytes -= f->held;
+	f->held = 0;
 	free(e);
 	fill_unref(f);
 }
@@ -1055,6 +1063,8 @@ static void complete_fill(al_cache *c, fill *f)
 		free(dst);
 		return;
 	}
+	f->verified = 1;         /* readers may have their last bytes now; placing it can take a while */
+	pthread_cond_broadcast(&c->filled);
 	pthread_mutex_unlock(&c->lock);
 	if (!dst || asprintf(&sub, "%s/%.2s", c->dir, f->hash) < 0) {
 		sub = NULL;
@@ -1134,18 +1144,37 @@ static void advance_hash(al_cache *c, fill *f)
 	free(buf);
 }
 
-/* Lock held (released while fetching): fetches chunks [first, first+n), each MISSING or QUEUED. */
-static void run_fetch(al_cache *c, fill *f, uint32_t first, uint32_t n)
+/* Lock held (released while fetching): fetches chunks [first, first+n), each MISSING or QUEUED.
+ * Room for them is found first (evicting unpinned blobs); a reader's fetch that finds none fails
+ * with AL_ENOSPC, read-ahead without room is quietly given up. */
+static void run_fetch(al_cache *c, fill *f, uint32_t first, uint32_t n, int demand)
 {
 	uint64_t off = chunk_off(first), len = chunk_len(f, first, n);
 	int rc, whole = 0, tries = 0;
 	char msg[512];
 
+	f->inflight++;
+	f->busy++;               /* from here on make_room cannot evict this fill */
+	f->refs++;
+	if (!make_room(c, len, 0)) {
+		f->inflight--;
+		f->busy--;
+		for (uint32_t i = first; i < first + n; i++)
+			f->st[i] = CH_MISSING;
+		if (demand) {
+			f->fails++;
+			f->err_rc = AL_ENOSPC;
+			snprintf(f->err_msg, sizeof(f->err_msg), "cache full: %llu bytes held by open files, "
+				"raise --cache-size", (unsigned long long)pinned_bytes(c));
+		}
+		pthread_cond_broadcast(&c->filled);
+		fill_unref(f);
+		return;
+	}
 	for (uint32_t i = first; i < first + n; i++)
 		f->st[i] = CH_FETCHING;
-	f->inflight++;
-	f->busy++;
-	f->refs++;
+	c->bytes += len;
+	f->held += len;
 	pthread_mutex_unlock(&c->lock);
 	for (;;) {
 		whole = 0;
@@ -1170,20 +1199,32 @@ static void run_fetch(al_cache *c, fill *f, uint32_t first, uint32_t n)
 	f->busy--;
 	if (rc == 0) {
 		c->fstats.fetched_bytes += whole ? f->size : len;
+		for (uint32_t i = first; i < first + n; i++)
+			f->st[i] = CH_PRESENT;
 		if (whole) {
+			/* Everything is here now; chunks nobody had counted yet are counted now. */
 			for (uint32_t i = 0; i < f->nchunks; i++)
-				f->st[i] = CH_PRESENT;    /* queued jobs find nothing left to do */
+				if (f->st[i] == CH_MISSING || f->st[i] == CH_QUEUED) {
+					uint64_t l = chunk_len(f, i, 1);
+					f->st[i] = CH_PRESENT;    /* queued jobs find nothing left to do */
+					c->bytes += l;
+					f->held += l;
+				} else if (f->st[i] == CH_FETCHING) {
+					f->st[i] = CH_PRESENT;    /* counted by its own fetch */
+				}
 		} else {
-			for (uint32_t i = first; i < first + n; i++)
-				f->st[i] = CH_PRESENT;
 			f->range_ok = 1;
 		}
 		advance_hash(c, f);
 	} else {
 		c->fstats.failures++;
 		for (uint32_t i = first; i < first + n; i++)
-			if (f->st[i] == CH_FETCHING)
+			if (f->st[i] == CH_FETCHING) {
+				uint64_t l = chunk_len(f, i, 1);
 				f->st[i] = CH_MISSING;    /* the next read tries again */
+				c->bytes -= l;
+				f->held -= l;
+			}
 		f->fails++;
 		f->err_rc = rc == AL_ENOSPC ? AL_ENOSPC : AL_EIO;
 		snprintf(f->err_msg, sizeof(f->err_msg), "%s", msg);
@@ -1204,7 +1245,7 @@ static void *worker_main(void *arg)
 		}
 		job_unlink(c, j);
 		if (j->f->e && !j->f->done && j->f->st[j->first] == CH_QUEUED)
-			run_fetch(c, j->f, j->first, j->n);
+			run_fetch(c, j->f, j->first, j->n, 0);
 		fill_unref(j->f);
 		free(j);
 	}
@@ -1263,20 +1304,33 @@ static void queue_range(al_cache *c, fill *f, uint32_t from, uint32_t to, uint32
 /* Lock held: learns from this read whether the handle streams, and queues read-ahead. Like the
  * kernel's, the window starts small on a sequential start and doubles with each new chunk read;
  * a read elsewhere resets it to none, so random reads fetch only what they touch. */
+static int is_seq(const al_cache_blob *b, uint64_t off, uint64_t end)
+{
+	/* FUSE reads of one stream arrive on several threads, slightly out of order. */
+	return b->reads ? off <= b->last_end + CHUNK && end + 2 * CHUNK >= b->last_end : off == 0;
+}
+
 static void plan_readahead(al_cache *c, al_cache_blob *b, uint64_t off, uint64_t end)
 {
 	fill *f = b->f;
-	int seq = b->reads ? off <= b->last_end + CHUNK && end + 2 * CHUNK >= b->last_end : off == 0;
+	int seq = is_seq(b, off, end);
 	uint64_t max = (uint64_t)c->ra_max_chunks << CHUNK_SHIFT;
+	/* An open file cannot give back what it read ahead: in a small cache, keep that small. */
+	if (c->max_bytes && max > c->max_bytes / 8)
+		max = c->max_bytes / 8 < CHUNK ? CHUNK : c->max_bytes / 8;
+	if (!b->reads)
+		b->from_start = seq;
 	b->reads++;
 	if (!seq) {
 		b->window = 0;
 		b->last_end = end;
 		b->ra_next = 0;
+		b->from_start = 0;
 		return;
 	}
 	if (!b->window)
-		b->window = (uint64_t)RA_INIT_CHUNKS << CHUNK_SHIFT;
+		b->window = (uint64_t)RA_INIT_CHUNKS << CHUNK_SHIFT > max ? max :
+			(uint64_t)RA_INIT_CHUNKS << CHUNK_SHIFT;
 	else if (end > b->last_end && b->last_end && (end - 1) >> CHUNK_SHIFT > (b->last_end - 1) >> CHUNK_SHIFT)
 		b->window = b->window * 2 > max ? max : b->window * 2;
 	if (end > b->last_end)
@@ -1331,7 +1385,7 @@ static int wait_range(al_cache *c, fill *f, uint32_t first, uint32_t last)
 			}
 			while (i + n <= last && n < JOB_MAX_CHUNKS && f->st[i + n] == CH_MISSING)
 				n++;
-			run_fetch(c, f, i, n);    /* the reader fetches its own demand: no queueing delay */
+			run_fetch(c, f, i, n, 1);    /* the reader fetches its own demand: no queueing delay */
 		} else if (f->st[i] == CH_QUEUED) {
 			/* Read-ahead not started yet: take over the part from i to the job's end. */
 			job *j = find_job(c, f, i);
@@ -1347,7 +1401,7 @@ static int wait_range(al_cache *c, fill *f, uint32_t first, uint32_t last)
 			} else {
 				j->n = i - j->first;    /* the chunks before i stay queued */
 			}
-			run_fetch(c, f, i, end - i);
+			run_fetch(c, f, i, end - i, 1);
 		} else {
 			pthread_cond_wait(&c->filled, &c->lock);
 		}
@@ -1416,7 +1470,6 @@ static int start_fill(fill **out, al_cache *c, const char *hash, const char *sou
 	f->e = e;
 	f->refs = 1;             /* the entry's link */
 	lru_append(c, e);
-	c->bytes += size;
 	*out = f;
 	return 0;
 cleanup:
@@ -1500,11 +1553,8 @@ int al_cache_open_blob(al_cache_blob **out, al_cache *c, const char *hash, const
 			(unsigned long long)c->max_bytes);
 		goto unlock;
 	}
-	if (!make_room(c, size, 0)) {
-		rc = al_error_set(AL_ENOSPC, "cache full: %llu bytes pinned by open files, raise --cache-size",
-			(unsigned long long)pinned_bytes(c));
-		goto unlock;
-	}
+	/* A range fill counts the bytes it fetches, as it fetches them (run_fetch): an open file
+	 * holds only what was read of it, and the room for the rest is found when it is needed. */
 	if (size == 0) {
 		/* Nothing to stream: the whole (empty) fill verifies and places it at once. */
 		c->misses--;    /* acquire counts it */
@@ -1539,20 +1589,58 @@ done:
 	return 0;
 }
 
+/* Lock held: every chunk present and the hash checked (placing the file may still be running). */
+static int wait_verified(al_cache *c, fill *f)
+{
+	int rc;
+	if (!f->verified && !f->done && f->e && f->range_ok)
+		queue_range(c, f, 0, f->nchunks - 1, JOB_MAX_CHUNKS);    /* in parallel, not one by one */
+	rc = wait_range(c, f, 0, f->nchunks - 1);
+	while (rc == 0 && !f->verified && !f->done)
+		pthread_cond_wait(&c->filled, &c->lock);
+	if (rc == 0 && !f->verified && f->done < 0)
+		rc = al_error_set(f->err_rc, "%s", f->err_msg);
+	return rc;
+}
+
 int al_cache_blob_wait(al_cache_blob *b, uint64_t off, uint64_t len)
 {
 	al_cache *c = b->c;
+	fill *f = b->f;
+	uint32_t last;
 	int rc;
-	if (!b->f || off >= b->size || len == 0)
+	if (!f || off >= b->size || len == 0)
 		return 0;
 	if (len > b->size - off)
 		len = b->size - off;
+	last = (uint32_t)((off + len - 1) >> CHUNK_SHIFT);
 	pthread_mutex_lock(&c->lock);
-	rc = wait_range(c, b->f, (uint32_t)(off >> CHUNK_SHIFT), (uint32_t)((off + len - 1) >> CHUNK_SHIFT));
-	if (rc == 0 && !b->f->done)
-		plan_readahead(c, b, off, off + len);
+	if (f->verified && f->done >= 0) {
+		rc = 0;
+	} else if (f->size <= VERIFY_FIRST_MAX) {
+		rc = wait_verified(c, f);
+	} else {
+		int hold = last == f->nchunks - 1 && is_seq(b, off, off + len) &&
+			(b->reads ? b->from_start : off == 0);
+		rc = wait_range(c, f, (uint32_t)(off >> CHUNK_SHIFT), last);
+		if (rc == 0 && hold)
+			rc = wait_verified(c, f);
+		if (rc == 0 && !f->done)
+			plan_readahead(c, b, off, off + len);
+	}
 	pthread_mutex_unlock(&c->lock);
 	return rc;
+}
+
+int al_cache_blob_is_complete(al_cache_blob *b)
+{
+	int r;
+	if (!b->f)
+		return 1;
+	pthread_mutex_lock(&b->c->lock);
+	r = b->f->verified && b->f->done >= 0;
+	pthread_mutex_unlock(&b->c->lock);
+	return r;
 }
 
 int al_cache_blob_complete(al_cache_blob *b)
@@ -1563,9 +1651,7 @@ int al_cache_blob_complete(al_cache_blob *b)
 	if (!f)
 		return 0;
 	pthread_mutex_lock(&c->lock);
-	if (!f->done && f->e && f->range_ok)
-		queue_range(c, f, 0, f->nchunks - 1, JOB_MAX_CHUNKS);    /* in parallel, not one by one */
-	rc = wait_range(c, f, 0, f->nchunks - 1);
+	rc = wait_verified(c, f);
 	while (rc == 0 && !f->done)
 		pthread_cond_wait(&c->filled, &c->lock);
 	if (rc == 0 && f->done < 0)

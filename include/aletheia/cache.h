@@ -54,7 +54,11 @@ int al_cache_open_blob(al_cache_blob **out, al_cache *c, const char *hash, const
  * after its retries (the next call tries again) or the blob's hash did not match; AL_ENOSPC when
  * the cache disk is full. */
 int al_cache_blob_wait(al_cache_blob *b, uint64_t off, uint64_t len);
-/* Blocks until the whole blob is present and verified (0), or AL_EIO/AL_ENOSPC. */
+/* Blobs up to 8 MiB are verified before any byte is served; larger ones stream, and the read
+ * that reaches the end after reading sequentially from the start waits for the verification.
+ * 1 when the blob is complete and verified (the kernel may keep pages read from it). */
+int al_cache_blob_is_complete(al_cache_blob *b);
+/* Blocks until the whole blob is present, verified and in the complete set (0), or AL_EIO/AL_ENOSPC. */
 int al_cache_blob_complete(al_cache_blob *b);
 /* A read-only fd on the (possibly still sparse) cache file, owned by the handle: ranges for
  * which al_cache_blob_wait succeeded can be read or spliced from it. */

@@ -255,7 +255,7 @@ static void test_failures(al_cache *c)
 {
 	src s;
 	al_cache_blob *b = NULL;
-	src_init(&s, 3, 3 * MIB);
+	src_init(&s, 3, 12 * MIB);
 	CHECK_OK(al_cache_open_blob(&b, c, s.hash, NULL, s.size));
 	atomic_store(&s.fail_next, 1);
 	CHECK_EQ_INT(al_cache_blob_wait(b, MIB + 10, 10), AL_EIO);
@@ -269,6 +269,18 @@ static void test_failures(al_cache *c)
 	CHECK_OK(al_cache_blob_complete(b));
 	CHECK(al_cache_contains(c, s.hash));
 	CHECK_OK(read_check(b, &s, 0, s.size));
+	al_cache_blob_close(b);
+	src_done(&s);
+
+	/* A small blob is fetched whole (in parallel) before its first byte: a failure is EIO. */
+	src_init(&s, 9, 3 * MIB);
+	CHECK_OK(al_cache_open_blob(&b, c, s.hash, NULL, s.size));
+	atomic_store(&s.fail_next, 1);
+	CHECK_EQ_INT(al_cache_blob_wait(b, 0, 10), AL_EIO);
+	CHECK(!al_cache_blob_is_complete(b));
+	CHECK_OK(read_check(b, &s, 0, 10));
+	CHECK(al_cache_blob_is_complete(b));
+	CHECK_EQ_INT(atomic_load(&s.bytes), s.size);
 	al_cache_blob_close(b);
 	src_done(&s);
 }
@@ -298,6 +310,31 @@ static void test_corrupt(al_cache *c)
 	CHECK(atomic_load(&s.calls) > calls);    /* fetched again, not the corrupt copy */
 	CHECK_OK(al_cache_blob_complete(b));
 	CHECK(al_cache_contains(c, s.hash));
+	al_cache_blob_close(b);
+	src_done(&s);
+
+	/* Small: not one byte is served before the verification fails. */
+	src_init(&s, 10, 2 * MIB);
+	s.corrupt = 1;
+	s.corrupt_off = MIB + 5;
+	CHECK_OK(al_cache_open_blob(&b, c, s.hash, NULL, s.size));
+	CHECK_EQ_INT(al_cache_blob_wait(b, 0, 10), AL_EIO);
+	al_cache_blob_close(b);
+	src_done(&s);
+
+	/* Large: it streams, but a reader from the start gets EIO at the end instead of EOF. */
+	src_init(&s, 11, 20 * MIB + 3);
+	s.corrupt = 1;
+	s.corrupt_off = 3 * MIB;
+	CHECK_OK(al_cache_open_blob(&b, c, s.hash, NULL, s.size));
+	uint64_t off = 0;
+	int rc = 0;
+	for (; off < s.size && rc == 0; off += 128 * 1024)
+		rc = al_cache_blob_wait(b, off, 128 * 1024);
+	CHECK_EQ_INT(rc, AL_EIO);
+	CHECK(off <= s.size + 128 * 1024);    /* at the latest, the read that reaches the end */
+	CHECK(!al_cache_contains(c, s.hash));
+	CHECK(!part_exists(s.hash));
 	al_cache_blob_close(b);
 	src_done(&s);
 }
@@ -408,58 +445,68 @@ static void test_no_range(al_cache *c)
 	src_done(&s);
 }
 
-/* Size accounting at open; eviction never takes an open (pinned) blob. */
+/* A range fill counts what it fetched; eviction under a small limit never takes an open blob. */
 static void test_eviction(void)
 {
 	al_cache *c = NULL;
-	al_cache_blob *a = NULL, *b = NULL, *x = NULL, *d = NULL;
-	src sa, sb, sx, sd;
+	al_cache_blob *a = NULL, *b = NULL, *x = NULL;
+	src sa, sb, sx, sbig;
 	al_cache_stats st;
 
-	CHECK_OK(al_cache_open(&c, dir, 8 * MIB));
+	CHECK_OK(al_cache_open(&c, dir, 16 * MIB));
 	al_cache_set_fetcher(c, fake_fetch, NULL);
-	src_init(&sa, 11, 4 * MIB);
-	src_init(&sb, 12, 4 * MIB);
-	src_init(&sx, 13, 1 * MIB);
-	src_init(&sd, 14, 6 * MIB);
-	CHECK_OK(al_cache_open_blob(&a, c, sa.hash, NULL, sa.size));
-	CHECK_OK(al_cache_open_blob(&b, c, sb.hash, NULL, sb.size));
-	CHECK_OK(read_check(b, &sb, 2 * MIB, 10));
-	CHECK_EQ_INT(al_cache_open_blob(&x, c, sx.hash, NULL, sx.size), AL_ENOSPC);
+	src_init(&sa, 11, 10 * MIB);
+	src_init(&sb, 12, 10 * MIB);
+	src_init(&sx, 13, 10 * MIB);
+	src_init(&sbig, 14, 17 * MIB);
+	CHECK_EQ_INT(al_cache_open_blob(&x, c, sbig.hash, NULL, sbig.size), AL_ENOSPC);
 	CHECK(x == NULL);
-	CHECK(strstr(al_error_last(), "pinned") != NULL);
+	CHECK(strstr(al_error_last(), "larger than the whole cache") != NULL);
+	/* a is open and partly read: it holds only what was fetched. */
+	CHECK_OK(al_cache_open_blob(&a, c, sa.hash, NULL, sa.size));
+	CHECK_OK(read_check(a, &sa, 0, MIB));
 	al_cache_get_stats(&st, c);
-	CHECK_EQ_INT(st.bytes, 8 * MIB);
-	CHECK_EQ_INT(st.pinned, 2);
-	/* Larger than the whole cache. */
-	CHECK_EQ_INT(al_cache_open_blob(&x, c, sd.hash, NULL, 9 * MIB), AL_ENOSPC);
-	al_cache_blob_close(b);    /* b is now an idle partial: evictable */
-	CHECK_OK(al_cache_open_blob(&x, c, sx.hash, NULL, sx.size));
-	CHECK_OK(read_check(a, &sa, 0, sa.size));
-	CHECK_OK(read_check(x, &sx, 0, sx.size));
-	CHECK_OK(al_cache_blob_complete(a));
-	CHECK_OK(al_cache_blob_complete(x));
-	CHECK(al_cache_contains(c, sa.hash));
+	CHECK(st.bytes >= MIB && st.bytes < 10 * MIB);
+	/* Two more whole files pass through the rest of the room, one after the other. */
+	for (int round = 0; round < 2; round++) {
+		src *s = round ? &sx : &sb;
+		CHECK_OK(al_cache_open_blob(&b, c, s->hash, NULL, s->size));
+		CHECK_OK(read_check(b, s, 0, s->size));
+		CHECK_OK(al_cache_blob_complete(b));
+		al_cache_blob_close(b);
+		al_cache_get_stats(&st, c);
+		CHECK(st.bytes <= 16 * MIB);
+	}
+	CHECK(!al_cache_contains(c, sb.hash));    /* evicted for x */
 	CHECK(al_cache_contains(c, sx.hash));
-	CHECK(!part_exists(sb.hash));    /* b's partial went with it */
-	CHECK_EQ_INT(files_in("tmp"), 0);
-	/* d needs 6 MiB: a is complete but still open, x is closed → x goes, then not enough. */
-	al_cache_blob_close(x);
-	CHECK_EQ_INT(al_cache_open_blob(&d, c, sd.hash, NULL, sd.size), AL_ENOSPC);
+	/* a is still readable: what it had, and the rest (x makes room). */
+	CHECK_OK(read_check(a, &sa, 0, sa.size));
+	CHECK_OK(al_cache_blob_complete(a));
 	CHECK(al_cache_contains(c, sa.hash));
-	CHECK_OK(read_check(a, &sa, MIB, MIB));
-	al_cache_blob_close(a);
-	CHECK_OK(al_cache_open_blob(&d, c, sd.hash, NULL, sd.size));
+	CHECK(!al_cache_contains(c, sx.hash));
+	al_cache_get_stats(&st, c);
+	CHECK_EQ_INT(st.bytes, 10 * MIB);
+	CHECK_EQ_INT(st.pinned, 1);
+	/* With a (complete, 10 MiB) held open, a second 10 MiB blob cannot be read to its end. */
+	CHECK_OK(al_cache_open_blob(&b, c, sb.hash, NULL, sb.size));
+	int rc = read_check(b, &sb, 0, sb.size);
+	CHECK_EQ_INT(rc, AL_ENOSPC);
+	CHECK(strstr(al_error_last(), "cache full") != NULL);
+	CHECK(al_cache_contains(c, sa.hash));
+	CHECK_OK(read_check(a, &sa, 5 * MIB, MIB));
+	al_cache_get_stats(&st, c);
+	CHECK(st.bytes <= 16 * MIB);
+	al_cache_blob_close(a);    /* now a may go */
+	CHECK_OK(read_check(b, &sb, 0, sb.size));
+	CHECK_OK(al_cache_blob_complete(b));
 	CHECK(!al_cache_contains(c, sa.hash));
-	CHECK_OK(read_check(d, &sd, 0, sd.size));
-	CHECK_OK(al_cache_blob_complete(d));
-	/* acquire() of a blob readers are streaming shares that fill. */
-	al_cache_blob_close(d);
+	al_cache_blob_close(b);
+	CHECK_EQ_INT(files_in("tmp"), 0);
 	al_cache_free(c);
 	src_done(&sa);
 	src_done(&sb);
 	src_done(&sx);
-	src_done(&sd);
+	src_done(&sbig);
 }
 
 static int no_fill(void *ctx, int fd)
@@ -536,11 +583,11 @@ static void test_enospc(al_cache *c)
 	al_cache_stats st0, st;
 
 	/* Simulated: the fetch's write fails once; the cache evicts an unpinned blob and retries. */
-	src_init(&old, 31, 2 * MIB);
+	src_init(&old, 31, 12 * MIB);
 	CHECK_OK(al_cache_open_blob(&b, c, old.hash, NULL, old.size));
 	CHECK_OK(al_cache_blob_complete(b));
 	al_cache_blob_close(b);
-	src_init(&s, 32, 2 * MIB);
+	src_init(&s, 32, 12 * MIB);
 	CHECK_OK(al_cache_open_blob(&b, c, s.hash, NULL, s.size));
 	al_cache_get_stats(&st0, c);
 	atomic_store(&s.enospc_next, 1);
@@ -556,11 +603,11 @@ static void test_enospc(al_cache *c)
 	src_done(&s);
 	src_done(&old);
 
-	/* Real: a 6 MiB tmpfs (root only). */
+	/* Real: a 10 MiB tmpfs (root only). */
 	char tdir[96];
 	snprintf(tdir, sizeof(tdir), "%s/tmpfs", dir);
 	mkdir(tdir, 0700);
-	if (mount("tmpfs", tdir, "tmpfs", 0, "size=6m") != 0) {
+	if (mount("tmpfs", tdir, "tmpfs", 0, "size=10m") != 0) {
 		printf("skipping the real full-disk test: cannot mount a tmpfs (%s)\n", strerror(errno));
 		rmdir(tdir);
 		return;
@@ -570,11 +617,11 @@ static void test_enospc(al_cache *c)
 		src big;
 		CHECK_OK(al_cache_open(&t, tdir, 0));
 		al_cache_set_fetcher(t, fake_fetch, NULL);
-		src_init(&big, 33, 8 * MIB);
+		src_init(&big, 33, 16 * MIB);
 		CHECK_OK(al_cache_open_blob(&b, t, big.hash, NULL, big.size));
 		int rc = read_check(b, &big, 0, big.size);
 		CHECK_EQ_INT(rc, AL_ENOSPC);
-		CHECK_EQ_INT(al_cache_blob_wait(b, 7 * MIB, 10), AL_ENOSPC);
+		CHECK_EQ_INT(al_cache_blob_wait(b, 15 * MIB, 10), AL_ENOSPC);
 		CHECK(!al_cache_contains(t, big.hash));
 		CHECK_OK(read_check(b, &big, 0, MIB));    /* what fit still reads */
 		al_cache_blob_close(b);
