@@ -82,6 +82,9 @@ struct al_file {
 struct al_tree {
 	al_store_backend *store;   /* for a remote metastore: write-behind → read cache → backend */
 	al_store_backend *wb;      /* store itself when it is the write-behind layer, else NULL */
+	/* Where metric series go: below the write-behind (they have their own journal, and big
+	 * chunk documents would be copied, journaled and parsed once more), else store. */
+	al_store_backend *series_store;
 	const char *backend;       /* the backend's own name, for status */
 	al_blobs_backend *blobs;
 	al_cache *cache;
@@ -3595,6 +3598,7 @@ int al_tree_open(al_tree **out, const al_tree_options *opts)
 		if (rc)
 			goto fail;
 		t->wb = t->store;
+		t->series_store = cached;
 		t->attr_ttl_us = (ttl ? atoll(ttl) : 1000) * 1000;
 	}
 	if ((rc = al_blobs_open(&t->blobs, opts->blobs_uri)))
@@ -3606,7 +3610,8 @@ int al_tree_open(al_tree **out, const al_tree_options *opts)
 		goto fail;
 	if ((rc = al__mkdir_p(t->staging_dir, 0700)))
 		goto fail;
-	if ((rc = al_series_set_open(&t->series, t->store, journal, 1000)))
+	if ((rc = al_series_set_open(&t->series, t->series_store ? t->series_store : t->store,
+		journal, 1000)))
 		goto fail;
 	if (t->attr_ttl_us != INT64_MAX)   /* other mounts append to the same metrics */
 		al_series_set_ttl(t->series, (unsigned)(t->attr_ttl_us / 1000));
