@@ -46,7 +46,7 @@ struct entry {
 #define CHUNK ((uint64_t)1 << CHUNK_SHIFT)
 #define RA_INIT_CHUNKS 4          /* first read-ahead window of a sequential reader */
 #define RA_MAX_CHUNKS 64          /* default largest window (ALETHEIA_READAHEAD_MB) */
-#define JOB_MAX_CHUNKS 8          /* largest single ranged GET */
+#define JOB_MAX_CHUNKS 16         /* largest single ranged GET */
 #define WORKERS_DEFAULT 4         /* parallel read-ahead GETs (ALETHEIA_FETCH_WORKERS) */
 #define WORKERS_MAX 32
 /* Blobs up to this size are verified before their first byte is served (one short wait); larger
@@ -1349,6 +1349,9 @@ static void plan_readahead(al_cache *c, al_cache_blob *b, uint64_t off, uint64_t
 		job_chunks = 1;
 	if (job_chunks > JOB_MAX_CHUNKS)
 		job_chunks = JOB_MAX_CHUNKS;
+	/* The window slides a chunk at a time; GETs are worth their cost only in whole jobs. */
+	if (to + 1 - from < job_chunks && to != f->nchunks - 1)
+		return;
 	queue_range(c, f, from, to, job_chunks);
 	b->ra_next = to + 1;
 }
