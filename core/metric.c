@@ -1,6 +1,7 @@
 /* aletheia: metric points — parsing the lines a training script writes, and the exact text
  * they read back as. Runs once per point, so no per-line allocation. */
 #include <errno.h>
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -245,7 +246,7 @@ static int round_trips(char *buf, int prec, double v, int *len)
 size_t al_double_format(char *buf, double v)
 {
 	char tmp[32];
-	int lo = 1, hi = 17, len;
+	int prec, len, lo = 1, hi = 17;
 
 	if (isnan(v)) {
 		memcpy(buf, "nan", 4);
@@ -255,8 +256,20 @@ size_t al_double_format(char *buf, double v)
 		strcpy(buf, v < 0 ? "-inf" : "inf");
 		return v < 0 ? 4 : 3;
 	}
-	/* Round-tripping is monotonic in the precision (the N-digit grid is a subset of the
-	 * N+1-digit one), so a binary search finds the shortest in ~4 tries instead of up to 17. */
+	/* A double is within half an ulp (< 1.2e-16 relative) of its shortest decimal S; when S has
+	 * at most 15 digits, the 15-digit grid (spacing >= 1e-15 relative) has S as v's nearest
+	 * point, so "%.15g", which drops trailing zeros, prints S itself. Otherwise S has 16 or 17
+	 * digits. So: one try for most values, three at most. */
+	if (v == 0 || fabs(v) >= DBL_MIN) {
+		for (prec = 15; prec < 17 && !round_trips(tmp, prec, v, &len); prec++)
+			;
+		if (prec == 17)
+			len = snprintf(tmp, sizeof(tmp), "%.17g", v);
+		memcpy(buf, tmp, (size_t)len + 1);
+		return (size_t)len;
+	}
+	/* Subnormals have fewer significant bits: search the precision (round-tripping is
+	 * monotonic in it, the N-digit grid being a subset of the N+1-digit one). */
 	while (lo < hi) {
 		int mid = (lo + hi) / 2;
 		if (round_trips(tmp, mid, v, &len))

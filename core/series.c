@@ -91,9 +91,16 @@ static void summary_reset(al_series_summary *sum)
 	sum->last = NAN;
 }
 
-static void summary_add(al_series_summary *sum, const al_point *p)
+/* The length of a point's read-back line: formatting is most of an append's cost, so it is done
+ * once per point and shared by the summaries that count it. */
+static size_t point_len(const al_point *p)
 {
 	char text[AL_POINT_TEXT_MAX];
+	return al_metric_format(text, p);
+}
+
+static void summary_add(al_series_summary *sum, const al_point *p, size_t len)
+{
 	sum->count++;
 	sum->step = p->step;
 	sum->last = p->value;
@@ -103,7 +110,7 @@ static void summary_add(al_series_summary *sum, const al_point *p)
 		if (isnan(sum->max) || p->value > sum->max)
 			sum->max = p->value;
 	}
-	sum->text_bytes += al_metric_format(text, p);
+	sum->text_bytes += len;
 }
 
 /* Combines writer b into a: counts add up, the later writer gives last and step. */
@@ -170,12 +177,14 @@ static al_point chunk_point(const chunk *c, size_t k)
 typedef struct {
 	al_point *pts;
 	size_t n, cap, pos;
-	int own;
+	int own, legacy;
 } wseq;
 
 /* Merges the writers' sequences by time, keeping each writer's own order (ties go to the
- * writer listed first). One writer: its points as they are. */
-static int merge_view(series *se, wseq *ws, size_t nw)
+ * writer listed first). One writer: its points as they are. The own writer's points also go
+ * into *own (when not NULL), those of chunks without a writer into *legacy. */
+static int merge_view(series *se, wseq *ws, size_t nw, al_series_summary *own,
+	al_series_summary *legacy)
 {
 	size_t total = 0, i;
 	int rc;
@@ -192,10 +201,20 @@ static int merge_view(series *se, wseq *ws, size_t nw)
 			if (ws[i].pos < ws[i].n &&
 			    (best == nw || ws[i].pts[ws[i].pos].time_us < ws[best].pts[ws[best].pos].time_us))
 				best = i;
-		se->pts[se->count++] = ws[best].pts[ws[best].pos];
-		summary_add(&se->sum, &ws[best].pts[ws[best].pos]);
-		if (!ws[best].own)
-			se->others++;
+		{
+			const al_point *p = &ws[best].pts[ws[best].pos];
+			size_t len = point_len(p);
+			se->pts[se->count++] = *p;
+			summary_add(&se->sum, p, len);
+			if (ws[best].own && own)
+				summary_add(own, p, len);
+			if (ws[best].legacy) {
+				summary_add(legacy, p, len);
+				legacy->update_us = p->time_us;   /* such chunks carry no other clock */
+			}
+			if (!ws[best].own)
+				se->others++;
+		}
 		ws[best].pos++;
 	}
 	return 0;
@@ -251,22 +270,14 @@ static int series_load(al_series_set *s, series *se)
 	for (i = 0; i < nch; i++) {
 		int own = strcmp(ch[i].writer, s->writer) == 0;
 		wseq *w = own ? &ws[0] : (i > 0 && strcmp(ch[i].writer, ch[i - 1].writer) == 0 ? &ws[nw - 1] : &ws[nw++]);
-		int is_legacy = strcmp(ch[i].writer, LEGACY_WRITER) == 0;
+		w->legacy = strcmp(ch[i].writer, LEGACY_WRITER) == 0;
 		if ((rc = reserve(&w->pts, &w->cap, w->n, ch[i].n, se->doc)))
 			goto cleanup;
 		for (k = 0; k < ch[i].n; k++) {
 			al_point p = chunk_point(&ch[i], k);
-			if (own) {
-				/* Own points at or past own_base come from memory, which may be ahead. */
-				uint64_t ord = stored_own++;
-				if (first)
-					summary_add(&se->own_sum, &p);
-				if (!first && ord >= se->own_base)
-					continue;
-			} else if (is_legacy) {
-				summary_add(&legacy, &p);
-				legacy.update_us = p.time_us;   /* such chunks carry no other clock */
-			}
+			/* Own points at or past own_base come from memory, which may be ahead. */
+			if (own && stored_own++ >= se->own_base && !first)
+				continue;
 			w->pts[w->n++] = p;
 		}
 	}
@@ -289,7 +300,7 @@ static int series_load(al_series_set *s, series *se)
 		goto cleanup;
 	memcpy(ws[0].pts + ws[0].n, se->own, se->own_n * sizeof(al_point));
 	ws[0].n += se->own_n;
-	if ((rc = merge_view(se, ws, nw)))
+	if ((rc = merge_view(se, ws, nw, first ? &se->own_sum : NULL, &legacy)))
 		goto cleanup;
 	se->legacy_sum = legacy;
 	se->loaded = 1;
@@ -437,10 +448,11 @@ static int series_push(series *se, const al_point *pts, size_t n)
 	    (rc = reserve(&se->own, &se->own_cap, se->own_n, n, se->doc)))
 		return rc;
 	for (i = 0; i < n; i++) {
+		size_t len = point_len(&pts[i]);
 		se->pts[se->count++] = pts[i];
 		se->own[se->own_n++] = pts[i];
-		summary_add(&se->sum, &pts[i]);
-		summary_add(&se->own_sum, &pts[i]);
+		summary_add(&se->sum, &pts[i], len);
+		summary_add(&se->own_sum, &pts[i], len);
 	}
 	se->sum.update_us = se->own_sum.update_us = al_now_us();
 	return 0;

@@ -240,7 +240,7 @@ static void test_double_format(void)
 			CHECK(0);
 			break;
 		}
-		if (i % 1000 == 0 && !isinf(v)) {
+		if (i % 10 == 0 && !isinf(v)) {
 			/* shortest: one digit less must not round-trip */
 			char shorter[64];
 			for (int prec = 1; prec < 17; prec++) {
