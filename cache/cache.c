@@ -42,17 +42,20 @@ struct entry {
 };
 
 /* Range fills: chunk granularity, read-ahead and the worker pool. */
-#define CHUNK_SHIFT 20
+#define CHUNK_SHIFT 18            /* what a random read fetches at least */
 #define CHUNK ((uint64_t)1 << CHUNK_SHIFT)
-#define RA_INIT_CHUNKS 4          /* first read-ahead window of a sequential reader */
-#define RA_MAX_CHUNKS 64          /* default largest window (ALETHEIA_READAHEAD_MB) */
-#define JOB_MAX_CHUNKS 16         /* largest single ranged GET */
+_Static_assert(CHUNK == AL_CACHE_CHUNK, "AL_CACHE_CHUNK is the chunk size");
+#define MIB ((uint64_t)1 << 20)
+#define RA_INIT (4 * MIB)         /* first read-ahead window of a sequential reader */
+#define RA_MAX (64 * MIB)         /* default largest window (ALETHEIA_READAHEAD_MB) */
+#define RA_SLACK MIB              /* FUSE reads of one stream arrive slightly out of order */
+#define JOB_MAX_CHUNKS ((uint32_t)((16 * MIB) >> CHUNK_SHIFT))    /* largest single ranged GET */
 #define WORKERS_DEFAULT 4         /* parallel read-ahead GETs (ALETHEIA_FETCH_WORKERS) */
 #define WORKERS_MAX 32
 /* Blobs up to this size are verified before their first byte is served (one short wait); larger
  * ones stream, and a reader that reads from the start to the end gets its last bytes only once
  * the whole blob is verified: a complete read never succeeds with wrong bytes. */
-#define VERIFY_FIRST_MAX (8 * CHUNK)
+#define VERIFY_FIRST_MAX (8 * MIB)
 
 enum { CH_MISSING, CH_QUEUED, CH_FETCHING, CH_PRESENT };
 
@@ -121,7 +124,8 @@ struct al_cache {
 	job *jq_head, *jq_tail;
 	pthread_cond_t work;
 	pthread_t workers[WORKERS_MAX];
-	unsigned nworkers, want_workers, ra_max_chunks;
+	unsigned nworkers, want_workers;
+	uint64_t ra_max;
 	int stop;
 	al_cache_fill_stats fstats;
 };
@@ -565,14 +569,14 @@ int al_cache_open(al_cache **out, const char *dir, uint64_t max_bytes)
 	pthread_cond_init(&c->work, NULL);
 	c->max_bytes = max_bytes;
 	c->want_workers = WORKERS_DEFAULT;
-	c->ra_max_chunks = RA_MAX_CHUNKS;
+	c->ra_max = RA_MAX;
 	{
 		/* Tuning knobs for benchmarks; the defaults suit loopback and cloud alike. */
 		const char *w = getenv("ALETHEIA_FETCH_WORKERS"), *ra = getenv("ALETHEIA_READAHEAD_MB");
 		if (w && atoi(w) > 0)
 			c->want_workers = atoi(w) > WORKERS_MAX ? WORKERS_MAX : (unsigned)atoi(w);
 		if (ra && atoi(ra) > 0)
-			c->ra_max_chunks = (unsigned)atoi(ra);
+			c->ra_max = (uint64_t)atoi(ra) * MIB;
 	}
 	c->nbuckets = 1024;
 	if (!(c->buckets = calloc(c->nbuckets, sizeof(*c->buckets)))) {
@@ -1307,14 +1311,14 @@ static void queue_range(al_cache *c, fill *f, uint32_t from, uint32_t to, uint32
 static int is_seq(const al_cache_blob *b, uint64_t off, uint64_t end)
 {
 	/* FUSE reads of one stream arrive on several threads, slightly out of order. */
-	return b->reads ? off <= b->last_end + CHUNK && end + 2 * CHUNK >= b->last_end : off == 0;
+	return b->reads ? off <= b->last_end + RA_SLACK && end + 2 * RA_SLACK >= b->last_end : off == 0;
 }
 
 static void plan_readahead(al_cache *c, al_cache_blob *b, uint64_t off, uint64_t end)
 {
 	fill *f = b->f;
 	int seq = is_seq(b, off, end);
-	uint64_t max = (uint64_t)c->ra_max_chunks << CHUNK_SHIFT;
+	uint64_t max = c->ra_max;
 	/* An open file cannot give back what it read ahead: in a small cache, keep that small. */
 	if (c->max_bytes && max > c->max_bytes / 8)
 		max = c->max_bytes / 8 < CHUNK ? CHUNK : c->max_bytes / 8;
@@ -1329,10 +1333,9 @@ static void plan_readahead(al_cache *c, al_cache_blob *b, uint64_t off, uint64_t
 		return;
 	}
 	if (!b->window)
-		b->window = (uint64_t)RA_INIT_CHUNKS << CHUNK_SHIFT > max ? max :
-			(uint64_t)RA_INIT_CHUNKS << CHUNK_SHIFT;
-	else if (end > b->last_end && b->last_end && (end - 1) >> CHUNK_SHIFT > (b->last_end - 1) >> CHUNK_SHIFT)
-		b->window = b->window * 2 > max ? max : b->window * 2;
+		b->window = RA_INIT > max ? max : RA_INIT;
+	else if (end > b->last_end && b->last_end && (end - 1) / MIB > (b->last_end - 1) / MIB)
+		b->window = b->window * 2 > max ? max : b->window * 2;    /* each new MiB read */
 	if (end > b->last_end)
 		b->last_end = end;
 	if (!f->range_ok || f->done || !f->e)
@@ -1340,7 +1343,7 @@ static void plan_readahead(al_cache *c, al_cache_blob *b, uint64_t off, uint64_t
 	uint32_t from = (uint32_t)((b->last_end - 1) >> CHUNK_SHIFT) + 1;
 	uint64_t to_off = b->last_end - 1 + b->window;
 	uint32_t to = (uint32_t)((to_off >= f->size ? f->size - 1 : to_off) >> CHUNK_SHIFT);
-	uint32_t job_chunks = (uint32_t)(b->window >> CHUNK_SHIFT) / 4;
+	uint32_t job_chunks = (uint32_t)((b->window / 4) >> CHUNK_SHIFT);
 	if (from < b->ra_next)
 		from = b->ra_next;
 	if (from > to)

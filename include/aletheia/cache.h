@@ -36,6 +36,9 @@ void al_cache_free(al_cache *c);
  * complete set (a mismatch is dropped: readers get AL_EIO, the next open starts again). */
 typedef struct al_cache_blob al_cache_blob;
 
+/* The granularity of range fills: a random read fetches the chunks it touches. */
+#define AL_CACHE_CHUNK ((uint64_t)256 << 10)
+
 /* Copies bytes [off, off+len) of the blob into fd at offset off. source NULL means the blob
  * store (by hash), else a URL. Sets *whole = 1 when the origin ignored Range and wrote the whole
  * blob at offset 0. Called from several threads at once. */
