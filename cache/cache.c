@@ -47,9 +47,9 @@ struct entry {
 _Static_assert(CHUNK == AL_CACHE_CHUNK, "AL_CACHE_CHUNK is the chunk size");
 #define MIB ((uint64_t)1 << 20)
 #define RA_INIT (4 * MIB)         /* first read-ahead window of a sequential reader */
-#define RA_MAX (64 * MIB)         /* default largest window (ALETHEIA_READAHEAD_MB) */
+#define RA_MAX (128 * MIB)        /* default largest window (ALETHEIA_READAHEAD_MB) */
 #define RA_SLACK MIB              /* FUSE reads of one stream arrive slightly out of order */
-#define JOB_MAX_CHUNKS ((uint32_t)((16 * MIB) >> CHUNK_SHIFT))    /* largest single ranged GET */
+#define JOB_MAX (32 * MIB)        /* default largest single ranged GET (ALETHEIA_FETCH_JOB_MB) */
 #define WORKERS_DEFAULT 4         /* parallel read-ahead GETs (ALETHEIA_FETCH_WORKERS) */
 #define WORKERS_MAX 32
 /* Blobs up to this size are verified before their first byte is served (one short wait); larger
@@ -125,6 +125,7 @@ struct al_cache {
 	pthread_cond_t work;
 	pthread_t workers[WORKERS_MAX];
 	unsigned nworkers, want_workers;
+	uint32_t job_chunks;
 	uint64_t ra_max;
 	int stop;
 	al_cache_fill_stats fstats;
@@ -570,9 +571,13 @@ int al_cache_open(al_cache **out, const char *dir, uint64_t max_bytes)
 	c->max_bytes = max_bytes;
 	c->want_workers = WORKERS_DEFAULT;
 	c->ra_max = RA_MAX;
+	c->job_chunks = (uint32_t)(JOB_MAX >> CHUNK_SHIFT);
 	{
 		/* Tuning knobs for benchmarks; the defaults suit loopback and cloud alike. */
 		const char *w = getenv("ALETHEIA_FETCH_WORKERS"), *ra = getenv("ALETHEIA_READAHEAD_MB");
+		const char *job = getenv("ALETHEIA_FETCH_JOB_MB");
+		if (job && atoi(job) > 0 && atoi(job) <= 1024)
+			c->job_chunks = (uint32_t)(((uint64_t)atoi(job) * MIB) >> CHUNK_SHIFT);
 		if (w && atoi(w) > 0)
 			c->want_workers = atoi(w) > WORKERS_MAX ? WORKERS_MAX : (unsigned)atoi(w);
 		if (ra && atoi(ra) > 0)
@@ -1350,8 +1355,8 @@ static void plan_readahead(al_cache *c, al_cache_blob *b, uint64_t off, uint64_t
 		return;
 	if (job_chunks < 1)
 		job_chunks = 1;
-	if (job_chunks > JOB_MAX_CHUNKS)
-		job_chunks = JOB_MAX_CHUNKS;
+	if (job_chunks > c->job_chunks)
+		job_chunks = c->job_chunks;
 	/* The window slides a chunk at a time; GETs are worth their cost only in whole jobs. */
 	if (to + 1 - from < job_chunks && to != f->nchunks - 1)
 		return;
@@ -1389,7 +1394,7 @@ static int wait_range(al_cache *c, fill *f, uint32_t first, uint32_t last)
 				pthread_cond_wait(&c->filled, &c->lock);
 				continue;
 			}
-			while (i + n <= last && n < JOB_MAX_CHUNKS && f->st[i + n] == CH_MISSING)
+			while (i + n <= last && n < c->job_chunks && f->st[i + n] == CH_MISSING)
 				n++;
 			run_fetch(c, f, i, n, 1);    /* the reader fetches its own demand: no queueing delay */
 		} else if (f->st[i] == CH_QUEUED) {
@@ -1600,7 +1605,7 @@ static int wait_verified(al_cache *c, fill *f)
 {
 	int rc;
 	if (!f->verified && !f->done && f->e && f->range_ok)
-		queue_range(c, f, 0, f->nchunks - 1, JOB_MAX_CHUNKS);    /* in parallel, not one by one */
+		queue_range(c, f, 0, f->nchunks - 1, c->job_chunks);    /* in parallel, not one by one */
 	rc = wait_range(c, f, 0, f->nchunks - 1);
 	while (rc == 0 && !f->verified && !f->done)
 		pthread_cond_wait(&c->filled, &c->lock);
