@@ -267,6 +267,32 @@ def test_corrupt_body_never_served_never_kept(pmount, proxy, count):
             assert hashlib.sha256(f.read_bytes()).digest() != bad, f"corrupted body kept in {f}"
 
 
+@pytest.mark.parametrize("count", [1, -1], ids=["once", "always"])
+def test_corrupt_large_blob_never_read_as_complete(pmount, proxy, count):
+    """A blob too large to verify before its first byte is streamed: a reader from the start may get
+    unverified bytes, but its read of the whole file never ends in success with wrong bytes, and
+    nothing corrupted is kept (the next read after the faults gives the right bytes)."""
+    data = os.urandom(24 * MIB + 3)
+    p = put_file(pmount, "big.bin", data)
+    pmount.wait_idle()
+    cold(pmount)
+    proxy.set(mode="corrupt", match="GET", count=count)
+    got, err, _ = read_all(p)
+    if err == 0:
+        assert got == data, "a corrupted blob was read to its end without an error"
+    else:
+        assert err == errno.EIO, f"expected EIO, got {alutil.errname(err)}"
+    if count == -1:
+        assert err == errno.EIO, "every response was corrupted, yet the read succeeded"
+    proxy.clear()
+    got, err, _ = read_all(p)
+    assert err == 0 and got == data, f"after the faults: {alutil.errname(err)}, same bytes: {got == data}"
+    bad = hashlib.sha256(corrupted(data)).digest()
+    for f in pmount.cache.rglob("*"):
+        if f.is_file() and f.stat().st_size == len(data):
+            assert hashlib.sha256(f.read_bytes()).digest() != bad, f"corrupted body kept in {f}"
+
+
 @pytest.mark.parametrize("rule", [{"mode": "status", "code": 503}, {"mode": "reset"}, {"mode": "drop"}],
                          ids=["503", "reset", "drop"])
 def test_persistent_failure_gives_eio_then_recovers(pmount, proxy, rule):
