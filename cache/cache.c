@@ -908,6 +908,9 @@ void al_cache_get_stats(al_cache_stats *out, al_cache *c)
 }
 
 static void fill_free(fill *f);
+static void fill_unref(fill *f);
+static void job_unlink(al_cache *c, job *j);
+static void place_fill(al_cache *c, fill *f);
 
 void al_cache_free(al_cache *c)
 {
@@ -919,11 +922,19 @@ void al_cache_free(al_cache *c)
 	pthread_mutex_unlock(&c->lock);
 	for (unsigned i = 0; i < c->nworkers; i++)
 		pthread_join(c->workers[i], NULL);
+	pthread_mutex_lock(&c->lock);
 	while (c->jq_head) {
+		/* Verified blobs waiting to be placed are placed now; read-ahead is dropped. */
 		job *j = c->jq_head;
-		c->jq_head = j->next;
+		job_unlink(c, j);
+		if (!j->n) {
+			place_fill(c, j->f);
+			j->f->busy--;
+		}
+		fill_unref(j->f);
 		free(j);
 	}
+	pthread_mutex_unlock(&c->lock);
 	if (c->db) {
 		flush_dirty(c);
 		sqlite3_close(c->db);
@@ -1000,7 +1011,7 @@ static void cancel_jobs(al_cache *c, fill *f)
 	job *j = c->jq_head;
 	while (j) {
 		job *next = j->next;
-		if (j->f == f) {
+		if (j->f == f && j->n) {    /* a placement (n == 0) still runs */
 			job_unlink(c, j);
 			for (uint32_t i = j->first; i < j->first + j->n; i++)
 				if (f->st[i] == CH_QUEUED)
@@ -1054,26 +1065,21 @@ static int read_full(int fd, char *buf, size_t len, uint64_t off)
 	return 0;
 }
 
-/* Lock held (released while syncing): every chunk is hashed; verify, sync and move the file into
- * the complete set, so later opens are plain hits. */
-static void complete_fill(al_cache *c, fill *f)
+static void *worker_main(void *arg);
+
+/* Lock held (released while syncing): sync the verified file and move it into the complete set,
+ * so later opens are plain hits. */
+static void place_fill(al_cache *c, fill *f)
 {
-	char got[AL_HASH_HEX_LEN + 1], msg[512];
+	char msg[512];
 	char *dst = blob_path(c, f->hash), *sub = NULL;
 	int rc = 0, err = 0;
 	entry *e;
 
-	al_hasher_final(got, f->hasher);
-	if (strcmp(got, f->hash) != 0) {
-		snprintf(msg, sizeof(msg), "hash mismatch for %s: the fetched data (%llu bytes) hashes to "
-			"%s; not kept", f->hash, (unsigned long long)f->size, got);
-		al_error_set(AL_EIO, "%s", msg);
-		fail_fill(c, f, AL_EIO, msg);
+	if (!f->e || f->done) {
 		free(dst);
 		return;
 	}
-	f->verified = 1;         /* readers may have their last bytes now; placing it can take a while */
-	pthread_cond_broadcast(&c->filled);
 	pthread_mutex_unlock(&c->lock);
 	if (!dst || asprintf(&sub, "%s/%.2s", c->dir, f->hash) < 0) {
 		sub = NULL;
@@ -1115,11 +1121,54 @@ static void complete_fill(al_cache *c, fill *f)
 	pthread_cond_broadcast(&c->filled);
 }
 
+static int start_workers(al_cache *c)
+{
+	while (c->nworkers < c->want_workers) {
+		if (pthread_create(&c->workers[c->nworkers], NULL, worker_main, c) != 0)
+			break;
+		c->nworkers++;
+	}
+	return c->nworkers > 0;
+}
+
+/* Lock held: every chunk is hashed. A match is served at once; syncing and placing the file
+ * (fsync can take long) is left to a worker, so no reader waits for it. */
+static void complete_fill(al_cache *c, fill *f)
+{
+	char got[AL_HASH_HEX_LEN + 1], msg[512];
+	job *j;
+
+	al_hasher_final(got, f->hasher);
+	if (strcmp(got, f->hash) != 0) {
+		snprintf(msg, sizeof(msg), "hash mismatch for %s: the fetched data (%llu bytes) hashes to "
+			"%s; not kept", f->hash, (unsigned long long)f->size, got);
+		al_error_set(AL_EIO, "%s", msg);
+		fail_fill(c, f, AL_EIO, msg);
+		return;
+	}
+	f->verified = 1;
+	pthread_cond_broadcast(&c->filled);
+	if (!c->stop && start_workers(c) && (j = calloc(1, sizeof(*j))) != NULL) {
+		j->f = f;                /* n == 0: a placement */
+		f->refs++;
+		f->busy++;
+		j->prev = c->jq_tail;
+		if (c->jq_tail)
+			c->jq_tail->next = j;
+		else
+			c->jq_head = j;
+		c->jq_tail = j;
+		pthread_cond_signal(&c->work);
+		return;
+	}
+	place_fill(c, f);
+}
+
 /* Lock held (released while reading): advances the hash over the newly contiguous prefix. */
 static void advance_hash(al_cache *c, fill *f)
 {
 	char *buf = NULL;
-	if (f->hashing || f->done || !f->e)
+	if (f->hashing || f->done || f->verified || !f->e)
 		return;
 	if (f->hashed < f->nchunks && f->st[f->hashed] != CH_PRESENT)
 		return;
@@ -1253,8 +1302,12 @@ static void *worker_main(void *arg)
 			continue;
 		}
 		job_unlink(c, j);
-		if (j->f->e && !j->f->done && j->f->st[j->first] == CH_QUEUED)
+		if (!j->n) {
+			place_fill(c, j->f);
+			j->f->busy--;
+		} else if (j->f->e && !j->f->done && j->f->st[j->first] == CH_QUEUED) {
 			run_fetch(c, j->f, j->first, j->n, 0);
+		}
 		fill_unref(j->f);
 		free(j);
 	}
@@ -1268,12 +1321,7 @@ static void queue_job(al_cache *c, fill *f, uint32_t first, uint32_t n)
 	job *j = calloc(1, sizeof(*j));
 	if (!j)
 		return;    /* read-ahead is an optimisation: the reader fetches on demand */
-	while (c->nworkers < c->want_workers) {
-		if (pthread_create(&c->workers[c->nworkers], NULL, worker_main, c) != 0)
-			break;
-		c->nworkers++;
-	}
-	if (!c->nworkers) {
+	if (!start_workers(c)) {
 		free(j);
 		return;
 	}
