@@ -333,6 +333,10 @@ static CURLcode prepare(al_http *h, CURL *c, const char *method, const char *url
 	/* curl silently re-sends a request once when a kept-alive connection dies before any
 	 * answer: right for idempotent requests, a blind retry for the others. */
 	SET(CURLOPT_FRESH_CONNECT, idempotent ? 0L : 1L);
+	if (s->io && s->io->dst_fd >= 0)   /* bulk downloads: fewer, larger writes into the file */
+		SET(CURLOPT_BUFFERSIZE, 512L * 1024);
+	if (s->io && s->io->src_fd >= 0)
+		SET(CURLOPT_UPLOAD_BUFFERSIZE, 1024L * 1024);
 	if (s->io && s->io->header) {
 		SET(CURLOPT_HEADERFUNCTION, on_header);
 		SET(CURLOPT_HEADERDATA, s);
