@@ -253,14 +253,16 @@ static int put_item(cJSON *obj, const char *key, cJSON *item)
 	return 0;
 }
 
-/* {"values":[{"referenceValue": root/collection/id}],"before":before} */
+/* {"values":[{"referenceValue": root/collection/id}],"before":before}; collection NULL: id is
+ * a whole document path. */
 static cJSON *cursor(fs_store *s, const char *collection, const char *id, int before)
 {
 	cJSON *c = cJSON_CreateObject(), *values, *ref;
 	char *name = NULL;
 	int ok;
 
-	if (asprintf(&name, "%s/%s/%s", s->root, collection, id) < 0)
+	if (asprintf(&name, "%s/%s%s%s", s->root, collection ? collection : "",
+		collection ? "/" : "", id) < 0)
 		name = NULL;
 	ok = name && put_item(c, "values", values = cJSON_CreateArray()) &&
 		put_item(values, NULL, ref = cJSON_CreateObject()) &&
@@ -402,6 +404,118 @@ cleanup:
 	al_http_response_dispose(&r);
 	free(url);
 	free(parent);
+	free(after);
+	return rc;
+}
+
+/* runQuery body for one page of every collection coll_id below the parent, by __name__. */
+static cJSON *group_query(fs_store *s, const char *coll_id, const char *after)
+{
+	cJSON *body = cJSON_CreateObject(), *q, *from, *f, *order, *o, *field;
+	int ok = put_item(body, "structuredQuery", q = cJSON_CreateObject()) &&
+		put_item(q, "from", from = cJSON_CreateArray()) &&
+		put_item(from, NULL, f = cJSON_CreateObject()) &&
+		put_item(f, "collectionId", cJSON_CreateString(coll_id)) &&
+		put_item(f, "allDescendants", cJSON_CreateTrue()) &&
+		put_item(q, "orderBy", order = cJSON_CreateArray()) &&
+		put_item(order, NULL, o = cJSON_CreateObject()) &&
+		put_item(o, "field", field = cJSON_CreateObject()) &&
+		put_item(field, "fieldPath", cJSON_CreateString("__name__")) &&
+		put_item(o, "direction", cJSON_CreateString("ASCENDING")) &&
+		(!after || put_item(q, "startAt", cursor(s, NULL, after, 0))) &&
+		put_item(q, "limit", cJSON_CreateNumber(PAGE_SIZE));
+	if (!ok) {
+		cJSON_Delete(body);
+		return NULL;
+	}
+	return body;
+}
+
+/* A collection-group query scoped to parent_doc: runQuery on the document with allDescendants,
+ * paged like fs_list with startAt just after the last document's full name. */
+static int fs_list_group(al_doc_list **out, al_store_backend *b, const char *parent_doc,
+	const char *coll_id)
+{
+	fs_store *s = (fs_store *)b;
+	al_http_response r = AL_HTTP_RESPONSE_INIT;
+	al_doc_list *list = NULL;
+	cJSON *body = NULL, *answer = NULL, *el;
+	char *url = NULL, *after = NULL;
+	size_t cap = 0, pl;
+	int rc = 0, page;
+
+	*out = NULL;
+	if (!parent_doc || !al_path_is_document(parent_doc))
+		return al_path_invalid("document", parent_doc ? parent_doc : "");
+	if (!coll_id || !*coll_id || strchr(coll_id, '/'))
+		return al_error_set(AL_EINVAL, "firestore group query: invalid collection id '%s'",
+			coll_id ? coll_id : "");
+	pl = strlen(parent_doc);
+	if (!(list = calloc(1, sizeof(*list))) || !(url = make_url(s, parent_doc, ":runQuery")))
+		goto oom;
+	do {
+		if (!(body = group_query(s, coll_id, after)))
+			goto oom;
+		if ((rc = call(&r, s, "POST", url, body, AL_HTTP_IDEMPOTENT)))
+			goto cleanup;
+		if (r.status != 200) {
+			rc = status_error(&r, "group query");
+			goto cleanup;
+		}
+		answer = cJSON_ParseWithLength(r.body.ptr ? r.body.ptr : "", r.body.len);
+		if (!cJSON_IsArray(answer)) {
+			rc = al_error_set(AL_EIO, "firestore group query %s/**/%s: runQuery did not "
+				"answer an array", parent_doc, coll_id);
+			goto cleanup;
+		}
+		page = 0;
+		cJSON_ArrayForEach(el, answer) {
+			const cJSON *dj = cJSON_GetObjectItemCaseSensitive(el, "document");
+			al_doc *doc = NULL;
+			if (!dj)
+				continue;
+			if ((rc = doc_from_json(&doc, s, dj)))
+				goto cleanup;
+			page++;
+			free(after);
+			if (!(after = strdup(doc->path))) {
+				al_doc_free(doc);
+				goto oom;
+			}
+			if (strncmp(doc->path, parent_doc, pl) != 0 || doc->path[pl] != '/') {
+				rc = al_error_set(AL_EIO, "firestore group query under %s answered %s",
+					parent_doc, doc->path);
+				al_doc_free(doc);
+				goto cleanup;
+			}
+			if (list->count == cap) {
+				size_t ncap = cap ? cap * 2 : 16;
+				al_doc **docs = realloc(list->docs, ncap * sizeof(*docs));
+				if (!docs) {
+					al_doc_free(doc);
+					goto oom;
+				}
+				list->docs = docs;
+				cap = ncap;
+			}
+			list->docs[list->count++] = doc;
+		}
+		cJSON_Delete(body);
+		cJSON_Delete(answer);
+		al_http_response_dispose(&r);
+		body = answer = NULL;
+	} while (page == PAGE_SIZE);
+	*out = list;
+	list = NULL;
+	goto cleanup;
+oom:
+	rc = nomem("group query");
+cleanup:
+	al_doc_list_free(list);
+	cJSON_Delete(body);
+	cJSON_Delete(answer);
+	al_http_response_dispose(&r);
+	free(url);
 	free(after);
 	return rc;
 }
@@ -723,6 +837,7 @@ int al_store_firestore_new(al_store_backend **out, const al_firestore_options *o
 		.commit = fs_commit,
 		.describe = fs_describe,
 		.free = fs_free,
+		.list_group = fs_list_group,
 	};
 	s->emulator = host != NULL;
 	s->token = opts->token;

@@ -503,6 +503,7 @@ static int artifacts_summary(uint64_t *count, uint64_t *bytes, al_tree *t, const
 	size_t i;
 	int rc;
 	*count = *bytes = 0;
+	al_store_cache_prefetch(t->series_store, run_doc, "artifacts");   /* see al_tree_readdir */
 	rc = al_store_list(&l, t->store, coll, NULL, NULL);
 	for (i = 0; rc == 0 && i < l->count; i++) {
 		int64_t sz;
@@ -552,6 +553,7 @@ static int render_run_json(al_buf *b, al_tree *t, const node *n, const al_doc *r
 	}
 	cJSON_AddItemToObject(o, "params", params);
 	metrics = cJSON_AddObjectToObject(o, "metrics");
+	al_store_cache_prefetch(t->series_store, n->run_doc, "metrics");
 	if ((rc = al_series_ids(&ids, &nids, t->series, n->run_doc)))
 		goto cleanup;
 	for (i = 0; i < nids; i++) {
@@ -667,6 +669,7 @@ static int render_runs_csv(al_buf *b, al_tree *t, const node *n)
 			cJSON_ArrayForEach(it, hp)
 				keyset_add(&pk, it->string);
 		metrics[i] = cJSON_CreateObject();
+		al_store_cache_prefetch(t->series_store, runs->docs[i]->path, "metrics");
 		if (al_series_ids(&ids, &nids, t->series, runs->docs[i]->path) == 0) {
 			for (k = 0; k < nids; k++) {
 				al_series_summary s;
@@ -1402,6 +1405,10 @@ int al_tree_readdir(al_tree *t, const char *path, al_tree_fill_fn fill, void *ct
 		{
 			node log = {.coll = xasprintf("%s/logs", n.run_doc), .rest = "output.log"};
 			char *logpath = xasprintf("%s/output.log", path);
+			/* A walk (find, ls -R, du) reads every run: their logs, metrics and artifacts
+			 * come with one query per experiment instead of one per run (a no-op while
+			 * cached; errors leave it to the plain requests). */
+			al_store_cache_prefetch(t->series_store, n.run_doc, "logs");
 			if (log.coll && logpath && blob_attr(&a, t, &log, logpath, 0) == 0)
 				keyset_add(&k, "output.log");
 			free(log.coll);
@@ -1414,6 +1421,8 @@ int al_tree_readdir(al_tree *t, const char *path, al_tree_fill_fn fill, void *ct
 	case N_DATASET_PATH:
 	case N_EXP_ARTIFACT:
 	case N_RUN_ARTIFACT:
+		if (n.kind == N_RUN_ARTIFACT)
+			al_store_cache_prefetch(t->series_store, n.run_doc, "artifacts");
 		rc = list_blob_children(&k, t, &n);
 		memory_children(&k, t, path);
 		break;
@@ -1431,6 +1440,7 @@ int al_tree_readdir(al_tree *t, const char *path, al_tree_fill_fn fill, void *ct
 	case N_METRICS: {
 		char **ids = NULL;
 		size_t nids = 0;
+		al_store_cache_prefetch(t->series_store, n.run_doc, "metrics");
 		if ((rc = al_series_ids(&ids, &nids, t->series, n.run_doc)) == 0) {
 			for (i = 0; i < nids; i++) {
 				char *name = al_id_decode(ids[i]);

@@ -63,6 +63,12 @@ struct al_store_backend {
 	/* Text for .aletheia/status (one "key: value" per line), caller frees. May be NULL. */
 	char *(*describe)(al_store_backend *b);
 	void (*free)(al_store_backend *b);
+	/* Added for the read cache's prefetch (optional: NULL when listing each collection is
+	 * cheap, as for SQLite). Every document in a collection named collection_id at any depth
+	 * below the document parent_doc (a collection-group query scoped to it), in a paged
+	 * request or few; the list is ordered by path, not by id. */
+	int (*list_group)(al_doc_list **out, al_store_backend *b, const char *parent_doc,
+		const char *collection_id);
 };
 
 /* Opens a backend from a URI: "local:DIR" (SQLite in DIR/meta.db). */

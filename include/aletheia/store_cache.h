@@ -11,5 +11,17 @@
 int al_store_cache_new(al_store_backend **out, al_store_backend *inner, unsigned ttl_ms);
 /* The wrapped backend (borrowed), e.g. to ask a write-behind layer for its pending count. */
 al_store_backend *al_store_cache_inner(al_store_backend *b);
+/* Added for tree walks (find, ls -R, du), called before listing doc/collection_id: when that
+ * listing is not cached, and another document of doc's collection missed its listing of
+ * collection_id within the TTL (so a walk is under way), lists collection_id of every document
+ * in doc's collection (e.g. the metrics of all runs of an experiment) with one group query of
+ * the backend under their parent document, and caches each as a complete listing for the TTL
+ * (empty for a document without one): the per-document listings and gets that follow cost no
+ * request. The first miss only takes note (one run looked at costs one listing, not all the
+ * experiment's pages); at most one query per collection and collection_id within the TTL.
+ * 0 without doing anything when b is not a read cache or its backend has no group query
+ * (list_group); an error of the query is returned (nothing is cached) and may be ignored: the
+ * plain listing still works. */
+int al_store_cache_prefetch(al_store_backend *b, const char *doc, const char *collection_id);
 
 #endif

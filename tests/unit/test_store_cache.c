@@ -1,5 +1,5 @@
 /* Unit tests of the read cache: reuse within the TTL, listings answering for their documents,
- * invalidation by writes through it, expiry. */
+ * invalidation by writes through it, expiry, prefetch of sub-collections by group query. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,7 +13,10 @@
 typedef struct counting {
 	al_store_backend base;
 	al_store_backend *inner;
-	int gets, lists;
+	int gets, lists, groups;
+	int fail_group;               /* list_group answers AL_EIO */
+	al_store_backend *outer;      /* with write_path: list_group writes it through outer, */
+	const char *write_path;       /* as another thread would while the query runs */
 } counting;
 
 static int k_get(al_doc **out, al_store_backend *b, const char *path)
@@ -42,6 +45,58 @@ static int k_commit(al_store_backend *b, const al_write *w, size_t n)
 	return al_store_commit(k->inner, w, n);
 }
 
+/* Documents in collections named cid below doc, depth first (the walk list_group stands for). */
+static int walk(al_doc_list *out, al_store_backend *b, const char *doc, const char *cid)
+{
+	char **colls = NULL;
+	size_t n = 0, i, j;
+	int rc = b->list_collections(&colls, &n, b, doc);
+	for (i = 0; rc == 0 && i < n; i++) {
+		al_doc_list *l = NULL;
+		char coll[512];
+		snprintf(coll, sizeof(coll), "%s/%s", doc, colls[i]);
+		if ((rc = al_store_list(&l, b, coll, NULL, NULL)))
+			break;
+		for (j = 0; rc == 0 && j < l->count; j++) {
+			if (strcmp(colls[i], cid) == 0) {
+				out->docs = realloc(out->docs, (out->count + 1) * sizeof(al_doc *));
+				out->docs[out->count] = calloc(1, sizeof(al_doc));
+				out->docs[out->count]->path = strdup(l->docs[j]->path);
+				out->docs[out->count++]->fields = cJSON_Duplicate(l->docs[j]->fields, 1);
+			}
+			rc = walk(out, b, l->docs[j]->path, cid);
+		}
+		al_doc_list_free(l);
+	}
+	al_strings_free(colls, n);
+	return rc;
+}
+
+static int k_group(al_doc_list **out, al_store_backend *b, const char *doc, const char *cid)
+{
+	counting *k = (counting *)b;
+	int rc;
+	k->groups++;
+	*out = NULL;
+	if (k->fail_group)
+		return al_error_set(AL_EIO, "unreachable");
+	if (k->write_path) {
+		cJSON *f = cJSON_CreateObject();
+		al_write w = {AL_WRITE_SET, k->write_path, f, AL_PRE_NONE};
+		al_fields_set(f, "v", al_value_int(99));
+		rc = al_store_commit(k->outer, &w, 1);
+		cJSON_Delete(f);
+		if (rc)
+			return rc;
+	}
+	*out = calloc(1, sizeof(**out));
+	if ((rc = walk(*out, k->inner, doc, cid))) {
+		al_doc_list_free(*out);
+		*out = NULL;
+	}
+	return rc;
+}
+
 static void k_free(al_store_backend *b)
 {
 	(void)b;
@@ -55,6 +110,163 @@ static int64_t value_of(al_store_backend *b, const char *path)
 		al_fields_get_int(&v, d->fields, "v");
 	al_doc_free(d);
 	return v;
+}
+
+static void counting_init(counting *k, al_store_backend *inner)
+{
+	memset(k, 0, sizeof(*k));
+	k->base.version = AL_STORE_BACKEND_VERSION;
+	k->base.name = "counting";
+	k->base.get = k_get;
+	k->base.list = k_list;
+	k->base.list_collections = k_colls;
+	k->base.commit = k_commit;
+	k->base.free = k_free;
+	k->base.list_group = k_group;
+	k->inner = inner;
+}
+
+static void set(al_store_backend *b, const char *path, int64_t v)
+{
+	cJSON *f = cJSON_CreateObject();
+	al_write w = {AL_WRITE_SET, path, f, AL_PRE_NONE};
+	al_fields_set(f, "v", al_value_int(v));
+	CHECK_OK(al_store_commit(b, &w, 1));
+	cJSON_Delete(f);
+}
+
+/* The ids of a listing through b, comma-separated ("" when empty, "ERR" on failure). */
+static char *ids(al_store_backend *b, const char *coll, const char *from, const char *to)
+{
+	static char buf[256];
+	al_doc_list *l = NULL;
+	buf[0] = '\0';
+	if (al_store_list(&l, b, coll, from, to) != 0)
+		return strcpy(buf, "ERR");
+	for (size_t i = 0; i < l->count; i++)
+		snprintf(buf + strlen(buf), sizeof(buf) - strlen(buf), "%s%s", i ? "," : "",
+			al_doc_id(l->docs[i]->path));
+	al_doc_list_free(l);
+	return buf;
+}
+
+static void test_prefetch(const char *dir)
+{
+	al_store_backend *sql = NULL, *c = NULL, *c2 = NULL;
+	counting k, plain;
+	al_doc *d = NULL;
+
+	CHECK_OK(al_store_sqlite_new(&sql, dir));
+	if (!sql)
+		return;
+	counting_init(&k, sql);
+	CHECK_OK(al_store_cache_new(&c, &k.base, 300));
+	k.outer = c;
+	set(sql, "p/e", 0);
+	set(sql, "p/e/runs/1", 1);
+	set(sql, "p/e/runs/2", 2);
+	set(sql, "p/e/runs/3", 3);            /* no metrics */
+	set(sql, "p/e/runs/1/metrics/a", 11);
+	set(sql, "p/e/runs/1/metrics/b", 12);
+	set(sql, "p/e/runs/2/metrics/a", 21);
+	set(sql, "p/e/runs/1/metrics/a/chunks/0", 0);   /* deeper, another name */
+	set(sql, "p/e/runs/1/metrics/a/metrics/z", 0);  /* deeper, the same name */
+	set(sql, "p/e/metrics/top", 0);                 /* the experiment's own, not a run's */
+	set(sql, "p/e/runs/1/artifacts/x", 0);
+	set(sql, "p/e/artifacts/y", 0);
+	set(sql, "p/e2/runs/1/metrics/a", 0);           /* another experiment */
+
+	/* The first run missing its listing is only noted (also when asked again); the second
+	 * starts one group query (and the runs' listing) that fills every run's listing, empty
+	 * ones too. */
+	CHECK_OK(al_store_cache_prefetch(c, "p/e/runs/1", "metrics"));
+	CHECK_OK(al_store_cache_prefetch(c, "p/e/runs/1", "metrics"));
+	CHECK_EQ_INT(k.groups + k.lists + k.gets, 0);
+	CHECK_OK(al_store_cache_prefetch(c, "p/e/runs/2", "metrics"));
+	CHECK_EQ_INT(k.groups, 1);
+	CHECK_EQ_INT(k.lists, 1);
+	CHECK_EQ_STR(ids(c, "p/e/runs/1/metrics", NULL, NULL), "a,b");
+	CHECK_EQ_STR(ids(c, "p/e/runs/2/metrics", NULL, NULL), "a");
+	CHECK_EQ_STR(ids(c, "p/e/runs/3/metrics", NULL, NULL), "");
+	CHECK_EQ_STR(ids(c, "p/e/runs", NULL, NULL), "1,2,3");
+	/* ranges of a listed collection, its documents, and its missing documents: no requests */
+	CHECK_EQ_STR(ids(c, "p/e/runs/1/metrics", "b", NULL), "b");
+	CHECK_EQ_STR(ids(c, "p/e/runs/1/metrics", NULL, "b"), "a");
+	CHECK_EQ_STR(ids(c, "p/e/runs/1/metrics", "a", "a%2G"), "a");
+	CHECK_EQ_STR(ids(c, "p/e/runs/3/metrics", "a", "z"), "");
+	CHECK_EQ_INT(value_of(c, "p/e/runs/2/metrics/a"), 21);
+	CHECK_EQ_INT(al_store_get(&d, c, "p/e/runs/3/metrics/a"), AL_ENOTFOUND);
+	CHECK(d == NULL);
+	CHECK_EQ_INT(al_store_get(&d, c, "p/e/runs/1/metrics/c"), AL_ENOTFOUND);
+	CHECK_EQ_INT(k.lists, 1);
+	CHECK_EQ_INT(k.gets, 0);
+	/* what the query found elsewhere is not taken for a run's listing */
+	CHECK_EQ_STR(ids(c, "p/e/runs/1/metrics/a/metrics", NULL, NULL), "z");
+	CHECK_EQ_STR(ids(c, "p/e/metrics", NULL, NULL), "top");
+	CHECK_EQ_STR(ids(c, "p/e2/runs/1/metrics", NULL, NULL), "a");
+	CHECK_EQ_INT(k.lists, 4);
+	/* a cached listing, or a prefetch within the TTL: no second query */
+	CHECK_OK(al_store_cache_prefetch(c, "p/e/runs/2", "metrics"));
+	set(c, "p/e/runs/1/metrics/c", 13);   /* invalidates run 1's listing */
+	CHECK_OK(al_store_cache_prefetch(c, "p/e/runs/1", "metrics"));
+	CHECK_EQ_INT(k.groups, 1);
+	CHECK_EQ_STR(ids(c, "p/e/runs/1/metrics", NULL, NULL), "a,b,c");
+	CHECK_EQ_INT(k.lists, 5);
+	/* another collection id is another query; the experiment's artifacts stay out */
+	CHECK_OK(al_store_cache_prefetch(c, "p/e/runs/2", "artifacts"));
+	CHECK_EQ_INT(k.groups, 1);
+	CHECK_OK(al_store_cache_prefetch(c, "p/e/runs/1", "artifacts"));
+	CHECK_EQ_INT(k.groups, 2);
+	CHECK_EQ_STR(ids(c, "p/e/runs/1/artifacts", NULL, NULL), "x");
+	CHECK_EQ_STR(ids(c, "p/e/runs/2/artifacts", NULL, NULL), "");
+	CHECK_EQ_INT(k.lists, 5);
+	CHECK_EQ_STR(ids(c, "p/e/artifacts", NULL, NULL), "y");
+	CHECK_EQ_INT(k.lists, 6);
+
+	/* After the TTL: again; a collection written while the query ran is left out. */
+	usleep(350 * 1000);
+	k.write_path = "p/e/runs/2/metrics/b";
+	CHECK_OK(al_store_cache_prefetch(c, "p/e/runs/1", "metrics"));
+	CHECK_OK(al_store_cache_prefetch(c, "p/e/runs/3", "metrics"));
+	k.write_path = NULL;
+	CHECK_EQ_INT(k.groups, 3);
+	CHECK_EQ_INT(k.lists, 7);
+	CHECK_EQ_STR(ids(c, "p/e/runs/1/metrics", NULL, NULL), "a,b,c");
+	CHECK_EQ_STR(ids(c, "p/e/runs/3/metrics", NULL, NULL), "");
+	CHECK_EQ_INT(k.lists, 7);
+	CHECK_EQ_STR(ids(c, "p/e/runs/2/metrics", NULL, NULL), "a,b");
+	CHECK_EQ_INT(k.lists, 8);
+
+	/* A failed query caches nothing, and is not repeated within the TTL. */
+	usleep(350 * 1000);
+	k.fail_group = 1;
+	CHECK_OK(al_store_cache_prefetch(c, "p/e/runs/1", "metrics"));
+	CHECK_EQ_INT(al_store_cache_prefetch(c, "p/e/runs/2", "metrics"), AL_EIO);
+	CHECK_OK(al_store_cache_prefetch(c, "p/e/runs/3", "metrics"));
+	CHECK_EQ_INT(k.groups, 4);
+	k.fail_group = 0;
+	CHECK_EQ_STR(ids(c, "p/e/runs/1/metrics", NULL, NULL), "a,b,c");
+	CHECK_EQ_INT(k.lists, 10);   /* the runs, then run 1's metrics */
+
+	/* Bad input; not a read cache, or a backend without group queries: nothing done. */
+	CHECK_EQ_INT(al_store_cache_prefetch(c, "p/e", "metrics"), AL_EINVAL);
+	CHECK_EQ_INT(al_store_cache_prefetch(c, "p/e/runs", "metrics"), AL_EINVAL);
+	CHECK_EQ_INT(al_store_cache_prefetch(c, "p/e/runs/1", "a/b"), AL_EINVAL);
+	CHECK_EQ_INT(al_store_cache_prefetch(c, "p/e/runs/1", ""), AL_EINVAL);
+	CHECK_EQ_INT(al_store_cache_prefetch(c, NULL, "metrics"), AL_EINVAL);
+	CHECK_OK(al_store_cache_prefetch(NULL, "p/e/runs/1", "metrics"));
+	CHECK_OK(al_store_cache_prefetch(sql, "p/e/runs/1", "metrics"));
+	counting_init(&plain, sql);
+	plain.base.list_group = NULL;
+	CHECK_OK(al_store_cache_new(&c2, &plain.base, 300));
+	CHECK_OK(al_store_cache_prefetch(c2, "p/e/runs/1", "metrics"));
+	CHECK_OK(al_store_cache_prefetch(c2, "p/e/runs/2", "metrics"));
+	CHECK_EQ_INT(plain.lists + plain.gets + plain.groups, 0);
+	CHECK_EQ_INT(k.groups, 4);
+
+	al_store_free(c2);
+	al_store_free(c);
+	al_store_free(sql);
 }
 
 int main(void)
@@ -98,11 +310,14 @@ int main(void)
 	}
 	CHECK_EQ_INT(k.lists, 1);
 	CHECK_EQ_INT(k.gets, 0);
-	/* A repeat within the TTL costs nothing; missing documents are remembered too. */
+	/* A repeat within the TTL costs nothing; the complete listing also knows what is missing,
+	 * and a missing document asked outside a listed collection is remembered too. */
 	CHECK_OK(al_store_list(&l, c, "runs", NULL, NULL));
 	al_doc_list_free(l);
 	CHECK(value_of(c, "runs/none") == -1);
 	CHECK(value_of(c, "runs/none") == -1);
+	CHECK(value_of(c, "other/none") == -1);
+	CHECK(value_of(c, "other/none") == -1);
 	CHECK_EQ_INT(k.lists, 1);
 	CHECK_EQ_INT(k.gets, 1);
 
@@ -130,6 +345,7 @@ int main(void)
 	al_store_free(c);
 	al_store_free(sql);
 	cJSON_Delete(f);
+	test_prefetch(root);
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", root);
 	CHECK_EQ_INT(system(cmd), 0);
 	CHECK_DONE();
