@@ -1,6 +1,41 @@
-/* aletheia: opening a blob store from its URI (file://, s3:// or gs://). */
+/* aletheia: opening a blob store from its URI (file://, s3:// or gs://), and the pieces the
+ * backends share. */
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include "aletheia/blobs.h"
+#include "aletheia/hash.h"
+#include "blobs_internal.h"
+
+int al__blobs_check_hash(const char *hash)
+{
+	if (!al_hash_is_valid(hash))
+		return al_error_set(AL_EINVAL, "invalid blob hash \"%s\" (expected 32 lowercase hex digits)",
+			hash ? hash : "(null)");
+	return 0;
+}
+
+char *al__blobs_object_key(const char *prefix, const char *hash)
+{
+	char *k = NULL;
+	if (asprintf(&k, "%s%s%.2s/%s", prefix, *prefix ? "/" : "", hash, hash) < 0)
+		return NULL;
+	return k;
+}
+
+int al__blobs_no_local_path(char **out, al_blobs_backend *b, const char *hash)
+{
+	(void)b;
+	(void)hash;
+	*out = NULL;
+	return AL_ENOTFOUND;
+}
+
+const char *al__env(const char *name)
+{
+	const char *v = getenv(name);
+	return v && *v ? v : NULL;
+}
 
 int al_blobs_open(al_blobs_backend **out, const char *uri)
 {

@@ -12,6 +12,7 @@
 #include <linux/fs.h>
 #include "aletheia/blobs.h"
 #include "aletheia/hash.h"
+#include "blobs_internal.h"
 #include "util.h"
 
 #define COPY_BLOCK (1u << 20)
@@ -20,14 +21,6 @@ typedef struct {
 	al_blobs_backend base;
 	char *dir;    /* absolute, no trailing slash */
 } file_blobs;
-
-static int check_hash(const char *hash)
-{
-	if (!al_hash_is_valid(hash))
-		return al_error_set(AL_EINVAL, "invalid blob hash \"%s\" (expected 32 lowercase hex digits)",
-			hash ? hash : "(null)");
-	return 0;
-}
 
 static char *object_path(const file_blobs *fb, const char *hash)
 {
@@ -135,7 +128,7 @@ static int file_put(al_blobs_backend *b, const char *hash, const char *src_path,
 	struct stat st;
 	uint64_t copied = 0;
 
-	if ((rc = check_hash(hash)) != 0)
+	if ((rc = al__blobs_check_hash(hash)) != 0)
 		goto cleanup;
 	if (!(dst = object_path(fb, hash)) || asprintf(&sub, "%s/%.2s", fb->dir, hash) < 0 ||
 	    asprintf(&tmp_path, "%s/tmp/put-XXXXXX", fb->dir) < 0) {
@@ -226,7 +219,7 @@ static int open_object(int *fd_out, file_blobs *fb, const char *hash)
 	int rc;
 	char *p;
 	*fd_out = -1;
-	if ((rc = check_hash(hash)) != 0)
+	if ((rc = al__blobs_check_hash(hash)) != 0)
 		return rc;
 	if (!(p = object_path(fb, hash)))
 		return al_error_set(AL_ENOMEM, "out of memory");
@@ -271,7 +264,7 @@ static int file_exists(int *out, al_blobs_backend *b, const char *hash)
 	struct stat st;
 	char *p;
 	*out = 0;
-	if ((rc = check_hash(hash)) != 0)
+	if ((rc = al__blobs_check_hash(hash)) != 0)
 		return rc;
 	if (!(p = object_path((file_blobs *)b, hash)))
 		return al_error_set(AL_ENOMEM, "out of memory");

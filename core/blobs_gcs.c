@@ -13,6 +13,7 @@
 #include "aletheia/blobs.h"
 #include "aletheia/hash.h"
 #include "aletheia/http.h"
+#include "blobs_internal.h"
 
 #define DEFAULT_ORIGIN "https://storage.googleapis.com"
 #define SINGLE_UPLOAD_MAX ((uint64_t)8 << 20)  /* as Google's clients: larger goes resumable */
@@ -32,20 +33,9 @@ typedef struct {
 	char *user_project; /* "x-goog-user-project: P" (authorized_user quota project) or NULL */
 } gcs_blobs;
 
-static int check_hash(const char *hash)
-{
-	if (!al_hash_is_valid(hash))
-		return al_error_set(AL_EINVAL, "invalid blob hash \"%s\" (expected 32 lowercase hex digits)",
-			hash ? hash : "(null)");
-	return 0;
-}
-
 static char *object_name(const gcs_blobs *g, const char *hash)
 {
-	char *k = NULL;
-	if (asprintf(&k, "%s%s%.2s/%s", g->prefix, *g->prefix ? "/" : "", hash, hash) < 0)
-		return NULL;
-	return k;
+	return al__blobs_object_key(g->prefix, hash);
 }
 
 /* origin + path, where path's "%s" takes the encoded bucket and then the encoded object name. */
@@ -163,7 +153,7 @@ static int gcs_exists(int *out, al_blobs_backend *b, const char *hash)
 	int rc;
 
 	*out = 0;
-	if ((rc = check_hash(hash)) != 0)
+	if ((rc = al__blobs_check_hash(hash)) != 0)
 		return rc;
 	if (!(name = object_name(g, hash)) ||
 		!(url = object_url(g, "/storage/v1/b/%s/o/%s?fields=size", name))) {
@@ -405,7 +395,7 @@ static int gcs_put(al_blobs_backend *b, const char *hash, const char *src_path, 
 	int rc, fd = -1, present = 0;
 
 	(void)flags; /* nothing to move: the source is always copied up */
-	if ((rc = check_hash(hash)) != 0)
+	if ((rc = al__blobs_check_hash(hash)) != 0)
 		return rc;
 	if (!(name = object_name(g, hash))) {
 		rc = al_error_set(AL_ENOMEM, "out of memory");
@@ -455,7 +445,7 @@ static int gcs_fetch(al_blobs_backend *b, const char *hash, uint64_t offset, uin
 	const char *hdrs[] = {range, NULL};
 	int rc;
 
-	if ((rc = check_hash(hash)) != 0)
+	if ((rc = al__blobs_check_hash(hash)) != 0)
 		return rc;
 	if (len == 0)
 		return 0;
@@ -512,14 +502,6 @@ cleanup:
 	free(url);
 	free(name);
 	return rc;
-}
-
-static int gcs_local_path(char **out, al_blobs_backend *b, const char *hash)
-{
-	(void)b;
-	(void)hash;
-	*out = NULL;
-	return AL_ENOTFOUND;
 }
 
 static char *gcs_uri(al_blobs_backend *b, const char *hash)
@@ -636,7 +618,7 @@ int al_blobs_gcs_new(al_blobs_backend **out, const char *bucket_and_prefix)
 	g->base.put = gcs_put;
 	g->base.fetch = gcs_fetch;
 	g->base.exists = gcs_exists;
-	g->base.local_path = gcs_local_path;
+	g->base.local_path = al__blobs_no_local_path;
 	g->base.uri = gcs_uri;
 	g->base.free = gcs_free;
 	*out = &g->base;

@@ -14,6 +14,7 @@
 #include "aletheia/hash.h"
 #include "aletheia/http.h"
 #include "aletheia/sigv4.h"
+#include "blobs_internal.h"
 
 #define SINGLE_PUT_MAX ((uint64_t)64 << 20)  /* larger files go multipart */
 #define PART_SIZE ((uint64_t)16 << 20)
@@ -43,20 +44,9 @@ typedef struct {
 	unsigned flags;
 } s3_req;
 
-static int check_hash(const char *hash)
-{
-	if (!al_hash_is_valid(hash))
-		return al_error_set(AL_EINVAL, "invalid blob hash \"%s\" (expected 32 lowercase hex digits)",
-			hash ? hash : "(null)");
-	return 0;
-}
-
 static char *object_key(const s3_blobs *s, const char *hash)
 {
-	char *k = NULL;
-	if (asprintf(&k, "%s%s%.2s/%s", s->prefix, *s->prefix ? "/" : "", hash, hash) < 0)
-		return NULL;
-	return k;
+	return al__blobs_object_key(s->prefix, hash);
 }
 
 /* The raw query with each value percent-encoded (names here never need it). */
@@ -212,7 +202,7 @@ static int s3_exists(int *out, al_blobs_backend *b, const char *hash)
 	int rc;
 
 	*out = 0;
-	if ((rc = check_hash(hash)) != 0)
+	if ((rc = al__blobs_check_hash(hash)) != 0)
 		return rc;
 	if (!(key = object_key(s, hash))) {
 		rc = al_error_set(AL_ENOMEM, "out of memory");
@@ -363,7 +353,7 @@ static int s3_put(al_blobs_backend *b, const char *hash, const char *src_path, u
 	int rc, fd = -1, present = 0;
 
 	(void)flags; /* nothing to move: the source is always copied up */
-	if ((rc = check_hash(hash)) != 0)
+	if ((rc = al__blobs_check_hash(hash)) != 0)
 		return rc;
 	if (!(key = object_key(s, hash))) {
 		rc = al_error_set(AL_ENOMEM, "out of memory");
@@ -419,7 +409,7 @@ static int s3_fetch(al_blobs_backend *b, const char *hash, uint64_t offset, uint
 	char *key = NULL, range[64];
 	int rc;
 
-	if ((rc = check_hash(hash)) != 0)
+	if ((rc = al__blobs_check_hash(hash)) != 0)
 		return rc;
 	if (len == 0)
 		return 0;
@@ -457,14 +447,6 @@ cleanup:
 	return rc;
 }
 
-static int s3_local_path(char **out, al_blobs_backend *b, const char *hash)
-{
-	(void)b;
-	(void)hash;
-	*out = NULL;
-	return AL_ENOTFOUND;
-}
-
 static char *s3_uri(al_blobs_backend *b, const char *hash)
 {
 	s3_blobs *s = (s3_blobs *)b;
@@ -491,12 +473,6 @@ static void s3_free(al_blobs_backend *b)
 	free(s->session_token);
 	free(s->region);
 	free(s);
-}
-
-static const char *env(const char *name)
-{
-	const char *v = getenv(name);
-	return v && *v ? v : NULL;
 }
 
 /* origin and host from an endpoint URL "http[s]://host[:port][/]". */
@@ -532,8 +508,8 @@ static int parse_endpoint(s3_blobs *s, const char *url)
 int al_blobs_s3_new(al_blobs_backend **out, const char *bucket_and_prefix)
 {
 	s3_blobs *s;
-	const char *slash, *endpoint, *ak = env("AWS_ACCESS_KEY_ID"), *sk = env("AWS_SECRET_ACCESS_KEY");
-	const char *token = env("AWS_SESSION_TOKEN"), *region = env("AWS_REGION");
+	const char *slash, *endpoint, *ak = al__env("AWS_ACCESS_KEY_ID"), *sk = al__env("AWS_SECRET_ACCESS_KEY");
+	const char *token = al__env("AWS_SESSION_TOKEN"), *region = al__env("AWS_REGION");
 	al_http_options opt = AL_HTTP_OPTIONS_INIT;
 	size_t bl, pl;
 	int rc = 0;
@@ -558,9 +534,9 @@ int al_blobs_s3_new(al_blobs_backend **out, const char *bucket_and_prefix)
 		!(s->secret_key = strdup(sk)) || (token && !(s->session_token = strdup(token))) ||
 		!(s->region = strdup(region ? region : "us-east-1")))
 		goto nomem;
-	endpoint = env("AWS_ENDPOINT_URL_S3");
+	endpoint = al__env("AWS_ENDPOINT_URL_S3");
 	if (!endpoint)
-		endpoint = env("AWS_ENDPOINT_URL");
+		endpoint = al__env("AWS_ENDPOINT_URL");
 	if (endpoint) {
 		/* Local and S3-compatible servers: path-style, http://host:port/BUCKET/KEY. */
 		if ((rc = parse_endpoint(s, endpoint)) != 0)
@@ -590,7 +566,7 @@ int al_blobs_s3_new(al_blobs_backend **out, const char *bucket_and_prefix)
 	s->base.put = s3_put;
 	s->base.fetch = s3_fetch;
 	s->base.exists = s3_exists;
-	s->base.local_path = s3_local_path;
+	s->base.local_path = al__blobs_no_local_path;
 	s->base.uri = s3_uri;
 	s->base.free = s3_free;
 	*out = &s->base;

@@ -13,6 +13,7 @@
 #include "aletheia/fetch.h"
 #include "aletheia/http.h"
 #include "aletheia/sigv4.h"
+#include "blobs_internal.h"
 
 #define STREAM_CHUNK ((uint64_t)8 << 20)  /* ranged GETs of al_fetcher_stream */
 #define SHORT_TRIES 3                     /* attempts when a body arrives shorter than announced */
@@ -92,11 +93,6 @@ void al_fetcher_free(al_fetcher *f)
 	free(f);
 }
 
-static const char *env(const char *name)
-{
-	const char *v = getenv(name);
-	return v && *v ? v : NULL;
-}
 
 static void target_dispose(target *t)
 {
@@ -126,13 +122,13 @@ static int split_bucket(target *t, const char *rest)
  * https://BUCKET.s3.REGION.amazonaws.com. As in blobs_s3.c, Host must match what curl sends. */
 static int s3_endpoint(target *t)
 {
-	const char *ep = env("AWS_ENDPOINT_URL_S3"), *auth, *end;
+	const char *ep = al__env("AWS_ENDPOINT_URL_S3"), *auth, *end;
 	int https;
 	size_t n;
 
 	if (!ep)
-		ep = env("AWS_ENDPOINT_URL");
-	if (!(t->region = strdup(env("AWS_REGION") ? env("AWS_REGION") : "us-east-1")))
+		ep = al__env("AWS_ENDPOINT_URL");
+	if (!(t->region = strdup(al__env("AWS_REGION") ? al__env("AWS_REGION") : "us-east-1")))
 		return al_error_set(AL_ENOMEM, "out of memory");
 	if (!ep) {
 		if (asprintf(&t->host, "%s.s3.%s.amazonaws.com", t->bucket, t->region) < 0 ||
@@ -186,7 +182,7 @@ static int target_parse(target *t, const char *url)
 		t->scheme = S_S3;
 		if ((rc = split_bucket(t, url + 5)) != 0)
 			return rc;
-		if (!env("AWS_ACCESS_KEY_ID") || !env("AWS_SECRET_ACCESS_KEY"))
+		if (!al__env("AWS_ACCESS_KEY_ID") || !al__env("AWS_SECRET_ACCESS_KEY"))
 			return al_error_set(AL_EACCES, "%s: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
 				"to read from S3", url);
 		return s3_endpoint(t);
@@ -202,7 +198,7 @@ static int target_parse(target *t, const char *url)
 /* The GCS JSON API object URL (media when media is set); the object name is one segment. */
 static int gs_url(char **out, target *t, int media)
 {
-	const char *emu = env("STORAGE_EMULATOR_HOST");
+	const char *emu = al__env("STORAGE_EMULATOR_HOST");
 	char *b = al_http_escape(t->bucket), *o = al_http_escape(t->key);
 	int rc = 0;
 
@@ -377,8 +373,8 @@ static int fetch_send(al_http_response *resp, al_fetcher *f, target *t, const ch
 		break;
 	case S_S3: {
 		const char *signed_hdrs[] = {extra, NULL};
-		al_sigv4_credentials cred = {env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY"),
-			env("AWS_SESSION_TOKEN"), t->region, "s3"};
+		al_sigv4_credentials cred = {al__env("AWS_ACCESS_KEY_ID"), al__env("AWS_SECRET_ACCESS_KEY"),
+			al__env("AWS_SESSION_TOKEN"), t->region, "s3"};
 		al_sigv4_request sr = {method, t->host, NULL, NULL, signed_hdrs, AL_SIGV4_EMPTY_SHA256};
 		if (asprintf(&path, "%s/%s", t->path_base, t->key) < 0) {
 			path = NULL;
@@ -405,7 +401,7 @@ static int fetch_send(al_http_response *resp, al_fetcher *f, target *t, const ch
 	case S_GS:
 		if ((rc = gs_url(&url, t, media)) != 0)
 			goto cleanup;
-		if (!env("STORAGE_EMULATOR_HOST")) {
+		if (!al__env("STORAGE_EMULATOR_HOST")) {
 			if ((rc = gs_token(&token, f)) != 0)
 				goto cleanup;
 			if (asprintf(&bearer, "Authorization: Bearer %s", token) < 0) {
@@ -802,7 +798,7 @@ cleanup:
 /* A scratch file for one chunk (or a whole object) on its way to the sink. */
 static int scratch_file(int *fd)
 {
-	const char *dir = env("TMPDIR") ? env("TMPDIR") : "/tmp";
+	const char *dir = al__env("TMPDIR") ? al__env("TMPDIR") : "/tmp";
 	char *tmpl = NULL;
 
 	if ((*fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600)) >= 0)

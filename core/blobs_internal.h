@@ -1,0 +1,17 @@
+/* aletheia: pieces the blob store backends share (not public API). */
+#ifndef ALETHEIA_BLOBS_INTERNAL_H
+#define ALETHEIA_BLOBS_INTERNAL_H
+
+#include "aletheia/blobs.h"
+
+/* 0, or AL_EINVAL with a message when hash is not 32 lowercase hex digits. */
+int al__blobs_check_hash(const char *hash);
+/* The object key of a blob in a bucket: "<prefix>/<first two hex digits>/<hash>" (no leading
+ * '/' when prefix is ""). NULL when out of memory. */
+char *al__blobs_object_key(const char *prefix, const char *hash);
+/* local_path of remote stores: they have no local file. */
+int al__blobs_no_local_path(char **out, al_blobs_backend *b, const char *hash);
+/* getenv, with an empty value read as unset. */
+const char *al__env(const char *name);
+
+#endif
