@@ -276,25 +276,29 @@ static cJSON *cursor(fs_store *s, const char *collection, const char *id, int be
 	return c;
 }
 
-/* runQuery body for one page of collection (its id coll_id), ordered by __name__. Bounds that
+/* runQuery body for one page of the collection coll_id, ordered by __name__: directly below
+ * the parent (collection is its path, for the cursors), or with group set in every collection
+ * of that id at any depth below it (cursors are then whole document paths). Bounds that
  * Firestore cannot take as a reference are left to the caller's own check. */
-static cJSON *page_query(fs_store *s, const char *collection, const char *coll_id,
+static cJSON *page_query(fs_store *s, const char *collection, const char *coll_id, int group,
 	const char *id_from, const char *id_to, const char *after)
 {
 	cJSON *body = cJSON_CreateObject(), *q, *from, *f, *order, *o, *field;
+	const char *cur = group ? NULL : collection;
 	int ok = put_item(body, "structuredQuery", q = cJSON_CreateObject()) &&
 		put_item(q, "from", from = cJSON_CreateArray()) &&
 		put_item(from, NULL, f = cJSON_CreateObject()) &&
 		put_item(f, "collectionId", cJSON_CreateString(coll_id)) &&
+		(!group || put_item(f, "allDescendants", cJSON_CreateTrue())) &&
 		put_item(q, "orderBy", order = cJSON_CreateArray()) &&
 		put_item(order, NULL, o = cJSON_CreateObject()) &&
 		put_item(o, "field", field = cJSON_CreateObject()) &&
 		put_item(field, "fieldPath", cJSON_CreateString("__name__")) &&
 		put_item(o, "direction", cJSON_CreateString("ASCENDING")) &&
-		(!after || put_item(q, "startAt", cursor(s, collection, after, 0))) &&
+		(!after || put_item(q, "startAt", cursor(s, cur, after, 0))) &&
 		(after || !cursor_id(id_from) ||
-		 put_item(q, "startAt", cursor(s, collection, id_from, 1))) &&
-		(!cursor_id(id_to) || put_item(q, "endAt", cursor(s, collection, id_to, 1))) &&
+		 put_item(q, "startAt", cursor(s, cur, id_from, 1))) &&
+		(!cursor_id(id_to) || put_item(q, "endAt", cursor(s, cur, id_to, 1))) &&
 		put_item(q, "limit", cJSON_CreateNumber(PAGE_SIZE));
 	if (!ok) {
 		cJSON_Delete(body);
@@ -309,6 +313,97 @@ static int by_id(const void *a, const void *b)
 	return strcmp(al_doc_id(x->path), al_doc_id(y->path));
 }
 
+/* Runs one runQuery page and appends its documents to list (*cap its room); *page gets how
+ * many documents came (PAGE_SIZE: there may be more). what names the call in messages. */
+static int query_page(fs_store *s, const char *url, cJSON *body, const char *what,
+	al_doc_list *list, size_t *cap, int *page)
+{
+	al_http_response r = AL_HTTP_RESPONSE_INIT;
+	cJSON *answer = NULL, *el;
+	int rc;
+
+	*page = 0;
+	if ((rc = call(&r, s, "POST", url, body, AL_HTTP_IDEMPOTENT)))
+		goto cleanup;
+	if (r.status != 200) {
+		rc = status_error(&r, what);
+		goto cleanup;
+	}
+	answer = cJSON_ParseWithLength(r.body.ptr ? r.body.ptr : "", r.body.len);
+	if (!cJSON_IsArray(answer)) {
+		rc = al_error_set(AL_EIO, "firestore %s: runQuery did not answer an array", what);
+		goto cleanup;
+	}
+	cJSON_ArrayForEach(el, answer) {
+		const cJSON *dj = cJSON_GetObjectItemCaseSensitive(el, "document");
+		al_doc *doc = NULL;
+		if (!dj)
+			continue; /* readTime-only or skippedResults elements */
+		if ((rc = doc_from_json(&doc, s, dj)))
+			goto cleanup;
+		if (list->count == *cap) {
+			size_t ncap = *cap ? *cap * 2 : 16;
+			al_doc **docs = realloc(list->docs, ncap * sizeof(*docs));
+			if (!docs) {
+				al_doc_free(doc);
+				rc = nomem(what);
+				goto cleanup;
+			}
+			list->docs = docs;
+			*cap = ncap;
+		}
+		list->docs[list->count++] = doc;
+		(*page)++;
+	}
+cleanup:
+	cJSON_Delete(answer);
+	al_http_response_dispose(&r);
+	return rc;
+}
+
+/* Pages through a query until a short page: collection (its id coll_id) directly below parent,
+ * or with group every collection coll_id below it; each next page starts just after the last
+ * document. */
+static int query_all(al_doc_list **out, fs_store *s, const char *parent, const char *collection,
+	const char *coll_id, int group, const char *id_from, const char *id_to, const char *what)
+{
+	al_doc_list *list = NULL;
+	cJSON *body = NULL;
+	char *url = NULL, *after = NULL;
+	size_t cap = 0;
+	int rc = 0, page;
+
+	*out = NULL;
+	if (!(list = calloc(1, sizeof(*list))) || !(url = make_url(s, parent, ":runQuery")))
+		goto oom;
+	do {
+		const char *last;
+		if (!(body = page_query(s, collection, coll_id, group, id_from, id_to, after)))
+			goto oom;
+		if ((rc = query_page(s, url, body, what, list, &cap, &page)))
+			goto cleanup;
+		cJSON_Delete(body);
+		body = NULL;
+		if (page == 0)
+			break;
+		last = list->docs[list->count - 1]->path;
+		free(after);
+		if (!(after = strdup(group ? last : al_doc_id(last))))
+			goto oom;
+	} while (page == PAGE_SIZE);
+	*out = list;
+	list = NULL;
+	goto cleanup;
+oom:
+	rc = nomem(what);
+cleanup:
+	al_doc_list_free(list);
+	cJSON_Delete(body);
+	free(url);
+	free(after);
+	return rc;
+}
+
 /* Ranges become runQuery cursors on __name__ (startAt before id_from, endAt before id_to), so
  * only the range is read; pages follow with startAt just after the last document. The bounds
  * are also checked here, which covers bounds that are not valid ids (e.g. containing '/'). */
@@ -316,13 +411,11 @@ static int fs_list(al_doc_list **out, al_store_backend *b, const char *collectio
 	const char *id_from, const char *id_to)
 {
 	fs_store *s = (fs_store *)b;
-	al_http_response r = AL_HTTP_RESPONSE_INIT;
 	al_doc_list *list = NULL;
-	cJSON *body = NULL, *answer = NULL, *el;
-	char *url = NULL, *parent = NULL, *after = NULL;
+	char *parent = NULL;
 	const char *coll_id;
-	size_t cap = 0;
-	int rc = 0, n = al_path_segments(collection), page;
+	size_t i, w;
+	int rc = 0, n = al_path_segments(collection);
 
 	*out = NULL;
 	if (n < 0 || n % 2 != 1)
@@ -330,105 +423,29 @@ static int fs_list(al_doc_list **out, al_store_backend *b, const char *collectio
 	coll_id = strrchr(collection, '/');
 	coll_id = coll_id ? coll_id + 1 : collection;
 	/* runQuery is asked of the parent document ("" for the root), "from" the collection id */
-	if (!(list = calloc(1, sizeof(*list))) ||
-	    !(parent = strndup(collection, coll_id > collection ?
-		(size_t)(coll_id - collection - 1) : 0)) ||
-	    !(url = make_url(s, parent, ":runQuery")))
-		goto oom;
+	if (!(parent = strndup(collection, coll_id > collection ?
+		(size_t)(coll_id - collection - 1) : 0)))
+		return nomem("list");
 	if (id_from && id_to && strcmp(id_from, id_to) >= 0)
-		goto done;
-	do {
-		if (!(body = page_query(s, collection, coll_id, id_from, id_to, after)))
-			goto oom;
-		if ((rc = call(&r, s, "POST", url, body, AL_HTTP_IDEMPOTENT)))
-			goto cleanup;
-		if (r.status != 200) {
-			rc = status_error(&r, "list");
-			goto cleanup;
-		}
-		answer = cJSON_ParseWithLength(r.body.ptr ? r.body.ptr : "", r.body.len);
-		if (!cJSON_IsArray(answer)) {
-			rc = al_error_set(AL_EIO, "firestore list %s: runQuery did not answer an array",
-				collection);
-			goto cleanup;
-		}
-		page = 0;
-		cJSON_ArrayForEach(el, answer) {
-			const cJSON *dj = cJSON_GetObjectItemCaseSensitive(el, "document");
-			al_doc *doc = NULL;
-			const char *id;
-			if (!dj)
-				continue; /* readTime-only or skippedResults elements */
-			if ((rc = doc_from_json(&doc, s, dj)))
-				goto cleanup;
-			page++;
-			free(after);
-			id = al_doc_id(doc->path);
-			if (!(after = strdup(id))) {
-				al_doc_free(doc);
-				goto oom;
-			}
-			if ((id_from && strcmp(id, id_from) < 0) || (id_to && strcmp(id, id_to) >= 0)) {
-				al_doc_free(doc);
-				continue;
-			}
-			if (list->count == cap) {
-				size_t ncap = cap ? cap * 2 : 16;
-				al_doc **docs = realloc(list->docs, ncap * sizeof(*docs));
-				if (!docs) {
-					al_doc_free(doc);
-					goto oom;
-				}
-				list->docs = docs;
-				cap = ncap;
-			}
-			list->docs[list->count++] = doc;
-		}
-		cJSON_Delete(body);
-		cJSON_Delete(answer);
-		body = answer = NULL;
-	} while (page == PAGE_SIZE);
+		rc = (list = calloc(1, sizeof(*list))) ? 0 : nomem("list");
+	else
+		rc = query_all(&list, s, parent, collection, coll_id, 0, id_from, id_to, "list");
+	free(parent);
+	if (rc)
+		return rc;
+	for (i = w = 0; i < list->count; i++) {
+		const char *id = al_doc_id(list->docs[i]->path);
+		if ((id_from && strcmp(id, id_from) < 0) || (id_to && strcmp(id, id_to) >= 0))
+			al_doc_free(list->docs[i]);
+		else
+			list->docs[w++] = list->docs[i];
+	}
+	list->count = w;
 	/* Firestore orders ids by UTF-8 bytes, as store.h wants; sorting makes it certain. */
 	if (list->count > 1)
 		qsort(list->docs, list->count, sizeof(*list->docs), by_id);
-done:
 	*out = list;
-	list = NULL;
-	goto cleanup;
-oom:
-	rc = nomem("list");
-cleanup:
-	al_doc_list_free(list);
-	cJSON_Delete(body);
-	cJSON_Delete(answer);
-	al_http_response_dispose(&r);
-	free(url);
-	free(parent);
-	free(after);
-	return rc;
-}
-
-/* runQuery body for one page of every collection coll_id below the parent, by __name__. */
-static cJSON *group_query(fs_store *s, const char *coll_id, const char *after)
-{
-	cJSON *body = cJSON_CreateObject(), *q, *from, *f, *order, *o, *field;
-	int ok = put_item(body, "structuredQuery", q = cJSON_CreateObject()) &&
-		put_item(q, "from", from = cJSON_CreateArray()) &&
-		put_item(from, NULL, f = cJSON_CreateObject()) &&
-		put_item(f, "collectionId", cJSON_CreateString(coll_id)) &&
-		put_item(f, "allDescendants", cJSON_CreateTrue()) &&
-		put_item(q, "orderBy", order = cJSON_CreateArray()) &&
-		put_item(order, NULL, o = cJSON_CreateObject()) &&
-		put_item(o, "field", field = cJSON_CreateObject()) &&
-		put_item(field, "fieldPath", cJSON_CreateString("__name__")) &&
-		put_item(o, "direction", cJSON_CreateString("ASCENDING")) &&
-		(!after || put_item(q, "startAt", cursor(s, NULL, after, 0))) &&
-		put_item(q, "limit", cJSON_CreateNumber(PAGE_SIZE));
-	if (!ok) {
-		cJSON_Delete(body);
-		return NULL;
-	}
-	return body;
+	return 0;
 }
 
 /* A collection-group query scoped to parent_doc: runQuery on the document with allDescendants,
@@ -437,12 +454,9 @@ static int fs_list_group(al_doc_list **out, al_store_backend *b, const char *par
 	const char *coll_id)
 {
 	fs_store *s = (fs_store *)b;
-	al_http_response r = AL_HTTP_RESPONSE_INIT;
 	al_doc_list *list = NULL;
-	cJSON *body = NULL, *answer = NULL, *el;
-	char *url = NULL, *after = NULL;
-	size_t cap = 0, pl;
-	int rc = 0, page;
+	size_t pl, i;
+	int rc;
 
 	*out = NULL;
 	if (!parent_doc || !al_path_is_document(parent_doc))
@@ -450,74 +464,20 @@ static int fs_list_group(al_doc_list **out, al_store_backend *b, const char *par
 	if (!coll_id || !*coll_id || strchr(coll_id, '/'))
 		return al_error_set(AL_EINVAL, "firestore group query: invalid collection id '%s'",
 			coll_id ? coll_id : "");
+	if ((rc = query_all(&list, s, parent_doc, NULL, coll_id, 1, NULL, NULL, "group query")))
+		return rc;
 	pl = strlen(parent_doc);
-	if (!(list = calloc(1, sizeof(*list))) || !(url = make_url(s, parent_doc, ":runQuery")))
-		goto oom;
-	do {
-		if (!(body = group_query(s, coll_id, after)))
-			goto oom;
-		if ((rc = call(&r, s, "POST", url, body, AL_HTTP_IDEMPOTENT)))
-			goto cleanup;
-		if (r.status != 200) {
-			rc = status_error(&r, "group query");
-			goto cleanup;
+	for (i = 0; i < list->count; i++) {
+		const char *path = list->docs[i]->path;
+		if (strncmp(path, parent_doc, pl) != 0 || path[pl] != '/') {
+			rc = al_error_set(AL_EIO, "firestore group query under %s answered %s",
+				parent_doc, path);
+			al_doc_list_free(list);
+			return rc;
 		}
-		answer = cJSON_ParseWithLength(r.body.ptr ? r.body.ptr : "", r.body.len);
-		if (!cJSON_IsArray(answer)) {
-			rc = al_error_set(AL_EIO, "firestore group query %s/**/%s: runQuery did not "
-				"answer an array", parent_doc, coll_id);
-			goto cleanup;
-		}
-		page = 0;
-		cJSON_ArrayForEach(el, answer) {
-			const cJSON *dj = cJSON_GetObjectItemCaseSensitive(el, "document");
-			al_doc *doc = NULL;
-			if (!dj)
-				continue;
-			if ((rc = doc_from_json(&doc, s, dj)))
-				goto cleanup;
-			page++;
-			free(after);
-			if (!(after = strdup(doc->path))) {
-				al_doc_free(doc);
-				goto oom;
-			}
-			if (strncmp(doc->path, parent_doc, pl) != 0 || doc->path[pl] != '/') {
-				rc = al_error_set(AL_EIO, "firestore group query under %s answered %s",
-					parent_doc, doc->path);
-				al_doc_free(doc);
-				goto cleanup;
-			}
-			if (list->count == cap) {
-				size_t ncap = cap ? cap * 2 : 16;
-				al_doc **docs = realloc(list->docs, ncap * sizeof(*docs));
-				if (!docs) {
-					al_doc_free(doc);
-					goto oom;
-				}
-				list->docs = docs;
-				cap = ncap;
-			}
-			list->docs[list->count++] = doc;
-		}
-		cJSON_Delete(body);
-		cJSON_Delete(answer);
-		al_http_response_dispose(&r);
-		body = answer = NULL;
-	} while (page == PAGE_SIZE);
+	}
 	*out = list;
-	list = NULL;
-	goto cleanup;
-oom:
-	rc = nomem("group query");
-cleanup:
-	al_doc_list_free(list);
-	cJSON_Delete(body);
-	cJSON_Delete(answer);
-	al_http_response_dispose(&r);
-	free(url);
-	free(after);
-	return rc;
+	return 0;
 }
 
 static int by_string(const void *a, const void *b)
