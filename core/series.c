@@ -74,9 +74,9 @@ struct al_series_set {
 /* Points journaled with this mount's own ordinals (kind 1, merged-view ordinals, is obsolete). */
 #define REC_OWN_POINTS 2
 
-/* Chunks per commit: a full chunk is ~0.5 MB of request JSON, and a commit must stay under
- * Firestore's 10 MiB request limit. */
-#define CHUNKS_PER_COMMIT 8
+/* Chunks per commit: a full chunk is 0.4–0.55 MB of request JSON (about 100–130 bytes a
+ * point), and a commit must stay under Firestore's 10 MiB request limit. */
+#define CHUNKS_PER_COMMIT 16
 
 /* A delivered series untouched for this long gives its points' memory back. */
 #define IDLE_EVICT_US (30LL * 1000000)

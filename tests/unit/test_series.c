@@ -36,6 +36,7 @@ typedef struct counting {
 	al_store_backend *inner;
 	int commits;
 	size_t max_writes;
+	size_t max_bytes;   /* the largest commit's fields as JSON */
 } counting;
 
 static int c_get(al_doc **out, al_store_backend *b, const char *path)
@@ -51,9 +52,17 @@ static int c_list(al_doc_list **out, al_store_backend *b, const char *c, const c
 static int c_commit(al_store_backend *b, const al_write *w, size_t n)
 {
 	counting *c = (counting *)b;
+	size_t bytes = 0;
 	c->commits++;
 	if (n > c->max_writes)
 		c->max_writes = n;
+	for (size_t i = 0; i < n; i++) {
+		char *t = w[i].fields ? cJSON_PrintUnformatted(w[i].fields) : NULL;
+		bytes += strlen(w[i].path) + (t ? strlen(t) : 0);
+		free(t);
+	}
+	if (bytes > c->max_bytes)
+		c->max_bytes = bytes;
 	return al_store_commit(c->inner, w, n);
 }
 
@@ -71,7 +80,7 @@ static void backlog(const char *root, al_store_backend *st)
 	const char *M = RUN "/metrics/backlog";
 	al_series_set *x = NULL;
 	al_series_summary sum;
-	size_t total = 20 * AL_SERIES_CHUNK + 7;
+	size_t total = 40 * AL_SERIES_CHUNK + 7;
 	al_doc_list *l = NULL;
 
 	snprintf(jd, sizeof(jd), "%s/jbacklog", root);
@@ -79,7 +88,8 @@ static void backlog(const char *root, al_store_backend *st)
 	if (!x)
 		return;
 	for (size_t i = 0; i < total; i++) {
-		int n = snprintf(line, sizeof(line), "%zu\n", i);
+		/* long values: big steps and 17-digit doubles make the largest chunks */
+		int n = snprintf(line, sizeof(line), "%zu %.17g\n", i * 1000000007u, 1.0 / (double)(i + 3));
 		if (al_series_append_text(x, M, line, (size_t)n)) {
 			CHECK(0);
 			break;
@@ -87,10 +97,13 @@ static void backlog(const char *root, al_store_backend *st)
 	}
 	c.commits = 0;
 	CHECK_OK(al_series_flush(x));
-	CHECK_EQ_INT(c.commits, 3);           /* 8 + 8 + 5 chunks, the summary with the last */
-	CHECK(c.max_writes <= 9);
+	CHECK_EQ_INT(c.commits, 3);           /* 16 + 16 + 9 chunks, the summary with the last */
+	CHECK(c.max_writes <= 17);
+	/* under Firestore's 10 MiB request limit, with room for the request's own wrapping */
+	CHECK(c.max_bytes < (size_t)9 << 20);
+	fprintf(stderr, "largest backlog commit: %zu bytes\n", c.max_bytes);
 	CHECK_OK(al_store_list(&l, st, RUN "/metrics/backlog/chunks", NULL, NULL));
-	CHECK_EQ_INT(l ? l->count : 0, 21);
+	CHECK_EQ_INT(l ? l->count : 0, 41);
 	al_doc_list_free(l);
 	al_series_set_free(x);
 	x = NULL;
