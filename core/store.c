@@ -79,6 +79,28 @@ int al_store_list_collections(char ***out, size_t *count, al_store_backend *b,
 	return b->list_collections(out, count, b, doc_path);
 }
 
+int al_store_get_many(al_doc **out, al_store_backend *b, const char *const *paths, size_t n)
+{
+	size_t i;
+	int rc = 0;
+
+	for (i = 0; i < n; i++)
+		out[i] = NULL;
+	if (b->get_many)
+		return n ? b->get_many(out, b, paths, n) : 0;
+	for (i = 0; i < n && rc == 0; i++)
+		if ((rc = b->get(&out[i], b, paths[i])) == AL_ENOTFOUND) {
+			al_error_clear();
+			rc = 0;
+		}
+	if (rc)
+		for (i = 0; i < n; i++) {
+			al_doc_free(out[i]);
+			out[i] = NULL;
+		}
+	return rc;
+}
+
 int al_store_commit(al_store_backend *b, const al_write *writes, size_t count)
 {
 	return b->commit(b, writes, count);

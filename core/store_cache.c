@@ -266,6 +266,77 @@ static int c_get(al_doc **out, al_store_backend *b, const char *path)
 	return rc;
 }
 
+/* Answers what the cache knows and asks the backend for the rest in one request; while the
+ * backend is unreachable each missing one falls back on c_get (stale if error). */
+static int c_get_many(al_doc **out, al_store_backend *b, const char *const *paths, size_t n)
+{
+	cache *c = (cache *)b;
+	const char **miss = calloc(n, sizeof(*miss));
+	size_t *where = calloc(n, sizeof(*where)), m = 0, i;
+	al_doc **got = calloc(n, sizeof(*got));
+	uint64_t g0;
+	int rc = 0;
+
+	if (!miss || !where || !got) {
+		rc = al_error_set(AL_ENOMEM, "out of memory");
+		goto cleanup;
+	}
+	pthread_mutex_lock(&c->lock);
+	for (i = 0; i < n; i++) {
+		entry **p = slot(c, paths[i]);
+		out[i] = NULL;
+		if (*p && (*p)->expires_us > al_now_us()) {
+			if (!(*p)->missing && !(out[i] = doc_copy((*p)->doc)))
+				rc = al_error_set(AL_ENOMEM, "out of memory");
+		} else if (!from_listing(&out[i], c, paths[i])) {
+			miss[m] = paths[i];
+			where[m++] = i;
+		}
+	}
+	g0 = c->gen;
+	pthread_mutex_unlock(&c->lock);
+	if (rc || m == 0)
+		goto cleanup;
+	rc = al_store_get_many(got, c->inner, miss, m);
+	if (rc == AL_EIO || rc == AL_EAGAIN) {
+		for (i = 0, rc = 0; i < m && rc == 0; i++)
+			if ((rc = c_get(&out[where[i]], b, miss[i])) == AL_ENOTFOUND) {
+				al_error_clear();
+				rc = 0;
+			}
+		goto cleanup;
+	}
+	if (rc)
+		goto cleanup;
+	pthread_mutex_lock(&c->lock);
+	for (i = 0; i < m; i++) {
+		entry *e = calloc(1, sizeof(*e));
+		out[where[i]] = got[i];
+		if (!e || !(e->key = strdup(miss[i]))) {
+			free(e);
+			continue;
+		}
+		e->missing = got[i] == NULL;
+		e->doc = got[i] ? doc_copy(got[i]) : NULL;
+		e->expires_us = al_now_us() + c->ttl_us;
+		if (c->gen == g0 && (e->missing || e->doc))
+			put(c, e);
+		else
+			entry_free(e);
+	}
+	pthread_mutex_unlock(&c->lock);
+cleanup:
+	if (rc)
+		for (i = 0; i < n; i++) {
+			al_doc_free(out[i]);
+			out[i] = NULL;
+		}
+	free(miss);
+	free(where);
+	free(got);
+	return rc;
+}
+
 static int c_list(al_doc_list **out, al_store_backend *b, const char *coll, const char *from,
 	const char *to)
 {
@@ -667,6 +738,7 @@ int al_store_cache_new(al_store_backend **out, al_store_backend *inner, unsigned
 	c->base.version = AL_STORE_BACKEND_VERSION;
 	c->base.name = "read-cache";
 	c->base.get = c_get;
+	c->base.get_many = c_get_many;
 	c->base.list = c_list;
 	c->base.list_collections = c_list_collections;
 	c->base.commit = c_commit;

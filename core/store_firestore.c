@@ -276,6 +276,93 @@ static cJSON *cursor(fs_store *s, const char *collection, const char *id, int be
 	return c;
 }
 
+/* Documents per batchGet request: keeps requests and answers small. */
+#define BATCH_GET_MAX 100
+
+/* batchGet: the answer is a stream of {"found": Document} and {"missing": name} in any order,
+ * matched back to paths by full name. */
+static int fs_get_many(al_doc **out, al_store_backend *b, const char *const *paths, size_t n)
+{
+	fs_store *s = (fs_store *)b;
+	al_http_response r = AL_HTTP_RESPONSE_INIT;
+	cJSON *body = NULL, *names, *answer = NULL, *el;
+	char *url = NULL, *name = NULL;
+	size_t i, at, rl = strlen(s->root);
+	int rc = 0;
+
+	for (i = 0; i < n; i++) {
+		out[i] = NULL;
+		if (!al_path_is_document(paths[i]))
+			return al_path_invalid("document", paths[i]);
+	}
+	if (!(url = make_url(s, "", ":batchGet")))
+		goto oom;
+	for (at = 0; at < n; at += BATCH_GET_MAX) {
+		size_t end = at + BATCH_GET_MAX < n ? at + BATCH_GET_MAX : n;
+		if (!(body = cJSON_CreateObject()) ||
+		    !put_item(body, "documents", names = cJSON_CreateArray()))
+			goto oom;
+		for (i = at; i < end; i++) {
+			if (asprintf(&name, "%s/%s", s->root, paths[i]) < 0) {
+				name = NULL;
+				goto oom;
+			}
+			if (!put_item(names, NULL, cJSON_CreateString(name)))
+				goto oom;
+			free(name);
+			name = NULL;
+		}
+		if ((rc = call(&r, s, "POST", url, body, AL_HTTP_IDEMPOTENT)))
+			goto cleanup;
+		if (r.status != 200) {
+			rc = status_error(&r, "batchGet");
+			goto cleanup;
+		}
+		answer = cJSON_ParseWithLength(r.body.ptr ? r.body.ptr : "", r.body.len);
+		if (!cJSON_IsArray(answer)) {
+			rc = al_error_set(AL_EIO, "firestore batchGet: the answer is not an array");
+			goto cleanup;
+		}
+		cJSON_ArrayForEach(el, answer) {
+			const cJSON *found = cJSON_GetObjectItemCaseSensitive(el, "found");
+			al_doc *doc = NULL;
+			if (!found)
+				continue;   /* "missing" (stays NULL), or readTime-only elements */
+			if ((rc = doc_from_json(&doc, s, found)))
+				goto cleanup;
+			for (i = at; i < end; i++)
+				if (!out[i] && strcmp(paths[i], doc->path) == 0)
+					break;
+			if (i == end) {
+				rc = al_error_set(AL_EIO, "firestore batchGet answered %.*s/%s, not asked for",
+					(int)rl, s->root, doc->path);
+				al_doc_free(doc);
+				goto cleanup;
+			}
+			out[i] = doc;
+		}
+		cJSON_Delete(body);
+		cJSON_Delete(answer);
+		al_http_response_dispose(&r);
+		body = answer = NULL;
+	}
+	goto cleanup;
+oom:
+	rc = nomem("batchGet");
+cleanup:
+	if (rc)
+		for (i = 0; i < n; i++) {
+			al_doc_free(out[i]);
+			out[i] = NULL;
+		}
+	cJSON_Delete(body);
+	cJSON_Delete(answer);
+	al_http_response_dispose(&r);
+	free(url);
+	free(name);
+	return rc;
+}
+
 /* runQuery body for one page of the collection coll_id, ordered by __name__: directly below
  * the parent (collection is its path, for the cursors), or with group set in every collection
  * of that id at any depth below it (cursors are then whole document paths). Bounds that
@@ -798,6 +885,7 @@ int al_store_firestore_new(al_store_backend **out, const al_firestore_options *o
 		.describe = fs_describe,
 		.free = fs_free,
 		.list_group = fs_list_group,
+		.get_many = fs_get_many,
 	};
 	s->emulator = host != NULL;
 	s->token = opts->token;

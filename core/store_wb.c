@@ -420,6 +420,50 @@ static int in_collection(const char *path, const char *coll)
 	return strncmp(path, coll, n) == 0 && path[n] == '/' && !strchr(path + n + 1, '/');
 }
 
+/* Documents with undelivered writes are answered one by one (merged onto the backend's copy
+ * where needed); the others go to the backend in one request. */
+static int wb_get_many(al_doc **out, al_store_backend *base, const char *const *paths, size_t n)
+{
+	wb *w = (wb *)base;
+	const char **rest = calloc(n, sizeof(*rest));
+	size_t *where = calloc(n, sizeof(*where)), m = 0, i;
+	al_doc **got = calloc(n, sizeof(*got));
+	int rc = 0;
+
+	for (i = 0; i < n; i++)
+		out[i] = NULL;
+	if (!rest || !where || !got) {
+		rc = al_error_set(AL_ENOMEM, "out of memory");
+		goto cleanup;
+	}
+	for (i = 0; i < n && rc == 0; i++) {
+		int pending;
+		pthread_mutex_lock(&w->lock);
+		pending = ov_find(w, paths[i], 0) != NULL;
+		pthread_mutex_unlock(&w->lock);
+		if (!pending) {
+			rest[m] = paths[i];
+			where[m++] = i;
+		} else if ((rc = wb_get(&out[i], base, paths[i])) == AL_ENOTFOUND) {
+			al_error_clear();
+			rc = 0;
+		}
+	}
+	if (rc == 0 && m && (rc = al_store_get_many(got, w->inner, rest, m)) == 0)
+		for (i = 0; i < m; i++)
+			out[where[i]] = got[i];
+cleanup:
+	if (rc)
+		for (i = 0; i < n; i++) {
+			al_doc_free(out[i]);
+			out[i] = NULL;
+		}
+	free(rest);
+	free(where);
+	free(got);
+	return rc;
+}
+
 static int wb_list(al_doc_list **out, al_store_backend *base, const char *coll, const char *from,
 	const char *to)
 {
@@ -651,6 +695,7 @@ int al_store_wb_new(al_store_backend **out, al_store_backend *inner, const char 
 	w->base.version = AL_STORE_BACKEND_VERSION;
 	w->base.name = "write-behind";
 	w->base.get = wb_get;
+	w->base.get_many = wb_get_many;
 	w->base.list = wb_list;
 	w->base.list_collections = wb_list_collections;
 	w->base.commit = wb_commit;

@@ -3261,27 +3261,44 @@ cleanup:
 static int import_check_free(al_tree *t, const node *n, const char *mpath, const char *hash,
 	int64_t size)
 {
-	al_doc *d = NULL;
-	char *copy = strdup(n->rest), *id = NULL, *doc = NULL, *p;
+	al_doc *d = NULL, **anc = NULL;
+	char *copy = strdup(n->rest), *id = NULL, *doc = NULL, *p, **paths = NULL;
+	size_t na = 0, i;
 	int rc = 0, writing;
 
 	if (!copy)
 		return al_error_set(AL_ENOMEM, "out of memory");
-	for (p = strchr(copy, '/'); p && rc == 0; p = strchr(p + 1, '/')) {
+	/* Every folder of the path in one request (batchGet on Firestore). */
+	for (p = copy; (p = strchr(p, '/')); p++)
+		na++;
+	paths = calloc(na + 1, sizeof(*paths));
+	anc = calloc(na + 1, sizeof(*anc));
+	if (!paths || !anc) {
+		rc = al_error_set(AL_ENOMEM, "out of memory");
+		goto cleanup;
+	}
+	for (i = 0, p = strchr(copy, '/'); p; p = strchr(p + 1, '/'), i++) {
 		*p = '\0';
 		id = al_id_encode(copy);
-		doc = xasprintf("%s/%s", n->coll, id);
-		if (doc && al_store_get(&d, t->store, doc) == 0) {
-			const char *type = al_fields_get_string(d->fields, "type");
-			if (!type || strcmp(type, "dir") != 0)
-				rc = al_error_set(AL_ENOTDIR, "import: %s is a file, not a folder", copy);
-		}
-		al_doc_free(d);
-		d = NULL;
+		paths[i] = id ? xasprintf("%s/%s", n->coll, id) : NULL;
 		free(id);
-		free(doc);
-		id = doc = NULL;
+		id = NULL;
 		*p = '/';
+		if (!paths[i]) {
+			rc = al_error_set(AL_ENOMEM, "out of memory");
+			goto cleanup;
+		}
+	}
+	if ((rc = al_store_get_many(anc, t->store, (const char *const *)paths, na)))
+		goto cleanup;
+	for (i = 0; i < na && rc == 0; i++) {
+		const char *type = anc[i] ? al_fields_get_string(anc[i]->fields, "type") : "dir";
+		if (!type || strcmp(type, "dir") != 0) {
+			char *name = al_id_decode(al_doc_id(paths[i]));
+			rc = al_error_set(AL_ENOTDIR, "import: %s is a file, not a folder",
+				name ? name : al_doc_id(paths[i]));
+			free(name);
+		}
 	}
 	if (rc)
 		goto cleanup;
@@ -3314,6 +3331,12 @@ static int import_check_free(al_tree *t, const node *n, const char *mpath, const
 	if (writing)
 		rc = al_error_set(AL_EPERM, "import: %s is being written", n->rest);
 cleanup:
+	for (i = 0; paths && anc && i < na; i++) {
+		free(paths[i]);
+		al_doc_free(anc[i]);
+	}
+	free(paths);
+	free(anc);
 	al_doc_free(d);
 	free(id);
 	free(doc);

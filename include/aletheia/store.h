@@ -69,6 +69,9 @@ struct al_store_backend {
 	 * request or few; the list is ordered by path, not by id. */
 	int (*list_group)(al_doc_list **out, al_store_backend *b, const char *parent_doc,
 		const char *collection_id);
+	/* Optional: several documents in one request (Firestore's batchGet). out[i] gets the
+	 * document at paths[i], or NULL when it does not exist; on error nothing is returned. */
+	int (*get_many)(al_doc **out, al_store_backend *b, const char *const *paths, size_t n);
 };
 
 /* Opens a backend from a URI: "local:DIR" (SQLite in DIR/meta.db). */
@@ -77,6 +80,8 @@ int al_store_sqlite_new(al_store_backend **out, const char *dir);
 
 /* Convenience wrappers: one call through the table. */
 int al_store_get(al_doc **out, al_store_backend *b, const char *path);
+/* get_many when the backend has it, else one get per path (missing documents: NULL). */
+int al_store_get_many(al_doc **out, al_store_backend *b, const char *const *paths, size_t n);
 int al_store_list(al_doc_list **out, al_store_backend *b, const char *collection,
 	const char *id_from, const char *id_to);
 int al_store_commit(al_store_backend *b, const al_write *writes, size_t count);

@@ -321,6 +321,27 @@ int main(void)
 	CHECK_EQ_INT(k.lists, 1);
 	CHECK_EQ_INT(k.gets, 1);
 
+	/* Several at once: what the cache knows costs nothing, the rest goes to the backend once,
+	 * and is then known too. */
+	{
+		const char *paths[4] = {"runs/3", "more/a", "other/none", "more/b"};
+		al_doc *docs[4];
+		al_fields_set(f, "v", al_value_int(5));
+		w = (al_write){AL_WRITE_SET, "more/a", f, AL_PRE_NONE};
+		CHECK_OK(al_store_commit(sql, &w, 1));
+		CHECK_OK(al_store_get_many(docs, c, paths, 4));
+		CHECK(docs[0] && docs[1] && !docs[2] && !docs[3]);
+		CHECK_EQ_STR(docs[1] ? docs[1]->path : "", "more/a");
+		CHECK_EQ_INT(k.gets, 3);          /* more/a and more/b (this fake has no get_many) */
+		for (i = 0; i < 4; i++)
+			al_doc_free(docs[i]);
+		CHECK_OK(al_store_get_many(docs, c, paths, 4));
+		CHECK_EQ_INT(k.gets, 3);
+		CHECK(docs[1] && !docs[3]);
+		for (i = 0; i < 4; i++)
+			al_doc_free(docs[i]);
+	}
+
 	/* A write through the cache is visible at once (document and listing). */
 	al_fields_set(f, "v", al_value_int(100));
 	w = (al_write){AL_WRITE_SET, "runs/7", f, AL_PRE_NONE};
