@@ -16,6 +16,7 @@
 #include "aletheia/hash.h"
 #include "aletheia/http.h"
 #include "check.h"
+#include "server.h"
 
 #define BUCKET "test-bucket"
 #define BIG ((size_t)9 << 20)
@@ -25,67 +26,25 @@ static char tmp[] = "/tmp/al_test_blobs_gcs_XXXXXX";
 static char log_path[PATH_MAX], base[600];
 static al_http *admin_http;
 
-static int find_emulator(char *out, size_t size)
-{
-	char exe[PATH_MAX], *slash;
-	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-
-	if (n <= 0)
-		return -1;
-	exe[n] = '\0';
-	/* the build folder is inside the source tree: walk up from the executable */
-	while ((slash = strrchr(exe, '/')) && slash != exe) {
-		*slash = '\0';
-		if (snprintf(out, size, "%s/scripts/gcs-emulator", exe) < (int)size && access(out, R_OK) == 0)
-			return 0;
-	}
-	return -1;
-}
-
 /* Starts the emulator (port 0: it picks a free one) and waits for its "listening on" line. */
 static int start_emulator(void)
 {
-	char script[PATH_MAX], line[512];
-	const char *prefix = "gcs-emulator listening on ";
+	char script[PATH_MAX], hostport[512];
 
-	if (system("command -v node >/dev/null 2>&1") != 0 || find_emulator(script, sizeof(script)))
+	if (!test_have_node() || test_find_source(script, sizeof(script), "scripts/gcs-emulator"))
 		return 77;
 	snprintf(log_path, sizeof(log_path), "%s/emulator.log", tmp);
-	srv_pid = fork();
-	if (srv_pid == 0) {
-		int fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-		if (fd < 0)
-			_exit(127);
-		dup2(fd, 1);
-		dup2(fd, 2);
-		execlp("node", "node", script, "--port", "0", (char *)NULL);
-		_exit(127);
-	}
-	for (int i = 0; i < 300; i++) { /* up to 30 s */
-		FILE *f = fopen(log_path, "r");
-		while (f && fgets(line, sizeof(line), f)) {
-			if (strncmp(line, prefix, strlen(prefix)) == 0) {
-				line[strcspn(line, "\r\n")] = '\0';
-				snprintf(base, sizeof(base), "http://%s", line + strlen(prefix));
-				fclose(f);
-				return 0;
-			}
-		}
-		if (f)
-			fclose(f);
-		usleep(100000);
-	}
-	fprintf(stderr, "gcs-emulator did not start; see %s\n", log_path);
-	return -1;
+	srv_pid = test_start_server(hostport, sizeof(hostport), log_path,
+		"gcs-emulator listening on ", (char *[]){"node", script, "--port", "0", NULL});
+	if (srv_pid < 0)
+		return -1;
+	snprintf(base, sizeof(base), "http://%s", hostport);
+	return 0;
 }
 
 static void stop_emulator(void)
 {
-	if (srv_pid > 0) {
-		kill(srv_pid, SIGTERM);
-		waitpid(srv_pid, NULL, 0);
-		srv_pid = 0;
-	}
+	test_stop_server(&srv_pid);
 }
 
 static void cleanup(void)

@@ -13,6 +13,7 @@
 #include "aletheia/blobs.h"
 #include "aletheia/hash.h"
 #include "check.h"
+#include "server.h"
 
 #define BUCKET "test-bucket"
 
@@ -20,72 +21,30 @@ static pid_t srv_pid;
 static char tmp[] = "/tmp/al_test_blobs_s3_XXXXXX";
 static char log_path[PATH_MAX], endpoint[600];
 
-static int find_s3rver(char *out, size_t size)
-{
-	char exe[PATH_MAX], *slash;
-	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-
-	if (n <= 0)
-		return -1;
-	exe[n] = '\0';
-	/* the build folder is inside the source tree: walk up from the executable */
-	while ((slash = strrchr(exe, '/')) && slash != exe) {
-		*slash = '\0';
-		if (snprintf(out, size, "%s/scripts/node_modules/s3rver/bin/s3rver.js", exe) < (int)size &&
-		    access(out, R_OK) == 0)
-			return 0;
-	}
-	return -1;
-}
-
 /* Starts s3rver (port 0: it picks a free one) and waits for "S3rver listening on H:P". */
 static int start_s3rver(void)
 {
-	char script[PATH_MAX], data[PATH_MAX], line[512];
-	const char *prefix = "S3rver listening on ";
+	char script[PATH_MAX], data[PATH_MAX], hostport[512];
 
-	if (system("command -v node >/dev/null 2>&1") != 0 || find_s3rver(script, sizeof(script)))
+	if (!test_have_node() || test_find_source(script, sizeof(script),
+		"scripts/node_modules/s3rver/bin/s3rver.js"))
 		return 77;
 	snprintf(data, sizeof(data), "%s/data", tmp);
 	snprintf(log_path, sizeof(log_path), "%s/s3rver.log", tmp);
 	if (mkdir(data, 0700) != 0)
 		return -1;
-	srv_pid = fork();
-	if (srv_pid == 0) {
-		int fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-		if (fd < 0)
-			_exit(127);
-		dup2(fd, 1);
-		dup2(fd, 2);
-		execlp("node", "node", script, "-d", data, "-a", "127.0.0.1", "-p", "0",
-			"--configure-bucket", BUCKET, (char *)NULL);
-		_exit(127);
-	}
-	for (int i = 0; i < 300; i++) { /* up to 30 s */
-		FILE *f = fopen(log_path, "r");
-		while (f && fgets(line, sizeof(line), f)) {
-			if (strncmp(line, prefix, strlen(prefix)) == 0) {
-				line[strcspn(line, "\r\n")] = '\0';
-				snprintf(endpoint, sizeof(endpoint), "http://%s", line + strlen(prefix));
-				fclose(f);
-				return 0;
-			}
-		}
-		if (f)
-			fclose(f);
-		usleep(100000);
-	}
-	fprintf(stderr, "s3rver did not start; see %s\n", log_path);
-	return -1;
+	srv_pid = test_start_server(hostport, sizeof(hostport), log_path, "S3rver listening on ",
+		(char *[]){"node", script, "-d", data, "-a", "127.0.0.1", "-p", "0",
+			"--configure-bucket", BUCKET, NULL});
+	if (srv_pid < 0)
+		return -1;
+	snprintf(endpoint, sizeof(endpoint), "http://%s", hostport);
+	return 0;
 }
 
 static void stop_s3rver(void)
 {
-	if (srv_pid > 0) {
-		kill(srv_pid, SIGTERM);
-		waitpid(srv_pid, NULL, 0);
-		srv_pid = 0;
-	}
+	test_stop_server(&srv_pid);
 }
 
 static void cleanup(void)

@@ -16,6 +16,7 @@
 #include "aletheia/hash.h"
 #include "aletheia/http.h"
 #include "check.h"
+#include "server.h"
 
 #define SIZE 300000
 #define BIG_SIZE ((9u << 20) + 12345)   /* more than one 8 MiB stream chunk */
@@ -451,60 +452,24 @@ static void test_gs(al_fetcher *f)
 
 /* ---- s3:// against s3rver ------------------------------------------------------------- */
 
-static int find_s3rver(char *out, size_t size)
-{
-	char exe[PATH_MAX], *slash;
-	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-	if (n <= 0)
-		return -1;
-	exe[n] = '\0';
-	while ((slash = strrchr(exe, '/')) && slash != exe) {
-		*slash = '\0';
-		if (snprintf(out, size, "%s/scripts/node_modules/s3rver/bin/s3rver.js", exe) < (int)size &&
-		    access(out, R_OK) == 0)
-			return 0;
-	}
-	return -1;
-}
-
 static int start_s3rver(char *endpoint, size_t size)
 {
-	char script[PATH_MAX], data[PATH_MAX], log_path[PATH_MAX], line[512];
-	const char *prefix = "S3rver listening on ";
+	char script[PATH_MAX], data[PATH_MAX], log_path[PATH_MAX], hostport[512];
 
-	if (system("command -v node >/dev/null 2>&1") != 0 || find_s3rver(script, sizeof(script)))
+	if (!test_have_node() || test_find_source(script, sizeof(script),
+		"scripts/node_modules/s3rver/bin/s3rver.js"))
 		return 77;
 	path_in(data, tmp, "s3data");
 	path_in(log_path, tmp, "s3rver.log");
 	if (mkdir(data, 0700) != 0)
 		return -1;
-	s3_pid = fork();
-	if (s3_pid == 0) {
-		int fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (fd < 0)
-			_exit(127);
-		dup2(fd, 1);
-		dup2(fd, 2);
-		execlp("node", "node", script, "-d", data, "-a", "127.0.0.1", "-p", "0",
-			"--configure-bucket", BUCKET, (char *)NULL);
-		_exit(127);
-	}
-	for (int i = 0; i < 300; i++) {
-		FILE *f = fopen(log_path, "r");
-		while (f && fgets(line, sizeof(line), f)) {
-			if (strncmp(line, prefix, strlen(prefix)) == 0) {
-				line[strcspn(line, "\r\n")] = '\0';
-				snprintf(endpoint, size, "http://%s", line + strlen(prefix));
-				fclose(f);
-				return 0;
-			}
-		}
-		if (f)
-			fclose(f);
-		usleep(100000);
-	}
-	return -1;
+	s3_pid = test_start_server(hostport, sizeof(hostport), log_path, "S3rver listening on ",
+		(char *[]){"node", script, "-d", data, "-a", "127.0.0.1", "-p", "0",
+			"--configure-bucket", BUCKET, NULL});
+	if (s3_pid < 0)
+		return -1;
+	snprintf(endpoint, size, "http://%s", hostport);
+	return 0;
 }
 
 static void test_s3(al_fetcher *f)
@@ -567,10 +532,7 @@ static void cleanup(void)
 		kill(srv_pid, SIGKILL);
 		waitpid(srv_pid, NULL, 0);
 	}
-	if (s3_pid > 0) {
-		kill(s3_pid, SIGTERM);
-		waitpid(s3_pid, NULL, 0);
-	}
+	test_stop_server(&s3_pid);
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmp);
 	if (system(cmd) != 0)
 		fprintf(stderr, "could not remove %s\n", tmp);
