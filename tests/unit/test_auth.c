@@ -24,6 +24,7 @@
 #include <openssl/rsa.h>
 #include "aletheia/auth.h"
 #include "check.h"
+#include "server.h"
 
 #define SCOPE "https://www.googleapis.com/auth/datastore https://www.googleapis.com/auth/devstorage.read_write"
 #define EMAIL "tracker@aletheia-test.iam.gserviceaccount.com"
@@ -181,59 +182,16 @@ static int closed_port(void)
 	return port;
 }
 
-/* auth_server.py: $AL_AUTH_SERVER, else beside this source. __FILE__ is relative to the build
- * root (the executable's grandparent's parent) when meson compiles it. */
-static void server_script(char *out)
-{
-	char exe[PATH_MAX];
-	ssize_t n;
-	const char *env = getenv("AL_AUTH_SERVER");
-	if (env) {
-		snprintf(out, PATH_MAX, "%s", env);
-		return;
-	}
-	if (__FILE__[0] == '/') {
-		snprintf(out, PATH_MAX, "%s", __FILE__);
-	} else {
-		n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-		CHECK(n > 0);
-		exe[n > 0 ? n : 0] = '\0';
-		for (int i = 0; i < 3; i++) {
-			char *slash = strrchr(exe, '/');
-			if (slash)
-				*slash = '\0';
-		}
-		CHECK(snprintf(out, PATH_MAX, "%s/%s", exe, __FILE__) < PATH_MAX);
-	}
-	*strrchr(out, '/') = '\0';
-	strncat(out, "/auth_server.py", PATH_MAX - strlen(out) - 1);
-}
-
+/* auth_server.py ($AL_AUTH_SERVER overrides) on a free port it writes to srv/port. */
 static int start_server(void)
 {
-	char script[PATH_MAX], port_path[PATH_MAX], buf[32] = "";
-	int port = 0;
+	char port_path[PATH_MAX];
+	int port;
 
-	server_script(script);
-	CHECK(access(script, R_OK) == 0);
 	path_in(port_path, srv, "port");
-	server_pid = fork();
-	if (server_pid == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		execl("/usr/bin/python3", "python3", script, srv, (char *)NULL);
-		_exit(127);
-	}
-	CHECK(server_pid > 0);
-	for (int i = 0; i < 200 && !port; i++) {       /* up to 10 s */
-		FILE *f = fopen(port_path, "r");
-		if (f) {
-			if (fgets(buf, sizeof(buf), f))
-				port = atoi(buf);
-			fclose(f);
-		}
-		if (!port)
-			usleep(50000);
-	}
+	port = test_start_python_server(&server_pid, "auth_server.py", "AL_AUTH_SERVER", port_path,
+		(char *[]){srv, NULL});
+	CHECK(port > 0);
 	return port;
 }
 

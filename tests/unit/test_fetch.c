@@ -49,59 +49,13 @@ static void make_file(const char *path, size_t size, unsigned seed, char *keep)
 	free(buf);
 }
 
-/* range_server.py: $AL_RANGE_SERVER, else beside this source (as test_auth finds its server). */
-static void server_script(char *out)
-{
-	char exe[PATH_MAX];
-	ssize_t n;
-	const char *env = getenv("AL_RANGE_SERVER");
-	if (env) {
-		snprintf(out, PATH_MAX, "%s", env);
-		return;
-	}
-	if (__FILE__[0] == '/') {
-		snprintf(out, PATH_MAX, "%s", __FILE__);
-	} else {
-		n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-		CHECK(n > 0);
-		exe[n > 0 ? n : 0] = '\0';
-		for (int i = 0; i < 3; i++) {
-			char *slash = strrchr(exe, '/');
-			if (slash)
-				*slash = '\0';
-		}
-		CHECK(snprintf(out, PATH_MAX, "%s/%s", exe, __FILE__) < PATH_MAX);
-	}
-	*strrchr(out, '/') = '\0';
-	strncat(out, "/range_server.py", PATH_MAX - strlen(out) - 1);
-}
-
+/* range_server.py ($AL_RANGE_SERVER overrides) serving root, on a free port it writes to a file. */
 static int start_server(void)
 {
-	char script[PATH_MAX], port_path[PATH_MAX], buf[32] = "";
-	int p = 0;
-
-	server_script(script);
-	CHECK(access(script, R_OK) == 0);
+	char port_path[PATH_MAX];
 	path_in(port_path, tmp, "port");
-	srv_pid = fork();
-	if (srv_pid == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		execl("/usr/bin/python3", "python3", script, root, "--port-file", port_path, "--gcs",
-			(char *)NULL);
-		_exit(127);
-	}
-	for (int i = 0; i < 200 && !p; i++) {
-		FILE *f = fopen(port_path, "r");
-		if (f) {
-			if (fgets(buf, sizeof(buf), f))
-				p = atoi(buf);
-			fclose(f);
-		}
-		if (!p)
-			usleep(50000);
-	}
-	return p;
+	return test_start_python_server(&srv_pid, "range_server.py", "AL_RANGE_SERVER", port_path,
+		(char *[]){root, "--port-file", port_path, "--gcs", NULL});
 }
 
 /* Sets the server's modes ("ranges=0&truncate=1") and returns a counter from its answer. */

@@ -15,77 +15,39 @@
 #include "aletheia/store.h"
 #include "aletheia/value.h"
 #include "check.h"
+#include "server.h"
 #include "store_contract.h"
 
 static pid_t emu_pid;
 static char emu_host[64];
+static char emu_log[64];
 static al_http *admin;
 
 /* ---- the emulator ---------------------------------------------------------------------- */
 
-static int find_emulator(char *out, size_t size)
-{
-	const char *env = getenv("FIRESTORE_EMULATOR_BIN");
-	char exe[PATH_MAX], *slash;
-	ssize_t n;
-
-	if (env && *env) {
-		snprintf(out, size, "%s", env);
-		return access(out, R_OK);
-	}
-	/* the build folder is inside the source tree: walk up from the executable */
-	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-	if (n <= 0)
-		return -1;
-	exe[n] = '\0';
-	while ((slash = strrchr(exe, '/')) && slash != exe) {
-		*slash = '\0';
-		if (snprintf(out, size, "%s/scripts/firestore-emulator", exe) < (int)size &&
-		    access(out, R_OK) == 0)
-			return 0;
-	}
-	return -1;
-}
-
+/* scripts/firestore-emulator ($FIRESTORE_EMULATOR_BIN overrides) on a free port. */
 static int start_emulator(void)
 {
-	char script[PATH_MAX], line[256] = "";
-	const char *prefix = "firestore-emulator listening on ";
-	int fd[2];
-	FILE *f;
+	const char *env = getenv("FIRESTORE_EMULATOR_BIN");
+	char script[PATH_MAX];
 
-	if (system("command -v node >/dev/null 2>&1") != 0 || find_emulator(script, sizeof(script)))
+	if (env && *env)
+		snprintf(script, sizeof(script), "%s", env);
+	else if (test_find_source(script, sizeof(script), "scripts/firestore-emulator"))
 		return 77;
-	if (pipe(fd) != 0)
-		return -1;
-	emu_pid = fork();
-	if (emu_pid == 0) {
-		dup2(fd[1], 1);
-		close(fd[0]);
-		close(fd[1]);
-		execlp("node", "node", script, "--port", "0", (char *)NULL);
-		_exit(127);
-	}
-	close(fd[1]);
-	f = fdopen(fd[0], "r");
-	if (!f || !fgets(line, sizeof(line), f) || strncmp(line, prefix, strlen(prefix)) != 0) {
-		fprintf(stderr, "emulator did not start: '%s'\n", line);
-		return -1;
-	}
-	fclose(f);
-	line[strcspn(line, "\n")] = '\0';
-	if (snprintf(emu_host, sizeof(emu_host), "%s", line + strlen(prefix)) >= (int)sizeof(emu_host))
-		return -1;
-	return 0;
+	if (!test_have_node())
+		return 77;
+	snprintf(emu_log, sizeof(emu_log), "/tmp/al-test-firestore-%d.log", (int)getpid());
+	emu_pid = test_start_server(emu_host, sizeof(emu_host), emu_log,
+		"firestore-emulator listening on ", (char *[]){"node", script, "--port", "0", NULL});
+	return emu_pid > 0 ? 0 : -1;
 }
 
 static void stop_emulator(void)
 {
-	if (emu_pid > 0) {
-		kill(emu_pid, SIGTERM);
-		waitpid(emu_pid, NULL, 0);
-		emu_pid = 0;
-	}
+	test_stop_server(&emu_pid);
+	if (*emu_log)
+		unlink(emu_log);
 }
 
 /* An admin call (never faulted); returns the parsed answer (caller frees) or NULL. */
