@@ -16,6 +16,7 @@
 #include "aletheia/hash.h"
 #include "aletheia/http.h"
 #include "check.h"
+#include "blob_files.h"
 #include "server.h"
 
 #define BUCKET "test-bucket"
@@ -111,49 +112,6 @@ static void reset_stats(void)
 {
 	CHECK_EQ_INT(emu("POST", "/admin/stats/reset", NULL), 200);
 	CHECK_EQ_INT(emu("DELETE", "/admin/faults", NULL), 200);
-}
-
-/* Writes size pseudo-random bytes to path (seeded), and its hash into hash. */
-static void make_file(char *hash, const char *path, size_t size, unsigned seed)
-{
-	char *buf = malloc(1 << 20);
-	uint64_t got = 0;
-	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
-
-	CHECK(fd >= 0 && buf);
-	for (size_t off = 0; fd >= 0 && buf && off < size; off += 1 << 20) {
-		size_t n = size - off < (1u << 20) ? size - off : (1u << 20);
-		for (size_t i = 0; i < n; i++) {
-			seed = seed * 1103515245u + 12345u;
-			buf[i] = (char)(seed >> 16);
-		}
-		CHECK(pwrite(fd, buf, n, (off_t)off) == (ssize_t)n);
-	}
-	CHECK_OK(al_hash_fd(hash, &got, fd));
-	CHECK_EQ_INT(got, size);
-	close(fd);
-	free(buf);
-}
-
-/* Fetches [off, off+len) into a fresh file at dst_off and compares with the source bytes. */
-static void check_range(al_blobs_backend *b, const char *hash, int src, uint64_t off,
-	uint64_t len, uint64_t dst_off)
-{
-	char dst_path[PATH_MAX], *want = malloc(len), *got = malloc(len);
-	struct stat st;
-	int fd;
-
-	snprintf(dst_path, sizeof(dst_path), "%s/range", tmp);
-	fd = open(dst_path, O_RDWR | O_CREAT | O_TRUNC, 0600);
-	CHECK(fd >= 0 && want && got);
-	CHECK_OK(b->fetch(b, hash, off, len, fd, dst_off));
-	CHECK(pread(src, want, len, (off_t)off) == (ssize_t)len);
-	CHECK(pread(fd, got, len, (off_t)dst_off) == (ssize_t)len);
-	CHECK(memcmp(want, got, len) == 0);
-	CHECK(fstat(fd, &st) == 0 && (uint64_t)st.st_size == dst_off + len);
-	close(fd);
-	free(want);
-	free(got);
 }
 
 /* Fetches the whole blob and checks its hash. */
@@ -255,11 +213,11 @@ static void test_small(al_blobs_backend *b)
 
 	fd = open(src, O_RDONLY);
 	CHECK(fd >= 0);
-	check_range(b, hash, fd, 0, size, 0);
-	check_range(b, hash, fd, 0, 1, 0);
-	check_range(b, hash, fd, 5, 1, 0);
-	check_range(b, hash, fd, 1000, 4000, 7);
-	check_range(b, hash, fd, size - 10, 10, 12345);
+	check_range(b, hash, fd, 0, size, 0, tmp);
+	check_range(b, hash, fd, 0, 1, 0, tmp);
+	check_range(b, hash, fd, 5, 1, 0, tmp);
+	check_range(b, hash, fd, 1000, 4000, 7, tmp);
+	check_range(b, hash, fd, size - 10, 10, 12345, tmp);
 	close(fd);
 
 	/* a range past the end, and one running over it (fewer bytes than asked, not retried) */
@@ -311,7 +269,7 @@ static void test_resumable(al_blobs_backend *b)
 	CHECK_EQ_INT(present, 1);
 	check_whole(b, hash, size);
 	fd = open(src, O_RDONLY);
-	check_range(b, hash, fd, ((uint64_t)8 << 20) - 5, 10, 0);
+	check_range(b, hash, fd, ((uint64_t)8 << 20) - 5, 10, 0, tmp);
 	close(fd);
 	/* again: found, nothing sent */
 	CHECK_OK(b->put(b, hash, src, size, 0));
@@ -421,23 +379,23 @@ static void test_faults(al_blobs_backend *b)
 	/* reads: 503 twice, a reset, a delay, a truncated body: all recovered */
 	reset_stats();
 	fault("{\"mode\":\"status\",\"code\":503,\"count\":2}");
-	check_range(b, hash, sfd, 100, 200000, 0);
+	check_range(b, hash, sfd, 100, 200000, 0, tmp);
 	CHECK_EQ_INT(counter("faults.status"), 2);
 	fault("{\"mode\":\"reset\",\"count\":1}");
-	check_range(b, hash, sfd, 0, size, 3);
+	check_range(b, hash, sfd, 0, size, 3, tmp);
 	CHECK_EQ_INT(counter("faults.reset"), 1);
 	fault("{\"mode\":\"delay\",\"ms\":200,\"count\":1}");
-	check_range(b, hash, sfd, 1, 2, 0);
+	check_range(b, hash, sfd, 1, 2, 0, tmp);
 	CHECK_EQ_INT(counter("faults.delay"), 1);
 	fault("{\"mode\":\"truncate\",\"count\":1}");
-	check_range(b, hash, sfd, 10, size - 10, 0);
+	check_range(b, hash, sfd, 10, size - 10, 0, tmp);
 	CHECK_EQ_INT(counter("faults.truncate"), 1);
 	CHECK_EQ_INT(counter("ops.object_media"), 4 + 1);
 
 	/* a body cut short with no framing at all (no Content-Length, the connection closes): curl
 	 * sees a complete answer, Content-Range shows the missing bytes, the GET is made again */
 	fault("{\"mode\":\"truncate\",\"count\":1,\"unframed\":true}");
-	check_range(b, hash, sfd, 1000, 100000, 0);
+	check_range(b, hash, sfd, 1000, 100000, 0, tmp);
 	CHECK_EQ_INT(counter("faults.truncate"), 2);
 	CHECK_EQ_INT(counter("ops.object_media"), 5 + 2);
 	fault("{\"mode\":\"truncate\",\"count\":100,\"unframed\":true}");
