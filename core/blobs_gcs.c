@@ -20,7 +20,6 @@
 #define CHUNK_SIZE ((uint64_t)8 << 20)         /* a multiple of 256 KiB, as GCS requires */
 #define MAX_STALLS 5          /* resumable rounds in a row that store nothing new */
 #define MAX_SESSIONS 3        /* resumable sessions started for one put */
-#define MAX_SHORT_READS 3     /* GETs whose body ended early without curl noticing */
 
 typedef struct {
 	al_blobs_backend base;
@@ -426,15 +425,6 @@ cleanup:
 	return rc;
 }
 
-/* "bytes S-E/T" → the length it announces (E-S+1), or 0 when absent or malformed. */
-static uint64_t content_range_len(const char *v)
-{
-	unsigned long long s, e;
-	if (!v || sscanf(v, "bytes %llu-%llu/", &s, &e) != 2 || e < s)
-		return 0;
-	return (uint64_t)(e - s + 1);
-}
-
 static int gcs_fetch(al_blobs_backend *b, const char *hash, uint64_t offset, uint64_t len,
 	int dst_fd, uint64_t dst_offset)
 {
@@ -458,46 +448,30 @@ static int gcs_fetch(al_blobs_backend *b, const char *hash, uint64_t offset, uin
 	}
 	snprintf(range, sizeof(range), "Range: bytes=%llu-%llu", (unsigned long long)offset,
 		(unsigned long long)(offset + len - 1));
-	for (int tries = 1;; tries++) {
-		uint64_t announced;
-		io = (al_http_stream)AL_HTTP_STREAM_INIT;
-		io.dst_fd = dst_fd;
-		io.dst_off = dst_offset;
-		io.dst_max = len;
-		io.header = "Content-Range";
-		/* A body cut short against its Content-Length fails in curl and is retried there. */
-		if ((rc = gcs_send(&resp, g, "GET", url, hdrs, NULL, 0, &io, AL_HTTP_IDEMPOTENT)) != 0)
-			goto cleanup;
-		if (resp.status == 416) {
-			rc = al_error_set(AL_EINVAL, "GCS GET gs://%s/%s: bytes %llu-%llu are past the end",
-				g->bucket, name, (unsigned long long)offset,
-				(unsigned long long)(offset + len - 1));
-			goto cleanup;
-		}
-		/* A 200 is the whole object: right only when the range starts at 0. */
-		if (resp.status != 206 && !(resp.status == 200 && offset == 0)) {
-			rc = resp.status == 200 ?
-				al_error_set(AL_EIO, "GCS GET gs://%s/%s: the range was ignored", g->bucket, name) :
-				status_error(g, "GET", name, &resp);
-			goto cleanup;
-		}
-		if (io.dst_written == len)
-			break;
-		/* Fewer bytes than asked: the object ends sooner when Content-Range says so;
-		 * otherwise the body was cut (a connection closed without framing) and is asked again. */
-		announced = content_range_len(io.header_value);
-		if ((resp.status == 206 && announced && announced == io.dst_written) ||
-			tries >= MAX_SHORT_READS) {
-			rc = al_error_set(AL_EIO, "GCS GET gs://%s/%s: %llu bytes received for a %llu-byte "
-				"range", g->bucket, name, (unsigned long long)io.dst_written,
-				(unsigned long long)len);
-			goto cleanup;
-		}
-		free(io.header_value);
-		io.header_value = NULL;
+	io.dst_fd = dst_fd;
+	io.dst_off = dst_offset;
+	io.dst_max = len;
+	io.dst_expect = len;   /* a body cut short is retried by the HTTP client */
+	if ((rc = gcs_send(&resp, g, "GET", url, hdrs, NULL, 0, &io, AL_HTTP_IDEMPOTENT)) != 0)
+		goto cleanup;
+	if (resp.status == 416) {
+		rc = al_error_set(AL_EINVAL, "GCS GET gs://%s/%s: bytes %llu-%llu are past the end",
+			g->bucket, name, (unsigned long long)offset, (unsigned long long)(offset + len - 1));
+		goto cleanup;
 	}
+	/* A 200 is the whole object: right only when the range starts at 0. */
+	if (resp.status != 206 && !(resp.status == 200 && offset == 0)) {
+		rc = resp.status == 200 ?
+			al_error_set(AL_EIO, "GCS GET gs://%s/%s: the range was ignored", g->bucket, name) :
+			status_error(g, "GET", name, &resp);
+		goto cleanup;
+	}
+	/* Fewer bytes than asked and not cut short: the object ends sooner than the blob. */
+	if (io.dst_written != len)
+		rc = al_error_set(AL_EIO, "GCS GET gs://%s/%s: %llu bytes received for a %llu-byte "
+			"range", g->bucket, name, (unsigned long long)io.dst_written,
+			(unsigned long long)len);
 cleanup:
-	free(io.header_value);
 	al_http_response_dispose(&resp);
 	free(url);
 	free(name);

@@ -426,6 +426,7 @@ static int s3_fetch(al_blobs_backend *b, const char *hash, uint64_t offset, uint
 		io.dst_fd = dst_fd;
 		io.dst_off = dst_offset;
 		io.dst_max = len;
+		io.dst_expect = len;   /* a body cut short is retried by the HTTP client */
 		if ((rc = s3_send(&resp, s, &r, &io)) != 0)
 			goto cleanup;
 	}

@@ -16,7 +16,6 @@
 #include "blobs_internal.h"
 
 #define STREAM_CHUNK ((uint64_t)8 << 20)  /* ranged GETs of al_fetcher_stream */
-#define SHORT_TRIES 3                     /* attempts when a body arrives shorter than announced */
 #define MAX_ORIGINS 64                    /* remembered Range support, per origin */
 #define MAX_HOPS 10                       /* redirects followed */
 #define REDIRECT_TTL_US (60 * 1000000LL)  /* a redirect's target is reused this long */
@@ -649,13 +648,6 @@ int al_fetcher_stat(uint64_t *size_out, char **etag_out, al_fetcher *f, const ch
 	return rc;
 }
 
-static void pause_ms(long ms)
-{
-	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-	while (nanosleep(&ts, &ts) != 0)
-		;
-}
-
 /* The whole object into fd from offset 0 (servers without Range support); *got its size. */
 static int get_whole(uint64_t *got, al_fetcher *f, target *t, int fd)
 {
@@ -667,26 +659,11 @@ static int get_whole(uint64_t *got, al_fetcher *f, target *t, int fd)
 	/* Without a Content-Range the expected length comes from a HEAD. */
 	if ((rc = stat_target(&size, NULL, f, t)) != 0)
 		return rc;
-	for (int tries = 1;; tries++) {
-		io.dst_fd = fd;
-		io.dst_off = 0;
-		io.dst_max = size;
-		if ((rc = fetch_send(&resp, f, t, "GET", NULL, 1, &io)) != 0)
-			break;
-		if (resp.status / 100 != 2) {
-			rc = status_error(t, "GET", resp.status);
-			break;
-		}
-		if (io.dst_written == size)
-			break;
-		if (tries >= SHORT_TRIES) {
-			rc = al_error_set(AL_EIO, "GET %s: %llu of %llu bytes received after %d tries "
-				"(truncated body)", t->url, (unsigned long long)io.dst_written,
-				(unsigned long long)size, tries);
-			break;
-		}
-		pause_ms(100L << tries);
-	}
+	io.dst_fd = fd;
+	io.dst_max = size;
+	io.dst_expect = size;   /* a body cut short is retried by the HTTP client */
+	if ((rc = fetch_send(&resp, f, t, "GET", NULL, 1, &io)) == 0 && resp.status / 100 != 2)
+		rc = status_error(t, "GET", resp.status);
 	*got = io.dst_written;
 	al_http_response_dispose(&resp);
 	return rc;
@@ -710,57 +687,46 @@ static int get_range(uint64_t *got, int *whole, al_fetcher *f, target *t, uint64
 	snprintf(range, sizeof(range), "Range: bytes=%llu-%llu", (unsigned long long)off,
 		(unsigned long long)(off + len - 1));
 	io.header = "Content-Range";
-	for (int tries = 1;; tries++) {
-		io.dst_fd = fd;
-		io.dst_off = ranged_at;
-		io.dst_max = len;
-		rc = fetch_send(&resp, f, t, "GET", range, 1, &io);
-		if (rc != 0) {
-			/* No Content-Range seen: perhaps a 200 with the whole, longer object. */
-			if (rc == AL_EIO && !io.header_value && known == 0)
-				goto whole;
-			goto cleanup;
-		}
-		if (resp.status == 200) {
-			note_ranges(f, t, -1);
-			if (ranged_at == 0 && off == 0) {
-				/* The whole object, already at offset 0; curl checked its length. */
-				*got = io.dst_written;
-				*whole = 1;
-				goto cleanup;
-			}
+	io.dst_fd = fd;
+	io.dst_off = ranged_at;
+	io.dst_max = len;
+	rc = fetch_send(&resp, f, t, "GET", range, 1, &io);
+	if (rc != 0) {
+		/* No Content-Range seen: perhaps a 200 with the whole, longer object. */
+		if (rc == AL_EIO && !io.header_value && known == 0)
 			goto whole;
-		}
-		if (resp.status == 416) {
-			rc = al_error_set(AL_EINVAL, "GET %s: bytes %llu-%llu are past the end of the object",
-				t->url, (unsigned long long)off, (unsigned long long)(off + len - 1));
-			goto cleanup;
-		}
-		if (resp.status != 206) {
-			rc = status_error(t, "GET", resp.status);
-			goto cleanup;
-		}
-		note_ranges(f, t, 1);
-		known = 1;
-		if (parse_content_range(&s, &e, &total, io.header_value) != 0 || s != off ||
-			e - s >= len) {
-			rc = al_error_set(AL_EIO, "GET %s: unexpected Content-Range \"%s\" for bytes %llu-%llu",
-				t->url, io.header_value ? io.header_value : "", (unsigned long long)off,
-				(unsigned long long)(off + len - 1));
-			goto cleanup;
-		}
-		if (io.dst_written == e - s + 1) {
-			*got = io.dst_written;
-			goto cleanup;
-		}
-		if (tries >= SHORT_TRIES) {
-			rc = al_error_set(AL_EIO, "GET %s: %llu of %llu bytes received after %d tries "
-				"(truncated body)", t->url, (unsigned long long)io.dst_written,
-				(unsigned long long)(e - s + 1), tries);
-			goto cleanup;
-		}
-		pause_ms(100L << tries);
+		goto cleanup;
 	}
+	if (resp.status == 200) {
+		note_ranges(f, t, -1);
+		if (ranged_at == 0 && off == 0) {
+			/* The whole object, already at offset 0; curl checked its length. */
+			*got = io.dst_written;
+			*whole = 1;
+			goto cleanup;
+		}
+		goto whole;
+	}
+	if (resp.status == 416) {
+		rc = al_error_set(AL_EINVAL, "GET %s: bytes %llu-%llu are past the end of the object",
+			t->url, (unsigned long long)off, (unsigned long long)(off + len - 1));
+		goto cleanup;
+	}
+	if (resp.status != 206) {
+		rc = status_error(t, "GET", resp.status);
+		goto cleanup;
+	}
+	note_ranges(f, t, 1);
+	if (parse_content_range(&s, &e, &total, io.header_value) != 0 || s != off ||
+		e - s >= len) {
+		rc = al_error_set(AL_EIO, "GET %s: unexpected Content-Range \"%s\" for bytes %llu-%llu",
+			t->url, io.header_value ? io.header_value : "", (unsigned long long)off,
+			(unsigned long long)(off + len - 1));
+		goto cleanup;
+	}
+	/* The HTTP client retried bodies shorter than their Content-Range. */
+	*got = io.dst_written;
+	goto cleanup;
 whole:
 	al_error_clear();
 	if ((rc = get_whole(got, f, t, fd)) == 0) {

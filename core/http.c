@@ -193,6 +193,7 @@ typedef struct {
 	int to_fd;          /* 0 undecided, 1 into io->dst_fd, -1 into buf */
 	uint64_t read_pos;  /* request body bytes handed to curl this attempt */
 	char why[160];      /* set with rc for failures other than al_buf_put's */
+	uint64_t range_len; /* bytes a 206's Content-Range announces (0: none seen) */
 } sink;
 
 /* A 2xx body into io->dst_fd; decided on the first bytes, once the status is known. */
@@ -267,13 +268,19 @@ static size_t on_read(char *data, size_t size, size_t nmemb, void *arg)
 static size_t on_header(char *data, size_t size, size_t nmemb, void *arg)
 {
 	sink *s = arg;
-	size_t n = size * nmemb, name_len = strlen(s->io->header);
+	size_t n = size * nmemb, name_len = s->io->header ? strlen(s->io->header) : 0;
 	char *end = data + n, *v;
 
 	if (n >= 5 && strncmp(data, "HTTP/", 5) == 0) {
 		free(s->io->header_value); /* a new response (after a 1xx) */
 		s->io->header_value = NULL;
-	} else if (n > name_len && data[name_len] == ':' &&
+		s->range_len = 0;
+	} else if (n > 14 && strncasecmp(data, "Content-Range:", 14) == 0) {
+		unsigned long long a, b;
+		if (sscanf(data + 14, " bytes %llu-%llu/", &a, &b) == 2 && b >= a)
+			s->range_len = b - a + 1;
+	}
+	if (name_len && n > name_len && data[name_len] == ':' &&
 		strncasecmp(data, s->io->header, name_len) == 0) {
 		v = data + name_len + 1;
 		while (v < end && (*v == ' ' || *v == '\t'))
@@ -337,7 +344,7 @@ static CURLcode prepare(al_http *h, CURL *c, const char *method, const char *url
 		SET(CURLOPT_BUFFERSIZE, 512L * 1024);
 	if (s->io && s->io->src_fd >= 0)
 		SET(CURLOPT_UPLOAD_BUFFERSIZE, 1024L * 1024);
-	if (s->io && s->io->header) {
+	if (s->io && (s->io->header || s->io->dst_fd >= 0)) {
 		SET(CURLOPT_HEADERFUNCTION, on_header);
 		SET(CURLOPT_HEADERDATA, s);
 	}
@@ -396,7 +403,7 @@ static int perform(al_http_response *resp, al_http *h, const char *method, const
 	char shown[512], errbuf[CURL_ERROR_SIZE], text[201];
 	CURL *c = NULL;
 	CURLcode code = CURLE_OK;
-	sink s = {&resp->body, 0, io, NULL, 0, 0, ""};
+	sink s = {&resp->body, 0, io, NULL, 0, 0, "", 0};
 
 	al_http_response_dispose(resp);
 	resp->body.max = h->opt.max_body + 1; /* room for the NUL */
@@ -418,7 +425,7 @@ static int perform(al_http_response *resp, al_http *h, const char *method, const
 		goto nomem;
 
 	for (;;) {
-		int retry;
+		int retry, short_body = 0;
 		tries++;
 		atomic_fetch_add(&h->attempts, 1);
 		resp->status = 0;
@@ -428,6 +435,7 @@ static int perform(al_http_response *resp, al_http *h, const char *method, const
 		s.to_fd = 0;
 		s.read_pos = 0;
 		s.why[0] = '\0';
+		s.range_len = 0;
 		if (io) {
 			io->dst_written = 0;
 			free(io->header_value);
@@ -450,10 +458,20 @@ static int perform(al_http_response *resp, al_http *h, const char *method, const
 				"than %zu bytes", method, shown, h->opt.max_body);
 			goto cleanup;
 		}
-		if (code == CURLE_OK && resp->status < 500 && resp->status != 429)
-			break; /* a definitive answer */
-		retry = code == CURLE_OK ? retryable_status(resp->status, idempotent) :
-			idempotent || not_sent(c, code);
+		if (code == CURLE_OK && resp->status < 500 && resp->status != 429) {
+			/* A body that ended early without framing (closed connection, no
+			 * Content-Length): shorter than its Content-Range or than expected. */
+			uint64_t want = s.to_fd == 1 ? (resp->status == 206 && s.range_len ?
+				s.range_len : io->dst_expect) : 0;
+			if (!want || io->dst_written >= want)
+				break; /* a definitive answer */
+			short_body = 1;
+			snprintf(errbuf, sizeof(errbuf), "truncated body: %llu of %llu bytes received",
+				(unsigned long long)io->dst_written, (unsigned long long)want);
+			code = CURLE_PARTIAL_FILE;
+		}
+		retry = short_body ? idempotent : code == CURLE_OK ?
+			retryable_status(resp->status, idempotent) : idempotent || not_sent(c, code);
 		if (!retry || tries >= h->opt.max_tries) {
 			const char *why = !retry && tries < h->opt.max_tries ?
 				" (not retried: the request may have been processed)" : "";

@@ -76,12 +76,16 @@ typedef struct al_http_stream {
 				 * most dst_max bytes (more is AL_EIO); -1 keeps it in resp->body.
 				 * Other statuses' bodies always land in resp->body. */
 	uint64_t dst_off, dst_max;
+	/* A 2xx body cut short (closed without framing) is a failed attempt, retried like a reset
+	 * for idempotent requests: shorter than a 206's Content-Range, or than dst_expect (when
+	 * not 0; for answers without Content-Range). */
+	uint64_t dst_expect;
 	uint64_t dst_written;   /* out: bytes written to dst_fd by the last attempt */
 	const char *header;     /* a response header to capture ("ETag"), or NULL */
 	char *header_value;     /* out: its value (trimmed, malloc'd) or NULL; caller frees */
 } al_http_stream;
 
-#define AL_HTTP_STREAM_INIT {-1, 0, 0, -1, 0, 0, 0, NULL, NULL}
+#define AL_HTTP_STREAM_INIT {-1, 0, 0, -1, 0, 0, 0, 0, NULL, NULL}
 
 /* al_http_request with the request and/or response body streamed through files as io says;
  * same retries, errors and status handling. */
