@@ -259,5 +259,7 @@ int al_write_check(const al_write *w)
 		if (!al_value_is_valid(f))
 			return al_error_set(AL_EINVAL, "document %s: field %s is not a typed value",
 				w->path, f->string);
-	return 0;
+	/* Firestore's limits, for every backend: the embedded store refuses what Firestore would,
+	 * so nothing accepted here is refused later (README "Where the data lives"). */
+	return al_fields_check(w->path, w->fields);
 }

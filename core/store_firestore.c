@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "aletheia/http.h"
+#include "aletheia/json.h"
 #include "aletheia/store.h"
 #include "aletheia/value.h"
 
@@ -110,10 +111,9 @@ static int call(al_http_response *resp, fs_store *s, const char *method, const c
 	const char *headers[3] = {NULL, NULL, NULL};
 	int rc = 0, attempt;
 
-	if (body && !(text = cJSON_PrintUnformatted(body))) {
-		rc = nomem("request");
+	/* Our printer: doubles must reach Firestore bit for bit (json.h). */
+	if (body && (rc = al_json_print(&text, NULL, body, 0)))
 		goto cleanup;
-	}
 	if (text)
 		headers[1] = "Content-Type: application/json";
 	if (s->emulator) {

@@ -10,6 +10,7 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include "aletheia/json.h"
 #include "aletheia/store.h"
 #include "aletheia/value.h"
 
@@ -309,11 +310,14 @@ static int apply_write(sqlite_store *s, const al_write *w, const char *serialize
 				}
 				al_fields_set(existing->fields, f->string, copy);
 			}
-			merged = cJSON_PrintUnformatted(existing->fields);
-			if (!merged) {
-				rc = al_error_set(AL_ENOMEM, "out of memory updating %s", w->path);
+			/* The merged document must fit Firestore's size limit too. */
+			if (al_doc_size(w->path, existing->fields) > AL_DOC_MAX_SIZE) {
+				rc = al_error_set(AL_EINVAL, "document %s would be larger than %d bytes",
+					w->path, AL_DOC_MAX_SIZE);
 				goto cleanup;
 			}
+			if ((rc = al_json_print(&merged, NULL, existing->fields, 0)))
+				goto cleanup;
 			serialized = merged;
 		}
 		/* fall through */
@@ -345,7 +349,10 @@ static int sqlite_commit(al_store_backend *b, const al_write *writes, size_t cou
 			goto cleanup;
 		if (writes[i].op == AL_WRITE_DELETE)
 			continue;
-		texts[i] = writes[i].fields ? cJSON_PrintUnformatted(writes[i].fields) : strdup("{}");
+		if (!writes[i].fields)
+			texts[i] = strdup("{}");
+		else if ((rc = al_json_print(&texts[i], NULL, writes[i].fields, 0)))
+			goto cleanup;
 		if (!texts[i]) {
 			rc = al_error_set(AL_ENOMEM, "out of memory writing %s", writes[i].path);
 			goto cleanup;

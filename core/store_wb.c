@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 #include "aletheia/journal.h"
+#include "aletheia/json.h"
 #include "aletheia/store_wb.h"
 #include "aletheia/value.h"
 #include "util.h"
@@ -340,10 +341,9 @@ static int wb_commit(al_store_backend *base, const al_write *writes, size_t coun
 		return 0;
 	}
 	enc = encode(writes, count);
-	text = cJSON_PrintUnformatted(enc);
-	if (!text) {
+	if ((rc = al_json_print(&text, NULL, enc, 0))) {   /* exact doubles in the journal too */
 		cJSON_Delete(enc);
-		return al_error_set(AL_ENOMEM, "out of memory");
+		return rc;
 	}
 	pthread_mutex_lock(&w->lock);
 	/* Journal, then overlay, under one lock: replay order is delivery order. */

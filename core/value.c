@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include "aletheia/json.h"
 #include "aletheia/value.h"
 
 #define US_PER_S INT64_C(1000000)
@@ -312,11 +313,14 @@ cJSON *al_value_to_json(const cJSON *v)
 		return NULL;
 	p = v->child;
 	if (strcmp(p->string, "integerValue") == 0) {
+		/* Past 2^53 a double would round it: the digits go as raw text (json.h prints it). */
 		if (al_value_get_int(&n, v) == 0)
-			out = cJSON_CreateNumber((double)n);
+			out = (double)n >= -MAX_SAFE_INT && (double)n <= MAX_SAFE_INT ?
+				cJSON_CreateNumber((double)n) : cJSON_CreateRaw(p->valuestring);
 	} else if (strcmp(p->string, "doubleValue") == 0) {
+		/* NaN and infinities stay numbers: al_json_print writes them as Python does. */
 		if (al_value_get_double(&d, v) == 0)
-			out = isfinite(d) ? cJSON_CreateNumber(d) : cJSON_CreateNull(); /* JSON has no NaN/Inf */
+			out = cJSON_CreateNumber(d);
 	} else if (strcmp(p->string, "stringValue") == 0 || strcmp(p->string, "referenceValue") == 0 ||
 		   strcmp(p->string, "bytesValue") == 0) {
 		if (cJSON_IsString(p))
@@ -497,5 +501,172 @@ int al_value_is_valid(const cJSON *v)
 		return cJSON_IsNull(p);
 	if (strcmp(k, "geoPointValue") == 0)
 		return cJSON_IsObject(p);
+	return 0;
+}
+
+/* ---- Firestore's limits ------------------------------------------------------------------ */
+
+/* Firestore's storage sizes: strings count their UTF-8 bytes plus one. */
+static uint64_t string_size(const char *s)
+{
+	return (uint64_t)strlen(s ? s : "") + 1;
+}
+
+static uint64_t value_size(const cJSON *v)
+{
+	const cJSON *p, *child, *list;
+	uint64_t n = 0;
+	int is_map;
+
+	if (!cJSON_IsObject(v) || !(p = v->child) || !p->string)
+		return 0;
+	if (!strcmp(p->string, "stringValue"))
+		return string_size(p->valuestring);
+	if (!strcmp(p->string, "integerValue") || !strcmp(p->string, "doubleValue") ||
+	    !strcmp(p->string, "timestampValue"))
+		return 8;
+	if (!strcmp(p->string, "booleanValue") || !strcmp(p->string, "nullValue"))
+		return 1;
+	if (!strcmp(p->string, "geoPointValue"))
+		return 16;
+	if (!strcmp(p->string, "bytesValue"))
+		return cJSON_IsString(p) ? (uint64_t)strlen(p->valuestring) * 3 / 4 : 0;
+	if (!strcmp(p->string, "referenceValue"))
+		return string_size(p->valuestring) + 16;
+	is_map = !strcmp(p->string, "mapValue");
+	list = is_map ? al_value_get_map(v) : al_value_get_array(v);
+	cJSON_ArrayForEach(child, list)
+		n += (is_map ? string_size(child->string) : 0) + value_size(child);
+	return n;
+}
+
+uint64_t al_doc_size(const char *doc_path, const cJSON *fields)
+{
+	uint64_t n = 16 + 32;   /* the document name's extra bytes, and the document's */
+	const char *p = doc_path ? doc_path : "", *slash;
+	const cJSON *f;
+
+	/* Firestore counts the name from the collection path on; each segment as a string. */
+	for (; *p; p = slash + 1) {
+		slash = strchr(p, '/');
+		n += (uint64_t)(slash ? (size_t)(slash - p) : strlen(p)) + 1;
+		if (!slash)
+			break;
+	}
+	cJSON_ArrayForEach(f, fields)
+		n += string_size(f->string) + value_size(f);
+	return n;
+}
+
+/* Appends one field name to a field path as Firestore spells it ("a.`b/c`"). */
+static size_t path_append(char *path, size_t len, size_t cap, const char *name)
+{
+	int simple = (isalpha((unsigned char)name[0]) || name[0] == '_');
+	for (const char *c = name; simple && *c; c++)
+		simple = isalnum((unsigned char)*c) || *c == '_';
+	if (len && len < cap)
+		path[len++] = '.';
+	if (!simple && len < cap)
+		path[len++] = '`';
+	for (const char *c = name; *c && len < cap; c++) {
+		if (!simple && (*c == '`' || *c == '\\') && len + 1 < cap)
+			path[len++] = '\\';
+		path[len++] = *c;
+	}
+	if (!simple && len < cap)
+		path[len++] = '`';
+	return len;
+}
+
+#define PATH_CAP (AL_VALUE_MAX_NAME + 64)
+
+/* The path so far as a string for messages (path has room for the NUL). */
+static const char *path_text(char *path, size_t len)
+{
+	path[len < PATH_CAP ? len : PATH_CAP] = '\0';
+	return path;
+}
+
+static int check_value(const char *doc, char *path, size_t plen, const cJSON *v, int depth,
+	int in_array);
+
+static int check_name_at(const char *doc, char *path, size_t *plen, const char *name)
+{
+	size_t n = strlen(name ? name : "");
+	if (n == 0)
+		return al_error_set(AL_EINVAL, "document %s: an empty field name (under \"%.*s\")", doc,
+			80, path_text(path, *plen));
+	if (n > AL_VALUE_MAX_NAME)
+		return al_error_set(AL_EINVAL, "document %s: a field name of %zu bytes (at most %d)", doc, n,
+			AL_VALUE_MAX_NAME);
+	if (n >= 4 && !strncmp(name, "__", 2) && !strcmp(name + n - 2, "__"))
+		return al_error_set(AL_EINVAL, "document %s: field names of the form __x__ are reserved "
+			"(\"%.60s\")", doc, name);
+	if (!al_utf8_valid(name, n))
+		return al_error_set(AL_EINVAL, "document %s: a field name that is not UTF-8", doc);
+	*plen = path_append(path, *plen, PATH_CAP, name);
+	if (*plen > AL_VALUE_MAX_NAME)
+		return al_error_set(AL_EINVAL, "document %s: the field path \"%.80s…\" is longer than %d "
+			"bytes", doc, path_text(path, *plen), AL_VALUE_MAX_NAME);
+	return 0;
+}
+
+static int check_value(const char *doc, char *path, size_t plen, const cJSON *v, int depth,
+	int in_array)
+{
+	const cJSON *p = cJSON_IsObject(v) ? v->child : NULL, *child, *list;
+	int rc;
+
+	if (depth > AL_VALUE_MAX_DEPTH)
+		return al_error_set(AL_EINVAL, "document %s: the value of \"%.*s\" is nested more than %d "
+			"levels deep", doc, 80, path_text(path, plen), AL_VALUE_MAX_DEPTH);
+	if (!p || !p->string)
+		return 0;   /* al_value_is_valid says what is wrong */
+	if (!strcmp(p->string, "stringValue") && cJSON_IsString(p)) {
+		if (strlen(p->valuestring) > AL_VALUE_MAX_STRING)
+			return al_error_set(AL_EINVAL, "document %s: the string \"%.*s\" is longer than %d "
+				"bytes", doc, 80, path_text(path, plen), AL_VALUE_MAX_STRING);
+		if (!al_utf8_valid(p->valuestring, strlen(p->valuestring)))
+			return al_error_set(AL_EINVAL, "document %s: the string \"%.*s\" is not UTF-8", doc,
+				80, path_text(path, plen));
+		return 0;
+	}
+	if (!strcmp(p->string, "arrayValue")) {
+		if (in_array)
+			return al_error_set(AL_EINVAL, "document %s: \"%.*s\" holds an array directly inside "
+				"an array, which Firestore cannot store", doc, 80, path_text(path, plen));
+		cJSON_ArrayForEach(child, al_value_get_array(v))
+			if ((rc = check_value(doc, path, plen, child, depth + 1, 1)))
+				return rc;
+		return 0;
+	}
+	if (!strcmp(p->string, "mapValue")) {
+		list = al_value_get_map(v);
+		cJSON_ArrayForEach(child, list) {
+			size_t len = plen;
+			if ((rc = check_name_at(doc, path, &len, child->string)) ||
+			    (rc = check_value(doc, path, len, child, depth + 1, 0)))
+				return rc;
+		}
+	}
+	return 0;
+}
+
+int al_fields_check(const char *doc_path, const cJSON *fields)
+{
+	char path[PATH_CAP + 1];
+	const cJSON *f;
+	uint64_t size;
+	int rc;
+
+	cJSON_ArrayForEach(f, fields) {
+		size_t len = 0;
+		if ((rc = check_name_at(doc_path, path, &len, f->string)) ||
+		    (rc = check_value(doc_path, path, len, f, 0, 0)))
+			return rc;
+	}
+	if ((size = al_doc_size(doc_path, fields)) > AL_DOC_MAX_SIZE)
+		return al_error_set(AL_EINVAL, "document %s would be %llu bytes: Firestore keeps at most "
+			"%d bytes a document", doc_path, (unsigned long long)size, AL_DOC_MAX_SIZE);
 	return 0;
 }

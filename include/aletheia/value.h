@@ -43,6 +43,20 @@ void al_fields_set(cJSON *fields, const char *name, cJSON *value);
 /* 1 when v is one typed value as described above (recursively), else 0. */
 int al_value_is_valid(const cJSON *v);
 
+/* Firestore's limits on a document (README "Where the data lives"), checked before any backend
+ * takes a write so that the embedded store refuses exactly what Firestore would: maps and arrays
+ * nested at most 20 levels below a top-level field, no array directly inside an array, field names
+ * non-empty UTF-8 of at most 1,500 bytes and not of the form __x__, field paths ("a.`b/c`") of at
+ * most 1,500 bytes, strings UTF-8 of at most 1,048,487 bytes, and the whole document at most
+ * 1 MiB as Firestore counts it (al_doc_size). AL_EINVAL naming the field and the limit. */
+#define AL_VALUE_MAX_DEPTH 20
+#define AL_VALUE_MAX_NAME 1500
+#define AL_VALUE_MAX_STRING 1048487
+#define AL_DOC_MAX_SIZE 1048576
+int al_fields_check(const char *doc_path, const cJSON *fields);
+/* Firestore's storage size of a document: its name, each field name and value, and 32 bytes. */
+uint64_t al_doc_size(const char *doc_path, const cJSON *fields);
+
 /* Plain JSON ↔ typed values. Numbers that are integral and within ±2^53 become integerValue.
  * Timestamps become RFC 3339 strings when converted back to plain JSON. */
 cJSON *al_value_from_json(const cJSON *plain);
