@@ -110,6 +110,21 @@ static int put_number(al_buf *b, double d)
 	return al_buf_puts(b, num);
 }
 
+size_t al_json_double(char *buf, double d)
+{
+	size_t n;
+	if (isnan(d) || isinf(d)) {
+		strcpy(buf, isnan(d) ? "NaN" : d > 0 ? "Infinity" : "-Infinity");
+		return strlen(buf);
+	}
+	n = al_double_format(buf, d);
+	if (!strpbrk(buf, ".e")) {
+		memcpy(buf + n, ".0", 3);
+		n += 2;
+	}
+	return n;
+}
+
 static int put_indent(al_buf *b, unsigned flags, int depth)
 {
 	int rc = 0;

@@ -320,8 +320,12 @@ static int wb_commit(al_store_backend *base, const al_write *writes, size_t coun
 	size_t i;
 	int rc, create = 0;
 
-	for (i = 0; i < count; i++)
+	for (i = 0; i < count; i++) {
+		/* Refused now, to the caller, rather than by the server at delivery (README "Firestore"). */
+		if ((rc = al_write_check(&writes[i])))
+			return rc;
 		create |= writes[i].pre == AL_PRE_MISSING;
+	}
 	if (create) {
 		/* Only the backend decides which mount creates an id first; what was queued before
 		 * goes first, so the new document's parents exist there. */

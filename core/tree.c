@@ -20,6 +20,7 @@
 #include "aletheia/fetch.h"
 #include "aletheia/git.h"
 #include "aletheia/hash.h"
+#include "aletheia/json.h"
 #include "aletheia/metric.h"
 #include "aletheia/series.h"
 #include "aletheia/store.h"
@@ -67,6 +68,8 @@ struct al_file {
 	int flags;
 	int dirty;
 	al_buf text;               /* F_TEXT/F_GENERATED content; F_METRIC: the partial last line */
+	size_t keep;               /* F_TEXT: length of the content shown at open (0 when truncated) */
+	size_t low_write;          /* F_TEXT: lowest offset written or truncated to (SIZE_MAX: none) */
 	char *snap;                /* F_METRIC: read-back text at open */
 	size_t snaplen;
 	int fd;                    /* F_BLOB_*: the blob or the staging file */
@@ -128,19 +131,6 @@ typedef struct attr_entry {
 
 /* ---- names and paths ------------------------------------------------------------------ */
 
-static int valid_utf8(const unsigned char *s)
-{
-	while (*s) {
-		int n = *s < 0x80 ? 0 : (*s >> 5) == 6 ? 1 : (*s >> 4) == 14 ? 2 : (*s >> 3) == 30 ? 3 : -1;
-		if (n < 0)
-			return 0;
-		for (s++; n > 0; n--, s++)
-			if ((*s & 0xC0) != 0x80)
-				return 0;
-	}
-	return 1;
-}
-
 /* A valid Firestore document id, as names must be (INTERFACE.md §1). */
 static int check_name(const char *name)
 {
@@ -151,7 +141,7 @@ static int check_name(const char *name)
 		return al_error_set(AL_ENAMETOOLONG, "name longer than %d bytes", MAX_NAME);
 	if (len >= 4 && strncmp(name, "__", 2) == 0 && strcmp(name + len - 2, "__") == 0)
 		return al_error_set(AL_EINVAL, "names of the form __x__ are reserved: \"%s\"", name);
-	if (!valid_utf8((const unsigned char *)name))
+	if (!al_utf8_valid(name, len))
 		return al_error_set(AL_EINVAL, "name is not valid UTF-8");
 	return 0;
 }
@@ -371,48 +361,81 @@ static int is_number_text(const char *s)
 	return 1;
 }
 
-/* A param's text → typed value (INTERFACE.md §3.1). */
-static cJSON *param_from_text(const char *text, size_t len)
+/* A number as a param's text writes it: an integer when it is one (32, 32.0, 1e2: JSON and
+ * Firestore clients do not tell them apart), a double otherwise. NULL when the text is no number
+ * a double or int64 holds exactly (99999999999999999999, 1e400): it then stays a string. */
+static cJSON *number_from_text(const char *s)
 {
-	char *s = strndup(text, len), *end;
-	cJSON *v = NULL, *j;
-	size_t n;
+	char *end;
+	const char *p = s + (*s == '-' || *s == '+');
+	int nonzero = 0;
+	double d;
 
-	if (!s)
-		return NULL;
-	n = strlen(s);
-	if (n && s[n - 1] == '\n')
-		s[--n] = '\0';
-	if (n && s[n - 1] == '\r')
-		s[--n] = '\0';
-	if (n && is_number_text(s)) {
+	if (isdigit((unsigned char)*p) && strspn(p, "0123456789") == strlen(p)) {
 		long long i;
-		double d;
 		errno = 0;
 		i = strtoll(s, &end, 10);
-		if (!*end && errno == 0) {
-			v = al_value_int(i);
-			goto done;
-		}
-		d = strtod(s, &end);
-		if (!*end) {
-			v = al_value_double(d);
-			goto done;
-		}
+		return errno == 0 && !*end ? al_value_int(i) : NULL;
 	}
+	errno = 0;
+	d = strtod(s, &end);
+	if (*end)
+		return NULL;
+	if (isnan(d) || (isinf(d) && !isdigit((unsigned char)*p)))
+		return al_value_double(d);   /* nan, inf, -infinity as written */
+	for (; *p && *p != 'e' && *p != 'E'; p++)
+		nonzero |= *p >= '1' && *p <= '9';
+	if (isinf(d) || (d == 0 && nonzero))
+		return NULL;                  /* beyond a double: kept as the text itself */
+	if (d == floor(d) && fabs(d) <= 9007199254740992.0 && !(d == 0 && signbit(d)))
+		return al_value_int((int64_t)d);
+	return al_value_double(d);
+}
+
+/* A param's text → typed value (README "params"). A final newline is dropped. Text that cannot
+ * be stored as written (a NUL, bytes that are not UTF-8) is refused; JSON that parses but cannot
+ * be stored exactly (too deep, a key twice, an integer past int64) is refused with the reason;
+ * text that is no JSON at all ("[WIP] run") is a string. */
+static int param_from_text(cJSON **out, const char *text, size_t len)
+{
+	char *s = NULL;
+	size_t n = len;
+	int rc = 0;
+
+	*out = NULL;
+	if (n && text[n - 1] == '\n')
+		n--;
+	if (n && text[n - 1] == '\r')
+		n--;
+	if (memchr(text, '\0', n))
+		return al_error_set(AL_EINVAL, "a param value cannot hold a NUL byte");
+	if (!al_utf8_valid(text, n))
+		return al_error_set(AL_EINVAL, "a param value must be UTF-8 text");
+	if (!(s = strndup(text, n)))
+		return al_error_set(AL_ENOMEM, "out of memory");
+	if (n && is_number_text(s) && (*out = number_from_text(s)))
+		goto done;
 	if (!strcmp(s, "true") || !strcmp(s, "false")) {
-		v = al_value_bool(s[0] == 't');
+		*out = al_value_bool(s[0] == 't');
 		goto done;
 	}
-	if ((s[0] == '{' || s[0] == '[') && (j = cJSON_Parse(s))) {
-		v = al_value_from_json(j);
-		cJSON_Delete(j);
-		goto done;
+	if (s[0] == '{' || s[0] == '[') {
+		cJSON *lenient;
+		if (al_json_to_value(out, s, n) == 0)
+			goto done;
+		/* Valid JSON we cannot keep exactly is refused; anything else is text. */
+		if ((lenient = cJSON_ParseWithLength(s, n))) {
+			cJSON_Delete(lenient);
+			rc = AL_EINVAL;   /* al_json_to_value's message says why */
+			goto done;
+		}
 	}
-	v = al_value_string(s);
+	*out = al_value_string(s);
 done:
+	if (rc == 0 && !*out)
+		rc = al_error_set(AL_ENOMEM, "out of memory");
 	free(s);
-	return v;
+	return rc;
 }
 
 /* A typed value as a line of text: strings raw, numbers shortest, maps/arrays compact JSON. */
@@ -420,9 +443,10 @@ static int value_text(al_buf *b, const cJSON *v)
 {
 	int64_t i;
 	double d;
-	int bo;
+	int bo, rc;
 	const char *s;
-	char num[64];
+	char num[64], *p = NULL;
+	cJSON *j;
 
 	if ((s = al_value_get_string(v)))
 		return al_buf_puts(b, s);
@@ -434,27 +458,42 @@ static int value_text(al_buf *b, const cJSON *v)
 	}
 	if (al_value_get_bool(&bo, v) == 0)
 		return al_buf_puts(b, bo ? "true" : "false");
-	{
-		cJSON *j = al_value_to_json(v);
-		char *p = j ? cJSON_PrintUnformatted(j) : NULL;
-		int rc = al_buf_puts(b, p ? p : "null");
-		free(p);
-		cJSON_Delete(j);
-		return rc;
-	}
+	j = al_value_to_json(v);
+	rc = j ? al_json_print(&p, NULL, j, 0) : 0;
+	if (rc == 0)
+		rc = al_buf_puts(b, p ? p : "null");
+	free(p);
+	cJSON_Delete(j);
+	return rc;
 }
 
 static int json_out(al_buf *b, cJSON *j, int pretty)
 {
-	char *p = pretty ? cJSON_Print(j) : cJSON_PrintUnformatted(j);
-	int rc;
-	if (!p)
-		return al_error_set(AL_ENOMEM, "out of memory printing JSON");
-	rc = al_buf_puts(b, p);
+	char *p = NULL;
+	size_t len = 0;
+	int rc = al_json_print(&p, &len, j, pretty ? AL_JSON_PRETTY : 0);
+	if (rc == 0)
+		rc = al_buf_put(b, p, len);
 	if (rc == 0)
 		rc = al_buf_puts(b, "\n");
 	free(p);
 	return rc;
+}
+
+/* A double for generated JSON: read back as the same double by any reader (json.h). */
+static cJSON *double_json(double v)
+{
+	char num[40];
+	al_json_double(num, v);
+	return cJSON_CreateRaw(num);
+}
+
+/* An int64 for generated JSON: exact past 2^53 (al_json_print copies raw text). */
+static cJSON *int_json(int64_t v)
+{
+	char num[32];
+	snprintf(num, sizeof(num), "%lld", (long long)v);
+	return cJSON_CreateRaw(num);
 }
 
 static void time_json(cJSON *o, const char *key, const cJSON *fields, const char *field)
@@ -474,10 +513,6 @@ static void field_json(cJSON *o, const char *key, const cJSON *fields, const cha
 	cJSON_AddItemToObject(o, key, j ? j : cJSON_CreateNull());
 }
 
-static cJSON *number_json(double v)
-{
-	return isnan(v) || isinf(v) ? cJSON_CreateNull() : cJSON_CreateNumber(v);
-}
 
 static int dataset_settle(al_tree *t, const char *ds_doc);
 
@@ -562,11 +597,13 @@ static int render_run_json(al_buf *b, al_tree *t, const node *n, const al_doc *r
 		char *name = al_id_decode(ids[i]);
 		if (doc && name && al_series_summary_get(&s, t->series, doc) == 0) {
 			cJSON *m = cJSON_AddObjectToObject(metrics, name);
-			cJSON_AddItemToObject(m, "last", number_json(s.last));
-			cJSON_AddNumberToObject(m, "step", (double)s.step);
-			cJSON_AddNumberToObject(m, "count", (double)s.count);
-			cJSON_AddItemToObject(m, "min", number_json(s.min));
-			cJSON_AddItemToObject(m, "max", number_json(s.max));
+			/* NaN and infinities print as Python's json writes them (README "run.json") */
+			cJSON_AddItemToObject(m, "last", double_json(s.last));
+			cJSON_AddItemToObject(m, "step", int_json(s.step));
+			cJSON_AddItemToObject(m, "count", int_json((int64_t)s.count));
+			/* min/max are NaN only when no point had a comparable value */
+			cJSON_AddItemToObject(m, "min", isnan(s.min) ? cJSON_CreateNull() : double_json(s.min));
+			cJSON_AddItemToObject(m, "max", isnan(s.max) ? cJSON_CreateNull() : double_json(s.max));
 		}
 		free(doc);
 		free(name);
@@ -585,8 +622,8 @@ static int render_run_json(al_buf *b, al_tree *t, const node *n, const al_doc *r
 	if ((rc = artifacts_summary(&acount, &abytes, t, n->run_doc)))
 		goto cleanup;
 	arts = cJSON_AddObjectToObject(o, "artifacts");
-	cJSON_AddNumberToObject(arts, "count", (double)acount);
-	cJSON_AddNumberToObject(arts, "bytes", (double)abytes);
+	cJSON_AddItemToObject(arts, "count", int_json((int64_t)acount));
+	cJSON_AddItemToObject(arts, "bytes", int_json((int64_t)abytes));
 	rc = json_out(b, o, 1);
 cleanup:
 	al_strings_free(ids, nids);
@@ -1474,14 +1511,21 @@ int al_tree_readdir(al_tree *t, const char *path, al_tree_fill_fn fill, void *ct
 
 /* ---- creating folders ----------------------------------------------------------------- */
 
+/* A path inside a folder (params/a/b, artifacts/x/y): names joined by single '/', each a valid
+ * name ("a//b", "x/" and "/lead" would name files no path reaches). */
 static int check_rest_names(const char *rest)
 {
-	char *copy = strdup(rest), *p, *save = NULL;
+	char *copy = strdup(rest), *p, *slash;
 	int rc = 0;
 	if (!copy)
 		return al_error_set(AL_ENOMEM, "out of memory");
-	for (p = strtok_r(copy, "/", &save); p && rc == 0; p = strtok_r(NULL, "/", &save))
+	for (p = copy; rc == 0; p = slash + 1) {
+		if ((slash = strchr(p, '/')))
+			*slash = '\0';
 		rc = check_name(p);
+		if (!slash)
+			break;
+	}
 	free(copy);
 	return rc;
 }
@@ -2561,10 +2605,13 @@ static int open_text(al_file *f, int flags, const char *path)
 		goto fail;
 	}
 	f->kind = F_TEXT;
-	if (flags & AL_OPEN_TRUNC) {
+	f->low_write = SIZE_MAX;
+	/* O_TRUNC alone changes nothing: the new content replaces the old only once something was
+	 * written and the file is closed (README "Durability"), so a writer killed before its first
+	 * write, or one whose write failed, leaves the old value. A new file exists at once. */
+	if (flags & AL_OPEN_TRUNC)
 		al_buf_clear(&b);
-		f->dirty = 1;
-	}
+	f->keep = b.len;
 	if (!exists)
 		f->dirty = 1;
 	f->text = b;
@@ -2751,7 +2798,7 @@ int al_file_read(size_t *nread, al_file *f, char *buf, size_t size, uint64_t off
 }
 
 static int check_line_value(al_file *f);
-static char *text_value(const al_buf *b);
+static int text_checked(char **out, const al_buf *b, const char *what);
 static int import_write(al_file *f, const char *buf, size_t size);
 static int import_lines(al_file *f, int at_close);
 
@@ -2847,6 +2894,8 @@ static int al_file_write_impl(al_file *f, const char *buf, size_t size, uint64_t
 		}
 		memcpy(f->text.ptr + off, buf, size);
 		f->dirty = 1;
+		if (off < f->low_write)
+			f->low_write = off;
 		if ((rc = check_line_value(f))) {
 			/* nothing of it is recorded at close */
 			al_buf_clear(&f->text);
@@ -2875,6 +2924,8 @@ static int al_file_truncate_impl(al_file *f, uint64_t size)
 		return 0;
 	}
 	case F_TEXT:
+		if (size < f->low_write)
+			f->low_write = size;
 		if (size < f->text.len) {
 			f->text.len = size;
 			if (f->text.ptr)
@@ -2917,9 +2968,11 @@ static int parse_status(char word[32], long long *code, int *has_code, const cha
 	*has_code = fields == 2;
 	if (*has_code) {
 		char *end;
+		errno = 0;
 		*code = strtoll(extra, &end, 10);
-		if (*end)
-			return al_error_set(AL_EINVAL, "status: exit code must be an integer (got \"%s\")", extra);
+		if (*end || errno || *code < INT32_MIN || *code > INT32_MAX)
+			return al_error_set(AL_EINVAL, "status: the exit code must be an integer that fits in "
+				"32 bits (got \"%s\")", extra);
 	}
 	return 0;
 }
@@ -2947,10 +3000,8 @@ static int check_line_value(al_file *f)
 	if (f->n.kind != N_RUN_TEXT || (strcmp(f->n.name, "status") && strcmp(f->n.name, "fold")) ||
 	    !memchr(f->text.ptr, '\n', f->text.len))
 		return 0;
-	if (memchr(f->text.ptr, '\0', f->text.len))
-		return al_error_set(AL_EINVAL, "%s must be text without NUL bytes", f->n.name);
-	if (!(s = text_value(&f->text)))
-		return al_error_set(AL_ENOMEM, "out of memory");
+	if ((rc = text_checked(&s, &f->text, f->n.name)))
+		return rc;
 	rc = strcmp(f->n.name, "fold") == 0 ? parse_fold(&v, s) : parse_status(word, &v, &has, s);
 	free(s);
 	return rc;
@@ -2978,6 +3029,23 @@ static int commit_status(al_tree *t, const node *n, const char *text)
 	return rc;
 }
 
+/* A key that would be a file where another key needs a folder, or the reverse (params/opt and
+ * params/opt/beta1): the tree could show only one of them, so the second is refused. */
+static int key_conflict(const cJSON *map, const char *key)
+{
+	const cJSON *it;
+	size_t n = strlen(key);
+	cJSON_ArrayForEach(it, map) {
+		size_t m = strlen(it->string);
+		if (m < n && strncmp(key, it->string, m) == 0 && key[m] == '/')
+			return al_error_set(AL_ENOTDIR, "param %s is a value, so %s cannot be under it",
+				it->string, key);
+		if (m > n && strncmp(key, it->string, n) == 0 && it->string[n] == '/')
+			return al_error_set(AL_EISDIR, "params/%s is a folder (it holds %s)", key, it->string);
+	}
+	return 0;
+}
+
 /* Merges typed values into the run's hyper_params map. */
 static int merge_params(al_tree *t, const node *n, cJSON *values /* object of typed, taken */)
 {
@@ -2997,67 +3065,106 @@ static int merge_params(al_tree *t, const node *n, cJSON *values /* object of ty
 		map = cJSON_CreateObject();
 	while ((it = values->child)) {
 		cJSON_DetachItemViaPointer(values, it);
+		if (!cJSON_GetObjectItemCaseSensitive(map, it->string) && (rc = key_conflict(map, it->string))) {
+			cJSON_Delete(it);
+			goto cleanup;
+		}
 		al_fields_set(map, it->string, it);
 	}
 	fields = cJSON_CreateObject();
 	al_fields_set(fields, "hyper_params", al_value_map(map));
+	map = NULL;
+	/* The whole document must stay within Firestore's limits, not only the new map. */
+	al_fields_set(d->fields, "hyper_params", cJSON_Duplicate(al_fields_get(fields, "hyper_params"), 1));
+	if ((rc = al_fields_check(n->run_doc, d->fields)))
+		goto cleanup;
 	rc = commit1(t, AL_WRITE_UPDATE, n->run_doc, fields, AL_PRE_EXISTS);
 cleanup:
 	pthread_mutex_unlock(&t->lock);
+	cJSON_Delete(map);
 	cJSON_Delete(values);
 	cJSON_Delete(fields);
 	al_doc_free(d);
 	return rc;
 }
 
-static char *text_value(const al_buf *b)
+/* A text file's content as one value: the final newline dropped; NUL bytes and text that is not
+ * UTF-8 are refused (README "Files behave like files"), never cut or changed. */
+static int text_checked(char **out, const al_buf *b, const char *what)
 {
 	size_t n = b->len;
-	char *s;
+	*out = NULL;
 	if (n && b->ptr[n - 1] == '\n')
 		n--;
 	if (n && b->ptr[n - 1] == '\r')
 		n--;
-	s = strndup(b->ptr ? b->ptr : "", n);
-	return s;
+	if (n && memchr(b->ptr, '\0', n))
+		return al_error_set(AL_EINVAL, "%s must be text without NUL bytes", what);
+	if (n && !al_utf8_valid(b->ptr, n))
+		return al_error_set(AL_EINVAL, "%s must be UTF-8 text", what);
+	if (!(*out = strndup(b->ptr ? b->ptr : "", n)))
+		return al_error_set(AL_ENOMEM, "out of memory");
+	return 0;
 }
+
+/* The JSON object written to params.json or metadata/<name>: the whole text, or — when every write
+ * landed after the content shown at open (`>>`, Python's 'a' mode) — only what was appended, whose
+ * keys then merge into the current ones (README "params"). *fields gets the object's fields. */
+static int written_object(cJSON **fields, int *appended, const al_file *f, const char *what)
+{
+	size_t from = f->keep && f->low_write >= f->keep ? f->keep : 0;
+	cJSON *v = NULL;
+	int rc;
+
+	*fields = NULL;
+	*appended = from > 0;
+	if ((rc = al_json_to_value(&v, f->text.ptr ? f->text.ptr + from : "", f->text.len - from)))
+		return al_error_set(rc, "%s must be one JSON object: %s", what, al_error_last());
+	if (!al_value_get_map(v)) {
+		cJSON_Delete(v);
+		return al_error_set(AL_EINVAL, "%s must be one JSON object", what);
+	}
+	*fields = cJSON_Duplicate(al_value_get_map(v), 1);
+	cJSON_Delete(v);
+	return *fields ? 0 : al_error_set(AL_ENOMEM, "out of memory");
+}
+
 
 static int commit_text(al_file *f)
 {
 	al_tree *t = f->t;
 	const node *n = &f->n;
-	cJSON *fields = cJSON_CreateObject(), *j = NULL;
-	char *s = NULL;
-	int rc = 0;
+	cJSON *fields = cJSON_CreateObject(), *obj = NULL, *it;
+	al_doc *d = NULL;
+	char *s = NULL, *doc = NULL;
+	int rc = 0, appended;
 
 	switch (n->kind) {
-	case N_METADATA: {
-		char *doc = xasprintf("%s/metadata/%s", n->proj_doc, n->name);
-		j = cJSON_ParseWithLength(f->text.ptr ? f->text.ptr : "", f->text.len);
-		if (!j || !cJSON_IsObject(j)) {
-			rc = al_error_set(AL_EINVAL, "metadata/%s must be a JSON object", n->name);
-		} else {
-			cJSON *typed = al_value_from_json(j);
-			cJSON *inner = typed ? cJSON_DetachItemFromObject(cJSON_GetObjectItem(typed, "mapValue"), "fields") : NULL;
-			rc = commit1(t, AL_WRITE_SET, doc, inner ? inner : fields, AL_PRE_NONE);
-			cJSON_Delete(inner);
-			cJSON_Delete(typed);
+	case N_METADATA:
+		doc = xasprintf("%s/metadata/%s", n->proj_doc, n->name);
+		if ((rc = written_object(&obj, &appended, f, "a metadata file")))
+			break;
+		/* Appended keys merge into what the file held; otherwise the object replaces it. */
+		if (appended && (rc = get_doc(&d, t, doc)) == 0) {
+			while ((it = obj->child)) {
+				cJSON_DetachItemViaPointer(obj, it);
+				al_fields_set(d->fields, it->string, it);
+			}
+			rc = commit1(t, AL_WRITE_SET, doc, d->fields, AL_PRE_NONE);
+		} else if (rc == 0 || rc == AL_ENOTFOUND) {
+			rc = commit1(t, AL_WRITE_SET, doc, obj, AL_PRE_NONE);
 		}
-		free(doc);
 		break;
-	}
 	case N_EXP_DESCRIPTION:
-		s = text_value(&f->text);
+		if ((rc = text_checked(&s, &f->text, "description")))
+			break;
 		al_fields_set(fields, "description", al_value_string(s));
 		al_fields_set(fields, "updated", al_value_time(al_now_us()));
 		rc = commit1(t, AL_WRITE_UPDATE, n->exp_doc, fields, AL_PRE_EXISTS);
 		break;
 	case N_RUN_TEXT:
-		s = text_value(&f->text);
-		if (f->text.len && memchr(f->text.ptr, '\0', f->text.len)) {
-			rc = al_error_set(AL_EINVAL, "%s must be text without NUL bytes", n->name);
+		if ((rc = text_checked(&s, &f->text, n->name)))
 			break;
-		}
 		if (strcmp(n->name, "status") == 0) {
 			rc = commit_status(t, n, s);
 			break;
@@ -3074,37 +3181,35 @@ static int commit_text(al_file *f)
 		rc = commit1(t, AL_WRITE_UPDATE, n->run_doc, fields, AL_PRE_EXISTS);
 		break;
 	case N_PARAMS: {
-		cJSON *vals = cJSON_CreateObject();
-		al_fields_set(vals, n->rest, param_from_text(f->text.ptr ? f->text.ptr : "", f->text.len));
-		rc = merge_params(t, n, vals);
+		cJSON *v = NULL;
+		if ((rc = param_from_text(&v, f->text.ptr ? f->text.ptr : "", f->text.len)))
+			break;
+		al_fields_set(fields, n->rest, v);
+		rc = merge_params(t, n, fields);
+		fields = NULL;   /* taken */
 		break;
 	}
-	case N_PARAMS_JSON: {
-		cJSON *vals, *it;
-		j = cJSON_ParseWithLength(f->text.ptr ? f->text.ptr : "", f->text.len);
-		if (!j || !cJSON_IsObject(j)) {
-			rc = al_error_set(AL_EINVAL, "params.json must be one JSON object");
+	case N_PARAMS_JSON:
+		if ((rc = written_object(&obj, &appended, f, "params.json")))
 			break;
-		}
-		vals = cJSON_CreateObject();
-		cJSON_ArrayForEach(it, j) {
+		cJSON_ArrayForEach(it, obj)
 			if (check_rest_names(it->string)) {
-				cJSON_Delete(vals);
-				vals = NULL;
-				rc = al_error_set(AL_EINVAL, "invalid param key \"%.60s\"", it->string);
+				rc = al_error_set(AL_EINVAL, "invalid param key \"%.60s\": keys are names "
+					"joined by single '/'", it->string);
 				break;
 			}
-			al_fields_set(vals, it->string, al_value_from_json(it));
+		if (rc == 0) {
+			rc = merge_params(t, n, obj);
+			obj = NULL;   /* taken */
 		}
-		if (vals)
-			rc = merge_params(t, n, vals);
 		break;
-	}
 	default:
 		rc = al_error_set(AL_EACCES, "read-only file");
 	}
-	cJSON_Delete(j);
+	cJSON_Delete(obj);
 	cJSON_Delete(fields);
+	al_doc_free(d);
+	free(doc);
 	free(s);
 	return rc;
 }

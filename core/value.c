@@ -313,14 +313,17 @@ cJSON *al_value_to_json(const cJSON *v)
 		return NULL;
 	p = v->child;
 	if (strcmp(p->string, "integerValue") == 0) {
-		/* Past 2^53 a double would round it: the digits go as raw text (json.h prints it). */
-		if (al_value_get_int(&n, v) == 0)
-			out = (double)n >= -MAX_SAFE_INT && (double)n <= MAX_SAFE_INT ?
-				cJSON_CreateNumber((double)n) : cJSON_CreateRaw(p->valuestring);
+		/* Numbers go as raw text (al_json_print copies it): integers exact past 2^53, doubles
+		 * so that every reader reads a double back ("3.0", "-0.0", NaN: json.h). */
+		if (al_value_get_int(&n, v) == 0) {
+			snprintf(buf, sizeof(buf), "%" PRId64, n);
+			out = cJSON_CreateRaw(buf);
+		}
 	} else if (strcmp(p->string, "doubleValue") == 0) {
-		/* NaN and infinities stay numbers: al_json_print writes them as Python does. */
-		if (al_value_get_double(&d, v) == 0)
-			out = cJSON_CreateNumber(d);
+		if (al_value_get_double(&d, v) == 0) {
+			al_json_double(buf, d);
+			out = cJSON_CreateRaw(buf);
+		}
 	} else if (strcmp(p->string, "stringValue") == 0 || strcmp(p->string, "referenceValue") == 0 ||
 		   strcmp(p->string, "bytesValue") == 0) {
 		if (cJSON_IsString(p))

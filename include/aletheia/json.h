@@ -18,6 +18,12 @@
  * that are not UTF-8 become U+FFFD, so the text is always valid UTF-8. */
 int al_json_print(char **out, size_t *len, const cJSON *item, unsigned flags);
 
+/* A double as JSON text that reads back as the same double in any language: the shortest form,
+ * with ".0" when it would otherwise read as an integer ("3.0", "-0.0"), and NaN, Infinity,
+ * -Infinity as Python writes them. buf needs 40 bytes; returns the length. For generated JSON,
+ * as a raw item (cJSON_CreateRaw). */
+size_t al_json_double(char *buf, double d);
+
 /* Parses one JSON value (RFC 8259, plus NaN, Infinity and -Infinity as Python writes them; white
  * space around it is fine) into a typed value (value.h). Exact or refused, with AL_EINVAL and a
  * message naming the byte offset:
