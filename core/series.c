@@ -27,6 +27,9 @@ typedef struct series {
 	size_t run_len;         /* length of the run document prefix of doc */
 	pthread_mutex_t lock;
 	int loaded;             /* pts[] holds the whole series as last listed */
+	int touched;            /* created empty (touch, open O_CREAT): 1 until its summary is stored */
+	uint64_t view;          /* bumped whenever pts[] is rebuilt: points may then move, so a
+				 * reader's (count, view) says whether it can just read on */
 	int64_t loaded_us;      /* when the stored chunks were last listed */
 	al_point *pts;          /* the merged view of every writer's points */
 	size_t count, cap;
@@ -304,6 +307,7 @@ static int series_load(al_series_set *s, series *se)
 		goto cleanup;
 	se->legacy_sum = legacy;
 	se->loaded = 1;
+	se->view++;
 	se->loaded_us = al_now_us();
 cleanup:
 	for (i = 0; ws && i < nw; i++)
@@ -534,7 +538,7 @@ int al_series_render(char **out, size_t *len, al_series_set *s, const char *metr
 	if ((rc = series_fresh(s, se)))
 		goto cleanup;
 	se->used_us = al_now_us();
-	if (se->count == 0) {
+	if (se->count == 0 && se->touched != 1) {
 		al_doc *d = NULL;
 		rc = al_store_get(&d, s->store, metric_doc);
 		al_doc_free(d);
@@ -550,6 +554,81 @@ int al_series_render(char **out, size_t *len, al_series_set *s, const char *metr
 		off += al_metric_format(buf + off, &se->pts[i]);
 	*out = buf;
 	*len = off;
+	buf = NULL;
+cleanup:
+	pthread_mutex_unlock(&se->lock);
+	free(buf);
+	return rc;
+}
+
+int al_series_touch(al_series_set *s, const char *metric_doc)
+{
+	series *se;
+	int rc;
+
+	if ((rc = series_get(&se, s, metric_doc)))
+		return rc;
+	pthread_mutex_lock(&se->lock);
+	if (!se->touched && se->count == 0) {
+		se->touched = 1;   /* the flusher stores its (empty) summary document */
+		se->used_us = al_now_us();
+	}
+	pthread_mutex_unlock(&se->lock);
+	pthread_mutex_lock(&s->lock);
+	pthread_cond_signal(&s->wake);
+	pthread_mutex_unlock(&s->lock);
+	return 0;
+}
+
+int al_series_render_tail(char **out, size_t *len, int *whole, uint64_t *points, uint64_t *view,
+	al_series_set *s, const char *metric_doc)
+{
+	series *se;
+	char *buf = NULL;
+	size_t i, from, off = 0, bytes = 0;
+	int rc;
+
+	*out = NULL;
+	*len = 0;
+	*whole = 0;
+	{
+		al_doc *d = NULL;
+		rc = series_exists(&d, s, metric_doc);
+		al_doc_free(d);
+		if (rc)
+			return rc;
+	}
+	if ((rc = series_get(&se, s, metric_doc)))
+		return rc;
+	pthread_mutex_lock(&se->lock);
+	if ((rc = series_fresh(s, se)))
+		goto cleanup;
+	se->used_us = al_now_us();
+	if (se->count == 0 && se->touched != 1) {   /* a failed first append's entry is no metric */
+		al_doc *d = NULL;
+		rc = al_store_get(&d, s->store, metric_doc);
+		al_doc_free(d);
+		if (rc)
+			goto cleanup;
+	}
+	/* Points only ever follow the reader's while the view was not rebuilt. */
+	from = se->view == *view && *points <= se->count ? (size_t)*points : 0;
+	*whole = from == 0;
+	if (from == 0)
+		bytes = se->sum.text_bytes;
+	else
+		for (i = from; i < se->count; i++)
+			bytes += point_len(&se->pts[i]);
+	if (!(buf = malloc(bytes + AL_POINT_TEXT_MAX))) {
+		rc = al_error_set(AL_ENOMEM, "out of memory rendering %s", metric_doc);
+		goto cleanup;
+	}
+	for (i = from; i < se->count; i++)
+		off += al_metric_format(buf + off, &se->pts[i]);
+	*out = buf;
+	*len = off;
+	*points = se->count;
+	*view = se->view;
 	buf = NULL;
 cleanup:
 	pthread_mutex_unlock(&se->lock);
@@ -606,9 +685,12 @@ int al_series_summary_get(al_series_summary *out, al_series_set *s, const char *
 		return rc;
 	}
 	pthread_mutex_lock(&se->lock);
-	if (se->loaded && se->count > 0) {
-		series_fresh(s, se);
+	if ((se->loaded && se->count > 0) || (se->touched == 1 && se->count == 0)) {
+		if (se->loaded)
+			series_fresh(s, se);
 		*out = se->sum;
+		if (!out->update_us)
+			out->update_us = se->used_us;
 		goto cleanup;
 	}
 	/* The stored summary carries the text size, so nothing needs loading. */
@@ -659,7 +741,7 @@ int al_series_ids(char ***out, size_t *count, al_series_set *s, const char *run_
 		goto cleanup;
 	}
 	for (se = run ? run->list : NULL; se; se = se->next_run)
-		if (se->count > 0)
+		if (se->count > 0 || se->touched)
 			ids[n++] = strdup(al_doc_id(se->doc));
 	pthread_mutex_unlock(&s->lock);
 	for (i = 0; i < list->count; i++)
@@ -760,12 +842,12 @@ static int deliver(al_series_set *s, series *se, int *more)
 		*more = 1;
 	}
 	count = base + n;
-	if (!se->loaded || count == se->own_flushed) {
+	if ((!se->loaded && se->touched != 1) || (count == se->own_flushed && se->touched != 1)) {
 		pthread_mutex_unlock(&se->lock);
 		return 0;
 	}
-	pts = malloc(n * sizeof(*pts));
-	if (pts)
+	pts = malloc(n ? n * sizeof(*pts) : 1);
+	if (pts && n)
 		memcpy(pts, se->own, n * sizeof(*pts));
 	sum = se->sum;
 	own = se->own_sum;
@@ -805,6 +887,8 @@ static int deliver(al_series_set *s, series *se, int *more)
 	pthread_mutex_lock(&se->lock);
 	if (se->own_flushed < count)
 		se->own_flushed = count;
+	if (!*more && se->touched == 1)
+		se->touched = 2;   /* its summary document exists now */
 	/* Whole chunks below the last one are final: drop them from memory. */
 	{
 		uint64_t keep_from = count / AL_SERIES_CHUNK * AL_SERIES_CHUNK;
@@ -830,7 +914,7 @@ cleanup:
 
 static uint64_t own_pending(const series *se)
 {
-	return se->own_base + se->own_n - se->own_flushed;
+	return se->own_base + se->own_n - se->own_flushed + (se->touched == 1);
 }
 
 /* Frees the points of delivered series nobody touched for a while; they reload on demand. */

@@ -13,6 +13,7 @@
 #include "aletheia/json.h"
 #include "aletheia/store.h"
 #include "aletheia/value.h"
+#include "util.h"
 
 #define SCHEMA_VERSION 1
 
@@ -451,32 +452,6 @@ cleanup:
 	return rc;
 }
 
-/* Takes DIR/lock for the backend's lifetime and records our pid in it. */
-static int take_lock(sqlite_store *s)
-{
-	char path[4096], buf[32];
-	ssize_t n;
-	int len;
-
-	snprintf(path, sizeof(path), "%s/lock", s->dir);
-	s->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	if (s->lock_fd < 0)
-		return dir_error(errno, s->dir);
-	if (flock(s->lock_fd, LOCK_EX | LOCK_NB) != 0) {
-		if (errno != EWOULDBLOCK)
-			return al_error_set_errno(AL_EIO, errno, "cannot lock store %s", s->dir);
-		n = pread(s->lock_fd, buf, sizeof(buf) - 1, 0);
-		buf[n > 0 ? n : 0] = '\0';
-		buf[strcspn(buf, "\n")] = '\0';
-		return al_error_set(AL_EBUSY, "store %s is already mounted by another aletheia "
-			"process (pid %s)", s->dir, buf[0] ? buf : "unknown");
-	}
-	len = snprintf(buf, sizeof(buf), "%ld\n", (long)getpid());
-	if (ftruncate(s->lock_fd, 0) != 0 || pwrite(s->lock_fd, buf, len, 0) != len)
-		return al_error_set_errno(AL_EIO, errno, "cannot write %s", path);
-	return 0;
-}
-
 static int open_db(sqlite_store *s)
 {
 	char path[4096];
@@ -546,7 +521,7 @@ int al_store_sqlite_new(al_store_backend **out, const char *dir)
 		rc = al_error_set(AL_ENAMETOOLONG, "store directory %s: path too long", s->dir);
 		goto cleanup;
 	}
-	if ((rc = take_lock(s)) || (rc = open_db(s)))
+	if ((rc = al__lock_dir(&s->lock_fd, s->dir, "store")) || (rc = open_db(s)))
 		goto cleanup;
 	s->base.version = AL_STORE_BACKEND_VERSION;
 	s->base.name = "sqlite";

@@ -1,6 +1,7 @@
 /* aletheia: the tree of INTERFACE.md §1–3 as path operations: which document backs each path,
  * what reading it renders, and what writing it records. Knows no FUSE and no backend. */
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -70,14 +71,15 @@ struct al_file {
 	al_buf text;               /* F_TEXT/F_GENERATED content; F_METRIC: the partial last line */
 	size_t keep;               /* F_TEXT: length of the content shown at open (0 when truncated) */
 	size_t low_write;          /* F_TEXT: lowest offset written or truncated to (SIZE_MAX: none) */
-	char *snap;                /* F_METRIC: read-back text at open */
+	char *snap;                /* F_METRIC: read-back text so far */
 	size_t snaplen;
+	uint64_t points, view;     /* F_METRIC: the series' points in snap and its view (series.h) */
+	uint64_t status_gen;       /* F_METRIC writers: t->status_gen when the run was last seen running */
 	int fd;                    /* F_BLOB_*: the blob or the staging file */
 	al_cache_blob *cb;         /* F_BLOB_READ through the cache: streamed, fd is -1 */
 	char hash[AL_HASH_HEX_LEN + 1];
 	int pinned;
 	int failed;                /* the error of a failed write: the staged copy is incomplete */
-	int split;                 /* the last metric write was a whole max_write piece */
 	char *staging;
 	struct al_file *next;      /* in t->writers */
 };
@@ -94,10 +96,13 @@ struct al_tree {
 	al_fetcher *fetcher;       /* imported files: objects read by URL */
 	al_series_set *series;
 	char *store_uri, *blobs_uri, *cache_dir, *mountpoint, *staging_dir;
+	int state_lock;            /* flock of the state folder of a remote store (the store's own
+				    * lock covers a local one): its journals and staging are ours */
 	int allow_delete;
 	uid_t uid;
 	gid_t gid;
 	int64_t mount_us;
+	uint64_t status_gen;       /* bumped by every status change: open writers check the run again */
 	pthread_mutex_t lock;      /* serialises read-modify-write of documents, vdirs, writers */
 	vdir *vdirs;
 	al_file *writers;
@@ -2624,6 +2629,41 @@ fail:
 	return rc;
 }
 
+/* Brings a metric handle's text up to the series' current points (README "metrics": readers see
+ * points appended after their open, as with any log file). f->mu held. */
+static int metric_refresh(al_file *f)
+{
+	char *text = NULL;
+	size_t len = 0;
+	int whole = 0, rc;
+
+	rc = al_series_render_tail(&text, &len, &whole, &f->points, &f->view, f->t->series, f->staging);
+	if (rc == AL_ENOTFOUND) {   /* not one point yet (a new metric still being written) */
+		al_error_clear();
+		return 0;
+	}
+	if (rc)
+		return rc;
+	if (whole) {
+		free(f->snap);
+		f->snap = text;
+		f->snaplen = len;
+		return 0;
+	}
+	if (len) {
+		char *grown = realloc(f->snap, f->snaplen + len);
+		if (!grown) {
+			free(text);
+			return al_error_set(AL_ENOMEM, "out of memory");
+		}
+		memcpy(grown + f->snaplen, text, len);
+		f->snap = grown;
+		f->snaplen += len;
+	}
+	free(text);
+	return 0;
+}
+
 static int open_metric(al_file *f, int flags, const char *path)
 {
 	al_tree *t = f->t;
@@ -2642,20 +2682,21 @@ static int open_metric(al_file *f, int flags, const char *path)
 	f->staging = xasprintf("%s/metrics/%s", f->n.run_doc, id);   /* the metric document */
 	free(id);
 	f->kind = F_METRIC;
+	f->view = UINT64_MAX;
 	if (flags & AL_OPEN_WRITE) {
+		f->status_gen = __atomic_load_n(&t->status_gen, __ATOMIC_SEQ_CST);
 		if ((rc = require_running(t, &f->n)))
 			return rc;
 		if (!exists && (rc = check_rest_names(f->n.rest)))
 			return rc;
+		/* A created metric exists from now on, empty until its first point (touch, numpy's
+		 * savetxt: create, close, open again). */
+		if (!exists && (rc = al_series_touch(t->series, f->staging)))
+			return rc;
 		register_writer(t, f);
 		return 0;
 	}
-	rc = al_series_render(&f->snap, &f->snaplen, t->series, f->staging);
-	if (rc == AL_ENOTFOUND) {
-		f->snaplen = 0;
-		rc = 0;
-	}
-	return rc;
+	return metric_refresh(f);
 }
 
 int al_file_open(al_file **out, al_tree *t, const char *path, int flags, const al_caller *caller)
@@ -2762,6 +2803,33 @@ int al_file_direct_io(al_file *f)
 	return f->kind == F_METRIC && (f->flags & AL_OPEN_WRITE);
 }
 
+int al_file_getattr(al_attr *out, al_file *f)
+{
+	int rc = al_tree_getattr(out, f->t, f->path);
+	if (rc)   /* gone since it was opened: the handle still answers for what it holds */
+		attr_file(out, 0444, 0, al_now_us());
+	switch (f->kind) {
+	case F_METRIC:
+		/* Points appended since open are part of the file now (tail -f fstat()s, then reads);
+		 * the kernel reads up to the size given here, so it must be what the handle serves. */
+		pthread_mutex_lock(&f->mu);
+		if ((rc = metric_refresh(f)) == 0)
+			out->size = f->snaplen;
+		pthread_mutex_unlock(&f->mu);
+		return rc;
+	case F_GENERATED:
+	case F_TEXT:
+		/* The content rendered at open: a newer render's size would make the kernel pad with
+		 * NUL bytes or cut it short. */
+		pthread_mutex_lock(&f->mu);
+		out->size = f->text.len;
+		pthread_mutex_unlock(&f->mu);
+		return 0;
+	default:
+		return rc;
+	}
+}
+
 int al_file_read(size_t *nread, al_file *f, char *buf, size_t size, uint64_t off)
 {
 	const char *src = NULL;
@@ -2782,10 +2850,19 @@ int al_file_read(size_t *nread, al_file *f, char *buf, size_t size, uint64_t off
 			return al_error_set_errno(AL_EIO, errno, "read failed");
 		*nread = (size_t)n;
 		return 0;
-	case F_METRIC:
-		src = f->snap;
-		len = f->snaplen;
-		break;
+	case F_METRIC: {
+		/* A reader at the end (tail -f, a polling loop) gets the points appended since. */
+		int rc = 0;
+		pthread_mutex_lock(&f->mu);
+		if (off + size > f->snaplen)
+			rc = metric_refresh(f);
+		if (rc == 0 && off < f->snaplen) {
+			*nread = f->snaplen - off < size ? f->snaplen - off : size;
+			memcpy(buf, f->snap + off, *nread);
+		}
+		pthread_mutex_unlock(&f->mu);
+		return rc;
+	}
 	default:
 		src = f->text.ptr;
 		len = f->text.len;
@@ -2817,39 +2894,69 @@ static int restage(al_file *f)
 	return rc;
 }
 
+/* README "metrics": a write() is one atomic append; the kernel cuts writes of more than this into
+ * pieces (max_write, less the offset of the buffer in its first page), so anything larger is
+ * refused whole: its first piece already is. A line waiting for its newline is bounded too. */
+#define METRIC_WRITE_MAX (AL_MAX_WRITE - 4096)
+#define METRIC_LINE_MAX 65536
+
+/* A descriptor opened while the run was running writes nothing once it ended (README "Run
+ * lifecycle"); the run is looked at again only after some status changed. */
+static int metric_still_running(al_file *f)
+{
+	uint64_t gen = __atomic_load_n(&f->t->status_gen, __ATOMIC_SEQ_CST);
+	int rc;
+	if (f->status_gen == gen)
+		return 0;
+	if ((rc = require_running(f->t, &f->n)) == 0)
+		f->status_gen = gen;
+	return rc;
+}
+
 static int metric_write(al_file *f, const char *buf, size_t size)
 {
-	size_t keep = f->text.len, i, last = SIZE_MAX;
-	int rc, prev_split;
+	const char *nl;
+	const char *text;
+	size_t len, done, pending = f->text.len;
+	int rc;
 
-	if ((rc = al_buf_put(&f->text, buf, size)))
-		return rc;
-	for (i = f->text.len; i > 0; i--)
-		if (f->text.ptr[i - 1] == '\n') {
-			last = i;
-			break;
-		}
-	/* The kernel cuts a large write() into pieces of up to max_write (fewer bytes when the
-	 * offset is not page-aligned): a large piece with no newline is probably the front of one. */
-	prev_split = f->split;
-	f->split = size >= AL_MAX_WRITE / 2;
-	if (last == SIZE_MAX)
-		return 0;   /* a partial line waits for its newline */
-	rc = al_series_append_text(f->t->series, f->staging, f->text.ptr, last);
-	if (rc) {
-		/* None of this write's lines are recorded. A partial line kept from before is part of
-		 * what failed to parse, so it goes too: later writes start clean. */
+	if (size > METRIC_WRITE_MAX)
+		return al_error_set(AL_EINVAL, "%s: one write() to a metric takes at most %u bytes, "
+			"appended whole; write in smaller pieces", f->path, (unsigned)METRIC_WRITE_MAX);
+	if ((rc = metric_still_running(f))) {
 		al_buf_clear(&f->text);
-		/* A line begun in an earlier write() (a large write the kernel split) may have made that
-		 * write() look successful: close() reports it then. */
-		if (keep && prev_split)
-			f->failed = rc;
 		return rc;
 	}
-	memmove(f->text.ptr, f->text.ptr + last, f->text.len - last);
-	f->text.len -= last;
-	f->text.ptr[f->text.len] = '\0';
-	return 0;
+	if (!(nl = memrchr(buf, '\n', size))) {
+		if (pending + size > METRIC_LINE_MAX) {
+			al_buf_clear(&f->text);
+			return al_error_set(AL_EINVAL, "%s: a line longer than %d bytes is no metric point",
+				f->path, METRIC_LINE_MAX);
+		}
+		return al_buf_put(&f->text, buf, size);   /* a partial line waits for its newline */
+	}
+	done = (size_t)(nl - buf) + 1;
+	if (size - done > METRIC_LINE_MAX) {
+		al_buf_clear(&f->text);
+		return al_error_set(AL_EINVAL, "%s: a line longer than %d bytes is no metric point",
+			f->path, METRIC_LINE_MAX);
+	}
+	if (pending) {
+		if ((rc = al_buf_put(&f->text, buf, done)))
+			return rc;
+		text = f->text.ptr;
+		len = f->text.len;
+	} else {
+		text = buf;
+		len = done;
+	}
+	rc = al_series_append_text(f->t->series, f->staging, text, len);
+	/* On error none of this write's lines are recorded, and a partial line kept from before is
+	 * part of what failed: later writes start clean. */
+	al_buf_clear(&f->text);
+	if (rc)
+		return rc;
+	return done < size ? al_buf_put(&f->text, buf + done, size - done) : 0;
 }
 
 static int al_file_write_impl(al_file *f, const char *buf, size_t size, uint64_t off)
@@ -3025,6 +3132,7 @@ static int commit_status(al_tree *t, const node *n, const char *text)
 	if (has_code)
 		al_fields_set(f, "exit_code", al_value_int(code));
 	rc = commit1(t, AL_WRITE_UPDATE, n->run_doc, f, AL_PRE_EXISTS);
+	__atomic_add_fetch(&t->status_gen, 1, __ATOMIC_SEQ_CST);
 	cJSON_Delete(f);
 	return rc;
 }
@@ -3567,15 +3675,14 @@ static int flush_file(al_file *f, pid_t pid)
 	case F_METRIC:
 		if (!(f->flags & AL_OPEN_WRITE))
 			return 0;
-		if (f->failed) {
-			rc = f->failed;
-			f->failed = 0;
-			return al_error_set(rc, "%s: a line written earlier did not parse; it was not recorded", f->path);
-		}
 		/* close() of a copy of the fd in another process (a forked worker) is not the end of
 		 * the writer's line: only the opener's close records a partial last line. */
 		if (f->text.len && (!pid || !f->opener || pid == f->opener)) {
 			/* A last line without its newline is recorded at close. */
+			if ((rc = metric_still_running(f))) {
+				al_buf_clear(&f->text);
+				return rc;
+			}
 			rc = al_buf_puts(&f->text, "\n");
 			if (rc == 0)
 				rc = al_series_append_text(f->t->series, f->staging, f->text.ptr, f->text.len);
@@ -3585,6 +3692,10 @@ static int flush_file(al_file *f, pid_t pid)
 		}
 		return al_series_sync(f->t->series);
 	case F_BLOB_WRITE:
+		/* Written through a descriptor opened before the run ended: not recorded. */
+		if (f->dirty && (f->n.kind == N_RUN_ARTIFACT || f->n.kind == N_OUTPUT_LOG) &&
+		    (rc = require_running(f->t, &f->n)))
+			return rc;
 		if (f->failed) {
 			/* Free the space of a copy that cannot complete (a full disk) right away. */
 			if (f->staging && ftruncate(f->fd, 0) == 0)
@@ -3675,6 +3786,23 @@ int al_tree_status(char **out, al_tree *t)
 }
 
 
+/* Staged copies left by a daemon that was killed mid-copy were never recorded (README
+ * "Durability"): their space goes back at the next mount. The folder is ours alone (locked). */
+static int clean_staging(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	if (!d)
+		return al_error_set_errno(al_error_from_errno(errno), errno, "cannot list %s", dir);
+	while ((de = readdir(d)))
+		if (strncmp(de->d_name, "write-", 6) == 0 && unlinkat(dirfd(d), de->d_name, 0) != 0 &&
+		    errno != ENOENT)
+			fprintf(stderr, "aletheia: cannot remove the leftover %s/%s: %s\n", dir, de->d_name,
+				strerror(errno));
+	closedir(d);
+	return 0;
+}
+
 int al_tree_open(al_tree **out, const al_tree_options *opts)
 {
 	al_tree *t = calloc(1, sizeof(*t));
@@ -3702,6 +3830,7 @@ int al_tree_open(al_tree **out, const al_tree_options *opts)
 	}
 	t->mount_us = al_now_us();
 	t->attr_ttl_us = INT64_MAX;
+	t->state_lock = -1;
 	t->allow_delete = opts->allow_delete;
 	t->uid = opts->uid;
 	t->gid = opts->gid;
@@ -3716,6 +3845,9 @@ int al_tree_open(al_tree **out, const al_tree_options *opts)
 	journal = xasprintf("%s/journal", dir);
 	t->staging_dir = xasprintf("%s/staging", dir);
 	if ((rc = al__mkdir_p(opts->cache_dir, 0700)))
+		goto fail;
+	if (!local && ((rc = al__mkdir_p(dir, 0700)) ||
+	    (rc = al__lock_dir(&t->state_lock, dir, "cache folder"))))
 		goto fail;
 	if ((rc = al_store_open(&t->store, opts->store_uri)))
 		goto fail;
@@ -3746,7 +3878,7 @@ int al_tree_open(al_tree **out, const al_tree_options *opts)
 	al_cache_set_fetcher(t->cache, fill_from_blobs, t);
 	if ((rc = al_fetcher_new(&t->fetcher)))
 		goto fail;
-	if ((rc = al__mkdir_p(t->staging_dir, 0700)))
+	if ((rc = al__mkdir_p(t->staging_dir, 0700)) || (rc = clean_staging(t->staging_dir)))
 		goto fail;
 	if ((rc = al_series_set_open(&t->series, t->series_store ? t->series_store : t->store,
 		journal, 1000)))
@@ -3799,6 +3931,8 @@ void al_tree_free(al_tree *t)
 	free(t->cache_dir);
 	free(t->mountpoint);
 	free(t->staging_dir);
+	if (t->state_lock >= 0)
+		close(t->state_lock);
 	acache_clear(t);
 	free(t->acache);
 	pthread_mutex_destroy(&t->alock);

@@ -286,12 +286,13 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	al_attr a;
 	struct stat st;
 	int rc;
-	(void)fi;
 	if (!path) {
 		fuse_reply_err(req, ENOENT);
 		return;
 	}
-	if ((rc = al_tree_getattr(&a, fs->tree, path)))
+	/* With a handle (fstat, and the kernel before a read) the handle's own view of its size. */
+	if ((rc = fi && fi->fh ? al_file_getattr(&a, (al_file *)(uintptr_t)fi->fh)
+			       : al_tree_getattr(&a, fs->tree, path)))
 		reply_error(req, rc, "getattr", path);
 	else {
 		to_stat(&st, fs, ino, &a);

@@ -31,6 +31,14 @@ int al_series_set_open(al_series_set **out, al_store_backend *store, const char 
 int al_series_append_text(al_series_set *s, const char *metric_doc, const char *text, size_t len);
 /* The read-back text of a series. AL_ENOTFOUND if it has no points and no document. */
 int al_series_render(char **out, size_t *len, al_series_set *s, const char *metric_doc);
+/* Makes an empty series exist at once (touch, open with O_CREAT): listed, size 0, reads empty;
+ * its summary document is stored by the flusher. For a metric that does not exist yet. */
+int al_series_touch(al_series_set *s, const char *metric_doc);
+/* For readers that follow a growing series (tail -f): the text of the points after the first
+ * *points, when the view is still *view (the points before them did not move); else the whole
+ * text with *whole = 1. Updates *points and *view; start with *view = UINT64_MAX. */
+int al_series_render_tail(char **out, size_t *len, int *whole, uint64_t *points, uint64_t *view,
+	al_series_set *s, const char *metric_doc);
 int al_series_summary_get(al_series_summary *out, al_series_set *s, const char *metric_doc);
 /* Encoded metric document ids of the run (stored and not yet delivered), sorted, deduplicated. */
 int al_series_ids(char ***out, size_t *count, al_series_set *s, const char *run_doc);

@@ -73,6 +73,9 @@ uint64_t al_tree_pending(al_tree *t);
 
 int al_file_open(al_file **out, al_tree *t, const char *path, int flags, const al_caller *caller);
 int al_file_read(size_t *nread, al_file *f, char *buf, size_t size, uint64_t offset);
+/* Attributes as seen through an open handle (fstat, and the kernel before it reads): for content
+ * rendered at open, or growing while open (a metric), the size the handle serves. */
+int al_file_getattr(al_attr *out, al_file *f);
 /* For content held in a local file (blobs, staged writes): the fd to read from directly, else -1. */
 int al_file_fd(al_file *f);
 /* Blocks until bytes [offset, offset+len) can be read from al_file_fd (a blob streamed into the
