@@ -1,5 +1,5 @@
 /* aletheia: the local write-ahead journal — generation files DIR/journal.<16 hex digits> of
- * framed records (u32 length, u32 XXH32 of the payload, payload; little-endian). */
+ * framed records — and its recovery: a damaged record costs only itself (README "Durability"). */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -11,11 +11,23 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <xxhash.h>
 #include "aletheia/journal.h"
 
-#define HEADER 8
+/* Format 2 (written since damaged records are skipped): the file starts with FILE_MAGIC, then
+ * frames of u32 length, u32 XXH32 of the payload, u32 XXH32 (seed HDR_SEED) of those 8 bytes,
+ * payload; little-endian. The header checksum lets the scan for the next frame after damage
+ * rule out an offset in O(1): without it a plausible length (a timestamp's high word is one)
+ * costs a hash of that many bytes, quadratic over a damaged file.
+ * Format 1 (older files, still replayed): no file magic, frames of u32 length, u32 XXH32. */
+#define FILE_MAGIC "aljrnl2\n"
+#define MAGIC_LEN 8
+#define V1_HEADER 8
+#define V2_HEADER 12
+#define HDR_SEED 0x616c6a32u
+#define DAMAGED_DIR "damaged"
 #define PREFIX "journal."
 #define PREFIX_LEN 8
 #define GEN_DIGITS 16
@@ -31,6 +43,10 @@ struct al_journal {
 	uint64_t cur_size;      /* bytes in the current generation */
 	uint64_t bytes;         /* bytes in all generations, current included */
 	int dir_dirty;          /* a generation file was created since the folder was last synced */
+	uint64_t crash_gen;     /* newest generation at open: only its bad tail can be a torn append */
+	uint64_t *kept;         /* damaged generations already kept aside and logged */
+	size_t nkept, kept_cap;
+	uint64_t damage;        /* damaged regions found */
 };
 
 static void put_le32(unsigned char *p, uint32_t v)
@@ -124,33 +140,299 @@ cleanup:
 	return rc;
 }
 
-/* Length of the intact prefix of a generation's bytes: whole records with a good checksum. */
-static size_t intact_prefix(const unsigned char *p, size_t size)
-{
-	size_t off = 0;
+/* One generation's bytes, walked frame by frame with resynchronisation after damage. */
+typedef struct {
+	size_t at, skipped;       /* a damaged region: its offset and length */
+	size_t records, bytes;    /* intact records after it, up to the next region or the end */
+} region;
 
-	while (size - off >= HEADER) {
-		uint32_t len = get_le32(p + off), sum = get_le32(p + off + 4);
-		if (len > size - off - HEADER || XXH32(p + off + HEADER, len, 0) != sum)
-			break;
-		off += HEADER + len;
+typedef struct {
+	int v2;                   /* format 2 (file magic, header checksum) */
+	size_t start;             /* where the first frame is */
+	size_t end;               /* end of the last intact frame (0: none): what follows is a bad tail */
+	size_t records;           /* intact records in all */
+	region *regions;          /* damaged regions in the middle (intact records follow each) */
+	size_t nregions, cap;
+} walk;
+
+/* Tells the format of a generation's first bytes. A file shorter than the magic but a prefix of
+ * it is a format-2 file whose first append was cut short (all of it is a torn tail). */
+static void walk_init(walk *w, const unsigned char *p, size_t size)
+{
+	memset(w, 0, sizeof(*w));
+	if (size >= MAGIC_LEN ? memcmp(p, FILE_MAGIC, MAGIC_LEN) == 0
+	                      : memcmp(p, FILE_MAGIC, size) == 0) {
+		w->v2 = 1;
+		w->start = size < MAGIC_LEN ? size : MAGIC_LEN;
 	}
-	return off;
+	w->end = 0;   /* without an intact record the whole file is a bad tail, magic included */
 }
 
-/* Walks one generation file, calling cb per intact record, and cuts off a torn or corrupt
- * tail. *stop gets cb's non-zero return. Called without the lock so cb may append; for the
- * current generation only the first limit bytes (those present when replay began) are read. */
+/* Whether a whole frame that verifies starts at off; *len gets its payload length. */
+static int frame_at(size_t *len, const unsigned char *p, size_t size, size_t off, int v2)
+{
+	size_t h = v2 ? V2_HEADER : V1_HEADER;
+	uint32_t n;
+
+	if (size - off < h)
+		return 0;
+	n = get_le32(p + off);
+	if (n > size - off - h)
+		return 0;   /* rules out most offsets: the length runs past the file */
+	if (v2 && XXH32(p + off, 8, HDR_SEED) != get_le32(p + off + 8))
+		return 0;
+	if (XXH32(p + off + h, n, 0) != get_le32(p + off + 4))
+		return 0;
+	*len = n;
+	return 1;
+}
+
+/* Walks the frames from w->start, calling cb (when not NULL) per intact record; after a bad
+ * frame it scans on for the next offset where a frame verifies and goes on from there. Stops
+ * early when cb returns non-zero (*stop). */
+static int walk_frames(walk *w, const unsigned char *p, size_t size, al_journal_cb cb, void *ctx,
+	int *stop)
+{
+	size_t h = w->v2 ? V2_HEADER : V1_HEADER, off = w->start, len, next;
+
+	*stop = 0;
+	while (off < size) {
+		if (frame_at(&len, p, size, off, w->v2)) {
+			if (cb && (*stop = cb(ctx, p + off + h, len)))
+				return 0;
+			off += h + len;
+			w->end = off;
+			w->records++;
+			if (w->nregions) {
+				w->regions[w->nregions - 1].records++;
+				w->regions[w->nregions - 1].bytes += h + len;
+			}
+			continue;
+		}
+		for (next = off + 1; next < size; next++)
+			if (frame_at(&len, p, size, next, w->v2))
+				break;
+		if (next >= size)
+			break;   /* nothing verifies after it: a bad tail */
+		if (w->nregions == w->cap) {
+			size_t cap = w->cap ? w->cap * 2 : 4;
+			region *r = realloc(w->regions, cap * sizeof(*r));
+			if (!r)
+				return al_error_set(AL_ENOMEM, "journal: out of memory");
+			w->regions = r;
+			w->cap = cap;
+		}
+		w->regions[w->nregions++] = (region){off, next - off, 0, 0};
+		off = next;
+	}
+	return 0;
+}
+
+/* Reads a whole file into a private read-only mapping (*map NULL when the file is empty). */
+static int map_file(unsigned char **map, size_t *size, int fd, const char *dir, const char *name)
+{
+	struct stat st;
+	void *m;
+
+	*map = NULL;
+	*size = 0;
+	if (fstat(fd, &st) < 0)
+		return al_error_set_errno(al_error_from_errno(errno), errno, "journal: stat %s/%s", dir,
+			name);
+	if (st.st_size == 0)
+		return 0;
+	m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+	if (m == MAP_FAILED)
+		return al_error_set_errno(al_error_from_errno(errno), errno, "journal: mapping %s/%s",
+			dir, name);
+	*map = m;
+	*size = (size_t)st.st_size;
+	return 0;
+}
+
+/* Whether generation gen was kept aside (and its damage logged) by this journal already. */
+static int was_kept(al_journal *j, uint64_t gen)
+{
+	size_t i;
+	int found = 0;
+
+	pthread_mutex_lock(&j->lock);
+	for (i = 0; i < j->nkept && !found; i++)
+		found = j->kept[i] == gen;
+	pthread_mutex_unlock(&j->lock);
+	return found;
+}
+
+/* Whether DIR/damaged already holds a copy of generation name with exactly these bytes (a
+ * mount that crashed again before the generation was dropped); *path gets it. */
+static int find_copy(char **path, al_journal *j, int dfd, const char *name,
+	const unsigned char *p, size_t size)
+{
+	size_t nlen = strlen(name);
+	struct dirent *de;
+	DIR *d;
+	int fd = dup(dfd), found = 0;
+
+	*path = NULL;
+	if (fd < 0 || !(d = fdopendir(fd))) {
+		if (fd >= 0)
+			close(fd);
+		return 0;   /* then a new copy is made */
+	}
+	while (!found && (de = readdir(d))) {
+		struct stat st;
+		void *m;
+		int cfd;
+		if (strncmp(de->d_name, name, nlen) != 0 || de->d_name[nlen] != '.')
+			continue;
+		cfd = openat(dfd, de->d_name, O_RDONLY | O_CLOEXEC);
+		if (cfd < 0)
+			continue;
+		if (fstat(cfd, &st) == 0 && (size_t)st.st_size == size &&
+		    (m = mmap(NULL, size, PROT_READ, MAP_PRIVATE, cfd, 0)) != MAP_FAILED) {
+			found = memcmp(m, p, size) == 0;
+			munmap(m, size);
+		}
+		close(cfd);
+		if (found && asprintf(path, "%s/%s/%s", j->dir, DAMAGED_DIR, de->d_name) < 0) {
+			*path = NULL;
+			found = 0;
+		}
+	}
+	closedir(d);
+	return found;
+}
+
+/* Copies a damaged generation's bytes to DIR/damaged/journal.<gen>.<UTC time> for inspection,
+ * durably, before anything cuts or drops the original; *copy gets the copy's path. */
+static int keep_copy(char **copy, al_journal *j, uint64_t gen, const unsigned char *p,
+	size_t size)
+{
+	char name[PREFIX_LEN + GEN_DIGITS + 1], stamp[32], *path = NULL;
+	time_t now = time(NULL);
+	struct tm tm;
+	int dfd = -1, fd = -1, rc = 0, i;
+	size_t done = 0;
+
+	*copy = NULL;
+	gen_name(name, gen);
+	gmtime_r(&now, &tm);
+	strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &tm);
+	if (mkdirat(j->dirfd, DAMAGED_DIR, 0755) < 0 && errno != EEXIST) {
+		rc = al_error_set_errno(al_error_from_errno(errno), errno, "journal: creating %s/%s",
+			j->dir, DAMAGED_DIR);
+		goto cleanup;
+	}
+	dfd = openat(j->dirfd, DAMAGED_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0) {
+		rc = al_error_set_errno(al_error_from_errno(errno), errno, "journal: opening %s/%s",
+			j->dir, DAMAGED_DIR);
+		goto cleanup;
+	}
+	if (find_copy(copy, j, dfd, name, p, size))
+		goto cleanup;
+	/* A later copy of the same generation (cut or changed since) never overwrites one. */
+	for (i = 0; fd < 0; i++) {
+		free(path);
+		path = NULL;
+		if ((i ? asprintf(&path, "%s/%s/%s.%s.%d", j->dir, DAMAGED_DIR, name, stamp, i)
+		       : asprintf(&path, "%s/%s/%s.%s", j->dir, DAMAGED_DIR, name, stamp)) < 0) {
+			path = NULL;
+			rc = al_error_set(AL_ENOMEM, "journal: out of memory");
+			goto cleanup;
+		}
+		fd = openat(dfd, strrchr(path, '/') + 1, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+		if (fd < 0 && (errno != EEXIST || i >= 1000)) {
+			rc = al_error_set_errno(al_error_from_errno(errno), errno, "journal: creating %s",
+				path);
+			goto cleanup;
+		}
+	}
+	while (done < size) {
+		ssize_t n = write(fd, p + done, size - done);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			int e = n < 0 ? errno : ENOSPC;
+			rc = al_error_set_errno(al_error_from_errno(e), e, "journal: writing %s", path);
+			goto cleanup;
+		}
+		done += (size_t)n;
+	}
+	if (fsync(fd) < 0 || fsync(dfd) < 0) {
+		rc = al_error_set_errno(al_error_from_errno(errno), errno, "journal: syncing %s", path);
+		goto cleanup;
+	}
+	*copy = path;
+	path = NULL;
+cleanup:
+	if (fd >= 0)
+		close(fd);
+	if (rc && path)
+		unlinkat(dfd, strrchr(path, '/') + 1, 0);
+	if (dfd >= 0)
+		close(dfd);
+	free(path);
+	return rc;
+}
+
+/* Keeps a damaged generation aside and logs one line per damaged region (a bad tail included
+ * when tail_damaged) with what was recovered after it. Once per generation per journal. */
+static int report_damage(al_journal *j, uint64_t gen, const walk *w, const unsigned char *p,
+	size_t size, int tail_damaged)
+{
+	char name[PREFIX_LEN + GEN_DIGITS + 1], *copy = NULL;
+	size_t i;
+	int rc;
+
+	if (was_kept(j, gen))
+		return 0;
+	gen_name(name, gen);
+	if ((rc = keep_copy(&copy, j, gen, p, size)))
+		return rc;
+	for (i = 0; i < w->nregions; i++)
+		fprintf(stderr, "aletheia: journal %s/%s: damaged record(s) at offset %zu, %zu bytes "
+			"skipped; %zu intact records (%zu bytes) recovered after them; file kept as %s\n",
+			j->dir, name, w->regions[i].at, w->regions[i].skipped, w->regions[i].records,
+			w->regions[i].bytes, copy);
+	if (tail_damaged)
+		fprintf(stderr, "aletheia: journal %s/%s: damaged record(s) at offset %zu, %zu bytes "
+			"skipped to the end of the file (a sealed generation has no torn appends); "
+			"nothing recovered after them; file kept as %s\n", j->dir, name, w->end,
+			size - w->end, copy);
+	free(copy);
+	pthread_mutex_lock(&j->lock);
+	if (j->nkept == j->kept_cap) {
+		size_t cap = j->kept_cap ? j->kept_cap * 2 : 4;
+		uint64_t *k = realloc(j->kept, cap * sizeof(*k));
+		if (k) {
+			j->kept = k;
+			j->kept_cap = cap;
+		}
+	}
+	if (j->nkept < j->kept_cap)
+		j->kept[j->nkept++] = gen;
+	j->damage += w->nregions + (tail_damaged ? 1 : 0);
+	pthread_mutex_unlock(&j->lock);
+	return 0;
+}
+
+/* Walks one generation file, calling cb per intact record; damaged records in the middle are
+ * skipped (the file is kept aside and the damage logged first), and a bad tail is cut off so
+ * later appends cannot land after it. *stop gets cb's non-zero return. Called without the lock
+ * so cb may append; for the current generation only the first limit bytes (those present when
+ * replay began) are read. */
 static int replay_file(int *stop, al_journal *j, uint64_t gen, uint64_t limit, int is_current,
 	al_journal_cb cb, void *ctx)
 {
 	char name[PREFIX_LEN + GEN_DIGITS + 1];
-	unsigned char *map = MAP_FAILED;
-	size_t size = 0, off = 0;
-	struct stat st;
-	int fd = -1, rc = 0;
+	unsigned char *map = NULL;
+	size_t size = 0, mapped = 0;
+	walk w;
+	int fd = -1, rc = 0, tail_damaged;
 
 	*stop = 0;
+	memset(&w, 0, sizeof(w));
 	gen_name(name, gen);
 	fd = openat(j->dirfd, name, O_RDWR | O_CLOEXEC);
 	if (fd < 0) {
@@ -160,63 +442,57 @@ static int replay_file(int *stop, al_journal *j, uint64_t gen, uint64_t limit, i
 			j->dir, name);
 		goto cleanup;
 	}
-	if (fstat(fd, &st) < 0) {
-		rc = al_error_set_errno(al_error_from_errno(errno), errno, "journal: stat %s/%s", j->dir,
-			name);
+	if ((rc = map_file(&map, &mapped, fd, j->dir, name)) < 0 || !map)
 		goto cleanup;
-	}
-	size = (size_t)st.st_size;
+	size = mapped;
 	if (is_current && size > limit)
 		size = (size_t)limit;  /* records appended after replay began are not ours to read */
-	if (size == 0)
+	walk_init(&w, map, size);
+	if ((rc = walk_frames(&w, map, size, cb, ctx, stop)) < 0 || *stop)
 		goto cleanup;
-	map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
-	if (map == MAP_FAILED) {
-		rc = al_error_set_errno(al_error_from_errno(errno), errno, "journal: mapping %s/%s",
-			j->dir, name);
+	/* A bad tail is a torn append only in the generation that was current at the crash. */
+	tail_damaged = w.end < size && gen != j->crash_gen;
+	if ((w.nregions || tail_damaged) && (rc = report_damage(j, gen, &w, map, size, tail_damaged)))
 		goto cleanup;
-	}
-	while (size - off >= HEADER) {
-		uint32_t len = get_le32(map + off), sum = get_le32(map + off + 4);
-		if (len > size - off - HEADER || XXH32(map + off + HEADER, len, 0) != sum)
-			break;
-		*stop = cb(ctx, map + off + HEADER, len);
-		if (*stop)
-			goto cleanup;
-		off += HEADER + len;
-	}
-	if (off < size) {
-		/* A crash mid-append left a partial frame; later appends must not land after it. */
+	if (w.end < size) {
+		struct stat st;
+		if (!tail_damaged)
+			fprintf(stderr, "aletheia: journal %s/%s: torn tail at offset %zu (%zu bytes, an "
+				"append cut short by a crash) cut off\n", j->dir, name, w.end, size - w.end);
 		pthread_mutex_lock(&j->lock);
-		if (fstat(fd, &st) < 0 || ftruncate(fd, (off_t)off) < 0) {
+		if (fstat(fd, &st) < 0 || ftruncate(fd, (off_t)w.end) < 0) {
 			rc = al_error_set_errno(al_error_from_errno(errno), errno,
-				"journal: cutting the torn tail of %s/%s", j->dir, name);
+				"journal: cutting the bad tail of %s/%s", j->dir, name);
 		} else {
-			uint64_t cut = (uint64_t)st.st_size - off;
+			uint64_t cut = (uint64_t)st.st_size - w.end;
 			j->bytes -= cut < j->bytes ? cut : j->bytes;
 			if (j->gen == gen)
-				j->cur_size = off;
+				j->cur_size = w.end;
 		}
 		pthread_mutex_unlock(&j->lock);
 	}
 cleanup:
-	if (map != MAP_FAILED)
-		munmap(map, size);
+	free(w.regions);
+	if (map)
+		munmap(map, mapped);
 	if (fd >= 0)
 		close(fd);
 	return rc;
 }
 
-/* Opens generation gen for appending, cutting a torn tail left by a crash so new records
- * follow the last intact one. Lock held (or not yet shared). */
+/* Opens generation gen for appending. A torn tail left by a crash is cut so new records follow
+ * the last intact one; a generation with damage in the middle, or in format 1, is left whole
+ * for replay (which keeps it aside) and appends go to the next generation. Lock held (or not
+ * yet shared). */
 static int open_gen(al_journal *j, uint64_t gen)
 {
 	char name[PREFIX_LEN + GEN_DIGITS + 1];
-	unsigned char *map = MAP_FAILED;
-	struct stat st;
-	size_t size = 0, good;
-	int fd, rc = 0;
+	unsigned char *map = NULL;
+	size_t size = 0;
+	walk w;
+	int fd = -1, rfd = -1, rc = 0, stop;
 
+	memset(&w, 0, sizeof(w));
 	gen_name(name, gen);
 	fd = openat(j->dirfd, name, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
 	if (fd < 0) {
@@ -224,45 +500,49 @@ static int open_gen(al_journal *j, uint64_t gen)
 			j->dir, name);
 		goto cleanup;
 	}
-	if (fstat(fd, &st) < 0) {
-		rc = al_error_set_errno(al_error_from_errno(errno), errno, "journal: stat %s/%s", j->dir,
-			name);
+	rfd = openat(j->dirfd, name, O_RDONLY | O_CLOEXEC);
+	if (rfd < 0) {
+		rc = al_error_set_errno(al_error_from_errno(errno), errno, "journal: reading %s/%s",
+			j->dir, name);
 		goto cleanup;
 	}
-	size = (size_t)st.st_size;
+	if ((rc = map_file(&map, &size, rfd, j->dir, name)) < 0)
+		goto cleanup;
 	if (size == 0) {
 		j->dir_dirty = 1;
 	} else {
-		int rfd = openat(j->dirfd, name, O_RDONLY | O_CLOEXEC);
-		if (rfd >= 0) {
-			map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, rfd, 0);
-			close(rfd);
-		}
-		if (map == MAP_FAILED) {
-			rc = al_error_set_errno(al_error_from_errno(errno), errno, "journal: reading %s/%s",
-				j->dir, name);
+		walk_init(&w, map, size);
+		if ((rc = walk_frames(&w, map, size, NULL, NULL, &stop)) < 0)
+			goto cleanup;
+		if (!w.v2 || w.nregions) {
+			close(fd);
+			fd = -1;
+			rc = open_gen(j, gen + 1);
 			goto cleanup;
 		}
-		good = intact_prefix(map, size);
-		if (good < size) {
-			if (ftruncate(fd, (off_t)good) < 0) {
+		if (w.end < size) {
+			fprintf(stderr, "aletheia: journal %s/%s: torn tail at offset %zu (%zu bytes, an "
+				"append cut short by a crash) cut off\n", j->dir, name, w.end, size - w.end);
+			if (ftruncate(fd, (off_t)w.end) < 0) {
 				rc = al_error_set_errno(al_error_from_errno(errno), errno,
 					"journal: cutting the torn tail of %s/%s", j->dir, name);
 				goto cleanup;
 			}
-			j->bytes -= size - good;
+			j->bytes -= size - w.end;
 		}
-		size = good;
 	}
 	if (j->fd >= 0)
 		close(j->fd);
 	j->fd = fd;
 	fd = -1;
 	j->gen = gen;
-	j->cur_size = size;
+	j->cur_size = size ? w.end : 0;
 cleanup:
-	if (map != MAP_FAILED)
-		munmap(map, (size_t)st.st_size);
+	free(w.regions);
+	if (map)
+		munmap(map, size);
+	if (rfd >= 0)
+		close(rfd);
 	if (fd >= 0)
 		close(fd);
 	return rc;
@@ -324,6 +604,7 @@ int al_journal_open(al_journal **out, const char *dir)
 	}
 	if ((rc = list_gens(&gens, &n, j)) < 0)
 		goto cleanup;
+	j->crash_gen = n ? gens[n - 1] : UINT64_MAX;
 	for (i = 0; i < n; i++) {
 		char name[PREFIX_LEN + GEN_DIGITS + 1];
 		struct stat st;
@@ -343,22 +624,30 @@ cleanup:
 
 int al_journal_append(al_journal *j, const void *rec, size_t len)
 {
-	unsigned char stack[STACK_FRAME], *frame = stack;
-	size_t total = HEADER + len, done = 0;
+	unsigned char stack[STACK_FRAME], *frame = stack, *from;
+	size_t total = MAGIC_LEN + V2_HEADER + len, done = 0;
 	int rc = 0;
 
-	if (len > UINT32_MAX - HEADER || len > SSIZE_MAX - HEADER)
+	if (len > UINT32_MAX - MAGIC_LEN - V2_HEADER || len > SSIZE_MAX - MAGIC_LEN - V2_HEADER)
 		return al_error_set(AL_EINVAL, "journal: record of %zu bytes is too large", len);
 	if (total > sizeof(stack) && !(frame = malloc(total)))
 		return al_error_set(AL_ENOMEM, "journal: out of memory");
-	put_le32(frame, (uint32_t)len);
-	put_le32(frame + 4, XXH32(rec, len, 0));
+	/* The file magic goes with a generation's first record, in the same write(). */
+	memcpy(frame, FILE_MAGIC, MAGIC_LEN);
+	put_le32(frame + MAGIC_LEN, (uint32_t)len);
+	put_le32(frame + MAGIC_LEN + 4, XXH32(rec, len, 0));
+	put_le32(frame + MAGIC_LEN + 8, XXH32(frame + MAGIC_LEN, 8, HDR_SEED));
 	if (len)
-		memcpy(frame + HEADER, rec, len);
+		memcpy(frame + MAGIC_LEN + V2_HEADER, rec, len);
 
 	pthread_mutex_lock(&j->lock);
+	from = frame;
+	if (j->cur_size) {
+		from += MAGIC_LEN;
+		total -= MAGIC_LEN;
+	}
 	while (done < total) {
-		ssize_t w = write(j->fd, frame + done, total - done);
+		ssize_t w = write(j->fd, from + done, total - done);
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w <= 0) {
@@ -492,6 +781,16 @@ cleanup:
 	return rc;
 }
 
+uint64_t al_journal_damage(al_journal *j)
+{
+	uint64_t d;
+
+	pthread_mutex_lock(&j->lock);
+	d = j->damage;
+	pthread_mutex_unlock(&j->lock);
+	return d;
+}
+
 uint64_t al_journal_bytes(al_journal *j)
 {
 	uint64_t b;
@@ -511,6 +810,7 @@ void al_journal_free(al_journal *j)
 	if (j->dirfd >= 0)
 		close(j->dirfd);
 	pthread_mutex_destroy(&j->lock);
+	free(j->kept);
 	free(j->dir);
 	free(j);
 }

@@ -1097,6 +1097,41 @@ static int replay_record(void *ctx, const void *data, size_t len)
 	return rc;
 }
 
+/* Points per record when re-journaling (about 100 KB). */
+#define REJOURNAL_BATCH 4096
+
+/* After replay skipped a damaged journal record, the records after it were pushed with lower own
+ * ordinals than they carry in the journal (the lost points leave a gap), so replaying those files
+ * again, against a store that by then holds the points under their new ordinals, would add them
+ * twice. Before anything is delivered, every undelivered own point is journaled again with its
+ * current ordinal into a new generation, synced, and only then are the old generations dropped
+ * (the damaged ones were kept under damaged/ by replay). */
+static int rejournal(al_series_set *s)
+{
+	uint64_t sealed = 0;
+	series *se;
+	int rc;
+
+	if ((rc = al_journal_rotate(&sealed, s->journal)))
+		return rc;
+	pthread_mutex_lock(&s->lock);
+	for (se = s->all; se && rc == 0; se = se->next_all) {
+		size_t k, n;
+		pthread_mutex_lock(&se->lock);
+		for (k = (size_t)(se->own_flushed - se->own_base); k < se->own_n && rc == 0; k += n) {
+			n = se->own_n - k < REJOURNAL_BATCH ? se->own_n - k : REJOURNAL_BATCH;
+			rc = journal_points(s, se, se->own_base + k, se->own + k, n);
+		}
+		pthread_mutex_unlock(&se->lock);
+	}
+	pthread_mutex_unlock(&s->lock);
+	if (rc == 0)
+		rc = al_journal_sync(s->journal);
+	if (rc == 0)
+		rc = al_journal_drop(s->journal, sealed);
+	return rc;
+}
+
 /* Writes a small file whole or not at all: temp file, fsync, rename. */
 static int write_atomic(const char *path, const char *data, size_t len)
 {
@@ -1181,6 +1216,8 @@ int al_series_set_open(al_series_set **out, al_store_backend *store, const char 
 	if ((rc = al_journal_open(&s->journal, journal_dir)))
 		goto fail;
 	if ((rc = al_journal_replay(s->journal, replay_record, s)))
+		goto fail;
+	if (al_journal_damage(s->journal) && (rc = rejournal(s)))
 		goto fail;
 	if ((rc = al_series_flush(s)))
 		goto fail;

@@ -19,10 +19,16 @@ int al_journal_sync(al_journal *j);
 int al_journal_rotate(uint64_t *sealed, al_journal *j);
 /* Deletes generation files <= gen (their records are safely in the backend). */
 int al_journal_drop(al_journal *j, uint64_t gen);
-/* Calls cb for every intact record of every generation, oldest first. A torn or corrupt tail
- * (a crash mid-append) is cut off. A non-zero cb return stops and is returned. */
+/* Calls cb for every intact record of every generation, oldest first. A damaged record costs
+ * only itself: replay goes on at the next frame that verifies. A generation with damage is first
+ * copied to DIR/damaged/journal.<gen>.<UTC time>, and each damaged region is logged to stderr. A
+ * bad tail is cut off (in the generation current at the crash it is a torn append, not damage).
+ * A non-zero cb return stops and is returned. */
 typedef int (*al_journal_cb)(void *ctx, const void *rec, size_t len);
 int al_journal_replay(al_journal *j, al_journal_cb cb, void *ctx);
+/* Damaged regions replay has found (each generation counted once). Records after one were
+ * replayed, but whatever counts records (ordinals) sees a gap. */
+uint64_t al_journal_damage(al_journal *j);
 uint64_t al_journal_bytes(al_journal *j);   /* bytes in all generation files */
 void al_journal_free(al_journal *j);
 

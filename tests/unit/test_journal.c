@@ -1,4 +1,5 @@
-/* Unit tests for core/journal.c: append/replay, torn tails, rotate/drop, reopen, threads. */
+/* Unit tests for core/journal.c: append/replay, torn tails, damaged records, rotate/drop, reopen,
+ * format-1 files, threads. */
 #include <dirent.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -7,8 +8,13 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <xxhash.h>
 #include "aletheia/journal.h"
 #include "check.h"
+
+/* Format 2: the file magic before a generation's first frame, 12-byte frame headers. */
+#define MAGIC 8
+#define FRAME 12
 
 typedef struct {
 	char recs[4096][64];
@@ -86,8 +92,8 @@ static void test_basic(const char *root)
 	CHECK_OK(append_str(j, ""));
 	CHECK_OK(append_str(j, "gamma gamma"));
 	CHECK_OK(al_journal_sync(j));
-	CHECK_EQ_INT(al_journal_bytes(j), 8 * 3 + 5 + 0 + 11);
-	CHECK_EQ_INT(file_size(path), 8 * 3 + 5 + 0 + 11);
+	CHECK_EQ_INT(al_journal_bytes(j), MAGIC + FRAME * 3 + 5 + 0 + 11);
+	CHECK_EQ_INT(file_size(path), MAGIC + FRAME * 3 + 5 + 0 + 11);
 
 	replay(c, j);
 	CHECK_EQ_INT(c->n, 3);
@@ -177,24 +183,27 @@ static void test_torn_tail(const char *root)
 	CHECK_EQ_INT(c->n, 5);
 	CHECK_EQ_STR(c->recs[4], "six");
 	CHECK_EQ_INT(file_size(path), good);
-	/* a flipped payload byte fails the checksum: that record and the rest of the file go */
+	/* a flipped payload byte fails the checksum: only that record goes, the next one stays */
 	{
 		char p2[600];
+		off_t size2;
 		gen_path(p2, dir, 2);
 		CHECK_OK(append_str(j, "seven"));
 		al_journal_free(j);
+		size2 = file_size(p2);
 		fd = open(p2, O_WRONLY);
-		CHECK(pwrite(fd, "X", 1, 8) == 1);  /* first payload byte of "six" */
+		CHECK(pwrite(fd, "X", 1, MAGIC + FRAME) == 1);  /* first payload byte of "six" */
 		close(fd);
 		CHECK_OK(al_journal_open(&j, dir));
-		CHECK_EQ_INT(file_size(p2), 0);
-		CHECK_EQ_INT(al_journal_bytes(j), good);
-		replay(c, j);
-		CHECK_EQ_INT(c->n, 4);
-		CHECK_OK(append_str(j, "eight"));
+		CHECK_EQ_INT(file_size(p2), size2);
+		CHECK_EQ_INT(al_journal_bytes(j), good + size2);
 		replay(c, j);
 		CHECK_EQ_INT(c->n, 5);
-		CHECK_EQ_STR(c->recs[4], "eight");
+		CHECK_EQ_STR(c->recs[4], "seven");
+		CHECK_OK(append_str(j, "eight"));
+		replay(c, j);
+		CHECK_EQ_INT(c->n, 6);
+		CHECK_EQ_STR(c->recs[5], "eight");
 	}
 	al_journal_free(j);
 	free(c);
@@ -218,7 +227,7 @@ static void test_rotate_drop(const char *root)
 	CHECK_EQ_INT(sealed, 2);
 	CHECK_OK(append_str(j, "g3-a"));
 	CHECK_EQ_INT(count_files(dir), 3);
-	CHECK_EQ_INT(al_journal_bytes(j), 4 * 12);
+	CHECK_EQ_INT(al_journal_bytes(j), 3 * MAGIC + 4 * (FRAME + 4));
 
 	/* a foreign file in the folder is ignored */
 	{
@@ -241,7 +250,7 @@ static void test_rotate_drop(const char *root)
 	CHECK(access(gen_path(path, dir, 1), F_OK) != 0);
 	CHECK(access(gen_path(path, dir, 0), F_OK) != 0);
 	CHECK(access(gen_path(path, dir, 2), F_OK) == 0);
-	CHECK_EQ_INT(al_journal_bytes(j), 2 * 12);
+	CHECK_EQ_INT(al_journal_bytes(j), 2 * MAGIC + 2 * (FRAME + 4));
 	replay(c, j);
 	CHECK_EQ_INT(c->n, 2);
 	CHECK_EQ_STR(c->recs[0], "g2-a");
@@ -250,7 +259,7 @@ static void test_rotate_drop(const char *root)
 	CHECK_OK(al_journal_drop(j, 100));
 	CHECK(access(gen_path(path, dir, 2), F_OK) != 0);
 	CHECK(access(gen_path(path, dir, 3), F_OK) == 0);
-	CHECK_EQ_INT(al_journal_bytes(j), 12);
+	CHECK_EQ_INT(al_journal_bytes(j), MAGIC + FRAME + 4);
 	CHECK_OK(append_str(j, "g3-b"));
 	replay(c, j);
 	CHECK_EQ_INT(c->n, 2);
@@ -261,16 +270,16 @@ static void test_rotate_drop(const char *root)
 
 	/* reopen continues in the newest generation */
 	CHECK_OK(al_journal_open(&j, dir));
-	CHECK_EQ_INT(al_journal_bytes(j), 24);
+	CHECK_EQ_INT(al_journal_bytes(j), MAGIC + 2 * (FRAME + 4));
 	CHECK_OK(append_str(j, "g3-c"));
-	CHECK_EQ_INT(file_size(gen_path(path, dir, 3)), 36);
+	CHECK_EQ_INT(file_size(gen_path(path, dir, 3)), MAGIC + 3 * (FRAME + 4));
 	CHECK_EQ_INT(count_files(dir), 2);  /* generation 3 and journal.notanumber */
 	CHECK_OK(al_journal_rotate(&sealed, j));
 	CHECK_EQ_INT(sealed, 3);
 	al_journal_free(j);
 	CHECK_OK(al_journal_open(&j, dir));
 	CHECK_OK(append_str(j, "g4-a"));
-	CHECK_EQ_INT(file_size(gen_path(path, dir, 4)), 12);
+	CHECK_EQ_INT(file_size(gen_path(path, dir, 4)), MAGIC + FRAME + 4);
 	replay(c, j);
 	CHECK_EQ_INT(c->n, 4);
 	CHECK_EQ_STR(c->recs[3], "g4-a");
@@ -281,6 +290,311 @@ static void test_rotate_drop(const char *root)
 	j = (al_journal *)1;
 	CHECK(al_journal_open(&j, path) < 0);
 	CHECK(j == NULL);
+	free(c);
+}
+
+/* Reads a whole file; *len gets its size (NULL if it cannot be read). */
+static unsigned char *slurp(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	unsigned char *buf = NULL;
+	long n;
+
+	*len = 0;
+	if (!f)
+		return NULL;
+	if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0 &&
+	    (buf = malloc((size_t)n + 1)) && fread(buf, 1, (size_t)n, f) == (size_t)n)
+		*len = (size_t)n;
+	fclose(f);
+	return buf;
+}
+
+/* Offset of the first occurrence of s in the file, or -1. */
+static long find_in(const char *path, const char *s)
+{
+	size_t len, k = strlen(s);
+	unsigned char *buf = slurp(path, &len);
+	long at = -1;
+
+	for (size_t i = 0; buf && i + k <= len; i++)
+		if (memcmp(buf + i, s, k) == 0) {
+			at = (long)i;
+			break;
+		}
+	free(buf);
+	return at;
+}
+
+static void flip(const char *path, long off)
+{
+	int fd = open(path, O_RDWR);
+	unsigned char b = 0;
+	CHECK(fd >= 0 && off >= 0);
+	CHECK(pread(fd, &b, 1, off) == 1);
+	b ^= 0x20;
+	CHECK(pwrite(fd, &b, 1, off) == 1);
+	close(fd);
+}
+
+/* Frame header length of a generation file: 12 in format 2 (it starts with the magic), else 8. */
+static long header_len(const char *path)
+{
+	size_t len;
+	unsigned char *buf = slurp(path, &len);
+	long h = buf && len >= 8 && memcmp(buf, "aljrnl2\n", 8) == 0 ? 12 : 8;
+	free(buf);
+	return h;
+}
+
+/* The copies under dir/damaged/: how many, and whether one has exactly the bytes want. */
+static int damaged_copies(const char *dir, const unsigned char *want, size_t want_len, int *match)
+{
+	char sub[600], path[1200];
+	DIR *d;
+	struct dirent *de;
+	int n = 0;
+
+	*match = 0;
+	snprintf(sub, sizeof(sub), "%s/damaged", dir);
+	if (!(d = opendir(sub)))
+		return 0;
+	while ((de = readdir(d))) {
+		size_t len;
+		unsigned char *buf;
+		if (strncmp(de->d_name, "journal.", 8) != 0)
+			continue;
+		n++;
+		snprintf(path, sizeof(path), "%s/%s", sub, de->d_name);
+		buf = slurp(path, &len);
+		if (buf && want && len == want_len && memcmp(buf, want, len) == 0)
+			*match = 1;
+		free(buf);
+	}
+	closedir(d);
+	return n;
+}
+
+/* Appends "record A: ..." to "record Z: ..."; a rotation after the letter rotate_after (0: none). */
+static void append_letters(al_journal *j, char rotate_after)
+{
+	char rec[64];
+	for (char l = 'A'; l <= 'Z'; l++) {
+		snprintf(rec, sizeof(rec), "record %c: %.*s", l, 5 + (l % 7), "payload-bytes");
+		CHECK_OK(append_str(j, rec));
+		if (l == rotate_after) {
+			uint64_t sealed = 0;
+			CHECK_OK(al_journal_rotate(&sealed, j));
+		}
+	}
+}
+
+/* Checks a replay gave the letters A..Z in order without those in missing, then extra. */
+static void check_letters(const collected *c, const char *missing, const char *extra[])
+{
+	size_t k = 0;
+	for (char l = 'A'; l <= 'Z'; l++) {
+		char want[16];
+		if (strchr(missing, l))
+			continue;
+		snprintf(want, sizeof(want), "record %c:", l);
+		if (k >= c->n || strncmp(c->recs[k], want, strlen(want)) != 0) {
+			fprintf(stderr, "record %zu is \"%s\", expected %s\n", k, k < c->n ? c->recs[k] : "", want);
+			CHECK(0);
+			return;
+		}
+		k++;
+	}
+	for (size_t e = 0; extra && extra[e]; e++, k++)
+		CHECK(k < c->n && strcmp(c->recs[k], extra[e]) == 0);
+	CHECK_EQ_INT(c->n, k);
+}
+
+/* One flipped byte costs only its record: replay resynchronises on the next frame, the damaged
+ * generation is kept under damaged/ with the bytes it had, and nothing after it is cut. */
+static void test_damage(const char *root)
+{
+	char dir[512], g1[600], g2[600];
+	al_journal *j = NULL;
+	collected *c = malloc(sizeof(*c));
+	unsigned char *bad;
+	size_t bad_len;
+	int match;
+	static const char *after[] = {"after-1", "after-2", NULL};
+
+	/* a payload byte of K in an older generation (A..M), N..Z in the current one */
+	snprintf(dir, sizeof(dir), "%s/damage-payload", root);
+	CHECK_OK(al_journal_open(&j, dir));
+	append_letters(j, 'M');
+	al_journal_free(j);
+	gen_path(g1, dir, 1);
+	flip(g1, find_in(g1, "record K") + 7);
+	bad = slurp(g1, &bad_len);
+	CHECK_OK(al_journal_open(&j, dir));
+	replay(c, j);
+	check_letters(c, "K", NULL);
+	CHECK_EQ_INT(al_journal_damage(j), 1);
+	CHECK_EQ_INT(damaged_copies(dir, bad, bad_len, &match), 1);
+	CHECK(match);   /* the copy has every byte the damaged file had */
+	CHECK_EQ_INT(file_size(g1), bad_len);   /* damage in the middle cuts nothing */
+	/* replayed again (and after a reopen): the same records, no second copy */
+	replay(c, j);
+	check_letters(c, "K", NULL);
+	CHECK_EQ_INT(al_journal_damage(j), 1);
+	al_journal_free(j);
+	CHECK_OK(al_journal_open(&j, dir));
+	replay(c, j);
+	check_letters(c, "K", NULL);
+	CHECK_EQ_INT(damaged_copies(dir, bad, bad_len, &match), 1);
+	al_journal_free(j);
+	free(bad);
+
+	/* a byte of K's length field */
+	snprintf(dir, sizeof(dir), "%s/damage-length", root);
+	CHECK_OK(al_journal_open(&j, dir));
+	append_letters(j, 'M');
+	al_journal_free(j);
+	gen_path(g1, dir, 1);
+	flip(g1, find_in(g1, "record K") - header_len(g1));
+	bad = slurp(g1, &bad_len);
+	CHECK_OK(al_journal_open(&j, dir));
+	replay(c, j);
+	check_letters(c, "K", NULL);
+	CHECK_EQ_INT(al_journal_damage(j), 1);
+	CHECK_EQ_INT(damaged_copies(dir, bad, bad_len, &match), 1);
+	CHECK(match);
+	al_journal_free(j);
+	free(bad);
+
+	/* two damaged regions in one file (D's checksum, K's payload) */
+	snprintf(dir, sizeof(dir), "%s/damage-two", root);
+	CHECK_OK(al_journal_open(&j, dir));
+	append_letters(j, 'M');
+	al_journal_free(j);
+	gen_path(g1, dir, 1);
+	flip(g1, find_in(g1, "record D") - header_len(g1) + 5);
+	flip(g1, find_in(g1, "record K") + 12);
+	bad = slurp(g1, &bad_len);
+	CHECK_OK(al_journal_open(&j, dir));
+	replay(c, j);
+	check_letters(c, "DK", NULL);
+	CHECK_EQ_INT(al_journal_damage(j), 2);
+	CHECK_EQ_INT(damaged_copies(dir, bad, bad_len, &match), 1);
+	CHECK(match);
+	al_journal_free(j);
+	free(bad);
+
+	/* the last record of a sealed generation: no torn append can be there, so it is damage */
+	snprintf(dir, sizeof(dir), "%s/damage-sealed-tail", root);
+	CHECK_OK(al_journal_open(&j, dir));
+	append_letters(j, 'M');
+	al_journal_free(j);
+	gen_path(g1, dir, 1);
+	flip(g1, find_in(g1, "record M") + 3);
+	bad = slurp(g1, &bad_len);
+	CHECK_OK(al_journal_open(&j, dir));
+	replay(c, j);
+	check_letters(c, "M", NULL);
+	CHECK_EQ_INT(al_journal_damage(j), 1);
+	CHECK_EQ_INT(damaged_copies(dir, bad, bad_len, &match), 1);
+	CHECK(match);
+	CHECK(file_size(g1) < (off_t)bad_len);   /* cut after the copy was made */
+	al_journal_free(j);
+	free(bad);
+
+	/* damage in the generation current at the crash, new appends after reopen */
+	snprintf(dir, sizeof(dir), "%s/damage-current", root);
+	CHECK_OK(al_journal_open(&j, dir));
+	append_letters(j, 0);
+	al_journal_free(j);
+	gen_path(g1, dir, 1);
+	flip(g1, find_in(g1, "record K") + 9);
+	bad = slurp(g1, &bad_len);
+	CHECK_OK(al_journal_open(&j, dir));
+	CHECK_EQ_INT(file_size(g1), bad_len);   /* open cut nothing */
+	CHECK_OK(append_str(j, "after-1"));
+	CHECK_OK(append_str(j, "after-2"));
+	replay(c, j);
+	check_letters(c, "K", after);
+	CHECK_EQ_INT(damaged_copies(dir, bad, bad_len, &match), 1);
+	CHECK(match);
+	CHECK_OK(al_journal_sync(j));
+	al_journal_free(j);
+	CHECK_OK(al_journal_open(&j, dir));
+	replay(c, j);
+	check_letters(c, "K", after);
+	/* once its records are delivered the damaged generation can go; the copy stays */
+	{
+		uint64_t sealed = 0;
+		CHECK_OK(al_journal_rotate(&sealed, j));
+		CHECK_OK(al_journal_drop(j, sealed));
+		CHECK(access(g1, F_OK) != 0);
+		CHECK_EQ_INT(damaged_copies(dir, bad, bad_len, &match), 1);
+	}
+	al_journal_free(j);
+	free(bad);
+
+	/* the same in the newest generation with a torn tail after the damage */
+	snprintf(dir, sizeof(dir), "%s/damage-current-torn", root);
+	CHECK_OK(al_journal_open(&j, dir));
+	append_letters(j, 0);
+	al_journal_free(j);
+	gen_path(g1, dir, 1);
+	flip(g1, find_in(g1, "record C") + 9);
+	CHECK(truncate(g1, find_in(g1, "record Z") + 4) == 0);   /* Z torn */
+	CHECK_OK(al_journal_open(&j, dir));
+	CHECK_OK(append_str(j, "after-1"));
+	CHECK_OK(append_str(j, "after-2"));
+	replay(c, j);
+	check_letters(c, "CZ", after);
+	CHECK_EQ_INT(al_journal_damage(j), 1);   /* the torn tail is no damage */
+	al_journal_free(j);
+	gen_path(g2, dir, 2);
+	CHECK_EQ_INT(header_len(g2), 12);
+	free(c);
+}
+
+/* Writes a format-1 frame (u32 length, u32 XXH32, payload) to fd. */
+static void v1_frame(int fd, const char *rec)
+{
+	unsigned char h[8];
+	uint32_t len = (uint32_t)strlen(rec), sum = XXH32(rec, len, 0);
+	for (int i = 0; i < 4; i++) {
+		h[i] = (unsigned char)(len >> (8 * i));
+		h[4 + i] = (unsigned char)(sum >> (8 * i));
+	}
+	CHECK(write(fd, h, 8) == 8);
+	CHECK(write(fd, rec, len) == (ssize_t)len);
+}
+
+/* Journals written before format 2 replay as they are, damage skipped the same way; appends
+ * after them go to a new generation in format 2. */
+static void test_format1(const char *root)
+{
+	char dir[512], g1[600], g2[600], rec[64];
+	al_journal *j = NULL;
+	collected *c = malloc(sizeof(*c));
+	static const char *after[] = {"after-1", NULL};
+	int fd;
+
+	snprintf(dir, sizeof(dir), "%s/format1", root);
+	CHECK(mkdir(dir, 0755) == 0);
+	gen_path(g1, dir, 1);
+	fd = open(g1, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	for (char l = 'A'; l <= 'Z'; l++) {
+		snprintf(rec, sizeof(rec), "record %c: %.*s", l, 5 + (l % 7), "payload-bytes");
+		v1_frame(fd, rec);
+	}
+	close(fd);
+	flip(g1, find_in(g1, "record H") + 10);
+	CHECK_OK(al_journal_open(&j, dir));
+	CHECK_OK(append_str(j, "after-1"));
+	gen_path(g2, dir, 2);
+	CHECK_EQ_INT(header_len(g2), 12);
+	replay(c, j);
+	check_letters(c, "H", after);
+	CHECK_EQ_INT(al_journal_damage(j), 1);
+	al_journal_free(j);
 	free(c);
 }
 
@@ -369,6 +683,8 @@ int main(void)
 	test_basic(root);
 	test_torn_tail(root);
 	test_rotate_drop(root);
+	test_damage(root);
+	test_format1(root);
 	test_threads(root);
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
 	if (system(cmd) != 0)
