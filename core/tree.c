@@ -536,7 +536,8 @@ static int render_params_json(al_buf *b, const al_doc *run)
 	return rc;
 }
 
-static int artifacts_summary(uint64_t *count, uint64_t *bytes, al_tree *t, const char *run_doc)
+static int artifacts_summary(uint64_t *count, uint64_t *bytes, int64_t *mtime, al_tree *t,
+	const char *run_doc)
 {
 	al_doc_list *l = NULL;
 	char *coll = xasprintf("%s/artifacts", run_doc);
@@ -553,13 +554,15 @@ static int artifacts_summary(uint64_t *count, uint64_t *bytes, al_tree *t, const
 		(*count)++;
 		if (al_fields_get_int(&sz, l->docs[i]->fields, "size") == 0)
 			*bytes += (uint64_t)sz;
+		if (l->docs[i]->update_us > *mtime)
+			*mtime = l->docs[i]->update_us;
 	}
 	al_doc_list_free(l);
 	free(coll);
 	return rc;
 }
 
-static int render_run_json(al_buf *b, al_tree *t, const node *n, const al_doc *run)
+static int render_run_json(al_buf *b, int64_t *mtime, al_tree *t, const node *n, const al_doc *run)
 {
 	cJSON *o = cJSON_CreateObject(), *git, *metrics, *datasets, *arts, *params;
 	const cJSON *f = run->fields, *ds, *it;
@@ -602,6 +605,8 @@ static int render_run_json(al_buf *b, al_tree *t, const node *n, const al_doc *r
 		char *name = al_id_decode(ids[i]);
 		if (doc && name && al_series_summary_get(&s, t->series, doc) == 0) {
 			cJSON *m = cJSON_AddObjectToObject(metrics, name);
+			if (s.update_us > *mtime)
+				*mtime = s.update_us;
 			/* NaN and infinities print as Python's json writes them (README "run.json") */
 			cJSON_AddItemToObject(m, "last", double_json(s.last));
 			cJSON_AddItemToObject(m, "step", int_json(s.step));
@@ -624,7 +629,7 @@ static int render_run_json(al_buf *b, al_tree *t, const node *n, const al_doc *r
 			cJSON_AddItemToArray(datasets, e);
 		}
 	}
-	if ((rc = artifacts_summary(&acount, &abytes, t, n->run_doc)))
+	if ((rc = artifacts_summary(&acount, &abytes, mtime, t, n->run_doc)))
 		goto cleanup;
 	arts = cJSON_AddObjectToObject(o, "artifacts");
 	cJSON_AddItemToObject(arts, "count", int_json((int64_t)acount));
@@ -687,7 +692,7 @@ static int cmp_str(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-static int render_runs_csv(al_buf *b, al_tree *t, const node *n)
+static int render_runs_csv(al_buf *b, int64_t *mtime, al_tree *t, const node *n)
 {
 	al_doc_list *runs = NULL;
 	char *coll = xasprintf("%s/runs", n->exp_doc);
@@ -711,6 +716,8 @@ static int render_runs_csv(al_buf *b, al_tree *t, const node *n)
 			cJSON_ArrayForEach(it, hp)
 				keyset_add(&pk, it->string);
 		metrics[i] = cJSON_CreateObject();
+		if (runs->docs[i]->update_us > *mtime)
+			*mtime = runs->docs[i]->update_us;
 		al_store_cache_prefetch(t->series_store, runs->docs[i]->path, "metrics");
 		if (al_series_ids(&ids, &nids, t->series, runs->docs[i]->path) == 0) {
 			for (k = 0; k < nids; k++) {
@@ -719,6 +726,8 @@ static int render_runs_csv(al_buf *b, al_tree *t, const node *n)
 				char *name = al_id_decode(ids[k]);
 				if (doc && name && al_series_summary_get(&s, t->series, doc) == 0 && s.count) {
 					keyset_add(&mk, name);
+					if (s.update_us > *mtime)
+						*mtime = s.update_us;
 					cJSON_AddNumberToObject(metrics[i], name, s.last);
 					if (isnan(s.last) || isinf(s.last)) {
 						char num[32];
@@ -837,9 +846,12 @@ static int render_text_field(al_buf *b, const cJSON *fields, const char *name)
 	return rc;
 }
 
-/* Renders the content of a generated or document-backed file. */
-static int render(al_buf *b, al_tree *t, const node *n)
+/* Renders the content of a generated or document-backed file; *mtime (when not NULL) is raised to
+ * the newest change among what it was made of (README "Files behave like files": mtimes move with
+ * content, so rsync -a and make see every change). */
+static int render(al_buf *b, int64_t *mtime, al_tree *t, const node *n)
 {
+	int64_t mt = 0;
 	al_doc *d = NULL;
 	int rc = 0;
 
@@ -849,7 +861,8 @@ static int render(al_buf *b, al_tree *t, const node *n)
 		if ((rc = al_tree_status(&s, t)) == 0)
 			rc = al_buf_puts(b, s);
 		free(s);
-		return rc;
+		mt = al_now_us();   /* live */
+		break;
 	}
 	case N_METADATA: {
 		char *p = xasprintf("%s/metadata/%s", n->proj_doc, n->name);
@@ -869,11 +882,11 @@ static int render(al_buf *b, al_tree *t, const node *n)
 		break;
 	case N_RUNS_CSV:
 		if ((rc = doc_exists(t, n->exp_doc)) == 0)
-			rc = render_runs_csv(b, t, n);
+			rc = render_runs_csv(b, &mt, t, n);
 		break;
 	case N_RUN_JSON:
 		if ((rc = get_doc(&d, t, n->run_doc)) == 0)
-			rc = render_run_json(b, t, n, d);
+			rc = render_run_json(b, &mt, t, n, d);
 		break;
 	case N_RUN_TEXT:
 		if ((rc = get_doc(&d, t, n->run_doc)) == 0)
@@ -900,6 +913,10 @@ static int render(al_buf *b, al_tree *t, const node *n)
 	default:
 		rc = al_error_set(AL_EINVAL, "not a generated file");
 	}
+	if (d && d->update_us > mt)
+		mt = d->update_us;
+	if (mtime && mt > *mtime)
+		*mtime = mt;
 	al_doc_free(d);
 	return rc;
 }
@@ -1069,7 +1086,14 @@ static int blob_attr(al_attr *out, al_tree *t, const node *n, const char *path, 
 	int rc;
 
 	if (!*n->rest) {
-		attr_dir(out, t->mount_us);
+		/* A collection's root shows its last change, kept on its owner (record_file). */
+		int64_t mtime = t->mount_us;
+		if (get_doc(&d, t, n->kind == N_DATASET_PATH ? n->ds_doc : n->run_doc ? n->run_doc :
+			n->exp_doc) == 0 && al_fields_get_time(&mtime, d->fields, "files_updated") != 0)
+			mtime = d->update_us;
+		al_doc_free(d);
+		al_error_clear();
+		attr_dir(out, mtime);
 		return 0;
 	}
 	if (writer_attr(out, t, path, mode))
@@ -1095,9 +1119,13 @@ static int blob_attr(al_attr *out, al_tree *t, const node *n, const char *path, 
 	child_range(&from, &to, n->rest);
 	if ((rc = al_store_list(&l, t->store, n->coll, from, to)))
 		goto cleanup;
-	if (l->count > 0)
-		attr_dir(out, l->docs[0]->update_us);
-	else
+	if (l->count > 0) {
+		int64_t newest = 0;
+		for (size_t i = 0; i < l->count; i++)
+			if (l->docs[i]->update_us > newest)
+				newest = l->docs[i]->update_us;
+		attr_dir(out, newest);
+	} else
 		rc = al_error_set(AL_ENOTFOUND, "no such file: %s", n->rest);
 cleanup:
 	al_doc_list_free(l);
@@ -1112,7 +1140,7 @@ cleanup:
 static int generated_attr(al_attr *out, al_tree *t, const node *n, unsigned mode, int64_t mtime)
 {
 	al_buf b = AL_BUF_INIT;
-	int rc = render(&b, t, n);
+	int rc = render(&b, &mtime, t, n);
 	if (rc == 0)
 		attr_file(out, mode, b.len, mtime);
 	al_buf_dispose(&b);
@@ -1195,7 +1223,7 @@ static int getattr_uncached(al_attr *out, al_tree *t, const char *path)
 		attr_dir(out, t->mount_us);
 		goto cleanup;
 	case N_CTL_STATUS:
-		rc = generated_attr(out, t, &n, 0444, al_now_us());
+		rc = generated_attr(out, t, &n, 0444, 0);
 		goto cleanup;
 	case N_CTL_IMPORT:
 		attr_file(out, 0200, 0, t->mount_us);   /* write-only: lines in, nothing to read */
@@ -1245,7 +1273,7 @@ static int getattr_uncached(al_attr *out, al_tree *t, const char *path)
 		goto cleanup;
 	case N_RUNS_CSV:
 		if ((rc = get_doc(&d, t, n.exp_doc)) == 0)
-			rc = generated_attr(out, t, &n, 0444, al_now_us());
+			rc = generated_attr(out, t, &n, 0444, d->update_us);
 		goto cleanup;
 	case N_EXP_ARTIFACT:
 		if ((rc = doc_exists(t, n.exp_doc)) == 0)
@@ -1820,6 +1848,7 @@ static int blob_delete(al_tree *t, const node *n)
 
 static int dataset_refresh(al_tree *t, const char *ds_doc);
 static void dataset_changed(al_tree *t, const char *ds_doc);
+static int owner_mark(al_tree *t, const node *n);
 
 static int al_tree_unlink_impl(al_tree *t, const char *path)
 {
@@ -1840,13 +1869,14 @@ static int al_tree_unlink_impl(al_tree *t, const char *path)
 		break;
 	}
 	case N_DATASET_PATH:
-		if ((rc = blob_delete(t, &n)) == 0)
+		if ((rc = owner_mark(t, &n)) == 0 && (rc = blob_delete(t, &n)) == 0)
 			dataset_changed(t, n.ds_doc);
 		break;
 	case N_EXP_ARTIFACT:
 	case N_RUN_ARTIFACT:
 	case N_OUTPUT_LOG:
-		rc = blob_delete(t, &n);
+		if ((rc = owner_mark(t, &n)) == 0)
+			rc = blob_delete(t, &n);
 		break;
 	case N_RUN_LINK:
 	case N_PARAMS: {
@@ -1977,6 +2007,7 @@ static int dataset_refresh(al_tree *t, const char *ds_doc)
 	al_fields_set(f, "version", al_value_string(hex));
 	al_fields_set(f, "files", al_value_int(files));
 	al_fields_set(f, "bytes", al_value_int(bytes));
+	al_fields_set(f, "stale", al_value_bool(0));   /* ds_lock held: no record slipped in between */
 	rc = commit1(t, AL_WRITE_UPDATE, ds_doc, f, AL_PRE_EXISTS);
 cleanup:
 	pthread_mutex_unlock(&t->ds_lock);
@@ -2011,7 +2042,8 @@ static void dataset_changed(al_tree *t, const char *ds_doc)
 static int dataset_settle(al_tree *t, const char *ds_doc)
 {
 	vdir *take = NULL, **p, *v;
-	int rc = 0;
+	al_doc *d = NULL;
+	int rc = 0, refreshed = 0, stale = 0;
 
 	/* Held from taking the entries to the end of their refresh: a reader finding nothing dirty
 	 * because the dataset thread took it first waits here for that refresh, not an old version. */
@@ -2030,11 +2062,20 @@ static int dataset_settle(al_tree *t, const char *ds_doc)
 	while ((v = take)) {
 		int r;
 		take = v->next;
+		if (ds_doc)
+			refreshed = 1;
 		if ((r = dataset_refresh(t, v->path)) && r != AL_ENOTFOUND && !rc)
 			rc = r;
 		free(v->path);
 		free(v);
 	}
+	/* A change whose mark reached the store but whose recomputation did not (the daemon was
+	 * killed, or another mount made it) is recomputed by the first reader. */
+	if (ds_doc && !refreshed && al_store_get(&d, t->store, ds_doc) == 0 &&
+	    al_fields_get_bool(&stale, d->fields, "stale") == 0 && stale)
+		rc = dataset_refresh(t, ds_doc);
+	al_doc_free(d);
+	al_error_clear();
 	pthread_mutex_unlock(&t->ds_lock);
 	return rc;
 }
@@ -2212,7 +2253,7 @@ static int al_tree_rename_impl(al_tree *t, const char *from, const char *to, uns
 			goto cleanup;
 		}
 	}
-	if ((rc = blob_move(t, &a, &b, (flags & noreplace) != 0)))
+	if ((rc = owner_mark(t, &a)) || (rc = blob_move(t, &a, &b, (flags & noreplace) != 0)))
 		goto cleanup;
 	if (a.kind == N_DATASET_PATH)
 		dataset_changed(t, a.ds_doc);
@@ -2565,7 +2606,7 @@ static int open_text(al_file *f, int flags, const char *path)
 	int rc, exists;
 	al_buf b = AL_BUF_INIT;
 
-	rc = render(&b, t, &f->n);
+	rc = render(&b, NULL, t, &f->n);
 	exists = rc == 0;
 	if (rc && rc != AL_ENOTFOUND)
 		goto fail;
@@ -3322,6 +3363,30 @@ static int commit_text(al_file *f)
 	return rc;
 }
 
+/* The write that marks a change in a blob collection on the document owning it: a dataset becomes
+ * stale (its version is recomputed before anyone reads or links it, also after a crash: README
+ * "datasets"); a run's or experiment's files_updated is its artifacts/ folder's mtime. */
+static al_write owner_write(cJSON **fields, const node *n, int64_t now)
+{
+	const char *doc = n->kind == N_DATASET_PATH ? n->ds_doc : n->run_doc ? n->run_doc : n->exp_doc;
+	*fields = cJSON_CreateObject();
+	al_fields_set(*fields, "files_updated", al_value_time(now));
+	if (n->kind == N_DATASET_PATH)
+		al_fields_set(*fields, "stale", al_value_bool(1));
+	return (al_write){AL_WRITE_UPDATE, doc, *fields, AL_PRE_EXISTS};
+}
+
+/* The same mark as a commit of its own, before a change that has none (a delete, a rename): a
+ * crash after it costs a needless recomputation, never a stale version. */
+static int owner_mark(al_tree *t, const node *n)
+{
+	cJSON *f = NULL;
+	al_write w = owner_write(&f, n, al_now_us());
+	int rc = al_store_commit(t->store, &w, 1);
+	cJSON_Delete(f);
+	return rc;
+}
+
 /* Hashes the staged content, stores the blob once, and records the file. */
 static int record_file(al_tree *t, const node *n, const char *hex, uint64_t size, const char *uri,
 	int stored);
@@ -3370,7 +3435,7 @@ static int record_file(al_tree *t, const node *n, const char *hex, uint64_t size
 	int stored)
 {
 	char *id = NULL, *doc = NULL, *fdoc = NULL;
-	cJSON *fields = NULL, *file = NULL;
+	cJSON *fields = NULL, *file = NULL, *owner = NULL;
 	int rc;
 	int64_t now = al_now_us();
 
@@ -3392,22 +3457,28 @@ static int record_file(al_tree *t, const node *n, const char *hex, uint64_t size
 	al_fields_set(file, "blob", al_value_string(uri ? uri : ""));
 	al_fields_set(file, "created", al_value_time(now));
 	{
-		/* One commit: the file's record, and the blob's own record unless it is known already
-		 * (content is stored once). A create-only write would wait for a remote backend. */
+		/* One commit: the file's record, the blob's own record unless it is known already
+		 * (content is stored once; a create-only write would wait for a remote backend), and
+		 * the owner's change mark. A dataset's mark goes in under ds_lock, so that a version
+		 * being computed cannot clear it without seeing this file. */
 		al_doc *known = NULL;
-		al_write w[2];
+		al_write w[3];
 		size_t nw = 0;
 		if (stored && al_store_get(&known, t->store, fdoc) != 0)
 			w[nw++] = (al_write){AL_WRITE_SET, fdoc, file, AL_PRE_NONE};
 		w[nw++] = (al_write){AL_WRITE_SET, doc, fields, AL_PRE_NONE};
+		w[nw++] = owner_write(&owner, n, now);
 		al_doc_free(known);
+		pthread_mutex_lock(&t->ds_lock);
 		rc = al_store_commit(t->store, w, nw);
+		if (rc == 0 && n->kind == N_DATASET_PATH)
+			dataset_changed(t, n->ds_doc);
+		pthread_mutex_unlock(&t->ds_lock);
 	}
-	if (rc == 0 && n->kind == N_DATASET_PATH)
-		dataset_changed(t, n->ds_doc);
 cleanup:
 	cJSON_Delete(fields);
 	cJSON_Delete(file);
+	cJSON_Delete(owner);
 	free(id);
 	free(doc);
 	free(fdoc);
