@@ -1,5 +1,6 @@
 /* aletheia: `aletheia run`: creates a run, runs a command in it, tees the command's console output
- * into output.log, forwards SIGINT/SIGTERM and records how the command ended in status. */
+ * into output.log, passes on the signals the command did not get itself and records how the command
+ * ended in status. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -8,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -17,16 +19,8 @@
 
 #define MAX_PARAMS 256
 
-static volatile sig_atomic_t child_pid;
-
-/* A terminal's Ctrl-C (si_code SI_KERNEL) already reached the child, which shares our process
- * group; forwarding it too would interrupt the child twice. kill(1) and the like are forwarded. */
-static void forward_signal(int sig, siginfo_t *info, void *context)
-{
-	(void)context;
-	if (child_pid > 0 && info->si_code != SI_KERNEL)
-		kill((pid_t)child_pid, sig);
-}
+/* The signals passed on to the command (README "The command line"). */
+static const int forwarded[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
 
 static int valid_param_key(const char *key)
 {
@@ -179,18 +173,80 @@ static int write_all(int fd, const char *buf, size_t len)
 	return 0;
 }
 
+/* The parent of pid from /proc/PID/stat; -1 when it is gone. */
+static pid_t parent_of(pid_t pid)
+{
+	char path[64], buf[512], *paren;
+	int ppid = -1, fd;
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return -1;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = '\0';
+	/* "PID (COMM) STATE PPID …": COMM may hold spaces and parentheses */
+	if (!(paren = strrchr(buf, ')')) || sscanf(paren + 1, " %*c %d", &ppid) != 1)
+		return -1;
+	return (pid_t)ppid;
+}
+
+/* Whether pid is the command or one of its descendants. */
+static int part_of_command(pid_t pid, pid_t child)
+{
+	for (int depth = 0; depth < 64 && pid > 1 && pid != getpid(); depth++) {
+		if (pid == child)
+			return 1;
+		pid = parent_of(pid);
+	}
+	return 0;
+}
+
+/* Whether the command got this signal as well as aletheia, so passing it on would deliver it
+ * twice. The terminal (si_code SI_KERNEL) signals its whole foreground process group, which the
+ * command shares with aletheia unless it left it (setsid, setpgid); a terminal's hangup reaches
+ * the session leader alone. A signal sent by the command or its own processes (to their process
+ * group, ours) is not passed back. Any other kill(2) counts as sent to aletheia alone. */
+static int command_got_it(const struct signalfd_siginfo *si, pid_t child)
+{
+	if (si->ssi_code == SI_KERNEL) {
+		if (si->ssi_signo == SIGHUP && getsid(0) == getpid())
+			return 0;
+		return getpgid(child) == getpgrp();
+	}
+	return si->ssi_pid > 0 && part_of_command((pid_t)si->ssi_pid, child);
+}
+
+/* Reads the signals queued on sig_fd and passes on those the command did not get; child 0 (the
+ * command was reaped: its pid may be another process's by now) drops them. */
+static void pass_signals(int sig_fd, pid_t child)
+{
+	struct signalfd_siginfo si;
+
+	while (read(sig_fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+		if (child > 0 && si.ssi_signo != SIGCHLD && !command_got_it(&si, child))
+			kill(child, (int)si.ssi_signo);
+	}
+}
+
 /* Reads the child's stdout and stderr pipes until both close (or, once the child has exited,
  * until they fall quiet: a background grandchild may hold them open), copying each to output.log
- * and to the matching console stream. Returns the child's wait status. */
-static int tee_and_wait(pid_t pid, int out_fd, int err_fd, int log_fd, const char *log_path)
+ * and to the matching console stream, and passes signals on (sig_fd) until the child exits, even
+ * when its pipes are closed. Returns the child's wait status. */
+static int tee_and_wait(pid_t pid, int out_fd, int err_fd, int sig_fd, int log_fd,
+	const char *log_path)
 {
-	struct pollfd pfd[2] = {{.fd = out_fd, .events = POLLIN}, {.fd = err_fd, .events = POLLIN}};
+	struct pollfd pfd[3] = {{.fd = out_fd, .events = POLLIN}, {.fd = err_fd, .events = POLLIN},
+		{.fd = sig_fd, .events = POLLIN}};
 	const int console[2] = {STDOUT_FILENO, STDERR_FILENO};
 	int console_ok[2] = {1, 1}, log_ok = 1, open_fds = 2, exited = 0, status = 0;
 	char buf[65536];
 
-	while (open_fds > 0) {
-		int n = poll(pfd, 2, exited ? 200 : 500);
+	while (open_fds > 0 || !exited) {
+		int n = poll(pfd, 3, exited ? 200 : 500);
 		if (n < 0 && errno != EINTR)
 			break;
 		if (n == 0 && exited)
@@ -213,10 +269,13 @@ static int tee_and_wait(pid_t pid, int out_fd, int err_fd, int log_fd, const cha
 				al_cli_fail("cannot write %s: %s; the command goes on, its output is no "
 					"longer captured", log_path, strerror(errno));
 			}
-			/* A closed console (e.g. `| head`) must not stop the command or the log. */
+			/* A closed console (e.g. `| head`, a terminal hung up) must not stop the command
+			 * or the log. */
 			if (console_ok[k] && write_all(console[k], buf, (size_t)got) < 0)
 				console_ok[k] = 0;
 		}
+		if (n > 0 && (pfd[2].revents & POLLIN))
+			pass_signals(sig_fd, exited ? 0 : pid);
 		if (!exited && waitpid(pid, &status, WNOHANG) == pid)
 			exited = 1;
 	}
@@ -233,36 +292,39 @@ static int tee_and_wait(pid_t pid, int out_fd, int err_fd, int log_fd, const cha
 }
 
 /* Forks and execs argv with stdout/stderr on pipes; returns its wait status, or -1 when it
- * could not be started (already reported). */
+ * could not be started (already reported). The forwarded signals (and SIGCHLD) are blocked in
+ * aletheia and read from a signalfd while the command runs, so aletheia outlives a Ctrl-C or a
+ * hangup to capture the command's last words and record its end; one that was ignored when
+ * aletheia started (nohup, a background job of a non-interactive shell) stays ignored, by both. */
 static int spawn(char **argv, int log_fd, const char *log_path)
 {
-	struct sigaction sa = {0}, old_int, old_term, ign = {0}, old_pipe;
+	struct sigaction ign = {0}, old_pipe, now;
 	sigset_t block, old_mask;
-	int out[2] = {-1, -1}, err[2] = {-1, -1}, status = -1;
+	int out[2] = {-1, -1}, err[2] = {-1, -1}, sig_fd = -1, status = -1;
 	pid_t pid;
 
 	if (pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0) {
 		al_cli_fail("cannot create a pipe: %s; close some files and retry", strerror(errno));
 		goto cleanup;
 	}
-	sa.sa_sigaction = forward_signal;
-	sa.sa_flags = SA_SIGINFO | SA_RESTART;
-	sigemptyset(&sa.sa_mask);
+	sigemptyset(&block);
+	sigaddset(&block, SIGCHLD);
+	for (size_t i = 0; i < sizeof(forwarded) / sizeof(forwarded[0]); i++)
+		if (sigaction(forwarded[i], NULL, &now) == 0 && now.sa_handler != SIG_IGN)
+			sigaddset(&block, forwarded[i]);
+	/* Blocked before the fork: a signal arriving meanwhile waits in the signalfd. */
+	sigprocmask(SIG_BLOCK, &block, &old_mask);
+	if ((sig_fd = signalfd(-1, &block, SFD_NONBLOCK | SFD_CLOEXEC)) < 0) {
+		al_cli_fail("cannot create a signalfd: %s; close some files and retry", strerror(errno));
+		sigprocmask(SIG_SETMASK, &old_mask, NULL);
+		goto cleanup;
+	}
 	ign.sa_handler = SIG_IGN;
 	sigemptyset(&ign.sa_mask);
-	sigaction(SIGINT, &sa, &old_int);
-	sigaction(SIGTERM, &sa, &old_term);
 	sigaction(SIGPIPE, &ign, &old_pipe);
-	/* Blocked across fork so a signal arriving meanwhile is forwarded once child_pid is set. */
-	sigemptyset(&block);
-	sigaddset(&block, SIGINT);
-	sigaddset(&block, SIGTERM);
-	sigprocmask(SIG_BLOCK, &block, &old_mask);
 	fflush(NULL);
 	pid = fork();
 	if (pid == 0) {
-		sigaction(SIGINT, &old_int, NULL);
-		sigaction(SIGTERM, &old_term, NULL);
 		sigaction(SIGPIPE, &old_pipe, NULL);
 		sigprocmask(SIG_SETMASK, &old_mask, NULL);
 		if (dup2(out[1], STDOUT_FILENO) < 0 || dup2(err[1], STDERR_FILENO) < 0)
@@ -279,15 +341,20 @@ static int spawn(char **argv, int log_fd, const char *log_path)
 		sigprocmask(SIG_SETMASK, &old_mask, NULL);
 		goto cleanup;
 	}
-	child_pid = pid;
-	sigprocmask(SIG_SETMASK, &old_mask, NULL);
 	close(out[1]);
 	close(err[1]);
 	out[1] = err[1] = -1;
-	status = tee_and_wait(pid, out[0], err[0], log_fd, log_path);
+	status = tee_and_wait(pid, out[0], err[0], sig_fd, log_fd, log_path);
 	out[0] = err[0] = -1;
-	child_pid = 0;
+	/* Those the command got too (the Ctrl-C that ended it) are dropped; later ones are aletheia's
+	 * own again, as before the command started. */
+	pass_signals(sig_fd, 0);
+	close(sig_fd);
+	sig_fd = -1;
+	sigprocmask(SIG_SETMASK, &old_mask, NULL);
 cleanup:
+	if (sig_fd >= 0)
+		close(sig_fd);
 	for (int k = 0; k < 2; k++) {
 		if (out[k] >= 0)
 			close(out[k]);

@@ -239,26 +239,41 @@ static size_t on_data(char *data, size_t size, size_t nmemb, void *arg)
 	return n;
 }
 
-/* The request body from io->src_fd. */
+/* Total bytes of a streamed request body: head, the src_fd range, tail. */
+static uint64_t body_size(const al_http_stream *io)
+{
+	return io->src_head_len + io->src_len + io->src_tail_len;
+}
+
+/* The request body: io->src_head, then src_len bytes of io->src_fd, then io->src_tail. */
 static size_t on_read(char *data, size_t size, size_t nmemb, void *arg)
 {
 	sink *s = arg;
 	al_http_stream *io = s->io;
+	uint64_t pos = s->read_pos, head = io->src_head_len, file_end = head + io->src_len;
 	size_t want = size * nmemb;
 	ssize_t n;
 
-	if (want > io->src_len - s->read_pos)
-		want = (size_t)(io->src_len - s->read_pos);
-	if (!want)
-		return 0;
-	do
-		n = pread(io->src_fd, data, want, (off_t)(io->src_off + s->read_pos));
-	while (n < 0 && errno == EINTR);
-	if (n <= 0) {
-		s->rc = AL_EIO;
-		snprintf(s->why, sizeof(s->why), "cannot read the request body: %s",
-			n < 0 ? strerror(errno) : "file shorter than expected");
-		return CURL_READFUNC_ABORT;
+	if (pos < head) {
+		n = (ssize_t)(want < head - pos ? want : (size_t)(head - pos));
+		memcpy(data, (const char *)io->src_head + pos, (size_t)n);
+	} else if (pos < file_end) {
+		if (want > file_end - pos)
+			want = (size_t)(file_end - pos);
+		do
+			n = pread(io->src_fd, data, want, (off_t)(io->src_off + pos - head));
+		while (n < 0 && errno == EINTR);
+		if (n <= 0) {
+			s->rc = AL_EIO;
+			snprintf(s->why, sizeof(s->why), "cannot read the request body: %s",
+				n < 0 ? strerror(errno) : "file shorter than expected");
+			return CURL_READFUNC_ABORT;
+		}
+	} else {
+		uint64_t left = body_size(io) - pos;
+		n = (ssize_t)(want < left ? want : (size_t)left);
+		if (n)
+			memcpy(data, (const char *)io->src_tail + (pos - file_end), (size_t)n);
 	}
 	s->read_pos += (uint64_t)n;
 	return (size_t)n;
@@ -352,7 +367,7 @@ static CURLcode prepare(al_http *h, CURL *c, const char *method, const char *url
 		SET(CURLOPT_UPLOAD, 1L);
 		SET(CURLOPT_READFUNCTION, on_read);
 		SET(CURLOPT_READDATA, s);
-		SET(CURLOPT_INFILESIZE_LARGE, (curl_off_t)s->io->src_len);
+		SET(CURLOPT_INFILESIZE_LARGE, (curl_off_t)body_size(s->io));
 		if (strcmp(method, "PUT") != 0)
 			SET(CURLOPT_CUSTOMREQUEST, method);
 	} else if (body) {

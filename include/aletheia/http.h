@@ -83,9 +83,13 @@ typedef struct al_http_stream {
 	uint64_t dst_written;   /* out: bytes written to dst_fd by the last attempt */
 	const char *header;     /* a response header to capture ("ETag"), or NULL */
 	char *header_value;     /* out: its value (trimmed, malloc'd) or NULL; caller frees */
+	/* Bytes sent before and after the src_fd range (a multipart body's framing), or NULL;
+	 * they need src_fd >= 0 (src_len may be 0). */
+	const void *src_head, *src_tail;
+	size_t src_head_len, src_tail_len;
 } al_http_stream;
 
-#define AL_HTTP_STREAM_INIT {-1, 0, 0, -1, 0, 0, 0, 0, NULL, NULL}
+#define AL_HTTP_STREAM_INIT {-1, 0, 0, -1, 0, 0, 0, 0, NULL, NULL, NULL, NULL, 0, 0}
 
 /* al_http_request with the request and/or response body streamed through files as io says;
  * same retries, errors and status handling. */

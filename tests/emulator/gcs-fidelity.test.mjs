@@ -17,8 +17,9 @@ const emulatorBin = process.env.GCS_EMULATOR_BIN || path.join(repo, 'scripts', '
 const scriptsRequire = createRequire(path.join(repo, 'scripts', 'package.json'));
 
 let Storage;
+let CRC32C;
 try {
-  ({ Storage } = scriptsRequire('@google-cloud/storage'));
+  ({ Storage, CRC32C } = scriptsRequire('@google-cloud/storage'));
 } catch (e) {
   throw new Error(`@google-cloud/storage is not installed: run \`npm install --prefix scripts\` (${e.message})`);
 }
@@ -65,6 +66,11 @@ const bytes = (n, seed) => {
   return out;
 };
 const md5 = (b) => crypto.createHash('md5').update(b).digest('base64');
+const crc32c = (b) => {
+  const c = new CRC32C();
+  c.update(b);
+  return c.toString();
+};
 
 let emu;
 let storage;
@@ -287,11 +293,100 @@ describe('objects', () => {
   });
 });
 
+// GCS checks the MD5/CRC32C a client sends with an upload (in the object resource, or X-Goog-Hash)
+// and refuses a body that does not match them with 400; object resources report the checksums of
+// the bytes stored, which the official client compares with its own after an upload.
+describe('checksums', () => {
+  const mismatch = (kind) => new RegExp(kind === 'md5'
+    ? '^Provided MD5 hash "[^"]+" doesn\'t match calculated MD5 hash "[^"]+"\\.$'
+    : '^Provided CRC32C "[^"]+" doesn\'t match calculated CRC32C "[^"]+"\\.$');
+  const refused = (kind) => (e) => e.code === 400 && mismatch(kind).test(e.message);
+  const data = bytes(300000, 7);
+  const wrongCrc = crc32c(Buffer.from('other bytes'));
+  const wrongMd5 = md5(Buffer.from('other bytes'));
+
+  test('hashes sent in the metadata are checked: right ones kept, wrong ones refused', async () => {
+    for (const resumable of [false, true]) {
+      const f = bucket.file(`sums/right-${resumable}`);
+      await f.save(data, { resumable, metadata: { md5Hash: md5(data), crc32c: crc32c(data) } });
+      const [meta] = await f.getMetadata();
+      assert.equal(meta.md5Hash, md5(data));
+      assert.equal(meta.crc32c, crc32c(data));
+      const g = bucket.file(`sums/wrong-${resumable}`);
+      await assert.rejects(g.save(data, { resumable, metadata: { crc32c: wrongCrc } }), refused('crc32c'));
+      await assert.rejects(g.save(data, { resumable, metadata: { md5Hash: wrongMd5 } }), refused('md5'));
+      assert.deepEqual(await g.exists(), [false]);
+    }
+  });
+
+  test('raw uploads: a wrong md5Hash in a multipart body, a wrong X-Goog-Hash on the last chunk', async () => {
+    const boundary = 'b0undary';
+    const body = Buffer.concat([
+      Buffer.from(`--${boundary}\r\nContent-Type: application/json\r\n\r\n${JSON.stringify({ name: 'sums/raw', md5Hash: wrongMd5, crc32c: crc32c(data) })}\r\n`
+        + `--${boundary}\r\nContent-Type: application/octet-stream\r\n\r\n`),
+      data, Buffer.from(`\r\n--${boundary}--\r\n`)]);
+    let r = await raw('POST', `/upload/storage/v1/b/${BUCKET}/o?uploadType=multipart`, {
+      headers: { 'Content-Type': `multipart/related; boundary=${boundary}` }, body,
+    });
+    assert.equal(r.status, 400);
+    assert.equal(r.json.error.code, 400);
+    assert.equal(r.json.error.errors[0].reason, 'invalid');
+    assert.match(r.json.error.message, mismatch('md5'));
+    r = await raw('POST', `/upload/storage/v1/b/${BUCKET}/o?uploadType=resumable&name=sums%2Fraw`, {
+      headers: { 'Content-Type': 'application/json' }, body: '{}',
+    });
+    const loc = r.headers.get('location');
+    r = await raw('PUT', loc.slice(emu.base.length), {
+      headers: { 'Content-Range': `bytes 0-${data.length - 1}/${data.length}`, 'X-Goog-Hash': `crc32c=${wrongCrc}` }, body: data,
+    });
+    assert.equal(r.status, 400);
+    assert.match(r.json.error.message, mismatch('crc32c'));
+    assert.deepEqual(await bucket.file('sums/raw').exists(), [false]);
+  });
+
+  test('a body damaged on the way: refused when hashes were sent, else caught by the client', async () => {
+    await admin('POST', '/admin/stats/reset');
+    for (const resumable of [false, true]) {
+      // with hashes: the server refuses it
+      await admin('POST', '/admin/faults', { mode: 'corrupt', upload: 'transit', count: 1 });
+      const f = bucket.file(`sums/transit-${resumable}`);
+      await assert.rejects(f.save(data, { resumable, metadata: { crc32c: crc32c(data) } }), refused('crc32c'));
+      assert.deepEqual(await f.exists(), [false]);
+      // without: stored, but the resource reports the damaged bytes' checksums, which the
+      // official client compares with its own, then deletes the object
+      await admin('POST', '/admin/faults', { mode: 'corrupt', upload: 'transit', count: 1 });
+      await assert.rejects(f.save(data, { resumable }), (e) => e.code === 'FILE_NO_UPLOAD');
+      assert.deepEqual(await f.exists(), [false]);
+    }
+    const stats = (await admin('GET', '/admin/stats')).json;
+    assert.equal(stats.faults.corrupt, 4);
+    assert.deepEqual((await admin('GET', '/admin/faults')).json, []);
+  });
+
+  test('"stored" damage happens after the check: the resource shows it, the client catches it', async () => {
+    await admin('POST', '/admin/faults', { mode: 'corrupt', upload: 'stored', count: 1 });
+    const f = bucket.file('sums/stored');
+    await assert.rejects(f.save(data, { resumable: false, metadata: { crc32c: crc32c(data) } }),
+      (e) => e.code === 'FILE_NO_UPLOAD');
+    // a download of a damaged object is self-consistent: the client's check passes
+    await admin('POST', '/admin/faults', { mode: 'corrupt', upload: 'stored', count: 1 });
+    const r = await raw('POST', `/upload/storage/v1/b/${BUCKET}/o?uploadType=media&name=sums%2Fstored`, { body: data });
+    assert.equal(r.status, 200);
+    assert.notEqual(r.json.crc32c, crc32c(data));
+    const [back] = await f.download();
+    assert.equal(crc32c(back), r.json.crc32c);
+    assert.ok(!back.equals(data));
+    await f.delete();
+  });
+});
+
 describe('admin faults', () => {
   test('bad fault specs are refused', async () => {
     assert.equal((await admin('POST', '/admin/faults', { mode: 'nope' })).status, 400);
     assert.equal((await admin('POST', '/admin/faults', { mode: 'status', code: 200 })).status, 400);
     assert.equal((await admin('POST', '/admin/faults', { mode: 'reset', count: -1 })).status, 400);
+    assert.equal((await admin('POST', '/admin/faults', { mode: 'corrupt', upload: 'later' })).status, 400);
+    assert.equal((await admin('POST', '/admin/faults', { mode: 'status', upload: 'transit' })).status, 400);
     assert.deepEqual((await admin('GET', '/admin/faults')).json, []);
   });
 

@@ -248,3 +248,188 @@ def test_config_file(tmpdir_al):
     bad.write_text("bogus = 1\n")
     r = cli("mount", mnt, env={"ALETHEIA_CONFIG": str(bad)}, timeout=30)
     assert r.returncode == 2 and "unknown key" in r.stderr and r.stderr.count("\n") == 1
+
+
+# Signals under `aletheia run` (README "The command line"). The command counts the SIGINTs it gets:
+# after the first it waits a moment for a second one, so a forwarded duplicate would be seen.
+COUNT_SIGINT = ("import os, signal, sys, time\n"
+                "seen = []\n"
+                "signal.signal(signal.SIGINT, lambda s, f: seen.append(s))\n"
+                "print('ready', flush=True)\n"
+                "end = time.monotonic() + 20\n"
+                "while not seen and time.monotonic() < end:\n"
+                "    time.sleep(0.02)\n"
+                "time.sleep(1.5)\n"
+                "print('sigints', len(seen), flush=True)\n")
+
+# Python's own handling: KeyboardInterrupt, whose traceback is printed while the command stops.
+KEYBOARD = ("import time\n"
+            "print('ready', flush=True)\n"
+            "def deep(n):\n"
+            "    if n == 0:\n"
+            "        while True:\n"
+            "            time.sleep(0.01)\n"
+            "    return deep(n - 1)\n"
+            "deep(40)\n")
+
+
+def on_terminal(argv, env, act, timeout=60):
+    """Runs argv on a new pseudo-terminal (the session leader, in its foreground process group),
+    waits for 'ready' in its output, then calls act(pid, master_fd). Returns (wait status, output);
+    the terminal is closed and the session killed whatever happens."""
+    import pty
+    import select
+    pid, fd = pty.fork()
+    if pid == 0:
+        try:
+            os.execve(argv[0], argv, env)
+        finally:
+            os._exit(127)
+    out, acted, status = b"", False, None
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            if not acted and b"ready" in out:
+                acted = True
+                fd = act(pid, fd)
+            if fd is None:
+                break
+            r, _, _ = select.select([fd], [], [], 0.1)
+            if r:
+                try:
+                    data = os.read(fd, 4096)
+                except OSError:   # EIO: every process of the session closed the terminal
+                    break
+                if not data:
+                    break
+                out += data
+        assert acted, f"the command never got ready: {out!r}"
+        while time.monotonic() < deadline:
+            done, st = os.waitpid(pid, os.WNOHANG)
+            if done:
+                status = st
+                break
+            time.sleep(0.05)
+        assert status is not None, f"aletheia run did not exit: {out!r}"
+        return status, out.decode(errors="replace")
+    finally:
+        if fd is not None:
+            os.close(fd)
+        if status is None:
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            os.waitpid(pid, 0)
+
+
+def ctrl_c(pid, fd):
+    os.write(fd, b"\x03")   # the line discipline signals the terminal's foreground process group
+    return fd
+
+
+def run_argv(*command):
+    return [BIN, "run", "--exper", "p/e", "--", *command]
+
+
+@pytest.mark.parametrize("shell", [False, True], ids=["direct", "sh-c"])
+def test_run_ctrl_c_once(mount, shell):
+    """Ctrl-C reaches the command once: the terminal signals aletheia and the command together, and
+    aletheia does not send it again; also for a command under a non-interactive shell."""
+    command = ["bash", "-c", f"{PY} -c \"$0\"; echo shell-after", COUNT_SIGINT] if shell else [PY, "-c", COUNT_SIGINT]
+    status, out = on_terminal(run_argv(*command), env_for(mount), ctrl_c)
+    assert "sigints 1" in out, out
+    assert not shell or "shell-after" in out, out   # the command handled it: bash goes on
+    run = mount.path / "p/experiments/e/runs/1"
+    log = (run / "output.log").read_text()
+    assert "sigints 1\n" in log
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    assert read_json(run / "run.json")["status"] == "finished"
+
+
+def test_run_ctrl_c_traceback(mount):
+    """The KeyboardInterrupt traceback printed while the command stops lands in output.log whole, and
+    the run is recorded as killed by SIGINT."""
+    status, out = on_terminal(run_argv(PY, "-c", KEYBOARD), env_for(mount), ctrl_c)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 128 + signal.SIGINT, (status, out)
+    run = mount.path / "p/experiments/e/runs/1"
+    log = (run / "output.log").read_text()
+    assert log.count("Traceback (most recent call last):") == 1, log
+    assert log.endswith("KeyboardInterrupt\n"), log
+    assert "lost sys.stderr" not in log and "Exception ignored" not in log, log
+    j = read_json(run / "run.json")
+    assert j["status"] == "killed" and j["exit_code"] == 128 + signal.SIGINT
+
+
+def test_run_kill_wrapper_once(mount):
+    """kill -INT to aletheia's own pid: the command did not get it, so it is passed on, once."""
+    p = subprocess.Popen(run_argv(PY, "-c", COUNT_SIGINT), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, env=env_for(mount), start_new_session=True)
+    try:
+        assert p.stdout.readline().strip() == "ready"
+        os.kill(p.pid, signal.SIGINT)
+        out, _ = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+    assert "sigints 1" in out, out
+    assert p.returncode == 0
+
+
+def test_run_command_signals_its_group(mount):
+    """A command that signals its own process group (which aletheia is in) gets the signal once:
+    aletheia does not pass it back."""
+    script = COUNT_SIGINT.replace("print('ready', flush=True)\n",
+                                  "print('ready', flush=True)\nos.killpg(0, signal.SIGINT)\n")
+    p = subprocess.Popen(run_argv(PY, "-c", script), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, env=env_for(mount), start_new_session=True)
+    try:
+        out, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+    assert "sigints 1" in out, (out, err)
+    assert p.returncode == 0
+
+
+def test_run_command_under_setsid(mount):
+    """A command in its own session (setsid) does not get the terminal's Ctrl-C: aletheia passes it on,
+    once."""
+    status, out = on_terminal(run_argv("setsid", PY, "-c", COUNT_SIGINT), env_for(mount), ctrl_c)
+    assert "sigints 1" in out, out
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+
+
+@pytest.mark.parametrize("nohup", [False, True], ids=["plain", "nohup"])
+def test_run_terminal_hangup(mount, tmpdir_al, nohup):
+    """The terminal hangs up (it is closed): aletheia lives on to record the run. The command gets the
+    hangup once and is recorded as killed; under nohup it ignores it, runs to its end, and what it
+    prints afterwards is still captured."""
+    flag = tmpdir_al / "hung-up"
+    script = ("import os, time\n"
+              "print('ready', flush=True)\n"
+              "end = time.monotonic() + 20\n"
+              f"while not os.path.exists({str(flag)!r}) and time.monotonic() < end:\n"
+              "    time.sleep(0.02)\n"
+              "print('still here', flush=True)\n")
+    command = (["nohup"] if nohup else []) + [PY, "-c", script]
+
+    def hang_up(pid, fd):
+        os.close(fd)          # the last holder of the master: the terminal hangs up
+        flag.write_text("")
+        return None
+
+    status, _ = on_terminal(run_argv(*command), env_for(mount), hang_up)
+    run = mount.path / "p/experiments/e/runs/1"
+    j = read_json(run / "run.json")
+    log = (run / "output.log").read_text()
+    if nohup:
+        assert j["status"] == "finished" and j["exit_code"] == 0, (j, log)
+        assert "still here\n" in log
+        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    else:
+        assert j["status"] == "killed" and j["exit_code"] == 128 + signal.SIGHUP, (j, log)
+        assert "still here" not in log
+        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 128 + signal.SIGHUP

@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <cjson/cJSON.h>
+#include <openssl/evp.h>
 #include "aletheia/blobs.h"
 #include "aletheia/hash.h"
 #include "aletheia/http.h"
@@ -132,6 +133,58 @@ static void check_whole(al_blobs_backend *b, const char *hash, size_t size)
 	unlink(dst);
 }
 
+/* The base64 MD5 and CRC32C (Castagnoli, big-endian) of a file, as GCS reports them; the CRC is
+ * computed bit by bit here, independently of the library the store uses. */
+static void file_sums(char *md5, char *crc, const char *path)
+{
+	unsigned char digest[EVP_MAX_MD_SIZE], be[4], buf[65536];
+	unsigned int dlen = 0;
+	uint32_t c = 0xffffffffu;
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	ssize_t n;
+	int fd = open(path, O_RDONLY);
+
+	CHECK(fd >= 0 && ctx && EVP_DigestInit_ex(ctx, EVP_md5(), NULL));
+	while (fd >= 0 && (n = read(fd, buf, sizeof(buf))) > 0) {
+		EVP_DigestUpdate(ctx, buf, (size_t)n);
+		for (ssize_t i = 0; i < n; i++) {
+			c ^= buf[i];
+			for (int k = 0; k < 8; k++)
+				c = c & 1 ? (c >> 1) ^ 0x82f63b78u : c >> 1;
+		}
+	}
+	c ^= 0xffffffffu;
+	EVP_DigestFinal_ex(ctx, digest, &dlen);
+	EVP_EncodeBlock((unsigned char *)md5, digest, (int)dlen);
+	be[0] = (unsigned char)(c >> 24);
+	be[1] = (unsigned char)(c >> 16);
+	be[2] = (unsigned char)(c >> 8);
+	be[3] = (unsigned char)c;
+	EVP_EncodeBlock((unsigned char *)crc, be, 4);
+	EVP_MD_CTX_free(ctx);
+	if (fd >= 0)
+		close(fd);
+}
+
+/* The stored object of a blob (under runs/p1/) has the file's MD5 and CRC32C. */
+static void check_stored_sums(const char *hash, const char *path)
+{
+	al_http_response resp = AL_HTTP_RESPONSE_INIT;
+	char url[1024], md5[64], crc[16];
+	cJSON *j = NULL;
+
+	file_sums(md5, crc, path);
+	snprintf(url, sizeof(url), "%s/storage/v1/b/" BUCKET "/o/runs%%2Fp1%%2F%.2s%%2F%s", base, hash,
+		hash);
+	CHECK_OK(al_http_request(&resp, admin_http, "GET", url, NULL, NULL, 0, 0));
+	CHECK_EQ_INT(resp.status, 200);
+	j = resp.body.ptr ? cJSON_Parse(resp.body.ptr) : NULL;
+	CHECK_EQ_STR(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "md5Hash")), md5);
+	CHECK_EQ_STR(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "crc32c")), crc);
+	cJSON_Delete(j);
+	al_http_response_dispose(&resp);
+}
+
 static void test_open_errors(void)
 {
 	al_blobs_backend *b = NULL;
@@ -194,12 +247,13 @@ static void test_small(al_blobs_backend *b)
 	CHECK_OK(b->put(b, hash, src, size, 0));
 	CHECK_OK(b->exists(&present, b, hash));
 	CHECK_EQ_INT(present, 1);
-	CHECK_EQ_INT(counter("ops.upload_media"), 1);
+	CHECK_EQ_INT(counter("ops.upload_multipart"), 1);
+	check_stored_sums(hash, src);
 	/* twice: no error, still one object written once */
 	CHECK_OK(b->put(b, hash, src, size, AL_BLOBS_PUT_MOVE));
 	CHECK(access(src, R_OK) == 0); /* a remote store never consumes the source */
 	CHECK_EQ_INT(counter("objects_written"), 1);
-	CHECK_EQ_INT(counter("ops.upload_media"), 1);
+	CHECK_EQ_INT(counter("ops.upload_multipart"), 1);
 
 	u = b->uri(b, hash);
 	snprintf(want, sizeof(want), "gs://" BUCKET "/runs/p1/%.2s/%s", hash, hash);
@@ -263,8 +317,9 @@ static void test_resumable(al_blobs_backend *b)
 	/* one session, 8 MiB chunks: one whole and a 1 MiB tail */
 	CHECK_EQ_INT(counter("ops.upload_resumable_start"), 1);
 	CHECK_EQ_INT(counter("ops.upload_chunk"), 2);
-	CHECK_EQ_INT(counter("ops.upload_media"), 0);
+	CHECK_EQ_INT(counter("ops.upload_multipart"), 0);
 	CHECK_EQ_INT(counter("bytes_uploaded"), (long)size);
+	check_stored_sums(hash, src);
 	CHECK_OK(b->exists(&present, b, hash));
 	CHECK_EQ_INT(present, 1);
 	check_whole(b, hash, size);
@@ -279,8 +334,10 @@ static void test_resumable(al_blobs_backend *b)
 
 static char racer_path[512];
 static long racer_status;
+static const char *racer_body;
+static size_t racer_len;
 
-/* Another writer: creates the object while our upload's last chunk is held up. */
+/* Another writer: creates the object (racer_body) while our upload's last chunk is held up. */
 static void *racer(void *arg)
 {
 	al_http *h = NULL;
@@ -291,7 +348,7 @@ static void *racer(void *arg)
 	usleep(700000);
 	snprintf(url, sizeof(url), "%s%s", base, racer_path);
 	if (al_http_new(&h, NULL) == 0 &&
-		al_http_request(&resp, h, "POST", url, NULL, "competitor", 10, 0) == 0)
+		al_http_request(&resp, h, "POST", url, NULL, racer_body, racer_len, 0) == 0)
 		racer_status = resp.status;
 	al_http_response_dispose(&resp);
 	al_http_free(h);
@@ -323,10 +380,16 @@ static void test_resume(al_blobs_backend *b)
 	CHECK_EQ_INT(counter("objects_written"), 1);
 	check_whole(b, hash, size);
 
-	/* an object that appears during the upload (another writer, while the last chunk is held
-	 * up): the final 412 counts as success and the other writer's object stays */
+	/* the same blob uploaded by another writer while our last chunk is held up: the final 412
+	 * and the object's checksums say it is there, and the other writer's object stays */
 	reset_stats();
 	make_file(hash, src, size, 4343);
+	char *same = malloc(size);
+	int sfd = open(src, O_RDONLY);
+	CHECK(same && sfd >= 0 && pread(sfd, same, size, 0) == (ssize_t)size);
+	close(sfd);
+	racer_body = same;
+	racer_len = size;
 	fault("{\"mode\":\"delay\",\"ms\":1500,\"count\":1,\"method\":\"PUT\",\"skip\":1}");
 	snprintf(racer_path, sizeof(racer_path),
 		"/upload/storage/v1/b/" BUCKET "/o?uploadType=media&ifGenerationMatch=0&name=runs%%2Fp1%%2F%.2s%%2F%s",
@@ -339,14 +402,28 @@ static void test_resume(al_blobs_backend *b)
 	CHECK_EQ_INT(counter("objects_written"), 1);
 	CHECK_EQ_INT(counter("ops.upload_resumable_start"), 1); /* ours did start */
 	CHECK_EQ_INT(counter("ops.upload_chunk"), 2);
-	char dst[PATH_MAX], got[11] = "";
-	snprintf(dst, sizeof(dst), "%s/race", tmp);
-	int fd = open(dst, O_RDWR | O_CREAT | O_TRUNC, 0600);
-	CHECK_OK(b->fetch(b, hash, 0, 10, fd, 0));
-	CHECK(pread(fd, got, 10, 0) == 10);
-	CHECK_EQ_STR(got, "competitor");
-	close(fd);
-	unlink(dst);
+	check_whole(b, hash, size);
+	free(same);
+
+	/* other bytes under the blob's name, written meanwhile: not the blob, so that generation is
+	 * replaced (a second session) and reads give the blob */
+	reset_stats();
+	racer_status = 0;
+	make_file(hash, src, size, 4344);
+	racer_body = "competitor";
+	racer_len = 10;
+	fault("{\"mode\":\"delay\",\"ms\":1500,\"count\":1,\"method\":\"PUT\",\"skip\":1}");
+	snprintf(racer_path, sizeof(racer_path),
+		"/upload/storage/v1/b/" BUCKET "/o?uploadType=media&ifGenerationMatch=0&name=runs%%2Fp1%%2F%.2s%%2F%s",
+		hash, hash);
+	CHECK(pthread_create(&t, NULL, racer, NULL) == 0);
+	CHECK_OK(b->put(b, hash, src, size, 0));
+	pthread_join(t, NULL);
+	CHECK_EQ_INT(racer_status, 200);
+	CHECK_EQ_INT(counter("objects_written"), 2);
+	CHECK_EQ_INT(counter("ops.upload_resumable_start"), 2);
+	check_whole(b, hash, size);
+	check_stored_sums(hash, src);
 	unlink(src);
 }
 
@@ -442,6 +519,92 @@ static void test_faults(al_blobs_backend *b)
 	unlink(dst);
 }
 
+/* Uploads carry the content's MD5 and CRC32C: a body damaged on the way is refused by the server
+ * and sent again; a server that stores other bytes than were sent is caught by the checksums in
+ * its answer, and the damaged object is replaced; a put never succeeds on a damaged object. */
+static void test_checksums(al_blobs_backend *b)
+{
+	char src[PATH_MAX], hash[AL_HASH_HEX_LEN + 1];
+	const size_t size = 200000;
+	int present = -1;
+
+	snprintf(src, sizeof(src), "%s/sums", tmp);
+	/* damaged on the way once: refused (400), sent again, stored intact */
+	reset_stats();
+	make_file(hash, src, size, 501);
+	fault("{\"mode\":\"corrupt\",\"upload\":\"transit\",\"count\":1}");
+	CHECK_OK(b->put(b, hash, src, size, 0));
+	CHECK_EQ_INT(counter("faults.corrupt"), 1);
+	CHECK_EQ_INT(counter("objects_written"), 1);
+	CHECK_EQ_INT(counter("ops.upload_multipart"), 2);
+	check_whole(b, hash, size);
+	check_stored_sums(hash, src);
+
+	/* damaged on every try: EIO with the server's reason, nothing stored */
+	reset_stats();
+	make_file(hash, src, size, 502);
+	fault("{\"mode\":\"corrupt\",\"upload\":\"transit\",\"count\":100}");
+	CHECK_EQ_INT(b->put(b, hash, src, size, 0), AL_EIO);
+	CHECK(strstr(al_error_last(), "400") && strstr(al_error_last(), "match"));
+	CHECK_EQ_INT(counter("objects_written"), 0);
+	CHECK_EQ_INT(emu("DELETE", "/admin/faults", NULL), 200);
+	CHECK_OK(b->exists(&present, b, hash));
+	CHECK_EQ_INT(present, 0);
+
+	/* a server that ignores the checksums and stores damaged bytes: its answer shows other
+	 * checksums, and the damaged generation is replaced */
+	reset_stats();
+	make_file(hash, src, size, 503);
+	fault("{\"mode\":\"corrupt\",\"upload\":\"stored\",\"count\":1}");
+	CHECK_OK(b->put(b, hash, src, size, 0));
+	CHECK_EQ_INT(counter("faults.corrupt"), 1);
+	CHECK_EQ_INT(counter("objects_written"), 2);
+	check_whole(b, hash, size);
+	check_stored_sums(hash, src);
+
+	/* stored damaged on every try: EIO; the damaged object stays, and the next put replaces it
+	 * instead of taking it for the blob */
+	reset_stats();
+	make_file(hash, src, size, 504);
+	fault("{\"mode\":\"corrupt\",\"upload\":\"stored\",\"count\":100}");
+	CHECK_EQ_INT(b->put(b, hash, src, size, 0), AL_EIO);
+	CHECK(strstr(al_error_last(), "crc32c") != NULL);
+	CHECK_EQ_INT(emu("DELETE", "/admin/faults", NULL), 200);
+	CHECK_OK(b->exists(&present, b, hash));
+	CHECK_EQ_INT(present, 1);
+	long written = counter("objects_written");
+	CHECK_OK(b->put(b, hash, src, size, 0));
+	CHECK_EQ_INT(counter("objects_written"), written + 1);
+	check_whole(b, hash, size);
+	check_stored_sums(hash, src);
+	/* intact now: a put of the same content sends nothing */
+	CHECK_OK(b->put(b, hash, src, size, 0));
+	CHECK_EQ_INT(counter("objects_written"), written + 1);
+
+	/* resumable: a chunk damaged on the way makes the session's end fail; a new session sends
+	 * the whole blob again */
+	reset_stats();
+	make_file(hash, src, BIG + 4321, 505);
+	fault("{\"mode\":\"corrupt\",\"upload\":\"transit\",\"count\":1,\"method\":\"PUT\"}");
+	CHECK_OK(b->put(b, hash, src, BIG + 4321, 0));
+	CHECK_EQ_INT(counter("faults.corrupt"), 1);
+	CHECK_EQ_INT(counter("ops.upload_resumable_start"), 2);
+	CHECK_EQ_INT(counter("objects_written"), 1);
+	check_whole(b, hash, BIG + 4321);
+	check_stored_sums(hash, src);
+
+	/* resumable, stored damaged: caught by the answer, replaced by a second session */
+	reset_stats();
+	make_file(hash, src, BIG + 99, 506);
+	fault("{\"mode\":\"corrupt\",\"upload\":\"stored\",\"count\":1}");
+	CHECK_OK(b->put(b, hash, src, BIG + 99, 0));
+	CHECK_EQ_INT(counter("ops.upload_resumable_start"), 2);
+	CHECK_EQ_INT(counter("objects_written"), 2);
+	check_whole(b, hash, BIG + 99);
+	check_stored_sums(hash, src);
+	unlink(src);
+}
+
 static void test_stopped(al_blobs_backend *b)
 {
 	struct timespec t0, t1;
@@ -505,6 +668,7 @@ int main(void)
 	test_resumable(b);
 	test_resume(b);
 	test_faults(b);
+	test_checksums(b);
 	test_stopped(b);
 	al_blobs_free(b);
 	CHECK_DONE();

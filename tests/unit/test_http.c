@@ -182,6 +182,38 @@ static void test_basic(al_http *h)
 	al_http_response_dispose(NULL);
 }
 
+/* A streamed body framed by in-memory bytes (a multipart upload's head and tail), also with
+ * an empty file range between them. */
+static void test_stream_framing(al_http *h)
+{
+	al_http_response r = AL_HTTP_RESPONSE_INIT;
+	al_http_stream io = AL_HTTP_STREAM_INIT;
+	char url[256], path[] = "/tmp/al_test_http_XXXXXX";
+	int fd = mkstemp(path);
+
+	CHECK(fd >= 0);
+	CHECK(write(fd, "0123456789", 10) == 10);
+	snprintf(url, sizeof(url), "%s/echo", base);
+	io.src_fd = fd;
+	io.src_off = 2;
+	io.src_len = 5;
+	io.src_head = "head-";
+	io.src_head_len = 5;
+	io.src_tail = "-tail";
+	io.src_tail_len = 5;
+	CHECK_OK(al_http_request_stream(&r, h, "POST", url, NULL, &io, 0));
+	CHECK_EQ_INT(r.status, 200);
+	CHECK(r.body.ptr && strstr(r.body.ptr, "\"body\": \"head-23456-tail\""));
+	io.src_len = 0;
+	io.src_tail = NULL;
+	io.src_tail_len = 0;
+	CHECK_OK(al_http_request_stream(&r, h, "POST", url, NULL, &io, 0));
+	CHECK(r.body.ptr && strstr(r.body.ptr, "\"body\": \"head-\""));
+	al_http_response_dispose(&r);
+	close(fd);
+	unlink(path);
+}
+
 static void test_keepalive(al_http *h)
 {
 	long before, after;
@@ -370,6 +402,7 @@ int main(void)
 	if (!h)
 		CHECK_DONE();
 	test_basic(h);
+	test_stream_framing(h);
 	test_keepalive(h);
 	test_retries(h);
 	test_limits();
