@@ -232,3 +232,38 @@ def test_kill9_damaged_journal_record_costs_only_itself(mount):
     before = {w: points(run / "metrics" / w) for w in names}
     mount.remount()
     assert {w: points(run / "metrics" / w) for w in names} == before
+
+
+def test_kill9_during_a_copy_leaves_no_stale_dataset_version(mount):
+    """A dataset's version, files and bytes describe exactly the files it lists after kill -9
+    mid-copy and a remount, and a run linking it records that version."""
+    run = mkrun(mount)
+    src = mount.root / "src"
+    src.mkdir()
+    for i in range(2000):
+        (src / f"f{i:04d}.txt").write_text(f"file {i}\n" * (i % 7 + 1))
+    ds = mount.path / "p" / "datasets" / "d"
+    ds.mkdir()
+    cp = subprocess.Popen(["cp", "-r", f"{src}/.", str(ds)], start_new_session=True,
+                          stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while len(os.listdir(ds)) < 800:
+        assert time.monotonic() < deadline and cp.poll() is None, "the copy did not get going"
+        time.sleep(0.02)
+    mount.kill9()
+    cp.kill()
+    cp.wait()
+    mount.start()
+    listed = sorted(n for n in os.listdir(ds) if n != ".dataset.json")
+    j = read_json(ds / ".dataset.json")
+    assert j["files"] == len(listed), (j["files"], len(listed))
+    assert j["bytes"] == sum(os.stat(ds / n).st_size for n in listed)
+    # the same files copied afresh into another dataset give the same version
+    twin = mount.path / "p" / "datasets" / "twin"
+    twin.mkdir()
+    sh(f"cp {' '.join(str(ds / n) for n in listed[:1])} {twin}/")
+    sh(f"cd {ds} && cp {' '.join(listed[1:])} {twin}/")
+    assert read_json(twin / ".dataset.json")["version"] == j["version"]
+    os.symlink(str(ds), run / "datasets" / "d")
+    linked = read_json(run / "run.json")["datasets"]
+    assert linked[0]["version"] == j["version"]

@@ -169,3 +169,21 @@ def test_staged_leftovers_are_removed_on_mount(mount):
     assert os.listdir(staging)
     mount.start()
     assert os.listdir(staging) == []
+
+
+def test_mtimes_move_with_content_so_rsync_sees_every_change(mount, run):
+    sh("echo 0.5 >> metrics/loss && echo 1 > params/lr", cwd=run)
+    backup = mount.root / "backup"
+    exp = run.parent.parent
+    sh(f"rsync -a {exp}/ {backup}/")
+    before = {p: os.stat(run / p).st_mtime_ns for p in ("run.json", "artifacts", "metrics/loss")}
+    time.sleep(1.1)
+    sh("echo 0.25 >> metrics/loss && echo x > artifacts/a.txt", cwd=run)
+    for p in ("run.json", "artifacts", "metrics/loss"):
+        assert os.stat(run / p).st_mtime_ns > before[p], p
+    assert os.stat(exp / "runs.csv").st_mtime_ns >= os.stat(run / "metrics" / "loss").st_mtime_ns
+    sh(f"rsync -a {exp}/ {backup}/")
+    for rel in ("runs/1/run.json", "runs/1/metrics/loss", "runs.csv", "runs/1/artifacts/a.txt"):
+        assert (backup / rel).read_bytes() == (exp / rel).read_bytes(), rel
+    # a folder's mtime is its last change, not the daemon's start
+    assert os.stat(run / "artifacts").st_mtime_ns >= os.stat(run / "artifacts" / "a.txt").st_mtime_ns - 10**9
