@@ -36,7 +36,8 @@
 
 typedef enum {
 	N_ROOT, N_CTL, N_CTL_STATUS, N_CTL_IMPORT,
-	N_PROJECT, N_METADATA_DIR, N_METADATA, N_DATASETS, N_DATASET, N_DATASET_JSON, N_DATASET_PATH,
+	N_PROJECT, N_METADATA_DIR, N_METADATA, N_DATASETS, N_DATASET, N_DATASET_JSON, N_DS_DESCRIPTION,
+	N_DATASET_PATH,
 	N_EXPERIMENTS, N_EXPERIMENT, N_EXP_DESCRIPTION, N_RUNS_CSV, N_EXP_ARTIFACT,
 	N_RUNS, N_RUN, N_RUN_JSON, N_RUN_TEXT, N_PARAMS, N_PARAMS_JSON, N_METRICS, N_RUN_ARTIFACT,
 	N_RUN_DATASETS, N_RUN_LINK, N_OUTPUT_LOG,
@@ -242,6 +243,8 @@ static int node_parse(node *n, const char *path)
 		n->coll = xasprintf("%s/files", n->ds_doc);
 		if (EXACT(3)) { n->kind = N_DATASET; return 0; }
 		if (EXACT(4) && strcmp(segs[3], ".dataset.json") == 0) { n->kind = N_DATASET_JSON; return 0; }
+		/* Every other name in a dataset is a data file: its description has a dot-name. */
+		if (EXACT(4) && strcmp(segs[3], ".description") == 0) { n->kind = N_DS_DESCRIPTION; return 0; }
 		n->kind = N_DATASET_PATH;
 		n->rest = join_rest(segs, count, 3, split_last);
 		return 0;
@@ -586,6 +589,17 @@ static int render_run_json(al_buf *b, int64_t *mtime, al_tree *t, const node *n,
 	field_json(o, "command", f, "command");
 	field_json(o, "cwd", f, "cwd");
 	field_json(o, "exit_code", f, "exit_code");
+	{
+		/* times the run was set running again after it had ended (README "Run lifecycle") */
+		const cJSON *res = al_value_get_array(al_fields_get(f, "resumed")), *it2;
+		cJSON *list = cJSON_AddArrayToObject(o, "resumed");
+		cJSON_ArrayForEach(it2, res) {
+			int64_t us;
+			char tb[48];
+			if (al_value_get_time(&us, it2) == 0)
+				cJSON_AddItemToArray(list, cJSON_CreateString(al_time_format(tb, us, 6)));
+		}
+	}
 	git = al_fields_get(f, "git") ? al_value_to_json(al_fields_get(f, "git")) : NULL;
 	cJSON_AddItemToObject(o, "git", git ? git : cJSON_CreateNull());
 	params = cJSON_CreateObject();
@@ -877,7 +891,8 @@ static int render(al_buf *b, int64_t *mtime, al_tree *t, const node *n)
 			rc = render_dataset_json(b, d);
 		break;
 	case N_EXP_DESCRIPTION:
-		if ((rc = get_doc(&d, t, n->exp_doc)) == 0)
+	case N_DS_DESCRIPTION:
+		if ((rc = get_doc(&d, t, n->kind == N_DS_DESCRIPTION ? n->ds_doc : n->exp_doc)) == 0)
 			rc = render_text_field(b, d->fields, "description");
 		break;
 	case N_RUNS_CSV:
@@ -1226,7 +1241,7 @@ static int getattr_uncached(al_attr *out, al_tree *t, const char *path)
 		rc = generated_attr(out, t, &n, 0444, 0);
 		goto cleanup;
 	case N_CTL_IMPORT:
-		attr_file(out, 0200, 0, t->mount_us);   /* write-only: lines in, nothing to read */
+		attr_file(out, 0600, 0, t->mount_us);   /* lines in; reads as an empty file */
 		goto cleanup;
 	default:
 		break;
@@ -1257,6 +1272,10 @@ static int getattr_uncached(al_attr *out, al_tree *t, const char *path)
 	case N_DATASET_JSON:
 		if ((rc = get_doc(&d, t, n.ds_doc)) == 0)
 			rc = generated_attr(out, t, &n, 0444, d->update_us);
+		goto cleanup;
+	case N_DS_DESCRIPTION:
+		if ((rc = get_doc(&d, t, n.ds_doc)) == 0)
+			rc = generated_attr(out, t, &n, 0644, d->update_us);
 		goto cleanup;
 	case N_DATASET_PATH:
 		if ((rc = doc_exists(t, n.ds_doc)) == 0)
@@ -1440,7 +1459,9 @@ int al_tree_readdir(al_tree *t, const char *path, al_tree_fill_fn fill, void *ct
 		return rc;
 	switch (n.kind) {
 	case N_ROOT:
-		keyset_add(&k, ".aletheia");
+		/* .aletheia is reached by name, never listed: a backup or search of the whole mount
+		 * (rsync -a, tar, grep -r, du) must not meet live or control files (README "The
+		 * tree"). */
 		rc = list_ids(&k, t, "projects");
 		break;
 	case N_CTL:
@@ -1487,6 +1508,7 @@ int al_tree_readdir(al_tree *t, const char *path, al_tree_fill_fn fill, void *ct
 		break;
 	case N_DATASET:
 		keyset_add(&k, ".dataset.json");
+		keyset_add(&k, ".description");
 		/* fall through */
 	case N_DATASET_PATH:
 	case N_EXP_ARTIFACT:
@@ -2637,6 +2659,7 @@ static int open_text(al_file *f, int flags, const char *path)
 			goto fail;
 		break;
 	case N_EXP_DESCRIPTION:
+	case N_DS_DESCRIPTION:
 		break;
 	default:
 		rc = al_error_set(AL_EACCES, "%s is read-only", path);
@@ -2765,10 +2788,8 @@ int al_file_open(al_file **out, al_tree *t, const char *path, int flags, const a
 	}
 	switch (f->n.kind) {
 	case N_CTL_IMPORT:
-		if (flags & AL_OPEN_WRITE)
-			f->kind = F_IMPORT;
-		else
-			rc = al_error_set(AL_EACCES, "%s is write-only", path);
+		/* Lines written are imports; a reader (cat, grep -r) finds it empty, not an error. */
+		f->kind = flags & AL_OPEN_WRITE ? F_IMPORT : F_GENERATED;
 		break;
 	case N_CTL_STATUS:
 	case N_DATASET_JSON:
@@ -2781,6 +2802,7 @@ int al_file_open(al_file **out, al_tree *t, const char *path, int flags, const a
 		/* fall through */
 	case N_METADATA:
 	case N_EXP_DESCRIPTION:
+	case N_DS_DESCRIPTION:
 	case N_RUN_TEXT:
 	case N_PARAMS_JSON:
 		rc = open_text(f, flags, path);
@@ -3155,26 +3177,45 @@ static int check_line_value(al_file *f)
 	return rc;
 }
 
+/* README "Run lifecycle": a status other than running ends the run (ended, exit_code: the code
+ * given, else 0 for finished and null for failed or killed); running again resumes an ended run,
+ * recorded in resumed, with ended and exit_code cleared. */
 static int commit_status(al_tree *t, const node *n, const char *text)
 {
 	char word[32];
 	long long code = 0;
-	int has_code = 0, rc;
-	cJSON *f;
+	int has_code = 0, rc, running;
+	cJSON *f = NULL, *resumed;
+	al_doc *d = NULL;
+	const char *prev;
+	int64_t now = al_now_us();
 
 	if ((rc = parse_status(word, &code, &has_code, text)))
 		return rc;
+	running = strcmp(word, "running") == 0;
+	if (running && has_code)
+		return al_error_set(AL_EINVAL, "status: running takes no exit code");
+	pthread_mutex_lock(&t->lock);   /* resumed is read, extended and written back */
+	if ((rc = get_doc(&d, t, n->run_doc)))
+		goto cleanup;
+	prev = al_fields_get_string(d->fields, "status");
 	f = cJSON_CreateObject();
 	al_fields_set(f, "status", al_value_string(word));
-	if (strcmp(word, "running") == 0)
-		al_fields_set(f, "ended", al_value_null());
-	else
-		al_fields_set(f, "ended", al_value_time(al_now_us()));
-	if (has_code)
-		al_fields_set(f, "exit_code", al_value_int(code));
+	al_fields_set(f, "ended", running ? al_value_null() : al_value_time(now));
+	al_fields_set(f, "exit_code", has_code ? al_value_int(code) :
+		strcmp(word, "finished") == 0 ? al_value_int(0) : al_value_null());
+	if (running && prev && strcmp(prev, "running") != 0) {
+		const cJSON *old = al_value_get_array(al_fields_get(d->fields, "resumed"));
+		resumed = old ? cJSON_Duplicate(old, 1) : cJSON_CreateArray();
+		cJSON_AddItemToArray(resumed, al_value_time(now));
+		al_fields_set(f, "resumed", al_value_array(resumed));
+	}
 	rc = commit1(t, AL_WRITE_UPDATE, n->run_doc, f, AL_PRE_EXISTS);
+cleanup:
+	pthread_mutex_unlock(&t->lock);
 	__atomic_add_fetch(&t->status_gen, 1, __ATOMIC_SEQ_CST);
 	cJSON_Delete(f);
+	al_doc_free(d);
 	return rc;
 }
 
@@ -3305,11 +3346,13 @@ static int commit_text(al_file *f)
 		}
 		break;
 	case N_EXP_DESCRIPTION:
+	case N_DS_DESCRIPTION:
 		if ((rc = text_checked(&s, &f->text, "description")))
 			break;
 		al_fields_set(fields, "description", al_value_string(s));
 		al_fields_set(fields, "updated", al_value_time(al_now_us()));
-		rc = commit1(t, AL_WRITE_UPDATE, n->exp_doc, fields, AL_PRE_EXISTS);
+		rc = commit1(t, AL_WRITE_UPDATE, n->kind == N_DS_DESCRIPTION ? n->ds_doc : n->exp_doc,
+			fields, AL_PRE_EXISTS);
 		break;
 	case N_RUN_TEXT:
 		if ((rc = text_checked(&s, &f->text, n->name)))

@@ -38,7 +38,7 @@ def test_copy_in_and_read_back(dataset, mount):
 
 
 def test_dataset_json(dataset, mount):
-    assert sorted(os.listdir(dataset)) in ([], [".dataset.json"])
+    assert sorted(os.listdir(dataset)) in ([], [".dataset.json", ".description"])
     (mount.root / "a.csv").write_text("x,y\n1,2\n")
     sh(f"cp '{mount.root}/a.csv' '{dataset}/'")
     j1 = read_json(dataset / ".dataset.json")

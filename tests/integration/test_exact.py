@@ -196,3 +196,51 @@ def test_a_param_file_and_folder_of_one_name_are_refused(mount):
     (run / "params" / "sched" / "gamma").write_text("0.1\n")
     assert close_error(run / "params.json", '{"sched": 1}') in (errno.EISDIR, errno.EINVAL)
     assert json.loads((run / "params.json").read_text()) == {"opt": "adam", "opt2": "x", "sched/gamma": 0.1}
+
+
+def test_whole_mount_tools_run_clean(mount):
+    run = mkrun(mount)
+    sh("echo 0.5 >> metrics/loss && echo 1 > params/lr && echo hi > artifacts/a.txt", cwd=run)
+    os.mkdir(mount.path / "p" / "datasets" / "d")
+    (mount.path / "p" / "datasets" / "d" / "x.csv").write_text("a,b\n")
+    backup = mount.root / "backup"
+    r = sh(f"rsync -a {mount.path}/ {backup}/", check=False)
+    assert r.returncode == 0, r.stderr
+    assert (backup / "p/experiments/e/runs/1/metrics/loss").read_bytes() == (run / "metrics/loss").read_bytes()
+    r = sh(f"tar cf {mount.root}/all.tar -C {mount.path} .", check=False)
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    r = sh(f"grep -r adam {mount.path}", check=False)
+    assert r.returncode == 1 and r.stderr == "", r.stderr      # no match, no error
+    assert sh(f"grep -rl hi {mount.path}").stdout.strip().endswith("artifacts/a.txt")
+    r = sh(f"find {mount.path} -type f -exec cat {{}} + > /dev/null && du -s {mount.path}", check=False)
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    # the control files are there by name, and reading them is harmless
+    assert (mount.path / ".aletheia" / "status").read_text().startswith("version:")
+    assert (mount.path / ".aletheia" / "import").read_text() == ""
+
+
+def test_status_lifecycle_keeps_exit_code_consistent(run):
+    def state():
+        j = read_json(run / "run.json")
+        return j["status"], j["exit_code"], j["ended"] is not None, len(j["resumed"])
+    assert state() == ("running", None, False, 0)
+    (run / "status").write_text("failed 7\n")
+    assert state() == ("failed", 7, True, 0)
+    (run / "status").write_text("running\n")      # a resume
+    assert state() == ("running", None, False, 1)
+    (run / "params" / "after_resume").write_text("1\n")
+    (run / "status").write_text("finished\n")
+    assert state() == ("finished", 0, True, 1)
+    (run / "status").write_text("killed\n")
+    assert state() == ("killed", None, True, 1)
+    assert close_error(run / "status", "running 3\n") == errno.EINVAL
+
+
+def test_a_dataset_has_a_description_and_any_data_file_name(mount):
+    d = mount.path / "p" / "datasets" / "d"
+    os.makedirs(d)
+    sh(f"echo 'MNIST, 60k train' > {d}/.description && echo data > {d}/description")
+    assert read_json(d / ".dataset.json")["description"] == "MNIST, 60k train"
+    assert (d / ".description").read_text() == "MNIST, 60k train\n"
+    assert (d / "description").read_text() == "data\n"
+    assert read_json(d / ".dataset.json")["files"] == 1

@@ -142,7 +142,7 @@ def test_errors(mount, server):
     r = cli("dataset", "import", "p/ext", server.url("a.bin"), m=mount)
     assert r.returncode == 0, r.stderr
     assert read_json(ds / ".dataset.json")["version"] == v
-    assert sorted(os.listdir(ds)) == [".dataset.json", "a.bin"]
+    assert sorted(os.listdir(ds)) == [".dataset.json", ".description", "a.bin"]
     # no name in the URL
     r = cli("dataset", "import", "p/ext", server.base + "/", m=mount)
     assert r.returncode == 1 and "--as" in one_error_line(r)
@@ -184,7 +184,7 @@ def test_control_file(mount, server):
     assert try_write(ctl, line(dataset="p"), flags) == errno.EINVAL
     assert try_write(ctl, line(dataset="p/nope"), flags) == errno.ENOENT
     assert try_write(ctl, line(dataset="q/d"), flags) == errno.ENOENT
-    assert os.listdir(mount.path / "p/datasets/d") == [".dataset.json"] or \
+    assert sorted(os.listdir(mount.path / "p/datasets/d")) == [".dataset.json", ".description"] or \
         os.listdir(mount.path / "p/datasets/d") == []
     # a good line, with `>` as a shell writes it; twice is fine; other content under its name is not
     sh(f"printf '%s' '{line()}' > '{ctl}'")
