@@ -76,6 +76,38 @@ uint64_t al_hash64(const void *data, size_t len)
 	return XXH3_64bits(data, len);
 }
 
+int al_hash64_fd(uint64_t *out, int fd, uint64_t off, uint64_t len)
+{
+	int rc = 0;
+	XXH3_state_t *st = XXH3_createState();
+	char *buf = malloc(HASH_FD_BLOCK);
+
+	if (!st || !buf) {
+		rc = al_error_set(AL_ENOMEM, "out of memory for a hash buffer");
+		goto cleanup;
+	}
+	XXH3_64bits_reset(st);
+	while (len) {
+		ssize_t n = pread(fd, buf, len < HASH_FD_BLOCK ? (size_t)len : HASH_FD_BLOCK, (off_t)off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			rc = n < 0 ? al_error_set_errno(AL_EIO, errno, "cannot read file to hash it")
+				: al_error_set(AL_EIO, "file to hash is shorter than expected");
+			goto cleanup;
+		}
+		XXH3_64bits_update(st, buf, (size_t)n);
+		off += (uint64_t)n;
+		len -= (uint64_t)n;
+	}
+	*out = XXH3_64bits_digest(st);
+cleanup:
+	if (st)
+		XXH3_freeState(st);
+	free(buf);
+	return rc;
+}
+
 uint64_t al_pieces_size_for(uint64_t blob_size)
 {
 	uint64_t p = AL_PIECE_MIN;

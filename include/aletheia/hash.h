@@ -35,8 +35,9 @@ typedef struct al_pieces {
 	uint64_t *hash;     /* XXH3-64 of each piece */
 } al_pieces;
 
-/* XXH3-64 of a buffer. */
+/* XXH3-64 of a buffer, and of len bytes of fd from off (AL_EIO when it is shorter). */
 uint64_t al_hash64(const void *data, size_t len);
+int al_hash64_fd(uint64_t *out, int fd, uint64_t off, uint64_t len);
 /* The piece size for a blob of blob_size bytes: AL_PIECE_MIN, doubled until the blob has at most
  * AL_PIECES_MAX pieces. */
 uint64_t al_pieces_size_for(uint64_t blob_size);
