@@ -2382,6 +2382,31 @@ static const char *blob_source(al_tree *t, const al_doc *d, const char *hash)
 	return same ? NULL : blob;
 }
 
+/* Hands the cache the piece hashes recorded with a blob (files/{hash}), so each range of it is
+ * verified as it arrives. Without them (blobs stored by older versions, imports) the cache holds
+ * a large blob back until it is verified whole: slower to start, never wrong. */
+static void blob_pieces(al_tree *t, al_cache_blob *cb, const char *hash)
+{
+	char *fdoc = xasprintf("files/%s", hash);
+	const char *text;
+	al_doc *d = NULL;
+	al_pieces p;
+	int64_t psize = 0, size = 0;
+
+	if (fdoc && al_store_get(&d, t->store, fdoc) == 0 &&
+	    (text = al_fields_get_string(d->fields, "pieces")) != NULL &&
+	    al_fields_get_int(&psize, d->fields, "piece_size") == 0 &&
+	    al_fields_get_int(&size, d->fields, "size") == 0 && psize > 0 && size >= 0) {
+		if (al_pieces_parse(&p, (uint64_t)psize, (uint64_t)size, text) != 0 ||
+		    al_cache_blob_set_pieces(cb, &p) != 0)
+			fprintf(stderr, "aletheia: ignoring the piece hashes recorded for blob %s (%s); it is "
+				"verified whole before it is read\n", hash, al_error_last());
+		al_pieces_clear(&p);
+	}
+	al_doc_free(d);
+	free(fdoc);
+}
+
 /* Opens the stored content of a blob-backed file for reading: the blob store's own file when
  * it has one (file://), else streamed through the cache (al_file_wait before reading). */
 static int blob_open_read(al_file *f, int64_t *size_out)
@@ -2414,6 +2439,8 @@ static int blob_open_read(al_file *f, int64_t *size_out)
 			rc = al_error_set_errno(al_error_from_errno(errno), errno, "cannot open blob %s", local);
 	} else {
 		rc = al_cache_open_blob(&f->cb, t->cache, hash, source, (uint64_t)(size > 0 ? size : 0));
+		if (rc == 0 && al_cache_blob_wants_pieces(f->cb))
+			blob_pieces(t, f->cb, hash);
 	}
 	if (size_out)
 		*size_out = size;
@@ -3111,22 +3138,26 @@ static int commit_text(al_file *f)
 
 /* Hashes the staged content, stores the blob once, and records the file. */
 static int record_file(al_tree *t, const node *n, const char *hex, uint64_t size, const char *uri,
-	int stored);
+	int stored, const al_pieces *pieces);
 
 static int commit_blob(al_file *f)
 {
 	al_tree *t = f->t;
 	char hex[AL_HASH_HEX_LEN + 1], *uri = NULL;
 	uint64_t size = 0;
+	al_pieces pieces = {0};
 	int rc;
 
 	/* close() must survive a power cut: the staged bytes first, then the blob and record. */
 	if (fdatasync(f->fd) != 0)
 		return al_error_set_errno(al_error_from_errno(errno), errno, "cannot sync staging file");
-	if ((rc = al_hash_fd(hex, &size, f->fd)))
+	/* The piece hashes come in the same pass, so a streamed reader can verify each range. */
+	if ((rc = al_hash_fd_pieces(hex, &size, &pieces, f->fd)))
 		return rc;
+	if (size <= AL_CACHE_VERIFY_WHOLE_MAX)
+		al_pieces_clear(&pieces);    /* verified whole before its first byte: not needed */
 	if ((rc = t->blobs->put(t->blobs, hex, f->staging, size, AL_BLOBS_PUT_MOVE)))
-		return rc;
+		goto cleanup;
 	if (access(f->staging, F_OK) != 0) {
 		/* The staged file became the blob: keep only a read-only view of it. Writes after this
 		 * close stage a fresh copy first (restage), so a blob never changes. */
@@ -3141,23 +3172,28 @@ static int commit_blob(al_file *f)
 		if (t->blobs->local_path(&local, t->blobs, hex) == 0)
 			f->fd = open(local, O_RDONLY | O_CLOEXEC);
 		free(local);
-		if (f->fd < 0)
-			return al_error_set_errno(AL_EIO, errno, "cannot reopen blob %s", hex);
+		if (f->fd < 0) {
+			rc = al_error_set_errno(AL_EIO, errno, "cannot reopen blob %s", hex);
+			goto cleanup;
+		}
 	}
 	uri = t->blobs->uri(t->blobs, hex);
-	rc = record_file(t, &f->n, hex, size, uri, 1);
+	rc = record_file(t, &f->n, hex, size, uri, 1, &pieces);
 	free(uri);
+cleanup:
+	al_pieces_clear(&pieces);
 	return rc;
 }
 
 /* Records a file of a blob collection (artifacts, dataset files, logs) whose content is at uri:
- * its record, and with stored the blob's own files/{hash} record; a dataset's version follows.
+ * its record, and with stored the blob's own files/{hash} record (with its piece hashes, when
+ * given); a dataset's version follows.
  * Closed files and imported ones (uri a URL outside the blob store) both come here. */
 static int record_file(al_tree *t, const node *n, const char *hex, uint64_t size, const char *uri,
-	int stored)
+	int stored, const al_pieces *pieces)
 {
-	char *id = NULL, *doc = NULL, *fdoc = NULL;
-	cJSON *fields = NULL, *file = NULL;
+	char *id = NULL, *doc = NULL, *fdoc = NULL, *phex = NULL;
+	cJSON *fields = NULL, *file = NULL, *piece_fields = NULL;
 	int rc;
 	int64_t now = al_now_us();
 
@@ -3178,14 +3214,28 @@ static int record_file(al_tree *t, const node *n, const char *hex, uint64_t size
 	al_fields_set(file, "size", al_value_int((int64_t)size));
 	al_fields_set(file, "blob", al_value_string(uri ? uri : ""));
 	al_fields_set(file, "created", al_value_time(now));
+	if (pieces && pieces->count) {
+		/* At most AL_PIECES_MAX × 16 hex digits: far below Firestore's 1 MiB per document. */
+		if (!(phex = al_pieces_format(pieces)) || !(piece_fields = cJSON_CreateObject())) {
+			rc = al_error_set(AL_ENOMEM, "out of memory");
+			goto cleanup;
+		}
+		al_fields_set(piece_fields, "piece_size", al_value_int((int64_t)pieces->size));
+		al_fields_set(piece_fields, "pieces", al_value_string(phex));
+		al_fields_set(file, "piece_size", al_value_int((int64_t)pieces->size));
+		al_fields_set(file, "pieces", al_value_string(phex));
+	}
 	{
 		/* One commit: the file's record, and the blob's own record unless it is known already
-		 * (content is stored once). A create-only write would wait for a remote backend. */
+		 * (content is stored once; one stored by an older version gains its piece hashes).
+		 * A create-only write would wait for a remote backend. */
 		al_doc *known = NULL;
 		al_write w[2];
 		size_t nw = 0;
 		if (stored && al_store_get(&known, t->store, fdoc) != 0)
 			w[nw++] = (al_write){AL_WRITE_SET, fdoc, file, AL_PRE_NONE};
+		else if (stored && piece_fields && !al_fields_get(known->fields, "pieces"))
+			w[nw++] = (al_write){AL_WRITE_UPDATE, fdoc, piece_fields, AL_PRE_NONE};
 		w[nw++] = (al_write){AL_WRITE_SET, doc, fields, AL_PRE_NONE};
 		al_doc_free(known);
 		rc = al_store_commit(t->store, w, nw);
@@ -3195,6 +3245,8 @@ static int record_file(al_tree *t, const node *n, const char *hex, uint64_t size
 cleanup:
 	cJSON_Delete(fields);
 	cJSON_Delete(file);
+	cJSON_Delete(piece_fields);
+	free(phex);
 	free(id);
 	free(doc);
 	free(fdoc);
@@ -3387,7 +3439,7 @@ static int import_line(al_tree *t, const char *line, size_t len)
 		rc = 0;   /* already there, the same */
 	else if (rc == 0)
 		rc = record_file(t, &n, hash->valuestring, (uint64_t)size->valuedouble,
-			url->valuestring, 0);
+			url->valuestring, 0, NULL);
 cleanup:
 	node_free(&n);
 	free(mpath);

@@ -269,9 +269,10 @@ def test_corrupt_body_never_served_never_kept(pmount, proxy, count):
 
 @pytest.mark.parametrize("count", [1, -1], ids=["once", "always"])
 def test_corrupt_large_blob_never_read_as_complete(pmount, proxy, count):
-    """A blob too large to verify before its first byte is streamed: a reader from the start may get
-    unverified bytes, but its read of the whole file never ends in success with wrong bytes, and
-    nothing corrupted is kept (the next read after the faults gives the right bytes)."""
+    """A blob too large to verify before its first byte is streamed, each range verified against
+    its piece hashes: a reader never gets a wrong byte, its read of the whole file never ends in
+    success with wrong bytes, and nothing corrupted is kept (the next read after the faults gives
+    the right bytes)."""
     data = os.urandom(24 * MIB + 3)
     p = put_file(pmount, "big.bin", data)
     pmount.wait_idle()
@@ -282,6 +283,7 @@ def test_corrupt_large_blob_never_read_as_complete(pmount, proxy, count):
         assert got == data, "a corrupted blob was read to its end without an error"
     else:
         assert err == errno.EIO, f"expected EIO, got {alutil.errname(err)}"
+        assert got == data[:len(got)], f"wrong bytes served before EIO (first {len(got)} bytes)"
     if count == -1:
         assert err == errno.EIO, "every response was corrupted, yet the read succeeded"
     proxy.clear()
@@ -291,6 +293,38 @@ def test_corrupt_large_blob_never_read_as_complete(pmount, proxy, count):
     for f in pmount.cache.rglob("*"):
         if f.is_file() and f.stat().st_size == len(data):
             assert hashlib.sha256(f.read_bytes()).digest() != bad, f"corrupted body kept in {f}"
+
+
+def first_difference(a, b):
+    return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+
+
+@pytest.mark.parametrize("count", [1, -1], ids=["one-get", "every-get-after"])
+def test_corrupt_get_mid_stream_never_reaches_dd(pmount, proxy, count):
+    """The issue's case (item 7): a 20 MiB file read cold with `dd bs=128k` while a GET in the
+    middle of the stream comes back corrupted. Every byte dd delivers is right: the damaged range
+    is refetched (one bad GET) or fails with EIO (all later GETs bad), never served; a later
+    read of the whole file is byte-exact."""
+    data = os.urandom(20 * MIB)
+    p = put_file(pmount, "big.bin", data)
+    pmount.wait_idle()
+    cold(pmount)
+    proxy.set(mode="corrupt", match="GET", skip=2, count=count)   # the first two GETs are sound
+    out = pmount.root / "dd.out"
+    r = sh(f"dd if='{p}' of='{out}' bs=128k", check=False, timeout=READ_LIMIT_S)
+    got = out.read_bytes()
+    assert proxy.stats()["injected"]["corrupt"] >= 1, f"no GET was corrupted: {proxy.stats()}"
+    assert got == data[:len(got)], (f"dd got {len(got)} bytes, wrong from byte "
+                                    f"{first_difference(got, data)} (dd: {r.stderr.strip()})")
+    if r.returncode == 0:
+        assert got == data, f"dd succeeded with {len(got)} of {len(data)} bytes"
+    else:
+        assert "Input/output error" in r.stderr, r.stderr
+    if count == -1:
+        assert r.returncode != 0, "every GET but two was corrupted, yet dd read the whole file"
+    proxy.clear()
+    got, err, _ = read_all(p)
+    assert err == 0 and got == data, f"after the faults: {alutil.errname(err)}, same bytes: {got == data}"
 
 
 @pytest.mark.parametrize("rule", [{"mode": "status", "code": 503}, {"mode": "reset"}, {"mode": "drop"}],
