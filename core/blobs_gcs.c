@@ -172,6 +172,49 @@ cleanup:
 	return rc;
 }
 
+/* The object's size from its metadata (for fsck); AL_ENOTFOUND when absent. */
+static int gcs_stat(uint64_t *size_out, al_blobs_backend *b, const char *hash)
+{
+	gcs_blobs *g = (gcs_blobs *)b;
+	al_http_response resp = AL_HTTP_RESPONSE_INIT;
+	char *name = NULL, *url = NULL, *end = NULL;
+	cJSON *j = NULL, *size;
+	int rc;
+
+	*size_out = 0;
+	if ((rc = al__blobs_check_hash(hash)) != 0)
+		return rc;
+	if (!(name = object_name(g, hash)) ||
+		!(url = object_url(g, "/storage/v1/b/%s/o/%s?fields=size", name))) {
+		rc = al_error_set(AL_ENOMEM, "out of memory");
+		goto cleanup;
+	}
+	if ((rc = gcs_send(&resp, g, "GET", url, NULL, NULL, 0, NULL, AL_HTTP_IDEMPOTENT)) != 0)
+		goto cleanup;
+	if (resp.status == 404) {
+		rc = al_error_set(AL_ENOTFOUND, "no object gs://%s/%s", g->bucket, name);
+		goto cleanup;
+	}
+	if (resp.status != 200) {
+		rc = status_error(g, "metadata GET", name, &resp);
+		goto cleanup;
+	}
+	j = resp.body.ptr ? cJSON_Parse(resp.body.ptr) : NULL;
+	size = cJSON_GetObjectItemCaseSensitive(j, "size");
+	errno = 0;
+	if (cJSON_IsString(size) && size->valuestring[0])
+		*size_out = strtoull(size->valuestring, &end, 10);
+	if (!end || *end || errno)
+		rc = al_error_set(AL_EIO, "GCS metadata GET gs://%s/%s: no object size in the answer",
+			g->bucket, name);
+cleanup:
+	cJSON_Delete(j);
+	al_http_response_dispose(&resp);
+	free(url);
+	free(name);
+	return rc;
+}
+
 /* One upload in a single request (uploadType=media), create-only. */
 static int put_media(gcs_blobs *g, const char *name, int fd, uint64_t size)
 {
@@ -592,6 +635,7 @@ int al_blobs_gcs_new(al_blobs_backend **out, const char *bucket_and_prefix)
 	g->base.put = gcs_put;
 	g->base.fetch = gcs_fetch;
 	g->base.exists = gcs_exists;
+	g->base.stat = gcs_stat;
 	g->base.local_path = al__blobs_no_local_path;
 	g->base.uri = gcs_uri;
 	g->base.free = gcs_free;

@@ -2433,7 +2433,14 @@ static int blob_open_read(al_file *f, int64_t *size_out)
 	}
 	snprintf(f->hash, sizeof(f->hash), "%s", hash);
 	source = blob_source(t, d, hash);
-	if (!source && t->blobs->local_path(&local, t->blobs, hash) == 0) {
+	if (!source && t->blobs->verify) {
+		/* A local blob: size checked at every open, content hashed when it changed since it was
+		 * last found good (README "Durability"); a damaged one is never served. */
+		rc = t->blobs->verify(&f->fd, t->blobs, hash, (uint64_t)(size > 0 ? size : 0), 0);
+		if (rc == AL_ENOTFOUND)
+			rc = al_error_set(AL_EIO, "the blob of %s (%s) is missing from the blob store",
+				f->n.rest, hash);
+	} else if (!source && t->blobs->local_path(&local, t->blobs, hash) == 0) {
 		f->fd = open(local, O_RDONLY | O_CLOEXEC);
 		if (f->fd < 0)
 			rc = al_error_set_errno(al_error_from_errno(errno), errno, "cannot open blob %s", local);
