@@ -36,6 +36,7 @@ struct entry {
 	unsigned waiters;       /* threads waiting on a fill; the last one frees a FAILED entry */
 	enum entry_state state;
 	int dirty;
+	int damaged;            /* READY, found damaged by al_cache_check while open: goes when let go */
 	int fill_rc;
 	char fill_msg[512];
 	fill *fill;             /* PARTIAL only */
@@ -641,6 +642,9 @@ cleanup:
 /* Under the lock: pins a READY entry and opens it. */
 static int open_ready(int *fd_out, al_cache *c, entry *e)
 {
+	if (e->damaged)
+		return al_error_set(AL_EIO, "the cached copy of blob %s is damaged; it is fetched again "
+			"once the files reading it are closed", e->hash);
 	char *p = blob_path(c, e->hash);
 	if (!p)
 		return al_error_set(AL_ENOMEM, "out of memory");
@@ -794,8 +798,8 @@ int al_cache_acquire(int *fd_out, al_cache *c, const char *hash, uint64_t size,
 		}
 		if (e->state == ENTRY_READY) {
 			rc = open_ready(fd_out, c, e);
-			if (rc == AL_ENOTFOUND) {
-				/* Removed behind our back: forget it and fill again. */
+			if (rc == AL_ENOTFOUND || e->damaged) {
+				/* Removed behind our back, or damaged: forget it and fill again. */
 				if (evictable(e)) {
 					evict(c, e);
 					c->evictions--;
@@ -888,6 +892,10 @@ void al_cache_release(al_cache *c, const char *hash)
 	entry *e = table_find(c, hash);
 	if (e && e->state == ENTRY_READY && e->pins)
 		e->pins--;
+	if (e && e->damaged && evictable(e)) {
+		evict(c, e);
+		c->evictions--;    /* dropped, not evicted for room */
+	}
 	maybe_flush(c);
 	pthread_mutex_unlock(&c->lock);
 }
@@ -901,6 +909,57 @@ int al_cache_contains(al_cache *c, const char *hash)
 	int found = e && e->state == ENTRY_READY;
 	pthread_mutex_unlock(&c->lock);
 	return found;
+}
+
+int al_cache_check(int *found, al_cache *c, const char *hash, uint64_t size)
+{
+	char got[AL_HASH_HEX_LEN + 1], *p;
+	uint64_t n = 0;
+	entry *e;
+	int fd, rc;
+
+	*found = 0;
+	if (!al_hash_is_valid(hash))
+		return al_error_set(AL_EINVAL, "invalid blob hash \"%s\"", hash ? hash : "(null)");
+	if (!(p = blob_path(c, hash)))
+		return al_error_set(AL_ENOMEM, "out of memory");
+	pthread_mutex_lock(&c->lock);
+	e = table_find(c, hash);
+	if (!e || e->state != ENTRY_READY || (fd = open(p, O_RDONLY | O_CLOEXEC)) < 0) {
+		pthread_mutex_unlock(&c->lock);
+		free(p);
+		return 0;    /* not cached (complete), or gone behind our back: nothing to check */
+	}
+	e->pins++;    /* held while hashed; its LRU place is not changed by a check */
+	*found = 1;
+	pthread_mutex_unlock(&c->lock);
+	rc = al_hash_fd(got, &n, fd);
+	close(fd);
+	pthread_mutex_lock(&c->lock);
+	e->pins--;
+	if (rc == 0 && (n != size || strcmp(got, hash) != 0)) {
+		rc = al_error_set(AL_EIO, "the cached copy of blob %s is damaged (%llu bytes hashing to "
+			"%s); removed, the next read fetches it again", hash, (unsigned long long)n, got);
+	} else if (rc) {
+		char why[512];
+		snprintf(why, sizeof(why), "%s", al_error_last());
+		rc = al_error_set(AL_EIO, "the cached copy of blob %s cannot be read (%s); removed, the "
+			"next read fetches it again", hash, why);
+	}
+	if (rc) {
+		char msg[512];
+		snprintf(msg, sizeof(msg), "%s", al_error_last());
+		if (evictable(e)) {
+			evict(c, e);
+			c->evictions--;    /* dropped, not evicted for room */
+		} else {
+			e->damaged = 1;    /* open files keep reading it; it goes when they let go */
+		}
+		al_error_set(AL_EIO, "%s", msg);
+	}
+	pthread_mutex_unlock(&c->lock);
+	free(p);
+	return rc;
 }
 
 void al_cache_get_stats(al_cache_stats *out, al_cache *c)
@@ -1693,8 +1752,8 @@ int al_cache_open_blob(al_cache_blob **out, al_cache *c, const char *hash, const
 			break;
 		if (e->state == ENTRY_READY) {
 			rc = open_ready(&b->fd, c, e);
-			if (rc == AL_ENOTFOUND && evictable(e)) {
-				evict(c, e);    /* removed behind our back: fill it again */
+			if ((rc == AL_ENOTFOUND || e->damaged) && evictable(e)) {
+				evict(c, e);    /* removed behind our back, or damaged: fill it again */
 				c->evictions--;
 				continue;
 			}

@@ -4,6 +4,7 @@
  * when it fails, so the next put of that content stores it afresh. */
 #include <errno.h>
 #include <fcntl.h>
+#include <glob.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -199,6 +200,25 @@ static int set_damaged(file_blobs *fb, const char *path, const char *hash, const
 	return AL_EIO;
 }
 
+/* AL_ENOTFOUND, saying so when the blob was moved aside as damaged. */
+static int not_found(file_blobs *fb, const char *hash)
+{
+	char *pattern = NULL;
+	glob_t g;
+	int aside = 0;
+	if (asprintf(&pattern, "%s/damaged/%s.*", fb->dir, hash) >= 0) {
+		aside = glob(pattern, GLOB_NOSORT, NULL, &g) == 0 && g.gl_pathc > 0;
+		if (aside)
+			globfree(&g);
+		free(pattern);
+	}
+	if (aside)
+		return al_error_set(AL_ENOTFOUND, "blob %s is not in %s: it was found damaged and moved "
+			"to %s/damaged/; write the file's content again to store it afresh", hash, fb->dir,
+			fb->dir);
+	return al_error_set(AL_ENOTFOUND, "blob %s not found in %s", hash, fb->dir);
+}
+
 static int file_verify(int *fd_out, al_blobs_backend *b, const char *hash, uint64_t size,
 	unsigned flags)
 {
@@ -217,8 +237,8 @@ static int file_verify(int *fd_out, al_blobs_backend *b, const char *hash, uint6
 		return al_error_set(AL_ENOMEM, "out of memory");
 again:
 	if ((fd = open(p, O_RDONLY | O_CLOEXEC)) < 0) {
-		rc = errno == ENOENT ? al_error_set(AL_ENOTFOUND, "blob %s not found in %s", hash, fb->dir)
-			: al_error_set_errno(AL_EIO, errno, "cannot open blob %s", p);
+		rc = errno == ENOENT ? not_found(fb, hash) : al_error_set_errno(AL_EIO, errno,
+			"cannot open blob %s", p);
 		goto cleanup;
 	}
 	if (fstat(fd, &st) != 0) {

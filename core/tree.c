@@ -18,6 +18,7 @@
 #include "aletheia/buf.h"
 #include "aletheia/cache.h"
 #include "aletheia/fetch.h"
+#include "aletheia/fsck.h"
 #include "aletheia/git.h"
 #include "aletheia/hash.h"
 #include "aletheia/metric.h"
@@ -33,7 +34,7 @@
 #define MAX_NAME 1500
 
 typedef enum {
-	N_ROOT, N_CTL, N_CTL_STATUS, N_CTL_IMPORT,
+	N_ROOT, N_CTL, N_CTL_STATUS, N_CTL_IMPORT, N_CTL_FSCK,
 	N_PROJECT, N_METADATA_DIR, N_METADATA, N_DATASETS, N_DATASET, N_DATASET_JSON, N_DATASET_PATH,
 	N_EXPERIMENTS, N_EXPERIMENT, N_EXP_DESCRIPTION, N_RUNS_CSV, N_EXP_ARTIFACT,
 	N_RUNS, N_RUN, N_RUN_JSON, N_RUN_TEXT, N_PARAMS, N_PARAMS_JSON, N_METRICS, N_RUN_ARTIFACT,
@@ -55,7 +56,7 @@ typedef struct vdir {
 	struct vdir *next;
 } vdir;
 
-enum { F_TEXT, F_METRIC, F_BLOB_READ, F_BLOB_WRITE, F_GENERATED, F_IMPORT };
+enum { F_TEXT, F_METRIC, F_BLOB_READ, F_BLOB_WRITE, F_GENERATED, F_IMPORT, F_FSCK };
 
 struct al_file {
 	pthread_mutex_t mu;        /* one operation at a time on a handle (dup'ed fds, threads) */
@@ -77,6 +78,8 @@ struct al_file {
 	int split;                 /* the last metric write was a whole max_write piece */
 	char *staging;
 	struct al_file *next;      /* in t->writers */
+	al_fsck *fsck;             /* F_FSCK: the check this handle asked for; its report in text */
+	int fsck_done;
 };
 
 struct al_tree {
@@ -230,6 +233,7 @@ static int node_parse(node *n, const char *path)
 		if (EXACT(1)) { n->kind = N_CTL; return 0; }
 		if (EXACT(2) && strcmp(segs[1], "status") == 0) { n->kind = N_CTL_STATUS; return 0; }
 		if (EXACT(2) && strcmp(segs[1], "import") == 0) { n->kind = N_CTL_IMPORT; return 0; }
+		if (EXACT(2) && strcmp(segs[1], "fsck") == 0) { n->kind = N_CTL_FSCK; return 0; }
 		goto notfound;
 	}
 	n->project = segs[0];
@@ -1158,6 +1162,9 @@ static int getattr_uncached(al_attr *out, al_tree *t, const char *path)
 	case N_CTL_IMPORT:
 		attr_file(out, 0200, 0, t->mount_us);   /* write-only: lines in, nothing to read */
 		goto cleanup;
+	case N_CTL_FSCK:
+		attr_file(out, 0600, 0, t->mount_us);   /* empty until a handle asks for a check */
+		goto cleanup;
 	default:
 		break;
 	}
@@ -1376,6 +1383,7 @@ int al_tree_readdir(al_tree *t, const char *path, al_tree_fill_fn fill, void *ct
 	case N_CTL:
 		keyset_add(&k, "status");
 		keyset_add(&k, "import");
+		keyset_add(&k, "fsck");
 		break;
 	case N_PROJECT:
 		fixed = project_dirs;
@@ -2437,9 +2445,11 @@ static int blob_open_read(al_file *f, int64_t *size_out)
 		/* A local blob: size checked at every open, content hashed when it changed since it was
 		 * last found good (README "Durability"); a damaged one is never served. */
 		rc = t->blobs->verify(&f->fd, t->blobs, hash, (uint64_t)(size > 0 ? size : 0), 0);
-		if (rc == AL_ENOTFOUND)
-			rc = al_error_set(AL_EIO, "the blob of %s (%s) is missing from the blob store",
-				f->n.rest, hash);
+		if (rc == AL_ENOTFOUND) {
+			char why[512];
+			snprintf(why, sizeof(why), "%s", al_error_last());
+			rc = al_error_set(AL_EIO, "the content of %s is missing: %s", f->n.rest, why);
+		}
 	} else if (!source && t->blobs->local_path(&local, t->blobs, hash) == 0) {
 		f->fd = open(local, O_RDONLY | O_CLOEXEC);
 		if (f->fd < 0)
@@ -2675,6 +2685,9 @@ int al_file_open(al_file **out, al_tree *t, const char *path, int flags, const a
 		else
 			rc = al_error_set(AL_EACCES, "%s is write-only", path);
 		break;
+	case N_CTL_FSCK:
+		f->kind = F_FSCK;    /* reads nothing until this handle writes a request */
+		break;
 	case N_CTL_STATUS:
 	case N_DATASET_JSON:
 	case N_RUNS_CSV:
@@ -2745,8 +2758,9 @@ int al_file_keep_cache(al_file *f)
 
 int al_file_direct_io(al_file *f)
 {
-	/* Writes to metrics are reformatted: the kernel must not cache what was written. */
-	return f->kind == F_METRIC && (f->flags & AL_OPEN_WRITE);
+	/* Writes to metrics are reformatted: the kernel must not cache what was written. The fsck
+	 * report grows past the file's size (0): its reads must reach us. */
+	return (f->kind == F_METRIC && (f->flags & AL_OPEN_WRITE)) || f->kind == F_FSCK;
 }
 
 int al_file_read(size_t *nread, al_file *f, char *buf, size_t size, uint64_t off)
@@ -2773,6 +2787,19 @@ int al_file_read(size_t *nread, al_file *f, char *buf, size_t size, uint64_t off
 		src = f->snap;
 		len = f->snaplen;
 		break;
+	case F_FSCK: {
+		/* The report is made as it is read; read() returns as soon as it has new lines. */
+		int done = 0, rc = 0;
+		while (f->fsck && !f->fsck_done && f->text.len <= off && rc == 0) {
+			rc = al_fsck_step(&done, f->fsck, &f->text);
+			f->fsck_done = done;
+		}
+		if (rc)
+			return rc;
+		src = f->text.ptr;
+		len = f->text.len;
+		break;
+	}
 	default:
 		src = f->text.ptr;
 		len = f->text.len;
@@ -2788,6 +2815,7 @@ static int check_line_value(al_file *f);
 static char *text_value(const al_buf *b);
 static int import_write(al_file *f, const char *buf, size_t size);
 static int import_lines(al_file *f, int at_close);
+static int fsck_request(al_file *f, const char *buf, size_t size);
 
 /* A write handle whose staged file was moved into the blob store stages a copy again. */
 static int restage(al_file *f)
@@ -2847,6 +2875,8 @@ static int al_file_write_impl(al_file *f, const char *buf, size_t size, uint64_t
 		return metric_write(f, buf, size);
 	case F_IMPORT:
 		return import_write(f, buf, size);
+	case F_FSCK:
+		return fsck_request(f, buf, size);
 	case F_BLOB_WRITE: {
 		int rc = restage(f);
 		if (rc)
@@ -2898,6 +2928,7 @@ static int al_file_truncate_impl(al_file *f, uint64_t size)
 	switch (f->kind) {
 	case F_METRIC:
 	case F_IMPORT:
+	case F_FSCK:
 		return 0;   /* append-only: history is never lost */
 	case F_BLOB_WRITE: {
 		int rc = restage(f);
@@ -3498,6 +3529,33 @@ static int import_write(al_file *f, const char *buf, size_t size)
 	return 0;
 }
 
+/* ---- .aletheia/fsck: a check of every blob, asked for and read through one handle --------- */
+
+/* One request per handle: "check" or "check download" (a line). The check runs as its report
+ * is read (al_file_read), so a plain read of the file starts nothing and gets nothing. */
+static int fsck_request(al_file *f, const char *buf, size_t size)
+{
+	al_tree *t = f->t;
+	al_fsck_options o = {AL_FSCK_OPTIONS_VERSION, t->store, t->blobs, t->cache, t->fetcher,
+		t->mountpoint, t->staging_dir, 0};
+	char line[64];
+	size_t n = size;
+
+	while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' '))
+		n--;
+	if (n >= sizeof(line))
+		n = sizeof(line) - 1;
+	memcpy(line, buf, n);
+	line[n] = '\0';
+	if (f->fsck)
+		return al_error_set(AL_EBUSY, "fsck: one request per open file");
+	if (strcmp(line, "check download") == 0)
+		o.flags |= AL_FSCK_DOWNLOAD;
+	else if (strcmp(line, "check") != 0)
+		return al_error_set(AL_EINVAL, "fsck: the requests are \"check\" and \"check download\"");
+	return al_fsck_new(&f->fsck, &o);
+}
+
 static int flush_file(al_file *f, pid_t pid);
 
 /* A file whose content could not be recorded stops being listed once close() fails, not
@@ -3577,6 +3635,7 @@ void al_file_release(al_file *f)
 	if (f->pinned)
 		al_cache_release(f->t->cache, f->hash);
 	al_cache_blob_close(f->cb);
+	al_fsck_free(f->fsck);
 	if (f->kind == F_BLOB_WRITE && f->staging)
 		unlink(f->staging);
 	free(f->staging);

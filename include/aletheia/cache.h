@@ -27,6 +27,10 @@ int al_cache_acquire(int *fd_out, al_cache *c, const char *hash, uint64_t size,
 void al_cache_release(al_cache *c, const char *hash);
 int al_cache_contains(al_cache *c, const char *hash);
 void al_cache_get_stats(al_cache_stats *out, al_cache *c);
+/* For fsck: hashes the complete cached copy of hash, if there is one (*found = 1). AL_EIO when it
+ * is not the blob (size bytes, that hash): it is removed, so the next read fetches the blob
+ * again (an open file keeps reading what it has). */
+int al_cache_check(int *found, al_cache *c, const char *hash, uint64_t size);
 void al_cache_free(al_cache *c);
 
 /* ---- streaming reads: an open blob backed by a sparse cache file, filled by ranges ----

@@ -118,3 +118,135 @@ def test_truncated_blob_fails_with_eio(mount, ds):
     got, err = read_errno(ds / "a.bin")
     assert err == errno.EIO, f"truncated blob read gave {alutil.errname(err)} and {len(got)} bytes"
     assert got == b""
+
+
+# ---- aletheia fsck ----------------------------------------------------------------------------------
+
+SUMMARY = re.compile(r"^fsck: (\d+) blobs checked, (\d+) bytes, (\d+) damaged \((\d+) missing\), (\d+) not checked$",
+                     re.M)
+
+
+def fsck(m, *args):
+    r = cli("fsck", str(m.path), *args, timeout=120)
+    mt = SUMMARY.search(r.stdout)
+    assert mt, f"no summary line: exit {r.returncode}\nstdout: {r.stdout}\nstderr: {r.stderr}"
+    return r, [int(x) for x in mt.groups()]
+
+
+def populate(m):
+    """A dataset file and a run artifact with the same content, another dataset file, an
+    experiment artifact and a run's output.log (through `aletheia run`)."""
+    (m.path / "p").mkdir()
+    ds = m.path / "p" / "datasets" / "d"
+    ds.mkdir()
+    shared = os.urandom(MIB + 17)
+    put(m, ds, "shared.bin", shared)
+    put(m, ds, "other.csv", b"x,y\n1,2\n")
+    r = mkrun(m)
+    sh(f"cp '{m.root}/src-shared.bin' '{r}/artifacts/model.bin'")
+    (m.path / "p" / "experiments" / "e" / "artifacts").mkdir(exist_ok=True)
+    (m.root / "notes.txt").write_text("notes\n")
+    sh(f"cp '{m.root}/notes.txt' '{m.path}/p/experiments/e/artifacts/notes.txt'")
+    rr = cli("run", "--exper", "p/e", "--", "sh", "-c", "echo hello from the run", m=m)
+    assert rr.returncode == 0, rr.stderr
+    logs = list((m.path / "p" / "experiments" / "e" / "runs").glob("*/output.log"))
+    assert len(logs) == 1
+    return ds, r, shared, logs[0]
+
+
+def test_fsck_healthy_mount(mount):
+    ds, run, shared, log = populate(mount)
+    r, (blobs, nbytes, damaged, missing, unchecked) = fsck(mount)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert (blobs, damaged, missing, unchecked) == (4, 0, 0, 0), r.stdout
+    assert nbytes == len(shared) + 8 + 6 + len(log.read_bytes())
+    assert r.stdout.strip().splitlines() == [SUMMARY.search(r.stdout).group(0)]
+
+
+def test_fsck_names_the_files_of_a_damaged_blob(mount):
+    """One blob used by a dataset file and a run artifact is damaged: fsck exits 1 naming both
+    paths; after a new copy of the content, fsck is clean again."""
+    mount.allow_log_errors = True
+    ds, run, shared, log = populate(mount)
+    damage(blob_of(mount, shared), 12345, b"rot!")
+    r, (blobs, nbytes, damaged, missing, unchecked) = fsck(mount)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert (blobs, damaged, missing, unchecked) == (4, 1, 0, 0), r.stdout
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("damaged "), lines
+    assert f"  {ds}/shared.bin" in lines and f"  {run}/artifacts/model.bin" in lines, r.stdout
+    assert not any("other.csv" in l or "notes.txt" in l for l in lines), r.stdout
+    got, err = read_errno(ds / "shared.bin")
+    assert err == errno.EIO and got == b""
+    # fsck again: the blob is gone (moved aside), still reported, still exit 1
+    r, (blobs, nbytes, damaged, missing, unchecked) = fsck(mount)
+    assert r.returncode == 1 and damaged == 1 and missing == 1, r.stdout
+    assert "damaged" in r.stdout.splitlines()[0] or "moved" in r.stdout, r.stdout
+    sh(f"cp '{mount.root}/src-shared.bin' '{ds}/again.bin'")
+    r, (blobs, nbytes, damaged, missing, unchecked) = fsck(mount)
+    assert r.returncode == 0 and damaged == 0, r.stdout
+    assert (ds / "shared.bin").read_bytes() == shared
+
+
+def test_fsck_finds_bit_rot_that_kept_the_mtime(mount):
+    """Bit rot with size and mtime unchanged (touch -r) passes the cheap check at open; fsck
+    hashes every blob and finds it, naming the run's output.log."""
+    mount.allow_log_errors = True
+    ds, run, shared, log = populate(mount)
+    text = log.read_bytes()
+    damage(blob_of(mount, text), 0, b"J", keep_mtime=True)
+    mount.remount()
+    r, (blobs, nbytes, damaged, missing, unchecked) = fsck(mount)
+    assert r.returncode == 1 and damaged == 1, r.stdout + r.stderr
+    assert f"  {log}" in r.stdout.splitlines(), r.stdout
+    got, err = read_errno(log)
+    assert err == errno.EIO, f"after fsck found it: {alutil.errname(err)}"
+
+
+def test_fsck_reports_a_missing_blob(mount):
+    mount.allow_log_errors = True
+    ds, run, shared, log = populate(mount)
+    blob_of(mount, b"x,y\n1,2\n").unlink()
+    r, (blobs, nbytes, damaged, missing, unchecked) = fsck(mount)
+    assert r.returncode == 1 and (damaged, missing) == (1, 1), r.stdout
+    assert r.stdout.startswith("missing ") and f"  {ds}/other.csv\n" in r.stdout, r.stdout
+
+
+def test_fsck_control_file_is_inert_for_plain_readers(mount):
+    """A plain read of .aletheia/fsck (cat, grep -r, tar, rsync -a) gets an empty file and starts
+    no check: a damaged blob that only a check finds stays where it is."""
+    ds, run, shared, log = populate(mount)
+    ctl = mount.path / ".aletheia" / "fsck"
+    assert ctl.stat().st_size == 0
+    assert ctl.read_bytes() == b""
+    fd = os.open(ctl, os.O_RDWR)
+    try:
+        assert os.read(fd, 4096) == b""              # read-write, but no request: nothing
+    finally:
+        os.close(fd)
+    damage(blob_of(mount, shared), 5, b"?", keep_mtime=True)
+    sh(f"grep -r -l no-such-text-anywhere '{mount.path}/.aletheia' || true")
+    sh(f"tar -cf '{mount.root}/ctl.tar' -C '{mount.path}' .aletheia/fsck")
+    assert sh(f"tar -tvf '{mount.root}/ctl.tar'").stdout.split()[2] == "0"
+    sh(f"rsync -a '{mount.path}/.aletheia/fsck' '{mount.root}/ctl-copy'")
+    assert (mount.root / "ctl-copy").read_bytes() == b""
+    assert damaged_files(mount) == [], "a plain read started a check"
+    # a request other than check is refused, and one handle asks once
+    fd = os.open(ctl, os.O_RDWR)
+    try:
+        with pytest.raises(OSError) as e:
+            os.write(fd, b"format everything\n")
+        assert e.value.errno == errno.EINVAL
+        os.write(fd, b"check\n")
+        with pytest.raises(OSError) as e:
+            os.write(fd, b"check\n")
+        assert e.value.errno == errno.EBUSY
+        report = b""
+        while True:
+            b = os.pread(fd, 65536, len(report))
+            if not b:
+                break
+            report += b
+    finally:
+        os.close(fd)
+    assert b"damaged " in report and report.endswith(b"1 damaged (0 missing), 0 not checked\n"), report
