@@ -485,3 +485,63 @@ def test_record_only_after_blob_exists(pmount, proxy):
         pmount.wait_idle(timeout=60)
         assert (d / "f.bin").read_bytes() == data
         assert len(keys_with(pmount, data)) == 1
+
+
+# ---- aletheia fsck on a bucket ------------------------------------------------------------------------
+
+FSCK_SUMMARY = re.compile(r"^fsck: (\d+) blobs checked, (\d+) bytes, (\d+) damaged \((\d+) missing\), "
+                          r"(\d+) not checked$", re.M)
+
+
+def fsck(m, *args):
+    r = alutil.cli("fsck", str(m.path), *args, timeout=120)
+    mt = FSCK_SUMMARY.search(r.stdout)
+    assert mt, f"no summary line: exit {r.returncode}\nstdout: {r.stdout}\nstderr: {r.stderr}"
+    return r, [int(x) for x in mt.groups()]
+
+
+def test_fsck_checks_objects_and_cached_copies(mount):
+    """fsck on a bucket: objects sized (--download: hashed), cached copies hashed; a damaged cached copy
+    is dropped and fetched again, a missing or resized object is named with its files."""
+    mount.allow_log_errors = True
+    big = os.urandom(3 * MIB + 1)
+    small = b"hello\n" * 1000
+    pbig = put_file(mount, "big.bin", big)
+    psmall = put_file(mount, "small.txt", small)
+    mount.wait_idle()
+    r, (blobs, nbytes, damaged, missing, unchecked) = fsck(mount)
+    assert r.returncode == 0 and (blobs, nbytes, damaged) == (2, len(big) + len(small), 0), r.stdout
+    r, counts = fsck(mount, "--download")
+    assert r.returncode == 0 and counts[2] == 0, r.stdout
+    # a damaged copy in the cache folder
+    cold(mount)
+    assert pbig.read_bytes() == big
+    cached = [f for f in mount.cache.rglob("*") if f.is_file() and f.stat().st_size == len(big)
+              and f.read_bytes() == big]
+    assert len(cached) == 1, cached
+    os.chmod(cached[0], 0o644)
+    with open(cached[0], "r+b") as f:
+        f.seek(100)
+        f.write(b"BAD!")
+    r, (blobs, nbytes, damaged, missing, unchecked) = fsck(mount)
+    assert r.returncode == 1 and damaged == 1, r.stdout
+    assert "cached copy" in r.stdout and f"  {pbig}\n" in r.stdout, r.stdout
+    mount.umount()
+    mount.start()
+    got, err, _ = read_all(pbig)
+    assert err == 0 and got == big, "the damaged cached copy was served"
+    # the object replaced by other bytes of the same size: only --download sees it
+    key = keys_with(mount, small)[0]
+    obj().put(key, b"HELLO\n" * 1000)
+    r, counts = fsck(mount)
+    assert r.returncode == 0, r.stdout
+    r, (blobs, nbytes, damaged, missing, unchecked) = fsck(mount, "--download")
+    assert r.returncode == 1 and damaged == 1 and f"  {psmall}\n" in r.stdout, r.stdout
+    # resized, then gone
+    obj().put(key, b"short")
+    r, (blobs, nbytes, damaged, missing, unchecked) = fsck(mount)
+    assert r.returncode == 1 and damaged == 1 and "5 bytes" in r.stdout, r.stdout
+    obj().delete(key)
+    r, (blobs, nbytes, damaged, missing, unchecked) = fsck(mount)
+    assert r.returncode == 1 and (damaged, missing) == (1, 1), r.stdout
+    assert r.stdout.startswith("missing ") and f"  {psmall}\n" in r.stdout, r.stdout

@@ -17,8 +17,7 @@ MIB = 1 << 20
 
 def blob_of(m, data):
     """The blob file in the mount's blob folder that holds exactly data."""
-    found = [f for f in alutil.blob_files(m.blobs)
-             if "damaged" not in f.parts and f.stat().st_size == len(data) and f.read_bytes() == data]
+    found = [f for f in alutil.blob_files(m.blobs) if f.stat().st_size == len(data) and f.read_bytes() == data]
     assert len(found) == 1, f"blob files with the content: {found}"
     return found[0]
 
