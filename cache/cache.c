@@ -1843,6 +1843,14 @@ done:
 static int wait_verified(al_cache *c, fill *f)
 {
 	int rc;
+	if (!f->verified && !f->done && f->e && !f->range_ok && !f->inflight &&
+	    f->st[0] == CH_MISSING && f->nchunks > 1) {
+		/* One chunk first shows whether the origin honours Range; then the rest in parallel. */
+		uint64_t fails0 = f->fails;
+		run_fetch(c, f, 0, 1, 1);
+		if (f->fails != fails0)
+			return al_error_set(f->err_rc, "%s", f->err_msg);
+	}
 	if (!f->verified && !f->done && f->e && f->range_ok)
 		queue_range(c, f, 0, f->nchunks - 1, c->job_chunks);    /* in parallel, not one by one */
 	rc = wait_range(c, f, 0, f->nchunks - 1);
