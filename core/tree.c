@@ -2790,15 +2790,17 @@ int al_file_read(size_t *nread, al_file *f, char *buf, size_t size, uint64_t off
 	case F_FSCK: {
 		/* The report is made as it is read; read() returns as soon as it has new lines. */
 		int done = 0, rc = 0;
+		pthread_mutex_lock(&f->mu);
 		while (f->fsck && !f->fsck_done && f->text.len <= off && rc == 0) {
 			rc = al_fsck_step(&done, f->fsck, &f->text);
 			f->fsck_done = done;
 		}
-		if (rc)
-			return rc;
-		src = f->text.ptr;
-		len = f->text.len;
-		break;
+		if (rc == 0 && off < f->text.len) {
+			*nread = f->text.len - off < size ? f->text.len - off : size;
+			memcpy(buf, f->text.ptr + off, *nread);
+		}
+		pthread_mutex_unlock(&f->mu);
+		return rc;
 	}
 	default:
 		src = f->text.ptr;
