@@ -48,6 +48,7 @@ struct entry {
 #define CHUNK_SHIFT 18            /* what a random read fetches at least */
 #define CHUNK ((uint64_t)1 << CHUNK_SHIFT)
 _Static_assert(CHUNK == AL_CACHE_CHUNK, "AL_CACHE_CHUNK is the chunk size");
+_Static_assert(AL_PIECE_MIN % CHUNK == 0, "a piece is whole chunks: recorded pieces must fit");
 #define MIB ((uint64_t)1 << 20)
 #define RA_INIT (4 * MIB)         /* first read-ahead window of a sequential reader */
 #define RA_MAX (128 * MIB)        /* default largest window (ALETHEIA_READAHEAD_MB) */
