@@ -1,9 +1,11 @@
 /* aletheia: the local content-addressed blob cache: DIR/<xx>/<hash> files, verified fills through
- * DIR/tmp/ (whole, or by ranges into a sparse file while readers stream from it), LRU eviction of
- * unpinned blobs, and a persistent SQLite index (DIR/index.db). */
+ * DIR/tmp/ (whole, or by ranges into a sparse file while readers stream from it, each range
+ * served only once its pieces matched their hashes), LRU eviction of unpinned blobs, and a
+ * persistent SQLite index (DIR/index.db). */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/falloc.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -34,6 +36,7 @@ struct entry {
 	unsigned waiters;       /* threads waiting on a fill; the last one frees a FAILED entry */
 	enum entry_state state;
 	int dirty;
+	int damaged;            /* READY, found damaged by al_cache_check while open: goes when let go */
 	int fill_rc;
 	char fill_msg[512];
 	fill *fill;             /* PARTIAL only */
@@ -45,6 +48,7 @@ struct entry {
 #define CHUNK_SHIFT 18            /* what a random read fetches at least */
 #define CHUNK ((uint64_t)1 << CHUNK_SHIFT)
 _Static_assert(CHUNK == AL_CACHE_CHUNK, "AL_CACHE_CHUNK is the chunk size");
+_Static_assert(AL_PIECE_MIN % CHUNK == 0, "a piece is whole chunks: recorded pieces must fit");
 #define MIB ((uint64_t)1 << 20)
 #define RA_INIT (4 * MIB)         /* first read-ahead window of a sequential reader */
 #define RA_MAX (128 * MIB)        /* default largest window (ALETHEIA_READAHEAD_MB) */
@@ -53,11 +57,15 @@ _Static_assert(CHUNK == AL_CACHE_CHUNK, "AL_CACHE_CHUNK is the chunk size");
 #define WORKERS_DEFAULT 4         /* parallel read-ahead GETs (ALETHEIA_FETCH_WORKERS) */
 #define WORKERS_MAX 32
 /* Blobs up to this size are verified before their first byte is served (one short wait); larger
- * ones stream, and a reader that reads from the start to the end gets its last bytes only once
- * the whole blob is verified: a complete read never succeeds with wrong bytes. */
-#define VERIFY_FIRST_MAX (8 * MIB)
+ * ones stream when they have piece hashes (each range served once its pieces matched; a reader
+ * that reads from the start to the end also waits for the whole blob's hash), and are held back
+ * until the whole blob is verified when they have none: bytes that fail verification never
+ * reach a reader (README "Object storage"). */
+#define VERIFY_FIRST_MAX AL_CACHE_VERIFY_WHOLE_MAX
 
 enum { CH_MISSING, CH_QUEUED, CH_FETCHING, CH_PRESENT };
+/* Per piece: its chunks are not all present or not read back yet; being hashed; matched. */
+enum { PC_UNCHECKED, PC_CHECKING, PC_GOOD };
 
 /* A read-ahead request: chunks [first, first+n), all CH_QUEUED while it waits. */
 struct job {
@@ -86,6 +94,12 @@ struct fill {
 	int range_ok;           /* the origin honours Range (the blob store always does) */
 	uint64_t fails;         /* failed fetches so far */
 	int verified;           /* every chunk present and the hash matched */
+	/* Piece hashes (al_cache_blob_set_pieces); NULL: held back until the blob is verified. */
+	uint64_t *piece_hash;
+	uint8_t *pst;           /* PC_* per piece */
+	uint32_t npieces;
+	unsigned piece_shift;   /* a piece is 1 << piece_shift chunks */
+	uint64_t discards;      /* pieces discarded so far: their chunks went back to missing */
 	int done;               /* 1 verified and moved into the complete set; -1 failed */
 	int err_rc;
 	char err_msg[512];
@@ -629,6 +643,9 @@ cleanup:
 /* Under the lock: pins a READY entry and opens it. */
 static int open_ready(int *fd_out, al_cache *c, entry *e)
 {
+	if (e->damaged)
+		return al_error_set(AL_EIO, "the cached copy of blob %s is damaged; it is fetched again "
+			"once the files reading it are closed", e->hash);
 	char *p = blob_path(c, e->hash);
 	if (!p)
 		return al_error_set(AL_ENOMEM, "out of memory");
@@ -782,8 +799,8 @@ int al_cache_acquire(int *fd_out, al_cache *c, const char *hash, uint64_t size,
 		}
 		if (e->state == ENTRY_READY) {
 			rc = open_ready(fd_out, c, e);
-			if (rc == AL_ENOTFOUND) {
-				/* Removed behind our back: forget it and fill again. */
+			if (rc == AL_ENOTFOUND || e->damaged) {
+				/* Removed behind our back, or damaged: forget it and fill again. */
 				if (evictable(e)) {
 					evict(c, e);
 					c->evictions--;
@@ -876,6 +893,10 @@ void al_cache_release(al_cache *c, const char *hash)
 	entry *e = table_find(c, hash);
 	if (e && e->state == ENTRY_READY && e->pins)
 		e->pins--;
+	if (e && e->damaged && evictable(e)) {
+		evict(c, e);
+		c->evictions--;    /* dropped, not evicted for room */
+	}
 	maybe_flush(c);
 	pthread_mutex_unlock(&c->lock);
 }
@@ -889,6 +910,57 @@ int al_cache_contains(al_cache *c, const char *hash)
 	int found = e && e->state == ENTRY_READY;
 	pthread_mutex_unlock(&c->lock);
 	return found;
+}
+
+int al_cache_check(int *found, al_cache *c, const char *hash, uint64_t size)
+{
+	char got[AL_HASH_HEX_LEN + 1], *p;
+	uint64_t n = 0;
+	entry *e;
+	int fd, rc;
+
+	*found = 0;
+	if (!al_hash_is_valid(hash))
+		return al_error_set(AL_EINVAL, "invalid blob hash \"%s\"", hash ? hash : "(null)");
+	if (!(p = blob_path(c, hash)))
+		return al_error_set(AL_ENOMEM, "out of memory");
+	pthread_mutex_lock(&c->lock);
+	e = table_find(c, hash);
+	if (!e || e->state != ENTRY_READY || (fd = open(p, O_RDONLY | O_CLOEXEC)) < 0) {
+		pthread_mutex_unlock(&c->lock);
+		free(p);
+		return 0;    /* not cached (complete), or gone behind our back: nothing to check */
+	}
+	e->pins++;    /* held while hashed; its LRU place is not changed by a check */
+	*found = 1;
+	pthread_mutex_unlock(&c->lock);
+	rc = al_hash_fd(got, &n, fd);
+	close(fd);
+	pthread_mutex_lock(&c->lock);
+	e->pins--;
+	if (rc == 0 && (n != size || strcmp(got, hash) != 0)) {
+		rc = al_error_set(AL_EIO, "the cached copy of blob %s is damaged (%llu bytes hashing to "
+			"%s); removed, the next read fetches it again", hash, (unsigned long long)n, got);
+	} else if (rc) {
+		char why[512];
+		snprintf(why, sizeof(why), "%s", al_error_last());
+		rc = al_error_set(AL_EIO, "the cached copy of blob %s cannot be read (%s); removed, the "
+			"next read fetches it again", hash, why);
+	}
+	if (rc) {
+		char msg[512];
+		snprintf(msg, sizeof(msg), "%s", al_error_last());
+		if (evictable(e)) {
+			evict(c, e);
+			c->evictions--;    /* dropped, not evicted for room */
+		} else {
+			e->damaged = 1;    /* open files keep reading it; it goes when they let go */
+		}
+		al_error_set(AL_EIO, "%s", msg);
+	}
+	pthread_mutex_unlock(&c->lock);
+	free(p);
+	return rc;
 }
 
 void al_cache_get_stats(al_cache_stats *out, al_cache *c)
@@ -977,6 +1049,8 @@ static uint64_t chunk_len(const fill *f, uint32_t first, uint32_t n)
 
 static void fill_free(fill *f)
 {
+	free(f->piece_hash);
+	free(f->pst);
 	if (f->fd >= 0)
 		close(f->fd);
 	al_hasher_free(f->hasher);
@@ -1164,17 +1238,24 @@ static void complete_fill(al_cache *c, fill *f)
 	place_fill(c, f);
 }
 
+/* Lock held: chunk i may go into the whole-blob hash (with pieces: only once its piece matched,
+ * so a discarded piece never poisons the hash). */
+static int hashable(const fill *f, uint32_t i)
+{
+	return f->st[i] == CH_PRESENT && (!f->pst || f->pst[i >> f->piece_shift] == PC_GOOD);
+}
+
 /* Lock held (released while reading): advances the hash over the newly contiguous prefix. */
 static void advance_hash(al_cache *c, fill *f)
 {
 	char *buf = NULL;
 	if (f->hashing || f->done || f->verified || !f->e)
 		return;
-	if (f->hashed < f->nchunks && f->st[f->hashed] != CH_PRESENT)
+	if (f->hashed < f->nchunks && !hashable(f, f->hashed))
 		return;
 	f->hashing = 1;
 	f->busy++;
-	while (f->e && !f->done && f->hashed < f->nchunks && f->st[f->hashed] == CH_PRESENT) {
+	while (f->e && !f->done && f->hashed < f->nchunks && hashable(f, f->hashed)) {
 		uint32_t i = f->hashed;
 		uint64_t len = chunk_len(f, i, 1);
 		int err;
@@ -1200,6 +1281,93 @@ static void advance_hash(al_cache *c, fill *f)
 	f->hashing = 0;
 	f->busy--;
 	free(buf);
+}
+
+/* ---- piece verification ---- */
+
+static uint32_t piece_end(const fill *f, uint32_t p)
+{
+	uint64_t end = ((uint64_t)p + 1) << f->piece_shift;
+	return end > f->nchunks ? f->nchunks : (uint32_t)end;
+}
+
+static int piece_present(const fill *f, uint32_t p)
+{
+	for (uint32_t i = p << f->piece_shift; i < piece_end(f, p); i++)
+		if (f->st[i] != CH_PRESENT)
+			return 0;
+	return 1;
+}
+
+/* Lock held (released while hashing): reads back piece p (UNCHECKED, every chunk present) and
+ * compares it with its recorded hash. A mismatch discards the piece's bytes: its chunks are
+ * missing again (the next read fetches them anew), the readers waiting for it get AL_EIO. From an
+ * origin that ignores Range a piece cannot be fetched alone: the whole fill is dropped instead. */
+static int verify_piece(al_cache *c, fill *f, uint32_t p)
+{
+	uint32_t first = p << f->piece_shift, end = piece_end(f, p);
+	uint64_t off = chunk_off(first), len = chunk_len(f, first, end - first), got = 0;
+	char msg[512];
+	int rc;
+
+	f->pst[p] = PC_CHECKING;
+	f->busy++;
+	pthread_mutex_unlock(&c->lock);
+	rc = al_hash64_fd(&got, f->fd, off, len);
+	if (rc)
+		snprintf(msg, sizeof(msg), "cannot read back piece %u of blob %s: %s", p, f->hash,
+			al_error_last());
+	pthread_mutex_lock(&c->lock);
+	f->busy--;
+	if (!f->e || f->done) {
+		/* Dropped meanwhile (the whole-blob hash failed, or the cache is closing). */
+		f->pst[p] = PC_UNCHECKED;
+		pthread_cond_broadcast(&c->filled);
+		return f->done > 0 ? 0 : al_error_set(f->err_rc ? f->err_rc : AL_EIO, "%s",
+			f->err_msg[0] ? f->err_msg : "blob fill dropped");
+	}
+	if (rc == 0 && got == f->piece_hash[p]) {
+		f->pst[p] = PC_GOOD;
+		pthread_cond_broadcast(&c->filled);
+		advance_hash(c, f);
+		return 0;
+	}
+	if (rc == 0) {
+		c->fstats.piece_mismatches++;
+		snprintf(msg, sizeof(msg), "piece %u of blob %s (bytes %llu to %llu) does not match its "
+			"recorded hash: the data fetched was damaged; discarded, the next read fetches it "
+			"again", p, f->hash, (unsigned long long)off, (unsigned long long)(off + len - 1));
+	}
+	if (!f->range_ok) {
+		fail_fill(c, f, AL_EIO, msg);
+		return al_error_set(AL_EIO, "%s", msg);
+	}
+	for (uint32_t i = first; i < end; i++) {
+		uint64_t l = chunk_len(f, i, 1);
+		f->st[i] = CH_MISSING;
+		c->bytes -= l;
+		f->held -= l;
+	}
+	/* Not kept: the damaged bytes leave the disk, not only the bookkeeping. */
+	fallocate(f->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len);
+	f->pst[p] = PC_UNCHECKED;
+	f->discards++;
+	f->fails++;
+	f->err_rc = AL_EIO;
+	snprintf(f->err_msg, sizeof(f->err_msg), "%s", msg);
+	pthread_cond_broadcast(&c->filled);
+	return al_error_set(AL_EIO, "%s", msg);
+}
+
+/* Lock held: verifies the pieces of chunks [first, first+n) that are now complete (the fetching
+ * thread does it, so read-ahead is verified by the workers, in parallel). */
+static void verify_fetched(al_cache *c, fill *f, uint32_t first, uint32_t n)
+{
+	if (!f->pst || !n)
+		return;
+	for (uint32_t p = first >> f->piece_shift; p <= (first + n - 1) >> f->piece_shift; p++)
+		if (f->e && !f->done && f->pst[p] == PC_UNCHECKED && piece_present(f, p))
+			verify_piece(c, f, p);    /* a failure is the waiting readers' to report */
 }
 
 /* Lock held (released while fetching): fetches chunks [first, first+n), each MISSING or QUEUED.
@@ -1270,8 +1438,10 @@ static void run_fetch(al_cache *c, fill *f, uint32_t first, uint32_t n, int dema
 				} else if (f->st[i] == CH_FETCHING) {
 					f->st[i] = CH_PRESENT;    /* counted by its own fetch */
 				}
+			verify_fetched(c, f, 0, f->nchunks);
 		} else {
 			f->range_ok = 1;
+			verify_fetched(c, f, first, n);
 		}
 		advance_hash(c, f);
 	} else {
@@ -1421,18 +1591,40 @@ static job *find_job(al_cache *c, fill *f, uint32_t i)
 	return NULL;
 }
 
-/* Lock held: chunks [first, last] are present (0), or a failure since fails0 left one missing. */
+/* Lock held: chunks [first, last] are present and, with pieces, every piece they touch matched
+ * (0), or a failure since fails0 left one missing. */
 static int wait_range(al_cache *c, fill *f, uint32_t first, uint32_t last)
 {
-	uint64_t fails0 = f->fails;
-	uint32_t i = first;
+	uint64_t fails0 = f->fails, discards = f->discards;
+	uint32_t i;
+	if (f->pst) {
+		/* Whole pieces: a piece is verified only once all of it is here. */
+		first = first >> f->piece_shift << f->piece_shift;
+		last = piece_end(f, last >> f->piece_shift) - 1;
+	}
+	i = first;
 	for (;;) {
+		int rc;
 		if (f->done)
 			return f->done > 0 ? 0 : al_error_set(f->err_rc, "%s", f->err_msg);
+		if (f->discards != discards) {
+			discards = f->discards;    /* present chunks went missing again: look anew */
+			i = first;
+		}
 		while (i <= last && f->st[i] == CH_PRESENT)
 			i++;
-		if (i > last)
-			return 0;
+		if (i > last) {
+			uint32_t p = f->pst ? first >> f->piece_shift : 0, pl = f->pst ? last >> f->piece_shift : 0;
+			while (f->pst && p <= pl && f->pst[p] == PC_GOOD)
+				p++;
+			if (!f->pst || p > pl)
+				return 0;
+			if (f->pst[p] == PC_CHECKING)
+				pthread_cond_wait(&c->filled, &c->lock);
+			else if ((rc = verify_piece(c, f, p)) != 0)
+				return rc;
+			continue;
+		}
 		if (f->st[i] == CH_MISSING) {
 			uint32_t n = 1;
 			if (f->fails != fails0)
@@ -1561,8 +1753,8 @@ int al_cache_open_blob(al_cache_blob **out, al_cache *c, const char *hash, const
 			break;
 		if (e->state == ENTRY_READY) {
 			rc = open_ready(&b->fd, c, e);
-			if (rc == AL_ENOTFOUND && evictable(e)) {
-				evict(c, e);    /* removed behind our back: fill it again */
+			if ((rc == AL_ENOTFOUND || e->damaged) && evictable(e)) {
+				evict(c, e);    /* removed behind our back, or damaged: fill it again */
 				c->evictions--;
 				continue;
 			}
@@ -1652,6 +1844,14 @@ done:
 static int wait_verified(al_cache *c, fill *f)
 {
 	int rc;
+	if (!f->verified && !f->done && f->e && !f->range_ok && !f->inflight &&
+	    f->st[0] == CH_MISSING && f->nchunks > 1) {
+		/* One chunk first shows whether the origin honours Range; then the rest in parallel. */
+		uint64_t fails0 = f->fails;
+		run_fetch(c, f, 0, 1, 1);
+		if (f->fails != fails0)
+			return al_error_set(f->err_rc, "%s", f->err_msg);
+	}
 	if (!f->verified && !f->done && f->e && f->range_ok)
 		queue_range(c, f, 0, f->nchunks - 1, c->job_chunks);    /* in parallel, not one by one */
 	rc = wait_range(c, f, 0, f->nchunks - 1);
@@ -1676,8 +1876,8 @@ int al_cache_blob_wait(al_cache_blob *b, uint64_t off, uint64_t len)
 	pthread_mutex_lock(&c->lock);
 	if (f->verified && f->done >= 0) {
 		rc = 0;
-	} else if (f->size <= VERIFY_FIRST_MAX) {
-		rc = wait_verified(c, f);
+	} else if (f->size <= VERIFY_FIRST_MAX || !f->pst) {
+		rc = wait_verified(c, f);    /* small, or no piece list: held back until verified */
 	} else {
 		int hold = last == f->nchunks - 1 && is_seq(b, off, off + len) &&
 			(b->reads ? b->from_start : off == 0);
@@ -1688,6 +1888,66 @@ int al_cache_blob_wait(al_cache_blob *b, uint64_t off, uint64_t len)
 			plan_readahead(c, b, off, off + len);
 	}
 	pthread_mutex_unlock(&c->lock);
+	return rc;
+}
+
+int al_cache_blob_wants_pieces(al_cache_blob *b)
+{
+	fill *f = b->f;
+	int r;
+	if (!f)
+		return 0;
+	pthread_mutex_lock(&b->c->lock);
+	r = !f->pst && !f->verified && !f->done && f->size > VERIFY_FIRST_MAX;
+	pthread_mutex_unlock(&b->c->lock);
+	return r;
+}
+
+int al_cache_blob_set_pieces(al_cache_blob *b, const al_pieces *pieces)
+{
+	al_cache *c = b->c;
+	fill *f = b->f;
+	uint64_t *h = NULL;
+	uint8_t *pst = NULL;
+	unsigned shift = 0;
+	int rc = 0;
+
+	if (!f)
+		return 0;    /* complete already */
+	if (pieces->size < CHUNK || (pieces->size & (pieces->size - 1)) ||
+	    (f->size + pieces->size - 1) / pieces->size != pieces->count || !pieces->hash)
+		return al_error_set(AL_EINVAL, "piece list of blob %s (%u pieces of %llu bytes) does not "
+			"fit its %llu bytes", f->hash, pieces->count, (unsigned long long)pieces->size,
+			(unsigned long long)f->size);
+	while ((CHUNK << shift) < pieces->size)
+		shift++;
+	if (!(h = malloc(pieces->count * sizeof(*h))) || !(pst = calloc(pieces->count, 1))) {
+		free(h);
+		return al_error_set(AL_ENOMEM, "out of memory for piece hashes");
+	}
+	memcpy(h, pieces->hash, pieces->count * sizeof(*h));
+	pthread_mutex_lock(&c->lock);
+	/* The first list is kept. While the whole-blob hash is running over unverified chunks the
+	 * fill stays held back; otherwise that hash starts over, over verified pieces only. */
+	if (!f->pst && !f->verified && !f->done && f->e && !f->hashing) {
+		al_hasher *fresh = NULL;
+		if (f->hashed && (rc = al_hasher_new(&fresh)) == 0) {
+			al_hasher_free(f->hasher);
+			f->hasher = fresh;
+			f->hashed = 0;
+		}
+		if (rc == 0) {
+			f->piece_hash = h;
+			f->pst = pst;
+			f->npieces = pieces->count;
+			f->piece_shift = shift;
+			h = NULL;
+			pst = NULL;
+		}
+	}
+	pthread_mutex_unlock(&c->lock);
+	free(h);
+	free(pst);
 	return rc;
 }
 

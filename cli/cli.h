@@ -10,6 +10,7 @@ int al_cli_new_run(int argc, char **argv);
 int al_cli_run(int argc, char **argv);
 int al_cli_status(int argc, char **argv);
 int al_cli_dataset(int argc, char **argv);   /* cli/dataset.c */
+int al_cli_fsck(int argc, char **argv);      /* cli/fsck.c */
 
 /* $ALETHEIA_MOUNT if set and not empty, else /mnt/aletheia. Borrowed. */
 const char *al_cli_default_mount(void);

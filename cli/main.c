@@ -18,6 +18,7 @@ static const struct {
 	        "             [--require-clean] [--mount MOUNTPOINT] -- COMMAND [ARGS...]"},
 	{"status", "aletheia status [MOUNTPOINT]"},
 	{"dataset", "aletheia dataset import PROJECT/DATASET URL... [--as NAME] [--mount MOUNTPOINT]"},
+	{"fsck", "aletheia fsck [MOUNTPOINT] [--download]"},
 	{"help", "aletheia --help | --version"},
 };
 
@@ -33,6 +34,9 @@ static const char help_text[] =
 	"  dataset import\n"
 	"            register files that live at http(s)://, s3://BUCKET/KEY or gs://BUCKET/KEY\n"
 	"            URLs in a dataset without copying them; they are fetched on first read\n"
+	"  fsck      check every stored blob the records use (local blobs hashed in full, remote\n"
+	"            objects sized, cached copies hashed) and name the files of damaged ones;\n"
+	"            exit 1 when anything is damaged, missing or could not be checked\n"
 	"\n"
 	"Options of mount:\n"
 	"  --store URI          metadata store: local:DIR (SQLite; default $XDG_DATA_HOME/aletheia)\n"
@@ -58,6 +62,9 @@ static const char help_text[] =
 	"                       last path segment); s3:// reads AWS_ACCESS_KEY_ID,\n"
 	"                       AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_REGION and\n"
 	"                       AWS_ENDPOINT_URL_S3; gs:// Google credentials or STORAGE_EMULATOR_HOST\n"
+	"\n"
+	"Options of fsck:\n"
+	"  --download           also download remote objects (S3, GCS, imported URLs) and hash them\n"
 	"\n"
 	"MOUNTPOINT defaults to $ALETHEIA_MOUNT, else /mnt/aletheia.\n"
 	"The command's exit status is run's exit status (128+N when killed by signal N).\n";
@@ -145,6 +152,8 @@ int main(int argc, char **argv)
 		return al_cli_status(argc - 1, argv + 1);
 	if (strcmp(cmd, "dataset") == 0)
 		return al_cli_dataset(argc - 1, argv + 1);
+	if (strcmp(cmd, "fsck") == 0)
+		return al_cli_fsck(argc - 1, argv + 1);
 	al_cli_fail("unknown command '%s'; see aletheia --help", cmd);
 	return al_cli_usage(NULL);
 }

@@ -221,6 +221,44 @@ cleanup:
 	return rc;
 }
 
+/* The object's size from a HEAD (for fsck); AL_ENOTFOUND when absent. */
+static int s3_stat(uint64_t *size_out, al_blobs_backend *b, const char *hash)
+{
+	s3_blobs *s = (s3_blobs *)b;
+	al_http_response resp = AL_HTTP_RESPONSE_INIT;
+	al_http_stream io = AL_HTTP_STREAM_INIT;
+	s3_req r = {"HEAD", NULL, NULL, {NULL}, NULL, NULL, 0, AL_HTTP_IDEMPOTENT};
+	char *key = NULL, *end = NULL;
+	int rc;
+
+	*size_out = 0;
+	if ((rc = al__blobs_check_hash(hash)) != 0)
+		return rc;
+	if (!(key = object_key(s, hash))) {
+		rc = al_error_set(AL_ENOMEM, "out of memory");
+		goto cleanup;
+	}
+	r.key = key;
+	io.header = "Content-Length";
+	if ((rc = s3_send(&resp, s, &r, &io)) != 0)
+		goto cleanup;
+	if (resp.status == 404) {
+		rc = al_error_set(AL_ENOTFOUND, "no object s3://%s/%s", s->bucket, key);
+	} else if (resp.status != 200) {
+		rc = status_error(s, "HEAD", key, &resp);
+	} else {
+		errno = 0;
+		*size_out = io.header_value ? strtoull(io.header_value, &end, 10) : 0;
+		if (!io.header_value || errno || !end || *end)
+			rc = al_error_set(AL_EIO, "S3 HEAD s3://%s/%s: no Content-Length", s->bucket, key);
+	}
+cleanup:
+	free(io.header_value);
+	al_http_response_dispose(&resp);
+	free(key);
+	return rc;
+}
+
 /* Multipart upload of fd (size bytes) to key, aborted on any failure. */
 static int put_multipart(s3_blobs *s, const char *key, int fd, uint64_t size, const char *src)
 {
@@ -567,6 +605,7 @@ int al_blobs_s3_new(al_blobs_backend **out, const char *bucket_and_prefix)
 	s->base.put = s3_put;
 	s->base.fetch = s3_fetch;
 	s->base.exists = s3_exists;
+	s->base.stat = s3_stat;
 	s->base.local_path = al__blobs_no_local_path;
 	s->base.uri = s3_uri;
 	s->base.free = s3_free;

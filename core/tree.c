@@ -19,6 +19,7 @@
 #include "aletheia/buf.h"
 #include "aletheia/cache.h"
 #include "aletheia/fetch.h"
+#include "aletheia/fsck.h"
 #include "aletheia/git.h"
 #include "aletheia/hash.h"
 #include "aletheia/json.h"
@@ -35,7 +36,7 @@
 #define MAX_NAME 1500
 
 typedef enum {
-	N_ROOT, N_CTL, N_CTL_STATUS, N_CTL_IMPORT,
+	N_ROOT, N_CTL, N_CTL_STATUS, N_CTL_IMPORT, N_CTL_FSCK,
 	N_PROJECT, N_METADATA_DIR, N_METADATA, N_DATASETS, N_DATASET, N_DATASET_JSON, N_DS_DESCRIPTION,
 	N_DATASET_PATH,
 	N_EXPERIMENTS, N_EXPERIMENT, N_EXP_DESCRIPTION, N_RUNS_CSV, N_EXP_ARTIFACT,
@@ -58,7 +59,7 @@ typedef struct vdir {
 	struct vdir *next;
 } vdir;
 
-enum { F_TEXT, F_METRIC, F_BLOB_READ, F_BLOB_WRITE, F_GENERATED, F_IMPORT };
+enum { F_TEXT, F_METRIC, F_BLOB_READ, F_BLOB_WRITE, F_GENERATED, F_IMPORT, F_FSCK };
 
 struct al_file {
 	pthread_mutex_t mu;        /* one operation at a time on a handle (dup'ed fds, threads) */
@@ -83,6 +84,8 @@ struct al_file {
 	int failed;                /* the error of a failed write: the staged copy is incomplete */
 	char *staging;
 	struct al_file *next;      /* in t->writers */
+	al_fsck *fsck;             /* F_FSCK: the check this handle asked for; its report in text */
+	int fsck_done;
 };
 
 struct al_tree {
@@ -226,6 +229,7 @@ static int node_parse(node *n, const char *path)
 		if (EXACT(1)) { n->kind = N_CTL; return 0; }
 		if (EXACT(2) && strcmp(segs[1], "status") == 0) { n->kind = N_CTL_STATUS; return 0; }
 		if (EXACT(2) && strcmp(segs[1], "import") == 0) { n->kind = N_CTL_IMPORT; return 0; }
+		if (EXACT(2) && strcmp(segs[1], "fsck") == 0) { n->kind = N_CTL_FSCK; return 0; }
 		goto notfound;
 	}
 	n->project = segs[0];
@@ -1243,6 +1247,9 @@ static int getattr_uncached(al_attr *out, al_tree *t, const char *path)
 	case N_CTL_IMPORT:
 		attr_file(out, 0600, 0, t->mount_us);   /* lines in; reads as an empty file */
 		goto cleanup;
+	case N_CTL_FSCK:
+		attr_file(out, 0600, 0, t->mount_us);   /* empty until a handle asks for a check */
+		goto cleanup;
 	default:
 		break;
 	}
@@ -1467,6 +1474,7 @@ int al_tree_readdir(al_tree *t, const char *path, al_tree_fill_fn fill, void *ct
 	case N_CTL:
 		keyset_add(&k, "status");
 		keyset_add(&k, "import");
+		keyset_add(&k, "fsck");
 		break;
 	case N_PROJECT:
 		fixed = project_dirs;
@@ -2494,6 +2502,31 @@ static const char *blob_source(al_tree *t, const al_doc *d, const char *hash)
 	return same ? NULL : blob;
 }
 
+/* Hands the cache the piece hashes recorded with a blob (files/{hash}), so each range of it is
+ * verified as it arrives. Without them (blobs stored by older versions, imports) the cache holds
+ * a large blob back until it is verified whole: slower to start, never wrong. */
+static void blob_pieces(al_tree *t, al_cache_blob *cb, const char *hash)
+{
+	char *fdoc = xasprintf("files/%s", hash);
+	const char *text;
+	al_doc *d = NULL;
+	al_pieces p;
+	int64_t psize = 0, size = 0;
+
+	if (fdoc && al_store_get(&d, t->store, fdoc) == 0 &&
+	    (text = al_fields_get_string(d->fields, "pieces")) != NULL &&
+	    al_fields_get_int(&psize, d->fields, "piece_size") == 0 &&
+	    al_fields_get_int(&size, d->fields, "size") == 0 && psize > 0 && size >= 0) {
+		if (al_pieces_parse(&p, (uint64_t)psize, (uint64_t)size, text) != 0 ||
+		    al_cache_blob_set_pieces(cb, &p) != 0)
+			fprintf(stderr, "aletheia: ignoring the piece hashes recorded for blob %s (%s); it is "
+				"verified whole before it is read\n", hash, al_error_last());
+		al_pieces_clear(&p);
+	}
+	al_doc_free(d);
+	free(fdoc);
+}
+
 /* Opens the stored content of a blob-backed file for reading: the blob store's own file when
  * it has one (file://), else streamed through the cache (al_file_wait before reading). */
 static int blob_open_read(al_file *f, int64_t *size_out)
@@ -2520,12 +2553,23 @@ static int blob_open_read(al_file *f, int64_t *size_out)
 	}
 	snprintf(f->hash, sizeof(f->hash), "%s", hash);
 	source = blob_source(t, d, hash);
-	if (!source && t->blobs->local_path(&local, t->blobs, hash) == 0) {
+	if (!source && t->blobs->verify) {
+		/* A local blob: size checked at every open, content hashed when it changed since it was
+		 * last found good (README "Durability"); a damaged one is never served. */
+		rc = t->blobs->verify(&f->fd, t->blobs, hash, (uint64_t)(size > 0 ? size : 0), 0);
+		if (rc == AL_ENOTFOUND) {
+			char why[512];
+			snprintf(why, sizeof(why), "%s", al_error_last());
+			rc = al_error_set(AL_EIO, "the content of %s is missing: %s", f->n.rest, why);
+		}
+	} else if (!source && t->blobs->local_path(&local, t->blobs, hash) == 0) {
 		f->fd = open(local, O_RDONLY | O_CLOEXEC);
 		if (f->fd < 0)
 			rc = al_error_set_errno(al_error_from_errno(errno), errno, "cannot open blob %s", local);
 	} else {
 		rc = al_cache_open_blob(&f->cb, t->cache, hash, source, (uint64_t)(size > 0 ? size : 0));
+		if (rc == 0 && al_cache_blob_wants_pieces(f->cb))
+			blob_pieces(t, f->cb, hash);
 	}
 	if (size_out)
 		*size_out = size;
@@ -2791,6 +2835,9 @@ int al_file_open(al_file **out, al_tree *t, const char *path, int flags, const a
 		/* Lines written are imports; a reader (cat, grep -r) finds it empty, not an error. */
 		f->kind = flags & AL_OPEN_WRITE ? F_IMPORT : F_GENERATED;
 		break;
+	case N_CTL_FSCK:
+		f->kind = F_FSCK;    /* reads nothing until this handle writes a request */
+		break;
 	case N_CTL_STATUS:
 	case N_DATASET_JSON:
 	case N_RUNS_CSV:
@@ -2862,8 +2909,9 @@ int al_file_keep_cache(al_file *f)
 
 int al_file_direct_io(al_file *f)
 {
-	/* Writes to metrics are reformatted: the kernel must not cache what was written. */
-	return f->kind == F_METRIC && (f->flags & AL_OPEN_WRITE);
+	/* Writes to metrics are reformatted: the kernel must not cache what was written. The fsck
+	 * report grows past the file's size (0): its reads must reach us. */
+	return (f->kind == F_METRIC && (f->flags & AL_OPEN_WRITE)) || f->kind == F_FSCK;
 }
 
 int al_file_getattr(al_attr *out, al_file *f)
@@ -2926,6 +2974,21 @@ int al_file_read(size_t *nread, al_file *f, char *buf, size_t size, uint64_t off
 		pthread_mutex_unlock(&f->mu);
 		return rc;
 	}
+	case F_FSCK: {
+		/* The report is made as it is read; read() returns as soon as it has new lines. */
+		int done = 0, rc = 0;
+		pthread_mutex_lock(&f->mu);
+		while (f->fsck && !f->fsck_done && f->text.len <= off && rc == 0) {
+			rc = al_fsck_step(&done, f->fsck, &f->text);
+			f->fsck_done = done;
+		}
+		if (rc == 0 && off < f->text.len) {
+			*nread = f->text.len - off < size ? f->text.len - off : size;
+			memcpy(buf, f->text.ptr + off, *nread);
+		}
+		pthread_mutex_unlock(&f->mu);
+		return rc;
+	}
 	default:
 		src = f->text.ptr;
 		len = f->text.len;
@@ -2941,6 +3004,7 @@ static int check_line_value(al_file *f);
 static int text_checked(char **out, const al_buf *b, const char *what);
 static int import_write(al_file *f, const char *buf, size_t size);
 static int import_lines(al_file *f, int at_close);
+static int fsck_request(al_file *f, const char *buf, size_t size);
 
 /* A write handle whose staged file was moved into the blob store stages a copy again. */
 static int restage(al_file *f)
@@ -3030,6 +3094,8 @@ static int al_file_write_impl(al_file *f, const char *buf, size_t size, uint64_t
 		return metric_write(f, buf, size);
 	case F_IMPORT:
 		return import_write(f, buf, size);
+	case F_FSCK:
+		return fsck_request(f, buf, size);
 	case F_BLOB_WRITE: {
 		int rc = restage(f);
 		if (rc)
@@ -3083,6 +3149,7 @@ static int al_file_truncate_impl(al_file *f, uint64_t size)
 	switch (f->kind) {
 	case F_METRIC:
 	case F_IMPORT:
+	case F_FSCK:
 		return 0;   /* append-only: history is never lost */
 	case F_BLOB_WRITE: {
 		int rc = restage(f);
@@ -3432,22 +3499,26 @@ static int owner_mark(al_tree *t, const node *n)
 
 /* Hashes the staged content, stores the blob once, and records the file. */
 static int record_file(al_tree *t, const node *n, const char *hex, uint64_t size, const char *uri,
-	int stored);
+	int stored, const al_pieces *pieces);
 
 static int commit_blob(al_file *f)
 {
 	al_tree *t = f->t;
 	char hex[AL_HASH_HEX_LEN + 1], *uri = NULL;
 	uint64_t size = 0;
+	al_pieces pieces = {0};
 	int rc;
 
 	/* close() must survive a power cut: the staged bytes first, then the blob and record. */
 	if (fdatasync(f->fd) != 0)
 		return al_error_set_errno(al_error_from_errno(errno), errno, "cannot sync staging file");
-	if ((rc = al_hash_fd(hex, &size, f->fd)))
+	/* The piece hashes come in the same pass, so a streamed reader can verify each range. */
+	if ((rc = al_hash_fd_pieces(hex, &size, &pieces, f->fd)))
 		return rc;
+	if (size <= AL_CACHE_VERIFY_WHOLE_MAX)
+		al_pieces_clear(&pieces);    /* verified whole before its first byte: not needed */
 	if ((rc = t->blobs->put(t->blobs, hex, f->staging, size, AL_BLOBS_PUT_MOVE)))
-		return rc;
+		goto cleanup;
 	if (access(f->staging, F_OK) != 0) {
 		/* The staged file became the blob: keep only a read-only view of it. Writes after this
 		 * close stage a fresh copy first (restage), so a blob never changes. */
@@ -3462,23 +3533,28 @@ static int commit_blob(al_file *f)
 		if (t->blobs->local_path(&local, t->blobs, hex) == 0)
 			f->fd = open(local, O_RDONLY | O_CLOEXEC);
 		free(local);
-		if (f->fd < 0)
-			return al_error_set_errno(AL_EIO, errno, "cannot reopen blob %s", hex);
+		if (f->fd < 0) {
+			rc = al_error_set_errno(AL_EIO, errno, "cannot reopen blob %s", hex);
+			goto cleanup;
+		}
 	}
 	uri = t->blobs->uri(t->blobs, hex);
-	rc = record_file(t, &f->n, hex, size, uri, 1);
+	rc = record_file(t, &f->n, hex, size, uri, 1, &pieces);
 	free(uri);
+cleanup:
+	al_pieces_clear(&pieces);
 	return rc;
 }
 
 /* Records a file of a blob collection (artifacts, dataset files, logs) whose content is at uri:
- * its record, and with stored the blob's own files/{hash} record; a dataset's version follows.
+ * its record, and with stored the blob's own files/{hash} record (with its piece hashes, when
+ * given); a dataset's version follows.
  * Closed files and imported ones (uri a URL outside the blob store) both come here. */
 static int record_file(al_tree *t, const node *n, const char *hex, uint64_t size, const char *uri,
-	int stored)
+	int stored, const al_pieces *pieces)
 {
-	char *id = NULL, *doc = NULL, *fdoc = NULL;
-	cJSON *fields = NULL, *file = NULL, *owner = NULL;
+	char *id = NULL, *doc = NULL, *fdoc = NULL, *phex = NULL;
+	cJSON *fields = NULL, *file = NULL, *piece_fields = NULL, *owner = NULL;
 	int rc;
 	int64_t now = al_now_us();
 
@@ -3499,16 +3575,30 @@ static int record_file(al_tree *t, const node *n, const char *hex, uint64_t size
 	al_fields_set(file, "size", al_value_int((int64_t)size));
 	al_fields_set(file, "blob", al_value_string(uri ? uri : ""));
 	al_fields_set(file, "created", al_value_time(now));
+	if (pieces && pieces->count) {
+		/* At most AL_PIECES_MAX × 16 hex digits: far below Firestore's 1 MiB per document. */
+		if (!(phex = al_pieces_format(pieces)) || !(piece_fields = cJSON_CreateObject())) {
+			rc = al_error_set(AL_ENOMEM, "out of memory");
+			goto cleanup;
+		}
+		al_fields_set(piece_fields, "piece_size", al_value_int((int64_t)pieces->size));
+		al_fields_set(piece_fields, "pieces", al_value_string(phex));
+		al_fields_set(file, "piece_size", al_value_int((int64_t)pieces->size));
+		al_fields_set(file, "pieces", al_value_string(phex));
+	}
 	{
 		/* One commit: the file's record, the blob's own record unless it is known already
-		 * (content is stored once; a create-only write would wait for a remote backend), and
-		 * the owner's change mark. A dataset's mark goes in under ds_lock, so that a version
-		 * being computed cannot clear it without seeing this file. */
+		 * (content is stored once; one stored by an older version gains its piece hashes; a
+		 * create-only write would wait for a remote backend), and the owner's change mark. A
+		 * dataset's mark goes in under ds_lock, so that a version being computed cannot clear
+		 * it without seeing this file. */
 		al_doc *known = NULL;
 		al_write w[3];
 		size_t nw = 0;
 		if (stored && al_store_get(&known, t->store, fdoc) != 0)
 			w[nw++] = (al_write){AL_WRITE_SET, fdoc, file, AL_PRE_NONE};
+		else if (stored && piece_fields && !al_fields_get(known->fields, "pieces"))
+			w[nw++] = (al_write){AL_WRITE_UPDATE, fdoc, piece_fields, AL_PRE_NONE};
 		w[nw++] = (al_write){AL_WRITE_SET, doc, fields, AL_PRE_NONE};
 		w[nw++] = owner_write(&owner, n, now);
 		al_doc_free(known);
@@ -3522,6 +3612,8 @@ cleanup:
 	cJSON_Delete(fields);
 	cJSON_Delete(file);
 	cJSON_Delete(owner);
+	cJSON_Delete(piece_fields);
+	free(phex);
 	free(id);
 	free(doc);
 	free(fdoc);
@@ -3714,7 +3806,7 @@ static int import_line(al_tree *t, const char *line, size_t len)
 		rc = 0;   /* already there, the same */
 	else if (rc == 0)
 		rc = record_file(t, &n, hash->valuestring, (uint64_t)size->valuedouble,
-			url->valuestring, 0);
+			url->valuestring, 0, NULL);
 cleanup:
 	node_free(&n);
 	free(mpath);
@@ -3764,6 +3856,33 @@ static int import_write(al_file *f, const char *buf, size_t size)
 		return al_error_set(AL_EINVAL, "import: line longer than %d bytes", IMPORT_LINE_MAX);
 	}
 	return 0;
+}
+
+/* ---- .aletheia/fsck: a check of every blob, asked for and read through one handle --------- */
+
+/* One request per handle: "check" or "check download" (a line). The check runs as its report
+ * is read (al_file_read), so a plain read of the file starts nothing and gets nothing. */
+static int fsck_request(al_file *f, const char *buf, size_t size)
+{
+	al_tree *t = f->t;
+	al_fsck_options o = {AL_FSCK_OPTIONS_VERSION, t->store, t->blobs, t->cache, t->fetcher,
+		t->mountpoint, t->staging_dir, 0};
+	char line[64];
+	size_t n = size;
+
+	while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' '))
+		n--;
+	if (n >= sizeof(line))
+		n = sizeof(line) - 1;
+	memcpy(line, buf, n);
+	line[n] = '\0';
+	if (f->fsck)
+		return al_error_set(AL_EBUSY, "fsck: one request per open file");
+	if (strcmp(line, "check download") == 0)
+		o.flags |= AL_FSCK_DOWNLOAD;
+	else if (strcmp(line, "check") != 0)
+		return al_error_set(AL_EINVAL, "fsck: the requests are \"check\" and \"check download\"");
+	return al_fsck_new(&f->fsck, &o);
 }
 
 static int flush_file(al_file *f, pid_t pid);
@@ -3848,6 +3967,7 @@ void al_file_release(al_file *f)
 	if (f->pinned)
 		al_cache_release(f->t->cache, f->hash);
 	al_cache_blob_close(f->cb);
+	al_fsck_free(f->fsck);
 	if (f->kind == F_BLOB_WRITE && f->staging)
 		unlink(f->staging);
 	free(f->staging);

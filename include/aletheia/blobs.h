@@ -11,14 +11,17 @@
 #define AL_BLOBS_BACKEND_VERSION 1
 
 #define AL_BLOBS_PUT_MOVE 1u   /* put() may consume its source file */
+#define AL_BLOBS_VERIFY_FULL 1u   /* verify() hashes the content even when it is known good (fsck) */
 
 typedef struct al_blobs_backend al_blobs_backend;
 struct al_blobs_backend {
 	unsigned version;    /* AL_BLOBS_BACKEND_VERSION */
 	const char *name;    /* "file", "s3", "gs" */
-	/* Stores the file at src_path under hash unless present. 0 also when it already existed.
-	 * With AL_BLOBS_PUT_MOVE the caller hands src_path over: a backend on the same disk may
-	 * rename it into place (src_path is then gone) instead of copying it. */
+	/* Stores the file at src_path under hash unless present. 0 also when it already existed
+	 * (a local store first verifies the present blob as verify() does, and stores the file
+	 * afresh when that one is damaged). With AL_BLOBS_PUT_MOVE the caller hands src_path over:
+	 * a backend on the same disk may rename it into place (src_path is then gone) instead of
+	 * copying it. */
 	int (*put)(al_blobs_backend *b, const char *hash, const char *src_path, uint64_t size,
 		unsigned flags);
 	/* Copies bytes [offset, offset+len) of the blob into dst_fd at dst_offset. */
@@ -32,6 +35,17 @@ struct al_blobs_backend {
 	/* The blob's URI as recorded in documents ("file:///d/ab/ab12…", "s3://b/p/ab/ab12…"). */
 	char *(*uri)(al_blobs_backend *b, const char *hash);
 	void (*free)(al_blobs_backend *b);
+	/* Added for verification (README "Durability"). Optional: NULL for stores without local
+	 * files (S3, GCS; their reads are verified by the cache). Checks the local blob: its size
+	 * against size always, its content against hash with AL_BLOBS_VERIFY_FULL or when the file
+	 * changed (size, mtime) since it was last found good (hashed once, then trusted). 0 when
+	 * good, and then *fd_out (when fd_out is not NULL) is a read-only fd on the file checked;
+	 * AL_ENOTFOUND when absent; AL_EIO when damaged: the file is moved aside (so a put of that
+	 * content stores it afresh) and the message says where. */
+	int (*verify)(int *fd_out, al_blobs_backend *b, const char *hash, uint64_t size,
+		unsigned flags);
+	/* Added for fsck: *size_out = the stored object's size; AL_ENOTFOUND when absent. */
+	int (*stat)(uint64_t *size_out, al_blobs_backend *b, const char *hash);
 };
 
 /* "file:///DIR" (created if missing). */

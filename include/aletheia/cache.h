@@ -5,6 +5,7 @@
 
 #include <stdint.h>
 #include "common.h"
+#include "hash.h"
 
 typedef struct al_cache al_cache;
 
@@ -26,6 +27,10 @@ int al_cache_acquire(int *fd_out, al_cache *c, const char *hash, uint64_t size,
 void al_cache_release(al_cache *c, const char *hash);
 int al_cache_contains(al_cache *c, const char *hash);
 void al_cache_get_stats(al_cache_stats *out, al_cache *c);
+/* For fsck: hashes the complete cached copy of hash, if there is one (*found = 1). AL_EIO when it
+ * is not the blob (size bytes, that hash): it is removed, so the next read fetches the blob
+ * again (an open file keeps reading what it has). */
+int al_cache_check(int *found, al_cache *c, const char *hash, uint64_t size);
 void al_cache_free(al_cache *c);
 
 /* ---- streaming reads: an open blob backed by a sparse cache file, filled by ranges ----
@@ -38,6 +43,8 @@ typedef struct al_cache_blob al_cache_blob;
 
 /* The granularity of range fills: a random read fetches the chunks it touches. */
 #define AL_CACHE_CHUNK ((uint64_t)256 << 10)
+/* Blobs up to this size are verified whole before their first byte is served (one short wait). */
+#define AL_CACHE_VERIFY_WHOLE_MAX ((uint64_t)8 << 20)
 
 /* Copies bytes [off, off+len) of the blob into fd at offset off. source NULL means the blob
  * store (by hash), else a URL. Sets *whole = 1 when the origin ignored Range and wrote the whole
@@ -52,13 +59,23 @@ void al_cache_set_fetcher(al_cache *c, al_cache_fetch_fn fn, void *ctx);
  * waits for the network. source: see al_cache_fetch_fn (copied). */
 int al_cache_open_blob(al_cache_blob **out, al_cache *c, const char *hash, const char *source,
 	uint64_t size);
-/* Blocks until bytes [off, off+len) (clipped to the size) are in the cache file, fetching what is
- * missing; also starts read-ahead from this handle's access pattern. AL_EIO when the fetch failed
- * after its retries (the next call tries again) or the blob's hash did not match; AL_ENOSPC when
- * the cache disk is full. */
+/* 1 when the handle's blob is still being filled, is larger than AL_CACHE_VERIFY_WHOLE_MAX and
+ * its fill has no piece list yet: the opener should hand one over before reading. */
+int al_cache_blob_wants_pieces(al_cache_blob *b);
+/* Hands over the blob's piece hashes (copied; the first list given to a fill is kept). From then
+ * on a range is served only once every piece it touches is in the cache file and matched its
+ * hash; a piece that does not match is discarded (the next read fetches it again) and fails the
+ * reads waiting for it with AL_EIO. A blob larger than AL_CACHE_VERIFY_WHOLE_MAX without a list
+ * is held back: no byte is served before the whole blob is verified. AL_EINVAL when the list
+ * does not fit the blob (piece size not a power of two multiple of AL_CACHE_CHUNK, wrong count). */
+int al_cache_blob_set_pieces(al_cache_blob *b, const al_pieces *pieces);
+/* Blocks until bytes [off, off+len) (clipped to the size) are in the cache file and verified
+ * (above), fetching what is missing; also starts read-ahead from this handle's access pattern.
+ * AL_EIO when the fetch failed after its retries or a piece did not match (the next call tries
+ * again), or the blob's hash did not match; AL_ENOSPC when the cache disk is full. */
 int al_cache_blob_wait(al_cache_blob *b, uint64_t off, uint64_t len);
-/* Blobs up to 8 MiB are verified before any byte is served; larger ones stream, and the read
- * that reaches the end after reading sequentially from the start waits for the verification.
+/* A blob with pieces streams, and the read that reaches the end after reading sequentially from
+ * the start also waits for the whole blob's verification.
  * 1 when the blob is complete and verified (the kernel may keep pages read from it). */
 int al_cache_blob_is_complete(al_cache_blob *b);
 /* Blocks until the whole blob is present, verified and in the complete set (0), or AL_EIO/AL_ENOSPC. */
@@ -70,6 +87,7 @@ void al_cache_blob_close(al_cache_blob *b);
 
 typedef struct al_cache_fill_stats {
 	uint64_t fetches, fetched_bytes, failures, readahead_jobs;
+	uint64_t piece_mismatches;    /* pieces discarded because they did not match their hash */
 } al_cache_fill_stats;
 /* Counters of range fetches since open (for tests and status). */
 void al_cache_get_fill_stats(al_cache_fill_stats *out, al_cache *c);

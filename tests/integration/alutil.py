@@ -192,6 +192,26 @@ class ObjectServer:
             return self._get(f"{self.endpoint}/{self.bucket}/{urllib.parse.quote(key)}")
         return self._get(f"{self.endpoint}/storage/v1/b/{self.bucket}/o/{urllib.parse.quote(key, safe='')}?alt=media")
 
+    def put(self, key, data):
+        """Replaces an object behind the mount's back (as damage in the bucket would)."""
+        if self.kind == "s3":
+            req = urllib.request.Request(f"{self.endpoint}/{self.bucket}/{urllib.parse.quote(key)}", data=data,
+                                         method="PUT")
+        else:
+            q = urllib.parse.urlencode({"uploadType": "media", "name": key})
+            req = urllib.request.Request(f"{self.endpoint}/upload/storage/v1/b/{self.bucket}/o?{q}", data=data,
+                                         method="POST", headers={"Content-Type": "application/octet-stream"})
+        with urllib.request.urlopen(req, timeout=30) as r:
+            r.read()
+
+    def delete(self, key):
+        if self.kind == "s3":
+            url = f"{self.endpoint}/{self.bucket}/{urllib.parse.quote(key)}"
+        else:
+            url = f"{self.endpoint}/storage/v1/b/{self.bucket}/o/{urllib.parse.quote(key, safe='')}"
+        with urllib.request.urlopen(urllib.request.Request(url, method="DELETE"), timeout=30) as r:
+            r.read()
+
 
 class RemoteBlob:
     """One object, with the bits of pathlib.Path that the blob helpers' callers use."""
@@ -227,15 +247,11 @@ class RemotePrefix:
 
 
 def count_blobs(blobs):
-    """Files in the blob folder, not counting its tmp/ folder (objects under the prefix for a bucket)."""
+    """Files in the blob folder, not counting its tmp/ and damaged/ folders (objects under the prefix
+    for a bucket)."""
     if isinstance(blobs, RemotePrefix):
         return len(blobs.objects())
-    n = 0
-    for dirpath, dirnames, filenames in os.walk(blobs):
-        if os.path.relpath(dirpath, blobs) == ".":
-            dirnames[:] = [d for d in dirnames if d != "tmp"]
-        n += len(filenames)
-    return n
+    return len(blob_files(blobs))
 
 
 def blob_files(blobs):
@@ -244,7 +260,7 @@ def blob_files(blobs):
     out = []
     for dirpath, dirnames, filenames in os.walk(blobs):
         if os.path.relpath(dirpath, blobs) == ".":
-            dirnames[:] = [d for d in dirnames if d != "tmp"]
+            dirnames[:] = [d for d in dirnames if d not in ("tmp", "damaged")]
         out += [pathlib.Path(dirpath, f) for f in filenames]
     return out
 

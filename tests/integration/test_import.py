@@ -237,3 +237,30 @@ def test_redirected_url(mount, server):
     assert r.returncode == 0, r.stderr
     assert r.stdout == f"imported b.csv (12 bytes) from {url}\n"
     assert (mount.path / "p/datasets/ext/b.csv").read_bytes() == (server.folder / "b.csv").read_bytes()
+
+
+def test_fsck_checks_imported_urls(mount, server):
+    """fsck sizes each imported file's URL (--download: hashes it) and names the files of those that
+    changed or went away."""
+    mount.allow_log_errors = True
+    r = cli("dataset", "import", "p/ext", server.url("a.bin"), server.url("b.csv"), m=mount)
+    assert r.returncode == 0, r.stderr
+    ds = mount.path / "p/datasets/ext"
+
+    def fsck(*args):
+        r = cli("fsck", mount.path, *args)
+        mt = re.search(r"^fsck: (\d+) blobs checked, (\d+) bytes, (\d+) damaged \((\d+) missing\), (\d+) not "
+                       r"checked$", r.stdout, re.M)
+        assert mt, r.stdout + r.stderr
+        return r, [int(x) for x in mt.groups()]
+
+    r, (blobs, nbytes, damaged, missing, unchecked) = fsck()
+    assert r.returncode == 0 and (blobs, nbytes, damaged) == (2, 300_012, 0), r.stdout
+    (server.folder / "a.bin").write_bytes(os.urandom(300_000))     # same size, other bytes
+    r, counts = fsck()
+    assert r.returncode == 0, r.stdout
+    r, (blobs, nbytes, damaged, missing, unchecked) = fsck("--download")
+    assert r.returncode == 1 and damaged == 1 and f"  {ds}/a.bin\n" in r.stdout, r.stdout
+    (server.folder / "b.csv").unlink()
+    r, (blobs, nbytes, damaged, missing, unchecked) = fsck()
+    assert r.returncode == 1 and missing == 1 and f"  {ds}/b.csv\n" in r.stdout, r.stdout

@@ -269,9 +269,10 @@ def test_corrupt_body_never_served_never_kept(pmount, proxy, count):
 
 @pytest.mark.parametrize("count", [1, -1], ids=["once", "always"])
 def test_corrupt_large_blob_never_read_as_complete(pmount, proxy, count):
-    """A blob too large to verify before its first byte is streamed: a reader from the start may get
-    unverified bytes, but its read of the whole file never ends in success with wrong bytes, and
-    nothing corrupted is kept (the next read after the faults gives the right bytes)."""
+    """A blob too large to verify before its first byte is streamed, each range verified against
+    its piece hashes: a reader never gets a wrong byte, its read of the whole file never ends in
+    success with wrong bytes, and nothing corrupted is kept (the next read after the faults gives
+    the right bytes)."""
     data = os.urandom(24 * MIB + 3)
     p = put_file(pmount, "big.bin", data)
     pmount.wait_idle()
@@ -282,6 +283,7 @@ def test_corrupt_large_blob_never_read_as_complete(pmount, proxy, count):
         assert got == data, "a corrupted blob was read to its end without an error"
     else:
         assert err == errno.EIO, f"expected EIO, got {alutil.errname(err)}"
+        assert got == data[:len(got)], f"wrong bytes served before EIO (first {len(got)} bytes)"
     if count == -1:
         assert err == errno.EIO, "every response was corrupted, yet the read succeeded"
     proxy.clear()
@@ -291,6 +293,38 @@ def test_corrupt_large_blob_never_read_as_complete(pmount, proxy, count):
     for f in pmount.cache.rglob("*"):
         if f.is_file() and f.stat().st_size == len(data):
             assert hashlib.sha256(f.read_bytes()).digest() != bad, f"corrupted body kept in {f}"
+
+
+def first_difference(a, b):
+    return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+
+
+@pytest.mark.parametrize("count", [1, -1], ids=["one-get", "every-get-after"])
+def test_corrupt_get_mid_stream_never_reaches_dd(pmount, proxy, count):
+    """The issue's case (item 7): a 20 MiB file read cold with `dd bs=128k` while a GET in the
+    middle of the stream comes back corrupted. Every byte dd delivers is right: the damaged range
+    is refetched (one bad GET) or fails with EIO (all later GETs bad), never served; a later
+    read of the whole file is byte-exact."""
+    data = os.urandom(20 * MIB)
+    p = put_file(pmount, "big.bin", data)
+    pmount.wait_idle()
+    cold(pmount)
+    proxy.set(mode="corrupt", match="GET", skip=2, count=count)   # the first two GETs are sound
+    out = pmount.root / "dd.out"
+    r = sh(f"dd if='{p}' of='{out}' bs=128k", check=False, timeout=READ_LIMIT_S)
+    got = out.read_bytes()
+    assert proxy.stats()["injected"]["corrupt"] >= 1, f"no GET was corrupted: {proxy.stats()}"
+    assert got == data[:len(got)], (f"dd got {len(got)} bytes, wrong from byte "
+                                    f"{first_difference(got, data)} (dd: {r.stderr.strip()})")
+    if r.returncode == 0:
+        assert got == data, f"dd succeeded with {len(got)} of {len(data)} bytes"
+    else:
+        assert "Input/output error" in r.stderr, r.stderr
+    if count == -1:
+        assert r.returncode != 0, "every GET but two was corrupted, yet dd read the whole file"
+    proxy.clear()
+    got, err, _ = read_all(p)
+    assert err == 0 and got == data, f"after the faults: {alutil.errname(err)}, same bytes: {got == data}"
 
 
 @pytest.mark.parametrize("rule", [{"mode": "status", "code": 503}, {"mode": "reset"}, {"mode": "drop"}],
@@ -451,3 +485,63 @@ def test_record_only_after_blob_exists(pmount, proxy):
         pmount.wait_idle(timeout=60)
         assert (d / "f.bin").read_bytes() == data
         assert len(keys_with(pmount, data)) == 1
+
+
+# ---- aletheia fsck on a bucket ------------------------------------------------------------------------
+
+FSCK_SUMMARY = re.compile(r"^fsck: (\d+) blobs checked, (\d+) bytes, (\d+) damaged \((\d+) missing\), "
+                          r"(\d+) not checked$", re.M)
+
+
+def fsck(m, *args):
+    r = alutil.cli("fsck", str(m.path), *args, timeout=120)
+    mt = FSCK_SUMMARY.search(r.stdout)
+    assert mt, f"no summary line: exit {r.returncode}\nstdout: {r.stdout}\nstderr: {r.stderr}"
+    return r, [int(x) for x in mt.groups()]
+
+
+def test_fsck_checks_objects_and_cached_copies(mount):
+    """fsck on a bucket: objects sized (--download: hashed), cached copies hashed; a damaged cached copy
+    is dropped and fetched again, a missing or resized object is named with its files."""
+    mount.allow_log_errors = True
+    big = os.urandom(3 * MIB + 1)
+    small = b"hello\n" * 1000
+    pbig = put_file(mount, "big.bin", big)
+    psmall = put_file(mount, "small.txt", small)
+    mount.wait_idle()
+    r, (blobs, nbytes, damaged, missing, unchecked) = fsck(mount)
+    assert r.returncode == 0 and (blobs, nbytes, damaged) == (2, len(big) + len(small), 0), r.stdout
+    r, counts = fsck(mount, "--download")
+    assert r.returncode == 0 and counts[2] == 0, r.stdout
+    # a damaged copy in the cache folder
+    cold(mount)
+    assert pbig.read_bytes() == big
+    cached = [f for f in mount.cache.rglob("*") if f.is_file() and f.stat().st_size == len(big)
+              and f.read_bytes() == big]
+    assert len(cached) == 1, cached
+    os.chmod(cached[0], 0o644)
+    with open(cached[0], "r+b") as f:
+        f.seek(100)
+        f.write(b"BAD!")
+    r, (blobs, nbytes, damaged, missing, unchecked) = fsck(mount)
+    assert r.returncode == 1 and damaged == 1, r.stdout
+    assert "cached copy" in r.stdout and f"  {pbig}\n" in r.stdout, r.stdout
+    mount.umount()
+    mount.start()
+    got, err, _ = read_all(pbig)
+    assert err == 0 and got == big, "the damaged cached copy was served"
+    # the object replaced by other bytes of the same size: only --download sees it
+    key = keys_with(mount, small)[0]
+    obj().put(key, b"HELLO\n" * 1000)
+    r, counts = fsck(mount)
+    assert r.returncode == 0, r.stdout
+    r, (blobs, nbytes, damaged, missing, unchecked) = fsck(mount, "--download")
+    assert r.returncode == 1 and damaged == 1 and f"  {psmall}\n" in r.stdout, r.stdout
+    # resized, then gone
+    obj().put(key, b"short")
+    r, (blobs, nbytes, damaged, missing, unchecked) = fsck(mount)
+    assert r.returncode == 1 and damaged == 1 and "5 bytes" in r.stdout, r.stdout
+    obj().delete(key)
+    r, (blobs, nbytes, damaged, missing, unchecked) = fsck(mount)
+    assert r.returncode == 1 and (damaged, missing) == (1, 1), r.stdout
+    assert r.stdout.startswith("missing ") and f"  {psmall}\n" in r.stdout, r.stdout

@@ -1,9 +1,13 @@
-/* aletheia unit tests: the local-folder blob store and blob-store URIs. */
+/* aletheia unit tests: the local-folder blob store (put, fetch, verification of damaged blobs) and
+ * blob-store URIs. */
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/time.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 #include "aletheia/blobs.h"
 #include "aletheia/hash.h"
@@ -31,6 +35,167 @@ static int count_files(const char *dir)
 		pclose(p);
 	}
 	return n;
+}
+
+/* verify() through the table; AL_ERROR when the backend has none. */
+static int verify(int *fd, al_blobs_backend *b, const char *hash, uint64_t size, unsigned flags)
+{
+	CHECK(b->verify != NULL);
+	return b->verify ? b->verify(fd, b, hash, size, flags) : AL_ERROR;
+}
+
+/* Overwrites len bytes of the blob file at off (as bit rot or a stray write would), keeping the
+ * mtime when keep_mtime. */
+static void damage(const char *path, uint64_t off, const char *bytes, size_t len, int keep_mtime)
+{
+	struct stat st;
+	CHECK(stat(path, &st) == 0);
+	CHECK(chmod(path, 0644) == 0);
+	int fd = open(path, O_WRONLY);
+	CHECK(fd >= 0);
+	CHECK_EQ_INT(pwrite(fd, bytes, len, (off_t)off), (long long)len);
+	close(fd);
+	CHECK(chmod(path, 0444) == 0);
+	if (keep_mtime) {
+		struct timespec ts[2] = {st.st_atim, st.st_mtim};
+		CHECK(utimensat(AT_FDCWD, path, ts, 0) == 0);
+	}
+}
+
+static int same_content(const char *path, const void *data, size_t len)
+{
+	char *buf = malloc(len + 1);
+	int fd = open(path, O_RDONLY), ok;
+	ok = fd >= 0 && read(fd, buf, len + 1) == (ssize_t)len && memcmp(buf, data, len) == 0;
+	if (fd >= 0)
+		close(fd);
+	free(buf);
+	return ok;
+}
+
+typedef struct {
+	al_blobs_backend *b;
+	const char *hash;
+	uint64_t size;
+	int rc;
+} verifier;
+
+static void *verify_thread(void *arg)
+{
+	verifier *v = arg;
+	int fd = -1;
+	v->rc = v->b->verify(&fd, v->b, v->hash, v->size, 0);
+	if (fd >= 0)
+		close(fd);
+	return NULL;
+}
+
+/* Issue item 8: a damaged local blob is never served, and a new copy of its content replaces it. */
+static void test_verify(const char *dir)
+{
+	al_blobs_backend *b = NULL;
+	char src[256], obj[400], hash[AL_HASH_HEX_LEN + 1], stamp[64], aside[300];
+	size_t n = 3 * 1024 * 1024 + 5;
+	char *data = malloc(n);
+	uint64_t size = 0;
+	int fd = -1;
+
+	for (size_t i = 0; i < n; i++)
+		data[i] = (char)(i * 7 + (i >> 12));
+	al_hash_buffer(hash, data, n);
+	snprintf(src, sizeof(src), "%s/v-src.bin", root);
+	snprintf(obj, sizeof(obj), "%s/%.2s/%s", dir, hash, hash);
+	snprintf(aside, sizeof(aside), "%s/damaged", dir);
+	write_file(src, data, n);
+	CHECK_OK(al_blobs_file_new(&b, dir));
+
+	/* Absent. */
+	CHECK_EQ_INT(verify(&fd, b, hash, n, 0), AL_ENOTFOUND);
+	CHECK(fd == -1);
+	CHECK(b->stat && b->stat(&size, b, hash) == AL_ENOTFOUND);
+
+	/* A blob written by put is known good: its size and mtime are recorded with it. */
+	CHECK_OK(b->put(b, hash, src, n, 0));
+	CHECK(getxattr(obj, "user.aletheia.verified", stamp, sizeof(stamp)) > 0);
+	CHECK_OK(verify(&fd, b, hash, n, 0));
+	CHECK(fd >= 0);
+	{
+		char head[8];
+		CHECK_EQ_INT(pread(fd, head, 8, 0), 8);
+		CHECK(memcmp(head, data, 8) == 0);
+		close(fd);
+		fd = -1;
+	}
+	CHECK(b->stat && b->stat(&size, b, hash) == 0 && size == n);
+
+	/* The issue's reproduction: 4 bytes overwritten. The next open hashes it, refuses it and
+	 * moves it aside; nothing is served. */
+	damage(obj, 1000, "XXXX", 4, 0);
+	CHECK_EQ_INT(verify(&fd, b, hash, n, 0), AL_EIO);
+	CHECK(fd == -1);
+	CHECK(strstr(al_error_last(), "damaged") != NULL);
+	CHECK(strstr(al_error_last(), "/damaged/") != NULL);
+	CHECK(access(obj, F_OK) != 0);
+	CHECK_EQ_INT(count_files(aside), 1);
+	CHECK_EQ_INT(verify(&fd, b, hash, n, 0), AL_ENOTFOUND);
+	/* A new copy of the content is stored afresh and reads back right. */
+	CHECK_OK(b->put(b, hash, src, n, 0));
+	CHECK(same_content(obj, data, n));
+	CHECK_OK(verify(NULL, b, hash, n, 0));
+
+	/* Damaged, then put again without any read in between: put checks what is there. */
+	damage(obj, n - 3, "zz", 2, 0);
+	CHECK_OK(b->put(b, hash, src, n, 0));
+	CHECK(same_content(obj, data, n));
+	CHECK_EQ_INT(count_files(aside), 2);
+	CHECK_OK(verify(NULL, b, hash, n, 0));
+
+	/* Truncated: the size is checked at every open, even with a matching record. */
+	{
+		struct stat st;
+		CHECK(stat(obj, &st) == 0);
+		CHECK(chmod(obj, 0644) == 0 && truncate(obj, (off_t)n - 1) == 0 && chmod(obj, 0444) == 0);
+		CHECK_EQ_INT(verify(&fd, b, hash, n, 0), AL_EIO);
+		CHECK(strstr(al_error_last(), "bytes") != NULL);
+		CHECK_EQ_INT(count_files(aside), 3);
+		CHECK_OK(b->put(b, hash, src, n, AL_BLOBS_PUT_MOVE));
+		CHECK(same_content(obj, data, n));
+		write_file(src, data, n);    /* moved away: write it again */
+	}
+
+	/* Bit rot that keeps size and mtime passes the cheap check (documented) but not a full one. */
+	damage(obj, 77, "!", 1, 1);
+	CHECK_OK(verify(NULL, b, hash, n, 0));
+	CHECK_EQ_INT(verify(NULL, b, hash, n, AL_BLOBS_VERIFY_FULL), AL_EIO);
+	CHECK(access(obj, F_OK) != 0);
+	CHECK_EQ_INT(count_files(aside), 4);
+	CHECK_OK(b->put(b, hash, src, n, 0));
+	CHECK_OK(verify(NULL, b, hash, n, AL_BLOBS_VERIFY_FULL));
+
+	/* A good blob without a record (stored by an older version) is hashed once and recorded. */
+	CHECK(removexattr(obj, "user.aletheia.verified") == 0);
+	CHECK(getxattr(obj, "user.aletheia.verified", stamp, sizeof(stamp)) < 0);
+	CHECK_OK(verify(NULL, b, hash, n, 0));
+	CHECK(getxattr(obj, "user.aletheia.verified", stamp, sizeof(stamp)) > 0);
+	CHECK_EQ_INT(count_files(aside), 4);
+
+	/* Many first openers of an unrecorded blob: all get it, one verdict. */
+	{
+		pthread_t th[6];
+		verifier v[6];
+		CHECK(removexattr(obj, "user.aletheia.verified") == 0);
+		for (int i = 0; i < 6; i++) {
+			v[i] = (verifier){b, hash, n, -99};
+			pthread_create(&th[i], NULL, verify_thread, &v[i]);
+		}
+		for (int i = 0; i < 6; i++) {
+			pthread_join(th[i], NULL);
+			CHECK_OK(v[i].rc);
+		}
+	}
+	al_blobs_free(b);
+	unlink(src);
+	free(data);
 }
 
 int main(void)
@@ -176,6 +341,8 @@ int main(void)
 	CHECK_OK(b->exists(&present, b, hash));
 	CHECK_EQ_INT(present, 1);
 	al_blobs_free(b);
+
+	test_verify(dir);
 
 	char cmd[128];
 	snprintf(cmd, sizeof(cmd), "chmod -R u+w %s && rm -rf %s", root, root);

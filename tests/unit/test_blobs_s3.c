@@ -150,6 +150,14 @@ static void test_small(al_blobs_backend *b)
 	/* missing blobs */
 	CHECK_OK(b->exists(&present, b, missing));
 	CHECK_EQ_INT(present, 0);
+	{
+		/* stat (for fsck): the stored size, or AL_ENOTFOUND */
+		uint64_t sz = 1;
+		CHECK_EQ_INT(b->stat(&sz, b, missing), AL_ENOTFOUND);
+		CHECK_OK(b->stat(&sz, b, hash));
+		CHECK_EQ_INT(sz, size);
+		CHECK(b->verify == NULL);    /* no local files: the cache verifies what it streams */
+	}
 	CHECK_EQ_INT(b->fetch(b, missing, 0, 10, fd, 0), AL_ENOTFOUND);
 	CHECK(strstr(al_error_last(), BUCKET) && strstr(al_error_last(), missing) &&
 		strstr(al_error_last(), "404"));

@@ -193,6 +193,42 @@ int main(void)
 	struct stat sb;
 	CHECK(stat(p, &sb) == 0 && sb.st_size == BLOB);
 
+	/* fsck's check of a cached copy: a good one passes; a damaged one is reported and removed
+	 * (at once when unused, else when its last user lets go), and the next use fills it again. */
+	{
+		int found = -1, fd2 = -1;
+		CHECK_OK(al_cache_check(&found, c, a.hash, a.len));
+		CHECK_EQ_INT(found, 1);
+		CHECK_OK(al_cache_check(&found, c, e.hash, e.len));
+		CHECK_EQ_INT(found, 0);
+		CHECK(chmod(p, 0644) == 0);
+		int w = open(p, O_WRONLY);
+		CHECK(w >= 0 && pwrite(w, "!", 1, 5) == 1);
+		close(w);
+		CHECK_EQ_INT(al_cache_check(&found, c, a.hash, a.len), AL_EIO);
+		CHECK(strstr(al_error_last(), "damaged") != NULL);
+		CHECK(!al_cache_contains(c, a.hash));
+		CHECK(access(p, F_OK) != 0);
+		use(c, &a, 0);
+		CHECK_EQ_INT(a.calls, 2);
+		/* In use while found damaged: new users are refused until it is let go. */
+		CHECK_OK(al_cache_acquire(&fd2, c, a.hash, a.len, fill, &a));
+		CHECK(chmod(p, 0644) == 0);
+		w = open(p, O_WRONLY);
+		CHECK(w >= 0 && pwrite(w, "!", 1, 5) == 1);
+		close(w);
+		CHECK_EQ_INT(al_cache_check(&found, c, a.hash, a.len), AL_EIO);
+		CHECK(al_cache_acquire(&fd, c, a.hash, a.len, fill, &a) == AL_EIO);
+		close(fd2);
+		al_cache_release(c, a.hash);
+		CHECK(!al_cache_contains(c, a.hash));
+		use(c, &a, 0);
+		CHECK_EQ_INT(a.calls, 3);
+		al_cache_get_stats(&st, c);
+		CHECK_EQ_INT(st.entries, 1);
+		CHECK_EQ_INT(st.bytes, BLOB);
+	}
+
 	/* Hash mismatch: AL_EIO, nothing kept; a wrong declared size likewise. */
 	blob_init(&big, 9, 10);
 	big.corrupt = 1;

@@ -69,6 +69,49 @@ int main(void)
 	CHECK_OK(al_hash_fd(hex, &size, fd));
 	CHECK_EQ_INT(size, 0);
 	CHECK_EQ_STR(hex, "99aa06d3014798d86001c324468d497f");
+	/* Piece hashes in the same pass: XXH3-64 of each aligned piece, the last one short. */
+	{
+		al_pieces p, q;
+		char *text;
+		CHECK_EQ_INT(pwrite(fd, buf, n, 0), (long long)n);
+		CHECK_OK(al_hash_fd_pieces(hex, &size, &p, fd));
+		CHECK_EQ_STR(hex, ref);
+		CHECK_EQ_INT(size, n);
+		CHECK_EQ_INT(p.size, AL_PIECE_MIN);
+		CHECK_EQ_INT(p.count, (n + AL_PIECE_MIN - 1) / AL_PIECE_MIN);
+		for (uint32_t i = 0; i < p.count; i++) {
+			uint64_t off = i * AL_PIECE_MIN, len = n - off < AL_PIECE_MIN ? n - off : AL_PIECE_MIN;
+			CHECK(p.hash[i] == XXH3_64bits(buf + off, len));
+		}
+		text = al_pieces_format(&p);
+		CHECK(text && strlen(text) == p.count * 16);
+		CHECK_OK(al_pieces_parse(&q, p.size, n, text));
+		CHECK_EQ_INT(q.count, p.count);
+		CHECK(q.hash && memcmp(q.hash, p.hash, p.count * sizeof(uint64_t)) == 0);
+		al_pieces_clear(&q);
+		CHECK(al_pieces_parse(&q, p.size, n + AL_PIECE_MIN, text) == AL_EINVAL);
+		CHECK(al_pieces_parse(&q, p.size + 1, n, text) == AL_EINVAL);
+		CHECK(al_pieces_parse(&q, 4096, n, text) == AL_EINVAL);
+		text[3] = 'G';
+		CHECK(al_pieces_parse(&q, p.size, n, text) == AL_EINVAL);
+		CHECK(q.hash == NULL && q.count == 0);
+		free(text);
+		al_pieces_clear(&p);
+		al_pieces_clear(&p);
+		/* An empty file has no pieces; a huge one gets larger pieces, never more than the cap. */
+		CHECK_EQ_INT(al_pieces_size_for(0), AL_PIECE_MIN);
+		CHECK_EQ_INT(al_pieces_size_for(4ULL << 30), AL_PIECE_MIN);
+		CHECK_EQ_INT(al_pieces_size_for((4ULL << 30) + 1), 2 * AL_PIECE_MIN);
+		CHECK_EQ_INT(al_pieces_size_for(1ULL << 40), 64ULL << 20);
+		CHECK_EQ_INT(al_hash64("abc", 3), XXH3_64bits("abc", 3));
+	}
+	CHECK_EQ_INT(ftruncate(fd, 0), 0);
+	{
+		al_pieces p;
+		CHECK_OK(al_hash_fd_pieces(hex, &size, &p, fd));
+		CHECK_EQ_INT(p.count, 0);
+		CHECK(p.hash == NULL);
+	}
 	close(fd);
 	unlink(path);
 	CHECK(al_hash_fd(hex, &size, fd) == AL_EIO);    /* closed fd */
