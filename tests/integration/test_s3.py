@@ -516,8 +516,22 @@ def test_fsck_checks_objects_and_cached_copies(mount):
     # a damaged copy in the cache folder
     cold(mount)
     assert pbig.read_bytes() == big
-    cached = [f for f in mount.cache.rglob("*") if f.is_file() and f.stat().st_size == len(big)
-              and f.read_bytes() == big]
+    def cached_copies():
+        """The complete copies of big in the cache folder (a fill's temp file may be renamed
+        into place by the cache's worker while we look)."""
+        found = []
+        for f in mount.cache.rglob("*"):
+            try:
+                if f.is_file() and "tmp" not in f.relative_to(mount.cache).parts and \
+                        f.stat().st_size == len(big) and \
+                        f.read_bytes() == big:
+                    found.append(f)
+            except FileNotFoundError:
+                pass
+        return found
+    deadline = time.monotonic() + 10
+    while len(cached := cached_copies()) != 1 and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert len(cached) == 1, cached
     os.chmod(cached[0], 0o644)
     with open(cached[0], "r+b") as f:
