@@ -176,6 +176,13 @@ static int sqlite_list(al_doc_list **out, al_store_backend *b, const char *colle
 		}
 		rc = row_to_doc(&list->docs[list->count], (const char *)sqlite3_column_text(st, 0),
 			sqlite3_column_bytes(st, 0), st, 1);
+		if (rc == AL_EIO) {
+			/* One document that cannot be read (stored by an older version past today's
+			 * limits) must not hide its neighbours: it is left out, and named in the log. */
+			fprintf(stderr, "aletheia: %s\n", al_error_last());
+			rc = 0;
+			continue;
+		}
 		if (rc)
 			goto cleanup;
 		list->count++;
