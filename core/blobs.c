@@ -64,3 +64,15 @@ void al_blobs_free(al_blobs_backend *b)
 	if (b)
 		b->free(b);
 }
+
+int al__blobs_exists(int *out, al_blobs_backend *b, const char *hash)
+{
+	uint64_t size;
+	int rc = b->stat(&size, b, hash);
+	*out = rc == 0;
+	if (rc == AL_ENOTFOUND) {
+		al_error_clear();
+		rc = 0;
+	}
+	return rc;
+}

@@ -536,29 +536,12 @@ cleanup:
 	return rc;
 }
 
-static int file_exists(int *out, al_blobs_backend *b, const char *hash)
-{
-	int rc;
-	struct stat st;
-	char *p;
-	*out = 0;
-	if ((rc = al__blobs_check_hash(hash)) != 0)
-		return rc;
-	if (!(p = object_path((file_blobs *)b, hash)))
-		return al_error_set(AL_ENOMEM, "out of memory");
-	if (stat(p, &st) == 0)
-		*out = 1;
-	else if (errno != ENOENT)
-		rc = al_error_set_errno(AL_EIO, errno, "cannot stat blob %s", p);
-	free(p);
-	return rc;
-}
 
 static int file_local_path(char **out, al_blobs_backend *b, const char *hash)
 {
 	int rc, present;
 	*out = NULL;
-	if ((rc = file_exists(&present, b, hash)) != 0)
+	if ((rc = al__blobs_exists(&present, b, hash)) != 0)
 		return rc;
 	if (!present)
 		return al_error_set(AL_ENOTFOUND, "blob %s not found in %s", hash, ((file_blobs *)b)->dir);
@@ -629,7 +612,7 @@ int al_blobs_file_new(al_blobs_backend **out, const char *dir)
 	fb->base.name = "file";
 	fb->base.put = file_put;
 	fb->base.fetch = file_fetch;
-	fb->base.exists = file_exists;
+	fb->base.exists = al__blobs_exists;
 	fb->base.local_path = file_local_path;
 	fb->base.uri = file_uri;
 	fb->base.free = file_free;

@@ -287,23 +287,6 @@ cleanup:
 	return rc;
 }
 
-static int gcs_exists(int *out, al_blobs_backend *b, const char *hash)
-{
-	gcs_blobs *g = (gcs_blobs *)b;
-	gcs_object o;
-	char *name = NULL;
-	int rc;
-
-	*out = 0;
-	if ((rc = al__blobs_check_hash(hash)) != 0)
-		return rc;
-	if (!(name = object_name(g, hash)))
-		return al_error_set(AL_ENOMEM, "out of memory");
-	if ((rc = object_get(&o, g, name)) == 0)
-		*out = o.found;
-	free(name);
-	return rc;
-}
 
 /* The object's size from its metadata (for fsck); AL_ENOTFOUND when absent. */
 static int gcs_stat(uint64_t *size_out, al_blobs_backend *b, const char *hash)
@@ -837,7 +820,7 @@ int al_blobs_gcs_new(al_blobs_backend **out, const char *bucket_and_prefix)
 	g->base.name = "gs";
 	g->base.put = gcs_put;
 	g->base.fetch = gcs_fetch;
-	g->base.exists = gcs_exists;
+	g->base.exists = al__blobs_exists;
 	g->base.stat = gcs_stat;
 	g->base.local_path = al__blobs_no_local_path;
 	g->base.uri = gcs_uri;

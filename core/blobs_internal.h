@@ -11,6 +11,8 @@ int al__blobs_check_hash(const char *hash);
 char *al__blobs_object_key(const char *prefix, const char *hash);
 /* local_path of remote stores: they have no local file. */
 int al__blobs_no_local_path(char **out, al_blobs_backend *b, const char *hash);
+/* exists() of a backend, from its stat(): present unless AL_ENOTFOUND, which is no error. */
+int al__blobs_exists(int *out, al_blobs_backend *b, const char *hash);
 /* getenv, with an empty value read as unset. */
 const char *al__env(const char *name);
 

@@ -193,33 +193,6 @@ cleanup:
 	return rc;
 }
 
-static int s3_exists(int *out, al_blobs_backend *b, const char *hash)
-{
-	s3_blobs *s = (s3_blobs *)b;
-	al_http_response resp = AL_HTTP_RESPONSE_INIT;
-	s3_req r = {"HEAD", NULL, NULL, {NULL}, NULL, NULL, 0, AL_HTTP_IDEMPOTENT};
-	char *key = NULL;
-	int rc;
-
-	*out = 0;
-	if ((rc = al__blobs_check_hash(hash)) != 0)
-		return rc;
-	if (!(key = object_key(s, hash))) {
-		rc = al_error_set(AL_ENOMEM, "out of memory");
-		goto cleanup;
-	}
-	r.key = key;
-	if ((rc = s3_send(&resp, s, &r, NULL)) != 0)
-		goto cleanup;
-	if (resp.status == 200)
-		*out = 1;
-	else if (resp.status != 404)
-		rc = status_error(s, "HEAD", key, &resp);
-cleanup:
-	al_http_response_dispose(&resp);
-	free(key);
-	return rc;
-}
 
 /* The object's size from a HEAD (for fsck); AL_ENOTFOUND when absent. */
 static int s3_stat(uint64_t *size_out, al_blobs_backend *b, const char *hash)
@@ -411,7 +384,7 @@ static int s3_put(al_blobs_backend *b, const char *hash, const char *src_path, u
 		goto cleanup;
 	}
 	/* Content-addressed: a blob already there needs no upload (a cheap HEAD first). */
-	if ((rc = s3_exists(&present, b, hash)) != 0 || present)
+	if ((rc = al__blobs_exists(&present, b, hash)) != 0 || present)
 		goto cleanup;
 	if (size > SINGLE_PUT_MAX) {
 		rc = put_multipart(s, key, fd, size, src_path);
@@ -604,7 +577,7 @@ int al_blobs_s3_new(al_blobs_backend **out, const char *bucket_and_prefix)
 	s->base.name = "s3";
 	s->base.put = s3_put;
 	s->base.fetch = s3_fetch;
-	s->base.exists = s3_exists;
+	s->base.exists = al__blobs_exists;
 	s->base.stat = s3_stat;
 	s->base.local_path = al__blobs_no_local_path;
 	s->base.uri = s3_uri;

@@ -517,49 +517,6 @@ cleanup:
 	return rc;
 }
 
-int al_series_render(char **out, size_t *len, al_series_set *s, const char *metric_doc)
-{
-	series *se;
-	char *buf = NULL;
-	size_t i, off = 0;
-	int rc;
-
-	*out = NULL;
-	{
-		al_doc *d = NULL;
-		rc = series_exists(&d, s, metric_doc);
-		al_doc_free(d);
-		if (rc)
-			return rc;
-	}
-	if ((rc = series_get(&se, s, metric_doc)))
-		return rc;
-	pthread_mutex_lock(&se->lock);
-	if ((rc = series_fresh(s, se)))
-		goto cleanup;
-	se->used_us = al_now_us();
-	if (se->count == 0 && se->touched != 1) {
-		al_doc *d = NULL;
-		rc = al_store_get(&d, s->store, metric_doc);
-		al_doc_free(d);
-		if (rc)
-			goto cleanup;
-	}
-	buf = malloc(se->sum.text_bytes + AL_POINT_TEXT_MAX);
-	if (!buf) {
-		rc = al_error_set(AL_ENOMEM, "out of memory rendering %s", metric_doc);
-		goto cleanup;
-	}
-	for (i = 0; i < se->count; i++)
-		off += al_metric_format(buf + off, &se->pts[i]);
-	*out = buf;
-	*len = off;
-	buf = NULL;
-cleanup:
-	pthread_mutex_unlock(&se->lock);
-	free(buf);
-	return rc;
-}
 
 int al_series_touch(al_series_set *s, const char *metric_doc)
 {
@@ -634,6 +591,13 @@ cleanup:
 	pthread_mutex_unlock(&se->lock);
 	free(buf);
 	return rc;
+}
+
+int al_series_render(char **out, size_t *len, al_series_set *s, const char *metric_doc)
+{
+	uint64_t points = 0, view = UINT64_MAX;
+	int whole;
+	return al_series_render_tail(out, len, &whole, &points, &view, s, metric_doc);
 }
 
 /* A summary entry's fields (the document's top level or one writer_* map). */
