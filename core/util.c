@@ -1,8 +1,10 @@
-/* aletheia: small shared helpers — folder creation and string hashing for in-memory tables. */
+/* aletheia: small shared helpers — folder creation, string hashing for in-memory tables, and
+ * the per-thread bound on network waits. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include "aletheia/common.h"
 #include "util.h"
 
@@ -41,4 +43,36 @@ uint64_t al__str_hash(const char *s)
 	for (; *s; s++)
 		h = (h ^ (unsigned char)*s) * 1099511628211ULL;
 	return h;
+}
+
+static _Thread_local int background;
+static _Thread_local long budget_ms;
+
+void al__thread_set_background(int on)
+{
+	background = on;
+}
+
+int al__thread_background(void)
+{
+	return background;
+}
+
+long al__wait_budget_set(long ms)
+{
+	long old = budget_ms;
+	budget_ms = ms > 0 ? ms : 0;
+	return old;
+}
+
+long al__wait_budget(void)
+{
+	return budget_ms;
+}
+
+int64_t al__mono_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }

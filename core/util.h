@@ -12,4 +12,17 @@ int al__mkdir_p(const char *path, unsigned mode);
 /* FNV-1a of a string, for in-memory hash tables. */
 uint64_t al__str_hash(const char *s);
 
+/* Network waits of the calling thread (README "Firestore": what waits how long at most).
+ * A thread marked background (the flushers) does work nobody waits for: it keeps the HTTP
+ * client's long timeouts and retries. Any other thread answers a file operation, and the
+ * metastore decorators bound its requests (al__wait_budget). */
+void al__thread_set_background(int on);
+int al__thread_background(void);
+/* The longest one HTTP request of this thread may take, retries and backoff included (ms; 0:
+ * the client's own timeouts). Returns the previous value, to be put back after the call. */
+long al__wait_budget_set(long ms);
+long al__wait_budget(void);
+/* A monotonic clock in microseconds, for deadlines. */
+int64_t al__mono_us(void);
+
 #endif
