@@ -47,6 +47,17 @@ uint64_t al__str_hash(const char *s)
 
 static _Thread_local int background;
 static _Thread_local long budget_ms;
+static unsigned foreground_ms = 2500;   /* read and written whole: no lock needed */
+
+void al__foreground_wait_set(unsigned ms)
+{
+	__atomic_store_n(&foreground_ms, ms, __ATOMIC_RELAXED);
+}
+
+unsigned al__foreground_wait(void)
+{
+	return background ? 0 : __atomic_load_n(&foreground_ms, __ATOMIC_RELAXED);
+}
 
 void al__thread_set_background(int on)
 {

@@ -18,6 +18,10 @@ uint64_t al__str_hash(const char *s);
  * metastore decorators bound its requests (al__wait_budget). */
 void al__thread_set_background(int on);
 int al__thread_background(void);
+/* The bound for threads that answer file operations (ms; 2,500 unless set, e.g. from
+ * ALETHEIA_NETWORK_WAIT_MS); al__foreground_wait() gives 0 on a background thread. */
+void al__foreground_wait_set(unsigned ms);
+unsigned al__foreground_wait(void);
 /* The longest one HTTP request of this thread may take, retries and backoff included (ms; 0:
  * the client's own timeouts). Returns the previous value, to be put back after the call. */
 long al__wait_budget_set(long ms);
