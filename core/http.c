@@ -312,6 +312,14 @@ static long backoff_ms(const al_http *h, int n)
 	return d / 2 + (long)(rand_r(&seed) % (unsigned)(d / 2 + 1));
 }
 
+/* Background requests end early when the daemon stops (util.h al__shutdown_begin). */
+static int on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+	curl_off_t ulnow)
+{
+	(void)arg, (void)dltotal, (void)dlnow, (void)ultotal, (void)ulnow;
+	return al__shutting_down();
+}
+
 static void sleep_ms(long ms)
 {
 	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
@@ -341,6 +349,10 @@ static CURLcode prepare(CURL *c, long connect_ms, long timeout_ms, const char *m
 	/* curl silently re-sends a request once when a kept-alive connection dies before any
 	 * answer: right for idempotent requests, a blind retry for the others. */
 	SET(CURLOPT_FRESH_CONNECT, idempotent ? 0L : 1L);
+	if (al__thread_background()) {
+		SET(CURLOPT_XFERINFOFUNCTION, on_progress);
+		SET(CURLOPT_NOPROGRESS, 0L);
+	}
 	if (s->io && s->io->dst_fd >= 0)   /* bulk downloads: fewer, larger writes into the file */
 		SET(CURLOPT_BUFFERSIZE, 512L * 1024);
 	if (s->io && s->io->src_fd >= 0)
@@ -492,9 +504,13 @@ static int perform(al_http_response *resp, al_http *h, const char *method, const
 			wait = backoff_ms(h, tries - 1);
 			out_of_time = deadline && al__mono_us() + (int64_t)wait * 1000 >= deadline;
 		}
+		if (al__thread_background() && al__shutting_down())
+			retry = 0;
 		if (!retry || tries >= h->opt.max_tries || out_of_time) {
 			char why[96] = "";
-			if (out_of_time)
+			if (al__thread_background() && al__shutting_down())
+				snprintf(why, sizeof(why), " (given up: the daemon is stopping)");
+			else if (out_of_time)
 				snprintf(why, sizeof(why), " (gave up: the %ld ms bound on waiting passed)",
 					budget);
 			else if (!retry && tries < h->opt.max_tries)

@@ -3676,6 +3676,9 @@ void al_tree_free(al_tree *t)
 	vdir *v, *next;
 	if (!t)
 		return;
+	/* The flushers' requests in flight end now; the final flushes below are bounded like any
+	 * file operation's, and what they cannot deliver stays journaled (README "Firestore"). */
+	al__shutdown_begin();
 	if (t->ds_started) {
 		pthread_mutex_lock(&t->lock);
 		t->ds_stop = 1;

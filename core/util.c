@@ -48,6 +48,17 @@ uint64_t al__str_hash(const char *s)
 static _Thread_local int background;
 static _Thread_local long budget_ms;
 static unsigned foreground_ms = 2500;   /* read and written whole: no lock needed */
+static int shutting_down;
+
+void al__shutdown_begin(void)
+{
+	__atomic_store_n(&shutting_down, 1, __ATOMIC_RELAXED);
+}
+
+int al__shutting_down(void)
+{
+	return __atomic_load_n(&shutting_down, __ATOMIC_RELAXED);
+}
 
 void al__foreground_wait_set(unsigned ms)
 {

@@ -26,6 +26,11 @@ unsigned al__foreground_wait(void);
  * the client's own timeouts). Returns the previous value, to be put back after the call. */
 long al__wait_budget_set(long ms);
 long al__wait_budget(void);
+/* The daemon is stopping: background requests in flight give up (within about a second) and
+ * are not retried, so the flushers can be joined at once; what they held is delivered by the
+ * final, bounded flush or stays journaled. Not undone. */
+void al__shutdown_begin(void);
+int al__shutting_down(void);
 /* A monotonic clock in microseconds, for deadlines. */
 int64_t al__mono_us(void);
 
