@@ -17,8 +17,8 @@
  * this often; in between they answer from the last known copies at once (README "Firestore"). */
 #define PROBE_US (5LL * 1000000)
 /* Documents larger than this written through the cache are not kept as copies to fall back on
- * (metric chunks: the series keep their own points); the listings of their collection are then
- * dropped, never left without them. */
+ * (metric chunks: the series keep their own points); their collection is then unknown until it
+ * is listed again, never answered without them. */
 #define KEEP_DOC_MAX ((size_t)64 << 10)
 
 typedef struct entry {
@@ -31,9 +31,9 @@ typedef struct entry {
 	al_doc_list *list;
 	char *coll;             /* for listings: the collection, to invalidate by; for a mark 1:
 				 * the member whose listing was missing */
-	char *from, *to;        /* for listings: the range of ids (NULL: open) */
-				/* a listing without list: the collection got a document too large
-				 * to keep, so nothing is known of it until it is listed again */
+	char *from, *to;        /* for listings: the range of ids (NULL: open). A listing without
+				 * list: its collection got a document too large to keep, so
+				 * nothing is known of it until it is listed again. */
 	int64_t expires_us;     /* fresh until then; an expired answer is still the last known one */
 	int64_t known_us;       /* when the answer was true (fetched, or written through the cache) */
 	struct entry *next;
@@ -130,9 +130,11 @@ static size_t lower_bound(const al_doc_list *l, const char *id)
 static al_doc_list *range_copy(const al_doc_list *l, const char *from, const char *to)
 {
 	al_doc_list part;
+	size_t lo, hi;
 	if (!l)
 		return NULL;
-	size_t lo = from ? lower_bound(l, from) : 0, hi = to ? lower_bound(l, to) : l->count;
+	lo = from ? lower_bound(l, from) : 0;
+	hi = to ? lower_bound(l, to) : l->count;
 	part.docs = l->docs + lo;
 	part.count = hi > lo ? hi - lo : 0;
 	return list_copy(&part);
@@ -688,8 +690,8 @@ static void list_patch(al_doc_list *l, const char *id, al_doc *doc)
  * collection are no longer fresh, so the next read asks the backend (a read racing with the
  * write must not stay cached either). They stay as the copies to fall back on while the backend
  * is unreachable, with the write applied when it is known what the document became; a large
- * document's listings are dropped instead. A create-only write marks its document as created
- * here (created_above). c->lock held. */
+ * document is forgotten instead, and its collection marked unknown. A create-only write marks
+ * its document as created here (created_above). c->lock held. */
 static void written(cache *c, const al_write *w, int ok)
 {
 	char *coll = parent_collection(w->path), *ck;
@@ -862,7 +864,7 @@ static char *c_describe(al_store_backend *b)
 {
 	cache *c = (cache *)b;
 	char *inner = c->inner->describe ? c->inner->describe(c->inner) : NULL, *out = NULL;
-	char since[48];
+	char since[160];
 	int64_t when = al_store_cache_offline(since, sizeof(since), b);
 	if (asprintf(&out, "%sread_cache_ttl_ms: %lld\nnetwork_wait_ms: %u\noffline_since: %s\n",
 		    inner ? inner : "", (long long)(c->ttl_us / 1000), al__foreground_wait(),
