@@ -3625,11 +3625,11 @@ int al_tree_open(al_tree **out, const al_tree_options *opts)
 		 * cached (or, while unreachable, stale) documents and never onto nothing. */
 		const char *ttl = getenv("ALETHEIA_CACHE_TTL_MS"), *wait = getenv("ALETHEIA_NETWORK_WAIT_MS");
 		char *wbdir = xasprintf("%s/writes", dir);
+		al_store_backend *cached = NULL, *inner = t->store;
 		/* A file operation waits for the metastore at most this long (per request, retries
 		 * included), then answers from the last known copy (README "Firestore"). */
 		if (wait && *wait)
 			al__foreground_wait_set((unsigned)atoi(wait));
-		al_store_backend *cached = NULL, *inner = t->store;
 		t->store = NULL;
 		rc = al_store_cache_new(&cached, inner, ttl ? (unsigned)atoi(ttl) : 1000);
 		if (rc == 0)
