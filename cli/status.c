@@ -14,6 +14,10 @@
 
 #define STATUS_MAX 65536
 #define DAEMON_EXIT_WAIT_MS 60000
+/* How long umount waits for pending writes that stopped going down: while the metastore is
+ * unreachable, and while it answers (README "Firestore"). They stay journaled either way. */
+#define PENDING_OFFLINE_WAIT_MS 10000
+#define PENDING_STUCK_WAIT_MS 60000
 
 /* Reads MNT/.aletheia/status into buf (NUL-terminated); 0, or the errno of the failure. */
 static int read_status(char *buf, size_t size, const char *mount)
@@ -55,6 +59,24 @@ static long long status_field(const char *text, const char *key, long long def)
 			line++;
 	}
 	return def;
+}
+
+/* The text after "key: " on its line (at most cap - 1 bytes) into out; "" when absent. */
+static void status_text(char *out, size_t cap, const char *text, const char *key)
+{
+	size_t n = strlen(key);
+	const char *line = text;
+	out[0] = '\0';
+	while (line && *line) {
+		if (strncmp(line, key, n) == 0 && line[n] == ':') {
+			const char *v = line + n + 1 + (line[n + 1] == ' ');
+			snprintf(out, cap, "%.*s", (int)strcspn(v, "\n"), v);
+			return;
+		}
+		line = strchr(line, '\n');
+		if (line)
+			line++;
+	}
 }
 
 /* A zombie has exited: only its parent (often init, slow to reap here) still has to collect it. */
@@ -150,7 +172,8 @@ int al_cli_umount(int argc, char **argv)
 {
 	char *buf = NULL;
 	const char *mount = mount_arg(argc, argv);
-	long long pid, pending, shown = -1;
+	long long pid, pending, shown = -1, least = -1;
+	long still = 0;
 	int rc = 1, err;
 	if (!mount)
 		return 2;
@@ -175,14 +198,33 @@ int al_cli_umount(int argc, char **argv)
 	}
 	pid = status_field(buf, "pid", 0);
 	/* Pending writes are the daemon's to flush; unmounting before would leave them to the
-	 * next mount, so wait here where the user sees the count. */
+	 * next mount, so wait here where the user sees the count, as long as they go down. */
 	while ((pending = status_field(buf, "pending_writes", 0)) > 0) {
+		char offline[160], why[512];
+		int off;
 		if (pending != shown) {
 			printf("waiting for %lld pending writes\n", pending);
 			fflush(stdout);
 			shown = pending;
 		}
+		if (least < 0 || pending < least) {
+			least = pending;
+			still = 0;
+		}
+		status_text(offline, sizeof(offline), buf, "offline_since");
+		off = *offline && strcmp(offline, "none") != 0;
+		if (still >= (off ? PENDING_OFFLINE_WAIT_MS : PENDING_STUCK_WAIT_MS)) {
+			if (off)
+				snprintf(why, sizeof(why), "the metastore is unreachable since %.*s",
+					(int)strcspn(offline, " "), offline);
+			else
+				status_text(why, sizeof(why), buf, "last_error");
+			fprintf(stderr, "aletheia: %lld writes not delivered yet (%s); they stay journaled "
+				"in the cache folder, and the next mount with it delivers them\n", pending, why);
+			break;
+		}
 		sleep_ms(500);
+		still += 500;
 		if ((err = read_status(buf, STATUS_MAX, mount)) != 0) {
 			not_a_mount(mount, err);
 			goto cleanup;

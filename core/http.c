@@ -12,6 +12,7 @@
 #include <unistd.h>
 #include "aletheia/http.h"
 #include "config.h"
+#include "util.h"
 
 struct al_http {
 	al_http_options opt;
@@ -326,6 +327,14 @@ static long backoff_ms(const al_http *h, int n)
 	return d / 2 + (long)(rand_r(&seed) % (unsigned)(d / 2 + 1));
 }
 
+/* Background requests end early when the daemon stops (util.h al__shutdown_begin). */
+static int on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+	curl_off_t ulnow)
+{
+	(void)arg, (void)dltotal, (void)dlnow, (void)ultotal, (void)ulnow;
+	return al__shutting_down();
+}
+
 static void sleep_ms(long ms)
 {
 	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
@@ -334,17 +343,17 @@ static void sleep_ms(long ms)
 }
 
 /* Sets up one exchange on a (reset) handle. */
-static CURLcode prepare(al_http *h, CURL *c, const char *method, const char *url,
-	struct curl_slist *hdrs, const void *body, size_t body_len, int idempotent, sink *s,
-	char *errbuf)
+static CURLcode prepare(CURL *c, long connect_ms, long timeout_ms, const char *method,
+	const char *url, struct curl_slist *hdrs, const void *body, size_t body_len, int idempotent,
+	sink *s, char *errbuf)
 {
 	CURLcode rc = CURLE_OK;
 #define SET(opt, val) do { if (rc == CURLE_OK) rc = curl_easy_setopt(c, opt, val); } while (0)
 	SET(CURLOPT_URL, url);
 	SET(CURLOPT_NOSIGNAL, 1L);
 	SET(CURLOPT_PROTOCOLS_STR, "http,https");
-	SET(CURLOPT_CONNECTTIMEOUT_MS, h->opt.connect_timeout_ms);
-	SET(CURLOPT_TIMEOUT_MS, h->opt.timeout_ms);
+	SET(CURLOPT_CONNECTTIMEOUT_MS, connect_ms);
+	SET(CURLOPT_TIMEOUT_MS, timeout_ms);
 	SET(CURLOPT_TCP_KEEPALIVE, 1L);
 	SET(CURLOPT_ACCEPT_ENCODING, "");
 	SET(CURLOPT_USERAGENT, "aletheia/" AL_VERSION);
@@ -355,6 +364,10 @@ static CURLcode prepare(al_http *h, CURL *c, const char *method, const char *url
 	/* curl silently re-sends a request once when a kept-alive connection dies before any
 	 * answer: right for idempotent requests, a blind retry for the others. */
 	SET(CURLOPT_FRESH_CONNECT, idempotent ? 0L : 1L);
+	if (al__thread_background()) {
+		SET(CURLOPT_XFERINFOFUNCTION, on_progress);
+		SET(CURLOPT_NOPROGRESS, 0L);
+	}
 	if (s->io && s->io->dst_fd >= 0)   /* bulk downloads: fewer, larger writes into the file */
 		SET(CURLOPT_BUFFERSIZE, 512L * 1024);
 	if (s->io && s->io->src_fd >= 0)
@@ -414,6 +427,10 @@ static int perform(al_http_response *resp, al_http *h, const char *method, const
 	unsigned flags)
 {
 	int idempotent = (flags & AL_HTTP_IDEMPOTENT) != 0, rc = 0, tries = 0;
+	/* The calling thread's bound on the whole call (util.h), retries and backoff included:
+	 * each attempt gets what is left of it. */
+	long budget = al__wait_budget();
+	int64_t deadline = budget ? al__mono_us() + (int64_t)budget * 1000 : 0;
 	struct curl_slist *hdrs = NULL, *grown;
 	char shown[512], errbuf[CURL_ERROR_SIZE], text[201];
 	CURL *c = NULL;
@@ -440,7 +457,17 @@ static int perform(al_http_response *resp, al_http *h, const char *method, const
 		goto nomem;
 
 	for (;;) {
-		int retry, short_body = 0;
+		int retry, short_body = 0, out_of_time = 0;
+		long connect_ms = h->opt.connect_timeout_ms, timeout_ms = h->opt.timeout_ms, wait = 0;
+		if (deadline) {
+			long left = (long)((deadline - al__mono_us()) / 1000);
+			if (left < 1)
+				left = 1;
+			if (timeout_ms > left)
+				timeout_ms = left;
+			if (connect_ms > left)
+				connect_ms = left;
+		}
 		tries++;
 		atomic_fetch_add(&h->attempts, 1);
 		resp->status = 0;
@@ -458,7 +485,8 @@ static int perform(al_http_response *resp, al_http *h, const char *method, const
 		}
 		errbuf[0] = '\0';
 		curl_easy_reset(c); /* keeps the live connections */
-		code = prepare(h, c, method, url, hdrs, body, body_len, idempotent, &s, errbuf);
+		code = prepare(c, connect_ms, timeout_ms, method, url, hdrs, body, body_len, idempotent,
+			&s, errbuf);
 		if (code == CURLE_OK)
 			code = curl_easy_perform(c);
 		if (code == CURLE_OK)
@@ -487,9 +515,21 @@ static int perform(al_http_response *resp, al_http *h, const char *method, const
 		}
 		retry = short_body ? idempotent : code == CURLE_OK ?
 			retryable_status(resp->status, idempotent) : idempotent || not_sent(c, code);
-		if (!retry || tries >= h->opt.max_tries) {
-			const char *why = !retry && tries < h->opt.max_tries ?
-				" (not retried: the request may have been processed)" : "";
+		if (retry && tries < h->opt.max_tries) {
+			wait = backoff_ms(h, tries - 1);
+			out_of_time = deadline && al__mono_us() + (int64_t)wait * 1000 >= deadline;
+		}
+		if (al__thread_background() && al__shutting_down())
+			retry = 0;
+		if (!retry || tries >= h->opt.max_tries || out_of_time) {
+			char why[96] = "";
+			if (al__thread_background() && al__shutting_down())
+				snprintf(why, sizeof(why), " (given up: the daemon is stopping)");
+			else if (out_of_time)
+				snprintf(why, sizeof(why), " (gave up: the %ld ms bound on waiting passed)",
+					budget);
+			else if (!retry && tries < h->opt.max_tries)
+				snprintf(why, sizeof(why), " (not retried: the request may have been processed)");
 			if (code != CURLE_OK) {
 				rc = al_error_set(AL_EIO, "%s %s: %s after %d tr%s%s", method, shown,
 					errbuf[0] ? errbuf : curl_easy_strerror(code), tries,
@@ -503,7 +543,7 @@ static int perform(al_http_response *resp, al_http *h, const char *method, const
 			goto cleanup;
 		}
 		atomic_fetch_add(&h->retries, 1);
-		sleep_ms(backoff_ms(h, tries - 1));
+		sleep_ms(wait);
 	}
 	goto cleanup;
 nomem:

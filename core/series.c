@@ -40,6 +40,10 @@ typedef struct series {
 	uint64_t own_flushed;   /* own ordinals below this are in the store */
 	uint64_t others;        /* points of other writers in the view */
 	int64_t used_us;        /* last append or read, for evicting idle points from memory */
+	/* Points appended while the stored chunks could not be read (an unreachable backend):
+	 * journaled without ordinals, in order; they get them when the series is next loaded. */
+	al_point *deferred;
+	size_t deferred_n, deferred_cap;
 	al_series_summary sum;        /* of the merged view */
 	al_series_summary own_sum;    /* of this mount's points */
 	al_series_summary legacy_sum; /* of chunks without a writer */
@@ -74,8 +78,13 @@ struct al_series_set {
 	char last_error[512];
 };
 
-/* Points journaled with this mount's own ordinals (kind 1, merged-view ordinals, is obsolete). */
+/* Journal records, one layout: kind, u16 document length, document, u64 first ordinal, u32
+ * count, count × (step, value, time). Points journaled with this mount's own ordinals (kind 1,
+ * merged-view ordinals, is obsolete); points appended before the series could be loaded
+ * (ordinal unused); and the first count deferred points of a series with their ordinals. */
 #define REC_OWN_POINTS 2
+#define REC_DEFERRED 3
+#define REC_RESOLVED 4
 
 /* Chunks per commit: a full chunk is 0.4–0.55 MB of request JSON (about 100–130 bytes a
  * point), and a commit must stay under Firestore's 10 MiB request limit. */
@@ -340,6 +349,16 @@ static uint64_t doc_others(al_series_set *s, const cJSON *fields)
 	return n;
 }
 
+static int summary_from_doc(al_series_summary *out, const al_doc *d);
+static int resolve(al_series_set *s, series *se);
+
+/* Loads the series and gives its deferred points their ordinals (caller holds se->lock). */
+static int load_resolved(al_series_set *s, series *se)
+{
+	int rc = series_load(s, se);
+	return rc ? rc : resolve(s, se);
+}
+
 /* Makes the view current: loads it, or, on a shared store once it is older than the TTL,
  * reloads it when the summary document shows other writers' points it lacks (one GET, which
  * the read cache answers within its TTL). A failed check keeps the view (stale if error). */
@@ -348,7 +367,7 @@ static int series_fresh(al_series_set *s, series *se)
 	al_doc *d = NULL;
 	int64_t now;
 	if (!se->loaded)
-		return series_load(s, se);
+		return load_resolved(s, se);
 	now = al_now_us();
 	if (!s->ttl_us || now - se->loaded_us < s->ttl_us)
 		return 0;
@@ -462,7 +481,7 @@ static int series_push(series *se, const al_point *pts, size_t n)
 	return 0;
 }
 
-static int journal_points(al_series_set *s, const series *se, uint64_t first,
+static int journal_points(al_series_set *s, const series *se, int kind, uint64_t first,
 	const al_point *pts, size_t n)
 {
 	size_t plen = strlen(se->doc), len = 1 + 2 + plen + 8 + 4 + n * 24, off = 0, i;
@@ -473,7 +492,7 @@ static int journal_points(al_series_set *s, const series *se, uint64_t first,
 
 	if (!rec)
 		return al_error_set(AL_ENOMEM, "out of memory journaling %zu points", n);
-	rec[off++] = REC_OWN_POINTS;
+	rec[off++] = (char)kind;
 	memcpy(rec + off, &pl, 2); off += 2;
 	memcpy(rec + off, se->doc, plen); off += plen;
 	memcpy(rec + off, &first, 8); off += 8;
@@ -489,26 +508,93 @@ static int journal_points(al_series_set *s, const series *se, uint64_t first,
 	return rc;
 }
 
+static int unreachable(int rc)
+{
+	return rc == AL_EIO || rc == AL_EAGAIN;
+}
+
+/* Gives the deferred points their ordinals, after the loaded ones (caller holds se->lock and
+ * has loaded it): journaled as resolved first, so a replay neither loses nor repeats them. */
+static int resolve(al_series_set *s, series *se)
+{
+	int rc;
+	if (!se->deferred_n)
+		return 0;
+	if ((rc = journal_points(s, se, REC_RESOLVED, se->own_base + se->own_n, se->deferred,
+		se->deferred_n)))
+		return rc;
+	rc = series_push(se, se->deferred, se->deferred_n);
+	se->deferred_n = 0;
+	return rc;
+}
+
+/* The step before the next deferred point: the last deferred one, else the stored summary's
+ * (the last known copy; a missing document: none yet). AL_EIO when nothing local knows it. */
+static int deferred_step(int64_t *out, al_series_set *s, series *se)
+{
+	al_doc *d = NULL;
+	al_series_summary sum;
+	int rc;
+
+	*out = -1;
+	if (se->deferred_n) {
+		*out = se->deferred[se->deferred_n - 1].step;
+		return 0;
+	}
+	rc = al_store_get(&d, s->store, se->doc);
+	if (rc == AL_ENOTFOUND) {
+		al_error_clear();
+		return 0;
+	}
+	if (rc)
+		return rc;
+	if (summary_from_doc(&sum, d) == 0)
+		*out = sum.step;
+	else if (al_fields_get_int(out, d->fields, "step"))
+		*out = -1;
+	al_doc_free(d);
+	return 0;
+}
+
 int al_series_append_text(al_series_set *s, const char *metric_doc, const char *text, size_t len)
 {
 	series *se;
 	al_point *pts = NULL;
 	size_t n = 0;
-	int rc;
+	int64_t step;
+	int rc = 0, defer = 0;
 
 	if ((rc = series_get(&se, s, metric_doc)))
 		return rc;
 	pthread_mutex_lock(&se->lock);
-	/* Appends never wait for other writers' points: only reads refresh the view. */
-	if (!se->loaded && (rc = series_load(s, se)))
+	/* Appends never wait for other writers' points: only reads refresh the view. A series
+	 * whose chunks cannot be read now (the backend unreachable, no copy) takes its points
+	 * deferred: journal first, load later (README "Durability"). */
+	if (!se->loaded && (rc = series_load(s, se))) {
+		if (!unreachable(rc))
+			goto cleanup;
+		defer = 1;
+	}
+	if (!defer && (rc = resolve(s, se)))
 		goto cleanup;
 	se->used_us = al_now_us();
-	if ((rc = al_metric_parse(&pts, &n, text, len, se->sum.step, se->used_us)))
+	step = se->sum.step;
+	if (defer && (rc = deferred_step(&step, s, se)))
+		goto cleanup;
+	if ((rc = al_metric_parse(&pts, &n, text, len, step, se->used_us)))
 		goto cleanup;
 	if (n == 0)
 		goto cleanup;
 	/* Journal first: once this returns the points survive kill -9. */
-	if ((rc = journal_points(s, se, se->own_base + se->own_n, pts, n)))
+	if (defer) {
+		if ((rc = reserve(&se->deferred, &se->deferred_cap, se->deferred_n, n, se->doc)) ||
+		    (rc = journal_points(s, se, REC_DEFERRED, 0, pts, n)))
+			goto cleanup;
+		memcpy(se->deferred + se->deferred_n, pts, n * sizeof(*pts));
+		se->deferred_n += n;
+		goto cleanup;
+	}
+	if ((rc = journal_points(s, se, REC_OWN_POINTS, se->own_base + se->own_n, pts, n)))
 		goto cleanup;
 	rc = series_push(se, pts, n);
 cleanup:
@@ -649,6 +735,22 @@ int al_series_summary_get(al_series_summary *out, al_series_set *s, const char *
 		return rc;
 	}
 	pthread_mutex_lock(&se->lock);
+	if (se->deferred_n && (se->loaded || series_load(s, se) == 0) && (rc = resolve(s, se)))
+		goto cleanup;
+	if (se->deferred_n) {
+		/* Still unreadable: the stored summary as last known, and the deferred points. */
+		size_t i;
+		if (!d && (rc = al_store_get(&d, s->store, metric_doc)) && rc != AL_ENOTFOUND)
+			goto cleanup;
+		al_error_clear();
+		rc = 0;
+		if (!d || summary_from_doc(out, d))
+			summary_reset(out);
+		for (i = 0; i < se->deferred_n; i++)
+			summary_add(out, &se->deferred[i], point_len(&se->deferred[i]));
+		out->update_us = se->used_us;
+		goto cleanup;
+	}
 	if ((se->loaded && se->count > 0) || (se->touched == 1 && se->count == 0)) {
 		if (se->loaded)
 			series_fresh(s, se);
@@ -662,7 +764,7 @@ int al_series_summary_get(al_series_summary *out, al_series_set *s, const char *
 		goto cleanup;
 	if (!se->loaded && summary_from_doc(out, d) == 0)
 		goto cleanup;
-	if ((rc = series_load(s, se)))
+	if ((rc = load_resolved(s, se)))
 		goto cleanup;
 	*out = se->sum;
 	if (!out->update_us)
@@ -705,7 +807,7 @@ int al_series_ids(char ***out, size_t *count, al_series_set *s, const char *run_
 		goto cleanup;
 	}
 	for (se = run ? run->list : NULL; se; se = se->next_run)
-		if (se->count > 0 || se->touched)
+		if (se->count > 0 || se->touched || se->deferred_n > 0)
 			ids[n++] = strdup(al_doc_id(se->doc));
 	pthread_mutex_unlock(&s->lock);
 	for (i = 0; i < list->count; i++)
@@ -878,7 +980,18 @@ cleanup:
 
 static uint64_t own_pending(const series *se)
 {
-	return se->own_base + se->own_n - se->own_flushed + (se->touched == 1);
+	return se->own_base + se->own_n - se->own_flushed + se->deferred_n + (se->touched == 1);
+}
+
+/* Loads a series with deferred points and gives them their ordinals, so they can go. */
+static int settle(al_series_set *s, series *se)
+{
+	int rc = 0;
+	pthread_mutex_lock(&se->lock);
+	if (se->deferred_n)
+		rc = load_resolved(s, se);
+	pthread_mutex_unlock(&se->lock);
+	return rc;
 }
 
 /* Frees the points of delivered series nobody touched for a while; they reload on demand. */
@@ -931,13 +1044,17 @@ int al_series_flush(al_series_set *s)
 	}
 	for (i = 0; i < n; i++) {
 		int r, more;
-		while ((r = deliver(s, dirty[i], &more)) == 0 && more)
-			;
+		if ((r = settle(s, dirty[i])) == 0)
+			while ((r = deliver(s, dirty[i], &more)) == 0 && more)
+				;
 		if (r) {
 			err = r;
 			pthread_mutex_lock(&s->lock);
 			snprintf(s->last_error, sizeof(s->last_error), "%s", al_error_last());
 			pthread_mutex_unlock(&s->lock);
+			/* Unreachable: the other series would wait as long each; next round. */
+			if (unreachable(r))
+				break;
 		}
 	}
 	evict_idle(s);
@@ -995,6 +1112,7 @@ static void *flusher(void *arg)
 	al_series_set *s = arg;
 	struct timespec ts;
 
+	al__thread_set_background(1);   /* nobody waits for deliveries: long timeouts and retries */
 	pthread_mutex_lock(&s->lock);
 	while (!s->stop) {
 		clock_gettime(CLOCK_REALTIME, &ts);
@@ -1028,7 +1146,7 @@ static int replay_record(void *ctx, const void *data, size_t len)
 	series *se;
 	int rc;
 
-	if (len < 3 || r[0] != REC_OWN_POINTS)
+	if (len < 3 || (r[0] != REC_OWN_POINTS && r[0] != REC_DEFERRED && r[0] != REC_RESOLVED))
 		return 0;   /* unknown record kinds are skipped, not fatal */
 	memcpy(&pl, r + 1, 2);
 	if (len < off + pl + 12)
@@ -1046,6 +1164,22 @@ static int replay_record(void *ctx, const void *data, size_t len)
 	if (rc)
 		return rc;
 	pthread_mutex_lock(&se->lock);
+	if (r[0] == REC_DEFERRED) {   /* kept for the next load, in order */
+		if ((rc = reserve(&se->deferred, &se->deferred_cap, se->deferred_n, n, se->doc)) == 0)
+			for (i = 0; i < n; i++, off += 24) {
+				al_point *p = &se->deferred[se->deferred_n++];
+				memcpy(&p->step, r + off, 8);
+				memcpy(&p->value, r + off + 8, 8);
+				memcpy(&p->time_us, r + off + 16, 8);
+			}
+		pthread_mutex_unlock(&se->lock);
+		return rc;
+	}
+	if (r[0] == REC_RESOLVED) {   /* these deferred points got their ordinals: applied below */
+		size_t k = n < se->deferred_n ? n : se->deferred_n;
+		memmove(se->deferred, se->deferred + k, (se->deferred_n - k) * sizeof(al_point));
+		se->deferred_n -= k;
+	}
 	if (se->loaded || (rc = series_load(s, se)) == 0) {
 		for (i = 0; i < n && rc == 0; i++, off += 24) {
 			al_point p;
@@ -1084,7 +1218,12 @@ static int rejournal(al_series_set *s)
 		pthread_mutex_lock(&se->lock);
 		for (k = (size_t)(se->own_flushed - se->own_base); k < se->own_n && rc == 0; k += n) {
 			n = se->own_n - k < REJOURNAL_BATCH ? se->own_n - k : REJOURNAL_BATCH;
-			rc = journal_points(s, se, se->own_base + k, se->own + k, n);
+			rc = journal_points(s, se, REC_OWN_POINTS, se->own_base + k, se->own + k, n);
+		}
+		/* Points still waiting for their ordinals stay waiting, in order. */
+		for (k = 0; k < se->deferred_n && rc == 0; k += n) {
+			n = se->deferred_n - k < REJOURNAL_BATCH ? se->deferred_n - k : REJOURNAL_BATCH;
+			rc = journal_points(s, se, REC_DEFERRED, 0, se->deferred + k, n);
 		}
 		pthread_mutex_unlock(&se->lock);
 	}
@@ -1216,6 +1355,7 @@ void al_series_set_free(al_series_set *s)
 		pthread_mutex_destroy(&se->lock);
 		free(se->pts);
 		free(se->own);
+		free(se->deferred);
 		free(se->doc);
 		free(se);
 	}

@@ -1,6 +1,7 @@
 /* aletheia: the read-cache metastore decorator (after sshfs's cache.c): TTL-bound answers,
- * listings that fill the document cache, invalidation on every write through it, and prefetch of
- * a sub-collection for all documents of a collection with one group query. */
+ * listings that fill the document cache, invalidation on every write through it, prefetch of a
+ * sub-collection for all documents of a collection with one group query, and the bound on how
+ * long a file operation waits for the backend, with the last known copies it then answers from. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +13,13 @@
 #define BUCKETS 8192
 #define MAX_ENTRIES 200000
 #define RECENT 256      /* collections of the latest writes, for a prefetch that overlapped them */
+/* While the backend is unreachable, threads that answer file operations try it again at most
+ * this often; in between they answer from the last known copies at once (README "Firestore"). */
+#define PROBE_US (5LL * 1000000)
+/* Documents larger than this written through the cache are not kept as copies to fall back on
+ * (metric chunks: the series keep their own points); their collection is then unknown until it
+ * is listed again, never answered without them. */
+#define KEEP_DOC_MAX ((size_t)64 << 10)
 
 typedef struct entry {
 	char *key;              /* a document path, "coll\x01from\x01to" for a listing, or
@@ -23,7 +31,11 @@ typedef struct entry {
 	al_doc_list *list;
 	char *coll;             /* for listings: the collection, to invalidate by; for a mark 1:
 				 * the member whose listing was missing */
-	int64_t expires_us;
+	char *from, *to;        /* for listings: the range of ids (NULL: open). A listing without
+				 * list: its collection got a document too large to keep, so
+				 * nothing is known of it until it is listed again. */
+	int64_t expires_us;     /* fresh until then; an expired answer is still the last known one */
+	int64_t known_us;       /* when the answer was true (fetched, or written through the cache) */
 	struct entry *next;
 } entry;
 
@@ -41,6 +53,11 @@ typedef struct cache {
 	} recent[RECENT];
 	size_t recent_next;
 	uint64_t recent_floor;  /* the newest gen whose record was overwritten */
+	/* Reachability, for the bound on foreground waits (util.h al__foreground_wait). */
+	int64_t offline_since_us;   /* wall clock of the first failure of an outage; 0: reachable */
+	int64_t last_try_us;        /* monotonic: the last request sent while unreachable */
+	uint64_t stale_answers;     /* answers given from an expired copy since the mount */
+	char offline_error[256];
 } cache;
 
 static al_doc *doc_copy(const al_doc *d)
@@ -113,7 +130,11 @@ static size_t lower_bound(const al_doc_list *l, const char *id)
 static al_doc_list *range_copy(const al_doc_list *l, const char *from, const char *to)
 {
 	al_doc_list part;
-	size_t lo = from ? lower_bound(l, from) : 0, hi = to ? lower_bound(l, to) : l->count;
+	size_t lo, hi;
+	if (!l)
+		return NULL;
+	lo = from ? lower_bound(l, from) : 0;
+	hi = to ? lower_bound(l, to) : l->count;
 	part.docs = l->docs + lo;
 	part.count = hi > lo ? hi - lo : 0;
 	return list_copy(&part);
@@ -123,6 +144,8 @@ static void entry_free(entry *e)
 {
 	free(e->key);
 	free(e->coll);
+	free(e->from);
+	free(e->to);
 	al_doc_free(e->doc);
 	al_doc_list_free(e->list);
 	free(e);
@@ -191,7 +214,7 @@ static entry *fresh_listing(cache *c, const char *coll)
 	char *key = list_key(coll, NULL, NULL);
 	entry **p = key ? slot(c, key) : NULL;
 	free(key);
-	return p && *p && (*p)->expires_us > al_now_us() ? *p : NULL;
+	return p && *p && (*p)->list && (*p)->expires_us > al_now_us() ? *p : NULL;
 }
 
 /* A document answered from a fresh complete listing of its collection, which knows also the
@@ -213,11 +236,198 @@ static int from_listing(al_doc **out, cache *c, const char *path)
 	return hit ? (*out ? 1 : 0) : 1;
 }
 
+/* ---- reachability and the bound on waits -------------------------------------------- */
+
+/* A request of this thread may go to the backend: always for background threads; for threads
+ * that answer file operations, not while the backend is known to be unreachable, except for one
+ * probe every PROBE_US (the caller then answers from the last known copies at once). */
+static int may_try(cache *c)
+{
+	int64_t now = al__mono_us();
+	int ok;
+	if (!al__foreground_wait())
+		return 1;
+	pthread_mutex_lock(&c->lock);
+	ok = !c->offline_since_us || now - c->last_try_us >= PROBE_US;
+	if (ok && c->offline_since_us)
+		c->last_try_us = now;
+	pthread_mutex_unlock(&c->lock);
+	return ok;
+}
+
+/* Bounds the backend calls of a thread that answers a file operation (util.h); returns the
+ * budget to put back. */
+static long bound_begin(void)
+{
+	long prev = al__wait_budget();
+	unsigned fg = al__foreground_wait();
+	if (fg && (!prev || (long)fg < prev))
+		al__wait_budget_set((long)fg);
+	return prev;
+}
+
+static void bound_end(long prev)
+{
+	al__wait_budget_set(prev);
+}
+
+static int unreachable(int rc)
+{
+	return rc == AL_EIO || rc == AL_EAGAIN;
+}
+
+/* What a backend call says about reachability: any answer means reachable. */
+static void note(cache *c, int rc)
+{
+	if (rc == AL_ENOMEM)
+		return;
+	pthread_mutex_lock(&c->lock);
+	if (unreachable(rc)) {
+		if (!c->offline_since_us) {
+			c->offline_since_us = al_now_us();
+			fprintf(stderr, "aletheia: the metastore is unreachable; answering from the last "
+				"known copies: %s\n", al_error_last());
+		}
+		c->last_try_us = al__mono_us();
+		snprintf(c->offline_error, sizeof(c->offline_error), "%s", al_error_last());
+	} else if (c->offline_since_us) {
+		c->offline_since_us = 0;
+		fprintf(stderr, "aletheia: the metastore is reachable again\n");
+	}
+	pthread_mutex_unlock(&c->lock);
+}
+
+/* The error of a request not sent because the backend is unreachable (c->lock not held). */
+static int offline_error(cache *c, const char *what)
+{
+	char when[48];
+	int64_t since;
+	char why[256];
+	pthread_mutex_lock(&c->lock);
+	since = c->offline_since_us;
+	snprintf(why, sizeof(why), "%s", c->offline_error);
+	pthread_mutex_unlock(&c->lock);
+	al_time_format(when, since, 0);
+	return al_error_set(AL_EIO, "the metastore is unreachable (since %s: %s), and this mount has "
+		"no copy of %s", when, why, what);
+}
+
+/* The newest listing, however old, that covers coll's ids [from, to): that range's own or the
+ * whole collection's (c->lock held). */
+static entry *stale_listing(cache *c, const char *coll, const char *from, const char *to)
+{
+	char *k = list_key(coll, from, to), *whole = from || to ? list_key(coll, NULL, NULL) : NULL;
+	entry **p = k ? slot(c, k) : NULL, **q = whole ? slot(c, whole) : NULL, *best = NULL;
+	if (p && *p && (*p)->is_list)
+		best = *p;
+	if (q && *q && (*q)->is_list && (!best || (*q)->known_us > best->known_us))
+		best = *q;
+	free(k);
+	free(whole);
+	return best;
+}
+
+static char *created_key(const char *path)
+{
+	char *k = NULL;
+	if (asprintf(&k, "\x03%s", path) < 0)
+		return NULL;
+	return k;
+}
+
+/* Whether a document this mount created (a create-only write through the cache) lies above
+ * coll: a collection below it that this mount never listed holds what this mount wrote there,
+ * as far as it knows (c->lock held). */
+static int created_above(cache *c, const char *coll)
+{
+	char *k = created_key(coll), *q;
+	int segs = 1, found = 0;
+	if (!k)
+		return 0;
+	for (q = k + 1; *q && !found; q++) {
+		if (*q != '/')
+			continue;
+		if (segs % 2 == 0) {
+			*q = '\0';
+			found = *slot(c, k) != NULL;
+			*q = '/';
+		}
+		segs++;
+	}
+	free(k);
+	return found;
+}
+
+/* The last known state of a document, however old: 1 with *out set (NULL when it was known
+ * not to exist), 0 when nothing is known (c->lock held). The newer of its own entry and a
+ * listing of its collection wins. */
+static int stale_doc(al_doc **out, cache *c, const char *path)
+{
+	entry *d = *slot(c, path), *l;
+	char *coll = parent_collection(path);
+	al_doc **hit;
+	int known = 1;
+
+	*out = NULL;
+	l = coll ? stale_listing(c, coll, NULL, NULL) : NULL;
+	if (d && (d->is_list || d->mark))
+		d = NULL;
+	if (d && (!l || !l->list || d->known_us >= l->known_us)) {
+		if (!d->missing && !(*out = doc_copy(d->doc)))
+			known = 0;
+	} else if (l && l->list) {
+		hit = bsearch(al_doc_id(path), l->list->docs, l->list->count, sizeof(al_doc *),
+			id_vs_doc);
+		if (hit && strcmp((*hit)->path, path) == 0 && !(*out = doc_copy(*hit)))
+			known = 0;
+	} else
+		known = !l && coll && created_above(c, coll);
+	free(coll);
+	return known;
+}
+
+/* Answers a document from the last known copy after the backend failed with rc (or, with rc 0,
+ * was not asked): the copy, AL_ENOTFOUND when it was known missing, else the error. */
+static int doc_fallback(al_doc **out, cache *c, const char *path, int rc)
+{
+	int known;
+	pthread_mutex_lock(&c->lock);
+	known = stale_doc(out, c, path);
+	c->stale_answers += known;
+	pthread_mutex_unlock(&c->lock);
+	if (!known)
+		return rc ? rc : offline_error(c, path);
+	return *out ? 0 : al_error_set(AL_ENOTFOUND, "no document %s (as last known: the "
+		"metastore is unreachable)", path);
+}
+
+/* The same for a listing: the newest copy covering the range, or an empty one below a
+ * document this mount created. */
+static int list_fallback(al_doc_list **out, cache *c, const char *coll, const char *from,
+	const char *to, int rc)
+{
+	entry *l;
+	int known = 1;
+	pthread_mutex_lock(&c->lock);
+	if ((l = stale_listing(c, coll, from, to)))
+		known = (*out = range_copy(l->list, from, to)) != NULL || l->list;
+	else if (created_above(c, coll))
+		*out = calloc(1, sizeof(**out));
+	else
+		known = 0;
+	c->stale_answers += known;
+	pthread_mutex_unlock(&c->lock);
+	if (!known)
+		return rc ? rc : offline_error(c, coll);
+	return *out ? 0 : al_error_set(AL_ENOMEM, "out of memory");
+}
+
 static int c_get(al_doc **out, al_store_backend *b, const char *path)
 {
 	cache *c = (cache *)b;
 	entry **p, *e;
 	uint64_t g0;
+	long prev;
 	int rc;
 
 	*out = NULL;
@@ -238,16 +448,15 @@ static int c_get(al_doc **out, al_store_backend *b, const char *path)
 	}
 	g0 = c->gen;
 	pthread_mutex_unlock(&c->lock);
+	if (!may_try(c))
+		return doc_fallback(out, c, path, 0);
+	prev = bound_begin();
 	rc = c->inner->get(out, c->inner, path);
-	if (rc == AL_EIO || rc == AL_EAGAIN) {
-		/* Unreachable: an expired answer is better than none (stale-if-error). */
-		pthread_mutex_lock(&c->lock);
-		p = slot(c, path);
-		if (*p && !(*p)->missing && (*out = doc_copy((*p)->doc)))
-			rc = 0;
-		pthread_mutex_unlock(&c->lock);
-		return rc;
-	}
+	bound_end(prev);
+	note(c, rc);
+	/* Unreachable: an expired answer is better than none (stale-if-error). */
+	if (unreachable(rc))
+		return doc_fallback(out, c, path, rc);
 	if (rc && rc != AL_ENOTFOUND)
 		return rc;
 	if (!(e = calloc(1, sizeof(*e))) || !(e->key = strdup(path))) {
@@ -256,7 +465,8 @@ static int c_get(al_doc **out, al_store_backend *b, const char *path)
 	}
 	e->missing = rc == AL_ENOTFOUND;
 	e->doc = rc == 0 ? doc_copy(*out) : NULL;
-	e->expires_us = al_now_us() + c->ttl_us;
+	e->known_us = al_now_us();
+	e->expires_us = e->known_us + c->ttl_us;
 	pthread_mutex_lock(&c->lock);
 	if (c->gen == g0 && (e->missing || e->doc))
 		put(c, e);
@@ -297,8 +507,15 @@ static int c_get_many(al_doc **out, al_store_backend *b, const char *const *path
 	pthread_mutex_unlock(&c->lock);
 	if (rc || m == 0)
 		goto cleanup;
-	rc = al_store_get_many(got, c->inner, miss, m);
-	if (rc == AL_EIO || rc == AL_EAGAIN) {
+	if (may_try(c)) {
+		long prev = bound_begin();
+		rc = al_store_get_many(got, c->inner, miss, m);
+		bound_end(prev);
+		note(c, rc);
+	} else
+		rc = AL_EIO;
+	if (unreachable(rc)) {
+		/* each from its last known copy (the backend is not asked again for a while) */
 		for (i = 0, rc = 0; i < m && rc == 0; i++)
 			if ((rc = c_get(&out[where[i]], b, miss[i])) == AL_ENOTFOUND) {
 				al_error_clear();
@@ -318,7 +535,8 @@ static int c_get_many(al_doc **out, al_store_backend *b, const char *const *path
 		}
 		e->missing = got[i] == NULL;
 		e->doc = got[i] ? doc_copy(got[i]) : NULL;
-		e->expires_us = al_now_us() + c->ttl_us;
+		e->known_us = al_now_us();
+		e->expires_us = e->known_us + c->ttl_us;
 		if (c->gen == g0 && (e->missing || e->doc))
 			put(c, e);
 		else
@@ -345,6 +563,7 @@ static int c_list(al_doc_list **out, al_store_backend *b, const char *coll, cons
 	entry **p, *e;
 	uint64_t g0;
 	size_t i;
+	long prev;
 	int rc;
 
 	*out = NULL;
@@ -352,7 +571,7 @@ static int c_list(al_doc_list **out, al_store_backend *b, const char *coll, cons
 		return al_error_set(AL_ENOMEM, "out of memory");
 	pthread_mutex_lock(&c->lock);
 	p = slot(c, key);
-	if (*p && (*p)->expires_us > al_now_us()) {
+	if (*p && (*p)->list && (*p)->expires_us > al_now_us()) {
 		*out = list_copy((*p)->list);
 		pthread_mutex_unlock(&c->lock);
 		free(key);
@@ -367,29 +586,34 @@ static int c_list(al_doc_list **out, al_store_backend *b, const char *coll, cons
 	}
 	g0 = c->gen;
 	pthread_mutex_unlock(&c->lock);
-	if ((rc = c->inner->list(out, c->inner, coll, from, to))) {
-		if (rc == AL_EIO || rc == AL_EAGAIN) {
-			pthread_mutex_lock(&c->lock);
-			p = slot(c, key);
-			if (*p && (*out = list_copy((*p)->list)))
-				rc = 0;   /* stale-if-error, as for documents */
-			pthread_mutex_unlock(&c->lock);
-		}
+	if (!may_try(c)) {
 		free(key);
-		return rc;
+		return list_fallback(out, c, coll, from, to, 0);
+	}
+	prev = bound_begin();
+	rc = c->inner->list(out, c->inner, coll, from, to);
+	bound_end(prev);
+	note(c, rc);
+	if (rc) {
+		free(key);
+		/* stale-if-error, as for documents */
+		return unreachable(rc) ? list_fallback(out, c, coll, from, to, rc) : rc;
 	}
 	pthread_mutex_lock(&c->lock);
 	if (c->gen == g0) {
-		int64_t exp = al_now_us() + c->ttl_us;
+		int64_t known = al_now_us(), exp = known + c->ttl_us;
 		if ((e = calloc(1, sizeof(*e)))) {
 			e->key = key;
 			key = NULL;
 			e->is_list = 1;
 			e->coll = strdup(coll);
+			e->from = from ? strdup(from) : NULL;
+			e->to = to ? strdup(to) : NULL;
 			e->list = list_copy(*out);
+			e->known_us = known;
 			e->expires_us = exp;
 			sort_by_id(e->list);
-			if (e->list && e->coll)
+			if (e->list && e->coll && (!from || e->from) && (!to || e->to))
 				put(c, e);
 			else
 				entry_free(e);
@@ -402,6 +626,7 @@ static int c_list(al_doc_list **out, al_store_backend *b, const char *coll, cons
 					entry_free(d);
 				continue;
 			}
+			d->known_us = known;
 			d->expires_us = exp;
 			put(c, d);
 		}
@@ -414,34 +639,170 @@ static int c_list(al_doc_list **out, al_store_backend *b, const char *coll, cons
 static int c_list_collections(char ***out, size_t *count, al_store_backend *b, const char *doc)
 {
 	cache *c = (cache *)b;
-	return c->inner->list_collections(out, count, c->inner, doc);
+	long prev;
+	int rc;
+	if (!may_try(c))
+		return offline_error(c, "the collections below a document");
+	prev = bound_begin();
+	rc = c->inner->list_collections(out, count, c->inner, doc);
+	bound_end(prev);
+	note(c, rc);
+	return rc;
 }
 
-/* Forgets a written document and the listings of its collection (c->lock held). */
-static void invalidate(cache *c, const char *path)
+/* Roughly how many bytes of JSON a value takes, counting no further than limit. */
+static size_t json_size(const cJSON *v, size_t limit)
 {
-	char *coll = parent_collection(path);
-	entry **p = slot(c, path);
+	size_t n = 16 + (v->string ? strlen(v->string) : 0) + (v->valuestring ? strlen(v->valuestring) : 0);
+	const cJSON *it;
+	for (it = v->child; it && n <= limit; it = it->next)
+		n += json_size(it, limit - n);
+	return n;
+}
+
+/* Puts doc (taken; NULL: missing) under id in the sorted list l, or takes id out of it. */
+static void list_patch(al_doc_list *l, const char *id, al_doc *doc)
+{
+	size_t at = lower_bound(l, id);
+	int here = at < l->count && strcmp(al_doc_id(l->docs[at]->path), id) == 0;
+	al_doc **grown;
+	if (here) {
+		al_doc_free(l->docs[at]);
+		if (doc)
+			l->docs[at] = doc;
+		else
+			memmove(l->docs + at, l->docs + at + 1, (--l->count - at) * sizeof(al_doc *));
+		return;
+	}
+	if (!doc)
+		return;
+	if (!(grown = realloc(l->docs, (l->count + 2) * sizeof(al_doc *)))) {
+		al_doc_free(doc);
+		return;
+	}
+	l->docs = grown;
+	memmove(l->docs + at + 1, l->docs + at, (l->count - at) * sizeof(al_doc *));
+	l->docs[at] = doc;
+	l->count++;
+}
+
+/* After a write through the cache (ok: it succeeded): its document and the listings of its
+ * collection are no longer fresh, so the next read asks the backend (a read racing with the
+ * write must not stay cached either). They stay as the copies to fall back on while the backend
+ * is unreachable, with the write applied when it is known what the document became; a large
+ * document is forgotten instead, and its collection marked unknown. A create-only write marks
+ * its document as created here (created_above). c->lock held. */
+static void written(cache *c, const al_write *w, int ok)
+{
+	char *coll = parent_collection(w->path), *ck;
+	const char *id = al_doc_id(w->path);
+	al_doc *now = NULL, *base = NULL;
+	entry **p, *e, *whole = NULL;
+	int known = 0, keep = 1;
+	int64_t t = al_now_us();
 	size_t i;
 
-	if (*p) {
-		entry *e = *p;
+	if (ok && w->pre == AL_PRE_MISSING && (ck = created_key(w->path))) {
+		if ((e = calloc(1, sizeof(*e)))) {
+			e->key = ck;
+			put(c, e);
+		} else
+			free(ck);
+	}
+	if (ok && w->op != AL_WRITE_DELETE)
+		keep = !w->fields || json_size(w->fields, KEEP_DOC_MAX) <= KEEP_DOC_MAX;
+	if (ok && keep) {
+		if (w->op == AL_WRITE_DELETE) {
+			known = 1;
+		} else if (w->op == AL_WRITE_SET || stale_doc(&base, c, w->path)) {
+			/* an update merges onto what was known (and creates a missing document) */
+			const cJSON *it;
+			known = 1;
+			now = base ? base : calloc(1, sizeof(*now));
+			if (now && !base) {
+				now->path = strdup(w->path);
+				now->fields = cJSON_CreateObject();
+				now->create_us = t;
+			}
+			if (now && w->op == AL_WRITE_SET) {
+				cJSON_Delete(now->fields);
+				now->fields = cJSON_Duplicate(w->fields, 1);
+			} else if (now)
+				cJSON_ArrayForEach(it, w->fields)
+					al_fields_set(now->fields, it->string, cJSON_Duplicate(it, 1));
+			if (now)
+				now->update_us = t;
+			if (!now || !now->path || !now->fields) {
+				al_doc_free(now);
+				now = NULL;
+				known = 0;
+			}
+		}
+	}
+	p = slot(c, w->path);
+	if (*p && !keep) {   /* too large to keep: forgotten */
+		e = *p;
 		*p = e->next;
 		entry_free(e);
 		c->count--;
+	} else if (*p)
+		(*p)->expires_us = 0;   /* the old copy stays, expired, unless replaced below */
+	if (known && (e = calloc(1, sizeof(*e)))) {
+		e->missing = now == NULL;
+		e->known_us = t;   /* expires_us 0: never fresh, the next read asks the backend */
+		if ((e->key = strdup(w->path)) && (e->missing || (e->doc = doc_copy(now))))
+			put(c, e);
+		else
+			entry_free(e);
 	}
 	for (i = 0; coll && i < BUCKETS; i++) {
 		entry **q = &c->table[i];
 		while (*q) {
-			if ((*q)->is_list && strcmp((*q)->coll, coll) == 0) {
-				entry *e = *q;
+			e = *q;
+			if (!e->is_list || strcmp(e->coll, coll) != 0) {
+				q = &e->next;
+				continue;
+			}
+			if (!keep) {
 				*q = e->next;
 				entry_free(e);
 				c->count--;
-			} else
-				q = &(*q)->next;
+				continue;
+			}
+			e->expires_us = 0;
+			if (known && e->list && (!e->from || strcmp(id, e->from) >= 0) &&
+			    (!e->to || strcmp(id, e->to) < 0)) {
+				list_patch(e->list, id, now ? doc_copy(now) : NULL);
+				e->known_us = t;
+			}
+			if (!e->from && !e->to)
+				whole = e;
+			q = &e->next;
 		}
 	}
+	/* Too large to keep: nothing is known of the collection now, not even below a document
+	 * created here (an empty answer would lose what was written). */
+	if (!keep && coll && (e = calloc(1, sizeof(*e)))) {
+		e->is_list = 1;
+		e->known_us = t;
+		if ((e->key = list_key(coll, NULL, NULL)) && (e->coll = strdup(coll)))
+			put(c, e);
+		else
+			entry_free(e);
+	}
+	/* A collection never listed below a document created here: what was written is known. */
+	if (known && !whole && coll && created_above(c, coll) && (e = calloc(1, sizeof(*e)))) {
+		e->is_list = 1;
+		e->known_us = t;
+		if ((e->list = calloc(1, sizeof(*e->list))) && (e->key = list_key(coll, NULL, NULL)) &&
+		    (e->coll = strdup(coll))) {
+			if (now)
+				list_patch(e->list, id, doc_copy(now));
+			put(c, e);
+		} else
+			entry_free(e);
+	}
+	al_doc_free(now);
 	free(coll);
 }
 
@@ -477,48 +838,23 @@ static int c_commit(al_store_backend *b, const al_write *writes, size_t count)
 {
 	cache *c = (cache *)b;
 	size_t i;
+	long prev;
 	int rc;
 
 	pthread_mutex_lock(&c->lock);
 	c->gen++;
 	pthread_mutex_unlock(&c->lock);
+	/* Commits are always sent (creates need the backend's answer; the write-behind keeps what
+	 * failed), within the bound when they answer a file operation. */
+	prev = bound_begin();
 	rc = al_store_commit(c->inner, writes, count);
-	/* Invalidate after the write too: a read racing with it must not stay cached. */
+	bound_end(prev);
+	note(c, rc);
 	pthread_mutex_lock(&c->lock);
 	c->gen++;
 	for (i = 0; i < count; i++) {
-		al_doc *known = NULL;
-		entry **p = slot(c, writes[i].path);
-		/* What we just wrote is the best copy to fall back on while unreachable. */
-		if (rc == 0 && *p && !(*p)->is_list) {
-			if (writes[i].op == AL_WRITE_DELETE || (*p)->missing) {
-				known = NULL;
-			} else if (writes[i].op == AL_WRITE_SET || (*p)->doc) {
-				known = (*p)->doc ? doc_copy((*p)->doc) : NULL;
-				if (known && writes[i].op == AL_WRITE_SET) {
-					cJSON_Delete(known->fields);
-					known->fields = cJSON_Duplicate(writes[i].fields, 1);
-				} else if (known) {
-					const cJSON *it;
-					cJSON_ArrayForEach(it, writes[i].fields)
-						al_fields_set(known->fields, it->string, cJSON_Duplicate(it, 1));
-				}
-			}
-		}
-		invalidate(c, writes[i].path);
+		written(c, &writes[i], rc == 0);
 		remember_write(c, writes[i].path);
-		if (known) {
-			entry *e = calloc(1, sizeof(*e));
-			known->update_us = al_now_us();
-			if (e && (e->key = strdup(writes[i].path))) {
-				e->doc = known;
-				e->expires_us = 0;   /* stale at once: used only when the backend is away */
-				put(c, e);
-			} else {
-				free(e);
-				al_doc_free(known);
-			}
-		}
 	}
 	pthread_mutex_unlock(&c->lock);
 	return rc;
@@ -528,7 +864,11 @@ static char *c_describe(al_store_backend *b)
 {
 	cache *c = (cache *)b;
 	char *inner = c->inner->describe ? c->inner->describe(c->inner) : NULL, *out = NULL;
-	if (asprintf(&out, "%sread_cache_ttl_ms: %lld\n", inner ? inner : "", (long long)(c->ttl_us / 1000)) < 0)
+	char since[160];
+	int64_t when = al_store_cache_offline(since, sizeof(since), b);
+	if (asprintf(&out, "%sread_cache_ttl_ms: %lld\nnetwork_wait_ms: %u\noffline_since: %s\n",
+		    inner ? inner : "", (long long)(c->ttl_us / 1000), al__foreground_wait(),
+		    when ? since : "none") < 0)
 		out = NULL;
 	free(inner);
 	return out;
@@ -590,6 +930,7 @@ static void put_listing(cache *c, const char *coll, al_doc_list *list, int64_t e
 	}
 	e->is_list = 1;
 	e->list = list;
+	e->known_us = exp - c->ttl_us;
 	e->expires_us = exp;
 	put(c, e);
 	for (i = 0; i < list->count; i++) {
@@ -599,6 +940,7 @@ static void put_listing(cache *c, const char *coll, al_doc_list *list, int64_t e
 				entry_free(d);
 			continue;
 		}
+		d->known_us = exp - c->ttl_us;
 		d->expires_us = exp;
 		put(c, d);
 	}
@@ -668,7 +1010,17 @@ int al_store_cache_prefetch(al_store_backend *b, const char *doc, const char *co
 	pthread_mutex_lock(&c->lock);
 	g0 = c->gen;
 	pthread_mutex_unlock(&c->lock);
-	if ((rc = c->inner->list_group(&group, c->inner, scope, collection_id)))
+	if (!may_try(c)) {
+		rc = offline_error(c, "a group query");
+		goto cleanup;
+	}
+	{
+		long prev = bound_begin();
+		rc = c->inner->list_group(&group, c->inner, scope, collection_id);
+		bound_end(prev);
+		note(c, rc);
+	}
+	if (rc)
 		goto cleanup;
 	if (!(g = calloc(group->count + 1, sizeof(*g)))) {
 		rc = al_error_set(AL_ENOMEM, "out of memory");
@@ -720,6 +1072,28 @@ cleanup:
 	free(target);
 	free(mark);
 	return rc;
+}
+
+int64_t al_store_cache_offline(char *buf, size_t cap, al_store_backend *b)
+{
+	cache *c = (cache *)b;
+	int64_t since = 0;
+	uint64_t stale = 0;
+	if (buf && cap)
+		buf[0] = '\0';
+	if (!b || strcmp(b->name, "read-cache") != 0)
+		return 0;
+	pthread_mutex_lock(&c->lock);
+	since = c->offline_since_us;
+	stale = c->stale_answers;
+	pthread_mutex_unlock(&c->lock);
+	if (since && buf && cap) {
+		char when[48];
+		al_time_format(when, since, 3);
+		snprintf(buf, cap, "%s (%llu answers from the last known copies since the mount)",
+			when, (unsigned long long)stale);
+	}
+	return since;
 }
 
 al_store_backend *al_store_cache_inner(al_store_backend *b)

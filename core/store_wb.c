@@ -200,11 +200,66 @@ static void sweep(wb *w)
 	}
 }
 
+/* Errors after which a commit is kept and tried again: the backend was unreachable, busy or
+ * refused the credentials, none of which says anything about the writes themselves. */
+static int transient(int rc)
+{
+	return rc == AL_EIO || rc == AL_EAGAIN || rc == AL_ENOMEM || rc == AL_ERROR ||
+		rc == AL_EACCES || rc == AL_EBUSY;
+}
+
+/* The local view of path without the refused batch: the entry is built again from the writes
+ * still queued for it, or dropped so the backend's copy answers (w->lock held). A write queued
+ * after the refused one that copied its content (a read-modify-write) keeps it: it will be
+ * refused in turn. */
+static void ov_rebuild(wb *w, const char *path)
+{
+	ov_entry *e = path ? ov_find(w, path, 0) : NULL;
+	const batch *b;
+	const cJSON *it;
+	if (!path)
+		return;
+	if (e)
+		ov_remove(w, e);
+	for (b = w->head; b; b = b->next)
+		cJSON_ArrayForEach(it, b->writes) {
+			al_write_op op;
+			const char *p = cJSON_GetStringValue(cJSON_GetObjectItem(it, "path"));
+			if (p && strcmp(p, path) == 0 &&
+			    op_parse(&op, cJSON_GetStringValue(cJSON_GetObjectItem(it, "op"))) == 0)
+				ov_apply(w, op, p, cJSON_GetObjectItem(it, "fields"), b->seq);
+		}
+}
+
+/* Takes the deliverer's lock; a thread answering a file operation waits for a delivery under
+ * way only as long as it may wait for the network (util.h). */
+static int deliver_lock(wb *w)
+{
+	unsigned wait = al__foreground_wait();
+	struct timespec ts;
+	if (!wait) {
+		pthread_mutex_lock(&w->deliver_lock);
+		return 0;
+	}
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += wait / 1000;
+	ts.tv_nsec += (long)(wait % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	if (pthread_mutex_timedlock(&w->deliver_lock, &ts) == 0)
+		return 0;
+	return al_error_set(AL_EIO, "earlier writes are being delivered and the metastore has not "
+		"answered within %u ms (%s)", wait, *w->last_error ? w->last_error : "no error yet");
+}
+
 static int deliver(wb *w)
 {
 	int rc = 0, one_at_a_time = 0;
 
-	pthread_mutex_lock(&w->deliver_lock);
+	if ((rc = deliver_lock(w)))
+		return rc;
 	pthread_mutex_lock(&w->lock);
 	sweep(w);
 	pthread_mutex_unlock(&w->lock);
@@ -255,7 +310,7 @@ static int deliver(wb *w)
 		}
 		rc = al_store_commit(w->inner, ws, n);
 		free(ws);
-		if (rc == AL_EIO || rc == AL_EAGAIN || rc == AL_ENOMEM || rc == AL_ERROR) {
+		if (transient(rc)) {
 			/* Unreachable: keep everything, try again later. */
 			pthread_mutex_lock(&w->lock);
 			snprintf(w->last_error, sizeof(w->last_error), "%s", al_error_last());
@@ -263,14 +318,25 @@ static int deliver(wb *w)
 			break;
 		}
 		if (rc && first != last) {
-			/* One batch was refused: deliver one at a time to find it. */
+			/* A commit is all or nothing: one refused batch held back the others. Deliver
+			 * one at a time until it is found, then in commits again. */
 			one_at_a_time = 1;
 			rc = 0;
 			continue;
 		}
 		pthread_mutex_lock(&w->lock);
-		if (rc)   /* refused for good (a precondition): reported, not retried forever */
-			snprintf(w->last_error, sizeof(w->last_error), "dropped a write: %s", al_error_last());
+		if (rc) {
+			/* Refused for good (a limit, a precondition): reported with its path, not
+			 * retried forever, and taken out of the local view below so that writes built
+			 * from what reads show next do not carry it (README "Firestore"). */
+			const char *path = cJSON_GetStringValue(cJSON_GetObjectItem(
+				cJSON_GetArrayItem(first->writes, 0), "path"));
+			snprintf(w->last_error, sizeof(w->last_error), "dropped a write to %s%s: %s",
+				path ? path : "?", first->count > 1 ? " (and the writes committed with it)" : "",
+				al_error_last());
+			fprintf(stderr, "aletheia: %s\n", w->last_error);
+			one_at_a_time = 0;
+		}
 		do {
 			b = w->head;
 			w->head = b->next;
@@ -283,6 +349,9 @@ static int deliver(wb *w)
 					e->delivered_us = al_now_us();   /* the backend has it now */
 			}
 			done = b == last;
+			if (rc)
+				cJSON_ArrayForEach(it, b->writes)
+					ov_rebuild(w, cJSON_GetStringValue(cJSON_GetObjectItem(it, "path")));
 			cJSON_Delete(b->writes);
 			free(b);
 		} while (!done);
@@ -320,8 +389,9 @@ static int wb_commit(al_store_backend *base, const al_write *writes, size_t coun
 	size_t i;
 	int rc, create = 0;
 
+	/* What the backend would refuse is refused now, to the caller, before it is journaled:
+	 * a write refused later can only be dropped (README "Firestore"). */
 	for (i = 0; i < count; i++) {
-		/* Refused now, to the caller, rather than by the server at delivery (README "Firestore"). */
 		if ((rc = al_write_check(&writes[i])))
 			return rc;
 		create |= writes[i].pre == AL_PRE_MISSING;
@@ -611,6 +681,7 @@ static void *flusher(void *arg)
 	struct timespec ts;
 	unsigned backoff = w->interval_ms;
 
+	al__thread_set_background(1);   /* nobody waits for it: long timeouts and retries */
 	pthread_mutex_lock(&w->lock);
 	while (!w->stop) {
 		clock_gettime(CLOCK_REALTIME, &ts);

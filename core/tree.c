@@ -3999,9 +3999,11 @@ int al_tree_status(char **out, al_tree *t)
 {
 	al_buf b = AL_BUF_INIT;
 	al_cache_stats cs;
-	char err[512], limit[64];
+	char err[512], limit[64], offline[160];
 
 	al_cache_get_stats(&cs, t->cache);
+	if (!al_store_cache_offline(offline, sizeof(offline), t->series_store))
+		snprintf(offline, sizeof(offline), "none");
 	al_series_last_error(err, sizeof(err), t->series);
 	if (!*err)
 		al_store_wb_last_error(err, sizeof(err), t->wb);
@@ -4010,11 +4012,12 @@ int al_tree_status(char **out, al_tree *t)
 	else
 		snprintf(limit, sizeof(limit), "unbounded");
 	al_buf_printf(&b, "version: %s\npid: %d\nmountpoint: %s\nstore: %s\nbackend: %s\nblobs: %s\n"
-		"cache: %s (%llu bytes %s, %llu blobs)\npending_writes: %llu\nlast_error: %s\n",
+		"cache: %s (%llu bytes %s, %llu blobs)\npending_writes: %llu\nlast_error: %s\n"
+		"offline_since: %s\n",
 		AL_VERSION, (int)getpid(), t->mountpoint ? t->mountpoint : "", t->store_uri,
 		t->backend, t->blobs_uri, t->cache_dir, (unsigned long long)cs.bytes, limit,
 		(unsigned long long)cs.entries, (unsigned long long)al_tree_pending(t),
-		*err ? err : "none");
+		*err ? err : "none", offline);
 	*out = al_buf_detach(&b, NULL);
 	return *out ? 0 : al_error_set(AL_ENOMEM, "out of memory");
 }
@@ -4091,9 +4094,13 @@ int al_tree_open(al_tree **out, const al_tree_options *opts)
 		 * while from memory (ALETHEIA_CACHE_TTL_MS, default 1000). */
 		/* The overlay of undelivered writes sits on top of the read cache, so it merges onto
 		 * cached (or, while unreachable, stale) documents and never onto nothing. */
-		const char *ttl = getenv("ALETHEIA_CACHE_TTL_MS");
+		const char *ttl = getenv("ALETHEIA_CACHE_TTL_MS"), *wait = getenv("ALETHEIA_NETWORK_WAIT_MS");
 		char *wbdir = xasprintf("%s/writes", dir);
 		al_store_backend *cached = NULL, *inner = t->store;
+		/* A file operation waits for the metastore at most this long (per request, retries
+		 * included), then answers from the last known copy (README "Firestore"). */
+		if (wait && *wait)
+			al__foreground_wait_set((unsigned)atoi(wait));
 		t->store = NULL;
 		rc = al_store_cache_new(&cached, inner, ttl ? (unsigned)atoi(ttl) : 1000);
 		if (rc == 0)
@@ -4140,6 +4147,9 @@ void al_tree_free(al_tree *t)
 	vdir *v, *next;
 	if (!t)
 		return;
+	/* The flushers' requests in flight end now; the final flushes below are bounded like any
+	 * file operation's, and what they cannot deliver stays journaled (README "Firestore"). */
+	al__shutdown_begin();
 	if (t->ds_started) {
 		pthread_mutex_lock(&t->lock);
 		t->ds_stop = 1;

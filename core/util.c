@@ -1,5 +1,5 @@
-/* aletheia: small shared helpers — folder creation and locking, and string hashing for in-memory
- * tables. */
+/* aletheia: small shared helpers — folder creation and locking, string hashing for in-memory
+ * tables, and the per-thread bound on network waits. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include "aletheia/common.h"
 #include "util.h"
@@ -85,4 +86,58 @@ cleanup:
 		close(fd);
 	free(path);
 	return rc;
+}
+
+static _Thread_local int background;
+static _Thread_local long budget_ms;
+static unsigned foreground_ms = 2500;   /* read and written whole: no lock needed */
+static int shutting_down;
+
+void al__shutdown_begin(void)
+{
+	__atomic_store_n(&shutting_down, 1, __ATOMIC_RELAXED);
+}
+
+int al__shutting_down(void)
+{
+	return __atomic_load_n(&shutting_down, __ATOMIC_RELAXED);
+}
+
+void al__foreground_wait_set(unsigned ms)
+{
+	__atomic_store_n(&foreground_ms, ms, __ATOMIC_RELAXED);
+}
+
+unsigned al__foreground_wait(void)
+{
+	return background ? 0 : __atomic_load_n(&foreground_ms, __ATOMIC_RELAXED);
+}
+
+void al__thread_set_background(int on)
+{
+	background = on;
+}
+
+int al__thread_background(void)
+{
+	return background;
+}
+
+long al__wait_budget_set(long ms)
+{
+	long old = budget_ms;
+	budget_ms = ms > 0 ? ms : 0;
+	return old;
+}
+
+long al__wait_budget(void)
+{
+	return budget_ms;
+}
+
+int64_t al__mono_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }

@@ -16,4 +16,26 @@ int al__lock_dir(int *fd_out, const char *dir, const char *what);
 /* FNV-1a of a string, for in-memory hash tables. */
 uint64_t al__str_hash(const char *s);
 
+/* Network waits of the calling thread (README "Firestore": what waits how long at most).
+ * A thread marked background (the flushers) does work nobody waits for: it keeps the HTTP
+ * client's long timeouts and retries. Any other thread answers a file operation, and the
+ * metastore decorators bound its requests (al__wait_budget). */
+void al__thread_set_background(int on);
+int al__thread_background(void);
+/* The bound for threads that answer file operations (ms; 2,500 unless set, e.g. from
+ * ALETHEIA_NETWORK_WAIT_MS); al__foreground_wait() gives 0 on a background thread. */
+void al__foreground_wait_set(unsigned ms);
+unsigned al__foreground_wait(void);
+/* The longest one HTTP request of this thread may take, retries and backoff included (ms; 0:
+ * the client's own timeouts). Returns the previous value, to be put back after the call. */
+long al__wait_budget_set(long ms);
+long al__wait_budget(void);
+/* The daemon is stopping: background requests in flight give up (within about a second) and
+ * are not retried, so the flushers can be joined at once; what they held is delivered by the
+ * final, bounded flush or stays journaled. Not undone. */
+void al__shutdown_begin(void);
+int al__shutting_down(void);
+/* A monotonic clock in microseconds, for deadlines. */
+int64_t al__mono_us(void);
+
 #endif

@@ -64,8 +64,8 @@ static char *config_strdup(const char *s)
 }
 
 /* $XDG_CONFIG_HOME/aletheia/config (or $ALETHEIA_CONFIG): "key = value" lines, '#' comments,
- * keys store, blobs, cache-dir, cache-size, mountpoint, allow-delete, cache-ttl-ms. Flags given on
- * the command line override it. */
+ * keys store, blobs, cache-dir, cache-size, mountpoint, allow-delete, cache-ttl-ms,
+ * network-wait-ms. Flags given on the command line override it. */
 static int read_config(mount_opts *o)
 {
 	char *base = NULL, *path = NULL, line[4096];
@@ -126,9 +126,11 @@ static int read_config(mount_opts *o)
 			o->allow_delete = !strcmp(v, "true") || !strcmp(v, "yes") || !strcmp(v, "1");
 		else if (!strcmp(k, "cache-ttl-ms"))
 			setenv("ALETHEIA_CACHE_TTL_MS", v, 0);
+		else if (!strcmp(k, "network-wait-ms"))
+			setenv("ALETHEIA_NETWORK_WAIT_MS", v, 0);
 		else {
 			al_cli_fail("%s:%d: unknown key \"%s\" (store, blobs, cache-dir, cache-size, mountpoint, "
-				"allow-delete, cache-ttl-ms)", path, n, k);
+				"allow-delete, cache-ttl-ms, network-wait-ms)", path, n, k);
 			rc = 2;
 		}
 	}

@@ -62,7 +62,11 @@ void al_http_free(al_http *h);
  *   AL_EAGAIN  still 429 after the last try;
  *   AL_EIO     still 5xx after the last try, 5xx not retried (non-idempotent), connection
  *              failures, timeouts, resets, and a body larger than max_body.
- * On error *resp still holds the last answer, if any. resp is reset first; dispose it after. */
+ * On error *resp still holds the last answer, if any. resp is reset first; dispose it after.
+ * When the calling thread has a wait budget (the metastore decorators set one for requests that
+ * answer a file operation), the whole call, retries and backoff included, ends within it: each
+ * attempt's timeout is cut to what is left, and no retry starts past it (AL_EIO). A request of
+ * a background thread (core/util.h) ends within about a second once the daemon is stopping. */
 int al_http_request(al_http_response *resp, al_http *h, const char *method, const char *url,
 	const char *const *headers, const void *body, size_t body_len, unsigned flags);
 void al_http_response_dispose(al_http_response *resp);

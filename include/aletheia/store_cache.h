@@ -7,8 +7,21 @@
 #include "store.h"
 
 /* Wraps inner (taken over). ttl_ms: how long an answer may be reused; changes made by other
- * mounts become visible within it. */
+ * mounts become visible within it.
+ * Waits (README "Firestore"): a thread that answers a file operation (not marked background,
+ * core/util.h) gets each request to the backend bounded by the foreground wait, retries
+ * included; when the backend is unreachable it then answers from the last known copy however
+ * old: documents and listings it read, with the writes made through it applied, and the
+ * collections below a document it created (create-only) and never listed, which hold what was
+ * written through it. Without a copy: AL_EIO. While unreachable such threads ask the backend
+ * again at most every 5 s and otherwise answer at once; background threads always ask, with
+ * the HTTP client's own timeouts. */
 int al_store_cache_new(al_store_backend **out, al_store_backend *inner, unsigned ttl_ms);
+/* While the backend is unreachable (its last request failed with AL_EIO or AL_EAGAIN): when
+ * that began (wall clock, µs), with a line for .aletheia/status in buf ("TIME (N answers from
+ * the last known copies since the mount)"); 0 and "" while it answers, or when b is not a read
+ * cache. */
+int64_t al_store_cache_offline(char *buf, size_t cap, al_store_backend *b);
 /* The wrapped backend (borrowed), e.g. to ask a write-behind layer for its pending count. */
 al_store_backend *al_store_cache_inner(al_store_backend *b);
 /* Added for tree walks (find, ls -R, du), called before listing doc/collection_id: when that

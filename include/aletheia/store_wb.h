@@ -8,7 +8,11 @@
 /* Wraps inner (taken over: freed with the wrapper). Replays journal_dir first, so writes a
  * crash left undelivered are delivered again (each write is idempotent: sets, merges, deletes).
  * Create-only writes (AL_PRE_MISSING) go straight through, after everything queued before them:
- * only the backend can tell two mounts' creations apart. */
+ * only the backend can tell two mounts' creations apart. Every write passes al_write_check
+ * before it is journaled. A batch the backend refuses when it is delivered (any error but
+ * unreachable, busy or unauthorised) is dropped alone, reported in last_error and on stderr
+ * with its path, and taken out of the overlay, whose entries are rebuilt from what is still
+ * queued. */
 int al_store_wb_new(al_store_backend **out, al_store_backend *inner, const char *journal_dir,
 	unsigned interval_ms);
 /* Writes accepted but not yet delivered; 0 for a backend that is not write-behind. */

@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "aletheia/http.h"
+#include "core/util.h"
 #include "check.h"
 
 /* Paths: /status/CODE/FAILS/name answers CODE the first FAILS times, then 200; /drop/FAILS/name
@@ -347,6 +348,37 @@ static void test_limits(void)
 	al_http_free(h);
 }
 
+/* A thread's wait budget bounds a whole call, retries included, whatever the client's own
+ * timeouts (30 s per attempt, 5 tries here): liveness bounds, far below what the unbounded
+ * calls would take (40 s on /hang). */
+static void test_budget(void)
+{
+	al_http *h = NULL;
+	al_http_stats st0, st1;
+	double t0;
+
+	CHECK_OK(al_http_new(&h, NULL));
+	if (!h)
+		return;
+	CHECK_EQ_INT(al__wait_budget_set(600), 0);
+	t0 = now_s();
+	CHECK_EQ_INT(fetch(h, "/hang", "GET", AL_HTTP_IDEMPOTENT), AL_EIO);
+	CHECK(now_s() - t0 < 4.0);
+	CHECK(strstr(al_error_last(), "timed out") != NULL);
+	CHECK(strstr(al_error_last(), "600 ms bound") != NULL);
+	/* dropped connections: retried while the bound allows, not 5 times */
+	al_http_get_stats(&st0, h);
+	al__wait_budget_set(250);
+	CHECK_EQ_INT(fetch(h, "/drop/1000/b", "GET", AL_HTTP_IDEMPOTENT), AL_EIO);
+	al_http_get_stats(&st1, h);
+	CHECK(st1.attempts - st0.attempts >= 1 && st1.attempts - st0.attempts < 5);
+	CHECK(strstr(al_error_last(), "250 ms bound") != NULL);
+	/* within the bound nothing changes */
+	CHECK_EQ_INT(fetch(h, "/status/503/1/budget", "GET", AL_HTTP_IDEMPOTENT), 200);
+	CHECK_EQ_INT(al__wait_budget_set(0), 250);
+	al_http_free(h);
+}
+
 static void test_escape(void)
 {
 	const char *in[] = {"a%2Fb", "(default)", "é", "a b/c:d", "A-Z_a.z~09", ""};
@@ -406,6 +438,7 @@ int main(void)
 	test_keepalive(h);
 	test_retries(h);
 	test_limits();
+	test_budget();
 	test_threads(h);
 	al_http_stats st;
 	al_http_get_stats(&st, h);

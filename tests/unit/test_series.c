@@ -1,5 +1,6 @@
 /* Unit tests of the metric series: appends, read-back text, summaries, delivery to the store,
- * and journal replay after a crash (exactly once in effect). */
+ * journal replay after a crash (exactly once in effect), and appends to a series whose chunks
+ * cannot be read (deferred, then delivered once). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -355,6 +356,129 @@ static void two_writers(const char *root, al_store_backend *st)
 	al_series_set_free(z);
 }
 
+/* A store whose chunk listings and commits fail as an unreachable one's, while its documents and
+ * other listings still answer (as the read cache's last known copies do). */
+typedef struct away {
+	al_store_backend base;
+	al_store_backend *inner;
+	int down;
+} away;
+
+static int w_get(al_doc **out, al_store_backend *b, const char *path)
+{
+	return al_store_get(out, ((away *)b)->inner, path);
+}
+
+static int w_list(al_doc_list **out, al_store_backend *b, const char *c, const char *from, const char *to)
+{
+	away *w = (away *)b;
+	size_t n = strlen(c);
+	if (w->down && n > 7 && strcmp(c + n - 7, "/chunks") == 0)
+		return al_error_set(AL_EIO, "unreachable");
+	return al_store_list(out, w->inner, c, from, to);
+}
+
+static int w_commit(al_store_backend *b, const al_write *wr, size_t n)
+{
+	away *w = (away *)b;
+	if (w->down)
+		return al_error_set(AL_EIO, "unreachable");
+	return al_store_commit(w->inner, wr, n);
+}
+
+static int steps_of(const char *text, char *out, size_t cap)
+{
+	int n = 0;
+	out[0] = '\0';
+	for (const char *l = text; l && *l; l = strchr(l, '\n') + 1, n++)
+		snprintf(out + strlen(out), cap - strlen(out), "%s%lld", n ? "," : "", atoll(l));
+	return n;
+}
+
+/* Appends to a series never loaded while its chunks cannot be read: accepted and journaled
+ * without ordinals (the default step from the stored summary), counted as pending, and delivered
+ * once the chunks can be read, exactly once also after a crash before or after that. */
+static void deferred(const char *root)
+{
+	char st[512], snap[512], jd[512], j1[512], steps[256];
+	const char *M = RUN "/metrics/later";
+	al_store_backend *sql = NULL;
+	away w = {.base = {.version = AL_STORE_BACKEND_VERSION, .name = "away", .get = w_get,
+		.list = w_list, .commit = w_commit, .free = c_free}};
+	al_series_set *x = NULL;
+	al_series_summary sum;
+	char *text = NULL, **ids = NULL;
+	size_t nids = 0, len = 0;
+
+	snprintf(st, sizeof(st), "%s/dstore", root);
+	snprintf(snap, sizeof(snap), "%s/dstore0", root);
+	snprintf(jd, sizeof(jd), "%s/jdeferred", root);
+	snprintf(j1, sizeof(j1), "%s/jdeferred1", root);
+	CHECK_OK(al_store_sqlite_new(&sql, st));
+	if (!sql)
+		return;
+	w.inner = sql;
+	CHECK_OK(al_series_set_open(&x, &w.base, jd, 600000));
+	if (!x)
+		return;
+	CHECK_OK(al_series_append_text(x, M, "0.1\n0.2\n0.3\n", 12));
+	CHECK_OK(al_series_flush(x));
+	al_series_set_free(x);   /* a new mount: nothing of the series in memory */
+	al_store_free(sql);
+	CHECK_EQ_INT(sh("cp -r %s %s", st, snap), 0);
+	CHECK_OK(al_store_sqlite_new(&sql, st));
+	w.inner = sql;
+	CHECK_OK(al_series_set_open(&x, &w.base, jd, 600000));
+
+	w.down = 1;
+	CHECK_OK(al_series_append_text(x, M, "0.7\n", 4));
+	CHECK_OK(al_series_append_text(x, M, "9 0.8\n0.9\n", 10));
+	CHECK_EQ_INT(al_series_pending(x), 3);
+	CHECK_OK(al_series_summary_get(&sum, x, M));
+	CHECK_EQ_INT(sum.count, 6);
+	CHECK_EQ_INT(sum.step, 10);
+	CHECK(sum.last == 0.9);
+	CHECK_OK(al_series_ids(&ids, &nids, x, RUN));
+	CHECK(nids == 1 && strcmp(ids[0], "later") == 0);
+	al_strings_free(ids, nids);
+	CHECK_EQ_INT(al_series_render(&text, &len, x, M), AL_EIO);   /* the stored points: unknown */
+	CHECK_EQ_INT(al_series_flush(x), AL_EIO);
+	CHECK_EQ_INT(al_series_pending(x), 3);
+	CHECK_EQ_INT(sh("cp -r %s %s", jd, j1), 0);   /* kill -9 now */
+
+	w.down = 0;
+	CHECK_OK(al_series_flush(x));
+	CHECK_EQ_INT(al_series_pending(x), 0);
+	text = render(x, M);
+	CHECK_EQ_INT(steps_of(text, steps, sizeof(steps)), 6);
+	CHECK_EQ_STR(steps, "0,1,2,3,9,10");
+	al_series_set_free(x);
+	/* A restart after the delivery (the journal holds the resolved points): nothing added. */
+	CHECK_OK(al_series_set_open(&x, &w.base, jd, 600000));
+	CHECK_OK(al_series_summary_get(&sum, x, M));
+	CHECK_EQ_INT(sum.count, 6);
+	al_series_set_free(x);
+	al_store_free(sql);
+	sql = NULL;
+
+	/* A crash before the chunks could be read: the replay delivers them, once. */
+	CHECK_EQ_INT(sh("rm -rf %s%s", st, ""), 0);
+	CHECK_EQ_INT(sh("cp -r %s %s", snap, st), 0);
+	CHECK_EQ_INT(sh("rm -rf %s%s", jd, ""), 0);
+	CHECK_EQ_INT(sh("cp -r %s %s", j1, jd), 0);
+	CHECK_OK(al_store_sqlite_new(&sql, st));
+	w.inner = sql;
+	CHECK_OK(al_series_set_open(&x, &w.base, jd, 600000));
+	CHECK_EQ_INT(al_series_pending(x), 0);
+	free(text);
+	text = render(x, M);
+	CHECK_EQ_INT(steps_of(text, steps, sizeof(steps)), 6);
+	CHECK_EQ_STR(steps, "0,1,2,3,9,10");
+	al_series_set_free(x);
+	al_store_free(sql);
+	free(text);
+}
+
 int main(void)
 {
 	char root[] = "/tmp/al-series-XXXXXX", store_a[256], store_b[256], journal[256], saved[256];
@@ -492,6 +616,7 @@ int main(void)
 	two_writers(root, a);
 	backlog(root, a);
 	damaged_record(root);
+	deferred(root);
 	al_store_free(a);
 	al_store_free(b);
 	sh("rm -rf %s%s", root, "");

@@ -1,19 +1,24 @@
 /* Unit tests of the read cache: reuse within the TTL, listings answering for their documents,
- * invalidation by writes through it, expiry, prefetch of sub-collections by group query. */
+ * invalidation by writes through it, expiry, prefetch of sub-collections by group query, and
+ * the bound on foreground waits with the last known copies it answers from. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include "aletheia/store.h"
 #include "aletheia/store_cache.h"
 #include "aletheia/value.h"
+#include "core/util.h"
 #include "check.h"
 
 /* Counts the requests that reach the backend. */
 typedef struct counting {
 	al_store_backend base;
 	al_store_backend *inner;
-	int gets, lists, groups;
+	int gets, lists, groups, commits;
+	int down;                     /* every call answers AL_EIO, as an unreachable backend */
+	long budget;                  /* the calling thread's wait budget at the last call */
 	int fail_group;               /* list_group answers AL_EIO */
 	al_store_backend *outer;      /* with write_path: list_group writes it through outer, */
 	const char *write_path;       /* as another thread would while the query runs */
@@ -23,6 +28,9 @@ static int k_get(al_doc **out, al_store_backend *b, const char *path)
 {
 	counting *k = (counting *)b;
 	k->gets++;
+	k->budget = al__wait_budget();
+	if (k->down)
+		return al_error_set(AL_EIO, "unreachable");
 	return al_store_get(out, k->inner, path);
 }
 
@@ -30,6 +38,9 @@ static int k_list(al_doc_list **out, al_store_backend *b, const char *c, const c
 {
 	counting *k = (counting *)b;
 	k->lists++;
+	k->budget = al__wait_budget();
+	if (k->down)
+		return al_error_set(AL_EIO, "unreachable");
 	return al_store_list(out, k->inner, c, from, to);
 }
 
@@ -42,6 +53,10 @@ static int k_colls(char ***out, size_t *n, al_store_backend *b, const char *doc)
 static int k_commit(al_store_backend *b, const al_write *w, size_t n)
 {
 	counting *k = (counting *)b;
+	k->commits++;
+	k->budget = al__wait_budget();
+	if (k->down)
+		return al_error_set(AL_EIO, "unreachable");
 	return al_store_commit(k->inner, w, n);
 }
 
@@ -269,6 +284,107 @@ static void test_prefetch(const char *dir)
 	al_store_free(sql);
 }
 
+/* Writes fields {"v": v} through b, with a precondition. */
+static int write_v(al_store_backend *b, al_write_op op, const char *path, int64_t v, al_precondition pre)
+{
+	cJSON *f = cJSON_CreateObject();
+	al_write w = {op, path, f, pre};
+	int rc;
+	al_fields_set(f, "v", al_value_int(v));
+	rc = al_store_commit(b, &w, 1);
+	cJSON_Delete(f);
+	return rc;
+}
+
+/* While the backend is unreachable, a thread that answers file operations gets each request
+ * bounded, then answers from the last known copies (with its own writes), and stops asking for
+ * a while; background threads keep asking, unbounded. */
+static void test_offline(const char *dir)
+{
+	al_store_backend *sql = NULL, *c = NULL;
+	counting k;
+	al_doc *d = NULL;
+	char line[160];
+	int n;
+
+	CHECK_OK(al_store_sqlite_new(&sql, dir));
+	if (!sql)
+		return;
+	counting_init(&k, sql);
+	CHECK_OK(al_store_cache_new(&c, &k.base, 300));
+	al__thread_set_background(0);
+	al__foreground_wait_set(1234);
+	set(sql, "o/1", 1);
+	set(sql, "o/2", 2);
+	/* What this mount knows before the outage: a listing, a document, a missing one, and its
+	 * own writes (an update merged onto the known copy, a new document, a created one). */
+	CHECK_EQ_STR(ids(c, "o", NULL, NULL), "1,2");
+	CHECK_EQ_INT(k.budget, 1234);   /* the foreground bound reaches the backend's requests */
+	CHECK_EQ_INT(value_of(c, "x/none"), -1);
+	CHECK_OK(write_v(c, AL_WRITE_UPDATE, "o/1", 10, AL_PRE_EXISTS));
+	CHECK_EQ_INT(k.budget, 1234);
+	CHECK_OK(write_v(c, AL_WRITE_SET, "o/3", 3, AL_PRE_NONE));
+	CHECK_OK(write_v(c, AL_WRITE_SET, "mine/r", 7, AL_PRE_MISSING));
+	CHECK_OK(write_v(c, AL_WRITE_SET, "mine/r/items/a", 8, AL_PRE_NONE));
+	{
+		/* a document too large to keep a copy of (a metric chunk): its collection is then
+		 * unknown, never taken for empty */
+		cJSON *f = cJSON_CreateObject();
+		char *big = malloc(100000);
+		al_write w = {AL_WRITE_SET, "mine/r/chunks/0", f, AL_PRE_NONE};
+		memset(big, 'x', 99999);
+		big[99999] = '\0';
+		al_fields_set(f, "v", al_value_string(big));
+		CHECK_OK(al_store_commit(c, &w, 1));
+		cJSON_Delete(f);
+		free(big);
+	}
+	CHECK_EQ_INT(al_store_cache_offline(line, sizeof(line), c), 0);
+	usleep(350 * 1000);   /* every answer has expired */
+
+	k.down = 1;
+	n = k.gets + k.lists;
+	CHECK_EQ_INT(value_of(c, "o/1"), 10);       /* one request fails: offline */
+	CHECK_EQ_INT(k.gets + k.lists, n + 1);
+	CHECK(al_store_cache_offline(line, sizeof(line), c) > 0);
+	CHECK(strstr(line, "answers from the last known copies") != NULL);
+	CHECK_EQ_STR(ids(c, "o", NULL, NULL), "1,2,3");
+	CHECK_EQ_STR(ids(c, "o", "2", NULL), "2,3");
+	CHECK_EQ_INT(value_of(c, "o/3"), 3);
+	CHECK_EQ_INT(al_store_get(&d, c, "o/9"), AL_ENOTFOUND);      /* not in the listing */
+	CHECK_EQ_INT(al_store_get(&d, c, "x/none"), AL_ENOTFOUND);   /* known missing */
+	CHECK_EQ_INT(value_of(c, "mine/r"), 7);
+	CHECK_EQ_STR(ids(c, "mine/r/items", NULL, NULL), "a");       /* below a created document */
+	CHECK_EQ_STR(ids(c, "mine/r/other", NULL, NULL), "");
+	CHECK_EQ_INT(al_store_get(&d, c, "mine/r/other/z"), AL_ENOTFOUND);
+	CHECK_EQ_STR(ids(c, "mine/r/chunks", NULL, NULL), "ERR");
+	CHECK_EQ_INT(al_store_get(&d, c, "mine/r/chunks/1"), AL_EIO);
+	CHECK_EQ_INT(al_store_get(&d, c, "q/unknown"), AL_EIO);      /* nothing known: fails */
+	CHECK(strstr(al_error_last(), "unreachable") != NULL);
+	CHECK_EQ_STR(ids(c, "q", NULL, NULL), "ERR");
+	CHECK_EQ_INT(k.gets + k.lists, n + 1);   /* none of these asked the backend */
+	/* A commit is sent, bounded; failed, it changes no copy. */
+	CHECK_EQ_INT(write_v(c, AL_WRITE_SET, "o/2", 20, AL_PRE_NONE), AL_EIO);
+	CHECK_EQ_INT(value_of(c, "o/2"), 2);
+
+	/* A background thread asks the backend, without a bound; its success ends the outage. */
+	al__thread_set_background(1);
+	CHECK_EQ_INT(value_of(c, "o/1"), 10);
+	CHECK_EQ_INT(k.gets + k.lists, n + 2);
+	CHECK_EQ_INT(k.budget, 0);
+	k.down = 0;
+	set(sql, "o/4", 4);
+	CHECK_EQ_STR(ids(c, "o", NULL, NULL), "1,2,3,4");
+	al__thread_set_background(0);
+	CHECK_EQ_INT(al_store_cache_offline(line, sizeof(line), c), 0);
+	usleep(350 * 1000);
+	CHECK_EQ_INT(value_of(c, "o/4"), 4);
+	CHECK_EQ_INT(k.gets + k.lists, n + 4);
+	al__foreground_wait_set(2500);
+	al_store_free(c);
+	al_store_free(sql);
+}
+
 int main(void)
 {
 	char root[] = "/tmp/al-cache-store-XXXXXX", cmd[300];
@@ -280,6 +396,8 @@ int main(void)
 	int i;
 
 	CHECK(mkdtemp(root) != NULL);
+	/* Caching itself, free of the bound on foreground waits (test_offline). */
+	al__thread_set_background(1);
 	CHECK_OK(al_store_sqlite_new(&sql, root));
 	memset(&k, 0, sizeof(k));
 	k.base.version = AL_STORE_BACKEND_VERSION;
@@ -367,6 +485,12 @@ int main(void)
 	al_store_free(sql);
 	cJSON_Delete(f);
 	test_prefetch(root);
+	{
+		char sub[300];
+		snprintf(sub, sizeof(sub), "%s/offline", root);
+		CHECK(mkdir(sub, 0700) == 0);
+		test_offline(sub);
+	}
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", root);
 	CHECK_EQ_INT(system(cmd), 0);
 	CHECK_DONE();

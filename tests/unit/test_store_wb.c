@@ -1,5 +1,6 @@
 /* Unit tests of the write-behind metastore: local visibility before delivery, delivery in order,
- * outages, create-only writes, and replay of the journal after a crash. */
+ * outages, create-only writes, replay of the journal after a crash, and writes the backend
+ * refuses. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,7 @@ typedef struct flaky {
 	al_store_backend base;
 	al_store_backend *inner;
 	int down;
+	int refuse_bad;            /* commits with a field named "bad" anywhere fail with AL_EINVAL */
 	int commits;
 	size_t max_commit_bytes;   /* the largest commit's writes as JSON */
 } flaky;
@@ -44,6 +46,13 @@ static int f_commit(al_store_backend *b, const al_write *w, size_t n)
 	flaky *f = (flaky *)b;
 	if (f->down)
 		return al_error_set(AL_EIO, "unreachable");
+	for (size_t i = 0; f->refuse_bad && i < n; i++) {
+		char *t = w[i].fields ? cJSON_PrintUnformatted(w[i].fields) : NULL;
+		int bad = t && strstr(t, "\"bad\"");
+		free(t);
+		if (bad)   /* like Firestore's 400: the whole commit, naming no document */
+			return al_error_set(AL_EINVAL, "HTTP 400 INVALID_ARGUMENT: value too deep");
+	}
 	f->commits++;
 	{
 		size_t bytes = 0;
@@ -154,6 +163,102 @@ static void damaged_record(const char *root)
 	cJSON_Delete(b);
 	cJSON_Delete(a2);
 	cJSON_Delete(c);
+}
+
+/* A refused batch among good ones: the others are delivered, the refused one is reported with
+ * its path and gone from the local view, and a later update built from that view arrives. */
+static void test_refused(const char *root)
+{
+	char db[256], journal[256], err[512];
+	al_store_backend *sql = NULL, *w = NULL;
+	flaky fl;
+	al_doc *d = NULL;
+	cJSON *run = cJSON_CreateObject(), *g1 = fields1("x", 1), *g2 = fields1("y", 2);
+	cJSON *badf = cJSON_CreateObject(), *hp = cJSON_CreateObject(), *note = cJSON_CreateObject();
+	cJSON *later = NULL;
+	al_write ws[1];
+
+	snprintf(db, sizeof(db), "%s/db3", root);
+	snprintf(journal, sizeof(journal), "%s/journal3", root);
+	CHECK_OK(al_store_sqlite_new(&sql, db));
+	flaky_init(&fl, sql);
+	fl.refuse_bad = 1;
+	CHECK_OK(al_store_wb_new(&w, &fl.base, journal, 60000));
+	if (!w)
+		goto cleanup;
+	al_fields_set(run, "status", al_value_string("running"));
+	ws[0] = (al_write){AL_WRITE_SET, "r/1", run, AL_PRE_NONE};
+	CHECK_OK(al_store_commit(w, ws, 1));
+	CHECK_OK(al_store_wb_flush(w));
+
+	/* Checked before it is journaled: refused to the caller, nothing queued. */
+	ws[0] = (al_write){AL_WRITE_SET, "r", run, AL_PRE_NONE};
+	CHECK_EQ_INT(al_store_commit(w, ws, 1), AL_EINVAL);
+	CHECK_EQ_INT(al_store_wb_pending(w), 0);
+
+	al_fields_set(hp, "good", al_value_int(1));
+	al_fields_set(hp, "bad", al_value_int(2));
+	al_fields_set(badf, "hp", al_value_map(hp));
+	al_fields_set(note, "note", al_value_string("n"));
+	ws[0] = (al_write){AL_WRITE_SET, "c/good1", g1, AL_PRE_NONE};
+	CHECK_OK(al_store_commit(w, ws, 1));
+	ws[0] = (al_write){AL_WRITE_UPDATE, "r/1", badf, AL_PRE_EXISTS};
+	CHECK_OK(al_store_commit(w, ws, 1));
+	ws[0] = (al_write){AL_WRITE_UPDATE, "r/1", note, AL_PRE_EXISTS};
+	CHECK_OK(al_store_commit(w, ws, 1));
+	ws[0] = (al_write){AL_WRITE_SET, "c/good2", g2, AL_PRE_NONE};
+	CHECK_OK(al_store_commit(w, ws, 1));
+	CHECK_EQ_INT(al_store_wb_pending(w), 4);
+
+	CHECK_OK(al_store_wb_flush(w));
+	CHECK_EQ_INT(al_store_wb_pending(w), 0);
+	CHECK_EQ_INT(field_of(sql, "c/good1", "x"), 1);
+	CHECK_EQ_INT(field_of(sql, "c/good2", "y"), 2);
+	al_store_wb_last_error(err, sizeof(err), w);
+	CHECK(strstr(err, "dropped a write to r/1") != NULL);
+	CHECK(strstr(err, "too deep") != NULL);
+	/* The refused content is gone from what reads show; the later write to r/1 is not. */
+	CHECK_OK(al_store_get(&d, w, "r/1"));
+	CHECK(d && al_fields_get(d->fields, "hp") == NULL);
+	CHECK_EQ_STR(d ? al_fields_get_string(d->fields, "note") : NULL, "n");
+	CHECK_EQ_STR(d ? al_fields_get_string(d->fields, "status") : NULL, "running");
+	al_doc_free(d);
+	d = NULL;
+
+	/* A read-modify-write of r/1 after the refusal does not carry it, and is delivered. */
+	CHECK_OK(al_store_get(&d, w, "r/1"));
+	if (d) {
+		const cJSON *old = al_value_get_map(al_fields_get(d->fields, "hp"));
+		cJSON *map = old ? cJSON_Duplicate(old, 1) : cJSON_CreateObject();
+		al_fields_set(map, "later", al_value_int(3));
+		later = cJSON_CreateObject();
+		al_fields_set(later, "hp", al_value_map(map));
+		ws[0] = (al_write){AL_WRITE_UPDATE, "r/1", later, AL_PRE_EXISTS};
+		CHECK_OK(al_store_commit(w, ws, 1));
+	}
+	al_doc_free(d);
+	d = NULL;
+	CHECK_OK(al_store_wb_flush(w));
+	CHECK_EQ_INT(al_store_wb_pending(w), 0);
+	CHECK_OK(al_store_get(&d, sql, "r/1"));
+	if (d) {
+		int64_t v = -1;
+		const cJSON *m = al_value_get_map(al_fields_get(d->fields, "hp"));
+		CHECK(m != NULL && al_fields_get(m, "bad") == NULL);
+		al_fields_get_int(&v, m, "later");
+		CHECK_EQ_INT(v, 3);
+		CHECK_EQ_STR(al_fields_get_string(d->fields, "note"), "n");
+	}
+	al_doc_free(d);
+cleanup:
+	al_store_free(w);
+	al_store_free(sql);
+	cJSON_Delete(run);
+	cJSON_Delete(g1);
+	cJSON_Delete(g2);
+	cJSON_Delete(badf);
+	cJSON_Delete(note);
+	cJSON_Delete(later);
 }
 
 int main(void)
@@ -270,6 +375,7 @@ int main(void)
 	al_store_free(w);
 	damaged_record(root);
 
+	test_refused(root);
 	al_store_free(sql);
 	al_store_free(sql2);
 	cJSON_Delete(a);
