@@ -8,11 +8,26 @@
 
 static _Thread_local char last_error[1024];
 
+/* Formatted aside first: an argument may be the last message itself (adding context to the
+ * cause, al_error_set(rc, "…: %s", al_error_last())), which vsnprintf must not read while it
+ * writes the same buffer. */
+static void set_message(const char *fmt, va_list ap, int errno_value)
+{
+	char buf[sizeof(last_error)];
+	size_t n;
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	if (errno_value) {
+		n = strlen(buf);
+		snprintf(buf + n, sizeof(buf) - n, ": %s", strerror(errno_value));
+	}
+	memcpy(last_error, buf, sizeof(last_error));
+}
+
 int al_error_set(int code, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(last_error, sizeof(last_error), fmt, ap);
+	set_message(fmt, ap, 0);
 	va_end(ap);
 	return code;
 }
@@ -20,12 +35,9 @@ int al_error_set(int code, const char *fmt, ...)
 int al_error_set_errno(int code, int errno_value, const char *fmt, ...)
 {
 	va_list ap;
-	size_t n;
 	va_start(ap, fmt);
-	vsnprintf(last_error, sizeof(last_error), fmt, ap);
+	set_message(fmt, ap, errno_value);
 	va_end(ap);
-	n = strlen(last_error);
-	snprintf(last_error + n, sizeof(last_error) - n, ": %s", strerror(errno_value));
 	return code;
 }
 

@@ -274,6 +274,16 @@ static void test_json(void)
 	CHECK(al_value_from_json(NULL) == NULL);
 }
 
+/* Context added to a cause keeps the cause (the message is formatted aside, not into itself). */
+static void test_error_context(void)
+{
+	al_error_set(AL_EIO, "connection reset");
+	CHECK_EQ_INT(al_error_set(AL_EIO, "cannot create p/e: %s", al_error_last()), AL_EIO);
+	CHECK_EQ_STR(al_error_last(), "cannot create p/e: connection reset");
+	al_error_set_errno(AL_EIO, 2, "open %s", al_error_last());
+	CHECK_EQ_STR(al_error_last(), "open cannot create p/e: connection reset: No such file or directory");
+}
+
 static void test_time(void)
 {
 	char buf[40];
@@ -335,5 +345,6 @@ int main(void)
 	test_fields();
 	test_json();
 	test_time();
+	test_error_context();
 	CHECK_DONE();
 }
