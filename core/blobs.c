@@ -37,7 +37,34 @@ const char *al__env(const char *name)
 	return v && *v ? v : NULL;
 }
 
+int al_blobs_backend_check(const al_blobs_backend *b)
+{
+	if (!b)
+		return al_error_set(AL_EINVAL, "no blob store backend");
+	if (b->version != AL_BLOBS_BACKEND_VERSION)
+		return al_error_set(AL_EINVAL, "blob store backend %s has table version %u; this aletheia "
+			"needs %u", b->name ? b->name : "(unnamed)", b->version, AL_BLOBS_BACKEND_VERSION);
+	/* verify is optional (stores without local files) */
+	if (!b->name || !b->put || !b->fetch || !b->exists || !b->local_path || !b->uri || !b->free ||
+	    !b->stat)
+		return al_error_set(AL_EINVAL, "blob store backend %s lacks a required operation",
+			b->name ? b->name : "(unnamed)");
+	return 0;
+}
+
+static int open_backend(al_blobs_backend **out, const char *uri);
+
 int al_blobs_open(al_blobs_backend **out, const char *uri)
+{
+	int rc = open_backend(out, uri);
+	if (rc == 0 && (rc = al_blobs_backend_check(*out))) {
+		al_blobs_free(*out);
+		*out = NULL;
+	}
+	return rc;
+}
+
+static int open_backend(al_blobs_backend **out, const char *uri)
 {
 	*out = NULL;
 	if (!uri || !*uri)

@@ -21,7 +21,32 @@ static void auth_free(void *ctx)
 	al_auth_free(ctx);
 }
 
+int al_store_backend_check(const al_store_backend *b)
+{
+	if (!b)
+		return al_error_set(AL_EINVAL, "no metastore backend");
+	if (b->version != AL_STORE_BACKEND_VERSION)
+		return al_error_set(AL_EINVAL, "metastore backend %s has table version %u; this aletheia "
+			"needs %u", b->name ? b->name : "(unnamed)", b->version, AL_STORE_BACKEND_VERSION);
+	if (!b->name || !b->get || !b->list || !b->list_collections || !b->commit || !b->free)
+		return al_error_set(AL_EINVAL, "metastore backend %s lacks a required operation",
+			b->name ? b->name : "(unnamed)");
+	return 0;
+}
+
+static int open_backend(al_store_backend **out, const char *uri);
+
 int al_store_open(al_store_backend **out, const char *uri)
+{
+	int rc = open_backend(out, uri);
+	if (rc == 0 && (rc = al_store_backend_check(*out))) {
+		al_store_free(*out);
+		*out = NULL;
+	}
+	return rc;
+}
+
+static int open_backend(al_store_backend **out, const char *uri)
 {
 	*out = NULL;
 	if (!uri)

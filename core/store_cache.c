@@ -60,6 +60,9 @@ typedef struct cache {
 	char offline_error[256];
 } cache;
 
+/* A read cache is known by its own free function (a typed test, unlike its name). */
+static void c_free(al_store_backend *b);
+
 static al_doc *doc_copy(const al_doc *d)
 {
 	al_doc *c = calloc(1, sizeof(*c));
@@ -958,7 +961,7 @@ int al_store_cache_prefetch(al_store_backend *b, const char *doc, const char *co
 	int64_t exp;
 	int rc = 0, n = doc ? al_path_segments(doc) : -1;
 
-	if (!b || strcmp(b->name, "read-cache") != 0 || !c->inner->list_group)
+	if (!b || b->free != c_free || !c->inner->list_group)
 		return 0;
 	if (n < 4 || n % 2 != 0 || !collection_id || !*collection_id || strchr(collection_id, '/'))
 		return al_error_set(AL_EINVAL, "prefetch: '%s' is not a document below a document, or "
@@ -1081,7 +1084,7 @@ int64_t al_store_cache_offline(char *buf, size_t cap, al_store_backend *b)
 	uint64_t stale = 0;
 	if (buf && cap)
 		buf[0] = '\0';
-	if (!b || strcmp(b->name, "read-cache") != 0)
+	if (!b || b->free != c_free)
 		return 0;
 	pthread_mutex_lock(&c->lock);
 	since = c->offline_since_us;
@@ -1098,16 +1101,17 @@ int64_t al_store_cache_offline(char *buf, size_t cap, al_store_backend *b)
 
 al_store_backend *al_store_cache_inner(al_store_backend *b)
 {
-	return b && strcmp(b->name, "read-cache") == 0 ? ((cache *)b)->inner : b;
+	return b && b->free == c_free ? ((cache *)b)->inner : b;
 }
 
 int al_store_cache_new(al_store_backend **out, al_store_backend *inner, unsigned ttl_ms)
 {
-	cache *c = calloc(1, sizeof(*c));
+	cache *c = NULL;
+	int rc;
 	*out = NULL;
-	if (!c) {
+	if ((rc = al_store_backend_check(inner)) || !(c = calloc(1, sizeof(*c)))) {
 		al_store_free(inner);
-		return al_error_set(AL_ENOMEM, "out of memory");
+		return rc ? rc : al_error_set(AL_ENOMEM, "out of memory");
 	}
 	c->base.version = AL_STORE_BACKEND_VERSION;
 	c->base.name = "read-cache";

@@ -56,6 +56,9 @@ typedef struct wb {
 	char last_error[512];
 } wb;
 
+/* A write-behind store is known by its own free function (a typed test, unlike its name). */
+static void wb_free(al_store_backend *base);
+
 static const char *op_name(al_write_op op)
 {
 	return op == AL_WRITE_SET ? "set" : op == AL_WRITE_UPDATE ? "update" : "delete";
@@ -368,7 +371,7 @@ int al_store_wb_flush(al_store_backend *base)
 	uint64_t sealed = 0;
 	int rc;
 
-	if (strcmp(base->name, "write-behind") != 0)
+	if (base->free != wb_free)
 		return 0;
 	if ((rc = al_journal_rotate(&sealed, w->journal)))
 		return rc;
@@ -644,7 +647,7 @@ uint64_t al_store_wb_pending(al_store_backend *base)
 {
 	wb *w = (wb *)base;
 	uint64_t n;
-	if (!base || strcmp(base->name, "write-behind") != 0)
+	if (!base || base->free != wb_free)
 		return 0;
 	pthread_mutex_lock(&w->lock);
 	n = w->queued_writes;
@@ -655,7 +658,7 @@ uint64_t al_store_wb_pending(al_store_backend *base)
 void al_store_wb_last_error(char *buf, size_t cap, al_store_backend *base)
 {
 	wb *w = (wb *)base;
-	if (!base || strcmp(base->name, "write-behind") != 0) {
+	if (!base || base->free != wb_free) {
 		snprintf(buf, cap, "%s", "");
 		return;
 	}
@@ -759,13 +762,13 @@ static void wb_free(al_store_backend *base)
 int al_store_wb_new(al_store_backend **out, al_store_backend *inner, const char *journal_dir,
 	unsigned interval_ms)
 {
-	wb *w = calloc(1, sizeof(*w));
+	wb *w = NULL;
 	int rc;
 
 	*out = NULL;
-	if (!w) {
+	if ((rc = al_store_backend_check(inner)) || !(w = calloc(1, sizeof(*w)))) {
 		al_store_free(inner);
-		return al_error_set(AL_ENOMEM, "out of memory");
+		return rc ? rc : al_error_set(AL_ENOMEM, "out of memory");
 	}
 	w->base.version = AL_STORE_BACKEND_VERSION;
 	w->base.name = "write-behind";

@@ -8,7 +8,8 @@
 #include <sys/types.h>
 #include "common.h"
 
-#define AL_BLOBS_BACKEND_VERSION 1
+/* 2: verify and stat were added. */
+#define AL_BLOBS_BACKEND_VERSION 2
 
 #define AL_BLOBS_PUT_MOVE 1u   /* put() may consume its source file */
 #define AL_BLOBS_VERIFY_FULL 1u   /* verify() hashes the content even when it is known good (fsck) */
@@ -47,6 +48,10 @@ struct al_blobs_backend {
 	/* Added for fsck: *size_out = the stored object's size; AL_ENOTFOUND when absent. */
 	int (*stat)(uint64_t *size_out, al_blobs_backend *b, const char *hash);
 };
+
+/* 0 when b is a table of this version with its required members set, else AL_EINVAL;
+ * al_blobs_open checks what it makes. */
+int al_blobs_backend_check(const al_blobs_backend *b);
 
 /* "file:///DIR" (created if missing). */
 int al_blobs_open(al_blobs_backend **out, const char *uri);

@@ -44,7 +44,8 @@ typedef struct al_write {
 	al_precondition pre;
 } al_write;
 
-#define AL_STORE_BACKEND_VERSION 1
+/* 2: list_group and get_many (optional members) were added. */
+#define AL_STORE_BACKEND_VERSION 2
 
 typedef struct al_store_backend al_store_backend;
 struct al_store_backend {
@@ -73,6 +74,10 @@ struct al_store_backend {
 	 * document at paths[i], or NULL when it does not exist; on error nothing is returned. */
 	int (*get_many)(al_doc **out, al_store_backend *b, const char *const *paths, size_t n);
 };
+
+/* 0 when b is a table of this version with the required members set, else AL_EINVAL saying
+ * which; checked wherever a backend is taken in (al_store_open, the decorators). */
+int al_store_backend_check(const al_store_backend *b);
 
 /* Opens a backend from a URI: "local:DIR" (SQLite in DIR/meta.db). */
 int al_store_open(al_store_backend **out, const char *uri);

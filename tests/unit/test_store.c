@@ -5,6 +5,8 @@
 #include <string.h>
 #include <unistd.h>
 #include "aletheia/store.h"
+#include "aletheia/store_cache.h"
+#include "aletheia/store_wb.h"
 #include "aletheia/value.h"
 #include "check.h"
 #include "store_contract.h"
@@ -116,6 +118,28 @@ static void test_unreadable_row(const char *uri, const char *dir)
 	al_store_free(b);
 }
 
+static int freed;
+static void fake_free(al_store_backend *b)
+{
+	(void)b;
+	freed++;
+}
+
+/* A table of another version, or one missing a required operation, is refused where it is taken
+ * in: by the check and by the decorators (which then free it, as they own it). */
+static void test_backend_versions(void)
+{
+	al_store_backend fake = {.version = 1, .name = "old", .free = fake_free}, *out = NULL;
+	CHECK_EQ_INT(al_store_backend_check(&fake), AL_EINVAL);
+	CHECK(strstr(al_error_last(), "table version 1") != NULL);
+	CHECK_EQ_INT(al_store_cache_new(&out, &fake, 1000), AL_EINVAL);
+	CHECK(out == NULL && freed == 1);
+	fake.version = AL_STORE_BACKEND_VERSION;   /* right version, no get/list/commit */
+	CHECK_EQ_INT(al_store_backend_check(&fake), AL_EINVAL);
+	CHECK_EQ_INT(al_store_wb_new(&out, &fake, "/nonexistent/al-wb", 1000), AL_EINVAL);
+	CHECK(out == NULL && freed == 2);
+}
+
 int main(void)
 {
 	al_store_backend *b = NULL, *b2 = NULL;
@@ -127,6 +151,7 @@ int main(void)
 
 	test_open_errors();
 	test_ids();
+	test_backend_versions();
 	CHECK_OK(al_store_open(&b, uri));
 	if (!b)
 		CHECK_DONE();
