@@ -81,6 +81,10 @@ struct al_file {
 	int pinned;
 	int failed;                /* the error of a failed write: the staged copy is incomplete */
 	char *staging;
+	/* Writers: the mtime shown and recorded. Set by a write, or by utimens while open (cp -p,
+	 * cp -a set times before they close: README "Files behave like files"). Atomic. */
+	int64_t mtime_us;
+	int mtime_set;
 	struct al_file *next;      /* in t->writers */
 };
 
@@ -1027,7 +1031,9 @@ static int writer_attr(al_attr *out, al_tree *t, const char *path, unsigned mode
 		uint64_t size = f->kind == F_TEXT ? f->text.len : 0;
 		if (f->kind == F_BLOB_WRITE && fstat(f->fd, &st) == 0)
 			size = (uint64_t)st.st_size;
-		attr_file(out, mode, size, al_now_us());
+		/* A stable mtime: one that moved on every stat would make the kernel drop the page
+		 * cache of a file in use (a database's mmap'ed -shm) each time. */
+		attr_file(out, mode, size, __atomic_load_n(&f->mtime_us, __ATOMIC_RELAXED));
 		found = 1;
 	}
 	pthread_mutex_unlock(&t->lock);
@@ -2360,7 +2366,17 @@ static int al_tree_utimens_impl(al_tree *t, const char *path, int64_t mtime_us)
 	node n;
 	int rc;
 	al_doc *d = NULL;
+	al_file *f;
 
+	/* Times set while the file is still open for writing (cp -p and cp -a set them before
+	 * close()) are the ones its close records (README "Files behave like files"). */
+	pthread_mutex_lock(&t->lock);
+	for (f = t->writers; f; f = f->next)
+		if (strcmp(f->path, path) == 0) {
+			__atomic_store_n(&f->mtime_us, mtime_us, __ATOMIC_RELAXED);
+			__atomic_store_n(&f->mtime_set, 1, __ATOMIC_RELAXED);
+		}
+	pthread_mutex_unlock(&t->lock);
 	if ((rc = node_parse(&n, path)))
 		return rc;
 	if (is_blob_kind(n.kind) && *n.rest) {
@@ -2555,6 +2571,8 @@ static int open_blob(al_file *f, int flags, const char *path)
 			return rc;
 	}
 	f->dirty = !exists || (flags & AL_OPEN_TRUNC);
+	if (exists && !f->dirty)
+		f->mtime_us = a.mtime_us;   /* opening for writing changes no time; writing does */
 	register_writer(t, f);
 	return 0;
 }
@@ -2717,6 +2735,7 @@ int al_file_open(al_file **out, al_tree *t, const char *path, int flags, const a
 		free(f);
 		return al_error_set(AL_ENOMEM, "out of memory");
 	}
+	f->mtime_us = al_now_us();
 	if ((rc = node_parse(&f->n, path))) {
 		if (rc == AL_ENOTFOUND && (flags & AL_OPEN_CREATE))
 			rc = al_error_set(AL_EPERM, "cannot create files here: %s", path);
@@ -2971,6 +2990,8 @@ static int al_file_write_impl(al_file *f, const char *buf, size_t size, uint64_t
 		int rc = restage(f);
 		if (rc)
 			return rc;
+		__atomic_store_n(&f->mtime_us, al_now_us(), __ATOMIC_RELAXED);
+		__atomic_store_n(&f->mtime_set, 0, __ATOMIC_RELAXED);
 		if (f->flags & AL_OPEN_APPEND) {
 			struct stat st;
 			if (fstat(f->fd, &st) == 0)
@@ -3027,6 +3048,8 @@ static int al_file_truncate_impl(al_file *f, uint64_t size)
 			return rc;
 		if (ftruncate(f->fd, (off_t)size) != 0)
 			return al_error_set_errno(al_error_from_errno(errno), errno, "truncate failed");
+		__atomic_store_n(&f->mtime_us, al_now_us(), __ATOMIC_RELAXED);
+		__atomic_store_n(&f->mtime_set, 0, __ATOMIC_RELAXED);
 		f->dirty = 1;
 		return 0;
 	}
@@ -3324,7 +3347,7 @@ static int commit_text(al_file *f)
 
 /* Hashes the staged content, stores the blob once, and records the file. */
 static int record_file(al_tree *t, const node *n, const char *hex, uint64_t size, const char *uri,
-	int stored);
+	int stored, int64_t mtime_us);
 
 static int commit_blob(al_file *f)
 {
@@ -3358,16 +3381,18 @@ static int commit_blob(al_file *f)
 			return al_error_set_errno(AL_EIO, errno, "cannot reopen blob %s", hex);
 	}
 	uri = t->blobs->uri(t->blobs, hex);
-	rc = record_file(t, &f->n, hex, size, uri, 1);
+	rc = record_file(t, &f->n, hex, size, uri, 1,
+		__atomic_load_n(&f->mtime_set, __ATOMIC_RELAXED) ? __atomic_load_n(&f->mtime_us, __ATOMIC_RELAXED) : 0);
 	free(uri);
 	return rc;
 }
 
 /* Records a file of a blob collection (artifacts, dataset files, logs) whose content is at uri:
  * its record, and with stored the blob's own files/{hash} record; a dataset's version follows.
- * Closed files and imported ones (uri a URL outside the blob store) both come here. */
+ * Closed files and imported ones (uri a URL outside the blob store) both come here. mtime_us 0:
+ * now. */
 static int record_file(al_tree *t, const node *n, const char *hex, uint64_t size, const char *uri,
-	int stored)
+	int stored, int64_t mtime_us)
 {
 	char *id = NULL, *doc = NULL, *fdoc = NULL;
 	cJSON *fields = NULL, *file = NULL;
@@ -3386,7 +3411,7 @@ static int record_file(al_tree *t, const node *n, const char *hex, uint64_t size
 	al_fields_set(fields, "size", al_value_int((int64_t)size));
 	al_fields_set(fields, "hash", al_value_string(hex));
 	al_fields_set(fields, "blob", al_value_string(uri ? uri : ""));
-	al_fields_set(fields, "mtime", al_value_time(now));
+	al_fields_set(fields, "mtime", al_value_time(mtime_us ? mtime_us : now));
 	file = cJSON_CreateObject();
 	al_fields_set(file, "size", al_value_int((int64_t)size));
 	al_fields_set(file, "blob", al_value_string(uri ? uri : ""));
@@ -3600,7 +3625,7 @@ static int import_line(al_tree *t, const char *line, size_t len)
 		rc = 0;   /* already there, the same */
 	else if (rc == 0)
 		rc = record_file(t, &n, hash->valuestring, (uint64_t)size->valuedouble,
-			url->valuestring, 0);
+			url->valuestring, 0, 0);
 cleanup:
 	node_free(&n);
 	free(mpath);
