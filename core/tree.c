@@ -57,7 +57,19 @@ typedef struct vdir {
 	struct vdir *next;
 } vdir;
 
-enum { F_TEXT, F_METRIC, F_BLOB_READ, F_BLOB_WRITE, F_GENERATED, F_IMPORT };
+enum { F_TEXT, F_METRIC, F_BLOB_READ, F_BLOB_WRITE, F_GENERATED, F_IMPORT, F_SCRATCH };
+
+/* An editor's or atomic writer's temporary file where values live (README "Editing values in
+ * place"): its bytes in memory, never recorded. */
+typedef struct scratch {
+	char *path;                /* NULL once unlinked or renamed over a file */
+	al_buf data;
+	int64_t mtime_us;
+	unsigned refs;             /* one for the tree's list while path is set, one per handle */
+	char *commit_to;           /* renamed over this file while still open: later writes go there */
+	int dirty;                 /* written since it was renamed over commit_to */
+	struct scratch *next;
+} scratch;
 
 struct al_file {
 	pthread_mutex_t mu;        /* one operation at a time on a handle (dup'ed fds, threads) */
@@ -81,6 +93,7 @@ struct al_file {
 	int pinned;
 	int failed;                /* the error of a failed write: the staged copy is incomplete */
 	char *staging;
+	scratch *sc;               /* F_SCRATCH */
 	/* Writers: the mtime shown and recorded. Set by a write, or by utimens while open (cp -p,
 	 * cp -a set times before they close: README "Files behave like files"). Atomic. */
 	int64_t mtime_us;
@@ -110,6 +123,8 @@ struct al_tree {
 	pthread_mutex_t lock;      /* serialises read-modify-write of documents, vdirs, writers */
 	vdir *vdirs;
 	al_file *writers;
+	scratch *scratch;          /* linked scratch files (in t->lock, as is their content) */
+	size_t scratch_bytes;
 	/* Datasets whose version must be recomputed: after each added file it would cost a listing
 	 * per file, so it happens about once a second, or at once when the version is looked at. */
 	pthread_mutex_t ds_lock;   /* serialises version computation; taken before t->lock */
@@ -1051,6 +1066,153 @@ static int has_vdir(al_tree *t, const char *path)
 	return found;
 }
 
+/* ---- scratch files ---------------------------------------------------------------------- */
+
+/* Editors and in-place tools write a temporary, swap, lock or backup file beside the file they
+ * change (README "Editing values in place"). Where values live — params/, metadata/, a run's and
+ * an experiment's folder — names of that kind are scratch files: held in memory, never recorded,
+ * deletable without --allow-delete, gone at unmount. Renaming one over a value's file records its
+ * content as that file's new value. */
+#define SCRATCH_MAX (16u << 20)      /* one file, as a small text file */
+#define SCRATCH_TOTAL (256u << 20)   /* all of them together */
+
+static int all_of(const char *s, size_t n, const char *set)
+{
+	size_t i;
+	for (i = 0; i < n; i++)
+		if (!s[i] || !strchr(set, s[i]))
+			return 0;
+	return 1;
+}
+
+#define ALNUM "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+
+static int scratch_name(const char *name)
+{
+	size_t n = strlen(name);
+	unsigned long v;
+	char *end;
+
+	if (n == 0)
+		return 0;
+	/* hidden files (vim's .x.swp/.x.swpx/.x.swo, nano's .x.swp lock, rsync's and other writers'
+	 * dot-temporaries), backups (x~ of vim, nano -B, emacs), emacs' #x# */
+	if (name[0] == '.' || name[n - 1] == '~' || (n > 1 && name[0] == '#' && name[n - 1] == '#'))
+		return 1;
+	if (n > 4 && strcmp(name + n - 4, ".tmp") == 0)
+		return 1;
+	if (n == 9 && strncmp(name, "sed", 3) == 0 && all_of(name + 3, 6, ALNUM))
+		return 1;   /* sed -i: mkstemp("sedXXXXXX") */
+	if (n == 8 && strncmp(name, "XX", 2) == 0 && all_of(name + 2, 6, ALNUM))
+		return 1;   /* perl -i: mkstemp("XXXXXXXX") keeps the first two */
+	if (n == 11 && strncmp(name, "tmp", 3) == 0 &&
+	    all_of(name + 3, 8, "abcdefghijklmnopqrstuvwxyz0123456789_"))
+		return 1;   /* Python's tempfile.mkstemp() and NamedTemporaryFile() */
+	/* vim's probe of whether it may write a new file: "4913", then 5036, 5159, … while taken */
+	if (isdigit((unsigned char)name[0]) && (v = strtoul(name, &end, 10), !*end) && v >= 4913 &&
+	    (v - 4913) % 123 == 0 && v < 4913 + 123 * 16)
+		return 1;
+	return 0;
+}
+
+/* 1 when path is a scratch file's place: a scratch name right in params/ (or a folder of it),
+ * metadata/, a run's or an experiment's folder. *parent then holds that folder's node, and
+ * *dir its path (both the caller's). */
+static int scratch_place(node *parent, char **dir, const char *path)
+{
+	const char *name = last_segment(path);
+	int ok;
+
+	memset(parent, 0, sizeof(*parent));
+	*dir = NULL;
+	if (name == path || !scratch_name(name) || !(*dir = strndup(path, (size_t)(name - 1 - path))))
+		return 0;
+	ok = node_parse(parent, **dir ? *dir : "/") == 0;
+	if (ok && parent->kind != N_PARAMS && parent->kind != N_METADATA_DIR && parent->kind != N_RUN &&
+	    parent->kind != N_EXPERIMENT)
+		ok = 0;
+	if (!ok) {
+		node_free(parent);
+		free(*dir);
+		*dir = NULL;
+	}
+	return ok;
+}
+
+/* In t->lock. */
+static scratch *scratch_find(al_tree *t, const char *path)
+{
+	scratch *s;
+	for (s = t->scratch; s; s = s->next)
+		if (strcmp(s->path, path) == 0)
+			return s;
+	return NULL;
+}
+
+/* Takes s out of the list (unlinked, or renamed over a file); handles keep it. In t->lock. */
+static void scratch_unlink_locked(al_tree *t, scratch *s)
+{
+	scratch **p;
+	for (p = &t->scratch; *p; p = &(*p)->next)
+		if (*p == s) {
+			*p = s->next;
+			break;
+		}
+	free(s->path);
+	s->path = NULL;
+	s->next = NULL;
+}
+
+/* Drops one reference. In t->lock. */
+static void scratch_put_locked(al_tree *t, scratch *s)
+{
+	if (--s->refs)
+		return;
+	t->scratch_bytes -= s->data.len;
+	al_buf_dispose(&s->data);
+	free(s->commit_to);
+	free(s);
+}
+
+static int scratch_attr(al_attr *out, al_tree *t, const char *path)
+{
+	scratch *s;
+	int found = 0;
+	if (!scratch_name(last_segment(path)))
+		return 0;
+	pthread_mutex_lock(&t->lock);
+	if ((s = scratch_find(t, path))) {
+		attr_file(out, 0644, s->data.len, s->mtime_us);
+		found = 1;
+	}
+	pthread_mutex_unlock(&t->lock);
+	return found;
+}
+
+/* Sets the length of a scratch file's content, zero-filling what grows. In t->lock. */
+static int scratch_resize_locked(al_tree *t, scratch *s, size_t len)
+{
+	size_t old = s->data.len;
+	int rc;
+	if (len > SCRATCH_MAX)
+		return al_error_set(AL_ENOSPC, "%s: editors' scratch files hold at most %u MiB", s->path ? s->path : "",
+			SCRATCH_MAX >> 20);
+	if (len > old) {
+		if (t->scratch_bytes + (len - old) > SCRATCH_TOTAL)
+			return al_error_set(AL_ENOSPC, "scratch files take %u MiB of memory at most: delete some",
+				SCRATCH_TOTAL >> 20);
+		if ((rc = al_buf_grow(&s->data, len - old)))
+			return rc;
+		memset(s->data.ptr + old, 0, len - old);
+		t->scratch_bytes += len - old;
+	} else
+		t->scratch_bytes -= old - len;
+	s->data.len = len;
+	if (s->data.ptr)
+		s->data.ptr[len] = '\0';
+	return 0;
+}
+
 /* Range of encoded ids under the folder `rest` of a blob collection: [from, to). */
 static void child_range(char **from, char **to, const char *rest)
 {
@@ -1179,7 +1341,17 @@ static int metric_attr(al_attr *out, al_tree *t, const node *n, const char *path
 	return rc;
 }
 
+static int getattr_recorded(al_attr *out, al_tree *t, const char *path);
+
 static int getattr_uncached(al_attr *out, al_tree *t, const char *path)
+{
+	if (scratch_attr(out, t, path))
+		return 0;
+	return getattr_recorded(out, t, path);
+}
+
+/* Everything but scratch files. */
+static int getattr_recorded(al_attr *out, al_tree *t, const char *path)
 {
 	node n;
 	al_doc *d = NULL;
@@ -1348,16 +1520,20 @@ static void child_of(keyset *k, const char *rest, const char *full)
 	free(name);
 }
 
-/* Adds in-memory children (open writers, empty folders) of the folder at path. */
+/* Adds in-memory children (open writers, empty folders, scratch files) of the folder at path. */
 static void memory_children(keyset *k, al_tree *t, const char *path)
 {
 	size_t n = strlen(path);
 	al_file *f;
 	vdir *v;
+	scratch *s;
 	pthread_mutex_lock(&t->lock);
 	for (f = t->writers; f; f = f->next)
 		if (strncmp(f->path, path, n) == 0 && f->path[n] == '/' && !strchr(f->path + n + 1, '/'))
 			keyset_add(k, f->path + n + 1);
+	for (s = t->scratch; s; s = s->next)
+		if (strncmp(s->path, path, n) == 0 && s->path[n] == '/' && !strchr(s->path + n + 1, '/'))
+			keyset_add(k, s->path + n + 1);
 	for (v = t->vdirs; v; v = v->next)
 		if (strncmp(v->path, path, n) == 0 && v->path[n] == '/' && !strchr(v->path + n + 1, '/'))
 			keyset_add(k, v->path + n + 1);
@@ -1447,9 +1623,11 @@ int al_tree_readdir(al_tree *t, const char *path, al_tree_fill_fn fill, void *ct
 		break;
 	case N_EXPERIMENT:
 		fixed = exp_entries;
+		memory_children(&k, t, path);
 		break;
 	case N_RUN:
 		fixed = run_entries;
+		memory_children(&k, t, path);
 		{
 			node log = {.coll = xasprintf("%s/logs", n.run_doc), .rest = "output.log"};
 			char *logpath = xasprintf("%s/output.log", path);
@@ -1830,8 +2008,20 @@ static void dataset_changed(al_tree *t, const char *ds_doc);
 static int al_tree_unlink_impl(al_tree *t, const char *path)
 {
 	node n;
+	scratch *s = NULL;
 	int rc;
 
+	/* Scratch files come and go freely: nothing of them was recorded. */
+	if (scratch_name(last_segment(path))) {
+		pthread_mutex_lock(&t->lock);
+		if ((s = scratch_find(t, path))) {
+			scratch_unlink_locked(t, s);
+			scratch_put_locked(t, s);
+		}
+		pthread_mutex_unlock(&t->lock);
+		if (s)
+			return 0;
+	}
 	if ((rc = node_parse(&n, path)))
 		return rc;
 	if (!t->allow_delete) {
@@ -2180,12 +2370,103 @@ static int is_blob_kind(nkind k)
 	return k == N_DATASET_PATH || k == N_EXP_ARTIFACT || k == N_RUN_ARTIFACT;
 }
 
+static int commit_content(al_tree *t, const char *path, const char *data, size_t len);
+
+static int is_text_kind(const node *n)
+{
+	return (n->kind == N_PARAMS && *n->rest) || n->kind == N_PARAMS_JSON || n->kind == N_METADATA ||
+		n->kind == N_RUN_TEXT || n->kind == N_EXP_DESCRIPTION;
+}
+
+/* Renames of and onto scratch files (README "Editing values in place"). 1: neither is one. */
+static int rename_scratch(al_tree *t, const char *from, const char *to, unsigned flags)
+{
+	node place, target;
+	char *dir = NULL, *data = NULL;
+	scratch *s = NULL, *old;
+	size_t len = 0;
+	int rc = 1, to_scratch;
+	const unsigned noreplace = 1; /* RENAME_NOREPLACE */
+
+	memset(&target, 0, sizeof(target));
+	to_scratch = scratch_place(&place, &dir, to);
+	node_free(&place);
+	free(dir);
+	if (scratch_name(last_segment(from))) {
+		pthread_mutex_lock(&t->lock);
+		s = scratch_find(t, from);
+		if (s && to_scratch) {
+			/* from one scratch name to another: only the name changes */
+			if ((old = scratch_find(t, to)) && old != s && (flags & noreplace))
+				rc = al_error_set(AL_EEXISTS, "%s exists", to);
+			else {
+				char *np = strdup(to);
+				if (!np)
+					rc = al_error_set(AL_ENOMEM, "out of memory");
+				else {
+					if (old && old != s) {
+						scratch_unlink_locked(t, old);
+						scratch_put_locked(t, old);
+					}
+					free(s->path);
+					s->path = np;
+					rc = 0;
+				}
+			}
+		} else if (s && (data = malloc(s->data.len + 1))) {
+			len = s->data.len;
+			if (len)
+				memcpy(data, s->data.ptr, len);
+			s->dirty = 0;   /* what is written from now on is the handles' to commit */
+		} else if (s)
+			rc = al_error_set(AL_ENOMEM, "out of memory");
+		pthread_mutex_unlock(&t->lock);
+		if (!s || rc != 1)
+			goto cleanup;
+		/* Over the file of a value: its content becomes that value, committed as a close
+		 * would commit it; the scratch file is gone once that succeeded. */
+		if (node_parse(&target, to) != 0 || !is_text_kind(&target)) {
+			/* EXDEV where files can be copied in: mv copies */
+			rc = target.buf && (is_blob_kind(target.kind) || target.kind == N_METRICS)
+				? al_error_set(AL_EXDEV, "rename across folders: copy instead")
+				: al_error_set(AL_EPERM, "cannot rename to %s", to);
+			goto cleanup;
+		}
+		if ((flags & noreplace) && getattr_recorded(&(al_attr){0}, t, to) == 0) {
+			rc = al_error_set(AL_EEXISTS, "%s exists", to);
+			goto cleanup;
+		}
+		if ((rc = commit_content(t, to, data, len)))
+			goto cleanup;
+		pthread_mutex_lock(&t->lock);
+		if (s->path && strcmp(s->path, from) == 0) {
+			/* Handles still open write on into that file (flush_file). */
+			free(s->commit_to);
+			s->commit_to = s->refs > 1 ? strdup(to) : NULL;
+			scratch_unlink_locked(t, s);
+			scratch_put_locked(t, s);
+		}
+		pthread_mutex_unlock(&t->lock);
+		goto cleanup;
+	}
+	if (to_scratch && node_parse(&target, from) == 0 && is_text_kind(&target))
+		/* A value's file to a backup name (vim's backup by renaming): the value stays recorded,
+		 * so the rename is refused in a way that makes vim and mv copy it instead. */
+		rc = al_error_set(AL_EXDEV, "%s holds a value: copy it instead of renaming", from);
+cleanup:
+	node_free(&target);
+	free(data);
+	return rc;
+}
+
 static int al_tree_rename_impl(al_tree *t, const char *from, const char *to, unsigned flags)
 {
 	node a, b;
 	int rc;
 	const unsigned noreplace = 1; /* RENAME_NOREPLACE */
 
+	if ((rc = rename_scratch(t, from, to, flags)) != 1)
+		return rc;
 	if ((rc = node_parse(&a, from)))
 		return rc;
 	if ((rc = node_parse(&b, to))) {
@@ -2367,10 +2648,16 @@ static int al_tree_utimens_impl(al_tree *t, const char *path, int64_t mtime_us)
 	int rc;
 	al_doc *d = NULL;
 	al_file *f;
+	scratch *s;
 
+	pthread_mutex_lock(&t->lock);
+	if (scratch_name(last_segment(path)) && (s = scratch_find(t, path))) {
+		s->mtime_us = mtime_us;
+		pthread_mutex_unlock(&t->lock);
+		return 0;
+	}
 	/* Times set while the file is still open for writing (cp -p and cp -a set them before
 	 * close()) are the ones its close records (README "Files behave like files"). */
-	pthread_mutex_lock(&t->lock);
 	for (f = t->writers; f; f = f->next)
 		if (strcmp(f->path, path) == 0) {
 			__atomic_store_n(&f->mtime_us, mtime_us, __ATOMIC_RELAXED);
@@ -2647,6 +2934,87 @@ fail:
 	return rc;
 }
 
+/* Opens (or creates) a scratch file. 1 when path is no scratch file: the caller opens it as
+ * usual (not a scratch place, or a value recorded under such a name before they existed). */
+static int open_scratch(al_file *f, int flags, const char *path)
+{
+	al_tree *t = f->t;
+	node parent;
+	char *dir = NULL;
+	scratch *s, *made = NULL;
+	al_attr a;
+	int rc = 0;
+
+	if (!scratch_place(&parent, &dir, path))
+		return 1;
+	pthread_mutex_lock(&t->lock);
+	if ((s = scratch_find(t, path)) && !((flags & AL_OPEN_CREATE) && (flags & AL_OPEN_EXCL)))
+		s->refs++;
+	pthread_mutex_unlock(&t->lock);
+	if (s) {
+		if ((flags & AL_OPEN_CREATE) && (flags & AL_OPEN_EXCL)) {
+			rc = al_error_set(AL_EEXISTS, "%s exists", path);
+			goto cleanup;
+		}
+		goto opened;
+	}
+	if (getattr_recorded(&a, t, path) == 0) {
+		rc = 1;
+		goto cleanup;
+	}
+	if (!(flags & AL_OPEN_CREATE)) {
+		rc = al_error_set(AL_ENOTFOUND, "no such file: %s", path);
+		goto cleanup;
+	}
+	if ((rc = check_name(last_segment(path))))
+		goto cleanup;
+	/* The folder must exist; params/ of a run that ended is read-only like its params. */
+	if ((rc = al_tree_getattr(&a, t, dir)) || (a.type != AL_NODE_DIR &&
+	    (rc = al_error_set(AL_ENOTDIR, "not a folder: %s", dir))))
+		goto cleanup;
+	if (parent.kind == N_PARAMS && (rc = require_running(t, &parent)))
+		goto cleanup;
+	if (!(made = calloc(1, sizeof(*made))) || !(made->path = strdup(path))) {
+		rc = al_error_set(AL_ENOMEM, "out of memory");
+		goto cleanup;
+	}
+	made->mtime_us = al_now_us();
+	made->refs = 2;   /* the list's and this handle's */
+	pthread_mutex_lock(&t->lock);
+	if ((s = scratch_find(t, path))) {   /* made meanwhile by someone else */
+		if ((flags & AL_OPEN_EXCL))
+			rc = al_error_set(AL_EEXISTS, "%s exists", path);
+		else
+			s->refs++;
+	} else {
+		made->next = t->scratch;
+		t->scratch = s = made;
+		made = NULL;
+	}
+	pthread_mutex_unlock(&t->lock);
+	changed(t);   /* a "no such file" kept for this path is wrong from now on */
+	if (rc)
+		goto cleanup;
+opened:
+	f->kind = F_SCRATCH;
+	f->sc = s;
+	if ((flags & AL_OPEN_WRITE) && (flags & AL_OPEN_TRUNC)) {
+		pthread_mutex_lock(&t->lock);
+		scratch_resize_locked(t, s, 0);
+		s->mtime_us = al_now_us();
+		s->dirty = 1;
+		pthread_mutex_unlock(&t->lock);
+	}
+cleanup:
+	if (made) {
+		free(made->path);
+		free(made);
+	}
+	node_free(&parent);
+	free(dir);
+	return rc;
+}
+
 /* Brings a metric handle's text up to the series' current points (README "metrics": readers see
  * points appended after their open, as with any log file). f->mu held. */
 static int metric_refresh(al_file *f)
@@ -2736,6 +3104,12 @@ int al_file_open(al_file **out, al_tree *t, const char *path, int flags, const a
 		return al_error_set(AL_ENOMEM, "out of memory");
 	}
 	f->mtime_us = al_now_us();
+	if ((rc = open_scratch(f, flags, path)) <= 0) {
+		if (rc)
+			goto fail;
+		*out = f;
+		return 0;
+	}
 	if ((rc = node_parse(&f->n, path))) {
 		if (rc == AL_ENOTFOUND && (flags & AL_OPEN_CREATE))
 			rc = al_error_set(AL_EPERM, "cannot create files here: %s", path);
@@ -2844,6 +3218,11 @@ int al_file_getattr(al_attr *out, al_file *f)
 		out->size = f->text.len;
 		pthread_mutex_unlock(&f->mu);
 		return 0;
+	case F_SCRATCH:   /* also once unlinked or renamed: the handle still holds it */
+		pthread_mutex_lock(&f->t->lock);
+		attr_file(out, 0644, f->sc->data.len, f->sc->mtime_us);
+		pthread_mutex_unlock(&f->t->lock);
+		return 0;
 	default:
 		return rc;
 	}
@@ -2868,6 +3247,14 @@ int al_file_read(size_t *nread, al_file *f, char *buf, size_t size, uint64_t off
 		if (n < 0)
 			return al_error_set_errno(AL_EIO, errno, "read failed");
 		*nread = (size_t)n;
+		return 0;
+	case F_SCRATCH:
+		pthread_mutex_lock(&f->t->lock);
+		if (off < f->sc->data.len) {
+			*nread = f->sc->data.len - off < size ? f->sc->data.len - off : size;
+			memcpy(buf, f->sc->data.ptr + off, *nread);
+		}
+		pthread_mutex_unlock(&f->t->lock);
 		return 0;
 	case F_METRIC: {
 		/* A reader at the end (tail -f, a polling loop) gets the points appended since. */
@@ -2986,6 +3373,24 @@ static int al_file_write_impl(al_file *f, const char *buf, size_t size, uint64_t
 		return metric_write(f, buf, size);
 	case F_IMPORT:
 		return import_write(f, buf, size);
+	case F_SCRATCH: {
+		scratch *sc = f->sc;
+		int rc = 0;
+		pthread_mutex_lock(&f->t->lock);
+		if (f->flags & AL_OPEN_APPEND)
+			off = sc->data.len;
+		if (off > SCRATCH_MAX || size > SCRATCH_MAX)
+			rc = al_error_set(AL_ENOSPC, "editors' scratch files hold at most %u MiB", SCRATCH_MAX >> 20);
+		else if (off + size > sc->data.len)
+			rc = scratch_resize_locked(f->t, sc, off + size);
+		if (rc == 0) {
+			memcpy(sc->data.ptr + off, buf, size);
+			sc->mtime_us = al_now_us();
+			sc->dirty = 1;
+		}
+		pthread_mutex_unlock(&f->t->lock);
+		return rc;
+	}
 	case F_BLOB_WRITE: {
 		int rc = restage(f);
 		if (rc)
@@ -3042,6 +3447,16 @@ static int al_file_truncate_impl(al_file *f, uint64_t size)
 	case F_METRIC:
 	case F_IMPORT:
 		return 0;   /* append-only: history is never lost */
+	case F_SCRATCH: {
+		int rc;
+		pthread_mutex_lock(&f->t->lock);
+		if ((rc = scratch_resize_locked(f->t, f->sc, size)) == 0) {
+			f->sc->mtime_us = al_now_us();
+			f->sc->dirty = 1;
+		}
+		pthread_mutex_unlock(&f->t->lock);
+		return rc;
+	}
 	case F_BLOB_WRITE: {
 		int rc = restage(f);
 		if (rc)
@@ -3069,7 +3484,11 @@ static int al_file_truncate_impl(al_file *f, uint64_t size)
 			f->text.len = size;
 			f->text.ptr[size] = '\0';
 		}
-		f->dirty = 1;
+		/* Cutting to nothing through an open descriptor (vim opens, ftruncate()s, then writes)
+		 * is like O_TRUNC: the old value stays until something is written, so an editor
+		 * killed in between loses nothing. truncate(2) of the path clears (al_tree_truncate). */
+		if (size > 0)
+			f->dirty = 1;
 		return 0;
 	default:
 		return al_error_set(AL_EACCES, "not open for writing");
@@ -3689,10 +4108,32 @@ static int al_file_flush_impl(al_file *f, pid_t pid)
 	return rc;
 }
 
+static int commit_content(al_tree *t, const char *path, const char *data, size_t len);
+
 static int flush_file(al_file *f, pid_t pid)
 {
 	int rc = 0;
 	switch (f->kind) {
+	case F_SCRATCH: {
+		/* Renamed over a file while open (a writer that renames before it closes): what it
+		 * wrote since is that file's content too. */
+		char *to = NULL, *data = NULL;
+		size_t len = 0;
+		pthread_mutex_lock(&f->t->lock);
+		if (f->sc->commit_to && f->sc->dirty && (to = strdup(f->sc->commit_to)) &&
+		    (data = malloc(f->sc->data.len + 1))) {
+			len = f->sc->data.len;
+			if (len)
+				memcpy(data, f->sc->data.ptr, len);
+			f->sc->dirty = 0;
+		}
+		pthread_mutex_unlock(&f->t->lock);
+		if (to && data)
+			rc = commit_content(f->t, to, data, len);
+		free(to);
+		free(data);
+		return rc;
+	}
 	case F_TEXT:
 		if (f->dirty && (rc = commit_text(f)) == 0)
 			f->dirty = 0;
@@ -3740,6 +4181,24 @@ static int flush_file(al_file *f, pid_t pid)
 	}
 }
 
+/* Records data as the new content of the value file at path, as a write of exactly that
+ * and a close would (a scratch file renamed over it). */
+static int commit_content(al_tree *t, const char *path, const char *data, size_t len)
+{
+	al_file *f = NULL;
+	int rc = al_file_open(&f, t, path, AL_OPEN_WRITE | AL_OPEN_CREATE | AL_OPEN_TRUNC, NULL);
+	if (rc == 0 && f->kind != F_TEXT)
+		rc = al_error_set(AL_EPERM, "%s holds no value a file can be renamed over", path);
+	if (rc == 0 && len)
+		rc = al_file_write_impl(f, data, len, 0);
+	if (rc == 0) {
+		f->dirty = 1;   /* an empty file is an empty value */
+		rc = flush_file(f, 0);
+	}
+	al_file_release(f);
+	return rc;
+}
+
 int al_file_fsync(al_file *f)
 {
 	return al_file_flush(f, 0);
@@ -3754,6 +4213,11 @@ void al_file_release(al_file *f)
 	pthread_mutex_destroy(&f->mu);
 	if (f->kind == F_TEXT || f->kind == F_BLOB_WRITE || (f->kind == F_METRIC && (f->flags & AL_OPEN_WRITE)))
 		unregister_writer(f->t, f);
+	if (f->sc) {
+		pthread_mutex_lock(&f->t->lock);
+		scratch_put_locked(f->t, f->sc);
+		pthread_mutex_unlock(&f->t->lock);
+	}
 	if (f->fd >= 0)
 		close(f->fd);
 	if (f->pinned)
@@ -3773,8 +4237,11 @@ int al_tree_truncate(al_tree *t, const char *path, uint64_t size)
 {
 	al_file *f = NULL;
 	int rc = al_file_open(&f, t, path, AL_OPEN_WRITE | (size == 0 ? AL_OPEN_TRUNC : 0), NULL);
-	if (rc == 0 && (rc = al_file_truncate(f, size)) == 0)
+	if (rc == 0 && (rc = al_file_truncate(f, size)) == 0) {
+		if (f->kind == F_TEXT)
+			f->dirty = 1;   /* truncate(2) of a path is meant: it clears */
 		rc = al_file_flush(f, 0);
+	}
 	al_file_release(f);
 	return rc;
 }
@@ -3950,6 +4417,11 @@ void al_tree_free(al_tree *t)
 		next = v->next;
 		free(v->path);
 		free(v);
+	}
+	while (t->scratch) {   /* scratch files end with the mount */
+		scratch *s = t->scratch;
+		scratch_unlink_locked(t, s);
+		scratch_put_locked(t, s);
 	}
 	free(t->store_uri);
 	free(t->blobs_uri);
