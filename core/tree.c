@@ -98,6 +98,11 @@ struct al_file {
 	 * cp -a set times before they close: README "Files behave like files"). Atomic. */
 	int64_t mtime_us;
 	int mtime_set;
+	int detached;              /* F_BLOB_WRITE: the file was deleted or replaced: record nothing */
+	/* F_BLOB_WRITE: the opens sharing this handle (in t->lock), so that every writer of a file
+	 * sees one content (two connections to a database) */
+	unsigned handles;
+	struct al_file *share;     /* at open: the writer this open joins instead */
 	struct al_file *next;      /* in t->writers */
 };
 
@@ -2005,6 +2010,181 @@ static int blob_delete(al_tree *t, const node *n)
 static int dataset_refresh(al_tree *t, const char *ds_doc);
 static void dataset_changed(al_tree *t, const char *ds_doc);
 
+/* Handles writing files that are deleted, replaced or moved (a working folder: README
+ * "artifacts"), each held under its own lock meanwhile so none is halfway through recording. */
+typedef struct held {
+	al_file **f;
+	size_t n;
+} held;
+
+static int path_under(const char *dir, const char *path)
+{
+	size_t n = strlen(dir);
+	return strncmp(path, dir, n) == 0 && (path[n] == '\0' || path[n] == '/');
+}
+
+/* Locks every blob writer at or under a or b (b may be NULL): all or none, trylock under t->lock
+ * (handles take f->mu first and t->lock second), again after a pause while one is busy. */
+static int hold_writers(held *h, al_tree *t, const char *a, const char *b)
+{
+	memset(h, 0, sizeof(*h));
+	for (;;) {
+		al_file *f;
+		size_t cap = 0, i;
+		int busy = 0;
+		pthread_mutex_lock(&t->lock);
+		for (f = t->writers; f; f = f->next)
+			cap += f->kind == F_BLOB_WRITE && (path_under(a, f->path) || (b && path_under(b, f->path)));
+		if (cap && !(h->f = calloc(cap, sizeof(*h->f)))) {
+			pthread_mutex_unlock(&t->lock);
+			return al_error_set(AL_ENOMEM, "out of memory");
+		}
+		for (f = t->writers; f && !busy; f = f->next) {
+			if (f->kind != F_BLOB_WRITE || !(path_under(a, f->path) || (b && path_under(b, f->path))))
+				continue;
+			if (pthread_mutex_trylock(&f->mu) != 0)
+				busy = 1;
+			else
+				h->f[h->n++] = f;
+		}
+		pthread_mutex_unlock(&t->lock);
+		if (!busy)
+			return 0;
+		for (i = 0; i < h->n; i++)
+			pthread_mutex_unlock(&h->f[i]->mu);
+		free(h->f);
+		memset(h, 0, sizeof(*h));
+		usleep(1000);
+	}
+}
+
+static size_t held_count(const held *h, const char *path)
+{
+	size_t i, n = 0;
+	for (i = 0; i < h->n; i++)
+		n += path_under(path, h->f[i]->path);
+	return n;
+}
+
+/* The held writers at or under path record nothing at their close: their file is gone. */
+static void detach_held(al_tree *t, held *h, const char *path)
+{
+	size_t i;
+	pthread_mutex_lock(&t->lock);
+	for (i = 0; i < h->n; i++)
+		if (path_under(path, h->f[i]->path)) {
+			al_file **p;
+			__atomic_store_n(&h->f[i]->detached, 1, __ATOMIC_SEQ_CST);
+			for (p = &t->writers; *p; p = &(*p)->next)
+				if (*p == h->f[i]) {
+					*p = h->f[i]->next;
+					break;
+				}
+		}
+	pthread_mutex_unlock(&t->lock);
+}
+
+/* The held writers under from follow their file to to: their close records the new name. */
+static void move_held(al_tree *t, held *h, const char *from, const char *to)
+{
+	size_t i, flen = strlen(from);
+	pthread_mutex_lock(&t->lock);
+	for (i = 0; i < h->n; i++) {
+		al_file *f = h->f[i];
+		char *np;
+		node nn;
+		if (__atomic_load_n(&f->detached, __ATOMIC_SEQ_CST) || !path_under(from, f->path))
+			continue;
+		np = xasprintf("%s%s", to, f->path + flen);
+		if (np && node_parse(&nn, np) == 0) {
+			node_free(&f->n);
+			f->n = nn;
+			free(f->path);
+			f->path = np;
+		} else {
+			free(np);
+			__atomic_store_n(&f->detached, 1, __ATOMIC_SEQ_CST);   /* cannot follow: keep nothing stale */
+		}
+	}
+	pthread_mutex_unlock(&t->lock);
+}
+
+static void release_held(held *h)
+{
+	size_t i;
+	for (i = 0; i < h->n; i++)
+		pthread_mutex_unlock(&h->f[i]->mu);
+	free(h->f);
+	memset(h, 0, sizeof(*h));
+}
+
+/* Deletes a file of a blob folder: its record, and whatever handles still writing it would
+ * record at close (README "artifacts": deleted files stop being listed). */
+static int blob_remove(al_tree *t, const node *n, const char *path)
+{
+	al_doc *d = NULL;
+	char *id = al_id_encode(n->rest), *doc = xasprintf("%s/%s", n->coll, id);
+	const char *type;
+	held h;
+	int rc;
+
+	if ((rc = hold_writers(&h, t, path, NULL)))
+		goto cleanup;
+	rc = al_store_get(&d, t->store, doc);
+	if (rc == 0 && (type = al_fields_get_string(d->fields, "type")) && strcmp(type, "dir") == 0)
+		rc = al_error_set(AL_EISDIR, "%s is a folder", n->rest);
+	else if (rc == 0)
+		rc = commit1(t, AL_WRITE_DELETE, doc, NULL, AL_PRE_NONE);
+	else if (rc == AL_ENOTFOUND && held_count(&h, path))
+		rc = 0;   /* written, never closed yet */
+	else if (rc == AL_ENOTFOUND)
+		rc = al_error_set(AL_ENOTFOUND, "no such file: %s", n->rest);
+	if (rc == 0)
+		detach_held(t, &h, path);
+	release_held(&h);
+cleanup:
+	al_doc_free(d);
+	free(id);
+	free(doc);
+	return rc;
+}
+
+/* Removes an empty folder of a blob folder (its folder document, if it has one). */
+static int blob_rmdir(al_tree *t, const node *n, const char *path)
+{
+	al_doc_list *l = NULL;
+	char *from = NULL, *to = NULL, *id = al_id_encode(n->rest), *doc = xasprintf("%s/%s", n->coll, id);
+	held h;
+	int rc;
+
+	if ((rc = hold_writers(&h, t, path, NULL)))
+		goto cleanup;
+	child_range(&from, &to, n->rest);
+	if ((rc = al_store_list(&l, t->store, n->coll, from, to)) == 0 && (l->count || h.n))
+		rc = al_error_set(AL_ENOTEMPTY, "%s is not empty", n->rest);
+	if (rc == 0)
+		rc = commit1(t, AL_WRITE_DELETE, doc, NULL, AL_PRE_NONE);
+	release_held(&h);
+cleanup:
+	al_doc_list_free(l);
+	free(from);
+	free(to);
+	free(id);
+	free(doc);
+	return rc;
+}
+
+/* A running run's artifacts/ and an experiment's are working folders (README "artifacts"): their
+ * files and folders can be deleted without --allow-delete. */
+static int working_folder(al_tree *t, const node *n)
+{
+	if (!*n->rest)
+		return 0;
+	if (n->kind == N_EXP_ARTIFACT)
+		return 1;
+	return n->kind == N_RUN_ARTIFACT && require_running(t, n) == 0;
+}
+
 static int al_tree_unlink_impl(al_tree *t, const char *path)
 {
 	node n;
@@ -2024,8 +2204,15 @@ static int al_tree_unlink_impl(al_tree *t, const char *path)
 	}
 	if ((rc = node_parse(&n, path)))
 		return rc;
+	if ((n.kind == N_RUN_ARTIFACT || n.kind == N_EXP_ARTIFACT) && (t->allow_delete || working_folder(t, &n))) {
+		rc = *n.rest ? blob_remove(t, &n, path) : al_error_set(AL_EISDIR, "%s is a folder", path);
+		goto cleanup;
+	}
 	if (!t->allow_delete) {
-		rc = al_error_set(AL_EPERM, "deleting is off: mount with --allow-delete to delete %s", path);
+		rc = n.kind == N_RUN_ARTIFACT
+			? al_error_set(AL_EPERM, "run %s is not running: its artifacts are kept (mount with "
+				"--allow-delete to delete %s)", n.run, path)
+			: al_error_set(AL_EPERM, "deleting is off: mount with --allow-delete to delete %s", path);
 		goto cleanup;
 	}
 	switch (n.kind) {
@@ -2039,8 +2226,6 @@ static int al_tree_unlink_impl(al_tree *t, const char *path)
 		if ((rc = blob_delete(t, &n)) == 0)
 			dataset_changed(t, n.ds_doc);
 		break;
-	case N_EXP_ARTIFACT:
-	case N_RUN_ARTIFACT:
 	case N_OUTPUT_LOG:
 		rc = blob_delete(t, &n);
 		break;
@@ -2085,6 +2270,11 @@ static int al_tree_rmdir_impl(al_tree *t, const char *path)
 
 	if ((rc = node_parse(&n, path)))
 		return rc;
+	if ((n.kind == N_RUN_ARTIFACT || n.kind == N_EXP_ARTIFACT) && *n.rest &&
+	    (t->allow_delete || working_folder(t, &n))) {
+		rc = blob_rmdir(t, &n, path);
+		goto cleanup;
+	}
 	if (!t->allow_delete) {
 		rc = al_error_set(AL_EPERM, "deleting is off: mount with --allow-delete to delete %s", path);
 		goto cleanup;
@@ -2095,8 +2285,6 @@ static int al_tree_rmdir_impl(al_tree *t, const char *path)
 	case N_RUN: rc = delete_tree(t, n.run_doc); break;
 	case N_DATASET: rc = delete_tree(t, n.ds_doc); break;
 	case N_DATASET_PATH:
-	case N_EXP_ARTIFACT:
-	case N_RUN_ARTIFACT:
 		if (*n.rest)
 			blob_delete(t, &n);   /* an explicit folder document, if any */
 		rc = 0;
@@ -2269,8 +2457,11 @@ static int dataset_referenced(al_tree *t, const char *ds_doc)
 
 /* ---- renaming ------------------------------------------------------------------------- */
 
-/* Moves the file or folder `from` to `to` inside one blob collection, in one commit. */
-static int blob_move(al_tree *t, const node *a, const node *b, int noreplace)
+/* Moves the file or folder `from` to `to` inside one blob collection, in one commit. Writers of
+ * `from` (writing) may hold content not recorded yet, or the only content: they follow the
+ * file (move_held), so a file still being written moves too; a replaced target's record goes. */
+static int blob_move(al_tree *t, const node *a, const node *b, int noreplace, size_t writing,
+	size_t target_writing)
 {
 	al_doc_list *l = NULL;
 	al_doc *d = NULL, *existing = NULL;
@@ -2282,10 +2473,22 @@ static int blob_move(al_tree *t, const node *a, const node *b, int noreplace)
 	size_t n = 0, i, cap;
 	int rc;
 
-	if (al_store_get(&existing, t->store, to_doc) == 0 && noreplace) {
+	if ((al_store_get(&existing, t->store, to_doc) == 0 || target_writing) && noreplace) {
 		rc = al_error_set(AL_EEXISTS, "%s exists", b->rest);
 		goto cleanup;
 	}
+	/* A folder is replaced only when empty (the kernel checks the kinds, not the contents). */
+	child_range(&lo, &hi, b->rest);
+	if ((rc = al_store_list(&l, t->store, b->coll, lo, hi)))
+		goto cleanup;
+	if (l->count) {
+		rc = al_error_set(AL_ENOTEMPTY, "%s is not empty", b->rest);
+		goto cleanup;
+	}
+	al_doc_list_free(l);
+	l = NULL;
+	free(lo);
+	free(hi);
 	child_range(&lo, &hi, a->rest);
 	if ((rc = al_store_list(&l, t->store, a->coll, lo, hi)))
 		goto cleanup;
@@ -2304,6 +2507,10 @@ static int blob_move(al_tree *t, const node *a, const node *b, int noreplace)
 		w[n] = (al_write){AL_WRITE_SET, to_doc, fields[n], AL_PRE_NONE};
 		n++;
 		w[n++] = (al_write){AL_WRITE_DELETE, from_doc, NULL, AL_PRE_NONE};
+	} else if (rc == AL_ENOTFOUND && l->count == 0 && writing) {
+		/* Not closed yet: only its writers move; what the target held is replaced. */
+		if (existing)
+			w[n++] = (al_write){AL_WRITE_DELETE, to_doc, NULL, AL_PRE_NONE};
 	} else if (rc != AL_ENOTFOUND || l->count == 0) {
 		if (rc == AL_ENOTFOUND)
 			rc = al_error_set(AL_ENOTFOUND, "no such file: %s", a->rest);
@@ -2343,7 +2550,7 @@ static int blob_move(al_tree *t, const node *a, const node *b, int noreplace)
 			cap = nc;
 		}
 	}
-	rc = al_store_commit(t->store, w, n);
+	rc = n ? al_store_commit(t->store, w, n) : 0;
 cleanup:
 	for (i = 0; fields && i < cap; i++) {
 		cJSON_Delete(fields[i]);
@@ -2462,6 +2669,7 @@ cleanup:
 static int al_tree_rename_impl(al_tree *t, const char *from, const char *to, unsigned flags)
 {
 	node a, b;
+	held h;
 	int rc;
 	const unsigned noreplace = 1; /* RENAME_NOREPLACE */
 
@@ -2499,7 +2707,15 @@ static int al_tree_rename_impl(al_tree *t, const char *from, const char *to, uns
 			goto cleanup;
 		}
 	}
-	if ((rc = blob_move(t, &a, &b, (flags & noreplace) != 0)))
+	if ((rc = hold_writers(&h, t, from, to)))
+		goto cleanup;
+	rc = blob_move(t, &a, &b, (flags & noreplace) != 0, held_count(&h, from), held_count(&h, to));
+	if (rc == 0) {
+		detach_held(t, &h, to);
+		move_held(t, &h, from, to);
+	}
+	release_held(&h);
+	if (rc)
 		goto cleanup;
 	if (a.kind == N_DATASET_PATH)
 		dataset_changed(t, a.ds_doc);
@@ -2837,6 +3053,23 @@ static int open_blob(al_file *f, int flags, const char *path)
 			return al_error_set(AL_EPERM, "dataset files are write-once: %s exists", path);
 	} else if (f->n.kind != N_EXP_ARTIFACT && (rc = require_running(t, &f->n)))
 		return rc;
+	if (exists) {
+		/* A file open for writing is one open file for every writer (README "artifacts": two
+		 * connections to one database, a lock file rewritten in place): the open joins it. */
+		al_file *w;
+		pthread_mutex_lock(&t->lock);
+		for (w = t->writers; w; w = w->next)
+			if (w->kind == F_BLOB_WRITE && strcmp(w->path, path) == 0 &&
+			    (w->flags & AL_OPEN_APPEND) == (flags & AL_OPEN_APPEND))
+				break;
+		if (w)
+			w->handles++;
+		pthread_mutex_unlock(&t->lock);
+		if (w) {
+			f->share = w;
+			return (flags & AL_OPEN_TRUNC) ? al_file_truncate(w, 0) : 0;
+		}
+	}
 	if (!exists && (rc = check_rest_names(f->n.rest)))
 		return rc;
 	f->kind = F_BLOB_WRITE;
@@ -3099,6 +3332,7 @@ int al_file_open(al_file **out, al_tree *t, const char *path, int flags, const a
 	f->t = t;
 	f->fd = -1;
 	f->flags = flags;
+	f->handles = 1;
 	if (!(f->path = strdup(path))) {
 		free(f);
 		return al_error_set(AL_ENOMEM, "out of memory");
@@ -3163,6 +3397,18 @@ int al_file_open(al_file **out, al_tree *t, const char *path, int flags, const a
 		rc = (flags & AL_OPEN_CREATE) ? al_error_set(AL_EPERM, "cannot create files here: %s", path)
 					      : al_error_set(AL_EISDIR, "%s is a folder", path);
 	}
+	if (f->share) {
+		/* joined an open file (open_blob): that is the handle */
+		al_file *w = f->share;
+		f->share = NULL;
+		if (rc == 0)
+			*out = w;
+		else
+			al_file_release(w);
+		f->kind = F_GENERATED;   /* nothing of its own to undo */
+		al_file_release(f);
+		return rc;
+	}
 	if (rc)
 		goto fail;
 	*out = f;
@@ -3198,7 +3444,17 @@ int al_file_direct_io(al_file *f)
 
 int al_file_getattr(al_attr *out, al_file *f)
 {
-	int rc = al_tree_getattr(out, f->t, f->path);
+	int rc;
+	if (f->kind == F_BLOB_WRITE) {
+		/* f->path follows renames (move_held), which change it under f->mu. */
+		pthread_mutex_lock(&f->mu);
+		rc = al_tree_getattr(out, f->t, f->path);
+		pthread_mutex_unlock(&f->mu);
+		if (rc)
+			attr_file(out, 0444, 0, al_now_us());
+		return rc;
+	}
+	rc = al_tree_getattr(out, f->t, f->path);
 	if (rc)   /* gone since it was opened: the handle still answers for what it holds */
 		attr_file(out, 0444, 0, al_now_us());
 	switch (f->kind) {
@@ -4158,6 +4414,9 @@ static int flush_file(al_file *f, pid_t pid)
 		}
 		return al_series_sync(f->t->series);
 	case F_BLOB_WRITE:
+		/* Deleted or replaced while open: its content is no file's any more. */
+		if (__atomic_load_n(&f->detached, __ATOMIC_SEQ_CST))
+			return 0;
 		/* Written through a descriptor opened before the run ended: not recorded. */
 		if (f->dirty && (f->n.kind == N_RUN_ARTIFACT || f->n.kind == N_OUTPUT_LOG) &&
 		    (rc = require_running(f->t, &f->n)))
@@ -4208,11 +4467,29 @@ void al_file_release(al_file *f)
 {
 	if (!f)
 		return;
+	if (f->kind == F_BLOB_WRITE) {
+		unsigned left;
+		al_file **p;
+		pthread_mutex_lock(&f->t->lock);
+		if ((left = --f->handles) == 0)   /* out of reach of open_blob at once */
+			for (p = &f->t->writers; *p; p = &(*p)->next)
+				if (*p == f) {
+					*p = f->next;
+					break;
+				}
+		pthread_mutex_unlock(&f->t->lock);
+		if (left)
+			return;   /* other opens share it */
+	}
 	if (f->kind == F_METRIC && f->text.len)
 		flush_file(f, 0);   /* the last close: a partial last line is recorded now */
-	pthread_mutex_destroy(&f->mu);
+	/* Out of the list before its lock goes, and that lock free: a delete or rename may hold it
+	 * (hold_writers). */
 	if (f->kind == F_TEXT || f->kind == F_BLOB_WRITE || (f->kind == F_METRIC && (f->flags & AL_OPEN_WRITE)))
 		unregister_writer(f->t, f);
+	pthread_mutex_lock(&f->mu);
+	pthread_mutex_unlock(&f->mu);
+	pthread_mutex_destroy(&f->mu);
 	if (f->sc) {
 		pthread_mutex_lock(&f->t->lock);
 		scratch_put_locked(f->t, f->sc);

@@ -1,7 +1,8 @@
 # aletheia integration tests: ordinary programs on the mount — editors and in-place tools changing values
-# (sed -i, perl -pi, vim, nano, Python's write-temp-then-os.replace), and times set on a file still open
-# (cp -p, cp -a).
+# (sed -i, perl -pi, vim, nano, Python's write-temp-then-os.replace), programs that keep working files in
+# artifacts/ (SQLite with a rollback journal or WAL, git), and times set on a file still open (cp -p, cp -a).
 import errno
+import fcntl
 import json
 import os
 import pty
@@ -9,13 +10,15 @@ import random
 import select
 import shutil
 import signal
+import sqlite3
 import string
 import subprocess
 import tempfile
 import time
+from contextlib import closing
 
 import pytest
-from alutil import mkrun, read_json, sh, try_write
+from alutil import PY, mkrun, read_json, sh, try_write
 
 VIM = shutil.which("vim.basic") or shutil.which("vim")
 NANO = shutil.which("nano")
@@ -312,6 +315,176 @@ def test_scratch_file_rules(mount):
     # params/ of a run that ended takes no new files, scratch or not
     sh("echo finished > status", cwd=run)
     assert try_write(run / "params/.lr.swp", b"x") == errno.EROFS
+
+
+# ---- working files in artifacts/ (README "artifacts") ---------------------------------------------------
+
+def sqlite_work(db, mode, rows=30):
+    """Creates a table and rows through two connections at once, in journal mode `mode`."""
+    with closing(sqlite3.connect(db, timeout=30)) as a, closing(sqlite3.connect(db, timeout=30)) as b:
+        assert a.execute(f"pragma journal_mode={mode}").fetchone()[0] == mode
+        a.execute("create table t(id integer primary key, v text)")
+        a.commit()
+        for i in range(rows):
+            a.execute("insert into t(v) values (?)", (f"row {i} " * 30,))
+            a.commit()
+            assert b.execute("select count(*) from t").fetchone()[0] == i + 1
+        b.execute("insert into t(v) values ('from b')")
+        b.commit()
+        assert a.execute("select count(*) from t").fetchone()[0] == rows + 1
+
+
+def sqlite_check(db, uri=False):
+    """The row count of a database that passes its integrity check."""
+    with closing(sqlite3.connect(db, uri=uri, timeout=30)) as c:
+        assert c.execute("pragma integrity_check").fetchone()[0] == "ok"
+        return c.execute("select count(*) from t").fetchone()[0]
+
+
+WRITER = """
+import sqlite3, sys
+c = sqlite3.connect(sys.argv[1], timeout=60)
+for i in range(40):
+    c.execute("insert into t(v) values (?)", ("other process %d" % i,))
+    c.commit()
+c.close()
+"""
+
+
+@pytest.mark.parametrize("mode", ["delete", "wal"])
+def test_sqlite_database_in_artifacts(mount, mode):
+    run = mkrun(mount)
+    db = run / "artifacts/r.db"
+    sqlite_work(db, mode)
+    assert sqlite_check(db) == 31
+    # another process writes while this one reads (POSIX locks, and in WAL mode the mmap'ed -shm)
+    p = subprocess.Popen([PY, "-c", WRITER, str(db)], stderr=subprocess.PIPE, text=True)
+    seen = 0
+    try:
+        with closing(sqlite3.connect(db, timeout=60)) as c:
+            while p.poll() is None:
+                seen = c.execute("select count(*) from t").fetchone()[0]
+                time.sleep(0.05)
+    finally:
+        if p.poll() is None:
+            p.kill()
+        err = p.communicate(timeout=60)[1]
+    assert p.returncode == 0, err
+    assert sqlite_check(db) == 71 and seen <= 71
+    # closed: no journal, -wal or -shm left behind, and only the database recorded
+    assert listing(run / "artifacts") == ["r.db"]
+    assert read_json(run / "run.json")["artifacts"]["count"] == 1
+    sh("echo finished > status", cwd=run)
+    copy = mount.root / f"copy-{mode}.db"
+    shutil.copyfile(db, copy)
+    assert sqlite_check(copy) == 71
+    # a finished run is read-only: a WAL database opens as immutable there
+    assert sqlite_check(f"file:{db}?immutable=1", uri=True) == 71
+    mount.umount()
+    mount.start()
+    shutil.copyfile(db, copy)
+    assert sqlite_check(copy) == 71
+
+
+def git(args, cwd, check=True):
+    return sh("git -c user.email=a@b -c user.name=n -c init.defaultBranch=main " + args, cwd=cwd, check=check)
+
+
+def test_git_repositories_in_artifacts(mount):
+    src = mount.root / "src"
+    src.mkdir()
+    git("init -q", src)
+    for i in range(3):
+        (src / f"f{i}.txt").write_text(f"line {i}\n")
+        (src / "sub").mkdir(exist_ok=True)
+        (src / "sub" / f"g{i}").write_text(f"{i}\n")
+        git("add -A && git -c user.email=a@b -c user.name=n commit -q -m c" + str(i), src)
+    run = mkrun(mount)
+    art = run / "artifacts"
+    git(f"clone -q '{src}' repo", art)
+    git(f"clone -q 'file://{src}' repo2", art)
+    (art / "fresh").mkdir()
+    git("init -q", art / "fresh")
+    (art / "fresh" / "a.txt").write_text("a\n")
+    git("add a.txt && git -c user.email=a@b -c user.name=n commit -q -m first", art / "fresh")
+    (art / "repo" / "f0.txt").write_text("changed on the mount\n")
+    git("commit -q -am 'on the mount'", art / "repo")
+    assert git("status --porcelain", art / "repo").stdout == ""
+    assert git("log --oneline", art / "repo").stdout.count("\n") == 4
+    # no lock files or temporary objects left recorded
+    names = sh(f"find '{art}' -name '*.lock' -o -name 'tmp_obj_*' -o -name 'tmp_pack_*'").stdout
+    assert names == ""
+    sh("echo finished > status", cwd=run)
+    copy = mount.root / "copy"
+    shutil.copytree(art, copy)
+    assert git("log --format=%s", copy / "repo").stdout.split("\n")[:2] == ["on the mount", "c2"]
+    assert git("log --format=%s", copy / "repo2").stdout.split() == ["c2", "c1", "c0"]
+    assert git("log --format=%s", copy / "fresh").stdout.split() == ["first"]
+    for r in ("repo", "repo2", "fresh"):
+        git("fsck --strict", copy / r)
+    mount.umount()
+    mount.start()
+    shutil.rmtree(copy)
+    shutil.copytree(art, copy)
+    git("fsck --strict", copy / "repo")
+    assert (copy / "repo/f0.txt").read_text() == "changed on the mount\n"
+
+
+def test_artifacts_are_a_working_folder(mount):
+    run = mkrun(mount)
+    art = run / "artifacts"
+    sh("mkdir -p d/e && echo a > a.txt && echo b > d/e/b.txt && echo c > d/c.txt && echo keep > keep.txt", cwd=art)
+    os.unlink(art / "a.txt")
+    sh("rm -r d", cwd=art)
+    assert listing(art) == ["keep.txt"]
+    # truncated, rewritten in place, locked
+    sh("echo 0123456789 > f && truncate -s 4 f", cwd=art)
+    assert (art / "f").read_bytes() == b"0123"
+    with open(art / "f", "r+b") as f:
+        fcntl.lockf(f, fcntl.LOCK_EX)
+        f.seek(2)
+        f.write(b"XY")
+        fcntl.flock(f, fcntl.LOCK_EX)
+    assert (art / "f").read_bytes() == b"01XY"
+    # deleted while open: its close records nothing; renamed while open: recorded under the new name
+    w = open(art / "gone", "wb")
+    w.write(b"x")
+    os.unlink(art / "gone")
+    w.write(b"y")
+    w.close()
+    w = open(art / "moving", "wb")
+    w.write(b"first ")
+    w.flush()
+    os.rename(art / "moving", art / "moved")
+    w.write(b"second")
+    w.close()
+    assert (art / "moved").read_bytes() == b"first second"
+    assert listing(art) == ["f", "keep.txt", "moved"]
+    assert read_json(run / "run.json")["artifacts"] == {"count": 3, "bytes": 4 + 5 + 12}
+    # an experiment's artifacts/ too
+    ea = run.parent.parent / "artifacts"
+    sh("mkdir x && echo 1 > x/one && rm -r x && echo 2 > two && rm two", cwd=ea)
+    assert listing(ea) == []
+    mount.umount()
+    mount.start()
+    assert listing(art) == ["f", "keep.txt", "moved"] and (art / "moved").read_bytes() == b"first second"
+    # a run that ended keeps its artifacts; runs, experiments and projects stay guarded
+    sh("mkdir artifacts/d && echo 1 > artifacts/d/x && echo finished > status", cwd=art.parent)
+    for p, fn in ((art / "f", os.unlink), (art / "d/x", os.unlink), (art / "d", os.rmdir),
+                  (run, os.rmdir), (run.parent.parent, os.rmdir)):
+        with pytest.raises(OSError) as ei:
+            fn(p)
+        assert ei.value.errno in (errno.EPERM, errno.ENOTEMPTY), p
+    assert listing(art) == ["d", "f", "keep.txt", "moved"]
+
+
+def test_rmdir_of_a_folder_with_files_is_refused(mount):
+    run = mkrun(mount)
+    sh("mkdir -p artifacts/d && echo 1 > artifacts/d/x", cwd=run)
+    with pytest.raises(OSError) as ei:
+        os.rmdir(run / "artifacts/d")
+    assert ei.value.errno == errno.ENOTEMPTY
+    assert (run / "artifacts/d/x").read_text() == "1\n"
 
 
 # ---- times set on an open file (README "Files behave like files") ----------------------------------------
