@@ -59,7 +59,19 @@ typedef struct vdir {
 	struct vdir *next;
 } vdir;
 
-enum { F_TEXT, F_METRIC, F_BLOB_READ, F_BLOB_WRITE, F_GENERATED, F_IMPORT, F_FSCK };
+enum { F_TEXT, F_METRIC, F_BLOB_READ, F_BLOB_WRITE, F_GENERATED, F_IMPORT, F_FSCK, F_SCRATCH };
+
+/* An editor's or atomic writer's temporary file where values live (README "Editing values in
+ * place"): its bytes in memory, never recorded. */
+typedef struct scratch {
+	char *path;                /* NULL once unlinked or renamed over a file */
+	al_buf data;
+	int64_t mtime_us;
+	unsigned refs;             /* one for the tree's list while path is set, one per handle */
+	char *commit_to;           /* renamed over this file while still open: later writes go there */
+	int dirty;                 /* written since it was renamed over commit_to */
+	struct scratch *next;
+} scratch;
 
 struct al_file {
 	pthread_mutex_t mu;        /* one operation at a time on a handle (dup'ed fds, threads) */
@@ -83,6 +95,16 @@ struct al_file {
 	int pinned;
 	int failed;                /* the error of a failed write: the staged copy is incomplete */
 	char *staging;
+	scratch *sc;               /* F_SCRATCH */
+	/* Writers: the mtime shown and recorded. Set by a write, or by utimens while open (cp -p,
+	 * cp -a set times before they close: README "Files behave like files"). Atomic. */
+	int64_t mtime_us;
+	int mtime_set;
+	int detached;              /* F_BLOB_WRITE: the file was deleted or replaced: record nothing */
+	/* F_BLOB_WRITE: the opens sharing this handle (in t->lock), so that every writer of a file
+	 * sees one content (two connections to a database) */
+	unsigned handles;
+	struct al_file *share;     /* at open: the writer this open joins instead */
 	struct al_file *next;      /* in t->writers */
 	al_fsck *fsck;             /* F_FSCK: the check this handle asked for; its report in text */
 	int fsck_done;
@@ -110,6 +132,8 @@ struct al_tree {
 	pthread_mutex_t lock;      /* serialises read-modify-write of documents, vdirs, writers */
 	vdir *vdirs;
 	al_file *writers;
+	scratch *scratch;          /* linked scratch files (in t->lock, as is their content) */
+	size_t scratch_bytes;
 	/* Datasets whose version must be recomputed: after each added file it would cost a listing
 	 * per file, so it happens about once a second, or at once when the version is looked at. */
 	pthread_mutex_t ds_lock;   /* serialises version computation; taken before t->lock */
@@ -1063,7 +1087,9 @@ static int writer_attr(al_attr *out, al_tree *t, const char *path, unsigned mode
 		uint64_t size = f->kind == F_TEXT ? f->text.len : 0;
 		if (f->kind == F_BLOB_WRITE && fstat(f->fd, &st) == 0)
 			size = (uint64_t)st.st_size;
-		attr_file(out, mode, size, al_now_us());
+		/* A stable mtime: one that moved on every stat would make the kernel drop the page
+		 * cache of a file in use (a database's mmap'ed -shm) each time. */
+		attr_file(out, mode, size, __atomic_load_n(&f->mtime_us, __ATOMIC_RELAXED));
 		found = 1;
 	}
 	pthread_mutex_unlock(&t->lock);
@@ -1079,6 +1105,153 @@ static int has_vdir(al_tree *t, const char *path)
 		found = strcmp(v->path, path) == 0;
 	pthread_mutex_unlock(&t->lock);
 	return found;
+}
+
+/* ---- scratch files ---------------------------------------------------------------------- */
+
+/* Editors and in-place tools write a temporary, swap, lock or backup file beside the file they
+ * change (README "Editing values in place"). Where values live — params/, metadata/, a run's and
+ * an experiment's folder — names of that kind are scratch files: held in memory, never recorded,
+ * deletable without --allow-delete, gone at unmount. Renaming one over a value's file records its
+ * content as that file's new value. */
+#define SCRATCH_MAX (16u << 20)      /* one file, as a small text file */
+#define SCRATCH_TOTAL (256u << 20)   /* all of them together */
+
+static int all_of(const char *s, size_t n, const char *set)
+{
+	size_t i;
+	for (i = 0; i < n; i++)
+		if (!s[i] || !strchr(set, s[i]))
+			return 0;
+	return 1;
+}
+
+#define ALNUM "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+
+static int scratch_name(const char *name)
+{
+	size_t n = strlen(name);
+	unsigned long v;
+	char *end;
+
+	if (n == 0)
+		return 0;
+	/* hidden files (vim's .x.swp/.x.swpx/.x.swo, nano's .x.swp lock, rsync's and other writers'
+	 * dot-temporaries), backups (x~ of vim, nano -B, emacs), emacs' #x# */
+	if (name[0] == '.' || name[n - 1] == '~' || (n > 1 && name[0] == '#' && name[n - 1] == '#'))
+		return 1;
+	if (n > 4 && strcmp(name + n - 4, ".tmp") == 0)
+		return 1;
+	if (n == 9 && strncmp(name, "sed", 3) == 0 && all_of(name + 3, 6, ALNUM))
+		return 1;   /* sed -i: mkstemp("sedXXXXXX") */
+	if (n == 8 && strncmp(name, "XX", 2) == 0 && all_of(name + 2, 6, ALNUM))
+		return 1;   /* perl -i: mkstemp("XXXXXXXX") keeps the first two */
+	if (n == 11 && strncmp(name, "tmp", 3) == 0 &&
+	    all_of(name + 3, 8, "abcdefghijklmnopqrstuvwxyz0123456789_"))
+		return 1;   /* Python's tempfile.mkstemp() and NamedTemporaryFile() */
+	/* vim's probe of whether it may write a new file: "4913", then 5036, 5159, … while taken */
+	if (isdigit((unsigned char)name[0]) && (v = strtoul(name, &end, 10), !*end) && v >= 4913 &&
+	    (v - 4913) % 123 == 0 && v < 4913 + 123 * 16)
+		return 1;
+	return 0;
+}
+
+/* 1 when path is a scratch file's place: a scratch name right in params/ (or a folder of it),
+ * metadata/, a run's or an experiment's folder. *parent then holds that folder's node, and
+ * *dir its path (both the caller's). */
+static int scratch_place(node *parent, char **dir, const char *path)
+{
+	const char *name = last_segment(path);
+	int ok;
+
+	memset(parent, 0, sizeof(*parent));
+	*dir = NULL;
+	if (name == path || !scratch_name(name) || !(*dir = strndup(path, (size_t)(name - 1 - path))))
+		return 0;
+	ok = node_parse(parent, **dir ? *dir : "/") == 0;
+	if (ok && parent->kind != N_PARAMS && parent->kind != N_METADATA_DIR && parent->kind != N_RUN &&
+	    parent->kind != N_EXPERIMENT)
+		ok = 0;
+	if (!ok) {
+		node_free(parent);
+		free(*dir);
+		*dir = NULL;
+	}
+	return ok;
+}
+
+/* In t->lock. */
+static scratch *scratch_find(al_tree *t, const char *path)
+{
+	scratch *s;
+	for (s = t->scratch; s; s = s->next)
+		if (strcmp(s->path, path) == 0)
+			return s;
+	return NULL;
+}
+
+/* Takes s out of the list (unlinked, or renamed over a file); handles keep it. In t->lock. */
+static void scratch_unlink_locked(al_tree *t, scratch *s)
+{
+	scratch **p;
+	for (p = &t->scratch; *p; p = &(*p)->next)
+		if (*p == s) {
+			*p = s->next;
+			break;
+		}
+	free(s->path);
+	s->path = NULL;
+	s->next = NULL;
+}
+
+/* Drops one reference. In t->lock. */
+static void scratch_put_locked(al_tree *t, scratch *s)
+{
+	if (--s->refs)
+		return;
+	t->scratch_bytes -= s->data.len;
+	al_buf_dispose(&s->data);
+	free(s->commit_to);
+	free(s);
+}
+
+static int scratch_attr(al_attr *out, al_tree *t, const char *path)
+{
+	scratch *s;
+	int found = 0;
+	if (!scratch_name(last_segment(path)))
+		return 0;
+	pthread_mutex_lock(&t->lock);
+	if ((s = scratch_find(t, path))) {
+		attr_file(out, 0644, s->data.len, s->mtime_us);
+		found = 1;
+	}
+	pthread_mutex_unlock(&t->lock);
+	return found;
+}
+
+/* Sets the length of a scratch file's content, zero-filling what grows. In t->lock. */
+static int scratch_resize_locked(al_tree *t, scratch *s, size_t len)
+{
+	size_t old = s->data.len;
+	int rc;
+	if (len > SCRATCH_MAX)
+		return al_error_set(AL_ENOSPC, "%s: editors' scratch files hold at most %u MiB", s->path ? s->path : "",
+			SCRATCH_MAX >> 20);
+	if (len > old) {
+		if (t->scratch_bytes + (len - old) > SCRATCH_TOTAL)
+			return al_error_set(AL_ENOSPC, "scratch files take %u MiB of memory at most: delete some",
+				SCRATCH_TOTAL >> 20);
+		if ((rc = al_buf_grow(&s->data, len - old)))
+			return rc;
+		memset(s->data.ptr + old, 0, len - old);
+		t->scratch_bytes += len - old;
+	} else
+		t->scratch_bytes -= old - len;
+	s->data.len = len;
+	if (s->data.ptr)
+		s->data.ptr[len] = '\0';
+	return 0;
 }
 
 /* Range of encoded ids under the folder `rest` of a blob collection: [from, to). */
@@ -1220,7 +1393,17 @@ static int metric_attr(al_attr *out, al_tree *t, const node *n, const char *path
 	return rc;
 }
 
+static int getattr_recorded(al_attr *out, al_tree *t, const char *path);
+
 static int getattr_uncached(al_attr *out, al_tree *t, const char *path)
+{
+	if (scratch_attr(out, t, path))
+		return 0;
+	return getattr_recorded(out, t, path);
+}
+
+/* Everything but scratch files. */
+static int getattr_recorded(al_attr *out, al_tree *t, const char *path)
 {
 	node n;
 	al_doc *d = NULL;
@@ -1396,16 +1579,20 @@ static void child_of(keyset *k, const char *rest, const char *full)
 	free(name);
 }
 
-/* Adds in-memory children (open writers, empty folders) of the folder at path. */
+/* Adds in-memory children (open writers, empty folders, scratch files) of the folder at path. */
 static void memory_children(keyset *k, al_tree *t, const char *path)
 {
 	size_t n = strlen(path);
 	al_file *f;
 	vdir *v;
+	scratch *s;
 	pthread_mutex_lock(&t->lock);
 	for (f = t->writers; f; f = f->next)
 		if (strncmp(f->path, path, n) == 0 && f->path[n] == '/' && !strchr(f->path + n + 1, '/'))
 			keyset_add(k, f->path + n + 1);
+	for (s = t->scratch; s; s = s->next)
+		if (strncmp(s->path, path, n) == 0 && s->path[n] == '/' && !strchr(s->path + n + 1, '/'))
+			keyset_add(k, s->path + n + 1);
 	for (v = t->vdirs; v; v = v->next)
 		if (strncmp(v->path, path, n) == 0 && v->path[n] == '/' && !strchr(v->path + n + 1, '/'))
 			keyset_add(k, v->path + n + 1);
@@ -1498,9 +1685,11 @@ int al_tree_readdir(al_tree *t, const char *path, al_tree_fill_fn fill, void *ct
 		break;
 	case N_EXPERIMENT:
 		fixed = exp_entries;
+		memory_children(&k, t, path);
 		break;
 	case N_RUN:
 		fixed = run_entries;
+		memory_children(&k, t, path);
 		{
 			node log = {.coll = xasprintf("%s/logs", n.run_doc), .rest = "output.log"};
 			char *logpath = xasprintf("%s/output.log", path);
@@ -1880,15 +2069,209 @@ static int dataset_refresh(al_tree *t, const char *ds_doc);
 static void dataset_changed(al_tree *t, const char *ds_doc);
 static int owner_mark(al_tree *t, const node *n);
 
+/* Handles writing files that are deleted, replaced or moved (a working folder: README
+ * "artifacts"), each held under its own lock meanwhile so none is halfway through recording. */
+typedef struct held {
+	al_file **f;
+	size_t n;
+} held;
+
+static int path_under(const char *dir, const char *path)
+{
+	size_t n = strlen(dir);
+	return strncmp(path, dir, n) == 0 && (path[n] == '\0' || path[n] == '/');
+}
+
+/* Locks every blob writer at or under a or b (b may be NULL): all or none, trylock under t->lock
+ * (handles take f->mu first and t->lock second), again after a pause while one is busy. */
+static int hold_writers(held *h, al_tree *t, const char *a, const char *b)
+{
+	memset(h, 0, sizeof(*h));
+	for (;;) {
+		al_file *f;
+		size_t cap = 0, i;
+		int busy = 0;
+		pthread_mutex_lock(&t->lock);
+		for (f = t->writers; f; f = f->next)
+			cap += f->kind == F_BLOB_WRITE && (path_under(a, f->path) || (b && path_under(b, f->path)));
+		if (cap && !(h->f = calloc(cap, sizeof(*h->f)))) {
+			pthread_mutex_unlock(&t->lock);
+			return al_error_set(AL_ENOMEM, "out of memory");
+		}
+		for (f = t->writers; f && !busy; f = f->next) {
+			if (f->kind != F_BLOB_WRITE || !(path_under(a, f->path) || (b && path_under(b, f->path))))
+				continue;
+			if (pthread_mutex_trylock(&f->mu) != 0)
+				busy = 1;
+			else
+				h->f[h->n++] = f;
+		}
+		pthread_mutex_unlock(&t->lock);
+		if (!busy)
+			return 0;
+		for (i = 0; i < h->n; i++)
+			pthread_mutex_unlock(&h->f[i]->mu);
+		free(h->f);
+		memset(h, 0, sizeof(*h));
+		usleep(1000);
+	}
+}
+
+static size_t held_count(const held *h, const char *path)
+{
+	size_t i, n = 0;
+	for (i = 0; i < h->n; i++)
+		n += path_under(path, h->f[i]->path);
+	return n;
+}
+
+/* The held writers at or under path record nothing at their close: their file is gone. */
+static void detach_held(al_tree *t, held *h, const char *path)
+{
+	size_t i;
+	pthread_mutex_lock(&t->lock);
+	for (i = 0; i < h->n; i++)
+		if (path_under(path, h->f[i]->path)) {
+			al_file **p;
+			__atomic_store_n(&h->f[i]->detached, 1, __ATOMIC_SEQ_CST);
+			for (p = &t->writers; *p; p = &(*p)->next)
+				if (*p == h->f[i]) {
+					*p = h->f[i]->next;
+					break;
+				}
+		}
+	pthread_mutex_unlock(&t->lock);
+}
+
+/* The held writers under from follow their file to to: their close records the new name. */
+static void move_held(al_tree *t, held *h, const char *from, const char *to)
+{
+	size_t i, flen = strlen(from);
+	pthread_mutex_lock(&t->lock);
+	for (i = 0; i < h->n; i++) {
+		al_file *f = h->f[i];
+		char *np;
+		node nn;
+		if (__atomic_load_n(&f->detached, __ATOMIC_SEQ_CST) || !path_under(from, f->path))
+			continue;
+		np = xasprintf("%s%s", to, f->path + flen);
+		if (np && node_parse(&nn, np) == 0) {
+			node_free(&f->n);
+			f->n = nn;
+			free(f->path);
+			f->path = np;
+		} else {
+			free(np);
+			__atomic_store_n(&f->detached, 1, __ATOMIC_SEQ_CST);   /* cannot follow: keep nothing stale */
+		}
+	}
+	pthread_mutex_unlock(&t->lock);
+}
+
+static void release_held(held *h)
+{
+	size_t i;
+	for (i = 0; i < h->n; i++)
+		pthread_mutex_unlock(&h->f[i]->mu);
+	free(h->f);
+	memset(h, 0, sizeof(*h));
+}
+
+/* Deletes a file of a blob folder: its record, and whatever handles still writing it would
+ * record at close (README "artifacts": deleted files stop being listed). */
+static int blob_remove(al_tree *t, const node *n, const char *path)
+{
+	al_doc *d = NULL;
+	char *id = al_id_encode(n->rest), *doc = xasprintf("%s/%s", n->coll, id);
+	const char *type;
+	held h;
+	int rc;
+
+	if ((rc = hold_writers(&h, t, path, NULL)))
+		goto cleanup;
+	rc = al_store_get(&d, t->store, doc);
+	if (rc == 0 && (type = al_fields_get_string(d->fields, "type")) && strcmp(type, "dir") == 0)
+		rc = al_error_set(AL_EISDIR, "%s is a folder", n->rest);
+	else if (rc == 0)
+		rc = commit1(t, AL_WRITE_DELETE, doc, NULL, AL_PRE_NONE);
+	else if (rc == AL_ENOTFOUND && held_count(&h, path))
+		rc = 0;   /* written, never closed yet */
+	else if (rc == AL_ENOTFOUND)
+		rc = al_error_set(AL_ENOTFOUND, "no such file: %s", n->rest);
+	if (rc == 0)
+		detach_held(t, &h, path);
+	release_held(&h);
+cleanup:
+	al_doc_free(d);
+	free(id);
+	free(doc);
+	return rc;
+}
+
+/* Removes an empty folder of a blob folder (its folder document, if it has one). */
+static int blob_rmdir(al_tree *t, const node *n, const char *path)
+{
+	al_doc_list *l = NULL;
+	char *from = NULL, *to = NULL, *id = al_id_encode(n->rest), *doc = xasprintf("%s/%s", n->coll, id);
+	held h;
+	int rc;
+
+	if ((rc = hold_writers(&h, t, path, NULL)))
+		goto cleanup;
+	child_range(&from, &to, n->rest);
+	if ((rc = al_store_list(&l, t->store, n->coll, from, to)) == 0 && (l->count || h.n))
+		rc = al_error_set(AL_ENOTEMPTY, "%s is not empty", n->rest);
+	if (rc == 0)
+		rc = commit1(t, AL_WRITE_DELETE, doc, NULL, AL_PRE_NONE);
+	release_held(&h);
+cleanup:
+	al_doc_list_free(l);
+	free(from);
+	free(to);
+	free(id);
+	free(doc);
+	return rc;
+}
+
+/* A running run's artifacts/ and an experiment's are working folders (README "artifacts"): their
+ * files and folders can be deleted without --allow-delete. */
+static int working_folder(al_tree *t, const node *n)
+{
+	if (!*n->rest)
+		return 0;
+	if (n->kind == N_EXP_ARTIFACT)
+		return 1;
+	return n->kind == N_RUN_ARTIFACT && require_running(t, n) == 0;
+}
+
 static int al_tree_unlink_impl(al_tree *t, const char *path)
 {
 	node n;
+	scratch *s = NULL;
 	int rc;
 
+	/* Scratch files come and go freely: nothing of them was recorded. */
+	if (scratch_name(last_segment(path))) {
+		pthread_mutex_lock(&t->lock);
+		if ((s = scratch_find(t, path))) {
+			scratch_unlink_locked(t, s);
+			scratch_put_locked(t, s);
+		}
+		pthread_mutex_unlock(&t->lock);
+		if (s)
+			return 0;
+	}
 	if ((rc = node_parse(&n, path)))
 		return rc;
+	if ((n.kind == N_RUN_ARTIFACT || n.kind == N_EXP_ARTIFACT) && (t->allow_delete || working_folder(t, &n))) {
+		rc = *n.rest ? blob_remove(t, &n, path) : al_error_set(AL_EISDIR, "%s is a folder", path);
+		goto cleanup;
+	}
 	if (!t->allow_delete) {
-		rc = al_error_set(AL_EPERM, "deleting is off: mount with --allow-delete to delete %s", path);
+		rc = n.kind == N_RUN_ARTIFACT
+			? al_error_set(AL_EPERM, "run %s is not running: its artifacts are kept (mount with "
+				"--allow-delete to delete %s)", n.run, path)
+			: al_error_set(AL_EPERM, "deleting is off: mount with --allow-delete to delete %s", path);
 		goto cleanup;
 	}
 	switch (n.kind) {
@@ -1902,8 +2285,6 @@ static int al_tree_unlink_impl(al_tree *t, const char *path)
 		if ((rc = owner_mark(t, &n)) == 0 && (rc = blob_delete(t, &n)) == 0)
 			dataset_changed(t, n.ds_doc);
 		break;
-	case N_EXP_ARTIFACT:
-	case N_RUN_ARTIFACT:
 	case N_OUTPUT_LOG:
 		if ((rc = owner_mark(t, &n)) == 0)
 			rc = blob_delete(t, &n);
@@ -1949,6 +2330,11 @@ static int al_tree_rmdir_impl(al_tree *t, const char *path)
 
 	if ((rc = node_parse(&n, path)))
 		return rc;
+	if ((n.kind == N_RUN_ARTIFACT || n.kind == N_EXP_ARTIFACT) && *n.rest &&
+	    (t->allow_delete || working_folder(t, &n))) {
+		rc = blob_rmdir(t, &n, path);
+		goto cleanup;
+	}
 	if (!t->allow_delete) {
 		rc = al_error_set(AL_EPERM, "deleting is off: mount with --allow-delete to delete %s", path);
 		goto cleanup;
@@ -1959,8 +2345,6 @@ static int al_tree_rmdir_impl(al_tree *t, const char *path)
 	case N_RUN: rc = delete_tree(t, n.run_doc); break;
 	case N_DATASET: rc = delete_tree(t, n.ds_doc); break;
 	case N_DATASET_PATH:
-	case N_EXP_ARTIFACT:
-	case N_RUN_ARTIFACT:
 		if (*n.rest)
 			blob_delete(t, &n);   /* an explicit folder document, if any */
 		rc = 0;
@@ -2144,8 +2528,11 @@ static int dataset_referenced(al_tree *t, const char *ds_doc)
 
 /* ---- renaming ------------------------------------------------------------------------- */
 
-/* Moves the file or folder `from` to `to` inside one blob collection, in one commit. */
-static int blob_move(al_tree *t, const node *a, const node *b, int noreplace)
+/* Moves the file or folder `from` to `to` inside one blob collection, in one commit. Writers of
+ * `from` (writing) may hold content not recorded yet, or the only content: they follow the
+ * file (move_held), so a file still being written moves too; a replaced target's record goes. */
+static int blob_move(al_tree *t, const node *a, const node *b, int noreplace, size_t writing,
+	size_t target_writing)
 {
 	al_doc_list *l = NULL;
 	al_doc *d = NULL, *existing = NULL;
@@ -2157,10 +2544,22 @@ static int blob_move(al_tree *t, const node *a, const node *b, int noreplace)
 	size_t n = 0, i, cap;
 	int rc;
 
-	if (al_store_get(&existing, t->store, to_doc) == 0 && noreplace) {
+	if ((al_store_get(&existing, t->store, to_doc) == 0 || target_writing) && noreplace) {
 		rc = al_error_set(AL_EEXISTS, "%s exists", b->rest);
 		goto cleanup;
 	}
+	/* A folder is replaced only when empty (the kernel checks the kinds, not the contents). */
+	child_range(&lo, &hi, b->rest);
+	if ((rc = al_store_list(&l, t->store, b->coll, lo, hi)))
+		goto cleanup;
+	if (l->count) {
+		rc = al_error_set(AL_ENOTEMPTY, "%s is not empty", b->rest);
+		goto cleanup;
+	}
+	al_doc_list_free(l);
+	l = NULL;
+	free(lo);
+	free(hi);
 	child_range(&lo, &hi, a->rest);
 	if ((rc = al_store_list(&l, t->store, a->coll, lo, hi)))
 		goto cleanup;
@@ -2179,6 +2578,10 @@ static int blob_move(al_tree *t, const node *a, const node *b, int noreplace)
 		w[n] = (al_write){AL_WRITE_SET, to_doc, fields[n], AL_PRE_NONE};
 		n++;
 		w[n++] = (al_write){AL_WRITE_DELETE, from_doc, NULL, AL_PRE_NONE};
+	} else if (rc == AL_ENOTFOUND && l->count == 0 && writing) {
+		/* Not closed yet: only its writers move; what the target held is replaced. */
+		if (existing)
+			w[n++] = (al_write){AL_WRITE_DELETE, to_doc, NULL, AL_PRE_NONE};
 	} else if (rc != AL_ENOTFOUND || l->count == 0) {
 		if (rc == AL_ENOTFOUND)
 			rc = al_error_set(AL_ENOTFOUND, "no such file: %s", a->rest);
@@ -2218,7 +2621,7 @@ static int blob_move(al_tree *t, const node *a, const node *b, int noreplace)
 			cap = nc;
 		}
 	}
-	rc = al_store_commit(t->store, w, n);
+	rc = n ? al_store_commit(t->store, w, n) : 0;
 cleanup:
 	for (i = 0; fields && i < cap; i++) {
 		cJSON_Delete(fields[i]);
@@ -2245,12 +2648,104 @@ static int is_blob_kind(nkind k)
 	return k == N_DATASET_PATH || k == N_EXP_ARTIFACT || k == N_RUN_ARTIFACT;
 }
 
+static int commit_content(al_tree *t, const char *path, const char *data, size_t len);
+
+static int is_text_kind(const node *n)
+{
+	return (n->kind == N_PARAMS && *n->rest) || n->kind == N_PARAMS_JSON || n->kind == N_METADATA ||
+		n->kind == N_RUN_TEXT || n->kind == N_EXP_DESCRIPTION;
+}
+
+/* Renames of and onto scratch files (README "Editing values in place"). 1: neither is one. */
+static int rename_scratch(al_tree *t, const char *from, const char *to, unsigned flags)
+{
+	node place, target;
+	char *dir = NULL, *data = NULL;
+	scratch *s = NULL, *old;
+	size_t len = 0;
+	int rc = 1, to_scratch;
+	const unsigned noreplace = 1; /* RENAME_NOREPLACE */
+
+	memset(&target, 0, sizeof(target));
+	to_scratch = scratch_place(&place, &dir, to);
+	node_free(&place);
+	free(dir);
+	if (scratch_name(last_segment(from))) {
+		pthread_mutex_lock(&t->lock);
+		s = scratch_find(t, from);
+		if (s && to_scratch) {
+			/* from one scratch name to another: only the name changes */
+			if ((old = scratch_find(t, to)) && old != s && (flags & noreplace))
+				rc = al_error_set(AL_EEXISTS, "%s exists", to);
+			else {
+				char *np = strdup(to);
+				if (!np)
+					rc = al_error_set(AL_ENOMEM, "out of memory");
+				else {
+					if (old && old != s) {
+						scratch_unlink_locked(t, old);
+						scratch_put_locked(t, old);
+					}
+					free(s->path);
+					s->path = np;
+					rc = 0;
+				}
+			}
+		} else if (s && (data = malloc(s->data.len + 1))) {
+			len = s->data.len;
+			if (len)
+				memcpy(data, s->data.ptr, len);
+			s->dirty = 0;   /* what is written from now on is the handles' to commit */
+		} else if (s)
+			rc = al_error_set(AL_ENOMEM, "out of memory");
+		pthread_mutex_unlock(&t->lock);
+		if (!s || rc != 1)
+			goto cleanup;
+		/* Over the file of a value: its content becomes that value, committed as a close
+		 * would commit it; the scratch file is gone once that succeeded. */
+		if (node_parse(&target, to) != 0 || !is_text_kind(&target)) {
+			/* EXDEV where files can be copied in: mv copies */
+			rc = target.buf && (is_blob_kind(target.kind) || target.kind == N_METRICS)
+				? al_error_set(AL_EXDEV, "rename across folders: copy instead")
+				: al_error_set(AL_EPERM, "cannot rename to %s", to);
+			goto cleanup;
+		}
+		if ((flags & noreplace) && getattr_recorded(&(al_attr){0}, t, to) == 0) {
+			rc = al_error_set(AL_EEXISTS, "%s exists", to);
+			goto cleanup;
+		}
+		if ((rc = commit_content(t, to, data, len)))
+			goto cleanup;
+		pthread_mutex_lock(&t->lock);
+		if (s->path && strcmp(s->path, from) == 0) {
+			/* Handles still open write on into that file (flush_file). */
+			free(s->commit_to);
+			s->commit_to = s->refs > 1 ? strdup(to) : NULL;
+			scratch_unlink_locked(t, s);
+			scratch_put_locked(t, s);
+		}
+		pthread_mutex_unlock(&t->lock);
+		goto cleanup;
+	}
+	if (to_scratch && node_parse(&target, from) == 0 && is_text_kind(&target))
+		/* A value's file to a backup name (vim's backup by renaming): the value stays recorded,
+		 * so the rename is refused in a way that makes vim and mv copy it instead. */
+		rc = al_error_set(AL_EXDEV, "%s holds a value: copy it instead of renaming", from);
+cleanup:
+	node_free(&target);
+	free(data);
+	return rc;
+}
+
 static int al_tree_rename_impl(al_tree *t, const char *from, const char *to, unsigned flags)
 {
 	node a, b;
+	held h;
 	int rc;
 	const unsigned noreplace = 1; /* RENAME_NOREPLACE */
 
+	if ((rc = rename_scratch(t, from, to, flags)) != 1)
+		return rc;
 	if ((rc = node_parse(&a, from)))
 		return rc;
 	if ((rc = node_parse(&b, to))) {
@@ -2283,7 +2778,15 @@ static int al_tree_rename_impl(al_tree *t, const char *from, const char *to, uns
 			goto cleanup;
 		}
 	}
-	if ((rc = owner_mark(t, &a)) || (rc = blob_move(t, &a, &b, (flags & noreplace) != 0)))
+	if ((rc = owner_mark(t, &a)) || (rc = hold_writers(&h, t, from, to)))
+		goto cleanup;
+	rc = blob_move(t, &a, &b, (flags & noreplace) != 0, held_count(&h, from), held_count(&h, to));
+	if (rc == 0) {
+		detach_held(t, &h, to);
+		move_held(t, &h, from, to);
+	}
+	release_held(&h);
+	if (rc)
 		goto cleanup;
 	if (a.kind == N_DATASET_PATH)
 		dataset_changed(t, a.ds_doc);
@@ -2431,7 +2934,23 @@ static int al_tree_utimens_impl(al_tree *t, const char *path, int64_t mtime_us)
 	node n;
 	int rc;
 	al_doc *d = NULL;
+	al_file *f;
+	scratch *s;
 
+	pthread_mutex_lock(&t->lock);
+	if (scratch_name(last_segment(path)) && (s = scratch_find(t, path))) {
+		s->mtime_us = mtime_us;
+		pthread_mutex_unlock(&t->lock);
+		return 0;
+	}
+	/* Times set while the file is still open for writing (cp -p and cp -a set them before
+	 * close()) are the ones its close records (README "Files behave like files"). */
+	for (f = t->writers; f; f = f->next)
+		if (strcmp(f->path, path) == 0) {
+			__atomic_store_n(&f->mtime_us, mtime_us, __ATOMIC_RELAXED);
+			__atomic_store_n(&f->mtime_set, 1, __ATOMIC_RELAXED);
+		}
+	pthread_mutex_unlock(&t->lock);
 	if ((rc = node_parse(&n, path)))
 		return rc;
 	if (is_blob_kind(n.kind) && *n.rest) {
@@ -2641,6 +3160,23 @@ static int open_blob(al_file *f, int flags, const char *path)
 			return al_error_set(AL_EPERM, "dataset files are write-once: %s exists", path);
 	} else if (f->n.kind != N_EXP_ARTIFACT && (rc = require_running(t, &f->n)))
 		return rc;
+	if (exists) {
+		/* A file open for writing is one open file for every writer (README "artifacts": two
+		 * connections to one database, a lock file rewritten in place): the open joins it. */
+		al_file *w;
+		pthread_mutex_lock(&t->lock);
+		for (w = t->writers; w; w = w->next)
+			if (w->kind == F_BLOB_WRITE && strcmp(w->path, path) == 0 &&
+			    (w->flags & AL_OPEN_APPEND) == (flags & AL_OPEN_APPEND))
+				break;
+		if (w)
+			w->handles++;
+		pthread_mutex_unlock(&t->lock);
+		if (w) {
+			f->share = w;
+			return (flags & AL_OPEN_TRUNC) ? al_file_truncate(w, 0) : 0;
+		}
+	}
 	if (!exists && (rc = check_rest_names(f->n.rest)))
 		return rc;
 	f->kind = F_BLOB_WRITE;
@@ -2662,6 +3198,8 @@ static int open_blob(al_file *f, int flags, const char *path)
 			return rc;
 	}
 	f->dirty = !exists || (flags & AL_OPEN_TRUNC);
+	if (exists && !f->dirty)
+		f->mtime_us = a.mtime_us;   /* opening for writing changes no time; writing does */
 	register_writer(t, f);
 	return 0;
 }
@@ -2734,6 +3272,87 @@ fail:
 	if (rc == AL_ENOTFOUND)
 		al_error_set(AL_ENOTFOUND, "no such file: %s", path);
 	al_buf_dispose(&b);
+	return rc;
+}
+
+/* Opens (or creates) a scratch file. 1 when path is no scratch file: the caller opens it as
+ * usual (not a scratch place, or a value recorded under such a name before they existed). */
+static int open_scratch(al_file *f, int flags, const char *path)
+{
+	al_tree *t = f->t;
+	node parent;
+	char *dir = NULL;
+	scratch *s, *made = NULL;
+	al_attr a;
+	int rc = 0;
+
+	if (!scratch_place(&parent, &dir, path))
+		return 1;
+	pthread_mutex_lock(&t->lock);
+	if ((s = scratch_find(t, path)) && !((flags & AL_OPEN_CREATE) && (flags & AL_OPEN_EXCL)))
+		s->refs++;
+	pthread_mutex_unlock(&t->lock);
+	if (s) {
+		if ((flags & AL_OPEN_CREATE) && (flags & AL_OPEN_EXCL)) {
+			rc = al_error_set(AL_EEXISTS, "%s exists", path);
+			goto cleanup;
+		}
+		goto opened;
+	}
+	if (getattr_recorded(&a, t, path) == 0) {
+		rc = 1;
+		goto cleanup;
+	}
+	if (!(flags & AL_OPEN_CREATE)) {
+		rc = al_error_set(AL_ENOTFOUND, "no such file: %s", path);
+		goto cleanup;
+	}
+	if ((rc = check_name(last_segment(path))))
+		goto cleanup;
+	/* The folder must exist; params/ of a run that ended is read-only like its params. */
+	if ((rc = al_tree_getattr(&a, t, dir)) || (a.type != AL_NODE_DIR &&
+	    (rc = al_error_set(AL_ENOTDIR, "not a folder: %s", dir))))
+		goto cleanup;
+	if (parent.kind == N_PARAMS && (rc = require_running(t, &parent)))
+		goto cleanup;
+	if (!(made = calloc(1, sizeof(*made))) || !(made->path = strdup(path))) {
+		rc = al_error_set(AL_ENOMEM, "out of memory");
+		goto cleanup;
+	}
+	made->mtime_us = al_now_us();
+	made->refs = 2;   /* the list's and this handle's */
+	pthread_mutex_lock(&t->lock);
+	if ((s = scratch_find(t, path))) {   /* made meanwhile by someone else */
+		if ((flags & AL_OPEN_EXCL))
+			rc = al_error_set(AL_EEXISTS, "%s exists", path);
+		else
+			s->refs++;
+	} else {
+		made->next = t->scratch;
+		t->scratch = s = made;
+		made = NULL;
+	}
+	pthread_mutex_unlock(&t->lock);
+	changed(t);   /* a "no such file" kept for this path is wrong from now on */
+	if (rc)
+		goto cleanup;
+opened:
+	f->kind = F_SCRATCH;
+	f->sc = s;
+	if ((flags & AL_OPEN_WRITE) && (flags & AL_OPEN_TRUNC)) {
+		pthread_mutex_lock(&t->lock);
+		scratch_resize_locked(t, s, 0);
+		s->mtime_us = al_now_us();
+		s->dirty = 1;
+		pthread_mutex_unlock(&t->lock);
+	}
+cleanup:
+	if (made) {
+		free(made->path);
+		free(made);
+	}
+	node_free(&parent);
+	free(dir);
 	return rc;
 }
 
@@ -2821,9 +3440,17 @@ int al_file_open(al_file **out, al_tree *t, const char *path, int flags, const a
 	f->t = t;
 	f->fd = -1;
 	f->flags = flags;
+	f->handles = 1;
 	if (!(f->path = strdup(path))) {
 		free(f);
 		return al_error_set(AL_ENOMEM, "out of memory");
+	}
+	f->mtime_us = al_now_us();
+	if ((rc = open_scratch(f, flags, path)) <= 0) {
+		if (rc)
+			goto fail;
+		*out = f;
+		return 0;
 	}
 	if ((rc = node_parse(&f->n, path))) {
 		if (rc == AL_ENOTFOUND && (flags & AL_OPEN_CREATE))
@@ -2880,6 +3507,18 @@ int al_file_open(al_file **out, al_tree *t, const char *path, int flags, const a
 		rc = (flags & AL_OPEN_CREATE) ? al_error_set(AL_EPERM, "cannot create files here: %s", path)
 					      : al_error_set(AL_EISDIR, "%s is a folder", path);
 	}
+	if (f->share) {
+		/* joined an open file (open_blob): that is the handle */
+		al_file *w = f->share;
+		f->share = NULL;
+		if (rc == 0)
+			*out = w;
+		else
+			al_file_release(w);
+		f->kind = F_GENERATED;   /* nothing of its own to undo */
+		al_file_release(f);
+		return rc;
+	}
 	if (rc)
 		goto fail;
 	*out = f;
@@ -2916,7 +3555,17 @@ int al_file_direct_io(al_file *f)
 
 int al_file_getattr(al_attr *out, al_file *f)
 {
-	int rc = al_tree_getattr(out, f->t, f->path);
+	int rc;
+	if (f->kind == F_BLOB_WRITE) {
+		/* f->path follows renames (move_held), which change it under f->mu. */
+		pthread_mutex_lock(&f->mu);
+		rc = al_tree_getattr(out, f->t, f->path);
+		pthread_mutex_unlock(&f->mu);
+		if (rc)
+			attr_file(out, 0444, 0, al_now_us());
+		return rc;
+	}
+	rc = al_tree_getattr(out, f->t, f->path);
 	if (rc)   /* gone since it was opened: the handle still answers for what it holds */
 		attr_file(out, 0444, 0, al_now_us());
 	switch (f->kind) {
@@ -2935,6 +3584,11 @@ int al_file_getattr(al_attr *out, al_file *f)
 		pthread_mutex_lock(&f->mu);
 		out->size = f->text.len;
 		pthread_mutex_unlock(&f->mu);
+		return 0;
+	case F_SCRATCH:   /* also once unlinked or renamed: the handle still holds it */
+		pthread_mutex_lock(&f->t->lock);
+		attr_file(out, 0644, f->sc->data.len, f->sc->mtime_us);
+		pthread_mutex_unlock(&f->t->lock);
 		return 0;
 	default:
 		return rc;
@@ -2960,6 +3614,14 @@ int al_file_read(size_t *nread, al_file *f, char *buf, size_t size, uint64_t off
 		if (n < 0)
 			return al_error_set_errno(AL_EIO, errno, "read failed");
 		*nread = (size_t)n;
+		return 0;
+	case F_SCRATCH:
+		pthread_mutex_lock(&f->t->lock);
+		if (off < f->sc->data.len) {
+			*nread = f->sc->data.len - off < size ? f->sc->data.len - off : size;
+			memcpy(buf, f->sc->data.ptr + off, *nread);
+		}
+		pthread_mutex_unlock(&f->t->lock);
 		return 0;
 	case F_METRIC: {
 		/* A reader at the end (tail -f, a polling loop) gets the points appended since. */
@@ -3096,10 +3758,30 @@ static int al_file_write_impl(al_file *f, const char *buf, size_t size, uint64_t
 		return import_write(f, buf, size);
 	case F_FSCK:
 		return fsck_request(f, buf, size);
+	case F_SCRATCH: {
+		scratch *sc = f->sc;
+		int rc = 0;
+		pthread_mutex_lock(&f->t->lock);
+		if (f->flags & AL_OPEN_APPEND)
+			off = sc->data.len;
+		if (off > SCRATCH_MAX || size > SCRATCH_MAX)
+			rc = al_error_set(AL_ENOSPC, "editors' scratch files hold at most %u MiB", SCRATCH_MAX >> 20);
+		else if (off + size > sc->data.len)
+			rc = scratch_resize_locked(f->t, sc, off + size);
+		if (rc == 0) {
+			memcpy(sc->data.ptr + off, buf, size);
+			sc->mtime_us = al_now_us();
+			sc->dirty = 1;
+		}
+		pthread_mutex_unlock(&f->t->lock);
+		return rc;
+	}
 	case F_BLOB_WRITE: {
 		int rc = restage(f);
 		if (rc)
 			return rc;
+		__atomic_store_n(&f->mtime_us, al_now_us(), __ATOMIC_RELAXED);
+		__atomic_store_n(&f->mtime_set, 0, __ATOMIC_RELAXED);
 		if (f->flags & AL_OPEN_APPEND) {
 			struct stat st;
 			if (fstat(f->fd, &st) == 0)
@@ -3151,12 +3833,24 @@ static int al_file_truncate_impl(al_file *f, uint64_t size)
 	case F_IMPORT:
 	case F_FSCK:
 		return 0;   /* append-only: history is never lost */
+	case F_SCRATCH: {
+		int rc;
+		pthread_mutex_lock(&f->t->lock);
+		if ((rc = scratch_resize_locked(f->t, f->sc, size)) == 0) {
+			f->sc->mtime_us = al_now_us();
+			f->sc->dirty = 1;
+		}
+		pthread_mutex_unlock(&f->t->lock);
+		return rc;
+	}
 	case F_BLOB_WRITE: {
 		int rc = restage(f);
 		if (rc)
 			return rc;
 		if (ftruncate(f->fd, (off_t)size) != 0)
 			return al_error_set_errno(al_error_from_errno(errno), errno, "truncate failed");
+		__atomic_store_n(&f->mtime_us, al_now_us(), __ATOMIC_RELAXED);
+		__atomic_store_n(&f->mtime_set, 0, __ATOMIC_RELAXED);
 		f->dirty = 1;
 		return 0;
 	}
@@ -3176,7 +3870,11 @@ static int al_file_truncate_impl(al_file *f, uint64_t size)
 			f->text.len = size;
 			f->text.ptr[size] = '\0';
 		}
-		f->dirty = 1;
+		/* Cutting to nothing through an open descriptor (vim opens, ftruncate()s, then writes)
+		 * is like O_TRUNC: the old value stays until something is written, so an editor
+		 * killed in between loses nothing. truncate(2) of the path clears (al_tree_truncate). */
+		if (size > 0)
+			f->dirty = 1;
 		return 0;
 	default:
 		return al_error_set(AL_EACCES, "not open for writing");
@@ -3499,7 +4197,7 @@ static int owner_mark(al_tree *t, const node *n)
 
 /* Hashes the staged content, stores the blob once, and records the file. */
 static int record_file(al_tree *t, const node *n, const char *hex, uint64_t size, const char *uri,
-	int stored, const al_pieces *pieces);
+	int stored, const al_pieces *pieces, int64_t mtime_us);
 
 static int commit_blob(al_file *f)
 {
@@ -3539,7 +4237,8 @@ static int commit_blob(al_file *f)
 		}
 	}
 	uri = t->blobs->uri(t->blobs, hex);
-	rc = record_file(t, &f->n, hex, size, uri, 1, &pieces);
+	rc = record_file(t, &f->n, hex, size, uri, 1, &pieces,
+		__atomic_load_n(&f->mtime_set, __ATOMIC_RELAXED) ? __atomic_load_n(&f->mtime_us, __ATOMIC_RELAXED) : 0);
 	free(uri);
 cleanup:
 	al_pieces_clear(&pieces);
@@ -3549,9 +4248,10 @@ cleanup:
 /* Records a file of a blob collection (artifacts, dataset files, logs) whose content is at uri:
  * its record, and with stored the blob's own files/{hash} record (with its piece hashes, when
  * given); a dataset's version follows.
- * Closed files and imported ones (uri a URL outside the blob store) both come here. */
+ * Closed files and imported ones (uri a URL outside the blob store) both come here. mtime_us 0:
+ * now. */
 static int record_file(al_tree *t, const node *n, const char *hex, uint64_t size, const char *uri,
-	int stored, const al_pieces *pieces)
+	int stored, const al_pieces *pieces, int64_t mtime_us)
 {
 	char *id = NULL, *doc = NULL, *fdoc = NULL, *phex = NULL;
 	cJSON *fields = NULL, *file = NULL, *piece_fields = NULL, *owner = NULL;
@@ -3570,7 +4270,7 @@ static int record_file(al_tree *t, const node *n, const char *hex, uint64_t size
 	al_fields_set(fields, "size", al_value_int((int64_t)size));
 	al_fields_set(fields, "hash", al_value_string(hex));
 	al_fields_set(fields, "blob", al_value_string(uri ? uri : ""));
-	al_fields_set(fields, "mtime", al_value_time(now));
+	al_fields_set(fields, "mtime", al_value_time(mtime_us ? mtime_us : now));
 	file = cJSON_CreateObject();
 	al_fields_set(file, "size", al_value_int((int64_t)size));
 	al_fields_set(file, "blob", al_value_string(uri ? uri : ""));
@@ -3806,7 +4506,7 @@ static int import_line(al_tree *t, const char *line, size_t len)
 		rc = 0;   /* already there, the same */
 	else if (rc == 0)
 		rc = record_file(t, &n, hash->valuestring, (uint64_t)size->valuedouble,
-			url->valuestring, 0, NULL);
+			url->valuestring, 0, NULL, 0);
 cleanup:
 	node_free(&n);
 	free(mpath);
@@ -3897,10 +4597,32 @@ static int al_file_flush_impl(al_file *f, pid_t pid)
 	return rc;
 }
 
+static int commit_content(al_tree *t, const char *path, const char *data, size_t len);
+
 static int flush_file(al_file *f, pid_t pid)
 {
 	int rc = 0;
 	switch (f->kind) {
+	case F_SCRATCH: {
+		/* Renamed over a file while open (a writer that renames before it closes): what it
+		 * wrote since is that file's content too. */
+		char *to = NULL, *data = NULL;
+		size_t len = 0;
+		pthread_mutex_lock(&f->t->lock);
+		if (f->sc->commit_to && f->sc->dirty && (to = strdup(f->sc->commit_to)) &&
+		    (data = malloc(f->sc->data.len + 1))) {
+			len = f->sc->data.len;
+			if (len)
+				memcpy(data, f->sc->data.ptr, len);
+			f->sc->dirty = 0;
+		}
+		pthread_mutex_unlock(&f->t->lock);
+		if (to && data)
+			rc = commit_content(f->t, to, data, len);
+		free(to);
+		free(data);
+		return rc;
+	}
 	case F_TEXT:
 		if (f->dirty && (rc = commit_text(f)) == 0)
 			f->dirty = 0;
@@ -3925,6 +4647,9 @@ static int flush_file(al_file *f, pid_t pid)
 		}
 		return al_series_sync(f->t->series);
 	case F_BLOB_WRITE:
+		/* Deleted or replaced while open: its content is no file's any more. */
+		if (__atomic_load_n(&f->detached, __ATOMIC_SEQ_CST))
+			return 0;
 		/* Written through a descriptor opened before the run ended: not recorded. */
 		if (f->dirty && (f->n.kind == N_RUN_ARTIFACT || f->n.kind == N_OUTPUT_LOG) &&
 		    (rc = require_running(f->t, &f->n)))
@@ -3948,6 +4673,24 @@ static int flush_file(al_file *f, pid_t pid)
 	}
 }
 
+/* Records data as the new content of the value file at path, as a write of exactly that
+ * and a close would (a scratch file renamed over it). */
+static int commit_content(al_tree *t, const char *path, const char *data, size_t len)
+{
+	al_file *f = NULL;
+	int rc = al_file_open(&f, t, path, AL_OPEN_WRITE | AL_OPEN_CREATE | AL_OPEN_TRUNC, NULL);
+	if (rc == 0 && f->kind != F_TEXT)
+		rc = al_error_set(AL_EPERM, "%s holds no value a file can be renamed over", path);
+	if (rc == 0 && len)
+		rc = al_file_write_impl(f, data, len, 0);
+	if (rc == 0) {
+		f->dirty = 1;   /* an empty file is an empty value */
+		rc = flush_file(f, 0);
+	}
+	al_file_release(f);
+	return rc;
+}
+
 int al_file_fsync(al_file *f)
 {
 	return al_file_flush(f, 0);
@@ -3957,11 +4700,34 @@ void al_file_release(al_file *f)
 {
 	if (!f)
 		return;
+	if (f->kind == F_BLOB_WRITE) {
+		unsigned left;
+		al_file **p;
+		pthread_mutex_lock(&f->t->lock);
+		if ((left = --f->handles) == 0)   /* out of reach of open_blob at once */
+			for (p = &f->t->writers; *p; p = &(*p)->next)
+				if (*p == f) {
+					*p = f->next;
+					break;
+				}
+		pthread_mutex_unlock(&f->t->lock);
+		if (left)
+			return;   /* other opens share it */
+	}
 	if (f->kind == F_METRIC && f->text.len)
 		flush_file(f, 0);   /* the last close: a partial last line is recorded now */
-	pthread_mutex_destroy(&f->mu);
+	/* Out of the list before its lock goes, and that lock free: a delete or rename may hold it
+	 * (hold_writers). */
 	if (f->kind == F_TEXT || f->kind == F_BLOB_WRITE || (f->kind == F_METRIC && (f->flags & AL_OPEN_WRITE)))
 		unregister_writer(f->t, f);
+	pthread_mutex_lock(&f->mu);
+	pthread_mutex_unlock(&f->mu);
+	pthread_mutex_destroy(&f->mu);
+	if (f->sc) {
+		pthread_mutex_lock(&f->t->lock);
+		scratch_put_locked(f->t, f->sc);
+		pthread_mutex_unlock(&f->t->lock);
+	}
 	if (f->fd >= 0)
 		close(f->fd);
 	if (f->pinned)
@@ -3982,8 +4748,11 @@ int al_tree_truncate(al_tree *t, const char *path, uint64_t size)
 {
 	al_file *f = NULL;
 	int rc = al_file_open(&f, t, path, AL_OPEN_WRITE | (size == 0 ? AL_OPEN_TRUNC : 0), NULL);
-	if (rc == 0 && (rc = al_file_truncate(f, size)) == 0)
+	if (rc == 0 && (rc = al_file_truncate(f, size)) == 0) {
+		if (f->kind == F_TEXT)
+			f->dirty = 1;   /* truncate(2) of a path is meant: it clears */
 		rc = al_file_flush(f, 0);
+	}
 	al_file_release(f);
 	return rc;
 }
@@ -4169,6 +4938,11 @@ void al_tree_free(al_tree *t)
 		next = v->next;
 		free(v->path);
 		free(v);
+	}
+	while (t->scratch) {   /* scratch files end with the mount */
+		scratch *s = t->scratch;
+		scratch_unlink_locked(t, s);
+		scratch_put_locked(t, s);
 	}
 	free(t->store_uri);
 	free(t->blobs_uri);

@@ -41,15 +41,21 @@ def test_dot_names(mount):
 
 
 def test_rm_without_allow_delete(mount):
-    run = mkrun(mount)
+    run, done = mkrun(mount), mkrun(mount, "2")
     sh("echo 1 > params/a && echo 0.5 >> metrics/m && echo x > artifacts/f", cwd=run)
+    sh("echo y > artifacts/g && echo finished > status", cwd=done)
     (mount.path / "p/datasets/d").mkdir()
     (mount.path / "p/datasets/d/f").write_text("data\n")
     before = dump_tree(mount.path)
     r = sh(f"rm -rf '{mount.path}/p'", check=False)
     assert r.returncode != 0 and "Operation not permitted" in r.stderr
-    assert dump_tree(mount.path) == before
-    for p, fn in ((run / "artifacts/f", os.unlink), (run / "metrics/m", os.unlink), (run / "params/a", os.unlink),
+    # a running run's artifacts/ is a working folder (README "artifacts"): its file went, nothing else
+    after = dump_tree(mount.path)
+    gone = {k for k in before if k.endswith("runs/1/artifacts/f")}
+    assert len(gone) == 1 and not gone & after.keys()
+    changed = {k for k in after if after[k] != before[k]}
+    assert all(k.endswith("runs/1/run.json") for k in changed), changed
+    for p, fn in ((done / "artifacts/g", os.unlink), (run / "metrics/m", os.unlink), (run / "params/a", os.unlink),
                   (mount.path / "p/datasets/d/f", os.unlink), (run, os.rmdir)):
         with pytest.raises(PermissionError) as ei:
             fn(p)
@@ -58,7 +64,7 @@ def test_rm_without_allow_delete(mount):
     empty.mkdir()
     with pytest.raises(PermissionError):
         os.rmdir(empty / "runs")
-    assert dump_tree(mount.path).keys() >= before.keys()
+    assert dump_tree(mount.path).keys() >= before.keys() - gone
 
 
 def test_rm_with_allow_delete(mount_factory):
