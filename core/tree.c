@@ -2233,15 +2233,28 @@ cleanup:
 	return rc;
 }
 
-/* A running run's artifacts/ and an experiment's are working folders (README "artifacts"): their
- * files and folders can be deleted without --allow-delete. */
+/* A running run's artifacts/, and an experiment's while one of its runs is running, are working
+ * folders (README "artifacts"): their files and folders can be deleted without --allow-delete.
+ * Otherwise they are guarded like the rest (rm -rf of a project without it removes nothing). */
 static int working_folder(al_tree *t, const node *n)
 {
+	al_doc_list *runs = NULL;
+	char *coll;
+	int running = 0;
+
 	if (!*n->rest)
 		return 0;
-	if (n->kind == N_EXP_ARTIFACT)
-		return 1;
-	return n->kind == N_RUN_ARTIFACT && require_running(t, n) == 0;
+	if (n->kind == N_RUN_ARTIFACT)
+		return require_running(t, n) == 0;
+	if (n->kind != N_EXP_ARTIFACT || !(coll = xasprintf("%s/runs", n->exp_doc)))
+		return 0;
+	if (al_store_list(&runs, t->store, coll, NULL, NULL) == 0)
+		for (size_t i = 0; i < runs->count && !running; i++)
+			running = run_is_running(runs->docs[i]);
+	al_doc_list_free(runs);
+	free(coll);
+	al_error_clear();
+	return running;
 }
 
 static int al_tree_unlink_impl(al_tree *t, const char *path)
