@@ -310,7 +310,8 @@ static int series_load(al_series_set *s, series *se)
 	/* The in-memory own points complete the own sequence. */
 	if ((rc = reserve(&ws[0].pts, &ws[0].cap, ws[0].n, se->own_n, se->doc)))
 		goto cleanup;
-	memcpy(ws[0].pts + ws[0].n, se->own, se->own_n * sizeof(al_point));
+	if (se->own_n)   /* own may be NULL when empty: memcpy's arguments must be valid anyway */
+		memcpy(ws[0].pts + ws[0].n, se->own, se->own_n * sizeof(al_point));
 	ws[0].n += se->own_n;
 	if ((rc = merge_view(se, ws, nw, first ? &se->own_sum : NULL, &legacy)))
 		goto cleanup;
