@@ -3541,16 +3541,33 @@ fail:
 	return rc;
 }
 
-int al_file_fd(al_file *f)
+int al_file_fd_get(int *fd, al_file *f, uint64_t off, size_t len)
 {
-	if (f->cb)
-		return al_cache_blob_fd(f->cb);
-	return f->kind == F_BLOB_READ || f->kind == F_BLOB_WRITE ? f->fd : -1;
+	int rc;
+	*fd = -1;
+	if (f->cb) {
+		if ((rc = al_cache_blob_wait(f->cb, off, len)))
+			return rc;
+		*fd = al_cache_blob_fd(f->cb);
+	} else if (f->kind == F_BLOB_READ) {
+		*fd = f->fd;
+	} else if (f->kind == F_BLOB_WRITE) {
+		/* A write handle's file changes under it (a commit moves the staged copy into the blob
+		 * store, the next write stages a new one, closing the old descriptor): a reader gets its
+		 * own descriptor of what is current, taken under the handle's lock. */
+		pthread_mutex_lock(&f->mu);
+		*fd = f->fd >= 0 ? dup(f->fd) : -1;
+		pthread_mutex_unlock(&f->mu);
+		if (*fd < 0)
+			return al_error_set_errno(AL_EIO, errno, "cannot read %s", f->path);
+	}
+	return 0;
 }
 
-int al_file_wait(al_file *f, uint64_t off, size_t len)
+void al_file_fd_done(al_file *f, int fd)
 {
-	return f->cb ? al_cache_blob_wait(f->cb, off, len) : 0;
+	if (f->kind == F_BLOB_WRITE && fd >= 0)
+		close(fd);
 }
 
 int al_file_keep_cache(al_file *f)
@@ -3618,16 +3635,17 @@ int al_file_read(size_t *nread, al_file *f, char *buf, size_t size, uint64_t off
 	switch (f->kind) {
 	case F_BLOB_READ:
 	case F_BLOB_WRITE:
-		if (f->cb) {
-			int rc = al_cache_blob_wait(f->cb, off, size);
-			if (rc)
-				return rc;
-		}
-		n = pread(al_file_fd(f), buf, size, (off_t)off);
+	{
+		int fd, rc = al_file_fd_get(&fd, f, off, size);
+		if (rc)
+			return rc;
+		n = pread(fd, buf, size, (off_t)off);
+		al_file_fd_done(f, fd);
 		if (n < 0)
 			return al_error_set_errno(AL_EIO, errno, "read failed");
 		*nread = (size_t)n;
 		return 0;
+	}
 	case F_SCRATCH:
 		pthread_mutex_lock(&f->t->lock);
 		if (off < f->sc->data.len) {

@@ -507,27 +507,26 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
 {
 	al_file *f = (al_file *)(uintptr_t)fi->fh;
-	int fd = al_file_fd(f);
+	int fd, rc;
 	(void)ino;
+	/* A blob still streaming into the cache first gets the range (and read-ahead) fetched. */
+	if ((rc = al_file_fd_get(&fd, f, (uint64_t)off, size))) {
+		reply_error(req, rc, "read", NULL);
+		return;
+	}
 	if (fd >= 0) {
-		/* Hand the kernel the file itself: libfuse splices it without a copy through us. A blob
-		 * still streaming into the cache first gets the range (and read-ahead) fetched. */
+		/* Hand the kernel the file itself: libfuse splices it without a copy through us. */
 		struct fuse_bufvec buf = FUSE_BUFVEC_INIT(size);
-		int rc = al_file_wait(f, (uint64_t)off, size);
-		if (rc) {
-			reply_error(req, rc, "read", NULL);
-			return;
-		}
 		buf.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
 		buf.buf[0].fd = fd;
 		buf.buf[0].pos = off;
 		fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
+		al_file_fd_done(f, fd);
 		return;
 	}
 	{
 		char *data = malloc(size ? size : 1);
 		size_t n = 0;
-		int rc;
 		if (!data) {
 			fuse_reply_err(req, ENOMEM);
 			return;

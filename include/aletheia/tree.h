@@ -76,11 +76,13 @@ int al_file_read(size_t *nread, al_file *f, char *buf, size_t size, uint64_t off
 /* Attributes as seen through an open handle (fstat, and the kernel before it reads): for content
  * rendered at open, or growing while open (a metric), the size the handle serves. */
 int al_file_getattr(al_attr *out, al_file *f);
-/* For content held in a local file (blobs, staged writes): the fd to read from directly, else -1. */
-int al_file_fd(al_file *f);
-/* Blocks until bytes [offset, offset+len) can be read from al_file_fd (a blob streamed into the
- * cache is fetched as needed); 0 at once for everything else. AL_EIO, AL_ENOSPC. */
-int al_file_wait(al_file *f, uint64_t offset, size_t len);
+/* For content held in a local file (blobs, staged writes): blocks until bytes [offset,
+ * offset+len) can be read (a blob streamed into the cache is fetched as needed; AL_EIO,
+ * AL_ENOSPC), then gives in *fd a descriptor to read them from directly, valid until
+ * al_file_fd_done even if the handle moves its staged copy meanwhile (a close() or fsync() of
+ * another descriptor sharing it commits it). *fd is -1 for other content: use al_file_read. */
+int al_file_fd_get(int *fd, al_file *f, uint64_t offset, size_t len);
+void al_file_fd_done(al_file *f, int fd);
 int al_file_write(al_file *f, const char *buf, size_t size, uint64_t offset);
 int al_file_truncate(al_file *f, uint64_t size);
 /* Records what was written (called on every close(), by pid; 0 if unknown); errors are

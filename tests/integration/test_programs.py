@@ -13,6 +13,7 @@ import signal
 import sqlite3
 import string
 import subprocess
+import threading
 import tempfile
 import time
 from contextlib import closing
@@ -517,3 +518,53 @@ def test_cp_p_and_cp_a_keep_mtimes(mount):
     mount.umount()
     mount.start()
     check()
+
+
+def test_reads_through_a_shared_write_handle_while_it_commits(mount):
+    """A file open for writing by two descriptors is one open file; one keeps committing it
+    (fsync, as SQLite does) while the other keeps reading: every read gives a block that was
+    written, never bytes of another file (the committed copy's descriptor is replaced under the
+    reader)."""
+    LETTERS = bytes(range(65, 91))
+    run = mkrun(mount)
+    path = run / "artifacts" / "shared.bin"
+    path.write_bytes(b"A" * 65536)
+    stop = threading.Event()
+    bad, reads = [], [0]
+
+    def reader():
+        r = os.open(path, os.O_RDWR)
+        try:
+            while not stop.is_set():
+                os.posix_fadvise(r, 0, 0, os.POSIX_FADV_DONTNEED)   # ask the daemon, not the cache
+                got = os.pread(r, 65536, 0)
+                reads[0] += 1
+                # a read racing a write may mix two blocks, as on any disk; never other bytes
+                if len(got) != 65536 or got.translate(None, LETTERS):
+                    bad.append((len(got), got.translate(None, LETTERS)[:8]))
+        except OSError as e:
+            bad.append(repr(e))
+        finally:
+            os.close(r)
+
+    def noise():   # other files opened and closed: a closed descriptor's number is reused
+        i = 0
+        while not stop.is_set():
+            (run / "artifacts" / f"noise{i % 4}").write_bytes(b"\1" * 65536)
+            i += 1
+
+    w = os.open(path, os.O_RDWR)
+    threads = [threading.Thread(target=f, daemon=True) for f in (reader, reader, reader, noise)]
+    for t in threads:
+        t.start()
+    try:
+        for i in range(1000):
+            os.pwrite(w, bytes([65 + i % 26]) * 65536, 0)
+            os.fsync(w)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(10)
+        os.close(w)
+    assert reads[0] > 0
+    assert not bad, bad[:5]
