@@ -17,6 +17,7 @@ typedef struct inode {
 	fuse_ino_t ino;
 	char *path;
 	uint64_t nlookup;
+	uint64_t children;      /* entries of the path table directly below this path */
 	struct inode *next_ino, *next_path;
 } inode;
 
@@ -42,9 +43,32 @@ static inode *find_ino(al_fs *fs, fuse_ino_t ino)
 	return NULL;
 }
 
+static inode *find_path_len(al_fs *fs, const char *path, size_t len)
+{
+	inode *n;
+	char *key = strndup(path, len);
+	if (!key)
+		return NULL;
+	for (n = fs->by_path[al__str_hash(key) % BUCKETS]; n; n = n->next_path)
+		if (strcmp(n->path, key) == 0)
+			break;
+	free(key);
+	return n;
+}
+
+/* The entry of path's parent folder, if the table has it (the kernel looks folders up before
+ * what is in them, so it has while a child is there). */
+static inode *parent_of(al_fs *fs, const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	if (!slash || strcmp(path, "/") == 0)
+		return NULL;
+	return find_path_len(fs, slash == path ? "/" : path, slash == path ? 1 : (size_t)(slash - path));
+}
+
 static void unlink_path(al_fs *fs, inode *n)
 {
-	inode **p;
+	inode **p, *parent;
 	if (!n->path)
 		return;
 	for (p = &fs->by_path[al__str_hash(n->path) % BUCKETS]; *p; p = &(*p)->next_path)
@@ -52,6 +76,8 @@ static void unlink_path(al_fs *fs, inode *n)
 			*p = n->next_path;
 			break;
 		}
+	if ((parent = parent_of(fs, n->path)) && parent->children)
+		parent->children--;
 	free(n->path);
 	n->path = NULL;
 }
@@ -59,9 +85,12 @@ static void unlink_path(al_fs *fs, inode *n)
 static void link_path(al_fs *fs, inode *n, char *path)
 {
 	size_t b = al__str_hash(path) % BUCKETS;
+	inode *parent = parent_of(fs, path);
 	n->path = path;
 	n->next_path = fs->by_path[b];
 	fs->by_path[b] = n;
+	if (parent)
+		parent->children++;
 }
 
 /* The path of an inode, copied (the table may change once the lock is dropped). */
@@ -144,42 +173,71 @@ static void forget_one(al_fs *fs, fuse_ino_t ino, uint64_t count)
 	pthread_mutex_unlock(&fs->lock);
 }
 
-/* Moves the path of from (and of everything under it) to to. */
+static int cmp_path_len(const void *a, const void *b)
+{
+	size_t x = strlen((*(inode *const *)a)->path), y = strlen((*(inode *const *)b)->path);
+	return x < y ? -1 : x > y;
+}
+
+/* Moves the path of from (and of everything under it) to to. A file or an empty folder (what
+ * rsync and editors rename, file after file) moves alone; only a folder with entries below it
+ * in the table makes the whole table be walked. */
 static void rename_paths(al_fs *fs, const char *from, const char *to)
 {
 	size_t i, flen = strlen(from);
-	inode *n, *moved = NULL;
+	inode *n, *src, *dst;
 
 	pthread_mutex_lock(&fs->lock);
-	for (i = 0; i < BUCKETS; i++) {
-		inode **p = &fs->by_path[i];
-		while ((n = *p)) {
-			if (strcmp(n->path, to) == 0 ||
-			    (strncmp(n->path, to, strlen(to)) == 0 && n->path[strlen(to)] == '/')) {
-				/* the replaced target is gone from the tree */
-				*p = n->next_path;
-				free(n->path);
-				n->path = NULL;
-				continue;
-			}
-			if (strncmp(n->path, from, flen) == 0 && (n->path[flen] == '\0' || n->path[flen] == '/')) {
-				char *np = NULL;
-				*p = n->next_path;
-				if (asprintf(&np, "%s%s", to, n->path + flen) < 0)
-					np = NULL;
-				free(n->path);
-				n->path = np;
-				n->next_path = moved;
-				moved = n;
-				continue;
-			}
-			p = &n->next_path;
+	src = find_path_len(fs, from, flen);
+	dst = find_path_len(fs, to, strlen(to));
+	if ((!src || !src->children) && (!dst || !dst->children)) {
+		char *np = src ? strdup(to) : NULL;
+		if (dst)
+			unlink_path(fs, dst);   /* the replaced target is gone from the tree */
+		if (src && np) {
+			unlink_path(fs, src);
+			link_path(fs, src, np);
 		}
+		pthread_mutex_unlock(&fs->lock);
+		return;
 	}
-	while ((n = moved)) {
-		moved = n->next_path;
-		if (n->path)
-			link_path(fs, n, n->path);
+	{
+		/* Whole subtrees: collected first, then unlinked and linked again, parents before their
+		 * children, so every folder's count of entries stays right. */
+		inode **victims = NULL, **movers = NULL;
+		size_t nv = 0, nm = 0, cap = 0, tlen = strlen(to);
+		for (i = 0; i < BUCKETS; i++)
+			for (n = fs->by_path[i]; n; n = n->next_path)
+				cap++;
+		victims = calloc(cap + 1, sizeof(*victims));
+		movers = calloc(cap + 1, sizeof(*movers));
+		for (i = 0; victims && movers && i < BUCKETS; i++)
+			for (n = fs->by_path[i]; n; n = n->next_path) {
+				if (strncmp(n->path, to, tlen) == 0 && (n->path[tlen] == '\0' || n->path[tlen] == '/'))
+					victims[nv++] = n;
+				else if (strncmp(n->path, from, flen) == 0 &&
+					 (n->path[flen] == '\0' || n->path[flen] == '/'))
+					movers[nm++] = n;
+			}
+		for (i = 0; i < nv; i++)
+			unlink_path(fs, victims[i]);   /* the replaced target is gone from the tree */
+		qsort(movers, nm, sizeof(*movers), cmp_path_len);
+		for (i = 0; i < nm; i++) {
+			char *np = NULL;
+			if (asprintf(&np, "%s%s", to, movers[i]->path + flen) < 0)
+				np = NULL;
+			unlink_path(fs, movers[i]);
+			movers[i]->path = np;   /* linked below, parents first, counting again */
+			movers[i]->children = 0;
+		}
+		for (i = 0; i < nm; i++)
+			if (movers[i]->path) {
+				char *np = movers[i]->path;
+				movers[i]->path = NULL;
+				link_path(fs, movers[i], np);
+			}
+		free(victims);
+		free(movers);
 	}
 	pthread_mutex_unlock(&fs->lock);
 }
