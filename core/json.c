@@ -46,6 +46,31 @@ static size_t utf8_seq(const unsigned char *s, size_t n)
 	return len;
 }
 
+char *al_utf8_repair(const char *s)
+{
+	const unsigned char *p = (const unsigned char *)(s ? s : "");
+	size_t n = strlen((const char *)p), i = 0, seq;
+	al_buf b = AL_BUF_INIT;
+
+	while (i < n) {
+		if ((seq = utf8_seq(p + i, n - i))) {
+			if (al_buf_put(&b, p + i, seq))
+				goto oom;
+			i += seq;
+		} else {
+			if (al_buf_puts(&b, "\xEF\xBF\xBD"))
+				goto oom;
+			i++;
+		}
+	}
+	if (!b.ptr && al_buf_puts(&b, ""))
+		goto oom;
+	return al_buf_detach(&b, NULL);
+oom:
+	al_buf_dispose(&b);
+	return NULL;
+}
+
 int al_utf8_valid(const char *s, size_t len)
 {
 	const unsigned char *p = (const unsigned char *)s;
@@ -340,45 +365,112 @@ static int parse_string(char **out, parser *ps)
 	return 0;
 }
 
+/* The integer a decimal literal is exactly, when it is one that fits in int64: the value of
+ * [+-]I[.F][eX] is the digits IF shifted by X - len(F) places; a nonzero digit that ends up after
+ * the point means it is no integer. 0 and *out set, or -1. */
+static int literal_int64(int64_t *out, const char *s)
+{
+	const char *p = s, *ip, *fp = "";
+	size_t ilen, flen = 0, i, n;
+	long long exp = 0, shift;
+	int neg = 0;
+	uint64_t v = 0, limit;
+	char digits[48];
+
+	if (*p == '-' || *p == '+')
+		neg = *p++ == '-';
+	ip = p;
+	while (*p >= '0' && *p <= '9')
+		p++;
+	ilen = (size_t)(p - ip);
+	if (*p == '.') {
+		fp = ++p;
+		while (*p >= '0' && *p <= '9')
+			p++;
+		flen = (size_t)(p - fp);
+	}
+	if (*p == 'e' || *p == 'E') {
+		char *end;
+		errno = 0;
+		exp = strtoll(p + 1, &end, 10);
+		if (errno || end == p + 1 || exp > 100 || exp < -100000)
+			return -1;   /* no literal, or far past int64 */
+		p = end;
+	}
+	if (*p || ilen + flen == 0 || ilen + flen > 100000)
+		return -1;
+	shift = exp - (long long)flen;   /* value = IF * 10^shift */
+	for (i = 0, n = 0; i < ilen + flen; i++) {
+		char c = i < ilen ? ip[i] : fp[i - ilen];
+		if (shift < 0 && (long long)(ilen + flen - i) <= -shift) {
+			if (c != '0')
+				return -1;   /* a digit after the point */
+			continue;
+		}
+		if (n == 0 && c == '0')
+			continue;        /* leading zeros */
+		if (n >= 20)
+			return -1;
+		digits[n++] = c;
+	}
+	for (; shift > 0 && n > 0; shift--) {
+		if (n >= 20)
+			return -1;
+		digits[n++] = '0';
+	}
+	limit = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
+	for (i = 0; i < n; i++) {
+		unsigned d = (unsigned)(digits[i] - '0');
+		if (v > (limit - d) / 10)
+			return -1;
+		v = v * 10 + d;
+	}
+	if (neg && v == 0 && (p > ip + ilen))
+		return -1;           /* -0.0, -0e0: a double, whose sign is kept */
+	*out = neg ? (int64_t)(0 - v) : (int64_t)v;
+	return 0;
+}
+
+int al_number_value(cJSON **out, const char *text)
+{
+	int64_t i;
+	int nonzero = 0;
+	double d;
+	char *end;
+
+	*out = NULL;
+	if (literal_int64(&i, text) == 0) {
+		*out = al_value_int(i);   /* exact, also when written 32.0 or 1e2 */
+	} else {
+		errno = 0;
+		d = strtod(text, &end);
+		if (*end || end == text || !strpbrk(text, "0123456789"))
+			return al_error_set(AL_EINVAL, "\"%.40s\" is no number", text);
+		for (const char *c = text; *c && *c != 'e' && *c != 'E'; c++)
+			nonzero |= *c >= '1' && *c <= '9';
+		if (isinf(d) || (d == 0 && nonzero))
+			return al_error_set(AL_EINVAL, "%.40s is beyond the range of a double", text);
+		if (!strpbrk(text, ".eE") && !isnan(d))
+			return al_error_set(AL_EINVAL, "the integer %.40s does not fit in 64 bits", text);
+		*out = al_value_double(d);
+	}
+	return *out ? 0 : al_error_set(AL_ENOMEM, "out of memory");
+}
+
 /* A number literal's text [start, end) as a typed value. */
-static int number_value(cJSON **out, parser *ps, const char *start, int integral_literal)
+static int number_value(cJSON **out, parser *ps, const char *start)
 {
 	size_t n = (size_t)(ps->p - start);
 	char stack[64], *text = n < sizeof(stack) ? stack : malloc(n + 1);
-	int rc = 0, nonzero = 0;
-	double d;
+	int rc;
 
 	if (!text)
 		return al_error_set(AL_ENOMEM, "out of memory");
 	memcpy(text, start, n);
 	text[n] = '\0';
-	errno = 0;
-	if (integral_literal) {
-		long long v = strtoll(text, NULL, 10);
-		if (errno == ERANGE) {
-			rc = al_error_set(AL_EINVAL, "invalid JSON at byte %zu: the integer %.40s does not fit "
-				"in 64 bits (write it as a string, or as a decimal to store a double)",
-				(size_t)(start - ps->s), text);
-			goto cleanup;
-		}
-		*out = al_value_int(v);
-		goto cleanup;
-	}
-	d = strtod(text, NULL);
-	for (const char *c = text; *c && *c != 'e' && *c != 'E'; c++)
-		nonzero |= *c >= '1' && *c <= '9';
-	if (isinf(d) || (d == 0 && nonzero)) {
-		rc = al_error_set(AL_EINVAL, "invalid JSON at byte %zu: %.40s is beyond the range of a "
-			"double", (size_t)(start - ps->s), text);
-		goto cleanup;
-	}
-	if (d == floor(d) && fabs(d) <= MAX_SAFE_INT && !(d == 0 && signbit(d)))
-		*out = al_value_int((int64_t)d);   /* JSON does not tell 32.0 from 32 */
-	else
-		*out = al_value_double(d);
-cleanup:
-	if (rc == 0 && !*out)
-		rc = al_error_set(AL_ENOMEM, "out of memory");
+	if ((rc = al_number_value(out, text)) == AL_EINVAL)
+		rc = al_error_set(AL_EINVAL, "invalid JSON at byte %zu: %s (write it as a string to keep "
+			"it as written)", (size_t)(start - ps->s), al_error_last());
 	if (text != stack)
 		free(text);
 	return rc;
@@ -387,7 +479,6 @@ cleanup:
 static int parse_number(cJSON **out, parser *ps)
 {
 	const char *start = ps->p;
-	int integral = 1;
 #define DIGIT(p) ((p) < ps->end && *(p) >= '0' && *(p) <= '9')
 	if (ps->p < ps->end && *ps->p == '-')
 		ps->p++;
@@ -403,7 +494,6 @@ static int parse_number(cJSON **out, parser *ps)
 	}
 	if (ps->p < ps->end && *ps->p == '.') {
 		ps->p++;
-		integral = 0;
 		if (!DIGIT(ps->p))
 			return bad(ps, "expected digits after '.'");
 		while (DIGIT(ps->p))
@@ -411,7 +501,6 @@ static int parse_number(cJSON **out, parser *ps)
 	}
 	if (ps->p < ps->end && (*ps->p == 'e' || *ps->p == 'E')) {
 		ps->p++;
-		integral = 0;
 		if (ps->p < ps->end && (*ps->p == '+' || *ps->p == '-'))
 			ps->p++;
 		if (!DIGIT(ps->p))
@@ -420,7 +509,7 @@ static int parse_number(cJSON **out, parser *ps)
 			ps->p++;
 	}
 #undef DIGIT
-	return number_value(out, ps, start, integral);
+	return number_value(out, ps, start);
 }
 
 static int cmp_keys(const void *a, const void *b)

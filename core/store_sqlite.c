@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 #include "aletheia/json.h"
 #include "aletheia/store.h"
@@ -66,9 +67,20 @@ typedef struct {
 	int lock_fd;
 } sqlite_store;
 
+/* 1 when the disk holding dir has (almost) no room left: SQLite reports a full disk met while
+ * opening as a mere I/O error. */
+static int disk_full(const char *dir)
+{
+	struct statvfs sv;
+	return dir && statvfs(dir, &sv) == 0 && (uint64_t)sv.f_bavail * sv.f_frsize < (1u << 20);
+}
+
 static int db_error(sqlite_store *s, int rc, const char *what)
 {
 	int code;
+	if (((rc & 0xff) == SQLITE_FULL || (rc & 0xff) == SQLITE_IOERR) && disk_full(s->dir))
+		return al_error_set(AL_ENOSPC, "store %s: %s: no space left on its disk; free some space "
+			"there, then mount again", s->dir, what);
 	switch (rc & 0xff) {
 	case SQLITE_FULL: code = AL_ENOSPC; break;
 	case SQLITE_BUSY: case SQLITE_LOCKED: code = AL_EBUSY; break;

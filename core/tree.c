@@ -75,7 +75,6 @@ typedef struct scratch {
 
 struct al_file {
 	pthread_mutex_t mu;        /* one operation at a time on a handle (dup'ed fds, threads) */
-	pid_t opener;
 	al_tree *t;
 	int kind;
 	node n;
@@ -89,9 +88,12 @@ struct al_file {
 	size_t snaplen;
 	uint64_t points, view;     /* F_METRIC: the series' points in snap and its view (series.h) */
 	uint64_t status_gen;       /* F_METRIC writers: t->status_gen when the run was last seen running */
+	int line_closed;           /* F_METRIC: a close() came after the partial line in text */
+	int skip_line;             /* F_METRIC: the rest of a refused (too long) line is dropped */
 	int fd;                    /* F_BLOB_*: the blob or the staging file */
 	al_cache_blob *cb;         /* F_BLOB_READ through the cache: streamed, fd is -1 */
 	char hash[AL_HASH_HEX_LEN + 1];
+	uint64_t size;             /* F_BLOB_READ of a stored blob: the size its record gives */
 	int pinned;
 	int failed;                /* the error of a failed write: the staged copy is incomplete */
 	char *staging;
@@ -397,35 +399,18 @@ static int is_number_text(const char *s)
 	return 1;
 }
 
-/* A number as a param's text writes it: an integer when it is one (32, 32.0, 1e2: JSON and
- * Firestore clients do not tell them apart), a double otherwise. NULL when the text is no number
- * a double or int64 holds exactly (99999999999999999999, 1e400): it then stays a string. */
+/* A number as a param's text writes it, exactly (json.h: an integer when it is one that fits in
+ * int64, else the nearest double). NULL when the text is no number an int64 or a double holds
+ * (99999999999999999999, 1e400): it then stays a string. */
 static cJSON *number_from_text(const char *s)
 {
-	char *end;
+	cJSON *v = NULL;
 	const char *p = s + (*s == '-' || *s == '+');
-	int nonzero = 0;
-	double d;
-
-	if (isdigit((unsigned char)*p) && strspn(p, "0123456789") == strlen(p)) {
-		long long i;
-		errno = 0;
-		i = strtoll(s, &end, 10);
-		return errno == 0 && !*end ? al_value_int(i) : NULL;
-	}
-	errno = 0;
-	d = strtod(s, &end);
-	if (*end)
-		return NULL;
-	if (isnan(d) || (isinf(d) && !isdigit((unsigned char)*p)))
-		return al_value_double(d);   /* nan, inf, -infinity as written */
-	for (; *p && *p != 'e' && *p != 'E'; p++)
-		nonzero |= *p >= '1' && *p <= '9';
-	if (isinf(d) || (d == 0 && nonzero))
-		return NULL;                  /* beyond a double: kept as the text itself */
-	if (d == floor(d) && fabs(d) <= 9007199254740992.0 && !(d == 0 && signbit(d)))
-		return al_value_int((int64_t)d);
-	return al_value_double(d);
+	if (!strcasecmp(p, "nan") || !strcasecmp(p, "inf") || !strcasecmp(p, "infinity"))
+		return al_value_double(*p == 'n' || *p == 'N' ? NAN : *s == '-' ? -INFINITY : INFINITY);
+	if (al_number_value(&v, s) != 0)
+		al_error_clear();
+	return v;
 }
 
 /* A param's text → typed value (README "params"). A final newline is dropped. Text that cannot
@@ -460,7 +445,7 @@ static int param_from_text(cJSON **out, const char *text, size_t len)
 		if (al_json_to_value(out, s, n) == 0)
 			goto done;
 		/* Valid JSON we cannot keep exactly is refused; anything else is text. */
-		if ((lenient = cJSON_ParseWithLength(s, n))) {
+		if ((lenient = cJSON_ParseWithOpts(s, NULL, 1))) {   /* the whole text, nothing after */
 			cJSON_Delete(lenient);
 			rc = AL_EINVAL;   /* al_json_to_value's message says why */
 			goto done;
@@ -694,14 +679,22 @@ static int csv_field(al_buf *b, const char *s)
 	return rc ? rc : al_buf_puts(b, "\"");
 }
 
+/* Numeric ids in numeric order (any length: compared as digit strings), then the others by
+ * bytes. */
 static int cmp_run_ids(const void *a, const void *b)
 {
 	const char *x = al_doc_id((*(al_doc *const *)a)->path), *y = al_doc_id((*(al_doc *const *)b)->path);
-	char *ex, *ey;
-	long long nx = strtoll(x, &ex, 10), ny = strtoll(y, &ey, 10);
-	int ix = *x && !*ex, iy = *y && !*ey;
-	if (ix && iy)
-		return nx < ny ? -1 : nx > ny;
+	int ix = *x && strspn(x, "0123456789") == strlen(x), iy = *y && strspn(y, "0123456789") == strlen(y);
+	if (ix && iy) {
+		size_t lx, ly;
+		while (x[0] == '0' && x[1])
+			x++;
+		while (y[0] == '0' && y[1])
+			y++;
+		lx = strlen(x);
+		ly = strlen(y);
+		return lx != ly ? (lx < ly ? -1 : 1) : strcmp(x, y);
+	}
 	if (ix != iy)
 		return ix ? -1 : 1;
 	return strcmp(x, y);
@@ -1779,6 +1772,17 @@ static int check_rest_names(const char *rest)
 			break;
 	}
 	free(copy);
+	if (rc == 0) {
+		/* A file's or metric's path is one document id ('/' written %2F): Firestore's 1,500
+		 * bytes hold for the whole of it (README "The tree"). */
+		char *id = al_id_encode(rest);
+		if (!id)
+			rc = al_error_set(AL_ENOMEM, "out of memory");
+		else if (strlen(id) > MAX_NAME)
+			rc = al_error_set(AL_ENAMETOOLONG, "the path %.60s… is %zu bytes as a document id "
+				"(each '/' counts 3): at most %d", rest, strlen(id), MAX_NAME);
+		free(id);
+	}
 	return rc;
 }
 
@@ -1913,6 +1917,14 @@ static cJSON *new_run_fields(al_tree *t, const node *n, const al_caller *c)
 		al_fields_set(f, "git", al_value_null());
 	al_fields_set(f, "hyper_params", al_value_map(cJSON_CreateObject()));
 	al_fields_set(f, "datasets", al_value_map(cJSON_CreateObject()));
+	{
+		/* The creator's command line, folder and git state are what they are: bytes that are
+		 * not UTF-8 (a Latin-1 file name, a cut multi-byte character) must not stop the run
+		 * from being created, so they are recorded as U+FFFD. */
+		cJSON *it;
+		cJSON_ArrayForEach(it, f)
+			al_value_repair_strings(it);
+	}
 	al_git_state_free(git);
 	free(cmd);
 	return f;
@@ -2417,7 +2429,9 @@ static int dataset_refresh(al_tree *t, const char *ds_doc)
 		if ((type && strcmp(type, "dir") == 0) || !p || !hash)
 			continue;
 		al_fields_get_int(&size, fl, "size");
-		if (!(lines[nlines] = xasprintf("%s\t%lld\t%s\n", p, (long long)size, hash))) {
+		/* the path first, NUL-terminated, then the line: sorted by the path alone (names may
+		 * hold a TAB or bytes below it), hashed by the line */
+		if (!(lines[nlines] = xasprintf("%s%c%s\t%lld\t%s\n", p, 0, p, (long long)size, hash))) {
 			rc = al_error_set(AL_ENOMEM, "out of memory");
 			goto cleanup;
 		}
@@ -2425,10 +2439,11 @@ static int dataset_refresh(al_tree *t, const char *ds_doc)
 		files++;
 		bytes += size;
 	}
-	/* "PATH\t…": comparing whole lines orders by path, as '\t' sorts before any name byte. */
-	qsort(lines, nlines, sizeof(char *), cmp_str);
-	for (i = 0; i < nlines; i++)
-		al_hasher_update(h, lines[i], strlen(lines[i]));
+	qsort(lines, nlines, sizeof(char *), cmp_str);   /* compares up to the NUL: the paths */
+	for (i = 0; i < nlines; i++) {
+		const char *line = lines[i] + strlen(lines[i]) + 1;
+		al_hasher_update(h, line, strlen(line));
+	}
 	al_hasher_final(hex, h);
 	f = cJSON_CreateObject();
 	al_fields_set(f, "version", al_value_string(hex));
@@ -2968,7 +2983,10 @@ static int al_tree_utimens_impl(al_tree *t, const char *path, int64_t mtime_us)
 		return rc;
 	if (is_blob_kind(n.kind) && *n.rest) {
 		char *id = al_id_encode(n.rest), *doc = xasprintf("%s/%s", n.coll, id);
-		if (al_store_get(&d, t->store, doc) == 0) {
+		/* An ended run's files are read-only, their times too (README "Run lifecycle"). */
+		if (n.kind == N_RUN_ARTIFACT)
+			rc = require_running(t, &n);
+		if (rc == 0 && al_store_get(&d, t->store, doc) == 0) {
 			cJSON *f = cJSON_CreateObject();
 			al_fields_set(f, "mtime", al_value_time(mtime_us));
 			rc = commit1(t, AL_WRITE_UPDATE, doc, f, AL_PRE_EXISTS);
@@ -3105,6 +3123,7 @@ static int blob_open_read(al_file *f, int64_t *size_out)
 	}
 	if (size_out)
 		*size_out = size;
+	f->size = (uint64_t)(size > 0 ? size : 0);
 cleanup:
 	al_doc_free(d);
 	free(id);
@@ -3369,6 +3388,39 @@ cleanup:
 	return rc;
 }
 
+static int metric_still_running(al_file *f);
+
+/* Records a writer's partial last line as a point (its last close, or a reader after a close). */
+static int metric_end_line(al_file *f)
+{
+	int rc;
+	if ((rc = metric_still_running(f)) == 0 && (rc = al_buf_puts(&f->text, "\n")) == 0)
+		rc = al_series_append_text(f->t->series, f->staging, f->text.ptr, f->text.len);
+	if (rc)
+		fprintf(stderr, "aletheia: %s: the last line, written without its newline, was not "
+			"recorded: %s\n", f->path, al_error_last());
+	al_buf_clear(&f->text);
+	f->line_closed = 0;
+	return rc;
+}
+
+/* Before the series of metric_doc is read: the partial last lines whose descriptors were closed
+ * (a printf without \n, then close) are recorded, so a reader right after sees them. A writer
+ * busy in a write is skipped: its line is not closed. */
+static void metric_settle_lines(al_tree *t, const char *metric_doc)
+{
+	al_file *w;
+	pthread_mutex_lock(&t->lock);   /* writers are unregistered under it before they go */
+	for (w = t->writers; w; w = w->next)
+		if (w->kind == F_METRIC && w->line_closed && w->staging &&
+		    strcmp(w->staging, metric_doc) == 0 && pthread_mutex_trylock(&w->mu) == 0) {
+			if (w->line_closed && w->text.len)
+				metric_end_line(w);
+			pthread_mutex_unlock(&w->mu);
+		}
+	pthread_mutex_unlock(&t->lock);
+}
+
 /* Brings a metric handle's text up to the series' current points (README "metrics": readers see
  * points appended after their open, as with any log file). f->mu held. */
 static int metric_refresh(al_file *f)
@@ -3377,6 +3429,7 @@ static int metric_refresh(al_file *f)
 	size_t len = 0;
 	int whole = 0, rc;
 
+	metric_settle_lines(f->t, f->staging);
 	rc = al_series_render_tail(&text, &len, &whole, &f->points, &f->view, f->t->series, f->staging);
 	if (rc == AL_ENOTFOUND) {   /* not one point yet (a new metric still being written) */
 		al_error_clear();
@@ -3439,7 +3492,7 @@ static int open_metric(al_file *f, int flags, const char *path)
 	return metric_refresh(f);
 }
 
-int al_file_open(al_file **out, al_tree *t, const char *path, int flags, const al_caller *caller)
+int al_file_open(al_file **out, al_tree *t, const char *path, int flags)
 {
 	al_file *f = calloc(1, sizeof(*f));
 	al_attr a;
@@ -3449,7 +3502,6 @@ int al_file_open(al_file **out, al_tree *t, const char *path, int flags, const a
 	if (!f)
 		return al_error_set(AL_ENOMEM, "out of memory");
 	pthread_mutex_init(&f->mu, NULL);
-	f->opener = caller ? caller->pid : 0;
 	f->t = t;
 	f->fd = -1;
 	f->flags = flags;
@@ -3551,6 +3603,16 @@ int al_file_fd_get(int *fd, al_file *f, uint64_t off, size_t len)
 		*fd = al_cache_blob_fd(f->cb);
 	} else if (f->kind == F_BLOB_READ) {
 		*fd = f->fd;
+		/* A local blob cut short behind the mount while open (checked at open, README
+		 * "Durability"): a read it cannot answer whole is an error, never an early end. */
+		if (f->size && off < f->size) {
+			struct stat st;
+			uint64_t need = off + len < f->size ? off + len : f->size;
+			if (fstat(f->fd, &st) == 0 && (uint64_t)st.st_size < need)
+				return al_error_set(AL_EIO, "%s: its blob holds %llu bytes, not %llu: changed "
+					"behind the mount", f->path, (unsigned long long)st.st_size,
+					(unsigned long long)f->size);
+		}
 	} else if (f->kind == F_BLOB_WRITE) {
 		/* A write handle's file changes under it (a commit moves the staged copy into the blob
 		 * store, the next write stages a new one, closing the old descriptor): a reader gets its
@@ -3695,6 +3757,7 @@ int al_file_read(size_t *nread, al_file *f, char *buf, size_t size, uint64_t off
 
 static int check_line_value(al_file *f);
 static int text_checked(char **out, const al_buf *b, const char *what);
+static int run_fits(const node *n, const al_doc *d, const cJSON *patch, size_t headroom);
 static int import_write(al_file *f, const char *buf, size_t size);
 static int import_lines(al_file *f, int at_close);
 static int fsck_request(al_file *f, const char *buf, size_t size);
@@ -3733,6 +3796,16 @@ static int metric_still_running(al_file *f)
 	return rc;
 }
 
+/* A line past METRIC_LINE_MAX: what was kept of it goes, and so does its rest, up to its
+ * newline (it would be recorded as a point nobody wrote otherwise). */
+static int metric_line_too_long(al_file *f)
+{
+	al_buf_clear(&f->text);
+	f->skip_line = 1;
+	return al_error_set(AL_EINVAL, "%s: a line longer than %d bytes is no metric point", f->path,
+		METRIC_LINE_MAX);
+}
+
 static int metric_write(al_file *f, const char *buf, size_t size)
 {
 	const char *nl;
@@ -3747,20 +3820,26 @@ static int metric_write(al_file *f, const char *buf, size_t size)
 		al_buf_clear(&f->text);
 		return rc;
 	}
+	f->line_closed = 0;   /* a line goes on after a close() of a copy of the descriptor */
+	if (f->skip_line) {
+		/* The rest of a line refused for its length, up to its newline, is refused with it. */
+		const char *end = memchr(buf, '\n', size);
+		size_t skipped = end ? (size_t)(end - buf) + 1 : size;
+		if (end)
+			f->skip_line = 0;
+		if (skipped < size && (rc = metric_write(f, buf + skipped, size - skipped)))
+			return rc;
+		return al_error_set(AL_EINVAL, "%s: the rest of a line longer than %d bytes is dropped "
+			"with it", f->path, METRIC_LINE_MAX);
+	}
 	if (!(nl = memrchr(buf, '\n', size))) {
-		if (pending + size > METRIC_LINE_MAX) {
-			al_buf_clear(&f->text);
-			return al_error_set(AL_EINVAL, "%s: a line longer than %d bytes is no metric point",
-				f->path, METRIC_LINE_MAX);
-		}
+		if (pending + size > METRIC_LINE_MAX)
+			return metric_line_too_long(f);
 		return al_buf_put(&f->text, buf, size);   /* a partial line waits for its newline */
 	}
 	done = (size_t)(nl - buf) + 1;
-	if (size - done > METRIC_LINE_MAX) {
-		al_buf_clear(&f->text);
-		return al_error_set(AL_EINVAL, "%s: a line longer than %d bytes is no metric point",
-			f->path, METRIC_LINE_MAX);
-	}
+	if (size - done > METRIC_LINE_MAX)
+		return metric_line_too_long(f);
 	if (pending) {
 		if ((rc = al_buf_put(&f->text, buf, done)))
 			return rc;
@@ -4006,7 +4085,8 @@ static int commit_status(al_tree *t, const node *n, const char *text)
 		cJSON_AddItemToArray(resumed, al_value_time(now));
 		al_fields_set(f, "resumed", al_value_array(resumed));
 	}
-	rc = commit1(t, AL_WRITE_UPDATE, n->run_doc, f, AL_PRE_EXISTS);
+	if ((rc = run_fits(n, d, f, 0)) == 0)
+		rc = commit1(t, AL_WRITE_UPDATE, n->run_doc, f, AL_PRE_EXISTS);
 cleanup:
 	pthread_mutex_unlock(&t->lock);
 	__atomic_add_fetch(&t->status_gen, 1, __ATOMIC_SEQ_CST);
@@ -4029,6 +4109,31 @@ static int key_conflict(const cJSON *map, const char *key)
 		if (m > n && strncmp(key, it->string, n) == 0 && it->string[n] == '/')
 			return al_error_set(AL_EISDIR, "params/%s is a folder (it holds %s)", key, it->string);
 	}
+	return 0;
+}
+
+/* Room kept in a run's document for what ends it: params, texts and links may fill it only up to
+ * this much below Firestore's 1 MiB, so that status, ended and exit_code can always be written
+ * (README "params"). */
+#define RUN_HEADROOM 16384
+
+/* 0 when the run document d with patch's fields set stays within Firestore's size, less headroom;
+ * AL_EINVAL saying so otherwise. */
+static int run_fits(const node *n, const al_doc *d, const cJSON *patch, size_t headroom)
+{
+	cJSON *merged = cJSON_Duplicate(d->fields, 1);
+	const cJSON *it;
+	uint64_t size;
+	if (!merged)
+		return al_error_set(AL_ENOMEM, "out of memory");
+	cJSON_ArrayForEach(it, patch)
+		al_fields_set(merged, it->string, cJSON_Duplicate(it, 1));
+	size = al_doc_size(n->run_doc, merged);
+	cJSON_Delete(merged);
+	if (size > AL_DOC_MAX_SIZE - headroom)
+		return al_error_set(AL_EINVAL, "run %s would be %llu bytes: a run's document keeps at most "
+			"%d bytes%s", n->run, (unsigned long long)size, (int)(AL_DOC_MAX_SIZE - headroom),
+			headroom ? " for its params, texts and links (the rest is kept for its status)" : "");
 	return 0;
 }
 
@@ -4061,8 +4166,7 @@ static int merge_params(al_tree *t, const node *n, cJSON *values /* object of ty
 	al_fields_set(fields, "hyper_params", al_value_map(map));
 	map = NULL;
 	/* The whole document must stay within Firestore's limits, not only the new map. */
-	al_fields_set(d->fields, "hyper_params", cJSON_Duplicate(al_fields_get(fields, "hyper_params"), 1));
-	if ((rc = al_fields_check(n->run_doc, d->fields)))
+	if ((rc = run_fits(n, d, fields, RUN_HEADROOM)))
 		goto cleanup;
 	rc = commit1(t, AL_WRITE_UPDATE, n->run_doc, fields, AL_PRE_EXISTS);
 cleanup:
@@ -4130,7 +4234,10 @@ static int commit_text(al_file *f)
 		doc = xasprintf("%s/metadata/%s", n->proj_doc, n->name);
 		if ((rc = written_object(&obj, &appended, f, "a metadata file")))
 			break;
-		/* Appended keys merge into what the file held; otherwise the object replaces it. */
+		/* Appended keys merge into what the file held; otherwise the object replaces it. The
+		 * read and the write back are one step under the tree's lock, as params' merges are:
+		 * concurrent appenders keep every key. */
+		pthread_mutex_lock(&t->lock);
 		if (appended && (rc = get_doc(&d, t, doc)) == 0) {
 			while ((it = obj->child)) {
 				cJSON_DetachItemViaPointer(obj, it);
@@ -4140,6 +4247,7 @@ static int commit_text(al_file *f)
 		} else if (rc == 0 || rc == AL_ENOTFOUND) {
 			rc = commit1(t, AL_WRITE_SET, doc, obj, AL_PRE_NONE);
 		}
+		pthread_mutex_unlock(&t->lock);
 		break;
 	case N_EXP_DESCRIPTION:
 	case N_DS_DESCRIPTION:
@@ -4166,7 +4274,10 @@ static int commit_text(al_file *f)
 			al_fields_set(fields, "fold", al_value_int(v));
 		} else
 			al_fields_set(fields, n->name, al_value_string(s));
-		rc = commit1(t, AL_WRITE_UPDATE, n->run_doc, fields, AL_PRE_EXISTS);
+		pthread_mutex_lock(&t->lock);   /* the size checked is the size written */
+		if ((rc = get_doc(&d, t, n->run_doc)) == 0 && (rc = run_fits(n, d, fields, RUN_HEADROOM)) == 0)
+			rc = commit1(t, AL_WRITE_UPDATE, n->run_doc, fields, AL_PRE_EXISTS);
+		pthread_mutex_unlock(&t->lock);
 		break;
 	case N_PARAMS: {
 		cJSON *v = NULL;
@@ -4616,13 +4727,13 @@ static int fsck_request(al_file *f, const char *buf, size_t size)
 	return al_fsck_new(&f->fsck, &o);
 }
 
-static int flush_file(al_file *f, pid_t pid);
+static int flush_file(al_file *f);
 
 /* A file whose content could not be recorded stops being listed once close() fails, not
  * only at the kernel's later release. */
-static int al_file_flush_impl(al_file *f, pid_t pid)
+static int al_file_flush_impl(al_file *f)
 {
-	int rc = flush_file(f, pid);
+	int rc = flush_file(f);
 	if (rc && (f->kind == F_TEXT || f->kind == F_BLOB_WRITE))
 		unregister_writer(f->t, f);
 	return rc;
@@ -4630,7 +4741,7 @@ static int al_file_flush_impl(al_file *f, pid_t pid)
 
 static int commit_content(al_tree *t, const char *path, const char *data, size_t len);
 
-static int flush_file(al_file *f, pid_t pid)
+static int flush_file(al_file *f)
 {
 	int rc = 0;
 	switch (f->kind) {
@@ -4661,21 +4772,11 @@ static int flush_file(al_file *f, pid_t pid)
 	case F_METRIC:
 		if (!(f->flags & AL_OPEN_WRITE))
 			return 0;
-		/* close() of a copy of the fd in another process (a forked worker) is not the end of
-		 * the writer's line: only the opener's close records a partial last line. */
-		if (f->text.len && (!pid || !f->opener || pid == f->opener)) {
-			/* A last line without its newline is recorded at close. */
-			if ((rc = metric_still_running(f))) {
-				al_buf_clear(&f->text);
-				return rc;
-			}
-			rc = al_buf_puts(&f->text, "\n");
-			if (rc == 0)
-				rc = al_series_append_text(f->t->series, f->staging, f->text.ptr, f->text.len);
-			al_buf_clear(&f->text);
-			if (rc)
-				return rc;
-		}
+		/* A close() may be of a copy of the descriptor (dup, a shell's `printf … >&3`, a forked
+		 * worker): a partial last line waits for the next write to go on, for the last close, or
+		 * for a reader (metric_settle_lines), to be recorded whole (README "metrics"). */
+		if (f->text.len)
+			f->line_closed = 1;
 		return al_series_sync(f->t->series);
 	case F_BLOB_WRITE:
 		/* Deleted or replaced while open: its content is no file's any more. */
@@ -4709,14 +4810,14 @@ static int flush_file(al_file *f, pid_t pid)
 static int commit_content(al_tree *t, const char *path, const char *data, size_t len)
 {
 	al_file *f = NULL;
-	int rc = al_file_open(&f, t, path, AL_OPEN_WRITE | AL_OPEN_CREATE | AL_OPEN_TRUNC, NULL);
+	int rc = al_file_open(&f, t, path, AL_OPEN_WRITE | AL_OPEN_CREATE | AL_OPEN_TRUNC);
 	if (rc == 0 && f->kind != F_TEXT)
 		rc = al_error_set(AL_EPERM, "%s holds no value a file can be renamed over", path);
 	if (rc == 0 && len)
 		rc = al_file_write_impl(f, data, len, 0);
 	if (rc == 0) {
 		f->dirty = 1;   /* an empty file is an empty value */
-		rc = flush_file(f, 0);
+		rc = flush_file(f);
 	}
 	al_file_release(f);
 	return rc;
@@ -4724,7 +4825,7 @@ static int commit_content(al_tree *t, const char *path, const char *data, size_t
 
 int al_file_fsync(al_file *f)
 {
-	return al_file_flush(f, 0);
+	return al_file_flush(f);
 }
 
 void al_file_release(al_file *f)
@@ -4746,7 +4847,7 @@ void al_file_release(al_file *f)
 			return;   /* other opens share it */
 	}
 	if (f->kind == F_METRIC && f->text.len)
-		flush_file(f, 0);   /* the last close: a partial last line is recorded now */
+		metric_end_line(f);   /* the last close: a partial last line is recorded now */
 	/* Out of the list before its lock goes, and that lock free: a delete or rename may hold it
 	 * (hold_writers). */
 	if (f->kind == F_TEXT || f->kind == F_BLOB_WRITE || (f->kind == F_METRIC && (f->flags & AL_OPEN_WRITE)))
@@ -4778,11 +4879,11 @@ void al_file_release(al_file *f)
 int al_tree_truncate(al_tree *t, const char *path, uint64_t size)
 {
 	al_file *f = NULL;
-	int rc = al_file_open(&f, t, path, AL_OPEN_WRITE | (size == 0 ? AL_OPEN_TRUNC : 0), NULL);
+	int rc = al_file_open(&f, t, path, AL_OPEN_WRITE | (size == 0 ? AL_OPEN_TRUNC : 0));
 	if (rc == 0 && (rc = al_file_truncate(f, size)) == 0) {
 		if (f->kind == F_TEXT)
 			f->dirty = 1;   /* truncate(2) of a path is meant: it clears */
-		rc = al_file_flush(f, 0);
+		rc = al_file_flush(f);
 	}
 	al_file_release(f);
 	return rc;
@@ -5055,11 +5156,11 @@ int al_file_truncate(al_file *f, uint64_t size)
 	return rc;
 }
 
-int al_file_flush(al_file *f, pid_t pid)
+int al_file_flush(al_file *f)
 {
 	int rc;
 	pthread_mutex_lock(&f->mu);
-	rc = al_file_flush_impl(f, pid);
+	rc = al_file_flush_impl(f);
 	pthread_mutex_unlock(&f->mu);
 	changed(f->t);
 	return rc;

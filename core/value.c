@@ -673,3 +673,23 @@ int al_fields_check(const char *doc_path, const cJSON *fields)
 			"%d bytes a document", doc_path, (unsigned long long)size, AL_DOC_MAX_SIZE);
 	return 0;
 }
+
+void al_value_repair_strings(cJSON *v)
+{
+	cJSON *p = cJSON_IsObject(v) ? v->child : NULL, *child;
+	if (!p || !p->string)
+		return;
+	if (!strcmp(p->string, "stringValue") && cJSON_IsString(p) &&
+	    !al_utf8_valid(p->valuestring, strlen(p->valuestring))) {
+		char *fixed = al_utf8_repair(p->valuestring);
+		if (fixed) {
+			cJSON_SetValuestring(p, fixed);
+			free(fixed);
+		}
+		return;
+	}
+	if (!strcmp(p->string, "mapValue") || !strcmp(p->string, "arrayValue"))
+		cJSON_ArrayForEach(child, (cJSON *)(p->string[0] == 'm' ? al_value_get_map(v) :
+			al_value_get_array(v)))
+			al_value_repair_strings(child);
+}

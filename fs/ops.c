@@ -503,15 +503,13 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	al_fs *fs = fs_of(req);
 	char *path = ino_path(fs, ino);
 	al_file *f = NULL;
-	al_caller c;
 	int rc, flags;
-	caller_of(&c, req);
 	/* The kernel opens without create only names it found; one whose creating write failed
 	 * may be gone since (its entry outlives it for a second): writing makes it again. */
 	flags = open_flags(fi->flags);
 	if (flags & AL_OPEN_WRITE)
 		flags |= AL_OPEN_CREATE;
-	rc = path ? al_file_open(&f, fs->tree, path, flags, &c) : AL_ENOTFOUND;
+	rc = path ? al_file_open(&f, fs->tree, path, flags) : AL_ENOTFOUND;
 	if (rc)
 		reply_error(req, rc, "open", path);
 	else {
@@ -528,13 +526,11 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	al_fs *fs = fs_of(req);
 	char *path = child_path(fs, parent, name);
 	al_file *f = NULL;
-	al_caller c;
 	al_attr a;
 	struct fuse_entry_param e;
 	int rc;
 	(void)mode;
-	caller_of(&c, req);
-	rc = path ? al_file_open(&f, fs->tree, path, open_flags(fi->flags) | AL_OPEN_CREATE | AL_OPEN_WRITE, &c)
+	rc = path ? al_file_open(&f, fs->tree, path, open_flags(fi->flags) | AL_OPEN_CREATE | AL_OPEN_WRITE)
 		  : AL_ENOTFOUND;
 	if (rc == 0 && (rc = al_tree_getattr(&a, fs->tree, path)))
 		al_file_release(f);
@@ -610,7 +606,7 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 
 static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	int rc = al_file_flush((al_file *)(uintptr_t)fi->fh, fuse_req_ctx(req)->pid);
+	int rc = al_file_flush((al_file *)(uintptr_t)fi->fh);
 	(void)ino;
 	if (rc)
 		reply_error(req, rc, "close", NULL);

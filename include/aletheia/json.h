@@ -37,8 +37,20 @@ size_t al_json_double(char *buf, double d);
  *   checked on the document, al_fields_check). */
 int al_json_to_value(cJSON **out, const char *text, size_t len);
 
+/* A decimal literal ([+-]DIGITS[.DIGITS][(e|E)[+-]DIGITS], as written in JSON or to a param) as a
+ * typed value, exactly: an integerValue when its value is an integer that fits in int64
+ * (9223372036854775807.0, 1e2: JSON does not tell 32.0 from 32; -0.0 excepted), else a
+ * doubleValue, the nearest double. AL_EINVAL when no number, an integer literal past int64, or a
+ * value past a double's range (1e400, or a nonzero one that would read as 0). */
+int al_number_value(cJSON **out, const char *text);
+
 /* 1 when s[0..len) is well-formed UTF-8 (no overlong forms, surrogates or code points past
  * U+10FFFF). NUL bytes are well-formed; callers that cannot store them check separately. */
 int al_utf8_valid(const char *s, size_t len);
+
+/* s with every byte that is not part of well-formed UTF-8 replaced by U+FFFD (for text we record
+ * but did not choose: a command line, a folder, a git remote). Caller frees; NULL when out of
+ * memory. */
+char *al_utf8_repair(const char *s);
 
 #endif

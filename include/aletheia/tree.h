@@ -71,7 +71,7 @@ uint64_t al_tree_pending(al_tree *t);
 #define AL_OPEN_EXCL   8
 #define AL_OPEN_APPEND 16
 
-int al_file_open(al_file **out, al_tree *t, const char *path, int flags, const al_caller *caller);
+int al_file_open(al_file **out, al_tree *t, const char *path, int flags);
 int al_file_read(size_t *nread, al_file *f, char *buf, size_t size, uint64_t offset);
 /* Attributes as seen through an open handle (fstat, and the kernel before it reads): for content
  * rendered at open, or growing while open (a metric), the size the handle serves. */
@@ -85,9 +85,10 @@ int al_file_fd_get(int *fd, al_file *f, uint64_t offset, size_t len);
 void al_file_fd_done(al_file *f, int fd);
 int al_file_write(al_file *f, const char *buf, size_t size, uint64_t offset);
 int al_file_truncate(al_file *f, uint64_t size);
-/* Records what was written (called on every close(), by pid; 0 if unknown); errors are
- * reported to close(). */
-int al_file_flush(al_file *f, pid_t pid);
+/* Records what was written (called on every close() of a descriptor of the file, copies
+ * included); errors are reported to close(). A metric's partial last line waits for the last
+ * close (al_file_release) or a reader. */
+int al_file_flush(al_file *f);
 int al_file_fsync(al_file *f);
 /* The kernel may keep this file's page cache across opens / must bypass it for writes. */
 int al_file_keep_cache(al_file *f);

@@ -43,6 +43,9 @@ void al_fields_set(cJSON *fields, const char *name, cJSON *value);
 /* 1 when v is one typed value as described above (recursively), else 0. */
 int al_value_is_valid(const cJSON *v);
 
+/* Makes every string inside the typed value v well-formed UTF-8 (al_utf8_repair), in place. */
+void al_value_repair_strings(cJSON *v);
+
 /* Firestore's limits on a document (README "Where the data lives"), checked before any backend
  * takes a write so that the embedded store refuses exactly what Firestore would: maps and arrays
  * nested at most 20 levels below a top-level field, no array directly inside an array, field names

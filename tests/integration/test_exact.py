@@ -57,7 +57,7 @@ def test_a_refused_value_takes_no_other_write_with_it(mount):
     (run / "params" / "good2").write_text("222\n")
     os.mkdir(run / "params" / ("k" * 1000))
     long = run / "params" / ("k" * 1000) / ("j" * 1000)
-    assert close_error(long, "1\n") == errno.EINVAL      # a 2,0xx-byte field path
+    assert close_error(long, "1\n") in (errno.EINVAL, errno.ENAMETOOLONG)   # a 2,0xx-byte key
     (run / "params" / "ok").write_text("3\n")
     mount.umount()
     mount.start()

@@ -148,6 +148,17 @@ static void test_parse(void)
 	expect("99999999999999999999", NULL);
 	expect("12345678901234567", "{\"integerValue\":\"12345678901234567\"}");
 	expect("32.0", "{\"integerValue\":\"32\"}");
+	/* integral literals are the exact integer, not the double nearest to them */
+	expect("9007199254740993.0", "{\"integerValue\":\"9007199254740993\"}");
+	expect("9223372036854775807.0", "{\"integerValue\":\"9223372036854775807\"}");
+	expect("-9223372036854775808.000", "{\"integerValue\":\"-9223372036854775808\"}");
+	expect("10000000000000001e0", "{\"integerValue\":\"10000000000000001\"}");
+	expect("12345678901234567.8e1", "{\"integerValue\":\"123456789012345678\"}");
+	expect("4503599627370496.5", "{\"doubleValue\":4503599627370496}");
+	expect("1.5e3", "{\"integerValue\":\"1500\"}");
+	expect("-0e0", "{\"doubleValue\":-0}");
+	expect("0.000e5", "{\"integerValue\":\"0\"}");
+	expect("9223372036854775808.0", "{\"doubleValue\":9.223372036854776e+18}");
 	expect("1e2", "{\"integerValue\":\"100\"}");
 	expect("1e20", "{\"doubleValue\":1e+20}");
 	expect("0.1", "{\"doubleValue\":0.1}");
