@@ -1,12 +1,13 @@
 # aletheia integration tests: the metric journal and series against damage and odd input (README
 # "Durability", "metrics", "Files behave like files"): a damaged journal header, a junk generation
 # file, a TIME no store can hold, reads after a remount, a metric path too long to journal.
+import errno
 import os
 import signal
 import sqlite3
 
 import pytest
-from alutil import mkrun, points, sh
+from alutil import mkrun, points, sh, try_write
 
 
 def hold_sqlite(mount):
@@ -97,3 +98,35 @@ def test_a_junk_generation_file_does_not_wrap_the_journal(mount):
     assert not (jdir / "journal.0000000000000000").exists()
     mount.remount()
     assert [s for s, _, _ in points(run / "metrics" / "m")] == list(range(102))
+
+
+def test_a_metric_time_in_milliseconds_does_not_make_the_store_unmountable(mount):
+    """README "metrics": TIME is Unix seconds; a line that does not parse fails its write() with
+    EINVAL; once write() returns, the points survive and are delivered. A TIME past year 9999 (a
+    time in milliseconds, as JavaScript's Date.now() gives: `1 0.5 1733400000000`) was accepted
+    and read back, but the flusher could never store its chunk ("field times is not a typed
+    value"), other metrics' later points stayed pending with it, `aletheia umount` waited 60 s,
+    and every later mount of the store failed with that message: nothing in the store could be
+    read any more."""
+    run = mkrun(mount)
+    sh("echo '0 0.5' >> metrics/other", cwd=run)
+    mount.wait_idle()
+    e = try_write(run / "metrics" / "ms", b"1 0.5 1733400000000\n", os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    assert e in (0, errno.EINVAL)
+    sh("echo '1 0.25' >> metrics/other", cwd=run)
+    mount.allow_log_errors = True
+    mount.umount(check=False)
+    mount.start()   # failed: "document …/metrics/ms/chunks/…-0: field times is not a typed value"
+    assert [(s, v) for s, v, _ in points(run / "metrics" / "other")] == [(0, "0.5"), (1, "0.25")]
+    if e == 0:
+        assert [(s, v) for s, v, _ in points(run / "metrics" / "ms")] == [(1, "0.5")]
+
+
+def test_metric_times_at_the_ends_of_firestores_range(run):
+    """README "metrics": TIME is within Firestore's timestamps (years 1 to 9999); the first and
+    last second of that range are kept, a time past either end fails the write() with EINVAL."""
+    m = run / "metrics" / "edge"
+    assert try_write(m, b"0 1 -62135596800\n1 2 253402300799.999\n", os.O_WRONLY | os.O_APPEND | os.O_CREAT) == 0
+    assert try_write(m, b"2 3 253402300800\n", os.O_WRONLY | os.O_APPEND) == errno.EINVAL
+    assert try_write(m, b"2 3 -62135596801\n", os.O_WRONLY | os.O_APPEND) == errno.EINVAL
+    assert m.read_text() == "0 1 -62135596800.000\n1 2 253402300799.999\n"
