@@ -4,6 +4,7 @@
  * and its own summary entry ("writer_<id>"), and readers merge the writers' points by time. */
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -1134,7 +1135,18 @@ static void *flusher(void *arg)
 	return NULL;
 }
 
-/* Re-applies journaled points the store may not have; own ordinals make this idempotent. */
+/* Whether a store can hold the point: its time within Firestore's timestamps (a step is an
+ * int64, a value any double, NaN and infinities included). Appends refuse other times, but
+ * journals of older versions may hold them. */
+static int storable(const al_point *p)
+{
+	return p->time_us >= AL_TIME_MIN_US && p->time_us <= AL_TIME_MAX_US;
+}
+
+/* Re-applies journaled points the store may not have; own ordinals make this idempotent. A point
+ * no store can hold is dropped with a log line, its journal file kept aside first
+ * (al_journal_refuse): delivering it would fail for ever, and the store would never be
+ * unmountable cleanly again. */
 static int replay_record(void *ctx, const void *data, size_t len)
 {
 	al_series_set *s = ctx;
@@ -1142,9 +1154,11 @@ static int replay_record(void *ctx, const void *data, size_t len)
 	uint16_t pl;
 	uint64_t first;
 	uint32_t n, i;
-	size_t off = 3;
+	size_t off = 3, bad = 0, k;
 	char *doc;
 	series *se;
+	al_point *pts = NULL;
+	const al_point *first_bad = NULL;
 	int rc;
 
 	if (len < 3 || (r[0] != REC_OWN_POINTS && r[0] != REC_DEFERRED && r[0] != REC_RESOLVED))
@@ -1160,39 +1174,52 @@ static int replay_record(void *ctx, const void *data, size_t len)
 		free(doc);
 		return 0;
 	}
+	if (!(pts = malloc(n ? n * sizeof(*pts) : 1))) {
+		rc = al_error_set(AL_ENOMEM, "out of memory replaying %s", doc);
+		free(doc);
+		return rc;
+	}
+	for (i = 0; i < n; i++, off += 24) {
+		memcpy(&pts[i].step, r + off, 8);
+		memcpy(&pts[i].value, r + off + 8, 8);
+		memcpy(&pts[i].time_us, r + off + 16, 8);
+		if (!storable(&pts[i]) && !bad++)
+			first_bad = &pts[i];
+	}
+	if (bad)
+		al_journal_refuse(s->journal, "metric %s: %zu of %" PRIu32 " points have a TIME "
+			"outside years 1 to 9999, which no store can hold (the first: step %" PRId64
+			", %" PRId64 " µs)", doc, bad, n, first_bad->step, first_bad->time_us);
 	rc = series_get(&se, s, doc);
 	free(doc);
 	if (rc)
-		return rc;
+		goto cleanup;
 	pthread_mutex_lock(&se->lock);
 	if (r[0] == REC_DEFERRED) {   /* kept for the next load, in order */
 		if ((rc = reserve(&se->deferred, &se->deferred_cap, se->deferred_n, n, se->doc)) == 0)
-			for (i = 0; i < n; i++, off += 24) {
-				al_point *p = &se->deferred[se->deferred_n++];
-				memcpy(&p->step, r + off, 8);
-				memcpy(&p->value, r + off + 8, 8);
-				memcpy(&p->time_us, r + off + 16, 8);
-			}
+			for (i = 0; i < n; i++)
+				if (storable(&pts[i]))
+					se->deferred[se->deferred_n++] = pts[i];
 		pthread_mutex_unlock(&se->lock);
-		return rc;
+		goto cleanup;
 	}
-	if (r[0] == REC_RESOLVED) {   /* these deferred points got their ordinals: applied below */
-		size_t k = n < se->deferred_n ? n : se->deferred_n;
+	if (r[0] == REC_RESOLVED) {
+		/* These deferred points got their ordinals: applied below. They are the first ones
+		 * deferred, the unstorable ones among them left out above. */
+		k = n - bad < se->deferred_n ? n - bad : se->deferred_n;
 		memmove(se->deferred, se->deferred + k, (se->deferred_n - k) * sizeof(al_point));
 		se->deferred_n -= k;
 	}
 	if (se->loaded || (rc = series_load(s, se)) == 0) {
-		for (i = 0; i < n && rc == 0; i++, off += 24) {
-			al_point p;
-			if (first + i < se->own_base + se->own_n)
-				continue;
-			memcpy(&p.step, r + off, 8);
-			memcpy(&p.value, r + off + 8, 8);
-			memcpy(&p.time_us, r + off + 16, 8);
-			rc = series_push(se, &p, 1);
-		}
+		/* A dropped point shifts the ordinals of those after it by one in memory; replay then
+		 * counted damage, and the series re-journals every point with its new ordinal. */
+		for (i = 0; i < n && rc == 0; i++)
+			if (first + i >= se->own_base + se->own_n && storable(&pts[i]))
+				rc = series_push(se, &pts[i], 1);
 	}
 	pthread_mutex_unlock(&se->lock);
+cleanup:
+	free(pts);
 	return rc;
 }
 
@@ -1323,8 +1350,17 @@ int al_series_set_open(al_series_set **out, al_store_backend *store, const char 
 		goto fail;
 	if (al_journal_damage(s->journal) && (rc = rejournal(s)))
 		goto fail;
-	if ((rc = al_series_flush(s)))
-		goto fail;
+	/* What the store refuses now stays pending and is retried by the flusher, with the reason
+	 * in last_error (.aletheia/status): it never keeps the store from being mounted. */
+	if ((rc = al_series_flush(s))) {
+		pthread_mutex_lock(&s->lock);
+		if (!*s->last_error)
+			snprintf(s->last_error, sizeof(s->last_error), "%s", al_error_last());
+		fprintf(stderr, "aletheia: metrics: delivering the journal's points failed, retried "
+			"in the background: %s\n", s->last_error);
+		pthread_mutex_unlock(&s->lock);
+		al_error_clear();
+	}
 	if (pthread_create(&s->thread, NULL, flusher, s) != 0) {
 		rc = al_error_set(AL_ERROR, "cannot start the metric flusher thread");
 		goto fail;
