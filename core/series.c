@@ -41,6 +41,11 @@ typedef struct series {
 	uint64_t own_flushed;   /* own ordinals below this are in the store */
 	uint64_t others;        /* points of other writers in the view */
 	int64_t used_us;        /* last append or read, for evicting idle points from memory */
+	int64_t changed_us;     /* this mount's last change: an append (deferred too) or a touch */
+	/* The stored points' update time as of the last load: the newest chunk's until the summary
+	 * document's "updated" is looked up (stored_known), when a summary is first asked for. */
+	int64_t stored_us;
+	int stored_known;
 	/* Points appended while the stored chunks could not be read (an unreachable backend):
 	 * journaled without ordinals, in order; they get them when the series is next loaded. */
 	al_point *deferred;
@@ -243,6 +248,7 @@ static int series_load(al_series_set *s, series *se)
 	wseq *ws = NULL;
 	size_t nch = 0, nw = 0, i, k;
 	uint64_t stored_own = 0;
+	int64_t chunks_us = 0;
 	al_series_summary legacy;
 	char *coll = NULL;
 	int rc = 0, first = !se->loaded;
@@ -261,6 +267,8 @@ static int series_load(al_series_set *s, series *se)
 	for (i = 0; i < list->count; i++) {
 		const cJSON *f = list->docs[i]->fields;
 		chunk *c = &ch[nch];
+		if (list->docs[i]->update_us > chunks_us)
+			chunks_us = list->docs[i]->update_us;
 		c->writer = al_fields_get_string(f, "writer");
 		if (!c->writer || !*c->writer)
 			c->writer = LEGACY_WRITER;
@@ -317,6 +325,9 @@ static int series_load(al_series_set *s, series *se)
 	if ((rc = merge_view(se, ws, nw, first ? &se->own_sum : NULL, &legacy)))
 		goto cleanup;
 	se->legacy_sum = legacy;
+	se->stored_us = chunks_us;
+	se->stored_known = 0;
+	se->sum.update_us = chunks_us > se->changed_us ? chunks_us : se->changed_us;
 	se->loaded = 1;
 	se->view++;
 	se->loaded_us = al_now_us();
@@ -479,7 +490,7 @@ static int series_push(series *se, const al_point *pts, size_t n)
 		summary_add(&se->sum, &pts[i], len);
 		summary_add(&se->own_sum, &pts[i], len);
 	}
-	se->sum.update_us = se->own_sum.update_us = al_now_us();
+	se->sum.update_us = se->own_sum.update_us = se->changed_us = al_now_us();
 	return 0;
 }
 
@@ -594,6 +605,7 @@ int al_series_append_text(al_series_set *s, const char *metric_doc, const char *
 			goto cleanup;
 		memcpy(se->deferred + se->deferred_n, pts, n * sizeof(*pts));
 		se->deferred_n += n;
+		se->changed_us = se->used_us;
 		goto cleanup;
 	}
 	if ((rc = journal_points(s, se, REC_OWN_POINTS, se->own_base + se->own_n, pts, n)))
@@ -616,7 +628,7 @@ int al_series_touch(al_series_set *s, const char *metric_doc)
 	pthread_mutex_lock(&se->lock);
 	if (!se->touched && se->count == 0) {
 		se->touched = 1;   /* the flusher stores its (empty) summary document */
-		se->used_us = al_now_us();
+		se->used_us = se->changed_us = al_now_us();
 	}
 	pthread_mutex_unlock(&se->lock);
 	pthread_mutex_lock(&s->lock);
@@ -726,6 +738,32 @@ static int summary_from_doc(al_series_summary *out, const al_doc *d)
 	return any ? 0 : summary_from_fields(out, d->fields, d->update_us);
 }
 
+/* A loaded series' update time is that of its last point's change: the stored summary
+ * document's "updated" (the time of the last append it describes, written with it), or this
+ * mount's own later change; never when the points were read or loaded, so reading does not move
+ * a metric's mtime, nor run.json's and runs.csv's (README "Files behave like files"). The
+ * document is looked up once per load (d: when the caller has it already); until then, and when
+ * it holds no summary, the newest chunk's update time stands in. Caller holds se->lock. */
+static void stored_update(al_series_set *s, series *se, const al_doc *d)
+{
+	al_doc *got = NULL;
+	al_series_summary stored;
+	int rc = 0;
+
+	if (!se->loaded || se->stored_known)
+		return;
+	if (!d && (rc = al_store_get(&got, s->store, se->doc)) == 0)
+		d = got;
+	if (rc == 0 || rc == AL_ENOTFOUND) {
+		se->stored_known = 1;   /* else asked again next time */
+		if (d && summary_from_doc(&stored, d) == 0 && stored.update_us)
+			se->stored_us = stored.update_us;
+	}
+	al_error_clear();
+	se->sum.update_us = se->stored_us > se->changed_us ? se->stored_us : se->changed_us;
+	al_doc_free(got);
+}
+
 int al_series_summary_get(al_series_summary *out, al_series_set *s, const char *metric_doc)
 {
 	series *se;
@@ -750,15 +788,18 @@ int al_series_summary_get(al_series_summary *out, al_series_set *s, const char *
 			summary_reset(out);
 		for (i = 0; i < se->deferred_n; i++)
 			summary_add(out, &se->deferred[i], point_len(&se->deferred[i]));
-		out->update_us = se->used_us;
+		if (se->changed_us > out->update_us)
+			out->update_us = se->changed_us;
 		goto cleanup;
 	}
 	if ((se->loaded && se->count > 0) || (se->touched == 1 && se->count == 0)) {
-		if (se->loaded)
+		if (se->loaded) {
 			series_fresh(s, se);
+			stored_update(s, se, d);
+		}
 		*out = se->sum;
 		if (!out->update_us)
-			out->update_us = se->used_us;
+			out->update_us = se->changed_us;
 		goto cleanup;
 	}
 	/* The stored summary carries the text size, so nothing needs loading. */
@@ -768,6 +809,7 @@ int al_series_summary_get(al_series_summary *out, al_series_set *s, const char *
 		goto cleanup;
 	if ((rc = load_resolved(s, se)))
 		goto cleanup;
+	stored_update(s, se, d);
 	*out = se->sum;
 	if (!out->update_us)
 		out->update_us = d->update_us;
@@ -1200,6 +1242,7 @@ static int replay_record(void *ctx, const void *data, size_t len)
 			for (i = 0; i < n; i++)
 				if (storable(&pts[i]))
 					se->deferred[se->deferred_n++] = pts[i];
+		se->changed_us = al_now_us();   /* new to the store */
 		pthread_mutex_unlock(&se->lock);
 		goto cleanup;
 	}

@@ -5,6 +5,7 @@ import errno
 import os
 import signal
 import sqlite3
+import time
 
 import pytest
 from alutil import mkrun, points, sh, try_write
@@ -130,3 +131,26 @@ def test_metric_times_at_the_ends_of_firestores_range(run):
     assert try_write(m, b"2 3 253402300800\n", os.O_WRONLY | os.O_APPEND) == errno.EINVAL
     assert try_write(m, b"2 3 -62135596801\n", os.O_WRONLY | os.O_APPEND) == errno.EINVAL
     assert m.read_text() == "0 1 -62135596800.000\n1 2 253402300799.999\n"
+
+
+def test_reading_metrics_after_a_remount_does_not_move_mtimes(mount):
+    """README "Files behave like files": mtimes are the time of the content's last change, and
+    reading never changes anything. After a remount, every read of a metric moved its mtime,
+    run.json's and runs.csv's to the time of that read, so each rsync -a of the mount copies them
+    all again (forever) and make sees changes that never happened."""
+    run = mkrun(mount)
+    sh("for i in 1 2 3; do echo $i >> metrics/loss; done; echo '5 0.5' > metrics/acc", cwd=run)
+    mount.wait_idle()
+    files = [run / "metrics" / "loss", run / "metrics" / "acc", run / "run.json", run.parent.parent / "runs.csv"]
+    before = {f.name: os.stat(f).st_mtime_ns for f in files}
+    mount.umount()
+    mount.start()
+    assert {f.name: os.stat(f).st_mtime_ns for f in files} == before
+    time.sleep(1.1)
+    (run / "metrics" / "loss").read_bytes()
+    (run / "metrics" / "acc").read_bytes()
+    after = {f.name: os.stat(f).st_mtime_ns for f in files}
+    assert after == before, f"mtimes moved by reading: {before} -> {after}"
+    time.sleep(1.1)
+    (run / "metrics" / "loss").read_bytes()
+    assert os.stat(run / "metrics" / "loss").st_mtime_ns == before["loss"]

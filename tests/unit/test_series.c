@@ -631,6 +631,50 @@ static void refused_at_mount(const char *root)
 	al_store_free(w.inner);
 }
 
+/* A series' update time is its last point's change, also once its points are loaded again after a
+ * remount: reading must not make it the time of the read (a metric's mtime moved at every read). */
+static void update_time_after_load(const char *root, al_store_backend *st)
+{
+	char jd[512];
+	const char *M = RUN "/metrics/mtime";
+	al_series_set *x = NULL;
+	al_series_summary sum;
+	int64_t appended;
+	char *text;
+
+	snprintf(jd, sizeof(jd), "%s/jmtime", root);
+	CHECK_OK(al_series_set_open(&x, st, jd, 600000));
+	if (!x)
+		return;
+	CHECK_OK(al_series_append_text(x, M, "1\n2\n", 4));
+	CHECK_OK(al_series_summary_get(&sum, x, M));
+	appended = sum.update_us;
+	CHECK(appended > 0);
+	CHECK_OK(al_series_flush(x));
+	al_series_set_free(x);
+	x = NULL;
+	usleep(20000);
+	CHECK_OK(al_series_set_open(&x, st, jd, 600000));
+	if (!x)
+		return;
+	CHECK_OK(al_series_summary_get(&sum, x, M));   /* from the stored summary alone */
+	CHECK_EQ_INT(sum.update_us, appended);
+	text = render(x, M);                            /* loads the points */
+	free(text);
+	CHECK_OK(al_series_summary_get(&sum, x, M));
+	CHECK_EQ_INT(sum.update_us, appended);
+	usleep(20000);
+	text = render(x, M);
+	free(text);
+	CHECK_OK(al_series_summary_get(&sum, x, M));
+	CHECK_EQ_INT(sum.update_us, appended);
+	/* a new point is a change */
+	CHECK_OK(al_series_append_text(x, M, "3\n", 2));
+	CHECK_OK(al_series_summary_get(&sum, x, M));
+	CHECK(sum.update_us > appended);
+	al_series_set_free(x);
+}
+
 int main(void)
 {
 	char root[] = "/tmp/al-series-XXXXXX", store_a[256], store_b[256], journal[256], saved[256];
@@ -771,6 +815,7 @@ int main(void)
 	deferred(root);
 	unstorable_replay(root);
 	refused_at_mount(root);
+	update_time_after_load(root, a);
 	al_store_free(a);
 	al_store_free(b);
 	sh("rm -rf %s%s", root, "");
