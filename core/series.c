@@ -494,15 +494,24 @@ static int series_push(series *se, const al_point *pts, size_t n)
 	return 0;
 }
 
+/* Journals points of a series (the record layout above). A document path longer than the
+ * record's 16-bit length could hold is refused, never cut: the points would replay into another
+ * series or be lost. (The tree refuses such names earlier: a document id is at most 1,500 bytes.) */
 static int journal_points(al_series_set *s, const series *se, int kind, uint64_t first,
 	const al_point *pts, size_t n)
 {
 	size_t plen = strlen(se->doc), len = 1 + 2 + plen + 8 + 4 + n * 24, off = 0, i;
-	char stackbuf[1024], *rec = len <= sizeof(stackbuf) ? stackbuf : malloc(len);
+	char stackbuf[1024], *rec;
 	uint16_t pl = (uint16_t)plen;
 	uint32_t cnt = (uint32_t)n;
 	int rc;
 
+	if (plen > UINT16_MAX)
+		return al_error_set(AL_ENAMETOOLONG, "metric %.200s...: a path of %zu bytes is too long "
+			"to journal (at most %u)", se->doc, plen, (unsigned)UINT16_MAX);
+	if (n > UINT32_MAX)
+		return al_error_set(AL_EINVAL, "metric %s: %zu points in one record", se->doc, n);
+	rec = len <= sizeof(stackbuf) ? stackbuf : malloc(len);
 	if (!rec)
 		return al_error_set(AL_ENOMEM, "out of memory journaling %zu points", n);
 	rec[off++] = (char)kind;

@@ -154,3 +154,67 @@ def test_reading_metrics_after_a_remount_does_not_move_mtimes(mount):
     time.sleep(1.1)
     (run / "metrics" / "loss").read_bytes()
     assert os.stat(run / "metrics" / "loss").st_mtime_ns == before["loss"]
+
+
+@pytest.mark.local_store_only
+def test_points_of_a_deeply_nested_metric_survive_kill9(mount):
+    """README "metrics"/"Durability": sub-folders are allowed (name val/loss), and once write()
+    returns the points survive kill -9. A metric nested 70 folders deep (a 70 KB name; each folder
+    name valid) was accepted and read back, but after kill -9 before delivery its points were
+    gone without a log line: the journal record keeps the series path's length in 16 bits. A
+    name that long is no Firestore document id: refusing it (at mkdir, or at the write, which
+    then records nothing) keeps the promise too."""
+    run = mkrun(mount)
+    sh("echo '0 0' >> metrics/top", cwd=run)
+    mount.wait_idle()
+    seg = "s" * 1000
+    d = os.open(run / "metrics", os.O_RDONLY | os.O_DIRECTORY)
+    refused = None
+    try:
+        for _ in range(70):
+            try:
+                os.mkdir(seg, dir_fd=d)
+            except OSError as e:
+                assert e.errno in (errno.ENAMETOOLONG, errno.EINVAL), e
+                return   # refused: fine
+            nd = os.open(seg, os.O_RDONLY | os.O_DIRECTORY, dir_fd=d)
+            os.close(d)
+            d = nd
+        lock = hold_sqlite(mount)
+        try:
+            try:
+                fd = os.open("m", os.O_WRONLY | os.O_APPEND | os.O_CREAT, dir_fd=d)
+                try:
+                    os.write(fd, b"3 0.125\n4 0.0625\n")
+                finally:
+                    os.close(fd)
+            except OSError as e:
+                refused = e
+            kill9_now(mount)
+        finally:
+            release(lock)
+    finally:
+        os.close(d)
+    mount.allow_log_errors = True
+    mount.kill9()
+    mount.start()
+    d = os.open(run / "metrics", os.O_RDONLY | os.O_DIRECTORY)
+    text = None
+    try:
+        for _ in range(70):
+            nd = os.open(seg, os.O_RDONLY | os.O_DIRECTORY, dir_fd=d)
+            os.close(d)
+            d = nd
+        fd = os.open("m", os.O_RDONLY, dir_fd=d)
+        text = os.read(fd, 1 << 16).decode()
+        os.close(fd)
+    except FileNotFoundError:
+        pass
+    finally:
+        os.close(d)
+    if refused is not None:
+        assert refused.errno in (errno.ENAMETOOLONG, errno.EINVAL), refused
+        assert not text, f"a refused write recorded points: {text!r}"
+        return
+    assert text is not None, "the nested metric (and its folders) is gone after the remount"
+    assert [ln.split()[:2] for ln in text.splitlines()] == [["3", "0.125"], ["4", "0.0625"]], text

@@ -675,6 +675,30 @@ static void update_time_after_load(const char *root, al_store_backend *st)
 	al_series_set_free(x);
 }
 
+/* A metric whose document path does not fit the journal record's 16-bit length: the append is
+ * refused (AL_ENAMETOOLONG) instead of journaling a cut path whose points a replay loses. */
+static void path_too_long(const char *root, al_store_backend *st)
+{
+	char jd[512];
+	size_t n = strlen(RUN "/metrics/") + 70000;
+	char *doc = malloc(n + 1);
+	al_series_set *x = NULL;
+
+	snprintf(jd, sizeof(jd), "%s/jlong", root);
+	snprintf(doc, n + 1, "%s", RUN "/metrics/");
+	memset(doc + strlen(doc), 's', n - strlen(doc));
+	doc[n] = '\0';
+	CHECK_OK(al_series_set_open(&x, st, jd, 600000));
+	if (x) {
+		CHECK_EQ_INT(al_series_append_text(x, doc, "3 0.125\n", 8), AL_ENAMETOOLONG);
+		CHECK_EQ_INT(al_series_pending(x), 0);
+		CHECK_OK(al_series_append_text(x, RUN "/metrics/short", "1\n", 2));
+		CHECK_EQ_INT(al_series_pending(x), 1);
+	}
+	al_series_set_free(x);
+	free(doc);
+}
+
 int main(void)
 {
 	char root[] = "/tmp/al-series-XXXXXX", store_a[256], store_b[256], journal[256], saved[256];
@@ -816,6 +840,7 @@ int main(void)
 	unstorable_replay(root);
 	refused_at_mount(root);
 	update_time_after_load(root, a);
+	path_too_long(root, a);
 	al_store_free(a);
 	al_store_free(b);
 	sh("rm -rf %s%s", root, "");
