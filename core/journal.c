@@ -259,41 +259,22 @@ static int walk_frames(walk *w, const unsigned char *p, size_t size, al_journal_
 
 /* Tells a generation's format from its bytes. Format 2 when it starts with the file magic, or
  * is shorter than the magic and a prefix of it (a first append cut short: all of it is a torn
- * tail). Otherwise whichever format verifies more records: a flipped byte in the magic must not
- * make a format-2 file read as format 1, where nothing would verify and the whole file would go
- * as a bad tail (README "Durability": damage costs only itself). Walked from offset 0, a damaged
- * magic is a damaged region like any other. */
-static int walk_init(walk *w, const unsigned char *p, size_t size)
+ * tail). Otherwise format 2 still when a format-2 frame verifies anywhere in it: a flipped byte
+ * in the magic must not make a format-2 file read as format 1, where nothing would verify and
+ * the whole file would go as a bad tail (README "Durability": damage costs only itself); walked
+ * from offset 0, the damaged magic is then a damaged region like any other. A format-2 frame
+ * verifying by chance in a format-1 file would take two 32-bit checksums matching; the scan is
+ * O(1) per offset (the header checksum), where one for format-1 frames is not. */
+static void walk_init(walk *w, const unsigned char *p, size_t size)
 {
-	walk *one = NULL, *two = NULL;
-	int stop, rc = 0;
-
 	memset(w, 0, sizeof(*w));
 	if (size >= MAGIC_LEN ? memcmp(p, FILE_MAGIC, MAGIC_LEN) == 0
 	                      : memcmp(p, FILE_MAGIC, size) == 0) {
 		w->v2 = w->magic = 1;
 		w->start = size < MAGIC_LEN ? size : MAGIC_LEN;
-		return 0;
+		return;
 	}
-	one = calloc(1, sizeof(*one));
-	two = calloc(1, sizeof(*two));
-	if (!one || !two) {
-		rc = al_error_set(AL_ENOMEM, "journal: out of memory");
-		goto cleanup;
-	}
-	two->v2 = 1;
-	if ((rc = walk_frames(one, p, size, NULL, NULL, &stop)) < 0 ||
-	    (rc = walk_frames(two, p, size, NULL, NULL, &stop)) < 0)
-		goto cleanup;
-	w->v2 = two->records > one->records;
-cleanup:
-	if (one)
-		free(one->regions);
-	if (two)
-		free(two->regions);
-	free(one);
-	free(two);
-	return rc;
+	w->v2 = frame_after(p, size, 0, 1);
 }
 
 /* Reads a whole file into a private read-only mapping (*map NULL when the file is empty). */
@@ -448,19 +429,18 @@ cleanup:
 enum {
 	TAIL_NONE,      /* nothing */
 	TAIL_TORN,      /* an append cut short by a crash: cut off */
-	TAIL_DAMAGED,   /* damage to the end: kept aside, logged, cut off */
-	TAIL_KEPT       /* frames of the other format verify in it: kept aside, logged, not cut */
+	TAIL_DAMAGED    /* damage to the end: kept aside, logged, cut off */
 };
 
 /* Tells what the bytes after w->end are. An append cut short leaves part of one frame after the
  * magic or after an intact record, and only in the generation current at the crash; anything
- * else there is damage. No file is cut where later bytes would verify (in either format). */
-static int tail_kind(const walk *w, const unsigned char *p, size_t size, int crash_gen)
+ * else there is damage. Nothing verifies in a tail: the walk found no frame of the file's format
+ * after w->end, and a file read as format 1 has no format-2 frame anywhere (walk_init; a
+ * format-2 file holds no format-1 frames, appends after a format-1 file going to a new one). */
+static int tail_kind(const walk *w, size_t size, int crash_gen)
 {
 	if (w->end >= size)
 		return TAIL_NONE;
-	if (frame_after(p, size, w->end, !w->v2))
-		return TAIL_KEPT;
 	return crash_gen && (w->magic || w->records) ? TAIL_TORN : TAIL_DAMAGED;
 }
 
@@ -489,10 +469,6 @@ static int report_damage(al_journal *j, uint64_t gen, const walk *w, const unsig
 			"skipped to the end of the file (%s); nothing recovered after them; file kept as "
 			"%s\n", j->dir, name, w->end, size - w->end, w->magic ? "a sealed generation has "
 			"no torn appends" : "no file magic nor intact record before them", copy);
-	if (tail == TAIL_KEPT)
-		fprintf(stderr, "aletheia: journal %s/%s: %zu bytes at offset %zu do not verify as "
-			"format %d, but frames of format %d do: not replayed, left in place; file kept as "
-			"%s\n", j->dir, name, size - w->end, w->end, w->v2 ? 2 : 1, w->v2 ? 1 : 2, copy);
 	for (i = 0; i < w->nrefused && i < MAX_REFUSALS; i++)
 		fprintf(stderr, "aletheia: journal %s/%s: record at offset %zu cannot be applied, "
 			"dropped: %s; file kept as %s\n", j->dir, name, w->refused[i].at,
@@ -512,7 +488,7 @@ static int report_damage(al_journal *j, uint64_t gen, const walk *w, const unsig
 	}
 	if (j->nkept < j->kept_cap)
 		j->kept[j->nkept++] = gen;
-	j->damage += w->nregions + (tail == TAIL_DAMAGED || tail == TAIL_KEPT) + w->nrefused;
+	j->damage += w->nregions + (tail == TAIL_DAMAGED) + w->nrefused;
 	pthread_mutex_unlock(&j->lock);
 	return 0;
 }
@@ -550,8 +526,7 @@ static int replay_file(int *stop, al_journal *j, uint64_t gen, uint64_t limit, i
 		rc = al_error_set(AL_ENOMEM, "journal: out of memory");
 		goto cleanup;
 	}
-	if ((rc = walk_init(w, map, size)) < 0)
-		goto cleanup;
+	walk_init(w, map, size);
 	replaying.j = j;
 	replaying.w = w;
 	rc = walk_frames(w, map, size, cb, ctx, stop);
@@ -559,11 +534,11 @@ static int replay_file(int *stop, al_journal *j, uint64_t gen, uint64_t limit, i
 	replaying.w = NULL;
 	if (rc < 0 || *stop)
 		goto cleanup;
-	tail = tail_kind(w, map, size, gen == j->crash_gen);
-	if ((w->nregions || w->nrefused || tail == TAIL_DAMAGED || tail == TAIL_KEPT) &&
+	tail = tail_kind(w, size, gen == j->crash_gen);
+	if ((w->nregions || w->nrefused || tail == TAIL_DAMAGED) &&
 	    (rc = report_damage(j, gen, w, map, size, tail)))
 		goto cleanup;
-	if (tail == TAIL_TORN || tail == TAIL_DAMAGED) {
+	if (tail != TAIL_NONE) {
 		struct stat st;
 		if (tail == TAIL_TORN)
 			fprintf(stderr, "aletheia: journal %s/%s: torn tail at offset %zu (%zu bytes, an "
@@ -628,11 +603,11 @@ static int open_gen(al_journal *j, uint64_t gen)
 			rc = al_error_set(AL_ENOMEM, "journal: out of memory");
 			goto cleanup;
 		}
-		if ((rc = walk_init(w, map, size)) < 0 ||
-		    (rc = walk_frames(w, map, size, NULL, NULL, &stop)) < 0)
+		walk_init(w, map, size);
+		if ((rc = walk_frames(w, map, size, NULL, NULL, &stop)) < 0)
 			goto cleanup;
-		tail = tail_kind(w, map, size, 1);
-		if (!w->v2 || !w->magic || w->nregions || tail == TAIL_DAMAGED || tail == TAIL_KEPT) {
+		tail = tail_kind(w, size, 1);
+		if (!w->v2 || !w->magic || w->nregions || tail == TAIL_DAMAGED) {
 			close(fd);
 			fd = -1;
 			rc = open_gen(j, gen + 1);
