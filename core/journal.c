@@ -6,6 +6,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +32,11 @@
 #define PREFIX "journal."
 #define PREFIX_LEN 8
 #define GEN_DIGITS 16
+/* Generations are numbered from 1 up, one per rotation (at most about one a second). A name at or
+ * past GEN_LIMIT was not made by this journal, and the number after journal.ffffffffffffffff
+ * would wrap to 0 and sort first (replay would stop before the real generations): such files are
+ * logged at open and left alone, and no generation at or past it is ever made. */
+#define GEN_LIMIT (UINT64_C(1) << 48)
 /* Frames up to this size are built on the stack. */
 #define STACK_FRAME 4096
 
@@ -46,7 +52,7 @@ struct al_journal {
 	uint64_t crash_gen;     /* newest generation at open: only its bad tail can be a torn append */
 	uint64_t *kept;         /* damaged generations already kept aside and logged */
 	size_t nkept, kept_cap;
-	uint64_t damage;        /* damaged regions found */
+	uint64_t damage;        /* damaged regions and refused records found */
 };
 
 static void put_le32(unsigned char *p, uint32_t v)
@@ -95,8 +101,9 @@ static int cmp_u64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-/* Lists the generations in the folder, ascending. *gens is the caller's (NULL when none). */
-static int list_gens(uint64_t **gens, size_t *count, al_journal *j)
+/* Lists the generations in the folder, ascending. *gens is the caller's (NULL when none). Names
+ * past GEN_LIMIT are skipped, and logged when log_foreign. */
+static int list_gens(uint64_t **gens, size_t *count, al_journal *j, int log_foreign)
 {
 	DIR *d = NULL;
 	struct dirent *de;
@@ -117,6 +124,13 @@ static int list_gens(uint64_t **gens, size_t *count, al_journal *j)
 		uint64_t g;
 		if (parse_name(&g, de->d_name) < 0)
 			continue;
+		if (g >= GEN_LIMIT) {
+			if (log_foreign)
+				fprintf(stderr, "aletheia: journal %s/%s: not a generation this journal could "
+					"follow (numbers stay below %016" PRIx64 "): ignored, neither replayed nor "
+					"removed; move it away\n", j->dir, de->d_name, GEN_LIMIT);
+			continue;
+		}
 		if (n == cap) {
 			cap = cap ? cap * 2 : 16;
 			grown = realloc(v, cap * sizeof(*v));
@@ -146,27 +160,30 @@ typedef struct {
 	size_t records, bytes;    /* intact records after it, up to the next region or the end */
 } region;
 
+/* Refused records logged one by one; past that, counted. */
+#define MAX_REFUSALS 8
+
 typedef struct {
 	int v2;                   /* format 2 (file magic, header checksum) */
+	int magic;                /* starts with the file magic (or, shorter than it, a prefix of it) */
 	size_t start;             /* where the first frame is */
 	size_t end;               /* end of the last intact frame (0: none): what follows is a bad tail */
 	size_t records;           /* intact records in all */
 	region *regions;          /* damaged regions in the middle (intact records follow each) */
 	size_t nregions, cap;
+	struct {
+		size_t at;
+		char why[256];
+	} refused[MAX_REFUSALS];  /* records the replay callback could not apply (al_journal_refuse) */
+	size_t nrefused;          /* all of them */
 } walk;
 
-/* Tells the format of a generation's first bytes. A file shorter than the magic but a prefix of
- * it is a format-2 file whose first append was cut short (all of it is a torn tail). */
-static void walk_init(walk *w, const unsigned char *p, size_t size)
-{
-	memset(w, 0, sizeof(*w));
-	if (size >= MAGIC_LEN ? memcmp(p, FILE_MAGIC, MAGIC_LEN) == 0
-	                      : memcmp(p, FILE_MAGIC, size) == 0) {
-		w->v2 = 1;
-		w->start = size < MAGIC_LEN ? size : MAGIC_LEN;
-	}
-	w->end = 0;   /* without an intact record the whole file is a bad tail, magic included */
-}
+/* The record a replay callback is being given, for al_journal_refuse from that callback. */
+static _Thread_local struct {
+	al_journal *j;
+	walk *w;
+	size_t at;
+} replaying;
 
 /* Whether a whole frame that verifies starts at off; *len gets its payload length. */
 static int frame_at(size_t *len, const unsigned char *p, size_t size, size_t off, int v2)
@@ -187,6 +204,17 @@ static int frame_at(size_t *len, const unsigned char *p, size_t size, size_t off
 	return 1;
 }
 
+/* Whether a frame of the given format verifies anywhere in [from, size). */
+static int frame_after(const unsigned char *p, size_t size, size_t from, int v2)
+{
+	size_t len;
+
+	for (; from < size; from++)
+		if (frame_at(&len, p, size, from, v2))
+			return 1;
+	return 0;
+}
+
 /* Walks the frames from w->start, calling cb (when not NULL) per intact record; after a bad
  * frame it scans on for the next offset where a frame verifies and goes on from there. Stops
  * early when cb returns non-zero (*stop). */
@@ -198,6 +226,7 @@ static int walk_frames(walk *w, const unsigned char *p, size_t size, al_journal_
 	*stop = 0;
 	while (off < size) {
 		if (frame_at(&len, p, size, off, w->v2)) {
+			replaying.at = off;
 			if (cb && (*stop = cb(ctx, p + off + h, len)))
 				return 0;
 			off += h + len;
@@ -226,6 +255,26 @@ static int walk_frames(walk *w, const unsigned char *p, size_t size, al_journal_
 		off = next;
 	}
 	return 0;
+}
+
+/* Tells a generation's format from its bytes. Format 2 when it starts with the file magic, or
+ * is shorter than the magic and a prefix of it (a first append cut short: all of it is a torn
+ * tail). Otherwise format 2 still when a format-2 frame verifies anywhere in it: a flipped byte
+ * in the magic must not make a format-2 file read as format 1, where nothing would verify and
+ * the whole file would go as a bad tail (README "Durability": damage costs only itself); walked
+ * from offset 0, the damaged magic is then a damaged region like any other. A format-2 frame
+ * verifying by chance in a format-1 file would take two 32-bit checksums matching; the scan is
+ * O(1) per offset (the header checksum), where one for format-1 frames is not. */
+static void walk_init(walk *w, const unsigned char *p, size_t size)
+{
+	memset(w, 0, sizeof(*w));
+	if (size >= MAGIC_LEN ? memcmp(p, FILE_MAGIC, MAGIC_LEN) == 0
+	                      : memcmp(p, FILE_MAGIC, size) == 0) {
+		w->v2 = w->magic = 1;
+		w->start = size < MAGIC_LEN ? size : MAGIC_LEN;
+		return;
+	}
+	w->v2 = frame_after(p, size, 0, 1);
 }
 
 /* Reads a whole file into a private read-only mapping (*map NULL when the file is empty). */
@@ -376,10 +425,30 @@ cleanup:
 	return rc;
 }
 
-/* Keeps a damaged generation aside and logs one line per damaged region (a bad tail included
- * when tail_damaged) with what was recovered after it. Once per generation per journal. */
+/* What follows a generation's last intact frame. */
+enum {
+	TAIL_NONE,      /* nothing */
+	TAIL_TORN,      /* an append cut short by a crash: cut off */
+	TAIL_DAMAGED    /* damage to the end: kept aside, logged, cut off */
+};
+
+/* Tells what the bytes after w->end are. An append cut short leaves part of one frame after the
+ * magic or after an intact record, and only in the generation current at the crash; anything
+ * else there is damage. Nothing verifies in a tail: the walk found no frame of the file's format
+ * after w->end, and a file read as format 1 has no format-2 frame anywhere (walk_init; a
+ * format-2 file holds no format-1 frames, appends after a format-1 file going to a new one). */
+static int tail_kind(const walk *w, size_t size, int crash_gen)
+{
+	if (w->end >= size)
+		return TAIL_NONE;
+	return crash_gen && (w->magic || w->records) ? TAIL_TORN : TAIL_DAMAGED;
+}
+
+/* Keeps a damaged generation aside and logs one line per damaged region (and the tail, when it
+ * is damage) with what was recovered after it, and one per record the replay callback refused.
+ * Once per generation per journal. */
 static int report_damage(al_journal *j, uint64_t gen, const walk *w, const unsigned char *p,
-	size_t size, int tail_damaged)
+	size_t size, int tail)
 {
 	char name[PREFIX_LEN + GEN_DIGITS + 1], *copy = NULL;
 	size_t i;
@@ -395,11 +464,18 @@ static int report_damage(al_journal *j, uint64_t gen, const walk *w, const unsig
 			"skipped; %zu intact records (%zu bytes) recovered after them; file kept as %s\n",
 			j->dir, name, w->regions[i].at, w->regions[i].skipped, w->regions[i].records,
 			w->regions[i].bytes, copy);
-	if (tail_damaged)
+	if (tail == TAIL_DAMAGED)
 		fprintf(stderr, "aletheia: journal %s/%s: damaged record(s) at offset %zu, %zu bytes "
-			"skipped to the end of the file (a sealed generation has no torn appends); "
-			"nothing recovered after them; file kept as %s\n", j->dir, name, w->end,
-			size - w->end, copy);
+			"skipped to the end of the file (%s); nothing recovered after them; file kept as "
+			"%s\n", j->dir, name, w->end, size - w->end, w->magic ? "a sealed generation has "
+			"no torn appends" : "no file magic nor intact record before them", copy);
+	for (i = 0; i < w->nrefused && i < MAX_REFUSALS; i++)
+		fprintf(stderr, "aletheia: journal %s/%s: record at offset %zu cannot be applied, "
+			"dropped: %s; file kept as %s\n", j->dir, name, w->refused[i].at,
+			w->refused[i].why, copy);
+	if (w->nrefused > MAX_REFUSALS)
+		fprintf(stderr, "aletheia: journal %s/%s: %zu more records cannot be applied, dropped; "
+			"file kept as %s\n", j->dir, name, w->nrefused - MAX_REFUSALS, copy);
 	free(copy);
 	pthread_mutex_lock(&j->lock);
 	if (j->nkept == j->kept_cap) {
@@ -412,7 +488,7 @@ static int report_damage(al_journal *j, uint64_t gen, const walk *w, const unsig
 	}
 	if (j->nkept < j->kept_cap)
 		j->kept[j->nkept++] = gen;
-	j->damage += w->nregions + (tail_damaged ? 1 : 0);
+	j->damage += w->nregions + (tail == TAIL_DAMAGED) + w->nrefused;
 	pthread_mutex_unlock(&j->lock);
 	return 0;
 }
@@ -428,11 +504,10 @@ static int replay_file(int *stop, al_journal *j, uint64_t gen, uint64_t limit, i
 	char name[PREFIX_LEN + GEN_DIGITS + 1];
 	unsigned char *map = NULL;
 	size_t size = 0, mapped = 0;
-	walk w;
-	int fd = -1, rc = 0, tail_damaged;
+	walk *w = NULL;
+	int fd = -1, rc = 0, tail;
 
 	*stop = 0;
-	memset(&w, 0, sizeof(w));
 	gen_name(name, gen);
 	fd = openat(j->dirfd, name, O_RDWR | O_CLOEXEC);
 	if (fd < 0) {
@@ -447,32 +522,43 @@ static int replay_file(int *stop, al_journal *j, uint64_t gen, uint64_t limit, i
 	size = mapped;
 	if (is_current && size > limit)
 		size = (size_t)limit;  /* records appended after replay began are not ours to read */
-	walk_init(&w, map, size);
-	if ((rc = walk_frames(&w, map, size, cb, ctx, stop)) < 0 || *stop)
+	if (!(w = malloc(sizeof(*w)))) {
+		rc = al_error_set(AL_ENOMEM, "journal: out of memory");
 		goto cleanup;
-	/* A bad tail is a torn append only in the generation that was current at the crash. */
-	tail_damaged = w.end < size && gen != j->crash_gen;
-	if ((w.nregions || tail_damaged) && (rc = report_damage(j, gen, &w, map, size, tail_damaged)))
+	}
+	walk_init(w, map, size);
+	replaying.j = j;
+	replaying.w = w;
+	rc = walk_frames(w, map, size, cb, ctx, stop);
+	replaying.j = NULL;
+	replaying.w = NULL;
+	if (rc < 0 || *stop)
 		goto cleanup;
-	if (w.end < size) {
+	tail = tail_kind(w, size, gen == j->crash_gen);
+	if ((w->nregions || w->nrefused || tail == TAIL_DAMAGED) &&
+	    (rc = report_damage(j, gen, w, map, size, tail)))
+		goto cleanup;
+	if (tail != TAIL_NONE) {
 		struct stat st;
-		if (!tail_damaged)
+		if (tail == TAIL_TORN)
 			fprintf(stderr, "aletheia: journal %s/%s: torn tail at offset %zu (%zu bytes, an "
-				"append cut short by a crash) cut off\n", j->dir, name, w.end, size - w.end);
+				"append cut short by a crash) cut off\n", j->dir, name, w->end, size - w->end);
 		pthread_mutex_lock(&j->lock);
-		if (fstat(fd, &st) < 0 || ftruncate(fd, (off_t)w.end) < 0) {
+		if (fstat(fd, &st) < 0 || ftruncate(fd, (off_t)w->end) < 0) {
 			rc = al_error_set_errno(al_error_from_errno(errno), errno,
 				"journal: cutting the bad tail of %s/%s", j->dir, name);
 		} else {
-			uint64_t cut = (uint64_t)st.st_size - w.end;
+			uint64_t cut = (uint64_t)st.st_size - w->end;
 			j->bytes -= cut < j->bytes ? cut : j->bytes;
 			if (j->gen == gen)
-				j->cur_size = w.end;
+				j->cur_size = w->end;
 		}
 		pthread_mutex_unlock(&j->lock);
 	}
 cleanup:
-	free(w.regions);
+	if (w)
+		free(w->regions);
+	free(w);
 	if (map)
 		munmap(map, mapped);
 	if (fd >= 0)
@@ -481,18 +567,20 @@ cleanup:
 }
 
 /* Opens generation gen for appending. A torn tail left by a crash is cut so new records follow
- * the last intact one; a generation with damage in the middle, or in format 1, is left whole
- * for replay (which keeps it aside) and appends go to the next generation. Lock held (or not
- * yet shared). */
+ * the last intact one; a generation with damage (its magic included), or in format 1, is left
+ * whole for replay (which keeps it aside) and appends go to the next generation. Lock held (or
+ * not yet shared). */
 static int open_gen(al_journal *j, uint64_t gen)
 {
 	char name[PREFIX_LEN + GEN_DIGITS + 1];
 	unsigned char *map = NULL;
 	size_t size = 0;
-	walk w;
-	int fd = -1, rfd = -1, rc = 0, stop;
+	walk *w = NULL;
+	int fd = -1, rfd = -1, rc = 0, stop, tail;
 
-	memset(&w, 0, sizeof(w));
+	if (gen >= GEN_LIMIT)
+		return al_error_set(AL_EIO, "journal %s: no generation number left after %016" PRIx64
+			" (a file of that name was not made by aletheia: move it away)", j->dir, gen - 1);
 	gen_name(name, gen);
 	fd = openat(j->dirfd, name, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
 	if (fd < 0) {
@@ -511,24 +599,29 @@ static int open_gen(al_journal *j, uint64_t gen)
 	if (size == 0) {
 		j->dir_dirty = 1;
 	} else {
-		walk_init(&w, map, size);
-		if ((rc = walk_frames(&w, map, size, NULL, NULL, &stop)) < 0)
+		if (!(w = malloc(sizeof(*w)))) {
+			rc = al_error_set(AL_ENOMEM, "journal: out of memory");
 			goto cleanup;
-		if (!w.v2 || w.nregions) {
+		}
+		walk_init(w, map, size);
+		if ((rc = walk_frames(w, map, size, NULL, NULL, &stop)) < 0)
+			goto cleanup;
+		tail = tail_kind(w, size, 1);
+		if (!w->v2 || !w->magic || w->nregions || tail == TAIL_DAMAGED) {
 			close(fd);
 			fd = -1;
 			rc = open_gen(j, gen + 1);
 			goto cleanup;
 		}
-		if (w.end < size) {
+		if (tail == TAIL_TORN) {
 			fprintf(stderr, "aletheia: journal %s/%s: torn tail at offset %zu (%zu bytes, an "
-				"append cut short by a crash) cut off\n", j->dir, name, w.end, size - w.end);
-			if (ftruncate(fd, (off_t)w.end) < 0) {
+				"append cut short by a crash) cut off\n", j->dir, name, w->end, size - w->end);
+			if (ftruncate(fd, (off_t)w->end) < 0) {
 				rc = al_error_set_errno(al_error_from_errno(errno), errno,
 					"journal: cutting the torn tail of %s/%s", j->dir, name);
 				goto cleanup;
 			}
-			j->bytes -= size - w.end;
+			j->bytes -= size - w->end;
 		}
 	}
 	if (j->fd >= 0)
@@ -536,9 +629,11 @@ static int open_gen(al_journal *j, uint64_t gen)
 	j->fd = fd;
 	fd = -1;
 	j->gen = gen;
-	j->cur_size = size ? w.end : 0;
+	j->cur_size = size ? w->end : 0;
 cleanup:
-	free(w.regions);
+	if (w)
+		free(w->regions);
+	free(w);
 	if (map)
 		munmap(map, size);
 	if (rfd >= 0)
@@ -602,7 +697,7 @@ int al_journal_open(al_journal **out, const char *dir)
 		rc = al_error_set_errno(al_error_from_errno(errno), errno, "journal: opening %s", dir);
 		goto cleanup;
 	}
-	if ((rc = list_gens(&gens, &n, j)) < 0)
+	if ((rc = list_gens(&gens, &n, j, 1)) < 0)
 		goto cleanup;
 	j->crash_gen = n ? gens[n - 1] : UINT64_MAX;
 	for (i = 0; i < n; i++) {
@@ -703,7 +798,7 @@ int al_journal_rotate(uint64_t *sealed, al_journal *j)
 
 	pthread_mutex_lock(&j->lock);
 	prev = j->gen;
-	if (j->cur_size == 0) {
+	if (j->cur_size == 0 && prev > 0) {
 		/* Nothing since the last rotation: no new file, the older ones are sealed already. */
 		*sealed = prev - 1;
 		pthread_mutex_unlock(&j->lock);
@@ -729,7 +824,7 @@ int al_journal_drop(al_journal *j, uint64_t gen)
 	int rc;
 
 	pthread_mutex_lock(&j->lock);
-	if ((rc = list_gens(&gens, &n, j)) < 0)
+	if ((rc = list_gens(&gens, &n, j, 0)) < 0)
 		goto cleanup;
 	for (i = 0; i < n && gens[i] <= gen; i++) {
 		char name[PREFIX_LEN + GEN_DIGITS + 1];
@@ -762,7 +857,7 @@ int al_journal_replay(al_journal *j, al_journal_cb cb, void *ctx)
 
 	/* Snapshot under the lock, then read without it so cb may append. */
 	pthread_mutex_lock(&j->lock);
-	rc = list_gens(&gens, &n, j);
+	rc = list_gens(&gens, &n, j, 0);
 	cur = j->gen;
 	cur_size = j->cur_size;
 	pthread_mutex_unlock(&j->lock);
@@ -779,6 +874,22 @@ int al_journal_replay(al_journal *j, al_journal_cb cb, void *ctx)
 cleanup:
 	free(gens);
 	return rc;
+}
+
+void al_journal_refuse(al_journal *j, const char *fmt, ...)
+{
+	walk *w = replaying.j == j ? replaying.w : NULL;
+	va_list ap;
+
+	if (!w)
+		return;   /* not from a replay callback of this journal */
+	if (w->nrefused < MAX_REFUSALS) {
+		w->refused[w->nrefused].at = replaying.at;
+		va_start(ap, fmt);
+		vsnprintf(w->refused[w->nrefused].why, sizeof(w->refused[0].why), fmt, ap);
+		va_end(ap);
+	}
+	w->nrefused++;
 }
 
 uint64_t al_journal_damage(al_journal *j)

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "aletheia/metric.h"
+#include "aletheia/value.h"
 
 #define MAX_FIELDS 3
 /* Longest field text we parse: a double can legitimately be written with ~770 digits, but
@@ -107,19 +108,22 @@ static int parse_step(int64_t *out, const field *f)
 }
 
 /* "[-+]SECONDS[.FRACTION]" → microseconds, rounded to nearest (half away from zero), in exact
- * integer arithmetic so 1700000000.123456 comes out exactly. */
+ * integer arithmetic so 1700000000.123456 comes out exactly. -1: not a time; -2: a time outside
+ * Firestore's timestamps (README "metrics"), which no store could take: refused here, at the
+ * write(), since a point accepted is journaled and could then never be delivered. */
 static int parse_time(int64_t *out, const field *f)
 {
 	const char *s = f->p, *e = f->p + f->n;
-	int neg = 0, digits = 0, fdigits = 0, seventh = 0;
+	int neg = 0, digits = 0, fdigits = 0, seventh = 0, huge = 0;
 	uint64_t secs = 0, frac = 0;
 
 	if (s < e && (*s == '+' || *s == '-'))
 		neg = *s++ == '-';
 	for (; s < e && *s >= '0' && *s <= '9'; s++, digits++) {
 		if (secs > (uint64_t)INT64_MAX / 1000000)
-			return -1;
-		secs = secs * 10 + (uint64_t)(*s - '0');
+			huge = 1;   /* no int64 of microseconds: far outside the range, once it parses */
+		else
+			secs = secs * 10 + (uint64_t)(*s - '0');
 	}
 	if (s < e && *s == '.') {
 		for (s++; s < e && *s >= '0' && *s <= '9'; s++, digits++, fdigits++) {
@@ -134,11 +138,11 @@ static int parse_time(int64_t *out, const field *f)
 	for (; fdigits < 6; fdigits++)
 		frac *= 10;
 	frac += seventh >= 5;
-	if (secs > ((uint64_t)INT64_MAX - frac) / 1000000)
-		return -1;
+	if (huge || secs > ((uint64_t)INT64_MAX - frac) / 1000000)
+		return -2;
 	secs = secs * 1000000 + frac;
 	*out = neg ? -(int64_t)secs : (int64_t)secs;
-	return 0;
+	return *out < AL_TIME_MIN_US || *out > AL_TIME_MAX_US ? -2 : 0;
 }
 
 int al_metric_parse(al_point **out, size_t *count, const char *buf, size_t len,
@@ -188,8 +192,9 @@ int al_metric_parse(al_point **out, size_t *count, const char *buf, size_t len,
 				rc = line_error(lineno, line, ll, "bad value");
 				goto cleanup;
 			}
-			if (nf == 3 && parse_time(&pt.time_us, &f[2]) < 0) {
-				rc = line_error(lineno, line, ll, "bad time (Unix seconds)");
+			if (nf == 3 && (rc = parse_time(&pt.time_us, &f[2])) < 0) {
+				rc = line_error(lineno, line, ll, rc == -2 ? "time outside years 1 to 9999 "
+					"(Unix seconds, not milliseconds)" : "bad time (Unix seconds)");
 				goto cleanup;
 			}
 		}

@@ -4,6 +4,7 @@
  * and its own summary entry ("writer_<id>"), and readers merge the writers' points by time. */
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -40,6 +41,11 @@ typedef struct series {
 	uint64_t own_flushed;   /* own ordinals below this are in the store */
 	uint64_t others;        /* points of other writers in the view */
 	int64_t used_us;        /* last append or read, for evicting idle points from memory */
+	int64_t changed_us;     /* this mount's last change: an append (deferred too) or a touch */
+	/* The stored points' update time as of the last load: the newest chunk's until the summary
+	 * document's "updated" is looked up (stored_known), when a summary is first asked for. */
+	int64_t stored_us;
+	int stored_known;
 	/* Points appended while the stored chunks could not be read (an unreachable backend):
 	 * journaled without ordinals, in order; they get them when the series is next loaded. */
 	al_point *deferred;
@@ -242,6 +248,7 @@ static int series_load(al_series_set *s, series *se)
 	wseq *ws = NULL;
 	size_t nch = 0, nw = 0, i, k;
 	uint64_t stored_own = 0;
+	int64_t chunks_us = 0;
 	al_series_summary legacy;
 	char *coll = NULL;
 	int rc = 0, first = !se->loaded;
@@ -260,6 +267,8 @@ static int series_load(al_series_set *s, series *se)
 	for (i = 0; i < list->count; i++) {
 		const cJSON *f = list->docs[i]->fields;
 		chunk *c = &ch[nch];
+		if (list->docs[i]->update_us > chunks_us)
+			chunks_us = list->docs[i]->update_us;
 		c->writer = al_fields_get_string(f, "writer");
 		if (!c->writer || !*c->writer)
 			c->writer = LEGACY_WRITER;
@@ -316,6 +325,9 @@ static int series_load(al_series_set *s, series *se)
 	if ((rc = merge_view(se, ws, nw, first ? &se->own_sum : NULL, &legacy)))
 		goto cleanup;
 	se->legacy_sum = legacy;
+	se->stored_us = chunks_us;
+	se->stored_known = 0;
+	se->sum.update_us = chunks_us > se->changed_us ? chunks_us : se->changed_us;
 	se->loaded = 1;
 	se->view++;
 	se->loaded_us = al_now_us();
@@ -478,19 +490,28 @@ static int series_push(series *se, const al_point *pts, size_t n)
 		summary_add(&se->sum, &pts[i], len);
 		summary_add(&se->own_sum, &pts[i], len);
 	}
-	se->sum.update_us = se->own_sum.update_us = al_now_us();
+	se->sum.update_us = se->own_sum.update_us = se->changed_us = al_now_us();
 	return 0;
 }
 
+/* Journals points of a series (the record layout above). A document path longer than the
+ * record's 16-bit length could hold is refused, never cut: the points would replay into another
+ * series or be lost. (The tree refuses such names earlier: a document id is at most 1,500 bytes.) */
 static int journal_points(al_series_set *s, const series *se, int kind, uint64_t first,
 	const al_point *pts, size_t n)
 {
 	size_t plen = strlen(se->doc), len = 1 + 2 + plen + 8 + 4 + n * 24, off = 0, i;
-	char stackbuf[1024], *rec = len <= sizeof(stackbuf) ? stackbuf : malloc(len);
+	char stackbuf[1024], *rec;
 	uint16_t pl = (uint16_t)plen;
 	uint32_t cnt = (uint32_t)n;
 	int rc;
 
+	if (plen > UINT16_MAX)
+		return al_error_set(AL_ENAMETOOLONG, "metric %.200s...: a path of %zu bytes is too long "
+			"to journal (at most %u)", se->doc, plen, (unsigned)UINT16_MAX);
+	if (n > UINT32_MAX)
+		return al_error_set(AL_EINVAL, "metric %s: %zu points in one record", se->doc, n);
+	rec = len <= sizeof(stackbuf) ? stackbuf : malloc(len);
 	if (!rec)
 		return al_error_set(AL_ENOMEM, "out of memory journaling %zu points", n);
 	rec[off++] = (char)kind;
@@ -593,6 +614,7 @@ int al_series_append_text(al_series_set *s, const char *metric_doc, const char *
 			goto cleanup;
 		memcpy(se->deferred + se->deferred_n, pts, n * sizeof(*pts));
 		se->deferred_n += n;
+		se->changed_us = se->used_us;
 		goto cleanup;
 	}
 	if ((rc = journal_points(s, se, REC_OWN_POINTS, se->own_base + se->own_n, pts, n)))
@@ -615,7 +637,7 @@ int al_series_touch(al_series_set *s, const char *metric_doc)
 	pthread_mutex_lock(&se->lock);
 	if (!se->touched && se->count == 0) {
 		se->touched = 1;   /* the flusher stores its (empty) summary document */
-		se->used_us = al_now_us();
+		se->used_us = se->changed_us = al_now_us();
 	}
 	pthread_mutex_unlock(&se->lock);
 	pthread_mutex_lock(&s->lock);
@@ -725,6 +747,32 @@ static int summary_from_doc(al_series_summary *out, const al_doc *d)
 	return any ? 0 : summary_from_fields(out, d->fields, d->update_us);
 }
 
+/* A loaded series' update time is that of its last point's change: the stored summary
+ * document's "updated" (the time of the last append it describes, written with it), or this
+ * mount's own later change; never when the points were read or loaded, so reading does not move
+ * a metric's mtime, nor run.json's and runs.csv's (README "Files behave like files"). The
+ * document is looked up once per load (d: when the caller has it already); until then, and when
+ * it holds no summary, the newest chunk's update time stands in. Caller holds se->lock. */
+static void stored_update(al_series_set *s, series *se, const al_doc *d)
+{
+	al_doc *got = NULL;
+	al_series_summary stored;
+	int rc = 0;
+
+	if (!se->loaded || se->stored_known)
+		return;
+	if (!d && (rc = al_store_get(&got, s->store, se->doc)) == 0)
+		d = got;
+	if (rc == 0 || rc == AL_ENOTFOUND) {
+		se->stored_known = 1;   /* else asked again next time */
+		if (d && summary_from_doc(&stored, d) == 0 && stored.update_us)
+			se->stored_us = stored.update_us;
+	}
+	al_error_clear();
+	se->sum.update_us = se->stored_us > se->changed_us ? se->stored_us : se->changed_us;
+	al_doc_free(got);
+}
+
 int al_series_summary_get(al_series_summary *out, al_series_set *s, const char *metric_doc)
 {
 	series *se;
@@ -749,15 +797,18 @@ int al_series_summary_get(al_series_summary *out, al_series_set *s, const char *
 			summary_reset(out);
 		for (i = 0; i < se->deferred_n; i++)
 			summary_add(out, &se->deferred[i], point_len(&se->deferred[i]));
-		out->update_us = se->used_us;
+		if (se->changed_us > out->update_us)
+			out->update_us = se->changed_us;
 		goto cleanup;
 	}
 	if ((se->loaded && se->count > 0) || (se->touched == 1 && se->count == 0)) {
-		if (se->loaded)
+		if (se->loaded) {
 			series_fresh(s, se);
+			stored_update(s, se, d);
+		}
 		*out = se->sum;
 		if (!out->update_us)
-			out->update_us = se->used_us;
+			out->update_us = se->changed_us;
 		goto cleanup;
 	}
 	/* The stored summary carries the text size, so nothing needs loading. */
@@ -767,6 +818,7 @@ int al_series_summary_get(al_series_summary *out, al_series_set *s, const char *
 		goto cleanup;
 	if ((rc = load_resolved(s, se)))
 		goto cleanup;
+	stored_update(s, se, d);
 	*out = se->sum;
 	if (!out->update_us)
 		out->update_us = d->update_us;
@@ -1134,7 +1186,18 @@ static void *flusher(void *arg)
 	return NULL;
 }
 
-/* Re-applies journaled points the store may not have; own ordinals make this idempotent. */
+/* Whether a store can hold the point: its time within Firestore's timestamps (a step is an
+ * int64, a value any double, NaN and infinities included). Appends refuse other times, but
+ * journals of older versions may hold them. */
+static int storable(const al_point *p)
+{
+	return p->time_us >= AL_TIME_MIN_US && p->time_us <= AL_TIME_MAX_US;
+}
+
+/* Re-applies journaled points the store may not have; own ordinals make this idempotent. A point
+ * no store can hold is dropped with a log line, its journal file kept aside first
+ * (al_journal_refuse): delivering it would fail for ever, and the store would never be
+ * unmountable cleanly again. */
 static int replay_record(void *ctx, const void *data, size_t len)
 {
 	al_series_set *s = ctx;
@@ -1142,9 +1205,11 @@ static int replay_record(void *ctx, const void *data, size_t len)
 	uint16_t pl;
 	uint64_t first;
 	uint32_t n, i;
-	size_t off = 3;
+	size_t off = 3, bad = 0, k;
 	char *doc;
 	series *se;
+	al_point *pts = NULL;
+	const al_point *first_bad = NULL;
 	int rc;
 
 	if (len < 3 || (r[0] != REC_OWN_POINTS && r[0] != REC_DEFERRED && r[0] != REC_RESOLVED))
@@ -1160,39 +1225,53 @@ static int replay_record(void *ctx, const void *data, size_t len)
 		free(doc);
 		return 0;
 	}
+	if (!(pts = malloc(n ? n * sizeof(*pts) : 1))) {
+		rc = al_error_set(AL_ENOMEM, "out of memory replaying %s", doc);
+		free(doc);
+		return rc;
+	}
+	for (i = 0; i < n; i++, off += 24) {
+		memcpy(&pts[i].step, r + off, 8);
+		memcpy(&pts[i].value, r + off + 8, 8);
+		memcpy(&pts[i].time_us, r + off + 16, 8);
+		if (!storable(&pts[i]) && !bad++)
+			first_bad = &pts[i];
+	}
+	if (bad)
+		al_journal_refuse(s->journal, "metric %s: %zu of %" PRIu32 " points have a TIME "
+			"outside years 1 to 9999, which no store can hold (the first: step %" PRId64
+			", %" PRId64 " µs)", doc, bad, n, first_bad->step, first_bad->time_us);
 	rc = series_get(&se, s, doc);
 	free(doc);
 	if (rc)
-		return rc;
+		goto cleanup;
 	pthread_mutex_lock(&se->lock);
 	if (r[0] == REC_DEFERRED) {   /* kept for the next load, in order */
 		if ((rc = reserve(&se->deferred, &se->deferred_cap, se->deferred_n, n, se->doc)) == 0)
-			for (i = 0; i < n; i++, off += 24) {
-				al_point *p = &se->deferred[se->deferred_n++];
-				memcpy(&p->step, r + off, 8);
-				memcpy(&p->value, r + off + 8, 8);
-				memcpy(&p->time_us, r + off + 16, 8);
-			}
+			for (i = 0; i < n; i++)
+				if (storable(&pts[i]))
+					se->deferred[se->deferred_n++] = pts[i];
+		se->changed_us = al_now_us();   /* new to the store */
 		pthread_mutex_unlock(&se->lock);
-		return rc;
+		goto cleanup;
 	}
-	if (r[0] == REC_RESOLVED) {   /* these deferred points got their ordinals: applied below */
-		size_t k = n < se->deferred_n ? n : se->deferred_n;
+	if (r[0] == REC_RESOLVED) {
+		/* These deferred points got their ordinals: applied below. They are the first ones
+		 * deferred, the unstorable ones among them left out above. */
+		k = n - bad < se->deferred_n ? n - bad : se->deferred_n;
 		memmove(se->deferred, se->deferred + k, (se->deferred_n - k) * sizeof(al_point));
 		se->deferred_n -= k;
 	}
 	if (se->loaded || (rc = series_load(s, se)) == 0) {
-		for (i = 0; i < n && rc == 0; i++, off += 24) {
-			al_point p;
-			if (first + i < se->own_base + se->own_n)
-				continue;
-			memcpy(&p.step, r + off, 8);
-			memcpy(&p.value, r + off + 8, 8);
-			memcpy(&p.time_us, r + off + 16, 8);
-			rc = series_push(se, &p, 1);
-		}
+		/* A dropped point shifts the ordinals of those after it by one in memory; replay then
+		 * counted damage, and the series re-journals every point with its new ordinal. */
+		for (i = 0; i < n && rc == 0; i++)
+			if (first + i >= se->own_base + se->own_n && storable(&pts[i]))
+				rc = series_push(se, &pts[i], 1);
 	}
 	pthread_mutex_unlock(&se->lock);
+cleanup:
+	free(pts);
 	return rc;
 }
 
@@ -1323,8 +1402,17 @@ int al_series_set_open(al_series_set **out, al_store_backend *store, const char 
 		goto fail;
 	if (al_journal_damage(s->journal) && (rc = rejournal(s)))
 		goto fail;
-	if ((rc = al_series_flush(s)))
-		goto fail;
+	/* What the store refuses now stays pending and is retried by the flusher, with the reason
+	 * in last_error (.aletheia/status): it never keeps the store from being mounted. */
+	if ((rc = al_series_flush(s))) {
+		pthread_mutex_lock(&s->lock);
+		if (!*s->last_error)
+			snprintf(s->last_error, sizeof(s->last_error), "%s", al_error_last());
+		fprintf(stderr, "aletheia: metrics: delivering the journal's points failed, retried "
+			"in the background: %s\n", s->last_error);
+		pthread_mutex_unlock(&s->lock);
+		al_error_clear();
+	}
 	if (pthread_create(&s->thread, NULL, flusher, s) != 0) {
 		rc = al_error_set(AL_ERROR, "cannot start the metric flusher thread");
 		goto fail;

@@ -17,6 +17,10 @@ cJSON *al_value_string(const char *s);
 cJSON *al_value_bool(int v);
 cJSON *al_value_null(void);
 cJSON *al_value_time(int64_t us);         /* microseconds since epoch → timestampValue */
+/* The times a timestampValue can hold: Firestore's range, 0001-01-01T00:00:00Z to
+ * 9999-12-31T23:59:59.999999Z, in microseconds since the epoch. */
+#define AL_TIME_MIN_US (INT64_C(-62135596800) * 1000000)
+#define AL_TIME_MAX_US (INT64_C(253402300799) * 1000000 + 999999)
 cJSON *al_value_map(cJSON *fields);       /* takes ownership of fields (an object of values) */
 cJSON *al_value_array(cJSON *values);     /* takes ownership of values (a cJSON array of values) */
 

@@ -598,6 +598,205 @@ static void test_format1(const char *root)
 	free(c);
 }
 
+/* Overwrites len bytes at off. */
+static void put_bytes(const char *path, long off, const void *bytes, size_t len)
+{
+	int fd = open(path, O_RDWR);
+	CHECK(fd >= 0 && pwrite(fd, bytes, len, off) == (ssize_t)len);
+	if (fd >= 0)
+		close(fd);
+}
+
+/* A damaged file magic costs at most itself: the frames that verify as format 2 are read as
+ * format 2 (not as format 1, where nothing verifies and the whole file went as a torn tail), the
+ * file is kept aside and logged like any damage, and appends go to a new generation. */
+static void test_damaged_magic(const char *root)
+{
+	char dir[512], g1[600], g2[600];
+	al_journal *j = NULL;
+	collected *c = malloc(sizeof(*c));
+	static const char *after[] = {"after-1", NULL};
+	unsigned char *bad;
+	size_t bad_len;
+	int match;
+
+	/* one flipped bit in the magic of the generation current at the crash */
+	snprintf(dir, sizeof(dir), "%s/magic-current", root);
+	CHECK_OK(al_journal_open(&j, dir));
+	append_letters(j, 0);
+	al_journal_free(j);
+	gen_path(g1, dir, 1);
+	flip(g1, 2);
+	bad = slurp(g1, &bad_len);
+	CHECK_OK(al_journal_open(&j, dir));
+	CHECK_EQ_INT(file_size(g1), bad_len);   /* open cut nothing */
+	CHECK_OK(append_str(j, "after-1"));
+	CHECK_EQ_INT(header_len(gen_path(g2, dir, 2)), 12);
+	replay(c, j);
+	check_letters(c, "", after);
+	CHECK_EQ_INT(al_journal_damage(j), 1);
+	CHECK_EQ_INT(damaged_copies(dir, bad, bad_len, &match), 1);
+	CHECK(match);
+	CHECK_EQ_INT(file_size(g1), bad_len);   /* replay cut nothing either */
+	al_journal_free(j);
+	free(bad);
+
+	/* the whole magic zeroed in a sealed generation, and the first record damaged as well */
+	snprintf(dir, sizeof(dir), "%s/magic-sealed", root);
+	CHECK_OK(al_journal_open(&j, dir));
+	append_letters(j, 'M');
+	al_journal_free(j);
+	gen_path(g1, dir, 1);
+	put_bytes(g1, 0, "\0\0\0\0\0\0\0\0", 8);
+	flip(g1, find_in(g1, "record A") + 3);
+	bad = slurp(g1, &bad_len);
+	CHECK_OK(al_journal_open(&j, dir));
+	replay(c, j);
+	check_letters(c, "A", NULL);
+	CHECK_EQ_INT(al_journal_damage(j), 1);   /* one region: the magic and record A */
+	CHECK_EQ_INT(damaged_copies(dir, bad, bad_len, &match), 1);
+	CHECK(match);
+	CHECK_EQ_INT(file_size(g1), bad_len);
+	al_journal_free(j);
+	free(bad);
+
+	/* a newest generation with no magic in which nothing verifies is no torn append: it is
+	 * kept aside before it is cut */
+	snprintf(dir, sizeof(dir), "%s/magic-junk", root);
+	CHECK(mkdir(dir, 0755) == 0);
+	gen_path(g1, dir, 1);
+	{
+		int fd = open(g1, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		CHECK(fd >= 0 && write(fd, "not a journal at all\n", 21) == 21);
+		close(fd);
+	}
+	bad = slurp(g1, &bad_len);
+	CHECK_OK(al_journal_open(&j, dir));
+	replay(c, j);
+	CHECK_EQ_INT(c->n, 0);
+	CHECK_EQ_INT(damaged_copies(dir, bad, bad_len, &match), 1);
+	CHECK(match);
+	CHECK_EQ_INT(al_journal_damage(j), 1);
+	al_journal_free(j);
+	free(bad);
+	free(c);
+}
+
+/* A file named like a generation no journal could follow (journal.ffffffffffffffff: the next
+ * number wrapped to 0, which sorts first, so replay stopped before the real generations and they
+ * were dropped) is ignored and left alone; no generation number ever wraps. */
+static void test_generation_limit(const char *root)
+{
+	char dir[512], path[600], junk[600], past[600];
+	al_journal *j = NULL;
+	collected *c = malloc(sizeof(*c));
+	static const char *after[] = {"after-1", NULL};
+	uint64_t sealed = 0;
+	unsigned char *before;
+	size_t before_len, len;
+
+	snprintf(dir, sizeof(dir), "%s/genlimit", root);
+	CHECK_OK(al_journal_open(&j, dir));
+	append_letters(j, 'M');
+	al_journal_free(j);
+	gen_path(junk, dir, UINT64_MAX);
+	gen_path(past, dir, (uint64_t)1 << 48);
+	{
+		FILE *f = fopen(junk, "w");
+		fputs("junk", f);
+		fclose(f);
+		f = fopen(past, "w");
+		fclose(f);
+	}
+	before = slurp(junk, &before_len);
+	CHECK_OK(al_journal_open(&j, dir));
+	CHECK_OK(append_str(j, "after-1"));
+	replay(c, j);
+	check_letters(c, "", after);
+	CHECK(access(gen_path(path, dir, 0), F_OK) != 0);   /* nothing wrapped to 0 */
+	CHECK(find_in(gen_path(path, dir, 2), "after-1") > 0);   /* appended to the newest real one */
+	CHECK_OK(al_journal_rotate(&sealed, j));
+	CHECK_EQ_INT(sealed, 2);
+	CHECK_OK(al_journal_drop(j, UINT64_MAX));
+	CHECK_EQ_INT(count_files(dir), 3);   /* generation 3 and the two foreign files */
+	{
+		unsigned char *now = slurp(junk, &len);
+		CHECK(now && len == before_len && memcmp(now, before, len) == 0);
+		free(now);
+	}
+	CHECK_EQ_INT(file_size(past), 0);
+	al_journal_free(j);
+	free(before);
+
+	/* a generation just below the limit can be appended to, but never followed by a wrap */
+	snprintf(dir, sizeof(dir), "%s/genlimit-edge", root);
+	CHECK(mkdir(dir, 0755) == 0);
+	gen_path(path, dir, ((uint64_t)1 << 48) - 1);
+	{
+		FILE *f = fopen(path, "w");
+		fclose(f);
+	}
+	CHECK_OK(al_journal_open(&j, dir));
+	CHECK_OK(append_str(j, "last"));
+	CHECK(al_journal_rotate(&sealed, j) < 0);
+	CHECK_OK(append_str(j, "still"));
+	replay(c, j);
+	CHECK_EQ_INT(c->n, 2);
+	CHECK_EQ_STR(c->recs[1], "still");
+	CHECK_EQ_INT(count_files(dir), 1);
+	al_journal_free(j);
+	free(c);
+}
+
+/* A record the replay callback cannot apply: the generation is kept aside as it was, the record
+ * logged and counted with the damage; other records and files stay as they were. */
+static int refuse_bad(void *ctx, const void *rec, size_t len)
+{
+	al_journal *j = ctx;
+	if (len >= 3 && memcmp(rec, "bad", 3) == 0)
+		al_journal_refuse(j, "test refuses \"%.*s\"", (int)len, (const char *)rec);
+	return 0;
+}
+
+static void test_refuse(const char *root)
+{
+	char dir[512], g1[600], g2[600];
+	al_journal *j = NULL;
+	uint64_t sealed = 0;
+	unsigned char *b1, *b2;
+	size_t l1, l2;
+	int match;
+
+	snprintf(dir, sizeof(dir), "%s/refuse", root);
+	CHECK_OK(al_journal_open(&j, dir));
+	CHECK_OK(append_str(j, "ok-1"));
+	CHECK_OK(append_str(j, "bad-2"));
+	CHECK_OK(append_str(j, "ok-3"));
+	CHECK_OK(al_journal_rotate(&sealed, j));
+	CHECK_OK(append_str(j, "bad-4"));
+	al_journal_refuse(j, "outside a replay: no effect");
+	CHECK_EQ_INT(al_journal_damage(j), 0);
+	al_journal_free(j);
+	b1 = slurp(gen_path(g1, dir, 1), &l1);
+	b2 = slurp(gen_path(g2, dir, 2), &l2);
+	CHECK_OK(al_journal_open(&j, dir));
+	CHECK_OK(al_journal_replay(j, refuse_bad, j));
+	CHECK_EQ_INT(al_journal_damage(j), 2);
+	CHECK_EQ_INT(damaged_copies(dir, b1, l1, &match), 2);
+	CHECK(match);
+	CHECK_EQ_INT(damaged_copies(dir, b2, l2, &match), 2);
+	CHECK(match);
+	CHECK_EQ_INT(file_size(g1), l1);
+	CHECK_EQ_INT(file_size(g2), l2);
+	/* again: the same generations are not copied nor counted twice */
+	CHECK_OK(al_journal_replay(j, refuse_bad, j));
+	CHECK_EQ_INT(al_journal_damage(j), 2);
+	CHECK_EQ_INT(damaged_copies(dir, NULL, 0, &match), 2);
+	al_journal_free(j);
+	free(b1);
+	free(b2);
+}
+
 #define THREADS 8
 #define PER_THREAD 2000
 
@@ -685,6 +884,9 @@ int main(void)
 	test_rotate_drop(root);
 	test_damage(root);
 	test_format1(root);
+	test_damaged_magic(root);
+	test_generation_limit(root);
+	test_refuse(root);
 	test_threads(root);
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
 	if (system(cmd) != 0)

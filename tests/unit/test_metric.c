@@ -92,6 +92,29 @@ static void test_forms(void)
 	}
 	free(p);
 
+	/* times within Firestore's timestamps (years 1 to 9999) only: a time in milliseconds, or
+	 * past either end (also by rounding), fails the whole buffer */
+	n = parse(&p, "1 1 -62135596800\n2 1 253402300799.999999\n3 1 253402300799.9999994\n", -1, 0);
+	CHECK_EQ_INT(n, 3);
+	if (n == 3) {
+		CHECK_EQ_INT(p[0].time_us, -62135596800000000LL);
+		CHECK_EQ_INT(p[1].time_us, 253402300799999999LL);
+		CHECK_EQ_INT(p[2].time_us, 253402300799999999LL);
+	}
+	free(p);
+	{
+		static const char *const out_of_range[] = {"1 0.5 1733400000000\n",
+			"1 0.5 253402300800\n", "1 0.5 253402300799.9999995\n", "1 0.5 -62135596800.000001\n",
+			"0 1\n1 0.5 99999999999999\n", "1 0.5 -9223372036854\n"};
+		for (size_t i = 0; i < sizeof(out_of_range) / sizeof(*out_of_range); i++) {
+			p = (al_point *)1;
+			CHECK_EQ_INT(al_metric_parse(&p, &n, out_of_range[i], strlen(out_of_range[i]), -1, 0),
+				AL_EINVAL);
+			CHECK(p == NULL);
+			CHECK(strstr(al_error_last(), "years 1 to 9999") != NULL);
+		}
+	}
+
 	/* blank lines and a missing final newline */
 	n = parse(&p, "\n   \n\t\r\n1.5\n\n2.5", 9, 0);
 	CHECK_EQ_INT(n, 2);

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include "aletheia/journal.h"
+#include "aletheia/metric.h"
 #include "aletheia/series.h"
 #include "aletheia/store.h"
 #include "aletheia/value.h"
@@ -362,6 +364,7 @@ typedef struct away {
 	al_store_backend base;
 	al_store_backend *inner;
 	int down;
+	int refuse;   /* commits fail for good (AL_EINVAL), as a value no store takes would */
 } away;
 
 static int w_get(al_doc **out, al_store_backend *b, const char *path)
@@ -383,6 +386,8 @@ static int w_commit(al_store_backend *b, const al_write *wr, size_t n)
 	away *w = (away *)b;
 	if (w->down)
 		return al_error_set(AL_EIO, "unreachable");
+	if (w->refuse)
+		return al_error_set(AL_EINVAL, "refused for the test");
 	return al_store_commit(w->inner, wr, n);
 }
 
@@ -477,6 +482,221 @@ static void deferred(const char *root)
 	al_series_set_free(x);
 	al_store_free(sql);
 	free(text);
+}
+
+/* A journal record as core/series.c writes it: kind, u16 document length, document, u64 first
+ * ordinal, u32 count, count × (step, value, time). */
+static void journal_record(al_journal *j, int kind, const char *doc, uint64_t first,
+	const al_point *pts, uint32_t n)
+{
+	size_t dl = strlen(doc), len = 1 + 2 + dl + 8 + 4 + (size_t)n * 24, off = 0;
+	unsigned char *rec = malloc(len);
+	uint16_t pl = (uint16_t)dl;
+
+	rec[off++] = (unsigned char)kind;
+	memcpy(rec + off, &pl, 2); off += 2;
+	memcpy(rec + off, doc, dl); off += dl;
+	memcpy(rec + off, &first, 8); off += 8;
+	memcpy(rec + off, &n, 4); off += 4;
+	for (uint32_t i = 0; i < n; i++, off += 24) {
+		memcpy(rec + off, &pts[i].step, 8);
+		memcpy(rec + off + 8, &pts[i].value, 8);
+		memcpy(rec + off + 16, &pts[i].time_us, 8);
+	}
+	CHECK_OK(al_journal_append(j, rec, len));
+	free(rec);
+}
+
+/* Files under dir/damaged. */
+static int damaged_count(const char *dir)
+{
+	char cmd[700];
+	FILE *f;
+	int n = -1;
+	snprintf(cmd, sizeof(cmd), "ls %s/damaged 2>/dev/null | wc -l", dir);
+	if ((f = popen(cmd, "r"))) {
+		if (fscanf(f, "%d", &n) != 1)
+			n = -1;
+		pclose(f);
+	}
+	return n;
+}
+
+/* A journal of an older version holding points whose TIME no store can hold (a time in
+ * milliseconds) made every mount fail ("field times is not a typed value"): replay drops those
+ * points with a log line, after keeping the journal file aside, and every other point is kept
+ * once, own, deferred and resolved alike, also after another remount. */
+static void unstorable_replay(const char *root)
+{
+	char jd[512], sd[512], steps[256];
+	const char *M = RUN "/metrics/ms", *D = RUN "/metrics/later";
+	const int64_t T = 1700000000000000LL, MS = 1733400000000LL * 1000000;
+	al_point own[5] = {{0, 0.5, T}, {1, 1.5, T}, {2, 2.5, MS}, {3, 3.5, T}, {4, 4.5, T}};
+	al_point more[2] = {{5, 5.5, T}, {6, 6.5, T}};
+	al_point def[3] = {{7, 7.5, T}, {8, 8.5, -MS}, {9, 9.5, T}};
+	al_point def2[2] = {{10, 10.5, MS}, {11, 11.5, T}};
+	al_store_backend *st = NULL;
+	al_journal *j = NULL;
+	al_series_set *x = NULL;
+	char *text;
+
+	snprintf(jd, sizeof(jd), "%s/junstorable", root);
+	snprintf(sd, sizeof(sd), "%s/sunstorable", root);
+	CHECK_OK(al_journal_open(&j, jd));
+	if (!j)
+		return;
+	journal_record(j, 2, M, 0, own, 5);
+	journal_record(j, 2, M, 5, more, 2);
+	/* D: points deferred while its chunks could not be read; the first three got ordinals */
+	journal_record(j, 3, D, 0, def, 3);
+	journal_record(j, 3, D, 0, def2, 2);
+	journal_record(j, 4, D, 0, def, 3);
+	al_journal_free(j);
+	CHECK_OK(al_store_sqlite_new(&st, sd));
+	if (!st)
+		return;
+	CHECK_OK(al_series_set_open(&x, st, jd, 600000));
+	if (!x)
+		return;
+	CHECK_EQ_INT(damaged_count(jd), 1);
+	CHECK_OK(al_series_flush(x));
+	CHECK_EQ_INT(al_series_pending(x), 0);
+	text = render(x, M);
+	CHECK_EQ_INT(steps_of(text, steps, sizeof(steps)), 6);
+	CHECK_EQ_STR(steps, "0,1,3,4,5,6");
+	free(text);
+	text = render(x, D);
+	CHECK_EQ_INT(steps_of(text, steps, sizeof(steps)), 3);
+	CHECK_EQ_STR(steps, "7,9,11");
+	free(text);
+	CHECK_OK(al_series_append_text(x, M, "7 7.5\n", 6));
+	al_series_set_free(x);
+	x = NULL;
+	/* another mount: the journal left behind holds nothing unstorable and repeats nothing */
+	CHECK_OK(al_series_set_open(&x, st, jd, 600000));
+	if (x) {
+		text = render(x, M);
+		steps_of(text, steps, sizeof(steps));
+		CHECK_EQ_STR(steps, "0,1,3,4,5,6,7");
+		free(text);
+		text = render(x, D);
+		steps_of(text, steps, sizeof(steps));
+		CHECK_EQ_STR(steps, "7,9,11");
+		free(text);
+	}
+	CHECK_EQ_INT(damaged_count(jd), 1);
+	al_series_set_free(x);
+	al_store_free(st);
+}
+
+/* A first delivery at mount that the store refuses does not fail the mount: the points stay
+ * pending, last_error says why, and they go once the store takes them. */
+static void refused_at_mount(const char *root)
+{
+	char jd[512], sd[512], err[512];
+	const char *M = RUN "/metrics/refused";
+	away w = {.base = {.version = AL_STORE_BACKEND_VERSION, .name = "away", .get = w_get,
+		.list = w_list, .commit = w_commit, .free = c_free}};
+	al_series_set *x = NULL;
+	char *text;
+
+	snprintf(jd, sizeof(jd), "%s/jrefused", root);
+	snprintf(sd, sizeof(sd), "%s/srefused", root);
+	CHECK_OK(al_store_sqlite_new(&w.inner, sd));
+	if (!w.inner)
+		return;
+	CHECK_OK(al_series_set_open(&x, &w.base, jd, 600000));
+	if (!x)
+		return;
+	w.refuse = 1;
+	CHECK_OK(al_series_append_text(x, M, "1\n2\n", 4));
+	CHECK_EQ_INT(al_series_flush(x), AL_EINVAL);
+	al_series_set_free(x);
+	x = NULL;
+	CHECK_OK(al_series_set_open(&x, &w.base, jd, 600000));
+	if (!x)
+		return;
+	CHECK_EQ_INT(al_series_pending(x), 2);
+	al_series_last_error(err, sizeof(err), x);
+	CHECK(strstr(err, "refused for the test") != NULL);
+	w.refuse = 0;
+	CHECK_OK(al_series_flush(x));
+	CHECK_EQ_INT(al_series_pending(x), 0);
+	al_series_set_free(x);
+	CHECK_OK(al_series_set_open(&x, w.inner, jd, 600000));
+	text = x ? render(x, M) : NULL;
+	CHECK(text && strncmp(text, "0 1 ", 4) == 0 && strstr(text, "\n1 2 ") != NULL);
+	free(text);
+	al_series_set_free(x);
+	al_store_free(w.inner);
+}
+
+/* A series' update time is its last point's change, also once its points are loaded again after a
+ * remount: reading must not make it the time of the read (a metric's mtime moved at every read). */
+static void update_time_after_load(const char *root, al_store_backend *st)
+{
+	char jd[512];
+	const char *M = RUN "/metrics/mtime";
+	al_series_set *x = NULL;
+	al_series_summary sum;
+	int64_t appended;
+	char *text;
+
+	snprintf(jd, sizeof(jd), "%s/jmtime", root);
+	CHECK_OK(al_series_set_open(&x, st, jd, 600000));
+	if (!x)
+		return;
+	CHECK_OK(al_series_append_text(x, M, "1\n2\n", 4));
+	CHECK_OK(al_series_summary_get(&sum, x, M));
+	appended = sum.update_us;
+	CHECK(appended > 0);
+	CHECK_OK(al_series_flush(x));
+	al_series_set_free(x);
+	x = NULL;
+	usleep(20000);
+	CHECK_OK(al_series_set_open(&x, st, jd, 600000));
+	if (!x)
+		return;
+	CHECK_OK(al_series_summary_get(&sum, x, M));   /* from the stored summary alone */
+	CHECK_EQ_INT(sum.update_us, appended);
+	text = render(x, M);                            /* loads the points */
+	free(text);
+	CHECK_OK(al_series_summary_get(&sum, x, M));
+	CHECK_EQ_INT(sum.update_us, appended);
+	usleep(20000);
+	text = render(x, M);
+	free(text);
+	CHECK_OK(al_series_summary_get(&sum, x, M));
+	CHECK_EQ_INT(sum.update_us, appended);
+	/* a new point is a change */
+	CHECK_OK(al_series_append_text(x, M, "3\n", 2));
+	CHECK_OK(al_series_summary_get(&sum, x, M));
+	CHECK(sum.update_us > appended);
+	al_series_set_free(x);
+}
+
+/* A metric whose document path does not fit the journal record's 16-bit length: the append is
+ * refused (AL_ENAMETOOLONG) instead of journaling a cut path whose points a replay loses. */
+static void path_too_long(const char *root, al_store_backend *st)
+{
+	char jd[512];
+	size_t n = strlen(RUN "/metrics/") + 70000;
+	char *doc = malloc(n + 1);
+	al_series_set *x = NULL;
+
+	snprintf(jd, sizeof(jd), "%s/jlong", root);
+	snprintf(doc, n + 1, "%s", RUN "/metrics/");
+	memset(doc + strlen(doc), 's', n - strlen(doc));
+	doc[n] = '\0';
+	CHECK_OK(al_series_set_open(&x, st, jd, 600000));
+	if (x) {
+		CHECK_EQ_INT(al_series_append_text(x, doc, "3 0.125\n", 8), AL_ENAMETOOLONG);
+		CHECK_EQ_INT(al_series_pending(x), 0);
+		CHECK_OK(al_series_append_text(x, RUN "/metrics/short", "1\n", 2));
+		CHECK_EQ_INT(al_series_pending(x), 1);
+	}
+	al_series_set_free(x);
+	free(doc);
 }
 
 int main(void)
@@ -617,6 +837,10 @@ int main(void)
 	backlog(root, a);
 	damaged_record(root);
 	deferred(root);
+	unstorable_replay(root);
+	refused_at_mount(root);
+	update_time_after_load(root, a);
+	path_too_long(root, a);
 	al_store_free(a);
 	al_store_free(b);
 	sh("rm -rf %s%s", root, "");
