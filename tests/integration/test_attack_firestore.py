@@ -13,7 +13,6 @@ from alutil import mkrun, sh, try_write
 from test_outage import Outage
 
 TTL_S = 1.0     # the read cache's TTL (default)
-needs_firestore = pytest.mark.skipif(not alutil.FIRESTORE, reason="needs ALETHEIA_TEST_STORE=firestore")
 
 @pytest.fixture
 def emulator(tmpdir_al):
