@@ -344,7 +344,7 @@ int main(void)
 
 	test_verify(dir);
 
-	char cmd[128];
+	char cmd[256];
 	snprintf(cmd, sizeof(cmd), "chmod -R u+w %s && rm -rf %s", root, root);
 	CHECK_EQ_INT(system(cmd), 0);
 	CHECK_DONE();

@@ -461,7 +461,7 @@ int main(void)
 	}
 	CHECK_EQ_INT(al_cache_open(&c, "", 0), AL_EINVAL);
 
-	char cmd[128];
+	char cmd[256];
 	snprintf(cmd, sizeof(cmd), "chmod -R u+w %s && rm -rf %s", dir, dir);
 	CHECK_EQ_INT(system(cmd), 0);
 	CHECK_DONE();
