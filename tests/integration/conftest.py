@@ -9,13 +9,23 @@ sys.path.insert(0, os.path.dirname(__file__))
 import alutil  # noqa: E402
 
 
-def _check_environment():
+def _missing_environment():
+    """Why the suite cannot run here, or None."""
     if not alutil.BIN or not os.access(alutil.BIN, os.X_OK):
-        pytest.skip("ALETHEIA_BIN is not set to the aletheia binary")
+        return "ALETHEIA_BIN is not set to the aletheia binary"
     if not os.path.exists("/dev/fuse"):
-        pytest.skip("/dev/fuse is missing")
+        return "/dev/fuse is missing"
     if shutil.which("fusermount3") is None:
-        pytest.skip("fusermount3 is missing")
+        return "fusermount3 is missing"
+    return None
+
+
+def pytest_sessionstart(session):
+    """A suite that cannot run says so with exit 77 (SKIP for meson), never passes by skipping
+    every test. --collect-only needs nothing."""
+    why = _missing_environment()
+    if why and not session.config.option.collectonly:
+        pytest.exit(f"cannot run the integration tests: {why}", returncode=77)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -134,7 +144,6 @@ def tmpdir_al():
 def mount_factory(tmpdir_al):
     """mount_factory(name='mnt', extra=(), store=None, blobs=None, cache=None, start=True, env=None) -> Mount.
     env: extra environment for the daemon only (e.g. an S3 endpoint through scripts/fault-proxy)."""
-    _check_environment()
     mounts = []
 
     def make(name="mnt", extra=(), store=None, blobs=None, cache=None, start=True, env=None):
