@@ -13,6 +13,12 @@ char *al__blobs_object_key(const char *prefix, const char *hash);
 int al__blobs_no_local_path(char **out, al_blobs_backend *b, const char *hash);
 /* exists() of a backend, from its stat(): present unless AL_ENOTFOUND, which is no error. */
 int al__blobs_exists(int *out, al_blobs_backend *b, const char *hash);
+/* Transfers of the bucket stores and of imported URLs (README "Object storage"): an attempt
+ * that moves no byte for this long is stalled, given up and retried; after this many stalled
+ * attempts the call fails (so a read from a server that stops answering ends within about
+ * 3 × 15 s). */
+#define AL__BLOBS_STALL_MS 15000
+#define AL__BLOBS_MAX_STALLS 3
 /* getenv, with an empty value read as unset. */
 const char *al__env(const char *name);
 

@@ -433,7 +433,9 @@ static int s3_fetch(al_blobs_backend *b, const char *hash, uint64_t offset, uint
 	snprintf(range, sizeof(range), "Range: bytes=%llu-%llu", (unsigned long long)offset,
 		(unsigned long long)(offset + len - 1));
 	{
-		s3_req r = {"GET", key, NULL, {range, NULL}, NULL, NULL, 0, AL_HTTP_IDEMPOTENT};
+		/* nobody needs the range once the daemon stops (a reader gone with the mount) */
+		s3_req r = {"GET", key, NULL, {range, NULL}, NULL, NULL, 0,
+			AL_HTTP_IDEMPOTENT | AL_HTTP_ABANDON};
 		io.dst_fd = dst_fd;
 		io.dst_off = dst_offset;
 		io.dst_max = len;
@@ -571,6 +573,8 @@ int al_blobs_s3_new(al_blobs_backend **out, const char *bucket_and_prefix)
 	}
 	/* Parts are up to 16 MiB and single PUTs up to 64 MiB: give each attempt time. */
 	opt.timeout_ms = 600000;
+	opt.stall_ms = AL__BLOBS_STALL_MS;
+	opt.max_stalls = AL__BLOBS_MAX_STALLS;
 	if ((rc = al_http_new(&s->http, &opt)) != 0)
 		goto cleanup;
 	s->base.version = AL_BLOBS_BACKEND_VERSION;

@@ -19,6 +19,9 @@
 #define MAX_ORIGINS 64                    /* remembered Range support, per origin */
 #define MAX_HOPS 10                       /* redirects followed */
 #define REDIRECT_TTL_US (60 * 1000000LL)  /* a redirect's target is reused this long */
+/* Every request here reads: safe to repeat, and nobody needs it once the daemon stops. */
+#define READ_FLAGS (AL_HTTP_IDEMPOTENT | AL_HTTP_ABANDON)
+#define STREAM_TRIES 3                    /* reads of an object whose bytes miss its checksum */
 
 enum { S_HTTP, S_S3, S_GS };
 
@@ -67,6 +70,8 @@ int al_fetcher_new(al_fetcher **out)
 		return al_error_set(AL_ENOMEM, "out of memory creating a URL fetcher");
 	/* Whole objects from servers without Range support can be large: give each attempt time. */
 	opt.timeout_ms = 600000;
+	opt.stall_ms = AL__BLOBS_STALL_MS;
+	opt.max_stalls = AL__BLOBS_MAX_STALLS;
 	if ((rc = al_http_new(&f->http, &opt)) != 0) {
 		free(f);
 		return rc;
@@ -282,7 +287,7 @@ static int follow(al_fetcher *f, target *t)
 		const char *hdrs[] = {"Accept-Encoding: identity", NULL};
 		io.header = "Location";
 		if ((rc = al_http_request_stream(&resp, f->http, "HEAD", cur, hdrs, &io,
-			AL_HTTP_IDEMPOTENT)) != 0) {
+			READ_FLAGS)) != 0) {
 			free(io.header_value);
 			goto cleanup;
 		}
@@ -415,9 +420,9 @@ static int fetch_send(al_http_response *resp, al_fetcher *f, target *t, const ch
 	if (!url && !(url = strdup(t->eff ? t->eff : t->url)))
 		goto nomem;
 	for (int hops = 0;; hops++) {
-		rc = io ? al_http_request_stream(resp, f->http, method, url, hdrs, io,
-				AL_HTTP_IDEMPOTENT) :
-			al_http_request(resp, f->http, method, url, hdrs, NULL, 0, AL_HTTP_IDEMPOTENT);
+		/* reads only: nobody needs them once the daemon stops */
+		rc = io ? al_http_request_stream(resp, f->http, method, url, hdrs, io, READ_FLAGS) :
+			al_http_request(resp, f->http, method, url, hdrs, NULL, 0, READ_FLAGS);
 		if (rc || t->scheme != S_HTTP || !is_redirect(resp->status))
 			break;
 		/* The answer's Location was not captured (one header per request): ask again. */
