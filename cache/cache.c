@@ -905,6 +905,7 @@ void al_cache_release(al_cache *c, const char *hash)
 		evict(c, e);
 		c->evictions--;    /* dropped, not evicted for room */
 	}
+	make_room(c, 0, 0);    /* back under the limit, if open files had taken it past */
 	maybe_flush(c);
 	pthread_mutex_unlock(&c->lock);
 }
@@ -1379,8 +1380,11 @@ static void verify_fetched(al_cache *c, fill *f, uint32_t first, uint32_t n)
 }
 
 /* Lock held (released while fetching): fetches chunks [first, first+n), each MISSING or QUEUED.
- * Room for them is found first (evicting unpinned blobs); a reader's fetch that finds none fails
- * with AL_ENOSPC, read-ahead without room is quietly given up. */
+ * Room for them is found first (evicting unpinned blobs). Read-ahead without room is quietly given
+ * up; a reader's own fetch goes past the limit instead: when open files alone hold more than
+ * max_bytes, failing it would fail a read in the middle of a file, and the kernel hands the bytes
+ * before the failure to read() as a short count that readers take for the end (README "Object
+ * storage"). What open files took past the limit is given back as they are closed. */
 static void run_fetch(al_cache *c, fill *f, uint32_t first, uint32_t n, int demand)
 {
 	uint64_t off = chunk_off(first), len = chunk_len(f, first, n);
@@ -1391,17 +1395,11 @@ static void run_fetch(al_cache *c, fill *f, uint32_t first, uint32_t n, int dema
 	f->inflight++;
 	f->busy++;               /* from here on make_room cannot evict this fill */
 	f->refs++;
-	if (!make_room(c, len, 0)) {
+	if (!make_room(c, len, 0) && !demand) {
 		f->inflight--;
 		f->busy--;
 		for (uint32_t i = first; i < first + n; i++)
 			f->st[i] = CH_MISSING;
-		if (demand) {
-			f->fails++;
-			f->err_rc = AL_ENOSPC;
-			snprintf(f->err_msg, sizeof(f->err_msg), "cache full: %llu bytes held by open files, "
-				"raise --cache-size", (unsigned long long)pinned_bytes(c));
-		}
 		pthread_cond_broadcast(&c->filled);
 		fill_unref(f);
 		return;
@@ -2032,6 +2030,7 @@ void al_cache_blob_close(al_cache_blob *b)
 			cancel_jobs(c, b->f);    /* an idle partial keeps what it has, fetches no more */
 	}
 	fill_unref(b->f);
+	make_room(c, 0, 0);    /* back under the limit, if open files had taken it past */
 	pthread_mutex_unlock(&c->lock);
 	free(b);
 }
