@@ -62,6 +62,13 @@ _Static_assert(AL_PIECE_MIN % CHUNK == 0, "a piece is whole chunks: recorded pie
  * until the whole blob is verified when they have none: bytes that fail verification never
  * reach a reader (README "Object storage"). */
 #define VERIFY_FIRST_MAX AL_CACHE_VERIFY_WHOLE_MAX
+/* A fetch that failed after keeping its readers waiting this long (a stalled or unreachable
+ * server, after the HTTP client's retries) makes the reads of that blob fail at once for
+ * SLOW_FAIL_PAUSE_US instead of waiting all over again: the kernel asks once more, at once, for a
+ * page whose read failed, which would double every read's wait (README "Object storage"). Fast
+ * failures (an error answer, a damaged piece) are retried by the next read at once. */
+#define SLOW_FAIL_US (5 * 1000000LL)
+#define SLOW_FAIL_PAUSE_US (2 * 1000000LL)
 
 enum { CH_MISSING, CH_QUEUED, CH_FETCHING, CH_PRESENT };
 /* Per piece: its chunks are not all present or not read back yet; being hashed; matched. */
@@ -93,6 +100,7 @@ struct fill {
 	unsigned refs;          /* handles, queued jobs, running fetches, the entry's link */
 	int range_ok;           /* the origin honours Range (the blob store always does) */
 	uint64_t fails;         /* failed fetches so far */
+	int64_t slow_fail_us;   /* when a fetch last failed after SLOW_FAIL_US or more (al__mono_us) */
 	int verified;           /* every chunk present and the hash matched */
 	/* Piece hashes (al_cache_blob_set_pieces); NULL: held back until the blob is verified. */
 	uint64_t *piece_hash;
@@ -897,6 +905,7 @@ void al_cache_release(al_cache *c, const char *hash)
 		evict(c, e);
 		c->evictions--;    /* dropped, not evicted for room */
 	}
+	make_room(c, 0, 0);    /* back under the limit, if open files had taken it past */
 	maybe_flush(c);
 	pthread_mutex_unlock(&c->lock);
 }
@@ -1371,28 +1380,26 @@ static void verify_fetched(al_cache *c, fill *f, uint32_t first, uint32_t n)
 }
 
 /* Lock held (released while fetching): fetches chunks [first, first+n), each MISSING or QUEUED.
- * Room for them is found first (evicting unpinned blobs); a reader's fetch that finds none fails
- * with AL_ENOSPC, read-ahead without room is quietly given up. */
+ * Room for them is found first (evicting unpinned blobs). Read-ahead without room is quietly given
+ * up; a reader's own fetch goes past the limit instead: when open files alone hold more than
+ * max_bytes, failing it would fail a read in the middle of a file, and the kernel hands the bytes
+ * before the failure to read() as a short count that readers take for the end (README "Object
+ * storage"). What open files took past the limit is given back as they are closed. */
 static void run_fetch(al_cache *c, fill *f, uint32_t first, uint32_t n, int demand)
 {
 	uint64_t off = chunk_off(first), len = chunk_len(f, first, n);
 	int rc, whole = 0, tries = 0;
+	int64_t t0 = al__mono_us();
 	char msg[512];
 
 	f->inflight++;
 	f->busy++;               /* from here on make_room cannot evict this fill */
 	f->refs++;
-	if (!make_room(c, len, 0)) {
+	if (!make_room(c, len, 0) && !demand) {
 		f->inflight--;
 		f->busy--;
 		for (uint32_t i = first; i < first + n; i++)
 			f->st[i] = CH_MISSING;
-		if (demand) {
-			f->fails++;
-			f->err_rc = AL_ENOSPC;
-			snprintf(f->err_msg, sizeof(f->err_msg), "cache full: %llu bytes held by open files, "
-				"raise --cache-size", (unsigned long long)pinned_bytes(c));
-		}
 		pthread_cond_broadcast(&c->filled);
 		fill_unref(f);
 		return;
@@ -1456,9 +1463,20 @@ static void run_fetch(al_cache *c, fill *f, uint32_t first, uint32_t n, int dema
 		f->fails++;
 		f->err_rc = rc == AL_ENOSPC ? AL_ENOSPC : AL_EIO;
 		snprintf(f->err_msg, sizeof(f->err_msg), "%s", msg);
+		if (al__mono_us() - t0 >= SLOW_FAIL_US)
+			f->slow_fail_us = al__mono_us();
 	}
 	pthread_cond_broadcast(&c->filled);
 	fill_unref(f);
+}
+
+/* Lock held: a fetch of f failed slowly a moment ago (SLOW_FAIL_US): AL_EIO (its error) instead
+ * of fetching again; else 0. */
+static int failed_slowly(const fill *f)
+{
+	if (f->slow_fail_us && al__mono_us() - f->slow_fail_us < SLOW_FAIL_PAUSE_US)
+		return al_error_set(f->err_rc, "%s", f->err_msg);
+	return 0;
 }
 
 static void *worker_main(void *arg)
@@ -1629,6 +1647,8 @@ static int wait_range(al_cache *c, fill *f, uint32_t first, uint32_t last)
 			uint32_t n = 1;
 			if (f->fails != fails0)
 				return al_error_set(f->err_rc, "%s", f->err_msg);
+			if ((rc = failed_slowly(f)) != 0)
+				return rc;
 			if (!f->range_ok && f->inflight) {
 				/* A whole-object GET may be running: do not start a second. */
 				pthread_cond_wait(&c->filled, &c->lock);
@@ -1640,6 +1660,8 @@ static int wait_range(al_cache *c, fill *f, uint32_t first, uint32_t last)
 		} else if (f->st[i] == CH_QUEUED) {
 			/* Read-ahead not started yet: take over the part from i to the job's end. */
 			job *j = find_job(c, f, i);
+			if ((rc = failed_slowly(f)) != 0)
+				return rc;
 			if (!j) {
 				pthread_cond_wait(&c->filled, &c->lock);
 				continue;
@@ -1844,6 +1866,8 @@ done:
 static int wait_verified(al_cache *c, fill *f)
 {
 	int rc;
+	if (!f->verified && !f->done && (rc = failed_slowly(f)) != 0)
+		return rc;
 	if (!f->verified && !f->done && f->e && !f->range_ok && !f->inflight &&
 	    f->st[0] == CH_MISSING && f->nchunks > 1) {
 		/* One chunk first shows whether the origin honours Range; then the rest in parallel. */
@@ -2006,6 +2030,7 @@ void al_cache_blob_close(al_cache_blob *b)
 			cancel_jobs(c, b->f);    /* an idle partial keeps what it has, fetches no more */
 	}
 	fill_unref(b->f);
+	make_room(c, 0, 0);    /* back under the limit, if open files had taken it past */
 	pthread_mutex_unlock(&c->lock);
 	free(b);
 }

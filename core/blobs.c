@@ -31,6 +31,11 @@ int al__blobs_no_local_path(char **out, al_blobs_backend *b, const char *hash)
 	return AL_ENOTFOUND;
 }
 
+int al__s3_etag_is_checksum(const char *sse, const char *sse_c)
+{
+	return !(sse && strncmp(sse, "aws:kms", 7) == 0) && !(sse_c && *sse_c);
+}
+
 const char *al__env(const char *name)
 {
 	const char *v = getenv(name);

@@ -681,7 +681,9 @@ static int gcs_fetch(al_blobs_backend *b, const char *hash, uint64_t offset, uin
 	io.dst_off = dst_offset;
 	io.dst_max = len;
 	io.dst_expect = len;   /* a body cut short is retried by the HTTP client */
-	if ((rc = gcs_send(&resp, g, "GET", url, hdrs, NULL, 0, &io, AL_HTTP_IDEMPOTENT)) != 0)
+	/* nobody needs the range once the daemon stops (a reader gone with the mount) */
+	if ((rc = gcs_send(&resp, g, "GET", url, hdrs, NULL, 0, &io,
+		AL_HTTP_IDEMPOTENT | AL_HTTP_ABANDON)) != 0)
 		goto cleanup;
 	if (resp.status == 416) {
 		rc = al_error_set(AL_EINVAL, "GCS GET gs://%s/%s: bytes %llu-%llu are past the end",
@@ -814,6 +816,8 @@ int al_blobs_gcs_new(al_blobs_backend **out, const char *bucket_and_prefix)
 	}
 	/* 8 MiB chunks and uploads: give each attempt time. */
 	opt.timeout_ms = 600000;
+	opt.stall_ms = AL__BLOBS_STALL_MS;
+	opt.max_stalls = AL__BLOBS_MAX_STALLS;
 	if ((rc = al_http_new(&g->http, &opt)) != 0)
 		goto cleanup;
 	g->base.version = AL_BLOBS_BACKEND_VERSION;

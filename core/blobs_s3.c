@@ -20,6 +20,7 @@
 #define PART_SIZE ((uint64_t)16 << 20)
 #define MAX_PARTS 10000
 #define HASH_BLOCK (1u << 20)
+#define MAX_UPLOADS 3   /* uploads of one put that leave another object before EIO */
 
 typedef struct {
 	al_blobs_backend base;
@@ -194,60 +195,268 @@ cleanup:
 }
 
 
+/* What S3 says of an object (HEAD). */
+typedef struct {
+	int found;
+	uint64_t size;
+	char etag[80];      /* quotes dropped; "" when none */
+	int etag_is_sum;    /* the ETag is a checksum of the bytes: not for SSE-KMS or SSE-C objects */
+} s3_object;
+
+/* An ETag as S3 compares them: without quotes (or a weak prefix), lower case. */
+static void etag_norm(char *out, size_t size, const char *v)
+{
+	size_t n = 0;
+	if (v && strncmp(v, "W/", 2) == 0)
+		v += 2;
+	for (; v && *v && n + 1 < size; v++)
+		if (*v != '"')
+			out[n++] = (char)(*v >= 'A' && *v <= 'Z' ? *v - 'A' + 'a' : *v);
+	out[n] = '\0';
+}
+
+/* HEAD of key into *o (o->found 0 when there is none). */
+static int object_head(s3_object *o, s3_blobs *s, const char *key)
+{
+	al_http_response resp = AL_HTTP_RESPONSE_INIT;
+	al_http_stream io = AL_HTTP_STREAM_INIT;
+	s3_req r = {"HEAD", key, NULL, {NULL}, NULL, NULL, 0, AL_HTTP_IDEMPOTENT};
+	char *end = NULL;
+	int rc;
+
+	memset(o, 0, sizeof(*o));
+	io.header = "Content-Length";
+	io.capture[0] = "ETag";
+	io.capture[1] = "x-amz-server-side-encryption";
+	io.capture[2] = "x-amz-server-side-encryption-customer-algorithm";
+	if ((rc = s3_send(&resp, s, &r, &io)) != 0)
+		goto cleanup;
+	if (resp.status == 404)
+		goto cleanup;
+	if (resp.status != 200) {
+		rc = status_error(s, "HEAD", key, &resp);
+		goto cleanup;
+	}
+	errno = 0;
+	o->size = io.header_value ? strtoull(io.header_value, &end, 10) : 0;
+	if (!io.header_value || errno || !end || *end) {
+		rc = al_error_set(AL_EIO, "S3 HEAD s3://%s/%s: no Content-Length", s->bucket, key);
+		goto cleanup;
+	}
+	o->found = 1;
+	etag_norm(o->etag, sizeof(o->etag), io.captured[0]);
+	o->etag_is_sum = al__s3_etag_is_checksum(io.captured[1], io.captured[2]);
+cleanup:
+	al_http_stream_dispose(&io);
+	al_http_response_dispose(&resp);
+	return rc;
+}
+
 /* The object's size from a HEAD (for fsck); AL_ENOTFOUND when absent. */
 static int s3_stat(uint64_t *size_out, al_blobs_backend *b, const char *hash)
 {
 	s3_blobs *s = (s3_blobs *)b;
-	al_http_response resp = AL_HTTP_RESPONSE_INIT;
-	al_http_stream io = AL_HTTP_STREAM_INIT;
-	s3_req r = {"HEAD", NULL, NULL, {NULL}, NULL, NULL, 0, AL_HTTP_IDEMPOTENT};
-	char *key = NULL, *end = NULL;
+	s3_object o;
+	char *key = NULL;
 	int rc;
 
 	*size_out = 0;
 	if ((rc = al__blobs_check_hash(hash)) != 0)
 		return rc;
-	if (!(key = object_key(s, hash))) {
-		rc = al_error_set(AL_ENOMEM, "out of memory");
-		goto cleanup;
-	}
-	r.key = key;
-	io.header = "Content-Length";
-	if ((rc = s3_send(&resp, s, &r, &io)) != 0)
-		goto cleanup;
-	if (resp.status == 404) {
+	if (!(key = object_key(s, hash)))
+		return al_error_set(AL_ENOMEM, "out of memory");
+	if ((rc = object_head(&o, s, key)) == 0 && !o.found)
 		rc = al_error_set(AL_ENOTFOUND, "no object s3://%s/%s", s->bucket, key);
-	} else if (resp.status != 200) {
-		rc = status_error(s, "HEAD", key, &resp);
-	} else {
-		errno = 0;
-		*size_out = io.header_value ? strtoull(io.header_value, &end, 10) : 0;
-		if (!io.header_value || errno || !end || *end)
-			rc = al_error_set(AL_EIO, "S3 HEAD s3://%s/%s: no Content-Length", s->bucket, key);
-	}
-cleanup:
-	free(io.header_value);
-	al_http_response_dispose(&resp);
+	if (rc == 0)
+		*size_out = o.size;
 	free(key);
 	return rc;
 }
 
-/* Multipart upload of fd (size bytes) to key, aborted on any failure. */
-static int put_multipart(s3_blobs *s, const char *key, int fd, uint64_t size, const char *src)
+/* A multipart upload's layout: at most MAX_PARTS parts, each a whole number of MiB. */
+static void part_layout(uint64_t *part, int *parts, uint64_t size)
+{
+	*part = PART_SIZE;
+	if (size / *part >= MAX_PARTS)
+		*part = ((size / MAX_PARTS) | (((uint64_t)1 << 20) - 1)) + 1;
+	*parts = (int)((size + *part - 1) / *part);
+}
+
+/* What names the content in S3's answers, from one read of the upload's source: the MD5 that a
+ * single-part object's ETag is, the ETag this upload's multipart layout gives, and for a single
+ * PUT the SHA-256 its payload is signed over. */
+typedef struct {
+	char md5[33];                       /* hex */
+	char mp_etag[48];                   /* hex MD5 of the parts' MD5s, "-N"; "" single PUT */
+	char sha256[AL_SIGV4_HEX_LEN + 1];  /* "" for a multipart upload */
+	uint64_t part;                      /* multipart: the part size */
+	int parts;                          /* multipart: how many; 0 for a single PUT */
+} s3_sums;
+
+static void hex_of(char *out, const unsigned char *md, unsigned len)
+{
+	static const char digits[] = "0123456789abcdef";
+	for (unsigned i = 0; i < len; i++) {
+		out[2 * i] = digits[md[i] >> 4];
+		out[2 * i + 1] = digits[md[i] & 15];
+	}
+	out[2 * len] = '\0';
+}
+
+/* The sums of fd's size bytes, whose xxh3-128 must still be the blob's name (a source changed
+ * since it was hashed must not be stored under that name). */
+static int content_sums(s3_sums *out, int fd, uint64_t size, const char *hash, const char *path)
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int md_len = 0;
+	char got[AL_HASH_HEX_LEN + 1];
+	EVP_MD_CTX *whole = EVP_MD_CTX_new(), *part = EVP_MD_CTX_new(), *of_parts = EVP_MD_CTX_new();
+	EVP_MD_CTX *sha = EVP_MD_CTX_new();
+	char *buf = malloc(HASH_BLOCK);
+	al_hasher *h = NULL;
+	uint64_t off = 0, part_end;
+	int rc = 0, multi = size > SINGLE_PUT_MAX;
+
+	memset(out, 0, sizeof(*out));
+	if (multi)
+		part_layout(&out->part, &out->parts, size);
+	part_end = multi ? out->part : size;
+	if (!whole || !part || !of_parts || !sha || !buf ||
+		!EVP_DigestInit_ex(whole, EVP_md5(), NULL) || !EVP_DigestInit_ex(part, EVP_md5(), NULL) ||
+		!EVP_DigestInit_ex(of_parts, EVP_md5(), NULL) ||
+		!EVP_DigestInit_ex(sha, EVP_sha256(), NULL)) {
+		rc = al_error_set(AL_ENOMEM, "cannot start the checksums of %s", path);
+		goto cleanup;
+	}
+	if ((rc = al_hasher_new(&h)) != 0)
+		goto cleanup;
+	while (off < size) {
+		uint64_t left = part_end - off;
+		ssize_t n = pread(fd, buf, left < HASH_BLOCK ? (size_t)left : HASH_BLOCK, (off_t)off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			rc = n < 0 ? al_error_set_errno(AL_EIO, errno, "cannot read %s", path) :
+				al_error_set(AL_EIO, "%s is shorter than expected", path);
+			goto cleanup;
+		}
+		EVP_DigestUpdate(whole, buf, (size_t)n);
+		al_hasher_update(h, buf, (size_t)n);
+		if (multi)
+			EVP_DigestUpdate(part, buf, (size_t)n);
+		else
+			EVP_DigestUpdate(sha, buf, (size_t)n);
+		off += (uint64_t)n;
+		if (multi && off == part_end) {
+			EVP_DigestFinal_ex(part, md, &md_len);
+			EVP_DigestUpdate(of_parts, md, md_len);
+			EVP_DigestInit_ex(part, EVP_md5(), NULL);
+			part_end = size - off < out->part ? size : off + out->part;
+		}
+	}
+	al_hasher_final(got, h);
+	if (strcmp(got, hash) != 0) {
+		rc = al_error_set(AL_EIO, "%s changed since it was hashed (xxh3-128 %s, not %s)", path,
+			got, hash);
+		goto cleanup;
+	}
+	EVP_DigestFinal_ex(whole, md, &md_len);
+	hex_of(out->md5, md, md_len);
+	if (multi) {
+		EVP_DigestFinal_ex(of_parts, md, &md_len);
+		hex_of(out->mp_etag, md, md_len);
+		snprintf(out->mp_etag + 2 * md_len, sizeof(out->mp_etag) - 2 * md_len, "-%d", out->parts);
+	} else {
+		EVP_DigestFinal_ex(sha, md, &md_len);
+		al_sigv4_hex(out->sha256, md, md_len);
+	}
+cleanup:
+	al_hasher_free(h);
+	EVP_MD_CTX_free(whole);
+	EVP_MD_CTX_free(part);
+	EVP_MD_CTX_free(of_parts);
+	EVP_MD_CTX_free(sha);
+	free(buf);
+	return rc;
+}
+
+/* Whether an object's ETag says it holds other bytes than the content: a single-part ETag (32 hex
+ * digits) that is not the content's MD5, or a multipart ETag of this upload's layout (as many
+ * parts) that is not this layout's. Other ETags (SSE-KMS, SSE-C, another tool's part size) are
+ * no checksum of ours: the size alone counts. */
+static int etag_differs(const s3_object *o, const s3_sums *sums)
+{
+	const char *dash = strchr(o->etag, '-');
+	if (!o->etag_is_sum || !o->etag[0])
+		return 0;
+	if (!dash)
+		return strlen(o->etag) == 32 && strspn(o->etag, "0123456789abcdef") == 32 &&
+			strcmp(o->etag, sums->md5) != 0;
+	return sums->parts && atoi(dash + 1) == sums->parts && strcmp(o->etag, sums->mp_etag) != 0;
+}
+
+/* What is under the blob's name. */
+enum { OBJ_ABSENT, OBJ_SAME, OBJ_OTHER };
+
+/* *state: OBJ_SAME when the object's size, and its ETag where that is a checksum, are the
+ * content's; OBJ_OTHER (damaged, or another object: the message says what differs). */
+static int object_check(int *state, s3_blobs *s, const char *key, const s3_sums *sums,
+	uint64_t size)
+{
+	s3_object o;
+	int rc = object_head(&o, s, key);
+
+	*state = OBJ_ABSENT;
+	if (rc || !o.found)
+		return rc;
+	*state = OBJ_SAME;
+	if (o.size != size) {
+		*state = OBJ_OTHER;
+		al_error_set(AL_EIO, "S3 s3://%s/%s holds %llu bytes, not the blob's %llu", s->bucket,
+			key, (unsigned long long)o.size, (unsigned long long)size);
+	} else if (etag_differs(&o, sums)) {
+		*state = OBJ_OTHER;
+		al_error_set(AL_EIO, "S3 s3://%s/%s has ETag \"%s\", not the content's \"%s\"", s->bucket,
+			key, o.etag, sums->parts && strchr(o.etag, '-') ? sums->mp_etag : sums->md5);
+	}
+	return 0;
+}
+
+/* Best effort: drops an unfinished multipart upload's parts (the first failure's message stays). */
+static void abort_upload(s3_blobs *s, const char *key, const char *upload_id)
+{
+	al_http_response resp = AL_HTTP_RESPONSE_INIT;
+	s3_req r = {"DELETE", key, NULL, {NULL}, NULL, NULL, 0, AL_HTTP_IDEMPOTENT};
+	char *saved = strdup(al_error_last()), *q = NULL;
+	if (asprintf(&q, "uploadId=%s", upload_id) >= 0) {
+		r.query = q;
+		s3_send(&resp, s, &r, NULL);
+		free(q);
+	}
+	al_http_response_dispose(&resp);
+	if (saved)
+		al_error_set(AL_EIO, "%s", saved);
+	free(saved);
+}
+
+/* Multipart upload of fd (size bytes) to key; create_only: only where there is no object yet.
+ * *done = 1 when S3 assembled it. Both POSTs are repeated after a fault: a second
+ * CreateMultipartUpload only starts another upload (one whose answer was lost stays empty: a
+ * lifecycle rule removes it), and a Complete that fails after it may have been processed ends
+ * with *done = 0 and rc 0, leaving the caller to look at the object (HEAD). Other failures abort
+ * the upload. */
+static int put_multipart(int *done, s3_blobs *s, const char *key, int fd, uint64_t size,
+	const s3_sums *sums, int create_only, const char *src)
 {
 	al_http_response resp = AL_HTTP_RESPONSE_INIT;
 	al_http_stream io = AL_HTTP_STREAM_INIT;
 	al_buf xml = AL_BUF_INIT;
-	char *upload_id = NULL, *query = NULL, *saved = NULL, hex[AL_SIGV4_HEX_LEN + 1];
-	uint64_t part = PART_SIZE;
-	int rc, parts;
+	char *upload_id = NULL, *query = NULL, hex[AL_SIGV4_HEX_LEN + 1];
+	int rc;
 
-	/* At most MAX_PARTS parts, each a whole number of MiB. */
-	if (size / part >= MAX_PARTS)
-		part = ((size / MAX_PARTS) | (((uint64_t)1 << 20) - 1)) + 1;
-	parts = (int)((size + part - 1) / part);
+	*done = 0;
 	{
-		s3_req r = {"POST", key, "uploads", {NULL}, NULL, "", 0, 0};
+		s3_req r = {"POST", key, "uploads", {NULL}, NULL, "", 0, AL_HTTP_IDEMPOTENT};
 		if ((rc = s3_send(&resp, s, &r, NULL)) != 0)
 			goto cleanup;
 		if (resp.status != 200) {
@@ -265,8 +474,9 @@ static int put_multipart(s3_blobs *s, const char *key, int fd, uint64_t size, co
 	if ((rc = al_buf_puts(&xml, "<CompleteMultipartUpload>")) != 0)
 		goto abort;
 	io.header = "ETag";
-	for (int i = 1; i <= parts; i++) {
-		uint64_t off = (uint64_t)(i - 1) * part, len = size - off < part ? size - off : part;
+	for (int i = 1; i <= sums->parts; i++) {
+		uint64_t off = (uint64_t)(i - 1) * sums->part;
+		uint64_t len = size - off < sums->part ? size - off : sums->part;
 		s3_req r = {"PUT", key, NULL, {NULL}, hex, NULL, 0, AL_HTTP_IDEMPOTENT};
 
 		if ((rc = sha256_fd(hex, fd, off, len, src)) != 0)
@@ -306,46 +516,37 @@ static int put_multipart(s3_blobs *s, const char *key, int fd, uint64_t size, co
 		goto abort;
 	}
 	{
-		/* Create-only here too: a 412 means the object appeared meanwhile. */
-		s3_req r = {"POST", key, query, {"If-None-Match: *", NULL}, hex, xml.ptr, xml.len, 0};
-		char *err;
-		if ((rc = s3_send(&resp, s, &r, NULL)) != 0)
-			goto abort;
-		if (resp.status == 412 || resp.status == 409) {
-			rc = 0;
-			goto abort; /* drop the parts; the existing object stands */
+		s3_req r = {"POST", key, query, {create_only ? "If-None-Match: *" : NULL, NULL}, hex,
+			xml.ptr, xml.len, AL_HTTP_IDEMPOTENT};
+		char *err = NULL;
+		rc = s3_send(&resp, s, &r, NULL);
+		if (rc == 0 && resp.status == 200 && !(resp.body.ptr && strstr(resp.body.ptr, "<Error>"))) {
+			*done = 1;
+			goto cleanup;
 		}
-		if (resp.status != 200) {
+		if (rc == 0 && resp.status != 200 && resp.status != 404 && resp.status != 409 &&
+			resp.status != 412 && resp.status < 500) {
 			rc = status_error(s, "CompleteMultipartUpload", key, &resp);
 			goto abort;
 		}
-		/* A 200 can still carry an <Error>. */
-		if (resp.body.ptr && strstr(resp.body.ptr, "<Error>")) {
-			err = xml_text(&resp.body, "Code");
-			rc = al_error_set(AL_EIO, "S3 CompleteMultipartUpload s3://%s/%s: %s", s->bucket,
-				key, err ? err : "error in a 200 answer");
-			free(err);
+		if (rc == AL_ENOMEM)
 			goto abort;
-		}
+		/* A 200 can carry an <Error>; a 412 is an object there now (another writer's, or ours
+		 * when an earlier try was processed, as a 404 NoSuchUpload may be, or a failure after
+		 * the retries): the object tells. */
+		if (rc == 0 && resp.status == 200)
+			err = xml_text(&resp.body, "Code");
+		if (rc == 0)
+			rc = status_error(s, "CompleteMultipartUpload", key, &resp);
+		fprintf(stderr, "aletheia: %s%s%s; checking the object\n", al_error_last(),
+			err ? ": " : "", err ? err : "");
+		free(err);
+		rc = 0;
 	}
-	goto cleanup;
 abort:
-	{
-		/* Best effort; keep the first failure's message. */
-		s3_req r = {"DELETE", key, NULL, {NULL}, NULL, NULL, 0, AL_HTTP_IDEMPOTENT};
-		char *q = NULL;
-		saved = rc ? strdup(al_error_last()) : NULL;
-		if (asprintf(&q, "uploadId=%s", upload_id) >= 0) {
-			r.query = q;
-			s3_send(&resp, s, &r, NULL);
-			free(q);
-		}
-		if (rc)
-			al_error_set(rc, "%s", saved ? saved : "S3 multipart upload failed");
-	}
+	abort_upload(s, key, upload_id);
 cleanup:
-	free(saved);
-	free(io.header_value);
+	al_http_stream_dispose(&io);
 	free(query);
 	free(upload_id);
 	al_buf_dispose(&xml);
@@ -353,15 +554,59 @@ cleanup:
 	return rc;
 }
 
+/* One single-request upload of fd; create_only: only where there is no object yet (else over the
+ * damaged object found: any copy of the content is the same bytes, so no condition is needed).
+ * *done = 1 when S3 stored it, its answer's ETag (where a checksum) the content's MD5. */
+static int put_single(int *done, s3_blobs *s, const char *key, int fd, uint64_t size,
+	const s3_sums *sums, int create_only)
+{
+	al_http_response resp = AL_HTTP_RESPONSE_INIT;
+	al_http_stream io = AL_HTTP_STREAM_INIT;
+	/* Create-only, so a retry after an unseen success is harmless; a replacement is too. */
+	s3_req r = {"PUT", key, NULL, {create_only ? "If-None-Match: *" : NULL, NULL}, sums->sha256,
+		NULL, 0, AL_HTTP_IDEMPOTENT};
+	s3_object o = {1, size, "", 0};
+	int rc;
+
+	*done = 0;
+	io.src_fd = fd;
+	io.src_len = size;
+	io.capture[0] = "ETag";
+	io.capture[1] = "x-amz-server-side-encryption";
+	io.capture[2] = "x-amz-server-side-encryption-customer-algorithm";
+	if ((rc = s3_send(&resp, s, &r, &io)) != 0)
+		goto cleanup;
+	if (resp.status == 412 || resp.status == 409)
+		goto cleanup;   /* an object appeared meanwhile: the caller looks at it */
+	if (resp.status != 200) {
+		rc = status_error(s, "PUT", key, &resp);
+		goto cleanup;
+	}
+	etag_norm(o.etag, sizeof(o.etag), io.captured[0]);
+	o.etag_is_sum = al__s3_etag_is_checksum(io.captured[1], io.captured[2]);
+	if (etag_differs(&o, sums))
+		fprintf(stderr, "aletheia: S3 PUT s3://%s/%s: stored with ETag \"%s\", not the content's "
+			"MD5 \"%s\"; checking the object\n", s->bucket, key, o.etag, sums->md5);
+	else
+		*done = 1;
+cleanup:
+	al_http_stream_dispose(&io);
+	al_http_response_dispose(&resp);
+	return rc;
+}
+
+/* Uploads until the bucket holds the content under the blob's name. An object already there
+ * counts only when its size, and its ETag where that is a checksum, are the content's; another
+ * one (damaged in the bucket, cut short) is replaced. A put never ends on an object that is not
+ * the content as far as S3's answers tell (README "Object storage"). */
 static int s3_put(al_blobs_backend *b, const char *hash, const char *src_path, uint64_t size,
 	unsigned flags)
 {
 	s3_blobs *s = (s3_blobs *)b;
-	al_http_response resp = AL_HTTP_RESPONSE_INIT;
-	al_http_stream io = AL_HTTP_STREAM_INIT;
-	char *key = NULL, hex[AL_SIGV4_HEX_LEN + 1];
+	s3_sums sums;
+	char *key = NULL;
 	struct stat st;
-	int rc, fd = -1, present = 0;
+	int rc, fd = -1, state, done = 0;
 
 	(void)flags; /* nothing to move: the source is always copied up */
 	if ((rc = al__blobs_check_hash(hash)) != 0)
@@ -383,30 +628,29 @@ static int s3_put(al_blobs_backend *b, const char *hash, const char *src_path, u
 			(long long)st.st_size, (unsigned long long)size);
 		goto cleanup;
 	}
-	/* Content-addressed: a blob already there needs no upload (a cheap HEAD first). */
-	if ((rc = al__blobs_exists(&present, b, hash)) != 0 || present)
+	if ((rc = content_sums(&sums, fd, size, hash, src_path)) != 0)
 		goto cleanup;
-	if (size > SINGLE_PUT_MAX) {
-		rc = put_multipart(s, key, fd, size, src_path);
-		goto cleanup;
-	}
-	if ((rc = sha256_fd(hex, fd, 0, size, src_path)) != 0)
-		goto cleanup;
-	{
-		/* Create-only, so a retry after an unseen success is harmless. */
-		s3_req r = {"PUT", key, NULL, {"If-None-Match: *", NULL}, hex, NULL, 0,
-			AL_HTTP_IDEMPOTENT};
-		io.src_fd = fd;
-		io.src_len = size;
-		if ((rc = s3_send(&resp, s, &r, &io)) != 0)
+	for (int tries = 0;; tries++) {
+		/* Content-addressed: a blob already there needs no upload (a cheap HEAD first). */
+		if ((rc = object_check(&state, s, key, &sums, size)) != 0 || state == OBJ_SAME)
 			goto cleanup;
-		if (resp.status != 200 && resp.status != 412 && resp.status != 409)
-			rc = status_error(s, "PUT", key, &resp);
+		if (tries == MAX_UPLOADS) {
+			rc = al_error_set(AL_EIO, "S3 upload s3://%s/%s: not stored after %d uploads%s%s",
+				s->bucket, key, MAX_UPLOADS, state == OBJ_OTHER ? ": " : "",
+				state == OBJ_OTHER ? al_error_last() : "");
+			goto cleanup;
+		}
+		if (state == OBJ_OTHER)
+			fprintf(stderr, "aletheia: %s; uploading the blob over it\n", al_error_last());
+		rc = size > SINGLE_PUT_MAX ?
+			put_multipart(&done, s, key, fd, size, &sums, state == OBJ_ABSENT, src_path) :
+			put_single(&done, s, key, fd, size, &sums, state == OBJ_ABSENT);
+		if (rc || done)
+			goto cleanup;
 	}
 cleanup:
 	if (fd >= 0)
 		close(fd);
-	al_http_response_dispose(&resp);
 	free(key);
 	return rc;
 }
@@ -433,7 +677,9 @@ static int s3_fetch(al_blobs_backend *b, const char *hash, uint64_t offset, uint
 	snprintf(range, sizeof(range), "Range: bytes=%llu-%llu", (unsigned long long)offset,
 		(unsigned long long)(offset + len - 1));
 	{
-		s3_req r = {"GET", key, NULL, {range, NULL}, NULL, NULL, 0, AL_HTTP_IDEMPOTENT};
+		/* nobody needs the range once the daemon stops (a reader gone with the mount) */
+		s3_req r = {"GET", key, NULL, {range, NULL}, NULL, NULL, 0,
+			AL_HTTP_IDEMPOTENT | AL_HTTP_ABANDON};
 		io.dst_fd = dst_fd;
 		io.dst_off = dst_offset;
 		io.dst_max = len;
@@ -571,6 +817,8 @@ int al_blobs_s3_new(al_blobs_backend **out, const char *bucket_and_prefix)
 	}
 	/* Parts are up to 16 MiB and single PUTs up to 64 MiB: give each attempt time. */
 	opt.timeout_ms = 600000;
+	opt.stall_ms = AL__BLOBS_STALL_MS;
+	opt.max_stalls = AL__BLOBS_MAX_STALLS;
 	if ((rc = al_http_new(&s->http, &opt)) != 0)
 		goto cleanup;
 	s->base.version = AL_BLOBS_BACKEND_VERSION;

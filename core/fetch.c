@@ -9,6 +9,8 @@
 #include <time.h>
 #include <unistd.h>
 #include <cjson/cJSON.h>
+#include <isa-l/crc.h>
+#include <openssl/evp.h>
 #include "aletheia/auth.h"
 #include "aletheia/fetch.h"
 #include "aletheia/http.h"
@@ -19,6 +21,9 @@
 #define MAX_ORIGINS 64                    /* remembered Range support, per origin */
 #define MAX_HOPS 10                       /* redirects followed */
 #define REDIRECT_TTL_US (60 * 1000000LL)  /* a redirect's target is reused this long */
+/* Every request here reads: safe to repeat, and nobody needs it once the daemon stops. */
+#define READ_FLAGS (AL_HTTP_IDEMPOTENT | AL_HTTP_ABANDON)
+#define STREAM_TRIES 3                    /* reads of an object whose bytes miss its checksum */
 
 enum { S_HTTP, S_S3, S_GS };
 
@@ -67,6 +72,8 @@ int al_fetcher_new(al_fetcher **out)
 		return al_error_set(AL_ENOMEM, "out of memory creating a URL fetcher");
 	/* Whole objects from servers without Range support can be large: give each attempt time. */
 	opt.timeout_ms = 600000;
+	opt.stall_ms = AL__BLOBS_STALL_MS;
+	opt.max_stalls = AL__BLOBS_MAX_STALLS;
 	if ((rc = al_http_new(&f->http, &opt)) != 0) {
 		free(f);
 		return rc;
@@ -282,7 +289,7 @@ static int follow(al_fetcher *f, target *t)
 		const char *hdrs[] = {"Accept-Encoding: identity", NULL};
 		io.header = "Location";
 		if ((rc = al_http_request_stream(&resp, f->http, "HEAD", cur, hdrs, &io,
-			AL_HTTP_IDEMPOTENT)) != 0) {
+			READ_FLAGS)) != 0) {
 			free(io.header_value);
 			goto cleanup;
 		}
@@ -415,9 +422,9 @@ static int fetch_send(al_http_response *resp, al_fetcher *f, target *t, const ch
 	if (!url && !(url = strdup(t->eff ? t->eff : t->url)))
 		goto nomem;
 	for (int hops = 0;; hops++) {
-		rc = io ? al_http_request_stream(resp, f->http, method, url, hdrs, io,
-				AL_HTTP_IDEMPOTENT) :
-			al_http_request(resp, f->http, method, url, hdrs, NULL, 0, AL_HTTP_IDEMPOTENT);
+		/* reads only: nobody needs them once the daemon stops */
+		rc = io ? al_http_request_stream(resp, f->http, method, url, hdrs, io, READ_FLAGS) :
+			al_http_request(resp, f->http, method, url, hdrs, NULL, 0, READ_FLAGS);
 		if (rc || t->scheme != S_HTTP || !is_redirect(resp->status))
 			break;
 		/* The answer's Location was not captured (one header per request): ask again. */
@@ -522,25 +529,6 @@ static void note_ranges(al_fetcher *f, target *t, int ranges)
 	pthread_mutex_unlock(&f->lock);
 }
 
-/* HEAD capturing one header; *status gets the answer's status. */
-static int head_header(long *status, char **value, al_fetcher *f, target *t, const char *name)
-{
-	al_http_response resp = AL_HTTP_RESPONSE_INIT;
-	al_http_stream io = AL_HTTP_STREAM_INIT;
-	int rc;
-
-	*value = NULL;
-	io.header = name;
-	rc = fetch_send(&resp, f, t, "HEAD", NULL, 0, &io);
-	*status = resp.status;
-	if (rc == 0)
-		*value = io.header_value;
-	else
-		free(io.header_value);
-	al_http_response_dispose(&resp);
-	return rc;
-}
-
 /* Size from a one-byte ranged GET, for servers whose HEAD gives none (or refuse HEAD). */
 static int size_by_get(uint64_t *size, al_fetcher *f, target *t)
 {
@@ -570,11 +558,116 @@ cleanup:
 	return rc;
 }
 
-static int stat_gs(uint64_t *size, char **etag, al_fetcher *f, target *t)
+/* The checksums a server gives of a whole object, to check a stream against (README "Importing
+ * files"): S3's ETag where it is the MD5 (blobs.c al__s3_etag_is_md5), GCS's md5Hash and crc32c,
+ * an http(s) server's Content-MD5, Digest (RFC 3230), Repr-Digest (RFC 9530) or x-goog-hash. */
+typedef struct {
+	int md5, sha256, crc32c;            /* which ones are known */
+	unsigned char md5_v[16], sha256_v[32];
+	uint32_t crc32c_v;
+	char from[64];                      /* where they came from, for messages */
+} object_sums;
+
+/* Base64 (padded or not) into exactly len bytes; -1 when it is not that. */
+static int b64_exact(unsigned char *out, size_t len, const char *in, size_t n)
+{
+	unsigned char buf[96];
+	char text[132];
+	int got;
+
+	while (n && (in[n - 1] == '=' || in[n - 1] == ' '))
+		n--;
+	if (n == 0 || n + 4 > sizeof(text))
+		return -1;
+	memcpy(text, in, n);
+	while (n % 4)
+		text[n++] = '=';
+	text[n] = '\0';
+	if ((got = EVP_DecodeBlock(buf, (const unsigned char *)text, (int)n)) < 0)
+		return -1;
+	/* EVP_DecodeBlock counts the padding as zero bytes */
+	got -= (int)(strlen(text) - strcspn(text, "="));
+	if (got != (int)len)
+		return -1;
+	memcpy(out, buf, len);
+	return 0;
+}
+
+static int hexval(int ch)
+{
+	return ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 :
+		ch >= 'A' && ch <= 'F' ? ch - 'A' + 10 : -1;
+}
+
+/* "alg=value, alg=:value:" lists (Digest, Repr-Digest, x-goog-hash): md5, sha-256, crc32c. */
+static void sums_from_list(object_sums *o, const char *list, const char *header)
+{
+	const char *p = list;
+	while (p && *p) {
+		const char *item = p + strspn(p, " \t,"), *end = item + strcspn(item, ","), *eq;
+		const char *v, *ve;
+		p = *end ? end + 1 : end;
+		if (!(eq = memchr(item, '=', (size_t)(end - item))))
+			continue;
+		v = eq + 1;
+		ve = end;
+		while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
+			ve--;
+		if (ve > v && *v == ':' && ve[-1] == ':')
+			v++, ve--;     /* RFC 9530 byte sequences */
+		if (eq - item == 3 && strncasecmp(item, "md5", 3) == 0 &&
+			b64_exact(o->md5_v, 16, v, (size_t)(ve - v)) == 0)
+			o->md5 = 1;
+		else if (eq - item == 7 && strncasecmp(item, "sha-256", 7) == 0 &&
+			b64_exact(o->sha256_v, 32, v, (size_t)(ve - v)) == 0)
+			o->sha256 = 1;
+		else if (eq - item == 6 && strncasecmp(item, "crc32c", 6) == 0) {
+			unsigned char be[4];
+			if (b64_exact(be, 4, v, (size_t)(ve - v)) == 0) {
+				o->crc32c = 1;
+				o->crc32c_v = (uint32_t)be[0] << 24 | (uint32_t)be[1] << 16 |
+					(uint32_t)be[2] << 8 | be[3];
+			}
+		} else {
+			continue;
+		}
+		snprintf(o->from, sizeof(o->from), "%s", header);
+	}
+}
+
+/* The checksums in a HEAD's captured headers (see head_object). */
+static void sums_from_head(object_sums *o, const target *t, char *const *v)
+{
+	memset(o, 0, sizeof(*o));
+	if (t->scheme == S_S3) {
+		/* a single-part upload's ETag, its MD5 (a multipart one's cannot be checked without
+		 * knowing its part size) */
+		const char *e = v[0] ? v[0] + strspn(v[0], "W/\"") : NULL;
+		if (e && strspn(e, "0123456789abcdefABCDEF") == 32 && (e[32] == '"' || !e[32]) &&
+			al__s3_etag_is_checksum(v[5], v[6])) {
+			for (int i = 0; i < 16; i++)
+				o->md5_v[i] = (unsigned char)(hexval(e[2 * i]) * 16 + hexval(e[2 * i + 1]));
+			o->md5 = 1;
+			snprintf(o->from, sizeof(o->from), "ETag");
+		}
+		return;
+	}
+	/* http(s): an ETag is opaque there */
+	if (v[1] && b64_exact(o->md5_v, 16, v[1], strlen(v[1])) == 0) {
+		o->md5 = 1;
+		snprintf(o->from, sizeof(o->from), "Content-MD5");
+	}
+	sums_from_list(o, v[2], "Digest");
+	sums_from_list(o, v[3], "Repr-Digest");
+	sums_from_list(o, v[4], "x-goog-hash");
+}
+
+static int stat_gs(uint64_t *size, char **etag, object_sums *sums, al_fetcher *f, target *t)
 {
 	al_http_response resp = AL_HTTP_RESPONSE_INIT;
 	cJSON *j = NULL;
 	const cJSON *sz, *gen;
+	const char *md5, *crc;
 	int rc;
 
 	if ((rc = fetch_send(&resp, f, t, "GET", NULL, 0, NULL)) != 0)
@@ -590,6 +683,20 @@ static int stat_gs(uint64_t *size, char **etag, al_fetcher *f, target *t)
 		rc = al_error_set(AL_EIO, "GET %s: no object size in the metadata", t->url);
 		goto cleanup;
 	}
+	if (sums) {
+		/* GCS keeps a CRC32C of every object, and an MD5 of those not composed */
+		md5 = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "md5Hash"));
+		crc = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "crc32c"));
+		memset(sums, 0, sizeof(*sums));
+		if (md5 && b64_exact(sums->md5_v, 16, md5, strlen(md5)) == 0)
+			sums->md5 = 1;
+		if (crc) {
+			char list[64];
+			snprintf(list, sizeof(list), "crc32c=%s", crc);
+			sums_from_list(sums, list, "metadata");
+		}
+		snprintf(sums->from, sizeof(sums->from), "metadata");
+	}
 	if (etag && cJSON_IsString(gen) && !(*etag = strdup(gen->valuestring)))
 		rc = al_error_set(AL_ENOMEM, "out of memory");
 cleanup:
@@ -598,33 +705,44 @@ cleanup:
 	return rc;
 }
 
-static int stat_target(uint64_t *size, char **etag, al_fetcher *f, target *t)
+/* The size, version tag and checksums (each may be NULL) of t's object: one HEAD, or for a server
+ * whose HEAD gives no size a one-byte GET (no checksums then). */
+static int stat_target(uint64_t *size, char **etag, object_sums *sums, al_fetcher *f, target *t)
 {
-	char *len = NULL;
-	long status = 0;
+	al_http_response resp = AL_HTTP_RESPONSE_INIT;
+	al_http_stream io = AL_HTTP_STREAM_INIT;
+	static const char *const wanted[] = {"ETag", "Content-MD5", "Digest", "Repr-Digest",
+		"x-goog-hash", "x-amz-server-side-encryption",
+		"x-amz-server-side-encryption-customer-algorithm"};
 	int rc;
 
-	if (t->scheme == S_GS)
-		return stat_gs(size, etag, f, t);
-	if ((rc = head_header(&status, &len, f, t, "Content-Length")) != 0)
-		return rc;
-	if (status == 404) {
-		free(len);
-		return status_error(t, "HEAD", status);
-	}
-	if (status != 200 || parse_u64(size, len) != 0) {
-		/* Refused HEAD (405, a presigned GET URL's 403) or no length: ask with a GET. */
-		free(len);
-		len = NULL;
-		if ((rc = size_by_get(size, f, t)) != 0)
-			return rc;
-	}
-	free(len);
-	if (etag && (rc = head_header(&status, etag, f, t, "ETag")) != 0) {
+	if (etag)
 		*etag = NULL;
-		al_error_clear();
-		rc = 0;   /* the tag is optional */
+	if (sums)
+		memset(sums, 0, sizeof(*sums));
+	if (t->scheme == S_GS)
+		return stat_gs(size, etag, sums, f, t);
+	io.header = "Content-Length";
+	for (size_t i = 0; i < sizeof(wanted) / sizeof(*wanted); i++)
+		io.capture[i] = wanted[i];
+	if ((rc = fetch_send(&resp, f, t, "HEAD", NULL, 0, &io)) != 0)
+		goto cleanup;
+	if (resp.status == 404) {
+		rc = status_error(t, "HEAD", resp.status);
+		goto cleanup;
 	}
+	if (resp.status != 200 || parse_u64(size, io.header_value) != 0) {
+		/* Refused HEAD (405, a presigned GET URL's 403) or no length: ask with a GET. */
+		rc = size_by_get(size, f, t);
+		goto cleanup;
+	}
+	if (sums)
+		sums_from_head(sums, t, io.captured);
+	if (etag && io.captured[0] && !(*etag = strdup(io.captured[0])))
+		rc = al_error_set(AL_ENOMEM, "out of memory");
+cleanup:
+	al_http_stream_dispose(&io);
+	al_http_response_dispose(&resp);
 	return rc;
 }
 
@@ -638,7 +756,7 @@ int al_fetcher_stat(uint64_t *size_out, char **etag_out, al_fetcher *f, const ch
 		*etag_out = NULL;
 	if ((rc = target_parse(&t, url)) == 0) {
 		recall_redirect(f, &t);
-		rc = stat_target(size_out, etag_out, f, &t);
+		rc = stat_target(size_out, etag_out, NULL, f, &t);
 	}
 	if (rc && etag_out) {
 		free(*etag_out);
@@ -657,7 +775,7 @@ static int get_whole(uint64_t *got, al_fetcher *f, target *t, int fd)
 	int rc;
 
 	/* Without a Content-Range the expected length comes from a HEAD. */
-	if ((rc = stat_target(&size, NULL, f, t)) != 0)
+	if ((rc = stat_target(&size, NULL, NULL, f, t)) != 0)
 		return rc;
 	io.dst_fd = fd;
 	io.dst_max = size;
@@ -778,8 +896,64 @@ static int scratch_file(int *fd)
 		dir);
 }
 
-/* len bytes of fd from offset 0 to the sink. */
-static int feed(int fd, uint64_t len, al_fetcher_sink_fn sink, void *ctx, const char *url)
+/* The checksums of what a stream received, as far as the server gave some to compare with. */
+typedef struct {
+	const object_sums *want;
+	EVP_MD_CTX *md5, *sha256;
+	uint32_t crc32c;
+} stream_sums;
+
+static int sums_start(stream_sums *ss, const object_sums *want)
+{
+	memset(ss, 0, sizeof(*ss));
+	ss->want = want;
+	ss->crc32c = 0xffffffffu;
+	if ((want->md5 && (!(ss->md5 = EVP_MD_CTX_new()) ||
+		!EVP_DigestInit_ex(ss->md5, EVP_md5(), NULL))) ||
+		(want->sha256 && (!(ss->sha256 = EVP_MD_CTX_new()) ||
+		!EVP_DigestInit_ex(ss->sha256, EVP_sha256(), NULL))))
+		return al_error_set(AL_ENOMEM, "out of memory for checksums");
+	return 0;
+}
+
+static void sums_update(stream_sums *ss, const void *data, size_t len)
+{
+	if (ss->md5)
+		EVP_DigestUpdate(ss->md5, data, len);
+	if (ss->sha256)
+		EVP_DigestUpdate(ss->sha256, data, len);
+	if (ss->want->crc32c)
+		ss->crc32c = crc32_iscsi((unsigned char *)data, (int)len, ss->crc32c);
+}
+
+/* 0 when every checksum known matches; else AL_EIO naming the first that does not. */
+static int sums_check(stream_sums *ss, const char *url)
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int n = 0;
+	const char *bad = NULL;
+
+	if (ss->md5 && (!EVP_DigestFinal_ex(ss->md5, md, &n) || memcmp(md, ss->want->md5_v, 16)))
+		bad = "MD5";
+	else if (ss->sha256 && (!EVP_DigestFinal_ex(ss->sha256, md, &n) ||
+		memcmp(md, ss->want->sha256_v, 32)))
+		bad = "SHA-256";
+	else if (ss->want->crc32c && (ss->crc32c ^ 0xffffffffu) != ss->want->crc32c_v)
+		bad = "CRC32C";
+	return bad ? al_error_set(AL_EIO, "GET %s: the bytes received do not match the server's %s "
+		"(from its %s): damaged on the way", url, bad, ss->want->from) : 0;
+}
+
+static void sums_end(stream_sums *ss)
+{
+	EVP_MD_CTX_free(ss->md5);
+	EVP_MD_CTX_free(ss->sha256);
+	ss->md5 = ss->sha256 = NULL;
+}
+
+/* len bytes of fd from offset 0 to the sink and the checksums. */
+static int feed(int fd, uint64_t len, al_fetcher_sink_fn sink, void *ctx, stream_sums *ss,
+	const char *url)
 {
 	static const size_t block = 1 << 20;
 	char *buf = malloc(block);
@@ -797,6 +971,7 @@ static int feed(int fd, uint64_t len, al_fetcher_sink_fn sink, void *ctx, const 
 			rc = al_error_set_errno(AL_EIO, n < 0 ? errno : EIO, "cannot read back %s", url);
 			break;
 		}
+		sums_update(ss, buf, (size_t)n);
 		rc = sink(ctx, buf, (size_t)n);
 		off += (uint64_t)n;
 	}
@@ -804,38 +979,70 @@ static int feed(int fd, uint64_t len, al_fetcher_sink_fn sink, void *ctx, const 
 	return rc;
 }
 
-int al_fetcher_stream(al_fetcher *f, const char *url, al_fetcher_sink_fn sink, void *ctx)
+/* One read of the whole object to the sink; *sums_rc: whether it matched the server's checksums
+ * (0, or AL_EIO with the message set), when the server gave any. */
+static int stream_once(int *sums_rc, al_fetcher *f, target *t, int fd, al_fetcher_sink_fn sink,
+	void *ctx)
 {
-	target t;
+	object_sums want;
+	stream_sums ss;
 	uint64_t size = 0, off = 0, got;
-	int rc, fd = -1, whole = 0;
+	int rc, whole = 0;
 
-	if ((rc = target_parse(&t, url)) == 0)
-		recall_redirect(f, &t);
-	if (rc != 0 || (rc = stat_target(&size, NULL, f, &t)) != 0 ||
-		(size > 0 && (rc = scratch_file(&fd)) != 0))
+	*sums_rc = 0;
+	memset(&ss, 0, sizeof(ss));
+	if ((rc = stat_target(&size, NULL, &want, f, t)) != 0 || (rc = sums_start(&ss, &want)) != 0)
 		goto cleanup;
 	/* Chunk by chunk through one scratch file: bounded disk use when Range works. */
 	while (off < size && !whole) {
 		uint64_t len = size - off < STREAM_CHUNK ? size - off : STREAM_CHUNK;
-		if ((rc = get_range(&got, &whole, f, &t, off, len, fd, 0)) != 0)
+		if ((rc = get_range(&got, &whole, f, t, off, len, fd, 0)) != 0)
 			goto cleanup;
 		if (whole) {
 			if (got != size) {
-				rc = al_error_set(AL_EIO, "GET %s: %llu bytes received, %llu announced", url,
-					(unsigned long long)got, (unsigned long long)size);
+				rc = al_error_set(AL_EIO, "GET %s: %llu bytes received, %llu announced",
+					t->url, (unsigned long long)got, (unsigned long long)size);
 				goto cleanup;
 			}
 			off = 0;
 		} else if (got != len) {
 			rc = al_error_set(AL_EIO, "GET %s: %llu bytes received for bytes %llu-%llu (the "
-				"object changed?)", url, (unsigned long long)got, (unsigned long long)off,
+				"object changed?)", t->url, (unsigned long long)got, (unsigned long long)off,
 				(unsigned long long)(off + len - 1));
 			goto cleanup;
 		}
-		if ((rc = feed(fd, got, sink, ctx, url)) != 0)
+		if ((rc = feed(fd, got, sink, ctx, &ss, t->url)) != 0)
 			goto cleanup;
 		off += got;
+	}
+	*sums_rc = sums_check(&ss, t->url);
+cleanup:
+	sums_end(&ss);
+	return rc;
+}
+
+int al_fetcher_stream(al_fetcher *f, const char *url, al_fetcher_sink_fn sink, void *ctx)
+{
+	target t;
+	int rc, fd = -1, sums_rc = 0;
+
+	if ((rc = target_parse(&t, url)) != 0 || (rc = scratch_file(&fd)) != 0)
+		goto cleanup;
+	recall_redirect(f, &t);
+	/* Bytes damaged on the way are read again: the object's checksums are asked anew each
+	 * time (it may have changed), and the sink starts over. */
+	for (int tries = 1;; tries++) {
+		if ((rc = stream_once(&sums_rc, f, &t, fd, sink, ctx)) != 0 || sums_rc == 0)
+			break;
+		if (tries == STREAM_TRIES) {
+			char *why = strdup(al_error_last());
+			rc = al_error_set(AL_EIO, "%s (%d reads)", why ? why : "damaged on the way",
+				STREAM_TRIES);
+			free(why);
+			break;
+		}
+		if ((rc = sink(ctx, NULL, 0)) != 0)
+			break;
 	}
 cleanup:
 	if (fd >= 0)

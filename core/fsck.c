@@ -33,6 +33,8 @@ struct al_fsck {
 /* A step that found nothing to say for this long says how far it got instead, so a reader of
  * the report is never kept waiting in one read() for the whole check (and can be interrupted). */
 #define PROGRESS_US (2 * 1000000LL)
+/* Downloads of one object before fsck --download gives up on a transfer that keeps failing. */
+#define DOWNLOADS_MAX 3
 
 enum { V_OK, V_DAMAGED, V_MISSING, V_UNCHECKED };
 
@@ -264,44 +266,73 @@ typedef struct {
 static int hash_sink(void *ctx, const void *data, size_t len)
 {
 	hash_sink_ctx *s = ctx;
+	if (!data) {
+		/* the object is read again (fetch.h: the last read missed the server's checksum) */
+		al_hasher_free(s->h);
+		s->h = NULL;
+		s->n = 0;
+		return al_hasher_new(&s->h);
+	}
 	al_hasher_update(s->h, data, len);
 	s->n += len;
 	return 0;
 }
 
-/* Downloads the whole remote blob (or imported object) and hashes it: V_OK, V_DAMAGED, or
- * V_UNCHECKED when it could not be read. */
-static int download_check(al_fsck *k, const item *it, char *why, size_t whylen)
+/* One download of the whole remote blob (or imported object), hashed into got (n bytes). */
+static int download_hash(al_fsck *k, const item *it, char *got, uint64_t *n)
 {
-	char got[AL_HASH_HEX_LEN + 1];
-	uint64_t n = 0;
 	int rc, fd = -1;
 
+	*n = 0;
 	if (it->source) {
+		/* al_fetcher_stream checks the server's own checksum, if it gives one, and reads
+		 * again when the bytes received do not match it */
 		hash_sink_ctx s = {NULL, 0};
 		if ((rc = al_hasher_new(&s.h)) == 0 &&
 		    (rc = al_fetcher_stream(k->o.fetcher, it->source, hash_sink, &s)) == 0)
 			al_hasher_final(got, s.h);
 		al_hasher_free(s.h);
-		n = s.n;
-	} else {
-		fd = open(k->tmp_dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-		if (fd < 0)
-			rc = al_error_set_errno(AL_EIO, errno, "cannot create a temp file in %s", k->tmp_dir);
-		else if ((rc = k->o.blobs->fetch(k->o.blobs, it->hash, 0, it->size, fd, 0)) == 0)
-			rc = al_hash_fd(got, &n, fd);
-		if (fd >= 0)
-			close(fd);
+		*n = s.n;
+		return rc;
 	}
-	if (rc) {
-		snprintf(why, whylen, "cannot download it: %s", al_error_last());
-		return V_UNCHECKED;
+	fd = open(k->tmp_dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	if (fd < 0)
+		rc = al_error_set_errno(AL_EIO, errno, "cannot create a temp file in %s", k->tmp_dir);
+	else if ((rc = k->o.blobs->fetch(k->o.blobs, it->hash, 0, it->size, fd, 0)) == 0)
+		rc = al_hash_fd(got, n, fd);
+	if (fd >= 0)
+		close(fd);
+	return rc;
+}
+
+/* Downloads the whole remote blob (or imported object) and hashes it: V_OK, V_DAMAGED, or
+ * V_UNCHECKED when it could not be read. Bytes that do not hash to the record may have been
+ * damaged on the way rather than in the bucket: the object is downloaded again, and it is
+ * damaged only when two downloads in a row give the same other bytes (README "The command
+ * line"); downloads that never agree leave it unchecked. */
+static int download_check(al_fsck *k, const item *it, char *why, size_t whylen)
+{
+	char got[AL_HASH_HEX_LEN + 1], prev[AL_HASH_HEX_LEN + 1] = "";
+	uint64_t n = 0, prev_n = 0;
+
+	for (int i = 0; i < DOWNLOADS_MAX; i++) {
+		if (download_hash(k, it, got, &n) != 0) {
+			snprintf(why, whylen, "cannot download it: %s", al_error_last());
+			return V_UNCHECKED;
+		}
+		if (n == it->size && strcmp(got, it->hash) == 0)
+			return V_OK;
+		if (prev[0] && n == prev_n && strcmp(got, prev) == 0) {
+			snprintf(why, whylen, "its %llu bytes hash to %s (in %d downloads)",
+				(unsigned long long)n, got, i + 1);
+			return V_DAMAGED;
+		}
+		memcpy(prev, got, sizeof(prev));
+		prev_n = n;
 	}
-	if (n != it->size || strcmp(got, it->hash) != 0) {
-		snprintf(why, whylen, "its %llu bytes hash to %s", (unsigned long long)n, got);
-		return V_DAMAGED;
-	}
-	return V_OK;
+	snprintf(why, whylen, "%d downloads gave other bytes each time (the last %llu bytes hashing to "
+		"%s): damaged on the way, not checked", DOWNLOADS_MAX, (unsigned long long)n, got);
+	return V_UNCHECKED;
 }
 
 static int check_blob(al_fsck *k, const item *it, char *why, size_t whylen)

@@ -61,6 +61,10 @@ int al_http_new(al_http **out, const al_http_options *opts)
 		h->opt.max_body = (size_t)64 << 20;
 	if (h->opt.max_idle == 0)
 		h->opt.max_idle = 8;
+	if (h->opt.stall_ms < 0)
+		h->opt.stall_ms = 0;
+	if (h->opt.max_stalls <= 0)
+		h->opt.max_stalls = 3;
 	h->idle = calloc(h->opt.max_idle, sizeof(*h->idle));
 	if (!h->idle) {
 		free(h);
@@ -88,6 +92,18 @@ void al_http_get_stats(al_http_stats *out, al_http *h)
 	out->attempts = atomic_load(&h->attempts);
 	out->retries = atomic_load(&h->retries);
 	out->failures = atomic_load(&h->failures);
+}
+
+void al_http_stream_dispose(al_http_stream *io)
+{
+	if (!io)
+		return;
+	free(io->header_value);
+	io->header_value = NULL;
+	for (int i = 0; i < AL_HTTP_CAPTURE_MAX; i++) {
+		free(io->captured[i]);
+		io->captured[i] = NULL;
+	}
 }
 
 void al_http_response_dispose(al_http_response *resp)
@@ -195,6 +211,12 @@ typedef struct {
 	uint64_t read_pos;  /* request body bytes handed to curl this attempt */
 	char why[160];      /* set with rc for failures other than al_buf_put's */
 	uint64_t range_len; /* bytes a 206's Content-Range announces (0: none seen) */
+	/* Progress of this attempt (on_progress): */
+	int abandon;        /* give up once the daemon is stopping */
+	int64_t stall_us;   /* 0: no stall detection */
+	int64_t moved_us;   /* when a body byte last moved either way */
+	curl_off_t moved;   /* body bytes moved so far, both ways */
+	int stalled, stopping;
 } sink;
 
 /* A 2xx body into io->dst_fd; decided on the first bytes, once the status is known. */
@@ -284,28 +306,41 @@ static size_t on_read(char *data, size_t size, size_t nmemb, void *arg)
 static size_t on_header(char *data, size_t size, size_t nmemb, void *arg)
 {
 	sink *s = arg;
-	size_t n = size * nmemb, name_len = s->io->header ? strlen(s->io->header) : 0;
-	char *end = data + n, *v;
+	size_t n = size * nmemb, name_len;
 
 	if (n >= 5 && strncmp(data, "HTTP/", 5) == 0) {
-		free(s->io->header_value); /* a new response (after a 1xx) */
-		s->io->header_value = NULL;
+		al_http_stream_dispose(s->io); /* a new response (after a 1xx) */
 		s->range_len = 0;
 	} else if (n > 14 && strncasecmp(data, "Content-Range:", 14) == 0) {
 		unsigned long long a, b;
 		if (sscanf(data + 14, " bytes %llu-%llu/", &a, &b) == 2 && b >= a)
 			s->range_len = b - a + 1;
 	}
-	if (name_len && n > name_len && data[name_len] == ':' &&
-		strncasecmp(data, s->io->header, name_len) == 0) {
+	for (int i = -1; i < AL_HTTP_CAPTURE_MAX; i++) {
+		const char *name = i < 0 ? s->io->header : s->io->capture[i];
+		char **value = i < 0 ? &s->io->header_value : &s->io->captured[i];
+		char *end = data + n, *v;
+		name_len = name ? strlen(name) : 0;
+		if (!name_len || n <= name_len || data[name_len] != ':' ||
+			strncasecmp(data, name, name_len) != 0)
+			continue;
 		v = data + name_len + 1;
 		while (v < end && (*v == ' ' || *v == '\t'))
 			v++;
 		while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' '))
 			end--;
-		free(s->io->header_value);
-		s->io->header_value = strndup(v, (size_t)(end - v));
-		if (!s->io->header_value) {
+		if (i >= 0 && *value) {
+			/* a header sent again: its values joined, as RFC 9110 reads them */
+			char *joined = NULL;
+			if (asprintf(&joined, "%s, %.*s", *value, (int)(end - v), v) < 0)
+				joined = NULL;
+			free(*value);
+			*value = joined;
+		} else {
+			free(*value);
+			*value = strndup(v, (size_t)(end - v));
+		}
+		if (!*value) {
 			s->rc = AL_ENOMEM;
 			return 0;
 		}
@@ -327,12 +362,30 @@ static long backoff_ms(const al_http *h, int n)
 	return d / 2 + (long)(rand_r(&seed) % (unsigned)(d / 2 + 1));
 }
 
-/* Background requests end early when the daemon stops (util.h al__shutdown_begin). */
+/* Called by curl at least once a second: background requests and abandoned reads end early
+ * when the daemon stops (util.h al__shutdown_begin), and an attempt whose body bytes stopped
+ * moving both ways for the stall time ends instead of waiting for its whole timeout. */
 static int on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
 	curl_off_t ulnow)
 {
-	(void)arg, (void)dltotal, (void)dlnow, (void)ultotal, (void)ulnow;
-	return al__shutting_down();
+	sink *s = arg;
+	int64_t now;
+	(void)dltotal, (void)ultotal;
+	if (s->abandon && al__shutting_down()) {
+		s->stopping = 1;
+		return 1;
+	}
+	if (!s->stall_us)
+		return 0;
+	now = al__mono_us();
+	if (dlnow + ulnow != s->moved) {
+		s->moved = dlnow + ulnow;
+		s->moved_us = now;
+	} else if (now - s->moved_us >= s->stall_us) {
+		s->stalled = 1;
+		return 1;
+	}
+	return 0;
 }
 
 static void sleep_ms(long ms)
@@ -364,15 +417,16 @@ static CURLcode prepare(CURL *c, long connect_ms, long timeout_ms, const char *m
 	/* curl silently re-sends a request once when a kept-alive connection dies before any
 	 * answer: right for idempotent requests, a blind retry for the others. */
 	SET(CURLOPT_FRESH_CONNECT, idempotent ? 0L : 1L);
-	if (al__thread_background()) {
+	if (s->abandon || s->stall_us) {
 		SET(CURLOPT_XFERINFOFUNCTION, on_progress);
+		SET(CURLOPT_XFERINFODATA, s);
 		SET(CURLOPT_NOPROGRESS, 0L);
 	}
 	if (s->io && s->io->dst_fd >= 0)   /* bulk downloads: fewer, larger writes into the file */
 		SET(CURLOPT_BUFFERSIZE, 512L * 1024);
 	if (s->io && s->io->src_fd >= 0)
 		SET(CURLOPT_UPLOAD_BUFFERSIZE, 1024L * 1024);
-	if (s->io && (s->io->header || s->io->dst_fd >= 0)) {
+	if (s->io) {
 		SET(CURLOPT_HEADERFUNCTION, on_header);
 		SET(CURLOPT_HEADERDATA, s);
 	}
@@ -426,7 +480,8 @@ static int perform(al_http_response *resp, al_http *h, const char *method, const
 	const char *const *headers, const void *body, size_t body_len, al_http_stream *io,
 	unsigned flags)
 {
-	int idempotent = (flags & AL_HTTP_IDEMPOTENT) != 0, rc = 0, tries = 0;
+	int idempotent = (flags & AL_HTTP_IDEMPOTENT) != 0, rc = 0, tries = 0, stalls = 0;
+	int abandon = al__thread_background() || (flags & AL_HTTP_ABANDON);
 	/* The calling thread's bound on the whole call (util.h), retries and backoff included:
 	 * each attempt gets what is left of it. */
 	long budget = al__wait_budget();
@@ -435,7 +490,8 @@ static int perform(al_http_response *resp, al_http *h, const char *method, const
 	char shown[512], errbuf[CURL_ERROR_SIZE], text[201];
 	CURL *c = NULL;
 	CURLcode code = CURLE_OK;
-	sink s = {&resp->body, 0, io, NULL, 0, 0, "", 0};
+	sink s = {&resp->body, 0, io, NULL, 0, 0, "", 0, abandon, (int64_t)h->opt.stall_ms * 1000, 0, 0,
+		0, 0};
 
 	al_http_response_dispose(resp);
 	resp->body.max = h->opt.max_body + 1; /* room for the NUL */
@@ -478,10 +534,12 @@ static int perform(al_http_response *resp, al_http *h, const char *method, const
 		s.read_pos = 0;
 		s.why[0] = '\0';
 		s.range_len = 0;
+		s.moved_us = al__mono_us();
+		s.moved = 0;
+		s.stalled = s.stopping = 0;
 		if (io) {
 			io->dst_written = 0;
-			free(io->header_value);
-			io->header_value = NULL;
+			al_http_stream_dispose(io);
 		}
 		errbuf[0] = '\0';
 		curl_easy_reset(c); /* keeps the live connections */
@@ -513,18 +571,27 @@ static int perform(al_http_response *resp, al_http *h, const char *method, const
 				(unsigned long long)io->dst_written, (unsigned long long)want);
 			code = CURLE_PARTIAL_FILE;
 		}
+		if (s.stalled) {
+			/* Like a timeout, only sooner: the request may have been processed. */
+			stalls++;
+			snprintf(errbuf, sizeof(errbuf), "stalled: no byte sent or received for %ld s",
+				(h->opt.stall_ms + 999) / 1000);
+		}
 		retry = short_body ? idempotent : code == CURLE_OK ?
 			retryable_status(resp->status, idempotent) : idempotent || not_sent(c, code);
 		if (retry && tries < h->opt.max_tries) {
 			wait = backoff_ms(h, tries - 1);
 			out_of_time = deadline && al__mono_us() + (int64_t)wait * 1000 >= deadline;
 		}
-		if (al__thread_background() && al__shutting_down())
+		if (abandon && al__shutting_down())
 			retry = 0;
-		if (!retry || tries >= h->opt.max_tries || out_of_time) {
+		if (!retry || tries >= h->opt.max_tries || out_of_time || stalls >= h->opt.max_stalls) {
 			char why[96] = "";
-			if (al__thread_background() && al__shutting_down())
+			if (abandon && al__shutting_down())
 				snprintf(why, sizeof(why), " (given up: the daemon is stopping)");
+			else if (stalls >= h->opt.max_stalls)
+				snprintf(why, sizeof(why), " (%d stalled: the server stopped answering)",
+					stalls);
 			else if (out_of_time)
 				snprintf(why, sizeof(why), " (gave up: the %ld ms bound on waiting passed)",
 					budget);

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +15,7 @@
 #include <unistd.h>
 #include "aletheia/cache.h"
 #include "cli/cli.h"
+#include "core/util.h"
 #include "fs.h"
 
 #define DEFAULT_MOUNT "/mnt/aletheia"
@@ -182,6 +184,38 @@ static int parse(mount_opts *o, int argc, char **argv)
 	return 0;
 }
 
+/* Watches the session while it runs. Once it has exited (umount, a signal), libfuse joins the
+ * threads still answering requests before the loop returns: a read waiting for a stalled bucket
+ * server would keep the daemon, and the store's lock, for as long as the server keeps silent.
+ * So the daemon's stop starts here, not after the loop: the fetches nobody waits for any more and
+ * the flushers' requests give up at once (al__shutdown_begin; README "Object storage"). */
+typedef struct {
+	struct fuse_session *se;
+	pthread_mutex_t lock;
+	pthread_cond_t wake;
+	int done;          /* the loop returned: nothing left to watch */
+} exit_watch;
+
+static void *watch_exit(void *arg)
+{
+	exit_watch *w = arg;
+	pthread_mutex_lock(&w->lock);
+	while (!w->done && !fuse_session_exited(w->se)) {
+		struct timespec ts;
+		/* libfuse has no exit notification: look 5 times a second */
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 200 * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&w->wake, &w->lock, &ts);
+	}
+	pthread_mutex_unlock(&w->lock);
+	al__shutdown_begin();
+	return NULL;
+}
+
 /* Runs the session; ready_fd (or -1) gets "OK\n" once mounted, or the error line. */
 static int serve(const mount_opts *o, const char *mnt, int ready_fd)
 {
@@ -267,7 +301,19 @@ static int serve(const mount_opts *o, const char *mnt, int ready_fd)
 	fuse_loop_cfg_set_clone_fd(cfg, 0);
 	fuse_loop_cfg_set_max_threads(cfg, 16);
 	fuse_loop_cfg_set_idle_threads(cfg, 8);
-	rc = fuse_session_loop_mt(se, cfg) == 0 ? 0 : 1;
+	{
+		exit_watch w = {se, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0};
+		pthread_t watcher;
+		int watching = pthread_create(&watcher, NULL, watch_exit, &w) == 0;
+		rc = fuse_session_loop_mt(se, cfg) == 0 ? 0 : 1;
+		if (watching) {
+			pthread_mutex_lock(&w.lock);
+			w.done = 1;
+			pthread_cond_signal(&w.wake);
+			pthread_mutex_unlock(&w.lock);
+			pthread_join(watcher, NULL);
+		}
+	}
 	goto cleanup;
 fail:
 	if (ready_fd >= 0) {

@@ -55,8 +55,9 @@ typedef int (*al_cache_fetch_fn)(void *ctx, const char *hash, const char *source
 /* Set once, before the first al_cache_open_blob. */
 void al_cache_set_fetcher(al_cache *c, al_cache_fetch_fn fn, void *ctx);
 /* Opens (and pins) the blob: a complete cached copy, or a shared fill in progress, or a new
- * sparse fill (size is accounted against max_bytes now: AL_ENOSPC when it cannot fit). Never
- * waits for the network. source: see al_cache_fetch_fn (copied). */
+ * sparse fill, which counts against max_bytes the bytes it fetches, as it fetches them (AL_ENOSPC
+ * now only for a blob larger than the whole cache). Never waits for the network. source: see
+ * al_cache_fetch_fn (copied). */
 int al_cache_open_blob(al_cache_blob **out, al_cache *c, const char *hash, const char *source,
 	uint64_t size);
 /* 1 when the handle's blob is still being filled, is larger than AL_CACHE_VERIFY_WHOLE_MAX and
@@ -71,8 +72,11 @@ int al_cache_blob_wants_pieces(al_cache_blob *b);
 int al_cache_blob_set_pieces(al_cache_blob *b, const al_pieces *pieces);
 /* Blocks until bytes [off, off+len) (clipped to the size) are in the cache file and verified
  * (above), fetching what is missing; also starts read-ahead from this handle's access pattern.
- * AL_EIO when the fetch failed after its retries or a piece did not match (the next call tries
- * again), or the blob's hash did not match; AL_ENOSPC when the cache disk is full. */
+ * When open blobs alone hold max_bytes, the bytes asked for are fetched all the same (the cache
+ * goes past its limit until they are closed); read-ahead is not. AL_EIO when the fetch failed
+ * after its retries or a piece did not match (the next call tries again, or after a fetch that
+ * failed slowly, a stalled server, once 2 s have passed), or the blob's hash did not match;
+ * AL_ENOSPC when the cache disk is full. */
 int al_cache_blob_wait(al_cache_blob *b, uint64_t off, uint64_t len);
 /* A blob with pieces streams, and the read that reaches the end after reading sequentially from
  * the start also waits for the whole blob's verification.

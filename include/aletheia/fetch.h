@@ -23,7 +23,12 @@ int al_fetcher_fetch(al_fetcher *f, const char *url, uint64_t off, uint64_t len,
 	int *whole);
 
 /* Streams the whole object to sink (called with consecutive pieces; a non-zero return aborts
- * with that code). For hashing at import. */
+ * with that code). For hashing at import. The bytes are checked against the checksums the server
+ * gives of the object, if any (S3: an ETag that is the MD5; GCS: crc32c and md5Hash; http(s):
+ * Content-MD5, Digest, Repr-Digest, x-goog-hash with MD5, SHA-256 or CRC32C): bytes damaged on
+ * the way are read again, up to 3 times in all, and before each new read the sink is called with
+ * data NULL and len 0: it must forget what it was given. AL_EIO when no read matched. Without a
+ * checksum from the server, the bytes are trusted as received (their length is checked). */
 typedef int (*al_fetcher_sink_fn)(void *ctx, const void *data, size_t len);
 int al_fetcher_stream(al_fetcher *f, const char *url, al_fetcher_sink_fn sink, void *ctx);
 

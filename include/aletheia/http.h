@@ -19,10 +19,15 @@ typedef struct al_http_options {
 	long backoff_max_ms;     /* cap of the delay; 0: 5,000 */
 	size_t max_body;         /* largest response body accepted; 0: 64 MiB */
 	size_t max_idle;         /* idle connections kept for reuse; 0: 8 */
+	/* Added in version 2. An attempt that moves no byte either way (body bytes sent or
+	 * received) for stall_ms is stalled: given up at once instead of waiting for timeout_ms,
+	 * and retried like a timeout (idempotent requests only). 0: no stall detection. */
+	long stall_ms;
+	int max_stalls;          /* stalled attempts before the call fails; 0: 3 */
 } al_http_options;
 
-#define AL_HTTP_OPTIONS_VERSION 1
-#define AL_HTTP_OPTIONS_INIT {AL_HTTP_OPTIONS_VERSION, 0, 0, 0, 0, 0, 0, 0}
+#define AL_HTTP_OPTIONS_VERSION 2
+#define AL_HTTP_OPTIONS_INIT {AL_HTTP_OPTIONS_VERSION, 0, 0, 0, 0, 0, 0, 0, 0, 0}
 
 /* Request flags. */
 enum {
@@ -34,6 +39,10 @@ enum {
 	 * anything and on which Google's own clients retry commits. Such a request also goes
 	 * out on a fresh connection: on a kept-alive one that died, curl would re-send it. */
 	AL_HTTP_IDEMPOTENT = 1,
+	/* A read that nobody needs once the daemon stops (blob and URL fetches): given up within
+	 * about a second of al__shutdown_begin (core/util.h), and not retried, like the requests
+	 * of a background thread. */
+	AL_HTTP_ABANDON = 2,
 };
 
 typedef struct al_http_response {
@@ -66,10 +75,13 @@ void al_http_free(al_http *h);
  * When the calling thread has a wait budget (the metastore decorators set one for requests that
  * answer a file operation), the whole call, retries and backoff included, ends within it: each
  * attempt's timeout is cut to what is left, and no retry starts past it (AL_EIO). A request of
- * a background thread (core/util.h) ends within about a second once the daemon is stopping. */
+ * a background thread (core/util.h), or one flagged AL_HTTP_ABANDON, ends within about a second
+ * once the daemon is stopping. */
 int al_http_request(al_http_response *resp, al_http *h, const char *method, const char *url,
 	const char *const *headers, const void *body, size_t body_len, unsigned flags);
 void al_http_response_dispose(al_http_response *resp);
+
+#define AL_HTTP_CAPTURE_MAX 8
 
 /* Streaming for bodies too large to hold in memory (blob stores). */
 typedef struct al_http_stream {
@@ -91,14 +103,22 @@ typedef struct al_http_stream {
 	 * they need src_fd >= 0 (src_len may be 0). */
 	const void *src_head, *src_tail;
 	size_t src_head_len, src_tail_len;
+	/* More response headers to capture (names; unused slots NULL), and their values as
+	 * header_value's (out, malloc'd or NULL; a header sent several times gives its values
+	 * joined by ", "). al_http_stream_dispose frees every value. */
+	const char *capture[AL_HTTP_CAPTURE_MAX];
+	char *captured[AL_HTTP_CAPTURE_MAX];
 } al_http_stream;
 
-#define AL_HTTP_STREAM_INIT {-1, 0, 0, -1, 0, 0, 0, 0, NULL, NULL, NULL, NULL, 0, 0}
+#define AL_HTTP_STREAM_INIT {-1, 0, 0, -1, 0, 0, 0, 0, NULL, NULL, NULL, NULL, 0, 0, {NULL}, {NULL}}
 
 /* al_http_request with the request and/or response body streamed through files as io says;
  * same retries, errors and status handling. */
 int al_http_request_stream(al_http_response *resp, al_http *h, const char *method,
 	const char *url, const char *const *headers, al_http_stream *io, unsigned flags);
+
+/* Frees the captured header values (header_value, captured[]) and sets them to NULL. */
+void al_http_stream_dispose(al_http_stream *io);
 
 /* Counters since al_http_new. */
 void al_http_get_stats(al_http_stats *out, al_http *h);

@@ -8,18 +8,26 @@ Usage: range_server.py ROOT [--port-file FILE] [--port N] [--no-range] [--trunca
 Serves the files under ROOT over HTTP/1.1 (keep-alive) on 127.0.0.1 (port 0: a free one, written
 to --port-file once listening). GET and HEAD; "Range: bytes=S-E", "bytes=S-" and "bytes=-N" give
 206 with Content-Range, or 416 past the end. Modes, set by the flags or at run time with
-GET /_ctl?ranges=0|1&truncate=0|1&nolength=0|1 (answers the current counters as JSON):
+GET /_ctl?ranges=0|1&truncate=0|1&nolength=0|1&digest=MODE&corrupt=N (answers the current
+counters as JSON):
   --no-range           Range is ignored: every GET answers 200 with the whole file.
   --truncate           bodies stop halfway with the full Content-Length announced, then the
                        connection closes (curl sees a partial transfer).
   --truncate-nolength  bodies stop halfway with no Content-Length (Connection: close): only the
                        client's own byte count can tell.
-  --gcs                also answers the GCS JSON API: /storage/v1/b/B/o/NAME (metadata) and
-                       ...?alt=media (content) for ROOT/B/NAME.
+  --gcs                also answers the GCS JSON API: /storage/v1/b/B/o/NAME (metadata, with
+                       the object's md5Hash and crc32c) and ...?alt=media (content) for ROOT/B/NAME.
+  digest=MODE          checksums of the whole file in every answer: none (default), md5
+                       (Content-MD5), digest (Digest: md5=…,SHA-256=…), repr (Repr-Digest:
+                       sha-256=:…:), goog (x-goog-hash: crc32c=…, sent twice with md5=…), bad
+                       (Digest: the MD5 of other bytes).
+  corrupt=N            the next N GET bodies arrive with one byte flipped.
 /_redirect/N/NAME answers 302 N times on the way to /NAME (the last Location absolute),
 /_rel/NAME with a relative Location, /_redirect/loop/NAME forever.
 GET /_ctl gives {"GET": n, "HEAD": n, "ranged": n, "whole": n, ...modes}. Exits after 600 s.
 """
+import base64
+import hashlib
 import json
 import os
 import sys
@@ -30,7 +38,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 args = sys.argv[1:]
 ROOT = os.path.abspath(args[0])
 mode = {"ranges": "--no-range" not in args, "truncate": "--truncate" in args,
-        "nolength": "--truncate-nolength" in args}
+        "nolength": "--truncate-nolength" in args, "digest": "none", "corrupt": 0}
 GCS = "--gcs" in args
 stats = {"GET": 0, "HEAD": 0, "ranged": 0, "whole": 0}
 lock = threading.Lock()
@@ -38,6 +46,26 @@ lock = threading.Lock()
 
 def opt(name, default=None):
     return args[args.index(name) + 1] if name in args else default
+
+
+def crc32c(data):
+    """CRC-32C (Castagnoli), as GCS keeps it."""
+    crc = 0xFFFFFFFF
+    for b in data:
+        crc ^= b
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
+    return crc ^ 0xFFFFFFFF
+
+
+def b64(raw):
+    return base64.b64encode(raw).decode()
+
+
+def sums(path):
+    with open(path, "rb") as f:
+        data = f.read()
+    return data, hashlib.md5(data).digest(), hashlib.sha256(data).digest()
 
 
 def parse_range(value, size):
@@ -87,6 +115,10 @@ class Handler(BaseHTTPRequestHandler):
             for key in ("ranges", "truncate", "nolength"):
                 if key in q:
                     mode[key] = q[key][0] == "1"
+            if "digest" in q:
+                mode["digest"] = q["digest"][0]
+            if "corrupt" in q:
+                mode["corrupt"] = int(q["corrupt"][0])
             answer = dict(stats, **mode)
         self.reply_json(200, answer)
 
@@ -136,8 +168,13 @@ class Handler(BaseHTTPRequestHandler):
         st = os.stat(real)
         size = st.st_size
         if meta:
-            return self.reply_json(200, {"name": os.path.basename(real), "size": str(size),
-                                         "generation": str(st.st_mtime_ns)})
+            data, md5, _ = sums(real)
+            crc = crc32c(data) if size <= 1 << 20 else None   # pure Python: small objects only
+            doc = {"name": os.path.basename(real), "size": str(size),
+                   "generation": str(st.st_mtime_ns), "md5Hash": b64(md5)}
+            if crc is not None:
+                doc["crc32c"] = b64(crc.to_bytes(4, "big"))
+            return self.reply_json(200, doc)
         rng = parse_range(self.headers.get("Range"), size) if mode["ranges"] else None
         if rng == "bad":
             self.send_response(416)
@@ -157,6 +194,26 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header("Accept-Ranges", "bytes")
         if rng:
             self.send_header("Content-Range", "bytes %d-%d/%d" % (start, end, size))
+        digest = mode["digest"]
+        if digest != "none":
+            data, md5, sha = sums(real)
+            if digest == "md5":
+                self.send_header("Content-MD5", b64(md5))
+            elif digest == "digest":
+                self.send_header("Digest", "md5=%s,SHA-256=%s" % (b64(md5), b64(sha)))
+            elif digest == "repr":
+                self.send_header("Repr-Digest", "sha-256=:%s:" % b64(sha))
+            elif digest == "goog":
+                self.send_header("x-goog-hash", "crc32c=%s" % b64(crc32c(data).to_bytes(4, "big")))
+                self.send_header("x-goog-hash", "md5=%s" % b64(md5))
+            elif digest == "bad":
+                self.send_header("Digest", "md5=%s" % b64(hashlib.md5(b"other").digest()))
+        corrupt = False
+        if self.command == "GET" and length:
+            with lock:
+                if mode["corrupt"] > 0:
+                    mode["corrupt"] -= 1
+                    corrupt = True
         if mode["nolength"] and self.command == "GET":
             self.send_header("Connection", "close")
             self.close_connection = True
@@ -172,6 +229,9 @@ class Handler(BaseHTTPRequestHandler):
                 chunk = f.read(min(send, 1 << 16))
                 if not chunk:
                     break
+                if corrupt:
+                    chunk = bytes([chunk[0] ^ 0xFF]) + chunk[1:]
+                    corrupt = False
                 self.wfile.write(chunk)
                 send -= len(chunk)
         if truncate:

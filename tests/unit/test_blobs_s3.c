@@ -172,6 +172,57 @@ static void test_small(al_blobs_backend *b)
 	CHECK_EQ_INT(present, 0);
 }
 
+/* The file s3rver keeps an object's bytes in (its data folder: KEY._S3rver_object), and the MD5
+ * it answers as the ETag (KEY._S3rver_object.md5; recomputed when missing). */
+static void object_file(char *out, size_t size, const char *hash, const char *suffix)
+{
+	snprintf(out, size, "%s/data/" BUCKET "/runs/p1/%.2s/%s._S3rver_object%s", tmp, hash, hash,
+		suffix);
+}
+
+/* README "Object storage": an object under the blob's name counts only when its size, and its
+ * ETag where that is the MD5, are the content's; another one (damaged in the bucket) is
+ * replaced by the next put of the content. */
+static void test_damaged(al_blobs_backend *b)
+{
+	char src[PATH_MAX], obj[PATH_MAX], md5[PATH_MAX], hash[AL_HASH_HEX_LEN + 1];
+	const size_t size = 50000;
+	int fd;
+
+	snprintf(src, sizeof(src), "%s/damaged", tmp);
+	make_file(hash, src, size, 31);
+	CHECK_OK(b->put(b, hash, src, size, 0));
+	CHECK_EQ_INT(log_count("Stored object", hash), 1);
+	object_file(obj, sizeof(obj), hash, "");
+	object_file(md5, sizeof(md5), hash, ".md5");
+	/* same size, one byte flipped (s3rver then answers the damaged bytes' MD5) */
+	fd = open(obj, O_RDWR);
+	CHECK(fd >= 0);
+	CHECK(pwrite(fd, "\xff\x00", 2, 1000) == 2);
+	close(fd);
+	CHECK(unlink(md5) == 0);
+	CHECK_OK(b->put(b, hash, src, size, 0));
+	CHECK_EQ_INT(log_count("Stored object", hash), 2);
+	fd = open(src, O_RDONLY);
+	check_range(b, hash, fd, 0, size, 0, tmp);
+	/* cut short (its ETag file left as it was: the size tells) */
+	CHECK(truncate(obj, 1000) == 0);
+	CHECK_OK(b->put(b, hash, src, size, 0));
+	CHECK_EQ_INT(log_count("Stored object", hash), 3);
+	check_range(b, hash, fd, 0, size, 0, tmp);
+	/* intact: no upload */
+	CHECK_OK(b->put(b, hash, src, size, 0));
+	CHECK_EQ_INT(log_count("Stored object", hash), 3);
+	close(fd);
+	/* a source that no longer hashes to the blob's name is not stored under it */
+	fd = open(src, O_RDWR);
+	CHECK(pwrite(fd, "x", 1, 0) == 1);
+	close(fd);
+	CHECK_EQ_INT(b->put(b, "0123456789abcdef0123456789abcdef", src, size, 0), AL_EIO);
+	CHECK(strstr(al_error_last(), "changed since it was hashed") != NULL);
+	unlink(src);
+}
+
 static void test_multipart(al_blobs_backend *b)
 {
 	char src[PATH_MAX], dst[PATH_MAX], hash[AL_HASH_HEX_LEN + 1], back[AL_HASH_HEX_LEN + 1];
@@ -260,6 +311,7 @@ int main(void)
 	if (!b)
 		CHECK_DONE();
 	test_small(b);
+	test_damaged(b);
 	test_multipart(b);
 	test_bad_credentials();
 	test_stopped(b);

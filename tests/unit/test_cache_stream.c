@@ -322,6 +322,25 @@ static void test_failures(al_cache *c)
 	CHECK_EQ_INT(atomic_load(&s.bytes), s.size);
 	al_cache_blob_close(b);
 	src_done(&s);
+
+	/* A fetch that failed slowly (a stalled server, after its retries): a read right after it
+	 * fails at once instead of waiting all over again (the kernel asks again at once for a page
+	 * whose read failed); a read 2 s later fetches again. */
+	src_init(&s, 10, 3 * MIB);
+	CHECK_OK(al_cache_open_blob(&b, c, s.hash, NULL, s.size));
+	s.delay_us = 1300 * 1000;    /* the whole 3 MiB in one fetch: 4 × 1.3 s */
+	atomic_store(&s.fail_next, 1);
+	CHECK_EQ_INT(al_cache_blob_wait(b, 0, 10), AL_EIO);
+	CHECK_EQ_INT(atomic_load(&s.calls), 1);
+	s.delay_us = 0;
+	CHECK_EQ_INT(al_cache_blob_wait(b, 0, 10), AL_EIO);
+	CHECK(strstr(al_error_last(), "connection reset") != NULL);
+	CHECK_EQ_INT(atomic_load(&s.calls), 1);
+	usleep(2100 * 1000);
+	CHECK_OK(read_check(b, &s, 0, 10));
+	CHECK(atomic_load(&s.calls) >= 2);
+	al_cache_blob_close(b);
+	src_done(&s);
 }
 
 /* A corrupt byte: the blob is never kept; readers get EIO; the next open starts again. */
@@ -637,19 +656,21 @@ static void test_eviction(void)
 	al_cache_get_stats(&st, c);
 	CHECK_EQ_INT(st.bytes, 10 * MIB);
 	CHECK_EQ_INT(st.pinned, 1);
-	/* With a (complete, 10 MiB) held open, a second 10 MiB blob cannot be read to its end. */
+	/* With a (complete, 10 MiB) held open, a second 10 MiB blob still reads to its end: a
+	 * reader's own fetches go past the limit (a read failed in the middle of a file reaches
+	 * read() as a short count), read-ahead does not; back under the limit once a closes. */
 	CHECK_OK(open_pieces(&b, c, &sb, NULL));
-	int rc = read_check(b, &sb, 0, sb.size);
-	CHECK_EQ_INT(rc, AL_ENOSPC);
-	CHECK(strstr(al_error_last(), "cache full") != NULL);
+	CHECK_OK(read_check(b, &sb, 0, sb.size));
+	CHECK_OK(al_cache_blob_complete(b));
 	CHECK(al_cache_contains(c, sa.hash));
 	CHECK_OK(read_check(a, &sa, 5 * MIB, MIB));
 	al_cache_get_stats(&st, c);
-	CHECK(st.bytes <= 16 * MIB);
+	CHECK_EQ_INT(st.bytes, 20 * MIB);
 	al_cache_blob_close(a);    /* now a may go */
-	CHECK_OK(read_check(b, &sb, 0, sb.size));
-	CHECK_OK(al_cache_blob_complete(b));
+	al_cache_get_stats(&st, c);
+	CHECK(st.bytes <= 16 * MIB);
 	CHECK(!al_cache_contains(c, sa.hash));
+	CHECK(al_cache_contains(c, sb.hash));
 	al_cache_blob_close(b);
 	CHECK_EQ_INT(files_in("tmp"), 0);
 	al_cache_free(c);

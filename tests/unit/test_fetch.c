@@ -101,11 +101,18 @@ typedef struct {
 	uint64_t bytes;
 	int calls;
 	int fail_after;   /* >0: the sink refuses its n-th piece */
+	int restarts;     /* calls with data NULL: the object is read again */
 } hash_sink;
 
 static int sink(void *ctx, const void *data, size_t len)
 {
 	hash_sink *s = ctx;
+	if (!data) {    /* read again: start over */
+		al_hasher_free(s->h);
+		s->bytes = 0;
+		s->restarts++;
+		return al_hasher_new(&s->h);
+	}
 	if (s->fail_after && ++s->calls >= s->fail_after)
 		return AL_ENOSPC;
 	al_hasher_update(s->h, data, len);
@@ -231,6 +238,70 @@ static void test_stream(al_fetcher *f)
 	al_hasher_free(s.h);
 	snprintf(url, sizeof(url), "%s/missing.bin", base);
 	CHECK_EQ_INT(al_fetcher_stream(f, url, sink, NULL), AL_ENOTFOUND);
+}
+
+/* Streams url whose bytes arrive damaged `corrupt` times, the server giving `digest` checksums:
+ * the stream's result, the sink's restarts, and whether it hashed to local's hash. */
+static int stream_damaged(int *restarts, int *right, al_fetcher *f, const char *url,
+	const char *local, const char *digest, int corrupt)
+{
+	hash_sink s = {0};
+	char want[AL_HASH_HEX_LEN + 1], got[AL_HASH_HEX_LEN + 1], q[64];
+	uint64_t size = 0;
+	int rc, fd = open(local, O_RDONLY);
+
+	CHECK(fd >= 0);
+	CHECK_OK(al_hash_fd(want, &size, fd));
+	close(fd);
+	snprintf(q, sizeof(q), "digest=%s&corrupt=%d", digest, corrupt);
+	ctl(q, "GET");
+	CHECK_OK(al_hasher_new(&s.h));
+	rc = al_fetcher_stream(f, url, sink, &s);
+	al_hasher_final(got, s.h);
+	al_hasher_free(s.h);
+	*restarts = s.restarts;
+	*right = rc == 0 && s.bytes == size && strcmp(got, want) == 0;
+	ctl("digest=none&corrupt=0", "GET");
+	return rc;
+}
+
+/* The server's own checksums of an object (README "Importing files"): bytes damaged on the way are
+ * read again, up to 3 reads; a server without checksums is trusted as received. */
+static void test_checksums(al_fetcher *f)
+{
+	static const char *const modes[] = {"md5", "digest", "repr", "goog"};
+	char url[512], local[PATH_MAX], host[64];
+	int restarts = 0, right = 0;
+
+	snprintf(url, sizeof(url), "%s/data.bin", base);
+	path_in(local, root, "data.bin");
+	for (size_t i = 0; i < sizeof(modes) / sizeof(*modes); i++) {
+		CHECK_OK(stream_damaged(&restarts, &right, f, url, local, modes[i], 1));
+		CHECK_EQ_INT(restarts, 1);
+		CHECK(right);
+		CHECK_OK(stream_damaged(&restarts, &right, f, url, local, modes[i], 0));
+		CHECK_EQ_INT(restarts, 0);
+		CHECK(right);
+	}
+	/* damaged every time: AL_EIO after 3 reads, naming the checksum */
+	CHECK_EQ_INT(stream_damaged(&restarts, &right, f, url, local, "digest", 10), AL_EIO);
+	CHECK_EQ_INT(restarts, 2);
+	CHECK(strstr(al_error_last(), "do not match the server's MD5 (from its Digest)") != NULL);
+	CHECK(strstr(al_error_last(), "(3 reads)") != NULL);
+	/* a checksum of other bytes: never accepted */
+	CHECK_EQ_INT(stream_damaged(&restarts, &right, f, url, local, "bad", 0), AL_EIO);
+	/* no checksum: the bytes as received (what the README says is trusted) */
+	CHECK_OK(stream_damaged(&restarts, &right, f, url, local, "none", 1));
+	CHECK_EQ_INT(restarts, 0);
+	CHECK(!right);
+	/* gs://: the metadata's md5Hash and crc32c */
+	snprintf(host, sizeof(host), "127.0.0.1:%d", port);
+	setenv("STORAGE_EMULATOR_HOST", host, 1);
+	path_in(local, root, "bkt/dir/obj.bin");
+	CHECK_OK(stream_damaged(&restarts, &right, f, "gs://bkt/dir/obj.bin", local, "none", 1));
+	CHECK_EQ_INT(restarts, 1);
+	CHECK(right);
+	unsetenv("STORAGE_EMULATOR_HOST");
 }
 
 /* A server that ignores Range: the whole object lands at offset 0 and *whole says so. */
@@ -530,6 +601,7 @@ int main(void)
 		test_threads(f);
 		test_redirects(f);
 		test_gs(f);
+		test_checksums(f);
 		test_no_range();
 		test_truncated();
 		test_s3(f);

@@ -18,7 +18,8 @@
 /* Paths: /status/CODE/FAILS/name answers CODE the first FAILS times, then 200; /drop/FAILS/name
  * closes the connection without an answer FAILS times; /hits/PATH counts requests to PATH;
  * /conns counts distinct client connections; /echo describes the request; /big/N sends N bytes;
- * /hang answers after 8 s. */
+ * /hang answers after 8 s; /drip/N sends N bytes one every 80 ms; /headers sends X-One once and
+ * X-Two twice. */
 static const char server_py[] =
 	"import http.server, socketserver, socket, time, threading, json\n"
 	"hits = {}\n"
@@ -58,6 +59,23 @@ static const char server_py[] =
 	"        if kind == 'hang':\n"
 	"            time.sleep(8)\n"
 	"            return self.reply(200, b'late')\n"
+	"        if kind == 'drip':\n"
+	"            self.send_response(200)\n"
+	"            self.send_header('Content-Length', parts[1])\n"
+	"            self.end_headers()\n"
+	"            for i in range(int(parts[1])):\n"
+	"                self.wfile.write(b'd')\n"
+	"                self.wfile.flush()\n"
+	"                time.sleep(0.08)\n"
+	"            return\n"
+	"        if kind == 'headers':\n"
+	"            self.send_response(200)\n"
+	"            self.send_header('X-One', 'a')\n"
+	"            self.send_header('X-Two', 'b')\n"
+	"            self.send_header('x-two', 'c')\n"
+	"            self.send_header('Content-Length', '0')\n"
+	"            self.end_headers()\n"
+	"            return\n"
 	"        if kind == 'drop':\n"
 	"            if h <= int(parts[1]):\n"
 	"                self.close_connection = True\n"
@@ -379,6 +397,106 @@ static void test_budget(void)
 	al_http_free(h);
 }
 
+/* A stalled attempt (no byte either way for stall_ms) ends long before its timeout and is retried
+ * like one, max_stalls times; a slow transfer that keeps moving is not stalled. */
+static void test_stall(void)
+{
+	al_http_options o = AL_HTTP_OPTIONS_INIT;
+	al_http *h = NULL;
+	al_http_response r = AL_HTTP_RESPONSE_INIT;
+	char url[256];
+
+	o.timeout_ms = 30000;
+	o.backoff_ms = 10;
+	o.stall_ms = 250;
+	o.max_stalls = 2;
+	CHECK_OK(al_http_new(&h, &o));
+	if (!h)
+		return;
+	CHECK_EQ_INT(fetch(h, "/hang/stall", "GET", AL_HTTP_IDEMPOTENT), AL_EIO);
+	CHECK(strstr(al_error_last(), "stalled: no byte sent or received") != NULL);
+	CHECK(strstr(al_error_last(), "after 2 tries (2 stalled") != NULL);
+	CHECK_EQ_INT(hits(h, "/hang/stall"), 2);
+	/* a request that may have been processed: not retried */
+	CHECK_EQ_INT(fetch(h, "/hang/stall-post", "POST", 0), AL_EIO);
+	CHECK(strstr(al_error_last(), "stalled") != NULL);
+	CHECK_EQ_INT(hits(h, "/hang/stall-post"), 1);
+	/* one byte every 80 ms: slow, never stalled */
+	snprintf(url, sizeof(url), "%s/drip/8", base);
+	CHECK_OK(al_http_request(&r, h, "GET", url, NULL, NULL, 0, AL_HTTP_IDEMPOTENT));
+	CHECK_EQ_INT(r.status, 200);
+	CHECK_EQ_STR(r.body.ptr, "dddddddd");
+	al_http_response_dispose(&r);
+	al_http_free(h);
+}
+
+/* Response headers captured by name, a repeated one with its values joined. */
+static void test_capture(al_http *h)
+{
+	al_http_response r = AL_HTTP_RESPONSE_INIT;
+	al_http_stream io = AL_HTTP_STREAM_INIT;
+	char url[256];
+
+	snprintf(url, sizeof(url), "%s/headers", base);
+	io.capture[0] = "x-one";
+	io.capture[1] = "X-Two";
+	io.capture[2] = "X-None";
+	CHECK_OK(al_http_request_stream(&r, h, "GET", url, NULL, &io, AL_HTTP_IDEMPOTENT));
+	CHECK_EQ_INT(r.status, 200);
+	CHECK_EQ_STR(io.captured[0], "a");
+	CHECK_EQ_STR(io.captured[1], "b, c");
+	CHECK(io.captured[2] == NULL);
+	al_http_stream_dispose(&io);
+	CHECK(io.captured[0] == NULL && io.captured[1] == NULL);
+	al_http_response_dispose(&r);
+}
+
+struct waiter {
+	al_http *h;
+	const char *path;
+	unsigned flags;
+	int rc;
+	char msg[512];
+};
+
+static void *wait_one(void *arg)
+{
+	struct waiter *w = arg;
+	w->rc = (int)fetch(w->h, w->path, "GET", w->flags);
+	snprintf(w->msg, sizeof(w->msg), "%s", al_error_last());
+	return NULL;
+}
+
+/* Once the daemon stops (al__shutdown_begin; last: it is not undone), a request flagged
+ * AL_HTTP_ABANDON ends at once without a retry, where its server would keep it 8 s per try;
+ * an unflagged one runs its course. */
+static void test_abandon(void)
+{
+	al_http_options o = AL_HTTP_OPTIONS_INIT;
+	al_http *h = NULL;
+	pthread_t t[2];
+	struct waiter w[2];
+
+	o.timeout_ms = 2000;
+	o.max_tries = 2;
+	CHECK_OK(al_http_new(&h, &o));
+	if (!h)
+		return;
+	w[0] = (struct waiter){h, "/hang/abandoned", AL_HTTP_IDEMPOTENT | AL_HTTP_ABANDON, 0, ""};
+	w[1] = (struct waiter){h, "/hang/kept", AL_HTTP_IDEMPOTENT, 0, ""};
+	for (int i = 0; i < 2; i++)
+		pthread_create(&t[i], NULL, wait_one, &w[i]);
+	usleep(300 * 1000);
+	al__shutdown_begin();
+	for (int i = 0; i < 2; i++)
+		pthread_join(t[i], NULL);
+	CHECK_EQ_INT(w[0].rc, AL_EIO);
+	CHECK(strstr(w[0].msg, "after 1 try (given up: the daemon is stopping)") != NULL);
+	CHECK_EQ_INT(w[1].rc, AL_EIO);
+	CHECK(strstr(w[1].msg, "timed out") != NULL && strstr(w[1].msg, "after 2 tries") != NULL);
+	al_http_free(h);
+}
+
 static void test_escape(void)
 {
 	const char *in[] = {"a%2Fb", "(default)", "é", "a b/c:d", "A-Z_a.z~09", ""};
@@ -439,11 +557,14 @@ int main(void)
 	test_retries(h);
 	test_limits();
 	test_budget();
+	test_stall();
+	test_capture(h);
 	test_threads(h);
 	al_http_stats st;
 	al_http_get_stats(&st, h);
 	CHECK(st.requests > 50 && st.attempts > st.requests && st.failures >= 3);
 	al_http_free(h);
-	CHECK(now_s() - t0 < 10.0);
+	test_abandon();
+	CHECK(now_s() - t0 < 20.0);   /* liveness: a hang would take minutes */
 	CHECK_DONE();
 }
