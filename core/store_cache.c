@@ -718,8 +718,8 @@ static void written(cache *c, const al_write *w, int ok)
 		if (w->op == AL_WRITE_DELETE) {
 			known = 1;
 		} else if (w->op == AL_WRITE_SET || stale_doc(&base, c, w->path)) {
-			/* an update merges onto what was known (and creates a missing document) */
-			const cJSON *it;
+			/* an update applies to what was known (and creates a missing document): only
+			 * the fields, or keys of a map field, that it names */
 			known = 1;
 			now = base ? base : calloc(1, sizeof(*now));
 			if (now && !base) {
@@ -727,12 +727,10 @@ static void written(cache *c, const al_write *w, int ok)
 				now->fields = cJSON_CreateObject();
 				now->create_us = t;
 			}
-			if (now && w->op == AL_WRITE_SET) {
+			if (now && now->fields && al_write_apply(now->fields, w) != 0) {
 				cJSON_Delete(now->fields);
-				now->fields = cJSON_Duplicate(w->fields, 1);
-			} else if (now)
-				cJSON_ArrayForEach(it, w->fields)
-					al_fields_set(now->fields, it->string, cJSON_Duplicate(it, 1));
+				now->fields = NULL;
+			}
 			if (now)
 				now->update_us = t;
 			if (!now || !now->path || !now->fields) {

@@ -16,9 +16,10 @@
 /* The local view of one document that has writes not yet delivered. */
 typedef struct ov_entry {
 	char *path;
-	cJSON *fields;          /* the whole document, or (patch) the fields to merge into it */
+	cJSON *fields;          /* the whole document, or (patch) the values of the update */
+	cJSON *mask;            /* patch: the update's field paths (store.h), always explicit */
 	int deleted;
-	int patch;              /* fields merge onto whatever the backend has */
+	int patch;              /* fields and mask are one update of whatever the backend has */
 	uint64_t last_seq;      /* the last queued batch that touched it */
 	int64_t delivered_us;   /* when the backend got it (0: still pending) */
 	int64_t update_us;
@@ -107,20 +108,105 @@ static void ov_remove(wb *w, ov_entry *victim)
 		}
 	free(victim->path);
 	cJSON_Delete(victim->fields);
+	cJSON_Delete(victim->mask);
 	free(victim);
 }
 
-static void merge_fields(cJSON *into, const cJSON *from)
+/* Applies the patch e (its fields and mask) to a document's fields. */
+static void patch_apply(cJSON *doc, const char *path, const cJSON *fields, const cJSON *mask)
 {
-	const cJSON *it;
-	cJSON_ArrayForEach(it, from)
-		al_fields_set(into, it->string, cJSON_Duplicate(it, 1));
+	al_write u = {AL_WRITE_UPDATE, path, fields, AL_PRE_NONE, mask};
+	al_write_apply(doc, &u);
+}
+
+/* Removes field (key NULL: every path of it) or field.key from a patch's mask. */
+static void mask_remove(cJSON *mask, const char *field, const char *key)
+{
+	cJSON *p = mask ? mask->child : NULL, *next;
+	for (; p; p = next) {
+		const char *f, *k;
+		next = p->next;
+		if (al_mask_path(&f, &k, p) && !strcmp(f, field) && (!key || (k && !strcmp(k, key))))
+			cJSON_Delete(cJSON_DetachItemViaPointer(mask, p));
+	}
+}
+
+static int mask_has_whole(const cJSON *mask, const char *field)
+{
+	const cJSON *p;
+	cJSON_ArrayForEach(p, mask) {
+		const char *f, *k;
+		if (al_mask_path(&f, &k, p) == 1 && !strcmp(f, field))
+			return 1;
+	}
+	return 0;
+}
+
+/* The map fields of field in a patch's values, made one when it is not (NULL: no memory). */
+static cJSON *patch_map(cJSON *fields, const char *field)
+{
+	cJSON *m = al_value_map_fields(cJSON_GetObjectItemCaseSensitive(fields, field));
+	if (m)
+		return m;
+	al_fields_set(fields, field, al_value_map(NULL));
+	return al_value_map_fields(cJSON_GetObjectItemCaseSensitive(fields, field));
+}
+
+/* Makes the patch e the one update that does what it did and then the update (fields, mask):
+ * a later path replaces what the patch said of it, so reading the backend's copy with the patch
+ * applied is reading it after both (README "Firestore": writes of other mounts to other keys
+ * show through). */
+static void patch_compose(ov_entry *e, const cJSON *fields, const cJSON *mask)
+{
+	cJSON *own = NULL;
+	const cJSON *p, *f;
+
+	if (!mask) {   /* the top-level fields of fields */
+		if (!(own = cJSON_CreateArray()))
+			return;
+		cJSON_ArrayForEach(f, fields)
+			al_mask_add(own, f->string, NULL);
+		mask = own;
+	}
+	cJSON_ArrayForEach(p, mask) {
+		const char *field, *key;
+		const cJSON *v;
+		cJSON *m;
+		if (!al_mask_path(&field, &key, p))
+			continue;
+		v = al_fields_get(fields, field);
+		if (key)
+			v = al_fields_get(al_value_get_map(v), key);
+		if (!key) {
+			mask_remove(e->mask, field, NULL);
+			cJSON_DeleteItemFromObjectCaseSensitive(e->fields, field);
+			al_mask_add(e->mask, field, NULL);
+			if (v)
+				al_fields_set(e->fields, field, cJSON_Duplicate(v, 1));
+		} else if (mask_has_whole(e->mask, field)) {
+			/* the patch sets the whole field: the key changes inside its value */
+			if (v && (m = patch_map(e->fields, field)))
+				al_fields_set(m, key, cJSON_Duplicate(v, 1));
+			else if (!v && (m = al_value_map_fields(cJSON_GetObjectItemCaseSensitive(e->fields, field))))
+				cJSON_DeleteItemFromObjectCaseSensitive(m, key);
+		} else {
+			mask_remove(e->mask, field, key);
+			if ((m = al_value_map_fields(cJSON_GetObjectItemCaseSensitive(e->fields, field))))
+				cJSON_DeleteItemFromObjectCaseSensitive(m, key);
+			al_mask_add(e->mask, field, key);
+			if (v && (m = patch_map(e->fields, field)))
+				al_fields_set(m, key, cJSON_Duplicate(v, 1));
+		}
+	}
+	cJSON_Delete(own);
 }
 
 /* Applies one write to the overlay (w->lock held). */
-static void ov_apply(wb *w, al_write_op op, const char *path, const cJSON *fields, uint64_t seq)
+static void ov_apply(wb *w, al_write_op op, const char *path, const cJSON *fields,
+	const cJSON *mask, uint64_t seq)
 {
 	ov_entry *e = ov_find(w, path, 1);
+	al_write u = {op, path, fields, AL_PRE_NONE, mask};
 	if (!e)
 		return;
 	e->last_seq = seq;
@@ -128,18 +214,30 @@ static void ov_apply(wb *w, al_write_op op, const char *path, const cJSON *field
 	e->update_us = al_now_us();
 	if (op == AL_WRITE_DELETE) {
 		cJSON_Delete(e->fields);
-		e->fields = NULL;
+		cJSON_Delete(e->mask);
+		e->fields = e->mask = NULL;
 		e->deleted = 1;
 		e->patch = 0;
-	} else if (op == AL_WRITE_SET || e->deleted || !e->fields) {
-		int was_deleted = e->deleted;
+	} else if (op == AL_WRITE_SET || e->deleted) {
+		/* the whole document is known: a set, or an update of one known deleted */
 		cJSON_Delete(e->fields);
-		e->fields = cJSON_Duplicate(fields, 1);
-		/* An update of a document we know nothing about merges onto the backend's copy. */
-		e->patch = op == AL_WRITE_UPDATE && !was_deleted;
+		cJSON_Delete(e->mask);
+		e->mask = NULL;
+		if ((e->fields = cJSON_CreateObject()))
+			al_write_apply(e->fields, &u);
+		e->patch = 0;
 		e->deleted = 0;
+	} else if (!e->fields) {
+		/* An update of a document we know nothing about applies to the backend's copy. */
+		e->fields = cJSON_CreateObject();
+		e->mask = cJSON_CreateArray();
+		e->patch = 1;
+		if (e->fields && e->mask)
+			patch_compose(e, fields, mask);
+	} else if (e->patch) {
+		patch_compose(e, fields, mask);
 	} else {
-		merge_fields(e->fields, fields);
+		al_write_apply(e->fields, &u);
 	}
 }
 
@@ -159,7 +257,7 @@ static void enqueue(wb *w, cJSON *writes, size_t bytes)
 		al_write_op op;
 		if (op_parse(&op, cJSON_GetStringValue(cJSON_GetObjectItem(it, "op"))) == 0)
 			ov_apply(w, op, cJSON_GetStringValue(cJSON_GetObjectItem(it, "path")),
-				cJSON_GetObjectItem(it, "fields"), b->seq);
+				cJSON_GetObjectItem(it, "fields"), cJSON_GetObjectItem(it, "mask"), b->seq);
 		b->count++;
 	}
 	w->queued_writes += b->count;
@@ -180,6 +278,8 @@ static cJSON *encode(const al_write *writes, size_t count)
 		cJSON_AddStringToObject(o, "path", writes[i].path);
 		if (writes[i].fields)
 			cJSON_AddItemToObject(o, "fields", cJSON_Duplicate(writes[i].fields, 1));
+		if (writes[i].mask)
+			cJSON_AddItemToObject(o, "mask", cJSON_Duplicate(writes[i].mask, 1));
 		if (writes[i].pre == AL_PRE_EXISTS)
 			cJSON_AddStringToObject(o, "pre", "exists");
 		cJSON_AddItemToArray(arr, o);
@@ -230,7 +330,8 @@ static void ov_rebuild(wb *w, const char *path)
 			const char *p = cJSON_GetStringValue(cJSON_GetObjectItem(it, "path"));
 			if (p && strcmp(p, path) == 0 &&
 			    op_parse(&op, cJSON_GetStringValue(cJSON_GetObjectItem(it, "op"))) == 0)
-				ov_apply(w, op, p, cJSON_GetObjectItem(it, "fields"), b->seq);
+				ov_apply(w, op, p, cJSON_GetObjectItem(it, "fields"),
+					cJSON_GetObjectItem(it, "mask"), b->seq);
 		}
 }
 
@@ -305,6 +406,7 @@ static int deliver(wb *w)
 					continue;
 				ws[n].path = cJSON_GetStringValue(cJSON_GetObjectItem(it, "path"));
 				ws[n].fields = cJSON_GetObjectItem(it, "fields");
+				ws[n].mask = cJSON_GetObjectItem(it, "mask");
 				ws[n].pre = pre && !strcmp(pre, "exists") ? AL_PRE_EXISTS : AL_PRE_NONE;
 				n++;
 			}
@@ -450,7 +552,7 @@ static int wb_get(al_doc **out, al_store_backend *base, const char *path)
 {
 	wb *w = (wb *)base;
 	ov_entry *e;
-	cJSON *patch = NULL;
+	cJSON *patch = NULL, *pmask = NULL;
 	int64_t when = 0;
 	int rc;
 
@@ -468,21 +570,23 @@ static int wb_get(al_doc **out, al_store_backend *base, const char *path)
 	}
 	if (e) {
 		patch = cJSON_Duplicate(e->fields, 1);
+		pmask = cJSON_Duplicate(e->mask, 1);
 		when = e->update_us;
 	}
 	pthread_mutex_unlock(&w->lock);
 	rc = w->inner->get(out, w->inner, path);
 	if (patch) {
-		if (rc == AL_ENOTFOUND) {
-			*out = doc_new(path, patch, when);
-			return *out ? 0 : al_error_set(AL_ENOMEM, "out of memory");
+		if (rc == AL_ENOTFOUND) {   /* the update creates it */
+			al_error_clear();
+			rc = (*out = doc_new(path, NULL, when)) ? 0 : al_error_set(AL_ENOMEM, "out of memory");
 		}
 		if (rc == 0) {
-			merge_fields((*out)->fields, patch);
+			patch_apply((*out)->fields, path, patch, pmask);
 			(*out)->update_us = when;
 		}
-		cJSON_Delete(patch);
 	}
+	cJSON_Delete(patch);
+	cJSON_Delete(pmask);
 	return rc;
 }
 
@@ -576,7 +680,7 @@ static int wb_list(al_doc_list **out, al_store_backend *base, const char *coll, 
 					l->count--;
 				}
 			} else if (found && e->patch) {
-				merge_fields(found->fields, e->fields);
+				patch_apply(found->fields, e->path, e->fields, e->mask);
 				found->update_us = e->update_us;
 			} else if (found) {
 				cJSON_Delete(found->fields);
@@ -584,7 +688,10 @@ static int wb_list(al_doc_list **out, al_store_backend *base, const char *coll, 
 				found->update_us = e->update_us;
 			} else {
 				al_doc **grown = realloc(l->docs, (l->count + 1) * sizeof(al_doc *));
-				al_doc *d = doc_new(e->path, cJSON_Duplicate(e->fields, 1), e->update_us);
+				al_doc *d = doc_new(e->path, e->patch ? NULL : cJSON_Duplicate(e->fields, 1),
+					e->update_us);
+				if (d && e->patch)
+					patch_apply(d->fields, e->path, e->fields, e->mask);
 				if (!grown || !d) {
 					al_doc_free(d);
 					if (grown)

@@ -97,7 +97,7 @@ static int k_group(al_doc_list **out, al_store_backend *b, const char *doc, cons
 		return al_error_set(AL_EIO, "unreachable");
 	if (k->write_path) {
 		cJSON *f = cJSON_CreateObject();
-		al_write w = {AL_WRITE_SET, k->write_path, f, AL_PRE_NONE};
+		al_write w = {AL_WRITE_SET, k->write_path, f, AL_PRE_NONE, NULL};
 		al_fields_set(f, "v", al_value_int(99));
 		rc = al_store_commit(k->outer, &w, 1);
 		cJSON_Delete(f);
@@ -144,7 +144,7 @@ static void counting_init(counting *k, al_store_backend *inner)
 static void set(al_store_backend *b, const char *path, int64_t v)
 {
 	cJSON *f = cJSON_CreateObject();
-	al_write w = {AL_WRITE_SET, path, f, AL_PRE_NONE};
+	al_write w = {AL_WRITE_SET, path, f, AL_PRE_NONE, NULL};
 	al_fields_set(f, "v", al_value_int(v));
 	CHECK_OK(al_store_commit(b, &w, 1));
 	cJSON_Delete(f);
@@ -288,7 +288,7 @@ static void test_prefetch(const char *dir)
 static int write_v(al_store_backend *b, al_write_op op, const char *path, int64_t v, al_precondition pre)
 {
 	cJSON *f = cJSON_CreateObject();
-	al_write w = {op, path, f, pre};
+	al_write w = {op, path, f, pre, NULL};
 	int rc;
 	al_fields_set(f, "v", al_value_int(v));
 	rc = al_store_commit(b, &w, 1);
@@ -331,13 +331,32 @@ static void test_offline(const char *dir)
 		 * unknown, never taken for empty */
 		cJSON *f = cJSON_CreateObject();
 		char *big = malloc(100000);
-		al_write w = {AL_WRITE_SET, "mine/r/chunks/0", f, AL_PRE_NONE};
+		al_write w = {AL_WRITE_SET, "mine/r/chunks/0", f, AL_PRE_NONE, NULL};
 		memset(big, 'x', 99999);
 		big[99999] = '\0';
 		al_fields_set(f, "v", al_value_string(big));
 		CHECK_OK(al_store_commit(c, &w, 1));
 		cJSON_Delete(f);
 		free(big);
+	}
+	{
+		/* an update of single keys of a map applies to the known copy as the backend
+		 * applies it: the keys it names change, the others stay */
+		cJSON *m = cJSON_Parse("{\"hp\":{\"mapValue\":{\"fields\":{\"a\":{\"integerValue\":\"1\"},"
+			"\"b\":{\"integerValue\":\"2\"}}}}}"), *mask = cJSON_CreateArray();
+		cJSON *u = cJSON_Parse("{\"hp\":{\"mapValue\":{\"fields\":{\"c\":{\"integerValue\":\"3\"}}}}}");
+		al_write w = {AL_WRITE_SET, "m/1", m, AL_PRE_NONE, NULL};
+		CHECK_OK(al_store_commit(sql, &w, 1));
+		CHECK_OK(al_store_get(&d, c, "m/1"));
+		al_doc_free(d);
+		d = NULL;
+		al_mask_add(mask, "hp", "c");
+		al_mask_add(mask, "hp", "a");
+		w = (al_write){AL_WRITE_UPDATE, "m/1", u, AL_PRE_EXISTS, mask};
+		CHECK_OK(al_store_commit(c, &w, 1));
+		cJSON_Delete(m);
+		cJSON_Delete(u);
+		cJSON_Delete(mask);
 	}
 	CHECK_EQ_INT(al_store_cache_offline(line, sizeof(line), c), 0);
 	usleep(350 * 1000);   /* every answer has expired */
@@ -354,6 +373,13 @@ static void test_offline(const char *dir)
 	CHECK_EQ_INT(al_store_get(&d, c, "o/9"), AL_ENOTFOUND);      /* not in the listing */
 	CHECK_EQ_INT(al_store_get(&d, c, "x/none"), AL_ENOTFOUND);   /* known missing */
 	CHECK_EQ_INT(value_of(c, "mine/r"), 7);
+	if (al_store_get(&d, c, "m/1") == 0) {
+		const cJSON *hp = al_value_get_map(al_fields_get(d->fields, "hp"));
+		CHECK(hp && !al_fields_get(hp, "a") && al_fields_get(hp, "b") && al_fields_get(hp, "c"));
+	} else
+		CHECK(!"m/1 has a last known copy");
+	al_doc_free(d);
+	d = NULL;
 	CHECK_EQ_STR(ids(c, "mine/r/items", NULL, NULL), "a");       /* below a created document */
 	CHECK_EQ_STR(ids(c, "mine/r/other", NULL, NULL), "");
 	CHECK_EQ_INT(al_store_get(&d, c, "mine/r/other/z"), AL_ENOTFOUND);
@@ -414,7 +440,7 @@ int main(void)
 		char path[64];
 		snprintf(path, sizeof(path), "runs/%d", i);
 		al_fields_set(f, "v", al_value_int(i));
-		w = (al_write){AL_WRITE_SET, path, f, AL_PRE_NONE};
+		w = (al_write){AL_WRITE_SET, path, f, AL_PRE_NONE, NULL};
 		CHECK_OK(al_store_commit(c, &w, 1));
 	}
 	/* One listing answers for all of its documents: no request per entry. */
@@ -445,7 +471,7 @@ int main(void)
 		const char *paths[4] = {"runs/3", "more/a", "other/none", "more/b"};
 		al_doc *docs[4];
 		al_fields_set(f, "v", al_value_int(5));
-		w = (al_write){AL_WRITE_SET, "more/a", f, AL_PRE_NONE};
+		w = (al_write){AL_WRITE_SET, "more/a", f, AL_PRE_NONE, NULL};
 		CHECK_OK(al_store_commit(sql, &w, 1));
 		CHECK_OK(al_store_get_many(docs, c, paths, 4));
 		CHECK(docs[0] && docs[1] && !docs[2] && !docs[3]);
@@ -462,10 +488,10 @@ int main(void)
 
 	/* A write through the cache is visible at once (document and listing). */
 	al_fields_set(f, "v", al_value_int(100));
-	w = (al_write){AL_WRITE_SET, "runs/7", f, AL_PRE_NONE};
+	w = (al_write){AL_WRITE_SET, "runs/7", f, AL_PRE_NONE, NULL};
 	CHECK_OK(al_store_commit(c, &w, 1));
 	CHECK_EQ_INT(value_of(c, "runs/7"), 100);
-	w = (al_write){AL_WRITE_SET, "runs/none", f, AL_PRE_NONE};
+	w = (al_write){AL_WRITE_SET, "runs/none", f, AL_PRE_NONE, NULL};
 	CHECK_OK(al_store_commit(c, &w, 1));
 	CHECK_EQ_INT(value_of(c, "runs/none"), 100);
 	CHECK_OK(al_store_list(&l, c, "runs", NULL, NULL));
@@ -475,7 +501,7 @@ int main(void)
 
 	/* A change behind the cache's back (another mount) shows once the TTL has passed. */
 	al_fields_set(f, "v", al_value_int(200));
-	w = (al_write){AL_WRITE_SET, "runs/8", f, AL_PRE_NONE};
+	w = (al_write){AL_WRITE_SET, "runs/8", f, AL_PRE_NONE, NULL};
 	CHECK_OK(al_store_commit(sql, &w, 1));
 	CHECK_EQ_INT(value_of(c, "runs/8"), 8);
 	usleep(350 * 1000);
