@@ -22,6 +22,7 @@ typedef struct ov_entry {
 	int patch;              /* fields and mask are one update of whatever the backend has */
 	uint64_t last_seq;      /* the last queued batch that touched it */
 	int64_t delivered_us;   /* when the backend got it (0: still pending) */
+	uint64_t delivered_tick; /* wb->ticks after that delivery */
 	int64_t update_us;
 	struct ov_entry *next;
 } ov_entry;
@@ -38,7 +39,8 @@ typedef struct batch {
 
 #define OV_BUCKETS 4096
 /* A delivered entry stays a little: a read that asked the backend just before the delivery
- * landed still merges it, instead of briefly losing the write. */
+ * landed still merges it, instead of briefly losing the write. A read that began after the
+ * delivery ignores it (the backend's answer holds it, and other mounts' later changes too). */
 #define DELIVERED_GRACE_US (5LL * 1000000)
 
 typedef struct wb {
@@ -51,6 +53,7 @@ typedef struct wb {
 	ov_entry *ov[OV_BUCKETS];
 	batch *head, *tail;
 	uint64_t next_seq, queued_writes;
+	uint64_t ticks;         /* delivered commits so far */
 	pthread_t thread;
 	int started, stop;
 	unsigned interval_ms;
@@ -209,6 +212,14 @@ static void ov_apply(wb *w, al_write_op op, const char *path, const cJSON *field
 	al_write u = {op, path, fields, AL_PRE_NONE, mask};
 	if (!e)
 		return;
+	if (e->delivered_us) {
+		/* What it held is delivered: the backend's copy (with other mounts' changes since)
+		 * is the base now, not this stale one. */
+		cJSON_Delete(e->fields);
+		cJSON_Delete(e->mask);
+		e->fields = e->mask = NULL;
+		e->patch = e->deleted = 0;
+	}
 	e->last_seq = seq;
 	e->delivered_us = 0;
 	e->update_us = al_now_us();
@@ -442,6 +453,7 @@ static int deliver(wb *w)
 			fprintf(stderr, "aletheia: %s\n", w->last_error);
 			one_at_a_time = 0;
 		}
+		w->ticks++;
 		do {
 			b = w->head;
 			w->head = b->next;
@@ -450,8 +462,10 @@ static int deliver(wb *w)
 			w->queued_writes -= b->count;
 			cJSON_ArrayForEach(it, b->writes) {
 				ov_entry *e = ov_find(w, cJSON_GetStringValue(cJSON_GetObjectItem(it, "path")), 0);
-				if (e && e->last_seq <= b->seq)
+				if (e && e->last_seq <= b->seq) {
 					e->delivered_us = al_now_us();   /* the backend has it now */
+					e->delivered_tick = w->ticks;
+				}
 			}
 			done = b == last;
 			if (rc)
@@ -558,7 +572,8 @@ static int wb_get(al_doc **out, al_store_backend *base, const char *path)
 
 	*out = NULL;
 	pthread_mutex_lock(&w->lock);
-	e = ov_find(w, path, 0);
+	if ((e = ov_find(w, path, 0)) && e->delivered_us)
+		e = NULL;   /* delivered before this read: the backend answers with it */
 	if (e && e->deleted) {
 		pthread_mutex_unlock(&w->lock);
 		return al_error_set(AL_ENOTFOUND, "no document %s", path);
@@ -618,9 +633,10 @@ static int wb_get_many(al_doc **out, al_store_backend *base, const char *const *
 		goto cleanup;
 	}
 	for (i = 0; i < n && rc == 0; i++) {
+		ov_entry *e;
 		int pending;
 		pthread_mutex_lock(&w->lock);
-		pending = ov_find(w, paths[i], 0) != NULL;
+		pending = (e = ov_find(w, paths[i], 0)) && !e->delivered_us;
 		pthread_mutex_unlock(&w->lock);
 		if (!pending) {
 			rest[m] = paths[i];
@@ -651,9 +667,13 @@ static int wb_list(al_doc_list **out, al_store_backend *base, const char *coll, 
 	wb *w = (wb *)base;
 	al_doc_list *l = NULL;
 	size_t i, k;
-	int rc = w->inner->list(&l, w->inner, coll, from, to);
+	uint64_t t0;
+	int rc;
 
-	if (rc)
+	pthread_mutex_lock(&w->lock);
+	t0 = w->ticks;
+	pthread_mutex_unlock(&w->lock);
+	if ((rc = w->inner->list(&l, w->inner, coll, from, to)))
 		return rc;
 	pthread_mutex_lock(&w->lock);
 	for (i = 0; i < OV_BUCKETS; i++) {
@@ -662,7 +682,8 @@ static int wb_list(al_doc_list **out, al_store_backend *base, const char *coll, 
 			const char *id;
 			al_doc *found = NULL;
 			size_t at = 0;
-			if (!in_collection(e->path, coll))
+			/* delivered before the listing was asked for: the listing holds it */
+			if (!in_collection(e->path, coll) || (e->delivered_us && e->delivered_tick <= t0))
 				continue;
 			id = al_doc_id(e->path);
 			if ((from && strcmp(id, from) < 0) || (to && strcmp(id, to) >= 0))
@@ -714,9 +735,13 @@ static int wb_list_collections(char ***out, size_t *count, al_store_backend *bas
 	wb *w = (wb *)base;
 	char **ids = NULL, **grown;
 	size_t n = 0, i, k, dl = strlen(doc);
-	int rc = w->inner->list_collections(&ids, &n, w->inner, doc);
+	uint64_t t0;
+	int rc;
 
-	if (rc)
+	pthread_mutex_lock(&w->lock);
+	t0 = w->ticks;
+	pthread_mutex_unlock(&w->lock);
+	if ((rc = w->inner->list_collections(&ids, &n, w->inner, doc)))
 		return rc;
 	pthread_mutex_lock(&w->lock);
 	for (i = 0; i < OV_BUCKETS; i++) {
@@ -725,7 +750,8 @@ static int wb_list_collections(char ***out, size_t *count, al_store_backend *bas
 			const char *rest = e->path + dl + 1, *slash;
 			char *id;
 			int dup = 0;
-			if (e->deleted || (dl && (strncmp(e->path, doc, dl) != 0 || e->path[dl] != '/')))
+			if (e->deleted || (e->delivered_us && e->delivered_tick <= t0) ||
+			    (dl && (strncmp(e->path, doc, dl) != 0 || e->path[dl] != '/')))
 				continue;
 			if (!dl)
 				rest = e->path;

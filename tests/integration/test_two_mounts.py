@@ -125,6 +125,34 @@ def test_two_mounts_link_datasets_to_one_run_and_keep_both(mount_factory):
 
 
 @needs_firestore
+def test_two_mounts_append_to_one_metadata_file_and_keep_both(mount_factory):
+    """README "params": appending a JSON object (`>>`, Python's 'a' mode) merges its keys; metadata/<name> is
+    written the same way. Two mounts append other keys to one metadata file at the same time: both must stay.
+    Each append wrote the whole merged object from the mount's copy, so the later delivery erased the other
+    mount's key."""
+    a = mount_factory("a")
+    b = mount_factory("b", store=a.store)
+    (a.path / "p").mkdir()
+    (a.path / "p/metadata/m").write_text('{"base": 1}\n')
+    a.wait_idle(timeout=15)
+
+    def b_sees():
+        assert json.loads((b.path / "p/metadata/m").read_text()) == {"base": 1}
+    poll(b_sees, timeout=TTL_S + 5)
+    assert json.loads((a.path / "p/metadata/m").read_text()) == {"base": 1}
+    with open(a.path / "p/metadata/m", "a") as f:
+        f.write('{"from_a": 2}\n')
+    with open(b.path / "p/metadata/m", "a") as f:
+        f.write('{"from_b": 3}\n')
+    a.wait_idle(timeout=15)
+    b.wait_idle(timeout=15)
+    time.sleep(TTL_S + 0.5)
+    for m in (a, b):
+        got = json.loads((m.path / "p/metadata/m").read_text())
+        assert got == {"base": 1, "from_a": 2, "from_b": 3}, f"{m.path.name} reads {got} after both appends"
+
+
+@needs_firestore
 def test_two_mounts_write_one_dataset_file_once(mount_factory):
     """README "datasets": files copied in are write-once, "opening an existing file for writing fails with
     EPERM". Two mounts of one project write the same new name in one dataset at the same time, with other bytes:

@@ -356,6 +356,22 @@ static void test_masked(const char *root)
 	CHECK_OK(al_store_wb_flush(w));
 	CHECK_EQ_INT(key_of(sql, "r/1", "y"), 7);
 	CHECK_EQ_INT(key_of(sql, "r/1", "z"), -1);
+	/* once delivered, another writer's change shows at once (the overlay no longer answers
+	 * for it), and a later update of this mount applies to the backend's copy */
+	CHECK_OK(set_key(sql, "r/1", "z", 8));
+	CHECK_EQ_INT(key_of(w, "r/1", "z"), 8);
+	CHECK_OK(al_store_list(&l, w, "r", NULL, NULL));
+	CHECK(l && l->count == 1 &&
+		al_fields_get(al_value_get_map(al_fields_get(l->docs[0]->fields, "hp")), "z"));
+	al_doc_list_free(l);
+	l = NULL;
+	fl.down = 1;
+	CHECK_OK(set_key(w, "r/1", "q", 9));
+	fl.down = 0;
+	CHECK_EQ_INT(key_of(w, "r/1", "z"), 8);
+	CHECK_EQ_INT(key_of(w, "r/1", "q"), 9);
+	CHECK_OK(al_store_wb_flush(w));
+	CHECK_EQ_INT(key_of(sql, "r/1", "z"), 8);
 	al_store_free(w);
 
 	/* the journal of the offline writes, replayed after a crash, keeps the other's key too */
