@@ -861,6 +861,22 @@ static int c_commit(al_store_backend *b, const al_write *writes, size_t count)
 	return rc;
 }
 
+void al_store_cache_applied(al_store_backend *b, const al_write *writes, size_t count)
+{
+	cache *c = (cache *)b;
+	size_t i;
+	if (!b || b->free != c_free)
+		return;
+	note(c, 0);
+	pthread_mutex_lock(&c->lock);
+	c->gen++;
+	for (i = 0; i < count; i++) {
+		written(c, &writes[i], 1);
+		remember_write(c, writes[i].path);
+	}
+	pthread_mutex_unlock(&c->lock);
+}
+
 static char *c_describe(al_store_backend *b)
 {
 	cache *c = (cache *)b;

@@ -768,8 +768,9 @@ static const al_write *failed_write(fs_store *s, const al_write *writes, size_t 
 
 /* All writes in one commit: Firestore applies them atomically and in order. A commit is sent
  * once (not idempotent: repeating a plain set could undo a later writer), unless every write is
- * create-only, which no repetition can apply twice; the price is that a retry after a lost
- * answer reports AL_EEXISTS for a document this very commit created. */
+ * create-only, which no repetition can apply twice; a retry after a lost answer then reports
+ * AL_EEXISTS for a document this very commit created, which the write-behind tells from another
+ * mount's by reading it back (store_wb.h). */
 static int fs_commit(al_store_backend *b, const al_write *writes, size_t count)
 {
 	fs_store *s = (fs_store *)b;

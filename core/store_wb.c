@@ -7,6 +7,7 @@
 #include <time.h>
 #include "aletheia/journal.h"
 #include "aletheia/json.h"
+#include "aletheia/store_cache.h"
 #include "aletheia/store_wb.h"
 #include "aletheia/value.h"
 #include "util.h"
@@ -500,6 +501,113 @@ int al_store_wb_flush(al_store_backend *base)
 	return rc ? rc : al_journal_drop(w->journal, sealed);
 }
 
+/* A commit that failed this way may still have reached the backend (a timeout, a reset, an
+ * answer cut short): only reading back tells whether it was applied. */
+static int maybe_applied(int rc)
+{
+	return rc == AL_EIO || rc == AL_EAGAIN || rc == AL_ERROR;
+}
+
+/* Whether the document read back is the one this create wrote: every timestamp it wrote (a
+ * creation time to the microsecond is as good as a tag no other mount writes) holds the same
+ * instant. A create without timestamps must match in every field, and only when this commit is
+ * known to have been sent (strict 0): after AL_EEXISTS, identical fields may as well be an
+ * earlier create's. */
+static int created_by(const cJSON *mine, const al_doc *d, int strict)
+{
+	const cJSON *f;
+	int stamps = 0;
+	cJSON_ArrayForEach(f, mine)
+		if (cJSON_GetObjectItemCaseSensitive(f, "timestampValue")) {
+			stamps++;
+			if (!al_value_equal(f, al_fields_get(d->fields, f->string)))
+				return 0;
+		}
+	if (stamps)
+		return 1;
+	if (strict)
+		return 0;
+	cJSON_ArrayForEach(f, mine)
+		if (!al_value_equal(f, al_fields_get(d->fields, f->string)))
+			return 0;
+	return 1;
+}
+
+/* README "Firestore": a create-only commit whose outcome is unknown (its answer lost: rc may
+ * have been applied, or AL_EEXISTS after the HTTP client sent it again) is decided by reading its
+ * documents back from the backend itself (not the read cache's copies): all there and ours → 0;
+ * one there and another's → AL_EEXISTS; none there → it was not applied, so it is sent once more
+ * (a create cannot apply twice). AL_EIO, saying so, only when that cannot be known. */
+static int create_outcome(wb *w, const al_write *writes, size_t count, int rc)
+{
+	al_store_backend *direct = al_store_cache_inner(w->inner);
+	const char **paths = calloc(count, sizeof(*paths));
+	const cJSON **mine = calloc(count, sizeof(*mine));
+	al_doc **docs = calloc(count, sizeof(*docs));
+	char first[512] = "", why[512];
+	size_t n = 0, i;
+	int attempt, ours, theirs, strict = rc == AL_EEXISTS;
+
+	snprintf(why, sizeof(why), "%s", al_error_last());
+	if (!paths || !mine || !docs) {
+		rc = al_error_set(AL_ENOMEM, "out of memory");
+		goto cleanup;
+	}
+	for (i = 0; i < count; i++)
+		if (writes[i].pre == AL_PRE_MISSING) {
+			paths[n] = writes[i].path;
+			mine[n++] = writes[i].fields;
+		}
+	snprintf(first, sizeof(first), "%s", n ? paths[0] : writes[0].path);
+	for (attempt = 0;; attempt++) {
+		long prev = al__wait_budget();
+		unsigned fg = al__foreground_wait();
+		int read;
+		if (fg && (!prev || (long)fg < prev))
+			al__wait_budget_set((long)fg);
+		read = al_store_get_many(docs, direct, paths, n);
+		al__wait_budget_set(prev);
+		if (read) {
+			rc = al_error_set(AL_EIO, "cannot tell whether %s was created: its commit %s (%s), and "
+				"reading it back failed: %s", first, rc == AL_EEXISTS ? "was sent twice" :
+				"got no answer", why, al_error_last());
+			goto cleanup;
+		}
+		for (i = 0, ours = theirs = 0; i < n; i++) {
+			ours += docs[i] && created_by(mine[i], docs[i], strict);
+			theirs += docs[i] && !created_by(mine[i], docs[i], strict);
+			al_doc_free(docs[i]);
+			docs[i] = NULL;
+		}
+		if (n && ours == (int)n) {
+			/* Applied: the read cache learns it as from a commit that answered. */
+			al_store_cache_applied(w->inner, writes, count);
+			al_error_clear();
+			rc = 0;
+			goto cleanup;
+		}
+		if (theirs || rc == AL_EEXISTS) {
+			rc = al_error_set(AL_EEXISTS, "document %s already exists", first);
+			goto cleanup;
+		}
+		/* Not there: not applied (yet). Sending it again is safe; the answer decides. */
+		if (attempt == 1)
+			break;
+		rc = al_store_commit(w->inner, writes, count);
+		if (rc == 0 || (rc != AL_EEXISTS && !maybe_applied(rc)))
+			goto cleanup;
+		strict = 0;   /* the first send may have landed late: identical fields are ours */
+		snprintf(why, sizeof(why), "%s", al_error_last());
+	}
+	rc = al_error_set(AL_EIO, "cannot tell whether %s was created: its commit got no answer twice "
+		"(%s), and it was not there when read back", first, why);
+cleanup:
+	free(paths);
+	free(mine);
+	free(docs);
+	return rc;
+}
+
 static int wb_commit(al_store_backend *base, const al_write *writes, size_t count)
 {
 	wb *w = (wb *)base;
@@ -521,7 +629,10 @@ static int wb_commit(al_store_backend *base, const al_write *writes, size_t coun
 		if ((rc = al_store_wb_flush(base)))
 			return al_error_set(rc, "cannot create %s while the metastore is unreachable: %s",
 				writes[0].path, al_error_last());
-		if ((rc = al_store_commit(w->inner, writes, count)))
+		rc = al_store_commit(w->inner, writes, count);
+		if (rc == AL_EEXISTS || maybe_applied(rc))
+			rc = create_outcome(w, writes, count, rc);
+		if (rc)
 			return rc;
 		/* The backend now answers for these documents: no older local view may shadow them. */
 		pthread_mutex_lock(&w->lock);

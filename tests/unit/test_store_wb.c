@@ -17,6 +17,9 @@ typedef struct flaky {
 	int refuse_bad;            /* commits with a field named "bad" anywhere fail with AL_EINVAL */
 	int commits;
 	size_t max_commit_bytes;   /* the largest commit's writes as JSON */
+	int lose;                  /* this many commits are applied, then answer AL_EIO (cut) */
+	int drop;                  /* this many commits answer AL_EIO without being applied */
+	int down_after;            /* after a lost or dropped answer, the backend goes down */
 } flaky;
 
 static int f_get(al_doc **out, al_store_backend *b, const char *path)
@@ -53,7 +56,18 @@ static int f_commit(al_store_backend *b, const al_write *w, size_t n)
 		if (bad)   /* like Firestore's 400: the whole commit, naming no document */
 			return al_error_set(AL_EINVAL, "HTTP 400 INVALID_ARGUMENT: value too deep");
 	}
+	if (f->drop > 0) {
+		f->drop--;
+		f->down = f->down_after;
+		return al_error_set(AL_EIO, "connection reset before the request was sent");
+	}
 	f->commits++;
+	if (f->lose > 0) {
+		int rc = al_store_commit(f->inner, w, n);
+		f->lose--;
+		f->down = f->down_after;
+		return rc ? rc : al_error_set(AL_EIO, "the answer was cut short");
+	}
 	{
 		size_t bytes = 0;
 		for (size_t i = 0; i < n; i++) {
@@ -391,6 +405,53 @@ static void test_masked(const char *root)
 	cJSON_Delete(st);
 }
 
+/* A create whose answer was lost (README "Firestore"): read back, it is ours (0), another's
+ * (EEXIST), or not there (sent again); EIO only when that cannot be known. */
+static void test_create_outcome(const char *root)
+{
+	char db[256], journal[256];
+	al_store_backend *sql = NULL, *w = NULL;
+	flaky fl;
+	cJSON *mine = cJSON_CreateObject(), *other = cJSON_CreateObject();
+	al_write ws[1];
+
+	snprintf(db, sizeof(db), "%s/db-create", root);
+	snprintf(journal, sizeof(journal), "%s/journal-create", root);
+	CHECK_OK(al_store_sqlite_new(&sql, db));
+	flaky_init(&fl, sql);
+	CHECK_OK(al_store_wb_new(&w, &fl.base, journal, 60000));
+	al_fields_set(mine, "created", al_value_time(1700000000000001));
+	al_fields_set(other, "created", al_value_time(1700000000000002));
+
+	/* applied, answer lost: recognised as ours by its creation time */
+	fl.lose = 1;
+	ws[0] = (al_write){AL_WRITE_SET, "runs/1", mine, AL_PRE_MISSING, NULL};
+	CHECK_OK(al_store_commit(w, ws, 1));
+	CHECK_EQ_INT(fl.commits, 1);
+	/* not applied, no answer: not there when read back, so sent again */
+	fl.drop = 1;
+	ws[0].path = "runs/2";
+	CHECK_OK(al_store_commit(w, ws, 1));
+	CHECK_EQ_INT(fl.commits, 2);
+	/* taken by another mount: EEXIST, whether its answer came or not */
+	ws[0] = (al_write){AL_WRITE_SET, "runs/3", other, AL_PRE_NONE, NULL};
+	CHECK_OK(al_store_commit(sql, ws, 1));
+	ws[0] = (al_write){AL_WRITE_SET, "runs/3", mine, AL_PRE_MISSING, NULL};
+	CHECK_EQ_INT(al_store_commit(w, ws, 1), AL_EEXISTS);
+	CHECK(strstr(al_error_last(), "runs/3 already exists") != NULL);
+	/* applied, then the backend unreachable: nobody can tell, and the message says so */
+	fl.lose = 1;
+	fl.down_after = 1;
+	ws[0].path = "runs/4";
+	CHECK_EQ_INT(al_store_commit(w, ws, 1), AL_EIO);
+	CHECK(strstr(al_error_last(), "cannot tell whether runs/4 was created") != NULL);
+	fl.down = fl.down_after = 0;
+	al_store_free(w);
+	al_store_free(sql);
+	cJSON_Delete(mine);
+	cJSON_Delete(other);
+}
+
 int main(void)
 {
 	char root[] = "/tmp/al-wb-XXXXXX", db[256], db2[256], journal[256], saved[256], cmd[1024];
@@ -507,6 +568,7 @@ int main(void)
 
 	test_refused(root);
 	test_masked(root);
+	test_create_outcome(root);
 	al_store_free(sql);
 	al_store_free(sql2);
 	cJSON_Delete(a);
