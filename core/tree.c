@@ -103,6 +103,8 @@ struct al_file {
 	int64_t mtime_us;
 	int mtime_set;
 	int detached;              /* F_BLOB_WRITE: the file was deleted or replaced: record nothing */
+	int created;               /* F_BLOB_WRITE in a dataset: this handle's create-only record
+				    * succeeded, so later records (fsync, close) replace its own */
 	/* F_BLOB_WRITE: the opens sharing this handle (in t->lock), so that every writer of a file
 	 * sees one content (two connections to a database) */
 	unsigned handles;
@@ -2573,6 +2575,8 @@ static int blob_move(al_tree *t, const node *a, const node *b, int noreplace, si
 	al_write *w = NULL;
 	size_t n = 0, i, cap;
 	int rc;
+	/* A dataset's new names are created only if no other mount took them (write-once). */
+	al_precondition target_pre = b->kind == N_DATASET_PATH ? AL_PRE_MISSING : AL_PRE_NONE;
 
 	if ((al_store_get(&existing, t->store, to_doc) == 0 || target_writing) && noreplace) {
 		rc = al_error_set(AL_EEXISTS, "%s exists", b->rest);
@@ -2605,7 +2609,7 @@ static int blob_move(al_tree *t, const node *a, const node *b, int noreplace, si
 	if (rc == 0) {
 		fields[n] = cJSON_Duplicate(d->fields, 1);
 		al_fields_set(fields[n], "path", al_value_string(b->rest));
-		w[n] = (al_write){AL_WRITE_SET, to_doc, fields[n], AL_PRE_NONE, NULL};
+		w[n] = (al_write){AL_WRITE_SET, to_doc, fields[n], target_pre, NULL};
 		n++;
 		w[n++] = (al_write){AL_WRITE_DELETE, from_doc, NULL, AL_PRE_NONE, NULL};
 	} else if (rc == AL_ENOTFOUND && l->count == 0 && writing) {
@@ -2627,7 +2631,7 @@ static int blob_move(al_tree *t, const node *a, const node *b, int noreplace, si
 		paths[n] = xasprintf("%s/%s", b->coll, nid);
 		fields[n] = cJSON_Duplicate(l->docs[i]->fields, 1);
 		al_fields_set(fields[n], "path", al_value_string(np));
-		w[n] = (al_write){AL_WRITE_SET, paths[n], fields[n], AL_PRE_NONE, NULL};
+		w[n] = (al_write){AL_WRITE_SET, paths[n], fields[n], target_pre, NULL};
 		n++;
 		w[n++] = (al_write){AL_WRITE_DELETE, l->docs[i]->path, NULL, AL_PRE_NONE, NULL};
 		free(p);
@@ -4381,7 +4385,7 @@ static int owner_mark(al_tree *t, const node *n)
 
 /* Hashes the staged content, stores the blob once, and records the file. */
 static int record_file(al_tree *t, const node *n, const char *hex, uint64_t size, const char *uri,
-	int stored, const al_pieces *pieces, int64_t mtime_us);
+	int stored, const al_pieces *pieces, int64_t mtime_us, int create);
 
 static int commit_blob(al_file *f)
 {
@@ -4421,8 +4425,15 @@ static int commit_blob(al_file *f)
 		}
 	}
 	uri = t->blobs->uri(t->blobs, hex);
-	rc = record_file(t, &f->n, hex, size, uri, 1, &pieces,
-		__atomic_load_n(&f->mtime_set, __ATOMIC_RELAXED) ? __atomic_load_n(&f->mtime_us, __ATOMIC_RELAXED) : 0);
+	{
+		/* A new dataset file is created only if no other mount wrote the name first. */
+		int create = f->n.kind == N_DATASET_PATH && !f->created;
+		rc = record_file(t, &f->n, hex, size, uri, 1, &pieces,
+			__atomic_load_n(&f->mtime_set, __ATOMIC_RELAXED) ?
+			__atomic_load_n(&f->mtime_us, __ATOMIC_RELAXED) : 0, create);
+		if (rc == 0 && create)
+			f->created = 1;
+	}
 	free(uri);
 cleanup:
 	al_pieces_clear(&pieces);
@@ -4433,9 +4444,11 @@ cleanup:
  * its record, and with stored the blob's own files/{hash} record (with its piece hashes, when
  * given); a dataset's version follows.
  * Closed files and imported ones (uri a URL outside the blob store) both come here. mtime_us 0:
- * now. */
+ * now. With create, the record is create-only (a new dataset file: README "datasets", write-once
+ * across mounts): when the name is taken meanwhile, the same content there is success, other
+ * content AL_EPERM. */
 static int record_file(al_tree *t, const node *n, const char *hex, uint64_t size, const char *uri,
-	int stored, const al_pieces *pieces, int64_t mtime_us)
+	int stored, const al_pieces *pieces, int64_t mtime_us, int create)
 {
 	char *id = NULL, *doc = NULL, *fdoc = NULL, *phex = NULL;
 	cJSON *fields = NULL, *file = NULL, *piece_fields = NULL, *owner = NULL;
@@ -4483,14 +4496,34 @@ static int record_file(al_tree *t, const node *n, const char *hex, uint64_t size
 			w[nw++] = (al_write){AL_WRITE_SET, fdoc, file, AL_PRE_NONE, NULL};
 		else if (stored && piece_fields && !al_fields_get(known->fields, "pieces"))
 			w[nw++] = (al_write){AL_WRITE_UPDATE, fdoc, piece_fields, AL_PRE_NONE, NULL};
-		w[nw++] = (al_write){AL_WRITE_SET, doc, fields, AL_PRE_NONE, NULL};
+		w[nw++] = (al_write){AL_WRITE_SET, doc, fields, create ? AL_PRE_MISSING : AL_PRE_NONE, NULL};
 		w[nw++] = owner_write(&owner, n, now);
+		/* The file's own record first: a refusal at delivery names it (README "Firestore"). */
+		if (nw == 3) {
+			al_write blob = w[0];
+			w[0] = w[1];
+			w[1] = blob;
+		}
 		al_doc_free(known);
+		known = NULL;
 		pthread_mutex_lock(&t->ds_lock);
 		rc = al_store_commit(t->store, w, nw);
 		if (rc == 0 && n->kind == N_DATASET_PATH)
 			dataset_changed(t, n->ds_doc);
 		pthread_mutex_unlock(&t->ds_lock);
+		if (rc == AL_EEXISTS && create) {
+			/* Another mount wrote the name first: the same bytes are as good as ours. */
+			const char *h = NULL;
+			int64_t have = -1;
+			if (al_store_get(&known, t->store, doc) == 0) {
+				h = al_fields_get_string(known->fields, "hash");
+				al_fields_get_int(&have, known->fields, "size");
+			}
+			rc = h && strcmp(h, hex) == 0 && have == (int64_t)size ? 0 :
+				al_error_set(AL_EPERM, "%s was written first by another mount, with other "
+					"content (dataset files are write-once)", n->rest);
+			al_doc_free(known);
+		}
 	}
 cleanup:
 	cJSON_Delete(fields);
@@ -4690,7 +4723,7 @@ static int import_line(al_tree *t, const char *line, size_t len)
 		rc = 0;   /* already there, the same */
 	else if (rc == 0)
 		rc = record_file(t, &n, hash->valuestring, (uint64_t)size->valuedouble,
-			url->valuestring, 0, NULL, 0);
+			url->valuestring, 0, NULL, 0, 1);
 cleanup:
 	node_free(&n);
 	free(mpath);

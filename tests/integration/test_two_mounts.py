@@ -192,6 +192,47 @@ def test_two_mounts_write_one_dataset_file_once(mount_factory):
     assert not problems, "write-once broken across two mounts:\n" + "\n".join(problems)
 
 
+@needs_firestore
+def test_two_mounts_write_the_same_dataset_file_and_both_succeed(mount_factory):
+    """README "datasets": the same content written under one new name by two mounts at once is no conflict: both
+    close() calls return 0 and both mounts read it."""
+    a = mount_factory("a")
+    b = mount_factory("b", store=a.store)
+    (a.path / "p/datasets/d").mkdir(parents=True)
+    a.wait_idle(timeout=15)
+    poll(lambda: os.listdir(b.path / "p/datasets/d"), timeout=TTL_S + 5)
+    with concurrent.futures.ThreadPoolExecutor(2) as ex:
+        fa = ex.submit(try_write, a.path / "p/datasets/d/same", "same bytes\n")
+        fb = ex.submit(try_write, b.path / "p/datasets/d/same", "same bytes\n")
+        assert (fa.result(), fb.result()) == (0, 0)
+    for m in (a, b):
+        assert (m.path / "p/datasets/d/same").read_text() == "same bytes\n"
+
+
+@needs_firestore
+def test_new_dataset_file_needs_firestore(emulator, mount_factory):
+    """README "Firestore": a new dataset file is created like a run, with a create-only commit made at once, so
+    its close() fails with EIO while Firestore is unreachable and nothing is recorded; an artifact is still
+    accepted and delivered later."""
+    m = mount_factory(env=emulator.env())
+    m.allow_log_errors = True
+    run = mkrun(m)
+    (m.path / "p/datasets/d").mkdir()
+    m.wait_idle(timeout=15)
+    assert sorted(os.listdir(m.path / "p/datasets/d")) == [".dataset.json", ".description"]
+    emulator.begin()
+    try:
+        assert try_write(m.path / "p/datasets/d/new", "x\n") == errno.EIO
+        assert try_write(run / "artifacts/a.txt", "kept\n") == 0
+    finally:
+        emulator.end()
+    m.wait_idle(timeout=30)
+    time.sleep(TTL_S + 0.5)
+    assert sorted(os.listdir(m.path / "p/datasets/d")) == [".dataset.json", ".description"]
+    assert (run / "artifacts/a.txt").read_text() == "kept\n"
+    assert try_write(m.path / "p/datasets/d/new", "x\n") == 0
+
+
 # ---- a slow Firestore ---------------------------------------------------------------------------------------
 
 def proxy_requests(o, reset=False):
