@@ -1112,9 +1112,12 @@ int al_series_flush(al_series_set *s)
 	}
 	evict_idle(s);
 	/* Everything journaled up to the rotation is in the store only if every delivery worked. */
-	if (!err)
+	if (!err) {
 		rc = al_journal_drop(s->journal, sealed);
-	else
+		pthread_mutex_lock(&s->lock);
+		s->last_error[0] = '\0';   /* nothing is failing any more */
+		pthread_mutex_unlock(&s->lock);
+	} else
 		rc = err;
 cleanup:
 	pthread_mutex_unlock(&s->flush_lock);

@@ -59,6 +59,7 @@ typedef struct wb {
 	int started, stop;
 	unsigned interval_ms;
 	char last_error[512];
+	int error_dropped;      /* last_error reports a dropped write (kept after later successes) */
 } wb;
 
 /* A write-behind store is known by its own free function (a typed test, unlike its name). */
@@ -431,6 +432,7 @@ static int deliver(wb *w)
 			/* Unreachable: keep everything, try again later. */
 			pthread_mutex_lock(&w->lock);
 			snprintf(w->last_error, sizeof(w->last_error), "%s", al_error_last());
+			w->error_dropped = 0;
 			pthread_mutex_unlock(&w->lock);
 			break;
 		}
@@ -452,7 +454,10 @@ static int deliver(wb *w)
 				path ? path : "?", first->count > 1 ? " (and the writes committed with it)" : "",
 				al_error_last());
 			fprintf(stderr, "aletheia: %s\n", w->last_error);
+			w->error_dropped = 1;
 			one_at_a_time = 0;
+		} else if (!w->error_dropped) {
+			w->last_error[0] = '\0';   /* delivering again: an outage's error is over */
 		}
 		w->ticks++;
 		do {

@@ -303,3 +303,49 @@ def test_mkdir_that_fails_creates_nothing(emulator, mount_factory):
     exists = "projects/p/experiments/e/runs/2" in docs
     assert exists == ok, (f"mkdir {'succeeded' if ok else 'failed with EIO'}, yet run 2 "
                           f"{'does' if exists else 'does not'} exist in Firestore (mount lists {listed})")
+
+
+# ---- .aletheia/status: last_error ------------------------------------------------------------------------------
+
+@needs_firestore
+def test_last_error_clears_once_deliveries_succeed_again(emulator, mount_factory):
+    """README "Firestore": `.aletheia/status` shows `last_error`. After an outage during which params and metric
+    points waited, every write is delivered once Firestore answers again, and last_error must say so (none), not
+    keep the connection error of the outage for the rest of the mount's life."""
+    m = mount_factory(env=emulator.env())
+    m.allow_log_errors = True
+    run = mkrun(m)
+    m.wait_idle(timeout=15)
+    emulator.begin()
+    try:
+        assert try_write(run / "params/lr", "0.1\n") == 0
+        with open(run / "metrics/loss", "a") as f:
+            f.write("0.5\n")
+
+        def failed():
+            assert m.status().get("last_error", "none") != "none"
+        poll(failed, timeout=20)
+    finally:
+        emulator.end()
+    m.wait_idle(timeout=30)
+    assert m.status()["last_error"] == "none", f"everything was delivered, yet last_error: {m.status()['last_error']}"
+
+
+@needs_firestore
+def test_dropped_artifact_write_names_the_artifact(emulator, mount_factory):
+    """README "Firestore": a write the server refuses at delivery is dropped, and last_error and the log say
+    `dropped a write to PATH`. For an artifact, PATH was the blob's own record files/<hash>, which names no file;
+    it must name the artifact."""
+    m = mount_factory(env=emulator.env())
+    m.allow_log_errors = True
+    run = mkrun(m)
+    m.wait_idle(timeout=15)
+    emulator._proxy("POST", {"mode": "status", "code": 400, "count": 1, "match": ":commit"})
+    try:
+        assert try_write(run / "artifacts/model.bin", "weights\n") == 0
+        m.wait_idle(timeout=15)
+    finally:
+        emulator.end()
+    err = m.status()["last_error"]
+    assert err.startswith("dropped a write to "), err
+    assert "artifacts/model.bin" in err, f"the dropped write is named {err[:120]!r}"
