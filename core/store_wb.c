@@ -24,6 +24,7 @@ typedef struct ov_entry {
 	uint64_t last_seq;      /* the last queued batch that touched it */
 	int64_t delivered_us;   /* when the backend got it (0: still pending) */
 	uint64_t delivered_tick; /* wb->ticks after that delivery */
+	int64_t backend_us;     /* delivered: the backend's update time for it, as first read */
 	int64_t update_us;
 	struct ov_entry *next;
 } ov_entry;
@@ -224,6 +225,7 @@ static void ov_apply(wb *w, al_write_op op, const char *path, const cJSON *field
 	}
 	e->last_seq = seq;
 	e->delivered_us = 0;
+	e->backend_us = 0;
 	e->update_us = al_now_us();
 	if (op == AL_WRITE_DELETE) {
 		cJSON_Delete(e->fields);
@@ -513,15 +515,18 @@ static int maybe_applied(int rc)
 	return rc == AL_EIO || rc == AL_EAGAIN || rc == AL_ERROR;
 }
 
-/* Whether the document read back is the one this create wrote: every timestamp it wrote (a
- * creation time to the microsecond is as good as a tag no other mount writes) holds the same
- * instant. A create without timestamps must match in every field, and only when this commit is
- * known to have been sent (strict 0): after AL_EEXISTS, identical fields may as well be an
- * earlier create's. */
+/* Whether the document read back is the one this create wrote: its creation time (the field
+ * `created` of README "Where the data lives"; without one, every timestamp it wrote) holds the
+ * same instant, to the microsecond a tag no other mount writes, and one nothing changes later. A
+ * create without timestamps must match in every field, and only when this commit is known to
+ * have been sent (strict 0): after AL_EEXISTS, identical fields may as well be an earlier
+ * create's. */
 static int created_by(const cJSON *mine, const al_doc *d, int strict)
 {
-	const cJSON *f;
+	const cJSON *f = al_fields_get(mine, "created");
 	int stamps = 0;
+	if (cJSON_GetObjectItemCaseSensitive(f, "timestampValue"))
+		return al_value_equal(f, al_fields_get(d->fields, "created"));
 	cJSON_ArrayForEach(f, mine)
 		if (cJSON_GetObjectItemCaseSensitive(f, "timestampValue")) {
 			stamps++;
@@ -678,18 +683,35 @@ static al_doc *doc_new(const char *path, cJSON *fields, int64_t update_us)
 	return d;
 }
 
+/* A delivered document as the backend answers it (d, whose update time is adjusted): its content
+ * is the backend's, with other mounts' changes since; its update time stays the one this mount
+ * showed for its own write while the backend's is still that write's (README "Known
+ * limitations": a file's mtime moves once, when the entry goes), so two stats a moment apart
+ * agree. w->lock held. */
+static void delivered_time(ov_entry *e, al_doc *d)
+{
+	if (!e->backend_us)
+		e->backend_us = d->update_us;
+	if (d->update_us == e->backend_us)
+		d->update_us = e->update_us;
+}
+
 static int wb_get(al_doc **out, al_store_backend *base, const char *path)
 {
 	wb *w = (wb *)base;
 	ov_entry *e;
 	cJSON *patch = NULL, *pmask = NULL;
 	int64_t when = 0;
+	uint64_t seq = 0;
 	int rc;
 
 	*out = NULL;
 	pthread_mutex_lock(&w->lock);
-	if ((e = ov_find(w, path, 0)) && e->delivered_us)
-		e = NULL;   /* delivered before this read: the backend answers with it */
+	if ((e = ov_find(w, path, 0)) && e->delivered_us) {
+		/* delivered before this read: the backend answers with it */
+		seq = e->last_seq;
+		e = NULL;
+	}
 	if (e && e->deleted) {
 		pthread_mutex_unlock(&w->lock);
 		return al_error_set(AL_ENOTFOUND, "no document %s", path);
@@ -706,6 +728,12 @@ static int wb_get(al_doc **out, al_store_backend *base, const char *path)
 	}
 	pthread_mutex_unlock(&w->lock);
 	rc = w->inner->get(out, w->inner, path);
+	if (seq && rc == 0) {
+		pthread_mutex_lock(&w->lock);
+		if ((e = ov_find(w, path, 0)) && e->delivered_us && e->last_seq == seq && !e->deleted)
+			delivered_time(e, *out);
+		pthread_mutex_unlock(&w->lock);
+	}
 	if (patch) {
 		if (rc == AL_ENOTFOUND) {   /* the update creates it */
 			al_error_clear();
@@ -752,7 +780,7 @@ static int wb_get_many(al_doc **out, al_store_backend *base, const char *const *
 		ov_entry *e;
 		int pending;
 		pthread_mutex_lock(&w->lock);
-		pending = (e = ov_find(w, paths[i], 0)) && !e->delivered_us;
+		pending = (e = ov_find(w, paths[i], 0)) != NULL;
 		pthread_mutex_unlock(&w->lock);
 		if (!pending) {
 			rest[m] = paths[i];
@@ -798,9 +826,15 @@ static int wb_list(al_doc_list **out, al_store_backend *base, const char *coll, 
 			const char *id;
 			al_doc *found = NULL;
 			size_t at = 0;
-			/* delivered before the listing was asked for: the listing holds it */
-			if (!in_collection(e->path, coll) || (e->delivered_us && e->delivered_tick <= t0))
+			if (!in_collection(e->path, coll))
 				continue;
+			if (e->delivered_us && e->delivered_tick <= t0) {
+				/* delivered before the listing was asked for: the listing holds it */
+				for (k = 0; !e->deleted && k < l->count; k++)
+					if (strcmp(l->docs[k]->path, e->path) == 0)
+						delivered_time(e, l->docs[k]);
+				continue;
+			}
 			id = al_doc_id(e->path);
 			if ((from && strcmp(id, from) < 0) || (to && strcmp(id, to) >= 0))
 				continue;

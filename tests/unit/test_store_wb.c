@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "aletheia/store.h"
 #include "aletheia/store_wb.h"
 #include "aletheia/value.h"
@@ -379,6 +380,28 @@ static void test_masked(const char *root)
 		al_fields_get(al_value_get_map(al_fields_get(l->docs[0]->fields, "hp")), "z"));
 	al_doc_list_free(l);
 	l = NULL;
+	{
+		/* a delivered document's time stays the one shown before, until it changes again */
+		al_doc *d = NULL;
+		int64_t shown = 0;
+		ws[0] = (al_write){AL_WRITE_SET, "r/t", st, AL_PRE_NONE, NULL};
+		CHECK_OK(al_store_commit(w, ws, 1));
+		if (al_store_get(&d, w, "r/t") == 0)
+			shown = d->update_us;
+		al_doc_free(d);
+		d = NULL;
+		usleep(2000);
+		CHECK_OK(al_store_wb_flush(w));
+		if (al_store_get(&d, w, "r/t") == 0)
+			CHECK_EQ_INT(d->update_us, shown);
+		al_doc_free(d);
+		d = NULL;
+		usleep(2000);
+		CHECK_OK(set_key(sql, "r/t", "z", 1));
+		if (al_store_get(&d, w, "r/t") == 0)
+			CHECK(d->update_us != shown && al_fields_get(d->fields, "hp"));
+		al_doc_free(d);
+	}
 	fl.down = 1;
 	CHECK_OK(set_key(w, "r/1", "q", 9));
 	fl.down = 0;
