@@ -994,12 +994,12 @@ static int deliver(al_series_set *s, series *se, int *more)
 			goto cleanup;
 		}
 		fields[i] = chunk_fields(pts + lo, hi - lo, (int64_t)seq, s->writer);
-		w[i] = (al_write){AL_WRITE_SET, paths[i], fields[i], AL_PRE_NONE};
+		w[i] = (al_write){AL_WRITE_SET, paths[i], fields[i], AL_PRE_NONE, NULL};
 	}
 	/* The summary goes with the last chunks: it then describes exactly what is stored. */
 	if (!*more) {
 		fields[nchunks] = summary_fields(s, se->doc, &sum, &own, &legacy);
-		w[nchunks] = (al_write){AL_WRITE_UPDATE, se->doc, fields[nchunks], AL_PRE_NONE};
+		w[nchunks] = (al_write){AL_WRITE_UPDATE, se->doc, fields[nchunks], AL_PRE_NONE, NULL};
 	}
 	if ((rc = al_store_commit(s->store, w, nchunks + !*more)))
 		goto cleanup;
@@ -1112,9 +1112,12 @@ int al_series_flush(al_series_set *s)
 	}
 	evict_idle(s);
 	/* Everything journaled up to the rotation is in the store only if every delivery worked. */
-	if (!err)
+	if (!err) {
 		rc = al_journal_drop(s->journal, sealed);
-	else
+		pthread_mutex_lock(&s->lock);
+		s->last_error[0] = '\0';   /* nothing is failing any more */
+		pthread_mutex_unlock(&s->lock);
+	} else
 		rc = err;
 cleanup:
 	pthread_mutex_unlock(&s->flush_lock);

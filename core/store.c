@@ -265,9 +265,121 @@ int al_path_invalid(const char *kind, const char *path)
 		kind[0] == 'd' ? "an even number of" : "an odd number of");
 }
 
+int al_mask_path(const char **field, const char **key, const cJSON *p)
+{
+	int n = cJSON_IsArray(p) ? cJSON_GetArraySize(p) : 0;
+	const cJSON *a = n ? p->child : NULL, *b = a ? a->next : NULL;
+	*field = *key = NULL;
+	if ((n != 1 && n != 2) || !cJSON_IsString(a) || (b && !cJSON_IsString(b)))
+		return 0;
+	*field = a->valuestring;
+	*key = b ? b->valuestring : NULL;
+	return n;
+}
+
+int al_mask_add(cJSON *mask, const char *field, const char *key)
+{
+	cJSON *p = cJSON_CreateArray();
+	if (!p || !cJSON_AddItemToArray(p, cJSON_CreateString(field)) ||
+	    (key && !cJSON_AddItemToArray(p, cJSON_CreateString(key))) || cJSON_GetArraySize(p) != (key ? 2 : 1) ||
+	    !cJSON_AddItemToArray(mask, p)) {
+		cJSON_Delete(p);
+		return al_error_set(AL_ENOMEM, "out of memory");
+	}
+	return 0;
+}
+
+typedef struct {
+	const char *field, *key;  /* key NULL: the whole field */
+} mask_path;
+
+/* Field first, the whole field before its keys. */
+static int mask_cmp(const void *a, const void *b)
+{
+	const mask_path *x = a, *y = b;
+	int r = strcmp(x->field, y->field);
+	if (r || x->key == y->key)
+		return r;
+	if (!x->key || !y->key)
+		return x->key ? 1 : -1;
+	return strcmp(x->key, y->key);
+}
+
+/* The mask's paths sorted (*out, n of them); AL_EINVAL for a malformed or overlapping mask. */
+static int mask_sorted(mask_path **out, size_t *n, const al_write *w)
+{
+	const cJSON *p;
+	mask_path *m;
+	size_t i = 0, count = (size_t)cJSON_GetArraySize(w->mask);
+	int rc;
+
+	*out = NULL;
+	*n = 0;
+	if (!(m = calloc(count + 1, sizeof(*m))))
+		return al_error_set(AL_ENOMEM, "out of memory");
+	cJSON_ArrayForEach(p, w->mask) {
+		if (!al_mask_path(&m[i].field, &m[i].key, p)) {
+			free(m);
+			return al_error_set(AL_EINVAL, "document %s: a mask path is not one or two names",
+				w->path);
+		}
+		if ((rc = al_field_path_check(w->path, m[i].field, m[i].key))) {
+			free(m);
+			return rc;
+		}
+		i++;
+	}
+	qsort(m, i, sizeof(*m), mask_cmp);
+	for (size_t k = 1; k < i; k++)
+		if (!strcmp(m[k - 1].field, m[k].field) && (!m[k - 1].key || !strcmp(m[k - 1].key, m[k].key))) {
+			rc = al_error_set(AL_EINVAL, "document %s: the mask names %s%s%s twice or inside "
+				"itself", w->path, m[k].field, m[k].key ? "." : "", m[k].key ? m[k].key : "");
+			free(m);
+			return rc;
+		}
+	*out = m;
+	*n = i;
+	return 0;
+}
+
+/* Every value of an update with a mask is named by it (Firestore would ignore the others). */
+static int mask_covers(const al_write *w)
+{
+	mask_path *m = NULL, probe;
+	const cJSON *f, *k, *map;
+	size_t n;
+	int rc;
+
+	if ((rc = mask_sorted(&m, &n, w)))
+		return rc;
+	cJSON_ArrayForEach(f, w->fields) {
+		probe = (mask_path){f->string, NULL};
+		if (bsearch(&probe, m, n, sizeof(*m), mask_cmp))
+			continue;
+		if (!(map = al_value_get_map(f))) {
+			rc = al_error_set(AL_EINVAL, "document %s: field %s is not in the mask", w->path,
+				f->string);
+			break;
+		}
+		cJSON_ArrayForEach(k, map) {
+			probe.key = k->string;
+			if (!bsearch(&probe, m, n, sizeof(*m), mask_cmp)) {
+				rc = al_error_set(AL_EINVAL, "document %s: %s.%s is not in the mask", w->path,
+					f->string, k->string);
+				break;
+			}
+		}
+		if (rc)
+			break;
+	}
+	free(m);
+	return rc;
+}
+
 int al_write_check(const al_write *w)
 {
 	const cJSON *f;
+	int rc;
 	if (!al_path_is_document(w->path))
 		return al_path_invalid("document", w->path);
 	if (w->op != AL_WRITE_SET && w->op != AL_WRITE_UPDATE && w->op != AL_WRITE_DELETE)
@@ -276,15 +388,72 @@ int al_write_check(const al_write *w)
 	if (w->pre != AL_PRE_NONE && w->pre != AL_PRE_EXISTS && w->pre != AL_PRE_MISSING)
 		return al_error_set(AL_EINVAL, "document %s: unknown precondition %d", w->path,
 			(int)w->pre);
+	if (w->mask && (w->op != AL_WRITE_UPDATE || !cJSON_IsArray(w->mask)))
+		return al_error_set(AL_EINVAL, "document %s: only an update takes a mask (an array of "
+			"field paths)", w->path);
 	if (w->op == AL_WRITE_DELETE || !w->fields)
-		return 0;
+		return w->mask ? mask_covers(w) : 0;
 	if (!cJSON_IsObject(w->fields))
 		return al_error_set(AL_EINVAL, "document %s: fields are not an object", w->path);
 	cJSON_ArrayForEach(f, w->fields)
 		if (!al_value_is_valid(f))
 			return al_error_set(AL_EINVAL, "document %s: field %s is not a typed value",
 				w->path, f->string);
+	if (w->mask && (rc = mask_covers(w)))
+		return rc;
 	/* Firestore's limits, for every backend: the embedded store refuses what Firestore would,
 	 * so nothing accepted here is refused later (README "Where the data lives"). */
 	return al_fields_check(w->path, w->fields);
+}
+
+static int set_copy(cJSON *into, const char *name, const cJSON *v)
+{
+	cJSON *copy = cJSON_Duplicate(v, 1);
+	if (!copy)
+		return al_error_set(AL_ENOMEM, "out of memory");
+	al_fields_set(into, name, copy);
+	return 0;
+}
+
+int al_write_apply(cJSON *doc, const al_write *w)
+{
+	const cJSON *f, *p;
+	int rc = 0;
+
+	if (w->op != AL_WRITE_UPDATE || !w->fields || !w->mask) {
+		if (w->op != AL_WRITE_UPDATE)   /* set and delete replace everything */
+			while (doc->child)
+				cJSON_Delete(cJSON_DetachItemViaPointer(doc, doc->child));
+		if (w->op != AL_WRITE_DELETE)
+			cJSON_ArrayForEach(f, w->fields)
+				if ((rc = set_copy(doc, f->string, f)))
+					return rc;
+		return 0;
+	}
+	cJSON_ArrayForEach(p, w->mask) {
+		const char *field, *key;
+		const cJSON *v;
+		cJSON *map;
+		if (!al_mask_path(&field, &key, p))
+			continue;   /* al_write_check refused it already */
+		v = al_fields_get(w->fields, field);
+		if (!key) {
+			if (v)
+				rc = set_copy(doc, field, v);
+			else
+				cJSON_DeleteItemFromObjectCaseSensitive(doc, field);
+		} else if ((v = al_fields_get(al_value_get_map(v), key))) {
+			/* Setting a key of a field that is not a map makes it one (as Firestore does). */
+			if (!(map = al_value_map_fields(cJSON_GetObjectItemCaseSensitive(doc, field)))) {
+				al_fields_set(doc, field, al_value_map(NULL));
+				map = al_value_map_fields(cJSON_GetObjectItemCaseSensitive(doc, field));
+			}
+			rc = map ? set_copy(map, key, v) : al_error_set(AL_ENOMEM, "out of memory");
+		} else if ((map = al_value_map_fields(cJSON_GetObjectItemCaseSensitive(doc, field)))) {
+			cJSON_DeleteItemFromObjectCaseSensitive(map, key);
+		}
+		if (rc)
+			return rc;
+	}
+	return 0;
 }

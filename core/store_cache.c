@@ -34,8 +34,13 @@ typedef struct entry {
 	char *from, *to;        /* for listings: the range of ids (NULL: open). A listing without
 				 * list: its collection got a document too large to keep, so
 				 * nothing is known of it until it is listed again. */
-	int64_t expires_us;     /* fresh until then; an expired answer is still the last known one */
+	int64_t expires_us;     /* fresh until then (a TTL from the answer's arrival); an expired
+				 * answer is still the last known one */
 	int64_t known_us;       /* when the answer was true (fetched, or written through the cache) */
+	int64_t sent_us;        /* when its request was sent (0: written here): an answer asked
+				 * for during the current file operation serves all of it */
+	char **peers;           /* the other documents fetched in the same (small) request */
+	size_t npeers;
 	struct entry *next;
 } entry;
 
@@ -58,6 +63,8 @@ typedef struct cache {
 	int64_t last_try_us;        /* monotonic: the last request sent while unreachable */
 	uint64_t stale_answers;     /* answers given from an expired copy since the mount */
 	char offline_error[256];
+	int64_t latency_us;         /* how long requests take lately (the slowest recent one,
+				     * forgotten by a quarter at each request) */
 } cache;
 
 /* A read cache is known by its own free function (a typed test, unlike its name). */
@@ -145,6 +152,9 @@ static al_doc_list *range_copy(const al_doc_list *l, const char *from, const cha
 
 static void entry_free(entry *e)
 {
+	for (size_t i = 0; i < e->npeers; i++)
+		free(e->peers[i]);
+	free(e->peers);
 	free(e->key);
 	free(e->coll);
 	free(e->from);
@@ -211,13 +221,32 @@ static int id_vs_doc(const void *key, const void *d)
 	return strcmp((const char *)key, al_doc_id((*(al_doc *const *)d)->path));
 }
 
+/* An answer still good: within its TTL, or asked for during the calling thread's current file
+ * operation (util.h al__op_begin), which so never asks for the same document twice however long
+ * its requests take. The TTL runs from the answer's arrival, not from its request: every answer
+ * is then good for a whole TTL, so a slow backend costs no more requests than a fast one (counted
+ * from the request, an answer slower than the TTL would be stale on arrival). The price: another
+ * mount's change may show up to one request's latency after the TTL. */
+static int fresh(const entry *e)
+{
+	int64_t op = al__op_start();
+	return e->expires_us > al_now_us() || (op && e->sent_us && e->sent_us >= op);
+}
+
+/* Forgets that an entry is fresh (a write made it old): the next read asks the backend. */
+static void make_old(entry *e)
+{
+	e->expires_us = 0;
+	e->sent_us = 0;
+}
+
 /* A fresh complete listing of coll, or NULL (c->lock held). */
 static entry *fresh_listing(cache *c, const char *coll)
 {
 	char *key = list_key(coll, NULL, NULL);
 	entry **p = key ? slot(c, key) : NULL;
 	free(key);
-	return p && *p && (*p)->list && (*p)->expires_us > al_now_us() ? *p : NULL;
+	return p && *p && (*p)->list && fresh(*p) ? *p : NULL;
 }
 
 /* A document answered from a fresh complete listing of its collection, which knows also the
@@ -297,6 +326,15 @@ static void note(cache *c, int rc)
 		c->offline_since_us = 0;
 		fprintf(stderr, "aletheia: the metastore is reachable again\n");
 	}
+	pthread_mutex_unlock(&c->lock);
+}
+
+/* Notes how long a request that answered took (t0: al__mono_us() when it was sent). */
+static void note_latency(cache *c, int64_t t0)
+{
+	int64_t took = al__mono_us() - t0;
+	pthread_mutex_lock(&c->lock);
+	c->latency_us = took > c->latency_us * 3 / 4 ? took : c->latency_us * 3 / 4;
 	pthread_mutex_unlock(&c->lock);
 }
 
@@ -425,18 +463,161 @@ static int list_fallback(al_doc_list **out, cache *c, const char *coll, const ch
 	return *out ? 0 : al_error_set(AL_ENOMEM, "out of memory");
 }
 
+/* Roughly how many bytes of JSON a value takes, counting no further than limit. */
+static size_t json_size(const cJSON *v, size_t limit)
+{
+	size_t n = 16 + (v->string ? strlen(v->string) : 0) + (v->valuestring ? strlen(v->valuestring) : 0);
+	const cJSON *it;
+	for (it = v->child; it && n <= limit; it = it->next)
+		n += json_size(it, limit - n);
+	return n;
+}
+
+/* Whether the cache holds path as found, small (a large document is not worth asking for on
+ * speculation), and its answer will expire before limit (when one asked for now would), and it
+ * is neither in want nor in extra. */
+static int aging(cache *c, const char *path, const char *const *want, size_t nwant,
+	char *const *extra, size_t n, int64_t limit)
+{
+	entry **p = slot(c, path);
+	size_t i;
+	for (i = 0; i < nwant; i++)
+		if (!strcmp(want[i], path))
+			return 0;
+	for (i = 0; i < n; i++)
+		if (!strcmp(extra[i], path))
+			return 0;
+	return *p && !(*p)->is_list && !(*p)->mark && !(*p)->missing && (*p)->doc &&
+		(*p)->expires_us < limit && json_size((*p)->doc->fields, KEEP_DOC_MAX) <= KEEP_DOC_MAX;
+}
+
+/* Adds to extra (n so far, at most cap) the documents above path (its even-length prefixes: a
+ * run's project, experiment and run) that the cache holds, and those fetched with path last time
+ * that it still holds, unless just as fresh: asked for in the same request, they expire together. The kernel looks a path
+ * up one folder at a time, each lookup a file operation of its own that needs one of these
+ * documents; fetched one after the other at a slow backend's pace, the first would expire before
+ * the last arrived and every walk would start over (README "Firestore"). c->lock held. */
+static void stale_ancestors(cache *c, const char *path, const char *const *want, size_t nwant,
+	char **extra, size_t *n, size_t cap)
+{
+	int64_t limit = al_now_us() + c->latency_us + c->ttl_us;
+	entry **own = slot(c, path);
+	const char *q;
+	int segs = 1;
+	size_t i;
+
+	for (q = path; *q && *n < cap; q++) {
+		char *prefix;
+		if (*q != '/' || ++segs % 2 == 0)
+			continue;   /* the prefix before an odd slash is a document path */
+		if (!(prefix = strndup(path, (size_t)(q - path))))
+			return;
+		if (aging(c, prefix, want, nwant, extra, *n, limit))
+			extra[(*n)++] = prefix;
+		else
+			free(prefix);
+	}
+	/* The other way down: a walk that starts over at the project after everything it read
+	 * aged together asks for what it fetched with the project last time, at once. */
+	for (i = 0; *own && i < (*own)->npeers && *n < cap; i++) {
+		if (!aging(c, (*own)->peers[i], want, nwant, extra, *n, limit))
+			continue;
+		if (!(extra[*n] = strdup((*own)->peers[i])))
+			return;
+		(*n)++;
+	}
+}
+
+#define EXTRA_MAX 16
+
+/* Asks the backend for paths (m of them) in one request, with the documents above them that are
+ * about to age (stale_ancestors) when the backend can take several at once, and keeps every
+ * answer; got[i] gets paths[i]'s document or NULL when it does not exist. 0, or the request's
+ * error (nothing kept). */
+static int fetch(al_doc **got, cache *c, const char *const *paths, size_t m)
+{
+	char *extra[EXTRA_MAX];
+	const char **all = NULL;
+	al_doc **docs = NULL;
+	size_t nx = 0, n, i;
+	int64_t sent, t0, known;
+	uint64_t g0;
+	long prev;
+	int rc = 0;
+
+	pthread_mutex_lock(&c->lock);
+	g0 = c->gen;
+	for (i = 0; c->inner->get_many && i < m; i++)
+		stale_ancestors(c, paths[i], paths, m, extra, &nx, EXTRA_MAX);
+	pthread_mutex_unlock(&c->lock);
+	n = m + nx;
+	all = calloc(n, sizeof(*all));
+	docs = calloc(n, sizeof(*docs));
+	if (!all || !docs) {
+		rc = al_error_set(AL_ENOMEM, "out of memory");
+		goto cleanup;
+	}
+	for (i = 0; i < n; i++)
+		all[i] = i < m ? paths[i] : extra[i - m];
+	sent = al_now_us();
+	t0 = al__mono_us();
+	prev = bound_begin();
+	if (n == 1 && (rc = c->inner->get(&docs[0], c->inner, all[0])) == AL_ENOTFOUND) {
+		al_error_clear();
+		rc = 0;
+	} else if (n > 1)
+		rc = al_store_get_many(docs, c->inner, all, n);
+	bound_end(prev);
+	note(c, rc);
+	if (rc)
+		goto cleanup;
+	note_latency(c, t0);
+	pthread_mutex_lock(&c->lock);
+	known = al_now_us();
+	for (i = 0; c->gen == g0 && i < n; i++) {
+		entry *e = calloc(1, sizeof(*e));
+		if (!e || !(e->key = strdup(all[i])) || (docs[i] && !(e->doc = doc_copy(docs[i])))) {
+			if (e)
+				entry_free(e);
+			continue;
+		}
+		e->missing = docs[i] == NULL;
+		e->sent_us = sent;
+		e->known_us = known;
+		e->expires_us = known + c->ttl_us;
+		if (n > 1 && n <= EXTRA_MAX + 1 && (e->peers = calloc(n - 1, sizeof(char *)))) {
+			size_t k;
+			for (k = 0; k < n; k++)
+				if (k != i && (e->peers[e->npeers] = strdup(all[k])))
+					e->npeers++;
+		}
+		put(c, e);
+	}
+	pthread_mutex_unlock(&c->lock);
+	for (i = 0; i < m; i++) {
+		got[i] = docs[i];
+		docs[i] = NULL;
+	}
+cleanup:
+	for (i = 0; docs && i < n; i++)
+		al_doc_free(docs[i]);
+	for (i = 0; i < nx; i++)
+		free(extra[i]);
+	free(all);
+	free(docs);
+	return rc;
+}
+
 static int c_get(al_doc **out, al_store_backend *b, const char *path)
 {
 	cache *c = (cache *)b;
-	entry **p, *e;
-	uint64_t g0;
-	long prev;
+	entry **p;
 	int rc;
 
 	*out = NULL;
 	pthread_mutex_lock(&c->lock);
 	p = slot(c, path);
-	if (*p && (*p)->expires_us > al_now_us()) {
+	if (*p && fresh(*p)) {
 		int missing = (*p)->missing;
 		if (!missing)
 			*out = doc_copy((*p)->doc);
@@ -449,33 +630,15 @@ static int c_get(al_doc **out, al_store_backend *b, const char *path)
 		pthread_mutex_unlock(&c->lock);
 		return *out ? 0 : al_error_set(AL_ENOTFOUND, "no document %s", path);
 	}
-	g0 = c->gen;
 	pthread_mutex_unlock(&c->lock);
 	if (!may_try(c))
 		return doc_fallback(out, c, path, 0);
-	prev = bound_begin();
-	rc = c->inner->get(out, c->inner, path);
-	bound_end(prev);
-	note(c, rc);
+	rc = fetch(out, c, &path, 1);
 	/* Unreachable: an expired answer is better than none (stale-if-error). */
 	if (unreachable(rc))
 		return doc_fallback(out, c, path, rc);
-	if (rc && rc != AL_ENOTFOUND)
-		return rc;
-	if (!(e = calloc(1, sizeof(*e))) || !(e->key = strdup(path))) {
-		free(e);
-		return rc;
-	}
-	e->missing = rc == AL_ENOTFOUND;
-	e->doc = rc == 0 ? doc_copy(*out) : NULL;
-	e->known_us = al_now_us();
-	e->expires_us = e->known_us + c->ttl_us;
-	pthread_mutex_lock(&c->lock);
-	if (c->gen == g0 && (e->missing || e->doc))
-		put(c, e);
-	else
-		entry_free(e);
-	pthread_mutex_unlock(&c->lock);
+	if (rc == 0 && !*out)
+		rc = al_error_set(AL_ENOTFOUND, "no document %s", path);
 	return rc;
 }
 
@@ -487,7 +650,6 @@ static int c_get_many(al_doc **out, al_store_backend *b, const char *const *path
 	const char **miss = calloc(n, sizeof(*miss));
 	size_t *where = calloc(n, sizeof(*where)), m = 0, i;
 	al_doc **got = calloc(n, sizeof(*got));
-	uint64_t g0;
 	int rc = 0;
 
 	if (!miss || !where || !got) {
@@ -498,7 +660,7 @@ static int c_get_many(al_doc **out, al_store_backend *b, const char *const *path
 	for (i = 0; i < n; i++) {
 		entry **p = slot(c, paths[i]);
 		out[i] = NULL;
-		if (*p && (*p)->expires_us > al_now_us()) {
+		if (*p && fresh(*p)) {
 			if (!(*p)->missing && !(out[i] = doc_copy((*p)->doc)))
 				rc = al_error_set(AL_ENOMEM, "out of memory");
 		} else if (!from_listing(&out[i], c, paths[i])) {
@@ -506,17 +668,10 @@ static int c_get_many(al_doc **out, al_store_backend *b, const char *const *path
 			where[m++] = i;
 		}
 	}
-	g0 = c->gen;
 	pthread_mutex_unlock(&c->lock);
 	if (rc || m == 0)
 		goto cleanup;
-	if (may_try(c)) {
-		long prev = bound_begin();
-		rc = al_store_get_many(got, c->inner, miss, m);
-		bound_end(prev);
-		note(c, rc);
-	} else
-		rc = AL_EIO;
+	rc = may_try(c) ? fetch(got, c, miss, m) : AL_EIO;
 	if (unreachable(rc)) {
 		/* each from its last known copy (the backend is not asked again for a while) */
 		for (i = 0, rc = 0; i < m && rc == 0; i++)
@@ -526,26 +681,10 @@ static int c_get_many(al_doc **out, al_store_backend *b, const char *const *path
 			}
 		goto cleanup;
 	}
-	if (rc)
-		goto cleanup;
-	pthread_mutex_lock(&c->lock);
-	for (i = 0; i < m; i++) {
-		entry *e = calloc(1, sizeof(*e));
+	for (i = 0; rc == 0 && i < m; i++) {
 		out[where[i]] = got[i];
-		if (!e || !(e->key = strdup(miss[i]))) {
-			free(e);
-			continue;
-		}
-		e->missing = got[i] == NULL;
-		e->doc = got[i] ? doc_copy(got[i]) : NULL;
-		e->known_us = al_now_us();
-		e->expires_us = e->known_us + c->ttl_us;
-		if (c->gen == g0 && (e->missing || e->doc))
-			put(c, e);
-		else
-			entry_free(e);
+		got[i] = NULL;
 	}
-	pthread_mutex_unlock(&c->lock);
 cleanup:
 	if (rc)
 		for (i = 0; i < n; i++) {
@@ -565,6 +704,7 @@ static int c_list(al_doc_list **out, al_store_backend *b, const char *coll, cons
 	char *key = list_key(coll, from, to);
 	entry **p, *e;
 	uint64_t g0;
+	int64_t sent, t0;
 	size_t i;
 	long prev;
 	int rc;
@@ -574,7 +714,7 @@ static int c_list(al_doc_list **out, al_store_backend *b, const char *coll, cons
 		return al_error_set(AL_ENOMEM, "out of memory");
 	pthread_mutex_lock(&c->lock);
 	p = slot(c, key);
-	if (*p && (*p)->list && (*p)->expires_us > al_now_us()) {
+	if (*p && (*p)->list && fresh(*p)) {
 		*out = list_copy((*p)->list);
 		pthread_mutex_unlock(&c->lock);
 		free(key);
@@ -593,6 +733,8 @@ static int c_list(al_doc_list **out, al_store_backend *b, const char *coll, cons
 		free(key);
 		return list_fallback(out, c, coll, from, to, 0);
 	}
+	sent = al_now_us();
+	t0 = al__mono_us();
 	prev = bound_begin();
 	rc = c->inner->list(out, c->inner, coll, from, to);
 	bound_end(prev);
@@ -602,6 +744,7 @@ static int c_list(al_doc_list **out, al_store_backend *b, const char *coll, cons
 		/* stale-if-error, as for documents */
 		return unreachable(rc) ? list_fallback(out, c, coll, from, to, rc) : rc;
 	}
+	note_latency(c, t0);
 	pthread_mutex_lock(&c->lock);
 	if (c->gen == g0) {
 		int64_t known = al_now_us(), exp = known + c->ttl_us;
@@ -613,6 +756,7 @@ static int c_list(al_doc_list **out, al_store_backend *b, const char *coll, cons
 			e->from = from ? strdup(from) : NULL;
 			e->to = to ? strdup(to) : NULL;
 			e->list = list_copy(*out);
+			e->sent_us = sent;
 			e->known_us = known;
 			e->expires_us = exp;
 			sort_by_id(e->list);
@@ -629,6 +773,7 @@ static int c_list(al_doc_list **out, al_store_backend *b, const char *coll, cons
 					entry_free(d);
 				continue;
 			}
+			d->sent_us = sent;
 			d->known_us = known;
 			d->expires_us = exp;
 			put(c, d);
@@ -651,16 +796,6 @@ static int c_list_collections(char ***out, size_t *count, al_store_backend *b, c
 	bound_end(prev);
 	note(c, rc);
 	return rc;
-}
-
-/* Roughly how many bytes of JSON a value takes, counting no further than limit. */
-static size_t json_size(const cJSON *v, size_t limit)
-{
-	size_t n = 16 + (v->string ? strlen(v->string) : 0) + (v->valuestring ? strlen(v->valuestring) : 0);
-	const cJSON *it;
-	for (it = v->child; it && n <= limit; it = it->next)
-		n += json_size(it, limit - n);
-	return n;
 }
 
 /* Puts doc (taken; NULL: missing) under id in the sorted list l, or takes id out of it. */
@@ -718,8 +853,8 @@ static void written(cache *c, const al_write *w, int ok)
 		if (w->op == AL_WRITE_DELETE) {
 			known = 1;
 		} else if (w->op == AL_WRITE_SET || stale_doc(&base, c, w->path)) {
-			/* an update merges onto what was known (and creates a missing document) */
-			const cJSON *it;
+			/* an update applies to what was known (and creates a missing document): only
+			 * the fields, or keys of a map field, that it names */
 			known = 1;
 			now = base ? base : calloc(1, sizeof(*now));
 			if (now && !base) {
@@ -727,12 +862,10 @@ static void written(cache *c, const al_write *w, int ok)
 				now->fields = cJSON_CreateObject();
 				now->create_us = t;
 			}
-			if (now && w->op == AL_WRITE_SET) {
+			if (now && now->fields && al_write_apply(now->fields, w) != 0) {
 				cJSON_Delete(now->fields);
-				now->fields = cJSON_Duplicate(w->fields, 1);
-			} else if (now)
-				cJSON_ArrayForEach(it, w->fields)
-					al_fields_set(now->fields, it->string, cJSON_Duplicate(it, 1));
+				now->fields = NULL;
+			}
 			if (now)
 				now->update_us = t;
 			if (!now || !now->path || !now->fields) {
@@ -749,7 +882,7 @@ static void written(cache *c, const al_write *w, int ok)
 		entry_free(e);
 		c->count--;
 	} else if (*p)
-		(*p)->expires_us = 0;   /* the old copy stays, expired, unless replaced below */
+		make_old(*p);   /* the old copy stays, expired, unless replaced below */
 	if (known && (e = calloc(1, sizeof(*e)))) {
 		e->missing = now == NULL;
 		e->known_us = t;   /* expires_us 0: never fresh, the next read asks the backend */
@@ -772,7 +905,7 @@ static void written(cache *c, const al_write *w, int ok)
 				c->count--;
 				continue;
 			}
-			e->expires_us = 0;
+			make_old(e);
 			if (known && e->list && (!e->from || strcmp(id, e->from) >= 0) &&
 			    (!e->to || strcmp(id, e->to) < 0)) {
 				list_patch(e->list, id, now ? doc_copy(now) : NULL);
@@ -863,6 +996,22 @@ static int c_commit(al_store_backend *b, const al_write *writes, size_t count)
 	return rc;
 }
 
+void al_store_cache_applied(al_store_backend *b, const al_write *writes, size_t count)
+{
+	cache *c = (cache *)b;
+	size_t i;
+	if (!b || b->free != c_free)
+		return;
+	note(c, 0);
+	pthread_mutex_lock(&c->lock);
+	c->gen++;
+	for (i = 0; i < count; i++) {
+		written(c, &writes[i], 1);
+		remember_write(c, writes[i].path);
+	}
+	pthread_mutex_unlock(&c->lock);
+}
+
 static char *c_describe(al_store_backend *b)
 {
 	cache *c = (cache *)b;
@@ -921,7 +1070,7 @@ static char *member_of(const char *path, const char *coll, const char *cid)
 }
 
 /* Caches list as the listing of coll and each of its documents (c->lock held; list taken). */
-static void put_listing(cache *c, const char *coll, al_doc_list *list, int64_t exp)
+static void put_listing(cache *c, const char *coll, al_doc_list *list, int64_t exp, int64_t sent)
 {
 	entry *e = calloc(1, sizeof(*e));
 	size_t i;
@@ -933,6 +1082,7 @@ static void put_listing(cache *c, const char *coll, al_doc_list *list, int64_t e
 	}
 	e->is_list = 1;
 	e->list = list;
+	e->sent_us = sent;
 	e->known_us = exp - c->ttl_us;
 	e->expires_us = exp;
 	put(c, e);
@@ -943,6 +1093,7 @@ static void put_listing(cache *c, const char *coll, al_doc_list *list, int64_t e
 				entry_free(d);
 			continue;
 		}
+		d->sent_us = sent;
 		d->known_us = exp - c->ttl_us;
 		d->expires_us = exp;
 		put(c, d);
@@ -958,7 +1109,7 @@ int al_store_cache_prefetch(al_store_backend *b, const char *doc, const char *co
 	size_t ng = 0, i, j = 0;
 	entry **p, *e;
 	uint64_t g0;
-	int64_t exp;
+	int64_t exp, sent = 0;
 	int rc = 0, n = doc ? al_path_segments(doc) : -1;
 
 	if (!b || b->free != c_free || !c->inner->list_group)
@@ -1019,9 +1170,13 @@ int al_store_cache_prefetch(al_store_backend *b, const char *doc, const char *co
 	}
 	{
 		long prev = bound_begin();
+		int64_t t0 = al__mono_us();
+		sent = al_now_us();
 		rc = c->inner->list_group(&group, c->inner, scope, collection_id);
 		bound_end(prev);
 		note(c, rc);
+		if (rc == 0)
+			note_latency(c, t0);
 	}
 	if (rc)
 		goto cleanup;
@@ -1060,7 +1215,7 @@ int al_store_cache_prefetch(al_store_backend *b, const char *doc, const char *co
 			l->docs[l->count++] = g[k0].doc;
 			group->docs[g[k0].at] = NULL;
 		}
-		put_listing(c, t, l, exp);
+		put_listing(c, t, l, exp, sent);
 		free(t);
 	}
 	pthread_mutex_unlock(&c->lock);

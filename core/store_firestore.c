@@ -698,10 +698,30 @@ static cJSON *write_json(fs_store *s, const al_write *w)
 		if (ok && w->op == AL_WRITE_UPDATE) {
 			ok = put_item(j, "updateMask", mask = cJSON_CreateObject()) &&
 				put_item(mask, "fieldPaths", paths = cJSON_CreateArray());
-			for (f = first; ok && f; f = f->next) {
+			for (f = first; ok && !w->mask && f; f = f->next) {
 				ok = (fp = field_path(f->string)) &&
 					put_item(paths, NULL, cJSON_CreateString(fp));
 				free(fp);
+			}
+			/* Paths into a map ("hyper_params.`opt/beta1`"): only those keys change, so two
+			 * mounts writing other keys of one map both keep theirs. */
+			cJSON_ArrayForEach(f, w->mask) {
+				const char *field, *key;
+				char *kp = NULL;
+				if (!ok)
+					break;
+				ok = al_mask_path(&field, &key, f) && (fp = field_path(field)) &&
+					(!key || (kp = field_path(key)));
+				if (ok && kp) {
+					char *both = NULL;
+					ok = asprintf(&both, "%s.%s", fp, kp) >= 0;
+					free(fp);
+					fp = ok ? both : NULL;
+				}
+				ok = ok && put_item(paths, NULL, cJSON_CreateString(fp));
+				free(fp);
+				free(kp);
+				fp = NULL;
 			}
 		}
 	}
@@ -748,8 +768,9 @@ static const al_write *failed_write(fs_store *s, const al_write *writes, size_t 
 
 /* All writes in one commit: Firestore applies them atomically and in order. A commit is sent
  * once (not idempotent: repeating a plain set could undo a later writer), unless every write is
- * create-only, which no repetition can apply twice; the price is that a retry after a lost
- * answer reports AL_EEXISTS for a document this very commit created. */
+ * create-only, which no repetition can apply twice; a retry after a lost answer then reports
+ * AL_EEXISTS for a document this very commit created, which the write-behind tells from another
+ * mount's by reading it back (store_wb.h). */
 static int fs_commit(al_store_backend *b, const al_write *writes, size_t count)
 {
 	fs_store *s = (fs_store *)b;

@@ -289,8 +289,8 @@ static int apply_write(sqlite_store *s, const al_write *w, const char *serialize
 {
 	sqlite3_stmt *get = s->st[ST_GET];
 	al_doc *existing = NULL;
+	cJSON *base = NULL;
 	char *merged = NULL;
-	const cJSON *f;
 	int rc = 0, exists = 0;
 
 	if (w->pre != AL_PRE_NONE || w->op == AL_WRITE_UPDATE) {
@@ -321,22 +321,22 @@ static int apply_write(sqlite_store *s, const al_write *w, const char *serialize
 		rc = st_run(s, s->st[ST_DELETE], "delete");
 		break;
 	case AL_WRITE_UPDATE:
-		if (existing) {
-			cJSON_ArrayForEach(f, w->fields) {
-				cJSON *copy = cJSON_Duplicate(f, 1);
-				if (!copy) {
-					rc = al_error_set(AL_ENOMEM, "out of memory updating %s", w->path);
-					goto cleanup;
-				}
-				al_fields_set(existing->fields, f->string, copy);
+		if (existing || w->mask) {
+			/* Merged into the stored document in this transaction: only the fields (or map
+			 * keys) the write names change. */
+			if (!(base = existing ? existing->fields : cJSON_CreateObject())) {
+				rc = al_error_set(AL_ENOMEM, "out of memory updating %s", w->path);
+				goto cleanup;
 			}
+			if ((rc = al_write_apply(base, w)))
+				goto cleanup;
 			/* The merged document must fit Firestore's size limit too. */
-			if (al_doc_size(w->path, existing->fields) > AL_DOC_MAX_SIZE) {
+			if (al_doc_size(w->path, base) > AL_DOC_MAX_SIZE) {
 				rc = al_error_set(AL_EINVAL, "document %s would be larger than %d bytes",
 					w->path, AL_DOC_MAX_SIZE);
 				goto cleanup;
 			}
-			if ((rc = al_json_print(&merged, NULL, existing->fields, 0)))
+			if ((rc = al_json_print(&merged, NULL, base, 0)))
 				goto cleanup;
 			serialized = merged;
 		}
@@ -346,6 +346,8 @@ static int apply_write(sqlite_store *s, const al_write *w, const char *serialize
 		break;
 	}
 cleanup:
+	if (!existing)
+		cJSON_Delete(base);
 	free(merged);
 	al_doc_free(existing);
 	return rc;

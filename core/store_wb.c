@@ -7,6 +7,7 @@
 #include <time.h>
 #include "aletheia/journal.h"
 #include "aletheia/json.h"
+#include "aletheia/store_cache.h"
 #include "aletheia/store_wb.h"
 #include "aletheia/value.h"
 #include "util.h"
@@ -16,11 +17,14 @@
 /* The local view of one document that has writes not yet delivered. */
 typedef struct ov_entry {
 	char *path;
-	cJSON *fields;          /* the whole document, or (patch) the fields to merge into it */
+	cJSON *fields;          /* the whole document, or (patch) the values of the update */
+	cJSON *mask;            /* patch: the update's field paths (store.h), always explicit */
 	int deleted;
-	int patch;              /* fields merge onto whatever the backend has */
+	int patch;              /* fields and mask are one update of whatever the backend has */
 	uint64_t last_seq;      /* the last queued batch that touched it */
 	int64_t delivered_us;   /* when the backend got it (0: still pending) */
+	uint64_t delivered_tick; /* wb->ticks after that delivery */
+	int64_t backend_us;     /* delivered: the backend's update time for it, as first read */
 	int64_t update_us;
 	struct ov_entry *next;
 } ov_entry;
@@ -37,7 +41,8 @@ typedef struct batch {
 
 #define OV_BUCKETS 4096
 /* A delivered entry stays a little: a read that asked the backend just before the delivery
- * landed still merges it, instead of briefly losing the write. */
+ * landed still merges it, instead of briefly losing the write. A read that began after the
+ * delivery ignores it (the backend's answer holds it, and other mounts' later changes too). */
 #define DELIVERED_GRACE_US (5LL * 1000000)
 
 typedef struct wb {
@@ -50,10 +55,12 @@ typedef struct wb {
 	ov_entry *ov[OV_BUCKETS];
 	batch *head, *tail;
 	uint64_t next_seq, queued_writes;
+	uint64_t ticks;         /* delivered commits so far */
 	pthread_t thread;
 	int started, stop;
 	unsigned interval_ms;
 	char last_error[512];
+	int error_dropped;      /* last_error reports a dropped write (kept after later successes) */
 } wb;
 
 /* A write-behind store is known by its own free function (a typed test, unlike its name). */
@@ -107,39 +114,145 @@ static void ov_remove(wb *w, ov_entry *victim)
 		}
 	free(victim->path);
 	cJSON_Delete(victim->fields);
+	cJSON_Delete(victim->mask);
 	free(victim);
 }
 
-static void merge_fields(cJSON *into, const cJSON *from)
+/* Applies the patch e (its fields and mask) to a document's fields. */
+static void patch_apply(cJSON *doc, const char *path, const cJSON *fields, const cJSON *mask)
 {
-	const cJSON *it;
-	cJSON_ArrayForEach(it, from)
-		al_fields_set(into, it->string, cJSON_Duplicate(it, 1));
+	al_write u = {AL_WRITE_UPDATE, path, fields, AL_PRE_NONE, mask};
+	al_write_apply(doc, &u);
+}
+
+/* Removes field (key NULL: every path of it) or field.key from a patch's mask. */
+static void mask_remove(cJSON *mask, const char *field, const char *key)
+{
+	cJSON *p = mask ? mask->child : NULL, *next;
+	for (; p; p = next) {
+		const char *f, *k;
+		next = p->next;
+		if (al_mask_path(&f, &k, p) && !strcmp(f, field) && (!key || (k && !strcmp(k, key))))
+			cJSON_Delete(cJSON_DetachItemViaPointer(mask, p));
+	}
+}
+
+static int mask_has_whole(const cJSON *mask, const char *field)
+{
+	const cJSON *p;
+	cJSON_ArrayForEach(p, mask) {
+		const char *f, *k;
+		if (al_mask_path(&f, &k, p) == 1 && !strcmp(f, field))
+			return 1;
+	}
+	return 0;
+}
+
+/* The map fields of field in a patch's values, made one when it is not (NULL: no memory). */
+static cJSON *patch_map(cJSON *fields, const char *field)
+{
+	cJSON *m = al_value_map_fields(cJSON_GetObjectItemCaseSensitive(fields, field));
+	if (m)
+		return m;
+	al_fields_set(fields, field, al_value_map(NULL));
+	return al_value_map_fields(cJSON_GetObjectItemCaseSensitive(fields, field));
+}
+
+/* Makes the patch e the one update that does what it did and then the update (fields, mask):
+ * a later path replaces what the patch said of it, so reading the backend's copy with the patch
+ * applied is reading it after both (README "Firestore": writes of other mounts to other keys
+ * show through). */
+static void patch_compose(ov_entry *e, const cJSON *fields, const cJSON *mask)
+{
+	cJSON *own = NULL;
+	const cJSON *p, *f;
+
+	if (!mask) {   /* the top-level fields of fields */
+		if (!(own = cJSON_CreateArray()))
+			return;
+		cJSON_ArrayForEach(f, fields)
+			al_mask_add(own, f->string, NULL);
+		mask = own;
+	}
+	cJSON_ArrayForEach(p, mask) {
+		const char *field, *key;
+		const cJSON *v;
+		cJSON *m;
+		if (!al_mask_path(&field, &key, p))
+			continue;
+		v = al_fields_get(fields, field);
+		if (key)
+			v = al_fields_get(al_value_get_map(v), key);
+		if (!key) {
+			mask_remove(e->mask, field, NULL);
+			cJSON_DeleteItemFromObjectCaseSensitive(e->fields, field);
+			al_mask_add(e->mask, field, NULL);
+			if (v)
+				al_fields_set(e->fields, field, cJSON_Duplicate(v, 1));
+		} else if (mask_has_whole(e->mask, field)) {
+			/* the patch sets the whole field: the key changes inside its value */
+			if (v && (m = patch_map(e->fields, field)))
+				al_fields_set(m, key, cJSON_Duplicate(v, 1));
+			else if (!v && (m = al_value_map_fields(cJSON_GetObjectItemCaseSensitive(e->fields, field))))
+				cJSON_DeleteItemFromObjectCaseSensitive(m, key);
+		} else {
+			mask_remove(e->mask, field, key);
+			if ((m = al_value_map_fields(cJSON_GetObjectItemCaseSensitive(e->fields, field))))
+				cJSON_DeleteItemFromObjectCaseSensitive(m, key);
+			al_mask_add(e->mask, field, key);
+			if (v && (m = patch_map(e->fields, field)))
+				al_fields_set(m, key, cJSON_Duplicate(v, 1));
+		}
+	}
+	cJSON_Delete(own);
 }
 
 /* Applies one write to the overlay (w->lock held). */
-static void ov_apply(wb *w, al_write_op op, const char *path, const cJSON *fields, uint64_t seq)
+static void ov_apply(wb *w, al_write_op op, const char *path, const cJSON *fields,
+	const cJSON *mask, uint64_t seq)
 {
 	ov_entry *e = ov_find(w, path, 1);
+	al_write u = {op, path, fields, AL_PRE_NONE, mask};
 	if (!e)
 		return;
+	if (e->delivered_us) {
+		/* What it held is delivered: the backend's copy (with other mounts' changes since)
+		 * is the base now, not this stale one. */
+		cJSON_Delete(e->fields);
+		cJSON_Delete(e->mask);
+		e->fields = e->mask = NULL;
+		e->patch = e->deleted = 0;
+	}
 	e->last_seq = seq;
 	e->delivered_us = 0;
+	e->backend_us = 0;
 	e->update_us = al_now_us();
 	if (op == AL_WRITE_DELETE) {
 		cJSON_Delete(e->fields);
-		e->fields = NULL;
+		cJSON_Delete(e->mask);
+		e->fields = e->mask = NULL;
 		e->deleted = 1;
 		e->patch = 0;
-	} else if (op == AL_WRITE_SET || e->deleted || !e->fields) {
-		int was_deleted = e->deleted;
+	} else if (op == AL_WRITE_SET || e->deleted) {
+		/* the whole document is known: a set, or an update of one known deleted */
 		cJSON_Delete(e->fields);
-		e->fields = cJSON_Duplicate(fields, 1);
-		/* An update of a document we know nothing about merges onto the backend's copy. */
-		e->patch = op == AL_WRITE_UPDATE && !was_deleted;
+		cJSON_Delete(e->mask);
+		e->mask = NULL;
+		if ((e->fields = cJSON_CreateObject()))
+			al_write_apply(e->fields, &u);
+		e->patch = 0;
 		e->deleted = 0;
+	} else if (!e->fields) {
+		/* An update of a document we know nothing about applies to the backend's copy. */
+		e->fields = cJSON_CreateObject();
+		e->mask = cJSON_CreateArray();
+		e->patch = 1;
+		if (e->fields && e->mask)
+			patch_compose(e, fields, mask);
+	} else if (e->patch) {
+		patch_compose(e, fields, mask);
 	} else {
-		merge_fields(e->fields, fields);
+		al_write_apply(e->fields, &u);
 	}
 }
 
@@ -159,7 +272,7 @@ static void enqueue(wb *w, cJSON *writes, size_t bytes)
 		al_write_op op;
 		if (op_parse(&op, cJSON_GetStringValue(cJSON_GetObjectItem(it, "op"))) == 0)
 			ov_apply(w, op, cJSON_GetStringValue(cJSON_GetObjectItem(it, "path")),
-				cJSON_GetObjectItem(it, "fields"), b->seq);
+				cJSON_GetObjectItem(it, "fields"), cJSON_GetObjectItem(it, "mask"), b->seq);
 		b->count++;
 	}
 	w->queued_writes += b->count;
@@ -180,6 +293,8 @@ static cJSON *encode(const al_write *writes, size_t count)
 		cJSON_AddStringToObject(o, "path", writes[i].path);
 		if (writes[i].fields)
 			cJSON_AddItemToObject(o, "fields", cJSON_Duplicate(writes[i].fields, 1));
+		if (writes[i].mask)
+			cJSON_AddItemToObject(o, "mask", cJSON_Duplicate(writes[i].mask, 1));
 		if (writes[i].pre == AL_PRE_EXISTS)
 			cJSON_AddStringToObject(o, "pre", "exists");
 		cJSON_AddItemToArray(arr, o);
@@ -230,7 +345,8 @@ static void ov_rebuild(wb *w, const char *path)
 			const char *p = cJSON_GetStringValue(cJSON_GetObjectItem(it, "path"));
 			if (p && strcmp(p, path) == 0 &&
 			    op_parse(&op, cJSON_GetStringValue(cJSON_GetObjectItem(it, "op"))) == 0)
-				ov_apply(w, op, p, cJSON_GetObjectItem(it, "fields"), b->seq);
+				ov_apply(w, op, p, cJSON_GetObjectItem(it, "fields"),
+					cJSON_GetObjectItem(it, "mask"), b->seq);
 		}
 }
 
@@ -305,6 +421,7 @@ static int deliver(wb *w)
 					continue;
 				ws[n].path = cJSON_GetStringValue(cJSON_GetObjectItem(it, "path"));
 				ws[n].fields = cJSON_GetObjectItem(it, "fields");
+				ws[n].mask = cJSON_GetObjectItem(it, "mask");
 				ws[n].pre = pre && !strcmp(pre, "exists") ? AL_PRE_EXISTS : AL_PRE_NONE;
 				n++;
 			}
@@ -317,6 +434,7 @@ static int deliver(wb *w)
 			/* Unreachable: keep everything, try again later. */
 			pthread_mutex_lock(&w->lock);
 			snprintf(w->last_error, sizeof(w->last_error), "%s", al_error_last());
+			w->error_dropped = 0;
 			pthread_mutex_unlock(&w->lock);
 			break;
 		}
@@ -338,8 +456,12 @@ static int deliver(wb *w)
 				path ? path : "?", first->count > 1 ? " (and the writes committed with it)" : "",
 				al_error_last());
 			fprintf(stderr, "aletheia: %s\n", w->last_error);
+			w->error_dropped = 1;
 			one_at_a_time = 0;
+		} else if (!w->error_dropped) {
+			w->last_error[0] = '\0';   /* delivering again: an outage's error is over */
 		}
+		w->ticks++;
 		do {
 			b = w->head;
 			w->head = b->next;
@@ -348,8 +470,10 @@ static int deliver(wb *w)
 			w->queued_writes -= b->count;
 			cJSON_ArrayForEach(it, b->writes) {
 				ov_entry *e = ov_find(w, cJSON_GetStringValue(cJSON_GetObjectItem(it, "path")), 0);
-				if (e && e->last_seq <= b->seq)
+				if (e && e->last_seq <= b->seq) {
 					e->delivered_us = al_now_us();   /* the backend has it now */
+					e->delivered_tick = w->ticks;
+				}
 			}
 			done = b == last;
 			if (rc)
@@ -384,6 +508,116 @@ int al_store_wb_flush(al_store_backend *base)
 	return rc ? rc : al_journal_drop(w->journal, sealed);
 }
 
+/* A commit that failed this way may still have reached the backend (a timeout, a reset, an
+ * answer cut short): only reading back tells whether it was applied. */
+static int maybe_applied(int rc)
+{
+	return rc == AL_EIO || rc == AL_EAGAIN || rc == AL_ERROR;
+}
+
+/* Whether the document read back is the one this create wrote: its creation time (the field
+ * `created` of README "Where the data lives"; without one, every timestamp it wrote) holds the
+ * same instant, to the microsecond a tag no other mount writes, and one nothing changes later. A
+ * create without timestamps must match in every field, and only when this commit is known to
+ * have been sent (strict 0): after AL_EEXISTS, identical fields may as well be an earlier
+ * create's. */
+static int created_by(const cJSON *mine, const al_doc *d, int strict)
+{
+	const cJSON *f = al_fields_get(mine, "created");
+	int stamps = 0;
+	if (cJSON_GetObjectItemCaseSensitive(f, "timestampValue"))
+		return al_value_equal(f, al_fields_get(d->fields, "created"));
+	cJSON_ArrayForEach(f, mine)
+		if (cJSON_GetObjectItemCaseSensitive(f, "timestampValue")) {
+			stamps++;
+			if (!al_value_equal(f, al_fields_get(d->fields, f->string)))
+				return 0;
+		}
+	if (stamps)
+		return 1;
+	if (strict)
+		return 0;
+	cJSON_ArrayForEach(f, mine)
+		if (!al_value_equal(f, al_fields_get(d->fields, f->string)))
+			return 0;
+	return 1;
+}
+
+/* README "Firestore": a create-only commit whose outcome is unknown (its answer lost: rc may
+ * have been applied, or AL_EEXISTS after the HTTP client sent it again) is decided by reading its
+ * documents back from the backend itself (not the read cache's copies): all there and ours → 0;
+ * one there and another's → AL_EEXISTS; none there → it was not applied, so it is sent once more
+ * (a create cannot apply twice). AL_EIO, saying so, only when that cannot be known. */
+static int create_outcome(wb *w, const al_write *writes, size_t count, int rc)
+{
+	al_store_backend *direct = al_store_cache_inner(w->inner);
+	const char **paths = calloc(count, sizeof(*paths));
+	const cJSON **mine = calloc(count, sizeof(*mine));
+	al_doc **docs = calloc(count, sizeof(*docs));
+	char first[512] = "", why[512];
+	size_t n = 0, i;
+	int attempt, ours, theirs, strict = rc == AL_EEXISTS;
+
+	snprintf(why, sizeof(why), "%s", al_error_last());
+	if (!paths || !mine || !docs) {
+		rc = al_error_set(AL_ENOMEM, "out of memory");
+		goto cleanup;
+	}
+	for (i = 0; i < count; i++)
+		if (writes[i].pre == AL_PRE_MISSING) {
+			paths[n] = writes[i].path;
+			mine[n++] = writes[i].fields;
+		}
+	snprintf(first, sizeof(first), "%s", n ? paths[0] : writes[0].path);
+	for (attempt = 0;; attempt++) {
+		long prev = al__wait_budget();
+		unsigned fg = al__foreground_wait();
+		int read;
+		if (fg && (!prev || (long)fg < prev))
+			al__wait_budget_set((long)fg);
+		read = al_store_get_many(docs, direct, paths, n);
+		al__wait_budget_set(prev);
+		if (read) {
+			rc = al_error_set(AL_EIO, "cannot tell whether %s was created: its commit %s (%s), and "
+				"reading it back failed: %s", first, rc == AL_EEXISTS ? "was sent twice" :
+				"got no answer", why, al_error_last());
+			goto cleanup;
+		}
+		for (i = 0, ours = theirs = 0; i < n; i++) {
+			ours += docs[i] && created_by(mine[i], docs[i], strict);
+			theirs += docs[i] && !created_by(mine[i], docs[i], strict);
+			al_doc_free(docs[i]);
+			docs[i] = NULL;
+		}
+		if (n && ours == (int)n) {
+			/* Applied: the read cache learns it as from a commit that answered. */
+			al_store_cache_applied(w->inner, writes, count);
+			al_error_clear();
+			rc = 0;
+			goto cleanup;
+		}
+		if (theirs || rc == AL_EEXISTS) {
+			rc = al_error_set(AL_EEXISTS, "document %s already exists", first);
+			goto cleanup;
+		}
+		/* Not there: not applied (yet). Sending it again is safe; the answer decides. */
+		if (attempt == 1)
+			break;
+		rc = al_store_commit(w->inner, writes, count);
+		if (rc == 0 || (rc != AL_EEXISTS && !maybe_applied(rc)))
+			goto cleanup;
+		strict = 0;   /* the first send may have landed late: identical fields are ours */
+		snprintf(why, sizeof(why), "%s", al_error_last());
+	}
+	rc = al_error_set(AL_EIO, "cannot tell whether %s was created: its commit got no answer twice "
+		"(%s), and it was not there when read back", first, why);
+cleanup:
+	free(paths);
+	free(mine);
+	free(docs);
+	return rc;
+}
+
 static int wb_commit(al_store_backend *base, const al_write *writes, size_t count)
 {
 	wb *w = (wb *)base;
@@ -405,7 +639,10 @@ static int wb_commit(al_store_backend *base, const al_write *writes, size_t coun
 		if ((rc = al_store_wb_flush(base)))
 			return al_error_set(rc, "cannot create %s while the metastore is unreachable: %s",
 				writes[0].path, al_error_last());
-		if ((rc = al_store_commit(w->inner, writes, count)))
+		rc = al_store_commit(w->inner, writes, count);
+		if (rc == AL_EEXISTS || maybe_applied(rc))
+			rc = create_outcome(w, writes, count, rc);
+		if (rc)
 			return rc;
 		/* The backend now answers for these documents: no older local view may shadow them. */
 		pthread_mutex_lock(&w->lock);
@@ -446,17 +683,35 @@ static al_doc *doc_new(const char *path, cJSON *fields, int64_t update_us)
 	return d;
 }
 
+/* A delivered document as the backend answers it (d, whose update time is adjusted): its content
+ * is the backend's, with other mounts' changes since; its update time stays the one this mount
+ * showed for its own write while the backend's is still that write's (README "Known
+ * limitations": a file's mtime moves once, when the entry goes), so two stats a moment apart
+ * agree. w->lock held. */
+static void delivered_time(ov_entry *e, al_doc *d)
+{
+	if (!e->backend_us)
+		e->backend_us = d->update_us;
+	if (d->update_us == e->backend_us)
+		d->update_us = e->update_us;
+}
+
 static int wb_get(al_doc **out, al_store_backend *base, const char *path)
 {
 	wb *w = (wb *)base;
 	ov_entry *e;
-	cJSON *patch = NULL;
+	cJSON *patch = NULL, *pmask = NULL;
 	int64_t when = 0;
+	uint64_t seq = 0;
 	int rc;
 
 	*out = NULL;
 	pthread_mutex_lock(&w->lock);
-	e = ov_find(w, path, 0);
+	if ((e = ov_find(w, path, 0)) && e->delivered_us) {
+		/* delivered before this read: the backend answers with it */
+		seq = e->last_seq;
+		e = NULL;
+	}
 	if (e && e->deleted) {
 		pthread_mutex_unlock(&w->lock);
 		return al_error_set(AL_ENOTFOUND, "no document %s", path);
@@ -468,21 +723,29 @@ static int wb_get(al_doc **out, al_store_backend *base, const char *path)
 	}
 	if (e) {
 		patch = cJSON_Duplicate(e->fields, 1);
+		pmask = cJSON_Duplicate(e->mask, 1);
 		when = e->update_us;
 	}
 	pthread_mutex_unlock(&w->lock);
 	rc = w->inner->get(out, w->inner, path);
+	if (seq && rc == 0) {
+		pthread_mutex_lock(&w->lock);
+		if ((e = ov_find(w, path, 0)) && e->delivered_us && e->last_seq == seq && !e->deleted)
+			delivered_time(e, *out);
+		pthread_mutex_unlock(&w->lock);
+	}
 	if (patch) {
-		if (rc == AL_ENOTFOUND) {
-			*out = doc_new(path, patch, when);
-			return *out ? 0 : al_error_set(AL_ENOMEM, "out of memory");
+		if (rc == AL_ENOTFOUND) {   /* the update creates it */
+			al_error_clear();
+			rc = (*out = doc_new(path, NULL, when)) ? 0 : al_error_set(AL_ENOMEM, "out of memory");
 		}
 		if (rc == 0) {
-			merge_fields((*out)->fields, patch);
+			patch_apply((*out)->fields, path, patch, pmask);
 			(*out)->update_us = when;
 		}
-		cJSON_Delete(patch);
 	}
+	cJSON_Delete(patch);
+	cJSON_Delete(pmask);
 	return rc;
 }
 
@@ -514,9 +777,10 @@ static int wb_get_many(al_doc **out, al_store_backend *base, const char *const *
 		goto cleanup;
 	}
 	for (i = 0; i < n && rc == 0; i++) {
+		ov_entry *e;
 		int pending;
 		pthread_mutex_lock(&w->lock);
-		pending = ov_find(w, paths[i], 0) != NULL;
+		pending = (e = ov_find(w, paths[i], 0)) != NULL;
 		pthread_mutex_unlock(&w->lock);
 		if (!pending) {
 			rest[m] = paths[i];
@@ -547,9 +811,13 @@ static int wb_list(al_doc_list **out, al_store_backend *base, const char *coll, 
 	wb *w = (wb *)base;
 	al_doc_list *l = NULL;
 	size_t i, k;
-	int rc = w->inner->list(&l, w->inner, coll, from, to);
+	uint64_t t0;
+	int rc;
 
-	if (rc)
+	pthread_mutex_lock(&w->lock);
+	t0 = w->ticks;
+	pthread_mutex_unlock(&w->lock);
+	if ((rc = w->inner->list(&l, w->inner, coll, from, to)))
 		return rc;
 	pthread_mutex_lock(&w->lock);
 	for (i = 0; i < OV_BUCKETS; i++) {
@@ -560,6 +828,13 @@ static int wb_list(al_doc_list **out, al_store_backend *base, const char *coll, 
 			size_t at = 0;
 			if (!in_collection(e->path, coll))
 				continue;
+			if (e->delivered_us && e->delivered_tick <= t0) {
+				/* delivered before the listing was asked for: the listing holds it */
+				for (k = 0; !e->deleted && k < l->count; k++)
+					if (strcmp(l->docs[k]->path, e->path) == 0)
+						delivered_time(e, l->docs[k]);
+				continue;
+			}
 			id = al_doc_id(e->path);
 			if ((from && strcmp(id, from) < 0) || (to && strcmp(id, to) >= 0))
 				continue;
@@ -576,7 +851,7 @@ static int wb_list(al_doc_list **out, al_store_backend *base, const char *coll, 
 					l->count--;
 				}
 			} else if (found && e->patch) {
-				merge_fields(found->fields, e->fields);
+				patch_apply(found->fields, e->path, e->fields, e->mask);
 				found->update_us = e->update_us;
 			} else if (found) {
 				cJSON_Delete(found->fields);
@@ -584,7 +859,10 @@ static int wb_list(al_doc_list **out, al_store_backend *base, const char *coll, 
 				found->update_us = e->update_us;
 			} else {
 				al_doc **grown = realloc(l->docs, (l->count + 1) * sizeof(al_doc *));
-				al_doc *d = doc_new(e->path, cJSON_Duplicate(e->fields, 1), e->update_us);
+				al_doc *d = doc_new(e->path, e->patch ? NULL : cJSON_Duplicate(e->fields, 1),
+					e->update_us);
+				if (d && e->patch)
+					patch_apply(d->fields, e->path, e->fields, e->mask);
 				if (!grown || !d) {
 					al_doc_free(d);
 					if (grown)
@@ -607,9 +885,13 @@ static int wb_list_collections(char ***out, size_t *count, al_store_backend *bas
 	wb *w = (wb *)base;
 	char **ids = NULL, **grown;
 	size_t n = 0, i, k, dl = strlen(doc);
-	int rc = w->inner->list_collections(&ids, &n, w->inner, doc);
+	uint64_t t0;
+	int rc;
 
-	if (rc)
+	pthread_mutex_lock(&w->lock);
+	t0 = w->ticks;
+	pthread_mutex_unlock(&w->lock);
+	if ((rc = w->inner->list_collections(&ids, &n, w->inner, doc)))
 		return rc;
 	pthread_mutex_lock(&w->lock);
 	for (i = 0; i < OV_BUCKETS; i++) {
@@ -618,7 +900,8 @@ static int wb_list_collections(char ***out, size_t *count, al_store_backend *bas
 			const char *rest = e->path + dl + 1, *slash;
 			char *id;
 			int dup = 0;
-			if (e->deleted || (dl && (strncmp(e->path, doc, dl) != 0 || e->path[dl] != '/')))
+			if (e->deleted || (e->delivered_us && e->delivered_tick <= t0) ||
+			    (dl && (strncmp(e->path, doc, dl) != 0 || e->path[dl] != '/')))
 				continue;
 			if (!dl)
 				rest = e->path;

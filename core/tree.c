@@ -103,6 +103,8 @@ struct al_file {
 	int64_t mtime_us;
 	int mtime_set;
 	int detached;              /* F_BLOB_WRITE: the file was deleted or replaced: record nothing */
+	int created;               /* F_BLOB_WRITE in a dataset: this handle's create-only record
+				    * succeeded, so later records (fsync, close) replace its own */
 	/* F_BLOB_WRITE: the opens sharing this handle (in t->lock), so that every writer of a file
 	 * sees one content (two connections to a database) */
 	unsigned handles;
@@ -378,9 +380,18 @@ static int require_running(al_tree *t, const node *n)
 static int commit1(al_tree *t, al_write_op op, const char *path, const cJSON *fields,
 	al_precondition pre)
 {
-	al_write w = {op, path, fields, pre};
+	al_write w = {op, path, fields, pre, NULL};
 	return al_store_commit(t->store, &w, 1);
 }
+
+/* Room kept in a run's document for what ends it: params, texts and links may fill it only up to
+ * this much below Firestore's 1 MiB, so that status, ended and exit_code can always be written
+ * (README "params"). */
+#define RUN_HEADROOM 16384
+
+static int run_fits(const node *n, const al_doc *d, const cJSON *patch, size_t headroom);
+static int commit_keys(al_tree *t, const char *doc, const char *field, const cJSON *values,
+	const char *const *keys, size_t nkeys, al_precondition pre);
 
 /* ---- values as text ------------------------------------------------------------------- */
 
@@ -2011,8 +2022,8 @@ static int al_tree_mkdir_impl(al_tree *t, const char *path, const al_caller *cal
 		f = new_run_fields(t, &n, caller);
 		upd = cJSON_CreateObject();
 		al_fields_set(upd, "updated", al_value_time(now));
-		w[0] = (al_write){AL_WRITE_SET, n.run_doc, f, AL_PRE_MISSING};
-		w[1] = (al_write){AL_WRITE_UPDATE, n.exp_doc, upd, AL_PRE_EXISTS};
+		w[0] = (al_write){AL_WRITE_SET, n.run_doc, f, AL_PRE_MISSING, NULL};
+		w[1] = (al_write){AL_WRITE_UPDATE, n.exp_doc, upd, AL_PRE_EXISTS, NULL};
 		rc = al_store_commit(t->store, w, 2);
 		cJSON_Delete(upd);
 		break;
@@ -2051,7 +2062,7 @@ static int delete_tree(al_tree *t, const char *doc)
 	char **colls = NULL;
 	size_t ncolls = 0, i, k;
 	int rc;
-	al_write w = {AL_WRITE_DELETE, doc, NULL, AL_PRE_NONE};
+	al_write w = {AL_WRITE_DELETE, doc, NULL, AL_PRE_NONE, NULL};
 
 	if ((rc = t->store->list_collections(&colls, &ncolls, t->store, doc)))
 		return rc;
@@ -2320,19 +2331,12 @@ static int al_tree_unlink_impl(al_tree *t, const char *path)
 		pthread_mutex_lock(&t->lock);
 		if ((rc = get_doc(&d, t, n.run_doc)) == 0) {
 			const char *field = n.kind == N_PARAMS ? "hyper_params" : "datasets";
-			cJSON *map = cJSON_Duplicate(al_fields_get(d->fields, field), 1);
-			cJSON *fields = cJSON_CreateObject();
-			const cJSON *inner = al_value_get_map(map);
+			const cJSON *inner = al_value_get_map(al_fields_get(d->fields, field));
 			const char *key = n.kind == N_PARAMS ? n.rest : n.name;
-			if (inner && cJSON_GetObjectItemCaseSensitive(inner, key)) {
-				cJSON_DeleteItemFromObjectCaseSensitive((cJSON *)inner, key);
-				al_fields_set(fields, field, map);
-				rc = commit1(t, AL_WRITE_UPDATE, n.run_doc, fields, AL_PRE_EXISTS);
-			} else {
-				cJSON_Delete(map);
+			if (inner && cJSON_GetObjectItemCaseSensitive(inner, key))
+				rc = commit_keys(t, n.run_doc, field, NULL, &key, 1, AL_PRE_EXISTS);
+			else
 				rc = al_error_set(AL_ENOTFOUND, "no such entry: %s", path);
-			}
-			cJSON_Delete(fields);
 		}
 		pthread_mutex_unlock(&t->lock);
 		al_doc_free(d);
@@ -2571,6 +2575,8 @@ static int blob_move(al_tree *t, const node *a, const node *b, int noreplace, si
 	al_write *w = NULL;
 	size_t n = 0, i, cap;
 	int rc;
+	/* A dataset's new names are created only if no other mount took them (write-once). */
+	al_precondition target_pre = b->kind == N_DATASET_PATH ? AL_PRE_MISSING : AL_PRE_NONE;
 
 	if ((al_store_get(&existing, t->store, to_doc) == 0 || target_writing) && noreplace) {
 		rc = al_error_set(AL_EEXISTS, "%s exists", b->rest);
@@ -2603,13 +2609,13 @@ static int blob_move(al_tree *t, const node *a, const node *b, int noreplace, si
 	if (rc == 0) {
 		fields[n] = cJSON_Duplicate(d->fields, 1);
 		al_fields_set(fields[n], "path", al_value_string(b->rest));
-		w[n] = (al_write){AL_WRITE_SET, to_doc, fields[n], AL_PRE_NONE};
+		w[n] = (al_write){AL_WRITE_SET, to_doc, fields[n], target_pre, NULL};
 		n++;
-		w[n++] = (al_write){AL_WRITE_DELETE, from_doc, NULL, AL_PRE_NONE};
+		w[n++] = (al_write){AL_WRITE_DELETE, from_doc, NULL, AL_PRE_NONE, NULL};
 	} else if (rc == AL_ENOTFOUND && l->count == 0 && writing) {
 		/* Not closed yet: only its writers move; what the target held is replaced. */
 		if (existing)
-			w[n++] = (al_write){AL_WRITE_DELETE, to_doc, NULL, AL_PRE_NONE};
+			w[n++] = (al_write){AL_WRITE_DELETE, to_doc, NULL, AL_PRE_NONE, NULL};
 	} else if (rc != AL_ENOTFOUND || l->count == 0) {
 		if (rc == AL_ENOTFOUND)
 			rc = al_error_set(AL_ENOTFOUND, "no such file: %s", a->rest);
@@ -2625,9 +2631,9 @@ static int blob_move(al_tree *t, const node *a, const node *b, int noreplace, si
 		paths[n] = xasprintf("%s/%s", b->coll, nid);
 		fields[n] = cJSON_Duplicate(l->docs[i]->fields, 1);
 		al_fields_set(fields[n], "path", al_value_string(np));
-		w[n] = (al_write){AL_WRITE_SET, paths[n], fields[n], AL_PRE_NONE};
+		w[n] = (al_write){AL_WRITE_SET, paths[n], fields[n], target_pre, NULL};
 		n++;
-		w[n++] = (al_write){AL_WRITE_DELETE, l->docs[i]->path, NULL, AL_PRE_NONE};
+		w[n++] = (al_write){AL_WRITE_DELETE, l->docs[i]->path, NULL, AL_PRE_NONE, NULL};
 		free(p);
 		free(np);
 		free(nid);
@@ -2865,7 +2871,7 @@ static int al_tree_symlink_impl(al_tree *t, const char *target, const char *path
 	node n, d;
 	al_doc *ds = NULL, *run = NULL;
 	char *dir = NULL, *resolved = NULL;
-	cJSON *map = NULL, *entry, *fields = NULL, *dsf = NULL;
+	cJSON *map = NULL, *entry, *fields = NULL, *dsf = NULL, *mask = NULL, *added = NULL, *all = NULL;
 	const char *version;
 	al_write w[2];
 	int rc;
@@ -2896,26 +2902,40 @@ static int al_tree_symlink_impl(al_tree *t, const char *target, const char *path
 		const cJSON *cur = al_value_get_map(al_fields_get(run->fields, "datasets"));
 		cJSON *links = cur ? cJSON_Duplicate(cur, 1) : cJSON_CreateObject();
 		map = al_value_map(links);
+		entry = cJSON_CreateObject();
+		al_fields_set(entry, "dataset", al_value_string(d.dataset));
+		al_fields_set(entry, "version", version ? al_value_string(version) : al_value_null());
+		al_fields_set(entry, "linked", al_value_time(al_now_us()));
+		added = cJSON_CreateObject();
+		al_fields_set(added, n.name, al_value_map(entry));
 		if (al_fields_get(links, n.name)) {
 			rc = al_error_set(AL_EEXISTS, "%s exists", path);
 		} else {
-			entry = cJSON_CreateObject();
-			al_fields_set(entry, "dataset", al_value_string(d.dataset));
-			al_fields_set(entry, "version", version ? al_value_string(version) : al_value_null());
-			al_fields_set(entry, "linked", al_value_time(al_now_us()));
-			al_fields_set(links, n.name, al_value_map(entry));
-			fields = cJSON_CreateObject();
-			al_fields_set(fields, "datasets", map);
+			/* The run's size is checked with every link this mount knows; the write names
+			 * only the new link's key, so another mount's links of the run stay. */
+			al_fields_set(links, n.name, cJSON_Duplicate(al_fields_get(added, n.name), 1));
+			all = cJSON_CreateObject();
+			al_fields_set(all, "datasets", map);
 			map = NULL;
+			fields = cJSON_CreateObject();
+			al_fields_set(fields, "datasets", al_value_map(added));
+			added = NULL;
 			dsf = cJSON_CreateObject();
 			al_fields_set(dsf, "referenced", al_value_bool(1));
-			w[0] = (al_write){AL_WRITE_UPDATE, n.run_doc, fields, AL_PRE_EXISTS};
-			w[1] = (al_write){AL_WRITE_UPDATE, d.ds_doc, dsf, AL_PRE_EXISTS};
-			rc = al_store_commit(t->store, w, 2);
+			mask = cJSON_CreateArray();
+			if ((rc = run_fits(&n, run, all, RUN_HEADROOM)) == 0 &&
+			    (rc = al_mask_add(mask, "datasets", n.name)) == 0) {
+				w[0] = (al_write){AL_WRITE_UPDATE, n.run_doc, fields, AL_PRE_EXISTS, mask};
+				w[1] = (al_write){AL_WRITE_UPDATE, d.ds_doc, dsf, AL_PRE_EXISTS, NULL};
+				rc = al_store_commit(t->store, w, 2);
+			}
 		}
 	}
 	pthread_mutex_unlock(&t->lock);
 cleanup:
+	cJSON_Delete(mask);
+	cJSON_Delete(added);
+	cJSON_Delete(all);
 	cJSON_Delete(map);
 	cJSON_Delete(fields);
 	cJSON_Delete(dsf);
@@ -3757,7 +3777,6 @@ int al_file_read(size_t *nread, al_file *f, char *buf, size_t size, uint64_t off
 
 static int check_line_value(al_file *f);
 static int text_checked(char **out, const al_buf *b, const char *what);
-static int run_fits(const node *n, const al_doc *d, const cJSON *patch, size_t headroom);
 static int import_write(al_file *f, const char *buf, size_t size);
 static int import_lines(al_file *f, int at_close);
 static int fsck_request(al_file *f, const char *buf, size_t size);
@@ -4112,10 +4131,6 @@ static int key_conflict(const cJSON *map, const char *key)
 	return 0;
 }
 
-/* Room kept in a run's document for what ends it: params, texts and links may fill it only up to
- * this much below Firestore's 1 MiB, so that status, ended and exit_code can always be written
- * (README "params"). */
-#define RUN_HEADROOM 16384
 
 /* 0 when the run document d with patch's fields set stays within Firestore's size, less headroom;
  * AL_EINVAL saying so otherwise. */
@@ -4137,11 +4152,45 @@ static int run_fits(const node *n, const al_doc *d, const cJSON *patch, size_t h
 	return 0;
 }
 
-/* Merges typed values into the run's hyper_params map. */
+/* Sets (value) or deletes (value NULL) the keys of one map field of a document with one update
+ * whose mask names only those keys: another mount's keys of the same map stay (README
+ * "Firestore", several mounts). keys: the names, or with values an object of key → value. */
+static int commit_keys(al_tree *t, const char *doc, const char *field, const cJSON *values,
+	const char *const *keys, size_t nkeys, al_precondition pre)
+{
+	cJSON *fields = cJSON_CreateObject(), *inner = cJSON_CreateObject(), *mask = cJSON_CreateArray();
+	const cJSON *it;
+	al_write w = {AL_WRITE_UPDATE, doc, fields, pre, mask};
+	size_t i;
+	int rc = 0;
+
+	if (!fields || !inner || !mask)
+		rc = al_error_set(AL_ENOMEM, "out of memory");
+	cJSON_ArrayForEach(it, values) {
+		if (rc || (rc = al_mask_add(mask, field, it->string)))
+			break;
+		al_fields_set(inner, it->string, cJSON_Duplicate(it, 1));
+	}
+	for (i = 0; rc == 0 && i < nkeys; i++)
+		rc = al_mask_add(mask, field, keys[i]);
+	if (rc == 0) {
+		al_fields_set(fields, field, al_value_map(inner));
+		inner = NULL;
+		rc = al_store_commit(t->store, &w, 1);
+	}
+	cJSON_Delete(inner);
+	cJSON_Delete(fields);
+	cJSON_Delete(mask);
+	return rc;
+}
+
+/* Merges typed values into the run's hyper_params map: the checks (a key both a value and a
+ * folder, the run's size) against the run as this mount knows it, the write of those keys alone. */
 static int merge_params(al_tree *t, const node *n, cJSON *values /* object of typed, taken */)
 {
 	al_doc *d = NULL;
-	cJSON *map = NULL, *fields = NULL, *it;
+	cJSON *map = NULL, *fields = NULL;
+	const cJSON *it;
 	int rc;
 
 	pthread_mutex_lock(&t->lock);
@@ -4154,21 +4203,18 @@ static int merge_params(al_tree *t, const node *n, cJSON *values /* object of ty
 	map = cJSON_Duplicate(al_value_get_map(al_fields_get(d->fields, "hyper_params")), 1);
 	if (!map)
 		map = cJSON_CreateObject();
-	while ((it = values->child)) {
-		cJSON_DetachItemViaPointer(values, it);
-		if (!cJSON_GetObjectItemCaseSensitive(map, it->string) && (rc = key_conflict(map, it->string))) {
-			cJSON_Delete(it);
+	cJSON_ArrayForEach(it, values) {
+		if (!cJSON_GetObjectItemCaseSensitive(map, it->string) && (rc = key_conflict(map, it->string)))
 			goto cleanup;
-		}
-		al_fields_set(map, it->string, it);
+		al_fields_set(map, it->string, cJSON_Duplicate(it, 1));
 	}
 	fields = cJSON_CreateObject();
 	al_fields_set(fields, "hyper_params", al_value_map(map));
 	map = NULL;
-	/* The whole document must stay within Firestore's limits, not only the new map. */
+	/* The whole document must stay within Firestore's limits, not only the new keys. */
 	if ((rc = run_fits(n, d, fields, RUN_HEADROOM)))
 		goto cleanup;
-	rc = commit1(t, AL_WRITE_UPDATE, n->run_doc, fields, AL_PRE_EXISTS);
+	rc = commit_keys(t, n->run_doc, "hyper_params", values, NULL, 0, AL_PRE_EXISTS);
 cleanup:
 	pthread_mutex_unlock(&t->lock);
 	cJSON_Delete(map);
@@ -4234,16 +4280,16 @@ static int commit_text(al_file *f)
 		doc = xasprintf("%s/metadata/%s", n->proj_doc, n->name);
 		if ((rc = written_object(&obj, &appended, f, "a metadata file")))
 			break;
-		/* Appended keys merge into what the file held; otherwise the object replaces it. The
-		 * read and the write back are one step under the tree's lock, as params' merges are:
-		 * concurrent appenders keep every key. */
+		/* Appended keys merge into what the file held; otherwise the object replaces it. An
+		 * append writes only its keys (an update of those fields), so appenders of other keys
+		 * keep theirs, on this mount and on others; the whole document is checked as this mount
+		 * knows it (README "params": Firestore's limits). */
 		pthread_mutex_lock(&t->lock);
 		if (appended && (rc = get_doc(&d, t, doc)) == 0) {
-			while ((it = obj->child)) {
-				cJSON_DetachItemViaPointer(obj, it);
-				al_fields_set(d->fields, it->string, it);
-			}
-			rc = commit1(t, AL_WRITE_SET, doc, d->fields, AL_PRE_NONE);
+			cJSON_ArrayForEach(it, obj)
+				al_fields_set(d->fields, it->string, cJSON_Duplicate(it, 1));
+			if ((rc = al_fields_check(doc, d->fields)) == 0)
+				rc = commit1(t, AL_WRITE_UPDATE, doc, obj, AL_PRE_NONE);
 		} else if (rc == 0 || rc == AL_ENOTFOUND) {
 			rc = commit1(t, AL_WRITE_SET, doc, obj, AL_PRE_NONE);
 		}
@@ -4323,7 +4369,7 @@ static al_write owner_write(cJSON **fields, const node *n, int64_t now)
 	al_fields_set(*fields, "files_updated", al_value_time(now));
 	if (n->kind == N_DATASET_PATH)
 		al_fields_set(*fields, "stale", al_value_bool(1));
-	return (al_write){AL_WRITE_UPDATE, doc, *fields, AL_PRE_EXISTS};
+	return (al_write){AL_WRITE_UPDATE, doc, *fields, AL_PRE_EXISTS, NULL};
 }
 
 /* The same mark as a commit of its own, before a change that has none (a delete, a rename): a
@@ -4339,7 +4385,7 @@ static int owner_mark(al_tree *t, const node *n)
 
 /* Hashes the staged content, stores the blob once, and records the file. */
 static int record_file(al_tree *t, const node *n, const char *hex, uint64_t size, const char *uri,
-	int stored, const al_pieces *pieces, int64_t mtime_us);
+	int stored, const al_pieces *pieces, int64_t mtime_us, int create);
 
 static int commit_blob(al_file *f)
 {
@@ -4379,8 +4425,15 @@ static int commit_blob(al_file *f)
 		}
 	}
 	uri = t->blobs->uri(t->blobs, hex);
-	rc = record_file(t, &f->n, hex, size, uri, 1, &pieces,
-		__atomic_load_n(&f->mtime_set, __ATOMIC_RELAXED) ? __atomic_load_n(&f->mtime_us, __ATOMIC_RELAXED) : 0);
+	{
+		/* A new dataset file is created only if no other mount wrote the name first. */
+		int create = f->n.kind == N_DATASET_PATH && !f->created;
+		rc = record_file(t, &f->n, hex, size, uri, 1, &pieces,
+			__atomic_load_n(&f->mtime_set, __ATOMIC_RELAXED) ?
+			__atomic_load_n(&f->mtime_us, __ATOMIC_RELAXED) : 0, create);
+		if (rc == 0 && create)
+			f->created = 1;
+	}
 	free(uri);
 cleanup:
 	al_pieces_clear(&pieces);
@@ -4391,9 +4444,11 @@ cleanup:
  * its record, and with stored the blob's own files/{hash} record (with its piece hashes, when
  * given); a dataset's version follows.
  * Closed files and imported ones (uri a URL outside the blob store) both come here. mtime_us 0:
- * now. */
+ * now. With create, the record is create-only (a new dataset file: README "datasets", write-once
+ * across mounts): when the name is taken meanwhile, the same content there is success, other
+ * content AL_EPERM. */
 static int record_file(al_tree *t, const node *n, const char *hex, uint64_t size, const char *uri,
-	int stored, const al_pieces *pieces, int64_t mtime_us)
+	int stored, const al_pieces *pieces, int64_t mtime_us, int create)
 {
 	char *id = NULL, *doc = NULL, *fdoc = NULL, *phex = NULL;
 	cJSON *fields = NULL, *file = NULL, *piece_fields = NULL, *owner = NULL;
@@ -4438,17 +4493,37 @@ static int record_file(al_tree *t, const node *n, const char *hex, uint64_t size
 		al_write w[3];
 		size_t nw = 0;
 		if (stored && al_store_get(&known, t->store, fdoc) != 0)
-			w[nw++] = (al_write){AL_WRITE_SET, fdoc, file, AL_PRE_NONE};
+			w[nw++] = (al_write){AL_WRITE_SET, fdoc, file, AL_PRE_NONE, NULL};
 		else if (stored && piece_fields && !al_fields_get(known->fields, "pieces"))
-			w[nw++] = (al_write){AL_WRITE_UPDATE, fdoc, piece_fields, AL_PRE_NONE};
-		w[nw++] = (al_write){AL_WRITE_SET, doc, fields, AL_PRE_NONE};
+			w[nw++] = (al_write){AL_WRITE_UPDATE, fdoc, piece_fields, AL_PRE_NONE, NULL};
+		w[nw++] = (al_write){AL_WRITE_SET, doc, fields, create ? AL_PRE_MISSING : AL_PRE_NONE, NULL};
 		w[nw++] = owner_write(&owner, n, now);
+		/* The file's own record first: a refusal at delivery names it (README "Firestore"). */
+		if (nw == 3) {
+			al_write blob = w[0];
+			w[0] = w[1];
+			w[1] = blob;
+		}
 		al_doc_free(known);
+		known = NULL;
 		pthread_mutex_lock(&t->ds_lock);
 		rc = al_store_commit(t->store, w, nw);
 		if (rc == 0 && n->kind == N_DATASET_PATH)
 			dataset_changed(t, n->ds_doc);
 		pthread_mutex_unlock(&t->ds_lock);
+		if (rc == AL_EEXISTS && create) {
+			/* Another mount wrote the name first: the same bytes are as good as ours. */
+			const char *h = NULL;
+			int64_t have = -1;
+			if (al_store_get(&known, t->store, doc) == 0) {
+				h = al_fields_get_string(known->fields, "hash");
+				al_fields_get_int(&have, known->fields, "size");
+			}
+			rc = h && strcmp(h, hex) == 0 && have == (int64_t)size ? 0 :
+				al_error_set(AL_EPERM, "%s was written first by another mount, with other "
+					"content (dataset files are write-once)", n->rest);
+			al_doc_free(known);
+		}
 	}
 cleanup:
 	cJSON_Delete(fields);
@@ -4648,7 +4723,7 @@ static int import_line(al_tree *t, const char *line, size_t len)
 		rc = 0;   /* already there, the same */
 	else if (rc == 0)
 		rc = record_file(t, &n, hash->valuestring, (uint64_t)size->valuedouble,
-			url->valuestring, 0, NULL, 0);
+			url->valuestring, 0, NULL, 0, 1);
 cleanup:
 	node_free(&n);
 	free(mpath);

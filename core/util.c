@@ -135,6 +135,26 @@ long al__wait_budget(void)
 	return budget_ms;
 }
 
+static _Thread_local int64_t op_start_us;
+
+int64_t al__op_begin(void)
+{
+	int64_t outer = op_start_us;
+	if (!outer)
+		op_start_us = al_now_us();
+	return outer;
+}
+
+void al__op_end(int64_t outer)
+{
+	op_start_us = outer;
+}
+
+int64_t al__op_start(void)
+{
+	return op_start_us;
+}
+
 int64_t al__mono_us(void)
 {
 	struct timespec ts;

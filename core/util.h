@@ -35,6 +35,13 @@ long al__wait_budget(void);
  * final, bounded flush or stays journaled. Not undone. */
 void al__shutdown_begin(void);
 int al__shutting_down(void);
+/* One file operation on the calling thread (README "Firestore": it never asks the metastore
+ * for the same document twice): al__op_begin marks its start (a nested call keeps the outer
+ * start) and returns what al__op_end puts back; al__op_start is that start (wall clock, µs; 0
+ * outside an operation). The read cache reuses an answer asked for since then, however old. */
+int64_t al__op_begin(void);
+void al__op_end(int64_t outer);
+int64_t al__op_start(void);
 /* A monotonic clock in microseconds, for deadlines. */
 int64_t al__mono_us(void);
 

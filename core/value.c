@@ -655,6 +655,14 @@ static int check_value(const char *doc, char *path, size_t plen, const cJSON *v,
 	return 0;
 }
 
+int al_field_path_check(const char *doc_path, const char *field, const char *key)
+{
+	char path[PATH_CAP + 1];
+	size_t len = 0;
+	int rc = check_name_at(doc_path, path, &len, field);
+	return rc || !key ? rc : check_name_at(doc_path, path, &len, key);
+}
+
 int al_fields_check(const char *doc_path, const cJSON *fields)
 {
 	char path[PATH_CAP + 1];
@@ -692,4 +700,83 @@ void al_value_repair_strings(cJSON *v)
 		cJSON_ArrayForEach(child, (cJSON *)(p->string[0] == 'm' ? al_value_get_map(v) :
 			al_value_get_array(v)))
 			al_value_repair_strings(child);
+}
+
+cJSON *al_value_map_fields(cJSON *v)
+{
+	cJSON *m = cJSON_IsObject(v) ? cJSON_GetObjectItemCaseSensitive(v, "mapValue") : NULL, *f;
+	if (!cJSON_IsObject(m))
+		return NULL;
+	f = cJSON_GetObjectItemCaseSensitive(m, "fields");
+	if (cJSON_IsObject(f))
+		return f;
+	if (f)
+		return NULL;
+	return cJSON_AddObjectToObject(m, "fields");
+}
+
+/* A payload's double, NaN and the infinities written as strings (al_value_double). */
+static int payload_double(double *out, const cJSON *p)
+{
+	if (cJSON_IsNumber(p)) {
+		*out = p->valuedouble;
+		return 1;
+	}
+	if (!cJSON_IsString(p))
+		return 0;
+	if (!strcmp(p->valuestring, "NaN"))
+		*out = NAN;
+	else if (!strcmp(p->valuestring, "Infinity"))
+		*out = INFINITY;
+	else if (!strcmp(p->valuestring, "-Infinity"))
+		*out = -INFINITY;
+	else
+		return 0;
+	return 1;
+}
+
+int al_value_equal(const cJSON *a, const cJSON *b)
+{
+	const cJSON *pa = cJSON_IsObject(a) ? a->child : NULL, *pb = cJSON_IsObject(b) ? b->child : NULL;
+	const cJSON *la, *lb, *x, *y;
+	int64_t i, j;
+	double d, e;
+
+	if (!pa || !pb || !pa->string || !pb->string || strcmp(pa->string, pb->string) != 0)
+		return 0;
+	if (!strcmp(pa->string, "integerValue"))
+		return al_value_get_int(&i, a) == 0 && al_value_get_int(&j, b) == 0 && i == j;
+	if (!strcmp(pa->string, "doubleValue"))
+		return payload_double(&d, pa) && payload_double(&e, pb) &&
+			((isnan(d) && isnan(e)) || (d == e && signbit(d) == signbit(e)));
+	if (!strcmp(pa->string, "timestampValue"))
+		return cJSON_IsString(pa) && cJSON_IsString(pb) && al_time_parse(&i, pa->valuestring) == 0 &&
+			al_time_parse(&j, pb->valuestring) == 0 && i == j;
+	if (!strcmp(pa->string, "stringValue"))
+		return cJSON_IsString(pa) && cJSON_IsString(pb) && !strcmp(pa->valuestring, pb->valuestring);
+	if (!strcmp(pa->string, "booleanValue"))
+		return cJSON_IsBool(pa) && cJSON_IsBool(pb) && cJSON_IsTrue(pa) == cJSON_IsTrue(pb);
+	if (!strcmp(pa->string, "nullValue"))
+		return 1;
+	if (!strcmp(pa->string, "mapValue")) {
+		la = al_value_get_map(a);
+		lb = al_value_get_map(b);
+		if (!la || !lb || cJSON_GetArraySize(la) != cJSON_GetArraySize(lb))
+			return 0;
+		cJSON_ArrayForEach(x, la)
+			if (!(y = cJSON_GetObjectItemCaseSensitive(lb, x->string)) || !al_value_equal(x, y))
+				return 0;
+		return 1;
+	}
+	if (!strcmp(pa->string, "arrayValue")) {
+		la = al_value_get_array(a);
+		lb = al_value_get_array(b);
+		if (!la || !lb || cJSON_GetArraySize(la) != cJSON_GetArraySize(lb))
+			return 0;
+		for (x = la->child, y = lb->child; x && y; x = x->next, y = y->next)
+			if (!al_value_equal(x, y))
+				return 0;
+		return 1;
+	}
+	return cJSON_Compare(pa, pb, 1);
 }

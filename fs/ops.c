@@ -306,7 +306,7 @@ static void caller_of(al_caller *c, fuse_req_t req)
 	c->gid = ctx->gid;
 }
 
-static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+static void op_lookup_body(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	al_fs *fs = fs_of(req);
 	char *path = child_path(fs, parent, name);
@@ -337,7 +337,7 @@ static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_dat
 	fuse_reply_none(req);
 }
 
-static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+static void op_getattr_body(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	al_fs *fs = fs_of(req);
 	char *path = ino_path(fs, ino);
@@ -359,7 +359,7 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	free(path);
 }
 
-static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+static void op_setattr_body(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 	struct fuse_file_info *fi)
 {
 	al_fs *fs = fs_of(req);
@@ -381,11 +381,11 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	if (rc)
 		reply_error(req, rc, "setattr", path);
 	else
-		op_getattr(req, ino, fi);
+		op_getattr_body(req, ino, fi);
 	free(path);
 }
 
-static void op_readlink(fuse_req_t req, fuse_ino_t ino)
+static void op_readlink_body(fuse_req_t req, fuse_ino_t ino)
 {
 	al_fs *fs = fs_of(req);
 	char *path = ino_path(fs, ino), *target = NULL;
@@ -398,7 +398,7 @@ static void op_readlink(fuse_req_t req, fuse_ino_t ino)
 	free(path);
 }
 
-static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+static void op_mkdir_body(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 {
 	al_fs *fs = fs_of(req);
 	char *path = child_path(fs, parent, name);
@@ -418,7 +418,7 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	free(path);
 }
 
-static void op_symlink(fuse_req_t req, const char *target, fuse_ino_t parent, const char *name)
+static void op_symlink_body(fuse_req_t req, const char *target, fuse_ino_t parent, const char *name)
 {
 	al_fs *fs = fs_of(req);
 	char *path = child_path(fs, parent, name);
@@ -447,17 +447,17 @@ static void remove_entry(fuse_req_t req, fuse_ino_t parent, const char *name,
 	free(path);
 }
 
-static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+static void op_unlink_body(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	remove_entry(req, parent, name, al_tree_unlink, "unlink");
 }
 
-static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+static void op_rmdir_body(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	remove_entry(req, parent, name, al_tree_rmdir, "rmdir");
 }
 
-static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+static void op_rename_body(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
 	const char *newname, unsigned int flags)
 {
 	al_fs *fs = fs_of(req);
@@ -498,7 +498,7 @@ static void set_file_info(struct fuse_file_info *fi, al_file *f)
 	fi->direct_io = al_file_direct_io(f);
 }
 
-static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+static void op_open_body(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	al_fs *fs = fs_of(req);
 	char *path = ino_path(fs, ino);
@@ -520,7 +520,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	free(path);
 }
 
-static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+static void op_create_body(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 	struct fuse_file_info *fi)
 {
 	al_fs *fs = fs_of(req);
@@ -558,7 +558,7 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	free(path);
 }
 
-static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
+static void op_read_body(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
 {
 	al_file *f = (al_file *)(uintptr_t)fi->fh;
 	int fd, rc;
@@ -593,7 +593,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
 	}
 }
 
-static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+static void op_write_body(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
 	struct fuse_file_info *fi)
 {
 	int rc = al_file_write((al_file *)(uintptr_t)fi->fh, buf, size, (uint64_t)off);
@@ -604,7 +604,7 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 		fuse_reply_write(req, size);
 }
 
-static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+static void op_flush_body(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	int rc = al_file_flush((al_file *)(uintptr_t)fi->fh);
 	(void)ino;
@@ -614,7 +614,7 @@ static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, 0);
 }
 
-static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+static void op_fsync_body(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
 {
 	int rc = al_file_fsync((al_file *)(uintptr_t)fi->fh);
 	(void)ino;
@@ -625,7 +625,7 @@ static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_f
 		fuse_reply_err(req, 0);
 }
 
-static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+static void op_release_body(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	(void)ino;
 	al_file_release((al_file *)(uintptr_t)fi->fh);
@@ -667,7 +667,7 @@ static void dirlist_free(dirlist *d)
 	free(d);
 }
 
-static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+static void op_opendir_body(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	al_fs *fs = fs_of(req);
 	char *path = ino_path(fs, ino);
@@ -740,6 +740,132 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	if (conn->capable & FUSE_CAP_AUTO_INVAL_DATA)
 		conn->want |= FUSE_CAP_AUTO_INVAL_DATA;
 	conn->max_write = AL_MAX_WRITE;
+}
+
+/* One FUSE request is one file operation (core/util.h al__op_begin): the read cache answers it
+ * with what it already asked the metastore for during it, so no request of one operation asks
+ * for the same document twice however slowly the metastore answers (README "Firestore"). */
+static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	int64_t outer = al__op_begin();
+	op_lookup_body(req, parent, name);
+	al__op_end(outer);
+}
+
+static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	int64_t outer = al__op_begin();
+	op_getattr_body(req, ino, fi);
+	al__op_end(outer);
+}
+
+static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+	struct fuse_file_info *fi)
+{
+	int64_t outer = al__op_begin();
+	op_setattr_body(req, ino, attr, to_set, fi);
+	al__op_end(outer);
+}
+
+static void op_readlink(fuse_req_t req, fuse_ino_t ino)
+{
+	int64_t outer = al__op_begin();
+	op_readlink_body(req, ino);
+	al__op_end(outer);
+}
+
+static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+	int64_t outer = al__op_begin();
+	op_mkdir_body(req, parent, name, mode);
+	al__op_end(outer);
+}
+
+static void op_symlink(fuse_req_t req, const char *target, fuse_ino_t parent, const char *name)
+{
+	int64_t outer = al__op_begin();
+	op_symlink_body(req, target, parent, name);
+	al__op_end(outer);
+}
+
+static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	int64_t outer = al__op_begin();
+	op_unlink_body(req, parent, name);
+	al__op_end(outer);
+}
+
+static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	int64_t outer = al__op_begin();
+	op_rmdir_body(req, parent, name);
+	al__op_end(outer);
+}
+
+static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+	const char *newname, unsigned int flags)
+{
+	int64_t outer = al__op_begin();
+	op_rename_body(req, parent, name, newparent, newname, flags);
+	al__op_end(outer);
+}
+
+static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	int64_t outer = al__op_begin();
+	op_open_body(req, ino, fi);
+	al__op_end(outer);
+}
+
+static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+	struct fuse_file_info *fi)
+{
+	int64_t outer = al__op_begin();
+	op_create_body(req, parent, name, mode, fi);
+	al__op_end(outer);
+}
+
+static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
+{
+	int64_t outer = al__op_begin();
+	op_read_body(req, ino, size, off, fi);
+	al__op_end(outer);
+}
+
+static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+	struct fuse_file_info *fi)
+{
+	int64_t outer = al__op_begin();
+	op_write_body(req, ino, buf, size, off, fi);
+	al__op_end(outer);
+}
+
+static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	int64_t outer = al__op_begin();
+	op_flush_body(req, ino, fi);
+	al__op_end(outer);
+}
+
+static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+	int64_t outer = al__op_begin();
+	op_fsync_body(req, ino, datasync, fi);
+	al__op_end(outer);
+}
+
+static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	int64_t outer = al__op_begin();
+	op_release_body(req, ino, fi);
+	al__op_end(outer);
+}
+
+static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	int64_t outer = al__op_begin();
+	op_opendir_body(req, ino, fi);
+	al__op_end(outer);
 }
 
 static const struct fuse_lowlevel_ops ops = {

@@ -42,10 +42,19 @@ typedef struct al_write {
 	const char *path;
 	const cJSON *fields;  /* borrowed; NULL for DELETE */
 	al_precondition pre;
+	/* AL_WRITE_UPDATE only; borrowed; NULL: the top-level fields of fields. Otherwise the update
+	 * mask, as Firestore's updateMask: an array of field paths, each an array of one or two
+	 * strings, ["status"] (a top-level field) or ["hyper_params", "opt/beta1"] (one key of a map
+	 * field). Each path is set to its value in fields, or deleted when fields holds none there
+	 * (a key set in a field that is not a map makes it a map); nothing else changes, so writers
+	 * of different keys of one map never undo each other. fields holds nothing outside the mask,
+	 * and no path of the mask is inside another (al_write_check). */
+	const cJSON *mask;
 } al_write;
 
-/* 2: list_group and get_many (optional members) were added. */
-#define AL_STORE_BACKEND_VERSION 2
+/* 2: list_group and get_many (optional members) were added.
+ * 3: al_write's mask (updates of single keys of a map field); every backend applies it. */
+#define AL_STORE_BACKEND_VERSION 3
 
 typedef struct al_store_backend al_store_backend;
 struct al_store_backend {
@@ -105,8 +114,16 @@ int al_path_segments(const char *path);
 int al_path_is_document(const char *path);
 int al_path_invalid(const char *kind, const char *path);
 /* Checks one write before a backend takes it: a document path, a known operation and
- * precondition, and fields that are typed values (value.h) all the way down. */
+ * precondition, fields that are typed values (value.h) all the way down, and a mask (only on an
+ * update) of field paths that are valid field names, none inside another, covering fields. */
 int al_write_check(const al_write *w);
+/* Applies a SET or an UPDATE (with its mask) to a document's fields in place: what a backend
+ * stores, and what a decorator's local copy becomes. A DELETE empties them. */
+int al_write_apply(cJSON *doc_fields, const al_write *w);
+/* Adds the field path field (key NULL) or field.key to mask (an array); 0 or AL_ENOMEM. */
+int al_mask_add(cJSON *mask, const char *field, const char *key);
+/* A mask path's segments: 1 or 2 (*field, *key set; *key NULL for 1), or 0 when p is not one. */
+int al_mask_path(const char **field, const char **key, const cJSON *p);
 
 /* Encoding of a file path or metric name as one document id: '%' → "%25", '/' → "%2F". */
 char *al_id_encode(const char *path);

@@ -22,6 +22,11 @@ int al_store_cache_new(al_store_backend **out, al_store_backend *inner, unsigned
  * the last known copies since the mount)"); 0 and "" while it answers, or when b is not a read
  * cache. */
 int64_t al_store_cache_offline(char *buf, size_t cap, al_store_backend *b);
+/* Tells the read cache that the backend applied these writes although the commit through it
+ * failed (its answer was lost, and reading back showed them: store_wb.h), and that the backend
+ * answers: its copies and create marks become what they would have after a successful commit.
+ * Nothing when b is not a read cache. */
+void al_store_cache_applied(al_store_backend *b, const al_write *writes, size_t count);
 /* The wrapped backend (borrowed), e.g. to ask a write-behind layer for its pending count. */
 al_store_backend *al_store_cache_inner(al_store_backend *b);
 /* Added for tree walks (find, ls -R, du), called before listing doc/collection_id: when that

@@ -8,7 +8,11 @@
 /* Wraps inner (taken over: freed with the wrapper). Replays journal_dir first, so writes a
  * crash left undelivered are delivered again (each write is idempotent: sets, merges, deletes).
  * Create-only writes (AL_PRE_MISSING) go straight through, after everything queued before them:
- * only the backend can tell two mounts' creations apart. Every write passes al_write_check
+ * only the backend can tell two mounts' creations apart. When such a commit's outcome is unknown
+ * (no answer, or AL_EEXISTS after the HTTP client sent it again) its documents are read back from
+ * the backend: there with the create's timestamps (its creation time: a tag no other mount
+ * writes) it succeeded; there otherwise, AL_EEXISTS; not there, it is sent once more; AL_EIO
+ * saying so only when it cannot be known. Every write passes al_write_check
  * before it is journaled. A batch the backend refuses when it is delivered (any error but
  * unreachable, busy or unauthorised) is dropped alone, reported in last_error and on stderr
  * with its path, and taken out of the overlay, whose entries are rebuilt from what is still

@@ -63,6 +63,17 @@ void al_value_repair_strings(cJSON *v);
 int al_fields_check(const char *doc_path, const cJSON *fields);
 /* Firestore's storage size of a document: its name, each field name and value, and 32 bytes. */
 uint64_t al_doc_size(const char *doc_path, const cJSON *fields);
+/* The same limits for the field path field (key NULL) or field.key of an update mask: valid
+ * field names, the path at most 1,500 bytes as Firestore spells it. AL_EINVAL saying why. */
+int al_field_path_check(const char *doc_path, const char *field, const char *key);
+
+/* 1 when a and b are the same typed value: the same type, and the same integer, double (NaN
+ * equals NaN; -0.0 is not 0.0), instant (however many digits its text has), string, map (the
+ * same keys, equal values) or array; else 0. */
+int al_value_equal(const cJSON *a, const cJSON *b);
+/* The fields object of the map value v to change in place ({"mapValue":{}} gets its "fields"),
+ * or NULL when v is not a map. */
+cJSON *al_value_map_fields(cJSON *v);
 
 /* Plain JSON ↔ typed values. Numbers that are integral and within ±2^53 become integerValue.
  * Timestamps become RFC 3339 strings when converted back to plain JSON. */

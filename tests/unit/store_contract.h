@@ -24,7 +24,7 @@ static int put(al_store_backend *b, const char *path, const char *name, int64_t 
 	al_precondition pre)
 {
 	cJSON *f = fields_int(name, v);
-	al_write w = {AL_WRITE_SET, path, f, pre};
+	al_write w = {AL_WRITE_SET, path, f, pre, NULL};
 	int rc = al_store_commit(b, &w, 1);
 	cJSON_Delete(f);
 	return rc;
@@ -61,7 +61,7 @@ static void contract_basic(al_store_backend *b, const char *name, int64_t slack_
 	al_fields_set(f, "n", al_value_int(1));
 	al_fields_set(f, "x", al_value_double(NAN));
 	al_fields_set(f, "t", al_value_time(1700000000123456));
-	al_write w = {AL_WRITE_SET, "projects/p", f, AL_PRE_NONE};
+	al_write w = {AL_WRITE_SET, "projects/p", f, AL_PRE_NONE, NULL};
 	CHECK_OK(al_store_commit(b, &w, 1));
 	cJSON_Delete(f);
 	CHECK_OK(al_store_get(&d, b, "projects/p"));
@@ -86,7 +86,7 @@ static void contract_basic(al_store_backend *b, const char *name, int64_t slack_
 	f = cJSON_CreateObject();
 	al_fields_set(f, "n", al_value_int(2));
 	al_fields_set(f, "extra", al_value_bool(1));
-	w = (al_write){AL_WRITE_UPDATE, "projects/p", f, AL_PRE_EXISTS};
+	w = (al_write){AL_WRITE_UPDATE, "projects/p", f, AL_PRE_EXISTS, NULL};
 	CHECK_OK(al_store_commit(b, &w, 1));
 	cJSON_Delete(f);
 	CHECK_OK(al_store_get(&d, b, "projects/p"));
@@ -112,7 +112,7 @@ static void contract_basic(al_store_backend *b, const char *name, int64_t slack_
 
 	/* update of a missing doc creates it, unless it must exist */
 	f = fields_int("u", 1);
-	w = (al_write){AL_WRITE_UPDATE, "projects/q", f, AL_PRE_EXISTS};
+	w = (al_write){AL_WRITE_UPDATE, "projects/q", f, AL_PRE_EXISTS, NULL};
 	CHECK_EQ_INT(al_store_commit(b, &w, 1), AL_ENOTFOUND);
 	CHECK(strstr(al_error_last(), "projects/q") != NULL);
 	w.pre = AL_PRE_NONE;
@@ -126,7 +126,7 @@ static void contract_basic(al_store_backend *b, const char *name, int64_t slack_
 	CHECK_EQ_INT(get_int(b, "projects/q", "u"), 1);
 
 	/* delete */
-	w = (al_write){AL_WRITE_DELETE, "projects/q", NULL, AL_PRE_EXISTS};
+	w = (al_write){AL_WRITE_DELETE, "projects/q", NULL, AL_PRE_EXISTS, NULL};
 	CHECK_OK(al_store_commit(b, &w, 1));
 	CHECK_EQ_INT(al_store_get(&d, b, "projects/q"), AL_ENOTFOUND);
 	CHECK_EQ_INT(al_store_commit(b, &w, 1), AL_ENOTFOUND);
@@ -143,7 +143,7 @@ static void contract_basic(al_store_backend *b, const char *name, int64_t slack_
 		CHECK_EQ_INT(al_store_get(&d, b, bad_paths[i]), AL_EINVAL);
 	}
 	f = cJSON_Parse("{\"plain\":3}");
-	w = (al_write){AL_WRITE_SET, "projects/bad", f, AL_PRE_NONE};
+	w = (al_write){AL_WRITE_SET, "projects/bad", f, AL_PRE_NONE, NULL};
 	CHECK_EQ_INT(al_store_commit(b, &w, 1), AL_EINVAL);
 	cJSON_Delete(f);
 	f = cJSON_Parse("{\"m\":{\"mapValue\":{\"fields\":{\"x\":{\"doubleValue\":true}}}}}");
@@ -168,11 +168,11 @@ static void contract_atomic(al_store_backend *b)
 	CHECK_OK(put(b, "atomic/existing", "v", 100, AL_PRE_NONE));
 	CHECK_OK(put(b, "atomic/gone", "v", 100, AL_PRE_NONE));
 	al_write batch[] = {
-		{AL_WRITE_SET, "atomic/new1", f1, AL_PRE_NONE},
-		{AL_WRITE_UPDATE, "atomic/existing", f1, AL_PRE_NONE},
-		{AL_WRITE_DELETE, "atomic/gone", NULL, AL_PRE_NONE},
-		{AL_WRITE_SET, "atomic/existing", f2, AL_PRE_MISSING}, /* fails */
-		{AL_WRITE_SET, "atomic/new2", f2, AL_PRE_NONE},
+		{AL_WRITE_SET, "atomic/new1", f1, AL_PRE_NONE, NULL},
+		{AL_WRITE_UPDATE, "atomic/existing", f1, AL_PRE_NONE, NULL},
+		{AL_WRITE_DELETE, "atomic/gone", NULL, AL_PRE_NONE, NULL},
+		{AL_WRITE_SET, "atomic/existing", f2, AL_PRE_MISSING, NULL}, /* fails */
+		{AL_WRITE_SET, "atomic/new2", f2, AL_PRE_NONE, NULL},
 	};
 	CHECK_EQ_INT(al_store_commit(b, batch, 5), AL_EEXISTS);
 	CHECK(strstr(al_error_last(), "atomic/existing") != NULL);
@@ -182,21 +182,21 @@ static void contract_atomic(al_store_backend *b)
 	CHECK_EQ_INT(get_int(b, "atomic/gone", "v"), 100);
 
 	/* a bad path late in a batch also writes nothing */
-	batch[3] = (al_write){AL_WRITE_SET, "atomic", f2, AL_PRE_NONE};
+	batch[3] = (al_write){AL_WRITE_SET, "atomic", f2, AL_PRE_NONE, NULL};
 	CHECK_EQ_INT(al_store_commit(b, batch, 5), AL_EINVAL);
 	CHECK_EQ_INT(al_store_get(&d, b, "atomic/new1"), AL_ENOTFOUND);
 
 	/* two create-only writes, the second failing: the message names the right one */
 	al_write two[] = {
-		{AL_WRITE_SET, "atomic/fresh", f1, AL_PRE_MISSING},
-		{AL_WRITE_SET, "atomic/gone", f1, AL_PRE_MISSING},
+		{AL_WRITE_SET, "atomic/fresh", f1, AL_PRE_MISSING, NULL},
+		{AL_WRITE_SET, "atomic/gone", f1, AL_PRE_MISSING, NULL},
 	};
 	CHECK_EQ_INT(al_store_commit(b, two, 2), AL_EEXISTS);
 	CHECK_EQ_STR(al_error_last(), "document atomic/gone already exists");
 	CHECK_EQ_INT(al_store_get(&d, b, "atomic/fresh"), AL_ENOTFOUND);
 
 	/* the same batch without the failure applies in order */
-	batch[3] = (al_write){AL_WRITE_SET, "atomic/gone", f2, AL_PRE_MISSING}; /* deleted above */
+	batch[3] = (al_write){AL_WRITE_SET, "atomic/gone", f2, AL_PRE_MISSING, NULL}; /* deleted above */
 	CHECK_OK(al_store_commit(b, batch, 5));
 	CHECK_EQ_INT(get_int(b, "atomic/new1", "v"), 1);
 	CHECK_EQ_INT(get_int(b, "atomic/existing", "v"), 1);
@@ -204,6 +204,86 @@ static void contract_atomic(al_store_backend *b)
 	CHECK_EQ_INT(get_int(b, "atomic/new2", "v"), 2);
 	cJSON_Delete(f1);
 	cJSON_Delete(f2);
+}
+
+/* A map field's key in document path as an int, -999 when absent (or the field not a map). */
+static int64_t get_key(al_store_backend *b, const char *path, const char *field, const char *key)
+{
+	al_doc *d = NULL;
+	int64_t v = -999;
+	if (al_store_get(&d, b, path) == 0 &&
+	    al_fields_get_int(&v, al_value_get_map(al_fields_get(d->fields, field)), key) != 0)
+		v = -999;
+	al_doc_free(d);
+	return v;
+}
+
+/* Updates with a mask (field paths into a map, Firestore's updateMask): only the named keys
+ * change, so two writers of other keys of one map (two mounts) both keep theirs. */
+static void contract_mask(al_store_backend *b)
+{
+	cJSON *f = cJSON_Parse("{\"hp\":{\"mapValue\":{\"fields\":{\"a\":{\"integerValue\":\"1\"},"
+		"\"b\":{\"integerValue\":\"2\"}}}},\"s\":{\"stringValue\":\"x\"},"
+		"\"n\":{\"integerValue\":\"5\"}}");
+	cJSON *mask = cJSON_CreateArray(), *inner = cJSON_CreateObject(), *g = cJSON_CreateObject();
+	al_write w = {AL_WRITE_SET, "projects/m", f, AL_PRE_NONE, NULL};
+	al_doc *d = NULL;
+
+	CHECK_OK(al_store_commit(b, &w, 1));
+	/* one writer sets opt/beta1 and c, deletes a, sets the key of a field that is no map (it
+	 * becomes one) and deletes the top-level n */
+	al_fields_set(inner, "opt/beta1", al_value_int(9));
+	al_fields_set(inner, "c", al_value_int(3));
+	al_fields_set(g, "hp", al_value_map(inner));
+	inner = cJSON_CreateObject();
+	al_fields_set(inner, "k.`x`", al_value_int(4));
+	al_fields_set(g, "s", al_value_map(inner));
+	CHECK_OK(al_mask_add(mask, "hp", "opt/beta1"));
+	CHECK_OK(al_mask_add(mask, "hp", "c"));
+	CHECK_OK(al_mask_add(mask, "hp", "a"));
+	CHECK_OK(al_mask_add(mask, "s", "k.`x`"));
+	CHECK_OK(al_mask_add(mask, "n", NULL));
+	w = (al_write){AL_WRITE_UPDATE, "projects/m", g, AL_PRE_EXISTS, mask};
+	CHECK_OK(al_store_commit(b, &w, 1));
+	CHECK_EQ_INT(get_key(b, "projects/m", "hp", "opt/beta1"), 9);
+	CHECK_EQ_INT(get_key(b, "projects/m", "hp", "c"), 3);
+	CHECK_EQ_INT(get_key(b, "projects/m", "hp", "b"), 2);          /* not named: kept */
+	CHECK_EQ_INT(get_key(b, "projects/m", "hp", "a"), -999);       /* named without a value */
+	CHECK_EQ_INT(get_key(b, "projects/m", "s", "k.`x`"), 4);
+	CHECK_EQ_INT(get_int(b, "projects/m", "n"), -999);
+	if (al_store_get(&d, b, "projects/m") == 0) {
+		CHECK_EQ_INT(cJSON_GetArraySize(d->fields), 2);
+		CHECK_EQ_INT(cJSON_GetArraySize(al_value_get_map(al_fields_get(d->fields, "hp"))), 3);
+	}
+	al_doc_free(d);
+	d = NULL;
+
+	/* a masked update of a missing document creates it with what the mask sets */
+	w.path = "projects/m2";
+	w.pre = AL_PRE_NONE;
+	CHECK_OK(al_store_commit(b, &w, 1));
+	CHECK_EQ_INT(get_key(b, "projects/m2", "hp", "c"), 3);
+	CHECK_EQ_INT(get_key(b, "projects/m2", "hp", "a"), -999);
+
+	/* refused before anything is written: a mask on a set, a path inside another, a value
+	 * outside the mask, a reserved or empty name */
+	w.path = "projects/m";
+	w.op = AL_WRITE_SET;
+	CHECK_EQ_INT(al_store_commit(b, &w, 1), AL_EINVAL);
+	w.op = AL_WRITE_UPDATE;
+	CHECK_OK(al_mask_add(mask, "hp", NULL));
+	CHECK_EQ_INT(al_store_commit(b, &w, 1), AL_EINVAL);
+	cJSON_Delete(cJSON_DetachItemFromArray(mask, cJSON_GetArraySize(mask) - 1));
+	cJSON_Delete(cJSON_DetachItemFromArray(mask, 1));           /* hp.c holds a value */
+	CHECK_EQ_INT(al_store_commit(b, &w, 1), AL_EINVAL);
+	CHECK(strstr(al_error_last(), "not in the mask") != NULL);
+	CHECK_OK(al_mask_add(mask, "hp", "c"));
+	CHECK_OK(al_mask_add(mask, "hp", "__k__"));
+	CHECK_EQ_INT(al_store_commit(b, &w, 1), AL_EINVAL);
+	CHECK_EQ_INT(get_key(b, "projects/m", "hp", "b"), 2);
+	cJSON_Delete(f);
+	cJSON_Delete(g);
+	cJSON_Delete(mask);
 }
 
 /* Listings: order, id ranges, collections. */
@@ -297,7 +377,7 @@ static void contract_list(al_store_backend *b)
 	al_strings_free(cols, n);
 
 	/* deleting the last doc of a collection hides it */
-	al_write w = {AL_WRITE_DELETE, "projects/p/other/x", NULL, AL_PRE_NONE};
+	al_write w = {AL_WRITE_DELETE, "projects/p/other/x", NULL, AL_PRE_NONE, NULL};
 	CHECK_OK(al_store_commit(b, &w, 1));
 	CHECK_OK(al_store_list_collections(&cols, &n, b, "projects/p"));
 	CHECK_EQ_INT(n, 3);

@@ -148,7 +148,7 @@ static void test_paging(al_store_backend *b)
 
 	for (int i = 0; i < N; i++) {
 		snprintf(paths[i], sizeof(paths[i]), "paged/%04d", N - 1 - i); /* reverse order */
-		w[i] = (al_write){AL_WRITE_SET, paths[i], f, AL_PRE_MISSING};
+		w[i] = (al_write){AL_WRITE_SET, paths[i], f, AL_PRE_MISSING, NULL};
 	}
 	CHECK_OK(al_store_commit(b, w, N));
 	queries = stat("rpcs.runQuery");
@@ -231,7 +231,7 @@ static void test_group(al_store_backend *b)
 	/* 650 documents under 325 runs: three pages of 300, none lost or repeated at the seams */
 	for (i = 0; i < 2 * RUNS; i++) {
 		snprintf(paths[i], sizeof(paths[i]), "gp/e/runs/r%03zu/metrics/m%zu", i / 2, i % 2);
-		w[i] = (al_write){AL_WRITE_SET, paths[i], f, AL_PRE_NONE};
+		w[i] = (al_write){AL_WRITE_SET, paths[i], f, AL_PRE_NONE, NULL};
 	}
 	CHECK_OK(al_store_commit(b, w, 2 * RUNS));
 	queries = stat("rpcs.runQuery");
@@ -284,7 +284,7 @@ static void test_encoding(al_store_backend *b)
 	al_fields_set(f, "1x", al_value_int(4));
 	al_fields_set(f, "we`ird\\", al_value_string("w"));
 	al_fields_set(f, "m", al_value_map(fields_int("inner", 5)));
-	al_write w = {AL_WRITE_UPDATE, "enc/fields", f, AL_PRE_EXISTS};
+	al_write w = {AL_WRITE_UPDATE, "enc/fields", f, AL_PRE_EXISTS, NULL};
 	CHECK_OK(al_store_commit(b, &w, 1));
 	CHECK_OK(al_store_get(&d, b, "enc/fields"));
 	if (d) {
@@ -533,6 +533,7 @@ int main(void)
 	contract_basic(b, "firestore", 1000000);   /* the emulator's clock, within 1 s */
 	test_refused_ids(b);
 	contract_atomic(b);
+	contract_mask(b);
 	contract_list(b);
 	contract_race(b);
 	test_paging(b);

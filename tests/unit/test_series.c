@@ -334,7 +334,7 @@ static void two_writers(const char *root, al_store_backend *st)
 		al_fields_set(f, "steps", al_value_array(st_));
 		al_fields_set(f, "values", al_value_array(va));
 		al_fields_set(f, "times", al_value_array(ti));
-		w = (al_write){AL_WRITE_SET, RUN "/metrics/ext/chunks/0", f, AL_PRE_NONE};
+		w = (al_write){AL_WRITE_SET, RUN "/metrics/ext/chunks/0", f, AL_PRE_NONE, NULL};
 		CHECK_OK(al_store_commit(st, &w, 1));
 		cJSON_Delete(f);
 	}

@@ -73,7 +73,7 @@ static void test_unreadable_row(const char *uri, const char *dir)
 	al_doc *d = NULL;
 	char path[300], *deep;
 	cJSON *f = cJSON_CreateObject(), *v = al_value_int(1);
-	al_write w = {AL_WRITE_SET, "bad/ok", NULL, AL_PRE_NONE};
+	al_write w = {AL_WRITE_SET, "bad/ok", NULL, AL_PRE_NONE, NULL};
 
 	CHECK_OK(al_store_open(&b, uri));
 	if (!b)
@@ -166,6 +166,7 @@ int main(void)
 
 	contract_basic(b, "sqlite", 0);
 	contract_atomic(b);
+	contract_mask(b);
 	contract_list(b);
 	contract_race(b);
 
@@ -176,7 +177,7 @@ int main(void)
 	CHECK_OK(al_store_list(&l, b, "race", NULL, NULL));
 	al_doc_list_free(l);
 	snprintf(expect_desc, sizeof(expect_desc), "backend: sqlite\nstore: local:%s\ndocuments: %d\n",
-		store_dir, 1 + 4 + 7 + 5 + IDS - 1);
+		store_dir, 1 + 4 + 2 + 7 + 5 + IDS - 1);   /* contract_mask: 2 */
 	CHECK_EQ_STR(desc, expect_desc);
 	free(desc);
 	(void)total;
