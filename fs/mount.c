@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "aletheia/cache.h"
+#include "aletheia/stack.h"
 #include "cli/cli.h"
 #include "core/util.h"
 #include "fs.h"
@@ -219,7 +220,9 @@ static void *watch_exit(void *arg)
 /* Runs the session; ready_fd (or -1) gets "OK\n" once mounted, or the error line. */
 static int serve(const mount_opts *o, const char *mnt, int ready_fd)
 {
+	al_stack_options sopts = AL_STACK_OPTIONS_INIT;
 	al_tree_options topts = AL_TREE_OPTIONS_INIT;
+	al_stack *stack = NULL;
 	al_tree *tree = NULL;
 	al_fs *fs = NULL;
 	struct fuse_session *se = NULL;
@@ -255,10 +258,15 @@ static int serve(const mount_opts *o, const char *mnt, int ready_fd)
 		snprintf(msg, sizeof(msg), "--blobs is required with --store %s", store ? store : "");
 		goto fail;
 	}
-	topts.store_uri = store;
-	topts.blobs_uri = blobs;
-	topts.cache_dir = cache;
-	topts.cache_size = o->cache_size;
+	sopts.store_uri = store;
+	sopts.blobs_uri = blobs;
+	sopts.cache_dir = cache;
+	sopts.cache_size = o->cache_size;
+	if (al_stack_open(&stack, &sopts) != 0) {
+		snprintf(msg, sizeof(msg), "%s", al_error_last());
+		goto fail;
+	}
+	topts.stack = stack;
 	topts.mountpoint = mnt;
 	topts.allow_delete = o->allow_delete;
 	topts.uid = getuid();
@@ -338,6 +346,7 @@ cleanup:
 	al_fs_free(fs);
 	/* Delivers every pending write before the process ends. */
 	al_tree_free(tree);
+	al_stack_free(stack);
 	free(data);
 	free(store);
 	free(blobs);

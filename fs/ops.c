@@ -561,10 +561,10 @@ static void op_create_body(fuse_req_t req, fuse_ino_t parent, const char *name, 
 static void op_read_body(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
 {
 	al_file *f = (al_file *)(uintptr_t)fi->fh;
-	int fd, rc;
+	int fd, owned, rc;
 	(void)ino;
 	/* A blob still streaming into the cache first gets the range (and read-ahead) fetched. */
-	if ((rc = al_file_fd_get(&fd, f, (uint64_t)off, size))) {
+	if ((rc = al_file_fd_get(&fd, &owned, f, (uint64_t)off, size))) {
 		reply_error(req, rc, "read", NULL);
 		return;
 	}
@@ -575,7 +575,9 @@ static void op_read_body(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		buf.buf[0].fd = fd;
 		buf.buf[0].pos = off;
 		fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
-		al_file_fd_done(f, fd);
+		/* f may be released already: the reply let the reader close the file */
+		if (owned)
+			close(fd);
 		return;
 	}
 	{

@@ -1,5 +1,5 @@
-/* aletheia: the tree under the mount (INTERFACE.md §1–3) as path operations over the metastore,
- * the blob store and the cache. The FUSE layer maps its calls onto these and knows no backend. */
+/* aletheia: the tree under the mount (README "The tree") as path operations over a stack of
+ * backends (stack.h). The FUSE layer maps its calls onto these and knows no backend. */
 #ifndef ALETHEIA_TREE_H
 #define ALETHEIA_TREE_H
 
@@ -10,19 +10,18 @@
 typedef struct al_tree al_tree;
 typedef struct al_file al_file;
 
-#define AL_TREE_OPTIONS_VERSION 1
+typedef struct al_stack al_stack;
+
+#define AL_TREE_OPTIONS_VERSION 2
 typedef struct al_tree_options {
 	unsigned version;
-	const char *store_uri;    /* "local:DIR" */
-	const char *blobs_uri;    /* "file:///DIR" */
-	const char *cache_dir;
-	uint64_t cache_size;      /* 0: unbounded */
+	al_stack *stack;          /* the backends (al_stack_open); outlives the tree */
 	const char *mountpoint;   /* absolute; for symlink targets and status */
 	int allow_delete;
 	uid_t uid;
 	gid_t gid;
 } al_tree_options;
-#define AL_TREE_OPTIONS_INIT {AL_TREE_OPTIONS_VERSION, NULL, NULL, NULL, 0, NULL, 0, 0, 0}
+#define AL_TREE_OPTIONS_INIT {AL_TREE_OPTIONS_VERSION, NULL, NULL, 0, 0, 0}
 
 /* Who is calling: used to capture the git state and command of a new run. */
 typedef struct al_caller {
@@ -45,7 +44,8 @@ typedef struct al_attr {
 typedef int (*al_tree_fill_fn)(void *ctx, const char *name, const al_attr *attr);
 
 int al_tree_open(al_tree **out, const al_tree_options *opts);
-/* Delivers pending writes and closes everything. */
+/* Settles what is pending in the tree (dataset versions); the stack delivers the rest when it
+ * is freed, after the tree. */
 void al_tree_free(al_tree *t);
 
 int al_tree_getattr(al_attr *out, al_tree *t, const char *path);
@@ -78,11 +78,12 @@ int al_file_read(size_t *nread, al_file *f, char *buf, size_t size, uint64_t off
 int al_file_getattr(al_attr *out, al_file *f);
 /* For content held in a local file (blobs, staged writes): blocks until bytes [offset,
  * offset+len) can be read (a blob streamed into the cache is fetched as needed; AL_EIO,
- * AL_ENOSPC), then gives in *fd a descriptor to read them from directly, valid until
- * al_file_fd_done even if the handle moves its staged copy meanwhile (a close() or fsync() of
- * another descriptor sharing it commits it). *fd is -1 for other content: use al_file_read. */
-int al_file_fd_get(int *fd, al_file *f, uint64_t offset, size_t len);
-void al_file_fd_done(al_file *f, int fd);
+ * AL_ENOSPC), then gives in *fd a descriptor to read them from directly. With *owned, *fd is the
+ * caller's own (a staged copy the handle may move meanwhile: a close() or fsync() of another
+ * descriptor sharing it commits it) and the caller closes it; it needs no handle, so it may be
+ * closed after a reply that lets the kernel release the handle. *fd is -1 for other content:
+ * use al_file_read. */
+int al_file_fd_get(int *fd, int *owned, al_file *f, uint64_t offset, size_t len);
 int al_file_write(al_file *f, const char *buf, size_t size, uint64_t offset);
 int al_file_truncate(al_file *f, uint64_t size);
 /* Records what was written (called on every close() of a descriptor of the file, copies

@@ -1,0 +1,660 @@
+/* aletheia: files kept as blobs — a run's and an experiment's artifacts/, a dataset's files, a
+ * run's output.log: their records, folders, deletes and renames (README "artifacts", "datasets").
+ * Reading and writing them through a handle is blobhandle.c's. */
+#include "aletheia/store_cache.h"
+#include "internal.h"
+
+/* Handles writing files that are deleted, replaced or moved (a working folder: README
+ * "artifacts"), each held under its own lock meanwhile so none is halfway through recording. */
+typedef struct held {
+	al_file **f;
+	size_t n;
+} held;
+
+/* Range of encoded ids under the folder `rest` of a blob collection: [from, to). */
+static void child_range(char **from, char **to, const char *rest)
+{
+	char *enc;
+	if (!*rest) {
+		*from = *to = NULL;
+		return;
+	}
+	/* Children of "a/b" have ids starting "a%2Fb%2F"; 'G' follows 'F'. */
+	enc = al_id_encode(rest);
+	*from = xasprintf("%s%%2F", enc);
+	*to = xasprintf("%s%%2G", enc);
+	free(enc);
+}
+
+/* Attributes of a file or folder in a blob collection (artifacts, dataset files, logs). */
+int blob_attr(al_attr *out, al_tree *t, const node *n, const char *path, unsigned mode)
+{
+	al_doc *d = NULL;
+	al_doc_list *l = NULL;
+	char *id, *doc, *from = NULL, *to = NULL;
+	int rc;
+
+	if (!*n->rest) {
+		/* A collection's root shows its last change, kept on its owner (record_file). */
+		int64_t mtime = t->mount_us;
+		if (get_doc(&d, t, node_owner_doc(n)) == 0 && al_fields_get_time(&mtime, d->fields, "files_updated") != 0)
+			mtime = d->update_us;
+		al_doc_free(d);
+		al_error_clear();
+		attr_dir(out, mtime);
+		return 0;
+	}
+	if (writer_attr(out, t, path, mode))
+		return 0;
+	id = al_id_encode(n->rest);
+	doc = xasprintf("%s/%s", n->coll, id);
+	rc = al_store_get(&d, t->store, doc);
+	if (rc == 0) {
+		const char *type = al_fields_get_string(d->fields, "type");
+		int64_t size = 0, mtime = d->update_us;
+		al_fields_get_int(&size, d->fields, "size");
+		al_fields_get_time(&mtime, d->fields, "mtime");
+		if (type && strcmp(type, "dir") == 0)
+			attr_dir(out, mtime);
+		else {
+			attr_file(out, mode, (uint64_t)size, mtime);
+			out->immutable = 1;
+		}
+		goto cleanup;
+	}
+	if (rc != AL_ENOTFOUND)
+		goto cleanup;
+	child_range(&from, &to, n->rest);
+	if ((rc = al_store_list(&l, t->store, n->coll, from, to)))
+		goto cleanup;
+	if (l->count > 0) {
+		int64_t newest = 0;
+		for (size_t i = 0; i < l->count; i++)
+			if (l->docs[i]->update_us > newest)
+				newest = l->docs[i]->update_us;
+		attr_dir(out, newest);
+	} else
+		rc = al_error_set(AL_ENOTFOUND, "no such file: %s", n->rest);
+cleanup:
+	al_doc_list_free(l);
+	al_doc_free(d);
+	free(id);
+	free(doc);
+	free(from);
+	free(to);
+	return rc;
+}
+
+static int list_blob_children(keyset *k, al_tree *t, const node *n)
+{
+	al_doc_list *l = NULL;
+	char *from = NULL, *to = NULL;
+	size_t i;
+	int rc;
+	child_range(&from, &to, n->rest);
+	rc = al_store_list(&l, t->store, n->coll, from, to);
+	for (i = 0; rc == 0 && i < l->count; i++) {
+		char *full = al_id_decode(al_doc_id(l->docs[i]->path));
+		if (full)
+			child_of(k, n->rest, full);
+		free(full);
+	}
+	al_doc_list_free(l);
+	free(from);
+	free(to);
+	return rc;
+}
+
+static int blob_mkdir_doc(al_tree *t, const node *n)
+{
+	cJSON *f = cJSON_CreateObject();
+	char *id = al_id_encode(n->rest), *doc = xasprintf("%s/%s", n->coll, id);
+	int rc;
+	al_fields_set(f, "path", al_value_string(n->rest));
+	al_fields_set(f, "type", al_value_string("dir"));
+	al_fields_set(f, "mtime", al_value_time(al_now_us()));
+	rc = commit1(t, AL_WRITE_SET, doc, f, AL_PRE_MISSING);
+	cJSON_Delete(f);
+	free(id);
+	free(doc);
+	return rc;
+}
+
+static int blob_delete(al_tree *t, const node *n)
+{
+	char *id = al_id_encode(n->rest), *doc = xasprintf("%s/%s", n->coll, id);
+	int rc = commit1(t, AL_WRITE_DELETE, doc, NULL, AL_PRE_EXISTS);
+	free(id);
+	free(doc);
+	return rc;
+}
+
+/* Locks every blob writer at or under a or b (b may be NULL): all or none, trylock under t->lock
+ * (handles take f->mu first and t->lock second), again after a pause while one is busy. */
+static int hold_writers(held *h, al_tree *t, const char *a, const char *b)
+{
+	memset(h, 0, sizeof(*h));
+	for (;;) {
+		al_file *f;
+		size_t cap = 0, i;
+		int busy = 0;
+		pthread_mutex_lock(&t->lock);
+		for (f = t->writers; f; f = f->next)
+			cap += f->kind == F_BLOB_WRITE && (path_under(a, f->path) || (b && path_under(b, f->path)));
+		if (cap && !(h->f = calloc(cap, sizeof(*h->f)))) {
+			pthread_mutex_unlock(&t->lock);
+			return al_error_set(AL_ENOMEM, "out of memory");
+		}
+		for (f = t->writers; f && !busy; f = f->next) {
+			if (f->kind != F_BLOB_WRITE || !(path_under(a, f->path) || (b && path_under(b, f->path))))
+				continue;
+			if (pthread_mutex_trylock(&f->mu) != 0)
+				busy = 1;
+			else
+				h->f[h->n++] = f;
+		}
+		pthread_mutex_unlock(&t->lock);
+		if (!busy)
+			return 0;
+		for (i = 0; i < h->n; i++)
+			pthread_mutex_unlock(&h->f[i]->mu);
+		free(h->f);
+		memset(h, 0, sizeof(*h));
+		usleep(1000);
+	}
+}
+
+static size_t held_count(const held *h, const char *path)
+{
+	size_t i, n = 0;
+	for (i = 0; i < h->n; i++)
+		n += path_under(path, h->f[i]->path);
+	return n;
+}
+
+/* The held writers at or under path record nothing at their close: their file is gone. */
+static void detach_held(al_tree *t, held *h, const char *path)
+{
+	size_t i;
+	pthread_mutex_lock(&t->lock);
+	for (i = 0; i < h->n; i++)
+		if (path_under(path, h->f[i]->path)) {
+			al_file **p;
+			__atomic_store_n(&h->f[i]->detached, 1, __ATOMIC_SEQ_CST);
+			for (p = &t->writers; *p; p = &(*p)->next)
+				if (*p == h->f[i]) {
+					*p = h->f[i]->next;
+					break;
+				}
+		}
+	pthread_mutex_unlock(&t->lock);
+}
+
+/* The held writers under from follow their file to to: their close records the new name. */
+static void move_held(al_tree *t, held *h, const char *from, const char *to)
+{
+	size_t i, flen = strlen(from);
+	pthread_mutex_lock(&t->lock);
+	for (i = 0; i < h->n; i++) {
+		al_file *f = h->f[i];
+		char *np;
+		node nn;
+		if (__atomic_load_n(&f->detached, __ATOMIC_SEQ_CST) || !path_under(from, f->path))
+			continue;
+		np = xasprintf("%s%s", to, f->path + flen);
+		if (np && node_parse(&nn, np) == 0) {
+			node_free(&f->n);
+			f->n = nn;
+			free(f->path);
+			f->path = np;
+		} else {
+			free(np);
+			__atomic_store_n(&f->detached, 1, __ATOMIC_SEQ_CST);   /* cannot follow: keep nothing stale */
+		}
+	}
+	pthread_mutex_unlock(&t->lock);
+}
+
+static void release_held(held *h)
+{
+	size_t i;
+	for (i = 0; i < h->n; i++)
+		pthread_mutex_unlock(&h->f[i]->mu);
+	free(h->f);
+	memset(h, 0, sizeof(*h));
+}
+
+/* Deletes a file of a blob folder: its record, and whatever handles still writing it would
+ * record at close (README "artifacts": deleted files stop being listed). */
+int blob_remove(al_tree *t, const node *n, const char *path)
+{
+	al_doc *d = NULL;
+	char *id = al_id_encode(n->rest), *doc = xasprintf("%s/%s", n->coll, id);
+	const char *type;
+	held h;
+	int rc;
+
+	if ((rc = hold_writers(&h, t, path, NULL)))
+		goto cleanup;
+	rc = al_store_get(&d, t->store, doc);
+	if (rc == 0 && (type = al_fields_get_string(d->fields, "type")) && strcmp(type, "dir") == 0)
+		rc = al_error_set(AL_EISDIR, "%s is a folder", n->rest);
+	else if (rc == 0)
+		rc = commit1(t, AL_WRITE_DELETE, doc, NULL, AL_PRE_NONE);
+	else if (rc == AL_ENOTFOUND && held_count(&h, path))
+		rc = 0;   /* written, never closed yet */
+	else if (rc == AL_ENOTFOUND)
+		rc = al_error_set(AL_ENOTFOUND, "no such file: %s", n->rest);
+	if (rc == 0)
+		detach_held(t, &h, path);
+	release_held(&h);
+cleanup:
+	al_doc_free(d);
+	free(id);
+	free(doc);
+	return rc;
+}
+
+/* Removes an empty folder of a blob folder (its folder document, if it has one). */
+int blob_rmdir(al_tree *t, const node *n, const char *path)
+{
+	al_doc_list *l = NULL;
+	char *from = NULL, *to = NULL, *id = al_id_encode(n->rest), *doc = xasprintf("%s/%s", n->coll, id);
+	held h;
+	int rc;
+
+	if ((rc = hold_writers(&h, t, path, NULL)))
+		goto cleanup;
+	child_range(&from, &to, n->rest);
+	if ((rc = al_store_list(&l, t->store, n->coll, from, to)) == 0 && (l->count || h.n))
+		rc = al_error_set(AL_ENOTEMPTY, "%s is not empty", n->rest);
+	if (rc == 0)
+		rc = commit1(t, AL_WRITE_DELETE, doc, NULL, AL_PRE_NONE);
+	release_held(&h);
+cleanup:
+	al_doc_list_free(l);
+	free(from);
+	free(to);
+	free(id);
+	free(doc);
+	return rc;
+}
+
+/* A running run's artifacts/, and an experiment's while one of its runs is running, are working
+ * folders (README "artifacts"): their files and folders can be deleted without --allow-delete.
+ * Otherwise they are guarded like the rest (rm -rf of a project without it removes nothing). */
+int working_folder(al_tree *t, const node *n)
+{
+	al_doc_list *runs = NULL;
+	char *coll;
+	int running = 0;
+
+	if (!*n->rest)
+		return 0;
+	if (n->k->owner == O_RUN)
+		return require_running(t, n) == 0;
+	if (n->k->owner != O_EXPERIMENT || !(coll = xasprintf("%s/runs", n->exp_doc)))
+		return 0;
+	if (al_store_list(&runs, t->store, coll, NULL, NULL) == 0)
+		for (size_t i = 0; i < runs->count && !running; i++)
+			running = run_is_running(runs->docs[i]);
+	al_doc_list_free(runs);
+	free(coll);
+	al_error_clear();
+	return running;
+}
+
+/* Moves the file or folder `from` to `to` inside one blob collection, in one commit. Writers of
+ * `from` (writing) may hold content not recorded yet, or the only content: they follow the
+ * file (move_held), so a file still being written moves too; a replaced target's record goes. */
+static int blob_move(al_tree *t, const node *a, const node *b, int noreplace, size_t writing,
+	size_t target_writing)
+{
+	al_doc_list *l = NULL;
+	al_doc *d = NULL, *existing = NULL;
+	char *from_id = al_id_encode(a->rest), *to_id = al_id_encode(b->rest);
+	char *from_doc = xasprintf("%s/%s", a->coll, from_id), *to_doc = xasprintf("%s/%s", b->coll, to_id);
+	char *lo = NULL, *hi = NULL, **paths = NULL;
+	cJSON **fields = NULL;
+	al_write *w = NULL;
+	size_t n = 0, i, cap;
+	int rc;
+	/* A dataset's new names are created only if no other mount took them (write-once). */
+	al_precondition target_pre = (b->k->flags & K_WRITE_ONCE) ? AL_PRE_MISSING : AL_PRE_NONE;
+
+	if ((al_store_get(&existing, t->store, to_doc) == 0 || target_writing) && noreplace) {
+		rc = al_error_set(AL_EEXISTS, "%s exists", b->rest);
+		goto cleanup;
+	}
+	/* A folder is replaced only when empty (the kernel checks the kinds, not the contents). */
+	child_range(&lo, &hi, b->rest);
+	if ((rc = al_store_list(&l, t->store, b->coll, lo, hi)))
+		goto cleanup;
+	if (l->count) {
+		rc = al_error_set(AL_ENOTEMPTY, "%s is not empty", b->rest);
+		goto cleanup;
+	}
+	al_doc_list_free(l);
+	l = NULL;
+	free(lo);
+	free(hi);
+	child_range(&lo, &hi, a->rest);
+	if ((rc = al_store_list(&l, t->store, a->coll, lo, hi)))
+		goto cleanup;
+	cap = l->count + 3;
+	w = calloc(cap, sizeof(*w));
+	fields = calloc(cap, sizeof(*fields));
+	paths = calloc(cap, sizeof(*paths));
+	if (!w || !fields || !paths) {
+		rc = al_error_set(AL_ENOMEM, "out of memory");
+		goto cleanup;
+	}
+	rc = al_store_get(&d, t->store, from_doc);
+	if (rc == 0) {
+		fields[n] = cJSON_Duplicate(d->fields, 1);
+		al_fields_set(fields[n], "path", al_value_string(b->rest));
+		w[n] = (al_write){AL_WRITE_SET, to_doc, fields[n], target_pre, NULL};
+		n++;
+		w[n++] = (al_write){AL_WRITE_DELETE, from_doc, NULL, AL_PRE_NONE, NULL};
+	} else if (rc == AL_ENOTFOUND && l->count == 0 && writing) {
+		/* Not closed yet: only its writers move; what the target held is replaced. */
+		if (existing)
+			w[n++] = (al_write){AL_WRITE_DELETE, to_doc, NULL, AL_PRE_NONE, NULL};
+	} else if (rc != AL_ENOTFOUND || l->count == 0) {
+		if (rc == AL_ENOTFOUND)
+			rc = al_error_set(AL_ENOTFOUND, "no such file: %s", a->rest);
+		goto cleanup;
+	}
+	rc = 0;
+	for (i = 0; i < l->count; i++) {
+		char *p = al_id_decode(al_doc_id(l->docs[i]->path)), *np, *nid;
+		if (!p)
+			continue;
+		np = xasprintf("%s%s", b->rest, p + strlen(a->rest));
+		nid = al_id_encode(np);
+		paths[n] = xasprintf("%s/%s", b->coll, nid);
+		fields[n] = cJSON_Duplicate(l->docs[i]->fields, 1);
+		al_fields_set(fields[n], "path", al_value_string(np));
+		w[n] = (al_write){AL_WRITE_SET, paths[n], fields[n], target_pre, NULL};
+		n++;
+		w[n++] = (al_write){AL_WRITE_DELETE, l->docs[i]->path, NULL, AL_PRE_NONE, NULL};
+		free(p);
+		free(np);
+		free(nid);
+		if (n + 2 > cap) {
+			/* grow: each source doc needs two writes */
+			size_t nc = cap * 2;
+			al_write *w2 = realloc(w, nc * sizeof(*w));
+			cJSON **f2 = w2 ? realloc(fields, nc * sizeof(*fields)) : NULL;
+			char **p2 = f2 ? realloc(paths, nc * sizeof(*paths)) : NULL;
+			if (w2) w = w2;
+			if (f2) fields = f2;
+			if (p2) paths = p2;
+			if (!w2 || !f2 || !p2) {
+				rc = al_error_set(AL_ENOMEM, "out of memory");
+				goto cleanup;
+			}
+			memset(fields + cap, 0, (nc - cap) * sizeof(*fields));
+			memset(paths + cap, 0, (nc - cap) * sizeof(*paths));
+			cap = nc;
+		}
+	}
+	rc = n ? al_store_commit(t->store, w, n) : 0;
+cleanup:
+	for (i = 0; fields && i < cap; i++) {
+		cJSON_Delete(fields[i]);
+		if (paths)
+			free(paths[i]);
+	}
+	free(fields);
+	free(paths);
+	free(w);
+	al_doc_free(d);
+	al_doc_free(existing);
+	al_doc_list_free(l);
+	free(from_id);
+	free(to_id);
+	free(from_doc);
+	free(to_doc);
+	free(lo);
+	free(hi);
+	return rc;
+}
+
+/* The write that marks a change in a blob collection on the document owning it: a dataset becomes
+ * stale (its version is recomputed before anyone reads or links it, also after a crash: README
+ * "datasets"); a run's or experiment's files_updated is its artifacts/ folder's mtime. */
+static al_write owner_write(cJSON **fields, const node *n, int64_t now)
+{
+	const char *doc = node_owner_doc(n);
+	*fields = cJSON_CreateObject();
+	al_fields_set(*fields, "files_updated", al_value_time(now));
+	if (n->k->owner == O_DATASET)
+		al_fields_set(*fields, "stale", al_value_bool(1));
+	return (al_write){AL_WRITE_UPDATE, doc, *fields, AL_PRE_EXISTS, NULL};
+}
+
+/* The same mark as a commit of its own, before a change that has none (a delete, a rename): a
+ * crash after it costs a needless recomputation, never a stale version. */
+static int owner_mark(al_tree *t, const node *n)
+{
+	cJSON *f = NULL;
+	al_write w = owner_write(&f, n, al_now_us());
+	int rc = al_store_commit(t->store, &w, 1);
+	cJSON_Delete(f);
+	return rc;
+}
+
+/* Records a file of a blob collection (artifacts, dataset files, logs) whose content is at uri:
+ * its record, and with stored the blob's own files/{hash} record (with its piece hashes, when
+ * given); a dataset's version follows.
+ * Closed files and imported ones (uri a URL outside the blob store) both come here. mtime_us 0:
+ * now. With create, the record is create-only (a new dataset file: README "datasets", write-once
+ * across mounts): when the name is taken meanwhile, the same content there is success, other
+ * content AL_EPERM. */
+int record_file(al_tree *t, const node *n, const char *hex, uint64_t size, const char *uri,
+	int stored, const al_pieces *pieces, int64_t mtime_us, int create)
+{
+	char *id = NULL, *doc = NULL, *fdoc = NULL, *phex = NULL;
+	cJSON *fields = NULL, *file = NULL, *piece_fields = NULL, *owner = NULL;
+	int rc;
+	int64_t now = al_now_us();
+
+	id = al_id_encode(n->rest);
+	doc = xasprintf("%s/%s", n->coll, id);
+	fdoc = xasprintf("files/%s", hex);
+	if (!id || !doc || !fdoc) {
+		rc = al_error_set(AL_ENOMEM, "out of memory");
+		goto cleanup;
+	}
+	fields = cJSON_CreateObject();
+	al_fields_set(fields, "path", al_value_string(n->rest));
+	al_fields_set(fields, "size", al_value_int((int64_t)size));
+	al_fields_set(fields, "hash", al_value_string(hex));
+	al_fields_set(fields, "blob", al_value_string(uri ? uri : ""));
+	al_fields_set(fields, "mtime", al_value_time(mtime_us ? mtime_us : now));
+	file = cJSON_CreateObject();
+	al_fields_set(file, "size", al_value_int((int64_t)size));
+	al_fields_set(file, "blob", al_value_string(uri ? uri : ""));
+	al_fields_set(file, "created", al_value_time(now));
+	if (pieces && pieces->count) {
+		/* At most AL_PIECES_MAX × 16 hex digits: far below Firestore's 1 MiB per document. */
+		if (!(phex = al_pieces_format(pieces)) || !(piece_fields = cJSON_CreateObject())) {
+			rc = al_error_set(AL_ENOMEM, "out of memory");
+			goto cleanup;
+		}
+		al_fields_set(piece_fields, "piece_size", al_value_int((int64_t)pieces->size));
+		al_fields_set(piece_fields, "pieces", al_value_string(phex));
+		al_fields_set(file, "piece_size", al_value_int((int64_t)pieces->size));
+		al_fields_set(file, "pieces", al_value_string(phex));
+	}
+	{
+		/* One commit: the file's record, the blob's own record unless it is known already
+		 * (content is stored once; one stored by an older version gains its piece hashes; a
+		 * create-only write would wait for a remote backend), and the owner's change mark. A
+		 * dataset's mark goes in under ds_lock, so that a version being computed cannot clear
+		 * it without seeing this file. */
+		al_doc *known = NULL;
+		al_write w[3];
+		size_t nw = 0;
+		if (stored && al_store_get(&known, t->store, fdoc) != 0)
+			w[nw++] = (al_write){AL_WRITE_SET, fdoc, file, AL_PRE_NONE, NULL};
+		else if (stored && piece_fields && !al_fields_get(known->fields, "pieces"))
+			w[nw++] = (al_write){AL_WRITE_UPDATE, fdoc, piece_fields, AL_PRE_NONE, NULL};
+		w[nw++] = (al_write){AL_WRITE_SET, doc, fields, create ? AL_PRE_MISSING : AL_PRE_NONE, NULL};
+		w[nw++] = owner_write(&owner, n, now);
+		/* The file's own record first: a refusal at delivery names it (README "Firestore"). */
+		if (nw == 3) {
+			al_write blob = w[0];
+			w[0] = w[1];
+			w[1] = blob;
+		}
+		al_doc_free(known);
+		known = NULL;
+		pthread_mutex_lock(&t->ds_lock);
+		rc = al_store_commit(t->store, w, nw);
+		if (rc == 0 && n->k->owner == O_DATASET)
+			dataset_changed(t, n->ds_doc);
+		pthread_mutex_unlock(&t->ds_lock);
+		if (rc == AL_EEXISTS && create) {
+			/* Another mount wrote the name first: the same bytes are as good as ours. */
+			const char *h = NULL;
+			int64_t have = -1;
+			if (al_store_get(&known, t->store, doc) == 0) {
+				h = al_fields_get_string(known->fields, "hash");
+				al_fields_get_int(&have, known->fields, "size");
+			}
+			rc = h && strcmp(h, hex) == 0 && have == (int64_t)size ? 0 :
+				al_error_set(AL_EPERM, "%s was written first by another mount, with other "
+					"content (dataset files are write-once)", n->rest);
+			al_doc_free(known);
+		}
+	}
+cleanup:
+	cJSON_Delete(fields);
+	cJSON_Delete(file);
+	cJSON_Delete(owner);
+	cJSON_Delete(piece_fields);
+	free(phex);
+	free(id);
+	free(doc);
+	free(fdoc);
+	return rc;
+}
+
+/* Moves a file or folder inside one blob collection (tree_rename checked both are in one). */
+int blob_rename(al_tree *t, const node *a, const node *b, const char *from, const char *to,
+	unsigned flags)
+{
+	const unsigned noreplace = 1; /* RENAME_NOREPLACE */
+	held h;
+	int rc;
+
+	if ((rc = check_rest_names(b->rest)))
+		return rc;
+	if (a->k->flags & K_WRITE_ONCE) {
+		al_attr attr;
+		if (dataset_referenced(t, a->ds_doc))
+			return al_error_set(AL_EPERM, "dataset %s is used by a run: its files can't be renamed", a->dataset);
+		if (al_tree_getattr(&attr, t, to) == 0)
+			return al_error_set(AL_EPERM, "dataset files are write-once: %s exists", b->rest);
+	}
+	if ((rc = owner_mark(t, a)) || (rc = hold_writers(&h, t, from, to)))
+		return rc;
+	rc = blob_move(t, a, b, (flags & noreplace) != 0, held_count(&h, from), held_count(&h, to));
+	if (rc == 0) {
+		detach_held(t, &h, to);
+		move_held(t, &h, from, to);
+	}
+	release_held(&h);
+	if (rc == 0 && a->k->owner == O_DATASET)
+		dataset_changed(t, a->ds_doc);
+	return rc;
+}
+
+int blob_utimens(al_tree *t, const node *n, int64_t mtime_us)
+{
+	char *id = al_id_encode(n->rest), *doc = xasprintf("%s/%s", n->coll, id);
+	al_doc *d = NULL;
+	int rc = 0;
+	if (al_store_get(&d, t->store, doc) == 0) {
+		cJSON *f = cJSON_CreateObject();
+		al_fields_set(f, "mtime", al_value_time(mtime_us));
+		rc = commit1(t, AL_WRITE_UPDATE, doc, f, AL_PRE_EXISTS);
+		cJSON_Delete(f);
+	}
+	al_doc_free(d);
+	free(id);
+	free(doc);
+	return rc;
+}
+
+static int blob_getattr(al_attr *out, al_tree *t, const node *n, const al_doc *owner, const char *path,
+	unsigned mode)
+{
+	(void)owner;
+	return blob_attr(out, t, n, path, mode);
+}
+
+int blob_list(keyset *k, al_tree *t, const node *n, const char *path)
+{
+	(void)path;
+	if (n->k->owner == O_RUN)
+		al_store_cache_prefetch(t->series_store, n->run_doc, "artifacts");   /* see run_list */
+	return list_blob_children(k, t, n);
+}
+
+static int blob_mkdir(al_tree *t, const node *n, const char *path, const al_caller *c)
+{
+	int rc;
+	(void)path;
+	(void)c;
+	if ((rc = check_rest_names(n->rest)) || (rc = doc_exists(t, node_owner_doc(n))))
+		return rc;
+	return blob_mkdir_doc(t, n);
+}
+
+/* With --allow-delete: a dataset's file (its version follows), a run's output.log. */
+static int blob_unlink(al_tree *t, const node *n, const char *path)
+{
+	int rc;
+	(void)path;
+	if ((rc = owner_mark(t, n)) == 0 && (rc = blob_delete(t, n)) == 0 && n->k->owner == O_DATASET)
+		dataset_changed(t, n->ds_doc);
+	return rc;
+}
+
+/* With --allow-delete: a folder of a dataset (its folder document, if any). */
+static int blob_rmdir_dir(al_tree *t, const node *n, const char *path)
+{
+	(void)path;
+	if (*n->rest)
+		blob_delete(t, n);
+	return 0;
+}
+
+const al_kind kind_dataset_file = {
+	.name = "dataset file", .pattern = DATASET_P "/{rest}", .flags = K_BLOBS | K_WRITE_ONCE | K_MEMORY,
+	.owner = O_DATASET, .mode = 0444, .coll = "files", .getattr = blob_getattr, .list = blob_list,
+	.open = blob_open, .mkdir = blob_mkdir, .unlink = blob_unlink, .rmdir = blob_rmdir_dir,
+};
+
+const al_kind kind_experiment_artifact = {
+	.name = "experiment artifact", .pattern = EXPERIMENT_P "/artifacts/{rest*}",
+	.flags = K_BLOBS | K_WORKING | K_MEMORY, .owner = O_EXPERIMENT, .mode = 0644,
+	.coll = "artifacts", .getattr = blob_getattr, .list = blob_list, .open = blob_open,
+	.mkdir = blob_mkdir,
+};
+
+const al_kind kind_run_artifact = {
+	.name = "run artifact", .pattern = RUN_P "/artifacts/{rest*}",
+	.flags = K_BLOBS | K_WORKING | K_RUNNING | K_MEMORY, .owner = O_RUN, .mode = 0644,
+	.coll = "artifacts", .getattr = blob_getattr, .list = blob_list, .open = blob_open,
+	.mkdir = blob_mkdir,
+};
+
+const al_kind kind_output_log = {
+	.name = "output.log", .pattern = RUN_P "/output.log", .flags = K_NAMED | K_RUNNING,
+	.owner = O_RUN, .mode = 0644, .coll = "logs", .getattr = blob_getattr, .open = blob_open,
+	.unlink = blob_unlink,
+};

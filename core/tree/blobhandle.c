@@ -1,0 +1,434 @@
+/* aletheia: files kept as blobs while open: reading a stored blob (its local file, or streamed
+ * and verified through the cache), and writing through a staged copy that becomes a blob at
+ * close (README "Durability"). */
+#include "internal.h"
+
+/* The URL to read a file's blob from when it is not the blob store's own object (an imported
+ * file), else NULL. Old records of another local store fall back to the store by hash. */
+static const char *blob_source(al_tree *t, const al_doc *d, const char *hash)
+{
+	const char *blob = al_fields_get_string(d->fields, "blob");
+	char *own;
+	int same;
+	if (!blob || !*blob || !(strncmp(blob, "http://", 7) == 0 || strncmp(blob, "https://", 8) == 0 ||
+	    strncmp(blob, "s3://", 5) == 0 || strncmp(blob, "gs://", 5) == 0))
+		return NULL;
+	own = t->blobs->uri(t->blobs, hash);
+	same = own && strcmp(own, blob) == 0;
+	free(own);
+	return same ? NULL : blob;
+}
+
+/* Hands the cache the piece hashes recorded with a blob (files/{hash}), so each range of it is
+ * verified as it arrives. Without them (blobs stored by older versions, imports) the cache holds
+ * a large blob back until it is verified whole: slower to start, never wrong. */
+static void blob_pieces(al_tree *t, al_cache_blob *cb, const char *hash)
+{
+	char *fdoc = xasprintf("files/%s", hash);
+	const char *text;
+	al_doc *d = NULL;
+	al_pieces p;
+	int64_t psize = 0, size = 0;
+
+	if (fdoc && al_store_get(&d, t->store, fdoc) == 0 &&
+	    (text = al_fields_get_string(d->fields, "pieces")) != NULL &&
+	    al_fields_get_int(&psize, d->fields, "piece_size") == 0 &&
+	    al_fields_get_int(&size, d->fields, "size") == 0 && psize > 0 && size >= 0) {
+		if (al_pieces_parse(&p, (uint64_t)psize, (uint64_t)size, text) != 0 ||
+		    al_cache_blob_set_pieces(cb, &p) != 0)
+			fprintf(stderr, "aletheia: ignoring the piece hashes recorded for blob %s (%s); it is "
+				"verified whole before it is read\n", hash, al_error_last());
+		al_pieces_clear(&p);
+	}
+	al_doc_free(d);
+	free(fdoc);
+}
+
+/* Opens the stored content of a blob-backed file for reading: the blob store's own file when
+ * it has one (file://), else streamed through the cache (al_file_wait before reading). */
+static int blob_open_read(al_file *f, int64_t *size_out)
+{
+	al_tree *t = f->t;
+	al_doc *d = NULL;
+	char *id = al_id_encode(f->n.rest), *doc = xasprintf("%s/%s", f->n.coll, id), *local = NULL;
+	const char *hash, *type, *source;
+	int64_t size = 0;
+	int rc;
+
+	if ((rc = get_doc(&d, t, doc)))
+		goto cleanup;
+	type = al_fields_get_string(d->fields, "type");
+	if (type && strcmp(type, "dir") == 0) {
+		rc = al_error_set(AL_EISDIR, "%s is a folder", f->n.rest);
+		goto cleanup;
+	}
+	hash = al_fields_get_string(d->fields, "hash");
+	al_fields_get_int(&size, d->fields, "size");
+	if (!hash || !al_hash_is_valid(hash)) {
+		rc = al_error_set(AL_EIO, "record of %s has no valid hash", f->n.rest);
+		goto cleanup;
+	}
+	snprintf(f->hash, sizeof(f->hash), "%s", hash);
+	source = blob_source(t, d, hash);
+	if (!source && t->blobs->verify) {
+		/* A local blob: size checked at every open, content hashed when it changed since it was
+		 * last found good (README "Durability"); a damaged one is never served. */
+		rc = t->blobs->verify(&f->fd, t->blobs, hash, (uint64_t)(size > 0 ? size : 0), 0);
+		if (rc == AL_ENOTFOUND) {
+			char why[512];
+			snprintf(why, sizeof(why), "%s", al_error_last());
+			rc = al_error_set(AL_EIO, "the content of %s is missing: %s", f->n.rest, why);
+		}
+	} else if (!source && t->blobs->local_path(&local, t->blobs, hash) == 0) {
+		f->fd = open(local, O_RDONLY | O_CLOEXEC);
+		if (f->fd < 0)
+			rc = al_error_set_errno(al_error_from_errno(errno), errno, "cannot open blob %s", local);
+	} else {
+		rc = al_cache_open_blob(&f->cb, t->cache, hash, source, (uint64_t)(size > 0 ? size : 0));
+		if (rc == 0 && al_cache_blob_wants_pieces(f->cb))
+			blob_pieces(t, f->cb, hash);
+	}
+	if (size_out)
+		*size_out = size;
+	f->size = (uint64_t)(size > 0 ? size : 0);
+cleanup:
+	al_doc_free(d);
+	free(id);
+	free(doc);
+	free(local);
+	return rc;
+}
+
+static int staging_create(al_file *f)
+{
+	char *tmpl = xasprintf("%s/write-XXXXXX", f->t->staging_dir);
+	if (!tmpl)
+		return al_error_set(AL_ENOMEM, "out of memory");
+	f->fd = mkostemp(tmpl, O_CLOEXEC);
+	if (f->fd < 0) {
+		int e = errno;
+		free(tmpl);
+		return al_error_set_errno(al_error_from_errno(e), e, "cannot create a staging file in %s",
+			f->t->staging_dir);
+	}
+	f->staging = tmpl;
+	return 0;
+}
+
+static int copy_fd(int dst, int src)
+{
+	char buf[1 << 16];
+	off_t off = 0;
+	ssize_t n;
+	while ((n = pread(src, buf, sizeof(buf), off)) > 0) {
+		if (pwrite(dst, buf, (size_t)n, off) != n)
+			return al_error_set_errno(al_error_from_errno(errno), errno, "cannot copy into staging file");
+		off += n;
+	}
+	return n < 0 ? al_error_set_errno(AL_EIO, errno, "cannot read blob") : 0;
+}
+
+int open_blob(al_file *f, int flags, const char *path)
+{
+	al_tree *t = f->t;
+	al_attr a;
+	int exists, rc;
+
+	exists = blob_attr(&a, t, &f->n, path, 0) == 0;
+	if (exists && a.type == AL_NODE_DIR)
+		return al_error_set(AL_EISDIR, "%s is a folder", path);
+	if (!(flags & AL_OPEN_WRITE)) {
+		al_file *w;
+		if (!exists)
+			return al_error_set(AL_ENOTFOUND, "no such file: %s", path);
+		/* A file still being written reads from its staging file. */
+		pthread_mutex_lock(&t->lock);
+		w = find_writer(t, path);
+		f->fd = w && w->staging ? open(w->staging, O_RDONLY | O_CLOEXEC) : -1;
+		pthread_mutex_unlock(&t->lock);
+		f->kind = F_BLOB_READ;
+		return f->fd >= 0 ? 0 : blob_open_read(f, NULL);
+	}
+	if (exists && (flags & AL_OPEN_EXCL) && (flags & AL_OPEN_CREATE))
+		return al_error_set(AL_EEXISTS, "%s exists", path);
+	if (!exists && !(flags & AL_OPEN_CREATE))
+		return al_error_set(AL_ENOTFOUND, "no such file: %s", path);
+	if (f->n.k->flags & K_WRITE_ONCE) {
+		/* New files are welcome (each makes a new version); existing ones never change. */
+		if (exists)
+			return al_error_set(AL_EPERM, "dataset files are write-once: %s exists", path);
+	} else if ((f->n.k->flags & K_RUNNING) && (rc = require_running(t, &f->n)))
+		return rc;
+	if (exists) {
+		/* A file open for writing is one open file for every writer (README "artifacts": two
+		 * connections to one database, a lock file rewritten in place): the open joins it. */
+		al_file *w;
+		pthread_mutex_lock(&t->lock);
+		for (w = t->writers; w; w = w->next)
+			if (w->kind == F_BLOB_WRITE && strcmp(w->path, path) == 0 &&
+			    (w->flags & AL_OPEN_APPEND) == (flags & AL_OPEN_APPEND))
+				break;
+		if (w)
+			w->handles++;
+		pthread_mutex_unlock(&t->lock);
+		if (w) {
+			f->share = w;
+			return (flags & AL_OPEN_TRUNC) ? al_file_truncate(w, 0) : 0;
+		}
+	}
+	if (!exists && (rc = check_rest_names(f->n.rest)))
+		return rc;
+	f->kind = F_BLOB_WRITE;
+	if ((rc = staging_create(f)))
+		return rc;
+	if (exists && !(flags & AL_OPEN_TRUNC)) {
+		/* Partial overwrites start from the current content. */
+		al_file src = {.t = t, .n = f->n, .fd = -1};
+		if ((rc = blob_open_read(&src, NULL)) == 0) {
+			if (src.cb && (rc = al_cache_blob_complete(src.cb)) == 0)
+				rc = copy_fd(f->fd, al_cache_blob_fd(src.cb));
+			else if (!src.cb)
+				rc = copy_fd(f->fd, src.fd);
+			if (src.fd >= 0)
+				close(src.fd);
+			al_cache_blob_close(src.cb);
+		}
+		if (rc)
+			return rc;
+	}
+	f->dirty = !exists || (flags & AL_OPEN_TRUNC);
+	if (exists && !f->dirty)
+		f->mtime_us = a.mtime_us;   /* opening for writing changes no time; writing does */
+	register_writer(t, f);
+	return 0;
+}
+
+/* A write handle whose staged file was moved into the blob store stages a copy again. */
+static int restage(al_file *f)
+{
+	int old = f->fd, rc;
+	if (f->staging)
+		return 0;
+	if ((rc = staging_create(f)))
+		return rc;
+	if (old >= 0) {
+		rc = copy_fd(f->fd, old);
+		close(old);
+	}
+	return rc;
+}
+
+static int commit_blob(al_file *f)
+{
+	al_tree *t = f->t;
+	char hex[AL_HASH_HEX_LEN + 1], *uri = NULL;
+	uint64_t size = 0;
+	al_pieces pieces = {0};
+	int rc;
+
+	/* close() must survive a power cut: the staged bytes first, then the blob and record. */
+	if (fdatasync(f->fd) != 0)
+		return al_error_set_errno(al_error_from_errno(errno), errno, "cannot sync staging file");
+	/* The piece hashes come in the same pass, so a streamed reader can verify each range. */
+	if ((rc = al_hash_fd_pieces(hex, &size, &pieces, f->fd)))
+		return rc;
+	if (size <= AL_CACHE_VERIFY_WHOLE_MAX)
+		al_pieces_clear(&pieces);    /* verified whole before its first byte: not needed */
+	if ((rc = t->blobs->put(t->blobs, hex, f->staging, size, AL_BLOBS_PUT_MOVE)))
+		goto cleanup;
+	if (access(f->staging, F_OK) != 0) {
+		/* The staged file became the blob: keep only a read-only view of it. Writes after this
+		 * close stage a fresh copy first (restage), so a blob never changes. */
+		char *local = NULL, *gone;
+		close(f->fd);
+		f->fd = -1;
+		pthread_mutex_lock(&t->lock);   /* open_blob reads writers' staging paths under it */
+		gone = f->staging;
+		f->staging = NULL;
+		pthread_mutex_unlock(&t->lock);
+		free(gone);
+		if (t->blobs->local_path(&local, t->blobs, hex) == 0)
+			f->fd = open(local, O_RDONLY | O_CLOEXEC);
+		free(local);
+		if (f->fd < 0) {
+			rc = al_error_set_errno(AL_EIO, errno, "cannot reopen blob %s", hex);
+			goto cleanup;
+		}
+	}
+	uri = t->blobs->uri(t->blobs, hex);
+	{
+		/* A new dataset file is created only if no other mount wrote the name first. */
+		int create = (f->n.k->flags & K_WRITE_ONCE) && !f->created;
+		rc = record_file(t, &f->n, hex, size, uri, 1, &pieces,
+			__atomic_load_n(&f->mtime_set, __ATOMIC_RELAXED) ?
+			__atomic_load_n(&f->mtime_us, __ATOMIC_RELAXED) : 0, create);
+		if (rc == 0 && create)
+			f->created = 1;
+	}
+	free(uri);
+cleanup:
+	al_pieces_clear(&pieces);
+	return rc;
+}
+
+/* Artifacts, dataset files, output.log: their owner must exist; a collection's root is a folder. */
+int blob_open(al_file *f, int flags, const char *path)
+{
+	int rc;
+	if ((rc = doc_exists(f->t, node_owner_doc(&f->n))))
+		return rc;
+	return *f->n.rest ? open_blob(f, flags, path) : al_error_set(AL_EISDIR, "a folder");
+}
+
+static int blob_read_fd_get(int *fd, int *owned, al_file *f, uint64_t off, size_t len)
+{
+	int rc;
+	(void)owned;
+	if (f->cb) {
+		if ((rc = al_cache_blob_wait(f->cb, off, len)))
+			return rc;
+		*fd = al_cache_blob_fd(f->cb);
+		return 0;
+	}
+	*fd = f->fd;
+	/* A local blob cut short behind the mount while open (checked at open, README
+	 * "Durability"): a read it cannot answer whole is an error, never an early end. */
+	if (f->size && off < f->size) {
+		struct stat st;
+		uint64_t need = off + len < f->size ? off + len : f->size;
+		if (fstat(f->fd, &st) == 0 && (uint64_t)st.st_size < need)
+			return al_error_set(AL_EIO, "%s: its blob holds %llu bytes, not %llu: changed "
+				"behind the mount", f->path, (unsigned long long)st.st_size,
+				(unsigned long long)f->size);
+	}
+	return 0;
+}
+
+/* A write handle's file changes under it (a commit moves the staged copy into the blob store, the
+ * next write stages a new one, closing the old descriptor): a reader gets its own descriptor of
+ * what is current, taken under the handle's lock. */
+static int blob_write_fd_get(int *fd, int *owned, al_file *f, uint64_t off, size_t len)
+{
+	(void)off;
+	(void)len;
+	pthread_mutex_lock(&f->mu);
+	*fd = f->fd >= 0 ? dup(f->fd) : -1;
+	pthread_mutex_unlock(&f->mu);
+	if (*fd < 0)
+		return al_error_set_errno(AL_EIO, errno, "cannot read %s", f->path);
+	*owned = 1;
+	return 0;
+}
+
+static int blob_read(size_t *nread, al_file *f, char *buf, size_t size, uint64_t off)
+{
+	int fd, owned, rc = al_file_fd_get(&fd, &owned, f, off, size);
+	ssize_t n;
+	if (rc)
+		return rc;
+	n = pread(fd, buf, size, (off_t)off);
+	if (owned)
+		close(fd);
+	if (n < 0)
+		return al_error_set_errno(AL_EIO, errno, "read failed");
+	*nread = (size_t)n;
+	return 0;
+}
+
+/* Not while still streaming: a blob that fails its verification must not leave pages behind. */
+static int blob_keep_cache(al_file *f)
+{
+	return !f->cb || al_cache_blob_is_complete(f->cb);
+}
+
+const file_class blob_read_class = {
+	.read = blob_read, .fd_get = blob_read_fd_get, .keep_cache = blob_keep_cache,
+};
+
+static int blob_write(al_file *f, const char *buf, size_t size, uint64_t off)
+{
+	ssize_t n;
+	int rc = restage(f);
+	if (rc)
+		return rc;
+	__atomic_store_n(&f->mtime_us, al_now_us(), __ATOMIC_RELAXED);
+	__atomic_store_n(&f->mtime_set, 0, __ATOMIC_RELAXED);
+	if (f->flags & AL_OPEN_APPEND) {
+		struct stat st;
+		if (fstat(f->fd, &st) == 0)
+			off = (uint64_t)st.st_size;
+	}
+	n = pwrite(f->fd, buf, size, (off_t)off);
+	f->dirty = 1;
+	if (n >= 0 && (size_t)n == size)
+		return 0;
+	f->failed = n < 0 ? al_error_from_errno(errno) : AL_ENOSPC;
+	if (n < 0)
+		return al_error_set_errno(f->failed, errno, "cannot write staging file");
+	return al_error_set(AL_ENOSPC, "short write to staging file");
+}
+
+static int blob_truncate(al_file *f, uint64_t size)
+{
+	int rc = restage(f);
+	if (rc)
+		return rc;
+	if (ftruncate(f->fd, (off_t)size) != 0)
+		return al_error_set_errno(al_error_from_errno(errno), errno, "truncate failed");
+	__atomic_store_n(&f->mtime_us, al_now_us(), __ATOMIC_RELAXED);
+	__atomic_store_n(&f->mtime_set, 0, __ATOMIC_RELAXED);
+	f->dirty = 1;
+	return 0;
+}
+
+static int blob_flush(al_file *f)
+{
+	int rc = 0;
+	/* Deleted or replaced while open: its content is no file's any more. */
+	if (__atomic_load_n(&f->detached, __ATOMIC_SEQ_CST))
+		return 0;
+	/* Written through a descriptor opened before the run ended: not recorded. */
+	if (f->dirty && (f->n.k->flags & K_RUNNING) && (rc = require_running(f->t, &f->n)))
+		return rc;
+	if (f->failed) {
+		/* Free the space of a copy that cannot complete (a full disk) right away. */
+		if (f->staging && ftruncate(f->fd, 0) == 0)
+			f->dirty = 0;
+		return al_error_set(f->failed, "an earlier write to %s failed: nothing recorded", f->path);
+	}
+	if (f->dirty && (rc = commit_blob(f)) == 0)
+		f->dirty = 0;
+	return rc;
+}
+
+/* f->path follows renames (move_held), which change it under f->mu. */
+static int blob_write_getattr(al_attr *out, al_file *f)
+{
+	int rc;
+	pthread_mutex_lock(&f->mu);
+	rc = path_attr(out, f);
+	pthread_mutex_unlock(&f->mu);
+	return rc;
+}
+
+/* The last of the opens sharing the handle goes: out of reach of open_blob at once. */
+static int blob_write_release(al_file *f)
+{
+	unsigned left;
+	al_file **p;
+	pthread_mutex_lock(&f->t->lock);
+	if ((left = --f->handles) == 0)
+		for (p = &f->t->writers; *p; p = &(*p)->next)
+			if (*p == f) {
+				*p = f->next;
+				break;
+			}
+	pthread_mutex_unlock(&f->t->lock);
+	return left > 0;
+}
+
+const file_class blob_write_class = {
+	.read = blob_read, .write = blob_write, .truncate = blob_truncate, .flush = blob_flush,
+	.getattr = blob_write_getattr, .fd_get = blob_write_fd_get,
+	.release = blob_write_release,
+};

@@ -1,0 +1,326 @@
+/* aletheia: what many kinds of the tree use: names and paths, the documents behind them, small
+ * containers and attributes. */
+#include <stdarg.h>
+#include "internal.h"
+
+/* A valid Firestore document id, as names must be (README "The tree": names). */
+int check_name(const char *name)
+{
+	size_t len = strlen(name);
+	if (len == 0 || strcmp(name, ".") == 0 || strcmp(name, "..") == 0 || strchr(name, '/'))
+		return al_error_set(AL_EINVAL, "invalid name \"%s\"", name);
+	if (len > MAX_NAME)
+		return al_error_set(AL_ENAMETOOLONG, "name longer than %d bytes", MAX_NAME);
+	if (len >= 4 && strncmp(name, "__", 2) == 0 && strcmp(name + len - 2, "__") == 0)
+		return al_error_set(AL_EINVAL, "names of the form __x__ are reserved: \"%s\"", name);
+	if (!al_utf8_valid(name, len))
+		return al_error_set(AL_EINVAL, "name is not valid UTF-8");
+	return 0;
+}
+
+const char *last_segment(const char *path)
+{
+	const char *s = strrchr(path, '/');
+	return s ? s + 1 : path;
+}
+
+void node_free(node *n)
+{
+	free(n->buf);
+	free(n->proj_doc);
+	free(n->exp_doc);
+	free(n->run_doc);
+	free(n->ds_doc);
+	free(n->coll);
+	memset(n, 0, sizeof(*n));
+}
+
+char *xasprintf(const char *fmt, ...)
+{
+	va_list ap;
+	char *s = NULL;
+	va_start(ap, fmt);
+	if (vasprintf(&s, fmt, ap) < 0)
+		s = NULL;
+	va_end(ap);
+	return s;
+}
+
+int get_doc(al_doc **out, al_tree *t, const char *path)
+{
+	int rc = al_store_get(out, t->store, path);
+	if (rc == AL_ENOTFOUND)
+		al_error_set(AL_ENOTFOUND, "no such entry");
+	return rc;
+}
+
+int doc_exists(al_tree *t, const char *path)
+{
+	al_doc *d = NULL;
+	int rc = al_store_get(&d, t->store, path);
+	al_doc_free(d);
+	return rc;
+}
+
+/* 1 when the run's status is "running". */
+int run_is_running(const al_doc *run)
+{
+	const char *s = al_fields_get_string(run->fields, "status");
+	return s && strcmp(s, "running") == 0;
+}
+
+int require_running(al_tree *t, const node *n)
+{
+	al_doc *run = NULL;
+	int rc = get_doc(&run, t, n->run_doc);
+	if (rc == 0 && !run_is_running(run))
+		rc = al_error_set(AL_EROFS, "run %s is %s: only description and status can change",
+			n->run, al_fields_get_string(run->fields, "status"));
+	al_doc_free(run);
+	return rc;
+}
+
+int commit1(al_tree *t, al_write_op op, const char *path, const cJSON *fields,
+	al_precondition pre)
+{
+	al_write w = {op, path, fields, pre, NULL};
+	return al_store_commit(t->store, &w, 1);
+}
+
+void keyset_add(keyset *k, const char *key)
+{
+	size_t i;
+	for (i = 0; i < k->n; i++)
+		if (strcmp(k->keys[i], key) == 0)
+			return;
+	if (k->n == k->cap) {
+		size_t cap = k->cap ? k->cap * 2 : 16;
+		char **p = realloc(k->keys, cap * sizeof(char *));
+		if (!p)
+			return;
+		k->keys = p;
+		k->cap = cap;
+	}
+	k->keys[k->n++] = strdup(key);
+}
+
+int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+void attr_dir(al_attr *a, int64_t mtime)
+{
+	memset(a, 0, sizeof(*a));
+	a->type = AL_NODE_DIR;
+	a->mode = 0755;
+	a->mtime_us = a->ctime_us = mtime;
+}
+
+void attr_file(al_attr *a, unsigned mode, uint64_t size, int64_t mtime)
+{
+	memset(a, 0, sizeof(*a));
+	a->type = AL_NODE_FILE;
+	a->mode = mode;
+	a->size = size;
+	a->mtime_us = a->ctime_us = mtime;
+}
+
+/* Adds the child of folder `rest` that leads to `full` (a path inside the same area). */
+void child_of(keyset *k, const char *rest, const char *full)
+{
+	size_t n = strlen(rest);
+	const char *p = full, *slash;
+	char *name;
+	if (n) {
+		if (strncmp(full, rest, n) != 0 || full[n] != '/')
+			return;
+		p = full + n + 1;
+	}
+	slash = strchr(p, '/');
+	name = slash ? strndup(p, (size_t)(slash - p)) : strdup(p);
+	if (name && *name)
+		keyset_add(k, name);
+	free(name);
+}
+
+int list_ids(keyset *k, al_tree *t, const char *coll)
+{
+	al_doc_list *l = NULL;
+	size_t i;
+	int rc = al_store_list(&l, t->store, coll, NULL, NULL);
+	for (i = 0; rc == 0 && i < l->count; i++)
+		keyset_add(k, al_doc_id(l->docs[i]->path));
+	al_doc_list_free(l);
+	return rc;
+}
+
+/* A path inside a folder (params/a/b, artifacts/x/y): names joined by single '/', each a valid
+ * name ("a//b", "x/" and "/lead" would name files no path reaches). */
+int check_rest_names(const char *rest)
+{
+	char *copy = strdup(rest), *p, *slash;
+	int rc = 0;
+	if (!copy)
+		return al_error_set(AL_ENOMEM, "out of memory");
+	for (p = copy; rc == 0; p = slash + 1) {
+		if ((slash = strchr(p, '/')))
+			*slash = '\0';
+		rc = check_name(p);
+		if (!slash)
+			break;
+	}
+	free(copy);
+	if (rc == 0) {
+		/* A file's or metric's path is one document id ('/' written %2F): Firestore's 1,500
+		 * bytes hold for the whole of it (README "The tree"). */
+		char *id = al_id_encode(rest);
+		if (!id)
+			rc = al_error_set(AL_ENOMEM, "out of memory");
+		else if (strlen(id) > MAX_NAME)
+			rc = al_error_set(AL_ENAMETOOLONG, "the path %.60s… is %zu bytes as a document id "
+				"(each '/' counts 3): at most %d", rest, strlen(id), MAX_NAME);
+		free(id);
+	}
+	return rc;
+}
+
+int path_inside(const char *dir, const char *path)
+{
+	size_t n = dir ? strlen(dir) : 0;
+	return n && strncmp(path, dir, n) == 0 && (path[n] == '/' || path[n] == '\0');
+}
+
+/* Deletes a document and everything under it. */
+static int delete_tree(al_tree *t, const char *doc)
+{
+	char **colls = NULL;
+	size_t ncolls = 0, i, k;
+	int rc;
+	al_write w = {AL_WRITE_DELETE, doc, NULL, AL_PRE_NONE, NULL};
+
+	if ((rc = t->store->list_collections(&colls, &ncolls, t->store, doc)))
+		return rc;
+	for (i = 0; rc == 0 && i < ncolls; i++) {
+		al_doc_list *l = NULL;
+		char *coll = xasprintf("%s/%s", doc, colls[i]);
+		rc = al_store_list(&l, t->store, coll, NULL, NULL);
+		for (k = 0; rc == 0 && k < l->count; k++)
+			rc = delete_tree(t, l->docs[k]->path);
+		al_doc_list_free(l);
+		free(coll);
+	}
+	al_strings_free(colls, ncolls);
+	return rc ? rc : al_store_commit(t->store, &w, 1);
+}
+
+int path_under(const char *dir, const char *path)
+{
+	size_t n = strlen(dir);
+	return strncmp(path, dir, n) == 0 && (path[n] == '\0' || path[n] == '/');
+}
+
+/* 0 when the run document d with patch's fields set stays within Firestore's size, less headroom;
+ * AL_EINVAL saying so otherwise. */
+int run_fits(const node *n, const al_doc *d, const cJSON *patch, size_t headroom)
+{
+	cJSON *merged = cJSON_Duplicate(d->fields, 1);
+	const cJSON *it;
+	uint64_t size;
+	if (!merged)
+		return al_error_set(AL_ENOMEM, "out of memory");
+	cJSON_ArrayForEach(it, patch)
+		al_fields_set(merged, it->string, cJSON_Duplicate(it, 1));
+	size = al_doc_size(n->run_doc, merged);
+	cJSON_Delete(merged);
+	if (size > AL_DOC_MAX_SIZE - headroom)
+		return al_error_set(AL_EINVAL, "run %s would be %llu bytes: a run's document keeps at most "
+			"%d bytes%s", n->run, (unsigned long long)size, (int)(AL_DOC_MAX_SIZE - headroom),
+			headroom ? " for its params, texts and links (the rest is kept for its status)" : "");
+	return 0;
+}
+
+/* Sets (value) or deletes (value NULL) the keys of one map field of a document with one update
+ * whose mask names only those keys: another mount's keys of the same map stay (README
+ * "Firestore", several mounts). keys: the names, or with values an object of key → value. */
+int commit_keys(al_tree *t, const char *doc, const char *field, const cJSON *values,
+	const char *const *keys, size_t nkeys, al_precondition pre)
+{
+	cJSON *fields = cJSON_CreateObject(), *inner = cJSON_CreateObject(), *mask = cJSON_CreateArray();
+	const cJSON *it;
+	al_write w = {AL_WRITE_UPDATE, doc, fields, pre, mask};
+	size_t i;
+	int rc = 0;
+
+	if (!fields || !inner || !mask)
+		rc = al_error_set(AL_ENOMEM, "out of memory");
+	cJSON_ArrayForEach(it, values) {
+		if (rc || (rc = al_mask_add(mask, field, it->string)))
+			break;
+		al_fields_set(inner, it->string, cJSON_Duplicate(it, 1));
+	}
+	for (i = 0; rc == 0 && i < nkeys; i++)
+		rc = al_mask_add(mask, field, keys[i]);
+	if (rc == 0) {
+		al_fields_set(fields, field, al_value_map(inner));
+		inner = NULL;
+		rc = al_store_commit(t->store, &w, 1);
+	}
+	cJSON_Delete(inner);
+	cJSON_Delete(fields);
+	cJSON_Delete(mask);
+	return rc;
+}
+
+int list_coll(keyset *k, al_tree *t, const node *n, const char *path)
+{
+	(void)path;
+	return list_ids(k, t, n->coll);
+}
+
+void mtime_raise(int64_t *mtime, int64_t v)
+{
+	if (mtime && v > *mtime)
+		*mtime = v;
+}
+
+/* Folders of documents (a project, an experiment, a run, a dataset) go with all they hold. */
+int owner_rmdir(al_tree *t, const node *n, const char *path)
+{
+	(void)path;
+	return delete_tree(t, node_owner_doc(n));
+}
+
+/* An empty folder of params or metrics exists in memory until something is written in it. */
+int vdir_mkdir(al_tree *t, const node *n, const char *path, const al_caller *c)
+{
+	int rc = check_rest_names(n->rest);
+	(void)c;
+	return rc ? rc : add_vdir(t, path);
+}
+
+int map_key_unlink(al_tree *t, const node *n, const char *field, const char *key, const char *path)
+{
+	al_doc *d = NULL;
+	int rc;
+	pthread_mutex_lock(&t->lock);
+	if ((rc = get_doc(&d, t, n->run_doc)) == 0) {
+		const cJSON *inner = al_value_get_map(al_fields_get(d->fields, field));
+		if (inner && cJSON_GetObjectItemCaseSensitive(inner, key))
+			rc = commit_keys(t, n->run_doc, field, NULL, &key, 1, AL_PRE_EXISTS);
+		else
+			rc = al_error_set(AL_ENOTFOUND, "no such entry: %s", path);
+	}
+	pthread_mutex_unlock(&t->lock);
+	al_doc_free(d);
+	return rc;
+}
+
+/* A document with its name and creation time: a project, experiment or dataset. */
+cJSON *named_doc(const char *name, int64_t now)
+{
+	cJSON *f = cJSON_CreateObject();
+	al_fields_set(f, "name", al_value_string(name));
+	al_fields_set(f, "created", al_value_time(now));
+	return f;
+}

@@ -1,0 +1,40 @@
+/* aletheia: the description of an experiment (description) and of a dataset (.description, a
+ * dot-name because every other name in a dataset is a data file: README "datasets"). */
+#include "internal.h"
+
+static int description_render(al_buf *b, int64_t *mtime, al_tree *t, const node *n)
+{
+	al_doc *d = NULL;
+	int rc;
+	if ((rc = get_doc(&d, t, node_owner_doc(n))) == 0) {
+		rc = render_text_field(b, d->fields, "description");
+		mtime_raise(mtime, d->update_us);
+	}
+	al_doc_free(d);
+	return rc;
+}
+
+static int description_commit(al_file *f)
+{
+	cJSON *fields = cJSON_CreateObject();
+	char *s = NULL;
+	int rc;
+	if ((rc = text_checked(&s, &f->text, "description")) == 0) {
+		al_fields_set(fields, "description", al_value_string(s));
+		al_fields_set(fields, "updated", al_value_time(al_now_us()));
+		rc = commit1(f->t, AL_WRITE_UPDATE, node_owner_doc(&f->n), fields, AL_PRE_EXISTS);
+	}
+	cJSON_Delete(fields);
+	free(s);
+	return rc;
+}
+
+const al_kind kind_experiment_description = {
+	.name = "description", .pattern = EXPERIMENT_P "/description", .owner = O_EXPERIMENT,
+	.mode = 0644, .render = description_render, .commit = description_commit,
+};
+
+const al_kind kind_dataset_description = {
+	.name = ".description", .pattern = DATASET_P "/.description", .owner = O_DATASET,
+	.mode = 0644, .render = description_render, .commit = description_commit,
+};

@@ -1,0 +1,358 @@
+/* aletheia: what the files of core/tree/ share: the kind table's row, the parsed path (node), the
+ * tree and open-file state, and the helpers more than one kind uses. Not a public header. */
+#ifndef ALETHEIA_TREE_INTERNAL_H
+#define ALETHEIA_TREE_INTERNAL_H
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <cjson/cJSON.h>
+#include "aletheia/blobs.h"
+#include "aletheia/buf.h"
+#include "aletheia/cache.h"
+#include "aletheia/fetch.h"
+#include "aletheia/fsck.h"
+#include "aletheia/hash.h"
+#include "aletheia/json.h"
+#include "aletheia/metric.h"
+#include "aletheia/series.h"
+#include "aletheia/stack.h"
+#include "aletheia/store.h"
+#include "aletheia/tree.h"
+#include "aletheia/value.h"
+#include "config.h"
+#include "core/util.h"
+
+#define MAX_NAME 1500
+
+typedef struct al_kind al_kind;
+
+/* A parsed path: its row of the kind table, its names, and the documents it lives in. */
+typedef struct node {
+	const al_kind *k;
+	char *buf;
+	const char *project, *experiment, *run, *dataset, *name;
+	const char *rest;          /* path inside params/, metrics/, artifacts/ or a dataset */
+	char *proj_doc, *exp_doc, *run_doc, *ds_doc;
+	char *coll;                /* collection of blob-backed files (artifacts, dataset files, logs) */
+} node;
+
+typedef struct keyset {
+	char **keys;
+	size_t n, cap;
+} keyset;
+
+/* ---- the kind table (dispatch.c) --------------------------------------------------------- */
+
+/* Flags of a row: rules the dispatcher applies to every kind that has them. */
+enum {
+	K_DIR = 1 << 0,        /* a folder: its attributes are its owner document's */
+	K_RUNNING = 1 << 1,    /* inside a run, changed only while it runs (README "Run lifecycle"):
+				* read-only modes once it ended, EROFS for changes */
+	K_BLOBS = 1 << 2,      /* files of a blob collection (row's coll under the owner document) */
+	K_WRITE_ONCE = 1 << 3, /* its files never change once written (README "datasets") */
+	K_WORKING = 1 << 4,    /* a working folder while its run runs: deletable (README "artifacts") */
+	K_SCRATCH = 1 << 5,    /* editors' scratch files may live in it (README "Editing values…") */
+	K_MEMORY = 1 << 6,     /* lists what exists only in memory: writers, scratch files, new folders */
+	K_NAMED = 1 << 7,      /* one file of the collection, named as the path's last segment */
+};
+
+/* The document whose existence a kind depends on. */
+typedef enum { O_NONE, O_PROJECT, O_DATASET, O_EXPERIMENT, O_RUN } owner_kind;
+
+/* One kind of path (README "The tree"): its pattern, rules and operations. A missing operation
+ * gets the dispatcher's default (EPERM for changes, EACCES for writes, EISDIR/ENOTDIR). */
+struct al_kind {
+	const char *name;
+	/* Segments: a literal, {project} {experiment} {run} {dataset} {name} (one name each), or a
+	 * last {rest} (one or more segments) or {rest*} (zero or more). */
+	const char *pattern;
+	unsigned flags;
+	owner_kind owner;
+	unsigned mode;             /* permission bits; K_RUNNING drops the write bits once ended */
+	const char *coll;          /* blob-backed files: their collection under the owner document */
+	const char *field;         /* value files: the field of the owner document they show */
+	const char *const *entries;/* fixed children of a folder */
+	/* Attributes, when not the default (a folder: attr_dir; a rendered file: its render). */
+	int (*getattr)(al_attr *out, al_tree *t, const node *n, const al_doc *owner, const char *path,
+		unsigned mode);
+	int (*list)(keyset *k, al_tree *t, const node *n, const char *path);
+	/* The content of a generated or value file; *mtime raised to what it was made of. */
+	int (*render)(al_buf *b, int64_t *mtime, al_tree *t, const node *n);
+	/* Value files: what a close records (text.c holds the content until then). */
+	int (*commit)(al_file *f);
+	int (*create)(al_tree *t, const node *n);        /* a new value file may be made here */
+	int (*check_line)(const node *n, const char *line);  /* a complete line, checked at write() */
+	int (*open)(al_file *f, int flags, const char *path);  /* files other than value files */
+	int (*mkdir)(al_tree *t, const node *n, const char *path, const al_caller *c);
+	int (*unlink)(al_tree *t, const node *n, const char *path);
+	int (*rmdir)(al_tree *t, const node *n, const char *path);
+	int (*symlink)(al_tree *t, const node *n, const char *path, const char *target);
+	int (*readlink)(char **out, al_tree *t, const node *n);
+};
+
+/* The patterns' common beginnings. */
+#define PROJECT_P "{project}"
+#define DATASET_P PROJECT_P "/datasets/{dataset}"
+#define EXPERIMENT_P PROJECT_P "/experiments/{experiment}"
+#define RUN_P EXPERIMENT_P "/runs/{run}"
+
+int node_parse(node *n, const char *path);
+void node_free(node *n);
+const char *node_owner_doc(const node *n);
+/* Content of a generated or value file (its row's render). */
+int render(al_buf *b, int64_t *mtime, al_tree *t, const node *n);
+/* Attributes of everything but scratch files, uncached. */
+int getattr_recorded(al_attr *out, al_tree *t, const char *path);
+int generated_attr(al_attr *out, al_tree *t, const node *n, unsigned mode, int64_t mtime);
+
+/* The dispatcher's operations, wrapped by the attribute cache (attrcache.c). */
+int tree_mkdir(al_tree *t, const char *path, const al_caller *caller);
+int tree_unlink(al_tree *t, const char *path);
+int tree_rmdir(al_tree *t, const char *path);
+int tree_rename(al_tree *t, const char *from, const char *to, unsigned flags);
+int tree_symlink(al_tree *t, const char *target, const char *path);
+int tree_utimens(al_tree *t, const char *path, int64_t mtime_us);
+
+/* ---- the tree's state -------------------------------------------------------------------- */
+
+typedef struct vdir {
+	char *path;
+	struct vdir *next;
+} vdir;
+
+/* An editor's or atomic writer's temporary file where values live (README "Editing values in
+ * place"): its bytes in memory, never recorded. */
+typedef struct scratch {
+	char *path;                /* NULL once unlinked or renamed over a file */
+	al_buf data;
+	int64_t mtime_us;
+	unsigned refs;             /* one for the tree's list while path is set, one per handle */
+	char *commit_to;           /* renamed over this file while still open: later writes go there */
+	int dirty;                 /* written since it was renamed over commit_to */
+	struct scratch *next;
+} scratch;
+
+typedef struct attr_entry attr_entry;
+
+struct al_tree {
+	al_stack *stack;           /* the backends, built outside the tree (stack.h) */
+	al_store_backend *store;   /* stack->store: for a remote metastore write-behind → read cache */
+	al_store_backend *series_store;  /* stack->series_store (stack.h) */
+	al_blobs_backend *blobs;
+	al_cache *cache;
+	al_fetcher *fetcher;
+	al_series_set *series;
+	char *mountpoint, *staging_dir;
+	int allow_delete;
+	uid_t uid;
+	gid_t gid;
+	int64_t mount_us;
+	uint64_t status_gen;       /* bumped by every status change: open writers check the run again */
+	pthread_mutex_t lock;      /* serialises read-modify-write of documents, vdirs, writers */
+	vdir *vdirs;
+	al_file *writers;
+	scratch *scratch;          /* linked scratch files (in t->lock, as is their content) */
+	size_t scratch_bytes;
+	/* Datasets whose version must be recomputed: after each added file it would cost a listing
+	 * per file, so it happens about once a second, or at once when the version is looked at. */
+	pthread_mutex_t ds_lock;   /* serialises version computation; taken before t->lock */
+	vdir *dirty_ds;            /* dataset documents (in t->lock) */
+	pthread_t ds_thread;
+	pthread_cond_t ds_wake;
+	int ds_started, ds_stop;
+	/* Attribute cache (attrcache.c, after sshfs's cache.c): answers are kept while no change
+	 * happened since they were computed; every change bumps gen, so a stale answer is never
+	 * served. */
+	pthread_mutex_t alock;
+	uint64_t gen;
+	attr_entry **acache;
+	size_t acount;
+	int64_t attr_ttl_us;       /* INT64_MAX for a local store: no one else changes it */
+};
+
+/* ---- open files (handle.c) --------------------------------------------------------------- */
+
+/* The class of an open file: how it reads, writes and records. */
+enum { F_TEXT, F_METRIC, F_BLOB_READ, F_BLOB_WRITE, F_GENERATED, F_IMPORT, F_FSCK, F_SCRATCH, F_COUNT };
+
+typedef struct file_class {
+	int (*read)(size_t *nread, al_file *f, char *buf, size_t size, uint64_t off);
+	int (*write)(al_file *f, const char *buf, size_t size, uint64_t off);   /* NULL: EACCES */
+	int (*truncate)(al_file *f, uint64_t size);                              /* NULL: EACCES */
+	int (*flush)(al_file *f);                                                /* NULL: nothing */
+	/* Adjusts the path's attributes (rc: their lookup's result) to what the handle serves. */
+	int (*getattr)(al_attr *out, al_file *f);   /* NULL: the path's (path_attr) */
+	/* Content held in a local file: a descriptor to read [off, off+len) from (al_file_fd_get). */
+	int (*fd_get)(int *fd, int *owned, al_file *f, uint64_t off, size_t len);
+	int (*keep_cache)(al_file *f);
+	int (*direct_io)(al_file *f);
+	/* The class's part of a release; 1 when other opens still share the handle (keep it). */
+	int (*release)(al_file *f);
+} file_class;
+
+extern const file_class text_class, generated_class, metric_class, blob_read_class,
+	blob_write_class, import_class, fsck_class, scratch_class;
+
+struct al_file {
+	pthread_mutex_t mu;        /* one operation at a time on a handle (dup'ed fds, threads) */
+	al_tree *t;
+	int kind;                  /* F_*: its class */
+	node n;
+	char *path;
+	int flags;
+	int dirty;
+	al_buf text;               /* F_TEXT/F_GENERATED content; F_METRIC: the partial last line */
+	size_t keep;               /* F_TEXT: length of the content shown at open (0 when truncated) */
+	size_t low_write;          /* F_TEXT: lowest offset written or truncated to (SIZE_MAX: none) */
+	char *snap;                /* F_METRIC: read-back text so far */
+	size_t snaplen;
+	uint64_t points, view;     /* F_METRIC: the series' points in snap and its view (series.h) */
+	uint64_t status_gen;       /* F_METRIC writers: t->status_gen when the run was last seen running */
+	int line_closed;           /* F_METRIC: a close() came after the partial line in text */
+	int skip_line;             /* F_METRIC: the rest of a refused (too long) line is dropped */
+	int fd;                    /* F_BLOB_*: the blob or the staging file */
+	al_cache_blob *cb;         /* F_BLOB_READ through the cache: streamed, fd is -1 */
+	char hash[AL_HASH_HEX_LEN + 1];
+	uint64_t size;             /* F_BLOB_READ of a stored blob: the size its record gives */
+	int failed;                /* the error of a failed write: the staged copy is incomplete */
+	char *staging;             /* F_BLOB_WRITE: the staged copy; F_METRIC: the metric document */
+	scratch *sc;               /* F_SCRATCH */
+	/* Writers: the mtime shown and recorded. Set by a write, or by utimens while open (cp -p,
+	 * cp -a set times before they close: README "Files behave like files"). Atomic. */
+	int64_t mtime_us;
+	int mtime_set;
+	int detached;              /* F_BLOB_WRITE: the file was deleted or replaced: record nothing */
+	int created;               /* F_BLOB_WRITE in a dataset: this handle's create-only record
+				    * succeeded, so later records (fsync, close) replace its own */
+	/* F_BLOB_WRITE: the opens sharing this handle (in t->lock), so that every writer of a file
+	 * sees one content (two connections to a database) */
+	unsigned handles;
+	struct al_file *share;     /* at open: the writer this open joins instead */
+	struct al_file *next;      /* in t->writers */
+	al_fsck *fsck;             /* F_FSCK: the check this handle asked for; its report in text */
+	int fsck_done;
+	int registered;            /* in t->writers (register_writer) */
+};
+
+/* Every change calls this once it is visible (attrcache.c). */
+void changed(al_tree *t);
+int attrcache_init(al_tree *t);
+void attrcache_free(al_tree *t);
+
+al_file *find_writer(al_tree *t, const char *path);
+int writer_attr(al_attr *out, al_tree *t, const char *path, unsigned mode);
+void register_writer(al_tree *t, al_file *f);
+int has_vdir(al_tree *t, const char *path);
+int add_vdir(al_tree *t, const char *path);
+void memory_children(keyset *k, al_tree *t, const char *path);
+/* Records data as the new content of the value file at path, as a write and a close would. */
+int commit_content(al_tree *t, const char *path, const char *data, size_t len);
+/* The attributes of an open file's path; a path gone since the open still answers. */
+int path_attr(al_attr *out, al_file *f);
+int read_buffer(size_t *nread, const char *src, size_t len, char *buf, size_t size, uint64_t off);
+
+/* ---- names, documents and small containers (common.c) ----------------------------------- */
+
+char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+const char *last_segment(const char *path);
+int check_name(const char *name);
+int check_rest_names(const char *rest);
+int path_under(const char *dir, const char *path);
+int path_inside(const char *dir, const char *path);
+void keyset_add(keyset *k, const char *key);
+int cmp_str(const void *a, const void *b);
+void child_of(keyset *k, const char *rest, const char *full);
+int list_ids(keyset *k, al_tree *t, const char *coll);
+/* The ids of the row's collection (coll) under its owner document: a folder of documents. */
+int list_coll(keyset *k, al_tree *t, const node *n, const char *path);
+void attr_dir(al_attr *a, int64_t mtime);
+void attr_file(al_attr *a, unsigned mode, uint64_t size, int64_t mtime);
+void mtime_raise(int64_t *mtime, int64_t v);
+/* Deletes one key of a map field of the run (params, links). */
+int map_key_unlink(al_tree *t, const node *n, const char *field, const char *key, const char *path);
+
+int get_doc(al_doc **out, al_tree *t, const char *path);
+int doc_exists(al_tree *t, const char *path);
+int run_is_running(const al_doc *run);
+int require_running(al_tree *t, const node *n);
+int commit1(al_tree *t, al_write_op op, const char *path, const cJSON *fields, al_precondition pre);
+int commit_keys(al_tree *t, const char *doc, const char *field, const cJSON *values,
+	const char *const *keys, size_t nkeys, al_precondition pre);
+/* Room kept in a run's document for what ends it: params, texts and links may fill it only up to
+ * this much below Firestore's 1 MiB, so that status, ended and exit_code can always be written
+ * (README "params"). */
+#define RUN_HEADROOM 16384
+int run_fits(const node *n, const al_doc *d, const cJSON *patch, size_t headroom);
+
+/* ---- values as text (values.c) ---------------------------------------------------------- */
+
+int param_from_text(cJSON **out, const char *text, size_t len);
+int value_text(al_buf *b, const cJSON *v);
+int json_out(al_buf *b, cJSON *j, int pretty);
+cJSON *double_json(double v);
+cJSON *int_json(int64_t v);
+void time_json(cJSON *o, const char *key, const cJSON *fields, const char *field);
+void field_json(cJSON *o, const char *key, const cJSON *fields, const char *field);
+int render_text_field(al_buf *b, const cJSON *fields, const char *name);
+int text_checked(char **out, const al_buf *b, const char *what);
+int written_object(cJSON **fields, int *appended, const al_file *f, const char *what);
+
+/* ---- per-kind helpers other kinds call ------------------------------------------------------ */
+
+/* ctl.c */
+int ctl_empty_attr(al_attr *out, al_tree *t, const node *n, const al_doc *owner, const char *path,
+	unsigned mode);
+/* scratch.c */
+int scratch_attr(al_attr *out, al_tree *t, const char *path);
+int scratch_unlink(al_tree *t, const char *path);
+int scratch_utimens(al_tree *t, const char *path, int64_t mtime_us);
+int rename_scratch(al_tree *t, const char *from, const char *to, unsigned flags);
+int open_scratch(al_file *f, int flags, const char *path);
+void scratch_free_all(al_tree *t);
+void scratch_put_locked(al_tree *t, scratch *s);
+/* blobfiles.c */
+int blob_attr(al_attr *out, al_tree *t, const node *n, const char *path, unsigned mode);
+int blob_rename(al_tree *t, const node *a, const node *b, const char *from, const char *to,
+	unsigned flags);
+int blob_remove(al_tree *t, const node *n, const char *path);
+int blob_rmdir(al_tree *t, const node *n, const char *path);
+int blob_utimens(al_tree *t, const node *n, int64_t mtime_us);
+int working_folder(al_tree *t, const node *n);
+int record_file(al_tree *t, const node *n, const char *hex, uint64_t size, const char *uri,
+	int stored, const al_pieces *pieces, int64_t mtime_us, int create);
+int blob_list(keyset *k, al_tree *t, const node *n, const char *path);
+/* blobhandle.c */
+int open_blob(al_file *f, int flags, const char *path);
+int blob_open(al_file *f, int flags, const char *path);
+/* text.c */
+int open_text(al_file *f, int flags, const char *path);
+/* dataset.c */
+int dataset_settle(al_tree *t, const char *ds_doc);
+void dataset_changed(al_tree *t, const char *ds_doc);
+int dataset_referenced(al_tree *t, const char *ds_doc);
+void *dataset_thread(void *arg);
+/* metrics.c */
+
+/* the owner folders' shared operations */
+int owner_rmdir(al_tree *t, const node *n, const char *path);
+int vdir_mkdir(al_tree *t, const node *n, const char *path, const al_caller *c);
+cJSON *named_doc(const char *name, int64_t now);
+int run_field_render(al_buf *b, int64_t *mtime, al_tree *t, const node *n);
+
+/* The rows, one per kind, each in the file named after what the user sees. */
+extern const al_kind kind_root, kind_ctl, kind_ctl_status, kind_ctl_import, kind_ctl_fsck,
+	kind_project, kind_metadata_dir, kind_metadata, kind_datasets, kind_dataset, kind_dataset_json,
+	kind_dataset_description, kind_dataset_file, kind_experiments, kind_experiment,
+	kind_experiment_description, kind_runs_csv, kind_experiment_artifact, kind_runs, kind_run,
+	kind_run_json, kind_status, kind_fold, kind_model, kind_run_description, kind_params,
+	kind_param, kind_params_json, kind_metrics, kind_metric, kind_run_artifact, kind_run_datasets,
+	kind_run_link, kind_output_log;
+
+#endif

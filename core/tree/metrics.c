@@ -1,0 +1,336 @@
+/* aletheia: a run's metrics/ folder and its metric files: "STEP VALUE TIME" lines appended by
+ * writers and read back live, as a log file (README "metrics"). The series themselves are
+ * core/series.c's. */
+#include "aletheia/store_cache.h"
+#include "internal.h"
+
+/* README "metrics": a write() is one atomic append; the kernel cuts writes of more than this into
+ * pieces (max_write, less the offset of the buffer in its first page), so anything larger is
+ * refused whole: its first piece already is. A line waiting for its newline is bounded too. */
+#define METRIC_WRITE_MAX (AL_MAX_WRITE - 4096)
+#define METRIC_LINE_MAX 65536
+
+static int metric_attr(al_attr *out, al_tree *t, const node *n, const char *path, unsigned mode,
+	int64_t run_mtime)
+{
+	al_series_summary s;
+	char *id, *doc, **ids = NULL, *prefix;
+	size_t nids = 0, i, plen;
+	int rc;
+
+	if (!*n->rest) {
+		attr_dir(out, run_mtime);
+		return 0;
+	}
+	id = al_id_encode(n->rest);
+	doc = xasprintf("%s/metrics/%s", n->run_doc, id);
+	rc = al_series_summary_get(&s, t->series, doc);
+	free(doc);
+	if (rc == 0) {
+		free(id);
+		attr_file(out, mode, s.text_bytes, s.update_us ? s.update_us : run_mtime);
+		return 0;
+	}
+	if (writer_attr(out, t, path, mode)) {
+		free(id);
+		return 0;
+	}
+	/* A folder of metrics (val/loss makes val a folder). */
+	prefix = xasprintf("%s%%2F", id);
+	plen = strlen(prefix);
+	free(id);
+	rc = al_series_ids(&ids, &nids, t->series, n->run_doc);
+	for (i = 0; rc == 0 && i < nids; i++)
+		if (strncmp(ids[i], prefix, plen) == 0)
+			break;
+	if (rc == 0 && (i < nids || has_vdir(t, path)))
+		attr_dir(out, run_mtime);
+	else if (rc == 0)
+		rc = al_error_set(AL_ENOTFOUND, "no such metric: %s", n->rest);
+	al_strings_free(ids, nids);
+	free(prefix);
+	return rc;
+}
+
+/* A descriptor opened while the run was running writes nothing once it ended (README "Run
+ * lifecycle"); the run is looked at again only after some status changed. */
+static int metric_still_running(al_file *f)
+{
+	uint64_t gen = __atomic_load_n(&f->t->status_gen, __ATOMIC_SEQ_CST);
+	int rc;
+	if (f->status_gen == gen)
+		return 0;
+	if ((rc = require_running(f->t, &f->n)) == 0)
+		f->status_gen = gen;
+	return rc;
+}
+
+/* Records a writer's partial last line as a point (its last close, or a reader after a close). */
+static int metric_end_line(al_file *f)
+{
+	int rc;
+	if ((rc = metric_still_running(f)) == 0 && (rc = al_buf_puts(&f->text, "\n")) == 0)
+		rc = al_series_append_text(f->t->series, f->staging, f->text.ptr, f->text.len);
+	if (rc)
+		fprintf(stderr, "aletheia: %s: the last line, written without its newline, was not "
+			"recorded: %s\n", f->path, al_error_last());
+	al_buf_clear(&f->text);
+	f->line_closed = 0;
+	return rc;
+}
+
+/* Before the series of metric_doc is read: the partial last lines whose descriptors were closed
+ * (a printf without \n, then close) are recorded, so a reader right after sees them. A writer
+ * busy in a write is skipped: its line is not closed. */
+static void metric_settle_lines(al_tree *t, const char *metric_doc)
+{
+	al_file *w;
+	pthread_mutex_lock(&t->lock);   /* writers are unregistered under it before they go */
+	for (w = t->writers; w; w = w->next)
+		if (w->kind == F_METRIC && w->line_closed && w->staging &&
+		    strcmp(w->staging, metric_doc) == 0 && pthread_mutex_trylock(&w->mu) == 0) {
+			if (w->line_closed && w->text.len)
+				metric_end_line(w);
+			pthread_mutex_unlock(&w->mu);
+		}
+	pthread_mutex_unlock(&t->lock);
+}
+
+/* Brings a metric handle's text up to the series' current points (README "metrics": readers see
+ * points appended after their open, as with any log file). f->mu held. */
+static int metric_refresh(al_file *f)
+{
+	char *text = NULL;
+	size_t len = 0;
+	int whole = 0, rc;
+
+	metric_settle_lines(f->t, f->staging);
+	rc = al_series_render_tail(&text, &len, &whole, &f->points, &f->view, f->t->series, f->staging);
+	if (rc == AL_ENOTFOUND) {   /* not one point yet (a new metric still being written) */
+		al_error_clear();
+		return 0;
+	}
+	if (rc)
+		return rc;
+	if (whole) {
+		free(f->snap);
+		f->snap = text;
+		f->snaplen = len;
+		return 0;
+	}
+	if (len) {
+		char *grown = realloc(f->snap, f->snaplen + len);
+		if (!grown) {
+			free(text);
+			return al_error_set(AL_ENOMEM, "out of memory");
+		}
+		memcpy(grown + f->snaplen, text, len);
+		f->snap = grown;
+		f->snaplen += len;
+	}
+	free(text);
+	return 0;
+}
+
+static int open_metric(al_file *f, int flags, const char *path)
+{
+	al_tree *t = f->t;
+	al_attr a;
+	int rc, exists;
+	char *id;
+
+	if (!*f->n.rest)
+		return al_error_set(AL_EISDIR, "metrics/ is a folder");
+	exists = metric_attr(&a, t, &f->n, path, 0, 0) == 0;
+	if (exists && a.type == AL_NODE_DIR)
+		return al_error_set(AL_EISDIR, "%s is a folder", path);
+	if (!exists && !((flags & AL_OPEN_WRITE) && (flags & AL_OPEN_CREATE)))
+		return al_error_set(AL_ENOTFOUND, "no such metric: %s", path);
+	id = al_id_encode(f->n.rest);
+	f->staging = xasprintf("%s/metrics/%s", f->n.run_doc, id);   /* the metric document */
+	free(id);
+	f->kind = F_METRIC;
+	f->view = UINT64_MAX;
+	if (flags & AL_OPEN_WRITE) {
+		f->status_gen = __atomic_load_n(&t->status_gen, __ATOMIC_SEQ_CST);
+		if ((rc = require_running(t, &f->n)))
+			return rc;
+		if (!exists && (rc = check_rest_names(f->n.rest)))
+			return rc;
+		/* A created metric exists from now on, empty until its first point (touch, numpy's
+		 * savetxt: create, close, open again). */
+		if (!exists && (rc = al_series_touch(t->series, f->staging)))
+			return rc;
+		register_writer(t, f);
+		return 0;
+	}
+	return metric_refresh(f);
+}
+
+/* A line past METRIC_LINE_MAX: what was kept of it goes, and so does its rest, up to its
+ * newline (it would be recorded as a point nobody wrote otherwise). */
+static int metric_line_too_long(al_file *f)
+{
+	al_buf_clear(&f->text);
+	f->skip_line = 1;
+	return al_error_set(AL_EINVAL, "%s: a line longer than %d bytes is no metric point", f->path,
+		METRIC_LINE_MAX);
+}
+
+static int metric_write(al_file *f, const char *buf, size_t size)
+{
+	const char *nl;
+	const char *text;
+	size_t len, done, pending = f->text.len;
+	int rc;
+
+	if (size > METRIC_WRITE_MAX)
+		return al_error_set(AL_EINVAL, "%s: one write() to a metric takes at most %u bytes, "
+			"appended whole; write in smaller pieces", f->path, (unsigned)METRIC_WRITE_MAX);
+	if ((rc = metric_still_running(f))) {
+		al_buf_clear(&f->text);
+		return rc;
+	}
+	f->line_closed = 0;   /* a line goes on after a close() of a copy of the descriptor */
+	if (f->skip_line) {
+		/* The rest of a line refused for its length, up to its newline, is refused with it. */
+		const char *end = memchr(buf, '\n', size);
+		size_t skipped = end ? (size_t)(end - buf) + 1 : size;
+		if (end)
+			f->skip_line = 0;
+		if (skipped < size && (rc = metric_write(f, buf + skipped, size - skipped)))
+			return rc;
+		return al_error_set(AL_EINVAL, "%s: the rest of a line longer than %d bytes is dropped "
+			"with it", f->path, METRIC_LINE_MAX);
+	}
+	if (!(nl = memrchr(buf, '\n', size))) {
+		if (pending + size > METRIC_LINE_MAX)
+			return metric_line_too_long(f);
+		return al_buf_put(&f->text, buf, size);   /* a partial line waits for its newline */
+	}
+	done = (size_t)(nl - buf) + 1;
+	if (size - done > METRIC_LINE_MAX)
+		return metric_line_too_long(f);
+	if (pending) {
+		if ((rc = al_buf_put(&f->text, buf, done)))
+			return rc;
+		text = f->text.ptr;
+		len = f->text.len;
+	} else {
+		text = buf;
+		len = done;
+	}
+	rc = al_series_append_text(f->t->series, f->staging, text, len);
+	/* On error none of this write's lines are recorded, and a partial line kept from before is
+	 * part of what failed: later writes start clean. */
+	al_buf_clear(&f->text);
+	if (rc)
+		return rc;
+	return done < size ? al_buf_put(&f->text, buf + done, size - done) : 0;
+}
+
+static int metrics_list(keyset *k, al_tree *t, const node *n, const char *path)
+{
+	char **ids = NULL;
+	size_t nids = 0, i;
+	int rc;
+	(void)path;
+	al_store_cache_prefetch(t->series_store, n->run_doc, "metrics");
+	if ((rc = al_series_ids(&ids, &nids, t->series, n->run_doc)) == 0)
+		for (i = 0; i < nids; i++) {
+			char *name = al_id_decode(ids[i]);
+			if (name)
+				child_of(k, n->rest, name);
+			free(name);
+		}
+	al_strings_free(ids, nids);
+	return rc;
+}
+
+const al_kind kind_metrics = {
+	.name = "metrics/", .pattern = RUN_P "/metrics", .flags = K_DIR | K_RUNNING | K_MEMORY,
+	.owner = O_RUN, .list = metrics_list,
+};
+
+static int metric_getattr(al_attr *out, al_tree *t, const node *n, const al_doc *run,
+	const char *path, unsigned mode)
+{
+	return metric_attr(out, t, n, path, mode, run->update_us);
+}
+
+const al_kind kind_metric = {
+	.name = "metric", .pattern = RUN_P "/metrics/{rest}", .flags = K_RUNNING | K_MEMORY,
+	.owner = O_RUN, .mode = 0644, .getattr = metric_getattr, .list = metrics_list,
+	.open = open_metric, .mkdir = vdir_mkdir,
+};
+
+/* A reader at the end (tail -f, a polling loop) gets the points appended since. */
+static int metric_read(size_t *nread, al_file *f, char *buf, size_t size, uint64_t off)
+{
+	int rc = 0;
+	pthread_mutex_lock(&f->mu);
+	if (off + size > f->snaplen)
+		rc = metric_refresh(f);
+	if (rc == 0)
+		rc = read_buffer(nread, f->snap, f->snaplen, buf, size, off);
+	pthread_mutex_unlock(&f->mu);
+	return rc;
+}
+
+static int metric_write_op(al_file *f, const char *buf, size_t size, uint64_t off)
+{
+	(void)off;   /* appends only */
+	return metric_write(f, buf, size);
+}
+
+static int metric_truncate(al_file *f, uint64_t size)
+{
+	(void)f;
+	(void)size;
+	return 0;   /* append-only: history is never lost */
+}
+
+/* A close() may be of a copy of the descriptor (dup, a shell's `printf … >&3`, a forked worker):
+ * a partial last line waits for the next write to go on, for the last close, or for a reader
+ * (metric_settle_lines), to be recorded whole (README "metrics"). */
+static int metric_flush(al_file *f)
+{
+	if (!(f->flags & AL_OPEN_WRITE))
+		return 0;
+	if (f->text.len)
+		f->line_closed = 1;
+	return al_series_sync(f->t->series);
+}
+
+/* Points appended since open are part of the file now (tail -f fstat()s, then reads); the kernel
+ * reads up to the size given here, so it must be what the handle serves. */
+static int metric_getattr_open(al_attr *out, al_file *f)
+{
+	int rc;
+	path_attr(out, f);
+	pthread_mutex_lock(&f->mu);
+	if ((rc = metric_refresh(f)) == 0)
+		out->size = f->snaplen;
+	pthread_mutex_unlock(&f->mu);
+	return rc;
+}
+
+/* Writes are reformatted: the kernel must not cache what was written. */
+static int metric_direct_io(al_file *f)
+{
+	return (f->flags & AL_OPEN_WRITE) != 0;
+}
+
+/* The last close: a partial last line is recorded now. */
+static int metric_release(al_file *f)
+{
+	if (f->text.len)
+		metric_end_line(f);
+	return 0;
+}
+
+const file_class metric_class = {
+	.read = metric_read, .write = metric_write_op, .truncate = metric_truncate,
+	.flush = metric_flush, .getattr = metric_getattr_open, .direct_io = metric_direct_io,
+	.release = metric_release,
+};

@@ -1,0 +1,84 @@
+/* aletheia: a run's fold, model and description files: one field of the run's document each,
+ * as a line of text (README "The tree"). */
+#include "internal.h"
+
+static int parse_fold(long long *out, const char *s)
+{
+	char *end;
+	errno = 0;
+	*out = strtoll(s, &end, 10);
+	while (*end == ' ' || *end == '\t')
+		end++;
+	if (!*s || *end || errno)
+		return al_error_set(AL_EINVAL, "fold must be an integer (got \"%.40s\")", s);
+	return 0;
+}
+
+/* The field of the run document the row names, as a line (status, fold, model, description). */
+int run_field_render(al_buf *b, int64_t *mtime, al_tree *t, const node *n)
+{
+	al_doc *d = NULL;
+	int rc;
+	if ((rc = get_doc(&d, t, n->run_doc)) == 0) {
+		rc = render_text_field(b, d->fields, n->k->field);
+		mtime_raise(mtime, d->update_us);
+	}
+	al_doc_free(d);
+	return rc;
+}
+
+static int run_field_commit(al_file *f)
+{
+	al_tree *t = f->t;
+	const node *n = &f->n;
+	const char *field = n->k->field;
+	cJSON *fields = cJSON_CreateObject();
+	al_doc *d = NULL;
+	char *s = NULL;
+	long long v;
+	int rc;
+
+	if ((rc = text_checked(&s, &f->text, field)))
+		goto cleanup;
+	if ((n->k->flags & K_RUNNING) && (rc = require_running(t, n)))
+		goto cleanup;
+	if (strcmp(field, "fold") == 0) {
+		if ((rc = parse_fold(&v, s)))
+			goto cleanup;
+		al_fields_set(fields, "fold", al_value_int(v));
+	} else
+		al_fields_set(fields, field, al_value_string(s));
+	pthread_mutex_lock(&t->lock);   /* the size checked is the size written */
+	if ((rc = get_doc(&d, t, n->run_doc)) == 0 && (rc = run_fits(n, d, fields, RUN_HEADROOM)) == 0)
+		rc = commit1(t, AL_WRITE_UPDATE, n->run_doc, fields, AL_PRE_EXISTS);
+	pthread_mutex_unlock(&t->lock);
+cleanup:
+	cJSON_Delete(fields);
+	al_doc_free(d);
+	free(s);
+	return rc;
+}
+
+static int fold_check_line(const node *n, const char *line)
+{
+	long long v;
+	(void)n;
+	return parse_fold(&v, line);
+}
+
+const al_kind kind_fold = {
+	.name = "fold", .pattern = RUN_P "/fold", .flags = K_RUNNING, .owner = O_RUN, .mode = 0644,
+	.field = "fold", .render = run_field_render, .commit = run_field_commit,
+	.check_line = fold_check_line,
+};
+
+const al_kind kind_model = {
+	.name = "model", .pattern = RUN_P "/model", .flags = K_RUNNING, .owner = O_RUN, .mode = 0644,
+	.field = "model", .render = run_field_render, .commit = run_field_commit,
+};
+
+/* A run's description can be written after it ended: notes on what it showed. */
+const al_kind kind_run_description = {
+	.name = "description", .pattern = RUN_P "/description", .owner = O_RUN, .mode = 0644,
+	.field = "description", .render = run_field_render, .commit = run_field_commit,
+};

@@ -1,0 +1,425 @@
+/* aletheia: editors' and atomic writers' scratch files where values live (README "Editing values
+ * in place"): held in memory, never recorded, renamed over a value's file to change it. */
+#include <ctype.h>
+#include "internal.h"
+
+/* Editors and in-place tools write a temporary, swap, lock or backup file beside the file they
+ * change. Where values live — params/, metadata/, a run's and an experiment's folder (rows with
+ * K_SCRATCH) — names of that kind are scratch files: held in memory, never recorded, deletable
+ * without --allow-delete, gone at unmount. Renaming one over a value's file records its content
+ * as that file's new value. */
+#define SCRATCH_MAX (16u << 20)      /* one file, as a small text file */
+#define SCRATCH_TOTAL (256u << 20)   /* all of them together */
+#define ALNUM "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+
+static int all_of(const char *s, size_t n, const char *set)
+{
+	size_t i;
+	for (i = 0; i < n; i++)
+		if (!s[i] || !strchr(set, s[i]))
+			return 0;
+	return 1;
+}
+
+static int scratch_name(const char *name)
+{
+	size_t n = strlen(name);
+	unsigned long v;
+	char *end;
+
+	if (n == 0)
+		return 0;
+	/* hidden files (vim's .x.swp/.x.swpx/.x.swo, nano's .x.swp lock, rsync's and other writers'
+	 * dot-temporaries), backups (x~ of vim, nano -B, emacs), emacs' #x# */
+	if (name[0] == '.' || name[n - 1] == '~' || (n > 1 && name[0] == '#' && name[n - 1] == '#'))
+		return 1;
+	if (n > 4 && strcmp(name + n - 4, ".tmp") == 0)
+		return 1;
+	if (n == 9 && strncmp(name, "sed", 3) == 0 && all_of(name + 3, 6, ALNUM))
+		return 1;   /* sed -i: mkstemp("sedXXXXXX") */
+	if (n == 8 && strncmp(name, "XX", 2) == 0 && all_of(name + 2, 6, ALNUM))
+		return 1;   /* perl -i: mkstemp("XXXXXXXX") keeps the first two */
+	if (n == 11 && strncmp(name, "tmp", 3) == 0 &&
+	    all_of(name + 3, 8, "abcdefghijklmnopqrstuvwxyz0123456789_"))
+		return 1;   /* Python's tempfile.mkstemp() and NamedTemporaryFile() */
+	/* vim's probe of whether it may write a new file: "4913", then 5036, 5159, … while taken */
+	if (isdigit((unsigned char)name[0]) && (v = strtoul(name, &end, 10), !*end) && v >= 4913 &&
+	    (v - 4913) % 123 == 0 && v < 4913 + 123 * 16)
+		return 1;
+	return 0;
+}
+
+/* 1 when path is a scratch file's place: a scratch name right in params/ (or a folder of it),
+ * metadata/, a run's or an experiment's folder. *parent then holds that folder's node, and
+ * *dir its path (both the caller's). */
+static int scratch_place(node *parent, char **dir, const char *path)
+{
+	const char *name = last_segment(path);
+	int ok;
+
+	memset(parent, 0, sizeof(*parent));
+	*dir = NULL;
+	if (name == path || !scratch_name(name) || !(*dir = strndup(path, (size_t)(name - 1 - path))))
+		return 0;
+	ok = node_parse(parent, **dir ? *dir : "/") == 0;
+	if (ok && !(parent->k->flags & K_SCRATCH))
+		ok = 0;
+	if (!ok) {
+		node_free(parent);
+		free(*dir);
+		*dir = NULL;
+	}
+	return ok;
+}
+
+/* In t->lock. */
+static scratch *scratch_find(al_tree *t, const char *path)
+{
+	scratch *s;
+	for (s = t->scratch; s; s = s->next)
+		if (strcmp(s->path, path) == 0)
+			return s;
+	return NULL;
+}
+
+/* Takes s out of the list (unlinked, or renamed over a file); handles keep it. In t->lock. */
+static void scratch_unlink_locked(al_tree *t, scratch *s)
+{
+	scratch **p;
+	for (p = &t->scratch; *p; p = &(*p)->next)
+		if (*p == s) {
+			*p = s->next;
+			break;
+		}
+	free(s->path);
+	s->path = NULL;
+	s->next = NULL;
+}
+
+/* Drops one reference. In t->lock. */
+void scratch_put_locked(al_tree *t, scratch *s)
+{
+	if (--s->refs)
+		return;
+	t->scratch_bytes -= s->data.len;
+	al_buf_dispose(&s->data);
+	free(s->commit_to);
+	free(s);
+}
+
+int scratch_attr(al_attr *out, al_tree *t, const char *path)
+{
+	scratch *s;
+	int found = 0;
+	if (!scratch_name(last_segment(path)))
+		return 0;
+	pthread_mutex_lock(&t->lock);
+	if ((s = scratch_find(t, path))) {
+		attr_file(out, 0644, s->data.len, s->mtime_us);
+		found = 1;
+	}
+	pthread_mutex_unlock(&t->lock);
+	return found;
+}
+
+/* Sets the length of a scratch file's content, zero-filling what grows. In t->lock. */
+static int scratch_resize_locked(al_tree *t, scratch *s, size_t len)
+{
+	size_t old = s->data.len;
+	int rc;
+	if (len > SCRATCH_MAX)
+		return al_error_set(AL_ENOSPC, "%s: editors' scratch files hold at most %u MiB", s->path ? s->path : "",
+			SCRATCH_MAX >> 20);
+	if (len > old) {
+		if (t->scratch_bytes + (len - old) > SCRATCH_TOTAL)
+			return al_error_set(AL_ENOSPC, "scratch files take %u MiB of memory at most: delete some",
+				SCRATCH_TOTAL >> 20);
+		if ((rc = al_buf_grow(&s->data, len - old)))
+			return rc;
+		memset(s->data.ptr + old, 0, len - old);
+		t->scratch_bytes += len - old;
+	} else
+		t->scratch_bytes -= old - len;
+	s->data.len = len;
+	if (s->data.ptr)
+		s->data.ptr[len] = '\0';
+	return 0;
+}
+
+/* Renames of and onto scratch files (README "Editing values in place"). 1: neither is one. */
+int rename_scratch(al_tree *t, const char *from, const char *to, unsigned flags)
+{
+	node place, target;
+	char *dir = NULL, *data = NULL;
+	scratch *s = NULL, *old;
+	size_t len = 0;
+	int rc = 1, to_scratch;
+	const unsigned noreplace = 1; /* RENAME_NOREPLACE */
+
+	memset(&target, 0, sizeof(target));
+	to_scratch = scratch_place(&place, &dir, to);
+	node_free(&place);
+	free(dir);
+	if (scratch_name(last_segment(from))) {
+		pthread_mutex_lock(&t->lock);
+		s = scratch_find(t, from);
+		if (s && to_scratch) {
+			/* from one scratch name to another: only the name changes */
+			if ((old = scratch_find(t, to)) && old != s && (flags & noreplace))
+				rc = al_error_set(AL_EEXISTS, "%s exists", to);
+			else {
+				char *np = strdup(to);
+				if (!np)
+					rc = al_error_set(AL_ENOMEM, "out of memory");
+				else {
+					if (old && old != s) {
+						scratch_unlink_locked(t, old);
+						scratch_put_locked(t, old);
+					}
+					free(s->path);
+					s->path = np;
+					rc = 0;
+				}
+			}
+		} else if (s && (data = malloc(s->data.len + 1))) {
+			len = s->data.len;
+			if (len)
+				memcpy(data, s->data.ptr, len);
+			s->dirty = 0;   /* what is written from now on is the handles' to commit */
+		} else if (s)
+			rc = al_error_set(AL_ENOMEM, "out of memory");
+		pthread_mutex_unlock(&t->lock);
+		if (!s || rc != 1)
+			goto cleanup;
+		/* Over the file of a value: its content becomes that value, committed as a close
+		 * would commit it; the scratch file is gone once that succeeded. */
+		if (node_parse(&target, to) != 0 || !target.k->commit) {
+			/* EXDEV where files can be copied in: mv copies */
+			rc = target.buf && ((target.k->flags & K_BLOBS) || target.k == &kind_metric ||
+				target.k == &kind_metrics)
+				? al_error_set(AL_EXDEV, "rename across folders: copy instead")
+				: al_error_set(AL_EPERM, "cannot rename to %s", to);
+			goto cleanup;
+		}
+		if ((flags & noreplace) && getattr_recorded(&(al_attr){0}, t, to) == 0) {
+			rc = al_error_set(AL_EEXISTS, "%s exists", to);
+			goto cleanup;
+		}
+		if ((rc = commit_content(t, to, data, len)))
+			goto cleanup;
+		pthread_mutex_lock(&t->lock);
+		if (s->path && strcmp(s->path, from) == 0) {
+			/* Handles still open write on into that file (flush_file). */
+			free(s->commit_to);
+			s->commit_to = s->refs > 1 ? strdup(to) : NULL;
+			scratch_unlink_locked(t, s);
+			scratch_put_locked(t, s);
+		}
+		pthread_mutex_unlock(&t->lock);
+		goto cleanup;
+	}
+	if (to_scratch && node_parse(&target, from) == 0 && target.k->commit)
+		/* A value's file to a backup name (vim's backup by renaming): the value stays recorded,
+		 * so the rename is refused in a way that makes vim and mv copy it instead. */
+		rc = al_error_set(AL_EXDEV, "%s holds a value: copy it instead of renaming", from);
+cleanup:
+	node_free(&target);
+	free(data);
+	return rc;
+}
+
+/* Opens (or creates) a scratch file. 1 when path is no scratch file: the caller opens it as
+ * usual (not a scratch place, or a value recorded under such a name before they existed). */
+int open_scratch(al_file *f, int flags, const char *path)
+{
+	al_tree *t = f->t;
+	node parent;
+	char *dir = NULL;
+	scratch *s, *made = NULL;
+	al_attr a;
+	int rc = 0;
+
+	if (!scratch_place(&parent, &dir, path))
+		return 1;
+	pthread_mutex_lock(&t->lock);
+	if ((s = scratch_find(t, path)) && !((flags & AL_OPEN_CREATE) && (flags & AL_OPEN_EXCL)))
+		s->refs++;
+	pthread_mutex_unlock(&t->lock);
+	if (s) {
+		if ((flags & AL_OPEN_CREATE) && (flags & AL_OPEN_EXCL)) {
+			rc = al_error_set(AL_EEXISTS, "%s exists", path);
+			goto cleanup;
+		}
+		goto opened;
+	}
+	if (getattr_recorded(&a, t, path) == 0) {
+		rc = 1;
+		goto cleanup;
+	}
+	if (!(flags & AL_OPEN_CREATE)) {
+		rc = al_error_set(AL_ENOTFOUND, "no such file: %s", path);
+		goto cleanup;
+	}
+	if ((rc = check_name(last_segment(path))))
+		goto cleanup;
+	/* The folder must exist; params/ of a run that ended is read-only like its params. */
+	if ((rc = al_tree_getattr(&a, t, dir)) || (a.type != AL_NODE_DIR &&
+	    (rc = al_error_set(AL_ENOTDIR, "not a folder: %s", dir))))
+		goto cleanup;
+	if ((parent.k->flags & K_RUNNING) && (rc = require_running(t, &parent)))
+		goto cleanup;
+	if (!(made = calloc(1, sizeof(*made))) || !(made->path = strdup(path))) {
+		rc = al_error_set(AL_ENOMEM, "out of memory");
+		goto cleanup;
+	}
+	made->mtime_us = al_now_us();
+	made->refs = 2;   /* the list's and this handle's */
+	pthread_mutex_lock(&t->lock);
+	if ((s = scratch_find(t, path))) {   /* made meanwhile by someone else */
+		if ((flags & AL_OPEN_EXCL))
+			rc = al_error_set(AL_EEXISTS, "%s exists", path);
+		else
+			s->refs++;
+	} else {
+		made->next = t->scratch;
+		t->scratch = s = made;
+		made = NULL;
+	}
+	pthread_mutex_unlock(&t->lock);
+	changed(t);   /* a "no such file" kept for this path is wrong from now on */
+	if (rc)
+		goto cleanup;
+opened:
+	f->kind = F_SCRATCH;
+	f->sc = s;
+	if ((flags & AL_OPEN_WRITE) && (flags & AL_OPEN_TRUNC)) {
+		pthread_mutex_lock(&t->lock);
+		scratch_resize_locked(t, s, 0);
+		s->mtime_us = al_now_us();
+		s->dirty = 1;
+		pthread_mutex_unlock(&t->lock);
+	}
+cleanup:
+	if (made) {
+		free(made->path);
+		free(made);
+	}
+	node_free(&parent);
+	free(dir);
+	return rc;
+}
+
+/* 0 when path was a scratch file and is gone, 1 when it is none. */
+int scratch_unlink(al_tree *t, const char *path)
+{
+	scratch *s = NULL;
+	if (!scratch_name(last_segment(path)))
+		return 1;
+	pthread_mutex_lock(&t->lock);
+	if ((s = scratch_find(t, path))) {
+		scratch_unlink_locked(t, s);
+		scratch_put_locked(t, s);
+	}
+	pthread_mutex_unlock(&t->lock);
+	return s ? 0 : 1;
+}
+
+/* 0 when path is a scratch file (its time set), 1 when it is none. */
+int scratch_utimens(al_tree *t, const char *path, int64_t mtime_us)
+{
+	scratch *s = NULL;
+	if (!scratch_name(last_segment(path)))
+		return 1;
+	pthread_mutex_lock(&t->lock);
+	if ((s = scratch_find(t, path)))
+		s->mtime_us = mtime_us;
+	pthread_mutex_unlock(&t->lock);
+	return s ? 0 : 1;
+}
+
+/* Scratch files end with the mount. */
+void scratch_free_all(al_tree *t)
+{
+	while (t->scratch) {
+		scratch *s = t->scratch;
+		scratch_unlink_locked(t, s);
+		scratch_put_locked(t, s);
+	}
+}
+
+static int scratch_read(size_t *nread, al_file *f, char *buf, size_t size, uint64_t off)
+{
+	pthread_mutex_lock(&f->t->lock);
+	read_buffer(nread, f->sc->data.ptr, f->sc->data.len, buf, size, off);
+	pthread_mutex_unlock(&f->t->lock);
+	return 0;
+}
+
+static int scratch_write(al_file *f, const char *buf, size_t size, uint64_t off)
+{
+	scratch *sc = f->sc;
+	int rc = 0;
+	pthread_mutex_lock(&f->t->lock);
+	if (f->flags & AL_OPEN_APPEND)
+		off = sc->data.len;
+	if (off > SCRATCH_MAX || size > SCRATCH_MAX)
+		rc = al_error_set(AL_ENOSPC, "editors' scratch files hold at most %u MiB", SCRATCH_MAX >> 20);
+	else if (off + size > sc->data.len)
+		rc = scratch_resize_locked(f->t, sc, off + size);
+	if (rc == 0) {
+		memcpy(sc->data.ptr + off, buf, size);
+		sc->mtime_us = al_now_us();
+		sc->dirty = 1;
+	}
+	pthread_mutex_unlock(&f->t->lock);
+	return rc;
+}
+
+static int scratch_truncate(al_file *f, uint64_t size)
+{
+	int rc;
+	pthread_mutex_lock(&f->t->lock);
+	if ((rc = scratch_resize_locked(f->t, f->sc, size)) == 0) {
+		f->sc->mtime_us = al_now_us();
+		f->sc->dirty = 1;
+	}
+	pthread_mutex_unlock(&f->t->lock);
+	return rc;
+}
+
+/* Renamed over a file while open (a writer that renames before it closes): what it wrote since
+ * is that file's content too. */
+static int scratch_flush(al_file *f)
+{
+	char *to = NULL, *data = NULL;
+	size_t len = 0;
+	int rc = 0;
+	pthread_mutex_lock(&f->t->lock);
+	if (f->sc->commit_to && f->sc->dirty && (to = strdup(f->sc->commit_to)) &&
+	    (data = malloc(f->sc->data.len + 1))) {
+		len = f->sc->data.len;
+		if (len)
+			memcpy(data, f->sc->data.ptr, len);
+		f->sc->dirty = 0;
+	}
+	pthread_mutex_unlock(&f->t->lock);
+	if (to && data)
+		rc = commit_content(f->t, to, data, len);
+	free(to);
+	free(data);
+	return rc;
+}
+
+/* Also once unlinked or renamed: the handle still holds it. */
+static int scratch_getattr(al_attr *out, al_file *f)
+{
+	pthread_mutex_lock(&f->t->lock);
+	attr_file(out, 0644, f->sc->data.len, f->sc->mtime_us);
+	pthread_mutex_unlock(&f->t->lock);
+	return 0;
+}
+
+const file_class scratch_class = {
+	.read = scratch_read, .write = scratch_write, .truncate = scratch_truncate,
+	.flush = scratch_flush, .getattr = scratch_getattr,
+};
