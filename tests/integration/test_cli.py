@@ -282,6 +282,11 @@ def on_terminal(argv, env, act, timeout=60):
     pid, fd = pty.fork()
     if pid == 0:
         try:
+            # A new terminal's session starts with default signal dispositions, whatever the
+            # suite was started under (nohup ignores SIGHUP, Python ignores SIGPIPE; ignored
+            # signals stay ignored across exec).
+            for sig in (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGPIPE):
+                signal.signal(sig, signal.SIG_DFL)
             os.execve(argv[0], argv, env)
         finally:
             os._exit(127)
