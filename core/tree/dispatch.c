@@ -2,17 +2,11 @@
  * rules every row with a flag shares. Each row's operations live in the file named after it. */
 #include "internal.h"
 
-/* In match order: the first row whose pattern fits a path is its kind. */
+/* In match order (kinds.h): the first row whose pattern fits a path is its kind. */
 static const al_kind *const kinds[] = {
-	&kind_root, &kind_ctl, &kind_ctl_status, &kind_ctl_import, &kind_ctl_fsck,
-	&kind_project,
-	&kind_metadata_dir, &kind_metadata,
-	&kind_datasets, &kind_dataset, &kind_dataset_json, &kind_dataset_description, &kind_dataset_file,
-	&kind_experiments, &kind_experiment, &kind_experiment_description, &kind_runs_csv,
-	&kind_experiment_artifact,
-	&kind_runs, &kind_run, &kind_run_json, &kind_params_json, &kind_status, &kind_fold, &kind_model,
-	&kind_run_description, &kind_output_log, &kind_run_datasets, &kind_run_link,
-	&kind_params, &kind_param, &kind_metrics, &kind_metric, &kind_run_artifact,
+#define KIND(k) &kind_##k,
+#include "kinds.h"
+#undef KIND
 };
 
 typedef struct captures {

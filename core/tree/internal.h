@@ -347,12 +347,8 @@ cJSON *named_doc(const char *name, int64_t now);
 int run_field_render(al_buf *b, int64_t *mtime, al_tree *t, const node *n);
 
 /* The rows, one per kind, each in the file named after what the user sees. */
-extern const al_kind kind_root, kind_ctl, kind_ctl_status, kind_ctl_import, kind_ctl_fsck,
-	kind_project, kind_metadata_dir, kind_metadata, kind_datasets, kind_dataset, kind_dataset_json,
-	kind_dataset_description, kind_dataset_file, kind_experiments, kind_experiment,
-	kind_experiment_description, kind_runs_csv, kind_experiment_artifact, kind_runs, kind_run,
-	kind_run_json, kind_status, kind_fold, kind_model, kind_run_description, kind_params,
-	kind_param, kind_params_json, kind_metrics, kind_metric, kind_run_artifact, kind_run_datasets,
-	kind_run_link, kind_output_log;
+#define KIND(k) extern const al_kind kind_##k;
+#include "kinds.h"
+#undef KIND
 
 #endif

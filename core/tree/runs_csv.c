@@ -36,118 +36,128 @@ static int cmp_run_ids(const void *a, const void *b)
 	return strcmp(x, y);
 }
 
+/* The last value of each metric of a run with points, as runs.csv prints it, keyed by its exact
+ * name; *names gains the names, *mtime the newest point. */
+static cJSON *last_values(keyset *names, int64_t *mtime, al_tree *t, const al_doc *run)
+{
+	cJSON *o = cJSON_CreateObject();
+	char **ids = NULL;
+	size_t nids = 0, k;
+
+	al_store_cache_prefetch(t->series_store, run->path, "metrics");
+	if (!o || al_series_ids(&ids, &nids, t->series, run->path) != 0)
+		return o;
+	for (k = 0; k < nids; k++) {
+		al_series_summary s;
+		char *doc = xasprintf("%s/metrics/%s", run->path, ids[k]), *name = al_id_decode(ids[k]);
+		char num[32];
+		if (doc && name && al_series_summary_get(&s, t->series, doc) == 0 && s.count) {
+			keyset_add(names, name);
+			mtime_raise(mtime, s.update_us);
+			al_double_format(num, s.last);   /* nan, inf as Python prints them */
+			cJSON_AddItemToObject(o, name, cJSON_CreateString(num));
+		}
+		free(doc);
+		free(name);
+	}
+	al_strings_free(ids, nids);
+	return o;
+}
+
+static void write_header(al_buf *b, const keyset *params, const keyset *metrics)
+{
+	size_t k;
+	al_buf_puts(b, "id,status,fold,model,created,ended,git_commit");
+	for (k = 0; k < params->n; k++) {
+		char *h = xasprintf("param.%s", params->keys[k]);
+		al_buf_puts(b, ",");
+		csv_field(b, h ? h : "");
+		free(h);
+	}
+	for (k = 0; k < metrics->n; k++) {
+		char *h = xasprintf("metric.%s", metrics->keys[k]);
+		al_buf_puts(b, ",");
+		csv_field(b, h ? h : "");
+		free(h);
+	}
+	al_buf_puts(b, "\r\n");
+}
+
+/* A value as a cell: empty when absent or null. */
+static void value_cell(al_buf *b, al_buf *cell, const cJSON *v)
+{
+	al_buf_puts(b, ",");
+	al_buf_clear(cell);
+	if (v && !cJSON_GetObjectItemCaseSensitive(v, "nullValue"))
+		value_text(cell, v);
+	csv_field(b, cell->ptr ? cell->ptr : "");
+}
+
+static void write_row(al_buf *b, const al_doc *run, const cJSON *last, const keyset *params,
+	const keyset *metrics)
+{
+	static const char *const texts[] = {"status", "fold", "model"};
+	const cJSON *f = run->fields;
+	const cJSON *hp = al_value_get_map(al_fields_get(f, "hyper_params"));
+	const cJSON *git = al_value_get_map(al_fields_get(f, "git"));
+	al_buf cell = AL_BUF_INIT;
+	int64_t us;
+	char tb[48];
+	size_t k;
+
+	csv_field(b, al_doc_id(run->path));
+	for (k = 0; k < 3; k++)
+		value_cell(b, &cell, al_fields_get(f, texts[k]));
+	al_buf_printf(b, ",%s", al_fields_get_time(&us, f, "created") == 0 ? al_time_format(tb, us, 6) : "");
+	al_buf_printf(b, ",%s", al_fields_get_time(&us, f, "ended") == 0 ? al_time_format(tb, us, 6) : "");
+	al_buf_printf(b, ",%s", git && al_fields_get_string(git, "commit") ? al_fields_get_string(git, "commit") : "");
+	for (k = 0; k < params->n; k++)
+		value_cell(b, &cell, hp ? al_fields_get(hp, params->keys[k]) : NULL);
+	for (k = 0; k < metrics->n; k++) {
+		const char *v = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(last, metrics->keys[k]));
+		al_buf_printf(b, ",%s", v ? v : "");
+	}
+	al_buf_puts(b, "\r\n");
+	al_buf_dispose(&cell);
+}
+
+/* One row per run in id order, a column per param and per metric any run has, sorted by name. */
 static int render_runs_csv(al_buf *b, int64_t *mtime, al_tree *t, const node *n)
 {
 	al_doc_list *runs = NULL;
 	char *coll = xasprintf("%s/runs", n->exp_doc);
 	keyset pk = {0}, mk = {0};
-	cJSON **metrics = NULL;   /* per run: name → last value (plain JSON numbers) */
-	size_t i, k;
+	cJSON **last = NULL;   /* per run: metric name → its last value as text */
+	size_t i;
 	int rc;
 
 	if ((rc = al_store_list(&runs, t->store, coll, NULL, NULL)))
 		goto cleanup;
 	if (runs->count)
 		qsort(runs->docs, runs->count, sizeof(al_doc *), cmp_run_ids);
-	if (!(metrics = calloc(runs->count + 1, sizeof(cJSON *)))) {
+	if (!(last = calloc(runs->count + 1, sizeof(cJSON *)))) {
 		rc = al_error_set(AL_ENOMEM, "out of memory");
 		goto cleanup;
 	}
 	for (i = 0; i < runs->count; i++) {
 		const cJSON *hp = al_value_get_map(al_fields_get(runs->docs[i]->fields, "hyper_params")), *it;
-		char **ids = NULL;
-		size_t nids = 0;
 		if (hp)
 			cJSON_ArrayForEach(it, hp)
 				keyset_add(&pk, it->string);
-		metrics[i] = cJSON_CreateObject();
-		if (runs->docs[i]->update_us > *mtime)
-			*mtime = runs->docs[i]->update_us;
-		al_store_cache_prefetch(t->series_store, runs->docs[i]->path, "metrics");
-		if (al_series_ids(&ids, &nids, t->series, runs->docs[i]->path) == 0) {
-			for (k = 0; k < nids; k++) {
-				al_series_summary s;
-				char *doc = xasprintf("%s/metrics/%s", runs->docs[i]->path, ids[k]);
-				char *name = al_id_decode(ids[k]);
-				if (doc && name && al_series_summary_get(&s, t->series, doc) == 0 && s.count) {
-					keyset_add(&mk, name);
-					if (s.update_us > *mtime)
-						*mtime = s.update_us;
-					cJSON_AddNumberToObject(metrics[i], name, s.last);
-					if (isnan(s.last) || isinf(s.last)) {
-						char num[32];
-						al_double_format(num, s.last);
-						cJSON_ReplaceItemInObject(metrics[i], name, cJSON_CreateString(num));
-					}
-				}
-				free(doc);
-				free(name);
-			}
-			al_strings_free(ids, nids);
-		}
+		mtime_raise(mtime, runs->docs[i]->update_us);
+		last[i] = last_values(&mk, mtime, t, runs->docs[i]);
 	}
 	if (pk.n)
 		qsort(pk.keys, pk.n, sizeof(char *), cmp_str);
 	if (mk.n)
 		qsort(mk.keys, mk.n, sizeof(char *), cmp_str);
-	al_buf_puts(b, "id,status,fold,model,created,ended,git_commit");
-	for (k = 0; k < pk.n; k++) {
-		char *h = xasprintf("param.%s", pk.keys[k]);
-		al_buf_puts(b, ",");
-		csv_field(b, h);
-		free(h);
-	}
-	for (k = 0; k < mk.n; k++) {
-		char *h = xasprintf("metric.%s", mk.keys[k]);
-		al_buf_puts(b, ",");
-		csv_field(b, h);
-		free(h);
-	}
-	al_buf_puts(b, "\r\n");
-	for (i = 0; i < runs->count; i++) {
-		const cJSON *f = runs->docs[i]->fields, *v;
-		const cJSON *hp = al_value_get_map(al_fields_get(f, "hyper_params"));
-		const cJSON *git = al_value_get_map(al_fields_get(f, "git"));
-		al_buf cell = AL_BUF_INIT;
-		int64_t us;
-		char tb[48];
-		const char *names[] = {"status", "fold", "model"};
-
-		csv_field(b, al_doc_id(runs->docs[i]->path));
-		for (k = 0; k < 3; k++) {
-			al_buf_puts(b, ",");
-			al_buf_clear(&cell);
-			if ((v = al_fields_get(f, names[k])) && !cJSON_GetObjectItem(v, "nullValue"))
-				value_text(&cell, v);
-			csv_field(b, cell.ptr ? cell.ptr : "");
-		}
-		al_buf_printf(b, ",%s", al_fields_get_time(&us, f, "created") == 0 ? al_time_format(tb, us, 6) : "");
-		al_buf_printf(b, ",%s", al_fields_get_time(&us, f, "ended") == 0 ? al_time_format(tb, us, 6) : "");
-		al_buf_printf(b, ",%s", git && al_fields_get_string(git, "commit") ? al_fields_get_string(git, "commit") : "");
-		for (k = 0; k < pk.n; k++) {
-			al_buf_puts(b, ",");
-			al_buf_clear(&cell);
-			if (hp && (v = al_fields_get(hp, pk.keys[k])))
-				value_text(&cell, v);
-			csv_field(b, cell.ptr ? cell.ptr : "");
-		}
-		for (k = 0; k < mk.n; k++) {
-			const cJSON *m = cJSON_GetObjectItem(metrics[i], mk.keys[k]);
-			char num[32] = "";
-			al_buf_puts(b, ",");
-			if (m && cJSON_IsNumber(m))
-				al_double_format(num, m->valuedouble);
-			else if (m && cJSON_IsString(m))
-				snprintf(num, sizeof(num), "%s", m->valuestring);
-			al_buf_puts(b, num);
-		}
-		al_buf_puts(b, "\r\n");
-		al_buf_dispose(&cell);
-	}
+	write_header(b, &pk, &mk);
+	for (i = 0; i < runs->count; i++)
+		write_row(b, runs->docs[i], last[i], &pk, &mk);
 cleanup:
-	for (i = 0; metrics && runs && i < runs->count; i++)
-		cJSON_Delete(metrics[i]);
-	free(metrics);
+	for (i = 0; last && runs && i < runs->count; i++)
+		cJSON_Delete(last[i]);
+	free(last);
 	al_strings_free(pk.keys, pk.n);
 	al_strings_free(mk.keys, mk.n);
 	al_doc_list_free(runs);

@@ -160,7 +160,7 @@ int render_text_field(al_buf *b, const cJSON *fields, const char *name)
 {
 	const cJSON *v = al_fields_get(fields, name);
 	int rc = 0;
-	if (v && !cJSON_GetObjectItem(v, "nullValue"))
+	if (v && !cJSON_GetObjectItemCaseSensitive(v, "nullValue"))
 		rc = value_text(b, v);
 	if (rc == 0 && b->len > 0)
 		rc = al_buf_puts(b, "\n");

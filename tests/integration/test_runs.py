@@ -116,6 +116,19 @@ def test_runs_csv(mount):
     assert by["2"]["ended"] == ""
 
 
+def test_runs_csv_names_differing_in_case(mount):
+    """Names are case-sensitive everywhere: metrics Loss and loss are two columns with their own
+    last values (runs.csv showed Loss's value under loss too), params LR and lr the same."""
+    r = mkrun(mount, "1")
+    sh("echo 1 >> metrics/Loss && echo 2 >> metrics/loss && echo 3 > params/LR && echo 4 > params/lr",
+       cwd=r)
+    rows = list(csv.DictReader(io.StringIO((mount.path / "p/experiments/e/runs.csv").read_text(),
+                                           newline="")))
+    assert len(rows) == 1
+    assert rows[0]["metric.Loss"] == "1" and rows[0]["metric.loss"] == "2", rows[0]
+    assert rows[0]["param.LR"] == "3" and rows[0]["param.lr"] == "4", rows[0]
+
+
 def test_text_files(run):
     sh("echo 4 > fold && echo resnet50 > model && printf 'first try\\nwith notes\\n' > description", cwd=run)
     assert (run / "fold").read_text() == "4\n"
