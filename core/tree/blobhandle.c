@@ -153,12 +153,9 @@ int open_blob(al_file *f, int flags, const char *path)
 		return al_error_set(AL_EEXISTS, "%s exists", path);
 	if (!exists && !(flags & AL_OPEN_CREATE))
 		return al_error_set(AL_ENOTFOUND, "no such file: %s", path);
-	if (f->n.k->flags & K_WRITE_ONCE) {
-		/* New files are welcome (each makes a new version); existing ones never change. */
-		if (exists)
-			return al_error_set(AL_EPERM, "dataset files are write-once: %s exists", path);
-	} else if ((f->n.k->flags & K_RUNNING) && (rc = require_running(t, &f->n)))
-		return rc;
+	/* New files are welcome (each makes a new version); existing ones never change. */
+	if ((f->n.k->flags & K_WRITE_ONCE) && exists)
+		return al_error_set(AL_EPERM, "dataset files are write-once: %s exists", path);
 	if (exists) {
 		/* A file open for writing is one open file for every writer (README "artifacts": two
 		 * connections to one database, a lock file rewritten in place): the open joins it. */

@@ -324,3 +324,17 @@ cJSON *named_doc(const char *name, int64_t now)
 	al_fields_set(f, "created", al_value_time(now));
 	return f;
 }
+
+/* The names of a map field of the run (params, links) under the folder n->rest: '/' in a key makes
+ * folders. */
+int run_map_list(keyset *k, al_tree *t, const node *n, const char *field)
+{
+	al_doc *d = NULL;
+	const cJSON *map, *it;
+	int rc;
+	if ((rc = get_doc(&d, t, n->run_doc)) == 0 && (map = al_value_get_map(al_fields_get(d->fields, field))))
+		cJSON_ArrayForEach(it, map)
+			child_of(k, n->rest, it->string);
+	al_doc_free(d);
+	return rc;
+}

@@ -141,6 +141,11 @@ int al_file_open(al_file **out, al_tree *t, const char *path, int flags)
 			rc = al_error_set(AL_EPERM, "cannot create files here: %s", path);
 		goto fail;
 	}
+	/* A file of a run that ended opens for reading only (README "Run lifecycle"). The status
+	 * generation checked at is kept: a metric's writer checks again after any change (metrics.c). */
+	f->status_gen = __atomic_load_n(&t->status_gen, __ATOMIC_SEQ_CST);
+	if ((flags & AL_OPEN_WRITE) && (f->n.k->flags & K_RUNNING) && (rc = require_running(t, &f->n)))
+		goto fail;
 	if (f->n.k->open)
 		rc = f->n.k->open(f, flags, path);
 	else if (f->n.k->render)

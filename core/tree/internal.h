@@ -214,7 +214,7 @@ struct al_file {
 	char *snap;                /* F_METRIC: read-back text so far */
 	size_t snaplen;
 	uint64_t points, view;     /* F_METRIC: the series' points in snap and its view (series.h) */
-	uint64_t status_gen;       /* F_METRIC writers: t->status_gen when the run was last seen running */
+	uint64_t status_gen;       /* t->status_gen when the run was last seen running (K_RUNNING) */
 	int line_closed;           /* F_METRIC: a close() came after the partial line in text */
 	int skip_line;             /* F_METRIC: the rest of a refused (too long) line is dropped */
 	int fd;                    /* F_BLOB_*: the blob or the staging file */
@@ -275,6 +275,7 @@ int list_coll(keyset *k, al_tree *t, const node *n, const char *path);
 void attr_dir(al_attr *a, int64_t mtime);
 void attr_file(al_attr *a, unsigned mode, uint64_t size, int64_t mtime);
 void mtime_raise(int64_t *mtime, int64_t v);
+int run_map_list(keyset *k, al_tree *t, const node *n, const char *field);
 /* Deletes one key of a map field of the run (params, links). */
 int map_key_unlink(al_tree *t, const node *n, const char *field, const char *key, const char *path);
 

@@ -133,16 +133,8 @@ static int link_readlink(char **out, al_tree *t, const node *n)
 
 static int links_list(keyset *k, al_tree *t, const node *n, const char *path)
 {
-	al_doc *d = NULL;
-	const cJSON *map, *it;
-	int rc;
 	(void)path;
-	if ((rc = get_doc(&d, t, n->run_doc)) == 0 &&
-	    (map = al_value_get_map(al_fields_get(d->fields, "datasets"))))
-		cJSON_ArrayForEach(it, map)
-			child_of(k, "", it->string);
-	al_doc_free(d);
-	return rc;
+	return run_map_list(k, t, n, "datasets");
 }
 
 const al_kind kind_run_datasets = {

@@ -152,9 +152,6 @@ static int open_metric(al_file *f, int flags, const char *path)
 	f->kind = F_METRIC;
 	f->view = UINT64_MAX;
 	if (flags & AL_OPEN_WRITE) {
-		f->status_gen = __atomic_load_n(&t->status_gen, __ATOMIC_SEQ_CST);
-		if ((rc = require_running(t, &f->n)))
-			return rc;
 		if (!exists && (rc = check_rest_names(f->n.rest)))
 			return rc;
 		/* A created metric exists from now on, empty until its first point (touch, numpy's

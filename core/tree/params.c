@@ -87,16 +87,8 @@ static int render_params_json(al_buf *b, const al_doc *run)
 /* params/ and its folders: the keys of the run's hyper_params map, '/' making folders. */
 static int params_list(keyset *k, al_tree *t, const node *n, const char *path)
 {
-	al_doc *d = NULL;
-	const cJSON *map, *it;
-	int rc;
 	(void)path;
-	if ((rc = get_doc(&d, t, n->run_doc)) == 0 &&
-	    (map = al_value_get_map(al_fields_get(d->fields, "hyper_params"))))
-		cJSON_ArrayForEach(it, map)
-			child_of(k, n->rest, it->string);
-	al_doc_free(d);
-	return rc;
+	return run_map_list(k, t, n, "hyper_params");
 }
 
 const al_kind kind_params = {

@@ -25,8 +25,6 @@ int open_text(al_file *f, int flags, const char *path)
 		rc = al_error_set(AL_EACCES, "%s is read-only", path);
 		goto fail;
 	}
-	if ((k->flags & K_RUNNING) && (rc = require_running(t, &f->n)))
-		goto fail;
 	if (!exists && k->create && (rc = k->create(t, &f->n)))
 		goto fail;
 	if (!exists && !(flags & AL_OPEN_CREATE)) {
