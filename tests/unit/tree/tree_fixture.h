@@ -16,6 +16,9 @@
 #include "aletheia/tree.h"
 #include "../check.h"
 
+/* The run most tests use: project p, experiment e, run 1. */
+#define RUN1 "/p/experiments/e/runs/1"
+
 typedef struct tree_fixture {
 	char root[64];          /* the temporary folder holding everything below */
 	char store[192];        /* "local:<root>/store" */
