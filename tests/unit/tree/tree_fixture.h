@@ -319,7 +319,8 @@ static inline int tree_mkdirs(const char *path)
 	return rc;
 }
 
-/* A JSON file read and parsed (run.json, params.json, .dataset.json); NULL if it cannot be. */
+/* A JSON file read and parsed (run.json, params.json, .dataset.json); NULL if it cannot be
+ * (cJSON refuses NaN and Infinity, which run.json and params.json may hold: README "run.json"). */
 static inline cJSON *tree_json(const char *path)
 {
 	char *s = NULL;
