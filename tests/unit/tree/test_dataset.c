@@ -1,0 +1,145 @@
+/* aletheia unit test of the tree: datasets — write-once data files and sub-folders, .dataset.json
+ * (name, version, files, bytes, created, description) following the content, .description
+ * (README "datasets", "Deleting and renaming"). */
+#include "aletheia/hash.h"
+#include "tree_fixture.h"
+
+#define DS "/p/datasets/d"
+
+/* The version README "datasets" defines: xxh3-128 of "PATH\tSIZE\tHASH\n" per file, by path. */
+static const char *version_of(const char *lines)
+{
+	static char hex[AL_HASH_HEX_LEN + 1];
+	al_hash_buffer(hex, lines, strlen(lines));
+	return hex;
+}
+
+static const char *hash_of(const char *content)
+{
+	static char hex[4][AL_HASH_HEX_LEN + 1];
+	static int next;
+	next = (next + 1) % 4;
+	al_hash_buffer(hex[next], content, strlen(content));
+	return hex[next];
+}
+
+static void check_dataset_json(const char *version, int files, int bytes, const char *description)
+{
+	cJSON *j = tree_json(DS "/.dataset.json");
+	char want[64];
+	CHECK(j != NULL);
+	CHECK_EQ_STR(tree_json_get(j, "name"), "\"d\"");
+	snprintf(want, sizeof(want), "\"%s\"", version);
+	CHECK_EQ_STR(tree_json_get(j, "version"), want);
+	snprintf(want, sizeof(want), "%d", files);
+	CHECK_EQ_STR(tree_json_get(j, "files"), want);
+	snprintf(want, sizeof(want), "%d", bytes);
+	CHECK_EQ_STR(tree_json_get(j, "bytes"), want);
+	CHECK_EQ_STR(tree_json_get(j, "description"), description);
+	/* created: RFC 3339 UTC with microseconds */
+	{
+		const char *c = tree_json_get(j, "created");
+		CHECK(strlen(c) == 29 && c[11] == 'T' && c[27] == 'Z');
+	}
+	cJSON_Delete(j);
+}
+
+static void test_empty(void)
+{
+	al_attr a;
+	CHECK_OK(tree_mkdirs(DS));
+	/* the empty dataset's version is the digest of nothing */
+	check_dataset_json(version_of(""), 0, 0, "\"\"");
+	CHECK_OK(al_tree_getattr(&a, TF.t, DS "/.dataset.json"));
+	CHECK_EQ_INT(a.mode, 0444);
+	CHECK_EQ_INT(a.size, strlen(tree_cat(DS "/.dataset.json")));
+	CHECK_EQ_INT(tree_write(DS "/.dataset.json", "{}"), AL_EACCES);
+	CHECK_EQ_STR(tree_cat(DS "/.description"), "");
+}
+
+static void test_files(void)
+{
+	char lines[512];
+	al_attr a;
+	CHECK_OK(tree_write(DS "/train.csv", "x,y\n1,2\n"));
+	CHECK_EQ_STR(tree_cat(DS "/train.csv"), "x,y\n1,2\n");
+	CHECK_OK(al_tree_getattr(&a, TF.t, DS "/train.csv"));
+	CHECK_EQ_INT(a.type, AL_NODE_FILE);
+	CHECK_EQ_INT(a.size, 8);
+	CHECK(a.immutable);
+	snprintf(lines, sizeof(lines), "train.csv\t8\t%s\n", hash_of("x,y\n1,2\n"));
+	check_dataset_json(version_of(lines), 1, 8, "\"\"");
+	/* a sub-folder, and paths sorted by path, not by their document ids ("a-b" < "a/b" as paths;
+	 * as ids "a%2Fb" comes first) */
+	CHECK_OK(tree_mkdir(DS "/a"));
+	CHECK_OK(tree_write(DS "/a/b", "bb"));
+	CHECK_OK(tree_write(DS "/a-b", "c"));
+	CHECK_EQ_STR(tree_ls(DS), ".dataset.json .description a a-b train.csv");
+	CHECK_EQ_STR(tree_ls(DS "/a"), "b");
+	snprintf(lines, sizeof(lines), "a-b\t1\t%s\na/b\t2\t%s\ntrain.csv\t8\t%s\n", hash_of("c"),
+		hash_of("bb"), hash_of("x,y\n1,2\n"));
+	check_dataset_json(version_of(lines), 3, 11, "\"\"");
+	/* an implicit folder: a file written under a path whose folder was never made */
+	CHECK_OK(tree_write(DS "/deep/er/f", ""));
+	CHECK_EQ_STR(tree_ls(DS "/deep"), "er");
+	CHECK_EQ_INT(tree_size(DS "/deep/er/f"), 0);
+	snprintf(lines, sizeof(lines), "a-b\t1\t%s\na/b\t2\t%s\ndeep/er/f\t0\t%s\ntrain.csv\t8\t%s\n",
+		hash_of("c"), hash_of("bb"), hash_of(""), hash_of("x,y\n1,2\n"));
+	check_dataset_json(version_of(lines), 4, 11, "\"\"");
+	tree_remount();
+	check_dataset_json(version_of(lines), 4, 11, "\"\"");
+	CHECK_EQ_STR(tree_cat(DS "/a/b"), "bb");
+}
+
+/* Files copied in are write-once: opening an existing file for writing fails with EPERM. */
+static void test_write_once(void)
+{
+	al_file *f = NULL;
+	CHECK_EQ_INT(tree_write(DS "/train.csv", "other\n"), AL_EPERM);
+	CHECK_EQ_INT(tree_append(DS "/train.csv", "more\n"), AL_EPERM);
+	CHECK_EQ_INT(al_file_open(&f, TF.t, DS "/train.csv", AL_OPEN_WRITE), AL_EPERM);
+	CHECK(f == NULL);
+	CHECK_EQ_INT(al_tree_truncate(TF.t, DS "/train.csv", 0), AL_EPERM);
+	CHECK_EQ_STR(tree_cat(DS "/train.csv"), "x,y\n1,2\n");
+	/* nor deleted without --allow-delete */
+	CHECK_EQ_INT(al_tree_unlink(TF.t, DS "/train.csv"), AL_EPERM);
+	CHECK_EQ_INT(al_tree_rmdir(TF.t, DS "/a"), AL_EPERM);
+	CHECK_EQ_STR(tree_cat(DS "/train.csv"), "x,y\n1,2\n");
+	/* renamed inside the dataset before any run links it; the target must not exist (files
+	 * are write-once: EPERM) */
+	CHECK_EQ_INT(al_tree_rename(TF.t, DS "/a-b", DS "/train.csv", 0), AL_EPERM);
+	CHECK_EQ_STR(tree_cat(DS "/train.csv"), "x,y\n1,2\n");
+	CHECK_OK(al_tree_rename(TF.t, DS "/a-b", DS "/c.txt", 0));
+	CHECK_EQ_STR(tree_ls(DS), ".dataset.json .description a c.txt deep train.csv");
+	CHECK_EQ_STR(tree_cat(DS "/c.txt"), "c");
+	/* out of the dataset: EXDEV, so mv copies (README "Deleting and renaming") */
+	CHECK_OK(tree_mkdir("/p/datasets/d2"));
+	CHECK_EQ_INT(al_tree_rename(TF.t, DS "/c.txt", "/p/datasets/d2/c.txt", 0), AL_EXDEV);
+	CHECK_EQ_STR(tree_cat(DS "/c.txt"), "c");
+}
+
+static void test_description(void)
+{
+	char lines[512];
+	CHECK_OK(tree_write(DS "/.description", "raw images\n"));
+	CHECK_EQ_STR(tree_cat(DS "/.description"), "raw images\n");
+	snprintf(lines, sizeof(lines), "a/b\t2\t%s\nc.txt\t1\t%s\ndeep/er/f\t0\t%s\ntrain.csv\t8\t%s\n",
+		hash_of("bb"), hash_of("c"), hash_of(""), hash_of("x,y\n1,2\n"));
+	check_dataset_json(version_of(lines), 4, 11, "\"raw images\"");
+	/* the description is no data file: the version stays */
+	CHECK_OK(tree_write(DS "/.description", "raw images, v2\n"));
+	tree_remount();
+	check_dataset_json(version_of(lines), 4, 11, "\"raw images, v2\"");
+	CHECK_EQ_STR(tree_cat(DS "/.description"), "raw images, v2\n");
+}
+
+int main(void)
+{
+	tree_setup();
+	test_empty();
+	test_files();
+	test_write_once();
+	test_description();
+	tree_teardown();
+	CHECK_DONE();
+}

@@ -1,0 +1,168 @@
+/* aletheia unit test of the tree: metrics/<name> — append-only series of STEP VALUE TIME lines:
+ * the accepted forms, default steps, the read-back format, refused lines and their limits, a
+ * partial last line, readers that see later appends (README "metrics", "Durability"). */
+#include "tree_fixture.h"
+
+#define M RUN1 "/metrics"
+
+static void test_forms(void)
+{
+	al_attr a;
+	CHECK_OK(tree_mkdirs(RUN1));
+	CHECK_EQ_STR(tree_ls(M), "");
+	/* VALUE, STEP VALUE, STEP VALUE TIME; whitespace or one comma between fields */
+	CHECK_OK(tree_append(M "/loss", "0 0.93 1700000000\n"));
+	CHECK_OK(tree_append(M "/loss", "5,0.5,1700000000.25\n7\t1e-07   1700000001.0005\n"));
+	CHECK_EQ_STR(tree_cat(M "/loss"),
+		"0 0.93 1700000000.000\n5 0.5 1700000000.250\n7 1e-07 1700000001.000\n");
+	CHECK_OK(al_tree_getattr(&a, TF.t, M "/loss"));
+	CHECK_EQ_INT(a.type, AL_NODE_FILE);
+	CHECK_EQ_INT(a.mode, 0644);
+	CHECK_EQ_INT(a.size, strlen(tree_cat(M "/loss")));
+	/* `>` appends too; a default step is the previous + 1 */
+	CHECK_OK(tree_write(M "/loss", "9 -inf 1700000002\n"));
+	CHECK_OK(tree_write(M "/loss", "12 nan 1700000003\n"));
+	CHECK_EQ_STR(tree_cat(M "/loss"),
+		"0 0.93 1700000000.000\n5 0.5 1700000000.250\n7 1e-07 1700000001.000\n"
+		"9 -inf 1700000002.000\n12 nan 1700000003.000\n");
+	/* a line without TIME gets now; without STEP the previous + 1, from 0 */
+	{
+		const char *s;
+		CHECK_OK(tree_append(M "/acc", "0.5\n0.75\n"));
+		s = tree_cat(M "/acc");
+		CHECK(strncmp(s, "0 0.5 1", 7) == 0);
+		CHECK(strstr(s, "\n1 0.75 1") != NULL);
+		CHECK_EQ_INT(strlen(s), 2 * strlen("0 0.5 1700000000.000\n") + 1);
+	}
+	/* names with folders */
+	CHECK_OK(tree_append(M "/val/loss", "1 2 1700000000\n"));
+	CHECK_EQ_STR(tree_ls(M), "acc loss val");
+	CHECK_EQ_STR(tree_ls(M "/val"), "loss");
+	CHECK_EQ_STR(tree_cat(M "/val/loss"), "1 2 1700000000.000\n");
+	/* created by touch: exists at once, empty */
+	CHECK_OK(tree_write(M "/empty", ""));
+	CHECK_EQ_STR(tree_cat(M "/empty"), "");
+	CHECK_EQ_INT(tree_size(M "/empty"), 0);
+	CHECK_EQ_STR(tree_ls(M), "acc empty loss val");
+	/* truncate is ignored: history is never lost */
+	CHECK_OK(al_tree_truncate(TF.t, M "/val/loss", 0));
+	CHECK_EQ_STR(tree_cat(M "/val/loss"), "1 2 1700000000.000\n");
+	tree_remount();
+	CHECK_EQ_STR(tree_ls(M), "acc empty loss val");
+	CHECK_EQ_STR(tree_cat(M "/val/loss"), "1 2 1700000000.000\n");
+	CHECK_EQ_STR(tree_cat(M "/loss"),
+		"0 0.93 1700000000.000\n5 0.5 1700000000.250\n7 1e-07 1700000001.000\n"
+		"9 -inf 1700000002.000\n12 nan 1700000003.000\n");
+}
+
+/* A line that does not parse fails its write() with EINVAL; none of the lines of that write() are
+ * recorded, earlier points stay. */
+static void test_refused(void)
+{
+	const char *bad[] = {"x\n", "1 2 3 4\n", "1,,2\n", "1.5 2\n", "0.1\n1 2 x\n",
+		"1 0.5 1733400000000\n",            /* milliseconds: past year 9999 */
+		"1 0.5 -62135596801\n",             /* before year 1 */
+		"99999999999999999999 1\n"};        /* a step past int64 */
+	const char *want = "1 2 1700000000.000\n";
+	size_t i;
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		tree_io r = tree_put(M "/val/loss", bad[i], strlen(bad[i]), AL_OPEN_APPEND);
+		if (r.write != AL_EINVAL)
+			fprintf(stderr, "metric line \"%s\": write %d close %d\n", bad[i], r.write, r.close);
+		CHECK_EQ_INT(r.write, AL_EINVAL);
+		CHECK_EQ_STR(tree_cat(M "/val/loss"), want);
+	}
+	/* the edges of time are accepted */
+	CHECK_OK(tree_append(M "/edge", "0 1 -62135596800\n1 1 253402300799.999\n"));
+	CHECK_EQ_STR(tree_cat(M "/edge"), "0 1 -62135596800.000\n1 1 253402300799.999\n");
+}
+
+static void test_limits(void)
+{
+	size_t n = 1044480, i;
+	char *big = malloc(n + 2);
+	tree_io r;
+	/* a write() of 1,044,480 bytes is one append; one byte more fails whole */
+	for (i = 0; i + 4 <= n; i += 4)
+		memcpy(big + i, "0.5\n", 4);
+	r = tree_put(M "/many", big, n, AL_OPEN_APPEND);
+	CHECK_EQ_INT(r.write, 0);
+	CHECK(strstr(tree_cat(RUN1 "/run.json"), "\"count\": 261120,") != NULL);
+	memcpy(big + n - 4, "0.25\n", 5);
+	r = tree_put(M "/many", big, n + 1, AL_OPEN_APPEND);
+	CHECK_EQ_INT(r.write, AL_EINVAL);
+	CHECK(strstr(tree_cat(RUN1 "/run.json"), "\"count\": 261120,") != NULL);
+	/* a line waiting for its newline may be 64 KiB at most */
+	memset(big, '1', 65537);
+	r = tree_put(M "/long", big, 65537, AL_OPEN_APPEND);
+	CHECK_EQ_INT(r.write, AL_EINVAL);
+	CHECK_EQ_STR(tree_cat(M "/long"), "");
+	free(big);
+}
+
+/* A partial last line waits for its newline or the last close(); a close() of a copy (a flush
+ * without release) does not end it, but a reader after that close sees it as a point. */
+static void test_partial_line(void)
+{
+	al_file *w = NULL;
+	CHECK_OK(al_file_open(&w, TF.t, M "/part", AL_OPEN_WRITE | AL_OPEN_APPEND | AL_OPEN_CREATE));
+	if (!w)
+		return;
+	CHECK_OK(al_file_write(w, "0 1 1700000000\n3 0.", 19, 0));
+	CHECK_EQ_STR(tree_cat(M "/part"), "0 1 1700000000.000\n");
+	CHECK_OK(al_file_write(w, "5 1700000000", 12, 0));
+	CHECK_EQ_STR(tree_cat(M "/part"), "0 1 1700000000.000\n");
+	CHECK_OK(al_file_flush(w));   /* `printf … >&3` closing its copy */
+	CHECK_EQ_STR(tree_cat(M "/part"), "0 1 1700000000.000\n3 0.5 1700000000.000\n");
+	al_file_release(w);
+	CHECK_EQ_STR(tree_cat(M "/part"), "0 1 1700000000.000\n3 0.5 1700000000.000\n");
+	/* the last close records it without a reader */
+	CHECK_OK(al_file_open(&w, TF.t, M "/part2", AL_OPEN_WRITE | AL_OPEN_APPEND | AL_OPEN_CREATE));
+	if (!w)
+		return;
+	CHECK_OK(al_file_write(w, "4 0.25 1700000000", 17, 0));
+	CHECK_OK(al_file_flush(w));
+	al_file_release(w);
+	tree_remount();
+	CHECK_EQ_STR(tree_cat(M "/part"), "0 1 1700000000.000\n3 0.5 1700000000.000\n");
+	CHECK_EQ_STR(tree_cat(M "/part2"), "4 0.25 1700000000.000\n");
+}
+
+/* A reader opened before an append sees it (tail -f): through its fstat size and its reads. */
+static void test_reader_sees_appends(void)
+{
+	al_file *r = NULL;
+	al_attr a;
+	char *s = NULL;
+	const char *first = "0 1 1700000000.000\n3 0.5 1700000000.000\n";
+	CHECK_OK(al_file_open(&r, TF.t, M "/part", 0));
+	if (!r)
+		return;
+	CHECK_OK(tree_read_handle(&s, NULL, r, 0));
+	CHECK_EQ_STR(s, first);
+	free(s);
+	CHECK_OK(al_file_getattr(&a, r));
+	CHECK_EQ_INT(a.size, strlen(first));
+	CHECK_OK(tree_append(M "/part", "9 0.125 1700000009\n"));
+	CHECK_OK(al_file_getattr(&a, r));
+	CHECK_EQ_INT(a.size, strlen(first) + strlen("9 0.125 1700000009.000\n"));
+	CHECK_OK(tree_read_handle(&s, NULL, r, strlen(first)));
+	CHECK_EQ_STR(s, "9 0.125 1700000009.000\n");
+	free(s);
+	al_file_release(r);
+	/* `cat a > b` copies a series exactly */
+	CHECK_OK(tree_write(M "/copy", tree_cat(M "/loss")));
+	CHECK_EQ_STR(tree_cat(M "/copy"), tree_cat(M "/loss"));
+}
+
+int main(void)
+{
+	tree_setup();
+	test_forms();
+	test_refused();
+	test_limits();
+	test_partial_line();
+	test_reader_sees_appends();
+	tree_teardown();
+	CHECK_DONE();
+}
