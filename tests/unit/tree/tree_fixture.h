@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <cjson/cJSON.h>
+#include "aletheia/stack.h"
 #include "aletheia/tree.h"
 #include "../check.h"
 
@@ -27,25 +28,43 @@ typedef struct tree_fixture {
 	char cache[192];        /* <root>/cache */
 	char mnt[192];          /* <root>/mnt: the mount point the tree believes it is at */
 	int allow_delete;       /* --allow-delete at the next (re)open */
+	al_stack *stack;
 	al_tree *t;
 } tree_fixture;
 
 static tree_fixture TF;
 
-/* The one place that opens a tree: its options are the daemon's for `aletheia mount` with
- * --store local:DIR --blobs file:///DIR --cache-dir DIR (fs/mount.c). */
+/* The one place that opens a tree: its stack and options are the daemon's for `aletheia mount`
+ * with --store local:DIR --blobs file:///DIR --cache-dir DIR. */
 static inline int tree_open_fixture(void)
 {
+	al_stack_options so = AL_STACK_OPTIONS_INIT;
 	al_tree_options o = AL_TREE_OPTIONS_INIT;
-	o.store_uri = TF.store;
-	o.blobs_uri = TF.blobs;
-	o.cache_dir = TF.cache;
-	o.cache_size = 0;
+	int rc;
+	so.store_uri = TF.store;
+	so.blobs_uri = TF.blobs;
+	so.cache_dir = TF.cache;
+	so.cache_size = 0;
+	if ((rc = al_stack_open(&TF.stack, &so)))
+		return rc;
+	o.stack = TF.stack;
 	o.mountpoint = TF.mnt;
 	o.allow_delete = TF.allow_delete;
 	o.uid = getuid();
 	o.gid = getgid();
-	return al_tree_open(&TF.t, &o);
+	if ((rc = al_tree_open(&TF.t, &o))) {
+		al_stack_free(TF.stack);
+		TF.stack = NULL;
+	}
+	return rc;
+}
+
+static inline void tree_close_fixture(void)
+{
+	al_tree_free(TF.t);
+	TF.t = NULL;
+	al_stack_free(TF.stack);
+	TF.stack = NULL;
 }
 
 /* Makes the folders and opens the tree; exits the test (failed) if it cannot. The working folder
@@ -76,8 +95,7 @@ static inline void tree_setup(void)
 /* Unmount and mount again on the same folders: what survives is what was recorded. */
 static inline void tree_remount(void)
 {
-	al_tree_free(TF.t);
-	TF.t = NULL;
+	tree_close_fixture();
 	if (tree_open_fixture() != 0) {
 		fprintf(stderr, "al_tree_open (remount): %s\n", al_error_last());
 		exit(1);
@@ -87,8 +105,7 @@ static inline void tree_remount(void)
 static inline void tree_teardown(void)
 {
 	char cmd[160];
-	al_tree_free(TF.t);
-	TF.t = NULL;
+	tree_close_fixture();
 	if (chdir("/") != 0)
 		perror("chdir /");
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", TF.root);
@@ -144,13 +161,14 @@ static inline int tree_append(const char *path, const char *text)
  * content is a local file, else al_file_read. */
 static inline int tree_pread(size_t *nread, al_file *f, char *buf, size_t size, uint64_t off)
 {
-	int fd = -1, rc = al_file_fd_get(&fd, f, off, size);
+	int fd = -1, owned = 0, rc = al_file_fd_get(&fd, &owned, f, off, size);
 	*nread = 0;
 	if (rc)
 		return rc;
 	if (fd >= 0) {
 		ssize_t n = pread(fd, buf, size, (off_t)off);
-		al_file_fd_done(f, fd);
+		if (owned)
+			close(fd);
 		if (n < 0)
 			return al_error_set(AL_EIO, "pread failed");
 		*nread = (size_t)n;
