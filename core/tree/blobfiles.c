@@ -552,6 +552,9 @@ int blob_rename(al_tree *t, const node *a, const node *b, const char *from, cons
 
 	if ((rc = check_rest_names(b->rest)))
 		return rc;
+	if ((a->k->flags & K_WORKING) && !working_folder(t, a))
+		return al_error_set(AL_EPERM, "%s is kept: no run of experiment %s is running", from,
+			a->experiment);
 	if (a->k->flags & K_WRITE_ONCE) {
 		al_attr attr;
 		if (dataset_referenced(t, a->ds_doc))

@@ -156,6 +156,11 @@ int open_blob(al_file *f, int flags, const char *path)
 	/* New files are welcome (each makes a new version); existing ones never change. */
 	if ((f->n.k->flags & K_WRITE_ONCE) && exists)
 		return al_error_set(AL_EPERM, "dataset files are write-once: %s exists", path);
+	/* An experiment's artifacts/ outside its working period keeps what it holds (README
+	 * "artifacts"): new files only. */
+	if ((f->n.k->flags & K_WORKING) && exists && !working_folder(t, &f->n))
+		return al_error_set(AL_EPERM, "%s is kept: no run of experiment %s is running", path,
+			f->n.experiment);
 	if (exists) {
 		/* A file open for writing is one open file for every writer (README "artifacts": two
 		 * connections to one database, a lock file rewritten in place): the open joins it. */

@@ -92,11 +92,39 @@ static void test_artifacts(void)
 	CHECK_EQ_INT(tree_size(EA "/model.bin"), sizeof(bin));
 }
 
+/* Outside its working period (no run of the experiment running) an experiment's artifacts/ takes
+ * new files, but what it holds is kept as deleting is: overwriting, truncating and renaming (over
+ * another file, or away) are refused, with or without a process holding it open. */
+static void test_artifacts_kept_when_no_run_runs(void)
+{
+	al_file *f = NULL;
+	CHECK_OK(tree_write(EA "/kept.txt", "first\n"));
+	CHECK_OK(tree_write(EA "/other.txt", "other\n"));
+	CHECK_EQ_INT(tree_write(EA "/kept.txt", "second\n"), AL_EPERM);
+	CHECK_EQ_INT(tree_append(EA "/kept.txt", "more\n"), AL_EPERM);
+	CHECK_EQ_INT(al_tree_truncate(TF.t, EA "/kept.txt", 0), AL_EPERM);
+	CHECK_EQ_INT(al_file_open(&f, TF.t, EA "/kept.txt", AL_OPEN_WRITE), AL_EPERM);
+	CHECK(f == NULL);
+	CHECK_EQ_INT(al_tree_rename(TF.t, EA "/other.txt", EA "/kept.txt", 0), AL_EPERM);
+	CHECK_EQ_INT(al_tree_rename(TF.t, EA "/other.txt", EA "/moved.txt", 0), AL_EPERM);
+	CHECK_EQ_STR(tree_cat(EA "/kept.txt"), "first\n");
+	CHECK_EQ_STR(tree_cat(EA "/other.txt"), "other\n");
+	/* new files are welcome: a summary written after the runs */
+	CHECK_OK(tree_write(EA "/summary.txt", "all done\n"));
+	CHECK_EQ_STR(tree_cat(EA "/summary.txt"), "all done\n");
+	/* a running run makes it a working folder again */
+	CHECK_OK(tree_mkdir(EXP "/runs/2"));
+	CHECK_OK(tree_write(EA "/kept.txt", "second\n"));
+	CHECK_EQ_STR(tree_cat(EA "/kept.txt"), "second\n");
+	CHECK_OK(tree_write(EXP "/runs/2/status", "finished\n"));
+}
+
 int main(void)
 {
 	tree_setup();
 	test_description();
 	test_artifacts();
+	test_artifacts_kept_when_no_run_runs();
 	tree_teardown();
 	CHECK_DONE();
 }
