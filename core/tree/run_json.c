@@ -86,9 +86,10 @@ static int render_run_json(al_buf *b, int64_t *mtime, al_tree *t, const node *n,
 			cJSON *m = cJSON_AddObjectToObject(metrics, name);
 			if (s.update_us > *mtime)
 				*mtime = s.update_us;
-			/* NaN and infinities print as Python's json writes them (README "run.json") */
-			cJSON_AddItemToObject(m, "last", double_json(s.last));
-			cJSON_AddItemToObject(m, "step", int_json(s.step));
+			/* NaN and infinities print as Python's json writes them (README "run.json");
+			 * a metric created empty has no last value or step yet */
+			cJSON_AddItemToObject(m, "last", s.count ? double_json(s.last) : cJSON_CreateNull());
+			cJSON_AddItemToObject(m, "step", s.count ? int_json(s.step) : cJSON_CreateNull());
 			cJSON_AddItemToObject(m, "count", int_json((int64_t)s.count));
 			/* min/max are NaN only when no point had a comparable value */
 			cJSON_AddItemToObject(m, "min", isnan(s.min) ? cJSON_CreateNull() : double_json(s.min));

@@ -155,9 +155,30 @@ static void test_reader_sees_appends(void)
 	CHECK_EQ_STR(tree_cat(M "/copy"), tree_cat(M "/loss"));
 }
 
+/* A metric created empty (touch, numpy's savetxt) is in run.json with a count of 0 and null for
+ * what it has not got yet (README "run.json"): not NaN and a step of -1, which readers reject. */
+static void test_empty_metric_in_run_json(void)
+{
+	cJSON *j;
+	const cJSON *e;
+	CHECK_OK(tree_mkdirs("/p/experiments/e/runs/empty"));
+	CHECK_OK(tree_write("/p/experiments/e/runs/empty/metrics/loss", ""));
+	j = tree_json("/p/experiments/e/runs/empty/run.json");
+	CHECK(j != NULL);
+	e = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(j, "metrics"), "loss");
+	CHECK(e != NULL);
+	CHECK(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(e, "last")));
+	CHECK(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(e, "step")));
+	CHECK_EQ_STR(tree_json_get(e, "count"), "0");
+	CHECK(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(e, "min")));
+	CHECK(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(e, "max")));
+	cJSON_Delete(j);
+}
+
 int main(void)
 {
 	tree_setup();
+	test_empty_metric_in_run_json();
 	test_forms();
 	test_refused();
 	test_limits();
