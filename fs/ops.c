@@ -18,8 +18,14 @@ typedef struct inode {
 	char *path;
 	uint64_t nlookup;
 	uint64_t children;      /* entries of the path table directly below this path */
+	struct open_ref *opens; /* its open files: they answer for it once its name is gone */
 	struct inode *next_ino, *next_path;
 } inode;
+
+typedef struct open_ref {
+	al_file *f;
+	struct open_ref *next;
+} open_ref;
 
 #define BUCKETS 65536
 
@@ -145,6 +151,54 @@ static fuse_ino_t remember(al_fs *fs, const char *path)
 	}
 	pthread_mutex_unlock(&fs->lock);
 	return ino;
+}
+
+/* An open file of an inode (fi->fh), kept until its release. */
+static void track_open(al_fs *fs, fuse_ino_t ino, al_file *f)
+{
+	open_ref *r = malloc(sizeof(*r));
+	inode *n;
+	if (!r)
+		return;   /* only the fallback of getattr_unnamed is lost */
+	pthread_mutex_lock(&fs->lock);
+	if ((n = find_ino(fs, ino))) {
+		r->f = f;
+		r->next = n->opens;
+		n->opens = r;
+		r = NULL;
+	}
+	pthread_mutex_unlock(&fs->lock);
+	free(r);
+}
+
+static void untrack_open(al_fs *fs, fuse_ino_t ino, al_file *f)
+{
+	open_ref **p, *r = NULL;
+	inode *n;
+	pthread_mutex_lock(&fs->lock);
+	if ((n = find_ino(fs, ino)))
+		for (p = &n->opens; *p; p = &(*p)->next)
+			if ((*p)->f == f) {
+				r = *p;
+				*p = r->next;
+				break;
+			}
+	pthread_mutex_unlock(&fs->lock);
+	free(r);
+}
+
+/* fstat() of a file deleted or replaced while open reaches us without its handle: one of the
+ * inode's open files answers (README "artifacts": the descriptor stays usable). Under the lock,
+ * so the handle is not released meanwhile; rare, so the lock is no bottleneck. */
+static int getattr_unnamed(al_attr *out, al_fs *fs, fuse_ino_t ino)
+{
+	inode *n;
+	int rc = AL_ENOTFOUND;
+	pthread_mutex_lock(&fs->lock);
+	if ((n = find_ino(fs, ino)) && n->opens)
+		rc = al_file_getattr(out, n->opens->f);
+	pthread_mutex_unlock(&fs->lock);
+	return rc;
 }
 
 static void forget_one(al_fs *fs, fuse_ino_t ino, uint64_t count)
@@ -344,13 +398,12 @@ static void op_getattr_body(fuse_req_t req, fuse_ino_t ino, struct fuse_file_inf
 	al_attr a;
 	struct stat st;
 	int rc;
-	if (!path) {
-		fuse_reply_err(req, ENOENT);
-		return;
-	}
-	/* With a handle (fstat, and the kernel before a read) the handle's own view of its size. */
-	if ((rc = fi && fi->fh ? al_file_getattr(&a, (al_file *)(uintptr_t)fi->fh)
-			       : al_tree_getattr(&a, fs->tree, path)))
+	/* With a handle (the kernel before a read) the handle's own view of its size. */
+	if (fi && fi->fh)
+		rc = al_file_getattr(&a, (al_file *)(uintptr_t)fi->fh);
+	else if (!path || (rc = al_tree_getattr(&a, fs->tree, path)) == AL_ENOTFOUND)
+		rc = getattr_unnamed(&a, fs, ino);
+	if (rc)
 		reply_error(req, rc, "getattr", path);
 	else {
 		to_stat(&st, fs, ino, &a);
@@ -514,8 +567,11 @@ static void op_open_body(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *
 		reply_error(req, rc, "open", path);
 	else {
 		set_file_info(fi, f);
-		if (fuse_reply_open(req, fi) != 0)
+		track_open(fs, ino, f);
+		if (fuse_reply_open(req, fi) != 0) {
+			untrack_open(fs, ino, f);
 			al_file_release(f);
+		}
 	}
 	free(path);
 }
@@ -551,7 +607,9 @@ static void op_create_body(fuse_req_t req, fuse_ino_t parent, const char *name, 
 	e.attr_timeout = 0.0;
 	e.entry_timeout = 1.0;
 	set_file_info(fi, f);
+	track_open(fs, e.ino, f);
 	if (fuse_reply_create(req, &e, fi) != 0) {
+		untrack_open(fs, e.ino, f);
 		forget_one(fs, e.ino, 1);
 		al_file_release(f);
 	}
@@ -629,7 +687,7 @@ static void op_fsync_body(fuse_req_t req, fuse_ino_t ino, int datasync, struct f
 
 static void op_release_body(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	(void)ino;
+	untrack_open(fs_of(req), ino, (al_file *)(uintptr_t)fi->fh);
 	al_file_release((al_file *)(uintptr_t)fi->fh);
 	fuse_reply_err(req, 0);
 }

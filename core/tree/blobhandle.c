@@ -343,8 +343,25 @@ static int blob_keep_cache(al_file *f)
 	return !f->cb || al_cache_blob_is_complete(f->cb);
 }
 
+/* A handle answers fstat() for what it reads, also once its name was deleted or given to another
+ * file (README "artifacts": the descriptor stays usable, as on a local disk). */
+static int blob_read_getattr(al_attr *out, al_file *f)
+{
+	struct stat st;
+	if (path_attr(out, f) != 0)
+		attr_file(out, 0444, 0, al_now_us());
+	/* A stored blob: the size its record gives (a blob cut short behind the mount then reads as
+	 * an error, not an early end); a file still being written: its staged copy's, live. */
+	if (f->hash[0])
+		out->size = f->size;
+	else if (f->fd >= 0 && fstat(f->fd, &st) == 0)
+		out->size = (uint64_t)st.st_size;
+	return 0;
+}
+
 const file_class blob_read_class = {
 	.read = blob_read, .fd_get = blob_read_fd_get, .keep_cache = blob_keep_cache,
+	.getattr = blob_read_getattr,
 };
 
 static int blob_write(al_file *f, const char *buf, size_t size, uint64_t off)
@@ -403,12 +420,19 @@ static int blob_flush(al_file *f)
 	return rc;
 }
 
-/* f->path follows renames (move_held), which change it under f->mu. */
+/* f->path follows renames (move_held), which change it under f->mu. Deleted or replaced while
+ * open (tempfile.TemporaryFile unlinks at once), the handle answers for its own staged copy. */
 static int blob_write_getattr(al_attr *out, al_file *f)
 {
+	struct stat st;
 	int rc;
 	pthread_mutex_lock(&f->mu);
 	rc = path_attr(out, f);
+	if (rc || __atomic_load_n(&f->detached, __ATOMIC_SEQ_CST)) {
+		attr_file(out, 0644, f->fd >= 0 && fstat(f->fd, &st) == 0 ? (uint64_t)st.st_size : 0,
+			__atomic_load_n(&f->mtime_us, __ATOMIC_RELAXED));
+		rc = 0;
+	}
 	pthread_mutex_unlock(&f->mu);
 	return rc;
 }
