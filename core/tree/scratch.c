@@ -146,6 +146,42 @@ static int scratch_resize_locked(al_tree *t, scratch *s, size_t len)
 	return 0;
 }
 
+/* A scratch file at `to` holding the content of the value file n: a copy, as its backup. */
+static int scratch_backup(al_tree *t, const node *n, const char *to, unsigned flags)
+{
+	const unsigned noreplace = 1; /* RENAME_NOREPLACE */
+	al_buf b = AL_BUF_INIT;
+	scratch *s, *made = NULL;
+	int rc;
+
+	if ((rc = render(&b, NULL, t, n)))
+		goto cleanup;
+	pthread_mutex_lock(&t->lock);
+	if ((s = scratch_find(t, to)) && (flags & noreplace))
+		rc = al_error_set(AL_EEXISTS, "%s exists", to);
+	else if (!s && (!(made = calloc(1, sizeof(*made))) || !(made->path = strdup(to))))
+		rc = al_error_set(AL_ENOMEM, "out of memory");
+	else if (!s) {
+		made->refs = 1;   /* the list's */
+		made->next = t->scratch;
+		t->scratch = s = made;
+		made = NULL;
+	}
+	if (rc == 0 && (rc = scratch_resize_locked(t, s, b.len)) == 0) {
+		if (b.len)
+			memcpy(s->data.ptr, b.ptr, b.len);
+		s->mtime_us = al_now_us();
+	}
+	pthread_mutex_unlock(&t->lock);
+cleanup:
+	if (made) {
+		free(made->path);
+		free(made);
+	}
+	al_buf_dispose(&b);
+	return rc;
+}
+
 /* Renames of and onto scratch files (README "Editing values in place"). 1: neither is one. */
 int rename_scratch(al_tree *t, const char *from, const char *to, unsigned flags)
 {
@@ -219,9 +255,10 @@ int rename_scratch(al_tree *t, const char *from, const char *to, unsigned flags)
 		goto cleanup;
 	}
 	if (to_scratch && node_parse(&target, from) == 0 && target.k->commit)
-		/* A value's file to a backup name (vim's backup by renaming): the value stays recorded,
-		 * so the rename is refused in a way that makes vim and mv copy it instead. */
-		rc = al_error_set(AL_EXDEV, "%s holds a value: copy it instead of renaming", from);
+		/* A value's file to a backup name (sed -i~, perl -pi~, vim's backup by renaming): the
+		 * backup gets its content and the value stays recorded (values go only with
+		 * --allow-delete); the tool's next rename over it sets the new value. */
+		rc = scratch_backup(t, &target, to, flags);
 cleanup:
 	node_free(&target);
 	free(data);
