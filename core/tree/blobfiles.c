@@ -448,8 +448,8 @@ static int owner_mark(al_tree *t, const node *n)
 /* Records a file of a blob collection (artifacts, dataset files, logs) whose content is at uri:
  * its record, and with stored the blob's own files/{hash} record (with its piece hashes, when
  * given); a dataset's version follows.
- * Closed files and imported ones (uri a URL outside the blob store) both come here. mtime_us 0:
- * now. With create, the record is create-only (a new dataset file: README "datasets", write-once
+ * Closed files and imported ones (uri a URL outside the blob store) both come here. mtime_us
+ * MTIME_NOW: now (0 is a time like any other: files of SOURCE_DATE_EPOCH=0 builds). With create, the record is create-only (a new dataset file: README "datasets", write-once
  * across mounts): when the name is taken meanwhile, the same content there is success, other
  * content AL_EPERM. */
 int record_file(al_tree *t, const node *n, const char *hex, uint64_t size, const char *uri,
@@ -472,7 +472,7 @@ int record_file(al_tree *t, const node *n, const char *hex, uint64_t size, const
 	al_fields_set(fields, "size", al_value_int((int64_t)size));
 	al_fields_set(fields, "hash", al_value_string(hex));
 	al_fields_set(fields, "blob", al_value_string(uri ? uri : ""));
-	al_fields_set(fields, "mtime", al_value_time(mtime_us ? mtime_us : now));
+	al_fields_set(fields, "mtime", al_value_time(mtime_us != MTIME_NOW ? mtime_us : now));
 	file = cJSON_CreateObject();
 	al_fields_set(file, "size", al_value_int((int64_t)size));
 	al_fields_set(file, "blob", al_value_string(uri ? uri : ""));

@@ -200,7 +200,7 @@ static int import_line(al_tree *t, const char *line, size_t len)
 		rc = 0;   /* already there, the same */
 	else if (rc == 0)
 		rc = record_file(t, &n, hash->valuestring, (uint64_t)size->valuedouble,
-			url->valuestring, 0, NULL, 0, 1);
+			url->valuestring, 0, NULL, MTIME_NOW, 1);
 cleanup:
 	node_free(&n);
 	free(mpath);

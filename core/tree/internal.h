@@ -326,6 +326,7 @@ int blob_remove(al_tree *t, const node *n, const char *path);
 int blob_rmdir(al_tree *t, const node *n, const char *path);
 int blob_utimens(al_tree *t, const node *n, int64_t mtime_us);
 int working_folder(al_tree *t, const node *n);
+#define MTIME_NOW INT64_MIN   /* record_file: the time of the recording */
 int record_file(al_tree *t, const node *n, const char *hex, uint64_t size, const char *uri,
 	int stored, const al_pieces *pieces, int64_t mtime_us, int create);
 int blob_list(keyset *k, al_tree *t, const node *n, const char *path);
