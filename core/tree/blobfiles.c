@@ -575,6 +575,35 @@ int blob_rename(al_tree *t, const node *a, const node *b, const char *from, cons
 	return rc;
 }
 
+/* A dataset's file renamed over one of its value files: `sed -i .description` writes its new
+ * content to a temporary name, which in a dataset is a data file like any other, then renames it
+ * over the description. Its content becomes the value and the file goes (README "datasets"):
+ * allowed where the file could be renamed, before any run links the dataset. */
+int blob_rename_onto_value(al_tree *t, const node *a, const char *from, const char *to)
+{
+	al_file *f = NULL;
+	al_buf b = AL_BUF_INIT;
+	char chunk[65536];
+	size_t n = 0;
+	int rc;
+
+	if (dataset_referenced(t, a->ds_doc))
+		return al_error_set(AL_EPERM, "dataset %s is used by a run: its files can't be renamed", a->dataset);
+	if ((rc = al_file_open(&f, t, from, 0)))
+		return rc;
+	do {
+		if ((rc = al_file_read(&n, f, chunk, sizeof(chunk), b.len)) == 0 && n)
+			rc = b.len + n > (1u << 20) ? al_error_set(AL_EINVAL, "%s: a value holds at most 1 MiB", from)
+						    : al_buf_put(&b, chunk, n);
+	} while (rc == 0 && n);
+	al_file_release(f);
+	if (rc == 0 && (rc = commit_content(t, to, b.ptr ? b.ptr : "", b.len)) == 0 &&
+	    (rc = owner_mark(t, a)) == 0 && (rc = blob_remove(t, a, from)) == 0)
+		dataset_changed(t, a->ds_doc);
+	al_buf_dispose(&b);
+	return rc;
+}
+
 int blob_utimens(al_tree *t, const node *n, int64_t mtime_us)
 {
 	char *id = al_id_encode(n->rest), *doc = xasprintf("%s/%s", n->coll, id);

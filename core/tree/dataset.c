@@ -41,7 +41,7 @@ static int dataset_list(keyset *k, al_tree *t, const node *n, const char *path)
 }
 
 const al_kind kind_dataset = {
-	.name = "dataset", .pattern = DATASET_P, .flags = K_DIR | K_MEMORY, .owner = O_DATASET,
+	.name = "dataset", .pattern = DATASET_P, .flags = K_DIR | K_SCRATCH | K_MEMORY, .owner = O_DATASET,
 	.coll = "files", .list = dataset_list, .mkdir = dataset_mkdir, .rmdir = owner_rmdir,
 };
 

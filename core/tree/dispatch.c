@@ -308,7 +308,9 @@ int tree_rename(al_tree *t, const char *from, const char *to, unsigned flags)
 		node_free(&a);
 		return rc == AL_ENOTFOUND ? al_error_set(AL_EPERM, "cannot rename to %s", to) : rc;
 	}
-	if (!(a.k->flags & K_BLOBS) || !*a.rest)
+	if ((a.k->flags & K_WRITE_ONCE) && b.k->commit && b.ds_doc && a.ds_doc && !strcmp(a.ds_doc, b.ds_doc))
+		rc = blob_rename_onto_value(t, &a, from, to);
+	else if (!(a.k->flags & K_BLOBS) || !*a.rest)
 		rc = al_error_set(AL_EPERM, "only files in a running run's artifacts/ or an unused dataset can be renamed");
 	else if (!(b.k->flags & K_BLOBS) || !*b.rest || strcmp(a.coll, b.coll) != 0)
 		/* Across folders: EXDEV lets mv fall back to copying where the target takes files. */

@@ -64,6 +64,10 @@ static int scratch_place(node *parent, char **dir, const char *path)
 	ok = node_parse(parent, **dir ? *dir : "/") == 0;
 	if (ok && !(parent->k->flags & K_SCRATCH))
 		ok = 0;
+	/* Every other name in a dataset is a data file: there only an editor's files of its
+	 * .description are scratch files (vim's .description.swp, a .description~ backup). */
+	if (ok && parent->k == &kind_dataset && !strstr(name, ".description"))
+		ok = 0;
 	if (!ok) {
 		node_free(parent);
 		free(*dir);
