@@ -243,33 +243,54 @@ int run_fits(const node *n, const al_doc *d, const cJSON *patch, size_t headroom
 /* Sets (value) or deletes (value NULL) the keys of one map field of a document with one update
  * whose mask names only those keys: another mount's keys of the same map stay (README
  * "Firestore", several mounts). keys: the names, or with values an object of key → value. */
-int commit_keys(al_tree *t, const char *doc, const char *field, const cJSON *values,
-	const char *const *keys, size_t nkeys, al_precondition pre)
+int commit_keys(al_tree *t, const char *doc, const char *field, const char *times_field,
+	const cJSON *values, const char *const *keys, size_t nkeys, al_precondition pre)
 {
 	cJSON *fields = cJSON_CreateObject(), *inner = cJSON_CreateObject(), *mask = cJSON_CreateArray();
+	cJSON *times = cJSON_CreateObject();
 	const cJSON *it;
 	al_write w = {AL_WRITE_UPDATE, doc, fields, pre, mask};
+	int64_t now = al_now_us();
 	size_t i;
 	int rc = 0;
 
-	if (!fields || !inner || !mask)
+	if (!fields || !inner || !mask || !times)
 		rc = al_error_set(AL_ENOMEM, "out of memory");
 	cJSON_ArrayForEach(it, values) {
-		if (rc || (rc = al_mask_add(mask, field, it->string)))
+		if (rc || (rc = al_mask_add(mask, field, it->string)) ||
+		    (times_field && (rc = al_mask_add(mask, times_field, it->string))))
 			break;
 		al_fields_set(inner, it->string, cJSON_Duplicate(it, 1));
+		al_fields_set(times, it->string, al_value_time(now));
 	}
 	for (i = 0; rc == 0 && i < nkeys; i++)
-		rc = al_mask_add(mask, field, keys[i]);
+		if ((rc = al_mask_add(mask, field, keys[i])) == 0 && times_field)
+			rc = al_mask_add(mask, times_field, keys[i]);
 	if (rc == 0) {
 		al_fields_set(fields, field, al_value_map(inner));
 		inner = NULL;
+		if (times_field) {
+			al_fields_set(fields, times_field, al_value_map(times));
+			times = NULL;
+		}
 		rc = al_store_commit(t->store, &w, 1);
 	}
+	cJSON_Delete(times);
 	cJSON_Delete(inner);
 	cJSON_Delete(fields);
 	cJSON_Delete(mask);
 	return rc;
+}
+
+/* A value file's mtime (README "Files behave like files": the time of its content's last change,
+ * not of its document's): the time kept for it in the map field times[key] or the field
+ * times_field, else (documents written before these times were kept) the document's. */
+int64_t value_time(const al_doc *d, const char *map_field, const char *key)
+{
+	int64_t us;
+	const cJSON *v = map_field ? al_fields_get(al_value_get_map(al_fields_get(d->fields, map_field)), key)
+				   : al_fields_get(d->fields, key);
+	return v && al_value_get_time(&us, v) == 0 ? us : d->update_us;
 }
 
 int list_coll(keyset *k, al_tree *t, const node *n, const char *path)
@@ -307,7 +328,8 @@ int map_key_unlink(al_tree *t, const node *n, const char *field, const char *key
 	if ((rc = get_doc(&d, t, n->run_doc)) == 0) {
 		const cJSON *inner = al_value_get_map(al_fields_get(d->fields, field));
 		if (inner && cJSON_GetObjectItemCaseSensitive(inner, key))
-			rc = commit_keys(t, n->run_doc, field, NULL, &key, 1, AL_PRE_EXISTS);
+			rc = commit_keys(t, n->run_doc, field, strcmp(field, "hyper_params") == 0 ? "param_times" : NULL,
+				NULL, &key, 1, AL_PRE_EXISTS);
 		else
 			rc = al_error_set(AL_ENOTFOUND, "no such entry: %s", path);
 	}

@@ -23,6 +23,7 @@ static int dataset_mkdir(al_tree *t, const node *n, const char *path, const al_c
 		return al_error_set(AL_ENOMEM, "out of memory");
 	f = named_doc(n->dataset, al_now_us());
 	al_fields_set(f, "description", al_value_string(""));
+	al_fields_set(f, "description_updated", al_value_time(al_now_us()));
 	al_fields_set(f, "version", al_value_string(v));
 	al_fields_set(f, "files", al_value_int(0));
 	al_fields_set(f, "bytes", al_value_int(0));

@@ -8,7 +8,7 @@ static int description_render(al_buf *b, int64_t *mtime, al_tree *t, const node 
 	int rc;
 	if ((rc = get_doc(&d, t, node_owner_doc(n))) == 0) {
 		rc = render_text_field(b, d->fields, "description");
-		mtime_raise(mtime, d->update_us);
+		mtime_raise(mtime, value_time(d, NULL, "description_updated"));
 	}
 	al_doc_free(d);
 	return rc;
@@ -22,6 +22,7 @@ static int description_commit(al_file *f)
 	if ((rc = text_checked(&s, &f->text, "description")) == 0) {
 		al_fields_set(fields, "description", al_value_string(s));
 		al_fields_set(fields, "updated", al_value_time(al_now_us()));
+		al_fields_set(fields, "description_updated", al_value_time(al_now_us()));
 		rc = commit1(f->t, AL_WRITE_UPDATE, node_owner_doc(&f->n), fields, AL_PRE_EXISTS);
 	}
 	cJSON_Delete(fields);

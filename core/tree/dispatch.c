@@ -174,7 +174,8 @@ int getattr_recorded(al_attr *out, al_tree *t, const char *path)
 	else if (n.k->flags & K_DIR)
 		attr_dir(out, d ? d->update_us : t->mount_us);
 	else if (n.k->render)
-		rc = generated_attr(out, t, &n, mode, d ? d->update_us : 0);
+		/* a value file's time is its own (render), a generated file's at least its owner's */
+		rc = generated_attr(out, t, &n, mode, d && !n.k->commit ? d->update_us : 0);
 	else
 		rc = al_error_set(AL_ENOTFOUND, "no such entry: %s", path);
 cleanup:

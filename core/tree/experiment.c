@@ -14,6 +14,7 @@ static int experiment_mkdir(al_tree *t, const node *n, const char *path, const a
 	f = named_doc(n->experiment, now);
 	al_fields_set(f, "description", al_value_string(""));
 	al_fields_set(f, "updated", al_value_time(now));
+	al_fields_set(f, "description_updated", al_value_time(now));
 	rc = commit1(t, AL_WRITE_SET, n->exp_doc, f, AL_PRE_MISSING);
 	cJSON_Delete(f);
 	return rc;

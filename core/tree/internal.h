@@ -284,8 +284,11 @@ int doc_exists(al_tree *t, const char *path);
 int run_is_running(const al_doc *run);
 int require_running(al_tree *t, const node *n);
 int commit1(al_tree *t, al_write_op op, const char *path, const cJSON *fields, al_precondition pre);
-int commit_keys(al_tree *t, const char *doc, const char *field, const cJSON *values,
-	const char *const *keys, size_t nkeys, al_precondition pre);
+/* Sets (values) or deletes (keys) keys of one map field of a document with one update whose mask
+ * names only those keys; with times_field, the map times_field gets each key's time of change. */
+int commit_keys(al_tree *t, const char *doc, const char *field, const char *times_field,
+	const cJSON *values, const char *const *keys, size_t nkeys, al_precondition pre);
+int64_t value_time(const al_doc *d, const char *map_field, const char *key);
 /* Room kept in a run's document for what ends it: params, texts and links may fill it only up to
  * this much below Firestore's 1 MiB, so that status, ended and exit_code can always be written
  * (README "params"). */

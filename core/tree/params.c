@@ -58,10 +58,18 @@ static int merge_params(al_tree *t, const node *n, cJSON *values /* object of ty
 	fields = cJSON_CreateObject();
 	al_fields_set(fields, "hyper_params", al_value_map(map));
 	map = NULL;
+	{
+		/* with the times of change it will keep (common.c commit_keys) */
+		const cJSON *old = al_value_get_map(al_fields_get(d->fields, "param_times"));
+		cJSON *times = old ? cJSON_Duplicate(old, 1) : cJSON_CreateObject();
+		cJSON_ArrayForEach(it, values)
+			al_fields_set(times, it->string, al_value_time(al_now_us()));
+		al_fields_set(fields, "param_times", al_value_map(times));
+	}
 	/* The whole document must stay within Firestore's limits, not only the new keys. */
 	if ((rc = run_fits(n, d, fields, RUN_HEADROOM)))
 		goto cleanup;
-	rc = commit_keys(t, n->run_doc, "hyper_params", values, NULL, 0, AL_PRE_EXISTS);
+	rc = commit_keys(t, n->run_doc, "hyper_params", "param_times", values, NULL, 0, AL_PRE_EXISTS);
 cleanup:
 	pthread_mutex_unlock(&t->lock);
 	cJSON_Delete(map);
@@ -102,7 +110,7 @@ static int param_getattr(al_attr *out, al_tree *t, const node *n, const al_doc *
 {
 	const cJSON *hp = al_value_get_map(al_fields_get(run->fields, "hyper_params"));
 	if (hp && al_fields_get(hp, n->rest))
-		return generated_attr(out, t, n, mode, run->update_us);
+		return generated_attr(out, t, n, mode, 0);
 	if (key_prefix_exists(hp, n->rest) || has_vdir(t, path))
 		attr_dir(out, run->update_us);
 	else if (!writer_attr(out, t, path, mode))
@@ -123,7 +131,7 @@ static int param_render(al_buf *b, int64_t *mtime, al_tree *t, const node *n)
 		rc = al_error_set(AL_ENOTFOUND, "no param %s", n->rest);
 	else if ((rc = value_text(b, v)) == 0)
 		rc = al_buf_puts(b, "\n");
-	mtime_raise(mtime, d->update_us);
+	mtime_raise(mtime, value_time(d, "param_times", n->rest));
 	al_doc_free(d);
 	return rc;
 }
@@ -170,8 +178,17 @@ static int params_json_render(al_buf *b, int64_t *mtime, al_tree *t, const node 
 	al_doc *d = NULL;
 	int rc;
 	if ((rc = get_doc(&d, t, n->run_doc)) == 0) {
+		const cJSON *times = al_value_get_map(al_fields_get(d->fields, "param_times")), *it;
+		int64_t us;
 		rc = render_params_json(b, d);
-		mtime_raise(mtime, d->update_us);
+		/* the newest param's time; with no param yet, the run's creation */
+		if (!times)
+			mtime_raise(mtime, d->update_us);
+		else if (!cJSON_GetArraySize(times))
+			mtime_raise(mtime, value_time(d, NULL, "created"));
+		cJSON_ArrayForEach(it, times)
+			if (al_value_get_time(&us, it) == 0)
+				mtime_raise(mtime, us);
 	}
 	al_doc_free(d);
 	return rc;

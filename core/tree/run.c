@@ -108,6 +108,12 @@ static cJSON *new_run_fields(al_tree *t, const node *n, const al_caller *c)
 	al_fields_set(f, "command", cmd ? al_value_string(cmd) : al_value_null());
 	al_fields_set(f, "cwd", *cwd ? al_value_string(cwd) : al_value_null());
 	al_fields_set(f, "exit_code", al_value_null());
+	/* the times of change of its value files (README "Files behave like files") */
+	al_fields_set(f, "status_updated", al_value_time(now));
+	al_fields_set(f, "fold_updated", al_value_time(now));
+	al_fields_set(f, "model_updated", al_value_time(now));
+	al_fields_set(f, "description_updated", al_value_time(now));
+	al_fields_set(f, "param_times", al_value_map(cJSON_CreateObject()));
 	/* A cwd inside this mount has no repository, and looking would deadlock on the kernel's
 	 * lock of the folder being created. */
 	if (*cwd && !path_inside(t->mountpoint, cwd) && al_git_capture(&git, cwd, t->mountpoint) == 0)

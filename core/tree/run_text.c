@@ -20,8 +20,10 @@ int run_field_render(al_buf *b, int64_t *mtime, al_tree *t, const node *n)
 	al_doc *d = NULL;
 	int rc;
 	if ((rc = get_doc(&d, t, n->run_doc)) == 0) {
+		char key[32];
 		rc = render_text_field(b, d->fields, n->k->field);
-		mtime_raise(mtime, d->update_us);
+		snprintf(key, sizeof(key), "%s_updated", n->k->field);
+		mtime_raise(mtime, value_time(d, NULL, key));
 	}
 	al_doc_free(d);
 	return rc;
@@ -48,6 +50,11 @@ static int run_field_commit(al_file *f)
 		al_fields_set(fields, "fold", al_value_int(v));
 	} else
 		al_fields_set(fields, field, al_value_string(s));
+	{
+		char key[32];
+		snprintf(key, sizeof(key), "%s_updated", field);
+		al_fields_set(fields, key, al_value_time(al_now_us()));
+	}
 	pthread_mutex_lock(&t->lock);   /* the size checked is the size written */
 	if ((rc = get_doc(&d, t, n->run_doc)) == 0 && (rc = run_fits(n, d, fields, RUN_HEADROOM)) == 0)
 		rc = commit1(t, AL_WRITE_UPDATE, n->run_doc, fields, AL_PRE_EXISTS);

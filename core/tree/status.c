@@ -55,6 +55,7 @@ static int commit_status(al_tree *t, const node *n, const char *text)
 	prev = al_fields_get_string(d->fields, "status");
 	f = cJSON_CreateObject();
 	al_fields_set(f, "status", al_value_string(word));
+	al_fields_set(f, "status_updated", al_value_time(now));
 	al_fields_set(f, "ended", running ? al_value_null() : al_value_time(now));
 	al_fields_set(f, "exit_code", has_code ? al_value_int(code) :
 		strcmp(word, "finished") == 0 ? al_value_int(0) : al_value_null());
