@@ -1,0 +1,58 @@
+# aletheia integration tests: defects found by attack C — ordinary programs (pandas, h5py, zip/tar,
+# make, dd, rsync, git, emacs, jq, Python's tempfile/shutil/logging, nohup/setsid/timeout, aletheia
+# run) used on the mount as on a local folder. Each test fails on the code it was written against
+# and says which README promise (or local-disk behaviour the README claims) it holds the mount to.
+import errno
+import json
+import os
+import signal
+import subprocess
+import tempfile
+import time
+
+import pytest
+from alutil import FIRESTORE, PY, mkrun, points, read_json, sh, try_write
+
+
+# ---- wrong bytes and errors of ordinary programs --------------------------------------------------
+
+def test_an_open_file_deleted_from_artifacts_still_reads(run):
+    """README "artifacts": a running run's artifacts/ is a working folder where files can be
+    deleted, and "a deleted file stops being listed at once (a descriptor still open on it
+    records nothing when it closes)" — the descriptor itself stays usable, as on a local disk.
+    Python's tempfile.TemporaryFile(dir=...) (and SpooledTemporaryFile once it rolls over) creates
+    a file, unlinks it at once and then writes, seeks and reads it: on the mount the write
+    succeeded but read(), fstat() and ftruncate() of the open descriptor failed with ENOENT
+    ('FileNotFoundError: [Errno 2]'), also for a read-only descriptor of a closed file."""
+    art = run / "artifacts"
+    with tempfile.TemporaryFile(dir=art) as f:
+        f.write(b"y" * 100)
+        f.seek(0)
+        assert f.read() == b"y" * 100
+        assert os.fstat(f.fileno()).st_size == 100
+        f.truncate(10)
+        assert os.fstat(f.fileno()).st_size == 10
+    (art / "closed.bin").write_bytes(b"hello")
+    fd = os.open(art / "closed.bin", os.O_RDONLY)
+    try:
+        os.unlink(art / "closed.bin")
+        assert os.read(fd, 5) == b"hello"
+        assert os.fstat(fd).st_size == 5
+    finally:
+        os.close(fd)
+    assert sorted(os.listdir(art)) == []
+
+
+def test_a_reader_of_a_file_replaced_in_artifacts_can_still_fstat_it(run):
+    """README "artifacts": files can be renamed (os.replace of a checkpoint) and "a descriptor
+    opened only for reading reads the file as it was at its open". A reader whose file was
+    replaced by os.replace read the old bytes, but fstat() of its descriptor failed with ENOENT
+    (tail -f, numpy and h5py fstat their open files)."""
+    art = run / "artifacts"
+    (art / "ck").write_text("old content")
+    with open(art / "ck", "rb") as r:
+        (art / "ck.new").write_text("NEW")
+        os.replace(art / "ck.new", art / "ck")
+        assert os.fstat(r.fileno()).st_size == len("old content")
+        assert r.read() == b"old content"
+    assert (art / "ck").read_text() == "NEW"
