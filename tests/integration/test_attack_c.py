@@ -56,3 +56,20 @@ def test_a_reader_of_a_file_replaced_in_artifacts_can_still_fstat_it(run):
         assert os.fstat(r.fileno()).st_size == len("old content")
         assert r.read() == b"old content"
     assert (art / "ck").read_text() == "NEW"
+
+
+@pytest.mark.parametrize("tool", ["sed -i~ s/0.5/0.7/", "perl -pi~ -e s/0.5/0.7/"], ids=["sed", "perl"])
+def test_sed_and_perl_keep_a_tilde_backup_of_a_value(run, tool):
+    """README "Editing values in place": sed -i and perl -pi change every file that holds a value,
+    and names ending in `~` (backups) are scratch files there. With a backup suffix (`sed -i~`,
+    `perl -pi~`, as on a local disk) the tool first renames the value's file to its backup name:
+    that rename failed with EXDEV ('sed: cannot rename params/lr: Invalid cross-device link', exit 4;
+    perl: 'Can't rename params/lr to params/lr~', skipping the file), so the value never changed.
+    sed and perl do not fall back to copying as mv and vim do."""
+    sh("echo 0.5 > params/lr && echo 0.5 > model", cwd=run)
+    r = sh(f"{tool} params/lr && {tool} model", cwd=run, check=False)
+    assert r.returncode == 0, r.stderr
+    assert (run / "params/lr").read_text() == "0.7\n"
+    assert (run / "model").read_text() == "0.7\n"
+    assert read_json(run / "params.json") == {"lr": 0.7}
+    assert (run / "params/lr~").read_text() == "0.5\n"     # the backup, a scratch file
