@@ -73,3 +73,25 @@ def test_sed_and_perl_keep_a_tilde_backup_of_a_value(run, tool):
     assert (run / "model").read_text() == "0.7\n"
     assert read_json(run / "params.json") == {"lr": 0.7}
     assert (run / "params/lr~").read_text() == "0.5\n"     # the backup, a scratch file
+
+
+def test_make_settles_on_a_target_built_from_a_param(run):
+    """README "Files behave like files": mtimes are the time of the content's last change, "so
+    rsync -a and make see every change". A run's value files (params/*, params.json, model, fold,
+    description, status) all show the run document's update time, so writing any artifact (or
+    another param, a metric's first point) moves params/lr's mtime although its content did not
+    change. make then rebuilds a target made from params/lr whenever its own output lands in
+    artifacts/: a second `make` ran the recipe again and `make -q` said 1 (out of date), where a
+    local folder says nothing to do."""
+    sh("echo 0.1 > params/lr && mkdir -p artifacts/b", cwd=run)
+    time.sleep(1.1)
+    b = run / "artifacts/b"
+    (b / "Makefile").write_text("out.txt: ../../params/lr\n\tcat $< > $@\n")
+    sh("make", cwd=b)
+    assert (b / "out.txt").read_text() == "0.1\n"
+    r = sh("make", cwd=b)
+    assert "Nothing to be done" in r.stdout or "is up to date" in r.stdout, r.stdout
+    assert sh("make -q", cwd=b, check=False).returncode == 0
+    before = os.stat(run / "params/lr").st_mtime_ns
+    sh("echo x > artifacts/other && echo 0.5 > params/momentum && echo 1 >> metrics/loss", cwd=run)
+    assert os.stat(run / "params/lr").st_mtime_ns == before
