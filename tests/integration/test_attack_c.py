@@ -95,3 +95,20 @@ def test_make_settles_on_a_target_built_from_a_param(run):
     before = os.stat(run / "params/lr").st_mtime_ns
     sh("echo x > artifacts/other && echo 0.5 > params/momentum && echo 1 >> metrics/loss", cwd=run)
     assert os.stat(run / "params/lr").st_mtime_ns == before
+
+
+def test_cp_p_keeps_an_mtime_of_the_epoch(run, tmpdir_al):
+    """README "Files behave like files": touch/utimes on an artifact or dataset file records its
+    mtime, "also when the file is still open for writing (cp -p and cp -a set the times before they
+    close the copy)". Files dated 1970-01-01 00:00:00 (SOURCE_DATE_EPOCH=0 builds, archives and
+    packages with zeroed times) lost their time: cp -p of one into artifacts/ or a dataset showed the
+    time of the copy (the close recorded its own time over 0; an mtime of 1 ns likewise), while
+    `touch -d @0` of a closed file and cp -p of a 1969 file kept theirs."""
+    src = tmpdir_al / "epoch"
+    src.write_text("x\n")
+    os.utime(src, ns=(0, 0))
+    ds = run.parents[3] / "datasets" / "d"
+    os.makedirs(ds)
+    sh(f"cp -p {src} artifacts/epoch && cp -p {src} {ds}/epoch", cwd=run)
+    assert os.stat(run / "artifacts/epoch").st_mtime_ns == 0
+    assert os.stat(ds / "epoch").st_mtime_ns == 0
