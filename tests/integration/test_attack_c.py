@@ -112,3 +112,24 @@ def test_cp_p_keeps_an_mtime_of_the_epoch(run, tmpdir_al):
     sh(f"cp -p {src} artifacts/epoch && cp -p {src} {ds}/epoch", cwd=run)
     assert os.stat(run / "artifacts/epoch").st_mtime_ns == 0
     assert os.stat(ds / "epoch").st_mtime_ns == 0
+
+
+def test_sed_i_on_a_datasets_description_changes_it_and_adds_no_file(mount):
+    """README "Files behave like files": editors and in-place tools work on every file that holds a
+    value; "datasets": `.description` is the description, read/write. `sed -i` on a dataset's
+    .description failed ('sed: cannot rename ./sedpSwH3T: Operation not permitted', exit 4), left the
+    description unchanged, and left its temporary file sedXXXXXX in the dataset as a write-once data
+    file: the dataset's version and file count changed, and the file cannot be removed without
+    --allow-delete. (vim likewise left .description.swp and .description.swx as data files.)"""
+    ds = mount.path / "p" / "datasets" / "d"
+    os.makedirs(ds)
+    (ds / "data.csv").write_text("a,b\n1,2\n")
+    sh("echo first > .description", cwd=ds)
+    before = read_json(ds / ".dataset.json")
+    r = sh("sed -i s/first/second/ .description", cwd=ds, check=False)
+    assert r.returncode == 0, r.stderr
+    assert (ds / ".description").read_text() == "second\n"
+    after = read_json(ds / ".dataset.json")
+    assert after["description"].strip() == "second"
+    assert (after["version"], after["files"], after["bytes"]) == (before["version"], before["files"], before["bytes"])
+    assert sorted(os.listdir(ds)) == [".dataset.json", ".description", "data.csv"]
