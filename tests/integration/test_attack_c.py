@@ -2,16 +2,12 @@
 # make, dd, rsync, git, emacs, jq, Python's tempfile/shutil/logging, nohup/setsid/timeout, aletheia
 # run) used on the mount as on a local folder. Each test fails on the code it was written against
 # and says which README promise (or local-disk behaviour the README claims) it holds the mount to.
-import errno
-import json
 import os
-import signal
-import subprocess
 import tempfile
 import time
 
 import pytest
-from alutil import FIRESTORE, PY, mkrun, points, read_json, sh, try_write
+from alutil import read_json, sh
 
 
 # ---- wrong bytes and errors of ordinary programs --------------------------------------------------
