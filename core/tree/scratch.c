@@ -42,6 +42,10 @@ static int scratch_name(const char *name)
 	if (n == 11 && strncmp(name, "tmp", 3) == 0 &&
 	    all_of(name + 3, 8, "abcdefghijklmnopqrstuvwxyz0123456789_"))
 		return 1;   /* Python's tempfile.mkstemp() and NamedTemporaryFile() */
+	if (n == 9 && strncmp(name, "tmp", 3) == 0 && all_of(name + 3, 6, ALNUM))
+		return 1;   /* emacs' make-temp-file (file-precious-flag) */
+	if (n == 14 && strncmp(name, "tmp.", 4) == 0 && all_of(name + 4, 10, ALNUM))
+		return 1;   /* mktemp(1) */
 	/* vim's probe of whether it may write a new file: "4913", then 5036, 5159, … while taken */
 	if (isdigit((unsigned char)name[0]) && (v = strtoul(name, &end, 10), !*end) && v >= 4913 &&
 	    (v - 4913) % 123 == 0 && v < 4913 + 123 * 16)
