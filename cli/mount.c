@@ -1,44 +1,22 @@
-/* aletheia: `aletheia mount` — options, the store and tree, the FUSE session, and daemonising
- * so that the command returns only once the mount answers. */
+/* aletheia: `aletheia mount` — options, the store and tree, handing them to fs/'s FUSE session,
+ * and daemonising so that the command returns only once the mount answers. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 #include "aletheia/cache.h"
+#include "aletheia/fs.h"
+#include "aletheia/tree.h"
 #include "cli/cli.h"
-#include "core/util.h"
-#include "fs.h"
 
 #define DEFAULT_MOUNT "/mnt/aletheia"
-
-typedef struct mount_opts {
-	const char *mountpoint;
-	const char *store, *blobs, *cache_dir;
-	uint64_t cache_size;
-	int foreground, allow_delete, debug;
-	const char *fuse_opts[32];
-	int nfuse;
-} mount_opts;
-
-static char *xdg_dir(const char *var, const char *fallback)
-{
-	const char *v = getenv(var), *home = getenv("HOME");
-	char *out = NULL;
-	if (v && *v)
-		out = strdup(v);
-	else if (asprintf(&out, "%s/%s", home && *home ? home : "/root", fallback) < 0)
-		out = NULL;
-	return out;
-}
 
 static int is_mountpoint(const char *path)
 {
@@ -54,99 +32,12 @@ static int is_mountpoint(const char *path)
 	return found;
 }
 
-/* Values read from the configuration file live as long as the process. */
-static char *config_strdup(const char *s)
-{
-	char *p = strdup(s);
-	if (!p) {
-		al_cli_fail("out of memory");
-		exit(1);
-	}
-	return p;
-}
-
-/* $XDG_CONFIG_HOME/aletheia/config (or $ALETHEIA_CONFIG): "key = value" lines, '#' comments,
- * keys store, blobs, cache-dir, cache-size, mountpoint, allow-delete, cache-ttl-ms,
- * network-wait-ms. Flags given on the command line override it. */
-static int read_config(mount_opts *o)
-{
-	char *base = NULL, *path = NULL, line[4096];
-	const char *env = getenv("ALETHEIA_CONFIG");
-	FILE *f;
-	int n = 0, rc = 0;
-
-	if (env && *env)
-		path = config_strdup(env);
-	else {
-		base = xdg_dir("XDG_CONFIG_HOME", ".config");
-		if (!base || asprintf(&path, "%s/aletheia/config", base) < 0)
-			path = NULL;
-		free(base);
-	}
-	if (!path || !(f = fopen(path, "r"))) {
-		if (path && env && *env) {
-			al_cli_fail("cannot read ALETHEIA_CONFIG=%s: %s", path, strerror(errno));
-			rc = 1;
-		}
-		free(path);
-		return rc;
-	}
-	while (rc == 0 && fgets(line, sizeof(line), f)) {
-		char *k = line, *eq, *v, *end;
-		n++;
-		while (*k == ' ' || *k == '\t')
-			k++;
-		if (*k == '#' || *k == '\n' || !*k)
-			continue;
-		if (!(eq = strchr(k, '='))) {
-			al_cli_fail("%s:%d: expected key = value", path, n);
-			rc = 2;
-			break;
-		}
-		for (end = eq; end > k && (end[-1] == ' ' || end[-1] == '\t'); end--)
-			;
-		*end = '\0';
-		for (v = eq + 1; *v == ' ' || *v == '\t'; v++)
-			;
-		for (end = v + strlen(v); end > v && (end[-1] == '\n' || end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\r'); end--)
-			;
-		*end = '\0';
-		if (!strcmp(k, "store"))
-			o->store = config_strdup(v);
-		else if (!strcmp(k, "blobs"))
-			o->blobs = config_strdup(v);
-		else if (!strcmp(k, "cache-dir"))
-			o->cache_dir = config_strdup(v);
-		else if (!strcmp(k, "mountpoint"))
-			o->mountpoint = config_strdup(v);
-		else if (!strcmp(k, "cache-size")) {
-			if (al_size_parse(&o->cache_size, v) != 0) {
-				al_cli_fail("%s:%d: bad cache-size \"%s\"; use bytes or a size like 10G", path, n, v);
-				rc = 2;
-			}
-		} else if (!strcmp(k, "allow-delete"))
-			o->allow_delete = !strcmp(v, "true") || !strcmp(v, "yes") || !strcmp(v, "1");
-		else if (!strcmp(k, "cache-ttl-ms"))
-			setenv("ALETHEIA_CACHE_TTL_MS", v, 0);
-		else if (!strcmp(k, "network-wait-ms"))
-			setenv("ALETHEIA_NETWORK_WAIT_MS", v, 0);
-		else {
-			al_cli_fail("%s:%d: unknown key \"%s\" (store, blobs, cache-dir, cache-size, mountpoint, "
-				"allow-delete, cache-ttl-ms, network-wait-ms)", path, n, k);
-			rc = 2;
-		}
-	}
-	fclose(f);
-	free(path);
-	return rc;
-}
-
-static int parse(mount_opts *o, int argc, char **argv)
+static int parse(al_cli_mount_opts *o, int argc, char **argv)
 {
 	int i, rc, seen_mountpoint = 0;
 	const char *v;
 	memset(o, 0, sizeof(*o));
-	if ((rc = read_config(o)) != 0)
+	if ((rc = al_cli_read_config(o)) != 0)
 		return rc;
 	for (i = 1; i < argc; i++) {
 		int m;
@@ -184,52 +75,35 @@ static int parse(mount_opts *o, int argc, char **argv)
 	return 0;
 }
 
-/* Watches the session while it runs. Once it has exited (umount, a signal), libfuse joins the
- * threads still answering requests before the loop returns: a read waiting for a stalled bucket
- * server would keep the daemon, and the store's lock, for as long as the server keeps silent.
- * So the daemon's stop starts here, not after the loop: the fetches nobody waits for any more and
- * the flushers' requests give up at once (al__shutdown_begin; README "Object storage"). */
+/* Tells the parent waiting on ready_fd that the mount is in place. */
 typedef struct {
-	struct fuse_session *se;
-	pthread_mutex_t lock;
-	pthread_cond_t wake;
-	int done;          /* the loop returned: nothing left to watch */
-} exit_watch;
+	int ready_fd;
+	int mounted;
+} ready_note;
 
-static void *watch_exit(void *arg)
+static void note_mounted(void *arg)
 {
-	exit_watch *w = arg;
-	pthread_mutex_lock(&w->lock);
-	while (!w->done && !fuse_session_exited(w->se)) {
-		struct timespec ts;
-		/* libfuse has no exit notification: look 5 times a second */
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += 200 * 1000000L;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
-		pthread_cond_timedwait(&w->wake, &w->lock, &ts);
+	ready_note *r = arg;
+	r->mounted = 1;
+	if (r->ready_fd >= 0) {
+		if (write(r->ready_fd, "OK\n", 3) != 3) { /* the parent went away: keep serving */ }
+		close(r->ready_fd);
+		r->ready_fd = -1;
 	}
-	pthread_mutex_unlock(&w->lock);
-	al__shutdown_begin();
-	return NULL;
 }
 
 /* Runs the session; ready_fd (or -1) gets "OK\n" once mounted, or the error line. */
-static int serve(const mount_opts *o, const char *mnt, int ready_fd)
+static int serve(const al_cli_mount_opts *o, const char *mnt, int ready_fd)
 {
 	al_tree_options topts = AL_TREE_OPTIONS_INIT;
+	al_fs_session_options sopts = {0};
+	ready_note note = {ready_fd, 0};
 	al_tree *tree = NULL;
-	al_fs *fs = NULL;
-	struct fuse_session *se = NULL;
-	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
-	struct fuse_loop_config *cfg = NULL;
 	char *data = NULL, *store = NULL, *blobs = NULL, *cache = NULL, msg[1200];
-	int rc = 1, i, mounted = 0, handlers = 0;
+	int rc = 1;
 
 	{
-		char *base = xdg_dir("XDG_DATA_HOME", ".local/share");
+		char *base = al_cli_xdg_dir("XDG_DATA_HOME", ".local/share");
 		if (asprintf(&data, "%s/aletheia", base ? base : "/root/.local/share") < 0)
 			data = NULL;
 		free(base);
@@ -246,7 +120,7 @@ static int serve(const mount_opts *o, const char *mnt, int ready_fd)
 	if (o->cache_dir)
 		cache = strdup(o->cache_dir);
 	else {
-		char *c = xdg_dir("XDG_CACHE_HOME", ".cache");
+		char *c = al_cli_xdg_dir("XDG_CACHE_HOME", ".cache");
 		if (asprintf(&cache, "%s/aletheia", c) < 0)
 			cache = NULL;
 		free(c);
@@ -267,75 +141,30 @@ static int serve(const mount_opts *o, const char *mnt, int ready_fd)
 		snprintf(msg, sizeof(msg), "%s", al_error_last());
 		goto fail;
 	}
-	if (al_fs_new(&fs, tree) != 0) {
+	sopts.mountpoint = mnt;
+	sopts.fuse_opts = o->fuse_opts;
+	sopts.nfuse_opts = o->nfuse;
+	sopts.debug = o->debug;
+	sopts.mounted = note_mounted;
+	sopts.arg = &note;
+	if (al_fs_serve(tree, &sopts) == 0)
+		rc = 0;
+	else if (!note.mounted) {
 		snprintf(msg, sizeof(msg), "%s", al_error_last());
 		goto fail;
 	}
-	fuse_opt_add_arg(&args, "aletheia");
-	fuse_opt_add_arg(&args, "-o");
-	fuse_opt_add_arg(&args, "fsname=aletheia,subtype=aletheia");
-	for (i = 0; i < o->nfuse; i++) {
-		fuse_opt_add_arg(&args, "-o");
-		fuse_opt_add_arg(&args, o->fuse_opts[i]);
-	}
-	if (o->debug)
-		fuse_opt_add_arg(&args, "-d");
-	se = fuse_session_new(&args, al_fs_ops(), sizeof(struct fuse_lowlevel_ops), fs);
-	if (!se) {
-		snprintf(msg, sizeof(msg), "cannot start FUSE (bad -o option?)");
-		goto fail;
-	}
-	if (fuse_set_signal_handlers(se) == 0)
-		handlers = 1;
-	if (fuse_session_mount(se, mnt) != 0) {
-		snprintf(msg, sizeof(msg), "cannot mount on %s (is /dev/fuse available and fusermount3 installed?)", mnt);
-		goto fail;
-	}
-	mounted = 1;
-	if (ready_fd >= 0) {
-		if (write(ready_fd, "OK\n", 3) != 3) { /* the parent went away: keep serving */ }
-		close(ready_fd);
-		ready_fd = -1;
-	}
-	cfg = fuse_loop_cfg_create();
-	fuse_loop_cfg_set_clone_fd(cfg, 0);
-	fuse_loop_cfg_set_max_threads(cfg, 16);
-	fuse_loop_cfg_set_idle_threads(cfg, 8);
-	{
-		exit_watch w = {se, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0};
-		pthread_t watcher;
-		int watching = pthread_create(&watcher, NULL, watch_exit, &w) == 0;
-		rc = fuse_session_loop_mt(se, cfg) == 0 ? 0 : 1;
-		if (watching) {
-			pthread_mutex_lock(&w.lock);
-			w.done = 1;
-			pthread_cond_signal(&w.wake);
-			pthread_mutex_unlock(&w.lock);
-			pthread_join(watcher, NULL);
-		}
-	}
+	/* Once mounted, a session's end by a signal or a failure is the exit status 1 alone. */
 	goto cleanup;
 fail:
-	if (ready_fd >= 0) {
+	if (note.ready_fd >= 0) {
 		char line[1300];
 		int n = snprintf(line, sizeof(line), "%s\n", msg);
-		if (write(ready_fd, line, (size_t)n) < 0) { /* nothing more to do */ }
-		close(ready_fd);
+		if (write(note.ready_fd, line, (size_t)n) < 0) { /* nothing more to do */ }
+		close(note.ready_fd);
 	} else
 		al_cli_fail("%s", msg);
 	rc = 1;
 cleanup:
-	if (cfg)
-		fuse_loop_cfg_destroy(cfg);
-	if (se) {
-		if (mounted)
-			fuse_session_unmount(se);
-		if (handlers)
-			fuse_remove_signal_handlers(se);
-		fuse_session_destroy(se);
-	}
-	fuse_opt_free_args(&args);
-	al_fs_free(fs);
 	/* Delivers every pending write before the process ends. */
 	al_tree_free(tree);
 	free(data);
@@ -373,7 +202,7 @@ static char *absolute(const char *prefix, const char *rel)
 int al_cli_mount(int argc, char **argv)
 {
 	static char *absolute_store, *absolute_cache;   /* live as long as the process */
-	mount_opts o;
+	al_cli_mount_opts o;
 	char mnt[PATH_MAX], buf[1400];
 	struct stat st;
 	int rc, pipefd[2];
@@ -429,7 +258,7 @@ int al_cli_mount(int argc, char **argv)
 		close(pipefd[0]);
 		setsid();
 		if (!cache) {
-			char *c = xdg_dir("XDG_CACHE_HOME", ".cache");
+			char *c = al_cli_xdg_dir("XDG_CACHE_HOME", ".cache");
 			if (asprintf(&cache, "%s/aletheia", c) < 0)
 				cache = NULL;
 			free(c);
