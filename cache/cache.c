@@ -462,7 +462,7 @@ static int load_index(al_cache *c)
 		int64_t last_used = sqlite3_column_int64(st, 2);
 		struct stat sb;
 		char *p;
-		entry *e;
+		entry *e = NULL;    /* set by add_entry (gcc -O3 cannot tell) */
 		int ok;
 		if (!al_hash_is_valid(hash) || table_find(c, hash))
 			continue;
@@ -507,7 +507,7 @@ static int scan_files(al_cache *c)
 		}
 		while ((fe = readdir(sub)) != NULL) {
 			struct stat sb;
-			entry *e;
+			entry *e = NULL;    /* set by add_entry (gcc -O3 cannot tell) */
 			if (!al_hash_is_valid(fe->d_name) || memcmp(fe->d_name, de->d_name, 2) != 0 ||
 			    table_find(c, fe->d_name))
 				continue;

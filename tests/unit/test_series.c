@@ -28,7 +28,7 @@ static char *render(al_series_set *s, const char *doc)
 
 static int sh(const char *fmt, const char *a, const char *b)
 {
-	char cmd[1024];
+	char cmd[2048];    /* two paths of up to 511 bytes and the command */
 	snprintf(cmd, sizeof(cmd), fmt, a, b);
 	return system(cmd);
 }
