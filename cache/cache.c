@@ -1,7 +1,7 @@
-/* aletheia: the local content-addressed blob cache: DIR/<xx>/<hash> files, verified fills through
- * DIR/tmp/ (whole, or by ranges into a sparse file while readers stream from it, each range
- * served only once its pieces matched their hashes), LRU eviction of unpinned blobs, and a
- * persistent SQLite index (DIR/index.db). */
+/* aletheia: the local content-addressed blob cache: DIR/<xx>/<hash> files, verified fills by
+ * ranges into a sparse file in DIR/tmp/ while readers stream from it (each range served only once
+ * its pieces matched their hashes), LRU eviction of unpinned blobs, and a persistent SQLite index
+ * (DIR/index.db). */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -22,8 +22,8 @@
 #define FLUSH_DIRTY_MAX 256
 #define FLUSH_INTERVAL_US (5 * 1000000LL)
 
-/* FILLING: a whole fill by al_cache_acquire; PARTIAL: a sparse file filled by ranges. */
-enum entry_state { ENTRY_FILLING, ENTRY_READY, ENTRY_FAILED, ENTRY_PARTIAL };
+/* READY: a complete blob in DIR/<xx>/; PARTIAL: a sparse file in DIR/tmp/ filled by ranges. */
+enum entry_state { ENTRY_READY, ENTRY_PARTIAL };
 
 typedef struct entry entry;
 typedef struct fill fill;
@@ -33,12 +33,9 @@ struct entry {
 	uint64_t size;
 	int64_t last_used;      /* logical clock, strictly increasing; persisted */
 	unsigned pins;
-	unsigned waiters;       /* threads waiting on a fill; the last one frees a FAILED entry */
 	enum entry_state state;
 	int dirty;
 	int damaged;            /* READY, found damaged by al_cache_check while open: goes when let go */
-	int fill_rc;
-	char fill_msg[512];
 	fill *fill;             /* PARTIAL only */
 	entry *hnext;           /* hash-table chain */
 	entry *prev, *next;     /* LRU list, READY and PARTIAL entries; head = least recently used */
@@ -350,10 +347,10 @@ static void maybe_flush(al_cache *c)
 
 /* ---- eviction ---- */
 
-/* Pinned entries are in use; entries with waiters are about to be read by a woken thread. */
+/* Pinned entries are in use; a fill that is fetching, hashing or being placed is busy. */
 static int evictable(const entry *e)
 {
-	return !e->pins && !e->waiters && !(e->fill && e->fill->busy);
+	return !e->pins && !(e->fill && e->fill->busy);
 }
 
 static void drop_partial(al_cache *c, entry *e);
@@ -411,16 +408,6 @@ static uint64_t free_bytes(al_cache *c, uint64_t want)
 	return freed;
 }
 
-static uint64_t pinned_bytes(const al_cache *c)
-{
-	uint64_t n = 0;
-	for (size_t i = 0; i < c->nbuckets; i++)
-		for (entry *e = c->buckets[i]; e; e = e->hnext)
-			if (e->state == ENTRY_FILLING || e->pins)
-				n += e->fill ? e->fill->held : e->size;
-	return n;
-}
-
 /* ---- open and reconcile ---- */
 
 static void clear_tmp(const char *tmpdir)
@@ -475,7 +462,7 @@ static int load_index(al_cache *c)
 		int64_t last_used = sqlite3_column_int64(st, 2);
 		struct stat sb;
 		char *p;
-		entry *e;
+		entry *e = NULL;    /* set by add_entry (gcc -O3 cannot tell) */
 		int ok;
 		if (!al_hash_is_valid(hash) || table_find(c, hash))
 			continue;
@@ -520,7 +507,7 @@ static int scan_files(al_cache *c)
 		}
 		while ((fe = readdir(sub)) != NULL) {
 			struct stat sb;
-			entry *e;
+			entry *e = NULL;    /* set by add_entry (gcc -O3 cannot tell) */
 			if (!al_hash_is_valid(fe->d_name) || memcmp(fe->d_name, de->d_name, 2) != 0 ||
 			    table_find(c, fe->d_name))
 				continue;
@@ -646,7 +633,7 @@ cleanup:
 	return rc;
 }
 
-/* ---- acquire and release ---- */
+/* ---- complete blobs ---- */
 
 /* Under the lock: pins a READY entry and opens it. */
 static int open_ready(int *fd_out, al_cache *c, entry *e)
@@ -678,219 +665,6 @@ static int open_ready(int *fd_out, al_cache *c, entry *e)
 static int is_enospc(int rc, int err)
 {
 	return rc == AL_ENOSPC || err == ENOSPC || err == EDQUOT;
-}
-
-/* Outside the lock: fill the temp file, sync, verify, rename into place; *fd_out read-only.
- * One retry after evicting more when the disk (not our limit) is full. */
-static int do_fill(int *fd_out, al_cache *c, const char *hash, uint64_t size, al_cache_fill_fn fill,
-	void *ctx)
-{
-	int rc = 0, fd = -1, tries = 0, placed = 0;
-	char *tmp_path = NULL, *dst = NULL, *sub = NULL;
-	char msg[512];
-	char got[AL_HASH_HEX_LEN + 1];
-	uint64_t got_size = 0;
-
-	if (asprintf(&tmp_path, "%s/tmp/fill-XXXXXX", c->dir) < 0) {
-		tmp_path = NULL;
-		rc = al_error_set(AL_ENOMEM, "out of memory");
-		goto cleanup;
-	}
-	if (!(dst = blob_path(c, hash)) || asprintf(&sub, "%s/%.2s", c->dir, hash) < 0) {
-		sub = NULL;
-		rc = al_error_set(AL_ENOMEM, "out of memory");
-		goto cleanup;
-	}
-	for (;;) {
-		int err = 0;
-		if (fd < 0)
-			memcpy(tmp_path + strlen(tmp_path) - 6, "XXXXXX", 6);    /* a failed try may alter it */
-		if (fd < 0 && (fd = mkostemp(tmp_path, O_CLOEXEC)) < 0) {
-			err = errno;
-			rc = al_error_set_errno(is_enospc(0, err) ? AL_ENOSPC : AL_EIO, err,
-				"cannot create a temp file in %s/tmp", c->dir);
-		} else if ((rc = fill(ctx, fd)) == 0 && fsync(fd) != 0) {
-			err = errno;
-			rc = al_error_set_errno(is_enospc(0, err) ? AL_ENOSPC : AL_EIO, err,
-				"cannot sync the cache fill of %s", hash);
-		}
-		if (rc == 0 || !is_enospc(rc, err) || tries++ > 0)
-			break;
-		/* The disk is fuller than our accounting says: evict some more and try once again. */
-		pthread_mutex_lock(&c->lock);
-		uint64_t freed = free_bytes(c, size ? size : 1);
-		pthread_mutex_unlock(&c->lock);
-		if (!freed)
-			break;
-		if (fd >= 0 && (ftruncate(fd, 0) != 0 || lseek(fd, 0, SEEK_SET) != 0)) {
-			rc = al_error_set_errno(AL_EIO, errno, "cannot reset the cache fill of %s", hash);
-			break;
-		}
-	}
-	if (rc == AL_ENOSPC) {
-		snprintf(msg, sizeof(msg), "%s", al_error_last());
-		rc = al_error_set(AL_ENOSPC, "no space left on the cache disk for blob %s (%llu bytes): %s",
-			hash, (unsigned long long)size, msg);
-	}
-	if (rc)
-		goto cleanup;
-	if ((rc = al_hash_fd(got, &got_size, fd)) != 0)
-		goto cleanup;
-	if (got_size != size || strcmp(got, hash) != 0) {
-		rc = al_error_set(AL_EIO, "hash mismatch for %s: the fetched data (%llu bytes) hashes to %s",
-			hash, (unsigned long long)got_size, got);
-		goto cleanup;
-	}
-	if ((rc = al__mkdir(sub, 0755)) != 0)
-		goto cleanup;
-	if (fchmod(fd, 0444) != 0 || rename(tmp_path, dst) != 0) {
-		rc = al_error_set_errno(al_error_from_errno(errno) == AL_ENOSPC ? AL_ENOSPC : AL_EIO, errno,
-			"cannot place cached blob %s", dst);
-		goto cleanup;
-	}
-	placed = 1;
-	free(tmp_path);
-	tmp_path = NULL;
-	close(fd);
-	if ((fd = open(dst, O_RDONLY | O_CLOEXEC)) < 0) {
-		rc = al_error_set_errno(AL_EIO, errno, "cannot open cached blob %s", dst);
-		goto cleanup;
-	}
-	*fd_out = fd;
-	fd = -1;
-cleanup:
-	if (fd >= 0) {
-		close(fd);
-		if (tmp_path)
-			unlink(tmp_path);
-	}
-	if (rc && placed)
-		unlink(dst);    /* placed but unusable: do not keep it unindexed */
-	free(tmp_path);
-	free(dst);
-	free(sub);
-	return rc;
-}
-
-int al_cache_acquire(int *fd_out, al_cache *c, const char *hash, uint64_t size,
-	al_cache_fill_fn fill, void *ctx)
-{
-	int rc = 0, fd = -1;
-	entry *e = NULL;
-
-	*fd_out = -1;
-	if (!al_hash_is_valid(hash))
-		return al_error_set(AL_EINVAL, "invalid blob hash \"%s\"", hash ? hash : "(null)");
-	pthread_mutex_lock(&c->lock);
-	for (;;) {
-		e = table_find(c, hash);
-		if (!e)
-			break;
-		if (e->state == ENTRY_PARTIAL) {
-			al_cache_blob *b = NULL;
-			if (evictable(e)) {
-				/* An idle range fill: this caller's whole fill replaces it. */
-				evict(c, e);
-				c->evictions--;
-				continue;
-			}
-			/* Readers are streaming it: finish that fill and share the result. */
-			pthread_mutex_unlock(&c->lock);
-			rc = al_cache_open_blob(&b, c, hash, NULL, size);
-			if (rc == 0)
-				rc = al_cache_blob_complete(b);
-			al_cache_blob_close(b);
-			pthread_mutex_lock(&c->lock);
-			if (rc)
-				goto unlock;
-			continue;
-		}
-		if (e->state == ENTRY_READY) {
-			rc = open_ready(fd_out, c, e);
-			if (rc == AL_ENOTFOUND || e->damaged) {
-				/* Removed behind our back, or damaged: forget it and fill again. */
-				if (evictable(e)) {
-					evict(c, e);
-					c->evictions--;
-					continue;
-				}
-			}
-			if (rc == 0)
-				c->hits++;
-			maybe_flush(c);
-			goto unlock;
-		}
-		/* Another thread is filling it: share its result. */
-		e->waiters++;
-		while (e->state == ENTRY_FILLING)
-			pthread_cond_wait(&c->filled, &c->lock);
-		e->waiters--;
-		if (e->state == ENTRY_FAILED) {
-			rc = al_error_set(e->fill_rc, "%s", e->fill_msg);
-			if (!e->waiters)
-				free(e);
-			goto unlock;
-		}
-	}
-	c->misses++;
-	if (!fill) {
-		rc = al_error_set(AL_ENOTFOUND, "blob %s is not in the cache", hash);
-		goto unlock;
-	}
-	if (c->max_bytes && size > c->max_bytes) {
-		rc = al_error_set(AL_ENOSPC, "cache full: blob %s (%llu bytes) is larger than the whole "
-			"cache (%llu bytes), raise --cache-size", hash, (unsigned long long)size,
-			(unsigned long long)c->max_bytes);
-		goto unlock;
-	}
-	if (!make_room(c, size, 0)) {
-		rc = al_error_set(AL_ENOSPC, "cache full: %llu bytes pinned by open files, raise --cache-size",
-			(unsigned long long)pinned_bytes(c));
-		goto unlock;
-	}
-	if (!(e = calloc(1, sizeof(*e)))) {
-		rc = al_error_set(AL_ENOMEM, "out of memory for a cache entry");
-		goto unlock;
-	}
-	memcpy(e->hash, hash, AL_HASH_HEX_LEN);
-	e->size = size;
-	e->state = ENTRY_FILLING;
-	if ((rc = table_insert(c, e)) != 0) {
-		free(e);
-		goto unlock;
-	}
-	c->bytes += size;    /* reserved while filling, so parallel fills cannot overcommit */
-	pthread_mutex_unlock(&c->lock);
-
-	rc = do_fill(&fd, c, hash, size, fill, ctx);
-
-	pthread_mutex_lock(&c->lock);
-	if (rc == 0) {
-		e->state = ENTRY_READY;
-		e->pins = 1;
-		e->last_used = clock_tick(c);
-		lru_append(c, e);
-		c->entries++;
-		if (db_write(c, e, 0) != 0) {
-			/* Reconcile on the next open re-adds the file; the blob is fine now. */
-			e->dirty = 1;
-			c->dirty++;
-		}
-		*fd_out = fd;
-	} else {
-		table_remove(c, e);
-		c->bytes -= size;
-		e->state = ENTRY_FAILED;
-		e->fill_rc = rc;
-		snprintf(e->fill_msg, sizeof(e->fill_msg), "%s", al_error_last());
-		if (!e->waiters)
-			free(e);
-	}
-	pthread_cond_broadcast(&c->filled);
-	maybe_flush(c);
-unlock:
-	pthread_mutex_unlock(&c->lock);
-	return rc;
 }
 
 void al_cache_release(al_cache *c, const char *hash)
@@ -1689,11 +1463,80 @@ void al_cache_set_fetcher(al_cache *c, al_cache_fetch_fn fn, void *ctx)
 	pthread_mutex_unlock(&c->lock);
 }
 
-static int empty_fill(void *ctx, int fd)
+/* Lock held: the empty blob has nothing to fetch. It is verified like any other (its hash must
+ * be the hash of no bytes), placed at once (no bytes to sync), and opened pinned. */
+static int place_empty(int *fd_out, al_cache *c, const char *hash)
 {
-	(void)ctx;
-	(void)fd;
-	return 0;
+	char got[AL_HASH_HEX_LEN + 1], *tmp = NULL, *dst = NULL, *sub = NULL;
+	entry *e = NULL;
+	int rc = 0, fd = -1, placed = 0;
+
+	al_hash_buffer(got, "", 0);
+	if (strcmp(got, hash) != 0)
+		return al_error_set(AL_EIO, "hash mismatch for %s: the fetched data (0 bytes) hashes to %s",
+			hash, got);
+	if (asprintf(&tmp, "%s/tmp/fill-XXXXXX", c->dir) < 0) {
+		tmp = NULL;
+		rc = al_error_set(AL_ENOMEM, "out of memory");
+		goto cleanup;
+	}
+	if (!(dst = blob_path(c, hash)) || asprintf(&sub, "%s/%.2s", c->dir, hash) < 0) {
+		sub = NULL;
+		rc = al_error_set(AL_ENOMEM, "out of memory");
+		goto cleanup;
+	}
+	if ((fd = mkostemp(tmp, O_CLOEXEC)) < 0) {
+		int err = errno;
+		rc = al_error_set_errno(is_enospc(0, err) ? AL_ENOSPC : AL_EIO, err,
+			"cannot create a temp file in %s/tmp", c->dir);
+		goto cleanup;
+	}
+	if ((rc = al__mkdir(sub, 0755)) != 0)
+		goto cleanup;
+	if (fchmod(fd, 0444) != 0 || rename(tmp, dst) != 0) {
+		rc = al_error_set_errno(al_error_from_errno(errno) == AL_ENOSPC ? AL_ENOSPC : AL_EIO, errno,
+			"cannot place cached blob %s", dst);
+		goto cleanup;
+	}
+	placed = 1;
+	close(fd);
+	if ((fd = open(dst, O_RDONLY | O_CLOEXEC)) < 0) {
+		rc = al_error_set_errno(AL_EIO, errno, "cannot open cached blob %s", dst);
+		goto cleanup;
+	}
+	if (!(e = calloc(1, sizeof(*e)))) {
+		rc = al_error_set(AL_ENOMEM, "out of memory for a cache entry");
+		goto cleanup;
+	}
+	memcpy(e->hash, hash, AL_HASH_HEX_LEN);
+	e->state = ENTRY_READY;
+	if ((rc = table_insert(c, e)) != 0) {
+		free(e);
+		goto cleanup;
+	}
+	e->pins = 1;
+	e->last_used = clock_tick(c);
+	lru_append(c, e);
+	c->entries++;
+	if (db_write(c, e, 0) != 0) {
+		/* Reconcile on the next open re-adds the file; the blob is fine now. */
+		e->dirty = 1;
+		c->dirty++;
+	}
+	*fd_out = fd;
+	fd = -1;
+cleanup:
+	if (fd >= 0) {
+		close(fd);
+		if (!placed)
+			unlink(tmp);
+	}
+	if (rc && placed)
+		unlink(dst);    /* placed but unusable: do not keep it unindexed */
+	free(tmp);
+	free(dst);
+	free(sub);
+	return rc;
 }
 
 /* Lock held: a new PARTIAL entry with its sparse file. */
@@ -1787,33 +1630,21 @@ int al_cache_open_blob(al_cache_blob **out, al_cache *c, const char *hash, const
 			maybe_flush(c);
 			goto unlock;
 		}
-		if (e->state == ENTRY_PARTIAL) {
-			/* Join the fill in progress (or resume an idle one). */
-			fill *f = e->fill;
-			b->fd = open(f->path, O_RDONLY | O_CLOEXEC);
-			if (b->fd < 0) {
-				rc = al_error_set_errno(AL_EIO, errno, "cannot open the cache file %s", f->path);
-				goto unlock;
-			}
-			e->pins++;
-			f->refs++;
-			b->f = f;
-			b->size = f->size;
-			lru_unlink(c, e);
-			lru_append(c, e);
-			c->hits++;
+		/* PARTIAL: join the fill in progress (or resume an idle one). */
+		fill *f = e->fill;
+		b->fd = open(f->path, O_RDONLY | O_CLOEXEC);
+		if (b->fd < 0) {
+			rc = al_error_set_errno(AL_EIO, errno, "cannot open the cache file %s", f->path);
 			goto unlock;
 		}
-		/* A whole fill by al_cache_acquire: share its result. */
-		e->waiters++;
-		while (e->state == ENTRY_FILLING)
-			pthread_cond_wait(&c->filled, &c->lock);
-		e->waiters--;
-		if (e->state == ENTRY_FAILED) {
-			if (!e->waiters)
-				free(e);
-			/* Not in the table any more: start a fill of our own. */
-		}
+		e->pins++;
+		f->refs++;
+		b->f = f;
+		b->size = f->size;
+		lru_unlink(c, e);
+		lru_append(c, e);
+		c->hits++;
+		goto unlock;
 	}
 	c->misses++;
 	if (!c->fetch) {
@@ -1829,11 +1660,9 @@ int al_cache_open_blob(al_cache_blob **out, al_cache *c, const char *hash, const
 	/* A range fill counts the bytes it fetches, as it fetches them (run_fetch): an open file
 	 * holds only what was read of it, and the room for the rest is found when it is needed. */
 	if (size == 0) {
-		/* Nothing to stream: the whole (empty) fill verifies and places it at once. */
-		c->misses--;    /* acquire counts it */
-		pthread_mutex_unlock(&c->lock);
-		rc = al_cache_acquire(&b->fd, c, hash, 0, empty_fill, NULL);
-		goto done;
+		/* Nothing to stream: placed at once. */
+		rc = place_empty(&b->fd, c, hash);
+		goto unlock;
 	}
 	{
 		fill *f = NULL;
@@ -1851,7 +1680,6 @@ int al_cache_open_blob(al_cache_blob **out, al_cache *c, const char *hash, const
 	}
 unlock:
 	pthread_mutex_unlock(&c->lock);
-done:
 	if (rc) {
 		if (b->fd >= 0)
 			close(b->fd);

@@ -2,15 +2,33 @@
 #ifndef ALETHEIA_CLI_H
 #define ALETHEIA_CLI_H
 
+#include <stdint.h>
+
 /* Subcommands: argv[0] is the subcommand's name; each returns the process exit status
  * (0 ok, 1 failure, 2 usage error; `run` returns its command's status). */
-int al_cli_mount(int argc, char **argv);    /* defined in fs/mount.c */
+int al_cli_mount(int argc, char **argv);    /* cli/mount.c */
 int al_cli_umount(int argc, char **argv);
 int al_cli_new_run(int argc, char **argv);
 int al_cli_run(int argc, char **argv);
 int al_cli_status(int argc, char **argv);
 int al_cli_dataset(int argc, char **argv);   /* cli/dataset.c */
 int al_cli_fsck(int argc, char **argv);      /* cli/fsck.c */
+
+/* The settings of `aletheia mount`: the configuration file's, then the command line's. */
+typedef struct al_cli_mount_opts {
+	const char *mountpoint;
+	const char *store, *blobs, *cache_dir;
+	uint64_t cache_size;
+	int foreground, allow_delete, debug;
+	const char *fuse_opts[32];
+	int nfuse;
+} al_cli_mount_opts;
+/* $XDG_CONFIG_HOME/aletheia/config (or $ALETHEIA_CONFIG): "key = value" lines into o
+ * (cli/config.c). 0, or the exit status after printing the cause. */
+int al_cli_read_config(al_cli_mount_opts *o);
+/* $var if set and not empty, else $HOME/fallback (/root without HOME); malloc'd, NULL without
+ * memory. */
+char *al_cli_xdg_dir(const char *var, const char *fallback);
 
 /* $ALETHEIA_MOUNT if set and not empty, else /mnt/aletheia. Borrowed. */
 const char *al_cli_default_mount(void);

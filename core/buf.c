@@ -3,7 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "aletheia/buf.h"
+#include "core/buf.h"
 
 int al_buf_grow(al_buf *b, size_t extra)
 {

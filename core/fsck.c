@@ -1,4 +1,4 @@
-/* aletheia: fsck (include/aletheia/fsck.h): lists every blob-backed record, groups the records by
+/* aletheia: fsck (core/fsck.h): lists every blob-backed record, groups the records by
  * blob, and checks each blob once: a local blob hashed in full, a remote object sized (or
  * downloaded and hashed), a cached copy hashed. */
 #include <errno.h>
@@ -8,9 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include "aletheia/fsck.h"
+#include "core/fsck.h"
 #include "aletheia/hash.h"
-#include "aletheia/value.h"
+#include "core/doc/value.h"
 
 /* One file record that uses a blob. */
 typedef struct item {

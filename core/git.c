@@ -6,7 +6,7 @@
 #include <string.h>
 #include <git2.h>
 #include "aletheia/git.h"
-#include "aletheia/value.h"
+#include "core/doc/value.h"
 
 static pthread_once_t git_once = PTHREAD_ONCE_INIT;
 

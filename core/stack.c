@@ -5,9 +5,9 @@
 #include <string.h>
 #include <unistd.h>
 #include "aletheia/common.h"
-#include "aletheia/stack.h"
-#include "aletheia/store_cache.h"
-#include "aletheia/store_wb.h"
+#include "core/stack_internal.h"
+#include "core/store/store_cache.h"
+#include "core/store/store_wb.h"
 #include "util.h"
 
 /* The cache's origin: a range of a blob from the blob store, or of an imported file from its

@@ -1,8 +1,9 @@
 /* aletheia: what fs/ shares between its files: the low-level operations and the errno edge. */
-#ifndef ALETHEIA_FS_H
-#define ALETHEIA_FS_H
+#ifndef ALETHEIA_FS_INTERNAL_H
+#define ALETHEIA_FS_INTERNAL_H
 
 #include <fuse_lowlevel.h>
+#include "aletheia/fs.h"
 #include "aletheia/tree.h"
 
 typedef struct al_fs al_fs;

@@ -1,7 +1,7 @@
 /* aletheia: files kept as blobs — a run's and an experiment's artifacts/, a dataset's files, a
  * run's output.log: their records, folders, deletes and renames (README "artifacts", "datasets").
  * Reading and writing them through a handle is blobhandle.c's. */
-#include "aletheia/store_cache.h"
+#include "core/store/store_cache.h"
 #include "internal.h"
 
 /* Handles writing files that are deleted, replaced or moved (a working folder: README

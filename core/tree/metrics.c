@@ -1,7 +1,7 @@
 /* aletheia: a run's metrics/ folder and its metric files: "STEP VALUE TIME" lines appended by
  * writers and read back live, as a log file (README "metrics"). The series themselves are
  * core/series.c's. */
-#include "aletheia/store_cache.h"
+#include "core/store/store_cache.h"
 #include "internal.h"
 
 /* README "metrics": a write() is one atomic append; the kernel cuts writes of more than this into

@@ -3,7 +3,7 @@
 #include <limits.h>
 #include <pwd.h>
 #include "aletheia/git.h"
-#include "aletheia/store_cache.h"
+#include "core/store/store_cache.h"
 #include "internal.h"
 
 /* The creating process's command line; for `aletheia run … -- CMD`, just CMD. */

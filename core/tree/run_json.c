@@ -1,7 +1,7 @@
 /* aletheia: run.json, a run's summary for humans and programs (README "run.json"): its document,
  * its metrics' summaries and its artifacts' count and bytes. */
 #include <math.h>
-#include "aletheia/store_cache.h"
+#include "core/store/store_cache.h"
 #include "internal.h"
 
 static int artifacts_summary(uint64_t *count, uint64_t *bytes, int64_t *mtime, al_tree *t,

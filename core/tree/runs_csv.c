@@ -1,7 +1,7 @@
 /* aletheia: an experiment's runs.csv, one row per run with its params and last metric values, for
  * pandas and spreadsheets (README "runs.csv"). */
 #include <math.h>
-#include "aletheia/store_cache.h"
+#include "core/store/store_cache.h"
 #include "internal.h"
 
 static int csv_field(al_buf *b, const char *s)

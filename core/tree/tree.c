@@ -1,8 +1,8 @@
 /* aletheia: the tree itself: made over a stack of backends it is given (stack.h), with its own
  * state — staged writes, open writers, the dataset version thread — and its status. */
 #include <dirent.h>
-#include "aletheia/store_cache.h"
-#include "aletheia/store_wb.h"
+#include "core/store/store_cache.h"
+#include "core/store/store_wb.h"
 #include "internal.h"
 
 uint64_t al_tree_pending(al_tree *t)

@@ -1,5 +1,5 @@
 // Google's official Firestore Node client (REST transport) for the integration tests: reads and writes
-// the aletheia layout (INTERFACE.md §6) in FIRESTORE_EMULATOR_HOST's emulator, with typed values.
+// the aletheia layout (README "Firestore") in FIRESTORE_EMULATOR_HOST's emulator, with typed values.
 //   node fsclient.mjs dump PROJECT          every document of the database as {path: fields}
 //   node fsclient.mjs write PROJECT < JSON  [{"path": "...", "data": {...}}, ...] in one batch
 // Values are tagged so Python sees Firestore's own types: {"$int": "N"} (integerValue), {"$double": X}

@@ -1,4 +1,4 @@
-# aletheia integration tests: artifacts/ of runs and experiments (INTERFACE.md §2, §3.3).
+# aletheia integration tests: artifacts/ of runs and experiments (README "artifacts").
 import hashlib
 import mmap
 import os

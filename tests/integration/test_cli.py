@@ -1,4 +1,4 @@
-# aletheia integration tests: the command line (INTERFACE.md §5; decisions.md on new-run, run, umount, status).
+# aletheia integration tests: the command line (README "The command line").
 import concurrent.futures
 import os
 import signal

@@ -1,4 +1,4 @@
-# aletheia integration tests: datasets/ (write-once files, versions, run links) (INTERFACE.md §3.4).
+# aletheia integration tests: datasets/ (write-once files, versions, run links) (README "datasets").
 import errno
 import os
 import re

@@ -1,4 +1,4 @@
-# aletheia integration tests: durability across kill -9 and remounts (INTERFACE.md §4).
+# aletheia integration tests: durability across kill -9 and remounts (README "Durability").
 import os
 import random
 import signal

@@ -1,4 +1,5 @@
-# aletheia integration tests: bad names, deleting, metadata JSON, renames (INTERFACE.md §1, §3.8).
+# aletheia integration tests: bad names, deleting, metadata JSON, renames
+# (README "The tree", "Editing values in place", "Deleting and renaming").
 import errno
 import json
 import os

@@ -1,4 +1,5 @@
-# aletheia integration tests: faults (full disk, kill -9 mid-copy) and malformed input (INTERFACE.md §1-4).
+# aletheia integration tests: faults (full disk, kill -9 mid-copy) and malformed input
+# (README "Files behave like files", "Durability").
 import errno
 import json
 import os

@@ -1,4 +1,4 @@
-# aletheia integration tests: the Firestore metastore seen by Google's official Node client (INTERFACE.md §4, §6):
+# aletheia integration tests: the Firestore metastore seen by Google's official Node client (README "Firestore"):
 # layout and native types both ways, an outage, kill -9 with pending writes, two mounts of one project.
 # Runs only with ALETHEIA_TEST_STORE=firestore (conftest starts the emulator); fsclient.mjs is the client.
 import concurrent.futures

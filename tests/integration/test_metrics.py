@@ -1,4 +1,4 @@
-# aletheia integration tests: metrics/<name> append-only series (INTERFACE.md §3.2).
+# aletheia integration tests: metrics/<name> append-only series (README "metrics").
 import errno
 import os
 import subprocess

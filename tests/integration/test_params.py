@@ -1,4 +1,4 @@
-# aletheia integration tests: params/<key> and params.json (INTERFACE.md §3.1).
+# aletheia integration tests: params/<key> and params.json (README "params").
 import errno
 import json
 import os

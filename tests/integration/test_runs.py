@@ -1,4 +1,5 @@
-# aletheia integration tests: run.json, runs.csv, run lifecycle and git capture (INTERFACE.md §3.5–3.7).
+# aletheia integration tests: run.json, runs.csv, run lifecycle and git capture
+# (README "run.json", "runs.csv", "Run lifecycle and code capture").
 import csv
 import errno
 import getpass

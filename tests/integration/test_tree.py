@@ -1,4 +1,4 @@
-# aletheia integration tests: the tree (INTERFACE.md §1, §2): fixed folders, status file, modes, sizes.
+# aletheia integration tests: the tree (README "The tree"): fixed folders, status file, modes, sizes.
 import mmap
 import os
 import stat

@@ -10,7 +10,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include "aletheia/blobs.h"
+#include "core/blobs/blobs.h"
 #include "aletheia/hash.h"
 #include "check.h"
 

@@ -9,8 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include "aletheia/store.h"
-#include "aletheia/value.h"
+#include "core/store/store.h"
+#include "core/doc/value.h"
 #include "check.h"
 
 static cJSON *fields_int(const char *name, int64_t v)

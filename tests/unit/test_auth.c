@@ -22,7 +22,7 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
-#include "aletheia/auth.h"
+#include "core/net/auth.h"
 #include "check.h"
 #include "server.h"
 

@@ -9,7 +9,7 @@
 #include <sys/time.h>
 #include <sys/xattr.h>
 #include <unistd.h>
-#include "aletheia/blobs.h"
+#include "core/blobs/blobs.h"
 #include "aletheia/hash.h"
 #include "check.h"
 

@@ -13,9 +13,9 @@
 #include <unistd.h>
 #include <cjson/cJSON.h>
 #include <openssl/evp.h>
-#include "aletheia/blobs.h"
+#include "core/blobs/blobs.h"
 #include "aletheia/hash.h"
-#include "aletheia/http.h"
+#include "core/net/http.h"
 #include "check.h"
 #include "blob_files.h"
 #include "server.h"

@@ -10,7 +10,7 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-#include "aletheia/blobs.h"
+#include "core/blobs/blobs.h"
 #include "aletheia/hash.h"
 #include "check.h"
 #include "blob_files.h"

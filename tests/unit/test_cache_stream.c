@@ -680,33 +680,27 @@ static void test_eviction(void)
 	src_done(&sbig);
 }
 
-static int no_fill(void *ctx, int fd)
-{
-	(void)ctx;
-	(void)fd;
-	return al_error_set(AL_EIO, "acquire must not fill a blob being streamed");
-}
-
-/* acquire() meets a fill in progress; zero-size blobs; no fetcher; leftovers at open. */
+/* A second opener completes a fill a reader started, and shares it; zero-size blobs; no
+ * fetcher; leftovers at open. */
 static void test_misc(al_cache *c)
 {
 	src s, z;
-	al_cache_blob *b = NULL;
-	int fd = -1;
+	al_cache_blob *b = NULL, *b2 = NULL;
 	char buf[16];
 
 	src_init(&s, 21, 10 * MIB);
 	s.delay_us = 1000;
 	CHECK_OK(open_pieces(&b, c, &s, NULL));
 	CHECK_OK(read_check(b, &s, 0, 10));
-	CHECK_OK(al_cache_acquire(&fd, c, s.hash, s.size, no_fill, NULL));
-	CHECK(fd >= 0);
-	CHECK(al_cache_contains(c, s.hash));
-	CHECK_EQ_INT(atomic_load(&s.bytes), s.size);
-	CHECK_EQ_INT(pread(fd, buf, 10, 5 * MIB), 10);
-	CHECK(memcmp(buf, s.data + 5 * MIB, 10) == 0);
-	close(fd);
-	al_cache_release(c, s.hash);
+	CHECK_OK(open_pieces(&b2, c, &s, NULL));
+	if (b2) {
+		CHECK_OK(al_cache_blob_complete(b2));
+		CHECK(al_cache_contains(c, s.hash));
+		CHECK_EQ_INT(atomic_load(&s.bytes), s.size);
+		CHECK_EQ_INT(pread(al_cache_blob_fd(b2), buf, 10, 5 * MIB), 10);
+		CHECK(memcmp(buf, s.data + 5 * MIB, 10) == 0);
+		al_cache_blob_close(b2);
+	}
 	CHECK_OK(read_check(b, &s, 9 * MIB, MIB));
 	al_cache_blob_close(b);
 	src_done(&s);
@@ -717,7 +711,24 @@ static void test_misc(al_cache *c)
 	CHECK_EQ_INT(pread(al_cache_blob_fd(b), buf, 10, 0), 0);
 	CHECK(al_cache_contains(c, z.hash));
 	al_cache_blob_close(b);
+	/* Opened again: a hit on the placed empty file. */
+	{
+		al_cache_stats st0, st1;
+		al_cache_get_stats(&st0, c);
+		CHECK_OK(al_cache_open_blob(&b, c, z.hash, NULL, 0));
+		al_cache_get_stats(&st1, c);
+		CHECK_EQ_INT(st1.hits, st0.hits + 1);
+		CHECK(al_cache_blob_is_complete(b));
+		al_cache_blob_close(b);
+	}
 	src_done(&z);
+	/* Size 0 for a blob that is not empty: the empty file does not match its hash. */
+	src_init(&s, 24, 100);
+	CHECK_EQ_INT(al_cache_open_blob(&b, c, s.hash, NULL, 0), AL_EIO);
+	CHECK(strstr(al_error_last(), "hash mismatch") != NULL);
+	CHECK(!al_cache_contains(c, s.hash));
+	CHECK_EQ_INT(atomic_load(&s.calls), 0);
+	src_done(&s);
 
 	CHECK_EQ_INT(al_cache_open_blob(&b, c, "nothex", NULL, 5), AL_EINVAL);
 	{

@@ -11,10 +11,10 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
-#include "aletheia/blobs.h"
+#include "core/blobs/blobs.h"
 #include "aletheia/fetch.h"
 #include "aletheia/hash.h"
-#include "aletheia/http.h"
+#include "core/net/http.h"
 #include "check.h"
 #include "server.h"
 

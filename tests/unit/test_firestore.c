@@ -1,4 +1,4 @@
-/* aletheia unit test: the Firestore backend (core/store_firestore.c) against the REST emulator
+/* aletheia unit test: the Firestore backend (core/store/store_firestore.c) against the REST emulator
  * (scripts/firestore-emulator, started here): the same behaviours test_store.c checks for SQLite,
  * plus paging, URL encoding, field-path quoting, and retries under injected faults. */
 #include <limits.h>
@@ -11,9 +11,9 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-#include "aletheia/http.h"
-#include "aletheia/store.h"
-#include "aletheia/value.h"
+#include "core/net/http.h"
+#include "core/store/store.h"
+#include "core/doc/value.h"
 #include "check.h"
 #include "server.h"
 #include "store_contract.h"

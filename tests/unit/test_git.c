@@ -5,7 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "aletheia/git.h"
-#include "aletheia/value.h"
+#include "core/doc/value.h"
 #include "check.h"
 
 static char root[] = "/tmp/al-git-XXXXXX";
@@ -221,7 +221,7 @@ static void test_repo(void)
 	al_git_state_free(NULL);
 }
 
-/* Last, since it needs core/value.c. */
+/* Last, since it needs core/doc/value.c. */
 static void test_to_value(void)
 {
 	char url[600];

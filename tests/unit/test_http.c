@@ -1,4 +1,4 @@
-/* aletheia unit test: the HTTP client (core/http.c) against a small Python server started here:
+/* aletheia unit test: the HTTP client (core/net/http.c) against a small Python server started here:
  * keep-alive reuse, retries and their limits by idempotency, body limits, timeouts. */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -11,7 +11,7 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-#include "aletheia/http.h"
+#include "core/net/http.h"
 #include "core/util.h"
 #include "check.h"
 

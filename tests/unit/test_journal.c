@@ -1,4 +1,4 @@
-/* Unit tests for core/journal.c: append/replay, torn tails, damaged records, rotate/drop, reopen,
+/* Unit tests for core/series/journal.c: append/replay, torn tails, damaged records, rotate/drop, reopen,
  * format-1 files, threads. */
 #include <dirent.h>
 #include <fcntl.h>
@@ -9,7 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <xxhash.h>
-#include "aletheia/journal.h"
+#include "core/series/journal.h"
 #include "check.h"
 
 /* Format 2: the file magic before a generation's first frame, 12-byte frame headers. */

@@ -1,12 +1,12 @@
-/* aletheia unit test: exact JSON printing and strict parsing (core/json.c), and Firestore's
- * limits on documents (al_fields_check in core/value.c). */
+/* aletheia unit test: exact JSON printing and strict parsing (core/doc/json.c), and Firestore's
+ * limits on documents (al_fields_check in core/doc/value.c). */
 #include <float.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include "aletheia/json.h"
-#include "aletheia/value.h"
+#include "core/doc/json.h"
+#include "core/doc/value.h"
 #include "check.h"
 
 static char *print(const cJSON *v, unsigned flags)

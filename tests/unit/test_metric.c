@@ -1,9 +1,9 @@
-/* Unit tests for core/metric.c: line parsing, step chaining, bad lines, the read-back format. */
+/* Unit tests for core/series/metric.c: line parsing, step chaining, bad lines, the read-back format. */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include "aletheia/metric.h"
+#include "core/series/metric.h"
 #include "check.h"
 
 #define NOW 1700000000000000LL

@@ -5,11 +5,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include "aletheia/journal.h"
-#include "aletheia/metric.h"
-#include "aletheia/series.h"
-#include "aletheia/store.h"
-#include "aletheia/value.h"
+#include "core/series/journal.h"
+#include "core/series/metric.h"
+#include "core/series/series.h"
+#include "core/store/store.h"
+#include "core/doc/value.h"
 #include "check.h"
 
 #define DOC "projects/p/experiments/e/runs/1/metrics/loss"
@@ -28,7 +28,7 @@ static char *render(al_series_set *s, const char *doc)
 
 static int sh(const char *fmt, const char *a, const char *b)
 {
-	char cmd[1024];
+	char cmd[2048];    /* two paths of up to 511 bytes and the command */
 	snprintf(cmd, sizeof(cmd), fmt, a, b);
 	return system(cmd);
 }
@@ -484,7 +484,7 @@ static void deferred(const char *root)
 	free(text);
 }
 
-/* A journal record as core/series.c writes it: kind, u16 document length, document, u64 first
+/* A journal record as core/series/series.c writes it: kind, u16 document length, document, u64 first
  * ordinal, u32 count, count × (step, value, time). */
 static void journal_record(al_journal *j, int kind, const char *doc, uint64_t first,
 	const al_point *pts, uint32_t n)

@@ -1,6 +1,6 @@
 /* aletheia unit test: SigV4 signing against AWS's published vectors (the SigV4 test suite and the
  * S3 API reference's "Signature Calculations" examples) plus S3's multi-part query shapes. */
-#include "aletheia/sigv4.h"   /* first, so the header is seen to compile on its own */
+#include "core/net/sigv4.h"   /* first, so the header is seen to compile on its own */
 #include <string.h>
 #include "check.h"
 

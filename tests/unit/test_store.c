@@ -1,13 +1,13 @@
-/* aletheia unit test: the metastore (core/store.c) and its SQLite backend (core/store_sqlite.c). */
+/* aletheia unit test: the metastore (core/store/store.c) and its SQLite backend (core/store/store_sqlite.c). */
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include "aletheia/store.h"
-#include "aletheia/store_cache.h"
-#include "aletheia/store_wb.h"
-#include "aletheia/value.h"
+#include "core/store/store.h"
+#include "core/store/store_cache.h"
+#include "core/store/store_wb.h"
+#include "core/doc/value.h"
 #include "check.h"
 #include "store_contract.h"
 

@@ -6,9 +6,9 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include "aletheia/store.h"
-#include "aletheia/store_cache.h"
-#include "aletheia/value.h"
+#include "core/store/store.h"
+#include "core/store/store_cache.h"
+#include "core/doc/value.h"
 #include "core/util.h"
 #include "check.h"
 

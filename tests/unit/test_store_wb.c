@@ -5,9 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include "aletheia/store.h"
-#include "aletheia/store_wb.h"
-#include "aletheia/value.h"
+#include "core/store/store.h"
+#include "core/store/store_wb.h"
+#include "core/doc/value.h"
 #include "check.h"
 
 /* A backend that forwards to SQLite but can be made unreachable. */

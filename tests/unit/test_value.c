@@ -1,7 +1,7 @@
-/* aletheia unit test: typed values, plain JSON conversion and RFC 3339 times (core/value.c). */
+/* aletheia unit test: typed values, plain JSON conversion and RFC 3339 times (core/doc/value.c). */
 #include <math.h>
 #include <string.h>
-#include "aletheia/value.h"
+#include "core/doc/value.h"
 #include "check.h"
 
 /* Serializes a cJSON value unformatted into a static buffer (for comparisons). */

@@ -1,0 +1,561 @@
+/* aletheia: the SQLite metastore backend (local:DIR): documents in DIR/meta.db behind one
+ * connection and a mutex, and an flock on DIR/lock so that one process owns the store. */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+#include "core/doc/json.h"
+#include "core/store/store.h"
+#include "core/doc/value.h"
+#include "core/util.h"
+
+#define SCHEMA_VERSION 1
+
+/* parent is the collection path, parent_doc the document holding that collection ("" at top
+ * level). The (parent_doc, parent) index also serves lookups by parent_doc alone and lets
+ * list_collections skip from one collection to the next instead of scanning documents. */
+static const char schema_sql[] =
+	"CREATE TABLE IF NOT EXISTS docs ("
+	" path TEXT PRIMARY KEY,"
+	" parent TEXT NOT NULL,"
+	" parent_doc TEXT NOT NULL,"
+	" id TEXT NOT NULL,"
+	" fields TEXT NOT NULL,"
+	" created INTEGER,"
+	" updated INTEGER);"
+	"CREATE INDEX IF NOT EXISTS docs_parent_id ON docs(parent, id);"
+	"CREATE INDEX IF NOT EXISTS docs_parent_doc ON docs(parent_doc, parent);"
+	"PRAGMA user_version = 1;";
+
+enum { ST_GET, ST_LIST, ST_COLLS, ST_PUT, ST_DELETE, ST_COUNT, ST_BEGIN, ST_COMMIT, ST_ROLLBACK,
+	ST_N };
+
+static const char *const statement_sql[ST_N] = {
+	[ST_GET] = "SELECT fields, created, updated FROM docs WHERE path = ?1",
+	/* Text compares with BINARY collation: byte order, as Firestore orders ids. */
+	[ST_LIST] = "SELECT path, fields, created, updated FROM docs WHERE parent = ?1"
+		" AND id >= ?2 AND (?3 IS NULL OR id < ?3) ORDER BY id",
+	[ST_COLLS] = "WITH RECURSIVE c(p) AS ("
+		" SELECT (SELECT min(parent) FROM docs WHERE parent_doc = ?1)"
+		" UNION ALL SELECT (SELECT min(parent) FROM docs WHERE parent_doc = ?1 AND parent > c.p)"
+		" FROM c WHERE c.p IS NOT NULL)"
+		" SELECT p FROM c WHERE p IS NOT NULL",
+	/* The upsert keeps created of an existing document. */
+	[ST_PUT] = "INSERT INTO docs (path, parent, parent_doc, id, fields, created, updated)"
+		" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6) ON CONFLICT (path) DO UPDATE"
+		" SET fields = excluded.fields, updated = excluded.updated",
+	[ST_DELETE] = "DELETE FROM docs WHERE path = ?1",
+	[ST_COUNT] = "SELECT count(*) FROM docs",
+	[ST_BEGIN] = "BEGIN IMMEDIATE",
+	[ST_COMMIT] = "COMMIT",
+	[ST_ROLLBACK] = "ROLLBACK",
+};
+
+typedef struct {
+	al_store_backend base;
+	pthread_mutex_t lock; /* guards db and every statement */
+	sqlite3 *db;
+	sqlite3_stmt *st[ST_N];
+	char *dir;            /* absolute */
+	int lock_fd;
+} sqlite_store;
+
+/* 1 when the disk holding dir has (almost) no room left: SQLite reports a full disk met while
+ * opening as a mere I/O error. */
+static int disk_full(const char *dir)
+{
+	struct statvfs sv;
+	return dir && statvfs(dir, &sv) == 0 && (uint64_t)sv.f_bavail * sv.f_frsize < (1u << 20);
+}
+
+static int db_error(sqlite_store *s, int rc, const char *what)
+{
+	int code;
+	if (((rc & 0xff) == SQLITE_FULL || (rc & 0xff) == SQLITE_IOERR) && disk_full(s->dir))
+		return al_error_set(AL_ENOSPC, "store %s: %s: no space left on its disk; free some space "
+			"there, then mount again", s->dir, what);
+	switch (rc & 0xff) {
+	case SQLITE_FULL: code = AL_ENOSPC; break;
+	case SQLITE_BUSY: case SQLITE_LOCKED: code = AL_EBUSY; break;
+	case SQLITE_READONLY: code = AL_EROFS; break;
+	case SQLITE_PERM: case SQLITE_AUTH: code = AL_EACCES; break;
+	case SQLITE_NOMEM: code = AL_ENOMEM; break;
+	default: code = AL_EIO; break;
+	}
+	return al_error_set(code, "store %s: %s: %s", s->dir, what, sqlite3_errmsg(s->db));
+}
+
+static void st_done(sqlite3_stmt *st)
+{
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+}
+
+/* Runs a statement that returns no rows (BEGIN, COMMIT, ROLLBACK, DELETE...). */
+static int st_run(sqlite_store *s, sqlite3_stmt *st, const char *what)
+{
+	int rc = sqlite3_step(st);
+	rc = rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : db_error(s, rc, what);
+	st_done(st);
+	return rc;
+}
+
+/* Builds a document from a row whose columns col..col+2 are fields, created, updated. */
+static int row_to_doc(al_doc **out, const char *path, size_t path_len, sqlite3_stmt *st, int col)
+{
+	al_doc *doc = calloc(1, sizeof(*doc));
+	const char *text = (const char *)sqlite3_column_text(st, col);
+	int rc = 0;
+
+	if (!doc || !(doc->path = strndup(path, path_len))) {
+		rc = al_error_set(AL_ENOMEM, "out of memory reading document %.*s", (int)path_len, path);
+		goto cleanup;
+	}
+	doc->fields = text ? cJSON_ParseWithLength(text, sqlite3_column_bytes(st, col)) : NULL;
+	if (!cJSON_IsObject(doc->fields)) {
+		rc = al_error_set(AL_EIO, "document %s has corrupt fields in the store", doc->path);
+		goto cleanup;
+	}
+	doc->create_us = sqlite3_column_int64(st, col + 1);
+	doc->update_us = sqlite3_column_int64(st, col + 2);
+	*out = doc;
+	doc = NULL;
+cleanup:
+	al_doc_free(doc);
+	return rc;
+}
+
+static int sqlite_get(al_doc **out, al_store_backend *b, const char *path)
+{
+	sqlite_store *s = (sqlite_store *)b;
+	sqlite3_stmt *st = s->st[ST_GET];
+	int rc;
+
+	*out = NULL;
+	if (!al_path_is_document(path))
+		return al_path_invalid("document", path);
+	pthread_mutex_lock(&s->lock);
+	sqlite3_bind_text(st, 1, path, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		rc = row_to_doc(out, path, strlen(path), st, 0);
+	else if (rc == SQLITE_DONE)
+		rc = al_error_set(AL_ENOTFOUND, "document %s not found", path);
+	else
+		rc = db_error(s, rc, "get");
+	st_done(st);
+	pthread_mutex_unlock(&s->lock);
+	return rc;
+}
+
+static int sqlite_list(al_doc_list **out, al_store_backend *b, const char *collection,
+	const char *id_from, const char *id_to)
+{
+	sqlite_store *s = (sqlite_store *)b;
+	sqlite3_stmt *st = s->st[ST_LIST];
+	al_doc_list *list = NULL;
+	size_t cap = 0;
+	int rc = 0, n = al_path_segments(collection);
+
+	*out = NULL;
+	if (n < 0 || n % 2 != 1)
+		return al_path_invalid("collection", collection);
+	list = calloc(1, sizeof(*list));
+	if (!list)
+		return al_error_set(AL_ENOMEM, "out of memory listing %s", collection);
+	pthread_mutex_lock(&s->lock);
+	sqlite3_bind_text(st, 1, collection, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, id_from ? id_from : "", -1, SQLITE_STATIC);
+	if (id_to)
+		sqlite3_bind_text(st, 3, id_to, -1, SQLITE_STATIC);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (list->count == cap) {
+			size_t ncap = cap ? cap * 2 : 16;
+			al_doc **docs = realloc(list->docs, ncap * sizeof(*docs));
+			if (!docs) {
+				rc = al_error_set(AL_ENOMEM, "out of memory listing %s", collection);
+				goto cleanup;
+			}
+			list->docs = docs;
+			cap = ncap;
+		}
+		rc = row_to_doc(&list->docs[list->count], (const char *)sqlite3_column_text(st, 0),
+			sqlite3_column_bytes(st, 0), st, 1);
+		if (rc == AL_EIO) {
+			/* One document that cannot be read (stored by an older version past today's
+			 * limits) must not hide its neighbours: it is left out, and named in the log. */
+			fprintf(stderr, "aletheia: %s\n", al_error_last());
+			rc = 0;
+			continue;
+		}
+		if (rc)
+			goto cleanup;
+		list->count++;
+	}
+	rc = rc == SQLITE_DONE ? 0 : db_error(s, rc, "list");
+cleanup:
+	st_done(st);
+	pthread_mutex_unlock(&s->lock);
+	if (rc == 0)
+		*out = list;
+	else
+		al_doc_list_free(list);
+	return rc;
+}
+
+static int sqlite_list_collections(char ***out, size_t *count, al_store_backend *b,
+	const char *doc_path)
+{
+	sqlite_store *s = (sqlite_store *)b;
+	sqlite3_stmt *st = s->st[ST_COLLS];
+	char **ids = NULL;
+	size_t n = 0, cap = 0, skip;
+	int rc;
+
+	*out = NULL;
+	*count = 0;
+	if (!doc_path)
+		doc_path = "";
+	if (*doc_path && !al_path_is_document(doc_path))
+		return al_path_invalid("document", doc_path);
+	skip = *doc_path ? strlen(doc_path) + 1 : 0; /* collection path = doc_path "/" id */
+	pthread_mutex_lock(&s->lock);
+	sqlite3_bind_text(st, 1, doc_path, -1, SQLITE_STATIC);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *parent = (const char *)sqlite3_column_text(st, 0);
+		if (n + 1 >= cap) { /* keep room for a terminating NULL */
+			size_t ncap = cap ? cap * 2 : 8;
+			char **grown = realloc(ids, ncap * sizeof(*grown));
+			if (!grown)
+				goto nomem;
+			ids = grown;
+			cap = ncap;
+		}
+		if (!parent || strlen(parent) < skip || !(ids[n] = strdup(parent + skip)))
+			goto nomem;
+		ids[++n] = NULL;
+	}
+	rc = rc == SQLITE_DONE ? 0 : db_error(s, rc, "list collections");
+	goto cleanup;
+nomem:
+	rc = al_error_set(AL_ENOMEM, "out of memory listing collections of '%s'", doc_path);
+cleanup:
+	st_done(st);
+	pthread_mutex_unlock(&s->lock);
+	if (rc == 0 && !ids && !(ids = calloc(1, sizeof(*ids))))
+		rc = al_error_set(AL_ENOMEM, "out of memory listing collections of '%s'", doc_path);
+	if (rc) {
+		al_strings_free(ids, n);
+		return rc;
+	}
+	*out = ids;
+	*count = n;
+	return 0;
+}
+
+/* Writes one document row; fields_json is the serialized fields object. */
+static int put_doc(sqlite_store *s, const char *path, const char *fields_json, int64_t now)
+{
+	sqlite3_stmt *st = s->st[ST_PUT];
+	const char *id = strrchr(path, '/'); /* valid paths have at least one '/' */
+	const char *coll_slash = id;
+	int rc;
+
+	while (coll_slash > path && coll_slash[-1] != '/')
+		coll_slash--;
+	/* coll_slash is now the start of the collection id; the parent doc ends just before it. */
+	sqlite3_bind_text(st, 1, path, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, path, (int)(id - path), SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, path, coll_slash > path ? (int)(coll_slash - 1 - path) : 0,
+		SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, id + 1, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 5, fields_json, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 6, now);
+	rc = sqlite3_step(st);
+	rc = rc == SQLITE_DONE ? 0 : db_error(s, rc, "write");
+	st_done(st);
+	return rc;
+}
+
+/* One write inside the open transaction. */
+static int apply_write(sqlite_store *s, const al_write *w, const char *serialized, int64_t now)
+{
+	sqlite3_stmt *get = s->st[ST_GET];
+	al_doc *existing = NULL;
+	cJSON *base = NULL;
+	char *merged = NULL;
+	int rc = 0, exists = 0;
+
+	if (w->pre != AL_PRE_NONE || w->op == AL_WRITE_UPDATE) {
+		sqlite3_bind_text(get, 1, w->path, -1, SQLITE_STATIC);
+		rc = sqlite3_step(get);
+		if (rc == SQLITE_ROW) {
+			exists = 1;
+			rc = w->op == AL_WRITE_UPDATE ?
+				row_to_doc(&existing, w->path, strlen(w->path), get, 0) : 0;
+		} else {
+			rc = rc == SQLITE_DONE ? 0 : db_error(s, rc, "read");
+		}
+		st_done(get);
+		if (rc)
+			goto cleanup;
+	}
+	if (w->pre == AL_PRE_EXISTS && !exists) {
+		rc = al_error_set(AL_ENOTFOUND, "document %s not found", w->path);
+		goto cleanup;
+	}
+	if (w->pre == AL_PRE_MISSING && exists) {
+		rc = al_error_set(AL_EEXISTS, "document %s already exists", w->path);
+		goto cleanup;
+	}
+	switch (w->op) {
+	case AL_WRITE_DELETE:
+		sqlite3_bind_text(s->st[ST_DELETE], 1, w->path, -1, SQLITE_STATIC);
+		rc = st_run(s, s->st[ST_DELETE], "delete");
+		break;
+	case AL_WRITE_UPDATE:
+		if (existing || w->mask) {
+			/* Merged into the stored document in this transaction: only the fields (or map
+			 * keys) the write names change. */
+			if (!(base = existing ? existing->fields : cJSON_CreateObject())) {
+				rc = al_error_set(AL_ENOMEM, "out of memory updating %s", w->path);
+				goto cleanup;
+			}
+			if ((rc = al_write_apply(base, w)))
+				goto cleanup;
+			/* The merged document must fit Firestore's size limit too. */
+			if (al_doc_size(w->path, base) > AL_DOC_MAX_SIZE) {
+				rc = al_error_set(AL_EINVAL, "document %s would be larger than %d bytes",
+					w->path, AL_DOC_MAX_SIZE);
+				goto cleanup;
+			}
+			if ((rc = al_json_print(&merged, NULL, base, 0)))
+				goto cleanup;
+			serialized = merged;
+		}
+		/* fall through */
+	case AL_WRITE_SET:
+		rc = put_doc(s, w->path, serialized, now);
+		break;
+	}
+cleanup:
+	if (!existing)
+		cJSON_Delete(base);
+	free(merged);
+	al_doc_free(existing);
+	return rc;
+}
+
+static int sqlite_commit(al_store_backend *b, const al_write *writes, size_t count)
+{
+	sqlite_store *s = (sqlite_store *)b;
+	char **texts = NULL;
+	int rc = 0, in_tx = 0;
+	int64_t now;
+
+	if (count == 0)
+		return 0;
+	/* Validate and serialize before taking the lock: nothing is written when a write is bad. */
+	texts = calloc(count, sizeof(*texts));
+	if (!texts)
+		return al_error_set(AL_ENOMEM, "out of memory committing %zu writes", count);
+	for (size_t i = 0; i < count; i++) {
+		if ((rc = al_write_check(&writes[i])))
+			goto cleanup;
+		if (writes[i].op == AL_WRITE_DELETE)
+			continue;
+		if (!writes[i].fields)
+			texts[i] = strdup("{}");
+		else if ((rc = al_json_print(&texts[i], NULL, writes[i].fields, 0)))
+			goto cleanup;
+		if (!texts[i]) {
+			rc = al_error_set(AL_ENOMEM, "out of memory writing %s", writes[i].path);
+			goto cleanup;
+		}
+	}
+	pthread_mutex_lock(&s->lock);
+	if ((rc = st_run(s, s->st[ST_BEGIN], "begin transaction")))
+		goto unlock;
+	in_tx = 1;
+	now = al_now_us();
+	for (size_t i = 0; i < count && rc == 0; i++)
+		rc = apply_write(s, &writes[i], texts[i], now);
+	if (rc == 0 && (rc = st_run(s, s->st[ST_COMMIT], "commit")) == 0)
+		in_tx = 0;
+	if (in_tx) { /* keep the first error's message: the rollback's own result is secondary */
+		sqlite3_step(s->st[ST_ROLLBACK]);
+		st_done(s->st[ST_ROLLBACK]);
+	}
+unlock:
+	pthread_mutex_unlock(&s->lock);
+cleanup:
+	for (size_t i = 0; i < count; i++)
+		free(texts[i]);
+	free(texts);
+	return rc;
+}
+
+static char *sqlite_describe(al_store_backend *b)
+{
+	sqlite_store *s = (sqlite_store *)b;
+	sqlite3_stmt *st = s->st[ST_COUNT];
+	long long n = -1;
+	char *text = NULL;
+
+	pthread_mutex_lock(&s->lock);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		n = sqlite3_column_int64(st, 0);
+	st_done(st);
+	pthread_mutex_unlock(&s->lock);
+	if (asprintf(&text, "backend: sqlite\nstore: local:%s\ndocuments: %lld\n", s->dir, n) < 0)
+		return NULL;
+	return text;
+}
+
+static void sqlite_free(al_store_backend *b)
+{
+	sqlite_store *s = (sqlite_store *)b;
+	if (!s)
+		return;
+	for (int i = 0; i < ST_N; i++)
+		sqlite3_finalize(s->st[i]);
+	sqlite3_close(s->db);
+	if (s->lock_fd >= 0)
+		close(s->lock_fd); /* releases the flock */
+	pthread_mutex_destroy(&s->lock);
+	free(s->dir);
+	free(s);
+}
+
+static int dir_error(int e, const char *dir)
+{
+	int code = e == EACCES || e == EPERM ? AL_EACCES : e == ENOSPC ? AL_ENOSPC :
+		e == EROFS ? AL_EROFS : AL_EIO;
+	return al_error_set_errno(code, e, "cannot open store directory %s", dir);
+}
+
+/* mkdir -p with mode 0700, then checks the result is a readable directory. */
+static int make_dirs(const char *dir)
+{
+	char *copy = strdup(dir);
+	int rc = 0, fd;
+
+	if (!copy)
+		return al_error_set(AL_ENOMEM, "out of memory");
+	for (char *q = copy + 1;; q++) {
+		if (*q == '/' || *q == '\0') {
+			char c = *q;
+			*q = '\0';
+			if (mkdir(copy, 0700) != 0 && errno != EEXIST) {
+				rc = dir_error(errno, dir);
+				goto cleanup;
+			}
+			*q = c;
+			if (!c)
+				break;
+		}
+	}
+	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0) {
+		rc = dir_error(errno, dir);
+		goto cleanup;
+	}
+	close(fd);
+cleanup:
+	free(copy);
+	return rc;
+}
+
+static int open_db(sqlite_store *s)
+{
+	char path[4096];
+	sqlite3_stmt *st = NULL;
+	int rc, version = 0;
+
+	snprintf(path, sizeof(path), "%s/meta.db", s->dir);
+	rc = sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+		SQLITE_OPEN_NOMUTEX, NULL); /* our own mutex serializes the connection */
+	if (rc != SQLITE_OK)
+		return al_error_set(rc == SQLITE_CANTOPEN ? AL_EACCES : AL_EIO,
+			"cannot open database %s: %s", path,
+			s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
+	sqlite3_busy_timeout(s->db, 5000);
+	/* WAL keeps readers cheap; synchronous=FULL so that a commit survives a power cut. */
+	if ((rc = sqlite3_exec(s->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;",
+		NULL, NULL, NULL)) != SQLITE_OK)
+		return db_error(s, rc, "set up");
+	if ((rc = sqlite3_prepare_v2(s->db, "PRAGMA user_version", -1, &st, NULL)) != SQLITE_OK)
+		return db_error(s, rc, "read schema version");
+	if (sqlite3_step(st) == SQLITE_ROW)
+		version = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	if (version > SCHEMA_VERSION)
+		return al_error_set(AL_EINVAL, "store %s has schema version %d, newer than this "
+			"aletheia understands (%d): upgrade aletheia", s->dir, version, SCHEMA_VERSION);
+	if (version < SCHEMA_VERSION) {
+		if ((rc = sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL)) != SQLITE_OK)
+			return db_error(s, rc, "create schema");
+		if ((rc = sqlite3_exec(s->db, schema_sql, NULL, NULL, NULL)) != SQLITE_OK ||
+		    (rc = sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL)) != SQLITE_OK) {
+			rc = db_error(s, rc, "create schema");
+			sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+			return rc;
+		}
+	}
+	for (int i = 0; i < ST_N; i++) {
+		rc = sqlite3_prepare_v3(s->db, statement_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
+			&s->st[i], NULL);
+		if (rc != SQLITE_OK)
+			return db_error(s, rc, "prepare");
+	}
+	return 0;
+}
+
+int al_store_sqlite_new(al_store_backend **out, const char *dir)
+{
+	sqlite_store *s = NULL;
+	int rc;
+
+	*out = NULL;
+	if (!dir || !*dir)
+		return al_error_set(AL_EINVAL, "missing store directory");
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return al_error_set(AL_ENOMEM, "out of memory opening store %s", dir);
+	s->lock_fd = -1;
+	pthread_mutex_init(&s->lock, NULL);
+	if ((rc = make_dirs(dir)))
+		goto cleanup;
+	/* Absolute, so a daemon that changes directory still finds it. */
+	if (!(s->dir = realpath(dir, NULL))) {
+		rc = dir_error(errno, dir);
+		goto cleanup;
+	}
+	if (strlen(s->dir) > 4000) {
+		rc = al_error_set(AL_ENAMETOOLONG, "store directory %s: path too long", s->dir);
+		goto cleanup;
+	}
+	if ((rc = al__lock_dir(&s->lock_fd, s->dir, "store")) || (rc = open_db(s)))
+		goto cleanup;
+	s->base.version = AL_STORE_BACKEND_VERSION;
+	s->base.name = "sqlite";
+	s->base.get = sqlite_get;
+	s->base.list = sqlite_list;
+	s->base.list_collections = sqlite_list_collections;
+	s->base.commit = sqlite_commit;
+	s->base.describe = sqlite_describe;
+	s->base.free = sqlite_free;
+	*out = &s->base;
+	s = NULL;
+cleanup:
+	if (s)
+		sqlite_free(&s->base);
+	return rc;
+}
