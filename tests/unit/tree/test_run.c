@@ -17,7 +17,7 @@ static void check_time(const cJSON *j, const char *key)
 
 static void test_run_json(void)
 {
-	char host[256] = "", want[4096], cmd[4096] = "", cwd[1024];
+	char host[256] = "", want[4200], cmd[4096] = "", cwd[1024];
 	struct passwd *pw = getpwuid(getuid());
 	cJSON *j;
 	FILE *f;
