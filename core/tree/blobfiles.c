@@ -304,6 +304,90 @@ int working_folder(al_tree *t, const node *n)
 	return running;
 }
 
+/* The writes of one move, in one commit: each document set under its new name, then deleted. */
+typedef struct move_writes {
+	al_write *w;
+	cJSON **fields;
+	char **paths;
+	size_t n, cap;
+} move_writes;
+
+static int mw_reserve(move_writes *m, size_t more)
+{
+	size_t cap = m->cap ? m->cap : 8;
+	al_write *w;
+	cJSON **f;
+	char **p;
+	if (m->n + more <= m->cap)
+		return 0;
+	while (cap < m->n + more)
+		cap *= 2;
+	if ((w = realloc(m->w, cap * sizeof(*w))))
+		m->w = w;
+	if ((f = realloc(m->fields, cap * sizeof(*f))))
+		m->fields = f;
+	if ((p = realloc(m->paths, cap * sizeof(*p))))
+		m->paths = p;
+	if (!w || !f || !p)
+		return al_error_set(AL_ENOMEM, "out of memory");
+	memset(m->fields + m->cap, 0, (cap - m->cap) * sizeof(*f));
+	memset(m->paths + m->cap, 0, (cap - m->cap) * sizeof(*p));
+	m->cap = cap;
+	return 0;
+}
+
+static void mw_add(move_writes *m, al_write_op op, const char *path, char *own_path, cJSON *fields,
+	al_precondition pre)
+{
+	m->paths[m->n] = own_path;
+	m->fields[m->n] = fields;
+	m->w[m->n++] = (al_write){op, own_path ? own_path : path, fields, pre, NULL};
+}
+
+/* The record src moved to the path `rest` of collection coll. */
+static int mw_move(move_writes *m, const al_doc *src, const char *coll, const char *rest,
+	al_precondition pre)
+{
+	char *id = al_id_encode(rest), *to = id ? xasprintf("%s/%s", coll, id) : NULL;
+	cJSON *f = cJSON_Duplicate(src->fields, 1);
+	int rc = mw_reserve(m, 2);
+	free(id);
+	if (rc == 0 && (!to || !f))
+		rc = al_error_set(AL_ENOMEM, "out of memory");
+	if (rc) {
+		free(to);
+		cJSON_Delete(f);
+		return rc;
+	}
+	al_fields_set(f, "path", al_value_string(rest));
+	mw_add(m, AL_WRITE_SET, NULL, to, f, pre);
+	mw_add(m, AL_WRITE_DELETE, src->path, NULL, NULL, AL_PRE_NONE);
+	return 0;
+}
+
+static void mw_free(move_writes *m)
+{
+	for (size_t i = 0; i < m->n; i++) {
+		cJSON_Delete(m->fields[i]);
+		free(m->paths[i]);
+	}
+	free(m->w);
+	free(m->fields);
+	free(m->paths);
+}
+
+/* The records under the folder `rest` of coll (with from/to of child_range). */
+static int list_under(al_doc_list **out, al_tree *t, const char *coll, const char *rest)
+{
+	char *lo = NULL, *hi = NULL;
+	int rc;
+	child_range(&lo, &hi, rest);
+	rc = al_store_list(out, t->store, coll, lo, hi);
+	free(lo);
+	free(hi);
+	return rc;
+}
+
 /* Moves the file or folder `from` to `to` inside one blob collection, in one commit. Writers of
  * `from` (writing) may hold content not recorded yet, or the only content: they follow the
  * file (move_held), so a file still being written moves too; a replaced target's record goes. */
@@ -314,10 +398,8 @@ static int blob_move(al_tree *t, const node *a, const node *b, int noreplace, si
 	al_doc *d = NULL, *existing = NULL;
 	char *from_id = al_id_encode(a->rest), *to_id = al_id_encode(b->rest);
 	char *from_doc = xasprintf("%s/%s", a->coll, from_id), *to_doc = xasprintf("%s/%s", b->coll, to_id);
-	char *lo = NULL, *hi = NULL, **paths = NULL;
-	cJSON **fields = NULL;
-	al_write *w = NULL;
-	size_t n = 0, i, cap;
+	move_writes m = {0};
+	size_t i;
 	int rc;
 	/* A dataset's new names are created only if no other mount took them (write-once). */
 	al_precondition target_pre = (b->k->flags & K_WRITE_ONCE) ? AL_PRE_MISSING : AL_PRE_NONE;
@@ -327,88 +409,40 @@ static int blob_move(al_tree *t, const node *a, const node *b, int noreplace, si
 		goto cleanup;
 	}
 	/* A folder is replaced only when empty (the kernel checks the kinds, not the contents). */
-	child_range(&lo, &hi, b->rest);
-	if ((rc = al_store_list(&l, t->store, b->coll, lo, hi)))
+	if ((rc = list_under(&l, t, b->coll, b->rest)) || (l->count &&
+	    (rc = al_error_set(AL_ENOTEMPTY, "%s is not empty", b->rest))))
 		goto cleanup;
-	if (l->count) {
-		rc = al_error_set(AL_ENOTEMPTY, "%s is not empty", b->rest);
-		goto cleanup;
-	}
 	al_doc_list_free(l);
 	l = NULL;
-	free(lo);
-	free(hi);
-	child_range(&lo, &hi, a->rest);
-	if ((rc = al_store_list(&l, t->store, a->coll, lo, hi)))
+	if ((rc = list_under(&l, t, a->coll, a->rest)) || (rc = mw_reserve(&m, 1)))
 		goto cleanup;
-	cap = l->count + 3;
-	w = calloc(cap, sizeof(*w));
-	fields = calloc(cap, sizeof(*fields));
-	paths = calloc(cap, sizeof(*paths));
-	if (!w || !fields || !paths) {
-		rc = al_error_set(AL_ENOMEM, "out of memory");
-		goto cleanup;
-	}
 	rc = al_store_get(&d, t->store, from_doc);
-	if (rc == 0) {
-		fields[n] = cJSON_Duplicate(d->fields, 1);
-		al_fields_set(fields[n], "path", al_value_string(b->rest));
-		w[n] = (al_write){AL_WRITE_SET, to_doc, fields[n], target_pre, NULL};
-		n++;
-		w[n++] = (al_write){AL_WRITE_DELETE, from_doc, NULL, AL_PRE_NONE, NULL};
-	} else if (rc == AL_ENOTFOUND && l->count == 0 && writing) {
+	if (rc == 0)
+		rc = mw_move(&m, d, b->coll, b->rest, target_pre);
+	else if (rc == AL_ENOTFOUND && l->count == 0 && writing) {
 		/* Not closed yet: only its writers move; what the target held is replaced. */
 		if (existing)
-			w[n++] = (al_write){AL_WRITE_DELETE, to_doc, NULL, AL_PRE_NONE, NULL};
-	} else if (rc != AL_ENOTFOUND || l->count == 0) {
-		if (rc == AL_ENOTFOUND)
-			rc = al_error_set(AL_ENOTFOUND, "no such file: %s", a->rest);
-		goto cleanup;
-	}
-	rc = 0;
-	for (i = 0; i < l->count; i++) {
-		char *p = al_id_decode(al_doc_id(l->docs[i]->path)), *np, *nid;
+			mw_add(&m, AL_WRITE_DELETE, to_doc, NULL, NULL, AL_PRE_NONE);
+		rc = 0;
+	} else if (rc == AL_ENOTFOUND && l->count)
+		rc = 0;   /* a folder without a record of its own */
+	else if (rc == AL_ENOTFOUND)
+		rc = al_error_set(AL_ENOTFOUND, "no such file: %s", a->rest);
+	for (i = 0; rc == 0 && i < l->count; i++) {
+		char *p = al_id_decode(al_doc_id(l->docs[i]->path)), *np;
 		if (!p)
 			continue;
-		np = xasprintf("%s%s", b->rest, p + strlen(a->rest));
-		nid = al_id_encode(np);
-		paths[n] = xasprintf("%s/%s", b->coll, nid);
-		fields[n] = cJSON_Duplicate(l->docs[i]->fields, 1);
-		al_fields_set(fields[n], "path", al_value_string(np));
-		w[n] = (al_write){AL_WRITE_SET, paths[n], fields[n], target_pre, NULL};
-		n++;
-		w[n++] = (al_write){AL_WRITE_DELETE, l->docs[i]->path, NULL, AL_PRE_NONE, NULL};
+		if (!(np = xasprintf("%s%s", b->rest, p + strlen(a->rest))))
+			rc = al_error_set(AL_ENOMEM, "out of memory");
+		else
+			rc = mw_move(&m, l->docs[i], b->coll, np, target_pre);
 		free(p);
 		free(np);
-		free(nid);
-		if (n + 2 > cap) {
-			/* grow: each source doc needs two writes */
-			size_t nc = cap * 2;
-			al_write *w2 = realloc(w, nc * sizeof(*w));
-			cJSON **f2 = w2 ? realloc(fields, nc * sizeof(*fields)) : NULL;
-			char **p2 = f2 ? realloc(paths, nc * sizeof(*paths)) : NULL;
-			if (w2) w = w2;
-			if (f2) fields = f2;
-			if (p2) paths = p2;
-			if (!w2 || !f2 || !p2) {
-				rc = al_error_set(AL_ENOMEM, "out of memory");
-				goto cleanup;
-			}
-			memset(fields + cap, 0, (nc - cap) * sizeof(*fields));
-			memset(paths + cap, 0, (nc - cap) * sizeof(*paths));
-			cap = nc;
-		}
 	}
-	rc = n ? al_store_commit(t->store, w, n) : 0;
+	if (rc == 0 && m.n)
+		rc = al_store_commit(t->store, m.w, m.n);
 cleanup:
-	for (i = 0; fields && i < cap; i++) {
-		cJSON_Delete(fields[i]);
-		if (paths)
-			free(paths[i]);
-	}
-	free(fields);
-	free(paths);
-	free(w);
+	mw_free(&m);
 	al_doc_free(d);
 	al_doc_free(existing);
 	al_doc_list_free(l);
@@ -416,8 +450,6 @@ cleanup:
 	free(to_id);
 	free(from_doc);
 	free(to_doc);
-	free(lo);
-	free(hi);
 	return rc;
 }
 
