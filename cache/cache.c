@@ -392,6 +392,16 @@ static int make_room(al_cache *c, uint64_t need, int need_all)
 	return !c->max_bytes || c->bytes + need <= c->max_bytes;
 }
 
+/* A fill's work ended (fetched, hashed, placed): if open files had taken the cache past its limit
+ * and this one was the last busy thing keeping it there, the cache goes back under it now; the
+ * readers' closes may have come first, when it could not be evicted yet. In c->lock. */
+static void work_done(al_cache *c, fill *f)
+{
+	f->busy--;
+	if (!f->busy && c->max_bytes && c->bytes > c->max_bytes)
+		make_room(c, 0, 0);
+}
+
 /* Evicts unpinned entries, oldest first, until at least `want` bytes are freed. */
 static uint64_t free_bytes(al_cache *c, uint64_t want)
 {
@@ -784,7 +794,7 @@ void al_cache_free(al_cache *c)
 		job_unlink(c, j);
 		if (!j->n) {
 			place_fill(c, j->f);
-			j->f->busy--;
+			j->f->busy--;   /* closing: nothing more to make room for */
 		}
 		fill_unref(j->f);
 		free(j);
@@ -1062,7 +1072,7 @@ static void advance_hash(al_cache *c, fill *f)
 	if (f->e && !f->done && f->hashed == f->nchunks)
 		complete_fill(c, f);
 	f->hashing = 0;
-	f->busy--;
+	work_done(c, f);
 	free(buf);
 }
 
@@ -1266,7 +1276,7 @@ static void *worker_main(void *arg)
 		job_unlink(c, j);
 		if (!j->n) {
 			place_fill(c, j->f);
-			j->f->busy--;
+			work_done(c, j->f);
 		} else if (j->f->e && !j->f->done && j->f->st[j->first] == CH_QUEUED) {
 			run_fetch(c, j->f, j->first, j->n, 0);
 		}
