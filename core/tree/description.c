@@ -2,18 +2,6 @@
  * dot-name because every other name in a dataset is a data file: README "datasets"). */
 #include "internal.h"
 
-static int description_render(al_buf *b, int64_t *mtime, al_tree *t, const node *n)
-{
-	al_doc *d = NULL;
-	int rc;
-	if ((rc = get_doc(&d, t, node_owner_doc(n))) == 0) {
-		rc = render_text_field(b, d->fields, "description");
-		mtime_raise(mtime, value_time(d, NULL, "description_updated"));
-	}
-	al_doc_free(d);
-	return rc;
-}
-
 static int description_commit(al_file *f)
 {
 	cJSON *fields = cJSON_CreateObject();
@@ -32,10 +20,10 @@ static int description_commit(al_file *f)
 
 const al_kind kind_experiment_description = {
 	.name = "description", .pattern = EXPERIMENT_P "/description", .owner = O_EXPERIMENT,
-	.mode = 0644, .render = description_render, .commit = description_commit,
+	.mode = 0644, .field = "description", .render = field_render, .commit = description_commit,
 };
 
 const al_kind kind_dataset_description = {
 	.name = ".description", .pattern = DATASET_P "/.description", .owner = O_DATASET,
-	.mode = 0644, .render = description_render, .commit = description_commit,
+	.mode = 0644, .field = "description", .render = field_render, .commit = description_commit,
 };

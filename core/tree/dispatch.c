@@ -128,7 +128,6 @@ const char *node_owner_doc(const node *n)
 
 int render(al_buf *b, int64_t *mtime, al_tree *t, const node *n)
 {
-	(void)t;
 	if (!n->k->render)
 		return al_error_set(AL_EINVAL, "not a generated file");
 	return n->k->render(b, mtime, t, n);

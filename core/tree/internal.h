@@ -350,7 +350,7 @@ void *dataset_thread(void *arg);
 int owner_rmdir(al_tree *t, const node *n, const char *path);
 int vdir_mkdir(al_tree *t, const node *n, const char *path, const al_caller *c);
 cJSON *named_doc(const char *name, int64_t now);
-int run_field_render(al_buf *b, int64_t *mtime, al_tree *t, const node *n);
+int field_render(al_buf *b, int64_t *mtime, al_tree *t, const node *n);
 
 /* The rows, one per kind, each in the file named after what the user sees. */
 #define KIND(k) extern const al_kind kind_##k;

@@ -14,12 +14,13 @@ static int parse_fold(long long *out, const char *s)
 	return 0;
 }
 
-/* The field of the run document the row names, as a line (status, fold, model, description). */
-int run_field_render(al_buf *b, int64_t *mtime, al_tree *t, const node *n)
+/* The field of the owner document the row names, as a line (a run's status, fold, model and
+ * description, an experiment's and a dataset's description), with its own time of change. */
+int field_render(al_buf *b, int64_t *mtime, al_tree *t, const node *n)
 {
 	al_doc *d = NULL;
 	int rc;
-	if ((rc = get_doc(&d, t, n->run_doc)) == 0) {
+	if ((rc = get_doc(&d, t, node_owner_doc(n))) == 0) {
 		char key[32];
 		rc = render_text_field(b, d->fields, n->k->field);
 		snprintf(key, sizeof(key), "%s_updated", n->k->field);
@@ -75,17 +76,17 @@ static int fold_check_line(const node *n, const char *line)
 
 const al_kind kind_fold = {
 	.name = "fold", .pattern = RUN_P "/fold", .flags = K_RUNNING, .owner = O_RUN, .mode = 0644,
-	.field = "fold", .render = run_field_render, .commit = run_field_commit,
+	.field = "fold", .render = field_render, .commit = run_field_commit,
 	.check_line = fold_check_line,
 };
 
 const al_kind kind_model = {
 	.name = "model", .pattern = RUN_P "/model", .flags = K_RUNNING, .owner = O_RUN, .mode = 0644,
-	.field = "model", .render = run_field_render, .commit = run_field_commit,
+	.field = "model", .render = field_render, .commit = run_field_commit,
 };
 
 /* A run's description can be written after it ended: notes on what it showed. */
 const al_kind kind_run_description = {
 	.name = "description", .pattern = RUN_P "/description", .owner = O_RUN, .mode = 0644,
-	.field = "description", .render = run_field_render, .commit = run_field_commit,
+	.field = "description", .render = field_render, .commit = run_field_commit,
 };

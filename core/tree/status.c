@@ -97,6 +97,6 @@ static int status_check_line(const node *n, const char *line)
 /* Writable whatever the run's state: writing it is how a run ends or resumes. */
 const al_kind kind_status = {
 	.name = "status", .pattern = RUN_P "/status", .owner = O_RUN, .mode = 0644,
-	.field = "status", .render = run_field_render, .commit = status_commit,
+	.field = "status", .render = field_render, .commit = status_commit,
 	.check_line = status_check_line,
 };
