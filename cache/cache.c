@@ -36,6 +36,9 @@ struct entry {
 	enum entry_state state;
 	int dirty;
 	int damaged;            /* READY, found damaged by al_cache_check while open: goes when let go */
+	/* READY and pinned: a descriptor the next opens duplicate, so a file removed behind our back
+	 * while the kernel reads it (FUSE passthrough) still serves them; closed when unpinned. */
+	int has_fd, fd;
 	fill *fill;             /* PARTIAL only */
 	entry *hnext;           /* hash-table chain */
 	entry *prev, *next;     /* LRU list, READY and PARTIAL entries; head = least recently used */
@@ -368,6 +371,8 @@ static void evict(al_cache *c, entry *e)
 		free(p);
 	}
 	db_write(c, e, 1);    /* best effort: reconcile on open drops rows whose file is gone */
+	if (e->has_fd)
+		close(e->fd);
 	lru_unlink(c, e);
 	table_remove(c, e);
 	if (e->dirty)
@@ -646,20 +651,37 @@ cleanup:
 /* ---- complete blobs ---- */
 
 /* Under the lock: pins a READY entry and opens it. */
+static void unpin(entry *e)
+{
+	if (--e->pins == 0 && e->has_fd) {
+		close(e->fd);
+		e->has_fd = 0;
+	}
+}
+
 static int open_ready(int *fd_out, al_cache *c, entry *e)
 {
 	if (e->damaged)
 		return al_error_set(AL_EIO, "the cached copy of blob %s is damaged; it is fetched again "
 			"once the files reading it are closed", e->hash);
-	char *p = blob_path(c, e->hash);
-	if (!p)
-		return al_error_set(AL_ENOMEM, "out of memory");
-	int fd = open(p, O_RDONLY | O_CLOEXEC);
-	int e_no = errno;
-	free(p);
+	int fd;
+	if (e->has_fd)
+		fd = fcntl(e->fd, F_DUPFD_CLOEXEC, 0);
+	else {
+		char *p = blob_path(c, e->hash);
+		if (!p)
+			return al_error_set(AL_ENOMEM, "out of memory");
+		fd = open(p, O_RDONLY | O_CLOEXEC);
+		int e_no = errno;
+		free(p);
+		if (fd < 0)
+			return al_error_set_errno(e_no == ENOENT ? AL_ENOTFOUND : AL_EIO, e_no,
+				"cannot open cached blob %s", e->hash);
+		if ((e->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0)) >= 0)
+			e->has_fd = 1;
+	}
 	if (fd < 0)
-		return al_error_set_errno(e_no == ENOENT ? AL_ENOTFOUND : AL_EIO, e_no,
-			"cannot open cached blob %s", e->hash);
+		return al_error_set_errno(AL_EIO, errno, "cannot open cached blob %s", e->hash);
 	e->pins++;
 	e->last_used = clock_tick(c);
 	if (!e->dirty) {
@@ -684,7 +706,7 @@ void al_cache_release(al_cache *c, const char *hash)
 	pthread_mutex_lock(&c->lock);
 	entry *e = table_find(c, hash);
 	if (e && e->state == ENTRY_READY && e->pins)
-		e->pins--;
+		unpin(e);
 	if (e && e->damaged && evictable(e)) {
 		evict(c, e);
 		c->evictions--;    /* dropped, not evicted for room */
@@ -730,7 +752,7 @@ int al_cache_check(int *found, al_cache *c, const char *hash, uint64_t size)
 	rc = al_hash_fd(got, &n, fd);
 	close(fd);
 	pthread_mutex_lock(&c->lock);
-	e->pins--;
+	unpin(e);
 	if (rc == 0 && (n != size || strcmp(got, hash) != 0)) {
 		rc = al_error_set(AL_EIO, "the cached copy of blob %s is damaged (%llu bytes hashing to "
 			"%s); removed, the next read fetches it again", hash, (unsigned long long)n, got);
@@ -1863,7 +1885,7 @@ void al_cache_blob_close(al_cache_blob *b)
 	entry *e = b->f->e;
 	if (e) {
 		if (e->pins)
-			e->pins--;
+			unpin(e);
 		if (!e->pins && e->fill == b->f)
 			cancel_jobs(c, b->f);    /* an idle partial keeps what it has, fetches no more */
 	}
