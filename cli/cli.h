@@ -19,7 +19,7 @@ typedef struct al_cli_mount_opts {
 	const char *mountpoint;
 	const char *store, *blobs, *cache_dir;
 	uint64_t cache_size;
-	int foreground, allow_delete, debug;
+	int foreground, allow_delete, debug, no_passthrough;
 	const char *fuse_opts[32];
 	int nfuse;
 } al_cli_mount_opts;

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "config.h"
+#include "aletheia/fs.h"
 #include "cli/cli.h"
 
 static const struct {
@@ -11,7 +12,7 @@ static const struct {
 	const char *line;
 } usage_lines[] = {
 	{"mount", "aletheia mount [MOUNTPOINT] [--store URI] [--blobs URI] [--cache-dir DIR] [--cache-size SIZE]\n"
-	          "               [--foreground] [--allow-delete] [-o FUSE_OPTION]..."},
+	          "               [--foreground] [--allow-delete] [--no-passthrough] [-o FUSE_OPTION]..."},
 	{"umount", "aletheia umount [MOUNTPOINT]"},
 	{"new-run", "aletheia new-run PROJECT/EXPERIMENT [--mount MOUNTPOINT]"},
 	{"run", "aletheia run --exper PROJECT/EXPERIMENT [--fold N] [--model M] [--param KEY=VALUE]...\n"
@@ -47,6 +48,7 @@ static const char help_text[] =
 	"  --cache-size SIZE    cache size limit, e.g. 10G\n"
 	"  --foreground         stay in the foreground until unmounted\n"
 	"  --allow-delete       allow rm and rmdir of tracked things\n"
+	"  --no-passthrough     read local blobs through the daemon, not by the kernel directly\n"
 	"  -o FUSE_OPTION       pass an option to FUSE (repeatable)\n"
 	"\n"
 	"Options of run:\n"
@@ -137,7 +139,7 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	if (strcmp(cmd, "--version") == 0) {
-		printf("aletheia %s\n", AL_VERSION);
+		printf("aletheia %s (%s)\n", AL_VERSION, al_fs_library());
 		return 0;
 	}
 	if (strcmp(cmd, "mount") == 0)

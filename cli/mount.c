@@ -66,6 +66,8 @@ static int parse(al_cli_mount_opts *o, int argc, char **argv)
 			o->allow_delete = 1;
 		else if (strcmp(argv[i], "--debug") == 0)
 			o->debug = 1;
+		else if (strcmp(argv[i], "--no-passthrough") == 0)
+			o->no_passthrough = 1;
 		else if (argv[i][0] == '-' || seen_mountpoint)
 			return al_cli_usage("mount");
 		else {
@@ -153,6 +155,7 @@ static int serve(const al_cli_mount_opts *o, const char *mnt, int ready_fd)
 	sopts.fuse_opts = o->fuse_opts;
 	sopts.nfuse_opts = o->nfuse;
 	sopts.debug = o->debug;
+	sopts.no_passthrough = o->no_passthrough;
 	sopts.mounted = note_mounted;
 	sopts.arg = &note;
 	if (al_fs_serve(tree, &sopts) == 0)

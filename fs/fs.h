@@ -8,7 +8,7 @@
 
 typedef struct al_fs al_fs;
 
-int al_fs_new(al_fs **out, al_tree *tree);
+int al_fs_new(al_fs **out, al_tree *tree, int no_passthrough);
 void al_fs_free(al_fs *fs);
 const struct fuse_lowlevel_ops *al_fs_ops(void);
 /* The one place aletheia error codes become errno values. */

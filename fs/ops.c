@@ -1,5 +1,6 @@
 /* aletheia: the FUSE low-level operations: an inode table over tree paths, replies with
- * per-entry cache lifetimes, and reads served by splicing from local files. */
+ * per-entry cache lifetimes, and reads served by the kernel from complete local blobs (FUSE
+ * passthrough) or spliced from local files. */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -12,6 +13,14 @@
 #include "fs.h"
 #include "core/util.h"
 
+/* FUSE passthrough (kernel 6.9+) needs libfuse 3.16's fuse_passthrough_open (README
+ * "Dependencies"); an older libfuse builds the spliced read path alone. */
+#if FUSE_MAJOR_VERSION > 3 || (FUSE_MAJOR_VERSION == 3 && FUSE_MINOR_VERSION >= 16)
+#define AL_HAVE_PASSTHROUGH 1
+#else
+#define AL_HAVE_PASSTHROUGH 0
+#endif
+
 /* Lookup counts follow libfuse's passthrough_hp: lookup/create/mkdir add one, forget removes. */
 typedef struct inode {
 	fuse_ino_t ino;
@@ -19,11 +28,18 @@ typedef struct inode {
 	uint64_t nlookup;
 	uint64_t children;      /* entries of the path table directly below this path */
 	struct open_ref *opens; /* its open files: they answer for it once its name is gone */
+	/* The kernel holds an inode in one I/O mode: while files of it are open through a backing
+	 * file (passthrough, all through the same one), no other open may be, and the reverse. */
+	unsigned pt_opens, other_opens;
+	int backing_id;         /* registered for pt_opens, closed with the last of them */
+	dev_t backing_dev;      /* which file it is, so an open of the same blob joins it */
+	ino_t backing_ino;
 	struct inode *next_ino, *next_path;
 } inode;
 
 typedef struct open_ref {
 	al_file *f;
+	int passthrough;
 	struct open_ref *next;
 } open_ref;
 
@@ -37,6 +53,11 @@ struct al_fs {
 	fuse_ino_t next_ino;
 	uid_t uid;
 	gid_t gid;
+	int passthrough;        /* the kernel took FUSE_CAP_PASSTHROUGH and it has not failed us */
+	int no_passthrough;     /* --no-passthrough */
+	char read_path[200];    /* in lock: .aletheia/status's read_path */
+	/* .aletheia/status: opens the kernel reads without us, and reads that reach us */
+	unsigned long long passthrough_opens, daemon_reads;
 };
 
 
@@ -153,25 +174,98 @@ static fuse_ino_t remember(al_fs *fs, const char *path)
 	return ino;
 }
 
-/* An open file of an inode (fi->fh), kept until its release. */
-static void track_open(al_fs *fs, fuse_ino_t ino, al_file *f)
+/* Said once: at init, or at the first refused backing file. */
+static void passthrough_off(al_fs *fs, const char *why)
 {
-	open_ref *r = malloc(sizeof(*r));
-	inode *n;
-	if (!r)
-		return;   /* only the fallback of getattr_unnamed is lost */
 	pthread_mutex_lock(&fs->lock);
-	if ((n = find_ino(fs, ino))) {
-		r->f = f;
-		r->next = n->opens;
-		n->opens = r;
-		r = NULL;
-	}
+	fs->passthrough = 0;
+	snprintf(fs->read_path, sizeof(fs->read_path), "splice (FUSE passthrough unavailable: %s)", why);
 	pthread_mutex_unlock(&fs->lock);
-	free(r);
+	fprintf(stderr, "aletheia: FUSE passthrough unavailable (%s): blobs are read through the "
+		"daemon (spliced)\n", why);
 }
 
-static void untrack_open(al_fs *fs, fuse_ino_t ino, al_file *f)
+static void status_lines(char *buf, size_t len, void *arg)
+{
+	al_fs *fs = arg;
+	pthread_mutex_lock(&fs->lock);
+	snprintf(buf, len, "read_path: %s\npassthrough_opens: %llu\ndaemon_reads: %llu\n",
+		fs->read_path[0] ? fs->read_path : "splice", fs->passthrough_opens,
+		__atomic_load_n(&fs->daemon_reads, __ATOMIC_RELAXED));
+	pthread_mutex_unlock(&fs->lock);
+}
+
+/* Records an open file of an inode (fi->fh) until its release, and picks its I/O mode: through
+ * backing_fd (>= 0: the file's whole content, complete and local) the kernel reads it without
+ * us, unless the inode is open otherwise. 0, or an errno: ENOMEM, or EBUSY when the inode is
+ * open through another backing file (its blob was replaced since) and must not be opened
+ * otherwise until those close (the kernel refuses mixed modes). */
+static int track_open(al_fs *fs, fuse_req_t req, fuse_ino_t ino, al_file *f, int backing_fd,
+	struct fuse_file_info *fi)
+{
+	open_ref *r = calloc(1, sizeof(*r));
+	inode *n;
+	int err = 0, refused = 0;
+	struct stat st;
+	if (!r)
+		return ENOMEM;
+	if (backing_fd >= 0 && fstat(backing_fd, &st) != 0)
+		backing_fd = -1;
+	pthread_mutex_lock(&fs->lock);
+	if (!(n = find_ino(fs, ino)))
+		goto done;   /* cannot happen: an open inode has a lookup count */
+	if (!fs->passthrough || n->other_opens)
+		backing_fd = -1;
+	if (backing_fd >= 0 && n->pt_opens) {
+		if (n->backing_dev != st.st_dev || n->backing_ino != st.st_ino)
+			err = EBUSY;
+		else
+			fi->backing_id = n->backing_id;
+	} else if (backing_fd >= 0) {
+#if AL_HAVE_PASSTHROUGH
+		int id = fuse_passthrough_open(req, backing_fd);
+		if (id > 0) {
+			n->backing_id = id;
+			n->backing_dev = st.st_dev;
+			n->backing_ino = st.st_ino;
+			fi->backing_id = id;
+		} else {
+			refused = errno;
+			backing_fd = -1;
+		}
+#else
+		(void)req;
+		backing_fd = -1;
+#endif
+	} else if (n->pt_opens)
+		err = EBUSY;
+	if (err)
+		goto done;
+	r->f = f;
+	r->passthrough = backing_fd >= 0;
+	if (r->passthrough) {
+		n->pt_opens++;
+		fs->passthrough_opens++;
+		fi->keep_cache = 0;   /* no page cache of ours: the backing file's is used */
+		fi->direct_io = 0;
+	} else
+		n->other_opens++;
+	r->next = n->opens;
+	n->opens = r;
+	r = NULL;
+done:
+	pthread_mutex_unlock(&fs->lock);
+	free(r);
+	if (refused == EPERM)
+		passthrough_off(fs, "the daemon lacks CAP_SYS_ADMIN");
+	else if (refused)
+		/* ELOOP: a backing file on a stacked filesystem (overlayfs); others are this file's */
+		fprintf(stderr, "aletheia: FUSE passthrough refused a backing file (%s): this open is "
+			"read through the daemon\n", strerror(refused));
+	return err;
+}
+
+static void untrack_open(al_fs *fs, fuse_req_t req, fuse_ino_t ino, al_file *f)
 {
 	open_ref **p, *r = NULL;
 	inode *n;
@@ -181,9 +275,18 @@ static void untrack_open(al_fs *fs, fuse_ino_t ino, al_file *f)
 			if ((*p)->f == f) {
 				r = *p;
 				*p = r->next;
+				if (!r->passthrough)
+					n->other_opens--;
+				else if (--n->pt_opens == 0) {
+#if AL_HAVE_PASSTHROUGH
+					fuse_passthrough_close(req, n->backing_id);
+#endif
+					n->backing_id = 0;
+				}
 				break;
 			}
 	pthread_mutex_unlock(&fs->lock);
+	(void)req;
 	free(r);
 }
 
@@ -566,10 +669,18 @@ static void op_open_body(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *
 	if (rc)
 		reply_error(req, rc, "open", path);
 	else {
+		int bfd = -1, err;
 		set_file_info(fi, f);
-		track_open(fs, ino, f);
-		if (fuse_reply_open(req, fi) != 0) {
-			untrack_open(fs, ino, f);
+		if (!(flags & AL_OPEN_WRITE) && al_file_backing_fd(&bfd, f) != 0)
+			bfd = -1;
+		if ((err = track_open(fs, req, ino, f, bfd, fi))) {
+			if (err == EBUSY)
+				fprintf(stderr, "aletheia: open %s: EBUSY: still open for reading through the "
+					"blob it had before it was replaced\n", path);
+			al_file_release(f);
+			fuse_reply_err(req, err);
+		} else if (fuse_reply_open(req, fi) != 0) {
+			untrack_open(fs, req, ino, f);
 			al_file_release(f);
 		}
 	}
@@ -607,9 +718,15 @@ static void op_create_body(fuse_req_t req, fuse_ino_t parent, const char *name, 
 	e.attr_timeout = 0.0;
 	e.entry_timeout = 1.0;
 	set_file_info(fi, f);
-	track_open(fs, e.ino, f);
+	if ((rc = track_open(fs, req, e.ino, f, -1, fi))) {
+		forget_one(fs, e.ino, 1);
+		al_file_release(f);
+		fuse_reply_err(req, rc);
+		free(path);
+		return;
+	}
 	if (fuse_reply_create(req, &e, fi) != 0) {
-		untrack_open(fs, e.ino, f);
+		untrack_open(fs, req, e.ino, f);
 		forget_one(fs, e.ino, 1);
 		al_file_release(f);
 	}
@@ -687,7 +804,7 @@ static void op_fsync_body(fuse_req_t req, fuse_ino_t ino, int datasync, struct f
 
 static void op_release_body(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	untrack_open(fs_of(req), ino, (al_file *)(uintptr_t)fi->fh);
+	untrack_open(fs_of(req), req, ino, (al_file *)(uintptr_t)fi->fh);
 	al_file_release((al_file *)(uintptr_t)fi->fh);
 	fuse_reply_err(req, 0);
 }
@@ -789,7 +906,28 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 
 static void op_init(void *userdata, struct fuse_conn_info *conn)
 {
-	(void)userdata;
+	al_fs *fs = userdata;
+#if AL_HAVE_PASSTHROUGH
+	/* Complete local blobs are read by the kernel from their backing file (README "Reading
+	 * datasets"); the backing files may not be on a stacked filesystem (overlayfs): their
+	 * opens fail and those reads go through us. Passthrough rules out writeback caching, which
+	 * we never want anyway (below). */
+	if (fs->no_passthrough)
+		passthrough_off(fs, "--no-passthrough");
+	else if (conn->capable & FUSE_CAP_PASSTHROUGH) {
+		conn->want |= FUSE_CAP_PASSTHROUGH;
+		pthread_mutex_lock(&fs->lock);
+		fs->passthrough = 1;
+		snprintf(fs->read_path, sizeof(fs->read_path), "passthrough (complete local blobs are "
+			"read by the kernel; libfuse %s)", fuse_pkgversion());
+		pthread_mutex_unlock(&fs->lock);
+	} else
+		passthrough_off(fs, "the kernel does not offer it (FUSE_PASSTHROUGH, Linux 6.9+)");
+#else
+	char text[100];
+	snprintf(text, sizeof(text), "libfuse %s, passthrough needs 3.16", fuse_pkgversion());
+	passthrough_off(fs, text);
+#endif
 	/* Reads are spliced from local files; O_TRUNC comes with open, not as a separate setattr. */
 	if (conn->capable & FUSE_CAP_SPLICE_WRITE)
 		conn->want |= FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE;
@@ -888,6 +1026,7 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
 {
 	int64_t outer = al__op_begin();
+	__atomic_add_fetch(&fs_of(req)->daemon_reads, 1, __ATOMIC_RELAXED);
 	op_read_body(req, ino, size, off, fi);
 	al__op_end(outer);
 }
@@ -959,7 +1098,7 @@ const struct fuse_lowlevel_ops *al_fs_ops(void)
 	return &ops;
 }
 
-int al_fs_new(al_fs **out, al_tree *tree)
+int al_fs_new(al_fs **out, al_tree *tree, int no_passthrough)
 {
 	al_fs *fs = calloc(1, sizeof(*fs));
 	inode *root;
@@ -969,6 +1108,7 @@ int al_fs_new(al_fs **out, al_tree *tree)
 	}
 	pthread_mutex_init(&fs->lock, NULL);
 	fs->tree = tree;
+	fs->no_passthrough = no_passthrough;
 	fs->uid = getuid();
 	fs->gid = getgid();
 	fs->next_ino = FUSE_ROOT_ID + 1;
@@ -976,6 +1116,7 @@ int al_fs_new(al_fs **out, al_tree *tree)
 	root->nlookup = 1;
 	fs->by_ino[FUSE_ROOT_ID % BUCKETS] = root;
 	link_path(fs, root, strdup("/"));
+	al_tree_set_status_fn(tree, status_lines, fs);
 	*out = fs;
 	return 0;
 }
@@ -986,6 +1127,7 @@ void al_fs_free(al_fs *fs)
 	inode *n, *next;
 	if (!fs)
 		return;
+	al_tree_set_status_fn(fs->tree, NULL, NULL);
 	for (i = 0; i < BUCKETS; i++)
 		for (n = fs->by_ino[i]; n; n = next) {
 			next = n->next_ino;

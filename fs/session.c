@@ -1,6 +1,7 @@
 /* aletheia: the FUSE session of a tree (al_fs_serve): mount, the request loop, and the start of
  * the daemon's stop once the session has ended. */
 #include <pthread.h>
+#include <stdio.h>
 #include <time.h>
 #include "core/util.h"
 #include "fs.h"
@@ -37,6 +38,13 @@ static void *watch_exit(void *arg)
 	return NULL;
 }
 
+const char *al_fs_library(void)
+{
+	static char text[64];
+	snprintf(text, sizeof(text), "libfuse %s", fuse_pkgversion());
+	return text;
+}
+
 int al_fs_serve(al_tree *tree, const al_fs_session_options *o)
 {
 	al_fs *fs = NULL;
@@ -45,7 +53,7 @@ int al_fs_serve(al_tree *tree, const al_fs_session_options *o)
 	struct fuse_loop_config *cfg = NULL;
 	int rc, i, mounted = 0, handlers = 0;
 
-	if ((rc = al_fs_new(&fs, tree)) != 0)
+	if ((rc = al_fs_new(&fs, tree, o->no_passthrough)) != 0)
 		goto cleanup;
 	fuse_opt_add_arg(&args, "aletheia");
 	fuse_opt_add_arg(&args, "-o");

@@ -337,6 +337,25 @@ static int blob_read(size_t *nread, al_file *f, char *buf, size_t size, uint64_t
 	return 0;
 }
 
+/* Complete local content only: a blob still streaming is read through us, range by range. A
+ * file:// blob was checked at open (size, and hash when changed: README "Durability"); a
+ * cache entry is complete only once verified. And only files no open can replace while the
+ * kernel reads their blob (a dataset's write-once files, an ended run's artifacts): the kernel
+ * refuses any other open of a file it reads through a backing file (README "Reading datasets"). */
+static int blob_backing_fd(int *fd, al_file *f)
+{
+	const al_kind *k = f->n.k;
+	*fd = -1;
+	if (!(k->flags & K_WRITE_ONCE) &&
+	    !((k->flags & K_RUNNING) && require_running(f->t, &f->n) == AL_EROFS))
+		return 0;
+	if (f->cb)
+		*fd = al_cache_blob_is_complete(f->cb) ? al_cache_blob_fd(f->cb) : -1;
+	else
+		*fd = f->fd;
+	return 0;
+}
+
 /* Not while still streaming: a blob that fails its verification must not leave pages behind. */
 static int blob_keep_cache(al_file *f)
 {
@@ -360,7 +379,8 @@ static int blob_read_getattr(al_attr *out, al_file *f)
 }
 
 const file_class blob_read_class = {
-	.read = blob_read, .fd_get = blob_read_fd_get, .keep_cache = blob_keep_cache,
+	.read = blob_read, .fd_get = blob_read_fd_get, .backing_fd = blob_backing_fd,
+	.keep_cache = blob_keep_cache,
 	.getattr = blob_read_getattr,
 };
 

@@ -200,6 +200,12 @@ int al_file_fd_get(int *fd, int *owned, al_file *f, uint64_t off, size_t len)
 	return CLASS(f)->fd_get ? CLASS(f)->fd_get(fd, owned, f, off, len) : 0;
 }
 
+int al_file_backing_fd(int *fd, al_file *f)
+{
+	*fd = -1;
+	return CLASS(f)->backing_fd ? CLASS(f)->backing_fd(fd, f) : 0;
+}
+
 int al_file_keep_cache(al_file *f)
 {
 	return CLASS(f)->keep_cache ? CLASS(f)->keep_cache(f) : 0;

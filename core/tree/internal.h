@@ -175,6 +175,8 @@ struct al_tree {
 	attr_entry **acache;
 	size_t acount;
 	int64_t attr_ttl_us;       /* INT64_MAX for a local store: no one else changes it */
+	al_tree_status_fn status_fn;  /* the FUSE layer's lines of .aletheia/status (in lock) */
+	void *status_arg;
 };
 
 /* ---- open files (handle.c) --------------------------------------------------------------- */
@@ -191,6 +193,8 @@ typedef struct file_class {
 	int (*getattr)(al_attr *out, al_file *f);   /* NULL: the path's (path_attr) */
 	/* Content held in a local file: a descriptor to read [off, off+len) from (al_file_fd_get). */
 	int (*fd_get)(int *fd, int *owned, al_file *f, uint64_t off, size_t len);
+	/* The whole content, complete and verified, for the handle's life (al_file_backing_fd). */
+	int (*backing_fd)(int *fd, al_file *f);
 	int (*keep_cache)(al_file *f);
 	int (*direct_io)(al_file *f);
 	/* The class's part of a release; 1 when other opens still share the handle (keep it). */

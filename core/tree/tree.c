@@ -10,14 +10,26 @@ uint64_t al_tree_pending(al_tree *t)
 	return al_stack_pending(t->stack);
 }
 
+void al_tree_set_status_fn(al_tree *t, al_tree_status_fn fn, void *arg)
+{
+	pthread_mutex_lock(&t->lock);
+	t->status_fn = fn;
+	t->status_arg = arg;
+	pthread_mutex_unlock(&t->lock);
+}
+
 int al_tree_status(char **out, al_tree *t)
 {
 	al_stack *s = t->stack;
 	al_buf b = AL_BUF_INIT;
 	al_cache_stats cs;
-	char err[512], limit[64], offline[160];
+	char err[512], limit[64], offline[160], fs_lines[1024] = "";
 
 	al_cache_get_stats(&cs, s->cache);
+	pthread_mutex_lock(&t->lock);
+	if (t->status_fn)
+		t->status_fn(fs_lines, sizeof(fs_lines), t->status_arg);
+	pthread_mutex_unlock(&t->lock);
 	if (!al_store_cache_offline(offline, sizeof(offline), s->series_store))
 		snprintf(offline, sizeof(offline), "none");
 	al_series_last_error(err, sizeof(err), s->series);
@@ -29,11 +41,11 @@ int al_tree_status(char **out, al_tree *t)
 		snprintf(limit, sizeof(limit), "unbounded");
 	al_buf_printf(&b, "version: %s\npid: %d\nmountpoint: %s\nstore: %s\nbackend: %s\nblobs: %s\n"
 		"cache: %s (%llu bytes %s, %llu blobs)\npending_writes: %llu\nlast_error: %s\n"
-		"offline_since: %s\n",
+		"offline_since: %s\n%s",
 		AL_VERSION, (int)getpid(), t->mountpoint ? t->mountpoint : "", s->store_uri,
 		s->backend, s->blobs_uri, s->cache_dir, (unsigned long long)cs.bytes, limit,
 		(unsigned long long)cs.entries, (unsigned long long)al_tree_pending(t),
-		*err ? err : "none", offline);
+		*err ? err : "none", offline, fs_lines);
 	*out = al_buf_detach(&b, NULL);
 	return *out ? 0 : al_error_set(AL_ENOMEM, "out of memory");
 }

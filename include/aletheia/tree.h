@@ -61,6 +61,10 @@ int al_tree_utimens(al_tree *t, const char *path, int64_t mtime_us);
 /* Text of .aletheia/status. */
 int al_tree_status(char **out, al_tree *t);
 uint64_t al_tree_pending(al_tree *t);
+/* Lines the FUSE layer adds to .aletheia/status (how it reads blobs, its counters): fn writes
+ * "key: value\n" lines, at most len bytes with the NUL, into buf. NULL removes it. */
+typedef void (*al_tree_status_fn)(char *buf, size_t len, void *arg);
+void al_tree_set_status_fn(al_tree *t, al_tree_status_fn fn, void *arg);
 
 /* The largest write the FUSE layer asks the kernel for; larger write()s arrive in pieces. */
 #define AL_MAX_WRITE (1u << 20)
@@ -84,6 +88,10 @@ int al_file_getattr(al_attr *out, al_file *f);
  * closed after a reply that lets the kernel release the handle. *fd is -1 for other content:
  * use al_file_read. */
 int al_file_fd_get(int *fd, int *owned, al_file *f, uint64_t offset, size_t len);
+/* *fd >= 0 when the file's whole content is a complete, verified local file that stays the
+ * same for the handle's life (a file:// blob, a complete cache entry): the kernel may read it
+ * without us (FUSE passthrough). The descriptor is the handle's; -1 for anything else. */
+int al_file_backing_fd(int *fd, al_file *f);
 int al_file_write(al_file *f, const char *buf, size_t size, uint64_t offset);
 int al_file_truncate(al_file *f, uint64_t size);
 /* Records what was written (called on every close() of a descriptor of the file, copies

@@ -28,6 +28,29 @@ FIRESTORE = os.environ.get("ALETHEIA_TEST_STORE", "local") == "firestore"
 BLOBS_KIND = os.environ.get("ALETHEIA_TEST_BLOBS", "file")
 REMOTE = BLOBS_KIND in ("s3", "gs")
 OBJSTORE = None
+# ALETHEIA_TEST_READ_PATH=splice mounts with --no-passthrough: the blob read tests run once with
+# FUSE passthrough (where the kernel and libfuse allow it) and once through the daemon.
+READ_PATH = os.environ.get("ALETHEIA_TEST_READ_PATH", "auto")
+
+
+def passthrough_expected():
+    """Whether a mount here should read complete local blobs through FUSE passthrough: libfuse
+    >= 3.16 in the binary, Linux >= 6.9, root (CAP_SYS_ADMIN), and not the splice run."""
+    if READ_PATH == "splice" or os.geteuid() != 0:
+        return False
+    v = subprocess.run([BIN, "--version"], capture_output=True, text=True).stdout
+    m = re.search(r"libfuse (\d+)\.(\d+)", v)
+    k = re.match(r"(\d+)\.(\d+)", os.uname().release)
+    return bool(m and k and (int(m[1]), int(m[2])) >= (3, 16) and (int(k[1]), int(k[2])) >= (6, 9))
+
+
+def status(m):
+    """.aletheia/status as a dict."""
+    out = {}
+    for line in (m.path / ".aletheia" / "status").read_text().splitlines():
+        k, _, v = line.partition(": ")
+        out[k] = v
+    return out
 
 
 def env_for(m=None, extra=None):
@@ -310,7 +333,8 @@ class Mount:
     def argv(self):
         return [BIN, "mount", str(self.path), "--store", self.store_uri(),
                 "--blobs", self.blobs_uri(), "--cache-dir", str(self.cache),
-                "--foreground", *self.extra]
+                "--foreground", *self.extra,
+                *(["--no-passthrough"] if READ_PATH == "splice" and "--no-passthrough" not in self.extra else [])]
 
     def log_text(self):
         try:
