@@ -909,7 +909,7 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	al_fs *fs = userdata;
 #if AL_HAVE_PASSTHROUGH
 	/* Complete local blobs are read by the kernel from their backing file (README "Reading
-	 * datasets"); the backing files may not be on a stacked filesystem (overlayfs): their
+	 * files at the kernel's speed"); the backing files may not be on a stacked filesystem (overlayfs): their
 	 * opens fail and those reads go through us. Passthrough rules out writeback caching, which
 	 * we never want anyway (below). */
 	if (fs->no_passthrough)

@@ -341,7 +341,8 @@ static int blob_read(size_t *nread, al_file *f, char *buf, size_t size, uint64_t
  * file:// blob was checked at open (size, and hash when changed: README "Durability"); a
  * cache entry is complete only once verified. And only files no open can replace while the
  * kernel reads their blob (a dataset's write-once files, an ended run's artifacts): the kernel
- * refuses any other open of a file it reads through a backing file (README "Reading datasets"). */
+ * refuses any other open of a file it reads through a backing file (README "Reading files at
+ * the kernel's speed"). */
 static int blob_backing_fd(int *fd, al_file *f)
 {
 	const al_kind *k = f->n.k;

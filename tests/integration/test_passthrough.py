@@ -1,5 +1,5 @@
 # aletheia integration tests: FUSE passthrough of complete local blobs (issue 11, README "Reading
-# datasets"): which opens the kernel reads without the daemon, mmap, mixed opens of one file,
+# files at the kernel's speed"): which opens the kernel reads without the daemon, mmap, mixed opens of one file,
 # and a cache entry removed while the kernel reads it. Also run with ALETHEIA_TEST_READ_PATH=splice
 # (the daemon reads everything) and with blobs in a bucket (cache entries as backing files).
 import errno
