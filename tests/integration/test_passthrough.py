@@ -191,3 +191,43 @@ def test_cache_entry_removed_while_the_kernel_reads_it(mount_factory):
     used = sum(f.stat().st_size for f in m.cache.rglob("*") if f.is_file() and f.parent.name != "tmp"
                and not f.name.startswith("index.db"))
     assert used <= 16 * MIB + MIB, f"cache folder holds {used} bytes with --cache-size 16M"
+
+
+def test_many_readers_opening_and_closing_at_once(mount):
+    """Opens through the daemon (a blob still streaming, from a bucket) and through passthrough
+    (once complete) come and go on one file from many readers at once: none may fail (the kernel
+    fails with EIO an open whose mode conflicts with the file's) or read other bytes."""
+    import threading
+    data = {i: os.urandom(3 * MIB + i) for i in range(3)}
+    paths = {i: dataset_file(mount, f"c{i}.bin", d) for i, d in data.items()}
+    errors = []
+
+    def reader(k):
+        try:
+            for j in range(12):
+                i = (k + j) % 3
+                fd = os.open(paths[i], os.O_RDONLY)
+                try:
+                    if j % 2:
+                        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+                    got = bytearray()
+                    while True:
+                        b = os.read(fd, 256 * 1024)
+                        if not b:
+                            break
+                        got += b
+                finally:
+                    os.close(fd)
+                if bytes(got) != data[i]:
+                    errors.append(f"reader {k}: c{i}.bin read {len(got)} bytes, not its content")
+        except OSError as e:
+            errors.append(f"reader {k}: {alutil.errname(e.errno)}")
+
+    threads = [threading.Thread(target=reader, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors, errors[:5]
+    if PT:
+        assert counters(mount)[0] > 0
