@@ -56,8 +56,9 @@ struct al_fs {
 	int passthrough;        /* the kernel took FUSE_CAP_PASSTHROUGH and it has not failed us */
 	int no_passthrough;     /* --no-passthrough */
 	char read_path[200];    /* in lock: .aletheia/status's read_path */
-	/* .aletheia/status: opens the kernel reads without us, and reads that reach us */
-	unsigned long long passthrough_opens, daemon_reads;
+	/* .aletheia/status: opens the kernel reads without us, and reads of local blob (or staged)
+	 * content that reach us: not those of generated files, so reading the status changes neither */
+	unsigned long long passthrough_opens, blob_reads;
 };
 
 
@@ -189,9 +190,9 @@ static void status_lines(char *buf, size_t len, void *arg)
 {
 	al_fs *fs = arg;
 	pthread_mutex_lock(&fs->lock);
-	snprintf(buf, len, "read_path: %s\npassthrough_opens: %llu\ndaemon_reads: %llu\n",
+	snprintf(buf, len, "read_path: %s\npassthrough_opens: %llu\nblob_reads: %llu\n",
 		fs->read_path[0] ? fs->read_path : "splice", fs->passthrough_opens,
-		__atomic_load_n(&fs->daemon_reads, __ATOMIC_RELAXED));
+		__atomic_load_n(&fs->blob_reads, __ATOMIC_RELAXED));
 	pthread_mutex_unlock(&fs->lock);
 }
 
@@ -745,6 +746,7 @@ static void op_read_body(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	}
 	if (fd >= 0) {
 		/* Hand the kernel the file itself: libfuse splices it without a copy through us. */
+		__atomic_add_fetch(&fs_of(req)->blob_reads, 1, __ATOMIC_RELAXED);
 		struct fuse_bufvec buf = FUSE_BUFVEC_INIT(size);
 		buf.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
 		buf.buf[0].fd = fd;
@@ -1026,7 +1028,6 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
 {
 	int64_t outer = al__op_begin();
-	__atomic_add_fetch(&fs_of(req)->daemon_reads, 1, __ATOMIC_RELAXED);
 	op_read_body(req, ino, size, off, fi);
 	al__op_end(outer);
 }
