@@ -2119,7 +2119,9 @@ static int pf_fill(al_cache *c, fill *f, char *msg, size_t msgsize, int *rc)
 		uint32_t i = 0, n = 1;
 		if (f->verified || f->done > 0)
 			return 1;
-		if (f->done < 0 || !f->e || f->fails != fails0 || c->stop) {
+		if (c->stop)
+			return 0;    /* closing: left, not failed */
+		if (f->done < 0 || !f->e || f->fails != fails0) {
 			*rc = f->done < 0 || f->fails != fails0 ? f->err_rc : AL_EIO;
 			snprintf(msg, msgsize, "%s", f->err_msg[0] ? f->err_msg : "blob fill dropped");
 			return -1;
