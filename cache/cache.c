@@ -1,7 +1,7 @@
 /* aletheia: the local content-addressed blob cache: DIR/<xx>/<hash> files, verified fills by
  * ranges into a sparse file in DIR/tmp/ while readers stream from it (each range served only once
- * its pieces matched their hashes), LRU eviction of unpinned blobs, and a persistent SQLite index
- * (DIR/index.db). */
+ * its pieces matched their hashes), LRU eviction of unpinned blobs, a persistent SQLite index
+ * (DIR/index.db), and prefetch: lists of blobs fetched ahead on threads of their own. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include "aletheia/cache.h"
 #include "aletheia/hash.h"
@@ -39,6 +40,8 @@ struct entry {
 	/* READY and pinned: a descriptor the next opens duplicate, so a file removed behind our back
 	 * while the kernel reads it (FUSE passthrough) still serves them; closed when unpinned. */
 	int has_fd, fd;
+	int prefetched;         /* fetched (or kept) by a prefetch and not opened since: counted in
+				 * unread_bytes, never evicted to make room for another prefetch */
 	fill *fill;             /* PARTIAL only */
 	entry *hnext;           /* hash-table chain */
 	entry *prev, *next;     /* LRU list, READY and PARTIAL entries; head = least recently used */
@@ -56,6 +59,9 @@ _Static_assert(AL_PIECE_MIN % CHUNK == 0, "a piece is whole chunks: recorded pie
 #define JOB_MAX (32 * MIB)        /* default largest single ranged GET (ALETHEIA_FETCH_JOB_MB) */
 #define WORKERS_DEFAULT 4         /* parallel read-ahead GETs (ALETHEIA_FETCH_WORKERS) */
 #define WORKERS_MAX 32
+#define PF_PARALLEL 8             /* blobs prefetched at once (ALETHEIA_PREFETCH_PARALLEL) */
+#define PF_MAX 64
+#define PF_AHEAD_UNBOUNDED (2048 * MIB)  /* AHEAD's unread limit without --cache-size */
 /* Blobs up to this size are verified before their first byte is served (one short wait); larger
  * ones stream when they have piece hashes (each range served once its pieces matched; a reader
  * that reads from the start to the end also waits for the whole blob's hash), and are held back
@@ -151,6 +157,15 @@ struct al_cache {
 	uint64_t ra_max;
 	int stop;
 	al_cache_fill_stats fstats;
+	/* Prefetch (al_cache_prefetch_*): the lists being worked on, their threads. */
+	al_cache_prefetch *pf_head;
+	pthread_cond_t pf_wake;     /* a prefetch may go on: a list, room, a blob read */
+	pthread_cond_t pf_progress; /* a prefetched blob was handled */
+	pthread_t pf_threads[PF_MAX];
+	unsigned npf, pf_parallel;
+	uint64_t pf_ahead;          /* AHEAD: at most this many unread prefetched bytes */
+	uint64_t unread_bytes;      /* entries with prefetched set */
+	al_cache_prefetch_totals pft;
 };
 
 /* ---- hash table and LRU list ---- */
@@ -350,6 +365,16 @@ static void maybe_flush(al_cache *c)
 
 /* ---- eviction ---- */
 
+/* Lock held: a prefetched blob was opened (or goes): it no longer counts as read ahead. */
+static void unmark_prefetched(al_cache *c, entry *e)
+{
+	if (!e->prefetched)
+		return;
+	e->prefetched = 0;
+	c->unread_bytes -= e->size;
+	pthread_cond_broadcast(&c->pf_wake);
+}
+
 /* Pinned entries are in use; a fill that is fetching, hashing or being placed is busy. */
 static int evictable(const entry *e)
 {
@@ -365,6 +390,7 @@ static void evict(al_cache *c, entry *e)
 		c->evictions++;
 		return;
 	}
+	unmark_prefetched(c, e);
 	char *p = blob_path(c, e->hash);
 	if (p) {
 		unlink(p);
@@ -391,6 +417,20 @@ static int make_room(al_cache *c, uint64_t need, int need_all)
 	while (e && (need_all || (c->max_bytes && c->bytes + need > c->max_bytes))) {
 		entry *next = e->next;
 		if (evictable(e))
+			evict(c, e);
+		e = next;
+	}
+	return !c->max_bytes || c->bytes + need <= c->max_bytes;
+}
+
+/* make_room for what nobody waits for (read-ahead, prefetch): blobs prefetched and not read yet
+ * stay, or a prefetch would push out what it fetched for the reads to come. */
+static int make_room_keep(al_cache *c, uint64_t need)
+{
+	entry *e = c->lru_head;
+	while (e && c->max_bytes && c->bytes + need > c->max_bytes) {
+		entry *next = e->next;
+		if (evictable(e) && !e->prefetched)
 			evict(c, e);
 		e = next;
 	}
@@ -592,7 +632,11 @@ int al_cache_open(al_cache **out, const char *dir, uint64_t max_bytes)
 	pthread_mutex_init(&c->lock, NULL);
 	pthread_cond_init(&c->filled, NULL);
 	pthread_cond_init(&c->work, NULL);
+	pthread_cond_init(&c->pf_wake, NULL);
+	pthread_cond_init(&c->pf_progress, NULL);
 	c->max_bytes = max_bytes;
+	c->pf_parallel = PF_PARALLEL;
+	c->pf_ahead = max_bytes ? max_bytes / 2 : PF_AHEAD_UNBOUNDED;
 	c->want_workers = WORKERS_DEFAULT;
 	c->ra_max = RA_MAX;
 	c->job_chunks = (uint32_t)(JOB_MAX >> CHUNK_SHIFT);
@@ -606,6 +650,11 @@ int al_cache_open(al_cache **out, const char *dir, uint64_t max_bytes)
 			c->want_workers = atoi(w) > WORKERS_MAX ? WORKERS_MAX : (unsigned)atoi(w);
 		if (ra && atoi(ra) > 0)
 			c->ra_max = (uint64_t)atoi(ra) * MIB;
+		const char *pp = getenv("ALETHEIA_PREFETCH_PARALLEL"), *pa = getenv("ALETHEIA_PREFETCH_AHEAD_MB");
+		if (pp && atoi(pp) > 0)
+			c->pf_parallel = atoi(pp) > PF_MAX ? PF_MAX : (unsigned)atoi(pp);
+		if (pa && atoll(pa) > 0 && !max_bytes)
+			c->pf_ahead = (uint64_t)atoll(pa) * MIB;
 	}
 	c->nbuckets = 1024;
 	if (!(c->buckets = calloc(c->nbuckets, sizeof(*c->buckets)))) {
@@ -713,6 +762,8 @@ void al_cache_release(al_cache *c, const char *hash)
 	}
 	make_room(c, 0, 0);    /* back under the limit, if open files had taken it past */
 	maybe_flush(c);
+	if (c->pf_head)
+		pthread_cond_broadcast(&c->pf_wake);    /* a prefetch waiting for room */
 	pthread_mutex_unlock(&c->lock);
 }
 
@@ -798,6 +849,7 @@ static void fill_free(fill *f);
 static void fill_unref(fill *f);
 static void job_unlink(al_cache *c, job *j);
 static void place_fill(al_cache *c, fill *f);
+static void pf_drop_all(al_cache *c);
 
 void al_cache_free(al_cache *c)
 {
@@ -806,9 +858,14 @@ void al_cache_free(al_cache *c)
 	pthread_mutex_lock(&c->lock);
 	c->stop = 1;
 	pthread_cond_broadcast(&c->work);
+	pthread_cond_broadcast(&c->pf_wake);
+	pthread_cond_broadcast(&c->filled);
 	pthread_mutex_unlock(&c->lock);
+	for (unsigned i = 0; i < c->npf; i++)
+		pthread_join(c->pf_threads[i], NULL);
 	for (unsigned i = 0; i < c->nworkers; i++)
 		pthread_join(c->workers[i], NULL);
+	pf_drop_all(c);
 	pthread_mutex_lock(&c->lock);
 	while (c->jq_head) {
 		/* Verified blobs waiting to be placed are placed now; read-ahead is dropped. */
@@ -844,6 +901,8 @@ void al_cache_free(al_cache *c)
 	}
 	pthread_cond_destroy(&c->filled);
 	pthread_cond_destroy(&c->work);
+	pthread_cond_destroy(&c->pf_wake);
+	pthread_cond_destroy(&c->pf_progress);
 	pthread_mutex_destroy(&c->lock);
 	free(c->dir);
 	free(c);
@@ -916,6 +975,7 @@ static void cancel_jobs(al_cache *c, fill *f)
 static void drop_partial(al_cache *c, entry *e)
 {
 	fill *f = e->fill;
+	unmark_prefetched(c, e);
 	unlink(f->path);
 	f->e = NULL;
 	e->fill = NULL;
@@ -1201,7 +1261,7 @@ static void run_fetch(al_cache *c, fill *f, uint32_t first, uint32_t n, int dema
 	f->inflight++;
 	f->busy++;               /* from here on make_room cannot evict this fill */
 	f->refs++;
-	if (!make_room(c, len, 0) && !demand) {
+	if (!(demand ? make_room(c, len, 0) : make_room_keep(c, len)) && !demand) {
 		f->inflight--;
 		f->busy--;
 		for (uint32_t i = first; i < first + n; i++)
@@ -1658,6 +1718,7 @@ int al_cache_open_blob(al_cache_blob **out, al_cache *c, const char *hash, const
 			if (rc == 0) {
 				c->hits++;
 				b->size = e->size;
+				unmark_prefetched(c, e);
 			}
 			maybe_flush(c);
 			goto unlock;
@@ -1673,6 +1734,7 @@ int al_cache_open_blob(al_cache_blob **out, al_cache *c, const char *hash, const
 		f->refs++;
 		b->f = f;
 		b->size = f->size;
+		unmark_prefetched(c, e);
 		lru_unlink(c, e);
 		lru_append(c, e);
 		c->hits++;
@@ -1891,6 +1953,8 @@ void al_cache_blob_close(al_cache_blob *b)
 	}
 	fill_unref(b->f);
 	make_room(c, 0, 0);    /* back under the limit, if open files had taken it past */
+	if (c->pf_head)
+		pthread_cond_broadcast(&c->pf_wake);    /* a prefetch waiting for room */
 	pthread_mutex_unlock(&c->lock);
 	free(b);
 }
@@ -1899,6 +1963,398 @@ void al_cache_get_fill_stats(al_cache_fill_stats *out, al_cache *c)
 {
 	pthread_mutex_lock(&c->lock);
 	*out = c->fstats;
+	pthread_mutex_unlock(&c->lock);
+}
+
+/* ---- prefetch: lists of blobs fetched ahead, several at once, on threads of their own ---- */
+
+typedef struct pf_item {
+	char hash[AL_HASH_HEX_LEN + 1];
+	char *source;
+	uint64_t size;
+} pf_item;
+
+/* Guarded by the cache lock. refs: the owner, the active list, each blob in flight. */
+struct al_cache_prefetch {
+	al_cache *c;
+	pf_item *items;
+	size_t n, next;         /* items [0, next) were taken up */
+	int mode;
+	int cancelled, listed;  /* listed: in c->pf_head */
+	unsigned inflight, refs;
+	al_cache_prefetch_stats st;
+	al_cache_prefetch *next_active;
+};
+
+static void pf_unref(al_cache_prefetch *p)
+{
+	if (--p->refs)
+		return;
+	for (size_t i = 0; i < p->n; i++)
+		free(p->items[i].source);
+	free(p->items);
+	free(p);
+}
+
+/* Lock held: p is finished or cancelled once nothing of it is in flight: off the active list. */
+static void pf_settle(al_cache *c, al_cache_prefetch *p)
+{
+	if (p->inflight || !p->listed || (!p->cancelled && p->next < p->n))
+		return;
+	for (al_cache_prefetch **q = &c->pf_head; *q; q = &(*q)->next_active)
+		if (*q == p) {
+			*q = p->next_active;
+			break;
+		}
+	p->listed = 0;
+	p->st.finished = 1;
+	c->pft.running--;
+	pthread_cond_broadcast(&c->pf_progress);
+	pf_unref(p);
+}
+
+static void pf_drop_all(al_cache *c)
+{
+	pthread_mutex_lock(&c->lock);
+	while (c->pf_head) {
+		c->pf_head->cancelled = 1;
+		pf_settle(c, c->pf_head);
+	}
+	pthread_mutex_unlock(&c->lock);
+}
+
+enum { PF_CACHED, PF_FETCHED, PF_FAILED, PF_LEFT };    /* how a blob of a prefetch was handled */
+
+static void pf_done(al_cache *c, al_cache_prefetch *p, const pf_item *it, int outcome,
+	const char *msg, int rc)
+{
+	p->st.files_done++;
+	p->st.bytes_done += it->size;
+	if (outcome == PF_CACHED) {
+		p->st.cached_files++;
+		p->st.cached_bytes += it->size;
+	} else if (outcome == PF_FETCHED) {
+		p->st.fetched_files++;
+		p->st.fetched_bytes += it->size;
+		c->pft.fetched_files++;
+		c->pft.fetched_bytes += it->size;
+	} else if (outcome == PF_FAILED) {
+		p->st.failed_files++;
+		c->pft.failed_files++;
+		if (!p->st.err_rc) {
+			p->st.err_rc = rc ? rc : AL_EIO;
+			snprintf(p->st.err, sizeof(p->st.err), "%s", msg ? msg : "prefetch failed");
+		}
+	}
+	pthread_cond_broadcast(&c->pf_progress);
+}
+
+/* Lock held: whether size more bytes fit under max_bytes, evicting only what make_room_keep may. */
+static int pf_room(al_cache *c, uint64_t size)
+{
+	return make_room_keep(c, size);
+}
+
+/* Lock held: the next blob of an active prefetch to fetch, as a fill this thread works on
+ * (refs and busy taken), with its prefetch and item; NULL when none can start now. */
+static fill *pf_pick(al_cache *c, al_cache_prefetch **pout, pf_item **iout)
+{
+	for (al_cache_prefetch *p = c->pf_head, *pnext; p; p = pnext) {
+		pnext = p->next_active;
+		while (!p->cancelled && p->next < p->n) {
+			pf_item *it = &p->items[p->next];
+			entry *e = table_find(c, it->hash);
+			fill *f = NULL;
+			if (e && e->state == ENTRY_READY && !e->damaged) {
+				/* Verified already. What a pull keeps must stay for the reads to come. */
+				if (p->mode == AL_CACHE_PREFETCH_ALL && !e->prefetched && !e->pins) {
+					e->prefetched = 1;
+					c->unread_bytes += e->size;
+				}
+				p->next++;
+				pf_done(c, p, it, PF_CACHED, NULL, 0);
+				continue;
+			}
+			if (e && e->state == ENTRY_READY) {
+				p->next++;    /* damaged and still open: the next open after it goes fetches it */
+				pf_done(c, p, it, PF_LEFT, NULL, 0);
+				continue;
+			}
+			if (e) {
+				f = e->fill;
+				if (p->mode == AL_CACHE_PREFETCH_AHEAD && (e->pins || f->busy)) {
+					p->next++;    /* a reader is fetching it already */
+					pf_done(c, p, it, PF_LEFT, NULL, 0);
+					continue;
+				}
+				/* An idle partial (its readers gone), or for a pull any fill: finish it. */
+			} else if (it->size == 0) {
+				p->next++;    /* nothing to fetch: an open places it at once */
+				pf_done(c, p, it, PF_CACHED, NULL, 0);
+				continue;
+			} else {
+				if (p->mode == AL_CACHE_PREFETCH_AHEAD && c->unread_bytes + it->size > c->pf_ahead)
+					break;    /* far enough ahead of the readers */
+				if (!pf_room(c, it->size)) {
+					if (p->mode == AL_CACHE_PREFETCH_ALL && !p->inflight) {
+						char msg[512];
+						snprintf(msg, sizeof(msg), "the cache has no room for blob %s (%llu "
+							"bytes): open files and prefetched blobs hold %llu of --cache-size "
+							"%llu bytes", it->hash, (unsigned long long)it->size,
+							(unsigned long long)c->bytes, (unsigned long long)c->max_bytes);
+						while (p->next < p->n)
+							pf_done(c, p, &p->items[p->next++], PF_FAILED, msg, AL_ENOSPC);
+						pf_settle(c, p);
+					}
+					break;
+				}
+				int frc = start_fill(&f, c, it->hash, it->source, it->size);
+				if (frc) {
+					p->next++;
+					pf_done(c, p, it, PF_FAILED, al_error_last(), frc);
+					continue;
+				}
+				f->e->prefetched = 1;
+				c->unread_bytes += it->size;
+			}
+			p->next++;
+			p->inflight++;
+			p->refs++;
+			f->refs++;
+			f->busy++;        /* not evictable while this thread works on it */
+			*pout = p;
+			*iout = it;
+			return f;
+		}
+		pf_settle(c, p);
+	}
+	return NULL;
+}
+
+/* Lock held (released while fetching): fetches what f lacks, in GETs of at most job_chunks,
+ * and waits for its verification. 1 when the blob is verified, 0 when there was no room for it,
+ * -1 when it failed (msg, *rc). */
+static int pf_fill(al_cache *c, fill *f, char *msg, size_t msgsize, int *rc)
+{
+	uint64_t fails0 = f->fails;
+	for (;;) {
+		uint32_t i = 0, n = 1;
+		if (f->verified || f->done > 0)
+			return 1;
+		if (c->stop)
+			return 0;    /* closing: left, not failed */
+		if (f->done < 0 || !f->e || f->fails != fails0) {
+			*rc = f->done < 0 || f->fails != fails0 ? f->err_rc : AL_EIO;
+			snprintf(msg, msgsize, "%s", f->err_msg[0] ? f->err_msg : "blob fill dropped");
+			return -1;
+		}
+		while (i < f->nchunks && f->st[i] != CH_MISSING)
+			i++;
+		if (i == f->nchunks && f->pst) {
+			/* Pieces handed over by a reader after their chunks arrived: checked here, or the
+			 * whole-blob hash (which takes matched pieces only) would wait for a read. */
+			uint32_t q = 0;
+			while (q < f->npieces && !(f->pst[q] == PC_UNCHECKED && piece_present(f, q)))
+				q++;
+			if (q < f->npieces) {
+				verify_piece(c, f, q);
+				continue;
+			}
+		}
+		if (i == f->nchunks || (!f->range_ok && f->inflight)) {
+			advance_hash(c, f);
+			if (!f->verified && f->done == 0 && f->e)
+				pthread_cond_wait(&c->filled, &c->lock);    /* others' fetches, the hash */
+			continue;
+		}
+		while (i + n < f->nchunks && n < c->job_chunks && f->st[i + n] == CH_MISSING)
+			n++;
+		run_fetch(c, f, i, n, 0);
+		if (f->fails == fails0 && f->e && !f->done && f->st[i] == CH_MISSING)
+			return 0;    /* gave up for room */
+	}
+}
+
+static void *pf_main(void *arg)
+{
+	al_cache *c = arg;
+	pthread_mutex_lock(&c->lock);
+	while (!c->stop) {
+		al_cache_prefetch *p = NULL;
+		pf_item *it = NULL;
+		fill *f = pf_pick(c, &p, &it);
+		char msg[512] = "";
+		int rc = 0, r;
+		if (!f) {
+			pthread_cond_wait(&c->pf_wake, &c->lock);
+			continue;
+		}
+		r = pf_fill(c, f, msg, sizeof(msg), &rc);
+		if (r <= 0 && f->e && f->e->prefetched)
+			unmark_prefetched(c, f->e);    /* nothing kept for the readers */
+		if (r < 0)
+			fprintf(stderr, "aletheia: prefetch of blob %s failed: %s\n", f->hash, msg);
+		pf_done(c, p, it, r > 0 ? PF_FETCHED : r == 0 ? PF_LEFT : PF_FAILED, msg, rc);
+		work_done(c, f);
+		fill_unref(f);
+		p->inflight--;
+		pf_settle(c, p);
+		pf_unref(p);
+		pthread_cond_broadcast(&c->pf_wake);
+	}
+	pthread_mutex_unlock(&c->lock);
+	return NULL;
+}
+
+static int cmp_item_hash(const void *a, const void *b)
+{
+	const pf_item *x = *(pf_item *const *)a, *y = *(pf_item *const *)b;
+	int r = strcmp(x->hash, y->hash);
+	return r ? r : (x < y ? -1 : x > y);
+}
+
+int al_cache_prefetch_start(al_cache_prefetch **out, al_cache *c, const al_cache_item *items,
+	size_t n, int mode)
+{
+	al_cache_prefetch *p = NULL;
+	pf_item **order = NULL;
+	size_t kept = 0;
+	uint64_t distinct = 0;
+	int rc = 0;
+
+	*out = NULL;
+	if (!(p = calloc(1, sizeof(*p))) || (n && (!(p->items = calloc(n, sizeof(*p->items))) ||
+	    !(order = calloc(n, sizeof(*order)))))) {
+		rc = al_error_set(AL_ENOMEM, "out of memory for a prefetch");
+		goto cleanup;
+	}
+	p->c = c;
+	p->mode = mode;
+	for (size_t i = 0; i < n; i++) {
+		if (!al_hash_is_valid(items[i].hash)) {
+			rc = al_error_set(AL_EINVAL, "invalid blob hash \"%s\"", items[i].hash ? items[i].hash : "");
+			goto cleanup;
+		}
+		memcpy(p->items[i].hash, items[i].hash, AL_HASH_HEX_LEN);
+		p->items[i].size = items[i].size;
+		if (items[i].source && !(p->items[i].source = strdup(items[i].source))) {
+			rc = al_error_set(AL_ENOMEM, "out of memory for a prefetch");
+			goto cleanup;
+		}
+		order[i] = &p->items[i];
+	}
+	p->n = n;
+	/* One blob, one fetch: duplicates (files of equal content) go, the first place kept. */
+	qsort(order, n, sizeof(*order), cmp_item_hash);
+	for (size_t i = 1; i < n; i++)
+		if (strcmp(order[i]->hash, order[i - 1]->hash) == 0)
+			order[i]->size = UINT64_MAX;    /* marked: dropped below */
+	for (size_t i = 0; i < n; i++) {
+		if (p->items[i].size == UINT64_MAX) {
+			free(p->items[i].source);
+			continue;
+		}
+		p->items[kept++] = p->items[i];
+		distinct += p->items[i].size;
+	}
+	p->n = kept;
+	p->st.files = kept;
+	p->st.bytes = distinct;
+	if (mode == AL_CACHE_PREFETCH_ALL && c->max_bytes && distinct > c->max_bytes) {
+		rc = al_error_set(AL_ENOSPC, "%zu files of %llu bytes do not fit in the cache "
+			"(--cache-size %llu bytes); raise --cache-size", kept, (unsigned long long)distinct,
+			(unsigned long long)c->max_bytes);
+		goto cleanup;
+	}
+	pthread_mutex_lock(&c->lock);
+	if (!c->fetch) {
+		pthread_mutex_unlock(&c->lock);
+		rc = al_error_set(AL_EINVAL, "the cache has no fetcher");
+		goto cleanup;
+	}
+	while (c->npf < c->pf_parallel && !c->stop) {
+		if (pthread_create(&c->pf_threads[c->npf], NULL, pf_main, c) != 0)
+			break;
+		c->npf++;
+	}
+	if (!c->npf) {
+		pthread_mutex_unlock(&c->lock);
+		rc = al_error_set(AL_ERROR, "cannot start the prefetch threads");
+		goto cleanup;
+	}
+	p->refs = 2;             /* the owner, the active list */
+	p->listed = 1;
+	p->next_active = NULL;
+	{
+		al_cache_prefetch **q = &c->pf_head;    /* first come, first served */
+		while (*q)
+			q = &(*q)->next_active;
+		*q = p;
+	}
+	c->pft.started++;
+	c->pft.running++;
+	pthread_cond_broadcast(&c->pf_wake);
+	pthread_mutex_unlock(&c->lock);
+	*out = p;
+	p = NULL;
+cleanup:
+	free(order);
+	if (p) {
+		for (size_t i = 0; i < p->n; i++)
+			free(p->items[i].source);
+		free(p->items);
+		free(p);
+	}
+	return rc;
+}
+
+void al_cache_prefetch_get_stats(al_cache_prefetch_stats *out, al_cache_prefetch *p)
+{
+	pthread_mutex_lock(&p->c->lock);
+	*out = p->st;
+	if (!p->listed)
+		out->finished = 1;
+	pthread_mutex_unlock(&p->c->lock);
+}
+
+void al_cache_prefetch_wait(al_cache_prefetch *p, unsigned timeout_ms)
+{
+	al_cache *c = p->c;
+	struct timespec ts;
+	uint64_t done;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += timeout_ms / 1000;
+	ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&c->lock);
+	done = p->st.files_done;
+	while (p->listed && p->st.files_done == done && !c->stop)
+		if (pthread_cond_timedwait(&c->pf_progress, &c->lock, &ts) != 0)
+			break;
+	pthread_mutex_unlock(&c->lock);
+}
+
+void al_cache_prefetch_free(al_cache_prefetch *p)
+{
+	al_cache *c;
+	if (!p)
+		return;
+	c = p->c;
+	pthread_mutex_lock(&c->lock);
+	p->cancelled = 1;
+	pf_settle(c, p);
+	pf_unref(p);
+	pthread_mutex_unlock(&c->lock);
+}
+
+void al_cache_get_prefetch_totals(al_cache_prefetch_totals *out, al_cache *c)
+{
+	pthread_mutex_lock(&c->lock);
+	*out = c->pft;
+	out->unread_bytes = c->unread_bytes;
 	pthread_mutex_unlock(&c->lock);
 }
 

@@ -12,6 +12,7 @@ int al_cli_new_run(int argc, char **argv);
 int al_cli_run(int argc, char **argv);
 int al_cli_status(int argc, char **argv);
 int al_cli_dataset(int argc, char **argv);   /* cli/dataset.c */
+int al_cli_dataset_prefetch(int argc, char **argv);   /* cli/prefetch.c */
 int al_cli_fsck(int argc, char **argv);      /* cli/fsck.c */
 
 /* The settings of `aletheia mount`: the configuration file's, then the command line's. */

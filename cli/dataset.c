@@ -1,5 +1,6 @@
 /* aletheia: `aletheia dataset import`: registers files that live at http(s)://, s3:// or gs://
- * URLs in a dataset without copying them (their size and xxh3-128 learnt by reading them once). */
+ * URLs in a dataset without copying them (their size and xxh3-128 learnt by reading them once).
+ * `dataset prefetch` is cli/prefetch.c's. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -185,9 +186,12 @@ int al_cli_dataset(int argc, char **argv)
 	struct stat st;
 	int n_urls = 0, status = 1, r;
 
+	if (argc >= 2 && strcmp(argv[1], "prefetch") == 0)
+		return al_cli_dataset_prefetch(argc - 1, argv + 1);
 	if (argc < 2 || strcmp(argv[1], "import") != 0) {
 		if (argc >= 2)
-			al_cli_fail("unknown dataset command '%s'; the one there is: import", argv[1]);
+			al_cli_fail("unknown dataset command '%s'; the ones there are: import, prefetch",
+				argv[1]);
 		return al_cli_usage("dataset");
 	}
 	if (!(urls = calloc((size_t)argc, sizeof(*urls)))) {

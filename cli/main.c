@@ -18,7 +18,8 @@ static const struct {
 	{"run", "aletheia run --exper PROJECT/EXPERIMENT [--fold N] [--model M] [--param KEY=VALUE]...\n"
 	        "             [--require-clean] [--mount MOUNTPOINT] -- COMMAND [ARGS...]"},
 	{"status", "aletheia status [MOUNTPOINT]"},
-	{"dataset", "aletheia dataset import PROJECT/DATASET URL... [--as NAME] [--mount MOUNTPOINT]"},
+	{"dataset", "aletheia dataset import PROJECT/DATASET URL... [--as NAME] [--mount MOUNTPOINT]\n"
+	            "  aletheia dataset prefetch PROJECT/DATASET [--mount MOUNTPOINT]"},
 	{"fsck", "aletheia fsck [MOUNTPOINT] [--download]"},
 	{"help", "aletheia --help | --version"},
 };
@@ -35,6 +36,8 @@ static const char help_text[] =
 	"  dataset import\n"
 	"            register files that live at http(s)://, s3://BUCKET/KEY or gs://BUCKET/KEY\n"
 	"            URLs in a dataset without copying them; they are fetched on first read\n"
+	"  dataset prefetch\n"
+	"            fetch a whole dataset into the mount's cache before training (resumable)\n"
 	"  fsck      check every stored blob the records use (local blobs hashed in full, remote\n"
 	"            objects sized, cached copies hashed) and name the files of damaged ones;\n"
 	"            exit 1 when anything is damaged, missing or could not be checked\n"
@@ -57,7 +60,7 @@ static const char help_text[] =
 	"  --model M            the run's model name\n"
 	"  --param KEY=VALUE    a hyperparameter, written to params/KEY (repeatable; KEY may contain '/')\n"
 	"  --require-clean      refuse to run when the git working tree has uncommitted changes\n"
-	"  --mount MOUNTPOINT   the mount to use (also for new-run and dataset import)\n"
+	"  --mount MOUNTPOINT   the mount to use (also for new-run and dataset import, prefetch)\n"
 	"\n"
 	"Options of dataset import:\n"
 	"  --as NAME            the file's name in the dataset (one URL only; default: the URL's\n"

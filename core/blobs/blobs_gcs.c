@@ -818,6 +818,7 @@ int al_blobs_gcs_new(al_blobs_backend **out, const char *bucket_and_prefix)
 	opt.timeout_ms = 600000;
 	opt.stall_ms = AL__BLOBS_STALL_MS;
 	opt.max_stalls = AL__BLOBS_MAX_STALLS;
+	opt.max_idle = AL__BLOBS_MAX_IDLE;
 	if ((rc = al_http_new(&g->http, &opt)) != 0)
 		goto cleanup;
 	g->base.version = AL_BLOBS_BACKEND_VERSION;

@@ -23,6 +23,10 @@ int al__s3_etag_is_checksum(const char *sse, const char *sse_c);
  * attempts the call fails (so a read from a server that stops answering ends within about
  * 3 × 15 s). */
 #define AL__BLOBS_STALL_MS 15000
+/* Kept-alive connections of one blob store or URL fetcher: every fill shares them (reads, the
+ * cache's read-ahead workers, its prefetch threads), so enough stay open for all of those at
+ * once; past it a connection is closed after its request and the next one connects again. */
+#define AL__BLOBS_MAX_IDLE 48
 #define AL__BLOBS_MAX_STALLS 3
 /* getenv, with an empty value read as unset. */
 const char *al__env(const char *name);

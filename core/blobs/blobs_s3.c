@@ -819,6 +819,7 @@ int al_blobs_s3_new(al_blobs_backend **out, const char *bucket_and_prefix)
 	opt.timeout_ms = 600000;
 	opt.stall_ms = AL__BLOBS_STALL_MS;
 	opt.max_stalls = AL__BLOBS_MAX_STALLS;
+	opt.max_idle = AL__BLOBS_MAX_IDLE;
 	if ((rc = al_http_new(&s->http, &opt)) != 0)
 		goto cleanup;
 	s->base.version = AL_BLOBS_BACKEND_VERSION;

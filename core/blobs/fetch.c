@@ -74,6 +74,7 @@ int al_fetcher_new(al_fetcher **out)
 	opt.timeout_ms = 600000;
 	opt.stall_ms = AL__BLOBS_STALL_MS;
 	opt.max_stalls = AL__BLOBS_MAX_STALLS;
+	opt.max_idle = AL__BLOBS_MAX_IDLE;
 	if ((rc = al_http_new(&f->http, &opt)) != 0) {
 		free(f);
 		return rc;

@@ -5,7 +5,7 @@
 
 /* The URL to read a file's blob from when it is not the blob store's own object (an imported
  * file), else NULL. Old records of another local store fall back to the store by hash. */
-static const char *blob_source(al_tree *t, const al_doc *d, const char *hash)
+const char *blob_source(al_tree *t, const al_doc *d, const char *hash)
 {
 	const char *blob = al_fields_get_string(d->fields, "blob");
 	char *own;
@@ -87,6 +87,8 @@ static int blob_open_read(al_file *f, int64_t *size_out)
 		rc = al_cache_open_blob(&f->cb, t->cache, hash, source, (uint64_t)(size > 0 ? size : 0));
 		if (rc == 0 && al_cache_blob_wants_pieces(f->cb))
 			blob_pieces(t, f->cb, hash);
+		if (rc == 0 && f->n.k == &kind_dataset_file)
+			dataset_scan_note(t, &f->n, !al_cache_blob_is_complete(f->cb));
 	}
 	if (size_out)
 		*size_out = size;

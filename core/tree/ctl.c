@@ -1,5 +1,6 @@
 /* aletheia: the root folder and .aletheia/, the mount's control folder: its status file (README
- * "The command line": what the daemon is doing). import and fsck have files of their own. */
+ * "The command line": what the daemon is doing). import, fsck and prefetch have files of their
+ * own. */
 #include "internal.h"
 
 /* .aletheia is reached by name, never listed: a backup or search of the whole mount (rsync -a,
@@ -15,7 +16,7 @@ const al_kind kind_root = {
 	.name = "root", .pattern = "", .flags = K_DIR, .list = root_list,
 };
 
-static const char *const ctl_entries[] = {"status", "import", "fsck", NULL};
+static const char *const ctl_entries[] = {"status", "import", "fsck", "prefetch", NULL};
 
 const al_kind kind_ctl = {
 	.name = ".aletheia", .pattern = ".aletheia", .flags = K_DIR, .entries = ctl_entries,

@@ -177,12 +177,16 @@ struct al_tree {
 	int64_t attr_ttl_us;       /* INT64_MAX for a local store: no one else changes it */
 	al_tree_status_fn status_fn;  /* the FUSE layer's lines of .aletheia/status (in lock) */
 	void *status_arg;
+	/* Datasets being read (dsprefetch.c): cold opens, and the prefetch a scan started. */
+	pthread_mutex_t scan_lock;
+	struct ds_scan *scans;
 };
 
 /* ---- open files (handle.c) --------------------------------------------------------------- */
 
 /* The class of an open file: how it reads, writes and records. */
-enum { F_TEXT, F_METRIC, F_BLOB_READ, F_BLOB_WRITE, F_GENERATED, F_IMPORT, F_FSCK, F_SCRATCH, F_COUNT };
+enum { F_TEXT, F_METRIC, F_BLOB_READ, F_BLOB_WRITE, F_GENERATED, F_IMPORT, F_FSCK, F_SCRATCH,
+	F_PREFETCH, F_COUNT };
 
 typedef struct file_class {
 	int (*read)(size_t *nread, al_file *f, char *buf, size_t size, uint64_t off);
@@ -202,7 +206,7 @@ typedef struct file_class {
 } file_class;
 
 extern const file_class text_class, generated_class, metric_class, blob_read_class,
-	blob_write_class, import_class, fsck_class, scratch_class;
+	blob_write_class, import_class, fsck_class, scratch_class, prefetch_class;
 
 struct al_file {
 	pthread_mutex_t mu;        /* one operation at a time on a handle (dup'ed fds, threads) */
@@ -242,6 +246,12 @@ struct al_file {
 	struct al_file *next;      /* in t->writers */
 	al_fsck *fsck;             /* F_FSCK: the check this handle asked for; its report in text */
 	int fsck_done;
+	/* F_PREFETCH (dsprefetch.c): the dataset asked for, its pull, the report's progress */
+	char *pf_ds, *pf_name;
+	al_cache_prefetch *pf;
+	int64_t pf_t0, pf_last_us;
+	size_t pf_local;
+	int pf_done;
 	int registered;            /* in t->writers (register_writer) */
 };
 
@@ -314,6 +324,12 @@ int written_object(cJSON **fields, int *appended, const al_file *f, const char *
 
 /* ---- per-kind helpers other kinds call ------------------------------------------------------ */
 
+/* dsprefetch.c: a cold open of a dataset's file (not complete in the cache) counts towards a
+ * scan, which prefetches the dataset. */
+void dataset_scan_note(al_tree *t, const node *n, int cold);
+void dataset_scans_free(al_tree *t);
+/* blobhandle.c: the URL a file's blob is read from when not the blob store's own (an import). */
+const char *blob_source(al_tree *t, const al_doc *d, const char *hash);
 /* ctl.c */
 int ctl_empty_attr(al_attr *out, al_tree *t, const node *n, const al_doc *owner, const char *path,
 	unsigned mode);

@@ -6,6 +6,7 @@ KIND(ctl)
 KIND(ctl_status)
 KIND(ctl_import)         /* ctl_import.c */
 KIND(ctl_fsck)           /* ctl_fsck.c */
+KIND(ctl_prefetch)       /* dsprefetch.c */
 KIND(project)            /* project.c */
 KIND(datasets)
 KIND(experiments)

@@ -23,9 +23,11 @@ int al_tree_status(char **out, al_tree *t)
 	al_stack *s = t->stack;
 	al_buf b = AL_BUF_INIT;
 	al_cache_stats cs;
+	al_cache_prefetch_totals pt;
 	char err[512], limit[64], offline[160], fs_lines[1024] = "";
 
 	al_cache_get_stats(&cs, s->cache);
+	al_cache_get_prefetch_totals(&pt, s->cache);
 	pthread_mutex_lock(&t->lock);
 	if (t->status_fn)
 		t->status_fn(fs_lines, sizeof(fs_lines), t->status_arg);
@@ -41,11 +43,15 @@ int al_tree_status(char **out, al_tree *t)
 		snprintf(limit, sizeof(limit), "unbounded");
 	al_buf_printf(&b, "version: %s\npid: %d\nmountpoint: %s\nstore: %s\nbackend: %s\nblobs: %s\n"
 		"cache: %s (%llu bytes %s, %llu blobs)\npending_writes: %llu\nlast_error: %s\n"
-		"offline_since: %s\n%s",
+		"offline_since: %s\nprefetch: %llu started, %llu running, %llu blobs fetched (%llu bytes), "
+		"%llu failed, %llu bytes not read yet\n%s",
 		AL_VERSION, (int)getpid(), t->mountpoint ? t->mountpoint : "", s->store_uri,
 		s->backend, s->blobs_uri, s->cache_dir, (unsigned long long)cs.bytes, limit,
 		(unsigned long long)cs.entries, (unsigned long long)al_tree_pending(t),
-		*err ? err : "none", offline, fs_lines);
+		*err ? err : "none", offline, (unsigned long long)pt.started,
+		(unsigned long long)pt.running, (unsigned long long)pt.fetched_files,
+		(unsigned long long)pt.fetched_bytes, (unsigned long long)pt.failed_files,
+		(unsigned long long)pt.unread_bytes, fs_lines);
 	*out = al_buf_detach(&b, NULL);
 	return *out ? 0 : al_error_set(AL_ENOMEM, "out of memory");
 }
@@ -88,6 +94,7 @@ int al_tree_open(al_tree **out, const al_tree_options *opts)
 		pthread_mutexattr_destroy(&ma);
 	}
 	pthread_cond_init(&t->ds_wake, NULL);
+	pthread_mutex_init(&t->scan_lock, NULL);
 	t->stack = opts->stack;
 	t->store = opts->stack->store;
 	t->series_store = opts->stack->series_store;
@@ -139,6 +146,7 @@ void al_tree_free(al_tree *t)
 		pthread_join(t->ds_thread, NULL);
 		dataset_settle(t, NULL);
 	}
+	dataset_scans_free(t);    /* before the cache goes (al_stack_free) */
 	for (v = t->vdirs; v; v = next) {
 		next = v->next;
 		free(v->path);
@@ -150,6 +158,7 @@ void al_tree_free(al_tree *t)
 	attrcache_free(t);
 	pthread_mutex_destroy(&t->ds_lock);
 	pthread_cond_destroy(&t->ds_wake);
+	pthread_mutex_destroy(&t->scan_lock);
 	pthread_mutex_destroy(&t->lock);
 	free(t);
 }

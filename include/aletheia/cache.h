@@ -89,6 +89,58 @@ typedef struct al_cache_fill_stats {
 /* Counters of range fetches since open (for tests and status). */
 void al_cache_get_fill_stats(al_cache_fill_stats *out, al_cache *c);
 
+/* ---- prefetch: blobs that will be read soon, fetched ahead on the cache's own threads ----
+ * The cache knows nothing of datasets: the caller (the tree, where a dataset's listing is known)
+ * hands over a list of blobs in the order they are expected to be read. Blobs already cached are
+ * skipped; the others are fetched several at once (ALETHEIA_PREFETCH_PARALLEL, default 8) through
+ * the same fills and fetcher as reads, so an open of a blob being prefetched joins its fill, and
+ * a prefetched blob is verified by its hash before it is served or kept, like any fill.
+ * Bounds: a prefetch never takes the cache past max_bytes and never evicts a pinned (open) blob,
+ * a blob being filled, or another prefetched blob nobody has read yet; a blob that does not fit
+ * waits until room is made by reads and closes (AHEAD) or fails the prefetch (ALL). */
+typedef struct al_cache_item {
+	const char *hash;       /* xxh3-128 hex */
+	const char *source;     /* NULL: the blob store; else a URL (al_cache_fetch_fn) */
+	uint64_t size;
+} al_cache_item;
+
+typedef struct al_cache_prefetch al_cache_prefetch;
+
+enum {
+	/* A hint from readers (a scan of a dataset): at most max_bytes / 2 (unbounded cache:
+	 * ALETHEIA_PREFETCH_AHEAD_MB, default 2048) of prefetched blobs not read yet, at any time. */
+	AL_CACHE_PREFETCH_AHEAD = 0,
+	/* Everything, to be read later (aletheia dataset prefetch): may fill the whole cache, but
+	 * AL_ENOSPC at start when the distinct blobs are larger than max_bytes. */
+	AL_CACHE_PREFETCH_ALL = 1,
+};
+
+typedef struct al_cache_prefetch_stats {
+	uint64_t files, bytes;              /* the list (distinct blobs) */
+	uint64_t files_done, bytes_done;    /* handled so far: cached before, fetched, or failed */
+	uint64_t cached_files, cached_bytes;/* already complete in the cache when reached */
+	uint64_t fetched_files, fetched_bytes;
+	uint64_t failed_files;
+	int finished;                       /* every blob handled, none in flight */
+	int err_rc;                         /* the first failure (AL_EIO, AL_ENOSPC), 0 if none */
+	char err[512];
+} al_cache_prefetch_stats;
+
+/* Starts prefetching items (copied; duplicates are handled once). Never waits for the network. */
+int al_cache_prefetch_start(al_cache_prefetch **out, al_cache *c, const al_cache_item *items,
+	size_t n, int mode);
+void al_cache_prefetch_get_stats(al_cache_prefetch_stats *out, al_cache_prefetch *p);
+/* Blocks until the prefetch has made progress or finished, or timeout_ms passed. */
+void al_cache_prefetch_wait(al_cache_prefetch *p, unsigned timeout_ms);
+/* Stops starting new fetches (those in flight complete, are verified and kept) and lets go of p. */
+void al_cache_prefetch_free(al_cache_prefetch *p);
+
+typedef struct al_cache_prefetch_totals {
+	uint64_t started, fetched_files, fetched_bytes, failed_files, unread_bytes, running;
+} al_cache_prefetch_totals;
+/* Counters of every prefetch since open (for status and tests). */
+void al_cache_get_prefetch_totals(al_cache_prefetch_totals *out, al_cache *c);
+
 /* "10G", "512M", "4096", "1.5G" → bytes. */
 int al_size_parse(uint64_t *out, const char *text);
 

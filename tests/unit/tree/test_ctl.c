@@ -15,7 +15,7 @@ static void test_root(void)
 	CHECK_EQ_STR(tree_ls("/"), "nlp vision");
 	CHECK_OK(al_tree_getattr(&a, TF.t, "/.aletheia"));
 	CHECK_EQ_INT(a.type, AL_NODE_DIR);
-	CHECK_EQ_STR(tree_ls("/.aletheia"), "fsck import status");
+	CHECK_EQ_STR(tree_ls("/.aletheia"), "fsck import prefetch status");
 	CHECK_EQ_INT(al_tree_getattr(&a, TF.t, "/.aletheia/other"), AL_ENOTFOUND);
 	CHECK_EQ_INT(al_tree_getattr(&a, TF.t, "/nothing"), AL_ENOTFOUND);
 	/* a project's fixed folders */

@@ -1,0 +1,228 @@
+# aletheia integration tests: dataset-aware prefetch and `aletheia dataset prefetch` with blobs in a bucket
+# (ALETHEIA_TEST_BLOBS=s3 or gs): bounded by --cache-size and never evicting an open file, resumable after an
+# interruption, and never serving a corrupted object (README "Reading datasets: prefetch", issue 11 item 3).
+import errno
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+
+import pytest
+
+import alutil
+from test_s3 import Proxy, keys_with, put_file, read_all
+
+pytestmark = pytest.mark.skipif(not alutil.REMOTE, reason="needs ALETHEIA_TEST_BLOBS=s3 or gs")
+
+MIB = 1 << 20
+
+
+@pytest.fixture
+def proxy(tmpdir_al):
+    p = Proxy(tmpdir_al)
+    yield p
+    p.stop()
+
+
+def dataset(mount_factory, files, ds="d"):
+    """Writes files ({name: bytes}) into p/datasets/<ds> through a writer mount, which is then unmounted;
+    returns the files' paths relative to a mount."""
+    w = mount_factory("w")
+    paths = {n: put_file(w, n, data, ds).relative_to(w.path) for n, data in files.items()}
+    w.wait_idle()
+    w.umount()
+    return w, paths
+
+
+def gets(proxy):
+    return proxy.stats()["by_method"].get("GET", 0)
+
+
+def prefetch(m, ds="p/d", **kw):
+    return alutil.cli("dataset", "prefetch", ds, "--mount", m.path, **kw)
+
+
+SUMMARY = re.compile(r"prefetch: p/d: (\d+) files, (\d+) bytes: (\d+) cached already, (\d+) fetched "
+                     r"\((\d+) bytes\), (\d+) failed")
+
+
+def summary(r):
+    mt = SUMMARY.search(r.stdout)
+    assert mt, f"no summary line: exit {r.returncode}\nstdout: {r.stdout}\nstderr: {r.stderr}"
+    return [int(x) for x in mt.groups()]
+
+
+def cache_bytes(m):
+    """Disk space of the cache folder's blobs (complete and partial), not of its index."""
+    return sum(f.stat().st_blocks * 512 for f in m.cache.rglob("*")
+               if f.is_file() and not f.name.startswith("index.db") and f.name != "aletheia.log")
+
+
+def test_dataset_prefetch_pulls_every_file_so_reads_need_no_get(mount_factory, proxy):
+    files = {f"f{i:02d}.bin": os.urandom(100_000 + i) for i in range(20)}
+    _, paths = dataset(mount_factory, files)
+    m = mount_factory("r", env=proxy.env())
+    proxy._call("POST", "/__stats/reset")
+    r = prefetch(m)
+    assert r.returncode == 0, f"exit {r.returncode}: {r.stderr}"
+    total, nbytes, cached, fetched, fbytes, failed = summary(r)
+    assert (total, nbytes, cached, fetched, failed) == (20, sum(map(len, files.values())), 0, 20, 0)
+    assert gets(proxy) == 20, f"{gets(proxy)} GETs for 20 small files"
+    assert "\r" not in r.stderr, "a progress line when stderr is not a terminal"
+    proxy._call("POST", "/__stats/reset")
+    for n, rel in paths.items():
+        got, err, _ = read_all(m.path / rel)
+        assert err == 0 and got == files[n], f"{n}: {alutil.errname(err)}"
+    assert gets(proxy) == 0, "files read after the prefetch were fetched again"
+    # again: everything is cached and verified already, nothing is fetched
+    r = prefetch(m)
+    assert r.returncode == 0 and summary(r)[2:4] == [20, 0], r.stdout
+    assert gets(proxy) == 0
+
+
+def test_an_interrupted_dataset_prefetch_resumes(mount_factory, proxy):
+    n = 48
+    files = {f"f{i:02d}.bin": os.urandom(200_000) for i in range(n)}
+    _, paths = dataset(mount_factory, files)
+    m = mount_factory("r", env=proxy.env())
+    m.allow_log_errors = True
+    proxy._call("POST", "/__stats/reset")
+    proxy.set(mode="delay", ms=400, count=-1, match="GET")   # slow enough to be killed midway
+    p = subprocess.Popen([alutil.BIN, "dataset", "prefetch", "p/d", "--mount", str(m.path)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=alutil.env_for(m))
+    deadline = time.monotonic() + 60
+    while gets(proxy) < 10:
+        assert p.poll() is None, f"prefetch ended early: {p.communicate()}"
+        assert time.monotonic() < deadline, "no GETs from the prefetch"
+        time.sleep(0.05)
+    p.kill()
+    p.wait()
+    # the fetches in flight when it was killed complete (and are kept); no new ones start
+    deadline = time.monotonic() + 30
+    while not m.status()["prefetch"].split(",")[1].strip().startswith("0 running"):
+        assert time.monotonic() < deadline, m.status()["prefetch"]
+        time.sleep(0.1)
+    first = gets(proxy)
+    assert first < n, f"the killed prefetch went on: {first} GETs of {n}"
+    proxy.clear()
+    # a new mount on the same cache folder: what was fetched is still cached
+    m.remount()
+    proxy._call("POST", "/__stats/reset")
+    r = prefetch(m)
+    assert r.returncode == 0, f"exit {r.returncode}: {r.stderr}"
+    total, _, cached, fetched, _, failed = summary(r)
+    assert total == n and failed == 0 and cached + fetched == n
+    assert cached == first, f"{first} fetched before the kill, {cached} found cached"
+    assert gets(proxy) == fetched == n - first, f"{gets(proxy)} GETs to fetch the {n - first} left"
+    proxy._call("POST", "/__stats/reset")
+    for name, rel in paths.items():
+        got, err, _ = read_all(m.path / rel)
+        assert err == 0 and got == files[name], f"{name}: {alutil.errname(err)}"
+    assert gets(proxy) == 0
+
+
+def test_dataset_prefetch_refuses_a_dataset_larger_than_the_cache(mount_factory):
+    files = {f"f{i}.bin": os.urandom(1_000_000) for i in range(12)}
+    dataset(mount_factory, files)
+    m = mount_factory("r", extra=["--cache-size", "8M"])
+    r = prefetch(m)
+    assert r.returncode == 1, r.stdout
+    assert re.search(r"12 files of 12000000 bytes do not fit in the cache \(--cache-size 8388608 bytes\); "
+                     r"raise --cache-size", r.stderr), r.stderr
+    assert cache_bytes(m) == 0, "fetched anyway"
+    r = prefetch(m, ds="p/nosuch")
+    assert r.returncode == 1 and "no dataset p/nosuch" in r.stderr, r.stderr
+
+
+def test_scan_prefetch_stays_under_the_cache_size_and_keeps_open_files(mount_factory, proxy):
+    """A scan of a dataset twice the cache: prefetch runs ahead of the reader, the cache folder never holds
+    more than --cache-size, and a file held open from the start is never evicted (read again through its
+    descriptor with no GET)."""
+    files = {f"f{i:02d}.bin": os.urandom(400_000) for i in range(40)}
+    _, paths = dataset(mount_factory, files)
+    m = mount_factory("r", extra=["--cache-size", "8M"], env=proxy.env())
+    names = sorted(files)
+    held_name = names[-1]          # read last by the scan: prefetch reaches it while it is open
+    fd = os.open(m.path / paths[held_name], os.O_RDONLY)
+    try:
+        assert os.pread(fd, 1000, 0) == files[held_name][:1000]
+        peak = [0]
+        stop = threading.Event()
+
+        def sample():
+            while not stop.is_set():
+                peak[0] = max(peak[0], cache_bytes(m))
+                time.sleep(0.01)
+        t = threading.Thread(target=sample)
+        t.start()
+        proxy._call("POST", "/__stats/reset")
+        try:
+            for n in names[:-1]:
+                got, err, _ = read_all(m.path / paths[n])
+                assert err == 0 and got == files[n], f"{n}: {alutil.errname(err)}"
+        finally:
+            stop.set()
+            t.join()
+        st = m.status()["prefetch"]
+        fetched = int(re.search(r"(\d+) blobs fetched", st).group(1))
+        assert fetched > 0, f"no prefetch during a scan of the dataset: {st}"
+        assert peak[0] <= 8 * MIB, f"the cache folder held {peak[0]} bytes with --cache-size 8M"
+        held = [k for k in alutil.OBJSTORE.list(m.blobs.prefix + "/")
+                if alutil.OBJSTORE.get(k) == files[held_name]]
+        assert len(held) == 1
+        recent = [x["path"] for x in proxy.stats()["recent"] if x["method"] == "GET"]
+        assert not [x for x in recent if held[0].rsplit("/", 1)[-1] in x], "the open file was fetched again"
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        out = bytearray()
+        while True:
+            b = os.pread(fd, MIB, len(out))
+            if not b:
+                break
+            out += b
+        assert bytes(out) == files[held_name], "the open file changed"
+        recent = [x["path"] for x in proxy.stats()["recent"] if x["method"] == "GET"]
+        assert not [x for x in recent if held[0].rsplit("/", 1)[-1] in x], "the open file was evicted"
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize("how", ["command", "scan"])
+def test_a_corrupted_object_met_by_prefetch_is_never_served(mount_factory, how):
+    files = {f"f{i:02d}.bin": os.urandom(150_000) for i in range(12)}
+    w, paths = dataset(mount_factory, files)
+    bad_name = "f05.bin"
+    key = [k for k in alutil.OBJSTORE.list(w.blobs.prefix + "/") if alutil.OBJSTORE.get(k) == files[bad_name]]
+    assert len(key) == 1
+    bad = bytearray(files[bad_name])
+    bad[1000] ^= 0xFF
+    alutil.OBJSTORE.put(key[0], bytes(bad))   # damaged in the bucket: same size, other bytes
+    m = mount_factory("r")
+    m.allow_log_errors = True
+    if how == "command":
+        r = prefetch(m)
+        assert r.returncode == 1, r.stdout
+        total, _, cached, fetched, _, failed = summary(r)
+        assert (total, fetched, failed) == (12, 11, 1), r.stdout
+        assert "hash mismatch" in r.stderr, r.stderr
+    else:
+        # a scan in listing order: prefetch meets the damaged object before the reader does
+        for n in sorted(files)[:3]:
+            got, err, _ = read_all(m.path / paths[n])
+            assert err == 0 and got == files[n]
+        deadline = time.monotonic() + 30
+        while "0 running" not in m.status()["prefetch"] or "1 started" not in m.status()["prefetch"]:
+            assert time.monotonic() < deadline, m.status()["prefetch"]
+            time.sleep(0.1)
+        assert re.search(r"\b1 failed", m.status()["prefetch"]), m.status()["prefetch"]
+    for n in sorted(files):
+        got, err, _ = read_all(m.path / paths[n])
+        if n == bad_name:
+            assert err == errno.EIO, f"the damaged object read as {alutil.errname(err)}"
+            assert got == b"", f"{len(got)} bytes of the damaged object were served"
+        else:
+            assert err == 0 and got == files[n], f"{n}: {alutil.errname(err)}"
+    for f in m.cache.rglob("*"):
+        if f.is_file() and f.stat().st_size == len(bad):
+            assert f.read_bytes() != bytes(bad), f"the damaged object is kept in the cache as {f}"
