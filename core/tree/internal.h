@@ -110,7 +110,8 @@ const char *node_owner_doc(const node *n);
 int render(al_buf *b, int64_t *mtime, al_tree *t, const node *n);
 /* Attributes of everything but scratch files, uncached. */
 int getattr_recorded(al_attr *out, al_tree *t, const char *path);
-int generated_attr(al_attr *out, al_tree *t, const node *n, unsigned mode, int64_t mtime);
+int generated_attr(al_attr *out, al_tree *t, const node *n, const char *path, unsigned mode,
+	int64_t mtime);
 
 /* The dispatcher's operations, wrapped by the attribute cache (attrcache.c). */
 int tree_mkdir(al_tree *t, const char *path, const al_caller *caller);
@@ -140,6 +141,20 @@ typedef struct scratch {
 } scratch;
 
 typedef struct attr_entry attr_entry;
+typedef struct render_entry render_entry;
+typedef struct rendered rendered;
+
+/* Slots of the scope generations (rendercache.c): a document's slot is bumped after every change
+ * to it or below it; documents sharing a slot only cost each other a render. */
+#define SCOPE_SLOTS 4096
+
+/* The kinds' positions in the table (kinds.h), for counters kept per kind. */
+enum {
+#define KIND(k) KIND_INDEX_##k,
+#include "kinds.h"
+#undef KIND
+	KIND_COUNT
+};
 
 struct al_tree {
 	al_stack *stack;           /* the backends, built outside the tree (stack.h) */
@@ -175,6 +190,17 @@ struct al_tree {
 	attr_entry **acache;
 	size_t acount;
 	int64_t attr_ttl_us;       /* INT64_MAX for a local store: no one else changes it */
+	/* Render cache (rendercache.c): a generated file's last render (size, mtime and, within a
+	 * budget, its content) per path, kept while the scope generation of its owner document
+	 * (and the epoch, bumped by changes not tied to one document) stays the same, so stat()
+	 * costs no render while nothing it is made of changed (README ".aletheia/status"). */
+	pthread_mutex_t rlock;
+	render_entry **rcache;
+	size_t rcount;
+	size_t rkept;              /* bytes of content the entries hold */
+	uint64_t scope_gen[SCOPE_SLOTS];
+	uint64_t render_epoch;
+	uint64_t renders[KIND_COUNT];   /* renders made, per kind (atomic) */
 };
 
 /* ---- open files (handle.c) --------------------------------------------------------------- */
@@ -236,6 +262,7 @@ struct al_file {
 	unsigned handles;
 	struct al_file *share;     /* at open: the writer this open joins instead */
 	struct al_file *next;      /* in t->writers */
+	rendered *gen;             /* F_GENERATED read-only opens: the content shown (shared) */
 	al_fsck *fsck;             /* F_FSCK: the check this handle asked for; its report in text */
 	int fsck_done;
 	int registered;            /* in t->writers (register_writer) */
@@ -245,6 +272,34 @@ struct al_file {
 void changed(al_tree *t);
 int attrcache_init(al_tree *t);
 void attrcache_free(al_tree *t);
+
+/* ---- the render cache (rendercache.c) ------------------------------------------------------ */
+
+/* A render's content, shared by the cache and the handles reading it; immutable. */
+struct rendered {
+	unsigned refs;             /* atomic */
+	size_t len;
+	char data[];
+};
+
+void rendered_put(rendered *r);
+/* After a change to the document doc (a path in the store) is visible: renders made of it, or
+ * of anything it is in, are made again when next asked for. */
+void scope_changed(al_tree *t, const char *doc);
+/* After a change not tied to one document (the dataset thread, a control file): every render. */
+void scope_changed_all(al_tree *t);
+/* The size and mtime (raised to *mtime) of a generated file's content: the last render's while
+ * nothing it is made of changed, else a new render, which is kept for the next ask. With out,
+ * the content too (a reference the caller puts back). */
+int render_cached(rendered **out, uint64_t *size, int64_t *mtime, al_tree *t, const node *n,
+	const char *path);
+int rendercache_init(al_tree *t);
+void rendercache_free(al_tree *t);
+/* The text "runs.csv 3, run.json 1" of the renders made so far (.aletheia/status). */
+int render_counts(al_buf *b, al_tree *t);
+size_t kind_index(const al_kind *k);
+/* The store's commit, followed by scope_changed of each document written. */
+int tree_commit(al_tree *t, const al_write *w, size_t n);
 
 al_file *find_writer(al_tree *t, const char *path);
 int writer_attr(al_attr *out, al_tree *t, const char *path, unsigned mode);

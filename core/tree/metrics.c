@@ -71,6 +71,7 @@ static int metric_end_line(al_file *f)
 	int rc;
 	if ((rc = metric_still_running(f)) == 0 && (rc = al_buf_puts(&f->text, "\n")) == 0)
 		rc = al_series_append_text(f->t->series, f->staging, f->text.ptr, f->text.len);
+	scope_changed(f->t, f->staging);   /* run.json, runs.csv show it */
 	if (rc)
 		fprintf(stderr, "aletheia: %s: the last line, written without its newline, was not "
 			"recorded: %s\n", f->path, al_error_last());
@@ -158,6 +159,8 @@ static int open_metric(al_file *f, int flags, const char *path)
 		 * savetxt: create, close, open again). */
 		if (!exists && (rc = al_series_touch(t->series, f->staging)))
 			return rc;
+		if (!exists)
+			scope_changed(t, f->staging);
 		register_writer(t, f);
 		return 0;
 	}
@@ -218,6 +221,7 @@ static int metric_write(al_file *f, const char *buf, size_t size)
 		len = done;
 	}
 	rc = al_series_append_text(f->t->series, f->staging, text, len);
+	scope_changed(f->t, f->staging);
 	/* On error none of this write's lines are recorded, and a partial line kept from before is
 	 * part of what failed: later writes start clean. */
 	al_buf_clear(&f->text);

@@ -29,11 +29,14 @@ int al_tree_status(char **out, al_tree *t)
 		snprintf(limit, sizeof(limit), "unbounded");
 	al_buf_printf(&b, "version: %s\npid: %d\nmountpoint: %s\nstore: %s\nbackend: %s\nblobs: %s\n"
 		"cache: %s (%llu bytes %s, %llu blobs)\npending_writes: %llu\nlast_error: %s\n"
-		"offline_since: %s\n",
+		"offline_since: %s\nrenders: ",
 		AL_VERSION, (int)getpid(), t->mountpoint ? t->mountpoint : "", s->store_uri,
 		s->backend, s->blobs_uri, s->cache_dir, (unsigned long long)cs.bytes, limit,
 		(unsigned long long)cs.entries, (unsigned long long)al_tree_pending(t),
 		*err ? err : "none", offline);
+	/* README ".aletheia/status": generated files rendered so far, per kind */
+	render_counts(&b, t);
+	al_buf_puts(&b, "\n");
 	*out = al_buf_detach(&b, NULL);
 	return *out ? 0 : al_error_set(AL_ENOMEM, "out of memory");
 }
@@ -91,7 +94,7 @@ int al_tree_open(al_tree **out, const al_tree_options *opts)
 	t->mountpoint = opts->mountpoint ? strdup(opts->mountpoint) : NULL;
 	/* Staged writes live beside the journals, on the same durable disk (stack.h). */
 	t->staging_dir = xasprintf("%s/staging", opts->stack->state_dir);
-	if ((rc = attrcache_init(t)))
+	if ((rc = attrcache_init(t)) || (rc = rendercache_init(t)))
 		goto fail;
 	if (!t->staging_dir) {
 		rc = al_error_set(AL_ENOMEM, "out of memory");
@@ -136,6 +139,8 @@ void al_tree_free(al_tree *t)
 	free(t->mountpoint);
 	free(t->staging_dir);
 	attrcache_free(t);
+	if (t->rcache)
+		rendercache_free(t);
 	pthread_mutex_destroy(&t->ds_lock);
 	pthread_cond_destroy(&t->ds_wake);
 	pthread_mutex_destroy(&t->lock);
