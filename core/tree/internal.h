@@ -237,9 +237,15 @@ struct al_file {
 	al_buf text;               /* F_TEXT/F_GENERATED content; F_METRIC: the partial last line */
 	size_t keep;               /* F_TEXT: length of the content shown at open (0 when truncated) */
 	size_t low_write;          /* F_TEXT: lowest offset written or truncated to (SIZE_MAX: none) */
-	char *snap;                /* F_METRIC: read-back text so far */
+	/* F_METRIC readers stream (README "metrics"): snap holds the text of one batch of points,
+	 * the bytes [win_off, win_off + snaplen) of the file; points is the ordinal after it, whose
+	 * text starts at text_end; idx[j] is where point j × AL_SERIES_CHUNK starts, to go back. */
+	char *snap;
 	size_t snaplen;
-	uint64_t points, view;     /* F_METRIC: the series' points in snap and its view (series.h) */
+	uint64_t win_off, text_end;
+	uint64_t *idx;
+	size_t nidx;
+	uint64_t points, view;     /* view: the series' (al_series_points) the offsets are of */
 	uint64_t status_gen;       /* t->status_gen when the run was last seen running (K_RUNNING) */
 	int line_closed;           /* F_METRIC: a close() came after the partial line in text */
 	int skip_line;             /* F_METRIC: the rest of a refused (too long) line is dropped */
