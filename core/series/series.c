@@ -1000,6 +1000,101 @@ cleanup:
 	return rc;
 }
 
+typedef struct {
+	char *id;
+	al_series_summary sum;
+	int ok;
+} named_summary;
+
+static int cmp_named(const void *a, const void *b)
+{
+	return strcmp(((const named_summary *)a)->id, ((const named_summary *)b)->id);
+}
+
+int al_series_summaries(char ***out_ids, al_series_summary **out_sums, size_t *count,
+	al_series_set *s, const char *run_doc)
+{
+	al_doc_list *list = NULL;
+	named_summary *ns = NULL;
+	char *coll = NULL, *doc = NULL;
+	size_t n = 0, cap, i, w, rl = strlen(run_doc);
+	series *se;
+	run_index *run;
+	int rc;
+
+	*out_ids = NULL;
+	*out_sums = NULL;
+	*count = 0;
+	if (asprintf(&coll, "%s/metrics", run_doc) < 0)
+		return al_error_set(AL_ENOMEM, "out of memory");
+	if ((rc = al_store_list(&list, s->store, coll, NULL, NULL)))
+		goto cleanup;
+	pthread_mutex_lock(&s->lock);
+	cap = list->count + 1;
+	run = run_find(s, run_doc, rl, 0);
+	for (se = run ? run->list : NULL; se; se = se->next_run)
+		cap++;
+	ns = calloc(cap, sizeof(*ns));
+	/* Series this mount has in memory answer for themselves (below): their points may be ahead
+	 * of the store. */
+	for (se = run && ns ? run->list : NULL; se; se = se->next_run)
+		if (se->count > 0 || se->touched || se->deferred_n > 0 || se->loaded)
+			ns[n++].id = strdup(al_doc_id(se->doc));
+	pthread_mutex_unlock(&s->lock);
+	if (!ns) {
+		rc = al_error_set(AL_ENOMEM, "out of memory");
+		goto cleanup;
+	}
+	for (i = 0; i < n; i++) {
+		free(doc);
+		if (!ns[i].id || asprintf(&doc, "%s/metrics/%s", run_doc, ns[i].id) < 0) {
+			doc = NULL;
+			continue;
+		}
+		ns[i].ok = al_series_summary_get(&ns[i].sum, s, doc) == 0;
+		al_error_clear();
+	}
+	/* The others from the listing itself: the stored summary carries what is shown. */
+	for (i = 0; i < list->count; i++) {
+		const char *id = al_doc_id(list->docs[i]->path);
+		size_t k;
+		for (k = 0; k < n && (!ns[k].id || strcmp(ns[k].id, id) != 0); k++)
+			;
+		if (k < n)
+			continue;
+		if (!series_find(s, list->docs[i]->path) &&
+		    summary_from_doc(&ns[n].sum, list->docs[i]) == 0)
+			ns[n].ok = 1;
+		else {
+			ns[n].ok = al_series_summary_get(&ns[n].sum, s, list->docs[i]->path) == 0;
+			al_error_clear();
+		}
+		ns[n++].id = strdup(id);
+	}
+	qsort(ns, n, sizeof(*ns), cmp_named);
+	if (!(*out_ids = calloc(n + 1, sizeof(char *))) || !(*out_sums = calloc(n + 1, sizeof(**out_sums)))) {
+		free(*out_ids);
+		*out_ids = NULL;
+		rc = al_error_set(AL_ENOMEM, "out of memory");
+		goto cleanup;
+	}
+	for (i = 0, w = 0; i < n; i++)
+		if (ns[i].id && ns[i].ok) {
+			(*out_ids)[w] = ns[i].id;
+			(*out_sums)[w++] = ns[i].sum;
+			ns[i].id = NULL;
+		}
+	*count = w;
+cleanup:
+	for (i = 0; ns && i < n; i++)
+		free(ns[i].id);
+	free(ns);
+	free(doc);
+	free(coll);
+	al_doc_list_free(list);
+	return rc;
+}
+
 /* --- delivery ---------------------------------------------------------------------------- */
 
 static cJSON *chunk_fields(const al_point *pts, size_t n, int64_t seq, const char *writer)
