@@ -195,6 +195,8 @@ struct al_tree {
 	 * (and the epoch, bumped by changes not tied to one document) stays the same, so stat()
 	 * costs no render while nothing it is made of changed (README ".aletheia/status"). */
 	pthread_mutex_t rlock;
+	pthread_cond_t rdone;      /* a render in flight ended */
+	struct inflight *inflight; /* renders in flight: others of the same path wait for them */
 	render_entry **rcache;
 	size_t rcount;
 	size_t rkept;              /* bytes of content the entries hold */
@@ -269,6 +271,7 @@ struct al_file {
 	struct al_file *share;     /* at open: the writer this open joins instead */
 	struct al_file *next;      /* in t->writers */
 	rendered *gen;             /* F_GENERATED read-only opens: the content shown (shared) */
+	al_attr gen_attr;          /* and its attributes, taken with it */
 	al_fsck *fsck;             /* F_FSCK: the check this handle asked for; its report in text */
 	int fsck_done;
 	int registered;            /* in t->writers (register_writer) */

@@ -13,6 +13,14 @@ struct render_entry {
 	struct render_entry *next;
 };
 
+/* A render being made: asking for the same path meanwhile waits for it rather than rendering
+ * again (ls -l and a reader at once, several readers of runs.csv: one render, one buffer). */
+struct inflight {
+	const char *path;
+	uint64_t gen, epoch;
+	struct inflight *next;
+};
+
 #define RCACHE_BUCKETS 16384
 #define RCACHE_MAX 200000
 /* Contents kept for the next open (a stat's render, read by the cat after it): beyond this,
@@ -149,15 +157,23 @@ int render_cached(rendered **out, uint64_t *size, int64_t *mtime, al_tree *t, co
 	render_entry *e;
 	rendered *r = NULL;
 	al_buf buf = AL_BUF_INIT;
+	struct inflight me = {path, 0, 0, NULL}, **pi;
 	int rc;
 
 	if (out)
 		*out = NULL;
 	/* What only the owner document's scope can change; the control files are live. */
 	if (owner) {
+		struct inflight *i;
 		gen = __atomic_load_n(&t->scope_gen[slot_of(owner, strlen(owner))], __ATOMIC_SEQ_CST);
 		epoch = __atomic_load_n(&t->render_epoch, __ATOMIC_SEQ_CST);
 		pthread_mutex_lock(&t->rlock);
+	again:
+		for (i = t->inflight; i; i = i->next)
+			if (i->gen == gen && i->epoch == epoch && strcmp(i->path, path) == 0) {
+				pthread_cond_wait(&t->rdone, &t->rlock);
+				goto again;
+			}
 		for (e = t->rcache[b]; e; e = e->next)
 			if (strcmp(e->path, path) == 0)
 				break;
@@ -171,6 +187,10 @@ int render_cached(rendered **out, uint64_t *size, int64_t *mtime, al_tree *t, co
 			pthread_mutex_unlock(&t->rlock);
 			return 0;
 		}
+		me.gen = gen;
+		me.epoch = epoch;
+		me.next = t->inflight;
+		t->inflight = &me;
 		pthread_mutex_unlock(&t->rlock);
 	}
 	made = al_now_us();
@@ -207,7 +227,7 @@ int render_cached(rendered **out, uint64_t *size, int64_t *mtime, al_tree *t, co
 				t->rcount++;
 			}
 		}
-		if (e) {
+		if (e && !(e->gen == gen && e->epoch == epoch && e->made_us > made)) {
 			entry_drop_content(t, e);
 			e->size = r->len;
 			e->mtime = mt;
@@ -223,11 +243,21 @@ int render_cached(rendered **out, uint64_t *size, int64_t *mtime, al_tree *t, co
 		}
 		pthread_mutex_unlock(&t->rlock);
 	}
-	if (out) {
+cleanup:
+	if (owner) {
+		pthread_mutex_lock(&t->rlock);
+		for (pi = &t->inflight; *pi; pi = &(*pi)->next)
+			if (*pi == &me) {
+				*pi = me.next;
+				break;
+			}
+		pthread_cond_broadcast(&t->rdone);
+		pthread_mutex_unlock(&t->rlock);
+	}
+	if (rc == 0 && out) {
 		*out = r;
 		r = NULL;
 	}
-cleanup:
 	rendered_put(r);
 	al_buf_dispose(&buf);
 	return rc;
@@ -236,6 +266,7 @@ cleanup:
 int rendercache_init(al_tree *t)
 {
 	pthread_mutex_init(&t->rlock, NULL);
+	pthread_cond_init(&t->rdone, NULL);
 	if (!(t->rcache = calloc(RCACHE_BUCKETS, sizeof(render_entry *))))
 		return al_error_set(AL_ENOMEM, "out of memory");
 	return 0;
@@ -245,5 +276,6 @@ void rendercache_free(al_tree *t)
 {
 	rcache_clear(t);
 	free(t->rcache);
+	pthread_cond_destroy(&t->rdone);
 	pthread_mutex_destroy(&t->rlock);
 }
