@@ -271,7 +271,6 @@ struct al_file {
 	struct al_file *share;     /* at open: the writer this open joins instead */
 	struct al_file *next;      /* in t->writers */
 	rendered *gen;             /* F_GENERATED read-only opens: the content shown (shared) */
-	al_attr gen_attr;          /* and its attributes, taken with it */
 	al_fsck *fsck;             /* F_FSCK: the check this handle asked for; its report in text */
 	int fsck_done;
 	int registered;            /* in t->writers (register_writer) */

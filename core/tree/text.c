@@ -11,14 +11,10 @@ int open_text(al_file *f, int flags, const char *path)
 	al_buf b = AL_BUF_INIT;
 
 	if (!(flags & AL_OPEN_WRITE)) {
-		/* A reader shares the content a stat just rendered (rendercache.c), if still current,
-		 * and keeps the attributes that go with it: asking the path again on each read would
-		 * render again after every change. */
+		/* A reader shares the content a stat just rendered (rendercache.c), if still current. */
 		uint64_t size;
-		if ((rc = al_tree_getattr(&f->gen_attr, t, path)) ||
-		    (rc = render_cached(&f->gen, &size, NULL, t, &f->n, path)))
+		if ((rc = render_cached(&f->gen, &size, NULL, t, &f->n, path)))
 			goto fail;
-		f->gen_attr.size = size;
 		f->kind = F_GENERATED;
 		return 0;
 	}
@@ -146,10 +142,6 @@ static int text_flush(al_file *f)
  * or cut it short. */
 static int text_getattr(al_attr *out, al_file *f)
 {
-	if (f->gen) {
-		*out = f->gen_attr;
-		return 0;
-	}
 	path_attr(out, f);
 	pthread_mutex_lock(&f->mu);
 	out->size = f->gen ? f->gen->len : f->text.len;
