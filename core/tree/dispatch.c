@@ -130,7 +130,9 @@ int render(al_buf *b, int64_t *mtime, al_tree *t, const node *n)
 {
 	if (!n->k->render)
 		return al_error_set(AL_EINVAL, "not a generated file");
-	__atomic_add_fetch(&t->renders[kind_index(n->k)], 1, __ATOMIC_RELAXED);   /* status */
+	/* Counted for .aletheia/status, but not the control files': reading status would change it. */
+	if (n->k->owner != O_NONE)
+		__atomic_add_fetch(&t->renders[kind_index(n->k)], 1, __ATOMIC_RELAXED);
 	return n->k->render(b, mtime, t, n);
 }
 
