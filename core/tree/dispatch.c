@@ -1,5 +1,6 @@
 /* aletheia: the kind table and its dispatcher: which row a path is (README "The tree"), and the
  * rules every row with a flag shares. Each row's operations live in the file named after it. */
+#include <malloc.h>
 #include "internal.h"
 
 /* In match order (kinds.h): the first row whose pattern fits a path is its kind. */
@@ -218,6 +219,10 @@ int al_tree_readdir(al_tree *t, const char *path, al_tree_fill_fn fill, void *ct
 	}
 	al_strings_free(k.keys, k.n);
 	node_free(&n);
+	/* A folder of thousands of documents (runs/ of a big experiment) was listed whole, each
+	 * document parsed: give that heap back (README "Known limitations"). */
+	if (k.n >= 1000)
+		malloc_trim(0);
 	return rc;
 }
 

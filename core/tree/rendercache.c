@@ -1,6 +1,7 @@
 /* aletheia: the render cache: a generated file's last render (size, mtime, and within a budget its
  * content) per path, kept while nothing it is made of changed, so that stat() of runs.csv or
  * run.json costs no render however often it is asked (README ".aletheia/status": renders). */
+#include <malloc.h>
 #include "internal.h"
 
 struct render_entry {
@@ -26,6 +27,7 @@ struct inflight {
 /* Contents kept for the next open (a stat's render, read by the cat after it): beyond this,
  * only sizes are kept and an open renders again. */
 #define RKEEP_MAX (32u << 20)
+#define BIG_RENDER (1u << 20)
 
 void rendered_put(rendered *r)
 {
@@ -207,6 +209,10 @@ int render_cached(rendered **out, uint64_t *size, int64_t *mtime, al_tree *t, co
 		memcpy(r->data, buf.ptr, buf.len);
 	r->data[buf.len] = '\0';
 	al_buf_dispose(&buf);
+	/* A big render (runs.csv of thousands of runs) parsed every run's document: give the heap
+	 * back, or the daemon keeps its high-water mark for good (README "Known limitations"). */
+	if (r->len >= BIG_RENDER)
+		malloc_trim(0);
 	*size = r->len;
 	mtime_raise(mtime, mt);
 	if (owner) {
