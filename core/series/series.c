@@ -180,14 +180,30 @@ static int cmp_chunk(const void *a, const void *b)
 	return c ? c : (x->seq < y->seq ? -1 : x->seq > y->seq);
 }
 
-static al_point chunk_point(const chunk *c, size_t k)
+/* Walks a chunk's three arrays side by side: cJSON_GetArrayItem walks its list from the start
+ * each time, which made reading a chunk quadratic in its points. */
+typedef struct {
+	const cJSON *step, *value, *time;
+} chunk_cursor;
+
+static void chunk_start(chunk_cursor *cur, const chunk *c)
+{
+	cur->step = c->steps ? c->steps->child : NULL;
+	cur->value = c->values ? c->values->child : NULL;
+	cur->time = c->times ? c->times->child : NULL;
+}
+
+static al_point chunk_next(chunk_cursor *cur)
 {
 	al_point p = {0, NAN, 0};
-	al_value_get_int(&p.step, cJSON_GetArrayItem(c->steps, (int)k));
-	if (c->values)
-		al_value_get_double(&p.value, cJSON_GetArrayItem(c->values, (int)k));
-	if (c->times)
-		al_value_get_time(&p.time_us, cJSON_GetArrayItem(c->times, (int)k));
+	al_value_get_int(&p.step, cur->step);
+	if (cur->value)
+		al_value_get_double(&p.value, cur->value);
+	if (cur->time)
+		al_value_get_time(&p.time_us, cur->time);
+	cur->step = cur->step ? cur->step->next : NULL;
+	cur->value = cur->value ? cur->value->next : NULL;
+	cur->time = cur->time ? cur->time->next : NULL;
 	return p;
 }
 
@@ -292,10 +308,12 @@ static int series_load(al_series_set *s, series *se)
 		int own = strcmp(ch[i].writer, s->writer) == 0;
 		wseq *w = own ? &ws[0] : (i > 0 && strcmp(ch[i].writer, ch[i - 1].writer) == 0 ? &ws[nw - 1] : &ws[nw++]);
 		w->legacy = strcmp(ch[i].writer, LEGACY_WRITER) == 0;
+		chunk_cursor cur;
 		if ((rc = reserve(&w->pts, &w->cap, w->n, ch[i].n, se->doc)))
 			goto cleanup;
+		chunk_start(&cur, &ch[i]);
 		for (k = 0; k < ch[i].n; k++) {
-			al_point p = chunk_point(&ch[i], k);
+			al_point p = chunk_next(&cur);
 			/* Own points at or past own_base come from memory, which may be ahead. */
 			if (own && stored_own++ >= se->own_base && !first)
 				continue;
@@ -709,6 +727,105 @@ int al_series_render(char **out, size_t *len, al_series_set *s, const char *metr
 	return al_series_render_tail(out, len, &whole, &points, &view, s, metric_doc);
 }
 
+/* The one writer of a stored series whose summary names exactly one writer_* entry and no
+ * points of chunks without a writer (*count: its points); 0 otherwise. */
+static int single_writer(char *writer, size_t cap, uint64_t *count, const al_doc *d)
+{
+	const cJSON *f, *one = NULL;
+	int64_t v;
+	cJSON_ArrayForEach(f, d->fields) {
+		if (strncmp(f->string, "writer_", 7) != 0)
+			continue;
+		if (one)
+			return 0;
+		one = f;
+	}
+	if (!one || strlen(one->string + 7) >= cap ||
+	    al_fields_get_int(&v, al_value_get_map(one), "count") != 0 || v < 0)
+		return 0;
+	snprintf(writer, cap, "%s", one->string + 7);
+	*count = (uint64_t)v;
+	return 1;
+}
+
+/* Points [from, from + max) of a stored series of one writer, from the chunk that holds them
+ * (its ordinal / AL_SERIES_CHUNK): one chunk document in memory at a time. */
+static int stored_points(al_point *out, size_t *n, al_series_set *s, const char *metric_doc,
+	const char *writer, uint64_t count, uint64_t from, size_t max)
+{
+	uint64_t seq = from / AL_SERIES_CHUNK, k;
+	char *path = NULL;
+	al_doc *d = NULL;
+	chunk c = {0};
+	chunk_cursor cur;
+	int rc;
+
+	*n = 0;
+	if (from >= count)
+		return 0;
+	if (asprintf(&path, "%s/chunks/%s-%llu", metric_doc, writer, (unsigned long long)seq) < 0)
+		return al_error_set(AL_ENOMEM, "out of memory");
+	if ((rc = al_store_get(&d, s->store, path)))
+		goto cleanup;
+	c.steps = al_value_get_array(al_fields_get(d->fields, "steps"));
+	c.values = al_value_get_array(al_fields_get(d->fields, "values"));
+	c.times = al_value_get_array(al_fields_get(d->fields, "times"));
+	chunk_start(&cur, &c);
+	for (k = seq * AL_SERIES_CHUNK; cur.step && k < count && *n < max; k++) {
+		al_point p = chunk_next(&cur);
+		if (k >= from)
+			out[(*n)++] = p;
+	}
+cleanup:
+	free(path);
+	al_doc_free(d);
+	return rc;
+}
+
+int al_series_points(al_point *out, size_t *n, uint64_t *view, al_series_set *s,
+	const char *metric_doc, uint64_t from, size_t max)
+{
+	series *se;
+	al_doc *d = NULL;
+	char writer[64];
+	uint64_t count;
+	int rc;
+
+	*n = 0;
+	if ((rc = series_exists(&d, s, metric_doc)) || (rc = series_get(&se, s, metric_doc))) {
+		al_doc_free(d);
+		return rc;
+	}
+	pthread_mutex_lock(&se->lock);
+	se->used_us = al_now_us();
+	/* Not in memory, nothing of this mount's pending (else it would be loaded), one writer:
+	 * its points in the order appended are the series, chunk by chunk. */
+	if (!se->loaded && !se->deferred_n) {
+		if (!d && (rc = al_store_get(&d, s->store, metric_doc))) {
+			if (rc == AL_ENOTFOUND && se->touched == 1) {   /* created, not stored yet */
+				al_error_clear();
+				rc = 0;
+			}
+			goto cleanup;
+		}
+		if (single_writer(writer, sizeof(writer), &count, d)) {
+			*view = 0;
+			rc = stored_points(out, n, s, metric_doc, writer, count, from, max);
+			goto cleanup;
+		}
+	}
+	if ((rc = series_fresh(s, se)))
+		goto cleanup;
+	/* One writer's points never move; a merge of several may reorder them at each load. */
+	*view = se->others == 0 && se->legacy_sum.count == 0 ? 0 : se->view + 1;
+	for (; from < se->count && *n < max; from++)
+		out[(*n)++] = se->pts[from];
+cleanup:
+	pthread_mutex_unlock(&se->lock);
+	al_doc_free(d);
+	return rc;
+}
+
 /* A summary entry's fields (the document's top level or one writer_* map). */
 static int summary_from_fields(al_series_summary *out, const cJSON *f, int64_t update_us)
 {
@@ -879,6 +996,101 @@ int al_series_ids(char ***out, size_t *count, al_series_set *s, const char *run_
 cleanup:
 	free(coll);
 	free(ids);
+	al_doc_list_free(list);
+	return rc;
+}
+
+typedef struct {
+	char *id;
+	al_series_summary sum;
+	int ok;
+} named_summary;
+
+static int cmp_named(const void *a, const void *b)
+{
+	return strcmp(((const named_summary *)a)->id, ((const named_summary *)b)->id);
+}
+
+int al_series_summaries(char ***out_ids, al_series_summary **out_sums, size_t *count,
+	al_series_set *s, const char *run_doc)
+{
+	al_doc_list *list = NULL;
+	named_summary *ns = NULL;
+	char *coll = NULL, *doc = NULL;
+	size_t n = 0, cap, i, w, rl = strlen(run_doc);
+	series *se;
+	run_index *run;
+	int rc;
+
+	*out_ids = NULL;
+	*out_sums = NULL;
+	*count = 0;
+	if (asprintf(&coll, "%s/metrics", run_doc) < 0)
+		return al_error_set(AL_ENOMEM, "out of memory");
+	if ((rc = al_store_list(&list, s->store, coll, NULL, NULL)))
+		goto cleanup;
+	pthread_mutex_lock(&s->lock);
+	cap = list->count + 1;
+	run = run_find(s, run_doc, rl, 0);
+	for (se = run ? run->list : NULL; se; se = se->next_run)
+		cap++;
+	ns = calloc(cap, sizeof(*ns));
+	/* Series this mount has in memory answer for themselves (below): their points may be ahead
+	 * of the store. */
+	for (se = run && ns ? run->list : NULL; se; se = se->next_run)
+		if (se->count > 0 || se->touched || se->deferred_n > 0 || se->loaded)
+			ns[n++].id = strdup(al_doc_id(se->doc));
+	pthread_mutex_unlock(&s->lock);
+	if (!ns) {
+		rc = al_error_set(AL_ENOMEM, "out of memory");
+		goto cleanup;
+	}
+	for (i = 0; i < n; i++) {
+		free(doc);
+		if (!ns[i].id || asprintf(&doc, "%s/metrics/%s", run_doc, ns[i].id) < 0) {
+			doc = NULL;
+			continue;
+		}
+		ns[i].ok = al_series_summary_get(&ns[i].sum, s, doc) == 0;
+		al_error_clear();
+	}
+	/* The others from the listing itself: the stored summary carries what is shown. */
+	for (i = 0; i < list->count; i++) {
+		const char *id = al_doc_id(list->docs[i]->path);
+		size_t k;
+		for (k = 0; k < n && (!ns[k].id || strcmp(ns[k].id, id) != 0); k++)
+			;
+		if (k < n)
+			continue;
+		if (!series_find(s, list->docs[i]->path) &&
+		    summary_from_doc(&ns[n].sum, list->docs[i]) == 0)
+			ns[n].ok = 1;
+		else {
+			ns[n].ok = al_series_summary_get(&ns[n].sum, s, list->docs[i]->path) == 0;
+			al_error_clear();
+		}
+		ns[n++].id = strdup(id);
+	}
+	qsort(ns, n, sizeof(*ns), cmp_named);
+	if (!(*out_ids = calloc(n + 1, sizeof(char *))) || !(*out_sums = calloc(n + 1, sizeof(**out_sums)))) {
+		free(*out_ids);
+		*out_ids = NULL;
+		rc = al_error_set(AL_ENOMEM, "out of memory");
+		goto cleanup;
+	}
+	for (i = 0, w = 0; i < n; i++)
+		if (ns[i].id && ns[i].ok) {
+			(*out_ids)[w] = ns[i].id;
+			(*out_sums)[w++] = ns[i].sum;
+			ns[i].id = NULL;
+		}
+	*count = w;
+cleanup:
+	for (i = 0; ns && i < n; i++)
+		free(ns[i].id);
+	free(ns);
+	free(doc);
+	free(coll);
 	al_doc_list_free(list);
 	return rc;
 }

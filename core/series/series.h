@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <stddef.h>
 #include "aletheia/common.h"
+#include "core/series/metric.h"
 #include "core/store/store.h"
 
 typedef struct al_series_set al_series_set;
@@ -39,6 +40,17 @@ int al_series_touch(al_series_set *s, const char *metric_doc);
  * text with *whole = 1. Updates *points and *view; start with *view = UINT64_MAX. */
 int al_series_render_tail(char **out, size_t *len, int *whole, uint64_t *points, uint64_t *view,
 	al_series_set *s, const char *metric_doc);
+/* Points [from, from + max) of a series in read-back order (*n < max at its end), for readers
+ * that stream the text: a stored series of one writer is read one chunk document at a time, never
+ * whole; others come from the merged view in memory. *view changes when earlier points may have
+ * moved (several writers merged again): a reader then starts over. AL_ENOTFOUND as render. */
+int al_series_points(al_point *out, size_t *n, uint64_t *view, al_series_set *s,
+	const char *metric_doc, uint64_t from, size_t max);
+/* The summaries of a run's metrics that exist (ids as al_series_ids, sorted), from one listing
+ * of their documents: series in memory give their own, the others their stored summary, so a
+ * run's metrics cost one listing and no entry in memory (runs.csv, run.json). */
+int al_series_summaries(char ***ids, al_series_summary **sums, size_t *count, al_series_set *s,
+	const char *run_doc);
 int al_series_summary_get(al_series_summary *out, al_series_set *s, const char *metric_doc);
 /* Encoded metric document ids of the run (stored and not yet delivered), sorted, deduplicated. */
 int al_series_ids(char ***out, size_t *count, al_series_set *s, const char *run_doc);

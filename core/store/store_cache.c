@@ -575,7 +575,20 @@ static int fetch(al_doc **got, cache *c, const char *const *paths, size_t m)
 	pthread_mutex_lock(&c->lock);
 	known = al_now_us();
 	for (i = 0; c->gen == g0 && i < n; i++) {
-		entry *e = calloc(1, sizeof(*e));
+		entry *e, **p;
+		/* A document too large to keep (a metric's chunk, read by a metric's reader one after
+		 * another) is not copied: a reader of a 10,000,000-point metric would keep every
+		 * chunk, gigabytes, for the TTL. An older copy goes too. */
+		if (docs[i] && json_size(docs[i]->fields, KEEP_DOC_MAX) > KEEP_DOC_MAX) {
+			if (*(p = slot(c, all[i])) && !(*p)->is_list) {
+				entry *old = *p;
+				*p = old->next;
+				entry_free(old);
+				c->count--;
+			}
+			continue;
+		}
+		e = calloc(1, sizeof(*e));
 		if (!e || !(e->key = strdup(all[i])) || (docs[i] && !(e->doc = doc_copy(docs[i])))) {
 			if (e)
 				entry_free(e);

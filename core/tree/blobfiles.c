@@ -440,7 +440,7 @@ static int blob_move(al_tree *t, const node *a, const node *b, int noreplace, si
 		free(np);
 	}
 	if (rc == 0 && m.n)
-		rc = al_store_commit(t->store, m.w, m.n);
+		rc = tree_commit(t, m.w, m.n);
 cleanup:
 	mw_free(&m);
 	al_doc_free(d);
@@ -472,7 +472,7 @@ static int owner_mark(al_tree *t, const node *n)
 {
 	cJSON *f = NULL;
 	al_write w = owner_write(&f, n, al_now_us());
-	int rc = al_store_commit(t->store, &w, 1);
+	int rc = tree_commit(t, &w, 1);
 	cJSON_Delete(f);
 	return rc;
 }
@@ -544,7 +544,7 @@ int record_file(al_tree *t, const node *n, const char *hex, uint64_t size, const
 		al_doc_free(known);
 		known = NULL;
 		pthread_mutex_lock(&t->ds_lock);
-		rc = al_store_commit(t->store, w, nw);
+		rc = tree_commit(t, w, nw);
 		if (rc == 0 && n->k->owner == O_DATASET)
 			dataset_changed(t, n->ds_doc);
 		pthread_mutex_unlock(&t->ds_lock);

@@ -84,7 +84,7 @@ int commit1(al_tree *t, al_write_op op, const char *path, const cJSON *fields,
 	al_precondition pre)
 {
 	al_write w = {op, path, fields, pre, NULL};
-	return al_store_commit(t->store, &w, 1);
+	return tree_commit(t, &w, 1);
 }
 
 void keyset_add(keyset *k, const char *key)
@@ -211,7 +211,7 @@ static int delete_tree(al_tree *t, const char *doc)
 		free(coll);
 	}
 	al_strings_free(colls, ncolls);
-	return rc ? rc : al_store_commit(t->store, &w, 1);
+	return rc ? rc : tree_commit(t, &w, 1);
 }
 
 int path_under(const char *dir, const char *path)
@@ -273,7 +273,7 @@ int commit_keys(al_tree *t, const char *doc, const char *field, const char *time
 			al_fields_set(fields, times_field, al_value_map(times));
 			times = NULL;
 		}
-		rc = al_store_commit(t->store, &w, 1);
+		rc = tree_commit(t, &w, 1);
 	}
 	cJSON_Delete(times);
 	cJSON_Delete(inner);

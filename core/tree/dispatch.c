@@ -1,5 +1,6 @@
 /* aletheia: the kind table and its dispatcher: which row a path is (README "The tree"), and the
  * rules every row with a flag shares. Each row's operations live in the file named after it. */
+#include <malloc.h>
 #include "internal.h"
 
 /* In match order (kinds.h): the first row whose pattern fits a path is its kind. */
@@ -130,17 +131,21 @@ int render(al_buf *b, int64_t *mtime, al_tree *t, const node *n)
 {
 	if (!n->k->render)
 		return al_error_set(AL_EINVAL, "not a generated file");
+	/* Counted for .aletheia/status, but not the control files': reading status would change it. */
+	if (n->k->owner != O_NONE)
+		__atomic_add_fetch(&t->renders[kind_index(n->k)], 1, __ATOMIC_RELAXED);
 	return n->k->render(b, mtime, t, n);
 }
 
-/* A file whose content is rendered: its size is the rendering's. */
-int generated_attr(al_attr *out, al_tree *t, const node *n, unsigned mode, int64_t mtime)
+/* A file whose content is rendered: its size is the rendering's, the last one's while nothing
+ * it is made of changed (rendercache.c), so a stat costs no render then. */
+int generated_attr(al_attr *out, al_tree *t, const node *n, const char *path, unsigned mode,
+	int64_t mtime)
 {
-	al_buf b = AL_BUF_INIT;
-	int rc = render(&b, &mtime, t, n);
+	uint64_t size = 0;
+	int rc = render_cached(NULL, &size, &mtime, t, n, path);
 	if (rc == 0)
-		attr_file(out, mode, b.len, mtime);
-	al_buf_dispose(&b);
+		attr_file(out, mode, size, mtime);
 	return rc;
 }
 
@@ -174,7 +179,7 @@ int getattr_recorded(al_attr *out, al_tree *t, const char *path)
 		attr_dir(out, d ? d->update_us : t->mount_us);
 	else if (n.k->render)
 		/* a value file's time is its own (render), a generated file's at least its owner's */
-		rc = generated_attr(out, t, &n, mode, d && !n.k->commit ? d->update_us : 0);
+		rc = generated_attr(out, t, &n, path, mode, d && !n.k->commit ? d->update_us : 0);
 	else
 		rc = al_error_set(AL_ENOTFOUND, "no such entry: %s", path);
 cleanup:
@@ -214,6 +219,10 @@ int al_tree_readdir(al_tree *t, const char *path, al_tree_fill_fn fill, void *ct
 	}
 	al_strings_free(k.keys, k.n);
 	node_free(&n);
+	/* A folder of thousands of documents (runs/ of a big experiment) was listed whole, each
+	 * document parsed: give that heap back (README "Known limitations"). */
+	if (k.n >= 1000)
+		malloc_trim(0);
 	return rc;
 }
 

@@ -319,6 +319,8 @@ void al_file_release(al_file *f)
 		unlink(f->staging);
 	free(f->staging);
 	free(f->snap);
+	free(f->idx);
+	rendered_put(f->gen);
 	al_buf_dispose(&f->text);
 	node_free(&f->n);
 	free(f->path);

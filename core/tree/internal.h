@@ -110,7 +110,8 @@ const char *node_owner_doc(const node *n);
 int render(al_buf *b, int64_t *mtime, al_tree *t, const node *n);
 /* Attributes of everything but scratch files, uncached. */
 int getattr_recorded(al_attr *out, al_tree *t, const char *path);
-int generated_attr(al_attr *out, al_tree *t, const node *n, unsigned mode, int64_t mtime);
+int generated_attr(al_attr *out, al_tree *t, const node *n, const char *path, unsigned mode,
+	int64_t mtime);
 
 /* The dispatcher's operations, wrapped by the attribute cache (attrcache.c). */
 int tree_mkdir(al_tree *t, const char *path, const al_caller *caller);
@@ -140,6 +141,20 @@ typedef struct scratch {
 } scratch;
 
 typedef struct attr_entry attr_entry;
+typedef struct render_entry render_entry;
+typedef struct rendered rendered;
+
+/* Slots of the scope generations (rendercache.c): a document's slot is bumped after every change
+ * to it or below it; documents sharing a slot only cost each other a render. */
+#define SCOPE_SLOTS 4096
+
+/* The kinds' positions in the table (kinds.h), for counters kept per kind. */
+enum {
+#define KIND(k) KIND_INDEX_##k,
+#include "kinds.h"
+#undef KIND
+	KIND_COUNT
+};
 
 struct al_tree {
 	al_stack *stack;           /* the backends, built outside the tree (stack.h) */
@@ -180,6 +195,19 @@ struct al_tree {
 	/* Datasets being read (dsprefetch.c): cold opens, and the prefetch a scan started. */
 	pthread_mutex_t scan_lock;
 	struct ds_scan *scans;
+	/* Render cache (rendercache.c): a generated file's last render (size, mtime and, within a
+	 * budget, its content) per path, kept while the scope generation of its owner document
+	 * (and the epoch, bumped by changes not tied to one document) stays the same, so stat()
+	 * costs no render while nothing it is made of changed (README ".aletheia/status"). */
+	pthread_mutex_t rlock;
+	pthread_cond_t rdone;      /* a render in flight ended */
+	struct inflight *inflight; /* renders in flight: others of the same path wait for them */
+	render_entry **rcache;
+	size_t rcount;
+	size_t rkept;              /* bytes of content the entries hold */
+	uint64_t scope_gen[SCOPE_SLOTS];
+	uint64_t render_epoch;
+	uint64_t renders[KIND_COUNT];   /* renders made, per kind (atomic) */
 };
 
 /* ---- open files (handle.c) --------------------------------------------------------------- */
@@ -219,9 +247,15 @@ struct al_file {
 	al_buf text;               /* F_TEXT/F_GENERATED content; F_METRIC: the partial last line */
 	size_t keep;               /* F_TEXT: length of the content shown at open (0 when truncated) */
 	size_t low_write;          /* F_TEXT: lowest offset written or truncated to (SIZE_MAX: none) */
-	char *snap;                /* F_METRIC: read-back text so far */
+	/* F_METRIC readers stream (README "metrics"): snap holds the text of one batch of points,
+	 * the bytes [win_off, win_off + snaplen) of the file; points is the ordinal after it, whose
+	 * text starts at text_end; idx[j] is where point j × AL_SERIES_CHUNK starts, to go back. */
+	char *snap;
 	size_t snaplen;
-	uint64_t points, view;     /* F_METRIC: the series' points in snap and its view (series.h) */
+	uint64_t win_off, text_end;
+	uint64_t *idx;
+	size_t nidx;
+	uint64_t points, view;     /* view: the series' (al_series_points) the offsets are of */
 	uint64_t status_gen;       /* t->status_gen when the run was last seen running (K_RUNNING) */
 	int line_closed;           /* F_METRIC: a close() came after the partial line in text */
 	int skip_line;             /* F_METRIC: the rest of a refused (too long) line is dropped */
@@ -244,6 +278,7 @@ struct al_file {
 	unsigned handles;
 	struct al_file *share;     /* at open: the writer this open joins instead */
 	struct al_file *next;      /* in t->writers */
+	rendered *gen;             /* F_GENERATED read-only opens: the content shown (shared) */
 	al_fsck *fsck;             /* F_FSCK: the check this handle asked for; its report in text */
 	int fsck_done;
 	/* F_PREFETCH (dsprefetch.c): the dataset asked for, its pull, the report's progress */
@@ -259,6 +294,34 @@ struct al_file {
 void changed(al_tree *t);
 int attrcache_init(al_tree *t);
 void attrcache_free(al_tree *t);
+
+/* ---- the render cache (rendercache.c) ------------------------------------------------------ */
+
+/* A render's content, shared by the cache and the handles reading it; immutable. */
+struct rendered {
+	unsigned refs;             /* atomic */
+	size_t len;
+	char data[];
+};
+
+void rendered_put(rendered *r);
+/* After a change to the document doc (a path in the store) is visible: renders made of it, or
+ * of anything it is in, are made again when next asked for. */
+void scope_changed(al_tree *t, const char *doc);
+/* After a change not tied to one document (the dataset thread, a control file): every render. */
+void scope_changed_all(al_tree *t);
+/* The size and mtime (raised to *mtime) of a generated file's content: the last render's while
+ * nothing it is made of changed, else a new render, which is kept for the next ask. With out,
+ * the content too (a reference the caller puts back). */
+int render_cached(rendered **out, uint64_t *size, int64_t *mtime, al_tree *t, const node *n,
+	const char *path);
+int rendercache_init(al_tree *t);
+void rendercache_free(al_tree *t);
+/* The text "runs.csv 3, run.json 1" of the renders made so far (.aletheia/status). */
+int render_counts(al_buf *b, al_tree *t);
+size_t kind_index(const al_kind *k);
+/* The store's commit, followed by scope_changed of each document written. */
+int tree_commit(al_tree *t, const al_write *w, size_t n);
 
 al_file *find_writer(al_tree *t, const char *path);
 int writer_attr(al_attr *out, al_tree *t, const char *path, unsigned mode);

@@ -92,7 +92,7 @@ static int link_symlink(al_tree *t, const node *np, const char *path, const char
 			    (rc = al_mask_add(mask, "datasets", n.name)) == 0) {
 				w[0] = (al_write){AL_WRITE_UPDATE, n.run_doc, fields, AL_PRE_EXISTS, mask};
 				w[1] = (al_write){AL_WRITE_UPDATE, d.ds_doc, dsf, AL_PRE_EXISTS, NULL};
-				rc = al_store_commit(t->store, w, 2);
+				rc = tree_commit(t, w, 2);
 			}
 		}
 	}

@@ -40,7 +40,7 @@ static int metadata_getattr(al_attr *out, al_tree *t, const node *n, const al_do
 	int rc = get_doc(&d, t, p);
 	(void)owner;
 	if (rc == 0)
-		rc = generated_attr(out, t, n, mode, d->update_us);
+		rc = generated_attr(out, t, n, path, mode, d->update_us);
 	else if (writer_attr(out, t, path, mode))
 		rc = 0;
 	al_doc_free(d);

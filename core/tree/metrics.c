@@ -71,6 +71,7 @@ static int metric_end_line(al_file *f)
 	int rc;
 	if ((rc = metric_still_running(f)) == 0 && (rc = al_buf_puts(&f->text, "\n")) == 0)
 		rc = al_series_append_text(f->t->series, f->staging, f->text.ptr, f->text.len);
+	scope_changed(f->t, f->staging);   /* run.json, runs.csv show it */
 	if (rc)
 		fprintf(stderr, "aletheia: %s: the last line, written without its newline, was not "
 			"recorded: %s\n", f->path, al_error_last());
@@ -96,40 +97,109 @@ static void metric_settle_lines(al_tree *t, const char *metric_doc)
 	pthread_mutex_unlock(&t->lock);
 }
 
-/* Brings a metric handle's text up to the series' current points (README "metrics": readers see
- * points appended after their open, as with any log file). f->mu held. */
-static int metric_refresh(al_file *f)
-{
-	char *text = NULL;
-	size_t len = 0;
-	int whole = 0, rc;
+/* A reader's text is made a batch of points at a time (one chunk document of the series), so a
+ * metric of millions of points streams through a bounded buffer (README "metrics"). */
+#define READ_BATCH AL_SERIES_CHUNK
 
-	metric_settle_lines(f->t, f->staging);
-	rc = al_series_render_tail(&text, &len, &whole, &f->points, &f->view, f->t->series, f->staging);
+/* Forgets the text made so far: the series' points moved (several writers merged again). */
+static void reader_reset(al_file *f)
+{
+	free(f->snap);
+	f->snap = NULL;
+	f->snaplen = 0;
+	f->win_off = f->text_end = f->points = 0;
+	f->nidx = 0;
+}
+
+/* Makes the text of the next batch of points the window; *got 0 at the series' end (for now:
+ * a reader sees points appended later, as with any log file). f->mu held. */
+static int reader_next(al_file *f, int *got)
+{
+	al_point *pts = NULL;
+	char *text = NULL;
+	size_t n = 0, len = 0, i, want = READ_BATCH - (size_t)(f->points % READ_BATCH);
+	uint64_t view = 0;
+	int rc;
+
+	*got = 0;
+	if (!(pts = malloc(READ_BATCH * sizeof(*pts))))
+		return al_error_set(AL_ENOMEM, "out of memory");
+	rc = al_series_points(pts, &n, &view, f->t->series, f->staging, f->points, want);
 	if (rc == AL_ENOTFOUND) {   /* not one point yet (a new metric still being written) */
 		al_error_clear();
-		return 0;
+		rc = 0;
+		n = 0;
 	}
 	if (rc)
-		return rc;
-	if (whole) {
-		free(f->snap);
-		f->snap = text;
-		f->snaplen = len;
-		return 0;
-	}
-	if (len) {
-		char *grown = realloc(f->snap, f->snaplen + len);
-		if (!grown) {
-			free(text);
-			return al_error_set(AL_ENOMEM, "out of memory");
+		goto cleanup;
+	if (view != f->view) {
+		int restart = f->view != UINT64_MAX && f->points > 0;
+		f->view = view;
+		if (restart) {
+			reader_reset(f);
+			free(pts);
+			return reader_next(f, got);
 		}
-		memcpy(grown + f->snaplen, text, len);
-		f->snap = grown;
-		f->snaplen += len;
 	}
+	if (n == 0)
+		goto cleanup;
+	if (!(text = malloc(n * AL_POINT_TEXT_MAX))) {
+		rc = al_error_set(AL_ENOMEM, "out of memory");
+		goto cleanup;
+	}
+	for (i = 0; i < n; i++)
+		len += al_metric_format(text + len, &pts[i]);
+	if (f->points % READ_BATCH == 0 && f->points / READ_BATCH == f->nidx) {
+		uint64_t *grown = realloc(f->idx, (f->nidx + 1) * sizeof(*grown));
+		if (!grown) {
+			rc = al_error_set(AL_ENOMEM, "out of memory");
+			goto cleanup;
+		}
+		f->idx = grown;
+		f->idx[f->nidx++] = f->text_end;
+	}
+	free(f->snap);
+	f->snap = text;
+	text = NULL;
+	f->snaplen = len;
+	f->win_off = f->text_end;
+	f->text_end += len;
+	f->points += n;
+	*got = 1;
+cleanup:
 	free(text);
-	return 0;
+	free(pts);
+	return rc;
+}
+
+/* Makes the window hold the byte at off: forward from where the text was made up to, back from
+ * the batch that holds it. *found 0 past the end. f->mu held. */
+static int reader_seek(al_file *f, uint64_t off, int *found)
+{
+	int rc, got;
+	*found = 0;
+	for (;;) {
+		if (off >= f->win_off && off < f->win_off + f->snaplen) {
+			*found = 1;
+			return 0;
+		}
+		if (off < f->win_off || (off < f->text_end && f->snaplen == 0)) {
+			size_t j = f->nidx;
+			while (j > 0 && f->idx[j - 1] > off)
+				j--;
+			if (j == 0) {
+				reader_reset(f);
+			} else {
+				f->points = (uint64_t)(j - 1) * READ_BATCH;
+				f->text_end = f->win_off = f->idx[j - 1];
+				free(f->snap);
+				f->snap = NULL;
+				f->snaplen = 0;
+			}
+		}
+		if ((rc = reader_next(f, &got)) || !got)
+			return rc;
+	}
 }
 
 static int open_metric(al_file *f, int flags, const char *path)
@@ -158,10 +228,13 @@ static int open_metric(al_file *f, int flags, const char *path)
 		 * savetxt: create, close, open again). */
 		if (!exists && (rc = al_series_touch(t->series, f->staging)))
 			return rc;
+		if (!exists)
+			scope_changed(t, f->staging);
 		register_writer(t, f);
 		return 0;
 	}
-	return metric_refresh(f);
+	metric_settle_lines(t, f->staging);
+	return 0;
 }
 
 /* A line past METRIC_LINE_MAX: what was kept of it goes, and so does its rest, up to its
@@ -218,6 +291,7 @@ static int metric_write(al_file *f, const char *buf, size_t size)
 		len = done;
 	}
 	rc = al_series_append_text(f->t->series, f->staging, text, len);
+	scope_changed(f->t, f->staging);
 	/* On error none of this write's lines are recorded, and a partial line kept from before is
 	 * part of what failed: later writes start clean. */
 	al_buf_clear(&f->text);
@@ -264,14 +338,19 @@ const al_kind kind_metric = {
 /* A reader at the end (tail -f, a polling loop) gets the points appended since. */
 static int metric_read(size_t *nread, al_file *f, char *buf, size_t size, uint64_t off)
 {
-	int rc = 0;
+	int rc = 0, found = 1;
+	*nread = 0;
 	pthread_mutex_lock(&f->mu);
-	if (off + size > f->snaplen)
-		rc = metric_refresh(f);
-	if (rc == 0)
-		rc = read_buffer(nread, f->snap, f->snaplen, buf, size, off);
+	if (off + size > f->text_end)
+		metric_settle_lines(f->t, f->staging);
+	while (*nread < size && (rc = reader_seek(f, off + *nread, &found)) == 0 && found) {
+		size_t got = 0;
+		read_buffer(&got, f->snap, f->snaplen, buf + *nread, size - *nread,
+			off + *nread - f->win_off);
+		*nread += got;
+	}
 	pthread_mutex_unlock(&f->mu);
-	return rc;
+	return *nread ? 0 : rc;
 }
 
 static int metric_write_op(al_file *f, const char *buf, size_t size, uint64_t off)
@@ -303,12 +382,18 @@ static int metric_flush(al_file *f)
  * reads up to the size given here, so it must be what the handle serves. */
 static int metric_getattr_open(al_attr *out, al_file *f)
 {
+	al_series_summary s;
 	int rc;
 	path_attr(out, f);
-	pthread_mutex_lock(&f->mu);
-	if ((rc = metric_refresh(f)) == 0)
-		out->size = f->snaplen;
-	pthread_mutex_unlock(&f->mu);
+	metric_settle_lines(f->t, f->staging);
+	rc = al_series_summary_get(&s, f->t->series, f->staging);
+	if (rc == AL_ENOTFOUND) {   /* not one point yet (a new metric still being written) */
+		al_error_clear();
+		s.text_bytes = 0;
+		rc = 0;
+	}
+	if (rc == 0)
+		out->size = s.text_bytes;
 	return rc;
 }
 

@@ -110,7 +110,7 @@ static int param_getattr(al_attr *out, al_tree *t, const node *n, const al_doc *
 {
 	const cJSON *hp = al_value_get_map(al_fields_get(run->fields, "hyper_params"));
 	if (hp && al_fields_get(hp, n->rest))
-		return generated_attr(out, t, n, mode, 0);
+		return generated_attr(out, t, n, path, mode, 0);
 	if (key_prefix_exists(hp, n->rest) || has_vdir(t, path))
 		attr_dir(out, run->update_us);
 	else if (!writer_attr(out, t, path, mode))

@@ -148,7 +148,7 @@ static int run_mkdir(al_tree *t, const node *n, const char *path, const al_calle
 	al_fields_set(upd, "updated", al_value_time(al_now_us()));
 	w[0] = (al_write){AL_WRITE_SET, n->run_doc, f, AL_PRE_MISSING, NULL};
 	w[1] = (al_write){AL_WRITE_UPDATE, n->exp_doc, upd, AL_PRE_EXISTS, NULL};
-	rc = al_store_commit(t->store, w, 2);
+	rc = tree_commit(t, w, 2);
 	cJSON_Delete(upd);
 	cJSON_Delete(f);
 	return rc;

@@ -35,6 +35,7 @@ static int render_run_json(al_buf *b, int64_t *mtime, al_tree *t, const node *n,
 	cJSON *o = cJSON_CreateObject(), *git, *metrics, *datasets, *arts, *params;
 	const cJSON *f = run->fields, *ds, *it;
 	char **ids = NULL;
+	al_series_summary *sums = NULL;
 	size_t nids = 0, i;
 	uint64_t acount, abytes;
 	int rc;
@@ -76,13 +77,12 @@ static int render_run_json(al_buf *b, int64_t *mtime, al_tree *t, const node *n,
 	cJSON_AddItemToObject(o, "params", params);
 	metrics = cJSON_AddObjectToObject(o, "metrics");
 	al_store_cache_prefetch(t->series_store, n->run_doc, "metrics");
-	if ((rc = al_series_ids(&ids, &nids, t->series, n->run_doc)))
+	if ((rc = al_series_summaries(&ids, &sums, &nids, t->series, n->run_doc)))
 		goto cleanup;
 	for (i = 0; i < nids; i++) {
-		al_series_summary s;
-		char *doc = xasprintf("%s/metrics/%s", n->run_doc, ids[i]);
+		al_series_summary s = sums[i];
 		char *name = al_id_decode(ids[i]);
-		if (doc && name && al_series_summary_get(&s, t->series, doc) == 0) {
+		if (name) {
 			cJSON *m = cJSON_AddObjectToObject(metrics, name);
 			if (s.update_us > *mtime)
 				*mtime = s.update_us;
@@ -95,7 +95,6 @@ static int render_run_json(al_buf *b, int64_t *mtime, al_tree *t, const node *n,
 			cJSON_AddItemToObject(m, "min", isnan(s.min) ? cJSON_CreateNull() : double_json(s.min));
 			cJSON_AddItemToObject(m, "max", isnan(s.max) ? cJSON_CreateNull() : double_json(s.max));
 		}
-		free(doc);
 		free(name);
 	}
 	datasets = cJSON_AddArrayToObject(o, "datasets");
@@ -117,6 +116,7 @@ static int render_run_json(al_buf *b, int64_t *mtime, al_tree *t, const node *n,
 	rc = json_out(b, o, 1);
 cleanup:
 	al_strings_free(ids, nids);
+	free(sums);
 	cJSON_Delete(o);
 	return rc;
 }

@@ -42,25 +42,26 @@ static cJSON *last_values(keyset *names, int64_t *mtime, al_tree *t, const al_do
 {
 	cJSON *o = cJSON_CreateObject();
 	char **ids = NULL;
+	al_series_summary *sums = NULL;
 	size_t nids = 0, k;
 
 	al_store_cache_prefetch(t->series_store, run->path, "metrics");
-	if (!o || al_series_ids(&ids, &nids, t->series, run->path) != 0)
+	/* one listing of the run's metrics: 10,000 runs cost 10,000 queries, not one per metric */
+	if (!o || al_series_summaries(&ids, &sums, &nids, t->series, run->path) != 0)
 		return o;
 	for (k = 0; k < nids; k++) {
-		al_series_summary s;
-		char *doc = xasprintf("%s/metrics/%s", run->path, ids[k]), *name = al_id_decode(ids[k]);
+		char *name = al_id_decode(ids[k]);
 		char num[32];
-		if (doc && name && al_series_summary_get(&s, t->series, doc) == 0 && s.count) {
+		if (name && sums[k].count) {
 			keyset_add(names, name);
-			mtime_raise(mtime, s.update_us);
-			al_double_format(num, s.last);   /* nan, inf as Python prints them */
+			mtime_raise(mtime, sums[k].update_us);
+			al_double_format(num, sums[k].last);   /* nan, inf as Python prints them */
 			cJSON_AddItemToObject(o, name, cJSON_CreateString(num));
 		}
-		free(doc);
 		free(name);
 	}
 	al_strings_free(ids, nids);
+	free(sums);
 	return o;
 }
 

@@ -10,17 +10,18 @@ int open_text(al_file *f, int flags, const char *path)
 	int rc, exists;
 	al_buf b = AL_BUF_INIT;
 
+	if (!(flags & AL_OPEN_WRITE)) {
+		/* A reader shares the content a stat just rendered (rendercache.c), if still current. */
+		uint64_t size;
+		if ((rc = render_cached(&f->gen, &size, NULL, t, &f->n, path)))
+			goto fail;
+		f->kind = F_GENERATED;
+		return 0;
+	}
 	rc = render(&b, NULL, t, &f->n);
 	exists = rc == 0;
 	if (rc && rc != AL_ENOTFOUND)
 		goto fail;
-	if (!(flags & AL_OPEN_WRITE)) {
-		if (!exists)
-			goto fail;
-		f->kind = F_GENERATED;
-		f->text = b;
-		return 0;
-	}
 	if (!k->commit) {
 		rc = al_error_set(AL_EACCES, "%s is read-only", path);
 		goto fail;
@@ -57,6 +58,8 @@ fail:
 
 static int text_read(size_t *nread, al_file *f, char *buf, size_t size, uint64_t off)
 {
+	if (f->gen)
+		return read_buffer(nread, f->gen->data, f->gen->len, buf, size, off);
 	return read_buffer(nread, f->text.ptr, f->text.len, buf, size, off);
 }
 
@@ -141,7 +144,7 @@ static int text_getattr(al_attr *out, al_file *f)
 {
 	path_attr(out, f);
 	pthread_mutex_lock(&f->mu);
-	out->size = f->text.len;
+	out->size = f->gen ? f->gen->len : f->text.len;
 	pthread_mutex_unlock(&f->mu);
 	return 0;
 }

@@ -44,14 +44,18 @@ int al_tree_status(char **out, al_tree *t)
 	al_buf_printf(&b, "version: %s\npid: %d\nmountpoint: %s\nstore: %s\nbackend: %s\nblobs: %s\n"
 		"cache: %s (%llu bytes %s, %llu blobs)\npending_writes: %llu\nlast_error: %s\n"
 		"offline_since: %s\nprefetch: %llu started, %llu running, %llu blobs fetched (%llu bytes), "
-		"%llu failed, %llu bytes not read yet\n%s",
+		"%llu failed, %llu bytes not read yet\nrenders: ",
 		AL_VERSION, (int)getpid(), t->mountpoint ? t->mountpoint : "", s->store_uri,
 		s->backend, s->blobs_uri, s->cache_dir, (unsigned long long)cs.bytes, limit,
 		(unsigned long long)cs.entries, (unsigned long long)al_tree_pending(t),
 		*err ? err : "none", offline, (unsigned long long)pt.started,
 		(unsigned long long)pt.running, (unsigned long long)pt.fetched_files,
 		(unsigned long long)pt.fetched_bytes, (unsigned long long)pt.failed_files,
-		(unsigned long long)pt.unread_bytes, fs_lines);
+		(unsigned long long)pt.unread_bytes);
+	/* README ".aletheia/status": generated files rendered so far, per kind */
+	render_counts(&b, t);
+	al_buf_puts(&b, "\n");
+	al_buf_puts(&b, fs_lines);
 	*out = al_buf_detach(&b, NULL);
 	return *out ? 0 : al_error_set(AL_ENOMEM, "out of memory");
 }
@@ -110,7 +114,7 @@ int al_tree_open(al_tree **out, const al_tree_options *opts)
 	t->mountpoint = opts->mountpoint ? strdup(opts->mountpoint) : NULL;
 	/* Staged writes live beside the journals, on the same durable disk (stack.h). */
 	t->staging_dir = xasprintf("%s/staging", opts->stack->state_dir);
-	if ((rc = attrcache_init(t)))
+	if ((rc = attrcache_init(t)) || (rc = rendercache_init(t)))
 		goto fail;
 	if (!t->staging_dir) {
 		rc = al_error_set(AL_ENOMEM, "out of memory");
@@ -156,6 +160,8 @@ void al_tree_free(al_tree *t)
 	free(t->mountpoint);
 	free(t->staging_dir);
 	attrcache_free(t);
+	if (t->rcache)
+		rendercache_free(t);
 	pthread_mutex_destroy(&t->ds_lock);
 	pthread_cond_destroy(&t->ds_wake);
 	pthread_mutex_destroy(&t->scan_lock);

@@ -83,11 +83,103 @@ static void test_columns(void)
 	}
 }
 
+/* The renders of a kind made so far, from .aletheia/status's renders line (README
+ * ".aletheia/status"). */
+static long renders_of(const char *kind)
+{
+	char *st = NULL, *line, key[64];
+	long n = 0;
+	CHECK_OK(al_tree_status(&st, TF.t));
+	line = st ? strstr(st, "\nrenders: ") : NULL;
+	CHECK(line != NULL);
+	snprintf(key, sizeof(key), "%s ", kind);
+	if (line) {
+		char *end = strchr(line + 1, '\n'), *p = strstr(line, key);
+		if (p && (!end || p < end) && (p[-1] == ' ' || p[-1] == ','))
+			n = strtol(p + strlen(key), NULL, 10);
+	}
+	free(st);
+	return n;
+}
+
+/* Issue 11: a stat of runs.csv (or run.json) renders it only when something it is made of
+ * changed: changes elsewhere (which clear the attribute cache) cost none, a change in the
+ * experiment one, and the open after that stat reads the content it rendered. */
+#define BIG "/p/experiments/big"
+#define NBIG 2000
+static void test_stat_renders_once(void)
+{
+	char path[256], text[64];
+	al_attr a;
+	long before;
+	int i;
+
+	CHECK_OK(tree_mkdirs(BIG "/runs"));
+	CHECK_OK(tree_mkdirs("/p/experiments/other/runs/1"));
+	for (i = 0; i < NBIG; i++) {
+		snprintf(path, sizeof(path), BIG "/runs/%d", i);
+		CHECK_OK(tree_mkdir(path));
+		snprintf(path, sizeof(path), BIG "/runs/%d/params/lr", i);
+		snprintf(text, sizeof(text), "0.%d\n", i + 1);
+		CHECK_OK(tree_write(path, text));
+		snprintf(path, sizeof(path), BIG "/runs/%d/metrics/loss", i);
+		CHECK_OK(tree_append(path, "0.5\n0.25\n"));
+	}
+	CHECK_OK(al_tree_getattr(&a, TF.t, BIG "/runs.csv"));
+	before = renders_of("runs.csv");
+	CHECK(before >= 1);
+	/* Each change elsewhere clears the attribute cache; none is made of it. */
+	for (i = 0; i < 20; i++) {
+		snprintf(text, sizeof(text), "%d\n", i);
+		CHECK_OK(tree_append("/p/experiments/other/runs/1/metrics/x", text));
+		CHECK_OK(al_tree_getattr(&a, TF.t, BIG "/runs.csv"));
+	}
+	CHECK_EQ_INT(renders_of("runs.csv"), before);
+	/* A change in the experiment: one render, which the next open reads. */
+	CHECK_OK(tree_write(BIG "/runs/7/params/lr", "0.125\n"));
+	for (i = 0; i < 5; i++)
+		CHECK_OK(al_tree_getattr(&a, TF.t, BIG "/runs.csv"));
+	CHECK_EQ_INT(renders_of("runs.csv"), before + 1);
+	{
+		const char *s = tree_cat(BIG "/runs.csv");
+		CHECK_EQ_INT(a.size, strlen(s));
+		CHECK(strstr(s, "\r\n7,running,,,") != NULL && strstr(s, ",0.125,0.25\r\n") != NULL);
+	}
+	CHECK_EQ_INT(renders_of("runs.csv"), before + 1);
+	/* A metric's new point changes its last value: rendered again, the size follows. */
+	CHECK_OK(tree_append(BIG "/runs/9/metrics/loss", "0.0625\n"));
+	CHECK_OK(al_tree_getattr(&a, TF.t, BIG "/runs.csv"));
+	CHECK_EQ_INT(renders_of("runs.csv"), before + 2);
+	CHECK_EQ_INT(a.size, strlen(tree_cat(BIG "/runs.csv")));
+	CHECK(strstr(tree_cat(BIG "/runs.csv"), ",0.0625\r\n") != NULL);
+	CHECK_EQ_INT(renders_of("runs.csv"), before + 2);
+
+	/* run.json: a change to another run costs it nothing, one to its own run a render. */
+	CHECK_OK(al_tree_getattr(&a, TF.t, BIG "/runs/3/run.json"));
+	before = renders_of("run.json");
+	for (i = 0; i < 10; i++) {
+		snprintf(text, sizeof(text), "%d\n", i);
+		CHECK_OK(tree_append(BIG "/runs/4/metrics/loss", text));
+		CHECK_OK(al_tree_getattr(&a, TF.t, BIG "/runs/3/run.json"));
+	}
+	CHECK_EQ_INT(renders_of("run.json"), before);
+	CHECK_OK(tree_append(BIG "/runs/3/metrics/acc", "0.5\n"));
+	CHECK_OK(al_tree_getattr(&a, TF.t, BIG "/runs/3/run.json"));
+	CHECK_OK(al_tree_getattr(&a, TF.t, BIG "/runs/3/run.json"));
+	CHECK_EQ_INT(renders_of("run.json"), before + 1);
+	CHECK_EQ_INT(a.size, strlen(tree_cat(BIG "/runs/3/run.json")));
+	CHECK(strstr(tree_cat(BIG "/runs/3/run.json"), "\"acc\"") != NULL);
+	/* the same after a remount: nothing is remembered wrongly */
+	tree_remount();
+	CHECK_EQ_INT(tree_size(BIG "/runs.csv"), strlen(tree_cat(BIG "/runs.csv")));
+}
+
 int main(void)
 {
 	tree_setup();
 	test_runs_csv();
 	test_columns();
+	test_stat_renders_once();
 	tree_teardown();
 	CHECK_DONE();
 }
