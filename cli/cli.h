@@ -37,6 +37,8 @@ const char *al_cli_default_mount(void);
 void al_cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Prints the usage line of subcommand cmd (NULL: all of them) on stderr; returns 2. */
 int al_cli_usage(const char *cmd);
+/* --help of a subcommand: its usage line on stdout, exit status 0. */
+int al_cli_help(const char *cmd);
 /* Matches option name ("--fold") at argv[*i], as "--fold V" or "--fold=V": 1 with *value set and
  * *i on the last argument used, 0 when argv[*i] is another argument, -1 when the value is missing. */
 int al_cli_option(const char *name, int argc, char **argv, int *i, const char **value);

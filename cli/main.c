@@ -81,6 +81,17 @@ static void print_usage(FILE *f)
 		fprintf(f, "  %s\n", usage_lines[k].line);
 }
 
+int al_cli_help(const char *cmd)
+{
+	for (size_t k = 0; k < sizeof(usage_lines) / sizeof(usage_lines[0]); k++)
+		if (strcmp(usage_lines[k].name, cmd) == 0) {
+			printf("usage: %s\n", usage_lines[k].line);
+			return 0;
+		}
+	print_usage(stdout);
+	return 0;
+}
+
 int al_cli_usage(const char *cmd)
 {
 	for (size_t k = 0; cmd && k < sizeof(usage_lines) / sizeof(usage_lines[0]); k++) {

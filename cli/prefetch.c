@@ -98,6 +98,8 @@ int al_cli_dataset_prefetch(int argc, char **argv)
 	int fd = -1, status = 1;
 
 	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
+			return al_cli_help("dataset");
 		int m = al_cli_option("--mount", argc, argv, &i, &v);
 		if (m < 0) {
 			al_cli_fail("--mount needs a value");

@@ -35,6 +35,9 @@ def test_help_and_version():
         assert word in r.stdout, word
     r = cli("--version")
     assert r.returncode == 0 and "0.1.0" in r.stdout
+    assert "libfuse 3." in r.stdout   # README "Dependencies": which libfuse the binary runs with
+    r = cli("dataset", "prefetch", "--help")   # scripts/bench probes the command this way
+    assert r.returncode == 0 and "dataset prefetch PROJECT/DATASET" in r.stdout
 
 
 def test_usage_errors():
