@@ -1723,9 +1723,16 @@ int al_cache_open_blob(al_cache_blob **out, al_cache *c, const char *hash, const
 			maybe_flush(c);
 			goto unlock;
 		}
-		/* PARTIAL: join the fill in progress (or resume an idle one). */
+		/* PARTIAL: join the fill in progress (or resume an idle one). Its file may have been
+		 * renamed into the complete set already (place_fill renames outside the lock, then
+		 * marks the entry ready): the fill's own descriptor reaches it under any name. */
 		fill *f = e->fill;
 		b->fd = open(f->path, O_RDONLY | O_CLOEXEC);
+		if (b->fd < 0 && errno == ENOENT && f->fd >= 0) {
+			char self[64];
+			snprintf(self, sizeof(self), "/proc/self/fd/%d", f->fd);
+			b->fd = open(self, O_RDONLY | O_CLOEXEC);
+		}
 		if (b->fd < 0) {
 			rc = al_error_set_errno(AL_EIO, errno, "cannot open the cache file %s", f->path);
 			goto unlock;
