@@ -1993,9 +1993,12 @@ struct al_cache_prefetch {
 	al_cache_prefetch *next_active;
 };
 
-static void pf_unref(al_cache_prefetch *p)
+/* Drops n references at once: a caller that may drop two (its own and the active list's, see
+ * pf_settle) never touches p between them. */
+static void pf_unref(al_cache_prefetch *p, unsigned n)
 {
-	if (--p->refs)
+	p->refs -= n;
+	if (p->refs)
 		return;
 	for (size_t i = 0; i < p->n; i++)
 		free(p->items[i].source);
@@ -2003,11 +2006,12 @@ static void pf_unref(al_cache_prefetch *p)
 	free(p);
 }
 
-/* Lock held: p is finished or cancelled once nothing of it is in flight: off the active list. */
-static void pf_settle(al_cache *c, al_cache_prefetch *p)
+/* Lock held: p is finished or cancelled once nothing of it is in flight: off the active list.
+ * Returns the references the caller must drop for the list (1 when it left it, else 0). */
+static unsigned pf_settle(al_cache *c, al_cache_prefetch *p)
 {
 	if (p->inflight || !p->listed || (!p->cancelled && p->next < p->n))
-		return;
+		return 0;
 	for (al_cache_prefetch **q = &c->pf_head; *q; q = &(*q)->next_active)
 		if (*q == p) {
 			*q = p->next_active;
@@ -2017,15 +2021,16 @@ static void pf_settle(al_cache *c, al_cache_prefetch *p)
 	p->st.finished = 1;
 	c->pft.running--;
 	pthread_cond_broadcast(&c->pf_progress);
-	pf_unref(p);
+	return 1;
 }
 
 static void pf_drop_all(al_cache *c)
 {
 	pthread_mutex_lock(&c->lock);
 	while (c->pf_head) {
-		c->pf_head->cancelled = 1;
-		pf_settle(c, c->pf_head);
+		al_cache_prefetch *h = c->pf_head;
+		h->cancelled = 1;
+		pf_unref(h, pf_settle(c, h));
 	}
 	pthread_mutex_unlock(&c->lock);
 }
@@ -2111,7 +2116,7 @@ static fill *pf_pick(al_cache *c, al_cache_prefetch **pout, pf_item **iout)
 							(unsigned long long)c->bytes, (unsigned long long)c->max_bytes);
 						while (p->next < p->n)
 							pf_done(c, p, &p->items[p->next++], PF_FAILED, msg, AL_ENOSPC);
-						pf_settle(c, p);
+						pf_unref(p, pf_settle(c, p));
 					}
 					break;
 				}
@@ -2133,7 +2138,7 @@ static fill *pf_pick(al_cache *c, al_cache_prefetch **pout, pf_item **iout)
 			*iout = it;
 			return f;
 		}
-		pf_settle(c, p);
+		pf_unref(p, pf_settle(c, p));
 	}
 	return NULL;
 }
@@ -2205,8 +2210,7 @@ static void *pf_main(void *arg)
 		work_done(c, f);
 		fill_unref(f);
 		p->inflight--;
-		pf_settle(c, p);
-		pf_unref(p);
+		pf_unref(p, 1 + pf_settle(c, p));
 		pthread_cond_broadcast(&c->pf_wake);
 	}
 	pthread_mutex_unlock(&c->lock);
@@ -2352,8 +2356,7 @@ void al_cache_prefetch_free(al_cache_prefetch *p)
 	c = p->c;
 	pthread_mutex_lock(&c->lock);
 	p->cancelled = 1;
-	pf_settle(c, p);
-	pf_unref(p);
+	pf_unref(p, 1 + pf_settle(c, p));
 	pthread_mutex_unlock(&c->lock);
 }
 
