@@ -33,6 +33,9 @@ char *al_cli_xdg_dir(const char *var, const char *fallback);
 
 /* $ALETHEIA_MOUNT if set and not empty, else /mnt/aletheia. Borrowed. */
 const char *al_cli_default_mount(void);
+/* Opens MOUNT/.aletheia/NAME read-write (the channel of fsck, prefetch), its path in path: the
+ * descriptor, or -1 after saying why on stderr (the daemon gone, not an aletheia mount). */
+int al_cli_open_control(char *path, size_t len, const char *mount, const char *name);
 /* Prints "aletheia: <message>\n" on stderr: the cause, then "; " and the fix. */
 void al_cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Prints the usage line of subcommand cmd (NULL: all of them) on stderr; returns 2. */

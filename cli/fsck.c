@@ -63,19 +63,8 @@ int al_cli_fsck(int argc, char **argv)
 	}
 	if (!mount)
 		mount = al_cli_default_mount();
-	if (snprintf(path, sizeof(path), "%s/.aletheia/fsck", mount) >= (int)sizeof(path)) {
-		al_cli_fail("the mount point %s is too long", mount);
-		return 1;
-	}
-	if ((fd = open(path, O_RDWR | O_CLOEXEC)) < 0) {
-		if (errno == ENOTCONN)
-			al_cli_fail("%s: the aletheia daemon is gone (%s); run `aletheia umount %s`, then "
-				"mount again", mount, strerror(errno), mount);
-		else
-			al_cli_fail("%s is not an aletheia mount with fsck (%s); mount it with `aletheia "
-				"mount %s`", mount, strerror(errno), mount);
+	if ((fd = al_cli_open_control(path, sizeof(path), mount, "fsck")) < 0)
 		goto cleanup;
-	}
 	if (write(fd, request, strlen(request)) != (ssize_t)strlen(request)) {
 		al_cli_fail("cannot ask %s for a check: %s; see the daemon's log (aletheia.log in its "
 			"cache folder)", path, strerror(errno));

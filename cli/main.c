@@ -1,4 +1,6 @@
 /* aletheia: the command line's entry point: subcommand dispatch, usage text and shared helpers. */
+#include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -102,6 +104,24 @@ int al_cli_usage(const char *cmd)
 	}
 	print_usage(stderr);
 	return 2;
+}
+
+int al_cli_open_control(char *path, size_t len, const char *mount, const char *name)
+{
+	int fd;
+	if (snprintf(path, len, "%s/.aletheia/%s", mount, name) >= (int)len) {
+		al_cli_fail("the mount point %s is too long", mount);
+		return -1;
+	}
+	if ((fd = open(path, O_RDWR | O_CLOEXEC)) < 0) {
+		if (errno == ENOTCONN)
+			al_cli_fail("%s: the aletheia daemon is gone (%s); run `aletheia umount %s`, then "
+				"mount again", mount, strerror(errno), mount);
+		else
+			al_cli_fail("%s is not an aletheia mount with %s (%s); mount it with `aletheia "
+				"mount %s`", mount, name, strerror(errno), mount);
+	}
+	return fd;
 }
 
 const char *al_cli_default_mount(void)

@@ -123,19 +123,8 @@ int al_cli_dataset_prefetch(int argc, char **argv)
 	}
 	if (!mount)
 		mount = al_cli_default_mount();
-	if (snprintf(path, sizeof(path), "%s/.aletheia/prefetch", mount) >= (int)sizeof(path)) {
-		al_cli_fail("the mount point %s is too long", mount);
-		return 1;
-	}
-	if ((fd = open(path, O_RDWR | O_CLOEXEC)) < 0) {
-		if (errno == ENOTCONN)
-			al_cli_fail("%s: the aletheia daemon is gone (%s); run `aletheia umount %s`, then "
-				"mount again", mount, strerror(errno), mount);
-		else
-			al_cli_fail("%s is not an aletheia mount with prefetch (%s); mount it with "
-				"`aletheia mount %s`", mount, strerror(errno), mount);
+	if ((fd = al_cli_open_control(path, sizeof(path), mount, "prefetch")) < 0)
 		goto cleanup;
-	}
 	if (!(req = malloc(strlen(dataset) + 2)) || !(line = malloc(LINE_MAX_LEN + 1))) {
 		al_cli_fail("out of memory");
 		goto cleanup;
