@@ -329,8 +329,15 @@ static struct series *series_get(al_cli_watch *w, const char *name, int mean)
 	snprintf(s->name, sizeof(s->name), "%s", name);
 	s->mean = mean;
 	s->peak = -INFINITY;
-	/* metrics/system/gpu0/x: the folder gpu0 is made by its first metric's name */
 	snprintf(path, sizeof(path), "%s/metrics/system/%s", w->run, name);
+	/* metrics/system/gpu0/x: its folder first, as for any metric in a folder */
+	if (strchr(name, '/')) {
+		char *slash = strrchr(path, '/');
+		*slash = '\0';
+		if (mkdir(path, 0755) != 0 && errno != EEXIST && !w->metrics_failed)
+			al_cli_fail("cannot create %s: %s", path, strerror(errno));
+		*slash = '/';
+	}
 	s->fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
 	if (s->fd < 0 && !w->metrics_failed) {
 		w->metrics_failed = 1;
