@@ -18,7 +18,10 @@ COMMANDS = ["mount", "umount", "new-run", "run", "status", "dataset import", "da
 
 def options_of(cmd):
     r = cli(*cmd.split(), "--help")
-    return sorted(set(re.findall(r"(?:^|[\[ ])(--?[a-z][a-z-]*)", r.stdout, re.M)))
+    assert r.returncode == 0, r.stderr
+    opts = sorted(set(re.findall(r"(?:^|[\[ ])(--?[a-z][a-z-]*)", r.stdout, re.M)))
+    assert opts or cmd in ("umount", "status"), (cmd, r.stdout)
+    return opts
 
 
 @pytest.mark.parametrize("cmd", COMMANDS + ["dataset", "help"])
