@@ -42,8 +42,10 @@ class Metastore:
     def __init__(self, project, mount=None):
         self.project = project
         self.mount = os.path.abspath(mount or default_mount())
-        if not os.path.isdir(self.mount):
-            raise FileNotFoundError(errno.ENOENT, "no aletheia mount here; mount one with "
+        # .aletheia/status answers by name on a mount only: an empty mount point (the daemon not
+        # running) must not receive the project as a plain folder
+        if not os.path.exists(os.path.join(self.mount, ".aletheia", "status")):
+            raise FileNotFoundError(errno.ENOENT, "not an aletheia mount; mount one with "
                                     "`aletheia mount` or set ALETHEIA_MOUNT", self.mount)
         self.path = os.path.join(self.mount, project)
         os.makedirs(self.path, exist_ok=True)

@@ -158,10 +158,11 @@ def test_errors_are_python_exceptions(mount, installed, tmpdir_al):
                 print("no error", call.__name__)
             except (OSError, ValueError) as e:
                 print(type(e).__name__)
-        try:
-            Metastore("p", mount="/nonexistent/mount")
-        except FileNotFoundError as e:
-            print("nomount", "ALETHEIA_MOUNT" in str(e))
+        for where in ("/nonexistent/mount", os.getcwd()):   # missing, and a plain folder
+            try:
+                Metastore("p", mount=where)
+            except FileNotFoundError as e:
+                print("nomount", "ALETHEIA_MOUNT" in str(e))
         run.set_status("finished")
         try:
             run.add_metric("loss", 1)
@@ -169,4 +170,6 @@ def test_errors_are_python_exceptions(mount, installed, tmpdir_al):
             print("ended", e.errno)
         ''', mount, installed, tmpdir_al)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.split("\n")[:4] == ["FileNotFoundError", "ValueError", "nomount True", "ended 30"]
+    assert r.stdout.split("\n")[:5] == ["FileNotFoundError", "ValueError", "nomount True", "nomount True",
+                                        "ended 30"], r.stdout
+    assert not (tmpdir_al / "p").exists()
