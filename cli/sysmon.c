@@ -255,6 +255,18 @@ static void read_io(long long *rd, long long *wr, int pid)
 	fclose(f);
 }
 
+static int cmp_pid(const void *a, const void *b)
+{
+	int x = ((const struct proc *)a)->pid, y = ((const struct proc *)b)->pid;
+	return (x > y) - (x < y);
+}
+
+static struct proc *find_proc(struct proc *ps, size_t n, int pid)
+{
+	struct proc key = {.pid = pid};
+	return bsearch(&key, ps, n, sizeof(*ps), cmp_pid);
+}
+
 struct tree_use {
 	long long ticks, threads, rss_bytes, read_bytes, write_bytes;
 	int procs;
@@ -268,7 +280,6 @@ static void tree_sample(struct tree_use *u, pid_t child)
 	struct dirent *de;
 	DIR *d = opendir("/proc");
 	long page = sysconf(_SC_PAGESIZE);
-	int grew = 1;
 
 	memset(u, 0, sizeof(*u));
 	if (!d)
@@ -286,23 +297,32 @@ static void tree_sample(struct tree_use *u, pid_t child)
 			n++;
 	}
 	closedir(d);
+	/* descendants: each process's line of parents walked up once, sorted by pid for the
+	 * lookups, so thousands of processes cost n log n per sample */
+	if (n)
+		qsort(ps, n, sizeof(*ps), cmp_pid);
 	for (size_t i = 0; i < n; i++)
-		ps[i].in_tree = ps[i].pid == child;
-	/* descendants: marked until a pass adds none (the depth of the tree in passes) */
-	while (grew) {
-		grew = 0;
-		for (size_t i = 0; i < n; i++) {
-			if (ps[i].in_tree)
-				continue;
-			for (size_t j = 0; j < n; j++)
-				if (ps[j].in_tree && ps[j].pid == ps[i].ppid) {
-					ps[i].in_tree = grew = 1;
-					break;
-				}
+		ps[i].in_tree = -1;
+	for (size_t i = 0; i < n; i++) {
+		struct proc *p = &ps[i], *chain[64];
+		int depth = 0, verdict = 0;
+		while (p && p->in_tree < 0 && depth < 64) {
+			if (p->pid == child) {
+				verdict = 1;
+				break;
+			}
+			chain[depth++] = p;
+			p = p->ppid > 1 ? find_proc(ps, n, p->ppid) : NULL;
 		}
+		if (p && p->in_tree >= 0)
+			verdict = p->in_tree;
+		else if (p && p->pid == child)
+			p->in_tree = 1;
+		while (depth > 0)
+			chain[--depth]->in_tree = verdict;
 	}
 	for (size_t i = 0; i < n; i++) {
-		if (!ps[i].in_tree)
+		if (ps[i].in_tree != 1)
 			continue;
 		u->procs++;
 		u->ticks += ps[i].ticks;
