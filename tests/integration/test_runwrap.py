@@ -242,3 +242,17 @@ def test_runs_without_the_wrapper_and_garbage_heartbeats(mount):
         (run / "heartbeat").write_text("%f 10\n" % time.time())
     assert e.value.errno == 30   # EROFS
     assert (run / "status").read_text() == "finished\n"
+
+
+def test_command_shorter_than_the_interval(mount):
+    """No sample within the default 10 s: system.json still has the machine and the kernel's
+    account of the command at its end."""
+    r = cli("run", "--exper", "p/e", "--", PY, "-c", "b = bytearray(50 << 20)", m=mount)
+    assert r.returncode == 0, r.stderr
+    run = mount.path / "p/experiments/e/runs/1"
+    sysj = read_json(run / "system.json")
+    assert sysj["samples"] == 0 and sysj["interval"] == 10 and sysj["machine"]["cpu_cores"] >= 1
+    assert sysj["peak"]["memory_rss_bytes"] > 50 << 20, sysj
+    assert 0 <= sysj["mean"]["cpu_percent"] <= 100 * os.cpu_count() + 5, sysj
+    assert set(sysj["peak"]) == {"memory_rss_bytes"} and set(sysj["mean"]) == {"cpu_percent"}
+    assert os.listdir(run / "metrics/system") == []
