@@ -111,6 +111,11 @@ def test_bash_completion(mount, tmpdir_al):
     assert complete("aletheia new-run n", mount) == ["nlp/"]
     assert complete("aletheia new-run nlp/", mount) == ["nlp/bert"]
     assert complete("aletheia dataset prefetch vision/", mount) == ["vision/imagenet"]
+    assert complete("aletheia dataset import vision/", mount) == ["vision/imagenet"]
+    assert complete("aletheia dataset import vision/imagenet vis", mount) == []   # a URL
+    assert complete("aletheia new-run vision/vit n", mount) == []                 # one argument
+    assert complete("aletheia new-run --mount x n", None,
+                    {"ALETHEIA_MOUNT": str(mount.path)}) == []                   # x is no mount
     # --mount on the line wins over $ALETHEIA_MOUNT
     other = tmpdir_al / "other"
     os.makedirs(other / "x/experiments/y")
