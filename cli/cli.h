@@ -3,6 +3,8 @@
 #define ALETHEIA_CLI_H
 
 #include <stdint.h>
+#include <sys/resource.h>
+#include <sys/types.h>
 
 /* Subcommands: argv[0] is the subcommand's name; each returns the process exit status
  * (0 ok, 1 failure, 2 usage error; `run` returns its command's status). */
@@ -57,5 +59,18 @@ int al_cli_check_exper(const char *exper);
 /* Creates the next run of exper ("P/E") under mount as described for `new-run`: *out is its
  * absolute path (free() it). */
 int al_cli_create_run(char **out, const char *mount, const char *exper);
+
+/* `aletheia run`'s watch over its command (cli/sysmon.c, README "System metrics", "Crashed runs"):
+ * the heartbeat every beat_every seconds and, unless metrics_every is 0, system metrics under
+ * RUN/metrics/system/ and RUN/system.json every metrics_every seconds. Failures are said once on
+ * stderr and never stop the command. */
+typedef struct al_cli_watch al_cli_watch;
+int al_cli_watch_start(al_cli_watch **out, const char *run, pid_t child, double metrics_every,
+	double beat_every);
+/* Does what is due; returns the milliseconds until the next thing is due. */
+int al_cli_watch_tick(al_cli_watch *w);
+/* Once the command ended: system.json gets the kernel's account (ru: wait4's, NULL when unknown)
+ * over wall_seconds; w is freed. */
+void al_cli_watch_end(al_cli_watch *w, const struct rusage *ru, double wall_seconds);
 
 #endif

@@ -9,100 +9,159 @@
 #include "aletheia/fs.h"
 #include "cli/cli.h"
 
+/* Each subcommand's usage, what it does and its options: `aletheia CMD --help` prints its entry,
+ * `aletheia --help` all of them; doc/aletheia.1 says the same (tests/integration/test_docs.py
+ * checks that every option here is in the man page and the completion). */
 static const struct {
 	const char *name;
 	const char *line;
-} usage_lines[] = {
+	const char *what;
+	const char *options;
+} commands[] = {
 	{"mount", "aletheia mount [MOUNTPOINT] [--store URI] [--blobs URI] [--cache-dir DIR] [--cache-size SIZE]\n"
-	          "               [--foreground] [--allow-delete] [--no-passthrough] [-o FUSE_OPTION]..."},
-	{"umount", "aletheia umount [MOUNTPOINT]"},
-	{"new-run", "aletheia new-run PROJECT/EXPERIMENT [--mount MOUNTPOINT]"},
+	          "               [--foreground] [--allow-delete] [--no-passthrough] [-o FUSE_OPTION]...",
+	 "mount the tracker (runs in the background unless --foreground)",
+	 "  --store URI          metadata store: local:DIR (SQLite; default $XDG_DATA_HOME/aletheia)\n"
+	 "                       or firestore:PROJECT_ID\n"
+	 "  --blobs URI          blob store: file:///DIR (default: beside the local store),\n"
+	 "                       s3://BUCKET[/PREFIX] or gs://BUCKET[/PREFIX]\n"
+	 "  --cache-dir DIR      local blob cache (default $XDG_CACHE_HOME/aletheia)\n"
+	 "  --cache-size SIZE    cache size limit, e.g. 10G\n"
+	 "  --foreground         stay in the foreground until unmounted\n"
+	 "  --allow-delete       allow rm and rmdir of tracked things\n"
+	 "  --no-passthrough     read local blobs through the daemon, not by the kernel directly\n"
+	 "  -o FUSE_OPTION       pass an option to FUSE (repeatable)\n"},
+	{"umount", "aletheia umount [MOUNTPOINT]",
+	 "wait for pending writes to reach the backend, then unmount", NULL},
+	{"new-run", "aletheia new-run PROJECT/EXPERIMENT [--mount MOUNTPOINT]",
+	 "create the next run of an experiment and print its absolute path",
+	 "  --mount MOUNTPOINT   the mount to use\n"},
 	{"run", "aletheia run --exper PROJECT/EXPERIMENT [--fold N] [--model M] [--param KEY=VALUE]...\n"
-	        "             [--require-clean] [--mount MOUNTPOINT] -- COMMAND [ARGS...]"},
-	{"status", "aletheia status [MOUNTPOINT]"},
-	{"dataset", "aletheia dataset import PROJECT/DATASET URL... [--as NAME] [--mount MOUNTPOINT]\n"
-	            "  aletheia dataset prefetch PROJECT/DATASET [--mount MOUNTPOINT]"},
-	{"fsck", "aletheia fsck [MOUNTPOINT] [--download]"},
-	{"help", "aletheia --help | --version"},
+	        "             [--require-clean] [--system-metrics-interval SECONDS]\n"
+	        "             [--heartbeat-interval SECONDS] [--mount MOUNTPOINT] -- COMMAND [ARGS...]",
+	 "run a command as a new run, capturing its console output into output.log, its system\n"
+	 "            metrics into metrics/system/ and keeping a heartbeat (a run whose wrapper dies\n"
+	 "            shows crashed)",
+	 "  --exper P/E          project and experiment of the new run (required)\n"
+	 "  --fold N             the run's fold (an integer)\n"
+	 "  --model M            the run's model name\n"
+	 "  --param KEY=VALUE    a hyperparameter, written to params/KEY (repeatable; KEY may contain '/')\n"
+	 "  --require-clean      refuse to run when the git working tree has uncommitted changes\n"
+	 "  --system-metrics-interval SECONDS\n"
+	 "                       sample the command's processes, the machine and its NVIDIA GPUs\n"
+	 "                       every SECONDS (default 10; 0 turns system metrics off)\n"
+	 "  --heartbeat-interval SECONDS\n"
+	 "                       write the run's heartbeat every SECONDS (default 10); the run shows\n"
+	 "                       crashed once its heartbeat is six intervals old\n"
+	 "  --mount MOUNTPOINT   the mount to use\n"},
+	{"status", "aletheia status [MOUNTPOINT]", "print the mount's .aletheia/status", NULL},
+	{"dataset import", "aletheia dataset import PROJECT/DATASET URL... [--as NAME] [--mount MOUNTPOINT]",
+	 "register files that live at http(s)://, s3://BUCKET/KEY or gs://BUCKET/KEY\n"
+	 "            URLs in a dataset without copying them; they are fetched on first read",
+	 "  --as NAME            the file's name in the dataset (one URL only; default: the URL's\n"
+	 "                       last path segment); s3:// reads AWS_ACCESS_KEY_ID,\n"
+	 "                       AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_REGION and\n"
+	 "                       AWS_ENDPOINT_URL_S3; gs:// Google credentials or STORAGE_EMULATOR_HOST\n"
+	 "  --mount MOUNTPOINT   the mount to use\n"},
+	{"dataset prefetch", "aletheia dataset prefetch PROJECT/DATASET [--mount MOUNTPOINT]",
+	 "fetch a whole dataset into the mount's cache before training (resumable)",
+	 "  --mount MOUNTPOINT   the mount to use\n"},
+	{"fsck", "aletheia fsck [MOUNTPOINT] [--download]",
+	 "check every stored blob the records use (local blobs hashed in full, remote\n"
+	 "            objects sized, cached copies hashed) and name the files of damaged ones;\n"
+	 "            exit 1 when anything is damaged, missing or could not be checked",
+	 "  --download           also download remote objects (S3, GCS, imported URLs) and hash them\n"},
+	{"help", "aletheia --help | --version | help [COMMAND]", NULL, NULL},
 };
+#define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
 
-static const char help_text[] =
-	"aletheia: an ML experiment tracker that is a filesystem.\n"
-	"\n"
-	"Commands:\n"
-	"  mount     mount the tracker (runs in the background unless --foreground)\n"
-	"  umount    wait for pending writes to reach the backend, then unmount\n"
-	"  new-run   create the next run of an experiment and print its absolute path\n"
-	"  run       run a command as a new run, capturing its console output into output.log\n"
-	"  status    print the mount's .aletheia/status\n"
-	"  dataset import\n"
-	"            register files that live at http(s)://, s3://BUCKET/KEY or gs://BUCKET/KEY\n"
-	"            URLs in a dataset without copying them; they are fetched on first read\n"
-	"  dataset prefetch\n"
-	"            fetch a whole dataset into the mount's cache before training (resumable)\n"
-	"  fsck      check every stored blob the records use (local blobs hashed in full, remote\n"
-	"            objects sized, cached copies hashed) and name the files of damaged ones;\n"
-	"            exit 1 when anything is damaged, missing or could not be checked\n"
-	"\n"
-	"Options of mount:\n"
-	"  --store URI          metadata store: local:DIR (SQLite; default $XDG_DATA_HOME/aletheia)\n"
-	"                       or firestore:PROJECT_ID\n"
-	"  --blobs URI          blob store: file:///DIR (default: beside the local store),\n"
-	"                       s3://BUCKET[/PREFIX] or gs://BUCKET[/PREFIX]\n"
-	"  --cache-dir DIR      local blob cache (default $XDG_CACHE_HOME/aletheia)\n"
-	"  --cache-size SIZE    cache size limit, e.g. 10G\n"
-	"  --foreground         stay in the foreground until unmounted\n"
-	"  --allow-delete       allow rm and rmdir of tracked things\n"
-	"  --no-passthrough     read local blobs through the daemon, not by the kernel directly\n"
-	"  -o FUSE_OPTION       pass an option to FUSE (repeatable)\n"
-	"\n"
-	"Options of run:\n"
-	"  --exper P/E          project and experiment of the new run (required)\n"
-	"  --fold N             the run's fold (an integer)\n"
-	"  --model M            the run's model name\n"
-	"  --param KEY=VALUE    a hyperparameter, written to params/KEY (repeatable; KEY may contain '/')\n"
-	"  --require-clean      refuse to run when the git working tree has uncommitted changes\n"
-	"  --mount MOUNTPOINT   the mount to use (also for new-run and dataset import, prefetch)\n"
-	"\n"
-	"Options of dataset import:\n"
-	"  --as NAME            the file's name in the dataset (one URL only; default: the URL's\n"
-	"                       last path segment); s3:// reads AWS_ACCESS_KEY_ID,\n"
-	"                       AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_REGION and\n"
-	"                       AWS_ENDPOINT_URL_S3; gs:// Google credentials or STORAGE_EMULATOR_HOST\n"
-	"\n"
-	"Options of fsck:\n"
-	"  --download           also download remote objects (S3, GCS, imported URLs) and hash them\n"
-	"\n"
+static const char trailer[] =
 	"MOUNTPOINT defaults to $ALETHEIA_MOUNT, else /mnt/aletheia.\n"
-	"The command's exit status is run's exit status (128+N when killed by signal N).\n";
+	"The exit status of run is its command's (128+N when killed by signal N).\n"
+	"See aletheia(1).\n";
 
 static void print_usage(FILE *f)
 {
 	fputs("usage:\n", f);
-	for (size_t k = 0; k < sizeof(usage_lines) / sizeof(usage_lines[0]); k++)
-		fprintf(f, "  %s\n", usage_lines[k].line);
+	for (size_t k = 0; k < NCOMMANDS; k++)
+		fprintf(f, "  %s\n", commands[k].line);
+}
+
+/* The entries of cmd: "dataset" is both of its subcommands. */
+static int matches(const char *name, const char *cmd)
+{
+	size_t n = strlen(cmd);
+	return strcmp(name, cmd) == 0 || (strncmp(name, cmd, n) == 0 && name[n] == ' ');
+}
+
+static void print_help(FILE *f, const char *cmd)
+{
+	int any = 0;
+	for (size_t k = 0; k < NCOMMANDS; k++) {
+		if (!matches(commands[k].name, cmd))
+			continue;
+		fprintf(f, "%susage: %s\n", any++ ? "\n" : "", commands[k].line);
+		if (commands[k].what) {
+			/* the overview's indented continuation lines, as a paragraph here */
+			const char *w = commands[k].what;
+			fprintf(f, "\n%s: ", commands[k].name);
+			for (; *w; w++) {
+				fputc(*w, f);
+				if (*w == '\n')
+					w += strspn(w + 1, " ");
+			}
+			fputs(".\n", f);
+		}
+		if (commands[k].options)
+			fprintf(f, "\nOptions:\n%s", commands[k].options);
+	}
+	fprintf(f, "\n%s", trailer);
+}
+
+static void print_all_help(void)
+{
+	print_usage(stdout);
+	fputs("\naletheia: an ML experiment tracker that is a filesystem.\n\nCommands:\n", stdout);
+	for (size_t k = 0; k < NCOMMANDS; k++)
+		if (commands[k].what)
+			printf("  %-9s%s%s\n", commands[k].name, strlen(commands[k].name) > 9 ?
+				"\n            " : " ", commands[k].what);
+	for (size_t k = 0; k < NCOMMANDS; k++)
+		if (commands[k].options)
+			printf("\nOptions of %s:\n%s", commands[k].name, commands[k].options);
+	printf("\n%s", trailer);
+}
+
+static int known_command(const char *cmd)
+{
+	for (size_t k = 0; k < NCOMMANDS; k++)
+		if (matches(commands[k].name, cmd))
+			return 1;
+	return 0;
 }
 
 int al_cli_help(const char *cmd)
 {
-	for (size_t k = 0; k < sizeof(usage_lines) / sizeof(usage_lines[0]); k++)
-		if (strcmp(usage_lines[k].name, cmd) == 0) {
-			printf("usage: %s\n", usage_lines[k].line);
-			return 0;
-		}
-	print_usage(stdout);
+	if (cmd && known_command(cmd))
+		print_help(stdout, cmd);
+	else
+		print_all_help();
 	return 0;
+}
+
+static int is_help(const char *arg)
+{
+	return arg && (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0);
 }
 
 int al_cli_usage(const char *cmd)
 {
-	for (size_t k = 0; cmd && k < sizeof(usage_lines) / sizeof(usage_lines[0]); k++) {
-		if (strcmp(usage_lines[k].name, cmd) == 0) {
-			fprintf(stderr, "usage: %s\n", usage_lines[k].line);
-			return 2;
-		}
-	}
-	print_usage(stderr);
+	int any = 0;
+	for (size_t k = 0; cmd && k < NCOMMANDS; k++)
+		if (matches(commands[k].name, cmd))
+			fprintf(stderr, "%s %s\n", any++ ? "      " : "usage:", commands[k].line);
+	if (!any)
+		print_usage(stderr);
 	return 2;
 }
 
@@ -166,11 +225,27 @@ int main(int argc, char **argv)
 	const char *cmd = argc > 1 ? argv[1] : NULL;
 	if (!cmd)
 		return al_cli_usage(NULL);
-	if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
-		print_usage(stdout);
-		fputc('\n', stdout);
-		fputs(help_text, stdout);
-		return 0;
+	if (is_help(cmd) || strcmp(cmd, "help") == 0) {
+		/* aletheia help [COMMAND [SUBCOMMAND]] */
+		char name[64] = "";
+		int more = argc > 3 && !is_help(argv[3]);
+		if (argc > 2 && strcmp(cmd, "help") == 0 && !is_help(argv[2]))
+			snprintf(name, sizeof(name), "%s%s%s", argv[2], more ? " " : "", more ? argv[3] : "");
+		if (*name && !known_command(name)) {
+			al_cli_fail("unknown command '%s'; see aletheia --help", name);
+			return al_cli_usage(NULL);
+		}
+		return al_cli_help(*name ? name : NULL);
+	}
+	/* aletheia COMMAND --help, aletheia dataset import --help: only as the first argument, so a
+	 * --help of run's own command (after --) is the command's */
+	if (known_command(cmd) && strcmp(cmd, "help") != 0) {
+		char name[64];
+		if (is_help(argv[2 < argc ? 2 : 0]) && argc > 2)
+			return al_cli_help(cmd);
+		snprintf(name, sizeof(name), "%s %s", cmd, argc > 2 ? argv[2] : "");
+		if (argc > 3 && known_command(name) && is_help(argv[3]))
+			return al_cli_help(name);
 	}
 	if (strcmp(cmd, "--version") == 0) {
 		printf("aletheia %s (%s)\n", AL_VERSION, al_fs_library());

@@ -12,6 +12,7 @@
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 #include "aletheia/common.h"
 #include "aletheia/git.h"
@@ -49,6 +50,19 @@ static int valid_integer(const char *s)
 	errno = 0;
 	(void)strtoll(s, &end, 10);
 	return !*end && !errno;
+}
+
+/* Seconds from 0.1 to 86400 (or 0 when zero_ok) into *out; -1 when s is none of those. */
+static int parse_seconds(double *out, const char *s, int zero_ok)
+{
+	char *end;
+	double v;
+	errno = 0;
+	v = strtod(s, &end);
+	if (!*s || *end || errno || !(v == 0 ? zero_ok : v >= 0.1 && v <= 86400))
+		return -1;
+	*out = v;
+	return 0;
 }
 
 /* The top of the repository enclosing cwd, for the message; cwd itself if none is found. */
@@ -237,7 +251,7 @@ static void pass_signals(int sig_fd, pid_t child)
  * and to the matching console stream, and passes signals on (sig_fd) until the child exits, even
  * when its pipes are closed. Returns the child's wait status. */
 static int tee_and_wait(pid_t pid, int out_fd, int err_fd, int sig_fd, int log_fd,
-	const char *log_path)
+	const char *log_path, al_cli_watch *watch, struct rusage *ru)
 {
 	struct pollfd pfd[3] = {{.fd = out_fd, .events = POLLIN}, {.fd = err_fd, .events = POLLIN},
 		{.fd = sig_fd, .events = POLLIN}};
@@ -246,7 +260,13 @@ static int tee_and_wait(pid_t pid, int out_fd, int err_fd, int sig_fd, int log_f
 	char buf[65536];
 
 	while (open_fds > 0 || !exited) {
-		int n = poll(pfd, 3, exited ? 200 : 500);
+		int wait_ms = exited ? 200 : 500, n;
+		if (!exited && watch) {
+			int due = al_cli_watch_tick(watch);
+			if (due < wait_ms)
+				wait_ms = due;
+		}
+		n = poll(pfd, 3, wait_ms);
 		if (n < 0 && errno != EINTR)
 			break;
 		if (n == 0 && exited)
@@ -276,14 +296,14 @@ static int tee_and_wait(pid_t pid, int out_fd, int err_fd, int sig_fd, int log_f
 		}
 		if (n > 0 && (pfd[2].revents & POLLIN))
 			pass_signals(sig_fd, exited ? 0 : pid);
-		if (!exited && waitpid(pid, &status, WNOHANG) == pid)
+		if (!exited && wait4(pid, &status, WNOHANG, ru) == pid)
 			exited = 1;
 	}
 	for (int k = 0; k < 2; k++)
 		if (pfd[k].fd >= 0)
 			close(pfd[k].fd);
 	while (!exited) {
-		if (waitpid(pid, &status, 0) == pid)
+		if (wait4(pid, &status, 0, ru) == pid)
 			exited = 1;
 		else if (errno != EINTR)
 			break;
@@ -296,8 +316,12 @@ static int tee_and_wait(pid_t pid, int out_fd, int err_fd, int sig_fd, int log_f
  * aletheia and read from a signalfd while the command runs, so aletheia outlives a Ctrl-C or a
  * hangup to capture the command's last words and record its end; one that was ignored when
  * aletheia started (nohup, a background job of a non-interactive shell) stays ignored, by both. */
-static int spawn(char **argv, int log_fd, const char *log_path)
+static int spawn(char **argv, int log_fd, const char *log_path, const char *run,
+	double metrics_every, double beat_every)
 {
+	al_cli_watch *watch = NULL;
+	struct rusage ru;
+	struct timespec t0, t1;
 	struct sigaction ign = {0}, old_pipe, now;
 	sigset_t block, old_mask;
 	int out[2] = {-1, -1}, err[2] = {-1, -1}, sig_fd = -1, status = -1;
@@ -344,8 +368,14 @@ static int spawn(char **argv, int log_fd, const char *log_path)
 	close(out[1]);
 	close(err[1]);
 	out[1] = err[1] = -1;
-	status = tee_and_wait(pid, out[0], err[0], sig_fd, log_fd, log_path);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	memset(&ru, 0, sizeof(ru));
+	/* A watch that cannot start (no memory) leaves the command running unwatched. */
+	al_cli_watch_start(&watch, run, pid, metrics_every, beat_every);
+	status = tee_and_wait(pid, out[0], err[0], sig_fd, log_fd, log_path, watch, &ru);
 	out[0] = err[0] = -1;
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	al_cli_watch_end(watch, &ru, (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9);
 	/* Those the command got too (the Ctrl-C that ended it) are dropped; later ones are aletheia's
 	 * own again, as before the command started. */
 	pass_signals(sig_fd, 0);
@@ -372,6 +402,7 @@ int al_cli_run(int argc, char **argv)
 	char *run = NULL, *log_path = NULL, *status_path = NULL;
 	char word[64];
 	int nparams = 0, require_clean = 0, log_fd = -1, started = 0, status, code, rc = 1;
+	double metrics_every = 10, beat_every = 10;
 
 	for (int i = 1; i < argc; i++) {
 		int m;
@@ -395,6 +426,19 @@ int al_cli_run(int argc, char **argv)
 			model = value;
 		} else if (m == 0 && (m = al_cli_option("--mount", argc, argv, &i, &value)) > 0) {
 			mount = value;
+		} else if (m == 0 &&
+			   (m = al_cli_option("--system-metrics-interval", argc, argv, &i, &value)) > 0) {
+			if (parse_seconds(&metrics_every, value, 1) < 0) {
+				al_cli_fail("--system-metrics-interval '%s' is not 0 or a number of seconds "
+					"from 0.1 to 86400; give e.g. 10 (0 turns system metrics off)", value);
+				return 2;
+			}
+		} else if (m == 0 && (m = al_cli_option("--heartbeat-interval", argc, argv, &i, &value)) > 0) {
+			if (parse_seconds(&beat_every, value, 0) < 0) {
+				al_cli_fail("--heartbeat-interval '%s' is not a number of seconds from 0.1 to "
+					"86400; give e.g. 10", value);
+				return 2;
+			}
 		} else if (m == 0 && (m = al_cli_option("--param", argc, argv, &i, &value)) > 0) {
 			const char *eq = strchr(value, '=');
 			char key[PATH_MAX];
@@ -454,7 +498,7 @@ int al_cli_run(int argc, char **argv)
 	/* Python block-buffers a pipe: unbuffered, its output shows up live and survives a kill. */
 	setenv("PYTHONUNBUFFERED", "1", 0);
 
-	status = spawn(command, log_fd, log_path);
+	status = spawn(command, log_fd, log_path, run, metrics_every, beat_every);
 	started = 1;
 	if (close(log_fd) != 0)
 		al_cli_fail("cannot write %s: %s; the end of the output may be missing", log_path,

@@ -42,6 +42,7 @@ int al_tree_getattr(al_attr *out, al_tree *t, const char *path)
 	size_t b = al__str_hash(path) % ACACHE_BUCKETS;
 	uint64_t g0 = __atomic_load_n(&t->gen, __ATOMIC_SEQ_CST);
 	attr_entry *e;
+	int64_t outer, until;
 	int rc;
 
 	/* The control files (ctl.c) change without any change to the tree. */
@@ -60,7 +61,9 @@ int al_tree_getattr(al_attr *out, al_tree *t, const char *path)
 		return rc;
 	}
 	pthread_mutex_unlock(&t->alock);
+	outer = validity_push();
 	rc = getattr_uncached(out, t, path);
+	until = validity_pop(outer);
 	if (rc && rc != AL_ENOTFOUND)
 		return rc;
 	pthread_mutex_lock(&t->alock);
@@ -88,6 +91,8 @@ int al_tree_getattr(al_attr *out, al_tree *t, const char *path)
 			e->rc = rc;
 			e->gen = g0;
 			e->expires_us = t->attr_ttl_us == INT64_MAX ? INT64_MAX : al_now_us() + t->attr_ttl_us;
+			if (until < e->expires_us)
+				e->expires_us = until;
 		}
 	}
 	pthread_mutex_unlock(&t->alock);

@@ -317,6 +317,16 @@ int render_cached(rendered **out, uint64_t *size, int64_t *mtime, al_tree *t, co
 	const char *path);
 int rendercache_init(al_tree *t);
 void rendercache_free(al_tree *t);
+/* An answer being made (a render, attributes) goes stale by itself at time us, with no change to
+ * any document (a running run's heartbeat deadline: README "Crashed runs"). validity_push starts
+ * collecting such times for a nested answer; validity_pop ends it, returns its earliest and
+ * passes that on to the outer one. */
+void render_valid_until(int64_t us);
+int64_t validity_push(void);
+int64_t validity_pop(int64_t outer);
+/* status.c: the status a run shows: its recorded one, or crashed for a running run whose
+ * heartbeat is older than the limit, *crashed_us then set to when it became so. */
+const char *run_status_shown(int64_t *crashed_us, const al_doc *run);
 /* The text "runs.csv 3, run.json 1" of the renders made so far (.aletheia/status). */
 int render_counts(al_buf *b, al_tree *t);
 size_t kind_index(const al_kind *k);

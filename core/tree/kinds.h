@@ -27,6 +27,8 @@ KIND(status)             /* status.c */
 KIND(fold)               /* run_text.c */
 KIND(model)
 KIND(run_description)
+KIND(heartbeat)
+KIND(system_json)
 KIND(params)             /* params.c */
 KIND(param)
 KIND(params_json)

@@ -10,6 +10,7 @@ struct render_entry {
 	int64_t mtime;             /* the render's own; the caller's floor is applied at each ask */
 	uint64_t gen, epoch;       /* the owner's scope generation and the epoch before the render */
 	int64_t made_us;           /* remote stores: valid for the attribute TTL from here */
+	int64_t expires_us;        /* stale by itself from here (a heartbeat's deadline) */
 	rendered *content;         /* NULL once dropped for the budget */
 	struct render_entry *next;
 };
@@ -143,9 +144,34 @@ static void make_room(al_tree *t, size_t len, const render_entry *keep)
 				entry_drop_content(t, e);
 }
 
+/* The earliest time an answer being made goes stale by itself, per thread (INT64_MAX: only a
+ * change makes it stale): a running run's status turns crashed when its heartbeat's deadline
+ * passes with no change to any document (README "Crashed runs"). */
+static _Thread_local int64_t valid_until = INT64_MAX;
+
+void render_valid_until(int64_t us)
+{
+	if (us < valid_until)
+		valid_until = us;
+}
+
+int64_t validity_push(void)
+{
+	int64_t outer = valid_until;
+	valid_until = INT64_MAX;
+	return outer;
+}
+
+int64_t validity_pop(int64_t outer)
+{
+	int64_t mine = valid_until;
+	valid_until = outer < mine ? outer : mine;
+	return mine;
+}
+
 static int entry_valid(al_tree *t, const render_entry *e, uint64_t gen, uint64_t epoch)
 {
-	return e->gen == gen && e->epoch == epoch &&
+	return e->gen == gen && e->epoch == epoch && al_now_us() < e->expires_us &&
 		(t->attr_ttl_us == INT64_MAX || al_now_us() - e->made_us < t->attr_ttl_us);
 }
 
@@ -155,7 +181,7 @@ int render_cached(rendered **out, uint64_t *size, int64_t *mtime, al_tree *t, co
 	const char *owner = node_owner_doc(n);
 	size_t b = al__str_hash(path) % RCACHE_BUCKETS;
 	uint64_t gen = 0, epoch;
-	int64_t made, mt = 0;
+	int64_t made, mt = 0, outer, expires;
 	render_entry *e;
 	rendered *r = NULL;
 	al_buf buf = AL_BUF_INIT;
@@ -180,6 +206,7 @@ int render_cached(rendered **out, uint64_t *size, int64_t *mtime, al_tree *t, co
 			if (strcmp(e->path, path) == 0)
 				break;
 		if (e && entry_valid(t, e, gen, epoch) && (!out || e->content)) {
+			render_valid_until(e->expires_us);
 			*size = e->size;
 			mtime_raise(mtime, e->mtime);
 			if (out) {
@@ -197,7 +224,10 @@ int render_cached(rendered **out, uint64_t *size, int64_t *mtime, al_tree *t, co
 	}
 	made = al_now_us();
 	epoch = __atomic_load_n(&t->render_epoch, __ATOMIC_SEQ_CST);
-	if ((rc = render(&buf, &mt, t, n)))
+	outer = validity_push();
+	rc = render(&buf, &mt, t, n);
+	expires = validity_pop(outer);
+	if (rc)
 		goto cleanup;
 	if (!(r = malloc(sizeof(*r) + buf.len + 1))) {
 		rc = al_error_set(AL_ENOMEM, "out of memory");
@@ -240,6 +270,7 @@ int render_cached(rendered **out, uint64_t *size, int64_t *mtime, al_tree *t, co
 			e->gen = gen;
 			e->epoch = epoch;
 			e->made_us = made;
+			e->expires_us = expires;
 			if (r->len <= RKEEP_MAX / 4) {
 				make_room(t, r->len, e);
 				__atomic_add_fetch(&r->refs, 1, __ATOMIC_ACQ_REL);

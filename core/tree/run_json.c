@@ -43,7 +43,13 @@ static int render_run_json(al_buf *b, int64_t *mtime, al_tree *t, const node *n,
 	cJSON_AddStringToObject(o, "id", n->run);
 	cJSON_AddStringToObject(o, "project", n->project);
 	cJSON_AddStringToObject(o, "experiment", n->experiment);
-	field_json(o, "status", f, "status");
+	{
+		/* crashed when its wrapper's heartbeat stopped (README "Crashed runs") */
+		int64_t crashed = 0;
+		const char *st = run_status_shown(&crashed, run);
+		cJSON_AddItemToObject(o, "status", st ? cJSON_CreateString(st) : cJSON_CreateNull());
+		mtime_raise(mtime, crashed);
+	}
 	time_json(o, "created", f, "created");
 	time_json(o, "started", f, "started");
 	time_json(o, "ended", f, "ended");
@@ -113,6 +119,16 @@ static int render_run_json(al_buf *b, int64_t *mtime, al_tree *t, const node *n,
 	arts = cJSON_AddObjectToObject(o, "artifacts");
 	cJSON_AddItemToObject(arts, "count", int_json((int64_t)acount));
 	cJSON_AddItemToObject(arts, "bytes", int_json((int64_t)abytes));
+	/* `aletheia run`'s machine spec and peak and mean use (README "System metrics") */
+	if ((it = al_value_get_map(al_fields_get(f, "system")))) {
+		cJSON *sys = cJSON_AddObjectToObject(o, "system");
+		const cJSON *p;
+		cJSON_ArrayForEach(p, it)
+			cJSON_AddItemToObject(sys, p->string, al_value_to_json(p));
+	} else {
+		cJSON_AddNullToObject(o, "system");
+	}
+	time_json(o, "heartbeat", f, "heartbeat_updated");
 	rc = json_out(b, o, 1);
 cleanup:
 	al_strings_free(ids, nids);

@@ -90,3 +90,66 @@ const al_kind kind_run_description = {
 	.name = "description", .pattern = RUN_P "/description", .owner = O_RUN, .mode = 0644,
 	.field = "description", .render = field_render, .commit = run_field_commit,
 };
+
+/* `aletheia run`'s heartbeat, "TIME INTERVAL" (README "Crashed runs"): any text is kept as written
+ * and one that does not parse is ignored where the status is shown (status.c). */
+const al_kind kind_heartbeat = {
+	.name = "heartbeat", .pattern = RUN_P "/heartbeat", .flags = K_RUNNING, .owner = O_RUN,
+	.mode = 0644, .field = "heartbeat", .render = field_render, .commit = run_field_commit,
+};
+
+/* system.json: the machine's spec and the command's peak and mean use, one JSON object that
+ * `aletheia run` rewrites at each sample (README "System metrics"); "{}" until then. */
+static int system_render(al_buf *b, int64_t *mtime, al_tree *t, const node *n)
+{
+	al_doc *d = NULL;
+	int rc;
+	if ((rc = get_doc(&d, t, n->run_doc)) == 0) {
+		const cJSON *m = al_value_get_map(al_fields_get(d->fields, "system")), *it;
+		cJSON *o = cJSON_CreateObject();
+		cJSON_ArrayForEach(it, m)
+			cJSON_AddItemToObject(o, it->string, al_value_to_json(it));
+		rc = json_out(b, o, 1);
+		cJSON_Delete(o);
+		mtime_raise(mtime, value_time(d, NULL, "system_updated"));
+	}
+	al_doc_free(d);
+	return rc;
+}
+
+/* The object written replaces the one held; appended (>>) keys merge into it. */
+static int system_commit(al_file *f)
+{
+	al_tree *t = f->t;
+	const node *n = &f->n;
+	cJSON *obj = NULL, *fields = cJSON_CreateObject(), *it;
+	al_doc *d = NULL;
+	int rc, appended;
+
+	if ((rc = written_object(&obj, &appended, f, "system.json")))
+		goto cleanup;
+	if ((rc = require_running(t, n)))
+		goto cleanup;
+	pthread_mutex_lock(&t->lock);   /* the size checked is the size written */
+	if ((rc = get_doc(&d, t, n->run_doc)) == 0) {
+		const cJSON *old = al_value_get_map(al_fields_get(d->fields, "system"));
+		cJSON *m = appended && old ? cJSON_Duplicate(old, 1) : cJSON_CreateObject();
+		cJSON_ArrayForEach(it, obj)
+			al_fields_set(m, it->string, cJSON_Duplicate(it, 1));
+		al_fields_set(fields, "system", al_value_map(m));
+		al_fields_set(fields, "system_updated", al_value_time(al_now_us()));
+		if ((rc = run_fits(n, d, fields, RUN_HEADROOM)) == 0)
+			rc = commit1(t, AL_WRITE_UPDATE, n->run_doc, fields, AL_PRE_EXISTS);
+	}
+	pthread_mutex_unlock(&t->lock);
+cleanup:
+	cJSON_Delete(obj);
+	cJSON_Delete(fields);
+	al_doc_free(d);
+	return rc;
+}
+
+const al_kind kind_system_json = {
+	.name = "system.json", .pattern = RUN_P "/system.json", .flags = K_RUNNING, .owner = O_RUN,
+	.mode = 0644, .render = system_render, .commit = system_commit,
+};

@@ -94,20 +94,26 @@ static void value_cell(al_buf *b, al_buf *cell, const cJSON *v)
 	csv_field(b, cell->ptr ? cell->ptr : "");
 }
 
-static void write_row(al_buf *b, const al_doc *run, const cJSON *last, const keyset *params,
-	const keyset *metrics)
+static void write_row(al_buf *b, int64_t *mtime, const al_doc *run, const cJSON *last,
+	const keyset *params, const keyset *metrics)
 {
-	static const char *const texts[] = {"status", "fold", "model"};
+	static const char *const texts[] = {"fold", "model"};
 	const cJSON *f = run->fields;
 	const cJSON *hp = al_value_get_map(al_fields_get(f, "hyper_params"));
 	const cJSON *git = al_value_get_map(al_fields_get(f, "git"));
 	al_buf cell = AL_BUF_INIT;
-	int64_t us;
+	const char *status;
+	int64_t us, crashed = 0;
 	char tb[48];
 	size_t k;
 
 	csv_field(b, al_doc_id(run->path));
-	for (k = 0; k < 3; k++)
+	/* crashed when its wrapper's heartbeat stopped (README "Crashed runs") */
+	status = run_status_shown(&crashed, run);
+	mtime_raise(mtime, crashed);
+	al_buf_puts(b, ",");
+	csv_field(b, status ? status : "");
+	for (k = 0; k < 2; k++)
 		value_cell(b, &cell, al_fields_get(f, texts[k]));
 	al_buf_printf(b, ",%s", al_fields_get_time(&us, f, "created") == 0 ? al_time_format(tb, us, 6) : "");
 	al_buf_printf(b, ",%s", al_fields_get_time(&us, f, "ended") == 0 ? al_time_format(tb, us, 6) : "");
@@ -154,7 +160,7 @@ static int render_runs_csv(al_buf *b, int64_t *mtime, al_tree *t, const node *n)
 		qsort(mk.keys, mk.n, sizeof(char *), cmp_str);
 	write_header(b, &pk, &mk);
 	for (i = 0; i < runs->count; i++)
-		write_row(b, runs->docs[i], last[i], &pk, &mk);
+		write_row(b, mtime, runs->docs[i], last[i], &pk, &mk);
 cleanup:
 	for (i = 0; last && runs && i < runs->count; i++)
 		cJSON_Delete(last[i]);

@@ -4,6 +4,78 @@
 
 static const char *status_words[] = {"running", "finished", "failed", "killed", NULL};
 
+/* README "Crashed runs": a running run whose heartbeat (written by `aletheia run`: "TIME
+ * INTERVAL", Unix seconds of the last beat and the seconds between beats) is older than this many
+ * intervals shows crashed. */
+#define HEARTBEAT_BEATS 6
+
+/* "TIME INTERVAL": 0 with the time of the beat and the limit after it, in µs. */
+static int parse_heartbeat(int64_t *beat_us, int64_t *limit_us, const char *text)
+{
+	double at, every;
+	char *end;
+	errno = 0;
+	at = strtod(text, &end);
+	if (end == text || errno || !(at > 0 && at < 253402300800.0))
+		return -1;
+	text = end;
+	every = strtod(text, &end);
+	if (end == text || errno || !(every > 0 && every <= 86400))
+		return -1;
+	while (*end == ' ' || *end == '\t' || *end == '\n')
+		end++;
+	if (*end)
+		return -1;
+	*beat_us = (int64_t)(at * 1e6);
+	*limit_us = (int64_t)(every * 1e6) * HEARTBEAT_BEATS;
+	return 0;
+}
+
+const char *run_status_shown(int64_t *crashed_us, const al_doc *run)
+{
+	const char *status = al_fields_get_string(run->fields, "status");
+	const char *beat = al_fields_get_string(run->fields, "heartbeat");
+	int64_t at, limit;
+
+	/* Runs without a heartbeat (made without `aletheia run`) keep their status. */
+	if (!status || strcmp(status, "running") != 0 || !beat || !*beat)
+		return status;
+	if (parse_heartbeat(&at, &limit, beat) != 0) {
+		/* Written by hand: ignored (README "Crashed runs"); logged at each render of it, which
+		 * happens once per change of the run. */
+		fprintf(stderr, "aletheia: %s: heartbeat \"%.60s\" is not \"TIME INTERVAL\"; ignored\n",
+			run->path, beat);
+		return status;
+	}
+	if (al_now_us() >= at + limit) {
+		if (crashed_us)
+			*crashed_us = at + limit;
+		return "crashed";
+	}
+	render_valid_until(at + limit);
+	return status;
+}
+
+/* The status field, or crashed (README "Crashed runs"): its mtime is then the time it crashed. */
+static int status_render(al_buf *b, int64_t *mtime, al_tree *t, const node *n)
+{
+	al_doc *d = NULL;
+	int64_t crashed = 0;
+	const char *word;
+	int rc;
+	if ((rc = get_doc(&d, t, n->run_doc)) == 0) {
+		mtime_raise(mtime, value_time(d, NULL, "status_updated"));
+		if ((word = run_status_shown(&crashed, d)) && strcmp(word, "crashed") == 0) {
+			rc = al_buf_puts(b, "crashed\n");
+			mtime_raise(mtime, crashed);
+		} else {
+			rc = render_text_field(b, d->fields, "status");
+		}
+	}
+	al_doc_free(d);
+	return rc;
+}
+
 /* "WORD" or "WORD CODE" (README "Run lifecycle and code capture"). */
 static int parse_status(char word[32], long long *code, int *has_code, const char *text)
 {
@@ -52,13 +124,18 @@ static int commit_status(al_tree *t, const node *n, const char *text)
 	pthread_mutex_lock(&t->lock);   /* resumed is read, extended and written back */
 	if ((rc = get_doc(&d, t, n->run_doc)))
 		goto cleanup;
-	prev = al_fields_get_string(d->fields, "status");
+	/* a crashed run ended as far as anyone could tell: running again resumes it */
+	prev = run_status_shown(NULL, d);
 	f = cJSON_CreateObject();
 	al_fields_set(f, "status", al_value_string(word));
 	al_fields_set(f, "status_updated", al_value_time(now));
 	al_fields_set(f, "ended", running ? al_value_null() : al_value_time(now));
 	al_fields_set(f, "exit_code", has_code ? al_value_int(code) :
 		strcmp(word, "finished") == 0 ? al_value_int(0) : al_value_null());
+	/* A status written ends the last wrapper's watch: a run resumed by hand has no heartbeat
+	 * until a wrapper writes one (README "Crashed runs"). */
+	if (al_fields_get(d->fields, "heartbeat"))
+		al_fields_set(f, "heartbeat", al_value_null());
 	if (running && prev && strcmp(prev, "running") != 0) {
 		const cJSON *old = al_value_get_array(al_fields_get(d->fields, "resumed"));
 		resumed = old ? cJSON_Duplicate(old, 1) : cJSON_CreateArray();
@@ -97,6 +174,6 @@ static int status_check_line(const node *n, const char *line)
 /* Writable whatever the run's state: writing it is how a run ends or resumes. */
 const al_kind kind_status = {
 	.name = "status", .pattern = RUN_P "/status", .owner = O_RUN, .mode = 0644,
-	.field = "status", .render = field_render, .commit = status_commit,
+	.field = "status", .render = status_render, .commit = status_commit,
 	.check_line = status_check_line,
 };

@@ -63,8 +63,8 @@ def check_edited(mount, run, new="0.2"):
     assert read_json(run / "params.json") == params
     assert listing(run / "params") == ["lr", "opt"] and listing(run / "params/opt") == ["name"]
     assert listing(mount.path / "p/metadata") == ["info"]
-    assert listing(run) == ["artifacts", "datasets", "description", "fold", "metrics", "model", "params",
-                            "params.json", "run.json", "status"]
+    assert listing(run) == ["artifacts", "datasets", "description", "fold", "heartbeat", "metrics", "model",
+                            "params", "params.json", "run.json", "status", "system.json"]
     assert listing(exp) == ["artifacts", "description", "runs", "runs.csv"]
 
 

@@ -28,7 +28,8 @@ static void test_create(void)
 	CHECK_EQ_STR(tree_ls("/p/experiments/e"), "artifacts description runs runs.csv");
 	CHECK_OK(tree_mkdir("/p/experiments/e/runs/1"));
 	CHECK_EQ_STR(tree_ls("/p/experiments/e/runs/1"),
-		"artifacts datasets description fold metrics model params params.json run.json status");
+		"artifacts datasets description fold heartbeat metrics model params params.json run.json status "
+		"system.json");
 	CHECK_OK(tree_mkdir("/p/datasets/d"));
 	CHECK_EQ_STR(tree_ls("/p/datasets/d"), ".dataset.json .description");
 	CHECK_OK(al_tree_getattr(&a, TF.t, "/p/experiments/e/runs/1"));

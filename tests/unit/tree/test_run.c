@@ -62,7 +62,9 @@ static void test_run_json(void)
 	CHECK_EQ_STR(tree_json_get(j, "metrics"), "{}");
 	CHECK_EQ_STR(tree_json_get(j, "datasets"), "[]");
 	CHECK_EQ_STR(tree_json_get(j, "artifacts"), "{\"count\":0,\"bytes\":0}");
-	CHECK_EQ_INT(cJSON_GetArraySize(j), 21);   /* README's 21 fields, no others */
+	CHECK_EQ_STR(tree_json_get(j, "system"), "null");      /* made without aletheia run */
+	CHECK_EQ_STR(tree_json_get(j, "heartbeat"), "null");
+	CHECK_EQ_INT(cJSON_GetArraySize(j), 23);   /* README's 23 fields, no others */
 	cJSON_Delete(j);
 	CHECK_OK(al_tree_getattr(&a, TF.t, RJ));
 	CHECK_EQ_INT(a.mode, 0444);
@@ -248,12 +250,49 @@ static void test_git(void)
 	cJSON_Delete(j);
 }
 
+/* README "Crashed runs": a running run whose heartbeat is six intervals old shows crashed in status,
+ * run.json and runs.csv, also when nothing changed since the last render (the caches go stale at
+ * the deadline); garbage is ignored; a status written clears the heartbeat. */
+static void test_crashed(void)
+{
+	const char *run = "/p/experiments/e/runs/9", *csv = "/p/experiments/e/runs.csv";
+	char beat[64];
+	cJSON *j;
+	al_attr a;
+
+	CHECK_OK(tree_mkdirs(run));
+	CHECK_EQ_STR(tree_cat("/p/experiments/e/runs/9/heartbeat"), "");
+	CHECK_EQ_STR(tree_cat("/p/experiments/e/runs/9/status"), "running\n");
+	CHECK_OK(tree_write("/p/experiments/e/runs/9/heartbeat", "garbage\n"));
+	CHECK_EQ_STR(tree_cat("/p/experiments/e/runs/9/heartbeat"), "garbage\n");
+	CHECK_EQ_STR(tree_cat("/p/experiments/e/runs/9/status"), "running\n");
+	/* a beat now, every 0.2 s: running until 1.2 s after it, with no change in between */
+	snprintf(beat, sizeof(beat), "%.3f 0.2\n", (double)al_now_us() / 1e6);
+	CHECK_OK(tree_write("/p/experiments/e/runs/9/heartbeat", beat));
+	CHECK_EQ_STR(tree_cat("/p/experiments/e/runs/9/status"), "running\n");
+	CHECK_OK(al_tree_getattr(&a, TF.t, "/p/experiments/e/runs/9/status"));
+	CHECK(strstr(tree_cat(csv), "\r\n9,running,") != NULL);
+	usleep(1400000);
+	CHECK_EQ_STR(tree_cat("/p/experiments/e/runs/9/status"), "crashed\n");
+	CHECK(strstr(tree_cat(csv), "\r\n9,crashed,") != NULL);
+	j = tree_json("/p/experiments/e/runs/9/run.json");
+	CHECK_EQ_STR(tree_json_get(j, "status"), "\"crashed\"");
+	cJSON_Delete(j);
+	/* crashed is shown, never written */
+	CHECK_EQ_INT(tree_put("/p/experiments/e/runs/9/status", "crashed\n", 8, AL_OPEN_TRUNC).write, AL_EINVAL);
+	CHECK_OK(tree_write("/p/experiments/e/runs/9/status", "failed 137\n"));
+	CHECK_EQ_STR(tree_cat("/p/experiments/e/runs/9/status"), "failed\n");
+	CHECK_EQ_STR(tree_cat("/p/experiments/e/runs/9/heartbeat"), "");
+	CHECK_EQ_INT(tree_write("/p/experiments/e/runs/9/heartbeat", beat), AL_EROFS);
+}
+
 int main(void)
 {
 	tree_setup();
 	test_run_json();
 	test_status_values();
 	test_lifecycle();
+	test_crashed();
 	test_git();
 	tree_teardown();
 	CHECK_DONE();
