@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 #include "aletheia/cache.h"
@@ -1245,6 +1246,24 @@ static void verify_fetched(al_cache *c, fill *f, uint32_t first, uint32_t n)
 			verify_piece(c, f, p);    /* a failure is the waiting readers' to report */
 }
 
+/* Whether the cache's disk holds len more bytes and still keeps free what a reader's own fetch
+ * may need: read-ahead and prefetch leave DISK_RESERVE_DIV of the disk (at most DISK_RESERVE_MAX)
+ * to demand reads, so a scan's prefetch filling the disk never fails the read of a file nobody
+ * prefetched (without --cache-size, or a limit larger than the disk). */
+#define DISK_RESERVE_DIV 8
+#define DISK_RESERVE_MAX (1024 * MIB)
+static int disk_room(int fd, uint64_t len)
+{
+	struct statvfs sv;
+	if (fstatvfs(fd, &sv) != 0 || !sv.f_blocks)
+		return 1;    /* unknown: the fetch finds out */
+	uint64_t total = (uint64_t)sv.f_blocks * sv.f_frsize, avail = (uint64_t)sv.f_bavail * sv.f_frsize;
+	uint64_t reserve = total / DISK_RESERVE_DIV;
+	if (reserve > DISK_RESERVE_MAX)
+		reserve = DISK_RESERVE_MAX;
+	return avail >= len + reserve;
+}
+
 /* Lock held (released while fetching): fetches chunks [first, first+n), each MISSING or QUEUED.
  * Room for them is found first (evicting unpinned blobs). Read-ahead without room is quietly given
  * up; a reader's own fetch goes past the limit instead: when open files alone hold more than
@@ -1261,7 +1280,8 @@ static void run_fetch(al_cache *c, fill *f, uint32_t first, uint32_t n, int dema
 	f->inflight++;
 	f->busy++;               /* from here on make_room cannot evict this fill */
 	f->refs++;
-	if (!(demand ? make_room(c, len, 0) : make_room_keep(c, len)) && !demand) {
+	if (!(demand ? make_room(c, len, 0) : make_room_keep(c, len) && disk_room(f->fd, len)) &&
+	    !demand) {
 		f->inflight--;
 		f->busy--;
 		for (uint32_t i = first; i < first + n; i++)
@@ -1278,7 +1298,9 @@ static void run_fetch(al_cache *c, fill *f, uint32_t first, uint32_t n, int dema
 	for (;;) {
 		whole = 0;
 		rc = c->fetch(c->fetch_ctx, f->hash, f->source, f->fd, off, len, &whole);
-		if (rc != AL_ENOSPC || tries++ > 0)
+		/* Read-ahead and prefetch never evict to retry: what they would push out may be what
+		 * the readers need next, and nobody waits for them. */
+		if (rc != AL_ENOSPC || tries++ > 0 || !demand)
 			break;
 		/* The disk is fuller than our accounting says: evict some more and try once again. */
 		pthread_mutex_lock(&c->lock);
@@ -1325,6 +1347,12 @@ static void run_fetch(al_cache *c, fill *f, uint32_t first, uint32_t n, int dema
 				f->st[i] = CH_MISSING;    /* the next read tries again */
 				c->bytes -= l;
 				f->held -= l;
+				/* What the failed fetch wrote of it leaves the disk too: a fetch cut short
+				 * by a full disk left it full, unaccounted, and the reads that came next
+				 * found nothing to evict (test_enospc_prefetch). Only this fetch writes
+				 * there (the chunk was ours), so no reader loses bytes. */
+				fallocate(f->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+					(off_t)chunk_off(i), (off_t)l);
 			}
 		f->fails++;
 		f->err_rc = rc == AL_ENOSPC ? AL_ENOSPC : AL_EIO;

@@ -653,6 +653,7 @@ static void set_file_info(struct fuse_file_info *fi, al_file *f)
 	fi->fh = (uint64_t)(uintptr_t)f;
 	fi->keep_cache = al_file_keep_cache(f);
 	fi->direct_io = al_file_direct_io(f);
+	fi->noflush = al_file_no_flush(f);
 }
 
 static void op_open_body(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)

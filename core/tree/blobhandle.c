@@ -136,21 +136,27 @@ int open_blob(al_file *f, int flags, const char *path)
 	al_attr a;
 	int exists, rc;
 
-	exists = blob_attr(&a, t, &f->n, path, 0) == 0;
-	if (exists && a.type == AL_NODE_DIR)
-		return al_error_set(AL_EISDIR, "%s is a folder", path);
 	if (!(flags & AL_OPEN_WRITE)) {
 		al_file *w;
-		if (!exists)
-			return al_error_set(AL_ENOTFOUND, "no such file: %s", path);
 		/* A file still being written reads from its staging file. */
 		pthread_mutex_lock(&t->lock);
 		w = find_writer(t, path);
 		f->fd = w && w->staging ? open(w->staging, O_RDONLY | O_CLOEXEC) : -1;
 		pthread_mutex_unlock(&t->lock);
 		f->kind = F_BLOB_READ;
-		return f->fd >= 0 ? 0 : blob_open_read(f, NULL);
+		if (f->fd >= 0)
+			return 0;
+		/* The record read once (blob_open_read checks it is a file), not also by blob_attr:
+		 * a store lookup less per open of a dataset read file by file. */
+		if ((rc = blob_open_read(f, NULL)) != AL_ENOTFOUND || f->hash[0])
+			return rc;    /* f->hash: the record was there, its blob was not */
+		if (blob_attr(&a, t, &f->n, path, 0) == 0 && a.type == AL_NODE_DIR)
+			return al_error_set(AL_EISDIR, "%s is a folder", path);
+		return al_error_set(AL_ENOTFOUND, "no such file: %s", path);
 	}
+	exists = blob_attr(&a, t, &f->n, path, 0) == 0;
+	if (exists && a.type == AL_NODE_DIR)
+		return al_error_set(AL_EISDIR, "%s is a folder", path);
 	if (exists && (flags & AL_OPEN_EXCL) && (flags & AL_OPEN_CREATE))
 		return al_error_set(AL_EEXISTS, "%s exists", path);
 	if (!exists && !(flags & AL_OPEN_CREATE))

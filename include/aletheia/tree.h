@@ -102,6 +102,9 @@ int al_file_fsync(al_file *f);
 /* The kernel may keep this file's page cache across opens / must bypass it for writes. */
 int al_file_keep_cache(al_file *f);
 int al_file_direct_io(al_file *f);
+/* Whether close() needs nothing of the daemon (a read of stored content): the kernel can skip
+ * its FLUSH request. */
+int al_file_no_flush(al_file *f);
 void al_file_release(al_file *f);
 
 #endif

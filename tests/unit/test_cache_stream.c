@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 #include "aletheia/cache.h"
@@ -858,9 +859,10 @@ static void test_enospc(al_cache *c)
 		CHECK_OK(open_pieces(&b, t, &big, NULL));
 		int rc = read_check(b, &big, 0, big.size);
 		CHECK_EQ_INT(rc, AL_ENOSPC);
-		CHECK_EQ_INT(al_cache_blob_wait(b, 15 * MIB, 10), AL_ENOSPC);
+		/* The failed fetch gave its bytes back to the disk: a smaller range fits now. */
+		CHECK_OK(read_check(b, &big, 15 * MIB, 10));
 		CHECK(!al_cache_contains(t, big.hash));
-		CHECK_OK(read_check(b, &big, 0, MIB));    /* what fit still reads */
+		CHECK_OK(read_check(b, &big, 0, MIB));
 		al_cache_blob_close(b);
 		al_cache_free(t);
 		CHECK_OK(al_cache_open(&t, tdir, 0));    /* a restart drops the partial file */
@@ -878,6 +880,55 @@ static void test_enospc(al_cache *c)
 		al_cache_free(t);
 		src_done(&big);
 	}
+	umount2(tdir, MNT_DETACH);
+	rmdir(tdir);
+}
+
+/* A scan's prefetch (AHEAD) of a blob larger than the cache's disk, without --cache-size: the
+ * prefetch must not leave the disk full, and the read of a small file that comes next must work
+ * (test_s3.py::test_full_cache_disk_fails_cleanly failed that way under load: ENOSPC for a small
+ * file after a big read). Before: the failed fetch left 8 MiB on an 8 MiB tmpfs, unaccounted, and
+ * the small file's fetch found nothing to evict. A real tmpfs (root only). */
+static void test_enospc_prefetch(void)
+{
+	char tdir[96];
+	snprintf(tdir, sizeof(tdir), "%s/tmpfs-pf", dir);
+	mkdir(tdir, 0700);
+	if (mount("tmpfs", tdir, "tmpfs", 0, "size=8m") != 0) {
+		printf("skipping the prefetch full-disk test: cannot mount a tmpfs (%s)\n", strerror(errno));
+		rmdir(tdir);
+		return;
+	}
+	al_cache *t = NULL;
+	al_cache_blob *b = NULL;
+	al_cache_prefetch *p = NULL;
+	al_cache_prefetch_stats pst;
+	src big, small;
+	CHECK_OK(al_cache_open(&t, tdir, 0));
+	al_cache_set_fetcher(t, fake_fetch, NULL);
+	src_init(&big, 41, 20 * MIB);
+	src_init(&small, 42, 100000);
+	al_cache_item it = {.hash = big.hash, .source = NULL, .size = big.size};
+	CHECK_OK(al_cache_prefetch_start(&p, t, &it, 1, AL_CACHE_PREFETCH_AHEAD));
+	memset(&pst, 0, sizeof(pst));
+	for (int i = 0; i < 100 && p && !pst.finished; i++) {
+		al_cache_prefetch_wait(p, 100);
+		al_cache_prefetch_get_stats(&pst, p);
+	}
+	CHECK(pst.finished);
+	CHECK(!al_cache_contains(t, big.hash));
+	/* The disk is not left full of a failed fetch's bytes. */
+	struct statvfs sv;
+	CHECK(statvfs(tdir, &sv) == 0 && (uint64_t)sv.f_bavail * sv.f_frsize >= MIB);
+	CHECK_OK(open_pieces(&b, t, &small, NULL));
+	CHECK_OK(read_check(b, &small, 0, small.size));
+	CHECK_OK(al_cache_blob_complete(b));
+	al_cache_blob_close(b);
+	CHECK(al_cache_contains(t, small.hash));
+	al_cache_prefetch_free(p);
+	al_cache_free(t);
+	src_done(&small);
+	src_done(&big);
 	umount2(tdir, MNT_DETACH);
 	rmdir(tdir);
 }
@@ -900,6 +951,7 @@ int main(void)
 	test_no_range(c);
 	test_misc(c);
 	test_enospc(c);
+	test_enospc_prefetch();
 	al_cache_free(c);
 	{
 		char cmd[128];
