@@ -219,7 +219,7 @@ static void run_row(al_buf *b, const al_doc *run, size_t index, const run_metric
 	xml_text(b, id);
 	al_buf_puts(b, "</a> <a href=\"runs/");
 	url_path(b, id);
-	al_buf_puts(b, "/run.json\">json</a></td>");
+	al_buf_puts(b, "/run.json\">run.json</a></td>");
 	td_text(b, status ? status : "", status ? status : "");
 	duration_text(dur, sizeof(dur), run_duration(run, last));
 	td_text(b, "num", dur);
