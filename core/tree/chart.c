@@ -253,6 +253,7 @@ typedef struct column {
 } column;
 
 typedef struct reduce {
+	range *seen;               /* the range the points really have */
 	column *cols;
 	size_t ncols;
 	const scale *sx;
@@ -265,10 +266,11 @@ static void reduce_point(void *ctx, const al_point *p, uint64_t ordinal)
 	double f, px;
 	size_t c;
 	column *col;
+	range_point(r->seen, p, ordinal);
 	if (!isfinite(p->value))
 		return;
 	f = scale_frac(r->sx, (double)p->step);
-	if (f < 0) f = 0;   /* points logged between the two passes */
+	if (f < 0) f = 0;   /* outside the guessed range: the panel is drawn again */
 	if (f > 1) f = 1;
 	c = (size_t)(f * (double)r->ncols);
 	if (c >= r->ncols)
@@ -317,9 +319,9 @@ static int path_to(panel *pn, int *started, double x, double v)
 }
 
 /* The reduced series as one path; a lone point as a dot. */
-static int draw_series(panel *pn, stream *st, const chart_series *ser)
+static int draw_series(panel *pn, stream *st, const chart_series *ser, range *seen)
 {
-	reduce r = {NULL, (size_t)pn->pw, &pn->sx, pn->x0, pn->pw};
+	reduce r = {seen, NULL, (size_t)pn->pw, &pn->sx, pn->x0, pn->pw};
 	size_t c, used = 0, only = 0;
 	int rc, started = 0;
 	char colour[8];
@@ -394,45 +396,95 @@ static void draw_axes(panel *pn)
 	}
 }
 
-/* One chart's plot area at (x0, y0): title, axes, every series, and the notes. */
+/* The range of a panel's points as their summaries give it, without reading them: steps from
+ * each series' first point to its last step, values from its min to its max. 0 when a summary
+ * cannot tell (a series with an infinite or no comparable value): then the points are read for it. */
+static int estimate_range(range *r, int64_t *mtime, stream *st, const chart_series *ser, size_t n)
+{
+	size_t i;
+	int usable = 1;
+	memset(r, 0, sizeof(*r));
+	for (i = 0; i < n; i++) {
+		al_series_summary sum;
+		al_point first;
+		size_t got = 0;
+		uint64_t view = UINT64_MAX;
+		if (al_series_summary_get(&sum, st->s, ser[i].doc)) {
+			al_error_clear();
+			usable = 0;
+			continue;
+		}
+		mtime_raise(mtime, sum.update_us);
+		if (!sum.count)
+			continue;
+		if (!isfinite(sum.min) || !isfinite(sum.max) ||
+		    al_series_points(&first, &got, &view, st->s, ser[i].doc, 0, 1) || got != 1) {
+			al_error_clear();
+			usable = 0;
+			continue;
+		}
+		range_point(r, &(al_point){first.step, sum.min, 0}, 0);
+		range_point(r, &(al_point){sum.step, sum.max, 0}, 0);
+	}
+	r->drawn = r->drawn ? 1 : 0;   /* only whether any: counts come from the points */
+	return usable;
+}
+
+static int same_range(const range *a, const range *b)
+{
+	return (a->drawn > 0) == (b->drawn > 0) && (!a->drawn || (a->xmin == b->xmin &&
+		a->xmax == b->xmax && a->ymin == b->ymin && a->ymax == b->ymax));
+}
+
+/* One chart's plot area at (x0, y0): title, axes, every series, and the notes. The scales come
+ * from the summaries and the points are read once, reduced and drawn; when they turn out to span
+ * another range (steps not in order, points added meanwhile), the panel is drawn again with the
+ * range they showed. A series is streamed at most three times, never held. */
 static int draw_panel(al_buf *b, int64_t *mtime, stream *st, const char *title,
 	const chart_series *ser, size_t n, double x0, double y0, double pw, double ph, int xlabel)
 {
 	panel pn = {x0, y0, pw, ph, {0, 0, 0}, {0, 0, 0}, b, ""};
-	range r = {0, 0, 0, 0, 0, 0};
-	size_t i;
-	int rc = 0;
+	range guess, seen;
+	size_t i, mark = b->len;
+	int rc = 0, attempt;
 
-	for (i = 0; i < n && rc == 0; i++) {
-		al_series_summary sum;
-		if (al_series_summary_get(&sum, st->s, ser[i].doc) == 0)
-			mtime_raise(mtime, sum.update_us);
-		else
-			al_error_clear();
-		rc = stream_points(st, ser[i].doc, range_point, &r);
+	if (!estimate_range(&guess, mtime, st, ser, n)) {
+		memset(&guess, 0, sizeof(guess));
+		for (i = 0; i < n && rc == 0; i++)
+			rc = stream_points(st, ser[i].doc, range_point, &guess);
+		if (rc)
+			return rc;
 	}
-	if (rc)
-		return rc;
-	scale_x(&pn.sx, &r);
-	scale_y(&pn.sy, &r);
-	al_buf_printf(b, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"14\" font-weight=\"bold\">", x0, y0 - 10);
-	xml_text(b, title);
-	al_buf_printf(b, "%s</text>\n", pn.sy.log ? " (log scale)" : "");
-	draw_axes(&pn);
-	if (xlabel)
-		al_buf_printf(b, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">step</text>\n",
-			x0 + pw / 2, y0 + ph + 32);
-	for (i = 0; i < n && rc == 0; i++)
-		rc = draw_series(&pn, st, &ser[i]);
-	if (rc)
-		return rc;
-	if (r.skipped)
+	for (attempt = 0; attempt < 2; attempt++) {
+		if (b->len > mark) {   /* drawn with a range the points did not have */
+			b->len = mark;
+			b->ptr[mark] = '\0';
+		}
+		memset(&seen, 0, sizeof(seen));
+		scale_x(&pn.sx, &guess);
+		scale_y(&pn.sy, &guess);
+		al_buf_printf(b, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"14\" font-weight=\"bold\">", x0, y0 - 10);
+		xml_text(b, title);
+		al_buf_printf(b, "%s</text>\n", pn.sy.log ? " (log scale)" : "");
+		draw_axes(&pn);
+		if (xlabel)
+			al_buf_printf(b, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">step</text>\n",
+				x0 + pw / 2, y0 + ph + 32);
+		for (i = 0; i < n && rc == 0; i++)
+			rc = draw_series(&pn, st, &ser[i], &seen);
+		if (rc)
+			return rc;
+		if (same_range(&seen, &guess))
+			break;
+		guess = seen;
+	}
+	if (seen.skipped)
 		al_buf_printf(b, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\" fill=\"#b00020\">%llu "
 			"NaN/inf point%s not drawn</text>\n", x0 + pw, y0 - 10,
-			(unsigned long long)r.skipped, r.skipped == 1 ? "" : "s");
-	if (!r.drawn)
+			(unsigned long long)seen.skipped, seen.skipped == 1 ? "" : "s");
+	if (!seen.drawn)
 		al_buf_printf(b, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" fill=\"#666666\">%s"
-			"</text>\n", x0 + pw / 2, y0 + ph / 2, r.skipped ? "no finite points" : "no points");
+			"</text>\n", x0 + pw / 2, y0 + ph / 2, seen.skipped ? "no finite points" : "no points");
 	return 0;
 }
 

@@ -154,6 +154,17 @@ static void test_edge_values(void)
 	check_svg(s);
 	CHECK(strstr(s, "(log scale)") != NULL);
 	CHECK(strstr(tree_cat(PLOTS "/one.svg"), "(log scale)") == NULL);
+	/* steps out of order: the summary's first and last steps are not the range, the points are */
+	CHECK_OK(tree_append(EXP "/runs/1/metrics/unordered", "5 1\n1 2\n9 3\n3 4\n"));
+	s = cat_exact(PLOTS "/unordered.svg");
+	check_svg(s);
+	CHECK(strstr(s, "M72.0 ") != NULL || strstr(s, "L72.0 ") != NULL);
+	CHECK(strstr(s, "L780.0 ") != NULL);
+	CHECK(strstr(s, ">9</text>") != NULL || strstr(s, ">8</text>") != NULL);
+	/* a point appended at a new extreme widens the range */
+	CHECK_OK(tree_append(EXP "/runs/1/metrics/unordered", "0 100\n"));
+	s = cat_exact(PLOTS "/unordered.svg");
+	CHECK(strstr(s, ">100</text>") != NULL);
 }
 
 /* 100,000 points, one spike: reduced to a few points per pixel column, the spike kept. */
