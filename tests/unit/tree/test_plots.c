@@ -286,6 +286,28 @@ static void test_many_runs_and_params(void)
 	cat_exact("/p/index.html");
 }
 
+/* 1,000 runs in one experiment: every one drawn and in the table, the legend cut at 30. */
+static void test_a_thousand_runs(void)
+{
+	char path[256], text[64];
+	const char *s;
+	int i;
+	for (i = 1; i <= 1000; i++) {
+		snprintf(path, sizeof(path), "/p/experiments/big/runs/%d", i);
+		CHECK_OK(tree_mkdirs(path));
+		snprintf(path, sizeof(path), "/p/experiments/big/runs/%d/metrics/loss", i);
+		snprintf(text, sizeof(text), "0 %d\n1 %d.5\n2 %d\n", i, i, i + 1);
+		CHECK_OK(tree_append(path, text));
+	}
+	s = cat_exact("/p/experiments/big/plots/loss.svg");
+	check_svg(s);
+	CHECK_EQ_INT(count_of(s, "<path "), 1000);
+	CHECK(strstr(s, ">… and 970 more</text>") != NULL);
+	s = cat_exact("/p/experiments/big/index.html");
+	CHECK_EQ_INT(count_of(s, "<tr><td>"), 1000);
+	CHECK(strstr(s, "<a href=\"runs/1000/run.json\">") != NULL);
+}
+
 int main(void)
 {
 	tree_setup();
@@ -294,6 +316,7 @@ int main(void)
 	test_reduction_keeps_extremes();
 	test_names();
 	test_many_runs_and_params();
+	test_a_thousand_runs();
 	tree_teardown();
 	CHECK_DONE();
 }
