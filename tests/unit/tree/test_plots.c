@@ -3,6 +3,8 @@
  * huge values, many points, many runs) and of names (/, %, unicode, markup) (README "plots",
  * "index.html"). The integration tests parse the same files with XML and HTML parsers. */
 #include <math.h>
+#include "core/doc/value.h"
+#include "core/stack_internal.h"
 #include "tree_fixture.h"
 
 #define EXP "/p/experiments/e"
@@ -308,6 +310,28 @@ static void test_a_thousand_runs(void)
 	CHECK(strstr(s, "<a href=\"runs/1000/run.json\">") != NULL);
 }
 
+/* Tags (wp-runtable's map field "tags": name → time added) show in the runs table when any run
+ * has the field; written here into the run's document directly, as that branch records them. */
+static void test_tags_in_the_report(void)
+{
+	cJSON *f = cJSON_CreateObject(), *tags = cJSON_CreateObject();
+	al_write w;
+	const char *s;
+	CHECK_OK(tree_mkdirs("/p/experiments/t/runs/1"));
+	CHECK_OK(tree_mkdir("/p/experiments/t/runs/2"));
+	CHECK(strstr(cat_exact("/p/experiments/t/index.html"), ">tags<") == NULL);
+	al_fields_set(tags, "best", al_value_time(1700000000000000));
+	al_fields_set(tags, "a<b", al_value_time(1700000000000000));
+	al_fields_set(f, "tags", al_value_map(tags));
+	w = (al_write){AL_WRITE_UPDATE, "projects/p/experiments/t/runs/1", f, AL_PRE_EXISTS, NULL};
+	CHECK_OK(al_store_commit(TF.stack->store, &w, 1));
+	cJSON_Delete(f);
+	tree_remount();   /* written behind the tree's back: its render cache does not know */
+	s = cat_exact("/p/experiments/t/index.html");
+	CHECK(strstr(s, "<th rowspan=\"2\">tags</th>") != NULL);
+	CHECK(strstr(s, "<td><span class=\"tag\">a&lt;b</span><span class=\"tag\">best</span></td>") != NULL);
+}
+
 int main(void)
 {
 	tree_setup();
@@ -317,6 +341,7 @@ int main(void)
 	test_names();
 	test_many_runs_and_params();
 	test_a_thousand_runs();
+	test_tags_in_the_report();
 	tree_teardown();
 	CHECK_DONE();
 }
