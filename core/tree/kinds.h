@@ -8,6 +8,7 @@ KIND(ctl_import)         /* ctl_import.c */
 KIND(ctl_fsck)           /* ctl_fsck.c */
 KIND(ctl_prefetch)       /* dsprefetch.c */
 KIND(project)            /* project.c */
+KIND(project_index)      /* report.c */
 KIND(datasets)
 KIND(experiments)
 KIND(metadata_dir)       /* metadata.c */
@@ -20,9 +21,12 @@ KIND(experiment)                 /* experiment.c */
 KIND(runs)
 KIND(experiment_description)     /* description.c */
 KIND(runs_csv)                   /* runs_csv.c */
+KIND(experiment_index)           /* report.c */
+KIND(experiment_plots)           /* plots.c */
 KIND(experiment_artifact)        /* blobfiles.c */
 KIND(run)                /* run.c */
 KIND(run_json)           /* run_json.c */
+KIND(run_plots)          /* plots.c */
 KIND(status)             /* status.c */
 KIND(fold)               /* run_text.c */
 KIND(model)

@@ -15,7 +15,8 @@ static int project_mkdir(al_tree *t, const node *n, const char *path, const al_c
 	return rc;
 }
 
-static const char *const project_entries[] = {"metadata", "datasets", "experiments", NULL};
+static const char *const project_entries[] = {"metadata", "datasets", "experiments", "index.html",
+	NULL};
 
 const al_kind kind_project = {
 	.name = "project", .pattern = PROJECT_P, .flags = K_DIR, .owner = O_PROJECT,

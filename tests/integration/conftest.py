@@ -17,6 +17,10 @@ def _missing_environment():
         return "/dev/fuse is missing"
     if shutil.which("fusermount3") is None:
         return "fusermount3 is missing"
+    # the integration-browser suite (test_browser.py alone) cannot run without a browser
+    if os.environ.get("ALETHEIA_TEST_BROWSER") == "1" and not (shutil.which("chromium") or
+                                                                shutil.which("chromium-browser")):
+        return "chromium is missing (apt-get install chromium; scripts/setup installs it)"
     return None
 
 

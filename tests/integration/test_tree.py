@@ -33,7 +33,7 @@ def test_status_file(mount):
 def test_create_from_shell(mount):
     m = mount.path
     sh("mkdir proj && mkdir proj/experiments/exp && mkdir proj/experiments/exp/runs/1", cwd=m)
-    assert sorted(os.listdir(m / "proj")) == ["datasets", "experiments", "metadata"]
+    assert sorted(os.listdir(m / "proj")) == ["datasets", "experiments", "index.html", "metadata"]
     exp = m / "proj/experiments/exp"
     assert {"description", "runs.csv", "artifacts", "runs"} <= set(os.listdir(exp))
     run = exp / "runs/1"

@@ -19,7 +19,7 @@ static void test_root(void)
 	CHECK_EQ_INT(al_tree_getattr(&a, TF.t, "/.aletheia/other"), AL_ENOTFOUND);
 	CHECK_EQ_INT(al_tree_getattr(&a, TF.t, "/nothing"), AL_ENOTFOUND);
 	/* a project's fixed folders */
-	CHECK_EQ_STR(tree_ls("/vision"), "datasets experiments metadata");
+	CHECK_EQ_STR(tree_ls("/vision"), "datasets experiments index.html metadata");
 	CHECK_EQ_INT(tree_mkdir("/vision"), AL_EEXISTS);
 	/* files can be created only where the tree has files */
 	CHECK_EQ_INT(tree_write("/file", "x\n"), AL_EPERM);

@@ -20,16 +20,16 @@ static void test_create(void)
 {
 	al_attr a;
 	CHECK_OK(tree_mkdir("/p"));
-	CHECK_EQ_STR(tree_ls("/p"), "datasets experiments metadata");
+	CHECK_EQ_STR(tree_ls("/p"), "datasets experiments index.html metadata");
 	CHECK_EQ_STR(tree_ls("/p/experiments"), "");
 	CHECK_EQ_STR(tree_ls("/p/datasets"), "");
 	CHECK_EQ_STR(tree_ls("/p/metadata"), "");
 	CHECK_OK(tree_mkdir("/p/experiments/e"));
-	CHECK_EQ_STR(tree_ls("/p/experiments/e"), "artifacts description runs runs.csv");
+	CHECK_EQ_STR(tree_ls("/p/experiments/e"), "artifacts description index.html plots runs runs.csv");
 	CHECK_OK(tree_mkdir("/p/experiments/e/runs/1"));
 	CHECK_EQ_STR(tree_ls("/p/experiments/e/runs/1"),
-		"artifacts datasets description fold heartbeat metrics model params params.json run.json status "
-		"system.json");
+		"artifacts datasets description fold heartbeat metrics model params params.json plots run.json "
+		"status system.json");
 	CHECK_OK(tree_mkdir("/p/datasets/d"));
 	CHECK_EQ_STR(tree_ls("/p/datasets/d"), ".dataset.json .description");
 	CHECK_OK(al_tree_getattr(&a, TF.t, "/p/experiments/e/runs/1"));
