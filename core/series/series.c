@@ -13,6 +13,7 @@
 #include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
+#include "core/series/chunk.h"
 #include "core/series/journal.h"
 #include "core/series/metric.h"
 #include "core/series/series.h"
@@ -748,8 +749,51 @@ static int single_writer(char *writer, size_t cap, uint64_t *count, const al_doc
 	return 1;
 }
 
+/* A chunk's points [from, from + max) from its fields' text (store.h get_text). */
+typedef struct {
+	al_point *out;
+	size_t *n;
+	const char *path;
+	size_t from, max;
+} chunk_read;
+
+/* The plain shape is read straight from the text (chunk.c), anything else as the document it
+ * is, so both give the same points. */
+static int chunk_text_points(void *ctx, const char *text, size_t len)
+{
+	chunk_read *r = ctx;
+	al_chunk_clock clock = {{0}, 0};
+	cJSON *f;
+	chunk c = {0};
+	chunk_cursor cur;
+	size_t k;
+
+	if (al_chunk_points(r->out, r->n, &clock, text, len, r->from, r->max) == 0)
+		return 0;
+	al_error_clear();
+	*r->n = 0;
+	/* As the store reads a document (store_sqlite.c row_to_doc). */
+	f = cJSON_ParseWithLength(text, len);
+	if (!cJSON_IsObject(f)) {
+		cJSON_Delete(f);
+		return al_error_set(AL_EIO, "document %s has corrupt fields in the store", r->path);
+	}
+	c.steps = al_value_get_array(al_fields_get(f, "steps"));
+	c.values = al_value_get_array(al_fields_get(f, "values"));
+	c.times = al_value_get_array(al_fields_get(f, "times"));
+	chunk_start(&cur, &c);
+	for (k = 0; cur.step && *r->n < r->max; k++) {
+		al_point p = chunk_next(&cur);
+		if (k >= r->from)
+			r->out[(*r->n)++] = p;
+	}
+	cJSON_Delete(f);
+	return 0;
+}
+
 /* Points [from, from + max) of a stored series of one writer, from the chunk that holds them
- * (its ordinal / AL_SERIES_CHUNK): one chunk document in memory at a time. */
+ * (its ordinal / AL_SERIES_CHUNK): one chunk document in memory at a time, read from its text
+ * when the store gives it (store.h get_text). */
 static int stored_points(al_point *out, size_t *n, al_series_set *s, const char *metric_doc,
 	const char *writer, uint64_t count, uint64_t from, size_t max)
 {
@@ -758,20 +802,26 @@ static int stored_points(al_point *out, size_t *n, al_series_set *s, const char 
 	al_doc *d = NULL;
 	chunk c = {0};
 	chunk_cursor cur;
-	int rc;
+	chunk_read r;
+	int rc, called;
 
 	*n = 0;
 	if (from >= count)
 		return 0;
+	if (max > count - from)
+		max = (size_t)(count - from);
 	if (asprintf(&path, "%s/chunks/%s-%llu", metric_doc, writer, (unsigned long long)seq) < 0)
 		return al_error_set(AL_ENOMEM, "out of memory");
+	r = (chunk_read){out, n, path, (size_t)(from - seq * AL_SERIES_CHUNK), max};
+	if ((rc = al_store_get_text(&called, s->store, path, chunk_text_points, &r)) || called)
+		goto cleanup;
 	if ((rc = al_store_get(&d, s->store, path)))
 		goto cleanup;
 	c.steps = al_value_get_array(al_fields_get(d->fields, "steps"));
 	c.values = al_value_get_array(al_fields_get(d->fields, "values"));
 	c.times = al_value_get_array(al_fields_get(d->fields, "times"));
 	chunk_start(&cur, &c);
-	for (k = seq * AL_SERIES_CHUNK; cur.step && k < count && *n < max; k++) {
+	for (k = seq * AL_SERIES_CHUNK; cur.step && *n < max; k++) {
 		al_point p = chunk_next(&cur);
 		if (k >= from)
 			out[(*n)++] = p;
