@@ -813,9 +813,14 @@ static int stored_points(al_point *out, size_t *n, al_series_set *s, const char 
 	if (asprintf(&path, "%s/chunks/%s-%llu", metric_doc, writer, (unsigned long long)seq) < 0)
 		return al_error_set(AL_ENOMEM, "out of memory");
 	r = (chunk_read){out, n, path, (size_t)(from - seq * AL_SERIES_CHUNK), max};
-	if ((rc = al_store_get_text(&called, s->store, path, chunk_text_points, &r)) || called)
-		goto cleanup;
-	if ((rc = al_store_get(&d, s->store, path)))
+	if ((rc = al_store_get_text(&called, s->store, path, chunk_text_points, &r)) == 0 && !called)
+		rc = al_store_get(&d, s->store, path);
+	/* The summary counts this chunk's points: its absence is damage, not the series' end (a
+	 * reader took AL_ENOTFOUND for "no points yet" and ended the text early). */
+	if (rc == AL_ENOTFOUND)
+		rc = al_error_set(AL_EIO, "metric %s: chunk %s-%llu is missing, though the metric counts "
+			"%llu points", metric_doc, writer, (unsigned long long)seq, (unsigned long long)count);
+	if (rc || called)
 		goto cleanup;
 	c.steps = al_value_get_array(al_fields_get(d->fields, "steps"));
 	c.values = al_value_get_array(al_fields_get(d->fields, "values"));
