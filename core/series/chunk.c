@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "core/series/chunk.h"
+#include "core/series/series.h"
 #include "core/doc/value.h"
 
 /* cJSON nests at most 1000 deep; a chunk's skipped fields are flat in practice. */
@@ -311,5 +312,226 @@ int al_chunk_points(al_point *out, size_t *n, al_chunk_clock *clock, const char 
 	return 0;
 other:
 	return al_error_set(AL_EINVAL, "not a chunk of the plain shape (at byte %zu)",
+		(size_t)(s.p - text));
+}
+
+/* --- a metric's summary document (README "Where the data lives": count, last, step, min, max,
+ * updated, bytes, and per writer writer_<id>: {…}) --------------------------------------------- */
+
+/* One summary entry's fields as series.c's summary_from_fields reads them. */
+typedef struct {
+	int has_bytes, has_count, has_step, has_updated;
+	int64_t bytes, count, step, updated;
+	double last, min, max;   /* NaN when absent or not a number */
+	unsigned seen;           /* bit per field name: a second one is not the plain shape */
+} entry;
+
+enum { E_BYTES, E_COUNT, E_STEP, E_LAST, E_MIN, E_MAX, E_UPDATED };
+
+static void entry_reset(entry *e)
+{
+	memset(e, 0, sizeof(*e));
+	e->last = e->min = e->max = NAN;
+}
+
+/* {"integerValue":"N"}: 1 and *v; {"nullValue":null}: 0 (absent, as a failed read leaves it). */
+static int typed_int(scan *s, int64_t *v)
+{
+	const char *k, *str;
+	size_t klen, len;
+	if (!eat(s, '{') || key(s, &k, &klen))
+		return -1;
+	if (is_key(k, klen, "integerValue")) {
+		if (plain_string(s, &str, &len) || int64_text(v, str, len))
+			return -1;
+		return eat(s, '}') ? 1 : -1;
+	}
+	if (is_key(k, klen, "nullValue") && skip_value(s, 0) == 0)
+		return eat(s, '}') ? 0 : -1;
+	return -1;
+}
+
+/* value.c's al_value_get_double: a doubleValue (number or "NaN", "Infinity", "-Infinity"), an
+ * integerValue as its double; a nullValue reads as absent. */
+static int typed_double(scan *s, double *v)
+{
+	const char *k, *str;
+	size_t klen, len;
+	int64_t i;
+	if (!eat(s, '{') || key(s, &k, &klen))
+		return -1;
+	if (is_key(k, klen, "doubleValue")) {
+		ws(s);
+		if (s->p < s->end && *s->p == '"') {
+			if (plain_string(s, &str, &len))
+				return -1;
+			if (is_key(str, len, "NaN"))
+				*v = NAN;
+			else if (is_key(str, len, "Infinity"))
+				*v = INFINITY;
+			else if (is_key(str, len, "-Infinity"))
+				*v = -INFINITY;
+			else
+				return -1;
+		} else if (number(s, v)) {
+			return -1;
+		}
+	} else if (is_key(k, klen, "integerValue")) {
+		if (plain_string(s, &str, &len) || int64_text(&i, str, len))
+			return -1;
+		*v = (double)i;
+	} else if (is_key(k, klen, "nullValue")) {
+		if (skip_value(s, 0))
+			return -1;
+		return eat(s, '}') ? 0 : -1;
+	} else {
+		return -1;
+	}
+	return eat(s, '}') ? 1 : -1;
+}
+
+/* A field of an entry: the ones summaries read are taken, others skipped. 0, or -1. */
+static int entry_field(scan *s, entry *e, const char *k, size_t klen, al_chunk_clock *clock)
+{
+	static const char *const names[] = {"bytes", "count", "step", "last", "min", "max", "updated"};
+	const char *str, *kk;
+	size_t i, len, kl;
+	int got;
+	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (is_key(k, klen, names[i]))
+			break;
+	if (i == sizeof(names) / sizeof(names[0]))
+		return skip_value(s, 0);
+	if (e->seen & (1u << i))
+		return -1;
+	e->seen |= 1u << i;
+	switch (i) {
+	case E_BYTES:
+		return (got = typed_int(s, &e->bytes)) < 0 ? -1 : (e->has_bytes = got, 0);
+	case E_COUNT:
+		return (got = typed_int(s, &e->count)) < 0 ? -1 : (e->has_count = got, 0);
+	case E_STEP:
+		return (got = typed_int(s, &e->step)) < 0 ? -1 : (e->has_step = got, 0);
+	case E_LAST:
+		return typed_double(s, &e->last) < 0 ? -1 : 0;
+	case E_MIN:
+		return typed_double(s, &e->min) < 0 ? -1 : 0;
+	case E_MAX:
+		return typed_double(s, &e->max) < 0 ? -1 : 0;
+	default:   /* updated: a timestamp */
+		if (!eat(s, '{') || key(s, &kk, &kl) || !is_key(kk, kl, "timestampValue") ||
+		    plain_string(s, &str, &len) || time_text(&e->updated, clock, str, len))
+			return -1;
+		e->has_updated = 1;
+		return eat(s, '}') ? 0 : -1;
+	}
+}
+
+/* {"mapValue":{"fields":{…}}} (or {"mapValue":{}}) into e. */
+static int entry_map(scan *s, entry *e, al_chunk_clock *clock)
+{
+	const char *k;
+	size_t klen;
+	entry_reset(e);
+	if (!eat(s, '{') || key(s, &k, &klen) || !is_key(k, klen, "mapValue") || !eat(s, '{'))
+		return -1;
+	if (!eat(s, '}')) {
+		if (key(s, &k, &klen) || !is_key(k, klen, "fields") || !eat(s, '{'))
+			return -1;
+		if (!eat(s, '}')) {
+			do {
+				if (key(s, &k, &klen) || entry_field(s, e, k, klen, clock))
+					return -1;
+			} while (eat(s, ','));
+			if (!eat(s, '}'))
+				return -1;
+		}
+		if (!eat(s, '}'))
+			return -1;
+	}
+	return eat(s, '}') ? 0 : -1;
+}
+
+/* series.c summary_from_fields: AL_ENOTFOUND without bytes. */
+static int entry_summary(al_series_summary *out, const entry *e, int64_t update_us)
+{
+	memset(out, 0, sizeof(*out));
+	out->step = -1;
+	out->min = out->max = out->last = NAN;
+	if (!e->has_bytes)
+		return AL_ENOTFOUND;
+	out->text_bytes = (uint64_t)e->bytes;
+	if (e->has_count)
+		out->count = (uint64_t)e->count;
+	if (e->has_step)
+		out->step = e->step;
+	out->last = e->last;
+	out->min = e->min;
+	out->max = e->max;
+	out->update_us = e->has_updated ? e->updated : update_us;
+	return 0;
+}
+
+/* series.c summary_merge. */
+static void merge(al_series_summary *a, const al_series_summary *b)
+{
+	if (!b->count)
+		return;
+	if (!a->count || b->update_us >= a->update_us) {
+		a->step = b->step;
+		a->last = b->last;
+		a->update_us = b->update_us;
+	}
+	a->count += b->count;
+	a->text_bytes += b->text_bytes;
+	if (!isnan(b->min) && (isnan(a->min) || b->min < a->min))
+		a->min = b->min;
+	if (!isnan(b->max) && (isnan(a->max) || b->max > a->max))
+		a->max = b->max;
+}
+
+int al_chunk_summary(al_series_summary *out, al_chunk_clock *clock, const char *text,
+	size_t len, int64_t update_us)
+{
+	scan s = {text, text + len};
+	const char *k;
+	size_t klen;
+	entry top, w;
+	al_series_summary one;
+	int any = 0, missing = 0;
+
+	entry_reset(&top);
+	memset(out, 0, sizeof(*out));
+	out->step = -1;
+	out->min = out->max = out->last = NAN;
+	if (!eat(&s, '{'))
+		goto other;
+	if (!eat(&s, '}')) {
+		do {
+			if (key(&s, &k, &klen))
+				goto other;
+			if (klen >= 7 && memcmp(k, "writer_", 7) == 0) {
+				if (entry_map(&s, &w, clock))
+					goto other;
+				any = 1;   /* each entry counts, as a document's walk over its fields */
+				if (missing || entry_summary(&one, &w, update_us))
+					missing = 1;
+				else
+					merge(out, &one);
+			} else if (entry_field(&s, &top, k, klen, clock)) {
+				goto other;
+			}
+		} while (eat(&s, ','));
+		if (!eat(&s, '}'))
+			goto other;
+	}
+	ws(&s);
+	if (s.p != s.end)
+		goto other;
+	if (any)
+		return missing ? AL_ENOTFOUND : 0;
+	return entry_summary(out, &top, update_us);
+other:
+	return al_error_set(AL_EINVAL, "not a metric summary of the plain shape (at byte %zu)",
 		(size_t)(s.p - text));
 }

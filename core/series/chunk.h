@@ -1,4 +1,4 @@
-/* aletheia: a metric chunk document's points read straight from its stored JSON text. */
+/* aletheia: a metric's chunk and summary documents read straight from their stored JSON text. */
 #ifndef ALETHEIA_CHUNK_H
 #define ALETHEIA_CHUNK_H
 
@@ -24,5 +24,13 @@ typedef struct al_chunk_clock {
  * the points are always those the document gives. text must be NUL-terminated at len. */
 int al_chunk_points(al_point *out, size_t *n, al_chunk_clock *clock, const char *text,
 	size_t len, size_t from, size_t max);
+
+/* A metric's summary document (README "Where the data lives") from its fields' JSON text: what
+ * series.c's summary_from_doc gives the parsed document (update_us: the document's update time,
+ * for entries without "updated"), AL_ENOTFOUND likewise (an entry without bytes); AL_EINVAL when
+ * the text is not of the plain shape, for the caller to parse it as a document. */
+struct al_series_summary;
+int al_chunk_summary(struct al_series_summary *out, al_chunk_clock *clock, const char *text,
+	size_t len, int64_t update_us);
 
 #endif

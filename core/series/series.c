@@ -1066,10 +1066,84 @@ static int cmp_named(const void *a, const void *b)
 	return strcmp(((const named_summary *)a)->id, ((const named_summary *)b)->id);
 }
 
+/* A run's stored metric documents as summaries: path, and the summary its document gives (ok 0:
+ * it gives none without loading, summary_from_doc's AL_ENOTFOUND). */
+typedef struct {
+	char *path;
+	al_series_summary sum;
+	int ok;
+} listed;
+
+typedef struct {
+	listed *v;
+	size_t n, cap;
+	al_chunk_clock clock;
+} listed_set;
+
+static int listed_add(listed_set *l, const char *path, const al_series_summary *sum, int ok)
+{
+	if (l->n == l->cap) {
+		size_t ncap = l->cap ? l->cap * 2 : 16;
+		listed *grown = realloc(l->v, ncap * sizeof(*grown));
+		if (!grown)
+			return al_error_set(AL_ENOMEM, "out of memory");
+		l->v = grown;
+		l->cap = ncap;
+	}
+	if (!(l->v[l->n].path = strdup(path)))
+		return al_error_set(AL_ENOMEM, "out of memory");
+	l->v[l->n].sum = *sum;
+	l->v[l->n++].ok = ok;
+	return 0;
+}
+
+/* store.h list_text: the plain shape read from the text (chunk.c), others as documents. */
+static int listed_text(void *ctx, const char *path, const char *text, size_t len, int64_t update_us)
+{
+	listed_set *l = ctx;
+	al_series_summary sum;
+	al_doc d = {(char *)path, NULL, 0, update_us};
+	int rc = al_chunk_summary(&sum, &l->clock, text, len, update_us);
+	if (rc == 0 || rc == AL_ENOTFOUND) {
+		al_error_clear();
+		return listed_add(l, path, &sum, rc == 0);
+	}
+	al_error_clear();
+	d.fields = cJSON_ParseWithLength(text, len);
+	if (!cJSON_IsObject(d.fields)) {   /* as the store's listing: left out, and named */
+		cJSON_Delete(d.fields);
+		fprintf(stderr, "aletheia: document %s has corrupt fields in the store\n", path);
+		return 0;
+	}
+	rc = summary_from_doc(&sum, &d) == 0;
+	cJSON_Delete(d.fields);
+	return listed_add(l, path, &sum, rc);
+}
+
+/* The run's stored metric documents, each with the summary it gives. */
+static int list_summaries(listed_set *l, al_series_set *s, const char *coll)
+{
+	al_doc_list *list = NULL;
+	al_series_summary sum;
+	size_t i;
+	int rc;
+
+	if (s->store->list_text)
+		return s->store->list_text(s->store, coll, listed_text, l);
+	if ((rc = al_store_list(&list, s->store, coll, NULL, NULL)))
+		return rc;
+	for (i = 0; i < list->count && rc == 0; i++) {
+		int ok = summary_from_doc(&sum, list->docs[i]) == 0;
+		rc = listed_add(l, list->docs[i]->path, &sum, ok);
+	}
+	al_doc_list_free(list);
+	return rc;
+}
+
 int al_series_summaries(char ***out_ids, al_series_summary **out_sums, size_t *count,
 	al_series_set *s, const char *run_doc)
 {
-	al_doc_list *list = NULL;
+	listed_set list = {0};
 	named_summary *ns = NULL;
 	char *coll = NULL, *doc = NULL;
 	size_t n = 0, cap, i, w, rl = strlen(run_doc);
@@ -1082,10 +1156,10 @@ int al_series_summaries(char ***out_ids, al_series_summary **out_sums, size_t *c
 	*count = 0;
 	if (asprintf(&coll, "%s/metrics", run_doc) < 0)
 		return al_error_set(AL_ENOMEM, "out of memory");
-	if ((rc = al_store_list(&list, s->store, coll, NULL, NULL)))
+	if ((rc = list_summaries(&list, s, coll)))
 		goto cleanup;
 	pthread_mutex_lock(&s->lock);
-	cap = list->count + 1;
+	cap = list.n + 1;
 	run = run_find(s, run_doc, rl, 0);
 	for (se = run ? run->list : NULL; se; se = se->next_run)
 		cap++;
@@ -1110,18 +1184,18 @@ int al_series_summaries(char ***out_ids, al_series_summary **out_sums, size_t *c
 		al_error_clear();
 	}
 	/* The others from the listing itself: the stored summary carries what is shown. */
-	for (i = 0; i < list->count; i++) {
-		const char *id = al_doc_id(list->docs[i]->path);
+	for (i = 0; i < list.n; i++) {
+		const char *id = al_doc_id(list.v[i].path);
 		size_t k;
 		for (k = 0; k < n && (!ns[k].id || strcmp(ns[k].id, id) != 0); k++)
 			;
 		if (k < n)
 			continue;
-		if (!series_find(s, list->docs[i]->path) &&
-		    summary_from_doc(&ns[n].sum, list->docs[i]) == 0)
+		if (!series_find(s, list.v[i].path) && list.v[i].ok) {
+			ns[n].sum = list.v[i].sum;
 			ns[n].ok = 1;
-		else {
-			ns[n].ok = al_series_summary_get(&ns[n].sum, s, list->docs[i]->path) == 0;
+		} else {
+			ns[n].ok = al_series_summary_get(&ns[n].sum, s, list.v[i].path) == 0;
 			al_error_clear();
 		}
 		ns[n++].id = strdup(id);
@@ -1146,7 +1220,9 @@ cleanup:
 	free(ns);
 	free(doc);
 	free(coll);
-	al_doc_list_free(list);
+	for (i = 0; i < list.n; i++)
+		free(list.v[i].path);
+	free(list.v);
 	return rc;
 }
 

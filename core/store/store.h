@@ -90,6 +90,12 @@ struct al_store_backend {
 	 * returns what fn returns. AL_ENOTFOUND as get, without calling fn. */
 	int (*get_text)(al_store_backend *b, const char *path,
 		int (*fn)(void *ctx, const char *text, size_t len), void *ctx);
+	/* Optional, as get_text: the documents directly in collection in id order, one call of fn
+	 * each with its path, fields text and update time (fn leaves out a text that is no object,
+	 * naming it in the log, as list does); stops at fn's first nonzero return and returns it. For runs.csv's metric summaries (10 small documents per run). */
+	int (*list_text)(al_store_backend *b, const char *collection,
+		int (*fn)(void *ctx, const char *path, const char *text, size_t len, int64_t update_us),
+		void *ctx);
 };
 
 /* 0 when b is a table of this version with the required members set, else AL_EINVAL saying

@@ -240,6 +240,37 @@ cleanup:
 	return rc;
 }
 
+/* store.h list_text: rows as list reads them, their text handed over without a tree. fn runs
+ * under the lock. */
+static int sqlite_list_text(al_store_backend *b, const char *collection,
+	int (*fn)(void *ctx, const char *path, const char *text, size_t len, int64_t update_us),
+	void *ctx)
+{
+	sqlite_store *s = (sqlite_store *)b;
+	sqlite3_stmt *st = s->st[ST_LIST];
+	int rc = 0, n = al_path_segments(collection);
+
+	if (n < 0 || n % 2 != 1)
+		return al_path_invalid("collection", collection);
+	pthread_mutex_lock(&s->lock);
+	sqlite3_bind_text(st, 1, collection, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, "", -1, SQLITE_STATIC);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *path = (const char *)sqlite3_column_text(st, 0),
+			*text = (const char *)sqlite3_column_text(st, 1);
+		size_t len = (size_t)sqlite3_column_bytes(st, 1);
+		if (!path || !text)
+			continue;
+		if ((rc = fn(ctx, path, text, len, sqlite3_column_int64(st, 3))))
+			goto cleanup;
+	}
+	rc = rc == SQLITE_DONE ? 0 : db_error(s, rc, "list");
+cleanup:
+	st_done(st);
+	pthread_mutex_unlock(&s->lock);
+	return rc;
+}
+
 static int sqlite_list_collections(char ***out, size_t *count, al_store_backend *b,
 	const char *doc_path)
 {
@@ -583,6 +614,7 @@ int al_store_sqlite_new(al_store_backend **out, const char *dir)
 	s->base.describe = sqlite_describe;
 	s->base.free = sqlite_free;
 	s->base.get_text = sqlite_get_text;
+	s->base.list_text = sqlite_list_text;
 	*out = &s->base;
 	s = NULL;
 cleanup:
