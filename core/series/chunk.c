@@ -4,6 +4,7 @@
  * generic parse, so what is read never differs from the document's own reading. */
 #include <errno.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include "core/series/chunk.h"
@@ -66,6 +67,40 @@ static int is_key(const char *k, size_t klen, const char *want)
 	return klen == strlen(want) && memcmp(k, want, klen) == 0;
 }
 
+/* "-?DIGITS(.DIGITS)?" of at most 15 digits is M / 10^k with M and 10^k exact doubles, and one
+ * IEEE division rounds the exact quotient correctly: strtod's value, without strtod (Clinger's
+ * fast path). 0 for anything else. */
+static int short_decimal(double *v, const char *p, const char *end)
+{
+	static const double p10[] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
+		1e12, 1e13, 1e14, 1e15};
+	uint64_t m = 0;
+	int neg = 0, digits = 0, frac = -1;
+	if (p < end && *p == '-') {
+		neg = 1;
+		p++;
+	}
+	for (; p < end; p++) {
+		if (*p >= '0' && *p <= '9') {
+			m = m * 10 + (uint64_t)(*p - '0');
+			if (++digits > 15)
+				return 0;
+			if (frac >= 0)
+				frac++;
+		} else if (*p == '.' && frac < 0 && digits > 0) {
+			frac = 0;
+		} else {
+			return 0;
+		}
+	}
+	if (digits == 0 || frac == 0)
+		return 0;
+	*v = frac > 0 ? (double)m / p10[frac] : (double)m;
+	if (neg)
+		*v = -*v;
+	return 1;
+}
+
 /* A JSON number's characters as cJSON takes them; *v its value, which strtod must read whole. */
 static int number(scan *s, double *v)
 {
@@ -80,6 +115,10 @@ static int number(scan *s, double *v)
 		q++;
 	if (q - s->p > NUMBER_MAX)
 		return -1;
+	if (short_decimal(v, s->p, q)) {
+		s->p = q;
+		return 0;
+	}
 	*v = strtod(s->p, &end);   /* the text ends in a NUL, and the next byte is no number's */
 	if (end != q)
 		return -1;

@@ -194,9 +194,31 @@ static void test_other_shapes(void)
 		"{\"integerValue\":\"6\"}]}}}", 1, 100, 1);
 }
 
+/* Decimals of up to 17 digits as other writers print them ("%.*f"): the same doubles as strtod. */
+static void test_decimals(void)
+{
+	size_t cap = 4096 * 64 + 256, len = 0, i;
+	char *text = malloc(cap);
+	srand(4242);
+	len += (size_t)snprintf(text + len, cap - len, "{\"steps\":{\"arrayValue\":{\"values\":[");
+	for (i = 0; i < 4096; i++)
+		len += (size_t)snprintf(text + len, cap - len, "%s{\"integerValue\":\"%zu\"}", i ? "," : "", i);
+	len += (size_t)snprintf(text + len, cap - len, "]}},\"values\":{\"arrayValue\":{\"values\":[");
+	for (i = 0; i < 4096; i++) {
+		double mag = pow(10, rand() % 16 - 2) * ((double)rand() / RAND_MAX);
+		int decimals = rand() % 17;
+		len += (size_t)snprintf(text + len, cap - len, "%s{\"doubleValue\":%s%.*f}", i ? "," : "",
+			i % 3 ? "" : "-", decimals, mag);
+	}
+	snprintf(text + len, cap - len, "]}}}");
+	check_text("decimals", text, 0, 4096, 1);
+	free(text);
+}
+
 int main(void)
 {
 	test_plain();
 	test_other_shapes();
+	test_decimals();
 	CHECK_DONE();
 }
