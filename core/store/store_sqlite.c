@@ -35,7 +35,7 @@ static const char schema_sql[] =
 	"PRAGMA user_version = 1;";
 
 enum { ST_GET, ST_LIST, ST_COLLS, ST_PUT, ST_DELETE, ST_COUNT, ST_BEGIN, ST_COMMIT, ST_ROLLBACK,
-	ST_N };
+	ST_ROWID, ST_N };
 
 static const char *const statement_sql[ST_N] = {
 	[ST_GET] = "SELECT fields, created, updated FROM docs WHERE path = ?1",
@@ -56,6 +56,7 @@ static const char *const statement_sql[ST_N] = {
 	[ST_BEGIN] = "BEGIN IMMEDIATE",
 	[ST_COMMIT] = "COMMIT",
 	[ST_ROLLBACK] = "ROLLBACK",
+	[ST_ROWID] = "SELECT rowid FROM docs WHERE path = ?1",
 };
 
 typedef struct {
@@ -64,6 +65,9 @@ typedef struct {
 	sqlite3 *db;
 	sqlite3_stmt *st[ST_N];
 	char *dir;            /* absolute */
+	char *text;           /* get_text's buffer, kept: a chunk's 400 KB each time would be a
+			       * fresh mapping to fault in (guarded by lock) */
+	size_t text_cap;
 	int lock_fd;
 } sqlite_store;
 
@@ -162,8 +166,10 @@ static int sqlite_get_text(al_store_backend *b, const char *path,
 	int (*fn)(void *ctx, const char *text, size_t len), void *ctx)
 {
 	sqlite_store *s = (sqlite_store *)b;
-	sqlite3_stmt *st = s->st[ST_GET];
-	const char *text;
+	sqlite3_stmt *st = s->st[ST_ROWID];
+	sqlite3_blob *blob = NULL;
+	int64_t rowid;
+	size_t len;
 	int rc;
 
 	if (!al_path_is_document(path))
@@ -171,16 +177,38 @@ static int sqlite_get_text(al_store_backend *b, const char *path,
 	pthread_mutex_lock(&s->lock);
 	sqlite3_bind_text(st, 1, path, -1, SQLITE_STATIC);
 	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW) {
-		text = (const char *)sqlite3_column_text(st, 0);
-		rc = text ? fn(ctx, text, (size_t)sqlite3_column_bytes(st, 0))
-			: al_error_set(AL_EIO, "document %s has corrupt fields in the store", path);
-	} else if (rc == SQLITE_DONE) {
-		rc = al_error_set(AL_ENOTFOUND, "document %s not found", path);
-	} else {
-		rc = db_error(s, rc, "get");
-	}
+	rowid = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
 	st_done(st);
+	if (rc == SQLITE_DONE) {
+		rc = al_error_set(AL_ENOTFOUND, "document %s not found", path);
+		goto cleanup;
+	}
+	/* The text read straight into the kept buffer (incremental I/O), not into a copy SQLite
+	 * allocates for the column; the handle is closed at once, so no read stays open. */
+	if (rc != SQLITE_ROW ||
+	    (rc = sqlite3_blob_open(s->db, "main", "docs", "fields", rowid, 0, &blob)) != SQLITE_OK) {
+		rc = db_error(s, rc, "get");
+		goto cleanup;
+	}
+	len = (size_t)sqlite3_blob_bytes(blob);
+	if (len + 1 > s->text_cap) {
+		char *grown = realloc(s->text, len + 1);
+		if (!grown) {
+			rc = al_error_set(AL_ENOMEM, "out of memory reading document %s", path);
+			goto cleanup;
+		}
+		s->text = grown;
+		s->text_cap = len + 1;
+	}
+	if ((rc = sqlite3_blob_read(blob, s->text, (int)len, 0)) != SQLITE_OK) {
+		rc = db_error(s, rc, "get");
+		goto cleanup;
+	}
+	s->text[len] = '\0';
+	rc = fn(ctx, s->text, len);
+cleanup:
+	if (blob)
+		sqlite3_blob_close(blob);
 	pthread_mutex_unlock(&s->lock);
 	return rc;
 }
@@ -491,6 +519,7 @@ static void sqlite_free(al_store_backend *b)
 	if (s->lock_fd >= 0)
 		close(s->lock_fd); /* releases the flock */
 	pthread_mutex_destroy(&s->lock);
+	free(s->text);
 	free(s->dir);
 	free(s);
 }
