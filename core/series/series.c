@@ -13,6 +13,7 @@
 #include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
+#include "core/series/chunk.h"
 #include "core/series/journal.h"
 #include "core/series/metric.h"
 #include "core/series/series.h"
@@ -748,8 +749,51 @@ static int single_writer(char *writer, size_t cap, uint64_t *count, const al_doc
 	return 1;
 }
 
+/* A chunk's points [from, from + max) from its fields' text (store.h get_text). */
+typedef struct {
+	al_point *out;
+	size_t *n;
+	const char *path;
+	size_t from, max;
+} chunk_read;
+
+/* The plain shape is read straight from the text (chunk.c), anything else as the document it
+ * is, so both give the same points. */
+static int chunk_text_points(void *ctx, const char *text, size_t len)
+{
+	chunk_read *r = ctx;
+	al_chunk_clock clock = {{0}, 0};
+	cJSON *f;
+	chunk c = {0};
+	chunk_cursor cur;
+	size_t k;
+
+	if (al_chunk_points(r->out, r->n, &clock, text, len, r->from, r->max) == 0)
+		return 0;
+	al_error_clear();
+	*r->n = 0;
+	/* As the store reads a document (store_sqlite.c row_to_doc). */
+	f = cJSON_ParseWithLength(text, len);
+	if (!cJSON_IsObject(f)) {
+		cJSON_Delete(f);
+		return al_error_set(AL_EIO, "document %s has corrupt fields in the store", r->path);
+	}
+	c.steps = al_value_get_array(al_fields_get(f, "steps"));
+	c.values = al_value_get_array(al_fields_get(f, "values"));
+	c.times = al_value_get_array(al_fields_get(f, "times"));
+	chunk_start(&cur, &c);
+	for (k = 0; cur.step && *r->n < r->max; k++) {
+		al_point p = chunk_next(&cur);
+		if (k >= r->from)
+			r->out[(*r->n)++] = p;
+	}
+	cJSON_Delete(f);
+	return 0;
+}
+
 /* Points [from, from + max) of a stored series of one writer, from the chunk that holds them
- * (its ordinal / AL_SERIES_CHUNK): one chunk document in memory at a time. */
+ * (its ordinal / AL_SERIES_CHUNK): one chunk document in memory at a time, read from its text
+ * when the store gives it (store.h get_text). */
 static int stored_points(al_point *out, size_t *n, al_series_set *s, const char *metric_doc,
 	const char *writer, uint64_t count, uint64_t from, size_t max)
 {
@@ -758,20 +802,31 @@ static int stored_points(al_point *out, size_t *n, al_series_set *s, const char 
 	al_doc *d = NULL;
 	chunk c = {0};
 	chunk_cursor cur;
-	int rc;
+	chunk_read r;
+	int rc, called;
 
 	*n = 0;
 	if (from >= count)
 		return 0;
+	if (max > count - from)
+		max = (size_t)(count - from);
 	if (asprintf(&path, "%s/chunks/%s-%llu", metric_doc, writer, (unsigned long long)seq) < 0)
 		return al_error_set(AL_ENOMEM, "out of memory");
-	if ((rc = al_store_get(&d, s->store, path)))
+	r = (chunk_read){out, n, path, (size_t)(from - seq * AL_SERIES_CHUNK), max};
+	if ((rc = al_store_get_text(&called, s->store, path, chunk_text_points, &r)) == 0 && !called)
+		rc = al_store_get(&d, s->store, path);
+	/* The summary counts this chunk's points: its absence is damage, not the series' end (a
+	 * reader took AL_ENOTFOUND for "no points yet" and ended the text early). */
+	if (rc == AL_ENOTFOUND)
+		rc = al_error_set(AL_EIO, "metric %s: chunk %s-%llu is missing, though the metric counts "
+			"%llu points", metric_doc, writer, (unsigned long long)seq, (unsigned long long)count);
+	if (rc || called)
 		goto cleanup;
 	c.steps = al_value_get_array(al_fields_get(d->fields, "steps"));
 	c.values = al_value_get_array(al_fields_get(d->fields, "values"));
 	c.times = al_value_get_array(al_fields_get(d->fields, "times"));
 	chunk_start(&cur, &c);
-	for (k = seq * AL_SERIES_CHUNK; cur.step && k < count && *n < max; k++) {
+	for (k = seq * AL_SERIES_CHUNK; cur.step && *n < max; k++) {
 		al_point p = chunk_next(&cur);
 		if (k >= from)
 			out[(*n)++] = p;
@@ -1011,10 +1066,84 @@ static int cmp_named(const void *a, const void *b)
 	return strcmp(((const named_summary *)a)->id, ((const named_summary *)b)->id);
 }
 
+/* A run's stored metric documents as summaries: path, and the summary its document gives (ok 0:
+ * it gives none without loading, summary_from_doc's AL_ENOTFOUND). */
+typedef struct {
+	char *path;
+	al_series_summary sum;
+	int ok;
+} listed;
+
+typedef struct {
+	listed *v;
+	size_t n, cap;
+	al_chunk_clock clock;
+} listed_set;
+
+static int listed_add(listed_set *l, const char *path, const al_series_summary *sum, int ok)
+{
+	if (l->n == l->cap) {
+		size_t ncap = l->cap ? l->cap * 2 : 16;
+		listed *grown = realloc(l->v, ncap * sizeof(*grown));
+		if (!grown)
+			return al_error_set(AL_ENOMEM, "out of memory");
+		l->v = grown;
+		l->cap = ncap;
+	}
+	if (!(l->v[l->n].path = strdup(path)))
+		return al_error_set(AL_ENOMEM, "out of memory");
+	l->v[l->n].sum = *sum;
+	l->v[l->n++].ok = ok;
+	return 0;
+}
+
+/* store.h list_text: the plain shape read from the text (chunk.c), others as documents. */
+static int listed_text(void *ctx, const char *path, const char *text, size_t len, int64_t update_us)
+{
+	listed_set *l = ctx;
+	al_series_summary sum;
+	al_doc d = {(char *)path, NULL, 0, update_us};
+	int rc = al_chunk_summary(&sum, &l->clock, text, len, update_us);
+	if (rc == 0 || rc == AL_ENOTFOUND) {
+		al_error_clear();
+		return listed_add(l, path, &sum, rc == 0);
+	}
+	al_error_clear();
+	d.fields = cJSON_ParseWithLength(text, len);
+	if (!cJSON_IsObject(d.fields)) {   /* as the store's listing: left out, and named */
+		cJSON_Delete(d.fields);
+		fprintf(stderr, "aletheia: document %s has corrupt fields in the store\n", path);
+		return 0;
+	}
+	rc = summary_from_doc(&sum, &d) == 0;
+	cJSON_Delete(d.fields);
+	return listed_add(l, path, &sum, rc);
+}
+
+/* The run's stored metric documents, each with the summary it gives. */
+static int list_summaries(listed_set *l, al_series_set *s, const char *coll)
+{
+	al_doc_list *list = NULL;
+	al_series_summary sum;
+	size_t i;
+	int rc;
+
+	if (s->store->list_text)
+		return s->store->list_text(s->store, coll, listed_text, l);
+	if ((rc = al_store_list(&list, s->store, coll, NULL, NULL)))
+		return rc;
+	for (i = 0; i < list->count && rc == 0; i++) {
+		int ok = summary_from_doc(&sum, list->docs[i]) == 0;
+		rc = listed_add(l, list->docs[i]->path, &sum, ok);
+	}
+	al_doc_list_free(list);
+	return rc;
+}
+
 int al_series_summaries(char ***out_ids, al_series_summary **out_sums, size_t *count,
 	al_series_set *s, const char *run_doc)
 {
-	al_doc_list *list = NULL;
+	listed_set list = {0};
 	named_summary *ns = NULL;
 	char *coll = NULL, *doc = NULL;
 	size_t n = 0, cap, i, w, rl = strlen(run_doc);
@@ -1027,10 +1156,10 @@ int al_series_summaries(char ***out_ids, al_series_summary **out_sums, size_t *c
 	*count = 0;
 	if (asprintf(&coll, "%s/metrics", run_doc) < 0)
 		return al_error_set(AL_ENOMEM, "out of memory");
-	if ((rc = al_store_list(&list, s->store, coll, NULL, NULL)))
+	if ((rc = list_summaries(&list, s, coll)))
 		goto cleanup;
 	pthread_mutex_lock(&s->lock);
-	cap = list->count + 1;
+	cap = list.n + 1;
 	run = run_find(s, run_doc, rl, 0);
 	for (se = run ? run->list : NULL; se; se = se->next_run)
 		cap++;
@@ -1055,18 +1184,18 @@ int al_series_summaries(char ***out_ids, al_series_summary **out_sums, size_t *c
 		al_error_clear();
 	}
 	/* The others from the listing itself: the stored summary carries what is shown. */
-	for (i = 0; i < list->count; i++) {
-		const char *id = al_doc_id(list->docs[i]->path);
+	for (i = 0; i < list.n; i++) {
+		const char *id = al_doc_id(list.v[i].path);
 		size_t k;
 		for (k = 0; k < n && (!ns[k].id || strcmp(ns[k].id, id) != 0); k++)
 			;
 		if (k < n)
 			continue;
-		if (!series_find(s, list->docs[i]->path) &&
-		    summary_from_doc(&ns[n].sum, list->docs[i]) == 0)
+		if (!series_find(s, list.v[i].path) && list.v[i].ok) {
+			ns[n].sum = list.v[i].sum;
 			ns[n].ok = 1;
-		else {
-			ns[n].ok = al_series_summary_get(&ns[n].sum, s, list->docs[i]->path) == 0;
+		} else {
+			ns[n].ok = al_series_summary_get(&ns[n].sum, s, list.v[i].path) == 0;
 			al_error_clear();
 		}
 		ns[n++].id = strdup(id);
@@ -1091,7 +1220,9 @@ cleanup:
 	free(ns);
 	free(doc);
 	free(coll);
-	al_doc_list_free(list);
+	for (i = 0; i < list.n; i++)
+		free(list.v[i].path);
+	free(list.v);
 	return rc;
 }
 

@@ -92,6 +92,13 @@ int al_store_get(al_doc **out, al_store_backend *b, const char *path)
 	return b->get(out, b, path);
 }
 
+int al_store_get_text(int *called, al_store_backend *b, const char *path,
+	int (*fn)(void *ctx, const char *text, size_t len), void *ctx)
+{
+	*called = b->get_text != NULL;
+	return b->get_text ? b->get_text(b, path, fn, ctx) : 0;
+}
+
 int al_store_list(al_doc_list **out, al_store_backend *b, const char *collection,
 	const char *id_from, const char *id_to)
 {

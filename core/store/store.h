@@ -53,8 +53,9 @@ typedef struct al_write {
 } al_write;
 
 /* 2: list_group and get_many (optional members) were added.
- * 3: al_write's mask (updates of single keys of a map field); every backend applies it. */
-#define AL_STORE_BACKEND_VERSION 3
+ * 3: al_write's mask (updates of single keys of a map field); every backend applies it.
+ * 4: get_text (optional member) was added. */
+#define AL_STORE_BACKEND_VERSION 4
 
 typedef struct al_store_backend al_store_backend;
 struct al_store_backend {
@@ -82,6 +83,19 @@ struct al_store_backend {
 	/* Optional: several documents in one request (Firestore's batchGet). out[i] gets the
 	 * document at paths[i], or NULL when it does not exist; on error nothing is returned. */
 	int (*get_many)(al_doc **out, al_store_backend *b, const char *const *paths, size_t n);
+	/* Added for metric reads (optional: NULL when the backend keeps no text, or a decorator
+	 * must see the document). Calls fn once with a document's fields as the JSON text of an
+	 * object of typed values, as stored (NUL-terminated at len, valid during the call), for a
+	 * reader that parses a shape it knows without building a tree (core/series/chunk.c), and
+	 * returns what fn returns. AL_ENOTFOUND as get, without calling fn. */
+	int (*get_text)(al_store_backend *b, const char *path,
+		int (*fn)(void *ctx, const char *text, size_t len), void *ctx);
+	/* Optional, as get_text: the documents directly in collection in id order, one call of fn
+	 * each with its path, fields text and update time (fn leaves out a text that is no object,
+	 * naming it in the log, as list does); stops at fn's first nonzero return and returns it. For runs.csv's metric summaries (10 small documents per run). */
+	int (*list_text)(al_store_backend *b, const char *collection,
+		int (*fn)(void *ctx, const char *path, const char *text, size_t len, int64_t update_us),
+		void *ctx);
 };
 
 /* 0 when b is a table of this version with the required members set, else AL_EINVAL saying
@@ -98,6 +112,10 @@ int al_store_get(al_doc **out, al_store_backend *b, const char *path);
 int al_store_get_many(al_doc **out, al_store_backend *b, const char *const *paths, size_t n);
 int al_store_list(al_doc_list **out, al_store_backend *b, const char *collection,
 	const char *id_from, const char *id_to);
+/* get_text when the backend has it; else 0 with *called 0 (fn not called): the caller takes
+ * the document with al_store_get instead. */
+int al_store_get_text(int *called, al_store_backend *b, const char *path,
+	int (*fn)(void *ctx, const char *text, size_t len), void *ctx);
 int al_store_commit(al_store_backend *b, const al_write *writes, size_t count);
 /* Added by the store module: the same one-call wrappers for list_collections and describe
  * (describe gives NULL when the backend has none). */

@@ -35,7 +35,7 @@ static const char schema_sql[] =
 	"PRAGMA user_version = 1;";
 
 enum { ST_GET, ST_LIST, ST_COLLS, ST_PUT, ST_DELETE, ST_COUNT, ST_BEGIN, ST_COMMIT, ST_ROLLBACK,
-	ST_N };
+	ST_ROWID, ST_N };
 
 static const char *const statement_sql[ST_N] = {
 	[ST_GET] = "SELECT fields, created, updated FROM docs WHERE path = ?1",
@@ -56,6 +56,7 @@ static const char *const statement_sql[ST_N] = {
 	[ST_BEGIN] = "BEGIN IMMEDIATE",
 	[ST_COMMIT] = "COMMIT",
 	[ST_ROLLBACK] = "ROLLBACK",
+	[ST_ROWID] = "SELECT rowid FROM docs WHERE path = ?1",
 };
 
 typedef struct {
@@ -64,6 +65,9 @@ typedef struct {
 	sqlite3 *db;
 	sqlite3_stmt *st[ST_N];
 	char *dir;            /* absolute */
+	char *text;           /* get_text's buffer, kept: a chunk's 400 KB each time would be a
+			       * fresh mapping to fault in (guarded by lock) */
+	size_t text_cap;
 	int lock_fd;
 } sqlite_store;
 
@@ -155,6 +159,60 @@ static int sqlite_get(al_doc **out, al_store_backend *b, const char *path)
 	return rc;
 }
 
+/* The stored text itself (store.h get_text): a metric chunk's 4,096 points are 400 KB of typed
+ * values, which cJSON would turn into some 50,000 allocations. fn runs under the lock, on
+ * SQLite's own copy of the text. */
+static int sqlite_get_text(al_store_backend *b, const char *path,
+	int (*fn)(void *ctx, const char *text, size_t len), void *ctx)
+{
+	sqlite_store *s = (sqlite_store *)b;
+	sqlite3_stmt *st = s->st[ST_ROWID];
+	sqlite3_blob *blob = NULL;
+	int64_t rowid;
+	size_t len;
+	int rc;
+
+	if (!al_path_is_document(path))
+		return al_path_invalid("document", path);
+	pthread_mutex_lock(&s->lock);
+	sqlite3_bind_text(st, 1, path, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	rowid = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+	st_done(st);
+	if (rc == SQLITE_DONE) {
+		rc = al_error_set(AL_ENOTFOUND, "document %s not found", path);
+		goto cleanup;
+	}
+	/* The text read straight into the kept buffer (incremental I/O), not into a copy SQLite
+	 * allocates for the column; the handle is closed at once, so no read stays open. */
+	if (rc != SQLITE_ROW ||
+	    (rc = sqlite3_blob_open(s->db, "main", "docs", "fields", rowid, 0, &blob)) != SQLITE_OK) {
+		rc = db_error(s, rc, "get");
+		goto cleanup;
+	}
+	len = (size_t)sqlite3_blob_bytes(blob);
+	if (len + 1 > s->text_cap) {
+		char *grown = realloc(s->text, len + 1);
+		if (!grown) {
+			rc = al_error_set(AL_ENOMEM, "out of memory reading document %s", path);
+			goto cleanup;
+		}
+		s->text = grown;
+		s->text_cap = len + 1;
+	}
+	if ((rc = sqlite3_blob_read(blob, s->text, (int)len, 0)) != SQLITE_OK) {
+		rc = db_error(s, rc, "get");
+		goto cleanup;
+	}
+	s->text[len] = '\0';
+	rc = fn(ctx, s->text, len);
+cleanup:
+	if (blob)
+		sqlite3_blob_close(blob);
+	pthread_mutex_unlock(&s->lock);
+	return rc;
+}
+
 static int sqlite_list(al_doc_list **out, al_store_backend *b, const char *collection,
 	const char *id_from, const char *id_to)
 {
@@ -207,6 +265,37 @@ cleanup:
 		*out = list;
 	else
 		al_doc_list_free(list);
+	return rc;
+}
+
+/* store.h list_text: rows as list reads them, their text handed over without a tree. fn runs
+ * under the lock. */
+static int sqlite_list_text(al_store_backend *b, const char *collection,
+	int (*fn)(void *ctx, const char *path, const char *text, size_t len, int64_t update_us),
+	void *ctx)
+{
+	sqlite_store *s = (sqlite_store *)b;
+	sqlite3_stmt *st = s->st[ST_LIST];
+	int rc = 0, n = al_path_segments(collection);
+
+	if (n < 0 || n % 2 != 1)
+		return al_path_invalid("collection", collection);
+	pthread_mutex_lock(&s->lock);
+	sqlite3_bind_text(st, 1, collection, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, "", -1, SQLITE_STATIC);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *path = (const char *)sqlite3_column_text(st, 0),
+			*text = (const char *)sqlite3_column_text(st, 1);
+		size_t len = (size_t)sqlite3_column_bytes(st, 1);
+		if (!path || !text)
+			continue;
+		if ((rc = fn(ctx, path, text, len, sqlite3_column_int64(st, 3))))
+			goto cleanup;
+	}
+	rc = rc == SQLITE_DONE ? 0 : db_error(s, rc, "list");
+cleanup:
+	st_done(st);
+	pthread_mutex_unlock(&s->lock);
 	return rc;
 }
 
@@ -430,6 +519,7 @@ static void sqlite_free(al_store_backend *b)
 	if (s->lock_fd >= 0)
 		close(s->lock_fd); /* releases the flock */
 	pthread_mutex_destroy(&s->lock);
+	free(s->text);
 	free(s->dir);
 	free(s);
 }
@@ -552,6 +642,8 @@ int al_store_sqlite_new(al_store_backend **out, const char *dir)
 	s->base.commit = sqlite_commit;
 	s->base.describe = sqlite_describe;
 	s->base.free = sqlite_free;
+	s->base.get_text = sqlite_get_text;
+	s->base.list_text = sqlite_list_text;
 	*out = &s->base;
 	s = NULL;
 cleanup:

@@ -350,7 +350,11 @@ static int metric_read(size_t *nread, al_file *f, char *buf, size_t size, uint64
 		*nread += got;
 	}
 	pthread_mutex_unlock(&f->mu);
-	return *nread ? 0 : rc;
+	/* An error past some bytes fails the whole read: a short read is the end of the file to
+	 * the kernel, which then shows the text cut there (a damaged or missing chunk did so). */
+	if (rc)
+		*nread = 0;
+	return rc;
 }
 
 static int metric_write_op(al_file *f, const char *buf, size_t size, uint64_t off)

@@ -1,5 +1,7 @@
 /* Unit tests for core/series/metric.c: line parsing, step chaining, bad lines, the read-back format. */
+#include <float.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -277,6 +279,99 @@ static void test_double_format(void)
 	}
 }
 
+/* The printf search al_double_format always did (shortest "%.*g" that reads back), kept here as
+ * the reference for its printf-free path: the bytes of a metric's text must not change. */
+static size_t reference_format(char *buf, double v)
+{
+	int prec, lo = 1, hi = 17;
+	if (isnan(v))
+		return (size_t)sprintf(buf, "nan");
+	if (isinf(v))
+		return (size_t)sprintf(buf, v < 0 ? "-inf" : "inf");
+	if (v == 0 || fabs(v) >= DBL_MIN) {
+		for (prec = 15; prec < 17; prec++) {
+			snprintf(buf, 32, "%.*g", prec, v);
+			if (strtod(buf, NULL) == v)
+				break;
+		}
+		return (size_t)snprintf(buf, 32, "%.*g", prec, v);
+	}
+	while (lo < hi) {
+		int mid = (lo + hi) / 2;
+		snprintf(buf, 32, "%.*g", mid, v);
+		if (strtod(buf, NULL) == v)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	return (size_t)snprintf(buf, 32, "%.*g", lo, v);
+}
+
+static uint64_t rnd64(void)
+{
+	uint64_t r = 0;
+	for (int k = 0; k < 4; k++)
+		r = (r << 16) ^ (uint64_t)(rand() & 0xffff);
+	return r;
+}
+
+static void same_as_reference(double v, int *bad)
+{
+	char got[AL_POINT_TEXT_MAX], want[64];
+	size_t n = al_double_format(got, v), wn = reference_format(want, v);
+	if (n != wn || strcmp(got, want) != 0) {
+		if ((*bad)++ < 10)
+			fprintf(stderr, "%.17g: \"%s\", the printf search gives \"%s\"\n", v, got, want);
+		CHECK(0);
+	}
+}
+
+/* Every kind of value formats exactly as the printf search did: decimals of 1 to 17 digits at
+ * every scale, integers to 2^53 and past, the edges of the fixed-notation range, random bits. */
+static void test_double_format_same_bytes(void)
+{
+	static const double edges[] = {1e-4, 1e-5, 9.9999999999999991e-5, 1e15, 999999999999999.0,
+		999999999999999.9, 1e15 - 0.125, 9007199254740992.0, 9007199254740993.0, 4503599627370496.5,
+		0.1, 0.2, 0.3, 1.0 / 3, 2.0 / 3, 1e-300, 1e308, 1.7976931348623157e308, 5e-324,
+		2.2250738585072014e-308, 123.456, 0.001, 0.0001, 0.00012345678901234, 1e14, 1.5e14,
+		123456789012345.6, 12345678901234.56, 0.30000000000000004, 100, 1e22, 1e23};
+	int bad = 0;
+	srand(777);
+	for (size_t i = 0; i < sizeof(edges) / sizeof(edges[0]); i++)
+		for (int sgn = 0; sgn < 2; sgn++) {
+			double v = sgn ? -edges[i] : edges[i];
+			same_as_reference(v, &bad);
+			same_as_reference(nextafter(v, 0), &bad);
+			same_as_reference(nextafter(v, INFINITY), &bad);
+		}
+	for (int i = 0; i < 300000; i++) {
+		uint64_t bits = rnd64();
+		int digits = 1 + rand() % 17, scale = rand() % 44 - 22;
+		double v;
+		switch (i % 4) {
+		case 0:   /* random bits */
+			memcpy(&v, &bits, sizeof(v));
+			break;
+		case 1: { /* a decimal of 1 to 17 digits, as written: "%.*e" read back */
+			char text[64];
+			snprintf(text, sizeof(text), "%.*e", digits - 1, (double)(bits % 1000000007) / 1000000007.0 * 9 + 1);
+			v = strtod(text, NULL) * pow(10, scale);
+			snprintf(text, sizeof(text), "%.*ge%d", digits, (double)(bits % 1000000007) / 1000000007.0 * 9 + 1, scale);
+			if (i % 8 == 1)
+				v = strtod(text, NULL);
+			break;
+		}
+		case 2:   /* integers, to 2^53 and past */
+			v = (double)(bits >> (rand() % 64));
+			break;
+		default:  /* typical metric values: a few decimals */
+			v = (double)(int64_t)(bits % 2000001 - 1000000) / pow(10, rand() % 8);
+			break;
+		}
+		same_as_reference(v, &bad);
+	}
+}
+
 static void check_point(int64_t step, double v, int64_t us, const char *want)
 {
 	char buf[AL_POINT_TEXT_MAX];
@@ -324,6 +419,7 @@ int main(void)
 	test_chaining();
 	test_bad();
 	test_double_format();
+	test_double_format_same_bytes();
 	test_point_format();
 	CHECK_DONE();
 }

@@ -1,6 +1,8 @@
 /* Unit tests of the metric series: appends, read-back text, summaries, delivery to the store,
  * journal replay after a crash (exactly once in effect), and appends to a series whose chunks
  * cannot be read (deferred, then delivered once). */
+#include <math.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -699,6 +701,226 @@ static void path_too_long(const char *root, al_store_backend *st)
 	free(doc);
 }
 
+/* The text of a stored series read point by point as a reader does (al_series_points in
+ * batches from where the last one ended), formatted: what cat shows. rc: the first error. */
+static char *read_stored(int *rc, al_series_set *x, const char *doc, size_t batch)
+{
+	al_point pts[4096];
+	uint64_t from = 0, view = UINT64_MAX;
+	size_t n, i, len = 0, cap = 1 << 16;
+	char *text = malloc(cap);
+	*rc = 0;
+	for (;;) {
+		if ((*rc = al_series_points(pts, &n, &view, x, doc, from, batch)) || n == 0)
+			break;
+		for (i = 0; i < n; i++) {
+			if (len + AL_POINT_TEXT_MAX > cap)
+				text = realloc(text, cap *= 2);
+			len += al_metric_format(text + len, &pts[i]);
+		}
+		from += n;
+	}
+	text[len] = '\0';
+	return text;
+}
+
+/* Replaces (fields non-NULL) or deletes a document's row behind the store's back: damage. */
+static void damage_row(const char *store_dir, const char *path, const char *fields)
+{
+	char db_path[512];
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+	snprintf(db_path, sizeof(db_path), "%s/meta.db", store_dir);
+	CHECK_EQ_INT(sqlite3_open(db_path, &db), SQLITE_OK);
+	CHECK_EQ_INT(sqlite3_prepare_v2(db, fields ? "UPDATE docs SET fields = ?2 WHERE path = ?1" :
+		"DELETE FROM docs WHERE path = ?1", -1, &st, NULL), SQLITE_OK);
+	sqlite3_bind_text(st, 1, path, -1, SQLITE_STATIC);
+	if (fields)
+		sqlite3_bind_text(st, 2, fields, -1, SQLITE_STATIC);
+	CHECK_EQ_INT(sqlite3_step(st), SQLITE_DONE);
+	CHECK_EQ_INT(sqlite3_changes(db), 1);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+}
+
+/* A stored series reads back exactly what was written (README "metrics": written in the read-back
+ * form, the text is the same bytes) across chunk boundaries and a partly filled last chunk, with
+ * values, steps and times at their edges; a damaged chunk fails the read with AL_EIO, and so
+ * does a missing one, which used to end the text early as if the series ended there. */
+static void stored_exact(const char *root, const char *store_dir, al_store_backend *st)
+{
+	static const char *const values[] = {"0.93", "1e-07", "1e+300", "-2.5", "nan", "inf", "-inf",
+		"0.30000000000000004", "1.2345678901234568e+17", "5e-324", "-5e-324", "-0", "0",
+		"0.9300000071525574", "1.7976931348623157e+308", "123.456", "0.0001", "1e-05", "100",
+		"9007199254740992", "2.2250738585072014e-308", "0.12345678901234566", "-1e+22", "1e+15",
+		"999999999999999", "0.001", "3.3333333333333335"};
+	static const char *const times[] = {"1700000000.123", "-62135596800.000", "253402300799.999",
+		"0.000", "-0.001", "1733400000.000", "1733400000.999"};
+	const char *M = RUN "/metrics/exact";
+	size_t npts = 2 * 4096 + 1234, i, len = 0, nv = sizeof(values) / sizeof(values[0]);
+	char jd[512], *in = malloc(npts * 96 + 1), *out, chunk[512];
+	al_series_set *x = NULL;
+	int rc;
+
+	snprintf(jd, sizeof(jd), "%s/jexact", root);
+	for (i = 0; i < npts; i++) {
+		long long step = i % 3 == 0 ? 9007199254740993LL + (long long)i : i % 3 == 1 ?
+			-(long long)i : 9223372036854775807LL - (long long)i;
+		len += (size_t)sprintf(in + len, "%lld %s %s\n", step, values[i % nv],
+			times[i % (sizeof(times) / sizeof(times[0]))]);
+	}
+	CHECK_OK(al_series_set_open(&x, st, jd, 600000));
+	if (!x)
+		goto cleanup;
+	CHECK_OK(al_series_append_text(x, M, in, len));
+	CHECK_OK(al_series_flush(x));
+	al_series_set_free(x);
+	x = NULL;
+	/* A set that never loaded the series reads it from the store chunk by chunk. */
+	CHECK_OK(al_series_set_open(&x, st, jd, 600000));
+	if (!x)
+		goto cleanup;
+	out = read_stored(&rc, x, M, 4096);
+	CHECK_OK(rc);
+	CHECK(strcmp(out, in) == 0);
+	free(out);
+	out = read_stored(&rc, x, M, 1000);   /* batches that straddle the chunks */
+	CHECK_OK(rc);
+	CHECK(strcmp(out, in) == 0);
+	free(out);
+
+	/* Damage: a chunk whose text is no JSON fails, after the points before it. */
+	snprintf(chunk, sizeof(chunk), "%s/chunks/%s-1", M, al_series_writer(x));
+	damage_row(store_dir, chunk, "{\"steps\":{\"arrayValue\":{\"values\":[{\"integerValue\":\"5\"},");
+	out = read_stored(&rc, x, M, 4096);
+	CHECK_EQ_INT(rc, AL_EIO);
+	{
+		/* the first chunk's 4,096 lines came out, exactly */
+		const char *p = in;
+		for (i = 0; i < 4096; i++)
+			p = strchr(p, '\n') + 1;
+		CHECK_EQ_INT(strlen(out), (size_t)(p - in));
+		CHECK(strncmp(out, in, (size_t)(p - in)) == 0);
+	}
+	free(out);
+	/* A chunk that is JSON of another shape reads as its document does: steps without values. */
+	damage_row(store_dir, chunk, "{\"steps\":{\"arrayValue\":{\"values\":[{\"integerValue\":\"5\"},"
+		"{\"integerValue\":5},{\"integerValue\":\"x\"}]}}}");
+	{
+		al_point pts[8];
+		size_t n = 0;
+		uint64_t view = UINT64_MAX;
+		CHECK_OK(al_series_points(pts, &n, &view, x, M, 4096, 8));
+		CHECK_EQ_INT(n, 3);
+		CHECK_EQ_INT(pts[0].step, 5);
+		CHECK(isnan(pts[0].value));
+		CHECK_EQ_INT(pts[0].time_us, 0);
+		CHECK_EQ_INT(pts[1].step, 5);   /* an exact JSON number is taken as an integer */
+		CHECK_EQ_INT(pts[2].step, 0);   /* no integer: no step */
+	}
+	/* A missing chunk fails too: the summary counts its points. */
+	damage_row(store_dir, chunk, NULL);
+	out = read_stored(&rc, x, M, 4096);
+	CHECK_EQ_INT(rc, AL_EIO);
+	free(out);
+cleanup:
+	al_series_set_free(x);
+	free(in);
+}
+
+/* The summaries of a run's metrics are the same whether the store hands over the documents'
+ * text (SQLite's list_text, read by chunk.c where the shape is plain) or parsed documents (a
+ * store without it): every field, bit for bit, over the shapes a summary document takes. */
+static void summaries_same(const char *root, const char *store_dir, al_store_backend *st)
+{
+	static const struct {
+		const char *id, *fields;
+	} docs[] = {
+		{"plain", "{\"name\":{\"stringValue\":\"plain\"},\"count\":{\"integerValue\":\"3\"},\"last\":{\"doubleValue\":0.008},"
+			"\"step\":{\"integerValue\":\"2\"},\"min\":{\"doubleValue\":0.006},\"max\":{\"doubleValue\":0.008},"
+			"\"bytes\":{\"integerValue\":\"69\"},\"updated\":{\"timestampValue\":\"2026-12-06T07:26:19.488546Z\"},"
+			"\"writer_1eb03ee4666c4053\":{\"mapValue\":{\"fields\":{\"count\":{\"integerValue\":\"3\"},"
+			"\"last\":{\"doubleValue\":0.008},\"step\":{\"integerValue\":\"2\"},\"min\":{\"doubleValue\":0.006},"
+			"\"max\":{\"doubleValue\":0.008},\"bytes\":{\"integerValue\":\"69\"},"
+			"\"updated\":{\"timestampValue\":\"2026-12-06T07:26:19.488546Z\"}}}}}"},
+		{"two", "{\"writer_a\":{\"mapValue\":{\"fields\":{\"count\":{\"integerValue\":\"2\"},\"last\":{\"doubleValue\":\"NaN\"},"
+			"\"step\":{\"integerValue\":\"9223372036854775807\"},\"min\":{\"nullValue\":null},\"max\":{\"nullValue\":null},"
+			"\"bytes\":{\"integerValue\":\"40\"},\"updated\":{\"timestampValue\":\"2026-01-01T00:00:00Z\"}}}},"
+			"\"writer_b\":{\"mapValue\":{\"fields\":{\"count\":{\"integerValue\":\"1\"},\"last\":{\"doubleValue\":\"-Infinity\"},"
+			"\"step\":{\"integerValue\":\"-4\"},\"min\":{\"doubleValue\":-5e-324},\"max\":{\"integerValue\":\"9007199254740993\"},"
+			"\"bytes\":{\"integerValue\":\"20\"},\"updated\":{\"timestampValue\":\"2026-01-01T00:00:00.000001Z\"}}}}}"},
+		{"top", "{\"count\":{\"integerValue\":\"5\"},\"last\":{\"doubleValue\":1e308},\"bytes\":{\"integerValue\":\"90\"},"
+			"\"min\":{\"integerValue\":\"-3\"},\"max\":{\"doubleValue\":1.7976931348623157e308}}"},
+		{"pretty", "{ \"bytes\" : {\"integerValue\": \"7\"},\n\t\"count\": { \"integerValue\" : \"1\" } ,"
+			"\"last\":{\"doubleValue\":0.1},\"min\":{\"doubleValue\":-0.0},\"updated\":{\"timestampValue\":\"2026-01-01T00:00:00+01:00\"} }"},
+		{"nobytes", "{\"count\":{\"integerValue\":\"5\"},\"last\":{\"doubleValue\":1.5}}"},
+		{"escaped", "{\"na\\u006de\":{\"stringValue\":\"x\"},\"bytes\":{\"integerValue\":\"7\"},\"count\":{\"integerValue\":\"1\"}}"},
+		{"twice", "{\"bytes\":{\"integerValue\":\"7\"},\"bytes\":{\"integerValue\":\"8\"},\"count\":{\"integerValue\":\"1\"}}"},
+		{"oddtype", "{\"bytes\":{\"integerValue\":\"7\"},\"count\":{\"integerValue\":\"1\"},\"last\":{\"stringValue\":\"1\"}}"},
+		{"broken", "{\"bytes\":{\"integerValue\":\"7\"},"},
+	};
+	const char *R = "projects/p/experiments/e/runs/77";
+	counting c = {.base = {.version = AL_STORE_BACKEND_VERSION, .name = "counting", .get = c_get,
+		.list = c_list, .list_collections = NULL, .commit = c_commit, .free = c_free}, .inner = st};
+	al_series_set *x = NULL, *y = NULL;
+	char jx[512], jy[512], path[512], **ix = NULL, **iy = NULL;
+	al_series_summary *sx = NULL, *sy = NULL;
+	size_t nx = 0, ny = 0, i;
+
+	CHECK(st->list_text != NULL);
+	/* Each document stored as a plain one first, then its text set as it stands above. */
+	for (i = 0; i < sizeof(docs) / sizeof(docs[0]); i++) {
+		cJSON *f = cJSON_CreateObject();
+		al_write w = {AL_WRITE_SET, path, f, AL_PRE_NONE, NULL};
+		snprintf(path, sizeof(path), "%s/metrics/%s", R, docs[i].id);
+		al_fields_set(f, "bytes", al_value_int(1));
+		CHECK_OK(al_store_commit(st, &w, 1));
+		cJSON_Delete(f);
+		damage_row(store_dir, path, docs[i].fields);
+	}
+	snprintf(jx, sizeof(jx), "%s/jsumx", root);
+	snprintf(jy, sizeof(jy), "%s/jsumy", root);
+	CHECK_OK(al_series_set_open(&x, st, jx, 600000));
+	CHECK_OK(al_series_set_open(&y, &c.base, jy, 600000));
+	if (!x || !y)
+		goto cleanup;
+	CHECK_OK(al_series_summaries(&ix, &sx, &nx, x, R));
+	CHECK_OK(al_series_summaries(&iy, &sy, &ny, y, R));
+	CHECK_EQ_INT(nx, ny);
+	CHECK(nx >= 7);   /* the broken one is left out, "nobytes" has points to load: none */
+	for (i = 0; i < nx && i < ny; i++) {
+		CHECK_EQ_STR(ix[i], iy[i]);
+		if (sx[i].count != sy[i].count || sx[i].step != sy[i].step ||
+		    sx[i].text_bytes != sy[i].text_bytes || sx[i].update_us != sy[i].update_us ||
+		    memcmp(&sx[i].last, &sy[i].last, sizeof(double)) != 0 ||
+		    memcmp(&sx[i].min, &sy[i].min, sizeof(double)) != 0 ||
+		    memcmp(&sx[i].max, &sy[i].max, sizeof(double)) != 0) {
+			fprintf(stderr, "summary of %s differs: %llu %lld %.17g %.17g %.17g %llu %lld, parsed: "
+				"%llu %lld %.17g %.17g %.17g %llu %lld\n", ix[i],
+				(unsigned long long)sx[i].count, (long long)sx[i].step, sx[i].last, sx[i].min,
+				sx[i].max, (unsigned long long)sx[i].text_bytes, (long long)sx[i].update_us,
+				(unsigned long long)sy[i].count, (long long)sy[i].step, sy[i].last, sy[i].min,
+				sy[i].max, (unsigned long long)sy[i].text_bytes, (long long)sy[i].update_us);
+			CHECK(0);
+		}
+	}
+	/* two writers: counts add up, the later gives last and step */
+	for (i = 0; i < nx; i++)
+		if (strcmp(ix[i], "two") == 0) {
+			CHECK_EQ_INT(sx[i].count, 3);
+			CHECK_EQ_INT(sx[i].step, -4);
+			CHECK(sx[i].last == -INFINITY);
+			CHECK_EQ_INT(sx[i].text_bytes, 60);
+		}
+cleanup:
+	al_strings_free(ix, nx);
+	al_strings_free(iy, ny);
+	free(sx);
+	free(sy);
+	al_series_set_free(x);
+	al_series_set_free(y);
+}
+
 int main(void)
 {
 	char root[] = "/tmp/al-series-XXXXXX", store_a[256], store_b[256], journal[256], saved[256];
@@ -841,6 +1063,8 @@ int main(void)
 	refused_at_mount(root);
 	update_time_after_load(root, a);
 	path_too_long(root, a);
+	stored_exact(root, store_a, a);
+	summaries_same(root, store_a, a);
 	al_store_free(a);
 	al_store_free(b);
 	sh("rm -rf %s%s", root, "");
