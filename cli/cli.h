@@ -21,9 +21,13 @@ typedef struct al_cli_mount_opts {
 	const char *store, *blobs, *cache_dir;
 	uint64_t cache_size;
 	int foreground, allow_delete, debug, no_passthrough;
+	int multi_user;            /* -o allow_other: set by al_cli_mount_start */
 	const char *fuse_opts[32];
 	int nfuse;
 } al_cli_mount_opts;
+/* Mounts with o (after its options were read): checks the mount point, daemonises unless
+ * o->foreground, and returns the exit status once the mount answers (cli/mount.c). */
+int al_cli_mount_start(const al_cli_mount_opts *o);
 /* $XDG_CONFIG_HOME/aletheia/config (or $ALETHEIA_CONFIG): "key = value" lines into o
  * (cli/config.c). 0, or the exit status after printing the cause. */
 int al_cli_read_config(al_cli_mount_opts *o);
@@ -36,6 +40,9 @@ const char *al_cli_default_mount(void);
 /* Opens MOUNT/.aletheia/NAME read-write (the channel of fsck, prefetch), its path in path: the
  * descriptor, or -1 after saying why on stderr (the daemon gone, not an aletheia mount). */
 int al_cli_open_control(char *path, size_t len, const char *mount, const char *name);
+/* The fix to print for a failure with errno err on path under a mount: for EACCES the cause
+ * (a mount not shared with -o allow_other, or a run of another user), else fix. */
+const char *al_cli_fix(int err, const char *path, const char *fix);
 /* Prints "aletheia: <message>\n" on stderr: the cause, then "; " and the fix. */
 void al_cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Prints the usage line of subcommand cmd (NULL: all of them) on stderr; returns 2. */

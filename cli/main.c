@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include "config.h"
 #include "aletheia/fs.h"
 #include "cli/cli.h"
@@ -117,11 +118,36 @@ int al_cli_open_control(char *path, size_t len, const char *mount, const char *n
 		if (errno == ENOTCONN)
 			al_cli_fail("%s: the aletheia daemon is gone (%s); run `aletheia umount %s`, then "
 				"mount again", mount, strerror(errno), mount);
+		else if (errno == EACCES)
+			al_cli_fail("cannot open %s: %s; %s", path, strerror(EACCES), al_cli_fix(EACCES, path, ""));
 		else
 			al_cli_fail("%s is not an aletheia mount with %s (%s); mount it with `aletheia "
 				"mount %s`", mount, name, strerror(errno), mount);
 	}
 	return fd;
+}
+
+const char *al_cli_fix(int err, const char *path, const char *fix)
+{
+	char p[4096];
+	struct stat st;
+	if (err != EACCES)
+		return fix;
+	/* Every folder of the tree can be looked into: a folder on the way that cannot is the
+	 * root of a mount its user did not share (README "Many users on one machine"). */
+	snprintf(p, sizeof(p), "%s", path);
+	for (;;) {
+		if (stat(p, &st) != 0 && errno == EACCES)
+			return "the mount is not shared with other users: mount it with -o allow_other (a "
+				"user's own mount also needs user_allow_other in /etc/fuse.conf)";
+		char *slash = strrchr(p, '/');
+		if (!slash || slash == p)
+			break;
+		*slash = '\0';
+	}
+	return "it belongs to another user: only a run's creator (and root) writes in it, and only "
+		"the creator of a project, experiment or dataset renames or deletes it; write into "
+		"your own run (aletheia new-run)";
 }
 
 const char *al_cli_default_mount(void)

@@ -1,0 +1,245 @@
+# aletheia integration tests: operated like any mount (README "Many users on one machine"): two users.
+import os
+import pathlib
+import pwd
+import shutil
+import subprocess
+
+import pytest
+
+import alutil
+from alutil import read_json, try_write
+
+ROOT = os.geteuid() == 0
+needs_root = pytest.mark.skipif(not ROOT, reason="mount(8) helpers in /sbin and other users need root")
+
+
+def mounted(path):
+    """The mountinfo line of path, or None."""
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            if fields[4] == str(path):
+                return line
+    return None
+
+
+def daemon_pid(mnt):
+    for line in (pathlib.Path(mnt) / ".aletheia" / "status").read_text().splitlines():
+        if line.startswith("pid:"):
+            return int(line.split(":", 1)[1])
+    raise AssertionError("no pid in .aletheia/status")
+
+
+def alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def no_home_env():
+    """A boot-time mount's environment: no $HOME, no XDG folders."""
+    env = {k: v for k, v in os.environ.items() if k not in ("HOME", "XDG_CACHE_HOME", "XDG_CONFIG_HOME",
+                                                              "XDG_DATA_HOME", "ALETHEIA_CONFIG", "ALETHEIA_MOUNT")}
+    env["PATH"] = "/usr/sbin:/usr/bin:/sbin:/bin"
+    return env
+
+
+# ---- many users -------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def users():
+    """Two users of this machine for the module, removed after (SKIP where they cannot be made)."""
+    if not ROOT or shutil.which("useradd") is None or shutil.which("runuser") is None:
+        pytest.skip("two users need root, useradd and runuser")
+    names = [f"alu{os.getpid() % 100000}{c}" for c in "ab"]
+    made = []
+    try:
+        for n in names:
+            r = subprocess.run(["useradd", "--no-create-home", "--shell", "/bin/sh", "--user-group", n],
+                               capture_output=True, text=True)
+            if r.returncode != 0:
+                pytest.skip(f"useradd {n}: {r.stderr.strip()}")
+            made.append(n)
+        yield [pwd.getpwnam(n) for n in names]
+    finally:
+        for n in made:
+            subprocess.run(["userdel", n], capture_output=True)
+
+
+def as_user(user, *argv, m=None, cwd=None, timeout=60):
+    env = {"PATH": "/usr/bin:/bin", "HOME": "/nonexistent", "LANG": "C.UTF-8"}
+    if m is not None:
+        env["ALETHEIA_MOUNT"] = str(m.path)
+    for k in ("FIRESTORE_EMULATOR_HOST",):
+        if k in os.environ:
+            env[k] = os.environ[k]
+    return subprocess.run([shutil.which("runuser"), "-u", user.pw_name, "--", *map(str, argv)], capture_output=True, text=True,
+                          timeout=timeout, env=env, cwd=cwd or "/")
+
+
+def user_py(user, code, *args):
+    """Runs Python code as user; its stdout is "ok" or the errno name of the OSError it met."""
+    wrapped = ("import errno, os, sys\ntry:\n" + "".join("    " + l + "\n" for l in code.splitlines()) +
+               "    print('ok')\nexcept OSError as e:\n    print(errno.errorcode[e.errno])\n")
+    r = as_user(user, alutil.PY, "-c", wrapped, *args)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.strip()
+
+
+@pytest.fixture
+def shared(users, mount_factory, tmpdir_al):
+    os.chmod(tmpdir_al, 0o755)   # the users reach the mount point
+    return mount_factory(extra=["-o", "allow_other", "--allow-delete"])
+
+
+def test_two_users_each_write_only_their_own_runs(users, shared):
+    a, b = users
+    m = shared
+    r = as_user(a, alutil.BIN, "new-run", "p/e", m=m)
+    assert r.returncode == 0, r.stderr
+    run_a = pathlib.Path(r.stdout.strip())
+    r = as_user(b, alutil.BIN, "new-run", "p/e", m=m)
+    assert r.returncode == 0, r.stderr
+    run_b = pathlib.Path(r.stdout.strip())
+    assert run_a != run_b and run_a.parent == run_b.parent
+    # owners shown: the creators; the folders where anyone creates are open (sticky)
+    for path, u in ((run_a, a), (run_a / "params", a), (run_a / "status", a), (run_b, b),
+                    (run_b / "run.json", b), (m.path / "p", a), (m.path / "p/experiments/e", a)):
+        st = os.stat(path)
+        assert (st.st_uid, st.st_gid) == (u.pw_uid, u.pw_gid), path
+    assert os.stat(run_a.parent).st_mode & 0o7777 == 0o1777
+    assert os.stat(run_a / "params").st_mode & 0o777 == 0o755
+    assert os.stat(run_a / "status").st_mode & 0o777 == 0o644
+    assert read_json(run_a / "run.json")["user"] == a.pw_name
+    assert read_json(run_b / "run.json")["user"] == b.pw_name
+    # each writes its own run
+    assert user_py(a, "open(sys.argv[1], 'w').write('0.1\\n')", run_a / "params" / "lr") == "ok"
+    assert user_py(b, "open(sys.argv[1], 'a').write('1 0.5\\n')", run_b / "metrics" / "loss") == "ok"
+    # editors work in one's own run (scratch files are the folder owner's)
+    r = as_user(a, "sed", "-i", "s/0.1/0.2/", run_a / "params" / "lr")
+    assert r.returncode == 0, r.stderr
+    assert (run_a / "params" / "lr").read_text() == "0.2\n"
+    assert user_py(a, "open(sys.argv[1], 'w').write('0.1\\n')", run_a / "params" / "lr") == "ok"
+    # and reads the other's
+    assert user_py(b, "assert open(sys.argv[1]).read() == '0.1\\n'", run_a / "params" / "lr") == "ok"
+    assert user_py(a, "open(sys.argv[1]).read()", run_b / "run.json") == "ok"
+    # but writes nothing into it: EACCES, nothing recorded
+    before = (run_a / "run.json").read_text()
+    for code, target in (("open(sys.argv[1], 'w').write('9\\n')", run_a / "params" / "lr"),
+                         ("open(sys.argv[1], 'w').write('0.2\\n')", run_a / "params" / "wd"),
+                         ("open(sys.argv[1], 'a').write('1 9\\n')", run_a / "metrics" / "loss"),
+                         ("open(sys.argv[1], 'w').write('finished\\n')", run_a / "status"),
+                         ("open(sys.argv[1], 'w').write('x')", run_a / "artifacts" / "model.bin"),
+                         ("os.mkdir(sys.argv[1])", run_a / "artifacts" / "ckpt"),
+                         ("open(sys.argv[1], 'w').write('{\"lr\": 5}')", run_a / "params.json"),
+                         ("os.symlink('../../../../../datasets/d', sys.argv[1])", run_a / "datasets" / "d")):
+        assert user_py(b, code, target) == "EACCES", target
+    after = read_json(run_a / "run.json")
+    assert after["params"] == {"lr": 0.1} and after["metrics"] == {} and after["status"] == "running"
+    assert (run_a / "run.json").read_text() == before
+    # root writes anyone's run
+    assert try_write(run_a / "params" / "wd", "0.3") == 0
+    # a run, experiment or project is its creator's to delete (--allow-delete): not the other's
+    assert user_py(b, "os.rmdir(sys.argv[1])", run_a) in ("EACCES", "EPERM")
+    assert run_a.is_dir()
+    r = as_user(b, "rm", "-rf", run_a)
+    assert r.returncode != 0 and run_a.is_dir() and (run_a / "params" / "lr").read_text() == "0.1\n"
+    assert user_py(b, "os.rmdir(sys.argv[1])", m.path / "p" / "experiments" / "e") in ("EACCES", "EPERM")
+    r = as_user(a, "rm", "-rf", run_a)
+    assert r.returncode == 0, r.stderr
+    assert not run_a.exists() and run_b.is_dir()
+
+
+def test_two_users_share_projects_and_datasets(users, shared):
+    """Anyone creates experiments, runs and dataset files anywhere; write-once still holds; a dataset is
+    its creator's to rename and delete."""
+    a, b = users
+    m = shared
+    ds = m.path / "p" / "datasets" / "d"
+    assert user_py(a, "os.makedirs(sys.argv[1])", ds) == "ok"
+    assert user_py(a, "open(sys.argv[1], 'w').write('a\\n')", ds / "a.csv") == "ok"
+    assert user_py(b, "os.makedirs(sys.argv[1])", ds / "sub") == "ok"
+    assert user_py(b, "open(sys.argv[1], 'w').write('b\\n')", ds / "sub" / "b.csv") == "ok"
+    assert (ds / "sub" / "b.csv").read_text() == "b\n"
+    assert user_py(b, "open(sys.argv[1], 'w').write('x\\n')", ds / "a.csv") in ("EACCES", "EPERM")
+    assert (ds / "a.csv").read_text() == "a\n"
+    assert read_json(ds / ".dataset.json")["files"] == 2
+    # each added file is its adder's: rsync -a (temp file, chmod, times, rename) works in another's dataset
+    assert os.stat(ds / "a.csv").st_uid == a.pw_uid and os.stat(ds / "sub" / "b.csv").st_uid == b.pw_uid
+    if shutil.which("rsync"):
+        src = m.root / "src"
+        (src / "deep").mkdir(parents=True)
+        (src / "deep" / "c.csv").write_text("c\n")
+        os.utime(src / "deep" / "c.csv", (1_700_000_000, 1_700_000_000))
+        subprocess.run(["chmod", "-R", "a+rX", str(src)], check=True)
+        r = as_user(b, "rsync", "-a", f"{src}/", f"{ds}/up/")
+        assert r.returncode == 0, r.stderr
+        assert (ds / "up" / "deep" / "c.csv").read_text() == "c\n"
+        assert os.stat(ds / "up" / "deep" / "c.csv").st_mtime == 1_700_000_000
+        assert sorted(os.listdir(ds / "up" / "deep")) == ["c.csv"], "rsync's temp file was left behind"
+    assert user_py(b, "os.makedirs(sys.argv[1])", m.path / "p" / "experiments" / "e2" / "runs" / "1") == "ok"
+    assert user_py(a, "os.mkdir(sys.argv[1])", m.path / "p" / "experiments" / "e2" / "runs" / "2") == "ok"
+    assert os.stat(m.path / "p/experiments/e2").st_uid == b.pw_uid
+    assert os.stat(m.path / "p/experiments/e2/runs/2").st_uid == a.pw_uid
+    # the project's own files are its creator's: metadata, and the dataset's description
+    assert user_py(b, "open(sys.argv[1], 'w').write('{}')", m.path / "p" / "metadata" / "m") == "EACCES"
+    assert user_py(b, "open(sys.argv[1], 'w').write('mine')", ds / ".description") == "EACCES"
+    assert user_py(b, "os.rename(sys.argv[1], sys.argv[2])", ds, m.path / "p" / "datasets" / "d2") in ("EACCES",
+                                                                                                      "EPERM")
+    assert user_py(b, "os.rmdir(sys.argv[1])", ds) in ("EACCES", "EPERM", "ENOTEMPTY")
+    assert ds.is_dir()
+
+
+def test_aletheia_run_as_a_user(users, shared, tmpdir_al):
+    a, _ = users
+    m = shared
+    r = as_user(a, alutil.BIN, "run", "--exper", "p/e", "--param", "lr=0.5", "--", "sh", "-c",
+                'echo hello; echo 0.25 >> "$ALETHEIA_RUN_DIR/metrics/loss"', m=m)
+    assert r.returncode == 0, r.stderr
+    assert "hello" in r.stdout
+    run = m.path / "p" / "experiments" / "e" / "runs" / "1"
+    j = read_json(run / "run.json")
+    assert j["status"] == "finished" and j["user"] == a.pw_name and j["params"] == {"lr": 0.5}
+    assert j["metrics"]["loss"]["last"] == 0.25
+    assert (run / "output.log").read_text() == "hello\n"
+    assert os.stat(run / "output.log").st_uid == a.pw_uid
+
+
+def test_a_mount_not_shared_says_so(users, mount, tmpdir_al):
+    """Without -o allow_other another user gets EACCES everywhere: the command names the cause and the
+    fix instead of "check that the mount is up"."""
+    os.chmod(tmpdir_al, 0o755)
+    _, b = users
+    r = as_user(b, alutil.BIN, "new-run", "p/e", m=mount)
+    assert r.returncode == 1
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    assert "not shared with other users" in lines[0] and "-o allow_other" in lines[0] and \
+        "user_allow_other in /etc/fuse.conf" in lines[0], lines[0]
+    assert "check that the mount is up" not in lines[0]
+
+
+def test_writing_another_users_run_names_the_cause(users, shared):
+    a, b = users
+    m = shared
+    r = as_user(a, alutil.BIN, "new-run", "p/e", m=m)
+    run_a = pathlib.Path(r.stdout.strip())
+    # b cannot make its run in a's run's place: a plain cli write into a's run
+    r = as_user(b, alutil.BIN, "run", "--exper", "p/e", "--", "true", m=m)
+    assert r.returncode == 0, r.stderr   # its own run: fine
+    r = as_user(b, "sh", "-c", f"echo 1 > {run_a}/fold")
+    assert r.returncode != 0 and "Permission denied" in r.stderr
+    assert read_json(run_a / "run.json")["fold"] is None
+
+
+def test_default_mount_shows_the_mounting_user(mount):
+    """Without allow_other nothing changes: everything is the mounting user's, folders 0755."""
+    r = alutil.mkrun(mount)
+    for p in (mount.path, mount.path / "p" / "experiments", r.parent, r, r / "status"):
+        st = os.stat(p)
+        assert st.st_uid == os.getuid()
+        assert st.st_mode & 0o7000 == 0
+    assert os.stat(r.parent).st_mode & 0o777 == 0o755
