@@ -28,9 +28,16 @@ typedef struct al_cli_mount_opts {
 /* Mounts with o (after its options were read): checks the mount point, daemonises unless
  * o->foreground, and returns the exit status once the mount answers (cli/mount.c). */
 int al_cli_mount_start(const al_cli_mount_opts *o);
+/* mount(8)'s and umount(8)'s helpers, `mount.aletheia SOURCE DIR [-o OPTIONS]` and
+ * `umount.fuse.aletheia DIR` (the binary called by those names; cli/mounthelper.c). */
+int al_cli_mount_helper(int argc, char **argv);
+int al_cli_umount_helper(int argc, char **argv);
 /* $XDG_CONFIG_HOME/aletheia/config (or $ALETHEIA_CONFIG): "key = value" lines into o
  * (cli/config.c). 0, or the exit status after printing the cause. */
 int al_cli_read_config(al_cli_mount_opts *o);
+/* The configuration file path (config= of the mount helper): 0, 1 when it cannot be read, 2 for
+ * a bad line, after printing the cause. */
+int al_cli_read_config_file(al_cli_mount_opts *o, const char *path);
 /* $var if set and not empty, else $HOME/fallback (/root without HOME); malloc'd, NULL without
  * memory. */
 char *al_cli_xdg_dir(const char *var, const char *fallback);

@@ -190,6 +190,13 @@ int al_cli_option(const char *name, int argc, char **argv, int *i, const char **
 int main(int argc, char **argv)
 {
 	const char *cmd = argc > 1 ? argv[1] : NULL;
+	const char *self = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];
+	/* Called as mount(8)'s helper, mount.aletheia or mount.fuse.aletheia (README "fstab and
+	 * systemd"), or as umount(8)'s, umount.fuse.aletheia. */
+	if (strncmp(self, "mount.", 6) == 0)
+		return al_cli_mount_helper(argc, argv);
+	if (strncmp(self, "umount.", 7) == 0)
+		return al_cli_umount_helper(argc, argv);
 	if (!cmd)
 		return al_cli_usage(NULL);
 	if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {

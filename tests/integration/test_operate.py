@@ -1,4 +1,5 @@
-# aletheia integration tests: operated like any mount (README "Many users on one machine"): two users.
+# aletheia integration tests: operated like any mount (README "fstab and systemd", "Many users on one
+# machine"): mount(8) with an alternative fstab and the helper, two users.
 import os
 import pathlib
 import pwd
@@ -45,6 +46,169 @@ def no_home_env():
                                                               "XDG_DATA_HOME", "ALETHEIA_CONFIG", "ALETHEIA_MOUNT")}
     env["PATH"] = "/usr/sbin:/usr/bin:/sbin:/bin"
     return env
+
+
+@pytest.fixture
+def helper(tmpdir_al):
+    """mount(8) runs helpers from /sbin only: links to the binary under a type of this test's own,
+    mount.altestN and umount.fuse.altestN (the daemon names its mount fuse.altestN after it), removed
+    after. Yields (type, root folder); whatever is still mounted there is unmounted and its daemon
+    killed."""
+    if not ROOT:
+        pytest.skip("mount(8) helpers in /sbin need root")
+    if shutil.which("mount") is None:
+        pytest.skip("mount(8) is missing")
+    t = f"altest{os.getpid()}"
+    links = [pathlib.Path(f"/sbin/mount.{t}"), pathlib.Path(f"/sbin/umount.fuse.{t}")]
+    for link in links:
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to(alutil.BIN)
+    pids = []
+    yield t, tmpdir_al, pids
+    for line in open("/proc/self/mountinfo").read().splitlines():
+        mp = line.split()[4]
+        if mp.startswith(str(tmpdir_al)):
+            try:
+                pids.append(daemon_pid(mp))
+            except (OSError, AssertionError):
+                pass
+            alutil.fusermount(mp, lazy=True)
+    for pid in pids:
+        if alive(pid):
+            os.kill(pid, 9)
+    for link in links:
+        link.unlink()
+
+
+def fstab_line(source, mnt, t, opts):
+    return f"{source} {mnt} {t} {opts} 0 0\n"
+
+
+def mount_T(fstab, mnt, env=None):
+    return subprocess.run(["mount", "-T", str(fstab), str(mnt)], capture_output=True, text=True, timeout=60,
+                          env=env or no_home_env())
+
+
+@pytest.mark.local_store_only
+def test_fstab_mount_answers_and_umount_delivers(helper):
+    """An fstab line with mount(8)'s and systemd's own options mounts without $HOME; mount returns only
+    once the mount answers; umount(8) (through umount.fuse.TYPE) waits for the daemon, and what was
+    written is there at the next mount."""
+    t, root, pids = helper
+    store, mnt, cache = root / "store", root / "mnt", root / "cache"
+    store.mkdir()
+    mnt.mkdir()
+    fstab = root / "fstab"
+    fstab.write_text(fstab_line(f"local:{store}", mnt, t, f"rw,noauto,_netdev,nofail,x-systemd.automount,"
+                                                          f"x-systemd.idle-timeout=60,cache_dir={cache},"
+                                                          f"cache_size=1G,allow_delete"))
+    r = mount_T(fstab, mnt)
+    assert r.returncode == 0, r.stderr
+    # no wait: mount(8) returned once the daemon answered
+    assert (mnt / ".aletheia" / "status").exists()
+    line = mounted(mnt)
+    assert line and f" fuse.{t} local:{store} " in line, line
+    pid = daemon_pid(mnt)
+    pids.append(pid)
+    run = mnt / "p" / "experiments" / "e" / "runs" / "1"
+    os.makedirs(run)
+    (run / "params" / "lr").write_text("0.01\n")
+    for i in range(100):
+        with open(run / "metrics" / "loss", "a") as f:
+            f.write(f"{i}\n")
+    assert (cache / "aletheia.log").exists()
+    r = subprocess.run(["umount", str(mnt)], capture_output=True, text=True, timeout=120, env=no_home_env())
+    assert r.returncode == 0, r.stderr
+    assert mounted(mnt) is None
+    assert not alive(pid), "the daemon is still running after umount returned"
+    r = mount_T(fstab, mnt)
+    assert r.returncode == 0, r.stderr
+    pids.append(daemon_pid(mnt))
+    assert (run / "params" / "lr").read_text() == "0.01\n"
+    assert len(alutil.points(run / "metrics" / "loss")) == 100
+    r = subprocess.run(["umount", str(mnt)], capture_output=True, text=True, timeout=120, env=no_home_env())
+    assert r.returncode == 0, r.stderr
+
+
+@pytest.mark.local_store_only
+def test_fstab_without_home_uses_the_system_cache(helper):
+    """Without cache_dir= and without $HOME the cache (and the daemon's log) is
+    /var/cache/aletheia/<mount point, '/' as '-'>, never /root/.cache."""
+    t, root, pids = helper
+    store, mnt = root / "store", root / "mnt"
+    store.mkdir()
+    mnt.mkdir()
+    fstab = root / "fstab"
+    fstab.write_text(fstab_line(str(store), mnt, t, "defaults"))
+    cache = pathlib.Path("/var/cache/aletheia") / str(mnt).strip("/").replace("/", "-")
+    try:
+        r = mount_T(fstab, mnt)
+        assert r.returncode == 0, r.stderr
+        pids.append(daemon_pid(mnt))
+        st = alutil.status(type("M", (), {"path": mnt})())
+        assert str(cache) in st["cache"], st["cache"]
+        assert (cache / "aletheia.log").exists()
+        assert subprocess.run(["umount", str(mnt)], capture_output=True, timeout=120).returncode == 0
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
+
+
+@pytest.mark.local_store_only
+@pytest.mark.parametrize("case", ["unknown option", "missing store", "unreadable config", "config is a folder",
+                                  "bad cache_size", "bad source"])
+def test_fstab_bad_input_fails_with_one_line(helper, case):
+    """Bad input (README "fstab and systemd"): mount exits non-zero with one line naming the cause, and
+    nothing is mounted."""
+    t, root, pids = helper
+    store, mnt = root / "store", root / "mnt"
+    store.mkdir()
+    mnt.mkdir()
+    (root / "cfgdir").mkdir()
+    source, opts, cause = f"local:{store}", f"cache_dir={root}/cache", None
+    if case == "unknown option":
+        opts += ",colour=blue"
+        cause = 'unknown mount option "colour=blue"'
+    elif case == "missing store":
+        source, cause = f"local:{root}/nostore", f"store {root}/nostore: No such file or directory"
+    elif case == "unreadable config":
+        opts += f",config={root}/missing.conf"
+        cause = f"cannot read the configuration file {root}/missing.conf"
+    elif case == "config is a folder":
+        opts += f",config={root}/cfgdir"
+        cause = f"cannot read the configuration file {root}/cfgdir"
+    elif case == "bad cache_size":
+        opts += ",cache_size=lots"
+        cause = "bad mount option cache_size=lots"
+    elif case == "bad source":
+        source, cause = "mystore", 'bad source "mystore"'
+    fstab = root / "fstab"
+    fstab.write_text(fstab_line(source, mnt, t, opts))
+    r = mount_T(fstab, mnt)
+    assert r.returncode != 0
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and cause in lines[0], r.stderr
+    assert mounted(mnt) is None
+    assert not (root / "nostore").exists()
+
+
+@pytest.mark.local_store_only
+def test_fstab_mount_point_in_use(helper, mount_factory):
+    """A mount point already mounted: one line, exit non-zero, the first mount untouched."""
+    t, root, pids = helper
+    m = mount_factory()
+    store = root / "store2"
+    store.mkdir()
+    fstab = root / "fstab"
+    fstab.write_text(fstab_line(f"local:{store}", m.path, t, f"cache_dir={root}/cache2"))
+    r = mount_T(fstab, m.path)
+    assert r.returncode != 0
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "is already mounted" in lines[0], r.stderr
+    assert mounted(m.path).count(" fuse.aletheia ") == 1
+    os.mkdir(m.path / "p")
+    assert (m.path / "p" / "experiments").is_dir()
+    assert daemon_pid(m.path) == m.proc.pid
 
 
 # ---- many users -------------------------------------------------------------------------------------
