@@ -1,8 +1,9 @@
 # aletheia integration tests: operated like any mount (README "fstab and systemd", "Many users on one
-# machine"): mount(8) with an alternative fstab and the helper, two users.
+# machine"): mount(8) with an alternative fstab and the helper, the systemd units, two users.
 import os
 import pathlib
 import pwd
+import re
 import shutil
 import subprocess
 
@@ -209,6 +210,107 @@ def test_fstab_mount_point_in_use(helper, mount_factory):
     os.mkdir(m.path / "p")
     assert (m.path / "p" / "experiments").is_dir()
     assert daemon_pid(m.path) == m.proc.pid
+
+
+# ---- systemd ----------------------------------------------------------------------------------------
+
+UNITS = pathlib.Path(alutil.BIN).parent / "systemd" if alutil.BIN else None
+
+
+def unit_text(name):
+    """The unit as built, its commands pointing at the binary under test."""
+    text = (UNITS / name).read_text()
+    return re.sub(r"(?m)(Exec\w+=)(\S*/)aletheia\b", lambda mt: mt[1] + alutil.BIN, text)
+
+
+def test_systemd_units_verify(tmpdir_al):
+    """systemd-analyze verify finds nothing to say about the system template (as an instance) and the
+    user unit."""
+    if shutil.which("systemd-analyze") is None:
+        pytest.skip("systemd-analyze is missing (apt-get install systemd)")
+    d = tmpdir_al / "units"
+    d.mkdir()
+    (d / "aletheia@.service").write_text(unit_text("aletheia@.service"))
+    (d / "aletheia@mnt-team.service").write_text(unit_text("aletheia@.service"))
+    (d / "aletheia.service").write_text(unit_text("aletheia.service"))
+    r = subprocess.run(["systemd-analyze", "verify", str(d / "aletheia@mnt-team.service")],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout + r.stderr == "", r.stdout + r.stderr
+    rt = tmpdir_al / "runtime"
+    rt.mkdir(mode=0o700)
+    r = subprocess.run(["systemd-analyze", "--user", "verify", str(d / "aletheia.service")],
+                       capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "XDG_RUNTIME_DIR": str(rt)})
+    assert r.returncode == 0 and r.stdout + r.stderr == "", r.stdout + r.stderr
+    # verify does see a broken unit (so the empty output above means something)
+    (d / "broken.service").write_text(unit_text("aletheia.service").replace("Type=forking", "Type=forkin"))
+    r = subprocess.run(["systemd-analyze", "--user", "verify", str(d / "broken.service")],
+                       capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "XDG_RUNTIME_DIR": str(rt)})
+    assert "forkin" in r.stdout + r.stderr
+
+
+def unit_commands(text, spec):
+    """The unit's Environment= and Exec*= lines, with systemd's specifiers of spec replaced."""
+    env, cmds = {}, {}
+    for line in text.splitlines():
+        k, sep, v = line.partition("=")
+        if not sep or line.startswith("#"):
+            continue
+        for s, val in spec.items():
+            v = v.replace(s, val)
+        if k == "Environment":
+            ek, _, ev = v.partition("=")
+            env[ek] = ev
+        elif k.startswith("Exec"):
+            cmds[k] = v.split()
+    return env, cmds
+
+
+@pytest.mark.local_store_only
+def test_system_unit_mounts_and_stops_cleanly(tmpdir_al):
+    """The system template's own commands (systemd is not PID 1 here: run as it would run them): start
+    mounts with the instance's configuration and returns once the mount answers; stop waits for pending
+    writes and for the daemon's end."""
+    if not ROOT:
+        pytest.skip("allow_other for everyone needs root")
+    mnt = tmpdir_al / "team"
+    inst = str(mnt).strip("/").replace("/", "-")
+    conf = tmpdir_al / f"{inst}.conf"
+    store = tmpdir_al / "store"
+    store.mkdir()
+    conf.write_text(f"store = local:{store}\n")
+    env, cmds = unit_commands(unit_text("aletheia@.service"), {"%f": str(mnt), "%i": inst})
+    assert env["ALETHEIA_CONFIG"] == f"/etc/aletheia/{inst}.conf"
+    env["ALETHEIA_CONFIG"] = str(conf)
+    cache = tmpdir_al / "cache"
+    start = [str(cache) if a == f"/var/cache/aletheia/{inst}" else a for a in cmds["ExecStart"]]
+    assert start != cmds["ExecStart"], "the unit's cache folder moved"
+    run_env = {**no_home_env(), **env}
+    assert subprocess.run(cmds["ExecStartPre"], env=run_env).returncode == 0
+    r = subprocess.run(start, capture_output=True, text=True, env=run_env, timeout=60)
+    try:
+        assert r.returncode == 0, r.stderr
+        assert (mnt / ".aletheia" / "status").exists()
+        assert "allow_other" in mounted(mnt)
+        pid = daemon_pid(mnt)
+        run = mnt / "p" / "experiments" / "e" / "runs" / "1"
+        os.makedirs(run)
+        with open(run / "metrics" / "loss", "a") as f:
+            f.write("".join(f"{i}\n" for i in range(1000)))
+        r = subprocess.run(cmds["ExecStop"], capture_output=True, text=True, env=run_env, timeout=300)
+        assert r.returncode == 0, r.stderr
+        assert mounted(mnt) is None and not alive(pid)
+    finally:
+        if mounted(mnt):
+            alutil.fusermount(mnt, lazy=True)
+    # what was written is in the store: mount it again
+    m = alutil.Mount(tmpdir_al, name="again", store=store, blobs=tmpdir_al / "store" / "blobs")
+    m.start()
+    try:
+        assert len(alutil.points(m.path / "p/experiments/e/runs/1/metrics/loss")) == 1000
+    finally:
+        assert not m.teardown()
 
 
 # ---- many users -------------------------------------------------------------------------------------
