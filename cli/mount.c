@@ -232,6 +232,22 @@ static int has_fuse_opt(const al_cli_mount_opts *o, const char *name)
 	return 0;
 }
 
+/* 1 when /etc/fuse.conf has a line user_allow_other (fuse.conf(5)). */
+static int fuse_conf_allows_other(void)
+{
+	FILE *f = fopen("/etc/fuse.conf", "r");
+	char line[512];
+	int found = 0;
+	if (!f)
+		return 0;
+	while (!found && fgets(line, sizeof(line), f)) {
+		char *p = line + strspn(line, " \t");
+		found = strncmp(p, "user_allow_other", 16) == 0 && strchr(" \t\r\n", p[16]);
+	}
+	fclose(f);
+	return found;
+}
+
 int al_cli_mount_start(const al_cli_mount_opts *o_in)
 {
 	static char *absolute_store, *absolute_cache;   /* live as long as the process */
@@ -249,6 +265,12 @@ int al_cli_mount_start(const al_cli_mount_opts *o_in)
 		o.multi_user = 1;
 		if (!has_fuse_opt(&o, "default_permissions") && o.nfuse < 32)
 			o.fuse_opts[o.nfuse++] = "default_permissions";
+	}
+	/* fusermount3 would refuse it with a message the daemon's log alone would show. */
+	if (o.multi_user && geteuid() != 0 && !fuse_conf_allows_other()) {
+		al_cli_fail("-o allow_other needs user_allow_other in /etc/fuse.conf for a mount by a user "
+			"other than root; add that line there (as root), or mount as root");
+		return 1;
 	}
 	/* The daemon runs from "/": relative paths are taken from where the command was typed. */
 	if (o.store && strncmp(o.store, "local:", 6) == 0 && o.store[6] && o.store[6] != '/')

@@ -501,6 +501,26 @@ def test_writing_another_users_run_names_the_cause(users, shared):
     assert read_json(run_a / "run.json")["fold"] is None
 
 
+def test_allow_other_by_a_user_without_user_allow_other(users, tmpdir_al):
+    """A user's own mount with -o allow_other where /etc/fuse.conf does not allow it: the cause and
+    the fix, nothing mounted."""
+    with open("/etc/fuse.conf") as f:
+        if any(line.strip() == "user_allow_other" for line in f):
+            pytest.skip("/etc/fuse.conf has user_allow_other here")
+    a, _ = users
+    os.chmod(tmpdir_al, 0o755)
+    d = tmpdir_al / "own"
+    for sub in ("mnt", "store", "cache"):
+        (d / sub).mkdir(parents=True)
+    subprocess.run(["chown", "-R", a.pw_name, str(d)], check=True)
+    r = as_user(a, alutil.BIN, "mount", d / "mnt", "--store", f"local:{d}/store", "--cache-dir", d / "cache",
+                "-o", "allow_other")
+    assert r.returncode == 1
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "user_allow_other in /etc/fuse.conf" in lines[0], r.stderr
+    assert mounted(d / "mnt") is None
+
+
 def test_default_mount_shows_the_mounting_user(mount):
     """Without allow_other nothing changes: everything is the mounting user's, folders 0755."""
     r = alutil.mkrun(mount)
