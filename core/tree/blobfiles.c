@@ -26,7 +26,6 @@ static void child_range(char **from, char **to, const char *rest)
 	free(enc);
 }
 
-/* Attributes of a file or folder in a blob collection (artifacts, dataset files, logs). */
 /* The creator a file's or folder's record names (record_file, blob_mkdir_doc), if any: its owner
  * where files are their creators' (dispatch.c: K_OPEN; README "Many users on one machine"). */
 static void record_creator(al_attr *out, const al_doc *d)
@@ -40,6 +39,7 @@ static void record_creator(al_attr *out, const al_doc *d)
 	}
 }
 
+/* Attributes of a file or folder in a blob collection (artifacts, dataset files, logs). */
 int blob_attr(al_attr *out, al_tree *t, const node *n, const char *path, unsigned mode)
 {
 	al_doc *d = NULL;

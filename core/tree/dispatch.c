@@ -158,15 +158,15 @@ static void owner_attr(al_attr *out, al_tree *t, const node *n, const al_doc *ow
 	int64_t uid, gid;
 	/* In a dataset each file is its creator's (its record's, or its writer's): another user
 	 * who adds one can set its times and mode (rsync, cp -p). */
-	if (out->owned && (n->k->flags & K_OPEN))
-		return;
-	out->owned = 1;
-	out->uid = t->uid;
-	out->gid = t->gid;
-	if (owner && al_value_get_int(&uid, al_fields_get(owner->fields, "uid")) == 0 && uid >= 0 &&
-	    al_value_get_int(&gid, al_fields_get(owner->fields, "gid")) == 0 && gid >= 0) {
-		out->uid = (uid_t)uid;
-		out->gid = (gid_t)gid;
+	if (!out->owned || !(n->k->flags & K_OPEN)) {
+		out->owned = 1;
+		out->uid = t->uid;
+		out->gid = t->gid;
+		if (owner && al_value_get_int(&uid, al_fields_get(owner->fields, "uid")) == 0 && uid >= 0 &&
+		    al_value_get_int(&gid, al_fields_get(owner->fields, "gid")) == 0 && gid >= 0) {
+			out->uid = (uid_t)uid;
+			out->gid = (gid_t)gid;
+		}
 	}
 	if (out->type == AL_NODE_DIR && (n->k->flags & K_SHARED))
 		out->mode = 01777;

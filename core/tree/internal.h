@@ -63,7 +63,8 @@ enum {
 	K_NAMED = 1 << 7,      /* one file of the collection, named as the path's last segment */
 	/* Shared mounts (-o allow_other, README "Many users on one machine"): every user creates
 	 * here. K_SHARED: folders 01777 (what each holds is its creator's to rename or delete),
-	 * control files 0666; K_OPEN: folders 0777 (a dataset's files are write-once anyway). */
+	 * control files 0666; K_OPEN: folders 0777 (a dataset's files are write-once anyway), and
+	 * each file or folder in it is its own creator's (its record's or writer's uid). */
 	K_SHARED = 1 << 8,
 	K_OPEN = 1 << 9,
 };

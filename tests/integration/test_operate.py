@@ -430,9 +430,11 @@ def test_two_users_share_projects_and_datasets(users, shared):
     assert user_py(b, "os.makedirs(sys.argv[1])", ds / "sub") == "ok"
     assert user_py(b, "open(sys.argv[1], 'w').write('b\\n')", ds / "sub" / "b.csv") == "ok"
     assert (ds / "sub" / "b.csv").read_text() == "b\n"
+    assert os.stat(ds / "sub").st_mode & 0o7777 == 0o777   # b's folder: a adds to it too
+    assert user_py(a, "open(sys.argv[1], 'w').write('a2\\n')", ds / "sub" / "a2.csv") == "ok"
     assert user_py(b, "open(sys.argv[1], 'w').write('x\\n')", ds / "a.csv") in ("EACCES", "EPERM")
     assert (ds / "a.csv").read_text() == "a\n"
-    assert read_json(ds / ".dataset.json")["files"] == 2
+    assert read_json(ds / ".dataset.json")["files"] == 3
     # each added file is its adder's: rsync -a (temp file, chmod, times, rename) works in another's dataset
     assert os.stat(ds / "a.csv").st_uid == a.pw_uid and os.stat(ds / "sub" / "b.csv").st_uid == b.pw_uid
     if shutil.which("rsync"):
@@ -488,7 +490,7 @@ def test_a_mount_not_shared_says_so(users, mount, tmpdir_al):
     assert "check that the mount is up" not in lines[0]
 
 
-def test_writing_another_users_run_names_the_cause(users, shared):
+def test_a_users_run_beside_another_users(users, shared):
     a, b = users
     m = shared
     r = as_user(a, alutil.BIN, "new-run", "p/e", m=m)
