@@ -250,6 +250,28 @@ def test_systemd_units_verify(tmpdir_al):
     assert "forkin" in r.stdout + r.stderr
 
 
+def test_systemd_mount_unit_examples_verify(tmpdir_al):
+    """The example .mount and .automount units (the unit form of an fstab line), moved to a mount point
+    of the test's own and named after it as systemd requires, verify cleanly."""
+    if shutil.which("systemd-analyze") is None or shutil.which("systemd-escape") is None:
+        pytest.skip("systemd-analyze is missing (apt-get install systemd)")
+    src = pathlib.Path(__file__).resolve().parents[2] / "systemd"
+    where = tmpdir_al / "team"
+    d = tmpdir_al / "units"
+    d.mkdir()
+    names = []
+    for suffix in ("mount", "automount"):
+        name = subprocess.run(["systemd-escape", "-p", f"--suffix={suffix}", str(where)], capture_output=True,
+                              text=True, check=True).stdout.strip()
+        text = (src / f"mnt-aletheia.{suffix}").read_text()
+        assert "Where=/mnt/aletheia\n" in text
+        (d / name).write_text(text.replace("Where=/mnt/aletheia\n", f"Where={where}\n"))
+        names.append(str(d / name))
+    r = subprocess.run(["systemd-analyze", "verify", *names], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout + r.stderr == "", r.stdout + r.stderr
+    assert "Type=aletheia" in (src / "mnt-aletheia.mount").read_text()
+
+
 def unit_commands(text, spec):
     """The unit's Environment= and Exec*= lines, with systemd's specifiers of spec replaced."""
     env, cmds = {}, {}
