@@ -510,6 +510,9 @@ def test_a_mount_not_shared_says_so(users, mount, tmpdir_al):
     assert "not shared with other users" in lines[0] and "-o allow_other" in lines[0] and \
         "user_allow_other in /etc/fuse.conf" in lines[0], lines[0]
     assert "check that the mount is up" not in lines[0]
+    r = as_user(b, alutil.BIN, "status", m=mount)
+    assert r.returncode == 1 and "not shared with other users" in r.stderr, r.stderr
+    assert "is not an aletheia mount" not in r.stderr
 
 
 def test_a_users_run_beside_another_users(users, shared):
