@@ -52,7 +52,7 @@ def no_home_env():
 @pytest.fixture
 def helper(tmpdir_al):
     """mount(8) runs helpers from /sbin only: links to the binary under a type of this test's own,
-    mount.altestN and umount.fuse.altestN (the daemon names its mount fuse.altestN after it), removed
+    mount.altestN, mount.fuse.altestN and umount.fuse.altestN (the daemon names its mount fuse.altestN after it), removed
     after. Yields (type, root folder); whatever is still mounted there is unmounted and its daemon
     killed."""
     if not ROOT:
@@ -60,7 +60,8 @@ def helper(tmpdir_al):
     if shutil.which("mount") is None:
         pytest.skip("mount(8) is missing")
     t = f"altest{os.getpid()}"
-    links = [pathlib.Path(f"/sbin/mount.{t}"), pathlib.Path(f"/sbin/umount.fuse.{t}")]
+    links = [pathlib.Path(f"/sbin/mount.{t}"), pathlib.Path(f"/sbin/mount.fuse.{t}"),
+             pathlib.Path(f"/sbin/umount.fuse.{t}")]
     for link in links:
         if link.is_symlink() or link.exists():
             link.unlink()
@@ -130,6 +131,25 @@ def test_fstab_mount_answers_and_umount_delivers(helper):
     assert len(alutil.points(run / "metrics" / "loss")) == 100
     r = subprocess.run(["umount", str(mnt)], capture_output=True, text=True, timeout=120, env=no_home_env())
     assert r.returncode == 0, r.stderr
+
+
+@pytest.mark.local_store_only
+def test_fuse_type_mounts_through_mount_fuse_helper(helper):
+    """The type fuse.TYPE (as fuse.aletheia) runs mount.fuse.TYPE; the mount is the same."""
+    t, root, pids = helper
+    store, mnt = root / "store", root / "mnt"
+    store.mkdir()
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", f"fuse.{t}", "-o", f"cache_dir={root}/cache,allow_other", f"local:{store}",
+                        str(mnt)], capture_output=True, text=True, timeout=60, env=no_home_env())
+    assert r.returncode == 0, r.stderr
+    pids.append(daemon_pid(mnt))
+    line = mounted(mnt)
+    assert f" fuse.{t} local:{store} " in line and "allow_other" in line and "default_permissions" in line, line
+    assert os.stat(mnt).st_mode & 0o7777 == 0o1777
+    r = subprocess.run(["umount", str(mnt)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert mounted(mnt) is None
 
 
 @pytest.mark.local_store_only
