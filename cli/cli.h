@@ -23,12 +23,23 @@ typedef struct al_cli_mount_opts {
 	const char *store, *blobs, *cache_dir;
 	uint64_t cache_size;
 	int foreground, allow_delete, debug, no_passthrough;
+	int multi_user;            /* -o allow_other: set by al_cli_mount_start */
 	const char *fuse_opts[32];
 	int nfuse;
 } al_cli_mount_opts;
+/* Mounts with o (after its options were read): checks the mount point, daemonises unless
+ * o->foreground, and returns the exit status once the mount answers (cli/mount.c). */
+int al_cli_mount_start(const al_cli_mount_opts *o);
+/* mount(8)'s and umount(8)'s helpers, `mount.aletheia SOURCE DIR [-o OPTIONS]` and
+ * `umount.fuse.aletheia DIR` (the binary called by those names; cli/mounthelper.c). */
+int al_cli_mount_helper(int argc, char **argv);
+int al_cli_umount_helper(int argc, char **argv);
 /* $XDG_CONFIG_HOME/aletheia/config (or $ALETHEIA_CONFIG): "key = value" lines into o
  * (cli/config.c). 0, or the exit status after printing the cause. */
 int al_cli_read_config(al_cli_mount_opts *o);
+/* The configuration file path (config= of the mount helper): 0, 1 when it cannot be read, 2 for
+ * a bad line, after printing the cause. */
+int al_cli_read_config_file(al_cli_mount_opts *o, const char *path);
 /* $var if set and not empty, else $HOME/fallback (/root without HOME); malloc'd, NULL without
  * memory. */
 char *al_cli_xdg_dir(const char *var, const char *fallback);
@@ -38,6 +49,9 @@ const char *al_cli_default_mount(void);
 /* Opens MOUNT/.aletheia/NAME read-write (the channel of fsck, prefetch), its path in path: the
  * descriptor, or -1 after saying why on stderr (the daemon gone, not an aletheia mount). */
 int al_cli_open_control(char *path, size_t len, const char *mount, const char *name);
+/* The fix to print for a failure with errno err on path under a mount: for EACCES the cause
+ * (a mount not shared with -o allow_other, or a run of another user), else fix. */
+const char *al_cli_fix(int err, const char *path, const char *fix);
 /* Prints "aletheia: <message>\n" on stderr: the cause, then "; " and the fix. */
 void al_cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Prints the usage line of subcommand cmd (NULL: all of them) on stderr; returns 2. */

@@ -32,12 +32,14 @@ static char *config_strdup(const char *s)
 /* $XDG_CONFIG_HOME/aletheia/config (or $ALETHEIA_CONFIG): "key = value" lines, '#' comments,
  * keys store, blobs, cache-dir, cache-size, mountpoint, allow-delete, cache-ttl-ms,
  * network-wait-ms. Flags given on the command line override it. */
+static int read_file(al_cli_mount_opts *o, FILE *f, const char *path);
+
 int al_cli_read_config(al_cli_mount_opts *o)
 {
-	char *base = NULL, *path = NULL, line[4096];
+	char *base = NULL, *path = NULL;
 	const char *env = getenv("ALETHEIA_CONFIG");
 	FILE *f;
-	int n = 0, rc = 0;
+	int rc = 0;
 
 	if (env && *env)
 		path = config_strdup(env);
@@ -55,6 +57,27 @@ int al_cli_read_config(al_cli_mount_opts *o)
 		free(path);
 		return rc;
 	}
+	rc = read_file(o, f, path);
+	free(path);
+	return rc;
+}
+
+int al_cli_read_config_file(al_cli_mount_opts *o, const char *path)
+{
+	FILE *f = fopen(path, "r");
+	if (!f) {
+		al_cli_fail("cannot read the configuration file %s: %s; fix config= or the file", path,
+			strerror(errno));
+		return 1;
+	}
+	return read_file(o, f, path);
+}
+
+/* Reads the open file f (closed here); path names it in messages. */
+static int read_file(al_cli_mount_opts *o, FILE *f, const char *path)
+{
+	char line[4096];
+	int n = 0, rc = 0;
 	while (rc == 0 && fgets(line, sizeof(line), f)) {
 		char *k = line, *eq, *v, *end;
 		n++;
@@ -100,7 +123,11 @@ int al_cli_read_config(al_cli_mount_opts *o)
 			rc = 2;
 		}
 	}
+	if (ferror(f) && rc == 0) {
+		al_cli_fail("cannot read the configuration file %s: %s; fix its permissions", path,
+			strerror(errno));
+		rc = 1;
+	}
 	fclose(f);
-	free(path);
 	return rc;
 }

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include "config.h"
 #include "aletheia/fs.h"
 #include "cli/cli.h"
@@ -30,7 +31,8 @@ static const struct {
 	 "  --foreground         stay in the foreground until unmounted\n"
 	 "  --allow-delete       allow rm and rmdir of tracked things\n"
 	 "  --no-passthrough     read local blobs through the daemon, not by the kernel directly\n"
-	 "  -o FUSE_OPTION       pass an option to FUSE (repeatable)\n"},
+	 "  -o FUSE_OPTION       pass an option to FUSE (repeatable); -o allow_other shares the\n"
+	 "                       mount with every user, who each write only their own runs\n"},
 	{"umount", "aletheia umount [MOUNTPOINT]",
 	 "wait for pending writes to reach the backend, then unmount", NULL},
 	{"new-run", "aletheia new-run PROJECT/EXPERIMENT [--mount MOUNTPOINT]",
@@ -176,11 +178,36 @@ int al_cli_open_control(char *path, size_t len, const char *mount, const char *n
 		if (errno == ENOTCONN)
 			al_cli_fail("%s: the aletheia daemon is gone (%s); run `aletheia umount %s`, then "
 				"mount again", mount, strerror(errno), mount);
+		else if (errno == EACCES)
+			al_cli_fail("cannot open %s: %s; %s", path, strerror(EACCES), al_cli_fix(EACCES, path, ""));
 		else
 			al_cli_fail("%s is not an aletheia mount with %s (%s); mount it with `aletheia "
 				"mount %s`", mount, name, strerror(errno), mount);
 	}
 	return fd;
+}
+
+const char *al_cli_fix(int err, const char *path, const char *fix)
+{
+	char p[4096];
+	struct stat st;
+	if (err != EACCES)
+		return fix;
+	/* Every folder of the tree can be looked into: a folder on the way that cannot is the
+	 * root of a mount its user did not share (README "Many users on one machine"). */
+	snprintf(p, sizeof(p), "%s", path);
+	for (;;) {
+		if (stat(p, &st) != 0 && errno == EACCES)
+			return "the mount is not shared with other users: mount it with -o allow_other (a "
+				"user's own mount also needs user_allow_other in /etc/fuse.conf)";
+		char *slash = strrchr(p, '/');
+		if (!slash || slash == p)
+			break;
+		*slash = '\0';
+	}
+	return "it belongs to another user: only a run's creator (and root) writes in it, and only "
+		"the creator of a project, experiment or dataset renames or deletes it; write into "
+		"your own run (aletheia new-run)";
 }
 
 const char *al_cli_default_mount(void)
@@ -223,6 +250,13 @@ int al_cli_option(const char *name, int argc, char **argv, int *i, const char **
 int main(int argc, char **argv)
 {
 	const char *cmd = argc > 1 ? argv[1] : NULL;
+	const char *self = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];
+	/* Called as mount(8)'s helper, mount.aletheia or mount.fuse.aletheia (README "fstab and
+	 * systemd"), or as umount(8)'s, umount.fuse.aletheia. */
+	if (strncmp(self, "mount.", 6) == 0)
+		return al_cli_mount_helper(argc, argv);
+	if (strncmp(self, "umount.", 7) == 0)
+		return al_cli_umount_helper(argc, argv);
 	if (!cmd)
 		return al_cli_usage(NULL);
 	if (is_help(cmd) || strcmp(cmd, "help") == 0) {

@@ -147,6 +147,7 @@ static int serve(const al_cli_mount_opts *o, const char *mnt, int ready_fd)
 	topts.allow_delete = o->allow_delete;
 	topts.uid = getuid();
 	topts.gid = getgid();
+	topts.multi_user = o->multi_user;
 	if (al_tree_open(&tree, &topts) != 0) {
 		snprintf(msg, sizeof(msg), "%s", al_error_last());
 		goto fail;
@@ -213,17 +214,64 @@ static char *absolute(const char *prefix, const char *rel)
 
 int al_cli_mount(int argc, char **argv)
 {
-	static char *absolute_store, *absolute_cache;   /* live as long as the process */
 	al_cli_mount_opts o;
+	int rc;
+	if ((rc = parse(&o, argc, argv)) != 0)
+		return rc;
+	return al_cli_mount_start(&o);
+}
+
+/* 1 when one of the -o values (each a comma-separated list) holds option name. */
+static int has_fuse_opt(const al_cli_mount_opts *o, const char *name)
+{
+	size_t n = strlen(name);
+	for (int i = 0; i < o->nfuse; i++)
+		for (const char *p = o->fuse_opts[i]; p && *p; p += strcspn(p, ",") + (p[strcspn(p, ",")] != 0))
+			if (strncmp(p, name, n) == 0 && (p[n] == ',' || p[n] == '\0'))
+				return 1;
+	return 0;
+}
+
+/* 1 when /etc/fuse.conf has a line user_allow_other (fuse.conf(5)). */
+static int fuse_conf_allows_other(void)
+{
+	FILE *f = fopen("/etc/fuse.conf", "r");
+	char line[512];
+	int found = 0;
+	if (!f)
+		return 0;
+	while (!found && fgets(line, sizeof(line), f)) {
+		char *p = line + strspn(line, " \t");
+		found = strncmp(p, "user_allow_other", 16) == 0 && strchr(" \t\r\n", p[16]);
+	}
+	fclose(f);
+	return found;
+}
+
+int al_cli_mount_start(const al_cli_mount_opts *o_in)
+{
+	static char *absolute_store, *absolute_cache;   /* live as long as the process */
+	al_cli_mount_opts o = *o_in;
 	char mnt[PATH_MAX], buf[1400];
 	struct stat st;
-	int rc, pipefd[2];
+	int pipefd[2];
 	pid_t pid;
 	ssize_t n;
 	size_t got = 0;
 
-	if ((rc = parse(&o, argc, argv)) != 0)
-		return rc;
+	/* Shared with other users, the mount enforces the modes and owners it shows (README "Many
+	 * users on one machine"): the kernel checks them, the daemon shows each run's creator. */
+	if (has_fuse_opt(&o, "allow_other")) {
+		o.multi_user = 1;
+		if (!has_fuse_opt(&o, "default_permissions") && o.nfuse < 32)
+			o.fuse_opts[o.nfuse++] = "default_permissions";
+	}
+	/* fusermount3 would refuse it with a message the daemon's log alone would show. */
+	if (o.multi_user && geteuid() != 0 && !fuse_conf_allows_other()) {
+		al_cli_fail("-o allow_other needs user_allow_other in /etc/fuse.conf for a mount by a user "
+			"other than root; add that line there (as root), or mount as root");
+		return 1;
+	}
 	/* The daemon runs from "/": relative paths are taken from where the command was typed. */
 	if (o.store && strncmp(o.store, "local:", 6) == 0 && o.store[6] && o.store[6] != '/')
 		o.store = absolute_store = absolute("local:", o.store + 6);

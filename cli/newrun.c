@@ -26,8 +26,8 @@ int al_cli_ensure_dir(const char *path)
 	 * name): an existing folder is all we need. */
 	if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
 		return 0;
-	al_cli_fail("cannot create %s: %s; check that the mount is up and the name is valid",
-		path, strerror(err));
+	al_cli_fail("cannot create %s: %s; %s", path, strerror(err),
+		al_cli_fix(err, path, "check that the mount is up and the name is valid"));
 	return al_error_from_errno(err);
 }
 
@@ -56,8 +56,8 @@ int al_cli_write_file(const char *path, const char *data)
 fail:
 	{
 		int err = errno;
-		al_cli_fail("cannot write %s: %s; check the value and that the run is still running",
-			path, strerror(err));
+		al_cli_fail("cannot write %s: %s; %s", path, strerror(err),
+			al_cli_fix(err, path, "check the value and that the run is still running"));
 		return al_error_from_errno(err);
 	}
 }
@@ -78,7 +78,8 @@ static int max_run_id(unsigned long long *out, const char *dir)
 	*out = 0;
 	if (!d) {
 		int err = errno;
-		al_cli_fail("cannot list %s: %s; check that the mount is up", dir, strerror(err));
+		al_cli_fail("cannot list %s: %s; %s", dir, strerror(err),
+			al_cli_fix(err, dir, "check that the mount is up"));
 		return al_error_from_errno(err);
 	}
 	while ((e = readdir(d)) != NULL) {
@@ -109,8 +110,12 @@ int al_cli_create_run(char **out, const char *mount, const char *exper)
 	root = realpath(mount, NULL);
 	if (!root) {
 		int err = errno;
-		al_cli_fail("cannot open mount point %s: %s; mount it with `aletheia mount %s` "
-			"or pass --mount", mount, strerror(err), mount);
+		if (err == EACCES)
+			al_cli_fail("cannot open mount point %s: %s; %s", mount, strerror(err),
+				al_cli_fix(err, mount, ""));
+		else
+			al_cli_fail("cannot open mount point %s: %s; mount it with `aletheia mount %s` "
+				"or pass --mount", mount, strerror(err), mount);
 		rc = al_error_from_errno(err);
 		goto cleanup;
 	}
@@ -150,8 +155,8 @@ int al_cli_create_run(char **out, const char *mount, const char *exper)
 		}
 		int err = errno;
 		if (err != EEXIST || attempt >= MAX_ATTEMPTS) {
-			al_cli_fail("cannot create run %s: %s; check that the mount is up", run,
-				strerror(err));
+			al_cli_fail("cannot create run %s: %s; %s", run, strerror(err),
+				al_cli_fix(err, run, "check that the mount is up"));
 			free(run);
 			rc = al_error_from_errno(err);
 			goto cleanup;

@@ -488,7 +488,9 @@ int al_cli_run(int argc, char **argv)
 	}
 	log_fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (log_fd < 0) {
-		al_cli_fail("cannot write %s: %s; check that the mount is up", log_path, strerror(errno));
+		int err = errno;
+		al_cli_fail("cannot write %s: %s; %s", log_path, strerror(err),
+			al_cli_fix(err, log_path, "check that the mount is up"));
 		goto cleanup;
 	}
 	if (setenv("ALETHEIA_RUN_DIR", run, 1) < 0) {

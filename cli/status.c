@@ -106,6 +106,8 @@ static void not_a_mount(const char *mount, int err)
 	if (err == ENOTCONN)
 		al_cli_fail("%s: the aletheia daemon is gone (%s); run `aletheia umount %s`, then mount "
 			"again", mount, strerror(err), mount);
+	else if (err == EACCES)   /* another user's mount (README "Many users on one machine") */
+		al_cli_fail("%s: %s; %s", mount, strerror(err), al_cli_fix(err, mount, ""));
 	else
 		al_cli_fail("%s is not an aletheia mount (%s); mount it with `aletheia mount %s`", mount,
 			strerror(err), mount);

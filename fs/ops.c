@@ -419,8 +419,8 @@ static void to_stat(struct stat *st, al_fs *fs, fuse_ino_t ino, const al_attr *a
 	st->st_ino = ino;
 	st->st_mode = a->mode | (a->type == AL_NODE_DIR ? S_IFDIR : a->type == AL_NODE_LINK ? S_IFLNK : S_IFREG);
 	st->st_nlink = a->type == AL_NODE_DIR ? 2 : 1;
-	st->st_uid = fs->uid;
-	st->st_gid = fs->gid;
+	st->st_uid = a->owned ? a->uid : fs->uid;   /* a shared mount: the creator's (tree.h) */
+	st->st_gid = a->owned ? a->gid : fs->gid;
 	st->st_size = (off_t)a->size;
 	st->st_blksize = 1 << 17;
 	st->st_blocks = (blkcnt_t)((a->size + 511) / 512);
@@ -661,13 +661,15 @@ static void op_open_body(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *
 	al_fs *fs = fs_of(req);
 	char *path = ino_path(fs, ino);
 	al_file *f = NULL;
+	al_caller c;
 	int rc, flags;
 	/* The kernel opens without create only names it found; one whose creating write failed
 	 * may be gone since (its entry outlives it for a second): writing makes it again. */
 	flags = open_flags(fi->flags);
 	if (flags & AL_OPEN_WRITE)
 		flags |= AL_OPEN_CREATE;
-	rc = path ? al_file_open(&f, fs->tree, path, flags) : AL_ENOTFOUND;
+	caller_of(&c, req);
+	rc = path ? al_file_open_as(&f, fs->tree, path, flags, &c) : AL_ENOTFOUND;
 	if (rc)
 		reply_error(req, rc, "open", path);
 	else {
@@ -695,12 +697,14 @@ static void op_create_body(fuse_req_t req, fuse_ino_t parent, const char *name, 
 	al_fs *fs = fs_of(req);
 	char *path = child_path(fs, parent, name);
 	al_file *f = NULL;
+	al_caller c;
 	al_attr a;
 	struct fuse_entry_param e;
 	int rc;
 	(void)mode;
-	rc = path ? al_file_open(&f, fs->tree, path, open_flags(fi->flags) | AL_OPEN_CREATE | AL_OPEN_WRITE)
-		  : AL_ENOTFOUND;
+	caller_of(&c, req);
+	rc = path ? al_file_open_as(&f, fs->tree, path, open_flags(fi->flags) | AL_OPEN_CREATE |
+		AL_OPEN_WRITE, &c) : AL_ENOTFOUND;
 	if (rc == 0 && (rc = al_tree_getattr(&a, fs->tree, path)))
 		al_file_release(f);
 	if (rc) {

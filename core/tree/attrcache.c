@@ -103,8 +103,22 @@ int al_tree_getattr(al_attr *out, al_tree *t, const char *path)
 
 static int getattr_uncached(al_attr *out, al_tree *t, const char *path)
 {
-	if (scratch_attr(out, t, path))
+	if (scratch_attr(out, t, path)) {
+		/* A shared mount: an editor's scratch file is its folder's owner's (README "Many
+		 * users on one machine"). */
+		char *dir = t->multi_user ? strdup(path) : NULL, *slash;
+		al_attr d;
+		if (dir && (slash = strrchr(dir, '/')) && slash != dir) {
+			*slash = '\0';
+			if (getattr_recorded(&d, t, dir) == 0) {
+				out->owned = 1;
+				out->uid = d.uid;
+				out->gid = d.gid;
+			}
+		}
+		free(dir);
 		return 0;
+	}
 	return getattr_recorded(out, t, path);
 }
 

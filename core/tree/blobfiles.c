@@ -26,6 +26,19 @@ static void child_range(char **from, char **to, const char *rest)
 	free(enc);
 }
 
+/* The creator a file's or folder's record names (record_file, blob_mkdir_doc), if any: its owner
+ * where files are their creators' (dispatch.c: K_OPEN; README "Many users on one machine"). */
+static void record_creator(al_attr *out, const al_doc *d)
+{
+	int64_t uid, gid;
+	if (al_fields_get_int(&uid, d->fields, "uid") == 0 && al_fields_get_int(&gid, d->fields, "gid") == 0 &&
+	    uid >= 0 && gid >= 0) {
+		out->owned = 1;
+		out->uid = (uid_t)uid;
+		out->gid = (gid_t)gid;
+	}
+}
+
 /* Attributes of a file or folder in a blob collection (artifacts, dataset files, logs). */
 int blob_attr(al_attr *out, al_tree *t, const node *n, const char *path, unsigned mode)
 {
@@ -60,6 +73,7 @@ int blob_attr(al_attr *out, al_tree *t, const node *n, const char *path, unsigne
 			attr_file(out, mode, (uint64_t)size, mtime);
 			out->immutable = 1;
 		}
+		record_creator(out, d);
 		goto cleanup;
 	}
 	if (rc != AL_ENOTFOUND)
@@ -73,6 +87,8 @@ int blob_attr(al_attr *out, al_tree *t, const node *n, const char *path, unsigne
 			if (l->docs[i]->update_us > newest)
 				newest = l->docs[i]->update_us;
 		attr_dir(out, newest);
+		/* a folder made by its files: the first one's creator (the one who copied it in) */
+		record_creator(out, l->docs[0]);
 	} else
 		rc = al_error_set(AL_ENOTFOUND, "no such file: %s", n->rest);
 cleanup:
@@ -105,7 +121,7 @@ static int list_blob_children(keyset *k, al_tree *t, const node *n)
 	return rc;
 }
 
-static int blob_mkdir_doc(al_tree *t, const node *n)
+static int blob_mkdir_doc(al_tree *t, const node *n, const al_caller *c)
 {
 	cJSON *f = cJSON_CreateObject();
 	char *id = al_id_encode(n->rest), *doc = xasprintf("%s/%s", n->coll, id);
@@ -113,6 +129,7 @@ static int blob_mkdir_doc(al_tree *t, const node *n)
 	al_fields_set(f, "path", al_value_string(n->rest));
 	al_fields_set(f, "type", al_value_string("dir"));
 	al_fields_set(f, "mtime", al_value_time(al_now_us()));
+	set_creator(f, t, c);
 	rc = commit1(t, AL_WRITE_SET, doc, f, AL_PRE_MISSING);
 	cJSON_Delete(f);
 	free(id);
@@ -485,7 +502,7 @@ static int owner_mark(al_tree *t, const node *n)
  * across mounts): when the name is taken meanwhile, the same content there is success, other
  * content AL_EPERM. */
 int record_file(al_tree *t, const node *n, const char *hex, uint64_t size, const char *uri,
-	int stored, const al_pieces *pieces, int64_t mtime_us, int create)
+	int stored, const al_pieces *pieces, int64_t mtime_us, int create, const al_file *by)
 {
 	char *id = NULL, *doc = NULL, *fdoc = NULL, *phex = NULL;
 	cJSON *fields = NULL, *file = NULL, *piece_fields = NULL, *owner = NULL;
@@ -505,6 +522,11 @@ int record_file(al_tree *t, const node *n, const char *hex, uint64_t size, const
 	al_fields_set(fields, "hash", al_value_string(hex));
 	al_fields_set(fields, "blob", al_value_string(uri ? uri : ""));
 	al_fields_set(fields, "mtime", al_value_time(mtime_us != MTIME_NOW ? mtime_us : now));
+	if (by && by->has_creator) {
+		/* whose file it is where files are their creators' (README "Many users on one machine") */
+		al_fields_set(fields, "uid", al_value_int((int64_t)by->creator_uid));
+		al_fields_set(fields, "gid", al_value_int((int64_t)by->creator_gid));
+	}
 	file = cJSON_CreateObject();
 	al_fields_set(file, "size", al_value_int((int64_t)size));
 	al_fields_set(file, "blob", al_value_string(uri ? uri : ""));
@@ -672,10 +694,9 @@ static int blob_mkdir(al_tree *t, const node *n, const char *path, const al_call
 {
 	int rc;
 	(void)path;
-	(void)c;
 	if ((rc = check_rest_names(n->rest)) || (rc = doc_exists(t, node_owner_doc(n))))
 		return rc;
-	return blob_mkdir_doc(t, n);
+	return blob_mkdir_doc(t, n, c);
 }
 
 /* With --allow-delete: a dataset's file (its version follows), a run's output.log. */
@@ -698,7 +719,8 @@ static int blob_rmdir_dir(al_tree *t, const node *n, const char *path)
 }
 
 const al_kind kind_dataset_file = {
-	.name = "dataset file", .pattern = DATASET_P "/{rest}", .flags = K_BLOBS | K_WRITE_ONCE | K_MEMORY,
+	.name = "dataset file", .pattern = DATASET_P "/{rest}",
+	.flags = K_BLOBS | K_WRITE_ONCE | K_MEMORY | K_OPEN,
 	.owner = O_DATASET, .mode = 0444, .coll = "files", .getattr = blob_getattr, .list = blob_list,
 	.open = blob_open, .mkdir = blob_mkdir, .unlink = blob_unlink, .rmdir = blob_rmdir_dir,
 };

@@ -271,7 +271,7 @@ static int commit_blob(al_file *f)
 		int create = (f->n.k->flags & K_WRITE_ONCE) && !f->created;
 		rc = record_file(t, &f->n, hex, size, uri, 1, &pieces,
 			__atomic_load_n(&f->mtime_set, __ATOMIC_RELAXED) ?
-			__atomic_load_n(&f->mtime_us, __ATOMIC_RELAXED) : MTIME_NOW, create);
+			__atomic_load_n(&f->mtime_us, __ATOMIC_RELAXED) : MTIME_NOW, create, f);
 		if (rc == 0 && create)
 			f->created = 1;
 	}

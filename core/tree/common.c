@@ -339,12 +339,19 @@ int map_key_unlink(al_tree *t, const node *n, const char *field, const char *key
 }
 
 /* A document with its name and creation time: a project, experiment or dataset. */
-cJSON *named_doc(const char *name, int64_t now)
+cJSON *named_doc(const char *name, int64_t now, const al_tree *t, const al_caller *c)
 {
 	cJSON *f = cJSON_CreateObject();
 	al_fields_set(f, "name", al_value_string(name));
 	al_fields_set(f, "created", al_value_time(now));
+	set_creator(f, t, c);
 	return f;
+}
+
+void set_creator(cJSON *fields, const al_tree *t, const al_caller *c)
+{
+	al_fields_set(fields, "uid", al_value_int(c ? (int64_t)c->uid : (int64_t)t->uid));
+	al_fields_set(fields, "gid", al_value_int(c ? (int64_t)c->gid : (int64_t)t->gid));
 }
 
 /* The names of a map field of the run (params, links) under the folder n->rest: '/' in a key makes

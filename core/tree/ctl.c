@@ -13,7 +13,7 @@ static int root_list(keyset *k, al_tree *t, const node *n, const char *path)
 }
 
 const al_kind kind_root = {
-	.name = "root", .pattern = "", .flags = K_DIR, .list = root_list,
+	.name = "root", .pattern = "", .flags = K_DIR | K_SHARED, .list = root_list,
 };
 
 static const char *const ctl_entries[] = {"status", "import", "fsck", "prefetch", NULL};

@@ -12,7 +12,7 @@ static int fsck_open(al_file *f, int flags, const char *path)
 }
 
 const al_kind kind_ctl_fsck = {
-	.name = ".aletheia/fsck", .pattern = ".aletheia/fsck", .mode = 0600,
+	.name = ".aletheia/fsck", .pattern = ".aletheia/fsck", .flags = K_SHARED, .mode = 0600,
 	.getattr = ctl_empty_attr, .open = fsck_open,
 };
 

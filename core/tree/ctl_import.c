@@ -14,7 +14,7 @@ static int import_open(al_file *f, int flags, const char *path)
 }
 
 const al_kind kind_ctl_import = {
-	.name = ".aletheia/import", .pattern = ".aletheia/import", .mode = 0600,
+	.name = ".aletheia/import", .pattern = ".aletheia/import", .flags = K_SHARED, .mode = 0600,
 	.getattr = ctl_empty_attr, .open = import_open,
 };
 
@@ -200,7 +200,7 @@ static int import_line(al_tree *t, const char *line, size_t len)
 		rc = 0;   /* already there, the same */
 	else if (rc == 0)
 		rc = record_file(t, &n, hash->valuestring, (uint64_t)size->valuedouble,
-			url->valuestring, 0, NULL, MTIME_NOW, 1);
+			url->valuestring, 0, NULL, MTIME_NOW, 1, NULL);
 cleanup:
 	node_free(&n);
 	free(mpath);

@@ -16,12 +16,11 @@ static int dataset_mkdir(al_tree *t, const node *n, const char *path, const al_c
 	cJSON *f = NULL;
 	int rc;
 	(void)path;
-	(void)c;
 	if ((rc = check_name(n->dataset)) || (rc = doc_exists(t, n->proj_doc)))
 		return rc;
 	if (!(v = empty_version()))
 		return al_error_set(AL_ENOMEM, "out of memory");
-	f = named_doc(n->dataset, al_now_us());
+	f = named_doc(n->dataset, al_now_us(), t, c);
 	al_fields_set(f, "description", al_value_string(""));
 	al_fields_set(f, "description_updated", al_value_time(al_now_us()));
 	al_fields_set(f, "version", al_value_string(v));
@@ -42,7 +41,7 @@ static int dataset_list(keyset *k, al_tree *t, const node *n, const char *path)
 }
 
 const al_kind kind_dataset = {
-	.name = "dataset", .pattern = DATASET_P, .flags = K_DIR | K_SCRATCH | K_MEMORY, .owner = O_DATASET,
+	.name = "dataset", .pattern = DATASET_P, .flags = K_DIR | K_SCRATCH | K_MEMORY | K_OPEN, .owner = O_DATASET,
 	.coll = "files", .list = dataset_list, .mkdir = dataset_mkdir, .rmdir = owner_rmdir,
 };
 

@@ -149,6 +149,33 @@ int generated_attr(al_attr *out, al_tree *t, const node *n, const char *path, un
 	return rc;
 }
 
+/* A shared mount (-o allow_other) shows what the kernel enforces (default_permissions; README
+ * "Many users on one machine"): everything is its owner document's creator's (documents made
+ * before creators were recorded, and the root, the mounting user's), so a run's files are
+ * written by its creator alone; the rows where anyone creates are open to all. */
+static void owner_attr(al_attr *out, al_tree *t, const node *n, const al_doc *owner)
+{
+	int64_t uid, gid;
+	/* In a dataset each file is its creator's (its record's, or its writer's): another user
+	 * who adds one can set its times and mode (rsync, cp -p). */
+	if (!out->owned || !(n->k->flags & K_OPEN)) {
+		out->owned = 1;
+		out->uid = t->uid;
+		out->gid = t->gid;
+		if (owner && al_value_get_int(&uid, al_fields_get(owner->fields, "uid")) == 0 && uid >= 0 &&
+		    al_value_get_int(&gid, al_fields_get(owner->fields, "gid")) == 0 && gid >= 0) {
+			out->uid = (uid_t)uid;
+			out->gid = (gid_t)gid;
+		}
+	}
+	if (out->type == AL_NODE_DIR && (n->k->flags & K_SHARED))
+		out->mode = 01777;
+	else if (out->type == AL_NODE_DIR && (n->k->flags & K_OPEN))
+		out->mode = 0777;
+	else if (out->type == AL_NODE_FILE && (n->k->flags & K_SHARED))
+		out->mode = 0666;
+}
+
 /* Everything but scratch files: the row's owner document must exist; K_RUNNING rows are
  * read-only once their run ended. */
 int getattr_recorded(al_attr *out, al_tree *t, const char *path)
@@ -182,6 +209,10 @@ int getattr_recorded(al_attr *out, al_tree *t, const char *path)
 		rc = generated_attr(out, t, &n, path, mode, d && !n.k->commit ? d->update_us : 0);
 	else
 		rc = al_error_set(AL_ENOTFOUND, "no such entry: %s", path);
+	if (rc == 0 && t->multi_user)
+		owner_attr(out, t, &n, d);
+	else if (rc == 0)
+		out->owned = 0;   /* everything is the mounting user's */
 cleanup:
 	al_doc_free(d);
 	node_free(&n);

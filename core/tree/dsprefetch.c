@@ -203,7 +203,7 @@ static int prefetch_open(al_file *f, int flags, const char *path)
 }
 
 const al_kind kind_ctl_prefetch = {
-	.name = ".aletheia/prefetch", .pattern = ".aletheia/prefetch", .mode = 0600,
+	.name = ".aletheia/prefetch", .pattern = ".aletheia/prefetch", .flags = K_SHARED, .mode = 0600,
 	.getattr = ctl_empty_attr, .open = prefetch_open,
 };
 

@@ -8,10 +8,9 @@ static int experiment_mkdir(al_tree *t, const node *n, const char *path, const a
 	cJSON *f;
 	int rc;
 	(void)path;
-	(void)c;
 	if ((rc = check_name(n->experiment)) || (rc = doc_exists(t, n->proj_doc)))
 		return rc;
-	f = named_doc(n->experiment, now);
+	f = named_doc(n->experiment, now, t, c);
 	al_fields_set(f, "description", al_value_string(""));
 	al_fields_set(f, "updated", al_value_time(now));
 	al_fields_set(f, "description_updated", al_value_time(now));
@@ -30,6 +29,6 @@ const al_kind kind_experiment = {
 };
 
 const al_kind kind_runs = {
-	.name = "runs/", .pattern = EXPERIMENT_P "/runs", .flags = K_DIR, .owner = O_EXPERIMENT,
+	.name = "runs/", .pattern = EXPERIMENT_P "/runs", .flags = K_DIR | K_SHARED, .owner = O_EXPERIMENT,
 	.coll = "runs", .list = list_coll,
 };

@@ -36,6 +36,12 @@ int writer_attr(al_attr *out, al_tree *t, const char *path, unsigned mode)
 		/* A stable mtime: one that moved on every stat would make the kernel drop the page
 		 * cache of a file in use (a database's mmap'ed -shm) each time. */
 		attr_file(out, mode, size, __atomic_load_n(&f->mtime_us, __ATOMIC_RELAXED));
+		/* the writer's own, where files are their creators' (dispatch.c: K_OPEN) */
+		if (f->has_creator) {
+			out->owned = 1;
+			out->uid = f->creator_uid;
+			out->gid = f->creator_gid;
+		}
 		found = 1;
 	}
 	pthread_mutex_unlock(&t->lock);
@@ -114,12 +120,22 @@ static void unregister_writer(al_tree *t, al_file *f)
 
 int al_file_open(al_file **out, al_tree *t, const char *path, int flags)
 {
+	return al_file_open_as(out, t, path, flags, NULL);
+}
+
+int al_file_open_as(al_file **out, al_tree *t, const char *path, int flags, const al_caller *caller)
+{
 	al_file *f = calloc(1, sizeof(*f));
 	int rc;
 
 	*out = NULL;
 	if (!f)
 		return al_error_set(AL_ENOMEM, "out of memory");
+	if (caller) {
+		f->has_creator = 1;
+		f->creator_uid = caller->uid;
+		f->creator_gid = caller->gid;
+	}
 	pthread_mutex_init(&f->mu, NULL);
 	f->t = t;
 	f->fd = -1;

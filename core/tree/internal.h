@@ -61,6 +61,12 @@ enum {
 	K_SCRATCH = 1 << 5,    /* editors' scratch files may live in it (README "Editing values…") */
 	K_MEMORY = 1 << 6,     /* lists what exists only in memory: writers, scratch files, new folders */
 	K_NAMED = 1 << 7,      /* one file of the collection, named as the path's last segment */
+	/* Shared mounts (-o allow_other, README "Many users on one machine"): every user creates
+	 * here. K_SHARED: folders 01777 (what each holds is its creator's to rename or delete),
+	 * control files 0666; K_OPEN: folders 0777 (a dataset's files are write-once anyway), and
+	 * each file or folder in it is its own creator's (its record's or writer's uid). */
+	K_SHARED = 1 << 8,
+	K_OPEN = 1 << 9,
 };
 
 /* The document whose existence a kind depends on. */
@@ -168,6 +174,7 @@ struct al_tree {
 	int allow_delete;
 	uid_t uid;
 	gid_t gid;
+	int multi_user;            /* -o allow_other: owners are the creators (dispatch.c) */
 	int64_t mount_us;
 	uint64_t status_gen;       /* bumped by every status change: open writers check the run again */
 	pthread_mutex_t lock;      /* serialises read-modify-write of documents, vdirs, writers */
@@ -288,6 +295,9 @@ struct al_file {
 	size_t pf_local;
 	int pf_done;
 	int registered;            /* in t->writers (register_writer) */
+	int has_creator;           /* opened by a known caller (al_file_open_as): its ids */
+	uid_t creator_uid;
+	gid_t creator_gid;
 };
 
 /* Every change calls this once it is visible (attrcache.c). */
@@ -425,7 +435,7 @@ int blob_rename_onto_value(al_tree *t, const node *a, const char *from, const ch
 int working_folder(al_tree *t, const node *n);
 #define MTIME_NOW INT64_MIN   /* record_file: the time of the recording */
 int record_file(al_tree *t, const node *n, const char *hex, uint64_t size, const char *uri,
-	int stored, const al_pieces *pieces, int64_t mtime_us, int create);
+	int stored, const al_pieces *pieces, int64_t mtime_us, int create, const al_file *by);
 int blob_list(keyset *k, al_tree *t, const node *n, const char *path);
 /* blobhandle.c */
 int open_blob(al_file *f, int flags, const char *path);
@@ -442,7 +452,9 @@ void *dataset_thread(void *arg);
 /* the owner folders' shared operations */
 int owner_rmdir(al_tree *t, const node *n, const char *path);
 int vdir_mkdir(al_tree *t, const node *n, const char *path, const al_caller *c);
-cJSON *named_doc(const char *name, int64_t now);
+cJSON *named_doc(const char *name, int64_t now, const al_tree *t, const al_caller *c);
+/* Records who creates a document (README "Many users on one machine"): uid and gid. */
+void set_creator(cJSON *fields, const al_tree *t, const al_caller *c);
 int field_render(al_buf *b, int64_t *mtime, al_tree *t, const node *n);
 
 /* The rows, one per kind, each in the file named after what the user sees. */

@@ -6,10 +6,9 @@ static int project_mkdir(al_tree *t, const node *n, const char *path, const al_c
 	cJSON *f;
 	int rc;
 	(void)path;
-	(void)c;
 	if ((rc = check_name(n->project)))
 		return rc;
-	f = named_doc(n->project, al_now_us());
+	f = named_doc(n->project, al_now_us(), t, c);
 	rc = commit1(t, AL_WRITE_SET, n->proj_doc, f, AL_PRE_MISSING);
 	cJSON_Delete(f);
 	return rc;
@@ -24,11 +23,11 @@ const al_kind kind_project = {
 };
 
 const al_kind kind_datasets = {
-	.name = "datasets/", .pattern = PROJECT_P "/datasets", .flags = K_DIR, .owner = O_PROJECT,
+	.name = "datasets/", .pattern = PROJECT_P "/datasets", .flags = K_DIR | K_SHARED, .owner = O_PROJECT,
 	.coll = "datasets", .list = list_coll,
 };
 
 const al_kind kind_experiments = {
-	.name = "experiments/", .pattern = PROJECT_P "/experiments", .flags = K_DIR, .owner = O_PROJECT,
+	.name = "experiments/", .pattern = PROJECT_P "/experiments", .flags = K_DIR | K_SHARED, .owner = O_PROJECT,
 	.coll = "experiments", .list = list_coll,
 };

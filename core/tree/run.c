@@ -105,6 +105,7 @@ static cJSON *new_run_fields(al_tree *t, const node *n, const al_caller *c)
 	al_fields_set(f, "description", al_value_string(""));
 	al_fields_set(f, "host", al_value_string(host));
 	al_fields_set(f, "user", pwp ? al_value_string(pwp->pw_name) : al_value_null());
+	set_creator(f, t, c);
 	al_fields_set(f, "command", cmd ? al_value_string(cmd) : al_value_null());
 	al_fields_set(f, "cwd", *cwd ? al_value_string(cwd) : al_value_null());
 	al_fields_set(f, "exit_code", al_value_null());

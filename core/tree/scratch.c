@@ -458,9 +458,17 @@ static int scratch_flush(al_file *f)
 /* Also once unlinked or renamed: the handle still holds it. */
 static int scratch_getattr(al_attr *out, al_file *f)
 {
+	al_attr named;
+	/* its owner (a shared mount: README "Many users on one machine") while it has its name */
+	int own = path_attr(&named, f) == 0 && named.owned;
 	pthread_mutex_lock(&f->t->lock);
 	attr_file(out, 0644, f->sc->data.len, f->sc->mtime_us);
 	pthread_mutex_unlock(&f->t->lock);
+	if (own) {
+		out->owned = 1;
+		out->uid = named.uid;
+		out->gid = named.gid;
+	}
 	return 0;
 }
 

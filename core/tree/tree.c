@@ -111,6 +111,7 @@ int al_tree_open(al_tree **out, const al_tree_options *opts)
 	t->allow_delete = opts->allow_delete;
 	t->uid = opts->uid;
 	t->gid = opts->gid;
+	t->multi_user = opts->multi_user;
 	t->mountpoint = opts->mountpoint ? strdup(opts->mountpoint) : NULL;
 	/* Staged writes live beside the journals, on the same durable disk (stack.h). */
 	t->staging_dir = xasprintf("%s/staging", opts->stack->state_dir);

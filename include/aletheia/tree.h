@@ -12,7 +12,7 @@ typedef struct al_file al_file;
 
 typedef struct al_stack al_stack;
 
-#define AL_TREE_OPTIONS_VERSION 2
+#define AL_TREE_OPTIONS_VERSION 3
 typedef struct al_tree_options {
 	unsigned version;
 	al_stack *stack;          /* the backends (al_stack_open); outlives the tree */
@@ -20,8 +20,11 @@ typedef struct al_tree_options {
 	int allow_delete;
 	uid_t uid;
 	gid_t gid;
+	/* Shared with every user (-o allow_other; README "Many users on one machine"): owners are
+	 * the creators recorded in the documents, and the folders where anyone creates are open. */
+	int multi_user;
 } al_tree_options;
-#define AL_TREE_OPTIONS_INIT {AL_TREE_OPTIONS_VERSION, NULL, NULL, 0, 0, 0}
+#define AL_TREE_OPTIONS_INIT {AL_TREE_OPTIONS_VERSION, NULL, NULL, 0, 0, 0, 0}
 
 /* Who is calling: used to capture the git state and command of a new run. */
 typedef struct al_caller {
@@ -39,6 +42,9 @@ typedef struct al_attr {
 	int64_t mtime_us;
 	int64_t ctime_us;
 	int immutable;            /* content never changes: the kernel may cache it */
+	int owned;                /* uid, gid are the owner's (multi_user); else the mounting user's */
+	uid_t uid;
+	gid_t gid;
 } al_attr;
 
 typedef int (*al_tree_fill_fn)(void *ctx, const char *name, const al_attr *attr);
@@ -76,6 +82,9 @@ void al_tree_set_status_fn(al_tree *t, al_tree_status_fn fn, void *arg);
 #define AL_OPEN_APPEND 16
 
 int al_file_open(al_file **out, al_tree *t, const char *path, int flags);
+/* al_file_open by caller (NULL: none known): a file it creates in a dataset is recorded as its
+ * own, the owner a shared mount shows (README "Many users on one machine"). */
+int al_file_open_as(al_file **out, al_tree *t, const char *path, int flags, const al_caller *caller);
 int al_file_read(size_t *nread, al_file *f, char *buf, size_t size, uint64_t offset);
 /* Attributes as seen through an open handle (fstat, and the kernel before it reads): for content
  * rendered at open, or growing while open (a metric), the size the handle serves. */

@@ -286,6 +286,70 @@ static void test_crashed(void)
 	CHECK_EQ_INT(tree_write("/p/experiments/e/runs/9/heartbeat", beat), AL_EROFS);
 }
 
+/* A shared mount (-o allow_other; README "Many users on one machine"): what the kernel enforces
+ * with default_permissions is shown: owners are the creators the documents record, the folders
+ * where anyone creates are open. */
+static void check_owner(const char *path, uid_t uid, gid_t gid, unsigned mode)
+{
+	al_attr a;
+	CHECK_OK(al_tree_getattr(&a, TF.t, path));
+	if (!(a.owned && a.uid == uid && a.gid == gid && a.mode == mode))
+		fprintf(stderr, "%s: owned %d by %d:%d mode %o; want %d:%d %o\n", path, a.owned,
+			(int)a.uid, (int)a.gid, a.mode, (int)uid, (int)gid, mode);
+	CHECK(a.owned && a.uid == uid && a.gid == gid && a.mode == mode);
+}
+
+static void test_owners(void)
+{
+	al_caller alice = {getpid(), 4242, 4343}, bob = {getpid(), 5151, 5252};
+	al_file *f = NULL;
+	al_attr a;
+
+	TF.multi_user = 1;
+	tree_remount();
+	CHECK_OK(al_tree_mkdir(TF.t, "/q", &alice));
+	CHECK_OK(al_tree_mkdir(TF.t, "/q/experiments/e", &alice));
+	CHECK_OK(al_tree_mkdir(TF.t, "/q/experiments/e/runs/1", &bob));
+	CHECK_OK(al_tree_mkdir(TF.t, "/q/datasets/d", &alice));
+	CHECK_OK(al_file_open_as(&f, TF.t, "/q/datasets/d/b.csv", AL_OPEN_WRITE | AL_OPEN_CREATE, &bob));
+	check_owner("/q/datasets/d/b.csv", 5151, 5252, 0444);   /* being written: its writer's */
+	CHECK_OK(al_file_write(f, "b\n", 2, 0));
+	CHECK_OK(al_file_flush(f));
+	al_file_release(f);
+	CHECK_OK(al_tree_mkdir(TF.t, "/q/datasets/d/sub", &bob));
+
+	check_owner("/", getuid(), getgid(), 01777);
+	check_owner("/q", 4242, 4343, 0755);
+	check_owner("/q/experiments", 4242, 4343, 01777);
+	check_owner("/q/datasets", 4242, 4343, 01777);
+	check_owner("/q/metadata", 4242, 4343, 0755);
+	check_owner("/q/experiments/e", 4242, 4343, 0755);
+	check_owner("/q/experiments/e/description", 4242, 4343, 0644);
+	check_owner("/q/experiments/e/runs", 4242, 4343, 01777);
+	check_owner("/q/experiments/e/runs/1", 5151, 5252, 0755);
+	check_owner("/q/experiments/e/runs/1/status", 5151, 5252, 0644);
+	check_owner("/q/experiments/e/runs/1/params", 5151, 5252, 0755);
+	check_owner("/q/experiments/e/runs/1/run.json", 5151, 5252, 0444);
+	check_owner("/q/datasets/d", 4242, 4343, 0777);
+	check_owner("/q/datasets/d/.description", 4242, 4343, 0644);
+	check_owner("/q/datasets/d/b.csv", 5151, 5252, 0444);   /* its record's */
+	check_owner("/q/datasets/d/sub", 5151, 5252, 0777);
+	check_owner("/.aletheia/import", getuid(), getgid(), 0666);
+	check_owner("/.aletheia/status", getuid(), getgid(), 0444);
+	check_owner(RUN1, getuid(), getgid(), 0755);   /* made by this process (test_run_json) */
+	CHECK_EQ_STR(tree_cat("/q/datasets/d/b.csv"), "b\n");
+
+	/* a mount not shared: everything the mounting user's, as before */
+	TF.multi_user = 0;
+	tree_remount();
+	CHECK_OK(al_tree_getattr(&a, TF.t, "/q/experiments/e/runs/1/status"));
+	CHECK(!a.owned && a.mode == 0644);
+	CHECK_OK(al_tree_getattr(&a, TF.t, "/q/experiments/e/runs"));
+	CHECK(!a.owned && a.mode == 0755);
+	CHECK_OK(al_tree_getattr(&a, TF.t, "/q/datasets/d/b.csv"));
+	CHECK(!a.owned);
+}
+
 int main(void)
 {
 	tree_setup();
@@ -294,6 +358,7 @@ int main(void)
 	test_lifecycle();
 	test_crashed();
 	test_git();
+	test_owners();
 	tree_teardown();
 	CHECK_DONE();
 }

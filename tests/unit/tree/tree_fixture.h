@@ -28,6 +28,7 @@ typedef struct tree_fixture {
 	char cache[192];        /* <root>/cache */
 	char mnt[192];          /* <root>/mnt: the mount point the tree believes it is at */
 	int allow_delete;       /* --allow-delete at the next (re)open */
+	int multi_user;         /* -o allow_other at the next (re)open */
 	al_stack *stack;
 	al_tree *t;
 } tree_fixture;
@@ -50,6 +51,7 @@ static inline int tree_open_fixture(void)
 	o.stack = TF.stack;
 	o.mountpoint = TF.mnt;
 	o.allow_delete = TF.allow_delete;
+	o.multi_user = TF.multi_user;
 	o.uid = getuid();
 	o.gid = getgid();
 	if ((rc = al_tree_open(&TF.t, &o))) {

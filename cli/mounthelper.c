@@ -1,0 +1,282 @@
+/* aletheia: mount(8)'s helpers (README "fstab and systemd"): `mount.aletheia SOURCE DIR -o OPTIONS`
+ * turned into `aletheia mount`'s settings, and `umount.fuse.aletheia DIR` as `aletheia umount`. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "aletheia/cache.h"
+#include "cli/cli.h"
+
+/* mount(8)'s exit statuses (mount(8) "RETURN CODES"): a bad call, and a failed mount. */
+#define EXIT_USAGE 1
+#define EXIT_MOUNT 32
+
+/* A boot-time mount has no $HOME: the system's defaults (README "fstab and systemd"). */
+#define SYSTEM_CONFIG "/etc/aletheia/config"
+#define SYSTEM_CACHE "/var/cache/aletheia"
+
+/* Options mount(8) and systemd use that mean nothing to the daemon (libmount passes some of
+ * them on to helpers: _netdev, nofail, user, …). */
+static const char *const ignored[] = {"defaults", "auto", "noauto", "user", "users", "nouser",
+	"owner", "group", "_netdev", "nofail", "atime", "relatime", "norelatime", "strictatime",
+	"nostrictatime", "diratime", "lazytime", "nolazytime", "loud", "silent", NULL};
+/* Kernel mount flags and FUSE options the daemon hands to libfuse as they are. */
+static const char *const fuse_flags[] = {"rw", "ro", "suid", "nosuid", "dev", "nodev", "exec",
+	"noexec", "async", "sync", "dirsync", "noatime", "nodiratime", "symfollow", "nosymfollow",
+	"allow_other", "default_permissions", "auto_unmount", NULL};
+
+static int in_list(const char *const *list, const char *opt)
+{
+	for (size_t i = 0; list[i]; i++)
+		if (strcmp(list[i], opt) == 0)
+			return 1;
+	return 0;
+}
+
+/* Lives as long as the process (the options point into it). */
+static char *keep(const char *s)
+{
+	char *p = strdup(s);
+	if (!p) {
+		al_cli_fail("out of memory");
+		exit(EXIT_MOUNT);
+	}
+	return p;
+}
+
+/* "/mnt/team data" → "mnt-team data": one cache folder per mount point, as systemd names its
+ * mount units (two daemons must not share a cache's journal). */
+static char *cache_for(const char *mountpoint)
+{
+	char *out = NULL, *p;
+	while (*mountpoint == '/')
+		mountpoint++;
+	if (asprintf(&out, "%s/%s", SYSTEM_CACHE, *mountpoint ? mountpoint : "root") < 0)
+		return NULL;
+	for (p = out + strlen(SYSTEM_CACHE) + 1; *p; p++)
+		if (*p == '/')
+			*p = '-';
+	return out;
+}
+
+/* Makes DIR and its parents (0755, as /var/cache's folders are). */
+static int mkdirs(const char *dir)
+{
+	char *p = keep(dir), *s;
+	int rc = 0;
+	for (s = p + 1; rc == 0 && (s = strchr(s, '/')); s++) {
+		*s = '\0';
+		if (mkdir(p, 0755) != 0 && errno != EEXIST)
+			rc = -1;
+		*s = '/';
+	}
+	if (rc == 0 && mkdir(p, 0700) != 0 && errno != EEXIST)
+		rc = -1;
+	free(p);
+	return rc;
+}
+
+/* Applies one -o option; 0, or the exit status after saying why. */
+static int apply(al_cli_mount_opts *o, const char **config, char *opt, int sloppy)
+{
+	char *eq = strchr(opt, '='), *v = eq ? eq + 1 : NULL;
+	if (eq)
+		*eq = '\0';
+	if (!*opt)
+		return 0;
+	if (eq && !strcmp(opt, "blobs"))
+		o->blobs = v;
+	else if (eq && !strcmp(opt, "cache_dir"))
+		o->cache_dir = v;
+	else if (eq && !strcmp(opt, "config"))
+		*config = v;
+	else if (eq && !strcmp(opt, "store"))
+		o->store = v;
+	else if (eq && !strcmp(opt, "cache_size")) {
+		if (al_size_parse(&o->cache_size, v) != 0) {
+			al_cli_fail("bad mount option cache_size=%s; use bytes or a size like 10G or 512M", v);
+			return EXIT_USAGE;
+		}
+	} else if (!eq && !strcmp(opt, "allow_delete"))
+		o->allow_delete = 1;
+	else if (!eq && !strcmp(opt, "no_passthrough"))
+		o->no_passthrough = 1;
+	else if (!eq && !strcmp(opt, "debug"))
+		o->debug = 1;
+	else if (!eq && in_list(fuse_flags, opt)) {
+		if (o->nfuse >= 28) {
+			al_cli_fail("too many mount options; pass fewer");
+			return EXIT_USAGE;
+		}
+		o->fuse_opts[o->nfuse++] = opt;
+	} else if ((!eq && in_list(ignored, opt)) || !strncmp(opt, "x-", 2) ||
+		 (eq && !strcmp(opt, "comment")))
+		;   /* mount(8)'s and systemd's own */
+	else if (!sloppy) {
+		al_cli_fail("unknown mount option \"%s%s%s\"; aletheia takes blobs=, cache_dir=, "
+			"cache_size=, config=, allow_delete, allow_other, no_passthrough and the usual "
+			"rw, ro, nosuid, nodev, noexec, noatime, _netdev, nofail, noauto, x-*", opt,
+			eq ? "=" : "", eq ? v : "");
+		return EXIT_USAGE;
+	}
+	return 0;
+}
+
+/* SOURCE: a store as --store takes it (local:DIR, firestore:PROJECT_ID), or an absolute DIR
+ * for local:DIR. */
+static int source_store(al_cli_mount_opts *o, const char *source)
+{
+	struct stat st;
+	const char *dir = NULL;
+	if (source[0] == '/') {
+		char *s = NULL;
+		if (asprintf(&s, "local:%s", source) < 0)
+			return EXIT_MOUNT;
+		o->store = s;
+		dir = source;
+	} else if (!strncmp(source, "local:", 6) && source[6] == '/') {
+		o->store = source;
+		dir = source + 6;
+	} else if (!strncmp(source, "firestore:", 10) && source[10]) {
+		o->store = source;
+	} else {
+		al_cli_fail("bad source \"%s\"; use local:/DIR (an SQLite store's folder), /DIR or "
+			"firestore:PROJECT_ID", source);
+		return EXIT_USAGE;
+	}
+	/* A boot-time mount must not make an empty store where the team's is expected. */
+	if (dir && (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))) {
+		al_cli_fail("store %s: %s; create it (mkdir -p %s) or fix the source in /etc/fstab", dir,
+			stat(dir, &st) != 0 ? strerror(errno) : "not a folder", dir);
+		return EXIT_MOUNT;
+	}
+	return 0;
+}
+
+int al_cli_mount_helper(int argc, char **argv)
+{
+	const char *name = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];
+	const char *config = NULL, *source = NULL, *dir = NULL;
+	char *opts[16];
+	int nopts = 0, sloppy = 0, fake = 0, rc, i;
+	al_cli_mount_opts o;
+
+	memset(&o, 0, sizeof(o));
+	for (i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		if (!strcmp(a, "-o") && i + 1 < argc && nopts < 16)
+			opts[nopts++] = keep(argv[++i]);
+		else if (!strncmp(a, "-o", 2) && a[2] && nopts < 16)
+			opts[nopts++] = keep(a + 2);
+		else if (!strcmp(a, "-t") && i + 1 < argc)
+			i++;   /* the type: mount.fuse.aletheia is called with fuse.aletheia */
+		else if (!strcmp(a, "-N")) {
+			al_cli_fail("mount namespaces (-N) are not supported; mount from inside the namespace");
+			return EXIT_USAGE;
+		} else if (a[0] == '-' && a[1] && strspn(a + 1, "sfnvwr") == strlen(a + 1)) {
+			sloppy |= strchr(a, 's') != NULL;
+			fake |= strchr(a, 'f') != NULL;
+			if (strchr(a, 'r'))
+				opts[nopts < 16 ? nopts++ : 15] = keep("ro");
+		} else if (a[0] == '-') {
+			al_cli_fail("unknown flag %s; usage: %s SOURCE DIR [-sfnv] [-o OPTIONS]", a, name);
+			return EXIT_USAGE;
+		} else if (!source)
+			source = a;
+		else if (!dir)
+			dir = a;
+		else {
+			al_cli_fail("too many arguments; usage: %s SOURCE DIR [-sfnv] [-o OPTIONS]", name);
+			return EXIT_USAGE;
+		}
+	}
+	if (!dir) {
+		al_cli_fail("usage: %s SOURCE DIR [-sfnv] [-o OPTIONS] (SOURCE: local:/DIR or "
+			"firestore:PROJECT_ID)", name);
+		return EXIT_USAGE;
+	}
+	/* The options first: config= names the file the rest overrides. */
+	for (i = 0; i < nopts; i++)
+		for (char *p = opts[i], *next; p; p = next) {
+			next = strchr(p, ',');
+			if (next)
+				*next++ = '\0';
+			if ((rc = apply(&o, &config, p, sloppy)) != 0)
+				return rc;
+		}
+	{
+		/* The configuration file: config=FILE, else /etc/aletheia/config when there is one;
+		 * never a user's ~/.config (README "fstab and systemd"). Options given win. */
+		al_cli_mount_opts file;
+		memset(&file, 0, sizeof(file));
+		if (!config && access(SYSTEM_CONFIG, F_OK) == 0)
+			config = SYSTEM_CONFIG;
+		if (config && (rc = al_cli_read_config_file(&file, config)) != 0)
+			return rc == 2 ? EXIT_USAGE : EXIT_MOUNT;
+		if (!o.store) o.store = file.store;
+		if (!o.blobs) o.blobs = file.blobs;
+		if (!o.cache_dir) o.cache_dir = file.cache_dir;
+		if (!o.cache_size) o.cache_size = file.cache_size;
+		o.allow_delete |= file.allow_delete;
+	}
+	if ((rc = source_store(&o, source)) != 0)
+		return rc;
+	if (!o.blobs && strncmp(o.store, "local:", 6) != 0) {
+		al_cli_fail("a %s source needs blobs= (file:///DIR, s3://BUCKET or gs://BUCKET) in the "
+			"options or in the configuration file", o.store);
+		return EXIT_USAGE;
+	}
+	if (!o.cache_dir) {
+		char *c = cache_for(dir);
+		if (!c || mkdirs(c) != 0) {
+			al_cli_fail("cannot create the cache folder %s: %s; give cache_dir=DIR", c ? c : SYSTEM_CACHE,
+				strerror(errno));
+			free(c);
+			return EXIT_MOUNT;
+		}
+		o.cache_dir = c;
+	}
+	if (o.cache_dir[0] != '/') {
+		al_cli_fail("cache_dir=%s is not an absolute path; give one", o.cache_dir);
+		return EXIT_USAGE;
+	}
+	{
+		/* mountinfo then shows SOURCE and the type mount(8) used (fuse.aletheia), so `mount -a`
+		 * knows the line is mounted and umount(8) finds umount.fuse.aletheia. */
+		const char *type = !strncmp(name, "mount.", 6) ? name + 6 : "aletheia";
+		char *fs = NULL;
+		if (!strncmp(type, "fuse.", 5))
+			type += 5;
+		if (strchr(source, ',') || asprintf(&fs, "fsname=%s,subtype=%s", source, type) < 0)
+			fs = keep("fsname=aletheia,subtype=aletheia");
+		o.fuse_opts[o.nfuse++] = fs;
+	}
+	o.mountpoint = dir;
+	if (fake)
+		return 0;
+	rc = al_cli_mount_start(&o);
+	return rc == 0 ? 0 : rc == 2 ? EXIT_USAGE : EXIT_MOUNT;
+}
+
+int al_cli_umount_helper(int argc, char **argv)
+{
+	const char *dir = NULL;
+	char *args[3];
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "-t") || !strcmp(argv[i], "-N"))
+			i++;   /* the type; a namespace (not supported: the path is this one's) */
+		else if (argv[i][0] != '-' && !dir)
+			dir = argv[i];
+	}
+	if (!dir) {
+		al_cli_fail("usage: umount.fuse.aletheia DIR");
+		return EXIT_USAGE;
+	}
+	/* Waits for pending writes, unmounts, waits for the daemon to end (README "Durability"). */
+	args[0] = "umount";
+	args[1] = (char *)dir;
+	args[2] = NULL;
+	return al_cli_umount(2, args) == 0 ? 0 : EXIT_MOUNT;
+}
