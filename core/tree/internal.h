@@ -61,6 +61,7 @@ enum {
 	K_SCRATCH = 1 << 5,    /* editors' scratch files may live in it (README "Editing values…") */
 	K_MEMORY = 1 << 6,     /* lists what exists only in memory: writers, scratch files, new folders */
 	K_NAMED = 1 << 7,      /* one file of the collection, named as the path's last segment */
+	K_LABEL = 1 << 8,      /* a label, not data: removed without --allow-delete (README "tags") */
 };
 
 /* The document whose existence a kind depends on. */
@@ -214,7 +215,7 @@ struct al_tree {
 
 /* The class of an open file: how it reads, writes and records. */
 enum { F_TEXT, F_METRIC, F_BLOB_READ, F_BLOB_WRITE, F_GENERATED, F_IMPORT, F_FSCK, F_SCRATCH,
-	F_PREFETCH, F_COUNT };
+	F_PREFETCH, F_TAG, F_COUNT };
 
 typedef struct file_class {
 	int (*read)(size_t *nread, al_file *f, char *buf, size_t size, uint64_t off);
@@ -234,7 +235,7 @@ typedef struct file_class {
 } file_class;
 
 extern const file_class text_class, generated_class, metric_class, blob_read_class,
-	blob_write_class, import_class, fsck_class, scratch_class, prefetch_class;
+	blob_write_class, import_class, fsck_class, scratch_class, prefetch_class, tag_class;
 
 struct al_file {
 	pthread_mutex_t mu;        /* one operation at a time on a handle (dup'ed fds, threads) */
@@ -386,6 +387,13 @@ int text_checked(char **out, const al_buf *b, const char *what);
 int written_object(cJSON **fields, int *appended, const al_file *f, const char *what);
 
 /* ---- per-kind helpers other kinds call ------------------------------------------------------ */
+
+/* runs_csv.c: run documents in runs.csv's order (numeric ids numerically, then the others). */
+int cmp_run_ids(const void *a, const void *b);
+/* best.c: the JSON index an experiment's folder row (best/, tagged/) renders, through the render
+ * cache; *mtime (if not NULL) raised to its time. */
+int exp_index(cJSON **out, int64_t *mtime, al_tree *t, const node *n, const char *folder);
+void link_attr(al_attr *out, size_t len, int64_t mtime);
 
 /* dsprefetch.c: a cold open of a dataset's file (not complete in the cache) counts towards a
  * scan, which prefetches the dataset. */

@@ -172,7 +172,7 @@ static int run_list(keyset *k, al_tree *t, const node *n, const char *path)
 }
 
 static const char *const run_entries[] = {"run.json", "status", "fold", "model", "description",
-	"params", "params.json", "metrics", "artifacts", "datasets", NULL};
+	"params", "params.json", "metrics", "artifacts", "datasets", "tags", NULL};
 
 const al_kind kind_run = {
 	.name = "run", .pattern = RUN_P, .flags = K_DIR | K_SCRATCH | K_MEMORY, .owner = O_RUN,

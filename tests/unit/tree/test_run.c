@@ -62,7 +62,8 @@ static void test_run_json(void)
 	CHECK_EQ_STR(tree_json_get(j, "metrics"), "{}");
 	CHECK_EQ_STR(tree_json_get(j, "datasets"), "[]");
 	CHECK_EQ_STR(tree_json_get(j, "artifacts"), "{\"count\":0,\"bytes\":0}");
-	CHECK_EQ_INT(cJSON_GetArraySize(j), 21);   /* README's 21 fields, no others */
+	CHECK_EQ_STR(tree_json_get(j, "tags"), "{}");
+	CHECK_EQ_INT(cJSON_GetArraySize(j), 22);   /* README's 22 fields, no others */
 	cJSON_Delete(j);
 	CHECK_OK(al_tree_getattr(&a, TF.t, RJ));
 	CHECK_EQ_INT(a.mode, 0444);

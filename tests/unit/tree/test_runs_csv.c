@@ -1,11 +1,13 @@
 /* aletheia unit test of the tree: an experiment's runs.csv — RFC 4180 with CRLF, the fixed columns,
  * one param.<key> and metric.<name> column per key and name seen in any run, sorted, runs in
  * numeric order (README "runs.csv"). */
+#include <time.h>
+#include "core/series/metric.h"
 #include "tree_fixture.h"
 
 #define EXP "/p/experiments/e"
 #define CSV EXP "/runs.csv"
-#define HEAD "id,status,fold,model,created,ended,git_commit"
+#define HEAD "id,status,fold,model,created,ended,git_commit,duration,tags"
 
 /* A run's time field as runs.csv prints it: run.json's string without its quotes ("" for null).
  * Found as text: run.json may hold NaN (Python's JSON), which cJSON does not parse. */
@@ -26,6 +28,28 @@ static const char *run_time(const char *run, const char *field)
 	return out[next];
 }
 
+/* Microseconds of an RFC 3339 time as run.json prints it ("2026-12-06T07:20:39.123456Z"). */
+static int64_t time_us(const char *s)
+{
+	struct tm tm;
+	long us = 0;
+	memset(&tm, 0, sizeof(tm));
+	if (sscanf(s, "%d-%d-%dT%d:%d:%d.%6ldZ", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
+		   &tm.tm_min, &tm.tm_sec, &us) < 6)
+		return 0;
+	tm.tm_year -= 1900;
+	tm.tm_mon -= 1;
+	return (int64_t)timegm(&tm) * 1000000 + us;
+}
+
+/* An ended run's duration cell: seconds from started to ended, shortest exact text. */
+static const char *run_duration(const char *run)
+{
+	static char out[32];
+	al_double_format(out, (double)(time_us(run_time(run, "ended")) - time_us(run_time(run, "started"))) / 1e6);
+	return out;
+}
+
 static void test_runs_csv(void)
 {
 	char want[2048];
@@ -42,8 +66,8 @@ static void test_runs_csv(void)
 	CHECK_OK(tree_mkdir(EXP "/runs/2"));
 	CHECK_OK(tree_mkdir(EXP "/runs/a"));
 	CHECK_OK(tree_mkdir(EXP "/runs/1"));
-	snprintf(want, sizeof(want), HEAD "\r\n1,running,,,%s,,\r\n2,running,,,%s,,\r\n10,running,,,%s,,\r\n"
-		"a,running,,,%s,,\r\nb,running,,,%s,,\r\n", run_time("1", "created"), run_time("2", "created"),
+	snprintf(want, sizeof(want), HEAD "\r\n1,running,,,%s,,,,\r\n2,running,,,%s,,,,\r\n10,running,,,%s,,,,\r\n"
+		"a,running,,,%s,,,,\r\nb,running,,,%s,,,,\r\n", run_time("1", "created"), run_time("2", "created"),
 		run_time("10", "created"), run_time("a", "created"), run_time("b", "created"));
 	CHECK_EQ_STR(tree_cat(CSV), want);
 	CHECK_EQ_INT(tree_size(CSV), strlen(want));
@@ -62,13 +86,15 @@ static void test_columns(void)
 	CHECK_OK(tree_append(EXP "/runs/10/metrics/loss", "0.5\n0.25\n"));
 	CHECK_OK(tree_append(EXP "/runs/1/metrics/acc", "1 0.75\n"));
 	CHECK_OK(tree_write(EXP "/runs/2/status", "failed 2\n"));
-	snprintf(want, sizeof(want), HEAD ",param.lr,param.note,param.opt/beta1,metric.acc,metric.loss\r\n"
-		"1,running,3,\"resnet, v2\",%s,,,0.001,,,0.75,\r\n"
-		"2,failed,,,%s,%s,,,\"say \"\"hi\"\", twice\",0.9,,\r\n"
-		"10,running,,,%s,,,,,,,0.25\r\n"
-		"a,running,,,%s,,,,,,,\r\n"
-		"b,running,,,%s,,,,,,,\r\n",
-		run_time("1", "created"), run_time("2", "created"), run_time("2", "ended"),
+	/* per metric its last, min and max; duration once a run ended */
+	snprintf(want, sizeof(want), HEAD ",param.lr,param.note,param.opt/beta1,metric.acc,metric.acc.min,"
+		"metric.acc.max,metric.loss,metric.loss.min,metric.loss.max\r\n"
+		"1,running,3,\"resnet, v2\",%s,,,,,0.001,,,0.75,0.75,0.75,,,\r\n"
+		"2,failed,,,%s,%s,,%s,,,\"say \"\"hi\"\", twice\",0.9,,,,,,\r\n"
+		"10,running,,,%s,,,,,,,,,,,0.25,0.25,0.5\r\n"
+		"a,running,,,%s,,,,,,,,,,,,,\r\n"
+		"b,running,,,%s,,,,,,,,,,,,,\r\n",
+		run_time("1", "created"), run_time("2", "created"), run_time("2", "ended"), run_duration("2"),
 		run_time("10", "created"), run_time("a", "created"), run_time("b", "created"));
 	CHECK_EQ_STR(tree_cat(CSV), want);
 	CHECK_EQ_INT(tree_size(CSV), strlen(want));
@@ -78,7 +104,7 @@ static void test_columns(void)
 	{
 		const char *s = tree_cat(CSV);
 		CHECK(strstr(s, "\r\nb,running,,,") != NULL);
-		CHECK(strstr(s, ",0.30000000000000004,,,,\r\n") != NULL);
+		CHECK(strstr(s, ",0.30000000000000004,,,,,,,,\r\n") != NULL);
 		CHECK(strstr(s, "\r\n1,running,3,\"resnet, v2\",") != NULL);
 	}
 }
@@ -143,7 +169,7 @@ static void test_stat_renders_once(void)
 	{
 		const char *s = tree_cat(BIG "/runs.csv");
 		CHECK_EQ_INT(a.size, strlen(s));
-		CHECK(strstr(s, "\r\n7,running,,,") != NULL && strstr(s, ",0.125,0.25\r\n") != NULL);
+		CHECK(strstr(s, "\r\n7,running,,,") != NULL && strstr(s, ",0.125,0.25,0.25,0.5\r\n") != NULL);
 	}
 	CHECK_EQ_INT(renders_of("runs.csv"), before + 1);
 	/* A metric's new point changes its last value: rendered again, the size follows. */
@@ -151,7 +177,7 @@ static void test_stat_renders_once(void)
 	CHECK_OK(al_tree_getattr(&a, TF.t, BIG "/runs.csv"));
 	CHECK_EQ_INT(renders_of("runs.csv"), before + 2);
 	CHECK_EQ_INT(a.size, strlen(tree_cat(BIG "/runs.csv")));
-	CHECK(strstr(tree_cat(BIG "/runs.csv"), ",0.0625\r\n") != NULL);
+	CHECK(strstr(tree_cat(BIG "/runs.csv"), ",0.0625,0.0625,0.5\r\n") != NULL);
 	CHECK_EQ_INT(renders_of("runs.csv"), before + 2);
 
 	/* run.json: a change to another run costs it nothing, one to its own run a render. */
