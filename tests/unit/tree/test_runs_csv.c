@@ -11,13 +11,13 @@
 
 /* A run's time field as runs.csv prints it: run.json's string without its quotes ("" for null).
  * Found as text: run.json may hold NaN (Python's JSON), which cJSON does not parse. */
-static const char *run_time(const char *run, const char *field)
+static const char *run_time_in(const char *exp, const char *run, const char *field)
 {
 	static char out[8][64];
 	static int next;
 	char path[256], key[64];
 	const char *s, *p;
-	snprintf(path, sizeof(path), EXP "/runs/%s/run.json", run);
+	snprintf(path, sizeof(path), "%s/runs/%s/run.json", exp, run);
 	snprintf(key, sizeof(key), "\n  \"%s\": \"", field);
 	s = tree_cat(path);
 	next = (next + 1) % 8;
@@ -26,6 +26,11 @@ static const char *run_time(const char *run, const char *field)
 		snprintf(out[next], sizeof(out[next]), "%.*s", (int)strcspn(p + strlen(key), "\""),
 			p + strlen(key));
 	return out[next];
+}
+
+static const char *run_time(const char *run, const char *field)
+{
+	return run_time_in(EXP, run, field);
 }
 
 /* Microseconds of an RFC 3339 time as run.json prints it ("2026-12-06T07:20:39.123456Z"). */
@@ -107,6 +112,44 @@ static void test_columns(void)
 		CHECK(strstr(s, ",0.30000000000000004,,,,,,,,\r\n") != NULL);
 		CHECK(strstr(s, "\r\n1,running,3,\"resnet, v2\",") != NULL);
 	}
+}
+
+/* runs.changed.csv: only the columns whose values differ between runs, id always, fields as
+ * runs.csv writes them (quoted where needed); it follows changes. */
+#define CH "/p/experiments/ch"
+static void test_changed(void)
+{
+	char want[2048];
+	al_attr a;
+
+	CHECK_OK(tree_mkdirs(CH "/runs"));
+	CHECK_EQ_STR(tree_cat(CH "/runs.changed.csv"), "id\r\n");
+	CHECK_OK(tree_mkdir(CH "/runs/1"));
+	CHECK_OK(tree_write(CH "/runs/1/params/lr", "0.1\n"));
+	CHECK_OK(tree_write(CH "/runs/1/params/bs", "32\n"));
+	CHECK_OK(tree_write(CH "/runs/1/params/note", "a, b\n"));
+	CHECK_OK(tree_write(CH "/runs/1/model", "m\n"));
+	CHECK_OK(tree_append(CH "/runs/1/metrics/loss", "0.5\n0.3\n"));
+	/* one run: nothing differs */
+	CHECK_EQ_STR(tree_cat(CH "/runs.changed.csv"), "id\r\n1\r\n");
+	CHECK_OK(tree_mkdir(CH "/runs/2"));
+	CHECK_OK(tree_write(CH "/runs/2/params/lr", "0.2\n"));
+	CHECK_OK(tree_write(CH "/runs/2/params/bs", "32\n"));
+	CHECK_OK(tree_write(CH "/runs/2/params/note", "c\n"));
+	CHECK_OK(tree_write(CH "/runs/2/model", "m\n"));
+	CHECK_OK(tree_append(CH "/runs/2/metrics/loss", "0.1\n0.3\n"));
+	snprintf(want, sizeof(want), "id,created,param.lr,param.note,metric.loss.min,metric.loss.max\r\n"
+		"1,%s,0.1,\"a, b\",0.3,0.5\r\n2,%s,0.2,c,0.1,0.3\r\n",
+		run_time_in(CH, "1", "created"), run_time_in(CH, "2", "created"));
+	CHECK_EQ_STR(tree_cat(CH "/runs.changed.csv"), want);
+	CHECK_OK(al_tree_getattr(&a, TF.t, CH "/runs.changed.csv"));
+	CHECK_EQ_INT(a.size, strlen(want));
+	CHECK_EQ_INT(a.mode, 0444);
+	CHECK_EQ_INT(tree_write(CH "/runs.changed.csv", "x"), AL_EACCES);
+	/* a new point makes the last values differ */
+	CHECK_OK(tree_append(CH "/runs/2/metrics/loss", "0.05\n"));
+	CHECK(strstr(tree_cat(CH "/runs.changed.csv"), ",metric.loss,metric.loss.min,metric.loss.max\r\n") != NULL);
+	CHECK(strstr(tree_cat(CH "/runs.changed.csv"), ",c,0.05,0.05,0.3\r\n") != NULL);
 }
 
 /* The renders of a kind made so far, from .aletheia/status's renders line (README
@@ -205,6 +248,7 @@ int main(void)
 	tree_setup();
 	test_runs_csv();
 	test_columns();
+	test_changed();
 	test_stat_renders_once();
 	tree_teardown();
 	CHECK_DONE();
