@@ -23,6 +23,9 @@ static const struct {
 	{"dataset", "aletheia dataset import PROJECT/DATASET URL... [--as NAME] [--mount MOUNTPOINT]\n"
 	            "  aletheia dataset prefetch PROJECT/DATASET [--mount MOUNTPOINT]"},
 	{"fsck", "aletheia fsck [MOUNTPOINT] [--download]"},
+	{"ls", "aletheia ls PROJECT/EXPERIMENT [--sort [-]COLUMN] [--limit N] [--where KEY=VALUE]...\n"
+	       "            [--columns A,B,...] [--mount MOUNTPOINT]"},
+	{"diff", "aletheia diff RUN RUN [--mount MOUNTPOINT]   (RUN: a run's folder or PROJECT/EXPERIMENT/ID)"},
 	{"help", "aletheia --help | --version"},
 };
 
@@ -43,6 +46,9 @@ static const char help_text[] =
 	"  fsck      check every stored blob the records use (local blobs hashed in full, remote\n"
 	"            objects sized, cached copies hashed) and name the files of damaged ones;\n"
 	"            exit 1 when anything is damaged, missing or could not be checked\n"
+	"  ls        print an experiment's runs table (runs.csv) aligned, sorted, filtered\n"
+	"  diff      print what differs between two runs (status, git commit, tags, params,\n"
+	"            metrics' last/min/max); exit 0 same, 1 different, 2 trouble\n"
 	"\n"
 	"Options of mount:\n"
 	"  --store URI          metadata store: local:DIR (SQLite; default $XDG_DATA_HOME/aletheia)\n"
@@ -69,6 +75,14 @@ static const char help_text[] =
 	"                       last path segment); s3:// reads AWS_ACCESS_KEY_ID,\n"
 	"                       AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_REGION and\n"
 	"                       AWS_ENDPOINT_URL_S3; gs:// Google credentials or STORAGE_EMULATOR_HOST\n"
+	"\n"
+	"Options of ls:\n"
+	"  --sort COLUMN        sort by a column of runs.csv (or a metric's or param's name);\n"
+	"                       -COLUMN for descending; numbers by value, empty cells last\n"
+	"  --limit N            only the first N runs after sorting\n"
+	"  --where KEY=VALUE    only runs whose column KEY is exactly VALUE (repeatable)\n"
+	"  --columns A,B,...    the columns to print (default: all but created, ended, metrics'\n"
+	"                       .min/.max and columns empty in every run shown)\n"
 	"\n"
 	"Options of fsck:\n"
 	"  --download           also download remote objects (S3, GCS, imported URLs) and hash them\n"
@@ -190,6 +204,10 @@ int main(int argc, char **argv)
 		return al_cli_dataset(argc - 1, argv + 1);
 	if (strcmp(cmd, "fsck") == 0)
 		return al_cli_fsck(argc - 1, argv + 1);
+	if (strcmp(cmd, "ls") == 0)
+		return al_cli_ls(argc - 1, argv + 1);
+	if (strcmp(cmd, "diff") == 0)
+		return al_cli_diff(argc - 1, argv + 1);
 	al_cli_fail("unknown command '%s'; see aletheia --help", cmd);
 	return al_cli_usage(NULL);
 }
