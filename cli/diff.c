@@ -28,7 +28,8 @@ static char *run_dir(const char *arg, const char *mount)
 	return out;
 }
 
-/* run.json writes NaN and ±Infinity bare, as Python's json does; cJSON reads them as strings. */
+/* run.json writes NaN and ±Infinity bare, as Python's json does: cJSON reads them as the strings
+ * runs.csv shows for them (nan, inf, -inf). */
 static char *quote_nonfinite(const char *s)
 {
 	size_t len = strlen(s), i, w = 0;
@@ -38,6 +39,7 @@ static char *quote_nonfinite(const char *s)
 		return NULL;
 	for (i = 0; i < len; i++) {
 		static const char *const words[] = {"-Infinity", "Infinity", "NaN"};
+		static const char *const shown[] = {"-inf", "inf", "nan"};
 		size_t k, wl;
 		if (in_str) {
 			out[w++] = s[i];
@@ -54,8 +56,8 @@ static char *quote_nonfinite(const char *s)
 				break;
 		if (k < 3) {
 			out[w++] = '"';
-			memcpy(out + w, words[k], wl);
-			w += wl;
+			memcpy(out + w, shown[k], strlen(shown[k]));
+			w += strlen(shown[k]);
 			out[w++] = '"';
 			i += wl - 1;
 			continue;
