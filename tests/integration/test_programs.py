@@ -64,8 +64,8 @@ def check_edited(mount, run, new="0.2"):
     assert listing(run / "params") == ["lr", "opt"] and listing(run / "params/opt") == ["name"]
     assert listing(mount.path / "p/metadata") == ["info"]
     assert listing(run) == ["artifacts", "datasets", "description", "fold", "metrics", "model", "params",
-                            "params.json", "run.json", "status"]
-    assert listing(exp) == ["artifacts", "description", "runs", "runs.csv"]
+                            "params.json", "run.json", "status", "tags"]
+    assert listing(exp) == ["artifacts", "best", "description", "runs", "runs.changed.csv", "runs.csv", "tagged"]
 
 
 def drive(argv, keys, cwd, env=None, settle=1.0, timeout=30):
