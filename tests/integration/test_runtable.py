@@ -207,3 +207,18 @@ def test_two_mounts_tags_and_best(mount_factory):
     # removed on b, gone on a
     os.unlink(eb / "runs" / "1" / "tags" / "good")
     until(lambda: not os.path.lexists(ra / "tags" / "good"), "the tag b removed is gone on a")
+
+
+def test_rm_rf_experiment_with_tags_and_best(mount_factory):
+    """With --allow-delete, rm -rf of an experiment walks best/ and tagged/ (generated: they go with it) and
+    its runs' tags/, and removes it."""
+    m = mount_factory(extra=["--allow-delete"])
+    e = m.path / "p" / "experiments" / "e"
+    for i in ("1", "2"):
+        r = mkrun(m, i)
+        append(r / "metrics" / "val" / "loss", "0.5\n")
+        (r / "tags" / "t").touch()
+    assert os.path.islink(e / "best" / "min" / "val" / "loss")
+    sh("rm -rf p/experiments/e", cwd=m.path)
+    assert not os.path.exists(e)
+    assert os.listdir(m.path / "p" / "experiments") == []
