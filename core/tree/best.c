@@ -78,7 +78,8 @@ static int best_render(al_buf *b, int64_t *mtime, al_tree *t, const node *n)
 				e = cJSON_AddObjectToObject(o, name);
 				cJSON_AddStringToObject(e, "min", id);
 				cJSON_AddStringToObject(e, "max", id);
-				/* the best values so far, as text: JSON has no infinities */
+				/* the best values so far, kept beside the index (set directly: they may be
+				 * infinite, and are never written out) */
 				v = cJSON_AddArrayToObject(vals, name);
 				cJSON_AddItemToArray(v, cJSON_CreateNumber(0));
 				cJSON_AddItemToArray(v, cJSON_CreateNumber(0));

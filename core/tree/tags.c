@@ -53,6 +53,7 @@ static int tag_add(al_tree *t, const node *n, int excl, const char *path)
 	al_doc *run = NULL;
 	cJSON *values = cJSON_CreateObject(), *all = NULL, *patch = cJSON_CreateObject();
 	const cJSON *cur;
+	int64_t now = al_now_us();
 	int rc;
 
 	pthread_mutex_lock(&t->lock);
@@ -63,9 +64,9 @@ static int tag_add(al_tree *t, const node *n, int excl, const char *path)
 		rc = excl ? al_error_set(AL_EEXISTS, "%s exists", path) : 0;
 		goto cleanup;
 	}
-	al_fields_set(values, n->name, al_value_time(al_now_us()));
+	al_fields_set(values, n->name, al_value_time(now));
 	all = cur ? cJSON_Duplicate(cur, 1) : cJSON_CreateObject();
-	al_fields_set(all, n->name, al_value_time(al_now_us()));
+	al_fields_set(all, n->name, al_value_time(now));
 	al_fields_set(patch, "tags", al_value_map(all));
 	/* A running run keeps room for what ends it (README "params"); an ended one needs none. */
 	if ((rc = run_fits(n, run, patch, run_is_running(run) ? RUN_HEADROOM : 0)) == 0)
