@@ -53,6 +53,10 @@ static void test_best(void)
 	CHECK_EQ_STR(link_of(EXP "/best/min/val/acc"), "../../../runs/2");
 	CHECK_EQ_INT(al_tree_getattr(&a, TF.t, EXP "/best/min/empty"), AL_ENOTFOUND);
 	CHECK_EQ_INT(al_tree_getattr(&a, TF.t, EXP "/best/min/nothing"), AL_ENOTFOUND);
+	/* names with '%' and unicode */
+	CHECK_OK(tree_append(R("2") "/metrics/ü%25 x", "1\n"));
+	CHECK_EQ_STR(link_of(EXP "/best/max/ü%25 x"), "../../runs/2");
+	CHECK_EQ_STR(tree_ls(EXP "/best/max"), "loss val ü%25 x");
 	/* a new point moves it */
 	CHECK_OK(tree_append(R("11") "/metrics/loss", "-inf\n"));
 	CHECK_EQ_STR(link_of(EXP "/best/min/loss"), "../../runs/11");
