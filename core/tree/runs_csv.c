@@ -64,9 +64,9 @@ static cJSON *last_values(keyset *names, int64_t *mtime, al_tree *t, const al_do
 		char *name = al_id_decode(ids[k]);
 		char num[32];
 		if (name && sums[k].count) {
+			cJSON *cells = cJSON_CreateArray();
 			keyset_add(names, name);
 			mtime_raise(mtime, sums[k].update_us);
-			cJSON *cells = cJSON_CreateArray();
 			al_double_format(num, sums[k].last);   /* nan, inf as Python prints them */
 			cJSON_AddItemToArray(cells, cJSON_CreateString(num));
 			cJSON_AddItemToArray(cells, bound_text(sums[k].min));
