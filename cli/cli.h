@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <sys/resource.h>
 #include <sys/types.h>
+#include <stdio.h>
 
 /* Subcommands: argv[0] is the subcommand's name; each returns the process exit status
  * (0 ok, 1 failure, 2 usage error; `run` returns its command's status). */
@@ -16,6 +17,23 @@ int al_cli_status(int argc, char **argv);
 int al_cli_dataset(int argc, char **argv);   /* cli/dataset.c */
 int al_cli_dataset_prefetch(int argc, char **argv);   /* cli/prefetch.c */
 int al_cli_fsck(int argc, char **argv);      /* cli/fsck.c */
+int al_cli_ls(int argc, char **argv);        /* cli/ls.c */
+int al_cli_diff(int argc, char **argv);      /* cli/diff.c */
+
+/* A CSV file's rows (rows[0]: the header), each with ncols cells (cli/ls.c). */
+typedef struct al_cli_table {
+	char ***rows;
+	size_t nrows, ncols;
+} al_cli_table;
+/* Parses RFC 4180 text (runs.csv); 0 or AL_ENOMEM. */
+int al_cli_table_parse(al_cli_table *t, const char *s, size_t len);
+void al_cli_table_free(al_cli_table *t);
+/* Prints rows[i][cols[j]] aligned in columns for a terminal (display width of UTF-8 text, two
+ * spaces between columns, control characters as spaces). */
+void al_cli_table_print(FILE *f, char *const *const *rows, size_t nrows, const size_t *cols,
+	size_t ncols);
+/* A whole file into *out (NUL-terminated, free() it): 0 or an errno value. */
+int al_cli_read_file(char **out, size_t *len, const char *path);
 
 /* The settings of `aletheia mount`: the configuration file's, then the command line's. */
 typedef struct al_cli_mount_opts {

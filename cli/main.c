@@ -73,6 +73,25 @@ static const struct {
 	 "            objects sized, cached copies hashed) and name the files of damaged ones;\n"
 	 "            exit 1 when anything is damaged, missing or could not be checked",
 	 "  --download           also download remote objects (S3, GCS, imported URLs) and hash them\n"},
+	{"ls", "aletheia ls PROJECT/EXPERIMENT [--sort [-]COLUMN] [--limit N] [--where KEY=VALUE]...\n"
+	       "            [--columns A,B,...] [--mount MOUNTPOINT]",
+	 "print an experiment's runs table (its runs.csv) aligned for a terminal, sorted,\n"
+	 "            filtered; exit 1 when runs.csv cannot be read",
+	 "  --sort COLUMN        sort by COLUMN, ascending; -COLUMN descending (numbers by value,\n"
+	 "                       empty cells last); COLUMN is a header of runs.csv or a metric's or\n"
+	 "                       param's name without metric. / param.\n"
+	 "  --limit N            print only the first N runs (after sorting)\n"
+	 "  --where KEY=VALUE    only runs whose KEY column is exactly VALUE (repeatable: all must hold)\n"
+	 "  --columns A,B,...    the columns to print (default: all but created, ended, the .min and\n"
+	 "                       .max columns, and columns empty in every run printed; id is always first)\n"
+	 "  --mount MOUNTPOINT   the mount to use\n"},
+	{"diff", "aletheia diff RUN RUN [--mount MOUNTPOINT]",
+	 "print what differs between two runs: status, fold, model, git commit and dirty\n"
+	 "            flag, tags, params and each metric's last, min and max, one line each,\n"
+	 "            aligned; a value a run lacks shows as (none). RUN is a run's folder or\n"
+	 "            PROJECT/EXPERIMENT/ID under the mount. Exit as diff(1): 0 the same, 1 they\n"
+	 "            differ, 2 trouble",
+	 "  --mount MOUNTPOINT   the mount to use\n"},
 	{"help", "aletheia --help | --version | help [COMMAND]", NULL, NULL},
 };
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
@@ -299,6 +318,10 @@ int main(int argc, char **argv)
 		return al_cli_dataset(argc - 1, argv + 1);
 	if (strcmp(cmd, "fsck") == 0)
 		return al_cli_fsck(argc - 1, argv + 1);
+	if (strcmp(cmd, "ls") == 0)
+		return al_cli_ls(argc - 1, argv + 1);
+	if (strcmp(cmd, "diff") == 0)
+		return al_cli_diff(argc - 1, argv + 1);
 	al_cli_fail("unknown command '%s'; see aletheia --help", cmd);
 	return al_cli_usage(NULL);
 }

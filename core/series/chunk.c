@@ -502,6 +502,9 @@ static int entry_summary(al_series_summary *out, const entry *e, int64_t update_
 	out->text_bytes = (uint64_t)e->bytes;
 	if (e->has_count)
 		out->count = (uint64_t)e->count;
+	/* series.c summary_from_fields: one written without min or max is computed from the points */
+	if (out->count && (!(e->seen & (1u << E_MIN)) || !(e->seen & (1u << E_MAX))))
+		return AL_ENOTFOUND;
 	if (e->has_step)
 		out->step = e->step;
 	out->last = e->last;

@@ -891,6 +891,10 @@ static int summary_from_fields(al_series_summary *out, const cJSON *f, int64_t u
 	out->text_bytes = (uint64_t)v;
 	if (al_fields_get_int(&v, f, "count") == 0)
 		out->count = (uint64_t)v;
+	/* min and max (runs.csv's columns) are in every summary this program wrote; one written
+	 * without them is computed from the points on read, as one without the text size is. */
+	if (out->count && (!al_fields_get(f, "min") || !al_fields_get(f, "max")))
+		return AL_ENOTFOUND;
 	al_fields_get_int(&out->step, f, "step");
 	al_fields_get_double(&out->last, f, "last");
 	al_fields_get_double(&out->min, f, "min");

@@ -275,12 +275,12 @@ int tree_mkdir(al_tree *t, const char *path, const al_caller *caller)
 	return rc;
 }
 
-/* A working folder's files go at once; everything else only with --allow-delete (README
- * "Deleting and renaming"). */
+/* A working folder's files and labels (tags) go at once; everything else only with
+ * --allow-delete (README "Deleting and renaming"). */
 static int may_delete(al_tree *t, const node *n, const char *path, int *working)
 {
 	*working = (n->k->flags & K_WORKING) && *n->rest && (t->allow_delete || working_folder(t, n));
-	if (*working || t->allow_delete)
+	if (*working || t->allow_delete || (n->k->flags & K_LABEL))
 		return 0;
 	if ((n->k->flags & K_WORKING) && (n->k->flags & K_RUNNING))
 		return al_error_set(AL_EPERM, "run %s is not running: its artifacts are kept (mount with "

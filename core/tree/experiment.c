@@ -19,8 +19,8 @@ static int experiment_mkdir(al_tree *t, const node *n, const char *path, const a
 	return rc;
 }
 
-static const char *const experiment_entries[] = {"description", "runs.csv", "artifacts", "runs",
-	"index.html", "plots", NULL};
+static const char *const experiment_entries[] = {"description", "runs.csv", "runs.changed.csv",
+	"artifacts", "runs", "index.html", "plots", "best", "tagged", NULL};
 
 const al_kind kind_experiment = {
 	.name = "experiment", .pattern = EXPERIMENT_P, .flags = K_DIR | K_SCRATCH | K_MEMORY,

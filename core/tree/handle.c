@@ -1,13 +1,13 @@
 /* aletheia: open files: the writers and in-memory folders the tree shows before anything is
  * recorded, and al_file_* dispatched to the class of each handle (text.c, metrics.c,
- * blobhandle.c, scratch.c, ctl_import.c, ctl_fsck.c, dsprefetch.c). */
+ * blobhandle.c, scratch.c, ctl_import.c, ctl_fsck.c, dsprefetch.c, tags.c). */
 #include "internal.h"
 
 static const file_class *const classes[F_COUNT] = {
 	[F_TEXT] = &text_class, [F_GENERATED] = &generated_class, [F_METRIC] = &metric_class,
 	[F_BLOB_READ] = &blob_read_class, [F_BLOB_WRITE] = &blob_write_class,
 	[F_IMPORT] = &import_class, [F_FSCK] = &fsck_class, [F_SCRATCH] = &scratch_class,
-	[F_PREFETCH] = &prefetch_class,
+	[F_PREFETCH] = &prefetch_class, [F_TAG] = &tag_class,
 };
 
 #define CLASS(f) (classes[(f)->kind])

@@ -67,6 +67,7 @@ enum {
 	 * each file or folder in it is its own creator's (its record's or writer's uid). */
 	K_SHARED = 1 << 8,
 	K_OPEN = 1 << 9,
+	K_LABEL = 1 << 10,      /* a label, not data: removed without --allow-delete (README "tags") */
 };
 
 /* The document whose existence a kind depends on. */
@@ -221,7 +222,7 @@ struct al_tree {
 
 /* The class of an open file: how it reads, writes and records. */
 enum { F_TEXT, F_METRIC, F_BLOB_READ, F_BLOB_WRITE, F_GENERATED, F_IMPORT, F_FSCK, F_SCRATCH,
-	F_PREFETCH, F_COUNT };
+	F_PREFETCH, F_TAG, F_COUNT };
 
 typedef struct file_class {
 	int (*read)(size_t *nread, al_file *f, char *buf, size_t size, uint64_t off);
@@ -241,7 +242,7 @@ typedef struct file_class {
 } file_class;
 
 extern const file_class text_class, generated_class, metric_class, blob_read_class,
-	blob_write_class, import_class, fsck_class, scratch_class, prefetch_class;
+	blob_write_class, import_class, fsck_class, scratch_class, prefetch_class, tag_class;
 
 struct al_file {
 	pthread_mutex_t mu;        /* one operation at a time on a handle (dup'ed fds, threads) */
@@ -406,6 +407,13 @@ int text_checked(char **out, const al_buf *b, const char *what);
 int written_object(cJSON **fields, int *appended, const al_file *f, const char *what);
 
 /* ---- per-kind helpers other kinds call ------------------------------------------------------ */
+
+/* runs_csv.c: run documents in runs.csv's order (numeric ids numerically, then the others). */
+int cmp_run_ids(const void *a, const void *b);
+/* best.c: the JSON index an experiment's folder row (best/, tagged/) renders, through the render
+ * cache; *mtime (if not NULL) raised to its time. */
+int exp_index(cJSON **out, int64_t *mtime, al_tree *t, const node *n, const char *folder);
+void link_attr(al_attr *out, size_t len, int64_t mtime);
 
 /* dsprefetch.c: a cold open of a dataset's file (not complete in the cache) counts towards a
  * scan, which prefetches the dataset. */

@@ -23,6 +23,13 @@ KIND(experiment_description)     /* description.c */
 KIND(runs_csv)                   /* runs_csv.c */
 KIND(experiment_index)           /* report.c */
 KIND(experiment_plots)           /* plots.c */
+KIND(runs_changed_csv)           /* runs_changed.c */
+KIND(best)                       /* best.c */
+KIND(best_dir)
+KIND(best_link)
+KIND(tagged)                     /* tags.c */
+KIND(tagged_tag)
+KIND(tagged_link)
 KIND(experiment_artifact)        /* blobfiles.c */
 KIND(run)                /* run.c */
 KIND(run_json)           /* run_json.c */
@@ -42,3 +49,5 @@ KIND(run_artifact)       /* blobfiles.c */
 KIND(output_log)
 KIND(run_datasets)       /* links.c */
 KIND(run_link)
+KIND(run_tags)           /* tags.c */
+KIND(run_tag)

@@ -173,7 +173,7 @@ static int run_list(keyset *k, al_tree *t, const node *n, const char *path)
 }
 
 static const char *const run_entries[] = {"run.json", "status", "fold", "model", "description",
-	"params", "params.json", "metrics", "artifacts", "datasets", "plots", "heartbeat",
+	"params", "params.json", "metrics", "artifacts", "datasets", "plots", "tags", "heartbeat",
 	"system.json", NULL};
 
 const al_kind kind_run = {

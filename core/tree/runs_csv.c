@@ -1,5 +1,5 @@
-/* aletheia: an experiment's runs.csv, one row per run with its params and last metric values, for
- * pandas and spreadsheets (README "runs.csv"). */
+/* aletheia: an experiment's runs.csv, one row per run with its params, tags, duration and each
+ * metric's last, min and max values, for pandas and spreadsheets (README "runs.csv"). */
 #include <math.h>
 #include "core/store/store_cache.h"
 #include "internal.h"
@@ -17,7 +17,7 @@ static int csv_field(al_buf *b, const char *s)
 
 /* Numeric ids in numeric order (any length: compared as digit strings), then the others by
  * bytes. */
-static int cmp_run_ids(const void *a, const void *b)
+int cmp_run_ids(const void *a, const void *b)
 {
 	const char *x = al_doc_id((*(al_doc *const *)a)->path), *y = al_doc_id((*(al_doc *const *)b)->path);
 	int ix = *x && strspn(x, "0123456789") == strlen(x), iy = *y && strspn(y, "0123456789") == strlen(y);
@@ -36,8 +36,19 @@ static int cmp_run_ids(const void *a, const void *b)
 	return strcmp(x, y);
 }
 
-/* The last value of each metric of a run with points, as runs.csv prints it, keyed by its exact
- * name; *names gains the names, *mtime the newest point. */
+/* A summary's min or max as a cell: empty while no point had a comparable value (all NaN). */
+static cJSON *bound_text(double v)
+{
+	char num[32];
+	if (isnan(v))
+		return cJSON_CreateString("");
+	al_double_format(num, v);
+	return cJSON_CreateString(num);
+}
+
+/* The last, min and max values of each metric of a run with points, as runs.csv prints them
+ * (an array of three texts), keyed by its exact name; *names gains the names, *mtime the newest
+ * point. min and max come with the summary the series keeps (README "runs.csv"). */
 static cJSON *last_values(keyset *names, int64_t *mtime, al_tree *t, const al_doc *run)
 {
 	cJSON *o = cJSON_CreateObject();
@@ -53,10 +64,14 @@ static cJSON *last_values(keyset *names, int64_t *mtime, al_tree *t, const al_do
 		char *name = al_id_decode(ids[k]);
 		char num[32];
 		if (name && sums[k].count) {
+			cJSON *cells = cJSON_CreateArray();
 			keyset_add(names, name);
 			mtime_raise(mtime, sums[k].update_us);
 			al_double_format(num, sums[k].last);   /* nan, inf as Python prints them */
-			cJSON_AddItemToObject(o, name, cJSON_CreateString(num));
+			cJSON_AddItemToArray(cells, cJSON_CreateString(num));
+			cJSON_AddItemToArray(cells, bound_text(sums[k].min));
+			cJSON_AddItemToArray(cells, bound_text(sums[k].max));
+			cJSON_AddItemToObject(o, name, cells);
 		}
 		free(name);
 	}
@@ -68,7 +83,7 @@ static cJSON *last_values(keyset *names, int64_t *mtime, al_tree *t, const al_do
 static void write_header(al_buf *b, const keyset *params, const keyset *metrics)
 {
 	size_t k;
-	al_buf_puts(b, "id,status,fold,model,created,ended,git_commit");
+	al_buf_puts(b, "id,status,fold,model,created,ended,git_commit,duration,tags");
 	for (k = 0; k < params->n; k++) {
 		char *h = xasprintf("param.%s", params->keys[k]);
 		al_buf_puts(b, ",");
@@ -76,10 +91,14 @@ static void write_header(al_buf *b, const keyset *params, const keyset *metrics)
 		free(h);
 	}
 	for (k = 0; k < metrics->n; k++) {
-		char *h = xasprintf("metric.%s", metrics->keys[k]);
-		al_buf_puts(b, ",");
-		csv_field(b, h ? h : "");
-		free(h);
+		static const char *const sfx[] = {"", ".min", ".max"};
+		size_t j;
+		for (j = 0; j < 3; j++) {
+			char *h = xasprintf("metric.%s%s", metrics->keys[k], sfx[j]);
+			al_buf_puts(b, ",");
+			csv_field(b, h ? h : "");
+			free(h);
+		}
 	}
 	al_buf_puts(b, "\r\n");
 }
@@ -92,6 +111,40 @@ static void value_cell(al_buf *b, al_buf *cell, const cJSON *v)
 	if (v && !cJSON_GetObjectItemCaseSensitive(v, "nullValue"))
 		value_text(cell, v);
 	csv_field(b, cell->ptr ? cell->ptr : "");
+}
+
+/* Seconds from the run's start to its end; empty while it runs, so that the file changes only
+ * when what it is made of changes (README "runs.csv"). */
+static void append_duration(al_buf *b, const cJSON *f)
+{
+	int64_t start, end;
+	char num[32];
+	al_buf_puts(b, ",");
+	if (al_fields_get_time(&end, f, "ended") != 0 ||
+	    (al_fields_get_time(&start, f, "started") != 0 && al_fields_get_time(&start, f, "created") != 0))
+		return;
+	al_double_format(num, (double)(end > start ? end - start : 0) / 1e6);
+	al_buf_puts(b, num);
+}
+
+/* The run's tags by name, ';'-separated (README "tags"). */
+static void append_tags(al_buf *b, al_buf *cell, const cJSON *f)
+{
+	keyset k = {0};
+	const cJSON *it, *tags = al_value_get_map(al_fields_get(f, "tags"));
+	size_t i;
+	al_buf_puts(b, ",");
+	if (!tags)
+		return;
+	cJSON_ArrayForEach(it, tags)
+		keyset_add(&k, it->string);
+	if (k.n)
+		qsort(k.keys, k.n, sizeof(char *), cmp_str);
+	al_buf_clear(cell);
+	for (i = 0; i < k.n; i++)
+		al_buf_printf(cell, "%s%s", i ? ";" : "", k.keys[i]);
+	csv_field(b, cell->ptr ? cell->ptr : "");
+	al_strings_free(k.keys, k.n);
 }
 
 static void write_row(al_buf *b, int64_t *mtime, const al_doc *run, const cJSON *last,
@@ -118,17 +171,24 @@ static void write_row(al_buf *b, int64_t *mtime, const al_doc *run, const cJSON 
 	al_buf_printf(b, ",%s", al_fields_get_time(&us, f, "created") == 0 ? al_time_format(tb, us, 6) : "");
 	al_buf_printf(b, ",%s", al_fields_get_time(&us, f, "ended") == 0 ? al_time_format(tb, us, 6) : "");
 	al_buf_printf(b, ",%s", git && al_fields_get_string(git, "commit") ? al_fields_get_string(git, "commit") : "");
+	append_duration(b, f);
+	append_tags(b, &cell, f);
 	for (k = 0; k < params->n; k++)
 		value_cell(b, &cell, hp ? al_fields_get(hp, params->keys[k]) : NULL);
 	for (k = 0; k < metrics->n; k++) {
-		const char *v = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(last, metrics->keys[k]));
-		al_buf_printf(b, ",%s", v ? v : "");
+		const cJSON *cells = cJSON_GetObjectItemCaseSensitive(last, metrics->keys[k]);
+		int j;
+		for (j = 0; j < 3; j++) {
+			const char *v = cJSON_GetStringValue(cJSON_GetArrayItem(cells, j));
+			al_buf_printf(b, ",%s", v ? v : "");
+		}
 	}
 	al_buf_puts(b, "\r\n");
 	al_buf_dispose(&cell);
 }
 
-/* One row per run in id order, a column per param and per metric any run has, sorted by name. */
+/* One row per run in id order, a column per param and three per metric (last, min, max) any run
+ * has, sorted by name. */
 static int render_runs_csv(al_buf *b, int64_t *mtime, al_tree *t, const node *n)
 {
 	al_doc_list *runs = NULL;

@@ -441,3 +441,86 @@ def test_run_terminal_hangup(mount, tmpdir_al, nohup):
         assert j["status"] == "killed" and j["exit_code"] == 128 + signal.SIGHUP, (j, log)
         assert "still here" not in log
         assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 128 + signal.SIGHUP
+
+
+# ---- aletheia ls and aletheia diff (issue 12) -------------------------------------------------------------------
+
+def columns_start(header_line):
+    """The offsets where header_line's columns start."""
+    starts = [i for i, c in enumerate(header_line) if c != " " and (i == 0 or header_line[i - 1] == " ")]
+    return starts
+
+
+def make_runs(m):
+    e = m.path / "p" / "experiments" / "e"
+    for i, lr, loss, model in (("1", "0.1", "0.5", "ünïcode"), ("2", "0.2", "0.25", "b"), ("10", "0.1", "0.75", "c")):
+        r = alutil.mkrun(m, i)
+        (r / "params" / "lr").write_text(lr + "\n")
+        (r / "model").write_text(model + "\n")
+        with open(r / "metrics" / "loss", "a") as f:
+            f.write("1\n" + loss + "\n")
+    return e
+
+
+def test_ls(mount):
+    make_runs(mount)
+    r = cli("ls", "p/e", m=mount)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].split() == ["id", "status", "model", "param.lr", "metric.loss"], lines[0]
+    assert [l.split()[0] for l in lines[1:]] == ["1", "2", "10"]
+    # aligned: every column starts at the header's offset (in characters: ü is one column)
+    starts = columns_start(lines[0])
+    for l in lines[1:]:
+        assert [l[s - 1] == " " and l[s] != " " for s in starts[1:]] == [True] * (len(starts) - 1), (l, lines[0])
+    r = cli("ls", "p/e", "--sort", "-loss", "--limit", "2", m=mount)
+    assert r.returncode == 0, r.stderr
+    assert [l.split()[0] for l in r.stdout.splitlines()[1:]] == ["10", "1"]
+    r = cli("ls", "p/e", "--sort", "loss", m=mount)
+    assert [l.split()[0] for l in r.stdout.splitlines()[1:]] == ["2", "1", "10"]
+    r = cli("ls", "p/e", "--where", "lr=0.1", "--where", "model=c", "--columns", "loss,loss.min", m=mount)
+    assert r.returncode == 0, r.stderr
+    assert [l.split() for l in r.stdout.splitlines()] == [["id", "metric.loss", "metric.loss.min"], ["10", "0.75", "0.75"]]
+    # errors: usage 2, an unknown column 2, a missing experiment 1; each one line
+    r = cli("ls", "p/e", "--sort", "nope", m=mount)
+    assert r.returncode == 2 and "nope" in r.stderr
+    r = cli("ls", "p/e", "--where", "nope", m=mount)
+    assert r.returncode == 2
+    r = cli("ls", "p/missing", m=mount)
+    assert r.returncode == 1 and one_error_line(r.stderr)
+    assert cli("ls", m=mount).returncode == 2
+    assert cli("ls", "p/e", "--limit", "x", m=mount).returncode == 2
+    r = cli("ls", "--help")
+    assert r.returncode == 0 and "--sort" in r.stdout
+
+
+def test_diff(mount):
+    e = make_runs(mount)
+    (e / "runs" / "10" / "tags" / "best").touch()
+    r = cli("diff", "p/e/1", "p/e/10", m=mount)
+    assert r.returncode == 1, r.stderr
+    lines = r.stdout.splitlines()
+    keys = [l.split()[0] for l in lines[1:]]
+    assert keys == ["model", "tags", "metric.loss", "metric.loss.min"], r.stdout   # max is 1 in both
+    assert lines[0].split() == ["p/e/1", "p/e/10"]
+    # aligned: the second run's values start at one offset on every line
+    col = lines[0].index("p/e/10")
+    for l in lines[1:]:
+        assert l[col - 1] == " " and l[col] != " ", (l, lines)
+    assert lines[1].split() == ["model", "ünïcode", "c"]
+    assert lines[2].split() == ["tags", "best"]
+    # same run: nothing printed, 0; by path as well
+    r = cli("diff", e / "runs" / "2", "p/e/2", m=mount)
+    assert r.returncode == 0 and r.stdout == "", (r.stdout, r.stderr)
+    # an ended run differs in status
+    (e / "runs" / "2" / "status").write_text("failed 3\n")
+    r = cli("diff", "p/e/1", e / "runs" / "2", m=mount)
+    assert r.returncode == 1 and "status" in r.stdout and "failed" in r.stdout
+    # trouble: 2, one line
+    r = cli("diff", "p/e/1", "p/e/99", m=mount)
+    assert r.returncode == 2 and one_error_line(r.stderr)
+    r = cli("diff", "p/e/1", "not-a-run", m=mount)
+    assert r.returncode == 2 and one_error_line(r.stderr)
+    assert cli("diff", "p/e/1", m=mount).returncode == 2
+    r = cli("diff", "--help")
+    assert r.returncode == 0 and "diff(1)" in r.stdout

@@ -64,8 +64,9 @@ def check_edited(mount, run, new="0.2"):
     assert listing(run / "params") == ["lr", "opt"] and listing(run / "params/opt") == ["name"]
     assert listing(mount.path / "p/metadata") == ["info"]
     assert listing(run) == ["artifacts", "datasets", "description", "fold", "heartbeat", "metrics", "model",
-                            "params", "params.json", "plots", "run.json", "status", "system.json"]
-    assert listing(exp) == ["artifacts", "description", "index.html", "plots", "runs", "runs.csv"]
+                            "params", "params.json", "plots", "run.json", "status", "system.json", "tags"]
+    assert listing(exp) == ["artifacts", "best", "description", "index.html", "plots", "runs",
+                            "runs.changed.csv", "runs.csv", "tagged"]
 
 
 def drive(argv, keys, cwd, env=None, settle=1.0, timeout=30):

@@ -921,6 +921,57 @@ cleanup:
 	al_series_set_free(y);
 }
 
+/* runs.csv's min and max come from the stored summary: one stored without them (written by another
+ * program) is computed from the points when read, not shown empty (README "runs.csv"). */
+static void test_summary_without_min_max(const char *root)
+{
+	char dir[512], j1[512], j2[512];
+	al_store_backend *st = NULL;
+	al_series_set *x = NULL;
+	al_doc *d = NULL;
+	al_write w;
+	char **ids = NULL;
+	al_series_summary *sums = NULL;
+	size_t n = 0, i;
+	cJSON *it;
+
+	snprintf(dir, sizeof(dir), "%s/minmax", root);
+	snprintf(j1, sizeof(j1), "%s/minmax-j1", root);
+	snprintf(j2, sizeof(j2), "%s/minmax-j2", root);
+	CHECK_OK(al_store_sqlite_new(&st, dir));
+	CHECK_OK(al_series_set_open(&x, st, j1, 600000));
+	CHECK_OK(al_series_append_text(x, RUN "/metrics/old", "1\nnan\n-inf\n3\n", 13));
+	CHECK_OK(al_series_flush(x));
+	al_series_set_free(x);
+	x = NULL;
+	/* the summary document as another program would write it: no min, no max */
+	CHECK_OK(al_store_get(&d, st, RUN "/metrics/old"));
+	cJSON_DeleteItemFromObjectCaseSensitive(d->fields, "min");
+	cJSON_DeleteItemFromObjectCaseSensitive(d->fields, "max");
+	cJSON_ArrayForEach(it, d->fields)
+		if (strncmp(it->string, "writer_", 7) == 0) {
+			cJSON *m = (cJSON *)al_value_get_map(it);
+			cJSON_DeleteItemFromObjectCaseSensitive(m, "min");
+			cJSON_DeleteItemFromObjectCaseSensitive(m, "max");
+		}
+	w = (al_write){AL_WRITE_SET, RUN "/metrics/old", d->fields, AL_PRE_NONE, NULL};
+	CHECK_OK(al_store_commit(st, &w, 1));
+	al_doc_free(d);
+	CHECK_OK(al_series_set_open(&x, st, j2, 600000));
+	CHECK_OK(al_series_summaries(&ids, &sums, &n, x, RUN));
+	for (i = 0; i < n && strcmp(ids[i], "old") != 0; i++)
+		;
+	CHECK(i < n);
+	if (i < n) {
+		CHECK_EQ_INT(sums[i].count, 4);
+		CHECK(sums[i].min == -INFINITY && sums[i].max == 3 && sums[i].last == 3);
+	}
+	al_strings_free(ids, n);
+	free(sums);
+	al_series_set_free(x);
+	al_store_free(st);
+}
+
 int main(void)
 {
 	char root[] = "/tmp/al-series-XXXXXX", store_a[256], store_b[256], journal[256], saved[256];
@@ -938,6 +989,7 @@ int main(void)
 	snprintf(saved, sizeof(saved), "%s/saved", root);
 	CHECK_OK(al_store_sqlite_new(&a, store_a));
 	CHECK_OK(al_series_set_open(&s, a, journal, 60000));
+	test_summary_without_min_max(root);
 
 	/* Appends: default steps chain, explicit steps and times are kept. */
 	CHECK_OK(al_series_append_text(s, DOC, "0.5\n0.25\n", 9));

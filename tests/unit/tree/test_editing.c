@@ -33,7 +33,7 @@ static void test_sed_i(void)
 	CHECK_OK(al_tree_rename(TF.t, RUN1 "/sed000000", RUN1 "/params.json", 0));
 	CHECK_EQ_STR(tree_cat(RUN1 "/params.json"), "{\n  \"lr\": 0.02,\n  \"bs\": 64\n}\n");
 	CHECK_EQ_STR(tree_ls(RUN1), "artifacts datasets description fold heartbeat metrics model params "
-		"params.json plots run.json status system.json");
+		"params.json plots run.json status system.json tags");
 }
 
 /* Python's tempfile.NamedTemporaryFile(dir=…) + os.replace, renaming before it closes: what the

@@ -25,11 +25,12 @@ static void test_create(void)
 	CHECK_EQ_STR(tree_ls("/p/datasets"), "");
 	CHECK_EQ_STR(tree_ls("/p/metadata"), "");
 	CHECK_OK(tree_mkdir("/p/experiments/e"));
-	CHECK_EQ_STR(tree_ls("/p/experiments/e"), "artifacts description index.html plots runs runs.csv");
+	CHECK_EQ_STR(tree_ls("/p/experiments/e"),
+		"artifacts best description index.html plots runs runs.changed.csv runs.csv tagged");
 	CHECK_OK(tree_mkdir("/p/experiments/e/runs/1"));
 	CHECK_EQ_STR(tree_ls("/p/experiments/e/runs/1"),
 		"artifacts datasets description fold heartbeat metrics model params params.json plots run.json "
-		"status system.json");
+		"status system.json tags");
 	CHECK_OK(tree_mkdir("/p/datasets/d"));
 	CHECK_EQ_STR(tree_ls("/p/datasets/d"), ".dataset.json .description");
 	CHECK_OK(al_tree_getattr(&a, TF.t, "/p/experiments/e/runs/1"));

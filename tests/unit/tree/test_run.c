@@ -64,7 +64,8 @@ static void test_run_json(void)
 	CHECK_EQ_STR(tree_json_get(j, "artifacts"), "{\"count\":0,\"bytes\":0}");
 	CHECK_EQ_STR(tree_json_get(j, "system"), "null");      /* made without aletheia run */
 	CHECK_EQ_STR(tree_json_get(j, "heartbeat"), "null");
-	CHECK_EQ_INT(cJSON_GetArraySize(j), 23);   /* README's 23 fields, no others */
+	CHECK_EQ_STR(tree_json_get(j, "tags"), "{}");
+	CHECK_EQ_INT(cJSON_GetArraySize(j), 24);   /* README's 24 fields, no others */
 	cJSON_Delete(j);
 	CHECK_OK(al_tree_getattr(&a, TF.t, RJ));
 	CHECK_EQ_INT(a.mode, 0444);

@@ -1,21 +1,23 @@
 /* aletheia unit test of the tree: an experiment's runs.csv — RFC 4180 with CRLF, the fixed columns,
  * one param.<key> and metric.<name> column per key and name seen in any run, sorted, runs in
  * numeric order (README "runs.csv"). */
+#include <time.h>
+#include "core/series/metric.h"
 #include "tree_fixture.h"
 
 #define EXP "/p/experiments/e"
 #define CSV EXP "/runs.csv"
-#define HEAD "id,status,fold,model,created,ended,git_commit"
+#define HEAD "id,status,fold,model,created,ended,git_commit,duration,tags"
 
 /* A run's time field as runs.csv prints it: run.json's string without its quotes ("" for null).
  * Found as text: run.json may hold NaN (Python's JSON), which cJSON does not parse. */
-static const char *run_time(const char *run, const char *field)
+static const char *run_time_in(const char *exp, const char *run, const char *field)
 {
 	static char out[8][64];
 	static int next;
 	char path[256], key[64];
 	const char *s, *p;
-	snprintf(path, sizeof(path), EXP "/runs/%s/run.json", run);
+	snprintf(path, sizeof(path), "%s/runs/%s/run.json", exp, run);
 	snprintf(key, sizeof(key), "\n  \"%s\": \"", field);
 	s = tree_cat(path);
 	next = (next + 1) % 8;
@@ -24,6 +26,33 @@ static const char *run_time(const char *run, const char *field)
 		snprintf(out[next], sizeof(out[next]), "%.*s", (int)strcspn(p + strlen(key), "\""),
 			p + strlen(key));
 	return out[next];
+}
+
+static const char *run_time(const char *run, const char *field)
+{
+	return run_time_in(EXP, run, field);
+}
+
+/* Microseconds of an RFC 3339 time as run.json prints it ("2026-12-06T07:20:39.123456Z"). */
+static int64_t time_us(const char *s)
+{
+	struct tm tm;
+	long us = 0;
+	memset(&tm, 0, sizeof(tm));
+	if (sscanf(s, "%d-%d-%dT%d:%d:%d.%6ldZ", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
+		   &tm.tm_min, &tm.tm_sec, &us) < 6)
+		return 0;
+	tm.tm_year -= 1900;
+	tm.tm_mon -= 1;
+	return (int64_t)timegm(&tm) * 1000000 + us;
+}
+
+/* An ended run's duration cell: seconds from started to ended, shortest exact text. */
+static const char *run_duration(const char *run)
+{
+	static char out[32];
+	al_double_format(out, (double)(time_us(run_time(run, "ended")) - time_us(run_time(run, "started"))) / 1e6);
+	return out;
 }
 
 static void test_runs_csv(void)
@@ -42,8 +71,8 @@ static void test_runs_csv(void)
 	CHECK_OK(tree_mkdir(EXP "/runs/2"));
 	CHECK_OK(tree_mkdir(EXP "/runs/a"));
 	CHECK_OK(tree_mkdir(EXP "/runs/1"));
-	snprintf(want, sizeof(want), HEAD "\r\n1,running,,,%s,,\r\n2,running,,,%s,,\r\n10,running,,,%s,,\r\n"
-		"a,running,,,%s,,\r\nb,running,,,%s,,\r\n", run_time("1", "created"), run_time("2", "created"),
+	snprintf(want, sizeof(want), HEAD "\r\n1,running,,,%s,,,,\r\n2,running,,,%s,,,,\r\n10,running,,,%s,,,,\r\n"
+		"a,running,,,%s,,,,\r\nb,running,,,%s,,,,\r\n", run_time("1", "created"), run_time("2", "created"),
 		run_time("10", "created"), run_time("a", "created"), run_time("b", "created"));
 	CHECK_EQ_STR(tree_cat(CSV), want);
 	CHECK_EQ_INT(tree_size(CSV), strlen(want));
@@ -62,13 +91,15 @@ static void test_columns(void)
 	CHECK_OK(tree_append(EXP "/runs/10/metrics/loss", "0.5\n0.25\n"));
 	CHECK_OK(tree_append(EXP "/runs/1/metrics/acc", "1 0.75\n"));
 	CHECK_OK(tree_write(EXP "/runs/2/status", "failed 2\n"));
-	snprintf(want, sizeof(want), HEAD ",param.lr,param.note,param.opt/beta1,metric.acc,metric.loss\r\n"
-		"1,running,3,\"resnet, v2\",%s,,,0.001,,,0.75,\r\n"
-		"2,failed,,,%s,%s,,,\"say \"\"hi\"\", twice\",0.9,,\r\n"
-		"10,running,,,%s,,,,,,,0.25\r\n"
-		"a,running,,,%s,,,,,,,\r\n"
-		"b,running,,,%s,,,,,,,\r\n",
-		run_time("1", "created"), run_time("2", "created"), run_time("2", "ended"),
+	/* per metric its last, min and max; duration once a run ended */
+	snprintf(want, sizeof(want), HEAD ",param.lr,param.note,param.opt/beta1,metric.acc,metric.acc.min,"
+		"metric.acc.max,metric.loss,metric.loss.min,metric.loss.max\r\n"
+		"1,running,3,\"resnet, v2\",%s,,,,,0.001,,,0.75,0.75,0.75,,,\r\n"
+		"2,failed,,,%s,%s,,%s,,,\"say \"\"hi\"\", twice\",0.9,,,,,,\r\n"
+		"10,running,,,%s,,,,,,,,,,,0.25,0.25,0.5\r\n"
+		"a,running,,,%s,,,,,,,,,,,,,\r\n"
+		"b,running,,,%s,,,,,,,,,,,,,\r\n",
+		run_time("1", "created"), run_time("2", "created"), run_time("2", "ended"), run_duration("2"),
 		run_time("10", "created"), run_time("a", "created"), run_time("b", "created"));
 	CHECK_EQ_STR(tree_cat(CSV), want);
 	CHECK_EQ_INT(tree_size(CSV), strlen(want));
@@ -78,9 +109,47 @@ static void test_columns(void)
 	{
 		const char *s = tree_cat(CSV);
 		CHECK(strstr(s, "\r\nb,running,,,") != NULL);
-		CHECK(strstr(s, ",0.30000000000000004,,,,\r\n") != NULL);
+		CHECK(strstr(s, ",0.30000000000000004,,,,,,,,\r\n") != NULL);
 		CHECK(strstr(s, "\r\n1,running,3,\"resnet, v2\",") != NULL);
 	}
+}
+
+/* runs.changed.csv: only the columns whose values differ between runs, id always, fields as
+ * runs.csv writes them (quoted where needed); it follows changes. */
+#define CH "/p/experiments/ch"
+static void test_changed(void)
+{
+	char want[2048];
+	al_attr a;
+
+	CHECK_OK(tree_mkdirs(CH "/runs"));
+	CHECK_EQ_STR(tree_cat(CH "/runs.changed.csv"), "id\r\n");
+	CHECK_OK(tree_mkdir(CH "/runs/1"));
+	CHECK_OK(tree_write(CH "/runs/1/params/lr", "0.1\n"));
+	CHECK_OK(tree_write(CH "/runs/1/params/bs", "32\n"));
+	CHECK_OK(tree_write(CH "/runs/1/params/note", "a, b\n"));
+	CHECK_OK(tree_write(CH "/runs/1/model", "m\n"));
+	CHECK_OK(tree_append(CH "/runs/1/metrics/loss", "0.5\n0.3\n"));
+	/* one run: nothing differs */
+	CHECK_EQ_STR(tree_cat(CH "/runs.changed.csv"), "id\r\n1\r\n");
+	CHECK_OK(tree_mkdir(CH "/runs/2"));
+	CHECK_OK(tree_write(CH "/runs/2/params/lr", "0.2\n"));
+	CHECK_OK(tree_write(CH "/runs/2/params/bs", "32\n"));
+	CHECK_OK(tree_write(CH "/runs/2/params/note", "c\n"));
+	CHECK_OK(tree_write(CH "/runs/2/model", "m\n"));
+	CHECK_OK(tree_append(CH "/runs/2/metrics/loss", "0.1\n0.3\n"));
+	snprintf(want, sizeof(want), "id,created,param.lr,param.note,metric.loss.min,metric.loss.max\r\n"
+		"1,%s,0.1,\"a, b\",0.3,0.5\r\n2,%s,0.2,c,0.1,0.3\r\n",
+		run_time_in(CH, "1", "created"), run_time_in(CH, "2", "created"));
+	CHECK_EQ_STR(tree_cat(CH "/runs.changed.csv"), want);
+	CHECK_OK(al_tree_getattr(&a, TF.t, CH "/runs.changed.csv"));
+	CHECK_EQ_INT(a.size, strlen(want));
+	CHECK_EQ_INT(a.mode, 0444);
+	CHECK_EQ_INT(tree_write(CH "/runs.changed.csv", "x"), AL_EACCES);
+	/* a new point makes the last values differ */
+	CHECK_OK(tree_append(CH "/runs/2/metrics/loss", "0.05\n"));
+	CHECK(strstr(tree_cat(CH "/runs.changed.csv"), ",metric.loss,metric.loss.min,metric.loss.max\r\n") != NULL);
+	CHECK(strstr(tree_cat(CH "/runs.changed.csv"), ",c,0.05,0.05,0.3\r\n") != NULL);
 }
 
 /* The renders of a kind made so far, from .aletheia/status's renders line (README
@@ -143,7 +212,7 @@ static void test_stat_renders_once(void)
 	{
 		const char *s = tree_cat(BIG "/runs.csv");
 		CHECK_EQ_INT(a.size, strlen(s));
-		CHECK(strstr(s, "\r\n7,running,,,") != NULL && strstr(s, ",0.125,0.25\r\n") != NULL);
+		CHECK(strstr(s, "\r\n7,running,,,") != NULL && strstr(s, ",0.125,0.25,0.25,0.5\r\n") != NULL);
 	}
 	CHECK_EQ_INT(renders_of("runs.csv"), before + 1);
 	/* A metric's new point changes its last value: rendered again, the size follows. */
@@ -151,7 +220,7 @@ static void test_stat_renders_once(void)
 	CHECK_OK(al_tree_getattr(&a, TF.t, BIG "/runs.csv"));
 	CHECK_EQ_INT(renders_of("runs.csv"), before + 2);
 	CHECK_EQ_INT(a.size, strlen(tree_cat(BIG "/runs.csv")));
-	CHECK(strstr(tree_cat(BIG "/runs.csv"), ",0.0625\r\n") != NULL);
+	CHECK(strstr(tree_cat(BIG "/runs.csv"), ",0.0625,0.0625,0.5\r\n") != NULL);
 	CHECK_EQ_INT(renders_of("runs.csv"), before + 2);
 
 	/* run.json: a change to another run costs it nothing, one to its own run a render. */
@@ -179,6 +248,7 @@ int main(void)
 	tree_setup();
 	test_runs_csv();
 	test_columns();
+	test_changed();
 	test_stat_renders_once();
 	tree_teardown();
 	CHECK_DONE();
