@@ -53,8 +53,9 @@ typedef struct al_write {
 } al_write;
 
 /* 2: list_group and get_many (optional members) were added.
- * 3: al_write's mask (updates of single keys of a map field); every backend applies it. */
-#define AL_STORE_BACKEND_VERSION 3
+ * 3: al_write's mask (updates of single keys of a map field); every backend applies it.
+ * 4: list_meta (optional) was added. */
+#define AL_STORE_BACKEND_VERSION 4
 
 typedef struct al_store_backend al_store_backend;
 struct al_store_backend {
@@ -82,6 +83,12 @@ struct al_store_backend {
 	/* Optional: several documents in one request (Firestore's batchGet). out[i] gets the
 	 * document at paths[i], or NULL when it does not exist; on error nothing is returned. */
 	int (*get_many)(al_doc **out, al_store_backend *b, const char *const *paths, size_t n);
+	/* Optional (NULL: list, its fields dropped): the documents directly in collection, ordered
+	 * by id, with their paths and times but no fields (NULL): what a folder's listing shows of
+	 * each (`ls -l runs/`: a run folder's time is its document's), without reading or parsing
+	 * each document. It may list a document whose fields cannot be read, which list leaves out
+	 * (a get of it fails with AL_EIO). */
+	int (*list_meta)(al_doc_list **out, al_store_backend *b, const char *collection);
 };
 
 /* 0 when b is a table of this version with the required members set, else AL_EINVAL saying
@@ -99,6 +106,8 @@ int al_store_get_many(al_doc **out, al_store_backend *b, const char *const *path
 int al_store_list(al_doc_list **out, al_store_backend *b, const char *collection,
 	const char *id_from, const char *id_to);
 int al_store_commit(al_store_backend *b, const al_write *writes, size_t count);
+/* list_meta when the backend has it, else list with the fields dropped. */
+int al_store_list_meta(al_doc_list **out, al_store_backend *b, const char *collection);
 /* Added by the store module: the same one-call wrappers for list_collections and describe
  * (describe gives NULL when the backend has none). */
 int al_store_list_collections(char ***out, size_t *count, al_store_backend *b,

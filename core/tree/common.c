@@ -200,7 +200,7 @@ int list_ids(keyset *k, al_tree *t, const char *coll)
 {
 	al_doc_list *l = NULL;
 	size_t i;
-	int rc = al_store_list(&l, t->store, coll, NULL, NULL);
+	int rc = al_store_list_meta(&l, t->store, coll);
 	/* The ids of one listing are distinct: into an empty set they go without the check for
 	 * duplicates (quadratic for an experiment of 10,000 runs). */
 	int fresh = k->n == 0;
@@ -363,7 +363,7 @@ int list_coll_dirs(keyset *k, al_tree *t, const node *n, const char *path)
 	al_doc_list *l = NULL;
 	al_attr a;
 	size_t i;
-	int rc = al_store_list(&l, t->store, n->coll, NULL, NULL);
+	int rc = al_store_list_meta(&l, t->store, n->coll);
 	(void)path;
 	/* As getattr_recorded answers for a K_DIR row without a getattr of its own. */
 	for (i = 0; rc == 0 && i < l->count; i++) {
