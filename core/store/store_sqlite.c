@@ -74,6 +74,9 @@ typedef struct {
 	sqlite3_stmt *st[ST_N];
 	char *dir;            /* absolute */
 	int lock_fd;
+	/* Documents whose fields were read and parsed since the open (get, list): .aletheia/status's
+	 * documents_read, so a listing that reads every run shows (README "The command line"). In lock. */
+	unsigned long long docs_read;
 } sqlite_store;
 
 /* 1 when the disk holding dir has (almost) no room left: SQLite reports a full disk met while
@@ -153,8 +156,10 @@ static int sqlite_get(al_doc **out, al_store_backend *b, const char *path)
 	pthread_mutex_lock(&s->lock);
 	sqlite3_bind_text(st, 1, path, -1, SQLITE_STATIC);
 	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW)
+	if (rc == SQLITE_ROW) {
+		s->docs_read++;
 		rc = row_to_doc(out, path, strlen(path), st, 0);
+	}
 	else if (rc == SQLITE_DONE)
 		rc = al_error_set(AL_ENOTFOUND, "document %s not found", path);
 	else
@@ -243,6 +248,7 @@ static int sqlite_list(al_doc_list **out, al_store_backend *b, const char *colle
 			list->docs = docs;
 			cap = ncap;
 		}
+		s->docs_read++;
 		rc = row_to_doc(&list->docs[list->count], (const char *)sqlite3_column_text(st, 0),
 			sqlite3_column_bytes(st, 0), st, 1);
 		if (rc == AL_EIO) {
@@ -464,14 +470,17 @@ static char *sqlite_describe(al_store_backend *b)
 	sqlite_store *s = (sqlite_store *)b;
 	sqlite3_stmt *st = s->st[ST_COUNT];
 	long long n = -1;
+	unsigned long long read;
 	char *text = NULL;
 
 	pthread_mutex_lock(&s->lock);
 	if (sqlite3_step(st) == SQLITE_ROW)
 		n = sqlite3_column_int64(st, 0);
 	st_done(st);
+	read = s->docs_read;
 	pthread_mutex_unlock(&s->lock);
-	if (asprintf(&text, "backend: sqlite\nstore: local:%s\ndocuments: %lld\n", s->dir, n) < 0)
+	if (asprintf(&text, "backend: sqlite\nstore: local:%s\ndocuments: %lld\ndocuments_read: %llu\n",
+		s->dir, n, read) < 0)
 		return NULL;
 	return text;
 }
