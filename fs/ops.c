@@ -59,6 +59,9 @@ struct al_fs {
 	/* .aletheia/status: opens the kernel reads without us, and reads of local blob (or staged)
 	 * content that reach us: not those of generated files, so reading the status changes neither */
 	unsigned long long passthrough_opens, blob_reads;
+	/* lookups the kernel asked for: a listing whose entries came with their attributes
+	 * (readdirplus) is followed by none per entry */
+	unsigned long long lookups;
 };
 
 
@@ -190,9 +193,10 @@ static void status_lines(char *buf, size_t len, void *arg)
 {
 	al_fs *fs = arg;
 	pthread_mutex_lock(&fs->lock);
-	snprintf(buf, len, "read_path: %s\npassthrough_opens: %llu\nblob_reads: %llu\n",
+	snprintf(buf, len, "read_path: %s\npassthrough_opens: %llu\nblob_reads: %llu\nlookups: %llu\n",
 		fs->read_path[0] ? fs->read_path : "splice", fs->passthrough_opens,
-		__atomic_load_n(&fs->blob_reads, __ATOMIC_RELAXED));
+		__atomic_load_n(&fs->blob_reads, __ATOMIC_RELAXED),
+		__atomic_load_n(&fs->lookups, __ATOMIC_RELAXED));
 	pthread_mutex_unlock(&fs->lock);
 }
 
@@ -470,6 +474,7 @@ static void op_lookup_body(fuse_req_t req, fuse_ino_t parent, const char *name)
 	char *path = child_path(fs, parent, name);
 	al_attr a;
 	int rc;
+	__atomic_add_fetch(&fs->lookups, 1, __ATOMIC_RELAXED);
 	if (!path) {
 		fuse_reply_err(req, ENOENT);
 		return;
