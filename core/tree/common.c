@@ -148,6 +148,28 @@ void keyset_add_attr(keyset *k, const char *key, const al_attr *a)
 	}
 }
 
+/* Notes key's type (has 2: the type alone, no attributes); key must be in k. */
+static void keyset_type(keyset *k, const char *key, al_node_type type)
+{
+	size_t i;
+	if (!k->attrs && keyset_grow(k) == 0) {
+		if (!(k->attrs = malloc(k->cap * sizeof(*k->attrs))) || !(k->has = calloc(k->cap, 1))) {
+			free(k->attrs);
+			k->attrs = NULL;
+		}
+	}
+	for (i = k->n; k->attrs && i-- > 0;)
+		if (strcmp(k->keys[i], key) == 0) {
+			/* a file of the name wins over a folder of longer names (param_getattr, metric_attr) */
+			if (k->has[i] != 2 || type == AL_NODE_FILE) {
+				memset(&k->attrs[i], 0, sizeof(k->attrs[i]));
+				k->attrs[i].type = type;
+				k->has[i] = 2;
+			}
+			break;
+		}
+}
+
 void keyset_free(keyset *k)
 {
 	al_strings_free(k->keys, k->n);
@@ -193,6 +215,25 @@ void child_of(keyset *k, const char *rest, const char *full)
 	name = slash ? strndup(p, (size_t)(slash - p)) : strdup(p);
 	if (name && *name)
 		keyset_add(k, name);
+	free(name);
+}
+
+void child_of_typed(keyset *k, const char *rest, const char *full)
+{
+	size_t n = strlen(rest);
+	const char *p = full, *slash;
+	char *name;
+	if (n) {
+		if (strncmp(full, rest, n) != 0 || full[n] != '/')
+			return;
+		p = full + n + 1;
+	}
+	slash = strchr(p, '/');
+	name = slash ? strndup(p, (size_t)(slash - p)) : strdup(p);
+	if (name && *name) {
+		keyset_add(k, name);
+		keyset_type(k, name, slash ? AL_NODE_DIR : AL_NODE_FILE);
+	}
 	free(name);
 }
 
@@ -423,15 +464,20 @@ cJSON *named_doc(const char *name, int64_t now)
 }
 
 /* The names of a map field of the run (params, links) under the folder n->rest: '/' in a key makes
- * folders. */
-int run_map_list(keyset *k, al_tree *t, const node *n, const char *field)
+ * folders; typed: each name's type noted (params; a link's comes from its row). */
+int run_map_list(keyset *k, al_tree *t, const node *n, const char *field, int typed)
 {
 	al_doc *d = NULL;
 	const cJSON *map, *it;
 	int rc;
-	if ((rc = get_doc(&d, t, n->run_doc)) == 0 && (map = al_value_get_map(al_fields_get(d->fields, field))))
-		cJSON_ArrayForEach(it, map)
-			child_of(k, n->rest, it->string);
+	if ((rc = get_doc(&d, t, n->run_doc)) == 0 && (map = al_value_get_map(al_fields_get(d->fields, field)))) {
+		cJSON_ArrayForEach(it, map) {
+			if (typed)
+				child_of_typed(k, n->rest, it->string);
+			else
+				child_of(k, n->rest, it->string);
+		}
+	}
 	al_doc_free(d);
 	return rc;
 }

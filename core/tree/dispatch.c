@@ -240,7 +240,9 @@ int al_tree_readdir(al_tree *t, const char *path, al_tree_fill_fn fill, void *ct
 		fill(ctx, ".", AL_NODE_DIR, NULL);
 		fill(ctx, "..", AL_NODE_DIR, NULL);
 		for (i = 0; i < k.n; i++) {
-			const al_attr *ka = k.attrs && k.has[i] ? &k.attrs[i] : NULL;
+			const al_attr *ka = k.attrs && k.has[i] == 1 ? &k.attrs[i] : NULL;
+			int type = ka ? (int)ka->type : k.attrs && k.has[i] == 2 ? (int)k.attrs[i].type :
+				entry_type(path, k.keys[i]);
 			if (ka) {
 				char *child = NULL;
 				if (asprintf(&child, "%s/%s", strcmp(path, "/") == 0 ? "" : path, k.keys[i]) >= 0) {
@@ -248,7 +250,7 @@ int al_tree_readdir(al_tree *t, const char *path, al_tree_fill_fn fill, void *ct
 					free(child);
 				}
 			}
-			if (fill(ctx, k.keys[i], ka ? (int)ka->type : entry_type(path, k.keys[i]), ka))
+			if (fill(ctx, k.keys[i], type, ka))
 				break;
 		}
 	}
