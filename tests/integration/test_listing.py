@@ -97,3 +97,32 @@ def test_a_change_shows_in_the_next_ls_l_at_once(mount_factory):
     # a new run and a removed name show at once too
     os.mkdir(runs / "5")
     assert "5" in ls_l(m, runs)
+
+
+def test_find_tells_params_and_metrics_from_folders_without_a_lookup(mount_factory):
+    # params/ and metrics/ give each name's type (a key is a file, a key's prefix a folder), so find
+    # stats none of them: a lookup per folder it enters, none per file.
+    m = mount_factory()
+    want = set()
+    for i in range(6):
+        r = mkrun(m, run=str(i))
+        (r / "params" / "opt").mkdir()
+        for k in ("lr", "opt/beta1", "opt/beta2", "opt/eps"):
+            (r / "params" / k).write_text("0.1\n")
+        for name in ("loss", "acc", "val/loss"):
+            if "/" in name:
+                os.makedirs(r / "metrics" / os.path.dirname(name), exist_ok=True)
+            with open(r / "metrics" / name, "a") as f:
+                f.write("1 0.5\n")
+        want |= {f"runs/{i}/params/{k}" for k in ("lr", "opt/beta1", "opt/beta2", "opt/eps")}
+        want |= {f"runs/{i}/metrics/{k}" for k in ("loss", "acc", "val/loss")}
+    time.sleep(TIMEOUTS)
+    before = int(m.status()["lookups"])
+    found = sh(f"cd '{m.path}/p/experiments/e' && find runs \\( -path '*/params/*' -o -path '*/metrics/*' \\) -type f", m).stdout.split()
+    after = int(m.status()["lookups"])
+    assert set(found) == want
+    folders = sh(f"cd '{m.path}/p/experiments/e' && find runs \\( -path '*/params/*' -o -path '*/metrics/*' \\) -type d", m).stdout.split()
+    assert set(folders) == {f"runs/{i}/params/opt" for i in range(6)} | {f"runs/{i}/metrics/val" for i in range(6)}
+    # 6 runs x (params/, opt/, metrics/, val/, artifacts/, datasets/) and the path: 36 and a few;
+    # 6 x 7 more (each param and metric file) when types are unknown
+    assert after - before < 36 + 10, (before, after)
