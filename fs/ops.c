@@ -59,6 +59,9 @@ struct al_fs {
 	/* .aletheia/status: opens the kernel reads without us, and reads of local blob (or staged)
 	 * content that reach us: not those of generated files, so reading the status changes neither */
 	unsigned long long passthrough_opens, blob_reads;
+	/* lookups the kernel asked for: a listing whose entries came with their attributes
+	 * (readdirplus) is followed by none per entry */
+	unsigned long long lookups;
 };
 
 
@@ -190,9 +193,10 @@ static void status_lines(char *buf, size_t len, void *arg)
 {
 	al_fs *fs = arg;
 	pthread_mutex_lock(&fs->lock);
-	snprintf(buf, len, "read_path: %s\npassthrough_opens: %llu\nblob_reads: %llu\n",
+	snprintf(buf, len, "read_path: %s\npassthrough_opens: %llu\nblob_reads: %llu\nlookups: %llu\n",
 		fs->read_path[0] ? fs->read_path : "splice", fs->passthrough_opens,
-		__atomic_load_n(&fs->blob_reads, __ATOMIC_RELAXED));
+		__atomic_load_n(&fs->blob_reads, __ATOMIC_RELAXED),
+		__atomic_load_n(&fs->lookups, __ATOMIC_RELAXED));
 	pthread_mutex_unlock(&fs->lock);
 }
 
@@ -470,6 +474,7 @@ static void op_lookup_body(fuse_req_t req, fuse_ino_t parent, const char *name)
 	char *path = child_path(fs, parent, name);
 	al_attr a;
 	int rc;
+	__atomic_add_fetch(&fs->lookups, 1, __ATOMIC_RELAXED);
 	if (!path) {
 		fuse_reply_err(req, ENOENT);
 		return;
@@ -816,27 +821,45 @@ static void op_release_body(fuse_req_t req, fuse_ino_t ino, struct fuse_file_inf
 	fuse_reply_err(req, 0);
 }
 
-/* A folder's listing is taken once, at opendir, and served from there. */
+/* A folder's listing is taken once, at opendir, and served from there: each name with its type
+ * when the tree knows it (d_type, so find and ls need no stat to tell folders), and its
+ * attributes when the listing read them anyway (readdirplus: `ls -l runs/` of 10,000 runs
+ * needs no lookup per run). */
+typedef struct dirent_info {
+	char *name;
+	int type;               /* AL_NODE_*, or -1 */
+	int has_attr;
+	al_attr attr;
+} dirent_info;
+
 typedef struct dirlist {
-	char **names;
+	char *path;
+	dirent_info *e;
 	size_t count, cap;
 } dirlist;
 
-static int collect(void *ctx, const char *name, const al_attr *a)
+static int collect(void *ctx, const char *name, int type, const al_attr *a)
 {
 	dirlist *d = ctx;
-	(void)a;
+	dirent_info *e;
 	if (d->count == d->cap) {
 		size_t cap = d->cap ? d->cap * 2 : 32;
-		char **p = realloc(d->names, cap * sizeof(char *));
+		dirent_info *p = realloc(d->e, cap * sizeof(*p));
 		if (!p)
 			return 1;
-		d->names = p;
+		d->e = p;
 		d->cap = cap;
 	}
-	d->names[d->count] = strdup(name);
-	if (d->names[d->count])
-		d->count++;
+	e = &d->e[d->count];
+	memset(e, 0, sizeof(*e));
+	if (!(e->name = strdup(name)))
+		return 1;
+	e->type = type;
+	if (a) {
+		e->has_attr = 1;
+		e->attr = *a;
+	}
+	d->count++;
 	return 0;
 }
 
@@ -846,8 +869,9 @@ static void dirlist_free(dirlist *d)
 	if (!d)
 		return;
 	for (i = 0; i < d->count; i++)
-		free(d->names[i]);
-	free(d->names);
+		free(d->e[i].name);
+	free(d->e);
+	free(d->path);
 	free(d);
 }
 
@@ -861,12 +885,19 @@ static void op_opendir_body(fuse_req_t req, fuse_ino_t ino, struct fuse_file_inf
 		dirlist_free(d);
 		reply_error(req, rc, "opendir", path);
 	} else {
+		d->path = path;   /* readdirplus names its entries' inodes by path */
+		path = NULL;
 		fi->fh = (uint64_t)(uintptr_t)d;
 		fi->cache_readdir = 0;
 		if (fuse_reply_open(req, fi) != 0)
 			dirlist_free(d);
 	}
 	free(path);
+}
+
+static mode_t type_mode(int type)
+{
+	return type == AL_NODE_DIR ? S_IFDIR : type == AL_NODE_FILE ? S_IFREG : type == AL_NODE_LINK ? S_IFLNK : 0;
 }
 
 static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
@@ -885,12 +916,62 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, s
 		size_t n;
 		/* readdir(3) skips entries whose inode is 0; the real number comes with lookup. */
 		st.st_ino = (ino_t)(i + 2);
-		n = fuse_add_direntry(req, buf + used, size - used, d->names[i], &st, (off_t)(i + 1));
+		st.st_mode = type_mode(d->e[i].type);   /* d_type; DT_UNKNOWN for 0 */
+		n = fuse_add_direntry(req, buf + used, size - used, d->e[i].name, &st, (off_t)(i + 1));
 		if (n > size - used)
 			break;
 		used += n;
 	}
 	fuse_reply_buf(req, buf, used);
+	free(buf);
+}
+
+/* Entries whose attributes the listing has come with them and an inode (counted as a lookup,
+ * with a lookup's timeouts: reply_entry); the others as readdir gives them, node id 0, which the
+ * kernel takes as "no attributes" and looks them up when asked. */
+static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+	struct fuse_file_info *fi)
+{
+	al_fs *fs = fs_of(req);
+	dirlist *d = (dirlist *)(uintptr_t)fi->fh;
+	char *buf = malloc(size);
+	fuse_ino_t *given = calloc(d->count ? d->count : 1, sizeof(*given));
+	size_t used = 0, i, ngiven = 0;
+	(void)ino;
+	if (!buf || !given) {
+		free(buf);
+		free(given);
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	for (i = (size_t)off; i < d->count; i++) {
+		dirent_info *de = &d->e[i];
+		struct fuse_entry_param e;
+		size_t n;
+		memset(&e, 0, sizeof(e));
+		e.attr.st_ino = (ino_t)(i + 2);
+		e.attr.st_mode = type_mode(de->type);
+		/* whether it fits, before its inode is counted */
+		if (fuse_add_direntry_plus(req, NULL, 0, de->name, &e, 0) > size - used)
+			break;
+		if (de->has_attr && strcmp(de->name, ".") != 0 && strcmp(de->name, "..") != 0) {
+			char *path = NULL;
+			if (asprintf(&path, "%s/%s", strcmp(d->path, "/") == 0 ? "" : d->path, de->name) >= 0 &&
+			    (e.ino = remember(fs, path))) {
+				given[ngiven++] = e.ino;
+				to_stat(&e.attr, fs, e.ino, &de->attr);
+				e.attr_timeout = attr_timeout(&de->attr);
+				e.entry_timeout = 1.0;
+			}
+			free(path);
+		}
+		n = fuse_add_direntry_plus(req, buf + used, size - used, de->name, &e, (off_t)(i + 1));
+		used += n;
+	}
+	if (fuse_reply_buf(req, buf, used) != 0)
+		for (i = 0; i < ngiven; i++)
+			forget_one(fs, given[i], 1);
+	free(given);
 	free(buf);
 }
 
@@ -1095,6 +1176,7 @@ static const struct fuse_lowlevel_ops ops = {
 	.release = op_release,
 	.opendir = op_opendir,
 	.readdir = op_readdir,
+	.readdirplus = op_readdirplus,
 	.releasedir = op_releasedir,
 	.statfs = op_statfs,
 };

@@ -105,6 +105,22 @@ int al_store_list(al_doc_list **out, al_store_backend *b, const char *collection
 	return b->list(out, b, collection, id_from, id_to);
 }
 
+int al_store_list_meta(al_doc_list **out, al_store_backend *b, const char *collection)
+{
+	size_t i;
+	int rc;
+	if (b->list_meta)
+		return b->list_meta(out, b, collection);
+	/* Decorators (the read cache, write-behind) answer with their own listing, which holds what
+	 * is cached and pending: the same documents, their fields dropped. */
+	if ((rc = b->list(out, b, collection, NULL, NULL)) == 0)
+		for (i = 0; i < (*out)->count; i++) {
+			cJSON_Delete((*out)->docs[i]->fields);
+			(*out)->docs[i]->fields = NULL;
+		}
+	return rc;
+}
+
 int al_store_list_collections(char ***out, size_t *count, al_store_backend *b,
 	const char *doc_path)
 {

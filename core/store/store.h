@@ -54,7 +54,7 @@ typedef struct al_write {
 
 /* 2: list_group and get_many (optional members) were added.
  * 3: al_write's mask (updates of single keys of a map field); every backend applies it.
- * 4: get_text (optional member) was added. */
+ * 4: get_text, list_text and list_meta (optional members) were added. */
 #define AL_STORE_BACKEND_VERSION 4
 
 typedef struct al_store_backend al_store_backend;
@@ -96,6 +96,12 @@ struct al_store_backend {
 	int (*list_text)(al_store_backend *b, const char *collection,
 		int (*fn)(void *ctx, const char *path, const char *text, size_t len, int64_t update_us),
 		void *ctx);
+	/* Optional (NULL: list, its fields dropped): the documents directly in collection, ordered
+	 * by id, with their paths and times but no fields (NULL): what a folder's listing shows of
+	 * each (`ls -l runs/`: a run folder's time is its document's), without reading or parsing
+	 * each document. It may list a document whose fields cannot be read, which list leaves out
+	 * (a get of it fails with AL_EIO). */
+	int (*list_meta)(al_doc_list **out, al_store_backend *b, const char *collection);
 };
 
 /* 0 when b is a table of this version with the required members set, else AL_EINVAL saying
@@ -117,6 +123,8 @@ int al_store_list(al_doc_list **out, al_store_backend *b, const char *collection
 int al_store_get_text(int *called, al_store_backend *b, const char *path,
 	int (*fn)(void *ctx, const char *text, size_t len), void *ctx);
 int al_store_commit(al_store_backend *b, const al_write *writes, size_t count);
+/* list_meta when the backend has it, else list with the fields dropped. */
+int al_store_list_meta(al_doc_list **out, al_store_backend *b, const char *collection);
 /* Added by the store module: the same one-call wrappers for list_collections and describe
  * (describe gives NULL when the backend has none). */
 int al_store_list_collections(char ***out, size_t *count, al_store_backend *b,

@@ -21,6 +21,55 @@ void changed(al_tree *t)
 }
 
 static int getattr_uncached(al_attr *out, al_tree *t, const char *path);
+static void acache_clear(al_tree *t);
+
+uint64_t attrcache_gen(al_tree *t)
+{
+	return __atomic_load_n(&t->gen, __ATOMIC_SEQ_CST);
+}
+
+/* Keeps the answer (attributes, or rc AL_ENOTFOUND) for path computed while the generation was
+ * g0: only when no change happened in between; until the TTL, or until if it is sooner. */
+static void attrcache_keep(al_tree *t, const char *path, const al_attr *a, int rc, uint64_t g0,
+	int64_t until)
+{
+	size_t b = al__str_hash(path) % ACACHE_BUCKETS;
+	attr_entry *e;
+	pthread_mutex_lock(&t->alock);
+	if (__atomic_load_n(&t->gen, __ATOMIC_SEQ_CST) == g0) {
+		for (e = t->acache[b]; e; e = e->next)
+			if (strcmp(e->path, path) == 0)
+				break;
+		if (!e) {
+			if (t->acount >= ACACHE_MAX)
+				acache_clear(t);
+			e = calloc(1, sizeof(*e));
+			if (e && !(e->path = strdup(path))) {
+				free(e);
+				e = NULL;
+			}
+			if (e) {
+				e->next = t->acache[b];
+				t->acache[b] = e;
+				t->acount++;
+			}
+		}
+		if (e) {
+			e->attr = *a;
+			e->rc = rc;
+			e->gen = g0;
+			e->expires_us = t->attr_ttl_us == INT64_MAX ? INT64_MAX : al_now_us() + t->attr_ttl_us;
+			if (until < e->expires_us)   /* stale by itself then (a heartbeat's deadline) */
+				e->expires_us = until;
+		}
+	}
+	pthread_mutex_unlock(&t->alock);
+}
+
+void attrcache_put(al_tree *t, const char *path, const al_attr *a, uint64_t g0)
+{
+	attrcache_keep(t, path, a, 0, g0, INT64_MAX);
+}
 
 static void acache_clear(al_tree *t)
 {
@@ -66,36 +115,7 @@ int al_tree_getattr(al_attr *out, al_tree *t, const char *path)
 	until = validity_pop(outer);
 	if (rc && rc != AL_ENOTFOUND)
 		return rc;
-	pthread_mutex_lock(&t->alock);
-	/* Only an answer computed with no change in between may be kept. */
-	if (__atomic_load_n(&t->gen, __ATOMIC_SEQ_CST) == g0) {
-		for (e = t->acache[b]; e; e = e->next)
-			if (strcmp(e->path, path) == 0)
-				break;
-		if (!e) {
-			if (t->acount >= ACACHE_MAX)
-				acache_clear(t);
-			e = calloc(1, sizeof(*e));
-			if (e && !(e->path = strdup(path))) {
-				free(e);
-				e = NULL;
-			}
-			if (e) {
-				e->next = t->acache[b];
-				t->acache[b] = e;
-				t->acount++;
-			}
-		}
-		if (e) {
-			e->attr = *out;
-			e->rc = rc;
-			e->gen = g0;
-			e->expires_us = t->attr_ttl_us == INT64_MAX ? INT64_MAX : al_now_us() + t->attr_ttl_us;
-			if (until < e->expires_us)
-				e->expires_us = until;
-		}
-	}
-	pthread_mutex_unlock(&t->alock);
+	attrcache_keep(t, path, out, rc, g0, until);
 	if (rc)
 		al_error_set(rc, "no such entry: %s", path);
 	return rc;

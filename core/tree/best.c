@@ -148,7 +148,7 @@ static int best_list(keyset *k, al_tree *t, const node *n, const char *path)
 }
 
 const al_kind kind_best_dir = {
-	.name = "best/<min|max>/", .pattern = EXPERIMENT_P "/best/{name}", .owner = O_EXPERIMENT,
+	.name = "best/<min|max>/", .pattern = EXPERIMENT_P "/best/{name}", .flags = K_DIR, .owner = O_EXPERIMENT,
 	.getattr = best_dir_getattr, .list = best_list,
 };
 

@@ -219,6 +219,30 @@ cleanup:
 	return rc;
 }
 
+/* The type of the entry name of folder dir from its row alone (al_tree_fill_fn): -1 where a row
+ * holds files and folders both (below artifacts/, params/, metrics/, a dataset) or none fits. */
+static int entry_type(const char *dir, const char *name)
+{
+	char *path = NULL;
+	node n;
+	int type = -1;
+	if (asprintf(&path, "%s/%s", strcmp(dir, "/") == 0 ? "" : dir, name) < 0)
+		return -1;
+	if (node_parse(&n, path) == 0) {
+		if (n.k->flags & K_DIR)
+			type = AL_NODE_DIR;
+		else if (n.k->readlink)
+			type = n.k->list ? -1 : AL_NODE_LINK;   /* best/min/<name>: a link, or a folder of names */
+		else if (strstr(n.k->pattern, "{rest"))
+			type = *n.rest ? -1 : AL_NODE_DIR;   /* artifacts/ itself is a folder */
+		else
+			type = AL_NODE_FILE;
+		node_free(&n);
+	}
+	free(path);
+	return type;
+}
+
 int al_tree_readdir(al_tree *t, const char *path, al_tree_fill_fn fill, void *ctx)
 {
 	keyset k = {0};
@@ -226,6 +250,8 @@ int al_tree_readdir(al_tree *t, const char *path, al_tree_fill_fn fill, void *ct
 	node n;
 	size_t i;
 	int rc;
+	/* Attributes a listing read are kept as a lookup's would be, if nothing changed meanwhile. */
+	uint64_t g0 = attrcache_gen(t);
 
 	if ((rc = al_tree_getattr(&a, t, path)))
 		return rc;
@@ -242,17 +268,28 @@ int al_tree_readdir(al_tree *t, const char *path, al_tree_fill_fn fill, void *ct
 	for (i = 0; n.k->entries && n.k->entries[i]; i++)
 		keyset_add(&k, n.k->entries[i]);
 	if (rc == 0) {
-		fill(ctx, ".", NULL);
-		fill(ctx, "..", NULL);
-		for (i = 0; i < k.n; i++)
-			if (fill(ctx, k.keys[i], NULL))
+		fill(ctx, ".", AL_NODE_DIR, NULL);
+		fill(ctx, "..", AL_NODE_DIR, NULL);
+		for (i = 0; i < k.n; i++) {
+			const al_attr *ka = k.attrs && k.has[i] == 1 ? &k.attrs[i] : NULL;
+			int type = ka ? (int)ka->type : k.attrs && k.has[i] == 2 ? (int)k.attrs[i].type :
+				entry_type(path, k.keys[i]);
+			if (ka) {
+				char *child = NULL;
+				if (asprintf(&child, "%s/%s", strcmp(path, "/") == 0 ? "" : path, k.keys[i]) >= 0) {
+					attrcache_put(t, child, ka, g0);
+					free(child);
+				}
+			}
+			if (fill(ctx, k.keys[i], type, ka))
 				break;
+		}
 	}
-	al_strings_free(k.keys, k.n);
+	keyset_free(&k);
 	node_free(&n);
 	/* A folder of thousands of documents (runs/ of a big experiment) was listed whole, each
 	 * document parsed: give that heap back (README "Known limitations"). */
-	if (k.n >= 1000)
+	if (i >= 1000)
 		malloc_trim(0);
 	return rc;
 }

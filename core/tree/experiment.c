@@ -30,5 +30,5 @@ const al_kind kind_experiment = {
 
 const al_kind kind_runs = {
 	.name = "runs/", .pattern = EXPERIMENT_P "/runs", .flags = K_DIR | K_SHARED, .owner = O_EXPERIMENT,
-	.coll = "runs", .list = list_coll,
+	.coll = "runs", .list = list_coll_dirs,
 };

@@ -45,6 +45,11 @@ typedef struct node {
 
 typedef struct keyset {
 	char **keys;
+	/* Only in listings (al_tree_readdir): attrs[i] holds keys[i]'s attributes when has[i] is 1,
+	 * set by a list function that read them anyway (keyset_add_attr), or its type alone when 2
+	 * (child_of_typed); freed with keyset_free. */
+	al_attr *attrs;
+	unsigned char *has;
 	size_t n, cap;
 } keyset;
 
@@ -303,6 +308,10 @@ struct al_file {
 
 /* Every change calls this once it is visible (attrcache.c). */
 void changed(al_tree *t);
+/* The attribute cache's generation now, and an answer computed since then (a listing's
+ * attributes: al_tree_readdir) kept as a lookup's is, unless something changed meanwhile. */
+uint64_t attrcache_gen(al_tree *t);
+void attrcache_put(al_tree *t, const char *path, const al_attr *a, uint64_t g0);
 int attrcache_init(al_tree *t);
 void attrcache_free(al_tree *t);
 
@@ -365,15 +374,26 @@ int check_rest_names(const char *rest);
 int path_under(const char *dir, const char *path);
 int path_inside(const char *dir, const char *path);
 void keyset_add(keyset *k, const char *key);
+/* Adds key, known not to be in k yet (an id of the one listing that fills k), with its
+ * attributes. */
+void keyset_add_attr(keyset *k, const char *key, const al_attr *a);
+void keyset_free(keyset *k);
 int cmp_str(const void *a, const void *b);
 void child_of(keyset *k, const char *rest, const char *full);
+/* child_of noting the child's type for the listing (keyset has 2): a file when full is it, a
+ * folder when full is below it; a file of the name wins (params and metrics answer so). */
+void child_of_typed(keyset *k, const char *rest, const char *full);
 int list_ids(keyset *k, al_tree *t, const char *coll);
 /* The ids of the row's collection (coll) under its owner document: a folder of documents. */
 int list_coll(keyset *k, al_tree *t, const node *n, const char *path);
+/* list_coll for a collection of documents that are each a K_DIR row's owner with no getattr of
+ * its own (runs/, experiments/, datasets/): each entry's attributes are its document's time
+ * (attr_dir), so the listing gives them and `ls -l` needs no lookup per entry. */
+int list_coll_dirs(keyset *k, al_tree *t, const node *n, const char *path);
 void attr_dir(al_attr *a, int64_t mtime);
 void attr_file(al_attr *a, unsigned mode, uint64_t size, int64_t mtime);
 void mtime_raise(int64_t *mtime, int64_t v);
-int run_map_list(keyset *k, al_tree *t, const node *n, const char *field);
+int run_map_list(keyset *k, al_tree *t, const node *n, const char *field, int typed);
 /* Deletes one key of a map field of the run (params, links). */
 int map_key_unlink(al_tree *t, const node *n, const char *field, const char *key, const char *path);
 

@@ -134,7 +134,7 @@ static int link_readlink(char **out, al_tree *t, const node *n)
 static int links_list(keyset *k, al_tree *t, const node *n, const char *path)
 {
 	(void)path;
-	return run_map_list(k, t, n, "datasets");
+	return run_map_list(k, t, n, "datasets", 0);
 }
 
 const al_kind kind_run_datasets = {

@@ -311,7 +311,7 @@ static int metrics_list(keyset *k, al_tree *t, const node *n, const char *path)
 		for (i = 0; i < nids; i++) {
 			char *name = al_id_decode(ids[i]);
 			if (name)
-				child_of(k, n->rest, name);
+				child_of_typed(k, n->rest, name);
 			free(name);
 		}
 	al_strings_free(ids, nids);

@@ -96,7 +96,7 @@ static int render_params_json(al_buf *b, const al_doc *run)
 static int params_list(keyset *k, al_tree *t, const node *n, const char *path)
 {
 	(void)path;
-	return run_map_list(k, t, n, "hyper_params");
+	return run_map_list(k, t, n, "hyper_params", 1);
 }
 
 const al_kind kind_params = {

@@ -24,10 +24,10 @@ const al_kind kind_project = {
 
 const al_kind kind_datasets = {
 	.name = "datasets/", .pattern = PROJECT_P "/datasets", .flags = K_DIR | K_SHARED, .owner = O_PROJECT,
-	.coll = "datasets", .list = list_coll,
+	.coll = "datasets", .list = list_coll_dirs,
 };
 
 const al_kind kind_experiments = {
 	.name = "experiments/", .pattern = PROJECT_P "/experiments", .flags = K_DIR | K_SHARED, .owner = O_PROJECT,
-	.coll = "experiments", .list = list_coll,
+	.coll = "experiments", .list = list_coll_dirs,
 };

@@ -27,7 +27,7 @@ static const cJSON *tags_of(const al_doc *run)
 static int tags_list(keyset *k, al_tree *t, const node *n, const char *path)
 {
 	(void)path;
-	return run_map_list(k, t, n, "tags");
+	return run_map_list(k, t, n, "tags", 1);
 }
 
 const al_kind kind_run_tags = {
@@ -221,7 +221,7 @@ static int tagged_tag_list(keyset *k, al_tree *t, const node *n, const char *pat
 }
 
 const al_kind kind_tagged_tag = {
-	.name = "tagged/<tag>/", .pattern = EXPERIMENT_P "/tagged/{name}", .owner = O_EXPERIMENT,
+	.name = "tagged/<tag>/", .pattern = EXPERIMENT_P "/tagged/{name}", .flags = K_DIR, .owner = O_EXPERIMENT,
 	.getattr = tagged_tag_getattr, .list = tagged_tag_list,
 };
 

@@ -18,6 +18,19 @@ void al_tree_set_status_fn(al_tree *t, al_tree_status_fn fn, void *arg)
 	pthread_mutex_unlock(&t->lock);
 }
 
+/* The metastore's count of documents it read and parsed since the mount, when it keeps one
+ * (SQLite): a listing or walk that reads every run's document shows in it (README "The command
+ * line"). */
+static void store_reads(al_buf *b, al_stack *s)
+{
+	char *d = al_store_describe(s->store), *p;
+	if (d && (p = strstr(d, "\ndocuments_read: "))) {
+		al_buf_put(b, p + 1, strcspn(p + 1, "\n"));
+		al_buf_puts(b, "\n");
+	}
+	free(d);
+}
+
 int al_tree_status(char **out, al_tree *t)
 {
 	al_stack *s = t->stack;
@@ -55,6 +68,7 @@ int al_tree_status(char **out, al_tree *t)
 	/* README ".aletheia/status": generated files rendered so far, per kind */
 	render_counts(&b, t);
 	al_buf_puts(&b, "\n");
+	store_reads(&b, s);
 	al_buf_puts(&b, fs_lines);
 	*out = al_buf_detach(&b, NULL);
 	return *out ? 0 : al_error_set(AL_ENOMEM, "out of memory");

@@ -47,7 +47,11 @@ typedef struct al_attr {
 	gid_t gid;
 } al_attr;
 
-typedef int (*al_tree_fill_fn)(void *ctx, const char *name, const al_attr *attr);
+/* One entry of a listing. type: its AL_NODE_* when the tree knows it from the path alone (a run's
+ * run.json is a file, its params/ a folder), else -1 (a name in artifacts/ may be either). attr:
+ * its attributes when the listing read them anyway (a run folder's are its document's time), the
+ * same al_tree_getattr answers for the path, else NULL. Nonzero stops the listing. */
+typedef int (*al_tree_fill_fn)(void *ctx, const char *name, int type, const al_attr *attr);
 
 int al_tree_open(al_tree **out, const al_tree_options *opts);
 /* Settles what is pending in the tree (dataset versions); the stack delivers the rest when it

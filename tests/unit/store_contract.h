@@ -313,6 +313,25 @@ static void contract_list(al_store_backend *b)
 	}
 	al_doc_list_free(l);
 
+	/* list_meta: the same documents and times, without fields */
+	{
+		al_doc_list *all = NULL;
+		CHECK_OK(al_store_list(&all, b, "projects/p/runs", NULL, NULL));
+		CHECK_OK(al_store_list_meta(&l, b, "projects/p/runs"));
+		CHECK_EQ_INT(l ? l->count : 0, 7);
+		for (size_t i = 0; l && all && i < l->count && i < all->count; i++) {
+			CHECK_EQ_STR(l->docs[i]->path, all->docs[i]->path);
+			CHECK(l->docs[i]->fields == NULL);
+			CHECK_EQ_INT(l->docs[i]->update_us, all->docs[i]->update_us);
+			CHECK_EQ_INT(l->docs[i]->create_us, all->docs[i]->create_us);
+		}
+		al_doc_list_free(l);
+		al_doc_list_free(all);
+		CHECK_OK(al_store_list_meta(&l, b, "nothing/here/at_all"));
+		CHECK(l != NULL && l->count == 0);
+		al_doc_list_free(l);
+	}
+
 	CHECK_OK(al_store_list(&l, b, "projects/p/runs", "10", "a"));
 	CHECK_EQ_INT(l->count, 3);
 	if (l->count == 3) {

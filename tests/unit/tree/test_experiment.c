@@ -119,12 +119,63 @@ static void test_artifacts_kept_when_no_run_runs(void)
 	CHECK_OK(tree_write(EXP "/runs/2/status", "finished\n"));
 }
 
+/* .aletheia/status's documents_read: documents the SQLite store read and parsed so far. */
+static long long docs_read(void)
+{
+	const char *s = tree_cat("/.aletheia/status"), *p = strstr(s, "\ndocuments_read: ");
+	return p ? atoll(p + 17) : -1;
+}
+
+/* Listing runs/ reads no run's document: each folder's attributes come from the store's ids and
+ * times (list_meta), and a stat of each after it is answered by the attribute cache (`ls -l
+ * runs/` of 10,000 runs; issue 11). The listed attributes equal a stat's (tree_ls checks). */
+static void test_listing_runs_reads_no_document(void)
+{
+	char path[128], want[512] = "";
+	long long before;
+	al_attr a;
+	int i;
+
+	for (i = 1; i <= 40; i++) {
+		snprintf(path, sizeof(path), EXP "/runs/r%02d", i);
+		CHECK_OK(tree_mkdir(path));
+		snprintf(path, sizeof(path), EXP "/runs/r%02d/params/lr", i);
+		CHECK_OK(tree_write(path, "0.1\n"));
+		snprintf(path, sizeof(path), "%sr%02d", i > 1 ? " " : "", i);
+		strcat(want, path);
+	}
+	CHECK_OK(tree_write(EXP "/runs/r07/status", "finished\n"));
+	CHECK_OK(al_tree_getattr(&a, TF.t, EXP "/runs"));
+	before = docs_read();
+	CHECK(before >= 0);
+	/* runs 1 and 7's folders may be listed above by other tests: only r* here */
+	{
+		const char *ls = tree_ls(EXP "/runs"), *r = strstr(ls, "r01");
+		CHECK(r != NULL);
+		CHECK_EQ_STR(r ? r : ls, want);
+	}
+	for (i = 1; i <= 40; i++) {
+		snprintf(path, sizeof(path), EXP "/runs/r%02d", i);
+		CHECK_OK(al_tree_getattr(&a, TF.t, path));
+		CHECK_EQ_INT(a.type, AL_NODE_DIR);
+		CHECK_EQ_INT(a.mode, 0755);
+	}
+	if (docs_read() - before > 2)
+		fprintf(stderr, "listing 40 runs and stat of each read %lld documents\n", docs_read() - before);
+	CHECK(docs_read() - before <= 2);
+	/* a change: the next listing shows the run's new time, as its stat does (tree_ls checks) */
+	CHECK_OK(tree_write(EXP "/runs/r12/params/lr", "0.2\n"));
+	CHECK_OK(al_tree_getattr(&a, TF.t, EXP "/runs/r12"));
+	tree_ls(EXP "/runs");
+}
+
 int main(void)
 {
 	tree_setup();
 	test_description();
 	test_artifacts();
 	test_artifacts_kept_when_no_run_runs();
+	test_listing_runs_reads_no_document();
 	tree_teardown();
 	CHECK_DONE();
 }

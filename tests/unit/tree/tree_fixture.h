@@ -254,22 +254,70 @@ static inline int64_t tree_size(const char *path)
 	return rc ? rc : (int64_t)a.size;
 }
 
-static inline int tree_collect_(void *ctx, const char *name, const al_attr *a)
+/* What a listing told of each entry, checked against a lookup of it once the listing is done
+ * (fs/ops.c hands the type to the kernel as d_type and the attributes as readdirplus's). */
+typedef struct tree_listed_ {
+	char **names;
+	int *types;
+	al_attr *attrs;
+	unsigned char *has;
+	size_t n;
+} tree_listed_;
+
+static inline int tree_collect_(void *ctx, const char *name, int type, const al_attr *a)
 {
-	char ***names = ctx;
-	size_t n = 0;
-	(void)a;
+	tree_listed_ *l = ctx;
+	size_t n = l->n;
+	char **p;
+	int *ty;
+	al_attr *at;
+	unsigned char *h;
 	if (!strcmp(name, ".") || !strcmp(name, ".."))
-		return 0;
-	while ((*names)[n])
-		n++;
-	char **p = realloc(*names, (n + 2) * sizeof(char *));
-	if (!p)
+		return type != AL_NODE_DIR || a;   /* folders, of no attributes given */
+	if (!(p = realloc(l->names, (n + 2) * sizeof(char *))))
 		return 1;
+	l->names = p;
+	if (!(ty = realloc(l->types, (n + 1) * sizeof(int))))
+		return 1;
+	l->types = ty;
+	if (!(at = realloc(l->attrs, (n + 1) * sizeof(al_attr))))
+		return 1;
+	l->attrs = at;
+	if (!(h = realloc(l->has, n + 1)))
+		return 1;
+	l->has = h;
 	p[n] = strdup(name);
 	p[n + 1] = NULL;
-	*names = p;
+	ty[n] = type;
+	h[n] = a != NULL;
+	if (a)
+		at[n] = *a;
+	l->n++;
 	return 0;
+}
+
+/* Each entry's type and attributes as the listing gave them equal a lookup's (stat of it). */
+static inline void tree_check_listed_(const char *dir, const tree_listed_ *l)
+{
+	size_t i;
+	for (i = 0; i < l->n; i++) {
+		char path[2048];
+		al_attr a;
+		snprintf(path, sizeof(path), "%s/%s", strcmp(dir, "/") == 0 ? "" : dir, l->names[i]);
+		if (al_tree_getattr(&a, TF.t, path) != 0)
+			continue;   /* gone since, or never there (a name a writer holds) */
+		if (l->types[i] != -1 && l->types[i] != (int)a.type) {
+			fprintf(stderr, "listing of %s: %s has type %d, its stat says %d\n", dir, l->names[i],
+				l->types[i], (int)a.type);
+			CHECK(l->types[i] == (int)a.type);
+		}
+		if (l->has[i] && (a.type != l->attrs[i].type || a.mode != l->attrs[i].mode ||
+		    a.size != l->attrs[i].size || a.mtime_us != l->attrs[i].mtime_us ||
+		    a.ctime_us != l->attrs[i].ctime_us || a.immutable != l->attrs[i].immutable)) {
+			fprintf(stderr, "listing of %s: %s's attributes are not its stat's\n", dir, l->names[i]);
+			CHECK(!"listed attributes equal stat's");
+		}
+	}
 }
 
 static inline int tree_cmp_names_(const void *a, const void *b)
@@ -283,14 +331,16 @@ static inline const char *tree_ls(const char *path)
 {
 	static char *slots[4];
 	static int next;
-	char **names = calloc(1, sizeof(char *)), *out = NULL;
+	tree_listed_ l = {0};
+	char **names, *out = NULL;
 	size_t n = 0, i, total = 1;
-	int rc = names ? al_tree_readdir(TF.t, path, tree_collect_, &names) : AL_ENOMEM;
+	int rc = al_tree_readdir(TF.t, path, tree_collect_, &l);
 	next = (next + 1) % 4;
 	free(slots[next]);
-	while (names && names[n])
-		n++;
+	names = l.names;
+	n = l.n;
 	if (rc == 0) {
+		tree_check_listed_(path, &l);
 		qsort(names, n, sizeof(char *), tree_cmp_names_);
 		for (i = 0; i < n; i++)
 			total += strlen(names[i]) + 1;
@@ -307,6 +357,9 @@ static inline const char *tree_ls(const char *path)
 	for (i = 0; i < n; i++)
 		free(names[i]);
 	free(names);
+	free(l.types);
+	free(l.attrs);
+	free(l.has);
 	slots[next] = out;
 	return out;
 }
