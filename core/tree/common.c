@@ -200,25 +200,9 @@ void attr_file(al_attr *a, unsigned mode, uint64_t size, int64_t mtime)
 	a->mtime_us = a->ctime_us = mtime;
 }
 
-/* Adds the child of folder `rest` that leads to `full` (a path inside the same area). */
-void child_of(keyset *k, const char *rest, const char *full)
-{
-	size_t n = strlen(rest);
-	const char *p = full, *slash;
-	char *name;
-	if (n) {
-		if (strncmp(full, rest, n) != 0 || full[n] != '/')
-			return;
-		p = full + n + 1;
-	}
-	slash = strchr(p, '/');
-	name = slash ? strndup(p, (size_t)(slash - p)) : strdup(p);
-	if (name && *name)
-		keyset_add(k, name);
-	free(name);
-}
-
-void child_of_typed(keyset *k, const char *rest, const char *full)
+/* The name under rest of full (a key with '/' for folders), added to k; typed: with its type (a
+ * file when it is the last segment, else a folder). */
+static void child_add(keyset *k, const char *rest, const char *full, int typed)
 {
 	size_t n = strlen(rest);
 	const char *p = full, *slash;
@@ -232,9 +216,20 @@ void child_of_typed(keyset *k, const char *rest, const char *full)
 	name = slash ? strndup(p, (size_t)(slash - p)) : strdup(p);
 	if (name && *name) {
 		keyset_add(k, name);
-		keyset_type(k, name, slash ? AL_NODE_DIR : AL_NODE_FILE);
+		if (typed)
+			keyset_type(k, name, slash ? AL_NODE_DIR : AL_NODE_FILE);
 	}
 	free(name);
+}
+
+void child_of(keyset *k, const char *rest, const char *full)
+{
+	child_add(k, rest, full, 0);
+}
+
+void child_of_typed(keyset *k, const char *rest, const char *full)
+{
+	child_add(k, rest, full, 1);
 }
 
 int list_ids(keyset *k, al_tree *t, const char *coll)

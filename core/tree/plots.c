@@ -76,9 +76,9 @@ static void list_plots(keyset *out, const keyset *names, const char *rest)
 			const char *slash = strrchr(names->keys[i], '/');
 			size_t dirlen = slash ? (size_t)(slash - names->keys[i]) : 0;
 			if (dirlen == strlen(rest) && strncmp(names->keys[i], rest, dirlen) == 0)
-				keyset_add(out, last_segment(file));
+				child_of_typed(out, rest, file);
 			else
-				child_of(out, rest, names->keys[i]);
+				child_of_typed(out, rest, names->keys[i]);   /* deeper: a folder */
 		}
 		free(file);
 	}
@@ -200,8 +200,9 @@ static int run_plots_list(keyset *k, al_tree *t, const node *n, const char *path
 	(void)path;
 	if (rc == 0) {
 		list_plots(k, &names, n->rest);
-		if (!*n->rest)
-			keyset_add(k, MULTIPLES);
+		if (!*n->rest) {
+			child_of_typed(k, "", MULTIPLES);
+		}
 	}
 	al_strings_free(names.keys, names.n);
 	return rc;

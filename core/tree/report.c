@@ -7,33 +7,12 @@
 
 /* ---- the runs of an experiment --------------------------------------------------------------- */
 
-/* Numeric ids in numeric order (any length: compared as digit strings), then the others by
- * bytes: runs.csv's order (README "runs.csv"). */
-static int cmp_runs(const void *a, const void *b)
-{
-	const char *x = al_doc_id((*(al_doc *const *)a)->path), *y = al_doc_id((*(al_doc *const *)b)->path);
-	int ix = *x && strspn(x, "0123456789") == strlen(x), iy = *y && strspn(y, "0123456789") == strlen(y);
-	if (ix && iy) {
-		size_t lx, ly;
-		while (x[0] == '0' && x[1])
-			x++;
-		while (y[0] == '0' && y[1])
-			y++;
-		lx = strlen(x);
-		ly = strlen(y);
-		return lx != ly ? (lx < ly ? -1 : 1) : strcmp(x, y);
-	}
-	if (ix != iy)
-		return ix ? -1 : 1;
-	return strcmp(x, y);
-}
-
 int experiment_runs(al_doc_list **out, al_tree *t, const char *exp_doc)
 {
 	char *coll = xasprintf("%s/runs", exp_doc);
 	int rc = coll ? al_store_list(out, t->store, coll, NULL, NULL) : al_error_set(AL_ENOMEM, "out of memory");
 	if (rc == 0 && (*out)->count)
-		qsort((*out)->docs, (*out)->count, sizeof(al_doc *), cmp_runs);
+		qsort((*out)->docs, (*out)->count, sizeof(al_doc *), cmp_run_ids);   /* runs.csv's order */
 	free(coll);
 	return rc;
 }
