@@ -3,6 +3,7 @@
 # interruption, and never serving a corrupted object (README "Reading datasets: prefetch", issue 11 item 3).
 import errno
 import os
+import stat
 import re
 import signal
 import subprocess
@@ -55,9 +56,25 @@ def summary(r):
 
 
 def cache_bytes(m):
-    """Disk space of the cache folder's blobs (complete and partial), not of its index."""
-    return sum(f.stat().st_blocks * 512 for f in m.cache.rglob("*")
-               if f.is_file() and not f.name.startswith("index.db") and f.name != "aletheia.log")
+    """Disk space of the cache folder's blobs (complete and partial), not of its index. A walk of
+    the folder is no snapshot: a blob evicted after it was counted and one placed before the walk
+    reaches it would both count, so a walk counts only when the folder's names were the same
+    before and after it."""
+    def names():
+        return sorted(str(f) for f in m.cache.rglob("*")
+                      if not f.name.startswith("index.db") and f.name != "aletheia.log")
+    while True:
+        before = names()
+        total = 0
+        for f in before:
+            try:
+                st = os.stat(f)
+            except FileNotFoundError:
+                continue
+            if stat.S_ISREG(st.st_mode):
+                total += st.st_blocks * 512
+        if names() == before:
+            return total
 
 
 def test_dataset_prefetch_pulls_every_file_so_reads_need_no_get(mount_factory, proxy):
