@@ -13,7 +13,8 @@ from alutil import BIN, cli, env_for
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 MAN = ROOT / "doc" / "aletheia.1"
 COMPLETION = ROOT / "doc" / "aletheia.bash-completion"
-COMMANDS = ["mount", "umount", "new-run", "run", "status", "dataset import", "dataset prefetch", "fsck"]
+COMMANDS = ["mount", "umount", "new-run", "run", "status", "dataset import", "dataset prefetch", "fsck", "ls",
+            "diff"]
 
 
 def options_of(cmd):
@@ -34,6 +35,14 @@ def test_every_command_has_help(cmd):
         assert "Options:" in r.stdout
     r2 = cli("help", *cmd.split())
     assert r2.returncode == 0 and (r2.stdout == r.stdout or cmd == "help")
+
+
+def test_commands_are_all_documented_here():
+    """Every command `aletheia --help` lists is in COMMANDS, so the man page and completion checks
+    below cover it (a command added without its manual fails here)."""
+    usage = cli("--help").stdout.split("\n\n")[0]
+    listed = {m.group(1) for m in re.finditer(r"^  aletheia ([a-z][a-z-]*(?: [a-z][a-z-]*)?)(?= |$)", usage, re.M)}
+    assert listed == set(COMMANDS), listed ^ set(COMMANDS)
 
 
 def test_help_after_run_command_is_the_commands(mount):
@@ -95,7 +104,8 @@ def test_bash_completion(mount, tmpdir_al):
         os.makedirs(mount.path / p / "experiments" / e)
     os.makedirs(mount.path / "vision/datasets/imagenet")
     assert complete("aletheia ", mount) == sorted(
-        ["mount", "umount", "new-run", "run", "status", "dataset", "fsck", "help", "--help", "--version"])
+        ["mount", "umount", "new-run", "run", "status", "dataset", "fsck", "ls", "diff", "help", "--help",
+         "--version"])
     assert complete("aletheia r", mount) == ["run"]
     assert complete("aletheia dataset p", mount) == ["prefetch"]
     # every option of each command, as its --help lists it
@@ -110,6 +120,7 @@ def test_bash_completion(mount, tmpdir_al):
     assert complete("aletheia run --exper vision/r", mount) == ["vision/resnet"]
     assert complete("aletheia new-run n", mount) == ["nlp/"]
     assert complete("aletheia new-run nlp/", mount) == ["nlp/bert"]
+    assert complete("aletheia ls vision/v", mount) == ["vision/vit"]
     assert complete("aletheia dataset prefetch vision/", mount) == ["vision/imagenet"]
     assert complete("aletheia dataset import vision/", mount) == ["vision/imagenet"]
     assert complete("aletheia dataset import vision/imagenet vis", mount) == []   # a URL
