@@ -4,6 +4,8 @@
 # from memory or from the stored documents, and a damaged or missing chunk fails the read with EIO
 # instead of ending the text early.
 import errno
+import csv
+import io
 import os
 import sqlite3
 
@@ -68,16 +70,18 @@ def test_runs_csv_is_the_same_from_memory_and_from_the_store(mount_factory):
             os.makedirs((run / "metrics" / name).parent, exist_ok=True)
             with open(run / "metrics" / name, "a") as f:
                 f.write(f"1\n2\n{lasts[(r + k) % len(lasts)]}\n")
-    csv = m.path / "p" / "experiments" / "e" / "runs.csv"
+    table = m.path / "p" / "experiments" / "e" / "runs.csv"
     m.wait_idle()
-    in_memory = csv.read_bytes()
+    in_memory = table.read_bytes()
     m.remount()
-    stored = csv.read_bytes()
+    stored = table.read_bytes()
     assert stored == in_memory
-    head, *rows = stored.decode().split("\r\n")
-    assert head.endswith(",param.lr,metric.acc,metric.loss,metric.val/loss"), head
-    cells = [row.split(",")[-3:] for row in rows if row]
-    assert cells == [[lasts[(r + 1) % 8], lasts[r % 8], lasts[(r + 2) % 8]] for r in range(1, 5)]
+    head = stored.decode().split("\r\n")[0]
+    assert head.endswith(",param.lr,metric.acc,metric.acc.min,metric.acc.max,metric.loss,metric.loss.min,"
+                         "metric.loss.max,metric.val/loss,metric.val/loss.min,metric.val/loss.max"), head
+    rows = list(csv.DictReader(io.StringIO(stored.decode(), newline="")))
+    assert [[row["metric.acc"], row["metric.loss"], row["metric.val/loss"]] for row in rows] == \
+        [[lasts[(r + 1) % 8], lasts[r % 8], lasts[(r + 2) % 8]] for r in range(1, 5)]
 
 
 def chunk_rows(m, metric_doc):
