@@ -143,12 +143,6 @@ static int reader_next(al_file *f, int *got)
 	}
 	if (n == 0)
 		goto cleanup;
-	if (!(text = malloc(n * AL_POINT_TEXT_MAX))) {
-		rc = al_error_set(AL_ENOMEM, "out of memory");
-		goto cleanup;
-	}
-	for (i = 0; i < n; i++)
-		len += al_metric_format(text + len, &pts[i]);
 	if (f->points % READ_BATCH == 0 && f->points / READ_BATCH == f->nidx) {
 		uint64_t *grown = realloc(f->idx, (f->nidx + 1) * sizeof(*grown));
 		if (!grown) {
@@ -158,9 +152,16 @@ static int reader_next(al_file *f, int *got)
 		f->idx = grown;
 		f->idx[f->nidx++] = f->text_end;
 	}
-	free(f->snap);
+	/* The window's buffer is kept from batch to batch: a fresh one of this size is a fresh
+	 * mapping, its pages faulted in again at each batch. */
+	if (!(text = realloc(f->snap, READ_BATCH * AL_POINT_TEXT_MAX))) {
+		rc = al_error_set(AL_ENOMEM, "out of memory");
+		goto cleanup;
+	}
 	f->snap = text;
 	text = NULL;
+	for (i = 0; i < n; i++)
+		len += al_metric_format(f->snap + len, &pts[i]);
 	f->snaplen = len;
 	f->win_off = f->text_end;
 	f->text_end += len;
