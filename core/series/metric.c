@@ -218,18 +218,33 @@ cleanup:
 	return rc;
 }
 
-/* Writes the decimal digits of v; returns the length. */
+/* Writes the decimal digits of v; returns the length. Two digits a step, written in place from
+ * the end (runs for the step, the value's digits and the time of every point read). */
 static size_t put_u64(char *buf, uint64_t v)
 {
-	char tmp[24];
-	size_t n = 0, i;
+	static const char pairs[] =
+		"00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+		"40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+		"8081828384858687888990919293949596979899";
+	size_t n = 1;
+	uint64_t t;
+	char *q;
 
-	do {
-		tmp[n++] = (char)('0' + v % 10);
-		v /= 10;
-	} while (v);
-	for (i = 0; i < n; i++)
-		buf[i] = tmp[n - 1 - i];
+	for (t = v; t >= 10; t /= 10)
+		n++;
+	q = buf + n;
+	while (v >= 100) {
+		unsigned r = (unsigned)(v % 100);
+		v /= 100;
+		*--q = pairs[2 * r + 1];
+		*--q = pairs[2 * r];
+	}
+	if (v >= 10) {
+		*--q = pairs[2 * v + 1];
+		*--q = pairs[2 * v];
+	} else {
+		*--q = (char)('0' + v);
+	}
 	return n;
 }
 
@@ -261,18 +276,22 @@ static size_t fixed_format(char *buf, double v)
 	double a = fabs(v), m, ulp;
 	char digits[24];
 	size_t n = 0, nd, i;
-	uint64_t q;
+	uint64_t q, bits;
 	int e, d;
 
 	if (!(a >= 1e-4 && a < 1e15))
 		return 0;
-	frexp(a, &e);                /* a = f * 2^e, f in [0.5, 1): ulp 2^(e - 53) */
-	ulp = ldexp(1.0, e - 53);
+	/* a = f * 2^e, f in [0.5, 1): ulp 2^(e - 53), from the bits (a is normal: >= 1e-4). */
+	memcpy(&bits, &a, sizeof(bits));
+	e = (int)(bits >> 52) - 1022;
+	bits = (uint64_t)(e - 53 + 1023) << 52;
+	memcpy(&ulp, &bits, sizeof(ulp));
 	for (d = 0; d < (int)(sizeof(p10) / sizeof(p10[0])); d++) {
 		m = a * p10[d];
 		if (m >= 1e15)
 			return 0;
-		q = (uint64_t)llround(m);
+		/* llround(m): m < 2^50 has an ulp of 1/8 at most, so m + 0.5 is exact */
+		q = (uint64_t)(m + 0.5);
 		if ((double)q / p10[d] == a)
 			break;
 	}
