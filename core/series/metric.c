@@ -389,3 +389,43 @@ size_t al_metric_format(char *buf, const al_point *p)
 	buf[n] = '\0';
 	return n;
 }
+
+/* A batch of points (a reader's 4,096), as al_metric_format gives each; a time's whole seconds,
+ * mostly those of the point before, are written once per second seen and copied after. */
+size_t al_metric_format_points(char *buf, const al_point *pts, size_t count)
+{
+	char secs[24];
+	size_t n = 0, slen = 0, i;
+	uint64_t last = 0;
+	int have = 0, last_neg = 0;
+
+	for (i = 0; i < count; i++) {
+		const al_point *p = &pts[i];
+		int64_t ms = p->time_us / 1000 - (p->time_us % 1000 < 0 ? 1 : 0);
+		int neg = ms < 0;
+		uint64_t mag = neg ? (uint64_t)0 - (uint64_t)ms : (uint64_t)ms;
+
+		n += put_i64(buf + n, p->step);
+		buf[n++] = ' ';
+		n += al_double_format(buf + n, p->value);
+		buf[n++] = ' ';
+		if (!have || mag / 1000 != last || neg != last_neg) {
+			slen = 0;
+			if (neg)
+				secs[slen++] = '-';
+			slen += put_u64(secs + slen, mag / 1000);
+			last = mag / 1000;
+			last_neg = neg;
+			have = 1;
+		}
+		memcpy(buf + n, secs, slen);
+		n += slen;
+		buf[n++] = '.';
+		buf[n++] = (char)('0' + mag / 100 % 10);
+		buf[n++] = (char)('0' + mag / 10 % 10);
+		buf[n++] = (char)('0' + mag % 10);
+		buf[n++] = '\n';
+	}
+	buf[n] = '\0';
+	return n;
+}
