@@ -236,6 +236,54 @@ static int time_text(int64_t *out, al_chunk_clock *clock, const char *t, size_t 
 	return 0;
 }
 
+/* The string after a literal opening quote, up to its closing one, if plain (as plain_string). */
+static const char *plain_rest(const char *q, const char *end)
+{
+	for (; q < end && *q != '"'; q++)
+		if (*q == '\\' || (unsigned char)*q < 0x20)
+			return NULL;
+	return q < end ? q : NULL;
+}
+
+/* The element exactly as aletheia writes it, without whitespace: {"integerValue":"N"} of a step,
+ * {"doubleValue":X} of a value, {"timestampValue":"T"} of a time, matched by its literal start
+ * rather than token by token (the token reader was a third of a metric read). 1 when taken, 0
+ * for element()'s general reading, which gives the same point for these and reads the rest. */
+static int element_plain(scan *s, al_point *p, int field, al_chunk_clock *clock)
+{
+	static const char ik[] = "{\"integerValue\":\"", dk[] = "{\"doubleValue\":",
+		tk[] = "{\"timestampValue\":\"";
+	const char *q = s->p, *str;
+	size_t avail = (size_t)(s->end - q);
+	scan n;
+
+	if (field == F_STEP && avail > sizeof(ik) && memcmp(q, ik, sizeof(ik) - 1) == 0) {
+		str = q + sizeof(ik) - 1;
+		if (!(q = plain_rest(str, s->end)) || q + 1 >= s->end || q[1] != '}' ||
+		    int64_text(&p->step, str, (size_t)(q - str)))
+			return 0;
+		s->p = q + 2;
+		return 1;
+	}
+	if (field == F_VALUE && avail > sizeof(dk) && memcmp(q, dk, sizeof(dk) - 1) == 0 &&
+	    q[sizeof(dk) - 1] != '"') {
+		n = (scan){q + sizeof(dk) - 1, s->end};
+		if (number(&n, &p->value) || n.p >= s->end || *n.p != '}')
+			return 0;
+		s->p = n.p + 1;
+		return 1;
+	}
+	if (field == F_TIME && avail > sizeof(tk) && memcmp(q, tk, sizeof(tk) - 1) == 0) {
+		str = q + sizeof(tk) - 1;
+		if (!(q = plain_rest(str, s->end)) || q + 1 >= s->end || q[1] != '}' ||
+		    time_text(&p->time_us, clock, str, (size_t)(q - str)))
+			return 0;
+		s->p = q + 2;
+		return 1;
+	}
+	return 0;
+}
+
 /* One element {"integerValue":"N"} / {"doubleValue":X} / {"timestampValue":"T"} into p. */
 static int element(scan *s, al_point *p, int field, al_chunk_clock *clock)
 {
@@ -243,6 +291,8 @@ static int element(scan *s, al_point *p, int field, al_chunk_clock *clock)
 	size_t klen, len;
 	int64_t i;
 
+	if (element_plain(s, p, field, clock))
+		return 0;
 	if (!eat(s, '{') || key(s, &k, &klen))
 		return -1;
 	if (is_key(k, klen, "integerValue") && field != F_TIME) {

@@ -218,18 +218,37 @@ cleanup:
 	return rc;
 }
 
-/* Writes the decimal digits of v; returns the length. */
+/* Writes the decimal digits of v; returns the length. Two digits a step, written in place from
+ * the end (runs for the step, the value's digits and the time of every point read). */
 static size_t put_u64(char *buf, uint64_t v)
 {
-	char tmp[24];
-	size_t n = 0, i;
+	static const char pairs[] =
+		"00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+		"40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+		"8081828384858687888990919293949596979899";
+	static const uint64_t p10[] = {10ull, 100ull, 1000ull, 10000ull, 100000ull, 1000000ull,
+		10000000ull, 100000000ull, 1000000000ull, 10000000000ull, 100000000000ull,
+		1000000000000ull, 10000000000000ull, 100000000000000ull, 1000000000000000ull,
+		10000000000000000ull, 100000000000000000ull, 1000000000000000000ull,
+		10000000000000000000ull};
+	size_t n = 1;
+	char *q;
 
-	do {
-		tmp[n++] = (char)('0' + v % 10);
-		v /= 10;
-	} while (v);
-	for (i = 0; i < n; i++)
-		buf[i] = tmp[n - 1 - i];
+	while (n < 20 && v >= p10[n - 1])
+		n++;
+	q = buf + n;
+	while (v >= 100) {
+		unsigned r = (unsigned)(v % 100);
+		v /= 100;
+		*--q = pairs[2 * r + 1];
+		*--q = pairs[2 * r];
+	}
+	if (v >= 10) {
+		*--q = pairs[2 * v + 1];
+		*--q = pairs[2 * v];
+	} else {
+		*--q = (char)('0' + v);
+	}
 	return n;
 }
 
@@ -261,18 +280,22 @@ static size_t fixed_format(char *buf, double v)
 	double a = fabs(v), m, ulp;
 	char digits[24];
 	size_t n = 0, nd, i;
-	uint64_t q;
+	uint64_t q, bits;
 	int e, d;
 
 	if (!(a >= 1e-4 && a < 1e15))
 		return 0;
-	frexp(a, &e);                /* a = f * 2^e, f in [0.5, 1): ulp 2^(e - 53) */
-	ulp = ldexp(1.0, e - 53);
+	/* a = f * 2^e, f in [0.5, 1): ulp 2^(e - 53), from the bits (a is normal: >= 1e-4). */
+	memcpy(&bits, &a, sizeof(bits));
+	e = (int)(bits >> 52) - 1022;
+	bits = (uint64_t)(e - 53 + 1023) << 52;
+	memcpy(&ulp, &bits, sizeof(ulp));
 	for (d = 0; d < (int)(sizeof(p10) / sizeof(p10[0])); d++) {
 		m = a * p10[d];
 		if (m >= 1e15)
 			return 0;
-		q = (uint64_t)llround(m);
+		/* llround(m): m < 2^50 has an ulp of 1/8 at most, so m + 0.5 is exact */
+		q = (uint64_t)(m + 0.5);
 		if ((double)q / p10[d] == a)
 			break;
 	}
@@ -363,6 +386,46 @@ size_t al_metric_format(char *buf, const al_point *p)
 	buf[n++] = (char)('0' + mag / 10 % 10);
 	buf[n++] = (char)('0' + mag % 10);
 	buf[n++] = '\n';
+	buf[n] = '\0';
+	return n;
+}
+
+/* A batch of points (a reader's 4,096), as al_metric_format gives each; a time's whole seconds,
+ * mostly those of the point before, are written once per second seen and copied after. */
+size_t al_metric_format_points(char *buf, const al_point *pts, size_t count)
+{
+	char secs[24];
+	size_t n = 0, slen = 0, i;
+	uint64_t last = 0;
+	int have = 0, last_neg = 0;
+
+	for (i = 0; i < count; i++) {
+		const al_point *p = &pts[i];
+		int64_t ms = p->time_us / 1000 - (p->time_us % 1000 < 0 ? 1 : 0);
+		int neg = ms < 0;
+		uint64_t mag = neg ? (uint64_t)0 - (uint64_t)ms : (uint64_t)ms;
+
+		n += put_i64(buf + n, p->step);
+		buf[n++] = ' ';
+		n += al_double_format(buf + n, p->value);
+		buf[n++] = ' ';
+		if (!have || mag / 1000 != last || neg != last_neg) {
+			slen = 0;
+			if (neg)
+				secs[slen++] = '-';
+			slen += put_u64(secs + slen, mag / 1000);
+			last = mag / 1000;
+			last_neg = neg;
+			have = 1;
+		}
+		memcpy(buf + n, secs, slen);
+		n += slen;
+		buf[n++] = '.';
+		buf[n++] = (char)('0' + mag / 100 % 10);
+		buf[n++] = (char)('0' + mag / 10 % 10);
+		buf[n++] = (char)('0' + mag % 10);
+		buf[n++] = '\n';
+	}
 	buf[n] = '\0';
 	return n;
 }

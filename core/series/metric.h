@@ -23,6 +23,9 @@ int al_metric_parse(al_point **out, size_t *count, const char *buf, size_t len,
  * (buf needs AL_POINT_TEXT_MAX bytes). */
 #define AL_POINT_TEXT_MAX 96
 size_t al_metric_format(char *buf, const al_point *p);
+/* count points, one line each, as al_metric_format writes them (buf: count * AL_POINT_TEXT_MAX
+ * bytes, and 1 for the NUL). */
+size_t al_metric_format_points(char *buf, const al_point *pts, size_t count);
 /* Shortest round-trip decimal of a double, as in the format above. Returns length. */
 size_t al_double_format(char *buf, double v);
 

@@ -117,7 +117,7 @@ static int reader_next(al_file *f, int *got)
 {
 	al_point *pts = NULL;
 	char *text = NULL;
-	size_t n = 0, len = 0, i, want = READ_BATCH - (size_t)(f->points % READ_BATCH);
+	size_t n = 0, len = 0, want = READ_BATCH - (size_t)(f->points % READ_BATCH);
 	uint64_t view = 0;
 	int rc;
 
@@ -143,12 +143,6 @@ static int reader_next(al_file *f, int *got)
 	}
 	if (n == 0)
 		goto cleanup;
-	if (!(text = malloc(n * AL_POINT_TEXT_MAX))) {
-		rc = al_error_set(AL_ENOMEM, "out of memory");
-		goto cleanup;
-	}
-	for (i = 0; i < n; i++)
-		len += al_metric_format(text + len, &pts[i]);
 	if (f->points % READ_BATCH == 0 && f->points / READ_BATCH == f->nidx) {
 		uint64_t *grown = realloc(f->idx, (f->nidx + 1) * sizeof(*grown));
 		if (!grown) {
@@ -158,9 +152,15 @@ static int reader_next(al_file *f, int *got)
 		f->idx = grown;
 		f->idx[f->nidx++] = f->text_end;
 	}
-	free(f->snap);
+	/* The window's buffer is kept from batch to batch: a fresh one of this size is a fresh
+	 * mapping, its pages faulted in again at each batch. */
+	if (!(text = realloc(f->snap, READ_BATCH * AL_POINT_TEXT_MAX + 1))) {
+		rc = al_error_set(AL_ENOMEM, "out of memory");
+		goto cleanup;
+	}
 	f->snap = text;
 	text = NULL;
+	len = al_metric_format_points(f->snap, pts, n);
 	f->snaplen = len;
 	f->win_off = f->text_end;
 	f->text_end += len;

@@ -413,11 +413,44 @@ static void test_point_format(void)
 	}
 }
 
+/* A batch gives the lines al_metric_format gives one by one: the seconds copied from the point
+ * before only when they are the same (the same second, either side of it, negative times). */
+static void test_points_format(void)
+{
+	static const int64_t us[] = {1700000000123456LL, 1700000000999999LL, 1700000001000000LL,
+		1700000001000000LL, 1700000000000000LL, 0, -1, -1000, -1001, -999999, -1000000,
+		-1000001, -1500000, 5000, 999, 1000, INT64_MIN, INT64_MIN, INT64_MAX, 1700000000123456LL};
+	enum { N = sizeof(us) / sizeof(us[0]) };
+	al_point pts[N];
+	char one[N * AL_POINT_TEXT_MAX + 1], batch[N * AL_POINT_TEXT_MAX + 1];
+	size_t i, len = 0, got;
+
+	for (i = 0; i < N; i++) {
+		pts[i] = (al_point){ .step = (int64_t)i - 3, .value = (double)i / 7, .time_us = us[i] };
+		len += al_metric_format(one + len, &pts[i]);
+	}
+	got = al_metric_format_points(batch, pts, N);
+	CHECK_EQ_INT(got, len);
+	CHECK_EQ_STR(batch, one);
+	/* from every start, as a reader's batches begin anywhere */
+	for (i = 0; i < N; i++) {
+		size_t k;
+		len = 0;
+		for (k = i; k < N; k++)
+			len += al_metric_format(one + len, &pts[k]);
+		CHECK_EQ_INT(al_metric_format_points(batch, pts + i, N - i), len);
+		CHECK_EQ_STR(batch, one);
+	}
+	CHECK_EQ_INT(al_metric_format_points(batch, pts, 0), 0);
+	CHECK_EQ_STR(batch, "");
+}
+
 int main(void)
 {
 	test_forms();
 	test_chaining();
 	test_bad();
+	test_points_format();
 	test_double_format();
 	test_double_format_same_bytes();
 	test_point_format();
