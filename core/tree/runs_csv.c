@@ -17,9 +17,8 @@ static int csv_field(al_buf *b, const char *s)
 
 /* Numeric ids in numeric order (any length: compared as digit strings), then the others by
  * bytes. */
-int cmp_run_ids(const void *a, const void *b)
+static int cmp_ids(const char *x, const char *y)
 {
-	const char *x = al_doc_id((*(al_doc *const *)a)->path), *y = al_doc_id((*(al_doc *const *)b)->path);
 	int ix = *x && strspn(x, "0123456789") == strlen(x), iy = *y && strspn(y, "0123456789") == strlen(y);
 	if (ix && iy) {
 		size_t lx, ly;
@@ -36,71 +35,84 @@ int cmp_run_ids(const void *a, const void *b)
 	return strcmp(x, y);
 }
 
-/* A summary's min or max as a cell: empty while no point had a comparable value (all NaN). */
-static cJSON *bound_text(double v)
+int cmp_run_ids(const void *a, const void *b)
 {
-	char num[32];
-	if (isnan(v))
-		return cJSON_CreateString("");
-	al_double_format(num, v);
-	return cJSON_CreateString(num);
+	return cmp_ids(al_doc_id((*(al_doc *const *)a)->path), al_doc_id((*(al_doc *const *)b)->path));
 }
 
-/* The last, min and max values of each metric of a run with points, as runs.csv prints them
- * (an array of three texts), keyed by its exact name; *names gains the names, *mtime the newest
- * point. min and max come with the summary the series keeps (README "runs.csv"). */
-static cJSON *last_values(keyset *names, int64_t *mtime, al_tree *t, const al_doc *run)
-{
-	cJSON *o = cJSON_CreateObject();
-	char **ids = NULL;
-	al_series_summary *sums = NULL;
-	size_t nids = 0, k;
+/* A run's row, kept as text between reading the runs and writing the file: the run documents
+ * are parsed one at a time and dropped, so 10,000 runs never sit in memory as trees (README
+ * "runs.csv"). The cells are what write_row printed from the tree, byte for byte. */
+typedef struct cell_pair {
+	const char *key;    /* param or metric name */
+	const char *cells;  /* its cell(s) as CSV text, each preceded by ',' */
+	size_t ord;         /* the order read, so that the first of equal names wins */
+} cell_pair;
 
-	al_store_cache_prefetch(t->series_store, run->path, "metrics");
-	/* one listing of the run's metrics: 10,000 runs cost 10,000 queries, not one per metric */
-	if (!o || al_series_summaries(&ids, &sums, &nids, t->series, run->path) != 0)
-		return o;
-	for (k = 0; k < nids; k++) {
-		char *name = al_id_decode(ids[k]);
-		char num[32];
-		if (name && sums[k].count) {
-			cJSON *cells = cJSON_CreateArray();
-			keyset_add(names, name);
-			mtime_raise(mtime, sums[k].update_us);
-			al_double_format(num, sums[k].last);   /* nan, inf as Python prints them */
-			cJSON_AddItemToArray(cells, cJSON_CreateString(num));
-			cJSON_AddItemToArray(cells, bound_text(sums[k].min));
-			cJSON_AddItemToArray(cells, bound_text(sums[k].max));
-			cJSON_AddItemToObject(o, name, cells);
-		}
-		free(name);
-	}
-	al_strings_free(ids, nids);
-	free(sums);
-	return o;
+typedef struct csv_row {
+	char *path;         /* the run document */
+	char *head;         /* id,status,fold,model,created,ended,git_commit,duration,tags */
+	char *ptext;        /* the params' names and cells, NUL-separated (pairs point into it) */
+	cell_pair *params;
+	size_t np;
+	char *mtext;
+	cell_pair *metrics;
+	size_t nm;
+} csv_row;
+
+typedef struct rows_ctx {
+	csv_row *v;
+	size_t n, cap;
+	keyset pk;          /* every param name any run has */
+	int64_t *mtime;
+	al_buf cell, text;  /* scratch */
+} rows_ctx;
+
+static void row_free(csv_row *r)
+{
+	free(r->path);
+	free(r->head);
+	free(r->ptext);
+	free(r->params);
+	free(r->mtext);
+	free(r->metrics);
 }
 
-static void write_header(al_buf *b, const keyset *params, const keyset *metrics)
+static int cmp_pairs(const void *a, const void *b)
 {
-	size_t k;
-	al_buf_puts(b, "id,status,fold,model,created,ended,git_commit,duration,tags");
-	for (k = 0; k < params->n; k++) {
-		char *h = xasprintf("param.%s", params->keys[k]);
-		al_buf_puts(b, ",");
-		csv_field(b, h ? h : "");
-		free(h);
+	const cell_pair *x = a, *y = b;
+	int c = strcmp(x->key, y->key);
+	return c ? c : (x->ord < y->ord ? -1 : x->ord > y->ord);
+}
+
+static int cmp_rows(const void *a, const void *b)
+{
+	return cmp_ids(al_doc_id(((const csv_row *)a)->path), al_doc_id(((const csv_row *)b)->path));
+}
+
+/* Points the pairs into text (name NUL cells NUL, n times), sorted by name with the first of
+ * equal names kept (as a lookup by name in the tree finds the first). */
+static int pairs_make(cell_pair **out, size_t *count, const char *text, size_t n)
+{
+	cell_pair *p = calloc(n + 1, sizeof(*p));
+	size_t i, w;
+	if (!p)
+		return al_error_set(AL_ENOMEM, "out of memory");
+	for (i = 0; i < n; i++) {
+		p[i].key = text;
+		text += strlen(text) + 1;
+		p[i].cells = text;
+		text += strlen(text) + 1;
+		p[i].ord = i;
 	}
-	for (k = 0; k < metrics->n; k++) {
-		static const char *const sfx[] = {"", ".min", ".max"};
-		size_t j;
-		for (j = 0; j < 3; j++) {
-			char *h = xasprintf("metric.%s%s", metrics->keys[k], sfx[j]);
-			al_buf_puts(b, ",");
-			csv_field(b, h ? h : "");
-			free(h);
-		}
-	}
-	al_buf_puts(b, "\r\n");
+	if (n > 1)
+		qsort(p, n, sizeof(*p), cmp_pairs);
+	for (i = 0, w = 0; i < n; i++)
+		if (w == 0 || strcmp(p[w - 1].key, p[i].key) != 0)
+			p[w++] = p[i];
+	*out = p;
+	*count = w;
+	return 0;
 }
 
 /* A value as a cell: empty when absent or null. */
@@ -147,44 +159,191 @@ static void append_tags(al_buf *b, al_buf *cell, const cJSON *f)
 	al_strings_free(k.keys, k.n);
 }
 
-static void write_row(al_buf *b, int64_t *mtime, const al_doc *run, const cJSON *last,
-	const keyset *params, const keyset *metrics)
+/* One run document read: its row's text, then the tree can go. */
+static int row_add(rows_ctx *c, const al_doc *run)
 {
 	static const char *const texts[] = {"fold", "model"};
-	const cJSON *f = run->fields;
+	const cJSON *f = run->fields, *it;
 	const cJSON *hp = al_value_get_map(al_fields_get(f, "hyper_params"));
 	const cJSON *git = al_value_get_map(al_fields_get(f, "git"));
-	al_buf cell = AL_BUF_INIT;
+	al_buf *b = &c->text;
+	csv_row *r;
 	const char *status;
 	int64_t us, crashed = 0;
 	char tb[48];
-	size_t k;
+	size_t k, np = 0;
+	int rc = 0;
 
+	if (c->n == c->cap) {
+		size_t ncap = c->cap ? c->cap * 2 : 64;
+		csv_row *v = realloc(c->v, ncap * sizeof(*v));
+		if (!v)
+			return al_error_set(AL_ENOMEM, "out of memory");
+		c->v = v;
+		c->cap = ncap;
+	}
+	r = &c->v[c->n];
+	memset(r, 0, sizeof(*r));
+	mtime_raise(c->mtime, run->update_us);
+	al_buf_clear(b);
 	csv_field(b, al_doc_id(run->path));
 	/* crashed when its wrapper's heartbeat stopped (README "Crashed runs") */
 	status = run_status_shown(&crashed, run);
-	mtime_raise(mtime, crashed);
+	mtime_raise(c->mtime, crashed);
 	al_buf_puts(b, ",");
 	csv_field(b, status ? status : "");
 	for (k = 0; k < 2; k++)
-		value_cell(b, &cell, al_fields_get(f, texts[k]));
+		value_cell(b, &c->cell, al_fields_get(f, texts[k]));
 	al_buf_printf(b, ",%s", al_fields_get_time(&us, f, "created") == 0 ? al_time_format(tb, us, 6) : "");
 	al_buf_printf(b, ",%s", al_fields_get_time(&us, f, "ended") == 0 ? al_time_format(tb, us, 6) : "");
 	al_buf_printf(b, ",%s", git && al_fields_get_string(git, "commit") ? al_fields_get_string(git, "commit") : "");
 	append_duration(b, f);
-	append_tags(b, &cell, f);
-	for (k = 0; k < params->n; k++)
-		value_cell(b, &cell, hp ? al_fields_get(hp, params->keys[k]) : NULL);
+	append_tags(b, &c->cell, f);
+	if (!(r->path = strdup(run->path)) || !(r->head = strdup(b->ptr ? b->ptr : ""))) {
+		rc = al_error_set(AL_ENOMEM, "out of memory");
+		goto cleanup;
+	}
+	/* params: name NUL ",cell" NUL each */
+	al_buf_clear(b);
+	if (hp)
+		cJSON_ArrayForEach(it, hp) {
+			keyset_add(&c->pk, it->string);
+			al_buf_put(b, it->string, strlen(it->string) + 1);
+			value_cell(b, &c->cell, al_fields_get(hp, it->string));
+			al_buf_put(b, "", 1);
+			np++;
+		}
+	if (np) {
+		if (!(r->ptext = malloc(b->len))) {
+			rc = al_error_set(AL_ENOMEM, "out of memory");
+			goto cleanup;
+		}
+		memcpy(r->ptext, b->ptr, b->len);
+		if ((rc = pairs_make(&r->params, &r->np, r->ptext, np)))
+			goto cleanup;
+	}
+cleanup:
+	if (rc)
+		row_free(r);
+	else
+		c->n++;
+	return rc;
+}
+
+/* store.h list_text: each run document parsed, turned into its row and dropped. */
+static int row_from_text(void *ctx, const char *path, const char *text, size_t len, int64_t update_us)
+{
+	al_doc d = {(char *)path, NULL, 0, update_us};
+	int rc;
+	d.fields = cJSON_ParseWithLength(text, len);
+	if (!cJSON_IsObject(d.fields)) {   /* as the store's listing: left out, and named */
+		cJSON_Delete(d.fields);
+		fprintf(stderr, "aletheia: document %s has corrupt fields in the store\n", path);
+		return 0;
+	}
+	rc = row_add(ctx, &d);
+	cJSON_Delete(d.fields);
+	return rc;
+}
+
+/* A summary's min or max as a cell: empty while no point had a comparable value (all NaN). */
+static void bound_cell(al_buf *b, double v)
+{
+	char num[32];
+	al_buf_puts(b, ",");
+	if (!isnan(v)) {
+		al_double_format(num, v);
+		al_buf_puts(b, num);
+	}
+}
+
+/* The last, min and max values of each metric of a run with points, as runs.csv prints them,
+ * by its exact name; *names gains the names, *mtime the newest point. min and max come with the
+ * summary the series keeps (README "runs.csv"). */
+static int row_metrics(csv_row *r, keyset *names, int64_t *mtime, al_tree *t, al_buf *b)
+{
+	char **ids = NULL;
+	al_series_summary *sums = NULL;
+	size_t nids = 0, k, nm = 0;
+	int rc = 0;
+
+	al_store_cache_prefetch(t->series_store, r->path, "metrics");
+	/* one listing of the run's metrics: 10,000 runs cost 10,000 queries, not one per metric */
+	if (al_series_summaries(&ids, &sums, &nids, t->series, r->path) != 0) {
+		al_error_clear();
+		return 0;
+	}
+	al_buf_clear(b);
+	for (k = 0; k < nids; k++) {
+		char *name = al_id_decode(ids[k]);
+		char num[32];
+		if (name && sums[k].count) {
+			keyset_add(names, name);
+			mtime_raise(mtime, sums[k].update_us);
+			al_buf_put(b, name, strlen(name) + 1);
+			al_double_format(num, sums[k].last);   /* nan, inf as Python prints them */
+			al_buf_printf(b, ",%s", num);
+			bound_cell(b, sums[k].min);
+			bound_cell(b, sums[k].max);
+			al_buf_put(b, "", 1);
+			nm++;
+		}
+		free(name);
+	}
+	if (nm) {
+		if (!(r->mtext = malloc(b->len)))
+			rc = al_error_set(AL_ENOMEM, "out of memory");
+		else {
+			memcpy(r->mtext, b->ptr, b->len);
+			rc = pairs_make(&r->metrics, &r->nm, r->mtext, nm);
+		}
+	}
+	al_strings_free(ids, nids);
+	free(sums);
+	return rc;
+}
+
+static void write_header(al_buf *b, const keyset *params, const keyset *metrics)
+{
+	size_t k;
+	al_buf_puts(b, "id,status,fold,model,created,ended,git_commit,duration,tags");
+	for (k = 0; k < params->n; k++) {
+		char *h = xasprintf("param.%s", params->keys[k]);
+		al_buf_puts(b, ",");
+		csv_field(b, h ? h : "");
+		free(h);
+	}
 	for (k = 0; k < metrics->n; k++) {
-		const cJSON *cells = cJSON_GetObjectItemCaseSensitive(last, metrics->keys[k]);
-		int j;
+		static const char *const sfx[] = {"", ".min", ".max"};
+		size_t j;
 		for (j = 0; j < 3; j++) {
-			const char *v = cJSON_GetStringValue(cJSON_GetArrayItem(cells, j));
-			al_buf_printf(b, ",%s", v ? v : "");
+			char *h = xasprintf("metric.%s%s", metrics->keys[k], sfx[j]);
+			al_buf_puts(b, ",");
+			csv_field(b, h ? h : "");
+			free(h);
 		}
 	}
 	al_buf_puts(b, "\r\n");
-	al_buf_dispose(&cell);
+}
+
+/* The row's cells under the header's names (both sorted by bytes), empty where it has none. */
+static void write_cells(al_buf *b, const cell_pair *p, size_t n, const keyset *names, const char *none)
+{
+	size_t k, j = 0;
+	for (k = 0; k < names->n; k++) {
+		int c = 1;
+		while (j < n && (c = strcmp(p[j].key, names->keys[k])) < 0)
+			j++;
+		al_buf_puts(b, j < n && c == 0 ? p[j].cells : none);
+	}
+}
+
+static void write_row(al_buf *b, const csv_row *r, const keyset *params, const keyset *metrics)
+{
+	al_buf_puts(b, r->head);
+	write_cells(b, r->params, r->np, params, ",");
+	write_cells(b, r->metrics, r->nm, metrics, ",,,");
+	al_buf_puts(b, "\r\n");
 }
 
 /* One row per run in id order, a column per param and three per metric (last, min, max) any run
@@ -193,39 +352,48 @@ static int render_runs_csv(al_buf *b, int64_t *mtime, al_tree *t, const node *n)
 {
 	al_doc_list *runs = NULL;
 	char *coll = xasprintf("%s/runs", n->exp_doc);
-	keyset pk = {0}, mk = {0};
-	cJSON **last = NULL;   /* per run: metric name → its last value as text */
+	rows_ctx c = {0};
+	keyset mk = {0};
 	size_t i;
 	int rc;
 
-	if ((rc = al_store_list(&runs, t->store, coll, NULL, NULL)))
-		goto cleanup;
-	if (runs->count)
-		qsort(runs->docs, runs->count, sizeof(al_doc *), cmp_run_ids);
-	if (!(last = calloc(runs->count + 1, sizeof(cJSON *)))) {
+	c.mtime = mtime;
+	if (!coll) {
 		rc = al_error_set(AL_ENOMEM, "out of memory");
 		goto cleanup;
 	}
-	for (i = 0; i < runs->count; i++) {
-		const cJSON *hp = al_value_get_map(al_fields_get(runs->docs[i]->fields, "hyper_params")), *it;
-		if (hp)
-			cJSON_ArrayForEach(it, hp)
-				keyset_add(&pk, it->string);
-		mtime_raise(mtime, runs->docs[i]->update_us);
-		last[i] = last_values(&mk, mtime, t, runs->docs[i]);
+	/* SQLite hands each document's text over in turn; the others list them as trees */
+	if (t->store->list_text) {
+		if ((rc = t->store->list_text(t->store, coll, row_from_text, &c)))
+			goto cleanup;
+	} else {
+		if ((rc = al_store_list(&runs, t->store, coll, NULL, NULL)))
+			goto cleanup;
+		for (i = 0; i < runs->count; i++)
+			if ((rc = row_add(&c, runs->docs[i])))
+				goto cleanup;
+		al_doc_list_free(runs);
+		runs = NULL;
 	}
-	if (pk.n)
-		qsort(pk.keys, pk.n, sizeof(char *), cmp_str);
+	if (c.n)
+		qsort(c.v, c.n, sizeof(*c.v), cmp_rows);
+	for (i = 0; i < c.n; i++)
+		if ((rc = row_metrics(&c.v[i], &mk, mtime, t, &c.text)))
+			goto cleanup;
+	if (c.pk.n)
+		qsort(c.pk.keys, c.pk.n, sizeof(char *), cmp_str);
 	if (mk.n)
 		qsort(mk.keys, mk.n, sizeof(char *), cmp_str);
-	write_header(b, &pk, &mk);
-	for (i = 0; i < runs->count; i++)
-		write_row(b, mtime, runs->docs[i], last[i], &pk, &mk);
+	write_header(b, &c.pk, &mk);
+	for (i = 0; i < c.n; i++)
+		write_row(b, &c.v[i], &c.pk, &mk);
 cleanup:
-	for (i = 0; last && runs && i < runs->count; i++)
-		cJSON_Delete(last[i]);
-	free(last);
-	al_strings_free(pk.keys, pk.n);
+	for (i = 0; i < c.n; i++)
+		row_free(&c.v[i]);
+	free(c.v);
+	al_buf_dispose(&c.cell);
+	al_buf_dispose(&c.text);
+	al_strings_free(c.pk.keys, c.pk.n);
 	al_strings_free(mk.keys, mk.n);
 	al_doc_list_free(runs);
 	free(coll);
