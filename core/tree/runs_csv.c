@@ -64,6 +64,7 @@ typedef struct rows_ctx {
 	csv_row *v;
 	size_t n, cap;
 	keyset pk;          /* every param name any run has */
+	size_t hint;        /* where the next name of this run likely is in pk */
 	int64_t *mtime;
 	al_buf cell, text;  /* scratch */
 } rows_ctx;
@@ -159,6 +160,21 @@ static void append_tags(al_buf *b, al_buf *cell, const cJSON *f)
 	al_strings_free(k.keys, k.n);
 }
 
+/* keyset_add, first trying where the previous run's next name was: runs mostly have the same
+ * params and metrics in the same order, and 10,000 runs × 20 params each compared against all
+ * 20 took a tenth of the render. */
+static void name_add(keyset *k, size_t *hint, const char *key)
+{
+	if (*hint < k->n && strcmp(k->keys[*hint], key) == 0) {
+		(*hint)++;
+		return;
+	}
+	keyset_add(k, key);
+	for (*hint = 0; *hint < k->n && strcmp(k->keys[*hint], key) != 0; (*hint)++)
+		;
+	(*hint)++;
+}
+
 /* One run document read: its row's text, then the tree can go. */
 static int row_add(rows_ctx *c, const al_doc *run)
 {
@@ -205,9 +221,10 @@ static int row_add(rows_ctx *c, const al_doc *run)
 	}
 	/* params: name NUL ",cell" NUL each */
 	al_buf_clear(b);
+	c->hint = 0;
 	if (hp)
 		cJSON_ArrayForEach(it, hp) {
-			keyset_add(&c->pk, it->string);
+			name_add(&c->pk, &c->hint, it->string);
 			al_buf_put(b, it->string, strlen(it->string) + 1);
 			value_cell(b, &c->cell, al_fields_get(hp, it->string));
 			al_buf_put(b, "", 1);
@@ -264,7 +281,7 @@ static int row_metrics(csv_row *r, keyset *names, int64_t *mtime, al_tree *t, al
 {
 	char **ids = NULL;
 	al_series_summary *sums = NULL;
-	size_t nids = 0, k, nm = 0;
+	size_t nids = 0, k, nm = 0, hint = 0;
 	int rc = 0;
 
 	al_store_cache_prefetch(t->series_store, r->path, "metrics");
@@ -278,7 +295,7 @@ static int row_metrics(csv_row *r, keyset *names, int64_t *mtime, al_tree *t, al
 		char *name = al_id_decode(ids[k]);
 		char num[32];
 		if (name && sums[k].count) {
-			keyset_add(names, name);
+			name_add(names, &hint, name);
 			mtime_raise(mtime, sums[k].update_us);
 			al_buf_put(b, name, strlen(name) + 1);
 			al_double_format(num, sums[k].last);   /* nan, inf as Python prints them */
