@@ -1,6 +1,7 @@
 /* aletheia: an experiment's runs.csv, one row per run with its params, tags, duration and each
  * metric's last, min and max values, for pandas and spreadsheets (README "runs.csv"). */
 #include <math.h>
+#include <stddef.h>
 #include "core/store/store_cache.h"
 #include "internal.h"
 
@@ -60,7 +61,16 @@ typedef struct csv_row {
 	size_t nm;
 } csv_row;
 
+/* The rows' text comes from blocks of 1 MiB (mapped by malloc, given back whole when freed):
+ * one small malloc per cell list grew the heap a page at a time, each a syscall and a fault. */
+typedef struct slab {
+	struct slab *next;
+	size_t used, cap;
+	max_align_t data[];
+} slab;
+
 typedef struct rows_ctx {
+	slab *slabs;
 	csv_row *v;
 	size_t n, cap;
 	keyset pk;          /* every param name any run has */
@@ -69,14 +79,46 @@ typedef struct rows_ctx {
 	al_buf cell, text;  /* scratch */
 } rows_ctx;
 
-static void row_free(csv_row *r)
+#define SLAB_BYTES (1u << 20)
+
+static void *slab_alloc(slab **slabs, size_t n)
 {
-	free(r->path);
-	free(r->head);
-	free(r->ptext);
-	free(r->params);
-	free(r->mtext);
-	free(r->metrics);
+	slab *s = *slabs;
+	void *p;
+	n = (n + sizeof(max_align_t) - 1) / sizeof(max_align_t) * sizeof(max_align_t);
+	if (!s || s->cap - s->used < n) {
+		size_t cap = n > SLAB_BYTES - sizeof(*s) ? n : SLAB_BYTES - sizeof(*s);
+		if (!(s = malloc(sizeof(*s) + cap))) {
+			al_error_set(AL_ENOMEM, "out of memory");
+			return NULL;
+		}
+		s->cap = cap;
+		s->used = 0;
+		s->next = *slabs;
+		*slabs = s;
+	}
+	p = (char *)s->data + s->used;
+	s->used += n;
+	return p;
+}
+
+static char *slab_dup(slab **slabs, const char *text, size_t len)
+{
+	char *p = slab_alloc(slabs, len + 1);
+	if (p) {
+		memcpy(p, text, len);
+		p[len] = '\0';
+	}
+	return p;
+}
+
+static void slabs_free(slab *s)
+{
+	while (s) {
+		slab *next = s->next;
+		free(s);
+		s = next;
+	}
 }
 
 static int cmp_pairs(const void *a, const void *b)
@@ -93,12 +135,12 @@ static int cmp_rows(const void *a, const void *b)
 
 /* Points the pairs into text (name NUL cells NUL, n times), sorted by name with the first of
  * equal names kept (as a lookup by name in the tree finds the first). */
-static int pairs_make(cell_pair **out, size_t *count, const char *text, size_t n)
+static int pairs_make(cell_pair **out, size_t *count, slab **slabs, const char *text, size_t n)
 {
-	cell_pair *p = calloc(n + 1, sizeof(*p));
+	cell_pair *p = slab_alloc(slabs, (n + 1) * sizeof(*p));
 	size_t i, w;
 	if (!p)
-		return al_error_set(AL_ENOMEM, "out of memory");
+		return AL_ENOMEM;
 	for (i = 0; i < n; i++) {
 		p[i].key = text;
 		text += strlen(text) + 1;
@@ -215,8 +257,9 @@ static int row_add(rows_ctx *c, const al_doc *run)
 	al_buf_printf(b, ",%s", git && al_fields_get_string(git, "commit") ? al_fields_get_string(git, "commit") : "");
 	append_duration(b, f);
 	append_tags(b, &c->cell, f);
-	if (!(r->path = strdup(run->path)) || !(r->head = strdup(b->ptr ? b->ptr : ""))) {
-		rc = al_error_set(AL_ENOMEM, "out of memory");
+	if (!(r->path = slab_dup(&c->slabs, run->path, strlen(run->path))) ||
+	    !(r->head = slab_dup(&c->slabs, b->ptr ? b->ptr : "", b->len))) {
+		rc = AL_ENOMEM;
 		goto cleanup;
 	}
 	/* params: name NUL ",cell" NUL each */
@@ -231,18 +274,15 @@ static int row_add(rows_ctx *c, const al_doc *run)
 			np++;
 		}
 	if (np) {
-		if (!(r->ptext = malloc(b->len))) {
-			rc = al_error_set(AL_ENOMEM, "out of memory");
+		if (!(r->ptext = slab_dup(&c->slabs, b->ptr, b->len))) {
+			rc = AL_ENOMEM;
 			goto cleanup;
 		}
-		memcpy(r->ptext, b->ptr, b->len);
-		if ((rc = pairs_make(&r->params, &r->np, r->ptext, np)))
+		if ((rc = pairs_make(&r->params, &r->np, &c->slabs, r->ptext, np)))
 			goto cleanup;
 	}
 cleanup:
-	if (rc)
-		row_free(r);
-	else
+	if (rc == 0)
 		c->n++;
 	return rc;
 }
@@ -277,7 +317,7 @@ static void bound_cell(al_buf *b, double v)
 /* The last, min and max values of each metric of a run with points, as runs.csv prints them,
  * by its exact name; *names gains the names, *mtime the newest point. min and max come with the
  * summary the series keeps (README "runs.csv"). */
-static int row_metrics(csv_row *r, keyset *names, int64_t *mtime, al_tree *t, al_buf *b)
+static int row_metrics(csv_row *r, slab **slabs, keyset *names, int64_t *mtime, al_tree *t, al_buf *b)
 {
 	char **ids = NULL;
 	al_series_summary *sums = NULL;
@@ -308,12 +348,10 @@ static int row_metrics(csv_row *r, keyset *names, int64_t *mtime, al_tree *t, al
 		free(name);
 	}
 	if (nm) {
-		if (!(r->mtext = malloc(b->len)))
-			rc = al_error_set(AL_ENOMEM, "out of memory");
-		else {
-			memcpy(r->mtext, b->ptr, b->len);
-			rc = pairs_make(&r->metrics, &r->nm, r->mtext, nm);
-		}
+		if (!(r->mtext = slab_dup(slabs, b->ptr, b->len)))
+			rc = AL_ENOMEM;
+		else
+			rc = pairs_make(&r->metrics, &r->nm, slabs, r->mtext, nm);
 	}
 	al_strings_free(ids, nids);
 	free(sums);
@@ -395,7 +433,7 @@ static int render_runs_csv(al_buf *b, int64_t *mtime, al_tree *t, const node *n)
 	if (c.n)
 		qsort(c.v, c.n, sizeof(*c.v), cmp_rows);
 	for (i = 0; i < c.n; i++)
-		if ((rc = row_metrics(&c.v[i], &mk, mtime, t, &c.text)))
+		if ((rc = row_metrics(&c.v[i], &c.slabs, &mk, mtime, t, &c.text)))
 			goto cleanup;
 	if (c.pk.n)
 		qsort(c.pk.keys, c.pk.n, sizeof(char *), cmp_str);
@@ -405,8 +443,7 @@ static int render_runs_csv(al_buf *b, int64_t *mtime, al_tree *t, const node *n)
 	for (i = 0; i < c.n; i++)
 		write_row(b, &c.v[i], &c.pk, &mk);
 cleanup:
-	for (i = 0; i < c.n; i++)
-		row_free(&c.v[i]);
+	slabs_free(c.slabs);
 	free(c.v);
 	al_buf_dispose(&c.cell);
 	al_buf_dispose(&c.text);
