@@ -1,5 +1,6 @@
 /* aletheia: an experiment's runs.csv, one row per run with its params, tags, duration and each
  * metric's last, min and max values, for pandas and spreadsheets (README "runs.csv"). */
+#include <ctype.h>
 #include <math.h>
 #include <stddef.h>
 #include "core/store/store_cache.h"
@@ -287,12 +288,177 @@ cleanup:
 	return rc;
 }
 
-/* store.h list_text: each run document parsed, turned into its row and dropped. */
+/* A fast reader of a run document's text: the top-level fields a row uses are parsed, the
+ * others (param_times, command, the machine's spec, …: over half of the text) only stepped over.
+ * Strict JSON only; anything else (escaped names, deep nesting, text after the object) returns
+ * NULL and the caller parses the whole text as before, so the row stays the same bytes. */
+static const char *const row_fields[] = {"status", "heartbeat", "fold", "model", "created",
+	"started", "ended", "git", "tags", "hyper_params"};
+#define N_ROW_FIELDS (sizeof(row_fields) / sizeof(row_fields[0]))
+
+static const char *json_ws(const char *p, const char *end)
+{
+	while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+		p++;
+	return p;
+}
+
+/* p at '"': past the closing quote, or NULL; *escaped when it held a backslash. */
+static const char *json_string(const char *p, const char *end, int *escaped)
+{
+	for (p++; p < end; p++) {
+		unsigned char ch = (unsigned char)*p;
+		if (ch == '"')
+			return p + 1;
+		if (ch < 0x20)
+			return NULL;
+		if (ch == '\\') {
+			*escaped = 1;
+			if (++p >= end)
+				return NULL;
+			if (*p == 'u') {
+				int k;
+				for (k = 0; k < 4; k++)
+					if (++p >= end || !isxdigit((unsigned char)*p))
+						return NULL;
+			} else if (!strchr("\"\\/bfnrt", *p) || !*p)
+				return NULL;
+		}
+	}
+	return NULL;
+}
+
+static const char *json_digits(const char *p, const char *end)
+{
+	const char *q = p;
+	while (p < end && *p >= '0' && *p <= '9')
+		p++;
+	return p > q ? p : NULL;
+}
+
+static const char *json_value(const char *p, const char *end, int depth)
+{
+	int escaped = 0;
+	if (p >= end || depth > 32)
+		return NULL;
+	if (*p == '"')
+		return json_string(p, end, &escaped);
+	if (*p == '{' || *p == '[') {
+		char close = *p == '{' ? '}' : ']';
+		p = json_ws(p + 1, end);
+		if (p < end && *p == close)
+			return p + 1;
+		for (;;) {
+			if (close == '}') {
+				if (p >= end || *p != '"' || !(p = json_string(p, end, &escaped)))
+					return NULL;
+				p = json_ws(p, end);
+				if (p >= end || *p != ':')
+					return NULL;
+				p = json_ws(p + 1, end);
+			}
+			if (!(p = json_value(p, end, depth + 1)))
+				return NULL;
+			p = json_ws(p, end);
+			if (p < end && *p == close)
+				return p + 1;
+			if (p >= end || *p != ',')
+				return NULL;
+			p = json_ws(p + 1, end);
+		}
+	}
+	if (*p == 't' || *p == 'f' || *p == 'n') {
+		static const char *const lit[] = {"true", "false", "null"};
+		size_t k;
+		for (k = 0; k < 3; k++)
+			if ((size_t)(end - p) >= strlen(lit[k]) && memcmp(p, lit[k], strlen(lit[k])) == 0)
+				return p + strlen(lit[k]);
+		return NULL;
+	}
+	if (*p == '-')
+		p++;
+	if (p < end && *p == '0')
+		p++;
+	else if (!(p = json_digits(p, end)))
+		return NULL;
+	if (p < end && *p == '.' && !(p = json_digits(p + 1, end)))
+		return NULL;
+	if (p < end && (*p == 'e' || *p == 'E')) {
+		p++;
+		if (p < end && (*p == '+' || *p == '-'))
+			p++;
+		if (!(p = json_digits(p, end)))
+			return NULL;
+	}
+	return p;
+}
+
+/* The object of the fields a row uses (the first of a repeated name, as a lookup in the whole
+ * tree finds), or NULL when the text is not plain JSON. */
+static cJSON *row_fields_read(const char *text, size_t len)
+{
+	const char *p = text, *end = text + len, *name, *v;
+	const char *at[N_ROW_FIELDS] = {0};
+	size_t vlen[N_ROW_FIELDS] = {0}, k, nlen;
+	cJSON *o = NULL;
+
+	p = json_ws(p, end);
+	if (p >= end || *p != '{')
+		return NULL;
+	p = json_ws(p + 1, end);
+	if (p < end && *p == '}')
+		p++;
+	else
+		for (;;) {
+			int escaped = 0;
+			if (p >= end || *p != '"')
+				return NULL;
+			name = p + 1;
+			if (!(p = json_string(p, end, &escaped)) || escaped)
+				return NULL;
+			nlen = (size_t)(p - 1 - name);
+			p = json_ws(p, end);
+			if (p >= end || *p != ':')
+				return NULL;
+			v = json_ws(p + 1, end);
+			if (!(p = json_value(v, end, 0)))
+				return NULL;
+			for (k = 0; k < N_ROW_FIELDS; k++)
+				if (!at[k] && strlen(row_fields[k]) == nlen && memcmp(row_fields[k], name, nlen) == 0) {
+					at[k] = v;
+					vlen[k] = (size_t)(p - v);
+				}
+			p = json_ws(p, end);
+			if (p < end && *p == '}') {
+				p++;
+				break;
+			}
+			if (p >= end || *p != ',')
+				return NULL;
+			p = json_ws(p + 1, end);
+		}
+	if (json_ws(p, end) != end || !(o = cJSON_CreateObject()))
+		return NULL;
+	for (k = 0; k < N_ROW_FIELDS; k++) {
+		cJSON *item;
+		if (!at[k])
+			continue;
+		if (!(item = cJSON_ParseWithLength(at[k], vlen[k]))) {
+			cJSON_Delete(o);
+			return NULL;
+		}
+		cJSON_AddItemToObject(o, row_fields[k], item);
+	}
+	return o;
+}
+
+/* store.h list_text: each run document read, turned into its row and dropped. */
 static int row_from_text(void *ctx, const char *path, const char *text, size_t len, int64_t update_us)
 {
 	al_doc d = {(char *)path, NULL, 0, update_us};
 	int rc;
-	d.fields = cJSON_ParseWithLength(text, len);
+	if (!(d.fields = row_fields_read(text, len)))
+		d.fields = cJSON_ParseWithLength(text, len);
 	if (!cJSON_IsObject(d.fields)) {   /* as the store's listing: left out, and named */
 		cJSON_Delete(d.fields);
 		fprintf(stderr, "aletheia: document %s has corrupt fields in the store\n", path);
