@@ -44,7 +44,7 @@ int cmp_run_ids(const void *a, const void *b)
 
 /* A run's row, kept as text between reading the runs and writing the file: the run documents
  * are parsed one at a time and dropped, so 10,000 runs never sit in memory as trees (README
- * "runs.csv"). The cells are what write_row printed from the tree, byte for byte. */
+ * "Known limitations"). The cells are the bytes the rows were printed with from the trees. */
 typedef struct cell_pair {
 	const char *key;    /* param or metric name */
 	const char *cells;  /* its cell(s) as CSV text, each preceded by ',' */
