@@ -1,6 +1,8 @@
 /* aletheia: an experiment's runs.csv, one row per run with its params, tags, duration and each
  * metric's last, min and max values, for pandas and spreadsheets (README "runs.csv"). */
+#include <ctype.h>
 #include <math.h>
+#include <stddef.h>
 #include "core/store/store_cache.h"
 #include "internal.h"
 
@@ -17,9 +19,8 @@ static int csv_field(al_buf *b, const char *s)
 
 /* Numeric ids in numeric order (any length: compared as digit strings), then the others by
  * bytes. */
-int cmp_run_ids(const void *a, const void *b)
+static int cmp_ids(const char *x, const char *y)
 {
-	const char *x = al_doc_id((*(al_doc *const *)a)->path), *y = al_doc_id((*(al_doc *const *)b)->path);
 	int ix = *x && strspn(x, "0123456789") == strlen(x), iy = *y && strspn(y, "0123456789") == strlen(y);
 	if (ix && iy) {
 		size_t lx, ly;
@@ -36,71 +37,126 @@ int cmp_run_ids(const void *a, const void *b)
 	return strcmp(x, y);
 }
 
-/* A summary's min or max as a cell: empty while no point had a comparable value (all NaN). */
-static cJSON *bound_text(double v)
+int cmp_run_ids(const void *a, const void *b)
 {
-	char num[32];
-	if (isnan(v))
-		return cJSON_CreateString("");
-	al_double_format(num, v);
-	return cJSON_CreateString(num);
+	return cmp_ids(al_doc_id((*(al_doc *const *)a)->path), al_doc_id((*(al_doc *const *)b)->path));
 }
 
-/* The last, min and max values of each metric of a run with points, as runs.csv prints them
- * (an array of three texts), keyed by its exact name; *names gains the names, *mtime the newest
- * point. min and max come with the summary the series keeps (README "runs.csv"). */
-static cJSON *last_values(keyset *names, int64_t *mtime, al_tree *t, const al_doc *run)
-{
-	cJSON *o = cJSON_CreateObject();
-	char **ids = NULL;
-	al_series_summary *sums = NULL;
-	size_t nids = 0, k;
+/* A run's row, kept as text between reading the runs and writing the file: the run documents
+ * are parsed one at a time and dropped, so 10,000 runs never sit in memory as trees (README
+ * "Known limitations"). The cells are the bytes the rows were printed with from the trees. */
+typedef struct cell_pair {
+	const char *key;    /* param or metric name */
+	const char *cells;  /* its cell(s) as CSV text, each preceded by ',' */
+	size_t ord;         /* the order read, so that the first of equal names wins */
+} cell_pair;
 
-	al_store_cache_prefetch(t->series_store, run->path, "metrics");
-	/* one listing of the run's metrics: 10,000 runs cost 10,000 queries, not one per metric */
-	if (!o || al_series_summaries(&ids, &sums, &nids, t->series, run->path) != 0)
-		return o;
-	for (k = 0; k < nids; k++) {
-		char *name = al_id_decode(ids[k]);
-		char num[32];
-		if (name && sums[k].count) {
-			cJSON *cells = cJSON_CreateArray();
-			keyset_add(names, name);
-			mtime_raise(mtime, sums[k].update_us);
-			al_double_format(num, sums[k].last);   /* nan, inf as Python prints them */
-			cJSON_AddItemToArray(cells, cJSON_CreateString(num));
-			cJSON_AddItemToArray(cells, bound_text(sums[k].min));
-			cJSON_AddItemToArray(cells, bound_text(sums[k].max));
-			cJSON_AddItemToObject(o, name, cells);
+typedef struct csv_row {
+	char *path;         /* the run document */
+	char *head;         /* id,status,fold,model,created,ended,git_commit,duration,tags */
+	char *ptext;        /* the params' names and cells, NUL-separated (pairs point into it) */
+	cell_pair *params;
+	size_t np;
+	char *mtext;
+	cell_pair *metrics;
+	size_t nm;
+} csv_row;
+
+/* The rows' text comes from blocks of 1 MiB (mapped by malloc, given back whole when freed):
+ * one small malloc per cell list grew the heap a page at a time, each a syscall and a fault. */
+typedef struct slab {
+	struct slab *next;
+	size_t used, cap;
+	max_align_t data[];
+} slab;
+
+typedef struct rows_ctx {
+	slab *slabs;
+	csv_row *v;
+	size_t n, cap;
+	keyset pk;          /* every param name any run has */
+	size_t hint;        /* where the next name of this run likely is in pk */
+	int64_t *mtime;
+	al_buf cell, text;  /* scratch */
+} rows_ctx;
+
+#define SLAB_BYTES (1u << 20)
+
+static void *slab_alloc(slab **slabs, size_t n)
+{
+	slab *s = *slabs;
+	void *p;
+	n = (n + sizeof(max_align_t) - 1) / sizeof(max_align_t) * sizeof(max_align_t);
+	if (!s || s->cap - s->used < n) {
+		size_t cap = n > SLAB_BYTES - sizeof(*s) ? n : SLAB_BYTES - sizeof(*s);
+		if (!(s = malloc(sizeof(*s) + cap))) {
+			al_error_set(AL_ENOMEM, "out of memory");
+			return NULL;
 		}
-		free(name);
+		s->cap = cap;
+		s->used = 0;
+		s->next = *slabs;
+		*slabs = s;
 	}
-	al_strings_free(ids, nids);
-	free(sums);
-	return o;
+	p = (char *)s->data + s->used;
+	s->used += n;
+	return p;
 }
 
-static void write_header(al_buf *b, const keyset *params, const keyset *metrics)
+static char *slab_dup(slab **slabs, const char *text, size_t len)
 {
-	size_t k;
-	al_buf_puts(b, "id,status,fold,model,created,ended,git_commit,duration,tags");
-	for (k = 0; k < params->n; k++) {
-		char *h = xasprintf("param.%s", params->keys[k]);
-		al_buf_puts(b, ",");
-		csv_field(b, h ? h : "");
-		free(h);
+	char *p = slab_alloc(slabs, len + 1);
+	if (p) {
+		memcpy(p, text, len);
+		p[len] = '\0';
 	}
-	for (k = 0; k < metrics->n; k++) {
-		static const char *const sfx[] = {"", ".min", ".max"};
-		size_t j;
-		for (j = 0; j < 3; j++) {
-			char *h = xasprintf("metric.%s%s", metrics->keys[k], sfx[j]);
-			al_buf_puts(b, ",");
-			csv_field(b, h ? h : "");
-			free(h);
-		}
+	return p;
+}
+
+static void slabs_free(slab *s)
+{
+	while (s) {
+		slab *next = s->next;
+		free(s);
+		s = next;
 	}
-	al_buf_puts(b, "\r\n");
+}
+
+static int cmp_pairs(const void *a, const void *b)
+{
+	const cell_pair *x = a, *y = b;
+	int c = strcmp(x->key, y->key);
+	return c ? c : (x->ord < y->ord ? -1 : x->ord > y->ord);
+}
+
+static int cmp_rows(const void *a, const void *b)
+{
+	return cmp_ids(al_doc_id(((const csv_row *)a)->path), al_doc_id(((const csv_row *)b)->path));
+}
+
+/* Points the pairs into text (name NUL cells NUL, n times), sorted by name with the first of
+ * equal names kept (as a lookup by name in the tree finds the first). */
+static int pairs_make(cell_pair **out, size_t *count, slab **slabs, const char *text, size_t n)
+{
+	cell_pair *p = slab_alloc(slabs, (n + 1) * sizeof(*p));
+	size_t i, w;
+	if (!p)
+		return AL_ENOMEM;
+	for (i = 0; i < n; i++) {
+		p[i].key = text;
+		text += strlen(text) + 1;
+		p[i].cells = text;
+		text += strlen(text) + 1;
+		p[i].ord = i;
+	}
+	if (n > 1)
+		qsort(p, n, sizeof(*p), cmp_pairs);
+	for (i = 0, w = 0; i < n; i++)
+		if (w == 0 || strcmp(p[w - 1].key, p[i].key) != 0)
+			p[w++] = p[i];
+	*out = p;
+	*count = w;
+	return 0;
 }
 
 /* A value as a cell: empty when absent or null. */
@@ -147,44 +203,368 @@ static void append_tags(al_buf *b, al_buf *cell, const cJSON *f)
 	al_strings_free(k.keys, k.n);
 }
 
-static void write_row(al_buf *b, int64_t *mtime, const al_doc *run, const cJSON *last,
-	const keyset *params, const keyset *metrics)
+/* keyset_add, first trying where the previous run's next name was: runs mostly have the same
+ * params and metrics in the same order, and 10,000 runs × 20 params each compared against all
+ * 20 took a tenth of the render. */
+static void name_add(keyset *k, size_t *hint, const char *key)
+{
+	if (*hint < k->n && strcmp(k->keys[*hint], key) == 0) {
+		(*hint)++;
+		return;
+	}
+	keyset_add(k, key);
+	for (*hint = 0; *hint < k->n && strcmp(k->keys[*hint], key) != 0; (*hint)++)
+		;
+	(*hint)++;
+}
+
+/* One run document read: its row's text, then the tree can go. */
+static int row_add(rows_ctx *c, const al_doc *run)
 {
 	static const char *const texts[] = {"fold", "model"};
-	const cJSON *f = run->fields;
+	const cJSON *f = run->fields, *it;
 	const cJSON *hp = al_value_get_map(al_fields_get(f, "hyper_params"));
 	const cJSON *git = al_value_get_map(al_fields_get(f, "git"));
-	al_buf cell = AL_BUF_INIT;
+	al_buf *b = &c->text;
+	csv_row *r;
 	const char *status;
 	int64_t us, crashed = 0;
 	char tb[48];
-	size_t k;
+	size_t k, np = 0;
+	int rc = 0;
 
+	if (c->n == c->cap) {
+		size_t ncap = c->cap ? c->cap * 2 : 64;
+		csv_row *v = realloc(c->v, ncap * sizeof(*v));
+		if (!v)
+			return al_error_set(AL_ENOMEM, "out of memory");
+		c->v = v;
+		c->cap = ncap;
+	}
+	r = &c->v[c->n];
+	memset(r, 0, sizeof(*r));
+	mtime_raise(c->mtime, run->update_us);
+	al_buf_clear(b);
 	csv_field(b, al_doc_id(run->path));
 	/* crashed when its wrapper's heartbeat stopped (README "Crashed runs") */
 	status = run_status_shown(&crashed, run);
-	mtime_raise(mtime, crashed);
+	mtime_raise(c->mtime, crashed);
 	al_buf_puts(b, ",");
 	csv_field(b, status ? status : "");
 	for (k = 0; k < 2; k++)
-		value_cell(b, &cell, al_fields_get(f, texts[k]));
+		value_cell(b, &c->cell, al_fields_get(f, texts[k]));
 	al_buf_printf(b, ",%s", al_fields_get_time(&us, f, "created") == 0 ? al_time_format(tb, us, 6) : "");
 	al_buf_printf(b, ",%s", al_fields_get_time(&us, f, "ended") == 0 ? al_time_format(tb, us, 6) : "");
 	al_buf_printf(b, ",%s", git && al_fields_get_string(git, "commit") ? al_fields_get_string(git, "commit") : "");
 	append_duration(b, f);
-	append_tags(b, &cell, f);
-	for (k = 0; k < params->n; k++)
-		value_cell(b, &cell, hp ? al_fields_get(hp, params->keys[k]) : NULL);
+	append_tags(b, &c->cell, f);
+	if (!(r->path = slab_dup(&c->slabs, run->path, strlen(run->path))) ||
+	    !(r->head = slab_dup(&c->slabs, b->ptr ? b->ptr : "", b->len))) {
+		rc = AL_ENOMEM;
+		goto cleanup;
+	}
+	/* params: name NUL ",cell" NUL each */
+	al_buf_clear(b);
+	c->hint = 0;
+	if (hp)
+		cJSON_ArrayForEach(it, hp) {
+			name_add(&c->pk, &c->hint, it->string);
+			al_buf_put(b, it->string, strlen(it->string) + 1);
+			value_cell(b, &c->cell, al_fields_get(hp, it->string));
+			al_buf_put(b, "", 1);
+			np++;
+		}
+	if (np) {
+		if (!(r->ptext = slab_dup(&c->slabs, b->ptr, b->len))) {
+			rc = AL_ENOMEM;
+			goto cleanup;
+		}
+		if ((rc = pairs_make(&r->params, &r->np, &c->slabs, r->ptext, np)))
+			goto cleanup;
+	}
+cleanup:
+	if (rc == 0)
+		c->n++;
+	return rc;
+}
+
+/* A fast reader of a run document's text: the top-level fields a row uses are parsed, the
+ * others (param_times, command, the machine's spec, …: over half of the text) only stepped over.
+ * Strict JSON only; anything else (escaped names, deep nesting, text after the object) returns
+ * NULL and the caller parses the whole text as before, so the row stays the same bytes. */
+static const char *const row_fields[] = {"status", "heartbeat", "fold", "model", "created",
+	"started", "ended", "git", "tags", "hyper_params"};
+#define N_ROW_FIELDS (sizeof(row_fields) / sizeof(row_fields[0]))
+
+static const char *json_ws(const char *p, const char *end)
+{
+	while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+		p++;
+	return p;
+}
+
+/* p at '"': past the closing quote, or NULL; *escaped when it held a backslash. */
+static const char *json_string(const char *p, const char *end, int *escaped)
+{
+	for (p++; p < end; p++) {
+		unsigned char ch = (unsigned char)*p;
+		if (ch == '"')
+			return p + 1;
+		if (ch < 0x20)
+			return NULL;
+		if (ch == '\\') {
+			*escaped = 1;
+			if (++p >= end)
+				return NULL;
+			if (*p == 'u') {
+				int k;
+				for (k = 0; k < 4; k++)
+					if (++p >= end || !isxdigit((unsigned char)*p))
+						return NULL;
+			} else if (!strchr("\"\\/bfnrt", *p) || !*p)
+				return NULL;
+		}
+	}
+	return NULL;
+}
+
+static const char *json_digits(const char *p, const char *end)
+{
+	const char *q = p;
+	while (p < end && *p >= '0' && *p <= '9')
+		p++;
+	return p > q ? p : NULL;
+}
+
+static const char *json_value(const char *p, const char *end, int depth)
+{
+	int escaped = 0;
+	if (p >= end || depth > 32)
+		return NULL;
+	if (*p == '"')
+		return json_string(p, end, &escaped);
+	if (*p == '{' || *p == '[') {
+		char close = *p == '{' ? '}' : ']';
+		p = json_ws(p + 1, end);
+		if (p < end && *p == close)
+			return p + 1;
+		for (;;) {
+			if (close == '}') {
+				if (p >= end || *p != '"' || !(p = json_string(p, end, &escaped)))
+					return NULL;
+				p = json_ws(p, end);
+				if (p >= end || *p != ':')
+					return NULL;
+				p = json_ws(p + 1, end);
+			}
+			if (!(p = json_value(p, end, depth + 1)))
+				return NULL;
+			p = json_ws(p, end);
+			if (p < end && *p == close)
+				return p + 1;
+			if (p >= end || *p != ',')
+				return NULL;
+			p = json_ws(p + 1, end);
+		}
+	}
+	if (*p == 't' || *p == 'f' || *p == 'n') {
+		static const char *const lit[] = {"true", "false", "null"};
+		size_t k;
+		for (k = 0; k < 3; k++)
+			if ((size_t)(end - p) >= strlen(lit[k]) && memcmp(p, lit[k], strlen(lit[k])) == 0)
+				return p + strlen(lit[k]);
+		return NULL;
+	}
+	if (*p == '-')
+		p++;
+	if (p < end && *p == '0')
+		p++;
+	else if (!(p = json_digits(p, end)))
+		return NULL;
+	if (p < end && *p == '.' && !(p = json_digits(p + 1, end)))
+		return NULL;
+	if (p < end && (*p == 'e' || *p == 'E')) {
+		p++;
+		if (p < end && (*p == '+' || *p == '-'))
+			p++;
+		if (!(p = json_digits(p, end)))
+			return NULL;
+	}
+	return p;
+}
+
+/* The object of the fields a row uses (the first of a repeated name, as a lookup in the whole
+ * tree finds), or NULL when the text is not plain JSON. */
+static cJSON *row_fields_read(const char *text, size_t len)
+{
+	const char *p = text, *end = text + len, *name, *v;
+	const char *at[N_ROW_FIELDS] = {0};
+	size_t vlen[N_ROW_FIELDS] = {0}, k, nlen;
+	cJSON *o = NULL;
+
+	p = json_ws(p, end);
+	if (p >= end || *p != '{')
+		return NULL;
+	p = json_ws(p + 1, end);
+	if (p < end && *p == '}')
+		p++;
+	else
+		for (;;) {
+			int escaped = 0;
+			if (p >= end || *p != '"')
+				return NULL;
+			name = p + 1;
+			if (!(p = json_string(p, end, &escaped)) || escaped)
+				return NULL;
+			nlen = (size_t)(p - 1 - name);
+			p = json_ws(p, end);
+			if (p >= end || *p != ':')
+				return NULL;
+			v = json_ws(p + 1, end);
+			if (!(p = json_value(v, end, 0)))
+				return NULL;
+			for (k = 0; k < N_ROW_FIELDS; k++)
+				if (!at[k] && strlen(row_fields[k]) == nlen && memcmp(row_fields[k], name, nlen) == 0) {
+					at[k] = v;
+					vlen[k] = (size_t)(p - v);
+				}
+			p = json_ws(p, end);
+			if (p < end && *p == '}') {
+				p++;
+				break;
+			}
+			if (p >= end || *p != ',')
+				return NULL;
+			p = json_ws(p + 1, end);
+		}
+	if (json_ws(p, end) != end || !(o = cJSON_CreateObject()))
+		return NULL;
+	for (k = 0; k < N_ROW_FIELDS; k++) {
+		cJSON *item;
+		if (!at[k])
+			continue;
+		if (!(item = cJSON_ParseWithLength(at[k], vlen[k]))) {
+			cJSON_Delete(o);
+			return NULL;
+		}
+		cJSON_AddItemToObject(o, row_fields[k], item);
+	}
+	return o;
+}
+
+/* store.h list_text: each run document read, turned into its row and dropped. */
+static int row_from_text(void *ctx, const char *path, const char *text, size_t len, int64_t update_us)
+{
+	al_doc d = {(char *)path, NULL, 0, update_us};
+	int rc;
+	if (!(d.fields = row_fields_read(text, len)))
+		d.fields = cJSON_ParseWithLength(text, len);
+	if (!cJSON_IsObject(d.fields)) {   /* as the store's listing: left out, and named */
+		cJSON_Delete(d.fields);
+		fprintf(stderr, "aletheia: document %s has corrupt fields in the store\n", path);
+		return 0;
+	}
+	rc = row_add(ctx, &d);
+	cJSON_Delete(d.fields);
+	return rc;
+}
+
+/* A summary's min or max as a cell: empty while no point had a comparable value (all NaN). */
+static void bound_cell(al_buf *b, double v)
+{
+	char num[32];
+	al_buf_puts(b, ",");
+	if (!isnan(v)) {
+		al_double_format(num, v);
+		al_buf_puts(b, num);
+	}
+}
+
+/* The last, min and max values of each metric of a run with points, as runs.csv prints them,
+ * by its exact name; *names gains the names, *mtime the newest point. min and max come with the
+ * summary the series keeps (README "runs.csv"). */
+static int row_metrics(csv_row *r, slab **slabs, keyset *names, int64_t *mtime, al_tree *t, al_buf *b)
+{
+	char **ids = NULL;
+	al_series_summary *sums = NULL;
+	size_t nids = 0, k, nm = 0, hint = 0;
+	int rc = 0;
+
+	al_store_cache_prefetch(t->series_store, r->path, "metrics");
+	/* one listing of the run's metrics: 10,000 runs cost 10,000 queries, not one per metric */
+	if (al_series_summaries(&ids, &sums, &nids, t->series, r->path) != 0) {
+		al_error_clear();
+		return 0;
+	}
+	al_buf_clear(b);
+	for (k = 0; k < nids; k++) {
+		char *name = al_id_decode(ids[k]);
+		char num[32];
+		if (name && sums[k].count) {
+			name_add(names, &hint, name);
+			mtime_raise(mtime, sums[k].update_us);
+			al_buf_put(b, name, strlen(name) + 1);
+			al_double_format(num, sums[k].last);   /* nan, inf as Python prints them */
+			al_buf_printf(b, ",%s", num);
+			bound_cell(b, sums[k].min);
+			bound_cell(b, sums[k].max);
+			al_buf_put(b, "", 1);
+			nm++;
+		}
+		free(name);
+	}
+	if (nm) {
+		if (!(r->mtext = slab_dup(slabs, b->ptr, b->len)))
+			rc = AL_ENOMEM;
+		else
+			rc = pairs_make(&r->metrics, &r->nm, slabs, r->mtext, nm);
+	}
+	al_strings_free(ids, nids);
+	free(sums);
+	return rc;
+}
+
+static void write_header(al_buf *b, const keyset *params, const keyset *metrics)
+{
+	size_t k;
+	al_buf_puts(b, "id,status,fold,model,created,ended,git_commit,duration,tags");
+	for (k = 0; k < params->n; k++) {
+		char *h = xasprintf("param.%s", params->keys[k]);
+		al_buf_puts(b, ",");
+		csv_field(b, h ? h : "");
+		free(h);
+	}
 	for (k = 0; k < metrics->n; k++) {
-		const cJSON *cells = cJSON_GetObjectItemCaseSensitive(last, metrics->keys[k]);
-		int j;
+		static const char *const sfx[] = {"", ".min", ".max"};
+		size_t j;
 		for (j = 0; j < 3; j++) {
-			const char *v = cJSON_GetStringValue(cJSON_GetArrayItem(cells, j));
-			al_buf_printf(b, ",%s", v ? v : "");
+			char *h = xasprintf("metric.%s%s", metrics->keys[k], sfx[j]);
+			al_buf_puts(b, ",");
+			csv_field(b, h ? h : "");
+			free(h);
 		}
 	}
 	al_buf_puts(b, "\r\n");
-	al_buf_dispose(&cell);
+}
+
+/* The row's cells under the header's names (both sorted by bytes), empty where it has none. */
+static void write_cells(al_buf *b, const cell_pair *p, size_t n, const keyset *names, const char *none)
+{
+	size_t k, j = 0;
+	for (k = 0; k < names->n; k++) {
+		int c = 1;
+		while (j < n && (c = strcmp(p[j].key, names->keys[k])) < 0)
+			j++;
+		al_buf_puts(b, j < n && c == 0 ? p[j].cells : none);
+	}
+}
+
+static void write_row(al_buf *b, const csv_row *r, const keyset *params, const keyset *metrics)
+{
+	al_buf_puts(b, r->head);
+	write_cells(b, r->params, r->np, params, ",");
+	write_cells(b, r->metrics, r->nm, metrics, ",,,");
+	al_buf_puts(b, "\r\n");
 }
 
 /* One row per run in id order, a column per param and three per metric (last, min, max) any run
@@ -193,39 +573,47 @@ static int render_runs_csv(al_buf *b, int64_t *mtime, al_tree *t, const node *n)
 {
 	al_doc_list *runs = NULL;
 	char *coll = xasprintf("%s/runs", n->exp_doc);
-	keyset pk = {0}, mk = {0};
-	cJSON **last = NULL;   /* per run: metric name → its last value as text */
+	rows_ctx c = {0};
+	keyset mk = {0};
 	size_t i;
 	int rc;
 
-	if ((rc = al_store_list(&runs, t->store, coll, NULL, NULL)))
-		goto cleanup;
-	if (runs->count)
-		qsort(runs->docs, runs->count, sizeof(al_doc *), cmp_run_ids);
-	if (!(last = calloc(runs->count + 1, sizeof(cJSON *)))) {
+	c.mtime = mtime;
+	if (!coll) {
 		rc = al_error_set(AL_ENOMEM, "out of memory");
 		goto cleanup;
 	}
-	for (i = 0; i < runs->count; i++) {
-		const cJSON *hp = al_value_get_map(al_fields_get(runs->docs[i]->fields, "hyper_params")), *it;
-		if (hp)
-			cJSON_ArrayForEach(it, hp)
-				keyset_add(&pk, it->string);
-		mtime_raise(mtime, runs->docs[i]->update_us);
-		last[i] = last_values(&mk, mtime, t, runs->docs[i]);
+	/* SQLite hands each document's text over in turn; the others list them as trees */
+	if (t->store->list_text) {
+		if ((rc = t->store->list_text(t->store, coll, row_from_text, &c)))
+			goto cleanup;
+	} else {
+		if ((rc = al_store_list(&runs, t->store, coll, NULL, NULL)))
+			goto cleanup;
+		for (i = 0; i < runs->count; i++)
+			if ((rc = row_add(&c, runs->docs[i])))
+				goto cleanup;
+		al_doc_list_free(runs);
+		runs = NULL;
 	}
-	if (pk.n)
-		qsort(pk.keys, pk.n, sizeof(char *), cmp_str);
+	if (c.n)
+		qsort(c.v, c.n, sizeof(*c.v), cmp_rows);
+	for (i = 0; i < c.n; i++)
+		if ((rc = row_metrics(&c.v[i], &c.slabs, &mk, mtime, t, &c.text)))
+			goto cleanup;
+	if (c.pk.n)
+		qsort(c.pk.keys, c.pk.n, sizeof(char *), cmp_str);
 	if (mk.n)
 		qsort(mk.keys, mk.n, sizeof(char *), cmp_str);
-	write_header(b, &pk, &mk);
-	for (i = 0; i < runs->count; i++)
-		write_row(b, mtime, runs->docs[i], last[i], &pk, &mk);
+	write_header(b, &c.pk, &mk);
+	for (i = 0; i < c.n; i++)
+		write_row(b, &c.v[i], &c.pk, &mk);
 cleanup:
-	for (i = 0; last && runs && i < runs->count; i++)
-		cJSON_Delete(last[i]);
-	free(last);
-	al_strings_free(pk.keys, pk.n);
+	slabs_free(c.slabs);
+	free(c.v);
+	al_buf_dispose(&c.cell);
+	al_buf_dispose(&c.text);
+	al_strings_free(c.pk.keys, c.pk.n);
 	al_strings_free(mk.keys, mk.n);
 	al_doc_list_free(runs);
 	free(coll);

@@ -2,8 +2,10 @@
 # runs.changed.csv), best/min|max/<metric> links, tags (runs/<r>/tags/, experiments/<e>/tagged/) through real
 # programs: touch, rm, ls -l, readlink, cd, Python's csv (README "runs.csv", "best", "tags"). Both metastores.
 import csv
+import datetime
 import errno
 import io
+import json
 import os
 import time
 
@@ -222,3 +224,70 @@ def test_rm_rf_experiment_with_tags_and_best(mount_factory):
     sh("rm -rf p/experiments/e", cwd=m.path)
     assert not os.path.exists(e)
     assert os.listdir(m.path / "p" / "experiments") == []
+
+
+def test_runs_csv_exact_bytes(mount, tmp_path):
+    """runs.csv byte for byte over awkward values: params with commas, quotes, newlines, unicode,
+    typed and nested values, keys needing quotes, NaN/±inf metrics, runs missing params or metrics,
+    running, finished, failed and crashed runs, fold/model, tags, a git commit (README "runs.csv").
+    Guards the render against any change of its bytes (it once held every run as a tree)."""
+    e = mount.path / "p" / "experiments" / "e"
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "init.defaultBranch=main"]
+    sh(" ".join(git) + " init -q && " + " ".join(git) + " commit -q --allow-empty -m x", cwd=repo)
+    commit = sh("git rev-parse HEAD", cwd=repo).stdout.strip()
+    r1 = mkrun(mount, "1")
+    os.makedirs(e / "runs" / "10")
+    sh("mkdir %s" % (e / "runs" / "2"), cwd=repo)   # its git state: repo's commit
+    os.makedirs(e / "runs" / "b")
+    os.makedirs(e / "runs" / "007")
+    r2, r10, rb, r7 = e / "runs" / "2", e / "runs" / "10", e / "runs" / "b", e / "runs" / "007"
+    (r1 / "params.json").write_text(json.dumps({
+        "comma": "a,b", "quote": 'say "hi"', "nl": "line1\nline2", "uni": "h\u00e9llo \u2713 \U0001F600",
+        "int": 3, "float": 0.1, "big": 1e300, "tiny": 1e-7, "yes": True, "none": None,
+        "nested": {"x": [1, "y,z"]}, "list": [1, 2.5], "k,ey": "v", 'q"k': "", "empty": ""}))
+    (r2 / "params.json").write_text(json.dumps({"int": -4, "only2": "x\r\ny", "comma": "plain"}))
+    (r7 / "params" / "float").write_text("0.30000000000000004\n")
+    append(r1 / "metrics" / "loss", "0.5\n0.125\nnan\n0.25\n")
+    append(r1 / "metrics" / "acc,top1", "1\n")
+    append(r2 / "metrics" / "loss", "-inf\n3\ninf\n")
+    append(r2 / "metrics" / "val" / "acc", "nan\n")
+    append(rb / "metrics" / "loss", "1e-300\n-0\n")
+    (r1 / "fold").write_text("3\n")
+    (r1 / "model").write_text('res"net, v2\n')
+    (r2 / "model").write_text("caf\u00e9\n")
+    sh("touch tags/'a,b' tags/'x\"y' tags/z", cwd=r1)
+    (rb / "tags" / "only").touch()
+    (r1 / "status").write_text("finished 0\n")
+    (r10 / "status").write_text("failed 3\n")
+    (rb / "heartbeat").write_text("1000000000 10\n")   # long stopped: crashed (README "Crashed runs")
+
+    def times(r):
+        j = read_json(e / "runs" / r / "run.json")
+        assert j["created"]
+        dur = ""
+        if j["ended"]:
+            d = [datetime.datetime.strptime(j[k], "%Y-%m-%dT%H:%M:%S.%fZ") for k in ("started", "ended")]
+            dur = repr(max((d[1] - d[0]) // datetime.timedelta(microseconds=1), 0) / 1e6)
+            dur = dur[:-2] if dur.endswith(".0") else dur
+        return j["created"], j["ended"] or "", dur
+
+    t = {r: times(r) for r in ("1", "2", "007", "10", "b")}
+    assert commit and len(commit) == 40
+    c = {r: t[r][0] for r in t}
+    want = (
+        'id,status,fold,model,created,ended,git_commit,duration,tags,param.big,param.comma,param.empty,'
+        'param.float,param.int,"param.k,ey",param.list,param.nested,param.nl,param.none,param.only2,'
+        '"param.q""k",param.quote,param.tiny,param.uni,param.yes,"metric.acc,top1","metric.acc,top1.min",'
+        '"metric.acc,top1.max",metric.loss,metric.loss.min,metric.loss.max,metric.val/acc,metric.val/acc.min,'
+        'metric.val/acc.max\r\n'
+        '1,finished,3,"res""net, v2",%s,%s,,%s,"a,b;x""y;z",1e+300,"a,b",,0.1,3,v,"[1,2.5]",'
+        '"{""x"":[1,""y,z""]}","line1\nline2",,,,"say ""hi""",1e-07,h\u00e9llo \u2713 \U0001F600,true,'
+        '1,1,1,0.25,0.125,0.5,,,\r\n' % t["1"] +
+        '2,running,,caf\u00e9,%s,,%s,,,,plain,,,-4,,,,,,"x\r\ny",,,,,,,,,inf,-inf,inf,nan,,\r\n' % (c["2"], commit) +
+        '007,running,,,%s,,,,,,,,0.30000000000000004,,,,,,,,,,,,,,,,,,,,,\r\n' % c["007"] +
+        '10,failed,,,%s,%s,,%s,,,,,,,,,,,,,,,,,,,,,,,,,,\r\n' % t["10"] +
+        'b,crashed,,,%s,,,,only,,,,,,,,,,,,,,,,,,,,-0,-0,1e-300,,,\r\n' % c["b"])
+    assert (e / "runs.csv").read_bytes() == want.encode()
+    assert os.stat(e / "runs.csv").st_size == len(want.encode())

@@ -1,6 +1,7 @@
 /* aletheia unit test of the tree: an experiment's runs.csv — RFC 4180 with CRLF, the fixed columns,
  * one param.<key> and metric.<name> column per key and name seen in any run, sorted, runs in
  * numeric order (README "runs.csv"). */
+#include <sqlite3.h>
 #include <time.h>
 #include "core/series/metric.h"
 #include "tree_fixture.h"
@@ -243,6 +244,82 @@ static void test_stat_renders_once(void)
 	CHECK_EQ_INT(tree_size(BIG "/runs.csv"), strlen(tree_cat(BIG "/runs.csv")));
 }
 
+/* The run document as stored (SQLite), read or replaced while the tree is closed. */
+static char *doc_text(const char *path, const char *set)
+{
+	char db[256];
+	sqlite3 *h = NULL;
+	sqlite3_stmt *st = NULL;
+	char *out = NULL;
+	snprintf(db, sizeof(db), "%s/store/meta.db", TF.root);
+	CHECK_EQ_INT(sqlite3_open(db, &h), SQLITE_OK);
+	CHECK_EQ_INT(sqlite3_prepare_v2(h, set ? "UPDATE docs SET fields = ?2 WHERE path = ?1" :
+		"SELECT fields FROM docs WHERE path = ?1", -1, &st, NULL), SQLITE_OK);
+	sqlite3_bind_text(st, 1, path, -1, SQLITE_STATIC);
+	if (set)
+		sqlite3_bind_text(st, 2, set, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		out = strdup((const char *)sqlite3_column_text(st, 0));
+	CHECK(set ? sqlite3_changes(h) == 1 : out != NULL);
+	sqlite3_finalize(st);
+	sqlite3_close(h);
+	return out;
+}
+
+/* The row comes from a fast reader of the document's text (the fields it uses), falling back to a
+ * whole parse for text that is not plain JSON: either way the same bytes. Each variant of the
+ * same document (names escaped, pretty-printed, repeated names, text after it) renders as the
+ * original. */
+static void test_fast_reader_same_bytes(void)
+{
+	const char *doc = "projects/q/experiments/f/runs/1", *csv = "/q/experiments/f/runs.csv";
+	char *want, *orig, *variant[4];
+	cJSON *j;
+	size_t i, n;
+
+	CHECK_OK(tree_mkdirs("/q/experiments/f/runs/1"));
+	CHECK_OK(tree_write("/q/experiments/f/runs/1/params.json",
+		"{\"a,b\": \"x\\\"y\", \"nl\": \"l1\\nl2\", \"u\": \"\\u00e9\\u2713\", \"n\": null, \"i\": 3, "
+		"\"d\": 0.1, \"t\": true, \"o\": {\"k\": [1, \"v,w\"]}}"));
+	CHECK_OK(tree_write("/q/experiments/f/runs/1/model", "m, \"1\"\n"));
+	CHECK_OK(tree_write("/q/experiments/f/runs/1/tags/t1", ""));
+	CHECK_OK(tree_append("/q/experiments/f/runs/1/metrics/loss", "1\nnan\n-inf\n"));
+	CHECK_OK(tree_write("/q/experiments/f/runs/1/status", "finished 0\n"));
+	want = strdup(tree_cat(csv));
+	CHECK(strstr(want, "finished") && strstr(want, "\"m, \"\"1\"\"\"") && strstr(want, "\"param.a,b\"") &&
+	      strstr(want, ",-inf,-inf,1\r\n"));
+	tree_close_fixture();
+	orig = doc_text(doc, NULL);
+	n = strlen(orig);
+	/* names escaped: not the fast reader's, parsed whole */
+	CHECK(strstr(orig, "\"status\":{") != NULL);
+	variant[0] = malloc(n + 64);
+	snprintf(variant[0], n + 64, "%.*s\"st\\u0061tus\":%s", (int)(strstr(orig, "\"status\":{") - orig),
+		orig, strstr(orig, "\"status\":{") + 9);
+	/* pretty-printed */
+	j = cJSON_Parse(orig);
+	variant[1] = cJSON_Print(j);
+	cJSON_Delete(j);
+	/* a repeated name: the first counts, as in a lookup by name */
+	variant[2] = malloc(n + 128);
+	snprintf(variant[2], n + 128, "%.*s,\"model\":{\"stringValue\":\"other\"},\"hyper_params\":"
+		"{\"nullValue\":null},\"status\":{\"stringValue\":\"failed\"}}", (int)(n - 1), orig);
+	/* text after the object: parsed whole, which reads the object */
+	variant[3] = malloc(n + 16);
+	snprintf(variant[3], n + 16, "%s  x", orig);
+	for (i = 0; i < 4; i++) {
+		free(doc_text(doc, variant[i]));
+		CHECK_OK(tree_open_fixture());
+		CHECK_EQ_STR(tree_cat(csv), want);
+		tree_close_fixture();
+		free(variant[i]);
+	}
+	free(doc_text(doc, orig));
+	CHECK_OK(tree_open_fixture());
+	free(orig);
+	free(want);
+}
+
 int main(void)
 {
 	tree_setup();
@@ -250,6 +327,7 @@ int main(void)
 	test_columns();
 	test_changed();
 	test_stat_renders_once();
+	test_fast_reader_same_bytes();
 	tree_teardown();
 	CHECK_DONE();
 }
