@@ -564,24 +564,6 @@ static int entry_summary(al_series_summary *out, const entry *e, int64_t update_
 	return 0;
 }
 
-/* series.c summary_merge. */
-static void merge(al_series_summary *a, const al_series_summary *b)
-{
-	if (!b->count)
-		return;
-	if (!a->count || b->update_us >= a->update_us) {
-		a->step = b->step;
-		a->last = b->last;
-		a->update_us = b->update_us;
-	}
-	a->count += b->count;
-	a->text_bytes += b->text_bytes;
-	if (!isnan(b->min) && (isnan(a->min) || b->min < a->min))
-		a->min = b->min;
-	if (!isnan(b->max) && (isnan(a->max) || b->max > a->max))
-		a->max = b->max;
-}
-
 int al_chunk_summary(al_series_summary *out, al_chunk_clock *clock, const char *text,
 	size_t len, int64_t update_us)
 {
@@ -609,7 +591,7 @@ int al_chunk_summary(al_series_summary *out, al_chunk_clock *clock, const char *
 				if (missing || entry_summary(&one, &w, update_us))
 					missing = 1;
 				else
-					merge(out, &one);
+					al_series_summary_merge(out, &one);
 			} else if (entry_field(&s, &top, k, klen, clock)) {
 				goto other;
 			}

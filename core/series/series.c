@@ -133,7 +133,7 @@ static void summary_add(al_series_summary *sum, const al_point *p, size_t len)
 }
 
 /* Combines writer b into a: counts add up, the later writer gives last and step. */
-static void summary_merge(al_series_summary *a, const al_series_summary *b)
+void al_series_summary_merge(al_series_summary *a, const al_series_summary *b)
 {
 	if (!b->count)
 		return;
@@ -917,7 +917,7 @@ static int summary_from_doc(al_series_summary *out, const al_doc *d)
 			continue;
 		if (summary_from_fields(&w, al_value_get_map(f), d->update_us))
 			return AL_ENOTFOUND;
-		summary_merge(out, &w);
+		al_series_summary_merge(out, &w);
 		any = 1;
 	}
 	return any ? 0 : summary_from_fields(out, d->fields, d->update_us);

@@ -52,6 +52,9 @@ int al_series_points(al_point *out, size_t *n, uint64_t *view, al_series_set *s,
 int al_series_summaries(char ***ids, al_series_summary **sums, size_t *count, al_series_set *s,
 	const char *run_doc);
 int al_series_summary_get(al_series_summary *out, al_series_set *s, const char *metric_doc);
+/* Combines writer b's summary into a: counts add up, the later writer gives last and step, min
+ * and max the extremes (NaN ignored). */
+void al_series_summary_merge(al_series_summary *a, const al_series_summary *b);
 /* Encoded metric document ids of the run (stored and not yet delivered), sorted, deduplicated. */
 int al_series_ids(char ***out, size_t *count, al_series_set *s, const char *run_doc);
 /* Makes the journal durable against a power cut. */
