@@ -443,6 +443,14 @@ static double attr_timeout(const al_attr *a)
 	return a->type == AL_NODE_DIR ? 1.0 : 0.0;
 }
 
+/* A name that changes only through this mount (the kernel updates its entry at our unlink and
+ * rename) is kept as long as its attributes: a second epoch over a dataset's files costs no
+ * LOOKUP each. Others for a second (another mount's or the daemon's own changes). */
+static double entry_timeout(const al_attr *a)
+{
+	return a->stable_name && a->immutable ? attr_timeout(a) : 1.0;
+}
+
 static void reply_entry(fuse_req_t req, const char *path, const al_attr *a)
 {
 	al_fs *fs = fs_of(req);
@@ -455,7 +463,7 @@ static void reply_entry(fuse_req_t req, const char *path, const al_attr *a)
 	}
 	to_stat(&e.attr, fs, e.ino, a);
 	e.attr_timeout = attr_timeout(a);
-	e.entry_timeout = 1.0;
+	e.entry_timeout = entry_timeout(a);
 	if (fuse_reply_entry(req, &e) != 0)
 		forget_one(fs, e.ino, 1);
 }
@@ -961,7 +969,7 @@ static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 				given[ngiven++] = e.ino;
 				to_stat(&e.attr, fs, e.ino, &de->attr);
 				e.attr_timeout = attr_timeout(&de->attr);
-				e.entry_timeout = 1.0;
+				e.entry_timeout = entry_timeout(&de->attr);
 			}
 			free(path);
 		}

@@ -72,6 +72,10 @@ int blob_attr(al_attr *out, al_tree *t, const node *n, const char *path, unsigne
 		else {
 			attr_file(out, mode, (uint64_t)size, mtime);
 			out->immutable = 1;
+			/* README "datasets": write-once, so only a delete or a rename changes what the
+			 * name means; through this mount the kernel drops or moves its entry itself, and
+			 * a local store has no other writer (attr_ttl_us), unlike Firestore's other mounts. */
+			out->stable_name = n->k == &kind_dataset_file && t->attr_ttl_us == INT64_MAX;
 		}
 		record_creator(out, d);
 		goto cleanup;

@@ -42,6 +42,9 @@ typedef struct al_attr {
 	int64_t mtime_us;
 	int64_t ctime_us;
 	int immutable;            /* content never changes: the kernel may cache it */
+	int stable_name;          /* the name means this file until this mount changes it (a dataset's
+	                           * write-once file on a store no one else writes): the kernel may
+	                           * keep the entry as long as the attributes */
 	int owned;                /* uid, gid are the owner's (multi_user); else the mounting user's */
 	uid_t uid;
 	gid_t gid;
