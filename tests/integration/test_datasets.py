@@ -155,6 +155,12 @@ def test_a_second_pass_over_a_datasets_files_looks_up_no_name_again(mount_factor
     names = [f"f{i}.bin" for i in range(5)]
     for n in names:
         (d / n).write_bytes(n.encode() * 100)
+    # close() returns before the kernel's RELEASE reaches the daemon: until each file is recorded
+    # a lookup answers from its writer (1 s entries); .dataset.json counts recorded files
+    deadline = time.monotonic() + 30
+    while read_json(d / ".dataset.json")["files"] < len(names):
+        assert time.monotonic() < deadline, "the files were not recorded"
+        time.sleep(0.05)
     time.sleep(1.2)   # past the 1 s entries the creates gave the kernel
 
     def one_pass():
