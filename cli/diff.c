@@ -89,6 +89,19 @@ static cJSON *read_run(const char *dir, const char *arg)
 	return j;
 }
 
+/* The shortest decimal that reads back as the same double, as runs.csv and run.json print it
+ * (cJSON's printer stops at 15 digits by a loose equality check, or prints 17). */
+static char *number_text(double v)
+{
+	char buf[40];
+	for (int prec = 1; prec <= 17; prec++) {
+		snprintf(buf, sizeof(buf), "%.*g", prec, v);
+		if (strtod(buf, NULL) == v)
+			break;
+	}
+	return strdup(buf);
+}
+
 /* A value as one line of text; NULL when absent. */
 static char *value_text(const cJSON *v)
 {
@@ -98,6 +111,8 @@ static char *value_text(const cJSON *v)
 		return strdup(v->valuestring);
 	if (cJSON_IsNull(v))
 		return strdup("");
+	if (cJSON_IsNumber(v))
+		return number_text(v->valuedouble);
 	return cJSON_PrintUnformatted(v);
 }
 

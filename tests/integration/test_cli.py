@@ -524,3 +524,11 @@ def test_diff(mount):
     assert cli("diff", "p/e/1", m=mount).returncode == 2
     r = cli("diff", "--help")
     assert r.returncode == 0 and "diff(1)" in r.stdout
+    # numbers as runs.csv and run.json print them: the shortest decimal that reads back the same
+    # (cJSON's printer gave 4.7727633936801882e-05)
+    for run, v in (("1", "4.772763393680188e-05"), ("10", "0.30000000000000004")):
+        with open(e / "runs" / run / "metrics" / "tiny", "a") as f:
+            f.write(v + "\n")
+    r = cli("diff", "p/e/1", "p/e/10", m=mount)
+    line = [l for l in r.stdout.splitlines() if l.split()[0] == "metric.tiny"]
+    assert line and line[0].split()[1:] == ["4.772763393680188e-05", "0.30000000000000004"], r.stdout
