@@ -416,6 +416,21 @@ cleanup:
 	return rc;
 }
 
+/* Room in list for one more document (its capacity doubling from 16). */
+static int list_room(al_doc_list *list, size_t *cap, const char *collection)
+{
+	al_doc **docs;
+	size_t ncap;
+	if (list->count < *cap)
+		return 0;
+	ncap = *cap ? *cap * 2 : 16;
+	if (!(docs = realloc(list->docs, ncap * sizeof(*docs))))
+		return al_error_set(AL_ENOMEM, "out of memory listing %s", collection);
+	list->docs = docs;
+	*cap = ncap;
+	return 0;
+}
+
 static int sqlite_list_meta(al_doc_list **out, al_store_backend *b, const char *collection)
 {
 	sqlite_store *s = (sqlite_store *)b;
@@ -433,16 +448,8 @@ static int sqlite_list_meta(al_doc_list **out, al_store_backend *b, const char *
 	sqlite3_bind_text(st, 1, collection, -1, SQLITE_STATIC);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		al_doc *d;
-		if (list->count == cap) {
-			size_t ncap = cap ? cap * 2 : 16;
-			al_doc **docs = realloc(list->docs, ncap * sizeof(*docs));
-			if (!docs) {
-				rc = al_error_set(AL_ENOMEM, "out of memory listing %s", collection);
-				goto cleanup;
-			}
-			list->docs = docs;
-			cap = ncap;
-		}
+		if ((rc = list_room(list, &cap, collection)))
+			goto cleanup;
 		if (!(d = calloc(1, sizeof(*d))) || asprintf(&d->path, "%s/%s", collection,
 			(const char *)sqlite3_column_text(st, 0)) < 0) {
 			free(d);
@@ -485,16 +492,8 @@ static int sqlite_list(al_doc_list **out, al_store_backend *b, const char *colle
 	if (id_to)
 		sqlite3_bind_text(st, 3, id_to, -1, SQLITE_STATIC);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (list->count == cap) {
-			size_t ncap = cap ? cap * 2 : 16;
-			al_doc **docs = realloc(list->docs, ncap * sizeof(*docs));
-			if (!docs) {
-				rc = al_error_set(AL_ENOMEM, "out of memory listing %s", collection);
-				goto cleanup;
-			}
-			list->docs = docs;
-			cap = ncap;
-		}
+		if ((rc = list_room(list, &cap, collection)))
+			goto cleanup;
 		s->docs_read++;
 		rc = row_to_doc(&list->docs[list->count], (const char *)sqlite3_column_text(st, 0),
 			sqlite3_column_bytes(st, 0), st, 1);
