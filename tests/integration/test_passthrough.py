@@ -6,6 +6,7 @@ import errno
 import hashlib
 import mmap
 import os
+import time
 
 import pytest
 
@@ -149,7 +150,12 @@ def test_replacing_a_file_the_kernel_reads(mount):
         assert os.pread(fd, MIB, 0) == old
     finally:
         os.close(fd)
-    assert alutil.try_write(art, new) == 0
+    # close() returns before the kernel's RELEASE reaches the daemon (and the backing file goes):
+    # until then a write open still meets the reader (seen on Firestore in a fresh clone's run)
+    deadline = time.monotonic() + 10
+    while (err := alutil.try_write(art, new)) == errno.EBUSY and PT and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert err == 0, alutil.errname(err)
     assert read_cold(art) == new
 
 
