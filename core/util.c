@@ -49,6 +49,60 @@ uint64_t al__str_hash(const char *s)
 	return h;
 }
 
+struct al__slab {
+	struct al__slab *next;
+	size_t used, cap;
+	max_align_t data[];
+};
+
+#define SLAB_FIRST ((size_t)4 << 10)
+#define SLAB_MAX ((size_t)1 << 20)
+
+void *al__slab_alloc(al__slab **slabs, size_t n)
+{
+	al__slab *s = *slabs;
+	void *p;
+	n = (n + sizeof(max_align_t) - 1) / sizeof(max_align_t) * sizeof(max_align_t);
+	if (!s || s->cap - s->used < n) {
+		size_t cap = s ? (s->cap + sizeof(*s)) * 2 : SLAB_FIRST;
+		if (cap > SLAB_MAX)
+			cap = SLAB_MAX;
+		cap -= sizeof(*s);
+		if (n > cap)
+			cap = n;
+		if (!(s = malloc(sizeof(*s) + cap))) {
+			al_error_set(AL_ENOMEM, "out of memory");
+			return NULL;
+		}
+		s->cap = cap;
+		s->used = 0;
+		s->next = *slabs;
+		*slabs = s;
+	}
+	p = (char *)s->data + s->used;
+	s->used += n;
+	return p;
+}
+
+char *al__slab_dup(al__slab **slabs, const char *text, size_t len)
+{
+	char *p = al__slab_alloc(slabs, len + 1);
+	if (p) {
+		memcpy(p, text, len);
+		p[len] = '\0';
+	}
+	return p;
+}
+
+void al__slabs_free(al__slab *s)
+{
+	while (s) {
+		al__slab *next = s->next;
+		free(s);
+		s = next;
+	}
+}
+
 int al__lock_dir(int *fd_out, const char *dir, const char *what)
 {
 	char *path = NULL, buf[32];

@@ -3,6 +3,7 @@
 #ifndef ALETHEIA_UTIL_H
 #define ALETHEIA_UTIL_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 /* mkdir; an existing folder is fine. */
@@ -15,6 +16,15 @@ int al__mkdir_p(const char *path, unsigned mode);
 int al__lock_dir(int *fd_out, const char *dir, const char *what);
 /* FNV-1a of a string, for in-memory hash tables. */
 uint64_t al__str_hash(const char *s);
+
+/* An arena for many small pieces freed together (a render's cells, a listing's paths): blocks
+ * doubling from 4 KiB to 1 MiB, so a small listing costs one small block and a big one few mapped
+ * blocks, not a malloc per piece. Start with NULL; al__slab_alloc sets AL_ENOMEM on failure.
+ * Pieces never move. */
+typedef struct al__slab al__slab;
+void *al__slab_alloc(al__slab **slabs, size_t n);
+char *al__slab_dup(al__slab **slabs, const char *text, size_t len);
+void al__slabs_free(al__slab *slabs);
 
 /* Network waits of the calling thread (README "Firestore": what waits how long at most).
  * A thread marked background (the flushers) does work nobody waits for: it keeps the HTTP

@@ -1081,6 +1081,7 @@ typedef struct {
 typedef struct {
 	listed *v;
 	size_t n, cap;
+	al__slab *paths;   /* v's paths */
 	al_chunk_clock clock;
 } listed_set;
 
@@ -1094,7 +1095,7 @@ static int listed_add(listed_set *l, const char *path, const al_series_summary *
 		l->v = grown;
 		l->cap = ncap;
 	}
-	if (!(l->v[l->n].path = strdup(path)))
+	if (!(l->v[l->n].path = al__slab_dup(&l->paths, path, strlen(path))))
 		return al_error_set(AL_ENOMEM, "out of memory");
 	l->v[l->n].sum = *sum;
 	l->v[l->n++].ok = ok;
@@ -1144,26 +1145,24 @@ static int list_summaries(listed_set *l, al_series_set *s, const char *coll)
 	return rc;
 }
 
-int al_series_summaries(char ***out_ids, al_series_summary **out_sums, size_t *count,
-	al_series_set *s, const char *run_doc)
+/* The summaries of run_doc's metrics: series in memory give their own, the others the one in
+ * their stored document in v (n of them, the run's metric documents; an entry of a deeper
+ * collection is skipped). */
+static int summaries_of(char ***out_ids, al_series_summary **out_sums, size_t *count,
+	al_series_set *s, const char *run_doc, const listed *v, size_t nv)
 {
-	listed_set list = {0};
 	named_summary *ns = NULL;
-	char *coll = NULL, *doc = NULL;
+	char *doc = NULL;
 	size_t n = 0, cap, i, w, rl = strlen(run_doc);
 	series *se;
 	run_index *run;
-	int rc;
+	int rc = 0;
 
 	*out_ids = NULL;
 	*out_sums = NULL;
 	*count = 0;
-	if (asprintf(&coll, "%s/metrics", run_doc) < 0)
-		return al_error_set(AL_ENOMEM, "out of memory");
-	if ((rc = list_summaries(&list, s, coll)))
-		goto cleanup;
 	pthread_mutex_lock(&s->lock);
-	cap = list.n + 1;
+	cap = nv + 1;
 	run = run_find(s, run_doc, rl, 0);
 	for (se = run ? run->list : NULL; se; se = se->next_run)
 		cap++;
@@ -1188,18 +1187,20 @@ int al_series_summaries(char ***out_ids, al_series_summary **out_sums, size_t *c
 		al_error_clear();
 	}
 	/* The others from the listing itself: the stored summary carries what is shown. */
-	for (i = 0; i < list.n; i++) {
-		const char *id = al_doc_id(list.v[i].path);
+	for (i = 0; i < nv; i++) {
+		const char *id = al_doc_id(v[i].path);
 		size_t k;
+		if (id != v[i].path + rl + sizeof("/metrics/") - 1)
+			continue;   /* a collection below one of the run's metrics */
 		for (k = 0; k < n && (!ns[k].id || strcmp(ns[k].id, id) != 0); k++)
 			;
 		if (k < n)
 			continue;
-		if (!series_find(s, list.v[i].path) && list.v[i].ok) {
-			ns[n].sum = list.v[i].sum;
+		if (!series_find(s, v[i].path) && v[i].ok) {
+			ns[n].sum = v[i].sum;
 			ns[n].ok = 1;
 		} else {
-			ns[n].ok = al_series_summary_get(&ns[n].sum, s, list.v[i].path) == 0;
+			ns[n].ok = al_series_summary_get(&ns[n].sum, s, v[i].path) == 0;
 			al_error_clear();
 		}
 		ns[n++].id = strdup(id);
@@ -1223,10 +1224,95 @@ cleanup:
 		free(ns[i].id);
 	free(ns);
 	free(doc);
+	return rc;
+}
+
+static void listed_free(listed_set *l)
+{
+	al__slabs_free(l->paths);
+	free(l->v);
+}
+
+int al_series_summaries(char ***out_ids, al_series_summary **out_sums, size_t *count,
+	al_series_set *s, const char *run_doc)
+{
+	listed_set list = {0};
+	char *coll = NULL;
+	int rc;
+
+	*out_ids = NULL;
+	*out_sums = NULL;
+	*count = 0;
+	if (asprintf(&coll, "%s/metrics", run_doc) < 0)
+		return al_error_set(AL_ENOMEM, "out of memory");
+	if ((rc = list_summaries(&list, s, coll)) == 0)
+		rc = summaries_of(out_ids, out_sums, count, s, run_doc, list.v, list.n);
 	free(coll);
-	for (i = 0; i < list.n; i++)
-		free(list.v[i].path);
-	free(list.v);
+	listed_free(&list);
+	return rc;
+}
+
+struct al_series_stored {
+	listed_set l;   /* sorted by path */
+};
+
+static int cmp_listed(const void *a, const void *b)
+{
+	return strcmp(((const listed *)a)->path, ((const listed *)b)->path);
+}
+
+int al_series_stored_load(al_series_stored **out, al_series_set *s, const char *parent_doc)
+{
+	al_series_stored *g;
+	int rc;
+
+	*out = NULL;
+	if (!s->store->list_group_text)
+		return 0;
+	if (!(g = calloc(1, sizeof(*g))))
+		return al_error_set(AL_ENOMEM, "out of memory");
+	if ((rc = s->store->list_group_text(s->store, parent_doc, "metrics", listed_text, &g->l))) {
+		al_series_stored_free(g);
+		return rc;
+	}
+	if (g->l.n)
+		qsort(g->l.v, g->l.n, sizeof(*g->l.v), cmp_listed);
+	*out = g;
+	return 0;
+}
+
+void al_series_stored_free(al_series_stored *g)
+{
+	if (!g)
+		return;
+	listed_free(&g->l);
+	free(g);
+}
+
+int al_series_summaries_in(char ***out_ids, al_series_summary **out_sums, size_t *count,
+	al_series_set *s, const al_series_stored *g, const char *run_doc)
+{
+	char *prefix;
+	size_t lo = 0, hi, pl, first;
+	int rc;
+
+	if (!g)
+		return al_series_summaries(out_ids, out_sums, count, s, run_doc);
+	if (asprintf(&prefix, "%s/metrics/", run_doc) < 0)
+		return al_error_set(AL_ENOMEM, "out of memory");
+	pl = strlen(prefix);
+	/* the run's documents are the paths starting with prefix: one range of the sorted list */
+	for (hi = g->l.n; lo < hi;) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (strcmp(g->l.v[mid].path, prefix) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	for (first = lo; lo < g->l.n && strncmp(g->l.v[lo].path, prefix, pl) == 0; lo++)
+		;
+	rc = summaries_of(out_ids, out_sums, count, s, run_doc, g->l.v + first, lo - first);
+	free(prefix);
 	return rc;
 }
 

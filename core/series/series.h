@@ -51,6 +51,15 @@ int al_series_points(al_point *out, size_t *n, uint64_t *view, al_series_set *s,
  * run's metrics cost one listing and no entry in memory (runs.csv, run.json). */
 int al_series_summaries(char ***ids, al_series_summary **sums, size_t *count, al_series_set *s,
 	const char *run_doc);
+/* The stored metric documents of every run below a document (an experiment), read in one
+ * query where the store has one (store.h list_group_text; else *out is NULL), so that a render
+ * showing every run's summaries (runs.csv, best/, the report page) makes one query, not one per
+ * run. al_series_summaries_in answers as al_series_summaries from it (g NULL: by a query). */
+typedef struct al_series_stored al_series_stored;
+int al_series_stored_load(al_series_stored **out, al_series_set *s, const char *parent_doc);
+int al_series_summaries_in(char ***ids, al_series_summary **sums, size_t *count, al_series_set *s,
+	const al_series_stored *g, const char *run_doc);
+void al_series_stored_free(al_series_stored *g);
 int al_series_summary_get(al_series_summary *out, al_series_set *s, const char *metric_doc);
 /* Combines writer b's summary into a: counts add up, the later writer gives last and step, min
  * and max the extremes (NaN ignored). */

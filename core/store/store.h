@@ -54,8 +54,9 @@ typedef struct al_write {
 
 /* 2: list_group and get_many (optional members) were added.
  * 3: al_write's mask (updates of single keys of a map field); every backend applies it.
- * 4: get_text, list_text and list_meta (optional members) were added. */
-#define AL_STORE_BACKEND_VERSION 4
+ * 4: get_text, list_text and list_meta (optional members) were added.
+ * 5: list_group_text (optional) was added; list_text's order is the backend's own. */
+#define AL_STORE_BACKEND_VERSION 5
 
 typedef struct al_store_backend al_store_backend;
 struct al_store_backend {
@@ -90,9 +91,11 @@ struct al_store_backend {
 	 * returns what fn returns. AL_ENOTFOUND as get, without calling fn. */
 	int (*get_text)(al_store_backend *b, const char *path,
 		int (*fn)(void *ctx, const char *text, size_t len), void *ctx);
-	/* Optional, as get_text: the documents directly in collection in id order, one call of fn
-	 * each with its path, fields text and update time (fn leaves out a text that is no object,
-	 * naming it in the log, as list does); stops at fn's first nonzero return and returns it. For runs.csv's metric summaries (10 small documents per run). */
+	/* Optional, as get_text: the documents directly in collection, one call of fn each with its
+	 * path, fields text and update time (fn leaves out a text that is no object, naming it in
+	 * the log, as list does), in the order the backend reads them fastest (SQLite: as stored,
+	 * so a cold disk is read front to back), not by id; stops at fn's first nonzero return and
+	 * returns it. For runs.csv: its run documents. */
 	int (*list_text)(al_store_backend *b, const char *collection,
 		int (*fn)(void *ctx, const char *path, const char *text, size_t len, int64_t update_us),
 		void *ctx);
@@ -102,6 +105,12 @@ struct al_store_backend {
 	 * each document. It may list a document whose fields cannot be read, which list leaves out
 	 * (a get of it fails with AL_EIO). */
 	int (*list_meta)(al_doc_list **out, al_store_backend *b, const char *collection);
+	/* Optional: list_group's documents handed to fn as list_text hands them over, in the same
+	 * order as list_text. For renders that show every run's metric summaries (runs.csv, best/,
+	 * the report page): one query for an experiment, not one per run. */
+	int (*list_group_text)(al_store_backend *b, const char *parent_doc, const char *collection_id,
+		int (*fn)(void *ctx, const char *path, const char *text, size_t len, int64_t update_us),
+		void *ctx);
 };
 
 /* 0 when b is a table of this version with the required members set, else AL_EINVAL saying

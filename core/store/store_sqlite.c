@@ -40,7 +40,7 @@ static const char schema_sql[] =
 static const char index_sql[] =
 	"CREATE INDEX IF NOT EXISTS docs_parent_times ON docs(parent, id, created, updated);";
 
-enum { ST_GET, ST_LIST, ST_LIST_META, ST_COLLS, ST_PUT, ST_DELETE, ST_COUNT, ST_BEGIN, ST_COMMIT, ST_ROLLBACK,
+enum { ST_GET, ST_LIST, ST_LIST_META, ST_LIST_TEXT, ST_GROUP_TEXT, ST_COLLS, ST_PUT, ST_DELETE, ST_COUNT, ST_BEGIN, ST_COMMIT, ST_ROLLBACK,
 	ST_ROWID, ST_N };
 
 static const char *const statement_sql[ST_N] = {
@@ -51,6 +51,15 @@ static const char *const statement_sql[ST_N] = {
 	/* Only the index docs_parent_times: no row, no fields read. */
 	[ST_LIST_META] = "SELECT id, created, updated FROM docs INDEXED BY docs_parent_times"
 		" WHERE parent = ?1 ORDER BY id",
+	/* list_text and list_group_text: the rowids from the index first, then the rows in rowid
+	 * order (an IN list is walked sorted): the table is read front to back, as it was written,
+	 * not in id order, which on a cold disk is a seek per document. ?3 is "/" and the
+	 * collection id: the parent's last segment (length and substr both count characters). */
+	[ST_LIST_TEXT] = "SELECT path, fields, updated FROM docs WHERE rowid IN"
+		" (SELECT rowid FROM docs WHERE parent = ?1)",
+	[ST_GROUP_TEXT] = "SELECT path, fields, updated FROM docs WHERE rowid IN"
+		" (SELECT rowid FROM docs INDEXED BY docs_parent_times WHERE parent > ?1 AND parent < ?2"
+		" AND substr(parent, -length(?3)) = ?3)",
 	[ST_COLLS] = "WITH RECURSIVE c(p) AS ("
 		" SELECT (SELECT min(parent) FROM docs WHERE parent_doc = ?1)"
 		" UNION ALL SELECT (SELECT min(parent) FROM docs WHERE parent_doc = ?1 AND parent > c.p)"
@@ -519,35 +528,93 @@ cleanup:
 	return rc;
 }
 
-/* store.h list_text: rows as list reads them, their text handed over without a tree. fn runs
- * under the lock. */
+/* Hands each row of st (path, fields, updated) to fn, under the lock. After the first row the
+ * rows come in rowid order, so the main database is read in get_text's 256 KiB pieces: each piece
+ * serves the next rows' pages, and the disk is asked for the next MiB while they are parsed. The
+ * first step, which walks the index for the rowids, reads page by page. */
+static int rows_text(sqlite_store *s, sqlite3_stmt *st,
+	int (*fn)(void *ctx, const char *path, const char *text, size_t len, int64_t update_us),
+	void *ctx)
+{
+	int rc;
+	if (!s->ra.buf)
+		s->ra.buf = malloc(RA_SIZE);   /* without it, the reads are page by page */
+	s->ra.len = 0;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *path = (const char *)sqlite3_column_text(st, 0),
+			*text = (const char *)sqlite3_column_text(st, 1);
+		size_t len = (size_t)sqlite3_column_bytes(st, 1);
+		ra_active = s->ra.buf ? &s->ra : NULL;
+		if (!path || !text)
+			continue;
+		s->docs_read++;
+		if ((rc = fn(ctx, path, text, len, sqlite3_column_int64(st, 2))))
+			goto cleanup;
+	}
+	rc = rc == SQLITE_DONE ? 0 : db_error(s, rc, "list");
+cleanup:
+	ra_active = NULL;
+	s->ra.len = 0;
+	st_done(st);
+	return rc;
+}
+
+/* store.h list_text: the rows of one collection, their text handed over without a tree. */
 static int sqlite_list_text(al_store_backend *b, const char *collection,
 	int (*fn)(void *ctx, const char *path, const char *text, size_t len, int64_t update_us),
 	void *ctx)
 {
 	sqlite_store *s = (sqlite_store *)b;
-	sqlite3_stmt *st = s->st[ST_LIST];
-	int rc = 0, n = al_path_segments(collection);
+	sqlite3_stmt *st = s->st[ST_LIST_TEXT];
+	int rc, n = al_path_segments(collection);
 
 	if (n < 0 || n % 2 != 1)
 		return al_path_invalid("collection", collection);
 	pthread_mutex_lock(&s->lock);
 	sqlite3_bind_text(st, 1, collection, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, "", -1, SQLITE_STATIC);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		const char *path = (const char *)sqlite3_column_text(st, 0),
-			*text = (const char *)sqlite3_column_text(st, 1);
-		size_t len = (size_t)sqlite3_column_bytes(st, 1);
-		if (!path || !text)
-			continue;
-		s->docs_read++;
-		if ((rc = fn(ctx, path, text, len, sqlite3_column_int64(st, 3))))
-			goto cleanup;
-	}
-	rc = rc == SQLITE_DONE ? 0 : db_error(s, rc, "list");
-cleanup:
-	st_done(st);
+	rc = rows_text(s, st, fn, ctx);
 	pthread_mutex_unlock(&s->lock);
+	return rc;
+}
+
+/* store.h list_group_text: the rows of every collection named collection_id below parent_doc,
+ * found in the index by their parent's prefix and last segment. */
+static int sqlite_list_group_text(al_store_backend *b, const char *parent_doc,
+	const char *collection_id,
+	int (*fn)(void *ctx, const char *path, const char *text, size_t len, int64_t update_us),
+	void *ctx)
+{
+	sqlite_store *s = (sqlite_store *)b;
+	sqlite3_stmt *st = s->st[ST_GROUP_TEXT];
+	size_t pl, cl;
+	char *from, *to, *tail;
+	int rc;
+
+	if (!parent_doc || !al_path_is_document(parent_doc))
+		return al_path_invalid("document", parent_doc ? parent_doc : "");
+	if (!collection_id || !*collection_id || strchr(collection_id, '/'))
+		return al_error_set(AL_EINVAL, "group listing: invalid collection id '%s'",
+			collection_id ? collection_id : "");
+	/* every parent below parent_doc sorts in ["parent_doc/", "parent_doc0"): '0' follows '/' */
+	pl = strlen(parent_doc);
+	cl = strlen(collection_id);
+	if (!(from = malloc(2 * (pl + 2) + cl + 2)))
+		return al_error_set(AL_ENOMEM, "out of memory");
+	to = from + pl + 2;
+	tail = to + pl + 2;
+	memcpy(from, parent_doc, pl);
+	memcpy(to, parent_doc, pl);
+	memcpy(from + pl, "/", 2);
+	memcpy(to + pl, "0", 2);
+	tail[0] = '/';
+	memcpy(tail + 1, collection_id, cl + 1);
+	pthread_mutex_lock(&s->lock);
+	sqlite3_bind_text(st, 1, from, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, to, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, tail, -1, SQLITE_STATIC);
+	rc = rows_text(s, st, fn, ctx);
+	pthread_mutex_unlock(&s->lock);
+	free(from);
 	return rc;
 }
 
@@ -912,6 +979,7 @@ int al_store_sqlite_new(al_store_backend **out, const char *dir)
 	s->base.free = sqlite_free;
 	s->base.get_text = sqlite_get_text;
 	s->base.list_text = sqlite_list_text;
+	s->base.list_group_text = sqlite_list_group_text;
 	*out = &s->base;
 	s = NULL;
 cleanup:

@@ -62,16 +62,8 @@ typedef struct csv_row {
 	size_t nm;
 } csv_row;
 
-/* The rows' text comes from blocks of 1 MiB (mapped by malloc, given back whole when freed):
- * one small malloc per cell list grew the heap a page at a time, each a syscall and a fault. */
-typedef struct slab {
-	struct slab *next;
-	size_t used, cap;
-	max_align_t data[];
-} slab;
-
 typedef struct rows_ctx {
-	slab *slabs;
+	al__slab *slabs;   /* the rows' text, cells and pairs */
 	csv_row *v;
 	size_t n, cap;
 	keyset pk;          /* every param name any run has */
@@ -79,48 +71,6 @@ typedef struct rows_ctx {
 	int64_t *mtime;
 	al_buf cell, text;  /* scratch */
 } rows_ctx;
-
-#define SLAB_BYTES (1u << 20)
-
-static void *slab_alloc(slab **slabs, size_t n)
-{
-	slab *s = *slabs;
-	void *p;
-	n = (n + sizeof(max_align_t) - 1) / sizeof(max_align_t) * sizeof(max_align_t);
-	if (!s || s->cap - s->used < n) {
-		size_t cap = n > SLAB_BYTES - sizeof(*s) ? n : SLAB_BYTES - sizeof(*s);
-		if (!(s = malloc(sizeof(*s) + cap))) {
-			al_error_set(AL_ENOMEM, "out of memory");
-			return NULL;
-		}
-		s->cap = cap;
-		s->used = 0;
-		s->next = *slabs;
-		*slabs = s;
-	}
-	p = (char *)s->data + s->used;
-	s->used += n;
-	return p;
-}
-
-static char *slab_dup(slab **slabs, const char *text, size_t len)
-{
-	char *p = slab_alloc(slabs, len + 1);
-	if (p) {
-		memcpy(p, text, len);
-		p[len] = '\0';
-	}
-	return p;
-}
-
-static void slabs_free(slab *s)
-{
-	while (s) {
-		slab *next = s->next;
-		free(s);
-		s = next;
-	}
-}
 
 static int cmp_pairs(const void *a, const void *b)
 {
@@ -136,9 +86,9 @@ static int cmp_rows(const void *a, const void *b)
 
 /* Points the pairs into text (name NUL cells NUL, n times), sorted by name with the first of
  * equal names kept (as a lookup by name in the tree finds the first). */
-static int pairs_make(cell_pair **out, size_t *count, slab **slabs, const char *text, size_t n)
+static int pairs_make(cell_pair **out, size_t *count, al__slab **slabs, const char *text, size_t n)
 {
-	cell_pair *p = slab_alloc(slabs, (n + 1) * sizeof(*p));
+	cell_pair *p = al__slab_alloc(slabs, (n + 1) * sizeof(*p));
 	size_t i, w;
 	if (!p)
 		return AL_ENOMEM;
@@ -258,8 +208,8 @@ static int row_add(rows_ctx *c, const al_doc *run)
 	al_buf_printf(b, ",%s", git && al_fields_get_string(git, "commit") ? al_fields_get_string(git, "commit") : "");
 	append_duration(b, f);
 	append_tags(b, &c->cell, f);
-	if (!(r->path = slab_dup(&c->slabs, run->path, strlen(run->path))) ||
-	    !(r->head = slab_dup(&c->slabs, b->ptr ? b->ptr : "", b->len))) {
+	if (!(r->path = al__slab_dup(&c->slabs, run->path, strlen(run->path))) ||
+	    !(r->head = al__slab_dup(&c->slabs, b->ptr ? b->ptr : "", b->len))) {
 		rc = AL_ENOMEM;
 		goto cleanup;
 	}
@@ -275,7 +225,7 @@ static int row_add(rows_ctx *c, const al_doc *run)
 			np++;
 		}
 	if (np) {
-		if (!(r->ptext = slab_dup(&c->slabs, b->ptr, b->len))) {
+		if (!(r->ptext = al__slab_dup(&c->slabs, b->ptr, b->len))) {
 			rc = AL_ENOMEM;
 			goto cleanup;
 		}
@@ -483,16 +433,18 @@ static void bound_cell(al_buf *b, double v)
 /* The last, min and max values of each metric of a run with points, as runs.csv prints them,
  * by its exact name; *names gains the names, *mtime the newest point. min and max come with the
  * summary the series keeps (README "runs.csv"). */
-static int row_metrics(csv_row *r, slab **slabs, keyset *names, int64_t *mtime, al_tree *t, al_buf *b)
+static int row_metrics(csv_row *r, al__slab **slabs, keyset *names, int64_t *mtime, al_tree *t,
+	const al_series_stored *stored, al_buf *b)
 {
 	char **ids = NULL;
 	al_series_summary *sums = NULL;
 	size_t nids = 0, k, nm = 0, hint = 0;
 	int rc = 0;
 
-	al_store_cache_prefetch(t->series_store, r->path, "metrics");
-	/* one listing of the run's metrics: 10,000 runs cost 10,000 queries, not one per metric */
-	if (al_series_summaries(&ids, &sums, &nids, t->series, r->path) != 0) {
+	if (!stored)
+		al_store_cache_prefetch(t->series_store, r->path, "metrics");
+	/* the experiment's one listing, else one of the run's metrics (not one per metric) */
+	if (al_series_summaries_in(&ids, &sums, &nids, t->series, stored, r->path) != 0) {
 		al_error_clear();
 		return 0;
 	}
@@ -514,7 +466,7 @@ static int row_metrics(csv_row *r, slab **slabs, keyset *names, int64_t *mtime, 
 		free(name);
 	}
 	if (nm) {
-		if (!(r->mtext = slab_dup(slabs, b->ptr, b->len)))
+		if (!(r->mtext = al__slab_dup(slabs, b->ptr, b->len)))
 			rc = AL_ENOMEM;
 		else
 			rc = pairs_make(&r->metrics, &r->nm, slabs, r->mtext, nm);
@@ -572,6 +524,7 @@ static void write_row(al_buf *b, const csv_row *r, const keyset *params, const k
 static int render_runs_csv(al_buf *b, int64_t *mtime, al_tree *t, const node *n)
 {
 	al_doc_list *runs = NULL;
+	al_series_stored *stored = NULL;
 	char *coll = xasprintf("%s/runs", n->exp_doc);
 	rows_ctx c = {0};
 	keyset mk = {0};
@@ -598,8 +551,13 @@ static int render_runs_csv(al_buf *b, int64_t *mtime, al_tree *t, const node *n)
 	}
 	if (c.n)
 		qsort(c.v, c.n, sizeof(*c.v), cmp_rows);
+	/* every run's metric documents in one query where the store has one */
+	if (c.n && al_series_stored_load(&stored, t->series, n->exp_doc) != 0) {
+		al_error_clear();   /* then a query per run, as without */
+		stored = NULL;
+	}
 	for (i = 0; i < c.n; i++)
-		if ((rc = row_metrics(&c.v[i], &c.slabs, &mk, mtime, t, &c.text)))
+		if ((rc = row_metrics(&c.v[i], &c.slabs, &mk, mtime, t, stored, &c.text)))
 			goto cleanup;
 	if (c.pk.n)
 		qsort(c.pk.keys, c.pk.n, sizeof(char *), cmp_str);
@@ -609,7 +567,8 @@ static int render_runs_csv(al_buf *b, int64_t *mtime, al_tree *t, const node *n)
 	for (i = 0; i < c.n; i++)
 		write_row(b, &c.v[i], &c.pk, &mk);
 cleanup:
-	slabs_free(c.slabs);
+	al_series_stored_free(stored);
+	al__slabs_free(c.slabs);
 	free(c.v);
 	al_buf_dispose(&c.cell);
 	al_buf_dispose(&c.text);

@@ -972,6 +972,111 @@ static void test_summary_without_min_max(const char *root)
 	al_store_free(st);
 }
 
+/* Two ways to a run's summaries give the same: one query per run, and the experiment's one
+ * listing (al_series_stored_load, runs.csv's way). Runs whose ids share a prefix ("1", "10"), a
+ * series this mount holds ahead of the store, one only in memory, a collection named metrics
+ * below a metric, and documents of another experiment are each where they belong. */
+static void test_summaries_in(const char *root)
+{
+	static const char *const runs[] = {"1", "10", "2", "3"};
+	const char *E = "projects/p/experiments/e";
+	char dir[512], j1[512], j2[512], run[256], doc[512];
+	al_store_backend *st = NULL;
+	al_series_set *x = NULL;
+	al_series_stored *g = NULL;
+	size_t i, k;
+
+	snprintf(dir, sizeof(dir), "%s/stored", root);
+	snprintf(j1, sizeof(j1), "%s/stored-j1", root);
+	snprintf(j2, sizeof(j2), "%s/stored-j2", root);
+	CHECK_OK(al_store_sqlite_new(&st, dir));
+	if (!st)
+		return;
+	CHECK_OK(al_series_set_open(&x, st, j1, 600000));
+	/* stored: runs 1 and 10 (two metrics each), 2 (one); another experiment's run 1 */
+	CHECK_OK(al_series_append_text(x, "projects/p/experiments/e/runs/1/metrics/loss", "3\n2\n", 4));
+	CHECK_OK(al_series_append_text(x, "projects/p/experiments/e/runs/1/metrics/acc", "0.5\n", 4));
+	CHECK_OK(al_series_append_text(x, "projects/p/experiments/e/runs/10/metrics/loss", "9\n", 2));
+	CHECK_OK(al_series_append_text(x, "projects/p/experiments/e/runs/10/metrics/a%2Fb", "7\n", 2));
+	CHECK_OK(al_series_append_text(x, "projects/p/experiments/e/runs/2/metrics/loss", "4\n5\n6\n", 6));
+	CHECK_OK(al_series_append_text(x, "projects/p/experiments/e2/runs/1/metrics/loss", "100\n", 4));
+	CHECK_OK(al_series_flush(x));
+	al_series_set_free(x);
+	x = NULL;
+	{   /* a collection named metrics below a metric: not one of the run's metrics */
+		cJSON *f = cJSON_CreateObject();
+		al_write w = {AL_WRITE_SET, "projects/p/experiments/e/runs/1/metrics/loss/metrics/deep", f,
+			AL_PRE_NONE, NULL};
+		al_fields_set(f, "count", al_value_int(1));
+		al_fields_set(f, "last", al_value_double(42));
+		CHECK_OK(al_store_commit(st, &w, 1));
+		cJSON_Delete(f);
+	}
+	/* a new mount: run 1's loss gains a point not yet delivered, run 3 exists in memory only */
+	CHECK_OK(al_series_set_open(&x, st, j2, 600000));
+	if (!x)
+		goto cleanup;
+	CHECK_OK(al_series_append_text(x, "projects/p/experiments/e/runs/1/metrics/loss", "1\n", 2));
+	CHECK_OK(al_series_append_text(x, "projects/p/experiments/e/runs/3/metrics/new", "8\n", 2));
+	CHECK_OK(al_series_stored_load(&g, x, E));
+	CHECK(g != NULL);   /* SQLite has list_group_text */
+	for (i = 0; i < sizeof(runs) / sizeof(*runs); i++) {
+		char **ia = NULL, **ib = NULL;
+		al_series_summary *sa = NULL, *sb = NULL;
+		size_t na = 0, nb = 0;
+		snprintf(run, sizeof(run), "%s/runs/%s", E, runs[i]);
+		CHECK_OK(al_series_summaries(&ia, &sa, &na, x, run));
+		CHECK_OK(al_series_summaries_in(&ib, &sb, &nb, x, g, run));
+		CHECK_EQ_INT(na, nb);
+		CHECK_EQ_INT(na, i == 0 || i == 1 ? 2 : 1);
+		for (k = 0; k < na && k < nb; k++) {
+			CHECK_EQ_STR(ia[k], ib[k]);
+			CHECK_EQ_INT(sa[k].count, sb[k].count);
+			CHECK(memcmp(&sa[k].last, &sb[k].last, sizeof(double)) == 0);
+			CHECK(memcmp(&sa[k].min, &sb[k].min, sizeof(double)) == 0);
+			CHECK(memcmp(&sa[k].max, &sb[k].max, sizeof(double)) == 0);
+			CHECK_EQ_INT(sa[k].update_us, sb[k].update_us);
+			snprintf(doc, sizeof(doc), "%s/metrics/%s", run, ib[k]);
+			if (strcmp(doc, "projects/p/experiments/e/runs/1/metrics/loss") == 0)
+				CHECK(sb[k].count == 3 && sb[k].last == 1 && sb[k].min == 1 && sb[k].max == 3);
+			if (strcmp(doc, "projects/p/experiments/e/runs/10/metrics/loss") == 0)
+				CHECK(sb[k].count == 1 && sb[k].last == 9);
+			if (strcmp(doc, "projects/p/experiments/e/runs/3/metrics/new") == 0)
+				CHECK(sb[k].count == 1 && sb[k].last == 8);
+		}
+		al_strings_free(ia, na);
+		al_strings_free(ib, nb);
+		free(sa);
+		free(sb);
+	}
+	al_series_stored_free(g);
+	g = NULL;
+	{   /* a store without list_group_text: no listing, and al_series_summaries_in queries */
+		counting c = {.base = {.version = AL_STORE_BACKEND_VERSION, .name = "counting", .get = c_get,
+			.list = c_list, .list_collections = NULL, .commit = c_commit, .free = c_free},
+			.inner = st};
+		al_series_set *y = NULL;
+		char **ids = NULL;
+		al_series_summary *sums = NULL;
+		size_t n = 0;
+		snprintf(j1, sizeof(j1), "%s/stored-j3", root);
+		CHECK_OK(al_series_set_open(&y, &c.base, j1, 600000));
+		if (y) {
+			CHECK_OK(al_series_stored_load(&g, y, E));
+			CHECK(g == NULL);
+			CHECK_OK(al_series_summaries_in(&ids, &sums, &n, y, NULL, "projects/p/experiments/e/runs/2"));
+			CHECK(n == 1 && sums && sums[0].count == 3 && sums[0].last == 6);
+			al_strings_free(ids, n);
+			free(sums);
+			al_series_set_free(y);
+		}
+	}
+cleanup:
+	al_series_stored_free(g);
+	al_series_set_free(x);
+	al_store_free(st);
+}
+
 int main(void)
 {
 	char root[] = "/tmp/al-series-XXXXXX", store_a[256], store_b[256], journal[256], saved[256];
@@ -990,6 +1095,7 @@ int main(void)
 	CHECK_OK(al_store_sqlite_new(&a, store_a));
 	CHECK_OK(al_series_set_open(&s, a, journal, 60000));
 	test_summary_without_min_max(root);
+	test_summaries_in(root);
 
 	/* Appends: default steps chain, explicit steps and times are kept. */
 	CHECK_OK(al_series_append_text(s, DOC, "0.5\n0.25\n", 9));

@@ -255,6 +255,120 @@ static void test_get_text_long(al_store_backend *b)
 	}
 }
 
+/* list_text and list_group_text hand each document's text over once, in any order. */
+typedef struct {
+	char paths[64][80];
+	char texts[64][256];
+	size_t n;
+} seen_rows;
+
+static int keep_row(void *ctx, const char *path, const char *text, size_t len, int64_t update_us)
+{
+	seen_rows *r = ctx;
+	CHECK(update_us > 0);
+	CHECK_EQ_INT((long long)strlen(text), (long long)len);
+	if (r->n < 64) {
+		snprintf(r->paths[r->n], sizeof(r->paths[0]), "%s", path);
+		snprintf(r->texts[r->n], sizeof(r->texts[0]), "%s", text);
+	}
+	r->n++;
+	return 0;
+}
+
+static int stop_row(void *ctx, const char *path, const char *text, size_t len, int64_t update_us)
+{
+	(void)path, (void)text, (void)len, (void)update_us;
+	return ++*(int *)ctx == 2 ? AL_EEXISTS : 0;
+}
+
+/* The text seen_rows holds for path ("" when it was not handed over). */
+static const char *row_text(const seen_rows *r, const char *path)
+{
+	for (size_t i = 0; i < r->n && i < 64; i++)
+		if (strcmp(r->paths[i], path) == 0)
+			return r->texts[i];
+	return "";
+}
+
+/* list_group_text: the documents of one collection id at any depth below a document, each once,
+ * none of other collections, of other documents, or of a deeper collection of another name;
+ * written again after a read (and checkpointed by another connection), the new text is read. */
+static void test_group_text(al_store_backend *b)
+{
+	static const char *want[] = {"g/e/runs/1/metrics/a", "g/e/runs/1/metrics/a/metrics/z",
+		"g/e/runs/1/metrics/b", "g/e/runs/10/metrics/a", "g/e/runs/2/metrics/a%2Fb",
+		"g/e/metrics/top"};
+	static const char *others[] = {"g/e/runs/1", "g/e/runs/2", "g/e/artifacts/a",
+		"g/e/runs/1/metrics/a/chunks/0", "g/e/runs/1/artifacts/metrics", "g/other/runs/1/metrics/a",
+		"g/e2/runs/1/metrics/a", "g/e/runs/1/metricsx/a", "g/e/runs/1/xmetrics/a", "g/f/metrics/a"};
+	seen_rows *r = calloc(1, sizeof(*r));
+	char text[64], dbpath[400];
+	size_t i, j;
+	int calls = 0;
+	sqlite3 *db = NULL;
+
+	CHECK(b->list_group_text != NULL);
+	if (!b->list_group_text || !r)
+		goto cleanup;
+	for (i = 0; i < sizeof(others) / sizeof(*others); i++)
+		CHECK_OK(put(b, others[i], "k", 100 + (int64_t)i, AL_PRE_NONE));
+	for (i = 0; i < sizeof(want) / sizeof(*want); i++)
+		CHECK_OK(put(b, want[i], "k", (int64_t)i, AL_PRE_NONE));
+	CHECK_OK(b->list_group_text(b, "g/e", "metrics", keep_row, r));
+	CHECK_EQ_INT(r->n, sizeof(want) / sizeof(*want));
+	for (i = 0; i < sizeof(want) / sizeof(*want); i++) {
+		snprintf(text, sizeof(text), "{\"k\":{\"integerValue\":\"%zu\"}}", i);
+		CHECK_EQ_STR(row_text(r, want[i]), text);
+		for (j = i + 1; j < r->n && j < 64; j++)
+			CHECK(strcmp(r->paths[i], r->paths[j]) != 0);
+	}
+	/* written again, the pages checkpointed into the file by another connection: new text */
+	snprintf(dbpath, sizeof(dbpath), "%s/meta.db", store_dir);
+	CHECK_EQ_INT(sqlite3_open(dbpath, &db), SQLITE_OK);
+	for (i = 0; i < sizeof(want) / sizeof(*want); i++)
+		CHECK_OK(put(b, want[i], "k", 1000 + (int64_t)i, AL_PRE_NONE));
+	CHECK_EQ_INT(sqlite3_exec(db, "PRAGMA wal_checkpoint(TRUNCATE)", NULL, NULL, NULL), SQLITE_OK);
+	memset(r, 0, sizeof(*r));
+	CHECK_OK(b->list_group_text(b, "g/e", "metrics", keep_row, r));
+	CHECK_EQ_INT(r->n, sizeof(want) / sizeof(*want));
+	for (i = 0; i < sizeof(want) / sizeof(*want); i++) {
+		snprintf(text, sizeof(text), "{\"k\":{\"integerValue\":\"%zu\"}}", 1000 + i);
+		CHECK_EQ_STR(row_text(r, want[i]), text);
+	}
+	/* list_text: one collection's documents only */
+	memset(r, 0, sizeof(*r));
+	CHECK_OK(b->list_text(b, "g/e/runs/1/metrics", keep_row, r));
+	CHECK_EQ_INT(r->n, 2);
+	CHECK_EQ_STR(row_text(r, "g/e/runs/1/metrics/a"), "{\"k\":{\"integerValue\":\"1000\"}}");
+	CHECK_EQ_STR(row_text(r, "g/e/runs/1/metrics/b"), "{\"k\":{\"integerValue\":\"1002\"}}");
+	/* fn's first nonzero return stops the listing and is returned */
+	CHECK_EQ_INT(b->list_group_text(b, "g/e", "metrics", stop_row, &calls), AL_EEXISTS);
+	CHECK_EQ_INT(calls, 2);
+	/* nothing of that name, or nothing below: no call */
+	memset(r, 0, sizeof(*r));
+	CHECK_OK(b->list_group_text(b, "g/e", "nothing", keep_row, r));
+	CHECK_OK(b->list_group_text(b, "g/none", "metrics", keep_row, r));
+	CHECK_EQ_INT(r->n, 0);
+	/* bad input */
+	CHECK_EQ_INT(b->list_group_text(b, "g", "metrics", keep_row, r), AL_EINVAL);
+	CHECK_EQ_INT(b->list_group_text(b, "g/e", "a/b", keep_row, r), AL_EINVAL);
+	CHECK_EQ_INT(b->list_group_text(b, "g/e", "", keep_row, r), AL_EINVAL);
+	CHECK_EQ_INT(b->list_group_text(b, "", "metrics", keep_row, r), AL_EINVAL);
+	CHECK_EQ_INT(r->n, 0);
+	for (i = 0; i < sizeof(want) / sizeof(*want); i++) {
+		al_write del = {AL_WRITE_DELETE, want[i], NULL, AL_PRE_NONE, NULL};
+		CHECK_OK(al_store_commit(b, &del, 1));
+	}
+	for (i = 0; i < sizeof(others) / sizeof(*others); i++) {
+		al_write del = {AL_WRITE_DELETE, others[i], NULL, AL_PRE_NONE, NULL};
+		CHECK_OK(al_store_commit(b, &del, 1));
+	}
+cleanup:
+	if (db)
+		sqlite3_close(db);
+	free(r);
+}
+
 int main(void)
 {
 	al_store_backend *b = NULL, *b2 = NULL;
@@ -284,6 +398,7 @@ int main(void)
 	contract_mask(b);
 	contract_list(b);
 	contract_race(b);
+	test_group_text(b);
 
 	char *desc = al_store_describe(b);
 	char expect_desc[512];
