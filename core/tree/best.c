@@ -2,7 +2,6 @@
  * lowest or highest last value of each metric (README "best"). Also the experiment indexes that
  * best/ and tagged/ share (exp_index) and their links' attributes. */
 #include <math.h>
-#include "core/store/store_cache.h"
 #include "internal.h"
 
 int exp_index(cJSON **out, int64_t *mtime, al_tree *t, const node *n, const char *folder)
@@ -48,22 +47,31 @@ void link_attr(al_attr *out, size_t len, int64_t mtime)
 static int best_render(al_buf *b, int64_t *mtime, al_tree *t, const node *n)
 {
 	al_doc_list *runs = NULL;
+	al_series_stored *stored = NULL;
 	char *coll = xasprintf("%s/runs", n->exp_doc);
 	cJSON *o = cJSON_CreateObject(), *vals = cJSON_CreateObject();
 	size_t i, k;
 	int rc;
 
-	if ((rc = al_store_list(&runs, t->store, coll, NULL, NULL)))
+	/* the runs' ids only (no document read), then every run's summaries in one query */
+	if (!coll) {
+		rc = al_error_set(AL_ENOMEM, "out of memory");
+		goto cleanup;
+	}
+	if ((rc = al_store_list_meta(&runs, t->store, coll)))
 		goto cleanup;
 	if (runs->count)
 		qsort(runs->docs, runs->count, sizeof(al_doc *), cmp_run_ids);
+	if (runs->count && al_series_stored_load(&stored, t->series, n->exp_doc) != 0) {
+		al_error_clear();   /* then a query per run */
+		stored = NULL;
+	}
 	for (i = 0; i < runs->count; i++) {
 		const char *id = al_doc_id(runs->docs[i]->path);
 		char **ids = NULL;
 		al_series_summary *sums = NULL;
 		size_t nids = 0;
-		al_store_cache_prefetch(t->series_store, runs->docs[i]->path, "metrics");
-		if ((rc = al_series_summaries(&ids, &sums, &nids, t->series, runs->docs[i]->path)))
+		if ((rc = run_summaries(&ids, &sums, &nids, t, stored, runs->docs[i]->path)))
 			goto cleanup;
 		for (k = 0; k < nids; k++) {
 			char *name = al_id_decode(ids[k]);
@@ -103,6 +111,7 @@ static int best_render(al_buf *b, int64_t *mtime, al_tree *t, const node *n)
 	}
 	rc = json_out(b, o, 0);
 cleanup:
+	al_series_stored_free(stored);
 	cJSON_Delete(o);
 	cJSON_Delete(vals);
 	al_doc_list_free(runs);

@@ -1,6 +1,7 @@
 /* aletheia: what many kinds of the tree use: names and paths, the documents behind them, small
  * containers and attributes. */
 #include <stdarg.h>
+#include "core/store/store_cache.h"
 #include "internal.h"
 
 /* A valid Firestore document id, as names must be (README "The tree": names). */
@@ -60,6 +61,14 @@ int doc_exists(al_tree *t, const char *path)
 	int rc = al_store_get(&d, t->store, path);
 	al_doc_free(d);
 	return rc;
+}
+
+int run_summaries(char ***ids, al_series_summary **sums, size_t *count, al_tree *t,
+	const al_series_stored *stored, const char *run_doc)
+{
+	if (!stored)
+		al_store_cache_prefetch(t->series_store, run_doc, "metrics");
+	return al_series_summaries_in(ids, sums, count, t->series, stored, run_doc);
 }
 
 /* 1 when the run's status is "running". */

@@ -2,7 +2,6 @@
  * plots) and a project's (its experiments), static HTML and CSS that fetch nothing; and the facts
  * about an experiment's runs the plots share (their order, the params that differ). */
 #include <math.h>
-#include "core/store/store_cache.h"
 #include "report.h"
 
 /* ---- the runs of an experiment --------------------------------------------------------------- */
@@ -250,6 +249,7 @@ static int render_experiment_index(al_buf *b, int64_t *mtime, al_tree *t, const 
 	const al_doc *exp)
 {
 	al_doc_list *runs = NULL;
+	al_series_stored *stored = NULL;
 	run_metrics *rm = NULL;
 	keyset differ = {0}, metrics = {0};
 	char **metric_ids = NULL, *title = NULL;
@@ -259,6 +259,10 @@ static int render_experiment_index(al_buf *b, int64_t *mtime, al_tree *t, const 
 
 	if ((rc = experiment_runs(&runs, t, n->exp_doc)) || (rc = params_that_differ(&differ, runs)))
 		goto cleanup;
+	if (runs->count && al_series_stored_load(&stored, t->series, n->exp_doc) != 0) {
+		al_error_clear();   /* then a query per run */
+		stored = NULL;
+	}
 	if (!(rm = calloc(runs->count + 1, sizeof(*rm)))) {
 		rc = al_error_set(AL_ENOMEM, "out of memory");
 		goto cleanup;
@@ -269,8 +273,7 @@ static int render_experiment_index(al_buf *b, int64_t *mtime, al_tree *t, const 
 		running |= st && strcmp(st, "running") == 0;
 		tags |= al_value_get_map(al_fields_get(r->fields, "tags")) != NULL;
 		mtime_raise(mtime, r->update_us);
-		al_store_cache_prefetch(t->series_store, r->path, "metrics");
-		if ((rc = al_series_summaries(&rm[i].ids, &rm[i].sums, &rm[i].n, t->series, r->path)))
+		if ((rc = run_summaries(&rm[i].ids, &rm[i].sums, &rm[i].n, t, stored, r->path)))
 			goto cleanup;
 		for (k = 0; k < rm[i].n; k++) {
 			char *name = al_id_decode(rm[i].ids[k]);
@@ -340,6 +343,7 @@ static int render_experiment_index(al_buf *b, int64_t *mtime, al_tree *t, const 
 	}
 	rc = al_buf_puts(b, "</body>\n</html>\n");
 cleanup:
+	al_series_stored_free(stored);
 	for (i = 0; rm && i < runs->count; i++) {
 		al_strings_free(rm[i].ids, rm[i].n);
 		free(rm[i].sums);

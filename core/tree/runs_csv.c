@@ -3,7 +3,6 @@
 #include <ctype.h>
 #include <math.h>
 #include <stddef.h>
-#include "core/store/store_cache.h"
 #include "internal.h"
 
 static int csv_field(al_buf *b, const char *s)
@@ -441,10 +440,7 @@ static int row_metrics(csv_row *r, al__slab **slabs, keyset *names, int64_t *mti
 	size_t nids = 0, k, nm = 0, hint = 0;
 	int rc = 0;
 
-	if (!stored)
-		al_store_cache_prefetch(t->series_store, r->path, "metrics");
-	/* the experiment's one listing, else one of the run's metrics (not one per metric) */
-	if (al_series_summaries_in(&ids, &sums, &nids, t->series, stored, r->path) != 0) {
+	if (run_summaries(&ids, &sums, &nids, t, stored, r->path) != 0) {
 		al_error_clear();
 		return 0;
 	}
