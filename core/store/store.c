@@ -288,6 +288,16 @@ int al_path_invalid(const char *kind, const char *path)
 		kind[0] == 'd' ? "an even number of" : "an odd number of");
 }
 
+int al_group_check(const char *parent_doc, const char *collection_id)
+{
+	if (!parent_doc || !al_path_is_document(parent_doc))
+		return al_path_invalid("document", parent_doc ? parent_doc : "");
+	if (!collection_id || !*collection_id || strchr(collection_id, '/'))
+		return al_error_set(AL_EINVAL, "group listing: invalid collection id '%s'",
+			collection_id ? collection_id : "");
+	return 0;
+}
+
 int al_mask_path(const char **field, const char **key, const cJSON *p)
 {
 	int n = cJSON_IsArray(p) ? cJSON_GetArraySize(p) : 0;

@@ -148,6 +148,8 @@ void al_strings_free(char **strings, size_t count);
 int al_path_segments(const char *path);
 int al_path_is_document(const char *path);
 int al_path_invalid(const char *kind, const char *path);
+/* list_group's arguments: a document path and a collection id (no '/'); else AL_EINVAL. */
+int al_group_check(const char *parent_doc, const char *collection_id);
 /* Checks one write before a backend takes it: a document path, a known operation and
  * precondition, fields that are typed values (value.h) all the way down, and a mask (only on an
  * update) of field paths that are valid field names, none inside another, covering fields. */

@@ -546,12 +546,7 @@ static int fs_list_group(al_doc_list **out, al_store_backend *b, const char *par
 	int rc;
 
 	*out = NULL;
-	if (!parent_doc || !al_path_is_document(parent_doc))
-		return al_path_invalid("document", parent_doc ? parent_doc : "");
-	if (!coll_id || !*coll_id || strchr(coll_id, '/'))
-		return al_error_set(AL_EINVAL, "firestore group query: invalid collection id '%s'",
-			coll_id ? coll_id : "");
-	if ((rc = query_all(&list, s, parent_doc, NULL, coll_id, 1, NULL, NULL, "group query")))
+	if ((rc = al_group_check(parent_doc, coll_id)) || (rc = query_all(&list, s, parent_doc, NULL, coll_id, 1, NULL, NULL, "group query")))
 		return rc;
 	pl = strlen(parent_doc);
 	for (i = 0; i < list->count; i++) {

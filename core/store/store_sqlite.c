@@ -590,11 +590,8 @@ static int sqlite_list_group_text(al_store_backend *b, const char *parent_doc,
 	char *from, *to, *tail;
 	int rc;
 
-	if (!parent_doc || !al_path_is_document(parent_doc))
-		return al_path_invalid("document", parent_doc ? parent_doc : "");
-	if (!collection_id || !*collection_id || strchr(collection_id, '/'))
-		return al_error_set(AL_EINVAL, "group listing: invalid collection id '%s'",
-			collection_id ? collection_id : "");
+	if ((rc = al_group_check(parent_doc, collection_id)))
+		return rc;
 	/* every parent below parent_doc sorts in ["parent_doc/", "parent_doc0"): '0' follows '/' */
 	pl = strlen(parent_doc);
 	cl = strlen(collection_id);
