@@ -1253,7 +1253,12 @@ int al_series_summaries(char ***out_ids, al_series_summary **out_sums, size_t *c
 }
 
 struct al_series_stored {
-	listed_set l;   /* sorted by path */
+	al_series_set *s;
+	char *parent_doc;
+	listed_set l;      /* sorted by path */
+	pthread_t thread;  /* the load, when started in the background */
+	int started, joined;
+	int rc;            /* the load's result: nonzero, the summaries come from a query per run */
 };
 
 static int cmp_listed(const void *a, const void *b)
@@ -1261,22 +1266,44 @@ static int cmp_listed(const void *a, const void *b)
 	return strcmp(((const listed *)a)->path, ((const listed *)b)->path);
 }
 
-int al_series_stored_load(al_series_stored **out, al_series_set *s, const char *parent_doc)
+static void *stored_load(void *arg)
+{
+	al_series_stored *g = arg;
+	al_store_backend *st = g->s->store;
+	if ((g->rc = st->list_group_text(st, g->parent_doc, "metrics", listed_text, &g->l)) == 0 &&
+	    g->l.n)
+		qsort(g->l.v, g->l.n, sizeof(*g->l.v), cmp_listed);
+	al_error_clear();
+	return NULL;
+}
+
+/* The load's result, once it is done. */
+static int stored_wait(al_series_stored *g)
+{
+	if (g->started && !g->joined) {
+		pthread_join(g->thread, NULL);
+		g->joined = 1;
+	}
+	return g->rc;
+}
+
+int al_series_stored_start(al_series_stored **out, al_series_set *s, const char *parent_doc)
 {
 	al_series_stored *g;
-	int rc;
 
 	*out = NULL;
 	if (!s->store->list_group_text)
 		return 0;
-	if (!(g = calloc(1, sizeof(*g))))
+	if (!(g = calloc(1, sizeof(*g))) || !(g->parent_doc = strdup(parent_doc))) {
+		free(g);
 		return al_error_set(AL_ENOMEM, "out of memory");
-	if ((rc = s->store->list_group_text(s->store, parent_doc, "metrics", listed_text, &g->l))) {
-		al_series_stored_free(g);
-		return rc;
 	}
-	if (g->l.n)
-		qsort(g->l.v, g->l.n, sizeof(*g->l.v), cmp_listed);
+	g->s = s;
+	/* in the background while the caller reads its runs; where no thread starts, now */
+	if (pthread_create(&g->thread, NULL, stored_load, g) == 0)
+		g->started = 1;
+	else
+		stored_load(g);
 	*out = g;
 	return 0;
 }
@@ -1285,18 +1312,20 @@ void al_series_stored_free(al_series_stored *g)
 {
 	if (!g)
 		return;
+	stored_wait(g);
 	listed_free(&g->l);
+	free(g->parent_doc);
 	free(g);
 }
 
 int al_series_summaries_in(char ***out_ids, al_series_summary **out_sums, size_t *count,
-	al_series_set *s, const al_series_stored *g, const char *run_doc)
+	al_series_set *s, al_series_stored *g, const char *run_doc)
 {
 	char *prefix;
 	size_t lo = 0, hi, pl, first;
 	int rc;
 
-	if (!g)
+	if (!g || stored_wait((al_series_stored *)g) != 0)
 		return al_series_summaries(out_ids, out_sums, count, s, run_doc);
 	if (asprintf(&prefix, "%s/metrics/", run_doc) < 0)
 		return al_error_set(AL_ENOMEM, "out of memory");

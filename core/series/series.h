@@ -51,14 +51,16 @@ int al_series_points(al_point *out, size_t *n, uint64_t *view, al_series_set *s,
  * run's metrics cost one listing and no entry in memory (runs.csv, run.json). */
 int al_series_summaries(char ***ids, al_series_summary **sums, size_t *count, al_series_set *s,
 	const char *run_doc);
-/* The stored metric documents of every run below a document (an experiment), read in one
- * query where the store has one (store.h list_group_text; else *out is NULL), so that a render
- * showing every run's summaries (runs.csv, best/, the report page) makes one query, not one per
- * run. al_series_summaries_in answers as al_series_summaries from it (g NULL: by a query). */
+/* The stored metric documents of every run below a document (an experiment), read in one query
+ * where the store has one (store.h list_group_text; else *out is NULL), so that a render showing
+ * every run's summaries (runs.csv, best/, the report page) makes one query, not one per run. The
+ * query runs on a thread of its own while the caller goes on (reading its runs);
+ * al_series_summaries_in waits for it, then answers as al_series_summaries from it (g NULL, or
+ * its query failed: by a query for the run). Used and freed by one thread. */
 typedef struct al_series_stored al_series_stored;
-int al_series_stored_load(al_series_stored **out, al_series_set *s, const char *parent_doc);
+int al_series_stored_start(al_series_stored **out, al_series_set *s, const char *parent_doc);
 int al_series_summaries_in(char ***ids, al_series_summary **sums, size_t *count, al_series_set *s,
-	const al_series_stored *g, const char *run_doc);
+	al_series_stored *g, const char *run_doc);
 void al_series_stored_free(al_series_stored *g);
 int al_series_summary_get(al_series_summary *out, al_series_set *s, const char *metric_doc);
 /* Combines writer b's summary into a: counts add up, the later writer gives last and step, min

@@ -96,11 +96,24 @@ typedef struct {
 			       * fresh mapping to fault in (guarded by lock) */
 	size_t text_cap;
 	ra_piece ra;          /* get_text's read-ahead piece (guarded by lock) */
+	/* A second connection, read-only, for list_group_text, under its own lock: a render's two
+	 * big listings (runs.csv's runs, and every run's metrics) run side by side on two cores, as
+	 * WAL readers do not wait for each other. NULL (it could not be opened): the first one. */
+	pthread_mutex_t rlock;
+	sqlite3 *rdb;
+	sqlite3_stmt *rgroup;
+	ra_piece rra;         /* its read-ahead piece (guarded by rlock) */
 	int lock_fd;
 	/* Documents whose fields were read and parsed since the open (get, list): .aletheia/status's
-	 * documents_read, so a listing that reads every run shows (README "The command line"). In lock. */
+	 * documents_read, so a listing that reads every run shows (README "The command line");
+	 * counted atomically, as both connections count. */
 	unsigned long long docs_read;
 } sqlite_store;
+
+static void count_read(sqlite_store *s)
+{
+	__atomic_add_fetch(&s->docs_read, 1, __ATOMIC_RELAXED);
+}
 
 /* --- read-ahead for get_text -------------------------------------------------------------
  * SQLite reads a long text's overflow pages one pread of a page each (4 KiB: a metric chunk of
@@ -281,7 +294,14 @@ static int disk_full(const char *dir)
 	return dir && statvfs(dir, &sv) == 0 && (uint64_t)sv.f_bavail * sv.f_frsize < (1u << 20);
 }
 
+static int conn_error(sqlite_store *s, sqlite3 *db, int rc, const char *what);
+
 static int db_error(sqlite_store *s, int rc, const char *what)
+{
+	return conn_error(s, s->db, rc, what);
+}
+
+static int conn_error(sqlite_store *s, sqlite3 *db, int rc, const char *what)
 {
 	int code;
 	if (((rc & 0xff) == SQLITE_FULL || (rc & 0xff) == SQLITE_IOERR) && disk_full(s->dir))
@@ -295,7 +315,7 @@ static int db_error(sqlite_store *s, int rc, const char *what)
 	case SQLITE_NOMEM: code = AL_ENOMEM; break;
 	default: code = AL_EIO; break;
 	}
-	return al_error_set(code, "store %s: %s: %s", s->dir, what, sqlite3_errmsg(s->db));
+	return al_error_set(code, "store %s: %s: %s", s->dir, what, sqlite3_errmsg(db));
 }
 
 static void st_done(sqlite3_stmt *st)
@@ -351,7 +371,7 @@ static int sqlite_get(al_doc **out, al_store_backend *b, const char *path)
 	sqlite3_bind_text(st, 1, path, -1, SQLITE_STATIC);
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW) {
-		s->docs_read++;
+		count_read(s);
 		rc = row_to_doc(out, path, strlen(path), st, 0);
 	}
 	else if (rc == SQLITE_DONE)
@@ -416,7 +436,7 @@ static int sqlite_get_text(al_store_backend *b, const char *path,
 		goto cleanup;
 	}
 	s->text[len] = '\0';
-	s->docs_read++;
+	count_read(s);
 	rc = fn(ctx, s->text, len);
 cleanup:
 	if (blob)
@@ -503,7 +523,7 @@ static int sqlite_list(al_doc_list **out, al_store_backend *b, const char *colle
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		if ((rc = list_room(list, &cap, collection)))
 			goto cleanup;
-		s->docs_read++;
+		count_read(s);
 		rc = row_to_doc(&list->docs[list->count], (const char *)sqlite3_column_text(st, 0),
 			sqlite3_column_bytes(st, 0), st, 1);
 		if (rc == AL_EIO) {
@@ -532,29 +552,29 @@ cleanup:
  * rows come in rowid order, so the main database is read in get_text's 256 KiB pieces: each piece
  * serves the next rows' pages, and the disk is asked for the next MiB while they are parsed. The
  * first step, which walks the index for the rowids, reads page by page. */
-static int rows_text(sqlite_store *s, sqlite3_stmt *st,
+static int rows_text(sqlite_store *s, sqlite3 *db, ra_piece *ra, sqlite3_stmt *st,
 	int (*fn)(void *ctx, const char *path, const char *text, size_t len, int64_t update_us),
 	void *ctx)
 {
 	int rc;
-	if (!s->ra.buf)
-		s->ra.buf = malloc(RA_SIZE);   /* without it, the reads are page by page */
-	s->ra.len = 0;
+	if (!ra->buf)
+		ra->buf = malloc(RA_SIZE);   /* without it, the reads are page by page */
+	ra->len = 0;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		const char *path = (const char *)sqlite3_column_text(st, 0),
 			*text = (const char *)sqlite3_column_text(st, 1);
 		size_t len = (size_t)sqlite3_column_bytes(st, 1);
-		ra_active = s->ra.buf ? &s->ra : NULL;
+		ra_active = ra->buf ? ra : NULL;
 		if (!path || !text)
 			continue;
-		s->docs_read++;
+		count_read(s);
 		if ((rc = fn(ctx, path, text, len, sqlite3_column_int64(st, 2))))
 			goto cleanup;
 	}
-	rc = rc == SQLITE_DONE ? 0 : db_error(s, rc, "list");
+	rc = rc == SQLITE_DONE ? 0 : conn_error(s, db, rc, "list");
 cleanup:
 	ra_active = NULL;
-	s->ra.len = 0;
+	ra->len = 0;
 	st_done(st);
 	return rc;
 }
@@ -572,7 +592,7 @@ static int sqlite_list_text(al_store_backend *b, const char *collection,
 		return al_path_invalid("collection", collection);
 	pthread_mutex_lock(&s->lock);
 	sqlite3_bind_text(st, 1, collection, -1, SQLITE_STATIC);
-	rc = rows_text(s, st, fn, ctx);
+	rc = rows_text(s, s->db, &s->ra, st, fn, ctx);
 	pthread_mutex_unlock(&s->lock);
 	return rc;
 }
@@ -605,12 +625,16 @@ static int sqlite_list_group_text(al_store_backend *b, const char *parent_doc,
 	memcpy(to + pl, "0", 2);
 	tail[0] = '/';
 	memcpy(tail + 1, collection_id, cl + 1);
-	pthread_mutex_lock(&s->lock);
+	if (s->rdb) {
+		pthread_mutex_lock(&s->rlock);
+		st = s->rgroup;
+	} else
+		pthread_mutex_lock(&s->lock);
 	sqlite3_bind_text(st, 1, from, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, to, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 3, tail, -1, SQLITE_STATIC);
-	rc = rows_text(s, st, fn, ctx);
-	pthread_mutex_unlock(&s->lock);
+	rc = rows_text(s, s->rdb ? s->rdb : s->db, s->rdb ? &s->rra : &s->ra, st, fn, ctx);
+	pthread_mutex_unlock(s->rdb ? &s->rlock : &s->lock);
 	free(from);
 	return rc;
 }
@@ -819,7 +843,7 @@ static char *sqlite_describe(al_store_backend *b)
 	if (sqlite3_step(st) == SQLITE_ROW)
 		n = sqlite3_column_int64(st, 0);
 	st_done(st);
-	read = s->docs_read;
+	read = __atomic_load_n(&s->docs_read, __ATOMIC_RELAXED);
 	pthread_mutex_unlock(&s->lock);
 	if (asprintf(&text, "backend: sqlite\nstore: local:%s\ndocuments: %lld\ndocuments_read: %llu\n",
 		s->dir, n, read) < 0)
@@ -834,7 +858,11 @@ static void sqlite_free(al_store_backend *b)
 		return;
 	for (int i = 0; i < ST_N; i++)
 		sqlite3_finalize(s->st[i]);
+	sqlite3_finalize(s->rgroup);
+	sqlite3_close(s->rdb);
 	sqlite3_close(s->db);
+	pthread_mutex_destroy(&s->rlock);
+	free(s->rra.buf);
 	if (s->lock_fd >= 0)
 		close(s->lock_fd); /* releases the flock */
 	pthread_mutex_destroy(&s->lock);
@@ -933,6 +961,27 @@ static int open_db(sqlite_store *s)
 	return 0;
 }
 
+/* The read-only second connection (sqlite_store's rdb); without it, every read goes through
+ * the first, as before. */
+static void open_reader(sqlite_store *s)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/meta.db", s->dir);
+	if (sqlite3_open_v2(path, &s->rdb, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX,
+		ra_registered ? ra_vfs.zName : NULL) != SQLITE_OK ||
+	    sqlite3_busy_timeout(s->rdb, 5000) != SQLITE_OK ||
+	    sqlite3_prepare_v3(s->rdb, statement_sql[ST_GROUP_TEXT], -1, SQLITE_PREPARE_PERSISTENT,
+		&s->rgroup, NULL) != SQLITE_OK) {
+		fprintf(stderr, "aletheia: store %s: no second reader (%s): listings take turns\n",
+			s->dir, s->rdb ? sqlite3_errmsg(s->rdb) : "out of memory");
+		sqlite3_finalize(s->rgroup);
+		sqlite3_close(s->rdb);
+		s->rgroup = NULL;
+		s->rdb = NULL;
+	}
+	s->rra.fd = s->ra.fd;   /* for hints only; closed with ra's */
+}
+
 int al_store_sqlite_new(al_store_backend **out, const char *dir)
 {
 	sqlite_store *s = NULL;
@@ -945,8 +994,9 @@ int al_store_sqlite_new(al_store_backend **out, const char *dir)
 	if (!s)
 		return al_error_set(AL_ENOMEM, "out of memory opening store %s", dir);
 	s->lock_fd = -1;
-	s->ra.fd = -1;
+	s->ra.fd = s->rra.fd = -1;
 	pthread_mutex_init(&s->lock, NULL);
+	pthread_mutex_init(&s->rlock, NULL);
 	if ((rc = make_dirs(dir)))
 		goto cleanup;
 	/* Absolute, so a daemon that changes directory still finds it. */
@@ -965,6 +1015,7 @@ int al_store_sqlite_new(al_store_backend **out, const char *dir)
 		snprintf(path, sizeof(path), "%s/meta.db", s->dir);
 		s->ra.fd = open(path, O_RDONLY | O_CLOEXEC);   /* without it, no hints: reads as before */
 	}
+	open_reader(s);
 	s->base.version = AL_STORE_BACKEND_VERSION;
 	s->base.name = "sqlite";
 	s->base.get = sqlite_get;

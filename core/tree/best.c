@@ -58,14 +58,12 @@ static int best_render(al_buf *b, int64_t *mtime, al_tree *t, const node *n)
 		rc = al_error_set(AL_ENOMEM, "out of memory");
 		goto cleanup;
 	}
+	if (al_series_stored_start(&stored, t->series, n->exp_doc) != 0)
+		al_error_clear();   /* then a query per run */
 	if ((rc = al_store_list_meta(&runs, t->store, coll)))
 		goto cleanup;
 	if (runs->count)
 		qsort(runs->docs, runs->count, sizeof(al_doc *), cmp_run_ids);
-	if (runs->count && al_series_stored_load(&stored, t->series, n->exp_doc) != 0) {
-		al_error_clear();   /* then a query per run */
-		stored = NULL;
-	}
 	for (i = 0; i < runs->count; i++) {
 		const char *id = al_doc_id(runs->docs[i]->path);
 		char **ids = NULL;

@@ -64,7 +64,7 @@ int doc_exists(al_tree *t, const char *path)
 }
 
 int run_summaries(char ***ids, al_series_summary **sums, size_t *count, al_tree *t,
-	const al_series_stored *stored, const char *run_doc)
+	al_series_stored *stored, const char *run_doc)
 {
 	if (!stored)
 		al_store_cache_prefetch(t->series_store, run_doc, "metrics");

@@ -400,10 +400,10 @@ int map_key_unlink(al_tree *t, const node *n, const char *field, const char *key
 int get_doc(al_doc **out, al_tree *t, const char *path);
 int doc_exists(al_tree *t, const char *path);
 /* A run's metric summaries (al_series_summaries) in a render over every run of an experiment:
- * from the experiment's one listing (stored: al_series_stored_load) where the store gives one,
+ * from the experiment's one listing (stored: al_series_stored_start) where the store gives one,
  * else from the run's own (prefetched from a remote store). */
 int run_summaries(char ***ids, al_series_summary **sums, size_t *count, al_tree *t,
-	const al_series_stored *stored, const char *run_doc);
+	al_series_stored *stored, const char *run_doc);
 int run_is_running(const al_doc *run);
 int require_running(al_tree *t, const node *n);
 int commit1(al_tree *t, al_write_op op, const char *path, const cJSON *fields, al_precondition pre);

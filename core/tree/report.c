@@ -257,12 +257,10 @@ static int render_experiment_index(al_buf *b, int64_t *mtime, al_tree *t, const 
 	size_t i, k;
 	int rc, running = 0, tags = 0;
 
+	if (al_series_stored_start(&stored, t->series, n->exp_doc) != 0)
+		al_error_clear();   /* then a query per run */
 	if ((rc = experiment_runs(&runs, t, n->exp_doc)) || (rc = params_that_differ(&differ, runs)))
 		goto cleanup;
-	if (runs->count && al_series_stored_load(&stored, t->series, n->exp_doc) != 0) {
-		al_error_clear();   /* then a query per run */
-		stored = NULL;
-	}
 	if (!(rm = calloc(runs->count + 1, sizeof(*rm)))) {
 		rc = al_error_set(AL_ENOMEM, "out of memory");
 		goto cleanup;

@@ -433,7 +433,7 @@ static void bound_cell(al_buf *b, double v)
  * by its exact name; *names gains the names, *mtime the newest point. min and max come with the
  * summary the series keeps (README "runs.csv"). */
 static int row_metrics(csv_row *r, al__slab **slabs, keyset *names, int64_t *mtime, al_tree *t,
-	const al_series_stored *stored, al_buf *b)
+	al_series_stored *stored, al_buf *b)
 {
 	char **ids = NULL;
 	al_series_summary *sums = NULL;
@@ -532,6 +532,9 @@ static int render_runs_csv(al_buf *b, int64_t *mtime, al_tree *t, const node *n)
 		rc = al_error_set(AL_ENOMEM, "out of memory");
 		goto cleanup;
 	}
+	/* every run's metric documents in one query where the store has one, read meanwhile */
+	if (al_series_stored_start(&stored, t->series, n->exp_doc) != 0)
+		al_error_clear();   /* then a query per run, as without */
 	/* SQLite hands each document's text over in turn; the others list them as trees */
 	if (t->store->list_text) {
 		if ((rc = t->store->list_text(t->store, coll, row_from_text, &c)))
@@ -547,11 +550,6 @@ static int render_runs_csv(al_buf *b, int64_t *mtime, al_tree *t, const node *n)
 	}
 	if (c.n)
 		qsort(c.v, c.n, sizeof(*c.v), cmp_rows);
-	/* every run's metric documents in one query where the store has one */
-	if (c.n && al_series_stored_load(&stored, t->series, n->exp_doc) != 0) {
-		al_error_clear();   /* then a query per run, as without */
-		stored = NULL;
-	}
 	for (i = 0; i < c.n; i++)
 		if ((rc = row_metrics(&c.v[i], &c.slabs, &mk, mtime, t, stored, &c.text)))
 			goto cleanup;

@@ -972,8 +972,16 @@ static void test_summary_without_min_max(const char *root)
 	al_store_free(st);
 }
 
+static int failing_group(al_store_backend *b, const char *parent_doc, const char *collection_id,
+	int (*fn)(void *ctx, const char *path, const char *text, size_t len, int64_t update_us),
+	void *ctx)
+{
+	(void)b, (void)parent_doc, (void)collection_id, (void)fn, (void)ctx;
+	return al_error_set(AL_EIO, "group listing refused for the test");
+}
+
 /* Two ways to a run's summaries give the same: one query per run, and the experiment's one
- * listing (al_series_stored_load, runs.csv's way). Runs whose ids share a prefix ("1", "10"), a
+ * listing (al_series_stored_start, runs.csv's way). Runs whose ids share a prefix ("1", "10"), a
  * series this mount holds ahead of the store, one only in memory, a collection named metrics
  * below a metric, and documents of another experiment are each where they belong. */
 static void test_summaries_in(const char *root)
@@ -1018,7 +1026,7 @@ static void test_summaries_in(const char *root)
 		goto cleanup;
 	CHECK_OK(al_series_append_text(x, "projects/p/experiments/e/runs/1/metrics/loss", "1\n", 2));
 	CHECK_OK(al_series_append_text(x, "projects/p/experiments/e/runs/3/metrics/new", "8\n", 2));
-	CHECK_OK(al_series_stored_load(&g, x, E));
+	CHECK_OK(al_series_stored_start(&g, x, E));
 	CHECK(g != NULL);   /* SQLite has list_group_text */
 	for (i = 0; i < sizeof(runs) / sizeof(*runs); i++) {
 		char **ia = NULL, **ib = NULL;
@@ -1062,12 +1070,22 @@ static void test_summaries_in(const char *root)
 		snprintf(j1, sizeof(j1), "%s/stored-j3", root);
 		CHECK_OK(al_series_set_open(&y, &c.base, j1, 600000));
 		if (y) {
-			CHECK_OK(al_series_stored_load(&g, y, E));
+			CHECK_OK(al_series_stored_start(&g, y, E));
 			CHECK(g == NULL);
 			CHECK_OK(al_series_summaries_in(&ids, &sums, &n, y, NULL, "projects/p/experiments/e/runs/2"));
 			CHECK(n == 1 && sums && sums[0].count == 3 && sums[0].last == 6);
 			al_strings_free(ids, n);
 			free(sums);
+			/* one whose group listing fails: the run's own query answers */
+			c.base.list_group_text = failing_group;
+			CHECK_OK(al_series_stored_start(&g, y, E));
+			CHECK(g != NULL);
+			CHECK_OK(al_series_summaries_in(&ids, &sums, &n, y, g, "projects/p/experiments/e/runs/2"));
+			CHECK(n == 1 && sums && sums[0].count == 3 && sums[0].last == 6);
+			al_strings_free(ids, n);
+			free(sums);
+			al_series_stored_free(g);
+			g = NULL;
 			al_series_set_free(y);
 		}
 	}
