@@ -1009,38 +1009,41 @@ static int cmp_str(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-int al_series_ids(char ***out, size_t *count, al_series_set *s, const char *run_doc)
+/* The ids of run_doc's metrics: those in memory, and the stored documents' paths (np of them;
+ * one of a deeper collection is skipped), sorted, each once. */
+static int ids_of(char ***out, size_t *count, al_series_set *s, const char *run_doc,
+	const char *const *paths, size_t np)
 {
-	al_doc_list *list = NULL;
-	char *coll = NULL, **ids = NULL;
+	char **ids = NULL;
 	size_t n = 0, cap, i, rl = strlen(run_doc), w;
-	int rc;
 	series *se;
 	run_index *run;
 
 	*out = NULL;
 	*count = 0;
-	if (asprintf(&coll, "%s/metrics", run_doc) < 0)
-		return al_error_set(AL_ENOMEM, "out of memory");
-	if ((rc = al_store_list(&list, s->store, coll, NULL, NULL)))
-		goto cleanup;
 	pthread_mutex_lock(&s->lock);
-	cap = list->count + 16;
+	cap = np + 16;
 	run = run_find(s, run_doc, rl, 0);
 	for (se = run ? run->list : NULL; se; se = se->next_run)
 		cap++;
 	ids = calloc(cap + 1, sizeof(char *));
 	if (!ids) {
 		pthread_mutex_unlock(&s->lock);
-		rc = al_error_set(AL_ENOMEM, "out of memory");
-		goto cleanup;
+		return al_error_set(AL_ENOMEM, "out of memory");
 	}
 	for (se = run ? run->list : NULL; se; se = se->next_run)
 		if (se->count > 0 || se->touched || se->deferred_n > 0)
 			ids[n++] = strdup(al_doc_id(se->doc));
 	pthread_mutex_unlock(&s->lock);
-	for (i = 0; i < list->count; i++)
-		ids[n++] = strdup(al_doc_id(list->docs[i]->path));
+	for (i = 0; i < np; i++) {
+		const char *id = al_doc_id(paths[i]);
+		if (id == paths[i] + rl + sizeof("/metrics/") - 1)   /* not of a deeper collection */
+			ids[n++] = strdup(id);
+	}
+	for (i = 0, w = 0; i < n; i++)   /* a failed strdup is left out */
+		if (ids[i])
+			ids[w++] = ids[i];
+	n = w;
 	qsort(ids, n, sizeof(char *), cmp_str);
 	for (i = 0, w = 0; i < n; i++) {
 		if (w > 0 && strcmp(ids[w - 1], ids[i]) == 0) {
@@ -1049,12 +1052,36 @@ int al_series_ids(char ***out, size_t *count, al_series_set *s, const char *run_
 		}
 		ids[w++] = ids[i];
 	}
+	ids[w] = NULL;
 	*out = ids;
 	*count = w;
-	ids = NULL;
+	return 0;
+}
+
+int al_series_ids(char ***out, size_t *count, al_series_set *s, const char *run_doc)
+{
+	al_doc_list *list = NULL;
+	const char **paths = NULL;
+	char *coll = NULL;
+	size_t i;
+	int rc;
+
+	*out = NULL;
+	*count = 0;
+	if (asprintf(&coll, "%s/metrics", run_doc) < 0)
+		return al_error_set(AL_ENOMEM, "out of memory");
+	if ((rc = al_store_list(&list, s->store, coll, NULL, NULL)))
+		goto cleanup;
+	if (!(paths = calloc(list->count + 1, sizeof(*paths)))) {
+		rc = al_error_set(AL_ENOMEM, "out of memory");
+		goto cleanup;
+	}
+	for (i = 0; i < list->count; i++)
+		paths[i] = list->docs[i]->path;
+	rc = ids_of(out, count, s, run_doc, paths, list->count);
 cleanup:
+	free(paths);
 	free(coll);
-	free(ids);
 	al_doc_list_free(list);
 	return rc;
 }
@@ -1318,19 +1345,16 @@ void al_series_stored_free(al_series_stored *g)
 	free(g);
 }
 
-int al_series_summaries_in(char ***out_ids, al_series_summary **out_sums, size_t *count,
-	al_series_set *s, al_series_stored *g, const char *run_doc)
+/* The range [*first, *end) of g's paths that are run_doc's metric documents (and documents
+ * below them): the paths starting with "<run_doc>/metrics/", one range of the sorted list. */
+static int stored_range(size_t *first, size_t *end, const al_series_stored *g, const char *run_doc)
 {
 	char *prefix;
-	size_t lo = 0, hi, pl, first;
-	int rc;
+	size_t lo = 0, hi, pl;
 
-	if (!g || stored_wait((al_series_stored *)g) != 0)
-		return al_series_summaries(out_ids, out_sums, count, s, run_doc);
 	if (asprintf(&prefix, "%s/metrics/", run_doc) < 0)
 		return al_error_set(AL_ENOMEM, "out of memory");
 	pl = strlen(prefix);
-	/* the run's documents are the paths starting with prefix: one range of the sorted list */
 	for (hi = g->l.n; lo < hi;) {
 		size_t mid = lo + (hi - lo) / 2;
 		if (strcmp(g->l.v[mid].path, prefix) < 0)
@@ -1338,10 +1362,48 @@ int al_series_summaries_in(char ***out_ids, al_series_summary **out_sums, size_t
 		else
 			hi = mid;
 	}
-	for (first = lo; lo < g->l.n && strncmp(g->l.v[lo].path, prefix, pl) == 0; lo++)
+	for (*first = lo; lo < g->l.n && strncmp(g->l.v[lo].path, prefix, pl) == 0; lo++)
 		;
-	rc = summaries_of(out_ids, out_sums, count, s, run_doc, g->l.v + first, lo - first);
+	*end = lo;
 	free(prefix);
+	return 0;
+}
+
+int al_series_summaries_in(char ***out_ids, al_series_summary **out_sums, size_t *count,
+	al_series_set *s, al_series_stored *g, const char *run_doc)
+{
+	size_t first, end;
+	int rc;
+
+	if (!g || stored_wait(g) != 0)
+		return al_series_summaries(out_ids, out_sums, count, s, run_doc);
+	*out_ids = NULL;
+	*out_sums = NULL;
+	*count = 0;
+	if ((rc = stored_range(&first, &end, g, run_doc)))
+		return rc;
+	return summaries_of(out_ids, out_sums, count, s, run_doc, g->l.v + first, end - first);
+}
+
+int al_series_ids_in(char ***out, size_t *count, al_series_set *s, al_series_stored *g,
+	const char *run_doc)
+{
+	const char **paths = NULL;
+	size_t first, end, i;
+	int rc;
+
+	if (!g || stored_wait(g) != 0)
+		return al_series_ids(out, count, s, run_doc);
+	*out = NULL;
+	*count = 0;
+	if ((rc = stored_range(&first, &end, g, run_doc)))
+		return rc;
+	if (!(paths = calloc(end - first + 1, sizeof(*paths))))
+		return al_error_set(AL_ENOMEM, "out of memory");
+	for (i = first; i < end; i++)
+		paths[i - first] = g->l.v[i].path;
+	rc = ids_of(out, count, s, run_doc, paths, end - first);
+	free(paths);
 	return rc;
 }
 

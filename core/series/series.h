@@ -61,6 +61,9 @@ typedef struct al_series_stored al_series_stored;
 int al_series_stored_start(al_series_stored **out, al_series_set *s, const char *parent_doc);
 int al_series_summaries_in(char ***ids, al_series_summary **sums, size_t *count, al_series_set *s,
 	al_series_stored *g, const char *run_doc);
+/* As al_series_ids, from g (g NULL, or its query failed: by a listing of the run's). */
+int al_series_ids_in(char ***out, size_t *count, al_series_set *s, al_series_stored *g,
+	const char *run_doc);
 void al_series_stored_free(al_series_stored *g);
 int al_series_summary_get(al_series_summary *out, al_series_set *s, const char *metric_doc);
 /* Combines writer b's summary into a: counts add up, the later writer gives last and step, min

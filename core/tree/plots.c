@@ -15,14 +15,16 @@ static char *plot_metric(const char *rest)
 	return strndup(rest, len - ext);
 }
 
-/* The decoded metric names of a run, sorted (al_series_ids' order is the encoded ids'). */
-static int run_metric_names(keyset *k, al_tree *t, const char *run_doc)
+/* The decoded metric names of a run, added to k (unsorted); stored, when not NULL, is the
+ * experiment's one listing of every run's metrics (al_series_stored_start). */
+static int add_run_metric_names(keyset *k, al_tree *t, al_series_stored *stored, const char *run_doc)
 {
 	char **ids = NULL;
 	size_t nids = 0, i;
 	int rc;
-	al_store_cache_prefetch(t->series_store, run_doc, "metrics");
-	if ((rc = al_series_ids(&ids, &nids, t->series, run_doc)))
+	if (!stored)
+		al_store_cache_prefetch(t->series_store, run_doc, "metrics");
+	if ((rc = al_series_ids_in(&ids, &nids, t->series, stored, run_doc)))
 		return rc;
 	for (i = 0; i < nids; i++) {
 		char *name = al_id_decode(ids[i]);
@@ -31,9 +33,16 @@ static int run_metric_names(keyset *k, al_tree *t, const char *run_doc)
 		free(name);
 	}
 	al_strings_free(ids, nids);
-	if (k->n)
-		qsort(k->keys, k->n, sizeof(char *), cmp_str);
 	return 0;
+}
+
+/* A run's plots/ shows its metrics' names, sorted (al_series_ids' order is the encoded ids'). */
+static int run_metric_names(keyset *k, al_tree *t, const node *n)
+{
+	int rc = add_run_metric_names(k, t, NULL, n->run_doc);
+	if (rc == 0 && k->n)
+		qsort(k->keys, k->n, sizeof(char *), cmp_str);
+	return rc;
 }
 
 static int has_name(const keyset *k, const char *name)
@@ -51,15 +60,26 @@ static int names_have_folder(const keyset *k, const char *dir)
 	return 0;
 }
 
-/* The union of the metric names of every run of the experiment. */
-static int experiment_metric_names(keyset *k, al_tree *t, const char *exp_doc)
+/* An experiment's plots/ shows the union of the metric names of all its runs, sorted: the runs'
+ * ids (no document read) and one listing of every run's metrics. */
+static int experiment_metric_names(keyset *k, al_tree *t, const node *n)
 {
 	al_doc_list *runs = NULL;
+	al_series_stored *stored = NULL;
+	char *coll = xasprintf("%s/runs", n->exp_doc);
 	size_t i;
-	int rc = experiment_runs(&runs, t, exp_doc);
+	int rc;
+
+	if (!coll)
+		return al_error_set(AL_ENOMEM, "out of memory");
+	if (al_series_stored_start(&stored, t->series, n->exp_doc) != 0)
+		al_error_clear();   /* then a listing per run */
+	rc = al_store_list_meta(&runs, t->store, coll);
 	for (i = 0; rc == 0 && i < runs->count; i++)
-		rc = run_metric_names(k, t, runs->docs[i]->path);
+		rc = add_run_metric_names(k, t, stored, runs->docs[i]->path);
+	al_series_stored_free(stored);
 	al_doc_list_free(runs);
+	free(coll);
 	if (rc == 0 && k->n)
 		qsort(k->keys, k->n, sizeof(char *), cmp_str);
 	return rc;
@@ -103,28 +123,49 @@ static int plots_attr(al_attr *out, al_tree *t, const node *n, const char *path,
 	return rc;
 }
 
+/* ---- both plots/ folders ---------------------------------------------------------------------- */
+
+typedef int (*names_fn)(keyset *k, al_tree *t, const node *n);
+
+/* A run's plots/ also holds its small multiples (plots/metrics.svg). */
+#define MULTIPLES "metrics" SVG_EXT
+
+static int plots_getattr(al_attr *out, al_tree *t, const node *n, const char *path, unsigned mode,
+	names_fn names_of, int64_t mtime, const char *extra)
+{
+	keyset names = {0};
+	int rc = names_of(&names, t, n);
+	if (rc == 0)
+		rc = plots_attr(out, t, n, path, mode, &names, mtime, extra);
+	al_strings_free(names.keys, names.n);
+	return rc;
+}
+
+static int plots_list(keyset *k, al_tree *t, const node *n, names_fn names_of, const char *extra)
+{
+	keyset names = {0};
+	int rc = names_of(&names, t, n);
+	if (rc == 0) {
+		list_plots(k, &names, n->rest);
+		if (extra && !*n->rest)
+			child_of_typed(k, "", extra);
+	}
+	al_strings_free(names.keys, names.n);
+	return rc;
+}
+
 /* ---- an experiment's plots/ ------------------------------------------------------------------ */
 
 static int exp_plots_getattr(al_attr *out, al_tree *t, const node *n, const al_doc *exp,
 	const char *path, unsigned mode)
 {
-	keyset names = {0};
-	int rc = experiment_metric_names(&names, t, n->exp_doc);
-	if (rc == 0)
-		rc = plots_attr(out, t, n, path, mode, &names, exp->update_us, NULL);
-	al_strings_free(names.keys, names.n);
-	return rc;
+	return plots_getattr(out, t, n, path, mode, experiment_metric_names, exp->update_us, NULL);
 }
 
 static int exp_plots_list(keyset *k, al_tree *t, const node *n, const char *path)
 {
-	keyset names = {0};
-	int rc = experiment_metric_names(&names, t, n->exp_doc);
 	(void)path;
-	if (rc == 0)
-		list_plots(k, &names, n->rest);
-	al_strings_free(names.keys, names.n);
-	return rc;
+	return plots_list(k, t, n, experiment_metric_names, NULL);
 }
 
 /* The metric of every run that has it, overlaid; each run keeps its colour of the report
@@ -132,6 +173,7 @@ static int exp_plots_list(keyset *k, al_tree *t, const node *n, const char *path
 static int exp_plot_render(al_buf *b, int64_t *mtime, al_tree *t, const node *n)
 {
 	al_doc_list *runs = NULL;
+	al_series_stored *stored = NULL;
 	keyset differ = {0};
 	chart_series *ser = NULL;
 	char *metric = plot_metric(n->rest), *id = NULL;
@@ -141,6 +183,8 @@ static int exp_plot_render(al_buf *b, int64_t *mtime, al_tree *t, const node *n)
 	if (!metric)
 		return al_error_set(AL_EISDIR, "%s is a folder", n->rest);
 	id = al_id_encode(metric);
+	if (al_series_stored_start(&stored, t->series, n->exp_doc) != 0)
+		al_error_clear();   /* then a listing per run */
 	if ((rc = experiment_runs(&runs, t, n->exp_doc)) || (rc = params_that_differ(&differ, runs)))
 		goto cleanup;
 	if (!(ser = calloc(runs->count + 1, sizeof(*ser)))) {
@@ -149,8 +193,10 @@ static int exp_plot_render(al_buf *b, int64_t *mtime, al_tree *t, const node *n)
 	}
 	for (i = 0; i < runs->count; i++) {
 		keyset names = {0};
-		if ((rc = run_metric_names(&names, t, runs->docs[i]->path)))
+		if ((rc = add_run_metric_names(&names, t, stored, runs->docs[i]->path)))
 			goto cleanup;
+		if (names.n)
+			qsort(names.keys, names.n, sizeof(char *), cmp_str);
 		if (has_name(&names, metric)) {
 			ser[count].doc = xasprintf("%s/metrics/%s", runs->docs[i]->path, id);
 			ser[count].label = run_label(runs->docs[i], &differ);
@@ -161,6 +207,7 @@ static int exp_plot_render(al_buf *b, int64_t *mtime, al_tree *t, const node *n)
 	}
 	rc = chart_svg(b, mtime, t->series, metric, ser, count, 1);
 cleanup:
+	al_series_stored_free(stored);
 	for (i = 0; ser && i < count; i++) {
 		free((char *)ser[i].doc);
 		free((char *)ser[i].label);
@@ -180,32 +227,16 @@ const al_kind kind_experiment_plots = {
 
 /* ---- a run's plots/ -------------------------------------------------------------------------- */
 
-#define MULTIPLES "metrics" SVG_EXT
-
 static int run_plots_getattr(al_attr *out, al_tree *t, const node *n, const al_doc *run,
 	const char *path, unsigned mode)
 {
-	keyset names = {0};
-	int rc = run_metric_names(&names, t, n->run_doc);
-	if (rc == 0)
-		rc = plots_attr(out, t, n, path, mode, &names, run->update_us, MULTIPLES);
-	al_strings_free(names.keys, names.n);
-	return rc;
+	return plots_getattr(out, t, n, path, mode, run_metric_names, run->update_us, MULTIPLES);
 }
 
 static int run_plots_list(keyset *k, al_tree *t, const node *n, const char *path)
 {
-	keyset names = {0};
-	int rc = run_metric_names(&names, t, n->run_doc);
 	(void)path;
-	if (rc == 0) {
-		list_plots(k, &names, n->rest);
-		if (!*n->rest) {
-			child_of_typed(k, "", MULTIPLES);
-		}
-	}
-	al_strings_free(names.keys, names.n);
-	return rc;
+	return plots_list(k, t, n, run_metric_names, MULTIPLES);
 }
 
 /* One metric of the run, or (metrics.svg, which a metric named "metrics" yields to) all of them
@@ -221,7 +252,7 @@ static int run_plot_render(al_buf *b, int64_t *mtime, al_tree *t, const node *n)
 
 	if (!multiples && !(metric = plot_metric(n->rest)))
 		return al_error_set(AL_EISDIR, "%s is a folder", n->rest);
-	if ((rc = get_doc(&run, t, n->run_doc)) || (rc = run_metric_names(&names, t, n->run_doc)))
+	if ((rc = get_doc(&run, t, n->run_doc)) || (rc = run_metric_names(&names, t, n)))
 		goto cleanup;
 	mtime_raise(mtime, run->update_us);
 	if (!(ser = calloc(names.n + 1, sizeof(*ser)))) {
