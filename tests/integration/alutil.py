@@ -489,3 +489,17 @@ def new_tmp():
 
 def rmtree(p):
     shutil.rmtree(p, ignore_errors=True)
+
+
+def poll(check, timeout=10.0):
+    """Retries check() (an assertion) until it holds or timeout passes, then raises its last failure: a
+    remote store shows a change within the read cache's TTL, and FUSE's RELEASE reaches the daemon a moment
+    after close() returns."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return check()
+        except (AssertionError, OSError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)

@@ -108,16 +108,9 @@ def series(dump, metric_doc):
     return out
 
 
-def poll(check, timeout=5.0, what="condition"):
-    """Retries check() (an assertion) until it holds; the mount's read cache keeps answers for TTL_S."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return check()
-        except (AssertionError, OSError):
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
+def poll(check, timeout=5.0):
+    """alutil.poll with this file's shorter default: the read cache keeps answers for TTL_S."""
+    return alutil.poll(check, timeout)
 
 
 # ---- 1. written through the mount, read by the official client ----------------------------------------------

@@ -7,14 +7,13 @@ import errno
 import html.parser
 import os
 import pathlib
-import time
 import urllib.parse
 import xml.etree.ElementTree as ET
 
 import pytest
 
 import alutil
-from alutil import mkrun, try_write
+from alutil import mkrun, poll, try_write
 from test_bigexp import vm
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -23,15 +22,6 @@ FORBIDDEN = {"script", "image", "foreignObject", "use", "a", "style", "font-face
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
 
 
-def poll(check, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return check()
-        except (AssertionError, OSError):
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
 
 
 def read_exact(p):

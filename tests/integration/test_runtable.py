@@ -7,27 +7,15 @@ import errno
 import io
 import json
 import os
-import time
 
 import pytest
 
 import alutil
-from alutil import mkrun, read_json, sh, try_write
+from alutil import mkrun, poll, read_json, sh, try_write
 
 TTL_S = 1.0   # the attribute / render cache TTL on a remote store (README "Firestore")
 
 
-def poll(check, timeout=10.0):
-    """Retries check() (an assertion) until it holds or timeout passes: a remote store shows a change within
-    the TTL."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return check()
-        except (AssertionError, OSError):
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
 
 
 def until(pred, what, timeout=10.0):

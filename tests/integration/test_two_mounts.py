@@ -14,7 +14,7 @@ import urllib.request
 import pytest
 
 import alutil
-from alutil import mkrun, sh, try_write
+from alutil import mkrun, poll, sh, try_write
 from test_outage import Outage
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -22,16 +22,6 @@ TTL_S = 1.0     # the read cache's TTL (default)
 needs_firestore = pytest.mark.skipif(not alutil.FIRESTORE, reason="needs ALETHEIA_TEST_STORE=firestore")
 
 
-def poll(check, timeout=10.0):
-    """Retries check() (an assertion) until it holds or timeout passes."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return check()
-        except (AssertionError, OSError):
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
 
 
 def dump(emu_host, m):
