@@ -440,10 +440,10 @@ static int row_metrics(csv_row *r, al__slab **slabs, keyset *names, int64_t *mti
 	size_t nids = 0, k, nm = 0, hint = 0;
 	int rc = 0;
 
-	if (run_summaries(&ids, &sums, &nids, t, stored, r->path) != 0) {
-		al_error_clear();
-		return 0;
-	}
+	/* a listing that failed (a remote store out of reach, with nothing kept to answer from)
+	 * fails the render: a table without the run's metrics would be wrong, not stale */
+	if ((rc = run_summaries(&ids, &sums, &nids, t, stored, r->path)))
+		return rc;
 	al_buf_clear(b);
 	for (k = 0; k < nids; k++) {
 		char *name = al_id_decode(ids[k]);

@@ -139,7 +139,6 @@ def test_run_does_not_kill_what_the_command_left_running(mount, tmpdir_al):
 
 # ---- Firestore outages ------------------------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="not fixed yet")
 def test_runs_csv_during_an_outage_is_not_served_without_its_metrics(mount_factory, tmpdir_al):
     """README "Firestore": while Firestore is unreachable an operation answers from the last known
     copies, and "With nothing local to answer from (a folder never listed, a document never read
