@@ -24,6 +24,7 @@
 /* Lookup counts follow libfuse's passthrough_hp: lookup/create/mkdir add one, forget removes. */
 typedef struct inode {
 	fuse_ino_t ino;
+	ino_t number;           /* st_ino (see path_number) */
 	char *path;
 	uint64_t nlookup;
 	uint64_t children;      /* entries of the path table directly below this path */
@@ -34,7 +35,7 @@ typedef struct inode {
 	int backing_id;         /* registered for pt_opens, closed with the last of them */
 	dev_t backing_dev;      /* which file it is, so an open of the same blob joins it */
 	ino_t backing_ino;
-	struct inode *next_ino, *next_path;
+	struct inode *next_ino, *next_path, *next_number;
 } inode;
 
 typedef struct open_ref {
@@ -50,6 +51,7 @@ struct al_fs {
 	pthread_mutex_t lock;   /* guards both tables and next_ino */
 	inode *by_ino[BUCKETS];
 	inode *by_path[BUCKETS];
+	inode *by_number[BUCKETS];
 	fuse_ino_t next_ino;
 	uid_t uid;
 	gid_t gid;
@@ -74,6 +76,57 @@ static inode *find_ino(al_fs *fs, fuse_ino_t ino)
 	return NULL;
 }
 
+/* A path's inode number (st_ino, d_ino) is made from the path, not from the node id, which is
+ * new each time the kernel looks a path up again after it forgot it: so a file keeps its number
+ * across the kernel's forgetting, as on a local disk (cp's "replaced while being copied" check,
+ * git's index and rsync compare them). Numbers of live inodes stay unique: one taken (a renamed
+ * file keeps its old path's while the kernel holds it) goes to the next free. 1 is the root's. */
+static ino_t path_number(const char *path)
+{
+	ino_t n = (ino_t)al__str_hash(path);
+	return n > FUSE_ROOT_ID ? n : n + FUSE_ROOT_ID + 1;
+}
+
+static inode *find_number(al_fs *fs, ino_t number)
+{
+	inode *n;
+	for (n = fs->by_number[number % BUCKETS]; n; n = n->next_number)
+		if (n->number == number)
+			return n;
+	return NULL;
+}
+
+static void link_number(al_fs *fs, inode *n, ino_t number)
+{
+	while (number <= FUSE_ROOT_ID || find_number(fs, number))
+		number++;
+	n->number = number;
+	n->next_number = fs->by_number[number % BUCKETS];
+	fs->by_number[number % BUCKETS] = n;
+}
+
+static void unlink_number(al_fs *fs, inode *n)
+{
+	inode **p;
+	for (p = &fs->by_number[n->number % BUCKETS]; *p; p = &(*p)->next_number)
+		if (*p == n) {
+			*p = n->next_number;
+			return;
+		}
+}
+
+/* st_ino of a node (0 when the kernel forgot it). */
+static ino_t number_of(al_fs *fs, fuse_ino_t ino)
+{
+	inode *n;
+	ino_t number;
+	pthread_mutex_lock(&fs->lock);
+	n = find_ino(fs, ino);
+	number = n ? n->number : 0;
+	pthread_mutex_unlock(&fs->lock);
+	return number;
+}
+
 static inode *find_path_len(al_fs *fs, const char *path, size_t len)
 {
 	inode *n;
@@ -85,6 +138,23 @@ static inode *find_path_len(al_fs *fs, const char *path, size_t len)
 			break;
 	free(key);
 	return n;
+}
+
+/* d_ino of the entry name in the folder dir: the number of its node, or the one its lookup will
+ * give (barring a rename's clash). */
+static ino_t entry_number(al_fs *fs, const char *dir, const char *name)
+{
+	char *path = NULL;
+	inode *n;
+	ino_t number;
+	if (asprintf(&path, "%s/%s", strcmp(dir, "/") == 0 ? "" : dir, name) < 0)
+		return FUSE_ROOT_ID + 1;   /* readdir(3) skips 0; the real one comes with lookup */
+	pthread_mutex_lock(&fs->lock);
+	n = find_path_len(fs, path, strlen(path));
+	number = n ? n->number : path_number(path);
+	pthread_mutex_unlock(&fs->lock);
+	free(path);
+	return number;
 }
 
 /* The entry of path's parent folder, if the table has it (the kernel looks folders up before
@@ -167,6 +237,7 @@ static fuse_ino_t remember(al_fs *fs, const char *path)
 			n->ino = fs->next_ino++;
 			n->next_ino = fs->by_ino[n->ino % BUCKETS];
 			fs->by_ino[n->ino % BUCKETS] = n;
+			link_number(fs, n, path_number(path));
 			link_path(fs, n, copy);
 		}
 	}
@@ -324,6 +395,7 @@ static void forget_one(al_fs *fs, fuse_ino_t ino, uint64_t count)
 		n->nlookup -= count;
 		if (n->nlookup == 0) {
 			unlink_path(fs, n);
+			unlink_number(fs, n);
 			for (p = &fs->by_ino[ino % BUCKETS]; *p; p = &(*p)->next_ino)
 				if (*p == n) {
 					*p = n->next_ino;
@@ -420,7 +492,7 @@ static void reply_error(fuse_req_t req, int code, const char *op, const char *pa
 static void to_stat(struct stat *st, al_fs *fs, fuse_ino_t ino, const al_attr *a)
 {
 	memset(st, 0, sizeof(*st));
-	st->st_ino = ino;
+	st->st_ino = number_of(fs, ino);
 	st->st_mode = a->mode | (a->type == AL_NODE_DIR ? S_IFDIR : a->type == AL_NODE_LINK ? S_IFLNK : S_IFREG);
 	st->st_nlink = a->type == AL_NODE_DIR ? 2 : 1;
 	st->st_uid = a->owned ? a->uid : fs->uid;   /* a shared mount: the creator's (tree.h) */
@@ -922,8 +994,7 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, s
 	memset(&st, 0, sizeof(st));
 	for (i = (size_t)off; i < d->count; i++) {
 		size_t n;
-		/* readdir(3) skips entries whose inode is 0; the real number comes with lookup. */
-		st.st_ino = (ino_t)(i + 2);
+		st.st_ino = entry_number(fs_of(req), d->path, d->e[i].name);
 		st.st_mode = type_mode(d->e[i].type);   /* d_type; DT_UNKNOWN for 0 */
 		n = fuse_add_direntry(req, buf + used, size - used, d->e[i].name, &st, (off_t)(i + 1));
 		if (n > size - used)
@@ -957,7 +1028,7 @@ static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 		struct fuse_entry_param e;
 		size_t n;
 		memset(&e, 0, sizeof(e));
-		e.attr.st_ino = (ino_t)(i + 2);
+		e.attr.st_ino = entry_number(fs, d->path, de->name);
 		e.attr.st_mode = type_mode(de->type);
 		/* whether it fits, before its inode is counted */
 		if (fuse_add_direntry_plus(req, NULL, 0, de->name, &e, 0) > size - used)
@@ -1209,8 +1280,10 @@ int al_fs_new(al_fs **out, al_tree *tree, int no_passthrough)
 	fs->gid = getgid();
 	fs->next_ino = FUSE_ROOT_ID + 1;
 	root->ino = FUSE_ROOT_ID;
+	root->number = FUSE_ROOT_ID;
 	root->nlookup = 1;
 	fs->by_ino[FUSE_ROOT_ID % BUCKETS] = root;
+	fs->by_number[FUSE_ROOT_ID % BUCKETS] = root;
 	link_path(fs, root, strdup("/"));
 	al_tree_set_status_fn(tree, status_lines, fs);
 	*out = fs;

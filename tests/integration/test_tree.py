@@ -141,3 +141,48 @@ def test_tar_round_trip_and_fsync(run, mount):
     want = dump_tree(run)
     got = dump_tree(out / "1")
     assert want == got
+
+
+def test_inode_numbers_survive_the_kernel_forgetting(run, mount):
+    """A path keeps its inode number after the kernel dropped its inode (memory pressure, or
+    `drop_caches`) and looked it up again, as on a local disk: cp's "replaced while being copied"
+    check, git's index and rsync compare them. Found as a flaky cp in test_durability. Distinct
+    paths keep distinct numbers."""
+    if os.geteuid() != 0:
+        import pytest
+        pytest.skip("needs root to drop the kernel's inodes")
+    (run / "params" / "lr").write_text("0.1\n")
+    ds = mount.path / "p" / "datasets" / "d"
+    ds.mkdir()
+    (ds / "a.txt").write_text("a\n")
+    paths = [mount.path / "p", run, run / "params" / "lr", run / "run.json", run / "metrics", ds,
+             ds / "a.txt", mount.path / "p" / "experiments" / "e" / "runs.csv"]
+    before = {p: os.stat(p).st_ino for p in paths}
+    assert len(set(before.values())) == len(paths), before
+    with open("/proc/sys/vm/drop_caches", "w") as f:
+        f.write("2\n")
+    after = {p: os.stat(p).st_ino for p in paths}
+    assert after == before
+
+
+def test_readdir_inode_numbers_are_stat_s(run, mount):
+    """`ls -i` prints readdir's d_ino: the same number stat gives (README "Files behave like
+    files"); a renamed file and a new one at its old name never share one."""
+    (run / "params" / "lr").write_text("0.1\n")
+    for folder in (run, run / "params", mount.path / "p" / "experiments" / "e"):
+        with os.scandir(folder) as it:
+            listed = {e.name: e.inode() for e in it}
+        assert listed
+        for name, ino in listed.items():
+            assert os.stat(folder / name).st_ino == ino, (folder, name)
+    a = run / "artifacts" / "a.txt"
+    a.write_text("one\n")
+    fd = os.open(a, os.O_RDONLY)   # the kernel keeps the node: it keeps its number when renamed
+    try:
+        os.rename(a, run / "artifacts" / "b.txt")
+        a.write_text("two\n")
+        assert os.stat(a).st_ino != os.stat(run / "artifacts" / "b.txt").st_ino
+        r = sh(f"cmp {a} {run / 'artifacts' / 'b.txt'}", check=False)
+        assert r.returncode == 1, r
+    finally:
+        os.close(fd)
