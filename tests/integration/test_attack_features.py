@@ -348,10 +348,9 @@ def test_rm_of_a_metric_with_allow_delete_deletes_it_or_fails(mount_factory):
 
 # ---- mount(8) and fstab -------------------------------------------------------------------------------
 
-from test_operate import daemon_pid, helper, mounted, no_home_env  # noqa: E402,F401  (helper: a fixture)
+from test_operate import daemon_pid, helper, mounted, no_home_env, system_cache  # noqa: E402,F401  (helper: a fixture)
 
 
-@pytest.mark.xfail(strict=True, reason="not fixed yet")
 def test_fstab_mounts_at_x_y_and_x_slash_y_get_caches_of_their_own(helper):
     """README "fstab and systemd": without cache_dir= "the cache and the daemon's log are in …
     `/var/cache/aletheia/<mount point with / as ->` (`/mnt/team` → `/var/cache/aletheia/mnt-team`;
@@ -371,7 +370,7 @@ def test_fstab_mounts_at_x_y_and_x_slash_y_get_caches_of_their_own(helper):
             store = root / f"store{i}"
             store.mkdir()
             mnt.mkdir(parents=True)
-            caches.add(pathlib.Path("/var/cache/aletheia") / str(mnt).strip("/").replace("/", "-"))
+            caches.add(system_cache(mnt))
             r = subprocess.run(["mount", "-t", t, f"local:{store}", str(mnt)], capture_output=True, text=True,
                                timeout=60, env=no_home_env())
             assert r.returncode == 0, r.stderr

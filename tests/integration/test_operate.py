@@ -41,6 +41,21 @@ def alive(pid):
         return False
 
 
+def escape_path(path):
+    """path as `systemd-escape --path` writes it: the name of a mount point's cache folder under
+    /var/cache/aletheia (README "fstab and systemd")."""
+    parts = [p for p in str(path).split("/") if p]
+    if not parts:
+        return "-"
+    out = "".join(c if c.isascii() and (c.isalnum() or c in ":_.") else "".join(f"\\x{b:02x}" for b in c.encode())
+                  for c in "/".join(parts)).replace("\\x2f", "-")
+    return "\\x2e" + out[1:] if out.startswith(".") else out
+
+
+def system_cache(mnt):
+    return pathlib.Path("/var/cache/aletheia") / escape_path(mnt)
+
+
 def no_home_env():
     """A boot-time mount's environment: no $HOME, no XDG folders."""
     env = {k: v for k, v in os.environ.items() if k not in ("HOME", "XDG_CACHE_HOME", "XDG_CONFIG_HOME",
@@ -155,14 +170,17 @@ def test_fuse_type_mounts_through_mount_fuse_helper(helper):
 @pytest.mark.local_store_only
 def test_fstab_without_home_uses_the_system_cache(helper):
     """Without cache_dir= and without $HOME the cache (and the daemon's log) is
-    /var/cache/aletheia/<mount point, '/' as '-'>, never /root/.cache."""
+    /var/cache/aletheia/<mount point as `systemd-escape --path` writes it>, never /root/.cache."""
     t, root, pids = helper
     store, mnt = root / "store", root / "mnt"
     store.mkdir()
     mnt.mkdir()
     fstab = root / "fstab"
     fstab.write_text(fstab_line(str(store), mnt, t, "defaults"))
-    cache = pathlib.Path("/var/cache/aletheia") / str(mnt).strip("/").replace("/", "-")
+    cache = system_cache(mnt)
+    if shutil.which("systemd-escape"):   # the rule is systemd's: the same name as the mount's unit
+        assert escape_path(mnt) == subprocess.run(["systemd-escape", "--path", str(mnt)], capture_output=True,
+                                                  text=True, check=True).stdout.strip()
     try:
         r = mount_T(fstab, mnt)
         assert r.returncode == 0, r.stderr
@@ -175,6 +193,44 @@ def test_fstab_without_home_uses_the_system_cache(helper):
         shutil.rmtree(cache, ignore_errors=True)
         try:
             cache.parent.rmdir()   # /var/cache/aletheia, if the test made it and nothing else is there
+        except OSError:
+            pass
+
+
+@pytest.mark.local_store_only
+def test_fstab_names_the_cache_folder_an_older_version_used(helper):
+    """Older versions named the cache /var/cache/aletheia/<mount point with / as ->, which two mount
+    points could share (x-y, x/y). Where that folder is there and the new one is not, its journals
+    may hold writes not delivered yet: mount says where, mounts with the new folder, and leaves the
+    old one alone (it may be another mount point's)."""
+    t, root, pids = helper
+    store, mnt = root / "store", root / "mnt"
+    store.mkdir()
+    mnt.mkdir()
+    cache = system_cache(mnt)
+    old = pathlib.Path("/var/cache/aletheia") / str(mnt).strip("/").replace("/", "-")
+    assert old != cache, "the test's mount point needs a '-' in its path"
+    try:
+        old.mkdir(parents=True)
+        (old / "keep").write_text("x")
+        r = subprocess.run(["mount", "-t", t, f"local:{store}", str(mnt)], capture_output=True, text=True,
+                           timeout=60, env=no_home_env())
+        assert r.returncode == 0, r.stderr
+        pids.append(daemon_pid(mnt))
+        assert f"cache_dir={old}" in r.stderr and str(cache) in r.stderr, r.stderr
+        assert str(cache) in alutil.status(type("M", (), {"path": mnt})())["cache"]
+        assert os.listdir(old) == ["keep"]
+        assert subprocess.run(["umount", str(mnt)], capture_output=True, timeout=120).returncode == 0
+        r = subprocess.run(["mount", "-t", t, f"local:{store}", str(mnt)], capture_output=True, text=True,
+                           timeout=60, env=no_home_env())
+        assert r.returncode == 0 and r.stderr == "", r.stderr   # said once: the new folder is there now
+        pids.append(daemon_pid(mnt))
+        assert subprocess.run(["umount", str(mnt)], capture_output=True, timeout=120).returncode == 0
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
+        try:
+            cache.parent.rmdir()
         except OSError:
             pass
 
