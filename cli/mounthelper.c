@@ -315,20 +315,26 @@ int al_cli_mount_helper(int argc, char **argv)
 int al_cli_umount_helper(int argc, char **argv)
 {
 	const char *dir = NULL;
-	char *args[3];
+	char *args[4];
+	int lazy = 0, n = 0;
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "-t") || !strcmp(argv[i], "-N"))
 			i++;   /* the type; a namespace (not supported: the path is this one's) */
+		else if (argv[i][0] == '-' && argv[i][1] != '-' && strchr(argv[i], 'l'))
+			lazy = 1;   /* umount -l: detach now (umount(8) passes -l, perhaps among -nrv…) */
 		else if (argv[i][0] != '-' && !dir)
 			dir = argv[i];
 	}
 	if (!dir) {
-		al_cli_fail("usage: umount.fuse.aletheia DIR");
+		al_cli_fail("usage: umount.fuse.aletheia DIR [-l]");
 		return EXIT_USAGE;
 	}
-	/* Waits for pending writes, unmounts, waits for the daemon to end (README "Durability"). */
-	args[0] = "umount";
-	args[1] = (char *)dir;
-	args[2] = NULL;
-	return al_cli_umount(2, args) == 0 ? 0 : EXIT_MOUNT;
+	/* Waits for pending writes, unmounts, waits for the daemon to end (README "Durability");
+	 * with -l detaches at once and the daemon ends when the mount is no longer in use. */
+	args[n++] = "umount";
+	if (lazy)
+		args[n++] = "--lazy";
+	args[n++] = (char *)dir;
+	args[n] = NULL;
+	return al_cli_umount(n, args) == 0 ? 0 : EXIT_MOUNT;
 }

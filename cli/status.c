@@ -146,15 +146,18 @@ cleanup:
 	return rc;
 }
 
-/* Runs `fusermount3 -u MOUNT`; 0 when it succeeded. */
-static int fusermount_unmount(const char *mount)
+/* Runs `fusermount3 -u MOUNT` (-z too when lazy); 0 when it succeeded. */
+static int fusermount_unmount(const char *mount, int lazy)
 {
 	int status;
 	pid_t pid;
 	fflush(NULL);
 	pid = fork();
 	if (pid == 0) {
-		execlp("fusermount3", "fusermount3", "-u", mount, (char *)NULL);
+		if (lazy)
+			execlp("fusermount3", "fusermount3", "-u", "-z", mount, (char *)NULL);
+		else
+			execlp("fusermount3", "fusermount3", "-u", mount, (char *)NULL);
 		dprintf(STDERR_FILENO, "aletheia: cannot run fusermount3: %s; install fuse3\n",
 			strerror(errno));
 		_exit(127);
@@ -172,12 +175,20 @@ static int fusermount_unmount(const char *mount)
 
 int al_cli_umount(int argc, char **argv)
 {
-	char *buf = NULL;
-	const char *mount = mount_arg(argc, argv);
+	char *buf = NULL, *args[3] = {argv[0], NULL, NULL};
+	const char *mount;
 	long long pid, pending, shown = -1, least = -1;
 	long still = 0;
-	int rc = 1, err;
-	if (!mount)
+	int rc = 1, err, lazy = 0, n = 1;
+	/* -l/--lazy: umount(8)'s -l (README "fstab and systemd"), as fusermount3 -z does it. */
+	for (int i = 1; i < argc; i++)
+		if (!strcmp(argv[i], "-l") || !strcmp(argv[i], "--lazy"))
+			lazy = 1;
+		else if (n < 3)
+			args[n++] = argv[i];
+		else
+			return al_cli_usage(argv[0]);
+	if (!(mount = mount_arg(n, args)))
 		return 2;
 	buf = malloc(STATUS_MAX);
 	if (!buf) {
@@ -187,7 +198,7 @@ int al_cli_umount(int argc, char **argv)
 	err = read_status(buf, STATUS_MAX, mount);
 	if (err == ENOTCONN) {
 		/* The daemon died: nothing to wait for, only the stale mount to remove. */
-		if (fusermount_unmount(mount) != 0) {
+		if (fusermount_unmount(mount, lazy) != 0) {
 			al_cli_fail("cannot unmount %s; try `fusermount3 -u -z %s`", mount, mount);
 			goto cleanup;
 		}
@@ -232,11 +243,15 @@ int al_cli_umount(int argc, char **argv)
 			goto cleanup;
 		}
 	}
-	if (fusermount_unmount(mount) != 0) {
+	if (fusermount_unmount(mount, lazy) != 0) {
 		al_cli_fail("cannot unmount %s; close the files and shells using it (see `fuser -m %s`) "
-			"and retry", mount, mount);
+			"and retry, or detach it now with `aletheia umount --lazy %s`", mount, mount, mount);
 		goto cleanup;
 	}
+	/* Detached while in use, the mount lives on for those files and shells: the daemon serves
+	 * them, and ends (delivering what they wrote) when the last is closed. Nothing to wait for. */
+	if (lazy)
+		pid = 0;
 	for (int waited = 0; pid > 0 && daemon_alive((pid_t)pid); waited += 100) {
 		if (waited >= DAEMON_EXIT_WAIT_MS) {
 			al_cli_fail("the aletheia daemon (pid %lld) is still running 60 s after unmounting; "

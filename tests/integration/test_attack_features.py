@@ -389,7 +389,6 @@ def test_fstab_mounts_at_x_y_and_x_slash_y_get_caches_of_their_own(helper):
             pass
 
 
-@pytest.mark.xfail(strict=True, reason="not fixed yet")
 def test_umount_lazy_detaches_a_busy_mount(helper):
     """README "fstab and systemd": "`umount` runs `umount.fuse.aletheia`, which is `aletheia
     umount`". umount(8)'s `-l` (lazy: detach now, clean up when no longer busy — what one types

@@ -168,6 +168,48 @@ def test_fuse_type_mounts_through_mount_fuse_helper(helper):
 
 
 @pytest.mark.local_store_only
+def test_umount_lazy_keeps_serving_open_files_and_delivers_at_the_last_close(helper):
+    """`umount -l` (umount.fuse.TYPE MNT -l, which is `aletheia umount --lazy`) detaches a mount in
+    use at once; a file open in it still reads and writes, and the daemon ends once the last one is
+    closed, with what was written through it delivered (there at the next mount)."""
+    import time
+    t, root, pids = helper
+    store, mnt = root / "store", root / "mnt"
+    store.mkdir()
+    mnt.mkdir()
+    opts = ["-o", f"cache_dir={root}/cache"]
+    r = subprocess.run(["mount", "-t", t, *opts, f"local:{store}", str(mnt)], capture_output=True, text=True,
+                       timeout=60, env=no_home_env())
+    assert r.returncode == 0, r.stderr
+    pid = daemon_pid(mnt)
+    pids.append(pid)
+    run = mnt / "p" / "experiments" / "e" / "runs" / "1"
+    os.makedirs(run)
+    f = open(run / "metrics" / "loss", "a")
+    try:
+        f.write("1\n")
+        f.flush()
+        r = subprocess.run(["umount", "-l", str(mnt)], capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0 and mounted(mnt) is None, r.stderr
+        f.write("2\n3\n")
+        f.flush()
+        assert alive(pid), "the daemon ended while a file of its mount was open"
+    finally:
+        f.close()
+    for _ in range(600):
+        if not alive(pid):
+            break
+        time.sleep(0.1)
+    assert not alive(pid), "the daemon still runs 60 s after the last file of its detached mount closed"
+    r = subprocess.run(["mount", "-t", t, *opts, f"local:{store}", str(mnt)], capture_output=True, text=True,
+                       timeout=60, env=no_home_env())
+    assert r.returncode == 0, r.stderr
+    pids.append(daemon_pid(mnt))
+    assert [v for _, v, _ in alutil.points(run / "metrics" / "loss")] == ["1", "2", "3"]
+    assert subprocess.run(["umount", str(mnt)], capture_output=True, timeout=120).returncode == 0
+
+
+@pytest.mark.local_store_only
 def test_fstab_without_home_uses_the_system_cache(helper):
     """Without cache_dir= and without $HOME the cache (and the daemon's log) is
     /var/cache/aletheia/<mount point as `systemd-escape --path` writes it>, never /root/.cache."""
