@@ -79,17 +79,27 @@ static void status_text(char *out, size_t cap, const char *text, const char *key
 	}
 }
 
-/* A zombie has exited: only its parent (often init, slow to reap here) still has to collect it. */
+/* A process has ended once its last thread has: the thread group's leader shows 'Z' as soon as
+ * it exits, while its other threads may still be ending and holding the files (the cache's and
+ * the store's locks) they share. A zombie with one thread left has closed them; only its parent
+ * (often init, slow to reap here) still has to collect it. */
 static int daemon_alive(pid_t pid)
 {
-	char path[64], buf[512], *p;
+	char path[64], line[256];
 	FILE *f;
-	int alive = kill(pid, 0) == 0;
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	int alive = kill(pid, 0) == 0, zombie = 0;
+	long threads = 1;
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
 	if (alive && (f = fopen(path, "r"))) {
-		if (fgets(buf, sizeof(buf), f) && (p = strrchr(buf, ')')) && p[1] == ' ' && p[2] == 'Z')
-			alive = 0;
+		while (fgets(line, sizeof(line), f)) {
+			if (!strncmp(line, "State:", 6))
+				zombie = strchr(line, 'Z') != NULL;
+			else if (!strncmp(line, "Threads:", 8))
+				threads = strtol(line + 8, NULL, 10);
+		}
 		fclose(f);
+		if (zombie && threads <= 1)
+			alive = 0;
 	}
 	return alive;
 }

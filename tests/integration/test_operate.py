@@ -34,9 +34,11 @@ def daemon_pid(mnt):
 
 
 def alive(pid):
+    """A zombie leader whose other threads are still ending still holds its files (its locks)."""
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+        with open(f"/proc/{pid}/status") as f:
+            st = dict(line.split(":", 1) for line in f.read().splitlines() if ":" in line)
+        return not (st["State"].split()[0] == "Z" and int(st["Threads"]) <= 1)
     except FileNotFoundError:
         return False
 
