@@ -295,7 +295,6 @@ def test_an_open_plot_or_runs_csv_keeps_its_size_while_the_run_writes(run):
 
 # ---- errors -------------------------------------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="not fixed yet")
 def test_mounting_over_a_dead_mount_names_the_dead_mount(mount_factory, tmpdir_al):
     """README "The command line": for `mount`, "A missing or non-folder mount point, a mount point
     already mounted …: one line on stderr naming the cause and the fix, exit 1" (and "fstab and

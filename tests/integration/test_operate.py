@@ -212,6 +212,39 @@ def test_umount_lazy_keeps_serving_open_files_and_delivers_at_the_last_close(hel
 
 
 @pytest.mark.local_store_only
+def test_mount_over_a_dead_mount_names_it_and_umount_removes_it(helper):
+    """A mount whose daemon was killed answers ENOTCONN: `mount -t TYPE` there fails (32) with one
+    line saying it is still mounted by a daemon that is gone and how to unmount it (never "does not
+    exist; mkdir -p"); umount(8) (which is `aletheia umount`) removes it, and the mount then works."""
+    import signal
+    import time
+    t, root, pids = helper
+    store, mnt = root / "store", root / "mnt"
+    store.mkdir()
+    mnt.mkdir()
+    cmd = ["mount", "-t", t, "-o", f"cache_dir={root}/cache", f"local:{store}", str(mnt)]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=no_home_env())
+    assert r.returncode == 0, r.stderr
+    pid = daemon_pid(mnt)
+    os.kill(pid, signal.SIGKILL)
+    for _ in range(100):
+        if not alive(pid):
+            break
+        time.sleep(0.1)
+    time.sleep(1.5)   # past the kernel's cached attributes of the mount's root
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=no_home_env())
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 32 and len(lines) == 1, r.stderr
+    assert "daemon that is gone" in lines[0] and f"aletheia umount {mnt}" in lines[0], lines[0]
+    r = subprocess.run(["umount", str(mnt)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and mounted(mnt) is None, r.stderr
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=no_home_env())
+    assert r.returncode == 0, r.stderr
+    pids.append(daemon_pid(mnt))
+    assert subprocess.run(["umount", str(mnt)], capture_output=True, timeout=120).returncode == 0
+
+
+@pytest.mark.local_store_only
 def test_fstab_without_home_uses_the_system_cache(helper):
     """Without cache_dir= and without $HOME the cache (and the daemon's log) is
     /var/cache/aletheia/<mount point as `systemd-escape --path` writes it>, never /root/.cache."""
