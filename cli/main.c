@@ -33,8 +33,10 @@ static const struct {
 	 "  --no-passthrough     read local blobs through the daemon, not by the kernel directly\n"
 	 "  -o FUSE_OPTION       pass an option to FUSE (repeatable); -o allow_other shares the\n"
 	 "                       mount with every user, who each write only their own runs\n"},
-	{"umount", "aletheia umount [MOUNTPOINT]",
-	 "wait for pending writes to reach the backend, then unmount", NULL},
+	{"umount", "aletheia umount [MOUNTPOINT] [--lazy]",
+	 "wait for pending writes to reach the backend, then unmount",
+	 "  -l, --lazy           detach the mount even while files and shells use it; the daemon\n"
+	 "                       ends, delivering their writes, once the last is closed\n"},
 	{"new-run", "aletheia new-run PROJECT/EXPERIMENT [--mount MOUNTPOINT]",
 	 "create the next run of an experiment and print its absolute path",
 	 "  --mount MOUNTPOINT   the mount to use\n"},

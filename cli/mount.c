@@ -283,7 +283,20 @@ int al_cli_mount_start(const al_cli_mount_opts *o_in)
 			mkdir(DEFAULT_MOUNT, 0755);   /* the default is made on first use */
 	}
 	if (stat(o.mountpoint, &st) != 0) {
-		al_cli_fail("mount point %s does not exist; create it with mkdir -p %s", o.mountpoint, o.mountpoint);
+		/* A FUSE mount whose daemon died (kill -9, a crash) answers ENOTCONN until it is
+		 * unmounted. It is refused like any mount point in use, not unmounted here: it may be
+		 * another program's, and what was open in it is for its user to look at first (README
+		 * "The command line"). `aletheia umount` removes a dead mount. */
+		if (errno == ENOTCONN)
+			al_cli_fail("mount point %s is still mounted by a daemon that is gone (%s); unmount it "
+				"first (aletheia umount %s, or fusermount3 -uz %s), then mount again", o.mountpoint,
+				strerror(errno), o.mountpoint, o.mountpoint);
+		else if (errno == ENOENT || errno == ENOTDIR)
+			al_cli_fail("mount point %s does not exist; create it with mkdir -p %s", o.mountpoint,
+				o.mountpoint);
+		else
+			al_cli_fail("cannot use mount point %s: %s; pick a folder you can reach", o.mountpoint,
+				strerror(errno));
 		return 1;
 	}
 	if (!S_ISDIR(st.st_mode)) {

@@ -1,6 +1,7 @@
 /* aletheia: mount(8)'s helpers (README "fstab and systemd"): `mount.aletheia SOURCE DIR -o OPTIONS`
  * turned into `aletheia mount`'s settings, and `umount.fuse.aletheia DIR` as `aletheia umount`. */
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,19 +47,68 @@ static char *keep(const char *s)
 	return p;
 }
 
-/* "/mnt/team data" → "mnt-team data": one cache folder per mount point, as systemd names its
- * mount units (two daemons must not share a cache's journal). */
+/* The mount point as `systemd-escape --path` writes it ("/mnt/team" → "mnt-team", "/mnt/x-y" →
+ * "mnt-x\x2dy", "/" → "-"): one cache folder per mount point, the same name systemd gives its
+ * mount unit and aletheia@.service's instance (README "fstab and systemd"). The encoding is
+ * injective (a '-' or '\' of the path is escaped, so a '-' always was a '/'), since two daemons
+ * must not share a cache's journals. The path is resolved first (mount(8) gives it so) and
+ * simplified as systemd does: no "//", no trailing '/'. */
 static char *cache_for(const char *mountpoint)
 {
-	char *out = NULL, *p;
+	char resolved[PATH_MAX], *out, *t;
+	const char *p;
+	if (realpath(mountpoint, resolved))
+		mountpoint = resolved;
+	/* At most four bytes ("\xNN") per byte of the path. */
+	out = malloc(strlen(SYSTEM_CACHE) + 2 + 4 * strlen(mountpoint) + 2);
+	if (!out)
+		return NULL;
+	t = out + sprintf(out, "%s/", SYSTEM_CACHE);
+	for (p = mountpoint; *p == '/'; p++)
+		;
+	if (!*p)
+		*t++ = '-';
+	if (*p == '.') {   /* no hidden folder, as systemd makes no unit name that starts with '.' */
+		t += sprintf(t, "\\x%02x", '.');
+		p++;
+	}
+	for (; *p; p++) {
+		unsigned char c = (unsigned char)*p;
+		if (c == '/') {
+			while (p[1] == '/')
+				p++;
+			if (p[1])
+				*t++ = '-';
+		} else if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+			 c == ':' || c == '_' || c == '.')
+			*t++ = (char)c;
+		else   /* systemd's rule, not the locale's: every other byte */
+			t += sprintf(t, "\\x%02x", c);
+	}
+	*t = '\0';
+	return out;
+}
+
+/* Before the escaping above, a mount point's cache was named with each '/' as '-' alone: where
+ * that older name differs and is there while the new one is not, its journals may hold writes not
+ * delivered yet, which only a mount with that folder delivers. Says so, and goes on with the new
+ * folder: the old name may be another mount point's (x/y's for x-y), so it is not taken over. */
+static void note_old_cache(const char *cache, const char *mountpoint)
+{
+	char *old = NULL, *p;
+	struct stat st;
 	while (*mountpoint == '/')
 		mountpoint++;
-	if (asprintf(&out, "%s/%s", SYSTEM_CACHE, *mountpoint ? mountpoint : "root") < 0)
-		return NULL;
-	for (p = out + strlen(SYSTEM_CACHE) + 1; *p; p++)
+	if (!*mountpoint || asprintf(&old, "%s/%s", SYSTEM_CACHE, mountpoint) < 0)
+		return;
+	for (p = old + strlen(SYSTEM_CACHE) + 1; *p; p++)
 		if (*p == '/')
 			*p = '-';
-	return out;
+	if (strcmp(old, cache) != 0 && stat(cache, &st) != 0 && stat(old, &st) == 0 && S_ISDIR(st.st_mode))
+		fprintf(stderr, "aletheia: note: this mount point's cache folder is now %s; an older "
+			"aletheia named it %s, which may hold writes not delivered yet: if it was this mount "
+			"point's, mount once with cache_dir=%s to deliver them\n", cache, old, old);
+	free(old);
 }
 
 /* Makes DIR and its parents (0755, as /var/cache's folders are). */
@@ -230,6 +280,8 @@ int al_cli_mount_helper(int argc, char **argv)
 	}
 	if (!o.cache_dir) {
 		char *c = cache_for(dir);
+		if (c)
+			note_old_cache(c, dir);
 		if (!c || mkdirs(c) != 0) {
 			al_cli_fail("cannot create the cache folder %s: %s; give cache_dir=DIR", c ? c : SYSTEM_CACHE,
 				strerror(errno));
@@ -263,20 +315,26 @@ int al_cli_mount_helper(int argc, char **argv)
 int al_cli_umount_helper(int argc, char **argv)
 {
 	const char *dir = NULL;
-	char *args[3];
+	char *args[4];
+	int lazy = 0, n = 0;
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "-t") || !strcmp(argv[i], "-N"))
 			i++;   /* the type; a namespace (not supported: the path is this one's) */
+		else if (argv[i][0] == '-' && argv[i][1] != '-' && strchr(argv[i], 'l'))
+			lazy = 1;   /* umount -l: detach now (umount(8) passes -l, perhaps among -nrv…) */
 		else if (argv[i][0] != '-' && !dir)
 			dir = argv[i];
 	}
 	if (!dir) {
-		al_cli_fail("usage: umount.fuse.aletheia DIR");
+		al_cli_fail("usage: umount.fuse.aletheia DIR [-l]");
 		return EXIT_USAGE;
 	}
-	/* Waits for pending writes, unmounts, waits for the daemon to end (README "Durability"). */
-	args[0] = "umount";
-	args[1] = (char *)dir;
-	args[2] = NULL;
-	return al_cli_umount(2, args) == 0 ? 0 : EXIT_MOUNT;
+	/* Waits for pending writes, unmounts, waits for the daemon to end (README "Durability");
+	 * with -l detaches at once and the daemon ends when the mount is no longer in use. */
+	args[n++] = "umount";
+	if (lazy)
+		args[n++] = "--lazy";
+	args[n++] = (char *)dir;
+	args[n] = NULL;
+	return al_cli_umount(n, args) == 0 ? 0 : EXIT_MOUNT;
 }

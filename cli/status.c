@@ -79,17 +79,27 @@ static void status_text(char *out, size_t cap, const char *text, const char *key
 	}
 }
 
-/* A zombie has exited: only its parent (often init, slow to reap here) still has to collect it. */
+/* A process has ended once its last thread has: the thread group's leader shows 'Z' as soon as
+ * it exits, while its other threads may still be ending and holding the files (the cache's and
+ * the store's locks) they share. A zombie with one thread left has closed them; only its parent
+ * (often init, slow to reap here) still has to collect it. */
 static int daemon_alive(pid_t pid)
 {
-	char path[64], buf[512], *p;
+	char path[64], line[256];
 	FILE *f;
-	int alive = kill(pid, 0) == 0;
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	int alive = kill(pid, 0) == 0, zombie = 0;
+	long threads = 1;
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
 	if (alive && (f = fopen(path, "r"))) {
-		if (fgets(buf, sizeof(buf), f) && (p = strrchr(buf, ')')) && p[1] == ' ' && p[2] == 'Z')
-			alive = 0;
+		while (fgets(line, sizeof(line), f)) {
+			if (!strncmp(line, "State:", 6))
+				zombie = strchr(line, 'Z') != NULL;
+			else if (!strncmp(line, "Threads:", 8))
+				threads = strtol(line + 8, NULL, 10);
+		}
 		fclose(f);
+		if (zombie && threads <= 1)
+			alive = 0;
 	}
 	return alive;
 }
@@ -146,15 +156,18 @@ cleanup:
 	return rc;
 }
 
-/* Runs `fusermount3 -u MOUNT`; 0 when it succeeded. */
-static int fusermount_unmount(const char *mount)
+/* Runs `fusermount3 -u MOUNT` (-z too when lazy); 0 when it succeeded. */
+static int fusermount_unmount(const char *mount, int lazy)
 {
 	int status;
 	pid_t pid;
 	fflush(NULL);
 	pid = fork();
 	if (pid == 0) {
-		execlp("fusermount3", "fusermount3", "-u", mount, (char *)NULL);
+		if (lazy)
+			execlp("fusermount3", "fusermount3", "-u", "-z", mount, (char *)NULL);
+		else
+			execlp("fusermount3", "fusermount3", "-u", mount, (char *)NULL);
 		dprintf(STDERR_FILENO, "aletheia: cannot run fusermount3: %s; install fuse3\n",
 			strerror(errno));
 		_exit(127);
@@ -172,12 +185,20 @@ static int fusermount_unmount(const char *mount)
 
 int al_cli_umount(int argc, char **argv)
 {
-	char *buf = NULL;
-	const char *mount = mount_arg(argc, argv);
+	char *buf = NULL, *args[3] = {argv[0], NULL, NULL};
+	const char *mount;
 	long long pid, pending, shown = -1, least = -1;
 	long still = 0;
-	int rc = 1, err;
-	if (!mount)
+	int rc = 1, err, lazy = 0, n = 1;
+	/* -l/--lazy: umount(8)'s -l (README "fstab and systemd"), as fusermount3 -z does it. */
+	for (int i = 1; i < argc; i++)
+		if (!strcmp(argv[i], "-l") || !strcmp(argv[i], "--lazy"))
+			lazy = 1;
+		else if (n < 3)
+			args[n++] = argv[i];
+		else
+			return al_cli_usage(argv[0]);
+	if (!(mount = mount_arg(n, args)))
 		return 2;
 	buf = malloc(STATUS_MAX);
 	if (!buf) {
@@ -187,7 +208,7 @@ int al_cli_umount(int argc, char **argv)
 	err = read_status(buf, STATUS_MAX, mount);
 	if (err == ENOTCONN) {
 		/* The daemon died: nothing to wait for, only the stale mount to remove. */
-		if (fusermount_unmount(mount) != 0) {
+		if (fusermount_unmount(mount, lazy) != 0) {
 			al_cli_fail("cannot unmount %s; try `fusermount3 -u -z %s`", mount, mount);
 			goto cleanup;
 		}
@@ -232,11 +253,15 @@ int al_cli_umount(int argc, char **argv)
 			goto cleanup;
 		}
 	}
-	if (fusermount_unmount(mount) != 0) {
+	if (fusermount_unmount(mount, lazy) != 0) {
 		al_cli_fail("cannot unmount %s; close the files and shells using it (see `fuser -m %s`) "
-			"and retry", mount, mount);
+			"and retry, or detach it now with `aletheia umount --lazy %s`", mount, mount, mount);
 		goto cleanup;
 	}
+	/* Detached while in use, the mount lives on for those files and shells: the daemon serves
+	 * them, and ends (delivering what they wrote) when the last is closed. Nothing to wait for. */
+	if (lazy)
+		pid = 0;
 	for (int waited = 0; pid > 0 && daemon_alive((pid_t)pid); waited += 100) {
 		if (waited >= DAEMON_EXIT_WAIT_MS) {
 			al_cli_fail("the aletheia daemon (pid %lld) is still running 60 s after unmounting; "

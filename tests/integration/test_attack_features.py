@@ -294,7 +294,6 @@ def test_an_open_plot_or_runs_csv_keeps_its_size_while_the_run_writes(run):
 
 # ---- errors -------------------------------------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="not fixed yet")
 def test_mounting_over_a_dead_mount_names_the_dead_mount(mount_factory, tmpdir_al):
     """README "The command line": for `mount`, "A missing or non-folder mount point, a mount point
     already mounted …: one line on stderr naming the cause and the fix, exit 1" (and "fstab and
@@ -347,10 +346,9 @@ def test_rm_of_a_metric_with_allow_delete_deletes_it_or_fails(mount_factory):
 
 # ---- mount(8) and fstab -------------------------------------------------------------------------------
 
-from test_operate import daemon_pid, helper, mounted, no_home_env  # noqa: E402,F401  (helper: a fixture)
+from test_operate import daemon_pid, helper, mounted, no_home_env, system_cache  # noqa: E402,F401  (helper: a fixture)
 
 
-@pytest.mark.xfail(strict=True, reason="not fixed yet")
 def test_fstab_mounts_at_x_y_and_x_slash_y_get_caches_of_their_own(helper):
     """README "fstab and systemd": without cache_dir= "the cache and the daemon's log are in …
     `/var/cache/aletheia/<mount point with / as ->` (`/mnt/team` → `/var/cache/aletheia/mnt-team`;
@@ -370,7 +368,7 @@ def test_fstab_mounts_at_x_y_and_x_slash_y_get_caches_of_their_own(helper):
             store = root / f"store{i}"
             store.mkdir()
             mnt.mkdir(parents=True)
-            caches.add(pathlib.Path("/var/cache/aletheia") / str(mnt).strip("/").replace("/", "-"))
+            caches.add(system_cache(mnt))
             r = subprocess.run(["mount", "-t", t, f"local:{store}", str(mnt)], capture_output=True, text=True,
                                timeout=60, env=no_home_env())
             assert r.returncode == 0, r.stderr
@@ -389,7 +387,6 @@ def test_fstab_mounts_at_x_y_and_x_slash_y_get_caches_of_their_own(helper):
             pass
 
 
-@pytest.mark.xfail(strict=True, reason="not fixed yet")
 def test_umount_lazy_detaches_a_busy_mount(helper):
     """README "fstab and systemd": "`umount` runs `umount.fuse.aletheia`, which is `aletheia
     umount`". umount(8)'s `-l` (lazy: detach now, clean up when no longer busy — what one types

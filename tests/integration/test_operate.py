@@ -34,11 +34,28 @@ def daemon_pid(mnt):
 
 
 def alive(pid):
+    """A zombie leader whose other threads are still ending still holds its files (its locks)."""
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+        with open(f"/proc/{pid}/status") as f:
+            st = dict(line.split(":", 1) for line in f.read().splitlines() if ":" in line)
+        return not (st["State"].split()[0] == "Z" and int(st["Threads"]) <= 1)
     except FileNotFoundError:
         return False
+
+
+def escape_path(path):
+    """path as `systemd-escape --path` writes it: the name of a mount point's cache folder under
+    /var/cache/aletheia (README "fstab and systemd")."""
+    parts = [p for p in str(path).split("/") if p]
+    if not parts:
+        return "-"
+    out = "".join(c if c.isascii() and (c.isalnum() or c in ":_.") else "".join(f"\\x{b:02x}" for b in c.encode())
+                  for c in "/".join(parts)).replace("\\x2f", "-")
+    return "\\x2e" + out[1:] if out.startswith(".") else out
+
+
+def system_cache(mnt):
+    return pathlib.Path("/var/cache/aletheia") / escape_path(mnt)
 
 
 def no_home_env():
@@ -153,16 +170,94 @@ def test_fuse_type_mounts_through_mount_fuse_helper(helper):
 
 
 @pytest.mark.local_store_only
+def test_umount_lazy_keeps_serving_open_files_and_delivers_at_the_last_close(helper):
+    """`umount -l` (umount.fuse.TYPE MNT -l, which is `aletheia umount --lazy`) detaches a mount in
+    use at once; a file open in it still reads and writes, and the daemon ends once the last one is
+    closed, with what was written through it delivered (there at the next mount)."""
+    import time
+    t, root, pids = helper
+    store, mnt = root / "store", root / "mnt"
+    store.mkdir()
+    mnt.mkdir()
+    opts = ["-o", f"cache_dir={root}/cache"]
+    r = subprocess.run(["mount", "-t", t, *opts, f"local:{store}", str(mnt)], capture_output=True, text=True,
+                       timeout=60, env=no_home_env())
+    assert r.returncode == 0, r.stderr
+    pid = daemon_pid(mnt)
+    pids.append(pid)
+    run = mnt / "p" / "experiments" / "e" / "runs" / "1"
+    os.makedirs(run)
+    f = open(run / "metrics" / "loss", "a")
+    try:
+        f.write("1\n")
+        f.flush()
+        r = subprocess.run(["umount", "-l", str(mnt)], capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0 and mounted(mnt) is None, r.stderr
+        f.write("2\n3\n")
+        f.flush()
+        assert alive(pid), "the daemon ended while a file of its mount was open"
+    finally:
+        f.close()
+    for _ in range(600):
+        if not alive(pid):
+            break
+        time.sleep(0.1)
+    assert not alive(pid), "the daemon still runs 60 s after the last file of its detached mount closed"
+    r = subprocess.run(["mount", "-t", t, *opts, f"local:{store}", str(mnt)], capture_output=True, text=True,
+                       timeout=60, env=no_home_env())
+    assert r.returncode == 0, r.stderr
+    pids.append(daemon_pid(mnt))
+    assert [v for _, v, _ in alutil.points(run / "metrics" / "loss")] == ["1", "2", "3"]
+    assert subprocess.run(["umount", str(mnt)], capture_output=True, timeout=120).returncode == 0
+
+
+@pytest.mark.local_store_only
+def test_mount_over_a_dead_mount_names_it_and_umount_removes_it(helper):
+    """A mount whose daemon was killed answers ENOTCONN: `mount -t TYPE` there fails (32) with one
+    line saying it is still mounted by a daemon that is gone and how to unmount it (never "does not
+    exist; mkdir -p"); umount(8) (which is `aletheia umount`) removes it, and the mount then works."""
+    import signal
+    import time
+    t, root, pids = helper
+    store, mnt = root / "store", root / "mnt"
+    store.mkdir()
+    mnt.mkdir()
+    cmd = ["mount", "-t", t, "-o", f"cache_dir={root}/cache", f"local:{store}", str(mnt)]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=no_home_env())
+    assert r.returncode == 0, r.stderr
+    pid = daemon_pid(mnt)
+    os.kill(pid, signal.SIGKILL)
+    for _ in range(100):
+        if not alive(pid):
+            break
+        time.sleep(0.1)
+    time.sleep(1.5)   # past the kernel's cached attributes of the mount's root
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=no_home_env())
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 32 and len(lines) == 1, r.stderr
+    assert "daemon that is gone" in lines[0] and f"aletheia umount {mnt}" in lines[0], lines[0]
+    r = subprocess.run(["umount", str(mnt)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and mounted(mnt) is None, r.stderr
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=no_home_env())
+    assert r.returncode == 0, r.stderr
+    pids.append(daemon_pid(mnt))
+    assert subprocess.run(["umount", str(mnt)], capture_output=True, timeout=120).returncode == 0
+
+
+@pytest.mark.local_store_only
 def test_fstab_without_home_uses_the_system_cache(helper):
     """Without cache_dir= and without $HOME the cache (and the daemon's log) is
-    /var/cache/aletheia/<mount point, '/' as '-'>, never /root/.cache."""
+    /var/cache/aletheia/<mount point as `systemd-escape --path` writes it>, never /root/.cache."""
     t, root, pids = helper
     store, mnt = root / "store", root / "mnt"
     store.mkdir()
     mnt.mkdir()
     fstab = root / "fstab"
     fstab.write_text(fstab_line(str(store), mnt, t, "defaults"))
-    cache = pathlib.Path("/var/cache/aletheia") / str(mnt).strip("/").replace("/", "-")
+    cache = system_cache(mnt)
+    if shutil.which("systemd-escape"):   # the rule is systemd's: the same name as the mount's unit
+        assert escape_path(mnt) == subprocess.run(["systemd-escape", "--path", str(mnt)], capture_output=True,
+                                                  text=True, check=True).stdout.strip()
     try:
         r = mount_T(fstab, mnt)
         assert r.returncode == 0, r.stderr
@@ -175,6 +270,44 @@ def test_fstab_without_home_uses_the_system_cache(helper):
         shutil.rmtree(cache, ignore_errors=True)
         try:
             cache.parent.rmdir()   # /var/cache/aletheia, if the test made it and nothing else is there
+        except OSError:
+            pass
+
+
+@pytest.mark.local_store_only
+def test_fstab_names_the_cache_folder_an_older_version_used(helper):
+    """Older versions named the cache /var/cache/aletheia/<mount point with / as ->, which two mount
+    points could share (x-y, x/y). Where that folder is there and the new one is not, its journals
+    may hold writes not delivered yet: mount says where, mounts with the new folder, and leaves the
+    old one alone (it may be another mount point's)."""
+    t, root, pids = helper
+    store, mnt = root / "store", root / "mnt"
+    store.mkdir()
+    mnt.mkdir()
+    cache = system_cache(mnt)
+    old = pathlib.Path("/var/cache/aletheia") / str(mnt).strip("/").replace("/", "-")
+    assert old != cache, "the test's mount point needs a '-' in its path"
+    try:
+        old.mkdir(parents=True)
+        (old / "keep").write_text("x")
+        r = subprocess.run(["mount", "-t", t, f"local:{store}", str(mnt)], capture_output=True, text=True,
+                           timeout=60, env=no_home_env())
+        assert r.returncode == 0, r.stderr
+        pids.append(daemon_pid(mnt))
+        assert f"cache_dir={old}" in r.stderr and str(cache) in r.stderr, r.stderr
+        assert str(cache) in alutil.status(type("M", (), {"path": mnt})())["cache"]
+        assert os.listdir(old) == ["keep"]
+        assert subprocess.run(["umount", str(mnt)], capture_output=True, timeout=120).returncode == 0
+        r = subprocess.run(["mount", "-t", t, f"local:{store}", str(mnt)], capture_output=True, text=True,
+                           timeout=60, env=no_home_env())
+        assert r.returncode == 0 and r.stderr == "", r.stderr   # said once: the new folder is there now
+        pids.append(daemon_pid(mnt))
+        assert subprocess.run(["umount", str(mnt)], capture_output=True, timeout=120).returncode == 0
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
+        try:
+            cache.parent.rmdir()
         except OSError:
             pass
 
