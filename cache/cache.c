@@ -187,6 +187,9 @@ struct al_cache {
 	int64_t sync_interval_us;   /* ALETHEIA_CACHE_SYNC_MS */
 	int sync_each;              /* fsync each fill before placing it, as before (a row could not
 				     * be deleted, or no syncer thread): its row is written at once */
+	/* DIR/<xx>/ folders made by this cache (by the first byte of the hash): placing a fill
+	 * needs no mkdir each time (one removed behind our back is made again). Under the lock. */
+	uint8_t made_sub[32];
 };
 
 /* ---- hash table and LRU list ---- */
@@ -290,6 +293,11 @@ static int64_t clock_tick(al_cache *c)
 }
 
 /* ---- paths ---- */
+
+static unsigned hexval(char ch)
+{
+	return ch <= '9' ? (unsigned)(ch - '0') : (unsigned)(ch - 'a' + 10);
+}
 
 static char *blob_path(const al_cache *c, const char *hash)
 {
@@ -1208,6 +1216,8 @@ static void place_fill(al_cache *c, fill *f)
 	char msg[512];
 	char *dst = blob_path(c, f->hash), *sub = NULL;
 	int rc = 0, err = 0, sync_each = c->sync_each;
+	unsigned x = (unsigned)(hexval(f->hash[0]) << 4 | hexval(f->hash[1]));
+	int made = c->made_sub[x >> 3] >> (x & 7) & 1;
 	entry *e;
 
 	if (!f->e || f->done) {
@@ -1223,9 +1233,11 @@ static void place_fill(al_cache *c, fill *f)
 		err = errno;
 		rc = is_enospc(0, err) ? AL_ENOSPC : AL_EIO;
 		snprintf(msg, sizeof(msg), "cannot sync the cache fill of %s: %s", f->hash, strerror(err));
-	} else if ((rc = al__mkdir(sub, 0755)) != 0) {
+	} else if (!made && (rc = al__mkdir(sub, 0755)) != 0) {
 		snprintf(msg, sizeof(msg), "%s", al_error_last());
-	} else if (rename(f->path, dst) != 0) {
+	} else if (rename(f->path, dst) != 0 &&
+	    !(made && errno == ENOENT && al__mkdir(sub, 0755) == 0 && rename(f->path, dst) == 0)) {
+		/* (the folder removed behind our back: made again once) */
 		err = errno;
 		rc = is_enospc(0, err) ? AL_ENOSPC : AL_EIO;
 		snprintf(msg, sizeof(msg), "cannot place cached blob %s: %s", dst, strerror(err));
@@ -1238,6 +1250,7 @@ static void place_fill(al_cache *c, fill *f)
 		fail_fill(c, f, rc, msg);
 		return;
 	}
+	c->made_sub[x >> 3] |= (uint8_t)(1u << (x & 7));
 	e = f->e;
 	e->state = ENTRY_READY;
 	e->fill = NULL;

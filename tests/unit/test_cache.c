@@ -266,6 +266,16 @@ static void test_crash_before_sync(void)
 		CHECK_EQ_INT(st.unverified, 0);
 		al_cache_free(c2);
 	}
+	/* Its folder removed behind the cache's back (which made it once): made again. */
+	snprintf(cmd, sizeof(cmd), "rm -rf %s/%.2s", d, f4.hash);
+	CHECK_EQ_INT(system(cmd), 0);
+	calls = f4.calls;
+	use(c1, &f4, 0);
+	CHECK_EQ_INT(f4.calls, calls + 1);
+	snprintf(cmd, sizeof(cmd), "%s/%.2s/%s", d, f4.hash, f4.hash);
+	for (int i = 0; i < 500 && access(cmd, F_OK) != 0; i++)
+		usleep(10000);
+	CHECK_EQ_INT(access(cmd, F_OK), 0);
 	al_cache_free(c1);
 	snprintf(cmd, sizeof(cmd), "chmod -R u+w %s && rm -rf %s", d, d);
 	CHECK_EQ_INT(system(cmd), 0);
