@@ -446,8 +446,10 @@ static void mark_unsynced(al_cache *c, entry *e)
 		return;
 	e->unsynced = 1;
 	e->placed_seq = ++c->place_seq;
-	c->unsynced++;
-	pthread_cond_signal(&c->sync_wake);
+	/* The syncer sleeps untimed only while nothing waits, and is due early only at a full
+	 * batch: no wake-up (a thread switch) per placement. */
+	if (++c->unsynced == 1 || c->unsynced == SYNC_BATCH)
+		pthread_cond_signal(&c->sync_wake);
 }
 
 static void *sync_main(void *arg)
