@@ -43,6 +43,14 @@ struct entry {
 	int has_fd, fd;
 	int prefetched;         /* fetched (or kept) by a prefetch and not opened since: counted in
 				 * unread_bytes, never evicted to make room for another prefetch */
+	/* Placed since the last sync of the cache's filesystem: no index row yet (rows name only
+	 * files known to be on disk), written by sync_placed once a syncfs after the placement
+	 * returned. placed_seq orders it against that syncfs. */
+	int unsynced;
+	uint64_t placed_seq;
+	/* READY, found in the folder without an index row (placed, then a crash before the sync
+	 * that would have listed it): hashed before it is first served; verifying while that runs. */
+	int unverified, verifying;
 	fill *fill;             /* PARTIAL only */
 	entry *hnext;           /* hash-table chain */
 	entry *prev, *next;     /* LRU list, READY and PARTIAL entries; head = least recently used */
@@ -167,6 +175,21 @@ struct al_cache {
 	uint64_t pf_ahead;          /* AHEAD: at most this many unread prefetched bytes */
 	uint64_t unread_bytes;      /* entries with prefetched set */
 	al_cache_prefetch_totals pft;
+	/* Batched syncs of placed fills (sync_main): one syncfs for all placed since the last. */
+	int dirfd;                  /* the cache folder, for syncfs */
+	pthread_t syncer;
+	int has_syncer, syncing;
+	pthread_cond_t sync_wake;
+	uint64_t place_seq;         /* placements so far */
+	unsigned unsynced;          /* entries with unsynced set */
+	uint64_t syncs;             /* syncs that listed placed files */
+	int64_t last_sync_us;       /* al__mono_us of the last sync's start */
+	int64_t sync_interval_us;   /* ALETHEIA_CACHE_SYNC_MS */
+	int sync_each;              /* fsync each fill before placing it, as before (a row could not
+				     * be deleted, or no syncer thread): its row is written at once */
+	/* DIR/<xx>/ folders made by this cache (by the first byte of the hash): placing a fill
+	 * needs no mkdir each time (one removed behind our back is made again). Under the lock. */
+	uint8_t made_sub[32];
 };
 
 /* ---- hash table and LRU list ---- */
@@ -271,6 +294,11 @@ static int64_t clock_tick(al_cache *c)
 
 /* ---- paths ---- */
 
+static unsigned hexval(char ch)
+{
+	return ch <= '9' ? (unsigned)(ch - '0') : (unsigned)(ch - 'a' + 10);
+}
+
 static char *blob_path(const al_cache *c, const char *hash)
 {
 	char *p = NULL;
@@ -364,6 +392,92 @@ static void maybe_flush(al_cache *c)
 		flush_dirty(c);    /* best effort: LRU freshness only */
 }
 
+/* ---- batched syncs of placed fills ----
+ * A verified fill is placed (renamed into DIR/<xx>/) without an fsync of its own: one syncfs of
+ * the cache's filesystem about once a second (ALETHEIA_CACHE_SYNC_MS) or every SYNC_BATCH
+ * placements makes all of them durable, and only then are their index rows written. A file in
+ * the folder without a row (placed, then a crash or power cut before that sync: its bytes may
+ * not all have reached the disk) is hashed before it is first served (README "Durability"). */
+#define SYNC_INTERVAL_US (1000 * 1000LL)
+#define SYNC_BATCH 4096
+
+/* Lock held (released during the syncfs): every entry placed before it starts gets its row. */
+static void sync_placed(al_cache *c)
+{
+	uint64_t seq = c->place_seq;
+	int rc, err = 0;
+
+	if (c->syncing || !c->unsynced)
+		return;
+	c->syncing = 1;
+	c->last_sync_us = al__mono_us();
+	pthread_mutex_unlock(&c->lock);
+	rc = syncfs(c->dirfd);
+	if (rc != 0)
+		err = errno;
+	pthread_mutex_lock(&c->lock);
+	c->syncing = 0;
+	if (rc != 0) {
+		/* The entries stay without rows: a crash before a later sync only costs a hash. */
+		fprintf(stderr, "aletheia: cache: cannot sync %s: %s; tried again in a second\n", c->dir,
+			strerror(err));
+		return;
+	}
+	c->syncs++;
+	int in_tx = db_exec(c, "BEGIN") == 0;
+	for (entry *e = c->lru_head; e; e = e->next) {
+		if (!e->unsynced || e->placed_seq > seq)
+			continue;
+		e->unsynced = 0;
+		c->unsynced--;
+		if (db_write(c, e, 0) != 0 && !e->dirty) {
+			e->dirty = 1;    /* best effort, as any row: a missing row costs a hash later */
+			c->dirty++;
+		}
+	}
+	if (in_tx && db_exec(c, "COMMIT") != 0)
+		db_exec(c, "ROLLBACK");
+}
+
+/* Lock held: e (READY, its file in place) waits for the next sync before it gets its row. */
+static void mark_unsynced(al_cache *c, entry *e)
+{
+	if (e->unsynced)
+		return;
+	e->unsynced = 1;
+	e->placed_seq = ++c->place_seq;
+	/* The syncer sleeps untimed only while nothing waits, and is due early only at a full
+	 * batch: no wake-up (a thread switch) per placement. */
+	if (++c->unsynced == 1 || c->unsynced == SYNC_BATCH)
+		pthread_cond_signal(&c->sync_wake);
+}
+
+static void *sync_main(void *arg)
+{
+	al_cache *c = arg;
+	pthread_mutex_lock(&c->lock);
+	while (!c->stop) {
+		int64_t wait_us = c->last_sync_us + c->sync_interval_us - al__mono_us();
+		if (!c->unsynced) {
+			pthread_cond_wait(&c->sync_wake, &c->lock);
+		} else if (wait_us > 0 && c->unsynced < SYNC_BATCH) {
+			struct timespec ts;
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_sec += wait_us / 1000000;
+			ts.tv_nsec += (long)(wait_us % 1000000) * 1000;
+			if (ts.tv_nsec >= 1000000000L) {
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000000000L;
+			}
+			pthread_cond_timedwait(&c->sync_wake, &c->lock, &ts);
+		} else {
+			sync_placed(c);
+		}
+	}
+	pthread_mutex_unlock(&c->lock);
+	return NULL;
+}
+
 /* ---- eviction ---- */
 
 /* Lock held: a prefetched blob was opened (or goes): it no longer counts as read ahead. */
@@ -397,7 +511,16 @@ static void evict(al_cache *c, entry *e)
 		unlink(p);
 		free(p);
 	}
-	db_write(c, e, 1);    /* best effort: reconcile on open drops rows whose file is gone */
+	/* Best effort: reconcile on open drops rows whose file is gone. A row left behind would
+	 * vouch for a later copy placed under the same name before its sync: from then on each
+	 * fill is synced before it is placed, as its own row is written. */
+	if (db_write(c, e, 1) != 0 && !c->sync_each) {
+		fprintf(stderr, "aletheia: cache: %s; each cached file is synced when placed from now "
+			"on\n", al_error_last());
+		c->sync_each = 1;
+	}
+	if (e->unsynced)
+		c->unsynced--;
 	if (e->has_fd)
 		close(e->fd);
 	lru_unlink(c, e);
@@ -543,7 +666,10 @@ cleanup:
 	return rc;
 }
 
-/* Adds blob files the index does not know, as least recently used. */
+/* Adds blob files the index does not know, as least recently used and unverified: the index
+ * lists a file only once a sync after its placement returned, so one it does not list may have
+ * been placed just before a crash, its bytes not all on disk. Each is hashed before it is first
+ * served, and gets its row at the sync after that. */
 static int scan_files(al_cache *c)
 {
 	int rc = 0;
@@ -572,6 +698,7 @@ static int scan_files(al_cache *c)
 				continue;
 			if ((rc = add_entry(&e, c, fe->d_name, (uint64_t)sb.st_size, 0)) != 0)
 				goto cleanup;
+			e->unverified = 1;
 			/* Unknown age: first in line for eviction. */
 			e->next = c->lru_head;
 			if (c->lru_head)
@@ -579,8 +706,6 @@ static int scan_files(al_cache *c)
 			else
 				c->lru_tail = e;
 			c->lru_head = e;
-			if ((rc = db_write(c, e, 0)) != 0)
-				goto cleanup;
 		}
 		closedir(sub);
 		sub = NULL;
@@ -603,7 +728,7 @@ static int reconcile(al_cache *c)
 	if ((rc = db_exec(c, "DELETE FROM entries")) != 0)
 		goto cleanup;
 	for (entry *e = c->lru_head; e; e = e->next)
-		if ((rc = db_write(c, e, 0)) != 0)
+		if (!e->unverified && (rc = db_write(c, e, 0)) != 0)
 			goto cleanup;
 cleanup:
 	if (rc == 0)
@@ -635,6 +760,9 @@ int al_cache_open(al_cache **out, const char *dir, uint64_t max_bytes)
 	pthread_cond_init(&c->work, NULL);
 	pthread_cond_init(&c->pf_wake, NULL);
 	pthread_cond_init(&c->pf_progress, NULL);
+	pthread_cond_init(&c->sync_wake, NULL);
+	c->dirfd = -1;
+	c->sync_interval_us = SYNC_INTERVAL_US;
 	c->max_bytes = max_bytes;
 	c->pf_parallel = PF_PARALLEL;
 	c->pf_ahead = max_bytes ? max_bytes / 2 : PF_AHEAD_UNBOUNDED;
@@ -656,6 +784,10 @@ int al_cache_open(al_cache **out, const char *dir, uint64_t max_bytes)
 			c->pf_parallel = atoi(pp) > PF_MAX ? PF_MAX : (unsigned)atoi(pp);
 		if (pa && atoll(pa) > 0 && !max_bytes)
 			c->pf_ahead = (uint64_t)atoll(pa) * MIB;
+		/* 0: each fill synced before it is placed, as before batching. */
+		const char *sm = getenv("ALETHEIA_CACHE_SYNC_MS");
+		if (sm && *sm && atoll(sm) >= 0)
+			c->sync_interval_us = atoll(sm) * 1000LL;
 	}
 	c->nbuckets = 1024;
 	if (!(c->buckets = calloc(c->nbuckets, sizeof(*c->buckets)))) {
@@ -689,6 +821,12 @@ int al_cache_open(al_cache **out, const char *dir, uint64_t max_bytes)
 	if ((rc = reconcile(c)) != 0)
 		goto cleanup;
 	c->last_flush = al_now_us();
+	c->last_sync_us = al__mono_us();
+	if ((c->dirfd = open(c->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 || !c->sync_interval_us ||
+	    pthread_create(&c->syncer, NULL, sync_main, c) != 0)
+		c->sync_each = 1;
+	else
+		c->has_syncer = 1;
 	*out = c;
 	c = NULL;
 cleanup:
@@ -742,6 +880,49 @@ static int open_ready(int *fd_out, al_cache *c, entry *e)
 	lru_append(c, e);
 	*fd_out = fd;
 	return 0;
+}
+
+/* Lock held (released while hashing): a file found without an index row (scan_files) is hashed
+ * before its first open. A match gets its row at the next sync (read back, its bytes may still be
+ * only in the page cache after a kill of the daemon); anything else is removed, or marked damaged
+ * while another open holds it, and fetched again: never served. */
+static void verify_found(al_cache *c, entry *e)
+{
+	char got[AL_HASH_HEX_LEN + 1] = "", *p = blob_path(c, e->hash);
+	uint64_t n = 0;
+	int fd = -1, rc;
+
+	e->verifying = 1;
+	e->pins++;
+	pthread_mutex_unlock(&c->lock);
+	if (!p)
+		rc = al_error_set(AL_ENOMEM, "out of memory");
+	else if ((fd = open(p, O_RDONLY | O_CLOEXEC)) < 0)
+		rc = al_error_set_errno(AL_EIO, errno, "cannot open %s", p);
+	else
+		rc = al_hash_fd(got, &n, fd);
+	if (fd >= 0)
+		close(fd);
+	pthread_mutex_lock(&c->lock);
+	e->verifying = 0;
+	unpin(e);
+	pthread_cond_broadcast(&c->filled);
+	if (rc == 0 && n == e->size && strcmp(got, e->hash) == 0) {
+		e->unverified = 0;
+		mark_unsynced(c, e);
+	} else {
+		fprintf(stderr, "aletheia: cache: the cached copy of blob %s found without an index entry "
+			"(placed just before a crash?) %s%s; removed, fetched again\n", e->hash,
+			rc ? "cannot be read: " : "is damaged", rc ? al_error_last() : "");
+		if (evictable(e)) {
+			evict(c, e);
+			c->evictions--;    /* dropped, not evicted for room */
+		} else {
+			e->damaged = 1;
+			e->unverified = 0;
+		}
+	}
+	free(p);
 }
 
 static int is_enospc(int rc, int err)
@@ -837,9 +1018,14 @@ void al_cache_get_stats(al_cache_stats *out, al_cache *c)
 	out->bytes = c->bytes;
 	out->max_bytes = c->max_bytes;
 	out->entries = c->entries;
-	for (entry *e = c->lru_head; e; e = e->next)
+	for (entry *e = c->lru_head; e; e = e->next) {
 		if (e->pins)
 			out->pinned++;
+		if (e->unverified)
+			out->unverified++;
+	}
+	out->unsynced = c->unsynced;
+	out->syncs = c->syncs;
 	out->hits = c->hits;
 	out->misses = c->misses;
 	out->evictions = c->evictions;
@@ -861,11 +1047,14 @@ void al_cache_free(al_cache *c)
 	pthread_cond_broadcast(&c->work);
 	pthread_cond_broadcast(&c->pf_wake);
 	pthread_cond_broadcast(&c->filled);
+	pthread_cond_broadcast(&c->sync_wake);
 	pthread_mutex_unlock(&c->lock);
 	for (unsigned i = 0; i < c->npf; i++)
 		pthread_join(c->pf_threads[i], NULL);
 	for (unsigned i = 0; i < c->nworkers; i++)
 		pthread_join(c->workers[i], NULL);
+	if (c->has_syncer)
+		pthread_join(c->syncer, NULL);
 	pf_drop_all(c);
 	pthread_mutex_lock(&c->lock);
 	while (c->jq_head) {
@@ -879,7 +1068,11 @@ void al_cache_free(al_cache *c)
 		fill_unref(j->f);
 		free(j);
 	}
+	if (c->dirfd >= 0)
+		sync_placed(c);    /* a clean close leaves every placed file listed */
 	pthread_mutex_unlock(&c->lock);
+	if (c->dirfd >= 0)
+		close(c->dirfd);
 	if (c->db) {
 		flush_dirty(c);
 		sqlite3_close(c->db);
@@ -904,6 +1097,7 @@ void al_cache_free(al_cache *c)
 	pthread_cond_destroy(&c->work);
 	pthread_cond_destroy(&c->pf_wake);
 	pthread_cond_destroy(&c->pf_progress);
+	pthread_cond_destroy(&c->sync_wake);
 	pthread_mutex_destroy(&c->lock);
 	free(c->dir);
 	free(c);
@@ -1023,7 +1217,9 @@ static void place_fill(al_cache *c, fill *f)
 {
 	char msg[512];
 	char *dst = blob_path(c, f->hash), *sub = NULL;
-	int rc = 0, err = 0;
+	int rc = 0, err = 0, sync_each = c->sync_each;
+	unsigned x = (unsigned)(hexval(f->hash[0]) << 4 | hexval(f->hash[1]));
+	int made = c->made_sub[x >> 3] >> (x & 7) & 1;
 	entry *e;
 
 	if (!f->e || f->done) {
@@ -1035,13 +1231,15 @@ static void place_fill(al_cache *c, fill *f)
 		sub = NULL;
 		rc = AL_ENOMEM;
 		snprintf(msg, sizeof(msg), "out of memory completing blob %s", f->hash);
-	} else if (fsync(f->fd) != 0 || fchmod(f->fd, 0444) != 0) {
+	} else if ((sync_each && fsync(f->fd) != 0) || fchmod(f->fd, 0444) != 0) {
 		err = errno;
 		rc = is_enospc(0, err) ? AL_ENOSPC : AL_EIO;
 		snprintf(msg, sizeof(msg), "cannot sync the cache fill of %s: %s", f->hash, strerror(err));
-	} else if ((rc = al__mkdir(sub, 0755)) != 0) {
+	} else if (!made && (rc = al__mkdir(sub, 0755)) != 0) {
 		snprintf(msg, sizeof(msg), "%s", al_error_last());
-	} else if (rename(f->path, dst) != 0) {
+	} else if (rename(f->path, dst) != 0 &&
+	    !(made && errno == ENOENT && al__mkdir(sub, 0755) == 0 && rename(f->path, dst) == 0)) {
+		/* (the folder removed behind our back: made again once) */
 		err = errno;
 		rc = is_enospc(0, err) ? AL_ENOSPC : AL_EIO;
 		snprintf(msg, sizeof(msg), "cannot place cached blob %s: %s", dst, strerror(err));
@@ -1054,6 +1252,7 @@ static void place_fill(al_cache *c, fill *f)
 		fail_fill(c, f, rc, msg);
 		return;
 	}
+	c->made_sub[x >> 3] |= (uint8_t)(1u << (x & 7));
 	e = f->e;
 	e->state = ENTRY_READY;
 	e->fill = NULL;
@@ -1062,7 +1261,9 @@ static void place_fill(al_cache *c, fill *f)
 	lru_unlink(c, e);
 	lru_append(c, e);
 	c->entries++;
-	if (db_write(c, e, 0) != 0 && !e->dirty) {
+	if (!sync_each)
+		mark_unsynced(c, e);    /* its row after the next sync (sync_main) */
+	else if (db_write(c, e, 0) != 0 && !e->dirty) {
 		e->dirty = 1;    /* reconcile on the next open re-adds the file anyway */
 		c->dirty++;
 	}
@@ -1736,6 +1937,13 @@ int al_cache_open_blob(al_cache_blob **out, al_cache *c, const char *hash, const
 		e = table_find(c, hash);
 		if (!e)
 			break;
+		if (e->state == ENTRY_READY && e->unverified) {
+			if (e->verifying)
+				pthread_cond_wait(&c->filled, &c->lock);    /* another open hashes it */
+			else
+				verify_found(c, e);
+			continue;    /* verified, dropped, or marked damaged: look again */
+		}
 		if (e->state == ENTRY_READY) {
 			rc = open_ready(&b->fd, c, e);
 			if ((rc == AL_ENOTFOUND || e->damaged) && evictable(e)) {

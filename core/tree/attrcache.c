@@ -15,6 +15,13 @@ struct attr_entry {
 #define ACACHE_BUCKETS 16384
 #define ACACHE_MAX 200000
 
+struct rec_entry {
+	char *doc;
+	file_rec rec;
+	uint64_t gen;
+	struct rec_entry *next;
+};
+
 void changed(al_tree *t)
 {
 	__atomic_add_fetch(&t->gen, 1, __ATOMIC_SEQ_CST);
@@ -184,10 +191,108 @@ int al_tree_utimens(al_tree *t, const char *path, int64_t mtime_us)
 	return rc;
 }
 
+/* ---- dataset files' records ----
+ * Write-once, and on a local store only this mount's unlink, rename and new files change what a
+ * name's record is; each of those bumps gen, as any change does. So a record read while gen
+ * stayed g0 is the record as long as gen is still g0 (Firestore: not kept, other mounts). */
+
+void file_rec_clear(file_rec *r)
+{
+	free(r->blob);
+	r->blob = NULL;
+}
+
+void file_rec_from_doc(file_rec *out, const al_doc *d)
+{
+	const char *type = al_fields_get_string(d->fields, "type");
+	const char *hash = al_fields_get_string(d->fields, "hash");
+	const char *blob = al_fields_get_string(d->fields, "blob");
+	memset(out, 0, sizeof(*out));
+	out->is_dir = type && strcmp(type, "dir") == 0;
+	if (hash && al_hash_is_valid(hash))
+		snprintf(out->hash, sizeof(out->hash), "%s", hash);
+	al_fields_get_int(&out->size, d->fields, "size");
+	out->blob = blob ? strdup(blob) : NULL;
+}
+
+int reccache_wanted(al_tree *t, const node *n)
+{
+	return n->k == &kind_dataset_file && t->attr_ttl_us == INT64_MAX && t->frcache;
+}
+
+static void rcache_clear(al_tree *t)
+{
+	for (size_t i = 0; t->frcache && i < ACACHE_BUCKETS; i++) {
+		rec_entry *e, *next;
+		for (e = t->frcache[i]; e; e = next) {
+			next = e->next;
+			file_rec_clear(&e->rec);
+			free(e->doc);
+			free(e);
+		}
+		t->frcache[i] = NULL;
+	}
+	t->frcount = 0;
+}
+
+int reccache_get(file_rec *out, al_tree *t, const char *doc)
+{
+	size_t b = al__str_hash(doc) % ACACHE_BUCKETS;
+	int rc = AL_ENOTFOUND;
+	rec_entry *e;
+	memset(out, 0, sizeof(*out));
+	pthread_mutex_lock(&t->alock);
+	for (e = t->frcache[b]; e; e = e->next)
+		if (strcmp(e->doc, doc) == 0)
+			break;
+	if (e && e->gen == __atomic_load_n(&t->gen, __ATOMIC_SEQ_CST) &&
+	    (!e->rec.blob || (out->blob = strdup(e->rec.blob)) != NULL)) {
+		char *blob = out->blob;
+		*out = e->rec;
+		out->blob = blob;
+		rc = 0;
+	}
+	pthread_mutex_unlock(&t->alock);
+	return rc;
+}
+
+void reccache_put(al_tree *t, const char *doc, const file_rec *r, uint64_t g0)
+{
+	size_t b = al__str_hash(doc) % ACACHE_BUCKETS;
+	rec_entry *e;
+	pthread_mutex_lock(&t->alock);
+	if (__atomic_load_n(&t->gen, __ATOMIC_SEQ_CST) != g0)
+		goto unlock;
+	for (e = t->frcache[b]; e; e = e->next)
+		if (strcmp(e->doc, doc) == 0)
+			break;
+	if (!e) {
+		if (t->frcount >= ACACHE_MAX)
+			rcache_clear(t);
+		if (!(e = calloc(1, sizeof(*e))) || !(e->doc = strdup(doc))) {
+			free(e);
+			goto unlock;
+		}
+		e->next = t->frcache[b];
+		t->frcache[b] = e;
+		t->frcount++;
+	}
+	file_rec_clear(&e->rec);
+	e->rec = *r;
+	e->rec.blob = r->blob ? strdup(r->blob) : NULL;
+	if (r->blob && !e->rec.blob)
+		e->gen = g0 - 1;    /* out of memory: never served */
+	else
+		e->gen = g0;
+unlock:
+	pthread_mutex_unlock(&t->alock);
+}
+
 int attrcache_init(al_tree *t)
 {
 	pthread_mutex_init(&t->alock, NULL);
-	if (!(t->acache = calloc(ACACHE_BUCKETS, sizeof(attr_entry *))))
+	if (!(t->acache = calloc(ACACHE_BUCKETS, sizeof(attr_entry *))) ||
+	    !(t->frcache = calloc(ACACHE_BUCKETS, sizeof(rec_entry *))))
 		return al_error_set(AL_ENOMEM, "out of memory");
 	return 0;
 }
@@ -196,5 +301,7 @@ void attrcache_free(al_tree *t)
 {
 	acache_clear(t);
 	free(t->acache);
+	rcache_clear(t);
+	free(t->frcache);
 	pthread_mutex_destroy(&t->alock);
 }

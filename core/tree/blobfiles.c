@@ -61,7 +61,15 @@ int blob_attr(al_attr *out, al_tree *t, const node *n, const char *path, unsigne
 		return 0;
 	id = al_id_encode(n->rest);
 	doc = xasprintf("%s/%s", n->coll, id);
+	uint64_t g0 = attrcache_gen(t);
 	rc = al_store_get(&d, t->store, doc);
+	if (rc == 0 && doc && reccache_wanted(t, n)) {
+		/* the open that usually follows a lookup needs the record too (blobhandle.c) */
+		file_rec r;
+		file_rec_from_doc(&r, d);
+		reccache_put(t, doc, &r, g0);
+		file_rec_clear(&r);
+	}
 	if (rc == 0) {
 		const char *type = al_fields_get_string(d->fields, "type");
 		int64_t size = 0, mtime = d->update_us;

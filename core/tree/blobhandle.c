@@ -7,7 +7,12 @@
  * file), else NULL. Old records of another local store fall back to the store by hash. */
 const char *blob_source(al_tree *t, const al_doc *d, const char *hash)
 {
-	const char *blob = al_fields_get_string(d->fields, "blob");
+	return blob_source_of(t, al_fields_get_string(d->fields, "blob"), hash);
+}
+
+/* The same from a record's "blob" field (NULL when it has none). */
+const char *blob_source_of(al_tree *t, const char *blob, const char *hash)
+{
 	char *own;
 	int same;
 	if (!blob || !*blob || !(strncmp(blob, "http://", 7) == 0 || strncmp(blob, "https://", 8) == 0 ||
@@ -51,25 +56,33 @@ static int blob_open_read(al_file *f, int64_t *size_out)
 	al_tree *t = f->t;
 	al_doc *d = NULL;
 	char *id = al_id_encode(f->n.rest), *doc = xasprintf("%s/%s", f->n.coll, id), *local = NULL;
-	const char *hash, *type, *source;
+	const char *hash, *source;
+	file_rec r = {0};
 	int64_t size = 0;
-	int rc;
+	int rc, keep = reccache_wanted(t, &f->n);
+	uint64_t g0 = attrcache_gen(t);
 
-	if ((rc = get_doc(&d, t, doc)))
-		goto cleanup;
-	type = al_fields_get_string(d->fields, "type");
-	if (type && strcmp(type, "dir") == 0) {
+	/* A dataset file's record as the lookup before this open (or the last epoch's open) read
+	 * it, while nothing changed since: no document read per open (attrcache.c). */
+	if (!keep || reccache_get(&r, t, doc) != 0) {
+		if ((rc = get_doc(&d, t, doc)))
+			goto cleanup;
+		file_rec_from_doc(&r, d);
+		if (keep)
+			reccache_put(t, doc, &r, g0);
+	}
+	if (r.is_dir) {
 		rc = al_error_set(AL_EISDIR, "%s is a folder", f->n.rest);
 		goto cleanup;
 	}
-	hash = al_fields_get_string(d->fields, "hash");
-	al_fields_get_int(&size, d->fields, "size");
-	if (!hash || !al_hash_is_valid(hash)) {
+	hash = r.hash;
+	size = r.size;
+	if (!*hash) {
 		rc = al_error_set(AL_EIO, "record of %s has no valid hash", f->n.rest);
 		goto cleanup;
 	}
 	snprintf(f->hash, sizeof(f->hash), "%s", hash);
-	source = blob_source(t, d, hash);
+	source = blob_source_of(t, r.blob, hash);
 	if (!source && t->blobs->verify) {
 		/* A local blob: size checked at every open, content hashed when it changed since it was
 		 * last found good (README "Durability"); a damaged one is never served. */
@@ -94,6 +107,7 @@ static int blob_open_read(al_file *f, int64_t *size_out)
 		*size_out = size;
 	f->size = (uint64_t)(size > 0 ? size : 0);
 cleanup:
+	file_rec_clear(&r);
 	al_doc_free(d);
 	free(id);
 	free(doc);
@@ -285,6 +299,16 @@ cleanup:
 int blob_open(al_file *f, int flags, const char *path)
 {
 	int rc;
+	if (!(flags & AL_OPEN_WRITE) && *f->n.rest) {
+		/* A read of a recorded file does not look its owner up first: an owner's files are
+		 * deleted before it (delete_tree), so a record never outlives its owner. One store
+		 * lookup less per open of a dataset read file by file; a missing file still asks
+		 * whether its owner is missing too. */
+		if ((rc = open_blob(f, flags, path)) != AL_ENOTFOUND)
+			return rc;
+		int orc = doc_exists(f->t, node_owner_doc(&f->n));
+		return orc ? orc : rc;
+	}
 	if ((rc = doc_exists(f->t, node_owner_doc(&f->n))))
 		return rc;
 	return *f->n.rest ? open_blob(f, flags, path) : al_error_set(AL_EISDIR, "a folder");

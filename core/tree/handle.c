@@ -290,7 +290,10 @@ int al_file_flush(al_file *f)
 	pthread_mutex_lock(&f->mu);
 	rc = flush_locked(f);
 	pthread_mutex_unlock(&f->mu);
-	changed(f->t);
+	/* A handle with nothing to flush (reading .aletheia/status, a listing's file) changed
+	 * nothing: the attribute cache and the records kept for opens stay good. */
+	if (CLASS(f)->flush || (f->flags & AL_OPEN_WRITE))
+		changed(f->t);
 	return rc;
 }
 

@@ -153,6 +153,14 @@ typedef struct scratch {
 } scratch;
 
 typedef struct attr_entry attr_entry;
+typedef struct rec_entry rec_entry;
+/* A blob-backed file's record as a read open needs it (blobhandle.c). */
+typedef struct file_rec {
+	int is_dir;
+	char hash[AL_HASH_HEX_LEN + 1];    /* "" when the record has no valid hash */
+	int64_t size;
+	char *blob;                          /* its "blob" field, or NULL */
+} file_rec;
 typedef struct render_entry render_entry;
 typedef struct rendered rendered;
 
@@ -202,6 +210,8 @@ struct al_tree {
 	uint64_t gen;
 	attr_entry **acache;
 	size_t acount;
+	rec_entry **frcache;       /* dataset files' records, kept the same way (reccache_get) */
+	size_t frcount;
 	int64_t attr_ttl_us;       /* INT64_MAX for a local store: no one else changes it */
 	al_tree_status_fn status_fn;  /* the FUSE layer's lines of .aletheia/status (in lock) */
 	void *status_arg;
@@ -311,6 +321,14 @@ void changed(al_tree *t);
 /* The attribute cache's generation now, and an answer computed since then (a listing's
  * attributes: al_tree_readdir) kept as a lookup's is, unless something changed meanwhile. */
 uint64_t attrcache_gen(al_tree *t);
+/* Dataset files' records on a local store, kept while no change happened since they were read
+ * (g0: attrcache_gen before the read), so an open after a lookup, or a second epoch's, reads no
+ * document. get: 0 and a copy (file_rec_clear it), or AL_ENOTFOUND when none is kept. */
+int reccache_get(file_rec *out, al_tree *t, const char *doc);
+void reccache_put(al_tree *t, const char *doc, const file_rec *r, uint64_t g0);
+int reccache_wanted(al_tree *t, const node *n);
+void file_rec_from_doc(file_rec *out, const al_doc *d);
+void file_rec_clear(file_rec *r);
 void attrcache_put(al_tree *t, const char *path, const al_attr *a, uint64_t g0);
 int attrcache_init(al_tree *t);
 void attrcache_free(al_tree *t);
@@ -446,6 +464,7 @@ void dataset_scan_note(al_tree *t, const node *n, int cold);
 void dataset_scans_free(al_tree *t);
 /* blobhandle.c: the URL a file's blob is read from when not the blob store's own (an import). */
 const char *blob_source(al_tree *t, const al_doc *d, const char *hash);
+const char *blob_source_of(al_tree *t, const char *blob, const char *hash);
 /* ctl.c */
 int ctl_empty_attr(al_attr *out, al_tree *t, const node *n, const al_doc *owner, const char *path,
 	unsigned mode);

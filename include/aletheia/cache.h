@@ -11,6 +11,10 @@ typedef struct al_cache al_cache;
 
 typedef struct al_cache_stats {
 	uint64_t bytes, max_bytes, entries, pinned, hits, misses, evictions;
+	/* Complete files placed and not yet made durable by a sync (their index rows come after
+	 * it), syncs that did so, and files found in the folder without a row, hashed at their
+	 * first open (README "Durability"). */
+	uint64_t unsynced, syncs, unverified;
 } al_cache_stats;
 
 /* max_bytes 0 means unbounded. The folder is created if missing; the index is reloaded. */
