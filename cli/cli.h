@@ -64,6 +64,10 @@ char *al_cli_xdg_dir(const char *var, const char *fallback);
 
 /* $ALETHEIA_MOUNT if set and not empty, else /mnt/aletheia. Borrowed. */
 const char *al_cli_default_mount(void);
+/* 0 when an aletheia mount answers at mount (MOUNT/.aletheia/status exists, the check of
+ * `aletheia status`); else -1 after saying why on stderr (nothing mounted, the daemon gone, another
+ * user's mount not shared) (cli/status.c). */
+int al_cli_check_mount(const char *mount);
 /* Opens MOUNT/.aletheia/NAME read-write (the channel of fsck, prefetch), its path in path: the
  * descriptor, or -1 after saying why on stderr (the daemon gone, not an aletheia mount). */
 int al_cli_open_control(char *path, size_t len, const char *mount, const char *name);

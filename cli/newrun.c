@@ -119,6 +119,12 @@ int al_cli_create_run(char **out, const char *mount, const char *exper)
 		rc = al_error_from_errno(err);
 		goto cleanup;
 	}
+	/* A folder where nothing is mounted would take the run as plain folders: nothing tracked,
+	 * and hidden once the mount comes up there (README "The command line"). */
+	if (al_cli_check_mount(root) < 0) {
+		rc = AL_ENOTFOUND;
+		goto cleanup;
+	}
 	project = strndup(exper, (size_t)(slash - exper));
 	if (!project) {
 		rc = AL_ENOMEM;

@@ -22,7 +22,6 @@ def _metric(run, name, text):
 
 # ---- data loss ----------------------------------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="not fixed yet")
 def test_run_and_new_run_refuse_a_mount_point_that_is_not_mounted(tmpdir_al):
     """README "The command line": `MOUNTPOINT` defaults to `$ALETHEIA_MOUNT`, else `/mnt/aletheia`;
     `new-run` "creates the project and experiment if missing, then the next integer run id", and
