@@ -49,7 +49,6 @@ def test_run_and_new_run_refuse_a_mount_point_that_is_not_mounted(tmpdir_al):
 
 # ---- wrong output -----------------------------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="not fixed yet")
 def test_ls_sort_puts_numbers_in_order_when_a_cell_is_nan(mount):
     """README "The command line", `ls`: "`--sort COLUMN` sorts ascending, `--sort -COLUMN`
     descending: numbers by value, before text, empty cells last either way". A metric whose last
