@@ -68,7 +68,6 @@ def test_ls_sort_puts_numbers_in_order_when_a_cell_is_nan(mount):
         assert numbers == want, f"--sort {sort} printed {cells}"
 
 
-@pytest.mark.xfail(strict=True, reason="not fixed yet")
 def test_diff_prints_numbers_as_runs_csv_does(mount):
     """README "The command line", `diff`: it prints `param.<key>` and per metric `metric.<name>`,
     `.min`, `.max` "as runs.csv names and prints them". runs.csv prints an integer param 120 as
