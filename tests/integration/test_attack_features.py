@@ -198,7 +198,6 @@ def _complete(words, m):
     return sorted(line for line in r.stdout.splitlines() if line)
 
 
-@pytest.mark.xfail(strict=True, reason="not fixed yet")
 def test_completion_of_an_experiment_name_with_a_space(mount):
     """README "The command line": the bash completion offers "`PROJECT/EXPERIMENT` and
     `PROJECT/DATASET` names read from the mount", and names are "any UTF-8 name that is a valid
