@@ -105,6 +105,9 @@ int al_cli_watch_start(al_cli_watch **out, const char *run, pid_t child, double 
 	double beat_every);
 /* Does what is due; returns the milliseconds until the next thing is due. */
 int al_cli_watch_tick(al_cli_watch *w);
+/* The command exited (its pid may be another process's by now): al_cli_watch_tick only beats, while
+ * `aletheia run` reads what the command left running. */
+void al_cli_watch_exited(al_cli_watch *w);
 /* Once the command ended: system.json gets the kernel's account (ru: wait4's, NULL when unknown)
  * over wall_seconds; w is freed. */
 void al_cli_watch_end(al_cli_watch *w, const struct rusage *ru, double wall_seconds);

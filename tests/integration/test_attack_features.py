@@ -113,7 +113,6 @@ def test_a_log_scale_plot_of_a_wide_range_has_only_finite_coordinates(run):
 
 # ---- aletheia run -----------------------------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="not fixed yet")
 def test_run_does_not_kill_what_the_command_left_running(mount, tmpdir_al):
     """README "The command line", `run`: it "runs the command with its output shown and captured
     into output.log (through pipes …)". A command that starts a background process and exits
