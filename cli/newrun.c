@@ -107,6 +107,13 @@ int al_cli_create_run(char **out, const char *mount, const char *exper)
 	int rc;
 
 	*out = NULL;
+	/* A folder where nothing is mounted would take the run as plain folders: nothing tracked,
+	 * and hidden once the mount comes up there (README "The command line"). The check also
+	 * names a daemon that is gone and another user's mount not shared. */
+	if (al_cli_check_mount(mount) < 0) {
+		rc = AL_ENOTFOUND;
+		goto cleanup;
+	}
 	root = realpath(mount, NULL);
 	if (!root) {
 		int err = errno;
@@ -117,12 +124,6 @@ int al_cli_create_run(char **out, const char *mount, const char *exper)
 			al_cli_fail("cannot open mount point %s: %s; mount it with `aletheia mount %s` "
 				"or pass --mount", mount, strerror(err), mount);
 		rc = al_error_from_errno(err);
-		goto cleanup;
-	}
-	/* A folder where nothing is mounted would take the run as plain folders: nothing tracked,
-	 * and hidden once the mount comes up there (README "The command line"). */
-	if (al_cli_check_mount(root) < 0) {
-		rc = AL_ENOTFOUND;
 		goto cleanup;
 	}
 	project = strndup(exper, (size_t)(slash - exper));
