@@ -64,6 +64,10 @@ char *al_cli_xdg_dir(const char *var, const char *fallback);
 
 /* $ALETHEIA_MOUNT if set and not empty, else /mnt/aletheia. Borrowed. */
 const char *al_cli_default_mount(void);
+/* 0 when an aletheia mount answers at mount (MOUNT/.aletheia/status exists, the check of
+ * `aletheia status`); else -1 after saying why on stderr (nothing mounted, the daemon gone, another
+ * user's mount not shared) (cli/status.c). */
+int al_cli_check_mount(const char *mount);
 /* Opens MOUNT/.aletheia/NAME read-write (the channel of fsck, prefetch), its path in path: the
  * descriptor, or -1 after saying why on stderr (the daemon gone, not an aletheia mount). */
 int al_cli_open_control(char *path, size_t len, const char *mount, const char *name);
@@ -101,6 +105,9 @@ int al_cli_watch_start(al_cli_watch **out, const char *run, pid_t child, double 
 	double beat_every);
 /* Does what is due; returns the milliseconds until the next thing is due. */
 int al_cli_watch_tick(al_cli_watch *w);
+/* The command exited (its pid may be another process's by now): al_cli_watch_tick only beats, while
+ * `aletheia run` reads what the command left running. */
+void al_cli_watch_exited(al_cli_watch *w);
 /* Once the command ended: system.json gets the kernel's account (ru: wait4's, NULL when unknown)
  * over wall_seconds; w is freed. */
 void al_cli_watch_end(al_cli_watch *w, const struct rusage *ru, double wall_seconds);

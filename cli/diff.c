@@ -9,6 +9,9 @@
 #include <sys/stat.h>
 #include <cjson/cJSON.h>
 #include "aletheia/common.h"
+#include "core/doc/json.h"
+#include "core/doc/value.h"
+#include "core/series/metric.h"
 #include "cli/cli.h"
 
 /* A run's folder: a path to it (holding run.json), or PROJECT/EXPERIMENT/ID under the mount. */
@@ -28,51 +31,17 @@ static char *run_dir(const char *arg, const char *mount)
 	return out;
 }
 
-/* run.json writes NaN and ±Infinity bare, as Python's json does: cJSON reads them as the strings
- * runs.csv shows for them (nan, inf, -inf). */
-static char *quote_nonfinite(const char *s)
+/* Numbers are raw items holding their JSON text ("120", "3.5", "1e+16", "NaN"; value.h). */
+static int is_number(const cJSON *v)
 {
-	size_t len = strlen(s), i, w = 0;
-	char *out = malloc(len * 2 + 1);
-	int in_str = 0;
-	if (!out)
-		return NULL;
-	for (i = 0; i < len; i++) {
-		static const char *const words[] = {"-Infinity", "Infinity", "NaN"};
-		static const char *const shown[] = {"-inf", "inf", "nan"};
-		size_t k, wl;
-		if (in_str) {
-			out[w++] = s[i];
-			if (s[i] == '\\' && i + 1 < len)
-				out[w++] = s[++i];
-			else if (s[i] == '"')
-				in_str = 0;
-			continue;
-		}
-		if (s[i] == '"')
-			in_str = 1;
-		for (k = 0; k < 3; k++)
-			if (strncmp(s + i, words[k], wl = strlen(words[k])) == 0)
-				break;
-		if (k < 3) {
-			out[w++] = '"';
-			memcpy(out + w, shown[k], strlen(shown[k]));
-			w += strlen(shown[k]);
-			out[w++] = '"';
-			i += wl - 1;
-			continue;
-		}
-		out[w++] = s[i];
-	}
-	out[w] = '\0';
-	return out;
+	return cJSON_IsRaw(v) && v->valuestring;
 }
 
 static cJSON *read_run(const char *dir, const char *arg)
 {
-	char *path = NULL, *text = NULL, *fixed = NULL;
+	char *path = NULL, *text = NULL;
 	size_t len;
-	cJSON *j = NULL;
+	cJSON *j = NULL, *typed = NULL;
 	int err;
 	if (asprintf(&path, "%s/run.json", dir) < 0) {
 		al_cli_fail("out of memory");
@@ -81,39 +50,38 @@ static cJSON *read_run(const char *dir, const char *arg)
 	if ((err = al_cli_read_file(&text, &len, path)))
 		al_cli_fail("%s: cannot read %s: %s; give a run's folder or PROJECT/EXPERIMENT/ID with "
 			"the mount at --mount", arg, path, strerror(err));
-	else if (!(fixed = quote_nonfinite(text)) || !(j = cJSON_Parse(fixed)) || !cJSON_IsObject(j))
+	/* Parsed exactly (json.h: integers past 2^53, NaN and ±Infinity as Python writes them), then
+	 * back to plain JSON whose numbers are raw items holding their exact text (value.h). */
+	else if (al_json_to_value(&typed, text, len) < 0 || !al_value_get_map(typed) ||
+		 !(j = al_value_to_json(typed)))
 		al_cli_fail("%s: %s is not a run's run.json", arg, path);
-	free(fixed);
+	cJSON_Delete(typed);
 	free(text);
 	free(path);
 	return j;
 }
 
-/* The shortest decimal that reads back as the same double, as runs.csv and run.json print it
- * (cJSON's printer stops at 15 digits by a loose equality check, or prints 17). */
-static char *number_text(double v)
-{
-	char buf[40];
-	for (int prec = 1; prec <= 17; prec++) {
-		snprintf(buf, sizeof(buf), "%.*g", prec, v);
-		if (strtod(buf, NULL) == v)
-			break;
-	}
-	return strdup(buf);
-}
-
-/* A value as one line of text; NULL when absent. */
+/* A value as one line of text, as runs.csv prints it (core/tree/values.c value_text): integers
+ * exactly, doubles as their shortest decimal (al_double_format: 120, 100000, 1e+16, nan), other
+ * values as JSON; NULL when absent. */
 static char *value_text(const cJSON *v)
 {
+	char num[40], *p = NULL;
 	if (!v)
 		return NULL;
 	if (cJSON_IsString(v))
 		return strdup(v->valuestring);
 	if (cJSON_IsNull(v))
 		return strdup("");
-	if (cJSON_IsNumber(v))
-		return number_text(v->valuedouble);
-	return cJSON_PrintUnformatted(v);
+	if (cJSON_IsBool(v))
+		return strdup(cJSON_IsTrue(v) ? "true" : "false");
+	if (is_number(v)) {
+		if (!strpbrk(v->valuestring, ".eEIN"))   /* an integerValue: its digits */
+			return strdup(v->valuestring);
+		al_double_format(num, strtod(v->valuestring, NULL));
+		return strdup(num);
+	}
+	return al_json_print(&p, NULL, v, 0) == 0 ? p : NULL;
 }
 
 typedef struct diffs {
@@ -127,7 +95,8 @@ static int note(diffs *d, const char *key, const cJSON *a, const cJSON *b)
 	char *ta = value_text(a), *tb = value_text(b);
 	int same = (!ta && !tb) || (ta && tb && strcmp(ta, tb) == 0);
 	/* numbers that print differently but are equal (1 and 1.0) are the same */
-	if (!same && cJSON_IsNumber(a) && cJSON_IsNumber(b) && a->valuedouble == b->valuedouble)
+	if (!same && is_number(a) && is_number(b) &&
+	    strtod(a->valuestring, NULL) == strtod(b->valuestring, NULL))
 		same = 1;
 	if (same) {
 		free(ta);

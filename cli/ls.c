@@ -2,6 +2,7 @@
  * the mount) aligned for a terminal, sorted, filtered and cut; and the table printing and CSV
  * reading that `aletheia diff` shares (README "The command line"). */
 #include <errno.h>
+#include <math.h>
 #include <locale.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -246,26 +247,39 @@ static long sort_col;
 static int sort_desc;
 static char ***sort_rows;
 
-/* Numbers by value, before text; text by bytes; empty cells last either way; ties in runs.csv's
- * order (the row index). */
+/* A cell's place whichever the direction: 0 a number or text, 1 NaN (a diverged run: never first),
+ * 2 empty. */
+static int cell_class(const char *s)
+{
+	double v;
+	if (!*s)
+		return 2;
+	return is_number(s, &v) && isnan(v) ? 1 : 0;
+}
+
+/* Numbers by value, before text; text by bytes; NaN after both and empty cells last, either way;
+ * ties in runs.csv's order (the row index). NaN compares neither less nor greater than a number:
+ * left among them, the comparison is no order and qsort leaves numbers out of order. */
 static int cmp_rows(const void *a, const void *b)
 {
 	size_t x = *(const size_t *)a, y = *(const size_t *)b;
 	const char *s = sort_rows[x][sort_col], *u = sort_rows[y][sort_col];
 	double v, w;
-	int nx, ny, c = 0;
-	if (!*s != !*u)
-		return *s ? -1 : 1;
-	nx = is_number(s, &v);
-	ny = is_number(u, &w);
-	if (nx && ny)
-		c = v < w ? -1 : v > w ? 1 : 0;
-	else if (nx != ny)
-		c = nx ? -1 : 1;
-	else
-		c = strcmp(s, u);
-	if (sort_desc)
-		c = -c;
+	int nx, ny, c = 0, kx = cell_class(s), ky = cell_class(u);
+	if (kx != ky)
+		return kx < ky ? -1 : 1;
+	if (kx == 0) {
+		nx = is_number(s, &v);
+		ny = is_number(u, &w);
+		if (nx && ny)
+			c = v < w ? -1 : v > w ? 1 : 0;
+		else if (nx != ny)
+			c = nx ? -1 : 1;
+		else
+			c = strcmp(s, u);
+		if (sort_desc)
+			c = -c;
+	}
 	return c ? c : x < y ? -1 : 1;
 }
 

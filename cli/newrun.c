@@ -107,6 +107,13 @@ int al_cli_create_run(char **out, const char *mount, const char *exper)
 	int rc;
 
 	*out = NULL;
+	/* A folder where nothing is mounted would take the run as plain folders: nothing tracked,
+	 * and hidden once the mount comes up there (README "The command line"). The check also
+	 * names a daemon that is gone and another user's mount not shared. */
+	if (al_cli_check_mount(mount) < 0) {
+		rc = AL_ENOTFOUND;
+		goto cleanup;
+	}
 	root = realpath(mount, NULL);
 	if (!root) {
 		int err = errno;

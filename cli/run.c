@@ -19,6 +19,12 @@
 #include "cli/cli.h"
 
 #define MAX_PARAMS 256
+/* Once the command exited, what it left running (a background job, a daemon) may still hold its
+ * output: it is read until every holder closed it, as `| tee` does, but not after it stayed silent
+ * for QUIET_MS or LEFTOVER_MAX_MS after the exit; then a background copy goes on showing it
+ * (README "The command line"). */
+#define QUIET_MS 2000
+#define LEFTOVER_MAX_MS 30000
 
 /* The signals passed on to the command (README "The command line"). */
 static const int forwarded[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
@@ -235,41 +241,111 @@ static int command_got_it(const struct signalfd_siginfo *si, pid_t child)
 }
 
 /* Reads the signals queued on sig_fd and passes on those the command did not get; child 0 (the
- * command was reaped: its pid may be another process's by now) drops them. */
-static void pass_signals(int sig_fd, pid_t child)
+ * command was reaped: its pid may be another process's by now) drops them. Returns how many
+ * there were besides SIGCHLD. */
+static int pass_signals(int sig_fd, pid_t child)
 {
 	struct signalfd_siginfo si;
+	int n = 0;
 
 	while (read(sig_fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+		n += si.ssi_signo != SIGCHLD;
 		if (child > 0 && si.ssi_signo != SIGCHLD && !command_got_it(&si, child))
 			kill(child, (int)si.ssi_signo);
 	}
+	return n;
 }
 
-/* Reads the child's stdout and stderr pipes until both close (or, once the child has exited,
- * until they fall quiet: a background grandchild may hold them open), copying each to output.log
- * and to the matching console stream, and passes signals on (sig_fd) until the child exits, even
- * when its pipes are closed. Returns the child's wait status. */
+static long long ms_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* What the command left running still holds its output (fds[0] stdout, fds[1] stderr; -1 when
+ * closed): a child of ours copies it on to the console until they close it, so that they are not
+ * killed by SIGPIPE nor blocked on a full pipe when `aletheia run` exits. The run has ended by
+ * then (its files are read-only): the copy is shown, not captured. Closes fds in the caller. */
+static void show_leftovers(int fds[2])
+{
+	pid_t pid;
+	if (fds[0] < 0 && fds[1] < 0)
+		return;
+	fflush(NULL);
+	pid = fork();
+	if (pid == 0) {
+		struct pollfd pfd[2] = {{.fd = fds[0], .events = POLLIN}, {.fd = fds[1], .events = POLLIN}};
+		const int console[2] = {STDOUT_FILENO, STDERR_FILENO};
+		int console_ok[2] = {1, 1}, open_fds = (fds[0] >= 0) + (fds[1] >= 0);
+		char buf[65536];
+		/* SIGPIPE stays ignored (spawn): a closed console must not end the copy, and with it
+		 * its writers. */
+		while (open_fds > 0) {
+			if (poll(pfd, 2, -1) < 0) {
+				if (errno == EINTR)
+					continue;
+				break;
+			}
+			for (int k = 0; k < 2; k++) {
+				ssize_t got;
+				if (pfd[k].fd < 0 || !(pfd[k].revents & (POLLIN | POLLHUP | POLLERR)))
+					continue;
+				got = read(pfd[k].fd, buf, sizeof(buf));
+				if (got < 0 && (errno == EINTR || errno == EAGAIN))
+					continue;
+				if (got <= 0) {
+					close(pfd[k].fd);
+					pfd[k].fd = -1;
+					open_fds--;
+				} else if (console_ok[k] && write_all(console[k], buf, (size_t)got) < 0) {
+					console_ok[k] = 0;
+				}
+			}
+		}
+		_exit(0);
+	}
+	if (pid < 0)
+		al_cli_fail("cannot start a process to show the output of what the command left "
+			"running: %s; it gets a closed pipe", strerror(errno));
+	for (int k = 0; k < 2; k++)
+		if (fds[k] >= 0)
+			close(fds[k]);
+	fds[0] = fds[1] = -1;
+}
+
+/* Reads the child's stdout and stderr pipes, copying each to output.log and to the matching
+ * console stream, and passes signals on (sig_fd) until the child exits, even when its pipes are
+ * closed. After the exit (*ended: when) it reads on until both pipes close, unless they stay
+ * silent for QUIET_MS, LEFTOVER_MAX_MS pass or a signal comes: then left[] holds the pipes still
+ * open (else -1). Returns the child's wait status. */
 static int tee_and_wait(pid_t pid, int out_fd, int err_fd, int sig_fd, int log_fd,
-	const char *log_path, al_cli_watch *watch, struct rusage *ru)
+	const char *log_path, al_cli_watch *watch, struct rusage *ru, struct timespec *ended,
+	int left[2])
 {
 	struct pollfd pfd[3] = {{.fd = out_fd, .events = POLLIN}, {.fd = err_fd, .events = POLLIN},
 		{.fd = sig_fd, .events = POLLIN}};
 	const int console[2] = {STDOUT_FILENO, STDERR_FILENO};
 	int console_ok[2] = {1, 1}, log_ok = 1, open_fds = 2, exited = 0, status = 0;
+	long long quiet_at = 0, give_up_at = 0;
 	char buf[65536];
 
 	while (open_fds > 0 || !exited) {
-		int wait_ms = exited ? 200 : 500, n;
-		if (!exited && watch) {
+		int wait_ms = 500, n;
+		if (watch) {
 			int due = al_cli_watch_tick(watch);
 			if (due < wait_ms)
 				wait_ms = due;
 		}
+		if (exited) {
+			long long now = ms_now(), until = quiet_at < give_up_at ? quiet_at : give_up_at;
+			if (now >= until)
+				break;
+			if (until - now < wait_ms)
+				wait_ms = (int)(until - now);
+		}
 		n = poll(pfd, 3, wait_ms);
 		if (n < 0 && errno != EINTR)
-			break;
-		if (n == 0 && exited)
 			break;
 		for (int k = 0; n > 0 && k < 2; k++) {
 			ssize_t got;
@@ -284,6 +360,8 @@ static int tee_and_wait(pid_t pid, int out_fd, int err_fd, int sig_fd, int log_f
 				open_fds--;
 				continue;
 			}
+			if (exited)
+				quiet_at = ms_now() + QUIET_MS;
 			if (log_ok && write_all(log_fd, buf, (size_t)got) < 0) {
 				log_ok = 0;
 				al_cli_fail("cannot write %s: %s; the command goes on, its output is no "
@@ -294,19 +372,27 @@ static int tee_and_wait(pid_t pid, int out_fd, int err_fd, int sig_fd, int log_f
 			if (console_ok[k] && write_all(console[k], buf, (size_t)got) < 0)
 				console_ok[k] = 0;
 		}
-		if (n > 0 && (pfd[2].revents & POLLIN))
-			pass_signals(sig_fd, exited ? 0 : pid);
-		if (!exited && wait4(pid, &status, WNOHANG, ru) == pid)
-			exited = 1;
-	}
-	for (int k = 0; k < 2; k++)
-		if (pfd[k].fd >= 0)
-			close(pfd[k].fd);
-	while (!exited) {
-		if (wait4(pid, &status, 0, ru) == pid)
-			exited = 1;
-		else if (errno != EINTR)
+		/* After the exit a signal (Ctrl-C) ends the wait for what the command left running. */
+		if (n > 0 && (pfd[2].revents & POLLIN) && pass_signals(sig_fd, exited ? 0 : pid) > 0 &&
+		    exited)
 			break;
+		if (!exited && wait4(pid, &status, WNOHANG, ru) == pid) {
+			exited = 1;
+			clock_gettime(CLOCK_MONOTONIC, ended);
+			al_cli_watch_exited(watch);
+			quiet_at = ms_now() + QUIET_MS;
+			give_up_at = ms_now() + LEFTOVER_MAX_MS;
+		}
+	}
+	left[0] = pfd[0].fd;
+	left[1] = pfd[1].fd;
+	while (!exited) {
+		if (wait4(pid, &status, 0, ru) == pid) {
+			exited = 1;
+			clock_gettime(CLOCK_MONOTONIC, ended);
+		} else if (errno != EINTR) {
+			break;
+		}
 	}
 	return status;
 }
@@ -317,7 +403,7 @@ static int tee_and_wait(pid_t pid, int out_fd, int err_fd, int sig_fd, int log_f
  * hangup to capture the command's last words and record its end; one that was ignored when
  * aletheia started (nohup, a background job of a non-interactive shell) stays ignored, by both. */
 static int spawn(char **argv, int log_fd, const char *log_path, const char *run,
-	double metrics_every, double beat_every)
+	double metrics_every, double beat_every, int left[2])
 {
 	al_cli_watch *watch = NULL;
 	struct rusage ru;
@@ -372,9 +458,9 @@ static int spawn(char **argv, int log_fd, const char *log_path, const char *run,
 	memset(&ru, 0, sizeof(ru));
 	/* A watch that cannot start (no memory) leaves the command running unwatched. */
 	al_cli_watch_start(&watch, run, pid, metrics_every, beat_every);
-	status = tee_and_wait(pid, out[0], err[0], sig_fd, log_fd, log_path, watch, &ru);
+	t1 = t0;
+	status = tee_and_wait(pid, out[0], err[0], sig_fd, log_fd, log_path, watch, &ru, &t1, left);
 	out[0] = err[0] = -1;
-	clock_gettime(CLOCK_MONOTONIC, &t1);
 	al_cli_watch_end(watch, &ru, (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9);
 	/* Those the command got too (the Ctrl-C that ended it) are dropped; later ones are aletheia's
 	 * own again, as before the command started. */
@@ -402,6 +488,7 @@ int al_cli_run(int argc, char **argv)
 	char *run = NULL, *log_path = NULL, *status_path = NULL;
 	char word[64];
 	int nparams = 0, require_clean = 0, log_fd = -1, started = 0, status, code, rc = 1;
+	int left[2] = {-1, -1};   /* the output pipes, while what the command left running holds them */
 	double metrics_every = 10, beat_every = 10;
 
 	for (int i = 1; i < argc; i++) {
@@ -500,7 +587,7 @@ int al_cli_run(int argc, char **argv)
 	/* Python block-buffers a pipe: unbuffered, its output shows up live and survives a kill. */
 	setenv("PYTHONUNBUFFERED", "1", 0);
 
-	status = spawn(command, log_fd, log_path, run, metrics_every, beat_every);
+	status = spawn(command, log_fd, log_path, run, metrics_every, beat_every, left);
 	started = 1;
 	if (close(log_fd) != 0)
 		al_cli_fail("cannot write %s: %s; the end of the output may be missing", log_path,
@@ -519,6 +606,7 @@ int al_cli_run(int argc, char **argv)
 	rc = code;
 	if (al_cli_write_file(status_path, word) < 0 && rc == 0)
 		rc = 1;
+	show_leftovers(left);
 cleanup:
 	if (log_fd >= 0)
 		close(log_fd);

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -121,6 +122,20 @@ static void not_a_mount(const char *mount, int err)
 	else
 		al_cli_fail("%s is not an aletheia mount (%s); mount it with `aletheia mount %s`", mount,
 			strerror(err), mount);
+}
+
+int al_cli_check_mount(const char *mount)
+{
+	char path[4096];
+	struct stat st;
+	if (snprintf(path, sizeof(path), "%s/.aletheia/status", mount) >= (int)sizeof(path)) {
+		al_cli_fail("the mount point %s is too long", mount);
+		return -1;
+	}
+	if (stat(path, &st) == 0)
+		return 0;
+	not_a_mount(mount, errno);
+	return -1;
 }
 
 /* Parses [MOUNTPOINT]; NULL after printing usage. */

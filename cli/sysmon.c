@@ -58,6 +58,7 @@ struct al_cli_watch {
 	long long prev_ticks;
 	long step;
 	int beat_failed, metrics_failed;
+	int exited;   /* the command ended: beats only, while its leftovers' output is read */
 	struct nvml nv;
 	cJSON *machine;
 	struct series s[MAX_SERIES];
@@ -574,16 +575,22 @@ int al_cli_watch_tick(al_cli_watch *w)
 		beat(w);
 		w->next_beat = mono_in(w->beat_every);
 	}
-	if (w->metrics_every > 0 && now >= secs(&w->next_sample)) {
+	if (w->metrics_every > 0 && !w->exited && now >= secs(&w->next_sample)) {
 		if (!w->metrics_failed)
 			sample(w);
 		w->next_sample = mono_in(w->metrics_every);
 	}
 	now = now_mono();
 	next = secs(&w->next_beat) - now;
-	if (w->metrics_every > 0 && secs(&w->next_sample) - now < next)
+	if (w->metrics_every > 0 && !w->exited && secs(&w->next_sample) - now < next)
 		next = secs(&w->next_sample) - now;
 	return next <= 0 ? 0 : (int)(next * 1000) + 1;
+}
+
+void al_cli_watch_exited(al_cli_watch *w)
+{
+	if (w)
+		w->exited = 1;
 }
 
 void al_cli_watch_end(al_cli_watch *w, const struct rusage *ru, double wall_seconds)

@@ -22,7 +22,6 @@ def _metric(run, name, text):
 
 # ---- data loss ----------------------------------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="not fixed yet")
 def test_run_and_new_run_refuse_a_mount_point_that_is_not_mounted(tmpdir_al):
     """README "The command line": `MOUNTPOINT` defaults to `$ALETHEIA_MOUNT`, else `/mnt/aletheia`;
     `new-run` "creates the project and experiment if missing, then the next integer run id", and
@@ -50,7 +49,6 @@ def test_run_and_new_run_refuse_a_mount_point_that_is_not_mounted(tmpdir_al):
 
 # ---- wrong output -----------------------------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="not fixed yet")
 def test_ls_sort_puts_numbers_in_order_when_a_cell_is_nan(mount):
     """README "The command line", `ls`: "`--sort COLUMN` sorts ascending, `--sort -COLUMN`
     descending: numbers by value, before text, empty cells last either way". A metric whose last
@@ -70,7 +68,6 @@ def test_ls_sort_puts_numbers_in_order_when_a_cell_is_nan(mount):
         assert numbers == want, f"--sort {sort} printed {cells}"
 
 
-@pytest.mark.xfail(strict=True, reason="not fixed yet")
 def test_diff_prints_numbers_as_runs_csv_does(mount):
     """README "The command line", `diff`: it prints `param.<key>` and per metric `metric.<name>`,
     `.min`, `.max` "as runs.csv names and prints them". runs.csv prints an integer param 120 as
@@ -116,7 +113,6 @@ def test_a_log_scale_plot_of_a_wide_range_has_only_finite_coordinates(run):
 
 # ---- aletheia run -----------------------------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="not fixed yet")
 def test_run_does_not_kill_what_the_command_left_running(mount, tmpdir_al):
     """README "The command line", `run`: it "runs the command with its output shown and captured
     into output.log (through pipes …)". A command that starts a background process and exits
@@ -200,7 +196,6 @@ def _complete(words, m):
     return sorted(line for line in r.stdout.splitlines() if line)
 
 
-@pytest.mark.xfail(strict=True, reason="not fixed yet")
 def test_completion_of_an_experiment_name_with_a_space(mount):
     """README "The command line": the bash completion offers "`PROJECT/EXPERIMENT` and
     `PROJECT/DATASET` names read from the mount", and names are "any UTF-8 name that is a valid

@@ -110,6 +110,33 @@ def test_run_failure(mount):
     assert r.returncode != 0
 
 
+def test_run_output_of_what_the_command_left_running(mount, tmpdir_al):
+    """README "The command line", `run`: after the command exits, what it left running (a background
+    job) is still read, shown and captured, until it closes its output or stays silent for 2 s;
+    then `aletheia run` records the end and exits, and a process of its own goes on showing that
+    output (not captured: the run has ended) so its writer is not killed by a closed pipe."""
+    marker = tmpdir_al / "later"
+    cmd = f"(sleep 0.5; echo soon; sleep 6; echo later; echo done > {marker}) & echo started"
+    p = subprocess.Popen([BIN, "run", "--exper", "p/e", "--system-metrics-interval", "0", "--",
+                          "sh", "-c", cmd], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env=env_for(mount))
+    try:
+        rc = p.wait(timeout=30)
+        # the end is recorded while the background job still sleeps (it holds the output 6 s)
+        run = mount.path / "p/experiments/e/runs/1"
+        assert rc == 0 and not marker.exists()
+        assert (run / "status").read_text() == "finished\n"
+        assert (run / "output.log").read_text() == "started\nsoon\n"
+        out, err = p.communicate(timeout=30)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert out == "started\nsoon\nlater\n", (out, err)
+    assert marker.read_text() == "done\n"
+    assert (run / "output.log").read_text() == "started\nsoon\n"
+
+
 def test_run_sigterm(mount):
     p = subprocess.Popen([BIN, "run", "--exper", "p/e", "--", "bash", "-c", 'echo "$ALETHEIA_RUN_DIR"; exec sleep 30'],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env_for(mount))
