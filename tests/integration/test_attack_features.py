@@ -241,7 +241,6 @@ def test_best_of_a_metric_whose_folder_is_another_runs_metric(mount):
         f"best/min/ has no entry for the metric loss/a: {found}"
 
 
-@pytest.mark.xfail(strict=True, reason="not fixed yet")
 def test_index_html_shows_a_crashed_run_as_crashed(run):
     """README "Crashed runs": a run whose heartbeat is older than six intervals "shows `crashed` in
     `status`, `run.json` and `runs.csv`"; README "index.html": the runs table gives each run's
