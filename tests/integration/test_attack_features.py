@@ -95,7 +95,6 @@ def test_diff_prints_numbers_as_runs_csv_does(mount):
     assert got["metric.m"] == ["100000", "7"], r.stdout
 
 
-@pytest.mark.xfail(strict=True, reason="not fixed yet")
 def test_a_log_scale_plot_of_a_wide_range_has_only_finite_coordinates(run):
     """README "plots": the y axis is logarithmic when every value is positive and they span three
     decades or more, and a plot is "Self-contained SVG 1.1" that "a browser, an image viewer, an
