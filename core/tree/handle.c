@@ -241,6 +241,16 @@ int al_file_no_flush(al_file *f)
 	return f->kind == F_BLOB_READ && !CLASS(f)->flush;
 }
 
+int al_file_held_size(uint64_t *size, al_file *f)
+{
+	int held;
+	pthread_mutex_lock(&f->mu);
+	held = f->kind == F_GENERATED && f->gen;
+	*size = held ? f->gen->len : 0;
+	pthread_mutex_unlock(&f->mu);
+	return held;
+}
+
 int al_file_getattr(al_attr *out, al_file *f)
 {
 	return CLASS(f)->getattr ? CLASS(f)->getattr(out, f) : path_attr(out, f);

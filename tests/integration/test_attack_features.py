@@ -259,7 +259,6 @@ def test_index_html_shows_a_crashed_run_as_crashed(run):
 
 # ---- wrong bytes --------------------------------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="not fixed yet")
 def test_an_open_plot_or_runs_csv_keeps_its_size_while_the_run_writes(run):
     """README "Files behave like files": a generated file's content is made when it is opened, and
     "through the open file (`fstat`, and the kernel before each read) its size is that content's,
