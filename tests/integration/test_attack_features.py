@@ -218,7 +218,6 @@ def test_completion_of_an_experiment_name_with_a_space(mount):
     assert len(got) == 1 and got[0] in ok[0], got
 
 
-@pytest.mark.xfail(strict=True, reason="not fixed yet")
 def test_best_of_a_metric_whose_folder_is_another_runs_metric(mount):
     """README "best": "`best/min/<metric>` … names with / are sub-folders (best/min/val/loss)" and
     "`best/min/` lists the metrics some run has a value of". Runs of one experiment are
