@@ -320,7 +320,6 @@ def test_mounting_over_a_dead_mount_names_the_dead_mount(mount_factory, tmpdir_a
     assert "mounted" in lines[0] or "umount" in lines[0], lines[0]
 
 
-@pytest.mark.xfail(strict=True, reason="not fixed yet")
 def test_rm_of_a_metric_with_allow_delete_deletes_it_or_fails(mount_factory):
     """README "Deleting and renaming": "`rm`, `rmdir` of tracked things fail with `EPERM` unless
     the mount was made with `--allow-delete`; nothing is deleted. With it, `rm -rf` of a run,
