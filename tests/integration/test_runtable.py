@@ -173,7 +173,6 @@ def test_thousand_runs(mount):
     assert "metric.loss" in header and "status" not in header and len(runs) == 1000
 
 
-@pytest.mark.skipif(not alutil.FIRESTORE, reason="needs ALETHEIA_TEST_STORE=firestore")
 def test_best_of_names_that_are_both_a_metric_and_a_folder(mount):
     """README "best": one run's `loss` and another's `loss/a` (and a third's `loss/a/b`): the link
     keeps the name, the metrics below it are shown beside it with their '/' written %2F."""
@@ -190,6 +189,7 @@ def test_best_of_names_that_are_both_a_metric_and_a_folder(mount):
     assert (e / "best" / "min" / "loss%2Fa" / "metrics" / "loss" / "a").is_file()
 
 
+@pytest.mark.skipif(not alutil.FIRESTORE, reason="needs ALETHEIA_TEST_STORE=firestore")
 def test_two_mounts_tags_and_best(mount_factory):
     """Tags are the run document's map field tags (name → timestamp, README "Firestore"); a second mount sees
     another's tags in tagged/ and best/ following its new points within the TTL."""
