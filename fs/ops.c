@@ -380,6 +380,28 @@ static int getattr_unnamed(al_attr *out, al_fs *fs, fuse_ino_t ino)
 	return rc;
 }
 
+/* While a generated file is open its path's size is its newest open's content (README "Files
+ * behave like files"): the kernel keeps one size per inode and asks without the handle for
+ * fstat(), so a newer render's size shown to `ls -l` would pad or cut what an open descriptor
+ * maps. A change shows at the next open (whose size is then answered) or once all are closed.
+ * Only the size is taken, under the lock; the path's attributes were made before, unlocked. */
+static void hold_open_size(al_attr *a, al_fs *fs, fuse_ino_t ino)
+{
+	inode *n;
+	open_ref *r;
+	uint64_t size;
+	if (a->type == AL_NODE_DIR)
+		return;
+	pthread_mutex_lock(&fs->lock);
+	if ((n = find_ino(fs, ino)))
+		for (r = n->opens; r; r = r->next)   /* newest first */
+			if (al_file_held_size(&size, r->f)) {
+				a->size = size;
+				break;
+			}
+	pthread_mutex_unlock(&fs->lock);
+}
+
 static void forget_one(al_fs *fs, fuse_ino_t ino, uint64_t count)
 {
 	inode *n, **p;
@@ -527,13 +549,16 @@ static void reply_entry(fuse_req_t req, const char *path, const al_attr *a)
 {
 	al_fs *fs = fs_of(req);
 	struct fuse_entry_param e;
+	al_attr held;
 	memset(&e, 0, sizeof(e));
 	e.ino = remember(fs, path);
 	if (!e.ino) {
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	to_stat(&e.attr, fs, e.ino, a);
+	held = *a;
+	hold_open_size(&held, fs, e.ino);
+	to_stat(&e.attr, fs, e.ino, &held);
 	e.attr_timeout = attr_timeout(a);
 	e.entry_timeout = entry_timeout(a);
 	if (fuse_reply_entry(req, &e) != 0)
@@ -592,6 +617,8 @@ static void op_getattr_body(fuse_req_t req, fuse_ino_t ino, struct fuse_file_inf
 		rc = al_file_getattr(&a, (al_file *)(uintptr_t)fi->fh);
 	else if (!path || (rc = al_tree_getattr(&a, fs->tree, path)) == AL_ENOTFOUND)
 		rc = getattr_unnamed(&a, fs, ino);
+	else if (rc == 0)
+		hold_open_size(&a, fs, ino);
 	if (rc)
 		reply_error(req, rc, "getattr", path);
 	else {
@@ -1037,8 +1064,10 @@ static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 			char *path = NULL;
 			if (asprintf(&path, "%s/%s", strcmp(d->path, "/") == 0 ? "" : d->path, de->name) >= 0 &&
 			    (e.ino = remember(fs, path))) {
+				al_attr held = de->attr;
 				given[ngiven++] = e.ino;
-				to_stat(&e.attr, fs, e.ino, &de->attr);
+				hold_open_size(&held, fs, e.ino);
+				to_stat(&e.attr, fs, e.ino, &held);
 				e.attr_timeout = attr_timeout(&de->attr);
 				e.entry_timeout = entry_timeout(&de->attr);
 			}

@@ -1649,6 +1649,40 @@ cleanup:
 	return rc;
 }
 
+/* rm of a metric (README "Deleting and renaming"): everything journaled is delivered first, so
+ * no replay brings its points back, then its entry leaves every list; the entry itself is not
+ * freed (an open handle or a reader may still hold it, and writes nothing more to the store). */
+int al_series_forget(al_series_set *s, const char *metric_doc)
+{
+	series **p, *se;
+	size_t b = al__str_hash(metric_doc) % s->nbuckets;
+	run_index *r;
+	int rc;
+
+	if ((rc = al_series_flush(s)))
+		return rc;
+	pthread_mutex_lock(&s->flush_lock);
+	pthread_mutex_lock(&s->lock);
+	for (p = &s->buckets[b]; *p && strcmp((*p)->doc, metric_doc) != 0; p = &(*p)->next)
+		;
+	if ((se = *p)) {
+		*p = se->next;
+		for (p = &s->all; *p && *p != se; p = &(*p)->next_all)
+			;
+		if (*p)
+			*p = se->next_all;
+		if ((r = run_find(s, metric_doc, se->run_len, 0))) {
+			for (p = &r->list; *p && *p != se; p = &(*p)->next_run)
+				;
+			if (*p)
+				*p = se->next_run;
+		}
+	}
+	pthread_mutex_unlock(&s->lock);
+	pthread_mutex_unlock(&s->flush_lock);
+	return 0;
+}
+
 uint64_t al_series_pending(al_series_set *s)
 {
 	uint64_t n = 0;

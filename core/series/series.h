@@ -75,6 +75,9 @@ int al_series_ids(char ***out, size_t *count, al_series_set *s, const char *run_
 int al_series_sync(al_series_set *s);
 /* Delivers every dirty series now. */
 int al_series_flush(al_series_set *s);
+/* Delivers everything pending, then drops the series' entry from memory (rm of a metric: the
+ * caller deletes its documents). */
+int al_series_forget(al_series_set *s, const char *metric_doc);
 uint64_t al_series_pending(al_series_set *s);
 /* Last delivery error ("" if none); copied into buf. */
 void al_series_last_error(char *buf, size_t cap, al_series_set *s);

@@ -41,6 +41,66 @@ void link_attr(al_attr *out, size_t len, int64_t mtime)
 	out->immutable = 1;
 }
 
+static int by_length(const void *a, const void *b)
+{
+	size_t x = strlen(*(char *const *)a), y = strlen(*(char *const *)b);
+	return x < y ? -1 : x > y;
+}
+
+/* Runs are independent, so one may log `loss` and another `loss/a`: a name both a link and a
+ * folder. As in plots/ (`loss.svg` beside `plots/loss/a.svg`) both are shown: the link keeps
+ * its name and the metrics below it are shown beside it, their '/' after that name written
+ * %2F as in the metric's document id (`best/min/loss%2Fa`; README "best"). Keys of o renamed in
+ * place of each other; shortest first, so that a prefix's shown name is known before its own. */
+static int best_unclash(cJSON **o)
+{
+	cJSON *shown = cJSON_CreateObject(), *out = cJSON_CreateObject(), *it;
+	char **names = NULL;
+	size_t n = 0, i;
+	int rc = 0;
+
+	if (!shown || !out || !(names = calloc((size_t)cJSON_GetArraySize(*o) + 1, sizeof(*names)))) {
+		rc = al_error_set(AL_ENOMEM, "out of memory");
+		goto cleanup;
+	}
+	cJSON_ArrayForEach(it, *o)
+		names[n++] = it->string;
+	qsort(names, n, sizeof(*names), by_length);
+	for (i = 0; i < n; i++) {
+		const char *m = names[i], *name = m;
+		char *mine = NULL;
+		size_t j;
+		for (j = strlen(m); j-- > 0;)
+			if (m[j] == '/') {
+				char *p = strndup(m, j);
+				const char *ps = p ? cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(shown, p)) : NULL;
+				free(p);
+				if (ps) {   /* the longest prefix that is a metric itself */
+					name = mine = xasprintf("%s%%2F%s", ps, m + j + 1);
+					break;
+				}
+			}
+		if (!name || !cJSON_AddStringToObject(shown, m, name)) {
+			free(mine);
+			rc = al_error_set(AL_ENOMEM, "out of memory");
+			goto cleanup;
+		}
+		free(mine);
+	}
+	for (i = 0; i < n; i++) {
+		const char *name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(shown, names[i]));
+		cJSON_AddItemToObject(out, name, cJSON_DetachItemFromObjectCaseSensitive(*o, names[i]));
+	}
+	cJSON_Delete(*o);
+	*o = out;
+	out = NULL;
+cleanup:
+	free(names);
+	cJSON_Delete(shown);
+	cJSON_Delete(out);
+	return rc;
+}
+
 /* The index behind best/: {metric: {"min": run, "max": run}} over the runs' last values in
  * runs.csv's order, so that a tie goes to the lowest id; NaN last values and runs without the
  * metric are skipped, ±inf are values. One listing of each run's metrics (their summaries). */
@@ -107,7 +167,8 @@ static int best_render(al_buf *b, int64_t *mtime, al_tree *t, const node *n)
 		al_strings_free(ids, nids);
 		free(sums);
 	}
-	rc = json_out(b, o, 0);
+	if ((rc = best_unclash(&o)) == 0)
+		rc = json_out(b, o, 0);
 cleanup:
 	al_series_stored_free(stored);
 	cJSON_Delete(o);

@@ -229,11 +229,20 @@ static size_t log_ticks(double *out, size_t max, const scale *sc)
 {
 	double k0 = ceil(sc->lo), k1 = floor(sc->hi), k, every;
 	size_t n = 0;
+	/* The padded scale may reach past the doubles (1e-300 .. 1e300 pads to 10^-360 .. 10^360):
+	 * only powers of ten that are finite and above 0 are ticks (10^-323 is the least one). */
+	if (k0 < -323)
+		k0 = -323;
+	if (k1 > 308)
+		k1 = 308;
 	every = ceil((k1 - k0 + 1) / 8);
 	if (every < 1)
 		every = 1;
-	for (k = k0; k <= k1 && n < max; k += every)
-		out[n++] = pow(10, k);
+	for (k = k0; k <= k1 && n < max; k += every) {
+		double v = pow(10, k);
+		if (v > 0 && isfinite(v))
+			out[n++] = v;
+	}
 	return n;
 }
 

@@ -295,27 +295,66 @@ int path_inside(const char *dir, const char *path)
 	return n && strncmp(path, dir, n) == 0 && (path[n] == '/' || path[n] == '\0');
 }
 
-/* Deletes a document and everything under it. */
-static int delete_tree(al_tree *t, const char *doc)
+/* Deletes a document and everything under it, through store (t->store, or for a metric's
+ * documents the store the series module writes them through, so that it sees them go at once
+ * and not after the write-behind layer delivered). */
+static int delete_tree_in(al_tree *t, al_store_backend *store, const char *doc)
 {
 	char **colls = NULL;
 	size_t ncolls = 0, i, k;
 	int rc;
 	al_write w = {AL_WRITE_DELETE, doc, NULL, AL_PRE_NONE, NULL};
 
-	if ((rc = t->store->list_collections(&colls, &ncolls, t->store, doc)))
+	if ((rc = store->list_collections(&colls, &ncolls, store, doc)))
 		return rc;
 	for (i = 0; rc == 0 && i < ncolls; i++) {
 		al_doc_list *l = NULL;
 		char *coll = xasprintf("%s/%s", doc, colls[i]);
-		rc = al_store_list(&l, t->store, coll, NULL, NULL);
+		rc = al_store_list(&l, store, coll, NULL, NULL);
 		for (k = 0; rc == 0 && k < l->count; k++)
-			rc = delete_tree(t, l->docs[k]->path);
+			rc = delete_tree_in(t, store, l->docs[k]->path);
 		al_doc_list_free(l);
 		free(coll);
 	}
 	al_strings_free(colls, ncolls);
-	return rc ? rc : tree_commit(t, &w, 1);
+	if (rc)
+		return rc;
+	if (store == t->store)
+		return tree_commit(t, &w, 1);
+	rc = al_store_commit(store, &w, 1);
+	scope_changed(t, doc);
+	return rc;
+}
+
+static int delete_tree(al_tree *t, const char *doc)
+{
+	return delete_tree_in(t, t->store, doc);
+}
+
+/* rm of a metric with --allow-delete: its points and documents go (README "Deleting and
+ * renaming"); as rm -rf of a run, but of one metric. */
+int metric_remove(al_tree *t, const node *n, const char *path)
+{
+	al_store_backend *store = t->series_store ? t->series_store : t->store;
+	char *id = al_id_encode(n->rest), *doc = id ? xasprintf("%s/metrics/%s", n->run_doc, id) : NULL;
+	al_doc *d = NULL;
+	int rc;
+
+	if (!doc) {
+		rc = al_error_set(AL_ENOMEM, "out of memory");
+		goto cleanup;
+	}
+	if ((rc = al_series_forget(t->series, doc)))
+		goto cleanup;
+	if ((rc = al_store_get(&d, store, doc)) == AL_ENOTFOUND)
+		rc = al_error_set(AL_ENOTFOUND, "no such metric: %s", path);
+	else if (rc == 0)
+		rc = delete_tree_in(t, store, doc);
+cleanup:
+	al_doc_free(d);
+	free(doc);
+	free(id);
+	return rc;
 }
 
 int path_under(const char *dir, const char *path)

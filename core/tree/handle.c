@@ -241,6 +241,16 @@ int al_file_no_flush(al_file *f)
 	return f->kind == F_BLOB_READ && !CLASS(f)->flush;
 }
 
+/* Without f->mu: kind and gen are set at open, before the handle is known to anyone, and never
+ * change; fs/ops.c asks under its own lock, which must not wait for a handle's (a writer holds
+ * its own while it takes the tree's, and the tree's status render takes fs/ops.c's). */
+int al_file_held_size(uint64_t *size, al_file *f)
+{
+	int held = f->kind == F_GENERATED && f->gen;
+	*size = held ? f->gen->len : 0;
+	return held;
+}
+
 int al_file_getattr(al_attr *out, al_file *f)
 {
 	return CLASS(f)->getattr ? CLASS(f)->getattr(out, f) : path_attr(out, f);

@@ -414,6 +414,7 @@ void mtime_raise(int64_t *mtime, int64_t v);
 int run_map_list(keyset *k, al_tree *t, const node *n, const char *field, int typed);
 /* Deletes one key of a map field of the run (params, links). */
 int map_key_unlink(al_tree *t, const node *n, const char *field, const char *key, const char *path);
+int metric_remove(al_tree *t, const node *n, const char *path);
 
 int get_doc(al_doc **out, al_tree *t, const char *path);
 int doc_exists(al_tree *t, const char *path);

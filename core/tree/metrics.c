@@ -332,7 +332,7 @@ static int metric_getattr(al_attr *out, al_tree *t, const node *n, const al_doc 
 const al_kind kind_metric = {
 	.name = "metric", .pattern = RUN_P "/metrics/{rest}", .flags = K_RUNNING | K_MEMORY,
 	.owner = O_RUN, .mode = 0644, .getattr = metric_getattr, .list = metrics_list,
-	.open = open_metric, .mkdir = vdir_mkdir,
+	.open = open_metric, .mkdir = vdir_mkdir, .unlink = metric_remove,
 };
 
 /* A reader at the end (tail -f, a polling loop) gets the points appended since. */

@@ -85,7 +85,7 @@ static const char style[] =
 	"td.num{text-align:right;font-variant-numeric:tabular-nums}\n"
 	"tr:nth-child(even) td{background:#fafafa}\n"
 	".swatch{display:inline-block;width:10px;height:10px;margin-right:4px}\n"
-	".running{color:#1565c0}.failed,.killed{color:#b00020}.finished{color:#2e7d32}\n"
+	".running{color:#1565c0}.failed,.killed,.crashed{color:#b00020}.finished{color:#2e7d32}\n"
 	".dirty{color:#b00020}\n"
 	"figure{display:inline-block;margin:0 1em 1em 0}\n"
 	"figure img{max-width:100%;border:1px solid #ddd}\n"
@@ -181,7 +181,8 @@ static void run_row(al_buf *b, const al_doc *run, size_t index, const run_metric
 	const keyset *differ, const keyset *metrics, char *const *metric_ids, int tags)
 {
 	const cJSON *f = run->fields, *git = al_value_get_map(al_fields_get(f, "git")), *tg;
-	const char *id = al_doc_id(run->path), *status = al_fields_get_string(f, "status");
+	/* crashed as status and runs.csv show it (README "Crashed runs") */
+	const char *id = al_doc_id(run->path), *status = run_status_shown(NULL, run);
 	al_buf cell = AL_BUF_INIT;
 	int64_t last = run->update_us, fold;
 	char colour[8], dur[64];
@@ -267,7 +268,7 @@ static int render_experiment_index(al_buf *b, int64_t *mtime, al_tree *t, const 
 	}
 	for (i = 0; i < runs->count; i++) {
 		const al_doc *r = runs->docs[i];
-		const char *st = al_fields_get_string(r->fields, "status");
+		const char *st = run_status_shown(NULL, r);
 		running |= st && strcmp(st, "running") == 0;
 		tags |= al_value_get_map(al_fields_get(r->fields, "tags")) != NULL;
 		mtime_raise(mtime, r->update_us);
@@ -401,7 +402,7 @@ static int project_index_render(al_buf *b, int64_t *mtime, al_tree *t, const nod
 		if ((rc = experiment_runs(&runs, t, exps->docs[i]->path)))
 			goto cleanup;
 		for (j = 0; j < runs->count; j++) {
-			const char *st = al_fields_get_string(runs->docs[j]->fields, "status");
+			const char *st = run_status_shown(NULL, runs->docs[j]);
 			running += st && strcmp(st, "running") == 0;
 			mtime_raise(&last, runs->docs[j]->update_us);
 		}

@@ -96,6 +96,10 @@ int al_file_read(size_t *nread, al_file *f, char *buf, size_t size, uint64_t off
 /* Attributes as seen through an open handle (fstat, and the kernel before it reads): for content
  * rendered at open, or growing while open (a metric), the size the handle serves. */
 int al_file_getattr(al_attr *out, al_file *f);
+/* 1 with *size when f is a read-only open of a generated or value file (run.json, runs.csv,
+ * plots, a param): the size of the content rendered at its open, which it shows until closed
+ * (README "Files behave like files"); else 0. */
+int al_file_held_size(uint64_t *size, al_file *f);
 /* For content held in a local file (blobs, staged writes): blocks until bytes [offset,
  * offset+len) can be read (a blob streamed into the cache is fetched as needed; AL_EIO,
  * AL_ENOSPC), then gives in *fd a descriptor to read them from directly. With *owned, *fd is the

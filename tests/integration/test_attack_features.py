@@ -92,7 +92,6 @@ def test_diff_prints_numbers_as_runs_csv_does(mount):
     assert got["metric.m"] == ["100000", "7"], r.stdout
 
 
-@pytest.mark.xfail(strict=True, reason="not fixed yet")
 def test_a_log_scale_plot_of_a_wide_range_has_only_finite_coordinates(run):
     """README "plots": the y axis is logarithmic when every value is positive and they span three
     decades or more, and a plot is "Self-contained SVG 1.1" that "a browser, an image viewer, an
@@ -213,7 +212,6 @@ def test_completion_of_an_experiment_name_with_a_space(mount):
     assert len(got) == 1 and got[0] in ok[0], got
 
 
-@pytest.mark.xfail(strict=True, reason="not fixed yet")
 def test_best_of_a_metric_whose_folder_is_another_runs_metric(mount):
     """README "best": "`best/min/<metric>` … names with / are sub-folders (best/min/val/loss)" and
     "`best/min/` lists the metrics some run has a value of". Runs of one experiment are
@@ -235,7 +233,6 @@ def test_best_of_a_metric_whose_folder_is_another_runs_metric(mount):
         f"best/min/ has no entry for the metric loss/a: {found}"
 
 
-@pytest.mark.xfail(strict=True, reason="not fixed yet")
 def test_index_html_shows_a_crashed_run_as_crashed(run):
     """README "Crashed runs": a run whose heartbeat is older than six intervals "shows `crashed` in
     `status`, `run.json` and `runs.csv`"; README "index.html": the runs table gives each run's
@@ -255,7 +252,6 @@ def test_index_html_shows_a_crashed_run_as_crashed(run):
 
 # ---- wrong bytes --------------------------------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="not fixed yet")
 def test_an_open_plot_or_runs_csv_keeps_its_size_while_the_run_writes(run):
     """README "Files behave like files": a generated file's content is made when it is opened, and
     "through the open file (`fstat`, and the kernel before each read) its size is that content's,
@@ -317,7 +313,6 @@ def test_mounting_over_a_dead_mount_names_the_dead_mount(mount_factory, tmpdir_a
     assert "mounted" in lines[0] or "umount" in lines[0], lines[0]
 
 
-@pytest.mark.xfail(strict=True, reason="not fixed yet")
 def test_rm_of_a_metric_with_allow_delete_deletes_it_or_fails(mount_factory):
     """README "Deleting and renaming": "`rm`, `rmdir` of tracked things fail with `EPERM` unless
     the mount was made with `--allow-delete`; nothing is deleted. With it, `rm -rf` of a run,

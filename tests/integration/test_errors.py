@@ -146,3 +146,28 @@ def test_rename_rules(mount):
     with pytest.raises(OSError) as ei:
         os.rename(r1 / "artifacts/renamed.txt", r1 / "artifacts/again.txt")
     assert ei.value.errno in (errno.EPERM, errno.EROFS)
+
+
+def test_rm_of_a_metric_deletes_its_points_with_allow_delete(mount_factory):
+    """README "Deleting and renaming": with --allow-delete, `rm metrics/<name>` deletes the metric
+    (its points, its runs.csv column and plot), also after a remount; the other metrics stay."""
+    m = mount_factory(extra=["--allow-delete"])
+    run = mkrun(m)
+    sh("printf '1\\n2\\n' >> metrics/loss && mkdir -p metrics/val && printf '3\\n' >> metrics/val/acc && echo 0.5 >> metrics/lr",
+       cwd=run)
+    os.unlink(run / "metrics" / "loss")
+    os.unlink(run / "metrics" / "val" / "acc")
+    assert sorted(os.listdir(run / "metrics")) == ["lr", "val"]   # the folder mkdir made stays
+    assert os.listdir(run / "metrics" / "val") == []
+    exp = run.parent.parent
+    header = (exp / "runs.csv").read_text().splitlines()[0]
+    assert "metric.loss" not in header and "metric.lr" in header
+    assert not (exp / "plots" / "loss.svg").exists()
+    with pytest.raises(FileNotFoundError):
+        os.unlink(run / "metrics" / "loss")
+    # a new metric of the same name starts empty
+    sh("echo 7 >> metrics/loss", cwd=run)
+    assert [ln.split()[1] for ln in (run / "metrics" / "loss").read_text().splitlines()] == ["7"]
+    m.remount()
+    assert sorted(os.listdir(run / "metrics")) == ["loss", "lr"]
+    assert [ln.split()[1] for ln in (run / "metrics" / "loss").read_text().splitlines()] == ["7"]

@@ -173,6 +173,22 @@ def test_thousand_runs(mount):
     assert "metric.loss" in header and "status" not in header and len(runs) == 1000
 
 
+def test_best_of_names_that_are_both_a_metric_and_a_folder(mount):
+    """README "best": one run's `loss` and another's `loss/a` (and a third's `loss/a/b`): the link
+    keeps the name, the metrics below it are shown beside it with their '/' written %2F."""
+    e = mount.path / "p" / "experiments" / "e"
+    for i, name in (("1", "loss"), ("2", "loss/a"), ("3", "loss/a/b"), ("4", "acc/x")):
+        r = mkrun(mount, i)
+        os.makedirs((r / "metrics" / name).parent, exist_ok=True)
+        append(r / "metrics" / name, "1\n")
+    assert sorted(os.listdir(e / "best" / "min")) == ["acc", "loss", "loss%2Fa", "loss%2Fa%2Fb"]
+    assert os.readlink(e / "best" / "min" / "loss") == "../../runs/1"
+    assert os.readlink(e / "best" / "min" / "loss%2Fa") == "../../runs/2"
+    assert os.readlink(e / "best" / "max" / "loss%2Fa%2Fb") == "../../runs/3"
+    assert os.readlink(e / "best" / "max" / "acc" / "x") == "../../../runs/4"
+    assert (e / "best" / "min" / "loss%2Fa" / "metrics" / "loss" / "a").is_file()
+
+
 @pytest.mark.skipif(not alutil.FIRESTORE, reason="needs ALETHEIA_TEST_STORE=firestore")
 def test_two_mounts_tags_and_best(mount_factory):
     """Tags are the run document's map field tags (name → timestamp, README "Firestore"); a second mount sees

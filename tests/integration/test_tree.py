@@ -186,3 +186,25 @@ def test_readdir_inode_numbers_are_stat_s(run, mount):
         assert r.returncode == 1, r
     finally:
         os.close(fd)
+
+
+def test_a_new_open_of_a_generated_file_shows_the_change_while_an_older_one_is_open(run):
+    """README "Files behave like files": while a generated file is open, its path's size is the
+    content of its newest open; a change shows to the next open (read, fstat and mmap agree on
+    the new content) and to `stat` of the path once no older content is open."""
+    with open(run / "metrics" / "loss", "a") as f:
+        f.write("1\n")
+    path = run / "run.json"
+    with open(path, "rb") as old:
+        first = old.read()
+        with open(run / "metrics" / "loss", "a") as f:
+            f.write("123456789.5\n")
+        assert os.stat(path).st_size == len(first)          # the open content's size
+        with open(path, "rb") as new:
+            data = new.read()
+            assert data != first and b"123456789.5" in data
+            assert os.fstat(new.fileno()).st_size == len(data)
+            with mmap.mmap(new.fileno(), 0, prot=mmap.PROT_READ) as mm:
+                assert bytes(mm) == data
+    assert os.stat(path).st_size == len(data)
+    assert path.read_bytes() == data
