@@ -263,6 +263,25 @@ static long long ms_now(void)
 	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* What a ready pipe of poll's p holds, read into buf: its byte count; 0 when it closed (closed
+ * here: p->fd -1, *open_fds one less); -1 when it was not ready or the read was interrupted. */
+static ssize_t pipe_read(struct pollfd *p, char *buf, size_t cap, int *open_fds)
+{
+	ssize_t got;
+	if (p->fd < 0 || !(p->revents & (POLLIN | POLLHUP | POLLERR)))
+		return -1;
+	got = read(p->fd, buf, cap);
+	if (got < 0 && (errno == EINTR || errno == EAGAIN))
+		return -1;
+	if (got <= 0) {
+		close(p->fd);
+		p->fd = -1;
+		(*open_fds)--;
+		return 0;
+	}
+	return got;
+}
+
 /* What the command left running still holds its output (fds[0] stdout, fds[1] stderr; -1 when
  * closed): a child of ours copies it on to the console until they close it, so that they are not
  * killed by SIGPIPE nor blocked on a full pipe when `aletheia run` exits. The run has ended by
@@ -288,17 +307,8 @@ static void show_leftovers(int fds[2])
 				break;
 			}
 			for (int k = 0; k < 2; k++) {
-				ssize_t got;
-				if (pfd[k].fd < 0 || !(pfd[k].revents & (POLLIN | POLLHUP | POLLERR)))
-					continue;
-				got = read(pfd[k].fd, buf, sizeof(buf));
-				if (got < 0 && (errno == EINTR || errno == EAGAIN))
-					continue;
-				if (got <= 0) {
-					close(pfd[k].fd);
-					pfd[k].fd = -1;
-					open_fds--;
-				} else if (console_ok[k] && write_all(console[k], buf, (size_t)got) < 0) {
+				ssize_t got = pipe_read(&pfd[k], buf, sizeof(buf), &open_fds);
+				if (got > 0 && console_ok[k] && write_all(console[k], buf, (size_t)got) < 0) {
 					console_ok[k] = 0;
 				}
 			}
@@ -348,18 +358,9 @@ static int tee_and_wait(pid_t pid, int out_fd, int err_fd, int sig_fd, int log_f
 		if (n < 0 && errno != EINTR)
 			break;
 		for (int k = 0; n > 0 && k < 2; k++) {
-			ssize_t got;
-			if (pfd[k].fd < 0 || !(pfd[k].revents & (POLLIN | POLLHUP | POLLERR)))
+			ssize_t got = pipe_read(&pfd[k], buf, sizeof(buf), &open_fds);
+			if (got <= 0)
 				continue;
-			got = read(pfd[k].fd, buf, sizeof(buf));
-			if (got < 0 && (errno == EINTR || errno == EAGAIN))
-				continue;
-			if (got <= 0) {
-				close(pfd[k].fd);
-				pfd[k].fd = -1;
-				open_fds--;
-				continue;
-			}
 			if (exited)
 				quiet_at = ms_now() + QUIET_MS;
 			if (log_ok && write_all(log_fd, buf, (size_t)got) < 0) {
