@@ -152,8 +152,10 @@ struct al_cache {
 	entry **buckets;
 	size_t nbuckets, count;
 	entry *lru_head, *lru_tail;
-	uint64_t bytes;         /* READY entries plus space reserved by fills in progress */
+	uint64_t bytes;         /* READY entries plus space reserved by fills in progress, each in
+				 * whole blocks (footprint) */
 	uint64_t max_bytes;
+	uint64_t block;         /* the cache filesystem's block: what a blob takes is rounded to it */
 	uint64_t entries, hits, misses, evictions;
 	int64_t clock;
 	unsigned dirty;
@@ -484,6 +486,19 @@ static void *sync_main(void *arg)
 /* ---- eviction ---- */
 
 /* Lock held: a prefetched blob was opened (or goes): it no longer counts as read ahead. */
+/* What a blob of size bytes takes on disk: --cache-size bounds the disk space the cache uses
+ * (README "Object storage"), and a 1,000-byte file takes a whole 4 KiB block. A fill is charged
+ * the rounding (slack) when it starts, its chunks as they are fetched. */
+static uint64_t footprint(const al_cache *c, uint64_t size)
+{
+	return (size + c->block - 1) / c->block * c->block;
+}
+
+static uint64_t slack(const al_cache *c, uint64_t size)
+{
+	return footprint(c, size) - size;
+}
+
 static void unmark_prefetched(al_cache *c, entry *e)
 {
 	if (!e->prefetched)
@@ -530,7 +545,7 @@ static void evict(al_cache *c, entry *e)
 	table_remove(c, e);
 	if (e->dirty)
 		c->dirty--;
-	c->bytes -= e->size;
+	c->bytes -= footprint(c, e->size);
 	c->entries--;
 	c->evictions++;
 	free(e);
@@ -582,7 +597,7 @@ static uint64_t free_bytes(al_cache *c, uint64_t want)
 	while (e && freed < want) {
 		entry *next = e->next;
 		if (evictable(e)) {
-			freed += e->fill ? e->fill->held : e->size;
+			freed += e->fill ? e->fill->held + slack(c, e->size) : footprint(c, e->size);
 			evict(c, e);
 		}
 		e = next;
@@ -619,7 +634,7 @@ static int add_entry(entry **out, al_cache *c, const char *hash, uint64_t size, 
 		free(e);
 		return rc;
 	}
-	c->bytes += size;
+	c->bytes += footprint(c, size);
 	c->entries++;
 	if (last_used > c->clock)
 		c->clock = last_used;
@@ -799,6 +814,11 @@ int al_cache_open(al_cache **out, const char *dir, uint64_t max_bytes)
 	}
 	if ((rc = al__mkdir_p(dir, 0755)) != 0)
 		goto cleanup;
+	{
+		struct statvfs sv;
+		c->block = statvfs(dir, &sv) == 0 && sv.f_frsize >= 512 && sv.f_frsize <= 65536 ?
+			sv.f_frsize : 4096;
+	}
 	if (!(c->dir = realpath(dir, NULL))) {
 		rc = al_error_set_errno(al_error_from_errno(errno), errno, "cannot resolve %s", dir);
 		goto cleanup;
@@ -1180,7 +1200,7 @@ static void drop_partial(al_cache *c, entry *e)
 	cancel_jobs(c, f);
 	table_remove(c, e);
 	lru_unlink(c, e);
-	c->bytes -= f->held;
+	c->bytes -= f->held + slack(c, e->size);
 	f->held = 0;
 	free(e);
 	fill_unref(f);
@@ -1910,6 +1930,7 @@ static int start_fill(fill **out, al_cache *c, const char *hash, const char *sou
 	f->e = e;
 	f->refs = 1;             /* the entry's link */
 	lru_append(c, e);
+	c->bytes += slack(c, size);
 	*out = f;
 	return 0;
 cleanup:
@@ -1991,7 +2012,7 @@ int al_cache_open_blob(al_cache_blob **out, al_cache *c, const char *hash, const
 		rc = al_error_set(AL_EINVAL, "blob %s is not cached and the cache has no fetcher", hash);
 		goto unlock;
 	}
-	if (c->max_bytes && size > c->max_bytes) {
+	if (c->max_bytes && footprint(c, size) > c->max_bytes) {
 		rc = al_error_set(AL_ENOSPC, "cache full: blob %s (%llu bytes) is larger than the whole "
 			"cache (%llu bytes), raise --cache-size", hash, (unsigned long long)size,
 			(unsigned long long)c->max_bytes);
@@ -2303,7 +2324,7 @@ static void pf_done(al_cache *c, al_cache_prefetch *p, const pf_item *it, int ou
 /* Lock held: whether size more bytes fit under max_bytes, evicting only what make_room_keep may. */
 static int pf_room(al_cache *c, uint64_t size)
 {
-	return make_room_keep(c, size);
+	return make_room_keep(c, footprint(c, size));
 }
 
 /* Lock held: the next blob of an active prefetch to fetch, as a fill this thread works on
@@ -2469,7 +2490,7 @@ int al_cache_prefetch_start(al_cache_prefetch **out, al_cache *c, const al_cache
 	al_cache_prefetch *p = NULL;
 	pf_item **order = NULL;
 	size_t kept = 0;
-	uint64_t distinct = 0;
+	uint64_t distinct = 0, disk = 0;    /* bytes, and the blocks they take */
 	int rc = 0;
 
 	*out = NULL;
@@ -2506,11 +2527,12 @@ int al_cache_prefetch_start(al_cache_prefetch **out, al_cache *c, const al_cache
 		}
 		p->items[kept++] = p->items[i];
 		distinct += p->items[i].size;
+		disk += footprint(c, p->items[i].size);
 	}
 	p->n = kept;
 	p->st.files = kept;
 	p->st.bytes = distinct;
-	if (mode == AL_CACHE_PREFETCH_ALL && c->max_bytes && distinct > c->max_bytes) {
+	if (mode == AL_CACHE_PREFETCH_ALL && c->max_bytes && disk > c->max_bytes) {
 		rc = al_error_set(AL_ENOSPC, "%zu files of %llu bytes do not fit in the cache "
 			"(--cache-size %llu bytes); raise --cache-size", kept, (unsigned long long)distinct,
 			(unsigned long long)c->max_bytes);

@@ -13,7 +13,7 @@
 #include "aletheia/hash.h"
 #include "check.h"
 
-#define BLOB 1000
+#define BLOB 4096    /* a whole block: the cache counts blocks (footprint) */
 
 typedef struct {
 	char data[BLOB];
