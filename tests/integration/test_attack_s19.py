@@ -16,6 +16,13 @@ def _append(path, text):
         f.write(text)
 
 
+def _pages(got, other):
+    """How many 4 KiB pages of got are other's (of how many)."""
+    n = (len(got) + 4095) // 4096
+    same = sum(got[i * 4096:(i + 1) * 4096] == other[i * 4096:(i + 1) * 4096] for i in range(n))
+    return f"{same}/{n}"
+
+
 def _csv_problem(data):
     """Why data is not one whole runs.csv (RFC 4180, CRLF, every row as wide as the header), or None."""
     if b"\0" in data:
@@ -71,6 +78,45 @@ def test_runs_csv_read_while_another_reader_opens_a_newer_one_is_whole(run):
     assert not bad, "\n".join(bad)
     data = (exp / "runs.csv").read_bytes()
     assert _csv_problem(data) is None and data.count(b"\r\n") == 32, data
+
+
+@pytest.mark.parametrize("folder", ["run", "experiment"])
+def test_an_artifact_overwritten_while_open_reads_right_in_both_opens(run, folder):
+    """README "artifacts": in a running run's (or its experiment's) artifacts/ files can be
+    overwritten, and "a descriptor opened only for reading reads the file as it was at its open".
+    Open artifacts/a (300,000 random bytes X) for reading and read its first page, overwrite it with
+    Y (`cp` over it: no writer is open any more), open it again: the second descriptor read X's
+    bytes whenever the first one read on before it (the pages the first open's reads filled are the
+    file's one page cache, which the second open kept: 73 of its 74 pages were X's), and the first descriptor read Y's bytes
+    when the second one read first. Expected: the second open reads Y, the first X."""
+    base = run if folder == "run" else run.parent.parent
+    p = base / "artifacts" / "a"
+    size = 300_000
+    bad = []
+    for order in ("first reads on first", "second reads first"):
+        x, y = os.urandom(size), os.urandom(size)
+        p.write_bytes(x)
+        fa = os.open(p, os.O_RDONLY)
+        try:
+            head = os.pread(fa, 4096, 0)
+            p.write_bytes(y)
+            fb = os.open(p, os.O_RDONLY)
+            try:
+                if order == "first reads on first":
+                    a = head + os.pread(fa, size, 4096)
+                    b = os.pread(fb, size, 0)
+                else:
+                    b = os.pread(fb, size, 0)
+                    a = head + os.pread(fa, size, 4096)
+            finally:
+                os.close(fb)
+        finally:
+            os.close(fa)
+        if b != y:
+            bad.append(f"{order}: the open after the overwrite read {_pages(b, x)} of the old content's pages")
+        if a != x:
+            bad.append(f"{order}: the open before the overwrite read {_pages(a, y)} of the new content's pages")
+    assert not bad, "\n".join(bad)
 
 
 # ---- the cache's bound (ALETHEIA_TEST_BLOBS=s3 or gs) ------------------------------------------------
