@@ -119,6 +119,54 @@ def test_an_artifact_overwritten_while_open_reads_right_in_both_opens(run, folde
     assert not bad, "\n".join(bad)
 
 
+def test_a_metric_read_while_it_grows_never_gives_nul_bytes(run):
+    """README "metrics": "a loop polling `read()` show[s] new points …, and a read never returns part
+    of a line or NUL bytes while writers append". One program appends 4,000 points line by line
+    while three others read the metric whole over and over and a fourth keeps one descriptor open
+    and polls read() at its end (tail -f's way): the poller got NUL bytes after the last complete
+    line (`1849 924.5 1796566622.436\\n\\x00\\x00…`), 1 to 4 reads in each of four runs. The kernel
+    keeps the metric's last page as it read it, zero-filled past the end of that time, and served
+    it up to a newer size another reader's stat had given the file."""
+    import time
+    p = run / "metrics" / "loss"
+    p.write_text("0\n")
+    done = threading.Event()
+    bad = []
+
+    def writer():
+        try:
+            with open(p, "a") as f:
+                for i in range(4000):
+                    f.write(f"{i} {i * 0.5}\n")
+                    f.flush()
+        finally:
+            done.set()
+
+    def reader():
+        while not done.is_set():
+            with open(p, "rb") as f:
+                data = f.read()
+            if b"\0" in data or not data.endswith(b"\n"):
+                bad.append(f"whole read: {data[-60:]!r}")
+
+    def poller():
+        with open(p, "rb") as f:
+            while not done.is_set():
+                chunk = f.read(65536)
+                if b"\0" in chunk:
+                    bad.append(f"poll: {chunk[-60:]!r}")
+                if not chunk:
+                    time.sleep(0.001)
+
+    threads = [threading.Thread(target=writer), threading.Thread(target=poller)] + \
+        [threading.Thread(target=reader) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=80)
+    assert not bad, "\n".join(bad[:5])
+
+
 # ---- the cache's bound (ALETHEIA_TEST_BLOBS=s3 or gs) ------------------------------------------------
 
 @pytest.mark.skipif(not alutil.REMOTE, reason="needs ALETHEIA_TEST_BLOBS=s3 or gs")
