@@ -80,8 +80,9 @@ def test_runs_csv_read_while_another_reader_opens_a_newer_one_is_whole(run):
     assert _csv_problem(data) is None and data.count(b"\r\n") == 32, data
 
 
+@pytest.mark.parametrize("new_size", [300_000, 200_000])
 @pytest.mark.parametrize("folder", ["run", "experiment"])
-def test_an_artifact_overwritten_while_open_reads_right_in_both_opens(run, folder):
+def test_an_artifact_overwritten_while_open_reads_right_in_both_opens(run, folder, new_size):
     """README "artifacts": in a running run's (or its experiment's) artifacts/ files can be
     overwritten, and "a descriptor opened only for reading reads the file as it was at its open".
     Open artifacts/a (300,000 random bytes X) for reading and read its first page, overwrite it with
@@ -94,7 +95,7 @@ def test_an_artifact_overwritten_while_open_reads_right_in_both_opens(run, folde
     size = 300_000
     bad = []
     for order in ("first reads on first", "second reads first"):
-        x, y = os.urandom(size), os.urandom(size)
+        x, y = os.urandom(size), os.urandom(new_size)
         p.write_bytes(x)
         fa = os.open(p, os.O_RDONLY)
         try:
@@ -103,11 +104,11 @@ def test_an_artifact_overwritten_while_open_reads_right_in_both_opens(run, folde
             fb = os.open(p, os.O_RDONLY)
             try:
                 if order == "first reads on first":
-                    a = head + os.pread(fa, size, 4096)
-                    b = os.pread(fb, size, 0)
+                    a = head + os.pread(fa, size + 1, 4096)
+                    b = os.pread(fb, size + 1, 0)
                 else:
-                    b = os.pread(fb, size, 0)
-                    a = head + os.pread(fa, size, 4096)
+                    b = os.pread(fb, size + 1, 0)
+                    a = head + os.pread(fa, size + 1, 4096)
             finally:
                 os.close(fb)
         finally:
