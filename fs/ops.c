@@ -1133,6 +1133,11 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
 	if (conn->capable & FUSE_CAP_AUTO_INVAL_DATA)
 		conn->want |= FUSE_CAP_AUTO_INVAL_DATA;
+#ifdef FUSE_CAP_DIRECT_IO_ALLOW_MMAP
+	/* Generated files are read with direct I/O (core/tree/text.c): mmap of them, too (Linux 6.6+) */
+	if (conn->capable & FUSE_CAP_DIRECT_IO_ALLOW_MMAP)
+		conn->want |= FUSE_CAP_DIRECT_IO_ALLOW_MMAP;
+#endif
 	conn->max_write = AL_MAX_WRITE;
 }
 

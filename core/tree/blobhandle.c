@@ -411,9 +411,29 @@ static int blob_read_getattr(al_attr *out, al_file *f)
 	return 0;
 }
 
+/* A file another open can replace (README "artifacts": a working folder's files can be
+ * overwritten) is read past the kernel's page cache: it holds one content per file, so with two
+ * opens of two contents a page one open's read filled was served to the other (the open after an
+ * overwrite read the old bytes). An experiment's artifacts/ is a working folder while any of its
+ * runs runs, which is not asked here (a listing of its runs per open): they are always read so. */
+static int blob_direct_io(al_file *f)
+{
+	const al_kind *k = f->n.k;
+	int replaceable = 0;
+	if (k->flags & K_WRITE_ONCE)
+		return 0;
+	if (k->owner == O_EXPERIMENT && (k->flags & K_WORKING))
+		return 1;
+	if (k->flags & K_RUNNING) {
+		replaceable = require_running(f->t, &f->n) == 0;
+		al_error_clear();
+	}
+	return replaceable;
+}
+
 const file_class blob_read_class = {
 	.read = blob_read, .fd_get = blob_read_fd_get, .backing_fd = blob_backing_fd,
-	.keep_cache = blob_keep_cache,
+	.keep_cache = blob_keep_cache, .direct_io = blob_direct_io,
 	.getattr = blob_read_getattr,
 };
 

@@ -154,6 +154,16 @@ const file_class text_class = {
 	.getattr = text_getattr,
 };
 
+/* Read past the kernel's page cache: it holds one content per file, and two opens of a generated
+ * file may have two (a run changed between them), so a page one open's read filled was served to
+ * the other, or its content padded with NUL to the other's size (README "Files behave like
+ * files": read() gives each open its own content whole). mmap still works (fs/ops.c asks the
+ * kernel for FUSE_DIRECT_IO_ALLOW_MMAP). */
+static int generated_direct_io(al_file *f)
+{
+	return f->gen != NULL;
+}
+
 const file_class generated_class = {
-	.read = text_read, .getattr = text_getattr,
+	.read = text_read, .getattr = text_getattr, .direct_io = generated_direct_io,
 };
