@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <limits.h>
 #include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
@@ -760,6 +761,19 @@ cleanup:
 	return rc;
 }
 
+/* Opens (or creates) the index and reads it once, so a file that is no database fails here. */
+static int open_index(al_cache *c, const char *dbpath)
+{
+	if (sqlite3_open_v2(dbpath, &c->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+	    SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK)
+		return al_error_set(AL_EIO, "cannot open cache index %s: %s", dbpath,
+			c->db ? sqlite3_errmsg(c->db) : "out of memory");
+	sqlite3_busy_timeout(c->db, 5000);
+	return db_exec(c, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; "
+	    "CREATE TABLE IF NOT EXISTS entries (hash TEXT PRIMARY KEY, size INTEGER NOT NULL, "
+	    "last_used INTEGER NOT NULL) WITHOUT ROWID; SELECT count(*) FROM entries");
+}
+
 int al_cache_open(al_cache **out, const char *dir, uint64_t max_bytes)
 {
 	int rc = 0;
@@ -830,17 +844,24 @@ int al_cache_open(al_cache **out, const char *dir, uint64_t max_bytes)
 	if ((rc = al__mkdir(tmp, 0755)) != 0)
 		goto cleanup;
 	clear_tmp(tmp);    /* fills interrupted by a crash */
-	if (sqlite3_open_v2(dbpath, &c->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-	    SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
-		rc = al_error_set(AL_EIO, "cannot open cache index %s: %s", dbpath,
-			c->db ? sqlite3_errmsg(c->db) : "out of memory");
-		goto cleanup;
+	if ((rc = open_index(c, dbpath)) != 0) {
+		/* The cache is a copy (README "Durability"): a damaged index is set aside and made
+		 * anew, and every cached file then counts as unlisted (hashed at its first open). */
+		static const char *const suffix[] = {"", "-wal", "-shm"};
+		fprintf(stderr, "aletheia: %s; set aside as index.db.damaged, the cached files are "
+			"checked again as they are opened\n", al_error_last());
+		sqlite3_close(c->db);
+		c->db = NULL;
+		for (size_t i = 0; i < sizeof(suffix) / sizeof(*suffix); i++) {
+			char from[PATH_MAX], to[PATH_MAX];
+			snprintf(from, sizeof(from), "%s%s", dbpath, suffix[i]);
+			snprintf(to, sizeof(to), "%s.damaged%s", dbpath, suffix[i]);
+			if (rename(from, to) != 0 && errno != ENOENT)
+				unlink(from);
+		}
+		if ((rc = open_index(c, dbpath)) != 0)
+			goto cleanup;
 	}
-	sqlite3_busy_timeout(c->db, 5000);
-	if ((rc = db_exec(c, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; "
-	    "CREATE TABLE IF NOT EXISTS entries (hash TEXT PRIMARY KEY, size INTEGER NOT NULL, "
-	    "last_used INTEGER NOT NULL) WITHOUT ROWID")) != 0)
-		goto cleanup;
 	if ((rc = reconcile(c)) != 0)
 		goto cleanup;
 	c->last_flush = al_now_us();

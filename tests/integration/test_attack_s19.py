@@ -171,8 +171,6 @@ def test_a_metric_read_while_it_grows_never_gives_nul_bytes(run):
 # ---- the cache's bound (ALETHEIA_TEST_BLOBS=s3 or gs) ------------------------------------------------
 
 @pytest.mark.skipif(not alutil.REMOTE, reason="needs ALETHEIA_TEST_BLOBS=s3 or gs")
-@pytest.mark.xfail(strict=True, reason="cache/cache.c (the lead's file) counts a blob's bytes, not the "
-                   "disk blocks it takes: small files overshoot --cache-size on disk")
 def test_a_cache_of_small_files_stays_under_the_cache_size_on_disk(mount_factory):
     """README "Object storage": "`--cache-size` bounds what the cache keeps", and "Reading datasets:
     prefetch": "a prefetch never takes the cache past `--cache-size`" (test_prefetch measures that as
@@ -194,7 +192,6 @@ def test_a_cache_of_small_files_stays_under_the_cache_size_on_disk(mount_factory
 
 
 @pytest.mark.skipif(not alutil.REMOTE, reason="needs ALETHEIA_TEST_BLOBS=s3 or gs")
-@pytest.mark.xfail(strict=True, reason="cache/cache.c (the lead's file) refuses to open a damaged index")
 def test_a_damaged_cache_index_does_not_stop_the_mount(mount_factory):
     """README "Durability": "The cache is a copy", and a cache file the index does not list "is
     hashed at its first open after the restart and fetched again when it does not match". A cache
