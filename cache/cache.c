@@ -5,6 +5,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <linux/falloc.h>
 #include <pthread.h>
 #include <sqlite3.h>
@@ -12,7 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <limits.h>
 #include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
@@ -486,7 +486,6 @@ static void *sync_main(void *arg)
 
 /* ---- eviction ---- */
 
-/* Lock held: a prefetched blob was opened (or goes): it no longer counts as read ahead. */
 /* What a blob of size bytes takes on disk: --cache-size bounds the disk space the cache uses
  * (README "Object storage"), and a 1,000-byte file takes a whole 4 KiB block. A fill is charged
  * the rounding (slack) when it starts, its chunks as they are fetched. */
@@ -500,6 +499,7 @@ static uint64_t slack(const al_cache *c, uint64_t size)
 	return footprint(c, size) - size;
 }
 
+/* Lock held: a prefetched blob was opened (or goes): it no longer counts as read ahead. */
 static void unmark_prefetched(al_cache *c, entry *e)
 {
 	if (!e->prefetched)

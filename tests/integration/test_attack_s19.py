@@ -203,14 +203,9 @@ def test_a_damaged_cache_index_does_not_stop_the_mount(mount_factory):
     first open), and the mount serves the right bytes."""
     import re
     import time
-    from test_s3 import cold, put_file, read_all
+    from test_s3 import read_all, three_cached_files
     m = mount_factory()
-    datas = {f"f{i}.bin": os.urandom(100 * 1024 + i) for i in range(3)}
-    paths = {n: put_file(m, n, d) for n, d in datas.items()}
-    m.wait_idle()
-    cold(m)
-    for n, p in paths.items():
-        assert p.read_bytes() == datas[n]
+    datas, paths = three_cached_files(m)
     time.sleep(1.5)   # past ALETHEIA_CACHE_SYNC_MS (1 s): the fills are listed in the index
     m.kill9()
     for f in m.cache.iterdir():
