@@ -23,12 +23,16 @@ def blob_of(m, data):
 
 
 def damage(blob, off, data, keep_mtime=False):
-    """Overwrites bytes of a blob file in place, as a stray write or bit rot would."""
+    """Overwrites bytes of a blob file in place, as a stray write or bit rot would. A byte of data
+    equal to the one already there is flipped instead: the blob is always changed (one random byte
+    overwritten with b"?" is a no-op 1 time in 256)."""
     st = blob.stat()
     os.chmod(blob, 0o644)
     with open(blob, "r+b") as f:
         f.seek(off)
-        f.write(data)
+        old = f.read(len(data))
+        f.seek(off)
+        f.write(bytes(d ^ 0xFF if d == o else d for d, o in zip(data, old)))
     os.chmod(blob, 0o444)
     if keep_mtime:
         os.utime(blob, ns=(st.st_atime_ns, st.st_mtime_ns))   # touch -r: the mtime is back
