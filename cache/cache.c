@@ -175,6 +175,7 @@ struct al_cache {
 	/* Prefetch (al_cache_prefetch_*): the lists being worked on, their threads. */
 	al_cache_prefetch *pf_head;
 	pthread_cond_t pf_wake;     /* a prefetch may go on: a list, room, a blob read */
+	unsigned pf_idle;           /* prefetch threads waiting on pf_wake */
 	pthread_cond_t pf_progress; /* a prefetched blob was handled */
 	pthread_t pf_threads[PF_MAX];
 	unsigned npf, pf_parallel;
@@ -499,6 +500,8 @@ static uint64_t slack(const al_cache *c, uint64_t size)
 	return footprint(c, size) - size;
 }
 
+static void pf_poke(al_cache *c);
+
 /* Lock held: a prefetched blob was opened (or goes): it no longer counts as read ahead. */
 static void unmark_prefetched(al_cache *c, entry *e)
 {
@@ -506,7 +509,7 @@ static void unmark_prefetched(al_cache *c, entry *e)
 		return;
 	e->prefetched = 0;
 	c->unread_bytes -= e->size;
-	pthread_cond_broadcast(&c->pf_wake);
+	pf_poke(c);
 }
 
 /* Pinned entries are in use; a fill that is fetching, hashing or being placed is busy. */
@@ -988,8 +991,7 @@ void al_cache_release(al_cache *c, const char *hash)
 	}
 	make_room(c, 0, 0);    /* back under the limit, if open files had taken it past */
 	maybe_flush(c);
-	if (c->pf_head)
-		pthread_cond_broadcast(&c->pf_wake);    /* a prefetch waiting for room */
+	pf_poke(c);    /* a prefetch waiting for room */
 	pthread_mutex_unlock(&c->lock);
 }
 
@@ -2241,8 +2243,7 @@ void al_cache_blob_close(al_cache_blob *b)
 	}
 	fill_unref(b->f);
 	make_room(c, 0, 0);    /* back under the limit, if open files had taken it past */
-	if (c->pf_head)
-		pthread_cond_broadcast(&c->pf_wake);    /* a prefetch waiting for room */
+	pf_poke(c);    /* a prefetch waiting for room */
 	pthread_mutex_unlock(&c->lock);
 	free(b);
 }
@@ -2340,6 +2341,21 @@ static void pf_done(al_cache *c, al_cache_prefetch *p, const pf_item *it, int ou
 		}
 	}
 	pthread_cond_broadcast(&c->pf_progress);
+}
+
+/* Lock held: one idle prefetch thread wakes when a list has blobs not started yet. One, not all:
+ * an open or close of every file would otherwise wake every idle thread (24 by default) for
+ * nothing, and on a small machine those switches cost more than the reads. A thread that picks a
+ * blob pokes the next one (pf_main), so a list that can go on gets all the threads it can use. */
+static void pf_poke(al_cache *c)
+{
+	if (!c->pf_idle)
+		return;
+	for (const al_cache_prefetch *p = c->pf_head; p; p = p->next_active)
+		if (!p->cancelled && p->next < p->n) {
+			pthread_cond_signal(&c->pf_wake);
+			return;
+		}
 }
 
 /* Lock held: whether size more bytes fit under max_bytes, evicting only what make_room_keep may. */
@@ -2479,9 +2495,12 @@ static void *pf_main(void *arg)
 		char msg[512] = "";
 		int rc = 0, r;
 		if (!f) {
+			c->pf_idle++;
 			pthread_cond_wait(&c->pf_wake, &c->lock);
+			c->pf_idle--;
 			continue;
 		}
+		pf_poke(c);    /* the next blob, if there is one, for another thread */
 		r = pf_fill(c, f, msg, sizeof(msg), &rc);
 		if (r <= 0 && f->e && f->e->prefetched)
 			unmark_prefetched(c, f->e);    /* nothing kept for the readers */
@@ -2492,7 +2511,6 @@ static void *pf_main(void *arg)
 		fill_unref(f);
 		p->inflight--;
 		pf_unref(p, 1 + pf_settle(c, p));
-		pthread_cond_broadcast(&c->pf_wake);
 	}
 	pthread_mutex_unlock(&c->lock);
 	return NULL;

@@ -40,6 +40,7 @@ typedef struct {
 
 #define NSRC 8
 static src *srcs[NSRC];
+static atomic_int g_active, g_max_active;    /* fetches running at once, over every source */
 static char dir[40];
 
 static void src_init(src *s, int seed, uint64_t size)
@@ -86,8 +87,13 @@ static int fake_fetch(void *ctx, const char *hash, const char *source, int fd, u
 	int a = atomic_fetch_add(&s->active, 1) + 1, m = atomic_load(&s->max_active);
 	while (a > m && !atomic_compare_exchange_weak(&s->max_active, &m, a))
 		;
+	a = atomic_fetch_add(&g_active, 1) + 1;
+	m = atomic_load(&g_max_active);
+	while (a > m && !atomic_compare_exchange_weak(&g_max_active, &m, a))
+		;
 	if (s->delay_us)
 		usleep((useconds_t)(s->delay_us + s->delay_us * (len / MIB)));
+	atomic_fetch_sub(&g_active, 1);
 	atomic_fetch_sub(&s->active, 1);
 	if (atomic_fetch_sub(&s->fail_next, 1) > 0)
 		return al_error_set(AL_EIO, "fake origin: connection reset");
@@ -933,6 +939,60 @@ static void test_enospc_prefetch(void)
 	rmdir(tdir);
 }
 
+/* Idle prefetch threads are woken one at a time (an open or close of every file used to wake all
+ * of them), and a thread that starts a blob wakes the next: a prefetch that waited for room goes
+ * on with all its threads once one close makes room for many blobs. */
+static void test_prefetch_wakes(void)
+{
+	enum { NSMALL = 6, PAR = 4 };
+	al_cache *t = NULL;
+	al_cache_blob *b = NULL;
+	al_cache_prefetch *p = NULL;
+	al_cache_prefetch_stats pst;
+	src big, small[NSMALL];
+	al_cache_item items[NSMALL];
+
+	char sub[64];
+	snprintf(sub, sizeof(sub), "%s/wakes", dir);
+	setenv("ALETHEIA_PREFETCH_PARALLEL", "4", 1);
+	CHECK_OK(al_cache_open(&t, sub, 4 * MIB));    /* reads ahead at most 2 MiB */
+	unsetenv("ALETHEIA_PREFETCH_PARALLEL");
+	al_cache_set_fetcher(t, fake_fetch, NULL);
+	src_init(&big, 51, 4 * MIB);
+	CHECK_OK(open_pieces(&b, t, &big, NULL));
+	CHECK_OK(read_check(b, &big, 0, big.size));
+	CHECK_OK(al_cache_blob_complete(b));          /* open: the cache is full */
+	for (int i = 0; i < NSMALL; i++) {
+		src_init(&small[i], 60 + i, CH);
+		small[i].delay_us = 200 * 1000;
+		items[i] = (al_cache_item){.hash = small[i].hash, .source = NULL, .size = small[i].size};
+	}
+	atomic_store(&g_max_active, 0);
+	CHECK_OK(al_cache_prefetch_start(&p, t, items, NSMALL, AL_CACHE_PREFETCH_AHEAD));
+	usleep(100 * 1000);
+	CHECK_EQ_INT(atomic_load(&g_max_active), 0);    /* no room while big is open */
+	al_cache_blob_close(b);                          /* one close: room for all of them */
+	memset(&pst, 0, sizeof(pst));
+	for (int i = 0; i < 100 && !pst.finished; i++) {
+		al_cache_prefetch_wait(p, 100);
+		al_cache_prefetch_get_stats(&pst, p);
+	}
+	CHECK(pst.finished);
+	CHECK_EQ_INT(pst.fetched_files, NSMALL);
+	CHECK_EQ_INT(atomic_load(&g_max_active), PAR);  /* every thread, not one after another */
+	for (int i = 0; i < NSMALL; i++) {
+		/* verified is fetched; a worker places it right after */
+		for (int w = 0; w < 500 && !al_cache_contains(t, small[i].hash); w++)
+			usleep(10 * 1000);
+		CHECK(al_cache_contains(t, small[i].hash));
+	}
+	al_cache_prefetch_free(p);
+	al_cache_free(t);
+	for (int i = 0; i < NSMALL; i++)
+		src_done(&small[i]);
+	src_done(&big);
+}
+
 int main(void)
 {
 	al_cache *c = NULL;
@@ -963,6 +1023,7 @@ int main(void)
 	if (!mkdtemp(dir))
 		return 1;
 	test_eviction();
+	test_prefetch_wakes();
 	{
 		char cmd[128];
 		snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
