@@ -89,16 +89,32 @@ def test_sizes_match_content(run, mount):
     while "pending_writes: 0\n" not in (mount.path / ".aletheia/status").read_text():
         assert time.monotonic() < deadline, "writes still pending after 15 s"
         time.sleep(0.1)
-    for p in files:
+    def mismatches(p):
         data = p.read_bytes()
-        assert os.stat(p).st_size == len(data), f"{p}: stat size {os.stat(p).st_size} != {len(data)} bytes read"
-        assert int(sh(f"stat -c %s '{p}'").stdout) == len(data), p
-        assert int(sh(f"wc -c < '{p}'").stdout) == len(data), p
-        ls = sh(f"ls -l '{p}'").stdout.split()
-        assert int(ls[4]) == len(data), p
+        bad = []
+        if os.stat(p).st_size != len(data):
+            bad.append(f"stat size {os.stat(p).st_size} != {len(data)} bytes read")
+        if int(sh(f"stat -c %s '{p}'").stdout) != len(data):
+            bad.append("stat(1) size")
+        if int(sh(f"wc -c < '{p}'").stdout) != len(data):
+            bad.append("wc -c")
+        if int(sh(f"ls -l '{p}'").stdout.split()[4]) != len(data):
+            bad.append("ls -l size")
         if data:
             with open(p, "rb") as f, mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ) as mm:
-                assert mm[:] == data, f"{p}: mmap differs from read"
+                if mm[:] != data:
+                    bad.append("mmap differs from read")
+        return bad, data != p.read_bytes()
+
+    for p in files:
+        bad, changed = mismatches(p)
+        # .aletheia/status counts the daemon's own work (documents read, cache syncs) and may
+        # change between two reads under load: checked again until it held still meanwhile
+        for _ in range(20):
+            if not (bad and changed and p.name == "status" and p.parent.name == ".aletheia"):
+                break
+            bad, changed = mismatches(p)
+        assert not bad, f"{p}: {bad}"
     # cp and rsync see the same bytes as read
     out = mount.root / "copies"
     sh(f"mkdir -p {out} && cp {run}/run.json {run}/metrics/loss {exp}/runs.csv {out}/ && "
