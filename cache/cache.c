@@ -354,7 +354,9 @@ cleanup:
 	return rc;
 }
 
-/* Writes the last_used of every dirty entry in one transaction. */
+/* Writes the last_used of every dirty entry in one transaction. An entry is dirty because it was
+ * used (and moved to the LRU tail), so they are looked for from the tail: a cache of a million
+ * small files is not walked whole every 256 opens, under the lock. */
 static int flush_dirty(al_cache *c)
 {
 	int rc = 0;
@@ -370,7 +372,8 @@ static int flush_dirty(al_cache *c)
 		rc = al_error_set(AL_EIO, "cache index: %s", sqlite3_errmsg(c->db));
 		goto cleanup;
 	}
-	for (entry *e = c->lru_head; e; e = e->next) {
+	for (entry *e = c->lru_tail, *prev; e && c->dirty; e = prev) {
+		prev = e->prev;
 		if (!e->dirty)
 			continue;
 		sqlite3_bind_text(st, 1, e->hash, AL_HASH_HEX_LEN, SQLITE_STATIC);
@@ -381,6 +384,7 @@ static int flush_dirty(al_cache *c)
 		}
 		sqlite3_reset(st);
 		e->dirty = 0;
+		c->dirty--;
 	}
 	c->dirty = 0;
 cleanup:
@@ -432,8 +436,13 @@ static void sync_placed(al_cache *c)
 	}
 	c->syncs++;
 	int in_tx = db_exec(c, "BEGIN") == 0;
-	for (entry *e = c->lru_head; e; e = e->next) {
-		if (!e->unsynced || e->placed_seq > seq)
+	/* Placed entries are recent: from the LRU tail until every unsynced one was seen. */
+	unsigned left = c->unsynced;
+	for (entry *e = c->lru_tail; e && left; e = e->prev) {
+		if (!e->unsynced)
+			continue;
+		left--;
+		if (e->placed_seq > seq)
 			continue;
 		e->unsynced = 0;
 		c->unsynced--;
