@@ -205,6 +205,48 @@ def test_scan_prefetch_stays_under_the_cache_size_and_keeps_open_files(mount_fac
         os.close(fd)
 
 
+def test_shuffled_readers_over_a_dataset_larger_than_the_cache(mount_factory, proxy):
+    """8 readers in a shuffled order (a DataLoader's workers) over a dataset three times the cache:
+    the scan's prefetch waits for room and for the readers, woken one thread at a time as files
+    are opened and closed; every file reads back right, the cache folder stays under
+    --cache-size, and the prefetch took part."""
+    import random
+    files = {f"f{i:02d}.bin": os.urandom(200_000 + i) for i in range(60)}
+    _, paths = dataset(mount_factory, files)
+    m = mount_factory("r", extra=["--cache-size", "4M"], env=proxy.env())
+    order = sorted(files)
+    random.Random(7).shuffle(order)
+    shares = [order[k::8] for k in range(8)]
+    bad, peak, stop = [], [0], threading.Event()
+
+    def reader(share):
+        for n in share:
+            got, err, _ = read_all(m.path / paths[n])
+            if err or got != files[n]:
+                bad.append(f"{n}: {alutil.errname(err)}, {len(got)} bytes")
+
+    def sample():
+        while not stop.is_set():
+            peak[0] = max(peak[0], cache_bytes(m))
+            time.sleep(0.01)
+    threads = [threading.Thread(target=reader, args=(sh,)) for sh in shares]
+    t = threading.Thread(target=sample)
+    t.start()
+    try:
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join(timeout=300)
+        assert not any(th.is_alive() for th in threads), "readers still running after 300 s"
+    finally:
+        stop.set()
+        t.join()
+    assert not bad, bad
+    assert peak[0] <= 4 * MIB, f"the cache folder held {peak[0]} bytes with --cache-size 4M"
+    st = m.status()["prefetch"]
+    assert int(re.search(r"(\d+) blobs fetched", st).group(1)) > 0, f"no prefetch: {st}"
+
+
 @pytest.mark.parametrize("how", ["command", "scan"])
 def test_a_corrupted_object_met_by_prefetch_is_never_served(mount_factory, how):
     files = {f"f{i:02d}.bin": os.urandom(150_000) for i in range(12)}
