@@ -354,9 +354,10 @@ cleanup:
 	return rc;
 }
 
-/* Writes the last_used of every dirty entry in one transaction. An entry is dirty because it was
- * used (and moved to the LRU tail), so they are looked for from the tail: a cache of a million
- * small files is not walked whole every 256 opens, under the lock. */
+/* Writes the last_used of every dirty entry in one transaction. Nearly every dirty entry was just
+ * used (and moved to the LRU tail), so they are looked for from the tail until c->dirty of them
+ * were written: a cache of a million small files is not walked whole every 256 opens, under the
+ * lock. (A row sync_placed could not write may sit anywhere; the walk goes on until it is found.) */
 static int flush_dirty(al_cache *c)
 {
 	int rc = 0;
@@ -386,7 +387,6 @@ static int flush_dirty(al_cache *c)
 		e->dirty = 0;
 		c->dirty--;
 	}
-	c->dirty = 0;
 cleanup:
 	sqlite3_finalize(st);
 	if (rc == 0)
