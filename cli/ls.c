@@ -257,9 +257,10 @@ static int cell_class(const char *s)
 	return is_number(s, &v) && isnan(v) ? 1 : 0;
 }
 
-/* Numbers by value, before text; text by bytes; NaN after both and empty cells last, either way;
- * ties in runs.csv's order (the row index). NaN compares neither less nor greater than a number:
- * left among them, the comparison is no order and qsort leaves numbers out of order. */
+/* Numbers by value, then text by bytes; numbers before text, NaN after both and empty cells last,
+ * either way; ties in runs.csv's order (the row index). NaN compares neither less nor greater
+ * than a number: left among them, the comparison is no order and qsort leaves numbers out of
+ * order. */
 static int cmp_rows(const void *a, const void *b)
 {
 	size_t x = *(const size_t *)a, y = *(const size_t *)b;
@@ -271,12 +272,9 @@ static int cmp_rows(const void *a, const void *b)
 	if (kx == 0) {
 		nx = is_number(s, &v);
 		ny = is_number(u, &w);
-		if (nx && ny)
-			c = v < w ? -1 : v > w ? 1 : 0;
-		else if (nx != ny)
-			c = nx ? -1 : 1;
-		else
-			c = strcmp(s, u);
+		if (nx != ny)
+			return nx ? -1 : 1;   /* numbers before text, either way */
+		c = nx ? (v < w ? -1 : v > w ? 1 : 0) : strcmp(s, u);
 		if (sort_desc)
 			c = -c;
 	}

@@ -79,9 +79,9 @@ static const struct {
 	       "            [--columns A,B,...] [--mount MOUNTPOINT]",
 	 "print an experiment's runs table (its runs.csv) aligned for a terminal, sorted,\n"
 	 "            filtered; exit 1 when runs.csv cannot be read",
-	 "  --sort COLUMN        sort by COLUMN, ascending; -COLUMN descending (numbers by value,\n"
-	 "                       nan then empty cells last); COLUMN is a header of runs.csv or a\n"
-	 "                       metric's or param's name without metric. / param.\n"
+	 "  --sort COLUMN        sort by COLUMN, ascending; -COLUMN descending (numbers by value\n"
+	 "                       before text, nan then empty cells last); COLUMN is a header of\n"
+	 "                       runs.csv or a metric's or param's name without metric. / param.\n"
 	 "  --limit N            print only the first N runs (after sorting)\n"
 	 "  --where KEY=VALUE    only runs whose KEY column is exactly VALUE (repeatable: all must hold)\n"
 	 "  --columns A,B,...    the columns to print (default: all but created, ended, the .min and\n"

@@ -68,6 +68,23 @@ def test_ls_sort_puts_numbers_in_order_when_a_cell_is_nan(mount):
         assert numbers == want, f"--sort {sort} printed {cells}"
 
 
+def test_ls_sort_keeps_numbers_before_text_when_descending(mount):
+    """README "The command line", `ls`: "numbers by value, before text, then `nan` cells …, empty
+    cells last either way". A param column holding both (a run's `opt` of `2`, `10`, `adam`,
+    `sgd`): `--sort -opt` printed the text first (sgd adam 10 2), so `--limit 1` named a run with
+    no number at all."""
+    for i, v in enumerate(["2", "sgd", "10", "adam"], start=1):
+        r = mkrun(mount, run=str(i))
+        (r / "params" / "opt").write_text(v + "\n")
+    mkrun(mount, run="5")   # no opt: empty, last either way
+    # run ids in the order printed: 10 (run 3), 2 (run 1), then text, then the empty cell
+    for sort, want in (("-opt", ["3", "1", "2", "4", "5"]), ("opt", ["1", "3", "4", "2", "5"])):
+        res = cli("ls", "p/e", "--columns", "opt", "--sort", sort, m=mount)
+        assert res.returncode == 0, res.stderr
+        ids = [line.split()[0] for line in res.stdout.splitlines()[1:]]
+        assert ids == want, f"--sort {sort} printed\n{res.stdout}"
+
+
 def test_diff_prints_numbers_as_runs_csv_does(mount):
     """README "The command line", `diff`: it prints `param.<key>` and per metric `metric.<name>`,
     `.min`, `.max` "as runs.csv names and prints them". runs.csv prints an integer param 120 as
