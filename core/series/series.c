@@ -75,6 +75,9 @@ struct al_series_set {
 	series **buckets;
 	size_t nbuckets;
 	series *all;
+	/* Forgotten series (al_series_forget): a thread may still hold one it found before, so
+	 * they go when the set does. */
+	series *gone;
 	run_index **runs;         /* nbuckets chains */
 	pthread_t thread;
 	int started, stop;
@@ -1677,6 +1680,8 @@ int al_series_forget(al_series_set *s, const char *metric_doc)
 			if (*p)
 				*p = se->next_run;
 		}
+		se->next_all = s->gone;
+		s->gone = se;
 	}
 	pthread_mutex_unlock(&s->lock);
 	pthread_mutex_unlock(&s->flush_lock);
@@ -2000,7 +2005,11 @@ void al_series_set_free(al_series_set *s)
 		pthread_join(s->thread, NULL);
 		al_series_flush(s);
 	}
-	for (se = s->all; se; se = next) {
+	for (se = s->all; se || s->gone; se = next) {
+		if (!se) {   /* then the forgotten ones */
+			se = s->gone;
+			s->gone = NULL;
+		}
 		next = se->next_all;
 		pthread_mutex_destroy(&se->lock);
 		free(se->pts);
