@@ -867,9 +867,14 @@ int al_series_points(al_point *out, size_t *n, uint64_t *view, al_series_set *s,
 			goto cleanup;
 		}
 		if (single_writer(writer, sizeof(writer), &count, d)) {
+			/* Stored points up to count never change (a flush only adds past them): they
+			 * are read without the series' lock, so that batches of one series are parsed
+			 * side by side (a metric reader's read-ahead, metrics.c). */
+			pthread_mutex_unlock(&se->lock);
 			*view = 0;
 			rc = stored_points(out, n, s, metric_doc, writer, count, from, max);
-			goto cleanup;
+			al_doc_free(d);
+			return rc;
 		}
 	}
 	if ((rc = series_fresh(s, se)))

@@ -77,6 +77,9 @@ static const char *const statement_sql[ST_N] = {
 	[ST_ROWID] = "SELECT rowid FROM docs WHERE path = ?1",
 };
 
+/* get_text's kept buffers (below). */
+#define TEXT_BUFS 4
+
 /* get_text's read-ahead piece (below). */
 typedef struct {
 	char *buf;
@@ -92,9 +95,10 @@ typedef struct {
 	sqlite3 *db;
 	sqlite3_stmt *st[ST_N];
 	char *dir;            /* absolute */
-	char *text;           /* get_text's buffer, kept: a chunk's 400 KB each time would be a
-			       * fresh mapping to fault in (guarded by lock) */
-	size_t text_cap;
+	/* get_text's buffers, kept: a chunk's 400 KB each time would be a fresh mapping to fault
+	 * in; one per reader at once (metrics.c reads ahead on the tree's workers; guarded by lock) */
+	char *text[TEXT_BUFS];
+	size_t text_cap[TEXT_BUFS];
 	ra_piece ra;          /* get_text's read-ahead piece (guarded by lock) */
 	/* A second connection, read-only, for list_group_text, under its own lock: a render's two
 	 * big listings (runs.csv's runs, and every run's metrics) run side by side on two cores, as
@@ -392,8 +396,9 @@ static int sqlite_get_text(al_store_backend *b, const char *path,
 	sqlite_store *s = (sqlite_store *)b;
 	sqlite3_stmt *st = s->st[ST_ROWID];
 	sqlite3_blob *blob = NULL;
+	char *text = NULL;
+	size_t len = 0, cap = 0, i;
 	int64_t rowid;
-	size_t len;
 	int rc;
 
 	if (!al_path_is_document(path))
@@ -415,33 +420,54 @@ static int sqlite_get_text(al_store_backend *b, const char *path,
 		goto cleanup;
 	}
 	len = (size_t)sqlite3_blob_bytes(blob);
-	if (len + 1 > s->text_cap) {
-		char *grown = realloc(s->text, len + 1);
+	/* A kept buffer is taken out while fn reads it, outside the lock: several readers' chunks
+	 * are parsed side by side (metrics.c reads ahead). */
+	for (i = 0; i < TEXT_BUFS && !s->text[i]; i++)
+		;
+	if (i < TEXT_BUFS) {
+		text = s->text[i];
+		cap = s->text_cap[i];
+		s->text[i] = NULL;
+		s->text_cap[i] = 0;
+	}
+	if (len + 1 > cap) {
+		char *grown = realloc(text, len + 1);
 		if (!grown) {
 			rc = al_error_set(AL_ENOMEM, "out of memory reading document %s", path);
 			goto cleanup;
 		}
-		s->text = grown;
-		s->text_cap = len + 1;
+		text = grown;
+		cap = len + 1;
 	}
 	if (len >= RA_SIZE / 2 && !s->ra.buf)
 		s->ra.buf = malloc(RA_SIZE);   /* without it, the reads are page by page, as before */
 	s->ra.len = 0;
 	ra_active = len >= RA_SIZE / 2 && s->ra.buf ? &s->ra : NULL;
-	rc = sqlite3_blob_read(blob, s->text, (int)len, 0);
+	rc = sqlite3_blob_read(blob, text, (int)len, 0);
 	ra_active = NULL;
 	s->ra.len = 0;
 	if (rc != SQLITE_OK) {
 		rc = db_error(s, rc, "get");
 		goto cleanup;
 	}
-	s->text[len] = '\0';
+	text[len] = '\0';
 	count_read(s);
-	rc = fn(ctx, s->text, len);
+	sqlite3_blob_close(blob);
+	blob = NULL;
+	pthread_mutex_unlock(&s->lock);
+	rc = fn(ctx, text, len);
+	pthread_mutex_lock(&s->lock);
 cleanup:
 	if (blob)
 		sqlite3_blob_close(blob);
+	for (i = 0; text && i < TEXT_BUFS; i++)
+		if (!s->text[i]) {
+			s->text[i] = text;
+			s->text_cap[i] = cap;
+			text = NULL;
+		}
 	pthread_mutex_unlock(&s->lock);
+	free(text);
 	return rc;
 }
 
@@ -866,7 +892,8 @@ static void sqlite_free(al_store_backend *b)
 	if (s->lock_fd >= 0)
 		close(s->lock_fd); /* releases the flock */
 	pthread_mutex_destroy(&s->lock);
-	free(s->text);
+	for (int i = 0; i < TEXT_BUFS; i++)
+		free(s->text[i]);
 	free(s->ra.buf);
 	if (s->ra.fd >= 0)
 		close(s->ra.fd);

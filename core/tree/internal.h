@@ -168,6 +168,9 @@ typedef struct rendered rendered;
  * to it or below it; documents sharing a slot only cost each other a render. */
 #define SCOPE_SLOTS 4096
 
+/* The tree's worker threads (tree_work_*): the two cores of a small machine. */
+#define TREE_WORKERS 2
+
 /* The kinds' positions in the table (kinds.h), for counters kept per kind. */
 enum {
 #define KIND(k) KIND_INDEX_##k,
@@ -231,7 +234,31 @@ struct al_tree {
 	uint64_t scope_gen[SCOPE_SLOTS];
 	uint64_t render_epoch;
 	uint64_t renders[KIND_COUNT];   /* renders made, per kind (atomic) */
+	/* Work done ahead of a request (tree_work_*): TREE_WORKERS threads, a FIFO. */
+	pthread_mutex_t wlock;
+	pthread_cond_t wcond;      /* work queued, work done, or stop */
+	struct tree_work *wq, **wq_tail;
+	pthread_t wthread[TREE_WORKERS];
+	int w_started, w_stop;
 };
+
+/* ---- work done ahead (tree.c) ------------------------------------------------------------- */
+
+/* A piece of work the tree's worker thread may do before a request needs it (a metric reader's
+ * next batch): run on the other core while the kernel copies the current answer out. Embedded in
+ * its owner, which must tree_work_settle it before it goes. */
+enum { TW_IDLE, TW_QUEUED, TW_RUNNING };
+typedef struct tree_work {
+	void (*run)(struct tree_work *w);
+	struct tree_work *next;
+	int state;                 /* TW_*, in t->wlock */
+} tree_work;
+
+/* Queues w unless it is queued or running already. */
+void tree_work_submit(al_tree *t, tree_work *w);
+/* Makes w idle: waits while it runs; if still queued, takes it out of the queue and, with
+ * run_queued, runs it in the caller's thread (the request needs it now), else drops it. */
+void tree_work_settle(al_tree *t, tree_work *w, int run_queued);
 
 /* ---- open files (handle.c) --------------------------------------------------------------- */
 
@@ -279,6 +306,7 @@ struct al_file {
 	uint64_t *idx;
 	size_t nidx;
 	uint64_t points, view;     /* view: the series' (al_series_points) the offsets are of */
+	struct metric_ahead *ahead;   /* the next batch, made by the tree's worker (metrics.c) */
 	uint64_t status_gen;       /* t->status_gen when the run was last seen running (K_RUNNING) */
 	int line_closed;           /* F_METRIC: a close() came after the partial line in text */
 	int skip_line;             /* F_METRIC: the rest of a refused (too long) line is dropped */
@@ -348,6 +376,8 @@ void rendered_put(rendered *r);
 void scope_changed(al_tree *t, const char *doc);
 /* After a change not tied to one document (the dataset thread, a control file): every render. */
 void scope_changed_all(al_tree *t);
+/* doc's scope generation now: it differs after any change to doc or below it (scope_changed). */
+uint64_t scope_gen_of(al_tree *t, const char *doc);
 /* The size and mtime (raised to *mtime) of a generated file's content: the last render's while
  * nothing it is made of changed, else a new render, which is kept for the next ask. With out,
  * the content too (a reference the caller puts back). */

@@ -111,6 +111,119 @@ static void reader_reset(al_file *f)
 	f->nidx = 0;
 }
 
+/* A reader's next batches, made on the tree's workers while the kernel copies the current one
+ * out and the reader comes back for more: reading a chunk, parsing it and formatting its points
+ * are a read's time, and the batches after the window are made side by side on the other cores.
+ * Only full batches of a series whose points never move (one writer: view 0), made while nothing
+ * changed the metric, are served from here. */
+#define AHEAD_DEPTH TREE_WORKERS
+#define BATCH_TEXT (READ_BATCH * AL_POINT_TEXT_MAX + 1)
+#define NO_BATCH UINT64_MAX
+
+typedef struct metric_ahead {
+	tree_work w;               /* first: its run() is given this */
+	al_tree *t;
+	const char *doc;           /* the reader's metric document (f->staging outlives the work) */
+	uint64_t from, gen;        /* the batch's first point (NO_BATCH: free); the metric's scope
+				    * generation before it was asked for */
+	al_point *pts;
+	char *text;                /* BATCH_TEXT bytes, traded with the reader's window */
+	size_t n, len;
+	uint64_t view;
+	int made;                  /* text holds the full batch at from */
+} metric_ahead;
+
+static void ahead_run(tree_work *w)
+{
+	metric_ahead *a = (metric_ahead *)w;
+	a->made = 0;
+	if (!a->text && !(a->text = malloc(BATCH_TEXT)))
+		return;
+	if (al_series_points(a->pts, &a->n, &a->view, a->t->series, a->doc, a->from, READ_BATCH) ==
+	    0 && a->n == READ_BATCH && a->view == 0) {
+		a->len = al_metric_format_points(a->text, a->pts, a->n);
+		a->made = 1;
+	}
+}
+
+/* After a full batch: the next AHEAD_DEPTH are asked for, each unless a slot has it already
+ * (no memory for them: they are made when asked). */
+static void ahead_start(al_file *f)
+{
+	metric_ahead *a = f->ahead;
+	uint64_t from, end = f->points + AHEAD_DEPTH * READ_BATCH;
+	size_t i, k;
+
+	if (!a) {
+		if (!(a = calloc(AHEAD_DEPTH, sizeof(*a))))
+			return;
+		for (i = 0; i < AHEAD_DEPTH; i++) {
+			if (!(a[i].pts = malloc(READ_BATCH * sizeof(*a[i].pts)))) {
+				while (i-- > 0)
+					free(a[i].pts);
+				free(a);
+				return;
+			}
+			a[i].w.run = ahead_run;
+			a[i].t = f->t;
+			a[i].doc = f->staging;
+			a[i].from = NO_BATCH;
+		}
+		f->ahead = a;
+	}
+	for (from = f->points; from < end; from += READ_BATCH) {
+		for (i = 0; i < AHEAD_DEPTH && a[i].from != from; i++)
+			;
+		if (i < AHEAD_DEPTH)
+			continue;
+		/* A slot outside the window (free, or of batches the reader went away from) */
+		for (k = 0; k < AHEAD_DEPTH && a[k].from >= f->points && a[k].from < end; k++)
+			;
+		if (k == AHEAD_DEPTH)
+			return;
+		tree_work_settle(f->t, &a[k].w, 0);
+		a[k].from = from;
+		a[k].gen = scope_gen_of(f->t, f->staging);
+		a[k].made = 0;
+		tree_work_submit(f->t, &a[k].w);
+	}
+}
+
+/* The batch made ahead at f->points, if there is one and it is still what the series holds (its
+ * slot is freed once the caller took its text). */
+static metric_ahead *ahead_take(al_file *f, size_t want)
+{
+	metric_ahead *a = f->ahead;
+	size_t i;
+	if (!a || want != READ_BATCH)
+		return NULL;
+	for (i = 0; i < AHEAD_DEPTH && a[i].from != f->points; i++)
+		;
+	if (i == AHEAD_DEPTH)
+		return NULL;
+	a += i;
+	tree_work_settle(f->t, &a->w, 1);   /* still queued: it is made here and now */
+	if (!a->made || scope_gen_of(f->t, f->staging) != a->gen) {
+		a->from = NO_BATCH;
+		return NULL;
+	}
+	return a;
+}
+
+static void ahead_free(al_file *f)
+{
+	size_t i;
+	if (!f->ahead)
+		return;
+	for (i = 0; i < AHEAD_DEPTH; i++) {
+		tree_work_settle(f->t, &f->ahead[i].w, 0);
+		free(f->ahead[i].pts);
+		free(f->ahead[i].text);
+	}
+	free(f->ahead);
+	f->ahead = NULL;
+}
+
 /* Makes the text of the next batch of points the window; *got 0 at the series' end (for now:
  * a reader sees points appended later, as with any log file). f->mu held. */
 static int reader_next(al_file *f, int *got)
@@ -119,23 +232,31 @@ static int reader_next(al_file *f, int *got)
 	char *text = NULL;
 	size_t n = 0, len = 0, want = READ_BATCH - (size_t)(f->points % READ_BATCH);
 	uint64_t view = 0;
-	int rc;
+	metric_ahead *a;
+	int rc = 0;
 
 	*got = 0;
-	if (!(pts = malloc(READ_BATCH * sizeof(*pts))))
-		return al_error_set(AL_ENOMEM, "out of memory");
-	rc = al_series_points(pts, &n, &view, f->t->series, f->staging, f->points, want);
-	if (rc == AL_ENOTFOUND) {   /* not one point yet (a new metric still being written) */
-		al_error_clear();
-		rc = 0;
-		n = 0;
+	if ((a = ahead_take(f, want))) {
+		n = a->n;
+		view = a->view;
+	} else {
+		if (!(pts = malloc(READ_BATCH * sizeof(*pts))))
+			return al_error_set(AL_ENOMEM, "out of memory");
+		rc = al_series_points(pts, &n, &view, f->t->series, f->staging, f->points, want);
+		if (rc == AL_ENOTFOUND) {   /* not one point yet (a new metric still being written) */
+			al_error_clear();
+			rc = 0;
+			n = 0;
+		}
+		if (rc)
+			goto cleanup;
 	}
-	if (rc)
-		goto cleanup;
 	if (view != f->view) {
 		int restart = f->view != UINT64_MAX && f->points > 0;
 		f->view = view;
 		if (restart) {
+			if (a)
+				a->from = NO_BATCH;
 			reader_reset(f);
 			free(pts);
 			return reader_next(f, got);
@@ -152,20 +273,33 @@ static int reader_next(al_file *f, int *got)
 		f->idx = grown;
 		f->idx[f->nidx++] = f->text_end;
 	}
-	/* The window's buffer is kept from batch to batch: a fresh one of this size is a fresh
-	 * mapping, its pages faulted in again at each batch. */
-	if (!(text = realloc(f->snap, READ_BATCH * AL_POINT_TEXT_MAX + 1))) {
-		rc = al_error_set(AL_ENOMEM, "out of memory");
-		goto cleanup;
+	if (a) {
+		/* The two buffers trade places: the window's becomes the next batch's. */
+		text = f->snap;
+		f->snap = a->text;
+		a->text = text;
+		text = NULL;
+		len = a->len;
+		a->made = 0;
+		a->from = NO_BATCH;
+	} else {
+		/* The window's buffer is kept from batch to batch: a fresh one of this size is a
+		 * fresh mapping, its pages faulted in again at each batch. */
+		if (!(text = realloc(f->snap, BATCH_TEXT))) {
+			rc = al_error_set(AL_ENOMEM, "out of memory");
+			goto cleanup;
+		}
+		f->snap = text;
+		text = NULL;
+		len = al_metric_format_points(f->snap, pts, n);
 	}
-	f->snap = text;
-	text = NULL;
-	len = al_metric_format_points(f->snap, pts, n);
 	f->snaplen = len;
 	f->win_off = f->text_end;
 	f->text_end += len;
 	f->points += n;
 	*got = 1;
+	if (n == want && view == 0)
+		ahead_start(f);
 cleanup:
 	free(text);
 	free(pts);
@@ -414,6 +548,7 @@ static int metric_direct_io(al_file *f)
 /* The last close: a partial last line is recorded now. */
 static int metric_release(al_file *f)
 {
+	ahead_free(f);
 	if (f->text.len)
 		metric_end_line(f);
 	return 0;

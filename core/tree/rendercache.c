@@ -61,6 +61,11 @@ void scope_changed(al_tree *t, const char *doc)
 		}
 }
 
+uint64_t scope_gen_of(al_tree *t, const char *doc)
+{
+	return __atomic_load_n(&t->scope_gen[slot_of(doc, strlen(doc))], __ATOMIC_SEQ_CST);
+}
+
 void scope_changed_all(al_tree *t)
 {
 	__atomic_add_fetch(&t->render_epoch, 1, __ATOMIC_SEQ_CST);
@@ -193,7 +198,7 @@ int render_cached(rendered **out, uint64_t *size, int64_t *mtime, al_tree *t, co
 	/* What only the owner document's scope can change; the control files are live. */
 	if (owner) {
 		struct inflight *i;
-		gen = __atomic_load_n(&t->scope_gen[slot_of(owner, strlen(owner))], __ATOMIC_SEQ_CST);
+		gen = scope_gen_of(t, owner);
 		epoch = __atomic_load_n(&t->render_epoch, __ATOMIC_SEQ_CST);
 		pthread_mutex_lock(&t->rlock);
 	again:

@@ -91,6 +91,66 @@ static int clean_staging(const char *dir)
 	return 0;
 }
 
+/* The worker of tree_work: runs queued work in the order queued until the tree goes. */
+static void *work_thread(void *arg)
+{
+	al_tree *t = arg;
+	tree_work *w;
+	pthread_mutex_lock(&t->wlock);
+	while (!t->w_stop) {
+		if (!(w = t->wq)) {
+			pthread_cond_wait(&t->wcond, &t->wlock);
+			continue;
+		}
+		if (!(t->wq = w->next))
+			t->wq_tail = &t->wq;
+		w->next = NULL;
+		w->state = TW_RUNNING;
+		pthread_mutex_unlock(&t->wlock);
+		w->run(w);
+		al_error_clear();   /* the worker's failures are the requester's to meet again */
+		pthread_mutex_lock(&t->wlock);
+		w->state = TW_IDLE;
+		pthread_cond_broadcast(&t->wcond);
+	}
+	pthread_mutex_unlock(&t->wlock);
+	return NULL;
+}
+
+void tree_work_submit(al_tree *t, tree_work *w)
+{
+	pthread_mutex_lock(&t->wlock);
+	if (w->state == TW_IDLE && t->w_started && !t->w_stop) {
+		w->state = TW_QUEUED;
+		w->next = NULL;
+		*t->wq_tail = w;
+		t->wq_tail = &w->next;
+		pthread_cond_broadcast(&t->wcond);
+	}
+	pthread_mutex_unlock(&t->wlock);
+}
+
+void tree_work_settle(al_tree *t, tree_work *w, int run_queued)
+{
+	tree_work **p;
+	int queued = 0;
+	pthread_mutex_lock(&t->wlock);
+	while (w->state == TW_RUNNING)
+		pthread_cond_wait(&t->wcond, &t->wlock);
+	if (w->state == TW_QUEUED) {
+		for (p = &t->wq; *p != w; p = &(*p)->next)
+			;
+		if (!(*p = w->next))
+			t->wq_tail = p;
+		w->next = NULL;
+		w->state = TW_IDLE;
+		queued = 1;
+	}
+	pthread_mutex_unlock(&t->wlock);
+	if (queued && run_queued)
+		w->run(w);
+}
+
 int al_tree_open(al_tree **out, const al_tree_options *opts)
 {
 	al_tree *t = NULL;
@@ -113,6 +173,9 @@ int al_tree_open(al_tree **out, const al_tree_options *opts)
 	}
 	pthread_cond_init(&t->ds_wake, NULL);
 	pthread_mutex_init(&t->scan_lock, NULL);
+	pthread_mutex_init(&t->wlock, NULL);
+	pthread_cond_init(&t->wcond, NULL);
+	t->wq_tail = &t->wq;
 	t->stack = opts->stack;
 	t->store = opts->stack->store;
 	t->series_store = opts->stack->series_store;
@@ -142,6 +205,11 @@ int al_tree_open(al_tree **out, const al_tree_options *opts)
 		goto fail;
 	}
 	t->ds_started = 1;
+	for (; t->w_started < TREE_WORKERS; t->w_started++)
+		if (pthread_create(&t->wthread[t->w_started], NULL, work_thread, t) != 0) {
+			rc = al_error_set(AL_ERROR, "cannot start the tree's worker threads");
+			goto fail;
+		}
 	*out = t;
 	return 0;
 fail:
@@ -165,6 +233,15 @@ void al_tree_free(al_tree *t)
 		pthread_join(t->ds_thread, NULL);
 		dataset_settle(t, NULL);
 	}
+	if (t->w_started) {   /* every handle, and so every piece of work, went before */
+		int i;
+		pthread_mutex_lock(&t->wlock);
+		t->w_stop = 1;
+		pthread_cond_broadcast(&t->wcond);
+		pthread_mutex_unlock(&t->wlock);
+		for (i = 0; i < t->w_started; i++)
+			pthread_join(t->wthread[i], NULL);
+	}
 	dataset_scans_free(t);    /* before the cache goes (al_stack_free) */
 	for (v = t->vdirs; v; v = next) {
 		next = v->next;
@@ -180,6 +257,8 @@ void al_tree_free(al_tree *t)
 	pthread_mutex_destroy(&t->ds_lock);
 	pthread_cond_destroy(&t->ds_wake);
 	pthread_mutex_destroy(&t->scan_lock);
+	pthread_mutex_destroy(&t->wlock);
+	pthread_cond_destroy(&t->wcond);
 	pthread_mutex_destroy(&t->lock);
 	free(t);
 }

@@ -175,6 +175,125 @@ static void test_empty_metric_in_run_json(void)
 	cJSON_Delete(j);
 }
 
+/* A long stored series read through one handle: its batches after the window are made ahead on
+ * the tree's workers (metrics.c). The text is the same whichever way it is read: in the kernel's
+ * 128 KiB pieces, after going back, with an append or a removal of the metric between two reads,
+ * or with the handle closed while batches are being made. */
+#define LONG_POINTS (5 * 4096 + 100)
+
+static char *long_text_v(size_t from, size_t to, int v)
+{
+	size_t i, cap = (to - from) * 48 + 1, len = 0;
+	char *t = malloc(cap);
+	if (!t)
+		return NULL;
+	for (i = from; i < to; i++)
+		len += (size_t)snprintf(t + len, cap - len, "%zu %zu.%d 1700000000.%03zu\n", i,
+			i % 997, v, i % 1000);   /* as the reader prints them */
+	t[len] = '\0';
+	return t;
+}
+
+static char *long_text(size_t from, size_t to)
+{
+	return long_text_v(from, to, 5);
+}
+
+static void read_pieces(char **out, size_t *len, al_file *f, uint64_t from)
+{
+	size_t cap = 1 << 20, used = 0, n;
+	char *buf = malloc(cap);
+	*out = NULL;
+	if (!buf)
+		return;
+	for (;;) {
+		if (cap - used < 131072) {
+			char *p = realloc(buf, cap * 2);
+			if (!p)
+				break;
+			buf = p;
+			cap *= 2;
+		}
+		if (tree_pread(&n, f, buf + used, 131072, from + used) != 0 || n == 0)
+			break;
+		used += n;
+	}
+	buf[used] = '\0';
+	*out = buf;
+	*len = used;
+}
+
+static void test_long_reader(void)
+{
+	char *want = long_text(0, LONG_POINTS), *more = long_text(LONG_POINTS, LONG_POINTS + 10);
+	char *got = NULL, buf[131072];
+	size_t len = 0, n, wlen;
+	al_file *r = NULL;
+
+	CHECK(want && more);
+	if (!want || !more)
+		return;
+	wlen = strlen(want);
+	CHECK_OK(tree_write(M "/long", want));
+	TF.allow_delete = 1;
+	tree_remount();   /* a stored series of one writer: the batches made ahead */
+	CHECK_OK(al_file_open(&r, TF.t, M "/long", 0));
+	if (!r)
+		return;
+	read_pieces(&got, &len, r, 0);
+	CHECK_EQ_INT(len, wlen);
+	CHECK(got && memcmp(got, want, wlen) == 0);
+	free(got);
+	/* back to the start, then a piece in the middle of the third batch */
+	CHECK_OK(tree_pread(&n, r, buf, 100, 0));
+	CHECK(n == 100 && memcmp(buf, want, 100) == 0);
+	CHECK_OK(tree_pread(&n, r, buf, 1000, wlen / 2));
+	CHECK(n == 1000 && memcmp(buf, want + wlen / 2, 1000) == 0);
+	/* an append after the first batch was read: the batches made before it are of the same
+	 * points, and the reader reaches the new ones */
+	CHECK_OK(tree_pread(&n, r, buf, sizeof(buf), 0));
+	CHECK_OK(tree_append(M "/long", more));
+	read_pieces(&got, &len, r, n);
+	CHECK_EQ_INT(n + len, wlen + strlen(more));
+	CHECK(got && memcmp(got, want + n, wlen - n) == 0 && strcmp(got + wlen - n, more) == 0);
+	free(got);
+	al_file_release(r);
+	/* removed and written again between two reads: past the window the handle reads the new
+	 * points (rm makes the batches made before it stale) */
+	{
+		char *old0 = long_text(0, 2 * 4096), *new2 = long_text_v(2 * 4096, LONG_POINTS, 25);
+		size_t olen = old0 ? strlen(old0) : 0;
+		r = NULL;
+		CHECK_OK(al_file_open(&r, TF.t, M "/long", 0));
+		CHECK_OK(r ? tree_pread(&n, r, buf, sizeof(buf), 0) : AL_EINVAL);
+		CHECK(n > 0 && n < olen);
+		CHECK_OK(al_tree_unlink(TF.t, M "/long"));
+		free(want);
+		want = long_text_v(0, LONG_POINTS, 25);
+		CHECK_OK(want ? tree_write(M "/long", want) : AL_ENOMEM);
+		if (r)
+			read_pieces(&got, &len, r, n);
+		CHECK(old0 && new2 && got && n + len == olen + strlen(new2) &&
+		      memcmp(got, old0 + n, olen - n) == 0 && strcmp(got + olen - n, new2) == 0);
+		free(got);
+		al_file_release(r);
+		free(old0);
+		free(new2);
+	}
+	/* closed at once after a batch, its next ones still being made */
+	for (int i = 0; i < 20; i++) {
+		r = NULL;
+		CHECK_OK(al_file_open(&r, TF.t, M "/long", 0));
+		if (!r)
+			break;
+		CHECK_OK(tree_pread(&n, r, buf, sizeof(buf), (uint64_t)i * 4096));
+		CHECK(n > 0 && want && memcmp(buf, want + i * 4096, 64) == 0);
+		al_file_release(r);
+	}
+	free(want);
+	free(more);
+}
+
 int main(void)
 {
 	tree_setup();
@@ -184,6 +303,7 @@ int main(void)
 	test_limits();
 	test_partial_line();
 	test_reader_sees_appends();
+	test_long_reader();
 	tree_teardown();
 	CHECK_DONE();
 }
