@@ -326,9 +326,53 @@ static int delete_tree_in(al_tree *t, al_store_backend *store, const char *doc)
 	return rc;
 }
 
+/* A deletion under way: documents go one at a time, those under doc first (so that no record
+ * outlives its owner after a crash), and a reader of a metric meanwhile finds chunks gone while
+ * the summary still counts them, which is otherwise damage (EIO). */
+struct removing {
+	const char *doc;
+	struct removing *next;
+};
+
+static void removing_begin(al_tree *t, struct removing *r, const char *doc)
+{
+	r->doc = doc;
+	pthread_mutex_lock(&t->rmlock);
+	r->next = t->removing;
+	t->removing = r;
+	pthread_mutex_unlock(&t->rmlock);
+}
+
+static void removing_end(al_tree *t, struct removing *r)
+{
+	struct removing **p;
+	pthread_mutex_lock(&t->rmlock);
+	for (p = &t->removing; *p && *p != r; p = &(*p)->next)
+		;
+	if (*p)
+		*p = r->next;
+	pthread_mutex_unlock(&t->rmlock);
+}
+
+int being_removed(al_tree *t, const char *doc)
+{
+	struct removing *r;
+	int found = 0;
+	pthread_mutex_lock(&t->rmlock);
+	for (r = t->removing; r && !found; r = r->next)
+		found = path_inside(r->doc, doc);
+	pthread_mutex_unlock(&t->rmlock);
+	return found;
+}
+
 static int delete_tree(al_tree *t, const char *doc)
 {
-	return delete_tree_in(t, t->store, doc);
+	struct removing r;
+	int rc;
+	removing_begin(t, &r, doc);
+	rc = delete_tree_in(t, t->store, doc);
+	removing_end(t, &r);
+	return rc;
 }
 
 /* rm of a metric with --allow-delete: its points and documents go (README "Deleting and
@@ -348,8 +392,12 @@ int metric_remove(al_tree *t, const node *n, const char *path)
 		goto cleanup;
 	if ((rc = al_store_get(&d, store, doc)) == AL_ENOTFOUND)
 		rc = al_error_set(AL_ENOTFOUND, "no such metric: %s", path);
-	else if (rc == 0)
+	else if (rc == 0) {
+		struct removing r;
+		removing_begin(t, &r, doc);
 		rc = delete_tree_in(t, store, doc);
+		removing_end(t, &r);
+	}
 cleanup:
 	al_doc_free(d);
 	free(doc);

@@ -234,6 +234,9 @@ struct al_tree {
 	uint64_t scope_gen[SCOPE_SLOTS];
 	uint64_t render_epoch;
 	uint64_t renders[KIND_COUNT];   /* renders made, per kind (atomic) */
+	/* Documents being deleted, each with all under it (common.c removing_*), in rmlock. */
+	pthread_mutex_t rmlock;
+	struct removing *removing;
 	/* Work done ahead of a request (tree_work_*): TREE_WORKERS threads, a FIFO. */
 	pthread_mutex_t wlock;
 	pthread_cond_t wcond;      /* work queued, work done, or stop */
@@ -420,6 +423,10 @@ const char *last_segment(const char *path);
 int check_name(const char *name);
 int check_rest_names(const char *rest);
 int path_under(const char *dir, const char *path);
+/* 1 while doc, or a document it is under, is being deleted through this mount (rm, rmdir): a
+ * reader that meets its parts gone ends there rather than failing (README "Deleting and
+ * renaming"). */
+int being_removed(al_tree *t, const char *doc);
 int path_inside(const char *dir, const char *path);
 void keyset_add(keyset *k, const char *key);
 /* Adds key, known not to be in k yet (an id of the one listing that fills k), with its

@@ -240,9 +240,20 @@ static int reader_next(al_file *f, int *got)
 		n = a->n;
 		view = a->view;
 	} else {
+		uint64_t gen = scope_gen_of(f->t, f->staging);
 		if (!(pts = malloc(READ_BATCH * sizeof(*pts))))
 			return al_error_set(AL_ENOMEM, "out of memory");
 		rc = al_series_points(pts, &n, &view, f->t->series, f->staging, f->points, want);
+		/* A chunk gone while the summary still counts it is damage, unless the metric was
+		 * removed meanwhile (README "Deleting and renaming"): while its documents go, the text
+		 * ends here; once gone, it is read again as it is now (no points, or a new series). */
+		if (rc && rc != AL_ENOTFOUND && !being_removed(f->t, f->staging) &&
+		    scope_gen_of(f->t, f->staging) != gen) {
+			al_error_clear();
+			rc = al_series_points(pts, &n, &view, f->t->series, f->staging, f->points, want);
+		}
+		if (rc && rc != AL_ENOTFOUND && being_removed(f->t, f->staging))
+			rc = AL_ENOTFOUND;
 		if (rc == AL_ENOTFOUND) {   /* not one point yet (a new metric still being written) */
 			al_error_clear();
 			rc = 0;

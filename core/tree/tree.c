@@ -173,6 +173,7 @@ int al_tree_open(al_tree **out, const al_tree_options *opts)
 	}
 	pthread_cond_init(&t->ds_wake, NULL);
 	pthread_mutex_init(&t->scan_lock, NULL);
+	pthread_mutex_init(&t->rmlock, NULL);
 	pthread_mutex_init(&t->wlock, NULL);
 	pthread_cond_init(&t->wcond, NULL);
 	t->wq_tail = &t->wq;
@@ -257,6 +258,7 @@ void al_tree_free(al_tree *t)
 	pthread_mutex_destroy(&t->ds_lock);
 	pthread_cond_destroy(&t->ds_wake);
 	pthread_mutex_destroy(&t->scan_lock);
+	pthread_mutex_destroy(&t->rmlock);
 	pthread_mutex_destroy(&t->wlock);
 	pthread_cond_destroy(&t->wcond);
 	pthread_mutex_destroy(&t->lock);
