@@ -1996,10 +1996,23 @@ fail:
 	return rc;
 }
 
+/* Frees a chain of series linked by next_all (the set's, or its forgotten ones). */
+static void series_list_free(series *se)
+{
+	series *next;
+	for (; se; se = next) {
+		next = se->next_all;
+		pthread_mutex_destroy(&se->lock);
+		free(se->pts);
+		free(se->own);
+		free(se->deferred);
+		free(se->doc);
+		free(se);
+	}
+}
+
 void al_series_set_free(al_series_set *s)
 {
-	series *se, *next;
-
 	if (!s)
 		return;
 	if (s->started) {
@@ -2010,19 +2023,8 @@ void al_series_set_free(al_series_set *s)
 		pthread_join(s->thread, NULL);
 		al_series_flush(s);
 	}
-	for (se = s->all; se || s->gone; se = next) {
-		if (!se) {   /* then the forgotten ones */
-			se = s->gone;
-			s->gone = NULL;
-		}
-		next = se->next_all;
-		pthread_mutex_destroy(&se->lock);
-		free(se->pts);
-		free(se->own);
-		free(se->deferred);
-		free(se->doc);
-		free(se);
-	}
+	series_list_free(s->all);
+	series_list_free(s->gone);
 	for (size_t i = 0; s->runs && i < s->nbuckets; i++) {
 		run_index *r, *rn;
 		for (r = s->runs[i]; r; r = rn) {

@@ -298,7 +298,7 @@ int path_inside(const char *dir, const char *path)
 /* Deletes a document and everything under it, through store (t->store, or for a metric's
  * documents the store the series module writes them through, so that it sees them go at once
  * and not after the write-behind layer delivered). */
-static int delete_tree_in(al_tree *t, al_store_backend *store, const char *doc)
+static int delete_docs(al_tree *t, al_store_backend *store, const char *doc)
 {
 	char **colls = NULL;
 	size_t ncolls = 0, i, k;
@@ -312,7 +312,7 @@ static int delete_tree_in(al_tree *t, al_store_backend *store, const char *doc)
 		char *coll = xasprintf("%s/%s", doc, colls[i]);
 		rc = al_store_list(&l, store, coll, NULL, NULL);
 		for (k = 0; rc == 0 && k < l->count; k++)
-			rc = delete_tree_in(t, store, l->docs[k]->path);
+			rc = delete_docs(t, store, l->docs[k]->path);
 		al_doc_list_free(l);
 		free(coll);
 	}
@@ -365,14 +365,20 @@ int being_removed(al_tree *t, const char *doc)
 	return found;
 }
 
-static int delete_tree(al_tree *t, const char *doc)
+/* delete_docs of doc, marked as under way meanwhile (being_removed). */
+static int delete_tree_in(al_tree *t, al_store_backend *store, const char *doc)
 {
 	struct removing r;
 	int rc;
 	removing_begin(t, &r, doc);
-	rc = delete_tree_in(t, t->store, doc);
+	rc = delete_docs(t, store, doc);
 	removing_end(t, &r);
 	return rc;
+}
+
+static int delete_tree(al_tree *t, const char *doc)
+{
+	return delete_tree_in(t, t->store, doc);
 }
 
 /* rm of a metric with --allow-delete: its points and documents go (README "Deleting and
@@ -392,12 +398,8 @@ int metric_remove(al_tree *t, const node *n, const char *path)
 		goto cleanup;
 	if ((rc = al_store_get(&d, store, doc)) == AL_ENOTFOUND)
 		rc = al_error_set(AL_ENOTFOUND, "no such metric: %s", path);
-	else if (rc == 0) {
-		struct removing r;
-		removing_begin(t, &r, doc);
+	else if (rc == 0)
 		rc = delete_tree_in(t, store, doc);
-		removing_end(t, &r);
-	}
 cleanup:
 	al_doc_free(d);
 	free(doc);
