@@ -4,8 +4,11 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <pthread.h>
+#include <openssl/core_names.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <openssl/params.h>
 #include "core/buf.h"
 #include "core/net/sigv4.h"
 
@@ -74,11 +77,38 @@ void al_sigv4_hex(char *out, const unsigned char *bytes, size_t len)
 	out[2 * len] = '\0';
 }
 
+/* OpenSSL 3 looks a digest or MAC up in its provider tables on every one-shot call (EVP_sha256(),
+ * HMAC()): fetched once here, and HMACs made from a context that already holds the digest. */
+static pthread_once_t evp_once = PTHREAD_ONCE_INIT;
+static EVP_MD *sha256_fetched;
+static EVP_MAC_CTX *hmac_template;
+
+static void evp_init(void)
+{
+	EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+	OSSL_PARAM params[] = {
+		OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0),
+		OSSL_PARAM_construct_end(),
+	};
+	sha256_fetched = EVP_MD_fetch(NULL, "SHA256", NULL);
+	if (mac && (hmac_template = EVP_MAC_CTX_new(mac)) && !EVP_MAC_CTX_set_params(hmac_template, params)) {
+		EVP_MAC_CTX_free(hmac_template);
+		hmac_template = NULL;
+	}
+	EVP_MAC_free(mac);   /* the context keeps its own reference */
+}
+
+static const EVP_MD *sha256_md(void)
+{
+	pthread_once(&evp_once, evp_init);
+	return sha256_fetched ? sha256_fetched : EVP_sha256();
+}
+
 int al_sigv4_sha256_hex(char *out, const void *data, size_t len)
 {
 	unsigned char md[EVP_MAX_MD_SIZE];
 	unsigned int md_len = 0;
-	if (!EVP_Digest(data, len, md, &md_len, EVP_sha256(), NULL) || md_len != 32)
+	if (!EVP_Digest(data, len, md, &md_len, sha256_md(), NULL) || md_len != 32)
 		return al_error_set(AL_ERROR, "sigv4: SHA-256 failed in libcrypto");
 	al_sigv4_hex(out, md, md_len);
 	return 0;
@@ -86,9 +116,22 @@ int al_sigv4_sha256_hex(char *out, const void *data, size_t len)
 
 static int hmac_sha256(unsigned char out[32], const void *key, size_t key_len, const char *msg)
 {
-	unsigned int len = 0;
-	if (!HMAC(EVP_sha256(), key, (int)key_len, (const unsigned char *)msg, strlen(msg), out, &len) ||
-	    len != 32)
+	EVP_MAC_CTX *ctx;
+	size_t len = 0;
+	int ok;
+	pthread_once(&evp_once, evp_init);
+	if (!hmac_template) {
+		unsigned int n = 0;
+		ok = HMAC(EVP_sha256(), key, (int)key_len, (const unsigned char *)msg, strlen(msg), out, &n) &&
+			n == 32;
+	} else {
+		ok = (ctx = EVP_MAC_CTX_dup(hmac_template)) != NULL &&
+			EVP_MAC_init(ctx, key, key_len, NULL) &&
+			EVP_MAC_update(ctx, (const unsigned char *)msg, strlen(msg)) &&
+			EVP_MAC_final(ctx, out, &len, 32) && len == 32;
+		EVP_MAC_CTX_free(ctx);
+	}
+	if (!ok)
 		return al_error_set(AL_ERROR, "sigv4: HMAC-SHA256 failed in libcrypto");
 	return 0;
 }
@@ -465,6 +508,43 @@ cleanup:
 	return rc;
 }
 
+/* The signing key is one per day, region and service: each thread keeps its last one, so a
+ * request costs one HMAC instead of five (every prefetched blob is a signed GET). It is as good
+ * as the secret for that day, and the process holds the secret itself anyway. */
+static _Thread_local struct {
+	int valid;
+	unsigned char key[32];
+	unsigned char secret_sha[32];   /* which secret, without keeping a second copy of it */
+	char date8[9], region[64], service[32];
+} key_memo;
+
+static int signing_key_cached(unsigned char key[32], const al_sigv4_credentials *cred,
+	const char *date8)
+{
+	unsigned char secret_sha[32];
+	int rc;
+	if (!EVP_Digest(cred->secret_key, strlen(cred->secret_key), secret_sha, NULL, sha256_md(), NULL))
+		return al_error_set(AL_ERROR, "sigv4: SHA-256 failed in libcrypto");
+	if (key_memo.valid && memcmp(key_memo.secret_sha, secret_sha, 32) == 0 &&
+	    strcmp(key_memo.date8, date8) == 0 && strcmp(key_memo.region, cred->region) == 0 &&
+	    strcmp(key_memo.service, cred->service) == 0) {
+		memcpy(key, key_memo.key, 32);
+		return 0;
+	}
+	if ((rc = al_sigv4_signing_key(key, cred->secret_key, date8, cred->region, cred->service)))
+		return rc;
+	key_memo.valid = strlen(cred->region) < sizeof(key_memo.region) &&
+		strlen(cred->service) < sizeof(key_memo.service);
+	if (key_memo.valid) {
+		memcpy(key_memo.key, key, 32);
+		memcpy(key_memo.secret_sha, secret_sha, 32);
+		strcpy(key_memo.date8, date8);
+		strcpy(key_memo.region, cred->region);
+		strcpy(key_memo.service, cred->service);
+	}
+	return 0;
+}
+
 int al_sigv4_authorization(char **out, const char *canonical_request, const char *signed_headers,
 	const al_sigv4_credentials *cred, const char *amz_date)
 {
@@ -482,7 +562,7 @@ int al_sigv4_authorization(char **out, const char *canonical_request, const char
 	date8[8] = '\0';
 	if ((rc = al_sigv4_string_to_sign(&sts, amz_date, cred->region, cred->service,
 			canonical_request)) ||
-	    (rc = al_sigv4_signing_key(key, cred->secret_key, date8, cred->region, cred->service)) ||
+	    (rc = signing_key_cached(key, cred, date8)) ||
 	    (rc = hmac_sha256(sig, key, sizeof(key), sts)))
 		goto cleanup;
 	al_sigv4_hex(sig_hex, sig, sizeof(sig));

@@ -1,6 +1,8 @@
 /* aletheia unit test: SigV4 signing against AWS's published vectors (the SigV4 test suite and the
  * S3 API reference's "Signature Calculations" examples) plus S3's multi-part query shapes. */
 #include "core/net/sigv4.h"   /* first, so the header is seen to compile on its own */
+#include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 #include "check.h"
 
@@ -254,6 +256,72 @@ static void test_session_token(void)
 	al_sigv4_headers_free(out);
 }
 
+/* The Authorization header of the published list-objects example signed with cred at now. */
+static char *authorization(const al_sigv4_credentials *cred, int64_t now)
+{
+	al_sigv4_request req = { "GET", S3_HOST, "/", "max-keys=2&prefix=J", NULL, NULL };
+	char **out = NULL, *auth = NULL;
+	CHECK_OK(al_sigv4_sign(&out, &req, cred, now));
+	if (out && out[2])
+		auth = strdup(out[2]);
+	al_sigv4_headers_free(out);
+	CHECK(auth != NULL);
+	return auth;
+}
+
+typedef struct {
+	const al_sigv4_credentials *cred;
+	int64_t now;
+	char *auth;
+} fresh_sign;
+
+static void *sign_in_new_thread(void *arg)
+{
+	fresh_sign *f = arg;
+	f->auth = authorization(f->cred, f->now);
+	return NULL;
+}
+
+/* What a thread that never signed before computes (its signing key derived afresh). */
+static char *fresh_authorization(const al_sigv4_credentials *cred, int64_t now)
+{
+	fresh_sign f = { cred, now, NULL };
+	pthread_t th;
+	CHECK(pthread_create(&th, NULL, sign_in_new_thread, &f) == 0);
+	pthread_join(th, NULL);
+	return f.auth;
+}
+
+/* Each thread keeps its last signing key: a new secret, day, region or service must never be
+ * signed with the kept one, and going back must give the published signature again. */
+static void test_signing_key_kept(void)
+{
+	static const char *published = "Signature=34b48302e7b5fa45bde8084f4b7868a86f0a534bc59db6670ed5711ef69dc6f7";
+	al_sigv4_credentials other_secret = s3_cred, other_region = s3_cred, other_service = s3_cred;
+	const struct { const al_sigv4_credentials *cred; int64_t now; } cases[] = {
+		{ &other_secret, S3_NOW }, { &s3_cred, S3_NOW + 86400 }, { &other_region, S3_NOW },
+		{ &other_service, S3_NOW },
+	};
+	other_secret.secret_key = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEZ";
+	other_region.region = "eu-west-1";
+	other_service.service = "s3express";
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char *first = authorization(&s3_cred, S3_NOW);
+		char *changed = authorization(cases[i].cred, cases[i].now);
+		char *fresh = fresh_authorization(cases[i].cred, cases[i].now);
+		char *again = authorization(&s3_cred, S3_NOW);
+		fprintf(stderr, "signing key kept, case %zu\n", i);
+		CHECK(first && strstr(first, published));
+		CHECK(changed && !strstr(changed, published));
+		CHECK_EQ_STR(changed, fresh);
+		CHECK(again && strstr(again, published));
+		free(first);
+		free(changed);
+		free(fresh);
+		free(again);
+	}
+}
+
 static void check_query(const char *raw, const char *want)
 {
 	char *q = NULL;
@@ -439,6 +507,7 @@ int main(void)
 	test_suite();
 	test_s3_examples();
 	test_session_token();
+	test_signing_key_kept();
 	test_query_and_path_forms();
 	test_headers();
 	test_bad_input();
