@@ -39,6 +39,57 @@ static void record_creator(al_attr *out, const al_doc *d)
 	}
 }
 
+/* Attributes of a file or folder in a blob collection from its record d. */
+static void record_attr(al_attr *out, const al_tree *t, int dataset_file, const al_doc *d, unsigned mode)
+{
+	const char *type = al_fields_get_string(d->fields, "type");
+	int64_t size = 0, mtime = d->update_us;
+	al_fields_get_int(&size, d->fields, "size");
+	al_fields_get_time(&mtime, d->fields, "mtime");
+	if (type && strcmp(type, "dir") == 0)
+		attr_dir(out, mtime);
+	else {
+		attr_file(out, mode, (uint64_t)size, mtime);
+		out->immutable = 1;
+		/* README "datasets": write-once, so only a delete or a rename changes what the name
+		 * means; through this mount the kernel drops or moves its entry itself, and a local
+		 * store has no other writer (attr_ttl_us), unlike Firestore's other mounts. */
+		out->stable_name = dataset_file && t->attr_ttl_us == INT64_MAX;
+	}
+	record_creator(out, d);
+}
+
+/* A dataset's file records as a listing of its "files" collection (l, read while the generation
+ * was g0) found them, kept as a lookup and an open of each would keep them: attributes (as
+ * getattr_recorded answers them) and records (reccache_put), so reading the files a scan found
+ * costs no document read per file (dsprefetch.c). ds_path is the dataset's folder. A shared
+ * mount's owners need the dataset's own record: those are left to the lookups. */
+void dataset_records_keep(al_tree *t, const char *ds_path, const al_doc_list *l, uint64_t g0)
+{
+	for (size_t i = 0; !t->multi_user && i < l->count; i++) {
+		const al_doc *d = l->docs[i];
+		char *rest = al_id_decode(al_doc_id(d->path)), *path = NULL;   /* as a lookup finds it */
+		al_attr a;
+		if (!rest || check_rest_names(rest) || !(path = xasprintf("%s/%s", ds_path, rest))) {
+			free(rest);
+			continue;
+		}
+		if (!writer_attr(&a, t, path, kind_dataset_file.mode)) {
+			record_attr(&a, t, 1, d, kind_dataset_file.mode);
+			a.owned = 0;   /* everything is the mounting user's (getattr_recorded) */
+			attrcache_put(t, path, &a, g0);
+		}
+		if (t->attr_ttl_us == INT64_MAX && t->frcache) {   /* reccache_wanted */
+			file_rec r;
+			file_rec_from_doc(&r, d);
+			reccache_put(t, d->path, &r, g0);
+			file_rec_clear(&r);
+		}
+		free(path);
+		free(rest);
+	}
+}
+
 /* Attributes of a file or folder in a blob collection (artifacts, dataset files, logs). */
 int blob_attr(al_attr *out, al_tree *t, const node *n, const char *path, unsigned mode)
 {
@@ -71,21 +122,7 @@ int blob_attr(al_attr *out, al_tree *t, const node *n, const char *path, unsigne
 		file_rec_clear(&r);
 	}
 	if (rc == 0) {
-		const char *type = al_fields_get_string(d->fields, "type");
-		int64_t size = 0, mtime = d->update_us;
-		al_fields_get_int(&size, d->fields, "size");
-		al_fields_get_time(&mtime, d->fields, "mtime");
-		if (type && strcmp(type, "dir") == 0)
-			attr_dir(out, mtime);
-		else {
-			attr_file(out, mode, (uint64_t)size, mtime);
-			out->immutable = 1;
-			/* README "datasets": write-once, so only a delete or a rename changes what the
-			 * name means; through this mount the kernel drops or moves its entry itself, and
-			 * a local store has no other writer (attr_ttl_us), unlike Firestore's other mounts. */
-			out->stable_name = n->k == &kind_dataset_file && t->attr_ttl_us == INT64_MAX;
-		}
-		record_creator(out, d);
+		record_attr(out, t, n->k == &kind_dataset_file, d, mode);
 		goto cleanup;
 	}
 	if (rc != AL_ENOTFOUND)

@@ -15,6 +15,7 @@
 struct ds_scan {
 	al_tree *t;
 	char *ds_doc;
+	char *ds_path;             /* the dataset's folder */
 	unsigned cold;
 	int64_t first_us;
 	int listing;               /* its thread lists the dataset and starts the prefetch */
@@ -114,8 +115,11 @@ static void *scan_thread(void *arg)
 	al_tree *t = s->t;
 	al_cache_prefetch *p = NULL;
 	ds_items d;
+	uint64_t g0 = attrcache_gen(t);
 
 	if (dataset_items(&d, t, s->ds_doc) == 0) {
+		/* the readers will look up and open the files listed here: no document read each */
+		dataset_records_keep(t, s->ds_path, d.l, g0);
 		if (d.n && al_cache_prefetch_start(&p, t->cache, d.items, d.n, AL_CACHE_PREFETCH_AHEAD))
 			fprintf(stderr, "aletheia: no prefetch for %s: %s\n", s->ds_doc, al_error_last());
 		ds_items_free(&d);
@@ -138,7 +142,10 @@ void dataset_scan_note(al_tree *t, const node *n, int cold)
 	for (s = t->scans; s && strcmp(s->ds_doc, n->ds_doc) != 0; s = s->next)
 		;
 	if (!s) {
-		if (!(s = calloc(1, sizeof(*s))) || !(s->ds_doc = strdup(n->ds_doc))) {
+		if (!(s = calloc(1, sizeof(*s))) || !(s->ds_doc = strdup(n->ds_doc)) ||
+		    !(s->ds_path = xasprintf("/%s/datasets/%s", n->project, n->dataset))) {
+			if (s)
+				free(s->ds_doc);
 			free(s);
 			goto unlock;
 		}
@@ -187,6 +194,7 @@ void dataset_scans_free(al_tree *t)
 			pthread_join(s->thread, NULL);
 		al_cache_prefetch_free(s->p);
 		free(s->ds_doc);
+		free(s->ds_path);
 		free(s);
 	}
 	t->scans = NULL;

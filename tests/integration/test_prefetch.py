@@ -205,6 +205,46 @@ def test_scan_prefetch_stays_under_the_cache_size_and_keeps_open_files(mount_fac
         os.close(fd)
 
 
+def test_a_scans_listing_answers_the_lookups_and_opens_of_its_files(mount_factory, proxy):
+    """Once a scan's prefetch has listed the dataset, looking up and opening its files reads no
+    document each (their attributes and records were kept from the listing), and what the files
+    show is still what a lookup would read: sizes, contents, a folder, a file added meanwhile."""
+    files = {f"f{i:03d}.bin": os.urandom(1000 + i) for i in range(60)}
+    w = mount_factory("w")
+    paths = {n: put_file(w, n, data).relative_to(w.path) for n, data in files.items()}
+    (w.path / "p" / "datasets" / "d" / "sub").mkdir()
+    deep = os.urandom(5000)
+    (w.path / "p" / "datasets" / "d" / "sub" / "deep.bin").write_bytes(deep)
+    w.wait_idle()
+    w.umount()
+    m = mount_factory("r", env=proxy.env())
+    names = sorted(files)
+    for n in names[:3]:    # three cold opens of one dataset make a scan: its prefetch lists it
+        got, err, _ = read_all(m.path / paths[n])
+        assert err == 0 and got == files[n]
+    deadline = time.monotonic() + 30
+    while not re.search(r"[1-9]\d* blobs fetched", m.status()["prefetch"]):
+        assert time.monotonic() < deadline, f"no scan prefetch: {m.status()['prefetch']}"
+        time.sleep(0.05)
+    # the local store counts its document reads (Firestore's mounts read through their own cache)
+    before = None if alutil.FIRESTORE else int(m.status()["documents_read"])
+    for n in names[3:]:
+        assert os.stat(m.path / paths[n]).st_size == len(files[n])
+        got, err, _ = read_all(m.path / paths[n])
+        assert err == 0 and got == files[n], f"{n}: {alutil.errname(err)}"
+    ds = m.path / "p" / "datasets" / "d"
+    assert stat.S_ISDIR(os.stat(ds / "sub").st_mode)
+    assert (ds / "sub" / "deep.bin").read_bytes() == deep
+    if before is not None:
+        read = int(m.status()["documents_read"]) - before
+        assert read < 10, f"{read} documents read for {len(names) - 3} lookups and opens after the scan's listing"
+    # a change through the mount shows at once: the kept answers were for the old generation
+    new = os.urandom(777)
+    put_file(m, "new.bin", new)
+    assert os.stat(ds / "new.bin").st_size == 777 and (ds / "new.bin").read_bytes() == new
+    assert os.stat(ds / names[-1]).st_size == len(files[names[-1]])
+
+
 def test_shuffled_readers_over_a_dataset_larger_than_the_cache(mount_factory, proxy):
     """8 readers in a shuffled order (a DataLoader's workers) over a dataset three times the cache:
     the scan's prefetch waits for room and for the readers, woken one thread at a time as files
