@@ -59,35 +59,54 @@ static void record_attr(al_attr *out, const al_tree *t, int dataset_file, const 
 	record_creator(out, d);
 }
 
+/* One listed record of a dataset's files, kept where a lookup would read it: a dataset file's row
+ * (not a generated name), no scratch file of that name, no writer (its size is the writer's). */
+static void record_keep(al_tree *t, const char *ds_path, const al_doc *d, uint64_t g0)
+{
+	char *rest = al_id_decode(al_doc_id(d->path)), *path = NULL;   /* as a lookup finds it */
+	al_attr a;
+	node n;
+	int file_row = 0;
+
+	if (!rest || check_rest_names(rest) || !(path = xasprintf("%s/%s", ds_path, rest)))
+		goto cleanup;
+	if (node_parse(&n, path) == 0) {
+		file_row = n.k == &kind_dataset_file;
+		node_free(&n);
+	}
+	if (!file_row || scratch_attr(&a, t, path))
+		goto cleanup;
+	if (!writer_attr(&a, t, path, kind_dataset_file.mode)) {
+		record_attr(&a, t, 1, d, kind_dataset_file.mode);
+		a.owned = 0;   /* everything is the mounting user's (getattr_recorded) */
+		attrcache_put(t, path, &a, g0);
+	}
+	if (t->attr_ttl_us == INT64_MAX && t->frcache) {   /* reccache_wanted */
+		file_rec r;
+		file_rec_from_doc(&r, d);
+		reccache_put(t, d->path, &r, g0);
+		file_rec_clear(&r);
+	}
+cleanup:
+	free(path);
+	free(rest);
+}
+
 /* A dataset's file records as a listing of its "files" collection (l, read while the generation
  * was g0) found them, kept as a lookup and an open of each would keep them: attributes (as
- * getattr_recorded answers them) and records (reccache_put), so reading the files a scan found
- * costs no document read per file (dsprefetch.c). ds_path is the dataset's folder. A shared
+ * getattr_recorded answers them) and records (reccache_put), so the files a scan (dsprefetch.c)
+ * or a listing found cost no document read each. ds_path is the dataset's folder. A shared
  * mount's owners need the dataset's own record: those are left to the lookups. */
 void dataset_records_keep(al_tree *t, const char *ds_path, const al_doc_list *l, uint64_t g0)
 {
-	for (size_t i = 0; !t->multi_user && i < l->count; i++) {
-		const al_doc *d = l->docs[i];
-		char *rest = al_id_decode(al_doc_id(d->path)), *path = NULL;   /* as a lookup finds it */
-		al_attr a;
-		if (!rest || check_rest_names(rest) || !(path = xasprintf("%s/%s", ds_path, rest))) {
-			free(rest);
-			continue;
-		}
-		if (!writer_attr(&a, t, path, kind_dataset_file.mode)) {
-			record_attr(&a, t, 1, d, kind_dataset_file.mode);
-			a.owned = 0;   /* everything is the mounting user's (getattr_recorded) */
-			attrcache_put(t, path, &a, g0);
-		}
-		if (t->attr_ttl_us == INT64_MAX && t->frcache) {   /* reccache_wanted */
-			file_rec r;
-			file_rec_from_doc(&r, d);
-			reccache_put(t, d->path, &r, g0);
-			file_rec_clear(&r);
-		}
-		free(path);
-		free(rest);
-	}
+	for (size_t i = 0; !t->multi_user && i < l->count; i++)
+		record_keep(t, ds_path, l->docs[i], g0);
+}
+
+/* The folder of n's dataset ("/P/datasets/D"). */
+char *dataset_folder(const node *n)
+{
+	return xasprintf("/%s/datasets/%s", n->project, n->dataset);
 }
 
 /* Attributes of a file or folder in a blob collection (artifacts, dataset files, logs). */
@@ -153,7 +172,8 @@ cleanup:
 static int list_blob_children(keyset *k, al_tree *t, const node *n)
 {
 	al_doc_list *l = NULL;
-	char *from = NULL, *to = NULL;
+	char *from = NULL, *to = NULL, *ds = NULL;
+	uint64_t g0 = attrcache_gen(t);
 	size_t i;
 	int rc;
 	child_range(&from, &to, n->rest);
@@ -164,6 +184,11 @@ static int list_blob_children(keyset *k, al_tree *t, const node *n)
 			child_of(k, n->rest, full);
 		free(full);
 	}
+	/* The records were read anyway: the lookups of `ls -l`, `find` or a loader that lists
+	 * first are answered from memory. */
+	if (rc == 0 && n->k->owner == O_DATASET && (ds = dataset_folder(n)))
+		dataset_records_keep(t, ds, l, g0);
+	free(ds);
 	al_doc_list_free(l);
 	free(from);
 	free(to);

@@ -143,7 +143,7 @@ void dataset_scan_note(al_tree *t, const node *n, int cold)
 		;
 	if (!s) {
 		if (!(s = calloc(1, sizeof(*s))) || !(s->ds_doc = strdup(n->ds_doc)) ||
-		    !(s->ds_path = xasprintf("/%s/datasets/%s", n->project, n->dataset))) {
+		    !(s->ds_path = dataset_folder(n))) {
 			if (s)
 				free(s->ds_doc);
 			free(s);

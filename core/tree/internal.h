@@ -517,6 +517,7 @@ void scratch_put_locked(al_tree *t, scratch *s);
 /* blobfiles.c */
 int blob_attr(al_attr *out, al_tree *t, const node *n, const char *path, unsigned mode);
 void dataset_records_keep(al_tree *t, const char *ds_path, const al_doc_list *l, uint64_t g0);
+char *dataset_folder(const node *n);
 int blob_rename(al_tree *t, const node *a, const node *b, const char *from, const char *to,
 	unsigned flags);
 int blob_remove(al_tree *t, const node *n, const char *path);

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from alutil import FIRESTORE, RFC3339, mkrun, read_json, sh, sha256, status
+from alutil import FIRESTORE, REMOTE, RFC3339, mkrun, read_json, sh, sha256, status
 
 HEX32 = re.compile(r"^[0-9a-f]{32}$")
 
@@ -200,3 +200,41 @@ def test_a_second_pass_over_a_datasets_files_looks_up_no_name_again(mount_factor
     assert (d / "f0.bin").read_bytes() == b"new content"
     assert os.stat(d / "f0.bin").st_size == len(b"new content")
     assert sorted(x for x in os.listdir(d) if not x.startswith(".")) == ["f0.bin", "f2.bin", "f3.bin", "f4.bin", "g1.bin"]
+
+
+def test_listing_a_dataset_answers_the_lookups_and_opens_of_its_files(mount_factory):
+    # `ls -l`, `find` or a loader that lists first: the listing read every file's record, so the
+    # lookups and opens that follow read no document each (README "Reading datasets: prefetch"),
+    # and what they show is what a lookup reads, also after a change through the mount.
+    m = mount_factory(extra=("--allow-delete",))
+    mkrun(m)
+    d = m.path / "p/datasets/listed"
+    d.mkdir()
+    (d / "sub").mkdir()
+    files = {f"f{i:02d}.bin": os.urandom(100 + i) for i in range(40)}
+    files["sub/deep.bin"] = os.urandom(999)
+    for n, data in files.items():
+        (d / n).write_bytes(data)
+    deadline = time.monotonic() + 30
+    while read_json(d / ".dataset.json")["files"] < len(files):
+        assert time.monotonic() < deadline, "the files were not recorded"
+        time.sleep(0.05)
+    m.umount()
+    m = mount_factory(extra=("--allow-delete",))   # the same store, nothing kept in memory
+    d = m.path / "p/datasets/listed"
+    before = int(status(m).get("documents_read", 0))
+    listed = sh(f"ls -l '{d}' '{d}/sub'").stdout
+    for n, data in files.items():
+        assert re.search(rf"\s{len(data)} .* {re.escape(n.split('/')[-1])}$", listed, re.M), listed
+        assert (d / n).read_bytes() == data
+    docs = int(status(m).get("documents_read", 0)) - before
+    if not FIRESTORE:   # (documents_read: SQLite only) each record once by `ls`, once more by
+        # the scan's listing where reads go through the cache (README "Reading datasets: prefetch")
+        listings = 2 if REMOTE else 1
+        assert docs < listings * len(files) + 15, \
+            f"{docs} documents read for listings, lookups and opens of {len(files)} files"
+    os.unlink(d / "f00.bin")
+    assert not (d / "f00.bin").exists()
+    (d / "f00.bin").write_bytes(b"new")
+    assert os.stat(d / "f00.bin").st_size == 3 and (d / "f00.bin").read_bytes() == b"new"
+    assert os.stat(d / "f01.bin").st_size == len(files["f01.bin"])
