@@ -61,8 +61,10 @@ def cache_bytes(m):
     reaches it would both count, so a walk counts only when the folder's names were the same
     before and after it."""
     def names():
+        # (a remote metastore keeps its journal and undelivered writes in <cache-dir>/state)
         return sorted(str(f) for f in m.cache.rglob("*")
-                      if not f.name.startswith("index.db") and f.name != "aletheia.log")
+                      if not f.name.startswith("index.db") and f.name != "aletheia.log"
+                      and "state" not in f.relative_to(m.cache).parts[:1])
     while True:
         before = names()
         total = 0
