@@ -456,7 +456,9 @@ static CURLcode prepare(CURL *c, long connect_ms, long timeout_ms, const char *m
 	SET(CURLOPT_CONNECTTIMEOUT_MS, connect_ms);
 	SET(CURLOPT_TIMEOUT_MS, timeout_ms);
 	SET(CURLOPT_TCP_KEEPALIVE, 1L);
-	SET(CURLOPT_ACCEPT_ENCODING, "");
+	/* JSON answers may come compressed; a body streamed into a file (a blob, a range of one)
+	 * is asked for as stored: a Range counts stored bytes, and nothing needs decoding */
+	SET(CURLOPT_ACCEPT_ENCODING, s->io && s->io->dst_fd >= 0 ? NULL : "");
 	SET(CURLOPT_USERAGENT, "aletheia/" AL_VERSION);
 	SET(CURLOPT_HTTPHEADER, hdrs);
 	SET(CURLOPT_WRITEFUNCTION, on_data);
