@@ -59,6 +59,8 @@ static void record_attr(al_attr *out, const al_tree *t, int dataset_file, const 
 	record_creator(out, d);
 }
 
+#define RECORDS_KEPT_MAX 100000   /* of one listing (dataset_records_keep) */
+
 /* One listed record of a dataset's files, kept where a lookup would read it: a dataset file's row
  * (not a generated name), no scratch file of that name, no writer (its size is the writer's). */
 static void record_keep(al_tree *t, const char *ds_path, const al_doc *d, uint64_t g0)
@@ -99,7 +101,10 @@ cleanup:
  * mount's owners need the dataset's own record: those are left to the lookups. */
 void dataset_records_keep(al_tree *t, const char *ds_path, const al_doc_list *l, uint64_t g0)
 {
-	for (size_t i = 0; !t->multi_user && i < l->count; i++)
+	/* A larger dataset keeps its first files only: the attribute cache empties itself when full
+	 * (attrcache.c, 200,000 answers), and a listing must not do that over and over. */
+	size_t n = l->count < RECORDS_KEPT_MAX ? l->count : RECORDS_KEPT_MAX;
+	for (size_t i = 0; !t->multi_user && i < n; i++)
 		record_keep(t, ds_path, l->docs[i], g0);
 }
 
