@@ -133,6 +133,72 @@ static void test_description(void)
 	CHECK_EQ_STR(tree_cat(DS "/.description"), "raw images, v2\n");
 }
 
+/* .aletheia/status's documents_read: documents the SQLite store read and parsed so far. */
+static long long docs_read(void)
+{
+	const char *s = tree_cat("/.aletheia/status"), *p = strstr(s, "\ndocuments_read: ");
+	return p ? atoll(p + 17) : -1;
+}
+
+static int count_names(void *ctx, const char *name, int type, const al_attr *a)
+{
+	(void)name;
+	(void)type;
+	(void)a;
+	(*(int *)ctx)++;
+	return 0;
+}
+
+/* A listing of a dataset keeps its files' attributes and records: the lookups and opens after it
+ * read no document, answer as a lookup would have, and a change through the tree shows at once
+ * (README "datasets"). */
+static void test_listing_keeps_records(void)
+{
+	const char *root = "/p/datasets/listed";
+	char path[128], want[32];
+	al_attr listed, looked;
+	long long before;
+	int names = 0;
+
+	CHECK_OK(tree_mkdirs(root));
+	for (int i = 0; i < 20; i++) {
+		snprintf(path, sizeof(path), "%s/f%02d", root, i);
+		snprintf(want, sizeof(want), "content %d%*s", i, i, "");
+		CHECK_OK(tree_write(path, want));
+	}
+	CHECK_OK(tree_write("/p/datasets/listed/sub/deep", "deep"));
+	tree_remount();
+	/* a listing as FUSE's readdir makes it (tree_ls would also stat every name) */
+	CHECK_OK(al_tree_readdir(TF.t, root, count_names, &names));
+	CHECK_EQ_INT(names, 2 + 2 + 20 + 1);   /* . .. .dataset.json .description f00-f19 sub */
+	before = docs_read();
+	for (int i = 0; i < 20; i++) {
+		snprintf(path, sizeof(path), "%s/f%02d", root, i);
+		snprintf(want, sizeof(want), "content %d%*s", i, i, "");
+		CHECK_OK(al_tree_getattr(&listed, TF.t, path));
+		CHECK_EQ_INT(listed.size, strlen(want));
+		CHECK_EQ_STR(tree_cat(path), want);
+	}
+	CHECK_EQ_STR(tree_cat("/p/datasets/listed/sub/deep"), "deep");
+	CHECK_EQ_INT(docs_read() - before, 0);
+	/* what a lookup reads after a remount (nothing kept) is what the listing kept */
+	CHECK_OK(al_tree_getattr(&listed, TF.t, "/p/datasets/listed/f07"));
+	tree_remount();
+	CHECK_OK(al_tree_getattr(&looked, TF.t, "/p/datasets/listed/f07"));
+	CHECK_EQ_INT(listed.type, looked.type);
+	CHECK_EQ_INT(listed.mode, looked.mode);
+	CHECK_EQ_INT(listed.size, looked.size);
+	CHECK_EQ_INT(listed.mtime_us, looked.mtime_us);
+	CHECK_EQ_INT(listed.immutable, looked.immutable);
+	CHECK_EQ_INT(listed.stable_name, looked.stable_name);
+	CHECK_EQ_INT(listed.owned, looked.owned);
+	/* after a change through the tree (a new file) the names answer as stored */
+	tree_ls(root);
+	CHECK_OK(tree_write("/p/datasets/listed/new", "0123456789"));
+	CHECK_EQ_INT(tree_size("/p/datasets/listed/new"), 10);
+	CHECK_EQ_INT(tree_size("/p/datasets/listed/f03"), strlen("content 3   "));
+}
+
 int main(void)
 {
 	tree_setup();
@@ -140,6 +206,7 @@ int main(void)
 	test_files();
 	test_write_once();
 	test_description();
+	test_listing_keeps_records();
 	tree_teardown();
 	CHECK_DONE();
 }
