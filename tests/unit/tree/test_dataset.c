@@ -133,13 +133,6 @@ static void test_description(void)
 	CHECK_EQ_STR(tree_cat(DS "/.description"), "raw images, v2\n");
 }
 
-/* .aletheia/status's documents_read: documents the SQLite store read and parsed so far. */
-static long long docs_read(void)
-{
-	const char *s = tree_cat("/.aletheia/status"), *p = strstr(s, "\ndocuments_read: ");
-	return p ? atoll(p + 17) : -1;
-}
-
 static int count_names(void *ctx, const char *name, int type, const al_attr *a)
 {
 	(void)name;
@@ -171,7 +164,7 @@ static void test_listing_keeps_records(void)
 	/* a listing as FUSE's readdir makes it (tree_ls would also stat every name) */
 	CHECK_OK(al_tree_readdir(TF.t, root, count_names, &names));
 	CHECK_EQ_INT(names, 2 + 2 + 20 + 1);   /* . .. .dataset.json .description f00-f19 sub */
-	before = docs_read();
+	before = tree_docs_read();
 	for (int i = 0; i < 20; i++) {
 		snprintf(path, sizeof(path), "%s/f%02d", root, i);
 		snprintf(want, sizeof(want), "content %d%*s", i, i, "");
@@ -180,7 +173,7 @@ static void test_listing_keeps_records(void)
 		CHECK_EQ_STR(tree_cat(path), want);
 	}
 	CHECK_EQ_STR(tree_cat("/p/datasets/listed/sub/deep"), "deep");
-	CHECK_EQ_INT(docs_read() - before, 0);
+	CHECK_EQ_INT(tree_docs_read() - before, 0);
 	/* what a lookup reads after a remount (nothing kept) is what the listing kept */
 	CHECK_OK(al_tree_getattr(&listed, TF.t, "/p/datasets/listed/f07"));
 	tree_remount();

@@ -119,13 +119,6 @@ static void test_artifacts_kept_when_no_run_runs(void)
 	CHECK_OK(tree_write(EXP "/runs/2/status", "finished\n"));
 }
 
-/* .aletheia/status's documents_read: documents the SQLite store read and parsed so far. */
-static long long docs_read(void)
-{
-	const char *s = tree_cat("/.aletheia/status"), *p = strstr(s, "\ndocuments_read: ");
-	return p ? atoll(p + 17) : -1;
-}
-
 /* Listing runs/ reads no run's document: each folder's attributes come from the store's ids and
  * times (list_meta), and a stat of each after it is answered by the attribute cache (`ls -l
  * runs/` of 10,000 runs; issue 11). The listed attributes equal a stat's (tree_ls checks). */
@@ -146,7 +139,7 @@ static void test_listing_runs_reads_no_document(void)
 	}
 	CHECK_OK(tree_write(EXP "/runs/r07/status", "finished\n"));
 	CHECK_OK(al_tree_getattr(&a, TF.t, EXP "/runs"));
-	before = docs_read();
+	before = tree_docs_read();
 	CHECK(before >= 0);
 	/* runs 1 and 7's folders may be listed above by other tests: only r* here */
 	{
@@ -160,9 +153,9 @@ static void test_listing_runs_reads_no_document(void)
 		CHECK_EQ_INT(a.type, AL_NODE_DIR);
 		CHECK_EQ_INT(a.mode, 0755);
 	}
-	if (docs_read() - before > 2)
-		fprintf(stderr, "listing 40 runs and stat of each read %lld documents\n", docs_read() - before);
-	CHECK(docs_read() - before <= 2);
+	if (tree_docs_read() - before > 2)
+		fprintf(stderr, "listing 40 runs and stat of each read %lld documents\n", tree_docs_read() - before);
+	CHECK(tree_docs_read() - before <= 2);
 	/* a change: the next listing shows the run's new time, as its stat does (tree_ls checks) */
 	CHECK_OK(tree_write(EXP "/runs/r12/params/lr", "0.2\n"));
 	CHECK_OK(al_tree_getattr(&a, TF.t, EXP "/runs/r12"));

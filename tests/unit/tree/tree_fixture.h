@@ -247,6 +247,13 @@ static inline const char *tree_cat(const char *path)
 }
 
 /* `stat -c %s`: the size, or the (negative) error. */
+/* .aletheia/status's documents_read: documents the SQLite store read and parsed so far. */
+static inline long long tree_docs_read(void)
+{
+	const char *s = tree_cat("/.aletheia/status"), *p = strstr(s, "\ndocuments_read: ");
+	return p ? atoll(p + 17) : -1;
+}
+
 static inline int64_t tree_size(const char *path)
 {
 	al_attr a;
