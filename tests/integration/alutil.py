@@ -23,6 +23,8 @@ WATCHDOG_S = 90.0
 # ALETHEIA_TEST_STORE=firestore runs the suite against scripts/firestore-emulator (conftest starts it)
 # instead of the embedded SQLite store.
 FIRESTORE = os.environ.get("ALETHEIA_TEST_STORE", "local") == "firestore"
+# How long the write-behind keeps showing a delivered write's own time (DELIVERED_GRACE_US, core/store/store_wb.c).
+DELIVERED_GRACE_S = 5.0
 # ALETHEIA_TEST_BLOBS=s3 (or gs) keeps the mounts' blobs in a bucket of s3rver (or scripts/gcs-emulator),
 # which conftest starts once per session (OBJSTORE); each test's mounts get their own prefix run-<unique>.
 BLOBS_KIND = os.environ.get("ALETHEIA_TEST_BLOBS", "file")
@@ -453,6 +455,15 @@ class Mount:
                 return
             assert time.monotonic() < deadline, f"pending_writes stayed {st.get('pending_writes')}"
             time.sleep(0.05)
+
+    def wait_settled(self, timeout=30):
+        """wait_idle, and on Firestore until the mount shows the times Firestore gave its writes: for
+        DELIVERED_GRACE_S after a write is delivered the mount keeps showing its own time for it (README
+        "Known limitations"), so a page's last-activity time could differ from a remount's by the
+        round trip until then."""
+        self.wait_idle(timeout)
+        if FIRESTORE:
+            time.sleep(DELIVERED_GRACE_S + 0.5)
 
     def teardown(self):
         """Always runs: normal unmount (daemon must exit 0), then lazy unmount and kill whatever is left."""

@@ -464,6 +464,28 @@ def test_kill9_with_pending_writes_then_remount(mount):
     assert [(s, float(v)) for s, v, _ in points(run / "metrics/loss")] == sent
 
 
+def test_pages_show_firestores_times_after_the_grace_as_a_remount_does(mount):
+    """For DELIVERED_GRACE_S after delivery the mount shows its own time for its write, then the time
+    Firestore gave it (README "Known limitations"). A commit that reaches Firestore 1.2 s after the write
+    makes the project page's last activity differ by a second until then; after it the page is the one a
+    remount shows (test_remount_shows_everything compared before it and failed once in CI, where the
+    pages' times of a running run straddled a tenth or a second)."""
+    run = mkrun(mount)
+    mount.wait_idle()
+    page = mount.path / "p/index.html"
+    faults(latency_ms=1200)
+    alutil.sh("echo 'finished 0' > status", cwd=run)
+    mount.wait_idle(timeout=60)
+    admin("DELETE", "/admin/faults")
+    early = page.read_bytes()
+    mount.wait_settled()
+    settled = page.read_bytes()
+    assert early != settled, "the delayed commit's time did not show: this test checks nothing"
+    mount.umount()
+    mount.start()
+    assert page.read_bytes() == settled
+
+
 # ---- 5. two mounts of one Firestore project ----------------------------------------------------------------
 
 def test_two_mounts_share_the_project(mount_factory):
