@@ -435,21 +435,56 @@ static int cmp_path_len(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+static int under(const char *path, const char *top, size_t len)
+{
+	return strncmp(path, top, len) == 0 && (path[len] == '\0' || path[len] == '/');
+}
+
+/* Lock held: path (and everything under it) is gone from the tree (unlink, rmdir, a rename's
+ * replaced target). Its nodes live on without a name while the kernel holds them (their open
+ * files answer for them: getattr_unnamed), and a new file of the name gets a node, a node id and
+ * a number of its own, as on a local disk: given the old node, the kernel would hand a descriptor
+ * still open on the deleted file the new file's bytes, or refuse the new open (EBUSY) while the
+ * old is read through a backing file. Deepest first, so every folder's count of entries stays
+ * right; only a folder with entries below it in the table makes the whole table be walked. */
+static void drop_paths(al_fs *fs, const char *path)
+{
+	size_t i, nv = 0, cap = 0, len = strlen(path);
+	inode *n = find_path_len(fs, path, len), **victims;
+
+	if (!n || !n->children) {
+		if (n)
+			unlink_path(fs, n);
+		return;
+	}
+	for (i = 0; i < BUCKETS; i++)
+		for (n = fs->by_path[i]; n; n = n->next_path)
+			cap++;
+	if (!(victims = calloc(cap + 1, sizeof(*victims))))
+		return;
+	for (i = 0; i < BUCKETS; i++)
+		for (n = fs->by_path[i]; n; n = n->next_path)
+			if (under(n->path, path, len))
+				victims[nv++] = n;
+	qsort(victims, nv, sizeof(*victims), cmp_path_len);
+	while (nv)
+		unlink_path(fs, victims[--nv]);
+	free(victims);
+}
+
 /* Moves the path of from (and of everything under it) to to. A file or an empty folder (what
  * rsync and editors rename, file after file) moves alone; only a folder with entries below it
  * in the table makes the whole table be walked. */
 static void rename_paths(al_fs *fs, const char *from, const char *to)
 {
 	size_t i, flen = strlen(from);
-	inode *n, *src, *dst;
+	inode *n, *src;
 
 	pthread_mutex_lock(&fs->lock);
+	drop_paths(fs, to);   /* the replaced target is gone from the tree */
 	src = find_path_len(fs, from, flen);
-	dst = find_path_len(fs, to, strlen(to));
-	if ((!src || !src->children) && (!dst || !dst->children)) {
+	if (!src || !src->children) {
 		char *np = src ? strdup(to) : NULL;
-		if (dst)
-			unlink_path(fs, dst);   /* the replaced target is gone from the tree */
 		if (src && np) {
 			unlink_path(fs, src);
 			link_path(fs, src, np);
@@ -460,23 +495,16 @@ static void rename_paths(al_fs *fs, const char *from, const char *to)
 	{
 		/* Whole subtrees: collected first, then unlinked and linked again, parents before their
 		 * children, so every folder's count of entries stays right. */
-		inode **victims = NULL, **movers = NULL;
-		size_t nv = 0, nm = 0, cap = 0, tlen = strlen(to);
+		inode **movers = NULL;
+		size_t nm = 0, cap = 0;
 		for (i = 0; i < BUCKETS; i++)
 			for (n = fs->by_path[i]; n; n = n->next_path)
 				cap++;
-		victims = calloc(cap + 1, sizeof(*victims));
 		movers = calloc(cap + 1, sizeof(*movers));
-		for (i = 0; victims && movers && i < BUCKETS; i++)
-			for (n = fs->by_path[i]; n; n = n->next_path) {
-				if (strncmp(n->path, to, tlen) == 0 && (n->path[tlen] == '\0' || n->path[tlen] == '/'))
-					victims[nv++] = n;
-				else if (strncmp(n->path, from, flen) == 0 &&
-					 (n->path[flen] == '\0' || n->path[flen] == '/'))
+		for (i = 0; movers && i < BUCKETS; i++)
+			for (n = fs->by_path[i]; n; n = n->next_path)
+				if (under(n->path, from, flen))
 					movers[nm++] = n;
-			}
-		for (i = 0; i < nv; i++)
-			unlink_path(fs, victims[i]);   /* the replaced target is gone from the tree */
 		qsort(movers, nm, sizeof(*movers), cmp_path_len);
 		for (i = 0; i < nm; i++) {
 			char *np = NULL;
@@ -492,7 +520,6 @@ static void rename_paths(al_fs *fs, const char *from, const char *to)
 				movers[i]->path = NULL;
 				link_path(fs, movers[i], np);
 			}
-		free(victims);
 		free(movers);
 	}
 	pthread_mutex_unlock(&fs->lock);
@@ -711,8 +738,12 @@ static void remove_entry(fuse_req_t req, fuse_ino_t parent, const char *name,
 	int rc = path ? remove(fs->tree, path) : AL_ENOTFOUND;
 	if (rc)
 		reply_error(req, rc, op, path);
-	else
+	else {
+		pthread_mutex_lock(&fs->lock);
+		drop_paths(fs, path);
+		pthread_mutex_unlock(&fs->lock);
 		fuse_reply_err(req, 0);
+	}
 	free(path);
 }
 

@@ -105,3 +105,19 @@ def test_experiment_artifacts(mount):
     assert tree_sums(ea / "src") == tree_sums(src)
     assert (ea / "report.txt").read_text() == "summary\n"
     assert sorted(os.listdir(ea)) == ["report.txt", "src"]
+
+
+def test_an_artifact_deleted_while_open_keeps_its_bytes_when_its_name_is_made_again(run):
+    # A running run's artifacts/ is a working folder (README "artifacts"): rm, then a new file of
+    # the name, while a reader holds the old one; as on a local disk the reader keeps the old file.
+    f = run / "artifacts/log.txt"
+    f.write_bytes(b"old-bytes\n")
+    with open(f, "rb") as old:
+        old_ino = os.fstat(old.fileno()).st_ino
+        os.unlink(f)
+        f.write_bytes(b"NEW\n")
+        assert f.read_bytes() == b"NEW\n"
+        assert os.stat(f).st_ino != old_ino
+        assert os.fstat(old.fileno()).st_size == 10
+        assert old.read() == b"old-bytes\n"
+    assert f.read_bytes() == b"NEW\n"

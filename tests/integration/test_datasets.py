@@ -238,3 +238,28 @@ def test_listing_a_dataset_answers_the_lookups_and_opens_of_its_files(mount_fact
     (d / "f00.bin").write_bytes(b"new")
     assert os.stat(d / "f00.bin").st_size == 3 and (d / "f00.bin").read_bytes() == b"new"
     assert os.stat(d / "f01.bin").st_size == len(files["f01.bin"])
+
+
+@pytest.mark.parametrize("size", [10, 200 * 1024])
+def test_a_file_deleted_while_open_keeps_its_bytes_when_its_name_is_made_again(mount_factory, size):
+    # As on a local disk: the new file of the name is a new inode (its own st_ino), the open
+    # descriptor reads the deleted file's bytes and size, and making the name again succeeds.
+    # The node was found by its path and given to the kernel again: the old descriptor read the new
+    # bytes (reads through the daemon) or the create failed with EBUSY (the old file read through
+    # FUSE passthrough).
+    m = mount_factory(extra=("--allow-delete",))
+    ds = m.path / "p/datasets/d"
+    ds.mkdir(parents=True)
+    old_bytes, new_bytes = os.urandom(size), b"NEW\n"
+    (ds / "x").write_bytes(old_bytes)
+    with open(ds / "x", "rb") as old:
+        old_ino = os.fstat(old.fileno()).st_ino
+        assert old.read(1) == old_bytes[:1]
+        os.unlink(ds / "x")
+        (ds / "x").write_bytes(new_bytes)
+        assert (ds / "x").read_bytes() == new_bytes
+        assert os.stat(ds / "x").st_ino != old_ino
+        assert os.fstat(old.fileno()).st_size == size
+        assert old.read() == old_bytes[1:]
+    assert (ds / "x").read_bytes() == new_bytes
+    assert [n for n in os.listdir(ds) if not n.startswith(".")] == ["x"]
