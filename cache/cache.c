@@ -52,6 +52,11 @@ struct entry {
 	/* READY, found in the folder without an index row (placed, then a crash before the sync
 	 * that would have listed it): hashed before it is first served; verifying while that runs. */
 	int unverified, verifying;
+	/* READY: the file's ctime when it was placed or last verified (0: not known, a row of an
+	 * older index). Nothing of ours changes the file after that, and nobody can set a ctime
+	 * back: a file opened by its path with another ctime was changed behind our back (written,
+	 * touched, copied back) and is hashed again before it is served (open_ready). */
+	int64_t ctime_ns;
 	fill *fill;             /* PARTIAL only */
 	entry *hnext;           /* hash-table chain */
 	entry *prev, *next;     /* LRU list, READY and PARTIAL entries; head = least recently used */
@@ -301,6 +306,11 @@ static int64_t clock_tick(al_cache *c)
 
 /* ---- paths ---- */
 
+static int64_t ctime_of(const struct stat *st)
+{
+	return (int64_t)st->st_ctim.tv_sec * 1000000000 + st->st_ctim.tv_nsec;
+}
+
 static unsigned hexval(char ch)
 {
 	return ch <= '9' ? (unsigned)(ch - '0') : (unsigned)(ch - 'a' + 10);
@@ -336,13 +346,14 @@ static int db_write(al_cache *c, const entry *e, int remove)
 	int rc = 0;
 	sqlite3_stmt *st = NULL;
 	const char *sql = remove ? "DELETE FROM entries WHERE hash = ?1"
-		: "INSERT OR REPLACE INTO entries (hash, size, last_used) VALUES (?1, ?2, ?3)";
+		: "INSERT OR REPLACE INTO entries (hash, size, last_used, ctime_ns) VALUES (?1, ?2, ?3, ?4)";
 	if (sqlite3_prepare_v2(c->db, sql, -1, &st, NULL) != SQLITE_OK)
 		goto fail;
 	sqlite3_bind_text(st, 1, e->hash, AL_HASH_HEX_LEN, SQLITE_STATIC);
 	if (!remove) {
 		sqlite3_bind_int64(st, 2, (sqlite3_int64)e->size);
 		sqlite3_bind_int64(st, 3, e->last_used);
+		sqlite3_bind_int64(st, 4, e->ctime_ns);
 	}
 	if (sqlite3_step(st) != SQLITE_DONE)
 		goto fail;
@@ -661,7 +672,7 @@ static int load_index(al_cache *c)
 {
 	int rc = 0, step;
 	sqlite3_stmt *st = NULL;
-	if (sqlite3_prepare_v2(c->db, "SELECT hash, size, last_used FROM entries ORDER BY last_used",
+	if (sqlite3_prepare_v2(c->db, "SELECT hash, size, last_used, ctime_ns FROM entries ORDER BY last_used",
 	    -1, &st, NULL) != SQLITE_OK) {
 		rc = al_error_set(AL_EIO, "cache index: %s", sqlite3_errmsg(c->db));
 		goto cleanup;
@@ -669,7 +680,7 @@ static int load_index(al_cache *c)
 	while ((step = sqlite3_step(st)) == SQLITE_ROW) {
 		const char *hash = (const char *)sqlite3_column_text(st, 0);
 		uint64_t size = (uint64_t)sqlite3_column_int64(st, 1);
-		int64_t last_used = sqlite3_column_int64(st, 2);
+		int64_t last_used = sqlite3_column_int64(st, 2), ctime_ns = sqlite3_column_int64(st, 3);
 		struct stat sb;
 		char *p;
 		entry *e = NULL;    /* set by add_entry (gcc -O3 cannot tell) */
@@ -688,6 +699,10 @@ static int load_index(al_cache *c)
 			continue;
 		if ((rc = add_entry(&e, c, hash, size, last_used)) != 0)
 			goto cleanup;
+		/* Changed while nothing had it open: hashed before it is served. A row of an older
+		 * index (0) takes the file's ctime as it is now. */
+		e->unverified = ctime_ns && ctime_of(&sb) != ctime_ns;
+		e->ctime_ns = ctime_ns ? ctime_ns : ctime_of(&sb);
 		lru_append(c, e);
 	}
 	if (step != SQLITE_DONE)
@@ -774,16 +789,36 @@ cleanup:
 }
 
 /* Opens (or creates) the index and reads it once, so a file that is no database fails here. */
+/* Whether table has column (an index made by an older version may lack one). */
+static int has_column(al_cache *c, const char *table, const char *column)
+{
+	sqlite3_stmt *st = NULL;
+	int found = 0;
+	char *sql = sqlite3_mprintf("SELECT 1 FROM pragma_table_info(%Q) WHERE name = %Q", table, column);
+	if (sql && sqlite3_prepare_v2(c->db, sql, -1, &st, NULL) == SQLITE_OK)
+		found = sqlite3_step(st) == SQLITE_ROW;
+	sqlite3_finalize(st);
+	sqlite3_free(sql);
+	return found;
+}
+
 static int open_index(al_cache *c, const char *dbpath)
 {
+	int rc;
 	if (sqlite3_open_v2(dbpath, &c->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
 	    SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK)
 		return al_error_set(AL_EIO, "cannot open cache index %s: %s", dbpath,
 			c->db ? sqlite3_errmsg(c->db) : "out of memory");
 	sqlite3_busy_timeout(c->db, 5000);
-	return db_exec(c, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; "
+	if ((rc = db_exec(c, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; "
 	    "CREATE TABLE IF NOT EXISTS entries (hash TEXT PRIMARY KEY, size INTEGER NOT NULL, "
-	    "last_used INTEGER NOT NULL) WITHOUT ROWID; SELECT count(*) FROM entries");
+	    "last_used INTEGER NOT NULL, ctime_ns INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID; "
+	    "SELECT count(*) FROM entries")) != 0)
+		return rc;
+	/* An index made before ctime_ns: its rows say 0 (not known), checked from their next row on. */
+	if (!has_column(c, "entries", "ctime_ns"))
+		rc = db_exec(c, "ALTER TABLE entries ADD COLUMN ctime_ns INTEGER NOT NULL DEFAULT 0");
+	return rc;
 }
 
 int al_cache_open(al_cache **out, const char *dir, uint64_t max_bytes)
@@ -917,10 +952,19 @@ static int open_ready(int *fd_out, al_cache *c, entry *e)
 			return al_error_set(AL_ENOMEM, "out of memory");
 		fd = open(p, O_RDONLY | O_CLOEXEC);
 		int e_no = errno;
+		struct stat st;
 		free(p);
 		if (fd < 0)
 			return al_error_set_errno(e_no == ENOENT ? AL_ENOTFOUND : AL_EIO, e_no,
 				"cannot open cached blob %s", e->hash);
+		if (e->ctime_ns && (fstat(fd, &st) != 0 || ctime_of(&st) != e->ctime_ns)) {
+			/* Changed behind our back since it was placed: hashed before it is served.
+			 * (Only an open by the path checks: the descriptor kept while it is open keeps
+			 * serving a file removed meanwhile, whose ctime the removal moved.) */
+			close(fd);
+			e->unverified = 1;
+			return AL_EAGAIN;
+		}
 		if ((e->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0)) >= 0)
 			e->has_fd = 1;
 	}
@@ -946,7 +990,9 @@ static void verify_found(al_cache *c, entry *e)
 {
 	char got[AL_HASH_HEX_LEN + 1] = "", *p = blob_path(c, e->hash);
 	uint64_t n = 0;
-	int fd = -1, rc;
+	int fd = -1, rc, changed = e->ctime_ns != 0;   /* else: found without a row */
+	int64_t ctime_ns = 0;
+	struct stat st;
 
 	e->verifying = 1;
 	e->pins++;
@@ -955,8 +1001,8 @@ static void verify_found(al_cache *c, entry *e)
 		rc = al_error_set(AL_ENOMEM, "out of memory");
 	else if ((fd = open(p, O_RDONLY | O_CLOEXEC)) < 0)
 		rc = al_error_set_errno(AL_EIO, errno, "cannot open %s", p);
-	else
-		rc = al_hash_fd(got, &n, fd);
+	else if ((rc = al_hash_fd(got, &n, fd)) == 0 && fstat(fd, &st) == 0)
+		ctime_ns = ctime_of(&st);
 	if (fd >= 0)
 		close(fd);
 	pthread_mutex_lock(&c->lock);
@@ -965,10 +1011,17 @@ static void verify_found(al_cache *c, entry *e)
 	pthread_cond_broadcast(&c->filled);
 	if (rc == 0 && n == e->size && strcmp(got, e->hash) == 0) {
 		e->unverified = 0;
-		mark_unsynced(c, e);
+		e->ctime_ns = ctime_ns;
+		if (changed && !e->unsynced && !e->dirty) {
+			e->dirty = 1;    /* its row takes the new ctime at the next flush */
+			c->dirty++;
+		} else if (!changed) {
+			mark_unsynced(c, e);
+		}
 	} else {
-		fprintf(stderr, "aletheia: cache: the cached copy of blob %s found without an index entry "
-			"(placed just before a crash?) %s%s; removed, fetched again\n", e->hash,
+		fprintf(stderr, "aletheia: cache: the cached copy of blob %s %s %s%s; removed, fetched "
+			"again\n", e->hash, changed ? "changed on disk since it was placed (its ctime),"
+			: "found without an index entry (placed just before a crash?)",
 			rc ? "cannot be read: " : "is damaged", rc ? al_error_last() : "");
 		if (evictable(e)) {
 			evict(c, e);
@@ -1275,6 +1328,8 @@ static void place_fill(al_cache *c, fill *f)
 	int rc = 0, err = 0, sync_each = c->sync_each;
 	unsigned x = (unsigned)(hexval(f->hash[0]) << 4 | hexval(f->hash[1]));
 	int made = c->made_sub[x >> 3] >> (x & 7) & 1;
+	int64_t placed_ctime = 0;
+	struct stat st;
 	entry *e;
 
 	if (!f->e || f->done) {
@@ -1298,6 +1353,8 @@ static void place_fill(al_cache *c, fill *f)
 		err = errno;
 		rc = is_enospc(0, err) ? AL_ENOSPC : AL_EIO;
 		snprintf(msg, sizeof(msg), "cannot place cached blob %s: %s", dst, strerror(err));
+	} else if (fstat(f->fd, &st) == 0) {
+		placed_ctime = ctime_of(&st);   /* after the rename, which sets it */
 	}
 	pthread_mutex_lock(&c->lock);
 	free(dst);
@@ -1310,6 +1367,7 @@ static void place_fill(al_cache *c, fill *f)
 	c->made_sub[x >> 3] |= (uint8_t)(1u << (x & 7));
 	e = f->e;
 	e->state = ENTRY_READY;
+	e->ctime_ns = placed_ctime;
 	e->fill = NULL;
 	f->done = 1;             /* f->e stays: handles unpin the entry through it */
 	e->last_used = clock_tick(c);
@@ -1886,6 +1944,11 @@ static int place_empty(int *fd_out, al_cache *c, const char *hash)
 	}
 	memcpy(e->hash, hash, AL_HASH_HEX_LEN);
 	e->state = ENTRY_READY;
+	{
+		struct stat st;
+		if (fstat(fd, &st) == 0)
+			e->ctime_ns = ctime_of(&st);
+	}
 	if ((rc = table_insert(c, e)) != 0) {
 		free(e);
 		goto cleanup;
@@ -2001,7 +2064,10 @@ int al_cache_open_blob(al_cache_blob **out, al_cache *c, const char *hash, const
 			continue;    /* verified, dropped, or marked damaged: look again */
 		}
 		if (e->state == ENTRY_READY) {
-			rc = open_ready(&b->fd, c, e);
+			if ((rc = open_ready(&b->fd, c, e)) == AL_EAGAIN) {
+				rc = 0;
+				continue;    /* changed on disk: hashed first (above) */
+			}
 			if ((rc == AL_ENOTFOUND || e->damaged) && evictable(e)) {
 				evict(c, e);    /* removed behind our back, or damaged: fill it again */
 				c->evictions--;

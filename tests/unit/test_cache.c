@@ -218,9 +218,12 @@ static void test_crash_before_sync(void)
 	CHECK_EQ_INT(st.unverified, 0);
 	CHECK_EQ_INT(st.entries, 2);
 
-	/* Synced about once a second (here 50 ms): rows written, nothing left unsynced. */
-	al_cache_free(c2);
+	/* Synced about once a second (here 50 ms): rows written, nothing left unsynced. The
+	 * "crashed" c1 closes first: its rows (f1 as it placed it) are then replaced by c2's (f1 as
+	 * fetched again), as a crashed daemon writes none; the other way round f1's row would name
+	 * the ctime of a file that is gone, and f1 would be hashed once more. */
 	al_cache_free(c1);
+	al_cache_free(c2);
 	setenv("ALETHEIA_CACHE_SYNC_MS", "50", 1);
 	c1 = cache_open(d, 0);
 	unsetenv("ALETHEIA_CACHE_SYNC_MS");
@@ -281,6 +284,74 @@ static void test_crash_before_sync(void)
 	CHECK_EQ_INT(system(cmd), 0);
 }
 
+/* A cached file changed behind the cache's back after it was placed (a byte written, its mtime
+ * put back) is hashed again before it is served, whether the change came while the cache was
+ * open or while nothing had it open (the index keeps each file's ctime, which nobody can set
+ * back): the damaged copy is fetched again, never served; an unchanged one is not hashed. */
+static void test_changed_behind_our_back(void)
+{
+	static blob g1, g2;
+	char d[64], p[256], cmd[200];
+	al_cache *c1, *c2;
+	al_cache_stats st;
+	struct stat sb;
+	int calls;
+
+	strcpy(d, "/tmp/al-test-cache-ctime-XXXXXX");
+	CHECK(mkdtemp(d) != NULL);
+	blob_init(&g1, 21, BLOB);
+	blob_init(&g2, 22, BLOB);
+	setenv("ALETHEIA_CACHE_SYNC_MS", "0", 1);    /* each placement gets its row at once */
+	c1 = cache_open(d, 0);
+	unsetenv("ALETHEIA_CACHE_SYNC_MS");
+	if (!c1)
+		return;
+	use(c1, &g1, 0);
+	use(c1, &g2, 0);
+	for (int i = 0; i < 500; i++) {
+		al_cache_get_stats(&st, c1);
+		if (st.entries == 2)
+			break;
+		usleep(10000);
+	}
+	CHECK_EQ_INT(st.entries, 2);
+
+	/* While open: g1 written behind its back, its mtime put back. */
+	snprintf(p, sizeof(p), "%s/%.2s/%s", d, g1.hash, g1.hash);
+	CHECK_EQ_INT(stat(p, &sb), 0);
+	damage(d, &g1);
+	{
+		struct timespec ts[2] = {sb.st_atim, sb.st_mtim};
+		CHECK_EQ_INT(utimensat(AT_FDCWD, p, ts, 0), 0);
+	}
+	calls = g1.calls;
+	use(c1, &g1, 0);                   /* checks the bytes: the damaged copy is not served */
+	CHECK_EQ_INT(g1.calls, calls + 1);
+	calls = g2.calls;
+	use(c1, &g2, 0);                   /* unchanged: served as it is */
+	CHECK_EQ_INT(g2.calls, calls);
+	for (int i = 0; i < 500 && access(p, F_OK) != 0; i++)
+		usleep(10000);                 /* g1 placed again */
+	al_cache_free(c1);
+
+	/* While nothing had it open: g2 changed; the next cache finds it by its ctime. */
+	damage(d, &g2);
+	if (!(c2 = cache_open(d, 0)))
+		return;
+	al_cache_get_stats(&st, c2);
+	CHECK_EQ_INT(st.entries, 2);
+	CHECK_EQ_INT(st.unverified, 1);
+	calls = g2.calls;
+	use(c2, &g2, 0);
+	CHECK_EQ_INT(g2.calls, calls + 1);
+	calls = g1.calls;
+	use(c2, &g1, 0);                   /* its new copy's ctime was kept: not fetched again */
+	CHECK_EQ_INT(g1.calls, calls);
+	al_cache_free(c2);
+	snprintf(cmd, sizeof(cmd), "chmod -R u+w %s && rm -rf %s", d, d);
+	CHECK_EQ_INT(system(cmd), 0);
+}
+
 int main(void)
 {
 	al_cache *c = NULL;
@@ -291,6 +362,7 @@ int main(void)
 
 	test_sizes();
 	test_crash_before_sync();
+	test_changed_behind_our_back();
 	strcpy(dir, "/tmp/al-test-cache-XXXXXX");
 	CHECK(mkdtemp(dir) != NULL);
 	blob_init(&a, 1, BLOB);
