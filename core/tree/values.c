@@ -95,6 +95,11 @@ int value_text(al_buf *b, const cJSON *v)
 	if (al_value_get_int(&i, v) == 0)
 		return al_buf_printf(b, "%lld", (long long)i);
 	if (al_value_get_double(&d, v) == 0) {
+		/* -0.0 stays a double (README "params"): "-0" would read back as the integer 0, so
+		 * `cat a/params/z > b/params/z` would not copy it. Others print shortest: 3.0 as "3"
+		 * is the integer the text means anyway. */
+		if (d == 0 && signbit(d))
+			return al_buf_puts(b, "-0.0");
 		al_double_format(num, d);
 		return al_buf_puts(b, num);
 	}

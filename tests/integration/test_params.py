@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from alutil import PY, read_json, sh, try_write
+from alutil import PY, mkrun, read_json, sh, try_write
 
 
 def test_param_types_from_shell(run):
@@ -90,3 +90,21 @@ def test_param_subkey(run):
     # params.json with a slashed key shows up as a sub-folder file
     sh("echo '{\"sched/gamma\": 0.5}' > params.json", cwd=run)
     assert (run / "params/sched/gamma").read_text() == "0.5\n"
+
+
+def test_a_param_files_text_copied_to_another_run_is_the_same_value(mount):
+    # `cat a/params/k > b/params/k` copies the value exactly, type included (README "params"):
+    # a tester found -0.0 read as "-0", which is written back as the integer 0.
+    a, b = mkrun(mount, "a"), mkrun(mount, "b")
+    texts = {"negzero": "-0.0", "zero": "0.0", "whole": "32.0", "sum": "0.30000000000000004",
+             "tiny": "5e-324", "big": "1.7976931348623157e308", "nan": "nan", "ninf": "-inf",
+             "int": "-7", "huge": "1e400", "s": "adam", "list": "[64, 32]"}
+    for k, t in texts.items():
+        (a / "params" / k).write_text(t + "\n")
+    for k in texts:
+        sh(f"cat {a}/params/{k} > {b}/params/{k}")
+    ja, jb = (json.loads((r / "params.json").read_text()) for r in (a, b))
+    for k in texts:
+        assert repr(ja[k]) == repr(jb[k]), k    # repr: -0.0 and 0 differ, as do 32 and 32.0
+    assert (a / "params/negzero").read_text() == "-0.0\n"
+    assert repr(jb["negzero"]) == "-0.0"
