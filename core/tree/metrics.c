@@ -464,7 +464,7 @@ static int metrics_list(keyset *k, al_tree *t, const node *n, const char *path)
 }
 
 const al_kind kind_metrics = {
-	.name = "metrics/", .pattern = RUN_P "/metrics", .flags = K_DIR | K_RUNNING | K_MEMORY,
+	.name = "metrics/", .pattern = RUN_P "/metrics", .flags = K_DIR | K_RUNNING | K_SCRATCH | K_MEMORY,
 	.owner = O_RUN, .list = metrics_list,
 };
 
@@ -475,7 +475,7 @@ static int metric_getattr(al_attr *out, al_tree *t, const node *n, const al_doc 
 }
 
 const al_kind kind_metric = {
-	.name = "metric", .pattern = RUN_P "/metrics/{rest}", .flags = K_RUNNING | K_MEMORY,
+	.name = "metric", .pattern = RUN_P "/metrics/{rest}", .flags = K_RUNNING | K_SCRATCH | K_MEMORY,
 	.owner = O_RUN, .mode = 0644, .getattr = metric_getattr, .list = metrics_list,
 	.open = open_metric, .mkdir = vdir_mkdir, .unlink = metric_remove,
 };

@@ -239,8 +239,10 @@ int rename_scratch(al_tree *t, const char *from, const char *to, unsigned flags)
 		 * would commit it; the scratch file is gone once that succeeded. */
 		if (node_parse(&target, to) != 0 || !target.k->commit) {
 			/* EXDEV where files can be copied in: mv copies */
-			rc = target.buf && ((target.k->flags & K_BLOBS) || target.k == &kind_metric ||
-				target.k == &kind_metrics)
+			rc = target.buf && (target.k == &kind_metric || target.k == &kind_metrics)
+				? al_error_set(AL_EXDEV, "a metric is appended to, never replaced: copy "
+					"instead (rsync and mv do on EXDEV)")
+				: target.buf && (target.k->flags & K_BLOBS)
 				? al_error_set(AL_EXDEV, "rename across folders: copy instead")
 				: al_error_set(AL_EPERM, "cannot rename to %s", to);
 			goto cleanup;

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from alutil import PY, points, read_json, sh, try_write
+from alutil import PY, mkrun, points, read_json, sh, try_write
 
 
 def test_three_forms_and_commas(run):
@@ -170,3 +170,26 @@ def test_size_equals_bytes(run, value):
     data = (run / "metrics/x").read_bytes()
     assert int(sh("stat -c %s metrics/x", cwd=run).stdout) == len(data)
     assert int(sh("ls -l metrics/x", cwd=run).stdout.split()[4]) == len(data)
+
+
+def test_rsync_a_of_metrics_into_a_new_run(mount):
+    # rsync writes each file to a dot-temporary and renames it: in metrics/ such names are scratch
+    # files (README "Editing values in place"), never recorded, and the rename over a metric is
+    # EXDEV, so rsync copies the points into the new metric. A tester found the temporary recorded
+    # as a metric ".loss.XdeJIb" that could not be deleted, and rsync exiting 23.
+    a, b = mkrun(mount, "a"), mkrun(mount, "b")
+    sh("for i in 1 2 3; do echo 0.$i >> metrics/loss; done && mkdir -p metrics/val && "
+       "echo '5 0.5 1700000000.5' >> metrics/val/acc", cwd=a)
+    r = sh(f"rsync -a {a}/metrics/ {b}/metrics/", check=False)
+    assert r.returncode == 0, r.stderr
+    for m in ("loss", "val/acc"):
+        assert (b / "metrics" / m).read_bytes() == (a / "metrics" / m).read_bytes(), m
+    assert sorted(os.listdir(b / "metrics")) == ["loss", "val"]
+    assert sorted(os.listdir(b / "metrics/val")) == ["acc"]
+    head = (a.parent.parent / "runs.csv").read_text().splitlines()[0]
+    assert "metric..loss" not in head and "metric.loss" in head and "metric.val/acc" in head
+    r = sh(f"rsync -ai {a}/metrics/ {b}/metrics/", check=False)
+    assert r.returncode == 0 and r.stdout == "", r.stdout + r.stderr    # nothing to do again
+    # a scratch name in metrics/ is never a metric
+    sh("echo 1 > metrics/.scratch && rm metrics/.scratch", cwd=b)
+    assert ".scratch" not in (a.parent.parent / "runs.csv").read_text()
