@@ -180,6 +180,7 @@ def test_rsync_a_of_metrics_into_a_new_run(mount):
     a, b = mkrun(mount, "a"), mkrun(mount, "b")
     sh("for i in 1 2 3; do echo 0.$i >> metrics/loss; done && mkdir -p metrics/val && "
        "echo '5 0.5 1700000000.5' >> metrics/val/acc", cwd=a)
+    time.sleep(1.1)    # the copies' append times a second later than the sources'
     r = sh(f"rsync -a {a}/metrics/ {b}/metrics/", check=False)
     assert r.returncode == 0, r.stderr
     for m in ("loss", "val/acc"):
@@ -188,8 +189,13 @@ def test_rsync_a_of_metrics_into_a_new_run(mount):
     assert sorted(os.listdir(b / "metrics/val")) == ["acc"]
     head = (a.parent.parent / "runs.csv").read_text().splitlines()[0]
     assert "metric..loss" not in head and "metric.loss" in head and "metric.val/acc" in head
-    r = sh(f"rsync -ai {a}/metrics/ {b}/metrics/", check=False)
-    assert r.returncode == 0 and r.stdout == "", r.stdout + r.stderr    # nothing to do again
+    # Again: a metric whose append time differs from its source's in the second is sent again
+    # (its mtime cannot be set) and rsync's delete to replace it is refused; nothing changes.
+    r = sh(f"rsync -a {a}/metrics/ {b}/metrics/", check=False)
+    assert r.returncode == 23 and "Operation not permitted" in r.stderr, r.stderr
+    for m in ("loss", "val/acc"):
+        assert (b / "metrics" / m).read_bytes() == (a / "metrics" / m).read_bytes(), m
+    assert sorted(os.listdir(b / "metrics")) == ["loss", "val"]
     # a scratch name in metrics/ is never a metric
     sh("echo 1 > metrics/.scratch && rm metrics/.scratch", cwd=b)
     assert ".scratch" not in (a.parent.parent / "runs.csv").read_text()
