@@ -778,12 +778,13 @@ static int blob_mkdir(al_tree *t, const node *n, const char *path, const al_call
 	return blob_mkdir_doc(t, n, c);
 }
 
-/* With --allow-delete: a dataset's file (its version follows), a run's output.log. */
+/* With --allow-delete: a dataset's file (its version follows), a run's output.log. A descriptor
+ * still writing it records nothing when it closes, as in artifacts/ (blob_remove). */
 static int blob_unlink(al_tree *t, const node *n, const char *path)
 {
 	int rc;
-	(void)path;
-	if ((rc = owner_mark(t, n)) == 0 && (rc = blob_delete(t, n)) == 0 && n->k->owner == O_DATASET)
+	if ((rc = owner_mark(t, n)) == 0 && (rc = blob_remove(t, n, path)) == 0 &&
+	    n->k->owner == O_DATASET)
 		dataset_changed(t, n->ds_doc);
 	return rc;
 }

@@ -263,3 +263,28 @@ def test_a_file_deleted_while_open_keeps_its_bytes_when_its_name_is_made_again(m
         assert old.read() == old_bytes[1:]
     assert (ds / "x").read_bytes() == new_bytes
     assert [n for n in os.listdir(ds) if not n.startswith(".")] == ["x"]
+
+
+def test_a_file_deleted_while_being_written_records_nothing_and_its_name_is_free(mount_factory):
+    # README "artifacts", as for a dataset's files with --allow-delete: rm of a file still open for
+    # writing deletes it at once, its descriptor records nothing when it closes, and a new file of
+    # the name can be made meanwhile. A tester found rm answering 0 while the file stayed listed,
+    # the new file refused (EPERM), and the deleted content recorded at the old descriptor's close.
+    m = mount_factory(extra=("--allow-delete",))
+    ds = m.path / "p/datasets/d"
+    ds.mkdir(parents=True)
+    with open(ds / "w", "wb") as old:
+        old.write(b"old1\n")
+        old.flush()
+        os.unlink(ds / "w")
+        assert "w" not in os.listdir(ds)
+        (ds / "w").write_bytes(b"new\n")
+        old.write(b"old2\n")
+    deadline = time.monotonic() + 10
+    while read_json(ds / ".dataset.json")["files"] != 1:
+        assert time.monotonic() < deadline, read_json(ds / ".dataset.json")
+        time.sleep(0.05)
+    time.sleep(1.0)    # the old descriptor's release reaches the daemon after close() returns
+    assert (ds / "w").read_bytes() == b"new\n"
+    assert [n for n in os.listdir(ds) if not n.startswith(".")] == ["w"]
+    assert read_json(ds / ".dataset.json")["files"] == 1
