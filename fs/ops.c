@@ -661,14 +661,16 @@ static void op_setattr_body(fuse_req_t req, fuse_ino_t ino, struct stat *attr, i
 	al_fs *fs = fs_of(req);
 	char *path = ino_path(fs, ino);
 	int rc = 0;
-	if (!path) {
+	/* A file deleted while open has no path (drop_paths): its descriptor still truncates it
+	 * (Python's TemporaryFile), and its times, recorded nowhere, are set quietly. */
+	if (!path && !(fi && fi->fh)) {
 		fuse_reply_err(req, ENOENT);
 		return;
 	}
 	if (to_set & FUSE_SET_ATTR_SIZE)
-		rc = fi ? al_file_truncate((al_file *)(uintptr_t)fi->fh, (uint64_t)attr->st_size)
+		rc = fi && fi->fh ? al_file_truncate((al_file *)(uintptr_t)fi->fh, (uint64_t)attr->st_size)
 			: al_tree_truncate(fs->tree, path, (uint64_t)attr->st_size);
-	if (rc == 0 && (to_set & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW))) {
+	if (rc == 0 && path && (to_set & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW))) {
 		int64_t us = (to_set & FUSE_SET_ATTR_MTIME_NOW) ? al_now_us()
 			: (int64_t)attr->st_mtim.tv_sec * 1000000 + attr->st_mtim.tv_nsec / 1000;
 		rc = al_tree_utimens(fs->tree, path, us);
