@@ -788,7 +788,6 @@ cleanup:
 	return rc;
 }
 
-/* Opens (or creates) the index and reads it once, so a file that is no database fails here. */
 /* Whether table has column (an index made by an older version may lack one). */
 static int has_column(al_cache *c, const char *table, const char *column)
 {
@@ -802,6 +801,7 @@ static int has_column(al_cache *c, const char *table, const char *column)
 	return found;
 }
 
+/* Opens (or creates) the index and reads it once, so a file that is no database fails here. */
 static int open_index(al_cache *c, const char *dbpath)
 {
 	int rc;

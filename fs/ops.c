@@ -435,9 +435,24 @@ static int cmp_path_len(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-static int under(const char *path, const char *top, size_t len)
+/* Lock held: the nodes whose path is top or under it, shortest path first (*count of them);
+ * NULL when out of memory. Walks the whole table. */
+static inode **collect_under(al_fs *fs, const char *top, size_t len, size_t *count)
 {
-	return strncmp(path, top, len) == 0 && (path[len] == '\0' || path[len] == '/');
+	size_t i, cap = 0, nc = 0;
+	inode *n, **out;
+	for (i = 0; i < BUCKETS; i++)
+		for (n = fs->by_path[i]; n; n = n->next_path)
+			cap++;
+	if (!(out = calloc(cap + 1, sizeof(*out))))
+		return NULL;
+	for (i = 0; i < BUCKETS; i++)
+		for (n = fs->by_path[i]; n; n = n->next_path)
+			if (strncmp(n->path, top, len) == 0 && (n->path[len] == '\0' || n->path[len] == '/'))
+				out[nc++] = n;
+	qsort(out, nc, sizeof(*out), cmp_path_len);
+	*count = nc;
+	return out;
 }
 
 /* Lock held: path (and everything under it) is gone from the tree (unlink, rmdir, a rename's
@@ -449,7 +464,7 @@ static int under(const char *path, const char *top, size_t len)
  * right; only a folder with entries below it in the table makes the whole table be walked. */
 static void drop_paths(al_fs *fs, const char *path)
 {
-	size_t i, nv = 0, cap = 0, len = strlen(path);
+	size_t nv = 0, len = strlen(path);
 	inode *n = find_path_len(fs, path, len), **victims;
 
 	if (!n || !n->children) {
@@ -457,16 +472,8 @@ static void drop_paths(al_fs *fs, const char *path)
 			unlink_path(fs, n);
 		return;
 	}
-	for (i = 0; i < BUCKETS; i++)
-		for (n = fs->by_path[i]; n; n = n->next_path)
-			cap++;
-	if (!(victims = calloc(cap + 1, sizeof(*victims))))
+	if (!(victims = collect_under(fs, path, len, &nv)))
 		return;
-	for (i = 0; i < BUCKETS; i++)
-		for (n = fs->by_path[i]; n; n = n->next_path)
-			if (under(n->path, path, len))
-				victims[nv++] = n;
-	qsort(victims, nv, sizeof(*victims), cmp_path_len);
 	while (nv)
 		unlink_path(fs, victims[--nv]);
 	free(victims);
@@ -478,7 +485,7 @@ static void drop_paths(al_fs *fs, const char *path)
 static void rename_paths(al_fs *fs, const char *from, const char *to)
 {
 	size_t i, flen = strlen(from);
-	inode *n, *src;
+	inode *src;
 
 	pthread_mutex_lock(&fs->lock);
 	drop_paths(fs, to);   /* the replaced target is gone from the tree */
@@ -495,17 +502,8 @@ static void rename_paths(al_fs *fs, const char *from, const char *to)
 	{
 		/* Whole subtrees: collected first, then unlinked and linked again, parents before their
 		 * children, so every folder's count of entries stays right. */
-		inode **movers = NULL;
-		size_t nm = 0, cap = 0;
-		for (i = 0; i < BUCKETS; i++)
-			for (n = fs->by_path[i]; n; n = n->next_path)
-				cap++;
-		movers = calloc(cap + 1, sizeof(*movers));
-		for (i = 0; movers && i < BUCKETS; i++)
-			for (n = fs->by_path[i]; n; n = n->next_path)
-				if (under(n->path, from, flen))
-					movers[nm++] = n;
-		qsort(movers, nm, sizeof(*movers), cmp_path_len);
+		size_t nm = 0;
+		inode **movers = collect_under(fs, from, flen, &nm);
 		for (i = 0; i < nm; i++) {
 			char *np = NULL;
 			if (asprintf(&np, "%s%s", to, movers[i]->path + flen) < 0)

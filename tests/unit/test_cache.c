@@ -68,6 +68,16 @@ static al_cache *cache_open(const char *d, uint64_t max_bytes)
 	return c;
 }
 
+/* A cache whose placed files are synced (and listed) every sync_ms (ALETHEIA_CACHE_SYNC_MS). */
+static al_cache *cache_open_sync(const char *d, const char *sync_ms)
+{
+	al_cache *c;
+	setenv("ALETHEIA_CACHE_SYNC_MS", sync_ms, 1);
+	c = cache_open(d, 0);
+	unsetenv("ALETHEIA_CACHE_SYNC_MS");
+	return c;
+}
+
 static int count_in(const char *sub)
 {
 	char p[256];
@@ -186,9 +196,7 @@ static void test_crash_before_sync(void)
 	blob_init(&f1, 11, BLOB);
 	blob_init(&f2, 12, BLOB);
 	blob_init(&f3, 13, BLOB);
-	setenv("ALETHEIA_CACHE_SYNC_MS", "3600000", 1);    /* no sync before the crash */
-	c1 = cache_open(d, 0);
-	unsetenv("ALETHEIA_CACHE_SYNC_MS");
+	c1 = cache_open_sync(d, "3600000");    /* no sync before the crash */
 	if (!c1)
 		return;
 	use(c1, &f1, 0);
@@ -224,9 +232,7 @@ static void test_crash_before_sync(void)
 	 * the ctime of a file that is gone, and f1 would be hashed once more. */
 	al_cache_free(c1);
 	al_cache_free(c2);
-	setenv("ALETHEIA_CACHE_SYNC_MS", "50", 1);
-	c1 = cache_open(d, 0);
-	unsetenv("ALETHEIA_CACHE_SYNC_MS");
+	c1 = cache_open_sync(d, "50");
 	if (!c1)
 		return;
 	al_cache_get_stats(&st, c1);
@@ -249,9 +255,7 @@ static void test_crash_before_sync(void)
 	al_cache_free(c1);
 
 	/* ALETHEIA_CACHE_SYNC_MS=0: each fill synced and listed as it is placed. */
-	setenv("ALETHEIA_CACHE_SYNC_MS", "0", 1);
-	c1 = cache_open(d, 0);
-	unsetenv("ALETHEIA_CACHE_SYNC_MS");
+	c1 = cache_open_sync(d, "0");
 	if (!c1)
 		return;
 	static blob f4;
@@ -301,9 +305,7 @@ static void test_changed_behind_our_back(void)
 	CHECK(mkdtemp(d) != NULL);
 	blob_init(&g1, 21, BLOB);
 	blob_init(&g2, 22, BLOB);
-	setenv("ALETHEIA_CACHE_SYNC_MS", "0", 1);    /* each placement gets its row at once */
-	c1 = cache_open(d, 0);
-	unsetenv("ALETHEIA_CACHE_SYNC_MS");
+	c1 = cache_open_sync(d, "0");    /* each placement gets its row at once */
 	if (!c1)
 		return;
 	use(c1, &g1, 0);
