@@ -1395,8 +1395,12 @@ static int start_workers(al_cache *c)
 	return c->nworkers > 0;
 }
 
+/* Set on prefetch threads: nobody waits for what they fetch, so they place it themselves. */
+static _Thread_local int on_prefetch_thread;
+
 /* Lock held: every chunk is hashed. A match is served at once; syncing and placing the file
- * (fsync can take long) is left to a worker, so no reader waits for it. */
+ * (fsync can take long) is left to a worker, so no reader waits for it. A prefetch thread
+ * places its own fills: waking a worker for each small file cost more than the rename. */
 static void complete_fill(al_cache *c, fill *f)
 {
 	char got[AL_HASH_HEX_LEN + 1], msg[512];
@@ -1412,7 +1416,7 @@ static void complete_fill(al_cache *c, fill *f)
 	}
 	f->verified = 1;
 	pthread_cond_broadcast(&c->filled);
-	if (!c->stop && start_workers(c) && (j = calloc(1, sizeof(*j))) != NULL) {
+	if (!c->stop && !on_prefetch_thread && start_workers(c) && (j = calloc(1, sizeof(*j))) != NULL) {
 		j->f = f;                /* n == 0: a placement */
 		f->refs++;
 		f->busy++;
@@ -2163,8 +2167,16 @@ static int wait_verified(al_cache *c, fill *f)
 		if (f->fails != fails0)
 			return al_error_set(f->err_rc, "%s", f->err_msg);
 	}
-	if (!f->verified && !f->done && f->e && f->range_ok)
-		queue_range(c, f, 0, f->nchunks - 1, c->job_chunks);    /* in parallel, not one by one */
+	if (!f->verified && !f->done && f->e && f->range_ok) {
+		/* In parallel, not one by one; the first run of missing chunks is this reader's own
+		 * (wait_range fetches it): queued, a worker would be woken for nothing. */
+		uint32_t i = 0, n = 0;
+		while (i < f->nchunks && f->st[i] != CH_MISSING)
+			i++;
+		while (i + n < f->nchunks && n < c->job_chunks && f->st[i + n] == CH_MISSING)
+			n++;
+		queue_range(c, f, i + n, f->nchunks - 1, c->job_chunks);
+	}
 	rc = wait_range(c, f, 0, f->nchunks - 1);
 	while (rc == 0 && !f->verified && !f->done)
 		pthread_cond_wait(&c->filled, &c->lock);
@@ -2562,6 +2574,7 @@ static int pf_fill(al_cache *c, fill *f, char *msg, size_t msgsize, int *rc)
 static void *pf_main(void *arg)
 {
 	al_cache *c = arg;
+	on_prefetch_thread = 1;
 	pthread_mutex_lock(&c->lock);
 	while (!c->stop) {
 		al_cache_prefetch *p = NULL;
