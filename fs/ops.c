@@ -28,6 +28,7 @@ typedef struct inode {
 	char *path;
 	uint64_t nlookup;
 	uint64_t children;      /* entries of the path table directly below this path */
+	int dir;                /* a folder: once nameless it still answers, as an empty one */
 	struct open_ref *opens; /* its open files: they answer for it once its name is gone */
 	/* The kernel holds an inode in one I/O mode: while files of it are open through a backing
 	 * file (passthrough, all through the same one), no other open may be, and the reverse. */
@@ -218,7 +219,7 @@ static char *child_path(al_fs *fs, fuse_ino_t parent, const char *name)
 }
 
 /* Finds or makes the inode of path and counts one lookup. */
-static fuse_ino_t remember(al_fs *fs, const char *path)
+static fuse_ino_t remember(al_fs *fs, const char *path, int type)
 {
 	inode *n;
 	size_t b = al__str_hash(path) % BUCKETS;
@@ -243,6 +244,7 @@ static fuse_ino_t remember(al_fs *fs, const char *path)
 	}
 	if (n) {
 		n->nlookup++;
+		n->dir = type == AL_NODE_DIR;
 		ino = n->ino;
 	}
 	pthread_mutex_unlock(&fs->lock);
@@ -374,8 +376,16 @@ static int getattr_unnamed(al_attr *out, al_fs *fs, fuse_ino_t ino)
 	inode *n;
 	int rc = AL_ENOTFOUND;
 	pthread_mutex_lock(&fs->lock);
-	if ((n = find_ino(fs, ino)) && n->opens)
+	if ((n = find_ino(fs, ino)) && n->opens) {
 		rc = al_file_getattr(out, n->opens->f);
+	} else if (n && n->dir && !n->path) {
+		/* a folder deleted while a shell is in it (README "Files behave like files") */
+		memset(out, 0, sizeof(*out));
+		out->type = AL_NODE_DIR;
+		out->mode = 0755;
+		out->mtime_us = al_now_us();
+		rc = 0;
+	}
 	pthread_mutex_unlock(&fs->lock);
 	return rc;
 }
@@ -576,7 +586,7 @@ static void reply_entry(fuse_req_t req, const char *path, const al_attr *a)
 	struct fuse_entry_param e;
 	al_attr held;
 	memset(&e, 0, sizeof(e));
-	e.ino = remember(fs, path);
+	e.ino = remember(fs, path, a->type);
 	if (!e.ino) {
 		fuse_reply_err(req, ENOMEM);
 		return;
@@ -856,7 +866,7 @@ static void op_create_body(fuse_req_t req, fuse_ino_t parent, const char *name, 
 		return;
 	}
 	memset(&e, 0, sizeof(e));
-	e.ino = remember(fs, path);
+	e.ino = remember(fs, path, AL_NODE_FILE);
 	if (!e.ino) {
 		al_file_release(f);
 		fuse_reply_err(req, ENOMEM);
@@ -1013,12 +1023,26 @@ static void dirlist_free(dirlist *d)
 	free(d);
 }
 
+/* 1 when the kernel still holds folder ino but its name is gone (deleted, or replaced). */
+static int ino_nameless(al_fs *fs, fuse_ino_t ino)
+{
+	inode *n;
+	int r;
+	pthread_mutex_lock(&fs->lock);
+	r = (n = find_ino(fs, ino)) != NULL && !n->path && n->dir;
+	pthread_mutex_unlock(&fs->lock);
+	return r;
+}
+
 static void op_opendir_body(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	al_fs *fs = fs_of(req);
 	char *path = ino_path(fs, ino);
 	dirlist *d = calloc(1, sizeof(*d));
 	int rc = !d ? AL_ENOMEM : path ? al_tree_readdir(fs->tree, path, collect, d) : AL_ENOTFOUND;
+	/* A folder deleted while a shell is in it lists empty, as on a local disk. */
+	if (rc == AL_ENOTFOUND && !path && ino_nameless(fs, ino) && (path = strdup("/")) != NULL)
+		rc = 0;
 	if (rc) {
 		dirlist_free(d);
 		reply_error(req, rc, "opendir", path);
@@ -1094,7 +1118,7 @@ static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 		if (de->has_attr && strcmp(de->name, ".") != 0 && strcmp(de->name, "..") != 0) {
 			char *path = NULL;
 			if (asprintf(&path, "%s/%s", strcmp(d->path, "/") == 0 ? "" : d->path, de->name) >= 0 &&
-			    (e.ino = remember(fs, path))) {
+			    (e.ino = remember(fs, path, de->attr.type))) {
 				al_attr held = de->attr;
 				given[ngiven++] = e.ino;
 				hold_open_size(&held, fs, e.ino);

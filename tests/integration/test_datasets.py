@@ -2,6 +2,7 @@
 import errno
 import os
 import re
+import subprocess
 import time
 
 import pytest
@@ -288,3 +289,22 @@ def test_a_file_deleted_while_being_written_records_nothing_and_its_name_is_free
     assert (ds / "w").read_bytes() == b"new\n"
     assert [n for n in os.listdir(ds) if not n.startswith(".")] == ["w"]
     assert read_json(ds / ".dataset.json")["files"] == 1
+
+
+@pytest.mark.parametrize("where", ["p/datasets/d/sub", "p/experiments/e/runs/r/metrics"])
+def test_a_folder_deleted_while_a_shell_is_in_it_lists_empty(mount_factory, where):
+    # As on ext4: a shell whose working folder was deleted (here a dataset's sub-folder, and a
+    # run's metrics/ under an `rm -rf` of the run) still runs `ls` (empty, exit 0) and `ls -la .`,
+    # and making a file there fails with ENOENT. A tester found `ls` failing with ENOENT.
+    m = mount_factory(extra=("--allow-delete",))
+    folder = m.path / where
+    folder.mkdir(parents=True, exist_ok=True)    # a run's metrics/ comes with the run
+    if where.endswith("metrics"):
+        (folder / "loss").write_text("1\n")
+    gone = folder.parent if where.endswith("metrics") else folder
+    script = 'rm -rf "$1" && ls && echo "ls=$?" && ls -la . | wc -l && ! touch x 2>/dev/null && echo touch-refused'
+    p = subprocess.run(["sh", "-c", script, "sh", str(gone)], cwd=folder, capture_output=True,
+                       text=True, timeout=30)
+    assert p.returncode == 0, (p.stdout, p.stderr)
+    assert p.stdout.split() == ["ls=0", "1", "touch-refused"], (p.stdout, p.stderr)
+    assert not gone.exists()
