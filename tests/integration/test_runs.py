@@ -184,6 +184,12 @@ def test_finished_run_is_read_only(run, mount):
         with pytest.raises(OSError) as ei:
             os.mkdir(d)
         assert ei.value.errno == errno.EROFS, d
+    # renames too, of every kind of file in the run (a tester found EPERM for a metric's and a
+    # param's, which are never renamed while the run runs either)
+    for old in ("metrics/loss", "params/lr", "artifacts/a"):
+        with pytest.raises(OSError) as ei:
+            os.rename(run / old, run / (old + "2"))
+        assert ei.value.errno == errno.EROFS, old
     r = sh("echo x > artifacts/a", cwd=run, check=False)
     assert r.returncode != 0 and "Read-only file system" in r.stderr
     assert (run / "params/lr").read_text() == "0.1\n"
