@@ -1040,7 +1040,8 @@ static void op_opendir_body(fuse_req_t req, fuse_ino_t ino, struct fuse_file_inf
 	char *path = ino_path(fs, ino);
 	dirlist *d = calloc(1, sizeof(*d));
 	int rc = !d ? AL_ENOMEM : path ? al_tree_readdir(fs->tree, path, collect, d) : AL_ENOTFOUND;
-	/* A folder deleted while a shell is in it lists empty, as on a local disk. */
+	/* A folder deleted while a shell is in it lists empty, as on a local disk (an empty
+	 * listing never uses its path). */
 	if (rc == AL_ENOTFOUND && !path && ino_nameless(fs, ino) && (path = strdup("/")) != NULL)
 		rc = 0;
 	if (rc) {

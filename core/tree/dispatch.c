@@ -388,8 +388,8 @@ int tree_rename(al_tree *t, const char *from, const char *to, unsigned flags)
 	/* An ended run is read-only whatever is renamed in it (README "runs"): EROFS before EPERM. */
 	rc = (a.k->flags & K_RUNNING) ? require_running(t, &a) : 0;
 	if (rc == AL_EROFS)
-		;
-	else if ((a.k->flags & K_WRITE_ONCE) && b.k->commit && b.ds_doc && a.ds_doc && !strcmp(a.ds_doc, b.ds_doc))
+		goto cleanup;
+	if ((a.k->flags & K_WRITE_ONCE) && b.k->commit && b.ds_doc && a.ds_doc && !strcmp(a.ds_doc, b.ds_doc))
 		rc = blob_rename_onto_value(t, &a, from, to);
 	else if (!(a.k->flags & K_BLOBS) || !*a.rest)
 		rc = al_error_set(AL_EPERM, "only files in a running run's artifacts/ or an unused dataset can be renamed");
@@ -400,6 +400,7 @@ int tree_rename(al_tree *t, const char *from, const char *to, unsigned flags)
 			: al_error_set(AL_EPERM, "cannot rename to %s", to);
 	else if (rc == 0)
 		rc = blob_rename(t, &a, &b, from, to, flags);
+cleanup:
 	node_free(&a);
 	node_free(&b);
 	return rc;
