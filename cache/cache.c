@@ -2472,8 +2472,13 @@ static fill *pf_pick(al_cache *c, al_cache_prefetch **pout, pf_item **iout)
 				continue;
 			}
 			if (e && e->state == ENTRY_READY) {
-				p->next++;    /* damaged and still open: the next open after it goes fetches it */
-				pf_done(c, p, it, PF_LEFT, NULL, 0);
+				/* damaged and still open: the next open after it goes fetches it */
+				char msg[512];
+				snprintf(msg, sizeof(msg), "blob %s is damaged in the cache and still open: it "
+					"is fetched again once it is closed", it->hash);
+				p->next++;
+				pf_done(c, p, it, p->mode == AL_CACHE_PREFETCH_ALL ? PF_FAILED : PF_LEFT, msg,
+					AL_EIO);
 				continue;
 			}
 			if (e) {
@@ -2590,6 +2595,14 @@ static void *pf_main(void *arg)
 		}
 		pf_poke(c);    /* the next blob, if there is one, for another thread */
 		r = pf_fill(c, f, msg, sizeof(msg), &rc);
+		if (r == 0 && p->mode == AL_CACHE_PREFETCH_ALL && !c->stop) {
+			/* A pull promises every blob cached (README "dataset prefetch"): one left for
+			 * room (the disk fuller than --cache-size allows for) fails it. */
+			snprintf(msg, sizeof(msg), "no room on the cache disk %s for blob %s (%llu bytes)",
+				c->dir, f->hash, (unsigned long long)f->size);
+			rc = AL_ENOSPC;
+			r = -1;
+		}
 		if (r <= 0 && f->e && f->e->prefetched)
 			unmark_prefetched(c, f->e);    /* nothing kept for the readers */
 		if (r < 0)

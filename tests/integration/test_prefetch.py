@@ -3,6 +3,7 @@
 # interruption, and never serving a corrupted object (README "Reading datasets: prefetch", issue 11 item 3).
 import errno
 import os
+import pathlib
 import stat
 import re
 import signal
@@ -153,6 +154,38 @@ def test_dataset_prefetch_refuses_a_dataset_larger_than_the_cache(mount_factory)
     assert cache_bytes(m) == 0, "fetched anyway"
     r = prefetch(m, ds="p/nosuch")
     assert r.returncode == 1 and "no dataset p/nosuch" in r.stderr, r.stderr
+
+
+@pytest.fixture
+def small_disk(tmpdir_al):
+    """An 8 MiB tmpfs; request it before mount_factory so the daemon is unmounted before the tmpfs."""
+    d = pathlib.Path(tmpdir_al) / "small"
+    d.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(d)], capture_output=True,
+                       text=True, timeout=30)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs: {r.stderr.strip()}")
+    yield d
+    subprocess.run(["umount", "-l", str(d)], capture_output=True, timeout=30)
+
+
+def test_dataset_prefetch_fails_when_the_cache_disk_is_too_small(small_disk, mount_factory):
+    # No --cache-size, but a cache disk of 8 MiB for 12 MB of files: the pull cannot keep its promise
+    # (README "dataset prefetch": exit 0 only when every file is cached and verified). A tester saw
+    # "473 fetched, 0 failed" of 2,002 files and exit 0, and the same again on a second run.
+    files = {f"f{i:02d}.bin": os.urandom(1_000_000) for i in range(12)}
+    _, paths = dataset(mount_factory, files)
+    m = mount_factory("r", cache=small_disk / "cache")
+    m.allow_log_errors = True
+    for attempt in (1, 2):
+        r = prefetch(m)
+        total, _, cached, fetched, _, failed = summary(r)
+        assert r.returncode == 1, f"attempt {attempt}: exit 0 with {cached} cached and {fetched} fetched of {total}"
+        assert total == 12 and failed > 0 and cached + fetched + failed == total, r.stdout
+        assert re.search(r"no (room|space left) on the cache disk", r.stderr), r.stderr
+    for n, rel in paths.items():    # reads still work, each fetched on demand
+        got, err, _ = read_all(m.path / rel)
+        assert err == 0 and got == files[n], f"{n}: {alutil.errname(err)}"
 
 
 def test_scan_prefetch_stays_under_the_cache_size_and_keeps_open_files(mount_factory, proxy):
