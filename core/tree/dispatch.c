@@ -375,20 +375,23 @@ int tree_rmdir(al_tree *t, const char *path)
 int tree_rename(al_tree *t, const char *from, const char *to, unsigned flags)
 {
 	node a, b;
-	int rc;
+	int rc, running;
 
 	if ((rc = rename_scratch(t, from, to, flags)) != 1)
 		return rc;
 	if ((rc = node_parse(&a, from)))
 		return rc;
+	/* An ended run is read-only whatever is renamed in it, to whatever name (README "Run
+	 * lifecycle"): EROFS before any EPERM. */
+	running = (a.k->flags & K_RUNNING) ? require_running(t, &a) : 0;
+	if (running == AL_EROFS) {
+		node_free(&a);
+		return running;
+	}
 	if ((rc = node_parse(&b, to))) {
 		node_free(&a);
 		return rc == AL_ENOTFOUND ? al_error_set(AL_EPERM, "cannot rename to %s", to) : rc;
 	}
-	/* An ended run is read-only whatever is renamed in it (README "runs"): EROFS before EPERM. */
-	rc = (a.k->flags & K_RUNNING) ? require_running(t, &a) : 0;
-	if (rc == AL_EROFS)
-		goto cleanup;
 	if ((a.k->flags & K_WRITE_ONCE) && b.k->commit && b.ds_doc && a.ds_doc && !strcmp(a.ds_doc, b.ds_doc))
 		rc = blob_rename_onto_value(t, &a, from, to);
 	else if (!(a.k->flags & K_BLOBS) || !*a.rest)
@@ -398,9 +401,8 @@ int tree_rename(al_tree *t, const char *from, const char *to, unsigned flags)
 		rc = (b.k->flags & K_BLOBS) && *b.rest
 			? al_error_set(AL_EXDEV, "rename across folders: copy instead")
 			: al_error_set(AL_EPERM, "cannot rename to %s", to);
-	else if (rc == 0)
+	else if ((rc = running) == 0)
 		rc = blob_rename(t, &a, &b, from, to, flags);
-cleanup:
 	node_free(&a);
 	node_free(&b);
 	return rc;

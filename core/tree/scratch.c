@@ -191,6 +191,24 @@ cleanup:
 }
 
 /* Renames of and onto scratch files (README "Editing values in place"). 1: neither is one. */
+/* AL_EROFS when path is a scratch name in a folder of a run that ended (read-only like its values:
+ * README "Run lifecycle"), else 0. */
+static int in_ended_run(al_tree *t, const char *path)
+{
+	node place;
+	char *dir = NULL;
+	int rc = 0;
+	if (scratch_place(&place, &dir, path) && (place.k->flags & K_RUNNING)) {
+		if ((rc = require_running(t, &place)) != AL_EROFS) {
+			rc = 0;    /* anything else is for the rename itself to find */
+			al_error_clear();
+		}
+	}
+	node_free(&place);
+	free(dir);
+	return rc;
+}
+
 int rename_scratch(al_tree *t, const char *from, const char *to, unsigned flags)
 {
 	node place, target;
@@ -201,6 +219,9 @@ int rename_scratch(al_tree *t, const char *from, const char *to, unsigned flags)
 	const unsigned noreplace = 1; /* RENAME_NOREPLACE */
 
 	memset(&target, 0, sizeof(target));
+	if ((rc = in_ended_run(t, from)) || (rc = in_ended_run(t, to)))
+		return rc;
+	rc = 1;
 	to_scratch = scratch_place(&place, &dir, to);
 	node_free(&place);
 	free(dir);

@@ -162,6 +162,7 @@ def test_status_values(mount):
 
 def test_finished_run_is_read_only(run, mount):
     sh("echo 0.1 > params/lr && echo 0.5 >> metrics/loss && echo a > artifacts/a && mkdir artifacts/d", cwd=run)
+    sh("echo s > params/.lr.swp && echo t > metrics/.tmpm", cwd=run)    # editors' scratch files
     sh("echo finished > status", cwd=run)
     j = read_json(run / "run.json")
     assert j["status"] == "finished" and RFC3339.match(j["ended"])
@@ -190,6 +191,16 @@ def test_finished_run_is_read_only(run, mount):
         with pytest.raises(OSError) as ei:
             os.rename(run / old, run / (old + "2"))
         assert ei.value.errno == errno.EROFS, old
+    # ... to any name (a tester found EPERM for these, and scratch renames going through)
+    for old, new in [("model", "model2"), ("params.json", "p2.json"), ("heartbeat", "hb"),
+                     ("params/lr", "params/lr~"), ("params/lr", "params/.lr.swp"),
+                     ("params/.lr.swp", "params/.lr.swx"), ("metrics/.tmpm", "metrics/.tmpn"),
+                     ("metrics/.tmpm", "metrics/loss")]:
+        with pytest.raises(OSError) as ei:
+            os.rename(run / old, run / new)
+        assert ei.value.errno == errno.EROFS, (old, new)
+    assert sorted(os.listdir(run / "params")) == [".lr.swp", "lr"]
+    assert sorted(os.listdir(run / "metrics")) == [".tmpm", "loss"]
     r = sh("echo x > artifacts/a", cwd=run, check=False)
     assert r.returncode != 0 and "Read-only file system" in r.stderr
     assert (run / "params/lr").read_text() == "0.1\n"
