@@ -325,6 +325,26 @@ static int may_delete(al_tree *t, const node *n, const char *path, int *working)
 	return al_error_set(AL_EPERM, "deleting is off: mount with --allow-delete to delete %s", path);
 }
 
+/* After the last entry of a sub-folder of params/ or metrics/ went: the folder stays, empty, as a
+ * folder made by mkdir does (README "Deleting and renaming"), so a shell in it still lists it and
+ * it does not vanish from its parent, as on a local disk. path is the entry's, n its node. */
+static void keep_folders_of(al_tree *t, const node *n, const char *path)
+{
+	size_t len = strlen(path), nrest = strlen(n->rest);
+	const char *root, *end = path + len;
+	if (n->k->mkdir != vdir_mkdir || nrest > len || strcmp(root = end - nrest, n->rest) != 0)
+		return;
+	/* each folder between the kind's root and the entry, deepest first */
+	while ((end = memrchr(root, '/', (size_t)(end - root))) != NULL) {
+		char *dir = strndup(path, (size_t)(end - path));
+		if (!dir)
+			return;
+		if (!has_vdir(t, dir))
+			add_vdir(t, dir);
+		free(dir);
+	}
+}
+
 int tree_unlink(al_tree *t, const char *path)
 {
 	node n;
@@ -341,6 +361,8 @@ int tree_unlink(al_tree *t, const char *path)
 		/* Generated files go with their folder: removing them alone is a no-op, so that
 		 * `rm -rf` of a run works with --allow-delete. */
 		rc = working ? blob_remove(t, &n, path) : n.k->unlink ? n.k->unlink(t, &n, path) : 0;
+	if (rc == 0)
+		keep_folders_of(t, &n, path);
 	node_free(&n);
 	return rc;
 }

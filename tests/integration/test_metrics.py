@@ -199,3 +199,25 @@ def test_rsync_a_of_metrics_into_a_new_run(mount):
     # a scratch name in metrics/ is never a metric
     sh("echo 1 > metrics/.scratch && rm metrics/.scratch", cwd=b)
     assert ".scratch" not in (a.parent.parent / "runs.csv").read_text()
+
+
+@pytest.mark.parametrize("folder,entry", [("metrics/val", "loss"), ("params/opt", "b1"), ("metrics/a/b", "c")])
+def test_a_sub_folder_stays_when_its_last_entry_is_deleted(mount_factory, folder, entry):
+    # As on ext4 (and as a folder made by mkdir does): after a remount a sub-folder of metrics/ or
+    # params/ exists only through its entries; deleting the last one keeps it, empty, for a shell in it
+    # and in its parent's listing. A tester found `ls` there failing with ENOENT while `touch` worked.
+    m = mount_factory(extra=("--allow-delete",))
+    run = mkrun(m)
+    (run / folder).mkdir(parents=True, exist_ok=True)
+    (run / folder / entry).write_text("1\n")
+    m.wait_settled()
+    m.remount()
+    top = folder.split("/")[1]
+    p = subprocess.run(["sh", "-c", f'rm {entry} && ls && echo "ls=$?" && stat -c %F . && ls ..'],
+                       cwd=run / folder, capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0, p.stderr
+    out = p.stdout.split()
+    assert out[:2] == ["ls=0", "directory"] and folder.split("/")[-1] in out[2:], p.stdout
+    assert top in os.listdir(run / folder.split("/")[0])
+    subprocess.run(["rm", "-r", str(run / folder.split("/")[0] / top)], check=True, timeout=30)
+    assert top not in os.listdir(run / folder.split("/")[0])
