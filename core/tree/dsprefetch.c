@@ -17,6 +17,7 @@ struct ds_scan {
 	char *ds_doc;
 	char *ds_path;             /* the dataset's folder */
 	unsigned cold;
+	char *cold_names[SCAN_OPENS];   /* the distinct files counted in cold (n->rest) */
 	int64_t first_us;
 	int listing;               /* its thread lists the dataset and starts the prefetch */
 	int has_thread;
@@ -131,6 +132,15 @@ static void *scan_thread(void *arg)
 	return NULL;
 }
 
+static void scan_reset(struct ds_scan *s)
+{
+	for (unsigned i = 0; i < s->cold && i < SCAN_OPENS; i++) {
+		free(s->cold_names[i]);
+		s->cold_names[i] = NULL;
+	}
+	s->cold = 0;
+}
+
 void dataset_scan_note(al_tree *t, const node *n, int cold)
 {
 	struct ds_scan *s;
@@ -162,12 +172,18 @@ void dataset_scan_note(al_tree *t, const node *n, int cold)
 			goto unlock;    /* still ahead of the readers (or waiting for them) */
 		al_cache_prefetch_free(s->p);
 		s->p = NULL;
-		s->cold = 0;
+		scan_reset(s);
 	}
 	if (!s->cold || now - s->first_us > SCAN_WINDOW_US) {
-		s->cold = 0;
+		scan_reset(s);
 		s->first_us = now;
 	}
+	/* Distinct files: several processes opening one cold file at once are no scan. */
+	for (unsigned i = 0; i < s->cold; i++)
+		if (strcmp(s->cold_names[i], n->rest) == 0)
+			goto unlock;
+	if (!(s->cold_names[s->cold] = strdup(n->rest)))
+		goto unlock;
 	if (++s->cold < SCAN_OPENS)
 		goto unlock;
 	/* A scan: list the dataset off the reader's thread (a large one on Firestore takes pages). */
@@ -176,7 +192,7 @@ void dataset_scan_note(al_tree *t, const node *n, int cold)
 		s->has_thread = 0;
 	}
 	s->listing = 1;
-	s->cold = 0;
+	scan_reset(s);
 	if (pthread_create(&s->thread, NULL, scan_thread, s) == 0)
 		s->has_thread = 1;
 	else
@@ -193,6 +209,7 @@ void dataset_scans_free(al_tree *t)
 		if (s->has_thread)
 			pthread_join(s->thread, NULL);
 		al_cache_prefetch_free(s->p);
+		scan_reset(s);
 		free(s->ds_doc);
 		free(s->ds_path);
 		free(s);

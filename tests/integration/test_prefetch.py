@@ -360,3 +360,22 @@ def test_a_corrupted_object_met_by_prefetch_is_never_served(mount_factory, how):
     for f in m.cache.rglob("*"):
         if f.is_file() and f.stat().st_size == len(bad):
             assert f.read_bytes() != bytes(bad), f"the damaged object is kept in the cache as {f}"
+
+
+def test_several_opens_of_one_cold_file_are_no_scan(mount_factory, proxy):
+    """A scan is cold opens of distinct files: three processes reading the same cold file at once
+    (and one reading it three times) fetch that file only. A tester saw them start a prefetch of
+    the whole dataset (902 blobs, half of a 200 MiB cache, evicting another dataset's files)."""
+    files = {f"f{i:02d}.bin": os.urandom(50_000 + i) for i in range(30)}
+    _, paths = dataset(mount_factory, files)
+    m = mount_factory("r", env=proxy.env())
+    proxy._call("POST", "/__stats/reset")
+    target = m.path / paths["f07.bin"]
+    procs = [subprocess.Popen(["cat", str(target)], stdout=subprocess.PIPE) for _ in range(3)]
+    outs = [p.communicate(timeout=60)[0] for p in procs]
+    assert outs == [files["f07.bin"]] * 3
+    for _ in range(3):
+        assert target.read_bytes() == files["f07.bin"]
+    time.sleep(2)    # a scan's listing and prefetch would have started by now
+    assert gets(proxy) == 1, f"{gets(proxy)} GETs for one file: {m.status()['prefetch']}"
+    assert not re.search(r"[1-9]\d* blobs fetched", m.status()["prefetch"]), m.status()["prefetch"]
