@@ -2451,6 +2451,24 @@ static int pf_room(al_cache *c, uint64_t size)
 	return make_room_keep(c, footprint(c, size));
 }
 
+/* Lock held: a complete entry nobody has open whose file changed behind the mount since it was
+ * placed (its ctime moved, now or before this mount): a pull does not count it unhashed. */
+static int changed_on_disk(al_cache *c, const entry *e)
+{
+	struct stat st;
+	char *p;
+	int r;
+	if (e->pins || e->has_fd)
+		return 0;    /* checked at its open, which an open by path repeats */
+	if (e->unverified)
+		return 1;
+	if (!e->ctime_ns || !(p = blob_path(c, e->hash)))
+		return 0;
+	r = stat(p, &st) != 0 || ctime_of(&st) != e->ctime_ns;
+	free(p);
+	return r;
+}
+
 /* Lock held: the next blob of an active prefetch to fetch, as a fill this thread works on
  * (refs and busy taken), with its prefetch and item; NULL when none can start now. */
 static fill *pf_pick(al_cache *c, al_cache_prefetch **pout, pf_item **iout)
@@ -2461,6 +2479,12 @@ static fill *pf_pick(al_cache *c, al_cache_prefetch **pout, pf_item **iout)
 			pf_item *it = &p->items[p->next];
 			entry *e = table_find(c, it->hash);
 			fill *f = NULL;
+			if (e && e->state == ENTRY_READY && !e->damaged && changed_on_disk(c, e)) {
+				fprintf(stderr, "aletheia: cache: blob %s changed on disk since it was placed: "
+					"fetched again\n", e->hash);
+				evict(c, e);
+				e = NULL;
+			}
 			if (e && e->state == ENTRY_READY && !e->damaged) {
 				/* Verified already. What a pull keeps must stay for the reads to come. */
 				if (p->mode == AL_CACHE_PREFETCH_ALL && !e->prefetched && !e->pins) {

@@ -14,7 +14,7 @@ import time
 import pytest
 
 import alutil
-from test_s3 import Proxy, keys_with, put_file, read_all
+from test_s3 import Proxy, flip_byte, keys_with, placed, put_file, read_all
 
 pytestmark = pytest.mark.skipif(not alutil.REMOTE, reason="needs ALETHEIA_TEST_BLOBS=s3 or gs")
 
@@ -379,3 +379,33 @@ def test_several_opens_of_one_cold_file_are_no_scan(mount_factory, proxy):
     time.sleep(2)    # a scan's listing and prefetch would have started by now
     assert gets(proxy) == 1, f"{gets(proxy)} GETs for one file: {m.status()['prefetch']}"
     assert not re.search(r"[1-9]\d* blobs fetched", m.status()["prefetch"]), m.status()["prefetch"]
+
+
+@pytest.mark.parametrize("when", ["unmounted", "mounted"])
+def test_dataset_prefetch_fetches_again_a_cached_file_changed_on_disk(mount_factory, proxy, when):
+    """A pull counts as cached only copies it can vouch for: one changed behind the mount since it
+    was placed (its ctime moved: while unmounted, or while mounted and not open) is fetched again.
+    A tester saw it counted as "cached already", exit 0, and then fail to read with the server away."""
+    files = {f"f{i:02d}.bin": os.urandom(40_000 + i) for i in range(10)}
+    _, paths = dataset(mount_factory, files)
+    m = mount_factory("r", env=dict(proxy.env(), ALETHEIA_CACHE_SYNC_MS="0"))
+    m.allow_log_errors = True
+    r = prefetch(m)
+    assert r.returncode == 0 and summary(r)[2:4] == [0, 10], r.stdout
+    victim = placed(m)[len(files["f03.bin"])]
+    if when == "unmounted":
+        m.umount()
+        flip_byte(victim, keep_mtime=True)
+        m.start()
+    else:
+        flip_byte(victim, keep_mtime=True)
+    proxy._call("POST", "/__stats/reset")
+    r = prefetch(m)
+    assert r.returncode == 0, r.stderr
+    assert summary(r)[2:4] == [9, 1], r.stdout
+    assert gets(proxy) == 1
+    assert "changed on disk since it was placed" in m.log_text()
+    proxy._call("POST", "/__stats/reset")
+    got, err, _ = read_all(m.path / paths["f03.bin"])
+    assert err == 0 and got == files["f03.bin"]
+    assert gets(proxy) == 0, "the copy fetched again was fetched once more"
