@@ -486,6 +486,13 @@ int64_t value_time(const al_doc *d, const char *map_field, const char *key)
 	return v && al_value_get_time(&us, v) == 0 ? us : d->update_us;
 }
 
+int64_t field_time(const al_doc *d, const char *field, const char *updated_key)
+{
+	if (!al_fields_get(d->fields, updated_key) && !al_fields_get(d->fields, field))
+		return value_time(d, NULL, "created");    /* never written */
+	return value_time(d, NULL, updated_key);
+}
+
 int list_coll(keyset *k, al_tree *t, const node *n, const char *path)
 {
 	(void)path;

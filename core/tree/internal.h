@@ -468,6 +468,9 @@ int commit1(al_tree *t, al_write_op op, const char *path, const cJSON *fields, a
 int commit_keys(al_tree *t, const char *doc, const char *field, const char *times_field,
 	const cJSON *values, const char *const *keys, size_t nkeys, al_precondition pre);
 int64_t value_time(const al_doc *d, const char *map_field, const char *key);
+/* When a document's field was last written (its updated_key); one never written: the document's
+ * creation, so writing another field moves no mtime of it (README "Files behave like files"). */
+int64_t field_time(const al_doc *d, const char *field, const char *updated_key);
 /* Room kept in a run's document for what ends it: params, texts and links may fill it only up to
  * this much below Firestore's 1 MiB, so that status, ended and exit_code can always be written
  * (README "params"). */

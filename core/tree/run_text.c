@@ -24,7 +24,7 @@ int field_render(al_buf *b, int64_t *mtime, al_tree *t, const node *n)
 		char key[32];
 		rc = render_text_field(b, d->fields, n->k->field);
 		snprintf(key, sizeof(key), "%s_updated", n->k->field);
-		mtime_raise(mtime, value_time(d, NULL, key));
+		mtime_raise(mtime, field_time(d, n->k->field, key));
 	}
 	al_doc_free(d);
 	return rc;
@@ -111,7 +111,7 @@ static int system_render(al_buf *b, int64_t *mtime, al_tree *t, const node *n)
 			cJSON_AddItemToObject(o, it->string, al_value_to_json(it));
 		rc = json_out(b, o, 1);
 		cJSON_Delete(o);
-		mtime_raise(mtime, value_time(d, NULL, "system_updated"));
+		mtime_raise(mtime, field_time(d, "system", "system_updated"));
 	}
 	al_doc_free(d);
 	return rc;

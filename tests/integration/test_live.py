@@ -187,3 +187,17 @@ def test_mtimes_move_with_content_so_rsync_sees_every_change(mount, run):
         assert (backup / rel).read_bytes() == (exp / rel).read_bytes(), rel
     # a folder's mtime is its last change, not the daemon's start
     assert os.stat(run / "artifacts").st_mtime_ns >= os.stat(run / "artifacts" / "a.txt").st_mtime_ns - 10**9
+
+
+def test_writing_one_value_moves_no_other_value_files_mtime(run):
+    # README "Files behave like files": each value file's mtime is its own last write, and a value
+    # never written keeps the run's creation time. A tester found writing `description` moving the
+    # mtimes of `heartbeat` and `system.json`, which had never been written.
+    sh("echo m1 > model && echo 1 > params/lr", cwd=run)
+    names = ("model", "heartbeat", "system.json", "fold", "params/lr", "params.json", "status")
+    before = {p: os.stat(run / p).st_mtime_ns for p in names}
+    time.sleep(1.1)
+    sh("echo notes > description", cwd=run)
+    after = {p: os.stat(run / p).st_mtime_ns for p in names}
+    assert after == before
+    assert os.stat(run / "description").st_mtime_ns > max(before.values())
