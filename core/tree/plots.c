@@ -230,7 +230,11 @@ const al_kind kind_experiment_plots = {
 static int run_plots_getattr(al_attr *out, al_tree *t, const node *n, const al_doc *run,
 	const char *path, unsigned mode)
 {
-	return plots_getattr(out, t, n, path, mode, run_metric_names, run->update_us, MULTIPLES);
+	/* A metric's plot moves with its points only (run_plot_render), not with the run's other
+	 * values: its floor is the run's creation. */
+	int64_t floor = !*n->rest || strcmp(n->rest, MULTIPLES) == 0 ? run->update_us
+		: value_time(run, NULL, "created");
+	return plots_getattr(out, t, n, path, mode, run_metric_names, floor, MULTIPLES);
 }
 
 static int run_plots_list(keyset *k, al_tree *t, const node *n, const char *path)
@@ -254,7 +258,10 @@ static int run_plot_render(al_buf *b, int64_t *mtime, al_tree *t, const node *n)
 		return al_error_set(AL_EISDIR, "%s is a folder", n->rest);
 	if ((rc = get_doc(&run, t, n->run_doc)) || (rc = run_metric_names(&names, t, n)))
 		goto cleanup;
-	mtime_raise(mtime, run->update_us);
+	/* One metric's plot is made of its points only (their last append, chart_svg); the small
+	 * multiples also of which metrics the run has, which a deleted metric changes. */
+	if (multiples)
+		mtime_raise(mtime, run->update_us);
 	if (!(ser = calloc(names.n + 1, sizeof(*ser)))) {
 		rc = al_error_set(AL_ENOMEM, "out of memory");
 		goto cleanup;

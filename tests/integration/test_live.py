@@ -193,11 +193,15 @@ def test_writing_one_value_moves_no_other_value_files_mtime(run):
     # README "Files behave like files": each value file's mtime is its own last write, and a value
     # never written keeps the run's creation time. A tester found writing `description` moving the
     # mtimes of `heartbeat` and `system.json`, which had never been written.
-    sh("echo m1 > model && echo 1 > params/lr", cwd=run)
-    names = ("model", "heartbeat", "system.json", "fold", "params/lr", "params.json", "status")
+    sh("echo m1 > model && echo 1 > params/lr && echo 0.5 >> metrics/loss", cwd=run)
+    names = ("model", "heartbeat", "system.json", "fold", "params/lr", "params.json", "status",
+             "metrics/loss", "plots/loss.svg")
     before = {p: os.stat(run / p).st_mtime_ns for p in names}
     time.sleep(1.1)
     sh("echo notes > description", cwd=run)
     after = {p: os.stat(run / p).st_mtime_ns for p in names}
     assert after == before
     assert os.stat(run / "description").st_mtime_ns > max(before.values())
+    time.sleep(1.1)
+    sh("echo 0.25 >> metrics/loss", cwd=run)    # a plot moves with its metric's points
+    assert os.stat(run / "plots/loss.svg").st_mtime_ns > before["plots/loss.svg"]
