@@ -103,11 +103,13 @@ void al__slabs_free(al__slab *s)
 	}
 }
 
+#define LOCK_WAIT_MS 5000
+
 int al__lock_dir(int *fd_out, const char *dir, const char *what)
 {
 	char *path = NULL, buf[32];
 	ssize_t n;
-	int fd = -1, len, rc = 0;
+	int fd = -1, len, rc = 0, locked;
 
 	*fd_out = -1;
 	if (asprintf(&path, "%s/lock", dir) < 0)
@@ -116,7 +118,12 @@ int al__lock_dir(int *fd_out, const char *dir, const char *what)
 		rc = al_error_set_errno(al_error_from_errno(errno), errno, "cannot open %s", path);
 		goto cleanup;
 	}
-	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+	/* A daemon that is still finishing after its umount (which returns once the kernel lets go)
+	 * holds the lock a moment longer: `umount; mount` waits for it rather than fail. */
+	for (int waited_ms = 0; !(locked = flock(fd, LOCK_EX | LOCK_NB) == 0) && errno == EWOULDBLOCK &&
+	     waited_ms < LOCK_WAIT_MS; waited_ms += 50)
+		usleep(50 * 1000);
+	if (!locked) {
 		if (errno != EWOULDBLOCK) {
 			rc = al_error_set_errno(AL_EIO, errno, "cannot lock %s", path);
 			goto cleanup;

@@ -369,6 +369,28 @@ def test_fstab_mount_point_in_use(helper, mount_factory):
     assert daemon_pid(m.path) == m.proc.pid
 
 
+@pytest.mark.local_store_only
+def test_a_mount_waits_for_the_last_daemon_of_its_store_to_finish(mount_factory):
+    """`umount` returns once the kernel lets go of the mount point, while the daemon may still be
+    finishing and holding its store's lock: a mount right after waits for it rather than fail with
+    "already mounted by another aletheia process" (CI saw `umount; mount` fail so). Here the test
+    holds the store's lock for a second itself, as such a daemon would."""
+    import fcntl
+    import threading
+    m = mount_factory(start=False)
+    m.store.mkdir(parents=True, exist_ok=True)
+    fd = os.open(m.store / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        os.pwrite(fd, b"99999\n", 0)
+        threading.Timer(1.0, lambda: fcntl.flock(fd, fcntl.LOCK_UN)).start()
+        m.start()
+        os.mkdir(m.path / "p")
+        assert (m.path / "p" / "experiments").is_dir()
+    finally:
+        os.close(fd)
+
+
 # ---- systemd ----------------------------------------------------------------------------------------
 
 UNITS = pathlib.Path(alutil.BIN).parent / "systemd" if alutil.BIN else None
