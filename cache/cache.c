@@ -311,6 +311,12 @@ static int64_t ctime_of(const struct stat *st)
 	return (int64_t)st->st_ctim.tv_sec * 1000000000 + st->st_ctim.tv_nsec;
 }
 
+/* A cached file changed behind the cache since its ctime was recorded (0: not recorded). */
+static int ctime_moved(int64_t recorded, const struct stat *st)
+{
+	return recorded && ctime_of(st) != recorded;
+}
+
 static unsigned hexval(char ch)
 {
 	return ch <= '9' ? (unsigned)(ch - '0') : (unsigned)(ch - 'a' + 10);
@@ -701,7 +707,7 @@ static int load_index(al_cache *c)
 			goto cleanup;
 		/* Changed while nothing had it open: hashed before it is served. A row of an older
 		 * index (0) takes the file's ctime as it is now. */
-		e->unverified = ctime_ns && ctime_of(&sb) != ctime_ns;
+		e->unverified = ctime_moved(ctime_ns, &sb);
 		e->ctime_ns = ctime_ns ? ctime_ns : ctime_of(&sb);
 		lru_append(c, e);
 	}
@@ -957,7 +963,7 @@ static int open_ready(int *fd_out, al_cache *c, entry *e)
 		if (fd < 0)
 			return al_error_set_errno(e_no == ENOENT ? AL_ENOTFOUND : AL_EIO, e_no,
 				"cannot open cached blob %s", e->hash);
-		if (e->ctime_ns && (fstat(fd, &st) != 0 || ctime_of(&st) != e->ctime_ns)) {
+		if (e->ctime_ns && (fstat(fd, &st) != 0 || ctime_moved(e->ctime_ns, &st))) {
 			/* Changed behind our back since it was placed: hashed before it is served.
 			 * (Only an open by the path checks: the descriptor kept while it is open keeps
 			 * serving a file removed meanwhile, whose ctime the removal moved.) */
@@ -1691,6 +1697,19 @@ static int failed_slowly(const fill *f)
 	return 0;
 }
 
+/* Lock held: where f's first run of MISSING chunks starts (nchunks when there is none), and in *n
+ * its length, at most one job. */
+static uint32_t missing_run(const al_cache *c, const fill *f, uint32_t *n)
+{
+	uint32_t i = 0;
+	*n = 0;
+	while (i < f->nchunks && f->st[i] != CH_MISSING)
+		i++;
+	while (i + *n < f->nchunks && *n < c->job_chunks && f->st[i + *n] == CH_MISSING)
+		(*n)++;
+	return i;
+}
+
 static void *worker_main(void *arg)
 {
 	al_cache *c = arg;
@@ -2170,11 +2189,7 @@ static int wait_verified(al_cache *c, fill *f)
 	if (!f->verified && !f->done && f->e && f->range_ok) {
 		/* In parallel, not one by one; the first run of missing chunks is this reader's own
 		 * (wait_range fetches it): queued, a worker would be woken for nothing. */
-		uint32_t i = 0, n = 0;
-		while (i < f->nchunks && f->st[i] != CH_MISSING)
-			i++;
-		while (i + n < f->nchunks && n < c->job_chunks && f->st[i + n] == CH_MISSING)
-			n++;
+		uint32_t n, i = missing_run(c, f, &n);
 		queue_range(c, f, i + n, f->nchunks - 1, c->job_chunks);
 	}
 	rc = wait_range(c, f, 0, f->nchunks - 1);
@@ -2464,7 +2479,7 @@ static int changed_on_disk(al_cache *c, const entry *e)
 		return 1;
 	if (!e->ctime_ns || !(p = blob_path(c, e->hash)))
 		return 0;
-	r = stat(p, &st) != 0 || ctime_of(&st) != e->ctime_ns;
+	r = stat(p, &st) != 0 || ctime_moved(e->ctime_ns, &st);
 	free(p);
 	return r;
 }
@@ -2563,7 +2578,7 @@ static int pf_fill(al_cache *c, fill *f, char *msg, size_t msgsize, int *rc)
 {
 	uint64_t fails0 = f->fails;
 	for (;;) {
-		uint32_t i = 0, n = 1;
+		uint32_t i, n;
 		if (f->verified || f->done > 0)
 			return 1;
 		if (c->stop)
@@ -2573,8 +2588,7 @@ static int pf_fill(al_cache *c, fill *f, char *msg, size_t msgsize, int *rc)
 			snprintf(msg, msgsize, "%s", f->err_msg[0] ? f->err_msg : "blob fill dropped");
 			return -1;
 		}
-		while (i < f->nchunks && f->st[i] != CH_MISSING)
-			i++;
+		i = missing_run(c, f, &n);
 		if (i == f->nchunks && f->pst) {
 			/* Pieces handed over by a reader after their chunks arrived: checked here, or the
 			 * whole-blob hash (which takes matched pieces only) would wait for a read. */
@@ -2592,8 +2606,6 @@ static int pf_fill(al_cache *c, fill *f, char *msg, size_t msgsize, int *rc)
 				pthread_cond_wait(&c->filled, &c->lock);    /* others' fetches, the hash */
 			continue;
 		}
-		while (i + n < f->nchunks && n < c->job_chunks && f->st[i + n] == CH_MISSING)
-			n++;
 		run_fetch(c, f, i, n, 0);
 		if (f->fails == fails0 && f->e && !f->done && f->st[i] == CH_MISSING)
 			return 0;    /* gave up for room */

@@ -190,25 +190,18 @@ cleanup:
 	return rc;
 }
 
-/* Renames of and onto scratch files (README "Editing values in place"). 1: neither is one. */
-/* AL_EROFS when path is a scratch name in a folder of a run that ended (read-only like its values:
- * README "Run lifecycle"), else 0. */
-static int in_ended_run(al_tree *t, const char *path)
+/* AL_EROFS when a scratch file's folder (place) is in a run that ended: read-only like its values
+ * (README "Run lifecycle"); else 0, anything else being for the rename itself to find. */
+static int place_ended(al_tree *t, const node *place)
 {
-	node place;
-	char *dir = NULL;
-	int rc = 0;
-	if (scratch_place(&place, &dir, path) && (place.k->flags & K_RUNNING)) {
-		if ((rc = require_running(t, &place)) != AL_EROFS) {
-			rc = 0;    /* anything else is for the rename itself to find */
-			al_error_clear();
-		}
+	if (!(place->k->flags & K_RUNNING) || require_running(t, place) != AL_EROFS) {
+		al_error_clear();
+		return 0;
 	}
-	node_free(&place);
-	free(dir);
-	return rc;
+	return AL_EROFS;
 }
 
+/* Renames of and onto scratch files (README "Editing values in place"). 1: neither is one. */
 int rename_scratch(al_tree *t, const char *from, const char *to, unsigned flags)
 {
 	node place, target;
@@ -219,12 +212,18 @@ int rename_scratch(al_tree *t, const char *from, const char *to, unsigned flags)
 	const unsigned noreplace = 1; /* RENAME_NOREPLACE */
 
 	memset(&target, 0, sizeof(target));
-	if ((rc = in_ended_run(t, from)) || (rc = in_ended_run(t, to)))
-		return rc;
-	rc = 1;
-	to_scratch = scratch_place(&place, &dir, to);
+	if (scratch_place(&place, &dir, from))
+		rc = place_ended(t, &place) ? AL_EROFS : 1;
 	node_free(&place);
 	free(dir);
+	if (rc != 1)
+		return rc;
+	if ((to_scratch = scratch_place(&place, &dir, to)) && place_ended(t, &place))
+		rc = AL_EROFS;
+	node_free(&place);
+	free(dir);
+	if (rc != 1)
+		return rc;
 	if (scratch_name(last_segment(from))) {
 		pthread_mutex_lock(&t->lock);
 		s = scratch_find(t, from);
