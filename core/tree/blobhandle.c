@@ -131,17 +131,23 @@ static int staging_create(al_file *f)
 	return 0;
 }
 
-static int copy_fd(int dst, int src)
+/* Copies src's first limit bytes (all of it with UINT64_MAX) into dst. */
+static int copy_fd(int dst, int src, uint64_t limit)
 {
 	char buf[1 << 16];
-	off_t off = 0;
-	ssize_t n;
-	while ((n = pread(src, buf, sizeof(buf), off)) > 0) {
-		if (pwrite(dst, buf, (size_t)n, off) != n)
+	uint64_t off = 0;
+	while (off < limit) {
+		size_t want = limit - off < sizeof(buf) ? (size_t)(limit - off) : sizeof(buf);
+		ssize_t n = pread(src, buf, want, (off_t)off);
+		if (n < 0)
+			return al_error_set_errno(AL_EIO, errno, "cannot read blob");
+		if (n == 0)
+			break;
+		if (pwrite(dst, buf, (size_t)n, (off_t)off) != n)
 			return al_error_set_errno(al_error_from_errno(errno), errno, "cannot copy into staging file");
-		off += n;
+		off += (uint64_t)n;
 	}
-	return n < 0 ? al_error_set_errno(AL_EIO, errno, "cannot read blob") : 0;
+	return 0;
 }
 
 int open_blob(al_file *f, int flags, const char *path)
@@ -210,9 +216,9 @@ int open_blob(al_file *f, int flags, const char *path)
 		al_file src = {.t = t, .n = f->n, .fd = -1};
 		if ((rc = blob_open_read(&src, NULL)) == 0) {
 			if (src.cb && (rc = al_cache_blob_complete(src.cb)) == 0)
-				rc = copy_fd(f->fd, al_cache_blob_fd(src.cb));
+				rc = copy_fd(f->fd, al_cache_blob_fd(src.cb), UINT64_MAX);
 			else if (!src.cb)
-				rc = copy_fd(f->fd, src.fd);
+				rc = copy_fd(f->fd, src.fd, UINT64_MAX);
 			if (src.fd >= 0)
 				close(src.fd);
 			al_cache_blob_close(src.cb);
@@ -227,8 +233,9 @@ int open_blob(al_file *f, int flags, const char *path)
 	return 0;
 }
 
-/* A write handle whose staged file was moved into the blob store stages a copy again. */
-static int restage(al_file *f)
+/* A write handle whose staged file was committed stages a copy of its first keep bytes again:
+ * a blob, and a reader's version, never change. */
+static int restage(al_file *f, uint64_t keep)
 {
 	int old = f->fd, rc;
 	if (f->staging)
@@ -236,7 +243,7 @@ static int restage(al_file *f)
 	if ((rc = staging_create(f)))
 		return rc;
 	if (old >= 0) {
-		rc = copy_fd(f->fd, old);
+		rc = copy_fd(f->fd, old, keep);
 		close(old);
 	}
 	return rc;
@@ -260,23 +267,31 @@ static int commit_blob(al_file *f)
 		al_pieces_clear(&pieces);    /* verified whole before its first byte: not needed */
 	if ((rc = t->blobs->put(t->blobs, hex, f->staging, size, AL_BLOBS_PUT_MOVE)))
 		goto cleanup;
-	if (access(f->staging, F_OK) != 0) {
-		/* The staged file became the blob: keep only a read-only view of it. Writes after this
-		 * close stage a fresh copy first (restage), so a blob never changes. */
+	{
+		/* The staged file is now a committed version: out of open_blob's reach, so a reader opens
+		 * the recorded blob, and writes after this close stage a fresh copy first (restage). A
+		 * reader holding the old staged file keeps its version (README "artifacts"). A local
+		 * store renamed it into place; a remote one copied it and it goes. */
+		int moved = access(f->staging, F_OK) != 0;
 		char *local = NULL, *gone;
-		close(f->fd);
-		f->fd = -1;
 		pthread_mutex_lock(&t->lock);   /* open_blob reads writers' staging paths under it */
 		gone = f->staging;
 		f->staging = NULL;
+		if (!moved)
+			unlink(gone);
 		pthread_mutex_unlock(&t->lock);
 		free(gone);
-		if (t->blobs->local_path(&local, t->blobs, hex) == 0)
-			f->fd = open(local, O_RDONLY | O_CLOEXEC);
-		free(local);
-		if (f->fd < 0) {
-			rc = al_error_set_errno(AL_EIO, errno, "cannot reopen blob %s", hex);
-			goto cleanup;
+		if (moved) {
+			/* The write handle keeps a read-only view of the blob. */
+			close(f->fd);
+			f->fd = -1;
+			if (t->blobs->local_path(&local, t->blobs, hex) == 0)
+				f->fd = open(local, O_RDONLY | O_CLOEXEC);
+			free(local);
+			if (f->fd < 0) {
+				rc = al_error_set_errno(AL_EIO, errno, "cannot reopen blob %s", hex);
+				goto cleanup;
+			}
 		}
 	}
 	uri = t->blobs->uri(t->blobs, hex);
@@ -440,7 +455,7 @@ const file_class blob_read_class = {
 static int blob_write(al_file *f, const char *buf, size_t size, uint64_t off)
 {
 	ssize_t n;
-	int rc = restage(f);
+	int rc = restage(f, UINT64_MAX);
 	if (rc)
 		return rc;
 	__atomic_store_n(&f->mtime_us, al_now_us(), __ATOMIC_RELAXED);
@@ -462,7 +477,7 @@ static int blob_write(al_file *f, const char *buf, size_t size, uint64_t off)
 
 static int blob_truncate(al_file *f, uint64_t size)
 {
-	int rc = restage(f);
+	int rc = restage(f, size);
 	if (rc)
 		return rc;
 	if (ftruncate(f->fd, (off_t)size) != 0)

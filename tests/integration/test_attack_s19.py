@@ -120,6 +120,36 @@ def test_an_artifact_overwritten_while_open_reads_right_in_both_opens(run, folde
     assert not bad, "\n".join(bad)
 
 
+@pytest.mark.parametrize("folder", ["run", "experiment"])
+def test_a_reader_keeps_its_version_while_a_writer_holding_the_file_rewrites_it(run, folder):
+    """README "artifacts": "a descriptor opened only for reading reads the file as it was at its
+    open", also while another program holds the file open for writing (every writer shares one open
+    file). The CI's GCS leg once saw the test above read 73 of 74 pages of the new content through
+    the descriptor opened before the overwrite: the writer of the first content was still
+    registered (its RELEASE comes after close() returns), its staged file stayed in place after the
+    upload to S3/GCS, the reader opened that staged file, and the overwrite truncated and rewrote
+    it in place. Holding a write descriptor open makes that order certain."""
+    base = run if folder == "run" else run.parent.parent
+    p = base / "artifacts" / "held"
+    x, y = os.urandom(300_000), os.urandom(200_000)
+    p.write_bytes(b"start")
+    held = os.open(p, os.O_WRONLY)
+    try:
+        p.write_bytes(x)                  # joins the held writer, commits at its close
+        fa = os.open(p, os.O_RDONLY)
+        try:
+            p.write_bytes(y)
+            with open(p, "rb") as f:
+                assert f.read() == y
+            a = os.pread(fa, len(x) + 1, 0)
+            assert a == x, f"the open before the overwrite read {_pages(a, y)} of the new content's pages"
+        finally:
+            os.close(fa)
+    finally:
+        os.close(held)
+    assert p.read_bytes() == y
+
+
 def test_a_metric_read_while_it_grows_never_gives_nul_bytes(run):
     """README "metrics": "a loop polling `read()` show[s] new points …, and a read never returns part
     of a line or NUL bytes while writers append". One program appends 4,000 points line by line
