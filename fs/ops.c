@@ -29,6 +29,7 @@ typedef struct inode {
 	uint64_t nlookup;
 	uint64_t children;      /* entries of the path table directly below this path */
 	int dir;                /* a folder: once nameless it still answers, as an empty one */
+	int64_t gone_us;        /* when its name went: a nameless folder's times */
 	struct open_ref *opens; /* its open files: they answer for it once its name is gone */
 	/* The kernel holds an inode in one I/O mode: while files of it are open through a backing
 	 * file (passthrough, all through the same one), no other open may be, and the reverse. */
@@ -182,6 +183,7 @@ static void unlink_path(al_fs *fs, inode *n)
 		parent->children--;
 	free(n->path);
 	n->path = NULL;
+	n->gone_us = al_now_us();
 }
 
 static void link_path(al_fs *fs, inode *n, char *path)
@@ -383,7 +385,7 @@ static int getattr_unnamed(al_attr *out, al_fs *fs, fuse_ino_t ino)
 		memset(out, 0, sizeof(*out));
 		out->type = AL_NODE_DIR;
 		out->mode = 0755;
-		out->mtime_us = al_now_us();
+		out->mtime_us = n->gone_us;
 		rc = 0;
 	}
 	pthread_mutex_unlock(&fs->lock);
@@ -546,6 +548,14 @@ static void reply_error(fuse_req_t req, int code, const char *op, const char *pa
 	fuse_reply_err(req, e);
 }
 
+/* An error on an open file: the log names the file by its inode's path (a deleted one by none). */
+static void reply_file_error(fuse_req_t req, fuse_ino_t ino, int code, const char *op)
+{
+	char *path = ino_path(fs_of(req), ino);
+	reply_error(req, code, op, path ? path : "(deleted)");
+	free(path);
+}
+
 static void to_stat(struct stat *st, al_fs *fs, fuse_ino_t ino, const al_attr *a)
 {
 	memset(st, 0, sizeof(*st));
@@ -646,18 +656,20 @@ static void op_getattr_body(fuse_req_t req, fuse_ino_t ino, struct fuse_file_inf
 	char *path = ino_path(fs, ino);
 	al_attr a;
 	struct stat st;
-	int rc;
+	int rc, unnamed = 0;
 	/* With a handle (the kernel before a read) the handle's own view of its size. */
 	if (fi && fi->fh)
 		rc = al_file_getattr(&a, (al_file *)(uintptr_t)fi->fh);
 	else if (!path || (rc = al_tree_getattr(&a, fs->tree, path)) == AL_ENOTFOUND)
-		rc = getattr_unnamed(&a, fs, ino);
+		unnamed = (rc = getattr_unnamed(&a, fs, ino)) == 0;
 	else if (rc == 0)
 		hold_open_size(&a, fs, ino);
 	if (rc)
 		reply_error(req, rc, "getattr", path);
 	else {
 		to_stat(&st, fs, ino, &a);
+		if (unnamed)
+			st.st_nlink = 0;   /* deleted, as ext4 tells a shell still in the folder */
 		fuse_reply_attr(req, &st, attr_timeout(&a));
 	}
 	free(path);
@@ -896,10 +908,9 @@ static void op_read_body(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 {
 	al_file *f = (al_file *)(uintptr_t)fi->fh;
 	int fd, owned, rc;
-	(void)ino;
 	/* A blob still streaming into the cache first gets the range (and read-ahead) fetched. */
 	if ((rc = al_file_fd_get(&fd, &owned, f, (uint64_t)off, size))) {
-		reply_error(req, rc, "read", NULL);
+		reply_file_error(req, ino, rc, "read");
 		return;
 	}
 	if (fd >= 0) {
@@ -923,7 +934,7 @@ static void op_read_body(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			return;
 		}
 		if ((rc = al_file_read(&n, f, data, size, (uint64_t)off)))
-			reply_error(req, rc, "read", NULL);
+			reply_file_error(req, ino, rc, "read");
 		else
 			fuse_reply_buf(req, data, n);
 		free(data);
@@ -934,9 +945,8 @@ static void op_write_body(fuse_req_t req, fuse_ino_t ino, const char *buf, size_
 	struct fuse_file_info *fi)
 {
 	int rc = al_file_write((al_file *)(uintptr_t)fi->fh, buf, size, (uint64_t)off);
-	(void)ino;
 	if (rc)
-		reply_error(req, rc, "write", NULL);
+		reply_file_error(req, ino, rc, "write");
 	else
 		fuse_reply_write(req, size);
 }
@@ -944,9 +954,8 @@ static void op_write_body(fuse_req_t req, fuse_ino_t ino, const char *buf, size_
 static void op_flush_body(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	int rc = al_file_flush((al_file *)(uintptr_t)fi->fh);
-	(void)ino;
 	if (rc)
-		reply_error(req, rc, "close", NULL);
+		reply_file_error(req, ino, rc, "close");
 	else
 		fuse_reply_err(req, 0);
 }
@@ -954,10 +963,9 @@ static void op_flush_body(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 static void op_fsync_body(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
 {
 	int rc = al_file_fsync((al_file *)(uintptr_t)fi->fh);
-	(void)ino;
 	(void)datasync;
 	if (rc)
-		reply_error(req, rc, "fsync", NULL);
+		reply_file_error(req, ino, rc, "fsync");
 	else
 		fuse_reply_err(req, 0);
 }

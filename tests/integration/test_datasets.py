@@ -302,9 +302,14 @@ def test_a_folder_deleted_while_a_shell_is_in_it_lists_empty(mount_factory, wher
     if where.endswith("metrics"):
         (folder / "loss").write_text("1\n")
     gone = folder.parent if where.endswith("metrics") else folder
-    script = 'rm -rf "$1" && ls && echo "ls=$?" && ls -la . | wc -l && ! touch x 2>/dev/null && echo touch-refused'
+    # `stat .` there, twice a moment apart, gives ext4's answer both times: no links, and the same
+    # times (the tester saw 2 links and the mtime of each `stat`)
+    script = ('rm -rf "$1" && ls && echo "ls=$?" && ls -la . | wc -l && ! touch x 2>/dev/null && echo touch-refused'
+              ' && stat -c "%h %Y.%y %Z" . && sleep 1.1 && stat -c "%h %Y.%y %Z" .')
     p = subprocess.run(["sh", "-c", script, "sh", str(gone)], cwd=folder, capture_output=True,
                        text=True, timeout=30)
     assert p.returncode == 0, (p.stdout, p.stderr)
-    assert p.stdout.split() == ["ls=0", "1", "touch-refused"], (p.stdout, p.stderr)
+    out = p.stdout.splitlines()
+    assert out[:3] == ["ls=0", "1", "touch-refused"], (p.stdout, p.stderr)
+    assert out[3] == out[4] and out[3].split()[0] == "0", out[3:]
     assert not gone.exists()

@@ -122,6 +122,9 @@ def test_full_disk_copy_not_recorded(small_disk, mount_factory, kind):
     r = sh(f"cp '{src}' '{folder}/big.bin'", check=False)
     assert r.returncode != 0 and "No space left on device" in r.stderr, r.stderr
     assert m.alive()
+    # the daemon's log names the file that could not be written (it said "write ?:")
+    log = m.log_text()
+    assert "big.bin" in log and "?:" not in log, log
     assert_not_recorded(folder, kind)
     if kind == "dataset":
         assert read_json(folder / ".dataset.json")["version"] == version
