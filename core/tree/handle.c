@@ -356,6 +356,7 @@ void al_file_release(al_file *f)
 		unlink(f->staging);
 	free(f->staging);
 	free(f->snap);
+	free(f->match);
 	free(f->idx);
 	rendered_put(f->gen);
 	al_buf_dispose(&f->text);

@@ -313,6 +313,8 @@ struct al_file {
 	uint64_t status_gen;       /* t->status_gen when the run was last seen running (K_RUNNING) */
 	int line_closed;           /* F_METRIC: a close() came after the partial line in text */
 	int skip_line;             /* F_METRIC: the rest of a refused (too long) line is dropped */
+	int wrote;                 /* F_METRIC: a write came (the first decides on matching) */
+	struct metric_match *match;   /* F_METRIC: a rewrite still matching the points (metrics.c) */
 	int fd;                    /* F_BLOB_*: the blob or the staging file */
 	al_cache_blob *cb;         /* F_BLOB_READ through the cache: streamed, fd is -1 */
 	char hash[AL_HASH_HEX_LEN + 1];
@@ -412,6 +414,9 @@ int add_vdir(al_tree *t, const char *path);
 void memory_children(keyset *k, al_tree *t, const char *path);
 /* Records data as the new content of the value file at path, as a write and a close would. */
 int commit_content(al_tree *t, const char *path, const char *data, size_t len);
+/* Writes data over the metric at path from its start: its lines past the points there are
+ * appended (metrics.c). */
+int metric_rewrite(al_tree *t, const char *path, const char *data, size_t len);
 /* The attributes of an open file's path; a path gone since the open still answers. */
 int path_attr(al_attr *out, al_file *f);
 int read_buffer(size_t *nread, const char *src, size_t len, char *buf, size_t size, uint64_t off);

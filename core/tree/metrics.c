@@ -65,10 +65,25 @@ static int metric_still_running(al_file *f)
 	return rc;
 }
 
+/* A writer that started at the beginning of the file (README "metrics"): the next point of the
+ * series its lines are compared with, and a batch of the points from base on. */
+struct metric_match {
+	uint64_t next, base, view;
+	size_t n;
+	al_point pts[AL_SERIES_CHUNK];
+};
+
+static void match_end(al_file *f)
+{
+	free(f->match);
+	f->match = NULL;
+}
+
 /* Records a writer's partial last line as a point (its last close, or a reader after a close). */
 static int metric_end_line(al_file *f)
 {
 	int rc;
+	match_end(f);
 	if ((rc = metric_still_running(f)) == 0 && (rc = al_buf_puts(&f->text, "\n")) == 0)
 		rc = al_series_append_text(f->t->series, f->staging, f->text.ptr, f->text.len);
 	scope_changed(f->t, f->staging);   /* run.json, runs.csv show it */
@@ -382,6 +397,39 @@ static int open_metric(al_file *f, int flags, const char *path)
 	return 0;
 }
 
+/* Skips the complete lines at the start of text that are, byte for byte, the series' points from
+ * the next one compared on (what a read gave: an editor's save, a copy of the file written over
+ * it); the first other line ends the matching, and it and all after it are appended. A series
+ * that cannot be read now ends it too: the lines are appended, never lost. */
+static void metric_skip_same(al_file *f, const char **text, size_t *len)
+{
+	struct metric_match *m = f->match;
+	char line[AL_POINT_TEXT_MAX];
+	while (*len) {
+		const char *nl = memchr(*text, '\n', *len);
+		size_t ll = (size_t)(nl - *text) + 1, fl;
+		if (m->next >= m->base + m->n) {
+			uint64_t view = m->view;
+			m->n = AL_SERIES_CHUNK;
+			m->base = m->next;
+			if (al_series_points(m->pts, &m->n, &view, f->t->series, f->staging, m->base, m->n) ||
+			    m->n == 0 || (m->base > 0 && view != m->view)) {
+				al_error_clear();
+				break;
+			}
+			m->view = view;
+		}
+		fl = al_metric_format(line, &m->pts[m->next - m->base]);
+		if (fl != ll || memcmp(line, *text, ll) != 0)
+			break;
+		m->next++;
+		*text += ll;
+		*len -= ll;
+	}
+	if (*len)
+		match_end(f);   /* else all of it matched: the next write goes on comparing */
+}
+
 /* A line past METRIC_LINE_MAX: what was kept of it goes, and so does its rest, up to its
  * newline (it would be recorded as a point nobody wrote otherwise). */
 static int metric_line_too_long(al_file *f)
@@ -435,14 +483,63 @@ static int metric_write(al_file *f, const char *buf, size_t size)
 		text = buf;
 		len = done;
 	}
-	rc = al_series_append_text(f->t->series, f->staging, text, len);
-	scope_changed(f->t, f->staging);
+	if (f->match)
+		metric_skip_same(f, &text, &len);
+	rc = len ? al_series_append_text(f->t->series, f->staging, text, len) : 0;
+	if (len)
+		scope_changed(f->t, f->staging);
 	/* On error none of this write's lines are recorded, and a partial line kept from before is
 	 * part of what failed: later writes start clean. */
 	al_buf_clear(&f->text);
 	if (rc)
 		return rc;
 	return done < size ? al_buf_put(&f->text, buf + done, size - done) : 0;
+}
+
+/* A file renamed over a metric (rsync's and mv's temporary file, README "metrics"): written
+ * from its start, as a copy over it would be, so only its lines past the points already there
+ * are appended; all of its lines are checked first, so a bad one changes nothing. */
+int metric_rewrite(al_tree *t, const char *path, const char *data, size_t len)
+{
+	al_file *f = NULL;
+	al_point *pts = NULL;
+	size_t n = 0, done = 0, end = len;
+	int rc;
+
+	while (end > 0 && data[end - 1] != '\n')
+		end--;    /* a last line with no newline is recorded at the release, as a close does */
+	if ((rc = al_metric_parse(&pts, &n, data, end, -1, 0)))
+		return rc;
+	free(pts);
+	if (end < len) {
+		char *last = xasprintf("%.*s\n", (int)(len - end), data + end);
+		if (!last)
+			return al_error_set(AL_ENOMEM, "out of memory");
+		rc = al_metric_parse(&pts, &n, last, len - end + 1, -1, 0);
+		free(last);
+		free(pts);
+		if (rc)
+			return rc;
+	}
+	if ((rc = al_file_open(&f, t, path, AL_OPEN_WRITE | AL_OPEN_CREATE | AL_OPEN_TRUNC)))
+		return rc;
+	if (f->kind != F_METRIC)
+		rc = al_error_set(AL_EPERM, "%s is no metric", path);
+	while (rc == 0 && done < len) {
+		/* in pieces a write takes, each ending at a line's end where it can */
+		size_t piece = len - done, cut;
+		if (piece > METRIC_WRITE_MAX) {
+			piece = METRIC_WRITE_MAX;
+			for (cut = piece; cut > 0 && data[done + cut - 1] != '\n'; cut--)
+				;
+			if (cut)
+				piece = cut;
+		}
+		rc = al_file_write(f, data + done, piece, done);
+		done += piece;
+	}
+	al_file_release(f);
+	return rc;
 }
 
 static int metrics_list(keyset *k, al_tree *t, const node *n, const char *path)
@@ -504,7 +601,14 @@ static int metric_read(size_t *nread, al_file *f, char *buf, size_t size, uint64
 
 static int metric_write_op(al_file *f, const char *buf, size_t size, uint64_t off)
 {
-	(void)off;   /* appends only */
+	/* Writes append wherever they are aimed; one from the start of the file (`>`, an editor's
+	 * save, `rsync --inplace`) rewrites it, and its lines that repeat the points already there
+	 * are skipped (metric_skip_same). */
+	if (!f->wrote) {
+		f->wrote = 1;
+		if (off == 0 && !(f->flags & AL_OPEN_APPEND) && !f->match)
+			f->match = calloc(1, sizeof(*f->match));   /* none: it appends, as before */
+	}
 	return metric_write(f, buf, size);
 }
 
@@ -560,6 +664,7 @@ static int metric_direct_io(al_file *f)
 static int metric_release(al_file *f)
 {
 	ahead_free(f);
+	match_end(f);
 	if (f->text.len)
 		metric_end_line(f);
 	return 0;

@@ -201,6 +201,20 @@ static int place_ended(al_tree *t, const node *place)
 	return AL_EROFS;
 }
 
+/* A scratch file renamed over a file that took its content goes. Handles still open on it write
+ * on into the value at commit_to (flush_file); NULL: into nothing more. */
+static void gone_scratch(al_tree *t, scratch *s, const char *from, const char *commit_to)
+{
+	pthread_mutex_lock(&t->lock);
+	if (s->path && strcmp(s->path, from) == 0) {
+		free(s->commit_to);
+		s->commit_to = commit_to && s->refs > 1 ? strdup(commit_to) : NULL;
+		scratch_unlink_locked(t, s);
+		scratch_put_locked(t, s);
+	}
+	pthread_mutex_unlock(&t->lock);
+}
+
 /* Renames of and onto scratch files (README "Editing values in place"). 1: neither is one. */
 int rename_scratch(al_tree *t, const char *from, const char *to, unsigned flags)
 {
@@ -208,7 +222,7 @@ int rename_scratch(al_tree *t, const char *from, const char *to, unsigned flags)
 	char *dir = NULL, *data = NULL;
 	scratch *s = NULL, *old;
 	size_t len = 0;
-	int rc = 1, to_scratch;
+	int rc = 1, to_scratch, parsed;
 	const unsigned noreplace = 1; /* RENAME_NOREPLACE */
 
 	memset(&target, 0, sizeof(target));
@@ -255,12 +269,22 @@ int rename_scratch(al_tree *t, const char *from, const char *to, unsigned flags)
 		pthread_mutex_unlock(&t->lock);
 		if (!s || rc != 1)
 			goto cleanup;
-		/* Over the file of a value: its content becomes that value, committed as a close
-		 * would commit it; the scratch file is gone once that succeeded. */
-		if (node_parse(&target, to) != 0 || !target.k->commit) {
+		parsed = node_parse(&target, to) == 0;
+		if (parsed && target.k == &kind_metric) {
+			/* Over a metric (rsync's temporary file): written over it from its start, so
+			 * its points past those there are appended (README "metrics") */
+			if ((flags & noreplace) && getattr_recorded(&(al_attr){0}, t, to) == 0)
+				rc = al_error_set(AL_EEXISTS, "%s exists", to);
+			else
+				rc = metric_rewrite(t, to, data, len);
+			if (rc == 0)
+				gone_scratch(t, s, from, NULL);
+			goto cleanup;
+		}
+		if (!parsed || !target.k->commit) {
 			/* EXDEV where files can be copied in: mv copies */
-			rc = target.buf && (target.k == &kind_metric || target.k == &kind_metrics)
-				? al_error_set(AL_EXDEV, "a metric is appended to, never replaced: copy "
+			rc = target.buf && target.k == &kind_metrics
+				? al_error_set(AL_EXDEV, "metrics/ is a folder of metrics: copy into it "
 					"instead (rsync and mv do on EXDEV)")
 				: target.buf && (target.k->flags & K_BLOBS)
 				? al_error_set(AL_EXDEV, "rename across folders: copy instead")
@@ -271,17 +295,10 @@ int rename_scratch(al_tree *t, const char *from, const char *to, unsigned flags)
 			rc = al_error_set(AL_EEXISTS, "%s exists", to);
 			goto cleanup;
 		}
-		if ((rc = commit_content(t, to, data, len)))
-			goto cleanup;
-		pthread_mutex_lock(&t->lock);
-		if (s->path && strcmp(s->path, from) == 0) {
-			/* Handles still open write on into that file (flush_file). */
-			free(s->commit_to);
-			s->commit_to = s->refs > 1 ? strdup(to) : NULL;
-			scratch_unlink_locked(t, s);
-			scratch_put_locked(t, s);
-		}
-		pthread_mutex_unlock(&t->lock);
+		/* Over the file of a value: its content becomes that value, committed as a close
+		 * would commit it; the scratch file is gone once that succeeded. */
+		if ((rc = commit_content(t, to, data, len)) == 0)
+			gone_scratch(t, s, from, to);
 		goto cleanup;
 	}
 	if (to_scratch && node_parse(&target, from) == 0 && target.k->commit)

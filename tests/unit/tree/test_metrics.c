@@ -294,6 +294,53 @@ static void test_long_reader(void)
 	free(more);
 }
 
+/* A rewrite from the start of the file skips the lines that are the points already there, across
+ * the batches they are compared in and across writes cut mid-line, and appends from the first
+ * other line on; so does a scratch file renamed over the metric, checked whole first
+ * (README "metrics"). */
+static void test_rewrite(void)
+{
+	char *old = long_text(0, 5000), *more = long_text(5000, 5003), *both;
+	size_t n = strlen(old), cut = n / 2 + 7;   /* within a line past the first batch */
+	al_file *f = NULL;
+	CHECK(old && more);
+	CHECK_OK(tree_append(M "/re", old));
+	CHECK_OK(tree_write(M "/re", old));            /* an unchanged save: nothing added */
+	CHECK_EQ_STR(tree_cat(M "/re"), old);
+	both = malloc(n + strlen(more) + 1);
+	CHECK(both != NULL);
+	strcpy(both, old);
+	strcat(both, more);
+	CHECK_OK(al_file_open(&f, TF.t, M "/re", AL_OPEN_WRITE | AL_OPEN_TRUNC));
+	CHECK_OK(al_file_write(f, both, cut, 0));
+	CHECK_OK(al_file_write(f, both + cut, strlen(both) - cut, cut));
+	CHECK_OK(al_file_flush(f));
+	al_file_release(f);
+	CHECK_EQ_STR(tree_cat(M "/re"), both);
+	/* with O_APPEND, or from elsewhere than the start: every line appended */
+	CHECK_OK(tree_append(M "/re", "0 0.5 1700000000.000\n"));
+	CHECK(strcmp(tree_cat(M "/re") + strlen(both), "0 0.5 1700000000.000\n") == 0);
+	/* a changed line: it and the lines after it are appended */
+	CHECK_OK(tree_write(M "/re2", "0 1 1700000000.000\n1 2 1700000000.000\n"));
+	CHECK_OK(tree_write(M "/re2", "0 1 1700000000.000\n1 3 1700000000.000\n2 2 1700000000.000\n"));
+	CHECK_EQ_STR(tree_cat(M "/re2"), "0 1 1700000000.000\n1 2 1700000000.000\n"
+		"1 3 1700000000.000\n2 2 1700000000.000\n");
+	/* a scratch file renamed over it */
+	CHECK_OK(tree_write(M "/.re2.tmp", "0 1 1700000000.000\n1 2 1700000000.000\n1 3 1700000000.000\n"
+		"2 2 1700000000.000\n3 4 1700000000.000\n"));
+	CHECK_OK(al_tree_rename(TF.t, M "/.re2.tmp", M "/re2", 0));
+	CHECK_EQ_STR(tree_cat(M "/re2"), "0 1 1700000000.000\n1 2 1700000000.000\n"
+		"1 3 1700000000.000\n2 2 1700000000.000\n3 4 1700000000.000\n");
+	CHECK_OK(tree_write(M "/.re2.tmp", "4 1 1700000000.000\nbad\n"));
+	CHECK_EQ_INT(al_tree_rename(TF.t, M "/.re2.tmp", M "/re2", 0), AL_EINVAL);
+	CHECK_OK(tree_write(M "/.re3.tmp", "4 1 1700000000.000\nbad"));   /* a bad last line, no newline */
+	CHECK_EQ_INT(al_tree_rename(TF.t, M "/.re3.tmp", M "/re2", 0), AL_EINVAL);
+	CHECK(strstr(tree_cat(M "/re2"), "4 1 ") == NULL);
+	free(old);
+	free(more);
+	free(both);
+}
+
 int main(void)
 {
 	tree_setup();
@@ -304,6 +351,7 @@ int main(void)
 	test_partial_line();
 	test_reader_sees_appends();
 	test_long_reader();
+	test_rewrite();
 	tree_teardown();
 	CHECK_DONE();
 }
