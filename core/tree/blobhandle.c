@@ -115,19 +115,20 @@ cleanup:
 	return rc;
 }
 
-static int staging_create(al_file *f)
+static int staging_create(int *fd_out, char **path_out, al_tree *t)
 {
-	char *tmpl = xasprintf("%s/write-XXXXXX", f->t->staging_dir);
+	char *tmpl = xasprintf("%s/write-XXXXXX", t->staging_dir);
+	int fd;
 	if (!tmpl)
 		return al_error_set(AL_ENOMEM, "out of memory");
-	f->fd = mkostemp(tmpl, O_CLOEXEC);
-	if (f->fd < 0) {
+	if ((fd = mkostemp(tmpl, O_CLOEXEC)) < 0) {
 		int e = errno;
 		free(tmpl);
 		return al_error_set_errno(al_error_from_errno(e), e, "cannot create a staging file in %s",
-			f->t->staging_dir);
+			t->staging_dir);
 	}
-	f->staging = tmpl;
+	*fd_out = fd;
+	*path_out = tmpl;
 	return 0;
 }
 
@@ -209,7 +210,7 @@ int open_blob(al_file *f, int flags, const char *path)
 	if (!exists && (rc = check_rest_names(f->n.rest)))
 		return rc;
 	f->kind = F_BLOB_WRITE;
-	if ((rc = staging_create(f)))
+	if ((rc = staging_create(&f->fd, &f->staging, t)))
 		return rc;
 	if (exists && !(flags & AL_OPEN_TRUNC)) {
 		/* Partial overwrites start from the current content. */
@@ -234,19 +235,29 @@ int open_blob(al_file *f, int flags, const char *path)
 }
 
 /* A write handle whose staged file was committed stages a copy of its first keep bytes again:
- * a blob, and a reader's version, never change. */
+ * a blob, and a reader's version, never change. The copy is in reach of open_blob only once
+ * whole; one that fails leaves the handle on its committed content. */
 static int restage(al_file *f, uint64_t keep)
 {
-	int old = f->fd, rc;
+	char *path = NULL;
+	int fd = -1, rc;
 	if (f->staging)
 		return 0;
-	if ((rc = staging_create(f)))
+	if ((rc = staging_create(&fd, &path, f->t)))
 		return rc;
-	if (old >= 0) {
-		rc = copy_fd(f->fd, old, keep);
-		close(old);
+	if (f->fd >= 0 && (rc = copy_fd(fd, f->fd, keep))) {
+		close(fd);
+		unlink(path);
+		free(path);
+		return rc;
 	}
-	return rc;
+	if (f->fd >= 0)
+		close(f->fd);
+	pthread_mutex_lock(&f->t->lock);   /* open_blob reads writers' staging paths under it */
+	f->fd = fd;
+	f->staging = path;
+	pthread_mutex_unlock(&f->t->lock);
+	return 0;
 }
 
 static int commit_blob(al_file *f)

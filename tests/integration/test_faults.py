@@ -172,6 +172,34 @@ def test_full_disk_mount_keeps_working(small_disk, mount_factory, kind):
     assert "big.bin" not in os.listdir(folder)
 
 
+def test_a_write_after_fsync_that_finds_the_disk_full_leaves_the_file_whole(small_disk, mount_factory):
+    """A descriptor whose content was committed (fsync) stages a copy before its next write. When that
+    copy finds the disk full, the write fails with ENOSPC and the file stays as committed: a later
+    write, once there is room, goes on from the whole content. Before, the handle went on in the
+    partial copy and its close recorded the first MiB of the file, then zeros, then the new bytes."""
+    m = small_mount(small_disk, mount_factory)
+    run = mkrun(m)
+    p = run / "artifacts/log.bin"
+    x = os.urandom(2 * MIB)
+    fd = os.open(p, os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, x)
+        os.fsync(fd)                                    # committed: the next write stages a copy
+        filler = small_disk / "filler"
+        with open(filler, "wb") as f:
+            f.write(b"\0" * max(0, free_bytes(small_disk) - MIB))
+        with pytest.raises(OSError) as e:
+            os.pwrite(fd, b"tail", len(x))
+        assert e.value.errno == errno.ENOSPC
+        assert p.read_bytes() == x
+        os.unlink(filler)
+        assert os.pwrite(fd, b"tail", len(x)) == 4
+    finally:
+        os.close(fd)
+    assert p.read_bytes() == x + b"tail"
+    assert m.alive()
+
+
 def test_metrics_on_nearly_full_disk(small_disk, mount_factory):
     m = small_mount(small_disk, mount_factory)
     run = mkrun(m)
