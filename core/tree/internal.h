@@ -314,7 +314,8 @@ struct al_file {
 	int line_closed;           /* F_METRIC: a close() came after the partial line in text */
 	int skip_line;             /* F_METRIC: the rest of a refused (too long) line is dropped */
 	int wrote;                 /* F_METRIC: a write came (the first decides on matching) */
-	struct metric_match *match;   /* F_METRIC: a rewrite still matching the points (metrics.c) */
+	int matching;              /* F_METRIC: a rewrite still comparing its lines with the points */
+	struct metric_match *match;   /* ... and what it compares them with (metrics.c) */
 	int fd;                    /* F_BLOB_*: the blob or the staging file */
 	al_cache_blob *cb;         /* F_BLOB_READ through the cache: streamed, fd is -1 */
 	char hash[AL_HASH_HEX_LEN + 1];

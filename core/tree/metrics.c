@@ -77,6 +77,7 @@ static void match_end(al_file *f)
 {
 	free(f->match);
 	f->match = NULL;
+	f->matching = 0;
 }
 
 /* Records a writer's partial last line as a point (its last close, or a reader after a close). */
@@ -408,6 +409,18 @@ static void metric_skip_same(al_file *f, const char **text, size_t *len)
 	while (*len) {
 		const char *nl = memchr(*text, '\n', *len);
 		size_t ll = (size_t)(nl - *text) + 1, fl;
+		if (!m) {
+			/* A first line not as reading gives it (`0.5` of a training loop's `>`) can
+			 * match no point: the series is not read for it. */
+			al_point *p = NULL;
+			size_t np = 0;
+			int same = al_metric_parse(&p, &np, *text, ll, -1, 0) == 0 && np == 1 &&
+				al_metric_format(line, p) == ll && memcmp(line, *text, ll) == 0;
+			free(p);
+			al_error_clear();
+			if (!same || !(m = f->match = calloc(1, sizeof(*m))))
+				break;
+		}
 		if (m->next >= m->base + m->n) {
 			uint64_t view = m->view;
 			m->n = AL_SERIES_CHUNK;
@@ -483,7 +496,7 @@ static int metric_write(al_file *f, const char *buf, size_t size)
 		text = buf;
 		len = done;
 	}
-	if (f->match)
+	if (f->matching)
 		metric_skip_same(f, &text, &len);
 	rc = len ? al_series_append_text(f->t->series, f->staging, text, len) : 0;
 	if (len)
@@ -606,8 +619,7 @@ static int metric_write_op(al_file *f, const char *buf, size_t size, uint64_t of
 	 * are skipped (metric_skip_same). */
 	if (!f->wrote) {
 		f->wrote = 1;
-		if (off == 0 && !(f->flags & AL_OPEN_APPEND) && !f->match)
-			f->match = calloc(1, sizeof(*f->match));   /* none: it appends, as before */
+		f->matching = off == 0 && !(f->flags & AL_OPEN_APPEND);
 	}
 	return metric_write(f, buf, size);
 }
