@@ -62,10 +62,18 @@ fail:
 	}
 }
 
+/* "." and ".." would be resolved by the kernel before the mount sees them: `../e` is a folder
+ * beside the mount point (README "The tree": names are not "." or ".."). */
+static int dot_name(const char *name, size_t len)
+{
+	return (len == 1 && name[0] == '.') || (len == 2 && name[0] == '.' && name[1] == '.');
+}
+
 int al_cli_check_exper(const char *exper)
 {
 	const char *slash = strchr(exper, '/');
-	if (!slash || slash == exper || slash[1] == '\0' || strchr(slash + 1, '/'))
+	if (!slash || slash == exper || slash[1] == '\0' || strchr(slash + 1, '/') ||
+	    dot_name(exper, (size_t)(slash - exper)) || dot_name(slash + 1, strlen(slash + 1)))
 		return AL_EINVAL;
 	return 0;
 }

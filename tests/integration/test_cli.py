@@ -78,6 +78,19 @@ SCRIPT = ("import os, sys\n"
           "open(os.path.join(d, 'metrics', 'loss'), 'a').write('0.5\\n0.25\\n')\n")
 
 
+@pytest.mark.parametrize("exper", ["../e", "./e", "p/.", "p/..", ".."])
+def test_an_experiment_named_dot_or_dot_dot_is_refused(mount, exper):
+    """README "The tree": a name is not "." or ".."; `run` then creates nothing and runs nothing. A
+    tester's `run --exper ../e` ran the command untracked, exit 0, and made experiments/e/runs/1
+    beside the mount point; `p/.` and `./e` left an experiment "runs" and a project "experiments"."""
+    before = sorted(os.listdir(mount.path.parent))
+    for argv in (("run", "--exper", exper, "--", "sh", "-c", "echo RAN"), ("new-run", exper)):
+        r = cli(*argv, m=mount)
+        assert r.returncode == 2 and "RAN" not in r.stdout, (argv, r.stdout, r.stderr)
+    assert sorted(os.listdir(mount.path.parent)) == before
+    assert os.listdir(mount.path) == []
+
+
 def test_run_success(mount, tmpdir_al):
     r = cli("run", "--exper", "p/e", "--fold", "2", "--model", "mlp", "--param", "lr=0.01",
             "--param", "opt/name=adam", "--", PY, "-c", SCRIPT, m=mount, cwd=tmpdir_al)
