@@ -481,6 +481,18 @@ cleanup:
 	return status;
 }
 
+/* 0 when the run's status is no longer running or crashed: the command ended the run itself
+ * (`echo "failed 7" > $ALETHEIA_RUN_DIR/status`), and what it wrote stays. */
+static int still_running(const char *status_path)
+{
+	char *text = NULL;
+	size_t len = 0;
+	int running = al_cli_read_file(&text, &len, status_path) != 0 ||
+		strncmp(text, "running", 7) == 0 || strncmp(text, "crashed", 7) == 0;
+	free(text);
+	return running;
+}
+
 int al_cli_run(int argc, char **argv)
 {
 	const char *mount = al_cli_default_mount(), *exper = NULL, *fold = NULL, *model = NULL;
@@ -605,7 +617,7 @@ int al_cli_run(int argc, char **argv)
 		snprintf(word, sizeof(word), code == 0 ? "finished %d" : "failed %d", code);
 	}
 	rc = code;
-	if (al_cli_write_file(status_path, word) < 0 && rc == 0)
+	if (still_running(status_path) && al_cli_write_file(status_path, word) < 0 && rc == 0)
 		rc = 1;
 	show_leftovers(left);
 cleanup:

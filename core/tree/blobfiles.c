@@ -820,7 +820,7 @@ const al_kind kind_run_artifact = {
 };
 
 const al_kind kind_output_log = {
-	.name = "output.log", .pattern = RUN_P "/output.log", .flags = K_NAMED | K_RUNNING,
+	.name = "output.log", .pattern = RUN_P "/output.log", .flags = K_NAMED | K_RUNNING | K_CAPTURE,
 	.owner = O_RUN, .mode = 0644, .coll = "logs", .getattr = blob_getattr, .open = blob_open,
 	.unlink = blob_unlink,
 };

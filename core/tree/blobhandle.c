@@ -506,7 +506,8 @@ static int blob_flush(al_file *f)
 	if (__atomic_load_n(&f->detached, __ATOMIC_SEQ_CST))
 		return 0;
 	/* Written through a descriptor opened before the run ended: not recorded. */
-	if (f->dirty && (f->n.k->flags & K_RUNNING) && (rc = require_running(f->t, &f->n)))
+	if (f->dirty && (f->n.k->flags & K_RUNNING) && !(f->n.k->flags & K_CAPTURE) &&
+	    (rc = require_running(f->t, &f->n)))
 		return rc;
 	if (f->failed) {
 		/* Free the space of a copy that cannot complete (a full disk) right away. */

@@ -73,6 +73,9 @@ enum {
 	K_SHARED = 1 << 8,
 	K_OPEN = 1 << 9,
 	K_LABEL = 1 << 10,      /* a label, not data: removed without --allow-delete (README "tags") */
+	K_CAPTURE = 1 << 11,    /* K_RUNNING, but a descriptor opened while the run ran records at its
+				 * close even once it ended (aletheia run's output.log: its command may
+				 * end the run itself) */
 };
 
 /* The document whose existence a kind depends on. */

@@ -123,6 +123,27 @@ def test_run_failure(mount):
     assert r.returncode != 0
 
 
+def test_a_command_that_ends_its_own_run_keeps_its_status_and_output(mount):
+    """A command under `aletheia run` may end its run itself, as the README's first example does
+    (`echo finished > status`): the status it wrote stays, and output.log, opened by the wrapper
+    while the run ran, is recorded whole. A tester saw the status overwritten by "finished" and
+    output.log recorded empty ("cannot write output.log: Read-only file system")."""
+    r = cli("run", "--exper", "p/e", "--", "sh", "-c",
+            'echo before; echo "failed 7" > "$ALETHEIA_RUN_DIR/status"; echo after; exit 0', m=mount)
+    assert r.returncode == 0, r.stderr
+    assert "output.log" not in r.stderr, r.stderr
+    run = mount.path / "p/experiments/e/runs/1"
+    assert (run / "status").read_text() == "failed\n"
+    assert (run / "output.log").read_text() == "before\nafter\n"
+    j = read_json(run / "run.json")
+    assert j["status"] == "failed" and j["exit_code"] == 7
+    # the run stays ended: output.log is not written again
+    with pytest.raises(OSError):
+        with open(run / "output.log", "a") as f:
+            f.write("more\n")
+    assert (run / "output.log").read_text() == "before\nafter\n"
+
+
 def test_run_output_of_what_the_command_left_running(mount, tmpdir_al):
     """README "The command line", `run`: after the command exits, what it left running (a background
     job) is still read, shown and captured, until it closes its output or stays silent for 2 s;
