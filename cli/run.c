@@ -493,6 +493,38 @@ static int still_running(const char *status_path)
 	return running;
 }
 
+#define CANONICAL_ENV "ALETHEIA_RUN_CANONICAL"
+
+/* The daemon records as the run's command what follows the first "--" of this process's command
+ * line (core/tree/run.c); run's options may put "--" elsewhere (`--model --`) or leave it out
+ * (`run --exper p/e CMD`). So unless each option is one --name=value argument and a "--" comes
+ * before the command, run starts again as `aletheia run OPTIONS -- CMD` (opts: the options so),
+ * before anything is done. argv is main's from its "run" on; argv[-1] is the program. */
+static void run_canonical(char **argv, char **opts, int nopts, char **command, int again)
+{
+	int i, n = 0, same = command - argv == nopts + 2 && strcmp(command[-1], "--") == 0;
+	char **av;
+	for (i = 0; same && i < nopts; i++)
+		same = strcmp(argv[1 + i], opts[i]) == 0;
+	if (same || again)
+		return;
+	for (i = 0; command[i]; i++)
+		;
+	if (!(av = calloc((size_t)(nopts + i + 4), sizeof(*av))))
+		return;
+	av[n++] = argv[-1];
+	av[n++] = argv[0];
+	for (i = 0; i < nopts; i++)
+		av[n++] = opts[i];
+	av[n++] = "--";
+	for (i = 0; command[i]; i++)
+		av[n++] = command[i];
+	setenv(CANONICAL_ENV, "1", 1);   /* once: never a loop */
+	execv("/proc/self/exe", av);
+	unsetenv(CANONICAL_ENV);          /* no /proc: the command line as given */
+	free(av);
+}
+
 int al_cli_run(int argc, char **argv)
 {
 	const char *mount = al_cli_default_mount(), *exper = NULL, *fold = NULL, *model = NULL;
@@ -504,8 +536,16 @@ int al_cli_run(int argc, char **argv)
 	int left[2] = {-1, -1};   /* the output pipes, while what the command left running holds them */
 	double metrics_every = 10, beat_every = 10;
 
+	char **opts = calloc((size_t)argc + 1, sizeof(*opts));   /* each option as --name=value */
+	int nopts = 0, again = getenv(CANONICAL_ENV) != NULL;
+
+	unsetenv(CANONICAL_ENV);    /* not the command's */
+	if (!opts) {
+		al_cli_fail("out of memory");
+		return 1;
+	}
 	for (int i = 1; i < argc; i++) {
-		int m;
+		int m, at = i;
 		if (strcmp(argv[i], "--") == 0) {
 			command = argv + i + 1;
 			break;
@@ -516,6 +556,8 @@ int al_cli_run(int argc, char **argv)
 		}
 		if (strcmp(argv[i], "--require-clean") == 0) {
 			require_clean = 1;
+			if ((opts[nopts] = strdup(argv[i])))
+				nopts++;
 			continue;
 		}
 		if ((m = al_cli_option("--exper", argc, argv, &i, &value)) > 0) {
@@ -560,6 +602,9 @@ int al_cli_run(int argc, char **argv)
 		}
 		if (m < 0)
 			return al_cli_usage("run");
+		if (strchr(argv[at], '=') ? (opts[nopts] = strdup(argv[at])) != NULL :
+		    asprintf(&opts[nopts], "%s=%s", argv[at], value) >= 0)
+			nopts++;
 	}
 	if (!exper || !command || !command[0]) {
 		al_cli_fail("%s", !exper ? "--exper PROJECT/EXPERIMENT is required"
@@ -574,6 +619,7 @@ int al_cli_run(int argc, char **argv)
 		al_cli_fail("--fold '%s' is not an integer; give e.g. --fold 0", fold);
 		return 2;
 	}
+	run_canonical(argv, opts, nopts, command, again);
 	if (require_clean && check_clean() != 0)
 		return 1;
 
@@ -633,5 +679,8 @@ cleanup:
 	free(run);
 	free(log_path);
 	free(status_path);
+	for (int i = 0; i < nopts; i++)
+		free(opts[i]);
+	free(opts);
 	return rc;
 }

@@ -6,32 +6,45 @@
 #include "core/store/store_cache.h"
 #include "internal.h"
 
-/* The creating process's command line; for `aletheia run … -- CMD`, just CMD. */
+/* The longest command recorded: a run's document must stay far below Firestore's 1 MiB. */
+#define COMMAND_MAX (64 * 1024)
+
+/* The creating process's command line; for `aletheia run … -- CMD`, just CMD (aletheia run puts
+ * its options before the first "--" as --name=value, so that "--" is where CMD starts). Quoted as
+ * a shell would need it; past COMMAND_MAX cut after a whole argument, with " …" at the end. */
 static char *caller_command(pid_t pid)
 {
-	char path[64], buf[8192], *out = NULL;
-	al_buf b = AL_BUF_INIT;
-	ssize_t n;
-	size_t i, start = 0;
-	int fd;
+	char path[64];
+	al_buf raw = AL_BUF_INIT, b = AL_BUF_INIT;
+	size_t i, start = 0, n;
+	int fd, cut = 0;
 
 	snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
 	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
 		return NULL;
-	n = read(fd, buf, sizeof(buf) - 1);
+	for (;;) {
+		char chunk[8192];
+		ssize_t got = read(fd, chunk, sizeof(chunk));
+		if (got <= 0 || al_buf_put(&raw, chunk, (size_t)got) != 0)
+			break;
+	}
 	close(fd);
-	if (n <= 0)
+	if (raw.len == 0 || al_buf_put(&raw, "", 1) != 0) {
+		al_buf_dispose(&raw);
 		return NULL;
-	buf[n] = '\0';
-	if (strcmp(last_segment(buf), "aletheia") == 0 && strcmp(buf + strlen(buf) + 1, "run") == 0) {
-		for (i = 0; i < (size_t)n; i += strlen(buf + i) + 1)
-			if (strcmp(buf + i, "--") == 0) {
+	}
+	n = raw.len - 1;    /* each argument ends in a NUL; one more ends the last safely */
+	if (strcmp(last_segment(raw.ptr), "aletheia") == 0 && strlen(raw.ptr) + 1 < n &&
+	    strcmp(raw.ptr + strlen(raw.ptr) + 1, "run") == 0) {
+		for (i = 0; i < n; i += strlen(raw.ptr + i) + 1)
+			if (strcmp(raw.ptr + i, "--") == 0) {
 				start = i + 3;
 				break;
 			}
 	}
-	for (i = start; i < (size_t)n; i += strlen(buf + i) + 1) {
-		const char *arg = buf + i;
+	for (i = start; i < n; i += strlen(raw.ptr + i) + 1) {
+		const char *arg = raw.ptr + i;
+		size_t before = b.len;
 		if (b.len)
 			al_buf_puts(&b, " ");
 		if (*arg && !strpbrk(arg, " \t\n'\"\\$`*?&;|<>()"))
@@ -42,9 +55,16 @@ static char *caller_command(pid_t pid)
 				*arg == '\'' ? al_buf_puts(&b, "'\\''") : al_buf_put(&b, arg, 1);
 			al_buf_puts(&b, "'");
 		}
+		if (b.len > COMMAND_MAX) {
+			b.len = before;
+			cut = 1;
+			break;
+		}
 	}
-	out = al_buf_detach(&b, NULL);
-	return out;
+	if (cut)
+		al_buf_puts(&b, " …");
+	al_buf_dispose(&raw);
+	return al_buf_detach(&b, NULL);
 }
 
 static pid_t parent_pid(pid_t pid)

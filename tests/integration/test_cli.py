@@ -110,6 +110,35 @@ def test_run_success(mount, tmpdir_al):
     assert (run / "status").read_text() == "finished\n"
 
 
+def test_run_records_the_command_it_runs(mount):
+    """README "run.json": for `aletheia run … -- CMD ARGS` the command is `CMD ARGS`. A tester found the
+    whole `aletheia run …` line recorded when the command came without "--", the text after an option
+    value "--" (`--model --`), and a long command cut after 8 KiB in the middle of an argument."""
+    exp = mount.path / "p/experiments/e/runs"
+    cases = [
+        (["--exper", "p/e", "echo", "hi", "there"], "echo hi there"),
+        (["--exper", "p/e", "--model", "--", "--mount", str(mount.path), "--", "echo", "a"], "echo a"),
+        (["--exper=p/e", "--param", "lr=0.1", "--", "sh", "-c", 'test -z "$ALETHEIA_RUN_CANONICAL"'],
+         "sh -c 'test -z \"$ALETHEIA_RUN_CANONICAL\"'"),
+    ]
+    many = ["arg%05d" % i for i in range(2000)]
+    cases.append((["--exper", "p/e", "--", "true", *many], " ".join(["true", *many])))
+    for k, (args, want) in enumerate(cases, 1):
+        r = cli("run", *args, m=mount)
+        assert r.returncode == 0, (args[:6], r.stderr)
+        assert read_json(exp / str(k) / "run.json")["command"] == want, args[:6]
+    assert read_json(exp / "2/run.json")["model"] == "--"
+    assert read_json(exp / "3/run.json")["params"] == {"lr": 0.1}
+    # past 64 KiB: cut after a whole argument, and said so
+    more = ["arg%05d" % i for i in range(10000)]
+    r = cli("run", "--exper", "p/e", "--", "true", *more, m=mount)
+    assert r.returncode == 0, r.stderr
+    got = read_json(exp / "5/run.json")["command"]
+    assert got.endswith(" …") and 60_000 < len(got) <= 65_536 + 2, len(got)
+    assert " ".join(["true", *more]).startswith(got[:-2])
+    assert got[:-2].split()[-1] in more
+
+
 def test_run_failure(mount):
     r = cli("run", "--exper", "p/e", "--", "bash", "-c", "echo bye; echo oops >&2; exit 3", m=mount)
     assert r.returncode == 3
