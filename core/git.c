@@ -6,6 +6,7 @@
 #include <string.h>
 #include <git2.h>
 #include "aletheia/git.h"
+#include "core/buf.h"
 #include "core/doc/value.h"
 
 static pthread_once_t git_once = PTHREAD_ONCE_INIT;
@@ -143,6 +144,36 @@ cleanup:
 	return rc;
 }
 
+/* A submodule's names, gathered first: its status is asked outside the walk. */
+static int sub_name(git_submodule *sm, const char *name, void *payload)
+{
+	al_buf *names = payload;
+	(void)sm;
+	return al_buf_put(names, name, strlen(name) + 1);
+}
+
+/* 1 when a submodule's checked-out commit is not the one the index or HEAD records (a commit
+ * made in it, a checkout there, a gitlink staged): the code run is not the recorded commit's.
+ * Its own work tree's changes do not count (git's diff.ignoreSubmodules=dirty). */
+static int submodule_moved(git_repository *repo)
+{
+	const unsigned moved = GIT_SUBMODULE_STATUS_INDEX_ADDED | GIT_SUBMODULE_STATUS_INDEX_DELETED |
+		GIT_SUBMODULE_STATUS_INDEX_MODIFIED | GIT_SUBMODULE_STATUS_WD_DELETED |
+		GIT_SUBMODULE_STATUS_WD_MODIFIED;
+	al_buf names = AL_BUF_INIT;
+	size_t i;
+	int found = 0;
+	if (git_submodule_foreach(repo, sub_name, &names) == 0)
+		for (i = 0; !found && i < names.len; i += strlen(names.ptr + i) + 1) {
+			unsigned int s = 0;
+			found = git_submodule_status(&s, repo, names.ptr + i, GIT_SUBMODULE_IGNORE_DIRTY) == 0 &&
+				(s & moved);
+		}
+	git_error_clear();
+	al_buf_dispose(&names);
+	return found;
+}
+
 static int work_status(al_git_state *st, git_repository *repo)
 {
 	git_status_options opts;
@@ -154,7 +185,8 @@ static int work_status(al_git_state *st, git_repository *repo)
 		return 0;
 	git_status_options_init(&opts, GIT_STATUS_OPTIONS_VERSION);
 	opts.show = GIT_STATUS_SHOW_INDEX_AND_WORKDIR;
-	/* Submodules are left out: their own dirty work trees would make every run "dirty". */
+	/* Submodules are left out: their own dirty work trees would make every run "dirty";
+	 * submodule_moved tells whether one is at another commit. */
 	opts.flags = GIT_STATUS_OPT_INCLUDE_UNTRACKED | GIT_STATUS_OPT_RECURSE_UNTRACKED_DIRS |
 		GIT_STATUS_OPT_EXCLUDE_SUBMODULES;
 	if (git_status_list_new(&list, repo, &opts) < 0) {
@@ -171,6 +203,8 @@ static int work_status(al_git_state *st, git_repository *repo)
 		else if (s != GIT_STATUS_CURRENT)
 			st->dirty = 1;
 	}
+	if (!st->dirty)
+		st->dirty = submodule_moved(repo);
 cleanup:
 	git_status_list_free(list);
 	return rc;
