@@ -92,6 +92,8 @@ static int parse_status(char word[32], long long *code, int *has_code, const cha
 	if (fields < 1 || !known)
 		return al_error_set(AL_EINVAL, "status must be running, finished, failed or killed (got \"%.40s\")", text);
 	*has_code = fields == 2;
+	if (*has_code && strcmp(word, "running") == 0)
+		return al_error_set(AL_EINVAL, "status: running takes no exit code");
 	if (*has_code) {
 		char *end;
 		errno = 0;
@@ -119,8 +121,6 @@ static int commit_status(al_tree *t, const node *n, const char *text)
 	if ((rc = parse_status(word, &code, &has_code, text)))
 		return rc;
 	running = strcmp(word, "running") == 0;
-	if (running && has_code)
-		return al_error_set(AL_EINVAL, "status: running takes no exit code");
 	pthread_mutex_lock(&t->lock);   /* resumed is read, extended and written back */
 	if ((rc = get_doc(&d, t, n->run_doc)))
 		goto cleanup;

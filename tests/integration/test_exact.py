@@ -235,6 +235,18 @@ def test_status_lifecycle_keeps_exit_code_consistent(run):
     (run / "status").write_text("killed\n")
     assert state() == ("killed", None, True, 1)
     assert close_error(run / "status", "running 3\n") == errno.EINVAL
+    # refused by the write() itself, as every other bad status (README "Run lifecycle"): a shell's
+    # `echo 'running 3' > status` says so; before, only the close() failed and the shell said nothing
+    r = sh("echo 'running 3' > status", cwd=run, check=False)
+    assert r.returncode != 0 and "Invalid argument" in r.stderr, r.stderr
+    fd = os.open(run / "status", os.O_WRONLY | os.O_TRUNC)
+    try:
+        with pytest.raises(OSError) as e:
+            os.write(fd, b"running 3\n")
+        assert e.value.errno == errno.EINVAL
+    finally:
+        os.close(fd)
+    assert state() == ("killed", None, True, 1)
 
 
 def test_a_dataset_has_a_description_and_any_data_file_name(mount):
