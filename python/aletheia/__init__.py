@@ -186,7 +186,10 @@ class Run:
         return self
 
     def __exit__(self, etype, exc, tb):
-        self.set_status("finished" if etype is None else "failed")
+        # A status set in the block (run.set_status("killed")) stays; Ctrl-C is a kill.
+        if self.status.split()[:1] in (["running"], ["crashed"]):
+            self.set_status("finished" if etype is None else
+                            "killed" if issubclass(etype, KeyboardInterrupt) else "failed")
         return False
 
     def set_status(self, status):

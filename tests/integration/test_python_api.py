@@ -127,6 +127,13 @@ def test_runs_end_failed_on_an_exception_and_ids(mount, installed, tmpdir_al):
                 raise RuntimeError("diverged")
         except RuntimeError:
             pass
+        with e.start_run() as run3:              # a status set in the block stays
+            run3.set_status("killed")
+        try:
+            with e.start_run() as run4:          # Ctrl-C: killed, not failed
+                raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            pass
         rnd = ms.exper("e2", auto_inc_ids=False).start_run()
         rnd.set_hyper_params({"lr": 1e-3})
         rnd.set_hyper_params({"wd": 0})
@@ -134,13 +141,16 @@ def test_runs_end_failed_on_an_exception_and_ids(mount, installed, tmpdir_al):
         ''', mount, installed, tmpdir_al)
     assert r.returncode == 0, r.stderr
     runs, rid, rest = r.stdout.split("] ", 1)[0] + "]", *r.stdout.split("] ", 1)[1].split(" ", 1)
-    assert runs == "['1', '2']"
+    assert runs == "['1', '2', '3', '4']"
     e = mount.path / "p/experiments/e/runs"
     j1, j2 = read_json(e / "1/run.json"), read_json(e / "2/run.json")
     assert j1["status"] == "finished" and j1["model"] == "mlp" and j1["fold"] == 0
     assert [(s, v) for s, v, _ in points(e / "1/metrics/val/loss")] == [(10, "0.5"), (11, "nan")]
     assert [v for _, v, _ in points(e / "1/metrics/acc")] == ["1"]
     assert j2["status"] == "failed" and j2["metrics"]["loss"]["last"] == 2.5
+    # a tester's set_status("killed") in the block came out "finished", and Ctrl-C "failed"
+    assert read_json(e / "3/run.json")["status"] == "killed"
+    assert read_json(e / "4/run.json")["status"] == "killed"
     assert len(rid) == 20 and (mount.path / "p/experiments/e2/runs" / rid).is_dir()
     assert read_json(mount.path / "p/experiments/e2/runs" / rid / "run.json")["status"] == "running"
     assert rest.strip() == "{'lr': 0.001, 'wd': 0} True"
