@@ -145,7 +145,14 @@ static int render_run_json(al_buf *b, int64_t *mtime, al_tree *t, const node *n,
 	} else {
 		cJSON_AddNullToObject(o, "system");
 	}
-	time_json(o, "heartbeat", f, "heartbeat_updated");
+	/* the last beat's time while there is one: a status written clears it (README "Crashed runs") */
+	{
+		const char *beat = al_fields_get_string(f, "heartbeat");
+		if (beat && *beat)
+			time_json(o, "heartbeat", f, "heartbeat_updated");
+		else
+			cJSON_AddNullToObject(o, "heartbeat");
+	}
 	rc = json_out(b, o, 1);
 cleanup:
 	al_strings_free(ids, nids);

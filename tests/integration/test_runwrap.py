@@ -207,6 +207,7 @@ def test_kill_9_of_wrapper_and_command_shows_crashed(mount):
     j = read_json(run / "run.json")
     assert j["status"] == "failed" and j["exit_code"] == 137
     assert (run / "heartbeat").read_text() == ""
+    assert j["heartbeat"] is None     # a tester saw the cleared beat's time still in run.json
 
 
 def test_crashed_run_resumed_by_hand(mount):
@@ -218,7 +219,7 @@ def test_crashed_run_resumed_by_hand(mount):
     assert (run / "status").read_text() == "running\n"
     j = read_json(run / "run.json")
     assert j["status"] == "running" and len(j["resumed"]) == 1
-    assert (run / "heartbeat").read_text() == ""
+    assert (run / "heartbeat").read_text() == "" and j["heartbeat"] is None
 
 
 def test_runs_without_the_wrapper_and_garbage_heartbeats(mount):
