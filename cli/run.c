@@ -120,6 +120,22 @@ static int check_clean(void)
 }
 
 /* Writes fold, model and params/KEY files into the new run. */
+/* 1 when one --param key is a folder of another's (a=… and a/b=…): params/a cannot be both a value
+ * and a folder, so the run is not created for a write that must fail. */
+static int params_clash(const char **params, int nparams, const char **a, const char **b)
+{
+	for (int i = 0; i < nparams; i++)
+		for (int j = 0; j < nparams; j++) {
+			size_t n = (size_t)(strchr(params[i], '=') - params[i]);
+			if (i != j && strncmp(params[j], params[i], n) == 0 && params[j][n] == '/') {
+				*a = params[i];
+				*b = params[j];
+				return 1;
+			}
+		}
+	return 0;
+}
+
 static int write_settings(const char *run, const char *fold, const char *model, const char **params,
 	int nparams)
 {
@@ -618,6 +634,14 @@ int al_cli_run(int argc, char **argv)
 	if (fold && !valid_integer(fold)) {
 		al_cli_fail("--fold '%s' is not an integer; give e.g. --fold 0", fold);
 		return 2;
+	}
+	{
+		const char *a, *b;
+		if (params_clash(params, nparams, &a, &b)) {
+			al_cli_fail("--param '%s' and --param '%s': a key cannot be both a value and a folder "
+				"of keys", a, b);
+			return 2;
+		}
 	}
 	run_canonical(argv, opts, nopts, command, again);
 	if (require_clean && check_clean() != 0)

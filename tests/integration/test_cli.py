@@ -78,6 +78,15 @@ SCRIPT = ("import os, sys\n"
           "open(os.path.join(d, 'metrics', 'loss'), 'a').write('0.5\\n0.25\\n')\n")
 
 
+def test_params_that_cannot_both_be_recorded_create_no_run(mount):
+    """`--param a/b=1 --param a=2` cannot be recorded (params/a a value and a folder): refused before
+    the run is made. A tester's run was created, the command not run, and a failed run left behind."""
+    r = cli("run", "--exper", "p/e", "--param", "a/b=1", "--param", "a=2", "--", "sh", "-c", "echo RAN",
+            m=mount)
+    assert r.returncode == 2 and "RAN" not in r.stdout and "--param" in r.stderr, r.stderr
+    assert os.listdir(mount.path) == []
+
+
 @pytest.mark.parametrize("exper", ["../e", "./e", "p/.", "p/..", ".."])
 def test_an_experiment_named_dot_or_dot_dot_is_refused(mount, exper):
     """README "The tree": a name is not "." or ".."; `run` then creates nothing and runs nothing. A
