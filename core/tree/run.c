@@ -110,6 +110,13 @@ static cJSON *new_run_fields(al_tree *t, const node *n, const al_caller *c)
 				memcpy(cwd, alt, (size_t)n + 1);
 		}
 	}
+	{
+		/* a working folder deleted under the process reads "PATH (deleted)": its path is PATH */
+		static const char gone[] = " (deleted)";
+		size_t cl = strlen(cwd), gl = sizeof(gone) - 1;
+		if (cl > gl && strcmp(cwd + cl - gl, gone) == 0 && access(cwd, F_OK) != 0)
+			cwd[cl - gl] = '\0';
+	}
 	getpwuid_r(c ? c->uid : t->uid, &pw, pwbuf, sizeof(pwbuf), &pwp);
 	cmd = c ? caller_command(c->pid) : NULL;
 

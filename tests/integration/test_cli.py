@@ -78,6 +78,18 @@ SCRIPT = ("import os, sys\n"
           "open(os.path.join(d, 'metrics', 'loss'), 'a').write('0.5\\n0.25\\n')\n")
 
 
+def test_a_run_made_from_a_deleted_folder_records_its_path(mount, tmpdir_al):
+    """`cwd` is the creating process's working folder; one deleted under it is recorded by its path,
+    not as readlink(2) gives it ("/tmp/x (deleted)", as a tester saw), and no git state."""
+    gone = tmpdir_al / "gone"
+    gone.mkdir()
+    r = subprocess.run(["sh", "-c", 'rmdir "$1" && exec "$2" new-run p/e --mount "$3"', "sh", str(gone), BIN,
+                        str(mount.path)], cwd=gone, capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    j = read_json(mount.path / "p/experiments/e/runs/1/run.json")
+    assert j["cwd"] == str(gone) and j["git"] is None, j["cwd"]
+
+
 def test_params_that_cannot_both_be_recorded_create_no_run(mount):
     """`--param a/b=1 --param a=2` cannot be recorded (params/a a value and a folder): refused before
     the run is made. A tester's run was created, the command not run, and a failed run left behind."""
