@@ -89,6 +89,7 @@ static cJSON *new_run_fields(al_tree *t, const node *n, const al_caller *c)
 	struct passwd pw, *pwp = NULL;
 	char pwbuf[4096];
 	al_git_state *git = NULL;
+	int grc = 0;
 	int64_t now = al_now_us();
 	ssize_t len;
 
@@ -144,10 +145,13 @@ static cJSON *new_run_fields(al_tree *t, const node *n, const al_caller *c)
 	al_fields_set(f, "param_times", al_value_map(cJSON_CreateObject()));
 	/* A cwd inside this mount has no repository, and looking would deadlock on the kernel's
 	 * lock of the folder being created. */
-	if (*cwd && !path_inside(t->mountpoint, cwd) && al_git_capture(&git, cwd, t->mountpoint) == 0)
+	if (*cwd && !path_inside(t->mountpoint, cwd) && (grc = al_git_capture(&git, cwd, t->mountpoint)) == 0)
 		al_fields_set(f, "git", al_git_state_to_value(git));
 	else
 		al_fields_set(f, "git", al_value_null());
+	/* a repository git refuses (another user's, without safe.directory) is said, not hidden */
+	if (grc && grc != AL_ENOTFOUND)
+		fprintf(stderr, "aletheia: %s: no git state recorded: %s\n", n->run_doc, al_error_last());
 	al_fields_set(f, "hyper_params", al_value_map(cJSON_CreateObject()));
 	al_fields_set(f, "datasets", al_value_map(cJSON_CreateObject()));
 	{

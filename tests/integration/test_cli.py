@@ -90,6 +90,22 @@ def test_a_run_made_from_a_deleted_folder_records_its_path(mount, tmpdir_al):
     assert j["cwd"] == str(gone) and j["git"] is None, j["cwd"]
 
 
+def test_a_repository_owned_by_another_user_is_recorded(mount, tmpdir_al):
+    """The git state is the creating process's repository's, whoever owns it: libgit2's ownership
+    check (git's safe.directory) is against the daemon's user, so a shared mount's daemon refused
+    every user's own repository, and a tester's run from a repository owned by another user had
+    git null with nothing said (libgit2 1.5 reports the refusal as "no repository")."""
+    repo = tmpdir_al / "theirs"
+    repo.mkdir()
+    sh("git init -q -b main . && git -c user.name=t -c user.email=t@e commit -q --allow-empty -m x", cwd=repo)
+    head = sh("git rev-parse HEAD", cwd=repo).stdout.strip()
+    sh(f"chown -R 65534:65534 '{repo}'")
+    r = cli("new-run", "p/e", m=mount, cwd=repo)
+    assert r.returncode == 0, r.stderr
+    git = read_json(mount.path / "p/experiments/e/runs/1/run.json")["git"]
+    assert git and git["commit"] == head and git["branch"] == "main", git
+
+
 def test_params_that_cannot_both_be_recorded_create_no_run(mount):
     """`--param a/b=1 --param a=2` cannot be recorded (params/a a value and a folder): refused before
     the run is made. A tester's run was created, the command not run, and a failed run left behind."""

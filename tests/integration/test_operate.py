@@ -6,11 +6,12 @@ import pwd
 import re
 import shutil
 import subprocess
+import tempfile
 
 import pytest
 
 import alutil
-from alutil import read_json, try_write
+from alutil import read_json, sh, try_write
 
 ROOT = os.geteuid() == 0
 needs_root = pytest.mark.skipif(not ROOT, reason="mount(8) helpers in /sbin and other users need root")
@@ -675,6 +676,20 @@ def test_aletheia_run_as_a_user(users, shared, tmpdir_al):
     assert j["metrics"]["loss"]["last"] == 0.25
     assert (run / "output.log").read_text() == "hello\n"
     assert os.stat(run / "output.log").st_uid == a.pw_uid
+    # from the user's own repository: the root daemon records its git state (libgit2's ownership
+    # check, against the daemon's user, refused every user's repository: git was null)
+    repo = pathlib.Path(tempfile.mkdtemp(prefix="al-user-repo-"))
+    try:
+        sh("git init -q -b main . && git -c user.name=t -c user.email=t@e commit -q --allow-empty -m x", cwd=repo)
+        head = sh("git rev-parse HEAD", cwd=repo).stdout.strip()
+        os.chmod(repo, 0o755)
+        sh(f"chown -R {a.pw_uid}:{a.pw_gid} '{repo}'")
+        r = as_user(a, alutil.BIN, "run", "--exper", "p/e", "--", "true", m=m, cwd=repo)
+        assert r.returncode == 0, r.stderr
+        git = read_json(run.parent / "2" / "run.json")["git"]
+        assert git and git["commit"] == head, git
+    finally:
+        shutil.rmtree(repo, ignore_errors=True)
 
 
 def test_a_mount_not_shared_says_so(users, mount, tmpdir_al):
