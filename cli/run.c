@@ -382,7 +382,8 @@ static int tee_and_wait(pid_t pid, int out_fd, int err_fd, int sig_fd, int log_f
 			if (log_ok && write_all(log_fd, buf, (size_t)got) < 0) {
 				log_ok = 0;
 				al_cli_fail("cannot write %s: %s; the command goes on, its output is no "
-					"longer captured", log_path, strerror(errno));
+					"longer captured, and output.log is not recorded (a file is recorded "
+					"whole or not at all)", log_path, strerror(errno));
 			}
 			/* A closed console (e.g. `| head`, a terminal hung up) must not stop the command
 			 * or the log. */
@@ -673,8 +674,8 @@ int al_cli_run(int argc, char **argv)
 	status = spawn(command, log_fd, log_path, run, metrics_every, beat_every, left);
 	started = 1;
 	if (close(log_fd) != 0)
-		al_cli_fail("cannot write %s: %s; the end of the output may be missing", log_path,
-			strerror(errno));
+		al_cli_fail("cannot record %s: %s; none of the output is in it (a file is recorded whole "
+			"or not at all)", log_path, strerror(errno));
 	log_fd = -1;
 	if (status == -1) {
 		snprintf(word, sizeof(word), "failed 127");

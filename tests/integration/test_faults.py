@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+import alutil
 from alutil import blob_files, mkrun, points, read_json, sh, sha256, try_write
 
 MIB = 1 << 20
@@ -197,6 +198,23 @@ def test_a_write_after_fsync_that_finds_the_disk_full_leaves_the_file_whole(smal
     finally:
         os.close(fd)
     assert p.read_bytes() == x + b"tail"
+    assert m.alive()
+
+
+def test_run_output_past_a_full_disk_is_said_not_recorded(small_disk, mount_factory):
+    """`aletheia run` whose output fills the store's disk: the command goes on and ends, the run ends
+    with its exit status, and stderr says output.log is not recorded (a file is recorded whole or not
+    at all). It said "the end of the output may be missing", and a tester found all of it missing."""
+    m = small_mount(small_disk, mount_factory)
+    r = subprocess.run([alutil.BIN, "run", "--exper", "p/e", "--mount", str(m.path), "--", "sh", "-c",
+                        "head -c 12000000 /dev/zero | tr '\\0' x; exit 3"],
+                       capture_output=True, timeout=120)
+    err = r.stderr.decode(errors="replace")
+    assert r.returncode == 3, err
+    assert "output.log is not recorded" in err and "may be missing" not in err, err
+    run = m.path / "p/experiments/e/runs/1"
+    assert (run / "output.log").read_bytes() == b""
+    assert read_json(run / "run.json")["exit_code"] == 3
     assert m.alive()
 
 
