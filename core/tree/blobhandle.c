@@ -151,6 +151,8 @@ static int copy_fd(int dst, int src, uint64_t limit)
 	return 0;
 }
 
+static int stage_first(al_file *f, int keep);
+
 int open_blob(al_file *f, int flags, const char *path)
 {
 	al_tree *t = f->t;
@@ -159,10 +161,13 @@ int open_blob(al_file *f, int flags, const char *path)
 
 	if (!(flags & AL_OPEN_WRITE)) {
 		al_file *w;
-		/* A file still being written reads from its staging file. */
+		/* A file being written (changed since its last commit) reads from its staging file;
+		 * one whose writer wrote nothing since reads its recorded content, which a later
+		 * overwrite (an O_TRUNC open joining that writer) does not change under it. */
 		pthread_mutex_lock(&t->lock);
 		w = find_writer(t, path);
-		f->fd = w && w->staging ? open(w->staging, O_RDONLY | O_CLOEXEC) : -1;
+		f->fd = w && w->staging && __atomic_load_n(&w->dirty, __ATOMIC_SEQ_CST)
+			? open(w->staging, O_RDONLY | O_CLOEXEC) : -1;
 		pthread_mutex_unlock(&t->lock);
 		f->kind = F_BLOB_READ;
 		if (f->fd >= 0)
@@ -190,47 +195,84 @@ int open_blob(al_file *f, int flags, const char *path)
 	if ((f->n.k->flags & K_WORKING) && exists && !working_folder(t, &f->n))
 		return al_error_set(AL_EPERM, "%s is kept: no run of experiment %s is running", path,
 			f->n.experiment);
-	if (exists) {
+	if (!exists && (rc = check_rest_names(f->n.rest)))
+		return rc;
+	{
 		/* A file open for writing is one open file for every writer (README "artifacts": two
-		 * connections to one database, a lock file rewritten in place): the open joins it. */
+		 * connections to one database, a lock file rewritten in place): the open joins it.
+		 * The first open registers itself before it stages, holding its own mu until the
+		 * staged copy is whole, so an open meanwhile joins it and waits at its first use (two
+		 * opens at once each staged a copy: the last close won, the other's fsyncs lost). */
 		al_file *w;
 		pthread_mutex_lock(&t->lock);
 		for (w = t->writers; w; w = w->next)
 			if (w->kind == F_BLOB_WRITE && strcmp(w->path, path) == 0 &&
 			    (w->flags & AL_OPEN_APPEND) == (flags & AL_OPEN_APPEND))
 				break;
-		if (w)
+		if (w && (flags & AL_OPEN_EXCL) && (flags & AL_OPEN_CREATE)) {
+			pthread_mutex_unlock(&t->lock);
+			return al_error_set(AL_EEXISTS, "%s exists", path);
+		}
+		if (w) {
 			w->handles++;
+		} else {
+			pthread_mutex_lock(&f->mu);   /* new: no one else can hold or wait for it yet */
+			f->kind = F_BLOB_WRITE;
+			f->next = t->writers;
+			t->writers = f;
+			f->registered = 1;
+		}
 		pthread_mutex_unlock(&t->lock);
 		if (w) {
 			f->share = w;
 			return (flags & AL_OPEN_TRUNC) ? al_file_truncate(w, 0) : 0;
 		}
 	}
-	if (!exists && (rc = check_rest_names(f->n.rest)))
+	rc = stage_first(f, exists && !(flags & AL_OPEN_TRUNC));
+	if (rc == 0) {
+		__atomic_store_n(&f->dirty, !exists || (flags & AL_OPEN_TRUNC), __ATOMIC_SEQ_CST);
+		if (exists && !f->dirty)
+			f->mtime_us = a.mtime_us;   /* opening for writing changes no time; writing does */
+	} else {
+		/* Opens that joined meanwhile hold a handle that records nothing. */
+		f->failed = rc;
+		unregister_writer(t, f);
+	}
+	pthread_mutex_unlock(&f->mu);
+	changed(t);
+	return rc;
+}
+
+/* A new writer's staged copy, with the current content when it is kept (partial overwrites
+ * start from it); in reach of open_blob once whole. */
+static int stage_first(al_file *f, int keep)
+{
+	char *path = NULL;
+	int fd = -1, rc;
+	if ((rc = staging_create(&fd, &path, f->t)))
 		return rc;
-	f->kind = F_BLOB_WRITE;
-	if ((rc = staging_create(&f->fd, &f->staging, t)))
-		return rc;
-	if (exists && !(flags & AL_OPEN_TRUNC)) {
-		/* Partial overwrites start from the current content. */
-		al_file src = {.t = t, .n = f->n, .fd = -1};
+	if (keep) {
+		al_file src = {.t = f->t, .n = f->n, .fd = -1};
 		if ((rc = blob_open_read(&src, NULL)) == 0) {
 			if (src.cb && (rc = al_cache_blob_complete(src.cb)) == 0)
-				rc = copy_fd(f->fd, al_cache_blob_fd(src.cb), UINT64_MAX);
+				rc = copy_fd(fd, al_cache_blob_fd(src.cb), UINT64_MAX);
 			else if (!src.cb)
-				rc = copy_fd(f->fd, src.fd, UINT64_MAX);
+				rc = copy_fd(fd, src.fd, UINT64_MAX);
 			if (src.fd >= 0)
 				close(src.fd);
 			al_cache_blob_close(src.cb);
 		}
-		if (rc)
-			return rc;
 	}
-	f->dirty = !exists || (flags & AL_OPEN_TRUNC);
-	if (exists && !f->dirty)
-		f->mtime_us = a.mtime_us;   /* opening for writing changes no time; writing does */
-	register_writer(t, f);
+	if (rc) {
+		close(fd);
+		unlink(path);
+		free(path);
+		return rc;
+	}
+	pthread_mutex_lock(&f->t->lock);   /* open_blob reads writers' staging paths under it */
+	f->fd = fd;
+	f->staging = path;
+	pthread_mutex_unlock(&f->t->lock);
 	return 0;
 }
 
@@ -477,7 +519,7 @@ static int blob_write(al_file *f, const char *buf, size_t size, uint64_t off)
 			off = (uint64_t)st.st_size;
 	}
 	n = pwrite(f->fd, buf, size, (off_t)off);
-	f->dirty = 1;
+	__atomic_store_n(&f->dirty, 1, __ATOMIC_SEQ_CST);
 	if (n >= 0 && (size_t)n == size)
 		return 0;
 	f->failed = n < 0 ? al_error_from_errno(errno) : AL_ENOSPC;
@@ -495,7 +537,7 @@ static int blob_truncate(al_file *f, uint64_t size)
 		return al_error_set_errno(al_error_from_errno(errno), errno, "truncate failed");
 	__atomic_store_n(&f->mtime_us, al_now_us(), __ATOMIC_RELAXED);
 	__atomic_store_n(&f->mtime_set, 0, __ATOMIC_RELAXED);
-	f->dirty = 1;
+	__atomic_store_n(&f->dirty, 1, __ATOMIC_SEQ_CST);
 	return 0;
 }
 
@@ -512,11 +554,11 @@ static int blob_flush(al_file *f)
 	if (f->failed) {
 		/* Free the space of a copy that cannot complete (a full disk) right away. */
 		if (f->staging && ftruncate(f->fd, 0) == 0)
-			f->dirty = 0;
+			__atomic_store_n(&f->dirty, 0, __ATOMIC_SEQ_CST);
 		return al_error_set(f->failed, "an earlier write to %s failed: nothing recorded", f->path);
 	}
 	if (f->dirty && (rc = commit_blob(f)) == 0)
-		f->dirty = 0;
+		__atomic_store_n(&f->dirty, 0, __ATOMIC_SEQ_CST);
 	return rc;
 }
 

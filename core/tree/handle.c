@@ -103,7 +103,7 @@ void register_writer(al_tree *t, al_file *f)
 	changed(t);
 }
 
-static void unregister_writer(al_tree *t, al_file *f)
+void unregister_writer(al_tree *t, al_file *f)
 {
 	al_file **p;
 	pthread_mutex_lock(&t->lock);

@@ -413,6 +413,7 @@ int tree_commit(al_tree *t, const al_write *w, size_t n);
 al_file *find_writer(al_tree *t, const char *path);
 int writer_attr(al_attr *out, al_tree *t, const char *path, unsigned mode);
 void register_writer(al_tree *t, al_file *f);
+void unregister_writer(al_tree *t, al_file *f);
 int has_vdir(al_tree *t, const char *path);
 int add_vdir(al_tree *t, const char *path);
 void memory_children(keyset *k, al_tree *t, const char *path);
