@@ -422,6 +422,8 @@ int commit_content(al_tree *t, const char *path, const char *data, size_t len);
 /* Writes data over the metric at path from its start: its lines past the points there are
  * appended (metrics.c). */
 int metric_rewrite(al_tree *t, const char *path, const char *data, size_t len);
+/* A metric's text as reading gives it, appended to b (metrics.c). */
+int metric_text(al_buf *b, al_tree *t, const node *n);
 /* The attributes of an open file's path; a path gone since the open still answers. */
 int path_attr(al_attr *out, al_file *f);
 int read_buffer(size_t *nread, const char *src, size_t len, char *buf, size_t size, uint64_t off);

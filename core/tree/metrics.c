@@ -80,13 +80,20 @@ static void match_end(al_file *f)
 	f->matching = 0;
 }
 
+static void metric_skip_same(al_file *f, const char **text, size_t *len);
+
 /* Records a writer's partial last line as a point (its last close, or a reader after a close). */
 static int metric_end_line(al_file *f)
 {
 	int rc;
+	if ((rc = metric_still_running(f)) == 0 && (rc = al_buf_puts(&f->text, "\n")) == 0) {
+		const char *text = f->text.ptr;
+		size_t len = f->text.len;
+		if (f->matching)
+			metric_skip_same(f, &text, &len);   /* a rewrite's last line, as the others */
+		rc = len ? al_series_append_text(f->t->series, f->staging, text, len) : 0;
+	}
 	match_end(f);
-	if ((rc = metric_still_running(f)) == 0 && (rc = al_buf_puts(&f->text, "\n")) == 0)
-		rc = al_series_append_text(f->t->series, f->staging, f->text.ptr, f->text.len);
 	scope_changed(f->t, f->staging);   /* run.json, runs.csv show it */
 	if (rc)
 		fprintf(stderr, "aletheia: %s: the last line, written without its newline, was not "
@@ -509,49 +516,76 @@ static int metric_write(al_file *f, const char *buf, size_t size)
 	return done < size ? al_buf_put(&f->text, buf + done, size - done) : 0;
 }
 
-/* A file renamed over a metric (rsync's and mv's temporary file, README "metrics"): written
- * from its start, as a copy over it would be, so only its lines past the points already there
- * are appended; all of its lines are checked first, so a bad one changes nothing. */
+/* A metric's whole text as reading gives it (a backup copy: `sed -i~`, `mv loss loss~`). */
+int metric_text(al_buf *b, al_tree *t, const node *n)
+{
+	char *id = al_id_encode(n->rest), *doc = id ? xasprintf("%s/metrics/%s", n->run_doc, id) : NULL;
+	char *text = NULL;
+	size_t len = 0;
+	int rc;
+	if (!doc) {
+		free(id);
+		return al_error_set(AL_ENOMEM, "out of memory");
+	}
+	metric_settle_lines(t, doc);
+	rc = al_series_render(&text, &len, t->series, doc);
+	if (rc == AL_ENOTFOUND) {   /* created empty */
+		al_error_clear();
+		rc = 0;
+	}
+	if (rc == 0 && len)
+		rc = al_buf_put(b, text, len);
+	free(text);
+	free(doc);
+	free(id);
+	return rc;
+}
+
+/* A file renamed over a metric (rsync's and mv's temporary file, README "metrics"): written over
+ * it from its start, so its lines past the points already there are appended, in one append of
+ * all or nothing (a bad line, or one longer than a write takes, changes nothing). */
 int metric_rewrite(al_tree *t, const char *path, const char *data, size_t len)
 {
 	al_file *f = NULL;
-	al_point *pts = NULL;
-	size_t n = 0, done = 0, end = len;
+	char *text = NULL;
+	const char *rest;
+	size_t i, start = 0, n = len;
 	int rc;
 
-	while (end > 0 && data[end - 1] != '\n')
-		end--;    /* a last line with no newline is recorded at the release, as a close does */
-	if ((rc = al_metric_parse(&pts, &n, data, end, -1, 0)))
-		return rc;
-	free(pts);
-	if (end < len) {
-		char *last = xasprintf("%.*s\n", (int)(len - end), data + end);
-		if (!last)
-			return al_error_set(AL_ENOMEM, "out of memory");
-		rc = al_metric_parse(&pts, &n, last, len - end + 1, -1, 0);
-		free(last);
-		free(pts);
-		if (rc)
-			return rc;
-	}
-	if ((rc = al_file_open(&f, t, path, AL_OPEN_WRITE | AL_OPEN_CREATE | AL_OPEN_TRUNC)))
-		return rc;
-	if (f->kind != F_METRIC)
-		rc = al_error_set(AL_EPERM, "%s is no metric", path);
-	while (rc == 0 && done < len) {
-		/* in pieces a write takes, each ending at a line's end where it can */
-		size_t piece = len - done, cut;
-		if (piece > METRIC_WRITE_MAX) {
-			piece = METRIC_WRITE_MAX;
-			for (cut = piece; cut > 0 && data[done + cut - 1] != '\n'; cut--)
-				;
-			if (cut)
-				piece = cut;
+	for (i = 0; i <= len; i++)
+		if (i == len || data[i] == '\n') {
+			if (i - start > METRIC_LINE_MAX)
+				return al_error_set(AL_EINVAL, "%s: a line longer than %d bytes is no metric "
+					"point", path, METRIC_LINE_MAX);
+			start = i + 1;
 		}
-		rc = al_file_write(f, data + done, piece, done);
-		done += piece;
+	if (!(text = malloc(len + 1)))
+		return al_error_set(AL_ENOMEM, "out of memory");
+	if (len)
+		memcpy(text, data, len);
+	if (len && text[len - 1] != '\n')
+		text[n++] = '\n';    /* a last line with no newline is a point, as at a close */
+	if ((rc = al_file_open(&f, t, path, AL_OPEN_WRITE | AL_OPEN_CREATE | AL_OPEN_TRUNC)))
+		goto cleanup;
+	if (f->kind != F_METRIC) {
+		rc = al_error_set(AL_EPERM, "%s is no metric", path);
+		goto cleanup;
 	}
+	pthread_mutex_lock(&f->mu);
+	if ((rc = metric_still_running(f)) == 0) {
+		rest = text;
+		f->matching = 1;
+		metric_skip_same(f, &rest, &n);
+		match_end(f);
+		if (n) {
+			rc = al_series_append_text(t->series, f->staging, rest, n);
+			scope_changed(t, f->staging);
+		}
+	}
+	pthread_mutex_unlock(&f->mu);
+cleanup:
 	al_file_release(f);
+	free(text);
 	return rc;
 }
 
@@ -676,9 +710,9 @@ static int metric_direct_io(al_file *f)
 static int metric_release(al_file *f)
 {
 	ahead_free(f);
-	match_end(f);
 	if (f->text.len)
 		metric_end_line(f);
+	match_end(f);
 	return 0;
 }
 

@@ -162,7 +162,7 @@ static int scratch_backup(al_tree *t, const node *n, const char *to, unsigned fl
 	scratch *s, *made = NULL;
 	int rc;
 
-	if ((rc = render(&b, NULL, t, n)))
+	if ((rc = n->k == &kind_metric ? metric_text(&b, t, n) : render(&b, NULL, t, n)))
 		goto cleanup;
 	pthread_mutex_lock(&t->lock);
 	if ((s = scratch_find(t, to)) && (flags & noreplace))
@@ -278,7 +278,7 @@ int rename_scratch(al_tree *t, const char *from, const char *to, unsigned flags)
 			else
 				rc = metric_rewrite(t, to, data, len);
 			if (rc == 0)
-				gone_scratch(t, s, from, NULL);
+				gone_scratch(t, s, from, to);
 			goto cleanup;
 		}
 		if (!parsed || !target.k->commit) {
@@ -301,10 +301,11 @@ int rename_scratch(al_tree *t, const char *from, const char *to, unsigned flags)
 			gone_scratch(t, s, from, to);
 		goto cleanup;
 	}
-	if (to_scratch && node_parse(&target, from) == 0 && target.k->commit)
-		/* A value's file to a backup name (sed -i~, perl -pi~, vim's backup by renaming): the
-		 * backup gets its content and the value stays recorded (values go only with
-		 * --allow-delete); the tool's next rename over it sets the new value. */
+	if (to_scratch && node_parse(&target, from) == 0 && (target.k->commit || target.k == &kind_metric))
+		/* A value's file or a metric to a backup name (sed -i~, perl -pi~, vim's backup by
+		 * renaming): the backup gets its content and the value stays recorded (values go only
+		 * with --allow-delete); the tool's next rename over it sets the new value (a metric:
+		 * adds its new points). */
 		rc = scratch_backup(t, &target, to, flags);
 cleanup:
 	node_free(&target);
@@ -487,8 +488,15 @@ static int scratch_flush(al_file *f)
 		f->sc->dirty = 0;
 	}
 	pthread_mutex_unlock(&f->t->lock);
-	if (to && data)
-		rc = commit_content(f->t, to, data, len);
+	if (to && data) {
+		/* a metric it was renamed over takes its lines past the points already there */
+		node target;
+		int metric;
+		memset(&target, 0, sizeof(target));
+		metric = node_parse(&target, to) == 0 && target.k == &kind_metric;
+		node_free(&target);
+		rc = metric ? metric_rewrite(f->t, to, data, len) : commit_content(f->t, to, data, len);
+	}
 	free(to);
 	free(data);
 	return rc;

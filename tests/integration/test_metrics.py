@@ -181,6 +181,68 @@ def test_a_file_renamed_over_a_metric_appends_its_new_lines_or_nothing(run):
     os.unlink(run / "metrics/.other")
 
 
+def test_a_rename_over_a_metric_is_checked_whole(run):
+    """README "metrics": a file renamed over a metric is checked whole first; one bad line fails the
+    rename() with EINVAL and changes nothing. A tester's 1 MiB file whose last line was too long, and
+    one whose steps ran past int64 from the metric's last step, failed after a first piece of their
+    points was appended."""
+    old = _series(run, n=10)
+    m = run / "metrics/loss"
+    t = run / "metrics/.loss.x"
+    new = b"".join(b"%d 2.5 %d.000\n" % (i, 1700000000 + i) for i in range(10, 40010))
+    t.write_bytes(old + new + b"40010" + b" " * 70000 + b"1.5")
+    with pytest.raises(OSError) as e:
+        os.rename(t, m)
+    assert e.value.errno == errno.EINVAL and m.read_bytes() == old
+    os.unlink(t)
+    big = 9223372036854775807 - 280000
+    (run / "metrics/steps").write_text(f"{big} 1\n")
+    t.write_bytes(b"1.5\n" * 300000)
+    with pytest.raises(OSError) as e:
+        os.rename(t, run / "metrics/steps")
+    assert e.value.errno == errno.EINVAL and len(points(run / "metrics/steps")) == 1
+
+
+def test_a_rewrite_whose_last_line_has_no_newline_adds_nothing_twice(run):
+    """A rewrite's last line without a newline is compared like the others: `printf '%s' "$(cat m)" > m`
+    (what Python's '\\n'.join writes, or vim with noeol) added the last point again."""
+    old = _series(run, n=10)
+    sh("printf '%s' \"$(cat metrics/loss)\" > metrics/loss", cwd=run)
+    assert (run / "metrics/loss").read_bytes() == old
+    (run / "metrics/.copy").write_bytes(old[:-1])
+    os.replace(run / "metrics/.copy", run / "metrics/loss")
+    assert (run / "metrics/loss").read_bytes() == old
+
+
+def test_a_scratch_file_renamed_over_a_metric_writes_on_into_it(run):
+    """README "Editing values in place": a descriptor still open on a scratch file renamed over a
+    value writes on into that value; over a metric its later lines are the metric's new points. A
+    tester's point written after os.replace was accepted and dropped."""
+    old = _series(run, n=3)
+    with open(run / "metrics/.loss.tmp", "wb") as f:
+        f.write(old + b"3 0.7 1700000003.000\n")
+        f.flush()
+        os.replace(run / "metrics/.loss.tmp", run / "metrics/loss")
+        f.write(b"4 0.8 1700000004.000\n")
+        f.flush()
+        os.fsync(f.fileno())
+    assert (run / "metrics/loss").read_bytes() == old + b"3 0.7 1700000003.000\n4 0.8 1700000004.000\n"
+
+
+@pytest.mark.parametrize("how", ["sed -i~ s/x/y/ loss", "perl -pi~ -e s/x/y/ loss", "mv loss loss~"])
+def test_a_metric_renamed_to_a_backup_name_is_copied(run, how):
+    """README "Editing values in place": renaming a value's file to a scratch name copies it; a metric
+    too (`sed -i~`, `perl -pi~`, `mv loss loss~` failed with EPERM). The metric stays, its backup is a
+    scratch file with its text, and the tool's rename over it adds nothing that is there already."""
+    old = _series(run, n=4)
+    sh(how, cwd=run / "metrics")
+    assert (run / "metrics/loss").read_bytes() == old
+    assert (run / "metrics/loss~").read_bytes() == old
+    assert sorted(os.listdir(run / "metrics")) == ["loss", "loss~"]
+    assert "loss~" not in read_json(run / "run.json")["metrics"]
+    os.unlink(run / "metrics/loss~")
+
+
 def test_tail(run):
     sh("for i in $(seq 1 20); do echo \"$i 0.$i\" >> metrics/loss; done", cwd=run)
     lines = (run / "metrics/loss").read_text().splitlines()
