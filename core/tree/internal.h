@@ -152,6 +152,8 @@ typedef struct scratch {
 	unsigned refs;             /* one for the tree's list while path is set, one per handle */
 	char *commit_to;           /* renamed over this file while still open: later writes go there */
 	int dirty;                 /* written since it was renamed over commit_to */
+	int to_metric;             /* commit_to is a metric: its lines past metric_from are appended */
+	size_t metric_from;
 	struct scratch *next;
 } scratch;
 
@@ -422,6 +424,8 @@ int commit_content(al_tree *t, const char *path, const char *data, size_t len);
 /* Writes data over the metric at path from its start: its lines past the points there are
  * appended (metrics.c). */
 int metric_rewrite(al_tree *t, const char *path, const char *data, size_t len);
+/* Appends complete lines to the metric at path, as a writer opened with O_APPEND would. */
+int metric_append_lines(al_tree *t, const char *path, const char *text, size_t len);
 /* A metric's text as reading gives it, appended to b (metrics.c). */
 int metric_text(al_buf *b, al_tree *t, const node *n);
 /* The attributes of an open file's path; a path gone since the open still answers. */

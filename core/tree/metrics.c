@@ -516,6 +516,25 @@ static int metric_write(al_file *f, const char *buf, size_t size)
 	return done < size ? al_buf_put(&f->text, buf + done, size - done) : 0;
 }
 
+/* Lines written on through a scratch descriptor renamed over the metric (scratch.c). */
+int metric_append_lines(al_tree *t, const char *path, const char *text, size_t len)
+{
+	al_file *f = NULL;
+	int rc = al_file_open(&f, t, path, AL_OPEN_WRITE | AL_OPEN_CREATE | AL_OPEN_APPEND);
+	if (rc == 0 && f->kind != F_METRIC)
+		rc = al_error_set(AL_EPERM, "%s is no metric", path);
+	if (rc == 0) {
+		pthread_mutex_lock(&f->mu);
+		if ((rc = metric_still_running(f)) == 0 && len) {
+			rc = al_series_append_text(t->series, f->staging, text, len);
+			scope_changed(t, f->staging);
+		}
+		pthread_mutex_unlock(&f->mu);
+	}
+	al_file_release(f);
+	return rc;
+}
+
 /* A metric's whole text as reading gives it (a backup copy: `sed -i~`, `mv loss loss~`). */
 int metric_text(al_buf *b, al_tree *t, const node *n)
 {

@@ -202,13 +202,17 @@ static int place_ended(al_tree *t, const node *place)
 }
 
 /* A scratch file renamed over a file that took its content goes. Handles still open on it write
- * on into the value at commit_to (flush_file); NULL: into nothing more. */
-static void gone_scratch(al_tree *t, scratch *s, const char *from, const char *commit_to)
+ * on into the value at commit_to (scratch_flush); a metric takes what they write past the given
+ * bytes as new lines (scratch_push); NULL: into nothing more. */
+static void gone_scratch(al_tree *t, scratch *s, const char *from, const char *commit_to,
+	int to_metric, size_t given)
 {
 	pthread_mutex_lock(&t->lock);
 	if (s->path && strcmp(s->path, from) == 0) {
 		free(s->commit_to);
 		s->commit_to = commit_to && s->refs > 1 ? strdup(commit_to) : NULL;
+		s->to_metric = to_metric;
+		s->metric_from = given;
 		scratch_unlink_locked(t, s);
 		scratch_put_locked(t, s);
 	}
@@ -278,7 +282,7 @@ int rename_scratch(al_tree *t, const char *from, const char *to, unsigned flags)
 			else
 				rc = metric_rewrite(t, to, data, len);
 			if (rc == 0)
-				gone_scratch(t, s, from, to);
+				gone_scratch(t, s, from, to, 1, len);
 			goto cleanup;
 		}
 		if (!parsed || !target.k->commit) {
@@ -298,7 +302,7 @@ int rename_scratch(al_tree *t, const char *from, const char *to, unsigned flags)
 		/* Over the file of a value: its content becomes that value, committed as a close
 		 * would commit it; the scratch file is gone once that succeeded. */
 		if ((rc = commit_content(t, to, data, len)) == 0)
-			gone_scratch(t, s, from, to);
+			gone_scratch(t, s, from, to, 0, 0);
 		goto cleanup;
 	}
 	if (to_scratch && node_parse(&target, from) == 0 && (target.k->commit || target.k == &kind_metric))
@@ -440,6 +444,42 @@ static int scratch_read(size_t *nread, al_file *f, char *buf, size_t size, uint6
 	return 0;
 }
 
+/* A scratch file renamed over a metric while open: the complete lines written past what the
+ * metric was given become its points at once, as a metric writer's do (all: at a close, a last
+ * line without its newline too). 1 when it was renamed over no metric. */
+static int scratch_push(al_file *f, int all)
+{
+	scratch *sc = f->sc;
+	char *to = NULL, *text = NULL;
+	size_t from, end, n = 0;
+	int rc = 0;
+	pthread_mutex_lock(&f->t->lock);
+	if (!sc->to_metric || !sc->commit_to) {
+		rc = 1;
+	} else if (sc->data.len > sc->metric_from) {
+		from = sc->metric_from;
+		for (end = sc->data.len; end > from && sc->data.ptr[end - 1] != '\n'; end--)
+			;
+		if (all)
+			end = sc->data.len;
+		if (end > from && (!(to = strdup(sc->commit_to)) || !(text = malloc(end - from + 1)))) {
+			rc = al_error_set(AL_ENOMEM, "out of memory");
+		} else if (end > from) {
+			memcpy(text, sc->data.ptr + from, end - from);
+			n = end - from;
+			if (text[n - 1] != '\n')
+				text[n++] = '\n';
+			sc->metric_from = end;   /* given: never sent again, whatever the append says */
+		}
+	}
+	pthread_mutex_unlock(&f->t->lock);
+	if (rc == 0 && n)
+		rc = metric_append_lines(f->t, to, text, n);
+	free(to);
+	free(text);
+	return rc;
+}
+
 static int scratch_write(al_file *f, const char *buf, size_t size, uint64_t off)
 {
 	scratch *sc = f->sc;
@@ -457,6 +497,8 @@ static int scratch_write(al_file *f, const char *buf, size_t size, uint64_t off)
 		sc->dirty = 1;
 	}
 	pthread_mutex_unlock(&f->t->lock);
+	if (rc == 0 && (rc = scratch_push(f, 0)) == 1)
+		rc = 0;
 	return rc;
 }
 
@@ -479,6 +521,9 @@ static int scratch_flush(al_file *f)
 	char *to = NULL, *data = NULL;
 	size_t len = 0;
 	int rc = 0;
+	if ((rc = scratch_push(f, 1)) != 1)
+		return rc;
+	rc = 0;
 	pthread_mutex_lock(&f->t->lock);
 	if (f->sc->commit_to && f->sc->dirty && (to = strdup(f->sc->commit_to)) &&
 	    (data = malloc(f->sc->data.len + 1))) {
@@ -488,15 +533,8 @@ static int scratch_flush(al_file *f)
 		f->sc->dirty = 0;
 	}
 	pthread_mutex_unlock(&f->t->lock);
-	if (to && data) {
-		/* a metric it was renamed over takes its lines past the points already there */
-		node target;
-		int metric;
-		memset(&target, 0, sizeof(target));
-		metric = node_parse(&target, to) == 0 && target.k == &kind_metric;
-		node_free(&target);
-		rc = metric ? metric_rewrite(f->t, to, data, len) : commit_content(f->t, to, data, len);
-	}
+	if (to && data)
+		rc = commit_content(f->t, to, data, len);
 	free(to);
 	free(data);
 	return rc;

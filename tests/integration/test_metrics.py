@@ -3,6 +3,7 @@ import errno
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 
 import pytest
@@ -225,8 +226,33 @@ def test_a_scratch_file_renamed_over_a_metric_writes_on_into_it(run):
         os.replace(run / "metrics/.loss.tmp", run / "metrics/loss")
         f.write(b"4 0.8 1700000004.000\n")
         f.flush()
+        # a point at each write, as a metric writer's: seen before the close
+        assert (run / "metrics/loss").read_bytes().endswith(b"4 0.8 1700000004.000\n")
         os.fsync(f.fileno())
     assert (run / "metrics/loss").read_bytes() == old + b"3 0.7 1700000003.000\n4 0.8 1700000004.000\n"
+    # lines as a program writes them (tempfile + os.replace into a new metric, then on): each once;
+    # a tester got 0.5 0.4 0.5 0.4 0.3, the whole file sent again at the fsync
+    fd, tmp = tempfile.mkstemp(dir=run / "metrics")
+    try:
+        os.write(fd, b"0.5\n0.4\n")
+        os.replace(tmp, run / "metrics/new")
+        os.write(fd, b"0.3\n")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    assert [v for _, v, _ in points(run / "metrics/new")] == ["0.5", "0.4", "0.3"]
+    # once the run ended, such a write fails itself with EROFS, as a metric writer's does
+    fd, tmp = tempfile.mkstemp(dir=run / "metrics")
+    try:
+        os.write(fd, b"1\n")
+        os.replace(tmp, run / "metrics/late")
+        (run / "status").write_text("finished\n")
+        with pytest.raises(OSError) as e:
+            os.write(fd, b"2\n")
+        assert e.value.errno == errno.EROFS
+    finally:
+        os.close(fd)
+    assert [v for _, v, _ in points(run / "metrics/late")] == ["1"]
 
 
 @pytest.mark.parametrize("how", ["sed -i~ s/x/y/ loss", "perl -pi~ -e s/x/y/ loss", "mv loss loss~"])
