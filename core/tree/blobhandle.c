@@ -144,8 +144,11 @@ static int copy_fd(int dst, int src, uint64_t limit)
 			return al_error_set_errno(AL_EIO, errno, "cannot read blob");
 		if (n == 0)
 			break;
-		if (pwrite(dst, buf, (size_t)n, (off_t)off) != n)
+		ssize_t put = pwrite(dst, buf, (size_t)n, (off_t)off);
+		if (put < 0)
 			return al_error_set_errno(al_error_from_errno(errno), errno, "cannot copy into staging file");
+		if (put != n)   /* a short write sets no errno: the disk is full */
+			return al_error_set(AL_ENOSPC, "cannot copy into staging file: its disk is full");
 		off += (uint64_t)n;
 	}
 	return 0;

@@ -201,6 +201,38 @@ def test_a_write_after_fsync_that_finds_the_disk_full_leaves_the_file_whole(smal
     assert m.alive()
 
 
+def test_an_open_whose_copy_fills_the_disk_records_nothing_cut(small_disk, mount_factory):
+    """Opening an artifact for writing copies its content first; a copy that fills the disk stops
+    with a short write, which sets no errno. It was taken for success: the writer went on from a
+    copy cut where the disk filled, and its fsync stored that cut copy as a blob (a tester's 400 MB
+    file became 319 MiB, stopped from being recorded only by the metastore's own full disk)."""
+    m = small_mount(small_disk, mount_factory)
+    run = mkrun(m)
+    p = run / "artifacts/cut.bin"
+    x = os.urandom(3 * MIB)
+    p.write_bytes(x)
+    m.wait_idle()
+    before = set(blob_files(small_disk / "blobs"))
+    filler = small_disk / "filler"
+    with open(filler, "wb") as f:      # room for a third of the copy, not a whole number of 64 KiB
+        f.write(b"\0" * max(0, free_bytes(small_disk) - MIB - 12 * 1024))
+    failed = None
+    try:
+        fd = os.open(p, os.O_RDWR)
+        try:
+            os.pwrite(fd, b"Z", 0)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as e:
+        failed = e.errno
+    assert failed == errno.ENOSPC, failed
+    os.unlink(filler)
+    assert p.read_bytes() == x
+    assert set(blob_files(small_disk / "blobs")) == before
+    assert m.alive()
+
+
 def test_run_output_past_a_full_disk_is_said_not_recorded(small_disk, mount_factory):
     """`aletheia run` whose output fills the store's disk: the command goes on and ends, the run ends
     with its exit status, and stderr says output.log is not recorded (a file is recorded whole or not
