@@ -444,37 +444,48 @@ static int scratch_read(size_t *nread, al_file *f, char *buf, size_t size, uint6
 	return 0;
 }
 
-/* A scratch file renamed over a metric while open: the complete lines written past what the
- * metric was given become its points at once, as a metric writer's do (all: at a close, a last
- * line without its newline too). 1 when it was renamed over no metric. */
-static int scratch_push(al_file *f, int all)
+/* A scratch file renamed over a metric while open writes on as a metric writer: what it writes
+ * after the rename is appended wherever it is aimed, each complete line a point at once (all: at
+ * the last close, a last line without its newline too). A write whose lines are refused (EINVAL,
+ * EROFS once the run ended: checked at each write, also of a partial line) did not happen: its
+ * bytes go, and the next write goes on from where that one started. 1 when renamed over no
+ * metric. */
+static int scratch_push(al_file *f, int all, int wrote)
 {
 	scratch *sc = f->sc;
 	char *to = NULL, *text = NULL;
-	size_t from, end, n = 0;
+	size_t from = 0, end = 0, n = 0;
 	int rc = 0;
 	pthread_mutex_lock(&f->t->lock);
 	if (!sc->to_metric || !sc->commit_to) {
 		rc = 1;
-	} else if (sc->data.len > sc->metric_from) {
-		from = sc->metric_from;
+	} else {
+		from = sc->metric_from < sc->data.len ? sc->metric_from : sc->data.len;
 		for (end = sc->data.len; end > from && sc->data.ptr[end - 1] != '\n'; end--)
 			;
 		if (all)
 			end = sc->data.len;
-		if (end > from && (!(to = strdup(sc->commit_to)) || !(text = malloc(end - from + 1)))) {
+		if (!(to = strdup(sc->commit_to)) || !(text = malloc(end - from + 2))) {
 			rc = al_error_set(AL_ENOMEM, "out of memory");
-		} else if (end > from) {
-			memcpy(text, sc->data.ptr + from, end - from);
+		} else {
+			if (end > from)
+				memcpy(text, sc->data.ptr + from, end - from);
 			n = end - from;
-			if (text[n - 1] != '\n')
+			if (n && text[n - 1] != '\n')
 				text[n++] = '\n';
-			sc->metric_from = end;   /* given: never sent again, whatever the append says */
+			sc->metric_from = end;
 		}
 	}
 	pthread_mutex_unlock(&f->t->lock);
-	if (rc == 0 && n)
-		rc = metric_append_lines(f->t, to, text, n);
+	if (rc == 0 && (n || wrote) && (rc = metric_append_lines(f->t, to, text, n)) != 0) {
+		pthread_mutex_lock(&f->t->lock);
+		if (sc->metric_from == end) {
+			sc->metric_from = from;
+			if (sc->data.len > from)
+				scratch_resize_locked(f->t, sc, from);
+		}
+		pthread_mutex_unlock(&f->t->lock);
+	}
 	free(to);
 	free(text);
 	return rc;
@@ -485,8 +496,8 @@ static int scratch_write(al_file *f, const char *buf, size_t size, uint64_t off)
 	scratch *sc = f->sc;
 	int rc = 0;
 	pthread_mutex_lock(&f->t->lock);
-	if (f->flags & AL_OPEN_APPEND)
-		off = sc->data.len;
+	if ((f->flags & AL_OPEN_APPEND) || (sc->to_metric && sc->commit_to))
+		off = sc->data.len;   /* over a metric: every write appends, as to the metric */
 	if (off > SCRATCH_MAX || size > SCRATCH_MAX)
 		rc = al_error_set(AL_ENOSPC, "editors' scratch files hold at most %u MiB", SCRATCH_MAX >> 20);
 	else if (off + size > sc->data.len)
@@ -497,16 +508,18 @@ static int scratch_write(al_file *f, const char *buf, size_t size, uint64_t off)
 		sc->dirty = 1;
 	}
 	pthread_mutex_unlock(&f->t->lock);
-	if (rc == 0 && (rc = scratch_push(f, 0)) == 1)
+	if (rc == 0 && (rc = scratch_push(f, 0, 1)) == 1)
 		rc = 0;
 	return rc;
 }
 
 static int scratch_truncate(al_file *f, uint64_t size)
 {
-	int rc;
+	int rc = 0;
 	pthread_mutex_lock(&f->t->lock);
-	if ((rc = scratch_resize_locked(f->t, f->sc, size)) == 0) {
+	if (f->sc->to_metric && f->sc->commit_to)
+		;   /* over a metric: ignored, as a metric's truncate is */
+	else if ((rc = scratch_resize_locked(f->t, f->sc, size)) == 0) {
 		f->sc->mtime_us = al_now_us();
 		f->sc->dirty = 1;
 	}
@@ -521,8 +534,8 @@ static int scratch_flush(al_file *f)
 	char *to = NULL, *data = NULL;
 	size_t len = 0;
 	int rc = 0;
-	if ((rc = scratch_push(f, 1)) != 1)
-		return rc;
+	if ((rc = scratch_push(f, 0, 0)) != 1)
+		return rc;    /* a partial last line waits for the last close (scratch_release) */
 	rc = 0;
 	pthread_mutex_lock(&f->t->lock);
 	if (f->sc->commit_to && f->sc->dirty && (to = strdup(f->sc->commit_to)) &&
@@ -557,7 +570,17 @@ static int scratch_getattr(al_attr *out, al_file *f)
 	return 0;
 }
 
+/* The last close: over a metric, a last line without its newline is a point now. */
+static int scratch_release(al_file *f)
+{
+	int rc = scratch_push(f, 1, 0);
+	if (rc != 0 && rc != 1)
+		fprintf(stderr, "aletheia: %s: the last line, written without its newline, was not "
+			"recorded: %s\n", f->path, al_error_last());
+	return 0;
+}
+
 const file_class scratch_class = {
 	.read = scratch_read, .write = scratch_write, .truncate = scratch_truncate,
-	.flush = scratch_flush, .getattr = scratch_getattr,
+	.flush = scratch_flush, .getattr = scratch_getattr, .release = scratch_release,
 };

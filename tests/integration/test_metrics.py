@@ -255,6 +255,54 @@ def test_a_scratch_file_renamed_over_a_metric_writes_on_into_it(run):
     assert [v for _, v, _ in points(run / "metrics/late")] == ["1"]
 
 
+def test_a_scratch_descriptor_renamed_over_a_metric_writes_as_a_metric_writer(run):
+    """After the rename, what the descriptor writes is appended as a metric writer's writes are: a
+    refused line fails its write() and the next line is recorded (a tester's next line vanished
+    with success), writes at any offset and after ftruncate append (they were dropped), a line cut
+    across two closes of shared descriptors is one point (it was cut at the first close), and a
+    partial line after the run ended fails its write() with EROFS (it succeeded and was lost)."""
+    m = run / "metrics"
+
+    def renamed(name):
+        fd, tmp = tempfile.mkstemp(dir=m)
+        os.write(fd, b"0 1\n")
+        os.rename(tmp, m / name)
+        return fd
+
+    def got(name):
+        return [(s, v) for s, v, _ in points(m / name)]
+
+    fd = renamed("x")
+    try:
+        with pytest.raises(OSError) as e:
+            os.write(fd, b"bad\n")
+        assert e.value.errno == errno.EINVAL
+        assert os.write(fd, b"1 5\n") == 4
+        os.pwrite(fd, b"2 9\n", 0)
+        os.ftruncate(fd, 0)
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.write(fd, b"3 7\n")
+        fd2 = os.dup(fd)
+        os.write(fd, b"4 4")
+        os.close(fd)
+        fd = None
+        os.write(fd2, b"0\n")
+        os.close(fd2)
+    finally:
+        if fd is not None:
+            os.close(fd)
+    assert got("x") == [(0, "1"), (1, "5"), (2, "9"), (3, "7"), (4, "40")]
+    fd = renamed("y")
+    try:
+        (run / "status").write_text("finished\n")
+        with pytest.raises(OSError) as e:
+            os.write(fd, b"x")
+        assert e.value.errno == errno.EROFS
+    finally:
+        os.close(fd)
+    assert got("y") == [(0, "1")]
+
+
 @pytest.mark.parametrize("how", ["sed -i~ s/x/y/ loss", "perl -pi~ -e s/x/y/ loss", "mv loss loss~"])
 def test_a_metric_renamed_to_a_backup_name_is_copied(run, how):
     """README "Editing values in place": renaming a value's file to a scratch name copies it; a metric
