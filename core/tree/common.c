@@ -386,7 +386,7 @@ static int delete_tree(al_tree *t, const char *doc)
 int metric_remove(al_tree *t, const node *n, const char *path)
 {
 	al_store_backend *store = t->series_store ? t->series_store : t->store;
-	char *id = al_id_encode(n->rest), *doc = id ? xasprintf("%s/metrics/%s", n->run_doc, id) : NULL;
+	char *doc = metric_doc(n);
 	al_doc *d = NULL;
 	int rc;
 
@@ -403,7 +403,6 @@ int metric_remove(al_tree *t, const node *n, const char *path)
 cleanup:
 	al_doc_free(d);
 	free(doc);
-	free(id);
 	return rc;
 }
 

@@ -426,6 +426,8 @@ int commit_content(al_tree *t, const char *path, const char *data, size_t len);
 int metric_rewrite(al_tree *t, const char *path, const char *data, size_t len);
 /* Appends complete lines to the metric at path, as a writer opened with O_APPEND would. */
 int metric_append_lines(al_tree *t, const char *path, const char *text, size_t len);
+/* The metric document of a path in metrics/; NULL when out of memory. Caller frees. */
+char *metric_doc(const node *n);
 /* A metric's text as reading gives it, appended to b (metrics.c). */
 int metric_text(al_buf *b, al_tree *t, const node *n);
 /* The attributes of an open file's path; a path gone since the open still answers. */

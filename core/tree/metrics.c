@@ -10,6 +10,15 @@
 #define METRIC_WRITE_MAX (AL_MAX_WRITE - 4096)
 #define METRIC_LINE_MAX 65536
 
+/* The metric document of a path in metrics/ ("…/runs/R/metrics/<encoded name>"); NULL when out
+ * of memory. Caller frees. */
+char *metric_doc(const node *n)
+{
+	char *id = al_id_encode(n->rest), *doc = id ? xasprintf("%s/metrics/%s", n->run_doc, id) : NULL;
+	free(id);
+	return doc;
+}
+
 static int metric_attr(al_attr *out, al_tree *t, const node *n, const char *path, unsigned mode,
 	int64_t run_mtime)
 {
@@ -375,7 +384,6 @@ static int open_metric(al_file *f, int flags, const char *path)
 	al_tree *t = f->t;
 	al_attr a;
 	int rc, exists;
-	char *id;
 
 	if (!*f->n.rest)
 		return al_error_set(AL_EISDIR, "metrics/ is a folder");
@@ -384,9 +392,7 @@ static int open_metric(al_file *f, int flags, const char *path)
 		return al_error_set(AL_EISDIR, "%s is a folder", path);
 	if (!exists && !((flags & AL_OPEN_WRITE) && (flags & AL_OPEN_CREATE)))
 		return al_error_set(AL_ENOTFOUND, "no such metric: %s", path);
-	id = al_id_encode(f->n.rest);
-	f->staging = xasprintf("%s/metrics/%s", f->n.run_doc, id);   /* the metric document */
-	free(id);
+	f->staging = metric_doc(&f->n);   /* the metric document */
 	f->kind = F_METRIC;
 	f->view = UINT64_MAX;
 	if (flags & AL_OPEN_WRITE) {
@@ -516,16 +522,25 @@ static int metric_write(al_file *f, const char *buf, size_t size)
 	return done < size ? al_buf_put(&f->text, buf + done, size - done) : 0;
 }
 
-/* Lines written on through a scratch descriptor renamed over the metric (scratch.c). */
-int metric_append_lines(al_tree *t, const char *path, const char *text, size_t len)
+/* Complete lines written to the metric at path as one write() of a writer opened there, all or
+ * none of them: with rewrite, one whose first write is at the file's start (its lines that are
+ * the points already there are skipped); else one opened with O_APPEND. No lines: only the check
+ * that the run still runs (EROFS). */
+static int metric_put(al_tree *t, const char *path, const char *text, size_t len, int rewrite)
 {
 	al_file *f = NULL;
-	int rc = al_file_open(&f, t, path, AL_OPEN_WRITE | AL_OPEN_CREATE | AL_OPEN_APPEND);
+	int rc = al_file_open(&f, t, path, AL_OPEN_WRITE | AL_OPEN_CREATE |
+		(rewrite ? AL_OPEN_TRUNC : AL_OPEN_APPEND));
 	if (rc == 0 && f->kind != F_METRIC)
 		rc = al_error_set(AL_EPERM, "%s is no metric", path);
 	if (rc == 0) {
 		pthread_mutex_lock(&f->mu);
-		if ((rc = metric_still_running(f)) == 0 && len) {
+		if ((rc = metric_still_running(f)) == 0 && rewrite) {
+			f->matching = 1;
+			metric_skip_same(f, &text, &len);
+			match_end(f);
+		}
+		if (rc == 0 && len) {
 			rc = al_series_append_text(t->series, f->staging, text, len);
 			scope_changed(t, f->staging);
 		}
@@ -535,17 +550,20 @@ int metric_append_lines(al_tree *t, const char *path, const char *text, size_t l
 	return rc;
 }
 
+/* Lines written on through a scratch descriptor renamed over the metric (scratch.c). */
+int metric_append_lines(al_tree *t, const char *path, const char *text, size_t len)
+{
+	return metric_put(t, path, text, len, 0);
+}
+
 /* A metric's whole text as reading gives it (a backup copy: `sed -i~`, `mv loss loss~`). */
 int metric_text(al_buf *b, al_tree *t, const node *n)
 {
-	char *id = al_id_encode(n->rest), *doc = id ? xasprintf("%s/metrics/%s", n->run_doc, id) : NULL;
-	char *text = NULL;
+	char *doc = metric_doc(n), *text = NULL;
 	size_t len = 0;
 	int rc;
-	if (!doc) {
-		free(id);
+	if (!doc)
 		return al_error_set(AL_ENOMEM, "out of memory");
-	}
 	metric_settle_lines(t, doc);
 	rc = al_series_render(&text, &len, t->series, doc);
 	if (rc == AL_ENOTFOUND) {   /* created empty */
@@ -556,7 +574,6 @@ int metric_text(al_buf *b, al_tree *t, const node *n)
 		rc = al_buf_put(b, text, len);
 	free(text);
 	free(doc);
-	free(id);
 	return rc;
 }
 
@@ -565,9 +582,7 @@ int metric_text(al_buf *b, al_tree *t, const node *n)
  * all or nothing (a bad line, or one longer than a write takes, changes nothing). */
 int metric_rewrite(al_tree *t, const char *path, const char *data, size_t len)
 {
-	al_file *f = NULL;
-	char *text = NULL;
-	const char *rest;
+	char *text;
 	size_t i, start = 0, n = len;
 	int rc;
 
@@ -584,26 +599,7 @@ int metric_rewrite(al_tree *t, const char *path, const char *data, size_t len)
 		memcpy(text, data, len);
 	if (len && text[len - 1] != '\n')
 		text[n++] = '\n';    /* a last line with no newline is a point, as at a close */
-	if ((rc = al_file_open(&f, t, path, AL_OPEN_WRITE | AL_OPEN_CREATE | AL_OPEN_TRUNC)))
-		goto cleanup;
-	if (f->kind != F_METRIC) {
-		rc = al_error_set(AL_EPERM, "%s is no metric", path);
-		goto cleanup;
-	}
-	pthread_mutex_lock(&f->mu);
-	if ((rc = metric_still_running(f)) == 0) {
-		rest = text;
-		f->matching = 1;
-		metric_skip_same(f, &rest, &n);
-		match_end(f);
-		if (n) {
-			rc = al_series_append_text(t->series, f->staging, rest, n);
-			scope_changed(t, f->staging);
-		}
-	}
-	pthread_mutex_unlock(&f->mu);
-cleanup:
-	al_file_release(f);
+	rc = metric_put(t, path, text, n, 1);
 	free(text);
 	return rc;
 }

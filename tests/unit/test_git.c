@@ -276,41 +276,30 @@ static void test_to_value(void)
 /* A submodule at another commit than the one recorded is a change (the code run is not the
  * commit's); a dirty work tree inside it is not. A tester's --require-clean let a moved gitlink
  * through with dirty false. */
+/* The state captured at sub is dirty (1) or not (0). */
+static void check_dirty(const char *sub, int dirty)
+{
+	al_git_state *st = capture(sub);
+	if (st) {
+		CHECK_EQ_INT(st->dirty, dirty);
+		al_git_state_free(st);
+	}
+}
+
 static void test_submodule(void)
 {
-	al_git_state *st;
 	sh("git init -q -b main lib && cd lib && printf 'v1\\n' > v && git add v && git commit -q -m v1");
 	sh("git init -q -b main top && cd top && git -c protocol.file.allow=always submodule add -q ../lib lib "
 	   "&& git commit -q -m 'with lib'");
-	st = capture("top");
-	if (st) {
-		CHECK_EQ_INT(st->dirty, 0);
-		al_git_state_free(st);
-	}
+	check_dirty("top", 0);
 	sh("cd top/lib && printf 'local\\n' >> v");          /* the submodule's own dirty work tree */
-	st = capture("top");
-	if (st) {
-		CHECK_EQ_INT(st->dirty, 0);
-		al_git_state_free(st);
-	}
+	check_dirty("top", 0);
 	sh("cd top/lib && git checkout -q v && git commit -q --allow-empty -m moved");
-	st = capture("top");
-	if (st) {
-		CHECK_EQ_INT(st->dirty, 1);
-		al_git_state_free(st);
-	}
+	check_dirty("top", 1);
 	sh("cd top && git add lib");                             /* staged: still not HEAD's commit */
-	st = capture("top");
-	if (st) {
-		CHECK_EQ_INT(st->dirty, 1);
-		al_git_state_free(st);
-	}
+	check_dirty("top", 1);
 	sh("cd top && git commit -q -m 'lib moved'");
-	st = capture("top");
-	if (st) {
-		CHECK_EQ_INT(st->dirty, 0);
-		al_git_state_free(st);
-	}
+	check_dirty("top", 0);
 }
 
 int main(void)
