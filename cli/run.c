@@ -119,7 +119,6 @@ static int check_clean(void)
 	return rc;
 }
 
-/* Writes fold, model and params/KEY files into the new run. */
 /* 1 when one --param key is a folder of another's (a=… and a/b=…): params/a cannot be both a value
  * and a folder, so the run is not created for a write that must fail. */
 static int params_clash(const char **params, int nparams, const char **a, const char **b)
@@ -136,6 +135,7 @@ static int params_clash(const char **params, int nparams, const char **a, const 
 	return 0;
 }
 
+/* Writes fold, model and params/KEY files into the new run. */
 static int write_settings(const char *run, const char *fold, const char *model, const char **params,
 	int nparams)
 {
