@@ -246,63 +246,55 @@ int open_blob(al_file *f, int flags, const char *path)
 	return rc;
 }
 
-/* A new writer's staged copy, with the current content when it is kept (partial overwrites
- * start from it); in reach of open_blob once whole. */
-static int stage_first(al_file *f, int keep)
+/* Makes a new staging file f's file: a copy of src's first keep bytes (none when src < 0), in
+ * reach of open_blob only once whole. One that fails leaves f on the file it had. */
+static int stage_copy(al_file *f, int src, uint64_t keep)
 {
 	char *path = NULL;
-	int fd = -1, rc;
+	int fd = -1, old, rc;
 	if ((rc = staging_create(&fd, &path, f->t)))
 		return rc;
-	if (keep) {
-		al_file src = {.t = f->t, .n = f->n, .fd = -1};
-		if ((rc = blob_open_read(&src, NULL)) == 0) {
-			if (src.cb && (rc = al_cache_blob_complete(src.cb)) == 0)
-				rc = copy_fd(fd, al_cache_blob_fd(src.cb), UINT64_MAX);
-			else if (!src.cb)
-				rc = copy_fd(fd, src.fd, UINT64_MAX);
-			if (src.fd >= 0)
-				close(src.fd);
-			al_cache_blob_close(src.cb);
-		}
-	}
-	if (rc) {
+	if (src >= 0 && (rc = copy_fd(fd, src, keep))) {
 		close(fd);
 		unlink(path);
 		free(path);
 		return rc;
 	}
 	pthread_mutex_lock(&f->t->lock);   /* open_blob reads writers' staging paths under it */
+	old = f->fd;
 	f->fd = fd;
 	f->staging = path;
 	pthread_mutex_unlock(&f->t->lock);
+	if (old >= 0)
+		close(old);
 	return 0;
 }
 
+/* A new writer's staged copy, with the current content when it is kept (partial overwrites
+ * start from it). */
+static int stage_first(al_file *f, int keep)
+{
+	al_file src = {.t = f->t, .n = f->n, .fd = -1};
+	int rc;
+	if (!keep)
+		return stage_copy(f, -1, 0);
+	if ((rc = blob_open_read(&src, NULL)) != 0)
+		return rc;
+	if (!src.cb)
+		rc = stage_copy(f, src.fd, UINT64_MAX);
+	else if ((rc = al_cache_blob_complete(src.cb)) == 0)
+		rc = stage_copy(f, al_cache_blob_fd(src.cb), UINT64_MAX);
+	if (src.fd >= 0)
+		close(src.fd);
+	al_cache_blob_close(src.cb);
+	return rc;
+}
+
 /* A write handle whose staged file was committed stages a copy of its first keep bytes again:
- * a blob, and a reader's version, never change. The copy is in reach of open_blob only once
- * whole; one that fails leaves the handle on its committed content. */
+ * a blob, and a reader's version, never change. */
 static int restage(al_file *f, uint64_t keep)
 {
-	char *path = NULL;
-	int fd = -1, rc;
-	if (f->staging)
-		return 0;
-	if ((rc = staging_create(&fd, &path, f->t)))
-		return rc;
-	if (f->fd >= 0 && (rc = copy_fd(fd, f->fd, keep))) {
-		close(fd);
-		unlink(path);
-		free(path);
-		return rc;
-	}
-	if (f->fd >= 0)
-		close(f->fd);
-	pthread_mutex_lock(&f->t->lock);   /* open_blob reads writers' staging paths under it */
-	f->fd = fd;
-	f->staging = path;
-	pthread_mutex_unlock(&f->t->lock);
-	return 0;
+	return f->staging ? 0 : stage_copy(f, f->fd, keep);
 }
 
 static int commit_blob(al_file *f)
