@@ -370,11 +370,12 @@ int tree_unlink(al_tree *t, const char *path)
 int tree_rmdir(al_tree *t, const char *path)
 {
 	node n;
-	int rc, working;
+	int rc, working = 0;
 
 	if ((rc = node_parse(&n, path)))
 		return rc;
-	if ((rc = may_delete(t, &n, path, &working)) == 0)
+	/* An empty scratch folder comes and goes freely, as scratch files do. */
+	if ((rc = scratch_rmdir(t, path)) == 1 && (rc = may_delete(t, &n, path, &working)) == 0)
 		rc = working ? blob_rmdir(t, &n, path) : n.k->rmdir ? n.k->rmdir(t, &n, path) : 0;
 	if (rc == 0 && !working) {
 		vdir **pv;

@@ -530,6 +530,7 @@ int ctl_empty_attr(al_attr *out, al_tree *t, const node *n, const al_doc *owner,
 /* scratch.c */
 int scratch_attr(al_attr *out, al_tree *t, const char *path);
 int scratch_unlink(al_tree *t, const char *path);
+int scratch_rmdir(al_tree *t, const char *path);
 int scratch_utimens(al_tree *t, const char *path, int64_t mtime_us);
 int rename_scratch(al_tree *t, const char *from, const char *to, unsigned flags);
 int open_scratch(al_file *f, int flags, const char *path);

@@ -53,9 +53,29 @@ static int scratch_name(const char *name)
 	return 0;
 }
 
-/* 1 when path is a scratch file's place: a scratch name right in params/ (or a folder of it),
- * metadata/, a run's or an experiment's folder. *parent then holds that folder's node, and
- * *dir its path (both the caller's). */
+/* A scratch file's path: its name is a scratch name, or it is right in a folder whose name is
+ * one (rsync --delay-updates gathers the files in .~tmp~, then renames each out of it). */
+static int scratch_path(const char *path)
+{
+	const char *name = last_segment(path), *dir;
+	char seg[256];
+
+	if (scratch_name(name))
+		return 1;
+	if (name == path)
+		return 0;
+	for (dir = name - 1; dir > path && dir[-1] != '/'; dir--)
+		;
+	if ((size_t)(name - 1 - dir) == 0 || (size_t)(name - 1 - dir) >= sizeof(seg))
+		return 0;
+	memcpy(seg, dir, (size_t)(name - 1 - dir));
+	seg[name - 1 - dir] = '\0';
+	return scratch_name(seg);
+}
+
+/* 1 when path is a scratch file's place: a scratch path (scratch_path) in params/ (or a folder
+ * of it), metrics/, metadata/, a run's or an experiment's folder. *parent then holds that
+ * folder's node, and *dir its path (both the caller's). */
 static int scratch_place(node *parent, char **dir, const char *path)
 {
 	const char *name = last_segment(path);
@@ -63,7 +83,7 @@ static int scratch_place(node *parent, char **dir, const char *path)
 
 	memset(parent, 0, sizeof(*parent));
 	*dir = NULL;
-	if (name == path || !scratch_name(name) || !(*dir = strndup(path, (size_t)(name - 1 - path))))
+	if (name == path || !scratch_path(path) || !(*dir = strndup(path, (size_t)(name - 1 - path))))
 		return 0;
 	ok = node_parse(parent, **dir ? *dir : "/") == 0;
 	if (ok && !(parent->k->flags & K_SCRATCH))
@@ -119,7 +139,7 @@ int scratch_attr(al_attr *out, al_tree *t, const char *path)
 {
 	scratch *s;
 	int found = 0;
-	if (!scratch_name(last_segment(path)))
+	if (!scratch_path(path))
 		return 0;
 	pthread_mutex_lock(&t->lock);
 	if ((s = scratch_find(t, path))) {
@@ -242,7 +262,7 @@ int rename_scratch(al_tree *t, const char *from, const char *to, unsigned flags)
 	free(dir);
 	if (rc != 1)
 		return rc;
-	if (scratch_name(last_segment(from))) {
+	if (scratch_path(from)) {
 		pthread_mutex_lock(&t->lock);
 		s = scratch_find(t, from);
 		if (s && to_scratch) {
@@ -398,11 +418,33 @@ cleanup:
 	return rc;
 }
 
+static int count_entry(void *ctx, const char *name, int type, const al_attr *attr)
+{
+	(void)type;
+	(void)attr;
+	if (strcmp(name, ".") != 0 && strcmp(name, "..") != 0)
+		++*(size_t *)ctx;
+	return 0;
+}
+
+/* 0 when path is an empty scratch folder made by mkdir (rsync's .~tmp~), which goes without
+ * --allow-delete: nothing of it was recorded; 1 when it is none. */
+int scratch_rmdir(al_tree *t, const char *path)
+{
+	size_t entries = 0;
+	int rc;
+	if (!scratch_name(last_segment(path)) || !has_vdir(t, path))
+		return 1;
+	if ((rc = al_tree_readdir(t, path, count_entry, &entries)) != 0)
+		return rc;
+	return entries ? al_error_set(AL_ENOTEMPTY, "%s is not empty", path) : 0;
+}
+
 /* 0 when path was a scratch file and is gone, 1 when it is none. */
 int scratch_unlink(al_tree *t, const char *path)
 {
 	scratch *s = NULL;
-	if (!scratch_name(last_segment(path)))
+	if (!scratch_path(path))
 		return 1;
 	pthread_mutex_lock(&t->lock);
 	if ((s = scratch_find(t, path))) {
@@ -417,7 +459,7 @@ int scratch_unlink(al_tree *t, const char *path)
 int scratch_utimens(al_tree *t, const char *path, int64_t mtime_us)
 {
 	scratch *s = NULL;
-	if (!scratch_name(last_segment(path)))
+	if (!scratch_path(path))
 		return 1;
 	pthread_mutex_lock(&t->lock);
 	if ((s = scratch_find(t, path)))

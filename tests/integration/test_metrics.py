@@ -1,5 +1,6 @@
 # aletheia integration tests: metrics/<name> append-only series (README "metrics").
 import errno
+import json
 import os
 import shutil
 import subprocess
@@ -421,6 +422,37 @@ def test_rsync_a_of_metrics_into_a_new_run(mount):
     # a scratch name in metrics/ is never a metric
     sh("echo 1 > metrics/.scratch && rm metrics/.scratch", cwd=b)
     assert ".scratch" not in (a.parent.parent / "runs.csv").read_text()
+
+
+def test_rsync_delay_updates_into_metrics_and_params(mount):
+    # rsync --delay-updates gathers each file in a folder .~tmp~ beside it, renames them all out of
+    # it at the end and removes it: a folder of a scratch name holds scratch files (README "Editing
+    # values in place"). Before, rsync exited 23 (its renames refused), a param ".~tmp~/lr" was
+    # recorded, metrics ".~tmp~/loss" and ".~tmp~/val/acc" too, and ".~tmp~" stayed in the listings.
+    a, b = mkrun(mount, "a"), mkrun(mount, "b")
+    sh("for i in 1 2 3; do echo 0.$i >> metrics/loss; done && mkdir -p metrics/val && "
+       "echo '5 0.5 1700000000.5' >> metrics/val/acc && echo 0.01 > params/lr && "
+       "mkdir -p params/opt && echo adam > params/opt/name", cwd=a)
+    for _ in range(2):    # the second: the same points again, none added
+        for folder in ("metrics", "params"):
+            r = sh(f"rsync -r --delay-updates {a}/{folder}/ {b}/{folder}/", check=False)
+            assert r.returncode == 0, r.stderr
+        for m in ("loss", "val/acc"):
+            assert (b / "metrics" / m).read_bytes() == (a / "metrics" / m).read_bytes(), m
+        assert sorted(os.listdir(b / "metrics")) == ["loss", "val"]
+        assert sorted(os.listdir(b / "metrics/val")) == ["acc"]
+        assert sorted(os.listdir(b / "params")) == ["lr", "opt"]
+        assert json.loads((b / "params.json").read_text()) == {"lr": 0.01, "opt/name": "adam"}
+    head = (a.parent.parent / "runs.csv").read_text().splitlines()[0]
+    assert "~tmp~" not in head
+    # a scratch folder that still holds a file is not removed; empty, it goes without
+    # --allow-delete, and its files are never recorded
+    sh("mkdir metrics/.~tmp~ && echo 0.5 > metrics/.~tmp~/loss", cwd=b)
+    r = sh("rmdir metrics/.~tmp~", cwd=b, check=False)
+    assert r.returncode != 0 and "not empty" in r.stderr
+    sh("rm metrics/.~tmp~/loss && rmdir metrics/.~tmp~", cwd=b)
+    assert sorted(os.listdir(b / "metrics")) == ["loss", "val"]
+    assert (b / "metrics/loss").read_bytes() == (a / "metrics/loss").read_bytes()
 
 
 @pytest.mark.parametrize("folder,entry", [("metrics/val", "loss"), ("params/opt", "b1"), ("metrics/a/b", "c")])

@@ -54,6 +54,32 @@ static void test_python_replace(void)
 	CHECK_EQ_STR(tree_ls(P), "bs lr");
 }
 
+/* rsync --delay-updates: each file gathered in .~tmp~ beside it, renamed out of it, the folder
+ * removed; files in a folder of a scratch name are scratch files. */
+static void test_scratch_folder(void)
+{
+	CHECK_OK(al_tree_mkdir(TF.t, P "/.~tmp~", NULL));
+	CHECK_OK(tree_write(P "/.~tmp~/lr", "0.25\n"));
+	CHECK_EQ_STR(tree_ls(P "/.~tmp~"), "lr");
+	CHECK(strstr(tree_cat(RUN1 "/params.json"), "tmp") == NULL);
+	CHECK_EQ_INT(al_tree_rmdir(TF.t, P "/.~tmp~"), AL_ENOTEMPTY);
+	CHECK_OK(al_tree_rename(TF.t, P "/.~tmp~/lr", P "/lr", 0));
+	CHECK_EQ_STR(tree_cat(P "/lr"), "0.25\n");
+	CHECK_EQ_STR(tree_ls(P "/.~tmp~"), "");
+	CHECK_OK(al_tree_rmdir(TF.t, P "/.~tmp~"));   /* without --allow-delete */
+	CHECK_EQ_STR(tree_ls(P), "bs lr");
+	/* in metrics/: renamed over a metric, its points past those there are appended */
+	CHECK_OK(tree_write(RUN1 "/metrics/loss", "0.5\n"));
+	CHECK_OK(al_tree_mkdir(TF.t, RUN1 "/metrics/.~tmp~", NULL));
+	CHECK_OK(tree_write(RUN1 "/metrics/.~tmp~/loss", "0.4\n"));
+	CHECK_EQ_STR(tree_ls(RUN1 "/metrics"), ".~tmp~ loss");
+	CHECK_OK(al_tree_rename(TF.t, RUN1 "/metrics/.~tmp~/loss", RUN1 "/metrics/loss", 0));
+	CHECK_OK(al_tree_rmdir(TF.t, RUN1 "/metrics/.~tmp~"));
+	CHECK_EQ_STR(tree_ls(RUN1 "/metrics"), "loss");
+	CHECK(strstr(tree_cat(RUN1 "/metrics/loss"), "\n1 0.4 ") != NULL);
+	CHECK_OK(tree_write(P "/lr", "0.55\n"));
+}
+
 static void test_refused(void)
 {
 	al_file *f = NULL;
@@ -114,6 +140,7 @@ int main(void)
 	tree_setup();
 	test_sed_i();
 	test_python_replace();
+	test_scratch_folder();
 	test_refused();
 	tree_teardown();
 	CHECK_DONE();
