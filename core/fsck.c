@@ -143,8 +143,8 @@ static int add_records(al_fsck *k, const char *coll, const char *folder)
 		const char *hash = al_fields_get_string(f, "hash");
 		char *decoded = NULL, *mpath = NULL;
 		int64_t size = 0;
-		if (type && strcmp(type, "dir") == 0)
-			continue;
+		if (type && (strcmp(type, "dir") == 0 || strcmp(type, "link") == 0))
+			continue;   /* no content */
 		if (!path)
 			path = decoded = al_id_decode(al_doc_id(l->docs[i]->path));
 		al_fields_get_int(&size, f, "size");

@@ -740,8 +740,11 @@ static void op_symlink_body(fuse_req_t req, const char *target, fuse_ino_t paren
 {
 	al_fs *fs = fs_of(req);
 	char *path = child_path(fs, parent, name);
+	al_caller c;
 	al_attr a;
-	int rc = path ? al_tree_symlink(fs->tree, target, path) : AL_ENOTFOUND;
+	int rc;
+	caller_of(&c, req);
+	rc = path ? al_tree_symlink(fs->tree, target, path, &c) : AL_ENOTFOUND;
 	if (rc == 0)
 		rc = al_tree_getattr(&a, fs->tree, path);
 	if (rc)

@@ -177,9 +177,9 @@ int al_tree_rename(al_tree *t, const char *from, const char *to, unsigned flags)
 	return rc;
 }
 
-int al_tree_symlink(al_tree *t, const char *target, const char *path)
+int al_tree_symlink(al_tree *t, const char *target, const char *path, const al_caller *caller)
 {
-	int rc = tree_symlink(t, target, path);
+	int rc = tree_symlink(t, target, path, caller);
 	changed(t);
 	return rc;
 }

@@ -48,7 +48,10 @@ static void record_attr(al_attr *out, const al_tree *t, int dataset_file, const 
 	al_fields_get_time(&mtime, d->fields, "mtime");
 	if (type && strcmp(type, "dir") == 0)
 		attr_dir(out, mtime);
-	else {
+	else if (type && strcmp(type, "link") == 0) {
+		const char *target = al_fields_get_string(d->fields, "target");
+		link_attr(out, target ? strlen(target) : 0, mtime);
+	} else {
 		attr_file(out, mode, (uint64_t)size, mtime);
 		out->immutable = 1;
 		/* README "datasets": write-once, so only a delete or a rename changes what the name
@@ -778,6 +781,64 @@ static int blob_mkdir(al_tree *t, const node *n, const char *path, const al_call
 	return blob_mkdir_doc(t, n, c);
 }
 
+/* A symbolic link in artifacts/ (a checkpoint folder's "latest"): a record of its target, which
+ * the kernel follows (README "artifacts"). */
+static int blob_symlink(al_tree *t, const node *n, const char *path, const char *target,
+	const al_caller *c)
+{
+	cJSON *f = NULL, *owner = NULL;
+	char *id = NULL, *doc = NULL;
+	al_attr a;
+	int64_t now = al_now_us();
+	int rc;
+
+	if ((rc = check_rest_names(n->rest)) || (rc = doc_exists(t, node_owner_doc(n))))
+		return rc;
+	if (!*target || strlen(target) >= 4096)
+		return al_error_set(*target ? AL_ENAMETOOLONG : AL_ENOTFOUND, "a link's target is 1 to "
+			"4095 bytes");
+	if (al_tree_getattr(&a, t, path) == 0)
+		return al_error_set(AL_EEXISTS, "%s exists", path);
+	id = al_id_encode(n->rest);
+	doc = xasprintf("%s/%s", n->coll, id);
+	if (!(f = cJSON_CreateObject()) || !doc) {
+		rc = al_error_set(AL_ENOMEM, "out of memory");
+		goto cleanup;
+	}
+	al_fields_set(f, "path", al_value_string(n->rest));
+	al_fields_set(f, "type", al_value_string("link"));
+	al_fields_set(f, "target", al_value_string(target));
+	al_fields_set(f, "mtime", al_value_time(now));
+	set_creator(f, t, c);
+	{
+		al_write w[2] = {{AL_WRITE_SET, doc, f, AL_PRE_MISSING, NULL}, owner_write(&owner, n, now)};
+		rc = tree_commit(t, w, 2);
+	}
+cleanup:
+	cJSON_Delete(f);
+	cJSON_Delete(owner);
+	free(id);
+	free(doc);
+	return rc;
+}
+
+static int blob_readlink(char **out, al_tree *t, const node *n)
+{
+	char *id = al_id_encode(n->rest), *doc = xasprintf("%s/%s", n->coll, id);
+	const char *type, *target;
+	al_doc *d = NULL;
+	int rc = al_store_get(&d, t->store, doc);
+	if (rc == 0 && (type = al_fields_get_string(d->fields, "type")) && strcmp(type, "link") == 0 &&
+	    (target = al_fields_get_string(d->fields, "target")))
+		rc = (*out = strdup(target)) ? 0 : al_error_set(AL_ENOMEM, "out of memory");
+	else if (rc == 0)
+		rc = al_error_set(AL_EINVAL, "not a link: %s", n->rest);
+	al_doc_free(d);
+	free(id);
+	free(doc);
+	return rc;
+}
+
 /* With --allow-delete: a dataset's file (its version follows), a run's output.log. A descriptor
  * still writing it records nothing when it closes, as in artifacts/ (blob_remove). */
 static int blob_unlink(al_tree *t, const node *n, const char *path)
@@ -809,14 +870,14 @@ const al_kind kind_experiment_artifact = {
 	.name = "experiment artifact", .pattern = EXPERIMENT_P "/artifacts/{rest*}",
 	.flags = K_BLOBS | K_WORKING | K_MEMORY, .owner = O_EXPERIMENT, .mode = 0644,
 	.coll = "artifacts", .getattr = blob_getattr, .list = blob_list, .open = blob_open,
-	.mkdir = blob_mkdir,
+	.mkdir = blob_mkdir, .symlink = blob_symlink, .readlink = blob_readlink,
 };
 
 const al_kind kind_run_artifact = {
 	.name = "run artifact", .pattern = RUN_P "/artifacts/{rest*}",
 	.flags = K_BLOBS | K_WORKING | K_RUNNING | K_MEMORY, .owner = O_RUN, .mode = 0644,
 	.coll = "artifacts", .getattr = blob_getattr, .list = blob_list, .open = blob_open,
-	.mkdir = blob_mkdir,
+	.mkdir = blob_mkdir, .symlink = blob_symlink, .readlink = blob_readlink,
 };
 
 const al_kind kind_output_log = {

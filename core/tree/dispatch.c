@@ -431,17 +431,17 @@ int tree_rename(al_tree *t, const char *from, const char *to, unsigned flags)
 	return rc;
 }
 
-int tree_symlink(al_tree *t, const char *target, const char *path)
+int tree_symlink(al_tree *t, const char *target, const char *path, const al_caller *caller)
 {
 	node n;
 	int rc;
 
 	if ((rc = node_parse(&n, path)))
-		return rc == AL_ENOTFOUND ? al_error_set(AL_EPERM, "links go in a run's datasets/ folder") : rc;
+		return rc == AL_ENOTFOUND ? al_error_set(AL_EPERM, "links go only in a run's datasets/ and in artifacts/") : rc;
 	if (!n.k->symlink)
-		rc = al_error_set(AL_EPERM, "links go only in a run's datasets/ folder");
+		rc = al_error_set(AL_EPERM, "links go only in a run's datasets/ and in artifacts/");
 	else if (!(n.k->flags & K_RUNNING) || (rc = require_running(t, &n)) == 0)
-		rc = n.k->symlink(t, &n, path, target);
+		rc = n.k->symlink(t, &n, path, target, caller);
 	node_free(&n);
 	return rc;
 }

@@ -108,7 +108,8 @@ struct al_kind {
 	int (*mkdir)(al_tree *t, const node *n, const char *path, const al_caller *c);
 	int (*unlink)(al_tree *t, const node *n, const char *path);
 	int (*rmdir)(al_tree *t, const node *n, const char *path);
-	int (*symlink)(al_tree *t, const node *n, const char *path, const char *target);
+	int (*symlink)(al_tree *t, const node *n, const char *path, const char *target,
+		const al_caller *c);
 	int (*readlink)(char **out, al_tree *t, const node *n);
 };
 
@@ -133,7 +134,7 @@ int tree_mkdir(al_tree *t, const char *path, const al_caller *caller);
 int tree_unlink(al_tree *t, const char *path);
 int tree_rmdir(al_tree *t, const char *path);
 int tree_rename(al_tree *t, const char *from, const char *to, unsigned flags);
-int tree_symlink(al_tree *t, const char *target, const char *path);
+int tree_symlink(al_tree *t, const char *target, const char *path, const al_caller *caller);
 int tree_utimens(al_tree *t, const char *path, int64_t mtime_us);
 
 /* ---- the tree's state -------------------------------------------------------------------- */

@@ -36,7 +36,8 @@ static char *resolve_target(al_tree *t, const char *link_dir, const char *target
 	return out;
 }
 
-static int link_symlink(al_tree *t, const node *np, const char *path, const char *target)
+static int link_symlink(al_tree *t, const node *np, const char *path, const char *target,
+	const al_caller *c)
 {
 	const node n = *np;
 	node d;
@@ -46,6 +47,7 @@ static int link_symlink(al_tree *t, const node *np, const char *path, const char
 	const char *version;
 	al_write w[2];
 	int rc;
+	(void)c;   /* a link of datasets/ belongs to the run: no creator of its own */
 
 	memset(&d, 0, sizeof(d));
 	if ((rc = check_name(n.name)))

@@ -17,8 +17,8 @@ static int artifacts_summary(uint64_t *count, uint64_t *bytes, int64_t *mtime, a
 	for (i = 0; rc == 0 && i < l->count; i++) {
 		int64_t sz;
 		const char *type = al_fields_get_string(l->docs[i]->fields, "type");
-		if (type && strcmp(type, "dir") == 0)
-			continue;
+		if (type && (strcmp(type, "dir") == 0 || strcmp(type, "link") == 0))
+			continue;   /* files only */
 		(*count)++;
 		if (al_fields_get_int(&sz, l->docs[i]->fields, "size") == 0)
 			*bytes += (uint64_t)sz;

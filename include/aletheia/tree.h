@@ -67,7 +67,7 @@ int al_tree_mkdir(al_tree *t, const char *path, const al_caller *caller);
 int al_tree_unlink(al_tree *t, const char *path);
 int al_tree_rmdir(al_tree *t, const char *path);
 int al_tree_rename(al_tree *t, const char *from, const char *to, unsigned flags);
-int al_tree_symlink(al_tree *t, const char *target, const char *path);
+int al_tree_symlink(al_tree *t, const char *target, const char *path, const al_caller *caller);
 int al_tree_readlink(char **out, al_tree *t, const char *path);
 int al_tree_truncate(al_tree *t, const char *path, uint64_t size);
 int al_tree_utimens(al_tree *t, const char *path, int64_t mtime_us);

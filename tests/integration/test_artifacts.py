@@ -121,3 +121,51 @@ def test_an_artifact_deleted_while_open_keeps_its_bytes_when_its_name_is_made_ag
         assert os.fstat(old.fileno()).st_size == 10
         assert old.read() == b"old-bytes\n"
     assert f.read_bytes() == b"NEW\n"
+
+
+def test_symlinks_in_artifacts(run, mount):
+    # README "artifacts": symbolic links are kept as links (a checkpoint folder's `latest`, a
+    # virtualenv's bin/python). Before, `cp -a` and `rsync -a` of such a folder failed on each link
+    # with EPERM ("links go only in a run's datasets/ folder").
+    src = mount.root / "ck"
+    (src / "step-1").mkdir(parents=True)
+    (src / "step-2").mkdir()
+    (src / "step-1/w.bin").write_bytes(b"one")
+    (src / "step-2/w.bin").write_bytes(b"two")
+    os.symlink("step-2", src / "latest")
+    os.symlink("/no/such/place", src / "dangling")
+    os.symlink("step-2/w.bin", src / "weights")
+
+    def links(root):
+        out = sh(f"cd '{root}' && find . -type l -printf '%p -> %l\\n' | sort").stdout
+        return out.splitlines()
+
+    for how, dst in (("cp -a", "cp"), ("rsync -a", "rsync")):
+        r = sh(f"{how} '{src}/.' '{run}/artifacts/{dst}/'" if how == "cp -a" else
+               f"{how} '{src}/' '{run}/artifacts/{dst}/'", check=False)
+        assert r.returncode == 0, r.stderr
+        assert links(run / "artifacts" / dst) == links(src), how
+        assert tree_sums(run / "artifacts" / dst) == tree_sums(src), how
+        assert (run / "artifacts" / dst / "latest/w.bin").read_bytes() == b"two"
+        assert (run / "artifacts" / dst / "weights").read_bytes() == b"two"
+        assert not (run / "artifacts" / dst / "dangling").exists()
+    # a second rsync changes nothing; ln -sfn points the link elsewhere; rm and mv work
+    r = sh(f"rsync -a '{src}/' '{run}/artifacts/rsync/'", check=False)
+    assert r.returncode == 0, r.stderr
+    a = run / "artifacts/cp"
+    sh("ln -sfn step-1 latest && mv weights w && rm dangling", cwd=a)
+    assert os.readlink(a / "latest") == "step-1" and (a / "latest/w.bin").read_bytes() == b"one"
+    assert sorted(os.listdir(a)) == ["latest", "step-1", "step-2", "w"]
+    assert os.lstat(a / "w").st_size == len("step-2/w.bin")
+    assert read_json(run / "run.json")["artifacts"]["count"] == 4   # files only
+    # a virtual environment made in place
+    r = sh("/usr/bin/python3 -m venv --without-pip venv && venv/bin/python -c 'import sys; print(sys.prefix)'",
+           cwd=run / "artifacts", check=False)
+    assert r.returncode == 0 and r.stdout.strip() == str(run / "artifacts/venv"), r.stderr
+    mount.remount()
+    assert os.readlink(a / "latest") == "step-1"
+    assert links(run / "artifacts/rsync") == links(src)
+    # an ended run's artifacts/ takes no new link
+    sh("echo finished > status", cwd=run)
+    r = sh("ln -s step-1 other", cwd=a, check=False)
+    assert r.returncode != 0 and "Read-only file system" in r.stderr

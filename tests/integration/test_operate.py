@@ -603,8 +603,15 @@ def test_two_users_each_write_only_their_own_runs(users, shared):
                          ("open(sys.argv[1], 'w').write('x')", run_a / "artifacts" / "model.bin"),
                          ("os.mkdir(sys.argv[1])", run_a / "artifacts" / "ckpt"),
                          ("open(sys.argv[1], 'w').write('{\"lr\": 5}')", run_a / "params.json"),
-                         ("os.symlink('../../../../../datasets/d', sys.argv[1])", run_a / "datasets" / "d")):
+                         ("os.symlink('../../../../../datasets/d', sys.argv[1])", run_a / "datasets" / "d"),
+                         ("os.symlink('ckpt-1', sys.argv[1])", run_a / "artifacts" / "latest")):
         assert user_py(b, code, target) == "EACCES", target
+    # a link in one's own artifacts/ is one's own (README "artifacts")
+    assert user_py(a, "os.symlink('ckpt-1', sys.argv[1])", run_a / "artifacts" / "latest") == "ok"
+    st = os.lstat(run_a / "artifacts" / "latest")
+    assert (st.st_uid, st.st_gid) == (a.pw_uid, a.pw_gid)
+    assert user_py(b, "os.unlink(sys.argv[1])", run_a / "artifacts" / "latest") == "EACCES"
+    assert user_py(a, "os.unlink(sys.argv[1])", run_a / "artifacts" / "latest") == "ok"
     after = read_json(run_a / "run.json")
     assert after["params"] == {"lr": 0.1} and after["metrics"] == {} and after["status"] == "running"
     assert (run_a / "run.json").read_text() == before

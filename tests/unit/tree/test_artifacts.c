@@ -191,6 +191,52 @@ static void test_fd_get_across_commit(void)
 	CHECK_EQ_STR(file_text(blob_path("XYllo", 5)), "XYllo");
 }
 
+/* Symbolic links (a checkpoint folder's "latest", a virtualenv's bin/python): records of their
+ * targets, any text, which the kernel follows (README "artifacts"). */
+static void test_symlinks(void)
+{
+	char *got = NULL, *before;
+	al_attr a;
+	CHECK_OK(tree_write(A "/ck/step-2/w", "two"));
+	before = strdup(strstr(tree_cat(RUN1 "/run.json"), "\"artifacts\""));
+	CHECK_OK(al_tree_symlink(TF.t, "step-2", A "/ck/latest", NULL));
+	CHECK_OK(al_tree_symlink(TF.t, "/nowhere/at all", A "/dangling", NULL));
+	CHECK_OK(al_tree_getattr(&a, TF.t, A "/ck/latest"));
+	CHECK_EQ_INT(a.type, AL_NODE_LINK);
+	CHECK_EQ_INT(a.size, 6);
+	CHECK_OK(al_tree_readlink(&got, TF.t, A "/ck/latest"));
+	CHECK_EQ_STR(got, "step-2");
+	free(got);
+	got = NULL;
+	CHECK_EQ_INT(al_tree_readlink(&got, TF.t, A "/ck/step-2/w"), AL_EINVAL);
+	CHECK_EQ_INT(al_tree_symlink(TF.t, "x", A "/ck/latest", NULL), AL_EEXISTS);
+	CHECK_EQ_INT(al_tree_symlink(TF.t, "x", A "/ck/step-2/w", NULL), AL_EEXISTS);
+	CHECK_EQ_STR(tree_ls(A "/ck"), "latest step-2");
+	/* not files: run.json counts files only */
+	CHECK_EQ_STR(strstr(tree_cat(RUN1 "/run.json"), "\"artifacts\""), before);
+	free(before);
+	/* renamed and replaced (ln -sfn makes a new link and renames it over the old one) */
+	CHECK_OK(al_tree_symlink(TF.t, "step-1", A "/ck/.latest.tmp", NULL));
+	CHECK_OK(al_tree_rename(TF.t, A "/ck/.latest.tmp", A "/ck/latest", 0));
+	CHECK_OK(al_tree_readlink(&got, TF.t, A "/ck/latest"));
+	CHECK_EQ_STR(got, "step-1");
+	free(got);
+	got = NULL;
+	CHECK_OK(al_tree_unlink(TF.t, A "/dangling"));
+	tree_remount();
+	CHECK_OK(al_tree_readlink(&got, TF.t, A "/ck/latest"));
+	CHECK_EQ_STR(got, "step-1");
+	free(got);
+	got = NULL;
+	CHECK_EQ_STR(tree_ls(A "/ck"), "latest step-2");
+	/* an experiment's artifacts/ takes new ones; an ended run's, none */
+	CHECK_OK(al_tree_symlink(TF.t, "../runs/1/artifacts/ck", "/p/experiments/e/artifacts/best", NULL));
+	CHECK_OK(tree_write(RUN1 "/status", "finished\n"));
+	CHECK_EQ_INT(al_tree_symlink(TF.t, "step-2", A "/ck/other", NULL), AL_EROFS);
+	CHECK_OK(al_tree_symlink(TF.t, "../runs/1", "/p/experiments/e/artifacts/last", NULL));
+	CHECK_EQ_STR(tree_ls("/p/experiments/e/artifacts"), "best last");
+}
+
 int main(void)
 {
 	tree_setup();
@@ -198,6 +244,7 @@ int main(void)
 	test_working_folder();
 	test_mtime_while_open();
 	test_fd_get_across_commit();
+	test_symlinks();
 	tree_teardown();
 	CHECK_DONE();
 }

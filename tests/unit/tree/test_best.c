@@ -64,7 +64,7 @@ static void test_best(void)
 	CHECK_EQ_INT(a.size, strlen("../../runs/11"));
 	/* generated: nothing can be made or written there */
 	CHECK(tree_write(EXP "/best/min/x", "1\n") != 0);
-	CHECK(al_tree_symlink(TF.t, "../../runs/1", EXP "/best/min/x") != 0);
+	CHECK(al_tree_symlink(TF.t, "../../runs/1", EXP "/best/min/x", NULL) != 0);
 	CHECK(tree_mkdir(EXP "/best/min/d") != 0);
 	tree_remount();
 	CHECK_EQ_STR(link_of(EXP "/best/min/loss"), "../../runs/11");

@@ -23,9 +23,9 @@ static void test_links(void)
 
 	/* absolute, inside the mount */
 	snprintf(target, sizeof(target), "%s/p/datasets/raw", TF.mnt);
-	CHECK_OK(al_tree_symlink(TF.t, target, L "/raw"));
+	CHECK_OK(al_tree_symlink(TF.t, target, L "/raw", NULL));
 	/* relative, from the run's datasets/ folder, under another name */
-	CHECK_OK(al_tree_symlink(TF.t, "../../../../../datasets/val", L "/validation"));
+	CHECK_OK(al_tree_symlink(TF.t, "../../../../../datasets/val", L "/validation", NULL));
 	CHECK_EQ_STR(tree_ls(L), "raw validation");
 	CHECK_OK(al_tree_getattr(&a, TF.t, L "/raw"));
 	CHECK_EQ_INT(a.type, AL_NODE_LINK);
@@ -82,24 +82,24 @@ static void test_refused(void)
 	char target[512], *got = NULL;
 	/* only datasets of the run's own project */
 	snprintf(target, sizeof(target), "%s/q/datasets/other", TF.mnt);
-	CHECK_EQ_INT(al_tree_symlink(TF.t, target, L "/other"), AL_EINVAL);
-	CHECK_EQ_INT(al_tree_symlink(TF.t, "/etc/passwd", L "/x"), AL_EINVAL);
-	CHECK_EQ_INT(al_tree_symlink(TF.t, "../../../../../datasets/raw/a.csv", L "/x"), AL_EINVAL);
+	CHECK_EQ_INT(al_tree_symlink(TF.t, target, L "/other", NULL), AL_EINVAL);
+	CHECK_EQ_INT(al_tree_symlink(TF.t, "/etc/passwd", L "/x", NULL), AL_EINVAL);
+	CHECK_EQ_INT(al_tree_symlink(TF.t, "../../../../../datasets/raw/a.csv", L "/x", NULL), AL_EINVAL);
 	snprintf(target, sizeof(target), "%s/p/datasets/none", TF.mnt);
-	CHECK_EQ_INT(al_tree_symlink(TF.t, target, L "/none"), AL_ENOTFOUND);
+	CHECK_EQ_INT(al_tree_symlink(TF.t, target, L "/none", NULL), AL_ENOTFOUND);
 	/* a name is linked once */
 	snprintf(target, sizeof(target), "%s/p/datasets/val", TF.mnt);
-	CHECK_EQ_INT(al_tree_symlink(TF.t, target, L "/raw"), AL_EEXISTS);
-	/* links only in a run's datasets/ (README "Known limitations") */
-	CHECK_EQ_INT(al_tree_symlink(TF.t, target, RUN1 "/artifacts/latest"), AL_EPERM);
-	CHECK_EQ_INT(al_tree_symlink(TF.t, target, "/p/datasets/raw/link"), AL_EPERM);
+	CHECK_EQ_INT(al_tree_symlink(TF.t, target, L "/raw", NULL), AL_EEXISTS);
+	/* links only in a run's datasets/ and in artifacts/ (README "Known limitations") */
+	CHECK_EQ_INT(al_tree_symlink(TF.t, target, "/p/datasets/raw/link", NULL), AL_EPERM);
+	CHECK_EQ_INT(al_tree_symlink(TF.t, target, RUN1 "/params/link", NULL), AL_EPERM);
 	CHECK_EQ_INT(al_tree_readlink(&got, TF.t, RUN1 "/run.json"), AL_EINVAL);
 	CHECK_EQ_INT(al_tree_readlink(&got, TF.t, L "/none"), AL_ENOTFOUND);
 	CHECK_EQ_STR(tree_ls(L), "raw validation");
 	/* without --allow-delete a link stays; an ended run takes no new ones */
 	CHECK_EQ_INT(al_tree_unlink(TF.t, L "/raw"), AL_EPERM);
 	CHECK_OK(tree_write(RUN1 "/status", "finished\n"));
-	CHECK_EQ_INT(al_tree_symlink(TF.t, target, L "/late"), AL_EROFS);
+	CHECK_EQ_INT(al_tree_symlink(TF.t, target, L "/late", NULL), AL_EROFS);
 	CHECK_EQ_STR(tree_ls(L), "raw validation");
 }
 
