@@ -695,7 +695,10 @@ static void op_setattr_body(fuse_req_t req, fuse_ino_t ino, struct stat *attr, i
 			: (int64_t)attr->st_mtim.tv_sec * 1000000 + attr->st_mtim.tv_nsec / 1000;
 		rc = al_tree_utimens(fs->tree, path, us);
 	}
-	/* Modes and owners are the tree's own; chmod/chown (rsync -a, cp -p) succeed quietly. */
+	/* Owners and modes are the tree's own (chown, cp -p, rsync -a succeed quietly) but for an
+	 * artifact's executable bit. */
+	if (rc == 0 && path && (to_set & FUSE_SET_ATTR_MODE))
+		rc = al_tree_chmod(fs->tree, path, (unsigned)(attr->st_mode & 07777));
 	if (rc)
 		reply_error(req, rc, "setattr", path);
 	else

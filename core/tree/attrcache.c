@@ -184,6 +184,13 @@ int al_tree_symlink(al_tree *t, const char *target, const char *path, const al_c
 	return rc;
 }
 
+int al_tree_chmod(al_tree *t, const char *path, unsigned mode)
+{
+	int rc = tree_chmod(t, path, mode);
+	changed(t);
+	return rc;
+}
+
 int al_tree_utimens(al_tree *t, const char *path, int64_t mtime_us)
 {
 	int rc = tree_utimens(t, path, mtime_us);

@@ -52,7 +52,9 @@ static void record_attr(al_attr *out, const al_tree *t, int dataset_file, const 
 		const char *target = al_fields_get_string(d->fields, "target");
 		link_attr(out, target ? strlen(target) : 0, mtime);
 	} else {
-		attr_file(out, mode, (uint64_t)size, mtime);
+		int exec = 0;
+		al_fields_get_bool(&exec, d->fields, "exec");
+		attr_file(out, exec ? mode | 0111 : mode, (uint64_t)size, mtime);
 		out->immutable = 1;
 		/* README "datasets": write-once, so only a delete or a rename changes what the name
 		 * means; through this mount the kernel drops or moves its entry itself, and a local
@@ -604,6 +606,8 @@ int record_file(al_tree *t, const node *n, const char *hex, uint64_t size, const
 	al_fields_set(fields, "hash", al_value_string(hex));
 	al_fields_set(fields, "blob", al_value_string(uri ? uri : ""));
 	al_fields_set(fields, "mtime", al_value_time(mtime_us != MTIME_NOW ? mtime_us : now));
+	if (by && __atomic_load_n(&by->exec, __ATOMIC_RELAXED))
+		al_fields_set(fields, "exec", al_value_bool(1));   /* chmod +x (README "artifacts") */
 	if (by && by->has_creator) {
 		/* whose file it is where files are their creators' (README "Many users on one machine") */
 		al_fields_set(fields, "uid", al_value_int((int64_t)by->creator_uid));
@@ -779,6 +783,59 @@ static int blob_mkdir(al_tree *t, const node *n, const char *path, const al_call
 	if ((rc = check_rest_names(n->rest)) || (rc = doc_exists(t, node_owner_doc(n))))
 		return rc;
 	return blob_mkdir_doc(t, n, c);
+}
+
+/* chmod of an artifact: its executable bit, kept in its record ("exec") and by the handles still
+ * writing it, which record it at their close (cp -a sets modes before it closes the copy). A mode
+ * that changes nothing succeeds quietly, as every chmod elsewhere does (README "artifacts"). */
+int blob_chmod(al_tree *t, const node *n, const char *path, int exec)
+{
+	char *id = al_id_encode(n->rest), *doc = xasprintf("%s/%s", n->coll, id);
+	const char *type = NULL;
+	al_doc *d = NULL;
+	al_file *f;
+	int rc, had = 0, writing = 0;
+
+	rc = al_store_get(&d, t->store, doc);
+	if (rc == 0) {
+		type = al_fields_get_string(d->fields, "type");
+		al_fields_get_bool(&had, d->fields, "exec");
+	}
+	pthread_mutex_lock(&t->lock);
+	for (f = t->writers; f; f = f->next)
+		if (f->kind == F_BLOB_WRITE && strcmp(f->path, path) == 0)
+			writing |= __atomic_load_n(&f->exec, __ATOMIC_RELAXED) != exec ? 2 : 1;
+	pthread_mutex_unlock(&t->lock);
+	if (rc == AL_ENOTFOUND) {   /* a folder made by its files, or a file not closed yet */
+		al_error_clear();
+		rc = 0;
+	}
+	if (rc || type || (!!had == !!exec && writing < 2))
+		goto cleanup;   /* a folder's or a link's mode is the tree's; nothing changes */
+	/* a file kept (an ended run's, an experiment's outside its working period) keeps its mode;
+	 * a new one being written takes it */
+	if (d && (n->k->owner == O_RUN ? (rc = require_running(t, n)) != 0 : !working_folder(t, n))) {
+		if (!rc)
+			rc = al_error_set(AL_EPERM, "%s is kept: no run of experiment %s is running",
+				path, n->experiment);
+		goto cleanup;
+	}
+	pthread_mutex_lock(&t->lock);
+	for (f = t->writers; f; f = f->next)
+		if (f->kind == F_BLOB_WRITE && strcmp(f->path, path) == 0)
+			__atomic_store_n(&f->exec, exec, __ATOMIC_RELAXED);
+	pthread_mutex_unlock(&t->lock);
+	if (d && !!had != !!exec) {
+		cJSON *fields = cJSON_CreateObject();
+		al_fields_set(fields, "exec", al_value_bool(exec));
+		rc = commit1(t, AL_WRITE_UPDATE, doc, fields, AL_PRE_EXISTS);
+		cJSON_Delete(fields);
+	}
+cleanup:
+	al_doc_free(d);
+	free(id);
+	free(doc);
+	return rc;
 }
 
 /* A symbolic link in artifacts/ (a checkpoint folder's "latest"): a record of its target, which

@@ -221,6 +221,7 @@ int open_blob(al_file *f, int flags, const char *path)
 		} else {
 			pthread_mutex_lock(&f->mu);   /* new: no one else can hold or wait for it yet */
 			f->kind = F_BLOB_WRITE;
+			f->exec = exists && (a.mode & 0111) != 0;   /* a rewrite keeps it (chmod +x) */
 			f->next = t->writers;
 			t->writers = f;
 			f->registered = 1;
@@ -566,7 +567,8 @@ static int blob_write_getattr(al_attr *out, al_file *f)
 	pthread_mutex_lock(&f->mu);
 	rc = path_attr(out, f);
 	if (rc || __atomic_load_n(&f->detached, __ATOMIC_SEQ_CST)) {
-		attr_file(out, 0644, f->fd >= 0 && fstat(f->fd, &st) == 0 ? (uint64_t)st.st_size : 0,
+		attr_file(out, __atomic_load_n(&f->exec, __ATOMIC_RELAXED) ? 0755 : 0644,
+			f->fd >= 0 && fstat(f->fd, &st) == 0 ? (uint64_t)st.st_size : 0,
 			__atomic_load_n(&f->mtime_us, __ATOMIC_RELAXED));
 		rc = 0;
 	}

@@ -459,6 +459,22 @@ int al_tree_readlink(char **out, al_tree *t, const char *path)
 	return rc;
 }
 
+/* An artifact keeps its executable bit (blob_chmod); every other mode is the tree's own, and a
+ * chmod of it succeeds without a change (rsync -a, cp -p: README "Files behave like files"). */
+int tree_chmod(al_tree *t, const char *path, unsigned mode)
+{
+	node n;
+	int rc = 0;
+	if (node_parse(&n, path) != 0) {
+		al_error_clear();
+		return 0;
+	}
+	if ((n.k->flags & K_WORKING) && *n.rest)
+		rc = blob_chmod(t, &n, path, (mode & 0111) != 0);
+	node_free(&n);
+	return rc;
+}
+
 int tree_utimens(al_tree *t, const char *path, int64_t mtime_us)
 {
 	node n;

@@ -35,7 +35,8 @@ int writer_attr(al_attr *out, al_tree *t, const char *path, unsigned mode)
 			size = (uint64_t)st.st_size;
 		/* A stable mtime: one that moved on every stat would make the kernel drop the page
 		 * cache of a file in use (a database's mmap'ed -shm) each time. */
-		attr_file(out, mode, size, __atomic_load_n(&f->mtime_us, __ATOMIC_RELAXED));
+		attr_file(out, __atomic_load_n(&f->exec, __ATOMIC_RELAXED) ? mode | 0111 : mode, size,
+			__atomic_load_n(&f->mtime_us, __ATOMIC_RELAXED));
 		/* the writer's own, where files are their creators' (dispatch.c: K_OPEN) */
 		if (f->has_creator) {
 			out->owned = 1;

@@ -135,6 +135,7 @@ int tree_unlink(al_tree *t, const char *path);
 int tree_rmdir(al_tree *t, const char *path);
 int tree_rename(al_tree *t, const char *from, const char *to, unsigned flags);
 int tree_symlink(al_tree *t, const char *target, const char *path, const al_caller *caller);
+int tree_chmod(al_tree *t, const char *path, unsigned mode);
 int tree_utimens(al_tree *t, const char *path, int64_t mtime_us);
 
 /* ---- the tree's state -------------------------------------------------------------------- */
@@ -333,6 +334,8 @@ struct al_file {
 	 * cp -a set times before they close: README "Files behave like files"). Atomic. */
 	int64_t mtime_us;
 	int mtime_set;
+	int exec;                  /* F_BLOB_WRITE: the executable bit its records keep (chmod, or
+				    * the file's own at the open). Atomic. */
 	int detached;              /* F_BLOB_WRITE: the file was deleted or replaced: record nothing */
 	int created;               /* F_BLOB_WRITE in a dataset: this handle's create-only record
 				    * succeeded, so later records (fsync, close) replace its own */
@@ -548,6 +551,7 @@ int blob_rmdir(al_tree *t, const node *n, const char *path);
 int blob_utimens(al_tree *t, const node *n, int64_t mtime_us);
 int blob_rename_onto_value(al_tree *t, const node *a, const char *from, const char *to);
 int working_folder(al_tree *t, const node *n);
+int blob_chmod(al_tree *t, const node *n, const char *path, int exec);
 #define MTIME_NOW INT64_MIN   /* record_file: the time of the recording */
 int record_file(al_tree *t, const node *n, const char *hex, uint64_t size, const char *uri,
 	int stored, const al_pieces *pieces, int64_t mtime_us, int create, const al_file *by);

@@ -71,6 +71,8 @@ int al_tree_symlink(al_tree *t, const char *target, const char *path, const al_c
 int al_tree_readlink(char **out, al_tree *t, const char *path);
 int al_tree_truncate(al_tree *t, const char *path, uint64_t size);
 int al_tree_utimens(al_tree *t, const char *path, int64_t mtime_us);
+/* Only an artifact's executable bit is kept; other modes change nothing (and succeed). */
+int al_tree_chmod(al_tree *t, const char *path, unsigned mode);
 /* Text of .aletheia/status. */
 int al_tree_status(char **out, al_tree *t);
 uint64_t al_tree_pending(al_tree *t);

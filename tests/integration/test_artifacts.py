@@ -169,3 +169,37 @@ def test_symlinks_in_artifacts(run, mount):
     sh("echo finished > status", cwd=run)
     r = sh("ln -s step-1 other", cwd=a, check=False)
     assert r.returncode != 0 and "Read-only file system" in r.stderr
+
+
+def test_an_artifacts_executable_bit_is_kept(run, mount):
+    # README "artifacts": chmod +x of an artifact is kept (a script saved to rerun the training).
+    # Before, every chmod succeeded without a change: cp -a of a script made it 0644 and running
+    # it failed with EACCES.
+    src = mount.root / "tools"
+    src.mkdir()
+    (src / "run.sh").write_text("#!/bin/sh\necho ran \"$@\"\n")
+    (src / "run.sh").chmod(0o755)
+    (src / "notes.txt").write_text("n\n")
+    sh(f"cp -a '{src}' artifacts/ && rsync -a '{src}/' artifacts/r/", cwd=run)
+    for d in ("tools", "r"):
+        assert os.stat(run / "artifacts" / d / "run.sh").st_mode & 0o777 == 0o755, d
+        assert os.stat(run / "artifacts" / d / "notes.txt").st_mode & 0o777 == 0o644, d
+        assert sh(f"./artifacts/{d}/run.sh a b", cwd=run).stdout == "ran a b\n"
+    sh("chmod -x artifacts/r/run.sh", cwd=run)
+    assert sh("./artifacts/r/run.sh", cwd=run, check=False).returncode == 126
+    # kept by a rewrite in place (an editor), a rename, a remount
+    sh("chmod u+x artifacts/r/run.sh && echo 'echo v2' >> artifacts/tools/run.sh && "
+       "mv artifacts/tools/run.sh artifacts/tools/go.sh", cwd=run)
+    mount.remount()
+    assert os.stat(run / "artifacts/r/run.sh").st_mode & 0o777 == 0o755
+    assert sh("./artifacts/tools/go.sh", cwd=run).stdout == "ran\nv2\n"
+    # an experiment's artifacts/ takes new executables while no run runs, and keeps its files' modes
+    sh("echo finished > status", cwd=run)
+    ea = run.parent.parent / "artifacts"
+    sh(f"cp -a '{src}/run.sh' '{ea}/'")
+    assert os.stat(ea / "run.sh").st_mode & 0o777 == 0o755
+    r = sh(f"chmod -x '{ea}/run.sh'", check=False)
+    assert r.returncode != 0 and "not permitted" in r.stderr
+    # an ended run's are read-only: chmod changes nothing there
+    r = sh("chmod -x artifacts/r/run.sh", cwd=run, check=False)
+    assert r.returncode != 0 and "Read-only file system" in r.stderr

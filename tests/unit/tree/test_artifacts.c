@@ -191,6 +191,46 @@ static void test_fd_get_across_commit(void)
 	CHECK_EQ_STR(file_text(blob_path("XYllo", 5)), "XYllo");
 }
 
+static unsigned mode_of(const char *path)
+{
+	al_attr a;
+	return al_tree_getattr(&a, TF.t, path) == 0 ? a.mode : 0;
+}
+
+/* chmod keeps an artifact's executable bit (a script saved beside a model); every other mode
+ * is the tree's own. */
+static void test_exec(void)
+{
+	al_file *w = NULL;
+	CHECK_OK(tree_write(A "/bin/run.sh", "#!/bin/sh\n"));
+	CHECK_EQ_INT(mode_of(A "/bin/run.sh"), 0644);
+	CHECK_OK(al_tree_chmod(TF.t, A "/bin/run.sh", 0700));
+	CHECK_EQ_INT(mode_of(A "/bin/run.sh"), 0755);
+	CHECK_OK(al_tree_chmod(TF.t, A "/bin/run.sh", 0600));
+	CHECK_EQ_INT(mode_of(A "/bin/run.sh"), 0644);
+	CHECK_OK(al_tree_chmod(TF.t, A "/bin/run.sh", 0755));
+	/* a rewrite and a rename keep it */
+	CHECK_OK(tree_write(A "/bin/run.sh", "#!/bin/sh\necho 2\n"));
+	CHECK_EQ_INT(mode_of(A "/bin/run.sh"), 0755);
+	CHECK_OK(al_tree_rename(TF.t, A "/bin/run.sh", A "/bin/go.sh", 0));
+	CHECK_EQ_INT(mode_of(A "/bin/go.sh"), 0755);
+	/* set while still open for writing (cp -a's fchmod before close): recorded at the close */
+	CHECK_OK(al_file_open(&w, TF.t, A "/bin/new.sh", AL_OPEN_WRITE | AL_OPEN_CREATE | AL_OPEN_TRUNC));
+	CHECK_OK(al_file_write(w, "x", 1, 0));
+	CHECK_OK(al_tree_chmod(TF.t, A "/bin/new.sh", 0755));
+	CHECK_EQ_INT(mode_of(A "/bin/new.sh"), 0755);
+	CHECK_OK(al_file_flush(w));
+	al_file_release(w);
+	/* folders and other files: quietly as they are */
+	CHECK_OK(al_tree_chmod(TF.t, A "/bin", 0700));
+	CHECK_OK(al_tree_chmod(TF.t, RUN1 "/params", 0700));
+	CHECK_EQ_INT(mode_of(A "/bin"), 0755);
+	tree_remount();
+	CHECK_EQ_INT(mode_of(A "/bin/go.sh"), 0755);
+	CHECK_EQ_INT(mode_of(A "/bin/new.sh"), 0755);
+	CHECK_EQ_STR(tree_cat(A "/bin/go.sh"), "#!/bin/sh\necho 2\n");
+}
+
 /* Symbolic links (a checkpoint folder's "latest", a virtualenv's bin/python): records of their
  * targets, any text, which the kernel follows (README "artifacts"). */
 static void test_symlinks(void)
@@ -233,6 +273,9 @@ static void test_symlinks(void)
 	CHECK_OK(al_tree_symlink(TF.t, "../runs/1/artifacts/ck", "/p/experiments/e/artifacts/best", NULL));
 	CHECK_OK(tree_write(RUN1 "/status", "finished\n"));
 	CHECK_EQ_INT(al_tree_symlink(TF.t, "step-2", A "/ck/other", NULL), AL_EROFS);
+	CHECK_EQ_INT(al_tree_chmod(TF.t, A "/bin/go.sh", 0644), AL_EROFS);
+	CHECK_OK(al_tree_chmod(TF.t, A "/bin/go.sh", 0755));
+	CHECK_EQ_INT(mode_of(A "/bin/go.sh"), 0555);   /* read-only now, still executable */
 	CHECK_OK(al_tree_symlink(TF.t, "../runs/1", "/p/experiments/e/artifacts/last", NULL));
 	CHECK_EQ_STR(tree_ls("/p/experiments/e/artifacts"), "best last");
 }
@@ -244,6 +287,7 @@ int main(void)
 	test_working_folder();
 	test_mtime_while_open();
 	test_fd_get_across_commit();
+	test_exec();
 	test_symlinks();
 	tree_teardown();
 	CHECK_DONE();
