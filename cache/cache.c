@@ -42,8 +42,9 @@ struct entry {
 	/* READY and pinned: a descriptor the next opens duplicate, so a file removed behind our back
 	 * while the kernel reads it (FUSE passthrough) still serves them; closed when unpinned. */
 	int has_fd, fd;
-	int prefetched;         /* fetched (or kept) by a prefetch and not opened since: counted in
-				 * unread_bytes, never evicted to make room for another prefetch */
+	int prefetched;         /* fetched (or kept) by a prefetch and not opened since, never
+				 * evicted to make room for another prefetch: PF_BY_SCAN, counted in
+				 * unread_bytes, or PF_BY_PULL, in pulled_bytes (mark_prefetched) */
 	/* Placed since the last sync of the cache's filesystem: no index row yet (rows name only
 	 * files known to be on disk), written by sync_placed once a syncfs after the placement
 	 * returned. placed_seq orders it against that syncfs. */
@@ -185,7 +186,8 @@ struct al_cache {
 	pthread_t pf_threads[PF_MAX];
 	unsigned npf, pf_parallel;
 	uint64_t pf_ahead;          /* AHEAD: at most this many unread prefetched bytes */
-	uint64_t unread_bytes;      /* entries with prefetched set */
+	uint64_t unread_bytes;      /* entries prefetched by a scan (AHEAD), against pf_ahead */
+	uint64_t pulled_bytes;      /* entries kept by a pull (ALL), which may fill the cache */
 	al_cache_prefetch_totals pft;
 	/* Batched syncs of placed fills (sync_main): one syncfs for all placed since the last. */
 	int dirfd;                  /* the cache folder, for syncfs */
@@ -528,13 +530,32 @@ static uint64_t slack(const al_cache *c, uint64_t size)
 
 static void pf_poke(al_cache *c);
 
+enum { PF_BY_SCAN = 1, PF_BY_PULL = 2 };
+
+/* Lock held: e is kept for the reads to come. A scan's blobs count against its budget
+ * (pf_ahead); a pull's do not, or a pull of half the cache stopped every scan of other
+ * datasets until its files were read. */
+static void mark_prefetched(al_cache *c, entry *e, int mode)
+{
+	if (e->prefetched)
+		return;
+	e->prefetched = mode == AL_CACHE_PREFETCH_AHEAD ? PF_BY_SCAN : PF_BY_PULL;
+	if (e->prefetched == PF_BY_SCAN)
+		c->unread_bytes += e->size;
+	else
+		c->pulled_bytes += e->size;
+}
+
 /* Lock held: a prefetched blob was opened (or goes): it no longer counts as read ahead. */
 static void unmark_prefetched(al_cache *c, entry *e)
 {
 	if (!e->prefetched)
 		return;
+	if (e->prefetched == PF_BY_SCAN)
+		c->unread_bytes -= e->size;
+	else
+		c->pulled_bytes -= e->size;
 	e->prefetched = 0;
-	c->unread_bytes -= e->size;
 	pf_poke(c);
 }
 
@@ -2502,10 +2523,8 @@ static fill *pf_pick(al_cache *c, al_cache_prefetch **pout, pf_item **iout)
 			}
 			if (e && e->state == ENTRY_READY && !e->damaged) {
 				/* Verified already. What a pull keeps must stay for the reads to come. */
-				if (p->mode == AL_CACHE_PREFETCH_ALL && !e->prefetched && !e->pins) {
-					e->prefetched = 1;
-					c->unread_bytes += e->size;
-				}
+				if (p->mode == AL_CACHE_PREFETCH_ALL && !e->pins)
+					mark_prefetched(c, e, p->mode);
 				p->next++;
 				pf_done(c, p, it, PF_CACHED, NULL, 0);
 				continue;
@@ -2533,6 +2552,13 @@ static fill *pf_pick(al_cache *c, al_cache_prefetch **pout, pf_item **iout)
 				pf_done(c, p, it, PF_CACHED, NULL, 0);
 				continue;
 			} else {
+				if (p->mode == AL_CACHE_PREFETCH_AHEAD && it->size > c->pf_ahead) {
+					/* never fits the budget: left to its reader (README "Reading
+					 * datasets: prefetch"); the scan stopped here for good */
+					p->next++;
+					pf_done(c, p, it, PF_LEFT, NULL, 0);
+					continue;
+				}
 				if (p->mode == AL_CACHE_PREFETCH_AHEAD && c->unread_bytes + it->size > c->pf_ahead)
 					break;    /* far enough ahead of the readers */
 				if (!pf_room(c, it->size)) {
@@ -2554,8 +2580,7 @@ static fill *pf_pick(al_cache *c, al_cache_prefetch **pout, pf_item **iout)
 					pf_done(c, p, it, PF_FAILED, al_error_last(), frc);
 					continue;
 				}
-				f->e->prefetched = 1;
-				c->unread_bytes += it->size;
+				mark_prefetched(c, f->e, p->mode);
 			}
 			p->next++;
 			p->inflight++;
@@ -2801,7 +2826,7 @@ void al_cache_get_prefetch_totals(al_cache_prefetch_totals *out, al_cache *c)
 {
 	pthread_mutex_lock(&c->lock);
 	*out = c->pft;
-	out->unread_bytes = c->unread_bytes;
+	out->unread_bytes = c->unread_bytes + c->pulled_bytes;
 	pthread_mutex_unlock(&c->lock);
 }
 

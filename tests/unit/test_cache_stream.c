@@ -993,6 +993,74 @@ static void test_prefetch_wakes(void)
 	src_done(&big);
 }
 
+static void pf_finish(al_cache_prefetch *p, al_cache_prefetch_stats *pst)
+{
+	memset(pst, 0, sizeof(*pst));
+	for (int i = 0; i < 100 && !pst->finished; i++) {
+		al_cache_prefetch_wait(p, 100);
+		al_cache_prefetch_get_stats(pst, p);
+	}
+}
+
+/* A scan's budget (half the cache): a blob larger than it is left to its reader and the scan
+ * goes on (it stopped there for good: nothing after it was fetched); blobs a pull keeps do not
+ * count against it (after a pull of half the cache, scans of other datasets fetched nothing). */
+static void test_prefetch_budget(void)
+{
+	enum { NSMALL = 4 };
+	al_cache *t = NULL;
+	al_cache_prefetch *p = NULL;
+	al_cache_prefetch_stats pst;
+	al_cache_prefetch_totals tot;
+	src big, small[NSMALL], pulled[3];
+	al_cache_item items[NSMALL + 1], pull[3];
+	char sub[64];
+
+	snprintf(sub, sizeof(sub), "%s/budget", dir);
+	CHECK_OK(al_cache_open(&t, sub, 8 * MIB));    /* a scan holds at most 4 MiB ahead */
+	al_cache_set_fetcher(t, fake_fetch, NULL);
+	src_init(&big, 71, 5 * MIB);
+	items[0] = (al_cache_item){.hash = big.hash, .source = NULL, .size = big.size};
+	for (int i = 0; i < NSMALL; i++) {
+		src_init(&small[i], 72 + i, CH);
+		items[i + 1] = (al_cache_item){.hash = small[i].hash, .source = NULL, .size = small[i].size};
+	}
+	CHECK_OK(al_cache_prefetch_start(&p, t, items, NSMALL + 1, AL_CACHE_PREFETCH_AHEAD));
+	pf_finish(p, &pst);
+	CHECK(pst.finished);
+	CHECK_EQ_INT(pst.fetched_files, NSMALL);
+	CHECK(!al_cache_contains(t, big.hash));
+	al_cache_prefetch_free(p);
+	p = NULL;
+	/* a pull of 4.5 MiB (past the scan's budget), then a scan of other blobs */
+	for (int i = 0; i < 3; i++) {
+		src_init(&pulled[i], 80 + i, 3 * MIB / 2);
+		pull[i] = (al_cache_item){.hash = pulled[i].hash, .source = NULL, .size = pulled[i].size};
+	}
+	CHECK_OK(al_cache_prefetch_start(&p, t, pull, 3, AL_CACHE_PREFETCH_ALL));
+	pf_finish(p, &pst);
+	CHECK(pst.finished);
+	CHECK_EQ_INT(pst.fetched_files, 3);
+	al_cache_prefetch_free(p);
+	p = NULL;
+	src_done(&small[0]);
+	src_init(&small[0], 90, CH);
+	items[1] = (al_cache_item){.hash = small[0].hash, .source = NULL, .size = small[0].size};
+	CHECK_OK(al_cache_prefetch_start(&p, t, &items[1], 1, AL_CACHE_PREFETCH_AHEAD));
+	pf_finish(p, &pst);
+	CHECK(pst.finished);
+	CHECK_EQ_INT(pst.fetched_files, 1);
+	al_cache_get_prefetch_totals(&tot, t);    /* both counted as not read yet */
+	CHECK(tot.unread_bytes >= 3 * (3 * MIB / 2) + CH);
+	al_cache_prefetch_free(p);
+	al_cache_free(t);
+	for (int i = 0; i < 3; i++)
+		src_done(&pulled[i]);
+	for (int i = 0; i < NSMALL; i++)
+		src_done(&small[i]);
+	src_done(&big);
+}
+
 int main(void)
 {
 	al_cache *c = NULL;
@@ -1024,6 +1092,7 @@ int main(void)
 		return 1;
 	test_eviction();
 	test_prefetch_wakes();
+	test_prefetch_budget();
 	{
 		char cmd[128];
 		snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
