@@ -11,6 +11,15 @@ typedef struct held {
 	size_t n;
 } held;
 
+/* The document of the record at n->rest in n's blob collection ("coll/<encoded rest>"); NULL
+ * when out of memory. */
+char *blob_record_doc(const node *n)
+{
+	char *id = al_id_encode(n->rest), *doc = id ? xasprintf("%s/%s", n->coll, id) : NULL;
+	free(id);
+	return doc;
+}
+
 /* Range of encoded ids under the folder `rest` of a blob collection: [from, to). */
 static void child_range(char **from, char **to, const char *rest)
 {
@@ -124,7 +133,7 @@ int blob_attr(al_attr *out, al_tree *t, const node *n, const char *path, unsigne
 {
 	al_doc *d = NULL;
 	al_doc_list *l = NULL;
-	char *id, *doc, *from = NULL, *to = NULL;
+	char *doc, *from = NULL, *to = NULL;
 	int rc;
 
 	if (!*n->rest) {
@@ -139,8 +148,7 @@ int blob_attr(al_attr *out, al_tree *t, const node *n, const char *path, unsigne
 	}
 	if (writer_attr(out, t, path, mode))
 		return 0;
-	id = al_id_encode(n->rest);
-	doc = xasprintf("%s/%s", n->coll, id);
+	doc = blob_record_doc(n);
 	uint64_t g0 = attrcache_gen(t);
 	rc = al_store_get(&d, t->store, doc);
 	if (rc == 0 && doc && reccache_wanted(t, n)) {
@@ -172,7 +180,6 @@ int blob_attr(al_attr *out, al_tree *t, const node *n, const char *path, unsigne
 cleanup:
 	al_doc_list_free(l);
 	al_doc_free(d);
-	free(id);
 	free(doc);
 	free(from);
 	free(to);
@@ -208,7 +215,7 @@ static int list_blob_children(keyset *k, al_tree *t, const node *n)
 static int blob_mkdir_doc(al_tree *t, const node *n, const al_caller *c)
 {
 	cJSON *f = cJSON_CreateObject();
-	char *id = al_id_encode(n->rest), *doc = xasprintf("%s/%s", n->coll, id);
+	char *doc = blob_record_doc(n);
 	int rc;
 	al_fields_set(f, "path", al_value_string(n->rest));
 	al_fields_set(f, "type", al_value_string("dir"));
@@ -216,16 +223,14 @@ static int blob_mkdir_doc(al_tree *t, const node *n, const al_caller *c)
 	set_creator(f, t, c);
 	rc = commit1(t, AL_WRITE_SET, doc, f, AL_PRE_MISSING);
 	cJSON_Delete(f);
-	free(id);
 	free(doc);
 	return rc;
 }
 
 static int blob_delete(al_tree *t, const node *n)
 {
-	char *id = al_id_encode(n->rest), *doc = xasprintf("%s/%s", n->coll, id);
+	char *doc = blob_record_doc(n);
 	int rc = commit1(t, AL_WRITE_DELETE, doc, NULL, AL_PRE_EXISTS);
-	free(id);
 	free(doc);
 	return rc;
 }
@@ -330,7 +335,7 @@ static void release_held(held *h)
 int blob_remove(al_tree *t, const node *n, const char *path)
 {
 	al_doc *d = NULL;
-	char *id = al_id_encode(n->rest), *doc = xasprintf("%s/%s", n->coll, id);
+	char *doc = blob_record_doc(n);
 	const char *type;
 	held h;
 	int rc;
@@ -351,7 +356,6 @@ int blob_remove(al_tree *t, const node *n, const char *path)
 	release_held(&h);
 cleanup:
 	al_doc_free(d);
-	free(id);
 	free(doc);
 	return rc;
 }
@@ -360,7 +364,7 @@ cleanup:
 int blob_rmdir(al_tree *t, const node *n, const char *path)
 {
 	al_doc_list *l = NULL;
-	char *from = NULL, *to = NULL, *id = al_id_encode(n->rest), *doc = xasprintf("%s/%s", n->coll, id);
+	char *from = NULL, *to = NULL, *doc = blob_record_doc(n);
 	held h;
 	int rc;
 
@@ -376,7 +380,6 @@ cleanup:
 	al_doc_list_free(l);
 	free(from);
 	free(to);
-	free(id);
 	free(doc);
 	return rc;
 }
@@ -588,15 +591,14 @@ static int owner_mark(al_tree *t, const node *n)
 int record_file(al_tree *t, const node *n, const char *hex, uint64_t size, const char *uri,
 	int stored, const al_pieces *pieces, int64_t mtime_us, int create, const al_file *by)
 {
-	char *id = NULL, *doc = NULL, *fdoc = NULL, *phex = NULL;
+	char *doc = NULL, *fdoc = NULL, *phex = NULL;
 	cJSON *fields = NULL, *file = NULL, *piece_fields = NULL, *owner = NULL;
 	int rc;
 	int64_t now = al_now_us();
 
-	id = al_id_encode(n->rest);
-	doc = xasprintf("%s/%s", n->coll, id);
+	doc = blob_record_doc(n);
 	fdoc = xasprintf("files/%s", hex);
-	if (!id || !doc || !fdoc) {
+	if (!doc || !fdoc) {
 		rc = al_error_set(AL_ENOMEM, "out of memory");
 		goto cleanup;
 	}
@@ -676,7 +678,6 @@ cleanup:
 	cJSON_Delete(owner);
 	cJSON_Delete(piece_fields);
 	free(phex);
-	free(id);
 	free(doc);
 	free(fdoc);
 	return rc;
@@ -746,7 +747,7 @@ int blob_rename_onto_value(al_tree *t, const node *a, const char *from, const ch
 
 int blob_utimens(al_tree *t, const node *n, int64_t mtime_us)
 {
-	char *id = al_id_encode(n->rest), *doc = xasprintf("%s/%s", n->coll, id);
+	char *doc = blob_record_doc(n);
 	al_doc *d = NULL;
 	int rc = 0;
 	if (al_store_get(&d, t->store, doc) == 0) {
@@ -756,7 +757,6 @@ int blob_utimens(al_tree *t, const node *n, int64_t mtime_us)
 		cJSON_Delete(f);
 	}
 	al_doc_free(d);
-	free(id);
 	free(doc);
 	return rc;
 }
@@ -790,7 +790,7 @@ static int blob_mkdir(al_tree *t, const node *n, const char *path, const al_call
  * that changes nothing succeeds quietly, as every chmod elsewhere does (README "artifacts"). */
 int blob_chmod(al_tree *t, const node *n, const char *path, int exec)
 {
-	char *id = al_id_encode(n->rest), *doc = xasprintf("%s/%s", n->coll, id);
+	char *doc = blob_record_doc(n);
 	const char *type = NULL;
 	al_doc *d = NULL;
 	al_file *f;
@@ -833,7 +833,6 @@ int blob_chmod(al_tree *t, const node *n, const char *path, int exec)
 	}
 cleanup:
 	al_doc_free(d);
-	free(id);
 	free(doc);
 	return rc;
 }
@@ -844,7 +843,7 @@ static int blob_symlink(al_tree *t, const node *n, const char *path, const char 
 	const al_caller *c)
 {
 	cJSON *f = NULL, *owner = NULL;
-	char *id = NULL, *doc = NULL;
+	char *doc = NULL;
 	al_attr a;
 	int64_t now = al_now_us();
 	int rc;
@@ -856,8 +855,7 @@ static int blob_symlink(al_tree *t, const node *n, const char *path, const char 
 			"4095 bytes");
 	if (al_tree_getattr(&a, t, path) == 0)
 		return al_error_set(AL_EEXISTS, "%s exists", path);
-	id = al_id_encode(n->rest);
-	doc = xasprintf("%s/%s", n->coll, id);
+	doc = blob_record_doc(n);
 	if (!(f = cJSON_CreateObject()) || !doc) {
 		rc = al_error_set(AL_ENOMEM, "out of memory");
 		goto cleanup;
@@ -874,14 +872,13 @@ static int blob_symlink(al_tree *t, const node *n, const char *path, const char 
 cleanup:
 	cJSON_Delete(f);
 	cJSON_Delete(owner);
-	free(id);
 	free(doc);
 	return rc;
 }
 
 static int blob_readlink(char **out, al_tree *t, const node *n)
 {
-	char *id = al_id_encode(n->rest), *doc = xasprintf("%s/%s", n->coll, id);
+	char *doc = blob_record_doc(n);
 	const char *type, *target;
 	al_doc *d = NULL;
 	int rc = al_store_get(&d, t->store, doc);
@@ -891,7 +888,6 @@ static int blob_readlink(char **out, al_tree *t, const node *n)
 	else if (rc == 0)
 		rc = al_error_set(AL_EINVAL, "not a link: %s", n->rest);
 	al_doc_free(d);
-	free(id);
 	free(doc);
 	return rc;
 }

@@ -55,7 +55,7 @@ static int blob_open_read(al_file *f, int64_t *size_out)
 {
 	al_tree *t = f->t;
 	al_doc *d = NULL;
-	char *id = al_id_encode(f->n.rest), *doc = xasprintf("%s/%s", f->n.coll, id), *local = NULL;
+	char *doc = blob_record_doc(&f->n), *local = NULL;
 	const char *hash, *source;
 	file_rec r = {0};
 	int64_t size = 0;
@@ -109,7 +109,6 @@ static int blob_open_read(al_file *f, int64_t *size_out)
 cleanup:
 	file_rec_clear(&r);
 	al_doc_free(d);
-	free(id);
 	free(doc);
 	free(local);
 	return rc;

@@ -115,9 +115,7 @@ static int import_check_free(al_tree *t, const node *n, const char *mpath, const
 	}
 	if (rc)
 		goto cleanup;
-	id = al_id_encode(n->rest);
-	doc = xasprintf("%s/%s", n->coll, id);
-	if (!id || !doc) {
+	if (!(doc = blob_record_doc(n))) {
 		rc = al_error_set(AL_ENOMEM, "out of memory");
 		goto cleanup;
 	}

@@ -552,6 +552,7 @@ int blob_utimens(al_tree *t, const node *n, int64_t mtime_us);
 int blob_rename_onto_value(al_tree *t, const node *a, const char *from, const char *to);
 int working_folder(al_tree *t, const node *n);
 int blob_chmod(al_tree *t, const node *n, const char *path, int exec);
+char *blob_record_doc(const node *n);
 #define MTIME_NOW INT64_MIN   /* record_file: the time of the recording */
 int record_file(al_tree *t, const node *n, const char *hex, uint64_t size, const char *uri,
 	int stored, const al_pieces *pieces, int64_t mtime_us, int create, const al_file *by);
