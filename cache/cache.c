@@ -2394,6 +2394,7 @@ struct al_cache_prefetch {
 	int mode;
 	int cancelled, listed;  /* listed: in c->pf_head */
 	unsigned inflight, refs;
+	unsigned fail_streak;   /* fetches failed in a row (a pull gives up at one per thread) */
 	al_cache_prefetch_stats st;
 	al_cache_prefetch *next_active;
 };
@@ -2669,6 +2670,16 @@ static void *pf_main(void *arg)
 		if (r < 0)
 			fprintf(stderr, "aletheia: prefetch of blob %s failed: %s\n", f->hash, msg);
 		pf_done(c, p, it, r > 0 ? PF_FETCHED : r == 0 ? PF_LEFT : PF_FAILED, msg, rc);
+		p->fail_streak = r < 0 ? p->fail_streak + 1 : 0;
+		if (p->mode == AL_CACHE_PREFETCH_ALL && p->fail_streak >= c->npf && p->next < p->n) {
+			/* Every thread's fetch failed in a row (a server that hangs costs each its
+			 * timeouts: a pull of 10,000 files took hours to fail): the rest fail at once. */
+			char why[512];
+			snprintf(why, sizeof(why), "not fetched: the %u fetches before it failed in a row "
+				"(the last: %.400s)", p->fail_streak, msg);
+			while (p->next < p->n)
+				pf_done(c, p, &p->items[p->next++], PF_FAILED, why, rc ? rc : AL_EIO);
+		}
 		work_done(c, f);
 		fill_unref(f);
 		p->inflight--;

@@ -41,6 +41,7 @@ typedef struct {
 #define NSRC 8
 static src *srcs[NSRC];
 static atomic_int g_active, g_max_active;    /* fetches running at once, over every source */
+static atomic_int g_unknown;                 /* fetches of a blob no source has */
 static char dir[40];
 
 static void src_init(src *s, int seed, uint64_t size)
@@ -81,8 +82,11 @@ static int fake_fetch(void *ctx, const char *hash, const char *source, int fd, u
 	for (int i = 0; i < NSRC; i++)
 		if (srcs[i] && strcmp(srcs[i]->hash, hash) == 0)
 			s = srcs[i];
-	if (!s)
-		return al_error_set(AL_ENOTFOUND, "no such blob");
+	if (!s) {
+		atomic_fetch_add(&g_unknown, 1);
+		usleep(20 * 1000);    /* a server that fails, slowly */
+		return al_error_set(AL_EIO, "fake origin: timed out");
+	}
 	atomic_fetch_add(&s->calls, 1);
 	int a = atomic_fetch_add(&s->active, 1) + 1, m = atomic_load(&s->max_active);
 	while (a > m && !atomic_compare_exchange_weak(&s->max_active, &m, a))
@@ -1061,6 +1065,38 @@ static void test_prefetch_budget(void)
 	src_done(&big);
 }
 
+/* A pull whose fetches all fail (a server that hangs: each fetch waits for its timeouts) gives up
+ * once every thread's fetch failed in a row; it went on through every file. */
+static void test_pull_gives_up(void)
+{
+	enum { N = 40 };
+	al_cache *t = NULL;
+	al_cache_prefetch *p = NULL;
+	al_cache_prefetch_stats pst;
+	al_cache_item items[N];
+	char hashes[N][AL_HASH_HEX_LEN + 1], sub[64];
+
+	snprintf(sub, sizeof(sub), "%s/giveup", dir);
+	setenv("ALETHEIA_PREFETCH_PARALLEL", "3", 1);
+	CHECK_OK(al_cache_open(&t, sub, 0));
+	unsetenv("ALETHEIA_PREFETCH_PARALLEL");
+	al_cache_set_fetcher(t, fake_fetch, NULL);
+	for (int i = 0; i < N; i++) {
+		snprintf(hashes[i], sizeof(hashes[i]), "%032x", 0xabc00 + i);
+		items[i] = (al_cache_item){.hash = hashes[i], .source = NULL, .size = 1000};
+	}
+	atomic_store(&g_unknown, 0);
+	CHECK_OK(al_cache_prefetch_start(&p, t, items, N, AL_CACHE_PREFETCH_ALL));
+	pf_finish(p, &pst);
+	CHECK(pst.finished);
+	CHECK_EQ_INT(pst.failed_files, N);
+	CHECK_EQ_INT(pst.err_rc, AL_EIO);
+	CHECK(strstr(pst.err, "timed out") != NULL);    /* the first cause */
+	CHECK(atomic_load(&g_unknown) < N / 2);
+	al_cache_prefetch_free(p);
+	al_cache_free(t);
+}
+
 int main(void)
 {
 	al_cache *c = NULL;
@@ -1093,6 +1129,7 @@ int main(void)
 	test_eviction();
 	test_prefetch_wakes();
 	test_prefetch_budget();
+	test_pull_gives_up();
 	{
 		char cmd[128];
 		snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
