@@ -871,11 +871,10 @@ static void op_create_body(fuse_req_t req, fuse_ino_t parent, const char *name, 
 	al_caller c;
 	al_attr a;
 	struct fuse_entry_param e;
-	int rc;
-	(void)mode;
+	int rc, exec = (mode & ~fuse_req_ctx(req)->umask & 0111) != 0;
 	caller_of(&c, req);
 	rc = path ? al_file_open_as(&f, fs->tree, path, open_flags(fi->flags) | AL_OPEN_CREATE |
-		AL_OPEN_WRITE, &c) : AL_ENOTFOUND;
+		AL_OPEN_WRITE | (exec ? AL_OPEN_EXEC : 0), &c) : AL_ENOTFOUND;
 	if (rc == 0 && (rc = al_tree_getattr(&a, fs->tree, path)))
 		al_file_release(f);
 	if (rc) {

@@ -256,7 +256,11 @@ int rename_scratch(al_tree *t, const char *from, const char *to, unsigned flags)
 	free(dir);
 	if (rc != 1)
 		return rc;
-	if ((to_scratch = scratch_place(&place, &dir, to)) && place_ended(t, &place))
+	/* A value recorded under a scratch name (params.json's ".cfg/lr", an older version's) is
+	 * renamed over as any value: sed -i's edit of it was kept in memory only, and lost. */
+	if ((to_scratch = scratch_place(&place, &dir, to)) && getattr_recorded(&(al_attr){0}, t, to) == 0)
+		to_scratch = 0;
+	else if (to_scratch && place_ended(t, &place))
 		rc = AL_EROFS;
 	node_free(&place);
 	free(dir);

@@ -89,6 +89,8 @@ void al_tree_set_status_fn(al_tree *t, al_tree_status_fn fn, void *arg);
 #define AL_OPEN_CREATE 4
 #define AL_OPEN_EXCL   8
 #define AL_OPEN_APPEND 16
+#define AL_OPEN_EXEC   32  /* with AL_OPEN_CREATE: the new file's mode has an x bit (an artifact
+                             * keeps it: git's checkout, cp of a script, open(O_CREAT, 0755)) */
 
 int al_file_open(al_file **out, al_tree *t, const char *path, int flags);
 /* al_file_open by caller (NULL: none known): a file it creates in a dataset is recorded as its

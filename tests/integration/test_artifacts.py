@@ -3,7 +3,7 @@ import hashlib
 import mmap
 import os
 
-from alutil import blob_files, count_blobs, mkrun, read_json, sh
+from alutil import PY, blob_files, count_blobs, mkrun, read_json, sh
 
 
 def make_tree(root):
@@ -193,13 +193,27 @@ def test_an_artifacts_executable_bit_is_kept(run, mount):
     mount.remount()
     assert os.stat(run / "artifacts/r/run.sh").st_mode & 0o777 == 0o755
     assert sh("./artifacts/tools/go.sh", cwd=run).stdout == "ran\nv2\n"
-    # an experiment's artifacts/ takes new executables while no run runs, and keeps its files' modes
+    # a new file takes the x of its creation's mode: cp (no chmod when the umask allows the
+    # mode), git's checkout (a tester found `git status` showing run.sh modified after a clone)
+    sh(f"cp '{src}/run.sh' artifacts/plain.sh && cp '{src}/notes.txt' artifacts/plain.txt", cwd=run)
+    assert os.stat(run / "artifacts/plain.sh").st_mode & 0o777 == 0o755
+    assert os.stat(run / "artifacts/plain.txt").st_mode & 0o777 == 0o644
+    g = mount.root / "gsrc"
+    sh(f"git init -q '{g}' && cp '{src}/run.sh' '{src}/notes.txt' '{g}/' && cd '{g}' && git add . && "
+       "git -c user.email=a@b -c user.name=n commit -qm c")
+    sh(f"git clone -q '{g}' artifacts/repo", cwd=run)
+    assert sh("git status --porcelain", cwd=run / "artifacts/repo").stdout == ""
+    # an experiment's artifacts/ takes new executables while no run runs; modes change there as
+    # times do (install -m and shutil.copy set them after the close: a tester found them failing
+    # with EPERM, the new file left 0644 and undeletable)
     sh("echo finished > status", cwd=run)
     ea = run.parent.parent / "artifacts"
-    sh(f"cp -a '{src}/run.sh' '{ea}/'")
-    assert os.stat(ea / "run.sh").st_mode & 0o777 == 0o755
-    r = sh(f"chmod -x '{ea}/run.sh'", check=False)
-    assert r.returncode != 0 and "not permitted" in r.stderr
+    sh(f"cp -a '{src}/run.sh' '{ea}/' && install -m 755 '{src}/notes.txt' '{ea}/inst.sh' && "
+       f"{PY} -c 'import shutil, sys; shutil.copy(sys.argv[1], sys.argv[2])' '{src}/run.sh' '{ea}/sc.sh'")
+    for name in ("run.sh", "inst.sh", "sc.sh"):
+        assert os.stat(ea / name).st_mode & 0o777 == 0o755, name
+    sh(f"chmod -x '{ea}/run.sh'")
+    assert os.stat(ea / "run.sh").st_mode & 0o777 == 0o644
     # an ended run's are read-only: chmod changes nothing there
     r = sh("chmod -x artifacts/r/run.sh", cwd=run, check=False)
     assert r.returncode != 0 and "Read-only file system" in r.stderr

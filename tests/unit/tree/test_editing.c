@@ -78,6 +78,19 @@ static void test_scratch_folder(void)
 	CHECK_EQ_STR(tree_ls(RUN1 "/metrics"), "loss");
 	CHECK(strstr(tree_cat(RUN1 "/metrics/loss"), "\n1 0.4 ") != NULL);
 	CHECK_OK(tree_write(P "/lr", "0.55\n"));
+	/* a value recorded under a scratch name (through params.json, or by an older version) is
+	 * edited as any value: sed -i's temporary renamed over it records it (it was kept in memory
+	 * only, params.json disagreeing, and lost at the unmount) */
+#define R2 "/p/experiments/e/runs/2"
+	CHECK_OK(tree_mkdirs(R2));
+	CHECK_OK(tree_write(R2 "/params.json", "{\".cfg/wd\": 0.5}"));
+	CHECK_OK(tree_write(R2 "/params/.cfg/sedAbCdEf", "0.75\n"));
+	CHECK_OK(al_tree_rename(TF.t, R2 "/params/.cfg/sedAbCdEf", R2 "/params/.cfg/wd", 0));
+	CHECK_EQ_STR(tree_cat(R2 "/params.json"), "{\n  \".cfg/wd\": 0.75\n}\n");
+	tree_remount();
+	CHECK_EQ_STR(tree_cat(R2 "/params/.cfg/wd"), "0.75\n");
+	CHECK_EQ_STR(tree_ls(R2 "/params/.cfg"), "wd");
+#undef R2
 }
 
 static void test_refused(void)
