@@ -220,8 +220,10 @@ int open_blob(al_file *f, int flags, const char *path)
 		} else {
 			pthread_mutex_lock(&f->mu);   /* new: no one else can hold or wait for it yet */
 			f->kind = F_BLOB_WRITE;
-			/* a rewrite keeps it (chmod +x); a new file takes its creation's mode */
-			f->exec = exists ? (a.mode & 0111) != 0 : (flags & AL_OPEN_EXEC) != 0;
+			/* an artifact's x (README "artifacts"): a rewrite keeps it (chmod +x), a new
+			 * file takes its creation's; dataset files are 0444 */
+			f->exec = (f->n.k->flags & K_WORKING) &&
+				(exists ? (a.mode & 0111) != 0 : (flags & AL_OPEN_EXEC) != 0);
 			f->next = t->writers;
 			t->writers = f;
 			f->registered = 1;

@@ -203,6 +203,10 @@ def test_an_artifacts_executable_bit_is_kept(run, mount):
        "git -c user.email=a@b -c user.name=n commit -qm c")
     sh(f"git clone -q '{g}' artifacts/repo", cwd=run)
     assert sh("git status --porcelain", cwd=run / "artifacts/repo").stdout == ""
+    # only artifacts: a dataset's files stay 0444
+    os.makedirs(mount.path / "p/datasets/d")
+    sh(f"cp '{src}/run.sh' '{mount.path}/p/datasets/d/'")
+    assert os.stat(mount.path / "p/datasets/d/run.sh").st_mode & 0o777 == 0o444
     # an experiment's artifacts/ takes new executables while no run runs; modes change there as
     # times do (install -m and shutil.copy set them after the close: a tester found them failing
     # with EPERM, the new file left 0644 and undeletable)
