@@ -367,6 +367,22 @@ int tree_unlink(al_tree *t, const char *path)
 	return rc;
 }
 
+static int count_entry(void *ctx, const char *name, int type, const al_attr *attr)
+{
+	(void)type;
+	(void)attr;
+	if (strcmp(name, ".") != 0 && strcmp(name, "..") != 0)
+		++*(size_t *)ctx;
+	return 0;
+}
+
+int require_empty(al_tree *t, const char *path)
+{
+	size_t entries = 0;
+	int rc = al_tree_readdir(t, path, count_entry, &entries);
+	return rc ? rc : entries ? al_error_set(AL_ENOTEMPTY, "%s is not empty", path) : 0;
+}
+
 int tree_rmdir(al_tree *t, const char *path)
 {
 	node n;
@@ -375,8 +391,15 @@ int tree_rmdir(al_tree *t, const char *path)
 	if ((rc = node_parse(&n, path)))
 		return rc;
 	/* An empty scratch folder comes and goes freely, as scratch files do. */
-	if ((rc = scratch_rmdir(t, path)) == 1 && (rc = may_delete(t, &n, path, &working)) == 0)
-		rc = working ? blob_rmdir(t, &n, path) : n.k->rmdir ? n.k->rmdir(t, &n, path) : 0;
+	if ((rc = scratch_rmdir(t, path)) == 1 && (rc = may_delete(t, &n, path, &working)) == 0) {
+		if (working)
+			rc = blob_rmdir(t, &n, path);
+		else if (n.k->mkdir == vdir_mkdir)
+			rc = require_empty(t, path);   /* a folder of params or metrics has no document:
+							* one holding values said it went, and stayed */
+		else
+			rc = n.k->rmdir ? n.k->rmdir(t, &n, path) : 0;
+	}
 	if (rc == 0 && !working) {
 		vdir **pv;
 		pthread_mutex_lock(&t->lock);

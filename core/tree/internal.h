@@ -136,6 +136,8 @@ int tree_rmdir(al_tree *t, const char *path);
 int tree_rename(al_tree *t, const char *from, const char *to, unsigned flags);
 int tree_symlink(al_tree *t, const char *target, const char *path, const al_caller *caller);
 int tree_chmod(al_tree *t, const char *path, unsigned mode);
+/* 0 when the folder at path lists nothing, else AL_ENOTEMPTY (or its listing's error). */
+int require_empty(al_tree *t, const char *path);
 int tree_utimens(al_tree *t, const char *path, int64_t mtime_us);
 
 /* ---- the tree's state -------------------------------------------------------------------- */

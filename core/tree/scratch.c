@@ -422,26 +422,13 @@ cleanup:
 	return rc;
 }
 
-static int count_entry(void *ctx, const char *name, int type, const al_attr *attr)
-{
-	(void)type;
-	(void)attr;
-	if (strcmp(name, ".") != 0 && strcmp(name, "..") != 0)
-		++*(size_t *)ctx;
-	return 0;
-}
-
 /* 0 when path is an empty scratch folder made by mkdir (rsync's .~tmp~), which goes without
  * --allow-delete: nothing of it was recorded; 1 when it is none. */
 int scratch_rmdir(al_tree *t, const char *path)
 {
-	size_t entries = 0;
-	int rc;
 	if (!scratch_name(last_segment(path)) || !has_vdir(t, path))
 		return 1;
-	if ((rc = al_tree_readdir(t, path, count_entry, &entries)) != 0)
-		return rc;
-	return entries ? al_error_set(AL_ENOTEMPTY, "%s is not empty", path) : 0;
+	return require_empty(t, path);
 }
 
 /* 0 when path was a scratch file and is gone, 1 when it is none. */

@@ -473,5 +473,11 @@ def test_a_sub_folder_stays_when_its_last_entry_is_deleted(mount_factory, folder
     out = p.stdout.split()
     assert out[:2] == ["ls=0", "directory"] and folder.split("/")[-1] in out[2:], p.stdout
     assert top in os.listdir(run / folder.split("/")[0])
+    # rmdir of a folder that holds values fails, as on a local disk (it said success, and the
+    # folder stayed)
+    (run / folder / entry).write_text("1\n")
+    r = subprocess.run(["rmdir", str(run / folder.split("/")[0] / top)], capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode != 0 and "not empty" in r.stderr, r.stderr
     subprocess.run(["rm", "-r", str(run / folder.split("/")[0] / top)], check=True, timeout=30)
     assert top not in os.listdir(run / folder.split("/")[0])
