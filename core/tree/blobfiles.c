@@ -791,38 +791,30 @@ static int blob_mkdir(al_tree *t, const node *n, const char *path, const al_call
 int blob_chmod(al_tree *t, const node *n, const char *path, int exec)
 {
 	char *doc = blob_record_doc(n);
-	const char *type = NULL;
 	al_doc *d = NULL;
 	al_file *f;
-	int rc, had = 0, writing = 0;
+	int rc, had = 0;
 
-	rc = al_store_get(&d, t->store, doc);
-	if (rc == 0) {
-		type = al_fields_get_string(d->fields, "type");
-		al_fields_get_bool(&had, d->fields, "exec");
-	}
-	pthread_mutex_lock(&t->lock);
-	for (f = t->writers; f; f = f->next)
-		if (f->kind == F_BLOB_WRITE && strcmp(f->path, path) == 0)
-			writing |= __atomic_load_n(&f->exec, __ATOMIC_RELAXED) != exec ? 2 : 1;
-	pthread_mutex_unlock(&t->lock);
-	if (rc == AL_ENOTFOUND) {   /* a folder made by its files, or a file not closed yet */
-		al_error_clear();
+	if ((rc = al_store_get(&d, t->store, doc)) == AL_ENOTFOUND) {
+		al_error_clear();    /* a folder made by its files, or a file not closed yet */
 		rc = 0;
+	} else if (rc == 0 && al_fields_get_string(d->fields, "type")) {
+		goto cleanup;        /* a folder's or a link's mode is the tree's */
+	} else if (rc == 0) {
+		al_fields_get_bool(&had, d->fields, "exec");
+		had = had != 0;
 	}
-	if (rc || type || (!!had == !!exec && writing < 2))
-		goto cleanup;   /* a folder's or a link's mode is the tree's; nothing changes */
 	/* An ended run's files are read-only, their modes too. An experiment's artifacts/ outside
 	 * its working period takes new files only, but modes change there as times do: install -m
 	 * and shutil.copy set them after the close that recorded the new file. */
-	if (d && n->k->owner == O_RUN && (rc = require_running(t, n)) != 0)
+	if (rc || (d && had != exec && n->k->owner == O_RUN && (rc = require_running(t, n)) != 0))
 		goto cleanup;
 	pthread_mutex_lock(&t->lock);
 	for (f = t->writers; f; f = f->next)
 		if (f->kind == F_BLOB_WRITE && strcmp(f->path, path) == 0)
 			__atomic_store_n(&f->exec, exec, __ATOMIC_RELAXED);
 	pthread_mutex_unlock(&t->lock);
-	if (d && !!had != !!exec) {
+	if (d && had != exec) {
 		cJSON *fields = cJSON_CreateObject();
 		al_fields_set(fields, "exec", al_value_bool(exec));
 		rc = commit1(t, AL_WRITE_UPDATE, doc, fields, AL_PRE_EXISTS);

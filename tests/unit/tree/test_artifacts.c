@@ -223,17 +223,9 @@ static void test_exec(void)
 	al_file_release(w);
 	/* a new file takes the x of its creation's mode (open(O_CREAT, 0755): cp, git's checkout);
 	 * an existing one keeps its own */
-	w = NULL;
-	CHECK_OK(al_file_open(&w, TF.t, A "/bin/made.sh", AL_OPEN_WRITE | AL_OPEN_CREATE | AL_OPEN_EXEC));
-	CHECK_OK(al_file_write(w, "y", 1, 0));
-	CHECK_OK(al_file_flush(w));
-	al_file_release(w);
+	CHECK_EQ_INT(tree_io_first(tree_put(A "/bin/made.sh", "y", 1, AL_OPEN_EXEC)), 0);
 	CHECK_EQ_INT(mode_of(A "/bin/made.sh"), 0755);
-	w = NULL;
-	CHECK_OK(al_file_open(&w, TF.t, A "/moved.txt", AL_OPEN_WRITE | AL_OPEN_CREATE | AL_OPEN_EXEC));
-	CHECK_OK(al_file_write(w, "z", 1, 0));
-	CHECK_OK(al_file_flush(w));
-	al_file_release(w);
+	CHECK_EQ_INT(tree_io_first(tree_put(A "/moved.txt", "z", 1, AL_OPEN_EXEC)), 0);
 	CHECK_EQ_INT(mode_of(A "/moved.txt"), 0644);
 	/* folders and other files: quietly as they are */
 	CHECK_OK(al_tree_chmod(TF.t, A "/bin", 0700));
