@@ -120,6 +120,60 @@ static int keyset_grow(keyset *k)
 	return 0;
 }
 
+/* Small sets are scanned; an index pays from here on. */
+#define KEYSET_INDEX_FROM 32
+
+static size_t key_hash(const char *s)
+{
+	uint64_t h = 14695981039346656037ULL;   /* FNV-1a */
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+	return (size_t)h;
+}
+
+static void keyset_index_put(keyset *k, size_t i)
+{
+	size_t m = k->nslot - 1, h = key_hash(k->keys[i]) & m;
+	while (k->slot[h])
+		h = (h + 1) & m;
+	k->slot[h] = i + 1;
+}
+
+/* Builds the index anew, at most half full, once k is large enough; without the memory for it
+ * the set is scanned (slower, still right). */
+static void keyset_index(keyset *k)
+{
+	size_t want = 64, i;
+	free(k->slot);
+	k->slot = NULL;
+	k->nslot = 0;
+	if (k->n < KEYSET_INDEX_FROM)
+		return;
+	while (want < 2 * k->n)
+		want *= 2;
+	if (!(k->slot = calloc(want, sizeof(*k->slot))))
+		return;
+	k->nslot = want;
+	for (i = 0; i < k->n; i++)
+		keyset_index_put(k, i);
+}
+
+size_t keyset_find(const keyset *k, const char *key)
+{
+	size_t i;
+	if (k->slot) {
+		size_t m = k->nslot - 1;
+		for (i = key_hash(key) & m; k->slot[i]; i = (i + 1) & m)
+			if (strcmp(k->keys[k->slot[i] - 1], key) == 0)
+				return k->slot[i] - 1;
+		return KEYSET_NONE;
+	}
+	for (i = 0; i < k->n; i++)
+		if (strcmp(k->keys[i], key) == 0)
+			return i;
+	return KEYSET_NONE;
+}
+
 /* Appends key, known not to be in k yet. */
 static int keyset_append(keyset *k, const char *key)
 {
@@ -129,16 +183,17 @@ static int keyset_append(keyset *k, const char *key)
 	if (k->attrs)
 		k->has[k->n] = 0;
 	k->keys[k->n++] = copy;
+	if (k->slot && 2 * k->n <= k->nslot)
+		keyset_index_put(k, k->n - 1);
+	else if (k->n >= KEYSET_INDEX_FROM)
+		keyset_index(k);
 	return 0;
 }
 
 void keyset_add(keyset *k, const char *key)
 {
-	size_t i;
-	for (i = 0; i < k->n; i++)
-		if (strcmp(k->keys[i], key) == 0)
-			return;
-	keyset_append(k, key);
+	if (keyset_find(k, key) == KEYSET_NONE)
+		keyset_append(k, key);
 }
 
 void keyset_add_attr(keyset *k, const char *key, const al_attr *a)
@@ -167,21 +222,26 @@ static void keyset_type(keyset *k, const char *key, al_node_type type)
 			k->attrs = NULL;
 		}
 	}
-	for (i = k->n; k->attrs && i-- > 0;)
-		if (strcmp(k->keys[i], key) == 0) {
-			/* a file of the name wins over a folder of longer names (param_getattr, metric_attr) */
-			if (k->has[i] != 2 || type == AL_NODE_FILE) {
-				memset(&k->attrs[i], 0, sizeof(k->attrs[i]));
-				k->attrs[i].type = type;
-				k->has[i] = 2;
-			}
-			break;
-		}
+	if (k->attrs && (i = keyset_find(k, key)) != KEYSET_NONE &&
+	    /* a file of the name wins over a folder of longer names (param_getattr, metric_attr) */
+	    (k->has[i] != 2 || type == AL_NODE_FILE)) {
+		memset(&k->attrs[i], 0, sizeof(k->attrs[i]));
+		k->attrs[i].type = type;
+		k->has[i] = 2;
+	}
+}
+
+void keyset_sort(keyset *k)
+{
+	if (k->n)
+		qsort(k->keys, k->n, sizeof(char *), cmp_str);
+	keyset_index(k);
 }
 
 void keyset_free(keyset *k)
 {
 	al_strings_free(k->keys, k->n);
+	free(k->slot);
 	free(k->attrs);
 	free(k->has);
 	memset(k, 0, sizeof(*k));
@@ -246,15 +306,8 @@ int list_ids(keyset *k, al_tree *t, const char *coll)
 	al_doc_list *l = NULL;
 	size_t i;
 	int rc = al_store_list_meta(&l, t->store, coll);
-	/* The ids of one listing are distinct: into an empty set they go without the check for
-	 * duplicates (quadratic for an experiment of 10,000 runs). */
-	int fresh = k->n == 0;
-	for (i = 0; rc == 0 && i < l->count; i++) {
-		if (fresh)
-			keyset_append(k, al_doc_id(l->docs[i]->path));
-		else
-			keyset_add(k, al_doc_id(l->docs[i]->path));
-	}
+	for (i = 0; rc == 0 && i < l->count; i++)
+		keyset_add(k, al_doc_id(l->docs[i]->path));
 	al_doc_list_free(l);
 	return rc;
 }

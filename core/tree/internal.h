@@ -51,6 +51,10 @@ typedef struct keyset {
 	al_attr *attrs;
 	unsigned char *has;
 	size_t n, cap;
+	/* From KEYSET_INDEX_FROM keys on: keys[slot[h] - 1] by the key's hash (0: empty), so a
+	 * listing of 10,000 names adds each in constant time (keyset_find). */
+	size_t *slot;
+	size_t nslot;
 } keyset;
 
 /* ---- the kind table (dispatch.c) --------------------------------------------------------- */
@@ -452,10 +456,15 @@ int path_under(const char *dir, const char *path);
  * renaming"). */
 int being_removed(al_tree *t, const char *doc);
 int path_inside(const char *dir, const char *path);
+#define KEYSET_NONE ((size_t)-1)
+/* Where key is in k, or KEYSET_NONE. */
+size_t keyset_find(const keyset *k, const char *key);
 void keyset_add(keyset *k, const char *key);
 /* Adds key, known not to be in k yet (an id of the one listing that fills k), with its
  * attributes. */
 void keyset_add_attr(keyset *k, const char *key, const al_attr *a);
+/* Sorts the keys by strcmp (no attributes: sets of names only). */
+void keyset_sort(keyset *k);
 void keyset_free(keyset *k);
 int cmp_str(const void *a, const void *b);
 void child_of(keyset *k, const char *rest, const char *full);

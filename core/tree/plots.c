@@ -40,8 +40,8 @@ static int add_run_metric_names(keyset *k, al_tree *t, al_series_stored *stored,
 static int run_metric_names(keyset *k, al_tree *t, const node *n)
 {
 	int rc = add_run_metric_names(k, t, NULL, n->run_doc);
-	if (rc == 0 && k->n)
-		qsort(k->keys, k->n, sizeof(char *), cmp_str);
+	if (rc == 0)
+		keyset_sort(k);
 	return rc;
 }
 
@@ -80,8 +80,8 @@ static int experiment_metric_names(keyset *k, al_tree *t, const node *n)
 	al_series_stored_free(stored);
 	al_doc_list_free(runs);
 	free(coll);
-	if (rc == 0 && k->n)
-		qsort(k->keys, k->n, sizeof(char *), cmp_str);
+	if (rc == 0)
+		keyset_sort(k);
 	return rc;
 }
 
@@ -137,7 +137,7 @@ static int plots_getattr(al_attr *out, al_tree *t, const node *n, const char *pa
 	int rc = names_of(&names, t, n);
 	if (rc == 0)
 		rc = plots_attr(out, t, n, path, mode, &names, mtime, extra);
-	al_strings_free(names.keys, names.n);
+	keyset_free(&names);
 	return rc;
 }
 
@@ -150,7 +150,7 @@ static int plots_list(keyset *k, al_tree *t, const node *n, names_fn names_of, c
 		if (extra && !*n->rest)
 			child_of_typed(k, "", extra);
 	}
-	al_strings_free(names.keys, names.n);
+	keyset_free(&names);
 	return rc;
 }
 
@@ -195,14 +195,13 @@ static int exp_plot_render(al_buf *b, int64_t *mtime, al_tree *t, const node *n)
 		keyset names = {0};
 		if ((rc = add_run_metric_names(&names, t, stored, runs->docs[i]->path)))
 			goto cleanup;
-		if (names.n)
-			qsort(names.keys, names.n, sizeof(char *), cmp_str);
+		keyset_sort(&names);
 		if (has_name(&names, metric)) {
 			ser[count].doc = xasprintf("%s/metrics/%s", runs->docs[i]->path, id);
 			ser[count].label = run_label(runs->docs[i], &differ);
 			ser[count++].colour = i;
 		}
-		al_strings_free(names.keys, names.n);
+		keyset_free(&names);
 		mtime_raise(mtime, runs->docs[i]->update_us);
 	}
 	rc = chart_svg(b, mtime, t->series, metric, ser, count, 1);
@@ -213,7 +212,7 @@ cleanup:
 		free((char *)ser[i].label);
 	}
 	free(ser);
-	al_strings_free(differ.keys, differ.n);
+	keyset_free(&differ);
 	al_doc_list_free(runs);
 	free(metric);
 	free(id);
@@ -287,7 +286,7 @@ cleanup:
 	free(ser);
 	free(title);
 	free(metric);
-	al_strings_free(names.keys, names.n);
+	keyset_free(&names);
 	al_doc_free(run);
 	return rc;
 }

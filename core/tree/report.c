@@ -52,9 +52,8 @@ int params_that_differ(keyset *out, const al_doc_list *runs)
 		if (!same)
 			keyset_add(out, all.keys[k]);
 	}
-	if (out->n)
-		qsort(out->keys, out->n, sizeof(char *), cmp_str);
-	al_strings_free(all.keys, all.n);
+	keyset_sort(out);
+	keyset_free(&all);
 	al_buf_dispose(&first);
 	al_buf_dispose(&cell);
 	return 0;
@@ -223,14 +222,13 @@ static void run_row(al_buf *b, const al_doc *run, size_t index, const run_metric
 		if (map)
 			cJSON_ArrayForEach(tg, map)
 				keyset_add(&names, tg->string);
-		if (names.n)
-			qsort(names.keys, names.n, sizeof(char *), cmp_str);
+		keyset_sort(&names);
 		for (k = 0; k < names.n; k++) {
 			al_buf_puts(b, "<span class=\"tag\">");
 			xml_text(b, names.keys[k]);
 			al_buf_puts(b, "</span>");
 		}
-		al_strings_free(names.keys, names.n);
+		keyset_free(&names);
 		al_buf_puts(b, "</td>");
 	}
 	for (k = 0; k < differ->n; k++)
@@ -282,8 +280,7 @@ static int render_experiment_index(al_buf *b, int64_t *mtime, al_tree *t, const 
 			mtime_raise(mtime, rm[i].sums[k].update_us);
 		}
 	}
-	if (metrics.n)
-		qsort(metrics.keys, metrics.n, sizeof(char *), cmp_str);
+	keyset_sort(&metrics);
 	if (!(metric_ids = calloc(metrics.n + 1, sizeof(char *)))) {
 		rc = al_error_set(AL_ENOMEM, "out of memory");
 		goto cleanup;
@@ -352,8 +349,8 @@ cleanup:
 		free(metric_ids[k]);
 	free(metric_ids);
 	free(title);
-	al_strings_free(differ.keys, differ.n);
-	al_strings_free(metrics.keys, metrics.n);
+	keyset_free(&differ);
+	keyset_free(&metrics);
 	al_doc_list_free(runs);
 	return rc;
 }

@@ -110,15 +110,14 @@ static int render_run_json(al_buf *b, int64_t *mtime, al_tree *t, const node *n,
 		keyset names = {0};
 		cJSON_ArrayForEach(tg, map)
 			keyset_add(&names, tg->string);
-		if (names.n)
-			qsort(names.keys, names.n, sizeof(char *), cmp_str);
+		keyset_sort(&names);
 		for (i = 0; i < names.n; i++) {
 			int64_t us;
 			char tb[48];
 			if (al_value_get_time(&us, al_fields_get(map, names.keys[i])) == 0)
 				cJSON_AddStringToObject(tags, names.keys[i], al_time_format(tb, us, 6));
 		}
-		al_strings_free(names.keys, names.n);
+		keyset_free(&names);
 	}
 	datasets = cJSON_AddArrayToObject(o, "datasets");
 	if ((ds = al_value_get_map(al_fields_get(f, "datasets")))) {

@@ -192,6 +192,34 @@ static void test_listing_keeps_records(void)
 	CHECK_EQ_INT(tree_size("/p/datasets/listed/f03"), strlen("content 3   "));
 }
 
+/* A folder of many names lists each once with its type, the names of its sub-folders (met once
+ * per file below them) too: past a few dozen names the listing finds them by hash (keyset). */
+static void test_many_names(void)
+{
+	const char *root = "/p/datasets/many";
+	char path[128], want[4096];
+	size_t off = 0;
+	int i;
+
+	CHECK_OK(tree_mkdirs(root));
+	off += (size_t)snprintf(want + off, sizeof(want) - off, ".dataset.json .description");
+	for (i = 0; i < 40; i++) {
+		snprintf(path, sizeof(path), "%s/d%02d/a", root, i);
+		CHECK_OK(tree_write(path, "a"));
+		snprintf(path, sizeof(path), "%s/d%02d/b", root, i);
+		CHECK_OK(tree_write(path, "b"));
+		off += (size_t)snprintf(want + off, sizeof(want) - off, " d%02d", i);
+	}
+	for (i = 0; i < 150; i++) {
+		snprintf(path, sizeof(path), "%s/f%03d", root, i);
+		CHECK_OK(tree_write(path, ""));
+		off += (size_t)snprintf(want + off, sizeof(want) - off, " f%03d", i);
+	}
+	tree_remount();
+	CHECK_EQ_STR(tree_ls(root), want);   /* tree_ls also checks each name's type against stat */
+	CHECK_EQ_STR(tree_ls("/p/datasets/many/d07"), "a b");
+}
+
 int main(void)
 {
 	tree_setup();
@@ -200,6 +228,7 @@ int main(void)
 	test_write_once();
 	test_description();
 	test_listing_keeps_records();
+	test_many_names();
 	tree_teardown();
 	CHECK_DONE();
 }
