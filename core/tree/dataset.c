@@ -139,7 +139,13 @@ cleanup:
 void dataset_changed(al_tree *t, const char *ds_doc)
 {
 	vdir *v;
+	int64_t now = al_now_us();
 	pthread_mutex_lock(&t->lock);
+	if (!t->dirty_ds) {
+		t->ds_first_us = now;
+		pthread_cond_signal(&t->ds_wake);   /* else it waits for a quiet second already */
+	}
+	t->ds_last_us = now;
 	for (v = t->dirty_ds; v; v = v->next)
 		if (strcmp(v->path, ds_doc) == 0)
 			break;
@@ -150,7 +156,6 @@ void dataset_changed(al_tree *t, const char *ds_doc)
 		} else
 			free(v);
 	}
-	pthread_cond_signal(&t->ds_wake);
 	pthread_mutex_unlock(&t->lock);
 }
 
@@ -196,6 +201,13 @@ int dataset_settle(al_tree *t, const char *ds_doc)
 	return rc;
 }
 
+/* A refresh lists every file of the dataset and holds its new files' commits back meanwhile, so
+ * it waits until the datasets are left alone for DS_QUIET_US (README "datasets": about a second
+ * after the last change); during a long copy once every DS_BUSY_US at most. After each burst
+ * instead, a copy of n files cost n²/burst listings. */
+#define DS_QUIET_US 1000000
+#define DS_BUSY_US 30000000
+
 void *dataset_thread(void *arg)
 {
 	al_tree *t = arg;
@@ -203,16 +215,22 @@ void *dataset_thread(void *arg)
 
 	pthread_mutex_lock(&t->lock);
 	while (!t->ds_stop) {
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_sec += 1;
+		int64_t due = al_now_us() + 3600 * (int64_t)1000000;
+		if (t->dirty_ds) {
+			due = t->ds_last_us + DS_QUIET_US;
+			if (due > t->ds_first_us + DS_BUSY_US)
+				due = t->ds_first_us + DS_BUSY_US;
+			if (al_now_us() >= due) {
+				pthread_mutex_unlock(&t->lock);
+				dataset_settle(t, NULL);
+				changed(t);
+				pthread_mutex_lock(&t->lock);
+				continue;
+			}
+		}
+		ts.tv_sec = (time_t)(due / 1000000);
+		ts.tv_nsec = (long)(due % 1000000) * 1000;
 		pthread_cond_timedwait(&t->ds_wake, &t->lock, &ts);
-		if (!t->dirty_ds)
-			continue;
-		pthread_mutex_unlock(&t->lock);
-		usleep(200000);   /* let a burst of copies finish first */
-		dataset_settle(t, NULL);
-		changed(t);
-		pthread_mutex_lock(&t->lock);
 	}
 	pthread_mutex_unlock(&t->lock);
 	return NULL;

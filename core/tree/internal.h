@@ -213,9 +213,12 @@ struct al_tree {
 	scratch *scratch;          /* linked scratch files (in t->lock, as is their content) */
 	size_t scratch_bytes;
 	/* Datasets whose version must be recomputed: after each added file it would cost a listing
-	 * per file, so it happens about once a second, or at once when the version is looked at. */
+	 * per file, so it happens once they are left alone for a second, or at once when the
+	 * version is looked at (dataset_thread). */
 	pthread_mutex_t ds_lock;   /* serialises version computation; taken before t->lock */
 	vdir *dirty_ds;            /* dataset documents (in t->lock) */
+	int64_t ds_first_us;       /* the first and the last change since dirty_ds was empty */
+	int64_t ds_last_us;
 	pthread_t ds_thread;
 	pthread_cond_t ds_wake;
 	int ds_started, ds_stop;

@@ -2,6 +2,7 @@
  * (name, version, files, bytes, created, description) following the content, .description
  * (README "datasets", "Deleting and renaming"). */
 #include "aletheia/hash.h"
+#include <sqlite3.h>
 #include "tree_fixture.h"
 
 #define DS "/p/datasets/d"
@@ -220,6 +221,55 @@ static void test_many_names(void)
 	CHECK_EQ_STR(tree_ls("/p/datasets/many/d07"), "a b");
 }
 
+/* The stored dataset document's "stale" mark as another reader of the store sees it: 1, 0, or -1
+ * when it cannot be read. */
+static int stored_stale(const char *ds_doc)
+{
+	char db[256];
+	sqlite3 *h = NULL;
+	sqlite3_stmt *st = NULL;
+	int stale = -1;
+	snprintf(db, sizeof(db), "%s/store/meta.db", TF.root);
+	if (sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+	    sqlite3_prepare_v2(h, "SELECT fields FROM docs WHERE path = ?1", -1, &st, NULL) == SQLITE_OK) {
+		sqlite3_bind_text(st, 1, ds_doc, -1, SQLITE_STATIC);
+		if (sqlite3_step(st) == SQLITE_ROW) {
+			const char *f = (const char *)sqlite3_column_text(st, 0);
+			stale = strstr(f, "\"stale\":{\"booleanValue\":true}") ? 1 :
+				strstr(f, "\"stale\":{\"booleanValue\":false}") ? 0 : -1;
+		}
+	}
+	sqlite3_finalize(st);
+	sqlite3_close(h);
+	return stale;
+}
+
+/* The version is recomputed about a second after the last change (README "datasets"), not
+ * during a copy: each recomputation lists every file and holds the copy's commits back. */
+static void test_version_waits_for_a_quiet_second(void)
+{
+	const char *doc = "projects/p/datasets/quiet";
+	char path[128];
+	int i, settled_during = 0, waited = 0;
+
+	CHECK_OK(tree_mkdirs("/p/datasets/quiet"));
+	/* a copy writing a file every 0.4 s: the version waits, looked at just before each next file
+	 * (a stall of the test of over half a second may let it settle once or twice on a loaded
+	 * machine; after each burst instead, it settled every time) */
+	for (i = 0; i < 10; i++) {
+		snprintf(path, sizeof(path), "/p/datasets/quiet/f%02d", i);
+		CHECK_OK(tree_write(path, "x"));
+		usleep(400000);
+		settled_during += stored_stale(doc) == 0;
+	}
+	CHECK(settled_during <= 3);
+	/* then it follows on its own, nobody reading .dataset.json */
+	while (stored_stale(doc) != 0 && waited++ < 100)
+		usleep(100000);
+	CHECK_EQ_INT(stored_stale(doc), 0);
+	CHECK(strstr(tree_cat("/p/datasets/quiet/.dataset.json"), "\"files\": 10") != NULL);
+}
+
 int main(void)
 {
 	tree_setup();
@@ -229,6 +279,7 @@ int main(void)
 	test_description();
 	test_listing_keeps_records();
 	test_many_names();
+	test_version_waits_for_a_quiet_second();
 	tree_teardown();
 	CHECK_DONE();
 }
