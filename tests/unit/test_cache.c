@@ -354,6 +354,47 @@ static void test_changed_behind_our_back(void)
 	CHECK_EQ_INT(system(cmd), 0);
 }
 
+/* A cached file whose ctime moved with its bytes unchanged (a chmod behind our back) is hashed
+ * once at its next open; the index then keeps the new ctime, so the next cache does not hash it
+ * again (its row was written with the old one before). */
+static void test_ctime_kept_after_check(void)
+{
+	static blob g;
+	char d[64], p[256], cmd[200];
+	al_cache *c1, *c2;
+	al_cache_stats st;
+	int calls;
+
+	strcpy(d, "/tmp/al-test-cache-ctime2-XXXXXX");
+	CHECK(mkdtemp(d) != NULL);
+	blob_init(&g, 23, BLOB);
+	if (!(c1 = cache_open_sync(d, "0")))
+		return;
+	use(c1, &g, 0);
+	for (int i = 0; i < 500; i++) {
+		al_cache_get_stats(&st, c1);
+		if (st.entries == 1 && st.unsynced == 0)
+			break;
+		usleep(10000);
+	}
+	snprintf(p, sizeof(p), "%s/%.2s/%s", d, g.hash, g.hash);
+	usleep(20000);                     /* a ctime of its own, on coarse clocks too */
+	CHECK_EQ_INT(chmod(p, 0644), 0);
+	CHECK_EQ_INT(chmod(p, 0444), 0);
+	calls = g.calls;
+	use(c1, &g, 0);                    /* hashed, found whole: served, not fetched */
+	CHECK_EQ_INT(g.calls, calls);
+	al_cache_free(c1);                 /* writes the dirty rows */
+	if (!(c2 = cache_open(d, 0)))
+		return;
+	al_cache_get_stats(&st, c2);
+	CHECK_EQ_INT(st.entries, 1);
+	CHECK_EQ_INT(st.unverified, 0);
+	al_cache_free(c2);
+	snprintf(cmd, sizeof(cmd), "chmod -R u+w %s && rm -rf %s", d, d);
+	CHECK_EQ_INT(system(cmd), 0);
+}
+
 int main(void)
 {
 	al_cache *c = NULL;
@@ -365,6 +406,7 @@ int main(void)
 	test_sizes();
 	test_crash_before_sync();
 	test_changed_behind_our_back();
+	test_ctime_kept_after_check();
 	strcpy(dir, "/tmp/al-test-cache-XXXXXX");
 	CHECK(mkdtemp(dir) != NULL);
 	blob_init(&a, 1, BLOB);
