@@ -571,13 +571,31 @@ static al_write owner_write(cJSON **fields, const node *n, int64_t now)
 }
 
 /* The same mark as a commit of its own, before a change that has none (a delete, a rename): a
- * crash after it costs a needless recomputation, never a stale version. */
+ * crash after it costs a needless recomputation, never a stale version. A dataset's mark, the
+ * change and the note for its version (owner_done) go under ds_lock, as record_file's: a version
+ * computed between the mark and the change would clear the mark without seeing the change, and
+ * after a kill -9 nothing would recompute it. */
 static int owner_mark(al_tree *t, const node *n)
 {
 	cJSON *f = NULL;
 	al_write w = owner_write(&f, n, al_now_us());
-	int rc = tree_commit(t, &w, 1);
+	int rc;
+	if (n->k->owner == O_DATASET)
+		pthread_mutex_lock(&t->ds_lock);
+	if ((rc = tree_commit(t, &w, 1)) && n->k->owner == O_DATASET)
+		pthread_mutex_unlock(&t->ds_lock);
 	cJSON_Delete(f);
+	return rc;
+}
+
+/* After owner_mark succeeded: the change (rc) is made or failed; a dataset's version follows. */
+static int owner_done(al_tree *t, const node *n, int rc)
+{
+	if (n->k->owner != O_DATASET)
+		return rc;
+	if (rc == 0)
+		dataset_changed(t, n->ds_doc);
+	pthread_mutex_unlock(&t->ds_lock);
 	return rc;
 }
 
@@ -703,17 +721,17 @@ int blob_rename(al_tree *t, const node *a, const node *b, const char *from, cons
 		if (al_tree_getattr(&attr, t, to) == 0)
 			return al_error_set(AL_EPERM, "dataset files are write-once: %s exists", b->rest);
 	}
-	if ((rc = owner_mark(t, a)) || (rc = hold_writers(&h, t, from, to)))
+	if ((rc = owner_mark(t, a)))
 		return rc;
+	if ((rc = hold_writers(&h, t, from, to)))
+		return owner_done(t, a, rc);
 	rc = blob_move(t, a, b, (flags & noreplace) != 0, held_count(&h, from), held_count(&h, to));
 	if (rc == 0) {
 		detach_held(t, &h, to);
 		move_held(t, &h, from, to);
 	}
 	release_held(&h);
-	if (rc == 0 && a->k->owner == O_DATASET)
-		dataset_changed(t, a->ds_doc);
-	return rc;
+	return owner_done(t, a, rc);
 }
 
 /* A dataset's file renamed over one of its value files: `sed -i .description` writes its new
@@ -739,8 +757,8 @@ int blob_rename_onto_value(al_tree *t, const node *a, const char *from, const ch
 	} while (rc == 0 && n);
 	al_file_release(f);
 	if (rc == 0 && (rc = commit_content(t, to, b.ptr ? b.ptr : "", b.len)) == 0 &&
-	    (rc = owner_mark(t, a)) == 0 && (rc = blob_remove(t, a, from)) == 0)
-		dataset_changed(t, a->ds_doc);
+	    (rc = owner_mark(t, a)) == 0)
+		rc = owner_done(t, a, blob_remove(t, a, from));
 	al_buf_dispose(&b);
 	return rc;
 }
@@ -886,9 +904,8 @@ static int blob_readlink(char **out, al_tree *t, const node *n)
 static int blob_unlink(al_tree *t, const node *n, const char *path)
 {
 	int rc;
-	if ((rc = owner_mark(t, n)) == 0 && (rc = blob_remove(t, n, path)) == 0 &&
-	    n->k->owner == O_DATASET)
-		dataset_changed(t, n->ds_doc);
+	if ((rc = owner_mark(t, n)) == 0)
+		rc = owner_done(t, n, blob_remove(t, n, path));
 	return rc;
 }
 
