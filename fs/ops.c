@@ -378,7 +378,8 @@ static int getattr_unnamed(al_attr *out, al_fs *fs, fuse_ino_t ino)
 	inode *n;
 	int rc = AL_ENOTFOUND;
 	pthread_mutex_lock(&fs->lock);
-	if ((n = find_ino(fs, ino)) && n->opens) {
+	/* (Not a file whose close was refused: its name went with that close, as its listing did.) */
+	if ((n = find_ino(fs, ino)) && n->opens && !al_file_refused(n->opens->f)) {
 		rc = al_file_getattr(out, n->opens->f);
 	} else if (n && n->dir && !n->path) {
 		/* a folder deleted while a shell is in it (README "Files behave like files") */

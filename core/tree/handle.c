@@ -290,9 +290,16 @@ int al_file_truncate(al_file *f, uint64_t size)
 static int flush_locked(al_file *f)
 {
 	int rc = CLASS(f)->flush ? CLASS(f)->flush(f) : 0;
-	if (rc && (f->kind == F_TEXT || f->kind == F_BLOB_WRITE))
+	if (rc && (f->kind == F_TEXT || f->kind == F_BLOB_WRITE)) {
 		unregister_writer(f->t, f);
+		f->refused = 1;
+	}
 	return rc;
+}
+
+int al_file_refused(const al_file *f)
+{
+	return f->refused;
 }
 
 int al_file_flush(al_file *f)

@@ -363,6 +363,7 @@ struct al_file {
 	size_t pf_local;
 	int pf_done;
 	int registered;            /* in t->writers (register_writer) */
+	int refused;               /* a flush failed and took it out of t->writers */
 	int has_creator;           /* opened by a known caller (al_file_open_as): its ids */
 	uid_t creator_uid;
 	gid_t creator_gid;

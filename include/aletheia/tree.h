@@ -100,6 +100,9 @@ int al_file_read(size_t *nread, al_file *f, char *buf, size_t size, uint64_t off
 /* Attributes as seen through an open handle (fstat, and the kernel before it reads): for content
  * rendered at open, or growing while open (a metric), the size the handle serves. */
 int al_file_getattr(al_attr *out, al_file *f);
+/* 1 when a close of f failed to record it (a refused value): its name is gone, though the kernel
+ * releases the open a moment later, or when the last descriptor of it closes. */
+int al_file_refused(const al_file *f);
 /* 1 with *size when f is a read-only open of a generated or value file (run.json, runs.csv,
  * plots, a param): the size of the content rendered at its open, which it shows until closed
  * (README "Files behave like files"); else 0. */

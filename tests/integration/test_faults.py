@@ -350,6 +350,30 @@ def test_metadata_not_an_object(mount, bad):
     assert not (md / "other").exists()
 
 
+def test_a_refused_value_is_gone_while_its_open_file_lives_on(mount):
+    """A value refused at close() is gone at once, from stat as from the listing, also while
+    another descriptor keeps its open file (the kernel's release comes later: the same window
+    a plain close leaves until the release arrives)."""
+    os.mkdir(mount.path / "p")
+    md = mount.path / "p/metadata"
+    (md / "info").write_text('{"ok": 1}')
+    fd = os.open(md / "other", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    fd2 = os.dup(fd)
+    try:
+        os.write(fd, b"[1, 2, 3]")
+        with pytest.raises(OSError) as e:
+            os.close(fd)
+        assert e.value.errno == errno.EINVAL
+        assert os.listdir(md) == ["info"]
+        assert not (md / "other").exists()
+    finally:
+        try:
+            os.close(fd2)
+        except OSError:
+            pass
+    assert not (md / "other").exists()
+
+
 @pytest.mark.parametrize("bad", [b"", b"\n", b"2 3\n", b"7x\n", b"99999999999999999999999\n"])
 def test_fold_invalid(run, bad):
     sh("echo 4 > fold", cwd=run)
