@@ -553,6 +553,13 @@ def test_run_terminal_hangup(mount, tmpdir_al, nohup):
 
     def hang_up(pid, fd):
         os.close(fd)          # the last holder of the master: the terminal hangs up
+        if not nohup:
+            # The flag once the hangup had its moment (aletheia passes it on; on a loaded machine
+            # the command saw the flag first): a command that ignored it prints "still here".
+            run_json = mount.path / "p/experiments/e/runs/1/run.json"
+            end = time.monotonic() + 10
+            while time.monotonic() < end and read_json(run_json).get("status") == "running":
+                time.sleep(0.05)
         flag.write_text("")
         return None
 
