@@ -222,26 +222,32 @@ static void test_many_names(void)
 	CHECK_EQ_STR(tree_ls("/p/datasets/many/d07"), "a b");
 }
 
-/* The stored dataset document's "stale" mark as another reader of the store sees it: 1, 0, or -1
- * when it cannot be read. */
-static int stored_stale(const char *ds_doc)
+/* A document's fields as stored, read beside the tree as another reader of the store would
+ * (NULL when it cannot be read); freed by the caller. */
+static char *stored_fields(const char *doc)
 {
-	char db[256];
+	char db[256], *out = NULL;
 	sqlite3 *h = NULL;
 	sqlite3_stmt *st = NULL;
-	int stale = -1;
 	snprintf(db, sizeof(db), "%s/store/meta.db", TF.root);
 	if (sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
 	    sqlite3_prepare_v2(h, "SELECT fields FROM docs WHERE path = ?1", -1, &st, NULL) == SQLITE_OK) {
-		sqlite3_bind_text(st, 1, ds_doc, -1, SQLITE_STATIC);
-		if (sqlite3_step(st) == SQLITE_ROW) {
-			const char *f = (const char *)sqlite3_column_text(st, 0);
-			stale = strstr(f, "\"stale\":{\"booleanValue\":true}") ? 1 :
-				strstr(f, "\"stale\":{\"booleanValue\":false}") ? 0 : -1;
-		}
+		sqlite3_bind_text(st, 1, doc, -1, SQLITE_STATIC);
+		if (sqlite3_step(st) == SQLITE_ROW)
+			out = strdup((const char *)sqlite3_column_text(st, 0));
 	}
 	sqlite3_finalize(st);
 	sqlite3_close(h);
+	return out;
+}
+
+/* The stored dataset document's "stale" mark: 1, 0, or -1 when it cannot be read. */
+static int stored_stale(const char *ds_doc)
+{
+	char *f = stored_fields(ds_doc);
+	int stale = !f ? -1 : strstr(f, "\"stale\":{\"booleanValue\":true}") ? 1 :
+		strstr(f, "\"stale\":{\"booleanValue\":false}") ? 0 : -1;
+	free(f);
 	return stale;
 }
 
@@ -274,21 +280,10 @@ static void test_version_waits_for_a_quiet_second(void)
 /* The stored dataset document's "files" count (-1 when it cannot be read). */
 static long long stored_files(const char *ds_doc)
 {
-	char db[256];
-	sqlite3 *h = NULL;
-	sqlite3_stmt *st = NULL;
-	long long files = -1;
-	snprintf(db, sizeof(db), "%s/store/meta.db", TF.root);
-	if (sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
-	    sqlite3_prepare_v2(h, "SELECT fields FROM docs WHERE path = ?1", -1, &st, NULL) == SQLITE_OK) {
-		const char *f, *p;
-		sqlite3_bind_text(st, 1, ds_doc, -1, SQLITE_STATIC);
-		if (sqlite3_step(st) == SQLITE_ROW && (f = (const char *)sqlite3_column_text(st, 0)) &&
-		    (p = strstr(f, "\"files\":{\"integerValue\":\"")))
-			files = atoll(p + strlen("\"files\":{\"integerValue\":\""));
-	}
-	sqlite3_finalize(st);
-	sqlite3_close(h);
+	static const char key[] = "\"files\":{\"integerValue\":\"";
+	char *f = stored_fields(ds_doc), *p;
+	long long files = f && (p = strstr(f, key)) ? atoll(p + strlen(key)) : -1;
+	free(f);
 	return files;
 }
 
