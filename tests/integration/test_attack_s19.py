@@ -291,9 +291,9 @@ def test_a_damaged_cache_index_does_not_stop_the_mount(mount_factory):
     import re
     import time
     from test_s3 import read_all, three_cached_files
-    m = mount_factory()
+    m = mount_factory(env={"ALETHEIA_CACHE_SYNC_MS": "1000"})
     datas, paths = three_cached_files(m)
-    time.sleep(1.5)   # past ALETHEIA_CACHE_SYNC_MS (1 s): the fills are listed in the index
+    time.sleep(1.5)   # past ALETHEIA_CACHE_SYNC_MS: the fills are listed in the index
     m.kill9()
     for f in m.cache.iterdir():
         if f.name.startswith("index.db"):
