@@ -573,3 +573,47 @@ def test_reads_through_a_shared_write_handle_while_it_commits(mount):
         os.close(w)
     assert reads[0] > 0
     assert not bad, bad[:5]
+
+
+def test_cp_backup_onto_a_value_fails_and_keeps_it(mount):
+    """README "Known limitations": `cp --backup` and `install -b` move a value's file aside (a
+    copy: the value stays), then create it with O_EXCL, which finds it: they fail with "File
+    exists" and put the backup back. Nothing may change nor be left behind; into `artifacts/` the
+    same command works."""
+    run = mkrun(mount)
+    sh("echo 0.1 > params/lr && echo old > artifacts/a", cwd=run)
+    src = mount.root / "new"
+    src.write_text("0.2\n")
+    for cmd in (f"cp --backup=simple '{src}' params/lr", f"install -b -m 644 '{src}' params/lr"):
+        r = sh(cmd, cwd=run, check=False)
+        assert r.returncode != 0 and "File exists" in r.stderr, (cmd, r.returncode, r.stderr)
+        assert (run / "params/lr").read_text() == "0.1\n"
+        assert listing(run / "params") == ["lr"]
+    assert recorded(run)[0] == {"lr": 0.1}
+    sh(f"cp --backup=simple '{src}' artifacts/a", cwd=run)
+    assert (run / "artifacts/a").read_text() == "0.2\n" and (run / "artifacts/a~").read_text() == "old\n"
+
+
+def test_tar_of_a_run_into_a_new_run(mount):
+    """README "Known limitations": `tar x` over a new run's own values (fold, model, description,
+    params.json exist in every run) fails, as it removes each file first, and changes none of them;
+    `tar x --overwrite` restores the run: params, fields, metric points and artifacts."""
+    a = mkrun(mount, "1")
+    sh("echo '{\"lr\": 0.01, \"opt\": \"adam\"}' > params.json && echo 3 > fold && echo resnet > model && "
+       "printf '0 1.5\\n1 1.25\\n2 1.0\\n' > metrics/loss && head -c 300000 /dev/urandom > artifacts/w.bin",
+       cwd=a)
+    tarball = mount.root / "run.tar"
+    sh(f"tar cf '{tarball}' -C '{a}' params.json fold model description metrics artifacts")
+    b, c = mkrun(mount, "2"), mkrun(mount, "3")
+    before = recorded(b)
+    r = sh(f"tar xf '{tarball}' -C '{b}'", check=False)
+    assert r.returncode != 0 and "File exists" in r.stderr, (r.returncode, r.stderr)
+    assert recorded(b)[1] == before[1]   # fold, model, description as they were
+    sh(f"tar xf '{tarball}' --overwrite -C '{c}'")
+    pa, fa = recorded(a)
+    pc, fc = recorded(c)
+    assert pc == pa == {"lr": 0.01, "opt": "adam"}
+    assert (fc["fold"], fc["model"], fc["description"]) == (fa["fold"], fa["model"], fa["description"])
+    steps = lambda run: [ln.split()[:2] for ln in (run / "metrics/loss").read_text().splitlines()]
+    assert steps(c) == steps(a) == [["0", "1.5"], ["1", "1.25"], ["2", "1"]]
+    assert (c / "artifacts/w.bin").read_bytes() == (a / "artifacts/w.bin").read_bytes()

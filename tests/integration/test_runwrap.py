@@ -257,3 +257,28 @@ def test_command_shorter_than_the_interval(mount):
     assert 0 <= sysj["mean"]["cpu_percent"] <= 100 * os.cpu_count() + 5, sysj
     assert set(sysj["peak"]) == {"memory_rss_bytes"} and set(sysj["mean"]) == {"cpu_percent"}
     assert os.listdir(run / "metrics/system") == []
+
+
+def test_a_command_that_succeeded_exits_1_when_its_end_cannot_be_recorded(mount):
+    """README "The command line": `run` exits with the command's own status, but a command that
+    exited 0 whose end could not be recorded (the mount went away) makes it exit 1, saying so, so
+    that a scheduler does not take the run for a recorded one. The command itself runs to its end."""
+    done = mount.root / "done"
+    p = subprocess.Popen([BIN, "run", "--exper", "p/w", "--", PY, "-c",
+                          "import time, sys; time.sleep(3); open(sys.argv[1], 'w').write('ok')", str(done)],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env_for(mount),
+                         start_new_session=True)
+    try:
+        run = mount.path / "p/experiments/w/runs/1"
+        wait_for(lambda: (run / "status").exists() and (run / "status").read_text() == "running\n", 20,
+                 "the run running")
+        mount.allow_log_errors = True
+        mount.kill9()
+        _, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+    assert done.read_text() == "ok"
+    assert p.returncode == 1, (p.returncode, err)
+    assert "status" in err and "cannot" in err, err
