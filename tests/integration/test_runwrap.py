@@ -265,7 +265,7 @@ def test_a_command_that_succeeded_exits_1_when_its_end_cannot_be_recorded(mount)
     that a scheduler does not take the run for a recorded one. The command itself runs to its end."""
     done = mount.root / "done"
     p = subprocess.Popen([BIN, "run", "--exper", "p/w", "--", PY, "-c",
-                          "import time, sys; time.sleep(3); open(sys.argv[1], 'w').write('ok')", str(done)],
+                          "import time, sys; time.sleep(5); open(sys.argv[1], 'w').write('ok')", str(done)],
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env_for(mount),
                          start_new_session=True)
     try:
