@@ -292,14 +292,14 @@ static int flush_locked(al_file *f)
 	int rc = CLASS(f)->flush ? CLASS(f)->flush(f) : 0;
 	if (rc && (f->kind == F_TEXT || f->kind == F_BLOB_WRITE)) {
 		unregister_writer(f->t, f);
-		f->refused = 1;
+		__atomic_store_n(&f->refused, 1, __ATOMIC_RELEASE);   /* read by getattr without f->mu */
 	}
 	return rc;
 }
 
 int al_file_refused(const al_file *f)
 {
-	return f->refused;
+	return __atomic_load_n(&f->refused, __ATOMIC_ACQUIRE);
 }
 
 int al_file_flush(al_file *f)
