@@ -267,25 +267,34 @@ static int round_trips(char *buf, int prec, double v, int *len)
 	return strtod(buf, NULL) == v;
 }
 
-/* The common case without printf: |v| in [1e-4, 1e15) whose shortest decimal has at most 15
- * digits is N / 10^d with the fewest decimals d, and "%.15g" (below) prints it in fixed notation:
- * N's digits, the point d from the right, nothing trailing. Taken only where that is certain:
- * m = |v| * 10^d stays under 1e15 (< 2^50: its rounding error is at most 1/16), and at the d
- * found 10^-d exceeds v's ulp, so N is the only d-decimal reading back to v, and no coarser grid
- * held one (each was tested with an error under 1/2). Returns 0 for the printf path. */
-static size_t fixed_format(char *buf, double v)
+/* The common cases without printf: zero, and |v| in [1e-22, 1e15) whose shortest decimal has at
+ * most 15 digits. That decimal is N / 10^d with the fewest decimals d, and "%.15g" (below) prints
+ * it: N's digits with the point d from the right (fixed notation) from 1e-4 up, "D.DDDe-XX"
+ * below (learning rates, gradient norms and losses near convergence live there). Taken only
+ * where that is certain: m = |v| * 10^d stays under 1e15 (< 2^50: its rounding error is at most
+ * 1/16), 10^d is exact (d <= 22), and at the d found 10^-d exceeds v's ulp, so N is the only
+ * d-decimal reading back to v, and no coarser grid held one (each was tested with an error under
+ * 1/2). Returns 0 for the printf path. */
+static size_t short_format(char *buf, double v)
 {
 	static const double p10[] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
-		1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19};
+		1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
 	double a = fabs(v), m, ulp;
 	char digits[24];
 	size_t n = 0, nd, i;
 	uint64_t q, bits;
 	int e, d;
 
-	if (!(a >= 1e-4 && a < 1e15))
+	if (v == 0) {
+		if (signbit(v))
+			buf[n++] = '-';
+		buf[n++] = '0';
+		buf[n] = '\0';
+		return n;
+	}
+	if (!(a >= 1e-22 && a < 1e15))
 		return 0;
-	/* a = f * 2^e, f in [0.5, 1): ulp 2^(e - 53), from the bits (a is normal: >= 1e-4). */
+	/* a = f * 2^e, f in [0.5, 1): ulp 2^(e - 53), from the bits (a is normal: >= 1e-22). */
 	memcpy(&bits, &a, sizeof(bits));
 	e = (int)(bits >> 52) - 1022;
 	bits = (uint64_t)(e - 53 + 1023) << 52;
@@ -304,7 +313,22 @@ static size_t fixed_format(char *buf, double v)
 	nd = put_u64(digits, q);
 	if (v < 0)
 		buf[n++] = '-';
-	if ((size_t)d >= nd) {
+	if (a < 1e-4) {
+		/* exponent -(d - nd + 1) <= -5; N has no trailing zero (d - 1 decimals would have held
+		 * it), and "%g" writes at least two exponent digits */
+		unsigned x = (unsigned)(d - (int)nd + 1);
+		buf[n++] = digits[0];
+		if (nd > 1) {
+			buf[n++] = '.';
+			memcpy(buf + n, digits + 1, nd - 1);
+			n += nd - 1;
+		}
+		buf[n++] = 'e';
+		buf[n++] = '-';
+		if (x < 10)
+			buf[n++] = '0';
+		n += put_u64(buf + n, x);
+	} else if ((size_t)d >= nd) {
 		buf[n++] = '0';
 		buf[n++] = '.';
 		for (i = nd; i < (size_t)d; i++)
@@ -330,7 +354,7 @@ size_t al_double_format(char *buf, double v)
 	int prec, len, lo = 1, hi = 17;
 	size_t fast;
 
-	if ((fast = fixed_format(buf, v)))
+	if ((fast = short_format(buf, v)))
 		return fast;
 	if (isnan(v)) {
 		memcpy(buf, "nan", 4);

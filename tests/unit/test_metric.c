@@ -334,7 +334,9 @@ static void test_double_format_same_bytes(void)
 		999999999999999.9, 1e15 - 0.125, 9007199254740992.0, 9007199254740993.0, 4503599627370496.5,
 		0.1, 0.2, 0.3, 1.0 / 3, 2.0 / 3, 1e-300, 1e308, 1.7976931348623157e308, 5e-324,
 		2.2250738585072014e-308, 123.456, 0.001, 0.0001, 0.00012345678901234, 1e14, 1.5e14,
-		123456789012345.6, 12345678901234.56, 0.30000000000000004, 100, 1e22, 1e23};
+		123456789012345.6, 12345678901234.56, 0.30000000000000004, 100, 1e22, 1e23, 0.0,
+		3e-5, 9.9e-5, 1e-6, 2.5e-7, 1.234567890123e-10, 1e-21, 1e-22, 1.5e-22, 1e-23,
+		0.000099999999999999, 1.00000000000001e-5};
 	int bad = 0;
 	srand(777);
 	for (size_t i = 0; i < sizeof(edges) / sizeof(edges[0]); i++)
@@ -348,7 +350,7 @@ static void test_double_format_same_bytes(void)
 		uint64_t bits = rnd64();
 		int digits = 1 + rand() % 17, scale = rand() % 44 - 22;
 		double v;
-		switch (i % 4) {
+		switch (i % 5) {
 		case 0:   /* random bits */
 			memcpy(&v, &bits, sizeof(v));
 			break;
@@ -364,8 +366,11 @@ static void test_double_format_same_bytes(void)
 		case 2:   /* integers, to 2^53 and past */
 			v = (double)(bits >> (rand() % 64));
 			break;
-		default:  /* typical metric values: a few decimals */
+		case 3:   /* typical metric values: a few decimals */
 			v = (double)(int64_t)(bits % 2000001 - 1000000) / pow(10, rand() % 8);
+			break;
+		default:  /* small ones (learning rates, gradient norms): exponent notation */
+			v = (double)(int64_t)(bits % 2000001 - 1000000) / pow(10, 4 + rand() % 22);
 			break;
 		}
 		same_as_reference(v, &bad);
