@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -131,15 +132,22 @@ static void count_read(sqlite_store *s)
 /* Cold, the file's next MiB (the next chunks, written after this one) is asked of the disk while
  * this piece is parsed: the disk's time overlaps the CPU's, not adds to it. */
 #define RA_AHEAD (1024 * 1024)
+/* Mapped reads (see ra_fetch): how far SQLite may map, and how much it touches between drops. */
+#define MMAP_SIZE "1099511627776"
+#define MMAP_TRIM (128u << 20)
+/* A fault maps the pages around the one touched too (fault_around_bytes, 64 KiB by default): a
+ * b-tree seek's page adds that much to RSS. */
+#define MMAP_TOUCH(amt) ((uint64_t)((amt) > 65536 ? (amt) : 65536))
 
 static __thread ra_piece *ra_active;
 static sqlite3_vfs ra_vfs, *ra_base;
 static pthread_once_t ra_once = PTHREAD_ONCE_INIT;
-static int ra_registered;
+static int ra_registered, ra_unix;   /* ra_unix: the default VFS is SQLite's "unix" */
 
 typedef struct {
 	sqlite3_file base;
 	int main_db;
+	uint64_t mapped;       /* bytes fetched or read since the mapping's pages were dropped */
 	sqlite3_file *real;    /* the default VFS's file, right after this struct */
 } ra_file;
 
@@ -150,9 +158,12 @@ static int ra_read(sqlite3_file *f, void *out, int amt, sqlite3_int64 off)
 	ra_piece *r = ra_active;
 	sqlite3_file *real = RA_REAL(f);
 	int rc;
+	if (((ra_file *)f)->main_db && amt > 0)
+		((ra_file *)f)->mapped += MMAP_TOUCH(amt);   /* the default VFS copies it from the mapping */
 	if (!r || !((ra_file *)f)->main_db || amt <= 0 || amt >= RA_SIZE)
 		return real->pMethods->xRead(real, out, amt, off);
 	if (!(r->len && off >= r->off && off + amt <= r->off + r->len)) {
+		((ra_file *)f)->mapped += RA_SIZE;
 		r->len = 0;
 		/* near the end of the file a piece is short: that read is left to the default VFS */
 		if ((rc = real->pMethods->xRead(real, r->buf, RA_SIZE, off)) != SQLITE_OK)
@@ -242,9 +253,48 @@ static int ra_shm_unmap(sqlite3_file *f, int del)
 {
 	return RA_REAL(f)->pMethods->xShmUnmap(RA_REAL(f), del);
 }
+/* SQLite reads the store through a mapping of the file (MMAP_SIZE; its build caps it, Debian's
+ * at 2 GiB): a page is used where it lies, with no system call and no copy into SQLite's page
+ * cache (the first `cat runs.csv` of 10,000 runs 1.1-1.6 s -> 0.8-0.9 s, a 10,000,000-point
+ * metric's read 1.5 times as fast, by hand on a 2-vCPU VM). The pages touched count in the daemon's RSS while mapped: every MMAP_TRIM bytes
+ * fetched or read, the whole mapping is dropped from the page tables (MADV_DONTNEED: the file's
+ * pages stay in the page cache, and a later access maps them again; the mapping is read-only and
+ * shared, so nothing is lost). Done at a fetch, whose pointer shows where the mapping starts now
+ * (it may have moved since: mremap); its end is the kernel's (/proc/self/maps), as SQLite does
+ * not say how far it mapped. Only this connection's thread can move it meanwhile. */
+
+/* The end of the mapping that starts at map, or NULL. */
+static char *mapping_end(const char *map)
+{
+	char line[512];
+	FILE *f = fopen("/proc/self/maps", "re");
+	char *end = NULL;
+	if (!f)
+		return NULL;
+	while (!end && fgets(line, sizeof(line), f)) {
+		unsigned long lo, hi;
+		if (sscanf(line, "%lx-%lx", &lo, &hi) == 2 && lo == (unsigned long)(uintptr_t)map)
+			end = (char *)(uintptr_t)hi;
+	}
+	fclose(f);
+	return end;
+}
+
 static int ra_fetch(sqlite3_file *f, sqlite3_int64 off, int amt, void **p)
 {
-	return RA_REAL(f)->pMethods->xFetch(RA_REAL(f), off, amt, p);
+	ra_file *rf = (ra_file *)f;
+	int rc = RA_REAL(f)->pMethods->xFetch(RA_REAL(f), off, amt, p);
+	char *map, *end;
+	if (rc != SQLITE_OK || !*p || off < 0 || amt <= 0)
+		return rc;
+	rf->mapped += MMAP_TOUCH(amt);
+	if (rf->mapped < MMAP_TRIM)
+		return rc;
+	rf->mapped = 0;
+	map = (char *)*p - off;
+	if ((end = mapping_end(map)) && end > map)
+		madvise(map, (size_t)(end - map), MADV_DONTNEED);
+	return rc;
 }
 static int ra_unfetch(sqlite3_file *f, sqlite3_int64 off, void *p)
 {
@@ -263,6 +313,7 @@ static int ra_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *f, int flag
 	int rc;
 	(void)vfs;
 	rf->real = (sqlite3_file *)(rf + 1);
+	rf->mapped = 0;
 	rf->main_db = (flags & SQLITE_OPEN_MAIN_DB) != 0;
 	f->pMethods = NULL;
 	rc = ra_base->xOpen(ra_base, name, rf->real, flags, out_flags);
@@ -288,6 +339,7 @@ static void ra_register(void)
 	ra_vfs.pNext = NULL;
 	ra_vfs.xOpen = ra_open;
 	ra_registered = sqlite3_vfs_register(&ra_vfs, 0) == SQLITE_OK;
+	ra_unix = ra_base->zName && strcmp(ra_base->zName, "unix") == 0;
 }
 
 /* 1 when the disk holding dir has (almost) no room left: SQLite reports a full disk met while
@@ -955,6 +1007,8 @@ static int open_db(sqlite_store *s)
 			"cannot open database %s: %s", path,
 			s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
 	sqlite3_busy_timeout(s->db, 5000);
+	if (ra_registered && ra_unix)   /* mapped reads: see ra_fetch, which keeps them out of RSS */
+		sqlite3_exec(s->db, "PRAGMA mmap_size=" MMAP_SIZE, NULL, NULL, NULL);
 	/* WAL keeps readers cheap; synchronous=FULL so that a commit survives a power cut. */
 	if ((rc = sqlite3_exec(s->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;",
 		NULL, NULL, NULL)) != SQLITE_OK)
@@ -997,6 +1051,8 @@ static void open_reader(sqlite_store *s)
 	if (sqlite3_open_v2(path, &s->rdb, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX,
 		ra_registered ? ra_vfs.zName : NULL) != SQLITE_OK ||
 	    sqlite3_busy_timeout(s->rdb, 5000) != SQLITE_OK ||
+	    (ra_registered && ra_unix && sqlite3_exec(s->rdb, "PRAGMA mmap_size=" MMAP_SIZE, NULL, NULL,
+		NULL) != SQLITE_OK) ||
 	    sqlite3_prepare_v3(s->rdb, statement_sql[ST_GROUP_TEXT], -1, SQLITE_PREPARE_PERSISTENT,
 		&s->rgroup, NULL) != SQLITE_OK) {
 		fprintf(stderr, "aletheia: store %s: no second reader (%s): listings take turns\n",
