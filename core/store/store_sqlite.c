@@ -135,11 +135,13 @@ static void count_read(sqlite_store *s)
 /* Mapped reads (see ra_fetch): how far SQLite may map, and how much it touches between drops. */
 #define MMAP_SIZE "1099511627776"
 #define MMAP_TRIM (128u << 20)
+#define MMAP_TRIM_IDLE (8u << 20)   /* between statements (st_done): a scan leaves nothing behind */
 /* A fault maps the pages around the one touched too (fault_around_bytes, 64 KiB by default): a
  * b-tree seek's page adds that much to RSS. */
 #define MMAP_TOUCH(amt) ((uint64_t)((amt) > 65536 ? (amt) : 65536))
 
 static __thread ra_piece *ra_active;
+static const sqlite3_io_methods ra_methods;
 static sqlite3_vfs ra_vfs, *ra_base;
 static pthread_once_t ra_once = PTHREAD_ONCE_INIT;
 static int ra_registered, ra_unix;   /* ra_unix: the default VFS is SQLite's "unix" */
@@ -148,6 +150,8 @@ typedef struct {
 	sqlite3_file base;
 	int main_db;
 	uint64_t mapped;       /* bytes fetched or read since the mapping's pages were dropped */
+	char *map;             /* SQLite's mapping of the file (see ra_fetch), NULL: not known */
+	ino_t ino;             /* the file's, to recognise that mapping in /proc/self/maps */
 	sqlite3_file *real;    /* the default VFS's file, right after this struct */
 } ra_file;
 
@@ -187,6 +191,7 @@ static int ra_read(sqlite3_file *f, void *out, int amt, sqlite3_int64 off)
 static int ra_close(sqlite3_file *f)
 {
 	sqlite3_file *real = RA_REAL(f);
+	((ra_file *)f)->map = NULL;
 	int rc = real->pMethods ? real->pMethods->xClose(real) : SQLITE_OK;
 	f->pMethods = NULL;
 	return rc;
@@ -201,6 +206,7 @@ static int ra_truncate(sqlite3_file *f, sqlite3_int64 size)
 {
 	if (ra_active)
 		ra_active->len = 0;
+	((ra_file *)f)->map = NULL;   /* the mapping shrinks with the file */
 	return RA_REAL(f)->pMethods->xTruncate(RA_REAL(f), size);
 }
 static int ra_sync(sqlite3_file *f, int flags)
@@ -227,6 +233,8 @@ static int ra_check_reserved(sqlite3_file *f, int *out)
 }
 static int ra_file_control(sqlite3_file *f, int op, void *arg)
 {
+	if (op == SQLITE_FCNTL_SIZE_HINT || op == SQLITE_FCNTL_MMAP_SIZE)
+		((ra_file *)f)->map = NULL;   /* the unix VFS may map the file again */
 	return RA_REAL(f)->pMethods->xFileControl(RA_REAL(f), op, arg);
 }
 static int ra_sector_size(sqlite3_file *f)
@@ -256,49 +264,61 @@ static int ra_shm_unmap(sqlite3_file *f, int del)
 /* SQLite reads the store through a mapping of the file (MMAP_SIZE; its build caps it, Debian's
  * at 2 GiB): a page is used where it lies, with no system call and no copy into SQLite's page
  * cache (the first `cat runs.csv` of 10,000 runs 1.1-1.6 s -> 0.8-0.9 s, a 10,000,000-point
- * metric's read 1.5 times as fast, by hand on a 2-vCPU VM). The pages touched count in the daemon's RSS while mapped: every MMAP_TRIM bytes
- * fetched or read, the whole mapping is dropped from the page tables (MADV_DONTNEED: the file's
+ * metric's read 1.5 times as fast, by hand on a 2-vCPU VM). The pages touched count in the
+ * daemon's RSS while mapped, so they are dropped from the page tables (MADV_DONTNEED: the file's
  * pages stay in the page cache, and a later access maps them again; the mapping is read-only and
- * shared, so nothing is lost). Done at a fetch, whose pointer shows where the mapping starts now
- * (it may have moved since: mremap); its end is the kernel's (/proc/self/maps), as SQLite does
- * not say how far it mapped. Only this connection's thread can move it meanwhile. */
+ * shared, so nothing is lost): every MMAP_TRIM bytes fetched or read within a statement, and
+ * after a statement that took MMAP_TRIM_IDLE or more. The unix VFS hands out pointers into one
+ * mapping from its start; every call that can map it again (a fetch, an unfetch of all of it, a
+ * truncate, a size hint, a new mmap_size, close) goes through here and sets or forgets rf->map. Its end is
+ * the kernel's (/proc/self/maps), as SQLite does not say how far it mapped, and only a mapping
+ * of this file from offset 0 starting there is dropped. */
 
-/* The end of the mapping that starts at map, or NULL. */
-static char *mapping_end(const char *map)
+static void mapping_drop(ra_file *rf)
 {
 	char line[512];
-	FILE *f = fopen("/proc/self/maps", "re");
-	char *end = NULL;
-	if (!f)
-		return NULL;
-	while (!end && fgets(line, sizeof(line), f)) {
-		unsigned long lo, hi;
-		if (sscanf(line, "%lx-%lx", &lo, &hi) == 2 && lo == (unsigned long)(uintptr_t)map)
-			end = (char *)(uintptr_t)hi;
+	FILE *f;
+	rf->mapped = 0;
+	if (!rf->map || !(f = fopen("/proc/self/maps", "re")))
+		return;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long lo, hi, off, ino;
+		if (sscanf(line, "%lx-%lx %*s %lx %*s %lu", &lo, &hi, &off, &ino) == 4 &&
+		    lo == (unsigned long)(uintptr_t)rf->map) {
+			if (off == 0 && ino == (unsigned long)rf->ino && hi > lo)
+				madvise(rf->map, hi - lo, MADV_DONTNEED);
+			break;
+		}
 	}
 	fclose(f);
-	return end;
 }
 
 static int ra_fetch(sqlite3_file *f, sqlite3_int64 off, int amt, void **p)
 {
 	ra_file *rf = (ra_file *)f;
 	int rc = RA_REAL(f)->pMethods->xFetch(RA_REAL(f), off, amt, p);
-	char *map, *end;
 	if (rc != SQLITE_OK || !*p || off < 0 || amt <= 0)
 		return rc;
+	rf->map = (char *)*p - off;
 	rf->mapped += MMAP_TOUCH(amt);
-	if (rf->mapped < MMAP_TRIM)
-		return rc;
-	rf->mapped = 0;
-	map = (char *)*p - off;
-	if ((end = mapping_end(map)) && end > map)
-		madvise(map, (size_t)(end - map), MADV_DONTNEED);
+	if (rf->mapped >= MMAP_TRIM)
+		mapping_drop(rf);
 	return rc;
 }
 static int ra_unfetch(sqlite3_file *f, sqlite3_int64 off, void *p)
 {
+	if (!p)
+		((ra_file *)f)->map = NULL;   /* all of it unmapped */
 	return RA_REAL(f)->pMethods->xUnfetch(RA_REAL(f), off, p);
+}
+
+/* After a statement (st_done): its pages dropped once it took MMAP_TRIM_IDLE. */
+static void mapping_idle(sqlite3 *db)
+{
+	sqlite3_file *f = NULL;
+	if (sqlite3_file_control(db, "main", SQLITE_FCNTL_FILE_POINTER, &f) == SQLITE_OK && f &&
+	    f->pMethods == &ra_methods && ((ra_file *)f)->mapped >= MMAP_TRIM_IDLE)
+		mapping_drop((ra_file *)f);
 }
 
 static const sqlite3_io_methods ra_methods = {
@@ -314,6 +334,8 @@ static int ra_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *f, int flag
 	(void)vfs;
 	rf->real = (sqlite3_file *)(rf + 1);
 	rf->mapped = 0;
+	rf->map = NULL;
+	rf->ino = 0;
 	rf->main_db = (flags & SQLITE_OPEN_MAIN_DB) != 0;
 	f->pMethods = NULL;
 	rc = ra_base->xOpen(ra_base, name, rf->real, flags, out_flags);
@@ -322,6 +344,11 @@ static int ra_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *f, int flag
 	if (rc == SQLITE_OK && rf->real->pMethods && rf->real->pMethods->iVersion < 3) {
 		rf->real->pMethods->xClose(rf->real);
 		return SQLITE_CANTOPEN;
+	}
+	if (rc == SQLITE_OK && rf->main_db && name) {
+		struct stat st;
+		if (stat(name, &st) == 0)
+			rf->ino = st.st_ino;
 	}
 	if (rc == SQLITE_OK || rf->real->pMethods)
 		f->pMethods = &ra_methods;   /* SQLite closes a file whose open failed if it has methods */
@@ -378,6 +405,7 @@ static void st_done(sqlite3_stmt *st)
 {
 	sqlite3_reset(st);
 	sqlite3_clear_bindings(st);
+	mapping_idle(sqlite3_db_handle(st));
 }
 
 /* Runs a statement that returns no rows (BEGIN, COMMIT, ROLLBACK, DELETE...). */
