@@ -56,7 +56,7 @@ def test_stat_of_runs_csv_renders_it_once_while_nothing_it_shows_changes(mount_f
 def test_reading_a_metric_of_millions_of_points_streams(mount_factory):
     m = mount_factory()
     run = mkrun(m)
-    n = 2_000_000
+    n = 3_000_000
     lines = [f"{i} {i % 977} 1700000000.{i % 1000:03d}\n" for i in range(n)]
     want = "".join(lines).encode()
     fd = os.open(run / "metrics" / "loss", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
@@ -78,8 +78,11 @@ def test_reading_a_metric_of_millions_of_points_streams(mount_factory):
         got = f.read()
     grown = vm(pid, "VmHWM") - hwm
     assert got == want, f"{len(got)} bytes read, {len(want)} written"
-    # The text is 60 MB and the points 48 MB: a whole-series load or text buffer would show.
-    assert grown < 32 << 20, f"the daemon grew by {grown >> 20} MiB reading a {len(want) >> 20} MB metric"
+    # The text is 90 MB and the points 72 MB: a whole-series load or text buffer would show. What
+    # a read holds is bounded but not small on Firestore: each chunk in flight (the reader's, two
+    # read ahead) is parsed as a JSON tree of a few MB, and with the machine loaded the heap's peak
+    # reached 38 MiB (19-23 MiB idle; 4 MiB on the embedded store).
+    assert grown < 48 << 20, f"the daemon grew by {grown >> 20} MiB reading a {len(want) >> 20} MB metric"
     # Random access: the end first (as tail does), then back to the start and the middle.
     with open(metric, "rb") as f:
         f.seek(len(want) - 100)
