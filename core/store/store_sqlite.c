@@ -144,7 +144,7 @@ static __thread ra_piece *ra_active;
 static const sqlite3_io_methods ra_methods;
 static sqlite3_vfs ra_vfs, *ra_base;
 static pthread_once_t ra_once = PTHREAD_ONCE_INIT;
-static int ra_registered, ra_unix;   /* ra_unix: the default VFS is SQLite's "unix" */
+static int ra_registered, ra_mmap;   /* ra_mmap: registered over SQLite's "unix" VFS */
 
 typedef struct {
 	sqlite3_file base;
@@ -162,10 +162,11 @@ static int ra_read(sqlite3_file *f, void *out, int amt, sqlite3_int64 off)
 	ra_piece *r = ra_active;
 	sqlite3_file *real = RA_REAL(f);
 	int rc;
-	if (((ra_file *)f)->main_db && amt > 0)
-		((ra_file *)f)->mapped += MMAP_TOUCH(amt);   /* the default VFS copies it from the mapping */
-	if (!r || !((ra_file *)f)->main_db || amt <= 0 || amt >= RA_SIZE)
+	if (!r || !((ra_file *)f)->main_db || amt <= 0 || amt >= RA_SIZE) {
+		if (((ra_file *)f)->main_db && amt > 0)   /* the default VFS copies it from the mapping */
+			((ra_file *)f)->mapped += MMAP_TOUCH(amt);
 		return real->pMethods->xRead(real, out, amt, off);
+	}
 	if (!(r->len && off >= r->off && off + amt <= r->off + r->len)) {
 		((ra_file *)f)->mapped += RA_SIZE;
 		r->len = 0;
@@ -191,8 +192,9 @@ static int ra_read(sqlite3_file *f, void *out, int amt, sqlite3_int64 off)
 static int ra_close(sqlite3_file *f)
 {
 	sqlite3_file *real = RA_REAL(f);
+	int rc;
 	((ra_file *)f)->map = NULL;
-	int rc = real->pMethods ? real->pMethods->xClose(real) : SQLITE_OK;
+	rc = real->pMethods ? real->pMethods->xClose(real) : SQLITE_OK;
 	f->pMethods = NULL;
 	return rc;
 }
@@ -366,7 +368,7 @@ static void ra_register(void)
 	ra_vfs.pNext = NULL;
 	ra_vfs.xOpen = ra_open;
 	ra_registered = sqlite3_vfs_register(&ra_vfs, 0) == SQLITE_OK;
-	ra_unix = ra_base->zName && strcmp(ra_base->zName, "unix") == 0;
+	ra_mmap = ra_registered && ra_base->zName && strcmp(ra_base->zName, "unix") == 0;
 }
 
 /* 1 when the disk holding dir has (almost) no room left: SQLite reports a full disk met while
@@ -1035,7 +1037,7 @@ static int open_db(sqlite_store *s)
 			"cannot open database %s: %s", path,
 			s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
 	sqlite3_busy_timeout(s->db, 5000);
-	if (ra_registered && ra_unix)   /* mapped reads: see ra_fetch, which keeps them out of RSS */
+	if (ra_mmap)   /* mapped reads: see ra_fetch, which keeps them out of RSS */
 		sqlite3_exec(s->db, "PRAGMA mmap_size=" MMAP_SIZE, NULL, NULL, NULL);
 	/* WAL keeps readers cheap; synchronous=FULL so that a commit survives a power cut. */
 	if ((rc = sqlite3_exec(s->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;",
@@ -1079,7 +1081,7 @@ static void open_reader(sqlite_store *s)
 	if (sqlite3_open_v2(path, &s->rdb, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX,
 		ra_registered ? ra_vfs.zName : NULL) != SQLITE_OK ||
 	    sqlite3_busy_timeout(s->rdb, 5000) != SQLITE_OK ||
-	    (ra_registered && ra_unix && sqlite3_exec(s->rdb, "PRAGMA mmap_size=" MMAP_SIZE, NULL, NULL,
+	    (ra_mmap && sqlite3_exec(s->rdb, "PRAGMA mmap_size=" MMAP_SIZE, NULL, NULL,
 		NULL) != SQLITE_OK) ||
 	    sqlite3_prepare_v3(s->rdb, statement_sql[ST_GROUP_TEXT], -1, SQLITE_PREPARE_PERSISTENT,
 		&s->rgroup, NULL) != SQLITE_OK) {

@@ -255,7 +255,7 @@ static void test_get_text_long(al_store_backend *b)
 	}
 }
 
-/* The process's peak RSS (kB) after clearing it, or of the moment. */
+/* A field of /proc/self/status in kB (VmRSS, VmHWM), or -1. */
 static long status_kib(const char *key)
 {
 	char line[256];
